@@ -1,0 +1,2 @@
+//! Drivers for ipxmit (placeholder; being written).
+pub mod pcap;

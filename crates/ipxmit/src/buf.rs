@@ -1,0 +1,669 @@
+//! `PacketBuf`: the socket buffer, and the pool its storage comes from.
+//!
+//! Stands for the kernel's `struct sk_buff` (`include/linux/skbuff.h`): a linear
+//! area with headroom in front for every header a lower layer will push
+//! (`skb_reserve`, `skb_push`, `skb_put`, `skb_pull`, `skb_trim`), paged fragments
+//! after it (`skb_shinfo(skb)->frags`, here shared [`Bytes`]), a chain of further
+//! buffers (`frag_list`), and metadata ([`Meta`]).
+//!
+//! Storage comes from a [`BufPool`] and goes back to it when the buffer is dropped,
+//! so steady-state transmission does not touch the heap. A buffer may be charged to a
+//! socket's [`SendBudget`] (the kernel's `skb_set_owner_w`); dropping it releases
+//! the charge (`sock_wfree`): ownership does the accounting.
+//!
+//! Offsets kept in [`Meta`] (network and transport header) are absolute positions in
+//! the storage, like the kernel's `skb->network_header`, so pushing and pulling
+//! headers does not move them.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+
+use crate::route::Dst;
+use crate::wire::checksum::Csum;
+
+/// The kernel's `MAX_SKB_FRAGS`: at most this many paged fragments per buffer.
+pub const MAX_FRAGS: usize = 17;
+
+/// Overhead charged per buffer on top of its data, like `SKB_TRUESIZE` (the
+/// `sk_buff` and `skb_shared_info` structures).
+pub const BUF_OVERHEAD: usize = 576;
+
+/// Checksum state of an outgoing buffer (the kernel's `skb->ip_summed`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CsumState {
+    /// `CHECKSUM_NONE`: the checksum (if any) is already in the packet.
+    #[default]
+    None,
+    /// `CHECKSUM_PARTIAL`: the device (or `validate_xmit`) must sum from `start`
+    /// (absolute storage offset) to the end and store the result at
+    /// `start + offset`; the pseudo-header sum is already in that field.
+    Partial {
+        /// Absolute storage offset where summing starts (`csum_start`).
+        start: u16,
+        /// Offset of the checksum field from `start` (`csum_offset`).
+        offset: u16,
+    },
+    /// `CHECKSUM_UNNECESSARY`: no checksum to compute.
+    Unnecessary,
+}
+
+/// Segmentation offload type (`skb_shinfo(skb)->gso_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GsoType {
+    /// Not a GSO packet.
+    #[default]
+    None,
+    /// `SKB_GSO_UDP_L4`: split into independent UDP datagrams of `gso_size`.
+    UdpL4,
+}
+
+/// Flags of the kernel's `IPCB(skb)->flags`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpCbFlags {
+    /// `IPSKB_REROUTED`: skip POST_ROUTING (already traversed).
+    pub rerouted: bool,
+    /// `IPSKB_FRAG_PMTU`: fragment with the path MTU even if DF.
+    pub frag_pmtu: bool,
+    /// The socket may fragment locally regardless of DF (`ip_sk_ignore_df`).
+    pub ignore_df: bool,
+}
+
+/// Metadata carried with a buffer (the `sk_buff` fields outside the data).
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    /// Absolute offset of the network (IP) header.
+    pub network_header: u16,
+    /// Absolute offset of the transport header.
+    pub transport_header: u16,
+    /// Link-layer protocol (`skb->protocol`), an EtherType.
+    pub protocol: u16,
+    /// Checksum state.
+    pub ip_summed: CsumState,
+    /// Partial sum of the data appended so far (`skb->csum`).
+    pub csum: Csum,
+    /// Queueing priority (`skb->priority`, `SO_PRIORITY`).
+    pub priority: u32,
+    /// Firewall mark (`skb->mark`, `SO_MARK`).
+    pub mark: u32,
+    /// Transmit queue chosen for the buffer (`skb->queue_mapping`).
+    pub queue_mapping: u16,
+    /// Flow hash (`skb->hash`); 0 when not computed.
+    pub hash: u32,
+    /// GSO segment payload size, 0 when not GSO.
+    pub gso_size: u16,
+    /// Number of GSO segments.
+    pub gso_segs: u16,
+    /// GSO type.
+    pub gso_type: GsoType,
+    /// Transmit timestamp key (`skb_shinfo(skb)->tskey`).
+    pub tskey: u32,
+    /// The route the buffer follows (`skb_dst`).
+    pub dst: Option<Arc<Dst>>,
+    /// `IPCB(skb)` flags.
+    pub ip_flags: IpCbFlags,
+    /// `IPCB(skb)->frag_max_size`.
+    pub frag_max_size: u16,
+    /// Length of the IP options built by the stack (`IPCB(skb)->opt.optlen`);
+    /// 0 for headers given by the user (`IP_HDRINCL`), whose options are then not
+    /// rewritten on fragmentation, as in the kernel.
+    pub ip_optlen: u8,
+    /// Use the device MTU rather than the path MTU (`!ip_sk_use_pmtu`).
+    pub use_dev_mtu: bool,
+    /// Confirm the neighbour on transmit (`MSG_CONFIRM`, `skb_set_dst_pending_confirm`).
+    pub confirm_neigh: bool,
+}
+
+/// A socket's send budget: bytes charged by its buffers (`sk_wmem_alloc`) against
+/// `SO_SNDBUF`.
+#[derive(Debug)]
+pub struct SendBudget {
+    alloc: AtomicUsize,
+    limit: AtomicUsize,
+}
+
+impl SendBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<SendBudget> {
+        Arc::new(SendBudget {
+            alloc: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+        })
+    }
+
+    /// Bytes currently charged (`sk_wmem_alloc`).
+    pub fn allocated(&self) -> usize {
+        self.alloc.load(Ordering::Acquire)
+    }
+
+    /// The limit (`sk_sndbuf`).
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Bytes still free (`sock_wspace`), zero when over the limit.
+    pub fn space(&self) -> usize {
+        self.limit().saturating_sub(self.allocated())
+    }
+
+    fn charge(&self, n: usize) {
+        self.alloc.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn release(&self, n: usize) {
+        self.alloc.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+struct Charge {
+    budget: Arc<SendBudget>,
+    amount: usize,
+}
+
+/// Storage handed out by a [`BufPool`].
+#[derive(Default)]
+struct Storage {
+    data: Vec<u8>,
+    frags: Vec<Bytes>,
+    chain: Vec<PacketBuf>,
+}
+
+/// Size classes of pooled storage, in bytes.
+const CLASSES: [usize; 4] = [512, 2048, 16384, 66048];
+
+/// A pool of buffer storage in a few size classes (the kernel's slab caches for
+/// `skb->head`). Clones share the pool.
+#[derive(Clone)]
+pub struct BufPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    classes: [ArrayQueue<Storage>; 4],
+    misses: AtomicUsize,
+}
+
+impl fmt::Debug for BufPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufPool")
+            .field("free", &self.free_counts())
+            .field("misses", &self.misses())
+            .finish()
+    }
+}
+
+impl Default for BufPool {
+    fn default() -> Self {
+        BufPool::new(4096)
+    }
+}
+
+impl BufPool {
+    /// A pool keeping up to `per_class` free storages in each size class.
+    pub fn new(per_class: usize) -> BufPool {
+        let per = per_class.max(1);
+        let small = |n: usize| ArrayQueue::new(n.max(1));
+        BufPool {
+            inner: Arc::new(PoolInner {
+                classes: [small(per), small(per), small(per / 4), small(per / 16)],
+                misses: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Free storages per size class.
+    pub fn free_counts(&self) -> [usize; 4] {
+        let c = &self.inner.classes;
+        [c[0].len(), c[1].len(), c[2].len(), c[3].len()]
+    }
+
+    /// How many allocations found no free storage and went to the heap.
+    pub fn misses(&self) -> usize {
+        self.inner.misses.load(Ordering::Relaxed)
+    }
+
+    /// A buffer whose linear storage holds at least `size` bytes, empty, with all
+    /// of it as headroom-free tailroom (call [`PacketBuf::reserve`] next).
+    pub fn alloc(&self, size: usize) -> PacketBuf {
+        let class = CLASSES.iter().position(|&c| c >= size);
+        let storage = match class {
+            Some(i) => self.inner.classes[i].pop().unwrap_or_else(|| {
+                self.inner.misses.fetch_add(1, Ordering::Relaxed);
+                Storage {
+                    data: vec![0; CLASSES[i]],
+                    ..Storage::default()
+                }
+            }),
+            None => {
+                self.inner.misses.fetch_add(1, Ordering::Relaxed);
+                Storage {
+                    data: vec![0; size],
+                    ..Storage::default()
+                }
+            }
+        };
+        PacketBuf::from_storage(storage, Some(self.clone()))
+    }
+
+    fn recycle(&self, mut s: Storage) {
+        s.frags.clear();
+        s.chain.clear();
+        if let Some(i) = CLASSES.iter().position(|&c| c == s.data.len()) {
+            let _ = self.inner.classes[i].push(s);
+        }
+    }
+}
+
+/// The socket buffer. See the module documentation.
+pub struct PacketBuf {
+    storage: Storage,
+    head: usize,
+    tail: usize,
+    frag_len: usize,
+    chain_len: usize,
+    /// Metadata.
+    pub meta: Meta,
+    charge: Option<Charge>,
+    pool: Option<BufPool>,
+}
+
+impl fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("len", &self.len())
+            .field("headroom", &self.headroom())
+            .field("linear", &self.linear_len())
+            .field("frags", &self.storage.frags.len())
+            .field("chain", &self.storage.chain.len())
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+impl PacketBuf {
+    fn from_storage(storage: Storage, pool: Option<BufPool>) -> PacketBuf {
+        PacketBuf {
+            storage,
+            head: 0,
+            tail: 0,
+            frag_len: 0,
+            chain_len: 0,
+            meta: Meta::default(),
+            charge: None,
+            pool,
+        }
+    }
+
+    /// An unpooled buffer of `size` bytes of storage (tests, slow paths).
+    pub fn with_capacity(size: usize) -> PacketBuf {
+        let storage = Storage {
+            data: vec![0; size],
+            ..Storage::default()
+        };
+        PacketBuf::from_storage(storage, None)
+    }
+
+    /// An unpooled buffer holding a copy of `data` after `headroom` bytes.
+    pub fn from_slice(headroom: usize, data: &[u8]) -> PacketBuf {
+        let mut b = PacketBuf::with_capacity(headroom + data.len());
+        b.reserve(headroom);
+        b.put(data.len()).copy_from_slice(data);
+        b
+    }
+
+    /// Total length: linear part, fragments and chain (`skb->len`).
+    pub fn len(&self) -> usize {
+        self.tail - self.head + self.frag_len + self.chain_len
+    }
+
+    /// True when the buffer holds no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes outside the linear part (`skb->data_len`).
+    pub fn data_len(&self) -> usize {
+        self.frag_len + self.chain_len
+    }
+
+    /// Length of the linear part (`skb_headlen`).
+    pub fn linear_len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    /// Free bytes in front of the data (`skb_headroom`).
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+
+    /// Free bytes after the linear data (`skb_tailroom`); zero once fragments exist.
+    pub fn tailroom(&self) -> usize {
+        if self.frag_len + self.chain_len > 0 {
+            0
+        } else {
+            self.storage.data.len() - self.tail
+        }
+    }
+
+    /// Absolute storage offset of the data start (`skb->data - skb->head`).
+    pub fn data_offset(&self) -> usize {
+        self.head
+    }
+
+    /// Moves an empty buffer's data start `n` bytes in (`skb_reserve`).
+    ///
+    /// # Panics
+    /// If the buffer is not empty or the storage is too small.
+    pub fn reserve(&mut self, n: usize) {
+        assert!(self.is_empty() && self.head + n <= self.storage.data.len());
+        self.head += n;
+        self.tail = self.head;
+    }
+
+    /// Extends the linear data at the tail by `n` bytes and returns them (`skb_put`).
+    ///
+    /// # Panics
+    /// If the tailroom is smaller than `n` (a caller bug, as in the kernel).
+    pub fn put(&mut self, n: usize) -> &mut [u8] {
+        assert!(n <= self.tailroom(), "skb_put over tailroom");
+        let old = self.tail;
+        self.tail += n;
+        &mut self.storage.data[old..self.tail]
+    }
+
+    /// Prepends `n` bytes in the headroom and returns them (`skb_push`).
+    ///
+    /// # Panics
+    /// If the headroom is smaller than `n`.
+    pub fn push(&mut self, n: usize) -> &mut [u8] {
+        assert!(n <= self.head, "skb_push under headroom");
+        self.head -= n;
+        &mut self.storage.data[self.head..self.head + n]
+    }
+
+    /// Removes `n` bytes from the front of the linear data (`skb_pull`).
+    ///
+    /// # Panics
+    /// If the linear part is shorter than `n`.
+    pub fn pull(&mut self, n: usize) {
+        assert!(n <= self.linear_len(), "skb_pull past linear data");
+        self.head += n;
+    }
+
+    /// Cuts the buffer to `len` bytes (`pskb_trim`), dropping fragments and chain
+    /// entries past it.
+    pub fn trim(&mut self, len: usize) {
+        if len >= self.len() {
+            return;
+        }
+        let lin = self.linear_len();
+        if len <= lin {
+            self.tail = self.head + len;
+            self.storage.frags.clear();
+            self.storage.chain.clear();
+            self.frag_len = 0;
+            self.chain_len = 0;
+            return;
+        }
+        let mut left = len - lin;
+        self.trim_frags(&mut left);
+        self.trim_chain(left);
+    }
+
+    fn trim_frags(&mut self, left: &mut usize) {
+        let mut keep = 0;
+        for f in self.storage.frags.iter_mut() {
+            if *left == 0 {
+                break;
+            }
+            if f.len() > *left {
+                f.truncate(*left);
+            }
+            *left -= f.len();
+            keep += 1;
+        }
+        self.storage.frags.truncate(keep);
+        self.frag_len = self.storage.frags.iter().map(Bytes::len).sum();
+    }
+
+    fn trim_chain(&mut self, mut left: usize) {
+        let mut keep = 0;
+        for c in self.storage.chain.iter_mut() {
+            if left == 0 {
+                break;
+            }
+            c.trim(left);
+            left -= c.len();
+            keep += 1;
+        }
+        self.storage.chain.truncate(keep);
+        self.chain_len = self.storage.chain.iter().map(PacketBuf::len).sum();
+    }
+
+    /// The linear data.
+    pub fn linear(&self) -> &[u8] {
+        &self.storage.data[self.head..self.tail]
+    }
+
+    /// The linear data, writable.
+    pub fn linear_mut(&mut self) -> &mut [u8] {
+        &mut self.storage.data[self.head..self.tail]
+    }
+
+    /// The storage from absolute offset `off` to the end of the linear data.
+    pub fn from_offset(&self, off: usize) -> &[u8] {
+        &self.storage.data[off..self.tail]
+    }
+
+    /// Writable storage from absolute offset `off` to the end of the linear data.
+    pub fn from_offset_mut(&mut self, off: usize) -> &mut [u8] {
+        &mut self.storage.data[off..self.tail]
+    }
+
+    /// The linear data from the network header on.
+    pub fn network_header(&self) -> &[u8] {
+        self.from_offset(self.meta.network_header as usize)
+    }
+
+    /// Writable linear data from the network header on.
+    pub fn network_header_mut(&mut self) -> &mut [u8] {
+        let off = self.meta.network_header as usize;
+        self.from_offset_mut(off)
+    }
+
+    /// Sets the network header at the current data start (`skb_reset_network_header`).
+    pub fn reset_network_header(&mut self) {
+        self.meta.network_header = self.head as u16;
+    }
+
+    /// Paged fragments.
+    pub fn frags(&self) -> &[Bytes] {
+        &self.storage.frags
+    }
+
+    /// Appends a paged fragment (`skb_fill_page_desc`). Callers that extend the
+    /// last fragment in place (the kernel's `skb_can_coalesce` case) replace it with
+    /// [`PacketBuf::extend_last_frag`] instead.
+    ///
+    /// Returns `Err(frag)` when the buffer already has [`MAX_FRAGS`] fragments.
+    pub fn add_frag(&mut self, frag: Bytes) -> Result<(), Bytes> {
+        if self.storage.frags.len() >= MAX_FRAGS {
+            return Err(frag);
+        }
+        self.frag_len += frag.len();
+        self.storage.frags.push(frag);
+        Ok(())
+    }
+
+    /// Replaces the last fragment with `frag`, which must start with the same
+    /// bytes and be longer (a coalesced fragment); returns the bytes added.
+    ///
+    /// # Panics
+    /// If there is no fragment or `frag` is shorter than the last one.
+    pub fn extend_last_frag(&mut self, frag: Bytes) -> usize {
+        let last = self.storage.frags.last_mut().expect("no fragment to extend");
+        let added = frag.len() - last.len();
+        *last = frag;
+        self.frag_len += added;
+        added
+    }
+
+    /// Chained buffers (`skb_shinfo(skb)->frag_list`).
+    pub fn chain(&self) -> &[PacketBuf] {
+        &self.storage.chain
+    }
+
+    /// Appends a buffer to the chain.
+    pub fn chain_push(&mut self, b: PacketBuf) {
+        self.chain_len += b.len();
+        self.storage.chain.push(b);
+    }
+
+    /// Takes the chain out of the buffer, leaving only its own data.
+    pub fn take_chain(&mut self) -> Vec<PacketBuf> {
+        self.chain_len = 0;
+        std::mem::take(&mut self.storage.chain)
+    }
+
+    /// Calls `f` with each contiguous segment of the packet in order: the linear
+    /// part, the fragments, then each chained buffer's segments.
+    pub fn for_each_segment<'a>(&'a self, f: &mut dyn FnMut(&'a [u8])) {
+        if self.linear_len() > 0 {
+            f(self.linear());
+        }
+        for frag in &self.storage.frags {
+            if !frag.is_empty() {
+                f(frag);
+            }
+        }
+        for c in &self.storage.chain {
+            c.for_each_segment(f);
+        }
+    }
+
+    /// Copies the whole packet into `out` (which must be at least `len()` long);
+    /// returns the number of bytes copied.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        self.for_each_segment(&mut |s| {
+            out[n..n + s.len()].copy_from_slice(s);
+            n += s.len();
+        });
+        n
+    }
+
+    /// Copies `out.len()` bytes starting `off` bytes into the packet data
+    /// (`skb_copy_bits`). Returns false when the packet is too short.
+    pub fn copy_bits(&self, off: usize, out: &mut [u8]) -> bool {
+        if off + out.len() > self.len() {
+            return false;
+        }
+        let (mut pos, mut done) = (0usize, 0usize);
+        self.for_each_segment(&mut |s| {
+            let end = pos + s.len();
+            if done < out.len() && end > off + done {
+                let from = off + done - pos;
+                let n = (s.len() - from).min(out.len() - done);
+                out[done..done + n].copy_from_slice(&s[from..from + n]);
+                done += n;
+            }
+            pos = end;
+        });
+        done == out.len()
+    }
+
+    /// The whole packet as one vector (tests and slow paths).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len()];
+        self.copy_to(&mut v);
+        v
+    }
+
+    /// Makes the packet linear (`skb_linearize`, `__skb_linearize`): fragments and
+    /// chain are copied into the storage, reallocating when it is too small.
+    pub fn linearize(&mut self) {
+        if self.data_len() == 0 {
+            return;
+        }
+        let total = self.len();
+        let need = self.head + total;
+        if need > self.storage.data.len() {
+            let mut data = vec![0; need];
+            data[self.head..self.tail].copy_from_slice(&self.storage.data[self.head..self.tail]);
+            let old = std::mem::replace(&mut self.storage.data, data);
+            if let Some(pool) = &self.pool {
+                pool.recycle(Storage {
+                    data: old,
+                    ..Storage::default()
+                });
+            }
+        }
+        let mut at = self.tail;
+        let frags = std::mem::take(&mut self.storage.frags);
+        for f in &frags {
+            self.storage.data[at..at + f.len()].copy_from_slice(f);
+            at += f.len();
+        }
+        self.storage.frags = frags;
+        self.storage.frags.clear();
+        for c in self.take_chain() {
+            at += c.copy_to(&mut self.storage.data[at..]);
+        }
+        self.tail = at;
+        self.frag_len = 0;
+    }
+
+    /// Size charged to the owner (`skb->truesize`).
+    pub fn truesize(&self) -> usize {
+        self.storage.data.len() + self.frag_len + BUF_OVERHEAD
+    }
+
+    /// Charges the buffer to `budget` (`skb_set_owner_w`); the charge is released
+    /// when the buffer is dropped. Replaces any previous owner.
+    pub fn set_owner(&mut self, budget: &Arc<SendBudget>) {
+        self.release_owner();
+        let amount = self.truesize();
+        budget.charge(amount);
+        self.charge = Some(Charge {
+            budget: budget.clone(),
+            amount,
+        });
+    }
+
+    /// Adds `n` bytes to the charge (fragments appended after `set_owner`).
+    pub fn grow_charge(&mut self, n: usize) {
+        if let Some(c) = &mut self.charge {
+            c.budget.charge(n);
+            c.amount += n;
+        }
+    }
+
+    /// The send budget this buffer is charged to.
+    pub fn owner(&self) -> Option<&Arc<SendBudget>> {
+        self.charge.as_ref().map(|c| &c.budget)
+    }
+
+    /// Releases the charge now (`skb_orphan`).
+    pub fn release_owner(&mut self) {
+        if let Some(c) = self.charge.take() {
+            c.budget.release(c.amount);
+        }
+    }
+}
+
+impl Drop for PacketBuf {
+    fn drop(&mut self) {
+        self.release_owner();
+        if let Some(pool) = self.pool.take() {
+            pool.recycle(std::mem::take(&mut self.storage));
+        }
+    }
+}

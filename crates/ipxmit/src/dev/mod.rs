@@ -1,0 +1,615 @@
+//! Network devices: transmit queues, drivers and taps.
+//!
+//! Stands for `struct net_device` and `struct netdev_queue`
+//! (`include/linux/netdevice.h`), the `ndo_start_xmit` driver hook, the
+//! `netif_tx_stop_queue`/`netif_tx_wake_queue` flow control, and the packet taps
+//! of `dev_queue_xmit_nit` (`net/core/dev.c`). Transmission itself is in
+//! [`queue`] (`dev_queue_xmit`, `netdev_pick_tx`) and [`xmit`]
+//! (`dev_hard_start_xmit`, `xmit_one`, `validate_xmit_skb`).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::buf::PacketBuf;
+use crate::sched::{Qdisc, ToFree};
+use crate::stats::DevStats;
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+
+pub mod queue;
+pub mod xmit;
+
+/// Device feature flags (the kernel's `NETIF_F_*` that matter on transmit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Features(u32);
+
+impl Features {
+    /// No offloads.
+    pub const NONE: Features = Features(0);
+    /// `NETIF_F_SG`: scatter-gather (paged fragments).
+    pub const SG: Features = Features(1 << 0);
+    /// `NETIF_F_IP_CSUM`: checksum offload for TCP/UDP over IPv4.
+    pub const IP_CSUM: Features = Features(1 << 1);
+    /// `NETIF_F_HW_CSUM`: checksum offload for any protocol.
+    pub const HW_CSUM: Features = Features(1 << 2);
+    /// `NETIF_F_GSO_UDP_L4`: UDP segmentation offload.
+    pub const GSO_UDP_L4: Features = Features(1 << 3);
+    /// `NETIF_F_FRAGLIST`: the device takes chained buffers.
+    pub const FRAGLIST: Features = Features(1 << 4);
+    /// `NETIF_F_LLTX`/`NETIF_F_HIGHDMA`-free marker: the device copies data at once
+    /// (so zero-copy completion may be reported at transmit).
+    pub const COPY_AT_XMIT: Features = Features(1 << 5);
+
+    /// Names, as `ethtool -k` abbreviations used in scripts (`sg,csum,gso`).
+    pub const NAMES: &'static [(&'static str, Features)] = &[
+        ("sg", Features::SG),
+        ("csum", Features::HW_CSUM),
+        ("ipcsum", Features::IP_CSUM),
+        ("gso", Features::GSO_UDP_L4),
+        ("fraglist", Features::FRAGLIST),
+    ];
+
+    /// True when every flag of `other` is set.
+    #[inline]
+    pub const fn contains(self, other: Features) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True when some flag of `other` is set.
+    #[inline]
+    pub const fn intersects(self, other: Features) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Union.
+    pub const fn union(self, other: Features) -> Features {
+        Features(self.0 | other.0)
+    }
+
+    /// `self` without the flags of `other`.
+    pub const fn without(self, other: Features) -> Features {
+        Features(self.0 & !other.0)
+    }
+
+    /// Raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Either checksum offload flag: `NETIF_F_HW_CSUM | NETIF_F_IP_CSUM`.
+    pub const fn can_csum(self) -> bool {
+        self.intersects(Features(Self::HW_CSUM.0 | Self::IP_CSUM.0))
+    }
+}
+
+impl std::ops::BitOr for Features {
+    type Output = Features;
+    fn bitor(self, rhs: Features) -> Features {
+        self.union(rhs)
+    }
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Features::NAMES
+            .iter()
+            .filter(|(_, v)| self.contains(*v))
+            .map(|(n, _)| *n)
+            .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// Link-layer type of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// Ethernet II framing; neighbours resolved with ARP (`ARPHRD_ETHER`).
+    Ethernet,
+    /// Bare IP, no link header and no neighbours (`ARPHRD_NONE`, TUN).
+    L3,
+}
+
+impl LinkType {
+    /// The link header length (`dev->hard_header_len`).
+    pub const fn header_len(self) -> usize {
+        match self {
+            LinkType::Ethernet => 14,
+            LinkType::L3 => 0,
+        }
+    }
+}
+
+/// What a driver says about a frame it was given (`netdev_tx_t`).
+#[derive(Debug)]
+pub enum TxStatus {
+    /// `NETDEV_TX_OK`: the frame is the driver's now (sent or in its ring).
+    Ok,
+    /// `NETDEV_TX_OK` after the driver dropped the frame on an error (it counts
+    /// as `tx_errors`).
+    Error,
+    /// `NETDEV_TX_BUSY`: no room; the frame is handed back to be requeued.
+    Busy(PacketBuf),
+}
+
+/// Flow-control state of one transmit queue, shared with its driver.
+#[derive(Debug, Default)]
+pub struct TxQueueCtl {
+    stopped: AtomicBool,
+    scheduled: AtomicBool,
+    notify: Arc<Notify>,
+}
+
+/// Tells the stack that deferred work is pending (the NET_TX softirq being raised).
+#[derive(Debug, Default)]
+pub struct Notify {
+    pending: AtomicBool,
+    waiter: Mutex<Option<std::thread::Thread>>,
+}
+
+impl Notify {
+    /// Marks work pending and wakes a waiting runner thread.
+    pub fn raise(&self) {
+        self.pending.store(true, Ordering::Release);
+        if let Some(t) = self.waiter.lock().as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// Takes the pending mark.
+    pub fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+
+    /// True when work is pending.
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Registers the thread to unpark on [`Notify::raise`].
+    pub fn set_waiter(&self, t: Option<std::thread::Thread>) {
+        *self.waiter.lock() = t;
+    }
+}
+
+impl TxQueueCtl {
+    fn new(notify: Arc<Notify>) -> TxQueueCtl {
+        TxQueueCtl {
+            stopped: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            notify,
+        }
+    }
+
+    /// `netif_tx_stop_queue`: the driver has no room; the qdisc stops dequeuing.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    /// `netif_tx_wake_queue`: room again; schedule a qdisc run.
+    pub fn wake(&self) {
+        if self.stopped.swap(false, Ordering::AcqRel) {
+            self.schedule();
+        }
+    }
+
+    /// `netif_xmit_stopped`.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// `__netif_schedule`: ask for a qdisc run from deferred work.
+    pub fn schedule(&self) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.notify.raise();
+        }
+    }
+
+    /// Takes the scheduled mark (`__QDISC_STATE_SCHED`).
+    pub fn take_scheduled(&self) -> bool {
+        self.scheduled.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// A transmit driver for one queue (`ndo_start_xmit`).
+pub trait Driver: Send {
+    /// Takes `pkt` for transmission. `more` is the kernel's `xmit_more`: another
+    /// frame follows at once, so a driver may hold this one and ring its doorbell
+    /// (make its syscall) with the last frame of the batch.
+    fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus;
+
+    /// Called once when the driver is attached, with the queue's flow control:
+    /// a driver that returns [`TxStatus::Busy`] keeps it and calls
+    /// [`TxQueueCtl::wake`] when room returns.
+    fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
+        let _ = ctl;
+    }
+
+    /// Sends whatever the driver holds back (a batch cut short). Called when a run
+    /// ends with `more` having been true for the last frame.
+    fn flush(&mut self) {}
+}
+
+/// A packet tap (`ptype_all` handler, what `tcpdump` attaches): sees every frame
+/// exactly as the driver is given it.
+pub trait Tap: Send + Sync {
+    /// Called for each frame before the driver gets it.
+    fn tap(&self, dev: &NetDevice, pkt: &PacketBuf, now: Instant);
+}
+
+/// One transmit queue (`struct netdev_queue`) with its qdisc and driver.
+pub struct TxQueue {
+    index: u16,
+    /// The qdisc side, under the qdisc lock (the kernel's root lock).
+    pub(crate) q: Mutex<QdiscSlot>,
+    /// The driver, under the transmit lock (`HARD_TX_LOCK`).
+    pub(crate) driver: Mutex<Box<dyn Driver>>,
+    ctl: Arc<TxQueueCtl>,
+}
+
+/// A qdisc and the generic state around it (`struct Qdisc` fields owned by
+/// `sch_generic.c`).
+#[derive(Debug)]
+pub(crate) struct QdiscSlot {
+    pub(crate) qdisc: Box<dyn Qdisc>,
+    /// Packets the driver refused, sent first next time (`q->gso_skb`).
+    pub(crate) requeued: std::collections::VecDeque<PacketBuf>,
+    /// `qdisc_run_begin` owner flag.
+    pub(crate) running: bool,
+    /// Earliest time a throttled qdisc may dequeue (`qdisc_watchdog`).
+    pub(crate) watchdog: Option<Instant>,
+    /// Dropped packets waiting to be counted and freed.
+    pub(crate) to_free: ToFree,
+    /// Reused buffer of frames on their way to the driver (bulk dequeue).
+    pub(crate) batch: std::collections::VecDeque<PacketBuf>,
+}
+
+impl fmt::Debug for TxQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxQueue")
+            .field("index", &self.index)
+            .field("stopped", &self.ctl.is_stopped())
+            .finish()
+    }
+}
+
+impl TxQueue {
+    /// Index among the device's queues.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// Flow-control state.
+    pub fn ctl(&self) -> &Arc<TxQueueCtl> {
+        &self.ctl
+    }
+
+    /// Runs `f` on the qdisc under the qdisc lock (statistics, inspection).
+    pub fn with_qdisc<R>(&self, f: impl FnOnce(&dyn Qdisc) -> R) -> R {
+        f(&*self.q.lock().qdisc)
+    }
+
+    /// Packets waiting to be requeued to the driver.
+    pub fn requeued_len(&self) -> usize {
+        self.q.lock().requeued.len()
+    }
+}
+
+/// Static configuration of a device.
+#[derive(Clone, Debug)]
+pub struct DevConfig {
+    /// Interface name.
+    pub name: String,
+    /// Link type.
+    pub link: LinkType,
+    /// MTU (bytes of IP datagram).
+    pub mtu: u32,
+    /// Hardware address (Ethernet).
+    pub hw_addr: EthernetAddress,
+    /// Offload features.
+    pub features: Features,
+    /// Queue length limit of the default qdiscs (`txqueuelen`).
+    pub txqueuelen: u32,
+}
+
+impl DevConfig {
+    /// An Ethernet device `name` with MTU 1500, txqueuelen 1000, no offloads.
+    pub fn ethernet(name: &str, hw_addr: EthernetAddress) -> DevConfig {
+        DevConfig {
+            name: name.to_string(),
+            link: LinkType::Ethernet,
+            mtu: 1500,
+            hw_addr,
+            features: Features::NONE,
+            txqueuelen: 1000,
+        }
+    }
+}
+
+/// A network device (`struct net_device`).
+pub struct NetDevice {
+    ifindex: u32,
+    name: String,
+    link: LinkType,
+    hw_addr: EthernetAddress,
+    mtu: AtomicU32,
+    features: AtomicU32,
+    up: AtomicBool,
+    txqueuelen: u32,
+    queues: Box<[TxQueue]>,
+    taps: RwLock<Vec<Arc<dyn Tap>>>,
+    nit_active: AtomicBool,
+    addrs: RwLock<Vec<ipnet::Ipv4Net>>,
+    /// Counters as `ip -s link` shows them.
+    pub stats: DevStats,
+}
+
+impl fmt::Debug for NetDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetDevice")
+            .field("ifindex", &self.ifindex)
+            .field("name", &self.name)
+            .field("mtu", &self.mtu())
+            .field("queues", &self.queues.len())
+            .finish()
+    }
+}
+
+/// Errors of device configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DevError {
+    /// MTU outside what the device accepts (`EINVAL` from `dev_set_mtu`).
+    #[error("mtu {mtu} out of range for {dev} (min {min}, max {max})")]
+    BadMtu {
+        /// Device name.
+        dev: String,
+        /// Requested MTU.
+        mtu: u32,
+        /// Smallest accepted.
+        min: u32,
+        /// Largest accepted.
+        max: u32,
+    },
+    /// A device needs at least one transmit queue with a driver.
+    #[error("device {0} needs at least one transmit queue (driver)")]
+    NoQueues(String),
+    /// Queue index out of range.
+    #[error("device {dev} has no transmit queue {index}")]
+    NoSuchQueue {
+        /// Device name.
+        dev: String,
+        /// Requested index.
+        index: usize,
+    },
+    /// Name empty or longer than `IFNAMSIZ - 1`.
+    #[error("invalid interface name {0:?} (1..=15 bytes, no '/', ':' or whitespace)")]
+    BadName(String),
+}
+
+/// Smallest MTU of an IPv4-capable device.
+pub const MIN_MTU: u32 = crate::route::IP_MIN_MTU;
+/// Largest MTU of a device.
+pub const MAX_MTU: u32 = crate::route::IP_MAX_MTU;
+
+fn check_name(name: &str) -> Result<(), DevError> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if bad {
+        Err(DevError::BadName(name.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_mtu(name: &str, mtu: u32) -> Result<(), DevError> {
+    if (MIN_MTU..=MAX_MTU).contains(&mtu) {
+        Ok(())
+    } else {
+        Err(DevError::BadMtu {
+            dev: name.to_string(),
+            mtu,
+            min: MIN_MTU,
+            max: MAX_MTU,
+        })
+    }
+}
+
+impl NetDevice {
+    /// Builds a device with one transmit queue per driver, each with the qdisc
+    /// `make_qdisc` returns. The stack assigns `ifindex` and `notify`.
+    pub fn new(
+        ifindex: u32,
+        cfg: DevConfig,
+        drivers: Vec<Box<dyn Driver>>,
+        make_qdisc: &dyn Fn(&DevConfig) -> Box<dyn Qdisc>,
+        notify: Arc<Notify>,
+    ) -> Result<NetDevice, DevError> {
+        check_name(&cfg.name)?;
+        check_mtu(&cfg.name, cfg.mtu)?;
+        if drivers.is_empty() {
+            return Err(DevError::NoQueues(cfg.name));
+        }
+        let queues = drivers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut d)| {
+                let ctl = Arc::new(TxQueueCtl::new(notify.clone()));
+                d.attach(ctl.clone());
+                TxQueue {
+                    index: i as u16,
+                    q: Mutex::new(QdiscSlot::new(make_qdisc(&cfg))),
+                    driver: Mutex::new(d),
+                    ctl,
+                }
+            })
+            .collect();
+        Ok(NetDevice {
+            ifindex,
+            name: cfg.name,
+            link: cfg.link,
+            hw_addr: cfg.hw_addr,
+            mtu: AtomicU32::new(cfg.mtu),
+            features: AtomicU32::new(cfg.features.bits()),
+            up: AtomicBool::new(true),
+            txqueuelen: cfg.txqueuelen,
+            queues,
+            taps: RwLock::new(Vec::new()),
+            nit_active: AtomicBool::new(false),
+            addrs: RwLock::new(Vec::new()),
+            stats: DevStats::default(),
+        })
+    }
+
+    /// Interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Link type.
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    /// Hardware address.
+    pub fn hw_addr(&self) -> EthernetAddress {
+        self.hw_addr
+    }
+
+    /// Current MTU.
+    #[inline]
+    pub fn mtu(&self) -> u32 {
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    /// Sets the MTU (`dev_set_mtu`), 68..=65535.
+    pub fn set_mtu(&self, mtu: u32) -> Result<(), DevError> {
+        check_mtu(&self.name, mtu)?;
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Offload features in force.
+    #[inline]
+    pub fn features(&self) -> Features {
+        Features(self.features.load(Ordering::Relaxed))
+    }
+
+    /// Sets the offload features (`ethtool -K`).
+    pub fn set_features(&self, f: Features) {
+        self.features.store(f.bits(), Ordering::Relaxed);
+    }
+
+    /// Administrative state (`IFF_UP`).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Sets the administrative state (`ip link set up|down`).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    /// `txqueuelen`.
+    pub fn txqueuelen(&self) -> u32 {
+        self.txqueuelen
+    }
+
+    /// Link header bytes to reserve (`LL_RESERVED_SPACE`, rounded up to 16).
+    #[inline]
+    pub fn ll_reserved_space(&self) -> usize {
+        (self.link.header_len() + 15) & !15
+    }
+
+    /// The transmit queues.
+    pub fn queues(&self) -> &[TxQueue] {
+        &self.queues
+    }
+
+    /// Attaches a tap (`dev_add_pack` on `ETH_P_ALL`).
+    pub fn add_tap(&self, tap: Arc<dyn Tap>) {
+        let mut t = self.taps.write();
+        t.push(tap);
+        self.nit_active.store(true, Ordering::Release);
+    }
+
+    /// Detaches every tap.
+    pub fn clear_taps(&self) {
+        self.taps.write().clear();
+        self.nit_active.store(false, Ordering::Release);
+    }
+
+    /// `dev_nit_active`: any tap attached.
+    #[inline]
+    pub fn nit_active(&self) -> bool {
+        self.nit_active.load(Ordering::Acquire)
+    }
+
+    /// Addresses configured on the device (`ip addr`).
+    pub fn addrs(&self) -> Vec<ipnet::Ipv4Net> {
+        self.addrs.read().clone()
+    }
+
+    /// The primary address: the first configured one (`inet_select_addr`).
+    pub fn primary_addr(&self) -> Option<Ipv4Addr> {
+        self.addrs.read().first().map(|n| n.addr())
+    }
+
+    /// Adds an address; returns false when it was already there.
+    pub fn add_addr(&self, net: ipnet::Ipv4Net) -> bool {
+        let mut a = self.addrs.write();
+        if a.contains(&net) {
+            return false;
+        }
+        a.push(net);
+        true
+    }
+
+    /// Replaces the qdisc of queue `index` (`tc qdisc replace`); packets in the
+    /// old one are dropped into the returned list, as the kernel's `qdisc_reset`.
+    pub fn replace_qdisc(&self, index: usize, new: Box<dyn Qdisc>) -> Result<ToFree, DevError> {
+        let q = self.queues.get(index).ok_or_else(|| DevError::NoSuchQueue {
+            dev: self.name.clone(),
+            index,
+        })?;
+        let mut slot = q.q.lock();
+        let mut to_free = ToFree::default();
+        slot.qdisc.reset(&mut to_free);
+        for p in slot.requeued.drain(..) {
+            to_free.push(p, crate::stats::DropReason::QueuePurge);
+        }
+        slot.qdisc = new;
+        slot.watchdog = None;
+        Ok(to_free)
+    }
+}
+
+impl QdiscSlot {
+    pub(crate) fn new(qdisc: Box<dyn Qdisc>) -> QdiscSlot {
+        QdiscSlot {
+            qdisc,
+            requeued: std::collections::VecDeque::with_capacity(8),
+            running: false,
+            watchdog: None,
+            to_free: ToFree::with_capacity(64),
+            batch: std::collections::VecDeque::with_capacity(128),
+        }
+    }
+
+    /// Packets queued, the requeued ones included.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.requeued.is_empty() && self.qdisc.stats().qlen == 0
+    }
+}

@@ -1,0 +1,133 @@
+//! `dev_queue_xmit`: choosing a transmit queue and handing a frame to its qdisc.
+//!
+//! Stands for `__dev_queue_xmit`, `netdev_core_pick_tx`/`netdev_pick_tx`,
+//! `skb_tx_hash` and `__dev_xmit_skb` in `net/core/dev.c`: a frame goes to the
+//! queue picked by its socket or flow hash; an empty qdisc that allows it is
+//! bypassed (`TCQ_F_CAN_BYPASS`, straight to `sch_direct_xmit`), otherwise the frame
+//! is enqueued and whoever wins `qdisc_run_begin` runs the queue. A `noqueue` device
+//! transmits directly and drops what the driver refuses.
+
+use crate::buf::PacketBuf;
+use crate::dev::{NetDevice, TxQueue, TxStatus};
+use crate::sched::{run, NetXmit};
+use crate::stats::{Counters, DropReason};
+use crate::time::Instant;
+
+/// What the transmit path needs from the stack: counters and the time.
+#[derive(Clone, Copy, Debug)]
+pub struct XmitCtx<'a> {
+    /// Where drops are counted.
+    pub counters: &'a Counters,
+    /// The current time.
+    pub now: Instant,
+}
+
+/// Errors of `dev_queue_xmit` (the packet is consumed either way, as in the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueXmitError {
+    /// The device is down (`ENETDOWN`).
+    #[error("network is down")]
+    NetDown,
+    /// The qdisc dropped the packet (`NET_XMIT_DROP`, reported as `ENOBUFS`).
+    #[error("no buffer space available (dropped by qdisc)")]
+    Dropped,
+}
+
+/// `reciprocal_scale`: maps a 32-bit hash onto `0..n` without a division.
+#[inline]
+pub fn reciprocal_scale(hash: u32, n: u32) -> u32 {
+    ((hash as u64 * n as u64) >> 32) as u32
+}
+
+/// Picks the transmit queue (`netdev_pick_tx`): the only queue, else the one the
+/// socket recorded in `queue_mapping` (+1, 0 meaning unset, as
+/// `sk_tx_queue_mapping`), else one chosen by flow hash (`skb_tx_hash`).
+#[inline]
+pub fn pick_tx<'d>(dev: &'d NetDevice, pkt: &mut PacketBuf) -> &'d TxQueue {
+    let queues = dev.queues();
+    let n = queues.len();
+    let idx = if n == 1 {
+        0
+    } else if pkt.meta.queue_mapping != 0 && (pkt.meta.queue_mapping as usize) <= n {
+        pkt.meta.queue_mapping as usize - 1
+    } else {
+        reciprocal_scale(pkt.meta.hash, n as u32) as usize
+    };
+    pkt.meta.queue_mapping = idx as u16 + 1;
+    &queues[idx]
+}
+
+/// Kernel: `__dev_queue_xmit()`, net/core/dev.c. Transmits `pkt` (its link header
+/// already in place) on `dev`.
+pub fn queue_xmit(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    mut pkt: PacketBuf,
+) -> Result<NetXmit, QueueXmitError> {
+    if !dev.is_up() {
+        ctx.counters.drop(DropReason::DevReady);
+        dev.stats.tx_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(QueueXmitError::NetDown);
+    }
+    let txq = pick_tx(dev, &mut pkt);
+    let mut slot = txq.q.lock();
+    if slot.qdisc.is_noqueue() {
+        drop(slot);
+        return noqueue_xmit(ctx, dev, txq, pkt);
+    }
+    if slot.qdisc.can_bypass() && slot.is_empty() && !slot.running {
+        slot.running = true;
+        slot.qdisc.stats_mut().sent(pkt.len());
+        drop(slot);
+        run::bypass(ctx, dev, txq, pkt);
+        return Ok(NetXmit::Success);
+    }
+    let s = &mut *slot;
+    let rc = s.qdisc.enqueue(pkt, ctx.now, &mut s.to_free);
+    run::free_dropped(ctx, dev, &mut s.to_free);
+    let start = !s.running;
+    s.running = true;
+    drop(slot);
+    if start {
+        run::run(ctx, dev, txq);
+    }
+    match rc {
+        NetXmit::Drop => Err(QueueXmitError::Dropped),
+        other => Ok(other),
+    }
+}
+
+/// The `q->enqueue == NULL` branch of `__dev_queue_xmit`: straight to the
+/// driver; a busy driver on a queueless device means the frame is dropped.
+fn noqueue_xmit(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    pkt: PacketBuf,
+) -> Result<NetXmit, QueueXmitError> {
+    if txq.ctl().is_stopped() {
+        ctx.counters.drop(DropReason::DevReady);
+        dev.stats.tx_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(QueueXmitError::NetDown);
+    }
+    let mut driver = txq.driver.lock();
+    let mut list = crate::dev::xmit::validate_xmit(ctx, dev, pkt);
+    let mut busy = false;
+    while let Some(p) = list.next() {
+        let more = list.peek().is_some();
+        if busy {
+            crate::dev::xmit::drop_frame(ctx, dev, p, DropReason::DevReady);
+            continue;
+        }
+        if let TxStatus::Busy(p) = crate::dev::xmit::xmit_one(ctx, dev, &mut **driver, p, more) {
+            driver.flush();
+            crate::dev::xmit::drop_frame(ctx, dev, p, DropReason::DevReady);
+            busy = true;
+        }
+    }
+    if busy {
+        Err(QueueXmitError::NetDown)
+    } else {
+        Ok(NetXmit::Success)
+    }
+}

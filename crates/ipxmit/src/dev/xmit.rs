@@ -1,0 +1,189 @@
+//! `dev_hard_start_xmit`: the last steps before the driver.
+//!
+//! Stands for `validate_xmit_skb` (software checksum and segmentation when the
+//! device lacks the offload, linearizing for a device without scatter-gather),
+//! `dev_hard_start_xmit`, `xmit_one` and `dev_queue_xmit_nit` (taps) in
+//! `net/core/dev.c`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use crate::buf::{CsumState, GsoType, PacketBuf};
+use crate::dev::queue::XmitCtx;
+use crate::dev::{Driver, Features, NetDevice, TxQueue, TxStatus};
+use crate::stats::DropReason;
+use crate::wire::checksum::Csum;
+
+/// The frames one packet became after validation: itself, or its GSO segments.
+#[derive(Debug)]
+pub enum SegList {
+    /// One frame (or none left).
+    One(Option<PacketBuf>),
+    /// Software-segmented frames, in order.
+    Many(std::iter::Peekable<std::vec::IntoIter<PacketBuf>>),
+}
+
+impl SegList {
+    /// The next frame, if any, without taking it.
+    pub fn peek(&mut self) -> Option<&PacketBuf> {
+        match self {
+            SegList::One(p) => p.as_ref(),
+            SegList::Many(it) => it.peek(),
+        }
+    }
+}
+
+impl Iterator for SegList {
+    type Item = PacketBuf;
+    fn next(&mut self) -> Option<PacketBuf> {
+        match self {
+            SegList::One(p) => p.take(),
+            SegList::Many(it) => it.next(),
+        }
+    }
+}
+
+/// Sum of the packet's bytes from absolute storage offset `start` (in the linear
+/// part) to the end, fragments and chain included (`skb_checksum`).
+pub fn checksum_from(pkt: &PacketBuf, start: usize) -> Csum {
+    let mut sum = Csum::of(pkt.from_offset(start));
+    let mut at = pkt.from_offset(start).len();
+    let mut first = true;
+    pkt.for_each_segment(&mut |s| {
+        if first {
+            first = false;
+            return;
+        }
+        sum = sum.add_at(Csum::of(s), at);
+        at += s.len();
+    });
+    sum
+}
+
+/// Sum of the head buffer's own bytes (linear part and fragments, not the
+/// chain) from absolute offset `start`.
+pub fn checksum_linear_from(pkt: &PacketBuf, start: usize) -> Csum {
+    let mut sum = Csum::of(pkt.from_offset(start));
+    let mut at = pkt.from_offset(start).len();
+    for f in pkt.frags() {
+        sum = sum.add_at(Csum::of(f), at);
+        at += f.len();
+    }
+    sum
+}
+
+/// Kernel: `skb_checksum_help()`, net/core/dev.c. Completes a `CHECKSUM_PARTIAL`
+/// checksum in software: sums from `csum_start` to the end (the field holds the
+/// pseudo-header sum) and stores the result, 0 sent as 0xffff.
+pub fn checksum_help(pkt: &mut PacketBuf) {
+    let CsumState::Partial { start, offset } = pkt.meta.ip_summed else {
+        return;
+    };
+    let (start, field) = (start as usize, start as usize + offset as usize);
+    let mut c = checksum_from(pkt, start).finish();
+    if c == 0 {
+        c = 0xffff;
+    }
+    pkt.from_offset_mut(field)[..2].copy_from_slice(&c.to_be_bytes());
+    pkt.meta.ip_summed = CsumState::None;
+}
+
+/// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
+/// cannot, completes checksums it cannot, and linearizes for a device without
+/// scatter-gather.
+pub fn validate_xmit(ctx: XmitCtx<'_>, dev: &NetDevice, mut pkt: PacketBuf) -> SegList {
+    let feats = dev.features();
+    if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
+        return match crate::ipv4::gso::segment_udp(pkt, feats) {
+            Ok(segs) => SegList::Many(segs.into_iter().peekable()),
+            Err(p) => {
+                drop_frame(ctx, dev, p, DropReason::SkbGsoSeg);
+                SegList::One(None)
+            }
+        };
+    }
+    finish_frame(&mut pkt, feats);
+    SegList::One(Some(pkt))
+}
+
+/// The per-frame part of validation: checksum and linearization.
+pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
+    if pkt.meta.ip_summed != CsumState::None && !feats.can_csum() {
+        checksum_help(pkt);
+    }
+    if pkt.data_len() > 0 && !feats.contains(Features::SG) {
+        pkt.linearize();
+    }
+}
+
+/// Counts and frees a frame dropped on the way to the driver.
+pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
+    ctx.counters.drop(reason);
+    dev.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+    drop(pkt);
+}
+
+/// Kernel: `xmit_one()`, net/core/dev.c. Shows the frame to the taps
+/// (`dev_queue_xmit_nit`), then gives it to the driver.
+#[inline]
+pub fn xmit_one(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    driver: &mut dyn Driver,
+    pkt: PacketBuf,
+    more: bool,
+) -> TxStatus {
+    if dev.nit_active() {
+        queue_xmit_nit(ctx, dev, &pkt);
+    }
+    let len = pkt.len() as u64;
+    let st = driver.start_xmit(pkt, more);
+    match &st {
+        TxStatus::Ok => {
+            dev.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+            dev.stats.tx_bytes.fetch_add(len, Ordering::Relaxed);
+        }
+        TxStatus::Error => {
+            dev.stats.tx_errors.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.drop(DropReason::FullRing);
+        }
+        TxStatus::Busy(_) => {}
+    }
+    st
+}
+
+/// Kernel: `dev_queue_xmit_nit()`, net/core/dev.c. Every tap sees the frame.
+fn queue_xmit_nit(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: &PacketBuf) {
+    for tap in dev.taps.read().iter() {
+        tap.tap(dev, pkt, ctx.now);
+    }
+}
+
+/// Kernel: `dev_hard_start_xmit()`, net/core/dev.c. Gives the frames to the
+/// driver in order with `more` set while frames follow; stops at a busy driver or
+/// a stopped queue and leaves the frames not sent in `frames` (the refused one
+/// first). Returns how many were given to the driver.
+pub fn hard_start_xmit(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    driver: &mut dyn Driver,
+    frames: &mut VecDeque<PacketBuf>,
+) -> usize {
+    let mut sent = 0;
+    while let Some(pkt) = frames.pop_front() {
+        let more = !frames.is_empty();
+        if let TxStatus::Busy(p) = xmit_one(ctx, dev, driver, pkt, more) {
+            txq.ctl().stop();
+            frames.push_front(p);
+            driver.flush();
+            return sent;
+        }
+        sent += 1;
+        if txq.ctl().is_stopped() && !frames.is_empty() {
+            driver.flush();
+            return sent;
+        }
+    }
+    sent
+}

@@ -1,0 +1,136 @@
+//! Errors of the socket-facing API, each carrying the errno the kernel returns.
+//!
+//! Stands for the negative return values of `udp_sendmsg`, `raw_sendmsg`,
+//! `ip_append_data`, `ip_send_skb` and friends (`include/uapi/asm-generic/errno*.h`).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// A Linux errno value with its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Errno {
+    EPERM = 1,
+    EFAULT = 14,
+    EINTR = 4,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EINVAL = 22,
+    EMSGSIZE = 90,
+    EDESTADDRREQ = 89,
+    ENOPROTOOPT = 92,
+    EOPNOTSUPP = 95,
+    EADDRINUSE = 98,
+    EADDRNOTAVAIL = 99,
+    ENETDOWN = 100,
+    ENETUNREACH = 101,
+    ENOBUFS = 105,
+    EISCONN = 106,
+    ENOTCONN = 107,
+    EHOSTUNREACH = 113,
+    ENODEV = 19,
+}
+
+impl Errno {
+    /// The symbolic name (`EMSGSIZE`).
+    pub fn name(self) -> &'static str {
+        use Errno::*;
+        match self {
+            EPERM => "EPERM",
+            EFAULT => "EFAULT",
+            EINTR => "EINTR",
+            EAGAIN => "EAGAIN",
+            ENOMEM => "ENOMEM",
+            EINVAL => "EINVAL",
+            EMSGSIZE => "EMSGSIZE",
+            EDESTADDRREQ => "EDESTADDRREQ",
+            ENOPROTOOPT => "ENOPROTOOPT",
+            EOPNOTSUPP => "EOPNOTSUPP",
+            EADDRINUSE => "EADDRINUSE",
+            EADDRNOTAVAIL => "EADDRNOTAVAIL",
+            ENETDOWN => "ENETDOWN",
+            ENETUNREACH => "ENETUNREACH",
+            ENOBUFS => "ENOBUFS",
+            EISCONN => "EISCONN",
+            ENOTCONN => "ENOTCONN",
+            EHOSTUNREACH => "EHOSTUNREACH",
+            ENODEV => "ENODEV",
+        }
+    }
+
+    /// The number.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a send failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Message too long for the path (`EMSGSIZE`); `mtu` is what the error queue
+    /// reports (`ee_info`: the MTU less the option length).
+    #[error("EMSGSIZE: message too long (mtu {mtu})")]
+    MsgSize {
+        /// The MTU the datagram exceeded.
+        mtu: u32,
+    },
+    /// No route (`ENETUNREACH`).
+    #[error("ENETUNREACH: network is unreachable (no route to {0})")]
+    NetUnreachable(Ipv4Addr),
+    /// No neighbour could be used (`EHOSTUNREACH`).
+    #[error("EHOSTUNREACH: no route to host {0}")]
+    HostUnreachable(Ipv4Addr),
+    /// Send budget exhausted with `MSG_DONTWAIT` (`EAGAIN`).
+    #[error("EAGAIN: resource temporarily unavailable (send buffer full)")]
+    Again,
+    /// No buffer space (`ENOBUFS`): memory or a queue dropped the packet.
+    #[error("ENOBUFS: no buffer space available")]
+    NoBufs,
+    /// A filter hook dropped the packet (`EPERM`).
+    #[error("EPERM: operation not permitted (dropped by filter)")]
+    Perm,
+    /// Device down (`ENETDOWN`).
+    #[error("ENETDOWN: network is down")]
+    NetDown,
+    /// Invalid argument (`EINVAL`), with what was wrong.
+    #[error("EINVAL: {0}")]
+    Inval(&'static str),
+    /// No destination on an unconnected socket (`EDESTADDRREQ`).
+    #[error("EDESTADDRREQ: destination address required")]
+    DestAddrRequired,
+    /// Address not usable as source (`EADDRNOTAVAIL`).
+    #[error("EADDRNOTAVAIL: cannot assign requested address {0}")]
+    AddrNotAvail(Ipv4Addr),
+    /// Operation not supported in this state (`EOPNOTSUPP`).
+    #[error("EOPNOTSUPP: {0}")]
+    NotSupported(&'static str),
+    /// Option not known (`ENOPROTOOPT`).
+    #[error("ENOPROTOOPT: {0}")]
+    NoProtoOpt(&'static str),
+}
+
+impl SendError {
+    /// The errno the kernel would return.
+    pub fn errno(&self) -> Errno {
+        match self {
+            SendError::MsgSize { .. } => Errno::EMSGSIZE,
+            SendError::NetUnreachable(_) => Errno::ENETUNREACH,
+            SendError::HostUnreachable(_) => Errno::EHOSTUNREACH,
+            SendError::Again => Errno::EAGAIN,
+            SendError::NoBufs => Errno::ENOBUFS,
+            SendError::Perm => Errno::EPERM,
+            SendError::NetDown => Errno::ENETDOWN,
+            SendError::Inval(_) => Errno::EINVAL,
+            SendError::DestAddrRequired => Errno::EDESTADDRREQ,
+            SendError::AddrNotAvail(_) => Errno::EADDRNOTAVAIL,
+            SendError::NotSupported(_) => Errno::EOPNOTSUPP,
+            SendError::NoProtoOpt(_) => Errno::ENOPROTOOPT,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! IPv4 fragmentation.
+//!
+//! Stands for `ip_fragment`, `ip_do_fragment`, `ip_fraglist_init`/`prepare` (fast
+//! path), `ip_frag_init`/`ip_frag_next` (slow path) and `ip_options_fragment`
+//! (`net/ipv4/ip_output.c`, `net/ipv4/ip_options.c`).
+//!
+//! Fast path: a datagram built by the cork already carries its fragments as a
+//! chain whose geometry fits (head payload and every chained buffer but the last
+//! a multiple of 8 and at most the MTU's data space, headroom for a header): each
+//! fragment only gets a copy of the previous fragment's header with its own
+//! length, offset and MF bit; DF is cleared, as the kernel does. Slow path: the
+//! datagram is copied out in pieces of `(mtu - hlen) & !7` bytes, each with a
+//! copy of the original header (DF kept, MF set on all but the last unless the
+//! original had MF, offsets continuing the original's).
+//!
+//! After the first fragment is made, options whose "copied" flag is clear are
+//! replaced by NOPs in the headers that follow (`ip_options_fragment`) — only for
+//! options the stack built (`IPCB(skb)->opt.optlen`), as in the kernel.
+//! The [`Fragmenter`] is an iterator of ready fragments; errors are counted
+//! per reason by the caller.
+
+use crate::buf::{BufPool, PacketBuf};
+use crate::wire::checksum::Csum;
+
+/// Why a datagram could not be fragmented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FragError {
+    /// DF set (and fragmentation not allowed locally) or `frag_max_size` over the
+    /// MTU: the kernel sends ICMP "fragmentation needed" locally and returns
+    /// `EMSGSIZE`.
+    #[error("fragmentation needed and DF set (mtu {mtu})")]
+    NeedFrag {
+        /// The MTU that was exceeded.
+        mtu: u32,
+    },
+    /// The MTU leaves less than 8 bytes of data per fragment.
+    #[error("mtu {mtu} too small for a {hlen}-byte header")]
+    MtuTooSmall {
+        /// The MTU.
+        mtu: u32,
+        /// The header length.
+        hlen: usize,
+    },
+    /// The packet does not start with a valid IPv4 header.
+    #[error("malformed IPv4 header")]
+    Malformed,
+}
+
+const IP_DF: u16 = 0x4000;
+const IP_MF: u16 = 0x2000;
+const IP_OFFSET: u16 = 0x1fff;
+
+fn frag_off(h: &[u8]) -> u16 {
+    u16::from_be_bytes([h[6], h[7]])
+}
+
+fn set_len_off(h: &mut [u8], tot_len: usize, off: u16) {
+    h[2..4].copy_from_slice(&(tot_len as u16).to_be_bytes());
+    h[6..8].copy_from_slice(&off.to_be_bytes());
+    send_check(h);
+}
+
+/// Kernel: `ip_send_check()`. Recomputes the header checksum of the IPv4 header
+/// at the start of `h` (its IHL gives the length).
+#[inline]
+pub fn send_check(h: &mut [u8]) {
+    let hlen = ((h[0] & 0x0f) as usize) * 4;
+    h[10] = 0;
+    h[11] = 0;
+    let c = Csum::of(&h[..hlen]).finish();
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Kernel: `ip_options_fragment()` on the `optlen` option bytes the stack built.
+fn options_fragment(h: &mut [u8], optlen: usize) {
+    let end = (20 + optlen).min(h.len());
+    if end > 20 {
+        crate::wire::options_fragment(&mut h[20..end]);
+    }
+}
+
+/// Fragments of one datagram, in order. See the module documentation.
+pub struct Fragmenter {
+    mode: Mode,
+    hdr: [u8; 60],
+    hlen: usize,
+    optlen: usize,
+    ll_rs: usize,
+    created: usize,
+}
+
+enum Mode {
+    Fast {
+        head: Option<PacketBuf>,
+        rest: std::vec::IntoIter<PacketBuf>,
+        offset: usize,
+    },
+    Slow {
+        src: PacketBuf,
+        pool: BufPool,
+        ptr: usize,
+        left: usize,
+        offset: usize,
+        mtu: usize,
+        df: bool,
+        not_last: bool,
+    },
+}
+
+impl Fragmenter {
+    /// Prepares to fragment `pkt` (data starting at its IP header) for `mtu`, with
+    /// `ll_rs` bytes of link-layer headroom in each fragment. Buffers for the slow
+    /// path come from `pool`.
+    pub fn new(mut pkt: PacketBuf, mtu: u32, ll_rs: usize, pool: &BufPool) -> Result<Fragmenter, (FragError, PacketBuf)> {
+        let lin = pkt.linear();
+        if lin.len() < 20 || lin[0] >> 4 != 4 || ((lin[0] & 0xf) as usize) * 4 > lin.len() {
+            return Err((FragError::Malformed, pkt));
+        }
+        let hlen = ((lin[0] & 0xf) as usize) * 4;
+        if (mtu as usize) < hlen + 8 {
+            return Err((FragError::MtuTooSmall { mtu, hlen }, pkt));
+        }
+        let mut hdr = [0u8; 60];
+        hdr[..hlen].copy_from_slice(&lin[..hlen]);
+        let data_mtu = mtu as usize - hlen;
+        let optlen = (pkt.meta.ip_optlen as usize).min(hlen - 20);
+        crate::dev::xmit::checksum_help(&mut pkt);
+        let mode = if fast_path_ok(&pkt, hlen, data_mtu, ll_rs) {
+            let rest = pkt.take_chain().into_iter();
+            Mode::Fast { head: Some(pkt), rest, offset: 0 }
+        } else {
+            slow_mode(pkt, pool, hlen, data_mtu)
+        };
+        Ok(Fragmenter { mode, hdr, hlen, optlen, ll_rs, created: 0 })
+    }
+
+    /// Fragments made so far.
+    pub fn created(&self) -> usize {
+        self.created
+    }
+
+    /// True when the fast path (the datagram's own chain) is used.
+    pub fn is_fast_path(&self) -> bool {
+        matches!(self.mode, Mode::Fast { .. })
+    }
+
+    fn next_fast(&mut self) -> Option<PacketBuf> {
+        let Mode::Fast { head, rest, offset } = &mut self.mode else {
+            return None;
+        };
+        let hlen = self.hlen;
+        if let Some(mut h) = head.take() {
+            let len = h.len();
+            *offset = len - hlen;
+            set_len_off(&mut h.linear_mut()[..hlen], len, IP_MF);
+            self.hdr[..hlen].copy_from_slice(&h.linear()[..hlen]);
+            options_fragment(&mut self.hdr[..hlen], self.optlen);
+            return Some(h);
+        }
+        let mut f = rest.next()?;
+        let more = rest.len() > 0;
+        let meta = f.meta.clone();
+        let data_len = f.len();
+        f.push(hlen).copy_from_slice(&self.hdr[..hlen]);
+        f.meta = meta;
+        f.reset_network_header();
+        f.meta.transport_header = f.meta.network_header + hlen as u16;
+        let off = (*offset >> 3) as u16 | if more { IP_MF } else { 0 };
+        set_len_off(&mut f.linear_mut()[..hlen], data_len + hlen, off);
+        *offset += data_len;
+        Some(f)
+    }
+
+    fn next_slow(&mut self) -> Option<PacketBuf> {
+        let Mode::Slow { src, pool, ptr, left, offset, mtu, df, not_last } = &mut self.mode else {
+            return None;
+        };
+        if *left == 0 {
+            return None;
+        }
+        let hlen = self.hlen;
+        let first_frag = *offset == 0;
+        let mut len = (*left).min(*mtu);
+        if len < *left {
+            len &= !7;
+        }
+        let mut f = pool.alloc(self.ll_rs + hlen + len);
+        f.reserve(self.ll_rs);
+        f.meta = src.meta.clone();
+        f.meta.ip_summed = crate::buf::CsumState::None;
+        f.reset_network_header();
+        f.meta.transport_header = f.meta.network_header + hlen as u16;
+        let out = f.put(hlen + len);
+        out[..hlen].copy_from_slice(&self.hdr[..hlen]);
+        src.copy_bits(*ptr, &mut out[hlen..]);
+        *left -= len;
+        let mut fo = (*offset >> 3) as u16;
+        if *df {
+            fo |= IP_DF;
+        }
+        if *left > 0 || *not_last {
+            fo |= IP_MF;
+        }
+        set_len_off(&mut out[..hlen], len + hlen, fo);
+        if first_frag {
+            options_fragment(&mut self.hdr[..hlen], self.optlen);
+        }
+        *ptr += len;
+        *offset += len;
+        Some(f)
+    }
+}
+
+fn fast_path_ok(pkt: &PacketBuf, hlen: usize, data_mtu: usize, ll_rs: usize) -> bool {
+    if pkt.chain().is_empty() {
+        return false;
+    }
+    let first = pkt.len() - pkt.chain().iter().map(PacketBuf::len).sum::<usize>();
+    let h = pkt.linear();
+    let is_frag = frag_off(h) & (IP_MF | IP_OFFSET) != 0;
+    if first - hlen > data_mtu || (first - hlen) & 7 != 0 || is_frag || pkt.headroom() < ll_rs {
+        return false;
+    }
+    let n = pkt.chain().len();
+    pkt.chain().iter().enumerate().all(|(i, f)| {
+        f.len() <= data_mtu
+            && (f.len() & 7 == 0 || i + 1 == n)
+            && f.headroom() >= hlen + ll_rs
+            && f.chain().is_empty()
+    })
+}
+
+fn slow_mode(mut pkt: PacketBuf, pool: &BufPool, hlen: usize, data_mtu: usize) -> Mode {
+    let fo = frag_off(pkt.linear());
+    // The chain's buffers hold only payload: make the datagram contiguous in
+    // meaning (copy_bits walks linear part, fragments and chain in order).
+    let left = pkt.len() - hlen;
+    pkt.meta.ip_summed = crate::buf::CsumState::None;
+    Mode::Slow {
+        src: pkt,
+        pool: pool.clone(),
+        ptr: hlen,
+        left,
+        offset: ((fo & IP_OFFSET) as usize) << 3,
+        mtu: data_mtu,
+        df: fo & IP_DF != 0,
+        not_last: fo & IP_MF != 0,
+    }
+}
+
+impl Iterator for Fragmenter {
+    type Item = PacketBuf;
+
+    fn next(&mut self) -> Option<PacketBuf> {
+        let f = match self.mode {
+            Mode::Fast { .. } => self.next_fast(),
+            Mode::Slow { .. } => self.next_slow(),
+        };
+        if f.is_some() {
+            self.created += 1;
+        }
+        f
+    }
+}

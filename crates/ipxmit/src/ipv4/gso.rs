@@ -1,0 +1,82 @@
+//! Software UDP segmentation (GSO) for devices without `NETIF_F_GSO_UDP_L4`.
+//!
+//! Stands for `skb_gso_segment` → `inet_gso_segment` → `__udp_gso_segment`
+//! (`net/core/gso.c`, `net/ipv4/af_inet.c`, `net/ipv4/udp_offload.c`). A UDP GSO
+//! super-datagram (one IP header, one UDP header, payload of many `gso_size`
+//! pieces) becomes independent datagrams: each gets a copy of the link, IP and UDP
+//! headers, its own IP total length, an IP ID one more than the previous one,
+//! its own UDP length and checksum (left `CHECKSUM_PARTIAL` when the device can
+//! finish it, computed here otherwise).
+
+use crate::buf::{CsumState, GsoType, PacketBuf};
+use crate::dev::Features;
+use crate::ipv4::fragment::send_check;
+use crate::wire::checksum::{pseudo_header_v4, Csum};
+
+/// Splits a UDP GSO packet (data starting at its link header) into datagrams.
+/// Gives the packet back when it is not a well-formed UDP GSO packet.
+pub fn segment_udp(pkt: PacketBuf, feats: Features) -> Result<Vec<PacketBuf>, PacketBuf> {
+    let l2 = pkt.meta.network_header as usize - pkt.data_offset();
+    let lin = pkt.linear();
+    if lin.len() < l2 + 20 || pkt.meta.gso_type != GsoType::UdpL4 || pkt.meta.gso_size == 0 {
+        return Err(pkt);
+    }
+    let hlen = ((lin[l2] & 0xf) as usize) * 4;
+    let hdrs = l2 + hlen + 8;
+    if lin.len() < hdrs || lin[l2 + 9] != 17 {
+        return Err(pkt);
+    }
+    let mss = pkt.meta.gso_size as usize;
+    let total = pkt.len() - hdrs;
+    let mut out = Vec::with_capacity(total.div_ceil(mss));
+    let headroom = pkt.headroom();
+    let id0 = u16::from_be_bytes([lin[l2 + 4], lin[l2 + 5]]);
+    let (mut off, mut i) = (0usize, 0u16);
+    while off < total {
+        let seg = mss.min(total - off);
+        let mut s = PacketBuf::with_capacity(headroom + hdrs + seg);
+        s.reserve(headroom);
+        s.meta = pkt.meta.clone();
+        s.meta.gso_type = GsoType::None;
+        s.meta.gso_size = 0;
+        s.meta.gso_segs = 0;
+        s.meta.network_header = (headroom + l2) as u16;
+        s.meta.transport_header = (headroom + l2 + hlen) as u16;
+        let buf = s.put(hdrs + seg);
+        buf[..hdrs].copy_from_slice(&pkt.linear()[..hdrs]);
+        pkt.copy_bits(hdrs + off, &mut buf[hdrs..]);
+        fix_segment(&mut s, l2, hlen, seg, id0.wrapping_add(i), feats);
+        out.push(s);
+        off += seg;
+        i = i.wrapping_add(1);
+    }
+    Ok(out)
+}
+
+fn fix_segment(s: &mut PacketBuf, l2: usize, hlen: usize, seg: usize, id: u16, feats: Features) {
+    let start = s.meta.transport_header as usize;
+    let partial = feats.can_csum() && s.meta.ip_summed != CsumState::None;
+    let b = s.linear_mut();
+    let ip = &mut b[l2..];
+    ip[2..4].copy_from_slice(&((hlen + 8 + seg) as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    send_check(&mut ip[..hlen]);
+    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let udp = &mut ip[hlen..];
+    let ulen = (8 + seg) as u16;
+    udp[4..6].copy_from_slice(&ulen.to_be_bytes());
+    let pseudo = pseudo_header_v4(src, dst, 17, ulen);
+    if partial {
+        udp[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
+        s.meta.ip_summed = CsumState::Partial { start: start as u16, offset: 6 };
+        return;
+    }
+    udp[6..8].copy_from_slice(&[0, 0]);
+    let mut c = Csum::of(udp).add(pseudo).finish();
+    if c == 0 {
+        c = 0xffff;
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    s.meta.ip_summed = CsumState::None;
+}

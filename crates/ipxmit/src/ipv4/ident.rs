@@ -1,0 +1,55 @@
+//! IP identification selection.
+//!
+//! Stands for `ip_select_ident_segs`/`__ip_select_ident` and `ip_idents_reserve`
+//! (`include/net/ip.h`, `net/ipv4/route.c`): a datagram that may be fragmented
+//! draws its ID from one of 2048 counters picked by a keyed hash of (destination,
+//! source, protocol), so IDs are per-destination sequences; a DF datagram from a
+//! connected socket uses the socket's own counter, and from an unconnected one
+//! may carry 0. All fragments of a datagram share its ID (they copy the header).
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Number of ID buckets (`IP_IDENTS_SZ`).
+pub const IDENTS: usize = 2048;
+
+/// The per-destination ID counters of a stack.
+#[derive(Debug)]
+pub struct IdentTable {
+    buckets: Box<[AtomicU32]>,
+    key: u64,
+}
+
+impl Default for IdentTable {
+    fn default() -> Self {
+        IdentTable::new()
+    }
+}
+
+impl IdentTable {
+    /// A table with a fresh random-ish key.
+    pub fn new() -> IdentTable {
+        let key = std::collections::hash_map::RandomState::new();
+        use std::hash::BuildHasher;
+        let key = key.hash_one(0x6970_786d_6974u64);
+        IdentTable {
+            buckets: (0..IDENTS).map(|i| AtomicU32::new(i as u32 * 7919)).collect(),
+            key,
+        }
+    }
+
+    fn bucket(&self, daddr: Ipv4Addr, saddr: Ipv4Addr, proto: u8) -> usize {
+        let x = (u32::from(daddr) as u64) << 32 | u32::from(saddr) as u64;
+        let mut h = (x ^ self.key ^ proto as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+        (h as usize) & (IDENTS - 1)
+    }
+
+    /// Kernel: `ip_idents_reserve()`. Reserves `segs` consecutive IDs for a
+    /// datagram to `daddr` and returns the first.
+    #[inline]
+    pub fn reserve(&self, daddr: Ipv4Addr, saddr: Ipv4Addr, proto: u8, segs: u16) -> u16 {
+        let b = &self.buckets[self.bucket(daddr, saddr, proto)];
+        b.fetch_add(segs.max(1) as u32, Ordering::Relaxed) as u16
+    }
+}

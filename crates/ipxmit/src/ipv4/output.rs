@@ -1,0 +1,187 @@
+//! From a complete IP datagram to `dev_queue_xmit`.
+//!
+//! Stands for `ip_send_skb`, `ip_local_out`/`__ip_local_out`, `dst_output`,
+//! `ip_output`, `ip_finish_output`/`__ip_finish_output`, `ip_finish_output_gso`,
+//! `ip_fragment`, `ip_finish_output2` and `neigh_output`/`neigh_hh_output`
+//! (`net/ipv4/ip_output.c`, `include/net/neighbour.h`), and `ip_queue_xmit` for
+//! connection-oriented transports.
+//!
+//! Error conventions follow the kernel: a filter drop is `EPERM`, a qdisc drop is
+//! `ENOBUFS` (`net_xmit_errno`; congestion is not an error), a DF datagram over
+//! the MTU is `EMSGSIZE`. Every dropped packet is counted under its reason.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::buf::{GsoType, PacketBuf};
+use crate::dev::queue::{queue_xmit, QueueXmitError};
+use crate::dev::LinkType;
+use crate::error::SendError;
+use crate::ipv4::fragment::{send_check, FragError, Fragmenter};
+use crate::netfilter::{HookPoint, Verdict};
+use crate::route::Dst;
+use crate::stack::Stack;
+use crate::stats::{DropReason, Mib};
+
+/// Output errors are the socket-level errors.
+pub type OutputError = SendError;
+
+fn daddr_of(pkt: &PacketBuf) -> Ipv4Addr {
+    let h = pkt.network_header();
+    Ipv4Addr::new(h[16], h[17], h[18], h[19])
+}
+
+fn dst_of(pkt: &PacketBuf) -> Arc<Dst> {
+    pkt.meta
+        .dst
+        .clone()
+        .expect("output path requires a routed packet (skb_dst)")
+}
+
+/// Kernel: `ip_send_skb()`, net/ipv4/ip_output.c. Sends a datagram built by the
+/// cork; counts `IpOutDiscards` when it was dropped for lack of resources.
+pub fn send_skb(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
+    let r = local_out(stack, pkt);
+    if let Err(e) = &r {
+        if matches!(e, SendError::NoBufs) {
+            stack.counters.inc(Mib::IpOutDiscards);
+        }
+    }
+    softirq_on_exit(stack);
+    r
+}
+
+/// The kernel runs pending NET_TX work when bottom halves are re-enabled after
+/// `dev_queue_xmit`; this is that point.
+#[inline]
+fn softirq_on_exit(stack: &Stack) {
+    if stack.notify.is_pending() {
+        stack.poll_until_idle(10);
+    }
+}
+
+/// Kernel: `__ip_local_out()` and `ip_local_out()`. Completes the header
+/// (`tot_len`, checksum), runs LOCAL_OUT, then `dst_output`.
+pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+    let len = pkt.len().min(0xffff) as u16;
+    {
+        let h = pkt.network_header_mut();
+        h[2..4].copy_from_slice(&len.to_be_bytes());
+        send_check(h);
+    }
+    pkt.meta.protocol = 0x0800;
+    let dst = dst_of(&pkt);
+    if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
+        stack.counters.drop(DropReason::NetfilterDrop);
+        return Err(SendError::Perm);
+    }
+    output(stack, pkt)
+}
+
+/// Kernel: `ip_output()`. Counts the datagram and runs POST_ROUTING unless the
+/// packet was rerouted.
+pub fn output(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+    stack.counters.inc(Mib::IpOutRequests);
+    let dst = dst_of(&pkt);
+    if !pkt.meta.ip_flags.rerouted
+        && stack.hooks.run(HookPoint::PostRouting, &mut pkt, &dst.dev) == Verdict::Drop
+    {
+        stack.counters.drop(DropReason::NetfilterDrop);
+        return Err(SendError::Perm);
+    }
+    finish_output(stack, &dst, pkt)
+}
+
+/// Kernel: `ip_skb_dst_mtu()`. The device MTU for sockets that do not use the
+/// path MTU (`IP_PMTUDISC_PROBE` and above), else the path MTU.
+#[inline]
+pub fn skb_dst_mtu(dst: &Dst, pkt: &PacketBuf) -> u32 {
+    if pkt.meta.use_dev_mtu {
+        dst.dev.mtu().min(crate::route::IP_MAX_MTU)
+    } else {
+        dst.mtu()
+    }
+}
+
+/// Kernel: `__ip_finish_output()`. Fragments what exceeds the MTU.
+pub fn finish_output(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), SendError> {
+    let mut mtu = skb_dst_mtu(dst, &pkt);
+    let fms = pkt.meta.frag_max_size as u32;
+    if pkt.meta.gso_type != GsoType::None {
+        // ip_finish_output_gso: segments were sized for the MTU at send time.
+        return finish_output2(stack, dst, pkt);
+    }
+    if pkt.len() as u32 > mtu || fms != 0 {
+        if fms != 0 && fms < mtu {
+            mtu = fms;
+        }
+        return fragment(stack, dst, pkt, mtu);
+    }
+    finish_output2(stack, dst, pkt)
+}
+
+/// Kernel: `ip_fragment()` and `ip_do_fragment()`. Refuses DF datagrams
+/// (`EMSGSIZE`, `IpFragFails`), else sends each fragment; a failed fragment
+/// fails the datagram and frees the rest.
+pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<(), SendError> {
+    let df = pkt.network_header()[6] & 0x40 != 0;
+    let fms = pkt.meta.frag_max_size as u32;
+    if (df && !pkt.meta.ip_flags.ignore_df) || (fms != 0 && fms > mtu) {
+        stack.counters.inc(Mib::IpFragFails);
+        stack.counters.drop(DropReason::PktTooBig);
+        return Err(SendError::MsgSize { mtu });
+    }
+    let frags = match Fragmenter::new(pkt, mtu, dst.dev.ll_reserved_space(), &stack.pool) {
+        Ok(f) => f,
+        Err((e, _pkt)) => {
+            stack.counters.inc(Mib::IpFragFails);
+            stack.counters.drop(DropReason::PktTooBig);
+            return Err(match e {
+                FragError::NeedFrag { mtu } | FragError::MtuTooSmall { mtu, .. } => SendError::MsgSize { mtu },
+                FragError::Malformed => SendError::Inval("malformed IPv4 header"),
+            });
+        }
+    };
+    let mut frags = frags;
+    while let Some(f) = frags.next() {
+        if let Err(e) = finish_output2(stack, dst, f) {
+            let rest = frags.by_ref().count() as u64;
+            stack.counters.drop_n(DropReason::NotSpecified, rest);
+            stack.counters.inc(Mib::IpFragFails);
+            return Err(e);
+        }
+        stack.counters.inc(Mib::IpFragCreates);
+    }
+    stack.counters.inc(Mib::IpFragOKs);
+    Ok(())
+}
+
+/// Kernel: `ip_finish_output2()` and `neigh_output()`/`neigh_hh_output()`.
+/// Pushes the cached link header of the next hop and queues the frame on the
+/// device.
+pub fn finish_output2(stack: &Stack, dst: &Dst, mut pkt: PacketBuf) -> Result<(), SendError> {
+    let dev = &dst.dev;
+    stack.counters.inc(Mib::IpExtOutPkts);
+    stack.counters.add(Mib::IpExtOutOctets, pkt.len() as u64);
+    if dev.link() == LinkType::Ethernet {
+        let nexthop = dst.nexthop(daddr_of(&pkt));
+        let hh = stack
+            .neigh
+            .lookup(dev.ifindex(), nexthop)
+            .and_then(|n| n.connected_hh());
+        let Some(hh) = hh else {
+            stack.counters.drop(DropReason::NeighFailed);
+            return Err(SendError::HostUnreachable(nexthop));
+        };
+        if pkt.headroom() < hh.hdr.len() {
+            stack.counters.drop(DropReason::NoMem);
+            return Err(SendError::NoBufs);
+        }
+        pkt.push(14).copy_from_slice(&hh.hdr);
+    }
+    match queue_xmit(stack.xmit_ctx(), dev, pkt) {
+        Ok(_) => Ok(()),
+        Err(QueueXmitError::Dropped) => Err(SendError::NoBufs),
+        Err(QueueXmitError::NetDown) => Err(SendError::NetDown),
+    }
+}

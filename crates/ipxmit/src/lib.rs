@@ -1,0 +1,32 @@
+//! ipxmit — the Linux IPv4 transmit path, rebuilt in user space.
+//!
+//! Data enters through a socket-like API ([`socket`]), is corked and built into
+//! IP datagrams and fragments ([`socket::cork`], [`ipv4`]), passes filter hooks
+//! ([`netfilter`]), routing ([`route`]) and neighbour resolution ([`neigh`]),
+//! waits in queueing disciplines ([`sched`]) on a multi-queue device ([`dev`]) and
+//! leaves through a [`dev::Driver`]. The kernel (`net/ipv4/ip_output.c`,
+//! `net/core/dev.c`, `net/sched/`) is the reference for every behaviour; each
+//! mirrored function's documentation starts with the kernel function it stands for.
+#![warn(missing_docs)]
+
+pub mod buf;
+pub mod dev;
+pub mod error;
+pub mod ipv4;
+pub mod neigh;
+pub mod netfilter;
+pub mod route;
+pub mod sched;
+pub mod socket;
+pub mod stack;
+pub mod stats;
+pub mod time;
+pub mod units;
+pub mod wire;
+
+pub use buf::{BufPool, PacketBuf};
+pub use dev::{DevConfig, Driver, Features, LinkType, NetDevice, Tap, TxStatus};
+pub use error::{Errno, SendError};
+pub use socket::{MsgFlags, PmtuDisc, UdpSocket};
+pub use stack::{RouteSpec, Stack};
+pub use time::{Clock, Instant, ManualClock, MonotonicClock};

@@ -1,0 +1,184 @@
+//! Queueing disciplines and the qdisc run loop.
+//!
+//! Stands for `net/sched/sch_generic.c` and the `Qdisc_ops` of `net/sched/sch_*.c`.
+//! A [`Qdisc`] only queues and chooses: `enqueue` takes a packet (or drops it,
+//! counted under a reason), `dequeue` hands the next one out (or says it is empty, or
+//! throttled until a time). Everything generic — the bypass of an empty qdisc
+//! (`TCQ_F_CAN_BYPASS`), the "running" owner (`qdisc_run_begin/end`), the run loop
+//! with its quota (`__qdisc_run`, `qdisc_restart`), requeueing a packet the driver
+//! refused (`dev_requeue_skb`, `q->gso_skb`) and the `requeues` counter — lives in
+//! [`run`] and [`crate::dev::queue`], around the qdisc, as in the kernel.
+//!
+//! One file per qdisc, each opening with its algorithm.
+
+use std::fmt;
+
+use crate::buf::PacketBuf;
+use crate::stats::DropReason;
+use crate::time::Instant;
+
+pub mod fifo;
+pub mod noqueue;
+pub mod pfifo_fast;
+pub mod run;
+pub mod spec;
+
+pub use fifo::{Bfifo, Pfifo};
+pub use noqueue::Noqueue;
+pub use pfifo_fast::PfifoFast;
+pub use spec::{QdiscSpec, SpecError};
+
+/// Result of an enqueue (the kernel's `NET_XMIT_*` codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetXmit {
+    /// `NET_XMIT_SUCCESS`: queued.
+    Success,
+    /// `NET_XMIT_DROP`: the packet was dropped.
+    Drop,
+    /// `NET_XMIT_CN`: queued (or another packet dropped) but the queue is congested.
+    Congested,
+}
+
+/// What [`Qdisc::dequeue`] gives.
+#[derive(Debug)]
+pub enum Dequeued {
+    /// The next packet.
+    Packet(PacketBuf),
+    /// Nothing queued.
+    Empty,
+    /// Packets are queued but none may leave before this time (shapers); the
+    /// caller arms a timer (`qdisc_watchdog_schedule`).
+    Throttled(Instant),
+}
+
+/// Packets a qdisc dropped during an operation, with reasons (the kernel's
+/// `to_free` list). The caller counts and frees them after releasing locks.
+#[derive(Debug, Default)]
+pub struct ToFree {
+    pkts: Vec<(PacketBuf, DropReason)>,
+}
+
+impl ToFree {
+    /// An empty list with room for `n` packets.
+    pub fn with_capacity(n: usize) -> ToFree {
+        ToFree {
+            pkts: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a dropped packet.
+    pub fn push(&mut self, pkt: PacketBuf, reason: DropReason) {
+        self.pkts.push((pkt, reason));
+    }
+
+    /// Number of packets held.
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    /// True when no packet is held.
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
+    }
+
+    /// Removes and yields the dropped packets.
+    pub fn drain(&mut self) -> impl Iterator<Item = (PacketBuf, DropReason)> + '_ {
+        self.pkts.drain(..)
+    }
+}
+
+/// Statistics of one qdisc, as `tc -s qdisc show` prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QdiscStats {
+    /// Bytes sent (dequeued towards the driver, or bypassed).
+    pub bytes: u64,
+    /// Packets sent.
+    pub packets: u64,
+    /// Packets dropped.
+    pub drops: u64,
+    /// Times the qdisc was over its limit (shapers) or refused to dequeue.
+    pub overlimits: u64,
+    /// Packets the driver refused that were put back.
+    pub requeues: u64,
+    /// Bytes queued.
+    pub backlog: u64,
+    /// Packets queued.
+    pub qlen: u64,
+}
+
+impl QdiscStats {
+    /// Counts a packet that left the qdisc (`qdisc_bstats_update`).
+    #[inline]
+    pub fn sent(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+        self.packets += 1;
+    }
+
+    /// Counts a packet entering the queue (`qdisc_qstats_backlog_inc`, `qlen++`).
+    #[inline]
+    pub fn queued(&mut self, bytes: usize) {
+        self.backlog += bytes as u64;
+        self.qlen += 1;
+    }
+
+    /// Counts a packet leaving the queue (dequeued or dropped from inside it).
+    #[inline]
+    pub fn unqueued(&mut self, bytes: usize) {
+        self.backlog -= bytes as u64;
+        self.qlen -= 1;
+    }
+}
+
+impl fmt::Display for QdiscStats {
+    /// The two statistics lines of `tc -s qdisc show`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            " Sent {} bytes {} pkt (dropped {}, overlimits {} requeues {}) ",
+            self.bytes, self.packets, self.drops, self.overlimits, self.requeues
+        )?;
+        write!(f, " backlog {}b {}p requeues {}", self.backlog, self.qlen, self.requeues)
+    }
+}
+
+/// A queueing discipline (the kernel's `struct Qdisc_ops`).
+///
+/// A qdisc is used under its transmit queue's lock; it needs no locking itself.
+pub trait Qdisc: Send + fmt::Debug {
+    /// The tc name (`pfifo_fast`, `tbf`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Queues `pkt` or drops it (into `to_free`, counted in `stats().drops`).
+    fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit;
+
+    /// Takes the next packet to send. Implementations count it with
+    /// [`QdiscStats::sent`] and [`QdiscStats::unqueued`].
+    fn dequeue(&mut self, now: Instant) -> Dequeued;
+
+    /// The packet `dequeue` would return next, without removing it.
+    fn peek(&self) -> Option<&PacketBuf>;
+
+    /// Drops every queued packet into `to_free` (`qdisc_reset`).
+    fn reset(&mut self, to_free: &mut ToFree);
+
+    /// Statistics.
+    fn stats(&self) -> &QdiscStats;
+
+    /// Statistics, writable (the generic layer counts bypassed packets and requeues).
+    fn stats_mut(&mut self) -> &mut QdiscStats;
+
+    /// `TCQ_F_CAN_BYPASS`: when empty, a packet may go straight to the driver.
+    fn can_bypass(&self) -> bool {
+        false
+    }
+
+    /// True for `noqueue`: no queue at all, packets go straight to the driver
+    /// (the kernel's `q->enqueue == NULL`).
+    fn is_noqueue(&self) -> bool {
+        false
+    }
+
+    /// The parameters as `tc qdisc show` prints them after the kind
+    /// (e.g. `bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1`).
+    fn params(&self) -> String;
+}

@@ -1,0 +1,167 @@
+//! The qdisc run loop.
+//!
+//! Stands for `__qdisc_run`, `qdisc_restart`, `dequeue_skb` (with bulk dequeue),
+//! `sch_direct_xmit`, `dev_requeue_skb` (`net/sched/sch_generic.c`) and
+//! `net_tx_action` (`net/core/dev.c`). One caller at a time owns a queue's run
+//! (`qdisc_run_begin`, the `running` flag, taken and released under the qdisc
+//! lock so an enqueuer that finds it taken can rely on the owner to send its
+//! packet). The owner dequeues a batch under the lock, drops the lock, validates
+//! the batch and hands it to the driver with `xmit_more` hints, puts back what
+//! the driver refused (`requeues`) and stops the queue, and repeats until the
+//! qdisc is empty, throttled, stopped, or the quota of [`DEV_TX_WEIGHT`] packets is
+//! used — then it reschedules the queue for deferred work (`__netif_schedule`).
+
+use std::collections::VecDeque;
+
+use crate::buf::PacketBuf;
+use crate::dev::queue::XmitCtx;
+use crate::dev::xmit::{drop_frame, hard_start_xmit, validate_xmit};
+use crate::dev::{NetDevice, QdiscSlot, TxQueue};
+use crate::sched::{Dequeued, ToFree};
+
+/// Packets one qdisc run may send before yielding (`dev_tx_weight`, 64).
+pub const DEV_TX_WEIGHT: usize = 64;
+
+/// Counts and frees the packets a qdisc dropped (`kfree_skb_list_reason`).
+pub(crate) fn free_dropped(ctx: XmitCtx<'_>, dev: &NetDevice, to_free: &mut ToFree) {
+    for (pkt, reason) in to_free.drain() {
+        drop_frame(ctx, dev, pkt, reason);
+    }
+}
+
+/// The bypass of `__dev_xmit_skb`: the caller owns the run and already counted
+/// the packet as sent by the qdisc. Sends it, then runs the queue if needed.
+pub(crate) fn bypass(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, pkt: PacketBuf) {
+    let mut frames = std::mem::take(&mut txq.q.lock().batch);
+    frames.extend(validate_xmit(ctx, dev, pkt));
+    let more_to_do = direct_xmit(ctx, dev, txq, &mut frames);
+    txq.q.lock().batch = frames;
+    if more_to_do {
+        // Packets enqueued by others while we owned the run are ours to send.
+        run(ctx, dev, txq);
+    } else {
+        // Stopped or busy: the wake-up reschedules the queue (`qdisc_run_end`).
+        txq.q.lock().running = false;
+    }
+}
+
+/// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames` through
+/// the driver; requeues what it refused. Returns true when the caller should
+/// keep running the queue (all sent and the queue not stopped).
+pub fn direct_xmit(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    frames: &mut VecDeque<PacketBuf>,
+) -> bool {
+    {
+        let mut driver = txq.driver.lock();
+        hard_start_xmit(ctx, dev, txq, &mut **driver, frames);
+    }
+    if frames.is_empty() {
+        return !txq.ctl().is_stopped();
+    }
+    let mut slot = txq.q.lock();
+    requeue(&mut slot, frames);
+    false
+}
+
+/// Kernel: `dev_requeue_skb()`. Puts refused frames back in front, in order.
+fn requeue(slot: &mut QdiscSlot, frames: &mut VecDeque<PacketBuf>) {
+    while let Some(p) = frames.pop_back() {
+        let st = slot.qdisc.stats_mut();
+        st.requeues += 1;
+        st.queued(p.len());
+        slot.requeued.push_front(p);
+    }
+}
+
+/// Kernel: `dequeue_skb()` with bulk dequeue. Fills `frames` with up to `max`
+/// packets: requeued ones first, then from the qdisc. Records a throttle time.
+fn dequeue_batch(slot: &mut QdiscSlot, ctx: XmitCtx<'_>, frames: &mut VecDeque<PacketBuf>, max: usize) {
+    while frames.len() < max {
+        if let Some(p) = slot.requeued.pop_front() {
+            slot.qdisc.stats_mut().unqueued(p.len());
+            frames.push_back(p);
+            continue;
+        }
+        match slot.qdisc.dequeue(ctx.now) {
+            Dequeued::Packet(p) => frames.push_back(p),
+            Dequeued::Empty => break,
+            Dequeued::Throttled(t) => {
+                slot.watchdog = Some(t);
+                break;
+            }
+        }
+    }
+}
+
+/// Kernel: `qdisc_restart()`. Dequeues a batch and sends it. Returns the number
+/// of packets dequeued and whether to go on; on stop, run ownership is released
+/// under the same lock that saw the queue empty.
+fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (usize, bool) {
+    let mut slot = txq.q.lock();
+    if txq.ctl().is_stopped() {
+        slot.running = false;
+        return (0, false);
+    }
+    let mut frames = std::mem::take(&mut slot.batch);
+    dequeue_batch(&mut slot, ctx, &mut frames, budget);
+    let n = frames.len();
+    if n == 0 {
+        slot.batch = frames;
+        slot.running = false;
+        return (0, false);
+    }
+    drop(slot);
+    for _ in 0..n {
+        if let Some(p) = frames.pop_front() {
+            frames.extend(validate_xmit(ctx, dev, p));
+        }
+    }
+    let go_on = direct_xmit(ctx, dev, txq, &mut frames);
+    let mut slot = txq.q.lock();
+    slot.batch = frames;
+    if !go_on {
+        slot.running = false;
+    }
+    (n, go_on)
+}
+
+/// Kernel: `__qdisc_run()`. The caller owns the run. Sends until the queue is
+/// empty, stopped or throttled, or the quota is used (then reschedules).
+pub fn run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) {
+    let mut quota = DEV_TX_WEIGHT;
+    loop {
+        let (n, go_on) = restart(ctx, dev, txq, quota);
+        if !go_on {
+            return;
+        }
+        quota = quota.saturating_sub(n);
+        if quota == 0 {
+            txq.q.lock().running = false;
+            txq.ctl().schedule();
+            return;
+        }
+    }
+}
+
+/// Runs a queue if nobody else does (`qdisc_run`): used by deferred work.
+/// Returns false when another owner is running it.
+pub fn try_run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) -> bool {
+    {
+        let mut slot = txq.q.lock();
+        if slot.running {
+            return false;
+        }
+        if let Some(t) = slot.watchdog {
+            if t > ctx.now {
+                return true;
+            }
+            slot.watchdog = None;
+        }
+        slot.running = true;
+    }
+    run(ctx, dev, txq);
+    true
+}

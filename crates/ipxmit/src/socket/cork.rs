@@ -1,0 +1,473 @@
+//! The cork: `ip_append_data` and `ip_make_skb`.
+//!
+//! Stands for `ip_setup_cork`, `__ip_append_data`, `ip_generic_getfrag`,
+//! `__ip_make_skb`, `ip_flush_pending_frames` (`net/ipv4/ip_output.c`).
+//!
+//! Data is appended piece by piece into buffers already shaped as the fragments
+//! they will become: each buffer holds at most `maxfraglen = ((mtu - fragheaderlen)
+//! & !7) + fragheaderlen` bytes (IP header space included) unless the whole
+//! datagram fits the MTU; when a buffer overflows, the bytes past `maxfraglen`
+//! (`fraggap`) move to the next buffer with their partial checksum. The geometry
+//! (fragment size, TTL, TOS, options, GSO size) is fixed when the cork opens.
+//! Without scatter-gather data is copied into the linear area (a buffer opened
+//! under `MSG_MORE` gets a whole MTU of room); with it, later pieces go to page
+//! fragments that coalesce while contiguous, up to [`MAX_FRAGS`]. The checksum is
+//! left to the device (`CHECKSUM_PARTIAL`) exactly when the seed's condition says.
+//! [`Cork::make`] chains the buffers behind the first (`frag_list`) and writes the
+//! IP header: the datagram then takes the fragmentation fast path.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::buf::{CsumState, PacketBuf, SendBudget, MAX_FRAGS};
+use crate::error::SendError;
+use crate::route::{Dst, IP_MAX_MTU, IP_MIN_MTU};
+use crate::socket::{MsgFlags, PmtuDisc};
+use crate::stack::Stack;
+use crate::stats::Mib;
+use crate::wire::checksum::Csum;
+
+/// Size of a socket's page fragment (`SKB_FRAG_PAGE_ORDER`: 32 KiB).
+pub const PAGE_FRAG_SIZE: usize = 32768;
+
+/// What the cork fixes when it opens (`struct inet_cork` + `ipcm_cookie`).
+#[derive(Clone, Debug)]
+pub struct CorkParams {
+    /// The route.
+    pub dst: Arc<Dst>,
+    /// Destination address.
+    pub daddr: Ipv4Addr,
+    /// Source address.
+    pub saddr: Ipv4Addr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// TTL.
+    pub ttl: u8,
+    /// TOS.
+    pub tos: u8,
+    /// IP options (multiple of 4 bytes).
+    pub options: Vec<u8>,
+    /// GSO segment size, 0 for none.
+    pub gso_size: u16,
+    /// PMTU discovery mode.
+    pub pmtudisc: PmtuDisc,
+    /// Priority for the buffers.
+    pub priority: u32,
+    /// Mark for the buffers.
+    pub mark: u32,
+    /// The socket is connected (its own IP ID counter is used).
+    pub connected: bool,
+}
+
+/// Kernel: `ip_setup_cork()` fragment size: the path MTU, or the device MTU for
+/// modes that do not use it; refused below 68 (`inetdev_valid_mtu`).
+pub fn cork_fragsize(p: &CorkParams) -> Result<u32, SendError> {
+    let mtu = if p.pmtudisc.use_pmtu() {
+        p.dst.mtu()
+    } else {
+        p.dst.dev.mtu()
+    };
+    if mtu < IP_MIN_MTU {
+        return Err(SendError::NetUnreachable(p.daddr));
+    }
+    Ok(mtu)
+}
+
+/// The pending datagram of a socket. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Cork {
+    params: Option<CorkParams>,
+    fragsize: u32,
+    queue: VecDeque<PacketBuf>,
+    /// Bytes appended (`cork->length`), transport header included.
+    length: usize,
+    /// The socket's page fragment (`sk_page_frag`). Bytes written since the last
+    /// split belong to the tail buffer's last fragment, still open for
+    /// coalescing (`open`).
+    page: BytesMut,
+    open: bool,
+    /// Set when an append failed with the error `ip_local_error` reports.
+    local_error: Option<u32>,
+}
+
+/// One append call's progress (the locals of `__ip_append_data`).
+struct Append<'a> {
+    data: &'a [u8],
+    offset: usize,
+    length: usize,
+    transhdrlen: usize,
+    exthdrlen: usize,
+    partial: bool,
+    flags: MsgFlags,
+}
+
+/// Geometry of the cork for one append call.
+#[derive(Clone, Copy)]
+struct Geom {
+    mtu: usize,
+    fragheaderlen: usize,
+    maxfraglen: usize,
+    hh_len: usize,
+    sg: bool,
+    paged: bool,
+    trailer_len: usize,
+}
+
+/// `SKB_MAX_ALLOC`: the largest linear allocation before the paged layout is
+/// preferred on a scatter-gather device (order-2 pages less `skb_shared_info`).
+pub const SKB_MAX_ALLOC: usize = 16384 - 320;
+
+impl Cork {
+    /// True when nothing is pending (`skb_queue_empty(&sk->sk_write_queue)`).
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Bytes appended so far, transport header included (`cork->length`).
+    pub fn length(&self) -> usize {
+        self.length
+    }
+
+    /// The parameters the cork was opened with.
+    pub fn params(&self) -> Option<&CorkParams> {
+        self.params.as_ref()
+    }
+
+    /// Buffers pending.
+    pub fn pending(&self) -> &VecDeque<PacketBuf> {
+        &self.queue
+    }
+
+    /// Kernel: `ip_setup_cork()`. Fixes the geometry for the datagram.
+    pub fn setup(&mut self, params: CorkParams) -> Result<(), SendError> {
+        self.fragsize = cork_fragsize(&params)?;
+        self.params = Some(params);
+        self.length = 0;
+        Ok(())
+    }
+
+    /// Kernel: `ip_flush_pending_frames()`. Discards the pending datagram.
+    pub fn flush(&mut self) {
+        self.queue.clear();
+        self.params = None;
+        self.length = 0;
+    }
+
+    fn geom(&self, p: &CorkParams) -> Geom {
+        let feats = p.dst.dev.features();
+        let mtu = if p.gso_size != 0 { IP_MAX_MTU } else { self.fragsize } as usize;
+        let fragheaderlen = 20 + p.options.len();
+        Geom {
+            mtu,
+            fragheaderlen,
+            maxfraglen: ((mtu - fragheaderlen) & !7) + fragheaderlen,
+            hh_len: p.dst.dev.ll_reserved_space(),
+            sg: feats.contains(crate::dev::Features::SG),
+            paged: p.gso_size != 0,
+            trailer_len: p.dst.trailer_len as usize,
+        }
+    }
+
+    /// Kernel: `__ip_append_data()`. Appends `data` (after `transhdrlen` bytes
+    /// of transport header to be filled in by the transport when the cork is
+    /// opened by this call) to the pending datagram. On error the bytes of this
+    /// call are taken back from `length` and `IpOutDiscards` is counted; the
+    /// caller flushes. `EMSGSIZE` carries the MTU less the option length.
+    pub fn append(
+        &mut self,
+        stack: &Stack,
+        budget: &Arc<SendBudget>,
+        data: &[u8],
+        transhdrlen: usize,
+        flags: MsgFlags,
+    ) -> Result<(), SendError> {
+        let p = self.params.clone().ok_or(SendError::Inval("cork not set up"))?;
+        let g = self.geom(&p);
+        let transhdrlen = if self.queue.is_empty() { transhdrlen } else { 0 };
+        let exthdrlen = if self.queue.is_empty() { p.dst.header_len as usize } else { 0 };
+        let length = data.len() + transhdrlen;
+        let maxnonfragsize = if p.pmtudisc.ignore_df() { IP_MAX_MTU as usize } else { g.mtu };
+        if self.length + length > maxnonfragsize - g.fragheaderlen {
+            let mtu = (g.mtu - p.options.len()) as u32;
+            self.local_error = Some(mtu);
+            return Err(SendError::MsgSize { mtu });
+        }
+        let partial = transhdrlen > 0
+            && length + g.fragheaderlen <= g.mtu
+            && p.dst.dev.features().can_csum()
+            && (!flags.contains(MsgFlags::MORE) || p.gso_size != 0)
+            && exthdrlen == 0;
+        self.length += length;
+        let mut a = Append { data, offset: 0, length, transhdrlen, exthdrlen, partial, flags };
+        match self.append_loop(stack, budget, &g, &mut a) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.length -= a.length;
+                stack.counters.inc(Mib::IpOutDiscards);
+                Err(e)
+            }
+        }
+    }
+
+    fn append_loop(&mut self, stack: &Stack, budget: &Arc<SendBudget>, g: &Geom, a: &mut Append<'_>) -> Result<(), SendError> {
+        if self.queue.is_empty() {
+            self.alloc_new(stack, budget, g, a)?;
+        }
+        while a.length > 0 {
+            let skb_len = self.tail_len() as isize;
+            let mut copy = g.mtu as isize - skb_len;
+            if copy < a.length as isize {
+                copy = g.maxfraglen as isize - skb_len;
+            }
+            if copy <= 0 {
+                self.alloc_new(stack, budget, g, a)?;
+                continue;
+            }
+            let copy = (copy as usize).min(a.length);
+            let n = self.append_to_tail(g, a, copy)?;
+            a.offset += n;
+            a.length -= n;
+        }
+        Ok(())
+    }
+}
+
+impl Cork {
+    /// Takes the `ee_info` of an `EMSGSIZE` that `ip_local_error` reports.
+    pub fn take_local_error(&mut self) -> Option<u32> {
+        self.local_error.take()
+    }
+
+    /// Length of the tail buffer, its open fragment included.
+    fn tail_len(&self) -> usize {
+        let open = if self.open { self.page.len() } else { 0 };
+        self.queue.back().map_or(0, PacketBuf::len) + open
+    }
+
+    /// Closes the open page fragment into the tail buffer.
+    fn close_open(&mut self) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        if self.page.is_empty() {
+            return;
+        }
+        let frag = self.page.split().freeze();
+        if let Some(tail) = self.queue.back_mut() {
+            // The count was checked when the fragment was opened.
+            let _ = tail.add_frag(frag);
+        }
+    }
+
+    /// Moves the bytes past `maxfraglen` of the previous buffer into `skb` at
+    /// absolute offset `at`, moving their partial sum too.
+    fn move_fraggap(&mut self, skb: &mut PacketBuf, at: usize, fraggap: usize, maxfraglen: usize) {
+        let Some(prev) = self.queue.back_mut() else { return };
+        let dst = &mut skb.from_offset_mut(at)[..fraggap];
+        prev.copy_bits(maxfraglen, dst);
+        let sum = Csum::of(dst);
+        skb.meta.csum = sum;
+        prev.meta.csum = prev.meta.csum.sub(sum);
+        prev.trim(maxfraglen);
+    }
+
+    fn alloc_new(&mut self, stack: &Stack, budget: &Arc<SendBudget>, g: &Geom, a: &mut Append<'_>) -> Result<(), SendError> {
+        self.close_open();
+        let fraggap = self.queue.back().map_or(0, |p| p.len().saturating_sub(g.maxfraglen));
+        let mut datalen = a.length + fraggap;
+        if datalen > g.mtu - g.fragheaderlen {
+            datalen = g.maxfraglen - g.fragheaderlen;
+        }
+        let fraglen = datalen + g.fragheaderlen;
+        let mut alloc_extra = g.hh_len + 15 + a.exthdrlen;
+        if datalen == a.length + fraggap {
+            alloc_extra += g.trailer_len;
+        }
+        let (alloclen, pagedlen) = if a.flags.contains(MsgFlags::MORE) && !g.sg {
+            (g.mtu, 0)
+        } else if !g.paged && (fraglen + alloc_extra < SKB_MAX_ALLOC || !g.sg) {
+            (fraglen, 0)
+        } else {
+            let lin = g.fragheaderlen + a.transhdrlen + fraggap;
+            (lin, datalen - a.transhdrlen - fraggap)
+        };
+        check_budget(stack, budget, a)?;
+        let mut skb = stack.pool.alloc(alloclen + alloc_extra);
+        skb.meta.ip_summed = if a.partial {
+            CsumState::Partial { start: 0, offset: 0 }
+        } else {
+            CsumState::None
+        };
+        skb.reserve(g.hh_len);
+        skb.put(fraglen + a.exthdrlen - pagedlen);
+        skb.meta.network_header = (skb.data_offset() + a.exthdrlen) as u16;
+        skb.meta.transport_header = skb.meta.network_header + g.fragheaderlen as u16;
+        let data = skb.meta.transport_header as usize;
+        if fraggap > 0 {
+            self.move_fraggap(&mut skb, data + a.transhdrlen, fraggap, g.maxfraglen);
+        }
+        let copy = datalen - a.transhdrlen - fraggap - pagedlen;
+        if copy > 0 {
+            let at = data + a.transhdrlen + fraggap;
+            getfrag(&mut skb, at, &a.data[a.offset..a.offset + copy], fraggap);
+        }
+        a.offset += copy;
+        a.length -= copy + a.transhdrlen;
+        if a.flags.contains(MsgFlags::CONFIRM) && self.queue.is_empty() {
+            skb.meta.confirm_neigh = true;
+        }
+        (a.transhdrlen, a.exthdrlen, a.partial) = (0, 0, false);
+        skb.set_owner(budget);
+        self.queue.push_back(skb);
+        Ok(())
+    }
+
+    /// Appends up to `copy` bytes to the tail buffer; returns how many went in.
+    fn append_to_tail(&mut self, g: &Geom, a: &Append<'_>, copy: usize) -> Result<usize, SendError> {
+        let src = &a.data[a.offset..a.offset + copy];
+        let tail = self.queue.back_mut().ok_or(SendError::Inval("no pending buffer"))?;
+        if !g.sg && tail.tailroom() >= copy {
+            let off = tail.len();
+            let at = tail.data_offset() + off;
+            tail.put(copy);
+            getfrag(tail, at, src, off);
+            return Ok(copy);
+        }
+        self.append_to_page(src)
+    }
+
+    /// The scatter-gather branch: copy into the page fragment, coalescing with the
+    /// tail's last fragment while the page continues it.
+    fn append_to_page(&mut self, src: &[u8]) -> Result<usize, SendError> {
+        if self.page.capacity() == self.page.len() {
+            self.close_open();
+            self.page = BytesMut::with_capacity(PAGE_FRAG_SIZE);
+        }
+        let odd = self.tail_len();
+        let tail = self.queue.back_mut().ok_or(SendError::Inval("no pending buffer"))?;
+        if !self.open {
+            if tail.frags().len() >= MAX_FRAGS {
+                return Err(SendError::MsgSize { mtu: 0 });
+            }
+            self.open = true;
+        }
+        let copy = src.len().min(self.page.capacity() - self.page.len());
+        let start = self.page.len();
+        self.page.extend_from_slice(&src[..copy]);
+        if tail.meta.ip_summed == CsumState::None {
+            let sum = Csum::of(&self.page[start..start + copy]);
+            tail.meta.csum = tail.meta.csum.add_at(sum, odd);
+        }
+        tail.grow_charge(copy);
+        Ok(copy)
+    }
+}
+
+/// The send-budget checks of `sock_alloc_send_skb` (first buffer: wait or
+/// `EAGAIN` while `sk_wmem_alloc >= sk_sndbuf`) and of the later buffers
+/// (`ENOBUFS` past twice the budget).
+fn check_budget(stack: &Stack, budget: &SendBudget, a: &Append<'_>) -> Result<(), SendError> {
+    if a.transhdrlen == 0 {
+        return if budget.allocated() <= 2 * budget.limit() {
+            Ok(())
+        } else {
+            Err(SendError::NoBufs)
+        };
+    }
+    while budget.allocated() >= budget.limit() {
+        if a.flags.contains(MsgFlags::DONTWAIT) {
+            return Err(SendError::Again);
+        }
+        // Blocking send: let deferred transmit work run and yield until the
+        // drivers release buffers (`sock_wait_for_wmem`).
+        stack.poll();
+        std::thread::yield_now();
+    }
+    Ok(())
+}
+
+/// Kernel: `ip_generic_getfrag()`. Copies user data into the buffer at absolute
+/// offset `at`, adding its sum at `odd` unless the device will checksum.
+fn getfrag(skb: &mut PacketBuf, at: usize, src: &[u8], odd: usize) {
+    let sw = skb.meta.ip_summed == CsumState::None;
+    let dst = &mut skb.from_offset_mut(at)[..src.len()];
+    if sw {
+        let sum = Csum::copy_and_sum(src, dst);
+        skb.meta.csum = skb.meta.csum.add_at(sum, odd);
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// Kernel: `ip_dont_fragment()` for an unlocked route MTU.
+fn dont_fragment(p: PmtuDisc) -> bool {
+    matches!(p, PmtuDisc::Do | PmtuDisc::Want)
+}
+
+impl Cork {
+    /// Kernel: `__ip_make_skb()`. Takes the pending buffers as one datagram: the
+    /// first with the rest chained behind it (`frag_list`), the IP header written
+    /// (all but `tot_len` and the checksum, which `ip_local_out` fills) and the
+    /// ID chosen. `sock_id` is a connected socket's own ID counter. Returns `None`
+    /// when nothing is pending.
+    pub fn make(&mut self, stack: &Stack, sock_id: Option<&mut u16>) -> Option<PacketBuf> {
+        self.close_open();
+        let p = self.params.take()?;
+        self.length = 0;
+        let mut skb = self.queue.pop_front()?;
+        let nh = skb.meta.network_header as usize;
+        if skb.data_offset() < nh {
+            skb.pull(nh - skb.data_offset());
+        }
+        let hlen = skb.meta.transport_header as usize - nh;
+        while let Some(mut t) = self.queue.pop_front() {
+            t.pull(hlen);
+            t.meta.dst = None;
+            skb.chain_push(t);
+        }
+        let df = matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Probe)
+            || (skb.len() as u32 <= p.dst.mtu() && dont_fragment(p.pmtudisc));
+        skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
+        let id = select_ident(stack, &p, df, sock_id);
+        write_header(&mut skb, &p, df, id);
+        skb.meta.ip_optlen = p.options.len() as u8;
+        skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
+        skb.meta.priority = p.priority;
+        skb.meta.mark = p.mark;
+        skb.meta.dst = Some(p.dst);
+        Some(skb)
+    }
+}
+
+/// Kernel: `ip_select_ident_segs()`. A connected socket uses its own counter; a
+/// DF datagram that may not be fragmented locally gets 0; others draw from the
+/// per-destination counters.
+fn select_ident(stack: &Stack, p: &CorkParams, df: bool, sock_id: Option<&mut u16>) -> u16 {
+    if let Some(id) = sock_id.filter(|_| p.connected) {
+        *id = id.wrapping_add(1);
+        return *id;
+    }
+    if df && !p.pmtudisc.ignore_df() {
+        return 0;
+    }
+    stack.idents.reserve(p.daddr, p.saddr, p.protocol, 1)
+}
+
+/// Writes the IP header fields `__ip_make_skb` sets, and the options.
+fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u16) {
+    let h = skb.network_header_mut();
+    let ihl = 5 + p.options.len() / 4;
+    h[0] = 0x40 | ihl as u8;
+    h[1] = p.tos;
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+    h[8] = p.ttl;
+    h[9] = p.protocol;
+    h[12..16].copy_from_slice(&p.saddr.octets());
+    h[16..20].copy_from_slice(&p.daddr.octets());
+    h[20..20 + p.options.len()].copy_from_slice(&p.options);
+}

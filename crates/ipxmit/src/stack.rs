@@ -1,0 +1,470 @@
+//! `Stack`: one network namespace.
+//!
+//! Stands for `struct net`: its devices (`dev_base_head`), FIB, neighbour table,
+//! netfilter hooks, sysctls and MIB counters, plus the deferred work the kernel
+//! does in softirq context (`net_tx_action` for rescheduled queues, qdisc
+//! watchdog timers), which here is [`Stack::poll`] with [`Stack::next_wakeup`].
+//!
+//! A stack is shared between threads (`Arc<Stack>`); sockets are owned by one
+//! thread each. Tables that are read per packet are swapped whole on change and
+//! cached by sockets, checked with a generation number.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use parking_lot::RwLock;
+
+use crate::buf::BufPool;
+use crate::dev::queue::XmitCtx;
+use crate::dev::{DevConfig, DevError, Driver, NetDevice, Notify};
+use crate::ipv4::ident::IdentTable;
+use crate::neigh::{NeighTable, NudState};
+use crate::netfilter::Hooks;
+use crate::route::{Dst, Fib, Route, RouteError};
+use crate::sched::{run, Qdisc, QdiscSpec};
+use crate::stats::Counters;
+use crate::time::{Clock, Instant, MonotonicClock};
+use crate::wire::EthernetAddress;
+
+/// Tunables of a stack (`/proc/sys/net/...`).
+#[derive(Clone, Debug)]
+pub struct Sysctls {
+    /// `net.ipv4.ip_default_ttl`.
+    pub ip_default_ttl: u8,
+    /// `net.core.wmem_default`: initial `SO_SNDBUF`.
+    pub wmem_default: usize,
+    /// `net.core.wmem_max`: largest `SO_SNDBUF` a user may set.
+    pub wmem_max: usize,
+    /// `net.ipv4.ip_no_pmtu_disc`: default PMTU discovery mode is DONT when set.
+    pub ip_no_pmtu_disc: bool,
+    /// `net.core.default_qdisc` for new devices.
+    pub default_qdisc: QdiscSpec,
+}
+
+impl Default for Sysctls {
+    fn default() -> Self {
+        Sysctls {
+            ip_default_ttl: 64,
+            wmem_default: 212_992,
+            wmem_max: 212_992,
+            ip_no_pmtu_disc: false,
+            default_qdisc: QdiscSpec::PfifoFast,
+        }
+    }
+}
+
+/// Errors of stack configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A device error.
+    #[error(transparent)]
+    Dev(#[from] DevError),
+    /// A routing error.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The named device does not exist.
+    #[error("no such device: {0}")]
+    NoDevice(String),
+    /// A device with that name exists.
+    #[error("device {0} already exists")]
+    DeviceExists(String),
+    /// Neighbour entries need an Ethernet device.
+    #[error("device {0} has no link-layer addresses (L3 device)")]
+    NoLinkLayer(String),
+}
+
+/// One network namespace. See the module documentation.
+pub struct Stack {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) pool: BufPool,
+    pub(crate) counters: Counters,
+    devices: RwLock<Vec<Arc<NetDevice>>>,
+    fib: RwLock<Arc<Fib>>,
+    fib_gen: AtomicU64,
+    pub(crate) neigh: NeighTable,
+    pub(crate) hooks: Hooks,
+    pub(crate) notify: Arc<Notify>,
+    pub(crate) sysctl: RwLock<Sysctls>,
+    pub(crate) idents: IdentTable,
+    ports: parking_lot::Mutex<Ports>,
+}
+
+/// Bound UDP ports and the ephemeral-port cursor.
+#[derive(Debug)]
+struct Ports {
+    bound: std::collections::HashSet<u16>,
+    next: u16,
+    rng: u64,
+}
+
+/// `net.ipv4.ip_local_port_range` default.
+pub const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 32768..=60999;
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("devices", &self.devices.read().len())
+            .field("routes", &self.fib.read().len())
+            .finish()
+    }
+}
+
+impl Stack {
+    /// A stack on the real monotonic clock.
+    pub fn new() -> Arc<Stack> {
+        Stack::with_clock(Arc::new(MonotonicClock::new()))
+    }
+
+    /// A stack on `clock` (a [`crate::time::ManualClock`] in tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Arc<Stack> {
+        Arc::new(Stack {
+            clock,
+            pool: BufPool::default(),
+            counters: Counters::default(),
+            devices: RwLock::new(Vec::new()),
+            fib: RwLock::new(Arc::new(Fib::new())),
+            fib_gen: AtomicU64::new(1),
+            neigh: NeighTable::default(),
+            hooks: Hooks::default(),
+            notify: Arc::new(Notify::default()),
+            sysctl: RwLock::new(Sysctls::default()),
+            idents: IdentTable::new(),
+            ports: parking_lot::Mutex::new(Ports {
+                bound: std::collections::HashSet::new(),
+                next: *EPHEMERAL_PORTS.start(),
+                rng: seed(),
+            }),
+        })
+    }
+
+    /// The current time.
+    #[inline]
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// MIB and drop counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The buffer pool.
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+
+    /// Filter hooks.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// The neighbour table.
+    pub fn neighbours(&self) -> &NeighTable {
+        &self.neigh
+    }
+
+    /// A copy of the sysctls.
+    pub fn sysctls(&self) -> Sysctls {
+        self.sysctl.read().clone()
+    }
+
+    /// Changes sysctls.
+    pub fn set_sysctls(&self, f: impl FnOnce(&mut Sysctls)) {
+        f(&mut self.sysctl.write());
+    }
+
+    pub(crate) fn xmit_ctx(&self) -> XmitCtx<'_> {
+        XmitCtx {
+            counters: &self.counters,
+            now: self.now(),
+        }
+    }
+
+    /// Registers a device with one transmit queue per driver and the default
+    /// qdisc on each (`register_netdevice`).
+    pub fn add_device(
+        &self,
+        cfg: DevConfig,
+        drivers: Vec<Box<dyn Driver>>,
+    ) -> Result<Arc<NetDevice>, ConfigError> {
+        let mut devs = self.devices.write();
+        if devs.iter().any(|d| d.name() == cfg.name) {
+            return Err(ConfigError::DeviceExists(cfg.name));
+        }
+        let ifindex = devs.iter().map(|d| d.ifindex()).max().unwrap_or(1) + 1;
+        let spec = self.sysctl.read().default_qdisc.clone();
+        let make = |c: &DevConfig| -> Box<dyn Qdisc> { spec.build(c.txqueuelen, c.mtu) };
+        let dev = Arc::new(NetDevice::new(ifindex, cfg, drivers, &make, self.notify.clone())?);
+        devs.push(dev.clone());
+        Ok(dev)
+    }
+
+    /// The device called `name`.
+    pub fn device(&self, name: &str) -> Result<Arc<NetDevice>, ConfigError> {
+        self.devices
+            .read()
+            .iter()
+            .find(|d| d.name() == name)
+            .cloned()
+            .ok_or_else(|| ConfigError::NoDevice(name.to_string()))
+    }
+
+    /// Every device, in ifindex order.
+    pub fn devices(&self) -> Vec<Arc<NetDevice>> {
+        self.devices.read().clone()
+    }
+
+    /// Adds an address to a device and its prefix route (`ip addr add`, which
+    /// installs `proto kernel scope link src ADDR`).
+    pub fn add_addr(&self, dev: &str, net: Ipv4Net) -> Result<(), ConfigError> {
+        let d = self.device(dev)?;
+        if d.add_addr(net) && net.prefix_len() < 32 {
+            let mut dst = Dst::new(d.clone(), None);
+            dst.prefsrc = Some(net.addr());
+            let r = Route {
+                prefix: net.trunc(),
+                metric: 0,
+                dst: Arc::new(dst),
+            };
+            self.update_fib(|f| f.replace(r))?;
+        }
+        Ok(())
+    }
+
+    /// Adds a route (`ip route add PREFIX [via GW] dev DEV [src A] [mtu N] [metric M]`).
+    pub fn add_route(&self, spec: RouteSpec) -> Result<(), ConfigError> {
+        let r = self.build_route(spec)?;
+        self.update_fib(|f| f.add(r))
+    }
+
+    /// Adds or replaces a route (`ip route replace`).
+    pub fn replace_route(&self, spec: RouteSpec) -> Result<(), ConfigError> {
+        let r = self.build_route(spec)?;
+        self.update_fib(|f| f.replace(r))
+    }
+
+    /// Deletes a route (`ip route del`).
+    pub fn del_route(&self, prefix: Ipv4Net, metric: Option<u32>) -> Result<(), ConfigError> {
+        self.update_fib(|f| f.delete(prefix, metric).map(|_| ()))
+    }
+
+    fn build_route(&self, spec: RouteSpec) -> Result<Route, ConfigError> {
+        let dev = self.device(&spec.dev)?;
+        let mut dst = Dst::new(dev, spec.via);
+        dst.prefsrc = spec.src;
+        dst.mtu_metric = spec.mtu;
+        Ok(Route {
+            prefix: spec.prefix,
+            metric: spec.metric,
+            dst: Arc::new(dst),
+        })
+    }
+
+    fn update_fib(
+        &self,
+        f: impl FnOnce(&mut Fib) -> Result<(), RouteError>,
+    ) -> Result<(), ConfigError> {
+        let mut guard = self.fib.write();
+        let mut new = (**guard).clone();
+        f(&mut new)?;
+        *guard = Arc::new(new);
+        self.fib_gen.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The current table (shared; never locked per packet by sockets).
+    pub fn fib(&self) -> Arc<Fib> {
+        self.fib.read().clone()
+    }
+
+    /// Generation of the routing table; changes whenever it does.
+    #[inline]
+    pub fn fib_generation(&self) -> u64 {
+        self.fib_gen.load(Ordering::Acquire)
+    }
+
+    /// Kernel: `ip_route_output_key()`, net/ipv4/route.c. The destination entry for
+    /// `daddr`, or `ENETUNREACH` (counted as `IpOutNoRoutes`).
+    pub fn route_output(&self, daddr: Ipv4Addr) -> Result<Arc<Dst>, RouteError> {
+        let fib = self.fib.read();
+        match fib.lookup(daddr) {
+            Some(r) => Ok(r.dst.clone()),
+            None => {
+                self.counters.inc(crate::stats::Mib::IpOutNoRoutes);
+                Err(RouteError::NetUnreachable(daddr))
+            }
+        }
+    }
+
+    /// Adds a static neighbour (`ip neigh replace ADDR lladdr LL dev DEV nud permanent`).
+    pub fn add_neigh(
+        &self,
+        dev: &str,
+        addr: Ipv4Addr,
+        lladdr: EthernetAddress,
+        state: NudState,
+    ) -> Result<(), ConfigError> {
+        let d = self.device(dev)?;
+        if d.link() != crate::dev::LinkType::Ethernet {
+            return Err(ConfigError::NoLinkLayer(dev.to_string()));
+        }
+        self.neigh.set(d.ifindex(), addr, lladdr, state, d.hw_addr());
+        Ok(())
+    }
+
+    /// Replaces the qdisc on every transmit queue of `dev` (`tc qdisc replace dev
+    /// DEV root ...`; on a multi-queue device each queue gets its own instance, as
+    /// under the kernel's `mq`). Queued packets are dropped and counted.
+    pub fn replace_qdisc(&self, dev: &str, spec: &QdiscSpec) -> Result<(), ConfigError> {
+        let d = self.device(dev)?;
+        for i in 0..d.queues().len() {
+            let mut to_free = d.replace_qdisc(i, spec.build(d.txqueuelen(), d.mtu()))?;
+            run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
+        }
+        Ok(())
+    }
+
+    /// Kernel: `net_tx_action()` and the timers. Runs queues that were rescheduled
+    /// (quota used, driver woke up) or whose throttle time has come. Returns the
+    /// number of queues run.
+    pub fn poll(&self) -> usize {
+        let pending = self.notify.take();
+        let ctx = self.xmit_ctx();
+        let mut ran = 0;
+        for dev in self.devices.read().iter() {
+            for txq in dev.queues() {
+                let due = txq.q.lock().watchdog.is_some_and(|t| t <= ctx.now);
+                if (pending && txq.ctl().take_scheduled()) || due {
+                    if !run::try_run(ctx, dev, txq) {
+                        txq.ctl().schedule();
+                    }
+                    ran += 1;
+                }
+            }
+        }
+        ran
+    }
+
+    /// Runs deferred work until none is left or `max_rounds` passes were made
+    /// (the kernel's softirq restart limit). Returns true when work remains.
+    pub fn poll_until_idle(&self, max_rounds: usize) -> bool {
+        for _ in 0..max_rounds {
+            if !self.notify.is_pending() {
+                return false;
+            }
+            self.poll();
+        }
+        self.notify.is_pending()
+    }
+
+    /// The earliest time deferred work is due: now when something is pending,
+    /// a qdisc watchdog time, or `None` when idle.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        if self.notify.is_pending() {
+            return Some(self.now());
+        }
+        self.devices
+            .read()
+            .iter()
+            .flat_map(|d| d.queues().iter().filter_map(|q| q.q.lock().watchdog))
+            .min()
+    }
+
+    /// The notifier a runner thread waits on.
+    pub fn notifier(&self) -> &Arc<Notify> {
+        &self.notify
+    }
+}
+
+fn seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x1234_5678u64) | 1
+}
+
+impl Stack {
+    /// True when `addr` is configured on some device.
+    pub fn is_local_addr(&self, addr: Ipv4Addr) -> bool {
+        self.devices
+            .read()
+            .iter()
+            .any(|d| d.addrs().iter().any(|n| n.addr() == addr))
+    }
+
+    /// Source address for a route (`inet_select_addr`): the route's `src`, else
+    /// the device's primary address, else 0.0.0.0.
+    pub fn source_for(&self, dst: &Dst) -> Ipv4Addr {
+        dst.prefsrc
+            .or_else(|| dst.dev.primary_addr())
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    /// A pseudo-random 16-bit value (`get_random_u16`), xorshift on a random seed.
+    pub fn random_u16(&self) -> u16 {
+        let mut p = self.ports.lock();
+        p.rng ^= p.rng << 13;
+        p.rng ^= p.rng >> 7;
+        p.rng ^= p.rng << 17;
+        (p.rng >> 24) as u16
+    }
+
+    /// Reserves UDP `port`, or an ephemeral one for 0 (`udp_lib_get_port`).
+    pub(crate) fn bind_port(&self, port: u16) -> Result<u16, crate::error::SendError> {
+        let mut p = self.ports.lock();
+        if port != 0 {
+            return if p.bound.insert(port) {
+                Ok(port)
+            } else {
+                Err(crate::error::SendError::Inval("address already in use"))
+            };
+        }
+        let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u32 + 1;
+        for _ in 0..span {
+            let cand = p.next;
+            p.next = if cand >= *EPHEMERAL_PORTS.end() { *EPHEMERAL_PORTS.start() } else { cand + 1 };
+            if p.bound.insert(cand) {
+                return Ok(cand);
+            }
+        }
+        Err(crate::error::SendError::Inval("no ephemeral port free"))
+    }
+
+    /// Releases a bound port.
+    pub(crate) fn release_port(&self, port: u16) {
+        if port != 0 {
+            self.ports.lock().bound.remove(&port);
+        }
+    }
+}
+
+/// A route to add, as `ip route add` takes it.
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    /// Destination prefix (`default` is 0.0.0.0/0).
+    pub prefix: Ipv4Net,
+    /// Gateway.
+    pub via: Option<Ipv4Addr>,
+    /// Output device name.
+    pub dev: String,
+    /// Preferred source address.
+    pub src: Option<Ipv4Addr>,
+    /// MTU metric.
+    pub mtu: Option<u32>,
+    /// Metric (preference, lower wins).
+    pub metric: u32,
+}
+
+impl RouteSpec {
+    /// A route to `prefix` out of `dev`.
+    pub fn new(prefix: Ipv4Net, dev: &str) -> RouteSpec {
+        RouteSpec {
+            prefix,
+            via: None,
+            dev: dev.to_string(),
+            src: None,
+            mtu: None,
+            metric: 0,
+        }
+    }
+}

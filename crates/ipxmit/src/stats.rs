@@ -1,0 +1,234 @@
+//! Counters: the SNMP MIBs (`nstat`), drop reasons and device statistics.
+//!
+//! Stands for the kernel's `IP_INC_STATS`/`UDP_INC_STATS` MIB counters
+//! (`include/net/snmp.h`, shown by `nstat` as `IpOutRequests`, ...), the drop
+//! reasons of `enum skb_drop_reason` (`include/net/dropreason-core.h`), and
+//! `struct rtnl_link_stats64` (shown by `ip -s link`).
+//!
+//! Every packet that enters the stack is either handed to a driver or dropped
+//! under exactly one [`DropReason`], so `sent + sum(dropped) = submitted` can be
+//! checked.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counter_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+
+            /// The name the kernel's tools print.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$v => $s,)* }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+counter_enum! {
+    /// An SNMP MIB counter, named as `nstat` prints it.
+    Mib {
+        /// Datagrams handed to IP for transmission (`IPSTATS_MIB_OUTREQUESTS`).
+        IpOutRequests => "IpOutRequests",
+        /// Datagrams discarded on output for lack of resources (`OUTDISCARDS`).
+        IpOutDiscards => "IpOutDiscards",
+        /// Datagrams dropped because no route was found (`OUTNOROUTES`).
+        IpOutNoRoutes => "IpOutNoRoutes",
+        /// Datagrams successfully fragmented (`FRAGOKS`).
+        IpFragOKs => "IpFragOKs",
+        /// Datagrams that needed fragmenting but could not be (`FRAGFAILS`).
+        IpFragFails => "IpFragFails",
+        /// Fragments created (`FRAGCREATES`).
+        IpFragCreates => "IpFragCreates",
+        /// Packets passed to the device layer (`IPSTATS_MIB_OUTPKTS`).
+        IpExtOutPkts => "IpExtOutPkts",
+        /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
+        IpExtOutOctets => "IpExtOutOctets",
+        /// UDP datagrams sent (`UDP_MIB_OUTDATAGRAMS`).
+        UdpOutDatagrams => "UdpOutDatagrams",
+        /// UDP sends that failed for lack of send buffer (`UDP_MIB_SNDBUFERRORS`).
+        UdpSndbufErrors => "UdpSndbufErrors",
+        /// Raw/other sends that failed for lack of memory.
+        IpExtOutNoMem => "IpExtOutNoMem",
+    }
+}
+
+counter_enum! {
+    /// Why a packet was dropped (the kernel's `enum skb_drop_reason`).
+    DropReason {
+        /// `SKB_DROP_REASON_NOT_SPECIFIED`.
+        NotSpecified => "NOT_SPECIFIED",
+        /// A filter hook returned DROP (`NETFILTER_DROP`).
+        NetfilterDrop => "NETFILTER_DROP",
+        /// No route to the destination (`IP_OUTNOROUTES`).
+        IpOutNoRoutes => "IP_OUTNOROUTES",
+        /// Larger than the MTU with DF set (`PKT_TOO_BIG`).
+        PktTooBig => "PKT_TOO_BIG",
+        /// Dropped by a queueing discipline (`QDISC_DROP`).
+        QdiscDrop => "QDISC_DROP",
+        /// Neighbour resolution failed (`NEIGH_FAILED`).
+        NeighFailed => "NEIGH_FAILED",
+        /// The unresolved-neighbour queue was full (`NEIGH_QUEUEFULL`).
+        NeighQueueFull => "NEIGH_QUEUEFULL",
+        /// The neighbour entry was removed (`NEIGH_DEAD`).
+        NeighDead => "NEIGH_DEAD",
+        /// No buffer memory (`NOMEM`).
+        NoMem => "NOMEM",
+        /// The device is down (`DEV_READY`).
+        DevReady => "DEV_READY",
+        /// The driver failed to transmit (`FULL_RING` / driver error).
+        FullRing => "FULL_RING",
+        /// Segmentation or checksum help failed (`SKB_CSUM`/`SKB_GSO_SEG`).
+        SkbGsoSeg => "SKB_GSO_SEG",
+        /// The queue was reset or destroyed with the packet in it (`QUEUE_PURGE`).
+        QueuePurge => "QUEUE_PURGE",
+    }
+}
+
+const N_MIB: usize = Mib::ALL.len();
+const N_DROP: usize = DropReason::ALL.len();
+
+/// The stack's MIB and drop counters. Cheap relaxed atomics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    mib: [AtomicU64; N_MIB],
+    drops: [AtomicU64; N_DROP],
+}
+
+impl Counters {
+    /// Adds `n` to a MIB counter.
+    #[inline]
+    pub fn add(&self, m: Mib, n: u64) {
+        self.mib[m as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to a MIB counter.
+    #[inline]
+    pub fn inc(&self, m: Mib) {
+        self.add(m, 1);
+    }
+
+    /// Counts one dropped packet under `reason`.
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` dropped packets under `reason`.
+    #[inline]
+    pub fn drop_n(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A MIB counter's value.
+    pub fn get(&self, m: Mib) -> u64 {
+        self.mib[m as usize].load(Ordering::Relaxed)
+    }
+
+    /// Packets dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Packets dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL.iter().map(|&r| self.dropped(r)).sum()
+    }
+
+    /// All MIB counters with their values, in declaration order.
+    pub fn mib_snapshot(&self) -> Vec<(Mib, u64)> {
+        Mib::ALL.iter().map(|&m| (m, self.get(m))).collect()
+    }
+
+    /// All drop counters with their values, in declaration order.
+    pub fn drop_snapshot(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|&r| (r, self.dropped(r)))
+            .collect()
+    }
+}
+
+/// Device counters as `ip -s link` shows them (`struct rtnl_link_stats64`).
+#[derive(Debug, Default)]
+pub struct DevStats {
+    /// Frames handed to the driver successfully.
+    pub tx_packets: AtomicU64,
+    /// Bytes of those frames (as given to the driver, link header included).
+    pub tx_bytes: AtomicU64,
+    /// Frames the driver failed to send.
+    pub tx_errors: AtomicU64,
+    /// Frames dropped on the way to the driver.
+    pub tx_dropped: AtomicU64,
+    /// Frames received by the driver's receive side.
+    pub rx_packets: AtomicU64,
+    /// Bytes received.
+    pub rx_bytes: AtomicU64,
+    /// Received frames dropped.
+    pub rx_dropped: AtomicU64,
+}
+
+/// A plain copy of [`DevStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevStatsSnapshot {
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Transmit drops.
+    pub tx_dropped: u64,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Receive drops.
+    pub rx_dropped: u64,
+}
+
+impl DevStats {
+    /// A copy of the current values.
+    pub fn snapshot(&self) -> DevStatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DevStatsSnapshot {
+            tx_packets: l(&self.tx_packets),
+            tx_bytes: l(&self.tx_bytes),
+            tx_errors: l(&self.tx_errors),
+            tx_dropped: l(&self.tx_dropped),
+            rx_packets: l(&self.rx_packets),
+            rx_bytes: l(&self.rx_bytes),
+            rx_dropped: l(&self.rx_dropped),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_count_and_name() {
+        let c = Counters::default();
+        c.inc(Mib::IpOutRequests);
+        c.add(Mib::IpFragCreates, 6);
+        c.drop(DropReason::QdiscDrop);
+        assert_eq!(c.get(Mib::IpOutRequests), 1);
+        assert_eq!(c.get(Mib::IpFragCreates), 6);
+        assert_eq!(c.dropped(DropReason::QdiscDrop), 1);
+        assert_eq!(c.dropped_total(), 1);
+        assert_eq!(Mib::IpFragOKs.to_string(), "IpFragOKs");
+        assert_eq!(DropReason::NeighFailed.name(), "NEIGH_FAILED");
+    }
+}
