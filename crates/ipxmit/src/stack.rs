@@ -195,7 +195,9 @@ impl Stack {
         }
         let ifindex = devs.iter().map(|d| d.ifindex()).max().unwrap_or(1) + 1;
         let spec = self.sysctl.read().default_qdisc.clone();
-        let make = |c: &DevConfig| -> Box<dyn Qdisc> { spec.build(c.txqueuelen, c.mtu) };
+        let make = |c: &DevConfig| -> Box<dyn Qdisc> {
+            spec.build(c.txqueuelen, c.mtu + c.link.header_len() as u32)
+        };
         let dev = Arc::new(NetDevice::new(ifindex, cfg, drivers, &make, self.notify.clone())?);
         devs.push(dev.clone());
         Ok(dev)
@@ -320,7 +322,8 @@ impl Stack {
     pub fn replace_qdisc(&self, dev: &str, spec: &QdiscSpec) -> Result<(), ConfigError> {
         let d = self.device(dev)?;
         for i in 0..d.queues().len() {
-            let mut to_free = d.replace_qdisc(i, spec.build(d.txqueuelen(), d.mtu()))?;
+            let psched_mtu = d.mtu() + d.link().header_len() as u32;
+            let mut to_free = d.replace_qdisc(i, spec.build(d.txqueuelen(), psched_mtu))?;
             run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
         }
         Ok(())

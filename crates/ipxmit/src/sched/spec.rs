@@ -1,0 +1,542 @@
+//! Qdisc descriptions in tc's syntax, and building qdiscs from them.
+//!
+//! Stands for the user-space half of `tc qdisc add|replace`: iproute2's
+//! `tc/tc_qdisc.c` (find the kind, hand the remaining words to its parser) and the
+//! per-kind option parsers (`tc/q_fifo.c`), together with the kernel defaults
+//! applied when an option is absent (`__fifo_init`, `pfifo_fast_init`).
+//!
+//! A [`QdiscSpec`] is what follows `root`/`handle` on a tc command line, e.g.
+//! `pfifo limit 100` in `tc qdisc replace dev eth0 root pfifo limit 100`:
+//!
+//! | kind              | options          | tc's parser           |
+//! |-------------------|------------------|-----------------------|
+//! | `pfifo_fast`      | none             | (no option parsing)   |
+//! | `pfifo`           | `limit PACKETS`  | `fifo_parse_opt`      |
+//! | `pfifo_head_drop` | `limit PACKETS`  | `fifo_parse_opt`      |
+//! | `bfifo`           | `limit BYTES`    | `fifo_parse_opt`      |
+//! | `noqueue`         | none             | (no option parsing)   |
+//!
+//! Kinds and keywords match exactly (case-sensitive), as in tc. Like tc, every
+//! FIFO limit is read with `get_size`, so `pfifo limit 1k` means 1024 packets and
+//! `bfifo limit 32kb` 32768 bytes, and values above `u32::MAX` are refused; a
+//! repeated keyword takes its last value.
+//!
+//! The parser is a table of kinds (`KINDS`), each with its own option parser
+//! built on a small keyword reader; a new qdisc adds a variant, a parser and a
+//! table row.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
+use super::{Noqueue, PfifoFast, Qdisc};
+use crate::units::{format_size, parse_size, UnitError};
+
+/// A parsed tc qdisc description (kind and options). `None` options take the
+/// kernel's defaults in [`QdiscSpec::build`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QdiscSpec {
+    /// `pfifo_fast`: three strict-priority bands of `txqueuelen` packets each.
+    PfifoFast,
+    /// `pfifo [limit PACKETS]`: default `txqueuelen`.
+    Pfifo {
+        /// Packet limit.
+        limit: Option<u32>,
+    },
+    /// `pfifo_head_drop [limit PACKETS]`: default `txqueuelen`.
+    PfifoHeadDrop {
+        /// Packet limit.
+        limit: Option<u32>,
+    },
+    /// `bfifo [limit BYTES]`: default `txqueuelen * psched_mtu`.
+    Bfifo {
+        /// Byte limit (at most `u32::MAX`, the kernel's `sch->limit`).
+        limit: Option<u64>,
+    },
+    /// `noqueue`: no queue; packets go straight to the driver.
+    Noqueue,
+}
+
+/// Why a qdisc description could not be parsed. Each variant names the word.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// No words at all.
+    #[error("empty qdisc description")]
+    Empty,
+    /// The first word is not a qdisc kind ipxmit knows.
+    #[error("unknown qdisc kind \"{0}\"")]
+    UnknownKind(String),
+    /// A word the kind does not take.
+    #[error("{kind}: unknown parameter \"{word}\"")]
+    UnknownKeyword {
+        /// The qdisc kind.
+        kind: &'static str,
+        /// The word.
+        word: String,
+    },
+    /// A keyword was the last word, without its value.
+    #[error("{kind}: missing value for \"{keyword}\"")]
+    MissingValue {
+        /// The qdisc kind.
+        kind: &'static str,
+        /// The keyword.
+        keyword: &'static str,
+    },
+    /// A keyword's value could not be parsed.
+    #[error("{kind}: illegal value for \"{keyword}\": {source}")]
+    BadValue {
+        /// The qdisc kind.
+        kind: &'static str,
+        /// The keyword.
+        keyword: &'static str,
+        /// What was wrong with the value (names the value).
+        source: UnitError,
+    },
+    /// A keyword's value parsed but is outside the range the kernel accepts.
+    #[error("{kind}: illegal value for \"{keyword}\": \"{value}\" is above {max}")]
+    OutOfRange {
+        /// The qdisc kind.
+        kind: &'static str,
+        /// The keyword.
+        keyword: &'static str,
+        /// The value as given.
+        value: String,
+        /// The largest value allowed.
+        max: u64,
+    },
+}
+
+/// One qdisc kind: its tc name and its option parser.
+struct Kind {
+    name: &'static str,
+    parse: fn(&mut Options<'_>) -> Result<QdiscSpec, SpecError>,
+}
+
+/// Every kind [`QdiscSpec::parse`] knows.
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "pfifo_fast",
+        parse: parse_pfifo_fast,
+    },
+    Kind {
+        name: "pfifo",
+        parse: parse_pfifo,
+    },
+    Kind {
+        name: "pfifo_head_drop",
+        parse: parse_pfifo_head_drop,
+    },
+    Kind {
+        name: "bfifo",
+        parse: parse_bfifo,
+    },
+    Kind {
+        name: "noqueue",
+        parse: parse_noqueue,
+    },
+];
+
+/// The words after the kind, read keyword by keyword (tc's `NEXT_ARG`).
+struct Options<'a> {
+    kind: &'static str,
+    words: std::slice::Iter<'a, &'a str>,
+}
+
+impl<'a> Options<'a> {
+    /// The next keyword, or `None` at the end.
+    fn next_keyword(&mut self) -> Option<&'a str> {
+        self.words.next().copied()
+    }
+
+    /// The value following `keyword`.
+    fn value(&mut self, keyword: &'static str) -> Result<&'a str, SpecError> {
+        self.words.next().copied().ok_or(SpecError::MissingValue {
+            kind: self.kind,
+            keyword,
+        })
+    }
+
+    /// The error for a word the kind does not take.
+    fn unknown(&self, word: &str) -> SpecError {
+        SpecError::UnknownKeyword {
+            kind: self.kind,
+            word: word.to_owned(),
+        }
+    }
+
+    /// The value of `keyword` read as tc's `get_size` does (a 32-bit size).
+    fn size_u32(&mut self, keyword: &'static str) -> Result<u32, SpecError> {
+        let word = self.value(keyword)?;
+        let kind = self.kind;
+        let v = parse_size(word).map_err(|source| SpecError::BadValue {
+            kind,
+            keyword,
+            source,
+        })?;
+        u32::try_from(v).map_err(|_| SpecError::OutOfRange {
+            kind,
+            keyword,
+            value: word.to_owned(),
+            max: u64::from(u32::MAX),
+        })
+    }
+}
+
+/// Options of kinds that take none (tc: "does not support option parsing").
+fn parse_no_options(o: &mut Options<'_>, spec: QdiscSpec) -> Result<QdiscSpec, SpecError> {
+    match o.next_keyword() {
+        Some(word) => Err(o.unknown(word)),
+        None => Ok(spec),
+    }
+}
+
+fn parse_pfifo_fast(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    parse_no_options(o, QdiscSpec::PfifoFast)
+}
+
+fn parse_noqueue(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    parse_no_options(o, QdiscSpec::Noqueue)
+}
+
+/// tc's `fifo_parse_opt()`: `[limit SIZE]`, shared by the three FIFOs.
+fn parse_fifo_limit(o: &mut Options<'_>) -> Result<Option<u32>, SpecError> {
+    let mut limit = None;
+    while let Some(word) = o.next_keyword() {
+        match word {
+            "limit" => limit = Some(o.size_u32("limit")?),
+            _ => return Err(o.unknown(word)),
+        }
+    }
+    Ok(limit)
+}
+
+fn parse_pfifo(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    Ok(QdiscSpec::Pfifo {
+        limit: parse_fifo_limit(o)?,
+    })
+}
+
+fn parse_pfifo_head_drop(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    Ok(QdiscSpec::PfifoHeadDrop {
+        limit: parse_fifo_limit(o)?,
+    })
+}
+
+fn parse_bfifo(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    Ok(QdiscSpec::Bfifo {
+        limit: parse_fifo_limit(o)?.map(u64::from),
+    })
+}
+
+impl QdiscSpec {
+    /// Parses a description given as words: the kind, then its options
+    /// (`["pfifo", "limit", "100"]`).
+    pub fn parse(words: &[&str]) -> Result<QdiscSpec, SpecError> {
+        let (first, rest) = words.split_first().ok_or(SpecError::Empty)?;
+        let kind = KINDS
+            .iter()
+            .find(|k| k.name == *first)
+            .ok_or_else(|| SpecError::UnknownKind((*first).to_owned()))?;
+        let mut options = Options {
+            kind: kind.name,
+            words: rest.iter(),
+        };
+        (kind.parse)(&mut options)
+    }
+
+    /// The tc kind (`pfifo_fast`, `bfifo`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QdiscSpec::PfifoFast => "pfifo_fast",
+            QdiscSpec::Pfifo { .. } => "pfifo",
+            QdiscSpec::PfifoHeadDrop { .. } => "pfifo_head_drop",
+            QdiscSpec::Bfifo { .. } => "bfifo",
+            QdiscSpec::Noqueue => "noqueue",
+        }
+    }
+
+    /// Builds the qdisc for one transmit queue of a device whose `tx_queue_len`
+    /// is `txqueuelen` and whose `psched_mtu` — MTU plus link-layer header
+    /// (`hard_header_len`: 14 on Ethernet, 0 on an L3 device) — is `psched_mtu`,
+    /// applying the kernel's defaults for absent options.
+    ///
+    /// The kernel's `tx_queue_len == 0` cases are the caller's: `qdisc_create()`
+    /// turns 0 into 1000 on `IFF_NO_QUEUE` devices, and `pfifo_fast` refuses 0
+    /// otherwise (here it then drops every packet; see [`PfifoFast`]).
+    pub fn build(&self, txqueuelen: u32, psched_mtu: u32) -> Box<dyn Qdisc> {
+        match *self {
+            QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
+            QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
+            QdiscSpec::PfifoHeadDrop { limit } => {
+                Box::new(PfifoHeadDrop::new(limit.unwrap_or(txqueuelen)))
+            }
+            QdiscSpec::Bfifo { limit } => {
+                // Kernel: u32 `tx_queue_len * psched_mtu`; we saturate instead of wrapping.
+                let limit = match limit {
+                    Some(l) => u32::try_from(l).unwrap_or(u32::MAX),
+                    None => txqueuelen.saturating_mul(psched_mtu),
+                };
+                Box::new(Bfifo::new(limit, psched_mtu))
+            }
+            QdiscSpec::Noqueue => Box::new(Noqueue::new()),
+        }
+    }
+}
+
+impl FromStr for QdiscSpec {
+    type Err = SpecError;
+
+    /// Parses a description from a string, splitting it on white space.
+    fn from_str(s: &str) -> Result<QdiscSpec, SpecError> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        QdiscSpec::parse(&words)
+    }
+}
+
+impl fmt::Display for QdiscSpec {
+    /// The description as a tc command line takes it (`pfifo limit 100`,
+    /// `bfifo limit 32Kb`); parsing it gives the same spec back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())?;
+        match *self {
+            QdiscSpec::Pfifo { limit: Some(l) } | QdiscSpec::PfifoHeadDrop { limit: Some(l) } => {
+                write!(f, " limit {l}")
+            }
+            QdiscSpec::Bfifo { limit: Some(l) } => write!(f, " limit {}", exact_size(l)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `l` as tc's `sprint_size` prints it when that reads back exactly, else in bytes.
+fn exact_size(l: u64) -> String {
+    let pretty = format_size(l);
+    if parse_size(&pretty) == Ok(l) {
+        pretty
+    } else {
+        l.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::PacketBuf;
+    use crate::sched::{NetXmit, ToFree};
+    use crate::time::Instant;
+    use proptest::prelude::*;
+
+    fn p(s: &str) -> Result<QdiscSpec, SpecError> {
+        s.parse()
+    }
+
+    #[test]
+    fn parses_every_kind() {
+        assert_eq!(p("pfifo_fast"), Ok(QdiscSpec::PfifoFast));
+        assert_eq!(p("noqueue"), Ok(QdiscSpec::Noqueue));
+        assert_eq!(p("pfifo"), Ok(QdiscSpec::Pfifo { limit: None }));
+        assert_eq!(
+            p("pfifo limit 100"),
+            Ok(QdiscSpec::Pfifo { limit: Some(100) })
+        );
+        assert_eq!(
+            p("pfifo_head_drop limit 5"),
+            Ok(QdiscSpec::PfifoHeadDrop { limit: Some(5) })
+        );
+        assert_eq!(p("bfifo"), Ok(QdiscSpec::Bfifo { limit: None }));
+        assert_eq!(
+            p("  bfifo   limit 32kb "),
+            Ok(QdiscSpec::Bfifo { limit: Some(32768) })
+        );
+        assert_eq!(
+            QdiscSpec::parse(&["bfifo", "limit", "1mbit"]),
+            Ok(QdiscSpec::Bfifo {
+                limit: Some(131_072)
+            })
+        );
+    }
+
+    #[test]
+    fn tc_quirks() {
+        // tc reads every FIFO limit with get_size, and the last keyword wins.
+        assert_eq!(
+            p("pfifo limit 32k"),
+            Ok(QdiscSpec::Pfifo { limit: Some(32768) })
+        );
+        assert_eq!(
+            p("pfifo limit 1e3"),
+            Ok(QdiscSpec::Pfifo { limit: Some(1000) })
+        );
+        assert_eq!(
+            p("pfifo limit 0x10"),
+            Ok(QdiscSpec::Pfifo { limit: Some(16) })
+        );
+        assert_eq!(
+            p("pfifo limit 10 limit 20"),
+            Ok(QdiscSpec::Pfifo { limit: Some(20) })
+        );
+        assert_eq!(
+            p("bfifo limit 4294967295"),
+            Ok(QdiscSpec::Bfifo {
+                limit: Some(u64::from(u32::MAX))
+            })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_word() {
+        assert_eq!(p(""), Err(SpecError::Empty));
+        assert_eq!(QdiscSpec::parse(&[]), Err(SpecError::Empty));
+        assert_eq!(
+            p("fq_codel"),
+            Err(SpecError::UnknownKind("fq_codel".into()))
+        );
+        assert_eq!(p("PFIFO"), Err(SpecError::UnknownKind("PFIFO".into())));
+        assert_eq!(
+            p("pfifo foo 1").unwrap_err().to_string(),
+            "pfifo: unknown parameter \"foo\""
+        );
+        assert_eq!(
+            p("pfifo_fast bands 3").unwrap_err().to_string(),
+            "pfifo_fast: unknown parameter \"bands\""
+        );
+        assert_eq!(
+            p("noqueue limit 1").unwrap_err().to_string(),
+            "noqueue: unknown parameter \"limit\""
+        );
+        assert_eq!(
+            p("pfifo limit"),
+            Err(SpecError::MissingValue {
+                kind: "pfifo",
+                keyword: "limit"
+            })
+        );
+        assert_eq!(
+            p("pfifo limit").unwrap_err().to_string(),
+            "pfifo: missing value for \"limit\""
+        );
+        assert_eq!(
+            p("bfifo limit 32kq").unwrap_err().to_string(),
+            "bfifo: illegal value for \"limit\": invalid size \"32kq\": unknown unit \"kq\""
+        );
+        assert_eq!(
+            p("pfifo limit -1").unwrap_err().to_string(),
+            "pfifo: illegal value for \"limit\": invalid size \"-1\": negative"
+        );
+        assert_eq!(
+            p("bfifo limit 4gb").unwrap_err().to_string(),
+            "bfifo: illegal value for \"limit\": \"4gb\" is above 4294967295"
+        );
+        assert!(matches!(
+            p("pfifo_head_drop limit abc"),
+            Err(SpecError::BadValue {
+                kind: "pfifo_head_drop",
+                keyword: "limit",
+                source: UnitError::NotANumber { .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn display_is_tc_syntax() {
+        let cases = [
+            (QdiscSpec::PfifoFast, "pfifo_fast"),
+            (QdiscSpec::Noqueue, "noqueue"),
+            (QdiscSpec::Pfifo { limit: None }, "pfifo"),
+            (QdiscSpec::Pfifo { limit: Some(100) }, "pfifo limit 100"),
+            (
+                QdiscSpec::PfifoHeadDrop { limit: Some(7) },
+                "pfifo_head_drop limit 7",
+            ),
+            (QdiscSpec::PfifoHeadDrop { limit: None }, "pfifo_head_drop"),
+            (QdiscSpec::Bfifo { limit: Some(32768) }, "bfifo limit 32Kb"),
+            (QdiscSpec::Bfifo { limit: Some(1514) }, "bfifo limit 1514b"),
+            (QdiscSpec::Bfifo { limit: Some(32770) }, "bfifo limit 32770"),
+            (QdiscSpec::Bfifo { limit: None }, "bfifo"),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(spec.to_string(), want);
+            assert_eq!(p(want), Ok(spec.clone()), "{want}");
+        }
+    }
+
+    #[test]
+    fn build_applies_kernel_defaults() {
+        let q = QdiscSpec::PfifoFast.build(1000, 1514);
+        assert_eq!(
+            (q.kind(), q.params().as_str(), q.can_bypass()),
+            (
+                "pfifo_fast",
+                "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1",
+                true
+            )
+        );
+        let q = QdiscSpec::Pfifo { limit: None }.build(1000, 1514);
+        assert_eq!((q.kind(), q.params()), ("pfifo", "limit 1000p".into()));
+        let q = QdiscSpec::Pfifo { limit: Some(3) }.build(1000, 1514);
+        assert_eq!(q.params(), "limit 3p");
+        let q = QdiscSpec::PfifoHeadDrop { limit: None }.build(10, 1514);
+        assert_eq!(
+            (q.kind(), q.params()),
+            ("pfifo_head_drop", "limit 10p".into())
+        );
+        // tc shows `limit 1514000b` for a default bfifo on 1500-MTU Ethernet.
+        let q = QdiscSpec::Bfifo { limit: None }.build(1000, 1514);
+        assert_eq!(
+            (q.kind(), q.params(), q.can_bypass()),
+            ("bfifo", "limit 1514000b".into(), true)
+        );
+        let q = QdiscSpec::Bfifo { limit: Some(1000) }.build(1000, 1514);
+        assert!(!q.can_bypass());
+        let q = QdiscSpec::Bfifo {
+            limit: Some(1 << 40),
+        }
+        .build(1000, 1514);
+        assert_eq!(q.params(), "limit 4096Mb");
+        let q = QdiscSpec::Bfifo { limit: None }.build(u32::MAX, 1514);
+        assert_eq!(
+            q.params(),
+            format!("limit {}", format_size(u64::from(u32::MAX)))
+        );
+        let q = QdiscSpec::Noqueue.build(1000, 1514);
+        assert!(q.is_noqueue());
+        // pfifo with txqueuelen 0: limit 0, no bypass, everything dropped.
+        let mut q = QdiscSpec::Pfifo { limit: None }.build(0, 1514);
+        assert!(!q.can_bypass());
+        let mut tf = ToFree::default();
+        let pkt = PacketBuf::from_slice(0, &[0; 10]);
+        assert_eq!(q.enqueue(pkt, Instant::ZERO, &mut tf), NetXmit::Drop);
+    }
+
+    #[test]
+    fn table_and_kind_agree() {
+        for k in KINDS {
+            let spec = QdiscSpec::parse(&[k.name]).unwrap();
+            assert_eq!(spec.kind(), k.name);
+            assert_eq!(spec.build(100, 1514).kind(), k.name);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn packet_fifo_roundtrip(limit in any::<u32>(), head in any::<bool>()) {
+            let spec = if head {
+                QdiscSpec::PfifoHeadDrop { limit: Some(limit) }
+            } else {
+                QdiscSpec::Pfifo { limit: Some(limit) }
+            };
+            prop_assert_eq!(spec.to_string().parse::<QdiscSpec>(), Ok(spec));
+        }
+
+        #[test]
+        fn bfifo_roundtrip(limit in any::<u32>()) {
+            let spec = QdiscSpec::Bfifo { limit: Some(u64::from(limit)) };
+            prop_assert_eq!(spec.to_string().parse::<QdiscSpec>(), Ok(spec));
+        }
+
+        #[test]
+        fn parse_never_panics(s in "[a-z_ 0-9.kmgbit-]{0,24}") {
+            let _ = s.parse::<QdiscSpec>();
+        }
+    }
+}
