@@ -193,6 +193,9 @@ impl Cork {
         if self.length + length > maxnonfragsize - g.fragheaderlen {
             let mtu = (g.mtu - p.options.len()) as u32;
             self.local_error = Some(mtu);
+            // No buffer exists yet; the refused send is counted under the reason
+            // the kernel uses for datagrams over the MTU.
+            stack.counters.drop(crate::stats::DropReason::PktTooBig);
             return Err(SendError::MsgSize { mtu });
         }
         let partial = transhdrlen > 0
