@@ -35,7 +35,11 @@ pub fn link_type_of(link: DevLink) -> LinkType {
 }
 
 /// Writes `pkt` as one record, its segments in order.
-pub fn write_packet<W: Write>(w: &mut CaptureWriter<W>, ts: u64, pkt: &PacketBuf) -> io::Result<()> {
+pub fn write_packet<W: Write>(
+    w: &mut CaptureWriter<W>,
+    ts: u64,
+    pkt: &PacketBuf,
+) -> io::Result<()> {
     let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
     let mut n = 0;
     let mut overflow = false;
@@ -126,7 +130,8 @@ impl<W: Write + Send> Tap for PcapTap<W> {
     fn tap(&self, _dev: &NetDevice, pkt: &PacketBuf, now: Instant) {
         let ts = self.clock.at(now);
         if write_packet(&mut self.writer.lock(), ts, pkt).is_err() {
-            self.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -149,7 +154,11 @@ impl PcapDriver {
         n: usize,
         clock: Arc<dyn ipxmit::Clock>,
     ) -> io::Result<Vec<Box<dyn Driver>>> {
-        let w = Arc::new(Mutex::new(crate::pcap::create(path, link_type_of(link), if_name)?));
+        let w = Arc::new(Mutex::new(crate::pcap::create(
+            path,
+            link_type_of(link),
+            if_name,
+        )?));
         let wall = WallClock::anchor(clock.now());
         Ok((0..n.max(1))
             .map(|_| {

@@ -29,7 +29,9 @@ fn host(wire_cap: usize, txqueuelen: u32) -> (Arc<Stack>, Arc<MemWire>) {
     let mut cfg = DevConfig::ethernet("eth0", mac(1));
     cfg.txqueuelen = txqueuelen;
     stack.add_device(cfg, wire.drivers(1)).unwrap();
-    stack.add_addr("eth0", "10.0.0.1/24".parse().unwrap()).unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
     stack
         .add_neigh("eth0", DST, mac(2), NudState::Permanent)
         .unwrap();
@@ -65,7 +67,11 @@ fn parse_frame(frame: &[u8]) -> Frag {
     assert_eq!(ip.source_addr(), SRC);
     assert_eq!(ip.destination_addr(), DST);
     assert_eq!(ip.ttl(), 64);
-    assert_eq!(frame.len(), 14 + ip.total_len() as usize, "frame is exactly the datagram");
+    assert_eq!(
+        frame.len(),
+        14 + ip.total_len() as usize,
+        "frame is exactly the datagram"
+    );
     Frag {
         id: ip.identification(),
         tot_len: ip.total_len(),
@@ -103,7 +109,11 @@ fn reassemble(frags: &[Frag]) -> Vec<Vec<u8>> {
 }
 
 fn check_udp(d: &[u8]) -> Vec<u8> {
-    assert_eq!(u16::from_be_bytes([d[4], d[5]]) as usize, d.len(), "UDP length");
+    assert_eq!(
+        u16::from_be_bytes([d[4], d[5]]) as usize,
+        d.len(),
+        "UDP length"
+    );
     assert_eq!(u16::from_be_bytes([d[0], d[1]]), 5000);
     assert_eq!(u16::from_be_bytes([d[2], d[3]]), 6000);
     assert_ne!(u16::from_be_bytes([d[6], d[7]]), 0, "checksum present");
@@ -151,9 +161,16 @@ fn datagrams_of_every_boundary_size_arrive_intact_with_kernel_geometry() {
     assert_eq!(&lens[5..8], &[1500, 1500, 21]);
     let f8000 = &frags[8..14];
     assert!(f8000[..5].iter().all(|f| f.tot_len == 1500 && f.mf));
-    assert_eq!((f8000[5].tot_len, f8000[5].offset, f8000[5].mf), (628, 7400, false));
+    assert_eq!(
+        (f8000[5].tot_len, f8000[5].offset, f8000[5].mf),
+        (628, 7400, false)
+    );
     for (i, f) in f8000.iter().enumerate() {
-        assert_eq!(f.offset as usize, i * 1480, "offsets are multiples of the data space");
+        assert_eq!(
+            f.offset as usize,
+            i * 1480,
+            "offsets are multiples of the data space"
+        );
     }
     let got = reassemble(&frags);
     for (k, &n) in sizes.iter().enumerate() {
@@ -170,8 +187,16 @@ fn datagrams_of_every_boundary_size_arrive_intact_with_kernel_geometry() {
     let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
     assert_eq!((st.tx_packets, st.tx_bytes), (frames.len() as u64, bytes));
     let q = dev.queues()[0].with_qdisc(|q| *q.stats());
-    assert_eq!((q.packets, q.bytes), (frames.len() as u64, bytes), "qdisc Sent");
-    assert_eq!(s.budget().allocated(), 0, "every buffer returned its charge");
+    assert_eq!(
+        (q.packets, q.bytes),
+        (frames.len() as u64, bytes),
+        "qdisc Sent"
+    );
+    assert_eq!(
+        s.budget().allocated(),
+        0,
+        "every buffer returned its charge"
+    );
 }
 
 #[test]
@@ -180,13 +205,21 @@ fn oversize_datagram_is_emsgsize_and_sends_nothing() {
     let mut s = bound_socket(&stack);
     s.set_recverr(true);
     let e = s
-        .send_to(&payload(65508, 0), SocketAddrV4::new(DST, 6000), MsgFlags::NONE)
+        .send_to(
+            &payload(65508, 0),
+            SocketAddrV4::new(DST, 6000),
+            MsgFlags::NONE,
+        )
         .unwrap_err();
     assert_eq!(e.errno(), ipxmit::Errno::EMSGSIZE);
     assert!(wire.is_empty());
     assert_eq!(stack.counters().dropped(DropReason::PktTooBig), 1);
     let ee = s.recv_err().expect("IP_RECVERR entry");
-    assert_eq!((ee.errno, ee.info), (ipxmit::Errno::EMSGSIZE, 1500), "ee_info is the MTU");
+    assert_eq!(
+        (ee.errno, ee.info),
+        (ipxmit::Errno::EMSGSIZE, 1500),
+        "ee_info is the MTU"
+    );
     assert_eq!(stack.counters().get(Mib::IpOutRequests), 0);
 }
 
@@ -195,13 +228,18 @@ fn no_route_is_enetunreach_and_counted() {
     let (stack, wire) = host(64, 1000);
     let mut s = bound_socket(&stack);
     let e = s
-        .send_to(b"x", SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 9), MsgFlags::NONE)
+        .send_to(
+            b"x",
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 9),
+            MsgFlags::NONE,
+        )
         .unwrap_err();
     assert_eq!(e, SendError::NetUnreachable(Ipv4Addr::new(192, 168, 77, 1)));
     assert_eq!(stack.counters().get(Mib::IpOutNoRoutes), 1);
     assert!(wire.is_empty());
     // The stack keeps working.
-    s.send_to(b"ok", SocketAddrV4::new(DST, 6000), MsgFlags::NONE).unwrap();
+    s.send_to(b"ok", SocketAddrV4::new(DST, 6000), MsgFlags::NONE)
+        .unwrap();
     assert_eq!(wire.len(), 1);
 }
 
@@ -214,7 +252,10 @@ fn busy_driver_requeues_without_loss_or_reordering() {
         s.send_to(&payload(100, k), to, MsgFlags::NONE).unwrap();
     }
     let dev = stack.device("eth0").unwrap();
-    assert!(dev.queues()[0].ctl().is_stopped(), "the full ring stopped the queue");
+    assert!(
+        dev.queues()[0].ctl().is_stopped(),
+        "the full ring stopped the queue"
+    );
     let mut frames = Vec::new();
     for _ in 0..1000 {
         frames.extend(drain(&wire));

@@ -509,7 +509,11 @@ impl PacketBuf {
     /// # Panics
     /// If there is no fragment or `frag` is shorter than the last one.
     pub fn extend_last_frag(&mut self, frag: Bytes) -> usize {
-        let last = self.storage.frags.last_mut().expect("no fragment to extend");
+        let last = self
+            .storage
+            .frags
+            .last_mut()
+            .expect("no fragment to extend");
         let added = frag.len() - last.len();
         *last = frag;
         self.frag_len += added;

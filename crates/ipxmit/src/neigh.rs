@@ -44,7 +44,10 @@ pub enum NudState {
 impl NudState {
     /// `NUD_CONNECTED`: the cached header may be used without events.
     pub fn is_connected(self) -> bool {
-        matches!(self, NudState::Permanent | NudState::Noarp | NudState::Reachable)
+        matches!(
+            self,
+            NudState::Permanent | NudState::Noarp | NudState::Reachable
+        )
     }
 
     /// `NUD_VALID`: the link address is usable.
@@ -138,7 +141,12 @@ impl Neighbour {
 
     /// Sets state and link address, refreshing the cached header
     /// (`neigh_update`, `neigh_update_hhs`). `dev_addr` is the device's address.
-    pub fn update(&self, state: NudState, lladdr: Option<EthernetAddress>, dev_addr: EthernetAddress) {
+    pub fn update(
+        &self,
+        state: NudState,
+        lladdr: Option<EthernetAddress>,
+        dev_addr: EthernetAddress,
+    ) {
         let mut i = self.inner.write();
         i.state = state;
         if lladdr.is_some() {

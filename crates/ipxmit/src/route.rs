@@ -197,7 +197,13 @@ impl Fib {
             return Err(RouteError::Exists(net, route.metric));
         }
         let at = slot.partition_point(|r| r.metric <= route.metric);
-        slot.insert(at, Route { prefix: net, ..route });
+        slot.insert(
+            at,
+            Route {
+                prefix: net,
+                ..route
+            },
+        );
         self.lens |= 1 << len;
         Ok(())
     }
@@ -213,7 +219,9 @@ impl Fib {
         let net = prefix.trunc();
         let len = net.prefix_len() as usize;
         let key = u32::from(net.network());
-        let slot = self.by_len[len].get_mut(&key).ok_or(RouteError::NotFound(net))?;
+        let slot = self.by_len[len]
+            .get_mut(&key)
+            .ok_or(RouteError::NotFound(net))?;
         let at = match metric {
             Some(m) => slot.iter().position(|r| r.metric == m),
             None => Some(0),
@@ -259,14 +267,28 @@ impl Fib {
 
     /// Every route, longest prefixes first (for `ip route show`).
     pub fn routes(&self) -> Vec<&Route> {
-        let mut out: Vec<&Route> = self.by_len.iter().flat_map(|m| m.values().flatten()).collect();
-        out.sort_by_key(|r| (std::cmp::Reverse(r.prefix.prefix_len()), r.prefix.network(), r.metric));
+        let mut out: Vec<&Route> = self
+            .by_len
+            .iter()
+            .flat_map(|m| m.values().flatten())
+            .collect();
+        out.sort_by_key(|r| {
+            (
+                std::cmp::Reverse(r.prefix.prefix_len()),
+                r.prefix.network(),
+                r.metric,
+            )
+        });
         out
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.by_len.iter().flat_map(|m| m.values()).map(Vec::len).sum()
+        self.by_len
+            .iter()
+            .flat_map(|m| m.values())
+            .map(Vec::len)
+            .sum()
     }
 
     /// True when the table has no route.

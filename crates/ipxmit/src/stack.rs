@@ -198,7 +198,13 @@ impl Stack {
         let make = |c: &DevConfig| -> Box<dyn Qdisc> {
             spec.build(c.txqueuelen, c.mtu + c.link.header_len() as u32)
         };
-        let dev = Arc::new(NetDevice::new(ifindex, cfg, drivers, &make, self.notify.clone())?);
+        let dev = Arc::new(NetDevice::new(
+            ifindex,
+            cfg,
+            drivers,
+            &make,
+            self.notify.clone(),
+        )?);
         devs.push(dev.clone());
         Ok(dev)
     }
@@ -312,7 +318,8 @@ impl Stack {
         if d.link() != crate::dev::LinkType::Ethernet {
             return Err(ConfigError::NoLinkLayer(dev.to_string()));
         }
-        self.neigh.set(d.ifindex(), addr, lladdr, state, d.hw_addr());
+        self.neigh
+            .set(d.ifindex(), addr, lladdr, state, d.hw_addr());
         Ok(())
     }
 
@@ -425,7 +432,11 @@ impl Stack {
         let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u32 + 1;
         for _ in 0..span {
             let cand = p.next;
-            p.next = if cand >= *EPHEMERAL_PORTS.end() { *EPHEMERAL_PORTS.start() } else { cand + 1 };
+            p.next = if cand >= *EPHEMERAL_PORTS.end() {
+                *EPHEMERAL_PORTS.start()
+            } else {
+                cand + 1
+            };
             if p.bound.insert(cand) {
                 return Ok(cand);
             }

@@ -401,7 +401,9 @@ pub const MAX_MTU: u32 = crate::route::IP_MAX_MTU;
 fn check_name(name: &str) -> Result<(), DevError> {
     let bad = name.is_empty()
         || name.len() > 15
-        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
     if bad {
         Err(DevError::BadName(name.to_string()))
     } else {
@@ -580,10 +582,13 @@ impl NetDevice {
     /// Replaces the qdisc of queue `index` (`tc qdisc replace`); packets in the
     /// old one are dropped into the returned list, as the kernel's `qdisc_reset`.
     pub fn replace_qdisc(&self, index: usize, new: Box<dyn Qdisc>) -> Result<ToFree, DevError> {
-        let q = self.queues.get(index).ok_or_else(|| DevError::NoSuchQueue {
-            dev: self.name.clone(),
-            index,
-        })?;
+        let q = self
+            .queues
+            .get(index)
+            .ok_or_else(|| DevError::NoSuchQueue {
+                dev: self.name.clone(),
+                index,
+            })?;
         let mut slot = q.q.lock();
         let mut to_free = ToFree::default();
         slot.qdisc.reset(&mut to_free);

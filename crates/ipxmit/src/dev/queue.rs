@@ -66,7 +66,9 @@ pub fn queue_xmit(
 ) -> Result<NetXmit, QueueXmitError> {
     if !dev.is_up() {
         ctx.counters.drop(DropReason::DevReady);
-        dev.stats.tx_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dev.stats
+            .tx_dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(QueueXmitError::NetDown);
     }
     let txq = pick_tx(dev, &mut pkt);
@@ -107,7 +109,9 @@ fn noqueue_xmit(
 ) -> Result<NetXmit, QueueXmitError> {
     if txq.ctl().is_stopped() {
         ctx.counters.drop(DropReason::DevReady);
-        dev.stats.tx_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dev.stats
+            .tx_dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(QueueXmitError::NetDown);
     }
     let mut driver = txq.driver.lock();

@@ -95,9 +95,10 @@ pub fn validate_xmit(ctx: XmitCtx<'_>, dev: &NetDevice, mut pkt: PacketBuf) -> S
     let feats = dev.features();
     if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
         return match crate::ipv4::gso::segment_udp(pkt, feats) {
-            Ok(segs) => SegList::Many(segs.into_iter().peekable()),
-            Err(p) => {
-                drop_frame(ctx, dev, p, DropReason::SkbGsoSeg);
+            Some(segs) => SegList::Many(segs.into_iter().peekable()),
+            None => {
+                ctx.counters.drop(DropReason::SkbGsoSeg);
+                dev.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
                 SegList::One(None)
             }
         };

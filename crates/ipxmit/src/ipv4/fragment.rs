@@ -110,15 +110,20 @@ enum Mode {
 impl Fragmenter {
     /// Prepares to fragment `pkt` (data starting at its IP header) for `mtu`, with
     /// `ll_rs` bytes of link-layer headroom in each fragment. Buffers for the slow
-    /// path come from `pool`.
-    pub fn new(mut pkt: PacketBuf, mtu: u32, ll_rs: usize, pool: &BufPool) -> Result<Fragmenter, (FragError, PacketBuf)> {
+    /// path come from `pool`. On error the packet is freed; the caller counts it.
+    pub fn new(
+        mut pkt: PacketBuf,
+        mtu: u32,
+        ll_rs: usize,
+        pool: &BufPool,
+    ) -> Result<Fragmenter, FragError> {
         let lin = pkt.linear();
         if lin.len() < 20 || lin[0] >> 4 != 4 || ((lin[0] & 0xf) as usize) * 4 > lin.len() {
-            return Err((FragError::Malformed, pkt));
+            return Err(FragError::Malformed);
         }
         let hlen = ((lin[0] & 0xf) as usize) * 4;
         if (mtu as usize) < hlen + 8 {
-            return Err((FragError::MtuTooSmall { mtu, hlen }, pkt));
+            return Err(FragError::MtuTooSmall { mtu, hlen });
         }
         let mut hdr = [0u8; 60];
         hdr[..hlen].copy_from_slice(&lin[..hlen]);
@@ -127,11 +132,22 @@ impl Fragmenter {
         crate::dev::xmit::checksum_help(&mut pkt);
         let mode = if fast_path_ok(&pkt, hlen, data_mtu, ll_rs) {
             let rest = pkt.take_chain().into_iter();
-            Mode::Fast { head: Some(pkt), rest, offset: 0 }
+            Mode::Fast {
+                head: Some(pkt),
+                rest,
+                offset: 0,
+            }
         } else {
             slow_mode(pkt, pool, hlen, data_mtu)
         };
-        Ok(Fragmenter { mode, hdr, hlen, optlen, ll_rs, created: 0 })
+        Ok(Fragmenter {
+            mode,
+            hdr,
+            hlen,
+            optlen,
+            ll_rs,
+            created: 0,
+        })
     }
 
     /// Fragments made so far.
@@ -172,7 +188,17 @@ impl Fragmenter {
     }
 
     fn next_slow(&mut self) -> Option<PacketBuf> {
-        let Mode::Slow { src, pool, ptr, left, offset, mtu, df, not_last } = &mut self.mode else {
+        let Mode::Slow {
+            src,
+            pool,
+            ptr,
+            left,
+            offset,
+            mtu,
+            df,
+            not_last,
+        } = &mut self.mode
+        else {
             return None;
         };
         if *left == 0 {

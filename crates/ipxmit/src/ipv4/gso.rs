@@ -14,17 +14,18 @@ use crate::ipv4::fragment::send_check;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 
 /// Splits a UDP GSO packet (data starting at its link header) into datagrams.
-/// Gives the packet back when it is not a well-formed UDP GSO packet.
-pub fn segment_udp(pkt: PacketBuf, feats: Features) -> Result<Vec<PacketBuf>, PacketBuf> {
+/// Returns `None` (the packet freed, for the caller to count) when it is not a
+/// well-formed UDP GSO packet.
+pub fn segment_udp(pkt: PacketBuf, feats: Features) -> Option<Vec<PacketBuf>> {
     let l2 = pkt.meta.network_header as usize - pkt.data_offset();
     let lin = pkt.linear();
     if lin.len() < l2 + 20 || pkt.meta.gso_type != GsoType::UdpL4 || pkt.meta.gso_size == 0 {
-        return Err(pkt);
+        return None;
     }
     let hlen = ((lin[l2] & 0xf) as usize) * 4;
     let hdrs = l2 + hlen + 8;
     if lin.len() < hdrs || lin[l2 + 9] != 17 {
-        return Err(pkt);
+        return None;
     }
     let mss = pkt.meta.gso_size as usize;
     let total = pkt.len() - hdrs;
@@ -50,7 +51,7 @@ pub fn segment_udp(pkt: PacketBuf, feats: Features) -> Result<Vec<PacketBuf>, Pa
         off += seg;
         i = i.wrapping_add(1);
     }
-    Ok(out)
+    Some(out)
 }
 
 fn fix_segment(s: &mut PacketBuf, l2: usize, hlen: usize, seg: usize, id: u16, feats: Features) {
@@ -69,7 +70,10 @@ fn fix_segment(s: &mut PacketBuf, l2: usize, hlen: usize, seg: usize, id: u16, f
     let pseudo = pseudo_header_v4(src, dst, 17, ulen);
     if partial {
         udp[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
-        s.meta.ip_summed = CsumState::Partial { start: start as u16, offset: 6 };
+        s.meta.ip_summed = CsumState::Partial {
+            start: start as u16,
+            offset: 6,
+        };
         return;
     }
     udp[6..8].copy_from_slice(&[0, 0]);

@@ -33,7 +33,9 @@ impl IdentTable {
         use std::hash::BuildHasher;
         let key = key.hash_one(0x6970_786d_6974u64);
         IdentTable {
-            buckets: (0..IDENTS).map(|i| AtomicU32::new(i as u32 * 7919)).collect(),
+            buckets: (0..IDENTS)
+                .map(|i| AtomicU32::new(i as u32 * 7919))
+                .collect(),
             key,
         }
     }

@@ -133,11 +133,13 @@ pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<()
     }
     let frags = match Fragmenter::new(pkt, mtu, dst.dev.ll_reserved_space(), &stack.pool) {
         Ok(f) => f,
-        Err((e, _pkt)) => {
+        Err(e) => {
             stack.counters.inc(Mib::IpFragFails);
             stack.counters.drop(DropReason::PktTooBig);
             return Err(match e {
-                FragError::NeedFrag { mtu } | FragError::MtuTooSmall { mtu, .. } => SendError::MsgSize { mtu },
+                FragError::NeedFrag { mtu } | FragError::MtuTooSmall { mtu, .. } => {
+                    SendError::MsgSize { mtu }
+                }
                 FragError::Malformed => SendError::Inval("malformed IPv4 header"),
             });
         }

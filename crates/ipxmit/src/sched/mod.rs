@@ -137,7 +137,11 @@ impl fmt::Display for QdiscStats {
             " Sent {} bytes {} pkt (dropped {}, overlimits {} requeues {}) ",
             self.bytes, self.packets, self.drops, self.overlimits, self.requeues
         )?;
-        write!(f, " backlog {}b {}p requeues {}", self.backlog, self.qlen, self.requeues)
+        write!(
+            f,
+            " backlog {}b {}p requeues {}",
+            self.backlog, self.qlen, self.requeues
+        )
     }
 }
 

@@ -78,7 +78,12 @@ fn requeue(slot: &mut QdiscSlot, frames: &mut VecDeque<PacketBuf>) {
 
 /// Kernel: `dequeue_skb()` with bulk dequeue. Fills `frames` with up to `max`
 /// packets: requeued ones first, then from the qdisc. Records a throttle time.
-fn dequeue_batch(slot: &mut QdiscSlot, ctx: XmitCtx<'_>, frames: &mut VecDeque<PacketBuf>, max: usize) {
+fn dequeue_batch(
+    slot: &mut QdiscSlot,
+    ctx: XmitCtx<'_>,
+    frames: &mut VecDeque<PacketBuf>,
+    max: usize,
+) {
     while frames.len() < max {
         if let Some(p) = slot.requeued.pop_front() {
             slot.qdisc.stats_mut().unqueued(p.len());

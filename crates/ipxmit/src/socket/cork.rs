@@ -158,7 +158,11 @@ impl Cork {
 
     fn geom(&self, p: &CorkParams) -> Geom {
         let feats = p.dst.dev.features();
-        let mtu = if p.gso_size != 0 { IP_MAX_MTU } else { self.fragsize } as usize;
+        let mtu = if p.gso_size != 0 {
+            IP_MAX_MTU
+        } else {
+            self.fragsize
+        } as usize;
         let fragheaderlen = 20 + p.options.len();
         Geom {
             mtu,
@@ -184,12 +188,27 @@ impl Cork {
         transhdrlen: usize,
         flags: MsgFlags,
     ) -> Result<(), SendError> {
-        let p = self.params.clone().ok_or(SendError::Inval("cork not set up"))?;
+        let p = self
+            .params
+            .clone()
+            .ok_or(SendError::Inval("cork not set up"))?;
         let g = self.geom(&p);
-        let transhdrlen = if self.queue.is_empty() { transhdrlen } else { 0 };
-        let exthdrlen = if self.queue.is_empty() { p.dst.header_len as usize } else { 0 };
+        let transhdrlen = if self.queue.is_empty() {
+            transhdrlen
+        } else {
+            0
+        };
+        let exthdrlen = if self.queue.is_empty() {
+            p.dst.header_len as usize
+        } else {
+            0
+        };
         let length = data.len() + transhdrlen;
-        let maxnonfragsize = if p.pmtudisc.ignore_df() { IP_MAX_MTU as usize } else { g.mtu };
+        let maxnonfragsize = if p.pmtudisc.ignore_df() {
+            IP_MAX_MTU as usize
+        } else {
+            g.mtu
+        };
         if self.length + length > maxnonfragsize - g.fragheaderlen {
             let mtu = (g.mtu - p.options.len()) as u32;
             self.local_error = Some(mtu);
@@ -204,7 +223,15 @@ impl Cork {
             && (!flags.contains(MsgFlags::MORE) || p.gso_size != 0)
             && exthdrlen == 0;
         self.length += length;
-        let mut a = Append { data, offset: 0, length, transhdrlen, exthdrlen, partial, flags };
+        let mut a = Append {
+            data,
+            offset: 0,
+            length,
+            transhdrlen,
+            exthdrlen,
+            partial,
+            flags,
+        };
         match self.append_loop(stack, budget, &g, &mut a) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -215,7 +242,13 @@ impl Cork {
         }
     }
 
-    fn append_loop(&mut self, stack: &Stack, budget: &Arc<SendBudget>, g: &Geom, a: &mut Append<'_>) -> Result<(), SendError> {
+    fn append_loop(
+        &mut self,
+        stack: &Stack,
+        budget: &Arc<SendBudget>,
+        g: &Geom,
+        a: &mut Append<'_>,
+    ) -> Result<(), SendError> {
         if self.queue.is_empty() {
             self.alloc_new(stack, budget, g, a)?;
         }
@@ -269,7 +302,9 @@ impl Cork {
     /// Moves the bytes past `maxfraglen` of the previous buffer into `skb` at
     /// absolute offset `at`, moving their partial sum too.
     fn move_fraggap(&mut self, skb: &mut PacketBuf, at: usize, fraggap: usize, maxfraglen: usize) {
-        let Some(prev) = self.queue.back_mut() else { return };
+        let Some(prev) = self.queue.back_mut() else {
+            return;
+        };
         let dst = &mut skb.from_offset_mut(at)[..fraggap];
         prev.copy_bits(maxfraglen, dst);
         let sum = Csum::of(dst);
@@ -278,9 +313,18 @@ impl Cork {
         prev.trim(maxfraglen);
     }
 
-    fn alloc_new(&mut self, stack: &Stack, budget: &Arc<SendBudget>, g: &Geom, a: &mut Append<'_>) -> Result<(), SendError> {
+    fn alloc_new(
+        &mut self,
+        stack: &Stack,
+        budget: &Arc<SendBudget>,
+        g: &Geom,
+        a: &mut Append<'_>,
+    ) -> Result<(), SendError> {
         self.close_open();
-        let fraggap = self.queue.back().map_or(0, |p| p.len().saturating_sub(g.maxfraglen));
+        let fraggap = self
+            .queue
+            .back()
+            .map_or(0, |p| p.len().saturating_sub(g.maxfraglen));
         let mut datalen = a.length + fraggap;
         if datalen > g.mtu - g.fragheaderlen {
             datalen = g.maxfraglen - g.fragheaderlen;
@@ -301,7 +345,10 @@ impl Cork {
         check_budget(stack, budget, a)?;
         let mut skb = stack.pool.alloc(alloclen + alloc_extra);
         skb.meta.ip_summed = if a.partial {
-            CsumState::Partial { start: 0, offset: 0 }
+            CsumState::Partial {
+                start: 0,
+                offset: 0,
+            }
         } else {
             CsumState::None
         };
@@ -330,9 +377,17 @@ impl Cork {
     }
 
     /// Appends up to `copy` bytes to the tail buffer; returns how many went in.
-    fn append_to_tail(&mut self, g: &Geom, a: &Append<'_>, copy: usize) -> Result<usize, SendError> {
+    fn append_to_tail(
+        &mut self,
+        g: &Geom,
+        a: &Append<'_>,
+        copy: usize,
+    ) -> Result<usize, SendError> {
         let src = &a.data[a.offset..a.offset + copy];
-        let tail = self.queue.back_mut().ok_or(SendError::Inval("no pending buffer"))?;
+        let tail = self
+            .queue
+            .back_mut()
+            .ok_or(SendError::Inval("no pending buffer"))?;
         if !g.sg && tail.tailroom() >= copy {
             let off = tail.len();
             let at = tail.data_offset() + off;
@@ -351,7 +406,10 @@ impl Cork {
             self.page = BytesMut::with_capacity(PAGE_FRAG_SIZE);
         }
         let odd = self.tail_len();
-        let tail = self.queue.back_mut().ok_or(SendError::Inval("no pending buffer"))?;
+        let tail = self
+            .queue
+            .back_mut()
+            .ok_or(SendError::Inval("no pending buffer"))?;
         if !self.open {
             if tail.frags().len() >= MAX_FRAGS {
                 return Err(SendError::MsgSize { mtu: 0 });

@@ -110,7 +110,11 @@ impl std::str::FromStr for PmtuDisc {
             "probe" | "3" => PmtuDisc::Probe,
             "interface" | "4" => PmtuDisc::Interface,
             "omit" | "5" => PmtuDisc::Omit,
-            _ => return Err(format!("invalid ip_mtu_discover mode {s:?} (dont|want|do|probe|interface|omit)")),
+            _ => {
+                return Err(format!(
+                    "invalid ip_mtu_discover mode {s:?} (dont|want|do|probe|interface|omit)"
+                ))
+            }
         })
     }
 }
@@ -247,7 +251,10 @@ pub fn parse_ip_options(raw: &[u8]) -> Result<Vec<u8>, SendError> {
             0 => break,
             1 => i += 1,
             _ => {
-                let l = *raw.get(i + 1).ok_or(SendError::Inval("IP option truncated"))? as usize;
+                let l = *raw
+                    .get(i + 1)
+                    .ok_or(SendError::Inval("IP option truncated"))?
+                    as usize;
                 if l < 2 || i + l > raw.len() {
                     return Err(SendError::Inval("IP option length out of range"));
                 }

@@ -170,7 +170,12 @@ impl UdpSocket {
     }
 
     /// Sends `buf` to `dest` (`sendto`).
-    pub fn send_to(&mut self, buf: &[u8], dest: SocketAddrV4, flags: MsgFlags) -> Result<usize, SendError> {
+    pub fn send_to(
+        &mut self,
+        buf: &[u8],
+        dest: SocketAddrV4,
+        flags: MsgFlags,
+    ) -> Result<usize, SendError> {
         self.sendmsg(buf, Some(dest), flags)
     }
 
@@ -181,7 +186,12 @@ impl UdpSocket {
 
     /// Kernel: `udp_sendmsg()`. Returns the bytes taken, or the error; counts
     /// `UdpSndbufErrors` for `ENOBUFS`/`EAGAIN` as the kernel does.
-    pub fn sendmsg(&mut self, buf: &[u8], dest: Option<SocketAddrV4>, flags: MsgFlags) -> Result<usize, SendError> {
+    pub fn sendmsg(
+        &mut self,
+        buf: &[u8],
+        dest: Option<SocketAddrV4>,
+        flags: MsgFlags,
+    ) -> Result<usize, SendError> {
         let r = self.sendmsg_inner(buf, dest, flags);
         if let Err(SendError::NoBufs | SendError::Again) = r {
             self.stack.counters.inc(Mib::UdpSndbufErrors);
@@ -189,7 +199,12 @@ impl UdpSocket {
         r.map(|()| buf.len())
     }
 
-    fn sendmsg_inner(&mut self, buf: &[u8], dest: Option<SocketAddrV4>, flags: MsgFlags) -> Result<(), SendError> {
+    fn sendmsg_inner(
+        &mut self,
+        buf: &[u8],
+        dest: Option<SocketAddrV4>,
+        flags: MsgFlags,
+    ) -> Result<(), SendError> {
         if buf.len() > 0xffff {
             return Err(SendError::MsgSize { mtu: 0xffff });
         }
@@ -247,7 +262,13 @@ impl UdpSocket {
 
     /// `do_append_data` of `udp_sendmsg`: append, then flush on error, push
     /// without cork, or stay pending.
-    fn append_and_maybe_push(&mut self, buf: &[u8], transhdrlen: usize, flags: MsgFlags, corkreq: bool) -> Result<(), SendError> {
+    fn append_and_maybe_push(
+        &mut self,
+        buf: &[u8],
+        transhdrlen: usize,
+        flags: MsgFlags,
+        corkreq: bool,
+    ) -> Result<(), SendError> {
         let mut f = flags;
         if corkreq {
             f = f.with(MsgFlags::MORE);
@@ -255,7 +276,8 @@ impl UdpSocket {
         let r = if flags.contains(MsgFlags::PROBE) {
             Ok(())
         } else {
-            self.cork.append(&self.stack, &self.budget, buf, transhdrlen, f)
+            self.cork
+                .append(&self.stack, &self.budget, buf, transhdrlen, f)
         };
         if let Err(e) = r {
             if let Some(info) = self.cork.take_local_error() {
@@ -325,7 +347,13 @@ impl UdpSocket {
 
     /// Kernel: `udp_send_skb()`. Writes the UDP header and checksum (or leaves it
     /// to the device, or marks GSO), then `ip_send_skb`.
-    fn send_skb(&mut self, mut skb: PacketBuf, saddr: Ipv4Addr, daddr: Ipv4Addr, dport: u16) -> Result<(), SendError> {
+    fn send_skb(
+        &mut self,
+        mut skb: PacketBuf,
+        saddr: Ipv4Addr,
+        daddr: Ipv4Addr,
+        dport: u16,
+    ) -> Result<(), SendError> {
         let th = skb.meta.transport_header as usize;
         let len = skb.len() - (th - skb.data_offset());
         {
@@ -366,13 +394,17 @@ impl UdpSocket {
         let hlen = skb.meta.transport_header as usize - skb.meta.network_header as usize + UDP_HLEN;
         let fragsize = skb.meta.dst.as_ref().map_or(0, |d| d.mtu()) as usize;
         if hlen + gso > fragsize {
-            return Err(SendError::Inval("UDP_SEGMENT size plus headers exceeds the MTU"));
+            return Err(SendError::Inval(
+                "UDP_SEGMENT size plus headers exceeds the MTU",
+            ));
         }
         if datalen > gso * UDP_MAX_SEGMENTS {
             return Err(SendError::Inval("more than 128 UDP GSO segments"));
         }
         if self.opts.no_check {
-            return Err(SendError::Inval("UDP GSO needs checksums (SO_NO_CHECK set)"));
+            return Err(SendError::Inval(
+                "UDP GSO needs checksums (SO_NO_CHECK set)",
+            ));
         }
         if datalen > gso {
             skb.meta.gso_size = gso as u16;
@@ -405,7 +437,10 @@ fn hwcsum(skb: &mut PacketBuf, saddr: Ipv4Addr, daddr: Ipv4Addr, len: usize) {
     let th = skb.meta.transport_header as usize;
     let pseudo = pseudo_header_v4(saddr, daddr, 17, len as u16);
     if skb.chain().is_empty() {
-        skb.meta.ip_summed = CsumState::Partial { start: th as u16, offset: 6 };
+        skb.meta.ip_summed = CsumState::Partial {
+            start: th as u16,
+            offset: 6,
+        };
         skb.from_offset_mut(th)[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
         return;
     }

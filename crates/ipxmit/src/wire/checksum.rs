@@ -1,0 +1,413 @@
+//! The Internet checksum (RFC 1071) with partial sums that combine.
+//!
+//! Kernel: `include/net/checksum.h`, `lib/checksum.c`,
+//! `arch/x86/include/asm/checksum_64.h`.
+//!
+//! The checksum of a datagram is the ones'-complement of the ones'-complement
+//! sum of its 16-bit big-endian words. Because ones'-complement addition is
+//! associative and commutative, the sum of a buffer can be built from the sums of
+//! its pieces, in any order, as long as a piece that starts at an odd byte offset
+//! has its sum byte-swapped (its bytes sit in the other half of every 16-bit
+//! word). That is what lets the transmit path checksum data while copying it in
+//! (`csum_partial_copy`), keep one running sum per fragment or per corked
+//! datagram (`csum_block_add`), and patch a header field without re-reading the
+//! payload (`csum_sub`, `csum_replace2`).
+//!
+//! [`Csum`] is the kernel's `__wsum`: a 32-bit *unfolded* sum. Two `Csum`s that
+//! fold to the same 16 bits are the same checksum even when their `u32`s differ,
+//! so compare `fold()` results, not `Csum`s. [`Csum::fold`] gives the 16-bit sum
+//! (`~csum_fold()` in the kernel, whose `csum_fold` complements), [`Csum::finish`]
+//! the value to store in a header.
+
+use std::net::Ipv4Addr;
+
+/// Bytes summed per inner-loop run before the 64-bit accumulator is folded.
+/// Each 8-byte step adds less than 2^33, so 2^30 bytes (2^27 steps) cannot
+/// overflow; the block is even, so blocks combine without byte rotation.
+const ACC_BLOCK: usize = 1 << 30;
+
+/// Chunk size of [`Csum::copy_and_sum`]: small enough that the bytes just
+/// copied are still in L1 when they are summed.
+const COPY_CHUNK: usize = 1024;
+
+/// An unfolded ones'-complement partial sum (the kernel's `__wsum`).
+///
+/// The value represents the sum of the 16-bit big-endian words of some bytes,
+/// held in 32 bits with end-around carry. Combine sums with [`add`](Csum::add),
+/// [`add_at`](Csum::add_at) and [`sub`](Csum::sub); turn one into a header
+/// value with [`finish`](Csum::finish).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use = "Csum operations return a new sum; they do not modify `self`"]
+pub struct Csum(u32);
+
+impl Csum {
+    /// The empty sum.
+    pub const ZERO: Csum = Csum(0);
+
+    /// A sum holding the raw 32-bit value `raw` (as stored by [`Csum::raw`]).
+    #[inline]
+    pub const fn from_raw(raw: u32) -> Csum {
+        Csum(raw)
+    }
+
+    /// The raw unfolded 32-bit value, e.g. to keep in packet metadata.
+    #[inline]
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// The sum of a single 16-bit word `v` (host order, as it would be read
+    /// big-endian from the wire).
+    #[inline]
+    pub const fn from_u16(v: u16) -> Csum {
+        Csum(v as u32)
+    }
+
+    /// The sum of `data`, padded with a zero byte if its length is odd.
+    ///
+    /// Kernel: `csum_partial()`, lib/checksum.c (with a zero initial sum).
+    ///
+    /// Reads eight bytes at a time in native byte order and adds their two
+    /// 32-bit halves into a 64-bit accumulator (no carry to propagate inside
+    /// the loop, so it vectorises); the result is converted to big-endian word
+    /// order once at the end.
+    pub fn of(data: &[u8]) -> Csum {
+        let mut total = Csum::ZERO;
+        for block in data.chunks(ACC_BLOCK) {
+            total = total.add(Csum(native_to_be(fold64(sum_native(block)))));
+        }
+        total
+    }
+
+    /// Ones'-complement addition of two sums (the bytes of `other` are taken to
+    /// start at an even offset).
+    ///
+    /// Kernel: `csum_add()`, include/net/checksum.h.
+    #[inline]
+    #[allow(clippy::should_implement_trait)]
+    pub const fn add(self, other: Csum) -> Csum {
+        let (sum, carry) = self.0.overflowing_add(other.0);
+        // On overflow `sum` is at most u32::MAX - 1, so adding the carry back
+        // cannot overflow again.
+        Csum(sum + carry as u32)
+    }
+
+    /// Ones'-complement subtraction: removes `other` from the sum, so that
+    /// `a.add(b).sub(b)` folds to the same value as `a`.
+    ///
+    /// Kernel: `csum_sub()`, include/net/checksum.h.
+    #[inline]
+    #[allow(clippy::should_implement_trait)]
+    pub const fn sub(self, other: Csum) -> Csum {
+        self.add(Csum(!other.0))
+    }
+
+    /// Adds `block`, the sum of bytes that start at byte `offset` of the data
+    /// `self` covers. At an odd offset the block's bytes occupy the other half
+    /// of every 16-bit word, so its sum is byte-rotated first.
+    ///
+    /// Kernel: `csum_block_add()`, include/net/checksum.h.
+    #[inline]
+    pub const fn add_at(self, block: Csum, offset: usize) -> Csum {
+        if offset & 1 == 1 {
+            self.add(Csum(block.0.rotate_right(8)))
+        } else {
+            self.add(block)
+        }
+    }
+
+    /// Adds one 16-bit word (host order of the big-endian wire value).
+    #[inline]
+    pub const fn add_u16(self, v: u16) -> Csum {
+        self.add(Csum(v as u32))
+    }
+
+    /// Adds a 32-bit big-endian value, i.e. its two 16-bit words (an IPv4
+    /// address is `u32::from(addr)`).
+    #[inline]
+    pub const fn add_u32(self, v: u32) -> Csum {
+        self.add(Csum(v))
+    }
+
+    /// Copies `src` into `dst` and returns the sum of the bytes copied.
+    ///
+    /// Kernel: `csum_partial_copy_nocheck()`, include/net/checksum.h.
+    ///
+    /// Works in 1 KiB chunks, summing each right after copying it while it is
+    /// still in cache.
+    ///
+    /// # Panics
+    ///
+    /// If `dst.len() != src.len()`.
+    pub fn copy_and_sum(src: &[u8], dst: &mut [u8]) -> Csum {
+        assert_eq!(src.len(), dst.len(), "copy_and_sum: length mismatch");
+        let mut total = Csum::ZERO;
+        for (s, d) in src.chunks(COPY_CHUNK).zip(dst.chunks_mut(COPY_CHUNK)) {
+            d.copy_from_slice(s);
+            // Every chunk but the last is even-sized, so offsets stay even.
+            total = total.add(Csum::of(d));
+        }
+        total
+    }
+
+    /// Folds the sum to 16 bits. Not complemented: the sum of a header whose
+    /// checksum field is correct folds to `0xffff`.
+    #[inline]
+    pub const fn fold(self) -> u16 {
+        let s = (self.0 & 0xffff) + (self.0 >> 16);
+        let s = (s & 0xffff) + (s >> 16);
+        s as u16
+    }
+
+    /// The checksum to store in a header: the complement of [`fold`](Csum::fold).
+    ///
+    /// Kernel: `csum_fold()`, include/asm-generic/checksum.h.
+    #[inline]
+    pub const fn finish(self) -> u16 {
+        !self.fold()
+    }
+}
+
+/// Sum of `data` as native-endian 32-bit words (zero-padded at the end), in a
+/// 64-bit accumulator. `data` must be shorter than 16 GiB.
+#[inline]
+fn sum_native(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        acc += (w & 0xffff_ffff) + (w >> 32);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_ne_bytes(word);
+        acc += (w & 0xffff_ffff) + (w >> 32);
+    }
+    acc
+}
+
+/// Folds a 64-bit accumulator to 32 bits with end-around carry.
+#[inline]
+const fn fold64(acc: u64) -> u32 {
+    let s = (acc & 0xffff_ffff) + (acc >> 32); // at most 2^33 - 2
+    let s = (s & 0xffff_ffff) + (s >> 32); // at most 2^32 - 1
+    s as u32
+}
+
+/// Converts a sum of native-endian words to a sum of big-endian words.
+/// Swapping every byte of the 32-bit sum swaps both of its 16-bit halves,
+/// and a byte-swapped sum is the sum of the byte-swapped words.
+#[inline]
+const fn native_to_be(sum: u32) -> u32 {
+    if cfg!(target_endian = "little") {
+        sum.swap_bytes()
+    } else {
+        sum
+    }
+}
+
+/// The sum of the IPv4 pseudo-header that TCP and UDP checksums cover
+/// (source, destination, zero byte, protocol, transport length). Add the
+/// transport header and payload sums, then [`Csum::finish`].
+///
+/// Kernel: `csum_tcpudp_nofold()`; `csum_tcpudp_magic()` is this followed by
+/// `add` and `finish`.
+#[inline]
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> Csum {
+    Csum::ZERO
+        .add_u32(u32::from(src))
+        .add_u32(u32::from(dst))
+        .add_u16(u16::from(protocol))
+        .add_u16(len)
+}
+
+/// The Internet checksum of `data`: `Csum::of(data).finish()`.
+///
+/// Kernel: `ip_compute_csum()`.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    Csum::of(data).finish()
+}
+
+/// Whether `data`, which includes its own checksum field, verifies: its sum
+/// folds to `0xffff`.
+///
+/// Kernel: `ip_fast_csum(iph, ihl) == 0`.
+#[inline]
+pub fn verify(data: &[u8]) -> bool {
+    Csum::of(data).fold() == 0xffff
+}
+
+/// Updates checksum `check` for one 16-bit field changing from `old` to `new`
+/// without re-summing the data (RFC 1624, eqn. 3).
+///
+/// Kernel: `csum_replace2()`, include/net/checksum.h.
+#[inline]
+pub fn replace_u16(check: u16, old: u16, new: u16) -> u16 {
+    Csum::from_u16(!check)
+        .sub(Csum::from_u16(old))
+        .add_u16(new)
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Byte-at-a-time reference: big-endian words, zero pad, fold.
+    fn reference_fold(data: &[u8]) -> u16 {
+        let mut acc: u64 = 0;
+        for pair in data.chunks(2) {
+            let hi = u64::from(pair[0]) << 8;
+            let lo = pair.get(1).copied().map_or(0, u64::from);
+            acc += hi | lo;
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    fn oracle(data: &[u8]) -> u16 {
+        u16::from_be_bytes(internet_checksum::checksum(data))
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: the sum of these words is 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(Csum::of(&data).fold(), 0xddf2);
+        assert_eq!(checksum(&data), 0x220d);
+        assert_eq!(oracle(&data), 0x220d);
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        let mut hdr = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&hdr), 0xb861);
+        assert!(!verify(&hdr));
+        hdr[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        assert!(verify(&hdr));
+    }
+
+    #[test]
+    fn empty_and_odd() {
+        assert_eq!(Csum::of(&[]).fold(), 0);
+        assert_eq!(checksum(&[]), 0xffff);
+        assert_eq!(Csum::of(&[0xab]).fold(), 0xab00);
+        assert_eq!(Csum::of(&[1, 2, 3]).fold(), 0x0402);
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37) ^ 0xa5).collect();
+            assert_eq!(Csum::of(&data).fold(), reference_fold(&data), "len {len}");
+        }
+    }
+
+    #[test]
+    fn all_ones_carries() {
+        // Maximal words stress the end-around carry of every stage.
+        let data = vec![0xffu8; 1 << 20];
+        assert_eq!(Csum::of(&data).fold(), 0xffff);
+        assert_eq!(reference_fold(&data), 0xffff);
+        assert_eq!(checksum(&data), oracle(&data));
+    }
+
+    #[test]
+    fn pseudo_header() {
+        let src = Ipv4Addr::new(192, 168, 0, 1);
+        let dst = Ipv4Addr::new(10, 0, 0, 2);
+        let bytes = [192, 168, 0, 1, 10, 0, 0, 2, 0, 17, 0x01, 0x2c];
+        assert_eq!(
+            pseudo_header_v4(src, dst, 17, 300).fold(),
+            Csum::of(&bytes).fold()
+        );
+    }
+
+    #[test]
+    fn add_u16_u32_helpers() {
+        let bytes = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc];
+        let built = Csum::ZERO.add_u32(0x1234_5678).add_u16(0x9abc);
+        assert_eq!(built.fold(), Csum::of(&bytes).fold());
+        assert_eq!(Csum::from_u16(0x1234).fold(), 0x1234);
+        assert_eq!(Csum::from_raw(0xdead_beef).raw(), 0xdead_beef);
+    }
+
+    #[test]
+    #[should_panic(expected = "length mismatch")]
+    fn copy_and_sum_length_mismatch_panics() {
+        let mut dst = [0u8; 3];
+        let _ = Csum::copy_and_sum(&[1, 2], &mut dst);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_oracles(data in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            prop_assert_eq!(Csum::of(&data).fold(), reference_fold(&data));
+            prop_assert_eq!(checksum(&data), oracle(&data));
+        }
+
+        #[test]
+        fn split_and_combine(
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            points.push(0);
+            points.push(data.len());
+            points.sort_unstable();
+            let mut total = Csum::ZERO;
+            for w in points.windows(2) {
+                total = total.add_at(Csum::of(&data[w[0]..w[1]]), w[0]);
+            }
+            prop_assert_eq!(total.fold(), Csum::of(&data).fold());
+        }
+
+        #[test]
+        fn copy_and_sum_matches(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            let mut dst = vec![0u8; data.len()];
+            let sum = Csum::copy_and_sum(&data, &mut dst);
+            prop_assert_eq!(&dst, &data);
+            prop_assert_eq!(sum.fold(), Csum::of(&data).fold());
+        }
+
+        #[test]
+        fn sub_undoes_add(a in any::<u32>(), b in any::<u32>()) {
+            let (a, b) = (Csum::from_raw(a), Csum::from_raw(b));
+            prop_assert_eq!(a.add(b).sub(b).fold() % 0xffff, a.fold() % 0xffff);
+        }
+
+        #[test]
+        fn sub_removes_block(
+            head in proptest::collection::vec(any::<u8>(), 0..200),
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut whole = head.clone();
+            whole.extend_from_slice(&tail);
+            let rotated = Csum::ZERO.add_at(Csum::of(&tail), head.len());
+            let without = Csum::of(&whole).sub(rotated);
+            prop_assert_eq!(without.fold() % 0xffff, Csum::of(&head).fold() % 0xffff);
+        }
+
+        #[test]
+        fn replace_matches_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 2..64),
+            at in any::<prop::sample::Index>(),
+            new in any::<u16>(),
+        ) {
+            if data.len() % 2 == 1 { data.pop(); }
+            let i = at.index(data.len() / 2) * 2;
+            let old = u16::from_be_bytes([data[i], data[i + 1]]);
+            let before = checksum(&data);
+            data[i..i + 2].copy_from_slice(&new.to_be_bytes());
+            let after = checksum(&data);
+            prop_assert_eq!(replace_u16(before, old, new) % 0xffff, after % 0xffff);
+        }
+    }
+}
