@@ -46,7 +46,7 @@ pub(crate) fn bypass(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, pkt: Pack
 }
 
 /// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames` through
-/// the driver; requeues what it refused. Returns true when the caller should
+/// the driver unless the queue is stopped; requeues what was not sent. Returns true when the caller should
 /// keep running the queue (all sent and the queue not stopped).
 pub fn direct_xmit(
     ctx: XmitCtx<'_>,
@@ -54,7 +54,7 @@ pub fn direct_xmit(
     txq: &TxQueue,
     frames: &mut VecDeque<PacketBuf>,
 ) -> bool {
-    {
+    if !txq.ctl().is_stopped() {
         let mut driver = txq.driver.lock();
         hard_start_xmit(ctx, dev, txq, &mut **driver, frames);
     }

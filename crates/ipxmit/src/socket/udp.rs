@@ -363,6 +363,7 @@ impl UdpSocket {
             uh[4..6].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
             uh[6..8].copy_from_slice(&[0, 0]);
         }
+        skb.meta.hash = flow_hash(saddr, daddr, self.local.port(), dport);
         let gso = self.opts.gso_size as usize;
         if gso != 0 {
             self.gso_check(&mut skb, len - UDP_HLEN, gso)?;
@@ -413,6 +414,16 @@ impl UdpSocket {
         }
         Ok(())
     }
+}
+
+/// The flow hash of a UDP 4-tuple (`skb_get_hash` via the flow dissector): any
+/// well-mixed hash will do, the kernel's is seeded randomly at boot.
+fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
+    let a = u64::from(u32::from(saddr)) << 32 | u64::from(u32::from(daddr));
+    let b = u64::from(sport) << 16 | u64::from(dport) | 17 << 32;
+    let mut h = (a ^ b.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= h >> 32;
+    (h as u32).max(1)
 }
 
 /// Kernel: `udp_csum()`. Header sum plus the payload sums of every buffer.
