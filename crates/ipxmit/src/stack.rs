@@ -145,6 +145,11 @@ impl Stack {
         self.clock.now()
     }
 
+    /// The clock the stack runs on.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// MIB and drop counters.
     pub fn counters(&self) -> &Counters {
         &self.counters

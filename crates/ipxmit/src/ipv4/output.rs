@@ -78,6 +78,20 @@ pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
     output(stack, pkt)
 }
 
+/// The `NF_HOOK(LOCAL_OUT, ..., dst_output)` of `raw_send_hdrinc`: the user's
+/// header is complete, so `__ip_local_out`'s length and checksum are skipped.
+pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+    pkt.meta.protocol = 0x0800;
+    let dst = dst_of(&pkt);
+    if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
+        stack.counters.drop(DropReason::NetfilterDrop);
+        return Err(SendError::Perm);
+    }
+    let r = output(stack, pkt);
+    softirq_on_exit(stack);
+    r
+}
+
 /// Kernel: `ip_output()`. Counts the datagram and runs POST_ROUTING unless the
 /// packet was rerouted.
 pub fn output(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {

@@ -11,9 +11,13 @@ use std::net::Ipv4Addr;
 use crate::error::{Errno, SendError};
 
 pub mod cork;
+pub mod inet;
+pub mod raw;
 pub mod udp;
 
 pub use cork::{Cork, CorkParams};
+pub use inet::{tos_to_priority, InetSock};
+pub use raw::RawSocket;
 pub use udp::UdpSocket;
 
 /// `sendmsg` flags (`MSG_*`).

@@ -12,12 +12,13 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use crate::buf::{CsumState, GsoType, PacketBuf, SendBudget};
+use std::ops::{Deref, DerefMut};
+
+use crate::buf::{CsumState, GsoType, PacketBuf};
 use crate::error::{Errno, SendError};
 use crate::ipv4::output::send_skb;
-use crate::route::Dst;
-use crate::socket::cork::{Cork, CorkParams};
-use crate::socket::{ErrOrigin, ErrQueue, ErrQueueEntry, MsgFlags, PmtuDisc, SockOpts};
+use crate::socket::inet::InetSock;
+use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
@@ -28,24 +29,12 @@ pub const UDP_HLEN: usize = 8;
 /// Most segments of one UDP GSO send (`UDP_MAX_SEGMENTS`).
 pub const UDP_MAX_SEGMENTS: usize = 128;
 
-/// `rt_tos2priority`: the priority `IP_TOS` implies (`ip_tos2prio`).
-pub fn tos_to_priority(tos: u8) -> u32 {
-    const MAP: [u32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4];
-    MAP[((tos & 0x1e) >> 1) as usize]
-}
-
-/// A UDP socket. Owned by one thread; the stack it sends through is shared.
+/// A UDP socket (`struct udp_sock`). Owned by one thread; the stack it sends
+/// through is shared. Dereferences to its [`InetSock`] for the generic options.
 pub struct UdpSocket {
-    stack: Arc<Stack>,
-    opts: SockOpts,
-    local: SocketAddrV4,
-    peer: Option<SocketAddrV4>,
-    cork: Cork,
+    inet: InetSock,
+    /// A datagram is pending (`up->pending`).
     pending: bool,
-    budget: Arc<SendBudget>,
-    errq: ErrQueue,
-    inet_id: u16,
-    dst_cache: Option<(u64, Ipv4Addr, Arc<Dst>)>,
     /// Destination port of the pending datagram (`fl4->fl4_dport`).
     cork_dport: u16,
 }
@@ -53,120 +42,34 @@ pub struct UdpSocket {
 impl std::fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpSocket")
-            .field("local", &self.local)
-            .field("peer", &self.peer)
+            .field("local", &self.inet.local)
+            .field("peer", &self.inet.peer)
             .field("pending", &self.pending)
             .finish()
     }
 }
 
-impl Drop for UdpSocket {
-    fn drop(&mut self) {
-        self.stack.release_port(self.local.port());
+impl Deref for UdpSocket {
+    type Target = InetSock;
+    fn deref(&self) -> &InetSock {
+        &self.inet
+    }
+}
+
+impl DerefMut for UdpSocket {
+    fn deref_mut(&mut self) -> &mut InetSock {
+        &mut self.inet
     }
 }
 
 impl UdpSocket {
     /// An unbound socket on `stack`.
     pub fn new(stack: &Arc<Stack>) -> UdpSocket {
-        let sndbuf = stack.sysctls().wmem_default;
         UdpSocket {
-            stack: stack.clone(),
-            opts: SockOpts::default(),
-            local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            peer: None,
-            cork: Cork::default(),
+            inet: InetSock::new(stack, 17, true),
             pending: false,
-            budget: SendBudget::new(sndbuf),
-            errq: ErrQueue::default(),
-            inet_id: 0,
-            dst_cache: None,
             cork_dport: 0,
         }
-    }
-
-    /// The local address (`getsockname`).
-    pub fn local_addr(&self) -> SocketAddrV4 {
-        self.local
-    }
-
-    /// The connected peer (`getpeername`).
-    pub fn peer_addr(&self) -> Option<SocketAddrV4> {
-        self.peer
-    }
-
-    /// The socket's options.
-    pub fn opts(&self) -> &SockOpts {
-        &self.opts
-    }
-
-    /// The options, writable (`setsockopt` without side effects).
-    pub fn opts_mut(&mut self) -> &mut SockOpts {
-        &mut self.opts
-    }
-
-    /// The send budget (`SO_SNDBUF`, `sk_wmem_alloc`).
-    pub fn budget(&self) -> &Arc<SendBudget> {
-        &self.budget
-    }
-
-    /// Bytes of the pending (corked) datagram.
-    pub fn pending_len(&self) -> usize {
-        self.cork.length()
-    }
-
-    /// Binds to `addr` (`bind`): port 0 picks an ephemeral port; the address must
-    /// be 0.0.0.0 or one of the stack's.
-    pub fn bind(&mut self, addr: SocketAddrV4) -> Result<(), SendError> {
-        if self.local.port() != 0 {
-            return Err(SendError::Inval("socket already bound"));
-        }
-        let ip = *addr.ip();
-        if !ip.is_unspecified() && !self.stack.is_local_addr(ip) {
-            return Err(SendError::AddrNotAvail(ip));
-        }
-        let port = self.stack.bind_port(addr.port())?;
-        self.local = SocketAddrV4::new(ip, port);
-        Ok(())
-    }
-
-    fn autobind(&mut self) -> Result<(), SendError> {
-        if self.local.port() == 0 {
-            self.bind(SocketAddrV4::new(*self.local.ip(), 0))?;
-        }
-        Ok(())
-    }
-
-    /// Connects to `peer` (`ip4_datagram_connect`): routes, picks the source
-    /// address, seeds the socket's own IP ID counter.
-    pub fn connect(&mut self, peer: SocketAddrV4) -> Result<(), SendError> {
-        if peer.port() == 0 {
-            return Err(SendError::Inval("destination port 0"));
-        }
-        let dst = self.route(*peer.ip())?;
-        self.autobind()?;
-        if self.local.ip().is_unspecified() {
-            let src = self.stack.source_for(&dst);
-            self.local = SocketAddrV4::new(src, self.local.port());
-        }
-        self.peer = Some(peer);
-        self.inet_id = self.stack.random_u16();
-        Ok(())
-    }
-
-    fn route(&mut self, daddr: Ipv4Addr) -> Result<Arc<Dst>, SendError> {
-        let gen = self.stack.fib_generation();
-        if let Some((g, a, d)) = &self.dst_cache {
-            if *g == gen && *a == daddr {
-                return Ok(d.clone());
-            }
-        }
-        let d = self
-            .stack
-            .route_output(daddr)
-            .map_err(|_| SendError::NetUnreachable(daddr))?;
-        self.dst_cache = Some((gen, daddr, d.clone()));
-        Ok(d)
     }
 
     /// Sends `buf` to `dest` (`sendto`).
@@ -194,7 +97,7 @@ impl UdpSocket {
     ) -> Result<usize, SendError> {
         let r = self.sendmsg_inner(buf, dest, flags);
         if let Err(SendError::NoBufs | SendError::Again) = r {
-            self.stack.counters.inc(Mib::UdpSndbufErrors);
+            self.inet.stack.counters.inc(Mib::UdpSndbufErrors);
         }
         r.map(|()| buf.len())
     }
@@ -216,15 +119,15 @@ impl UdpSocket {
             Some(d) if d.port() == 0 => return Err(SendError::Inval("destination port 0")),
             Some(d) => (*d.ip(), d.port(), false),
             None => {
-                let p = self.peer.ok_or(SendError::DestAddrRequired)?;
+                let p = self.inet.peer.ok_or(SendError::DestAddrRequired)?;
                 (*p.ip(), p.port(), true)
             }
         };
-        let params = self.cork_params(daddr, connected)?;
+        let params = self.inet.cork_params(daddr, connected)?;
         if flags.contains(MsgFlags::PROBE) {
             return Ok(());
         }
-        self.cork.setup(params)?;
+        self.inet.cork.setup(params)?;
         self.cork_dport = dport;
         if !corkreq {
             return self.append_and_maybe_push(buf, UDP_HLEN, flags, false);
@@ -235,31 +138,6 @@ impl UdpSocket {
 }
 
 impl UdpSocket {
-    fn cork_params(&mut self, daddr: Ipv4Addr, connected: bool) -> Result<CorkParams, SendError> {
-        let dst = self.route(daddr)?;
-        self.autobind()?;
-        let saddr = if self.local.ip().is_unspecified() {
-            self.stack.source_for(&dst)
-        } else {
-            *self.local.ip()
-        };
-        let ttl = self.opts.ttl.unwrap_or(self.stack.sysctls().ip_default_ttl);
-        Ok(CorkParams {
-            dst,
-            daddr,
-            saddr,
-            protocol: 17,
-            ttl,
-            tos: self.opts.tos,
-            options: self.opts.options.clone(),
-            gso_size: self.opts.gso_size,
-            pmtudisc: self.opts.pmtudisc,
-            priority: self.opts.priority,
-            mark: self.opts.mark,
-            connected,
-        })
-    }
-
     /// `do_append_data` of `udp_sendmsg`: append, then flush on error, push
     /// without cork, or stay pending.
     fn append_and_maybe_push(
@@ -276,12 +154,18 @@ impl UdpSocket {
         let r = if flags.contains(MsgFlags::PROBE) {
             Ok(())
         } else {
-            self.cork
-                .append(&self.stack, &self.budget, buf, transhdrlen, f)
+            let i = &mut self.inet;
+            i.cork.append(&i.stack, &i.budget, buf, transhdrlen, f)
         };
         if let Err(e) = r {
-            if let Some(info) = self.cork.take_local_error() {
-                self.local_error(Errno::EMSGSIZE, info);
+            if let Some(info) = self.inet.cork.take_local_error() {
+                let daddr = self
+                    .inet
+                    .cork
+                    .params()
+                    .map_or(Ipv4Addr::UNSPECIFIED, |p| p.daddr);
+                self.inet
+                    .local_error(Errno::EMSGSIZE, daddr, self.cork_dport, info);
             }
             self.flush();
             return Err(e);
@@ -289,60 +173,29 @@ impl UdpSocket {
         if !corkreq {
             return self.push_pending();
         }
-        if self.cork.is_empty() {
+        if self.inet.cork.is_empty() {
             self.pending = false;
-            self.cork.flush();
+            self.inet.cork.flush();
         }
         Ok(())
     }
 
     /// Kernel: `udp_flush_pending_frames()`. Discards the pending datagram.
     pub fn flush(&mut self) {
-        self.cork.flush();
+        self.inet.cork.flush();
         self.pending = false;
     }
 
     /// Kernel: `udp_push_pending_frames()`. Sends the pending datagram.
     pub fn push_pending(&mut self) -> Result<(), SendError> {
         self.pending = false;
-        let daddr = self.cork.params().map(|p| (p.daddr, p.saddr));
-        let id = Some(&mut self.inet_id);
-        let Some(skb) = self.cork.make(&self.stack, id) else {
+        let i = &mut self.inet;
+        let daddr = i.cork.params().map(|p| (p.daddr, p.saddr));
+        let Some(skb) = i.cork.make(&i.stack, Some(&mut i.inet_id)) else {
             return Ok(());
         };
         let (daddr, saddr) = daddr.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
         self.send_skb(skb, saddr, daddr, self.cork_dport)
-    }
-
-    /// Kernel: `ip_local_error()`: queue an error for `IP_RECVERR` readers.
-    fn local_error(&mut self, errno: Errno, info: u32) {
-        if !self.opts.recverr {
-            return;
-        }
-        let (addr, port) = self
-            .cork
-            .params()
-            .map_or((Ipv4Addr::UNSPECIFIED, 0), |p| (p.daddr, self.cork_dport));
-        self.errq.push(ErrQueueEntry {
-            errno,
-            origin: ErrOrigin::Local,
-            ee_type: 0,
-            ee_code: 0,
-            info,
-            data: 0,
-            addr,
-            port,
-        });
-    }
-
-    /// Reads one error-queue entry (`recvmsg(MSG_ERRQUEUE)`).
-    pub fn recv_err(&mut self) -> Option<ErrQueueEntry> {
-        self.errq.pop()
-    }
-
-    /// The error queue.
-    pub fn err_queue(&self) -> &ErrQueue {
-        &self.errq
     }
 
     /// Kernel: `udp_send_skb()`. Writes the UDP header and checksum (or leaves it
@@ -358,17 +211,17 @@ impl UdpSocket {
         let len = skb.len() - (th - skb.data_offset());
         {
             let uh = &mut skb.from_offset_mut(th)[..UDP_HLEN];
-            uh[0..2].copy_from_slice(&self.local.port().to_be_bytes());
+            uh[0..2].copy_from_slice(&self.inet.local.port().to_be_bytes());
             uh[2..4].copy_from_slice(&dport.to_be_bytes());
             uh[4..6].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
             uh[6..8].copy_from_slice(&[0, 0]);
         }
-        skb.meta.hash = flow_hash(saddr, daddr, self.local.port(), dport);
-        let gso = self.opts.gso_size as usize;
+        skb.meta.hash = flow_hash(saddr, daddr, self.inet.local.port(), dport);
+        let gso = self.inet.opts.gso_size as usize;
         if gso != 0 {
             self.gso_check(&mut skb, len - UDP_HLEN, gso)?;
             hwcsum(&mut skb, saddr, daddr, len);
-        } else if self.opts.no_check {
+        } else if self.inet.opts.no_check {
             skb.meta.ip_summed = CsumState::None;
         } else if skb.meta.ip_summed != CsumState::None {
             hwcsum(&mut skb, saddr, daddr, len);
@@ -376,15 +229,15 @@ impl UdpSocket {
             let c = udp_csum(&skb, th).add(pseudo_header_v4(saddr, daddr, 17, len as u16));
             write_check(&mut skb, th, c.finish());
         }
-        let r = send_skb(&self.stack, skb);
+        let r = send_skb(&self.inet.stack, skb);
         match r {
-            Err(SendError::NoBufs) if !self.opts.recverr => {
-                self.stack.counters.inc(Mib::UdpSndbufErrors);
+            Err(SendError::NoBufs) if !self.inet.opts.recverr => {
+                self.inet.stack.counters.inc(Mib::UdpSndbufErrors);
                 Ok(())
             }
             Err(e) => Err(e),
             Ok(()) => {
-                self.stack.counters.inc(Mib::UdpOutDatagrams);
+                self.inet.stack.counters.inc(Mib::UdpOutDatagrams);
                 Ok(())
             }
         }
@@ -465,55 +318,6 @@ fn hwcsum(skb: &mut PacketBuf, saddr: Ipv4Addr, daddr: Ipv4Addr, len: usize) {
 }
 
 impl UdpSocket {
-    /// `IP_TOS`: also sets the priority it implies (`rt_tos2priority`).
-    pub fn set_tos(&mut self, tos: u8) {
-        self.opts.tos = tos;
-        self.opts.priority = tos_to_priority(tos);
-    }
-
-    /// `IP_TTL`: 1..=255, or `None` for the default.
-    pub fn set_ttl(&mut self, ttl: Option<u8>) -> Result<(), SendError> {
-        if ttl == Some(0) {
-            return Err(SendError::Inval("IP_TTL must be 1..255"));
-        }
-        self.opts.ttl = ttl;
-        Ok(())
-    }
-
-    /// `IP_MTU_DISCOVER`.
-    pub fn set_mtu_discover(&mut self, mode: PmtuDisc) {
-        self.opts.pmtudisc = mode;
-    }
-
-    /// `IP_RECVERR`; turning it off purges the error queue.
-    pub fn set_recverr(&mut self, on: bool) {
-        self.opts.recverr = on;
-        if !on {
-            while self.errq.pop().is_some() {}
-        }
-    }
-
-    /// `SO_NO_CHECK`.
-    pub fn set_no_check(&mut self, on: bool) {
-        self.opts.no_check = on;
-    }
-
-    /// `SO_PRIORITY`.
-    pub fn set_priority(&mut self, prio: u32) {
-        self.opts.priority = prio;
-    }
-
-    /// `SO_MARK`.
-    pub fn set_mark(&mut self, mark: u32) {
-        self.opts.mark = mark;
-    }
-
-    /// `IP_OPTIONS`: validated and padded (at most 40 bytes).
-    pub fn set_ip_options(&mut self, raw: &[u8]) -> Result<(), SendError> {
-        self.opts.options = crate::socket::parse_ip_options(raw)?;
-        Ok(())
-    }
-
     /// `UDP_SEGMENT`: GSO segment size (0 turns it off).
     pub fn set_gso_size(&mut self, size: u32) -> Result<(), SendError> {
         let s = u16::try_from(size).map_err(|_| SendError::Inval("UDP_SEGMENT over 65535"))?;
@@ -528,13 +332,5 @@ impl UdpSocket {
             return self.push_pending();
         }
         Ok(())
-    }
-
-    /// `SO_SNDBUF`: the kernel doubles the value (for overhead), capped by
-    /// `wmem_max`, at least `SOCK_MIN_SNDBUF`.
-    pub fn set_sndbuf(&mut self, bytes: usize) {
-        let max = self.stack.sysctls().wmem_max;
-        let v = (bytes.min(max) * 2).max(4608);
-        self.budget.set_limit(v);
     }
 }

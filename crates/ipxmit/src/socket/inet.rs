@@ -1,0 +1,288 @@
+//! The state every IPv4 socket shares (`struct inet_sock` embedded in
+//! `struct udp_sock` and `struct raw_sock`): addresses, options, the cork, the
+//! send budget, the error queue, the own IP ID counter and the cached route.
+//!
+//! Stands for `inet_sock` fields and the generic parts of `ip4_datagram_connect`,
+//! `ip_local_error` (`net/ipv4/ip_sockglue.c`) and the `IP_*`/`SO_*` options of
+//! `do_ip_setsockopt`/`sk_setsockopt`. UDP and raw sockets dereference to it, as
+//! the kernel's protocol socket structures begin with it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use crate::buf::SendBudget;
+use crate::error::{Errno, SendError};
+use crate::route::Dst;
+use crate::socket::cork::{Cork, CorkParams};
+use crate::socket::{ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts};
+use crate::stack::Stack;
+
+/// `rt_tos2priority`: the priority `IP_TOS` implies (`ip_tos2prio`).
+pub fn tos_to_priority(tos: u8) -> u32 {
+    const MAP: [u32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4];
+    MAP[((tos & 0x1e) >> 1) as usize]
+}
+
+/// The shared state of an IPv4 socket. See the module documentation.
+pub struct InetSock {
+    pub(crate) stack: Arc<Stack>,
+    pub(crate) opts: SockOpts,
+    pub(crate) local: SocketAddrV4,
+    pub(crate) peer: Option<SocketAddrV4>,
+    pub(crate) cork: Cork,
+    pub(crate) budget: Arc<SendBudget>,
+    pub(crate) errq: ErrQueue,
+    pub(crate) inet_id: u16,
+    dst_cache: Option<(u64, Ipv4Addr, Arc<Dst>)>,
+    /// IP protocol number (`sk->sk_protocol`).
+    pub(crate) protocol: u8,
+    /// A port was reserved in the stack's table (UDP).
+    uses_ports: bool,
+}
+
+impl std::fmt::Debug for InetSock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InetSock")
+            .field("protocol", &self.protocol)
+            .field("local", &self.local)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Drop for InetSock {
+    fn drop(&mut self) {
+        if self.uses_ports {
+            self.stack.release_port(self.local.port());
+        }
+    }
+}
+
+impl InetSock {
+    /// An unbound socket of `protocol`; `uses_ports` for port-based protocols.
+    pub(crate) fn new(stack: &Arc<Stack>, protocol: u8, uses_ports: bool) -> InetSock {
+        let sndbuf = stack.sysctls().wmem_default;
+        InetSock {
+            stack: stack.clone(),
+            opts: SockOpts::default(),
+            local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            peer: None,
+            cork: Cork::default(),
+            budget: SendBudget::new(sndbuf),
+            errq: ErrQueue::default(),
+            inet_id: 0,
+            dst_cache: None,
+            protocol,
+            uses_ports,
+        }
+    }
+
+    /// The stack the socket sends through.
+    pub fn stack(&self) -> &Arc<Stack> {
+        &self.stack
+    }
+
+    /// The local address (`getsockname`).
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// The connected peer (`getpeername`).
+    pub fn peer_addr(&self) -> Option<SocketAddrV4> {
+        self.peer
+    }
+
+    /// The socket's options.
+    pub fn opts(&self) -> &SockOpts {
+        &self.opts
+    }
+
+    /// The options, writable (`setsockopt` without side effects).
+    pub fn opts_mut(&mut self) -> &mut SockOpts {
+        &mut self.opts
+    }
+
+    /// The send budget (`SO_SNDBUF`, `sk_wmem_alloc`).
+    pub fn budget(&self) -> &Arc<SendBudget> {
+        &self.budget
+    }
+
+    /// Bytes of the pending (corked) datagram.
+    pub fn pending_len(&self) -> usize {
+        self.cork.length()
+    }
+
+    /// Binds to `addr` (`bind`): the address must be 0.0.0.0 or one of the
+    /// stack's; for port-based protocols port 0 picks an ephemeral port.
+    pub fn bind(&mut self, addr: SocketAddrV4) -> Result<(), SendError> {
+        if self.local.port() != 0 || (!self.uses_ports && !self.local.ip().is_unspecified()) {
+            return Err(SendError::Inval("socket already bound"));
+        }
+        let ip = *addr.ip();
+        if !ip.is_unspecified() && !self.stack.is_local_addr(ip) {
+            return Err(SendError::AddrNotAvail(ip));
+        }
+        let port = if self.uses_ports {
+            self.stack.bind_port(addr.port())?
+        } else {
+            0
+        };
+        self.local = SocketAddrV4::new(ip, port);
+        Ok(())
+    }
+
+    pub(crate) fn autobind(&mut self) -> Result<(), SendError> {
+        if self.uses_ports && self.local.port() == 0 {
+            self.bind(SocketAddrV4::new(*self.local.ip(), 0))?;
+        }
+        Ok(())
+    }
+
+    /// Connects to `peer` (`ip4_datagram_connect`): routes, picks the source
+    /// address, seeds the socket's own IP ID counter.
+    pub fn connect(&mut self, peer: SocketAddrV4) -> Result<(), SendError> {
+        if self.uses_ports && peer.port() == 0 {
+            return Err(SendError::Inval("destination port 0"));
+        }
+        let dst = self.route(*peer.ip())?;
+        self.autobind()?;
+        if self.local.ip().is_unspecified() {
+            let src = self.stack.source_for(&dst);
+            self.local = SocketAddrV4::new(src, self.local.port());
+        }
+        self.peer = Some(peer);
+        self.inet_id = self.stack.random_u16();
+        Ok(())
+    }
+
+    /// The route to `daddr`, cached while the table does not change.
+    pub(crate) fn route(&mut self, daddr: Ipv4Addr) -> Result<Arc<Dst>, SendError> {
+        let gen = self.stack.fib_generation();
+        if let Some((g, a, d)) = &self.dst_cache {
+            if *g == gen && *a == daddr {
+                return Ok(d.clone());
+            }
+        }
+        let d = self
+            .stack
+            .route_output(daddr)
+            .map_err(|_| SendError::NetUnreachable(daddr))?;
+        self.dst_cache = Some((gen, daddr, d.clone()));
+        Ok(d)
+    }
+
+    /// Routes and fixes what the cork keeps for a datagram to `daddr`
+    /// (`ipcm_cookie` + `ip_setup_cork` inputs).
+    pub(crate) fn cork_params(
+        &mut self,
+        daddr: Ipv4Addr,
+        connected: bool,
+    ) -> Result<CorkParams, SendError> {
+        let dst = self.route(daddr)?;
+        self.autobind()?;
+        let saddr = if self.local.ip().is_unspecified() {
+            self.stack.source_for(&dst)
+        } else {
+            *self.local.ip()
+        };
+        let ttl = self.opts.ttl.unwrap_or(self.stack.sysctls().ip_default_ttl);
+        Ok(CorkParams {
+            dst,
+            daddr,
+            saddr,
+            protocol: self.protocol,
+            ttl,
+            tos: self.opts.tos,
+            options: self.opts.options.clone(),
+            gso_size: self.opts.gso_size,
+            pmtudisc: self.opts.pmtudisc,
+            priority: self.opts.priority,
+            mark: self.opts.mark,
+            connected,
+        })
+    }
+
+    /// Kernel: `ip_local_error()`: queue an error for `IP_RECVERR` readers.
+    pub(crate) fn local_error(&mut self, errno: Errno, daddr: Ipv4Addr, port: u16, info: u32) {
+        if !self.opts.recverr {
+            return;
+        }
+        self.errq.push(ErrQueueEntry {
+            errno,
+            origin: ErrOrigin::Local,
+            ee_type: 0,
+            ee_code: 0,
+            info,
+            data: 0,
+            addr: daddr,
+            port,
+        });
+    }
+
+    /// Reads one error-queue entry (`recvmsg(MSG_ERRQUEUE)`).
+    pub fn recv_err(&mut self) -> Option<ErrQueueEntry> {
+        self.errq.pop()
+    }
+
+    /// The error queue.
+    pub fn err_queue(&self) -> &ErrQueue {
+        &self.errq
+    }
+
+    /// `IP_TOS`: also sets the priority it implies (`rt_tos2priority`).
+    pub fn set_tos(&mut self, tos: u8) {
+        self.opts.tos = tos;
+        self.opts.priority = tos_to_priority(tos);
+    }
+
+    /// `IP_TTL`: 1..=255, or `None` for the default.
+    pub fn set_ttl(&mut self, ttl: Option<u8>) -> Result<(), SendError> {
+        if ttl == Some(0) {
+            return Err(SendError::Inval("IP_TTL must be 1..255"));
+        }
+        self.opts.ttl = ttl;
+        Ok(())
+    }
+
+    /// `IP_MTU_DISCOVER`.
+    pub fn set_mtu_discover(&mut self, mode: PmtuDisc) {
+        self.opts.pmtudisc = mode;
+    }
+
+    /// `IP_RECVERR`; turning it off purges the error queue.
+    pub fn set_recverr(&mut self, on: bool) {
+        self.opts.recverr = on;
+        if !on {
+            while self.errq.pop().is_some() {}
+        }
+    }
+
+    /// `SO_NO_CHECK`.
+    pub fn set_no_check(&mut self, on: bool) {
+        self.opts.no_check = on;
+    }
+
+    /// `SO_PRIORITY`.
+    pub fn set_priority(&mut self, prio: u32) {
+        self.opts.priority = prio;
+    }
+
+    /// `SO_MARK`.
+    pub fn set_mark(&mut self, mark: u32) {
+        self.opts.mark = mark;
+    }
+
+    /// `IP_OPTIONS`: validated and padded (at most 40 bytes).
+    pub fn set_ip_options(&mut self, raw: &[u8]) -> Result<(), SendError> {
+        self.opts.options = crate::socket::parse_ip_options(raw)?;
+        Ok(())
+    }
+
+    /// `SO_SNDBUF`: the kernel doubles the value (for overhead), capped by
+    /// `wmem_max`, at least `SOCK_MIN_SNDBUF`.
+    pub fn set_sndbuf(&mut self, bytes: usize) {
+        let max = self.stack.sysctls().wmem_max;
+        let v = (bytes.min(max) * 2).max(4608);
+        self.budget.set_limit(v);
+    }
+}
