@@ -323,9 +323,37 @@ impl Stack {
         if d.link() != crate::dev::LinkType::Ethernet {
             return Err(ConfigError::NoLinkLayer(dev.to_string()));
         }
-        self.neigh
-            .set(d.ifindex(), addr, lladdr, state, d.hw_addr());
+        let now = self.now();
+        let n = self.neigh.lookup_or_create(&d, addr, now);
+        let a = n.update(state, Some(lladdr), true, now);
+        let saddr = d.primary_addr().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        crate::neigh::arp::apply(self, &d, addr, saddr, a);
         Ok(())
+    }
+
+    /// Removes a neighbour entry (`ip neigh del`); its queued packets are
+    /// dropped as `NEIGH_DEAD`.
+    pub fn del_neigh(&self, dev: &str, addr: Ipv4Addr) -> Result<bool, ConfigError> {
+        let d = self.device(dev)?;
+        let Some(n) = self.neigh.remove(d.ifindex(), addr) else {
+            return Ok(false);
+        };
+        let dropped = n
+            .update(NudState::Failed, None, true, self.now())
+            .drop
+            .len();
+        self.counters
+            .drop_n(crate::stats::DropReason::NeighDead, dropped as u64);
+        Ok(true)
+    }
+
+    /// The device with interface index `ifindex`.
+    pub fn device_by_index(&self, ifindex: u32) -> Option<Arc<NetDevice>> {
+        self.devices
+            .read()
+            .iter()
+            .find(|d| d.ifindex() == ifindex)
+            .cloned()
     }
 
     /// Replaces the qdisc on every transmit queue of `dev` (`tc qdisc replace dev
@@ -347,6 +375,9 @@ impl Stack {
     pub fn poll(&self) -> usize {
         let pending = self.notify.take();
         let ctx = self.xmit_ctx();
+        if self.neigh.next_timer().is_some_and(|t| t <= ctx.now) {
+            crate::neigh::run_timers(self, ctx.now);
+        }
         let mut ran = 0;
         for dev in self.devices.read().iter() {
             for txq in dev.queues() {
@@ -362,6 +393,32 @@ impl Stack {
         ran
     }
 
+    /// Polls every device's receive side (queue 0's driver) and handles what
+    /// arrived (`netif_receive_skb`: counted, ARP answered and learned). Returns
+    /// the number of frames.
+    pub fn poll_rx(&self, budget: usize) -> usize {
+        let devs = self.devices.read().clone();
+        let mut n = 0;
+        for dev in &devs {
+            let mut frames = 0;
+            dev.queues()[0].driver.lock().poll_rx(budget, &mut |f| {
+                frames += 1;
+                self.receive(dev, f);
+            });
+            n += frames;
+        }
+        n
+    }
+
+    /// Kernel: `netif_receive_skb()` for what this stack handles on receive:
+    /// counts the frame and passes ARP to the neighbour layer.
+    pub fn receive(&self, dev: &NetDevice, frame: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        dev.stats.rx_packets.fetch_add(1, Relaxed);
+        dev.stats.rx_bytes.fetch_add(frame.len() as u64, Relaxed);
+        crate::neigh::arp_rcv(self, dev, frame);
+    }
+
     /// Runs deferred work until none is left or `max_rounds` passes were made
     /// (the kernel's softirq restart limit). Returns true when work remains.
     pub fn poll_until_idle(&self, max_rounds: usize) -> bool {
@@ -375,16 +432,18 @@ impl Stack {
     }
 
     /// The earliest time deferred work is due: now when something is pending,
-    /// a qdisc watchdog time, or `None` when idle.
+    /// a qdisc watchdog or neighbour timer, or `None` when idle.
     pub fn next_wakeup(&self) -> Option<Instant> {
         if self.notify.is_pending() {
             return Some(self.now());
         }
-        self.devices
+        let qdisc = self
+            .devices
             .read()
             .iter()
             .flat_map(|d| d.queues().iter().filter_map(|q| q.q.lock().watchdog))
-            .min()
+            .min();
+        [qdisc, self.neigh.next_timer()].into_iter().flatten().min()
     }
 
     /// The notifier a runner thread waits on.

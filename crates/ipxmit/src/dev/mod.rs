@@ -235,6 +235,21 @@ pub trait Driver: Send {
     /// Sends whatever the driver holds back (a batch cut short). Called when a run
     /// ends with `more` having been true for the last frame.
     fn flush(&mut self) {}
+
+    /// Receive side: hands each frame that arrived (link header first) to `rx`,
+    /// at most `budget` of them, and returns how many (the kernel's NAPI poll).
+    /// Only queue 0's driver is polled. Drivers without a receive side keep the
+    /// default.
+    fn poll_rx(&mut self, budget: usize, rx: &mut dyn FnMut(&[u8])) -> usize {
+        let _ = (budget, rx);
+        0
+    }
+
+    /// A file descriptor that becomes readable when frames arrive, for a runner
+    /// thread to wait on (`None`: nothing to wait for).
+    fn rx_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A packet tap (`ptype_all` handler, what `tcpdump` attaches): sees every frame

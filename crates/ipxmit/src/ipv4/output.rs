@@ -175,25 +175,13 @@ pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<()
 /// Kernel: `ip_finish_output2()` and `neigh_output()`/`neigh_hh_output()`.
 /// Pushes the cached link header of the next hop and queues the frame on the
 /// device.
-pub fn finish_output2(stack: &Stack, dst: &Dst, mut pkt: PacketBuf) -> Result<(), SendError> {
+pub fn finish_output2(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), SendError> {
     let dev = &dst.dev;
     stack.counters.inc(Mib::IpExtOutPkts);
     stack.counters.add(Mib::IpExtOutOctets, pkt.len() as u64);
     if dev.link() == LinkType::Ethernet {
         let nexthop = dst.nexthop(daddr_of(&pkt));
-        let hh = stack
-            .neigh
-            .lookup(dev.ifindex(), nexthop)
-            .and_then(|n| n.connected_hh());
-        let Some(hh) = hh else {
-            stack.counters.drop(DropReason::NeighFailed);
-            return Err(SendError::HostUnreachable(nexthop));
-        };
-        if pkt.headroom() < hh.hdr.len() {
-            stack.counters.drop(DropReason::NoMem);
-            return Err(SendError::NoBufs);
-        }
-        pkt.push(14).copy_from_slice(&hh.hdr);
+        return crate::neigh::neigh_output(stack, dev, nexthop, pkt);
     }
     match queue_xmit(stack.xmit_ctx(), dev, pkt) {
         Ok(_) => Ok(()),

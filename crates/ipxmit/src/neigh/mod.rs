@@ -1,0 +1,547 @@
+//! Neighbours: next-hop link addresses, their resolution over ARP, and the
+//! cached hardware header.
+//!
+//! Stands for `struct neighbour` and the neighbour state machine
+//! (`net/core/neighbour.c`: `__neigh_event_send`, `neigh_timer_handler`,
+//! `neigh_update`, `neigh_invalidate`, `neigh_resolve_output`), the ARP side
+//! (`net/ipv4/arp.c`: `arp_solicit`, `arp_process`, `arp_send_dst`) and
+//! `struct hh_cache` (`neigh_hh_output`, `include/net/neighbour.h`).
+//!
+//! The NUD state machine, with the kernel's default `arp_tbl` parameters:
+//!
+//! * A send to an unknown next hop creates the entry and makes it INCOMPLETE:
+//!   the packet waits on the entry's queue (at most `unres_qlen_bytes`, 212992
+//!   bytes of truesize; the oldest are dropped as `NEIGH_QUEUEFULL`), a broadcast
+//!   ARP request goes out at once and again every `retrans_time` (1 s) — three in
+//!   all (`mcast_solicit`) — and then the entry is FAILED: the queue is dropped
+//!   as `NEIGH_FAILED`. A later send starts over.
+//! * A reply makes it REACHABLE: the cached Ethernet header is built and the
+//!   queued packets leave in order. REACHABLE lasts a random 0.5–1.5 ×
+//!   `base_reachable_time` (30 s) after the last confirmation, then STALE.
+//! * A send through a STALE entry uses the old address and moves it to DELAY;
+//!   `delay_first_probe_time` (5 s) later, unless confirmed meanwhile, it is
+//!   PROBE: unicast requests every second, three (`ucast_solicit`), then FAILED.
+//! * Requests for one of our addresses are answered, and their sender is
+//!   learned as STALE; gratuitous ARP updates an existing entry.
+//! * PERMANENT (static) and NOARP entries never change.
+//!
+//! Timers are driven by the injected clock through [`crate::stack::Stack::poll`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::buf::PacketBuf;
+use crate::dev::NetDevice;
+use crate::stats::DropReason;
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+
+pub mod arp;
+
+pub use arp::{arp_rcv, neigh_output, run_timers};
+
+/// Neighbour table parameters (`struct neigh_parms`, `net.ipv4.neigh.*`).
+#[derive(Clone, Debug)]
+pub struct NeighParms {
+    /// `mcast_solicit`: broadcast requests while INCOMPLETE.
+    pub mcast_probes: u32,
+    /// `ucast_solicit`: unicast requests while PROBE.
+    pub ucast_probes: u32,
+    /// `app_solicit`.
+    pub app_probes: u32,
+    /// `retrans_time_ms`.
+    pub retrans_time: Duration,
+    /// `base_reachable_time_ms`.
+    pub base_reachable_time: Duration,
+    /// `delay_first_probe_time`.
+    pub delay_probe_time: Duration,
+    /// `unres_qlen_bytes`.
+    pub queue_len_bytes: usize,
+}
+
+impl Default for NeighParms {
+    fn default() -> Self {
+        NeighParms {
+            mcast_probes: 3,
+            ucast_probes: 3,
+            app_probes: 0,
+            retrans_time: Duration::from_secs(1),
+            base_reachable_time: Duration::from_secs(30),
+            delay_probe_time: Duration::from_secs(5),
+            queue_len_bytes: 212_992,
+        }
+    }
+}
+
+/// Neighbour Unreachability Detection state (`NUD_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NudState {
+    /// `NUD_NONE`: just created.
+    None,
+    /// `NUD_INCOMPLETE`: resolution in progress.
+    Incomplete,
+    /// `NUD_REACHABLE`: confirmed recently.
+    Reachable,
+    /// `NUD_STALE`: usable, confirmation due.
+    Stale,
+    /// `NUD_DELAY`: waiting before probing.
+    Delay,
+    /// `NUD_PROBE`: probing.
+    Probe,
+    /// `NUD_FAILED`: resolution failed.
+    Failed,
+    /// `NUD_NOARP`: no resolution needed.
+    Noarp,
+    /// `NUD_PERMANENT`: static.
+    Permanent,
+}
+
+impl NudState {
+    /// `NUD_CONNECTED`: the cached header may be used without events.
+    pub fn is_connected(self) -> bool {
+        matches!(
+            self,
+            NudState::Permanent | NudState::Noarp | NudState::Reachable
+        )
+    }
+
+    /// `NUD_VALID`: the link address is usable.
+    pub fn is_valid(self) -> bool {
+        self.is_connected() || matches!(self, NudState::Stale | NudState::Delay | NudState::Probe)
+    }
+
+    /// As `ip neigh` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NudState::None => "NONE",
+            NudState::Incomplete => "INCOMPLETE",
+            NudState::Reachable => "REACHABLE",
+            NudState::Stale => "STALE",
+            NudState::Delay => "DELAY",
+            NudState::Probe => "PROBE",
+            NudState::Failed => "FAILED",
+            NudState::Noarp => "NOARP",
+            NudState::Permanent => "PERMANENT",
+        }
+    }
+}
+
+impl std::str::FromStr for NudState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NudState, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "permanent" => NudState::Permanent,
+            "noarp" => NudState::Noarp,
+            "reachable" => NudState::Reachable,
+            "stale" => NudState::Stale,
+            "delay" => NudState::Delay,
+            "probe" => NudState::Probe,
+            "incomplete" => NudState::Incomplete,
+            "failed" => NudState::Failed,
+            "none" => NudState::None,
+            _ => return Err(format!("invalid nud state {s:?}")),
+        })
+    }
+}
+
+/// The cached hardware header (`struct hh_cache`): an Ethernet header for IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HhCache {
+    /// The header bytes: destination, source, EtherType 0x0800.
+    pub hdr: [u8; 14],
+}
+
+impl HhCache {
+    /// The header from `src` to `dst` carrying IPv4.
+    pub fn ethernet_ipv4(dst: EthernetAddress, src: EthernetAddress) -> HhCache {
+        let mut hdr = [0u8; 14];
+        hdr[0..6].copy_from_slice(&dst.0);
+        hdr[6..12].copy_from_slice(&src.0);
+        hdr[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        HhCache { hdr }
+    }
+}
+
+/// How an ARP request is addressed (`arp_solicit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Broadcast, while INCOMPLETE.
+    Broadcast,
+    /// Unicast to the address we have, while PROBE.
+    Unicast(EthernetAddress),
+}
+
+/// What the caller must do after a state change, outside the entry's lock.
+#[derive(Debug, Default)]
+pub struct Actions {
+    /// Send an ARP request for the entry.
+    pub probe: Option<Probe>,
+    /// Packets to transmit now with this header, in order.
+    pub release: Vec<PacketBuf>,
+    /// The header for the released packets.
+    pub hh: Option<HhCache>,
+    /// Packets to drop, with the reason.
+    pub drop: Vec<(PacketBuf, DropReason)>,
+}
+
+/// What a send through an entry that is not connected leads to.
+#[derive(Debug)]
+pub enum Resolved {
+    /// Send now with this header (STALE, DELAY, PROBE: the old address).
+    Send(PacketBuf, HhCache),
+    /// Queued until resolution; maybe with an ARP request to send and older
+    /// packets dropped to make room.
+    Queued(Actions),
+}
+
+/// One neighbour entry.
+pub struct Neighbour {
+    /// The neighbour's IPv4 address.
+    pub addr: Ipv4Addr,
+    /// Interface index it is reached through.
+    pub ifindex: u32,
+    /// Our hardware address on that interface.
+    dev_addr: EthernetAddress,
+    inner: Mutex<NeighInner>,
+}
+
+#[derive(Debug)]
+struct NeighInner {
+    state: NudState,
+    lladdr: Option<EthernetAddress>,
+    hh: Option<HhCache>,
+    updated: Instant,
+    confirmed: Instant,
+    used: Instant,
+    probes: u32,
+    timer: Option<Instant>,
+    reachable_time: Duration,
+    queue: VecDeque<PacketBuf>,
+    queue_bytes: usize,
+}
+
+impl fmt::Debug for Neighbour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = self.inner.lock();
+        f.debug_struct("Neighbour")
+            .field("addr", &self.addr)
+            .field("ifindex", &self.ifindex)
+            .field("state", &i.state)
+            .field("lladdr", &i.lladdr)
+            .field("queued", &i.queue.len())
+            .finish()
+    }
+}
+
+/// `neigh_rand_reach_time`: uniformly in [base/2, 3·base/2).
+fn rand_reach_time(base: Duration, seed: u64) -> Duration {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    let frac = (x % 1_000_000) as f64 / 1_000_000.0;
+    base.mul_f64(0.5 + frac)
+}
+
+impl Neighbour {
+    fn new(
+        addr: Ipv4Addr,
+        ifindex: u32,
+        dev_addr: EthernetAddress,
+        now: Instant,
+        parms: &NeighParms,
+    ) -> Neighbour {
+        let seed = u64::from(u32::from(addr)) ^ now.as_nanos();
+        Neighbour {
+            addr,
+            ifindex,
+            dev_addr,
+            inner: Mutex::new(NeighInner {
+                state: NudState::None,
+                lladdr: None,
+                hh: None,
+                updated: now,
+                confirmed: now,
+                used: now,
+                probes: 0,
+                timer: None,
+                reachable_time: rand_reach_time(parms.base_reachable_time, seed),
+                queue: VecDeque::new(),
+                queue_bytes: 0,
+            }),
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> NudState {
+        self.inner.lock().state
+    }
+
+    /// Link address, when known.
+    pub fn lladdr(&self) -> Option<EthernetAddress> {
+        self.inner.lock().lladdr
+    }
+
+    /// Packets waiting for resolution.
+    pub fn queued(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+
+    /// When the entry's timer fires next.
+    pub fn timer(&self) -> Option<Instant> {
+        self.inner.lock().timer
+    }
+
+    /// The cached header when the entry is connected (`neigh_output` fast path).
+    #[inline]
+    pub fn connected_hh(&self) -> Option<HhCache> {
+        let i = self.inner.lock();
+        if i.state.is_connected() {
+            i.hh
+        } else {
+            None
+        }
+    }
+
+    /// `dst_confirm_neigh` (`MSG_CONFIRM`): the peer is known to be reachable.
+    pub fn confirm(&self, now: Instant) {
+        self.inner.lock().confirmed = now;
+    }
+}
+
+impl Neighbour {
+    /// Kernel: `neigh_resolve_output()` with `__neigh_event_send()`. For an entry
+    /// that is not connected: send with the old address (STALE moves to DELAY),
+    /// or queue and start (or continue) resolution.
+    pub fn resolve(&self, pkt: PacketBuf, now: Instant, parms: &NeighParms) -> Resolved {
+        let mut i = self.inner.lock();
+        i.used = now;
+        let started = matches!(i.state, NudState::None | NudState::Failed);
+        match i.state {
+            NudState::Stale => {
+                i.state = NudState::Delay;
+                i.updated = now;
+                i.timer = Some(now + parms.delay_probe_time);
+            }
+            NudState::None | NudState::Failed => {
+                i.state = NudState::Incomplete;
+                i.updated = now;
+                i.probes = parms.ucast_probes;
+                i.timer = Some(now + parms.retrans_time);
+            }
+            _ => {}
+        }
+        if let (true, Some(hh)) = (i.state.is_valid(), i.hh) {
+            return Resolved::Send(pkt, hh);
+        }
+        let mut a = Actions::default();
+        let truesize = pkt.truesize();
+        while i.queue_bytes + truesize > parms.queue_len_bytes {
+            let Some(old) = i.queue.pop_front() else {
+                break;
+            };
+            i.queue_bytes -= old.truesize();
+            a.drop.push((old, DropReason::NeighQueueFull));
+        }
+        i.queue_bytes += truesize;
+        i.queue.push_back(pkt);
+        if started {
+            a.probe = Some(solicit(&mut i, parms));
+        }
+        Resolved::Queued(a)
+    }
+
+    /// Kernel: `neigh_update()`. A new state (and address) learned from ARP or
+    /// set by the administrator; releases the queue when the entry becomes
+    /// valid, drops it when it fails.
+    pub fn update(
+        &self,
+        state: NudState,
+        lladdr: Option<EthernetAddress>,
+        admin: bool,
+        now: Instant,
+    ) -> Actions {
+        let mut i = self.inner.lock();
+        let mut a = Actions::default();
+        let old = i.state;
+        if !admin && matches!(old, NudState::Permanent | NudState::Noarp) {
+            return a;
+        }
+        let changed = lladdr.is_some() && lladdr != i.lladdr;
+        let mut new = state;
+        if !admin && !changed && new == NudState::Stale && old.is_valid() {
+            new = old;
+        }
+        if lladdr.is_some() {
+            i.lladdr = lladdr;
+        }
+        i.hh = i.lladdr.map(|ll| HhCache::ethernet_ipv4(ll, self.dev_addr));
+        if new.is_connected() {
+            i.confirmed = now;
+        }
+        if new != old || changed {
+            i.updated = now;
+        }
+        i.state = new;
+        i.timer = match new {
+            NudState::Reachable => Some(now + i.reachable_time),
+            NudState::Delay => i.timer,
+            _ => None,
+        };
+        if !old.is_valid() && new.is_valid() {
+            a.hh = i.hh;
+            a.release = i.queue.drain(..).collect();
+            i.queue_bytes = 0;
+        } else if new == NudState::Failed {
+            invalidate(&mut i, &mut a);
+        }
+        a
+    }
+
+    /// Kernel: `neigh_timer_handler()`. Runs the entry's timer if due.
+    pub fn run_timer(&self, now: Instant, parms: &NeighParms) -> Actions {
+        let mut i = self.inner.lock();
+        let mut a = Actions::default();
+        let Some(t) = i.timer else { return a };
+        if t > now {
+            return a;
+        }
+        i.timer = None;
+        match i.state {
+            NudState::Reachable => reachable_expired(&mut i, now, parms),
+            NudState::Delay => delay_expired(&mut i, now, parms),
+            NudState::Incomplete | NudState::Probe => i.timer = Some(now + parms.retrans_time),
+            _ => return a,
+        }
+        if matches!(i.state, NudState::Incomplete | NudState::Probe) {
+            if i.probes >= max_probes(i.state, parms) {
+                i.state = NudState::Failed;
+                i.updated = now;
+                i.timer = None;
+                invalidate(&mut i, &mut a);
+                return a;
+            }
+            a.probe = Some(solicit(&mut i, parms));
+        }
+        a
+    }
+}
+
+fn reachable_expired(i: &mut NeighInner, now: Instant, parms: &NeighParms) {
+    if now <= i.confirmed + i.reachable_time {
+        i.timer = Some(i.confirmed + i.reachable_time);
+    } else if now <= i.used + parms.delay_probe_time {
+        i.state = NudState::Delay;
+        i.updated = now;
+        i.timer = Some(now + parms.delay_probe_time);
+    } else {
+        i.state = NudState::Stale;
+        i.updated = now;
+    }
+}
+
+fn delay_expired(i: &mut NeighInner, now: Instant, parms: &NeighParms) {
+    if now <= i.confirmed + parms.delay_probe_time {
+        i.state = NudState::Reachable;
+        i.updated = now;
+        i.timer = Some(i.confirmed + i.reachable_time);
+    } else {
+        i.state = NudState::Probe;
+        i.updated = now;
+        i.probes = 0;
+        i.timer = Some(now + parms.retrans_time);
+    }
+}
+
+/// `neigh_max_probes`.
+fn max_probes(state: NudState, p: &NeighParms) -> u32 {
+    let base = p.ucast_probes + p.app_probes;
+    if state == NudState::Probe {
+        base
+    } else {
+        base + p.mcast_probes
+    }
+}
+
+/// `neigh_probe` + `arp_solicit`: unicast while probes are below the unicast
+/// count and the address is known, broadcast otherwise.
+fn solicit(i: &mut NeighInner, p: &NeighParms) -> Probe {
+    let probe = match i.lladdr {
+        Some(ll) if i.probes < p.ucast_probes => Probe::Unicast(ll),
+        _ => Probe::Broadcast,
+    };
+    i.probes += 1;
+    probe
+}
+
+/// `neigh_invalidate`: every queued packet is dropped as `NEIGH_FAILED`.
+fn invalidate(i: &mut NeighInner, a: &mut Actions) {
+    a.drop
+        .extend(i.queue.drain(..).map(|p| (p, DropReason::NeighFailed)));
+    i.queue_bytes = 0;
+}
+
+/// The neighbour table (`arp_tbl`), keyed by interface and address.
+#[derive(Debug, Default)]
+pub struct NeighTable {
+    map: RwLock<HashMap<(u32, Ipv4Addr), Arc<Neighbour>>>,
+    parms: NeighParms,
+}
+
+impl NeighTable {
+    /// The table's parameters.
+    pub fn parms(&self) -> &NeighParms {
+        &self.parms
+    }
+
+    /// Finds the entry for `addr` on `ifindex` (`__ipv4_neigh_lookup_noref`).
+    #[inline]
+    pub fn lookup(&self, ifindex: u32, addr: Ipv4Addr) -> Option<Arc<Neighbour>> {
+        self.map.read().get(&(ifindex, addr)).cloned()
+    }
+
+    /// Finds or creates the entry (`__neigh_create`, state NONE).
+    pub fn lookup_or_create(
+        &self,
+        dev: &NetDevice,
+        addr: Ipv4Addr,
+        now: Instant,
+    ) -> Arc<Neighbour> {
+        if let Some(n) = self.lookup(dev.ifindex(), addr) {
+            return n;
+        }
+        self.map
+            .write()
+            .entry((dev.ifindex(), addr))
+            .or_insert_with(|| {
+                Arc::new(Neighbour::new(
+                    addr,
+                    dev.ifindex(),
+                    dev.hw_addr(),
+                    now,
+                    &self.parms,
+                ))
+            })
+            .clone()
+    }
+
+    /// Removes an entry; returns whether it existed. Its queue is dropped.
+    pub fn remove(&self, ifindex: u32, addr: Ipv4Addr) -> Option<Arc<Neighbour>> {
+        self.map.write().remove(&(ifindex, addr))
+    }
+
+    /// Every entry (for `ip neigh show`).
+    pub fn entries(&self) -> Vec<Arc<Neighbour>> {
+        let mut v: Vec<_> = self.map.read().values().cloned().collect();
+        v.sort_by_key(|n| (n.ifindex, n.addr));
+        v
+    }
+
+    /// The earliest timer of any entry.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.map.read().values().filter_map(|n| n.timer()).min()
+    }
+}
