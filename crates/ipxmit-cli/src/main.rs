@@ -15,7 +15,11 @@ mod send;
 
 /// The ipxmit command line.
 #[derive(Parser, Debug)]
-#[command(name = "ipxmit", version, about = "The Linux IPv4 transmit path in user space")]
+#[command(
+    name = "ipxmit",
+    version,
+    about = "The Linux IPv4 transmit path in user space"
+)]
 struct Cli {
     /// More log output (repeat for more); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

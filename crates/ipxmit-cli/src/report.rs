@@ -1,0 +1,151 @@
+//! Statistics as network engineers read them: `ip -s link`, `tc -s qdisc show`
+//! and `nstat`, in text and as JSON values.
+
+use std::fmt::Write as _;
+
+use ipxmit::stats::DropReason;
+use ipxmit::{NetDevice, Stack};
+use serde_json::{json, Value};
+
+/// `ip -s link show DEV`.
+pub fn ip_link(dev: &NetDevice) -> String {
+    let s = dev.stats.snapshot();
+    let qdisc = dev.queues()[0].with_qdisc(|q| q.kind());
+    let state = if dev.is_up() { "UP" } else { "DOWN" };
+    let flags = if dev.is_up() {
+        "BROADCAST,MULTICAST,UP,LOWER_UP"
+    } else {
+        "BROADCAST,MULTICAST"
+    };
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}: {}: <{flags}> mtu {} qdisc {qdisc} state {state} mode DEFAULT group default qlen {}",
+        dev.ifindex(),
+        dev.name(),
+        dev.mtu(),
+        dev.txqueuelen()
+    );
+    match dev.link() {
+        ipxmit::LinkType::Ethernet => {
+            let _ = writeln!(o, "    link/ether {} brd ff:ff:ff:ff:ff:ff", dev.hw_addr());
+        }
+        ipxmit::LinkType::L3 => {
+            let _ = writeln!(o, "    link/none");
+        }
+    }
+    let _ = writeln!(o, "    RX:  bytes packets errors dropped  missed   mcast");
+    let _ = writeln!(
+        o,
+        "    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}",
+        s.rx_bytes, s.rx_packets, 0, s.rx_dropped, 0, 0
+    );
+    let _ = writeln!(o, "    TX:  bytes packets errors dropped carrier collsns");
+    let _ = writeln!(
+        o,
+        "    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}",
+        s.tx_bytes, s.tx_packets, s.tx_errors, s.tx_dropped, 0, 0
+    );
+    o
+}
+
+/// `ip -s link` as JSON (the field names of `ip -j -s link`).
+pub fn ip_link_json(dev: &NetDevice) -> Value {
+    let s = dev.stats.snapshot();
+    json!({
+        "ifindex": dev.ifindex(),
+        "ifname": dev.name(),
+        "mtu": dev.mtu(),
+        "txqlen": dev.txqueuelen(),
+        "address": dev.hw_addr().to_string(),
+        "stats64": {
+            "rx": {"bytes": s.rx_bytes, "packets": s.rx_packets, "errors": 0, "dropped": s.rx_dropped},
+            "tx": {"bytes": s.tx_bytes, "packets": s.tx_packets, "errors": s.tx_errors, "dropped": s.tx_dropped}
+        }
+    })
+}
+
+/// `tc -s qdisc show dev DEV`: one qdisc per transmit queue (under `mq` when
+/// there are several, as the kernel shows them).
+pub fn tc_qdisc(dev: &NetDevice) -> String {
+    let mut o = String::new();
+    let n = dev.queues().len();
+    if n > 1 {
+        let _ = writeln!(o, "qdisc mq 0: root");
+    }
+    for (i, q) in dev.queues().iter().enumerate() {
+        q.with_qdisc(|qd| {
+            let parent = if n > 1 {
+                format!("parent :{:x}", i + 1)
+            } else {
+                "root refcnt 2".into()
+            };
+            let params = qd.params();
+            let sep = if params.is_empty() { "" } else { " " };
+            let _ = writeln!(o, "qdisc {} 0: {parent}{sep}{params}", qd.kind());
+            let _ = writeln!(o, "{}", qd.stats());
+        });
+    }
+    o
+}
+
+/// `tc -s -j qdisc show` as JSON.
+pub fn tc_qdisc_json(dev: &NetDevice) -> Value {
+    let v: Vec<Value> = dev
+        .queues()
+        .iter()
+        .map(|q| {
+            q.with_qdisc(|qd| {
+                let s = qd.stats();
+                json!({
+                    "kind": qd.kind(), "queue": q.index(), "options": qd.params(),
+                    "bytes": s.bytes, "packets": s.packets, "drops": s.drops,
+                    "overlimits": s.overlimits, "requeues": s.requeues,
+                    "backlog": s.backlog, "qlen": s.qlen
+                })
+            })
+        })
+        .collect();
+    Value::Array(v)
+}
+
+/// `nstat`-style MIB counters (only non-zero ones unless `all`), then drops by
+/// reason.
+pub fn nstat(stack: &Stack, all: bool) -> String {
+    let mut o = String::from("#kernel\n");
+    for (m, v) in stack.counters().mib_snapshot() {
+        if all || v != 0 {
+            let _ = writeln!(o, "{:<32}{:<18}{:.1}", m.name(), v, 0.0);
+        }
+    }
+    let drops: Vec<(DropReason, u64)> = stack
+        .counters()
+        .drop_snapshot()
+        .into_iter()
+        .filter(|&(_, v)| all || v != 0)
+        .collect();
+    if !drops.is_empty() {
+        let _ = writeln!(o, "#drop reasons");
+        for (r, v) in drops {
+            let _ = writeln!(o, "{:<32}{}", r.name(), v);
+        }
+    }
+    o
+}
+
+/// The MIB counters and drop reasons as JSON objects.
+pub fn nstat_json(stack: &Stack) -> Value {
+    let mib: serde_json::Map<String, Value> = stack
+        .counters()
+        .mib_snapshot()
+        .into_iter()
+        .map(|(m, v)| (m.name().to_string(), json!(v)))
+        .collect();
+    let drops: serde_json::Map<String, Value> = stack
+        .counters()
+        .drop_snapshot()
+        .into_iter()
+        .map(|(r, v)| (r.name().to_string(), json!(v)))
+        .collect();
+    json!({"mib": mib, "drops": drops})
+}

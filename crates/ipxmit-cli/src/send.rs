@@ -1,0 +1,555 @@
+//! `ipxmit send`: a UDP workload on a one-device host.
+//!
+//! The embedded default host is `eth0` (10.0.0.1/24, 02:00:00:00:00:01) on an
+//! in-memory wire whose far end is a verifying peer (10.0.0.2, 02:00:00:00:00:02)
+//! that reassembles fragments and checks every checksum and payload byte.
+//! Payloads are deterministic: byte `i` of datagram `k` is `(7*i + k) mod 256`.
+
+use std::io::{self, IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use anyhow::{bail, Context, Result};
+use ipxmit::dev::DevConfig;
+use ipxmit::neigh::NudState;
+use ipxmit::sched::QdiscSpec;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{Features, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit_drivers::capture::{PcapDriver, PcapTap};
+use ipxmit_drivers::mem::MemWire;
+use ipxmit_drivers::null::NullCounters;
+use ipxmit_drivers::peer::{Peer, PeerConfig, Received};
+use serde_json::json;
+
+use crate::report;
+
+/// Our address on the embedded host.
+pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The embedded peer's address.
+pub const PEER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const HOST_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+const PEER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+/// Options of `ipxmit send`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SendArgs {
+    /// Destination ADDR[:PORT].
+    #[arg(short = 'c', long, default_value = "10.0.0.2:9000")]
+    pub dst: String,
+    /// UDP payload bytes per datagram, or a mix used in turn ("18,1472,8000").
+    #[arg(short = 'l', long, default_value = "1472")]
+    pub size: String,
+    /// Datagrams to send (ignored with -t).
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    pub count: u64,
+    /// Send for this long instead of a count (tc time units: 10s, 500ms).
+    #[arg(short = 't', long)]
+    pub time: Option<String>,
+    /// Payload rate limit (tc rate units: 100mbit, 1gbit).
+    #[arg(short = 'b', long)]
+    pub rate: Option<String>,
+    /// Send each datagram in pieces with MSG_MORE: "8x1000" or "500,500,472".
+    #[arg(long)]
+    pub more: Option<String>,
+    /// Device MTU.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+    /// Root qdisc, tc syntax ("pfifo limit 100", "noqueue").
+    #[arg(long)]
+    pub qdisc: Option<String>,
+    /// IP_TOS (e.g. 0xb8).
+    #[arg(long)]
+    pub tos: Option<String>,
+    /// IP_TTL.
+    #[arg(long)]
+    pub ttl: Option<u8>,
+    /// IP_MTU_DISCOVER: dont|want|do|probe|interface|omit.
+    #[arg(long)]
+    pub pmtudisc: Option<String>,
+    /// UDP_SEGMENT (GSO) segment size.
+    #[arg(long)]
+    pub gso: Option<u32>,
+    /// Number of sockets (flows), used in turn.
+    #[arg(long, default_value_t = 1)]
+    pub sockets: usize,
+    /// Transmit queues of the device.
+    #[arg(long, default_value_t = 1)]
+    pub txqueues: usize,
+    /// Device offloads: comma list of sg,csum,gso.
+    #[arg(long)]
+    pub offload: Option<String>,
+    /// Device: mem (in-memory wire with the verifying peer), null (counts and
+    /// frees), pcap:FILE (frames only to a capture file).
+    #[arg(long, default_value = "mem")]
+    pub dev: String,
+    /// Also capture every frame the device sends (pcap, or pcapng by extension).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Print every MIB counter, not only the non-zero ones.
+    #[arg(long)]
+    pub all: bool,
+    /// Machine-readable output: one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SendArgs {
+    /// The embedded default (what `ipxmit` with no arguments runs): the defaults
+    /// plus a capture in `ipxmit.pcap`.
+    pub fn default_args() -> SendArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct W {
+            #[command(flatten)]
+            a: SendArgs,
+        }
+        let mut a = W::parse_from(["ipxmit"]).a;
+        a.pcap = Some(PathBuf::from("ipxmit.pcap"));
+        a
+    }
+}
+
+/// The parsed workload.
+struct Plan {
+    dst: SocketAddrV4,
+    sizes: Vec<usize>,
+    pieces: Option<Vec<usize>>,
+    count: u64,
+    duration: Option<Duration>,
+    rate_bps: Option<u64>,
+}
+
+fn parse_sizes(s: &str) -> Result<Vec<usize>> {
+    let v: Result<Vec<usize>> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<usize>()
+                .with_context(|| format!("invalid payload size {x:?}"))
+        })
+        .collect();
+    let v = v?;
+    if v.is_empty() || v.iter().any(|&n| n > 65535) {
+        bail!("payload sizes must be 0..=65535 bytes, got {s:?}");
+    }
+    Ok(v)
+}
+
+/// "8x1000" or "500,500,472".
+fn parse_pieces(s: &str) -> Result<Vec<usize>> {
+    if let Some((n, sz)) = s.split_once('x') {
+        let n: usize = n
+            .parse()
+            .with_context(|| format!("invalid piece count in {s:?}"))?;
+        let sz: usize = sz
+            .parse()
+            .with_context(|| format!("invalid piece size in {s:?}"))?;
+        if n == 0 || n > 1024 {
+            bail!("piece count must be 1..=1024 in {s:?}");
+        }
+        return Ok(vec![sz; n]);
+    }
+    parse_sizes(s)
+}
+
+fn parse_dst(s: &str) -> Result<SocketAddrV4> {
+    if let Ok(a) = s.parse::<SocketAddrV4>() {
+        return Ok(a);
+    }
+    let ip: Ipv4Addr = s
+        .parse()
+        .with_context(|| format!("invalid destination {s:?} (ADDR[:PORT])"))?;
+    Ok(SocketAddrV4::new(ip, 9000))
+}
+
+fn plan(a: &SendArgs) -> Result<Plan> {
+    let pieces = a.more.as_deref().map(parse_pieces).transpose()?;
+    let sizes = match &pieces {
+        Some(p) => vec![p.iter().sum()],
+        None => parse_sizes(&a.size)?,
+    };
+    let duration = a
+        .time
+        .as_deref()
+        .map(|t| ipxmit::units::parse_time(t).map_err(|e| anyhow::anyhow!("-t: {e}")))
+        .transpose()?;
+    let rate_bps = a
+        .rate
+        .as_deref()
+        .map(|r| ipxmit::units::parse_rate(r).map_err(|e| anyhow::anyhow!("-b: {e}")))
+        .transpose()?;
+    Ok(Plan {
+        dst: parse_dst(&a.dst)?,
+        sizes,
+        pieces,
+        count: a.count,
+        duration,
+        rate_bps,
+    })
+}
+
+fn parse_features(s: &str) -> Result<Features> {
+    let mut f = Features::NONE;
+    for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let (_, v) = Features::NAMES
+            .iter()
+            .find(|(n, _)| *n == w)
+            .with_context(|| format!("unknown offload {w:?} (sg, csum, ipcsum, gso, fraglist)"))?;
+        f = f | *v;
+    }
+    Ok(f)
+}
+
+/// The wire the device sends onto.
+enum Wire {
+    Mem(Arc<MemWire>, Box<Peer>),
+    Null,
+    File,
+}
+
+/// Builds the embedded host: device, address, route to the destination,
+/// static neighbour for the peer, qdisc, capture.
+fn build_host(
+    a: &SendArgs,
+    p: &Plan,
+) -> Result<(
+    Arc<Stack>,
+    Wire,
+    Option<Arc<PcapTap<io::BufWriter<std::fs::File>>>>,
+)> {
+    let stack = Stack::new();
+    let mut cfg = DevConfig::ethernet("eth0", HOST_MAC);
+    cfg.mtu = a.mtu;
+    cfg.features = a
+        .offload
+        .as_deref()
+        .map(parse_features)
+        .transpose()?
+        .unwrap_or(Features::NONE);
+    let n = a.txqueues.clamp(1, 64);
+    let (drivers, wire) = if a.dev == "mem" {
+        let w = MemWire::new(8192);
+        let addr = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
+            *p.dst.ip()
+        } else {
+            PEER_ADDR
+        };
+        let mut cfg = PeerConfig::new(addr, PEER_MAC);
+        // Routed destinations arrive at the gateway's MAC with another IP.
+        cfg.promiscuous = addr != *p.dst.ip();
+        let peer = Peer::new(cfg);
+        (w.drivers(n), Wire::Mem(w, Box::new(peer)))
+    } else if a.dev == "null" {
+        let c = NullCounters::new();
+        (c.drivers(n), Wire::Null)
+    } else if let Some(path) = a.dev.strip_prefix("pcap:") {
+        let d = PcapDriver::create(
+            path.as_ref(),
+            ipxmit::LinkType::Ethernet,
+            "eth0",
+            n,
+            stack.clock(),
+        )
+        .with_context(|| format!("cannot create capture file {path}"))?;
+        (d, Wire::File)
+    } else {
+        bail!("unknown device {:?} (mem, null, pcap:FILE; tap: and packet: drivers are not built yet)", a.dev);
+    };
+    stack.add_device(cfg, drivers)?;
+    stack.add_addr("eth0", "10.0.0.1/24".parse()?)?;
+    let nexthop = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
+        *p.dst.ip()
+    } else {
+        let mut r = RouteSpec::new("0.0.0.0/0".parse()?, "eth0");
+        r.via = Some(PEER_ADDR);
+        stack.add_route(r)?;
+        PEER_ADDR
+    };
+    if !matches!(wire, Wire::Mem(..)) {
+        // No peer answers ARP on these devices: a static entry, as `ip neigh
+        // add ... nud permanent` would give.
+        stack.add_neigh("eth0", nexthop, PEER_MAC, NudState::Permanent)?;
+    }
+    if let Some(q) = &a.qdisc {
+        let spec: QdiscSpec = q.parse().map_err(|e| anyhow::anyhow!("--qdisc: {e}"))?;
+        stack.replace_qdisc("eth0", &spec)?;
+    }
+    let tap = match &a.pcap {
+        Some(path) => {
+            let dev = stack.device("eth0")?;
+            let t = PcapTap::create(path, &dev, stack.now())
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            dev.add_tap(t.clone());
+            Some(t)
+        }
+        None => None,
+    };
+    Ok((stack, wire, tap))
+}
+
+fn open_sockets(stack: &Arc<Stack>, a: &SendArgs) -> Result<Vec<UdpSocket>> {
+    let mut v = Vec::new();
+    for _ in 0..a.sockets.clamp(1, 4096) {
+        let mut s = UdpSocket::new(stack);
+        s.bind(SocketAddrV4::new(HOST_ADDR, 0))?;
+        if let Some(t) = &a.tos {
+            let t = t.trim_start_matches("0x");
+            s.set_tos(u8::from_str_radix(t, 16).with_context(|| format!("invalid --tos {t:?}"))?);
+        }
+        s.set_ttl(a.ttl)?;
+        if let Some(m) = &a.pmtudisc {
+            s.set_mtu_discover(m.parse::<PmtuDisc>().map_err(anyhow::Error::msg)?);
+        }
+        if let Some(g) = a.gso {
+            s.set_gso_size(g)?;
+        }
+        v.push(s);
+    }
+    Ok(v)
+}
+
+/// Counts of one run.
+#[derive(Default)]
+struct Tally {
+    datagrams: u64,
+    payload: u64,
+    errors: std::collections::BTreeMap<&'static str, u64>,
+    verified: u64,
+    bad_payload: u64,
+    reassembled: u64,
+    elapsed: Duration,
+}
+
+/// Payload bytes: `base[m..m + len]` is datagram `k`'s payload when
+/// `m = 183 * k mod 256` (183 is 7's inverse mod 256).
+struct Pattern {
+    base: Vec<u8>,
+}
+
+impl Pattern {
+    fn new(max: usize) -> Pattern {
+        Pattern {
+            base: (0..max + 256).map(|j| (7 * j % 256) as u8).collect(),
+        }
+    }
+
+    fn payload(&self, k: u64, len: usize) -> &[u8] {
+        let m = (183 * (k % 256)) as usize % 256;
+        &self.base[m..m + len]
+    }
+
+    /// True when `p` is a pattern payload (its first byte names its `k`).
+    fn verify(&self, p: &[u8]) -> bool {
+        p.is_empty() || p == self.payload(u64::from(p[0]), p.len())
+    }
+}
+
+fn send_one(s: &mut UdpSocket, p: &Plan, data: &[u8]) -> Result<(), SendError> {
+    let Some(pieces) = &p.pieces else {
+        return s.send_to(data, p.dst, MsgFlags::NONE).map(|_| ());
+    };
+    let mut at = 0;
+    for (i, &n) in pieces.iter().enumerate() {
+        let flags = if i + 1 < pieces.len() {
+            MsgFlags::MORE
+        } else {
+            MsgFlags::NONE
+        };
+        s.send_to(&data[at..at + n], p.dst, flags)?;
+        at += n;
+    }
+    Ok(())
+}
+
+fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
+    let Wire::Mem(w, peer) = wire else { return };
+    if w.is_empty() {
+        return;
+    }
+    let now = stack.now();
+    let dev = stack.device_by_index(2);
+    w.drain(|f| {
+        let r = if f.data_len() == 0 {
+            peer.receive(f.linear(), now)
+        } else {
+            peer.receive(&f.to_vec(), now)
+        };
+        match r {
+            Received::Datagram(d) => {
+                if pat.verify(&d.payload) {
+                    t.verified += 1;
+                } else {
+                    t.bad_payload += 1;
+                }
+                if d.fragments > 1 {
+                    t.reassembled += 1;
+                }
+            }
+            Received::ArpRequest { reply } => {
+                if let Some(dev) = &dev {
+                    stack.receive(dev, &reply);
+                }
+            }
+            _ => {}
+        }
+    });
+}
+
+fn progress(a: &SendArgs, p: &Plan) -> Option<indicatif::ProgressBar> {
+    if a.json || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match p.duration {
+        Some(d) => indicatif::ProgressBar::new(d.as_millis() as u64),
+        None => indicatif::ProgressBar::new(p.count),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// The send loop: round-robin over sockets, pacing, draining the wire.
+fn workload(
+    a: &SendArgs,
+    p: &Plan,
+    stack: &Stack,
+    socks: &mut [UdpSocket],
+    wire: &mut Wire,
+) -> Tally {
+    let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
+    let mut t = Tally::default();
+    let bar = progress(a, p);
+    let start = WallInstant::now();
+    let mut k = 0u64;
+    loop {
+        if p.duration
+            .map_or(k >= p.count, |d| k % 256 == 0 && start.elapsed() >= d)
+        {
+            break;
+        }
+        let len = p.sizes[(k % p.sizes.len() as u64) as usize];
+        let n = socks.len();
+        match send_one(&mut socks[(k % n as u64) as usize], p, pat.payload(k, len)) {
+            Ok(()) => {
+                t.datagrams += 1;
+                t.payload += len as u64;
+            }
+            Err(e) => *t.errors.entry(e.errno().name()).or_default() += 1,
+        }
+        k += 1;
+        drain_wire(wire, stack, &pat, &mut t);
+        if k % 256 == 0 {
+            pace(p, &t, start);
+            if let Some(b) = &bar {
+                b.set_position(p.duration.map_or(k, |_| start.elapsed().as_millis() as u64));
+            }
+        }
+    }
+    stack.poll_until_idle(1000);
+    drain_wire(wire, stack, &pat, &mut t);
+    t.elapsed = start.elapsed();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    t
+}
+
+/// Sleeps while ahead of the `-b` rate.
+fn pace(p: &Plan, t: &Tally, start: WallInstant) {
+    let Some(rate) = p.rate_bps.filter(|&r| r > 0) else {
+        return;
+    };
+    let due = Duration::from_secs_f64(t.payload as f64 * 8.0 / rate as f64);
+    let el = start.elapsed();
+    if due > el + Duration::from_millis(1) {
+        std::thread::sleep(due - el);
+    }
+}
+
+/// Runs `ipxmit send`.
+pub fn run(a: SendArgs) -> Result<ExitCode> {
+    let p = plan(&a)?;
+    let (stack, mut wire, tap) = build_host(&a, &p)?;
+    let mut socks = open_sockets(&stack, &a)?;
+    let t = workload(&a, &p, &stack, &mut socks, &mut wire);
+    if let Some(tap) = &tap {
+        tap.flush().context("writing the capture file")?;
+    }
+    let ok = print_report(&a, &p, &stack, &wire, &t)?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn rate_line(t: &Tally, frames: u64) -> String {
+    let secs = t.elapsed.as_secs_f64().max(1e-9);
+    format!(
+        "{} datagrams, {} frames, {:.2} MB payload in {:.3} s: {:.3} Gbit/s, {:.1}k datagrams/s",
+        t.datagrams,
+        frames,
+        t.payload as f64 / 1e6,
+        secs,
+        t.payload as f64 * 8.0 / secs / 1e9,
+        t.datagrams as f64 / secs / 1e3
+    )
+}
+
+fn print_report(a: &SendArgs, p: &Plan, stack: &Stack, wire: &Wire, t: &Tally) -> Result<bool> {
+    let dev = stack.device("eth0")?;
+    let frames = dev.stats.snapshot().tx_packets;
+    let peer = match wire {
+        Wire::Mem(_, peer) => Some(peer.stats()),
+        _ => None,
+    };
+    let ok = t.errors.is_empty()
+        && peer.is_none_or(|s| {
+            s.drops_total() == 0 && t.verified == t.datagrams && t.bad_payload == 0
+        });
+    let mut out = io::stdout().lock();
+    if a.json {
+        let v = json!({
+            "dst": p.dst.to_string(), "sizes": p.sizes, "dev": a.dev, "mtu": a.mtu,
+            "datagrams": t.datagrams, "frames": frames, "payload_bytes": t.payload,
+            "elapsed_s": t.elapsed.as_secs_f64(),
+            "gbit_per_s": t.payload as f64 * 8.0 / t.elapsed.as_secs_f64().max(1e-9) / 1e9,
+            "errors": t.errors,
+            "peer": peer.map(|s| json!({"verified": t.verified, "bad_payload": t.bad_payload,
+                "reassembled": t.reassembled, "drops": s.drops_total()})),
+            "link": report::ip_link_json(&dev), "qdisc": report::tc_qdisc_json(&dev),
+            "nstat": report::nstat_json(stack), "ok": ok
+        });
+        writeln!(out, "{v}")?;
+        return Ok(ok);
+    }
+    let qd = dev.queues()[0].with_qdisc(|q| q.kind());
+    writeln!(
+        out,
+        "ipxmit send: {:?} B to {} via eth0 ({}, mtu {}, qdisc {qd})",
+        p.sizes, p.dst, a.dev, a.mtu
+    )?;
+    writeln!(out, "sent:   {}", rate_line(t, frames))?;
+    if !t.errors.is_empty() {
+        writeln!(out, "errors: {:?}", t.errors)?;
+    }
+    if let Some(s) = peer {
+        writeln!(
+            out,
+            "peer:   {} of {} datagrams verified ({} reassembled, {} bad payload, {} dropped by the peer)",
+            t.verified, t.datagrams, t.reassembled, t.bad_payload, s.drops_total()
+        )?;
+    }
+    writeln!(out)?;
+    write!(out, "{}", report::ip_link(&dev))?;
+    writeln!(out)?;
+    write!(out, "{}", report::tc_qdisc(&dev))?;
+    writeln!(out)?;
+    write!(out, "{}", report::nstat(stack, a.all))?;
+    Ok(ok)
+}
