@@ -203,6 +203,12 @@ fn parse_features(s: &str) -> Result<Features> {
     Ok(f)
 }
 
+/// A capture tap writing to a file.
+type FileTap = PcapTap<io::BufWriter<std::fs::File>>;
+
+/// The embedded host: its stack, its wire, its capture.
+type Host = (Arc<Stack>, Wire, Option<Arc<FileTap>>);
+
 /// The wire the device sends onto.
 enum Wire {
     Mem(Arc<MemWire>, Box<Peer>),
@@ -212,14 +218,7 @@ enum Wire {
 
 /// Builds the embedded host: device, address, route to the destination,
 /// static neighbour for the peer, qdisc, capture.
-fn build_host(
-    a: &SendArgs,
-    p: &Plan,
-) -> Result<(
-    Arc<Stack>,
-    Wire,
-    Option<Arc<PcapTap<io::BufWriter<std::fs::File>>>>,
-)> {
+fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
     let stack = Stack::new();
     let mut cfg = DevConfig::ethernet("eth0", HOST_MAC);
     cfg.mtu = a.mtu;
