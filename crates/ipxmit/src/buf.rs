@@ -16,6 +16,7 @@
 //! headers does not move them.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -187,7 +188,7 @@ pub struct BufPool {
 }
 
 struct PoolInner {
-    classes: [ArrayQueue<Storage>; 4],
+    classes: [ArrayQueue<Box<Storage>>; 4],
     misses: AtomicUsize,
 }
 
@@ -237,23 +238,23 @@ impl BufPool {
         let storage = match class {
             Some(i) => self.inner.classes[i].pop().unwrap_or_else(|| {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                Storage {
+                Box::new(Storage {
                     data: vec![0; CLASSES[i]],
                     ..Storage::default()
-                }
+                })
             }),
             None => {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                Storage {
+                Box::new(Storage {
                     data: vec![0; size],
                     ..Storage::default()
-                }
+                })
             }
         };
         PacketBuf::from_storage(storage, Some(self.clone()))
     }
 
-    fn recycle(&self, mut s: Storage) {
+    fn recycle(&self, mut s: Box<Storage>) {
         s.frags.clear();
         s.chain.clear();
         if let Some(i) = CLASSES.iter().position(|&c| c == s.data.len()) {
@@ -264,7 +265,9 @@ impl BufPool {
 
 /// The socket buffer. See the module documentation.
 pub struct PacketBuf {
-    storage: Storage,
+    /// Boxed so that moving a buffer moves a pointer, not three vectors; never
+    /// empty until `drop` takes it.
+    storage: ManuallyDrop<Box<Storage>>,
     head: usize,
     tail: usize,
     frag_len: usize,
@@ -289,9 +292,9 @@ impl fmt::Debug for PacketBuf {
 }
 
 impl PacketBuf {
-    fn from_storage(storage: Storage, pool: Option<BufPool>) -> PacketBuf {
+    fn from_storage(storage: Box<Storage>, pool: Option<BufPool>) -> PacketBuf {
         PacketBuf {
-            storage,
+            storage: ManuallyDrop::new(storage),
             head: 0,
             tail: 0,
             frag_len: 0,
@@ -304,10 +307,10 @@ impl PacketBuf {
 
     /// An unpooled buffer of `size` bytes of storage (tests, slow paths).
     pub fn with_capacity(size: usize) -> PacketBuf {
-        let storage = Storage {
+        let storage = Box::new(Storage {
             data: vec![0; size],
             ..Storage::default()
-        };
+        });
         PacketBuf::from_storage(storage, None)
     }
 
@@ -604,10 +607,10 @@ impl PacketBuf {
             data[self.head..self.tail].copy_from_slice(&self.storage.data[self.head..self.tail]);
             let old = std::mem::replace(&mut self.storage.data, data);
             if let Some(pool) = &self.pool {
-                pool.recycle(Storage {
+                pool.recycle(Box::new(Storage {
                     data: old,
                     ..Storage::default()
-                });
+                }));
             }
         }
         let mut at = self.tail;
@@ -666,8 +669,10 @@ impl PacketBuf {
 impl Drop for PacketBuf {
     fn drop(&mut self) {
         self.release_owner();
+        // SAFETY: `storage` is taken exactly once, here, and never used again.
+        let storage = unsafe { ManuallyDrop::take(&mut self.storage) };
         if let Some(pool) = self.pool.take() {
-            pool.recycle(std::mem::take(&mut self.storage));
+            pool.recycle(storage);
         }
     }
 }

@@ -9,6 +9,7 @@
 //! thread each. Tables that are read per packet are swapped whole on change and
 //! cached by sockets, checked with a generation number.
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,22 @@ use crate::sched::{run, Qdisc, QdiscSpec};
 use crate::stats::Counters;
 use crate::time::{Clock, Instant, MonotonicClock};
 use crate::wire::EthernetAddress;
+
+thread_local! {
+    /// The stack whose time is frozen on this thread, and that time.
+    static NOW: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Restores the previous frozen time when dropped.
+pub(crate) struct TimeScope {
+    prev: (usize, u64),
+}
+
+impl Drop for TimeScope {
+    fn drop(&mut self) {
+        NOW.with(|c| c.set(self.prev));
+    }
+}
 
 /// Tunables of a stack (`/proc/sys/net/...`).
 #[derive(Clone, Debug)]
@@ -88,6 +105,7 @@ pub struct Stack {
     pub(crate) notify: Arc<Notify>,
     pub(crate) sysctl: RwLock<Sysctls>,
     pub(crate) idents: IdentTable,
+    default_ttl: std::sync::atomic::AtomicU8,
     ports: parking_lot::Mutex<Ports>,
 }
 
@@ -131,6 +149,7 @@ impl Stack {
             notify: Arc::new(Notify::default()),
             sysctl: RwLock::new(Sysctls::default()),
             idents: IdentTable::new(),
+            default_ttl: std::sync::atomic::AtomicU8::new(64),
             ports: parking_lot::Mutex::new(Ports {
                 bound: std::collections::HashSet::new(),
                 next: *EPHEMERAL_PORTS.start(),
@@ -139,10 +158,25 @@ impl Stack {
         })
     }
 
-    /// The current time.
+    /// The current time: the clock, or the time frozen by an enclosing
+    /// [`Stack::time_scope`] on this thread.
     #[inline]
     pub fn now(&self) -> Instant {
-        self.clock.now()
+        let (who, t) = NOW.with(Cell::get);
+        if who == self as *const Stack as usize {
+            Instant::from_nanos(t)
+        } else {
+            self.clock.now()
+        }
+    }
+
+    /// Reads the clock once for a whole operation on this thread (one datagram
+    /// through the output path, one poll): until the scope ends, [`Stack::now`]
+    /// returns that time — as the kernel takes one timestamp per packet.
+    pub(crate) fn time_scope(&self) -> TimeScope {
+        let now = self.clock.now().as_nanos();
+        let prev = NOW.with(|c| c.replace((self as *const Stack as usize, now)));
+        TimeScope { prev }
     }
 
     /// The clock the stack runs on.
@@ -177,7 +211,16 @@ impl Stack {
 
     /// Changes sysctls.
     pub fn set_sysctls(&self, f: impl FnOnce(&mut Sysctls)) {
-        f(&mut self.sysctl.write());
+        let mut s = self.sysctl.write();
+        f(&mut s);
+        self.default_ttl
+            .store(s.ip_default_ttl, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `net.ipv4.ip_default_ttl`, read without a lock (per datagram).
+    #[inline]
+    pub fn default_ttl(&self) -> u8 {
+        self.default_ttl.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn xmit_ctx(&self) -> XmitCtx<'_> {
@@ -373,6 +416,7 @@ impl Stack {
     /// (quota used, driver woke up) or whose throttle time has come. Returns the
     /// number of queues run.
     pub fn poll(&self) -> usize {
+        let _t = self.time_scope();
         let pending = self.notify.take();
         let ctx = self.xmit_ctx();
         if self.neigh.next_timer().is_some_and(|t| t <= ctx.now) {
@@ -413,9 +457,9 @@ impl Stack {
     /// Kernel: `netif_receive_skb()` for what this stack handles on receive:
     /// counts the frame and passes ARP to the neighbour layer.
     pub fn receive(&self, dev: &NetDevice, frame: &[u8]) {
-        use std::sync::atomic::Ordering::Relaxed;
-        dev.stats.rx_packets.fetch_add(1, Relaxed);
-        dev.stats.rx_bytes.fetch_add(frame.len() as u64, Relaxed);
+        dev.stats.add(crate::stats::DevCounter::RxPackets, 1);
+        dev.stats
+            .add(crate::stats::DevCounter::RxBytes, frame.len() as u64);
         crate::neigh::arp_rcv(self, dev, frame);
     }
 

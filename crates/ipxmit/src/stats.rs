@@ -10,7 +10,7 @@
 //! checked.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 macro_rules! counter_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
@@ -99,18 +99,76 @@ counter_enum! {
 const N_MIB: usize = Mib::ALL.len();
 const N_DROP: usize = DropReason::ALL.len();
 
-/// The stack's MIB and drop counters. Cheap relaxed atomics.
+/// Threads with a shard of their own; later threads share one.
+pub const SHARDS: usize = 32;
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counters split per thread, like the kernel's per-CPU MIBs (`this_cpu_inc`):
+/// each of the first [`SHARDS`] threads owns a cache line of its own and
+/// updates it with a plain load and store (no locked instruction); later
+/// threads share one more shard and use atomic adds. Readers sum the shards.
+pub struct Sharded<const N: usize> {
+    shards: Box<[Shard<N>]>,
+}
+
+#[repr(align(128))]
+struct Shard<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Sharded<N> {
+    fn default() -> Self {
+        Sharded {
+            shards: (0..=SHARDS)
+                .map(|_| Shard(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+}
+
+impl<const N: usize> fmt::Debug for Sharded<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries((0..N).map(|i| self.get(i))).finish()
+    }
+}
+
+impl<const N: usize> Sharded<N> {
+    /// Adds `n` to counter `i`.
+    #[inline]
+    pub fn add(&self, i: usize, n: u64) {
+        let t = THREAD_INDEX.with(|t| *t);
+        if t < SHARDS {
+            let c = &self.shards[t].0[i];
+            c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        } else {
+            self.shards[SHARDS].0[i].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The sum of counter `i` over all threads.
+    pub fn get(&self, i: usize) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0[i].load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    }
+}
+
+/// The stack's MIB and drop counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    mib: [AtomicU64; N_MIB],
-    drops: [AtomicU64; N_DROP],
+    mib: Sharded<N_MIB>,
+    drops: Sharded<N_DROP>,
 }
 
 impl Counters {
     /// Adds `n` to a MIB counter.
     #[inline]
     pub fn add(&self, m: Mib, n: u64) {
-        self.mib[m as usize].fetch_add(n, Ordering::Relaxed);
+        self.mib.add(m as usize, n);
     }
 
     /// Adds one to a MIB counter.
@@ -122,23 +180,23 @@ impl Counters {
     /// Counts one dropped packet under `reason`.
     #[inline]
     pub fn drop(&self, reason: DropReason) {
-        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.drops.add(reason as usize, 1);
     }
 
     /// Counts `n` dropped packets under `reason`.
     #[inline]
     pub fn drop_n(&self, reason: DropReason, n: u64) {
-        self.drops[reason as usize].fetch_add(n, Ordering::Relaxed);
+        self.drops.add(reason as usize, n);
     }
 
     /// A MIB counter's value.
     pub fn get(&self, m: Mib) -> u64 {
-        self.mib[m as usize].load(Ordering::Relaxed)
+        self.mib.get(m as usize)
     }
 
     /// Packets dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize].load(Ordering::Relaxed)
+        self.drops.get(reason as usize)
     }
 
     /// Packets dropped for any reason.
@@ -160,23 +218,56 @@ impl Counters {
     }
 }
 
-/// Device counters as `ip -s link` shows them (`struct rtnl_link_stats64`).
+/// A device counter (`struct rtnl_link_stats64` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevCounter {
+    /// Frames handed to the driver successfully.
+    TxPackets,
+    /// Bytes of those frames (link header included).
+    TxBytes,
+    /// Frames the driver failed to send.
+    TxErrors,
+    /// Frames dropped on the way to the driver.
+    TxDropped,
+    /// Frames received by the driver's receive side.
+    RxPackets,
+    /// Bytes received.
+    RxBytes,
+    /// Received frames dropped.
+    RxDropped,
+}
+
+/// Device counters as `ip -s link` shows them, per-thread sharded.
 #[derive(Debug, Default)]
 pub struct DevStats {
-    /// Frames handed to the driver successfully.
-    pub tx_packets: AtomicU64,
-    /// Bytes of those frames (as given to the driver, link header included).
-    pub tx_bytes: AtomicU64,
-    /// Frames the driver failed to send.
-    pub tx_errors: AtomicU64,
-    /// Frames dropped on the way to the driver.
-    pub tx_dropped: AtomicU64,
-    /// Frames received by the driver's receive side.
-    pub rx_packets: AtomicU64,
-    /// Bytes received.
-    pub rx_bytes: AtomicU64,
-    /// Received frames dropped.
-    pub rx_dropped: AtomicU64,
+    c: Sharded<7>,
+}
+
+impl DevStats {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(&self, which: DevCounter, n: u64) {
+        self.c.add(which as usize, n);
+    }
+
+    /// A counter's value.
+    pub fn get(&self, which: DevCounter) -> u64 {
+        self.c.get(which as usize)
+    }
+
+    /// A copy of the current values.
+    pub fn snapshot(&self) -> DevStatsSnapshot {
+        use DevCounter::*;
+        DevStatsSnapshot {
+            tx_packets: self.get(TxPackets),
+            tx_bytes: self.get(TxBytes),
+            tx_errors: self.get(TxErrors),
+            tx_dropped: self.get(TxDropped),
+            rx_packets: self.get(RxPackets),
+            rx_bytes: self.get(RxBytes),
+            rx_dropped: self.get(RxDropped),
+        }
+    }
 }
 
 /// A plain copy of [`DevStats`].
@@ -198,22 +289,6 @@ pub struct DevStatsSnapshot {
     pub rx_dropped: u64,
 }
 
-impl DevStats {
-    /// A copy of the current values.
-    pub fn snapshot(&self) -> DevStatsSnapshot {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        DevStatsSnapshot {
-            tx_packets: l(&self.tx_packets),
-            tx_bytes: l(&self.tx_bytes),
-            tx_errors: l(&self.tx_errors),
-            tx_dropped: l(&self.tx_dropped),
-            rx_packets: l(&self.rx_packets),
-            rx_bytes: l(&self.rx_bytes),
-            rx_dropped: l(&self.rx_dropped),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +305,30 @@ mod tests {
         assert_eq!(c.dropped_total(), 1);
         assert_eq!(Mib::IpFragOKs.to_string(), "IpFragOKs");
         assert_eq!(DropReason::NeighFailed.name(), "NEIGH_FAILED");
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn sharded_counts_from_many_threads_add_up() {
+        let c = Arc::new(Counters::default());
+        let threads: Vec<_> = (0..SHARDS + 8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.inc(Mib::IpOutRequests);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.get(Mib::IpOutRequests), 1000 * (SHARDS as u64 + 8));
     }
 }

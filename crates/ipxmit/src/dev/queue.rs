@@ -66,9 +66,7 @@ pub fn queue_xmit(
 ) -> Result<NetXmit, QueueXmitError> {
     if !dev.is_up() {
         ctx.counters.drop(DropReason::DevReady);
-        dev.stats
-            .tx_dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         return Err(QueueXmitError::NetDown);
     }
     let txq = pick_tx(dev, &mut pkt);
@@ -80,8 +78,9 @@ pub fn queue_xmit(
     if slot.qdisc.can_bypass() && slot.is_empty() && !slot.running {
         slot.running = true;
         slot.qdisc.stats_mut().sent(pkt.len());
+        let frames = std::mem::take(&mut slot.batch);
         drop(slot);
-        run::bypass(ctx, dev, txq, pkt);
+        run::bypass(ctx, dev, txq, pkt, frames);
         return Ok(NetXmit::Success);
     }
     let s = &mut *slot;
@@ -109,9 +108,7 @@ fn noqueue_xmit(
 ) -> Result<NetXmit, QueueXmitError> {
     if txq.ctl().is_stopped() {
         ctx.counters.drop(DropReason::DevReady);
-        dev.stats
-            .tx_dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         return Err(QueueXmitError::NetDown);
     }
     let mut driver = txq.driver.lock();

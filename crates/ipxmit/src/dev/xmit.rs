@@ -6,7 +6,6 @@
 //! `net/core/dev.c`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 
 use crate::buf::{CsumState, GsoType, PacketBuf};
 use crate::dev::queue::XmitCtx;
@@ -98,7 +97,7 @@ pub fn validate_xmit(ctx: XmitCtx<'_>, dev: &NetDevice, mut pkt: PacketBuf) -> S
             Some(segs) => SegList::Many(segs.into_iter().peekable()),
             None => {
                 ctx.counters.drop(DropReason::SkbGsoSeg);
-                dev.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
                 SegList::One(None)
             }
         };
@@ -120,7 +119,7 @@ pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
 /// Counts and frees a frame dropped on the way to the driver.
 pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
     ctx.counters.drop(reason);
-    dev.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+    dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
     drop(pkt);
 }
 
@@ -141,11 +140,11 @@ pub fn xmit_one(
     let st = driver.start_xmit(pkt, more);
     match &st {
         TxStatus::Ok => {
-            dev.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-            dev.stats.tx_bytes.fetch_add(len, Ordering::Relaxed);
+            dev.stats.add(crate::stats::DevCounter::TxPackets, 1);
+            dev.stats.add(crate::stats::DevCounter::TxBytes, len);
         }
         TxStatus::Error => {
-            dev.stats.tx_errors.fetch_add(1, Ordering::Relaxed);
+            dev.stats.add(crate::stats::DevCounter::TxErrors, 1);
             ctx.counters.drop(DropReason::FullRing);
         }
         TxStatus::Busy(_) => {}

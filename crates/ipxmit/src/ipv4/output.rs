@@ -41,7 +41,9 @@ fn dst_of(pkt: &PacketBuf) -> Arc<Dst> {
 /// Kernel: `ip_send_skb()`, net/ipv4/ip_output.c. Sends a datagram built by the
 /// cork; counts `IpOutDiscards` when it was dropped for lack of resources.
 pub fn send_skb(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
+    let t = stack.time_scope();
     let r = local_out(stack, pkt);
+    drop(t);
     if let Err(e) = &r {
         if matches!(e, SendError::NoBufs) {
             stack.counters.inc(Mib::IpOutDiscards);
@@ -87,7 +89,9 @@ pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendEr
         stack.counters.drop(DropReason::NetfilterDrop);
         return Err(SendError::Perm);
     }
+    let t = stack.time_scope();
     let r = output(stack, pkt);
+    drop(t);
     softirq_on_exit(stack);
     r
 }

@@ -63,9 +63,7 @@ pub fn solicit(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr
 pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, a: Actions) {
     for (p, reason) in a.drop {
         stack.counters.drop(reason);
-        dev.stats
-            .tx_dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         drop(p);
     }
     if let Some(probe) = a.probe {
@@ -119,6 +117,11 @@ pub fn neigh_output(
     nexthop: Ipv4Addr,
     pkt: PacketBuf,
 ) -> Result<(), SendError> {
+    if !pkt.meta.confirm_neigh {
+        if let Some(hh) = stack.neigh.connected_hh(dev.ifindex(), nexthop) {
+            return xmit_with(stack, dev, pkt, &hh);
+        }
+    }
     let now = stack.now();
     let n = stack.neigh.lookup_or_create(dev, nexthop, now);
     if pkt.meta.confirm_neigh {

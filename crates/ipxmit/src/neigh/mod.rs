@@ -484,10 +484,39 @@ fn invalidate(i: &mut NeighInner, a: &mut Actions) {
     i.queue_bytes = 0;
 }
 
+/// A fast hasher for small fixed keys (the kernel's `arp_hashfn` is a multiply
+/// and shift too); the table is not exposed to untrusted key choice beyond
+/// what routes allow.
+pub type FastHash = std::hash::BuildHasherDefault<MulHasher>;
+
+/// Multiply-rotate hasher over the key's integers.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct MulHasher(u64);
+
+impl std::hash::Hasher for MulHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(23) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The neighbour table (`arp_tbl`), keyed by interface and address.
 #[derive(Debug, Default)]
 pub struct NeighTable {
-    map: RwLock<HashMap<(u32, Ipv4Addr), Arc<Neighbour>>>,
+    map: RwLock<HashMap<(u32, Ipv4Addr), Arc<Neighbour>, FastHash>>,
     parms: NeighParms,
 }
 
@@ -501,6 +530,16 @@ impl NeighTable {
     #[inline]
     pub fn lookup(&self, ifindex: u32, addr: Ipv4Addr) -> Option<Arc<Neighbour>> {
         self.map.read().get(&(ifindex, addr)).cloned()
+    }
+
+    /// The cached header of a connected entry, without taking a reference to
+    /// the entry (`__ipv4_neigh_lookup_noref` + `neigh_hh_output`).
+    #[inline]
+    pub fn connected_hh(&self, ifindex: u32, addr: Ipv4Addr) -> Option<HhCache> {
+        self.map
+            .read()
+            .get(&(ifindex, addr))
+            .and_then(|n| n.connected_hh())
     }
 
     /// Finds or creates the entry (`__neigh_create`, state NONE).

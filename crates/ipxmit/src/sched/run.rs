@@ -29,19 +29,29 @@ pub(crate) fn free_dropped(ctx: XmitCtx<'_>, dev: &NetDevice, to_free: &mut ToFr
     }
 }
 
-/// The bypass of `__dev_xmit_skb`: the caller owns the run and already counted
-/// the packet as sent by the qdisc. Sends it, then runs the queue if needed.
-pub(crate) fn bypass(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, pkt: PacketBuf) {
-    let mut frames = std::mem::take(&mut txq.q.lock().batch);
-    frames.extend(validate_xmit(ctx, dev, pkt));
-    let more_to_do = direct_xmit(ctx, dev, txq, &mut frames);
-    txq.q.lock().batch = frames;
-    if more_to_do {
-        // Packets enqueued by others while we owned the run are ours to send.
+/// The bypass of `__dev_xmit_skb`: the caller owns the run, already counted
+/// the packet as sent by the qdisc and took the slot's frame buffer. Sends the
+/// packet; then, under one lock, gives the buffer back and either ends the run
+/// (nothing queued meanwhile, or the queue stopped: its wake-up reschedules it)
+/// or goes on running for packets others queued meanwhile.
+pub(crate) fn bypass(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    pkt: PacketBuf,
+    mut frames: VecDeque<PacketBuf>,
+) {
+    for f in validate_xmit(ctx, dev, pkt) {
+        frames.push_back(f);
+    }
+    let all_sent = direct_xmit(ctx, dev, txq, &mut frames);
+    let mut slot = txq.q.lock();
+    slot.batch = frames;
+    if all_sent && !slot.is_empty() {
+        drop(slot);
         run(ctx, dev, txq);
     } else {
-        // Stopped or busy: the wake-up reschedules the queue (`qdisc_run_end`).
-        txq.q.lock().running = false;
+        slot.running = false;
     }
 }
 
@@ -121,7 +131,9 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
     drop(slot);
     for _ in 0..n {
         if let Some(p) = frames.pop_front() {
-            frames.extend(validate_xmit(ctx, dev, p));
+            for f in validate_xmit(ctx, dev, p) {
+                frames.push_back(f);
+            }
         }
     }
     let go_on = direct_xmit(ctx, dev, txq, &mut frames);

@@ -188,29 +188,31 @@ impl Cork {
         transhdrlen: usize,
         flags: MsgFlags,
     ) -> Result<(), SendError> {
-        let p = self
-            .params
-            .clone()
-            .ok_or(SendError::Inval("cork not set up"))?;
-        let g = self.geom(&p);
-        let transhdrlen = if self.queue.is_empty() {
-            transhdrlen
-        } else {
-            0
+        let (g, header_len, ignore_df, optlen, can_csum, gso) = {
+            let p = self
+                .params
+                .as_ref()
+                .ok_or(SendError::Inval("cork not set up"))?;
+            (
+                self.geom(p),
+                p.dst.header_len as usize,
+                p.pmtudisc.ignore_df(),
+                p.options.len(),
+                p.dst.dev.features().can_csum(),
+                p.gso_size,
+            )
         };
-        let exthdrlen = if self.queue.is_empty() {
-            p.dst.header_len as usize
-        } else {
-            0
-        };
+        let first = self.queue.is_empty();
+        let transhdrlen = if first { transhdrlen } else { 0 };
+        let exthdrlen = if first { header_len } else { 0 };
         let length = data.len() + transhdrlen;
-        let maxnonfragsize = if p.pmtudisc.ignore_df() {
+        let maxnonfragsize = if ignore_df {
             IP_MAX_MTU as usize
         } else {
             g.mtu
         };
         if self.length + length > maxnonfragsize - g.fragheaderlen {
-            let mtu = (g.mtu - p.options.len()) as u32;
+            let mtu = (g.mtu - optlen) as u32;
             self.local_error = Some(mtu);
             // No buffer exists yet; the refused send is counted under the reason
             // the kernel uses for datagrams over the MTU.
@@ -219,8 +221,8 @@ impl Cork {
         }
         let partial = transhdrlen > 0
             && length + g.fragheaderlen <= g.mtu
-            && p.dst.dev.features().can_csum()
-            && (!flags.contains(MsgFlags::MORE) || p.gso_size != 0)
+            && can_csum
+            && (!flags.contains(MsgFlags::MORE) || gso != 0)
             && exthdrlen == 0;
         self.length += length;
         let mut a = Append {

@@ -185,7 +185,7 @@ impl InetSock {
         } else {
             *self.local.ip()
         };
-        let ttl = self.opts.ttl.unwrap_or(self.stack.sysctls().ip_default_ttl);
+        let ttl = self.opts.ttl.unwrap_or_else(|| self.stack.default_ttl());
         Ok(CorkParams {
             dst,
             daddr,
