@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 
 use crate::buf::PacketBuf;
 use crate::dev::queue::XmitCtx;
-use crate::dev::xmit::{drop_frame, hard_start_xmit, validate_xmit};
-use crate::dev::{NetDevice, QdiscSlot, TxQueue};
+use crate::dev::xmit::{drop_frame, hard_start_xmit, validate_xmit, xmit_one, SegList};
+use crate::dev::{NetDevice, QdiscSlot, TxQueue, TxStatus};
 use crate::sched::{Dequeued, ToFree};
 
 /// Packets one qdisc run may send before yielding (`dev_tx_weight`, 64).
@@ -41,11 +41,19 @@ pub(crate) fn bypass(
     pkt: PacketBuf,
     mut frames: VecDeque<PacketBuf>,
 ) {
-    for f in validate_xmit(ctx, dev, pkt) {
-        frames.push_back(f);
-    }
-    let all_sent = direct_xmit(ctx, dev, txq, &mut frames);
+    let all_sent = match validate_xmit(ctx, dev, pkt) {
+        SegList::One(Some(p)) => xmit_single(ctx, dev, txq, p, &mut frames),
+        list => {
+            for f in list {
+                frames.push_back(f);
+            }
+            direct_xmit(ctx, dev, txq, &mut frames)
+        }
+    };
     let mut slot = txq.q.lock();
+    if !frames.is_empty() {
+        requeue(&mut slot, &mut frames);
+    }
     slot.batch = frames;
     if all_sent && !slot.is_empty() {
         drop(slot);
@@ -53,6 +61,28 @@ pub(crate) fn bypass(
     } else {
         slot.running = false;
     }
+}
+
+/// One frame to the driver with `more` clear — the common bypass case, without
+/// the batch list. A refused frame is left in `frames` for requeueing.
+fn xmit_single(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    pkt: PacketBuf,
+    frames: &mut VecDeque<PacketBuf>,
+) -> bool {
+    if txq.ctl().is_stopped() {
+        frames.push_back(pkt);
+        return false;
+    }
+    let st = xmit_one(ctx, dev, &mut **txq.driver.lock(), pkt, false);
+    if let TxStatus::Busy(p) = st {
+        txq.ctl().stop();
+        frames.push_back(p);
+        return false;
+    }
+    !txq.ctl().is_stopped()
 }
 
 /// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames` through
