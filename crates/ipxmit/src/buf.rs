@@ -189,6 +189,8 @@ pub struct BufPool {
 
 struct PoolInner {
     classes: [ArrayQueue<Box<Storage>>; 4],
+    /// Emptied chain vectors, kept for their capacity.
+    chains: ArrayQueue<Vec<PacketBuf>>,
     misses: AtomicUsize,
 }
 
@@ -215,6 +217,7 @@ impl BufPool {
         BufPool {
             inner: Arc::new(PoolInner {
                 classes: [small(per), small(per), small(per / 4), small(per / 16)],
+                chains: ArrayQueue::new((per / 16).max(1)),
                 misses: AtomicUsize::new(0),
             }),
         }
@@ -252,6 +255,14 @@ impl BufPool {
             }
         };
         PacketBuf::from_storage(storage, Some(self.clone()))
+    }
+
+    /// Keeps an emptied chain vector for [`PacketBuf::chain_push`] to reuse.
+    pub fn put_chain(&self, mut v: Vec<PacketBuf>) {
+        v.clear();
+        if v.capacity() > 0 {
+            let _ = self.inner.chains.push(v);
+        }
     }
 
     fn recycle(&self, mut s: Box<Storage>) {
@@ -530,6 +541,11 @@ impl PacketBuf {
 
     /// Appends a buffer to the chain.
     pub fn chain_push(&mut self, b: PacketBuf) {
+        if self.storage.chain.capacity() == 0 {
+            if let Some(v) = self.pool.as_ref().and_then(|p| p.inner.chains.pop()) {
+                self.storage.chain = v;
+            }
+        }
         self.chain_len += b.len();
         self.storage.chain.push(b);
     }

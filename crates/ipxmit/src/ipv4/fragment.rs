@@ -105,12 +105,26 @@ pub struct Fragmenter {
     optlen: usize,
     ll_rs: usize,
     created: usize,
+    pool: BufPool,
+}
+
+impl Drop for Fragmenter {
+    fn drop(&mut self) {
+        if let Mode::Fast { rest, .. } = &mut self.mode {
+            // Keep the chain's capacity for the next datagram: no allocation per
+            // fragmented datagram in steady state.
+            self.pool.put_chain(std::mem::take(rest));
+        }
+    }
 }
 
 enum Mode {
     Fast {
         head: Option<PacketBuf>,
-        rest: std::vec::IntoIter<PacketBuf>,
+        /// The datagram's metadata, copied to every fragment (`ip_copy_metadata`).
+        meta: crate::buf::Meta,
+        /// The chain, reversed so fragments are popped off the end in order.
+        rest: Vec<PacketBuf>,
         offset: usize,
     },
     Slow {
@@ -149,8 +163,10 @@ impl Fragmenter {
         let optlen = (pkt.meta.ip_optlen as usize).min(hlen - 20);
         crate::dev::xmit::checksum_help(&mut pkt);
         let mode = if fast_path_ok(&pkt, hlen, data_mtu, ll_rs) {
-            let rest = pkt.take_chain().into_iter();
+            let mut rest = pkt.take_chain();
+            rest.reverse();
             Mode::Fast {
+                meta: pkt.meta.clone(),
                 head: Some(pkt),
                 rest,
                 offset: 0,
@@ -165,6 +181,7 @@ impl Fragmenter {
             optlen,
             ll_rs,
             created: 0,
+            pool: pool.clone(),
         })
     }
 
@@ -179,7 +196,13 @@ impl Fragmenter {
     }
 
     fn next_fast(&mut self) -> Option<PacketBuf> {
-        let Mode::Fast { head, rest, offset } = &mut self.mode else {
+        let Mode::Fast {
+            head,
+            rest,
+            offset,
+            meta,
+        } = &mut self.mode
+        else {
             return None;
         };
         let hlen = self.hlen;
@@ -191,9 +214,9 @@ impl Fragmenter {
             options_fragment(&mut self.hdr[..hlen], self.optlen);
             return Some(h);
         }
-        let mut f = rest.next()?;
-        let more = rest.len() > 0;
-        let meta = f.meta.clone();
+        let mut f = rest.pop()?;
+        let more = !rest.is_empty();
+        let meta = meta.clone();
         let data_len = f.len();
         f.push(hlen).copy_from_slice(&self.hdr[..hlen]);
         f.meta = meta;
@@ -275,6 +298,7 @@ fn fast_path_ok(pkt: &PacketBuf, hlen: usize, data_mtu: usize, ll_rs: usize) -> 
 }
 
 fn slow_mode(mut pkt: PacketBuf, pool: &BufPool, hlen: usize, data_mtu: usize) -> Mode {
+    let frag_pmtu = pkt.meta.ip_flags.frag_pmtu;
     let fo = frag_off(pkt.linear());
     // The chain's buffers hold only payload: make the datagram contiguous in
     // meaning (copy_bits walks linear part, fragments and chain in order).
@@ -287,7 +311,9 @@ fn slow_mode(mut pkt: PacketBuf, pool: &BufPool, hlen: usize, data_mtu: usize) -
         left,
         offset: ((fo & IP_OFFSET) as usize) << 3,
         mtu: data_mtu,
-        df: fo & IP_DF != 0,
+        // ip_frag_init(..., IPCB(skb)->flags & IPSKB_FRAG_PMTU, ...): the DF of
+        // the pieces comes from the flag, not from the original header.
+        df: frag_pmtu,
         not_last: fo & IP_MF != 0,
     }
 }

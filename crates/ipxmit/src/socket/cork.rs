@@ -88,6 +88,9 @@ pub struct Cork {
     /// split belong to the tail buffer's last fragment, still open for
     /// coalescing (`open`).
     page: BytesMut,
+    /// Pages filled earlier, kept so one whose fragments have all been freed
+    /// is reused instead of allocating (`sk_page_frag_refill`).
+    spare_pages: VecDeque<BytesMut>,
     open: bool,
     /// Set when an append failed with the error `ip_local_error` reports.
     local_error: Option<u32>,
@@ -285,6 +288,31 @@ impl Cork {
         self.queue.back().map_or(0, PacketBuf::len) + open
     }
 
+    /// Kernel: `sk_page_frag_refill()`. Retires the full page and takes a spare
+    /// one whose fragments have all been freed, or a new one.
+    fn refill_page(&mut self) {
+        const SPARES: usize = 4;
+        if self.spare_pages.capacity() == 0 {
+            self.spare_pages.reserve_exact(SPARES + 1);
+        }
+        let full = std::mem::take(&mut self.page);
+        if self.spare_pages.len() == SPARES {
+            self.spare_pages.pop_front();
+        }
+        self.spare_pages.push_back(full);
+        for _ in 0..self.spare_pages.len() {
+            let Some(mut p) = self.spare_pages.pop_front() else {
+                break;
+            };
+            if p.try_reclaim(PAGE_FRAG_SIZE) {
+                self.page = p;
+                return;
+            }
+            self.spare_pages.push_back(p);
+        }
+        self.page = BytesMut::with_capacity(PAGE_FRAG_SIZE);
+    }
+
     /// Closes the open page fragment into the tail buffer.
     fn close_open(&mut self) {
         if !self.open {
@@ -405,7 +433,7 @@ impl Cork {
     fn append_to_page(&mut self, src: &[u8]) -> Result<usize, SendError> {
         if self.page.capacity() == self.page.len() {
             self.close_open();
-            self.page = BytesMut::with_capacity(PAGE_FRAG_SIZE);
+            self.refill_page();
         }
         let odd = self.tail_len();
         let tail = self
