@@ -104,6 +104,9 @@ pub enum SendError {
     /// No destination on an unconnected socket (`EDESTADDRREQ`).
     #[error("EDESTADDRREQ: destination address required")]
     DestAddrRequired,
+    /// The port is bound by another socket (`EADDRINUSE`).
+    #[error("EADDRINUSE: address already in use (port {0})")]
+    AddrInUse(u16),
     /// Address not usable as source (`EADDRNOTAVAIL`).
     #[error("EADDRNOTAVAIL: cannot assign requested address {0}")]
     AddrNotAvail(Ipv4Addr),
@@ -129,6 +132,7 @@ impl SendError {
             SendError::Inval(_) => Errno::EINVAL,
             SendError::DestAddrRequired => Errno::EDESTADDRREQ,
             SendError::AddrNotAvail(_) => Errno::EADDRNOTAVAIL,
+            SendError::AddrInUse(_) => Errno::EADDRINUSE,
             SendError::NotSupported(_) => Errno::EOPNOTSUPP,
             SendError::NoProtoOpt(_) => Errno::ENOPROTOOPT,
         }

@@ -227,6 +227,7 @@ impl Stack {
         XmitCtx {
             counters: &self.counters,
             now: self.now(),
+            pool: &self.pool,
         }
     }
 
@@ -534,7 +535,7 @@ impl Stack {
             return if p.bound.insert(port) {
                 Ok(port)
             } else {
-                Err(crate::error::SendError::Inval("address already in use"))
+                Err(crate::error::SendError::AddrInUse(port))
             };
         }
         let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u32 + 1;
@@ -549,7 +550,7 @@ impl Stack {
                 return Ok(cand);
             }
         }
-        Err(crate::error::SendError::Inval("no ephemeral port free"))
+        Err(crate::error::SendError::AddrInUse(0))
     }
 
     /// Releases a bound port.

@@ -20,6 +20,8 @@ pub struct XmitCtx<'a> {
     pub counters: &'a Counters,
     /// The current time.
     pub now: Instant,
+    /// Buffers for frames made on the way (software segmentation).
+    pub pool: &'a crate::buf::BufPool,
 }
 
 /// Errors of `dev_queue_xmit` (the packet is consumed either way, as in the kernel).
@@ -111,11 +113,12 @@ fn noqueue_xmit(
         dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         return Err(QueueXmitError::NetDown);
     }
+    let mut frames = std::mem::take(&mut txq.q.lock().batch);
+    crate::dev::xmit::validate_xmit(ctx, dev, pkt, &mut frames);
     let mut driver = txq.driver.lock();
-    let mut list = crate::dev::xmit::validate_xmit(ctx, dev, pkt);
     let mut busy = false;
-    while let Some(p) = list.next() {
-        let more = list.peek().is_some();
+    while let Some(p) = frames.pop_front() {
+        let more = !frames.is_empty();
         if busy {
             crate::dev::xmit::drop_frame(ctx, dev, p, DropReason::DevReady);
             continue;
@@ -126,6 +129,8 @@ fn noqueue_xmit(
             busy = true;
         }
     }
+    drop(driver);
+    txq.q.lock().batch = frames;
     if busy {
         Err(QueueXmitError::NetDown)
     } else {

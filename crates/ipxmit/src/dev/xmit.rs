@@ -13,35 +13,6 @@ use crate::dev::{Driver, Features, NetDevice, TxQueue, TxStatus};
 use crate::stats::DropReason;
 use crate::wire::checksum::Csum;
 
-/// The frames one packet became after validation: itself, or its GSO segments.
-#[derive(Debug)]
-pub enum SegList {
-    /// One frame (or none left).
-    One(Option<PacketBuf>),
-    /// Software-segmented frames, in order.
-    Many(std::iter::Peekable<std::vec::IntoIter<PacketBuf>>),
-}
-
-impl SegList {
-    /// The next frame, if any, without taking it.
-    pub fn peek(&mut self) -> Option<&PacketBuf> {
-        match self {
-            SegList::One(p) => p.as_ref(),
-            SegList::Many(it) => it.peek(),
-        }
-    }
-}
-
-impl Iterator for SegList {
-    type Item = PacketBuf;
-    fn next(&mut self) -> Option<PacketBuf> {
-        match self {
-            SegList::One(p) => p.take(),
-            SegList::Many(it) => it.next(),
-        }
-    }
-}
-
 /// Sum of the packet's bytes from absolute storage offset `start` (in the linear
 /// part) to the end, fragments and chain included (`skb_checksum`).
 pub fn checksum_from(pkt: &PacketBuf, start: usize) -> Csum {
@@ -89,21 +60,23 @@ pub fn checksum_help(pkt: &mut PacketBuf) {
 
 /// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
 /// cannot, completes checksums it cannot, and linearizes for a device without
-/// scatter-gather.
-pub fn validate_xmit(ctx: XmitCtx<'_>, dev: &NetDevice, mut pkt: PacketBuf) -> SegList {
+/// scatter-gather. The resulting frames are appended to `out`.
+pub fn validate_xmit(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    mut pkt: PacketBuf,
+    out: &mut VecDeque<PacketBuf>,
+) {
     let feats = dev.features();
     if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
-        return match crate::ipv4::gso::segment_udp(pkt, feats) {
-            Some(segs) => SegList::Many(segs.into_iter().peekable()),
-            None => {
-                ctx.counters.drop(DropReason::SkbGsoSeg);
-                dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
-                SegList::One(None)
-            }
-        };
+        if !crate::ipv4::gso::segment_udp_into(pkt, feats, ctx.pool, out) {
+            ctx.counters.drop(DropReason::SkbGsoSeg);
+            dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
+        }
+        return;
     }
     finish_frame(&mut pkt, feats);
-    SegList::One(Some(pkt))
+    out.push_back(pkt);
 }
 
 /// The per-frame part of validation: checksum and linearization.

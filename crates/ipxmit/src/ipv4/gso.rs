@@ -8,34 +8,49 @@
 //! its own UDP length and checksum (left `CHECKSUM_PARTIAL` when the device can
 //! finish it, computed here otherwise).
 
-use crate::buf::{CsumState, GsoType, PacketBuf};
+use std::collections::VecDeque;
+
+use crate::buf::{BufPool, CsumState, GsoType, PacketBuf};
 use crate::dev::Features;
 use crate::ipv4::fragment::send_check;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 
 /// Splits a UDP GSO packet (data starting at its link header) into datagrams.
 /// Returns `None` (the packet freed, for the caller to count) when it is not a
-/// well-formed UDP GSO packet.
+/// well-formed UDP GSO packet. Convenience form of [`segment_udp_into`].
 pub fn segment_udp(pkt: PacketBuf, feats: Features) -> Option<Vec<PacketBuf>> {
+    let mut out = std::collections::VecDeque::new();
+    let pool = BufPool::new(64);
+    segment_udp_into(pkt, feats, &pool, &mut out).then(|| out.into())
+}
+
+/// Splits a UDP GSO packet into datagrams appended to `out`, in buffers from
+/// `pool` (no heap allocation in steady state). Returns false (the packet freed)
+/// when it is not a well-formed UDP GSO packet.
+pub fn segment_udp_into(
+    pkt: PacketBuf,
+    feats: Features,
+    pool: &BufPool,
+    out: &mut VecDeque<PacketBuf>,
+) -> bool {
     let l2 = pkt.meta.network_header as usize - pkt.data_offset();
     let lin = pkt.linear();
     if lin.len() < l2 + 20 || pkt.meta.gso_type != GsoType::UdpL4 || pkt.meta.gso_size == 0 {
-        return None;
+        return false;
     }
     let hlen = ((lin[l2] & 0xf) as usize) * 4;
     let hdrs = l2 + hlen + 8;
     if lin.len() < hdrs || lin[l2 + 9] != 17 {
-        return None;
+        return false;
     }
     let mss = pkt.meta.gso_size as usize;
     let total = pkt.len() - hdrs;
-    let mut out = Vec::with_capacity(total.div_ceil(mss));
     let headroom = pkt.headroom();
     let id0 = u16::from_be_bytes([lin[l2 + 4], lin[l2 + 5]]);
     let (mut off, mut i) = (0usize, 0u16);
     while off < total {
         let seg = mss.min(total - off);
-        let mut s = PacketBuf::with_capacity(headroom + hdrs + seg);
+        let mut s = pool.alloc(headroom + hdrs + seg);
         s.reserve(headroom);
         s.meta = pkt.meta.clone();
         s.meta.gso_type = GsoType::None;
@@ -47,11 +62,11 @@ pub fn segment_udp(pkt: PacketBuf, feats: Features) -> Option<Vec<PacketBuf>> {
         buf[..hdrs].copy_from_slice(&pkt.linear()[..hdrs]);
         pkt.copy_bits(hdrs + off, &mut buf[hdrs..]);
         fix_segment(&mut s, l2, hlen, seg, id0.wrapping_add(i), feats);
-        out.push(s);
+        out.push_back(s);
         off += seg;
         i = i.wrapping_add(1);
     }
-    Some(out)
+    true
 }
 
 fn fix_segment(s: &mut PacketBuf, l2: usize, hlen: usize, seg: usize, id: u16, feats: Features) {

@@ -13,9 +13,10 @@
 
 use std::collections::VecDeque;
 
+use crate::buf::GsoType;
 use crate::buf::PacketBuf;
 use crate::dev::queue::XmitCtx;
-use crate::dev::xmit::{drop_frame, hard_start_xmit, validate_xmit, xmit_one, SegList};
+use crate::dev::xmit::{drop_frame, finish_frame, hard_start_xmit, validate_xmit, xmit_one};
 use crate::dev::{NetDevice, QdiscSlot, TxQueue, TxStatus};
 use crate::sched::{Dequeued, ToFree};
 
@@ -41,14 +42,13 @@ pub(crate) fn bypass(
     pkt: PacketBuf,
     mut frames: VecDeque<PacketBuf>,
 ) {
-    let all_sent = match validate_xmit(ctx, dev, pkt) {
-        SegList::One(Some(p)) => xmit_single(ctx, dev, txq, p, &mut frames),
-        list => {
-            for f in list {
-                frames.push_back(f);
-            }
-            direct_xmit(ctx, dev, txq, &mut frames)
-        }
+    let all_sent = if pkt.meta.gso_type == GsoType::None {
+        let mut pkt = pkt;
+        finish_frame(&mut pkt, dev.features());
+        xmit_single(ctx, dev, txq, pkt, &mut frames)
+    } else {
+        validate_xmit(ctx, dev, pkt, &mut frames);
+        direct_xmit(ctx, dev, txq, &mut frames)
     };
     let mut slot = txq.q.lock();
     if !frames.is_empty() {
@@ -161,9 +161,7 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
     drop(slot);
     for _ in 0..n {
         if let Some(p) = frames.pop_front() {
-            for f in validate_xmit(ctx, dev, p) {
-                frames.push_back(f);
-            }
+            validate_xmit(ctx, dev, p, &mut frames);
         }
     }
     let go_on = direct_xmit(ctx, dev, txq, &mut frames);

@@ -164,8 +164,10 @@ impl UdpSocket {
                     .cork
                     .params()
                     .map_or(Ipv4Addr::UNSPECIFIED, |p| p.daddr);
-                self.inet
-                    .local_error(Errno::EMSGSIZE, daddr, self.cork_dport, info);
+                // ip_local_error(..., inet->inet_dport, ...): the connected
+                // peer's port, 0 on an unconnected socket.
+                let port = self.inet.peer.map_or(0, |p| p.port());
+                self.inet.local_error(Errno::EMSGSIZE, daddr, port, info);
             }
             self.flush();
             return Err(e);
