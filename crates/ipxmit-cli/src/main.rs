@@ -3,14 +3,18 @@
 //! `ipxmit send` runs a workload on a one-device host — by default the embedded
 //! in-memory wire with a verifying peer — and prints what was sent, what the peer
 //! verified, and the statistics in the formats of `ip -s link`, `tc -s qdisc` and
-//! `nstat`.
+//! `nstat`. `ipxmit run SCRIPT` builds a whole host and runs a sequence of
+//! socket operations from a script.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod progress;
 mod report;
+mod script;
 mod send;
 
 /// The ipxmit command line.
@@ -33,6 +37,12 @@ enum Cmd {
     /// Send a UDP workload through the stack (default: in-memory wire with a
     /// verifying peer).
     Send(send::SendArgs),
+    /// Build a host and run socket operations from a script file (`-` for
+    /// stdin); see docs/script.md.
+    Run(script::RunArgs),
+    /// Benchmark ipxmit against the kernel's own UDP send path on one pinned
+    /// core (root for the kernel side; see the README's "Benchmarks").
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -67,6 +77,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Cmd::Send(send::SendArgs::default_args()));
     let r = match cmd {
         Cmd::Send(a) => send::run(a),
+        Cmd::Run(a) => script::run(a),
+        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(code) => code,

@@ -2,9 +2,13 @@
 //! and `nstat`, in text and as JSON values.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipxmit::stats::DropReason;
+use ipxmit::wire::EthernetAddress;
 use ipxmit::{NetDevice, Stack};
+use ipxmit_drivers::peer::PeerStats;
 use serde_json::{json, Value};
 
 /// `ip -s link show DEV`.
@@ -68,10 +72,22 @@ pub fn ip_link_json(dev: &NetDevice) -> Value {
 /// `tc -s qdisc show dev DEV`: one qdisc per transmit queue (under `mq` when
 /// there are several, as the kernel shows them).
 pub fn tc_qdisc(dev: &NetDevice) -> String {
+    tc_qdisc_lines(dev, "")
+}
+
+/// `tc -s qdisc show` (every device): as [`tc_qdisc`], each line naming its
+/// device (`qdisc pfifo_fast 0: dev eth0 root ...`).
+pub fn tc_qdisc_all(devs: &[Arc<NetDevice>]) -> String {
+    devs.iter()
+        .map(|d| tc_qdisc_lines(d, &format!("dev {} ", d.name())))
+        .collect()
+}
+
+fn tc_qdisc_lines(dev: &NetDevice, devpart: &str) -> String {
     let mut o = String::new();
     let n = dev.queues().len();
     if n > 1 {
-        let _ = writeln!(o, "qdisc mq 0: root");
+        let _ = writeln!(o, "qdisc mq 0: {devpart}root");
     }
     for (i, q) in dev.queues().iter().enumerate() {
         q.with_qdisc(|qd| {
@@ -82,7 +98,7 @@ pub fn tc_qdisc(dev: &NetDevice) -> String {
             };
             let params = qd.params();
             let sep = if params.is_empty() { "" } else { " " };
-            let _ = writeln!(o, "qdisc {} 0: {parent}{sep}{params}", qd.kind());
+            let _ = writeln!(o, "qdisc {} 0: {devpart}{parent}{sep}{params}", qd.kind());
             let _ = writeln!(o, "{}", qd.stats());
         });
     }
@@ -148,4 +164,40 @@ pub fn nstat_json(stack: &Stack) -> Value {
         .map(|(r, v)| (r.name().to_string(), json!(v)))
         .collect();
     json!({"mib": mib, "drops": drops})
+}
+
+/// One line on what a verifying peer received on `dev`'s wire, then its
+/// non-zero drop reasons.
+pub fn peer_line(dev: &str, addr: Ipv4Addr, mac: EthernetAddress, s: &PeerStats) -> String {
+    let mut o = format!(
+        "peer {addr} ({mac}) on {dev}: {} frames, {} UDP datagrams intact ({} reassembled), \
+         {} other IP, {} ARP requests answered, {} dropped\n",
+        s.frames,
+        s.datagrams,
+        s.reassembled,
+        s.ip_delivered,
+        s.arp_requests,
+        s.drops_total()
+    );
+    for (name, v) in s
+        .counters()
+        .skip(PeerStats::TOTALS)
+        .filter(|&(_, v)| v != 0)
+    {
+        let _ = writeln!(o, "    {name:<24}{v}");
+    }
+    o
+}
+
+/// A verifying peer's counters as JSON (every counter, by its name).
+pub fn peer_json(addr: Ipv4Addr, mac: EthernetAddress, s: &PeerStats) -> Value {
+    let counters: serde_json::Map<String, Value> = s
+        .counters()
+        .map(|(n, v)| (n.to_string(), json!(v)))
+        .collect();
+    json!({
+        "addr": addr.to_string(), "lladdr": mac.to_string(),
+        "datagrams": s.datagrams, "reassembled": s.reassembled,
+        "drops": s.drops_total(), "counters": counters
+    })
 }

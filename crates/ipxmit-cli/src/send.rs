@@ -5,10 +5,11 @@
 //! that reassembles fragments and checks every checksum and payload byte.
 //! Payloads are deterministic: byte `i` of datagram `k` is `(7*i + k) mod 256`.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallInstant};
 
@@ -24,6 +25,7 @@ use ipxmit_drivers::null::NullCounters;
 use ipxmit_drivers::peer::{Peer, PeerConfig, Received};
 use serde_json::json;
 
+use crate::progress::Progress;
 use crate::report;
 
 /// Our address on the embedded host.
@@ -75,6 +77,11 @@ pub struct SendArgs {
     /// Number of sockets (flows), used in turn.
     #[arg(long, default_value_t = 1)]
     pub sockets: usize,
+    /// Sender threads, each with its own share of the sockets and of the
+    /// datagrams, all sharing the one stack (the wire's consumer and the peer
+    /// run on the main thread).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Transmit queues of the device.
     #[arg(long, default_value_t = 1)]
     pub txqueues: usize,
@@ -82,7 +89,8 @@ pub struct SendArgs {
     #[arg(long)]
     pub offload: Option<String>,
     /// Device: mem (in-memory wire with the verifying peer), null (counts and
-    /// frees), pcap:FILE (frames only to a capture file).
+    /// frees), pcap:FILE (frames only to a capture file), tap:NAME (a Linux TAP
+    /// device), packet:IFACE (a Linux interface through AF_PACKET).
     #[arg(long, default_value = "mem")]
     pub dev: String,
     /// Also capture every frame the device sends (pcap, or pcapng by extension).
@@ -214,22 +222,27 @@ enum Wire {
     Mem(Arc<MemWire>, Box<Peer>),
     Null,
     File,
+    /// A Linux device: the kernel is the far end.
+    Os,
 }
 
-/// Builds the embedded host: device, address, route to the destination,
-/// static neighbour for the peer, qdisc, capture.
-fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
-    let stack = Stack::new();
-    let mut cfg = DevConfig::ethernet("eth0", HOST_MAC);
-    cfg.mtu = a.mtu;
-    cfg.features = a
-        .offload
-        .as_deref()
-        .map(parse_features)
-        .transpose()?
-        .unwrap_or(Features::NONE);
-    let n = a.txqueues.clamp(1, 64);
-    let (drivers, wire) = if a.dev == "mem" {
+/// `tap:NAME` or `packet:IFACE`.
+fn os_device(dev: &str) -> Option<(crate::script::parse::LinkKind, &str)> {
+    use crate::script::parse::LinkKind;
+    if let Some(n) = dev.strip_prefix("tap:") {
+        return Some((LinkKind::Tap, n));
+    }
+    dev.strip_prefix("packet:").map(|n| (LinkKind::Packet, n))
+}
+
+/// The drivers of the `--dev` device and what is at its far end.
+fn make_wire(
+    a: &SendArgs,
+    p: &Plan,
+    stack: &Stack,
+    n: usize,
+) -> Result<(Vec<Box<dyn ipxmit::Driver>>, Wire)> {
+    Ok(if a.dev == "mem" {
         let w = MemWire::new(8192);
         let addr = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
             *p.dst.ip()
@@ -254,9 +267,30 @@ fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
         )
         .with_context(|| format!("cannot create capture file {path}"))?;
         (d, Wire::File)
+    } else if let Some((kind, name)) = os_device(&a.dev) {
+        (crate::script::links::os_drivers(&kind, name, n)?, Wire::Os)
     } else {
-        bail!("unknown device {:?} (mem, null, pcap:FILE; tap: and packet: drivers are not built yet)", a.dev);
-    };
+        bail!(
+            "unknown device {:?} (mem, null, pcap:FILE, tap:NAME, packet:IFACE)",
+            a.dev
+        );
+    })
+}
+
+/// Builds the embedded host: device, address, route to the destination,
+/// static neighbour for the peer, qdisc, capture.
+fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
+    let stack = Stack::new();
+    let mut cfg = DevConfig::ethernet("eth0", HOST_MAC);
+    cfg.mtu = a.mtu;
+    cfg.features = a
+        .offload
+        .as_deref()
+        .map(parse_features)
+        .transpose()?
+        .unwrap_or(Features::NONE);
+    let n = a.txqueues.clamp(1, 64);
+    let (drivers, wire) = make_wire(a, p, &stack, n)?;
     stack.add_device(cfg, drivers)?;
     stack.add_addr("eth0", "10.0.0.1/24".parse()?)?;
     let nexthop = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
@@ -267,7 +301,7 @@ fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
         stack.add_route(r)?;
         PEER_ADDR
     };
-    if !matches!(wire, Wire::Mem(..)) {
+    if matches!(wire, Wire::Null | Wire::File) {
         // No peer answers ARP on these devices: a static entry, as `ip neigh
         // add ... nud permanent` would give.
         stack.add_neigh("eth0", nexthop, PEER_MAC, NudState::Permanent)?;
@@ -289,14 +323,17 @@ fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
     Ok((stack, wire, tap))
 }
 
-fn open_sockets(stack: &Arc<Stack>, a: &SendArgs) -> Result<Vec<UdpSocket>> {
+fn open_sockets(stack: &Arc<Stack>, a: &SendArgs, n: usize) -> Result<Vec<UdpSocket>> {
     let mut v = Vec::new();
-    for _ in 0..a.sockets.clamp(1, 4096) {
+    for _ in 0..n.clamp(1, 4096) {
         let mut s = UdpSocket::new(stack);
         s.bind(SocketAddrV4::new(HOST_ADDR, 0))?;
         if let Some(t) = &a.tos {
-            let t = t.trim_start_matches("0x");
-            s.set_tos(u8::from_str_radix(t, 16).with_context(|| format!("invalid --tos {t:?}"))?);
+            let v = crate::script::parse::parse_num(t)
+                .ok()
+                .and_then(|v| u8::try_from(v).ok())
+                .with_context(|| format!("invalid --tos {t:?} (0..255, or hex 0xb8)"))?;
+            s.set_tos(v);
         }
         s.set_ttl(a.ttl)?;
         if let Some(m) = &a.pmtudisc {
@@ -320,6 +357,17 @@ struct Tally {
     bad_payload: u64,
     reassembled: u64,
     elapsed: Duration,
+}
+
+impl Tally {
+    /// Adds a sender thread's counts.
+    fn add(&mut self, o: Tally) {
+        self.datagrams += o.datagrams;
+        self.payload += o.payload;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
 }
 
 /// Payload bytes: `base[m..m + len]` is datagram `k`'s payload when
@@ -364,7 +412,12 @@ fn send_one(s: &mut UdpSocket, p: &Plan, data: &[u8]) -> Result<(), SendError> {
 }
 
 fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
-    let Wire::Mem(w, peer) = wire else { return };
+    let Wire::Mem(w, peer) = wire else {
+        if matches!(wire, Wire::Os) {
+            stack.poll_rx(64);
+        }
+        return;
+    };
     if w.is_empty() {
         return;
     }
@@ -397,22 +450,57 @@ fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
     });
 }
 
-fn progress(a: &SendArgs, p: &Plan) -> Option<indicatif::ProgressBar> {
-    if a.json || !io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match p.duration {
-        Some(d) => indicatif::ProgressBar::new(d.as_millis() as u64),
-        None => indicatif::ProgressBar::new(p.count),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    Some(bar)
+/// What one sender sends: every `stride`-th datagram starting at `first`.
+#[derive(Clone, Copy)]
+struct Share {
+    first: u64,
+    stride: u64,
+    count: u64,
+    rate_bps: Option<u64>,
 }
 
-/// The send loop: round-robin over sockets, pacing, draining the wire.
+impl Share {
+    /// Share `i` of `n` of the plan.
+    fn of(p: &Plan, i: u64, n: u64) -> Share {
+        Share {
+            first: i,
+            stride: n,
+            count: p.count / n + u64::from(i < p.count % n),
+            rate_bps: p.rate_bps.map(|r| r / n),
+        }
+    }
+}
+
+/// Sends the `j`-th datagram of a share; false when the share is done.
+fn send_next(
+    p: &Plan,
+    sh: &Share,
+    j: u64,
+    socks: &mut [UdpSocket],
+    pat: &Pattern,
+    t: &mut Tally,
+    start: WallInstant,
+) -> bool {
+    if p.duration
+        .map_or(j >= sh.count, |d| j % 256 == 0 && start.elapsed() >= d)
+    {
+        return false;
+    }
+    let k = sh.first + j * sh.stride;
+    let len = p.sizes[(k % p.sizes.len() as u64) as usize];
+    let n = socks.len() as u64;
+    match send_one(&mut socks[(j % n) as usize], p, pat.payload(k, len)) {
+        Ok(()) => {
+            t.datagrams += 1;
+            t.payload += len as u64;
+        }
+        Err(e) => *t.errors.entry(e.errno().name()).or_default() += 1,
+    }
+    true
+}
+
+/// The send loop on one thread: round-robin over sockets, pacing, draining
+/// the wire after every datagram.
 fn workload(
     a: &SendArgs,
     p: &Plan,
@@ -422,45 +510,118 @@ fn workload(
 ) -> Tally {
     let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
     let mut t = Tally::default();
-    let bar = progress(a, p);
+    let mut prog = Progress::new(a.json, p.count, p.duration);
     let start = WallInstant::now();
-    let mut k = 0u64;
-    loop {
-        if p.duration
-            .map_or(k >= p.count, |d| k % 256 == 0 && start.elapsed() >= d)
-        {
-            break;
-        }
-        let len = p.sizes[(k % p.sizes.len() as u64) as usize];
-        let n = socks.len();
-        match send_one(&mut socks[(k % n as u64) as usize], p, pat.payload(k, len)) {
-            Ok(()) => {
-                t.datagrams += 1;
-                t.payload += len as u64;
-            }
-            Err(e) => *t.errors.entry(e.errno().name()).or_default() += 1,
-        }
-        k += 1;
+    let sh = Share::of(p, 0, 1);
+    let mut j = 0u64;
+    while send_next(p, &sh, j, socks, &pat, &mut t, start) {
+        j += 1;
         drain_wire(wire, stack, &pat, &mut t);
-        if k % 256 == 0 {
-            pace(p, &t, start);
-            if let Some(b) = &bar {
-                b.set_position(p.duration.map_or(k, |_| start.elapsed().as_millis() as u64));
-            }
+        if j % 256 == 0 {
+            pace(sh.rate_bps, &t, start);
+            prog.update(t.datagrams, t.payload);
         }
     }
     stack.poll_until_idle(1000);
     drain_wire(wire, stack, &pat, &mut t);
     t.elapsed = start.elapsed();
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    prog.finish();
     t
 }
 
-/// Sleeps while ahead of the `-b` rate.
-fn pace(p: &Plan, t: &Tally, start: WallInstant) {
-    let Some(rate) = p.rate_bps.filter(|&r| r > 0) else {
+/// One sender thread: its own sockets, its share of the datagrams.
+fn sender(
+    a: &SendArgs,
+    p: &Plan,
+    stack: &Arc<Stack>,
+    sh: Share,
+    sent: &[AtomicU64; 2],
+    gate: &AtomicBool,
+    start: WallInstant,
+) -> Result<Tally> {
+    let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
+    let mut socks = open_sockets(stack, a, (a.sockets / sh.stride as usize).max(1))?;
+    let mut t = Tally::default();
+    let (mut j, mut reported) = (0u64, 0u64);
+    // Sender 0 sends one datagram; everybody waits until it resolved the
+    // neighbour, so the others do not overflow its unresolved queue.
+    if sh.first != 0 {
+        wait_gate(gate);
+    }
+    while send_next(p, &sh, j, &mut socks, &pat, &mut t, start) {
+        j += 1;
+        if j == 1 {
+            wait_gate(gate);
+        }
+        if j % 64 == 0 {
+            sent[0].fetch_add(64, Ordering::Relaxed);
+            sent[1].fetch_add(t.payload - reported, Ordering::Relaxed);
+            reported = t.payload;
+            pace(sh.rate_bps, &t, start);
+        }
+    }
+    Ok(t)
+}
+
+fn wait_gate(gate: &AtomicBool) {
+    while !gate.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+}
+
+/// `--threads N`: N sender threads share the stack; this thread drains the
+/// wire into the peer and runs the stack's deferred work until they are done.
+fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Result<Tally> {
+    let n = a.threads.clamp(1, 256) as u64;
+    let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
+    // Datagrams and payload bytes sent so far, for the progress display.
+    let sent = [AtomicU64::new(0), AtomicU64::new(0)];
+    let gate = AtomicBool::new(!matches!(wire, Wire::Mem(..)));
+    let start = WallInstant::now();
+    let mut prog = Progress::new(a.json, p.count, p.duration);
+    let mut t = Tally::default();
+    let results: Vec<Result<Tally>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (sent, gate, sh) = (&sent, &gate, Share::of(p, i, n));
+                sc.spawn(move || sender(a, p, stack, sh, sent, gate, start))
+            })
+            .collect();
+        while !hs.iter().all(|h| h.is_finished()) {
+            let before = t.verified + t.bad_payload;
+            stack.poll();
+            drain_wire(wire, stack, &pat, &mut t);
+            if t.verified + t.bad_payload > 0 || start.elapsed() > Duration::from_secs(1) {
+                gate.store(true, Ordering::Release);
+            }
+            if t.verified + t.bad_payload == before {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            prog.update(
+                sent[0].load(Ordering::Relaxed),
+                sent[1].load(Ordering::Relaxed),
+            );
+        }
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a sender thread panicked"))
+            })
+            .collect()
+    });
+    for r in results {
+        t.add(r?);
+    }
+    stack.poll_until_idle(1000);
+    drain_wire(wire, stack, &pat, &mut t);
+    t.elapsed = start.elapsed();
+    prog.finish();
+    Ok(t)
+}
+
+/// Sleeps while ahead of `rate` (bits of payload per second).
+fn pace(rate: Option<u64>, t: &Tally, start: WallInstant) {
+    let Some(rate) = rate.filter(|&r| r > 0) else {
         return;
     };
     let due = Duration::from_secs_f64(t.payload as f64 * 8.0 / rate as f64);
@@ -474,8 +635,12 @@ fn pace(p: &Plan, t: &Tally, start: WallInstant) {
 pub fn run(a: SendArgs) -> Result<ExitCode> {
     let p = plan(&a)?;
     let (stack, mut wire, tap) = build_host(&a, &p)?;
-    let mut socks = open_sockets(&stack, &a)?;
-    let t = workload(&a, &p, &stack, &mut socks, &mut wire);
+    let t = if a.threads > 1 {
+        threaded(&a, &p, &stack, &mut wire)?
+    } else {
+        let mut socks = open_sockets(&stack, &a, a.sockets)?;
+        workload(&a, &p, &stack, &mut socks, &mut wire)
+    };
     if let Some(tap) = &tap {
         tap.flush().context("writing the capture file")?;
     }

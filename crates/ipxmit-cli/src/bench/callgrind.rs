@@ -1,0 +1,50 @@
+//! `ipxmit bench --callgrind-case CASE --count N`: sends a fixed number of
+//! datagrams of one case through the in-memory path (or the null device) and
+//! nothing else, for counting instructions under `valgrind --tool=callgrind`.
+//! `scripts/callgrind.sh` runs it with N and N/2 datagrams and divides the
+//! difference by N/2, which cancels start-up and warm-up.
+
+use anyhow::{bail, Context, Result};
+
+use super::cases;
+use super::ipx::{DevSetup, IpxSender};
+
+/// Datagrams sent before the counted ones (fills the buffer pool); the same
+/// in both runs of the script, so they cancel.
+pub const WARMUP: u64 = 1000;
+
+/// Runs the fixed-count workload; prints one line.
+pub fn run(case: &str, count: u64, dev: &str, json: bool) -> Result<()> {
+    let sel = cases::select(Some(case)).map_err(anyhow::Error::msg)?;
+    let case = sel[0];
+    let mem = match dev {
+        "mem" => true,
+        "null" => false,
+        other => bail!("--callgrind-dev {other:?}: mem or null"),
+    };
+    let setup = DevSetup {
+        sg: true,
+        csum: case.csum_offload,
+        gso: true,
+        qdisc: "noqueue".to_string(),
+    };
+    let mut s = IpxSender::new(case, &setup, mem).context("building the host")?;
+    for _ in 0..WARMUP + count {
+        if !s.send_datagram()? {
+            bail!("a send was refused (ENOBUFS/EAGAIN)");
+        }
+    }
+    let frames = s.frames();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"case": case.name, "dev": dev, "datagrams": count, "warmup": WARMUP, "frames": frames})
+        );
+    } else {
+        println!(
+            "callgrind case {} on {dev}: {count} datagrams after {WARMUP} warm-up, {frames} frames",
+            case.name
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Side B: ipxmit's full path — `UdpSocket::send_to` through cork, IP output,
+//! fragmentation, neighbour output and the qdisc layer — into a `null` device
+//! (counts and frees every frame) or the in-memory wire, configured like the
+//! kernel's sink: Ethernet, MTU 1500, the same offloads and root qdisc, the
+//! same addresses and route.
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use ipxmit::dev::DevConfig;
+use ipxmit::neigh::NudState;
+use ipxmit::sched::QdiscSpec;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit_drivers::mem::MemWire;
+use ipxmit_drivers::null::NullCounters;
+
+use super::cases::{Case, MTU};
+use super::measure::{self, Sample, CHECK_EVERY};
+use super::netns::{DEST, DEST_NET, LOCAL, LOCAL_ADDR, SINK};
+
+/// The device configuration of side B.
+#[derive(Clone, Debug)]
+pub struct DevSetup {
+    /// Scatter-gather.
+    pub sg: bool,
+    /// Checksum offload.
+    pub csum: bool,
+    /// UDP GSO.
+    pub gso: bool,
+    /// Root qdisc, tc syntax.
+    pub qdisc: String,
+}
+
+impl DevSetup {
+    /// The device's feature flags.
+    pub fn features(&self) -> Features {
+        let mut f = Features::NONE;
+        if self.sg {
+            f = f | Features::SG;
+        }
+        if self.csum {
+            f = f | Features::HW_CSUM;
+        }
+        if self.gso {
+            f = f | Features::GSO_UDP_L4;
+        }
+        f
+    }
+}
+
+/// Where the device's frames go.
+enum Sink {
+    Null(Arc<NullCounters>),
+    Mem(Arc<MemWire>),
+}
+
+/// A one-device ipxmit host and a socket, set up for one case.
+pub struct IpxSender {
+    _stack: Arc<Stack>,
+    sock: UdpSocket,
+    sink: Sink,
+    payload: Vec<u8>,
+    lens: Vec<usize>,
+    case: Case,
+}
+
+impl IpxSender {
+    /// A host whose device sends into a null device (`mem = false`) or the
+    /// in-memory wire, drained after every datagram (`mem = true`).
+    pub fn new(case: Case, dev: &DevSetup, mem: bool) -> Result<IpxSender> {
+        let stack = Stack::new();
+        let mut cfg = DevConfig::ethernet(SINK, EthernetAddress([2, 0, 0, 0, 0, 1]));
+        cfg.mtu = MTU as u32;
+        cfg.features = dev.features();
+        let (drivers, sink) = if mem {
+            let w = MemWire::new(1024);
+            (w.drivers(1), Sink::Mem(w))
+        } else {
+            let c = NullCounters::new();
+            (c.drivers(1), Sink::Null(c))
+        };
+        stack.add_device(cfg, drivers)?;
+        let spec: QdiscSpec = dev
+            .qdisc
+            .parse()
+            .map_err(|e| anyhow!("qdisc {:?}: {e}", dev.qdisc))?;
+        stack.replace_qdisc(SINK, &spec)?;
+        stack.add_addr(SINK, LOCAL.parse()?)?;
+        stack.add_route(RouteSpec::new(DEST_NET.parse()?, SINK))?;
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        stack.add_neigh(SINK, *DEST.ip(), mac, NudState::Permanent)?;
+        let mut sock = UdpSocket::new(&stack);
+        sock.bind(SocketAddrV4::new(LOCAL_ADDR, 0))?;
+        sock.set_gso_size(u32::from(case.gso))
+            .context("UDP_SEGMENT")?;
+        Ok(IpxSender {
+            _stack: stack,
+            sock,
+            sink,
+            payload: case.payload_bytes(),
+            lens: case.piece_lens(),
+            case,
+        })
+    }
+
+    /// Frames the device's sink took so far.
+    pub fn frames(&self) -> u64 {
+        match &self.sink {
+            Sink::Null(c) => c.frames(),
+            Sink::Mem(w) => w.frames(),
+        }
+    }
+
+    /// One datagram (its pieces with `MSG_MORE`); false when refused with
+    /// `ENOBUFS`/`EAGAIN`.
+    #[inline]
+    pub fn send_datagram(&mut self) -> Result<bool, SendError> {
+        let last = self.lens.len() - 1;
+        let mut at = 0;
+        for (i, &n) in self.lens.iter().enumerate() {
+            let flags = if i < last {
+                MsgFlags::MORE
+            } else {
+                MsgFlags::NONE
+            };
+            match self.sock.send_to(&self.payload[at..at + n], DEST, flags) {
+                Ok(_) => {}
+                Err(SendError::NoBufs | SendError::Again) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            at += n;
+        }
+        if let Sink::Mem(w) = &self.sink {
+            w.drain(drop);
+        }
+        Ok(true)
+    }
+
+    /// Sends for `dur`; frames counted at the sink.
+    pub fn run(&mut self, dur: Duration) -> Result<Sample> {
+        let f0 = self.frames();
+        let calls_per = self.lens.len() as u64;
+        let mut s = measure::timed(dur, || {
+            let (mut ok, mut err) = (0u64, 0u64);
+            for _ in 0..CHECK_EVERY {
+                if self.send_datagram()? {
+                    ok += 1;
+                } else {
+                    err += 1;
+                }
+            }
+            Ok::<_, SendError>((CHECK_EVERY * calls_per, ok, err))
+        })
+        .context("ipxmit send")?;
+        s.frames = self.frames() - f0;
+        s.datagrams = s.sends * self.case.datagrams_per_send();
+        s.payload_bytes = s.sends * self.case.payload as u64;
+        Ok(s)
+    }
+}

@@ -1,0 +1,328 @@
+//! Printing the results: the tables (comfy-table), the targets of issue 6 with
+//! how far each is from being met, and one JSON object for `--json`.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde_json::{json, Value};
+
+use super::measure::{median, Sample};
+use super::sink::{CaseResult, Side, SinkTable};
+use super::wires::WireRow;
+
+/// Medians of one sender over its rounds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Medians {
+    /// Datagrams per second.
+    pub dps: f64,
+    /// Frames per second at the sink.
+    pub fps: f64,
+    /// Payload Gbit/s.
+    pub gbps: f64,
+    /// CPU nanoseconds per datagram.
+    pub cpu_ns: f64,
+    /// Share of wall time on the CPU.
+    pub busy: f64,
+    /// Every round's frame count matched the expectation.
+    pub frames_ok: bool,
+    /// Refused sends over all rounds.
+    pub errors: u64,
+}
+
+/// Medians of a measured side.
+pub fn medians(side: &Side) -> Option<Medians> {
+    let s = side.samples();
+    if s.is_empty() {
+        return None;
+    }
+    Some(Medians {
+        dps: median(s, Sample::datagram_rate),
+        fps: median(s, Sample::frame_rate),
+        gbps: median(s, Sample::gbps),
+        cpu_ns: median(s, Sample::cpu_ns_per_datagram),
+        busy: median(s, Sample::cpu_share),
+        frames_ok: s.iter().all(Sample::frames_ok),
+        errors: s.iter().map(|x| x.errors).sum(),
+    })
+}
+
+/// The faster kernel sender of a case.
+pub fn best_kernel(c: &CaseResult) -> Option<Medians> {
+    [medians(&c.sendto), medians(&c.sendmmsg)]
+        .into_iter()
+        .flatten()
+        .max_by(|a, b| a.dps.total_cmp(&b.dps))
+}
+
+/// "12.35M", "612.3k".
+pub fn si(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2}G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
+        x if x >= 1e3 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.1}"),
+    }
+}
+
+fn side_row(t: &mut Table, case: &str, who: &str, side: &Side, ratio: Option<f64>) {
+    let Some(m) = medians(side) else {
+        let why = match side {
+            Side::Skipped(w) => w.clone(),
+            Side::Measured(_) => "no samples".to_string(),
+        };
+        t.add_row(vec![case.to_string(), who.to_string(), why]);
+        return;
+    };
+    let check = match (m.frames_ok, m.errors) {
+        (true, 0) => "ok".to_string(),
+        (true, e) => format!("ok, {e} refused"),
+        (false, _) => "MISMATCH".to_string(),
+    };
+    t.add_row(vec![
+        case.to_string(),
+        who.to_string(),
+        si(m.dps),
+        si(m.fps),
+        format!("{:.2}", m.gbps),
+        format!("{:.0}", m.cpu_ns),
+        format!("{:.0}%", m.busy * 100.0),
+        ratio.map_or_else(String::new, |r| format!("{r:.2}x")),
+        check,
+    ]);
+}
+
+/// The sink table as text.
+pub fn sink_table(st: &SinkTable) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "case",
+        "sender",
+        "datagrams/s",
+        "frames/s",
+        "payload Gbit/s",
+        "CPU ns/datagram",
+        "CPU busy",
+        "B/A",
+        "sink count",
+    ]);
+    for c in &st.cases {
+        let ratio = best_kernel(c)
+            .zip(medians(&c.ipxmit))
+            .map(|(a, b)| b.dps / a.dps);
+        side_row(&mut t, c.case.name, "A: kernel sendto", &c.sendto, None);
+        side_row(&mut t, c.case.name, "A: kernel sendmmsg", &c.sendmmsg, None);
+        let who = format!("B: ipxmit -> null ({})", c.dev.features());
+        side_row(&mut t, c.case.name, &who, &c.ipxmit, ratio);
+    }
+    t.to_string()
+}
+
+/// The real-wire table as text.
+pub fn wire_table(rows: &[WireRow]) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "case",
+        "sender",
+        "sent datagrams/s",
+        "delivered datagrams/s",
+        "delivered Gbit/s",
+        "sender CPU ns/datagram",
+        "delivered",
+    ]);
+    for r in rows {
+        let (Some(sent), Some(dl), Some(g), Some(cpu)) = (
+            r.sent(Sample::datagram_rate),
+            r.delivered_rate(),
+            r.delivered_gbps(),
+            r.sent(Sample::cpu_ns_per_datagram),
+        ) else {
+            let why = r
+                .result
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| "no samples".into());
+            t.add_row(vec![r.case.to_string(), r.sender.to_string(), why]);
+            continue;
+        };
+        t.add_row(vec![
+            r.case.to_string(),
+            r.sender.to_string(),
+            si(sent),
+            si(dl),
+            format!("{g:.2}"),
+            format!("{cpu:.0}"),
+            format!("{:.0}%", dl / sent.max(1e-9) * 100.0),
+        ]);
+    }
+    t.to_string()
+}
+
+/// The real-wire table as JSON.
+pub fn wires_json(rows: &[WireRow]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| match &r.result {
+                Err(why) => json!({"case": r.case, "sender": r.sender, "skipped": why}),
+                Ok(v) => json!({
+                    "case": r.case, "sender": r.sender,
+                    "sent_datagrams_per_s": r.sent(Sample::datagram_rate),
+                    "delivered_datagrams_per_s": r.delivered_rate(),
+                    "delivered_gbit_per_s": r.delivered_gbps(),
+                    "sender_cpu_ns_per_datagram": r.sent(Sample::cpu_ns_per_datagram),
+                    "rounds": v.iter().map(|w| json!({
+                        "sent": sample_json(&w.sent), "delivered": w.delivered,
+                        "delivered_bytes": w.delivered_bytes,
+                    })).collect::<Vec<_>>(),
+                }),
+            })
+            .collect(),
+    )
+}
+
+/// One target of the issue.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// What is compared.
+    pub what: String,
+    /// The factor required.
+    pub want: f64,
+    /// The factor measured, if measured.
+    pub got: Option<f64>,
+}
+
+impl Target {
+    /// "met", "MISSED by 3.1x", or "not measured".
+    pub fn verdict(&self) -> String {
+        match self.got {
+            None => "not measured".to_string(),
+            Some(g) if g >= self.want => "met".to_string(),
+            Some(g) => format!("MISSED by {:.1}x", self.want / g.max(1e-12)),
+        }
+    }
+}
+
+fn case<'a>(st: &'a SinkTable, name: &str) -> Option<&'a CaseResult> {
+    st.cases.iter().find(|c| c.case.name == name)
+}
+
+fn ratio(st: &SinkTable, name: &str, f: fn(&Medians) -> f64) -> Option<f64> {
+    let c = case(st, name)?;
+    let (a, b) = (best_kernel(c)?, medians(&c.ipxmit)?);
+    Some(f(&b) / f(&a))
+}
+
+/// The targets of issue 6, evaluated on this run.
+pub fn targets(st: &SinkTable) -> Vec<Target> {
+    let dps = |m: &Medians| m.dps;
+    let gbps = |m: &Medians| m.gbps;
+    let t = |what: &str, want, got| Target {
+        what: what.to_string(),
+        want,
+        got,
+    };
+    let memcpy = case(st, "65000B")
+        .and_then(|c| medians(&c.ipxmit))
+        .map(|m| m.gbps / st.memcpy_gbps.max(1e-9));
+    vec![
+        t(
+            "18B: ipxmit datagrams/s over the kernel's best",
+            20.0,
+            ratio(st, "18B", dps),
+        ),
+        t(
+            "1472B: ipxmit datagrams/s over the kernel's best",
+            10.0,
+            ratio(st, "1472B", dps),
+        ),
+        t(
+            "65000B: ipxmit payload Gbit/s over the kernel's best",
+            4.0,
+            ratio(st, "65000B", gbps),
+        ),
+        t(
+            "65000B: ipxmit payload Gbit/s over half this core's memcpy",
+            1.0,
+            memcpy.map(|r| r * 2.0),
+        ),
+        t(
+            "8x1000B MSG_MORE: ipxmit datagrams/s over the kernel's best",
+            10.0,
+            ratio(st, "8x1000B-more", dps),
+        ),
+        t(
+            "real wire: ipxmit TAP+GSO datagrams/s over kernel veth",
+            1.5,
+            None,
+        ),
+    ]
+}
+
+/// The targets as text.
+pub fn target_lines(ts: &[Target]) -> String {
+    let mut s = String::new();
+    for t in ts {
+        let got = t
+            .got
+            .map_or_else(|| "-".to_string(), |g| format!("{g:.2}x"));
+        s.push_str(&format!(
+            "  {:<62} want >= {:>5.1}x  got {:>8}  {}\n",
+            t.what,
+            t.want,
+            got,
+            t.verdict()
+        ));
+    }
+    s
+}
+
+fn sample_json(s: &Sample) -> Value {
+    json!({
+        "calls": s.calls, "sends": s.sends, "datagrams": s.datagrams, "frames": s.frames,
+        "frames_expected": s.frames_expected, "payload_bytes": s.payload_bytes, "errors": s.errors,
+        "wall_ns": s.wall_ns, "cpu_ns": s.cpu_ns,
+    })
+}
+
+fn side_json(side: &Side) -> Value {
+    match (side, medians(side)) {
+        (Side::Skipped(why), _) => json!({ "skipped": why }),
+        (Side::Measured(v), Some(m)) => json!({
+            "datagrams_per_s": m.dps, "frames_per_s": m.fps, "payload_gbit_per_s": m.gbps,
+            "cpu_ns_per_datagram": m.cpu_ns, "cpu_busy": m.busy, "frames_ok": m.frames_ok,
+            "errors": m.errors, "rounds": v.iter().map(sample_json).collect::<Vec<_>>(),
+        }),
+        (Side::Measured(_), None) => json!({ "skipped": "no samples" }),
+    }
+}
+
+/// The sink table's cases as JSON.
+pub fn cases_json(st: &SinkTable) -> Value {
+    let cases: Vec<Value> = st
+        .cases
+        .iter()
+        .map(|c| {
+            let ratio = best_kernel(c).zip(medians(&c.ipxmit));
+            json!({
+                "case": c.case.name, "payload": c.case.payload, "pieces": c.case.pieces,
+                "gso_size": c.case.gso, "csum_offload": c.case.csum_offload,
+                "kernel_sink_offloads": c.offloads.map(|o| json!({"tx_csum": o.csum, "sg": o.sg, "gso": o.gso})),
+                "ipxmit_features": c.dev.features().to_string(), "qdisc": c.dev.qdisc,
+                "kernel_sendto": side_json(&c.sendto), "kernel_sendmmsg": side_json(&c.sendmmsg),
+                "ipxmit": side_json(&c.ipxmit),
+                "ratio_datagrams_per_s": ratio.map(|(a, b)| b.dps / a.dps),
+                "ratio_cpu_ns_per_datagram": ratio.map(|(a, b)| a.cpu_ns / b.cpu_ns.max(1e-9)),
+            })
+        })
+        .collect();
+    Value::Array(cases)
+}
+
+/// The targets as JSON.
+pub fn targets_json(ts: &[Target]) -> Value {
+    Value::Array(
+        ts.iter()
+            .map(|t| json!({"what": t.what, "want": t.want, "got": t.got, "verdict": t.verdict()}))
+            .collect(),
+    )
+}

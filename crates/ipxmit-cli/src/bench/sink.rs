@@ -1,0 +1,237 @@
+//! The sink table: each case run A B A B on one pinned core — the kernel's
+//! `sendto` and `sendmmsg` into the namespace's sink (A), then ipxmit into its
+//! null device with the same offloads (B) — for the configured rounds.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::cases::Case;
+use super::ipx::{DevSetup, IpxSender};
+use super::kernel::{self, KernelSender, Mode, Offloads};
+use super::measure::{self, Sample};
+use super::netns::{self, SinkKind, DEST, SINK};
+use super::sys;
+use super::wires::{self, WireRow};
+
+/// How the run goes.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The cases.
+    pub cases: Vec<Case>,
+    /// Length of one measured run.
+    pub dur: Duration,
+    /// Rounds (A B A B ...).
+    pub rounds: usize,
+    /// The CPU everything runs on.
+    pub cpu: usize,
+    /// What the kernel rows say when the kernel side does not run.
+    pub kernel_skipped: String,
+    /// The CPU of the real-wire receiver.
+    pub rx_cpu: usize,
+}
+
+/// What the kernel side runs against, when it runs.
+#[derive(Clone, Debug)]
+pub struct KernelEnv {
+    /// The sink's kind.
+    pub kind: SinkKind,
+    /// Its root qdisc.
+    pub qdisc: String,
+    /// The real-wire receiver's namespace, or why there is none.
+    pub rx: Result<std::path::PathBuf, String>,
+}
+
+/// The measurements of one sender on one case, or why there are none.
+#[derive(Clone, Debug)]
+pub enum Side {
+    /// One sample per round.
+    Measured(Vec<Sample>),
+    /// Not run.
+    Skipped(String),
+}
+
+impl Side {
+    /// The samples, empty when skipped.
+    pub fn samples(&self) -> &[Sample] {
+        match self {
+            Side::Measured(v) => v,
+            Side::Skipped(_) => &[],
+        }
+    }
+}
+
+/// One case, both sides.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The case.
+    pub case: Case,
+    /// The sink's offloads during the case, as the kernel reported them.
+    pub offloads: Option<Offloads>,
+    /// The device side B used.
+    pub dev: DevSetup,
+    /// Kernel `sendto`.
+    pub sendto: Side,
+    /// Kernel `sendmmsg`.
+    pub sendmmsg: Side,
+    /// ipxmit.
+    pub ipxmit: Side,
+}
+
+/// The whole sink table.
+#[derive(Clone, Debug)]
+pub struct SinkTable {
+    /// memcpy Gbit/s of this core for 65000-byte copies (median of rounds).
+    pub memcpy_gbps: f64,
+    /// Per case.
+    pub cases: Vec<CaseResult>,
+    /// The real-wire table.
+    pub wires: Vec<WireRow>,
+}
+
+/// Runs the table on the calling thread: enters the namespace (when the
+/// kernel side runs), pins to the CPU, measures.
+pub fn run(plan: &Plan, ns: Option<(&std::path::Path, KernelEnv)>) -> Result<SinkTable> {
+    let env = match ns {
+        Some((path, env)) => {
+            sys::enter_netns(path).with_context(|| format!("setns into {}", path.display()))?;
+            Some(env)
+        }
+        None => None,
+    };
+    sys::pin_current_thread(plan.cpu).with_context(|| format!("pinning to CPU {}", plan.cpu))?;
+    let memcpy: Vec<f64> = (0..plan.rounds.max(1))
+        .map(|_| measure::memcpy_gbps(65000, plan.dur / 2))
+        .collect();
+    let mut cases = Vec::new();
+    for case in &plan.cases {
+        if sys::stopped() {
+            break;
+        }
+        cases.push(run_case(plan, *case, env.as_ref())?);
+    }
+    let wires = match env.as_ref().map(|e| &e.rx) {
+        Some(Ok(rx)) => wires::run(plan, Some(rx), plan.rx_cpu),
+        Some(Err(why)) => wires::run(
+            &Plan {
+                kernel_skipped: why.clone(),
+                ..plan.clone()
+            },
+            None,
+            0,
+        ),
+        None => wires::run(plan, None, 0),
+    };
+    Ok(SinkTable {
+        memcpy_gbps: measure::median_of(memcpy),
+        cases,
+        wires,
+    })
+}
+
+fn run_case(plan: &Plan, case: Case, env: Option<&KernelEnv>) -> Result<CaseResult> {
+    let offloads = match env {
+        Some(_) => Some(prepare_sink(case)?),
+        None => None,
+    };
+    let dev = DevSetup {
+        sg: offloads.is_none_or(|o| o.sg),
+        csum: offloads.map_or(case.csum_offload, |o| o.csum),
+        gso: true,
+        qdisc: env.map_or_else(|| "noqueue".to_string(), |e| e.qdisc.clone()),
+    };
+    let mut ipx = IpxSender::new(case, &dev, false)
+        .with_context(|| format!("ipxmit host for {}", case.name))?;
+    let ks = match env {
+        Some(e) => Some((
+            KernelSender::new(case, DEST).context("kernel socket")?,
+            e.kind,
+        )),
+        None => None,
+    };
+    let has_kernel = ks.is_some();
+    let kside = || {
+        if has_kernel {
+            Side::Measured(Vec::new())
+        } else {
+            Side::Skipped(plan.kernel_skipped.clone())
+        }
+    };
+    let mut r = CaseResult {
+        case,
+        offloads,
+        sendto: kside(),
+        sendmmsg: kside(),
+        ipxmit: Side::Measured(Vec::new()),
+        dev,
+    };
+    warm_up(plan, &mut ipx, ks.as_ref())?;
+    for _ in 0..plan.rounds.max(1) {
+        if let Some((k, kind)) = &ks {
+            record(
+                &mut r.sendto,
+                kernel_sample(k, *kind, case, Mode::SendTo, plan.dur),
+            );
+            record(
+                &mut r.sendmmsg,
+                kernel_sample(k, *kind, case, Mode::SendMmsg, plan.dur),
+            );
+        }
+        let mut s = ipx.run(plan.dur)?;
+        s.frames_expected = s.sends * case.frames_per_send(r.dev.gso);
+        record(&mut r.ipxmit, Ok(s));
+    }
+    if env.is_some() && !case.csum_offload {
+        kernel::set_csum(SINK, true).context("restoring the sink's checksum offload")?;
+    }
+    Ok(r)
+}
+
+/// Sets the sink's checksum offload for the case and reads its offloads back.
+fn prepare_sink(case: Case) -> Result<Offloads> {
+    kernel::set_csum(SINK, case.csum_offload).with_context(|| {
+        format!(
+            "setting {SINK} tx checksumming {}",
+            if case.csum_offload { "on" } else { "off" }
+        )
+    })?;
+    kernel::offloads(SINK).context("reading the sink's offloads")
+}
+
+/// A short unmeasured run of each sender: caches, pools, page tables.
+fn warm_up(plan: &Plan, ipx: &mut IpxSender, ks: Option<&(KernelSender, SinkKind)>) -> Result<()> {
+    let d = (plan.dur / 5).max(Duration::from_millis(10));
+    ipx.run(d)?;
+    if let Some((k, _)) = ks {
+        // Errors show up in the measured runs.
+        let _ = k.run(Mode::SendTo, d / 2);
+        let _ = k.run(Mode::SendMmsg, d / 2);
+    }
+    Ok(())
+}
+
+/// One kernel run with the sink's frame count around it.
+fn kernel_sample(
+    k: &KernelSender,
+    kind: SinkKind,
+    case: Case,
+    mode: Mode,
+    dur: Duration,
+) -> Result<Sample> {
+    let f0 = netns::sink_frames(kind)?;
+    let mut s = k
+        .run(mode, dur)
+        .with_context(|| format!("{} {}", mode.name(), case.name))?;
+    s.frames = netns::sink_frames(kind)? - f0;
+    s.frames_expected = s.sends * case.frames_per_send(true);
+    Ok(s)
+}
+
+/// Adds a sample, or turns the side into the error that stopped it.
+fn record(side: &mut Side, s: Result<Sample>) {
+    match (side, s) {
+        (Side::Measured(v), Ok(s)) => v.push(s),
+        (side @ Side::Measured(_), Err(e)) => *side = Side::Skipped(format!("error: {e:#}")),
+        (Side::Skipped(_), _) => {}
+    }
+}

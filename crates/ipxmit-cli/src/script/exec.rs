@@ -1,0 +1,568 @@
+//! Carrying out script commands on a host: a [`Stack`] with the script's links,
+//! sockets and captures.
+//!
+//! Time: by default the stack runs on a virtual clock ([`ManualClock`]) that
+//! only `sleep` moves, so neighbour and qdisc timers fire at exact, repeatable
+//! times and scripts give the same output on every run. `--realtime` uses the
+//! monotonic clock, and `sleep` then waits for real (for `tap`/`packet` links,
+//! whose far end is the kernel).
+//!
+//! After every command the host settles: deferred transmit work runs, in-memory
+//! wires are drained (their peers answer ARP, which is fed back), and OS links
+//! are polled for received frames.
+
+use std::collections::BTreeMap;
+use std::io::BufWriter;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipxmit::socket::inet::InetSock;
+use ipxmit::socket::ErrQueueEntry;
+use ipxmit::stack::ConfigError;
+use ipxmit::{ManualClock, MsgFlags, RawSocket, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit_drivers::capture::PcapTap;
+
+use super::links::{build_link, Link, LinkError};
+use super::parse::{Command, ParseError, RouteArgs, RouteOp, SendArgs, SockKind, SockOpt};
+
+/// A capture tap writing to a file.
+pub type FileTap = PcapTap<BufWriter<std::fs::File>>;
+
+/// Why a line could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The line does not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The stack refused a configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A device error (`link set mtu`).
+    #[error(transparent)]
+    Dev(#[from] ipxmit::dev::DevError),
+    /// A link could not be made.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// No socket of that name.
+    #[error("unknown socket \"{0}\"")]
+    NoSocket(String),
+    /// A socket of that name exists.
+    #[error("socket \"{0}\" already exists")]
+    SocketExists(String),
+    /// A file could not be created or written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A blocking send would wait forever.
+    #[error("send would block forever: the send buffer is full and nothing pending will free it (use dontwait)")]
+    WouldBlock,
+}
+
+/// What a command produced that the user sees.
+#[derive(Debug)]
+pub enum Event {
+    /// A `send` and what it returned.
+    Send {
+        /// Socket name.
+        sock: String,
+        /// Bytes taken, or the error.
+        result: Result<usize, SendError>,
+    },
+    /// An `errqueue` read.
+    Errqueue {
+        /// Socket name.
+        sock: String,
+        /// The entries read, oldest first.
+        entries: Vec<ErrQueueEntry>,
+    },
+    /// A socket call (bind, connect, sockopt) that failed with an errno.
+    SockCall {
+        /// `bind`, `connect` or `sockopt`.
+        op: &'static str,
+        /// Socket name.
+        sock: String,
+        /// The option, for `sockopt`.
+        what: Option<&'static str>,
+        /// The error.
+        err: SendError,
+    },
+}
+
+/// A socket of the script.
+enum Sock {
+    Udp(UdpSocket),
+    Raw { s: RawSocket, proto: u8 },
+}
+
+impl Sock {
+    fn inet(&mut self) -> &mut InetSock {
+        match self {
+            Sock::Udp(s) => s,
+            Sock::Raw { s, .. } => s,
+        }
+    }
+}
+
+/// How the host keeps time.
+enum Timebase {
+    Virtual(ManualClock),
+    Real,
+}
+
+/// Most rounds of settling after one command.
+const SETTLE_ROUNDS: usize = 64;
+/// Most timer steps one `sleep` (or one blocked send) takes.
+const MAX_STEPS: usize = 1_000_000;
+/// Longest a blocked send waits on the real clock.
+const REAL_BLOCK_LIMIT: Duration = Duration::from_secs(10);
+
+/// A script host: stack, links, sockets, captures.
+pub struct Host {
+    stack: Arc<Stack>,
+    time: Timebase,
+    links: Vec<Link>,
+    socks: BTreeMap<String, Sock>,
+    captures: Vec<(String, Arc<FileTap>)>,
+    sends: u64,
+    pattern: Vec<u8>,
+}
+
+impl Host {
+    /// An empty host on the virtual clock, or the real one with `realtime`.
+    pub fn new(realtime: bool) -> Host {
+        let (stack, time) = if realtime {
+            (Stack::new(), Timebase::Real)
+        } else {
+            let c = ManualClock::new();
+            (Stack::with_clock(Arc::new(c.clone())), Timebase::Virtual(c))
+        };
+        Host {
+            stack,
+            time,
+            links: Vec::new(),
+            socks: BTreeMap::new(),
+            captures: Vec::new(),
+            sends: 0,
+            pattern: (0..65535 + 256).map(|j| (7 * j % 256) as u8).collect(),
+        }
+    }
+
+    /// The stack.
+    pub fn stack(&self) -> &Arc<Stack> {
+        &self.stack
+    }
+
+    /// The links, in the order they were added.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// The capture taps, with their file names.
+    pub fn captures(&self) -> &[(String, Arc<FileTap>)] {
+        &self.captures
+    }
+
+    /// Carries out one command, then settles the host.
+    pub fn exec(&mut self, cmd: &Command) -> Result<Vec<Event>, ExecError> {
+        let ev = self.dispatch(cmd)?;
+        self.settle();
+        Ok(ev)
+    }
+
+    fn dispatch(&mut self, cmd: &Command) -> Result<Vec<Event>, ExecError> {
+        let st = self.stack.clone();
+        match cmd {
+            Command::LinkAdd(spec) => {
+                let l = build_link(&st, spec, self.links.len())?;
+                self.links.push(l);
+            }
+            Command::LinkSet { dev, mtu, up } => {
+                let d = st.device(dev)?;
+                if let Some(m) = mtu {
+                    d.set_mtu(*m)?;
+                }
+                if let Some(u) = up {
+                    d.set_up(*u);
+                }
+            }
+            Command::AddrAdd { net, dev } => st.add_addr(dev, *net)?,
+            Command::Route(r) => route(&st, r)?,
+            Command::NeighAdd {
+                addr,
+                lladdr,
+                dev,
+                nud,
+            } => st.add_neigh(dev, *addr, *lladdr, *nud)?,
+            Command::NeighDel { addr, dev } => {
+                st.del_neigh(dev, *addr)?;
+            }
+            Command::Qdisc { dev, spec } => st.replace_qdisc(dev, spec)?,
+            Command::Capture { dev, file } => self.capture(dev, file)?,
+            Command::Sleep(d) => self.sleep(*d),
+            _ => return self.socket_cmd(cmd),
+        }
+        Ok(Vec::new())
+    }
+
+    fn socket_cmd(&mut self, cmd: &Command) -> Result<Vec<Event>, ExecError> {
+        let ev = match cmd {
+            Command::Socket {
+                name,
+                kind,
+                bind,
+                connect,
+            } => return self.open(name, *kind, *bind, *connect),
+            Command::Bind { sock, addr } => {
+                let r = self.sock(sock)?.inet().bind(*addr);
+                call_event("bind", sock, None, r)
+            }
+            Command::Connect { sock, addr } => {
+                let r = self.sock(sock)?.inet().connect(*addr);
+                call_event("connect", sock, None, r)
+            }
+            Command::Sockopt { sock, opt } => {
+                let r = setsockopt(self.sock(sock)?, opt);
+                call_event("sockopt", sock, Some(opt_name(opt)), r)
+            }
+            Command::Send(a) => Some(self.send(a)?),
+            Command::Errqueue { sock } => {
+                let s = self.sock(sock)?.inet();
+                let entries = std::iter::from_fn(|| s.recv_err()).collect();
+                Some(Event::Errqueue {
+                    sock: sock.clone(),
+                    entries,
+                })
+            }
+            Command::Close { sock } => {
+                // Kernel: udp_destroy_sock() / raw_close(): a pending (corked)
+                // datagram is flushed, i.e. discarded, never sent.
+                match self.socks.remove(sock) {
+                    Some(Sock::Udp(mut s)) => s.flush(),
+                    Some(Sock::Raw { mut s, .. }) => s.flush(),
+                    None => return Err(ExecError::NoSocket(sock.clone())),
+                }
+                None
+            }
+            _ => None,
+        };
+        Ok(ev.into_iter().collect())
+    }
+
+    fn sock(&mut self, name: &str) -> Result<&mut Sock, ExecError> {
+        self.socks
+            .get_mut(name)
+            .ok_or_else(|| ExecError::NoSocket(name.to_string()))
+    }
+
+    fn open(
+        &mut self,
+        name: &str,
+        kind: SockKind,
+        bind: Option<SocketAddrV4>,
+        connect: Option<SocketAddrV4>,
+    ) -> Result<Vec<Event>, ExecError> {
+        if self.socks.contains_key(name) {
+            return Err(ExecError::SocketExists(name.to_string()));
+        }
+        let mut s = match kind {
+            SockKind::Udp => Sock::Udp(UdpSocket::new(&self.stack)),
+            SockKind::Raw(p) | SockKind::RawHdrincl(p) => {
+                let mut s = RawSocket::new(&self.stack, p);
+                s.set_hdrincl(matches!(kind, SockKind::RawHdrincl(_)) || p == 255);
+                Sock::Raw { s, proto: p }
+            }
+        };
+        let mut ev = Vec::new();
+        if let Some(a) = bind {
+            ev.extend(call_event("bind", name, None, s.inet().bind(a)));
+        }
+        if let Some(a) = connect {
+            ev.extend(call_event("connect", name, None, s.inet().connect(a)));
+        }
+        self.socks.insert(name.to_string(), s);
+        Ok(ev)
+    }
+
+    fn capture(&mut self, dev: &str, file: &Path) -> Result<(), ExecError> {
+        let d = self.stack.device(dev)?;
+        let t = PcapTap::create(file, &d, self.stack.now()).map_err(|source| ExecError::Io {
+            path: file.display().to_string(),
+            source,
+        })?;
+        d.add_tap(t.clone());
+        self.captures.push((file.display().to_string(), t));
+        Ok(())
+    }
+
+    /// Payload of the `k`-th send: byte `i` is `(7*i + k) mod 256`.
+    fn payload(&self, k: u64, len: usize) -> &[u8] {
+        // 183 is the inverse of 7 modulo 256: pattern[m] = 7m = k (mod 256).
+        let m = (183 * (k % 256)) as usize % 256;
+        &self.pattern[m..m + len]
+    }
+
+    fn send(&mut self, a: &SendArgs) -> Result<Event, ExecError> {
+        let k = self.sends;
+        self.sends += 1;
+        let blocks = match self.sock(&a.sock)? {
+            // Only the first buffer of a UDP datagram waits for send buffer
+            // (`sock_alloc_send_skb`); appends to a pending one do not.
+            Sock::Udp(s) => s.pending_len() == 0 && !a.flags.contains(MsgFlags::DONTWAIT),
+            Sock::Raw { .. } => false,
+        };
+        if blocks {
+            self.wait_for_sndbuf(&a.sock)?;
+        }
+        let payload = self.payload(k, a.len).to_vec();
+        let sock = self.sock(&a.sock)?;
+        let result = match sock {
+            Sock::Udp(s) => match a.to {
+                Some(d) => s.send_to(&payload, d, a.flags),
+                None => s.send(&payload, a.flags),
+            },
+            Sock::Raw { s, proto } => {
+                let data = if s.hdrincl() {
+                    let dst = a.to.map(|d| *d.ip()).or(s.peer_addr().map(|p| *p.ip()));
+                    with_ip_header(*proto, dst.unwrap_or(Ipv4Addr::UNSPECIFIED), &payload)
+                } else {
+                    payload
+                };
+                match a.to {
+                    Some(d) => s.send_to(&data, d, a.flags),
+                    None => s.send(&data, a.flags),
+                }
+            }
+        };
+        Ok(Event::Send {
+            sock: a.sock.clone(),
+            result,
+        })
+    }
+
+    /// A blocking send waits while the send buffer is full
+    /// (`sock_wait_for_wmem`): on the virtual clock, time jumps to each next
+    /// timer until room appears.
+    fn wait_for_sndbuf(&mut self, name: &str) -> Result<(), ExecError> {
+        let budget = self.sock(name)?.inet().budget().clone();
+        let full = || budget.allocated() >= budget.limit();
+        let real_start = std::time::Instant::now();
+        let mut steps = 0;
+        while full() {
+            self.settle();
+            if !full() {
+                break;
+            }
+            steps += 1;
+            let advanced = match &self.time {
+                Timebase::Virtual(c) => match self.stack.next_wakeup() {
+                    Some(t) if steps < MAX_STEPS => {
+                        c.set(t.max(self.stack.now()));
+                        true
+                    }
+                    _ => false,
+                },
+                Timebase::Real => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    real_start.elapsed() < REAL_BLOCK_LIMIT
+                }
+            };
+            if !advanced {
+                return Err(ExecError::WouldBlock);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs deferred work, drains wires and polls receive until nothing moves.
+    pub fn settle(&mut self) {
+        for _ in 0..SETTLE_ROUNDS {
+            // One poll runs due timers (neighbour, qdisc watchdog) even when no
+            // queue was rescheduled; then rescheduled queues until idle.
+            self.stack.poll();
+            self.stack.poll_until_idle(SETTLE_ROUNDS);
+            let mut moved = self.stack.poll_rx(256);
+            for l in &mut self.links {
+                moved += l.drain(&self.stack);
+            }
+            if moved == 0 && !self.stack.notifier().is_pending() {
+                break;
+            }
+        }
+    }
+
+    /// `sleep`: moves time forward by `d`, running every timer due on the way.
+    pub fn sleep(&mut self, d: Duration) {
+        match &self.time {
+            Timebase::Virtual(c) => {
+                let c = c.clone();
+                let target = self.stack.now() + d;
+                for _ in 0..MAX_STEPS {
+                    self.settle();
+                    match self.stack.next_wakeup() {
+                        Some(t) if t <= target && t > self.stack.now() => c.set(t),
+                        _ => break,
+                    }
+                }
+                c.set(target);
+            }
+            Timebase::Real => {
+                let end = std::time::Instant::now() + d;
+                while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+                    self.settle();
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(1)));
+                }
+            }
+        }
+        self.settle();
+        let now = self.stack.now();
+        for l in &mut self.links {
+            l.expire(now);
+        }
+    }
+
+    /// Flushes every capture file; returns the first error.
+    pub fn flush_captures(&self) -> Result<(), ExecError> {
+        for (path, t) in &self.captures {
+            t.flush().map_err(|source| ExecError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn call_event(
+    op: &'static str,
+    sock: &str,
+    what: Option<&'static str>,
+    r: Result<(), SendError>,
+) -> Option<Event> {
+    r.err().map(|err| Event::SockCall {
+        op,
+        sock: sock.to_string(),
+        what,
+        err,
+    })
+}
+
+fn route(st: &Stack, r: &RouteArgs) -> Result<(), ExecError> {
+    if r.op == RouteOp::Del {
+        st.del_route(r.prefix, r.metric)?;
+        return Ok(());
+    }
+    let mut spec = RouteSpec::new(r.prefix, r.dev.as_deref().unwrap_or_default());
+    spec.via = r.via;
+    spec.src = r.src;
+    spec.mtu = r.mtu;
+    spec.metric = r.metric.unwrap_or(0);
+    match r.op {
+        RouteOp::Add => st.add_route(spec)?,
+        _ => st.replace_route(spec)?,
+    }
+    Ok(())
+}
+
+/// The 20-byte header a `rawhdrincl` send writes before its payload: version
+/// 4, IHL 5, TOS 0, total length, ID 0, DF clear, TTL 64, the protocol,
+/// checksum 0, source 0.0.0.0, the destination.
+pub fn with_ip_header(proto: u8, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let total = (payload.len() + 20).min(0xffff) as u16;
+    let mut v = Vec::with_capacity(payload.len() + 20);
+    v.extend_from_slice(&[0x45, 0]);
+    v.extend_from_slice(&total.to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0, 0, 0, 0, 0]);
+    v.extend_from_slice(&dst.octets());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// The script name of an option.
+pub fn opt_name(o: &SockOpt) -> &'static str {
+    match o {
+        SockOpt::Tos(_) => "ip_tos",
+        SockOpt::Ttl(_) => "ip_ttl",
+        SockOpt::MtuDiscover(_) => "ip_mtu_discover",
+        SockOpt::RecvErr(_) => "ip_recverr",
+        SockOpt::Options(_) => "ip_options",
+        SockOpt::Hdrincl(_) => "ip_hdrincl",
+        SockOpt::NoCheck(_) => "so_no_check",
+        SockOpt::Segment(_) => "udp_segment",
+        SockOpt::Cork(_) => "udp_cork",
+        SockOpt::SndBuf(_) => "so_sndbuf",
+        SockOpt::Priority(_) => "so_priority",
+        SockOpt::Mark(_) => "so_mark",
+    }
+}
+
+/// `setsockopt`: UDP-level options on a raw socket and `IP_HDRINCL` on a UDP
+/// socket fail with `ENOPROTOOPT`, as in the kernel.
+fn setsockopt(s: &mut Sock, o: &SockOpt) -> Result<(), SendError> {
+    match (s, o) {
+        (Sock::Udp(u), SockOpt::Segment(n)) => u.set_gso_size(*n),
+        (Sock::Udp(u), SockOpt::Cork(on)) => u.set_cork(*on),
+        (Sock::Raw { s, .. }, SockOpt::Hdrincl(on)) => {
+            s.set_hdrincl(*on);
+            Ok(())
+        }
+        (Sock::Raw { .. }, SockOpt::Segment(_) | SockOpt::Cork(_)) => {
+            Err(SendError::NoProtoOpt("UDP option on a raw socket"))
+        }
+        (Sock::Udp(_), SockOpt::Hdrincl(_)) => {
+            Err(SendError::NoProtoOpt("IP_HDRINCL on a non-raw socket"))
+        }
+        (s, o) => inet_opt(s.inet(), o),
+    }
+}
+
+fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
+    match o {
+        SockOpt::Tos(t) => i.set_tos(*t),
+        SockOpt::Ttl(t) => i.set_ttl(*t)?,
+        SockOpt::MtuDiscover(m) => i.set_mtu_discover(*m),
+        SockOpt::RecvErr(on) => i.set_recverr(*on),
+        SockOpt::Options(raw) => i.set_ip_options(raw)?,
+        SockOpt::NoCheck(on) => i.set_no_check(*on),
+        SockOpt::SndBuf(n) => i.set_sndbuf(*n),
+        SockOpt::Priority(p) => i.set_priority(*p),
+        SockOpt::Mark(m) => i.set_mark(*m),
+        SockOpt::Hdrincl(_) | SockOpt::Segment(_) | SockOpt::Cork(_) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_follows_the_rule() {
+        let h = Host::new(false);
+        for k in [0u64, 1, 5, 255, 256, 1000] {
+            let p = h.payload(k, 600);
+            for (i, b) in p.iter().enumerate() {
+                assert_eq!(*b as u64, (7 * i as u64 + k) % 256);
+            }
+        }
+    }
+
+    #[test]
+    fn hdrincl_header() {
+        let v = with_ip_header(253, Ipv4Addr::new(10, 0, 0, 2), &[1, 2, 3]);
+        assert_eq!(v.len(), 23);
+        assert_eq!(&v[..4], &[0x45, 0, 0, 23]);
+        assert_eq!(v[8], 64);
+        assert_eq!(v[9], 253);
+        assert_eq!(&v[16..20], &[10, 0, 0, 2]);
+        assert_eq!(&v[20..], &[1, 2, 3]);
+    }
+}

@@ -1,0 +1,250 @@
+//! `ipxmit run SCRIPT`: a whole host and a sequence of socket operations from a
+//! script file (or `-` for standard input). The language is documented in
+//! `docs/script.md`; [`parse`] reads lines, [`exec`] carries them out on a
+//! [`exec::Host`], [`links`] builds devices.
+//!
+//! Exit status: 0 when the script ran to its end (a `send` that fails with an
+//! errno is a result, not a failure); 1 when it ran to its end but a verifying
+//! peer dropped a frame or a capture file could not be written; 2 when a line
+//! is wrong (it is reported as `line L: <what is wrong>` on stderr and the
+//! script stops there) or the script cannot be read.
+
+pub mod exec;
+pub mod links;
+pub mod parse;
+
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::report;
+use exec::{Event, ExecError, Host};
+
+/// Options of `ipxmit run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The script file, or `-` for standard input.
+    pub script: PathBuf,
+    /// One JSON line per result, then one JSON object with every statistic.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every MIB counter and drop reason, not only the non-zero ones.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not print the statistics at the end.
+    #[arg(long)]
+    pub no_stats: bool,
+    /// Run on the real clock (`sleep` waits for real) instead of the virtual
+    /// one; for scripts with tap or packet links.
+    #[arg(long)]
+    pub realtime: bool,
+}
+
+/// A line that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {err}")]
+pub struct ScriptError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub err: ExecError,
+}
+
+/// Runs `ipxmit run`.
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    let input: Box<dyn BufRead> = if a.script.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(&a.script)
+            .with_context(|| format!("cannot read script {}", a.script.display()))?;
+        Box::new(io::BufReader::new(f))
+    };
+    let mut out = io::stdout().lock();
+    let mut host = Host::new(a.realtime);
+    let r = run_lines(input, &mut host, &a, &mut out);
+    let flushed = host.flush_captures();
+    if let Err(e) = r? {
+        out.flush()?;
+        let _ = writeln!(io::stderr(), "{e}");
+        return Ok(ExitCode::from(2));
+    }
+    if let Err(e) = flushed {
+        let _ = writeln!(io::stderr(), "ipxmit: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    let ok = host_ok(&host);
+    if !a.no_stats {
+        print_stats(&host, &a, &mut out)?;
+    }
+    out.flush()?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads, parses and carries out lines until the end or the first wrong line.
+/// The outer error is an I/O error of our output (or reading the script).
+fn run_lines(
+    input: Box<dyn BufRead>,
+    host: &mut Host,
+    a: &RunArgs,
+    out: &mut impl Write,
+) -> Result<Result<(), ScriptError>> {
+    for (i, line) in input.lines().enumerate() {
+        let line_no = i + 1;
+        let text = line.with_context(|| format!("cannot read line {line_no} of the script"))?;
+        let r = parse::parse_line(&text)
+            .map_err(ExecError::from)
+            .and_then(|c| c.map_or(Ok(Vec::new()), |c| host.exec(&c)));
+        match r {
+            Ok(events) => {
+                for e in &events {
+                    write_event(out, a.json, line_no, e)?;
+                }
+            }
+            Err(err) => {
+                return Ok(Err(ScriptError { line: line_no, err }));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// True when no peer dropped a frame and every capture wrote every frame.
+fn host_ok(h: &Host) -> bool {
+    let peers_ok = h
+        .links()
+        .iter()
+        .all(|l| l.peer().is_none_or(|(_, _, s)| s.drops_total() == 0));
+    peers_ok && h.captures().iter().all(|(_, t)| t.errors() == 0)
+}
+
+/// One result, as a JSON line or a text line.
+pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> io::Result<()> {
+    if json {
+        return writeln!(out, "{}", event_json(line, e));
+    }
+    match e {
+        Event::Send { sock, result } => match result {
+            Ok(n) => writeln!(out, "line {line}: send {sock} = {n}"),
+            Err(err) => writeln!(out, "line {line}: send {sock} = -1 {err}"),
+        },
+        Event::Errqueue { sock, entries } => {
+            let list: Vec<String> = entries
+                .iter()
+                .map(|x| format!("{} origin {} info {}", x.errno, x.origin.name(), x.info))
+                .collect();
+            let shown = if list.is_empty() {
+                "empty".to_string()
+            } else {
+                list.join("; ")
+            };
+            writeln!(out, "line {line}: errqueue {sock} = {shown}")
+        }
+        Event::SockCall {
+            op,
+            sock,
+            what,
+            err,
+        } => {
+            let what = what.map(|w| format!(" {w}")).unwrap_or_default();
+            writeln!(out, "line {line}: {op} {sock}{what} = -1 {err}")
+        }
+    }
+}
+
+/// The JSON line of one result.
+pub fn event_json(line: usize, e: &Event) -> Value {
+    match e {
+        Event::Send { sock, result } => match result {
+            Ok(n) => json!({"line": line, "op": "send", "socket": sock, "ret": n}),
+            Err(err) => {
+                json!({"line": line, "op": "send", "socket": sock, "errno": err.errno().name()})
+            }
+        },
+        Event::Errqueue { sock, entries } => {
+            let list: Vec<Value> = entries
+                .iter()
+                .map(|x| {
+                    json!({"ee_errno": x.errno.name(), "ee_origin": x.origin.name(), "ee_info": x.info})
+                })
+                .collect();
+            json!({"line": line, "op": "errqueue", "socket": sock, "entries": list})
+        }
+        Event::SockCall {
+            op,
+            sock,
+            what,
+            err,
+        } => {
+            let mut v = json!({"line": line, "op": op, "socket": sock});
+            if let Some(w) = what {
+                v["option"] = json!(w);
+            }
+            v["errno"] = json!(err.errno().name());
+            v
+        }
+    }
+}
+
+/// The statistics: `ip -s link` for every device, `tc -s qdisc`, the peers,
+/// `nstat`; or one JSON object with all of them.
+fn print_stats(h: &Host, a: &RunArgs, out: &mut impl Write) -> io::Result<()> {
+    let st = h.stack();
+    if a.json {
+        return writeln!(out, "{}", stats_json(h));
+    }
+    let devs = st.devices();
+    for d in &devs {
+        writeln!(out)?;
+        write!(out, "{}", report::ip_link(d))?;
+    }
+    if !devs.is_empty() {
+        writeln!(out)?;
+        write!(out, "{}", report::tc_qdisc_all(&devs))?;
+    }
+    let peers: Vec<String> = h
+        .links()
+        .iter()
+        .filter_map(|l| {
+            l.peer()
+                .map(|(addr, mac, s)| report::peer_line(l.dev.name(), addr, mac, &s))
+        })
+        .collect();
+    if !peers.is_empty() {
+        writeln!(out)?;
+        write!(out, "{}", peers.concat())?;
+    }
+    writeln!(out)?;
+    write!(out, "{}", report::nstat(st, a.all))
+}
+
+/// Every statistic as one JSON object: `{"op": "stats", "links": [...],
+/// "nstat": {...}, "ok": bool}`.
+pub fn stats_json(h: &Host) -> Value {
+    let links: Vec<Value> = h
+        .links()
+        .iter()
+        .map(|l| {
+            let mut v = report::ip_link_json(&l.dev);
+            v["link_type"] = json!(l.kind.name());
+            v["qdisc"] = report::tc_qdisc_json(&l.dev);
+            v["wire"] = l
+                .wire_counts()
+                .map_or(Value::Null, |(f, b)| json!({"frames": f, "bytes": b}));
+            v["peer"] = l
+                .peer()
+                .map_or(Value::Null, |(a, m, s)| report::peer_json(a, m, &s));
+            v
+        })
+        .collect();
+    json!({
+        "op": "stats", "links": links, "nstat": report::nstat_json(h.stack()),
+        "ok": host_ok(h)
+    })
+}

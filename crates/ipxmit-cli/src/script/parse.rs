@@ -1,0 +1,1011 @@
+//! The script language: one command per line, `#` starts a comment.
+//!
+//! [`parse_line`] turns one line into a typed [`Command`] or a [`ParseError`]
+//! naming what is wrong; it never looks at the host (whether a device or a
+//! socket exists is the executor's question). The grammar is documented in
+//! `docs/script.md`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use ipxmit::neigh::NudState;
+use ipxmit::sched::QdiscSpec;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{Features, MsgFlags, PmtuDisc};
+
+/// Every command word, for the "unknown command" message.
+pub const COMMANDS: &str =
+    "link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, send, errqueue, sleep, close";
+
+/// What is wrong with a line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The first word is not a command.
+    #[error("unknown command \"{0}\" (commands: {COMMANDS})")]
+    UnknownCommand(String),
+    /// A sub-command (`link frob`) is not known.
+    #[error("{cmd}: unknown sub-command \"{word}\" (expected {expected})")]
+    UnknownSub {
+        /// The command.
+        cmd: &'static str,
+        /// The word found.
+        word: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+    /// A word the command does not take.
+    #[error("{cmd}: unexpected \"{word}\"")]
+    Unexpected {
+        /// The command.
+        cmd: &'static str,
+        /// The word.
+        word: String,
+    },
+    /// A required word is missing.
+    #[error("{cmd}: missing {what}")]
+    Missing {
+        /// The command.
+        cmd: &'static str,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A value could not be read.
+    #[error("{cmd}: invalid {what} \"{value}\"{hint}")]
+    Invalid {
+        /// The command.
+        cmd: &'static str,
+        /// What the value should be.
+        what: &'static str,
+        /// The value as written.
+        value: String,
+        /// More detail (starts with ": " when present).
+        hint: String,
+    },
+}
+
+/// The type of a `link add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    /// An in-memory wire (optionally with a verifying peer).
+    Mem,
+    /// The null device: counts and frees every frame.
+    Null,
+    /// A capture file as the wire.
+    Pcap,
+    /// A Linux TAP device.
+    Tap,
+    /// A Linux interface through AF_PACKET.
+    Packet,
+}
+
+impl LinkKind {
+    /// The keyword.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::Mem => "mem",
+            LinkKind::Null => "null",
+            LinkKind::Pcap => "pcap",
+            LinkKind::Tap => "tap",
+            LinkKind::Packet => "packet",
+        }
+    }
+}
+
+/// `link add NAME type KIND [options]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// Device name.
+    pub name: String,
+    /// Link type.
+    pub kind: LinkKind,
+    /// `file PATH` (pcap).
+    pub file: Option<PathBuf>,
+    /// `ifname NAME` (tap, packet).
+    pub ifname: Option<String>,
+    /// `mtu N`.
+    pub mtu: Option<u32>,
+    /// `txqueues N`.
+    pub txqueues: Option<usize>,
+    /// `txqueuelen N`.
+    pub txqueuelen: Option<u32>,
+    /// `offload LIST`.
+    pub offload: Option<Features>,
+    /// `lladdr MAC`.
+    pub lladdr: Option<EthernetAddress>,
+    /// `peer ADDR` (mem): a verifying peer at that address.
+    pub peer: Option<Ipv4Addr>,
+    /// `peerlladdr MAC` (mem): the peer's MAC.
+    pub peer_lladdr: Option<EthernetAddress>,
+}
+
+/// `route add|replace|del`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOp {
+    /// `route add`.
+    Add,
+    /// `route replace`.
+    Replace,
+    /// `route del`.
+    Del,
+}
+
+/// A route line's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteArgs {
+    /// Add, replace or delete.
+    pub op: RouteOp,
+    /// Destination prefix (`default` is 0.0.0.0/0).
+    pub prefix: Ipv4Net,
+    /// `via GW`.
+    pub via: Option<Ipv4Addr>,
+    /// `dev DEV` (required except for `del`).
+    pub dev: Option<String>,
+    /// `src A`.
+    pub src: Option<Ipv4Addr>,
+    /// `mtu N`.
+    pub mtu: Option<u32>,
+    /// `metric M`.
+    pub metric: Option<u32>,
+}
+
+/// The kind of a `socket` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockKind {
+    /// `udp`.
+    Udp,
+    /// `raw PROTO`.
+    Raw(u8),
+    /// `rawhdrincl PROTO`: raw with `IP_HDRINCL`.
+    RawHdrincl(u8),
+}
+
+/// A `sockopt` option and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SockOpt {
+    /// `ip_tos N`.
+    Tos(u8),
+    /// `ip_ttl N` (`-1`: the default).
+    Ttl(Option<u8>),
+    /// `ip_mtu_discover MODE`.
+    MtuDiscover(PmtuDisc),
+    /// `ip_recverr 0|1`.
+    RecvErr(bool),
+    /// `ip_options HEX`.
+    Options(Vec<u8>),
+    /// `ip_hdrincl 0|1` (raw sockets).
+    Hdrincl(bool),
+    /// `so_no_check 0|1`.
+    NoCheck(bool),
+    /// `udp_segment N`.
+    Segment(u32),
+    /// `udp_cork 0|1`.
+    Cork(bool),
+    /// `so_sndbuf N`.
+    SndBuf(usize),
+    /// `so_priority N`.
+    Priority(u32),
+    /// `so_mark N`.
+    Mark(u32),
+}
+
+/// A `send` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendArgs {
+    /// Socket name.
+    pub sock: String,
+    /// `to ADDR[:PORT]` (port 0 when absent).
+    pub to: Option<SocketAddrV4>,
+    /// Payload bytes.
+    pub len: usize,
+    /// `MSG_*` flags.
+    pub flags: MsgFlags,
+}
+
+/// One script command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `link add ...`.
+    LinkAdd(LinkSpec),
+    /// `link set DEV [mtu N] [up|down]`.
+    LinkSet {
+        /// Device.
+        dev: String,
+        /// New MTU.
+        mtu: Option<u32>,
+        /// Administrative state.
+        up: Option<bool>,
+    },
+    /// `addr add A/P dev DEV`.
+    AddrAdd {
+        /// Address and prefix.
+        net: Ipv4Net,
+        /// Device.
+        dev: String,
+    },
+    /// `route add|replace|del ...`.
+    Route(RouteArgs),
+    /// `neigh add ADDR lladdr MAC dev DEV [nud STATE]`.
+    NeighAdd {
+        /// Neighbour address.
+        addr: Ipv4Addr,
+        /// Its MAC.
+        lladdr: EthernetAddress,
+        /// Device.
+        dev: String,
+        /// NUD state (default permanent).
+        nud: NudState,
+    },
+    /// `neigh del ADDR dev DEV`.
+    NeighDel {
+        /// Neighbour address.
+        addr: Ipv4Addr,
+        /// Device.
+        dev: String,
+    },
+    /// `qdisc replace dev DEV root SPEC`.
+    Qdisc {
+        /// Device.
+        dev: String,
+        /// The qdisc.
+        spec: QdiscSpec,
+    },
+    /// `capture dev DEV file PATH`.
+    Capture {
+        /// Device.
+        dev: String,
+        /// Capture file.
+        file: PathBuf,
+    },
+    /// `socket NAME KIND [bind A] [connect A]`.
+    Socket {
+        /// Name.
+        name: String,
+        /// Kind.
+        kind: SockKind,
+        /// Bind at creation.
+        bind: Option<SocketAddrV4>,
+        /// Connect at creation.
+        connect: Option<SocketAddrV4>,
+    },
+    /// `bind NAME ADDR[:PORT]`.
+    Bind {
+        /// Socket.
+        sock: String,
+        /// Address.
+        addr: SocketAddrV4,
+    },
+    /// `connect NAME ADDR[:PORT]`.
+    Connect {
+        /// Socket.
+        sock: String,
+        /// Address.
+        addr: SocketAddrV4,
+    },
+    /// `sockopt NAME OPT VALUE`.
+    Sockopt {
+        /// Socket.
+        sock: String,
+        /// The option.
+        opt: SockOpt,
+    },
+    /// `send ...`.
+    Send(SendArgs),
+    /// `errqueue NAME`.
+    Errqueue {
+        /// Socket.
+        sock: String,
+    },
+    /// `sleep DURATION`.
+    Sleep(Duration),
+    /// `close NAME`.
+    Close {
+        /// Socket.
+        sock: String,
+    },
+}
+
+/// The words of one line, with the command they belong to (for messages).
+struct Words<'a> {
+    cmd: &'static str,
+    it: std::iter::Peekable<std::slice::Iter<'a, &'a str>>,
+}
+
+impl<'a> Words<'a> {
+    fn new(cmd: &'static str, w: &'a [&'a str]) -> Words<'a> {
+        Words {
+            cmd,
+            it: w.iter().peekable(),
+        }
+    }
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.it.next().copied()
+    }
+
+    fn need(&mut self, what: &'static str) -> Result<&'a str, ParseError> {
+        self.next().ok_or(ParseError::Missing {
+            cmd: self.cmd,
+            what,
+        })
+    }
+
+    fn end(&mut self) -> Result<(), ParseError> {
+        match self.next() {
+            None => Ok(()),
+            Some(w) => Err(self.unexpected(w)),
+        }
+    }
+
+    fn unexpected(&self, w: &str) -> ParseError {
+        ParseError::Unexpected {
+            cmd: self.cmd,
+            word: w.to_string(),
+        }
+    }
+
+    fn invalid(&self, what: &'static str, value: &str, hint: impl std::fmt::Display) -> ParseError {
+        let hint = hint.to_string();
+        ParseError::Invalid {
+            cmd: self.cmd,
+            what,
+            value: value.to_string(),
+            hint: if hint.is_empty() {
+                hint
+            } else {
+                format!(": {hint}")
+            },
+        }
+    }
+
+    /// The value after a keyword, parsed by `f`.
+    fn value<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ParseError> {
+        let v = self.need(what)?;
+        f(v).map_err(|e| self.invalid(what, v, e))
+    }
+}
+
+/// Splits a line into words, dropping a `#` comment.
+pub fn words(line: &str) -> Vec<&str> {
+    let code = line.split_once('#').map_or(line, |(c, _)| c);
+    code.split_whitespace().collect()
+}
+
+/// Parses one line; `Ok(None)` for a blank or comment line.
+pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
+    let w = words(line);
+    let Some((&first, rest)) = w.split_first() else {
+        return Ok(None);
+    };
+    let cmd = match first {
+        "link" => parse_link(rest)?,
+        "addr" => parse_addr(rest)?,
+        "route" => parse_route(rest)?,
+        "neigh" => parse_neigh(rest)?,
+        "qdisc" => parse_qdisc(rest)?,
+        "capture" => parse_capture(rest)?,
+        "socket" => parse_socket(rest)?,
+        "bind" | "connect" => parse_bind_connect(first == "bind", rest)?,
+        "sockopt" => parse_sockopt(rest)?,
+        "send" => parse_send(rest)?,
+        "errqueue" => Command::Errqueue {
+            sock: one_name("errqueue", rest)?,
+        },
+        "close" => Command::Close {
+            sock: one_name("close", rest)?,
+        },
+        "sleep" => parse_sleep(rest)?,
+        other => return Err(ParseError::UnknownCommand(other.to_string())),
+    };
+    Ok(Some(cmd))
+}
+
+fn one_name(cmd: &'static str, rest: &[&str]) -> Result<String, ParseError> {
+    let mut w = Words::new(cmd, rest);
+    let n = w.need("socket name")?;
+    w.end()?;
+    Ok(n.to_string())
+}
+
+/// A number: decimal, or hexadecimal with `0x`.
+pub fn parse_num(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse::<u64>(),
+    };
+    r.map_err(|_| "not a number".to_string())
+}
+
+fn num_in<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
+    let v = parse_num(s)?;
+    T::try_from(v).map_err(|_| format!("{v} is out of range"))
+}
+
+fn bool01(s: &str) -> Result<bool, String> {
+    match s {
+        "0" | "off" => Ok(false),
+        "1" | "on" => Ok(true),
+        _ => Err("expected 0 or 1".into()),
+    }
+}
+
+/// `A.B.C.D`.
+pub fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse()
+        .map_err(|_| "expected an IPv4 address (A.B.C.D)".into())
+}
+
+/// `A.B.C.D[:PORT]` (port 0 when absent).
+pub fn sockaddr(s: &str) -> Result<SocketAddrV4, String> {
+    if let Ok(a) = s.parse::<SocketAddrV4>() {
+        return Ok(a);
+    }
+    s.parse::<Ipv4Addr>()
+        .map(|ip| SocketAddrV4::new(ip, 0))
+        .map_err(|_| "expected ADDR[:PORT] (10.0.0.2:9000)".into())
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac(s: &str) -> Result<EthernetAddress, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || "expected a MAC address (02:00:00:00:00:fe)".to_string();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut m = [0u8; 6];
+    for (b, p) in m.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(EthernetAddress(m))
+}
+
+/// `csum,sg,gso` (device offload names).
+pub fn features(s: &str) -> Result<Features, String> {
+    let mut f = Features::NONE;
+    for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let (_, v) = Features::NAMES
+            .iter()
+            .find(|(n, _)| *n == w)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Features::NAMES.iter().map(|(n, _)| *n).collect();
+                format!("unknown offload {w:?} (known: {})", names.join(", "))
+            })?;
+        f = f.union(*v);
+    }
+    Ok(f)
+}
+
+fn name_word<'a>(w: &mut Words<'a>, what: &'static str) -> Result<&'a str, ParseError> {
+    let n = w.need(what)?;
+    if n.len() > 32
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return Err(w.invalid(what, n, "letters, digits, '_', '-', '.'"));
+    }
+    Ok(n)
+}
+
+fn parse_link(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("link", rest);
+    match w.need("sub-command (add, set)")? {
+        "add" => parse_link_add(&mut w).map(Command::LinkAdd),
+        "set" => {
+            let dev = name_word(&mut w, "device name")?.to_string();
+            let (mut mtu, mut up) = (None, None);
+            while let Some(k) = w.next() {
+                match k {
+                    "mtu" => mtu = Some(w.value("mtu", num_in::<u32>)?),
+                    "up" => up = Some(true),
+                    "down" => up = Some(false),
+                    _ => return Err(w.unexpected(k)),
+                }
+            }
+            if mtu.is_none() && up.is_none() {
+                return Err(ParseError::Missing {
+                    cmd: "link",
+                    what: "what to set (mtu N, up, down)",
+                });
+            }
+            Ok(Command::LinkSet { dev, mtu, up })
+        }
+        other => Err(ParseError::UnknownSub {
+            cmd: "link",
+            word: other.to_string(),
+            expected: "add or set",
+        }),
+    }
+}
+
+fn link_kind(s: &str) -> Result<LinkKind, String> {
+    Ok(match s {
+        "mem" => LinkKind::Mem,
+        "null" => LinkKind::Null,
+        "pcap" => LinkKind::Pcap,
+        "tap" => LinkKind::Tap,
+        "packet" => LinkKind::Packet,
+        _ => return Err("expected mem, null, pcap, tap or packet".into()),
+    })
+}
+
+fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
+    let name = name_word(w, "device name")?.to_string();
+    match w.need("type")? {
+        "type" => {}
+        other => return Err(w.unexpected(other)),
+    }
+    let mut s = LinkSpec {
+        name,
+        kind: w.value("link type", link_kind)?,
+        file: None,
+        ifname: None,
+        mtu: None,
+        txqueues: None,
+        txqueuelen: None,
+        offload: None,
+        lladdr: None,
+        peer: None,
+        peer_lladdr: None,
+    };
+    while let Some(k) = w.next() {
+        match k {
+            "file" => s.file = Some(PathBuf::from(w.need("file path")?)),
+            "ifname" => s.ifname = Some(name_word(w, "ifname")?.to_string()),
+            "mtu" => s.mtu = Some(w.value("mtu", num_in::<u32>)?),
+            "txqueues" => s.txqueues = Some(w.value("txqueues", queues)?),
+            "txqueuelen" => s.txqueuelen = Some(w.value("txqueuelen", num_in::<u32>)?),
+            "offload" => s.offload = Some(w.value("offload list", features)?),
+            "lladdr" => s.lladdr = Some(w.value("lladdr", mac)?),
+            "peer" => s.peer = Some(w.value("peer address", ipv4)?),
+            "peerlladdr" => s.peer_lladdr = Some(w.value("peerlladdr", mac)?),
+            _ => return Err(w.unexpected(k)),
+        }
+    }
+    check_link_options(&s)?;
+    Ok(s)
+}
+
+fn queues(s: &str) -> Result<usize, String> {
+    let n: usize = num_in(s)?;
+    if (1..=64).contains(&n) {
+        Ok(n)
+    } else {
+        Err("expected 1..=64".into())
+    }
+}
+
+/// Options that only some link types take.
+fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
+    let missing = |what| ParseError::Missing { cmd: "link", what };
+    let unexpected = |word: &str| ParseError::Unexpected {
+        cmd: "link",
+        word: format!("{word} (not for type {})", s.kind.name()),
+    };
+    if s.kind == LinkKind::Pcap && s.file.is_none() {
+        return Err(missing("file PATH (type pcap)"));
+    }
+    if s.file.is_some() && s.kind != LinkKind::Pcap {
+        return Err(unexpected("file"));
+    }
+    if s.ifname.is_some() && !matches!(s.kind, LinkKind::Tap | LinkKind::Packet) {
+        return Err(unexpected("ifname"));
+    }
+    if (s.peer.is_some() || s.peer_lladdr.is_some()) && s.kind != LinkKind::Mem {
+        return Err(unexpected("peer"));
+    }
+    if s.peer_lladdr.is_some() && s.peer.is_none() {
+        return Err(missing("peer ADDR (before peerlladdr)"));
+    }
+    Ok(())
+}
+
+fn prefix(s: &str) -> Result<Ipv4Net, String> {
+    if s == "default" {
+        return Ok(Ipv4Net::default());
+    }
+    if let Ok(n) = s.parse::<Ipv4Net>() {
+        return Ok(n);
+    }
+    s.parse::<Ipv4Addr>()
+        .map(Ipv4Net::from)
+        .map_err(|_| "expected A.B.C.D/LEN or default".into())
+}
+
+fn parse_addr(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("addr", rest);
+    match w.need("sub-command (add)")? {
+        "add" => {}
+        other => {
+            return Err(ParseError::UnknownSub {
+                cmd: "addr",
+                word: other.to_string(),
+                expected: "add",
+            })
+        }
+    }
+    let net = w.value("address", |s| {
+        s.parse::<Ipv4Net>()
+            .map_err(|_| "expected A.B.C.D/LEN".to_string())
+    })?;
+    let dev = dev_clause(&mut w)?;
+    w.end()?;
+    Ok(Command::AddrAdd { net, dev })
+}
+
+/// `dev NAME`.
+fn dev_clause(w: &mut Words<'_>) -> Result<String, ParseError> {
+    match w.need("dev NAME")? {
+        "dev" => Ok(name_word(w, "device name")?.to_string()),
+        other => Err(w.unexpected(other)),
+    }
+}
+
+fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("route", rest);
+    let op = match w.need("sub-command (add, replace, del)")? {
+        "add" => RouteOp::Add,
+        "replace" => RouteOp::Replace,
+        "del" => RouteOp::Del,
+        other => {
+            return Err(ParseError::UnknownSub {
+                cmd: "route",
+                word: other.to_string(),
+                expected: "add, replace or del",
+            })
+        }
+    };
+    let mut r = RouteArgs {
+        op,
+        prefix: w.value("prefix", prefix)?,
+        via: None,
+        dev: None,
+        src: None,
+        mtu: None,
+        metric: None,
+    };
+    while let Some(k) = w.next() {
+        match k {
+            "via" => r.via = Some(w.value("gateway", ipv4)?),
+            "dev" => r.dev = Some(name_word(&mut w, "device name")?.to_string()),
+            "src" => r.src = Some(w.value("source address", ipv4)?),
+            "mtu" => r.mtu = Some(w.value("mtu", num_in::<u32>)?),
+            "metric" => r.metric = Some(w.value("metric", num_in::<u32>)?),
+            _ => return Err(w.unexpected(k)),
+        }
+    }
+    if r.dev.is_none() && op != RouteOp::Del {
+        return Err(ParseError::Missing {
+            cmd: "route",
+            what: "dev NAME",
+        });
+    }
+    Ok(Command::Route(r))
+}
+
+fn nud(s: &str) -> Result<NudState, String> {
+    Ok(match s {
+        "permanent" => NudState::Permanent,
+        "noarp" => NudState::Noarp,
+        "reachable" => NudState::Reachable,
+        "stale" => NudState::Stale,
+        _ => return Err("expected permanent, noarp, reachable or stale".into()),
+    })
+}
+
+fn parse_neigh(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("neigh", rest);
+    let add = match w.need("sub-command (add, del)")? {
+        "add" | "replace" => true,
+        "del" => false,
+        other => {
+            return Err(ParseError::UnknownSub {
+                cmd: "neigh",
+                word: other.to_string(),
+                expected: "add, replace or del",
+            })
+        }
+    };
+    let addr = w.value("address", ipv4)?;
+    let (mut lladdr, mut dev, mut state) = (None, None, NudState::Permanent);
+    while let Some(k) = w.next() {
+        match k {
+            "lladdr" if add => lladdr = Some(w.value("lladdr", mac)?),
+            "dev" => dev = Some(name_word(&mut w, "device name")?.to_string()),
+            "nud" if add => state = w.value("nud state", nud)?,
+            _ => return Err(w.unexpected(k)),
+        }
+    }
+    let dev = dev.ok_or(ParseError::Missing {
+        cmd: "neigh",
+        what: "dev NAME",
+    })?;
+    if !add {
+        return Ok(Command::NeighDel { addr, dev });
+    }
+    let lladdr = lladdr.ok_or(ParseError::Missing {
+        cmd: "neigh",
+        what: "lladdr MAC",
+    })?;
+    Ok(Command::NeighAdd {
+        addr,
+        lladdr,
+        dev,
+        nud: state,
+    })
+}
+
+fn parse_qdisc(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("qdisc", rest);
+    match w.need("sub-command (replace)")? {
+        "replace" | "add" => {}
+        other => {
+            return Err(ParseError::UnknownSub {
+                cmd: "qdisc",
+                word: other.to_string(),
+                expected: "replace",
+            })
+        }
+    }
+    let dev = dev_clause(&mut w)?;
+    match w.need("root")? {
+        "root" => {}
+        other => return Err(w.unexpected(other)),
+    }
+    let spec_words: Vec<&str> = w.it.by_ref().copied().collect();
+    let spec = QdiscSpec::parse(&spec_words).map_err(|e| {
+        let v = spec_words.join(" ");
+        w.invalid("qdisc", &v, e)
+    })?;
+    Ok(Command::Qdisc { dev, spec })
+}
+
+fn parse_capture(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("capture", rest);
+    let dev = dev_clause(&mut w)?;
+    match w.need("file PATH")? {
+        "file" => {}
+        other => return Err(w.unexpected(other)),
+    }
+    let file = PathBuf::from(w.need("file path")?);
+    w.end()?;
+    Ok(Command::Capture { dev, file })
+}
+
+/// An IP protocol: a number or a common name.
+pub fn protocol(s: &str) -> Result<u8, String> {
+    let named = match s {
+        "icmp" => Some(1),
+        "igmp" => Some(2),
+        "ipip" => Some(4),
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "gre" => Some(47),
+        "esp" => Some(50),
+        "ah" => Some(51),
+        "sctp" => Some(132),
+        "raw" => Some(255),
+        _ => None,
+    };
+    match named {
+        Some(p) => Ok(p),
+        None => num_in::<u8>(s)
+            .map_err(|_| "expected 0..=255 or a name (icmp, tcp, udp, gre, ...)".into()),
+    }
+}
+
+fn parse_socket(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("socket", rest);
+    let name = name_word(&mut w, "socket name")?.to_string();
+    let kind = match w.need("socket type (udp, raw PROTO, rawhdrincl PROTO)")? {
+        "udp" => SockKind::Udp,
+        "raw" => SockKind::Raw(w.value("protocol", protocol)?),
+        "rawhdrincl" => SockKind::RawHdrincl(w.value("protocol", protocol)?),
+        other => {
+            return Err(w.invalid(
+                "socket type",
+                other,
+                "expected udp, raw PROTO or rawhdrincl PROTO",
+            ))
+        }
+    };
+    let (mut bind, mut connect) = (None, None);
+    while let Some(k) = w.next() {
+        match k {
+            "bind" => bind = Some(w.value("address", sockaddr)?),
+            "connect" => connect = Some(w.value("address", sockaddr)?),
+            _ => return Err(w.unexpected(k)),
+        }
+    }
+    Ok(Command::Socket {
+        name,
+        kind,
+        bind,
+        connect,
+    })
+}
+
+fn parse_bind_connect(bind: bool, rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new(if bind { "bind" } else { "connect" }, rest);
+    let sock = name_word(&mut w, "socket name")?.to_string();
+    let addr = w.value("address", sockaddr)?;
+    w.end()?;
+    Ok(if bind {
+        Command::Bind { sock, addr }
+    } else {
+        Command::Connect { sock, addr }
+    })
+}
+
+/// `0b10..` style hex string, with optional `0x` prefix.
+pub fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
+    let h = s.strip_prefix("0x").unwrap_or(s);
+    if h.len() % 2 != 0 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("expected an even number of hex digits".into());
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn ttl(s: &str) -> Result<Option<u8>, String> {
+    if s == "-1" {
+        return Ok(None);
+    }
+    num_in::<u8>(s).map(Some)
+}
+
+fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("sockopt", rest);
+    let sock = name_word(&mut w, "socket name")?.to_string();
+    let opt =
+        match w.need("option name")? {
+            "ip_tos" => SockOpt::Tos(w.value("ip_tos", num_in::<u8>)?),
+            "ip_ttl" => SockOpt::Ttl(w.value("ip_ttl", ttl)?),
+            "ip_mtu_discover" => SockOpt::MtuDiscover(w.value("ip_mtu_discover", |s| s.parse())?),
+            "ip_recverr" => SockOpt::RecvErr(w.value("ip_recverr", bool01)?),
+            "ip_options" => SockOpt::Options(w.value("ip_options", hex_bytes)?),
+            "ip_hdrincl" => SockOpt::Hdrincl(w.value("ip_hdrincl", bool01)?),
+            "so_no_check" => SockOpt::NoCheck(w.value("so_no_check", bool01)?),
+            "udp_segment" => SockOpt::Segment(w.value("udp_segment", num_in::<u32>)?),
+            "udp_cork" => SockOpt::Cork(w.value("udp_cork", bool01)?),
+            "so_sndbuf" => SockOpt::SndBuf(w.value("so_sndbuf", num_in::<usize>)?),
+            "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
+            "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
+            other => return Err(w.invalid(
+                "option",
+                other,
+                "expected ip_tos, ip_ttl, ip_mtu_discover, ip_recverr, ip_options, ip_hdrincl, \
+                 so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority or so_mark",
+            )),
+        };
+    w.end()?;
+    Ok(Command::Sockopt { sock, opt })
+}
+
+fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("send", rest);
+    let sock = name_word(&mut w, "socket name")?.to_string();
+    let (mut to, mut len, mut flags) = (None, None, MsgFlags::NONE);
+    while let Some(k) = w.next() {
+        match k {
+            "to" => to = Some(w.value("destination", sockaddr)?),
+            "len" => {
+                len = Some(w.value("length", |s| {
+                    let n: usize = num_in(s)?;
+                    if n > 65535 {
+                        return Err("at most 65535 bytes".to_string());
+                    }
+                    Ok(n)
+                })?)
+            }
+            "more" => flags = flags.with(MsgFlags::MORE),
+            "dontwait" => flags = flags.with(MsgFlags::DONTWAIT),
+            "probe" => flags = flags.with(MsgFlags::PROBE),
+            "confirm" => flags = flags.with(MsgFlags::CONFIRM),
+            "zerocopy" => flags = flags.with(MsgFlags::ZEROCOPY),
+            _ => return Err(w.unexpected(k)),
+        }
+    }
+    let len = len.ok_or(ParseError::Missing {
+        cmd: "send",
+        what: "len N",
+    })?;
+    Ok(Command::Send(SendArgs {
+        sock,
+        to,
+        len,
+        flags,
+    }))
+}
+
+fn parse_sleep(rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new("sleep", rest);
+    let d = w.value("duration", |s| {
+        ipxmit::units::parse_time(s).map_err(|e| e.to_string())
+    })?;
+    w.end()?;
+    Ok(Command::Sleep(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(l: &str) -> Command {
+        parse_line(l).unwrap().unwrap()
+    }
+
+    fn err(l: &str) -> String {
+        parse_line(l).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn comments_and_blanks() {
+        assert_eq!(parse_line("   # only a comment").unwrap(), None);
+        assert_eq!(parse_line("").unwrap(), None);
+        assert_eq!(ok("close s1 # bye"), Command::Close { sock: "s1".into() });
+    }
+
+    #[test]
+    fn link_add_options() {
+        let Command::LinkAdd(s) =
+            ok("link add eth0 type mem mtu 9000 txqueues 4 offload csum,sg peer 10.0.0.2")
+        else {
+            panic!()
+        };
+        assert_eq!(s.kind, LinkKind::Mem);
+        assert_eq!(s.mtu, Some(9000));
+        assert_eq!(s.txqueues, Some(4));
+        assert_eq!(s.peer, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(s.offload.unwrap().contains(Features::SG));
+        assert!(err("link add eth0 type pcap").contains("missing file PATH"));
+        assert!(err("link add eth0 type mem file x").contains("not for type mem"));
+        assert!(err("link add eth0 type wire").contains("invalid link type \"wire\""));
+    }
+
+    #[test]
+    fn sends_and_flags() {
+        let Command::Send(s) = ok("send s1 to 10.0.0.2:9000 len 100 more dontwait") else {
+            panic!()
+        };
+        assert_eq!(s.len, 100);
+        assert!(s.flags.contains(MsgFlags::MORE) && s.flags.contains(MsgFlags::DONTWAIT));
+        assert_eq!(s.to, Some("10.0.0.2:9000".parse().unwrap()));
+        assert!(err("send s1 to 10.0.0.2").contains("missing len N"));
+        assert!(err("send s1 len 70000").contains("at most 65535"));
+    }
+
+    #[test]
+    fn error_messages_name_the_word() {
+        assert!(err("frob x").starts_with("unknown command \"frob\""));
+        assert!(
+            err("addr add 10.0.0.300/24 dev eth0").contains("invalid address \"10.0.0.300/24\"")
+        );
+        assert!(err("sockopt s1 ip_ttl 300").contains("300 is out of range"));
+        assert!(err("sockopt s1 ip_frob 1").contains("invalid option \"ip_frob\""));
+        assert!(err("neigh add 10.0.0.1 lladdr 02:00 dev eth0").contains("invalid lladdr"));
+        assert!(err("qdisc replace dev eth0 root sfqx").contains("unknown qdisc kind"));
+        assert!(err("route add default via 10.0.0.254").contains("missing dev NAME"));
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(hex_bytes("0x01020304").unwrap(), vec![1, 2, 3, 4]);
+        assert!(hex_bytes("123").is_err());
+        assert_eq!(protocol("gre").unwrap(), 47);
+        assert_eq!(protocol("253").unwrap(), 253);
+        assert_eq!(mac("02:00:00:00:00:fe").unwrap().0[5], 0xfe);
+        assert_eq!(prefix("default").unwrap().prefix_len(), 0);
+        assert_eq!(ok("sleep 20ms"), Command::Sleep(Duration::from_millis(20)));
+    }
+}

@@ -1,0 +1,124 @@
+//! `ipxmit send` through the real binary: the README's main job, JSON,
+//! threads, and the progress display (a bar on a terminal's stderr only,
+//! plain lines otherwise), checked without screenshots.
+
+mod common;
+
+use std::process::Command;
+
+use common::{bin, ipxmit, pcap_frames, tmpdir};
+use serde_json::Value;
+
+/// What `cargo run --release -p ipxmit-cli` runs: no arguments.
+#[test]
+fn main_job_verifies_every_datagram() {
+    let d = tmpdir("send-default");
+    let r = ipxmit(&d, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("peer:   10000 of 10000 datagrams verified"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("UdpOutDatagrams                 10000"));
+    // The ARP request and the 10000 datagrams.
+    assert_eq!(pcap_frames(&d.join("ipxmit.pcap")).len(), 10_001);
+}
+
+#[test]
+fn json_summary_of_fragmented_sends() {
+    let d = tmpdir("send-json");
+    let r = ipxmit(&d, &["send", "-n", "100", "-l", "8000", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["peer"]["verified"], 100);
+    assert_eq!(v["peer"]["reassembled"], 100);
+    assert_eq!(v["frames"], 601);
+    assert_eq!(v["nstat"]["mib"]["IpFragCreates"], 600);
+    assert!(r.stderr.is_empty(), "no progress output with --json");
+}
+
+#[test]
+fn threads_share_the_stack() {
+    let d = tmpdir("send-threads");
+    let r = ipxmit(
+        &d,
+        &[
+            "send",
+            "-n",
+            "40000",
+            "-l",
+            "18,1472,3000",
+            "--threads",
+            "4",
+            "--sockets",
+            "8",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["datagrams"], 40000);
+    assert_eq!(v["peer"]["verified"], 40000);
+    assert_eq!(v["peer"]["bad_payload"], 0);
+}
+
+#[test]
+fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
+    let d = tmpdir("send-plain");
+    let r = ipxmit(&d, &["send", "-t", "1300ms", "-l", "1472"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\r'),
+        "{:?}",
+        r.stderr
+    );
+    let line = r
+        .stderr
+        .lines()
+        .next()
+        .expect("one progress line per second");
+    assert!(
+        line.starts_with("[   1.0s] ") && line.ends_with(" Gbit/s"),
+        "{line:?}"
+    );
+    assert!(!r.stdout.contains('\x1b'));
+}
+
+/// Runs `cmd` under a pseudo-terminal (util-linux `script`) and returns what
+/// the terminal showed.
+fn on_terminal(cmd: &str) -> Option<String> {
+    let o = Command::new("script")
+        .args(["-qfec", cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .ok()?;
+    assert!(o.status.success(), "{o:?}");
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn progress_bar_on_a_terminal_goes_to_stderr_only() {
+    let d = tmpdir("send-tty");
+    let base = format!("cd '{}' && '{}' send -t 800ms -l 1472", d.display(), bin());
+    let Some(both) = on_terminal(&format!("{base} >/dev/null")) else {
+        println!("SKIPPED: script (util-linux) not installed");
+        return;
+    };
+    // stderr on the terminal: the bar is drawn and redrawn in place.
+    assert!(both.contains("\x1b[2K") && both.contains('\r'), "{both:?}");
+    assert!(
+        both.contains("/800 ms") && both.contains("Gbit/s"),
+        "{both:?}"
+    );
+    assert!(!both.contains("[   1.0s]"), "no plain lines on a terminal");
+    // stdout on the terminal, stderr elsewhere: the summary, no bar.
+    let out = on_terminal(&format!("{base} 2>/dev/null")).unwrap();
+    assert!(out.contains("datagrams verified"), "{out:?}");
+    assert!(
+        !out.contains("\x1b[2K") && !out.contains("/800 ms"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,202 @@
+//! A counting global allocator and the steady-state allocation probe.
+//!
+//! Every heap allocation (`alloc`, `alloc_zeroed`, `realloc`) made by the
+//! current thread is counted in a thread-local counter, so tests running in
+//! parallel threads do not see each other's allocations. With
+//! `IPXMIT_ALLOC_TRACE=1` the first allocations made while a case is measured
+//! are recorded with a backtrace, to find where they come from.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+
+use ipxmit::Features;
+
+use super::host::{Host, Sink, Workload, WORKLOADS};
+
+/// The counting allocator; install with `#[global_allocator]`.
+pub struct CountingAlloc;
+
+thread_local! {
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+    static TRACING: Cell<usize> = const { Cell::new(0) };
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+    static SITES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn note() {
+    let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    let left = TRACING.try_with(Cell::get).unwrap_or(0);
+    if left == 0 || IN_TRACE.try_with(Cell::get).unwrap_or(true) {
+        return;
+    }
+    // Capturing allocates: those allocations are neither counted nor traced.
+    let _ = IN_TRACE.try_with(|t| t.set(true));
+    let saved = COUNT.try_with(Cell::get).unwrap_or(0);
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    let _ = SITES.try_with(|s| s.borrow_mut().push(bt));
+    let _ = TRACING.try_with(|t| t.set(left - 1));
+    let _ = COUNT.try_with(|c| c.set(saved));
+    let _ = IN_TRACE.try_with(|t| t.set(false));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; the
+// bookkeeping touches only const-initialised thread-locals.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocations this thread made so far.
+pub fn allocations() -> u64 {
+    COUNT.with(Cell::get)
+}
+
+/// One measured case.
+#[derive(Debug)]
+pub struct Probe {
+    /// `sink/features/workload`.
+    pub case: String,
+    /// Datagrams measured (after warm-up).
+    pub datagrams: u64,
+    /// Heap allocations during them.
+    pub allocations: u64,
+    /// Backtraces of the first allocations (with `IPXMIT_ALLOC_TRACE=1`).
+    pub sites: Vec<String>,
+}
+
+/// Datagrams sent before measuring: fills the buffer pool, sizes the queues.
+pub const WARMUP: u64 = 2_000;
+/// Datagrams measured.
+pub const MEASURED: u64 = 5_000;
+/// Allocations recorded per case when tracing.
+const TRACE_MAX: usize = 512;
+
+/// The device feature sets probed: none (the `ipxmit send` default) and the
+/// kernel sink's offloads.
+pub fn feature_sets() -> [(&'static str, Features); 2] {
+    let off = Features::SG | Features::HW_CSUM | Features::GSO_UDP_L4;
+    [("none", Features::NONE), ("sg+csum+gso", off)]
+}
+
+/// Sends `WARMUP` then `MEASURED` datagrams of `work` and counts the
+/// allocations made during the measured ones.
+pub fn probe(sink: Sink, (fname, feats): (&str, Features), work: Workload) -> Probe {
+    let case = format!("{}/{}/{}", sink.name(), fname, work.name);
+    let mut host = Host::new(sink, feats, work).expect("host");
+    for _ in 0..WARMUP {
+        host.send_one().expect("warm-up send");
+    }
+    let trace = std::env::var_os("IPXMIT_ALLOC_TRACE").is_some_and(|v| v != "0");
+    SITES.with(|s| s.borrow_mut().clear());
+    TRACING.with(|t| t.set(if trace { TRACE_MAX } else { 0 }));
+    let before = allocations();
+    for _ in 0..MEASURED {
+        host.send_one().expect("measured send");
+    }
+    let allocs = allocations() - before;
+    TRACING.with(|t| t.set(0));
+    let sites = SITES.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    Probe {
+        case,
+        datagrams: MEASURED,
+        allocations: allocs,
+        sites,
+    }
+}
+
+/// The sizes the issue names (18, 1472, 8000 B) plus 65000 B, 8 x 1000 B
+/// with `MSG_MORE` and UDP GSO of 44 x 1472 B (segmented in software on the
+/// device without offloads), on both sinks and both feature sets.
+pub fn probe_all() -> Vec<Probe> {
+    let mut out = Vec::new();
+    for sink in [Sink::Null, Sink::Mem] {
+        for fs in feature_sets() {
+            for w in WORKLOADS {
+                out.push(probe(sink, fs, w));
+            }
+        }
+    }
+    out
+}
+
+/// Prints the results; returns the cases that allocated.
+pub fn report(probes: &[Probe]) -> Vec<&Probe> {
+    println!(
+        "{:<34} {:>10} {:>12} {:>14}",
+        "case", "datagrams", "allocations", "per datagram"
+    );
+    for p in probes {
+        let per = p.allocations as f64 / p.datagrams as f64;
+        println!(
+            "{:<34} {:>10} {:>12} {:>14.3}",
+            p.case, p.datagrams, p.allocations, per
+        );
+    }
+    let bad: Vec<&Probe> = probes.iter().filter(|p| p.allocations > 0).collect();
+    for p in &bad {
+        for (n, site) in distinct_sites(&p.sites) {
+            println!(
+                "--- {}: {n} of the first {} recorded allocations at:\n{site}",
+                p.case,
+                p.sites.len()
+            );
+        }
+    }
+    if !bad.is_empty() && bad.iter().all(|p| p.sites.is_empty()) {
+        println!("(set IPXMIT_ALLOC_TRACE=1 to print where the allocations come from)");
+    }
+    bad
+}
+
+/// Groups recorded backtraces by their trimmed text, most frequent first.
+fn distinct_sites(sites: &[String]) -> Vec<(usize, String)> {
+    let mut groups: Vec<(usize, String)> = Vec::new();
+    for s in sites.iter().map(|s| trim_backtrace(s)) {
+        match groups.iter_mut().find(|(_, g)| *g == s) {
+            Some((n, _)) => *n += 1,
+            None => groups.push((1, s)),
+        }
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.0));
+    groups
+}
+
+/// Keeps the frames of the backtrace between the allocator and the harness.
+fn trim_backtrace(bt: &str) -> String {
+    let lines: Vec<&str> = bt.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("alloc_probe::note"))
+        .map_or(0, |i| i + 1);
+    let end = lines
+        .iter()
+        .position(|l| l.contains("host::Host::send_one"))
+        .map_or(lines.len(), |i| i + 2);
+    lines[start..end.min(lines.len())]
+        .iter()
+        .filter(|l| !l.trim_start().starts_with("at ") && !l.contains("alloc::alloc::"))
+        .filter(|l| !l.contains("__rust") && !l.contains("raw_vec::"))
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}

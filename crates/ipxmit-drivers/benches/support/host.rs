@@ -1,0 +1,182 @@
+//! A one-device host for the whole-path benchmarks and the allocation probe:
+//! `eth0` (10.0.0.1/24, MTU 1500) on a null device or an in-memory wire, a
+//! static neighbour for 10.0.0.2, and one bound UDP socket.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use ipxmit::dev::DevConfig;
+use ipxmit::neigh::NudState;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{Features, MsgFlags, SendError, Stack, UdpSocket};
+use ipxmit_drivers::mem::MemWire;
+use ipxmit_drivers::null::NullCounters;
+
+/// Where the device's frames go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// The null device (`dummy`): counted and freed.
+    Null,
+    /// The in-memory wire, drained after every send.
+    Mem,
+}
+
+impl Sink {
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sink::Null => "null",
+            Sink::Mem => "mem",
+        }
+    }
+}
+
+/// What one send is: a datagram of `len` bytes, in `pieces` with `MSG_MORE`
+/// between them (1 = a plain send), with `UDP_SEGMENT` `gso` (0 = off).
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Name for reports.
+    pub name: &'static str,
+    /// Payload bytes per datagram (per GSO super-datagram).
+    pub len: usize,
+    /// Pieces written with `MSG_MORE`.
+    pub pieces: usize,
+    /// GSO segment size, 0 for none.
+    pub gso: u32,
+}
+
+/// The standard workloads of the issue.
+pub const WORKLOADS: [Workload; 6] = [
+    Workload {
+        name: "18B",
+        len: 18,
+        pieces: 1,
+        gso: 0,
+    },
+    Workload {
+        name: "1472B",
+        len: 1472,
+        pieces: 1,
+        gso: 0,
+    },
+    Workload {
+        name: "8000B",
+        len: 8000,
+        pieces: 1,
+        gso: 0,
+    },
+    Workload {
+        name: "65000B",
+        len: 65000,
+        pieces: 1,
+        gso: 0,
+    },
+    Workload {
+        name: "8x1000B_more",
+        len: 8000,
+        pieces: 8,
+        gso: 0,
+    },
+    Workload {
+        name: "gso64k_1472",
+        len: 44 * 1472,
+        pieces: 1,
+        gso: 1472,
+    },
+];
+
+/// The destination every send goes to.
+pub const DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9000);
+
+/// A host: stack, device sink, socket.
+pub struct Host {
+    /// The stack.
+    pub stack: Arc<Stack>,
+    /// The socket.
+    pub sock: UdpSocket,
+    /// Set for [`Sink::Mem`].
+    pub wire: Option<Arc<MemWire>>,
+    /// Set for [`Sink::Null`].
+    pub null: Option<Arc<NullCounters>>,
+    payload: Vec<u8>,
+    work: Workload,
+}
+
+impl Host {
+    /// Builds the host for `work` on `sink` with device `features`.
+    pub fn new(
+        sink: Sink,
+        features: Features,
+        work: Workload,
+    ) -> Result<Host, Box<dyn std::error::Error>> {
+        let stack = Stack::new();
+        let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+        cfg.features = features;
+        let (drivers, wire, null) = match sink {
+            Sink::Null => {
+                let c = NullCounters::new();
+                (c.drivers(1), None, Some(c))
+            }
+            Sink::Mem => {
+                let w = MemWire::new(1024);
+                (w.drivers(1), Some(w), None)
+            }
+        };
+        stack.add_device(cfg, drivers)?;
+        stack.add_addr("eth0", "10.0.0.1/24".parse()?)?;
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        stack.add_neigh("eth0", *DEST.ip(), mac, NudState::Permanent)?;
+        let mut sock = UdpSocket::new(&stack);
+        sock.bind(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 0))?;
+        sock.set_gso_size(work.gso)?;
+        let payload = (0..work.len).map(|i| (i * 7) as u8).collect();
+        Ok(Host {
+            stack,
+            sock,
+            wire,
+            null,
+            payload,
+            work,
+        })
+    }
+
+    /// One datagram (in its pieces), then the wire drained.
+    #[inline]
+    pub fn send_one(&mut self) -> Result<(), SendError> {
+        let w = self.work;
+        if w.pieces <= 1 {
+            self.sock.send_to(&self.payload, DEST, MsgFlags::NONE)?;
+        } else {
+            let step = w.len / w.pieces;
+            for i in 0..w.pieces {
+                let (at, end) = (
+                    i * step,
+                    if i + 1 == w.pieces {
+                        w.len
+                    } else {
+                        (i + 1) * step
+                    },
+                );
+                let f = if i + 1 == w.pieces {
+                    MsgFlags::NONE
+                } else {
+                    MsgFlags::MORE
+                };
+                self.sock.send_to(&self.payload[at..end], DEST, f)?;
+            }
+        }
+        if let Some(w) = &self.wire {
+            w.drain(drop);
+        }
+        Ok(())
+    }
+
+    /// Frames that reached the sink.
+    pub fn frames(&self) -> u64 {
+        match (&self.wire, &self.null) {
+            (Some(w), _) => w.frames(),
+            (_, Some(n)) => n.frames(),
+            _ => 0,
+        }
+    }
+}

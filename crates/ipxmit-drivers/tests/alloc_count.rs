@@ -1,0 +1,31 @@
+//! Zero heap allocations per datagram in steady state (the `alloc_count`
+//! benchmark as a test, so CI catches a regression). See
+//! `benches/support/alloc_probe.rs`; `IPXMIT_ALLOC_TRACE=1` prints the sites.
+
+#[path = "../benches/support/alloc_probe.rs"]
+mod alloc_probe;
+#[path = "../benches/support/host.rs"]
+#[allow(dead_code)]
+mod host;
+
+#[global_allocator]
+static ALLOC: alloc_probe::CountingAlloc = alloc_probe::CountingAlloc;
+
+#[test]
+fn zero_allocations_per_datagram_in_steady_state() {
+    let probes = alloc_probe::probe_all();
+    let bad = alloc_probe::report(&probes);
+    let names: Vec<String> = bad
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({} allocations in {} datagrams)",
+                p.case, p.allocations, p.datagrams
+            )
+        })
+        .collect();
+    assert!(
+        names.is_empty(),
+        "heap allocations in steady state: {names:#?}"
+    );
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Instructions per datagram of ipxmit's in-memory path, counted by callgrind.
+#
+# For each case, `ipxmit bench --callgrind-case CASE --count N` runs under
+# `valgrind --tool=callgrind` twice, with N and N/2 datagrams (after the same
+# warm-up); (Ir(N) - Ir(N/2)) / (N - N/2) is the instruction count of one
+# datagram with start-up, set-up and warm-up cancelled. Instruction counts do
+# not depend on machine noise, so a regression shows up as a changed number.
+#
+# Usage: scripts/callgrind.sh [CASE...]     (default: 18B 1472B 8000B 65000B 8x1000B-more)
+# Environment:
+#   N=20000        datagrams of the long run (the short run sends N/2)
+#   DEV=mem        mem (in-memory wire, drained after every datagram) or null
+#   ANNOTATE=1     also print the top functions (self cost) of each long run
+#   KEEP=DIR       keep the callgrind.out files in DIR
+#   IPXMIT=PATH    use this ipxmit binary instead of building one
+# Where `perf stat -e instructions` works (not in most VMs) it is run too.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+N=${N:-20000}
+DEV=${DEV:-mem}
+CASES=("$@")
+[ ${#CASES[@]} -eq 0 ] && CASES=(18B 1472B 8000B 65000B 8x1000B-more)
+HALF=$((N / 2))
+if [ "$N" -lt 2 ]; then echo "N must be at least 2" >&2; exit 2; fi
+command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+
+if [ -z "${IPXMIT:-}" ]; then
+    cargo build --release -q -p ipxmit-cli
+    IPXMIT=target/release/ipxmit
+fi
+OUT=${KEEP:-$(mktemp -d)}
+mkdir -p "$OUT"
+[ -z "${KEEP:-}" ] && trap 'rm -rf "$OUT"' EXIT
+
+# Total instructions (Ir) of one run of CASE with COUNT datagrams.
+instructions() {
+    local case=$1 count=$2 file
+    file="$OUT/callgrind.out.${case//\//_}.$count"
+    valgrind --tool=callgrind --callgrind-out-file="$file" \
+        "$IPXMIT" bench --callgrind-case "$case" --count "$count" --callgrind-dev "$DEV" \
+        >/dev/null 2>"$file.log" || { cat "$file.log" >&2; return 1; }
+    awk '/^(summary|totals):/ { print $2; exit }' "$file"
+}
+
+perf_ok=no
+if command -v perf >/dev/null && perf stat -x, -e instructions true 2>&1 | grep -qv 'not supported'; then
+    perf_ok=yes
+fi
+
+echo "ipxmit instructions per datagram ($DEV path, callgrind, N=$N vs N/2=$HALF), $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+printf '%-16s %16s %16s %14s\n' case "Ir(N)" "Ir(N/2)" "Ir/datagram"
+for c in "${CASES[@]}"; do
+    full=$(instructions "$c" "$N")
+    half=$(instructions "$c" "$HALF")
+    per=$(( (full - half) / (N - HALF) ))
+    printf '%-16s %16s %16s %14s\n' "$c" "$full" "$half" "$per"
+    if [ "${ANNOTATE:-0}" = 1 ] && command -v callgrind_annotate >/dev/null; then
+        callgrind_annotate --inclusive=no "$OUT/callgrind.out.${c//\//_}.$N" 2>/dev/null \
+            | sed -n '/^Ir/,$p' | head -25
+    fi
+done
+
+if [ "$perf_ok" = yes ]; then
+    echo
+    echo "perf stat (instructions, user+kernel):"
+    for c in "${CASES[@]}"; do
+        a=$(perf stat -x, -e instructions "$IPXMIT" bench --callgrind-case "$c" --count "$N" --callgrind-dev "$DEV" 2>&1 >/dev/null | awk -F, '/instructions/ {print $1}')
+        b=$(perf stat -x, -e instructions "$IPXMIT" bench --callgrind-case "$c" --count "$HALF" --callgrind-dev "$DEV" 2>&1 >/dev/null | awk -F, '/instructions/ {print $1}')
+        printf '%-16s %14s per datagram\n' "$c" $(( (a - b) / (N - HALF) ))
+    done
+else
+    echo "(perf stat -e instructions is not supported on this machine: callgrind only)"
+fi
