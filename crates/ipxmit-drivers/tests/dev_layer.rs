@@ -239,3 +239,39 @@ fn flows_spread_over_queues_and_each_flow_keeps_its_queue() {
         "16 flows use more than one of 4 queues: {used:?}"
     );
 }
+
+#[test]
+fn fragment_train_goes_to_the_driver_in_one_pass_with_xmit_more() {
+    let (stack, log) = recording_host(1);
+    let mut s = UdpSocket::new(&stack);
+    s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap();
+    let l = log.lock();
+    let more: Vec<bool> = l.iter().map(|e| e.2).collect();
+    assert_eq!(more, vec![true, true, true, true, true, false]);
+    let lens: Vec<usize> = l.iter().map(|e| e.1).collect();
+    assert_eq!(lens, vec![1514, 1514, 1514, 1514, 1514, 642]);
+}
+
+#[test]
+fn a_full_queue_fails_the_rest_of_a_fragment_train() {
+    use ipxmit::stats::Mib;
+    let (stack, log) = recording_host(1);
+    stack
+        .replace_qdisc("eth0", &"pfifo limit 3".parse().unwrap())
+        .unwrap();
+    let dev = stack.device("eth0").unwrap();
+    dev.queues()[0].ctl().stop();
+    let mut s = UdpSocket::new(&stack);
+    s.set_recverr(true);
+    let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();
+    assert_eq!(e, SendError::NoBufs);
+    let c = stack.counters();
+    assert_eq!(c.get(Mib::IpFragCreates), 3, "three fragments queued");
+    assert_eq!(c.get(Mib::IpFragFails), 1);
+    assert_eq!(c.get(Mib::IpFragOKs), 0);
+    assert_eq!(c.dropped(DropReason::QdiscDrop), 1, "the fourth refused");
+    assert_eq!(c.dropped(DropReason::NotSpecified), 2, "the last two freed");
+    dev.queues()[0].ctl().wake();
+    stack.poll();
+    assert_eq!(log.lock().len(), 3, "what was queued still leaves");
+}

@@ -7,6 +7,8 @@
 //! is enqueued and whoever wins `qdisc_run_begin` runs the queue. A `noqueue` device
 //! transmits directly and drops what the driver refuses.
 
+use std::collections::VecDeque;
+
 use crate::buf::PacketBuf;
 use crate::dev::{NetDevice, TxQueue, TxStatus};
 use crate::sched::{run, NetXmit};
@@ -135,5 +137,119 @@ fn noqueue_xmit(
         Err(QueueXmitError::NetDown)
     } else {
         Ok(NetXmit::Success)
+    }
+}
+
+/// How a list of frames fared in [`queue_xmit_list`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListXmit {
+    /// Frames accepted (sent or queued), from the front of the list.
+    pub accepted: usize,
+    /// Why the frame after them was refused, if one was; the ones after it
+    /// were not offered (the kernel stops a fragment train at the first error).
+    pub error: Option<QueueXmitError>,
+}
+
+/// `dev_queue_xmit` for a train of frames of one flow (the fragments of one
+/// datagram, link headers in place), in order: one queue choice, one qdisc
+/// decision and — when the qdisc can be bypassed — one pass through the driver
+/// with `xmit_more` set on all but the last. Frames are taken from `frames`.
+pub fn queue_xmit_list(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    frames: &mut VecDeque<PacketBuf>,
+) -> ListXmit {
+    let Some(first) = frames.front_mut() else {
+        return ListXmit {
+            accepted: 0,
+            error: None,
+        };
+    };
+    if !dev.is_up() {
+        return refuse_rest(ctx, dev, frames, 0, QueueXmitError::NetDown);
+    }
+    let txq = pick_tx(dev, first);
+    let qm = first.meta.queue_mapping;
+    frames.iter_mut().for_each(|f| f.meta.queue_mapping = qm);
+    let mut slot = txq.q.lock();
+    if slot.qdisc.is_noqueue() || txq.ctl().is_stopped() {
+        // Frame by frame, exactly as the kernel's per-fragment calls go (a
+        // stopped queue requeues the first and queues the rest up to the limit).
+        drop(slot);
+        return one_by_one(ctx, dev, frames);
+    }
+    if slot.qdisc.can_bypass() && slot.is_empty() && !slot.running {
+        slot.running = true;
+        frames
+            .iter()
+            .for_each(|f| slot.qdisc.stats_mut().sent(f.len()));
+        let batch = std::mem::take(&mut slot.batch);
+        drop(slot);
+        let accepted = frames.len();
+        run::bypass_list(ctx, dev, txq, frames, batch);
+        return ListXmit {
+            accepted,
+            error: None,
+        };
+    }
+    let s = &mut *slot;
+    let mut accepted = 0;
+    let mut error = None;
+    while let Some(f) = frames.pop_front() {
+        if s.qdisc.enqueue(f, ctx.now, &mut s.to_free) == NetXmit::Drop {
+            error = Some(QueueXmitError::Dropped);
+            break;
+        }
+        accepted += 1;
+    }
+    run::free_dropped(ctx, dev, &mut s.to_free);
+    let start = !s.running;
+    s.running = true;
+    drop(slot);
+    if start {
+        run::run(ctx, dev, txq);
+    }
+    match error {
+        Some(e) => refuse_rest(ctx, dev, frames, accepted, e),
+        None => ListXmit {
+            accepted,
+            error: None,
+        },
+    }
+}
+
+/// Drops what is left of a train after a refusal, counted as freed
+/// (`kfree_skb_list` of the remaining fragments).
+fn refuse_rest(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    frames: &mut VecDeque<PacketBuf>,
+    accepted: usize,
+    error: QueueXmitError,
+) -> ListXmit {
+    let reason = match error {
+        QueueXmitError::NetDown => DropReason::DevReady,
+        QueueXmitError::Dropped => DropReason::NotSpecified,
+    };
+    for f in frames.drain(..) {
+        crate::dev::xmit::drop_frame(ctx, dev, f, reason);
+    }
+    ListXmit {
+        accepted,
+        error: Some(error),
+    }
+}
+
+fn one_by_one(ctx: XmitCtx<'_>, dev: &NetDevice, frames: &mut VecDeque<PacketBuf>) -> ListXmit {
+    let mut accepted = 0;
+    while let Some(f) = frames.pop_front() {
+        if let Err(e) = queue_xmit(ctx, dev, f) {
+            return refuse_rest(ctx, dev, frames, accepted, e);
+        }
+        accepted += 1;
+    }
+    ListXmit {
+        accepted,
+        error: None,
     }
 }

@@ -19,6 +19,8 @@
 //! The [`Fragmenter`] is an iterator of ready fragments; errors are counted
 //! per reason by the caller.
 
+use std::net::Ipv4Addr;
+
 use crate::buf::{BufPool, PacketBuf};
 use crate::wire::checksum::Csum;
 
@@ -183,6 +185,11 @@ impl Fragmenter {
             created: 0,
             pool: pool.clone(),
         })
+    }
+
+    /// The datagram's destination address.
+    pub fn daddr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(self.hdr[16], self.hdr[17], self.hdr[18], self.hdr[19])
     }
 
     /// Fragments made so far.

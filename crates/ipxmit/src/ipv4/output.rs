@@ -10,6 +10,7 @@
 //! `ENOBUFS` (`net_xmit_errno`; congestion is not an error), a DF datagram over
 //! the MTU is `EMSGSIZE`. Every dropped packet is counted under its reason.
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::dev::queue::{queue_xmit, QueueXmitError};
 use crate::dev::LinkType;
 use crate::error::SendError;
 use crate::ipv4::fragment::{send_check, FragError, Fragmenter};
+use crate::neigh::HhCache;
 use crate::netfilter::{HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
@@ -149,6 +151,7 @@ pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<()
         stack.counters.drop(DropReason::PktTooBig);
         return Err(SendError::MsgSize { mtu });
     }
+    let confirm = pkt.meta.confirm_neigh;
     let frags = match Fragmenter::new(pkt, mtu, dst.dev.ll_reserved_space(), &stack.pool) {
         Ok(f) => f,
         Err(e) => {
@@ -163,6 +166,9 @@ pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<()
         }
     };
     let mut frags = frags;
+    if let Some(hh) = train_header(stack, dst, &frags).filter(|_| !confirm) {
+        return xmit_train(stack, dst, frags, &hh);
+    }
     while let Some(f) = frags.next() {
         if let Err(e) = finish_output2(stack, dst, f) {
             let rest = frags.by_ref().count() as u64;
@@ -174,6 +180,70 @@ pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<()
     }
     stack.counters.inc(Mib::IpFragOKs);
     Ok(())
+}
+
+thread_local! {
+    /// A reused list for fragment trains (no allocation per datagram).
+    static TRAIN: std::cell::RefCell<VecDeque<PacketBuf>> = const {
+        std::cell::RefCell::new(VecDeque::new())
+    };
+}
+
+/// The link header every fragment of a train gets: the neighbour's cached
+/// header when it is connected (empty for an L3 device); `None` sends the
+/// fragments one by one through neighbour resolution.
+fn train_header(stack: &Stack, dst: &Dst, frags: &Fragmenter) -> Option<HhCache> {
+    let dev = &dst.dev;
+    if !frags.is_fast_path() {
+        return None;
+    }
+    match dev.link() {
+        LinkType::L3 => Some(HhCache { hdr: [0; 14] }),
+        LinkType::Ethernet => {
+            let nexthop = dst.nexthop(frags.daddr());
+            stack.neigh.connected_hh(dev.ifindex(), nexthop)
+        }
+    }
+}
+
+/// `ip_finish_output2` for a whole fragment train with a known link header:
+/// the fragments go to `dev_queue_xmit` as one list (one queue choice, one qdisc
+/// decision, `xmit_more` within the train). A refused fragment fails the
+/// datagram and the rest are freed, as in `ip_do_fragment`.
+fn xmit_train(stack: &Stack, dst: &Dst, frags: Fragmenter, hh: &HhCache) -> Result<(), SendError> {
+    let dev = &dst.dev;
+    let hlen = dev.link().header_len();
+    let mut own = VecDeque::new();
+    TRAIN.with(|t| {
+        let mut guard = t.try_borrow_mut();
+        let list = match guard.as_deref_mut() {
+            Ok(l) => l,
+            Err(_) => &mut own,
+        };
+        for mut f in frags {
+            stack.counters.inc(Mib::IpExtOutPkts);
+            stack.counters.add(Mib::IpExtOutOctets, f.len() as u64);
+            if hlen > 0 {
+                f.push(hlen).copy_from_slice(&hh.hdr[..hlen]);
+            }
+            list.push_back(f);
+        }
+        let r = crate::dev::queue::queue_xmit_list(stack.xmit_ctx(), dev, list);
+        stack.counters.add(Mib::IpFragCreates, r.accepted as u64);
+        match r.error {
+            None => {
+                stack.counters.inc(Mib::IpFragOKs);
+                Ok(())
+            }
+            Some(e) => {
+                stack.counters.inc(Mib::IpFragFails);
+                Err(match e {
+                    QueueXmitError::Dropped => SendError::NoBufs,
+                    QueueXmitError::NetDown => SendError::NetDown,
+                })
+            }
+        }
+    })
 }
 
 /// Kernel: `ip_finish_output2()` and `neigh_output()`/`neigh_hh_output()`.

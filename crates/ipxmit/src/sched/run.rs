@@ -63,6 +63,29 @@ pub(crate) fn bypass(
     }
 }
 
+/// The bypass for a train of frames: validated into the slot's frame buffer
+/// and handed to the driver in one pass with `xmit_more`.
+pub(crate) fn bypass_list(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    train: &mut VecDeque<PacketBuf>,
+    mut frames: VecDeque<PacketBuf>,
+) {
+    while let Some(p) = train.pop_front() {
+        validate_xmit(ctx, dev, p, &mut frames);
+    }
+    let all_sent = direct_xmit(ctx, dev, txq, &mut frames);
+    let mut slot = txq.q.lock();
+    slot.batch = frames;
+    if all_sent && !slot.is_empty() {
+        drop(slot);
+        run(ctx, dev, txq);
+    } else {
+        slot.running = false;
+    }
+}
+
 /// One frame to the driver with `more` clear — the common bypass case, without
 /// the batch list. A refused frame is left in `frames` for requeueing.
 fn xmit_single(
