@@ -444,17 +444,21 @@ impl Stack {
     pub fn poll_rx(&self, budget: usize) -> usize {
         let devs = self.devices.read().clone();
         let mut n = 0;
+        let mut frames: Vec<Vec<u8>> = Vec::new();
         for dev in &devs {
-            let mut frames = 0;
-            dev.queues()[0].driver.lock().poll_rx(budget, &mut |f| {
-                frames += 1;
-                self.receive(dev, f);
-            });
-            n += frames;
+            // Copy the frames out first: handling them may transmit (an ARP
+            // reply) through the same queue's driver, whose lock we hold here.
+            dev.queues()[0]
+                .driver
+                .lock()
+                .poll_rx(budget, &mut |f| frames.push(f.to_vec()));
+            n += frames.len();
+            for f in frames.drain(..) {
+                self.receive(dev, &f);
+            }
         }
         n
     }
-
     /// Kernel: `netif_receive_skb()` for what this stack handles on receive:
     /// counts the frame and passes ARP to the neighbour layer.
     pub fn receive(&self, dev: &NetDevice, frame: &[u8]) {
@@ -489,6 +493,16 @@ impl Stack {
             .flat_map(|d| d.queues().iter().filter_map(|q| q.q.lock().watchdog))
             .min();
         [qdisc, self.neigh.next_timer()].into_iter().flatten().min()
+    }
+
+    /// Receive file descriptors of every device (queue 0's driver), for a
+    /// runner thread to wait on.
+    pub fn rx_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.devices
+            .read()
+            .iter()
+            .filter_map(|d| d.queues()[0].driver.lock().rx_fd())
+            .collect()
     }
 
     /// The notifier a runner thread waits on.

@@ -69,9 +69,16 @@ pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, 
     if let Some(probe) = a.probe {
         solicit(stack, dev, target, saddr, probe);
     }
-    if let Some(hh) = a.hh {
-        for p in a.release {
-            let _ = xmit_with(stack, dev, p, &hh);
+    let Some(hh) = a.hh else { return };
+    for p in a.release {
+        let _ = xmit_with(stack, dev, p, &hh);
+    }
+    // Packets that queued behind the released ones go next, in order.
+    if let Some(n) = stack.neigh.lookup(dev.ifindex(), target) {
+        while let Some((more, hh)) = n.release_more() {
+            for p in more {
+                let _ = xmit_with(stack, dev, p, &hh);
+            }
         }
     }
 }

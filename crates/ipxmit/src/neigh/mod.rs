@@ -223,6 +223,10 @@ struct NeighInner {
     reachable_time: Duration,
     queue: VecDeque<PacketBuf>,
     queue_bytes: usize,
+    /// Queued packets are being handed out after resolution: later packets
+    /// queue behind them so none overtakes (the kernel sends them under the
+    /// entry's lock).
+    releasing: bool,
 }
 
 impl fmt::Debug for Neighbour {
@@ -271,6 +275,7 @@ impl Neighbour {
                 reachable_time: rand_reach_time(parms.base_reachable_time, seed),
                 queue: VecDeque::new(),
                 queue_bytes: 0,
+                releasing: false,
             }),
         }
     }
@@ -299,7 +304,7 @@ impl Neighbour {
     #[inline]
     pub fn connected_hh(&self) -> Option<HhCache> {
         let i = self.inner.lock();
-        if i.state.is_connected() {
+        if i.state.is_connected() && !i.releasing {
             i.hh
         } else {
             None
@@ -334,7 +339,7 @@ impl Neighbour {
             }
             _ => {}
         }
-        if let (true, Some(hh)) = (i.state.is_valid(), i.hh) {
+        if let (true, Some(hh), false) = (i.state.is_valid(), i.hh, i.releasing) {
             return Resolved::Send(pkt, hh);
         }
         let mut a = Actions::default();
@@ -395,10 +400,27 @@ impl Neighbour {
             a.hh = i.hh;
             a.release = i.queue.drain(..).collect();
             i.queue_bytes = 0;
+            i.releasing = !a.release.is_empty();
         } else if new == NudState::Failed {
             invalidate(&mut i, &mut a);
         }
         a
+    }
+
+    /// Packets queued while the released ones were being sent, with their
+    /// header; `None` (and the entry back to normal sending) when there are none.
+    pub fn release_more(&self) -> Option<(Vec<PacketBuf>, HhCache)> {
+        let mut i = self.inner.lock();
+        match (i.queue.is_empty(), i.hh) {
+            (false, Some(hh)) if i.state.is_valid() => {
+                i.queue_bytes = 0;
+                Some((i.queue.drain(..).collect(), hh))
+            }
+            _ => {
+                i.releasing = false;
+                None
+            }
+        }
     }
 
     /// Kernel: `neigh_timer_handler()`. Runs the entry's timer if due.
