@@ -9,6 +9,11 @@
 
 pub mod capture;
 pub mod mem;
+pub mod netns;
 pub mod null;
+pub mod packet;
 pub mod pcap;
 pub mod peer;
+pub mod runner;
+mod sys;
+pub mod tap;

@@ -1,0 +1,362 @@
+//! The few system interfaces the real-wire drivers need that `rustix` does not
+//! wrap: the tun ioctls, `ifreq` ioctls, packet-socket options, `recvfrom` with
+//! the link-layer address, and the `PACKET_TX_RING` mapping.
+//!
+//! Stands for the user-space side of `include/uapi/linux/if_tun.h`,
+//! `include/uapi/linux/if_packet.h` and `include/uapi/linux/sockios.h`. Every
+//! `unsafe` block of the drivers lives here, each with its SAFETY argument; the
+//! rest of the crate calls the safe functions below.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ipxmit::PacketBuf;
+
+/// `IFNAMSIZ`: interface names are at most 15 bytes and a NUL.
+pub const IFNAMSIZ: usize = 16;
+
+/// `struct ifreq` (40 bytes on 64-bit Linux): the name and a 24-byte union of
+/// which we use the flags (`ifr_flags`), the MTU (`ifr_mtu`) and the hardware
+/// address (`ifr_hwaddr`, a `struct sockaddr`).
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct IfReq {
+    name: [u8; IFNAMSIZ],
+    data: [u8; 24],
+}
+
+impl IfReq {
+    fn new(name: &str) -> io::Result<IfReq> {
+        let bytes = name.as_bytes();
+        if bytes.len() >= IFNAMSIZ || bytes.contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut r = IfReq {
+            name: [0; IFNAMSIZ],
+            data: [0; 24],
+        };
+        r.name[..bytes.len()].copy_from_slice(bytes);
+        Ok(r)
+    }
+
+    fn name(&self) -> String {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
+        String::from_utf8_lossy(&self.name[..end]).into_owned()
+    }
+}
+
+/// `ioctl(fd, req, &mut ifreq)`.
+fn ioctl_ifreq(fd: BorrowedFd<'_>, req: libc::Ioctl, ifr: &mut IfReq) -> io::Result<()> {
+    // SAFETY: `ifr` is a live, writable `struct ifreq` of the kernel's size and
+    // alignment, which is what every request passed here reads and writes.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, ifr as *mut IfReq) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `ioctl(fd, req, value)` for requests that take an integer argument by value.
+fn ioctl_value(fd: BorrowedFd<'_>, req: libc::Ioctl, value: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: these requests (TUNSETOFFLOAD) read their argument as an integer,
+    // not as a pointer; nothing in our memory is touched.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, value) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `ioctl(fd, req, &value)` for requests that read an `int` through a pointer.
+fn ioctl_int_ptr(fd: BorrowedFd<'_>, req: libc::Ioctl, value: libc::c_int) -> io::Result<()> {
+    let v = value;
+    // SAFETY: `v` is a live `int` the request (TUNSETSNDBUF, TUNSETVNETHDRSZ)
+    // only reads.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, &v as *const libc::c_int) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `TUNSETIFF`: creates or attaches the tun/tap device `name` (a `%d` pattern or
+/// empty lets the kernel choose) with `flags`; returns the device's name.
+pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: u16) -> io::Result<String> {
+    let mut ifr = IfReq::new(name)?;
+    ifr.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    ioctl_ifreq(fd, libc::TUNSETIFF, &mut ifr)?;
+    Ok(ifr.name())
+}
+
+/// `TUNSETOFFLOAD`: the offloads (`TUN_F_*`) this reader accepts.
+pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    ioctl_value(fd, libc::TUNSETOFFLOAD, flags.into())
+}
+
+/// `TUNSETVNETHDRSZ`: size of the `virtio_net_hdr` in front of each frame.
+pub fn tun_set_vnet_hdr_sz(fd: BorrowedFd<'_>, size: i32) -> io::Result<()> {
+    ioctl_int_ptr(fd, libc::TUNSETVNETHDRSZ, size)
+}
+
+/// `TUNSETSNDBUF`: the send buffer limiting frames in flight from this fd.
+pub fn tun_set_sndbuf(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<()> {
+    ioctl_int_ptr(fd, libc::TUNSETSNDBUF, bytes)
+}
+
+/// `SIOCGIFHWADDR`: the hardware address of interface `name` (on a tun fd the
+/// name is ignored and the tun device's own address returned).
+pub fn if_hwaddr(fd: BorrowedFd<'_>, name: &str) -> io::Result<[u8; 6]> {
+    let mut ifr = IfReq::new(name)?;
+    ioctl_ifreq(fd, libc::SIOCGIFHWADDR, &mut ifr)?;
+    let mut mac = [0; 6];
+    // ifr_hwaddr is a struct sockaddr: sa_family (2 bytes), then sa_data.
+    mac.copy_from_slice(&ifr.data[2..8]);
+    Ok(mac)
+}
+
+/// `SIOCGIFMTU`: the MTU of interface `name`.
+pub fn if_mtu(fd: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let mut ifr = IfReq::new(name)?;
+    ioctl_ifreq(fd, libc::SIOCGIFMTU, &mut ifr)?;
+    let mtu = i32::from_ne_bytes([ifr.data[0], ifr.data[1], ifr.data[2], ifr.data[3]]);
+    Ok(mtu.max(0) as u32)
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof value)` for a plain-data value.
+fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the given size; the kernel copies
+    // it in and keeps no reference. `T` is plain data (`int`, `tpacket_req`).
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `setsockopt(fd, level, name, int)`.
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
+    setsockopt(fd, level, name, &value)
+}
+
+/// `bind(fd, sockaddr_ll{AF_PACKET, protocol, ifindex})`.
+pub fn bind_packet(fd: BorrowedFd<'_>, protocol: u16, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a live sockaddr_ll and the length passed is its size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `recvfrom(fd, buf, MSG_DONTWAIT, &sockaddr_ll)`: one frame and its packet
+/// type (`PACKET_HOST`, `PACKET_OUTGOING`, ...).
+pub fn recv_ll(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u8)> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `buf` is writable for `buf.len()` bytes; `sll`/`len` describe a
+    // writable sockaddr_ll of the stated size.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            (&mut sll as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((n as usize, sll.sll_pkttype))
+    }
+}
+
+/// `struct tpacket2_hdr` field offsets.
+const TP_STATUS: usize = 0;
+const TP_LEN: usize = 4;
+/// Where a frame's data starts in a `TPACKET_V2` TX slot:
+/// `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)` = `TPACKET_ALIGN(32)`.
+pub const TPACKET2_DATA_OFF: usize = 32;
+
+/// A `PACKET_TX_RING` (`TPACKET_V2`) mapped into our memory: `frame_nr` slots of
+/// `frame_size` bytes, `frames_per_block` to a block of `block_size` bytes.
+pub struct TxRingMap {
+    base: NonNull<u8>,
+    len: usize,
+    block_size: usize,
+    frame_size: usize,
+    frames_per_block: usize,
+    frame_nr: usize,
+}
+
+// SAFETY: the mapping is owned by this value (unmapped on drop) and only reached
+// through `&mut self` or atomics, so moving it to another thread is sound.
+unsafe impl Send for TxRingMap {}
+
+impl std::fmt::Debug for TxRingMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxRingMap")
+            .field("frames", &self.frame_nr)
+            .field("frame_size", &self.frame_size)
+            .finish()
+    }
+}
+
+impl TxRingMap {
+    /// Sets `PACKET_VERSION = TPACKET_V2` and `PACKET_TX_RING` on `fd`, then maps
+    /// the ring. `frame_size` must be a multiple of 16, `block_size` a multiple
+    /// of the page size and of `frame_size`.
+    pub fn setup(
+        fd: BorrowedFd<'_>,
+        block_size: usize,
+        block_nr: usize,
+        frame_size: usize,
+    ) -> io::Result<TxRingMap> {
+        let v2 = libc::tpacket_versions::TPACKET_V2 as i32;
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, v2)?;
+        let frames_per_block = block_size / frame_size;
+        let req = libc::tpacket_req {
+            tp_block_size: block_size as u32,
+            tp_block_nr: block_nr as u32,
+            tp_frame_size: frame_size as u32,
+            tp_frame_nr: (block_nr * frames_per_block) as u32,
+        };
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
+        let len = block_size * block_nr;
+        // SAFETY: a fresh shared mapping of the ring the kernel just allocated
+        // for this socket; no existing memory is affected.
+        let p = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                fd.as_fd(),
+                0,
+            )
+        }?;
+        let base = NonNull::new(p.cast::<u8>()).ok_or(io::ErrorKind::InvalidData)?;
+        Ok(TxRingMap {
+            base,
+            len,
+            block_size,
+            frame_size,
+            frames_per_block,
+            frame_nr: block_nr * frames_per_block,
+        })
+    }
+
+    /// Number of slots.
+    pub fn frames(&self) -> usize {
+        self.frame_nr
+    }
+
+    /// Largest frame a slot holds.
+    pub fn max_frame(&self) -> usize {
+        self.frame_size - TPACKET2_DATA_OFF
+    }
+
+    fn slot_offset(&self, i: usize) -> usize {
+        (i / self.frames_per_block) * self.block_size
+            + (i % self.frames_per_block) * self.frame_size
+    }
+
+    fn status_word(&self, i: usize) -> &AtomicU32 {
+        let off = self.slot_offset(i % self.frame_nr) + TP_STATUS;
+        // SAFETY: `off` is inside the mapping and 4-aligned (slots are
+        // 16-aligned); the kernel accesses `tp_status` concurrently, which is
+        // why it is only read and written atomically.
+        unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    /// `tp_status` of slot `i` (acquire: the kernel's writes before it are seen).
+    pub fn status(&self, i: usize) -> u32 {
+        self.status_word(i).load(Ordering::Acquire)
+    }
+
+    /// Resets slot `i` to `TP_STATUS_AVAILABLE` (after `TP_STATUS_WRONG_FORMAT`).
+    pub fn set_available(&self, i: usize) {
+        self.status_word(i)
+            .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
+    }
+
+    /// Copies `pkt` into slot `i`, which must be available (the kernel does not
+    /// touch it then), and hands it to the kernel (`TP_STATUS_SEND_REQUEST`,
+    /// release). Returns false when the slot is not available or too small.
+    pub fn fill(&mut self, i: usize, pkt: &PacketBuf) -> bool {
+        let len = pkt.len();
+        if len > self.max_frame() || self.status(i) != libc::TP_STATUS_AVAILABLE {
+            return false;
+        }
+        let start = self.slot_offset(i % self.frame_nr);
+        let data = start + TPACKET2_DATA_OFF;
+        let base = self.base.as_ptr();
+        let mut at = 0usize;
+        pkt.for_each_segment(&mut |s| {
+            let n = s.len().min(len - at);
+            // SAFETY: `data + at + n <= data + len <= slot end`, inside the
+            // mapping; the slot is ours while AVAILABLE; `s` is our own memory,
+            // disjoint from the mapping.
+            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), base.add(data + at), n) };
+            at += n;
+        });
+        // SAFETY: `tp_len` is a 4-aligned u32 inside slot `i`, which the kernel
+        // does not read before it sees SEND_REQUEST below.
+        unsafe {
+            base.add(start + TP_LEN)
+                .cast::<u32>()
+                .write_volatile(at as u32)
+        };
+        self.status_word(i)
+            .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
+        true
+    }
+}
+
+impl Drop for TxRingMap {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly the mapping made in `setup`, no
+        // reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// True when `fd` is writable now (a zero-timeout `poll` for `POLLOUT`).
+pub fn writable_now(fd: &impl AsFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut p = [PollFd::new(fd, PollFlags::OUT)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut p, Some(&zero)), Ok(1))
+        && p[0].revents().contains(PollFlags::OUT)
+}
