@@ -241,6 +241,7 @@ fn make_wire(
     p: &Plan,
     stack: &Stack,
     n: usize,
+    features: &mut Features,
 ) -> Result<(Vec<Box<dyn ipxmit::Driver>>, Wire)> {
     Ok(if a.dev == "mem" {
         let w = MemWire::new(8192);
@@ -268,7 +269,9 @@ fn make_wire(
         .with_context(|| format!("cannot create capture file {path}"))?;
         (d, Wire::File)
     } else if let Some((kind, name)) = os_device(&a.dev) {
-        (crate::script::links::os_drivers(&kind, name, n)?, Wire::Os)
+        let (d, granted) = crate::script::links::os_drivers(&kind, name, n, *features)?;
+        *features = granted;
+        (d, Wire::Os)
     } else {
         bail!(
             "unknown device {:?} (mem, null, pcap:FILE, tap:NAME, packet:IFACE)",
@@ -290,7 +293,7 @@ fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
         .transpose()?
         .unwrap_or(Features::NONE);
     let n = a.txqueues.clamp(1, 64);
-    let (drivers, wire) = make_wire(a, p, &stack, n)?;
+    let (drivers, wire) = make_wire(a, p, &stack, n, &mut cfg.features)?;
     stack.add_device(cfg, drivers)?;
     stack.add_addr("eth0", "10.0.0.1/24".parse()?)?;
     let nexthop = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {

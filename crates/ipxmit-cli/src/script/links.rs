@@ -50,11 +50,6 @@ pub enum LinkError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The driver for this link type is not part of this build.
-    #[error(
-        "link type {0} is not available: this build has no {0} driver yet (use mem, null or pcap)"
-    )]
-    Unavailable(&'static str),
 }
 
 /// What is at the far end of a device.
@@ -90,16 +85,36 @@ pub fn default_lladdr(i: usize) -> EthernetAddress {
 }
 
 /// Drivers for a Linux device of type `kind` (`tap` or `packet`) called
-/// `ifname`, `n` transmit queues.
+/// `ifname`, `n` transmit queues, asking for the `offload` features; returns
+/// them with the features actually granted (TAP: what `TUNSETOFFLOAD`
+/// accepted; AF_PACKET: scatter-gather only).
 pub fn os_drivers(
     kind: &LinkKind,
     ifname: &str,
     n: usize,
-) -> Result<Vec<Box<dyn Driver>>, LinkError> {
-    let _ = (ifname, n);
+    offload: Features,
+) -> Result<(Vec<Box<dyn Driver>>, Features), LinkError> {
+    let io = |what: &str, e: String| LinkError::Io {
+        what: format!("{what} {ifname}"),
+        source: std::io::Error::other(e),
+    };
     match kind {
-        LinkKind::Tap => Err(LinkError::Unavailable("tap")),
-        _ => Err(LinkError::Unavailable("packet")),
+        LinkKind::Tap => {
+            let mut c = ipxmit_drivers::tap::TapConfig::tap(ifname);
+            c.queues = n;
+            c.vnet_hdr = true;
+            c.offload = offload;
+            let t =
+                ipxmit_drivers::tap::TapDevice::open(&c).map_err(|e| io("tap", e.to_string()))?;
+            Ok((t.drivers(), t.features()))
+        }
+        _ => {
+            let mut c = ipxmit_drivers::packet::PacketConfig::new(ifname);
+            c.queues = n;
+            let l = ipxmit_drivers::packet::PacketLink::open(&c)
+                .map_err(|e| io("packet socket on", e.to_string()))?;
+            Ok((l.drivers(), l.features()))
+        }
     }
 }
 
@@ -140,7 +155,9 @@ pub fn build_link(stack: &Stack, spec: &LinkSpec, index: usize) -> Result<Link, 
         }
         LinkKind::Tap | LinkKind::Packet => {
             let ifname = spec.ifname.as_deref().unwrap_or(&spec.name);
-            (os_drivers(&spec.kind, ifname, n)?, FarEnd::Os)
+            let (d, granted) = os_drivers(&spec.kind, ifname, n, cfg.features)?;
+            cfg.features = granted;
+            (d, FarEnd::Os)
         }
     };
     let dev = stack.add_device(cfg, drivers)?;
