@@ -101,6 +101,10 @@ pub enum SendError {
     /// Invalid argument (`EINVAL`), with what was wrong.
     #[error("EINVAL: {0}")]
     Inval(&'static str),
+    /// The data could not be read as needed (`EFAULT`), e.g. a raw ICMP send
+    /// shorter than the type and code the route lookup reads.
+    #[error("EFAULT: {0}")]
+    Fault(&'static str),
     /// No destination on an unconnected socket (`EDESTADDRREQ`).
     #[error("EDESTADDRREQ: destination address required")]
     DestAddrRequired,
@@ -130,6 +134,7 @@ impl SendError {
             SendError::Perm => Errno::EPERM,
             SendError::NetDown => Errno::ENETDOWN,
             SendError::Inval(_) => Errno::EINVAL,
+            SendError::Fault(_) => Errno::EFAULT,
             SendError::DestAddrRequired => Errno::EDESTADDRREQ,
             SendError::AddrNotAvail(_) => Errno::EADDRNOTAVAIL,
             SendError::AddrInUse(_) => Errno::EADDRINUSE,

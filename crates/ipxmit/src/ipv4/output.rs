@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::{GsoType, PacketBuf};
-use crate::dev::queue::{queue_xmit, QueueXmitError};
+use crate::dev::queue::{queue_xmit as dev_queue_xmit, QueueXmitError};
 use crate::dev::LinkType;
 use crate::error::SendError;
 use crate::ipv4::fragment::{send_check, FragError, Fragmenter};
@@ -257,9 +257,100 @@ pub fn finish_output2(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), Se
         let nexthop = dst.nexthop(daddr_of(&pkt));
         return crate::neigh::neigh_output(stack, dev, nexthop, pkt);
     }
-    match queue_xmit(stack.xmit_ctx(), dev, pkt) {
+    match dev_queue_xmit(stack.xmit_ctx(), dev, pkt) {
         Ok(_) => Ok(()),
         Err(QueueXmitError::Dropped) => Err(SendError::NoBufs),
         Err(QueueXmitError::NetDown) => Err(SendError::NetDown),
     }
+}
+
+/// Kernel: `ip_queue_xmit()` / `__ip_queue_xmit()`, net/ipv4/ip_output.c. Sends a
+/// transport segment (`skb` starts at the transport header, with headroom for
+/// the IP header and the link layer) of the connected socket `sk`: routes it to
+/// the peer — a source route's first hop — unless it carries a route already,
+/// refuses a strict source route through a gateway (`EHOSTUNREACH`,
+/// `IpOutNoRoutes`), writes the IP header from the socket (TOS, TTL, DF when
+/// `ip_dont_fragment` and the segment does not ignore DF, its protocol, the
+/// flow's addresses, its options completed by `ip_options_build` with the peer
+/// as the final destination), numbers it from the socket's own counter
+/// (`gso_segs` numbers for a GSO segment; TCP takes the counter before the
+/// increment, the others after, as `ip_select_ident_segs` does), sets priority
+/// and mark, and hands it to `ip_local_out`.
+pub fn queue_xmit(sk: &mut crate::socket::InetSock, mut skb: PacketBuf) -> Result<(), SendError> {
+    use crate::socket::options;
+    let stack = sk.stack.clone();
+    let Some(peer) = sk.peer else {
+        return Err(SendError::DestAddrRequired);
+    };
+    let opt = sk.opts.options.clone();
+    let daddr = opt.faddr.unwrap_or(*peer.ip());
+    let dst = match skb.meta.dst.clone() {
+        Some(d) => d,
+        None => match sk.route(daddr) {
+            Ok(d) => d,
+            Err(_) => {
+                stack.counters.inc(Mib::IpOutNoRoutes);
+                return Err(SendError::HostUnreachable(daddr));
+            }
+        },
+    };
+    if opt.is_strictroute && dst.nexthop(daddr) != daddr {
+        stack.counters.inc(Mib::IpOutNoRoutes);
+        return Err(SendError::HostUnreachable(daddr));
+    }
+    let hlen = 20 + opt.len();
+    if skb.headroom() < hlen {
+        return Err(SendError::Inval("no headroom for the IP header"));
+    }
+    let saddr = if sk.local.ip().is_unspecified() {
+        stack.source_for(&dst)
+    } else {
+        *sk.local.ip()
+    };
+    let pmtu = sk.opts.pmtudisc;
+    let df = matches!(
+        pmtu,
+        crate::socket::PmtuDisc::Do | crate::socket::PmtuDisc::Want
+    ) && !skb.meta.ip_flags.ignore_df;
+    let segs = skb.meta.gso_segs.max(1);
+    let id = if sk.protocol == 6 {
+        let v = sk.inet_id;
+        sk.inet_id = v.wrapping_add(segs);
+        v
+    } else {
+        sk.inet_id = sk.inet_id.wrapping_add(segs);
+        sk.inet_id
+    };
+    let ttl = sk.opts.ttl.unwrap_or_else(|| stack.default_ttl());
+    skb.push(hlen);
+    skb.reset_network_header();
+    {
+        let h = skb.network_header_mut();
+        h[0] = 0x40 | (hlen / 4) as u8;
+        h[1] = sk.opts.tos;
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+        h[8] = ttl;
+        h[9] = sk.protocol;
+        h[12..16].copy_from_slice(&saddr.octets());
+        h[16..20].copy_from_slice(&daddr.octets());
+        if !opt.is_empty() {
+            let now = if opt.ts_needtime {
+                options::current_timestamp()
+            } else {
+                0
+            };
+            options::build(h, &opt, *peer.ip(), saddr, now);
+        }
+    }
+    skb.meta.ip_optlen = opt.len() as u8;
+    skb.meta.use_dev_mtu = !pmtu.use_pmtu();
+    skb.meta.priority = sk.opts.priority;
+    skb.meta.mark = sk.opts.mark;
+    skb.meta.dst = Some(dst);
+    let t = stack.time_scope();
+    let r = local_out(&stack, skb);
+    drop(t);
+    softirq_on_exit(&stack);
+    r
 }

@@ -25,6 +25,7 @@ use bytes::BytesMut;
 use crate::buf::{CsumState, PacketBuf, SendBudget, MAX_FRAGS};
 use crate::error::SendError;
 use crate::route::{Dst, IP_MAX_MTU, IP_MIN_MTU};
+use crate::socket::options::{self, IpOptions};
 use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::stats::Mib;
@@ -38,8 +39,12 @@ pub const PAGE_FRAG_SIZE: usize = 32768;
 pub struct CorkParams {
     /// The route.
     pub dst: Arc<Dst>,
-    /// Destination address.
+    /// Destination address of the header (`fl4->daddr`): a source route's
+    /// first hop, else the destination.
     pub daddr: Ipv4Addr,
+    /// The destination the user named (`cork->addr`), written into a source
+    /// route's last slot.
+    pub final_daddr: Ipv4Addr,
     /// Source address.
     pub saddr: Ipv4Addr,
     /// IP protocol number.
@@ -48,8 +53,8 @@ pub struct CorkParams {
     pub ttl: u8,
     /// TOS.
     pub tos: u8,
-    /// IP options (multiple of 4 bytes).
-    pub options: Vec<u8>,
+    /// IP options as compiled (a multiple of 4 bytes, and what to fill in).
+    pub options: IpOptions,
     /// GSO segment size, 0 for none.
     pub gso_size: u16,
     /// PMTU discovery mode.
@@ -132,6 +137,11 @@ impl Cork {
     /// Bytes appended so far, transport header included (`cork->length`).
     pub fn length(&self) -> usize {
         self.length
+    }
+
+    /// The fragment size fixed when the cork opened (`cork->fragsize`).
+    pub fn fragsize(&self) -> u32 {
+        self.fragsize
     }
 
     /// The parameters the cork was opened with.
@@ -548,7 +558,8 @@ fn select_ident(stack: &Stack, p: &CorkParams, df: bool, sock_id: Option<&mut u1
     stack.idents.reserve(p.daddr, p.saddr, p.protocol, 1)
 }
 
-/// Writes the IP header fields `__ip_make_skb` sets, and the options.
+/// Writes the IP header fields `__ip_make_skb` sets, and the options
+/// (`ip_options_build`).
 fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u16) {
     let h = skb.network_header_mut();
     let ihl = 5 + p.options.len() / 4;
@@ -560,5 +571,12 @@ fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u16) {
     h[9] = p.protocol;
     h[12..16].copy_from_slice(&p.saddr.octets());
     h[16..20].copy_from_slice(&p.daddr.octets());
-    h[20..20 + p.options.len()].copy_from_slice(&p.options);
+    if !p.options.is_empty() {
+        let now = if p.options.ts_needtime {
+            options::current_timestamp()
+        } else {
+            0
+        };
+        options::build(h, &p.options, p.final_daddr, p.saddr, now);
+    }
 }

@@ -14,6 +14,7 @@ use crate::buf::SendBudget;
 use crate::error::{Errno, SendError};
 use crate::route::Dst;
 use crate::socket::cork::{Cork, CorkParams};
+use crate::socket::options::{self, AddrType};
 use crate::socket::{ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts};
 use crate::stack::Stack;
 
@@ -21,6 +22,27 @@ use crate::stack::Stack;
 pub fn tos_to_priority(tos: u8) -> u32 {
     const MAP: [u32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4];
     MAP[((tos & 0x1e) >> 1) as usize]
+}
+
+/// Kernel: `inet_addr_type()`, as far as the stack knows its addresses: the
+/// zero network and limited broadcast, multicast, its own and loopback
+/// addresses, the broadcast addresses of its subnets; anything else is remote.
+fn addr_type(stack: &Stack, a: Ipv4Addr) -> AddrType {
+    if a.octets()[0] == 0 || a.is_broadcast() {
+        AddrType::Broadcast
+    } else if a.is_multicast() {
+        AddrType::Multicast
+    } else if a.is_loopback() || stack.is_local_addr(a) {
+        AddrType::Local
+    } else if stack.devices().iter().any(|d| {
+        d.addrs()
+            .iter()
+            .any(|n| n.prefix_len() < 31 && n.broadcast() == a)
+    }) {
+        AddrType::Broadcast
+    } else {
+        AddrType::Unicast
+    }
 }
 
 /// The shared state of an IPv4 socket. See the module documentation.
@@ -178,7 +200,10 @@ impl InetSock {
         daddr: Ipv4Addr,
         connected: bool,
     ) -> Result<CorkParams, SendError> {
-        let dst = self.route(daddr)?;
+        // A source route is routed to its first hop (`faddr`); the final
+        // destination goes into the option's last slot (`cork->addr`).
+        let faddr = self.opts.options.faddr.unwrap_or(daddr);
+        let dst = self.route(faddr)?;
         self.autobind()?;
         let saddr = if self.local.ip().is_unspecified() {
             self.stack.source_for(&dst)
@@ -188,7 +213,8 @@ impl InetSock {
         let ttl = self.opts.ttl.unwrap_or_else(|| self.stack.default_ttl());
         Ok(CorkParams {
             dst,
-            daddr,
+            daddr: faddr,
+            final_daddr: daddr,
             saddr,
             protocol: self.protocol,
             ttl,
@@ -198,7 +224,9 @@ impl InetSock {
             pmtudisc: self.opts.pmtudisc,
             priority: self.opts.priority,
             mark: self.opts.mark,
-            connected,
+            // ip_select_ident_segs: a socket with a peer (`inet_daddr`) numbers
+            // its datagrams itself, whatever address this send names.
+            connected: connected || self.peer.is_some(),
         })
     }
 
@@ -272,9 +300,12 @@ impl InetSock {
         self.opts.mark = mark;
     }
 
-    /// `IP_OPTIONS`: validated and padded (at most 40 bytes).
+    /// `IP_OPTIONS` (`ip_options_get`): validated and prepared as
+    /// [`options::compile`](crate::socket::options::compile) describes; on
+    /// error (`EINVAL`) the previous options stay.
     pub fn set_ip_options(&mut self, raw: &[u8]) -> Result<(), SendError> {
-        self.opts.options = crate::socket::parse_ip_options(raw)?;
+        let stack = &self.stack;
+        self.opts.options = options::compile(raw, |a| addr_type(stack, a))?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use crate::error::{Errno, SendError};
 
 pub mod cork;
 pub mod inet;
+pub mod options;
 pub mod raw;
 pub mod udp;
 
@@ -186,8 +187,9 @@ pub struct SockOpts {
     pub priority: u32,
     /// `SO_MARK`.
     pub mark: u32,
-    /// `IP_OPTIONS`, padded to a multiple of 4 (at most 40 bytes).
-    pub options: Vec<u8>,
+    /// `IP_OPTIONS` as compiled (`ip_options_compile`): the bytes, padded to a
+    /// multiple of 4 (at most 40), and what the stack fills in them.
+    pub options: options::IpOptions,
     /// `UDP_SEGMENT`: GSO segment size, 0 for none.
     pub gso_size: u16,
     /// `UDP_CORK`.
@@ -204,7 +206,7 @@ impl Default for SockOpts {
             no_check: false,
             priority: 0,
             mark: 0,
-            options: Vec::new(),
+            options: options::IpOptions::default(),
             gso_size: 0,
             cork: false,
         }
@@ -243,32 +245,11 @@ impl ErrQueue {
     }
 }
 
-/// Validates `IP_OPTIONS` bytes and pads them to a multiple of 4 with End
-/// (`ip_options_get`): at most 40 bytes, well-formed TLVs.
+/// Validates `IP_OPTIONS` bytes and returns them as a socket keeps them
+/// (`ip_options_get`): padded to a multiple of 4 with End, End after End,
+/// record route and timestamp pointers moved past the slot this host fills, a
+/// source route's first hop taken out. Every address counts as remote for
+/// prespecified timestamps; [`options::compile`] takes the stack's view.
 pub fn parse_ip_options(raw: &[u8]) -> Result<Vec<u8>, SendError> {
-    if raw.len() > 40 {
-        return Err(SendError::Inval("IP options longer than 40 bytes"));
-    }
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            0 => break,
-            1 => i += 1,
-            _ => {
-                let l = *raw
-                    .get(i + 1)
-                    .ok_or(SendError::Inval("IP option truncated"))?
-                    as usize;
-                if l < 2 || i + l > raw.len() {
-                    return Err(SendError::Inval("IP option length out of range"));
-                }
-                i += l;
-            }
-        }
-    }
-    let mut v = raw.to_vec();
-    while v.len() % 4 != 0 {
-        v.push(0);
-    }
-    Ok(v)
+    options::compile(raw, |_| options::AddrType::Unicast).map(|o| o.data)
 }

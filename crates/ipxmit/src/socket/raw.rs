@@ -100,6 +100,12 @@ impl RawSocket {
             (None, Some(p)) => (*p.ip(), true),
             (None, None) => return Err(SendError::DestAddrRequired),
         };
+        if !self.hdrincl && self.inet.protocol == 1 && buf.len() < 2 {
+            // raw_probe_proto_opt: the ICMP type and code are read from the
+            // data for the route lookup, before anything else happens (a
+            // pending datagram stays pending).
+            return Err(SendError::Fault("raw ICMP send shorter than type and code"));
+        }
         if self.hdrincl {
             if !self.inet.opts.options.is_empty() {
                 return Err(SendError::Inval("IP_HDRINCL with IP options"));
@@ -128,7 +134,11 @@ impl RawSocket {
             }
             if let Err(e) = i.cork.append(&i.stack, &i.budget, buf, 0, flags) {
                 if let Some(info) = i.cork.take_local_error() {
-                    i.local_error(Errno::EMSGSIZE, daddr, 0, info);
+                    // ip_local_error(sk, EMSGSIZE, fl4->daddr, inet_dport, ..):
+                    // the header's destination (a source route's first hop).
+                    let to = i.cork.params().map_or(daddr, |p| p.daddr);
+                    let port = i.peer.map_or(0, |p| p.port());
+                    i.local_error(Errno::EMSGSIZE, to, port, info);
                 }
                 i.cork.flush();
                 return Err(e);
@@ -168,7 +178,8 @@ impl RawSocket {
         let dst = self.inet.route(daddr)?;
         let mtu = dst.dev.mtu();
         if buf.len() > mtu as usize {
-            self.inet.local_error(Errno::EMSGSIZE, daddr, 0, mtu);
+            let port = self.inet.peer.map_or(0, |p| p.port());
+            self.inet.local_error(Errno::EMSGSIZE, daddr, port, mtu);
             return Err(SendError::MsgSize { mtu });
         }
         if buf.len() < 20 {
@@ -189,9 +200,14 @@ impl RawSocket {
         skb.put(buf.len()).copy_from_slice(buf);
         skb.reset_network_header();
         skb.meta.transport_header = skb.meta.network_header;
-        if ((buf[0] & 0xf) as usize) > buf.len() >> 2 {
+        let ihl = (buf[0] & 0xf) as usize;
+        if ihl > buf.len() >> 2 || ihl < 5 {
+            // Below 5 is refused as well (mainline and stable since the fix
+            // "ipv4: raw: reject IP_HDRINCL packets with ihl < 5").
             i.stack.counters.inc(Mib::IpOutDiscards);
-            return Err(SendError::Inval("IP_HDRINCL header length beyond the data"));
+            return Err(SendError::Inval(
+                "IP_HDRINCL header length beyond the data or below 5",
+            ));
         }
         fill_hdrinc(&i.stack, &mut skb, saddr);
         skb.meta.priority = i.opts.priority;

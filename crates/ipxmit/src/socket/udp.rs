@@ -123,7 +123,14 @@ impl UdpSocket {
                 (*p.ip(), p.port(), true)
             }
         };
-        let params = self.inet.cork_params(daddr, connected)?;
+        let mut params = self.inet.cork_params(daddr, connected)?;
+        if corkreq {
+            // The corking path keeps its own flow (`inet->cork.fl`) whose
+            // destination is the address named, not a source route's first hop
+            // the lockless path routes and addresses to: the kernel's header
+            // then differs between the two, and so does ours.
+            params.daddr = params.final_daddr;
+        }
         if flags.contains(MsgFlags::PROBE) {
             return Ok(());
         }
@@ -192,12 +199,18 @@ impl UdpSocket {
     pub fn push_pending(&mut self) -> Result<(), SendError> {
         self.pending = false;
         let i = &mut self.inet;
-        let daddr = i.cork.params().map(|p| (p.daddr, p.saddr));
+        let Some(p) = i.cork.params() else {
+            return Ok(());
+        };
+        let (daddr, saddr) = (p.daddr, p.saddr);
+        let gso = Gso {
+            size: p.gso_size as usize,
+            fragsize: i.cork.fragsize() as usize,
+        };
         let Some(skb) = i.cork.make(&i.stack, Some(&mut i.inet_id)) else {
             return Ok(());
         };
-        let (daddr, saddr) = daddr.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
-        self.send_skb(skb, saddr, daddr, self.cork_dport)
+        self.send_skb(skb, saddr, daddr, self.cork_dport, gso)
     }
 
     /// Kernel: `udp_send_skb()`. Writes the UDP header and checksum (or leaves it
@@ -208,6 +221,7 @@ impl UdpSocket {
         saddr: Ipv4Addr,
         daddr: Ipv4Addr,
         dport: u16,
+        gso: Gso,
     ) -> Result<(), SendError> {
         let th = skb.meta.transport_header as usize;
         let len = skb.len() - (th - skb.data_offset());
@@ -219,9 +233,8 @@ impl UdpSocket {
             uh[6..8].copy_from_slice(&[0, 0]);
         }
         skb.meta.hash = flow_hash(saddr, daddr, self.inet.local.port(), dport);
-        let gso = self.inet.opts.gso_size as usize;
-        if gso != 0 {
-            self.gso_check(&mut skb, len - UDP_HLEN, gso)?;
+        if gso.size != 0 && self.gso_check(&mut skb, len - UDP_HLEN, gso)? {
+            // Segmented later: the payload is not summed now.
             hwcsum(&mut skb, saddr, daddr, len);
         } else if self.inet.opts.no_check {
             skb.meta.ip_summed = CsumState::None;
@@ -245,14 +258,18 @@ impl UdpSocket {
         }
     }
 
-    /// The GSO checks of `udp_send_skb` and the GSO marks.
-    fn gso_check(&self, skb: &mut PacketBuf, datalen: usize, gso: usize) -> Result<(), SendError> {
+    /// The GSO checks of `udp_send_skb` and the GSO marks. A segment (or the
+    /// whole datagram, when smaller) that would not fit the cork's fragment
+    /// size is `EMSGSIZE`; more than 128 segments or `SO_NO_CHECK` is
+    /// `EINVAL`. Returns true when the datagram is marked for segmentation
+    /// (more payload than one segment).
+    fn gso_check(&self, skb: &mut PacketBuf, datalen: usize, g: Gso) -> Result<bool, SendError> {
+        let gso = g.size;
         let hlen = skb.meta.transport_header as usize - skb.meta.network_header as usize + UDP_HLEN;
-        let fragsize = skb.meta.dst.as_ref().map_or(0, |d| d.mtu()) as usize;
-        if hlen + gso > fragsize {
-            return Err(SendError::Inval(
-                "UDP_SEGMENT size plus headers exceeds the MTU",
-            ));
+        if hlen + datalen.min(gso) > g.fragsize {
+            return Err(SendError::MsgSize {
+                mtu: g.fragsize as u32,
+            });
         }
         if datalen > gso * UDP_MAX_SEGMENTS {
             return Err(SendError::Inval("more than 128 UDP GSO segments"));
@@ -266,9 +283,19 @@ impl UdpSocket {
             skb.meta.gso_size = gso as u16;
             skb.meta.gso_type = GsoType::UdpL4;
             skb.meta.gso_segs = datalen.div_ceil(gso) as u16;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
+}
+
+/// What `udp_send_skb` reads of the cork for GSO: the segment size and the
+/// fragment size (`cork->gso_size`, `cork->fragsize`), both fixed when the
+/// cork opened.
+#[derive(Clone, Copy, Debug)]
+struct Gso {
+    size: usize,
+    fragsize: usize,
 }
 
 /// The flow hash of a UDP 4-tuple (`skb_get_hash` via the flow dissector): any
@@ -327,11 +354,13 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// `UDP_CORK`: clearing it pushes the pending datagram.
+    /// `UDP_CORK`: clearing it pushes the pending datagram. As in the kernel
+    /// (`udp_lib_setsockopt`), the option itself succeeds whatever the push
+    /// gives: a datagram refused there is lost silently (and counted).
     pub fn set_cork(&mut self, on: bool) -> Result<(), SendError> {
         self.opts.cork = on;
         if !on && self.pending {
-            return self.push_pending();
+            let _ = self.push_pending();
         }
         Ok(())
     }
