@@ -41,21 +41,10 @@ use netns::{in_netns, NetnsPair};
 use scenario::{hdrincl_bytes, payload, Kind, Outcome, Scenario, Step};
 
 /// Mismatches accepted, each with why the kernel cannot be matched there:
-/// (substring of the scenario name, reason). Keep this list tiny.
-///
-/// - `sndbuf=4608`: where a small send buffer runs out. Every buffer after
-///   the first of a datagram needs `sk_wmem_alloc <= 2 * sk_sndbuf`, and what a
-///   buffer is charged is its `truesize`: in the kernel the slab size of the
-///   head (`SKB_DATA_ALIGN(len) + 320` rounded up to the 576-byte small-head
-///   cache or the next power of two) plus 256 for the `sk_buff`; in ipxmit
-///   the pool class of the storage (512, 2048, 16384, 66048) plus 576
-///   (`PacketBuf::truesize`, buf.rs). At MTU 68 and 576 ipxmit is charged
-///   more per fragment and refuses (`ENOBUFS`) a datagram the kernel sends;
-///   matching needs buf.rs to charge the kernel's figure.
-const EXCEPTIONS: &[(&str, &str)] = &[(
-    "sndbuf=4608",
-    "buffer truesize differs (pool classes + 576 vs slab size + 256, buf.rs)",
-)];
+/// (substring of the scenario name, reason). Keep this list tiny; it is empty
+/// now that buffers are charged the kernel's `truesize` (buf.rs,
+/// `kernel_truesize`).
+const EXCEPTIONS: &[(&str, &str)] = &[];
 
 const DPORT: u16 = 7777;
 const IP_TOS: i32 = 1;

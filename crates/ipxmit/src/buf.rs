@@ -33,6 +33,27 @@ pub const MAX_FRAGS: usize = 17;
 /// `sk_buff` and `skb_shared_info` structures).
 pub const BUF_OVERHEAD: usize = 576;
 
+/// `SKB_DATA_ALIGN(sizeof(struct skb_shared_info))`.
+const SHINFO: usize = 320;
+/// `SKB_DATA_ALIGN(sizeof(struct sk_buff))`.
+const SKB_STRUCT: usize = 256;
+/// The small-head slab (`SKB_SMALL_HEAD_CACHE_SIZE`) of this machine's kernel.
+const SMALL_HEAD: usize = 576;
+
+/// The `skb->truesize` the kernel gives a buffer whose head was allocated with
+/// `size` bytes (`__alloc_skb`: `SKB_DATA_ALIGN(size)` plus the shared info,
+/// rounded up to the slab or page size it comes from, plus the `sk_buff`).
+/// Charging the same amounts makes `SO_SNDBUF` limits bite where the kernel's do.
+pub fn kernel_truesize(size: usize) -> usize {
+    let want = size.div_ceil(64) * 64 + SHINFO;
+    let slab = if want <= SMALL_HEAD {
+        SMALL_HEAD
+    } else {
+        want.next_power_of_two().max(1024)
+    };
+    slab + SKB_STRUCT
+}
+
 /// Checksum state of an outgoing buffer (the kernel's `skb->ip_summed`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CsumState {
@@ -254,7 +275,9 @@ impl BufPool {
                 })
             }
         };
-        PacketBuf::from_storage(storage, Some(self.clone()))
+        let mut b = PacketBuf::from_storage(storage, Some(self.clone()));
+        b.head_truesize = kernel_truesize(size) as u32;
+        b
     }
 
     /// Keeps an emptied chain vector for [`PacketBuf::chain_push`] to reuse.
@@ -283,6 +306,8 @@ pub struct PacketBuf {
     tail: usize,
     frag_len: usize,
     chain_len: usize,
+    /// What the head is charged (`kernel_truesize` of the requested size).
+    head_truesize: u32,
     /// Metadata.
     pub meta: Meta,
     charge: Option<Charge>,
@@ -304,12 +329,14 @@ impl fmt::Debug for PacketBuf {
 
 impl PacketBuf {
     fn from_storage(storage: Box<Storage>, pool: Option<BufPool>) -> PacketBuf {
+        let storage_len = storage.data.len();
         PacketBuf {
             storage: ManuallyDrop::new(storage),
             head: 0,
             tail: 0,
             frag_len: 0,
             chain_len: 0,
+            head_truesize: (storage_len + BUF_OVERHEAD) as u32,
             meta: Meta::default(),
             charge: None,
             pool,
@@ -646,7 +673,7 @@ impl PacketBuf {
 
     /// Size charged to the owner (`skb->truesize`).
     pub fn truesize(&self) -> usize {
-        self.storage.data.len() + self.frag_len + BUF_OVERHEAD
+        self.head_truesize as usize + self.frag_len
     }
 
     /// Charges the buffer to `budget` (`skb_set_owner_w`); the charge is released

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ipxmit::buf::{SendBudget, BUF_OVERHEAD, MAX_FRAGS};
+use ipxmit::buf::{kernel_truesize, SendBudget, BUF_OVERHEAD, MAX_FRAGS};
 use ipxmit::{BufPool, PacketBuf};
 use proptest::prelude::*;
 
@@ -412,7 +412,7 @@ fn chained_buffers_release_their_own_charges() {
     let chain = head.take_chain();
     assert_eq!(chain.len(), 3);
     drop(head);
-    assert_eq!(budget.allocated(), total - 512 - BUF_OVERHEAD);
+    assert_eq!(budget.allocated(), total - kernel_truesize(100));
     drop(chain);
     assert_eq!(budget.allocated(), 0);
 }
@@ -543,4 +543,17 @@ proptest! {
         drop(b);
         prop_assert_eq!(budget.allocated(), 0);
     }
+}
+
+#[test]
+fn pooled_buffers_are_charged_the_kernels_truesize() {
+    // __alloc_skb: SKB_DATA_ALIGN(size) + 320 rounded up to the small-head
+    // slab (576) or the next power of two, plus 256 for the sk_buff.
+    assert_eq!(kernel_truesize(100), 576 + 256);
+    assert_eq!(kernel_truesize(256), 576 + 256);
+    assert_eq!(kernel_truesize(257), 1024 + 256);
+    assert_eq!(kernel_truesize(1531), 2048 + 256);
+    assert_eq!(kernel_truesize(65535), 131072 + 256);
+    let pool = BufPool::new(4);
+    assert_eq!(pool.alloc(1531).truesize(), 2048 + 256);
 }

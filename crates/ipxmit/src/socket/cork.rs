@@ -473,7 +473,9 @@ impl Cork {
 /// (`ENOBUFS` past twice the budget).
 fn check_budget(stack: &Stack, budget: &SendBudget, a: &Append<'_>) -> Result<(), SendError> {
     if a.transhdrlen == 0 {
-        return if budget.allocated() <= 2 * budget.limit() {
+        // `refcount_read(&sk->sk_wmem_alloc) <= 2 * sk_sndbuf`, and the refcount
+        // is one more than what is charged.
+        return if budget.allocated() < 2 * budget.limit() {
             Ok(())
         } else {
             Err(SendError::NoBufs)
