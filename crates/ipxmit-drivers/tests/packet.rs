@@ -312,3 +312,64 @@ fn packet_open_errors_name_the_problem() {
     assert!(matches!(e, PacketError::NeedsCapNetRaw), "{e:?}");
     assert_eq!(e.to_string(), "AF_PACKET needs CAP_NET_RAW");
 }
+
+/// No static entries on either side: our stack resolves the kernel over ARP
+/// through the AF_PACKET receive side, and answers the kernel's request for us.
+#[test]
+fn packet_resolves_over_arp_both_ways() {
+    if skip("packet_resolves_over_arp_both_ways") {
+        return;
+    }
+    let peer = VethPeer::new("pktarp").unwrap();
+    peer.b
+        .ip(&["neigh", "del", "10.10.0.1", "dev", "xb0"])
+        .unwrap();
+    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6020), 16 << 20).unwrap();
+    let mut cfg = PacketConfig::new(DEV_A);
+    cfg.rx = PacketRx::Arp;
+    let link = peer.open(&cfg).unwrap();
+    let stack = Stack::new();
+    let dev = stack
+        .add_device(link.dev_config("eth0"), link.drivers())
+        .unwrap();
+    stack
+        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
+        .unwrap();
+    let _runner = Runner::spawn(stack.clone());
+    let payloads: Vec<Vec<u8>> = SIZES
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| payload(n, k))
+        .collect();
+    send_all(&stack, 6020, &payloads);
+    assert_same(&rx.recv_n(payloads.len(), QUIET), &payloads);
+    let n = stack
+        .neighbours()
+        .lookup(dev.ifindex(), VETH_PEER)
+        .expect("we resolved the kernel");
+    assert_eq!(n.lladdr(), Some(peer.mac_b));
+    let _ = peer.b.ip(&["neigh", "flush", "dev", "xb0"]);
+    peer.b
+        .run(|| {
+            let s = std::net::UdpSocket::bind("10.10.0.2:7000")?;
+            s.send_to(b"hello", "10.10.0.1:7001")
+        })
+        .unwrap()
+        .unwrap();
+    let ours = ipxmit_drivers::netns::format_mac(peer.mac_a.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let shown = peer
+            .b
+            .ip(&["neigh", "show", "10.10.0.1", "dev", "xb0"])
+            .unwrap();
+        if shown.contains(&ours) && !shown.contains("INCOMPLETE") && !shown.contains("FAILED") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kernel did not resolve us: {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
