@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::measure::{median, Sample};
 use super::sink::{CaseResult, Side, SinkTable};
-use super::wires::WireRow;
+use super::wires::{self, WireRow};
 
 /// Medians of one sender over its rounds.
 #[derive(Clone, Copy, Debug, Default)]
@@ -128,6 +128,7 @@ pub fn wire_table(rows: &[WireRow]) -> String {
         "delivered Gbit/s",
         "sender CPU ns/datagram",
         "delivered",
+        "B/A delivered",
     ]);
     for r in rows {
         let (Some(sent), Some(dl), Some(g), Some(cpu)) = (
@@ -153,6 +154,7 @@ pub fn wire_table(rows: &[WireRow]) -> String {
             format!("{g:.2}"),
             format!("{cpu:.0}"),
             format!("{:.0}%", dl / sent.max(1e-9) * 100.0),
+            wires::ratio(rows, r.case, r.sender).map_or_else(String::new, |x| format!("{x:.2}x")),
         ]);
     }
     t.to_string()
@@ -170,6 +172,7 @@ pub fn wires_json(rows: &[WireRow]) -> Value {
                     "delivered_datagrams_per_s": r.delivered_rate(),
                     "delivered_gbit_per_s": r.delivered_gbps(),
                     "sender_cpu_ns_per_datagram": r.sent(Sample::cpu_ns_per_datagram),
+                    "ratio_delivered_datagrams_per_s": wires::ratio(rows, r.case, r.sender),
                     "rounds": v.iter().map(|w| json!({
                         "sent": sample_json(&w.sent), "delivered": w.delivered,
                         "delivered_bytes": w.delivered_bytes,
@@ -251,9 +254,9 @@ pub fn targets(st: &SinkTable) -> Vec<Target> {
             ratio(st, "8x1000B-more", dps),
         ),
         t(
-            "real wire: ipxmit TAP+GSO datagrams/s over kernel veth",
+            "real wire 1472B: ipxmit TAP+GSO datagrams/s over kernel veth",
             1.5,
-            None,
+            wires::ratio(&st.wires, "1472B", wires::B_TAP_GSO),
         ),
     ]
 }

@@ -1,33 +1,68 @@
-//! The real-wire table: datagrams into a kernel UDP receiver in another
-//! namespace (`<ns>-rx`, 10.98.0.2:9, pinned to another CPU when there is
-//! one) — the kernel's own socket over veth (A), ipxmit over AF_PACKET on the
-//! same veth and over a TAP whose kernel side sits in the receiver's namespace
-//! with vnet_hdr checksum/GSO offloads (B).
+//! The real-wire table: datagrams into one kernel UDP receiver in another
+//! namespace (`<ns>-rx`, bound to 0.0.0.0:9, pinned to another CPU when there
+//! is one) — the kernel's own socket over veth (A), ipxmit over AF_PACKET on
+//! the same veth and over a TAP whose kernel side sits in the receiver's
+//! namespace with vnet_hdr checksum/GSO offloads (B).
 //!
-//! Side B needs the TAP and AF_PACKET drivers (`ipxmit_drivers::tap`,
-//! `ipxmit_drivers::packet`), which do not exist yet: those rows say so
-//! rather than show a number.
+//! Side B runs an ipxmit stack in this process on the measuring thread (in the
+//! sender's namespace, pinned to the same CPU as A's sender), with a
+//! [`Runner`] for receive and transmit wake-ups (its threads are not pinned
+//! and their CPU time is not in the sender's column):
+//! - AF_PACKET: a [`PacketLink`] on `vb0`, 10.98.0.1/24 as A's kernel has,
+//!   a static neighbour for 10.98.0.2 -> `vb1`'s MAC (and one in B for us);
+//! - TAP: a [`TapDevice`] created from a thread inside `<ns>-rx`, so its
+//!   kernel side `tap*` is there with 10.97.0.2/24; we are 10.97.0.1 with a
+//!   static neighbour both ways; offloads `HW_CSUM | SG | GSO_UDP_L4`
+//!   requested. The extra row "TAP + UDP GSO 1472" sends 64768-byte
+//!   super-datagrams with `UDP_SEGMENT` 1472 (44 datagrams each, counted one
+//!   by one at the receiver).
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use ipxmit::neigh::NudState;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{Features, MsgFlags, SendError, Stack, UdpSocket};
+use ipxmit_drivers::netns::{format_mac, parse_mac};
+use ipxmit_drivers::packet::{PacketConfig, PacketLink};
+use ipxmit_drivers::runner::Runner;
+use ipxmit_drivers::tap::{TapConfig, TapDevice};
 
 use super::cases::{self, Case};
 use super::kernel::{self, KernelSender, Mode};
-use super::measure::{median, Sample};
-use super::netns::{self, VETH, WIRE_DEST};
+use super::measure::{self, median, Sample, CHECK_EVERY};
+use super::netns::{self, VETH, VETH_PEER, WIRE_DEST, WIRE_LOCAL};
 use super::sink::Plan;
 use super::sys;
 
 /// Payload sizes of the real-wire table.
 const SIZES: [&str; 4] = ["18B", "1472B", "8000B", "65000B"];
-/// Why side B has no rows yet.
-pub const NO_DRIVERS: &str =
-    "not measured: drivers not available (ipxmit_drivers has no tap/packet driver yet)";
+/// The UDP GSO case of the extra TAP row (64768 bytes, `UDP_SEGMENT` 1472).
+const GSO_CASE: &str = "gso-64k/1472";
+/// The A row.
+pub const A_VETH: &str = "A: kernel sendmmsg over veth";
+/// ipxmit over AF_PACKET.
+pub const B_PACKET: &str = "B: ipxmit AF_PACKET over veth";
+/// ipxmit over the TAP, same datagrams as A.
+pub const B_TAP: &str = "B: ipxmit TAP (vnet_hdr csum+GSO)";
+/// ipxmit over the TAP with UDP GSO super-datagrams (1472B only).
+pub const B_TAP_GSO: &str = "B: ipxmit TAP + UDP GSO 1472";
+/// ipxmit's device names.
+const PKT_DEV: &str = "pkt0";
+const TAP_DEV: &str = "tap0";
+/// Our address on the TAP's user side, and the kernel side's (in B).
+const TAP_LOCAL: &str = "10.97.0.1/24";
+const TAP_OURS: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 1);
+const TAP_PEER: &str = "10.97.0.2/24";
+/// The receiver as reached over the TAP.
+const TAP_DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 97, 0, 2), 9);
+/// Our MAC on the TAP (must differ from the kernel side's).
+const TAP_MAC: EthernetAddress = EthernetAddress([0x02, 0x69, 0x70, 0x78, 0x62, 0x01]);
 
 /// One run into the receiver.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,22 +124,39 @@ fn wire_cases(plan: &Plan) -> Vec<Case> {
         .collect()
 }
 
-/// Rows for side B (not measurable in this build) and, when `a` fails, A.
-fn rows(case: &'static str, a: Result<Vec<WireSample>, String>) -> Vec<WireRow> {
-    let b = |sender| WireRow {
+/// B's results for one case.
+type Measured = Result<Vec<WireSample>, String>;
+
+/// The rows of one case: A, AF_PACKET, TAP, and for 1472B TAP + GSO.
+fn rows(
+    case: &'static str,
+    a: Measured,
+    pkt: Measured,
+    tap: Measured,
+    gso: Measured,
+) -> Vec<WireRow> {
+    let row = |sender, result| WireRow {
         case,
         sender,
-        result: Err(NO_DRIVERS.to_string()),
+        result,
     };
-    vec![
-        WireRow {
-            case,
-            sender: "A: kernel sendmmsg over veth",
-            result: a,
-        },
-        b("B: ipxmit AF_PACKET over veth"),
-        b("B: ipxmit TAP (vnet_hdr csum+GSO)"),
-    ]
+    let mut v = vec![row(A_VETH, a), row(B_PACKET, pkt), row(B_TAP, tap)];
+    if case == "1472B" {
+        v.push(row(B_TAP_GSO, gso));
+    }
+    v
+}
+
+/// Delivered datagrams/s of row `sender` over the A row of `case` (none for
+/// the A row itself).
+pub fn ratio(rows: &[WireRow], case: &str, sender: &str) -> Option<f64> {
+    if sender == A_VETH {
+        return None;
+    }
+    let find = |who: &str| rows.iter().find(|r| r.case == case && r.sender == who);
+    let a = find(A_VETH)?.delivered_rate()?;
+    let b = find(sender)?.delivered_rate()?;
+    Some(b / a.max(1e-9))
 }
 
 /// Runs the table from the calling thread (already in the sender's
@@ -113,11 +165,15 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
     let cases = wire_cases(plan);
     let Some(rx) = rx else {
         let why = plan.kernel_skipped.clone();
+        let e = || Err(why.clone());
         return cases
             .iter()
-            .flat_map(|c| rows(c.name, Err(why.clone())))
+            .flat_map(|c| rows(c.name, e(), e(), e(), e()))
             .collect();
     };
+    if cases.is_empty() {
+        return Vec::new();
+    }
     let done = AtomicBool::new(false);
     let counts = (AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|s| {
@@ -130,15 +186,36 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
         let up = ready
             .recv_timeout(Duration::from_secs(5))
             .unwrap_or_else(|_| Err("receiver did not start".into()));
+        let pkt = up
+            .clone()
+            .and_then(|()| WireHost::packet(rx).map_err(|e| format!("AF_PACKET set-up: {e:#}")));
+        let tap = up
+            .clone()
+            .and_then(|()| WireHost::tap(rx).map_err(|e| format!("TAP set-up: {e:#}")));
+        let gso_case = cases::CASES.iter().find(|c| c.name == GSO_CASE).copied();
         let out = cases
             .iter()
             .flat_map(|c| {
                 let a = up.clone().and_then(|()| {
                     measure_case(plan, *c, &counts).map_err(|e| format!("error: {e:#}"))
                 });
-                rows(c.name, a)
+                let b = |h: &Result<WireHost, String>, case: Option<Case>| -> Measured {
+                    let h = h.as_ref().map_err(Clone::clone)?;
+                    let case = case.ok_or_else(|| format!("no case {GSO_CASE}"))?;
+                    h.measure(plan, case, &counts)
+                        .map_err(|e| format!("error: {e:#}"))
+                };
+                let (p, t) = (b(&pkt, Some(*c)), b(&tap, Some(*c)));
+                let gso = if c.name == "1472B" {
+                    b(&tap, gso_case)
+                } else {
+                    Err(String::new())
+                };
+                rows(c.name, a, p, t, gso)
             })
             .collect();
+        // Devices and runners go before the receiver's namespace does.
+        drop((pkt, tap));
         done.store(true, Ordering::Relaxed);
         out
     })
@@ -151,12 +228,13 @@ fn measure_case(
 ) -> Result<Vec<WireSample>> {
     let k = KernelSender::new(case, WIRE_DEST).context("kernel socket")?;
     let _ = k.run(Mode::SendMmsg, plan.dur / 5);
-    std::thread::sleep(Duration::from_millis(50));
     let mut out = Vec::new();
     for _ in 0..plan.rounds.max(1) {
         if sys::stopped() {
             break;
         }
+        // Nothing of an earlier run still on its way to the receiver.
+        settle(counts);
         let (d0, b0) = (
             counts.0.load(Ordering::Relaxed),
             counts.1.load(Ordering::Relaxed),
@@ -164,7 +242,7 @@ fn measure_case(
         let f0 = netns::dev_counter(VETH, 9)?;
         let mut sent = k.run(Mode::SendMmsg, plan.dur)?;
         // Let the receiver read what is still queued for it.
-        std::thread::sleep(Duration::from_millis(50));
+        settle(counts);
         sent.frames = netns::dev_counter(VETH, 9)? - f0;
         sent.frames_expected = sent.sends * case.frames_per_send(false);
         out.push(WireSample {
@@ -174,6 +252,236 @@ fn measure_case(
         });
     }
     Ok(out)
+}
+
+/// Waits until the receiver's count stays still for 50 ms (at most 2 s):
+/// what a run sent is read before its count is taken, and none of it leaks
+/// into the next run's.
+fn settle(counts: &(AtomicU64, AtomicU64)) {
+    let t0 = std::time::Instant::now();
+    let mut last = counts.0.load(Ordering::Relaxed);
+    while t0.elapsed() < Duration::from_secs(2) && !sys::stopped() {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = counts.0.load(Ordering::Relaxed);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// The device behind an ipxmit host (kept open for the host's life).
+enum WireDev {
+    Packet(PacketLink),
+    Tap(TapDevice),
+}
+
+/// An ipxmit stack with one real device and its runner.
+struct WireHost {
+    /// Stopped (joined) before the rest is dropped.
+    runner: Option<Runner>,
+    stack: Arc<Stack>,
+    dev: WireDev,
+    local: Ipv4Addr,
+    dest: SocketAddrV4,
+    gso: bool,
+}
+
+impl Drop for WireHost {
+    fn drop(&mut self) {
+        if let Some(r) = self.runner.take() {
+            r.stop();
+        }
+    }
+}
+
+/// `ip -n NS ARGS...`.
+fn ip_in(ns: &str, args: &[&str]) -> Result<String> {
+    let mut v = vec!["-n", ns];
+    v.extend_from_slice(args);
+    Ok(ipxmit_drivers::netns::ip(&v)?)
+}
+
+/// The namespace name of a `/run/netns/NAME` path.
+fn ns_name(path: &Path) -> Result<&str> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("bad namespace path {}", path.display()))
+}
+
+fn link_mac(ns: &str, dev: &str) -> Result<EthernetAddress> {
+    let out = ip_in(ns, &["-o", "link", "show", "dev", dev])?;
+    let mut words = out.split_whitespace();
+    words
+        .find(|w| *w == "link/ether")
+        .and_then(|_| words.next())
+        .and_then(parse_mac)
+        .map(EthernetAddress)
+        .ok_or_else(|| anyhow!("no link/ether address for {dev} in {ns}"))
+}
+
+impl WireHost {
+    /// AF_PACKET on `vb0`: the calling thread is in the sender's namespace.
+    fn packet(rx: &Path) -> Result<WireHost> {
+        let ns = ns_name(rx)?;
+        let link = PacketLink::open(&PacketConfig::new(VETH))
+            .with_context(|| format!("AF_PACKET on {VETH}"))?;
+        let peer = link_mac(ns, VETH_PEER)?;
+        let local: ipnet::Ipv4Net = WIRE_LOCAL.parse()?;
+        ip_in(
+            ns,
+            &[
+                "neigh",
+                "replace",
+                &local.addr().to_string(),
+                "lladdr",
+                &format_mac(link.hw_addr().0),
+                "dev",
+                VETH_PEER,
+                "nud",
+                "permanent",
+            ],
+        )?;
+        let stack = Stack::new();
+        stack.add_device(link.dev_config(PKT_DEV), link.drivers())?;
+        stack.add_addr(PKT_DEV, local)?;
+        stack.add_neigh(PKT_DEV, *WIRE_DEST.ip(), peer, NudState::Permanent)?;
+        let runner = Runner::try_spawn(stack.clone()).context("runner")?;
+        Ok(WireHost {
+            runner: Some(runner),
+            gso: link.features().contains(Features::GSO_UDP_L4),
+            stack,
+            dev: WireDev::Packet(link),
+            local: local.addr(),
+            dest: WIRE_DEST,
+        })
+    }
+
+    /// A TAP created from a thread inside the receiver's namespace `rx`.
+    fn tap(rx: &Path) -> Result<WireHost> {
+        let ns = ns_name(rx)?;
+        let mut cfg = TapConfig::tap("ipxb%d");
+        let want = Features::HW_CSUM | Features::SG | Features::GSO_UDP_L4;
+        cfg.offload = want;
+        let tap = std::thread::scope(|s| {
+            s.spawn(|| -> Result<TapDevice> {
+                sys::enter_netns(rx).context("setns")?;
+                Ok(TapDevice::open(&cfg)?)
+            })
+            .join()
+            .unwrap_or_else(|_| bail!("the TAP thread panicked"))
+        })?;
+        let got = tap.features();
+        if !got.contains(want) {
+            bail!("the kernel granted {got}, not {want}");
+        }
+        let name = tap.name().to_string();
+        let _ = ip_in(ns, &["link", "set", &name, "addrgenmode", "none"]);
+        ip_in(ns, &["addr", "add", TAP_PEER, "dev", &name])?;
+        ip_in(ns, &["link", "set", &name, "mtu", "1500", "up"])?;
+        let ours = TAP_OURS.to_string();
+        let mac = format_mac(TAP_MAC.0);
+        ip_in(
+            ns,
+            &[
+                "neigh",
+                "replace",
+                &ours,
+                "lladdr",
+                &mac,
+                "dev",
+                &name,
+                "nud",
+                "permanent",
+            ],
+        )?;
+        let kmac = tap.kernel_mac()?;
+        let stack = Stack::new();
+        stack.add_device(tap.dev_config(TAP_DEV, TAP_MAC), tap.drivers())?;
+        stack.add_addr(TAP_DEV, TAP_LOCAL.parse()?)?;
+        stack.add_neigh(TAP_DEV, *TAP_DEST.ip(), kmac, NudState::Permanent)?;
+        let runner = Runner::try_spawn(stack.clone()).context("runner")?;
+        Ok(WireHost {
+            runner: Some(runner),
+            stack,
+            dev: WireDev::Tap(tap),
+            local: TAP_OURS,
+            dest: TAP_DEST,
+            gso: true,
+        })
+    }
+
+    /// Frames the device wrote so far.
+    fn frames(&self) -> u64 {
+        match &self.dev {
+            WireDev::Packet(l) => l.stats().tx_frames,
+            WireDev::Tap(t) => t.stats().tx_frames,
+        }
+    }
+
+    /// `case`'s datagrams (a `UDP_SEGMENT` super-datagram for a GSO case)
+    /// for `dur`, timed as the kernel's sender is.
+    fn run(
+        &self,
+        sock: &mut UdpSocket,
+        case: Case,
+        payload: &[u8],
+        dur: Duration,
+    ) -> Result<Sample> {
+        let f0 = self.frames();
+        let mut s = measure::timed(dur, || {
+            let (mut ok, mut err) = (0u64, 0u64);
+            for _ in 0..CHECK_EVERY {
+                match sock.send_to(payload, self.dest, MsgFlags::NONE) {
+                    Ok(_) => ok += 1,
+                    Err(SendError::NoBufs | SendError::Again) => err += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((CHECK_EVERY, ok, err))
+        })
+        .context("ipxmit send")?;
+        s.frames = self.frames() - f0;
+        s.frames_expected = s.sends * case.frames_per_send(self.gso);
+        s.datagrams = s.sends * case.datagrams_per_send();
+        s.payload_bytes = s.sends * case.payload as u64;
+        Ok(s)
+    }
+
+    /// Rounds of `case` into the receiver, as [`measure_case`] does for A.
+    fn measure(
+        &self,
+        plan: &Plan,
+        case: Case,
+        counts: &(AtomicU64, AtomicU64),
+    ) -> Result<Vec<WireSample>> {
+        let mut sock = UdpSocket::new(&self.stack);
+        sock.bind(SocketAddrV4::new(self.local, 0))?;
+        sock.set_gso_size(u32::from(case.gso))
+            .context("UDP_SEGMENT")?;
+        let payload = case.payload_bytes();
+        let _ = self.run(&mut sock, case, &payload, plan.dur / 5);
+        let mut out = Vec::new();
+        for _ in 0..plan.rounds.max(1) {
+            if sys::stopped() {
+                break;
+            }
+            // Nothing of an earlier run still on its way to the receiver.
+            settle(counts);
+            let (d0, b0) = (
+                counts.0.load(Ordering::Relaxed),
+                counts.1.load(Ordering::Relaxed),
+            );
+            let sent = self.run(&mut sock, case, &payload, plan.dur)?;
+            settle(counts);
+            out.push(WireSample {
+                sent,
+                delivered: counts.0.load(Ordering::Relaxed) - d0,
+                delivered_bytes: counts.1.load(Ordering::Relaxed) - b0,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// The kernel UDP receiver: enters `ns`, binds, reads with `recvmmsg` until
@@ -194,7 +502,11 @@ fn receiver(
         tv_usec: 20_000,
     };
     kernel::set_opt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
-    kernel::bind(&fd, WIRE_DEST)?;
+    // Any address: A and AF_PACKET send to 10.98.0.2, the TAP to 10.97.0.2.
+    kernel::bind(
+        &fd,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, WIRE_DEST.port()),
+    )?;
     let _ = ready.send(Ok(()));
     const N: usize = 64;
     let mut bufs = vec![0u8; N * 65536];
