@@ -348,28 +348,5 @@ fn packet_resolves_over_arp_both_ways() {
         .lookup(dev.ifindex(), VETH_PEER)
         .expect("we resolved the kernel");
     assert_eq!(n.lladdr(), Some(peer.mac_b));
-    let _ = peer.b.ip(&["neigh", "flush", "dev", "xb0"]);
-    peer.b
-        .run(|| {
-            let s = std::net::UdpSocket::bind("10.10.0.2:7000")?;
-            s.send_to(b"hello", "10.10.0.1:7001")
-        })
-        .unwrap()
-        .unwrap();
-    let ours = ipxmit_drivers::netns::format_mac(peer.mac_a.0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let shown = peer
-            .b
-            .ip(&["neigh", "show", "10.10.0.1", "dev", "xb0"])
-            .unwrap();
-        if shown.contains(&ours) && !shown.contains("INCOMPLETE") && !shown.contains("FAILED") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kernel did not resolve us: {shown:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::netns::kernel_resolves(&peer.b, "xb0", "10.10.0.2", "10.10.0.1", peer.mac_a);
 }

@@ -384,30 +384,7 @@ fn tap_resolves_over_arp_both_ways() {
     assert_eq!(n.lladdr(), Some(peer.kernel_mac));
     assert!(n.state().is_valid(), "state {:?}", n.state());
     // Make the kernel ask for us: forget us, then send to us from B.
-    let _ = peer.ns.ip(&["neigh", "flush", "dev", &name]);
-    peer.ns
-        .run(|| {
-            let s = std::net::UdpSocket::bind("10.9.0.2:7000")?;
-            s.send_to(b"hello", "10.9.0.1:7001")
-        })
-        .unwrap()
-        .unwrap();
-    let ours = ipxmit_drivers::netns::format_mac(OUR_MAC.0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let shown = peer
-            .ns
-            .ip(&["neigh", "show", "10.9.0.1", "dev", &name])
-            .unwrap();
-        if shown.contains(&ours) && !shown.contains("INCOMPLETE") && !shown.contains("FAILED") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kernel did not resolve us: {shown:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::netns::kernel_resolves(&peer.ns, &name, "10.9.0.2", "10.9.0.1", OUR_MAC);
     assert!(
         dev.stats.get(DevCounter::RxPackets) >= 2,
         "our stack received the kernel's ARP request and its datagram"

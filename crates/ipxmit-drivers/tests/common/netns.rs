@@ -310,3 +310,32 @@ impl Capture {
         out
     }
 }
+
+/// Makes the kernel in `ns` resolve `addr` again (its neighbours on `dev`
+/// flushed, then a UDP datagram sent from `from` to `addr`) and waits up to
+/// 5 s until its table holds `mac` for `addr` in a usable state. Panics with
+/// what the table showed otherwise.
+pub fn kernel_resolves(ns: &Netns, dev: &str, from: &str, addr: &str, mac: EthernetAddress) {
+    let _ = ns.ip(&["neigh", "flush", "dev", dev]);
+    ns.run(|| {
+        let s = std::net::UdpSocket::bind(format!("{from}:7000"))?;
+        s.send_to(b"hello", format!("{addr}:7001"))
+    })
+    .expect("enter the namespace")
+    .expect("send from the kernel");
+    let want = format_mac(mac.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let shown = ns
+            .ip(&["neigh", "show", addr, "dev", dev])
+            .unwrap_or_default();
+        if shown.contains(&want) && !shown.contains("INCOMPLETE") && !shown.contains("FAILED") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kernel did not resolve {addr}: {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
