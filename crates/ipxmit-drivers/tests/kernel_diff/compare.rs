@@ -280,7 +280,10 @@ fn id_rules(s: &Scenario, k: &[Vec<u8>], x: &[Vec<u8>], out: &mut Vec<String>) {
         return;
     }
     for ((fk, ik), (_, ix)) in dk.iter().zip(&dx) {
-        if (ik[0] == 0) != (ix[0] == 0) {
+        // The kernel zeroes the ID of DF datagrams it may not fragment; a DF-clear
+        // datagram's ID comes from a counter and is 0 once in 65536 by chance.
+        let df = k[*fk].get(20).is_some_and(|b| b & 0x40 != 0);
+        if df && (ik[0] == 0) != (ix[0] == 0) {
             out.push(format!(
                 "IP ID of the datagram at frame {fk}: kernel={} ipxmit={} (zero on one side only)",
                 ik[0], ix[0]
