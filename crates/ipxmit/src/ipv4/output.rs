@@ -277,7 +277,6 @@ pub fn finish_output2(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), Se
 /// increment, the others after, as `ip_select_ident_segs` does), sets priority
 /// and mark, and hands it to `ip_local_out`.
 pub fn queue_xmit(sk: &mut crate::socket::InetSock, mut skb: PacketBuf) -> Result<(), SendError> {
-    use crate::socket::options;
     let stack = sk.stack.clone();
     let Some(peer) = sk.peer else {
         return Err(SendError::DestAddrRequired);
@@ -307,6 +306,31 @@ pub fn queue_xmit(sk: &mut crate::socket::InetSock, mut skb: PacketBuf) -> Resul
     } else {
         *sk.local.ip()
     };
+    build_queue_xmit_header(sk, &mut skb, &opt, *peer.ip(), saddr, daddr);
+    skb.meta.ip_optlen = opt.len() as u8;
+    skb.meta.use_dev_mtu = !sk.opts.pmtudisc.use_pmtu();
+    skb.meta.priority = sk.opts.priority;
+    skb.meta.mark = sk.opts.mark;
+    skb.meta.dst = Some(dst);
+    let t = stack.time_scope();
+    let r = local_out(&stack, skb);
+    drop(t);
+    softirq_on_exit(&stack);
+    r
+}
+
+/// The header `__ip_queue_xmit` pushes: DF from the PMTU mode, the socket's
+/// own ID (TCP takes the value before the increment), TTL, TOS, options built.
+fn build_queue_xmit_header(
+    sk: &mut crate::socket::InetSock,
+    skb: &mut PacketBuf,
+    opt: &crate::socket::options::IpOptions,
+    peer: Ipv4Addr,
+    saddr: Ipv4Addr,
+    daddr: Ipv4Addr,
+) {
+    use crate::socket::options;
+    let hlen = 20 + opt.len();
     let pmtu = sk.opts.pmtudisc;
     let df = matches!(
         pmtu,
@@ -321,36 +345,24 @@ pub fn queue_xmit(sk: &mut crate::socket::InetSock, mut skb: PacketBuf) -> Resul
         sk.inet_id = sk.inet_id.wrapping_add(segs);
         sk.inet_id
     };
-    let ttl = sk.opts.ttl.unwrap_or_else(|| stack.default_ttl());
+    let ttl = sk.opts.ttl.unwrap_or_else(|| sk.stack.default_ttl());
     skb.push(hlen);
     skb.reset_network_header();
-    {
-        let h = skb.network_header_mut();
-        h[0] = 0x40 | (hlen / 4) as u8;
-        h[1] = sk.opts.tos;
-        h[4..6].copy_from_slice(&id.to_be_bytes());
-        h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-        h[8] = ttl;
-        h[9] = sk.protocol;
-        h[12..16].copy_from_slice(&saddr.octets());
-        h[16..20].copy_from_slice(&daddr.octets());
-        if !opt.is_empty() {
-            let now = if opt.ts_needtime {
-                options::current_timestamp()
-            } else {
-                0
-            };
-            options::build(h, &opt, *peer.ip(), saddr, now);
-        }
+    let h = skb.network_header_mut();
+    h[0] = 0x40 | (hlen / 4) as u8;
+    h[1] = sk.opts.tos;
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+    h[8] = ttl;
+    h[9] = sk.protocol;
+    h[12..16].copy_from_slice(&saddr.octets());
+    h[16..20].copy_from_slice(&daddr.octets());
+    if !opt.is_empty() {
+        let now = if opt.ts_needtime {
+            options::current_timestamp()
+        } else {
+            0
+        };
+        options::build(h, opt, peer, saddr, now);
     }
-    skb.meta.ip_optlen = opt.len() as u8;
-    skb.meta.use_dev_mtu = !pmtu.use_pmtu();
-    skb.meta.priority = sk.opts.priority;
-    skb.meta.mark = sk.opts.mark;
-    skb.meta.dst = Some(dst);
-    let t = stack.time_scope();
-    let r = local_out(&stack, skb);
-    drop(t);
-    softirq_on_exit(&stack);
-    r
 }

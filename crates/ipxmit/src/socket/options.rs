@@ -118,91 +118,116 @@ pub fn compile(
         let off = (20 + i) as u8;
         let opt = &mut d[i..i + len];
         match opt[0] {
-            kind::LSRR | kind::SSRR => {
-                if len < 3 || opt[2] < 4 {
-                    return Err(bad("source route option malformed"));
-                }
-                if o.srr != 0 {
-                    return Err(bad("two source route options"));
-                }
-                // From a socket: pointer at the first address, whole addresses.
-                if opt[2] != 4 || len < 7 || (len - 3) & 3 != 0 {
-                    return Err(bad("source route option malformed"));
-                }
-                o.faddr = Some(addr_at(opt, 3));
-                opt.copy_within(7.., 3);
-                o.is_strictroute = opt[0] == kind::SSRR;
-                o.srr = off;
-            }
-            kind::RR => {
-                if o.rr != 0 {
-                    return Err(bad("two record route options"));
-                }
-                if len < 3 || opt[2] < 4 {
-                    return Err(bad("record route option malformed"));
-                }
-                let p = opt[2] as usize;
-                if p <= len {
-                    if p + 3 > len {
-                        return Err(bad("record route pointer out of range"));
-                    }
-                    opt[2] += 4;
-                    o.rr_needaddr = true;
-                }
-                o.rr = off;
-            }
-            kind::TIMESTAMP => {
-                if o.ts != 0 {
-                    return Err(bad("two timestamp options"));
-                }
-                if len < 4 || opt[2] < 5 {
-                    return Err(bad("timestamp option malformed"));
-                }
-                let p = opt[2] as usize;
-                let flags = opt[3] & 0xf;
-                if p <= len {
-                    if p + 3 > len {
-                        return Err(bad("timestamp pointer out of range"));
-                    }
-                    match flags {
-                        0 => {
-                            o.ts_needtime = true;
-                            opt[2] += 4;
-                        }
-                        1 | 3 if p + 7 > len => {
-                            return Err(bad("timestamp pointer out of range"));
-                        }
-                        1 => {
-                            o.ts_needaddr = true;
-                            o.ts_needtime = true;
-                            opt[2] += 8;
-                        }
-                        // Only a host named in the list stamps it.
-                        3 if addr_type(addr_at(opt, p - 1)) != AddrType::Unicast => {
-                            o.ts_needtime = true;
-                            opt[2] += 8;
-                        }
-                        _ => {}
-                    }
-                } else if flags != 3 && opt[3] >> 4 == 15 {
-                    return Err(bad("timestamp overflow counter full"));
-                }
-                o.ts = off;
-            }
-            kind::RA => {
-                if len < 4 {
-                    return Err(bad("router alert option malformed"));
-                }
-                if opt[2] == 0 && opt[3] == 0 {
-                    o.router_alert = off;
-                }
-            }
+            kind::LSRR | kind::SSRR => compile_srr(opt, off, &mut o)?,
+            kind::RR => compile_rr(opt, off, &mut o)?,
+            kind::TIMESTAMP => compile_ts(opt, off, &mut o, &addr_type)?,
+            kind::RA => compile_ra(opt, off, &mut o)?,
             _ => {}
         }
         i += len;
     }
     o.data = d;
     Ok(o)
+}
+
+/// Source route (LSRR/SSRR) as a socket gives it: the first hop is taken out
+/// as `faddr` and the rest moved up.
+fn compile_srr(opt: &mut [u8], off: u8, o: &mut IpOptions) -> Result<(), SendError> {
+    let len = opt.len();
+    if len < 3 || opt[2] < 4 {
+        return Err(bad("source route option malformed"));
+    }
+    if o.srr != 0 {
+        return Err(bad("two source route options"));
+    }
+    // From a socket: pointer at the first address, whole addresses.
+    if opt[2] != 4 || len < 7 || (len - 3) & 3 != 0 {
+        return Err(bad("source route option malformed"));
+    }
+    o.faddr = Some(addr_at(opt, 3));
+    opt.copy_within(7.., 3);
+    o.is_strictroute = opt[0] == kind::SSRR;
+    o.srr = off;
+    Ok(())
+}
+
+/// Record route: the pointer moves past the slot the output path fills.
+fn compile_rr(opt: &mut [u8], off: u8, o: &mut IpOptions) -> Result<(), SendError> {
+    let len = opt.len();
+    if o.rr != 0 {
+        return Err(bad("two record route options"));
+    }
+    if len < 3 || opt[2] < 4 {
+        return Err(bad("record route option malformed"));
+    }
+    let p = opt[2] as usize;
+    if p <= len {
+        if p + 3 > len {
+            return Err(bad("record route pointer out of range"));
+        }
+        opt[2] += 4;
+        o.rr_needaddr = true;
+    }
+    o.rr = off;
+    Ok(())
+}
+
+/// Timestamp: which stamps the output path writes, per the flags.
+fn compile_ts(
+    opt: &mut [u8],
+    off: u8,
+    o: &mut IpOptions,
+    addr_type: &impl Fn(Ipv4Addr) -> AddrType,
+) -> Result<(), SendError> {
+    let len = opt.len();
+    if o.ts != 0 {
+        return Err(bad("two timestamp options"));
+    }
+    if len < 4 || opt[2] < 5 {
+        return Err(bad("timestamp option malformed"));
+    }
+    let p = opt[2] as usize;
+    let flags = opt[3] & 0xf;
+    if p <= len {
+        if p + 3 > len {
+            return Err(bad("timestamp pointer out of range"));
+        }
+        match flags {
+            0 => {
+                o.ts_needtime = true;
+                opt[2] += 4;
+            }
+            1 | 3 if p + 7 > len => {
+                return Err(bad("timestamp pointer out of range"));
+            }
+            1 => {
+                o.ts_needaddr = true;
+                o.ts_needtime = true;
+                opt[2] += 8;
+            }
+            // Only a host named in the list stamps it.
+            3 if addr_type(addr_at(opt, p - 1)) != AddrType::Unicast => {
+                o.ts_needtime = true;
+                opt[2] += 8;
+            }
+            _ => {}
+        }
+    } else if flags != 3 && opt[3] >> 4 == 15 {
+        return Err(bad("timestamp overflow counter full"));
+    }
+    o.ts = off;
+    Ok(())
+}
+
+/// Router alert: recorded when its value is 0.
+fn compile_ra(opt: &mut [u8], off: u8, o: &mut IpOptions) -> Result<(), SendError> {
+    if opt.len() < 4 {
+        return Err(bad("router alert option malformed"));
+    }
+    if opt[2] == 0 && opt[3] == 0 {
+        o.router_alert = off;
+    }
+    Ok(())
 }
 
 /// Kernel: `inet_current_timestamp()`: milliseconds since midnight UTC, the
