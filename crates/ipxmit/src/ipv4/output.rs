@@ -33,11 +33,13 @@ fn daddr_of(pkt: &PacketBuf) -> Ipv4Addr {
     Ipv4Addr::new(h[16], h[17], h[18], h[19])
 }
 
-fn dst_of(pkt: &PacketBuf) -> Arc<Dst> {
-    pkt.meta
-        .dst
-        .clone()
-        .expect("output path requires a routed packet (skb_dst)")
+/// The packet's route (`skb_dst`); a packet that was never routed is refused
+/// (`EINVAL`, counted as no route) rather than panicking.
+fn dst_of(stack: &Stack, pkt: &PacketBuf) -> Result<Arc<Dst>, SendError> {
+    pkt.meta.dst.clone().ok_or_else(|| {
+        stack.counters.drop(DropReason::IpOutNoRoutes);
+        SendError::Inval("packet has no route (skb_dst unset)")
+    })
 }
 
 /// Kernel: `ip_send_skb()`, net/ipv4/ip_output.c. Sends a datagram built by the
@@ -74,7 +76,7 @@ pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
         send_check(h);
     }
     pkt.meta.protocol = 0x0800;
-    let dst = dst_of(&pkt);
+    let dst = dst_of(stack, &pkt)?;
     if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
         stack.counters.drop(DropReason::NetfilterDrop);
         return Err(SendError::Perm);
@@ -86,7 +88,7 @@ pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
 /// header is complete, so `__ip_local_out`'s length and checksum are skipped.
 pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
     pkt.meta.protocol = 0x0800;
-    let dst = dst_of(&pkt);
+    let dst = dst_of(stack, &pkt)?;
     if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
         stack.counters.drop(DropReason::NetfilterDrop);
         return Err(SendError::Perm);
@@ -102,7 +104,7 @@ pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendEr
 /// packet was rerouted.
 pub fn output(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
     stack.counters.inc(Mib::IpOutRequests);
-    let dst = dst_of(&pkt);
+    let dst = dst_of(stack, &pkt)?;
     if !pkt.meta.ip_flags.rerouted
         && stack.hooks.run(HookPoint::PostRouting, &mut pkt, &dst.dev) == Verdict::Drop
     {
