@@ -309,3 +309,15 @@ fn full_pfifo_fast_drops_and_counts() {
         .count();
     assert!(errs > 0, "with IP_RECVERR the drop is ENOBUFS");
 }
+
+#[test]
+fn an_unrouted_packet_is_refused_not_panicked_on() {
+    let (stack, wire) = host(8, 1000);
+    let mut h = [0u8; 28];
+    h[0] = 0x45;
+    let pkt = ipxmit::PacketBuf::from_slice(32, &h);
+    let r = ipxmit::ipv4::output::local_out(&stack, pkt);
+    assert!(matches!(r, Err(SendError::Inval(_))), "{r:?}");
+    assert!(wire.is_empty());
+    assert_eq!(stack.counters().dropped(DropReason::IpOutNoRoutes), 1);
+}
