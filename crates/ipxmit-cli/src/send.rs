@@ -38,7 +38,7 @@ const PEER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
 /// Options of `ipxmit send`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SendArgs {
-    /// Destination ADDR[:PORT].
+    /// Destination `ADDR[:PORT]`.
     #[arg(short = 'c', long, default_value = "10.0.0.2:9000")]
     pub dst: String,
     /// UDP payload bytes per datagram, or a mix used in turn ("18,1472,8000").

@@ -301,7 +301,7 @@ impl InetSock {
     }
 
     /// `IP_OPTIONS` (`ip_options_get`): validated and prepared as
-    /// [`options::compile`](crate::socket::options::compile) describes; on
+    /// [`crate::socket::options::compile`] describes; on
     /// error (`EINVAL`) the previous options stay.
     pub fn set_ip_options(&mut self, raw: &[u8]) -> Result<(), SendError> {
         let stack = &self.stack;
