@@ -159,7 +159,7 @@ impl Stack {
     }
 
     /// The current time: the clock, or the time frozen by an enclosing
-    /// [`Stack::time_scope`] on this thread.
+    /// time scope on this thread (one clock read per datagram on the output path).
     #[inline]
     pub fn now(&self) -> Instant {
         let (who, t) = NOW.with(Cell::get);
