@@ -94,6 +94,82 @@ pub struct IpCbFlags {
     pub ignore_df: bool,
 }
 
+/// A zero-copy send's completion token (`struct ubuf_info_msgzc`): every
+/// buffer carrying the send's data holds it (fragments and segments copy it
+/// with the metadata); when the last one is freed the owner is notified with the
+/// send ids `lo..=hi` and whether the data had to be copied after all.
+pub struct ZcUarg {
+    /// First send id (`uarg->id`).
+    pub lo: u32,
+    len: std::sync::atomic::AtomicU32,
+    copied: std::sync::atomic::AtomicBool,
+    notify: Box<dyn Fn(u32, u32, bool) + Send + Sync>,
+}
+
+impl fmt::Debug for ZcUarg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZcUarg")
+            .field("lo", &self.lo)
+            .field("len", &self.len())
+            .field("copied", &self.copied())
+            .finish()
+    }
+}
+
+impl ZcUarg {
+    /// A token for send id `lo`; `notify(lo, hi, copied)` runs when it is freed.
+    pub fn new(lo: u32, notify: Box<dyn Fn(u32, u32, bool) + Send + Sync>) -> Arc<ZcUarg> {
+        Arc::new(ZcUarg {
+            lo,
+            len: std::sync::atomic::AtomicU32::new(1),
+            copied: std::sync::atomic::AtomicBool::new(false),
+            notify,
+        })
+    }
+
+    /// Sends covered (`uarg->len`).
+    pub fn len(&self) -> u32 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Never empty: a token covers at least its first send.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Covers one more send (`msg_zerocopy_realloc` extending a corked one).
+    pub fn extend(&self) {
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes back the last send covered (`msg_zerocopy_put_abort`: the send
+    /// failed); a token that covers nothing notifies nobody.
+    pub fn abort_one(&self) {
+        let _ = self
+            .len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1));
+    }
+
+    /// The data was copied (`uarg->zerocopy = 0`): the notification says so.
+    pub fn set_copied(&self) {
+        self.copied.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the data was copied.
+    pub fn copied(&self) -> bool {
+        self.copied.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ZcUarg {
+    fn drop(&mut self) {
+        let len = self.len();
+        if len > 0 {
+            (self.notify)(self.lo, self.lo.wrapping_add(len - 1), self.copied());
+        }
+    }
+}
+
 /// Metadata carried with a buffer (the `sk_buff` fields outside the data).
 #[derive(Clone, Debug, Default)]
 pub struct Meta {
@@ -135,6 +211,8 @@ pub struct Meta {
     pub ip_optlen: u8,
     /// Use the device MTU rather than the path MTU (`!ip_sk_use_pmtu`).
     pub use_dev_mtu: bool,
+    /// Zero-copy completion token (`skb_zcopy`).
+    pub zc: Option<Arc<ZcUarg>>,
     /// Confirm the neighbour on transmit (`MSG_CONFIRM`, `skb_set_dst_pending_confirm`).
     pub confirm_neigh: bool,
 }

@@ -10,6 +10,8 @@ use std::net::Ipv4Addr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
 pub enum Errno {
+    /// No error (`ee_errno` of a zero-copy completion).
+    ZERO = 0,
     EPERM = 1,
     EFAULT = 14,
     EINTR = 4,
@@ -36,6 +38,7 @@ impl Errno {
     pub fn name(self) -> &'static str {
         use Errno::*;
         match self {
+            ZERO => "0",
             EPERM => "EPERM",
             EFAULT => "EFAULT",
             EINTR => "EINTR",

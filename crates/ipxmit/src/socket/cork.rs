@@ -20,9 +20,9 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use crate::buf::{CsumState, PacketBuf, SendBudget, MAX_FRAGS};
+use crate::buf::{CsumState, PacketBuf, SendBudget, ZcUarg, MAX_FRAGS};
 use crate::error::SendError;
 use crate::route::{Dst, IP_MAX_MTU, IP_MIN_MTU};
 use crate::socket::options::{self, IpOptions};
@@ -97,6 +97,10 @@ pub struct Cork {
     /// is reused instead of allocating (`sk_page_frag_refill`).
     spare_pages: VecDeque<BytesMut>,
     open: bool,
+    /// The next append is a `MSG_ZEROCOPY` send with this token (and, when the
+    /// caller can lend it, the data to reference).
+    zc: Option<Arc<ZcUarg>>,
+    zc_src: Option<Bytes>,
     /// Set when an append failed with the error `ip_local_error` reports.
     local_error: Option<u32>,
 }
@@ -110,6 +114,12 @@ struct Append<'a> {
     exthdrlen: usize,
     partial: bool,
     flags: MsgFlags,
+    /// `MSG_ZEROCOPY` completion token for the buffers this call creates.
+    zc: Option<Arc<ZcUarg>>,
+    /// The user's data, referenced by fragments when `zc_paged`.
+    zc_src: Option<Bytes>,
+    /// Zero-copy really happens (scatter-gather and checksum offload).
+    zc_paged: bool,
 }
 
 /// Geometry of the cork for one append call.
@@ -238,6 +248,13 @@ impl Cork {
             && (!flags.contains(MsgFlags::MORE) || gso != 0)
             && exthdrlen == 0;
         self.length += length;
+        let (zc, zc_src) = (self.zc.take(), self.zc_src.take());
+        let zc_paged = zc.is_some() && g.sg && partial && zc_src.is_some();
+        if let (Some(u), false) = (&zc, zc_paged) {
+            u.set_copied();
+        }
+        let mut g = g;
+        g.paged |= zc_paged;
         let mut a = Append {
             data,
             offset: 0,
@@ -246,6 +263,9 @@ impl Cork {
             exthdrlen,
             partial,
             flags,
+            zc,
+            zc_src,
+            zc_paged,
         };
         match self.append_loop(stack, budget, &g, &mut a) {
             Ok(()) => Ok(()),
@@ -287,6 +307,20 @@ impl Cork {
 }
 
 impl Cork {
+    /// Makes the next [`Cork::append`] a `MSG_ZEROCOPY` send: its buffers carry
+    /// `uarg`; with `src` (the same bytes as the data) and a device that can
+    /// take fragments and finish the checksum, fragments reference `src`
+    /// instead of copying; otherwise the token is marked copied.
+    pub fn prepare_zerocopy(&mut self, uarg: Arc<ZcUarg>, src: Option<Bytes>) {
+        self.zc = Some(uarg);
+        self.zc_src = src;
+    }
+
+    /// The zero-copy token of the pending datagram's last buffer.
+    pub fn pending_zerocopy(&self) -> Option<Arc<ZcUarg>> {
+        self.queue.back().and_then(|b| b.meta.zc.clone())
+    }
+
     /// Takes the `ee_info` of an `EMSGSIZE` that `ip_local_error` reports.
     pub fn take_local_error(&mut self) -> Option<u32> {
         self.local_error.take()
@@ -411,6 +445,7 @@ impl Cork {
             skb.meta.confirm_neigh = true;
         }
         (a.transhdrlen, a.exthdrlen, a.partial) = (0, 0, false);
+        skb.meta.zc = a.zc.clone();
         skb.set_owner(budget);
         self.queue.push_back(skb);
         Ok(())
@@ -434,6 +469,14 @@ impl Cork {
             tail.put(copy);
             getfrag(tail, at, src, off);
             return Ok(copy);
+        }
+        if let (true, Some(user)) = (a.zc_paged, &a.zc_src) {
+            // skb_zerocopy_iter_dgram: the fragment references the user's data.
+            let frag = user.slice(a.offset..a.offset + copy);
+            return tail
+                .add_frag(frag)
+                .map(|()| copy)
+                .map_err(|_| SendError::MsgSize { mtu: 0 });
         }
         self.append_to_page(src)
     }

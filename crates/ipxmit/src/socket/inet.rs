@@ -53,7 +53,9 @@ pub struct InetSock {
     pub(crate) peer: Option<SocketAddrV4>,
     pub(crate) cork: Cork,
     pub(crate) budget: Arc<SendBudget>,
-    pub(crate) errq: ErrQueue,
+    pub(crate) errq: Arc<parking_lot::Mutex<ErrQueue>>,
+    /// Next zero-copy send id (`sk->sk_zckey`).
+    pub(crate) zckey: u32,
     pub(crate) inet_id: u16,
     dst_cache: Option<(u64, Ipv4Addr, Arc<Dst>)>,
     /// IP protocol number (`sk->sk_protocol`).
@@ -91,7 +93,8 @@ impl InetSock {
             peer: None,
             cork: Cork::default(),
             budget: SendBudget::new(sndbuf),
-            errq: ErrQueue::default(),
+            errq: Arc::default(),
+            zckey: 0,
             inet_id: 0,
             dst_cache: None,
             protocol,
@@ -235,7 +238,7 @@ impl InetSock {
         if !self.opts.recverr {
             return;
         }
-        self.errq.push(ErrQueueEntry {
+        self.errq.lock().push(ErrQueueEntry {
             errno,
             origin: ErrOrigin::Local,
             ee_type: 0,
@@ -249,12 +252,44 @@ impl InetSock {
 
     /// Reads one error-queue entry (`recvmsg(MSG_ERRQUEUE)`).
     pub fn recv_err(&mut self) -> Option<ErrQueueEntry> {
-        self.errq.pop()
+        self.errq.lock().pop()
     }
 
-    /// The error queue.
-    pub fn err_queue(&self) -> &ErrQueue {
-        &self.errq
+    /// Entries waiting on the error queue.
+    pub fn err_queue_len(&self) -> usize {
+        self.errq.lock().len()
+    }
+
+    /// `SO_ZEROCOPY`.
+    pub fn set_zerocopy(&mut self, on: bool) {
+        self.opts.zerocopy = on;
+    }
+
+    /// Kernel: `msg_zerocopy_realloc()`. The completion token for a
+    /// `MSG_ZEROCOPY` send: the pending datagram's own, extended, when it was
+    /// the previous send; else a new one with the next id.
+    pub(crate) fn zerocopy_uarg(
+        &mut self,
+        pending: Option<&Arc<crate::buf::ZcUarg>>,
+    ) -> Arc<crate::buf::ZcUarg> {
+        if let Some(u) = pending {
+            if u.lo.wrapping_add(u.len()) == self.zckey {
+                u.extend();
+                self.zckey = self.zckey.wrapping_add(1);
+                return u.clone();
+            }
+        }
+        let id = self.zckey;
+        self.zckey = self.zckey.wrapping_add(1);
+        let q = Arc::downgrade(&self.errq);
+        crate::buf::ZcUarg::new(
+            id,
+            Box::new(move |lo, hi, copied| {
+                if let Some(q) = q.upgrade() {
+                    q.lock().push_zerocopy(lo, hi, copied);
+                }
+            }),
+        )
     }
 
     /// `IP_TOS`: also sets the priority it implies (`rt_tos2priority`).
@@ -281,7 +316,7 @@ impl InetSock {
     pub fn set_recverr(&mut self, on: bool) {
         self.opts.recverr = on;
         if !on {
-            while self.errq.pop().is_some() {}
+            while self.errq.lock().pop().is_some() {}
         }
     }
 

@@ -167,6 +167,9 @@ pub struct ErrQueueEntry {
     pub port: u16,
 }
 
+/// `SO_EE_CODE_ZEROCOPY_COPIED`: the zero-copy send's data was copied.
+pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
 /// Most entries an error queue holds (the kernel bounds it by `sk_rcvbuf`).
 pub const ERRQUEUE_MAX: usize = 256;
 
@@ -194,6 +197,9 @@ pub struct SockOpts {
     pub gso_size: u16,
     /// `UDP_CORK`.
     pub cork: bool,
+    /// `SO_ZEROCOPY`: `MSG_ZEROCOPY` sends are tracked and completed on the
+    /// error queue.
+    pub zerocopy: bool,
 }
 
 impl Default for SockOpts {
@@ -209,6 +215,7 @@ impl Default for SockOpts {
             options: options::IpOptions::default(),
             gso_size: 0,
             cork: false,
+            zerocopy: false,
         }
     }
 }
@@ -220,6 +227,32 @@ pub struct ErrQueue {
 }
 
 impl ErrQueue {
+    /// Queues a zero-copy completion for send ids `lo..=hi`, extending the last
+    /// entry when it is a completion that ends at `lo - 1`
+    /// (`skb_zerocopy_notify_extend`).
+    pub fn push_zerocopy(&mut self, lo: u32, hi: u32, copied: bool) {
+        if let Some(last) = self.q.back_mut() {
+            if last.origin == ErrOrigin::Zerocopy && last.data.wrapping_add(1) == lo {
+                last.data = hi;
+                return;
+            }
+        }
+        self.push(ErrQueueEntry {
+            errno: Errno::ZERO,
+            origin: ErrOrigin::Zerocopy,
+            ee_type: 0,
+            ee_code: if copied {
+                SO_EE_CODE_ZEROCOPY_COPIED
+            } else {
+                0
+            },
+            info: lo,
+            data: hi,
+            addr: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+        });
+    }
+
     /// Adds an entry; drops it when the queue is full (as `sock_queue_err_skb`).
     pub fn push(&mut self, e: ErrQueueEntry) -> bool {
         if self.q.len() >= ERRQUEUE_MAX {

@@ -37,6 +37,8 @@ pub struct UdpSocket {
     pending: bool,
     /// Destination port of the pending datagram (`fl4->fl4_dport`).
     cork_dport: u16,
+    /// Data lent for a zero-copy send in progress.
+    zc_src: Option<bytes::Bytes>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -69,6 +71,7 @@ impl UdpSocket {
             inet: InetSock::new(stack, 17, true),
             pending: false,
             cork_dport: 0,
+            zc_src: None,
         }
     }
 
@@ -158,12 +161,19 @@ impl UdpSocket {
         if corkreq {
             f = f.with(MsgFlags::MORE);
         }
+        let mut uarg = None;
         let r = if flags.contains(MsgFlags::PROBE) {
             Ok(())
         } else {
+            uarg = self.zerocopy_prepare(buf.len() + transhdrlen, flags);
             let i = &mut self.inet;
             i.cork.append(&i.stack, &i.budget, buf, transhdrlen, f)
         };
+        if let (Err(_), Some(u)) = (&r, &uarg) {
+            u.abort_one();
+            self.inet.zckey = self.inet.zckey.wrapping_sub(1);
+        }
+        drop(uarg);
         if let Err(e) = r {
             if let Some(info) = self.inet.cork.take_local_error() {
                 let daddr = self
@@ -187,6 +197,42 @@ impl UdpSocket {
             self.inet.cork.flush();
         }
         Ok(())
+    }
+
+    /// The `MSG_ZEROCOPY` part of `__ip_append_data`: with `SO_ZEROCOPY` set,
+    /// a send of `length` bytes (transport header included) gets a completion
+    /// token, the pending datagram's extended or a new one.
+    fn zerocopy_prepare(
+        &mut self,
+        length: usize,
+        flags: MsgFlags,
+    ) -> Option<std::sync::Arc<crate::buf::ZcUarg>> {
+        let src = self.zc_src.take();
+        if !flags.contains(MsgFlags::ZEROCOPY) || length == 0 || !self.inet.opts.zerocopy {
+            return None;
+        }
+        let pending = self.inet.cork.pending_zerocopy();
+        let u = self.inet.zerocopy_uarg(pending.as_ref());
+        self.inet.cork.prepare_zerocopy(u.clone(), src);
+        Some(u)
+    }
+
+    /// Sends `data` with `MSG_ZEROCOPY` semantics where the device allows: the
+    /// frames reference `data` instead of copying it (scatter-gather and
+    /// checksum offload, a datagram that fits the MTU, as in the kernel),
+    /// otherwise it is copied; with `SO_ZEROCOPY` set, completion of send id
+    /// `n` is reported on the error queue (origin zerocopy, `ee_info..=ee_data`
+    /// the ids, `ee_code` 1 when the data was copied).
+    pub fn send_to_zerocopy(
+        &mut self,
+        data: bytes::Bytes,
+        dest: SocketAddrV4,
+        flags: MsgFlags,
+    ) -> Result<usize, SendError> {
+        self.zc_src = Some(data.clone());
+        let r = self.sendmsg(&data, Some(dest), flags.with(MsgFlags::ZEROCOPY));
+        self.zc_src = None;
+        r
     }
 
     /// Kernel: `udp_flush_pending_frames()`. Discards the pending datagram.
