@@ -323,6 +323,10 @@ impl Host {
         let sock = self.sock(&a.sock)?;
         let result = match sock {
             Sock::Udp(s) => match a.to {
+                // A zerocopy send lends its buffer, so frames may reference it.
+                Some(d) if a.flags.contains(MsgFlags::ZEROCOPY) => {
+                    s.send_to_zerocopy(payload.into(), d, a.flags)
+                }
                 Some(d) => s.send_to(&payload, d, a.flags),
                 None => s.send(&payload, a.flags),
             },
@@ -501,6 +505,7 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::SndBuf(_) => "so_sndbuf",
         SockOpt::Priority(_) => "so_priority",
         SockOpt::Mark(_) => "so_mark",
+        SockOpt::ZeroCopy(_) => "so_zerocopy",
     }
 }
 
@@ -535,6 +540,7 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::SndBuf(n) => i.set_sndbuf(*n),
         SockOpt::Priority(p) => i.set_priority(*p),
         SockOpt::Mark(m) => i.set_mark(*m),
+        SockOpt::ZeroCopy(on) => i.set_zerocopy(*on),
         SockOpt::Hdrincl(_) | SockOpt::Segment(_) | SockOpt::Cork(_) => {}
     }
     Ok(())

@@ -188,6 +188,8 @@ pub enum SockOpt {
     Priority(u32),
     /// `so_mark N`.
     Mark(u32),
+    /// `so_zerocopy 0|1`.
+    ZeroCopy(bool),
 }
 
 /// A `send` line.
@@ -881,11 +883,13 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
             "so_sndbuf" => SockOpt::SndBuf(w.value("so_sndbuf", num_in::<usize>)?),
             "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
             "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
+            "so_zerocopy" => SockOpt::ZeroCopy(w.value("so_zerocopy", bool01)?),
             other => return Err(w.invalid(
                 "option",
                 other,
                 "expected ip_tos, ip_ttl, ip_mtu_discover, ip_recverr, ip_options, ip_hdrincl, \
-                 so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority or so_mark",
+                 so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority, so_mark or \
+                 so_zerocopy",
             )),
         };
     w.end()?;
