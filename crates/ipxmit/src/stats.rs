@@ -59,8 +59,6 @@ counter_enum! {
         UdpOutDatagrams => "UdpOutDatagrams",
         /// UDP sends that failed for lack of send buffer (`UDP_MIB_SNDBUFERRORS`).
         UdpSndbufErrors => "UdpSndbufErrors",
-        /// Raw/other sends that failed for lack of memory.
-        IpExtOutNoMem => "IpExtOutNoMem",
     }
 }
 
