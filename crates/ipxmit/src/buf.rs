@@ -6,6 +6,8 @@
 //! after it (`skb_shinfo(skb)->frags`, here shared [`Bytes`]), a chain of further
 //! buffers (`frag_list`), and metadata ([`Meta`]).
 //!
+//! A buffer is one pointer to a pooled [`BufInner`] (storage and metadata
+//! together), so passing it down the layers moves eight bytes.
 //! Storage comes from a [`BufPool`] and goes back to it when the buffer is dropped,
 //! so steady-state transmission does not touch the heap. A buffer may be charged to a
 //! socket's [`SendBudget`] (the kernel's `skb_set_owner_w`); dropping it releases
@@ -268,14 +270,6 @@ struct Charge {
     amount: usize,
 }
 
-/// Storage handed out by a [`BufPool`].
-#[derive(Default)]
-struct Storage {
-    data: Vec<u8>,
-    frags: Vec<Bytes>,
-    chain: Vec<PacketBuf>,
-}
-
 /// Size classes of pooled storage, in bytes.
 const CLASSES: [usize; 4] = [512, 2048, 16384, 66048];
 
@@ -287,7 +281,7 @@ pub struct BufPool {
 }
 
 struct PoolInner {
-    classes: [ArrayQueue<Box<Storage>>; 4],
+    classes: [ArrayQueue<Box<BufInner>>; 4],
     /// Emptied chain vectors, kept for their capacity.
     chains: ArrayQueue<Vec<PacketBuf>>,
     misses: AtomicUsize,
@@ -337,23 +331,14 @@ impl BufPool {
     /// of it as headroom-free tailroom (call [`PacketBuf::reserve`] next).
     pub fn alloc(&self, size: usize) -> PacketBuf {
         let class = CLASSES.iter().position(|&c| c >= size);
-        let storage = match class {
-            Some(i) => self.inner.classes[i].pop().unwrap_or_else(|| {
-                self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                Box::new(Storage {
-                    data: vec![0; CLASSES[i]],
-                    ..Storage::default()
-                })
-            }),
+        let inner = match class.and_then(|i| self.inner.classes[i].pop()) {
+            Some(b) => b,
             None => {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                Box::new(Storage {
-                    data: vec![0; size],
-                    ..Storage::default()
-                })
+                BufInner::boxed(class.map_or(size, |i| CLASSES[i]))
             }
         };
-        let mut b = PacketBuf::from_storage(storage, Some(self.clone()));
+        let mut b = PacketBuf::from_inner(inner, Some(self.clone()));
         b.head_truesize = kernel_truesize(size) as u32;
         b
     }
@@ -366,9 +351,12 @@ impl BufPool {
         }
     }
 
-    fn recycle(&self, mut s: Box<Storage>) {
+    /// Takes back a buffer's storage: emptied, its metadata (and with it
+    /// the route and any zero-copy token) dropped now.
+    fn recycle(&self, mut s: Box<BufInner>) {
         s.frags.clear();
         s.chain.clear();
+        s.meta = Meta::default();
         if let Some(i) = CLASSES.iter().position(|&c| c == s.data.len()) {
             let _ = self.inner.classes[i].push(s);
         }
@@ -376,10 +364,21 @@ impl BufPool {
 }
 
 /// The socket buffer. See the module documentation.
+///
+/// One pointer wide: the contents and metadata live in a pooled [`BufInner`]
+/// it dereferences to, so handing a buffer down the layers moves eight bytes.
 pub struct PacketBuf {
-    /// Boxed so that moving a buffer moves a pointer, not three vectors; never
-    /// empty until `drop` takes it.
-    storage: ManuallyDrop<Box<Storage>>,
+    /// Never empty until `drop` takes it.
+    b: ManuallyDrop<Box<BufInner>>,
+}
+
+/// What a [`PacketBuf`] holds: the storage (linear area, paged fragments,
+/// chain), the data bounds in it, the metadata and the accounting. Reached
+/// through the buffer (`pkt.len()`, `pkt.meta.priority`).
+pub struct BufInner {
+    data: Vec<u8>,
+    frags: Vec<Bytes>,
+    chain: Vec<PacketBuf>,
     head: usize,
     tail: usize,
     frag_len: usize,
@@ -392,42 +391,83 @@ pub struct PacketBuf {
     pool: Option<BufPool>,
 }
 
+impl std::ops::Deref for PacketBuf {
+    type Target = BufInner;
+    #[inline(always)]
+    fn deref(&self) -> &BufInner {
+        &self.b
+    }
+}
+
+impl std::ops::DerefMut for PacketBuf {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut BufInner {
+        &mut self.b
+    }
+}
+
 impl fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self.b, f)
+    }
+}
+
+impl fmt::Debug for BufInner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PacketBuf")
             .field("len", &self.len())
             .field("headroom", &self.headroom())
             .field("linear", &self.linear_len())
-            .field("frags", &self.storage.frags.len())
-            .field("chain", &self.storage.chain.len())
+            .field("frags", &self.frags.len())
+            .field("chain", &self.chain.len())
             .field("meta", &self.meta)
             .finish()
     }
 }
 
-impl PacketBuf {
-    fn from_storage(storage: Box<Storage>, pool: Option<BufPool>) -> PacketBuf {
-        let storage_len = storage.data.len();
-        PacketBuf {
-            storage: ManuallyDrop::new(storage),
+impl BufInner {
+    fn boxed(size: usize) -> Box<BufInner> {
+        Box::new(BufInner {
+            data: vec![0; size],
+            frags: Vec::new(),
+            chain: Vec::new(),
             head: 0,
             tail: 0,
             frag_len: 0,
             chain_len: 0,
-            head_truesize: (storage_len + BUF_OVERHEAD) as u32,
+            head_truesize: (size + BUF_OVERHEAD) as u32,
             meta: Meta::default(),
             charge: None,
-            pool,
+            pool: None,
+        })
+    }
+}
+
+impl BufInner {
+    /// Storage around an existing vector (given back to the pool).
+    fn boxed_from(data: Vec<u8>) -> Box<BufInner> {
+        let mut b = BufInner::boxed(0);
+        b.data = data;
+        b
+    }
+}
+
+impl PacketBuf {
+    fn from_inner(mut b: Box<BufInner>, pool: Option<BufPool>) -> PacketBuf {
+        b.head = 0;
+        b.tail = 0;
+        b.frag_len = 0;
+        b.chain_len = 0;
+        b.head_truesize = (b.data.len() + BUF_OVERHEAD) as u32;
+        b.pool = pool;
+        PacketBuf {
+            b: ManuallyDrop::new(b),
         }
     }
 
     /// An unpooled buffer of `size` bytes of storage (tests, slow paths).
     pub fn with_capacity(size: usize) -> PacketBuf {
-        let storage = Box::new(Storage {
-            data: vec![0; size],
-            ..Storage::default()
-        });
-        PacketBuf::from_storage(storage, None)
+        PacketBuf::from_inner(BufInner::boxed(size), None)
     }
 
     /// An unpooled buffer holding a copy of `data` after `headroom` bytes.
@@ -437,7 +477,9 @@ impl PacketBuf {
         b.put(data.len()).copy_from_slice(data);
         b
     }
+}
 
+impl BufInner {
     /// Total length: linear part, fragments and chain (`skb->len`).
     pub fn len(&self) -> usize {
         self.tail - self.head + self.frag_len + self.chain_len
@@ -468,7 +510,7 @@ impl PacketBuf {
         if self.frag_len + self.chain_len > 0 {
             0
         } else {
-            self.storage.data.len() - self.tail
+            self.data.len() - self.tail
         }
     }
 
@@ -482,7 +524,7 @@ impl PacketBuf {
     /// # Panics
     /// If the buffer is not empty or the storage is too small.
     pub fn reserve(&mut self, n: usize) {
-        assert!(self.is_empty() && self.head + n <= self.storage.data.len());
+        assert!(self.is_empty() && self.head + n <= self.data.len());
         self.head += n;
         self.tail = self.head;
     }
@@ -495,7 +537,7 @@ impl PacketBuf {
         assert!(n <= self.tailroom(), "skb_put over tailroom");
         let old = self.tail;
         self.tail += n;
-        &mut self.storage.data[old..self.tail]
+        &mut self.data[old..self.tail]
     }
 
     /// Prepends `n` bytes in the headroom and returns them (`skb_push`).
@@ -505,7 +547,7 @@ impl PacketBuf {
     pub fn push(&mut self, n: usize) -> &mut [u8] {
         assert!(n <= self.head, "skb_push under headroom");
         self.head -= n;
-        &mut self.storage.data[self.head..self.head + n]
+        &mut self.data[self.head..self.head + n]
     }
 
     /// Removes `n` bytes from the front of the linear data (`skb_pull`).
@@ -526,8 +568,8 @@ impl PacketBuf {
         let lin = self.linear_len();
         if len <= lin {
             self.tail = self.head + len;
-            self.storage.frags.clear();
-            self.storage.chain.clear();
+            self.frags.clear();
+            self.chain.clear();
             self.frag_len = 0;
             self.chain_len = 0;
             return;
@@ -539,7 +581,7 @@ impl PacketBuf {
 
     fn trim_frags(&mut self, left: &mut usize) {
         let mut keep = 0;
-        for f in self.storage.frags.iter_mut() {
+        for f in self.frags.iter_mut() {
             if *left == 0 {
                 break;
             }
@@ -549,13 +591,13 @@ impl PacketBuf {
             *left -= f.len();
             keep += 1;
         }
-        self.storage.frags.truncate(keep);
-        self.frag_len = self.storage.frags.iter().map(Bytes::len).sum();
+        self.frags.truncate(keep);
+        self.frag_len = self.frags.iter().map(Bytes::len).sum();
     }
 
     fn trim_chain(&mut self, mut left: usize) {
         let mut keep = 0;
-        for c in self.storage.chain.iter_mut() {
+        for c in self.chain.iter_mut() {
             if left == 0 {
                 break;
             }
@@ -563,28 +605,28 @@ impl PacketBuf {
             left -= c.len();
             keep += 1;
         }
-        self.storage.chain.truncate(keep);
-        self.chain_len = self.storage.chain.iter().map(PacketBuf::len).sum();
+        self.chain.truncate(keep);
+        self.chain_len = self.chain.iter().map(|b| b.len()).sum();
     }
 
     /// The linear data.
     pub fn linear(&self) -> &[u8] {
-        &self.storage.data[self.head..self.tail]
+        &self.data[self.head..self.tail]
     }
 
     /// The linear data, writable.
     pub fn linear_mut(&mut self) -> &mut [u8] {
-        &mut self.storage.data[self.head..self.tail]
+        &mut self.data[self.head..self.tail]
     }
 
     /// The storage from absolute offset `off` to the end of the linear data.
     pub fn from_offset(&self, off: usize) -> &[u8] {
-        &self.storage.data[off..self.tail]
+        &self.data[off..self.tail]
     }
 
     /// Writable storage from absolute offset `off` to the end of the linear data.
     pub fn from_offset_mut(&mut self, off: usize) -> &mut [u8] {
-        &mut self.storage.data[off..self.tail]
+        &mut self.data[off..self.tail]
     }
 
     /// The linear data from the network header on.
@@ -605,7 +647,7 @@ impl PacketBuf {
 
     /// Paged fragments.
     pub fn frags(&self) -> &[Bytes] {
-        &self.storage.frags
+        &self.frags
     }
 
     /// Appends a paged fragment (`skb_fill_page_desc`). Callers that extend the
@@ -614,11 +656,11 @@ impl PacketBuf {
     ///
     /// Returns `Err(frag)` when the buffer already has [`MAX_FRAGS`] fragments.
     pub fn add_frag(&mut self, frag: Bytes) -> Result<(), Bytes> {
-        if self.storage.frags.len() >= MAX_FRAGS {
+        if self.frags.len() >= MAX_FRAGS {
             return Err(frag);
         }
         self.frag_len += frag.len();
-        self.storage.frags.push(frag);
+        self.frags.push(frag);
         Ok(())
     }
 
@@ -628,11 +670,7 @@ impl PacketBuf {
     /// # Panics
     /// If there is no fragment or `frag` is shorter than the last one.
     pub fn extend_last_frag(&mut self, frag: Bytes) -> usize {
-        let last = self
-            .storage
-            .frags
-            .last_mut()
-            .expect("no fragment to extend");
+        let last = self.frags.last_mut().expect("no fragment to extend");
         let added = frag.len() - last.len();
         *last = frag;
         self.frag_len += added;
@@ -641,24 +679,24 @@ impl PacketBuf {
 
     /// Chained buffers (`skb_shinfo(skb)->frag_list`).
     pub fn chain(&self) -> &[PacketBuf] {
-        &self.storage.chain
+        &self.chain
     }
 
     /// Appends a buffer to the chain.
     pub fn chain_push(&mut self, b: PacketBuf) {
-        if self.storage.chain.capacity() == 0 {
+        if self.chain.capacity() == 0 {
             if let Some(v) = self.pool.as_ref().and_then(|p| p.inner.chains.pop()) {
-                self.storage.chain = v;
+                self.chain = v;
             }
         }
         self.chain_len += b.len();
-        self.storage.chain.push(b);
+        self.chain.push(b);
     }
 
     /// Takes the chain out of the buffer, leaving only its own data.
     pub fn take_chain(&mut self) -> Vec<PacketBuf> {
         self.chain_len = 0;
-        std::mem::take(&mut self.storage.chain)
+        std::mem::take(&mut self.chain)
     }
 
     /// Calls `f` with each contiguous segment of the packet in order: the linear
@@ -667,12 +705,12 @@ impl PacketBuf {
         if self.linear_len() > 0 {
             f(self.linear());
         }
-        for frag in &self.storage.frags {
+        for frag in &self.frags {
             if !frag.is_empty() {
                 f(frag);
             }
         }
-        for c in &self.storage.chain {
+        for c in &self.chain {
             c.for_each_segment(f);
         }
     }
@@ -723,27 +761,24 @@ impl PacketBuf {
         }
         let total = self.len();
         let need = self.head + total;
-        if need > self.storage.data.len() {
+        if need > self.data.len() {
             let mut data = vec![0; need];
-            data[self.head..self.tail].copy_from_slice(&self.storage.data[self.head..self.tail]);
-            let old = std::mem::replace(&mut self.storage.data, data);
+            data[self.head..self.tail].copy_from_slice(&self.data[self.head..self.tail]);
+            let old = std::mem::replace(&mut self.data, data);
             if let Some(pool) = &self.pool {
-                pool.recycle(Box::new(Storage {
-                    data: old,
-                    ..Storage::default()
-                }));
+                pool.recycle(BufInner::boxed_from(old));
             }
         }
         let mut at = self.tail;
-        let frags = std::mem::take(&mut self.storage.frags);
+        let frags = std::mem::take(&mut self.frags);
         for f in &frags {
-            self.storage.data[at..at + f.len()].copy_from_slice(f);
+            self.data[at..at + f.len()].copy_from_slice(f);
             at += f.len();
         }
-        self.storage.frags = frags;
-        self.storage.frags.clear();
+        self.frags = frags;
+        self.frags.clear();
         for c in self.take_chain() {
-            at += c.copy_to(&mut self.storage.data[at..]);
+            at += c.copy_to(&mut self.data[at..]);
         }
         self.tail = at;
         self.frag_len = 0;
@@ -790,10 +825,10 @@ impl PacketBuf {
 impl Drop for PacketBuf {
     fn drop(&mut self) {
         self.release_owner();
-        // SAFETY: `storage` is taken exactly once, here, and never used again.
-        let storage = unsafe { ManuallyDrop::take(&mut self.storage) };
-        if let Some(pool) = self.pool.take() {
-            pool.recycle(storage);
+        // SAFETY: `b` is taken exactly once, here, and never used again.
+        let mut inner = unsafe { ManuallyDrop::take(&mut self.b) };
+        if let Some(pool) = inner.pool.take() {
+            pool.recycle(inner);
         }
     }
 }

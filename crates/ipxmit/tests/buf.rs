@@ -212,7 +212,7 @@ fn trim_at_every_length_across_linear_frags_and_chain() {
         assert_eq!(b.to_vec(), &want[..keep], "trim({len})");
         assert_eq!(segments(&b).concat(), &want[..keep]);
         let frag_sum: usize = b.frags().iter().map(Bytes::len).sum();
-        let chain_sum: usize = b.chain().iter().map(PacketBuf::len).sum();
+        let chain_sum: usize = b.chain().iter().map(|b| b.len()).sum();
         assert_eq!(b.data_len(), frag_sum + chain_sum, "trim({len}) data_len");
         assert_eq!(b.linear_len() + b.data_len(), b.len());
         if len <= 10 {
@@ -521,7 +521,7 @@ proptest! {
                 Op::TakeChain => {
                     let own = b.linear_len() + b.frags().iter().map(Bytes::len).sum::<usize>();
                     let chain = b.take_chain();
-                    let tail: Vec<u8> = chain.iter().flat_map(PacketBuf::to_vec).collect();
+                    let tail: Vec<u8> = chain.iter().flat_map(|b| b.to_vec()).collect();
                     prop_assert_eq!(&tail[..], &model[own..]);
                     model.truncate(own);
                 }

@@ -329,7 +329,7 @@ impl Cork {
     /// Length of the tail buffer, its open fragment included.
     fn tail_len(&self) -> usize {
         let open = if self.open { self.page.len() } else { 0 };
-        self.queue.back().map_or(0, PacketBuf::len) + open
+        self.queue.back().map_or(0, |b| b.len()) + open
     }
 
     /// Kernel: `sk_page_frag_refill()`. Retires the full page and takes a spare
@@ -566,8 +566,9 @@ impl Cork {
         self.length = 0;
         let mut skb = self.queue.pop_front()?;
         let nh = skb.meta.network_header as usize;
-        if skb.data_offset() < nh {
-            skb.pull(nh - skb.data_offset());
+        let off = skb.data_offset();
+        if off < nh {
+            skb.pull(nh - off);
         }
         let hlen = skb.meta.transport_header as usize - nh;
         while let Some(mut t) = self.queue.pop_front() {
