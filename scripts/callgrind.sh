@@ -9,8 +9,11 @@
 #
 # Usage: scripts/callgrind.sh [CASE...]     (default: 18B 1472B 8000B 65000B 8x1000B-more)
 # Environment:
-#   N=20000        datagrams of the long run (the short run sends N/2)
+#   N=20480        datagrams of the long run (the short run sends N/2; with
+#                  API=batch both must be multiples of 64)
 #   DEV=mem        mem (in-memory wire, drained after every datagram) or null
+#   API=batch      batch (send_batch of 64 datagrams, as the bench's side B)
+#                  or sendto (one send_to per datagram)
 #   ANNOTATE=1     also print the top functions (self cost) of each long run
 #   KEEP=DIR       keep the callgrind.out files in DIR
 #   IPXMIT=PATH    use this ipxmit binary instead of building one
@@ -18,8 +21,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-N=${N:-20000}
+N=${N:-20480}
 DEV=${DEV:-mem}
+API=${API:-batch}
 CASES=("$@")
 [ ${#CASES[@]} -eq 0 ] && CASES=(18B 1472B 8000B 65000B 8x1000B-more)
 HALF=$((N / 2))
@@ -39,7 +43,7 @@ instructions() {
     local case=$1 count=$2 file
     file="$OUT/callgrind.out.${case//\//_}.$count"
     valgrind --tool=callgrind --callgrind-out-file="$file" \
-        "$IPXMIT" bench --callgrind-case "$case" --count "$count" --callgrind-dev "$DEV" \
+        "$IPXMIT" bench --callgrind-case "$case" --count "$count" --callgrind-dev "$DEV" --callgrind-api "$API" \
         >/dev/null 2>"$file.log" || { cat "$file.log" >&2; return 1; }
     awk '/^(summary|totals):/ { print $2; exit }' "$file"
 }
@@ -49,7 +53,7 @@ if command -v perf >/dev/null && perf stat -x, -e instructions true 2>&1 | grep 
     perf_ok=yes
 fi
 
-echo "ipxmit instructions per datagram ($DEV path, callgrind, N=$N vs N/2=$HALF), $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "ipxmit instructions per datagram ($DEV path, $API API, callgrind, N=$N vs N/2=$HALF), $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 printf '%-16s %16s %16s %14s\n' case "Ir(N)" "Ir(N/2)" "Ir/datagram"
 for c in "${CASES[@]}"; do
     full=$(instructions "$c" "$N")
@@ -66,8 +70,8 @@ if [ "$perf_ok" = yes ]; then
     echo
     echo "perf stat (instructions, user+kernel):"
     for c in "${CASES[@]}"; do
-        a=$(perf stat -x, -e instructions "$IPXMIT" bench --callgrind-case "$c" --count "$N" --callgrind-dev "$DEV" 2>&1 >/dev/null | awk -F, '/instructions/ {print $1}')
-        b=$(perf stat -x, -e instructions "$IPXMIT" bench --callgrind-case "$c" --count "$HALF" --callgrind-dev "$DEV" 2>&1 >/dev/null | awk -F, '/instructions/ {print $1}')
+        a=$(perf stat -x, -e instructions "$IPXMIT" bench --callgrind-case "$c" --count "$N" --callgrind-dev "$DEV" --callgrind-api "$API" 2>&1 >/dev/null | awk -F, '/instructions/ {print $1}')
+        b=$(perf stat -x, -e instructions "$IPXMIT" bench --callgrind-case "$c" --count "$HALF" --callgrind-dev "$DEV" --callgrind-api "$API" 2>&1 >/dev/null | awk -F, '/instructions/ {print $1}')
         printf '%-16s %14s per datagram\n' "$c" $(( (a - b) / (N - HALF) ))
     done
 else

@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// Device for --callgrind-case: mem (in-memory wire, drained) or null.
     #[arg(long, default_value = "mem")]
     pub callgrind_dev: String,
+    /// API for --callgrind-case: batch (send_batch of 64, as the sink table's
+    /// side B) or sendto (one send_to per datagram).
+    #[arg(long, default_value = "batch")]
+    pub callgrind_api: String,
 }
 
 /// Why the kernel side does not run, or the namespace it runs in.
@@ -121,7 +125,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
 /// Runs `ipxmit bench`.
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if let Some(c) = &a.callgrind_case {
-        callgrind::run(c, a.count, &a.callgrind_dev, a.json)?;
+        callgrind::run(c, a.count, &a.callgrind_dev, &a.callgrind_api, a.json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut plan = plan(&a)?;

@@ -27,6 +27,7 @@ pub mod wire;
 pub use buf::{BufPool, PacketBuf};
 pub use dev::{DevConfig, Driver, Features, LinkType, NetDevice, Tap, TxStatus};
 pub use error::{Errno, SendError};
+pub use socket::udp::BatchMsg;
 pub use socket::{MsgFlags, PmtuDisc, RawSocket, UdpSocket};
 pub use stack::{RouteSpec, Stack};
 pub use time::{Clock, Instant, ManualClock, MonotonicClock};

@@ -77,6 +77,13 @@ impl Hooks {
         self.any[point as usize].store(false, Ordering::Release);
     }
 
+    /// True when no hook is registered at `point` (the kernel's static key
+    /// for an empty hook list).
+    #[inline]
+    pub fn is_empty(&self, point: HookPoint) -> bool {
+        !self.any[point as usize].load(Ordering::Acquire)
+    }
+
     /// Kernel: `nf_hook()`. Runs the hooks at `point`; the first DROP wins.
     #[inline]
     pub fn run(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {

@@ -8,13 +8,14 @@ use anyhow::{bail, Context, Result};
 
 use super::cases;
 use super::ipx::{DevSetup, IpxSender};
+use super::measure::CHECK_EVERY;
 
 /// Datagrams sent before the counted ones (fills the buffer pool); the same
 /// in both runs of the script, so they cancel.
-pub const WARMUP: u64 = 1000;
+pub const WARMUP: u64 = 1024;
 
 /// Runs the fixed-count workload; prints one line.
-pub fn run(case: &str, count: u64, dev: &str, json: bool) -> Result<()> {
+pub fn run(case: &str, count: u64, dev: &str, api: &str, json: bool) -> Result<()> {
     let sel = cases::select(Some(case)).map_err(anyhow::Error::msg)?;
     let case = sel[0];
     let mem = match dev {
@@ -28,10 +29,27 @@ pub fn run(case: &str, count: u64, dev: &str, json: bool) -> Result<()> {
         gso: true,
         qdisc: "noqueue".to_string(),
     };
+    let batch = match api {
+        "batch" => true,
+        "sendto" => false,
+        other => bail!("--callgrind-api {other:?}: batch or sendto"),
+    };
     let mut s = IpxSender::new(case, &setup, mem).context("building the host")?;
-    for _ in 0..WARMUP + count {
-        if !s.send_datagram()? {
-            bail!("a send was refused (ENOBUFS/EAGAIN)");
+    let total = WARMUP + count;
+    if batch && total % CHECK_EVERY != 0 {
+        bail!("--count must be a multiple of {CHECK_EVERY} with --callgrind-api batch");
+    }
+    if batch {
+        for _ in 0..total / CHECK_EVERY {
+            if s.send_group()?.2 != 0 {
+                bail!("a send was refused (ENOBUFS/EAGAIN)");
+            }
+        }
+    } else {
+        for _ in 0..total {
+            if !s.send_datagram()? {
+                bail!("a send was refused (ENOBUFS/EAGAIN)");
+            }
         }
     }
     let frames = s.frames();

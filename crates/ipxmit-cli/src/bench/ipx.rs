@@ -1,4 +1,6 @@
-//! Side B: ipxmit's full path — `UdpSocket::send_to` through cork, IP output,
+//! Side B: ipxmit's full path — `UdpSocket::send_batch` (sendmmsg, 64
+//! datagrams per call, as the kernel side's `sendmmsg`) or, for datagrams
+//! written in pieces with `MSG_MORE`, `UdpSocket::send_to` — through cork, IP output,
 //! fragmentation, neighbour output and the qdisc layer — into a `null` device
 //! (counts and frees every frame) or the in-memory wire, configured like the
 //! kernel's sink: Ethernet, MTU 1500, the same offloads and root qdisc, the
@@ -13,7 +15,7 @@ use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
 
@@ -139,11 +141,10 @@ impl IpxSender {
         Ok(true)
     }
 
-    /// Sends for `dur`; frames counted at the sink.
-    pub fn run(&mut self, dur: Duration) -> Result<Sample> {
-        let f0 = self.frames();
-        let calls_per = self.lens.len() as u64;
-        let mut s = measure::timed(dur, || {
+    /// [`CHECK_EVERY`] datagrams: one `send_batch` of them when each is one
+    /// piece, else one by one. Returns (calls, sent, refused).
+    pub fn send_group(&mut self) -> Result<(u64, u64, u64), SendError> {
+        if self.lens.len() > 1 {
             let (mut ok, mut err) = (0u64, 0u64);
             for _ in 0..CHECK_EVERY {
                 if self.send_datagram()? {
@@ -152,9 +153,28 @@ impl IpxSender {
                     err += 1;
                 }
             }
-            Ok::<_, SendError>((CHECK_EVERY * calls_per, ok, err))
-        })
-        .context("ipxmit send")?;
+            return Ok((CHECK_EVERY * self.lens.len() as u64, ok, err));
+        }
+        let msg = BatchMsg {
+            data: &self.payload,
+            dest: Some(DEST),
+        };
+        let msgs = [msg; CHECK_EVERY as usize];
+        let ok = match self.sock.send_batch(&msgs, MsgFlags::NONE) {
+            Ok(n) => n as u64,
+            Err(SendError::NoBufs | SendError::Again) => 0,
+            Err(e) => return Err(e),
+        };
+        if let Sink::Mem(w) = &self.sink {
+            w.drain(drop);
+        }
+        Ok((1, ok, CHECK_EVERY - ok))
+    }
+
+    /// Sends for `dur`; frames counted at the sink.
+    pub fn run(&mut self, dur: Duration) -> Result<Sample> {
+        let f0 = self.frames();
+        let mut s = measure::timed(dur, || self.send_group()).context("ipxmit send")?;
         s.frames = self.frames() - f0;
         s.datagrams = s.sends * self.case.datagrams_per_send();
         s.payload_bytes = s.sends * self.case.payload as u64;

@@ -49,16 +49,22 @@ pub fn reciprocal_scale(hash: u32, n: u32) -> u32 {
 #[inline]
 pub fn pick_tx<'d>(dev: &'d NetDevice, pkt: &mut PacketBuf) -> &'d TxQueue {
     let queues = dev.queues();
-    let n = queues.len();
-    let idx = if n == 1 {
-        0
-    } else if pkt.meta.queue_mapping != 0 && (pkt.meta.queue_mapping as usize) <= n {
-        pkt.meta.queue_mapping as usize - 1
-    } else {
-        reciprocal_scale(pkt.meta.hash, n as u32) as usize
-    };
+    let idx = queue_index(queues.len(), pkt.meta.queue_mapping, pkt.meta.hash);
     pkt.meta.queue_mapping = idx as u16 + 1;
     &queues[idx]
+}
+
+/// The queue `pick_tx` chooses among `n` for a buffer with this
+/// `queue_mapping` (+1, 0 unset) and flow hash.
+#[inline]
+pub(crate) fn queue_index(n: usize, queue_mapping: u16, hash: u32) -> usize {
+    if n == 1 {
+        0
+    } else if queue_mapping != 0 && (queue_mapping as usize) <= n {
+        queue_mapping as usize - 1
+    } else {
+        reciprocal_scale(hash, n as u32) as usize
+    }
 }
 
 /// Kernel: `__dev_queue_xmit()`, net/core/dev.c. Transmits `pkt` (its link header

@@ -60,7 +60,7 @@ pub fn send_skb(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
 /// The kernel runs pending NET_TX work when bottom halves are re-enabled after
 /// `dev_queue_xmit`; this is that point.
 #[inline]
-fn softirq_on_exit(stack: &Stack) {
+pub(crate) fn softirq_on_exit(stack: &Stack) {
     if stack.notify.is_pending() {
         stack.poll_until_idle(10);
     }
@@ -69,19 +69,24 @@ fn softirq_on_exit(stack: &Stack) {
 /// Kernel: `__ip_local_out()` and `ip_local_out()`. Completes the header
 /// (`tot_len`, checksum), runs LOCAL_OUT, then `dst_output`.
 pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
-    let len = pkt.len().min(0xffff) as u16;
-    {
-        let h = pkt.network_header_mut();
-        h[2..4].copy_from_slice(&len.to_be_bytes());
-        send_check(h);
-    }
-    pkt.meta.protocol = 0x0800;
+    complete_header(&mut pkt);
     let dst = dst_of(stack, &pkt)?;
     if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
         stack.counters.drop(DropReason::NetfilterDrop);
         return Err(SendError::Perm);
     }
     output(stack, pkt)
+}
+
+/// The part of `__ip_local_out()` before the hook: `tot_len`, the header
+/// checksum and `skb->protocol`.
+#[inline]
+pub(crate) fn complete_header(pkt: &mut PacketBuf) {
+    let len = pkt.len().min(0xffff) as u16;
+    let h = pkt.network_header_mut();
+    h[2..4].copy_from_slice(&len.to_be_bytes());
+    send_check(h);
+    pkt.meta.protocol = 0x0800;
 }
 
 /// The `NF_HOOK(LOCAL_OUT, ..., dst_output)` of `raw_send_hdrinc`: the user's

@@ -130,7 +130,7 @@ pub fn direct_xmit(
 }
 
 /// Kernel: `dev_requeue_skb()`. Puts refused frames back in front, in order.
-fn requeue(slot: &mut QdiscSlot, frames: &mut VecDeque<PacketBuf>) {
+pub(crate) fn requeue(slot: &mut QdiscSlot, frames: &mut VecDeque<PacketBuf>) {
     while let Some(p) = frames.pop_back() {
         let st = slot.qdisc.stats_mut();
         st.requeues += 1;

@@ -538,7 +538,7 @@ fn check_budget(stack: &Stack, budget: &SendBudget, a: &Append<'_>) -> Result<()
 
 /// Kernel: `ip_generic_getfrag()`. Copies user data into the buffer at absolute
 /// offset `at`, adding its sum at `odd` unless the device will checksum.
-fn getfrag(skb: &mut PacketBuf, at: usize, src: &[u8], odd: usize) {
+pub(crate) fn getfrag(skb: &mut PacketBuf, at: usize, src: &[u8], odd: usize) {
     let sw = skb.meta.ip_summed == CsumState::None;
     let dst = &mut skb.from_offset_mut(at)[..src.len()];
     if sw {
@@ -547,6 +547,14 @@ fn getfrag(skb: &mut PacketBuf, at: usize, src: &[u8], odd: usize) {
     } else {
         dst.copy_from_slice(src);
     }
+}
+
+/// The DF bit `__ip_make_skb` gives a datagram of `len` bytes (IP header
+/// included): always under `IP_PMTUDISC_DO`/`PROBE`, under `WANT` when it fits
+/// the path MTU.
+pub(crate) fn datagram_df(p: &CorkParams, len: usize) -> bool {
+    matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Probe)
+        || (len as u32 <= p.dst.mtu() && dont_fragment(p.pmtudisc))
 }
 
 /// Kernel: `ip_dont_fragment()` for an unlocked route MTU.
@@ -576,8 +584,7 @@ impl Cork {
             t.meta.dst = None;
             skb.chain_push(t);
         }
-        let df = matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Probe)
-            || (skb.len() as u32 <= p.dst.mtu() && dont_fragment(p.pmtudisc));
+        let df = datagram_df(&p, skb.len());
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
         let id = select_ident(stack, &p, df, sock_id);
         write_header(&mut skb, &p, df, id);
@@ -593,7 +600,12 @@ impl Cork {
 /// Kernel: `ip_select_ident_segs()`. A connected socket uses its own counter; a
 /// DF datagram that may not be fragmented locally gets 0; others draw from the
 /// per-destination counters.
-fn select_ident(stack: &Stack, p: &CorkParams, df: bool, sock_id: Option<&mut u16>) -> u16 {
+pub(crate) fn select_ident(
+    stack: &Stack,
+    p: &CorkParams,
+    df: bool,
+    sock_id: Option<&mut u16>,
+) -> u16 {
     if let Some(id) = sock_id.filter(|_| p.connected) {
         *id = id.wrapping_add(1);
         return *id;
@@ -606,7 +618,7 @@ fn select_ident(stack: &Stack, p: &CorkParams, df: bool, sock_id: Option<&mut u1
 
 /// Writes the IP header fields `__ip_make_skb` sets, and the options
 /// (`ip_options_build`).
-fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u16) {
+pub(crate) fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u16) {
     let h = skb.network_header_mut();
     let ihl = 5 + p.options.len() / 4;
     h[0] = 0x40 | ihl as u8;

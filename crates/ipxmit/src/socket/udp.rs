@@ -23,6 +23,9 @@ use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 
+mod batch;
+pub use batch::{BatchMsg, BATCH_MAX};
+
 /// UDP header length.
 pub const UDP_HLEN: usize = 8;
 
@@ -271,13 +274,7 @@ impl UdpSocket {
     ) -> Result<(), SendError> {
         let th = skb.meta.transport_header as usize;
         let len = skb.len() - (th - skb.data_offset());
-        {
-            let uh = &mut skb.from_offset_mut(th)[..UDP_HLEN];
-            uh[0..2].copy_from_slice(&self.inet.local.port().to_be_bytes());
-            uh[2..4].copy_from_slice(&dport.to_be_bytes());
-            uh[4..6].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
-            uh[6..8].copy_from_slice(&[0, 0]);
-        }
+        write_udp_header(&mut skb, th, self.inet.local.port(), dport, len);
         skb.meta.hash = flow_hash(saddr, daddr, self.inet.local.port(), dport);
         if gso.size != 0 && self.gso_check(&mut skb, len - UDP_HLEN, gso)? {
             // Segmented later: the payload is not summed now.
@@ -352,6 +349,16 @@ fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
     let mut h = (a ^ b.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h ^= h >> 32;
     (h as u32).max(1)
+}
+
+/// The UDP header `udp_send_skb` writes at `th`: ports, length, zero checksum.
+#[inline]
+fn write_udp_header(skb: &mut PacketBuf, th: usize, sport: u16, dport: u16, len: usize) {
+    let uh = &mut skb.from_offset_mut(th)[..UDP_HLEN];
+    uh[0..2].copy_from_slice(&sport.to_be_bytes());
+    uh[2..4].copy_from_slice(&dport.to_be_bytes());
+    uh[4..6].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
+    uh[6..8].copy_from_slice(&[0, 0]);
 }
 
 /// Kernel: `udp_csum()`. Header sum plus the payload sums of every buffer.

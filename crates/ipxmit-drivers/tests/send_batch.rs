@@ -1,0 +1,388 @@
+//! `UdpSocket::send_batch` (sendmmsg) against `send_to` one by one: for random
+//! mixes of sizes (fitting the MTU, needing fragments), destinations (resolved
+//! neighbour, unresolved, unroutable), socket states (connected, PMTU mode,
+//! options, GSO), device offloads, qdiscs and a small wire that goes busy,
+//! both ways put the same frames on the wire — byte for byte, IP IDs compared
+//! by their progression — return the same counts and errors, and leave the
+//! same counters (every MIB and drop reason, device and qdisc statistics).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use ipxmit::dev::DevConfig;
+use ipxmit::neigh::NudState;
+use ipxmit::sched::QdiscSpec;
+use ipxmit::socket::udp::BatchMsg;
+use ipxmit::stats::Mib;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{Features, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit_drivers::mem::MemWire;
+use proptest::prelude::*;
+
+const NEAR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const UNRESOLVED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const FAR: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const UNROUTABLE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// How the host and socket are set up for one case.
+#[derive(Clone, Debug)]
+struct Setup {
+    features: Features,
+    qdisc: &'static str,
+    mtu: u32,
+    wire_cap: usize,
+    pmtu: PmtuDisc,
+    connected: bool,
+    options: bool,
+    gso: u16,
+}
+
+fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
+    let stack = Stack::new();
+    let wire = MemWire::new(s.wire_cap);
+    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    cfg.mtu = s.mtu;
+    cfg.features = s.features;
+    stack.add_device(cfg, wire.drivers(1)).unwrap();
+    stack
+        .replace_qdisc("eth0", &s.qdisc.parse::<QdiscSpec>().unwrap())
+        .unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mut far = RouteSpec::new("10.9.0.0/16".parse().unwrap(), "eth0");
+    far.via = Some(NEAR);
+    stack.add_route(far).unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
+        .unwrap();
+    let mut sock = UdpSocket::new(&stack);
+    sock.bind(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4000))
+        .unwrap();
+    sock.set_mtu_discover(s.pmtu);
+    sock.set_gso_size(u32::from(s.gso)).unwrap();
+    if s.options {
+        // Record route, 3 slots.
+        sock.set_ip_options(&[7, 15, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+    }
+    if s.connected {
+        sock.connect(SocketAddrV4::new(NEAR, 9)).unwrap();
+    }
+    (stack, wire, sock)
+}
+
+/// One message: payload length, destination (None = the connected peer).
+type Msg = (usize, Option<SocketAddrV4>);
+
+fn payload(len: usize, k: usize) -> Vec<u8> {
+    (0..len).map(|i| ((13 * i + 7 * k) % 251) as u8).collect()
+}
+
+/// Everything observable after a run.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    results: Vec<Result<usize, SendError>>,
+    frames: Vec<Vec<u8>>,
+    id_steps: Vec<i32>,
+    mibs: Vec<(Mib, u64)>,
+    drops: Vec<(ipxmit::stats::DropReason, u64)>,
+    dev: String,
+    qdisc: String,
+    budget_left: usize,
+}
+
+/// Frames with the IP ID and header checksum masked; the IDs as steps from
+/// the first of the same destination and DF bit (the per-destination
+/// counters start at random points per stack, as in the kernel).
+fn normalize(raw: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i32>) {
+    let mut first = std::collections::HashMap::new();
+    let mut steps = Vec::new();
+    let frames = raw
+        .into_iter()
+        .map(|mut f| {
+            if f.len() >= 34 && f[12..14] == [8, 0] {
+                let id = i32::from(u16::from_be_bytes([f[18], f[19]]));
+                let key = (f[30..34].to_vec(), f[20] & 0x40);
+                let base = *first.entry(key).or_insert(id);
+                steps.push((id - base).rem_euclid(65536));
+                f[18..20].fill(0);
+                f[24..26].fill(0);
+            }
+            f
+        })
+        .collect();
+    (frames, steps)
+}
+
+fn outcome(
+    stack: &Stack,
+    wire: &MemWire,
+    sock: &UdpSocket,
+    results: Vec<Result<usize, SendError>>,
+    frames: Vec<Vec<u8>>,
+) -> Outcome {
+    let (frames, id_steps) = normalize(frames);
+    let dev = stack.device("eth0").unwrap();
+    let _ = wire;
+    Outcome {
+        results,
+        frames,
+        id_steps,
+        mibs: stack.counters().mib_snapshot(),
+        drops: stack.counters().drop_snapshot(),
+        dev: format!("{:?}", dev.stats.snapshot()),
+        qdisc: format!(
+            "{:?}",
+            dev.queues()[0].with_qdisc(|q| format!("{:?}", q.stats()))
+        ),
+        budget_left: sock.budget().allocated(),
+    }
+}
+
+/// Drains the wire into `out`, letting a stopped queue run again.
+fn drain(stack: &Stack, wire: &MemWire, out: &mut Vec<Vec<u8>>) {
+    for _ in 0..1000 {
+        if wire.drain(|p| out.push(p.to_vec())) == 0 && stack.poll() == 0 {
+            break;
+        }
+    }
+}
+
+fn one_by_one(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
+    let (stack, wire, mut sock) = host(s);
+    let (mut results, mut frames) = (Vec::new(), Vec::new());
+    for (b, batch) in batches.iter().enumerate() {
+        let mut sent = 0;
+        let mut err = None;
+        for (k, &(len, dest)) in batch.iter().enumerate() {
+            let data = payload(len, b * 100 + k);
+            match sock.sendmsg(&data, dest, MsgFlags::DONTWAIT) {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        results.push(match err {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        });
+        drain(&stack, &wire, &mut frames);
+    }
+    outcome(&stack, &wire, &sock, results, frames)
+}
+
+fn batched(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
+    let (stack, wire, mut sock) = host(s);
+    let (mut results, mut frames) = (Vec::new(), Vec::new());
+    for (b, batch) in batches.iter().enumerate() {
+        let datas: Vec<Vec<u8>> = (0..batch.len())
+            .map(|k| payload(batch[k].0, b * 100 + k))
+            .collect();
+        let msgs: Vec<BatchMsg<'_>> = batch
+            .iter()
+            .zip(&datas)
+            .map(|(&(_, dest), d)| BatchMsg { data: d, dest })
+            .collect();
+        results.push(sock.send_batch(&msgs, MsgFlags::DONTWAIT));
+        drain(&stack, &wire, &mut frames);
+    }
+    outcome(&stack, &wire, &sock, results, frames)
+}
+
+fn dest_strategy(connected: bool) -> impl Strategy<Value = Option<SocketAddrV4>> {
+    let named = prop_oneof![
+        8 => Just(NEAR),
+        2 => Just(FAR),
+        1 => Just(UNRESOLVED),
+        1 => Just(UNROUTABLE),
+    ]
+    .prop_map(|a| Some(SocketAddrV4::new(a, 9)));
+    if connected {
+        prop_oneof![3 => Just(None), 1 => named].boxed()
+    } else {
+        named.boxed()
+    }
+}
+
+fn msg_strategy(connected: bool) -> impl Strategy<Value = Msg> {
+    let len = prop_oneof![
+        4 => 0usize..=64,
+        4 => 1400usize..=1472,
+        1 => 1473usize..=9000,
+    ];
+    (len, dest_strategy(connected))
+}
+
+fn setup_strategy() -> impl Strategy<Value = Setup> {
+    let features = prop_oneof![
+        Just(Features::NONE),
+        Just(Features::SG),
+        Just(Features::HW_CSUM),
+        Just(Features::SG | Features::HW_CSUM),
+    ];
+    let qdisc = prop_oneof![
+        4 => Just("pfifo_fast"),
+        1 => Just("pfifo limit 5"),
+        1 => Just("noqueue"),
+    ];
+    let pmtu = prop_oneof![
+        2 => Just(PmtuDisc::Want),
+        1 => Just(PmtuDisc::Dont),
+        1 => Just(PmtuDisc::Do),
+    ];
+    let mtu = prop_oneof![3 => Just(1500u32), 1 => 576u32..=9000];
+    let wire_cap = prop_oneof![3 => Just(1024usize), 1 => 2usize..=8];
+    let rare = prop_oneof![6 => Just(false), 1 => Just(true)];
+    let gso = prop_oneof![6 => Just(0u16), 1 => Just(1000u16)];
+    (
+        features,
+        qdisc,
+        mtu,
+        wire_cap,
+        pmtu,
+        any::<bool>(),
+        rare,
+        gso,
+    )
+        .prop_map(
+            |(features, qdisc, mtu, wire_cap, pmtu, connected, options, gso)| Setup {
+                features,
+                qdisc,
+                mtu,
+                wire_cap,
+                pmtu,
+                connected,
+                options,
+                gso,
+            },
+        )
+}
+
+fn case_strategy() -> impl Strategy<Value = (Setup, Vec<Vec<Msg>>)> {
+    setup_strategy().prop_flat_map(|s| {
+        let batch = prop::collection::vec(msg_strategy(s.connected), 1..=80);
+        (Just(s), prop::collection::vec(batch, 1..=4))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn send_batch_equals_send_to_one_by_one((setup, batches) in case_strategy()) {
+        let a = one_by_one(&setup, &batches);
+        let b = batched(&setup, &batches);
+        prop_assert_eq!(&a.results, &b.results);
+        prop_assert_eq!(a.frames.len(), b.frames.len());
+        for (i, (x, y)) in a.frames.iter().zip(&b.frames).enumerate() {
+            prop_assert_eq!(x, y, "frame {} differs", i);
+        }
+        prop_assert_eq!(a, b);
+    }
+}
+
+/// Records what the driver is given: length and the `xmit_more` hint.
+struct Recorder(Arc<parking_lot::Mutex<Vec<(usize, bool)>>>);
+
+impl ipxmit::dev::Driver for Recorder {
+    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, more: bool) -> ipxmit::dev::TxStatus {
+        self.0.lock().push((pkt.len(), more));
+        ipxmit::dev::TxStatus::Ok
+    }
+}
+
+/// The common case really takes the batched way: 64 datagrams reach the
+/// driver in one pass, all but the last flagged `xmit_more`; one by one,
+/// none is.
+#[test]
+fn a_batch_reaches_the_driver_in_one_pass_with_xmit_more() {
+    let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let stack = Stack::new();
+    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    cfg.features = Features::SG | Features::HW_CSUM;
+    stack
+        .add_device(cfg, vec![Box::new(Recorder(log.clone()))])
+        .unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
+        .unwrap();
+    let mut sock = UdpSocket::new(&stack);
+    let data = payload(18, 0);
+    let dest = Some(SocketAddrV4::new(NEAR, 9));
+    let msgs = vec![BatchMsg { data: &data, dest }; 64];
+    assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(64));
+    let got = std::mem::take(&mut *log.lock());
+    assert_eq!(got.len(), 64);
+    assert!(got.iter().all(|&(len, _)| len == 14 + 20 + 8 + 18));
+    let more = got.iter().filter(|&&(_, m)| m).count();
+    assert_eq!(
+        (more, got[63].1),
+        (63, false),
+        "63 frames with xmit_more, the last without"
+    );
+    assert_eq!(stack.counters().get(Mib::UdpOutDatagrams), 64);
+    for _ in 0..3 {
+        sock.send_to(&data, dest.unwrap(), MsgFlags::NONE).unwrap();
+    }
+    assert!(
+        log.lock().iter().all(|&(_, m)| !m),
+        "single sends carry no xmit_more"
+    );
+}
+
+/// Errors: the first message failing is the call's error; a later one ends
+/// the call with the count so far.
+#[test]
+fn errors_follow_sendmmsg() {
+    let s = Setup {
+        features: Features::NONE,
+        qdisc: "pfifo_fast",
+        mtu: 1500,
+        wire_cap: 1024,
+        pmtu: PmtuDisc::Do,
+        connected: false,
+        options: false,
+        gso: 0,
+    };
+    let (_stack, _wire, mut sock) = host(&s);
+    let small = payload(10, 0);
+    let big = payload(3000, 0);
+    let near = Some(SocketAddrV4::new(NEAR, 9));
+    let nowhere = Some(SocketAddrV4::new(UNROUTABLE, 9));
+    let first_bad = [BatchMsg {
+        data: &small,
+        dest: nowhere,
+    }];
+    assert_eq!(
+        sock.send_batch(&first_bad, MsgFlags::NONE),
+        Err(SendError::NetUnreachable(UNROUTABLE))
+    );
+    let later_bad = [
+        BatchMsg {
+            data: &small,
+            dest: near,
+        },
+        BatchMsg {
+            data: &small,
+            dest: near,
+        },
+        BatchMsg {
+            data: &big,
+            dest: near,
+        },
+        BatchMsg {
+            data: &small,
+            dest: near,
+        },
+    ];
+    assert_eq!(sock.send_batch(&later_bad, MsgFlags::NONE), Ok(2));
+    assert_eq!(sock.send_batch(&[], MsgFlags::NONE), Ok(0));
+}

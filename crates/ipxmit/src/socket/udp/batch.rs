@@ -1,0 +1,430 @@
+//! `sendmmsg` for UDP: many datagrams in one call, batched end to end.
+//!
+//! Stands for `__sys_sendmmsg()` (`net/socket.c`) looping over `udp_sendmsg()`
+//! with its lockless `ip_make_skb` path, and for what the kernel does per
+//! packet below it: `ip_send_skb`, `ip_local_out`, `ip_output`,
+//! `ip_finish_output2` with a connected neighbour (`neigh_hh_output`), and
+//! `__dev_xmit_skb` bypassing an empty qdisc into `sch_direct_xmit`.
+//!
+//! Each datagram becomes exactly the buffer and frame `send_to` makes: the same
+//! geometry as `__ip_append_data` for a datagram that fits the MTU, the same
+//! header, IP ID, checksum state, metadata, send-budget charge and counters.
+//! What is done once per run of datagrams to one destination instead of once
+//! per datagram: the route and source address, the neighbour's cached header,
+//! the filter-hook check, the time, the queue choice, the qdisc decision, the
+//! counter updates and one pass through the driver with `xmit_more` set on all
+//! but the last frame (so a driver writes them with one syscall).
+//!
+//! A run takes the fast way only when the kernel's per-datagram path would do
+//! nothing else: no pending (corked) datagram, no `MSG_MORE`/`MSG_PROBE`/
+//! `MSG_CONFIRM`/`MSG_ZEROCOPY`, no IP options, no UDP GSO, checksums on, no
+//! transform header, no filter hooks, a connected neighbour (or an L3 device),
+//! an idle queue whose qdisc may be bypassed (or a `noqueue` device), a driver
+//! queue not stopped, room in the send budget, and a
+//! datagram that fits the MTU. Any other message goes through
+//! [`UdpSocket::sendmsg`] on its own, in order.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::{flow_hash, hwcsum, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN};
+use crate::buf::{CsumState, PacketBuf};
+use crate::dev::queue::{queue_index, XmitCtx};
+use crate::dev::xmit::{drop_frame, finish_frame, xmit_one};
+use crate::dev::{Driver, LinkType, NetDevice, TxQueue, TxStatus};
+use crate::error::SendError;
+use crate::ipv4::output::{complete_header, softirq_on_exit};
+use crate::netfilter::HookPoint;
+use crate::sched::run::{requeue, run};
+use crate::socket::cork::{
+    cork_fragsize, datagram_df, getfrag, select_ident, write_header, CorkParams, SKB_MAX_ALLOC,
+};
+use crate::socket::MsgFlags;
+use crate::stack::Stack;
+use crate::stats::{DropReason, Mib};
+use crate::wire::checksum::pseudo_header_v4;
+
+/// Most datagrams handed to the driver in one pass (the kernel's
+/// `UIO_MAXIOV`-bounded `sendmmsg` batches are usually this size).
+pub const BATCH_MAX: usize = 64;
+
+/// One message of [`UdpSocket::send_batch`] (a `struct mmsghdr`): the data and
+/// the destination, `None` for the connected peer.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchMsg<'a> {
+    /// The datagram's payload.
+    pub data: &'a [u8],
+    /// Where it goes (`msg_name`); `None` sends to the connected peer.
+    pub dest: Option<SocketAddrV4>,
+}
+
+/// What a run of datagrams to one destination shares.
+struct Flow {
+    params: CorkParams,
+    dest: Option<SocketAddrV4>,
+    dport: u16,
+    /// Largest payload that fits one frame (`fragsize` less the headers).
+    max_payload: usize,
+    /// The neighbour's cached link header (empty on an L3 device).
+    hh: [u8; 14],
+    hh_len: usize,
+    /// `LL_RESERVED_SPACE` + 15 + trailer: what `alloc_new` adds to `fraglen`.
+    alloc_extra: usize,
+    /// The device finishes the checksum (`CHECKSUM_PARTIAL`).
+    partial: bool,
+    hash: u32,
+    queue: usize,
+}
+
+impl UdpSocket {
+    /// Kernel: `__sys_sendmmsg()` over `udp_sendmsg()`. Sends the messages in
+    /// order, each as [`UdpSocket::sendmsg`] would with `flags`, and returns
+    /// how many were sent. An error on the first message is returned; an
+    /// error on a later one ends the call with the count so far (as the
+    /// kernel does, the error itself is then not reported).
+    pub fn send_batch(
+        &mut self,
+        msgs: &[BatchMsg<'_>],
+        flags: MsgFlags,
+    ) -> Result<usize, SendError> {
+        let mut sent = 0;
+        while sent < msgs.len() {
+            let (n, failed) = self.send_run(&msgs[sent..], flags);
+            sent += n;
+            match failed {
+                Some(e) if sent == 0 => return Err(e),
+                Some(_) => break,
+                None => {}
+            }
+            let Some(m) = msgs.get(sent) else {
+                break;
+            };
+            match self.sendmsg(m.data, m.dest, flags) {
+                Ok(_) => sent += 1,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends the longest prefix of `msgs` that can take the fast way (see the
+    /// module documentation); returns how many were sent (0 when the first
+    /// cannot take it) and, when the message after them failed on the way,
+    /// its error — a routing error of the first, or a frame a queueless
+    /// device's driver refused (`ENETDOWN`, as `sendmsg` reports it).
+    ///
+    /// Each datagram goes to the driver as soon as it is built, `xmit_more`
+    /// set while the next one will follow. A driver that refuses one ends the
+    /// run there, as the bypass of one datagram would: the frame is requeued,
+    /// the queue stopped, and the next messages take the general way (into
+    /// the qdisc, with its limits).
+    fn send_run(&mut self, msgs: &[BatchMsg<'_>], flags: MsgFlags) -> (usize, Option<SendError>) {
+        let flow = match self.fast_flow(&msgs[0], flags) {
+            Ok(Some(f)) => f,
+            Ok(None) => return (0, None),
+            Err(e) => return (0, Some(e)),
+        };
+        let stack = self.inet.stack.clone();
+        let dst = flow.params.dst.clone();
+        let txq = &dst.dev.queues()[flow.queue];
+        let Some(path) = claim_queue(txq) else {
+            return (0, None);
+        };
+        let t = stack.time_scope();
+        let ctx = stack.xmit_ctx();
+        let fits = msgs
+            .iter()
+            .take(BATCH_MAX)
+            .take_while(|m| m.dest == flow.dest && m.data.len() <= flow.max_payload)
+            .count();
+        let mut run = Run::new(ctx, &dst.dev, txq, flow.hh_len, path);
+        {
+            let mut driver = txq.driver.lock();
+            for (i, m) in msgs[..fits].iter().enumerate() {
+                let Some(skb) = self.build(&stack, &flow, m.data) else {
+                    break;
+                };
+                let more = i + 1 < fits && self.has_room();
+                if !run.xmit(&mut **driver, skb, more) {
+                    break;
+                }
+            }
+        }
+        let done = run.finish(&stack);
+        drop(t);
+        softirq_on_exit(&stack);
+        done
+    }
+
+    /// The send budget has room for another datagram (`sk_wmem_alloc <
+    /// sk_sndbuf`, what `sock_alloc_send_skb` waits for).
+    fn has_room(&self) -> bool {
+        let b = &self.inet.budget;
+        b.allocated() < b.limit()
+    }
+
+    /// The once-per-run part: eligibility, route, neighbour, queue. `Ok(None)`
+    /// sends the message the general way; an error is the message's own
+    /// (`sendmsg` fails there too, with nothing else done).
+    fn fast_flow(&mut self, m: &BatchMsg<'_>, flags: MsgFlags) -> Result<Option<Flow>, SendError> {
+        let dest = m.dest;
+        let o = &self.inet.opts;
+        if m.data.len() > 0xffff
+            || self.pending
+            || o.cork
+            || o.no_check
+            || o.gso_size != 0
+            || !o.options.is_empty()
+            || flags.bits() & !MsgFlags::DONTWAIT.bits() != 0
+        {
+            return Ok(None);
+        }
+        let (daddr, dport, connected) = match (dest, self.inet.peer) {
+            (Some(d), _) if d.port() != 0 => (*d.ip(), d.port(), false),
+            (None, Some(p)) => (*p.ip(), p.port(), true),
+            _ => return Ok(None),
+        };
+        let params = self.inet.cork_params(daddr, connected)?;
+        let fragsize = cork_fragsize(&params)? as usize;
+        let dev = params.dst.dev.clone();
+        if params.dst.header_len != 0 || !dev.is_up() || !hooks_idle(&self.inet.stack) {
+            return Ok(None);
+        }
+        let Some(hh) = link_header(&self.inet.stack, &dev, params.dst.nexthop(daddr)) else {
+            return Ok(None);
+        };
+        let hh_len = dev.link().header_len();
+        let alloc_extra = dev.ll_reserved_space() + 15 + params.dst.trailer_len as usize;
+        if fragsize + alloc_extra >= SKB_MAX_ALLOC {
+            // The paged layout of big linear allocations: the general path.
+            return Ok(None);
+        }
+        let sport = self.inet.local.port();
+        let hash = flow_hash(params.saddr, params.daddr, sport, dport);
+        Ok(Some(Flow {
+            max_payload: fragsize - 20 - UDP_HLEN,
+            partial: dev.features().can_csum(),
+            queue: queue_index(dev.queues().len(), 0, hash),
+            params,
+            dest,
+            dport,
+            hh,
+            hh_len,
+            alloc_extra,
+            hash,
+        }))
+    }
+}
+
+/// True when no filter hook would see the packets.
+fn hooks_idle(stack: &Stack) -> bool {
+    let h = stack.hooks();
+    h.is_empty(HookPoint::LocalOut) && h.is_empty(HookPoint::PostRouting)
+}
+
+/// The link header for `nexthop`: the neighbour's cached one when connected,
+/// none on an L3 device; `None` when resolution would be needed.
+fn link_header(stack: &Stack, dev: &NetDevice, nexthop: Ipv4Addr) -> Option<[u8; 14]> {
+    match dev.link() {
+        LinkType::L3 => Some([0; 14]),
+        LinkType::Ethernet => stack
+            .neigh
+            .connected_hh(dev.ifindex(), nexthop)
+            .map(|h| h.hdr),
+    }
+}
+
+/// How a run's frames reach the driver (the two direct branches of
+/// `__dev_queue_xmit`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// An empty qdisc bypassed (`TCQ_F_CAN_BYPASS`), its run owned by us.
+    Bypass,
+    /// A queueless device (`noqueue`): straight to the driver.
+    NoQueue,
+}
+
+/// `qdisc_run_begin` for the bypass of `__dev_xmit_skb`: the queue is ours
+/// when its qdisc may be bypassed, is empty and is not running; a `noqueue`
+/// device needs nothing. Either way the driver queue must not be stopped.
+fn claim_queue(txq: &TxQueue) -> Option<Path> {
+    let mut slot = txq.q.lock();
+    if txq.ctl().is_stopped() {
+        return None;
+    }
+    if slot.qdisc.is_noqueue() {
+        return Some(Path::NoQueue);
+    }
+    if !slot.qdisc.can_bypass() || !slot.is_empty() || slot.running {
+        return None;
+    }
+    slot.running = true;
+    Some(Path::Bypass)
+}
+
+impl UdpSocket {
+    /// One datagram as `__ip_append_data` (one buffer, the datagram fits),
+    /// `__ip_make_skb`, `udp_send_skb`, `__ip_local_out` and
+    /// `neigh_hh_output` leave it; `None` when the send budget is spent
+    /// (the general path then waits or fails as the kernel does).
+    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8]) -> Option<PacketBuf> {
+        let budget = &self.inet.budget;
+        if budget.allocated() >= budget.limit() {
+            return None;
+        }
+        let p = &f.params;
+        let hh_len = p.dst.dev.ll_reserved_space();
+        let fraglen = 20 + UDP_HLEN + data.len();
+        let mut skb = stack.pool.alloc(fraglen + f.alloc_extra);
+        skb.meta.ip_summed = if f.partial {
+            CsumState::Partial {
+                start: 0,
+                offset: 0,
+            }
+        } else {
+            CsumState::None
+        };
+        skb.reserve(hh_len);
+        skb.put(fraglen);
+        let nh = skb.data_offset();
+        let th = nh + 20;
+        skb.meta.network_header = nh as u16;
+        skb.meta.transport_header = th as u16;
+        getfrag(&mut skb, th + UDP_HLEN, data, 0);
+        skb.set_owner(budget);
+        let df = datagram_df(p, skb.len());
+        skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
+        let id = select_ident(stack, p, df, Some(&mut self.inet.inet_id));
+        write_header(&mut skb, p, df, id);
+        skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
+        skb.meta.priority = p.priority;
+        skb.meta.mark = p.mark;
+        skb.meta.dst = Some(p.dst.clone());
+        self.finish_udp(&mut skb, f, th);
+        complete_header(&mut skb);
+        skb.push(f.hh_len).copy_from_slice(&f.hh[..f.hh_len]);
+        skb.meta.queue_mapping = f.queue as u16 + 1;
+        Some(skb)
+    }
+
+    /// `udp_send_skb` for one buffer: header, flow hash, checksum.
+    fn finish_udp(&self, skb: &mut PacketBuf, f: &Flow, th: usize) {
+        let (saddr, daddr) = (f.params.saddr, f.params.daddr);
+        let len = skb.len() - (th - skb.data_offset());
+        write_udp_header(skb, th, self.inet.local.port(), f.dport, len);
+        skb.meta.hash = f.hash;
+        if skb.meta.ip_summed != CsumState::None {
+            hwcsum(skb, saddr, daddr, len);
+        } else {
+            let c = udp_csum(skb, th).add(pseudo_header_v4(saddr, daddr, 17, len as u16));
+            write_check(skb, th, c.finish());
+        }
+    }
+}
+
+/// One run through the bypass, and what it sent, counted once at its end.
+struct Run<'a> {
+    ctx: XmitCtx<'a>,
+    dev: &'a NetDevice,
+    txq: &'a TxQueue,
+    hh_len: usize,
+    path: Path,
+    /// Datagrams that reached IP output.
+    datagrams: u64,
+    /// IP octets (`IpExtOutOctets`).
+    octets: u64,
+    /// Frame bytes given to the driver (qdisc "sent").
+    frame_bytes: u64,
+    /// The frame the driver refused, to requeue.
+    refused: Option<PacketBuf>,
+    /// The last datagram failed (its frame dropped by a queueless device).
+    failed: Option<SendError>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        ctx: XmitCtx<'a>,
+        dev: &'a NetDevice,
+        txq: &'a TxQueue,
+        hh_len: usize,
+        path: Path,
+    ) -> Run<'a> {
+        Run {
+            ctx,
+            dev,
+            txq,
+            hh_len,
+            path,
+            datagrams: 0,
+            octets: 0,
+            frame_bytes: 0,
+            refused: None,
+            failed: None,
+        }
+    }
+
+    /// `validate_xmit_skb` and `xmit_one` for one frame of the bypass; false
+    /// ends the run (the driver refused it, or stopped the queue).
+    fn xmit(&mut self, driver: &mut dyn Driver, mut skb: PacketBuf, more: bool) -> bool {
+        let (dev, txq) = (self.dev, self.txq);
+        let len = skb.len();
+        self.datagrams += 1;
+        self.octets += (len - self.hh_len) as u64;
+        self.frame_bytes += len as u64;
+        finish_frame(&mut skb, dev.features());
+        if let TxStatus::Busy(p) = xmit_one(self.ctx, dev, driver, skb, more) {
+            driver.flush();
+            if self.path == Path::NoQueue {
+                // noqueue_xmit: a busy driver means the frame is dropped.
+                drop_frame(self.ctx, dev, p, DropReason::DevReady);
+                self.failed = Some(SendError::NetDown);
+            } else {
+                txq.ctl().stop();
+                self.refused = Some(p);
+            }
+            return false;
+        }
+        if txq.ctl().is_stopped() {
+            if more {
+                driver.flush();
+            }
+            return false;
+        }
+        true
+    }
+
+    /// The counters of `ip_output`, `ip_finish_output2` and `udp_send_skb`,
+    /// the qdisc's "sent", the requeue of a refused frame, and the end of the
+    /// queue run (or running on, for packets others queued meanwhile).
+    /// Returns the datagrams sent and the error of the one that failed.
+    fn finish(mut self, stack: &Stack) -> (usize, Option<SendError>) {
+        let (ctx, dev, txq) = (self.ctx, self.dev, self.txq);
+        let ctr = &stack.counters;
+        let ok = self.datagrams - u64::from(self.failed.is_some());
+        ctr.add(Mib::IpOutRequests, self.datagrams);
+        ctr.add(Mib::IpExtOutPkts, self.datagrams);
+        ctr.add(Mib::IpExtOutOctets, self.octets);
+        ctr.add(Mib::UdpOutDatagrams, ok);
+        if self.path == Path::NoQueue {
+            return (ok as usize, self.failed);
+        }
+        let mut slot = txq.q.lock();
+        let st = slot.qdisc.stats_mut();
+        st.packets += self.datagrams;
+        st.bytes += self.frame_bytes;
+        let all_sent = self.refused.is_none() && !txq.ctl().is_stopped();
+        if let Some(p) = self.refused.take() {
+            let mut one = std::mem::take(&mut slot.batch);
+            one.push_back(p);
+            requeue(&mut slot, &mut one);
+            slot.batch = one;
+        }
+        if all_sent && !slot.is_empty() {
+            drop(slot);
+            run(ctx, dev, txq);
+        } else {
+            slot.running = false;
+        }
+        (ok as usize, None)
+    }
+}
