@@ -316,8 +316,14 @@ fn a_batch_reaches_the_driver_in_one_pass_with_xmit_more() {
         .unwrap();
     let mut sock = UdpSocket::new(&stack);
     let data = payload(18, 0);
-    let dest = Some(SocketAddrV4::new(NEAR, 9));
-    let msgs = vec![BatchMsg { data: &data, dest }; 64];
+    let to = SocketAddrV4::new(NEAR, 9);
+    let msgs = vec![
+        BatchMsg {
+            data: &data,
+            dest: Some(to)
+        };
+        64
+    ];
     assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(64));
     let got = std::mem::take(&mut *log.lock());
     assert_eq!(got.len(), 64);
@@ -330,7 +336,7 @@ fn a_batch_reaches_the_driver_in_one_pass_with_xmit_more() {
     );
     assert_eq!(stack.counters().get(Mib::UdpOutDatagrams), 64);
     for _ in 0..3 {
-        sock.send_to(&data, dest.unwrap(), MsgFlags::NONE).unwrap();
+        sock.send_to(&data, to, MsgFlags::NONE).unwrap();
     }
     assert!(
         log.lock().iter().all(|&(_, m)| !m),
