@@ -93,7 +93,8 @@ struct Outcome {
     budget_left: usize,
 }
 
-/// Frames with the IP ID and header checksum masked; the IDs as steps from
+/// Frames with the IP ID and header checksum masked (the checksum verified
+/// first); the IDs as steps from
 /// the first of the same destination and DF bit (the per-destination
 /// counters start at random points per stack, as in the kernel).
 fn normalize(raw: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i32>) {
@@ -103,6 +104,10 @@ fn normalize(raw: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i32>) {
         .into_iter()
         .map(|mut f| {
             if f.len() >= 34 && f[12..14] == [8, 0] {
+                let hlen = usize::from(f[14] & 0x0f) * 4;
+                let mut c = internet_checksum::Checksum::new();
+                c.add_bytes(&f[14..14 + hlen]);
+                assert_eq!(c.checksum(), [0, 0], "IP header checksum verifies");
                 let id = i32::from(u16::from_be_bytes([f[18], f[19]]));
                 let key = (f[30..34].to_vec(), f[20] & 0x40);
                 let base = *first.entry(key).or_insert(id);

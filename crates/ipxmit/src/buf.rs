@@ -316,10 +316,44 @@ impl BufPool {
         }
     }
 
-    /// Free storages per size class.
+    /// Free storages per size class: the shared ones and those cached by
+    /// the calling thread.
     pub fn free_counts(&self) -> [usize; 4] {
         let c = &self.inner.classes;
-        [c[0].len(), c[1].len(), c[2].len(), c[3].len()]
+        let mut n = [c[0].len(), c[1].len(), c[2].len(), c[3].len()];
+        let key = self.key();
+        let _ = CACHE.try_with(|t| {
+            let t = t.borrow();
+            if t.owner == key {
+                n.iter_mut().zip(&t.free).for_each(|(n, f)| *n += f.len());
+            }
+        });
+        n
+    }
+
+    /// Identity of the pool for the thread caches.
+    #[inline]
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// A free storage of class `i`: the thread's cache first, then the
+    /// shared queue.
+    #[inline]
+    fn take_free(&self, i: usize) -> Option<Box<BufInner>> {
+        let key = self.key();
+        let cached = CACHE
+            .try_with(|t| {
+                let mut t = t.borrow_mut();
+                if t.owner == key {
+                    t.free[i].pop()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        cached.or_else(|| self.inner.classes[i].pop())
     }
 
     /// How many allocations found no free storage and went to the heap.
@@ -331,7 +365,7 @@ impl BufPool {
     /// of it as headroom-free tailroom (call [`PacketBuf::reserve`] next).
     pub fn alloc(&self, size: usize) -> PacketBuf {
         let class = CLASSES.iter().position(|&c| c >= size);
-        let inner = match class.and_then(|i| self.inner.classes[i].pop()) {
+        let inner = match class.and_then(|i| self.take_free(i)) {
             Some(b) => b,
             None => {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
@@ -357,10 +391,74 @@ impl BufPool {
         s.frags.clear();
         s.chain.clear();
         s.meta = Meta::default();
-        if let Some(i) = CLASSES.iter().position(|&c| c == s.data.len()) {
-            let _ = self.inner.classes[i].push(s);
-        }
+        let Some(i) = CLASSES.iter().position(|&c| c == s.data.len()) else {
+            return;
+        };
+        let key = self.key();
+        let q = &self.inner.classes[i];
+        // The pool's bound holds for what it keeps, cached or shared.
+        let room = q.capacity().saturating_sub(q.len());
+        let s = match CACHE.try_with(|t| t.borrow_mut().keep(key, i, s, room)) {
+            Ok(None) => return,
+            Ok(Some(s)) => s,
+            // The thread is exiting: its cache is gone.
+            Err(_) => return,
+        };
+        let _ = self.inner.classes[i].push(s);
     }
+}
+
+/// Free storages kept per size class by each thread, in front of the
+/// shared queues: a buffer freed on the thread that allocates the next one
+/// (the common case: a sender whose driver frees at once) goes round
+/// without touching shared memory. Bounded; the rest go to the shared pool.
+const CACHE_PER_CLASS: [usize; 4] = [256, 256, 32, 8];
+
+struct ThreadCache {
+    /// The pool the cached storages belong to (its address); 0 for none.
+    owner: usize,
+    free: [Vec<Box<BufInner>>; 4],
+}
+
+impl ThreadCache {
+    /// Keeps `s` if the cache is this pool's (or empty) and has room; frees
+    /// it when the pool keeps `room` or fewer more; else hands it back for
+    /// the shared queue.
+    fn keep(
+        &mut self,
+        key: usize,
+        i: usize,
+        s: Box<BufInner>,
+        room: usize,
+    ) -> Option<Box<BufInner>> {
+        if self.owner != key {
+            if self.free.iter().any(|f| !f.is_empty()) {
+                return Some(s);
+            }
+            self.owner = key;
+        }
+        if self.free[i].len() >= room {
+            // The pool keeps no more of this class: freed.
+            return None;
+        }
+        if self.free[i].len() >= CACHE_PER_CLASS[i] {
+            return Some(s);
+        }
+        if self.free[i].capacity() == 0 {
+            self.free[i].reserve_exact(CACHE_PER_CLASS[i]);
+        }
+        self.free[i].push(s);
+        None
+    }
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<ThreadCache> = const {
+        std::cell::RefCell::new(ThreadCache {
+            owner: 0,
+            free: [Vec::new(), Vec::new(), Vec::new(), Vec::new()],
+        })
+    };
 }
 
 /// The socket buffer. See the module documentation.

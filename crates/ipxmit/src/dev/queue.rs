@@ -79,6 +79,8 @@ pub fn queue_xmit(
         dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         return Err(QueueXmitError::NetDown);
     }
+    // IFF_XMIT_DST_RELEASE: nothing below needs the route.
+    pkt.meta.dst = None;
     let txq = pick_tx(dev, &mut pkt);
     let mut slot = txq.q.lock();
     if slot.qdisc.is_noqueue() {
@@ -176,7 +178,10 @@ pub fn queue_xmit_list(
     }
     let txq = pick_tx(dev, first);
     let qm = first.meta.queue_mapping;
-    frames.iter_mut().for_each(|f| f.meta.queue_mapping = qm);
+    frames.iter_mut().for_each(|f| {
+        f.meta.queue_mapping = qm;
+        f.meta.dst = None;
+    });
     let mut slot = txq.q.lock();
     if slot.qdisc.is_noqueue() || txq.ctl().is_stopped() {
         // Frame by frame, exactly as the kernel's per-fragment calls go (a

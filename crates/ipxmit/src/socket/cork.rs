@@ -619,7 +619,11 @@ pub(crate) fn select_ident(
 /// Writes the IP header fields `__ip_make_skb` sets, and the options
 /// (`ip_options_build`).
 pub(crate) fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u16) {
-    let h = skb.network_header_mut();
+    write_header_bytes(skb.network_header_mut(), p, df, id);
+}
+
+/// [`write_header`] into the bytes of the header (at least `20 + optlen`).
+pub(crate) fn write_header_bytes(h: &mut [u8], p: &CorkParams, df: bool, id: u16) {
     let ihl = 5 + p.options.len() / 4;
     h[0] = 0x40 | ihl as u8;
     h[1] = p.tos;

@@ -32,11 +32,12 @@ use crate::dev::queue::{queue_index, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, xmit_one};
 use crate::dev::{Driver, LinkType, NetDevice, TxQueue, TxStatus};
 use crate::error::SendError;
-use crate::ipv4::output::{complete_header, softirq_on_exit};
+use crate::ipv4::output::softirq_on_exit;
 use crate::netfilter::HookPoint;
 use crate::sched::run::{requeue, run};
 use crate::socket::cork::{
-    cork_fragsize, datagram_df, getfrag, select_ident, write_header, CorkParams, SKB_MAX_ALLOC,
+    cork_fragsize, datagram_df, getfrag, select_ident, write_header_bytes, CorkParams,
+    SKB_MAX_ALLOC,
 };
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
@@ -73,6 +74,13 @@ struct Flow {
     partial: bool,
     hash: u32,
     queue: usize,
+    /// The IP header every datagram of the run gets (`__ip_make_skb`), with
+    /// ID, total length and checksum zero, and the sum of its words: per
+    /// datagram only those three fields change.
+    ip_template: [u8; 20],
+    ip_sum: u32,
+    /// Every datagram of the run that fits has this DF bit.
+    df: bool,
 }
 
 impl UdpSocket {
@@ -201,7 +209,19 @@ impl UdpSocket {
         }
         let sport = self.inet.local.port();
         let hash = flow_hash(params.saddr, params.daddr, sport, dport);
+        // Fitting datagrams are at most the path MTU under WANT (the cork's
+        // fragment size is the path MTU), so DF is the same for all of them.
+        let df = datagram_df(&params, fragsize);
+        let mut ip_template = [0u8; 20];
+        write_header_bytes(&mut ip_template, &params, df, 0);
+        let ip_sum = ip_template
+            .chunks_exact(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
         Ok(Some(Flow {
+            ip_template,
+            ip_sum,
+            df,
             max_payload: fragsize - 20 - UDP_HLEN,
             partial: dev.features().can_csum(),
             queue: queue_index(dev.queues().len(), 0, hash),
@@ -292,16 +312,16 @@ impl UdpSocket {
         skb.meta.transport_header = th as u16;
         getfrag(&mut skb, th + UDP_HLEN, data, 0);
         skb.set_owner(budget);
-        let df = datagram_df(p, skb.len());
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
-        let id = select_ident(stack, p, df, Some(&mut self.inet.inet_id));
-        write_header(&mut skb, p, df, id);
+        let id = select_ident(stack, p, f.df, Some(&mut self.inet.inet_id));
+        write_ip_header(&mut skb.from_offset_mut(nh)[..20], f, id, fraglen);
+        skb.meta.protocol = 0x0800;
         skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
         skb.meta.priority = p.priority;
         skb.meta.mark = p.mark;
-        skb.meta.dst = Some(p.dst.clone());
+        // `skb_dst`: released at `__dev_queue_xmit` (IFF_XMIT_DST_RELEASE)
+        // before anything below could read it; never taken here.
         self.finish_udp(&mut skb, f, th);
-        complete_header(&mut skb);
         skb.push(f.hh_len).copy_from_slice(&f.hh[..f.hh_len]);
         skb.meta.queue_mapping = f.queue as u16 + 1;
         Some(skb)
@@ -320,6 +340,21 @@ impl UdpSocket {
             write_check(skb, th, c.finish());
         }
     }
+}
+
+/// The header of `__ip_make_skb` completed by `__ip_local_out` (`tot_len`,
+/// `ip_send_check`): the run's template with the ID, the length and the
+/// checksum of both filled in.
+#[inline]
+fn write_ip_header(h: &mut [u8], f: &Flow, id: u16, len: usize) {
+    h.copy_from_slice(&f.ip_template);
+    let len = len.min(0xffff) as u16;
+    h[2..4].copy_from_slice(&len.to_be_bytes());
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    let mut s = f.ip_sum + u32::from(len) + u32::from(id);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    h[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
 }
 
 /// One run through the bypass, and what it sent, counted once at its end.
