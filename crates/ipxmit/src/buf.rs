@@ -417,6 +417,8 @@ const CACHE_PER_CLASS: [usize; 4] = [256, 256, 32, 8];
 struct ThreadCache {
     /// The pool the cached storages belong to (its address); 0 for none.
     owner: usize,
+    /// Boxed on purpose: buffers are these very boxes, handed out as they are.
+    #[allow(clippy::vec_box)]
     free: [Vec<Box<BufInner>>; 4],
 }
 
