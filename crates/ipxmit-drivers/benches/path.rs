@@ -32,7 +32,7 @@ fn bench_sink(c: &mut Criterion, sink: Sink) {
         .chain([("1472B_nooffload".to_string(), Features::NONE, WORKLOADS[1])]);
     for (name, feats, work) in cases {
         let mut host = Host::new(sink, feats, work).expect("host");
-        g.throughput(Throughput::Elements(1));
+        g.throughput(Throughput::Elements(work.batch as u64));
         g.bench_function(name, |b| b.iter(|| host.send_one().expect("send")));
         black_box(host.frames());
     }

@@ -118,7 +118,7 @@ pub fn probe(sink: Sink, (fname, feats): (&str, Features), work: Workload) -> Pr
     let sites = SITES.with(|s| std::mem::take(&mut *s.borrow_mut()));
     Probe {
         case,
-        datagrams: MEASURED,
+        datagrams: MEASURED * work.batch as u64,
         allocations: allocs,
         sites,
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{Features, MsgFlags, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, Features, MsgFlags, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
 
@@ -43,45 +43,69 @@ pub struct Workload {
     pub pieces: usize,
     /// GSO segment size, 0 for none.
     pub gso: u32,
+    /// Datagrams per call: 1 sends with `send_to`, more with one
+    /// `send_batch` (sendmmsg) of that many.
+    pub batch: usize,
 }
 
-/// The standard workloads of the issue.
-pub const WORKLOADS: [Workload; 6] = [
+/// The standard workloads of the issue, then the single-frame sizes sent
+/// with `send_batch` of 64 (as the kernel side's `sendmmsg`).
+pub const WORKLOADS: [Workload; 8] = [
     Workload {
         name: "18B",
         len: 18,
         pieces: 1,
         gso: 0,
+        batch: 1,
     },
     Workload {
         name: "1472B",
         len: 1472,
         pieces: 1,
         gso: 0,
+        batch: 1,
     },
     Workload {
         name: "8000B",
         len: 8000,
         pieces: 1,
         gso: 0,
+        batch: 1,
     },
     Workload {
         name: "65000B",
         len: 65000,
         pieces: 1,
         gso: 0,
+        batch: 1,
     },
     Workload {
         name: "8x1000B_more",
         len: 8000,
         pieces: 8,
         gso: 0,
+        batch: 1,
     },
     Workload {
         name: "gso64k_1472",
         len: 44 * 1472,
         pieces: 1,
         gso: 1472,
+        batch: 1,
+    },
+    Workload {
+        name: "18B_batch64",
+        len: 18,
+        pieces: 1,
+        gso: 0,
+        batch: 64,
+    },
+    Workload {
+        name: "1472B_batch64",
+        len: 1472,
+        pieces: 1,
+        gso: 0,
+        batch: 64,
     },
 ];
 
@@ -144,7 +168,17 @@ impl Host {
     #[inline]
     pub fn send_one(&mut self) -> Result<(), SendError> {
         let w = self.work;
-        if w.pieces <= 1 {
+        if w.batch > 1 {
+            let m = BatchMsg {
+                data: &self.payload,
+                dest: Some(DEST),
+            };
+            let msgs = [m; 64];
+            let n = self
+                .sock
+                .send_batch(&msgs[..w.batch.min(64)], MsgFlags::NONE)?;
+            assert_eq!(n, w.batch.min(64), "the whole batch was sent");
+        } else if w.pieces <= 1 {
             self.sock.send_to(&self.payload, DEST, MsgFlags::NONE)?;
         } else {
             let step = w.len / w.pieces;
