@@ -8,7 +8,7 @@ use ipxmit::dev::{DevConfig, Driver, TxStatus};
 use ipxmit::neigh::NudState;
 use ipxmit::netfilter::{Hook, HookPoint, Verdict};
 use ipxmit::sched::QdiscSpec;
-use ipxmit::stats::DropReason;
+use ipxmit::stats::{DevCounter, DropReason, Mib};
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{MsgFlags, NetDevice, PacketBuf, SendError, Stack, UdpSocket};
 use ipxmit_drivers::capture::PcapTap;
@@ -217,6 +217,41 @@ fn noqueue_drops_what_a_busy_driver_refuses() {
     wire.pop();
     s.send_to(b"three", to(), MsgFlags::NONE).unwrap();
     assert_eq!(wire.len(), 1, "the consumer's room wakes the queue again");
+}
+
+/// A fragment train on a queueless device whose driver has room for 3 of its
+/// 6 frames: 3 leave (in one pass, `xmit_more` within), the refused one and
+/// the 2 after it are dropped (`DevReady`, `tx_dropped`) and the datagram
+/// fails with `ENETDOWN` and `IpFragFails`, as the kernel's per-fragment
+/// calls would end.
+#[test]
+fn noqueue_fragment_train_stops_at_a_busy_driver() {
+    let stack = Stack::new();
+    let wire = MemWire::new(3);
+    stack
+        .add_device(DevConfig::ethernet("eth0", mac(1)), wire.drivers(1))
+        .unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    stack
+        .add_neigh("eth0", DST, mac(2), NudState::Permanent)
+        .unwrap();
+    stack.replace_qdisc("eth0", &QdiscSpec::Noqueue).unwrap();
+    let mut s = UdpSocket::new(&stack);
+    let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();
+    assert_eq!(e, SendError::NetDown);
+    assert_eq!(wire.len(), 3);
+    assert_eq!(stack.counters().dropped(DropReason::DevReady), 3);
+    assert_eq!(stack.counters().get(Mib::IpFragCreates), 3);
+    assert_eq!(stack.counters().get(Mib::IpFragFails), 1);
+    let dev = stack.device("eth0").unwrap();
+    assert_eq!(dev.stats.get(DevCounter::TxDropped), 3);
+    assert_eq!(dev.stats.get(DevCounter::TxPackets), 3);
+    while wire.pop().is_some() {}
+    let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();
+    assert_eq!(e, SendError::NetDown);
+    assert_eq!(wire.len(), 3, "woken: again 3 of 6 before the driver is full");
 }
 
 #[test]

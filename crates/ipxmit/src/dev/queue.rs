@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::buf::PacketBuf;
+use crate::buf::{GsoType, PacketBuf};
 use crate::dev::{NetDevice, TxQueue, TxStatus};
 use crate::sched::{run, NetXmit};
 use crate::stats::{Counters, DropReason};
@@ -183,6 +183,10 @@ pub fn queue_xmit_list(
         f.meta.dst = None;
     });
     let mut slot = txq.q.lock();
+    if slot.qdisc.is_noqueue() && frames.iter().all(|f| f.meta.gso_type == GsoType::None) {
+        drop(slot);
+        return noqueue_list(ctx, dev, txq, frames);
+    }
     if slot.qdisc.is_noqueue() || txq.ctl().is_stopped() {
         // Frame by frame, exactly as the kernel's per-fragment calls go (a
         // stopped queue requeues the first and queues the rest up to the limit).
@@ -227,6 +231,49 @@ pub fn queue_xmit_list(
             error: None,
         },
     }
+}
+
+/// A train on a queueless device: what [`noqueue_xmit`] does frame by
+/// frame, in one pass through the driver with `xmit_more` within the train.
+/// A stopped queue or a busy driver drops that frame and the rest of the
+/// train (`ENETDOWN`), as the per-frame calls would.
+fn noqueue_list(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    frames: &mut VecDeque<PacketBuf>,
+) -> ListXmit {
+    let mut out = std::mem::take(&mut txq.q.lock().batch);
+    while let Some(f) = frames.pop_front() {
+        crate::dev::xmit::validate_xmit(ctx, dev, f, &mut out);
+    }
+    let mut accepted = 0;
+    {
+        let mut driver = txq.driver.lock();
+        while !out.is_empty() && !txq.ctl().is_stopped() {
+            let Some(p) = out.pop_front() else {
+                break;
+            };
+            let more = !out.is_empty();
+            if let TxStatus::Busy(p) = crate::dev::xmit::xmit_one(ctx, dev, &mut **driver, p, more)
+            {
+                driver.flush();
+                out.push_front(p);
+                break;
+            }
+            accepted += 1;
+        }
+    }
+    let r = if out.is_empty() {
+        ListXmit {
+            accepted,
+            error: None,
+        }
+    } else {
+        refuse_rest(ctx, dev, &mut out, accepted, QueueXmitError::NetDown)
+    };
+    txq.q.lock().batch = out;
+    r
 }
 
 /// Drops what is left of a train after a refusal, counted as freed
