@@ -195,9 +195,8 @@ fn has_avx2() -> bool {
     false
 }
 
-/// [`sum_native_lanes`] compiled for AVX2: the four independent lanes
-/// become one 256-bit vector (mask, shift and add of four 64-bit words per
-/// step).
+/// [`sum_native_lanes`] compiled for AVX2: the eight lanes become two
+/// 256-bit vectors (two widening loads and two adds per 32 bytes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn sum_native_avx2(data: &[u8]) -> u64 {
@@ -210,19 +209,18 @@ unsafe fn sum_native_avx2(data: &[u8]) -> u64 {
     sum_native_lanes(data)
 }
 
-/// The portable sum: 32 bytes per step into four independent 64-bit lanes
-/// (each adds the two 32-bit halves of a word; no lane can overflow below
-/// 16 GiB), then the tail word by word.
+/// The portable sum: 32 bytes per step, eight 32-bit words widened into
+/// eight independent 64-bit lanes (no lane can overflow below 16 GiB), then
+/// the tail word by word.
 #[inline(always)]
 fn sum_native_lanes(data: &[u8]) -> u64 {
-    let mut lanes = [0u64; 4];
+    let mut lanes = [0u64; 8];
     let mut blocks = data.chunks_exact(32);
     for b in &mut blocks {
+        let b: &[u8; 32] = b.try_into().expect("32-byte block");
         for (i, lane) in lanes.iter_mut().enumerate() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&b[8 * i..8 * i + 8]);
-            let w = u64::from_ne_bytes(word);
-            *lane += (w & 0xffff_ffff) + (w >> 32);
+            let w = [b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]];
+            *lane += u64::from(u32::from_ne_bytes(w));
         }
     }
     let mut acc = lanes.iter().sum::<u64>();
