@@ -251,7 +251,11 @@ fn noqueue_fragment_train_stops_at_a_busy_driver() {
     while wire.pop().is_some() {}
     let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();
     assert_eq!(e, SendError::NetDown);
-    assert_eq!(wire.len(), 3, "woken: again 3 of 6 before the driver is full");
+    assert_eq!(
+        wire.len(),
+        3,
+        "woken: again 3 of 6 before the driver is full"
+    );
 }
 
 #[test]

@@ -167,8 +167,13 @@ impl Fragmenter {
         let mode = if fast_path_ok(&pkt, hlen, data_mtu, ll_rs) {
             let mut rest = pkt.take_chain();
             rest.reverse();
+            let mut meta = pkt.meta.clone();
+            // Fragments after the first are handed down with the route as an
+            // argument, and `dev_queue_xmit` releases a buffer's route anyway
+            // (IFF_XMIT_DST_RELEASE): no reference per fragment.
+            meta.dst = None;
             Mode::Fast {
-                meta: pkt.meta.clone(),
+                meta,
                 head: Some(pkt),
                 rest,
                 offset: 0,

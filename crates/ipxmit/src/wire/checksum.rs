@@ -28,7 +28,7 @@ const ACC_BLOCK: usize = 1 << 30;
 
 /// Chunk size of [`Csum::copy_and_sum`]: small enough that the bytes just
 /// copied are still in L1 when they are summed.
-const COPY_CHUNK: usize = 1024;
+const COPY_CHUNK: usize = 4096;
 
 /// An unfolded ones'-complement partial sum (the kernel's `__wsum`).
 ///
