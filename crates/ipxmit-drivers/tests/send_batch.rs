@@ -397,3 +397,45 @@ fn errors_follow_sendmmsg() {
     assert_eq!(sock.send_batch(&later_bad, MsgFlags::NONE), Ok(2));
     assert_eq!(sock.send_batch(&[], MsgFlags::NONE), Ok(0));
 }
+
+/// Buffers still queued when their socket is dropped keep its send budget
+/// alive (as `sk_wmem_alloc` keeps the kernel's socket) and release into it
+/// when they leave; nothing dangles.
+#[test]
+fn queued_buffers_outlive_their_socket() {
+    let s = Setup {
+        features: Features::NONE,
+        qdisc: "pfifo limit 100",
+        mtu: 1500,
+        wire_cap: 2,
+        pmtu: PmtuDisc::Want,
+        connected: false,
+        options: false,
+        gso: 0,
+    };
+    let (stack, wire, mut sock) = host(&s);
+    let data = payload(100, 0);
+    let to = Some(SocketAddrV4::new(NEAR, 9));
+    let msgs = vec![
+        BatchMsg {
+            data: &data,
+            dest: to
+        };
+        40
+    ];
+    assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(40));
+    let budget = std::sync::Arc::downgrade(sock.budget());
+    assert!(sock.budget().allocated() > 0, "queued buffers are charged");
+    drop(sock);
+    assert!(
+        budget.upgrade().is_some(),
+        "the queued buffers keep the budget"
+    );
+    let mut frames = Vec::new();
+    drain(&stack, &wire, &mut frames);
+    assert_eq!(frames.len(), 40);
+    assert!(
+        budget.upgrade().is_none(),
+        "freed once the last buffer left"
+    );
+}

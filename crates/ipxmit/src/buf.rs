@@ -221,9 +221,19 @@ pub struct Meta {
 
 /// A socket's send budget: bytes charged by its buffers (`sk_wmem_alloc`) against
 /// `SO_SNDBUF`.
+///
+/// Buffers do not hold a reference count on it, as the kernel's do not on
+/// the socket: while anything is charged (`alloc > 0`) one strong reference
+/// of its `Arc` is held on the charges' behalf, taken when the count leaves
+/// zero and given back when it returns there. A socket's budget counts the
+/// socket itself as one unit (the kernel's `sk_wmem_alloc` starts at 1), so
+/// while the socket lives no charge or release touches more than the count.
 #[derive(Debug)]
 pub struct SendBudget {
+    /// Bytes charged plus `base`.
     alloc: AtomicUsize,
+    /// 1 for a socket's budget while the socket holds it, else 0.
+    base: usize,
     limit: AtomicUsize,
 }
 
@@ -232,13 +242,34 @@ impl SendBudget {
     pub fn new(limit: usize) -> Arc<SendBudget> {
         Arc::new(SendBudget {
             alloc: AtomicUsize::new(0),
+            base: 0,
             limit: AtomicUsize::new(limit),
         })
     }
 
-    /// Bytes currently charged (`sk_wmem_alloc`).
+    /// A socket's budget, counting the socket as one unit until
+    /// [`SendBudget::close`] (`sk_wmem_alloc` starting at 1).
+    pub(crate) fn for_socket(limit: usize) -> Arc<SendBudget> {
+        let b = Arc::new(SendBudget {
+            alloc: AtomicUsize::new(1),
+            base: 1,
+            limit: AtomicUsize::new(limit),
+        });
+        // SAFETY: `b` is a live `Arc`; this is the reference held while the
+        // count is above zero (here: the socket's unit).
+        unsafe { Arc::increment_strong_count(Arc::as_ptr(&b)) };
+        b
+    }
+
+    /// The socket lets go of its unit (`sk_free`'s `sk_wmem_alloc` drop).
+    /// Call once, when the socket is dropped.
+    pub(crate) fn close(self: &Arc<Self>) {
+        self.release(self.base);
+    }
+
+    /// Bytes currently charged (`sk_wmem_alloc`, less the socket's unit).
     pub fn allocated(&self) -> usize {
-        self.alloc.load(Ordering::Acquire)
+        self.alloc.load(Ordering::Acquire).saturating_sub(self.base)
     }
 
     /// The limit (`sk_sndbuf`).
@@ -256,18 +287,50 @@ impl SendBudget {
         self.limit().saturating_sub(self.allocated())
     }
 
-    fn charge(&self, n: usize) {
+    /// Adds `n` (> 0) through a live `Arc` (`this`), taking the charges'
+    /// reference when the count leaves zero.
+    fn charge(this: &Arc<SendBudget>, n: usize) {
+        if this.alloc.fetch_add(n, Ordering::AcqRel) == 0 {
+            // SAFETY: `this` is a live `Arc`.
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(this)) };
+        }
+    }
+
+    /// Adds `n` (> 0) to a count already above zero (a charged buffer's).
+    fn charge_more(&self, n: usize) {
         self.alloc.fetch_add(n, Ordering::AcqRel);
     }
 
+    /// Takes `n` back; at zero, gives back the charges' reference (which may
+    /// free the budget: nothing may touch `self` after this call).
     fn release(&self, n: usize) {
-        self.alloc.fetch_sub(n, Ordering::AcqRel);
+        if n > 0 && self.alloc.fetch_sub(n, Ordering::AcqRel) == n {
+            // SAFETY: the count was above zero, so the charges' reference
+            // (taken when it left zero) is still held; this gives it back.
+            unsafe { Arc::decrement_strong_count(self as *const SendBudget) };
+        }
     }
 }
 
+/// A buffer's charge on a budget: the budget outlives it (see
+/// [`SendBudget`]), so a plain pointer.
 struct Charge {
-    budget: Arc<SendBudget>,
+    budget: std::ptr::NonNull<SendBudget>,
     amount: usize,
+}
+
+// SAFETY: `Charge` only reads the budget's atomics through the pointer,
+// which stays valid while the charge exists (the budget is `Sync`).
+unsafe impl Send for Charge {}
+// SAFETY: as above; shared access only touches atomics.
+unsafe impl Sync for Charge {}
+
+impl Charge {
+    fn budget(&self) -> &SendBudget {
+        // SAFETY: the charge holds part of the count, so the charges'
+        // reference keeps the budget alive (see `SendBudget`).
+        unsafe { self.budget.as_ref() }
+    }
 }
 
 /// Size classes of pooled storage, in bytes.
@@ -281,6 +344,9 @@ pub struct BufPool {
 }
 
 struct PoolInner {
+    /// The process-wide pool ([`BufPool::shared`]): its buffers find it
+    /// without holding a reference.
+    shared: bool,
     classes: [ArrayQueue<Box<BufInner>>; 4],
     /// Emptied chain vectors, kept for their capacity.
     chains: ArrayQueue<Vec<PacketBuf>>,
@@ -305,10 +371,22 @@ impl Default for BufPool {
 impl BufPool {
     /// A pool keeping up to `per_class` free storages in each size class.
     pub fn new(per_class: usize) -> BufPool {
+        BufPool::build(per_class, false)
+    }
+
+    /// The process-wide pool every [`crate::Stack`] allocates from (as the
+    /// kernel's slab caches serve every namespace). Its buffers go back to it
+    /// without a reference count per buffer.
+    pub fn shared() -> BufPool {
+        shared_pool().clone()
+    }
+
+    fn build(per_class: usize, shared: bool) -> BufPool {
         let per = per_class.max(1);
         let small = |n: usize| ArrayQueue::new(n.max(1));
         BufPool {
             inner: Arc::new(PoolInner {
+                shared,
                 classes: [small(per), small(per), small(per / 4), small(per / 16)],
                 chains: ArrayQueue::new((per / 16).max(1)),
                 misses: AtomicUsize::new(0),
@@ -372,7 +450,12 @@ impl BufPool {
                 BufInner::boxed(class.map_or(size, |i| CLASSES[i]))
             }
         };
-        let mut b = PacketBuf::from_inner(inner, Some(self.clone()));
+        let home = if self.inner.shared {
+            Home::Shared
+        } else {
+            Home::Pool(self.clone())
+        };
+        let mut b = PacketBuf::from_inner(inner, home);
         b.head_truesize = kernel_truesize(size) as u32;
         b
     }
@@ -405,6 +488,33 @@ impl BufPool {
             Err(_) => return,
         };
         let _ = self.inner.classes[i].push(s);
+    }
+}
+
+/// The process-wide pool.
+fn shared_pool() -> &'static BufPool {
+    static SHARED: std::sync::LazyLock<BufPool> =
+        std::sync::LazyLock::new(|| BufPool::build(4096, true));
+    &SHARED
+}
+
+/// Where a buffer's storage goes when the buffer is dropped.
+enum Home {
+    /// Nowhere: freed (unpooled buffers).
+    None,
+    /// The process-wide pool.
+    Shared,
+    /// A pool of its own.
+    Pool(BufPool),
+}
+
+impl Home {
+    fn pool(&self) -> Option<&BufPool> {
+        match self {
+            Home::None => None,
+            Home::Shared => Some(shared_pool()),
+            Home::Pool(p) => Some(p),
+        }
     }
 }
 
@@ -488,7 +598,7 @@ pub struct BufInner {
     /// Metadata.
     pub meta: Meta,
     charge: Option<Charge>,
-    pool: Option<BufPool>,
+    home: Home,
 }
 
 impl std::ops::Deref for PacketBuf {
@@ -538,7 +648,7 @@ impl BufInner {
             head_truesize: (size + BUF_OVERHEAD) as u32,
             meta: Meta::default(),
             charge: None,
-            pool: None,
+            home: Home::None,
         })
     }
 }
@@ -553,13 +663,13 @@ impl BufInner {
 }
 
 impl PacketBuf {
-    fn from_inner(mut b: Box<BufInner>, pool: Option<BufPool>) -> PacketBuf {
+    fn from_inner(mut b: Box<BufInner>, home: Home) -> PacketBuf {
         b.head = 0;
         b.tail = 0;
         b.frag_len = 0;
         b.chain_len = 0;
         b.head_truesize = (b.data.len() + BUF_OVERHEAD) as u32;
-        b.pool = pool;
+        b.home = home;
         PacketBuf {
             b: ManuallyDrop::new(b),
         }
@@ -567,7 +677,7 @@ impl PacketBuf {
 
     /// An unpooled buffer of `size` bytes of storage (tests, slow paths).
     pub fn with_capacity(size: usize) -> PacketBuf {
-        PacketBuf::from_inner(BufInner::boxed(size), None)
+        PacketBuf::from_inner(BufInner::boxed(size), Home::None)
     }
 
     /// An unpooled buffer holding a copy of `data` after `headroom` bytes.
@@ -785,7 +895,7 @@ impl BufInner {
     /// Appends a buffer to the chain.
     pub fn chain_push(&mut self, b: PacketBuf) {
         if self.chain.capacity() == 0 {
-            if let Some(v) = self.pool.as_ref().and_then(|p| p.inner.chains.pop()) {
+            if let Some(v) = self.home.pool().and_then(|p| p.inner.chains.pop()) {
                 self.chain = v;
             }
         }
@@ -865,7 +975,7 @@ impl BufInner {
             let mut data = vec![0; need];
             data[self.head..self.tail].copy_from_slice(&self.data[self.head..self.tail]);
             let old = std::mem::replace(&mut self.data, data);
-            if let Some(pool) = &self.pool {
+            if let Some(pool) = self.home.pool() {
                 pool.recycle(BufInner::boxed_from(old));
             }
         }
@@ -894,9 +1004,12 @@ impl BufInner {
     pub fn set_owner(&mut self, budget: &Arc<SendBudget>) {
         self.release_owner();
         let amount = self.truesize();
-        budget.charge(amount);
+        if amount == 0 {
+            return;
+        }
+        SendBudget::charge(budget, amount);
         self.charge = Some(Charge {
-            budget: budget.clone(),
+            budget: std::ptr::NonNull::from(&**budget),
             amount,
         });
     }
@@ -904,20 +1017,20 @@ impl BufInner {
     /// Adds `n` bytes to the charge (fragments appended after `set_owner`).
     pub fn grow_charge(&mut self, n: usize) {
         if let Some(c) = &mut self.charge {
-            c.budget.charge(n);
+            c.budget().charge_more(n);
             c.amount += n;
         }
     }
 
     /// The send budget this buffer is charged to.
-    pub fn owner(&self) -> Option<&Arc<SendBudget>> {
-        self.charge.as_ref().map(|c| &c.budget)
+    pub fn owner(&self) -> Option<&SendBudget> {
+        self.charge.as_ref().map(Charge::budget)
     }
 
     /// Releases the charge now (`skb_orphan`).
     pub fn release_owner(&mut self) {
         if let Some(c) = self.charge.take() {
-            c.budget.release(c.amount);
+            c.budget().release(c.amount);
         }
     }
 }
@@ -927,8 +1040,10 @@ impl Drop for PacketBuf {
         self.release_owner();
         // SAFETY: `b` is taken exactly once, here, and never used again.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.b) };
-        if let Some(pool) = inner.pool.take() {
-            pool.recycle(inner);
+        match std::mem::replace(&mut inner.home, Home::None) {
+            Home::None => {}
+            Home::Shared => shared_pool().recycle(inner),
+            Home::Pool(p) => p.recycle(inner),
         }
     }
 }

@@ -139,7 +139,7 @@ impl Stack {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Arc<Stack> {
         Arc::new(Stack {
             clock,
-            pool: BufPool::default(),
+            pool: BufPool::shared(),
             counters: Counters::default(),
             devices: RwLock::new(Vec::new()),
             fib: RwLock::new(Arc::new(Fib::new())),

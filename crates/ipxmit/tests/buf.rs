@@ -3,8 +3,6 @@
 //! pool recycling and the `sock_wfree` accounting, checked against a plain
 //! `Vec<u8>` model of the packet contents.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use ipxmit::buf::{kernel_truesize, SendBudget, BUF_OVERHEAD, MAX_FRAGS};
 use ipxmit::{BufPool, PacketBuf};
@@ -351,7 +349,7 @@ fn set_owner_charges_truesize_and_drop_releases_it() {
     b.set_owner(&budget);
     assert_eq!(budget.allocated(), 1000 + BUF_OVERHEAD);
     assert_eq!(budget.space(), 100_000 - 1000 - BUF_OVERHEAD);
-    assert!(Arc::ptr_eq(b.owner().unwrap(), &budget));
+    assert!(std::ptr::eq(b.owner().unwrap(), &*budget));
 
     b.add_frag(Bytes::from(vec![0; 300])).unwrap();
     assert_eq!(b.truesize(), 1300 + BUF_OVERHEAD);
@@ -363,6 +361,23 @@ fn set_owner_charges_truesize_and_drop_releases_it() {
     b.linearize();
     drop(b);
     assert_eq!(budget.allocated(), 0, "drop releases exactly the charge");
+}
+
+#[test]
+fn a_budget_lives_while_charged_and_is_freed_with_the_last_charge() {
+    let budget = SendBudget::new(10_000);
+    let weak = std::sync::Arc::downgrade(&budget);
+    let mut a = PacketBuf::with_capacity(200);
+    let mut b = PacketBuf::with_capacity(300);
+    a.set_owner(&budget);
+    b.set_owner(&budget);
+    drop(budget);
+    assert!(weak.upgrade().is_some(), "the charges keep it");
+    assert_eq!(b.owner().unwrap().allocated(), 500 + 2 * BUF_OVERHEAD);
+    drop(a);
+    assert_eq!(b.owner().unwrap().allocated(), 300 + BUF_OVERHEAD);
+    drop(b);
+    assert!(weak.upgrade().is_none(), "freed with the last charge");
 }
 
 #[test]

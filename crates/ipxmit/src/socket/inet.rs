@@ -76,6 +76,7 @@ impl std::fmt::Debug for InetSock {
 
 impl Drop for InetSock {
     fn drop(&mut self) {
+        self.budget.close();
         if self.uses_ports {
             self.stack.release_port(self.local.port());
         }
@@ -92,7 +93,7 @@ impl InetSock {
             local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             peer: None,
             cork: Cork::default(),
-            budget: SendBudget::new(sndbuf),
+            budget: SendBudget::for_socket(sndbuf),
             errq: Arc::default(),
             zckey: 0,
             inet_id: 0,
