@@ -347,6 +347,8 @@ struct PoolInner {
     /// The process-wide pool ([`BufPool::shared`]): its buffers find it
     /// without holding a reference.
     shared: bool,
+    /// Most free storages of each class a thread's cache keeps.
+    cache_max: [usize; 4],
     classes: [ArrayQueue<Box<BufInner>>; 4],
     /// Emptied chain vectors, kept for their capacity.
     chains: ArrayQueue<Vec<PacketBuf>>,
@@ -369,7 +371,9 @@ impl Default for BufPool {
 }
 
 impl BufPool {
-    /// A pool keeping up to `per_class` free storages in each size class.
+    /// A pool keeping up to `per_class` free storages in each size class
+    /// (a quarter of that for 16 KiB, a sixteenth for 64 KiB storages), up to
+    /// half of them in the cache of the thread that freed them.
     pub fn new(per_class: usize) -> BufPool {
         BufPool::build(per_class, false)
     }
@@ -383,11 +387,15 @@ impl BufPool {
 
     fn build(per_class: usize, shared: bool) -> BufPool {
         let per = per_class.max(1);
-        let small = |n: usize| ArrayQueue::new(n.max(1));
+        let caps = [per, per, per / 4, per / 16].map(|n| n.max(1));
+        // Of each class's bound, up to half (and CACHE_PER_CLASS) may sit in
+        // a thread's cache; the shared queue holds the rest.
+        let cache_max: [usize; 4] = std::array::from_fn(|i| (caps[i] / 2).min(CACHE_PER_CLASS[i]));
         BufPool {
             inner: Arc::new(PoolInner {
                 shared,
-                classes: [small(per), small(per), small(per / 4), small(per / 16)],
+                cache_max,
+                classes: caps.map(|c| ArrayQueue::new(c - c / 2)),
                 chains: ArrayQueue::new((per / 16).max(1)),
                 misses: AtomicUsize::new(0),
             }),
@@ -478,10 +486,8 @@ impl BufPool {
             return;
         };
         let key = self.key();
-        let q = &self.inner.classes[i];
-        // The pool's bound holds for what it keeps, cached or shared.
-        let room = q.capacity().saturating_sub(q.len());
-        let s = match CACHE.try_with(|t| t.borrow_mut().keep(key, i, s, room)) {
+        let max = self.inner.cache_max[i];
+        let s = match CACHE.try_with(|t| t.borrow_mut().keep(key, i, s, max)) {
             Ok(None) => return,
             Ok(Some(s)) => s,
             // The thread is exiting: its cache is gone.
@@ -521,7 +527,8 @@ impl Home {
 /// Free storages kept per size class by each thread, in front of the
 /// shared queues: a buffer freed on the thread that allocates the next one
 /// (the common case: a sender whose driver frees at once) goes round
-/// without touching shared memory. Bounded; the rest go to the shared pool.
+/// without touching shared memory. Bounded (half a class's bound at most,
+/// per thread); the rest go to the shared queue.
 const CACHE_PER_CLASS: [usize; 4] = [256, 256, 32, 8];
 
 struct ThreadCache {
@@ -533,15 +540,14 @@ struct ThreadCache {
 }
 
 impl ThreadCache {
-    /// Keeps `s` if the cache is this pool's (or empty) and has room; frees
-    /// it when the pool keeps `room` or fewer more; else hands it back for
-    /// the shared queue.
+    /// Keeps `s` if the cache is this pool's (or empty) and holds fewer
+    /// than `max`; else hands it back for the shared queue.
     fn keep(
         &mut self,
         key: usize,
         i: usize,
         s: Box<BufInner>,
-        room: usize,
+        max: usize,
     ) -> Option<Box<BufInner>> {
         if self.owner != key {
             if self.free.iter().any(|f| !f.is_empty()) {
@@ -549,11 +555,7 @@ impl ThreadCache {
             }
             self.owner = key;
         }
-        if self.free[i].len() >= room {
-            // The pool keeps no more of this class: freed.
-            return None;
-        }
-        if self.free[i].len() >= CACHE_PER_CLASS[i] {
+        if self.free[i].len() >= max {
             return Some(s);
         }
         if self.free[i].capacity() == 0 {

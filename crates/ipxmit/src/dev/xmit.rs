@@ -106,16 +106,31 @@ pub fn xmit_one(
     pkt: PacketBuf,
     more: bool,
 ) -> TxStatus {
+    let len = pkt.len() as u64;
+    let st = xmit_one_uncounted(ctx, dev, driver, pkt, more);
+    if let TxStatus::Ok = st {
+        dev.stats.add(crate::stats::DevCounter::TxPackets, 1);
+        dev.stats.add(crate::stats::DevCounter::TxBytes, len);
+    }
+    st
+}
+
+/// [`xmit_one`] leaving the device's `tx_packets`/`tx_bytes` of a sent frame
+/// to the caller (who adds a batch's at once); errors are counted here.
+#[inline]
+pub(crate) fn xmit_one_uncounted(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    driver: &mut dyn Driver,
+    pkt: PacketBuf,
+    more: bool,
+) -> TxStatus {
     if dev.nit_active() {
         queue_xmit_nit(ctx, dev, &pkt);
     }
-    let len = pkt.len() as u64;
     let st = driver.start_xmit(pkt, more);
     match &st {
-        TxStatus::Ok => {
-            dev.stats.add(crate::stats::DevCounter::TxPackets, 1);
-            dev.stats.add(crate::stats::DevCounter::TxBytes, len);
-        }
+        TxStatus::Ok => {}
         TxStatus::Error => {
             dev.stats.add(crate::stats::DevCounter::TxErrors, 1);
             ctx.counters.drop(DropReason::FullRing);

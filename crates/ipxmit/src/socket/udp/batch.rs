@@ -26,10 +26,10 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::{flow_hash, hwcsum, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN};
+use super::{flow_hash, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN};
 use crate::buf::{CsumState, PacketBuf};
 use crate::dev::queue::{queue_index, XmitCtx};
-use crate::dev::xmit::{drop_frame, finish_frame, xmit_one};
+use crate::dev::xmit::{drop_frame, finish_frame, xmit_one_uncounted};
 use crate::dev::{Driver, LinkType, NetDevice, TxQueue, TxStatus};
 use crate::error::SendError;
 use crate::ipv4::output::softirq_on_exit;
@@ -41,8 +41,8 @@ use crate::socket::cork::{
 };
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
-use crate::stats::{DropReason, Mib};
-use crate::wire::checksum::pseudo_header_v4;
+use crate::stats::{DevCounter, DropReason, Mib};
+use crate::wire::checksum::{pseudo_header_v4, Csum};
 
 /// Most datagrams handed to the driver in one pass (the kernel's
 /// `UIO_MAXIOV`-bounded `sendmmsg` batches are usually this size).
@@ -81,6 +81,11 @@ struct Flow {
     ip_sum: u32,
     /// Every datagram of the run that fits has this DF bit.
     df: bool,
+    /// The ID when it does not change (0 for DF datagrams of an unconnected
+    /// socket, `ip_select_ident_segs`), else drawn per datagram.
+    fixed_id: Option<u16>,
+    /// The pseudo-header sum without the length.
+    pseudo: Csum,
 }
 
 impl UdpSocket {
@@ -218,7 +223,11 @@ impl UdpSocket {
             .chunks_exact(2)
             .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
             .sum();
+        let fixed_id = (!params.connected && df && !params.pmtudisc.ignore_df()).then_some(0);
+        let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
+            fixed_id,
+            pseudo,
             ip_template,
             ip_sum,
             df,
@@ -313,7 +322,10 @@ impl UdpSocket {
         getfrag(&mut skb, th + UDP_HLEN, data, 0);
         skb.set_owner(budget);
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
-        let id = select_ident(stack, p, f.df, Some(&mut self.inet.inet_id));
+        let id = match f.fixed_id {
+            Some(id) => id,
+            None => select_ident(stack, p, f.df, Some(&mut self.inet.inet_id)),
+        };
         write_ip_header(&mut skb.from_offset_mut(nh)[..20], f, id, fraglen);
         skb.meta.protocol = 0x0800;
         skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
@@ -329,15 +341,20 @@ impl UdpSocket {
 
     /// `udp_send_skb` for one buffer: header, flow hash, checksum.
     fn finish_udp(&self, skb: &mut PacketBuf, f: &Flow, th: usize) {
-        let (saddr, daddr) = (f.params.saddr, f.params.daddr);
         let len = skb.len() - (th - skb.data_offset());
         write_udp_header(skb, th, self.inet.local.port(), f.dport, len);
         skb.meta.hash = f.hash;
+        // The flow's pseudo-header sum, completed with this length.
+        let pseudo = f.pseudo.add_u16(len as u16);
         if skb.meta.ip_summed != CsumState::None {
-            hwcsum(skb, saddr, daddr, len);
+            // udp4_hwcsum for one buffer: the device finishes the sum.
+            skb.meta.ip_summed = CsumState::Partial {
+                start: th as u16,
+                offset: 6,
+            };
+            skb.from_offset_mut(th)[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
         } else {
-            let c = udp_csum(skb, th).add(pseudo_header_v4(saddr, daddr, 17, len as u16));
-            write_check(skb, th, c.finish());
+            write_check(skb, th, udp_csum(skb, th).add(pseudo).finish());
         }
     }
 }
@@ -370,6 +387,9 @@ struct Run<'a> {
     octets: u64,
     /// Frame bytes given to the driver (qdisc "sent").
     frame_bytes: u64,
+    /// Frames and bytes the driver took (`tx_packets`, `tx_bytes`).
+    tx_packets: u64,
+    tx_bytes: u64,
     /// The frame the driver refused, to requeue.
     refused: Option<PacketBuf>,
     /// The last datagram failed (its frame dropped by a queueless device).
@@ -393,6 +413,8 @@ impl<'a> Run<'a> {
             datagrams: 0,
             octets: 0,
             frame_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
             refused: None,
             failed: None,
         }
@@ -407,7 +429,12 @@ impl<'a> Run<'a> {
         self.octets += (len - self.hh_len) as u64;
         self.frame_bytes += len as u64;
         finish_frame(&mut skb, dev.features());
-        if let TxStatus::Busy(p) = xmit_one(self.ctx, dev, driver, skb, more) {
+        let st = xmit_one_uncounted(self.ctx, dev, driver, skb, more);
+        if let TxStatus::Ok = st {
+            self.tx_packets += 1;
+            self.tx_bytes += len as u64;
+        }
+        if let TxStatus::Busy(p) = st {
             driver.flush();
             if self.path == Path::NoQueue {
                 // noqueue_xmit: a busy driver means the frame is dropped.
@@ -440,6 +467,8 @@ impl<'a> Run<'a> {
         ctr.add(Mib::IpExtOutPkts, self.datagrams);
         ctr.add(Mib::IpExtOutOctets, self.octets);
         ctr.add(Mib::UdpOutDatagrams, ok);
+        dev.stats.add(DevCounter::TxPackets, self.tx_packets);
+        dev.stats.add(DevCounter::TxBytes, self.tx_bytes);
         if self.path == Path::NoQueue {
             return (ok as usize, self.failed);
         }
