@@ -35,6 +35,8 @@ struct Setup {
     connected: bool,
     options: bool,
     gso: u16,
+    /// `SO_SNDBUF`, when set.
+    sndbuf: Option<usize>,
 }
 
 fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
@@ -69,6 +71,9 @@ fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
     }
     if s.connected {
         sock.connect(SocketAddrV4::new(NEAR, 9)).unwrap();
+    }
+    if let Some(b) = s.sndbuf {
+        sock.set_sndbuf(b);
     }
     (stack, wire, sock)
 }
@@ -243,18 +248,13 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
     let wire_cap = prop_oneof![3 => Just(1024usize), 1 => 2usize..=8];
     let rare = prop_oneof![6 => Just(false), 1 => Just(true)];
     let gso = prop_oneof![6 => Just(0u16), 1 => Just(1000u16)];
+    let sndbuf = prop_oneof![3 => Just(None), 1 => (2000usize..40_000).prop_map(Some)];
     (
-        features,
-        qdisc,
-        mtu,
-        wire_cap,
-        pmtu,
-        any::<bool>(),
-        rare,
-        gso,
+        (features, qdisc, mtu, wire_cap),
+        (pmtu, any::<bool>(), rare, gso, sndbuf),
     )
         .prop_map(
-            |(features, qdisc, mtu, wire_cap, pmtu, connected, options, gso)| Setup {
+            |((features, qdisc, mtu, wire_cap), (pmtu, connected, options, gso, sndbuf))| Setup {
                 features,
                 qdisc,
                 mtu,
@@ -263,6 +263,7 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
                 connected,
                 options,
                 gso,
+                sndbuf,
             },
         )
 }
@@ -362,6 +363,7 @@ fn errors_follow_sendmmsg() {
         connected: false,
         options: false,
         gso: 0,
+        sndbuf: None,
     };
     let (_stack, _wire, mut sock) = host(&s);
     let small = payload(10, 0);
@@ -412,6 +414,7 @@ fn queued_buffers_outlive_their_socket() {
         connected: false,
         options: false,
         gso: 0,
+        sndbuf: None,
     };
     let (stack, wire, mut sock) = host(&s);
     let data = payload(100, 0);
@@ -438,4 +441,30 @@ fn queued_buffers_outlive_their_socket() {
         budget.upgrade().is_none(),
         "freed once the last buffer left"
     );
+}
+
+/// A send budget that runs out mid-batch (frames held in the qdisc behind a
+/// busy wire): both ways accept the same datagrams, then `EAGAIN`
+/// (`MSG_DONTWAIT`) ends the call with the count so far.
+#[test]
+fn a_spent_send_budget_ends_the_batch_like_one_by_one() {
+    let s = Setup {
+        features: Features::SG | Features::HW_CSUM,
+        qdisc: "pfifo_fast",
+        mtu: 1500,
+        wire_cap: 2,
+        pmtu: PmtuDisc::Want,
+        connected: false,
+        options: false,
+        gso: 0,
+        sndbuf: Some(8000),
+    };
+    let batches = vec![vec![(1000, Some(SocketAddrV4::new(NEAR, 9))); 60]; 2];
+    let a = one_by_one(&s, &batches);
+    let b = batched(&s, &batches);
+    let Ok(n) = a.results[0] else {
+        panic!("the first batch sends some: {:?}", a.results);
+    };
+    assert!(n > 2 && n < 60, "the budget ends the batch early: {n}");
+    assert_eq!(a, b);
 }

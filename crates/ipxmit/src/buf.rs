@@ -296,6 +296,20 @@ impl SendBudget {
         }
     }
 
+    /// Charges `n` bytes at once for buffers about to be made, which then
+    /// take their part with [`PacketBuf::set_owner_precharged`]; what is not
+    /// taken goes back with [`SendBudget::release_unused`].
+    pub(crate) fn precharge(this: &Arc<SendBudget>, n: usize) {
+        if n > 0 {
+            SendBudget::charge(this, n);
+        }
+    }
+
+    /// Gives back `n` bytes of a [`SendBudget::precharge`] no buffer took.
+    pub(crate) fn release_unused(&self, n: usize) {
+        self.release(n);
+    }
+
     /// Adds `n` (> 0) to a count already above zero (a charged buffer's).
     fn charge_more(&self, n: usize) {
         self.alloc.fetch_add(n, Ordering::AcqRel);
@@ -1010,6 +1024,23 @@ impl BufInner {
             return;
         }
         SendBudget::charge(budget, amount);
+        self.charge = Some(Charge {
+            budget: std::ptr::NonNull::from(&**budget),
+            amount,
+        });
+    }
+
+    /// [`PacketBuf::set_owner`] for a buffer whose truesize is already part
+    /// of a [`SendBudget::precharge`] on `budget`: records the charge without
+    /// touching the count. The caller must have precharged at least this
+    /// much and not yet handed it to another buffer (the count keeps the
+    /// budget alive for the charge).
+    pub(crate) fn set_owner_precharged(&mut self, budget: &Arc<SendBudget>) {
+        self.release_owner();
+        let amount = self.truesize();
+        if amount == 0 {
+            return;
+        }
         self.charge = Some(Charge {
             budget: std::ptr::NonNull::from(&**budget),
             amount,

@@ -27,7 +27,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{flow_hash, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN};
-use crate::buf::{CsumState, PacketBuf};
+use crate::buf::{kernel_truesize, CsumState, PacketBuf, SendBudget};
 use crate::dev::queue::{queue_index, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, xmit_one_uncounted};
 use crate::dev::{Driver, LinkType, NetDevice, TxQueue, TxStatus};
@@ -150,30 +150,45 @@ impl UdpSocket {
             .take(BATCH_MAX)
             .take_while(|m| m.dest == flow.dest && m.data.len() <= flow.max_payload)
             .count();
+        let (n, mut precharged) = self.precharge(&flow, &msgs[..fits]);
         let mut run = Run::new(ctx, &dst.dev, txq, flow.hh_len, path);
         {
             let mut driver = txq.driver.lock();
-            for (i, m) in msgs[..fits].iter().enumerate() {
-                let Some(skb) = self.build(&stack, &flow, m.data) else {
-                    break;
-                };
-                let more = i + 1 < fits && self.has_room();
-                if !run.xmit(&mut **driver, skb, more) {
+            for (i, m) in msgs[..n].iter().enumerate() {
+                let skb = self.build(&stack, &flow, m.data);
+                precharged -= skb.truesize();
+                if !run.xmit(&mut **driver, skb, i + 1 < n) {
                     break;
                 }
             }
         }
+        self.inet.budget.release_unused(precharged);
         let done = run.finish(&stack);
         drop(t);
         softirq_on_exit(&stack);
         done
     }
 
-    /// The send budget has room for another datagram (`sk_wmem_alloc <
-    /// sk_sndbuf`, what `sock_alloc_send_skb` waits for).
-    fn has_room(&self) -> bool {
+    /// How many of `msgs` pass `sock_alloc_send_skb`'s check (`sk_wmem_alloc
+    /// < sk_sndbuf`) with every earlier one of them still charged, and their
+    /// buffers' truesize, charged now in one step. Buffers freed meanwhile
+    /// only make more room, so each of them would pass the check at its own
+    /// turn too; a run ends where the next would not, and the general path
+    /// then decides (waiting or `EAGAIN`) as the kernel does.
+    fn precharge(&self, f: &Flow, msgs: &[BatchMsg<'_>]) -> (usize, usize) {
         let b = &self.inet.budget;
-        b.allocated() < b.limit()
+        let (start, limit) = (b.allocated(), b.limit());
+        let mut sum = 0;
+        let mut n = 0;
+        for m in msgs {
+            if start + sum >= limit {
+                break;
+            }
+            sum += kernel_truesize(20 + UDP_HLEN + m.data.len() + f.alloc_extra);
+            n += 1;
+        }
+        SendBudget::precharge(b, sum);
+        (n, sum)
     }
 
     /// The once-per-run part: eligibility, route, neighbour, queue. `Ok(None)`
@@ -294,13 +309,10 @@ fn claim_queue(txq: &TxQueue) -> Option<Path> {
 impl UdpSocket {
     /// One datagram as `__ip_append_data` (one buffer, the datagram fits),
     /// `__ip_make_skb`, `udp_send_skb`, `__ip_local_out` and
-    /// `neigh_hh_output` leave it; `None` when the send budget is spent
-    /// (the general path then waits or fails as the kernel does).
-    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8]) -> Option<PacketBuf> {
+    /// `neigh_hh_output` leave it, charged to the send budget out of the
+    /// run's precharge.
+    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8]) -> PacketBuf {
         let budget = &self.inet.budget;
-        if budget.allocated() >= budget.limit() {
-            return None;
-        }
         let p = &f.params;
         let hh_len = p.dst.dev.ll_reserved_space();
         let fraglen = 20 + UDP_HLEN + data.len();
@@ -320,7 +332,7 @@ impl UdpSocket {
         skb.meta.network_header = nh as u16;
         skb.meta.transport_header = th as u16;
         getfrag(&mut skb, th + UDP_HLEN, data, 0);
-        skb.set_owner(budget);
+        skb.set_owner_precharged(budget);
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
         let id = match f.fixed_id {
             Some(id) => id,
@@ -336,7 +348,7 @@ impl UdpSocket {
         self.finish_udp(&mut skb, f, th);
         skb.push(f.hh_len).copy_from_slice(&f.hh[..f.hh_len]);
         skb.meta.queue_mapping = f.queue as u16 + 1;
-        Some(skb)
+        skb
     }
 
     /// `udp_send_skb` for one buffer: header, flow hash, checksum.
