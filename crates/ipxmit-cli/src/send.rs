@@ -18,7 +18,7 @@ use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{Features, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, Features, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::capture::{PcapDriver, PcapTap};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
@@ -56,6 +56,10 @@ pub struct SendArgs {
     /// Send each datagram in pieces with MSG_MORE: "8x1000" or "500,500,472".
     #[arg(long)]
     pub more: Option<String>,
+    /// Datagrams per call: more than 1 sends them with `send_batch` (the
+    /// library's sendmmsg), 1..=1024.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Device MTU.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
@@ -128,6 +132,7 @@ struct Plan {
     count: u64,
     duration: Option<Duration>,
     rate_bps: Option<u64>,
+    batch: usize,
 }
 
 fn parse_sizes(s: &str) -> Result<Vec<usize>> {
@@ -189,7 +194,14 @@ fn plan(a: &SendArgs) -> Result<Plan> {
         .as_deref()
         .map(|r| ipxmit::units::parse_rate(r).map_err(|e| anyhow::anyhow!("-b: {e}")))
         .transpose()?;
+    if !(1..=1024).contains(&a.batch) {
+        bail!("--batch {}: must be 1..=1024", a.batch);
+    }
+    if a.batch > 1 && pieces.is_some() {
+        bail!("--batch and --more do not go together (a batch is of whole datagrams)");
+    }
     Ok(Plan {
+        batch: a.batch,
         dst: parse_dst(&a.dst)?,
         sizes,
         pieces,
@@ -474,7 +486,9 @@ impl Share {
     }
 }
 
-/// Sends the `j`-th datagram of a share; false when the share is done.
+/// Sends the `j`-th datagram of a share (and, with `--batch`, the ones after
+/// it in one call); returns how many of the share's datagrams were used, 0
+/// when the share is done.
 fn send_next(
     p: &Plan,
     sh: &Share,
@@ -483,11 +497,14 @@ fn send_next(
     pat: &Pattern,
     t: &mut Tally,
     start: WallInstant,
-) -> bool {
-    if p.duration
-        .map_or(j >= sh.count, |d| j % 256 == 0 && start.elapsed() >= d)
-    {
-        return false;
+) -> u64 {
+    if p.duration.map_or(j >= sh.count, |d| {
+        j % 256 < p.batch as u64 && start.elapsed() >= d
+    }) {
+        return 0;
+    }
+    if p.batch > 1 {
+        return send_batch(p, sh, j, socks, pat, t);
     }
     let k = sh.first + j * sh.stride;
     let len = p.sizes[(k % p.sizes.len() as u64) as usize];
@@ -499,7 +516,46 @@ fn send_next(
         }
         Err(e) => *t.errors.entry(e.errno().name()).or_default() += 1,
     }
-    true
+    1
+}
+
+/// Up to `--batch` datagrams of a share in one `send_batch` on one socket.
+/// A failure after the first ends the call early; the failing datagram then
+/// leads the next call, which reports its error.
+fn send_batch(
+    p: &Plan,
+    sh: &Share,
+    j: u64,
+    socks: &mut [UdpSocket],
+    pat: &Pattern,
+    t: &mut Tally,
+) -> u64 {
+    let left = if p.duration.is_some() {
+        p.batch as u64
+    } else {
+        (sh.count - j).min(p.batch as u64)
+    };
+    let mut msgs = Vec::with_capacity(left as usize);
+    for i in j..j + left {
+        let k = sh.first + i * sh.stride;
+        let len = p.sizes[(k % p.sizes.len() as u64) as usize];
+        msgs.push(BatchMsg {
+            data: pat.payload(k, len),
+            dest: Some(p.dst),
+        });
+    }
+    let n = socks.len() as u64;
+    match socks[((j / p.batch as u64) % n) as usize].send_batch(&msgs, MsgFlags::NONE) {
+        Ok(m) => {
+            t.datagrams += m as u64;
+            t.payload += msgs[..m].iter().map(|m| m.data.len() as u64).sum::<u64>();
+            m as u64
+        }
+        Err(e) => {
+            *t.errors.entry(e.errno().name()).or_default() += 1;
+            1
+        }
+    }
 }
 
 /// The send loop on one thread: round-robin over sockets, pacing, draining
@@ -516,11 +572,16 @@ fn workload(
     let mut prog = Progress::new(a.json, p.count, p.duration);
     let start = WallInstant::now();
     let sh = Share::of(p, 0, 1);
-    let mut j = 0u64;
-    while send_next(p, &sh, j, socks, &pat, &mut t, start) {
-        j += 1;
+    let (mut j, mut next_report) = (0u64, 256u64);
+    loop {
+        let used = send_next(p, &sh, j, socks, &pat, &mut t, start);
+        if used == 0 {
+            break;
+        }
+        j += used;
         drain_wire(wire, stack, &pat, &mut t);
-        if j % 256 == 0 {
+        if j >= next_report {
+            next_report = j + 256;
             pace(sh.rate_bps, &t, start);
             prog.update(t.datagrams, t.payload);
         }
@@ -545,19 +606,26 @@ fn sender(
     let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
     let mut socks = open_sockets(stack, a, (a.sockets / sh.stride as usize).max(1))?;
     let mut t = Tally::default();
-    let (mut j, mut reported) = (0u64, 0u64);
+    let (mut j, mut reported, mut sent_dg) = (0u64, 0u64, 0u64);
     // Sender 0 sends one datagram; everybody waits until it resolved the
     // neighbour, so the others do not overflow its unresolved queue.
     if sh.first != 0 {
         wait_gate(gate);
     }
-    while send_next(p, &sh, j, &mut socks, &pat, &mut t, start) {
-        j += 1;
-        if j == 1 {
+    let mut next_report = 64u64;
+    loop {
+        let used = send_next(p, &sh, j, &mut socks, &pat, &mut t, start);
+        if used == 0 {
+            break;
+        }
+        if j == 0 {
             wait_gate(gate);
         }
-        if j % 64 == 0 {
-            sent[0].fetch_add(64, Ordering::Relaxed);
+        j += used;
+        if j >= next_report {
+            next_report = j + 64;
+            sent[0].fetch_add(t.datagrams - sent_dg, Ordering::Relaxed);
+            sent_dg = t.datagrams;
             sent[1].fetch_add(t.payload - reported, Ordering::Relaxed);
             reported = t.payload;
             pace(sh.rate_bps, &t, start);

@@ -40,6 +40,33 @@ fn json_summary_of_fragmented_sends() {
     assert!(r.stderr.is_empty(), "no progress output with --json");
 }
 
+/// `--batch`: whole batches through `send_batch`, a mix of sizes (some
+/// fragmented, which the batch sends the general way), the last batch
+/// short; every datagram verified, the same frames as one by one; a bad
+/// value is refused.
+#[test]
+fn batches_send_every_datagram() {
+    let d = tmpdir("send-batch");
+    let args = ["send", "-n", "1000", "-l", "18,1472,3000", "--json"];
+    let one: Value = serde_json::from_str(ipxmit(&d, &args).stdout.trim()).unwrap();
+    let mut batched_args = args.to_vec();
+    batched_args.extend(["--batch", "64"]);
+    let r = ipxmit(&d, &batched_args);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["datagrams"], 1000);
+    assert_eq!(v["peer"]["verified"], 1000);
+    assert_eq!(v["peer"]["bad_payload"], 0);
+    assert_eq!(v["frames"], one["frames"]);
+    assert_eq!(v["nstat"]["mib"], one["nstat"]["mib"]);
+    let bad = ipxmit(&d, &["send", "--batch", "0"]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("--batch 0: must be 1..=1024"),
+        "{bad:?}"
+    );
+}
+
 #[test]
 fn threads_share_the_stack() {
     let d = tmpdir("send-threads");
