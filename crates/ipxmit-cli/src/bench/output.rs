@@ -110,7 +110,12 @@ pub fn sink_table(st: &SinkTable) -> String {
             .map(|(a, b)| b.dps / a.dps);
         side_row(&mut t, c.case.name, "A: kernel sendto", &c.sendto, None);
         side_row(&mut t, c.case.name, "A: kernel sendmmsg", &c.sendmmsg, None);
-        let who = format!("B: ipxmit -> null ({})", c.dev.features());
+        let api = if c.case.pieces > 1 {
+            "send_to"
+        } else {
+            "send_batch"
+        };
+        let who = format!("B: ipxmit {api} -> null ({})", c.dev.features());
         side_row(&mut t, c.case.name, &who, &c.ipxmit, ratio);
     }
     t.to_string()
