@@ -196,15 +196,7 @@ impl UdpSocket {
     /// (`sendmsg` fails there too, with nothing else done).
     fn fast_flow(&mut self, m: &BatchMsg<'_>, flags: MsgFlags) -> Result<Option<Flow>, SendError> {
         let dest = m.dest;
-        let o = &self.inet.opts;
-        if m.data.len() > 0xffff
-            || self.pending
-            || o.cork
-            || o.no_check
-            || o.gso_size != 0
-            || !o.options.is_empty()
-            || flags.bits() & !MsgFlags::DONTWAIT.bits() != 0
-        {
+        if !self.plain_send(m, flags) {
             return Ok(None);
         }
         let (daddr, dport, connected) = match (dest, self.inet.peer) {
@@ -232,12 +224,7 @@ impl UdpSocket {
         // Fitting datagrams are at most the path MTU under WANT (the cork's
         // fragment size is the path MTU), so DF is the same for all of them.
         let df = datagram_df(&params, fragsize);
-        let mut ip_template = [0u8; 20];
-        write_header_bytes(&mut ip_template, &params, df, 0);
-        let ip_sum = ip_template
-            .chunks_exact(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
+        let (ip_template, ip_sum) = header_template(&params, df);
         let fixed_id = (!params.connected && df && !params.pmtudisc.ignore_df()).then_some(0);
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
@@ -258,6 +245,34 @@ impl UdpSocket {
             hash,
         }))
     }
+}
+
+impl UdpSocket {
+    /// The socket and the flags ask for nothing but a plain datagram: no
+    /// pending or corked datagram, no `SO_NO_CHECK`, GSO or IP options, no
+    /// flag but `MSG_DONTWAIT`, a length `sendmsg` accepts.
+    fn plain_send(&self, m: &BatchMsg<'_>, flags: MsgFlags) -> bool {
+        let o = &self.inet.opts;
+        m.data.len() <= 0xffff
+            && !self.pending
+            && !o.cork
+            && !o.no_check
+            && o.gso_size == 0
+            && o.options.is_empty()
+            && flags.bits() & !MsgFlags::DONTWAIT.bits() == 0
+    }
+}
+
+/// The IP header of the flow's datagrams with ID, length and checksum zero,
+/// and the sum of its 16-bit words.
+fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], u32) {
+    let mut t = [0u8; 20];
+    write_header_bytes(&mut t, params, df, 0);
+    let sum = t
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    (t, sum)
 }
 
 /// True when no filter hook would see the packets.
