@@ -297,7 +297,7 @@ impl SendBudget {
     }
 
     /// Charges `n` bytes at once for buffers about to be made, which then
-    /// take their part with [`PacketBuf::set_owner_precharged`]; what is not
+    /// take their part with [`BufInner::set_owner_precharged`]; what is not
     /// taken goes back with [`SendBudget::release_unused`].
     pub(crate) fn precharge(this: &Arc<SendBudget>, n: usize) {
         if n > 0 {
@@ -462,7 +462,7 @@ impl BufPool {
     }
 
     /// A buffer whose linear storage holds at least `size` bytes, empty, with all
-    /// of it as headroom-free tailroom (call [`PacketBuf::reserve`] next).
+    /// of it as headroom-free tailroom (call [`BufInner::reserve`] next).
     pub fn alloc(&self, size: usize) -> PacketBuf {
         let class = CLASSES.iter().position(|&c| c >= size);
         let inner = match class.and_then(|i| self.take_free(i)) {
@@ -482,7 +482,7 @@ impl BufPool {
         b
     }
 
-    /// Keeps an emptied chain vector for [`PacketBuf::chain_push`] to reuse.
+    /// Keeps an emptied chain vector for [`BufInner::chain_push`] to reuse.
     pub fn put_chain(&self, mut v: Vec<PacketBuf>) {
         v.clear();
         if v.capacity() > 0 {
@@ -878,7 +878,7 @@ impl BufInner {
 
     /// Appends a paged fragment (`skb_fill_page_desc`). Callers that extend the
     /// last fragment in place (the kernel's `skb_can_coalesce` case) replace it with
-    /// [`PacketBuf::extend_last_frag`] instead.
+    /// [`BufInner::extend_last_frag`] instead.
     ///
     /// Returns `Err(frag)` when the buffer already has [`MAX_FRAGS`] fragments.
     pub fn add_frag(&mut self, frag: Bytes) -> Result<(), Bytes> {
@@ -1030,7 +1030,7 @@ impl BufInner {
         });
     }
 
-    /// [`PacketBuf::set_owner`] for a buffer whose truesize is already part
+    /// [`BufInner::set_owner`] for a buffer whose truesize is already part
     /// of a [`SendBudget::precharge`] on `budget`: records the charge without
     /// touching the count. The caller must have precharged at least this
     /// much and not yet handed it to another buffer (the count keeps the
