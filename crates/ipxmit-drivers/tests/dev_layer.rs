@@ -194,10 +194,10 @@ fn hooks_drop_with_eperm_and_see_datagrams_before_fragmentation() {
     assert_eq!(log.lock().len(), 6);
 }
 
-#[test]
-fn noqueue_drops_what_a_busy_driver_refuses() {
+/// eth0 with the `noqueue` qdisc on a memory wire of `cap` frames.
+fn noqueue_host(cap: usize) -> (Arc<Stack>, Arc<MemWire>) {
     let stack = Stack::new();
-    let wire = MemWire::new(1);
+    let wire = MemWire::new(cap);
     stack
         .add_device(DevConfig::ethernet("eth0", mac(1)), wire.drivers(1))
         .unwrap();
@@ -208,6 +208,12 @@ fn noqueue_drops_what_a_busy_driver_refuses() {
         .add_neigh("eth0", DST, mac(2), NudState::Permanent)
         .unwrap();
     stack.replace_qdisc("eth0", &QdiscSpec::Noqueue).unwrap();
+    (stack, wire)
+}
+
+#[test]
+fn noqueue_drops_what_a_busy_driver_refuses() {
+    let (stack, wire) = noqueue_host(1);
     let mut s = UdpSocket::new(&stack);
     s.send_to(b"one", to(), MsgFlags::NONE).unwrap();
     let e = s.send_to(b"two", to(), MsgFlags::NONE).unwrap_err();
@@ -226,18 +232,7 @@ fn noqueue_drops_what_a_busy_driver_refuses() {
 /// calls would end.
 #[test]
 fn noqueue_fragment_train_stops_at_a_busy_driver() {
-    let stack = Stack::new();
-    let wire = MemWire::new(3);
-    stack
-        .add_device(DevConfig::ethernet("eth0", mac(1)), wire.drivers(1))
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", DST, mac(2), NudState::Permanent)
-        .unwrap();
-    stack.replace_qdisc("eth0", &QdiscSpec::Noqueue).unwrap();
+    let (stack, wire) = noqueue_host(3);
     let mut s = UdpSocket::new(&stack);
     let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();
     assert_eq!(e, SendError::NetDown);

@@ -39,6 +39,22 @@ struct Setup {
     sndbuf: Option<usize>,
 }
 
+/// SG + checksum offload, pfifo_fast, MTU 1500, a roomy wire, PMTU "want",
+/// an unconnected socket with nothing else set.
+fn plain_setup() -> Setup {
+    Setup {
+        features: Features::SG | Features::HW_CSUM,
+        qdisc: "pfifo_fast",
+        mtu: 1500,
+        wire_cap: 1024,
+        pmtu: PmtuDisc::Want,
+        connected: false,
+        options: false,
+        gso: 0,
+        sndbuf: None,
+    }
+}
+
 fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
     let stack = Stack::new();
     let wire = MemWire::new(s.wire_cap);
@@ -356,14 +372,8 @@ fn a_batch_reaches_the_driver_in_one_pass_with_xmit_more() {
 fn errors_follow_sendmmsg() {
     let s = Setup {
         features: Features::NONE,
-        qdisc: "pfifo_fast",
-        mtu: 1500,
-        wire_cap: 1024,
         pmtu: PmtuDisc::Do,
-        connected: false,
-        options: false,
-        gso: 0,
-        sndbuf: None,
+        ..plain_setup()
     };
     let (_stack, _wire, mut sock) = host(&s);
     let small = payload(10, 0);
@@ -408,13 +418,8 @@ fn queued_buffers_outlive_their_socket() {
     let s = Setup {
         features: Features::NONE,
         qdisc: "pfifo limit 100",
-        mtu: 1500,
         wire_cap: 2,
-        pmtu: PmtuDisc::Want,
-        connected: false,
-        options: false,
-        gso: 0,
-        sndbuf: None,
+        ..plain_setup()
     };
     let (stack, wire, mut sock) = host(&s);
     let data = payload(100, 0);
@@ -449,15 +454,9 @@ fn queued_buffers_outlive_their_socket() {
 #[test]
 fn a_spent_send_budget_ends_the_batch_like_one_by_one() {
     let s = Setup {
-        features: Features::SG | Features::HW_CSUM,
-        qdisc: "pfifo_fast",
-        mtu: 1500,
         wire_cap: 2,
-        pmtu: PmtuDisc::Want,
-        connected: false,
-        options: false,
-        gso: 0,
         sndbuf: Some(8000),
+        ..plain_setup()
     };
     let batches = vec![vec![(1000, Some(SocketAddrV4::new(NEAR, 9))); 60]; 2];
     let a = one_by_one(&s, &batches);
