@@ -36,6 +36,8 @@ impl NullCounters {
     pub fn driver(self: &Arc<Self>) -> Box<dyn Driver> {
         Box::new(NullDriver {
             counters: self.clone(),
+            frames: 0,
+            bytes: 0,
         })
     }
 
@@ -45,16 +47,38 @@ impl NullCounters {
     }
 }
 
+/// One queue's driver. Within a batch (`xmit_more`) it counts in its own
+/// fields and adds them to the shared counters at the batch's last frame
+/// (or a flush), as a driver rings its doorbell once per batch.
 struct NullDriver {
     counters: Arc<NullCounters>,
+    frames: u64,
+    bytes: u64,
+}
+
+impl NullDriver {
+    fn publish(&mut self) {
+        if self.frames > 0 {
+            self.counters.c.add(0, self.frames);
+            self.counters.c.add(1, self.bytes);
+            (self.frames, self.bytes) = (0, 0);
+        }
+    }
 }
 
 impl Driver for NullDriver {
     #[inline]
-    fn start_xmit(&mut self, pkt: PacketBuf, _more: bool) -> TxStatus {
-        self.counters.c.add(0, 1);
-        self.counters.c.add(1, pkt.len() as u64);
+    fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
+        self.frames += 1;
+        self.bytes += pkt.len() as u64;
         drop(pkt);
+        if !more {
+            self.publish();
+        }
         TxStatus::Ok
+    }
+
+    fn flush(&mut self) {
+        self.publish();
     }
 }
