@@ -178,12 +178,14 @@ pub fn queue_xmit_list(
     }
     let txq = pick_tx(dev, first);
     let qm = first.meta.queue_mapping;
-    frames.iter_mut().for_each(|f| {
+    let mut all_plain = true;
+    for f in frames.iter_mut() {
         f.meta.queue_mapping = qm;
         f.meta.dst = None;
-    });
+        all_plain &= f.meta.gso_type == GsoType::None;
+    }
     let mut slot = txq.q.lock();
-    if slot.qdisc.is_noqueue() && frames.iter().all(|f| f.meta.gso_type == GsoType::None) {
+    if slot.qdisc.is_noqueue() && all_plain {
         drop(slot);
         return noqueue_list(ctx, dev, txq, frames);
     }
@@ -236,44 +238,109 @@ pub fn queue_xmit_list(
 /// A train on a queueless device: what [`noqueue_xmit`] does frame by
 /// frame, in one pass through the driver with `xmit_more` within the train.
 /// A stopped queue or a busy driver drops that frame and the rest of the
-/// train (`ENETDOWN`), as the per-frame calls would.
+/// train (`ENETDOWN`), as the per-frame calls would. No frame is a GSO packet
+/// (the caller checked).
 fn noqueue_list(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
     txq: &TxQueue,
     frames: &mut VecDeque<PacketBuf>,
 ) -> ListXmit {
-    let mut out = std::mem::take(&mut txq.q.lock().batch);
-    while let Some(f) = frames.pop_front() {
-        crate::dev::xmit::validate_xmit(ctx, dev, f, &mut out);
+    match frames.pop_front() {
+        Some(first) => noqueue_train(ctx, dev, txq, first, &mut frames.drain(..)),
+        None => ListXmit {
+            accepted: 0,
+            error: None,
+        },
     }
-    let mut accepted = 0;
-    {
-        let mut driver = txq.driver.lock();
-        while !out.is_empty() && !txq.ctl().is_stopped() {
-            let Some(p) = out.pop_front() else {
-                break;
-            };
-            let more = !out.is_empty();
-            if let TxStatus::Busy(p) = crate::dev::xmit::xmit_one(ctx, dev, &mut **driver, p, more)
-            {
+}
+
+/// `dev_queue_xmit` for a train produced frame by frame (the fragments of
+/// one datagram, link headers in place), every frame of the first one's GSO
+/// type: what [`queue_xmit_list`] does with the whole train, but on a
+/// queueless device each frame goes to the driver as soon as the next one is
+/// made (to know `xmit_more`), without gathering the train first. Otherwise
+/// the frames are gathered in `list` (left empty) for [`queue_xmit_list`].
+pub(crate) fn queue_xmit_train<I: Iterator<Item = PacketBuf>>(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    mut train: I,
+    list: &mut VecDeque<PacketBuf>,
+) -> ListXmit {
+    let Some(mut first) = train.next() else {
+        return ListXmit {
+            accepted: 0,
+            error: None,
+        };
+    };
+    if dev.is_up() && first.meta.gso_type == GsoType::None {
+        let txq = pick_tx(dev, &mut first);
+        if txq.q.lock().qdisc.is_noqueue() {
+            return noqueue_train(ctx, dev, txq, first, &mut train);
+        }
+    }
+    list.push_back(first);
+    list.extend(train);
+    queue_xmit_list(ctx, dev, list)
+}
+
+/// The driver pass of [`noqueue_list`] over `first` and the frames `rest`
+/// yields, none a GSO packet: each gets the first's queue, loses its route
+/// and is validated ([`finish_frame`]) on its way to the driver; the
+/// device's `tx_packets`/`tx_bytes` are added once.
+///
+/// [`finish_frame`]: crate::dev::xmit::finish_frame
+fn noqueue_train(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    first: PacketBuf,
+    rest: &mut impl Iterator<Item = PacketBuf>,
+) -> ListXmit {
+    let (feats, qm) = (dev.features(), first.meta.queue_mapping);
+    let (mut accepted, mut tx_packets, mut tx_bytes) = (0, 0u64, 0u64);
+    let (mut next, mut refused) = (Some(first), None);
+    let mut driver = txq.driver.lock();
+    while let Some(mut p) = next.take() {
+        if txq.ctl().is_stopped() {
+            refused = Some(p);
+            break;
+        }
+        next = rest.next();
+        debug_assert_eq!(p.meta.gso_type, GsoType::None, "a GSO frame in a train");
+        p.meta.queue_mapping = qm;
+        p.meta.dst = None;
+        crate::dev::xmit::finish_frame(&mut p, feats);
+        let len = p.len() as u64;
+        match crate::dev::xmit::xmit_one_uncounted(ctx, dev, &mut **driver, p, next.is_some()) {
+            TxStatus::Ok => (tx_packets, tx_bytes) = (tx_packets + 1, tx_bytes + len),
+            TxStatus::Error => {}
+            TxStatus::Busy(p) => {
                 driver.flush();
-                out.push_front(p);
+                refused = Some(p);
                 break;
             }
-            accepted += 1;
         }
+        accepted += 1;
     }
-    let r = if out.is_empty() {
-        ListXmit {
+    drop(driver);
+    dev.stats
+        .add(crate::stats::DevCounter::TxPackets, tx_packets);
+    dev.stats.add(crate::stats::DevCounter::TxBytes, tx_bytes);
+    let Some(p) = refused else {
+        return ListXmit {
             accepted,
             error: None,
-        }
-    } else {
-        refuse_rest(ctx, dev, &mut out, accepted, QueueXmitError::NetDown)
+        };
     };
-    txq.q.lock().batch = out;
-    r
+    // kfree_skb_list of the refused frame and all after it.
+    for f in std::iter::once(p).chain(next).chain(rest) {
+        crate::dev::xmit::drop_frame(ctx, dev, f, DropReason::DevReady);
+    }
+    ListXmit {
+        accepted,
+        error: Some(QueueXmitError::NetDown),
+    }
 }
 
 /// Drops what is left of a train after a refusal, counted as freed

@@ -80,6 +80,7 @@ pub fn validate_xmit(
 }
 
 /// The per-frame part of validation: checksum and linearization.
+#[inline(always)]
 pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
     if pkt.meta.ip_summed != CsumState::None && !feats.can_csum() {
         checksum_help(pkt);

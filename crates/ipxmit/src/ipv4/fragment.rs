@@ -91,6 +91,54 @@ fn fast_csum20(h: &[u8; 20]) -> u16 {
     !(sum as u16)
 }
 
+/// The ones'-complement sum of the 16-bit words of the header `h`, with
+/// `tot_len`, `frag_off` and the checksum counted as zero: what every
+/// fast-path fragment's header sums to before its own length and offset are
+/// added. At most 30 words, so no carry leaves the `u32`.
+fn header_base(h: &[u8]) -> u32 {
+    h.chunks_exact(2)
+        .enumerate()
+        .filter(|&(i, _)| !matches!(i, 1 | 3 | 5))
+        .map(|(_, w)| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum()
+}
+
+/// Writes `tot_len`, `frag_off` and the header checksum of a fragment header
+/// whose other words sum to `base` ([`header_base`]): the incremental form of
+/// `ip_send_check` (RFC 1624), only the two fields differing from the template.
+/// The folded sum is the same representative in `1..=0xffff` a full
+/// recomputation gives (the version byte makes it nonzero), so the bytes are
+/// those [`send_check`] would write.
+#[inline]
+fn set_len_off_from(h: &mut [u8], base: u32, tot_len: usize, off: u16) {
+    let tot_len = tot_len as u16;
+    let mut sum = base + u32::from(tot_len) + u32::from(off);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    h[2..4].copy_from_slice(&tot_len.to_be_bytes());
+    h[6..8].copy_from_slice(&off.to_be_bytes());
+    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+/// Copies the header template into a fragment; the common option-less
+/// header is a fixed-size copy.
+#[inline]
+fn copy_header(dst: &mut [u8], hdr: &[u8]) {
+    if dst.len() == 20 {
+        dst.copy_from_slice(&hdr[..20]);
+    } else {
+        dst.copy_from_slice(&hdr[..dst.len()]);
+    }
+}
+
+/// `ip_copy_metadata()`: gives the fragment `to` the metadata `m` (a copy of
+/// the datagram's), swapped in whole — a byte copy, cheaper than assigning a
+/// clone field by field — and drops what it had.
+#[inline]
+fn set_meta(to: &mut crate::buf::Meta, mut m: crate::buf::Meta) {
+    std::mem::swap(to, &mut m);
+}
+
 /// Kernel: `ip_options_fragment()` on the `optlen` option bytes the stack built.
 fn options_fragment(h: &mut [u8], optlen: usize) {
     let end = (20 + optlen).min(h.len());
@@ -103,6 +151,8 @@ fn options_fragment(h: &mut [u8], optlen: usize) {
 pub struct Fragmenter {
     mode: Mode,
     hdr: [u8; 60],
+    /// [`header_base`] of `hdr` once the fast path's template is final.
+    base: u32,
     hlen: usize,
     optlen: usize,
     ll_rs: usize,
@@ -184,6 +234,7 @@ impl Fragmenter {
         Ok(Fragmenter {
             mode,
             hdr,
+            base: 0,
             hlen,
             optlen,
             ll_rs,
@@ -224,18 +275,28 @@ impl Fragmenter {
             set_len_off(&mut h.linear_mut()[..hlen], len, IP_MF);
             self.hdr[..hlen].copy_from_slice(&h.linear()[..hlen]);
             options_fragment(&mut self.hdr[..hlen], self.optlen);
+            self.base = header_base(&self.hdr[..hlen]);
             return Some(h);
         }
         let mut f = rest.pop()?;
         let more = !rest.is_empty();
-        let meta = meta.clone();
         let data_len = f.len();
-        f.push(hlen).copy_from_slice(&self.hdr[..hlen]);
-        f.meta = meta;
+        let off = (*offset >> 3) as u16 | if more { IP_MF } else { 0 };
+        let h = f.push(hlen);
+        copy_header(h, &self.hdr);
+        set_len_off_from(h, self.base, data_len + hlen, off);
+        // The last fragment takes the datagram's metadata itself: its
+        // references are released no later than with a copy for each.
+        set_meta(
+            &mut f.meta,
+            if more {
+                meta.clone()
+            } else {
+                std::mem::take(meta)
+            },
+        );
         f.reset_network_header();
         f.meta.transport_header = f.meta.network_header + hlen as u16;
-        let off = (*offset >> 3) as u16 | if more { IP_MF } else { 0 };
-        set_len_off(&mut f.linear_mut()[..hlen], data_len + hlen, off);
         *offset += data_len;
         Some(f)
     }
@@ -342,5 +403,55 @@ impl Iterator for Fragmenter {
             self.created += 1;
         }
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A header whose words sum to 0xffff: the checksum is 0x0000, never 0xffff.
+    #[test]
+    fn incremental_check_of_a_zero_checksum() {
+        let mut h = [0u8; 20];
+        h[0] = 0x45;
+        h[8..10].copy_from_slice(&0xbaffu16.to_be_bytes());
+        for (tot_len, off) in [(0u16, 0u16), (0x1000, 0xf000 - 1)] {
+            let mut inc = h;
+            let base = header_base(&inc);
+            set_len_off_from(&mut inc, base, tot_len as usize, off);
+            let mut full = h;
+            full[2..4].copy_from_slice(&tot_len.to_be_bytes());
+            full[6..8].copy_from_slice(&off.to_be_bytes());
+            send_check(&mut full);
+            assert_eq!(inc, full);
+            assert_eq!(&inc[10..12], &[0, 0]);
+        }
+    }
+
+    proptest! {
+        /// The incremental checksum writes exactly what `send_check` does,
+        /// options or not (0x0000 and 0xffff are not interchangeable).
+        #[test]
+        fn incremental_check_is_send_check(
+            words in proptest::collection::vec(any::<u8>(), 60),
+            optwords in 0usize..=10,
+            tot_len in any::<u16>(),
+            off in any::<u16>(),
+        ) {
+            let hlen = 20 + 4 * optwords;
+            let mut h = words;
+            h.truncate(hlen);
+            h[0] = 0x40 | (hlen / 4) as u8;
+            let base = header_base(&h);
+            let mut inc = h.clone();
+            set_len_off_from(&mut inc, base, tot_len as usize, off);
+            let mut full = h;
+            full[2..4].copy_from_slice(&tot_len.to_be_bytes());
+            full[6..8].copy_from_slice(&off.to_be_bytes());
+            send_check(&mut full);
+            prop_assert_eq!(inc, full);
+        }
     }
 }

@@ -214,9 +214,10 @@ fn train_header(stack: &Stack, dst: &Dst, frags: &Fragmenter) -> Option<HhCache>
 }
 
 /// `ip_finish_output2` for a whole fragment train with a known link header:
-/// the fragments go to `dev_queue_xmit` as one list (one queue choice, one qdisc
-/// decision, `xmit_more` within the train). A refused fragment fails the
-/// datagram and the rest are freed, as in `ip_do_fragment`.
+/// the fragments go to `dev_queue_xmit` as one train (one queue choice, one
+/// qdisc decision, `xmit_more` within the train), each as it is made. A
+/// refused fragment fails the datagram and the rest are freed, as in
+/// `ip_do_fragment`.
 fn xmit_train(stack: &Stack, dst: &Dst, frags: Fragmenter, hh: &HhCache) -> Result<(), SendError> {
     let dev = &dst.dev;
     let hlen = dev.link().header_len();
@@ -227,15 +228,16 @@ fn xmit_train(stack: &Stack, dst: &Dst, frags: Fragmenter, hh: &HhCache) -> Resu
             Ok(l) => l,
             Err(_) => &mut own,
         };
-        for mut f in frags {
-            stack.counters.inc(Mib::IpExtOutPkts);
-            stack.counters.add(Mib::IpExtOutOctets, f.len() as u64);
-            if hlen > 0 {
-                f.push(hlen).copy_from_slice(&hh.hdr[..hlen]);
-            }
-            list.push_back(f);
-        }
-        let r = crate::dev::queue::queue_xmit_list(stack.xmit_ctx(), dev, list);
+        let (mut pkts, mut octets) = (0u64, 0u64);
+        let train = frags.map(|mut f| {
+            pkts += 1;
+            octets += f.len() as u64;
+            push_link_header(&mut f, hh, hlen);
+            f
+        });
+        let r = crate::dev::queue::queue_xmit_train(stack.xmit_ctx(), dev, train, list);
+        stack.counters.add(Mib::IpExtOutPkts, pkts);
+        stack.counters.add(Mib::IpExtOutOctets, octets);
         stack.counters.add(Mib::IpFragCreates, r.accepted as u64);
         match r.error {
             None => {
@@ -251,6 +253,21 @@ fn xmit_train(stack: &Stack, dst: &Dst, frags: Fragmenter, hh: &HhCache) -> Resu
             }
         }
     })
+}
+
+/// `neigh_hh_output()` for a frame of a train: the cached link header of
+/// `hlen` bytes (none on an L3 device) pushed in front of the IP header.
+#[inline]
+fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
+    if hlen == 0 {
+        return;
+    }
+    let h = f.push(hlen);
+    match <&mut [u8; 14]>::try_from(&mut *h) {
+        // Ethernet: a fixed-size copy, no call.
+        Ok(h) => *h = hh.hdr,
+        Err(_) => h.copy_from_slice(&hh.hdr[..hlen]),
+    }
 }
 
 /// Kernel: `ip_finish_output2()` and `neigh_output()`/`neigh_hh_output()`.

@@ -358,10 +358,15 @@ impl Cork {
     }
 
     /// Closes the open page fragment into the tail buffer.
+    #[inline]
     fn close_open(&mut self) {
-        if !self.open {
-            return;
+        if self.open {
+            self.close_open_frag();
         }
+    }
+
+    /// [`Cork::close_open`] when a fragment is open.
+    fn close_open_frag(&mut self) {
         self.open = false;
         if self.page.is_empty() {
             return;
