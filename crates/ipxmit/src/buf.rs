@@ -350,6 +350,24 @@ impl Charge {
 /// Size classes of pooled storage, in bytes.
 const CLASSES: [usize; 4] = [512, 2048, 16384, 66048];
 
+/// [`BufInner::class`] of storage that is not of a class size.
+const NO_CLASS: u8 = u8::MAX;
+
+/// The smallest class holding `size` bytes.
+#[inline]
+fn class_for(size: usize) -> Option<usize> {
+    CLASSES.iter().position(|&c| c >= size)
+}
+
+/// The class of storage of exactly `len` bytes, else [`NO_CLASS`]: only
+/// such storage goes back to the pool.
+fn class_of(len: usize) -> u8 {
+    CLASSES
+        .iter()
+        .position(|&c| c == len)
+        .map_or(NO_CLASS, |i| i as u8)
+}
+
 /// A pool of buffer storage in a few size classes (the kernel's slab caches for
 /// `skb->head`). Clones share the pool.
 #[derive(Clone)]
@@ -453,7 +471,13 @@ impl BufPool {
             })
             .ok()
             .flatten();
-        cached.or_else(|| self.inner.classes[i].pop())
+        cached.or_else(|| self.take_shared(i))
+    }
+
+    /// A free storage of class `i` from the shared queue.
+    #[inline(never)]
+    fn take_shared(&self, i: usize) -> Option<Box<BufInner>> {
+        self.inner.classes[i].pop()
     }
 
     /// How many allocations found no free storage and went to the heap.
@@ -463,23 +487,27 @@ impl BufPool {
 
     /// A buffer whose linear storage holds at least `size` bytes, empty, with all
     /// of it as headroom-free tailroom (call [`BufInner::reserve`] next).
+    #[inline(always)]
     pub fn alloc(&self, size: usize) -> PacketBuf {
-        let class = CLASSES.iter().position(|&c| c >= size);
+        let class = class_for(size);
         let inner = match class.and_then(|i| self.take_free(i)) {
             Some(b) => b,
-            None => {
-                self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                BufInner::boxed(class.map_or(size, |i| CLASSES[i]))
-            }
+            None => self.alloc_miss(class, size),
         };
         let home = if self.inner.shared {
             Home::Shared
         } else {
             Home::Pool(self.clone())
         };
-        let mut b = PacketBuf::from_inner(inner, home);
-        b.head_truesize = kernel_truesize(size) as u32;
-        b
+        PacketBuf::from_inner(inner, home, kernel_truesize(size))
+    }
+
+    /// [`BufPool::alloc`] finding no free storage: counted, and from the heap.
+    #[cold]
+    #[inline(never)]
+    fn alloc_miss(&self, class: Option<usize>, size: usize) -> Box<BufInner> {
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        BufInner::boxed(class.map_or(size, |i| CLASSES[i]))
     }
 
     /// Keeps an emptied chain vector for [`BufInner::chain_push`] to reuse.
@@ -496,12 +524,13 @@ impl BufPool {
         s.frags.clear();
         s.chain.clear();
         s.meta = Meta::default();
-        let Some(i) = CLASSES.iter().position(|&c| c == s.data.len()) else {
+        let i = s.class as usize;
+        if i >= CLASSES.len() {
             return;
-        };
+        }
         let key = self.key();
         let max = self.inner.cache_max[i];
-        let s = match CACHE.try_with(|t| t.borrow_mut().keep(key, i, s, max)) {
+        let s = match CACHE.try_with(move |t| t.borrow_mut().keep(key, i, s, max)) {
             Ok(None) => return,
             Ok(Some(s)) => s,
             // The thread is exiting: its cache is gone.
@@ -611,6 +640,9 @@ pub struct BufInner {
     chain_len: usize,
     /// What the head is charged (`kernel_truesize` of the requested size).
     head_truesize: u32,
+    /// Size class of `data` ([`class_of`] its length), kept so a recycled
+    /// storage needs no lookup.
+    class: u8,
     /// Metadata.
     pub meta: Meta,
     charge: Option<Charge>,
@@ -662,6 +694,7 @@ impl BufInner {
             frag_len: 0,
             chain_len: 0,
             head_truesize: (size + BUF_OVERHEAD) as u32,
+            class: class_of(size),
             meta: Meta::default(),
             charge: None,
             home: Home::None,
@@ -673,19 +706,27 @@ impl BufInner {
     /// Storage around an existing vector (given back to the pool).
     fn boxed_from(data: Vec<u8>) -> Box<BufInner> {
         let mut b = BufInner::boxed(0);
+        b.class = class_of(data.len());
         b.data = data;
         b
     }
 }
 
 impl PacketBuf {
-    fn from_inner(mut b: Box<BufInner>, home: Home) -> PacketBuf {
+    /// An empty buffer on storage `b`, charged `head_truesize` for its head.
+    #[inline(always)]
+    fn from_inner(mut b: Box<BufInner>, home: Home, head_truesize: usize) -> PacketBuf {
         b.head = 0;
         b.tail = 0;
         b.frag_len = 0;
         b.chain_len = 0;
-        b.head_truesize = (b.data.len() + BUF_OVERHEAD) as u32;
-        b.home = home;
+        b.head_truesize = head_truesize as u32;
+        // Free storage has no home (dropping a buffer takes it, and new
+        // storage starts without): nothing to drop, which lets the compiler
+        // keep what was just written across this store.
+        let old = std::mem::replace(&mut b.home, home);
+        debug_assert!(matches!(old, Home::None));
+        std::mem::forget(old);
         PacketBuf {
             b: ManuallyDrop::new(b),
         }
@@ -693,7 +734,7 @@ impl PacketBuf {
 
     /// An unpooled buffer of `size` bytes of storage (tests, slow paths).
     pub fn with_capacity(size: usize) -> PacketBuf {
-        PacketBuf::from_inner(BufInner::boxed(size), Home::None)
+        PacketBuf::from_inner(BufInner::boxed(size), Home::None, size + BUF_OVERHEAD)
     }
 
     /// An unpooled buffer holding a copy of `data` after `headroom` bytes.
@@ -719,6 +760,13 @@ impl BufInner {
     /// Bytes outside the linear part (`skb->data_len`).
     pub fn data_len(&self) -> usize {
         self.frag_len + self.chain_len
+    }
+
+    /// Length of the buffer's own data, linear part and fragments, its chain
+    /// left out (`skb_pagelen`).
+    #[inline]
+    pub fn page_len(&self) -> usize {
+        self.tail - self.head + self.frag_len
     }
 
     /// Length of the linear part (`skb_headlen`).
@@ -909,6 +957,7 @@ impl BufInner {
     }
 
     /// Appends a buffer to the chain.
+    #[inline]
     pub fn chain_push(&mut self, b: PacketBuf) {
         if self.chain.capacity() == 0 {
             if let Some(v) = self.home.pool().and_then(|p| p.inner.chains.pop()) {
@@ -991,6 +1040,7 @@ impl BufInner {
             let mut data = vec![0; need];
             data[self.head..self.tail].copy_from_slice(&self.data[self.head..self.tail]);
             let old = std::mem::replace(&mut self.data, data);
+            self.class = class_of(need);
             if let Some(pool) = self.home.pool() {
                 pool.recycle(BufInner::boxed_from(old));
             }

@@ -355,7 +355,7 @@ fn fast_path_ok(pkt: &PacketBuf, hlen: usize, data_mtu: usize, ll_rs: usize) -> 
     if pkt.chain().is_empty() {
         return false;
     }
-    let first = pkt.len() - pkt.chain().iter().map(|b| b.len()).sum::<usize>();
+    let first = pkt.page_len();
     let h = pkt.linear();
     let is_frag = frag_off(h) & (IP_MF | IP_OFFSET) != 0;
     if first - hlen > data_mtu || (first - hlen) & 7 != 0 || is_frag || pkt.headroom() < ll_rs {

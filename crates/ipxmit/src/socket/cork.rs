@@ -86,7 +86,8 @@ pub fn cork_fragsize(p: &CorkParams) -> Result<u32, SendError> {
 pub struct Cork {
     params: Option<CorkParams>,
     fragsize: u32,
-    queue: VecDeque<PacketBuf>,
+    /// The pending buffers (`sk_write_queue`), in order.
+    queue: Vec<PacketBuf>,
     /// Bytes appended (`cork->length`), transport header included.
     length: usize,
     /// The socket's page fragment (`sk_page_frag`). Bytes written since the last
@@ -160,7 +161,7 @@ impl Cork {
     }
 
     /// Buffers pending.
-    pub fn pending(&self) -> &VecDeque<PacketBuf> {
+    pub fn pending(&self) -> &[PacketBuf] {
         &self.queue
     }
 
@@ -285,16 +286,16 @@ impl Cork {
         a: &mut Append<'_>,
     ) -> Result<(), SendError> {
         if self.queue.is_empty() {
-            self.alloc_new(stack, budget, g, a)?;
+            self.alloc_new(stack, budget, g, a, 0)?;
         }
         while a.length > 0 {
-            let skb_len = self.tail_len() as isize;
-            let mut copy = g.mtu as isize - skb_len;
+            let skb_len = self.tail_len();
+            let mut copy = g.mtu as isize - skb_len as isize;
             if copy < a.length as isize {
-                copy = g.maxfraglen as isize - skb_len;
+                copy = g.maxfraglen as isize - skb_len as isize;
             }
             if copy <= 0 {
-                self.alloc_new(stack, budget, g, a)?;
+                self.alloc_new(stack, budget, g, a, skb_len)?;
                 continue;
             }
             let copy = (copy as usize).min(a.length);
@@ -318,7 +319,7 @@ impl Cork {
 
     /// The zero-copy token of the pending datagram's last buffer.
     pub fn pending_zerocopy(&self) -> Option<Arc<ZcUarg>> {
-        self.queue.back().and_then(|b| b.meta.zc.clone())
+        self.queue.last().and_then(|b| b.meta.zc.clone())
     }
 
     /// Takes the `ee_info` of an `EMSGSIZE` that `ip_local_error` reports.
@@ -329,7 +330,7 @@ impl Cork {
     /// Length of the tail buffer, its open fragment included.
     fn tail_len(&self) -> usize {
         let open = if self.open { self.page.len() } else { 0 };
-        self.queue.back().map_or(0, |b| b.len()) + open
+        self.queue.last().map_or(0, |b| b.len()) + open
     }
 
     /// Kernel: `sk_page_frag_refill()`. Retires the full page and takes a spare
@@ -372,7 +373,7 @@ impl Cork {
             return;
         }
         let frag = self.page.split().freeze();
-        if let Some(tail) = self.queue.back_mut() {
+        if let Some(tail) = self.queue.last_mut() {
             // The count was checked when the fragment was opened.
             let _ = tail.add_frag(frag);
         }
@@ -381,7 +382,7 @@ impl Cork {
     /// Moves the bytes past `maxfraglen` of the previous buffer into `skb` at
     /// absolute offset `at`, moving their partial sum too.
     fn move_fraggap(&mut self, skb: &mut PacketBuf, at: usize, fraggap: usize, maxfraglen: usize) {
-        let Some(prev) = self.queue.back_mut() else {
+        let Some(prev) = self.queue.last_mut() else {
             return;
         };
         let dst = &mut skb.from_offset_mut(at)[..fraggap];
@@ -392,18 +393,19 @@ impl Cork {
         prev.trim(maxfraglen);
     }
 
+    /// The new-buffer branch of `__ip_append_data`: `prev_len` is the length
+    /// of the tail buffer (its open fragment included), 0 when there is none;
+    /// the bytes past `maxfraglen` in it move to the new buffer (`fraggap`).
     fn alloc_new(
         &mut self,
         stack: &Stack,
         budget: &Arc<SendBudget>,
         g: &Geom,
         a: &mut Append<'_>,
+        prev_len: usize,
     ) -> Result<(), SendError> {
         self.close_open();
-        let fraggap = self
-            .queue
-            .back()
-            .map_or(0, |p| p.len().saturating_sub(g.maxfraglen));
+        let fraggap = prev_len.saturating_sub(g.maxfraglen);
         let mut datalen = a.length + fraggap;
         if datalen > g.mtu - g.fragheaderlen {
             datalen = g.maxfraglen - g.fragheaderlen;
@@ -452,7 +454,7 @@ impl Cork {
         (a.transhdrlen, a.exthdrlen, a.partial) = (0, 0, false);
         skb.meta.zc = a.zc.clone();
         skb.set_owner(budget);
-        self.queue.push_back(skb);
+        self.queue.push(skb);
         Ok(())
     }
 
@@ -466,7 +468,7 @@ impl Cork {
         let src = &a.data[a.offset..a.offset + copy];
         let tail = self
             .queue
-            .back_mut()
+            .last_mut()
             .ok_or(SendError::Inval("no pending buffer"))?;
         if !g.sg && tail.tailroom() >= copy {
             let off = tail.len();
@@ -496,7 +498,7 @@ impl Cork {
         let odd = self.tail_len();
         let tail = self
             .queue
-            .back_mut()
+            .last_mut()
             .ok_or(SendError::Inval("no pending buffer"))?;
         if !self.open {
             if tail.frags().len() >= MAX_FRAGS {
@@ -577,14 +579,15 @@ impl Cork {
         self.close_open();
         let p = self.params.take()?;
         self.length = 0;
-        let mut skb = self.queue.pop_front()?;
+        let mut pending = self.queue.drain(..);
+        let mut skb = pending.next()?;
         let nh = skb.meta.network_header as usize;
         let off = skb.data_offset();
         if off < nh {
             skb.pull(nh - off);
         }
         let hlen = skb.meta.transport_header as usize - nh;
-        while let Some(mut t) = self.queue.pop_front() {
+        for mut t in pending {
             t.pull(hlen);
             t.meta.dst = None;
             skb.chain_push(t);
