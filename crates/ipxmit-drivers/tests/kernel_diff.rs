@@ -11,8 +11,10 @@
 //! in-memory wire and runs the same sends through `UdpSocket`/`RawSocket`.
 //! Return values, `setsockopt` results, error-queue entries and every frame
 //! (all header fields, options, UDP header, payload; the IP ID by its rules)
-//! must match. A mismatching scenario is run once more before it counts, so a
-//! one-in-65536 random zero IP ID cannot fail the suite.
+//! must match. The zero-ID rule (DF datagrams of a socket without a peer
+//! whose PMTU mode does not ignore DF) is compared only where the kernel
+//! applies it; elsewhere a zero ID is a counter's one-in-65536 chance. A
+//! mismatching scenario is also run once more before it counts.
 //!
 //! `KDIFF_FILTER=substring` runs only the scenarios whose name contains it;
 //! `KDIFF_VERBOSE=1` prints every scenario's outcome.

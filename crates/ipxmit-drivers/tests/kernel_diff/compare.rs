@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use super::scenario::{Outcome, Scenario};
+use super::scenario::{Kind, Outcome, Scenario};
 
 struct Ip<'a> {
     f: &'a [u8],
@@ -279,11 +279,13 @@ fn id_rules(s: &Scenario, k: &[Vec<u8>], x: &[Vec<u8>], out: &mut Vec<String>) {
     if dk.len() != dx.len() {
         return;
     }
+    let rule = zero_id_rule(s);
     for ((fk, ik), (_, ix)) in dk.iter().zip(&dx) {
-        // The kernel zeroes the ID of DF datagrams it may not fragment; a DF-clear
-        // datagram's ID comes from a counter and is 0 once in 65536 by chance.
+        // The kernel zeroes the ID of DF datagrams it may not fragment (and GSO
+        // numbers segments on from there); other IDs come from counters and
+        // are 0 once in 65536 by chance, so only the rule's cases compare.
         let df = k[*fk].get(20).is_some_and(|b| b & 0x40 != 0);
-        if df && (ik[0] == 0) != (ix[0] == 0) {
+        if df && rule && (ik[0] == 0) != (ix[0] == 0) {
             out.push(format!(
                 "IP ID of the datagram at frame {fk}: kernel={} ipxmit={} (zero on one side only)",
                 ik[0], ix[0]
@@ -306,6 +308,19 @@ fn id_rules(s: &Scenario, k: &[Vec<u8>], x: &[Vec<u8>], out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// True when a DF datagram of the scenario gets its ID by rule rather than
+/// from a counter (`ip_select_ident_segs`): a socket without a peer whose
+/// PMTU mode does not ignore DF (`ip_sk_ignore_df`: DONT, WANT and OMIT do;
+/// WANT is the default) gets 0; an `IP_HDRINCL` header keeps the user's ID
+/// or gets 0 for DF.
+fn zero_id_rule(s: &Scenario) -> bool {
+    if matches!(s.kind, Kind::Hdrincl(_)) {
+        return true;
+    }
+    let ignore_df = matches!(s.opts.pmtu.unwrap_or(1), 0 | 1 | 5);
+    !ignore_df && !s.opts.connect
 }
 
 /// Everything that differs between the kernel's and ipxmit's outcome.
