@@ -467,3 +467,24 @@ fn a_spent_send_budget_ends_the_batch_like_one_by_one() {
     assert!(n > 2 && n < 60, "the budget ends the batch early: {n}");
     assert_eq!(a, b);
 }
+
+/// IDs from the per-destination counters are reserved for a whole run; a
+/// run the driver cuts short gives the unused ones back, so the datagrams
+/// after it get the IDs they would have had one by one.
+#[test]
+fn a_run_cut_short_gives_its_unused_ids_back() {
+    let s = Setup {
+        wire_cap: 3,
+        ..plain_setup()
+    };
+    let batches = vec![vec![(100, Some(SocketAddrV4::new(NEAR, 9))); 20]; 3];
+    let a = one_by_one(&s, &batches);
+    let b = batched(&s, &batches);
+    assert_eq!(a.frames.len(), 60);
+    assert!(
+        a.id_steps.windows(2).all(|w| w[1] == w[0] + 1),
+        "{:?}",
+        a.id_steps
+    );
+    assert_eq!(a, b);
+}

@@ -54,4 +54,32 @@ impl IdentTable {
         let b = &self.buckets[self.bucket(daddr, saddr, proto)];
         b.fetch_add(segs.max(1) as u32, Ordering::Relaxed) as u16
     }
+
+    /// [`IdentTable::reserve`] for `n` datagrams at once (a batch): the
+    /// bucket and the first of the `n` consecutive IDs.
+    pub(crate) fn reserve_run(
+        &self,
+        daddr: Ipv4Addr,
+        saddr: Ipv4Addr,
+        proto: u8,
+        n: u32,
+    ) -> (usize, u32) {
+        let i = self.bucket(daddr, saddr, proto);
+        (i, self.buckets[i].fetch_add(n, Ordering::Relaxed))
+    }
+
+    /// Returns the last `n - used` IDs of a [`IdentTable::reserve_run`] that
+    /// started at `first`, unless the bucket moved on since (then they stay
+    /// skipped, as another sender's IDs would have interleaved anyway): the
+    /// next datagram gets the ID it would have had, sent one by one.
+    pub(crate) fn give_back(&self, i: usize, first: u32, n: u32, used: u32) {
+        if used < n {
+            let _ = self.buckets[i].compare_exchange(
+                first.wrapping_add(n),
+                first.wrapping_add(used),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
 }

@@ -36,8 +36,7 @@ use crate::ipv4::output::softirq_on_exit;
 use crate::netfilter::HookPoint;
 use crate::sched::run::{requeue, run};
 use crate::socket::cork::{
-    cork_fragsize, datagram_df, getfrag, select_ident, write_header_bytes, CorkParams,
-    SKB_MAX_ALLOC,
+    cork_fragsize, datagram_df, getfrag, write_header_bytes, CorkParams, SKB_MAX_ALLOC,
 };
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
@@ -79,11 +78,8 @@ struct Flow {
     /// datagram only those three fields change.
     ip_template: [u8; 20],
     ip_sum: u32,
-    /// Every datagram of the run that fits has this DF bit.
-    df: bool,
-    /// The ID when it does not change (0 for DF datagrams of an unconnected
-    /// socket, `ip_select_ident_segs`), else drawn per datagram.
-    fixed_id: Option<u16>,
+    /// Where the datagrams' IDs come from (`ip_select_ident_segs`).
+    ids: IdSource,
     /// The pseudo-header sum without the length.
     pseudo: Csum,
 }
@@ -151,11 +147,19 @@ impl UdpSocket {
             .take_while(|m| m.dest == flow.dest && m.data.len() <= flow.max_payload)
             .count();
         let (n, mut precharged) = self.precharge(&flow, &msgs[..fits]);
+        let p = &flow.params;
+        let (slot, first_id) = match flow.ids {
+            IdSource::Bucket => stack
+                .idents
+                .reserve_run(p.daddr, p.saddr, p.protocol, n as u32),
+            _ => (0, 0),
+        };
         let mut run = Run::new(ctx, &dst.dev, txq, flow.hh_len, path);
         {
             let mut driver = txq.driver.lock();
             for (i, m) in msgs[..n].iter().enumerate() {
-                let skb = self.build(&stack, &flow, m.data);
+                let id = first_id.wrapping_add(i as u32) as u16;
+                let skb = self.build(&stack, &flow, m.data, id);
                 precharged -= skb.truesize();
                 if !run.xmit(&mut **driver, skb, i + 1 < n) {
                     break;
@@ -163,6 +167,11 @@ impl UdpSocket {
             }
         }
         self.inet.budget.release_unused(precharged);
+        if flow.ids == IdSource::Bucket {
+            stack
+                .idents
+                .give_back(slot, first_id, n as u32, run.datagrams as u32);
+        }
         let done = run.finish(&stack);
         drop(t);
         softirq_on_exit(&stack);
@@ -225,14 +234,19 @@ impl UdpSocket {
         // fragment size is the path MTU), so DF is the same for all of them.
         let df = datagram_df(&params, fragsize);
         let (ip_template, ip_sum) = header_template(&params, df);
-        let fixed_id = (!params.connected && df && !params.pmtudisc.ignore_df()).then_some(0);
+        let ids = if params.connected {
+            IdSource::Socket
+        } else if df && !params.pmtudisc.ignore_df() {
+            IdSource::Zero
+        } else {
+            IdSource::Bucket
+        };
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
-            fixed_id,
+            ids,
             pseudo,
             ip_template,
             ip_sum,
-            df,
             max_payload: fragsize - 20 - UDP_HLEN,
             partial: dev.features().can_csum(),
             queue: queue_index(dev.queues().len(), 0, hash),
@@ -326,7 +340,9 @@ impl UdpSocket {
     /// `__ip_make_skb`, `udp_send_skb`, `__ip_local_out` and
     /// `neigh_hh_output` leave it, charged to the send budget out of the
     /// run's precharge.
-    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8]) -> PacketBuf {
+    /// `bucket_id` is the datagram's ID when the flow draws from the
+    /// per-destination counters (reserved for the run).
+    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8], bucket_id: u16) -> PacketBuf {
         let budget = &self.inet.budget;
         let p = &f.params;
         let hh_len = p.dst.dev.ll_reserved_space();
@@ -349,9 +365,13 @@ impl UdpSocket {
         getfrag(&mut skb, th + UDP_HLEN, data, 0);
         skb.set_owner_precharged(budget);
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
-        let id = match f.fixed_id {
-            Some(id) => id,
-            None => select_ident(stack, p, f.df, Some(&mut self.inet.inet_id)),
+        let id = match f.ids {
+            IdSource::Zero => 0,
+            IdSource::Bucket => bucket_id,
+            IdSource::Socket => {
+                self.inet.inet_id = self.inet.inet_id.wrapping_add(1);
+                self.inet.inet_id
+            }
         };
         write_ip_header(&mut skb.from_offset_mut(nh)[..20], f, id, fraglen);
         skb.meta.protocol = 0x0800;
@@ -399,6 +419,17 @@ fn write_ip_header(h: &mut [u8], f: &Flow, id: u16, len: usize) {
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     h[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+}
+
+/// Where a flow's IP IDs come from (`ip_select_ident_segs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IdSource {
+    /// A connected socket's own counter (`inet_id`).
+    Socket,
+    /// 0: DF datagrams of a socket without a peer that may not fragment.
+    Zero,
+    /// The per-destination counters, reserved for the whole run at once.
+    Bucket,
 }
 
 /// One run through the bypass, and what it sent, counted once at its end.
