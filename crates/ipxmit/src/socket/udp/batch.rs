@@ -141,12 +141,7 @@ impl UdpSocket {
         };
         let t = stack.time_scope();
         let ctx = stack.xmit_ctx();
-        let fits = msgs
-            .iter()
-            .take(BATCH_MAX)
-            .take_while(|m| m.dest == flow.dest && m.data.len() <= flow.max_payload)
-            .count();
-        let (n, mut precharged) = self.precharge(&flow, &msgs[..fits]);
+        let (n, mut precharged) = self.precharge(&flow, msgs);
         let p = &flow.params;
         let (slot, first_id) = match flow.ids {
             IdSource::Bucket => stack
@@ -178,19 +173,21 @@ impl UdpSocket {
         done
     }
 
-    /// How many of `msgs` pass `sock_alloc_send_skb`'s check (`sk_wmem_alloc
-    /// < sk_sndbuf`) with every earlier one of them still charged, and their
-    /// buffers' truesize, charged now in one step. Buffers freed meanwhile
-    /// only make more room, so each of them would pass the check at its own
-    /// turn too; a run ends where the next would not, and the general path
-    /// then decides (waiting or `EAGAIN`) as the kernel does.
+    /// The run: the first messages (at most [`BATCH_MAX`]) to the flow's
+    /// destination that fit one frame and pass `sock_alloc_send_skb`'s check
+    /// (`sk_wmem_alloc < sk_sndbuf`) with every earlier one of them still
+    /// charged; returns how many and their buffers' truesize, charged now in
+    /// one step. Buffers freed meanwhile only make more room, so each would
+    /// pass the check at its own turn too; a run ends where the next would
+    /// not, and the general path then decides (waiting or `EAGAIN`) as the
+    /// kernel does.
     fn precharge(&self, f: &Flow, msgs: &[BatchMsg<'_>]) -> (usize, usize) {
         let b = &self.inet.budget;
         let (start, limit) = (b.allocated(), b.limit());
         let mut sum = 0;
         let mut n = 0;
-        for m in msgs {
-            if start + sum >= limit {
+        for m in msgs.iter().take(BATCH_MAX) {
+            if m.dest != f.dest || m.data.len() > f.max_payload || start + sum >= limit {
                 break;
             }
             sum += kernel_truesize(20 + UDP_HLEN + m.data.len() + f.alloc_extra);
