@@ -12,17 +12,21 @@
 //! What is done once per run of datagrams to one destination instead of once
 //! per datagram: the route and source address, the neighbour's cached header,
 //! the filter-hook check, the time, the queue choice, the qdisc decision, the
-//! counter updates and one pass through the driver with `xmit_more` set on all
-//! but the last frame (so a driver writes them with one syscall).
+//! IP header template and the pseudo-header sum, the send-budget charge, the
+//! IP IDs drawn from the per-destination counter, the counter updates and one
+//! pass through the driver with `xmit_more` set on all but the last frame (so
+//! a driver writes them with one syscall). The run's charge and IDs are taken
+//! in one step each and what a run cut short did not use is given back, so
+//! the datagrams after it see what they would have seen one by one.
 //!
 //! A run takes the fast way only when the kernel's per-datagram path would do
 //! nothing else: no pending (corked) datagram, no `MSG_MORE`/`MSG_PROBE`/
 //! `MSG_CONFIRM`/`MSG_ZEROCOPY`, no IP options, no UDP GSO, checksums on, no
 //! transform header, no filter hooks, a connected neighbour (or an L3 device),
 //! an idle queue whose qdisc may be bypassed (or a `noqueue` device), a driver
-//! queue not stopped, room in the send budget, and a
-//! datagram that fits the MTU. Any other message goes through
-//! [`UdpSocket::sendmsg`] on its own, in order.
+//! queue not stopped, room in the send budget, and a datagram that fits the
+//! MTU. Any other message goes through [`UdpSocket::sendmsg`] on its own, in
+//! order.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
