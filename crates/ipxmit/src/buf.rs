@@ -310,6 +310,28 @@ impl SendBudget {
         self.release(n);
     }
 
+    /// Gathers the releases of this budget's charges by buffers freed on this
+    /// thread until the guard is dropped, then applies them at once: one
+    /// atomic step for a batch whose driver frees each frame as it goes.
+    /// Only for a socket's budget (its unit keeps the count above zero, so
+    /// the budget stays alive and nothing waits on the gathered bytes) while
+    /// the caller holds the socket, so no one reads the count meanwhile;
+    /// otherwise the guard does nothing.
+    pub(crate) fn gather_releases(this: &Arc<SendBudget>) -> GatheredReleases {
+        if this.base == 0 {
+            return GatheredReleases {
+                budget: None,
+                prev: (0, 0),
+            };
+        }
+        let key = Arc::as_ptr(this) as usize;
+        let prev = GATHER.with(|g| g.replace((key, 0)));
+        GatheredReleases {
+            budget: Some(this.clone()),
+            prev,
+        }
+    }
+
     /// Adds `n` (> 0) to a count already above zero (a charged buffer's).
     fn charge_more(&self, n: usize) {
         self.alloc.fetch_add(n, Ordering::AcqRel);
@@ -446,6 +468,15 @@ impl BufPool {
                 n.iter_mut().zip(&t.free).for_each(|(n, f)| *n += f.len());
             }
         });
+        if self.inner.shared {
+            let _ = HOT.try_with(|h| {
+                for (n, slot) in n.iter_mut().zip(h) {
+                    let s = slot.take();
+                    *n += usize::from(s.is_some());
+                    slot.set(s);
+                }
+            });
+        }
         n
     }
 
@@ -459,6 +490,11 @@ impl BufPool {
     /// shared queue.
     #[inline]
     fn take_free(&self, i: usize) -> Option<Box<BufInner>> {
+        if self.inner.shared {
+            if let Some(s) = HOT.try_with(|h| h[i].take()).ok().flatten() {
+                return Some(s);
+            }
+        }
         let key = self.key();
         let cached = CACHE
             .try_with(|t| {
@@ -521,13 +557,14 @@ impl BufPool {
     /// Takes back a buffer's storage: emptied, its metadata (and with it
     /// the route and any zero-copy token) dropped now.
     fn recycle(&self, mut s: Box<BufInner>) {
-        s.frags.clear();
-        s.chain.clear();
-        s.meta = Meta::default();
-        let i = s.class as usize;
-        if i >= CLASSES.len() {
-            return;
+        if let Some(i) = reset(&mut s) {
+            self.keep_free(s, i);
         }
+    }
+
+    /// Keeps the emptied storage `s` of class `i`: in the thread's cache, else
+    /// in the shared queue, else (both full) freed.
+    fn keep_free(&self, s: Box<BufInner>, i: usize) {
         let key = self.key();
         let max = self.inner.cache_max[i];
         let s = match CACHE.try_with(move |t| t.borrow_mut().keep(key, i, s, max)) {
@@ -538,6 +575,39 @@ impl BufPool {
         };
         let _ = self.inner.classes[i].push(s);
     }
+}
+
+/// Empties storage for reuse (the route and any zero-copy token are dropped
+/// now); its class, or `None` when it is of no class (then freed).
+#[inline]
+fn reset(s: &mut BufInner) -> Option<usize> {
+    s.frags.clear();
+    s.chain.clear();
+    s.meta = Meta::default();
+    let i = s.class as usize;
+    (i < CLASSES.len()).then_some(i)
+}
+
+/// Storage of the process-wide pool going back to it: into this thread's
+/// one-per-class hot slot (what the next allocation of the class on this
+/// thread takes first, the common free-then-allocate rhythm of a sender
+/// whose driver frees at once), the slot's previous occupant to the cache.
+fn recycle_shared(mut s: Box<BufInner>) {
+    let Some(i) = reset(&mut s) else {
+        return;
+    };
+    match HOT.try_with(|h| h[i].replace(Some(s))) {
+        Ok(Some(prev)) => shared_pool().keep_free(prev, i),
+        Ok(None) => {}
+        // The thread is exiting: its slots are gone (the storage was freed).
+        Err(_) => {}
+    }
+}
+
+thread_local! {
+    /// One free storage per class of the process-wide pool ([`recycle_shared`]).
+    static HOT: [std::cell::Cell<Option<Box<BufInner>>>; 4] =
+        const { [const { std::cell::Cell::new(None) }; 4] };
 }
 
 /// The process-wide pool.
@@ -1113,8 +1183,49 @@ impl BufInner {
     /// Releases the charge now (`skb_orphan`).
     pub fn release_owner(&mut self) {
         if let Some(c) = self.charge.take() {
-            c.budget().release(c.amount);
+            if !defer_release(c.budget.as_ptr() as usize, c.amount) {
+                c.budget().release(c.amount);
+            }
         }
+    }
+}
+
+thread_local! {
+    /// The budget (its address) whose releases this thread gathers, and the
+    /// bytes gathered ([`SendBudget::gather_releases`]).
+    static GATHER: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Adds a release of `amount` on the budget at `addr` to this thread's
+/// gathered releases when they are that budget's; false otherwise.
+#[inline]
+fn defer_release(addr: usize, amount: usize) -> bool {
+    GATHER
+        .try_with(|g| {
+            let (k, n) = g.get();
+            if k == addr {
+                g.set((k, n + amount));
+            }
+            k == addr
+        })
+        .unwrap_or(false)
+}
+
+/// While it lives, buffers charged to its budget and freed on this thread
+/// release into a thread-local sum instead of the shared count; dropping it
+/// applies the sum in one step. See [`SendBudget::gather_releases`].
+pub(crate) struct GatheredReleases {
+    budget: Option<Arc<SendBudget>>,
+    prev: (usize, usize),
+}
+
+impl Drop for GatheredReleases {
+    fn drop(&mut self) {
+        let Some(b) = self.budget.take() else {
+            return;
+        };
+        let (_, n) = GATHER.with(|g| g.replace(self.prev));
+        b.release(n);
     }
 }
 
@@ -1125,7 +1236,7 @@ impl Drop for PacketBuf {
         let mut inner = unsafe { ManuallyDrop::take(&mut self.b) };
         match std::mem::replace(&mut inner.home, Home::None) {
             Home::None => {}
-            Home::Shared => shared_pool().recycle(inner),
+            Home::Shared => recycle_shared(inner),
             Home::Pool(p) => p.recycle(inner),
         }
     }

@@ -34,7 +34,7 @@ use super::{flow_hash, udp_csum, write_check, write_udp_header, UdpSocket, UDP_H
 use crate::buf::{kernel_truesize, CsumState, PacketBuf, SendBudget};
 use crate::dev::queue::{queue_index, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, xmit_one_uncounted};
-use crate::dev::{Driver, LinkType, NetDevice, TxQueue, TxStatus};
+use crate::dev::{Driver, Features, LinkType, NetDevice, TxQueue, TxStatus};
 use crate::error::SendError;
 use crate::ipv4::output::softirq_on_exit;
 use crate::netfilter::HookPoint;
@@ -155,6 +155,7 @@ impl UdpSocket {
         };
         let mut run = Run::new(ctx, &dst.dev, txq, flow.hh_len, path);
         {
+            let _gathered = SendBudget::gather_releases(&self.inet.budget);
             let mut driver = txq.driver.lock();
             for (i, m) in msgs[..n].iter().enumerate() {
                 let id = first_id.wrapping_add(i as u32) as u16;
@@ -440,6 +441,8 @@ struct Run<'a> {
     txq: &'a TxQueue,
     hh_len: usize,
     path: Path,
+    /// The device's offloads (read once per run).
+    feats: Features,
     /// Datagrams that reached IP output.
     datagrams: u64,
     /// IP octets (`IpExtOutOctets`).
@@ -469,6 +472,7 @@ impl<'a> Run<'a> {
             txq,
             hh_len,
             path,
+            feats: dev.features(),
             datagrams: 0,
             octets: 0,
             frame_bytes: 0,
@@ -487,7 +491,7 @@ impl<'a> Run<'a> {
         self.datagrams += 1;
         self.octets += (len - self.hh_len) as u64;
         self.frame_bytes += len as u64;
-        finish_frame(&mut skb, dev.features());
+        finish_frame(&mut skb, self.feats);
         let st = xmit_one_uncounted(self.ctx, dev, driver, skb, more);
         if let TxStatus::Ok = st {
             self.tx_packets += 1;
