@@ -579,10 +579,14 @@ impl BufPool {
 
 /// Empties storage for reuse (the route and any zero-copy token are dropped
 /// now); its class, or `None` when it is of no class (then freed).
-#[inline]
+#[inline(always)]
 fn reset(s: &mut BufInner) -> Option<usize> {
-    s.frags.clear();
-    s.chain.clear();
+    if !s.frags.is_empty() {
+        s.frags.clear();
+    }
+    if !s.chain.is_empty() {
+        s.chain.clear();
+    }
     s.meta = Meta::default();
     let i = s.class as usize;
     (i < CLASSES.len()).then_some(i)

@@ -118,7 +118,7 @@ pub fn xmit_one(
 
 /// [`xmit_one`] leaving the device's `tx_packets`/`tx_bytes` of a sent frame
 /// to the caller (who adds a batch's at once); errors are counted here.
-#[inline]
+#[inline(always)]
 pub(crate) fn xmit_one_uncounted(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
