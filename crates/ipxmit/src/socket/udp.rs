@@ -29,6 +29,10 @@ pub use batch::{BatchMsg, BATCH_MAX};
 /// UDP header length.
 pub const UDP_HLEN: usize = 8;
 
+/// Buffers a pushed datagram needs before its budget releases are gathered
+/// (below, the guard's own reference counting costs more than it saves).
+const GATHER_MIN_BUFFERS: usize = 4;
+
 /// Most segments of one UDP GSO send (`UDP_MAX_SEGMENTS`).
 pub const UDP_MAX_SEGMENTS: usize = 128;
 
@@ -259,6 +263,10 @@ impl UdpSocket {
         let Some(skb) = i.cork.make(&i.stack, Some(&mut i.inet_id)) else {
             return Ok(());
         };
+        // A datagram of many buffers (fragments to be) whose driver frees
+        // them as they go: their budget releases in one step.
+        let _gathered = (skb.chain().len() >= GATHER_MIN_BUFFERS)
+            .then(|| crate::buf::SendBudget::gather_releases(&self.inet.budget));
         self.send_skb(skb, saddr, daddr, self.cork_dport, gso)
     }
 
