@@ -168,6 +168,14 @@ fn run_kernel(env: &mut Env, idx: usize, s: &Scenario, sport: u16) -> io::Result
             Step::Hdr { flags, .. } => {
                 sock.send(&hdrincl_bytes(idx, k, step, src, dst), dest, *flags)
             }
+            Step::Mmsg { lens, flags } => {
+                let bufs: Vec<Vec<u8>> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &n)| scenario::mmsg_payload(idx, k, j, n))
+                    .collect();
+                sock.sendmmsg(&bufs, dest, *flags)
+            }
             Step::Cork(on) => sock.set_int(SOL_UDP, UDP_CORK, i32::from(*on)).map(|()| 0),
             Step::Gso(g) => sock
                 .set_int(SOL_UDP, UDP_SEGMENT, i32::from(*g))

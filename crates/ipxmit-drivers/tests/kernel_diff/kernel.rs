@@ -149,6 +149,53 @@ impl KSock {
         }
     }
 
+    /// `sendmmsg` of `bufs` (each to `dest`, or without one): the count sent,
+    /// or the error of the first.
+    pub fn sendmmsg(
+        &self,
+        bufs: &[Vec<u8>],
+        dest: Option<SocketAddrV4>,
+        flags: u32,
+    ) -> Result<usize, Errno> {
+        let mut name = dest.map(sockaddr);
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: plain data.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                if let Some(n) = name.as_mut() {
+                    h.msg_hdr.msg_name = (n as *mut libc::sockaddr_in).cast();
+                    h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
+                }
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        // SAFETY: every header points at live buffers (the payloads, `iovs`,
+        // `name`), all outliving the call.
+        let r = unsafe {
+            libc::sendmmsg(
+                self.fd(),
+                msgs.as_mut_ptr(),
+                msgs.len() as u32,
+                flags as i32,
+            )
+        };
+        if r < 0 {
+            Err(last_errno())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
     /// One error-queue entry, or `None` when the queue is empty.
     pub fn recv_err(&self) -> Option<ErrEntry> {
         let mut data = [0u8; 512];

@@ -9,14 +9,14 @@ use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
 use ipxmit::socket::{ErrOrigin, ErrQueueEntry, InetSock};
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{Features, MsgFlags, PmtuDisc, RawSocket, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, Features, MsgFlags, PmtuDisc, RawSocket, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
 use super::kernel::ErrEntry;
 use super::netns::{DEV_A, MAC_A, MAC_B};
 use super::scenario::{
-    destination, fix_options, hdrincl_bytes, payload, Kind, Outcome, Scenario, Step, DONTWAIT,
-    MORE, PROBE,
+    destination, fix_options, hdrincl_bytes, mmsg_payload, payload, Kind, Outcome, Scenario, Step,
+    DONTWAIT, MORE, PROBE,
 };
 
 /// The send buffer both sides use unless a scenario keeps the default
@@ -137,6 +137,16 @@ pub fn run(
             (Step::Hdr { flags: f, .. }, Sock::Raw(r)) => {
                 let data = hdrincl_bytes(idx, k, step, src, dst);
                 r.sendmsg(&data, dest.map(|d| *d.ip()), flags(*f))
+            }
+            (Step::Mmsg { lens, flags: f }, Sock::Udp(u)) => {
+                let bufs: Vec<Vec<u8>> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &n)| mmsg_payload(idx, k, j, n))
+                    .collect();
+                let msgs: Vec<BatchMsg<'_>> =
+                    bufs.iter().map(|b| BatchMsg { data: b, dest }).collect();
+                u.send_batch(&msgs, flags(*f))
             }
             (Step::Cork(on), Sock::Udp(u)) => u.set_cork(*on).map(|()| 0),
             (Step::Gso(g), Sock::Udp(u)) => u.set_gso_size(u32::from(*g)).map(|()| 0),

@@ -96,6 +96,14 @@ pub enum Step {
         /// `MSG_*`.
         flags: u32,
     },
+    /// `sendmmsg` of messages of these lengths (to the destination, or
+    /// without one when connected); ipxmit's side is `UdpSocket::send_batch`.
+    Mmsg {
+        /// Bytes of each message.
+        lens: Vec<usize>,
+        /// `MSG_*`.
+        flags: u32,
+    },
     /// `setsockopt(UDP_CORK)`.
     Cork(bool),
     /// `setsockopt(UDP_SEGMENT)`.
@@ -1444,6 +1452,63 @@ pub fn sndbuf_probe() -> Vec<Scenario> {
     out
 }
 
+/// The payload of message `j` of a `sendmmsg` step `k`.
+pub fn mmsg_payload(scn: usize, k: usize, j: usize, len: usize) -> Vec<u8> {
+    payload(scn, k * 1000 + j, len)
+}
+
+/// `sendmmsg` (ipxmit: `send_batch`): batches of 1, 5 and 64 messages of one
+/// size or mixed (18, 1472, 1473, 3000 bytes, empty), each PMTU mode the
+/// batch path distinguishes, connected or not, two MTUs, and batches whose
+/// later message fails (`EMSGSIZE` under `IP_PMTUDISC_DO`: the call returns
+/// the count before it).
+pub fn sendmmsg() -> Vec<Scenario> {
+    let batches: [(&str, Vec<usize>); 6] = [
+        ("1x18", vec![18]),
+        ("5x1472", vec![1472; 5]),
+        ("64x18", vec![18; 64]),
+        ("mixed", vec![18, 1472, 0, 1473, 3000, 18, 1472, 100]),
+        ("64x100", vec![100; 64]),
+        ("big-last", vec![200, 200, 3000, 200]),
+    ];
+    let mut out = Vec::new();
+    for mtu in [576u32, 1500] {
+        for (bname, lens) in &batches {
+            for pmtu in [None, Some(pmtu::DONT), Some(pmtu::DO)] {
+                for connect in [false, true] {
+                    let mode = pmtu.map_or("default", |m| pmtu::NAMES[m as usize]);
+                    out.push(Scenario {
+                        seq_ids: connect,
+                        ..scn(
+                            "sendmmsg",
+                            format!("udp sendmmsg {bname} mtu={mtu} pmtu={mode} connect={connect}"),
+                            mtu,
+                            Kind::Udp,
+                            Opts {
+                                pmtu,
+                                connect,
+                                ..Opts::default()
+                            },
+                            vec![
+                                Step::Mmsg {
+                                    lens: lens.clone(),
+                                    flags: 0,
+                                },
+                                Step::Send { len: 33, flags: 0 },
+                                Step::Mmsg {
+                                    lens: lens.clone(),
+                                    flags: 0x40,
+                                },
+                            ],
+                        )
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every scenario.
 pub fn all() -> Vec<Scenario> {
     if std::env::var_os("KDIFF_SNDBUF_PROBE").is_some() {
@@ -1462,6 +1527,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(source_route());
     v.extend(connected_sendto());
     v.extend(sndbuf_limit());
+    v.extend(sendmmsg());
     v.extend(random_mix(1500, 42));
     v.extend(random_mix(1500, 4242));
     v
