@@ -55,12 +55,7 @@ pub(crate) fn bypass(
         requeue(&mut slot, &mut frames);
     }
     slot.batch = frames;
-    if all_sent && !slot.is_empty() {
-        drop(slot);
-        run(ctx, dev, txq);
-    } else {
-        slot.running = false;
-    }
+    end_bypass(ctx, dev, txq, slot, all_sent);
 }
 
 /// The bypass for a train of frames: validated into the slot's frame buffer
@@ -78,6 +73,20 @@ pub(crate) fn bypass_list(
     let all_sent = direct_xmit(ctx, dev, txq, &mut frames);
     let mut slot = txq.q.lock();
     slot.batch = frames;
+    end_bypass(ctx, dev, txq, slot, all_sent);
+}
+
+/// The end of a bypass (`qdisc_run_end` or going on with `__qdisc_run`):
+/// with everything sent and the queue not stopped, run the qdisc for what
+/// others queued meanwhile; otherwise give the run up (a stopped queue's
+/// wake-up reschedules it).
+pub(crate) fn end_bypass(
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    txq: &TxQueue,
+    mut slot: parking_lot::MutexGuard<'_, QdiscSlot>,
+    all_sent: bool,
+) {
     if all_sent && !slot.is_empty() {
         drop(slot);
         run(ctx, dev, txq);

@@ -38,7 +38,7 @@ use crate::dev::{Driver, Features, LinkType, NetDevice, TxQueue, TxStatus};
 use crate::error::SendError;
 use crate::ipv4::output::softirq_on_exit;
 use crate::netfilter::HookPoint;
-use crate::sched::run::{requeue, run};
+use crate::sched::run::{end_bypass, requeue};
 use crate::socket::cork::{
     cork_fragsize, datagram_df, getfrag, write_header_bytes, CorkParams, SKB_MAX_ALLOC,
 };
@@ -546,12 +546,7 @@ impl<'a> Run<'a> {
             requeue(&mut slot, &mut one);
             slot.batch = one;
         }
-        if all_sent && !slot.is_empty() {
-            drop(slot);
-            run(ctx, dev, txq);
-        } else {
-            slot.running = false;
-        }
+        end_bypass(ctx, dev, txq, slot, all_sent);
         (ok as usize, None)
     }
 }
