@@ -632,4 +632,10 @@ impl QdiscSlot {
     pub(crate) fn is_empty(&self) -> bool {
         self.requeued.is_empty() && self.qdisc.stats().qlen == 0
     }
+
+    /// `__dev_xmit_skb`'s bypass condition: a qdisc that allows it
+    /// (`TCQ_F_CAN_BYPASS`), empty, and not running.
+    pub(crate) fn can_bypass_now(&self) -> bool {
+        self.qdisc.can_bypass() && self.is_empty() && !self.running
+    }
 }

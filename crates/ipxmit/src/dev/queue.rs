@@ -87,7 +87,7 @@ pub fn queue_xmit(
         drop(slot);
         return noqueue_xmit(ctx, dev, txq, pkt);
     }
-    if slot.qdisc.can_bypass() && slot.is_empty() && !slot.running {
+    if slot.can_bypass_now() {
         slot.running = true;
         slot.qdisc.stats_mut().sent(pkt.len());
         let frames = std::mem::take(&mut slot.batch);
@@ -195,7 +195,7 @@ pub fn queue_xmit_list(
         drop(slot);
         return one_by_one(ctx, dev, frames);
     }
-    if slot.qdisc.can_bypass() && slot.is_empty() && !slot.running {
+    if slot.can_bypass_now() {
         slot.running = true;
         frames
             .iter()

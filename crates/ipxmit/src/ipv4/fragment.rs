@@ -112,12 +112,10 @@ fn header_base(h: &[u8]) -> u32 {
 #[inline]
 fn set_len_off_from(h: &mut [u8], base: u32, tot_len: usize, off: u16) {
     let tot_len = tot_len as u16;
-    let mut sum = base + u32::from(tot_len) + u32::from(off);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
+    let check = Csum::from_raw(base).add_u16(tot_len).add_u16(off).finish();
     h[2..4].copy_from_slice(&tot_len.to_be_bytes());
     h[6..8].copy_from_slice(&off.to_be_bytes());
-    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    h[10..12].copy_from_slice(&check.to_be_bytes());
 }
 
 /// Copies the header template into a fragment; the common option-less

@@ -51,8 +51,8 @@ impl IdentTable {
     /// datagram to `daddr` and returns the first.
     #[inline]
     pub fn reserve(&self, daddr: Ipv4Addr, saddr: Ipv4Addr, proto: u8, segs: u16) -> u16 {
-        let b = &self.buckets[self.bucket(daddr, saddr, proto)];
-        b.fetch_add(segs.max(1) as u32, Ordering::Relaxed) as u16
+        self.reserve_run(daddr, saddr, proto, u32::from(segs.max(1)))
+            .1 as u16
     }
 
     /// [`IdentTable::reserve`] for `n` datagrams at once (a batch): the

@@ -388,8 +388,13 @@ fn write_check(skb: &mut PacketBuf, th: usize, mut check: u16) {
 /// Kernel: `udp4_hwcsum()`. One buffer: leave the sum to the device with the
 /// pseudo-header in the field. Several: sum in software now.
 fn hwcsum(skb: &mut PacketBuf, saddr: Ipv4Addr, daddr: Ipv4Addr, len: usize) {
+    hwcsum_pseudo(skb, pseudo_header_v4(saddr, daddr, 17, len as u16));
+}
+
+/// [`hwcsum`] with the pseudo-header sum (length included) given.
+#[inline(always)]
+fn hwcsum_pseudo(skb: &mut PacketBuf, pseudo: Csum) {
     let th = skb.meta.transport_header as usize;
-    let pseudo = pseudo_header_v4(saddr, daddr, 17, len as u16);
     if skb.chain().is_empty() {
         skb.meta.ip_summed = CsumState::Partial {
             start: th as u16,

@@ -30,7 +30,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::{flow_hash, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN};
+use super::{
+    flow_hash, hwcsum_pseudo, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN,
+};
 use crate::buf::{kernel_truesize, CsumState, PacketBuf, SendBudget};
 use crate::dev::queue::{queue_index, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, xmit_one_uncounted};
@@ -81,7 +83,7 @@ struct Flow {
     /// ID, total length and checksum zero, and the sum of its words: per
     /// datagram only those three fields change.
     ip_template: [u8; 20],
-    ip_sum: u32,
+    ip_sum: Csum,
     /// Where the datagrams' IDs come from (`ip_select_ident_segs`).
     ids: IdSource,
     /// The pseudo-header sum without the length.
@@ -281,14 +283,10 @@ impl UdpSocket {
 
 /// The IP header of the flow's datagrams with ID, length and checksum zero,
 /// and the sum of its 16-bit words.
-fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], u32) {
+fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], Csum) {
     let mut t = [0u8; 20];
     write_header_bytes(&mut t, params, df, 0);
-    let sum = t
-        .chunks_exact(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    (t, sum)
+    (t, Csum::of(&t))
 }
 
 /// True when no filter hook would see the packets.
@@ -330,7 +328,7 @@ fn claim_queue(txq: &TxQueue) -> Option<Path> {
     if slot.qdisc.is_noqueue() {
         return Some(Path::NoQueue);
     }
-    if !slot.qdisc.can_bypass() || !slot.is_empty() || slot.running {
+    if !slot.can_bypass_now() {
         return None;
     }
     slot.running = true;
@@ -396,12 +394,7 @@ impl UdpSocket {
         // The flow's pseudo-header sum, completed with this length.
         let pseudo = f.pseudo.add_u16(len as u16);
         if skb.meta.ip_summed != CsumState::None {
-            // udp4_hwcsum for one buffer: the device finishes the sum.
-            skb.meta.ip_summed = CsumState::Partial {
-                start: th as u16,
-                offset: 6,
-            };
-            skb.from_offset_mut(th)[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
+            hwcsum_pseudo(skb, pseudo);
         } else {
             write_check(skb, th, udp_csum(skb, th).add(pseudo).finish());
         }
@@ -417,10 +410,8 @@ fn write_ip_header(h: &mut [u8], f: &Flow, id: u16, len: usize) {
     let len = len.min(0xffff) as u16;
     h[2..4].copy_from_slice(&len.to_be_bytes());
     h[4..6].copy_from_slice(&id.to_be_bytes());
-    let mut s = f.ip_sum + u32::from(len) + u32::from(id);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    h[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let check = f.ip_sum.add_u16(len).add_u16(id).finish();
+    h[10..12].copy_from_slice(&check.to_be_bytes());
 }
 
 /// Where a flow's IP IDs come from (`ip_select_ident_segs`).
