@@ -5,14 +5,14 @@
 //! that reassemble to the concatenated pieces with a verifying UDP checksum, and
 //! whose geometry is the kernel's.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use etherparse::{Ipv4HeaderSlice, SlicedPacket};
 use ipxmit::buf::CsumState;
-use ipxmit::dev::DevConfig;
-use ipxmit::neigh::NudState;
 use ipxmit::socket::ErrOrigin;
 use ipxmit::stats::Mib;
 use ipxmit::wire::EthernetAddress;
@@ -32,17 +32,9 @@ fn mac(last: u8) -> EthernetAddress {
 /// A stack with eth0 (10.0.0.1/24, `mtu`, `features`) on a memory wire large
 /// enough for the most fragments a test makes, and a static neighbour.
 fn host(mtu: u32, features: Features) -> (Arc<Stack>, Arc<MemWire>) {
-    let stack = Stack::new();
-    let wire = MemWire::new(16384);
-    let mut cfg = DevConfig::ethernet("eth0", mac(1));
+    let mut cfg = common::eth0();
     cfg.txqueuelen = 16384;
-    stack.add_device(cfg, wire.drivers(1)).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", DST, mac(2), NudState::Permanent)
-        .unwrap();
+    let (stack, wire) = common::mem_host(cfg, 1, 16384);
     let dev = stack.device("eth0").unwrap();
     dev.set_mtu(mtu).unwrap();
     dev.set_features(features);
@@ -550,17 +542,7 @@ fn every_fragment_keeps_the_datagrams_metadata() {
         Features::SG | Features::HW_CSUM,
     ] {
         for corked in [false, true] {
-            let stack = Stack::new();
-            let wire = MemWire::new(1024);
-            stack
-                .add_device(DevConfig::ethernet("eth0", mac(1)), wire.drivers(4))
-                .unwrap();
-            stack
-                .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-                .unwrap();
-            stack
-                .add_neigh("eth0", DST, mac(2), NudState::Permanent)
-                .unwrap();
+            let (stack, wire) = common::mem_host(common::eth0(), 4, 1024);
             stack.device("eth0").unwrap().set_features(feats);
             let mut s = socket(&stack, PmtuDisc::Want);
             s.set_priority(6);

@@ -1,6 +1,8 @@
 //! The device layer: xmit_more batching, the run quota and rescheduling, taps,
 //! filter hooks, noqueue, and transmit-queue selection.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -107,17 +109,7 @@ fn stopped_queue_runs_in_quota_sized_batches_with_xmit_more() {
 
 #[test]
 fn tap_sees_exactly_what_the_driver_gets() {
-    let stack = Stack::new();
-    let wire = MemWire::new(1024);
-    stack
-        .add_device(DevConfig::ethernet("eth0", mac(1)), wire.drivers(1))
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", DST, mac(2), NudState::Permanent)
-        .unwrap();
+    let (stack, wire) = common::mem_host(common::eth0(), 1, 1024);
     let dev = stack.device("eth0").unwrap();
     let w = CaptureWriter::new(
         Vec::new(),
@@ -196,17 +188,7 @@ fn hooks_drop_with_eperm_and_see_datagrams_before_fragmentation() {
 
 /// eth0 with the `noqueue` qdisc on a memory wire of `cap` frames.
 fn noqueue_host(cap: usize) -> (Arc<Stack>, Arc<MemWire>) {
-    let stack = Stack::new();
-    let wire = MemWire::new(cap);
-    stack
-        .add_device(DevConfig::ethernet("eth0", mac(1)), wire.drivers(1))
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", DST, mac(2), NudState::Permanent)
-        .unwrap();
+    let (stack, wire) = common::mem_host(common::eth0(), 1, cap);
     stack.replace_qdisc("eth0", &QdiscSpec::Noqueue).unwrap();
     (stack, wire)
 }

@@ -2,13 +2,13 @@
 //! wire, checked by independent parsers (etherparse, internet-checksum) and
 //! against the kernel's fragment geometry.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use etherparse::{Ipv4HeaderSlice, SlicedPacket};
-use ipxmit::dev::DevConfig;
-use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscSpec;
 use ipxmit::stats::{DropReason, Mib};
 use ipxmit::wire::EthernetAddress;
@@ -24,18 +24,9 @@ fn mac(last: u8) -> EthernetAddress {
 
 /// A stack with eth0 (10.0.0.1/24) on a memory wire and a static neighbour.
 fn host(wire_cap: usize, txqueuelen: u32) -> (Arc<Stack>, Arc<MemWire>) {
-    let stack = Stack::new();
-    let wire = MemWire::new(wire_cap);
-    let mut cfg = DevConfig::ethernet("eth0", mac(1));
+    let mut cfg = common::eth0();
     cfg.txqueuelen = txqueuelen;
-    stack.add_device(cfg, wire.drivers(1)).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", DST, mac(2), NudState::Permanent)
-        .unwrap();
-    (stack, wire)
+    common::mem_host(cfg, 1, wire_cap)
 }
 
 fn payload(len: usize, k: usize) -> Vec<u8> {

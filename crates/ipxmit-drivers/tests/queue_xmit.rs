@@ -2,14 +2,13 @@
 //! from the socket (TOS, TTL, DF, protocol, addresses, options) and IDs from its
 //! own counter.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use etherparse::Ipv4HeaderSlice;
-use ipxmit::dev::DevConfig;
 use ipxmit::ipv4::output::queue_xmit;
-use ipxmit::neigh::NudState;
-use ipxmit::wire::EthernetAddress;
 use ipxmit::{PacketBuf, PmtuDisc, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
@@ -17,26 +16,8 @@ const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn host(mtu: u32) -> (Arc<Stack>, Arc<MemWire>) {
-    let stack = Stack::new();
-    let wire = MemWire::new(1024);
-    stack
-        .add_device(
-            DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1])),
-            wire.drivers(1),
-        )
-        .unwrap();
+    let (stack, wire) = common::mem_host(common::eth0(), 1, 1024);
     stack.device("eth0").unwrap().set_mtu(mtu).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh(
-            "eth0",
-            DST,
-            EthernetAddress([2, 0, 0, 0, 0, 2]),
-            NudState::Permanent,
-        )
-        .unwrap();
     (stack, wire)
 }
 

@@ -1,38 +1,18 @@
 //! Raw sockets: protocol datagrams through the cork, and `IP_HDRINCL` sends.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use etherparse::Ipv4HeaderSlice;
-use ipxmit::dev::DevConfig;
-use ipxmit::neigh::NudState;
-use ipxmit::wire::EthernetAddress;
 use ipxmit::{Errno, MsgFlags, RawSocket, SendError, Stack};
 use ipxmit_drivers::mem::MemWire;
 
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn host() -> (Arc<Stack>, Arc<MemWire>) {
-    let stack = Stack::new();
-    let wire = MemWire::new(1024);
-    stack
-        .add_device(
-            DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1])),
-            wire.drivers(1),
-        )
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh(
-            "eth0",
-            DST,
-            EthernetAddress([2, 0, 0, 0, 0, 2]),
-            NudState::Permanent,
-        )
-        .unwrap();
-    (stack, wire)
+    common::mem_host(common::eth0(), 1, 1024)
 }
 
 fn frames(wire: &MemWire) -> Vec<Vec<u8>> {

@@ -6,6 +6,8 @@
 //! by their progression — return the same counts and errors, and leave the
 //! same counters (every MIB and drop reason, device and qdisc statistics).
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -56,17 +58,12 @@ fn plain_setup() -> Setup {
 }
 
 fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
-    let stack = Stack::new();
-    let wire = MemWire::new(s.wire_cap);
-    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    let mut cfg = common::eth0();
     cfg.mtu = s.mtu;
     cfg.features = s.features;
-    stack.add_device(cfg, wire.drivers(1)).unwrap();
+    let (stack, wire) = common::mem_host(cfg, 1, s.wire_cap);
     stack
         .replace_qdisc("eth0", &s.qdisc.parse::<QdiscSpec>().unwrap())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
         .unwrap();
     let mut far = RouteSpec::new("10.9.0.0/16".parse().unwrap(), "eth0");
     far.via = Some(NEAR);

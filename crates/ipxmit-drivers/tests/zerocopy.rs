@@ -4,36 +4,23 @@
 //! (`SO_EE_ORIGIN_ZEROCOPY`, ids in `ee_info..=ee_data`, `ee_code` 1 when
 //! copied), consecutive ranges merged.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ipxmit::dev::{DevConfig, Features};
-use ipxmit::neigh::NudState;
+use ipxmit::dev::Features;
 use ipxmit::socket::{ErrOrigin, SO_EE_CODE_ZEROCOPY_COPIED};
-use ipxmit::wire::EthernetAddress;
 use ipxmit::{Errno, MsgFlags, PacketBuf, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn host(features: Features) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
-    let stack = Stack::new();
-    let wire = MemWire::new(64);
-    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    let mut cfg = common::eth0();
     cfg.features = features;
-    stack.add_device(cfg, wire.drivers(1)).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh(
-            "eth0",
-            DST,
-            EthernetAddress([2, 0, 0, 0, 0, 2]),
-            NudState::Permanent,
-        )
-        .unwrap();
+    let (stack, wire) = common::mem_host(cfg, 1, 64);
     let mut s = UdpSocket::new(&stack);
     s.set_zerocopy(true);
     (stack, wire, s)

@@ -1,10 +1,46 @@
-//! Shared helpers of the real-wire tests (`tap.rs`, `packet.rs`): the skip
-//! rule, payloads, and the namespace topologies in [`netns`].
+//! Shared helpers of the tests: the in-memory host most of them send from
+//! ([`mem_host`]), and for the real-wire tests (`tap.rs`, `packet.rs`) the
+//! skip rule, payloads and the namespace topologies in [`netns`].
 #![allow(dead_code)]
 
 pub mod netns;
 
 use std::io::Write;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipxmit::dev::DevConfig;
+use ipxmit::neigh::NudState;
+use ipxmit::wire::EthernetAddress;
+use ipxmit::Stack;
+use ipxmit_drivers::mem::MemWire;
+
+/// The in-memory hosts' neighbour: 10.0.0.2 at 02:00:00:00:00:02.
+pub const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// `eth0` at 02:00:00:00:00:01 with the default configuration, for
+/// [`mem_host`] (set MTU, features, queue length on it first).
+pub fn eth0() -> DevConfig {
+    DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]))
+}
+
+/// The host most tests send from: the device `cfg` with `queues` transmit
+/// queues on an in-memory wire of `cap` frames, 10.0.0.1/24 on it, and
+/// [`PEER`] as a static (permanent) neighbour.
+pub fn mem_host(cfg: DevConfig, queues: usize, cap: usize) -> (Arc<Stack>, Arc<MemWire>) {
+    let stack = Stack::new();
+    let wire = MemWire::new(cap);
+    let name = cfg.name.clone();
+    stack.add_device(cfg, wire.drivers(queues)).unwrap();
+    stack
+        .add_addr(&name, "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh(&name, PEER, mac, NudState::Permanent)
+        .unwrap();
+    (stack, wire)
+}
 
 /// True (after printing the SKIPPED line) when the test cannot run here: it
 /// needs root and working network namespaces. The line goes straight to the
