@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::buf::{GsoType, PacketBuf};
 use crate::dev::queue::{queue_xmit as dev_queue_xmit, QueueXmitError};
-use crate::dev::LinkType;
+use crate::dev::{LinkType, NetDevice};
 use crate::error::SendError;
 use crate::ipv4::fragment::{send_check, FragError, Fragmenter};
 use crate::neigh::HhCache;
@@ -48,10 +48,34 @@ pub fn send_skb(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
     let t = stack.time_scope();
     let r = local_out(stack, pkt);
     drop(t);
-    if let Err(e) = &r {
-        if matches!(e, SendError::NoBufs) {
-            stack.counters.inc(Mib::IpOutDiscards);
-        }
+    sent(stack, r)
+}
+
+/// `ip_send_skb` for a datagram already cut into its fragments, in order,
+/// IP headers complete, link headers not yet pushed (UDP's one-pass
+/// fragments): `ip_output`'s count, then the fragment train of
+/// `ip_do_fragment`'s fast path to the connected neighbour whose cached
+/// header is `hh`, exactly as [`fragment`] sends a datagram the cork built.
+/// The caller checked what the general path would have decided on the way:
+/// no filter hook, the route's device, a fragmentable datagram.
+pub(crate) fn send_fragments(
+    stack: &Stack,
+    dev: &NetDevice,
+    frags: impl Iterator<Item = PacketBuf>,
+    hh: &HhCache,
+) -> Result<(), SendError> {
+    let t = stack.time_scope();
+    stack.counters.inc(Mib::IpOutRequests);
+    let r = xmit_train(stack, dev, frags, hh);
+    drop(t);
+    sent(stack, r)
+}
+
+/// The end of `ip_send_skb`: `IpOutDiscards` for a datagram dropped for
+/// lack of resources; then the deferred transmit work.
+fn sent(stack: &Stack, r: Result<(), SendError>) -> Result<(), SendError> {
+    if let Err(SendError::NoBufs) = &r {
+        stack.counters.inc(Mib::IpOutDiscards);
     }
     softirq_on_exit(stack);
     r
@@ -174,7 +198,7 @@ pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<()
     };
     let mut frags = frags;
     if let Some(hh) = train_header(stack, dst, &frags).filter(|_| !confirm) {
-        return xmit_train(stack, dst, frags, &hh);
+        return xmit_train(stack, &dst.dev, frags, &hh);
     }
     while let Some(f) = frags.next() {
         if let Err(e) = finish_output2(stack, dst, f) {
@@ -218,8 +242,12 @@ fn train_header(stack: &Stack, dst: &Dst, frags: &Fragmenter) -> Option<HhCache>
 /// qdisc decision, `xmit_more` within the train), each as it is made. A
 /// refused fragment fails the datagram and the rest are freed, as in
 /// `ip_do_fragment`.
-fn xmit_train(stack: &Stack, dst: &Dst, frags: Fragmenter, hh: &HhCache) -> Result<(), SendError> {
-    let dev = &dst.dev;
+fn xmit_train(
+    stack: &Stack,
+    dev: &NetDevice,
+    frags: impl Iterator<Item = PacketBuf>,
+    hh: &HhCache,
+) -> Result<(), SendError> {
     let hlen = dev.link().header_len();
     let mut own = VecDeque::new();
     TRAIN.with(|t| {

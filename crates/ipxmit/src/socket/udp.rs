@@ -24,6 +24,7 @@ use crate::stats::Mib;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 
 mod batch;
+mod frags;
 pub use batch::{BatchMsg, BATCH_MAX};
 
 /// UDP header length.
@@ -46,6 +47,9 @@ pub struct UdpSocket {
     cork_dport: u16,
     /// Data lent for a zero-copy send in progress.
     zc_src: Option<bytes::Bytes>,
+    /// The fragments of a datagram made in one pass (kept for their
+    /// capacity: no allocation per datagram).
+    frags: Vec<PacketBuf>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -79,6 +83,7 @@ impl UdpSocket {
             pending: false,
             cork_dport: 0,
             zc_src: None,
+            frags: Vec::new(),
         }
     }
 
@@ -106,10 +111,15 @@ impl UdpSocket {
         flags: MsgFlags,
     ) -> Result<usize, SendError> {
         let r = self.sendmsg_inner(buf, dest, flags);
+        self.count_sndbuf_error(&r);
+        r.map(|()| buf.len())
+    }
+
+    /// `udp_sendmsg`'s last step: `UdpSndbufErrors` for `ENOBUFS`/`EAGAIN`.
+    fn count_sndbuf_error(&self, r: &Result<(), SendError>) {
         if let Err(SendError::NoBufs | SendError::Again) = r {
             self.inet.stack.counters.inc(Mib::UdpSndbufErrors);
         }
-        r.map(|()| buf.len())
     }
 
     fn sendmsg_inner(
@@ -296,6 +306,13 @@ impl UdpSocket {
             write_check(&mut skb, th, c.finish());
         }
         let r = send_skb(&self.inet.stack, skb);
+        self.udp_sent(r)
+    }
+
+    /// The end of `udp_send_skb`: `UdpOutDatagrams` for a datagram sent; a
+    /// drop for lack of buffers is an error only with `IP_RECVERR` (else it
+    /// is counted in `UdpSndbufErrors` and the send succeeds).
+    fn udp_sent(&self, r: Result<(), SendError>) -> Result<(), SendError> {
         match r {
             Err(SendError::NoBufs) if !self.inet.opts.recverr => {
                 self.inet.stack.counters.inc(Mib::UdpSndbufErrors);

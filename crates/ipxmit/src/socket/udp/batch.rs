@@ -64,20 +64,20 @@ pub struct BatchMsg<'a> {
 }
 
 /// What a run of datagrams to one destination shares.
-struct Flow {
-    params: CorkParams,
+pub(super) struct Flow {
+    pub(super) params: CorkParams,
     dest: Option<SocketAddrV4>,
-    dport: u16,
+    pub(super) dport: u16,
     /// Largest payload that fits one frame (`fragsize` less the headers).
-    max_payload: usize,
+    pub(super) max_payload: usize,
     /// The neighbour's cached link header (empty on an L3 device).
-    hh: [u8; 14],
+    pub(super) hh: [u8; 14],
     hh_len: usize,
     /// `LL_RESERVED_SPACE` + 15 + trailer: what `alloc_new` adds to `fraglen`.
     alloc_extra: usize,
     /// The device finishes the checksum (`CHECKSUM_PARTIAL`).
     partial: bool,
-    hash: u32,
+    pub(super) hash: u32,
     queue: usize,
     /// The IP header every datagram of the run gets (`__ip_make_skb`), with
     /// ID, total length and checksum zero, and the sum of its words: per
@@ -85,7 +85,7 @@ struct Flow {
     ip_template: [u8; 20],
     ip_sum: Csum,
     /// Where the datagrams' IDs come from (`ip_select_ident_segs`).
-    ids: IdSource,
+    pub(super) ids: IdSource,
     /// The pseudo-header sum without the length.
     pseudo: Csum,
 }
@@ -108,6 +108,7 @@ impl UdpSocket {
             match failed {
                 Some(e) if sent == 0 => return Err(e),
                 Some(_) => break,
+                None if n > 0 => continue,
                 None => {}
             }
             let Some(m) = msgs.get(sent) else {
@@ -139,6 +140,13 @@ impl UdpSocket {
             Ok(None) => return (0, None),
             Err(e) => return (0, Some(e)),
         };
+        if msgs[0].data.len() > flow.max_payload {
+            return match self.send_fragmented(&flow, msgs[0].data) {
+                Some(Ok(())) => (1, None),
+                Some(Err(e)) => (0, Some(e)),
+                None => (0, None),
+            };
+        }
         let stack = self.inet.stack.clone();
         let dst = flow.params.dst.clone();
         let txq = &dst.dev.queues()[flow.queue];
@@ -283,7 +291,7 @@ impl UdpSocket {
 
 /// The IP header of the flow's datagrams with ID, length and checksum zero,
 /// and the sum of its 16-bit words.
-fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], Csum) {
+pub(super) fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], Csum) {
     let mut t = [0u8; 20];
     write_header_bytes(&mut t, params, df, 0);
     (t, Csum::of(&t))
@@ -416,7 +424,7 @@ fn write_ip_header(h: &mut [u8], f: &Flow, id: u16, len: usize) {
 
 /// Where a flow's IP IDs come from (`ip_select_ident_segs`).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum IdSource {
+pub(super) enum IdSource {
     /// A connected socket's own counter (`inet_id`).
     Socket,
     /// 0: DF datagrams of a socket without a peer that may not fragment.
