@@ -539,10 +539,7 @@ fn send_batch(
     for i in j..j + left {
         let k = sh.first + i * sh.stride;
         let len = p.sizes[(k % p.sizes.len() as u64) as usize];
-        msgs.push(BatchMsg {
-            data: pat.payload(k, len),
-            dest: Some(p.dst),
-        });
+        msgs.push(BatchMsg::new(pat.payload(k, len), Some(p.dst)));
     }
     let n = socks.len() as u64;
     match socks[((j / p.batch as u64) % n) as usize].send_batch(&msgs, MsgFlags::NONE) {

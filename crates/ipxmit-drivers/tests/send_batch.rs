@@ -1,5 +1,6 @@
 //! `UdpSocket::send_batch` (sendmmsg) against `send_to` one by one: for random
-//! mixes of sizes (fitting the MTU, needing fragments), destinations (resolved
+//! mixes of sizes (fitting the MTU, needing fragments), messages with
+//! `MSG_MORE` of their own (corked datagrams), destinations (resolved
 //! neighbour, unresolved, unroutable), socket states (connected, PMTU mode,
 //! options, GSO), device offloads, qdiscs and a small wire that goes busy,
 //! both ways put the same frames on the wire — byte for byte, IP IDs compared
@@ -91,8 +92,18 @@ fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
     (stack, wire, sock)
 }
 
-/// One message: payload length, destination (None = the connected peer).
-type Msg = (usize, Option<SocketAddrV4>);
+/// One message: payload length, destination (None = the connected peer),
+/// and whether it carries `MSG_MORE` (a piece of a corked datagram).
+type Msg = (usize, Option<SocketAddrV4>, bool);
+
+/// The message's own flags.
+fn more(m: bool) -> MsgFlags {
+    if m {
+        MsgFlags::MORE
+    } else {
+        MsgFlags::NONE
+    }
+}
 
 fn payload(len: usize, k: usize) -> Vec<u8> {
     (0..len).map(|i| ((13 * i + 7 * k) % 251) as u8).collect()
@@ -179,9 +190,9 @@ fn one_by_one(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
     for (b, batch) in batches.iter().enumerate() {
         let mut sent = 0;
         let mut err = None;
-        for (k, &(len, dest)) in batch.iter().enumerate() {
+        for (k, &(len, dest, m)) in batch.iter().enumerate() {
             let data = payload(len, b * 100 + k);
-            match sock.sendmsg(&data, dest, MsgFlags::DONTWAIT) {
+            match sock.sendmsg(&data, dest, MsgFlags::DONTWAIT | more(m)) {
                 Ok(_) => sent += 1,
                 Err(e) => {
                     err = Some(e);
@@ -208,7 +219,10 @@ fn batched(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
         let msgs: Vec<BatchMsg<'_>> = batch
             .iter()
             .zip(&datas)
-            .map(|(&(_, dest), d)| BatchMsg { data: d, dest })
+            .map(|(&(_, dest, m), d)| BatchMsg {
+                flags: more(m),
+                ..BatchMsg::new(d, dest)
+            })
             .collect();
         results.push(sock.send_batch(&msgs, MsgFlags::DONTWAIT));
         drain(&stack, &wire, &mut frames);
@@ -237,7 +251,8 @@ fn msg_strategy(connected: bool) -> impl Strategy<Value = Msg> {
         4 => 1400usize..=1472,
         1 => 1473usize..=9000,
     ];
-    (len, dest_strategy(connected))
+    let piece = prop_oneof![3 => Just(false), 1 => Just(true)];
+    (len, dest_strategy(connected), piece)
 }
 
 fn setup_strategy() -> impl Strategy<Value = Setup> {
@@ -336,13 +351,7 @@ fn a_batch_reaches_the_driver_in_one_pass_with_xmit_more() {
     let mut sock = UdpSocket::new(&stack);
     let data = payload(18, 0);
     let to = SocketAddrV4::new(NEAR, 9);
-    let msgs = vec![
-        BatchMsg {
-            data: &data,
-            dest: Some(to)
-        };
-        64
-    ];
+    let msgs = vec![BatchMsg::new(&data, Some(to)); 64];
     assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(64));
     let got = std::mem::take(&mut *log.lock());
     assert_eq!(got.len(), 64);
@@ -377,31 +386,16 @@ fn errors_follow_sendmmsg() {
     let big = payload(3000, 0);
     let near = Some(SocketAddrV4::new(NEAR, 9));
     let nowhere = Some(SocketAddrV4::new(UNROUTABLE, 9));
-    let first_bad = [BatchMsg {
-        data: &small,
-        dest: nowhere,
-    }];
+    let first_bad = [BatchMsg::new(&small, nowhere)];
     assert_eq!(
         sock.send_batch(&first_bad, MsgFlags::NONE),
         Err(SendError::NetUnreachable(UNROUTABLE))
     );
     let later_bad = [
-        BatchMsg {
-            data: &small,
-            dest: near,
-        },
-        BatchMsg {
-            data: &small,
-            dest: near,
-        },
-        BatchMsg {
-            data: &big,
-            dest: near,
-        },
-        BatchMsg {
-            data: &small,
-            dest: near,
-        },
+        BatchMsg::new(&small, near),
+        BatchMsg::new(&small, near),
+        BatchMsg::new(&big, near),
+        BatchMsg::new(&small, near),
     ];
     assert_eq!(sock.send_batch(&later_bad, MsgFlags::NONE), Ok(2));
     assert_eq!(sock.send_batch(&[], MsgFlags::NONE), Ok(0));
@@ -421,13 +415,7 @@ fn queued_buffers_outlive_their_socket() {
     let (stack, wire, mut sock) = host(&s);
     let data = payload(100, 0);
     let to = Some(SocketAddrV4::new(NEAR, 9));
-    let msgs = vec![
-        BatchMsg {
-            data: &data,
-            dest: to
-        };
-        40
-    ];
+    let msgs = vec![BatchMsg::new(&data, to); 40];
     assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(40));
     let budget = std::sync::Arc::downgrade(sock.budget());
     assert!(sock.budget().allocated() > 0, "queued buffers are charged");
@@ -455,7 +443,7 @@ fn a_spent_send_budget_ends_the_batch_like_one_by_one() {
         sndbuf: Some(8000),
         ..plain_setup()
     };
-    let batches = vec![vec![(1000, Some(SocketAddrV4::new(NEAR, 9))); 60]; 2];
+    let batches = vec![vec![(1000, Some(SocketAddrV4::new(NEAR, 9)), false); 60]; 2];
     let a = one_by_one(&s, &batches);
     let b = batched(&s, &batches);
     let Ok(n) = a.results[0] else {
@@ -474,7 +462,7 @@ fn a_run_cut_short_gives_its_unused_ids_back() {
         wire_cap: 3,
         ..plain_setup()
     };
-    let batches = vec![vec![(100, Some(SocketAddrV4::new(NEAR, 9))); 20]; 3];
+    let batches = vec![vec![(100, Some(SocketAddrV4::new(NEAR, 9)), false); 20]; 3];
     let a = one_by_one(&s, &batches);
     let b = batched(&s, &batches);
     assert_eq!(a.frames.len(), 60);

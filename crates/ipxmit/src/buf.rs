@@ -1139,6 +1139,15 @@ impl BufInner {
         self.head_truesize as usize + self.frag_len
     }
 
+    /// Sets what the buffer will be charged (`skb->truesize`), before it
+    /// has an owner: for bytes held here that the kernel's layout of the
+    /// same datagram holds partly in page fragments, charged as the kernel
+    /// charges them (its head's allocation plus the fragment bytes).
+    pub(crate) fn set_truesize(&mut self, truesize: usize) {
+        debug_assert!(self.charge.is_none(), "set_truesize on a charged buffer");
+        self.head_truesize = truesize.saturating_sub(self.frag_len) as u32;
+    }
+
     /// Charges the buffer to `budget` (`skb_set_owner_w`); the charge is released
     /// when the buffer is dropped. Replaces any previous owner.
     pub fn set_owner(&mut self, budget: &Arc<SendBudget>) {

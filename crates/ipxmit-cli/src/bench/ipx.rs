@@ -1,6 +1,7 @@
 //! Side B: ipxmit's full path — `UdpSocket::send_batch` (sendmmsg, 64
-//! datagrams per call, as the kernel side's `sendmmsg`) or, for datagrams
-//! written in pieces with `MSG_MORE`, `UdpSocket::send_to` — through cork, IP output,
+//! datagrams per call, as the kernel side's `sendmmsg`; datagrams written in
+//! pieces go 64 pieces per call, `MSG_MORE` on each piece but a datagram's
+//! last) — through cork, IP output,
 //! fragmentation, neighbour output and the qdisc layer — into a `null` device
 //! (counts and frees every frame) or the in-memory wire, configured like the
 //! kernel's sink: Ethernet, MTU 1500, the same offloads and root qdisc, the
@@ -14,6 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscSpec;
+use ipxmit::socket::udp::BATCH_MAX;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{BatchMsg, Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
@@ -142,23 +144,14 @@ impl IpxSender {
     }
 
     /// [`CHECK_EVERY`] datagrams: one `send_batch` of them when each is one
-    /// piece, else one by one. Returns (calls, sent, refused).
+    /// piece; datagrams in pieces go in `send_batch` calls of up to 64
+    /// messages, every piece but a datagram's last with `MSG_MORE` of its
+    /// own. Returns (calls, sent, refused).
     pub fn send_group(&mut self) -> Result<(u64, u64, u64), SendError> {
         if self.lens.len() > 1 {
-            let (mut ok, mut err) = (0u64, 0u64);
-            for _ in 0..CHECK_EVERY {
-                if self.send_datagram()? {
-                    ok += 1;
-                } else {
-                    err += 1;
-                }
-            }
-            return Ok((CHECK_EVERY * self.lens.len() as u64, ok, err));
+            return self.send_pieces();
         }
-        let msg = BatchMsg {
-            data: &self.payload,
-            dest: Some(DEST),
-        };
+        let msg = BatchMsg::new(&self.payload, Some(DEST));
         let msgs = [msg; CHECK_EVERY as usize];
         let ok = match self.sock.send_batch(&msgs, MsgFlags::NONE) {
             Ok(n) => n as u64,
@@ -169,6 +162,53 @@ impl IpxSender {
             w.drain(drop);
         }
         Ok((1, ok, CHECK_EVERY - ok))
+    }
+
+    /// [`IpxSender::send_group`] for datagrams in pieces. A call cut short
+    /// leaves no datagram half-corked: the rest of it is flushed.
+    fn send_pieces(&mut self) -> Result<(u64, u64, u64), SendError> {
+        let pieces = self.lens.len();
+        let per_call = (BATCH_MAX / pieces).max(1);
+        let mut msgs = [BatchMsg::new(&[], Some(DEST)); BATCH_MAX];
+        let mut k = 0;
+        for _ in 0..per_call {
+            let mut at = 0;
+            for (i, &n) in self.lens.iter().enumerate() {
+                let flags = if i + 1 < pieces {
+                    MsgFlags::MORE
+                } else {
+                    MsgFlags::NONE
+                };
+                msgs[k % BATCH_MAX] = BatchMsg {
+                    flags,
+                    ..BatchMsg::new(&self.payload[at..at + n], Some(DEST))
+                };
+                (at, k) = (at + n, k + 1);
+            }
+        }
+        if k > BATCH_MAX {
+            // More pieces than one call takes: one send_to each.
+            let ok = u64::from(self.send_datagram()?);
+            return Ok((pieces as u64, ok, 1 - ok));
+        }
+        let (mut calls, mut ok) = (0, 0);
+        for _ in 0..CHECK_EVERY.div_ceil(per_call as u64) {
+            calls += 1;
+            let n = match self.sock.send_batch(&msgs[..k], MsgFlags::NONE) {
+                Ok(n) => n,
+                Err(SendError::NoBufs | SendError::Again) => 0,
+                Err(e) => return Err(e),
+            };
+            if n % pieces != 0 {
+                self.sock.flush();
+            }
+            ok += (n / pieces) as u64;
+            if let Sink::Mem(w) = &self.sink {
+                w.drain(drop);
+            }
+        }
+        let all = CHECK_EVERY.div_ceil(per_call as u64) * per_call as u64;
+        Ok((calls, ok, all - ok))
     }
 
     /// Sends for `dur`; frames counted at the sink.

@@ -111,7 +111,7 @@ pub fn sink_table(st: &SinkTable) -> String {
         side_row(&mut t, c.case.name, "A: kernel sendto", &c.sendto, None);
         side_row(&mut t, c.case.name, "A: kernel sendmmsg", &c.sendmmsg, None);
         let api = if c.case.pieces > 1 {
-            "send_to"
+            "send_batch (MSG_MORE per piece)"
         } else {
             "send_batch"
         };

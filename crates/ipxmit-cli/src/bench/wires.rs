@@ -429,10 +429,7 @@ impl WireHost {
         dur: Duration,
     ) -> Result<Sample> {
         let f0 = self.frames();
-        let msg = BatchMsg {
-            data: payload,
-            dest: Some(self.dest),
-        };
+        let msg = BatchMsg::new(payload, Some(self.dest));
         let msgs = [msg; CHECK_EVERY as usize];
         let mut s = measure::timed(dur, || {
             // sendmmsg of 64, as the kernel's sender.

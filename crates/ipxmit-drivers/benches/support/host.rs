@@ -169,10 +169,7 @@ impl Host {
     pub fn send_one(&mut self) -> Result<(), SendError> {
         let w = self.work;
         if w.batch > 1 {
-            let m = BatchMsg {
-                data: &self.payload,
-                dest: Some(DEST),
-            };
+            let m = BatchMsg::new(&self.payload, Some(DEST));
             let msgs = [m; 64];
             let n = self
                 .sock

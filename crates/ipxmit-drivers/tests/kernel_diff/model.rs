@@ -144,8 +144,7 @@ pub fn run(
                     .enumerate()
                     .map(|(j, &n)| mmsg_payload(idx, k, j, n))
                     .collect();
-                let msgs: Vec<BatchMsg<'_>> =
-                    bufs.iter().map(|b| BatchMsg { data: b, dest }).collect();
+                let msgs: Vec<BatchMsg<'_>> = bufs.iter().map(|b| BatchMsg::new(b, dest)).collect();
                 u.send_batch(&msgs, flags(*f))
             }
             (Step::Cork(on), Sock::Udp(u)) => u.set_cork(*on).map(|()| 0),

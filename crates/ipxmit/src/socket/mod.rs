@@ -50,6 +50,11 @@ impl MsgFlags {
         MsgFlags(self.0 | f.0)
     }
 
+    /// These flags less those of `f`.
+    pub const fn without(self, f: MsgFlags) -> MsgFlags {
+        MsgFlags(self.0 & !f.0)
+    }
+
     /// Raw bits.
     pub const fn bits(self) -> u32 {
         self.0

@@ -53,14 +53,32 @@ use crate::wire::checksum::{pseudo_header_v4, Csum};
 /// `UIO_MAXIOV`-bounded `sendmmsg` batches are usually this size).
 pub const BATCH_MAX: usize = 64;
 
-/// One message of [`UdpSocket::send_batch`] (a `struct mmsghdr`): the data and
-/// the destination, `None` for the connected peer.
+/// One message of [`UdpSocket::send_batch`] (a `struct mmsghdr`): the data,
+/// the destination (`None` for the connected peer) and the message's own
+/// flags.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchMsg<'a> {
-    /// The datagram's payload.
+    /// The datagram's payload (or a piece of it, under `MSG_MORE`).
     pub data: &'a [u8],
     /// Where it goes (`msg_name`); `None` sends to the connected peer.
     pub dest: Option<SocketAddrV4>,
+    /// Flags of this message alone, added to the call's. Unlike the
+    /// kernel's `sendmmsg`, which gives every message the call's flags, a
+    /// message may carry `MSG_MORE` here: it then stays pending and the
+    /// messages after it add to the same datagram until one without it (the
+    /// kernel does the same for the same messages sent one by one).
+    pub flags: MsgFlags,
+}
+
+impl<'a> BatchMsg<'a> {
+    /// A message of `data` to `dest` with no flags of its own.
+    pub const fn new(data: &'a [u8], dest: Option<SocketAddrV4>) -> BatchMsg<'a> {
+        BatchMsg {
+            data,
+            dest,
+            flags: MsgFlags::NONE,
+        }
+    }
 }
 
 /// What a run of datagrams to one destination shares.
@@ -92,8 +110,8 @@ pub(super) struct Flow {
 
 impl UdpSocket {
     /// Kernel: `__sys_sendmmsg()` over `udp_sendmsg()`. Sends the messages in
-    /// order, each as [`UdpSocket::sendmsg`] would with `flags`, and returns
-    /// how many were sent. An error on the first message is returned; an
+    /// order, each as [`UdpSocket::sendmsg`] would with `flags` and its own
+    /// ([`BatchMsg::flags`]), and returns how many were sent. An error on the first message is returned; an
     /// error on a later one ends the call with the count so far (as the
     /// kernel does, the error itself is then not reported).
     pub fn send_batch(
@@ -114,7 +132,7 @@ impl UdpSocket {
             let Some(m) = msgs.get(sent) else {
                 break;
             };
-            match self.sendmsg(m.data, m.dest, flags) {
+            match self.sendmsg(m.data, m.dest, flags | m.flags) {
                 Ok(_) => sent += 1,
                 Err(e) if sent == 0 => return Err(e),
                 Err(_) => break,
@@ -135,13 +153,16 @@ impl UdpSocket {
     /// the queue stopped, and the next messages take the general way (into
     /// the qdisc, with its limits).
     fn send_run(&mut self, msgs: &[BatchMsg<'_>], flags: MsgFlags) -> (usize, Option<SendError>) {
-        let flow = match self.fast_flow(&msgs[0], flags) {
+        if (flags | msgs[0].flags).contains(MsgFlags::MORE) {
+            return self.send_corked(msgs, flags);
+        }
+        let flow = match self.fast_flow(&msgs[0], flags | msgs[0].flags) {
             Ok(Some(f)) => f,
             Ok(None) => return (0, None),
             Err(e) => return (0, Some(e)),
         };
         if msgs[0].data.len() > flow.max_payload {
-            return match self.send_fragmented(&flow, msgs[0].data) {
+            return match self.send_fragmented(&flow, &msgs[..1]) {
                 Some(Ok(())) => (1, None),
                 Some(Err(e)) => (0, Some(e)),
                 None => (0, None),
@@ -202,7 +223,11 @@ impl UdpSocket {
         let mut sum = 0;
         let mut n = 0;
         for m in msgs.iter().take(BATCH_MAX) {
-            if m.dest != f.dest || m.data.len() > f.max_payload || start + sum >= limit {
+            if m.dest != f.dest
+                || m.flags != msgs[0].flags
+                || m.data.len() > f.max_payload
+                || start + sum >= limit
+            {
                 break;
             }
             sum += kernel_truesize(20 + UDP_HLEN + m.data.len() + f.alloc_extra);
@@ -210,6 +235,43 @@ impl UdpSocket {
         }
         SendBudget::precharge(b, sum);
         (n, sum)
+    }
+
+    /// A corked datagram in one pass: the first messages, all but the last
+    /// with `MSG_MORE`, as the fragments the general path would make of
+    /// them (see `frags.rs`); returns how many messages were sent and the
+    /// last one's error. (0, `None`) sends the first the general way.
+    fn send_corked(
+        &mut self,
+        msgs: &[BatchMsg<'_>],
+        flags: MsgFlags,
+    ) -> (usize, Option<SendError>) {
+        let piece = |m: &BatchMsg<'_>| (flags | m.flags).without(MsgFlags::MORE);
+        let Some(last) = msgs
+            .iter()
+            .take(BATCH_MAX)
+            .position(|m| !(flags | m.flags).contains(MsgFlags::MORE))
+        else {
+            return (0, None);
+        };
+        let group = &msgs[..=last];
+        let plain = group
+            .iter()
+            .all(|m| piece(m).bits() & !MsgFlags::DONTWAIT.bits() == 0 && m.data.len() <= 0xffff);
+        if !plain || self.pending || self.inet.opts.cork {
+            return (0, None);
+        }
+        let flow = match self.fast_flow(&group[0], piece(&group[0])) {
+            Ok(Some(f)) => f,
+            Ok(None) => return (0, None),
+            // The first piece's own error (`sendmsg` fails there too).
+            Err(e) => return (0, Some(e)),
+        };
+        match self.send_fragmented(&flow, group) {
+            Some(Ok(())) => (group.len(), None),
+            Some(Err(e)) => (group.len() - 1, Some(e)),
+            None => (0, None),
+        }
     }
 
     /// The once-per-run part: eligibility, route, neighbour, queue. `Ok(None)`

@@ -21,6 +21,17 @@
 //! sizes, metadata, IP ID, send-budget charges and counters are those of the
 //! general path; `crates/ipxmit-drivers/tests/send_batch.rs` compares them.
 //!
+//! A corked datagram — messages of one batch, all but the last with
+//! `MSG_MORE` — is made the same way, its data gathered from the messages.
+//! The kernel's cork keeps such a datagram's later pieces in page fragments
+//! (scatter-gather) or in buffers opened with a whole MTU of room (without);
+//! here every fragment is one linear buffer, but each is charged what the
+//! kernel's buffer for the same bytes is charged (its head's allocation, plus
+//! the page bytes), so the send budget moves exactly as there. This needs the
+//! MTU's data space to be a multiple of 8 (1500, 9000 less 4 is not): else
+//! the cork's buffers overflow and move bytes (`fraggap`) and the general
+//! path sends the datagram.
+//!
 //! Taken for a datagram [`UdpSocket::send_batch`]'s fast runs would take but
 //! for its size (see `batch.rs`), that may be fragmented (`IP_PMTUDISC_WANT`
 //! or `DONT`), whose length `__ip_append_data` accepts, whose fragment size
@@ -28,9 +39,10 @@
 //! send-budget checks without waiting (else the general path decides, as the
 //! kernel does: wait, `EAGAIN` or `ENOBUFS`).
 
-use super::batch::{header_template, Flow, IdSource};
+use super::batch::{header_template, BatchMsg, Flow, IdSource};
 use super::{write_check, write_udp_header, UdpSocket, UDP_HLEN};
 use crate::buf::{kernel_truesize, CsumState, PacketBuf, SendBudget};
+use crate::dev::Features;
 use crate::error::SendError;
 use crate::ipv4::output::send_fragments;
 use crate::neigh::HhCache;
@@ -79,57 +91,121 @@ impl Cut {
     }
 }
 
-/// The sizes of the buffers: each one's allocation less its trailer, and
-/// the trailer the last one gets (`alloclen + hh_len + 15` of
-/// `__ip_append_data`).
+/// The sizes of the buffers: what `__ip_append_data` adds to a buffer's
+/// data (`hh_len + 15`, and the trailer where the data reaches the end of the
+/// piece being appended), and the geometry the charges depend on.
 #[derive(Clone, Copy)]
 struct Sizes {
+    mtu: usize,
     extra: usize,
     trailer: usize,
+    /// The device takes page fragments (`NETIF_F_SG`).
+    sg: bool,
 }
 
 impl Sizes {
+    /// The allocation of buffer `i`: room for all its data in the linear
+    /// part.
     fn alloc(&self, cut: &Cut, i: usize) -> usize {
         let t = if i == cut.full { self.trailer } else { 0 };
         20 + cut.datalen(i) + self.extra + t
     }
 
-    /// Truesize of every buffer together, and of all but the last.
-    fn charges(&self, cut: &Cut) -> (usize, usize) {
-        let full = kernel_truesize(self.alloc(cut, 0)) * cut.full;
-        (full + kernel_truesize(self.alloc(cut, cut.full)), full)
+    /// What the cork's buffer `k` is charged (`skb->truesize`). It was
+    /// opened while `p` (the piece holding its first byte) was appended,
+    /// with `r` bytes of that piece left: `__ip_append_data` put at most a
+    /// fragment's data of them in its linear part (a whole MTU of room under
+    /// `MSG_MORE` without scatter-gather) and, with scatter-gather, later
+    /// pieces' bytes into page fragments, charged byte for byte.
+    fn charge(&self, cut: &Cut, k: usize, c: &mut PieceCursor<'_>) -> usize {
+        let b = k * cut.maxdata;
+        let (r, more) = c.seek(b);
+        let lin = r.min(cut.maxdata);
+        let alloclen = if more && !self.sg { self.mtu } else { 20 + lin };
+        let trailer = if lin == r { self.trailer } else { 0 };
+        let paged = if self.sg { cut.datalen(k) - lin } else { 0 };
+        kernel_truesize(alloclen + self.extra + trailer) + paged
+    }
+
+    /// The charges of all buffers together, and of all but the last.
+    fn charges(&self, cut: &Cut, pieces: &[BatchMsg<'_>]) -> (usize, usize) {
+        let mut c = PieceCursor::new(pieces);
+        let before_last: usize = (0..cut.full).map(|k| self.charge(cut, k, &mut c)).sum();
+        (
+            before_last + self.charge(cut, cut.full, &mut c),
+            before_last,
+        )
+    }
+}
+
+/// Where the pieces of a datagram lie in it (offsets count the UDP header,
+/// which belongs to the first piece, as `transhdrlen` of its append).
+struct PieceCursor<'a> {
+    pieces: &'a [BatchMsg<'a>],
+    i: usize,
+    /// The end of piece `i`.
+    end: usize,
+}
+
+impl<'a> PieceCursor<'a> {
+    fn new(pieces: &'a [BatchMsg<'a>]) -> PieceCursor<'a> {
+        let end = UDP_HLEN + pieces.first().map_or(0, |m| m.data.len());
+        PieceCursor { pieces, i: 0, end }
+    }
+
+    /// For datagram offset `b` (not before the last one asked): the bytes
+    /// of its piece from `b` on, and whether that piece has `MSG_MORE` (is
+    /// not the last).
+    fn seek(&mut self, b: usize) -> (usize, bool) {
+        while self.end <= b && self.i + 1 < self.pieces.len() {
+            self.i += 1;
+            self.end += self.pieces[self.i].data.len();
+        }
+        (self.end.saturating_sub(b), self.i + 1 < self.pieces.len())
+    }
+}
+
+/// The datagram's payload, read across its pieces.
+struct Gather<'a> {
+    pieces: &'a [BatchMsg<'a>],
+    i: usize,
+    off: usize,
+}
+
+impl Gather<'_> {
+    /// Copies the next `dst.len()` bytes into `dst`; returns their sum as
+    /// data starting at `dst`'s first byte.
+    fn copy(&mut self, dst: &mut [u8]) -> Csum {
+        let mut sum = Csum::ZERO;
+        let mut at = 0;
+        while at < dst.len() {
+            let Some(piece) = self.pieces.get(self.i) else {
+                break;
+            };
+            let n = (piece.data.len() - self.off).min(dst.len() - at);
+            let s = Csum::copy_and_sum(&piece.data[self.off..self.off + n], &mut dst[at..at + n]);
+            sum = sum.add_at(s, at);
+            (at, self.off) = (at + n, self.off + n);
+            if self.off == piece.data.len() {
+                (self.i, self.off) = (self.i + 1, 0);
+            }
+        }
+        sum
     }
 }
 
 impl UdpSocket {
-    /// Sends `data` to the flow's destination as fragments made in one pass
-    /// (see the module documentation). `None` when the datagram does not
-    /// qualify: [`UdpSocket::sendmsg`] then sends it.
+    /// Sends the datagram of `pieces` (one message, or a corked group whose
+    /// last alone lacks `MSG_MORE`) to the flow's destination as fragments
+    /// made in one pass (see the module documentation). `None` when it does
+    /// not qualify: [`UdpSocket::sendmsg`] then sends the first message.
     pub(super) fn send_fragmented(
         &mut self,
         flow: &Flow,
-        data: &[u8],
+        pieces: &[BatchMsg<'_>],
     ) -> Option<Result<(), SendError>> {
-        let p = &flow.params;
-        let mtu = flow.max_payload + 20 + UDP_HLEN;
-        let length = data.len() + UDP_HLEN;
-        let ip_mtu = if p.pmtudisc.use_pmtu() {
-            p.dst.mtu()
-        } else {
-            p.dst.dev.mtu().min(IP_MAX_MTU)
-        };
-        if !p.pmtudisc.ignore_df() || length > IP_MAX_MTU as usize - 20 || ip_mtu as usize != mtu {
-            return None;
-        }
-        let cut = Cut::new(mtu, length)?;
-        if datagram_df(p, 20 + length) {
-            return None;
-        }
-        let sizes = Sizes {
-            extra: p.dst.dev.ll_reserved_space() + 15,
-            trailer: p.dst.trailer_len as usize,
-        };
-        let (total, before_last) = sizes.charges(&cut);
+        let (cut, sizes) = self.fragment_geometry(flow, pieces)?;
+        let (total, before_last) = sizes.charges(&cut, pieces);
         let b = &self.inet.budget;
         let start = b.allocated();
         // sock_alloc_send_skb for the first buffer, the `2 * sk_sndbuf`
@@ -142,16 +218,48 @@ impl UdpSocket {
         let stack = self.inet.stack.clone();
         let id = self.datagram_id(&stack, flow);
         let mut frags = std::mem::take(&mut self.frags);
-        self.build_fragments(&stack, flow, &cut, sizes, data, id, &mut frags);
+        let src = (pieces, sizes);
+        self.build_fragments(&stack, flow, &cut, src, id, &mut frags);
         let hh = HhCache { hdr: flow.hh };
         let r = {
             let _gathered = SendBudget::gather_releases(&self.inet.budget);
-            send_fragments(&stack, &p.dst.dev, frags.drain(..), &hh)
+            send_fragments(&stack, &flow.params.dst.dev, frags.drain(..), &hh)
         };
         self.frags = frags;
         let r = self.udp_sent(r);
         self.count_sndbuf_error(&r);
         Some(r)
+    }
+
+    /// How the datagram of `pieces` is cut, when it fragments and may: a
+    /// mode that fragments locally, a length `__ip_append_data` accepts, the
+    /// cork's fragment size equal to the MTU `ip_fragment` uses, and for a
+    /// corked datagram an MTU whose data space is a multiple of 8.
+    fn fragment_geometry(&self, flow: &Flow, pieces: &[BatchMsg<'_>]) -> Option<(Cut, Sizes)> {
+        let p = &flow.params;
+        let mtu = flow.max_payload + 20 + UDP_HLEN;
+        let length = UDP_HLEN + pieces.iter().map(|m| m.data.len()).sum::<usize>();
+        let ip_mtu = if p.pmtudisc.use_pmtu() {
+            p.dst.mtu()
+        } else {
+            p.dst.dev.mtu().min(IP_MAX_MTU)
+        };
+        let corked = pieces.len() > 1;
+        if !p.pmtudisc.ignore_df()
+            || length > IP_MAX_MTU as usize - 20
+            || ip_mtu as usize != mtu
+            || (corked && (mtu - 20) % 8 != 0)
+            || datagram_df(p, 20 + length)
+        {
+            return None;
+        }
+        let sizes = Sizes {
+            mtu,
+            extra: p.dst.dev.ll_reserved_space() + 15,
+            trailer: p.dst.trailer_len as usize,
+            sg: p.dst.dev.features().contains(Features::SG),
+        };
+        Some((Cut::new(mtu, length)?, sizes))
     }
 
     /// The datagram's IP ID (`ip_select_ident_segs` of `__ip_make_skb`): a
@@ -169,29 +277,34 @@ impl UdpSocket {
         }
     }
 
-    /// The fragments of `data`, in order, into `frags`: buffers charged out
-    /// of the precharge, data copied and summed, IP headers complete, the
-    /// UDP header and checksum in the first. Link headers are pushed on the
-    /// way down.
-    #[allow(clippy::too_many_arguments)]
+    /// The fragments of the datagram of `src`'s pieces, in order, into
+    /// `frags`: buffers charged out of the precharge, data copied and summed,
+    /// IP headers complete, the UDP header and checksum in the first. Link
+    /// headers are pushed on the way down.
     fn build_fragments(
         &self,
         stack: &Stack,
         flow: &Flow,
         cut: &Cut,
-        sizes: Sizes,
-        data: &[u8],
+        (pieces, sizes): (&[BatchMsg<'_>], Sizes),
         id: u16,
         frags: &mut Vec<PacketBuf>,
     ) {
         let (template, tsum) = header_template(&flow.params, false);
         let tsum = tsum.add_u16(id);
+        let ll_rs = flow.params.dst.dev.ll_reserved_space();
+        let corked = pieces.len() > 1;
+        let mut charges = PieceCursor::new(pieces);
+        let mut data = Gather {
+            pieces,
+            i: 0,
+            off: 0,
+        };
         let mut sum = Csum::ZERO;
-        let mut at = 0;
         for i in 0..=cut.full {
             let mut skb = stack.pool.alloc(sizes.alloc(cut, i));
             let datalen = cut.datalen(i);
-            skb.reserve(flow.params.dst.dev.ll_reserved_space());
+            skb.reserve(ll_rs);
             skb.put(20 + datalen);
             let nh = skb.data_offset();
             let hdr = if i == 0 { UDP_HLEN } else { 0 };
@@ -201,15 +314,15 @@ impl UdpSocket {
             }
             skb.meta.network_header = nh as u16;
             skb.meta.transport_header = (nh + 20) as u16;
-            let n = datalen - hdr;
-            let dst = &mut skb.from_offset_mut(nh + 20 + hdr)[..n];
-            let s = Csum::copy_and_sum(&data[at..at + n], dst);
-            at += n;
             // Every buffer's data starts at an even offset of the datagram.
+            let s = data.copy(&mut skb.from_offset_mut(nh + 20 + hdr)[..datalen - hdr]);
             sum = sum.add(s);
             if i == 0 {
                 // `skb->csum` of the head; the others carry a copy of it.
                 skb.meta.csum = s;
+            }
+            if corked {
+                skb.set_truesize(sizes.charge(cut, i, &mut charges));
             }
             skb.set_owner_precharged(&self.inet.budget);
             let more = if i < cut.full { IP_MF } else { 0 };
