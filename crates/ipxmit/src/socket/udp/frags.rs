@@ -175,7 +175,20 @@ struct Gather<'a> {
 impl Gather<'_> {
     /// Copies the next `dst.len()` bytes into `dst`; returns their sum as
     /// data starting at `dst`'s first byte.
+    #[inline]
     fn copy(&mut self, dst: &mut [u8]) -> Csum {
+        if let Some(piece) = self.pieces.get(self.i) {
+            if let Some(src) = piece.data.get(self.off..self.off + dst.len()) {
+                // All from the current piece (always, for a datagram sent whole).
+                self.off += dst.len();
+                return Csum::copy_and_sum(src, dst);
+            }
+        }
+        self.copy_across(dst)
+    }
+
+    /// [`Gather::copy`] of bytes from more than one piece.
+    fn copy_across(&mut self, dst: &mut [u8]) -> Csum {
         let mut sum = Csum::ZERO;
         let mut at = 0;
         while at < dst.len() {
@@ -308,9 +321,11 @@ impl UdpSocket {
             skb.put(20 + datalen);
             let nh = skb.data_offset();
             let hdr = if i == 0 { UDP_HLEN } else { 0 };
-            match frags.first() {
-                None => self.head_meta(&mut skb, flow),
-                Some(head) => skb.meta = head.meta.clone(),
+            // `ip_copy_metadata`: the others carry the head's metadata,
+            // its payload sum included (no route or token to copy here).
+            self.head_meta(&mut skb, flow);
+            if let Some(head) = frags.first() {
+                skb.meta.csum = head.meta.csum;
             }
             skb.meta.network_header = nh as u16;
             skb.meta.transport_header = (nh + 20) as u16;
@@ -336,7 +351,8 @@ impl UdpSocket {
     }
 
     /// The metadata of the first buffer as the general path leaves it when
-    /// it fragments (`ip_copy_metadata` gives the others a copy).
+    /// it fragments (`ip_copy_metadata` gives the others a copy), on a
+    /// buffer fresh from the pool (its metadata the default).
     fn head_meta(&self, skb: &mut PacketBuf, flow: &Flow) {
         let p = &flow.params;
         let m = &mut skb.meta;
