@@ -129,6 +129,11 @@ impl Sizes {
 
     /// The charges of all buffers together, and of all but the last.
     fn charges(&self, cut: &Cut, pieces: &[BatchMsg<'_>]) -> (usize, usize) {
+        if pieces.len() == 1 {
+            // A datagram sent whole: each buffer is charged its allocation.
+            let full = kernel_truesize(self.alloc(cut, 0)) * cut.full;
+            return (full + kernel_truesize(self.alloc(cut, cut.full)), full);
+        }
         let mut c = PieceCursor::new(pieces);
         let before_last: usize = (0..cut.full).map(|k| self.charge(cut, k, &mut c)).sum();
         (
