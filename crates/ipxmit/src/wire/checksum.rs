@@ -26,8 +26,8 @@ use std::net::Ipv4Addr;
 /// overflow; the block is even, so blocks combine without byte rotation.
 const ACC_BLOCK: usize = 1 << 30;
 
-/// Chunk size of [`Csum::copy_and_sum`]: small enough that the bytes just
-/// copied are still in L1 when they are summed.
+/// Chunk size of [`Csum::copy_and_sum`] without AVX2: small enough that
+/// the bytes just copied are still in L1 when they are summed.
 const COPY_CHUNK: usize = 4096;
 
 /// An unfolded ones'-complement partial sum (the kernel's `__wsum`).
@@ -133,21 +133,27 @@ impl Csum {
     ///
     /// Kernel: `csum_partial_copy_nocheck()`, include/net/checksum.h.
     ///
-    /// Up to 4 KiB, with AVX2, in one pass; otherwise in 4 KiB chunks,
-    /// summing each right after copying it while it is still in cache.
+    /// From 128 bytes on, with AVX2, in one pass (each 32-byte block loaded
+    /// once, stored and summed from the register); otherwise in 4 KiB
+    /// chunks, summing each right after copying it while it is still in
+    /// cache.
     ///
     /// # Panics
     ///
     /// If `dst.len() != src.len()`.
     pub fn copy_and_sum(src: &[u8], dst: &mut [u8]) -> Csum {
         assert_eq!(src.len(), dst.len(), "copy_and_sum: length mismatch");
-        // One pass for fragment-sized copies (faster there); chunked copy
-        // then sum for long ones (faster there).
-        if (128..=COPY_CHUNK).contains(&src.len()) && has_avx2() {
-            // SAFETY: the CPU supports AVX2 (checked just above), the only
-            // requirement of a `#[target_feature(enable = "avx2")]` function.
-            let acc = unsafe { copy_sum_native_avx2(src, dst) };
-            return Csum(native_to_be(fold64(acc)));
+        if src.len() >= 128 && has_avx2() {
+            let mut total = Csum::ZERO;
+            for (s, d) in src.chunks(ACC_BLOCK).zip(dst.chunks_mut(ACC_BLOCK)) {
+                // SAFETY: the CPU supports AVX2 (checked just above), the
+                // only requirement of a `#[target_feature(enable = "avx2")]`
+                // function.
+                let acc = unsafe { copy_sum_native_avx2(s, d) };
+                // Every block but the last is even-sized: offsets stay even.
+                total = total.add(Csum(native_to_be(fold64(acc))));
+            }
+            return total;
         }
         let mut total = Csum::ZERO;
         for (s, d) in src.chunks(COPY_CHUNK).zip(dst.chunks_mut(COPY_CHUNK)) {
@@ -217,24 +223,142 @@ unsafe fn sum_native_avx2(data: &[u8]) -> u64 {
     sum_native_lanes(data)
 }
 
-/// Copy and sum in one pass, for AVX2: each 32-byte block is stored and its
-/// eight 32-bit words widened into eight 64-bit lanes, as
-/// [`sum_native_lanes`] does. `src` is below 16 GiB.
+/// Copy and sum in one pass, for AVX2: per 32-byte block one unaligned
+/// 256-bit load, one unaligned 256-bit store into `dst`, and the block's
+/// eight 32-bit words added into 64-bit lanes held in registers
+/// ([`WordSums`]), four blocks per step; the last `len % 32` bytes are
+/// copied and summed by the portable code. Returns the same sum as
+/// `sum_native_lanes(src)` (the sum of `src`'s native-endian 32-bit words).
+/// `src` is below 16 GiB.
+///
+/// # Panics
+///
+/// If `dst.len() != src.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn copy_sum_native_avx2(src: &[u8], dst: &mut [u8]) -> u64 {
-    let mut lanes = [0u64; 8];
-    let n = src.len() / 32 * 32;
-    for (s, d) in src[..n].chunks_exact(32).zip(dst[..n].chunks_exact_mut(32)) {
-        let s: &[u8; 32] = s.try_into().expect("32-byte block");
-        d.copy_from_slice(s);
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            let w = [s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]];
-            *lane += u64::from(u32::from_ne_bytes(w));
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "copy_sum_native_avx2: length mismatch"
+    );
+    let mut sums = WordSums::new();
+    let mut src4 = src.chunks_exact(128);
+    let mut dst4 = dst.chunks_exact_mut(128);
+    for (s, d) in (&mut src4).zip(&mut dst4) {
+        sums.add2(copy_block(s, d, 0), copy_block(s, d, 32));
+        sums.add2(copy_block(s, d, 64), copy_block(s, d, 96));
+    }
+    let mut src1 = src4.remainder().chunks_exact(32);
+    let mut dst1 = dst4.into_remainder().chunks_exact_mut(32);
+    for (s, d) in (&mut src1).zip(&mut dst1) {
+        sums.add2(copy_block(s, d, 0), WordSums::zero());
+    }
+    // The last `len % 32` bytes: copied by copying the last 32 bytes of
+    // `src` again (the first of them are already in `dst`, and get the same
+    // bytes; no call to memcpy), summed by the portable code.
+    let at = src.len() - src.len() % 32;
+    if src.len() < 32 {
+        dst.copy_from_slice(src);
+    } else if at < src.len() {
+        let _ = copy_block(src, dst, src.len() - 32);
+    }
+    sums.total() + sum_native_lanes(&src[at..])
+}
+
+/// Copies the 32-byte block `src[at..at + 32]` to `dst[at..at + 32]` with
+/// one unaligned 256-bit load and one unaligned 256-bit store, and returns
+/// it.
+///
+/// # Panics
+///
+/// If the block does not fit in `src` or in `dst` (the callers' loop
+/// bounds rule that out, so the checks compile away).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn copy_block(src: &[u8], dst: &mut [u8], at: usize) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_storeu_si256};
+    let s: &[u8; 32] = src[at..at + 32].try_into().expect("32-byte block");
+    let d: &mut [u8; 32] = (&mut dst[at..at + 32]).try_into().expect("32-byte block");
+    // SAFETY: `s` and `d` are 32 bytes (checked by the slicing above), the
+    // size of one `__m256i`, so the load reads only `s` and the store writes
+    // only `d`; `loadu`/`storeu` accept any alignment.
+    unsafe {
+        let v = _mm256_loadu_si256(s.as_ptr().cast::<__m256i>());
+        _mm256_storeu_si256(d.as_mut_ptr().cast::<__m256i>(), v);
+        v
+    }
+}
+
+/// Running sums of 32-bit words in AVX2 registers, two blocks' worth of
+/// accumulators (so consecutive blocks add in parallel).
+///
+/// A 32-byte block is four 64-bit lanes, each two native-endian 32-bit
+/// words `lo + hi * 2^32`. Adding the lanes as they are (`wrapped`, mod
+/// 2^64) gives `L + H * 2^32` where `L` and `H` are the lane's sums of low
+/// and high words; `high` keeps `H` exactly (the lane shifted right by 32).
+/// Then `L = wrapped - H * 2^32` (mod 2^64, exact because `L < 2^64`), and
+/// the lane's word sum is `L + H`: one shift and two adds per block, no
+/// shuffles.
+#[cfg(target_arch = "x86_64")]
+struct WordSums {
+    /// Per lane, the lanes added as 64-bit integers (mod 2^64).
+    wrapped: [std::arch::x86_64::__m256i; 2],
+    /// Per lane, the sum of the high 32-bit words.
+    high: [std::arch::x86_64::__m256i; 2],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl WordSums {
+    /// All-zero vector (also a block that adds nothing).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn zero() -> std::arch::x86_64::__m256i {
+        std::arch::x86_64::_mm256_setzero_si256()
+    }
+
+    /// Empty sums.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn new() -> WordSums {
+        let z = Self::zero();
+        WordSums {
+            wrapped: [z; 2],
+            high: [z; 2],
         }
     }
-    dst[n..].copy_from_slice(&src[n..]);
-    lanes.iter().sum::<u64>() + sum_native_lanes(&src[n..])
+
+    /// Adds the words of blocks `a` and `b`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn add2(&mut self, a: std::arch::x86_64::__m256i, b: std::arch::x86_64::__m256i) {
+        use std::arch::x86_64::{_mm256_add_epi64, _mm256_srli_epi64};
+        self.wrapped[0] = _mm256_add_epi64(self.wrapped[0], a);
+        self.wrapped[1] = _mm256_add_epi64(self.wrapped[1], b);
+        self.high[0] = _mm256_add_epi64(self.high[0], _mm256_srli_epi64::<32>(a));
+        self.high[1] = _mm256_add_epi64(self.high[1], _mm256_srli_epi64::<32>(b));
+    }
+
+    /// The sum of all words added (exact below 2^64).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn total(&self) -> u64 {
+        use std::arch::x86_64::{
+            _mm256_add_epi64, _mm256_extract_epi64, _mm256_slli_epi64, _mm256_sub_epi64,
+        };
+        let wrapped = _mm256_add_epi64(self.wrapped[0], self.wrapped[1]);
+        let high = _mm256_add_epi64(self.high[0], self.high[1]);
+        let low = _mm256_sub_epi64(wrapped, _mm256_slli_epi64::<32>(high));
+        let t = _mm256_add_epi64(low, high);
+        let lanes = [
+            _mm256_extract_epi64::<0>(t),
+            _mm256_extract_epi64::<1>(t),
+            _mm256_extract_epi64::<2>(t),
+            _mm256_extract_epi64::<3>(t),
+        ];
+        lanes.iter().map(|&l| l as u64).sum()
+    }
 }
 
 /// Never called off x86-64 (`has_avx2` is false there).
@@ -403,6 +527,9 @@ mod tests {
         assert_eq!(Csum::of(&data).fold(), 0xffff);
         assert_eq!(reference_fold(&data), 0xffff);
         assert_eq!(checksum(&data), oracle(&data));
+        let mut dst = vec![0u8; data.len()];
+        assert_eq!(Csum::copy_and_sum(&data, &mut dst), Csum::of(&data));
+        assert_eq!(dst, data);
     }
 
     #[test]
@@ -462,6 +589,40 @@ mod tests {
             prop_assert_eq!(&dst, &data);
             prop_assert_eq!(sum.fold(), Csum::of(&data).fold());
             prop_assert_eq!(sum.finish(), oracle(&data));
+        }
+
+        #[test]
+        fn copy_and_sum_unaligned(
+            data in proptest::collection::vec(any::<u8>(), 0..5000),
+            src_at in 0usize..67,
+            dst_at in 0usize..67,
+        ) {
+            // `src` and `dst` at arbitrary offsets inside larger buffers, so
+            // the 32-byte loads and stores start at every alignment; the
+            // bytes around `dst` must be left alone.
+            let mut src_buf = vec![0x5au8; src_at + data.len() + 67];
+            src_buf[src_at..src_at + data.len()].copy_from_slice(&data);
+            let src = &src_buf[src_at..src_at + data.len()];
+            let mut dst_buf = vec![0xa5u8; dst_at + data.len() + 67];
+            let sum = Csum::copy_and_sum(src, &mut dst_buf[dst_at..dst_at + data.len()]);
+            prop_assert_eq!(&dst_buf[dst_at..dst_at + data.len()], &data[..]);
+            prop_assert!(dst_buf[..dst_at].iter().all(|&b| b == 0xa5));
+            prop_assert!(dst_buf[dst_at + data.len()..].iter().all(|&b| b == 0xa5));
+            prop_assert_eq!(sum.finish(), oracle(&data));
+            // The one-pass path returns exactly the unfolded sum `of` does.
+            if data.len() <= COPY_CHUNK || has_avx2() {
+                prop_assert_eq!(sum, Csum::of(&data));
+            }
+            if has_avx2() {
+                // And its AVX2 core (at any length) exactly the portable
+                // 64-bit sum of native-endian words.
+                let dst = &mut dst_buf[dst_at..dst_at + data.len()];
+                dst.fill(0);
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                let acc = unsafe { copy_sum_native_avx2(src, dst) };
+                prop_assert_eq!(acc, sum_native_lanes(&data));
+                prop_assert_eq!(&dst[..], &data[..]);
+            }
         }
 
         #[test]
