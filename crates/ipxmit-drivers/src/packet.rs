@@ -323,7 +323,7 @@ fn ring_geometry(
         ifname: cfg.ifname.clone(),
         reason,
     };
-    if frame_size % 16 != 0 || frame_size < 64 || frames == 0 {
+    if !frame_size.is_multiple_of(16) || frame_size < 64 || frames == 0 {
         return Err(bad(format!(
             "ring frame size {frame_size} must be a multiple of 16 and at least 64, with at least one frame"
         )));

@@ -296,7 +296,7 @@ fn ip_options() -> impl Strategy<Value = Vec<Vec<u8>>> {
 /// Option bytes padded to a multiple of 4 with End of Options (`ip_options_get`).
 fn padded(raw: &[u8]) -> Vec<u8> {
     let mut v = raw.to_vec();
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v

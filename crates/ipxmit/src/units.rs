@@ -418,7 +418,7 @@ fn format_rate_with(bits_per_sec: u64, kilo: u64, iec: &str) -> String {
     let mut rate = bits_per_sec;
     let mut i = 0;
     while i < UNITS.len() - 1 {
-        if rate < kilo || (rate % kilo != 0 && rate < 1000 * kilo) {
+        if rate < kilo || (!rate.is_multiple_of(kilo) && rate < 1000 * kilo) {
             break;
         }
         rate /= kilo;
@@ -814,7 +814,7 @@ mod tests {
             // Three significant digits print exactly.
             let d = Duration::from_nanos(m * 10u64.pow(scale));
             prop_assert_eq!(parse_time64(&format_time(d)), Ok(d));
-            if d.subsec_nanos() % 1000 == 0 {
+            if d.subsec_nanos().is_multiple_of(1000) {
                 prop_assert_eq!(parse_time(&format_time(d)), Ok(d));
             }
         }

@@ -36,7 +36,7 @@ pub fn run(case: &str, count: u64, dev: &str, api: &str, json: bool) -> Result<(
     };
     let mut s = IpxSender::new(case, &setup, mem).context("building the host")?;
     let total = WARMUP + count;
-    if batch && total % CHECK_EVERY != 0 {
+    if batch && !total.is_multiple_of(CHECK_EVERY) {
         bail!("--count must be a multiple of {CHECK_EVERY} with --callgrind-api batch");
     }
     if batch {

@@ -850,7 +850,7 @@ fn parse_bind_connect(bind: bool, rest: &[&str]) -> Result<Command, ParseError> 
 /// `0b10..` style hex string, with optional `0x` prefix.
 pub fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
     let h = s.strip_prefix("0x").unwrap_or(s);
-    if h.len() % 2 != 0 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !h.len().is_multiple_of(2) || !h.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err("expected an even number of hex digits".into());
     }
     (0..h.len())

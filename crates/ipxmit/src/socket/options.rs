@@ -90,7 +90,7 @@ pub fn compile(
         return Err(bad("IP options longer than 40 bytes"));
     }
     let mut d = raw.to_vec();
-    while d.len() % 4 != 0 {
+    while !d.len().is_multiple_of(4) {
         d.push(kind::END);
     }
     let mut o = IpOptions::default();

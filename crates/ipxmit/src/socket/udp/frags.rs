@@ -266,7 +266,7 @@ impl UdpSocket {
         if !p.pmtudisc.ignore_df()
             || length > IP_MAX_MTU as usize - 20
             || ip_mtu as usize != mtu
-            || (corked && (mtu - 20) % 8 != 0)
+            || (corked && !(mtu - 20).is_multiple_of(8))
             || datagram_df(p, 20 + length)
         {
             return None;

@@ -245,7 +245,7 @@ fn options_strategy() -> impl Strategy<Value = Vec<u8>> {
         let mut out: Vec<u8> = words.concat();
         out.truncate(MAX_OPTIONS_LEN);
         // Keep whole options only: cut at a 4-byte boundary that ends one.
-        while check_options(&out).is_err() || out.len() % 4 != 0 {
+        while check_options(&out).is_err() || !out.len().is_multiple_of(4) {
             out.truncate(out.len() - 4);
         }
         out
