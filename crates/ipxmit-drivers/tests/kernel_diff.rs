@@ -176,6 +176,25 @@ fn run_kernel(env: &mut Env, idx: usize, s: &Scenario, sport: u16) -> io::Result
                     .collect();
                 sock.sendmmsg(&bufs, dest, *flags)
             }
+            Step::Pieces { msgs, flags } => {
+                // The kernel's sendmmsg has one flags value: one by one.
+                let mut sent = 0;
+                let mut err = None;
+                for (j, &(n, more)) in msgs.iter().enumerate() {
+                    let f = *flags | if more { libc::MSG_MORE as u32 } else { 0 };
+                    match sock.send(&scenario::mmsg_payload(idx, k, j, n), dest, f) {
+                        Ok(_) => sent += 1,
+                        Err(e) => {
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match err {
+                    Some(e) if sent == 0 => Err(e),
+                    _ => Ok(sent),
+                }
+            }
             Step::Cork(on) => sock.set_int(SOL_UDP, UDP_CORK, i32::from(*on)).map(|()| 0),
             Step::Gso(g) => sock
                 .set_int(SOL_UDP, UDP_SEGMENT, i32::from(*g))

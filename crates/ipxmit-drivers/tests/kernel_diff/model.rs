@@ -147,6 +147,22 @@ pub fn run(
                 let msgs: Vec<BatchMsg<'_>> = bufs.iter().map(|b| BatchMsg::new(b, dest)).collect();
                 u.send_batch(&msgs, flags(*f))
             }
+            (Step::Pieces { msgs, flags: f }, Sock::Udp(u)) => {
+                let bufs: Vec<Vec<u8>> = msgs
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &(n, _))| mmsg_payload(idx, k, j, n))
+                    .collect();
+                let batch: Vec<BatchMsg<'_>> = bufs
+                    .iter()
+                    .zip(msgs)
+                    .map(|(b, &(_, more))| BatchMsg {
+                        flags: if more { MsgFlags::MORE } else { MsgFlags::NONE },
+                        ..BatchMsg::new(b, dest)
+                    })
+                    .collect();
+                u.send_batch(&batch, flags(*f))
+            }
             (Step::Cork(on), Sock::Udp(u)) => u.set_cork(*on).map(|()| 0),
             (Step::Gso(g), Sock::Udp(u)) => u.set_gso_size(u32::from(*g)).map(|()| 0),
             (st, _) => panic!("step {st:?} does not fit the socket"),

@@ -104,6 +104,18 @@ pub enum Step {
         /// `MSG_*`.
         flags: u32,
     },
+    /// Messages of these lengths, each with `MSG_MORE` when its flag is
+    /// set, sent with `flags`: ipxmit's side is one `UdpSocket::send_batch`
+    /// whose messages carry `MSG_MORE` of their own; the kernel's `sendmmsg`
+    /// has one flags value for all messages, so its side is `sendmsg` one
+    /// by one, the result taken as `sendmmsg` reports it (the count sent;
+    /// the error when the first fails).
+    Pieces {
+        /// Bytes of each message and whether it carries `MSG_MORE`.
+        msgs: Vec<(usize, bool)>,
+        /// `MSG_*` of the call.
+        flags: u32,
+    },
     /// `setsockopt(UDP_CORK)`.
     Cork(bool),
     /// `setsockopt(UDP_SEGMENT)`.
@@ -1509,6 +1521,64 @@ pub fn sendmmsg() -> Vec<Scenario> {
     out
 }
 
+/// Corked datagrams inside one batch (`BatchMsg::flags` with `MSG_MORE`):
+/// 8 x 1000 B pieces, odd and empty pieces, two datagrams and a plain one in
+/// one batch, a group that fits one frame, one left open at the end of the
+/// batch, at MTUs whose data space is a multiple of 8 (576 - 20 is not:
+/// the general path) or not, each PMTU mode, connected or not.
+pub fn more_batch() -> Vec<Scenario> {
+    let d = |lens: &[usize]| -> Vec<(usize, bool)> {
+        let last = lens.len() - 1;
+        lens.iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i < last))
+            .collect()
+    };
+    let batches: [(&str, Vec<(usize, bool)>); 6] = [
+        ("8x1000", d(&[1000; 8])),
+        ("odd", d(&[100, 2001, 1, 3000, 7, 0])),
+        (
+            "two+plain",
+            [d(&[1400, 1400, 1400]), d(&[33]), d(&[999, 5000])].concat(),
+        ),
+        ("fits", d(&[100, 200, 300])),
+        ("open-end", [d(&[1000, 1000]), vec![(500, true)]].concat()),
+        ("big", d(&[30000, 30000, 5000])),
+    ];
+    let mut out = Vec::new();
+    for mtu in [576u32, 1500, 1501] {
+        for (bname, msgs) in &batches {
+            for pmtu in [None, Some(pmtu::DONT), Some(pmtu::DO)] {
+                for connect in [false, true] {
+                    let mode = pmtu.map_or("default", |m| pmtu::NAMES[m as usize]);
+                    let step = |flags| Step::Pieces {
+                        msgs: msgs.clone(),
+                        flags,
+                    };
+                    out.push(Scenario {
+                        seq_ids: connect,
+                        ..scn(
+                            "more-batch",
+                            format!(
+                                "udp more-batch {bname} mtu={mtu} pmtu={mode} connect={connect}"
+                            ),
+                            mtu,
+                            Kind::Udp,
+                            Opts {
+                                pmtu,
+                                connect,
+                                ..Opts::default()
+                            },
+                            vec![step(0), Step::Send { len: 33, flags: 0 }, step(0x40)],
+                        )
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every scenario.
 pub fn all() -> Vec<Scenario> {
     if std::env::var_os("KDIFF_SNDBUF_PROBE").is_some() {
@@ -1528,6 +1598,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(connected_sendto());
     v.extend(sndbuf_limit());
     v.extend(sendmmsg());
+    v.extend(more_batch());
     v.extend(random_mix(1500, 42));
     v.extend(random_mix(1500, 4242));
     v
