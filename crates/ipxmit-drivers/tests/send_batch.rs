@@ -473,3 +473,100 @@ fn a_run_cut_short_gives_its_unused_ids_back() {
     );
     assert_eq!(a, b);
 }
+
+/// Takes frames, and stops its queue once it has taken `left` (a ring that
+/// is full after the frame it took, `netif_stop_queue`).
+struct StopAfter {
+    left: usize,
+    ctl: Option<Arc<ipxmit::dev::TxQueueCtl>>,
+    log: Arc<parking_lot::Mutex<Vec<usize>>>,
+}
+
+impl ipxmit::dev::Driver for StopAfter {
+    fn attach(&mut self, ctl: Arc<ipxmit::dev::TxQueueCtl>) {
+        self.ctl = Some(ctl);
+    }
+
+    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, _more: bool) -> ipxmit::dev::TxStatus {
+        self.log.lock().push(pkt.len());
+        self.left = self.left.saturating_sub(1);
+        if let (0, Some(c)) = (self.left, &self.ctl) {
+            c.stop();
+        }
+        ipxmit::dev::TxStatus::Ok
+    }
+}
+
+/// A `noqueue` host whose driver stops its queue after `left` frames; what
+/// the driver got, the results and the counters after sending `lens`
+/// (batched or one by one).
+fn stop_after(left: usize, lens: &[usize], batched: bool) -> String {
+    let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let stack = Stack::new();
+    let cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    let drv = StopAfter {
+        left,
+        ctl: None,
+        log: log.clone(),
+    };
+    stack.add_device(cfg, vec![Box::new(drv)]).unwrap();
+    stack
+        .replace_qdisc("eth0", &"noqueue".parse::<QdiscSpec>().unwrap())
+        .unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
+        .unwrap();
+    let mut sock = UdpSocket::new(&stack);
+    let to = Some(SocketAddrV4::new(NEAR, 9));
+    let datas: Vec<Vec<u8>> = lens.iter().map(|&n| payload(n, n)).collect();
+    let results = if batched {
+        let msgs: Vec<BatchMsg<'_>> = datas.iter().map(|d| BatchMsg::new(d, to)).collect();
+        vec![sock.send_batch(&msgs, MsgFlags::NONE)]
+    } else {
+        let mut sent = 0;
+        let mut first_err = None;
+        for d in &datas {
+            match sock.sendmsg(d, to, MsgFlags::NONE) {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    first_err = Some(e);
+                    break;
+                }
+            }
+        }
+        vec![match first_err {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }]
+    };
+    let dev = stack.device("eth0").unwrap();
+    format!(
+        "{results:?} {:?} {:?} {:?} {:?}",
+        log.lock(),
+        stack.counters().mib_snapshot(),
+        stack.counters().drop_snapshot(),
+        dev.stats.snapshot()
+    )
+}
+
+/// A queue stopped in the middle of a fragment train (the driver took a
+/// fragment and is full): the rest of the datagram is dropped and it fails
+/// (`ENETDOWN`), as `noqueue` does one by one; stopped right after a train,
+/// the datagram is sent and the next message finds the queue stopped.
+#[test]
+fn a_queue_stopped_mid_train_drops_the_rest_like_one_by_one() {
+    let lens = [3000, 18, 5000];
+    for left in [1, 2, 3, 4, 5, 8] {
+        let a = stop_after(left, &lens, false);
+        let b = stop_after(left, &lens, true);
+        assert_eq!(a, b, "driver stops after {left} frames");
+    }
+    let mid = stop_after(2, &lens, true);
+    assert!(mid.starts_with("[Err(NetDown)] [1514, 1514]"), "{mid}");
+    let after = stop_after(3, &lens, true);
+    assert!(after.starts_with("[Ok(1)] [1514, 1514, 82]"), "{after}");
+}

@@ -50,6 +50,8 @@ pub struct UdpSocket {
     /// The fragments of a datagram made in one pass (kept for their
     /// capacity: no allocation per datagram).
     frags: Vec<PacketBuf>,
+    /// The datagrams of a `send_batch` run (kept for their capacity).
+    units: Vec<frags::Unit>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -84,6 +86,7 @@ impl UdpSocket {
             cork_dport: 0,
             zc_src: None,
             frags: Vec::new(),
+            units: Vec::new(),
         }
     }
 

@@ -30,6 +30,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use super::frags::Unit;
 use super::{
     flow_hash, hwcsum_pseudo, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN,
 };
@@ -84,7 +85,7 @@ impl<'a> BatchMsg<'a> {
 /// What a run of datagrams to one destination shares.
 pub(super) struct Flow {
     pub(super) params: CorkParams,
-    dest: Option<SocketAddrV4>,
+    pub(super) dest: Option<SocketAddrV4>,
     pub(super) dport: u16,
     /// Largest payload that fits one frame (`fragsize` less the headers).
     pub(super) max_payload: usize,
@@ -92,7 +93,7 @@ pub(super) struct Flow {
     pub(super) hh: [u8; 14],
     hh_len: usize,
     /// `LL_RESERVED_SPACE` + 15 + trailer: what `alloc_new` adds to `fraglen`.
-    alloc_extra: usize,
+    pub(super) alloc_extra: usize,
     /// The device finishes the checksum (`CHECKSUM_PARTIAL`).
     partial: bool,
     pub(super) hash: u32,
@@ -153,30 +154,80 @@ impl UdpSocket {
     /// the queue stopped, and the next messages take the general way (into
     /// the qdisc, with its limits).
     fn send_run(&mut self, msgs: &[BatchMsg<'_>], flags: MsgFlags) -> (usize, Option<SendError>) {
-        if (flags | msgs[0].flags).contains(MsgFlags::MORE) {
-            return self.send_corked(msgs, flags);
-        }
-        let flow = match self.fast_flow(&msgs[0], flags | msgs[0].flags) {
+        let base = (flags | msgs[0].flags).without(MsgFlags::MORE);
+        let flow = match self.fast_flow(&msgs[0], base) {
             Ok(Some(f)) => f,
             Ok(None) => return (0, None),
             Err(e) => return (0, Some(e)),
         };
-        if msgs[0].data.len() > flow.max_payload {
-            return match self.send_fragmented(&flow, &msgs[..1]) {
-                Some(Ok(())) => (1, None),
-                Some(Err(e)) => (0, Some(e)),
-                None => (0, None),
-            };
-        }
-        let stack = self.inet.stack.clone();
         let dst = flow.params.dst.clone();
         let txq = &dst.dev.queues()[flow.queue];
+        if flags | msgs[0].flags == base && msgs[0].data.len() <= flow.max_payload {
+            // Datagrams that fit one frame, the common case, on their own.
+            let Some(path) = claim_queue(txq) else {
+                return (0, None);
+            };
+            let (n, charge) = self.precharge(&flow, msgs);
+            return self.run_with(&flow, txq, path, (n, charge), |this, run, driver, ids| {
+                this.xmit_fitting(&flow, &msgs[..n], run, driver, ids)
+            });
+        }
+        let noqueue = txq.q.lock().qdisc.is_noqueue();
+        match self.unit(&flow, msgs, flags, base) {
+            None => (0, None),
+            Some(u) if !noqueue => {
+                // Behind a qdisc a fragment train goes down on its own.
+                match self.send_fragmented(&flow, &msgs[..u.msgs]) {
+                    Some(Ok(())) => (u.msgs, None),
+                    Some(Err(e)) => (u.msgs - 1, Some(e)),
+                    None => (0, None),
+                }
+            }
+            Some(_) => self.run_units(&flow, msgs, (flags, base), txq),
+        }
+    }
+
+    /// A run of datagrams on a queueless device, fragment trains and
+    /// corked groups among them ([`UdpSocket::plan`]).
+    fn run_units(
+        &mut self,
+        flow: &Flow,
+        msgs: &[BatchMsg<'_>],
+        flags: (MsgFlags, MsgFlags),
+        txq: &TxQueue,
+    ) -> (usize, Option<SendError>) {
         let Some(path) = claim_queue(txq) else {
             return (0, None);
         };
+        let mut units = std::mem::take(&mut self.units);
+        let charge = self.plan(flow, msgs, flags, path == Path::NoQueue, &mut units);
+        let r = self.run_with(
+            flow,
+            txq,
+            path,
+            (units.len(), charge),
+            |this, run, driver, ids| this.xmit_units(flow, msgs, &units, run, driver, ids),
+        );
+        self.units = units;
+        r
+    }
+
+    /// What every run does around its datagrams: the time, the IDs of its
+    /// `n` datagrams reserved at once (and the unused given back), the
+    /// send-budget charge `charge` taken at once (and the unused released),
+    /// the gathered budget releases, the driver held, the counters once.
+    /// `body` sends the datagrams and returns how many messages were sent
+    /// and the charge their buffers took.
+    fn run_with(
+        &mut self,
+        flow: &Flow,
+        txq: &TxQueue,
+        path: Path,
+        (n, charge): (usize, usize),
+        body: impl FnOnce(&mut Self, &mut Run<'_>, &mut dyn Driver, u32) -> (usize, usize),
+    ) -> (usize, Option<SendError>) {
+        let stack = self.inet.stack.clone();
         let t = stack.time_scope();
-        let ctx = stack.xmit_ctx();
-        let (n, mut precharged) = self.precharge(&flow, msgs);
         let p = &flow.params;
         let (slot, first_id) = match flow.ids {
             IdSource::Bucket => stack
@@ -184,44 +235,121 @@ impl UdpSocket {
                 .reserve_run(p.daddr, p.saddr, p.protocol, n as u32),
             _ => (0, 0),
         };
-        let mut run = Run::new(ctx, &dst.dev, txq, flow.hh_len, path);
-        {
+        let mut run = Run::new(stack.xmit_ctx(), &p.dst.dev, txq, flow.hh_len, path);
+        run.queue = flow.queue as u16;
+        let (sent, used) = {
             let _gathered = SendBudget::gather_releases(&self.inet.budget);
             let mut driver = txq.driver.lock();
-            for (i, m) in msgs[..n].iter().enumerate() {
-                let id = first_id.wrapping_add(i as u32) as u16;
-                let skb = self.build(&stack, &flow, m.data, id);
-                precharged -= skb.truesize();
-                if !run.xmit(&mut **driver, skb, i + 1 < n) {
-                    break;
-                }
-            }
-        }
-        self.inet.budget.release_unused(precharged);
+            body(self, &mut run, &mut **driver, first_id)
+        };
+        self.inet.budget.release_unused(charge - used);
         if flow.ids == IdSource::Bucket {
             stack
                 .idents
                 .give_back(slot, first_id, n as u32, run.datagrams as u32);
         }
-        let done = run.finish(&stack);
+        let failed = run.finish(&stack);
         drop(t);
         softirq_on_exit(&stack);
-        done
+        (sent, failed)
     }
 
-    /// The run: the first messages (at most [`BATCH_MAX`]) to the flow's
-    /// destination that fit one frame and pass `sock_alloc_send_skb`'s check
-    /// (`sk_wmem_alloc < sk_sndbuf`) with every earlier one of them still
-    /// charged; returns how many and their buffers' truesize, charged now in
-    /// one step. Buffers freed meanwhile only make more room, so each would
-    /// pass the check at its own turn too; a run ends where the next would
-    /// not, and the general path then decides (waiting or `EAGAIN`) as the
-    /// kernel does.
+    /// The loop of a run of datagrams that fit one frame each.
+    fn xmit_fitting(
+        &mut self,
+        flow: &Flow,
+        msgs: &[BatchMsg<'_>],
+        run: &mut Run<'_>,
+        driver: &mut dyn Driver,
+        first_id: u32,
+    ) -> (usize, usize) {
+        let stack = self.inet.stack.clone();
+        let (n, mut used) = (msgs.len(), 0);
+        for (i, m) in msgs.iter().enumerate() {
+            let id = self.unit_id(flow, first_id.wrapping_add(i as u32) as u16);
+            let skb = self.build(&stack, flow, m.data, id);
+            used += skb.truesize();
+            if !run.xmit(driver, skb, i + 1 < n) {
+                break;
+            }
+        }
+        let sent = run.datagrams - u64::from(run.failed.is_some());
+        (sent as usize, used)
+    }
+
+    /// The loop of a run of planned datagrams (`units`, from the start of
+    /// `msgs`).
+    fn xmit_units(
+        &mut self,
+        flow: &Flow,
+        msgs: &[BatchMsg<'_>],
+        units: &[Unit],
+        run: &mut Run<'_>,
+        driver: &mut dyn Driver,
+        first_id: u32,
+    ) -> (usize, usize) {
+        let stack = self.inet.stack.clone();
+        let (mut sent, mut at, mut used) = (0, 0, 0);
+        for (i, u) in units.iter().enumerate() {
+            let id = first_id.wrapping_add(i as u32) as u16;
+            let unit = &msgs[at..at + u.msgs];
+            used += u.charge;
+            let more = i + 1 < units.len();
+            let ok = self.xmit_unit(&stack, flow, unit, u, id, run, driver, more);
+            if run.failed.is_some() {
+                sent += u.msgs - 1;
+                break;
+            }
+            (sent, at) = (sent + u.msgs, at + u.msgs);
+            if !ok {
+                break;
+            }
+        }
+        (sent, used)
+    }
+
+    /// One datagram of a run: built (one buffer, or its fragments) and given
+    /// to the driver; false ends the run.
+    #[allow(clippy::too_many_arguments)]
+    fn xmit_unit(
+        &mut self,
+        stack: &Stack,
+        flow: &Flow,
+        unit: &[BatchMsg<'_>],
+        u: &Unit,
+        bucket_id: u16,
+        run: &mut Run<'_>,
+        driver: &mut dyn Driver,
+        more: bool,
+    ) -> bool {
+        let id = self.unit_id(flow, bucket_id);
+        if !u.frags {
+            let skb = self.build(stack, flow, unit[0].data, id);
+            return run.xmit(driver, skb, more);
+        }
+        let Some((cut, sizes)) = self.fragment_geometry(flow, unit) else {
+            // Not reached: the unit was planned with this geometry.
+            return false;
+        };
+        let mut frags = std::mem::take(&mut self.frags);
+        self.build_fragments(stack, flow, &cut, (unit, sizes), id, &mut frags);
+        let ok = run.xmit_train(driver, &mut frags, &flow.hh, more);
+        self.frags = frags;
+        ok
+    }
+
+    /// The run of datagrams that fit one frame: the first messages (at most
+    /// [`BATCH_MAX`]) to the flow's destination with the first's flags that
+    /// fit one frame and pass `sock_alloc_send_skb`'s check (`sk_wmem_alloc
+    /// < sk_sndbuf`) with every earlier one of them still charged; returns
+    /// how many and their buffers' truesize, charged now in one step (see
+    /// [`UdpSocket::plan`] for why that is exact).
     fn precharge(&self, f: &Flow, msgs: &[BatchMsg<'_>]) -> (usize, usize) {
         let b = &self.inet.budget;
         let (start, limit) = (b.allocated(), b.limit());
-        let mut sum = 0;
-        let mut n = 0;
+        let (mut sum, mut n) = (0, 0);
+        // Batches are mostly of one size: its truesize computed once.
+        let (mut last_len, mut last_t) = (usize::MAX, 0);
         for m in msgs.iter().take(BATCH_MAX) {
             if m.dest != f.dest
                 || m.flags != msgs[0].flags
@@ -230,48 +358,52 @@ impl UdpSocket {
             {
                 break;
             }
-            sum += kernel_truesize(20 + UDP_HLEN + m.data.len() + f.alloc_extra);
-            n += 1;
+            if m.data.len() != last_len {
+                last_len = m.data.len();
+                last_t = kernel_truesize(20 + UDP_HLEN + last_len + f.alloc_extra);
+            }
+            (sum, n) = (sum + last_t, n + 1);
         }
         SendBudget::precharge(b, sum);
         (n, sum)
     }
 
-    /// A corked datagram in one pass: the first messages, all but the last
-    /// with `MSG_MORE`, as the fragments the general path would make of
-    /// them (see `frags.rs`); returns how many messages were sent and the
-    /// last one's error. (0, `None`) sends the first the general way.
-    fn send_corked(
-        &mut self,
+    /// The run: the datagrams (at most [`BATCH_MAX`] messages) from the
+    /// start of `msgs` that take the fast way ([`UdpSocket::unit`]; fragment
+    /// trains only when `trains`, on a queueless device) and pass the
+    /// send-budget checks with every earlier one of them still charged:
+    /// `sock_alloc_send_skb`'s (`sk_wmem_alloc < sk_sndbuf`) for a first
+    /// buffer, `__ip_append_data`'s (`< 2 * sk_sndbuf`) for the others.
+    /// Fills `units`; returns their buffers' truesize, charged now in one
+    /// step. Buffers freed meanwhile only make more room, so each would pass
+    /// the checks at its own turn too; a run ends where the next would not,
+    /// and the general path then decides (waiting, `EAGAIN` or `ENOBUFS`)
+    /// as the kernel does.
+    fn plan(
+        &self,
+        f: &Flow,
         msgs: &[BatchMsg<'_>],
-        flags: MsgFlags,
-    ) -> (usize, Option<SendError>) {
-        let piece = |m: &BatchMsg<'_>| (flags | m.flags).without(MsgFlags::MORE);
-        let Some(last) = msgs
-            .iter()
-            .take(BATCH_MAX)
-            .position(|m| !(flags | m.flags).contains(MsgFlags::MORE))
-        else {
-            return (0, None);
-        };
-        let group = &msgs[..=last];
-        let plain = group
-            .iter()
-            .all(|m| piece(m).bits() & !MsgFlags::DONTWAIT.bits() == 0 && m.data.len() <= 0xffff);
-        if !plain || self.pending || self.inet.opts.cork {
-            return (0, None);
+        (flags, base): (MsgFlags, MsgFlags),
+        trains: bool,
+        units: &mut Vec<Unit>,
+    ) -> usize {
+        units.clear();
+        let b = &self.inet.budget;
+        let (start, limit) = (b.allocated(), b.limit());
+        let (mut sum, mut at) = (0, 0);
+        while at < msgs.len() {
+            let Some(u) = self.unit(f, &msgs[at..], flags, base) else {
+                break;
+            };
+            let fits_budget = start + sum < limit && start + sum + u.before_last < 2 * limit;
+            if at + u.msgs > BATCH_MAX || (u.frags && !trains) || !fits_budget {
+                break;
+            }
+            (sum, at) = (sum + u.charge, at + u.msgs);
+            units.push(u);
         }
-        let flow = match self.fast_flow(&group[0], piece(&group[0])) {
-            Ok(Some(f)) => f,
-            Ok(None) => return (0, None),
-            // The first piece's own error (`sendmsg` fails there too).
-            Err(e) => return (0, Some(e)),
-        };
-        match self.send_fragmented(&flow, group) {
-            Some(Ok(())) => (group.len(), None),
-            Some(Err(e)) => (group.len() - 1, Some(e)),
-            None => (0, None),
-        }
+        SendBudget::precharge(b, sum);
+        sum
     }
 
     /// The once-per-run part: eligibility, route, neighbour, queue. `Ok(None)`
@@ -410,9 +542,9 @@ impl UdpSocket {
     /// `__ip_make_skb`, `udp_send_skb`, `__ip_local_out` and
     /// `neigh_hh_output` leave it, charged to the send budget out of the
     /// run's precharge.
-    /// `bucket_id` is the datagram's ID when the flow draws from the
-    /// per-destination counters (reserved for the run).
-    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8], bucket_id: u16) -> PacketBuf {
+    /// `id` is the datagram's IP ID ([`UdpSocket::unit_id`]).
+    #[inline(always)]
+    fn build(&mut self, stack: &Stack, f: &Flow, data: &[u8], id: u16) -> PacketBuf {
         let budget = &self.inet.budget;
         let p = &f.params;
         let hh_len = p.dst.dev.ll_reserved_space();
@@ -435,14 +567,6 @@ impl UdpSocket {
         getfrag(&mut skb, th + UDP_HLEN, data, 0);
         skb.set_owner_precharged(budget);
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
-        let id = match f.ids {
-            IdSource::Zero => 0,
-            IdSource::Bucket => bucket_id,
-            IdSource::Socket => {
-                self.inet.inet_id = self.inet.inet_id.wrapping_add(1);
-                self.inet.inet_id
-            }
-        };
         write_ip_header(&mut skb.from_offset_mut(nh)[..20], f, id, fraglen);
         skb.meta.protocol = 0x0800;
         skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
@@ -454,6 +578,20 @@ impl UdpSocket {
         skb.push(f.hh_len).copy_from_slice(&f.hh[..f.hh_len]);
         skb.meta.queue_mapping = f.queue as u16 + 1;
         skb
+    }
+
+    /// The IP ID of a run's datagram (`ip_select_ident_segs`): the socket's
+    /// own counter, 0, or `bucket_id` reserved for it from the
+    /// per-destination counters.
+    fn unit_id(&mut self, f: &Flow, bucket_id: u16) -> u16 {
+        match f.ids {
+            IdSource::Zero => 0,
+            IdSource::Bucket => bucket_id,
+            IdSource::Socket => {
+                self.inet.inet_id = self.inet.inet_id.wrapping_add(1);
+                self.inet.inet_id
+            }
+        }
     }
 
     /// `udp_send_skb` for one buffer: header, flow hash, checksum.
@@ -502,10 +640,20 @@ struct Run<'a> {
     txq: &'a TxQueue,
     hh_len: usize,
     path: Path,
+    /// The queue's `queue_mapping` (its index; 0 means none chosen).
+    queue: u16,
     /// The device's offloads (read once per run).
     feats: Features,
     /// Datagrams that reached IP output.
     datagrams: u64,
+    /// Frames offered beyond one per datagram (the fragments after the
+    /// first; `IpExtOutPkts` counts every frame).
+    extra_frames: u64,
+    /// Fragments taken (`IpFragCreates`), datagrams fragmented whole
+    /// (`IpFragOKs`) or not (`IpFragFails`).
+    frag_creates: u64,
+    frag_oks: u64,
+    frag_fails: u64,
     /// IP octets (`IpExtOutOctets`).
     octets: u64,
     /// Frame bytes given to the driver (qdisc "sent").
@@ -533,8 +681,13 @@ impl<'a> Run<'a> {
             txq,
             hh_len,
             path,
+            queue: 0,
             feats: dev.features(),
             datagrams: 0,
+            extra_frames: 0,
+            frag_creates: 0,
+            frag_oks: 0,
+            frag_fails: 0,
             octets: 0,
             frame_bytes: 0,
             tx_packets: 0,
@@ -546,6 +699,7 @@ impl<'a> Run<'a> {
 
     /// `validate_xmit_skb` and `xmit_one` for one frame of the bypass; false
     /// ends the run (the driver refused it, or stopped the queue).
+    #[inline(always)]
     fn xmit(&mut self, driver: &mut dyn Driver, mut skb: PacketBuf, more: bool) -> bool {
         let (dev, txq) = (self.dev, self.txq);
         let len = skb.len();
@@ -579,22 +733,91 @@ impl<'a> Run<'a> {
         true
     }
 
-    /// The counters of `ip_output`, `ip_finish_output2` and `udp_send_skb`,
-    /// the qdisc's "sent", the requeue of a refused frame, and the end of the
-    /// queue run (or running on, for packets others queued meanwhile).
-    /// Returns the datagrams sent and the error of the one that failed.
-    fn finish(mut self, stack: &Stack) -> (usize, Option<SendError>) {
+    /// The fragment train of one datagram (IP headers complete), as
+    /// `ip_do_fragment`'s fast path hands it to `ip_finish_output2` and a
+    /// queueless device's `dev_queue_xmit` takes it: each frame gets the
+    /// link header `hh` and goes to the driver, `xmit_more` set while
+    /// another follows (in this train, or after it when `more`). A stopped
+    /// queue or a busy driver drops that fragment and the rest (the datagram
+    /// fails, `ENETDOWN`); false ends the run.
+    fn xmit_train(
+        &mut self,
+        driver: &mut dyn Driver,
+        frags: &mut Vec<PacketBuf>,
+        hh: &[u8; 14],
+        more: bool,
+    ) -> bool {
+        let (dev, txq, n) = (self.dev, self.txq, frags.len());
+        self.datagrams += 1;
+        self.extra_frames += n as u64 - 1;
+        self.octets += frags.iter().map(|f| f.len() as u64).sum::<u64>();
+        let mut it = frags.drain(..).enumerate();
+        while let Some((i, mut f)) = it.next() {
+            if txq.ctl().is_stopped() {
+                self.fail_train(std::iter::once(f).chain(it.map(|(_, f)| f)));
+                return false;
+            }
+            f.push(self.hh_len).copy_from_slice(&hh[..self.hh_len]);
+            f.meta.queue_mapping = self.queue + 1;
+            finish_frame(&mut f, self.feats);
+            let len = f.len();
+            let next = i + 1 < n || more;
+            match xmit_one_uncounted(self.ctx, dev, driver, f, next) {
+                TxStatus::Ok => {
+                    (self.tx_packets, self.tx_bytes) =
+                        (self.tx_packets + 1, self.tx_bytes + len as u64)
+                }
+                TxStatus::Error => {}
+                TxStatus::Busy(p) => {
+                    driver.flush();
+                    self.fail_train(std::iter::once(p).chain(it.map(|(_, f)| f)));
+                    return false;
+                }
+            }
+            self.frag_creates += 1;
+        }
+        self.frag_oks += 1;
+        if txq.ctl().is_stopped() {
+            if more {
+                driver.flush();
+            }
+            return false;
+        }
+        true
+    }
+
+    /// The refused fragment and those after it, freed (`kfree_skb_list`):
+    /// the datagram fails with `ENETDOWN`, as `noqueue`'s refusal reports.
+    fn fail_train(&mut self, rest: impl Iterator<Item = PacketBuf>) {
+        for f in rest {
+            drop_frame(self.ctx, self.dev, f, DropReason::DevReady);
+        }
+        self.frag_fails += 1;
+        self.failed = Some(SendError::NetDown);
+    }
+
+    /// The counters of `ip_output`, `ip_do_fragment`, `ip_finish_output2`
+    /// and `udp_send_skb`, the qdisc's "sent", the requeue of a refused
+    /// frame, and the end of the queue run (or running on, for packets
+    /// others queued meanwhile). Returns the error of the datagram that
+    /// failed.
+    fn finish(mut self, stack: &Stack) -> Option<SendError> {
         let (ctx, dev, txq) = (self.ctx, self.dev, self.txq);
         let ctr = &stack.counters;
         let ok = self.datagrams - u64::from(self.failed.is_some());
         ctr.add(Mib::IpOutRequests, self.datagrams);
-        ctr.add(Mib::IpExtOutPkts, self.datagrams);
+        ctr.add(Mib::IpExtOutPkts, self.datagrams + self.extra_frames);
         ctr.add(Mib::IpExtOutOctets, self.octets);
         ctr.add(Mib::UdpOutDatagrams, ok);
+        if self.extra_frames != 0 {
+            ctr.add(Mib::IpFragCreates, self.frag_creates);
+            ctr.add(Mib::IpFragOKs, self.frag_oks);
+            ctr.add(Mib::IpFragFails, self.frag_fails);
+        }
         dev.stats.add(DevCounter::TxPackets, self.tx_packets);
         dev.stats.add(DevCounter::TxBytes, self.tx_bytes);
         if self.path == Path::NoQueue {
-            return (ok as usize, self.failed);
+            return self.failed;
         }
         let mut slot = txq.q.lock();
         let st = slot.qdisc.stats_mut();
@@ -608,6 +831,6 @@ impl<'a> Run<'a> {
             slot.batch = one;
         }
         end_bypass(ctx, dev, txq, slot, all_sent);
-        (ok as usize, None)
+        None
     }
 }

@@ -50,6 +50,7 @@ use crate::ipv4::output::send_fragments;
 use crate::neigh::HhCache;
 use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
+use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 
@@ -61,7 +62,7 @@ const IP_MF: u16 = 0x2000;
 /// bytes (`maxfraglen` less the IP header), then one of `last` bytes (at
 /// most the MTU's data space).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Cut {
+pub(super) struct Cut {
     maxdata: usize,
     full: usize,
     last: usize,
@@ -96,8 +97,8 @@ impl Cut {
 /// The sizes of the buffers: what `__ip_append_data` adds to a buffer's
 /// data (`hh_len + 15`, and the trailer where the data reaches the end of the
 /// piece being appended), and the geometry the charges depend on.
-#[derive(Clone, Copy)]
-struct Sizes {
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sizes {
     mtu: usize,
     extra: usize,
     trailer: usize,
@@ -214,7 +215,76 @@ impl Gather<'_> {
     }
 }
 
+/// One datagram of a `send_batch` run: how many messages it takes (one, or
+/// a corked group), whether it fragments, what its buffers are charged,
+/// and what all but its last buffer are.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Unit {
+    pub(super) msgs: usize,
+    pub(super) frags: bool,
+    pub(super) charge: usize,
+    pub(super) before_last: usize,
+}
+
 impl UdpSocket {
+    /// The datagram `msgs` starts with, when a fast run can send it (see
+    /// `batch.rs` and the module documentation): a plain message to the
+    /// flow's destination with the run's flags (`base`) that fits one frame
+    /// or fragments, or a corked group — messages with `MSG_MORE` (their
+    /// flags otherwise `base`) up to one without — that fragments.
+    #[inline(always)]
+    pub(super) fn unit(
+        &self,
+        flow: &Flow,
+        msgs: &[BatchMsg<'_>],
+        flags: MsgFlags,
+        base: MsgFlags,
+    ) -> Option<Unit> {
+        let m = msgs.first().filter(|m| m.dest == flow.dest)?;
+        if flags | m.flags == base && m.data.len() <= flow.max_payload {
+            // The common case first: a datagram that fits one frame.
+            let charge = kernel_truesize(20 + UDP_HLEN + m.data.len() + flow.alloc_extra);
+            return Some(Unit {
+                msgs: 1,
+                frags: false,
+                charge,
+                before_last: 0,
+            });
+        }
+        self.fragmenting_unit(flow, msgs, flags, base)
+    }
+
+    /// [`UdpSocket::unit`] for a datagram that does not fit one frame.
+    fn fragmenting_unit(
+        &self,
+        flow: &Flow,
+        msgs: &[BatchMsg<'_>],
+        flags: MsgFlags,
+        base: MsgFlags,
+    ) -> Option<Unit> {
+        let own = |m: &BatchMsg<'_>| flags | m.flags;
+        let n = if own(&msgs[0]).contains(MsgFlags::MORE) {
+            1 + msgs.iter().position(|m| !own(m).contains(MsgFlags::MORE))?
+        } else {
+            1
+        };
+        let group = &msgs[..n];
+        if group
+            .iter()
+            .any(|m| own(m).without(MsgFlags::MORE) != base || m.data.len() > 0xffff)
+        {
+            return None;
+        }
+        let (cut, sizes) = self.fragment_geometry(flow, group)?;
+        let (charge, before_last) = sizes.charges(&cut, group);
+        Some(Unit {
+            msgs: n,
+            frags: true,
+            charge,
+            before_last,
+        })
+    }
+
     /// Sends the datagram of `pieces` (one message, or a corked group whose
     /// last alone lacks `MSG_MORE`) to the flow's destination as fragments
     /// made in one pass (see the module documentation). `None` when it does
@@ -255,7 +325,11 @@ impl UdpSocket {
     /// mode that fragments locally, a length `__ip_append_data` accepts, the
     /// cork's fragment size equal to the MTU `ip_fragment` uses, and for a
     /// corked datagram an MTU whose data space is a multiple of 8.
-    fn fragment_geometry(&self, flow: &Flow, pieces: &[BatchMsg<'_>]) -> Option<(Cut, Sizes)> {
+    pub(super) fn fragment_geometry(
+        &self,
+        flow: &Flow,
+        pieces: &[BatchMsg<'_>],
+    ) -> Option<(Cut, Sizes)> {
         let p = &flow.params;
         let mtu = flow.max_payload + 20 + UDP_HLEN;
         let length = UDP_HLEN + pieces.iter().map(|m| m.data.len()).sum::<usize>();
@@ -301,7 +375,7 @@ impl UdpSocket {
     /// `frags`: buffers charged out of the precharge, data copied and summed,
     /// IP headers complete, the UDP header and checksum in the first. Link
     /// headers are pushed on the way down.
-    fn build_fragments(
+    pub(super) fn build_fragments(
         &self,
         stack: &Stack,
         flow: &Flow,
