@@ -319,6 +319,34 @@ proptest! {
     }
 }
 
+/// eth0 10.0.0.1/24 with `features` on the one queue of driver `drv`
+/// (and root qdisc `qdisc` when given), 10.0.0.2 a permanent neighbour,
+/// and an unbound socket.
+fn driver_host(
+    drv: Box<dyn ipxmit::dev::Driver>,
+    features: Features,
+    qdisc: Option<&str>,
+) -> (Arc<Stack>, UdpSocket) {
+    let stack = Stack::new();
+    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    cfg.features = features;
+    stack.add_device(cfg, vec![drv]).unwrap();
+    if let Some(q) = qdisc {
+        stack
+            .replace_qdisc("eth0", &q.parse::<QdiscSpec>().unwrap())
+            .unwrap();
+    }
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
+        .unwrap();
+    let sock = UdpSocket::new(&stack);
+    (stack, sock)
+}
+
 /// Records what the driver is given: length and the `xmit_more` hint.
 struct Recorder(Arc<parking_lot::Mutex<Vec<(usize, bool)>>>);
 
@@ -335,20 +363,8 @@ impl ipxmit::dev::Driver for Recorder {
 #[test]
 fn a_batch_reaches_the_driver_in_one_pass_with_xmit_more() {
     let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let stack = Stack::new();
-    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
-    cfg.features = Features::SG | Features::HW_CSUM;
-    stack
-        .add_device(cfg, vec![Box::new(Recorder(log.clone()))])
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
-        .unwrap();
-    let mut sock = UdpSocket::new(&stack);
+    let features = Features::SG | Features::HW_CSUM;
+    let (stack, mut sock) = driver_host(Box::new(Recorder(log.clone())), features, None);
     let data = payload(18, 0);
     let to = SocketAddrV4::new(NEAR, 9);
     let msgs = vec![BatchMsg::new(&data, Some(to)); 64];
@@ -502,25 +518,12 @@ impl ipxmit::dev::Driver for StopAfter {
 /// (batched or one by one).
 fn stop_after(left: usize, lens: &[usize], batched: bool) -> String {
     let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let stack = Stack::new();
-    let cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
     let drv = StopAfter {
         left,
         ctl: None,
         log: log.clone(),
     };
-    stack.add_device(cfg, vec![Box::new(drv)]).unwrap();
-    stack
-        .replace_qdisc("eth0", &"noqueue".parse::<QdiscSpec>().unwrap())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
-        .unwrap();
-    let mut sock = UdpSocket::new(&stack);
+    let (stack, mut sock) = driver_host(Box::new(drv), Features::NONE, Some("noqueue"));
     let to = Some(SocketAddrV4::new(NEAR, 9));
     let datas: Vec<Vec<u8>> = lens.iter().map(|&n| payload(n, n)).collect();
     let results = if batched {

@@ -525,6 +525,14 @@ impl BufPool {
     /// of it as headroom-free tailroom (call [`BufInner::reserve`] next).
     #[inline(always)]
     pub fn alloc(&self, size: usize) -> PacketBuf {
+        self.alloc_truesize(size, kernel_truesize(size))
+    }
+
+    /// [`BufPool::alloc`] with its truesize (`kernel_truesize(size)`)
+    /// already known to the caller.
+    #[inline(always)]
+    pub(crate) fn alloc_truesize(&self, size: usize, truesize: usize) -> PacketBuf {
+        debug_assert_eq!(truesize, kernel_truesize(size));
         let class = class_for(size);
         let inner = match class.and_then(|i| self.take_free(i)) {
             Some(b) => b,
@@ -535,7 +543,7 @@ impl BufPool {
         } else {
             Home::Pool(self.clone())
         };
-        PacketBuf::from_inner(inner, home, kernel_truesize(size))
+        PacketBuf::from_inner(inner, home, truesize)
     }
 
     /// [`BufPool::alloc`] finding no free storage: counted, and from the heap.

@@ -1483,36 +1483,40 @@ pub fn sendmmsg() -> Vec<Scenario> {
         ("64x100", vec![100; 64]),
         ("big-last", vec![200, 200, 3000, 200]),
     ];
+    batch_grid("sendmmsg", &[576, 1500], &batches, |lens, flags| {
+        Step::Mmsg {
+            lens: lens.clone(),
+            flags,
+        }
+    })
+}
+
+/// For each MTU, named batch, PMTU mode (default, dont, do) and connected
+/// or not: the batch step (flags 0), a plain 33-byte send, the batch step
+/// again with `MSG_DONTWAIT`.
+fn batch_grid<B>(
+    group: &'static str,
+    mtus: &[u32],
+    batches: &[(&str, B)],
+    step: impl Fn(&B, u32) -> Step,
+) -> Vec<Scenario> {
     let mut out = Vec::new();
-    for mtu in [576u32, 1500] {
-        for (bname, lens) in &batches {
+    for &mtu in mtus {
+        for (bname, b) in batches {
             for pmtu in [None, Some(pmtu::DONT), Some(pmtu::DO)] {
                 for connect in [false, true] {
                     let mode = pmtu.map_or("default", |m| pmtu::NAMES[m as usize]);
+                    let opts = Opts {
+                        pmtu,
+                        connect,
+                        ..Opts::default()
+                    };
+                    let steps = vec![step(b, 0), Step::Send { len: 33, flags: 0 }, step(b, 0x40)];
+                    let name =
+                        format!("udp {group} {bname} mtu={mtu} pmtu={mode} connect={connect}");
                     out.push(Scenario {
                         seq_ids: connect,
-                        ..scn(
-                            "sendmmsg",
-                            format!("udp sendmmsg {bname} mtu={mtu} pmtu={mode} connect={connect}"),
-                            mtu,
-                            Kind::Udp,
-                            Opts {
-                                pmtu,
-                                connect,
-                                ..Opts::default()
-                            },
-                            vec![
-                                Step::Mmsg {
-                                    lens: lens.clone(),
-                                    flags: 0,
-                                },
-                                Step::Send { len: 33, flags: 0 },
-                                Step::Mmsg {
-                                    lens: lens.clone(),
-                                    flags: 0x40,
-                                },
-                            ],
-                        )
+                        ..scn(group, name, mtu, Kind::Udp, opts, steps)
                     });
                 }
             }
@@ -1545,38 +1549,12 @@ pub fn more_batch() -> Vec<Scenario> {
         ("open-end", [d(&[1000, 1000]), vec![(500, true)]].concat()),
         ("big", d(&[30000, 30000, 5000])),
     ];
-    let mut out = Vec::new();
-    for mtu in [576u32, 1500, 1501] {
-        for (bname, msgs) in &batches {
-            for pmtu in [None, Some(pmtu::DONT), Some(pmtu::DO)] {
-                for connect in [false, true] {
-                    let mode = pmtu.map_or("default", |m| pmtu::NAMES[m as usize]);
-                    let step = |flags| Step::Pieces {
-                        msgs: msgs.clone(),
-                        flags,
-                    };
-                    out.push(Scenario {
-                        seq_ids: connect,
-                        ..scn(
-                            "more-batch",
-                            format!(
-                                "udp more-batch {bname} mtu={mtu} pmtu={mode} connect={connect}"
-                            ),
-                            mtu,
-                            Kind::Udp,
-                            Opts {
-                                pmtu,
-                                connect,
-                                ..Opts::default()
-                            },
-                            vec![step(0), Step::Send { len: 33, flags: 0 }, step(0x40)],
-                        )
-                    });
-                }
-            }
+    batch_grid("more-batch", &[576, 1500, 1501], &batches, |msgs, flags| {
+        Step::Pieces {
+            msgs: msgs.clone(),
+            flags,
         }
-    }
-    out
+    })
 }
 
 /// Every scenario.

@@ -4,29 +4,37 @@
 //! with its lockless `ip_make_skb` path, and for what the kernel does per
 //! packet below it: `ip_send_skb`, `ip_local_out`, `ip_output`,
 //! `ip_finish_output2` with a connected neighbour (`neigh_hh_output`), and
-//! `__dev_xmit_skb` bypassing an empty qdisc into `sch_direct_xmit`.
+//! `__dev_xmit_skb` bypassing an empty qdisc into `sch_direct_xmit` (or a
+//! queueless device's direct call of the driver).
 //!
-//! Each datagram becomes exactly the buffer and frame `send_to` makes: the same
-//! geometry as `__ip_append_data` for a datagram that fits the MTU, the same
-//! header, IP ID, checksum state, metadata, send-budget charge and counters.
-//! What is done once per run of datagrams to one destination instead of once
-//! per datagram: the route and source address, the neighbour's cached header,
-//! the filter-hook check, the time, the queue choice, the qdisc decision, the
-//! IP header template and the pseudo-header sum, the send-budget charge, the
-//! IP IDs drawn from the per-destination counter, the counter updates and one
-//! pass through the driver with `xmit_more` set on all but the last frame (so
-//! a driver writes them with one syscall). The run's charge and IDs are taken
-//! in one step each and what a run cut short did not use is given back, so
-//! the datagrams after it see what they would have seen one by one.
+//! Each datagram becomes exactly the frames `send_to` makes, with the same
+//! buffer sizes, header, IP ID, checksum state, metadata, send-budget charge
+//! and counters. What is done once per run of datagrams to one destination
+//! instead of once per datagram: the route and source address, the
+//! neighbour's cached header, the filter-hook check, the time, the queue
+//! choice, the qdisc decision, the IP header template and the pseudo-header
+//! sum, the send-budget charge, the IP IDs drawn from the per-destination
+//! counter, the counter updates and one pass through the driver with
+//! `xmit_more` set on all but the last frame (so a driver writes them with one
+//! syscall). The run's charge and IDs are taken in one step each and what a
+//! run cut short did not use is given back, so the datagrams after it see
+//! what they would have seen one by one.
+//!
+//! A datagram over the MTU is built directly as its fragments, and so is a
+//! corked one whose pieces are messages of the batch with `MSG_MORE` of their
+//! own ([`BatchMsg::flags`]; see `frags.rs`). On a queueless device they join
+//! the run like the others (a stopped queue or busy driver drops the rest of
+//! the datagram's fragments, as `noqueue` does); behind a qdisc each goes down
+//! on its own, as the general path's fragment train does.
 //!
 //! A run takes the fast way only when the kernel's per-datagram path would do
-//! nothing else: no pending (corked) datagram, no `MSG_MORE`/`MSG_PROBE`/
-//! `MSG_CONFIRM`/`MSG_ZEROCOPY`, no IP options, no UDP GSO, checksums on, no
-//! transform header, no filter hooks, a connected neighbour (or an L3 device),
-//! an idle queue whose qdisc may be bypassed (or a `noqueue` device), a driver
-//! queue not stopped, room in the send budget, and a datagram that fits the
-//! MTU. Any other message goes through [`UdpSocket::sendmsg`] on its own, in
-//! order.
+//! nothing else: no pending (corked) datagram left by an earlier call, no
+//! `MSG_PROBE`/`MSG_CONFIRM`/`MSG_ZEROCOPY`, no IP options, no UDP GSO,
+//! checksums on, no transform header, no filter hooks, a connected neighbour
+//! (or an L3 device), an idle queue whose qdisc may be bypassed (or a
+//! `noqueue` device), a driver queue not stopped, and room in the send
+//! budget. Any other message goes through [`UdpSocket::sendmsg`] on its own,
+//! in order.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -107,6 +115,23 @@ pub(super) struct Flow {
     pub(super) ids: IdSource,
     /// The pseudo-header sum without the length.
     pseudo: Csum,
+    /// The last allocation size whose truesize was computed, and that
+    /// truesize (batches are mostly of one size).
+    truesize_memo: std::cell::Cell<(usize, usize)>,
+}
+
+impl Flow {
+    /// `kernel_truesize(size)`, computed once for a run of one size.
+    #[inline(always)]
+    fn truesize(&self, size: usize) -> usize {
+        let (s, t) = self.truesize_memo.get();
+        if s == size {
+            return t;
+        }
+        let t = kernel_truesize(size);
+        self.truesize_memo.set((size, t));
+        t
+    }
 }
 
 impl UdpSocket {
@@ -323,13 +348,9 @@ impl UdpSocket {
         more: bool,
     ) -> bool {
         let id = self.unit_id(flow, bucket_id);
-        if !u.frags {
+        let Some((cut, sizes)) = u.frags else {
             let skb = self.build(stack, flow, unit[0].data, id);
             return run.xmit(driver, skb, more);
-        }
-        let Some((cut, sizes)) = self.fragment_geometry(flow, unit) else {
-            // Not reached: the unit was planned with this geometry.
-            return false;
         };
         let mut frags = std::mem::take(&mut self.frags);
         self.build_fragments(stack, flow, &cut, (unit, sizes), id, &mut frags);
@@ -348,8 +369,6 @@ impl UdpSocket {
         let b = &self.inet.budget;
         let (start, limit) = (b.allocated(), b.limit());
         let (mut sum, mut n) = (0, 0);
-        // Batches are mostly of one size: its truesize computed once.
-        let (mut last_len, mut last_t) = (usize::MAX, 0);
         for m in msgs.iter().take(BATCH_MAX) {
             if m.dest != f.dest
                 || m.flags != msgs[0].flags
@@ -358,11 +377,8 @@ impl UdpSocket {
             {
                 break;
             }
-            if m.data.len() != last_len {
-                last_len = m.data.len();
-                last_t = kernel_truesize(20 + UDP_HLEN + last_len + f.alloc_extra);
-            }
-            (sum, n) = (sum + last_t, n + 1);
+            sum += f.truesize(20 + UDP_HLEN + m.data.len() + f.alloc_extra);
+            n += 1;
         }
         SendBudget::precharge(b, sum);
         (n, sum)
@@ -396,7 +412,7 @@ impl UdpSocket {
                 break;
             };
             let fits_budget = start + sum < limit && start + sum + u.before_last < 2 * limit;
-            if at + u.msgs > BATCH_MAX || (u.frags && !trains) || !fits_budget {
+            if at + u.msgs > BATCH_MAX || (u.frags.is_some() && !trains) || !fits_budget {
                 break;
             }
             (sum, at) = (sum + u.charge, at + u.msgs);
@@ -449,6 +465,7 @@ impl UdpSocket {
         };
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
+            truesize_memo: std::cell::Cell::new((usize::MAX, 0)),
             ids,
             pseudo,
             ip_template,
@@ -549,7 +566,8 @@ impl UdpSocket {
         let p = &f.params;
         let hh_len = p.dst.dev.ll_reserved_space();
         let fraglen = 20 + UDP_HLEN + data.len();
-        let mut skb = stack.pool.alloc(fraglen + f.alloc_extra);
+        let size = fraglen + f.alloc_extra;
+        let mut skb = stack.pool.alloc_truesize(size, f.truesize(size));
         skb.meta.ip_summed = if f.partial {
             CsumState::Partial {
                 start: 0,

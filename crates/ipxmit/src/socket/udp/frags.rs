@@ -17,11 +17,12 @@
 //! sum is taken, and given its
 //! fragment header and the metadata `ip_copy_metadata` would copy at once;
 //! the buffers are not chained, unchained and walked again. The train then
-//! goes down exactly as the general path's fragment train does (one queue
-//! choice and qdisc decision, `xmit_more` within it, the same drops and
-//! errors when a driver or qdisc refuses a fragment). The frames, buffer
-//! sizes, metadata, IP ID, send-budget charges and counters are those of the
-//! general path; `crates/ipxmit-drivers/tests/send_batch.rs` compares them.
+//! goes down with the same drops and errors as the general path's when a
+//! driver or qdisc refuses a fragment: in a run on a queueless device
+//! (`batch.rs`), or on its own as the general path's train does. The frames,
+//! buffer charges, metadata, IP ID and counters are those of the general
+//! path; `crates/ipxmit-drivers/tests/send_batch.rs` compares them, and the
+//! kernel-differential suite compares the frames with the kernel's.
 //!
 //! A corked datagram — messages of one batch, all but the last with
 //! `MSG_MORE` — is made the same way, its data gathered from the messages.
@@ -30,9 +31,9 @@
 //! here every fragment is one linear buffer, but each is charged what the
 //! kernel's buffer for the same bytes is charged (its head's allocation, plus
 //! the page bytes), so the send budget moves exactly as there. This needs the
-//! MTU's data space to be a multiple of 8 (1500, 9000 less 4 is not): else
-//! the cork's buffers overflow and move bytes (`fraggap`) and the general
-//! path sends the datagram.
+//! MTU's data space to be a multiple of 8 (so at MTU 1500, not at 576 or
+//! 9000): else the cork's buffers overflow and move bytes (`fraggap`) and
+//! the general path sends the datagram.
 //!
 //! Taken for a datagram [`UdpSocket::send_batch`]'s fast runs would take but
 //! for its size (see `batch.rs`), that may be fragmented (`IP_PMTUDISC_WANT`
@@ -216,12 +217,12 @@ impl Gather<'_> {
 }
 
 /// One datagram of a `send_batch` run: how many messages it takes (one, or
-/// a corked group), whether it fragments, what its buffers are charged,
-/// and what all but its last buffer are.
+/// a corked group), how it is cut when it fragments, what its buffers are
+/// charged, and what all but its last buffer are.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Unit {
     pub(super) msgs: usize,
-    pub(super) frags: bool,
+    pub(super) frags: Option<(Cut, Sizes)>,
     pub(super) charge: usize,
     pub(super) before_last: usize,
 }
@@ -246,7 +247,7 @@ impl UdpSocket {
             let charge = kernel_truesize(20 + UDP_HLEN + m.data.len() + flow.alloc_extra);
             return Some(Unit {
                 msgs: 1,
-                frags: false,
+                frags: None,
                 charge,
                 before_last: 0,
             });
@@ -279,7 +280,7 @@ impl UdpSocket {
         let (charge, before_last) = sizes.charges(&cut, group);
         Some(Unit {
             msgs: n,
-            frags: true,
+            frags: Some((cut, sizes)),
             charge,
             before_last,
         })
@@ -325,11 +326,7 @@ impl UdpSocket {
     /// mode that fragments locally, a length `__ip_append_data` accepts, the
     /// cork's fragment size equal to the MTU `ip_fragment` uses, and for a
     /// corked datagram an MTU whose data space is a multiple of 8.
-    pub(super) fn fragment_geometry(
-        &self,
-        flow: &Flow,
-        pieces: &[BatchMsg<'_>],
-    ) -> Option<(Cut, Sizes)> {
+    fn fragment_geometry(&self, flow: &Flow, pieces: &[BatchMsg<'_>]) -> Option<(Cut, Sizes)> {
         let p = &flow.params;
         let mtu = flow.max_payload + 20 + UDP_HLEN;
         let length = UDP_HLEN + pieces.iter().map(|m| m.data.len()).sum::<usize>();
