@@ -103,14 +103,17 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
 pub fn probe(sink: Sink, (fname, feats): (&str, Features), work: Workload) -> Probe {
     let case = format!("{}/{}/{}", sink.name(), fname, work.name);
     let mut host = Host::new(sink, feats, work).expect("host");
-    for _ in 0..WARMUP {
+    // Sends of a batch carry many datagrams: as many datagrams, about.
+    let per = work.batch as u64;
+    let (warmup, measured) = ((WARMUP / per).max(40), (MEASURED / per).max(100));
+    for _ in 0..warmup {
         host.send_one().expect("warm-up send");
     }
     let trace = std::env::var_os("IPXMIT_ALLOC_TRACE").is_some_and(|v| v != "0");
     SITES.with(|s| s.borrow_mut().clear());
     TRACING.with(|t| t.set(if trace { TRACE_MAX } else { 0 }));
     let before = allocations();
-    for _ in 0..MEASURED {
+    for _ in 0..measured {
         host.send_one().expect("measured send");
     }
     let allocs = allocations() - before;
@@ -118,7 +121,7 @@ pub fn probe(sink: Sink, (fname, feats): (&str, Features), work: Workload) -> Pr
     let sites = SITES.with(|s| std::mem::take(&mut *s.borrow_mut()));
     Probe {
         case,
-        datagrams: MEASURED * work.batch as u64,
+        datagrams: measured * per,
         allocations: allocs,
         sites,
     }

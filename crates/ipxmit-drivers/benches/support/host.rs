@@ -48,9 +48,13 @@ pub struct Workload {
     pub batch: usize,
 }
 
-/// The standard workloads of the issue, then the single-frame sizes sent
-/// with `send_batch` of 64 (as the kernel side's `sendmmsg`).
-pub const WORKLOADS: [Workload; 8] = [
+/// The standard workloads of the issue, then the same with `send_batch`
+/// (as the kernel side's `sendmmsg`): 64 small datagrams per call, fewer
+/// large ones (what the default `SO_SNDBUF` holds while the in-memory wire
+/// keeps the frames until the call returns: a blocking send would wait
+/// for room forever, as the kernel's would), 8 datagrams of 8 pieces (each
+/// piece but the last with `MSG_MORE` of its own).
+pub const WORKLOADS: [Workload; 11] = [
     Workload {
         name: "18B",
         len: 18,
@@ -106,6 +110,27 @@ pub const WORKLOADS: [Workload; 8] = [
         pieces: 1,
         gso: 0,
         batch: 64,
+    },
+    Workload {
+        name: "8000B_batch8",
+        len: 8000,
+        pieces: 1,
+        gso: 0,
+        batch: 8,
+    },
+    Workload {
+        name: "65000B_batch2",
+        len: 65000,
+        pieces: 1,
+        gso: 0,
+        batch: 2,
+    },
+    Workload {
+        name: "8x1000B_more_batch8",
+        len: 8000,
+        pieces: 8,
+        gso: 0,
+        batch: 8,
     },
 ];
 
@@ -164,11 +189,37 @@ impl Host {
         })
     }
 
+    /// `batch` datagrams of `pieces` pieces in one `send_batch` (at most 64
+    /// messages), `MSG_MORE` on each piece but a datagram's last.
+    fn send_pieces_batch(&mut self) -> Result<(), SendError> {
+        let w = self.work;
+        let step = w.len / w.pieces;
+        let mut msgs = [BatchMsg::new(&[], Some(DEST)); 64];
+        let n = (w.batch * w.pieces).min(64);
+        for (k, m) in msgs[..n].iter_mut().enumerate() {
+            let i = k % w.pieces;
+            let end = if i + 1 == w.pieces {
+                w.len
+            } else {
+                (i + 1) * step
+            };
+            m.data = &self.payload[i * step..end];
+            if i + 1 < w.pieces {
+                m.flags = MsgFlags::MORE;
+            }
+        }
+        let sent = self.sock.send_batch(&msgs[..n], MsgFlags::NONE)?;
+        assert_eq!(sent, n, "the whole batch was sent");
+        Ok(())
+    }
+
     /// One datagram (in its pieces), then the wire drained.
     #[inline]
     pub fn send_one(&mut self) -> Result<(), SendError> {
         let w = self.work;
-        if w.batch > 1 {
+        if w.batch > 1 && w.pieces > 1 {
+            self.send_pieces_batch()?;
+        } else if w.batch > 1 {
             let m = BatchMsg::new(&self.payload, Some(DEST));
             let msgs = [m; 64];
             let n = self
