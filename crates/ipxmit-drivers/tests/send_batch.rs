@@ -491,11 +491,13 @@ fn a_run_cut_short_gives_its_unused_ids_back() {
 }
 
 /// Takes frames, and stops its queue once it has taken `left` (a ring that
-/// is full after the frame it took, `netif_stop_queue`).
+/// is full after the frame it took, `netif_stop_queue`); logs each frame's
+/// length, and whether the last frame came with `xmit_more` and no flush
+/// has followed (a frame a batching driver would still hold).
 struct StopAfter {
     left: usize,
     ctl: Option<Arc<ipxmit::dev::TxQueueCtl>>,
-    log: Arc<parking_lot::Mutex<Vec<usize>>>,
+    log: Arc<parking_lot::Mutex<(Vec<usize>, bool)>>,
 }
 
 impl ipxmit::dev::Driver for StopAfter {
@@ -503,13 +505,19 @@ impl ipxmit::dev::Driver for StopAfter {
         self.ctl = Some(ctl);
     }
 
-    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, _more: bool) -> ipxmit::dev::TxStatus {
-        self.log.lock().push(pkt.len());
+    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, more: bool) -> ipxmit::dev::TxStatus {
+        let mut log = self.log.lock();
+        log.0.push(pkt.len());
+        log.1 = more;
         self.left = self.left.saturating_sub(1);
         if let (0, Some(c)) = (self.left, &self.ctl) {
             c.stop();
         }
         ipxmit::dev::TxStatus::Ok
+    }
+
+    fn flush(&mut self) {
+        self.log.lock().1 = false;
     }
 }
 
@@ -517,7 +525,7 @@ impl ipxmit::dev::Driver for StopAfter {
 /// the driver got, the results and the counters after sending `lens`
 /// (batched or one by one).
 fn stop_after(left: usize, lens: &[usize], batched: bool) -> String {
-    let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = Arc::new(parking_lot::Mutex::new((Vec::new(), false)));
     let drv = StopAfter {
         left,
         ctl: None,
@@ -547,9 +555,14 @@ fn stop_after(left: usize, lens: &[usize], batched: bool) -> String {
         }]
     };
     let dev = stack.device("eth0").unwrap();
+    let log = log.lock();
+    assert!(
+        !log.1,
+        "a frame given with xmit_more was never flushed ({batched}, {left})"
+    );
     format!(
         "{results:?} {:?} {:?} {:?} {:?}",
-        log.lock(),
+        log.0,
         stack.counters().mib_snapshot(),
         stack.counters().drop_snapshot(),
         dev.stats.snapshot()
@@ -559,7 +572,8 @@ fn stop_after(left: usize, lens: &[usize], batched: bool) -> String {
 /// A queue stopped in the middle of a fragment train (the driver took a
 /// fragment and is full): the rest of the datagram is dropped and it fails
 /// (`ENETDOWN`), as `noqueue` does one by one; stopped right after a train,
-/// the datagram is sent and the next message finds the queue stopped.
+/// the datagram is sent and the next message finds the queue stopped. No
+/// frame given with `xmit_more` is left unflushed either way.
 #[test]
 fn a_queue_stopped_mid_train_drops_the_rest_like_one_by_one() {
     let lens = [3000, 18, 5000];

@@ -381,6 +381,11 @@ fn class_for(size: usize) -> Option<usize> {
     CLASSES.iter().position(|&c| c >= size)
 }
 
+/// True when buffers of `a` and `b` bytes come from the same pool class.
+pub(crate) fn same_class(a: usize, b: usize) -> bool {
+    class_for(a) == class_for(b)
+}
+
 /// The class of storage of exactly `len` bytes, else [`NO_CLASS`]: only
 /// such storage goes back to the pool.
 fn class_of(len: usize) -> u8 {

@@ -303,6 +303,10 @@ fn noqueue_train(
     let mut driver = txq.driver.lock();
     while let Some(mut p) = next.take() {
         if txq.ctl().is_stopped() {
+            if accepted > 0 {
+                // The frame before went with `xmit_more`.
+                driver.flush();
+            }
             refused = Some(p);
             break;
         }

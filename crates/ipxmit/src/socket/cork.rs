@@ -525,7 +525,7 @@ fn check_budget(stack: &Stack, budget: &SendBudget, a: &Append<'_>) -> Result<()
     if a.transhdrlen == 0 {
         // `refcount_read(&sk->sk_wmem_alloc) <= 2 * sk_sndbuf`, and the refcount
         // is one more than what is charged.
-        return if budget.allocated() < 2 * budget.limit() {
+        return if budget.allocated() < budget.limit().saturating_mul(2) {
             Ok(())
         } else {
             Err(SendError::NoBufs)

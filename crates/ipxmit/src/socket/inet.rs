@@ -349,7 +349,7 @@ impl InetSock {
     /// `wmem_max`, at least `SOCK_MIN_SNDBUF`.
     pub fn set_sndbuf(&mut self, bytes: usize) {
         let max = self.stack.sysctls().wmem_max;
-        let v = (bytes.min(max) * 2).max(4608);
+        let v = bytes.min(max).saturating_mul(2).max(4608);
         self.budget.set_limit(v);
     }
 }

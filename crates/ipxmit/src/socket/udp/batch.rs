@@ -115,6 +115,9 @@ pub(super) struct Flow {
     pub(super) ids: IdSource,
     /// The pseudo-header sum without the length.
     pseudo: Csum,
+    /// The IP header of the flow's fragments (no DF) with ID, length,
+    /// offset and checksum zero, and its sum; made at the first one.
+    pub(super) frag_template: std::cell::OnceCell<([u8; 20], Csum)>,
     /// The last allocation size whose truesize was computed, and that
     /// truesize (batches are mostly of one size).
     truesize_memo: std::cell::Cell<(usize, usize)>,
@@ -411,7 +414,9 @@ impl UdpSocket {
             let Some(u) = self.unit(f, &msgs[at..], flags, base) else {
                 break;
             };
-            let fits_budget = start + sum < limit && start + sum + u.before_last < 2 * limit;
+            let at_now = start.saturating_add(sum);
+            let fits_budget =
+                at_now < limit && at_now.saturating_add(u.before_last) < limit.saturating_mul(2);
             if at + u.msgs > BATCH_MAX || (u.frags.is_some() && !trains) || !fits_budget {
                 break;
             }
@@ -466,6 +471,7 @@ impl UdpSocket {
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
             truesize_memo: std::cell::Cell::new((usize::MAX, 0)),
+            frag_template: std::cell::OnceCell::new(),
             ids,
             pseudo,
             ip_template,
@@ -772,6 +778,10 @@ impl<'a> Run<'a> {
         let mut it = frags.drain(..).enumerate();
         while let Some((i, mut f)) = it.next() {
             if txq.ctl().is_stopped() {
+                if i > 0 {
+                    // The fragment before went with `xmit_more`.
+                    driver.flush();
+                }
                 self.fail_train(std::iter::once(f).chain(it.map(|(_, f)| f)));
                 return false;
             }

@@ -30,21 +30,26 @@
 //! (scatter-gather) or in buffers opened with a whole MTU of room (without);
 //! here every fragment is one linear buffer, but each is charged what the
 //! kernel's buffer for the same bytes is charged (its head's allocation, plus
-//! the page bytes), so the send budget moves exactly as there. This needs the
+//! the page bytes), so the send budget moves exactly as there. The buffer
+//! layout (linear or page fragments) and the unfolded `skb->csum` partial
+//! sums are not part of that sameness — neither is on the wire — and the
+//! socket's page fragment (`sk_page_frag`) is not used, so a later datagram
+//! that does go through the cork finds it where the earlier ones left it.
+//! This needs the
 //! MTU's data space to be a multiple of 8 (so at MTU 1500, not at 576 or
 //! 9000): else the cork's buffers overflow and move bytes (`fraggap`) and
 //! the general path sends the datagram.
 //!
 //! Taken for a datagram [`UdpSocket::send_batch`]'s fast runs would take but
-//! for its size (see `batch.rs`), that may be fragmented (`IP_PMTUDISC_WANT`
-//! or `DONT`), whose length `__ip_append_data` accepts, whose fragment size
+//! for its size (see `batch.rs`), that may be fragmented (`IP_PMTUDISC_WANT`,
+//! `DONT` or `OMIT`), whose length `__ip_append_data` accepts, whose fragment size
 //! is the MTU `ip_fragment` will use, and whose buffers all pass the
 //! send-budget checks without waiting (else the general path decides, as the
 //! kernel does: wait, `EAGAIN` or `ENOBUFS`).
 
 use super::batch::{header_template, BatchMsg, Flow, IdSource};
 use super::{write_check, write_udp_header, UdpSocket, UDP_HLEN};
-use crate::buf::{kernel_truesize, CsumState, PacketBuf, SendBudget};
+use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf, SendBudget};
 use crate::dev::Features;
 use crate::error::SendError;
 use crate::ipv4::output::send_fragments;
@@ -122,8 +127,12 @@ impl Sizes {
     /// `MSG_MORE` without scatter-gather) and, with scatter-gather, later
     /// pieces' bytes into page fragments, charged byte for byte.
     fn charge(&self, cut: &Cut, k: usize, c: &mut PieceCursor<'_>) -> usize {
-        let b = k * cut.maxdata;
-        let (r, more) = c.seek(b);
+        let (r, more) = c.seek(k * cut.maxdata);
+        self.charge_for(cut, k, r, more)
+    }
+
+    /// [`Sizes::charge`] with `r` and whether `p` has `MSG_MORE` known.
+    fn charge_for(&self, cut: &Cut, k: usize, r: usize, more: bool) -> usize {
         let lin = r.min(cut.maxdata);
         let alloclen = if more && !self.sg { self.mtu } else { 20 + lin };
         let trailer = if lin == r { self.trailer } else { 0 };
@@ -194,6 +203,26 @@ impl Gather<'_> {
             }
         }
         self.copy_across(dst)
+    }
+
+    /// The bytes left of the piece that holds the next byte (the UDP header's
+    /// `hdr` bytes, still to be written before it, counted with the first
+    /// piece), and whether that piece has `MSG_MORE` (is not the last):
+    /// what [`PieceCursor::seek`] says for the same offset.
+    fn piece_left(&mut self, hdr: usize) -> (usize, bool) {
+        // The first piece holds the header, so it is never passed over
+        // before it (even when it is empty).
+        while hdr == 0
+            && self.i + 1 < self.pieces.len()
+            && self.off == self.pieces[self.i].data.len()
+        {
+            (self.i, self.off) = (self.i + 1, 0);
+        }
+        let left = self
+            .pieces
+            .get(self.i)
+            .map_or(0, |p| p.data.len() - self.off);
+        (left + hdr, self.i + 1 < self.pieces.len())
     }
 
     /// [`Gather::copy`] of bytes from more than one piece.
@@ -302,7 +331,7 @@ impl UdpSocket {
         // sock_alloc_send_skb for the first buffer, the `2 * sk_sndbuf`
         // check of `__ip_append_data` for the others (the last is checked
         // with all the others charged).
-        if start >= b.limit() || start + before_last >= 2 * b.limit() {
+        if start >= b.limit() || start.saturating_add(before_last) >= b.limit().saturating_mul(2) {
             return None;
         }
         SendBudget::precharge(b, total);
@@ -381,11 +410,12 @@ impl UdpSocket {
         id: u16,
         frags: &mut Vec<PacketBuf>,
     ) {
-        let (template, tsum) = header_template(&flow.params, false);
+        let (template, tsum) = *flow
+            .frag_template
+            .get_or_init(|| header_template(&flow.params, false));
         let tsum = tsum.add_u16(id);
         let ll_rs = flow.params.dst.dev.ll_reserved_space();
         let corked = pieces.len() > 1;
-        let mut charges = PieceCursor::new(pieces);
         let mut data = Gather {
             pieces,
             i: 0,
@@ -394,12 +424,28 @@ impl UdpSocket {
         let mut sum = Csum::ZERO;
         for i in 0..=cut.full {
             let hdr = if i == 0 { UDP_HLEN } else { 0 };
-            let mut skb = stack.pool.alloc(sizes.alloc(cut, i) + DATA_ALIGN);
-            let pad = align_pad(&skb, ll_rs + 20 + hdr);
+            let size = sizes.alloc(cut, i);
+            let slack = if same_class(size, size + DATA_ALIGN) {
+                DATA_ALIGN
+            } else {
+                0
+            };
+            let mut skb = stack.pool.alloc(size + slack);
+            let pad = if slack == 0 {
+                0
+            } else {
+                align_pad(&skb, ll_rs + 20 + hdr)
+            };
             let datalen = cut.datalen(i);
             skb.reserve(ll_rs + pad);
             skb.put(20 + datalen);
             let nh = skb.data_offset();
+            let truesize = if corked {
+                let (r, more) = data.piece_left(hdr);
+                sizes.charge_for(cut, i, r, more)
+            } else {
+                kernel_truesize(sizes.alloc(cut, i))
+            };
             // `ip_copy_metadata`: the others carry the head's metadata,
             // its payload sum included (no route or token to copy here).
             self.head_meta(&mut skb, flow);
@@ -415,11 +461,7 @@ impl UdpSocket {
                 // `skb->csum` of the head; the others carry a copy of it.
                 skb.meta.csum = s;
             }
-            skb.set_truesize(if corked {
-                sizes.charge(cut, i, &mut charges)
-            } else {
-                kernel_truesize(sizes.alloc(cut, i))
-            });
+            skb.set_truesize(truesize);
             skb.set_owner_precharged(&self.inet.budget);
             let more = if i < cut.full { IP_MF } else { 0 };
             let off = ((i * cut.maxdata) >> 3) as u16 | more;
@@ -464,7 +506,9 @@ impl UdpSocket {
 /// which is worth about a tenth of a 64 KiB datagram's send time with its
 /// data in L2 (measured: 177 -> 194 Gbit/s). The buffer gets up to 31 bytes
 /// more headroom than `LL_RESERVED_SPACE` for it; nothing on the wire
-/// changes, and the buffer is charged what the kernel's is.
+/// changes, and the buffer is charged what the kernel's is. Where the slack
+/// would take the buffer into a larger pool class, the data is left where
+/// it falls.
 const DATA_ALIGN: usize = 32;
 
 /// The extra headroom that puts the byte `off` bytes after the start of
