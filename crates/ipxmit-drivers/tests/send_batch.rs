@@ -1,9 +1,10 @@
 //! `UdpSocket::send_batch` (sendmmsg) against `send_to` one by one: for random
 //! mixes of sizes (fitting the MTU, needing fragments), messages with
 //! `MSG_MORE` of their own (corked datagrams), destinations (resolved
-//! neighbour, unresolved, unroutable), socket states (connected, PMTU mode,
-//! options, GSO), device offloads, qdiscs and a small wire that goes busy,
-//! both ways put the same frames on the wire — byte for byte, IP IDs compared
+//! neighbour, unresolved, unroutable), socket states (connected, every PMTU
+//! mode, options, GSO, small `SO_SNDBUF`), MTUs from 68 to 9004, device
+//! offloads, qdiscs and a small wire that goes busy (and may keep its frames
+//! charged to the socket until drained), both ways put the same frames on the wire — byte for byte, IP IDs compared
 //! by their progression — return the same counts and errors, and leave the
 //! same counters (every MIB and drop reason, device and qdisc statistics).
 
@@ -40,6 +41,10 @@ struct Setup {
     gso: u16,
     /// `SO_SNDBUF`, when set.
     sndbuf: Option<usize>,
+    /// The wire keeps its frames charged to the socket until drained (a
+    /// driver that frees on completion), instead of releasing the charge
+    /// when it takes a frame (`skb_orphan`, as the in-memory wire does).
+    keep: bool,
 }
 
 /// SG + checksum offload, pfifo_fast, MTU 1500, a roomy wire, PMTU "want",
@@ -55,14 +60,99 @@ fn plain_setup() -> Setup {
         options: false,
         gso: 0,
         sndbuf: None,
+        keep: false,
     }
 }
 
-fn host(s: &Setup) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
+/// The wire the frames leave on.
+enum Wire {
+    Mem(Arc<MemWire>),
+    Keep(Arc<KeepWire>),
+}
+
+impl Wire {
+    /// Hands every frame the wire holds to `f`; returns how many.
+    fn drain(&self, mut f: impl FnMut(&[u8])) -> usize {
+        match self {
+            Wire::Mem(w) => w.drain(|p| f(&p.to_vec())),
+            Wire::Keep(w) => w.drain(f),
+        }
+    }
+}
+
+/// A wire of `cap` frames that keeps them (and their send-budget charges)
+/// until drained, and stops its queue when full (woken by the drain).
+struct KeepWire {
+    frames: parking_lot::Mutex<Vec<ipxmit::PacketBuf>>,
+    cap: usize,
+    stopped: parking_lot::Mutex<Option<Arc<ipxmit::dev::TxQueueCtl>>>,
+}
+
+impl KeepWire {
+    fn drain(&self, mut f: impl FnMut(&[u8])) -> usize {
+        let frames = std::mem::take(&mut *self.frames.lock());
+        for p in &frames {
+            f(&p.to_vec());
+        }
+        let n = frames.len();
+        drop(frames);
+        if let Some(ctl) = self.stopped.lock().take() {
+            ctl.wake();
+        }
+        n
+    }
+}
+
+/// The driver of a [`KeepWire`].
+struct KeepDriver {
+    wire: Arc<KeepWire>,
+    ctl: Option<Arc<ipxmit::dev::TxQueueCtl>>,
+}
+
+impl ipxmit::dev::Driver for KeepDriver {
+    fn attach(&mut self, ctl: Arc<ipxmit::dev::TxQueueCtl>) {
+        self.ctl = Some(ctl);
+    }
+
+    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, _more: bool) -> ipxmit::dev::TxStatus {
+        let mut frames = self.wire.frames.lock();
+        if frames.len() >= self.wire.cap {
+            if let Some(c) = &self.ctl {
+                c.stop();
+                *self.wire.stopped.lock() = Some(c.clone());
+            }
+            return ipxmit::dev::TxStatus::Busy(pkt);
+        }
+        frames.push(pkt);
+        ipxmit::dev::TxStatus::Ok
+    }
+}
+
+/// [`common::mem_host`] with a [`KeepWire`] of `cap` frames.
+fn keep_host(cfg: DevConfig, cap: usize) -> (Arc<Stack>, Arc<KeepWire>) {
+    let wire = Arc::new(KeepWire {
+        frames: parking_lot::Mutex::new(Vec::new()),
+        cap,
+        stopped: parking_lot::Mutex::new(None),
+    });
+    let drv = KeepDriver {
+        wire: wire.clone(),
+        ctl: None,
+    };
+    (driver_stack(Box::new(drv), cfg, None), wire)
+}
+
+fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
     let mut cfg = common::eth0();
     cfg.mtu = s.mtu;
     cfg.features = s.features;
-    let (stack, wire) = common::mem_host(cfg, 1, s.wire_cap);
+    let (stack, wire) = if s.keep {
+        let (st, w) = keep_host(cfg, s.wire_cap);
+        (st, Wire::Keep(w))
+    } else {
+        let (st, w) = common::mem_host(cfg, 1, s.wire_cap);
+        (st, Wire::Mem(w))
+    };
     stack
         .replace_qdisc("eth0", &s.qdisc.parse::<QdiscSpec>().unwrap())
         .unwrap();
@@ -152,7 +242,7 @@ fn normalize(raw: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i32>) {
 
 fn outcome(
     stack: &Stack,
-    wire: &MemWire,
+    wire: &Wire,
     sock: &UdpSocket,
     results: Vec<Result<usize, SendError>>,
     frames: Vec<Vec<u8>>,
@@ -176,7 +266,7 @@ fn outcome(
 }
 
 /// Drains the wire into `out`, letting a stopped queue run again.
-fn drain(stack: &Stack, wire: &MemWire, out: &mut Vec<Vec<u8>>) {
+fn drain(stack: &Stack, wire: &Wire, out: &mut Vec<Vec<u8>>) {
     for _ in 0..1000 {
         if wire.drain(|p| out.push(p.to_vec())) == 0 && stack.poll() == 0 {
             break;
@@ -268,30 +358,42 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
         1 => Just("noqueue"),
     ];
     let pmtu = prop_oneof![
-        2 => Just(PmtuDisc::Want),
-        1 => Just(PmtuDisc::Dont),
-        1 => Just(PmtuDisc::Do),
+        4 => Just(PmtuDisc::Want),
+        2 => Just(PmtuDisc::Dont),
+        2 => Just(PmtuDisc::Do),
+        1 => Just(PmtuDisc::Probe),
+        1 => Just(PmtuDisc::Interface),
+        1 => Just(PmtuDisc::Omit),
     ];
-    let mtu = prop_oneof![3 => Just(1500u32), 1 => 576u32..=9000];
+    let mtu = prop_oneof![
+        6 => Just(1500u32),
+        2 => 576u32..=9000,
+        1 => Just(9004u32),
+        1 => 68u32..576,
+    ];
     let wire_cap = prop_oneof![3 => Just(1024usize), 1 => 2usize..=8];
     let rare = prop_oneof![6 => Just(false), 1 => Just(true)];
     let gso = prop_oneof![6 => Just(0u16), 1 => Just(1000u16)];
     let sndbuf = prop_oneof![3 => Just(None), 1 => (2000usize..40_000).prop_map(Some)];
+    let keep = prop_oneof![3 => Just(false), 1 => Just(true)];
     (
-        (features, qdisc, mtu, wire_cap),
+        (features, qdisc, mtu, wire_cap, keep),
         (pmtu, any::<bool>(), rare, gso, sndbuf),
     )
         .prop_map(
-            |((features, qdisc, mtu, wire_cap), (pmtu, connected, options, gso, sndbuf))| Setup {
-                features,
-                qdisc,
-                mtu,
-                wire_cap,
-                pmtu,
-                connected,
-                options,
-                gso,
-                sndbuf,
+            |((features, qdisc, mtu, wire_cap, keep), (pmtu, connected, options, gso, sndbuf))| {
+                Setup {
+                    features,
+                    qdisc,
+                    mtu,
+                    wire_cap,
+                    pmtu,
+                    connected,
+                    options,
+                    gso,
+                    sndbuf,
+                    keep,
+                }
             },
         )
 }
@@ -327,9 +429,20 @@ fn driver_host(
     features: Features,
     qdisc: Option<&str>,
 ) -> (Arc<Stack>, UdpSocket) {
-    let stack = Stack::new();
-    let mut cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    let mut cfg = common::eth0();
     cfg.features = features;
+    let stack = driver_stack(drv, cfg, qdisc);
+    let sock = UdpSocket::new(&stack);
+    (stack, sock)
+}
+
+/// The stack of [`driver_host`]: `cfg` on the one queue of `drv`.
+fn driver_stack(
+    drv: Box<dyn ipxmit::dev::Driver>,
+    cfg: DevConfig,
+    qdisc: Option<&str>,
+) -> Arc<Stack> {
+    let stack = Stack::new();
     stack.add_device(cfg, vec![drv]).unwrap();
     if let Some(q) = qdisc {
         stack
@@ -343,8 +456,7 @@ fn driver_host(
     stack
         .add_neigh("eth0", NEAR, mac, NudState::Permanent)
         .unwrap();
-    let sock = UdpSocket::new(&stack);
-    (stack, sock)
+    stack
 }
 
 /// Records what the driver is given: length and the `xmit_more` hint.
