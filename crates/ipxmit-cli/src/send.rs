@@ -375,6 +375,11 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts a refused send under its errno's name.
+    fn error(&mut self, e: &SendError) {
+        *self.errors.entry(e.errno().name()).or_default() += 1;
+    }
+
     /// Adds a sender thread's counts.
     fn add(&mut self, o: Tally) {
         self.datagrams += o.datagrams;
@@ -475,6 +480,12 @@ struct Share {
 }
 
 impl Share {
+    /// The `j`-th datagram of the share: its index in the plan, its size.
+    fn nth(&self, p: &Plan, j: u64) -> (u64, usize) {
+        let k = self.first + j * self.stride;
+        (k, p.sizes[(k % p.sizes.len() as u64) as usize])
+    }
+
     /// Share `i` of `n` of the plan.
     fn of(p: &Plan, i: u64, n: u64) -> Share {
         Share {
@@ -506,15 +517,14 @@ fn send_next(
     if p.batch > 1 {
         return send_batch(p, sh, j, socks, pat, t);
     }
-    let k = sh.first + j * sh.stride;
-    let len = p.sizes[(k % p.sizes.len() as u64) as usize];
+    let (k, len) = sh.nth(p, j);
     let n = socks.len() as u64;
     match send_one(&mut socks[(j % n) as usize], p, pat.payload(k, len)) {
         Ok(()) => {
             t.datagrams += 1;
             t.payload += len as u64;
         }
-        Err(e) => *t.errors.entry(e.errno().name()).or_default() += 1,
+        Err(e) => t.error(&e),
     }
     1
 }
@@ -537,8 +547,7 @@ fn send_batch(
     };
     let mut msgs = Vec::with_capacity(left as usize);
     for i in j..j + left {
-        let k = sh.first + i * sh.stride;
-        let len = p.sizes[(k % p.sizes.len() as u64) as usize];
+        let (k, len) = sh.nth(p, i);
         msgs.push(BatchMsg::new(pat.payload(k, len), Some(p.dst)));
     }
     let n = socks.len() as u64;
@@ -549,7 +558,7 @@ fn send_batch(
             m as u64
         }
         Err(e) => {
-            *t.errors.entry(e.errno().name()).or_default() += 1;
+            t.error(&e);
             1
         }
     }

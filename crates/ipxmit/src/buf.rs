@@ -75,6 +75,23 @@ pub enum CsumState {
     Unnecessary,
 }
 
+impl CsumState {
+    /// The state `__ip_append_data` gives a new buffer (`csummode`):
+    /// `CHECKSUM_PARTIAL` (its start and offset filled in by the transport)
+    /// when the device will sum, else `CHECKSUM_NONE`.
+    #[inline]
+    pub fn for_append(partial: bool) -> CsumState {
+        if partial {
+            CsumState::Partial {
+                start: 0,
+                offset: 0,
+            }
+        } else {
+            CsumState::None
+        }
+    }
+}
+
 /// Segmentation offload type (`skb_shinfo(skb)->gso_type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GsoType {

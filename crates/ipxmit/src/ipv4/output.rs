@@ -286,7 +286,7 @@ fn xmit_train(
 /// `neigh_hh_output()` for a frame of a train: the cached link header of
 /// `hlen` bytes (none on an L3 device) pushed in front of the IP header.
 #[inline]
-fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
+pub(crate) fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
     if hlen == 0 {
         return;
     }

@@ -425,14 +425,7 @@ impl Cork {
         };
         check_budget(stack, budget, a)?;
         let mut skb = stack.pool.alloc(alloclen + alloc_extra);
-        skb.meta.ip_summed = if a.partial {
-            CsumState::Partial {
-                start: 0,
-                offset: 0,
-            }
-        } else {
-            CsumState::None
-        };
+        skb.meta.ip_summed = CsumState::for_append(a.partial);
         skb.reserve(g.hh_len);
         skb.put(fraglen + a.exthdrlen - pagedlen);
         skb.meta.network_header = (skb.data_offset() + a.exthdrlen) as u16;

@@ -38,7 +38,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::frags::Unit;
+use super::frags::{budget_allows, Unit};
 use super::{
     flow_hash, hwcsum_pseudo, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN,
 };
@@ -47,7 +47,8 @@ use crate::dev::queue::{queue_index, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, xmit_one_uncounted};
 use crate::dev::{Driver, Features, LinkType, NetDevice, TxQueue, TxStatus};
 use crate::error::SendError;
-use crate::ipv4::output::softirq_on_exit;
+use crate::ipv4::output::{push_link_header, softirq_on_exit};
+use crate::neigh::HhCache;
 use crate::netfilter::HookPoint;
 use crate::sched::run::{end_bypass, requeue};
 use crate::socket::cork::{
@@ -357,7 +358,7 @@ impl UdpSocket {
         };
         let mut frags = std::mem::take(&mut self.frags);
         self.build_fragments(stack, flow, &cut, (unit, sizes), id, &mut frags);
-        let ok = run.xmit_train(driver, &mut frags, &flow.hh, more);
+        let ok = run.xmit_train(driver, &mut frags, &HhCache { hdr: flow.hh }, more);
         self.frags = frags;
         ok
     }
@@ -414,9 +415,7 @@ impl UdpSocket {
             let Some(u) = self.unit(f, &msgs[at..], flags, base) else {
                 break;
             };
-            let at_now = start.saturating_add(sum);
-            let fits_budget =
-                at_now < limit && at_now.saturating_add(u.before_last) < limit.saturating_mul(2);
+            let fits_budget = budget_allows(start.saturating_add(sum), limit, u.before_last);
             if at + u.msgs > BATCH_MAX || (u.frags.is_some() && !trains) || !fits_budget {
                 break;
             }
@@ -574,14 +573,7 @@ impl UdpSocket {
         let fraglen = 20 + UDP_HLEN + data.len();
         let size = fraglen + f.alloc_extra;
         let mut skb = stack.pool.alloc_truesize(size, f.truesize(size));
-        skb.meta.ip_summed = if f.partial {
-            CsumState::Partial {
-                start: 0,
-                offset: 0,
-            }
-        } else {
-            CsumState::None
-        };
+        skb.meta.ip_summed = CsumState::for_append(f.partial);
         skb.reserve(hh_len);
         skb.put(fraglen);
         let nh = skb.data_offset();
@@ -607,7 +599,7 @@ impl UdpSocket {
     /// The IP ID of a run's datagram (`ip_select_ident_segs`): the socket's
     /// own counter, 0, or `bucket_id` reserved for it from the
     /// per-destination counters.
-    fn unit_id(&mut self, f: &Flow, bucket_id: u16) -> u16 {
+    pub(super) fn unit_id(&mut self, f: &Flow, bucket_id: u16) -> u16 {
         match f.ids {
             IdSource::Zero => 0,
             IdSource::Bucket => bucket_id,
@@ -768,7 +760,7 @@ impl<'a> Run<'a> {
         &mut self,
         driver: &mut dyn Driver,
         frags: &mut Vec<PacketBuf>,
-        hh: &[u8; 14],
+        hh: &HhCache,
         more: bool,
     ) -> bool {
         let (dev, txq, n) = (self.dev, self.txq, frags.len());
@@ -785,7 +777,7 @@ impl<'a> Run<'a> {
                 self.fail_train(std::iter::once(f).chain(it.map(|(_, f)| f)));
                 return false;
             }
-            f.push(self.hh_len).copy_from_slice(&hh[..self.hh_len]);
+            push_link_header(&mut f, hh, self.hh_len);
             f.meta.queue_mapping = self.queue + 1;
             finish_frame(&mut f, self.feats);
             let len = f.len();

@@ -60,6 +60,15 @@ use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 
+/// The send-budget checks a datagram's buffers meet with `allocated`
+/// already charged: `sock_alloc_send_skb`'s for the first (`sk_wmem_alloc <
+/// sk_sndbuf`, else wait or `EAGAIN`) and `__ip_append_data`'s for the
+/// others (`< 2 * sk_sndbuf`, else `ENOBUFS`), the last checked with all
+/// the others (`before_last`) charged.
+pub(super) fn budget_allows(allocated: usize, limit: usize, before_last: usize) -> bool {
+    allocated < limit && allocated.saturating_add(before_last) < limit.saturating_mul(2)
+}
+
 /// `IP_MF`, "more fragments".
 const IP_MF: u16 = 0x2000;
 
@@ -327,16 +336,18 @@ impl UdpSocket {
         let (cut, sizes) = self.fragment_geometry(flow, pieces)?;
         let (total, before_last) = sizes.charges(&cut, pieces);
         let b = &self.inet.budget;
-        let start = b.allocated();
-        // sock_alloc_send_skb for the first buffer, the `2 * sk_sndbuf`
-        // check of `__ip_append_data` for the others (the last is checked
-        // with all the others charged).
-        if start >= b.limit() || start.saturating_add(before_last) >= b.limit().saturating_mul(2) {
+        if !budget_allows(b.allocated(), b.limit(), before_last) {
             return None;
         }
         SendBudget::precharge(b, total);
         let stack = self.inet.stack.clone();
-        let id = self.datagram_id(&stack, flow);
+        let p = &flow.params;
+        // A fragmented datagram never carries DF: its ID is never 0.
+        let bucket = match flow.ids {
+            IdSource::Bucket => stack.idents.reserve(p.daddr, p.saddr, p.protocol, 1),
+            IdSource::Socket | IdSource::Zero => 0,
+        };
+        let id = self.unit_id(flow, bucket);
         let mut frags = std::mem::take(&mut self.frags);
         let src = (pieces, sizes);
         self.build_fragments(&stack, flow, &cut, src, id, &mut frags);
@@ -380,21 +391,6 @@ impl UdpSocket {
             sg: p.dst.dev.features().contains(Features::SG),
         };
         Some((Cut::new(mtu, length)?, sizes))
-    }
-
-    /// The datagram's IP ID (`ip_select_ident_segs` of `__ip_make_skb`): a
-    /// fragmented datagram never carries DF, so never ID 0.
-    fn datagram_id(&mut self, stack: &Stack, flow: &Flow) -> u16 {
-        let p = &flow.params;
-        match flow.ids {
-            IdSource::Socket => {
-                self.inet.inet_id = self.inet.inet_id.wrapping_add(1);
-                self.inet.inet_id
-            }
-            IdSource::Zero | IdSource::Bucket => {
-                stack.idents.reserve(p.daddr, p.saddr, p.protocol, 1)
-            }
-        }
     }
 
     /// The fragments of the datagram of `src`'s pieces, in order, into
