@@ -492,10 +492,8 @@ impl BufPool {
         });
         if self.inner.shared {
             let _ = HOT.try_with(|h| {
-                for (n, slot) in n.iter_mut().zip(h) {
-                    let s = slot.take();
-                    *n += usize::from(s.is_some());
-                    slot.set(s);
+                for (i, n) in n.iter_mut().enumerate() {
+                    *n += h.len(i);
                 }
             });
         }
@@ -510,10 +508,10 @@ impl BufPool {
 
     /// A free storage of class `i`: the thread's cache first, then the
     /// shared queue.
-    #[inline]
+    #[inline(always)]
     fn take_free(&self, i: usize) -> Option<Box<BufInner>> {
         if self.inner.shared {
-            if let Some(s) = HOT.try_with(|h| h[i].take()).ok().flatten() {
+            if let Some(s) = HOT.try_with(|h| h.pop(i)).ok().flatten() {
                 return Some(s);
             }
         }
@@ -622,26 +620,93 @@ fn reset(s: &mut BufInner) -> Option<usize> {
     (i < CLASSES.len()).then_some(i)
 }
 
-/// Storage of the process-wide pool going back to it: into this thread's
-/// one-per-class hot slot (what the next allocation of the class on this
-/// thread takes first, the common free-then-allocate rhythm of a sender
-/// whose driver frees at once), the slot's previous occupant to the cache.
+/// Storage of the process-wide pool going back to it: onto this thread's
+/// hot stack of its class (what the next allocations of the class on this
+/// thread take first, the common free-then-allocate rhythm of a sender
+/// whose driver frees at once, a datagram's fragments included), else,
+/// the stack full, to the cache.
 fn recycle_shared(mut s: Box<BufInner>) {
     let Some(i) = reset(&mut s) else {
         return;
     };
-    match HOT.try_with(|h| h[i].replace(Some(s))) {
-        Ok(Some(prev)) => shared_pool().keep_free(prev, i),
+    match HOT.try_with(|h| h.push(i, s)) {
         Ok(None) => {}
-        // The thread is exiting: its slots are gone (the storage was freed).
+        Ok(Some(s)) => shared_pool().keep_free(s, i),
+        // The thread is exiting: its stacks are gone (the storage was freed).
         Err(_) => {}
     }
 }
 
+/// Storages a thread's hot stack keeps per class below its top.
+const HOT_DEPTH: usize = 8;
+
+type Slot = std::cell::Cell<Option<Box<BufInner>>>;
+
+/// A few free storages per class of the process-wide pool, last freed
+/// first out: a free and an allocation are a few instructions each. Each
+/// class's top is a slot of its own, the four side by side, so a free
+/// followed by an allocation (one datagram, one frame) touches nothing
+/// else.
+struct HotStacks {
+    top: [Slot; 4],
+    /// Per class, how many of `below` are full (the lowest first).
+    n: [std::cell::Cell<usize>; 4],
+    below: [[Slot; HOT_DEPTH]; 4],
+}
+
+impl HotStacks {
+    /// Keeps `s` of class `i`; hands back a storage when the stack is full.
+    #[inline(always)]
+    fn push(&self, i: usize, s: Box<BufInner>) -> Option<Box<BufInner>> {
+        let prev = self.top[i].replace(Some(s))?;
+        self.push_below(i, prev)
+    }
+
+    /// Keeps `s` of class `i` under the top.
+    #[inline]
+    fn push_below(&self, i: usize, s: Box<BufInner>) -> Option<Box<BufInner>> {
+        let n = self.n[i].get();
+        let Some(slot) = self.below[i].get(n) else {
+            return Some(s);
+        };
+        self.n[i].set(n + 1);
+        // Slots at and above `n` are empty: nothing is replaced.
+        std::mem::forget(slot.replace(Some(s)));
+        None
+    }
+
+    /// The storage of class `i` freed last, if any.
+    #[inline(always)]
+    fn pop(&self, i: usize) -> Option<Box<BufInner>> {
+        self.top[i].take().or_else(|| self.pop_below(i))
+    }
+
+    /// The storage of class `i` freed last under the top, if any.
+    #[inline]
+    fn pop_below(&self, i: usize) -> Option<Box<BufInner>> {
+        let n = self.n[i].get().checked_sub(1)?;
+        self.n[i].set(n);
+        self.below[i][n].take()
+    }
+
+    /// How many storages of class `i` it holds.
+    fn len(&self, i: usize) -> usize {
+        let top = self.top[i].take();
+        let n = usize::from(top.is_some()) + self.n[i].get();
+        self.top[i].set(top);
+        n
+    }
+}
+
 thread_local! {
-    /// One free storage per class of the process-wide pool ([`recycle_shared`]).
-    static HOT: [std::cell::Cell<Option<Box<BufInner>>>; 4] =
-        const { [const { std::cell::Cell::new(None) }; 4] };
+    /// This thread's hot stacks of the process-wide pool ([`recycle_shared`]).
+    static HOT: HotStacks = const {
+        HotStacks {
+            top: [const { std::cell::Cell::new(None) }; 4],
+            n: [const { std::cell::Cell::new(0) }; 4],
+            below: [const { [const { std::cell::Cell::new(None) }; HOT_DEPTH] }; 4],
+        }
+    };
 }
 
 /// The process-wide pool.
@@ -1282,5 +1347,48 @@ impl Drop for PacketBuf {
             Home::Shared => recycle_shared(inner),
             Home::Pool(p) => p.recycle(inner),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BufInner, HotStacks, HOT_DEPTH};
+
+    /// A fresh set of hot stacks (not the thread's).
+    fn stacks() -> HotStacks {
+        HotStacks {
+            top: [const { std::cell::Cell::new(None) }; 4],
+            n: [const { std::cell::Cell::new(0) }; 4],
+            below: [const { [const { std::cell::Cell::new(None) }; HOT_DEPTH] }; 4],
+        }
+    }
+
+    #[test]
+    fn hot_stack_is_last_in_first_out_and_bounded_per_class() {
+        let h = stacks();
+        let boxes: Vec<Box<BufInner>> = (0..HOT_DEPTH + 2).map(|_| BufInner::boxed(512)).collect();
+        let addrs: Vec<*const BufInner> = boxes.iter().map(|b| &**b as *const BufInner).collect();
+        let mut refused = Vec::new();
+        for b in boxes {
+            refused.extend(h.push(1, b));
+        }
+        // The top and HOT_DEPTH below it are kept; one more is handed back.
+        assert_eq!(h.len(1), HOT_DEPTH + 1);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(h.len(0), 0, "other classes untouched");
+        assert!(h.pop(0).is_none());
+        // With the stack full below, the top's previous occupant was the
+        // one handed back.
+        assert_eq!(&*refused[0] as *const BufInner, addrs[HOT_DEPTH]);
+        // Popped last freed first.
+        let mut popped = Vec::new();
+        while let Some(b) = h.pop(1) {
+            popped.push(&*b as *const BufInner);
+        }
+        let mut kept: Vec<_> = addrs.clone();
+        kept.retain(|a| !std::ptr::eq(*a, &*refused[0]));
+        kept.reverse();
+        assert_eq!(popped, kept);
+        assert_eq!(h.len(1), 0);
     }
 }

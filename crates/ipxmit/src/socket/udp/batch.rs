@@ -38,7 +38,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::frags::{budget_allows, Unit};
+use super::frags::{budget_allows, Unit, UnitMemo};
 use super::{
     flow_hash, hwcsum_pseudo, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN,
 };
@@ -122,6 +122,8 @@ pub(super) struct Flow {
     /// The last allocation size whose truesize was computed, and that
     /// truesize (batches are mostly of one size).
     truesize_memo: std::cell::Cell<(usize, usize)>,
+    /// The last fragmenting datagram planned, by its pieces' lengths.
+    pub(super) unit_memo: std::cell::RefCell<UnitMemo>,
 }
 
 impl Flow {
@@ -470,6 +472,7 @@ impl UdpSocket {
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
             truesize_memo: std::cell::Cell::new((usize::MAX, 0)),
+            unit_memo: std::cell::RefCell::default(),
             frag_template: std::cell::OnceCell::new(),
             ids,
             pseudo,
