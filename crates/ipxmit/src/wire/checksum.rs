@@ -164,6 +164,55 @@ impl Csum {
         total
     }
 
+    /// Copies the segments `srcs`, one after another, into `dst` (as long
+    /// as all of them together) and returns the sum of the bytes copied:
+    /// [`Csum::copy_and_sum`] of a gathered copy, e.g. a fragment filled
+    /// from several messages.
+    ///
+    /// With AVX2, up to eight segments at a time add into one set of
+    /// running sums, reduced and folded once rather than once per segment
+    /// (a segment that starts at an odd offset starts a new set).
+    ///
+    /// # Panics
+    ///
+    /// If the segments' lengths do not add up to `dst.len()`.
+    pub fn copy_and_sum_gather<'a>(
+        srcs: impl IntoIterator<Item = &'a [u8]>,
+        dst: &mut [u8],
+    ) -> Csum {
+        if !(dst.len() >= 128 && dst.len() <= ACC_BLOCK && has_avx2()) {
+            let (mut sum, mut at) = (Csum::ZERO, 0);
+            for s in srcs {
+                let d = &mut dst[at..at + s.len()];
+                sum = sum.add_at(Csum::copy_and_sum(s, d), at);
+                at += s.len();
+            }
+            assert_eq!(at, dst.len(), "copy_and_sum_gather: length mismatch");
+            return sum;
+        }
+        let (mut total, mut at) = (Csum::ZERO, 0);
+        let mut srcs = srcs.into_iter().peekable();
+        while srcs.peek().is_some() {
+            let mut segs: [&[u8]; GATHER_SEGMENTS] = [&[]; GATHER_SEGMENTS];
+            let (mut k, mut len) = (0, 0);
+            for (slot, s) in segs.iter_mut().zip(&mut srcs) {
+                (*slot, k, len) = (s, k + 1, len + s.len());
+            }
+            let mut done = 0;
+            while done < k {
+                let d = &mut dst[at..at + len];
+                // SAFETY: the CPU supports AVX2 (checked above), the only
+                // requirement of a `#[target_feature(enable = "avx2")]`
+                // function.
+                let (sum, n, bytes) = unsafe { copy_sum_segments_avx2(&segs[done..k], d) };
+                let sum = Csum(native_to_be(fold64(sum)));
+                (total, at, len, done) = (total.add_at(sum, at), at + bytes, len - bytes, done + n);
+            }
+        }
+        assert_eq!(at, dst.len(), "copy_and_sum_gather: length mismatch");
+        total
+    }
+
     /// Folds the sum to 16 bits. Not complemented: the sum of a header whose
     /// checksum field is correct folds to `0xffff`.
     #[inline]
@@ -229,7 +278,8 @@ unsafe fn sum_native_avx2(data: &[u8]) -> u64 {
 /// ([`WordSums`]), four blocks per step; the last `len % 32` bytes are
 /// copied and summed by the portable code. Returns the same sum as
 /// `sum_native_lanes(src)` (the sum of `src`'s native-endian 32-bit words).
-/// `src` is below 16 GiB.
+/// `src` is below 16 GiB. (The same loop as [`copy_sum_into`], kept apart:
+/// sharing it costs this, the single-segment copy, about 1 ns in 22.)
 ///
 /// # Panics
 ///
@@ -264,6 +314,107 @@ fn copy_sum_native_avx2(src: &[u8], dst: &mut [u8]) -> u64 {
         let _ = copy_block(src, dst, src.len() - 32);
     }
     sums.total() + sum_native_lanes(&src[at..])
+}
+
+/// Segments [`Csum::copy_and_sum_gather`] hands to
+/// [`copy_sum_segments_avx2`] at once.
+const GATHER_SEGMENTS: usize = 8;
+
+/// [`Csum::copy_and_sum_gather`] of a few segments with AVX2, `dst` below
+/// 16 GiB: consecutive segments copied into `dst` and their words added
+/// into one set of [`WordSums`] (a 32-bit word's place matters only modulo
+/// 2 bytes), reduced once, as long as each starts at an even offset: it
+/// stops after one of odd length. Returns the native sum, how many
+/// segments were copied and how many bytes. The running sums stay in
+/// registers: no call inside (a call per segment stores and reloads them:
+/// 2 to 9 ns a call, measured).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn copy_sum_segments_avx2(srcs: &[&[u8]], dst: &mut [u8]) -> (u64, usize, usize) {
+    let mut sums = WordSums::new();
+    let (mut tails, mut at, mut k) = (0u64, 0, 0);
+    while let Some(s) = srcs.get(k) {
+        let d = &mut dst[at..at + s.len()];
+        tails += copy_sum_into(&mut sums, s, d);
+        (at, k) = (at + s.len(), k + 1);
+        if at % 2 == 1 {
+            break;
+        }
+    }
+    (sums.total() + tails, k, at)
+}
+
+/// The one-pass copy of `src` into `dst` with its 32-bit words added into
+/// `sums`, four blocks per step, then one block at a time. The last `len %
+/// 32` bytes are copied by copying the last 32 bytes of `src` again (the
+/// first of them already in `dst` get the same bytes; no call to memcpy).
+/// When `src` is at least 32 bytes long and even, those last 32 bytes,
+/// the ones already summed masked to zero, are added as one more block (a
+/// byte's place moves by a multiple of 2, so its word half is the same);
+/// otherwise the portable code sums the tail, returned.
+///
+/// # Panics
+///
+/// If `dst.len() != src.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn copy_sum_into(sums: &mut WordSums, src: &[u8], dst: &mut [u8]) -> u64 {
+    assert_eq!(src.len(), dst.len(), "copy_sum_into: length mismatch");
+    let mut src4 = src.chunks_exact(128);
+    let mut dst4 = dst.chunks_exact_mut(128);
+    for (s, d) in (&mut src4).zip(&mut dst4) {
+        sums.add2(copy_block(s, d, 0), copy_block(s, d, 32));
+        sums.add2(copy_block(s, d, 64), copy_block(s, d, 96));
+    }
+    // At most three whole blocks are left: unrolled (as a loop here, LLVM
+    // makes their copy a call to memcpy, and the sums leave the registers
+    // around it).
+    let (s, d) = (src4.remainder(), dst4.into_remainder());
+    for at in [0, 32, 64] {
+        if at + 32 <= s.len() {
+            sums.add2(copy_block(s, d, at), WordSums::zero());
+        }
+    }
+    let len = src.len();
+    let at = len - len % 32;
+    if at == len {
+        return 0;
+    }
+    if len < 32 {
+        dst.copy_from_slice(src);
+        return sum_native_lanes(src);
+    }
+    let last = copy_block(src, dst, len - 32);
+    if len % 2 == 1 {
+        return sum_native_lanes(&src[at..]);
+    }
+    sums.add2(keep_last(last, len - at), WordSums::zero());
+    0
+}
+
+/// Bytes `32 - n` to 32 of `TAIL_MASK`: zeros, then `n` bytes of ones.
+static TAIL_MASK: [u8; 64] = {
+    let mut m = [0u8; 64];
+    let mut i = 32;
+    while i < 64 {
+        m[i] = 0xff;
+        i += 1;
+    }
+    m
+};
+
+/// `v` with all but its last `n` bytes (`n` at most 32) zeroed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn keep_last(v: std::arch::x86_64::__m256i, n: usize) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::{__m256i, _mm256_and_si256, _mm256_loadu_si256};
+    let m: &[u8; 32] = TAIL_MASK[n..n + 32].try_into().expect("32-byte mask");
+    // SAFETY: `m` is 32 bytes (checked by the slicing above), the size of
+    // one `__m256i`; `loadu` accepts any alignment.
+    let mask = unsafe { _mm256_loadu_si256(m.as_ptr().cast::<__m256i>()) };
+    _mm256_and_si256(v, mask)
 }
 
 /// Copies the 32-byte block `src[at..at + 32]` to `dst[at..at + 32]` with
@@ -359,6 +510,12 @@ impl WordSums {
         ];
         lanes.iter().map(|&l| l as u64).sum()
     }
+}
+
+/// Never called off x86-64 (`has_avx2` is false there).
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn copy_sum_segments_avx2(_srcs: &[&[u8]], _dst: &mut [u8]) -> (u64, usize, usize) {
+    unreachable!("copy_sum_segments_avx2 off x86-64")
 }
 
 /// Never called off x86-64 (`has_avx2` is false there).
@@ -588,6 +745,29 @@ mod tests {
             let sum = Csum::copy_and_sum(&data, &mut dst);
             prop_assert_eq!(&dst, &data);
             prop_assert_eq!(sum.fold(), Csum::of(&data).fold());
+            prop_assert_eq!(sum.finish(), oracle(&data));
+        }
+
+        #[test]
+        fn copy_and_sum_gather_matches(
+            data in proptest::collection::vec(any::<u8>(), 0..4000),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..24),
+            dst_at in 0usize..67,
+        ) {
+            // The data cut into segments (empty ones, odd lengths and odd
+            // offsets among them; more than one batch of segments), gathered
+            // into `dst` at any alignment; the bytes around it left alone.
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            at.push(0);
+            at.push(data.len());
+            at.sort_unstable();
+            let segs: Vec<&[u8]> = at.windows(2).map(|w| &data[w[0]..w[1]]).collect();
+            let mut dst_buf = vec![0xa5u8; dst_at + data.len() + 67];
+            let dst = &mut dst_buf[dst_at..dst_at + data.len()];
+            let sum = Csum::copy_and_sum_gather(segs.iter().copied(), dst);
+            prop_assert_eq!(&dst_buf[dst_at..dst_at + data.len()], &data[..]);
+            prop_assert!(dst_buf[..dst_at].iter().all(|&b| b == 0xa5));
+            prop_assert!(dst_buf[dst_at + data.len()..].iter().all(|&b| b == 0xa5));
             prop_assert_eq!(sum.finish(), oracle(&data));
         }
 

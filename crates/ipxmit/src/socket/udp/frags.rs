@@ -236,21 +236,35 @@ impl Gather<'_> {
 
     /// [`Gather::copy`] of bytes from more than one piece.
     fn copy_across(&mut self, dst: &mut [u8]) -> Csum {
-        let mut sum = Csum::ZERO;
-        let mut at = 0;
-        while at < dst.len() {
-            let Some(piece) = self.pieces.get(self.i) else {
-                break;
-            };
-            let n = (piece.data.len() - self.off).min(dst.len() - at);
-            let s = Csum::copy_and_sum(&piece.data[self.off..self.off + n], &mut dst[at..at + n]);
-            sum = sum.add_at(s, at);
-            (at, self.off) = (at + n, self.off + n);
-            if self.off == piece.data.len() {
-                (self.i, self.off) = (self.i + 1, 0);
+        let left = dst.len();
+        Csum::copy_and_sum_gather(Segments { g: self, left }, dst)
+    }
+}
+
+/// The next `left` bytes of a [`Gather`], piece by piece.
+struct Segments<'g, 'a> {
+    g: &'g mut Gather<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Segments<'_, 'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let g = &mut *self.g;
+        while self.left > 0 {
+            let data = g.pieces.get(g.i)?.data;
+            let n = (data.len() - g.off).min(self.left);
+            let seg = &data[g.off..g.off + n];
+            (self.left, g.off) = (self.left - n, g.off + n);
+            if g.off == data.len() {
+                (g.i, g.off) = (g.i + 1, 0);
+            }
+            if n > 0 {
+                return Some(seg);
             }
         }
-        sum
+        None
     }
 }
 
