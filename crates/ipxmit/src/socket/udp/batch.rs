@@ -359,7 +359,7 @@ impl UdpSocket {
             return run.xmit(driver, skb, more);
         };
         let mut frags = std::mem::take(&mut self.frags);
-        self.build_fragments(stack, flow, &cut, (unit, sizes), id, &mut frags);
+        self.build_fragments(stack, flow, &cut, (unit, sizes, u.memo), id, &mut frags);
         let ok = run.xmit_train(driver, &mut frags, &HhCache { hdr: flow.hh }, more);
         self.frags = frags;
         ok

@@ -149,19 +149,26 @@ impl Sizes {
         kernel_truesize(alloclen + self.extra + trailer) + paged
     }
 
-    /// The charges of all buffers together, and of all but the last.
-    fn charges(&self, cut: &Cut, pieces: &[BatchMsg<'_>]) -> (usize, usize) {
+    /// The charges of all buffers together, and of all but the last; for a
+    /// corked group, each buffer's also into `each` when it has room for
+    /// them all (else `each` is left alone).
+    fn charges(&self, cut: &Cut, pieces: &[BatchMsg<'_>], each: &mut [u32]) -> (usize, usize) {
         if pieces.len() == 1 {
             // A datagram sent whole: each buffer is charged its allocation.
             let full = kernel_truesize(self.alloc(cut, 0)) * cut.full;
             return (full + kernel_truesize(self.alloc(cut, cut.full)), full);
         }
         let mut c = PieceCursor::new(pieces);
-        let before_last: usize = (0..cut.full).map(|k| self.charge(cut, k, &mut c)).sum();
-        (
-            before_last + self.charge(cut, cut.full, &mut c),
-            before_last,
-        )
+        let keep = each.len() > cut.full;
+        let (mut all, mut before_last) = (0, 0);
+        for k in 0..=cut.full {
+            let t = self.charge(cut, k, &mut c);
+            if let Some(e) = each.get_mut(k).filter(|_| keep) {
+                *e = t as u32;
+            }
+            (before_last, all) = (all, all + t);
+        }
+        (all, before_last)
     }
 }
 
@@ -277,21 +284,43 @@ pub(super) struct Unit {
     pub(super) frags: Option<(Cut, Sizes)>,
     pub(super) charge: usize,
     pub(super) before_last: usize,
+    /// For a corked group, the [`UnitMemo`] generation that holds each of
+    /// its buffers' charges; 0 for none.
+    pub(super) memo: u32,
 }
 
 /// Pieces a [`UnitMemo`] remembers the lengths of (longer groups are not
 /// remembered).
 const MEMO_PIECES: usize = 16;
 
+/// Buffers a [`UnitMemo`] remembers the charges of.
+const MEMO_FRAGS: usize = 48;
+
 /// The last fragmenting datagram a run planned, by the lengths of its
 /// pieces: the next one of the same lengths is cut and charged the same
 /// (the flow, the flags and `MSG_MORE` on all but the last piece being the
 /// run's), so a batch of like datagrams plans the cut and the cork's
-/// charges once.
-#[derive(Debug, Default)]
+/// charges once, each buffer's included.
+#[derive(Debug)]
 pub(super) struct UnitMemo {
     lens: [u16; MEMO_PIECES],
     unit: Option<Unit>,
+    /// Counts the units remembered (the first is 1).
+    gen: u32,
+    /// Each buffer's charge, for a corked group of at most
+    /// [`MEMO_FRAGS`] buffers.
+    each: [u32; MEMO_FRAGS],
+}
+
+impl Default for UnitMemo {
+    fn default() -> Self {
+        UnitMemo {
+            lens: [0; MEMO_PIECES],
+            unit: None,
+            gen: 0,
+            each: [0; MEMO_FRAGS],
+        }
+    }
 }
 
 impl UnitMemo {
@@ -316,6 +345,12 @@ impl UnitMemo {
             *l = m.data.len() as u16;
         }
         self.unit = Some(u);
+    }
+
+    /// The charges of the buffers of the unit planned with generation
+    /// `memo`, while they are still the ones remembered.
+    fn each(&self, memo: u32) -> Option<&[u32; MEMO_FRAGS]> {
+        (memo != 0 && memo == self.gen).then_some(&self.each)
     }
 }
 
@@ -342,6 +377,7 @@ impl UdpSocket {
                 frags: None,
                 charge,
                 before_last: 0,
+                memo: 0,
             });
         }
         self.fragmenting_unit(flow, msgs, flags, base)
@@ -372,14 +408,18 @@ impl UdpSocket {
             return Some(u);
         }
         let (cut, sizes) = self.fragment_geometry(flow, group)?;
-        let (charge, before_last) = sizes.charges(&cut, group);
+        let mut memo = flow.unit_memo.borrow_mut();
+        let (charge, before_last) = sizes.charges(&cut, group, &mut memo.each);
+        let remembered = n > 1 && n <= MEMO_PIECES && cut.full < MEMO_FRAGS;
+        memo.gen += 1;
         let u = Unit {
             msgs: n,
             frags: Some((cut, sizes)),
             charge,
             before_last,
+            memo: if remembered { memo.gen } else { 0 },
         };
-        flow.unit_memo.borrow_mut().set(group, u);
+        memo.set(group, u);
         Some(u)
     }
 
@@ -393,7 +433,7 @@ impl UdpSocket {
         pieces: &[BatchMsg<'_>],
     ) -> Option<Result<(), SendError>> {
         let (cut, sizes) = self.fragment_geometry(flow, pieces)?;
-        let (total, before_last) = sizes.charges(&cut, pieces);
+        let (total, before_last) = sizes.charges(&cut, pieces, &mut []);
         let b = &self.inet.budget;
         if !budget_allows(b.allocated(), b.limit(), before_last) {
             return None;
@@ -408,7 +448,7 @@ impl UdpSocket {
         };
         let id = self.unit_id(flow, bucket);
         let mut frags = std::mem::take(&mut self.frags);
-        let src = (pieces, sizes);
+        let src = (pieces, sizes, 0);
         self.build_fragments(&stack, flow, &cut, src, id, &mut frags);
         let hh = HhCache { hdr: flow.hh };
         let r = {
@@ -461,7 +501,7 @@ impl UdpSocket {
         stack: &Stack,
         flow: &Flow,
         cut: &Cut,
-        (pieces, sizes): (&[BatchMsg<'_>], Sizes),
+        (pieces, sizes, memo_gen): (&[BatchMsg<'_>], Sizes, u32),
         id: u16,
         frags: &mut Vec<PacketBuf>,
     ) {
@@ -471,6 +511,8 @@ impl UdpSocket {
         let tsum = tsum.add_u16(id);
         let ll_rs = flow.params.dst.dev.ll_reserved_space();
         let corked = pieces.len() > 1;
+        let memo = flow.unit_memo.borrow();
+        let each = memo.each(memo_gen);
         let mut data = Gather {
             pieces,
             i: 0,
@@ -495,7 +537,9 @@ impl UdpSocket {
             skb.reserve(ll_rs + pad);
             skb.put(20 + datalen);
             let nh = skb.data_offset();
-            let truesize = if corked {
+            let truesize = if let Some(each) = each {
+                each[i] as usize
+            } else if corked {
                 let (r, more) = data.piece_left(hdr);
                 sizes.charge_for(cut, i, r, more)
             } else {
