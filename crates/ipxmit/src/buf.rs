@@ -553,6 +553,17 @@ impl BufPool {
     #[inline(always)]
     pub(crate) fn alloc_truesize(&self, size: usize, truesize: usize) -> PacketBuf {
         debug_assert_eq!(truesize, kernel_truesize(size));
+        self.alloc_charged(size, truesize)
+    }
+
+    /// A buffer whose linear storage holds at least `size` bytes, charged
+    /// `truesize` (`skb->truesize`, when set to an owner): for a buffer
+    /// that stands for a kernel buffer charged otherwise, e.g. one holding
+    /// in its linear part what the kernel's holds partly in page fragments
+    /// (charged as the kernel charges them: its head's allocation plus the
+    /// fragment bytes).
+    #[inline(always)]
+    pub(crate) fn alloc_charged(&self, size: usize, truesize: usize) -> PacketBuf {
         let class = class_for(size);
         let inner = match class.and_then(|i| self.take_free(i)) {
             Some(b) => b,
@@ -1232,15 +1243,6 @@ impl BufInner {
     /// Size charged to the owner (`skb->truesize`).
     pub fn truesize(&self) -> usize {
         self.head_truesize as usize + self.frag_len
-    }
-
-    /// Sets what the buffer will be charged (`skb->truesize`), before it
-    /// has an owner: for bytes held here that the kernel's layout of the
-    /// same datagram holds partly in page fragments, charged as the kernel
-    /// charges them (its head's allocation plus the fragment bytes).
-    pub(crate) fn set_truesize(&mut self, truesize: usize) {
-        debug_assert!(self.charge.is_none(), "set_truesize on a charged buffer");
-        self.head_truesize = truesize.saturating_sub(self.frag_len) as u32;
     }
 
     /// Charges the buffer to `budget` (`skb_set_owner_w`); the charge is released

@@ -508,65 +508,37 @@ impl UdpSocket {
         let (template, tsum) = *flow
             .frag_template
             .get_or_init(|| header_template(&flow.params, false));
-        let tsum = tsum.add_u16(id);
-        let ll_rs = flow.params.dst.dev.ll_reserved_space();
-        let corked = pieces.len() > 1;
         let memo = flow.unit_memo.borrow();
-        let each = memo.each(memo_gen);
-        let mut data = Gather {
-            pieces,
-            i: 0,
-            off: 0,
+        let mut f = FragBuild {
+            cut,
+            sizes,
+            each: memo.each(memo_gen),
+            corked: pieces.len() > 1,
+            shapes: [
+                Shape::of(sizes.alloc(cut, 0)),
+                Shape::of(sizes.alloc(cut, cut.full)),
+            ],
+            ll_rs: flow.params.dst.dev.ll_reserved_space(),
+            template,
+            tsum: tsum.add_u16(id),
+            id,
+            data: Gather {
+                pieces,
+                i: 0,
+                off: 0,
+            },
         };
         let mut sum = Csum::ZERO;
         for i in 0..=cut.full {
-            let hdr = if i == 0 { UDP_HLEN } else { 0 };
-            let size = sizes.alloc(cut, i);
-            let slack = if same_class(size, size + DATA_ALIGN) {
-                DATA_ALIGN
-            } else {
-                0
-            };
-            let mut skb = stack.pool.alloc(size + slack);
-            let pad = if slack == 0 {
-                0
-            } else {
-                align_pad(&skb, ll_rs + 20 + hdr)
-            };
-            let datalen = cut.datalen(i);
-            skb.reserve(ll_rs + pad);
-            skb.put(20 + datalen);
-            let nh = skb.data_offset();
-            let truesize = if let Some(each) = each {
-                each[i] as usize
-            } else if corked {
-                let (r, more) = data.piece_left(hdr);
-                sizes.charge_for(cut, i, r, more)
-            } else {
-                kernel_truesize(sizes.alloc(cut, i))
-            };
+            let mut skb = f.buffer(stack, i);
             // `ip_copy_metadata`: the others carry the head's metadata,
             // its payload sum included (no route or token to copy here).
             self.head_meta(&mut skb, flow);
-            if let Some(head) = frags.first() {
-                skb.meta.csum = head.meta.csum;
-            }
-            skb.meta.network_header = nh as u16;
-            skb.meta.transport_header = (nh + 20) as u16;
-            // Every buffer's data starts at an even offset of the datagram.
-            let s = data.copy(&mut skb.from_offset_mut(nh + 20 + hdr)[..datalen - hdr]);
+            let s = f.fill(&mut skb, i);
             sum = sum.add(s);
-            if i == 0 {
-                // `skb->csum` of the head; the others carry a copy of it.
-                skb.meta.csum = s;
-            }
-            skb.set_truesize(truesize);
+            // `skb->csum` of the head; the others carry a copy of it.
+            skb.meta.csum = frags.first().map_or(s, |head| head.meta.csum);
             skb.set_owner_precharged(&self.inet.budget);
-            let more = if i < cut.full { IP_MF } else { 0 };
-            let off = ((i * cut.maxdata) >> 3) as u16 | more;
-            let h = &mut skb.from_offset_mut(nh)[..20];
-            h.copy_from_slice(&template);
-            write_len_off(h, tsum, id, 20 + datalen, off);
             frags.push(skb);
         }
         self.finish_head(&mut frags[0], flow, cut, sum);
@@ -597,6 +569,100 @@ impl UdpSocket {
         let pseudo = pseudo_header_v4(p.saddr, p.daddr, 17, len as u16);
         let udp = Csum::of(&head.from_offset(th)[..UDP_HLEN]);
         write_check(head, th, udp.add(sum).add(pseudo).finish());
+    }
+}
+
+/// How a buffer of `__ip_append_data`'s size is allocated: with the slack
+/// that aligns its data ([`DATA_ALIGN`], where it keeps the pool class),
+/// and the charge of that size.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// The size asked of the pool, slack included.
+    size: usize,
+    slack: usize,
+    /// `kernel_truesize` of the size without the slack.
+    truesize: usize,
+}
+
+impl Shape {
+    fn of(size: usize) -> Shape {
+        let slack = if same_class(size, size + DATA_ALIGN) {
+            DATA_ALIGN
+        } else {
+            0
+        };
+        Shape {
+            size: size + slack,
+            slack,
+            truesize: kernel_truesize(size),
+        }
+    }
+}
+
+/// What [`UdpSocket::build_fragments`] knows of one datagram while it
+/// makes its buffers: the cut, the sizes, the buffers' charges when
+/// planned ahead, the two buffer shapes (full and last), the fragment IP
+/// header template and the data still to copy.
+struct FragBuild<'d, 'a> {
+    cut: &'d Cut,
+    sizes: Sizes,
+    each: Option<&'d [u32; MEMO_FRAGS]>,
+    corked: bool,
+    shapes: [Shape; 2],
+    ll_rs: usize,
+    template: [u8; 20],
+    tsum: Csum,
+    id: u16,
+    data: Gather<'a>,
+}
+
+impl FragBuild<'_, '_> {
+    /// Buffer `i`, fresh from the pool with its charge set (the kernel's
+    /// for the same buffer), its headroom reserved so its data starts at a
+    /// [`DATA_ALIGN`] boundary where the slack allows, and the room of its
+    /// IP header and data put.
+    #[inline]
+    fn buffer(&mut self, stack: &Stack, i: usize) -> PacketBuf {
+        let hdr = if i == 0 { UDP_HLEN } else { 0 };
+        let shape = self.shapes[usize::from(i == self.cut.full)];
+        let truesize = match self.each {
+            Some(each) => each[i] as usize,
+            None if self.corked => {
+                let (r, more) = self.data.piece_left(hdr);
+                self.sizes.charge_for(self.cut, i, r, more)
+            }
+            None => shape.truesize,
+        };
+        let mut skb = stack.pool.alloc_charged(shape.size, truesize);
+        let pad = if shape.slack == 0 {
+            0
+        } else {
+            align_pad(&skb, self.ll_rs + 20 + hdr)
+        };
+        skb.reserve(self.ll_rs + pad);
+        skb.put(20 + self.cut.datalen(i));
+        skb
+    }
+
+    /// Fills buffer `i`: its header offsets, its data (copied and summed;
+    /// the sum returned) and its IP header.
+    #[inline]
+    fn fill(&mut self, skb: &mut PacketBuf, i: usize) -> Csum {
+        let hdr = if i == 0 { UDP_HLEN } else { 0 };
+        let datalen = self.cut.datalen(i);
+        let nh = skb.data_offset();
+        skb.meta.network_header = nh as u16;
+        skb.meta.transport_header = (nh + 20) as u16;
+        // Every buffer's data starts at an even offset of the datagram.
+        let s = self
+            .data
+            .copy(&mut skb.from_offset_mut(nh + 20 + hdr)[..datalen - hdr]);
+        let more = if i < self.cut.full { IP_MF } else { 0 };
+        let off = ((i * self.cut.maxdata) >> 3) as u16 | more;
+        let h = &mut skb.from_offset_mut(nh)[..20];
+        h.copy_from_slice(&self.template);
+        write_len_off(h, self.tsum, self.id, 20 + datalen, off);
+        s
     }
 }
 
