@@ -290,11 +290,20 @@ pub(crate) fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
     if hlen == 0 {
         return;
     }
-    let h = f.push(hlen);
-    match <&mut [u8; 14]>::try_from(&mut *h) {
-        // Ethernet: a fixed-size copy, no call.
-        Ok(h) => *h = hh.hdr,
-        Err(_) => h.copy_from_slice(&hh.hdr[..hlen]),
+    write_link_header(f.push(hlen), &hh.hdr);
+}
+
+/// Copies the first `h.len()` bytes of the cached link header `hdr` into
+/// `h`. The Ethernet header is copied as two overlapping 8-byte moves:
+/// LLVM makes a 14-byte copy a call to memcpy (about 12 instructions a
+/// frame more).
+#[inline(always)]
+pub(crate) fn write_link_header(h: &mut [u8], hdr: &[u8; 14]) {
+    if h.len() == 14 {
+        h[..8].copy_from_slice(&hdr[..8]);
+        h[6..].copy_from_slice(&hdr[6..]);
+    } else {
+        h.copy_from_slice(&hdr[..h.len()]);
     }
 }
 

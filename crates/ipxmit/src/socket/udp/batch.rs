@@ -47,7 +47,7 @@ use crate::dev::queue::{queue_index, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, xmit_one_uncounted};
 use crate::dev::{Driver, Features, LinkType, NetDevice, TxQueue, TxStatus};
 use crate::error::SendError;
-use crate::ipv4::output::{push_link_header, softirq_on_exit};
+use crate::ipv4::output::{push_link_header, softirq_on_exit, write_link_header};
 use crate::neigh::HhCache;
 use crate::netfilter::HookPoint;
 use crate::sched::run::{end_bypass, requeue};
@@ -594,7 +594,7 @@ impl UdpSocket {
         // `skb_dst`: released at `__dev_queue_xmit` (IFF_XMIT_DST_RELEASE)
         // before anything below could read it; never taken here.
         self.finish_udp(&mut skb, f, th);
-        skb.push(f.hh_len).copy_from_slice(&f.hh[..f.hh_len]);
+        write_link_header(skb.push(f.hh_len), &f.hh);
         skb.meta.queue_mapping = f.queue as u16 + 1;
         skb
     }
