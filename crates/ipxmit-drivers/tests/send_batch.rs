@@ -699,3 +699,73 @@ fn a_queue_stopped_mid_train_drops_the_rest_like_one_by_one() {
     let after = stop_after(3, &lens, true);
     assert!(after.starts_with("[Ok(1)] [1514, 1514, 82]"), "{after}");
 }
+
+/// The folded `skb->csum` of each frame and its bytes, sending `groups`
+/// (payload lengths of a datagram's pieces) one way or the other, on a
+/// wire that keeps the buffers.
+fn frame_sums(groups: &[&[usize]], batched: bool) -> Vec<(u16, Vec<u8>)> {
+    let s = Setup {
+        keep: true,
+        wire_cap: 1000,
+        ..plain_setup()
+    };
+    let (_stack, wire, mut sock) = host(&s);
+    let Wire::Keep(keep) = &wire else {
+        unreachable!("a keeping wire")
+    };
+    let to = Some(SocketAddrV4::new(NEAR, 9));
+    for (g, lens) in groups.iter().enumerate() {
+        let datas: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| payload(n, g * 10 + k))
+            .collect();
+        let msgs: Vec<BatchMsg<'_>> = datas
+            .iter()
+            .enumerate()
+            .map(|(k, d)| BatchMsg {
+                flags: more(k + 1 < lens.len()),
+                ..BatchMsg::new(d, to)
+            })
+            .collect();
+        if batched {
+            assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(msgs.len()));
+        } else {
+            for m in &msgs {
+                sock.sendmsg(m.data, to, m.flags).unwrap();
+            }
+        }
+    }
+    let frames = keep.frames.lock();
+    frames
+        .iter()
+        .map(|p| (p.meta.csum.fold(), p.to_vec()))
+        .collect()
+}
+
+/// A fragmented datagram's buffers carry the sum of the head's payload
+/// (the UDP header excluded) as `skb->csum`, the same folded value the
+/// general path leaves, whether the datagram was one message or corked
+/// from several with pieces that straddle fragments (odd lengths too).
+#[test]
+fn fragments_carry_the_heads_payload_sum_like_one_by_one() {
+    let groups: [&[usize]; 4] = [&[4000], &[1000; 8], &[999, 1, 2001, 7, 1500], &[31, 3000]];
+    let a = frame_sums(&groups, false);
+    let b = frame_sums(&groups, true);
+    assert_eq!(a.len(), 3 + 6 + 4 + 3);
+    let sums = |v: &[(u16, Vec<u8>)]| v.iter().map(|(s, _)| *s).collect::<Vec<_>>();
+    assert_eq!(sums(&a), sums(&b), "the same folded sums both ways");
+    for frames in [&a, &b] {
+        let mut head = 0;
+        for (sum, f) in frames {
+            if f[20] & 0x1f == 0 && f[21] == 0 {
+                // A first fragment: Ethernet, IP and UDP headers, then its
+                // payload.
+                head = ipxmit::wire::checksum::Csum::of(&f[14 + 20 + 8..]).fold();
+                assert_eq!(*sum, head, "the head's sum is its payload's");
+            } else {
+                assert_eq!(*sum, head, "a later fragment carries the head's sum");
+            }
+        }
+    }
+}

@@ -164,53 +164,43 @@ impl Csum {
         total
     }
 
-    /// Copies the segments `srcs`, one after another, into `dst` (as long
-    /// as all of them together) and returns the sum of the bytes copied:
-    /// [`Csum::copy_and_sum`] of a gathered copy, e.g. a fragment filled
-    /// from several messages.
+    /// Copies each segment's `src` into its `dst` and sums the bytes as one
+    /// run of data, segment after segment (each segment's first byte at the
+    /// offset the lengths of the ones before it add up to): a copy that
+    /// gathers and scatters at once, e.g. a datagram's payload from several
+    /// messages into the data rooms of its fragments. Returns the sum of the
+    /// bytes up to the end of the first segment marked ([`CopySeg::mark`];
+    /// [`Csum::ZERO`] when none is) and the sum of all. The bytes copied
+    /// add up to less than 16 GiB.
     ///
-    /// With AVX2, up to eight segments at a time add into one set of
-    /// running sums, reduced and folded once rather than once per segment
-    /// (a segment that starts at an odd offset starts a new set).
+    /// With AVX2, one set of running sums in registers takes every segment
+    /// that starts at an even offset of the run (a segment of odd length
+    /// closes the set; the next starts a new one, its sum byte-rotated), and
+    /// is reduced and folded once per set and at the mark, not per segment
+    /// or per destination.
     ///
     /// # Panics
     ///
-    /// If the segments' lengths do not add up to `dst.len()`.
-    pub fn copy_and_sum_gather<'a>(
-        srcs: impl IntoIterator<Item = &'a [u8]>,
-        dst: &mut [u8],
-    ) -> Csum {
-        if !(dst.len() >= 128 && dst.len() <= ACC_BLOCK && has_avx2()) {
-            let (mut sum, mut at) = (Csum::ZERO, 0);
-            for s in srcs {
-                let d = &mut dst[at..at + s.len()];
-                sum = sum.add_at(Csum::copy_and_sum(s, d), at);
-                at += s.len();
-            }
-            assert_eq!(at, dst.len(), "copy_and_sum_gather: length mismatch");
-            return sum;
+    /// If a segment's `src` and `dst` differ in length.
+    pub fn copy_and_sum_scatter<'s, 'd>(
+        segs: impl IntoIterator<Item = CopySeg<'s, 'd>>,
+    ) -> (Csum, Csum) {
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 (checked just above), the only
+            // requirement of a `#[target_feature(enable = "avx2")]`
+            // function.
+            return unsafe { copy_sum_scatter_avx2(segs.into_iter()) };
         }
-        let (mut total, mut at) = (Csum::ZERO, 0);
-        let mut srcs = srcs.into_iter().peekable();
-        while srcs.peek().is_some() {
-            let mut segs: [&[u8]; GATHER_SEGMENTS] = [&[]; GATHER_SEGMENTS];
-            let (mut k, mut len) = (0, 0);
-            for (slot, s) in segs.iter_mut().zip(&mut srcs) {
-                (*slot, k, len) = (s, k + 1, len + s.len());
-            }
-            let mut done = 0;
-            while done < k {
-                let d = &mut dst[at..at + len];
-                // SAFETY: the CPU supports AVX2 (checked above), the only
-                // requirement of a `#[target_feature(enable = "avx2")]`
-                // function.
-                let (sum, n, bytes) = unsafe { copy_sum_segments_avx2(&segs[done..k], d) };
-                let sum = Csum(native_to_be(fold64(sum)));
-                (total, at, len, done) = (total.add_at(sum, at), at + bytes, len - bytes, done + n);
+        let (mut mark, mut total, mut at) = (None, Csum::ZERO, 0);
+        for seg in segs {
+            let len = seg.src.len();
+            total = total.add_at(Csum::copy_and_sum(seg.src, seg.dst), at);
+            at += len;
+            if seg.mark && mark.is_none() {
+                mark = Some(total);
             }
         }
-        assert_eq!(at, dst.len(), "copy_and_sum_gather: length mismatch");
-        total
+        (mark.unwrap_or(Csum::ZERO), total)
     }
 
     /// Folds the sum to 16 bits. Not complemented: the sum of a header whose
@@ -229,6 +219,18 @@ impl Csum {
     pub const fn finish(self) -> u16 {
         !self.fold()
     }
+}
+
+/// One stretch of a [`Csum::copy_and_sum_scatter`]: `src` copied into
+/// `dst` (as long).
+#[derive(Debug)]
+pub struct CopySeg<'s, 'd> {
+    /// The bytes to copy.
+    pub src: &'s [u8],
+    /// Where they go.
+    pub dst: &'d mut [u8],
+    /// The sum up to the end of this segment is wanted too.
+    pub mark: bool,
 }
 
 /// Sum of `data` as native-endian 32-bit words (zero-padded at the end), in a
@@ -316,32 +318,35 @@ fn copy_sum_native_avx2(src: &[u8], dst: &mut [u8]) -> u64 {
     sums.total() + sum_native_lanes(&src[at..])
 }
 
-/// Segments [`Csum::copy_and_sum_gather`] hands to
-/// [`copy_sum_segments_avx2`] at once.
-const GATHER_SEGMENTS: usize = 8;
-
-/// [`Csum::copy_and_sum_gather`] of a few segments with AVX2, `dst` below
-/// 16 GiB: consecutive segments copied into `dst` and their words added
-/// into one set of [`WordSums`] (a 32-bit word's place matters only modulo
-/// 2 bytes), reduced once, as long as each starts at an even offset: it
-/// stops after one of odd length. Returns the native sum, how many
-/// segments were copied and how many bytes. The running sums stay in
-/// registers: no call inside (a call per segment stores and reloads them:
-/// 2 to 9 ns a call, measured).
+/// [`Csum::copy_and_sum_scatter`] with AVX2. The iterator's `next` is
+/// inlined here, so the running sums stay in registers from the first
+/// segment to the last (a call per segment stores and reloads them: 2 to 9
+/// ns a call, measured).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn copy_sum_segments_avx2(srcs: &[&[u8]], dst: &mut [u8]) -> (u64, usize, usize) {
+fn copy_sum_scatter_avx2<'s, 'd>(segs: impl Iterator<Item = CopySeg<'s, 'd>>) -> (Csum, Csum) {
     let mut sums = WordSums::new();
-    let (mut tails, mut at, mut k) = (0u64, 0, 0);
-    while let Some(s) = srcs.get(k) {
-        let d = &mut dst[at..at + s.len()];
-        tails += copy_sum_into(&mut sums, s, d);
-        (at, k) = (at + s.len(), k + 1);
-        if at % 2 == 1 {
-            break;
+    let (mut tails, mut set_at, mut at) = (0u64, 0, 0);
+    let (mut total, mut mark) = (Csum::ZERO, None);
+    for seg in segs {
+        let len = seg.src.len();
+        tails += copy_sum_into(&mut sums, seg.src, seg.dst);
+        at += len;
+        let odd = len % 2 == 1;
+        if odd || (seg.mark && mark.is_none()) {
+            // The sum so far: the sets closed, and this one at its offset.
+            let set = Csum(native_to_be(fold64(sums.total() + tails)));
+            let upto = total.add_at(set, set_at);
+            if seg.mark && mark.is_none() {
+                mark = Some(upto);
+            }
+            if odd {
+                (total, sums, tails, set_at) = (upto, WordSums::new(), 0, at);
+            }
         }
     }
-    (sums.total() + tails, k, at)
+    let set = Csum(native_to_be(fold64(sums.total() + tails)));
+    (mark.unwrap_or(Csum::ZERO), total.add_at(set, set_at))
 }
 
 /// The one-pass copy of `src` into `dst` with its 32-bit words added into
@@ -514,8 +519,10 @@ impl WordSums {
 
 /// Never called off x86-64 (`has_avx2` is false there).
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn copy_sum_segments_avx2(_srcs: &[&[u8]], _dst: &mut [u8]) -> (u64, usize, usize) {
-    unreachable!("copy_sum_segments_avx2 off x86-64")
+unsafe fn copy_sum_scatter_avx2<'s, 'd>(
+    _segs: impl Iterator<Item = CopySeg<'s, 'd>>,
+) -> (Csum, Csum) {
+    unreachable!("copy_sum_scatter_avx2 off x86-64")
 }
 
 /// Never called off x86-64 (`has_avx2` is false there).
@@ -749,26 +756,53 @@ mod tests {
         }
 
         #[test]
-        fn copy_and_sum_gather_matches(
+        fn copy_and_sum_scatter_matches(
             data in proptest::collection::vec(any::<u8>(), 0..4000),
-            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..24),
+            src_cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..24),
+            dst_cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+            mark in any::<prop::sample::Index>(),
             dst_at in 0usize..67,
         ) {
-            // The data cut into segments (empty ones, odd lengths and odd
-            // offsets among them; more than one batch of segments), gathered
-            // into `dst` at any alignment; the bytes around it left alone.
-            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
-            at.push(0);
-            at.push(data.len());
-            at.sort_unstable();
-            let segs: Vec<&[u8]> = at.windows(2).map(|w| &data[w[0]..w[1]]).collect();
-            let mut dst_buf = vec![0xa5u8; dst_at + data.len() + 67];
-            let dst = &mut dst_buf[dst_at..dst_at + data.len()];
-            let sum = Csum::copy_and_sum_gather(segs.iter().copied(), dst);
-            prop_assert_eq!(&dst_buf[dst_at..dst_at + data.len()], &data[..]);
-            prop_assert!(dst_buf[..dst_at].iter().all(|&b| b == 0xa5));
-            prop_assert!(dst_buf[dst_at + data.len()..].iter().all(|&b| b == 0xa5));
+            // The data cut into source pieces and, elsewhere, into
+            // destination rooms (empty ones, odd lengths and odd offsets
+            // among them); a segment wherever both go on. The rooms lie in
+            // one buffer at any alignment, one guard byte between each, and
+            // the bytes around them are left alone.
+            let cuts = |c: &[prop::sample::Index]| {
+                let mut at: Vec<usize> = c.iter().map(|c| c.index(data.len() + 1)).collect();
+                at.extend([0, data.len()]);
+                at.sort_unstable();
+                at
+            };
+            let (src_at, dst_rooms) = (cuts(&src_cuts), cuts(&dst_cuts));
+            let mut all: Vec<usize> = src_at.iter().chain(&dst_rooms).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            let gap = |room: usize| dst_at + room; // room `k` starts `k` bytes later
+            let mut buf = vec![0xa5u8; dst_at + data.len() + dst_rooms.len() + 67];
+            let mut segs = Vec::new();
+            let mut rest: &mut [u8] = &mut buf[..];
+            let mut used = 0;
+            let marked = mark.index(all.len().max(1));
+            for (n, w) in all.windows(2).enumerate() {
+                // The room of the segment's first byte, and where it lies.
+                let room = dst_rooms.partition_point(|&r| r <= w[0]) - 1;
+                let start = gap(room) + w[0];
+                let tail = std::mem::take(&mut rest);
+                let (_, tail) = tail.split_at_mut(start - used);
+                let (dst, tail) = tail.split_at_mut(w[1] - w[0]);
+                (rest, used) = (tail, start + w[1] - w[0]);
+                segs.push(CopySeg { src: &data[w[0]..w[1]], dst, mark: n >= marked });
+            }
+            let upto = all.windows(2).nth(marked).map_or(0, |w| w[1]);
+            let (at_mark, sum) = Csum::copy_and_sum_scatter(segs);
             prop_assert_eq!(sum.finish(), oracle(&data));
+            prop_assert_eq!(at_mark.finish(), oracle(&data[..upto]));
+            for (k, w) in dst_rooms.windows(2).enumerate() {
+                prop_assert_eq!(&buf[gap(k) + w[0]..gap(k) + w[1]], &data[w[0]..w[1]]);
+                prop_assert_eq!(buf[gap(k) + w[1]], 0xa5, "guard after room {}", k);
+            }
+            prop_assert!(buf[..dst_at].iter().all(|&b| b == 0xa5));
         }
 
         #[test]

@@ -13,10 +13,12 @@
 //!
 //! Done in one pass instead of four: each buffer is allocated with the size
 //! `__ip_append_data` gives it (and charged so; up to 63 bytes more headroom
-//! put its data at a cache-line boundary, see [`DATA_ALIGN`]), filled while its
-//! sum is taken, and given its
+//! put its data at a cache-line boundary, see [`DATA_ALIGN`]) and given its
 //! fragment header and the metadata `ip_copy_metadata` would copy at once;
-//! the buffers are not chained, unchained and walked again. The train then
+//! then the whole payload is copied into the buffers, from one message or
+//! several, while its sum is taken ([`Csum::copy_and_sum_scatter`]: one set
+//! of running sums for the datagram, not one per buffer or per piece). The
+//! buffers are not chained, unchained and walked again. The train then
 //! goes down with the same drops and errors as the general path's when a
 //! driver or qdisc refuses a fragment: in a run on a queueless device
 //! (`batch.rs`), or on its own as the general path's train does. The frames,
@@ -58,7 +60,7 @@ use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
-use crate::wire::checksum::{pseudo_header_v4, Csum};
+use crate::wire::checksum::{pseudo_header_v4, CopySeg, Csum};
 
 /// The send-budget checks a datagram's buffers meet with `allocated`
 /// already charged: `sock_alloc_send_skb`'s for the first (`sk_wmem_alloc <
@@ -199,79 +201,63 @@ impl<'a> PieceCursor<'a> {
     }
 }
 
-/// The datagram's payload, read across its pieces.
-struct Gather<'a> {
+/// The stretches of a datagram's payload copy
+/// ([`Csum::copy_and_sum_scatter`]): each buffer's data room (after its IP
+/// header, and the UDP header in the first) filled from the pieces in turn,
+/// a segment wherever both go on; the head's last one marked.
+struct FragSegments<'f, 'a> {
+    bufs: std::slice::IterMut<'f, PacketBuf>,
+    /// What is left of the current buffer's data room.
+    room: &'f mut [u8],
+    /// The current room is the head's.
+    head: bool,
+    /// A room was taken.
+    started: bool,
     pieces: &'a [BatchMsg<'a>],
+    /// The piece being copied, and its bytes already copied.
     i: usize,
     off: usize,
 }
 
-impl Gather<'_> {
-    /// Copies the next `dst.len()` bytes into `dst`; returns their sum as
-    /// data starting at `dst`'s first byte.
-    #[inline]
-    fn copy(&mut self, dst: &mut [u8]) -> Csum {
-        if let Some(piece) = self.pieces.get(self.i) {
-            if let Some(src) = piece.data.get(self.off..self.off + dst.len()) {
-                // All from the current piece (always, for a datagram sent whole).
-                self.off += dst.len();
-                return Csum::copy_and_sum(src, dst);
-            }
+impl<'f, 'a> FragSegments<'f, 'a> {
+    fn new(bufs: &'f mut [PacketBuf], pieces: &'a [BatchMsg<'a>]) -> Self {
+        FragSegments {
+            bufs: bufs.iter_mut(),
+            room: &mut [],
+            head: false,
+            started: false,
+            pieces,
+            i: 0,
+            off: 0,
         }
-        self.copy_across(dst)
     }
+}
 
-    /// The bytes left of the piece that holds the next byte (the UDP header's
-    /// `hdr` bytes, still to be written before it, counted with the first
-    /// piece), and whether that piece has `MSG_MORE` (is not the last):
-    /// what [`PieceCursor::seek`] says for the same offset.
-    fn piece_left(&mut self, hdr: usize) -> (usize, bool) {
-        // The first piece holds the header, so it is never passed over
-        // before it (even when it is empty).
-        while hdr == 0
-            && self.i + 1 < self.pieces.len()
-            && self.off == self.pieces[self.i].data.len()
-        {
+impl<'f, 'a> Iterator for FragSegments<'f, 'a> {
+    type Item = CopySeg<'a, 'f>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<CopySeg<'a, 'f>> {
+        while self.room.is_empty() {
+            let skb = self.bufs.next()?;
+            // The first buffer's room starts after the UDP header.
+            (self.head, self.started) = (!self.started, true);
+            let hdr = if self.head { UDP_HLEN } else { 0 };
+            let th = usize::from(skb.meta.transport_header);
+            self.room = skb.from_offset_mut(th + hdr);
+        }
+        let mut data = self.pieces.get(self.i)?.data;
+        while self.off == data.len() {
             (self.i, self.off) = (self.i + 1, 0);
+            data = self.pieces.get(self.i)?.data;
         }
-        let left = self
-            .pieces
-            .get(self.i)
-            .map_or(0, |p| p.data.len() - self.off);
-        (left + hdr, self.i + 1 < self.pieces.len())
-    }
-
-    /// [`Gather::copy`] of bytes from more than one piece.
-    fn copy_across(&mut self, dst: &mut [u8]) -> Csum {
-        let left = dst.len();
-        Csum::copy_and_sum_gather(Segments { g: self, left }, dst)
-    }
-}
-
-/// The next `left` bytes of a [`Gather`], piece by piece.
-struct Segments<'g, 'a> {
-    g: &'g mut Gather<'a>,
-    left: usize,
-}
-
-impl<'a> Iterator for Segments<'_, 'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let g = &mut *self.g;
-        while self.left > 0 {
-            let data = g.pieces.get(g.i)?.data;
-            let n = (data.len() - g.off).min(self.left);
-            let seg = &data[g.off..g.off + n];
-            (self.left, g.off) = (self.left - n, g.off + n);
-            if g.off == data.len() {
-                (g.i, g.off) = (g.i + 1, 0);
-            }
-            if n > 0 {
-                return Some(seg);
-            }
-        }
-        None
+        let n = (data.len() - self.off).min(self.room.len());
+        let src = &data[self.off..self.off + n];
+        self.off += n;
+        let (dst, rest) = std::mem::take(&mut self.room).split_at_mut(n);
+        let mark = self.head && rest.is_empty();
+        self.room = rest;
+        Some(CopySeg { src, dst, mark })
     }
 }
 
@@ -522,24 +508,22 @@ impl UdpSocket {
             template,
             tsum: tsum.add_u16(id),
             id,
-            data: Gather {
-                pieces,
-                i: 0,
-                off: 0,
-            },
+            pieces: PieceCursor::new(pieces),
         };
-        let mut sum = Csum::ZERO;
         for i in 0..=cut.full {
             let mut skb = f.buffer(stack, i);
             // `ip_copy_metadata`: the others carry the head's metadata,
             // its payload sum included (no route or token to copy here).
             self.head_meta(&mut skb, flow);
-            let s = f.fill(&mut skb, i);
-            sum = sum.add(s);
-            // `skb->csum` of the head; the others carry a copy of it.
-            skb.meta.csum = frags.first().map_or(s, |head| head.meta.csum);
+            f.headers(&mut skb, i);
             skb.set_owner_precharged(&self.inet.budget);
             frags.push(skb);
+        }
+        // The data of all buffers in one pass; the head's own sum is
+        // `skb->csum` of the head, and the others carry a copy of it.
+        let (head, sum) = Csum::copy_and_sum_scatter(FragSegments::new(frags, pieces));
+        for skb in frags.iter_mut() {
+            skb.meta.csum = head;
         }
         self.finish_head(&mut frags[0], flow, cut, sum);
     }
@@ -601,8 +585,8 @@ impl Shape {
 
 /// What [`UdpSocket::build_fragments`] knows of one datagram while it
 /// makes its buffers: the cut, the sizes, the buffers' charges when
-/// planned ahead, the two buffer shapes (full and last), the fragment IP
-/// header template and the data still to copy.
+/// planned ahead (else where the pieces lie, to work them out), the two
+/// buffer shapes (full and last) and the fragment IP header template.
 struct FragBuild<'d, 'a> {
     cut: &'d Cut,
     sizes: Sizes,
@@ -613,7 +597,7 @@ struct FragBuild<'d, 'a> {
     template: [u8; 20],
     tsum: Csum,
     id: u16,
-    data: Gather<'a>,
+    pieces: PieceCursor<'a>,
 }
 
 impl FragBuild<'_, '_> {
@@ -627,10 +611,7 @@ impl FragBuild<'_, '_> {
         let shape = self.shapes[usize::from(i == self.cut.full)];
         let truesize = match self.each {
             Some(each) => each[i] as usize,
-            None if self.corked => {
-                let (r, more) = self.data.piece_left(hdr);
-                self.sizes.charge_for(self.cut, i, r, more)
-            }
+            None if self.corked => self.sizes.charge(self.cut, i, &mut self.pieces),
             None => shape.truesize,
         };
         let mut skb = stack.pool.alloc_charged(shape.size, truesize);
@@ -644,25 +625,19 @@ impl FragBuild<'_, '_> {
         skb
     }
 
-    /// Fills buffer `i`: its header offsets, its data (copied and summed;
-    /// the sum returned) and its IP header.
+    /// Buffer `i`'s header offsets and IP header (its data is copied
+    /// later).
     #[inline]
-    fn fill(&mut self, skb: &mut PacketBuf, i: usize) -> Csum {
-        let hdr = if i == 0 { UDP_HLEN } else { 0 };
+    fn headers(&self, skb: &mut PacketBuf, i: usize) {
         let datalen = self.cut.datalen(i);
         let nh = skb.data_offset();
         skb.meta.network_header = nh as u16;
         skb.meta.transport_header = (nh + 20) as u16;
-        // Every buffer's data starts at an even offset of the datagram.
-        let s = self
-            .data
-            .copy(&mut skb.from_offset_mut(nh + 20 + hdr)[..datalen - hdr]);
         let more = if i < self.cut.full { IP_MF } else { 0 };
         let off = ((i * self.cut.maxdata) >> 3) as u16 | more;
         let h = &mut skb.from_offset_mut(nh)[..20];
         h.copy_from_slice(&self.template);
         write_len_off(h, self.tsum, self.id, 20 + datalen, off);
-        s
     }
 }
 
