@@ -115,10 +115,10 @@ pub(super) struct Flow {
     /// Where the datagrams' IDs come from (`ip_select_ident_segs`).
     pub(super) ids: IdSource,
     /// The pseudo-header sum without the length.
-    pseudo: Csum,
+    pub(super) pseudo: Csum,
     /// The IP header of the flow's fragments (no DF) with ID, length,
-    /// offset and checksum zero, and its sum; made at the first one.
-    pub(super) frag_template: std::cell::OnceCell<([u8; 20], Csum)>,
+    /// offset and checksum zero, and its sum: `ip_template` without DF.
+    pub(super) frag_template: ([u8; 20], Csum),
     /// The last allocation size whose truesize was computed, and that
     /// truesize (batches are mostly of one size).
     truesize_memo: std::cell::Cell<(usize, usize)>,
@@ -473,7 +473,7 @@ impl UdpSocket {
         Ok(Some(Flow {
             truesize_memo: std::cell::Cell::new((usize::MAX, 0)),
             unit_memo: std::cell::RefCell::default(),
-            frag_template: std::cell::OnceCell::new(),
+            frag_template: without_df(ip_template, ip_sum),
             ids,
             pseudo,
             ip_template,
@@ -510,10 +510,20 @@ impl UdpSocket {
 
 /// The IP header of the flow's datagrams with ID, length and checksum zero,
 /// and the sum of its 16-bit words.
-pub(super) fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], Csum) {
+fn header_template(params: &CorkParams, df: bool) -> ([u8; 20], Csum) {
     let mut t = [0u8; 20];
     write_header_bytes(&mut t, params, df, 0);
     (t, Csum::of(&t))
+}
+
+/// A header template (ID, length and checksum zero) and its sum, with the
+/// DF bit cleared: a fragment's header.
+fn without_df(mut t: [u8; 20], sum: Csum) -> ([u8; 20], Csum) {
+    if t[6] & 0x40 == 0 {
+        return (t, sum);
+    }
+    t[6] &= !0x40;
+    (t, sum.sub(Csum::from_u16(0x4000)))
 }
 
 /// True when no filter hook would see the packets.

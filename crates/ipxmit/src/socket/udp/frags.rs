@@ -49,7 +49,7 @@
 //! send-budget checks without waiting (else the general path decides, as the
 //! kernel does: wait, `EAGAIN` or `ENOBUFS`).
 
-use super::batch::{header_template, BatchMsg, Flow, IdSource};
+use super::batch::{BatchMsg, Flow, IdSource};
 use super::{write_check, write_udp_header, UdpSocket, UDP_HLEN};
 use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf, SendBudget};
 use crate::dev::Features;
@@ -60,7 +60,7 @@ use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
-use crate::wire::checksum::{pseudo_header_v4, CopySeg, Csum};
+use crate::wire::checksum::{CopySeg, Csum};
 
 /// The send-budget checks a datagram's buffers meet with `allocated`
 /// already charged: `sock_alloc_send_skb`'s for the first (`sk_wmem_alloc <
@@ -491,9 +491,7 @@ impl UdpSocket {
         id: u16,
         frags: &mut Vec<PacketBuf>,
     ) {
-        let (template, tsum) = *flow
-            .frag_template
-            .get_or_init(|| header_template(&flow.params, false));
+        let (template, tsum) = flow.frag_template;
         let memo = flow.unit_memo.borrow();
         let mut f = FragBuild {
             cut,
@@ -549,10 +547,12 @@ impl UdpSocket {
         let th = head.meta.transport_header as usize;
         let len = cut.full * cut.maxdata + cut.last;
         write_udp_header(head, th, self.inet.local.port(), flow.dport, len);
-        let p = &flow.params;
-        let pseudo = pseudo_header_v4(p.saddr, p.daddr, 17, len as u16);
-        let udp = Csum::of(&head.from_offset(th)[..UDP_HLEN]);
-        write_check(head, th, udp.add(sum).add(pseudo).finish());
+        // The UDP header's words (its checksum still zero) and the
+        // pseudo-header's, the length counted in both.
+        let (sport, len) = (self.inet.local.port(), len as u16);
+        let words = Csum::from_u16(sport).add_u16(flow.dport).add_u16(len);
+        let pseudo = flow.pseudo.add_u16(len);
+        write_check(head, th, words.add(sum).add(pseudo).finish());
     }
 }
 
