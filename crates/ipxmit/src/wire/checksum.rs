@@ -72,6 +72,10 @@ impl Csum {
     /// the loop, so it vectorises); the result is converted to big-endian word
     /// order once at the end.
     pub fn of(data: &[u8]) -> Csum {
+        if data.len() < 32 {
+            // A header: eight bytes at a time, no lanes to set up or add.
+            return Csum(native_to_be(fold64(sum_native_words(data))));
+        }
         let mut total = Csum::ZERO;
         for block in data.chunks(ACC_BLOCK) {
             total = total.add(Csum(native_to_be(fold64(sum_native(block)))));
@@ -546,22 +550,25 @@ fn sum_native_lanes(data: &[u8]) -> u64 {
             *lane += u64::from(u32::from_ne_bytes(w));
         }
     }
-    let mut acc = lanes.iter().sum::<u64>();
-    let mut chunks = blocks.remainder().chunks_exact(8);
+    lanes.iter().sum::<u64>() + sum_native_words(blocks.remainder())
+}
+
+/// [`sum_native_lanes`] of fewer than 32 bytes: eight bytes at a time,
+/// the last few zero-padded (a byte at a time: no call to memcpy).
+#[inline]
+fn sum_native_words(data: &[u8]) -> u64 {
+    let mut acc = 0;
+    let mut chunks = data.chunks_exact(8);
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_ne_bytes(word);
+        let w = u64::from_ne_bytes(chunk.try_into().expect("8-byte word"));
         acc += (w & 0xffff_ffff) + (w >> 32);
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        let w = u64::from_ne_bytes(word);
-        acc += (w & 0xffff_ffff) + (w >> 32);
+    let mut word = [0u8; 8];
+    for (w, &b) in word.iter_mut().zip(chunks.remainder()) {
+        *w = b;
     }
-    acc
+    let w = u64::from_ne_bytes(word);
+    acc + (w & 0xffff_ffff) + (w >> 32)
 }
 
 /// Folds a 64-bit accumulator to 32 bits with end-around carry.
