@@ -213,10 +213,9 @@ struct FragSegments<'f, 'a> {
     head: bool,
     /// A room was taken.
     started: bool,
-    pieces: &'a [BatchMsg<'a>],
-    /// The piece being copied, and its bytes already copied.
-    i: usize,
-    off: usize,
+    /// The pieces after the current one, and what is left of it.
+    pieces: std::slice::Iter<'a, BatchMsg<'a>>,
+    piece: &'a [u8],
 }
 
 impl<'f, 'a> FragSegments<'f, 'a> {
@@ -226,9 +225,8 @@ impl<'f, 'a> FragSegments<'f, 'a> {
             room: &mut [],
             head: false,
             started: false,
-            pieces,
-            i: 0,
-            off: 0,
+            pieces: pieces.iter(),
+            piece: &[],
         }
     }
 }
@@ -246,17 +244,14 @@ impl<'f, 'a> Iterator for FragSegments<'f, 'a> {
             let th = usize::from(skb.meta.transport_header);
             self.room = skb.from_offset_mut(th + hdr);
         }
-        let mut data = self.pieces.get(self.i)?.data;
-        while self.off == data.len() {
-            (self.i, self.off) = (self.i + 1, 0);
-            data = self.pieces.get(self.i)?.data;
+        while self.piece.is_empty() {
+            self.piece = self.pieces.next()?.data;
         }
-        let n = (data.len() - self.off).min(self.room.len());
-        let src = &data[self.off..self.off + n];
-        self.off += n;
-        let (dst, rest) = std::mem::take(&mut self.room).split_at_mut(n);
-        let mark = self.head && rest.is_empty();
-        self.room = rest;
+        let n = self.piece.len().min(self.room.len());
+        let (src, piece) = self.piece.split_at(n);
+        let (dst, room) = std::mem::take(&mut self.room).split_at_mut(n);
+        let mark = self.head && room.is_empty();
+        (self.piece, self.room) = (piece, room);
         Some(CopySeg { src, dst, mark })
     }
 }
