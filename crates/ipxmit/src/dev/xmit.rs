@@ -163,7 +163,9 @@ pub fn hard_start_xmit(
     while let Some(pkt) = frames.pop_front() {
         let more = !frames.is_empty();
         if let TxStatus::Busy(p) = xmit_one(ctx, dev, driver, pkt, more) {
-            txq.ctl().stop();
+            // The driver stopped its queue (`netif_stop_queue`) and wakes
+            // it; stopping it here as well could undo a wake-up that came
+            // in between, and the queue would sleep for good.
             frames.push_front(p);
             driver.flush();
             return sent;

@@ -7,9 +7,12 @@
 //! lock so an enqueuer that finds it taken can rely on the owner to send its
 //! packet). The owner dequeues a batch under the lock, drops the lock, validates
 //! the batch and hands it to the driver with `xmit_more` hints, puts back what
-//! the driver refused (`requeues`) and stops the queue, and repeats until the
-//! qdisc is empty, throttled, stopped, or the quota of [`DEV_TX_WEIGHT`] packets is
-//! used — then it reschedules the queue for deferred work (`__netif_schedule`).
+//! the driver refused (`requeues`) and reschedules the queue (the driver stops
+//! its queue when it refuses, and wakes it: the run loop never stops a queue
+//! itself, which could undo a wake-up that came in between), and repeats until
+//! the qdisc is empty, throttled, stopped, or the quota of [`DEV_TX_WEIGHT`]
+//! packets is used — then it reschedules the queue for deferred work
+//! (`__netif_schedule`).
 
 use std::collections::VecDeque;
 
@@ -53,6 +56,7 @@ pub(crate) fn bypass(
     let mut slot = txq.q.lock();
     if !frames.is_empty() {
         requeue(&mut slot, &mut frames);
+        txq.ctl().schedule();
     }
     slot.batch = frames;
     end_bypass(ctx, dev, txq, slot, all_sent);
@@ -110,7 +114,8 @@ fn xmit_single(
     }
     let st = xmit_one(ctx, dev, &mut **txq.driver.lock(), pkt, false);
     if let TxStatus::Busy(p) = st {
-        txq.ctl().stop();
+        // Requeued and rescheduled by the caller; the queue's state is the
+        // driver's (see `hard_start_xmit`).
         frames.push_back(p);
         return false;
     }
@@ -135,6 +140,9 @@ pub fn direct_xmit(
     }
     let mut slot = txq.q.lock();
     requeue(&mut slot, frames);
+    // `dev_requeue_skb` reschedules: a stopped queue ends the next run at
+    // once (its wake-up runs it again), a busy one is tried again.
+    txq.ctl().schedule();
     false
 }
 

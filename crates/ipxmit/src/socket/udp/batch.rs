@@ -748,7 +748,7 @@ impl<'a> Run<'a> {
                 drop_frame(self.ctx, dev, p, DropReason::DevReady);
                 self.failed = Some(SendError::NetDown);
             } else {
-                txq.ctl().stop();
+                // Requeued by `finish`; the queue's state is the driver's.
                 self.refused = Some(p);
             }
             return false;
@@ -862,6 +862,7 @@ impl<'a> Run<'a> {
             one.push_back(p);
             requeue(&mut slot, &mut one);
             slot.batch = one;
+            txq.ctl().schedule();
         }
         end_bypass(ctx, dev, txq, slot, all_sent);
         None
