@@ -181,9 +181,10 @@ impl UdpSocket {
     ///
     /// Each datagram goes to the driver as soon as it is built, `xmit_more`
     /// set while the next one will follow. A driver that refuses one ends the
-    /// run there, as the bypass of one datagram would: the frame is requeued,
-    /// the queue stopped, and the next messages take the general way (into
-    /// the qdisc, with its limits).
+    /// run there, as the bypass of one datagram would: the frame is requeued
+    /// and the queue rescheduled (the driver stopped it, and wakes it), and
+    /// the next messages take the general way (into the qdisc, with its
+    /// limits).
     fn send_run(&mut self, msgs: &[BatchMsg<'_>], flags: MsgFlags) -> (usize, Option<SendError>) {
         let base = (flags | msgs[0].flags).without(MsgFlags::MORE);
         let flow = match self.fast_flow(&msgs[0], base) {
