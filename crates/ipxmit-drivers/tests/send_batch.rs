@@ -769,3 +769,40 @@ fn fragments_carry_the_heads_payload_sum_like_one_by_one() {
         }
     }
 }
+
+/// Corked groups of the same piece lengths but not the same `MSG_MORE`
+/// pattern follow one another in one call: each is cut where its own flags
+/// say (a group remembered by its lengths is not taken for another), as one
+/// by one.
+#[test]
+fn like_lengths_with_other_flags_are_other_groups() {
+    // On a queueless device, where one run takes all the groups.
+    let s = Setup {
+        qdisc: "noqueue",
+        ..plain_setup()
+    };
+    let to = Some(SocketAddrV4::new(NEAR, 9));
+    let m = |len, more| (len, to, more);
+    let batches = vec![vec![
+        // 3 pieces, then the same lengths as 2 pieces and a datagram.
+        m(1000, true),
+        m(1000, true),
+        m(1000, false),
+        m(1000, true),
+        m(1000, false),
+        m(1000, false),
+        // And again as 3 pieces, then as 1 piece and 2.
+        m(1000, true),
+        m(1000, true),
+        m(1000, false),
+        m(1000, false),
+        m(1000, true),
+        m(1000, false),
+    ]];
+    let a = one_by_one(&s, &batches);
+    let b = batched(&s, &batches);
+    assert_eq!(a.results, vec![Ok(12)]);
+    // 3000 B in 3 frames, 2000 B in 2, 1000 B in 1, 3, 1, 2.
+    assert_eq!(a.frames.len(), 3 + 2 + 1 + 3 + 1 + 2);
+    assert_eq!(a, b);
+}

@@ -305,14 +305,24 @@ impl Default for UnitMemo {
 }
 
 impl UnitMemo {
-    /// The unit of `group` when it has the remembered lengths.
+    /// The remembered unit when the messages `msgs` starts with are its
+    /// group again: as many, of the remembered lengths, each with the
+    /// run's flags (`flags` and its own: `base`, with `MSG_MORE` on all but
+    /// the last). One pass over the group, before any other scan.
     #[inline]
-    fn get(&self, group: &[BatchMsg<'_>]) -> Option<Unit> {
-        let u = self.unit.filter(|u| u.msgs == group.len())?;
+    fn get(&self, msgs: &[BatchMsg<'_>], flags: MsgFlags, base: MsgFlags) -> Option<Unit> {
+        let u = self.unit?;
+        let group = msgs.get(..u.msgs)?;
+        let more = base.with(MsgFlags::MORE);
+        let last = u.msgs - 1;
         let same = group
             .iter()
             .zip(&self.lens)
-            .all(|(m, &l)| m.data.len() == usize::from(l));
+            .enumerate()
+            .all(|(k, (m, &l))| {
+                let want = if k < last { more } else { base };
+                m.data.len() == usize::from(l) && flags | m.flags == want
+            });
         same.then_some(u)
     }
 
@@ -372,6 +382,9 @@ impl UdpSocket {
         flags: MsgFlags,
         base: MsgFlags,
     ) -> Option<Unit> {
+        if let Some(u) = flow.unit_memo.borrow().get(msgs, flags, base) {
+            return Some(u);
+        }
         let own = |m: &BatchMsg<'_>| flags | m.flags;
         let n = if own(&msgs[0]).contains(MsgFlags::MORE) {
             1 + msgs.iter().position(|m| !own(m).contains(MsgFlags::MORE))?
@@ -384,9 +397,6 @@ impl UdpSocket {
             .any(|m| own(m).without(MsgFlags::MORE) != base || m.data.len() > 0xffff)
         {
             return None;
-        }
-        if let Some(u) = flow.unit_memo.borrow().get(group) {
-            return Some(u);
         }
         let (cut, sizes) = self.fragment_geometry(flow, group)?;
         let mut memo = flow.unit_memo.borrow_mut();
