@@ -200,12 +200,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// "met", "MISSED by 3.1x", or "not measured".
+    /// "met", "MISSED by 1.12x", or "not measured" (two decimals: a miss
+    /// of a few percent must not read as "by 1.0x").
     pub fn verdict(&self) -> String {
         match self.got {
             None => "not measured".to_string(),
             Some(g) if g >= self.want => "met".to_string(),
-            Some(g) => format!("MISSED by {:.1}x", self.want / g.max(1e-12)),
+            Some(g) => format!("MISSED by {:.2}x", self.want / g.max(1e-12)),
         }
     }
 }
@@ -333,4 +334,25 @@ pub fn targets_json(ts: &[Target]) -> Value {
             .map(|t| json!({"what": t.what, "want": t.want, "got": t.got, "verdict": t.verdict()}))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    fn target(want: f64, got: Option<f64>) -> Target {
+        Target {
+            what: "x".to_string(),
+            want,
+            got,
+        }
+    }
+
+    #[test]
+    fn verdicts_say_by_how_much_with_two_decimals() {
+        assert_eq!(target(10.0, Some(10.0)).verdict(), "met");
+        assert_eq!(target(10.0, Some(9.8)).verdict(), "MISSED by 1.02x");
+        assert_eq!(target(10.0, Some(8.9)).verdict(), "MISSED by 1.12x");
+        assert_eq!(target(4.0, None).verdict(), "not measured");
+    }
 }
