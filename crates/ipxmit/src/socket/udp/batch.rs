@@ -105,6 +105,13 @@ pub(super) struct Flow {
     pub(super) alloc_extra: usize,
     /// The device finishes the checksum (`CHECKSUM_PARTIAL`).
     partial: bool,
+    /// The socket's PMTU mode as each buffer's metadata carries it, worked
+    /// out once per run: the datagram may be fragmented locally
+    /// (`skb->ignore_df`).
+    pub(super) ignore_df: bool,
+    /// The device's MTU, not the path's, bounds the fragments
+    /// (`ip_sk_use_pmtu` false).
+    pub(super) use_dev_mtu: bool,
     pub(super) hash: u32,
     queue: usize,
     /// The IP header every datagram of the run gets (`__ip_make_skb`), with
@@ -481,6 +488,8 @@ impl UdpSocket {
             ip_sum,
             max_payload: fragsize - 20 - UDP_HLEN,
             partial: dev.features().can_csum(),
+            ignore_df: params.pmtudisc.ignore_df(),
+            use_dev_mtu: !params.pmtudisc.use_pmtu(),
             queue: queue_index(dev.queues().len(), 0, hash),
             params,
             dest,
@@ -596,10 +605,10 @@ impl UdpSocket {
         skb.meta.transport_header = th as u16;
         getfrag(&mut skb, th + UDP_HLEN, data, 0);
         skb.set_owner_precharged(budget);
-        skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
+        skb.meta.ip_flags.ignore_df = f.ignore_df;
         write_ip_header(&mut skb.from_offset_mut(nh)[..20], f, id, fraglen);
         skb.meta.protocol = 0x0800;
-        skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
+        skb.meta.use_dev_mtu = f.use_dev_mtu;
         skb.meta.priority = p.priority;
         skb.meta.mark = p.mark;
         // `skb_dst`: released at `__dev_queue_xmit` (IFF_XMIT_DST_RELEASE)
@@ -624,7 +633,10 @@ impl UdpSocket {
         }
     }
 
-    /// `udp_send_skb` for one buffer: header, flow hash, checksum.
+    /// `udp_send_skb` for one buffer: header, flow hash, checksum. Inlined
+    /// into [`UdpSocket::build`], where the checksum state it tests was
+    /// just set.
+    #[inline(always)]
     fn finish_udp(&self, skb: &mut PacketBuf, f: &Flow, th: usize) {
         let len = skb.len() - (th - skb.data_offset());
         write_udp_header(skb, th, self.inet.local.port(), f.dport, len);

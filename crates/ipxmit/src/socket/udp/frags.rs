@@ -539,8 +539,8 @@ impl UdpSocket {
         let m = &mut skb.meta;
         m.ip_summed = CsumState::None;
         m.protocol = 0x0800;
-        m.ip_flags.ignore_df = p.pmtudisc.ignore_df();
-        m.use_dev_mtu = !p.pmtudisc.use_pmtu();
+        m.ip_flags.ignore_df = flow.ignore_df;
+        m.use_dev_mtu = flow.use_dev_mtu;
         m.priority = p.priority;
         m.mark = p.mark;
         m.hash = flow.hash;
