@@ -67,6 +67,10 @@ fn batches_send_every_datagram() {
     );
 }
 
+/// Four sender threads on one stack, the main thread draining the wire.
+/// The qdisc is deep enough for every frame the 8 sockets' send budgets
+/// let wait (about 300 small frames each): with `pfifo_fast`'s 1000 a full
+/// wire could make it drop one now and then, as the kernel would.
 #[test]
 fn threads_share_the_stack() {
     let d = tmpdir("send-threads");
@@ -82,6 +86,8 @@ fn threads_share_the_stack() {
             "4",
             "--sockets",
             "8",
+            "--qdisc",
+            "pfifo limit 10000",
             "--json",
         ],
     );

@@ -178,9 +178,9 @@ struct QueueState {
 }
 
 impl QueueState {
-    /// Stopped for lack of room, by us or by the stack after a busy return
-    /// (which may come after our completion already ran): either way a
-    /// completion must wake it.
+    /// Stopped for lack of room (by the driver's `block` before a busy
+    /// return, or by anyone else holding the queue's flow control): either
+    /// way a completion must wake it.
     fn needs_completion(&self) -> bool {
         self.waiting.load(Ordering::Acquire) || self.ctl.get().is_some_and(|c| c.is_stopped())
     }

@@ -136,6 +136,11 @@ pub enum TxStatus {
     /// as `tx_errors`).
     Error,
     /// `NETDEV_TX_BUSY`: no room; the frame is handed back to be requeued.
+    /// The stack requeues it and reschedules the queue (`dev_requeue_skb`);
+    /// it never stops the queue itself. A driver that refuses should stop
+    /// its queue first ([`TxQueueCtl::stop`], `netif_stop_queue`) and wake
+    /// it when room returns; one that does not is simply tried again at
+    /// every run of deferred work until it takes the frame.
     Busy(PacketBuf),
 }
 
@@ -226,8 +231,10 @@ pub trait Driver: Send {
     fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus;
 
     /// Called once when the driver is attached, with the queue's flow control:
-    /// a driver that returns [`TxStatus::Busy`] keeps it and calls
-    /// [`TxQueueCtl::wake`] when room returns.
+    /// a driver that returns [`TxStatus::Busy`] keeps it, stops the queue
+    /// before it refuses, and calls [`TxQueueCtl::wake`] when room returns
+    /// (checking for room again after the stop, as a wake-up may already
+    /// have happened).
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
         let _ = ctl;
     }
