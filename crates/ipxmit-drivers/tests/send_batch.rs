@@ -139,7 +139,7 @@ fn keep_host(cfg: DevConfig, cap: usize) -> (Arc<Stack>, Arc<KeepWire>) {
         wire: wire.clone(),
         ctl: None,
     };
-    (driver_stack(Box::new(drv), cfg, None), wire)
+    (common::driver_stack(Box::new(drv), cfg, None), wire)
 }
 
 fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
@@ -431,32 +431,9 @@ fn driver_host(
 ) -> (Arc<Stack>, UdpSocket) {
     let mut cfg = common::eth0();
     cfg.features = features;
-    let stack = driver_stack(drv, cfg, qdisc);
+    let stack = common::driver_stack(drv, cfg, qdisc);
     let sock = UdpSocket::new(&stack);
     (stack, sock)
-}
-
-/// The stack of [`driver_host`]: `cfg` on the one queue of `drv`.
-fn driver_stack(
-    drv: Box<dyn ipxmit::dev::Driver>,
-    cfg: DevConfig,
-    qdisc: Option<&str>,
-) -> Arc<Stack> {
-    let stack = Stack::new();
-    stack.add_device(cfg, vec![drv]).unwrap();
-    if let Some(q) = qdisc {
-        stack
-            .replace_qdisc("eth0", &q.parse::<QdiscSpec>().unwrap())
-            .unwrap();
-    }
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
-        .unwrap();
-    stack
 }
 
 /// Records what the driver is given: length and the `xmit_more` hint.

@@ -13,13 +13,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use ipxmit::dev::{Driver, TxQueueCtl, TxStatus};
-use ipxmit::neigh::NudState;
-use ipxmit::sched::QdiscSpec;
 use ipxmit::socket::udp::BatchMsg;
-use ipxmit::wire::EthernetAddress;
 use ipxmit::{Features, MsgFlags, PacketBuf, Stack, UdpSocket};
 
-const NEAR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const NEAR: Ipv4Addr = common::PEER;
 
 /// Refuses its first `refuse` frames; each time (when `stops`) it stops
 /// its queue and, as a consumer that made room at once would, wakes it
@@ -67,18 +64,7 @@ fn host(
     };
     let mut cfg = common::eth0();
     cfg.features = Features::NONE;
-    let stack = Stack::new();
-    stack.add_device(cfg, vec![Box::new(drv)]).unwrap();
-    stack
-        .replace_qdisc("eth0", &qdisc.parse::<QdiscSpec>().unwrap())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
-        .unwrap();
+    let stack = common::driver_stack(Box::new(drv), cfg, Some(qdisc));
     let sock = UdpSocket::new(&stack);
     (stack, sock, taken)
 }

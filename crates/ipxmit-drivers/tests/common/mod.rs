@@ -24,6 +24,37 @@ pub fn eth0() -> DevConfig {
     DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]))
 }
 
+/// A host on the one queue of driver `drv`: the device `cfg`, with root
+/// qdisc `qdisc` when given, 10.0.0.1/24 on it and [`PEER`] as a static
+/// (permanent) neighbour.
+pub fn driver_stack(
+    drv: Box<dyn ipxmit::dev::Driver>,
+    cfg: DevConfig,
+    qdisc: Option<&str>,
+) -> Arc<Stack> {
+    let stack = Stack::new();
+    let name = cfg.name.clone();
+    stack.add_device(cfg, vec![drv]).unwrap();
+    if let Some(q) = qdisc {
+        let spec = q.parse::<ipxmit::sched::QdiscSpec>().unwrap();
+        stack.replace_qdisc(&name, &spec).unwrap();
+    }
+    address(&stack, &name);
+    stack
+}
+
+/// 10.0.0.1/24 on device `name`, and [`PEER`] as a static (permanent)
+/// neighbour there.
+fn address(stack: &Stack, name: &str) {
+    stack
+        .add_addr(name, "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh(name, PEER, mac, NudState::Permanent)
+        .unwrap();
+}
+
 /// The host most tests send from: the device `cfg` with `queues` transmit
 /// queues on an in-memory wire of `cap` frames, 10.0.0.1/24 on it, and
 /// [`PEER`] as a static (permanent) neighbour.
@@ -32,13 +63,7 @@ pub fn mem_host(cfg: DevConfig, queues: usize, cap: usize) -> (Arc<Stack>, Arc<M
     let wire = MemWire::new(cap);
     let name = cfg.name.clone();
     stack.add_device(cfg, wire.drivers(queues)).unwrap();
-    stack
-        .add_addr(&name, "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh(&name, PEER, mac, NudState::Permanent)
-        .unwrap();
+    address(&stack, &name);
     (stack, wire)
 }
 
