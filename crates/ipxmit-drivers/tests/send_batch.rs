@@ -783,3 +783,59 @@ fn like_lengths_with_other_flags_are_other_groups() {
     assert_eq!(a.frames.len(), 3 + 2 + 1 + 3 + 1 + 2);
     assert_eq!(a, b);
 }
+
+/// What a call of like corked groups leaves when the flow changes between
+/// calls — the device's MTU, its features, the socket's PMTU mode — sent
+/// batched or one by one: the plan a call remembers for the next is not
+/// the one to use after such a change.
+fn across_changes(batched: bool) -> (Vec<Vec<u8>>, Vec<Result<usize, SendError>>) {
+    let s = Setup {
+        qdisc: "noqueue",
+        ..plain_setup()
+    };
+    let (stack, wire, mut sock) = host(&s);
+    let to = Some(SocketAddrV4::new(NEAR, 9));
+    let datas: Vec<Vec<u8>> = (0..6).map(|k| payload(1000, k)).collect();
+    let msgs: Vec<BatchMsg<'_>> = datas
+        .iter()
+        .enumerate()
+        .map(|(k, d)| BatchMsg {
+            flags: more(k % 3 != 2),
+            ..BatchMsg::new(d, to)
+        })
+        .collect();
+    let dev = stack.device("eth0").unwrap();
+    let (mut frames, mut results) = (Vec::new(), Vec::new());
+    for step in 0..5 {
+        match step {
+            1 => dev.set_mtu(1220).unwrap(),
+            2 => dev.set_features(Features::SG | Features::IP_CSUM),
+            3 => sock.set_mtu_discover(PmtuDisc::Dont),
+            4 => dev.set_mtu(2020).unwrap(),
+            _ => {}
+        }
+        if batched {
+            results.push(sock.send_batch(&msgs, MsgFlags::NONE));
+        } else {
+            let r = msgs.iter().try_fold(0, |n, m| {
+                sock.sendmsg(m.data, m.dest, m.flags).map(|_| n + 1)
+            });
+            results.push(r);
+        }
+        drain(&stack, &wire, &mut frames);
+    }
+    (normalize(frames).0, results)
+}
+
+/// A corked group planned in one call and met again in the next after the
+/// MTU, the device's features or the PMTU mode changed is planned anew:
+/// the same frames and results as one by one.
+#[test]
+fn a_changed_flow_between_calls_is_planned_anew() {
+    let (a, ra) = across_changes(false);
+    let (b, rb) = across_changes(true);
+    assert_eq!(ra, vec![Ok(6); 5]);
+    assert_eq!(rb, ra);
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "the frames differ");
+}

@@ -52,6 +52,11 @@ pub struct UdpSocket {
     frags: Vec<PacketBuf>,
     /// The datagrams of a `send_batch` run (kept for their capacity).
     units: Vec<frags::Unit>,
+    /// The last corked or fragmenting datagram a `send_batch` run planned,
+    /// by its pieces' lengths, kept from call to call while the flow's
+    /// [`frags::MemoKey`] stays the same (boxed: a few hundred bytes the
+    /// socket need not carry inline).
+    unit_memo: Box<std::cell::RefCell<frags::UnitMemo>>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -87,6 +92,7 @@ impl UdpSocket {
             zc_src: None,
             frags: Vec::new(),
             units: Vec::new(),
+            unit_memo: Box::default(),
         }
     }
 

@@ -38,7 +38,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::frags::{budget_allows, Unit, UnitMemo};
+use super::frags::{budget_allows, MemoKey, Unit};
 use super::{
     flow_hash, hwcsum_pseudo, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN,
 };
@@ -129,8 +129,6 @@ pub(super) struct Flow {
     /// The last allocation size whose truesize was computed, and that
     /// truesize (batches are mostly of one size).
     truesize_memo: std::cell::Cell<(usize, usize)>,
-    /// The last fragmenting datagram planned, by its pieces' lengths.
-    pub(super) unit_memo: std::cell::RefCell<UnitMemo>,
 }
 
 impl Flow {
@@ -211,6 +209,9 @@ impl UdpSocket {
                 this.xmit_fitting(&flow, &msgs[..n], run, driver, ids)
             });
         }
+        self.unit_memo
+            .get_mut()
+            .keep_for(MemoKey::of(&flow, flags, base));
         let noqueue = txq.q.lock().qdisc.is_noqueue();
         match self.unit(&flow, msgs, flags, base) {
             None => (0, None),
@@ -480,7 +481,6 @@ impl UdpSocket {
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
             truesize_memo: std::cell::Cell::new((usize::MAX, 0)),
-            unit_memo: std::cell::RefCell::default(),
             frag_template: without_df(ip_template, ip_sum),
             ids,
             pseudo,

@@ -58,7 +58,7 @@ use crate::ipv4::output::send_fragments;
 use crate::neigh::HhCache;
 use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
-use crate::socket::MsgFlags;
+use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::wire::checksum::{CopySeg, Csum};
 
@@ -291,6 +291,9 @@ pub(super) struct UnitMemo {
     /// Each buffer's charge, for a corked group of at most
     /// [`MEMO_FRAGS`] buffers.
     each: [u32; MEMO_FRAGS],
+    /// What the remembered plans depend on besides the pieces: they hold
+    /// while a run's flow gives the same key.
+    key: Option<MemoKey>,
 }
 
 impl Default for UnitMemo {
@@ -300,6 +303,44 @@ impl Default for UnitMemo {
             unit: None,
             gen: 0,
             each: [0; MEMO_FRAGS],
+            key: None,
+        }
+    }
+}
+
+/// Everything of a run's flow that the cut and the charges of a corked
+/// group depend on (see [`UdpSocket::fragment_geometry`] and
+/// [`Sizes::charges`]), besides the pieces' lengths and flags: the flags of
+/// the call and of the run, the fragment size, the PMTU mode and both MTUs,
+/// and what `__ip_append_data` adds to a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct MemoKey {
+    flags: MsgFlags,
+    base: MsgFlags,
+    max_payload: usize,
+    pmtudisc: PmtuDisc,
+    path_mtu: u32,
+    dev_mtu: u32,
+    extra: usize,
+    trailer: u32,
+    sg: bool,
+}
+
+impl MemoKey {
+    /// The key of `flow` for messages sent with `flags`, the run's own
+    /// flags being `base`.
+    pub(super) fn of(flow: &Flow, flags: MsgFlags, base: MsgFlags) -> MemoKey {
+        let p = &flow.params;
+        MemoKey {
+            flags,
+            base,
+            max_payload: flow.max_payload,
+            pmtudisc: p.pmtudisc,
+            path_mtu: p.dst.mtu(),
+            dev_mtu: p.dst.dev.mtu(),
+            extra: p.dst.dev.ll_reserved_space(),
+            trailer: u32::from(p.dst.trailer_len),
+            sg: p.dst.dev.features().contains(Features::SG),
         }
     }
 }
@@ -324,6 +365,15 @@ impl UnitMemo {
                 m.data.len() == usize::from(l) && flags | m.flags == want
             });
         same.then_some(u)
+    }
+
+    /// Keeps what is remembered for a run whose flow gives `key` when an
+    /// earlier run's gave the same; forgets it otherwise (a changed MTU,
+    /// PMTU mode, device or flags), the generation going on.
+    pub(super) fn keep_for(&mut self, key: MemoKey) {
+        if self.key != Some(key) {
+            (self.key, self.unit) = (Some(key), None);
+        }
     }
 
     /// Remembers `u` as the unit of `group` (pieces of at most 65535
@@ -382,7 +432,7 @@ impl UdpSocket {
         flags: MsgFlags,
         base: MsgFlags,
     ) -> Option<Unit> {
-        if let Some(u) = flow.unit_memo.borrow().get(msgs, flags, base) {
+        if let Some(u) = self.unit_memo.borrow().get(msgs, flags, base) {
             return Some(u);
         }
         let own = |m: &BatchMsg<'_>| flags | m.flags;
@@ -399,7 +449,7 @@ impl UdpSocket {
             return None;
         }
         let (cut, sizes) = self.fragment_geometry(flow, group)?;
-        let mut memo = flow.unit_memo.borrow_mut();
+        let mut memo = self.unit_memo.borrow_mut();
         let (charge, before_last) = sizes.charges(&cut, group, &mut memo.each);
         let remembered = n > 1 && n <= MEMO_PIECES && cut.full < MEMO_FRAGS;
         memo.gen += 1;
@@ -497,7 +547,7 @@ impl UdpSocket {
         frags: &mut Vec<PacketBuf>,
     ) {
         let (template, tsum) = flow.frag_template;
-        let memo = flow.unit_memo.borrow();
+        let memo = self.unit_memo.borrow();
         let mut f = FragBuild {
             cut,
             sizes,
