@@ -369,7 +369,8 @@ impl UdpSocket {
         };
         let mut frags = std::mem::take(&mut self.frags);
         self.build_fragments(stack, flow, &cut, (unit, sizes, u.memo), id, &mut frags);
-        let ok = run.xmit_train(driver, &mut frags, &HhCache { hdr: flow.hh }, more);
+        let hh = HhCache { hdr: flow.hh };
+        let ok = run.xmit_train(driver, &mut frags, (&hh, cut.ip_bytes()), more);
         self.frags = frags;
         ok
     }
@@ -781,18 +782,19 @@ impl<'a> Run<'a> {
     /// link header `hh` and goes to the driver, `xmit_more` set while
     /// another follows (in this train, or after it when `more`). A stopped
     /// queue or a busy driver drops that fragment and the rest (the datagram
-    /// fails, `ENETDOWN`); false ends the run.
+    /// fails, `ENETDOWN`); false ends the run. `ip_bytes` is the train's
+    /// IP length (headers and data), counted as sent whatever happens below.
     fn xmit_train(
         &mut self,
         driver: &mut dyn Driver,
         frags: &mut Vec<PacketBuf>,
-        hh: &HhCache,
+        (hh, ip_bytes): (&HhCache, usize),
         more: bool,
     ) -> bool {
         let (dev, txq, n) = (self.dev, self.txq, frags.len());
         self.datagrams += 1;
         self.extra_frames += n as u64 - 1;
-        self.octets += frags.iter().map(|f| f.len() as u64).sum::<u64>();
+        self.octets += ip_bytes as u64;
         let mut it = frags.drain(..).enumerate();
         while let Some((i, mut f)) = it.next() {
             if txq.ctl().is_stopped() {

@@ -101,6 +101,12 @@ impl Cut {
         })
     }
 
+    /// The IP bytes of all the fragments, headers included (what
+    /// `ip_output` counts as sent, `IpExtOutOctets`).
+    pub(super) fn ip_bytes(&self) -> usize {
+        (self.full + 1) * 20 + self.full * self.maxdata + self.last
+    }
+
     /// Bytes (IP header excluded) of buffer `i`.
     fn datalen(&self, i: usize) -> usize {
         if i < self.full {
