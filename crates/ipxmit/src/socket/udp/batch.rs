@@ -197,8 +197,7 @@ impl UdpSocket {
             Ok(None) => return (0, None),
             Err(e) => return (0, Some(e)),
         };
-        let dst = flow.params.dst.clone();
-        let txq = &dst.dev.queues()[flow.queue];
+        let txq = &flow.params.dst.dev.queues()[flow.queue];
         if flags | msgs[0].flags == base && msgs[0].data.len() <= flow.max_payload {
             // Datagrams that fit one frame, the common case, on their own.
             let Some(path) = claim_queue(txq) else {
@@ -228,7 +227,9 @@ impl UdpSocket {
     }
 
     /// A run of datagrams on a queueless device, fragment trains and
-    /// corked groups among them ([`UdpSocket::plan`]).
+    /// corked groups among them ([`UdpSocket::plan`]). The caller found the
+    /// device queueless (under the qdisc lock): no other claim is needed
+    /// than a queue not stopped.
     fn run_units(
         &mut self,
         flow: &Flow,
@@ -236,9 +237,10 @@ impl UdpSocket {
         flags: (MsgFlags, MsgFlags),
         txq: &TxQueue,
     ) -> (usize, Option<SendError>) {
-        let Some(path) = claim_queue(txq) else {
+        if txq.ctl().is_stopped() {
             return (0, None);
-        };
+        }
+        let path = Path::NoQueue;
         let mut units = std::mem::take(&mut self.units);
         let charge = self.plan(flow, msgs, flags, path == Path::NoQueue, &mut units);
         let r = self.run_with(
@@ -275,7 +277,7 @@ impl UdpSocket {
                 .reserve_run(p.daddr, p.saddr, p.protocol, n as u32),
             _ => (0, 0),
         };
-        let mut run = Run::new(stack.xmit_ctx(), &p.dst.dev, txq, flow.hh_len, path);
+        let mut run = Run::new(&stack, stack.xmit_ctx(), &p.dst.dev, txq, flow.hh_len, path);
         run.queue = flow.queue as u16;
         let (sent, used) = {
             let _gathered = SendBudget::gather_releases(&self.inet.budget);
@@ -303,11 +305,11 @@ impl UdpSocket {
         driver: &mut dyn Driver,
         first_id: u32,
     ) -> (usize, usize) {
-        let stack = self.inet.stack.clone();
+        let stack = run.stack;
         let (n, mut used) = (msgs.len(), 0);
         for (i, m) in msgs.iter().enumerate() {
             let id = self.unit_id(flow, first_id.wrapping_add(i as u32) as u16);
-            let skb = self.build(&stack, flow, m.data, id);
+            let skb = self.build(stack, flow, m.data, id);
             used += skb.truesize();
             if !run.xmit(driver, skb, i + 1 < n) {
                 break;
@@ -328,14 +330,14 @@ impl UdpSocket {
         driver: &mut dyn Driver,
         first_id: u32,
     ) -> (usize, usize) {
-        let stack = self.inet.stack.clone();
+        let stack = run.stack;
         let (mut sent, mut at, mut used) = (0, 0, 0);
         for (i, u) in units.iter().enumerate() {
             let id = first_id.wrapping_add(i as u32) as u16;
             let unit = &msgs[at..at + u.msgs];
             used += u.charge;
             let more = i + 1 < units.len();
-            let ok = self.xmit_unit(&stack, flow, unit, u, id, run, driver, more);
+            let ok = self.xmit_unit(stack, flow, unit, u, id, run, driver, more);
             if run.failed.is_some() {
                 sent += u.msgs - 1;
                 break;
@@ -453,11 +455,11 @@ impl UdpSocket {
         };
         let params = self.inet.cork_params(daddr, connected)?;
         let fragsize = cork_fragsize(&params)? as usize;
-        let dev = params.dst.dev.clone();
+        let dev = &params.dst.dev;
         if params.dst.header_len != 0 || !dev.is_up() || !hooks_idle(&self.inet.stack) {
             return Ok(None);
         }
-        let Some(hh) = link_header(&self.inet.stack, &dev, params.dst.nexthop(daddr)) else {
+        let Some(hh) = link_header(&self.inet.stack, dev, params.dst.nexthop(daddr)) else {
             return Ok(None);
         };
         let hh_len = dev.link().header_len();
@@ -678,6 +680,8 @@ pub(super) enum IdSource {
 
 /// One run through the bypass, and what it sent, counted once at its end.
 struct Run<'a> {
+    /// The stack the run sends through (its buffer pool for the builds).
+    stack: &'a Stack,
     ctx: XmitCtx<'a>,
     dev: &'a NetDevice,
     txq: &'a TxQueue,
@@ -712,6 +716,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(
+        stack: &'a Stack,
         ctx: XmitCtx<'a>,
         dev: &'a NetDevice,
         txq: &'a TxQueue,
@@ -719,6 +724,7 @@ impl<'a> Run<'a> {
         path: Path,
     ) -> Run<'a> {
         Run {
+            stack,
             ctx,
             dev,
             txq,
