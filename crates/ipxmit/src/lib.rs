@@ -31,3 +31,13 @@ pub use socket::udp::BatchMsg;
 pub use socket::{MsgFlags, PmtuDisc, RawSocket, UdpSocket};
 pub use stack::{RouteSpec, Stack};
 pub use time::{Clock, Instant, ManualClock, MonotonicClock};
+
+/// The sockets and the stack can be shared across threads (`Send + Sync`):
+/// checked at compile time, as a cell in a socket would silently take
+/// `Sync` away.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<UdpSocket>();
+    shareable::<RawSocket>();
+    shareable::<Stack>();
+};

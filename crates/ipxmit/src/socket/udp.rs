@@ -54,9 +54,10 @@ pub struct UdpSocket {
     units: Vec<frags::Unit>,
     /// The last corked or fragmenting datagram a `send_batch` run planned,
     /// by its pieces' lengths, kept from call to call while the flow's
-    /// [`frags::MemoKey`] stays the same (boxed: a few hundred bytes the
-    /// socket need not carry inline).
-    unit_memo: Box<std::cell::RefCell<frags::UnitMemo>>,
+    /// [`frags::MemoKey`] stays the same. Lent to a run's flow while it
+    /// plans (no cell here: the socket stays `Sync`); boxed, a few hundred
+    /// bytes the socket need not carry inline.
+    unit_memo: Option<Box<frags::UnitMemo>>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -92,7 +93,7 @@ impl UdpSocket {
             zc_src: None,
             frags: Vec::new(),
             units: Vec::new(),
-            unit_memo: Box::default(),
+            unit_memo: None,
         }
     }
 

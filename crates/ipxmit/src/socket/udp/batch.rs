@@ -38,7 +38,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::frags::{budget_allows, MemoKey, Unit};
+use super::frags::{budget_allows, MemoKey, Unit, UnitMemo};
 use super::{
     flow_hash, hwcsum_pseudo, udp_csum, write_check, write_udp_header, UdpSocket, UDP_HLEN,
 };
@@ -121,6 +121,8 @@ pub(super) struct Flow {
     ip_sum: Csum,
     /// Where the datagrams' IDs come from (`ip_select_ident_segs`).
     pub(super) ids: IdSource,
+    /// The socket's plan memo, lent for a run that may fragment.
+    pub(super) unit_memo: std::cell::RefCell<Option<Box<UnitMemo>>>,
     /// The pseudo-header sum without the length.
     pub(super) pseudo: Csum,
     /// The IP header of the flow's fragments (no DF) with ID, length,
@@ -190,6 +192,7 @@ impl UdpSocket {
     /// and the queue rescheduled (the driver stopped it, and wakes it), and
     /// the next messages take the general way (into the qdisc, with its
     /// limits).
+    #[inline(never)]
     fn send_run(&mut self, msgs: &[BatchMsg<'_>], flags: MsgFlags) -> (usize, Option<SendError>) {
         let base = (flags | msgs[0].flags).without(MsgFlags::MORE);
         let flow = match self.fast_flow(&msgs[0], base) {
@@ -208,21 +211,38 @@ impl UdpSocket {
                 this.xmit_fitting(&flow, &msgs[..n], run, driver, ids)
             });
         }
-        self.unit_memo
-            .get_mut()
-            .keep_for(MemoKey::of(&flow, flags, base));
+        // The socket's memo, lent to the flow for the run (made once, with
+        // the socket's first such run).
+        let mut memo = self.unit_memo.take().unwrap_or_default();
+        memo.keep_for(MemoKey::of(&flow, flags, base));
+        *flow.unit_memo.borrow_mut() = Some(memo);
+        let r = self.fragmenting_run(&flow, msgs, (flags, base), txq);
+        self.unit_memo = flow.unit_memo.take();
+        r
+    }
+
+    /// The rest of [`UdpSocket::send_run`] for a first datagram that does
+    /// not fit one frame: a run on a queueless device, or that datagram on
+    /// its own behind a qdisc.
+    fn fragmenting_run(
+        &mut self,
+        flow: &Flow,
+        msgs: &[BatchMsg<'_>],
+        (flags, base): (MsgFlags, MsgFlags),
+        txq: &TxQueue,
+    ) -> (usize, Option<SendError>) {
         let noqueue = txq.q.lock().qdisc.is_noqueue();
-        match self.unit(&flow, msgs, flags, base) {
+        match self.unit(flow, msgs, flags, base) {
             None => (0, None),
             Some(u) if !noqueue => {
                 // Behind a qdisc a fragment train goes down on its own.
-                match self.send_fragmented(&flow, &msgs[..u.msgs]) {
+                match self.send_fragmented(flow, &msgs[..u.msgs]) {
                     Some(Ok(())) => (u.msgs, None),
                     Some(Err(e)) => (u.msgs - 1, Some(e)),
                     None => (0, None),
                 }
             }
-            Some(_) => self.run_units(&flow, msgs, (flags, base), txq),
+            Some(_) => self.run_units(flow, msgs, (flags, base), txq),
         }
     }
 
@@ -483,6 +503,7 @@ impl UdpSocket {
         };
         let pseudo = pseudo_header_v4(params.saddr, params.daddr, 17, 0);
         Ok(Some(Flow {
+            unit_memo: std::cell::RefCell::new(None),
             truesize_memo: std::cell::Cell::new((usize::MAX, 0)),
             frag_template: without_df(ip_template, ip_sum),
             ids,

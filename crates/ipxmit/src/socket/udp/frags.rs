@@ -438,7 +438,12 @@ impl UdpSocket {
         flags: MsgFlags,
         base: MsgFlags,
     ) -> Option<Unit> {
-        if let Some(u) = self.unit_memo.borrow().get(msgs, flags, base) {
+        let known = flow
+            .unit_memo
+            .borrow()
+            .as_deref()
+            .and_then(|m| m.get(msgs, flags, base));
+        if let Some(u) = known {
             return Some(u);
         }
         let own = |m: &BatchMsg<'_>| flags | m.flags;
@@ -455,10 +460,12 @@ impl UdpSocket {
             return None;
         }
         let (cut, sizes) = self.fragment_geometry(flow, group)?;
-        let mut memo = self.unit_memo.borrow_mut();
+        let mut lent = flow.unit_memo.borrow_mut();
+        let memo = lent.get_or_insert_with(Box::default);
         let (charge, before_last) = sizes.charges(&cut, group, &mut memo.each);
         let remembered = n > 1 && n <= MEMO_PIECES && cut.full < MEMO_FRAGS;
-        memo.gen += 1;
+        // Never 0 ("none"), even after 2^32 plans on one socket.
+        memo.gen = memo.gen.wrapping_add(1).max(1);
         let u = Unit {
             msgs: n,
             frags: Some((cut, sizes)),
@@ -553,11 +560,11 @@ impl UdpSocket {
         frags: &mut Vec<PacketBuf>,
     ) {
         let (template, tsum) = flow.frag_template;
-        let memo = self.unit_memo.borrow();
+        let memo = flow.unit_memo.borrow();
         let mut f = FragBuild {
             cut,
             sizes,
-            each: memo.each(memo_gen),
+            each: memo.as_deref().and_then(|m| m.each(memo_gen)),
             corked: pieces.len() > 1,
             shapes: [
                 Shape::of(sizes.alloc(cut, 0)),
