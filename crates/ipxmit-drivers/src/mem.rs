@@ -127,14 +127,18 @@ impl Driver for MemDriver {
 
     fn start_xmit(&mut self, mut pkt: PacketBuf, _more: bool) -> TxStatus {
         let len = pkt.len() as u64;
-        pkt.release_owner();
+        // Orphaned (`skb_orphan`) once on the wire; a refused frame goes
+        // back to be requeued still charged to its socket.
+        let charge = pkt.detach_owner();
         match self.wire.ring.push(pkt) {
             Ok(()) => {
+                drop(charge);
                 self.wire.frames.fetch_add(1, Ordering::Relaxed);
                 self.wire.bytes.fetch_add(len, Ordering::Relaxed);
                 TxStatus::Ok
             }
-            Err(pkt) => {
+            Err(mut pkt) => {
+                pkt.reattach_owner(charge);
                 self.wire.busy.fetch_add(1, Ordering::Relaxed);
                 if let Some(ctl) = &self.ctl {
                     ctl.stop();

@@ -207,6 +207,31 @@ fn noqueue_drops_what_a_busy_driver_refuses() {
     assert_eq!(wire.len(), 1, "the consumer's room wakes the queue again");
 }
 
+/// A frame the in-memory wire refuses (full) goes back to the qdisc still
+/// charged to its socket: the wire orphans a frame (`skb_orphan`) only once
+/// it has taken it. Drained, the requeued frame goes out and the charge is
+/// released.
+#[test]
+fn a_refused_frame_stays_charged_until_the_wire_takes_it() {
+    let (stack, wire) = common::mem_host(common::eth0(), 1, 1);
+    let mut s = UdpSocket::new(&stack);
+    s.send_to(b"one", to(), MsgFlags::NONE).unwrap();
+    assert_eq!(s.budget().allocated(), 0, "on the wire: orphaned");
+    s.send_to(b"two", to(), MsgFlags::NONE).unwrap();
+    assert_eq!(wire.busy_count(), 1, "the full wire refused it");
+    let held = s.budget().allocated();
+    assert!(held > 0, "the requeued frame is still charged");
+    let dev = stack.device("eth0").unwrap();
+    let requeues = dev.queues()[0].with_qdisc(|q| q.stats().requeues);
+    assert_eq!(requeues, 1);
+    wire.pop();
+    for _ in 0..10 {
+        stack.poll();
+    }
+    assert_eq!(wire.len(), 1, "the requeued frame went out");
+    assert_eq!(s.budget().allocated(), 0, "and its charge was released");
+}
+
 /// A fragment train on a queueless device whose driver has room for 3 of its
 /// 6 frames: 3 leave (in one pass, `xmit_more` within), the refused one and
 /// the 2 after it are dropped (`DevReady`, `tx_dropped`) and the datagram

@@ -384,6 +384,38 @@ impl Charge {
         // reference keeps the budget alive (see `SendBudget`).
         unsafe { self.budget.as_ref() }
     }
+
+    /// Gives the charge back to its budget (into this thread's gathered
+    /// releases when they are that budget's).
+    fn release(self) {
+        if !defer_release(self.budget.as_ptr() as usize, self.amount) {
+            self.budget().release(self.amount);
+        }
+    }
+}
+
+/// A buffer's send-budget charge taken off it but not yet released
+/// ([`BufInner::detach_owner`]): released when dropped, or put back with
+/// [`BufInner::reattach_owner`]. For a driver that orphans a frame
+/// (`skb_orphan`) only once it has really taken it: a frame it refuses
+/// goes back to be requeued still charged, as the kernel's does.
+#[must_use = "dropping the detached charge releases it"]
+pub struct DetachedCharge(Option<Charge>);
+
+impl std::fmt::Debug for DetachedCharge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DetachedCharge")
+            .field(&self.0.as_ref().map(|c| c.amount))
+            .finish()
+    }
+}
+
+impl Drop for DetachedCharge {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.release();
+        }
+    }
 }
 
 /// Size classes of pooled storage, in bytes.
@@ -1293,10 +1325,21 @@ impl BufInner {
     /// Releases the charge now (`skb_orphan`).
     pub fn release_owner(&mut self) {
         if let Some(c) = self.charge.take() {
-            if !defer_release(c.budget.as_ptr() as usize, c.amount) {
-                c.budget().release(c.amount);
-            }
+            c.release();
         }
+    }
+
+    /// Takes the charge off the buffer without releasing it yet: the
+    /// returned [`DetachedCharge`] releases it when dropped.
+    pub fn detach_owner(&mut self) -> DetachedCharge {
+        DetachedCharge(self.charge.take())
+    }
+
+    /// Puts back a charge [`BufInner::detach_owner`] took off (releasing
+    /// any the buffer got meanwhile).
+    pub fn reattach_owner(&mut self, mut charge: DetachedCharge) {
+        self.release_owner();
+        self.charge = charge.0.take();
     }
 }
 
