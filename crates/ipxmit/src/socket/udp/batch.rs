@@ -99,7 +99,7 @@ pub(super) struct Flow {
     /// Largest payload that fits one frame (`fragsize` less the headers).
     pub(super) max_payload: usize,
     /// The neighbour's cached link header (empty on an L3 device).
-    pub(super) hh: [u8; 14],
+    pub(super) hh: HhCache,
     hh_len: usize,
     /// `LL_RESERVED_SPACE` + 15 + trailer: what `alloc_new` adds to `fraglen`.
     pub(super) alloc_extra: usize,
@@ -136,7 +136,7 @@ pub(super) struct Flow {
 impl Flow {
     /// `kernel_truesize(size)`, computed once for a run of one size.
     #[inline(always)]
-    fn truesize(&self, size: usize) -> usize {
+    pub(super) fn truesize(&self, size: usize) -> usize {
         let (s, t) = self.truesize_memo.get();
         if s == size {
             return t;
@@ -260,13 +260,12 @@ impl UdpSocket {
         if txq.ctl().is_stopped() {
             return (0, None);
         }
-        let path = Path::NoQueue;
         let mut units = std::mem::take(&mut self.units);
-        let charge = self.plan(flow, msgs, flags, path == Path::NoQueue, &mut units);
+        let charge = self.plan(flow, msgs, flags, true, &mut units);
         let r = self.run_with(
             flow,
             txq,
-            path,
+            Path::NoQueue,
             (units.len(), charge),
             |this, run, driver, ids| this.xmit_units(flow, msgs, &units, run, driver, ids),
         );
@@ -391,8 +390,7 @@ impl UdpSocket {
         };
         let mut frags = std::mem::take(&mut self.frags);
         self.build_fragments(stack, flow, &cut, (unit, sizes, u.memo), id, &mut frags);
-        let hh = HhCache { hdr: flow.hh };
-        let ok = run.xmit_train(driver, &mut frags, (&hh, cut.ip_bytes()), more);
+        let ok = run.xmit_train(driver, &mut frags, (&flow.hh, cut.ip_bytes()), more);
         self.frags = frags;
         ok
     }
@@ -518,7 +516,7 @@ impl UdpSocket {
             params,
             dest,
             dport,
-            hh,
+            hh: HhCache { hdr: hh },
             hh_len,
             alloc_extra,
             hash,
@@ -638,7 +636,7 @@ impl UdpSocket {
         // `skb_dst`: released at `__dev_queue_xmit` (IFF_XMIT_DST_RELEASE)
         // before anything below could read it; never taken here.
         self.finish_udp(&mut skb, f, th);
-        write_link_header(skb.push(f.hh_len), &f.hh);
+        write_link_header(skb.push(f.hh_len), &f.hh.hdr);
         skb.meta.queue_mapping = f.queue as u16 + 1;
         skb
     }

@@ -55,7 +55,6 @@ use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf, SendBudget};
 use crate::dev::Features;
 use crate::error::SendError;
 use crate::ipv4::output::send_fragments;
-use crate::neigh::HhCache;
 use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
 use crate::socket::{MsgFlags, PmtuDisc};
@@ -145,11 +144,6 @@ impl Sizes {
     /// pieces' bytes into page fragments, charged byte for byte.
     fn charge(&self, cut: &Cut, k: usize, c: &mut PieceCursor<'_>) -> usize {
         let (r, more) = c.seek(k * cut.maxdata);
-        self.charge_for(cut, k, r, more)
-    }
-
-    /// [`Sizes::charge`] with `r` and whether `p` has `MSG_MORE` known.
-    fn charge_for(&self, cut: &Cut, k: usize, r: usize, more: bool) -> usize {
         let lin = r.min(cut.maxdata);
         let alloclen = if more && !self.sg { self.mtu } else { 20 + lin };
         let trailer = if lin == r { self.trailer } else { 0 };
@@ -418,7 +412,7 @@ impl UdpSocket {
         let m = msgs.first().filter(|m| m.dest == flow.dest)?;
         if flags | m.flags == base && m.data.len() <= flow.max_payload {
             // The common case first: a datagram that fits one frame.
-            let charge = kernel_truesize(20 + UDP_HLEN + m.data.len() + flow.alloc_extra);
+            let charge = flow.truesize(20 + UDP_HLEN + m.data.len() + flow.alloc_extra);
             return Some(Unit {
                 msgs: 1,
                 frags: None,
@@ -504,10 +498,9 @@ impl UdpSocket {
         let mut frags = std::mem::take(&mut self.frags);
         let src = (pieces, sizes, 0);
         self.build_fragments(&stack, flow, &cut, src, id, &mut frags);
-        let hh = HhCache { hdr: flow.hh };
         let r = {
             let _gathered = SendBudget::gather_releases(&self.inet.budget);
-            send_fragments(&stack, &flow.params.dst.dev, frags.drain(..), &hh)
+            send_fragments(&stack, &flow.params.dst.dev, frags.drain(..), &flow.hh)
         };
         self.frags = frags;
         let r = self.udp_sent(r);
