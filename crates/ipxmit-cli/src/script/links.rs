@@ -18,9 +18,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipxmit::buf::GsoType;
-use ipxmit::dev::xmit::checksum_help;
 use ipxmit::dev::{DevConfig, Driver};
-use ipxmit::ipv4::gso::segment_udp;
+use ipxmit::offload::checksum_help;
+use ipxmit::offload::gso::segment_udp;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{Features, NetDevice, PacketBuf, Stack};
 use ipxmit_drivers::capture::PcapDriver;

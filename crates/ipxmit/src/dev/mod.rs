@@ -23,90 +23,7 @@ use crate::wire::EthernetAddress;
 pub mod queue;
 pub mod xmit;
 
-/// Device feature flags (the kernel's `NETIF_F_*` that matter on transmit).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Features(u32);
-
-impl Features {
-    /// No offloads.
-    pub const NONE: Features = Features(0);
-    /// `NETIF_F_SG`: scatter-gather (paged fragments).
-    pub const SG: Features = Features(1 << 0);
-    /// `NETIF_F_IP_CSUM`: checksum offload for TCP/UDP over IPv4.
-    pub const IP_CSUM: Features = Features(1 << 1);
-    /// `NETIF_F_HW_CSUM`: checksum offload for any protocol.
-    pub const HW_CSUM: Features = Features(1 << 2);
-    /// `NETIF_F_GSO_UDP_L4`: UDP segmentation offload.
-    pub const GSO_UDP_L4: Features = Features(1 << 3);
-    /// `NETIF_F_FRAGLIST`: the device takes chained buffers.
-    pub const FRAGLIST: Features = Features(1 << 4);
-    /// `NETIF_F_LLTX`/`NETIF_F_HIGHDMA`-free marker: the device copies data at once
-    /// (so zero-copy completion may be reported at transmit).
-    pub const COPY_AT_XMIT: Features = Features(1 << 5);
-
-    /// Names, as `ethtool -k` abbreviations used in scripts (`sg,csum,gso`).
-    pub const NAMES: &'static [(&'static str, Features)] = &[
-        ("sg", Features::SG),
-        ("csum", Features::HW_CSUM),
-        ("ipcsum", Features::IP_CSUM),
-        ("gso", Features::GSO_UDP_L4),
-        ("fraglist", Features::FRAGLIST),
-    ];
-
-    /// True when every flag of `other` is set.
-    #[inline]
-    pub const fn contains(self, other: Features) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// True when some flag of `other` is set.
-    #[inline]
-    pub const fn intersects(self, other: Features) -> bool {
-        self.0 & other.0 != 0
-    }
-
-    /// Union.
-    pub const fn union(self, other: Features) -> Features {
-        Features(self.0 | other.0)
-    }
-
-    /// `self` without the flags of `other`.
-    pub const fn without(self, other: Features) -> Features {
-        Features(self.0 & !other.0)
-    }
-
-    /// Raw bits.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// Either checksum offload flag: `NETIF_F_HW_CSUM | NETIF_F_IP_CSUM`.
-    pub const fn can_csum(self) -> bool {
-        self.intersects(Features(Self::HW_CSUM.0 | Self::IP_CSUM.0))
-    }
-}
-
-impl std::ops::BitOr for Features {
-    type Output = Features;
-    fn bitor(self, rhs: Features) -> Features {
-        self.union(rhs)
-    }
-}
-
-impl fmt::Display for Features {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = Features::NAMES
-            .iter()
-            .filter(|(_, v)| self.contains(*v))
-            .map(|(n, _)| *n)
-            .collect();
-        if names.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&names.join(","))
-        }
-    }
-}
+pub use crate::offload::Features;
 
 /// Link-layer type of a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -528,7 +445,7 @@ impl NetDevice {
     /// Offload features in force.
     #[inline]
     pub fn features(&self) -> Features {
-        Features(self.features.load(Ordering::Relaxed))
+        Features::from_bits(self.features.load(Ordering::Relaxed))
     }
 
     /// Sets the offload features (`ethtool -K`).

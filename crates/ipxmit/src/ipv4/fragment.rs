@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 
 use crate::buf::{BufPool, PacketBuf};
 use crate::wire::checksum::Csum;
+use crate::wire::ipv4::{send_check, FLAG_DF as IP_DF, FLAG_MF as IP_MF, OFFSET_MASK as IP_OFFSET};
 
 /// Why a datagram could not be fragmented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -48,10 +49,6 @@ pub enum FragError {
     Malformed,
 }
 
-const IP_DF: u16 = 0x4000;
-const IP_MF: u16 = 0x2000;
-const IP_OFFSET: u16 = 0x1fff;
-
 fn frag_off(h: &[u8]) -> u16 {
     u16::from_be_bytes([h[6], h[7]])
 }
@@ -60,35 +57,6 @@ fn set_len_off(h: &mut [u8], tot_len: usize, off: u16) {
     h[2..4].copy_from_slice(&(tot_len as u16).to_be_bytes());
     h[6..8].copy_from_slice(&off.to_be_bytes());
     send_check(h);
-}
-
-/// Kernel: `ip_send_check()`. Recomputes the header checksum of the IPv4 header
-/// at the start of `h` (its IHL gives the length).
-#[inline]
-pub fn send_check(h: &mut [u8]) {
-    let hlen = ((h[0] & 0x0f) as usize) * 4;
-    h[10] = 0;
-    h[11] = 0;
-    let c = if hlen == 20 {
-        fast_csum20(h[..20].try_into().expect("20 bytes"))
-    } else {
-        Csum::of(&h[..hlen]).finish()
-    };
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-}
-
-/// `ip_fast_csum` for an option-less header: five 32-bit words, folded.
-#[inline]
-fn fast_csum20(h: &[u8; 20]) -> u16 {
-    let mut sum = 0u64;
-    for w in h.chunks_exact(4) {
-        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
 }
 
 /// The ones'-complement sum of the 16-bit words of the header `h`, with
@@ -211,7 +179,7 @@ impl Fragmenter {
         hdr[..hlen].copy_from_slice(&lin[..hlen]);
         let data_mtu = mtu as usize - hlen;
         let optlen = (pkt.meta.ip_optlen as usize).min(hlen - 20);
-        crate::dev::xmit::checksum_help(&mut pkt);
+        crate::offload::checksum_help(&mut pkt);
         let mode = if fast_path_ok(&pkt, hlen, data_mtu, ll_rs) {
             let mut rest = pkt.take_chain();
             rest.reverse();

@@ -3,11 +3,10 @@
 //! Stands for `net/ipv4/ip_output.c` below `ip_append_data`: [`output`]
 //! (`ip_send_skb`, `ip_local_out`, `ip_output`, `ip_finish_output`,
 //! `ip_finish_output2`, `ip_queue_xmit`), [`fragment`] (`ip_fragment`,
-//! `ip_do_fragment`), [`gso`] (`__udp_gso_segment` in `net/ipv4/udp_offload.c`)
+//! `ip_do_fragment`)
 //! and [`ident`] (`ip_select_ident`, `net/ipv4/route.c`).
 
 pub mod fragment;
-pub mod gso;
 pub mod ident;
 pub mod output;
 

@@ -18,12 +18,13 @@ use crate::buf::{GsoType, PacketBuf};
 use crate::dev::queue::{queue_xmit as dev_queue_xmit, QueueXmitError};
 use crate::dev::{LinkType, NetDevice};
 use crate::error::SendError;
-use crate::ipv4::fragment::{send_check, FragError, Fragmenter};
+use crate::ipv4::fragment::{FragError, Fragmenter};
 use crate::neigh::HhCache;
 use crate::netfilter::{HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{DropReason, Mib};
+use crate::wire::ipv4::send_check;
 
 /// Output errors are the socket-level errors.
 pub type OutputError = SendError;

@@ -193,7 +193,7 @@ impl Cork {
             fragheaderlen,
             maxfraglen: ((mtu - fragheaderlen) & !7) + fragheaderlen,
             hh_len: p.dst.dev.ll_reserved_space(),
-            sg: feats.contains(crate::dev::Features::SG),
+            sg: feats.contains(crate::offload::Features::SG),
             paged: p.gso_size != 0,
             trailer_len: p.dst.trailer_len as usize,
         }

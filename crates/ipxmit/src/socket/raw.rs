@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::error::{Errno, SendError};
-use crate::ipv4::fragment::send_check;
 use crate::ipv4::output::{dst_output_hooked, send_skb};
 use crate::socket::inet::InetSock;
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::stats::Mib;
+use crate::wire::ipv4::send_check;
 
 /// A raw IPv4 socket (`struct raw_sock`). Dereferences to its [`InetSock`].
 pub struct RawSocket {

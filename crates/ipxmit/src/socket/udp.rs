@@ -434,7 +434,7 @@ fn hwcsum_pseudo(skb: &mut PacketBuf, pseudo: Csum) {
     for f in skb.chain() {
         c = c.add(f.meta.csum);
     }
-    let head = crate::dev::xmit::checksum_linear_from(skb, th);
+    let head = crate::offload::checksum_linear_from(skb, th);
     skb.meta.ip_summed = CsumState::None;
     write_check(skb, th, c.add(head).add(pseudo).finish());
 }

@@ -35,9 +35,12 @@ pub const MAX_OPTIONS_LEN: usize = 40;
 /// Largest header, options included.
 pub const MAX_HEADER_LEN: usize = HEADER_LEN + MAX_OPTIONS_LEN;
 
-const FLAG_DF: u16 = 0x4000; // the kernel's IP_DF
-const FLAG_MF: u16 = 0x2000; // IP_MF
-const OFFSET_MASK: u16 = 0x1fff; // IP_OFFSET
+/// Don't Fragment, in the flags-and-offset word (the kernel's `IP_DF`).
+pub const FLAG_DF: u16 = 0x4000;
+/// More Fragments (`IP_MF`).
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset bits, in units of 8 bytes (`IP_OFFSET`).
+pub const OFFSET_MASK: u16 = 0x1fff;
 
 /// The IP protocol number: what the payload is.
 ///
@@ -398,9 +401,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     ///
     /// Kernel: `ip_send_check()`, net/ipv4/ip_output.c.
     pub fn fill_checksum(&mut self) {
-        self.set_checksum(0);
-        let sum = Csum::of(self.header()).finish();
-        self.set_checksum(sum);
+        send_check(self.buffer.as_mut());
     }
 }
 
@@ -549,6 +550,35 @@ pub fn emit_header(buf: &mut [u8], repr: &Ipv4Repr, options: &[u8]) {
     hdr[HEADER_LEN..].copy_from_slice(options);
     let sum = Csum::of(hdr).finish();
     put_u16(hdr, field::CHECKSUM, sum);
+}
+
+/// Kernel: `ip_send_check()`, include/net/ip.h. Recomputes the header
+/// checksum of the IPv4 header at the start of `h` (its IHL gives the
+/// length); the hot-path form of [`Ipv4Packet::fill_checksum`] on raw bytes.
+#[inline]
+pub fn send_check(h: &mut [u8]) {
+    let hlen = ((h[0] & 0x0f) as usize) * 4;
+    put_u16(h, field::CHECKSUM, 0);
+    let c = if hlen == 20 {
+        fast_csum20(h[..20].try_into().expect("20 bytes"))
+    } else {
+        Csum::of(&h[..hlen]).finish()
+    };
+    put_u16(h, field::CHECKSUM, c);
+}
+
+/// `ip_fast_csum` for an option-less header: five 32-bit words, folded.
+#[inline]
+fn fast_csum20(h: &[u8; 20]) -> u16 {
+    let mut sum = 0u64;
+    for w in h.chunks_exact(4) {
+        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 #[cfg(test)]

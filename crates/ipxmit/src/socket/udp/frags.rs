@@ -52,9 +52,9 @@
 use super::batch::{BatchMsg, Flow, IdSource};
 use super::{write_check, write_udp_header, UdpSocket, UDP_HLEN};
 use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf, SendBudget};
-use crate::dev::Features;
 use crate::error::SendError;
 use crate::ipv4::output::send_fragments;
+use crate::offload::Features;
 use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
 use crate::socket::{MsgFlags, PmtuDisc};

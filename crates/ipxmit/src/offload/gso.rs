@@ -11,9 +11,10 @@
 use std::collections::VecDeque;
 
 use crate::buf::{BufPool, CsumState, GsoType, PacketBuf};
-use crate::dev::Features;
-use crate::ipv4::fragment::send_check;
+use crate::offload::Features;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::udp::{UdpPacket, CSUM_MANGLED_0};
 
 /// Splits a UDP GSO packet (data starting at its link header) into datagrams.
 /// Returns `None` (the packet freed, for the caller to count) when it is not a
@@ -69,33 +70,35 @@ pub fn segment_udp_into(
     true
 }
 
+/// Kernel: the per-segment header fixes of `__udp_gso_segment` and
+/// `inet_gso_segment`: the segment's IP total length, ID and header
+/// checksum, its UDP length, and its UDP checksum (left to the device as
+/// `CHECKSUM_PARTIAL` with the pseudo-header in the field when it can
+/// finish it, computed here otherwise).
 fn fix_segment(s: &mut PacketBuf, l2: usize, hlen: usize, seg: usize, id: u16, feats: Features) {
     let start = s.meta.transport_header as usize;
     let partial = feats.can_csum() && s.meta.ip_summed != CsumState::None;
-    let b = s.linear_mut();
-    let ip = &mut b[l2..];
-    ip[2..4].copy_from_slice(&((hlen + 8 + seg) as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&id.to_be_bytes());
-    send_check(&mut ip[..hlen]);
-    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let udp = &mut ip[hlen..];
+    let (ip, udp) = s.linear_mut()[l2..].split_at_mut(hlen);
+    let mut iph = Ipv4Packet::new_unchecked(ip);
+    iph.set_total_len((hlen + 8 + seg) as u16);
+    iph.set_ident(id);
+    iph.fill_checksum();
+    let (src, dst) = (iph.src_addr(), iph.dst_addr());
     let ulen = (8 + seg) as u16;
-    udp[4..6].copy_from_slice(&ulen.to_be_bytes());
+    let udp = &mut udp[..usize::from(ulen)];
+    let mut uh = UdpPacket::new_unchecked(&mut *udp);
+    uh.set_len(ulen);
     let pseudo = pseudo_header_v4(src, dst, 17, ulen);
     if partial {
-        udp[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
+        uh.set_checksum(pseudo.fold());
         s.meta.ip_summed = CsumState::Partial {
             start: start as u16,
             offset: 6,
         };
         return;
     }
-    udp[6..8].copy_from_slice(&[0, 0]);
-    let mut c = Csum::of(udp).add(pseudo).finish();
-    if c == 0 {
-        c = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    uh.set_checksum(0);
+    let c = Csum::of(udp).add(pseudo).finish();
+    UdpPacket::new_unchecked(udp).set_checksum(if c == 0 { CSUM_MANGLED_0 } else { c });
     s.meta.ip_summed = CsumState::None;
 }
