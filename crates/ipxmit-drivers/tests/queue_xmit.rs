@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use etherparse::Ipv4HeaderSlice;
-use ipxmit::ipv4::output::queue_xmit;
 use ipxmit::{PacketBuf, PmtuDisc, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
@@ -46,7 +45,7 @@ fn header_comes_from_the_socket_and_ids_from_its_counter() {
     s.set_tos(0xb8);
     s.set_ttl(Some(9)).unwrap();
     for n in [10, 100, 1000] {
-        queue_xmit(&mut s, segment(n)).unwrap();
+        s.queue_xmit(segment(n)).unwrap();
     }
     let f = frames(&wire);
     assert_eq!(f.len(), 3);
@@ -72,11 +71,11 @@ fn header_comes_from_the_socket_and_ids_from_its_counter() {
 fn df_segments_over_the_mtu_are_refused_and_others_fragmented() {
     let (stack, wire) = host(576);
     let mut s = connected(&stack);
-    let e = queue_xmit(&mut s, segment(1000)).unwrap_err();
+    let e = s.queue_xmit(segment(1000)).unwrap_err();
     assert_eq!(e, SendError::MsgSize { mtu: 576 });
     assert!(wire.is_empty());
     s.set_mtu_discover(PmtuDisc::Dont);
-    queue_xmit(&mut s, segment(1000)).unwrap();
+    s.queue_xmit(segment(1000)).unwrap();
     let f = frames(&wire);
     assert_eq!(f.len(), 2);
     let lens: Vec<u16> = f
@@ -93,7 +92,7 @@ fn options_are_built_for_the_peer() {
     // Loose source route through the peer, and a record route.
     s.set_ip_options(&[131, 7, 4, 10, 0, 0, 2, 7, 7, 4, 0, 0, 0, 0])
         .unwrap();
-    queue_xmit(&mut s, segment(40)).unwrap();
+    s.queue_xmit(segment(40)).unwrap();
     let f = frames(&wire);
     assert_eq!(f.len(), 1);
     let h = Ipv4HeaderSlice::from_slice(&f[0][14..]).unwrap();

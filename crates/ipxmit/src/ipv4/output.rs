@@ -19,12 +19,15 @@ use crate::dev::queue::{queue_xmit as dev_queue_xmit, QueueXmitError};
 use crate::dev::{LinkType, NetDevice};
 use crate::error::SendError;
 use crate::ipv4::fragment::{FragError, Fragmenter};
+use crate::ipv4::options::{self, IpOptions};
+use crate::ipv4::PmtuDisc;
 use crate::neigh::HhCache;
 use crate::netfilter::{HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{DropReason, Mib};
 use crate::wire::ipv4::send_check;
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
 
 /// Output errors are the socket-level errors.
 pub type OutputError = SendError;
@@ -326,34 +329,55 @@ pub fn finish_output2(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), Se
     }
 }
 
+/// What a connected transport hands [`queue_xmit`]: the socket's transmit
+/// parameters (`struct inet_sock` fields `__ip_queue_xmit` reads).
+#[derive(Clone, Copy, Debug)]
+pub struct XmitParams<'a> {
+    /// The connected peer (`inet_daddr`): the final destination.
+    pub peer: Ipv4Addr,
+    /// The bound source address, unspecified for the route's (`inet_saddr`).
+    pub saddr: Ipv4Addr,
+    /// The transport protocol (`sk_protocol`).
+    pub protocol: u8,
+    /// `IP_TOS`.
+    pub tos: u8,
+    /// The TTL to write (`ip_select_ttl`).
+    pub ttl: u8,
+    /// `IP_MTU_DISCOVER`.
+    pub pmtudisc: PmtuDisc,
+    /// `IP_OPTIONS` as compiled.
+    pub options: &'a IpOptions,
+    /// `SO_PRIORITY`.
+    pub priority: u32,
+    /// `SO_MARK`.
+    pub mark: u32,
+}
+
 /// Kernel: `ip_queue_xmit()` / `__ip_queue_xmit()`, net/ipv4/ip_output.c. Sends a
 /// transport segment (`skb` starts at the transport header, with headroom for
-/// the IP header and the link layer) of the connected socket `sk`: routes it to
-/// the peer — a source route's first hop — unless it carries a route already,
-/// refuses a strict source route through a gateway (`EHOSTUNREACH`,
-/// `IpOutNoRoutes`), writes the IP header from the socket (TOS, TTL, DF when
-/// `ip_dont_fragment` and the segment does not ignore DF, its protocol, the
-/// flow's addresses, its options completed by `ip_options_build` with the peer
-/// as the final destination), numbers it from the socket's own counter
-/// (`gso_segs` numbers for a GSO segment; TCP takes the counter before the
-/// increment, the others after, as `ip_select_ident_segs` does), sets priority
-/// and mark, and hands it to `ip_local_out`.
-pub fn queue_xmit(sk: &mut crate::socket::InetSock, mut skb: PacketBuf) -> Result<(), SendError> {
-    let stack = sk.stack.clone();
-    let Some(peer) = sk.peer else {
-        return Err(SendError::DestAddrRequired);
-    };
-    let opt = sk.opts.options.clone();
-    let daddr = opt.faddr.unwrap_or(*peer.ip());
-    let dst = match skb.meta.dst.clone() {
-        Some(d) => d,
-        None => match sk.route(daddr) {
-            Ok(d) => d,
-            Err(_) => {
-                stack.counters.inc(Mib::IpOutNoRoutes);
-                return Err(SendError::HostUnreachable(daddr));
-            }
-        },
+/// the IP header and the link layer) of a connected socket whose parameters
+/// are `p`: routes it with `route` to the peer — a source route's first hop —
+/// unless it carries a route already, refuses a strict source route through
+/// a gateway (`EHOSTUNREACH`, `IpOutNoRoutes`), writes the IP header (TOS,
+/// TTL, DF when `ip_dont_fragment` and the segment does not ignore DF, the
+/// protocol, the flow's addresses, the options completed by
+/// `ip_options_build` with the peer as the final destination), numbers it
+/// from the socket's own counter `id` (`gso_segs` numbers for a GSO segment;
+/// TCP takes the counter before the increment, the others after, as
+/// `ip_select_ident_segs` does), sets priority and mark, and hands it to
+/// `ip_local_out`.
+pub fn queue_xmit(
+    stack: &Stack,
+    p: &XmitParams<'_>,
+    route: &mut dyn FnMut(Ipv4Addr) -> Option<Arc<Dst>>,
+    id: &mut u16,
+    mut skb: PacketBuf,
+) -> Result<(), SendError> {
+    let opt = p.options;
+    let daddr = opt.faddr.unwrap_or(p.peer);
+    let Some(dst) = skb.meta.dst.clone().or_else(|| route(daddr)) else {
+        stack.counters.inc(Mib::IpOutNoRoutes);
+        return Err(SendError::HostUnreachable(daddr));
     };
     if opt.is_strictroute && dst.nexthop(daddr) != daddr {
         stack.counters.inc(Mib::IpOutNoRoutes);
@@ -363,68 +387,63 @@ pub fn queue_xmit(sk: &mut crate::socket::InetSock, mut skb: PacketBuf) -> Resul
     if skb.headroom() < hlen {
         return Err(SendError::Inval("no headroom for the IP header"));
     }
-    let saddr = if sk.local.ip().is_unspecified() {
+    let saddr = if p.saddr.is_unspecified() {
         stack.source_for(&dst)
     } else {
-        *sk.local.ip()
+        p.saddr
     };
-    build_queue_xmit_header(sk, &mut skb, &opt, *peer.ip(), saddr, daddr);
+    let segs = skb.meta.gso_segs.max(1);
+    let ident = if p.protocol == 6 {
+        let v = *id;
+        *id = v.wrapping_add(segs);
+        v
+    } else {
+        *id = id.wrapping_add(segs);
+        *id
+    };
+    build_queue_xmit_header(p, &mut skb, ident, saddr, daddr);
     skb.meta.ip_optlen = opt.len() as u8;
-    skb.meta.use_dev_mtu = !sk.opts.pmtudisc.use_pmtu();
-    skb.meta.priority = sk.opts.priority;
-    skb.meta.mark = sk.opts.mark;
+    skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
+    skb.meta.priority = p.priority;
+    skb.meta.mark = p.mark;
     skb.meta.dst = Some(dst);
     let t = stack.time_scope();
-    let r = local_out(&stack, skb);
+    let r = local_out(stack, skb);
     drop(t);
-    softirq_on_exit(&stack);
+    softirq_on_exit(stack);
     r
 }
 
-/// The header `__ip_queue_xmit` pushes: DF from the PMTU mode, the socket's
-/// own ID (TCP takes the value before the increment), TTL, TOS, options built.
+/// The header `__ip_queue_xmit` pushes: DF from the PMTU mode, the ID,
+/// TTL, TOS, options built.
 fn build_queue_xmit_header(
-    sk: &mut crate::socket::InetSock,
+    p: &XmitParams<'_>,
     skb: &mut PacketBuf,
-    opt: &crate::socket::options::IpOptions,
-    peer: Ipv4Addr,
+    ident: u16,
     saddr: Ipv4Addr,
     daddr: Ipv4Addr,
 ) {
-    use crate::socket::options;
-    let hlen = 20 + opt.len();
-    let pmtu = sk.opts.pmtudisc;
-    let df = matches!(
-        pmtu,
-        crate::socket::PmtuDisc::Do | crate::socket::PmtuDisc::Want
-    ) && !skb.meta.ip_flags.ignore_df;
-    let segs = skb.meta.gso_segs.max(1);
-    let id = if sk.protocol == 6 {
-        let v = sk.inet_id;
-        sk.inet_id = v.wrapping_add(segs);
-        v
-    } else {
-        sk.inet_id = sk.inet_id.wrapping_add(segs);
-        sk.inet_id
-    };
-    let ttl = sk.opts.ttl.unwrap_or_else(|| sk.stack.default_ttl());
+    let hlen = 20 + p.options.len();
+    let df = matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Want) && !skb.meta.ip_flags.ignore_df;
     skb.push(hlen);
     skb.reset_network_header();
-    let h = skb.network_header_mut();
-    h[0] = 0x40 | (hlen / 4) as u8;
-    h[1] = sk.opts.tos;
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-    h[8] = ttl;
-    h[9] = sk.protocol;
-    h[12..16].copy_from_slice(&saddr.octets());
-    h[16..20].copy_from_slice(&daddr.octets());
-    if !opt.is_empty() {
-        let now = if opt.ts_needtime {
+    let mut h = Ipv4Packet::new_unchecked(skb.network_header_mut());
+    h.set_version(4);
+    h.set_header_len(hlen);
+    h.set_tos(p.tos);
+    h.set_ident(ident);
+    h.clear_flags();
+    h.set_dont_frag(df);
+    h.set_ttl(p.ttl);
+    h.set_protocol(IpProtocol(p.protocol));
+    h.set_src_addr(saddr);
+    h.set_dst_addr(daddr);
+    if !p.options.is_empty() {
+        let now = if p.options.ts_needtime {
             options::current_timestamp()
         } else {
             0
         };
-        options::build(h, opt, peer, saddr, now);
+        options::build(&mut h.into_inner()[..hlen], p.options, p.peer, saddr, now);
     }
 }

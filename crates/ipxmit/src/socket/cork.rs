@@ -24,8 +24,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::buf::{CsumState, PacketBuf, SendBudget, ZcUarg, MAX_FRAGS};
 use crate::error::SendError;
+use crate::ipv4::options::{self, IpOptions};
 use crate::route::{Dst, IP_MAX_MTU, IP_MIN_MTU};
-use crate::socket::options::{self, IpOptions};
 use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::stats::Mib;

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use crate::buf::SendBudget;
 use crate::error::{Errno, SendError};
+use crate::ipv4::options::{self, AddrType};
+use crate::ipv4::output::{queue_xmit, XmitParams};
 use crate::route::Dst;
 use crate::socket::cork::{Cork, CorkParams};
-use crate::socket::options::{self, AddrType};
 use crate::socket::{ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts};
 use crate::stack::Stack;
 
@@ -197,6 +198,35 @@ impl InetSock {
         Ok(d)
     }
 
+    /// Kernel: `ip_queue_xmit()` for this connected socket: sends a
+    /// transport segment (`skb` starts at the transport header, with
+    /// headroom for the IP header and the link layer) to the peer with the
+    /// socket's parameters, routed through the socket's route cache and
+    /// numbered from its own ID counter (see
+    /// [`crate::ipv4::output::queue_xmit`]).
+    pub fn queue_xmit(&mut self, skb: crate::buf::PacketBuf) -> Result<(), SendError> {
+        let Some(peer) = self.peer else {
+            return Err(SendError::DestAddrRequired);
+        };
+        let stack = self.stack.clone();
+        let options = self.opts.options.clone();
+        let p = XmitParams {
+            peer: *peer.ip(),
+            saddr: *self.local.ip(),
+            protocol: self.protocol,
+            tos: self.opts.tos,
+            ttl: self.opts.ttl.unwrap_or_else(|| stack.default_ttl()),
+            pmtudisc: self.opts.pmtudisc,
+            options: &options,
+            priority: self.opts.priority,
+            mark: self.opts.mark,
+        };
+        let mut id = self.inet_id;
+        let r = queue_xmit(&stack, &p, &mut |a| self.route(a).ok(), &mut id, skb);
+        self.inet_id = id;
+        r
+    }
+
     /// Routes and fixes what the cork keeps for a datagram to `daddr`
     /// (`ipcm_cookie` + `ip_setup_cork` inputs).
     pub(crate) fn cork_params(
@@ -337,7 +367,7 @@ impl InetSock {
     }
 
     /// `IP_OPTIONS` (`ip_options_get`): validated and prepared as
-    /// [`crate::socket::options::compile`] describes; on
+    /// [`crate::ipv4::options::compile`] describes; on
     /// error (`EINVAL`) the previous options stay.
     pub fn set_ip_options(&mut self, raw: &[u8]) -> Result<(), SendError> {
         let stack = &self.stack;

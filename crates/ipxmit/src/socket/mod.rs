@@ -12,10 +12,11 @@ use crate::error::{Errno, SendError};
 
 pub mod cork;
 pub mod inet;
-pub mod options;
 pub mod raw;
 pub mod udp;
 
+pub use crate::ipv4::options;
+pub use crate::ipv4::PmtuDisc;
 pub use cork::{Cork, CorkParams};
 pub use inet::{tos_to_priority, InetSock};
 pub use raw::RawSocket;
@@ -65,67 +66,6 @@ impl std::ops::BitOr for MsgFlags {
     type Output = MsgFlags;
     fn bitor(self, rhs: MsgFlags) -> MsgFlags {
         self.with(rhs)
-    }
-}
-
-/// `IP_MTU_DISCOVER` modes (`IP_PMTUDISC_*`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PmtuDisc {
-    /// Never set DF; fragment locally.
-    Dont = 0,
-    /// Set DF when the datagram fits the path MTU, fragment otherwise (default).
-    #[default]
-    Want = 1,
-    /// Always set DF; larger sends fail with `EMSGSIZE`.
-    Do = 2,
-    /// Set DF, use the device MTU, ignore learned path MTU.
-    Probe = 3,
-    /// Use the device MTU; ignore path MTU updates; fragment locally.
-    Interface = 4,
-    /// Like Interface, but DF is never set and fragmentation is local.
-    Omit = 5,
-}
-
-impl PmtuDisc {
-    /// `ip_sk_use_pmtu`: the path MTU (rather than the device's) is used.
-    pub fn use_pmtu(self) -> bool {
-        self < PmtuDisc::Probe
-    }
-
-    /// `ip_sk_ignore_df`: the stack may fragment locally even with DF set.
-    pub fn ignore_df(self) -> bool {
-        self < PmtuDisc::Do || self == PmtuDisc::Omit
-    }
-
-    /// The name used in scripts (`dont`, `want`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            PmtuDisc::Dont => "dont",
-            PmtuDisc::Want => "want",
-            PmtuDisc::Do => "do",
-            PmtuDisc::Probe => "probe",
-            PmtuDisc::Interface => "interface",
-            PmtuDisc::Omit => "omit",
-        }
-    }
-}
-
-impl std::str::FromStr for PmtuDisc {
-    type Err = String;
-    fn from_str(s: &str) -> Result<PmtuDisc, String> {
-        Ok(match s {
-            "dont" | "0" => PmtuDisc::Dont,
-            "want" | "1" => PmtuDisc::Want,
-            "do" | "2" => PmtuDisc::Do,
-            "probe" | "3" => PmtuDisc::Probe,
-            "interface" | "4" => PmtuDisc::Interface,
-            "omit" | "5" => PmtuDisc::Omit,
-            _ => {
-                return Err(format!(
-                    "invalid ip_mtu_discover mode {s:?} (dont|want|do|probe|interface|omit)"
-                ))
-            }
-        })
     }
 }
 
