@@ -233,10 +233,11 @@ fn a_refused_frame_stays_charged_until_the_wire_takes_it() {
 }
 
 /// A fragment train on a queueless device whose driver has room for 3 of its
-/// 6 frames: 3 leave (in one pass, `xmit_more` within), the refused one and
-/// the 2 after it are dropped (`DevReady`, `tx_dropped`) and the datagram
-/// fails with `ENETDOWN` and `IpFragFails`, as the kernel's per-fragment
-/// calls would end.
+/// 6 frames: 3 leave (in one pass, `xmit_more` within), the refused one is
+/// dropped by the device (`DevReady`, `tx_dropped`), the 2 after it are
+/// freed by `ip_do_fragment` (`kfree_skb_list`: `NOT_SPECIFIED`, not the
+/// device's) and the datagram fails with `ENETDOWN` and `IpFragFails`, as
+/// the kernel's per-fragment calls end.
 #[test]
 fn noqueue_fragment_train_stops_at_a_busy_driver() {
     let (stack, wire) = noqueue_host(3);
@@ -244,11 +245,12 @@ fn noqueue_fragment_train_stops_at_a_busy_driver() {
     let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();
     assert_eq!(e, SendError::NetDown);
     assert_eq!(wire.len(), 3);
-    assert_eq!(stack.counters().dropped(DropReason::DevReady), 3);
+    assert_eq!(stack.counters().dropped(DropReason::DevReady), 1);
+    assert_eq!(stack.counters().dropped(DropReason::NotSpecified), 2);
     assert_eq!(stack.counters().get(Mib::IpFragCreates), 3);
     assert_eq!(stack.counters().get(Mib::IpFragFails), 1);
     let dev = stack.device("eth0").unwrap();
-    assert_eq!(dev.stats.get(DevCounter::TxDropped), 3);
+    assert_eq!(dev.stats.get(DevCounter::TxDropped), 1);
     assert_eq!(dev.stats.get(DevCounter::TxPackets), 3);
     while wire.pop().is_some() {}
     let e = s.send_to(&[7u8; 8000], to(), MsgFlags::NONE).unwrap_err();

@@ -1036,6 +1036,21 @@ impl BufInner {
         &mut self.data[self.head..self.head + n]
     }
 
+    /// [`BufInner::push`] of a fixed `N` bytes, as an array.
+    ///
+    /// # Panics
+    /// If the headroom is less than `N`.
+    #[inline(always)]
+    pub fn push_array<const N: usize>(&mut self) -> &mut [u8; N] {
+        assert!(N <= self.head, "skb_push under headroom");
+        self.head -= N;
+        let head = self.head;
+        match self.data[head..].first_chunk_mut::<N>() {
+            Some(h) => h,
+            None => unreachable!("the headroom lies within the storage"),
+        }
+    }
+
     /// Removes `n` bytes from the front of the linear data (`skb_pull`).
     ///
     /// # Panics
@@ -1120,6 +1135,14 @@ impl BufInner {
         self.from_offset(self.meta.network_header as usize)
     }
 
+    /// The first `N` bytes of the network header, writable, when the
+    /// storage holds them (a fixed-size view: no length to check per field).
+    #[inline(always)]
+    pub fn network_header_array<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        let off = self.meta.network_header as usize;
+        self.data.get_mut(off..)?.first_chunk_mut::<N>()
+    }
+
     /// Writable linear data from the network header on.
     pub fn network_header_mut(&mut self) -> &mut [u8] {
         let off = self.meta.network_header as usize;
@@ -1178,6 +1201,14 @@ impl BufInner {
         }
         self.chain_len += b.len();
         self.chain.push(b);
+    }
+
+    /// The buffer's own bytes from absolute offset `off` to its end, and its
+    /// chained buffers, both writable (filling a datagram built whole).
+    #[inline]
+    pub fn split_chain_mut(&mut self, off: usize) -> (&mut [u8], &mut [PacketBuf]) {
+        let tail = self.tail;
+        (&mut self.data[off..tail], &mut self.chain)
     }
 
     /// Takes the chain out of the buffer, leaving only its own data.
@@ -1297,8 +1328,11 @@ impl BufInner {
     /// touching the count. The caller must have precharged at least this
     /// much and not yet handed it to another buffer (the count keeps the
     /// budget alive for the charge).
+    #[inline(always)]
     pub(crate) fn set_owner_precharged(&mut self, budget: &Arc<SendBudget>) {
-        self.release_owner();
+        if self.charge.is_some() {
+            self.release_owner();
+        }
         let amount = self.truesize();
         if amount == 0 {
             return;

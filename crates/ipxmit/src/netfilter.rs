@@ -35,6 +35,10 @@ pub enum Verdict {
 }
 
 /// A filter function at a hook point.
+///
+/// A hook runs inside the output path of a batch of datagrams, which may
+/// hold the output device's transmit lock: it must not transmit on that
+/// device itself (it may change the packet, count, or decide).
 pub trait Hook: Send + Sync {
     /// Decides on `pkt` (its data starts at the IP header), leaving through `out`.
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict;
@@ -58,7 +62,7 @@ impl fmt::Debug for Hooks {
 }
 
 impl Hooks {
-    fn list(&self, p: HookPoint) -> &RwLock<Vec<Arc<dyn Hook>>> {
+    fn hooks_at(&self, p: HookPoint) -> &RwLock<Vec<Arc<dyn Hook>>> {
         match p {
             HookPoint::LocalOut => &self.local_out,
             HookPoint::PostRouting => &self.post_routing,
@@ -67,13 +71,13 @@ impl Hooks {
 
     /// Registers a hook at `point` (after those already there).
     pub fn register(&self, point: HookPoint, hook: Arc<dyn Hook>) {
-        self.list(point).write().push(hook);
+        self.hooks_at(point).write().push(hook);
         self.any[point as usize].store(true, Ordering::Release);
     }
 
     /// Removes every hook at `point`.
     pub fn clear(&self, point: HookPoint) {
-        self.list(point).write().clear();
+        self.hooks_at(point).write().clear();
         self.any[point as usize].store(false, Ordering::Release);
     }
 
@@ -87,10 +91,33 @@ impl Hooks {
     /// Kernel: `nf_hook()`. Runs the hooks at `point`; the first DROP wins.
     #[inline]
     pub fn run(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
-        if !self.any[point as usize].load(Ordering::Acquire) {
-            return Verdict::Accept;
+        match self.list(point) {
+            Some(l) => l.run(point, pkt, out),
+            None => Verdict::Accept,
         }
-        for h in self.list(point).read().iter() {
+    }
+
+    /// The hooks registered at `point`, read once for a batch of packets
+    /// (registering waits until the list is let go); `None` when there are
+    /// none (the kernel's static key for an empty hook list).
+    #[inline]
+    pub fn list(&self, point: HookPoint) -> Option<HookList<'_>> {
+        if !self.any[point as usize].load(Ordering::Acquire) {
+            return None;
+        }
+        Some(HookList(self.hooks_at(point).read_recursive()))
+    }
+}
+
+/// The hooks at one point, as a batch reads them ([`Hooks::list`]).
+pub struct HookList<'a>(parking_lot::RwLockReadGuard<'a, Vec<Arc<dyn Hook>>>);
+
+impl HookList<'_> {
+    /// Kernel: `nf_hook_slow()`. Runs the hooks in order on `pkt`; the first
+    /// DROP wins.
+    #[inline]
+    pub fn run(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        for h in self.0.iter() {
             if h.hook(point, pkt, out) == Verdict::Drop {
                 return Verdict::Drop;
             }

@@ -94,8 +94,46 @@ counter_enum! {
     }
 }
 
+counter_enum! {
+    /// Which way the messages of `UdpSocket::send_batch` went (ipxmit's own
+    /// counters; the kernel's `sendmmsg` has one way only). `OnePass`
+    /// messages were built in one pass and went down the output path with
+    /// their run's batch; the others were each sent through `sendmsg` (the
+    /// cork), one call's context each, for the reason named. Every message
+    /// is counted once, whatever came of it.
+    BatchPath {
+        /// Built in one pass and sent with its run.
+        OnePass => "OnePass",
+        /// A datagram was pending (`MSG_MORE` from an earlier call) or
+        /// `UDP_CORK` is set: appended to it.
+        Pending => "Pending",
+        /// The socket has IP options (`IP_OPTIONS`).
+        Options => "Options",
+        /// The socket segments (`UDP_SEGMENT`).
+        Gso => "Gso",
+        /// `SO_NO_CHECK` is set.
+        NoCheck => "NoCheck",
+        /// A flag besides `MSG_DONTWAIT`/`MSG_MORE` (`MSG_PROBE`,
+        /// `MSG_CONFIRM`, `MSG_ZEROCOPY`).
+        Flags => "Flags",
+        /// No destination, port 0, or over 65535 bytes: `sendmsg` reports it.
+        Invalid => "Invalid",
+        /// A transform (`dst->header_len`) or a buffer beyond the largest
+        /// linear allocation (the cork's paged layout).
+        Layout => "Layout",
+        /// A datagram over the MTU the one-pass build does not cut: DF, a
+        /// fragment size other than `ip_fragment`'s, a corked datagram on
+        /// an MTU whose data space is not a multiple of 8, or a corked
+        /// group whose flags or destination differ within it.
+        Fragments => "Fragments",
+        /// The send budget would make it wait or fail (`SO_SNDBUF`).
+        SendBuffer => "SendBuffer",
+    }
+}
+
 const N_MIB: usize = Mib::ALL.len();
 const N_DROP: usize = DropReason::ALL.len();
+const N_PATH: usize = BatchPath::ALL.len();
 
 /// Threads with a shard of their own; later threads share one.
 pub const SHARDS: usize = 32;
@@ -160,6 +198,7 @@ impl<const N: usize> Sharded<N> {
 pub struct Counters {
     mib: Sharded<N_MIB>,
     drops: Sharded<N_DROP>,
+    paths: Sharded<N_PATH>,
 }
 
 impl Counters {
@@ -185,6 +224,25 @@ impl Counters {
     #[inline]
     pub fn drop_n(&self, reason: DropReason, n: u64) {
         self.drops.add(reason as usize, n);
+    }
+
+    /// Counts `n` messages of `send_batch` that went the way `p`.
+    #[inline]
+    pub fn batch_path_add(&self, p: BatchPath, n: u64) {
+        self.paths.add(p as usize, n);
+    }
+
+    /// Messages of `send_batch` that went the way `p`.
+    pub fn batch_path(&self, p: BatchPath) -> u64 {
+        self.paths.get(p as usize)
+    }
+
+    /// All `send_batch` path counters with their values.
+    pub fn batch_path_snapshot(&self) -> Vec<(BatchPath, u64)> {
+        BatchPath::ALL
+            .iter()
+            .map(|&p| (p, self.batch_path(p)))
+            .collect()
     }
 
     /// A MIB counter's value.

@@ -20,6 +20,7 @@ use crate::stats::DevStats;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod batch;
 pub mod queue;
 pub mod xmit;
 

@@ -12,7 +12,7 @@ use crate::dev::queue::XmitCtx;
 use crate::dev::{Driver, NetDevice, TxQueue, TxStatus};
 use crate::offload::checksum_help;
 use crate::offload::Features;
-use crate::stats::DropReason;
+use crate::stats::{DevCounter, DropReason};
 
 /// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
 /// cannot, completes checksums it cannot, and linearizes for a device without
@@ -27,7 +27,7 @@ pub fn validate_xmit(
     if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
         if !crate::offload::gso::segment_udp_into(pkt, feats, ctx.pool, out) {
             ctx.counters.drop(DropReason::SkbGsoSeg);
-            dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
+            dev.stats.add(DevCounter::TxDropped, 1);
         }
         return;
     }
@@ -49,47 +49,60 @@ pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
 /// Counts and frees a frame dropped on the way to the driver.
 pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
     ctx.counters.drop(reason);
-    dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
+    dev.stats.add(DevCounter::TxDropped, 1);
     drop(pkt);
 }
 
-/// Kernel: `xmit_one()`, net/core/dev.c. Shows the frame to the taps
-/// (`dev_queue_xmit_nit`), then gives it to the driver.
-#[inline]
-pub fn xmit_one(
-    ctx: XmitCtx<'_>,
-    dev: &NetDevice,
-    driver: &mut dyn Driver,
-    pkt: PacketBuf,
-    more: bool,
-) -> TxStatus {
-    let len = pkt.len() as u64;
-    let st = xmit_one_uncounted(ctx, dev, driver, pkt, more);
-    if let TxStatus::Ok = st {
-        dev.stats.add(crate::stats::DevCounter::TxPackets, 1);
-        dev.stats.add(crate::stats::DevCounter::TxBytes, len);
-    }
-    st
+/// Frames and bytes a driver took, added to the device's `tx_packets` and
+/// `tx_bytes` once per batch or qdisc run (the kernel's per-CPU
+/// `dev_sw_netstats_tx_add`): the one place those counters are counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxCount {
+    /// Frames.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
 }
 
-/// [`xmit_one`] leaving the device's `tx_packets`/`tx_bytes` of a sent frame
-/// to the caller (who adds a batch's at once); errors are counted here.
+impl TxCount {
+    /// Counts one frame of `len` bytes.
+    #[inline(always)]
+    pub fn add(&mut self, len: usize) {
+        self.packets += 1;
+        self.bytes += len as u64;
+    }
+
+    /// Adds what was counted to `dev`'s statistics and starts over.
+    pub fn settle(&mut self, dev: &NetDevice) {
+        if self.packets != 0 {
+            dev.stats.add(DevCounter::TxPackets, self.packets);
+            dev.stats.add(DevCounter::TxBytes, self.bytes);
+        }
+        *self = TxCount::default();
+    }
+}
+
+/// Kernel: `xmit_one()`, net/core/dev.c. Shows the frame to the taps
+/// (`dev_queue_xmit_nit`), then gives it to the driver; a frame the driver
+/// took is counted in `tx` (with `len`, its length), one it dropped on an
+/// error in `tx_errors`.
 #[inline(always)]
-pub(crate) fn xmit_one_uncounted(
-    ctx: XmitCtx<'_>,
+pub fn xmit_one(
+    ctx: &XmitCtx<'_>,
     dev: &NetDevice,
     driver: &mut dyn Driver,
-    pkt: PacketBuf,
+    (pkt, len): (PacketBuf, usize),
     more: bool,
+    tx: &mut TxCount,
 ) -> TxStatus {
     if dev.nit_active() {
         queue_xmit_nit(ctx, dev, &pkt);
     }
     let st = driver.start_xmit(pkt, more);
     match &st {
-        TxStatus::Ok => {}
+        TxStatus::Ok => tx.add(len),
         TxStatus::Error => {
-            dev.stats.add(crate::stats::DevCounter::TxErrors, 1);
+            dev.stats.add(DevCounter::TxErrors, 1);
             ctx.counters.drop(DropReason::FullRing);
         }
         TxStatus::Busy(_) => {}
@@ -98,7 +111,8 @@ pub(crate) fn xmit_one_uncounted(
 }
 
 /// Kernel: `dev_queue_xmit_nit()`, net/core/dev.c. Every tap sees the frame.
-fn queue_xmit_nit(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: &PacketBuf) {
+#[cold]
+fn queue_xmit_nit(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: &PacketBuf) {
     for tap in dev.taps.read().iter() {
         tap.tap(dev, pkt, ctx.now);
     }
@@ -115,22 +129,24 @@ pub fn hard_start_xmit(
     driver: &mut dyn Driver,
     frames: &mut VecDeque<PacketBuf>,
 ) -> usize {
-    let mut sent = 0;
+    let (mut sent, mut tx) = (0, TxCount::default());
     while let Some(pkt) = frames.pop_front() {
         let more = !frames.is_empty();
-        if let TxStatus::Busy(p) = xmit_one(ctx, dev, driver, pkt, more) {
+        let len = pkt.len();
+        if let TxStatus::Busy(p) = xmit_one(&ctx, dev, driver, (pkt, len), more, &mut tx) {
             // The driver stopped its queue (`netif_stop_queue`) and wakes
             // it; stopping it here as well could undo a wake-up that came
             // in between, and the queue would sleep for good.
             frames.push_front(p);
             driver.flush();
-            return sent;
+            break;
         }
         sent += 1;
         if txq.ctl().is_stopped() && !frames.is_empty() {
             driver.flush();
-            return sent;
+            break;
         }
     }
+    tx.settle(dev);
     sent
 }

@@ -1,17 +1,28 @@
-//! IPv4 fragmentation.
+//! IPv4 fragmentation: the fragment geometry, and cutting a datagram into
+//! its fragments.
 //!
-//! Stands for `ip_fragment`, `ip_do_fragment`, `ip_fraglist_init`/`prepare` (fast
-//! path), `ip_frag_init`/`ip_frag_next` (slow path) and `ip_options_fragment`
-//! (`net/ipv4/ip_output.c`, `net/ipv4/ip_options.c`).
+//! Stands for the geometry `__ip_append_data` computes (`maxfraglen`,
+//! `fraggap`, each buffer's `datalen`), `ip_fragment`, `ip_do_fragment`,
+//! `ip_fraglist_init`/`prepare` (fast path), `ip_frag_init`/`ip_frag_next`
+//! (slow path) and `ip_options_fragment` (`net/ipv4/ip_output.c`,
+//! `net/ipv4/ip_options.c`).
 //!
-//! Fast path: a datagram built by the cork already carries its fragments as a
-//! chain whose geometry fits (head payload and every chained buffer but the last
-//! a multiple of 8 and at most the MTU's data space, headroom for a header): each
-//! fragment only gets a copy of the previous fragment's header with its own
-//! length, offset and MF bit; DF is cleared, as the kernel does. Slow path: the
-//! datagram is copied out in pieces of `(mtu - hlen) & !7` bytes, each with a
-//! copy of the original header (DF kept, MF set on all but the last unless the
-//! original had MF, offsets continuing the original's).
+//! [`FragPlan`] is the one fragment planner: the cork sizes its buffers with
+//! it as it appends, the one-pass build of a whole datagram cuts it with
+//! [`FragPlan::cut`] into the same buffers, and the slow path below copies
+//! pieces of [`FragPlan::datalen`] bytes. Every fragment but the last carries
+//! `(mtu - hlen) & !7` data bytes (a multiple of 8, as offsets are counted in
+//! 8-byte units); the last carries the rest, at most `mtu - hlen`.
+//!
+//! Fast path: a datagram built by the cork or in one pass already carries its
+//! fragments as a chain whose geometry fits (head payload and every chained
+//! buffer but the last a multiple of 8 and at most the MTU's data space,
+//! headroom for a header): each fragment only gets a copy of the previous
+//! fragment's header with its own length, offset and MF bit (its checksum
+//! updated for those two words, RFC 1624); DF is cleared, as the kernel does.
+//! Slow path: the datagram is copied out in pieces, each with a copy of the
+//! original header (DF kept, MF set on all but the last unless the original
+//! had MF, offsets continuing the original's).
 //!
 //! After the first fragment is made, options whose "copied" flag is clear are
 //! replaced by NOPs in the headers that follow (`ip_options_fragment`) — only for
@@ -21,9 +32,9 @@
 
 use std::net::Ipv4Addr;
 
-use crate::buf::{BufPool, PacketBuf};
+use crate::buf::{BufPool, Meta, PacketBuf};
 use crate::wire::checksum::Csum;
-use crate::wire::ipv4::{send_check, FLAG_DF as IP_DF, FLAG_MF as IP_MF, OFFSET_MASK as IP_OFFSET};
+use crate::wire::ipv4::{send_check, Ipv4Packet, FLAG_DF, FLAG_MF, HEADER_LEN, OFFSET_MASK};
 
 /// Why a datagram could not be fragmented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -49,13 +60,143 @@ pub enum FragError {
     Malformed,
 }
 
-fn frag_off(h: &[u8]) -> u16 {
-    u16::from_be_bytes([h[6], h[7]])
+/// The fragment geometry of datagrams with `hlen`-byte IP headers on a path
+/// of `mtu` bytes (`fragheaderlen` and `cork->fragsize` in
+/// `__ip_append_data`). See the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragPlan {
+    mtu: usize,
+    hlen: usize,
 }
 
+impl FragPlan {
+    /// The plan for `mtu` and `hlen` (`hlen + 8 <= mtu`).
+    #[inline]
+    pub const fn new(mtu: usize, hlen: usize) -> FragPlan {
+        FragPlan { mtu, hlen }
+    }
+
+    /// The MTU.
+    #[inline]
+    pub const fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// The IP header length (`fragheaderlen`).
+    #[inline]
+    pub const fn hlen(&self) -> usize {
+        self.hlen
+    }
+
+    /// Data bytes one frame holds: `mtu - fragheaderlen`.
+    #[inline]
+    pub const fn space(&self) -> usize {
+        self.mtu - self.hlen
+    }
+
+    /// Data bytes of every fragment but the last: the space rounded down
+    /// to a multiple of 8.
+    #[inline]
+    pub const fn maxdata(&self) -> usize {
+        self.space() & !7
+    }
+
+    /// `maxfraglen`: the length (header included) of every fragment but the
+    /// last.
+    #[inline]
+    pub const fn maxfraglen(&self) -> usize {
+        self.maxdata() + self.hlen
+    }
+
+    /// The data bytes a fragment (or a cork buffer) opened with `left` bytes
+    /// still to place takes: all of them when they fit one frame, else
+    /// [`FragPlan::maxdata`] (`__ip_append_data`'s `datalen`,
+    /// `ip_frag_next`'s `len`).
+    #[inline]
+    pub const fn datalen(&self, left: usize) -> usize {
+        if left > self.space() {
+            self.maxdata()
+        } else {
+            left
+        }
+    }
+
+    /// `fraggap`: the bytes past `maxfraglen` in a buffer of `len` bytes
+    /// (header included), which move to the next buffer.
+    #[inline]
+    pub const fn fraggap(&self, len: usize) -> usize {
+        len.saturating_sub(self.maxfraglen())
+    }
+
+    /// How a datagram of `length` data bytes (transport header included),
+    /// appended whole, is cut into buffers; `None` when it fits one frame
+    /// (or no 8 bytes of data fit a fragment).
+    #[inline]
+    pub fn layout(&self, length: usize) -> Option<FragLayout> {
+        let (space, maxdata) = (self.space(), self.maxdata());
+        if length <= space || maxdata == 0 {
+            return None;
+        }
+        let full = (length - space).div_ceil(maxdata);
+        Some(FragLayout {
+            hlen: self.hlen,
+            maxdata,
+            full,
+            last: length - full * maxdata,
+        })
+    }
+}
+
+/// How [`FragPlan::cut`] cuts a datagram: `full` buffers of `maxdata` data
+/// bytes, then one of `last` (at most the MTU's data space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragLayout {
+    /// The IP header length.
+    pub hlen: usize,
+    /// Data bytes of every buffer but the last.
+    pub maxdata: usize,
+    /// Buffers before the last.
+    pub full: usize,
+    /// Data bytes of the last buffer.
+    pub last: usize,
+}
+
+impl FragLayout {
+    /// Data bytes (IP header excluded) of buffer `i`.
+    #[inline]
+    pub fn datalen(&self, i: usize) -> usize {
+        if i < self.full {
+            self.maxdata
+        } else {
+            self.last
+        }
+    }
+
+    /// The datagram's data bytes.
+    #[inline]
+    pub fn length(&self) -> usize {
+        self.full * self.maxdata + self.last
+    }
+
+    /// The IP bytes of all the fragments, headers included (what
+    /// `ip_finish_output2` counts as sent, `IpExtOutOctets`).
+    #[inline]
+    pub fn ip_bytes(&self) -> usize {
+        (self.full + 1) * self.hlen + self.length()
+    }
+}
+
+/// The flags-and-offset word of the header `h`.
+fn frag_off(h: &[u8]) -> u16 {
+    Ipv4Packet::new_unchecked(h).frag_word()
+}
+
+/// Writes a fragment's total length and flags-and-offset word (`off`, in
+/// the header's own units), then its checksum.
 fn set_len_off(h: &mut [u8], tot_len: usize, off: u16) {
-    h[2..4].copy_from_slice(&(tot_len as u16).to_be_bytes());
-    h[6..8].copy_from_slice(&off.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(&mut *h);
+    ip.set_total_len(tot_len as u16);
+    ip.set_frag_word(off);
     send_check(h);
 }
 
@@ -81,17 +222,18 @@ fn header_base(h: &[u8]) -> u32 {
 fn set_len_off_from(h: &mut [u8], base: u32, tot_len: usize, off: u16) {
     let tot_len = tot_len as u16;
     let check = Csum::from_raw(base).add_u16(tot_len).add_u16(off).finish();
-    h[2..4].copy_from_slice(&tot_len.to_be_bytes());
-    h[6..8].copy_from_slice(&off.to_be_bytes());
-    h[10..12].copy_from_slice(&check.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(h);
+    ip.set_total_len(tot_len);
+    ip.set_frag_word(off);
+    ip.set_checksum(check);
 }
 
 /// Copies the header template into a fragment; the common option-less
 /// header is a fixed-size copy.
 #[inline]
 fn copy_header(dst: &mut [u8], hdr: &[u8]) {
-    if dst.len() == 20 {
-        dst.copy_from_slice(&hdr[..20]);
+    if dst.len() == HEADER_LEN {
+        dst.copy_from_slice(&hdr[..HEADER_LEN]);
     } else {
         dst.copy_from_slice(&hdr[..dst.len()]);
     }
@@ -101,20 +243,20 @@ fn copy_header(dst: &mut [u8], hdr: &[u8]) {
 /// the datagram's), swapped in whole — a byte copy, cheaper than assigning a
 /// clone field by field — and drops what it had.
 #[inline]
-fn set_meta(to: &mut crate::buf::Meta, mut m: crate::buf::Meta) {
+fn set_meta(to: &mut Meta, mut m: Meta) {
     std::mem::swap(to, &mut m);
 }
 
 /// Kernel: `ip_options_fragment()` on the `optlen` option bytes the stack built.
 fn options_fragment(h: &mut [u8], optlen: usize) {
-    let end = (20 + optlen).min(h.len());
-    if end > 20 {
-        crate::wire::options_fragment(&mut h[20..end]);
+    let end = (HEADER_LEN + optlen).min(h.len());
+    if end > HEADER_LEN {
+        crate::wire::options_fragment(&mut h[HEADER_LEN..end]);
     }
 }
 
 /// Fragments of one datagram, in order. See the module documentation.
-pub struct Fragmenter {
+pub struct Fragmenter<'p> {
     mode: Mode,
     hdr: [u8; 60],
     /// [`header_base`] of `hdr` once the fast path's template is final.
@@ -123,10 +265,10 @@ pub struct Fragmenter {
     optlen: usize,
     ll_rs: usize,
     created: usize,
-    pool: BufPool,
+    pool: &'p BufPool,
 }
 
-impl Drop for Fragmenter {
+impl Drop for Fragmenter<'_> {
     fn drop(&mut self) {
         if let Mode::Fast { rest, .. } = &mut self.mode {
             // Keep the chain's capacity for the next datagram: no allocation per
@@ -140,24 +282,23 @@ enum Mode {
     Fast {
         head: Option<PacketBuf>,
         /// The datagram's metadata, copied to every fragment (`ip_copy_metadata`).
-        meta: crate::buf::Meta,
+        meta: Meta,
         /// The chain, reversed so fragments are popped off the end in order.
         rest: Vec<PacketBuf>,
         offset: usize,
     },
     Slow {
         src: PacketBuf,
-        pool: BufPool,
+        plan: FragPlan,
         ptr: usize,
         left: usize,
         offset: usize,
-        mtu: usize,
         df: bool,
         not_last: bool,
     },
 }
 
-impl Fragmenter {
+impl<'p> Fragmenter<'p> {
     /// Prepares to fragment `pkt` (data starting at its IP header) for `mtu`, with
     /// `ll_rs` bytes of link-layer headroom in each fragment. Buffers for the slow
     /// path come from `pool`. On error the packet is freed; the caller counts it.
@@ -165,22 +306,25 @@ impl Fragmenter {
         mut pkt: PacketBuf,
         mtu: u32,
         ll_rs: usize,
-        pool: &BufPool,
-    ) -> Result<Fragmenter, FragError> {
+        pool: &'p BufPool,
+    ) -> Result<Fragmenter<'p>, FragError> {
         let lin = pkt.linear();
-        if lin.len() < 20 || lin[0] >> 4 != 4 || ((lin[0] & 0xf) as usize) * 4 > lin.len() {
+        if lin.len() < HEADER_LEN || lin[0] >> 4 != 4 {
             return Err(FragError::Malformed);
         }
-        let hlen = ((lin[0] & 0xf) as usize) * 4;
+        let hlen = Ipv4Packet::new_unchecked(lin).header_len();
+        if hlen > lin.len() {
+            return Err(FragError::Malformed);
+        }
         if (mtu as usize) < hlen + 8 {
             return Err(FragError::MtuTooSmall { mtu, hlen });
         }
         let mut hdr = [0u8; 60];
         hdr[..hlen].copy_from_slice(&lin[..hlen]);
-        let data_mtu = mtu as usize - hlen;
-        let optlen = (pkt.meta.ip_optlen as usize).min(hlen - 20);
+        let plan = FragPlan::new(mtu as usize, hlen);
+        let optlen = (pkt.meta.ip_optlen as usize).min(hlen - HEADER_LEN);
         crate::offload::checksum_help(&mut pkt);
-        let mode = if fast_path_ok(&pkt, hlen, data_mtu, ll_rs) {
+        let mode = if fast_path_ok(&pkt, plan, ll_rs) {
             let mut rest = pkt.take_chain();
             rest.reverse();
             let mut meta = pkt.meta.clone();
@@ -195,7 +339,7 @@ impl Fragmenter {
                 offset: 0,
             }
         } else {
-            slow_mode(pkt, pool, hlen, data_mtu)
+            slow_mode(pkt, plan)
         };
         Ok(Fragmenter {
             mode,
@@ -205,13 +349,13 @@ impl Fragmenter {
             optlen,
             ll_rs,
             created: 0,
-            pool: pool.clone(),
+            pool,
         })
     }
 
     /// The datagram's destination address.
     pub fn daddr(&self) -> Ipv4Addr {
-        Ipv4Addr::new(self.hdr[16], self.hdr[17], self.hdr[18], self.hdr[19])
+        Ipv4Packet::new_unchecked(&self.hdr[..]).dst_addr()
     }
 
     /// Fragments made so far.
@@ -222,6 +366,17 @@ impl Fragmenter {
     /// True when the fast path (the datagram's own chain) is used.
     pub fn is_fast_path(&self) -> bool {
         matches!(self.mode, Mode::Fast { .. })
+    }
+
+    /// What `ip_do_fragment` frees when a fragment fails to go down, the
+    /// next one already `prepared` or not: the fragments not yet sent
+    /// (`kfree_skb_list`, fast path), or the datagram (`kfree_skb`, slow
+    /// path, whose fragments are cut from it one at a time).
+    pub fn unsent(&self, prepared: bool) -> u64 {
+        match &self.mode {
+            Mode::Fast { rest, .. } => rest.len() as u64 + u64::from(prepared),
+            Mode::Slow { .. } => 1,
+        }
     }
 
     fn next_fast(&mut self) -> Option<PacketBuf> {
@@ -238,7 +393,7 @@ impl Fragmenter {
         if let Some(mut h) = head.take() {
             let len = h.len();
             *offset = len - hlen;
-            set_len_off(&mut h.linear_mut()[..hlen], len, IP_MF);
+            set_len_off(&mut h.linear_mut()[..hlen], len, FLAG_MF);
             self.hdr[..hlen].copy_from_slice(&h.linear()[..hlen]);
             options_fragment(&mut self.hdr[..hlen], self.optlen);
             self.base = header_base(&self.hdr[..hlen]);
@@ -247,7 +402,7 @@ impl Fragmenter {
         let mut f = rest.pop()?;
         let more = !rest.is_empty();
         let data_len = f.len();
-        let off = (*offset >> 3) as u16 | if more { IP_MF } else { 0 };
+        let off = (*offset >> 3) as u16 | if more { FLAG_MF } else { 0 };
         let h = f.push(hlen);
         copy_header(h, &self.hdr);
         set_len_off_from(h, self.base, data_len + hlen, off);
@@ -270,11 +425,10 @@ impl Fragmenter {
     fn next_slow(&mut self) -> Option<PacketBuf> {
         let Mode::Slow {
             src,
-            pool,
+            plan,
             ptr,
             left,
             offset,
-            mtu,
             df,
             not_last,
         } = &mut self.mode
@@ -286,11 +440,8 @@ impl Fragmenter {
         }
         let hlen = self.hlen;
         let first_frag = *offset == 0;
-        let mut len = (*left).min(*mtu);
-        if len < *left {
-            len &= !7;
-        }
-        let mut f = pool.alloc(self.ll_rs + hlen + len);
+        let len = plan.datalen(*left);
+        let mut f = self.pool.alloc(self.ll_rs + hlen + len);
         f.reserve(self.ll_rs);
         f.meta = src.meta.clone();
         f.meta.ip_summed = crate::buf::CsumState::None;
@@ -300,14 +451,10 @@ impl Fragmenter {
         out[..hlen].copy_from_slice(&self.hdr[..hlen]);
         src.copy_bits(*ptr, &mut out[hlen..]);
         *left -= len;
-        let mut fo = (*offset >> 3) as u16;
-        if *df {
-            fo |= IP_DF;
-        }
-        if *left > 0 || *not_last {
-            fo |= IP_MF;
-        }
-        set_len_off(&mut out[..hlen], len + hlen, fo);
+        let more = *left > 0 || *not_last;
+        let word =
+            (*offset >> 3) as u16 | if *df { FLAG_DF } else { 0 } | if more { FLAG_MF } else { 0 };
+        set_len_off(&mut out[..hlen], len + hlen, word);
         if first_frag {
             options_fragment(&mut self.hdr[..hlen], self.optlen);
         }
@@ -317,47 +464,49 @@ impl Fragmenter {
     }
 }
 
-fn fast_path_ok(pkt: &PacketBuf, hlen: usize, data_mtu: usize, ll_rs: usize) -> bool {
+/// `ip_do_fragment`'s test for the fast path: the chain's buffers are
+/// fragments as they stand.
+fn fast_path_ok(pkt: &PacketBuf, plan: FragPlan, ll_rs: usize) -> bool {
     if pkt.chain().is_empty() {
         return false;
     }
+    let (hlen, space) = (plan.hlen(), plan.space());
     let first = pkt.page_len();
-    let h = pkt.linear();
-    let is_frag = frag_off(h) & (IP_MF | IP_OFFSET) != 0;
-    if first - hlen > data_mtu || (first - hlen) & 7 != 0 || is_frag || pkt.headroom() < ll_rs {
+    let is_frag = frag_off(pkt.linear()) & (FLAG_MF | OFFSET_MASK) != 0;
+    if first - hlen > space || (first - hlen) & 7 != 0 || is_frag || pkt.headroom() < ll_rs {
         return false;
     }
     let n = pkt.chain().len();
     pkt.chain().iter().enumerate().all(|(i, f)| {
-        f.len() <= data_mtu
+        f.len() <= space
             && (f.len() & 7 == 0 || i + 1 == n)
             && f.headroom() >= hlen + ll_rs
             && f.chain().is_empty()
     })
 }
 
-fn slow_mode(mut pkt: PacketBuf, pool: &BufPool, hlen: usize, data_mtu: usize) -> Mode {
+fn slow_mode(mut pkt: PacketBuf, plan: FragPlan) -> Mode {
     let frag_pmtu = pkt.meta.ip_flags.frag_pmtu;
     let fo = frag_off(pkt.linear());
     // The chain's buffers hold only payload: make the datagram contiguous in
     // meaning (copy_bits walks linear part, fragments and chain in order).
+    let hlen = plan.hlen();
     let left = pkt.len() - hlen;
     pkt.meta.ip_summed = crate::buf::CsumState::None;
     Mode::Slow {
         src: pkt,
-        pool: pool.clone(),
+        plan,
         ptr: hlen,
         left,
-        offset: ((fo & IP_OFFSET) as usize) << 3,
-        mtu: data_mtu,
+        offset: ((fo & OFFSET_MASK) as usize) << 3,
         // ip_frag_init(..., IPCB(skb)->flags & IPSKB_FRAG_PMTU, ...): the DF of
         // the pieces comes from the flag, not from the original header.
         df: frag_pmtu,
-        not_last: fo & IP_MF != 0,
+        not_last: fo & FLAG_MF != 0,
     }
 }
 
-impl Iterator for Fragmenter {
+impl Iterator for Fragmenter<'_> {
     type Item = PacketBuf;
 
     fn next(&mut self) -> Option<PacketBuf> {
@@ -396,6 +545,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn cut_matches_append_data() {
+        let plan = FragPlan::new(1500, 20);
+        // 65000 bytes of payload at MTU 1500: 43 buffers of 1480, then 1368.
+        let c = plan.layout(65008).unwrap();
+        assert_eq!((c.maxdata, c.full, c.last), (1480, 43, 1368));
+        assert_eq!(c.ip_bytes(), 44 * 20 + 65008);
+        // MTU 1501: data space 1481, so the last buffer may hold 1481 bytes.
+        let c = FragPlan::new(1501, 20).layout(2961).unwrap();
+        assert_eq!((c.maxdata, c.full, c.last), (1480, 1, 1481));
+        assert_eq!(plan.layout(1480), None);
+        assert_eq!(plan.layout(1481).map(|c| (c.full, c.last)), Some((1, 1)));
+        // The cork's rule for a buffer and the slow path's for a piece.
+        assert_eq!((plan.datalen(1480), plan.datalen(1481)), (1480, 1480));
+        assert_eq!(FragPlan::new(1501, 20).datalen(1481), 1481);
+        assert_eq!(plan.maxfraglen(), 1500);
+        // 553 bytes of space with 4 option bytes: fragments of 552.
+        assert_eq!(FragPlan::new(577, 24).maxfraglen(), 576);
+        assert_eq!(FragPlan::new(577, 24).fraggap(577), 1);
+    }
+
     proptest! {
         /// The incremental checksum writes exactly what `send_check` does,
         /// options or not (0x0000 and 0xffff are not interchangeable).
@@ -418,6 +588,32 @@ mod tests {
             full[6..8].copy_from_slice(&off.to_be_bytes());
             send_check(&mut full);
             prop_assert_eq!(inc, full);
+        }
+
+        /// Cutting a datagram whole gives the buffers appending it piece
+        /// by piece with the same plan gives: every one but the last of
+        /// `datalen` of what is left, which is `maxdata`.
+        #[test]
+        fn cut_is_datalen_applied_in_turn(mtu in 68usize..=9000, opt in 0usize..=10, length in 0usize..=65535) {
+            let plan = FragPlan::new(mtu, 20 + 4 * opt);
+            prop_assume!(plan.hlen() + 8 <= mtu);
+            let mut left = length;
+            let mut bufs = Vec::new();
+            loop {
+                let d = plan.datalen(left);
+                bufs.push(d);
+                left -= d;
+                if left == 0 { break; }
+            }
+            match plan.layout(length) {
+                None => prop_assert_eq!(bufs.len(), 1),
+                Some(c) => {
+                    prop_assert_eq!(bufs.len(), c.full + 1);
+                    for (i, d) in bufs.iter().enumerate() {
+                        prop_assert_eq!(*d, c.datalen(i));
+                    }
+                }
+            }
         }
     }
 }

@@ -1,150 +1,129 @@
-//! From a complete IP datagram to `dev_queue_xmit`.
+//! From a complete IP datagram to `dev_queue_xmit`, one datagram or a batch.
 //!
 //! Stands for `ip_send_skb`, `ip_local_out`/`__ip_local_out`, `dst_output`,
 //! `ip_output`, `ip_finish_output`/`__ip_finish_output`, `ip_finish_output_gso`,
-//! `ip_fragment`, `ip_finish_output2` and `neigh_output`/`neigh_hh_output`
-//! (`net/ipv4/ip_output.c`, `include/net/neighbour.h`), and `ip_queue_xmit` for
-//! connection-oriented transports.
+//! `ip_fragment`/`ip_do_fragment`'s loop, `ip_finish_output2` and
+//! `neigh_output`/`neigh_hh_output` (`net/ipv4/ip_output.c`,
+//! `include/net/neighbour.h`), and `ip_queue_xmit` for connection-oriented
+//! transports.
+//!
+//! Every datagram goes down through an [`OutputBatch`]: the datagrams of one
+//! flow (one route and next hop) sent by one call, in order — one for a
+//! `send`, up to a `sendmmsg`'s worth for a batch. Per datagram it does what
+//! the kernel does per `skb`: the LOCAL_OUT hook, `ip_output`'s count and
+//! the POST_ROUTING hook, the MTU decision and fragmentation, the link
+//! header, `dev_queue_xmit`. Once per batch: the hook lists read, the next
+//! hop's cached link header looked up (`neigh_output`'s connected case;
+//! resolution, `MSG_CONFIRM` and an unresolved neighbour go through the
+//! neighbour layer per datagram), the device's transmit batch
+//! ([`XmitBatch`]: queue claim, transmit lock, `xmit_more`) and the MIB
+//! updates, each counted here and added once.
 //!
 //! Error conventions follow the kernel: a filter drop is `EPERM`, a qdisc drop is
 //! `ENOBUFS` (`net_xmit_errno`; congestion is not an error), a DF datagram over
 //! the MTU is `EMSGSIZE`. Every dropped packet is counted under its reason.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::{GsoType, PacketBuf};
-use crate::dev::queue::{queue_xmit as dev_queue_xmit, QueueXmitError};
-use crate::dev::{LinkType, NetDevice};
+use crate::dev::batch::XmitBatch;
+use crate::dev::{LinkType, Notify};
 use crate::error::SendError;
 use crate::ipv4::fragment::{FragError, Fragmenter};
 use crate::ipv4::options::{self, IpOptions};
 use crate::ipv4::PmtuDisc;
 use crate::neigh::HhCache;
-use crate::netfilter::{HookPoint, Verdict};
+use crate::netfilter::{HookList, HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{DropReason, Mib};
-use crate::wire::ipv4::send_check;
-use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use crate::wire::ipv4::{send_check, IpProtocol, Ipv4Packet, HEADER_LEN};
 
 /// Output errors are the socket-level errors.
 pub type OutputError = SendError;
 
 fn daddr_of(pkt: &PacketBuf) -> Ipv4Addr {
-    let h = pkt.network_header();
-    Ipv4Addr::new(h[16], h[17], h[18], h[19])
+    Ipv4Packet::new_unchecked(pkt.network_header()).dst_addr()
 }
 
-/// The packet's route (`skb_dst`); a packet that was never routed is refused
+/// The packet's route (`skb_dst`), taken out of it: the datagram's batch
+/// carries it down, and the device layer would release it anyway
+/// (`IFF_XMIT_DST_RELEASE`). A packet that was never routed is refused
 /// (`EINVAL`, counted as no route) rather than panicking.
-fn dst_of(stack: &Stack, pkt: &PacketBuf) -> Result<Arc<Dst>, SendError> {
-    pkt.meta.dst.clone().ok_or_else(|| {
+fn dst_of(stack: &Stack, pkt: &mut PacketBuf) -> Result<Arc<Dst>, SendError> {
+    pkt.meta.dst.take().ok_or_else(|| {
         stack.counters.drop(DropReason::IpOutNoRoutes);
         SendError::Inval("packet has no route (skb_dst unset)")
     })
 }
 
 /// Kernel: `ip_send_skb()`, net/ipv4/ip_output.c. Sends a datagram built by the
-/// cork; counts `IpOutDiscards` when it was dropped for lack of resources.
-pub fn send_skb(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
+/// cork (its route in `skb_dst`): a batch of one.
+pub fn send_skb(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+    let dst = dst_of(stack, &mut pkt)?;
     let t = stack.time_scope();
-    let r = local_out(stack, pkt);
+    let mut b = OutputBatch::begin(stack, &dst, daddr_of(&pkt));
+    let r = b.send_skb(pkt, false);
     drop(t);
-    sent(stack, r)
+    b.finish();
+    r
 }
 
-/// `ip_send_skb` for a datagram already cut into its fragments, in order,
-/// IP headers complete, link headers not yet pushed (UDP's one-pass
-/// fragments): `ip_output`'s count, then the fragment train of
-/// `ip_do_fragment`'s fast path to the connected neighbour whose cached
-/// header is `hh`, exactly as [`fragment`] sends a datagram the cork built.
-/// The caller checked what the general path would have decided on the way:
-/// no filter hook, the route's device, a fragmentable datagram.
-pub(crate) fn send_fragments(
-    stack: &Stack,
-    dev: &NetDevice,
-    frags: impl Iterator<Item = PacketBuf>,
-    hh: &HhCache,
-) -> Result<(), SendError> {
+/// Kernel: `__ip_local_out()` and `ip_local_out()` for one datagram whose
+/// route is in `skb_dst`: a batch of one.
+pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+    let dst = dst_of(stack, &mut pkt)?;
     let t = stack.time_scope();
-    stack.counters.inc(Mib::IpOutRequests);
-    let r = xmit_train(stack, dev, frags, hh);
+    let mut b = OutputBatch::begin(stack, &dst, daddr_of(&pkt));
+    let r = b.local_out(pkt, false);
     drop(t);
-    sent(stack, r)
+    b.finish();
+    r
 }
 
-/// The end of `ip_send_skb`: `IpOutDiscards` for a datagram dropped for
-/// lack of resources; then the deferred transmit work.
-fn sent(stack: &Stack, r: Result<(), SendError>) -> Result<(), SendError> {
-    if let Err(SendError::NoBufs) = &r {
-        stack.counters.inc(Mib::IpOutDiscards);
-    }
-    softirq_on_exit(stack);
+/// The `NF_HOOK(LOCAL_OUT, ..., dst_output)` of `raw_send_hdrinc`: the user's
+/// header is complete, so `__ip_local_out`'s length and checksum are skipped.
+pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+    let dst = dst_of(stack, &mut pkt)?;
+    let t = stack.time_scope();
+    let mut b = OutputBatch::begin(stack, &dst, daddr_of(&pkt));
+    let r = b.local_out_complete(pkt, false);
+    drop(t);
+    b.finish();
     r
 }
 
 /// The kernel runs pending NET_TX work when bottom halves are re-enabled after
 /// `dev_queue_xmit`; this is that point.
 #[inline]
-pub(crate) fn softirq_on_exit(stack: &Stack) {
+fn softirq_on_exit(stack: &Stack) {
     if stack.notify.is_pending() {
         stack.poll_until_idle(10);
     }
 }
 
-/// Kernel: `__ip_local_out()` and `ip_local_out()`. Completes the header
-/// (`tot_len`, checksum), runs LOCAL_OUT, then `dst_output`.
-pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
-    complete_header(&mut pkt);
-    let dst = dst_of(stack, &pkt)?;
-    if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
-        stack.counters.drop(DropReason::NetfilterDrop);
-        return Err(SendError::Perm);
-    }
-    output(stack, pkt)
-}
-
 /// The part of `__ip_local_out()` before the hook: `tot_len`, the header
-/// checksum and `skb->protocol`.
-#[inline]
-pub(crate) fn complete_header(pkt: &mut PacketBuf) {
-    let len = pkt.len().min(0xffff) as u16;
-    let h = pkt.network_header_mut();
-    h[2..4].copy_from_slice(&len.to_be_bytes());
-    send_check(h);
+/// checksum and `skb->protocol`. Returns the datagram's length.
+#[inline(always)]
+pub(crate) fn complete_header(pkt: &mut PacketBuf) -> usize {
+    let len = pkt.len();
     pkt.meta.protocol = 0x0800;
-}
-
-/// The `NF_HOOK(LOCAL_OUT, ..., dst_output)` of `raw_send_hdrinc`: the user's
-/// header is complete, so `__ip_local_out`'s length and checksum are skipped.
-pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
-    pkt.meta.protocol = 0x0800;
-    let dst = dst_of(stack, &pkt)?;
-    if stack.hooks.run(HookPoint::LocalOut, &mut pkt, &dst.dev) == Verdict::Drop {
-        stack.counters.drop(DropReason::NetfilterDrop);
-        return Err(SendError::Perm);
+    // `htons(skb->len)`: a datagram is at most 65535 bytes here.
+    let tot_len = len as u16;
+    match pkt.network_header_array::<HEADER_LEN>() {
+        // The common option-less header, as one fixed-size view.
+        Some(h) if h[0] == 0x45 => {
+            Ipv4Packet::new_unchecked(&mut *h).set_total_len(tot_len);
+            send_check(h);
+        }
+        _ => {
+            let h = pkt.network_header_mut();
+            Ipv4Packet::new_unchecked(&mut *h).set_total_len(tot_len);
+            send_check(h);
+        }
     }
-    let t = stack.time_scope();
-    let r = output(stack, pkt);
-    drop(t);
-    softirq_on_exit(stack);
-    r
-}
-
-/// Kernel: `ip_output()`. Counts the datagram and runs POST_ROUTING unless the
-/// packet was rerouted.
-pub fn output(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
-    stack.counters.inc(Mib::IpOutRequests);
-    let dst = dst_of(stack, &pkt)?;
-    if !pkt.meta.ip_flags.rerouted
-        && stack.hooks.run(HookPoint::PostRouting, &mut pkt, &dst.dev) == Verdict::Drop
-    {
-        stack.counters.drop(DropReason::NetfilterDrop);
-        return Err(SendError::Perm);
-    }
-    finish_output(stack, &dst, pkt)
+    len
 }
 
 /// Kernel: `ip_skb_dst_mtu()`. The device MTU for sockets that do not use the
@@ -158,143 +137,19 @@ pub fn skb_dst_mtu(dst: &Dst, pkt: &PacketBuf) -> u32 {
     }
 }
 
-/// Kernel: `__ip_finish_output()`. Fragments what exceeds the MTU.
-pub fn finish_output(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), SendError> {
-    let mut mtu = skb_dst_mtu(dst, &pkt);
-    let fms = pkt.meta.frag_max_size as u32;
-    if pkt.meta.gso_type != GsoType::None {
-        // ip_finish_output_gso: segments were sized for the MTU at send time.
-        return finish_output2(stack, dst, pkt);
-    }
-    if pkt.len() as u32 > mtu || fms != 0 {
-        if fms != 0 && fms < mtu {
-            mtu = fms;
-        }
-        return fragment(stack, dst, pkt, mtu);
-    }
-    finish_output2(stack, dst, pkt)
-}
-
-/// Kernel: `ip_fragment()` and `ip_do_fragment()`. Refuses DF datagrams
-/// (`EMSGSIZE`, `IpFragFails`), else sends each fragment; a failed fragment
-/// fails the datagram and frees the rest.
-pub fn fragment(stack: &Stack, dst: &Dst, pkt: PacketBuf, mtu: u32) -> Result<(), SendError> {
-    let df = pkt.network_header()[6] & 0x40 != 0;
-    let fms = pkt.meta.frag_max_size as u32;
-    if (df && !pkt.meta.ip_flags.ignore_df) || (fms != 0 && fms > mtu) {
-        stack.counters.inc(Mib::IpFragFails);
-        stack.counters.drop(DropReason::PktTooBig);
-        return Err(SendError::MsgSize { mtu });
-    }
-    let confirm = pkt.meta.confirm_neigh;
-    let frags = match Fragmenter::new(pkt, mtu, dst.dev.ll_reserved_space(), &stack.pool) {
-        Ok(f) => f,
-        Err(e) => {
-            stack.counters.inc(Mib::IpFragFails);
-            stack.counters.drop(DropReason::PktTooBig);
-            return Err(match e {
-                FragError::NeedFrag { mtu } | FragError::MtuTooSmall { mtu, .. } => {
-                    SendError::MsgSize { mtu }
-                }
-                FragError::Malformed => SendError::Inval("malformed IPv4 header"),
-            });
-        }
-    };
-    let mut frags = frags;
-    if let Some(hh) = train_header(stack, dst, &frags).filter(|_| !confirm) {
-        return xmit_train(stack, &dst.dev, frags, &hh);
-    }
-    while let Some(f) = frags.next() {
-        if let Err(e) = finish_output2(stack, dst, f) {
-            let rest = frags.by_ref().count() as u64;
-            stack.counters.drop_n(DropReason::NotSpecified, rest);
-            stack.counters.inc(Mib::IpFragFails);
-            return Err(e);
-        }
-        stack.counters.inc(Mib::IpFragCreates);
-    }
-    stack.counters.inc(Mib::IpFragOKs);
-    Ok(())
-}
-
-thread_local! {
-    /// A reused list for fragment trains (no allocation per datagram).
-    static TRAIN: std::cell::RefCell<VecDeque<PacketBuf>> = const {
-        std::cell::RefCell::new(VecDeque::new())
-    };
-}
-
-/// The link header every fragment of a train gets: the neighbour's cached
-/// header when it is connected (empty for an L3 device); `None` sends the
-/// fragments one by one through neighbour resolution.
-fn train_header(stack: &Stack, dst: &Dst, frags: &Fragmenter) -> Option<HhCache> {
-    let dev = &dst.dev;
-    if !frags.is_fast_path() {
-        return None;
-    }
-    match dev.link() {
-        LinkType::L3 => Some(HhCache { hdr: [0; 14] }),
-        LinkType::Ethernet => {
-            let nexthop = dst.nexthop(frags.daddr());
-            stack.neigh.connected_hh(dev.ifindex(), nexthop)
-        }
-    }
-}
-
-/// `ip_finish_output2` for a whole fragment train with a known link header:
-/// the fragments go to `dev_queue_xmit` as one train (one queue choice, one
-/// qdisc decision, `xmit_more` within the train), each as it is made. A
-/// refused fragment fails the datagram and the rest are freed, as in
-/// `ip_do_fragment`.
-fn xmit_train(
-    stack: &Stack,
-    dev: &NetDevice,
-    frags: impl Iterator<Item = PacketBuf>,
-    hh: &HhCache,
-) -> Result<(), SendError> {
-    let hlen = dev.link().header_len();
-    let mut own = VecDeque::new();
-    TRAIN.with(|t| {
-        let mut guard = t.try_borrow_mut();
-        let list = match guard.as_deref_mut() {
-            Ok(l) => l,
-            Err(_) => &mut own,
-        };
-        let (mut pkts, mut octets) = (0u64, 0u64);
-        let train = frags.map(|mut f| {
-            pkts += 1;
-            octets += f.len() as u64;
-            push_link_header(&mut f, hh, hlen);
-            f
-        });
-        let r = crate::dev::queue::queue_xmit_train(stack.xmit_ctx(), dev, train, list);
-        stack.counters.add(Mib::IpExtOutPkts, pkts);
-        stack.counters.add(Mib::IpExtOutOctets, octets);
-        stack.counters.add(Mib::IpFragCreates, r.accepted as u64);
-        match r.error {
-            None => {
-                stack.counters.inc(Mib::IpFragOKs);
-                Ok(())
-            }
-            Some(e) => {
-                stack.counters.inc(Mib::IpFragFails);
-                Err(match e {
-                    QueueXmitError::Dropped => SendError::NoBufs,
-                    QueueXmitError::NetDown => SendError::NetDown,
-                })
-            }
-        }
-    })
-}
-
-/// `neigh_hh_output()` for a frame of a train: the cached link header of
-/// `hlen` bytes (none on an L3 device) pushed in front of the IP header.
-#[inline]
+/// `neigh_hh_output()` for a frame: the cached link header of `hlen` bytes
+/// (none on an L3 device) pushed in front of the IP header.
+#[inline(always)]
 pub(crate) fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
-    if hlen == 0 {
-        return;
+    match hlen {
+        0 => {}
+        14 => {
+            let h = f.push_array::<14>();
+            h[..8].copy_from_slice(&hh.hdr[..8]);
+            h[6..].copy_from_slice(&hh.hdr[6..]);
+        }
+        _ => write_link_header(f.push(hlen), &hh.hdr),
     }
-    write_link_header(f.push(hlen), &hh.hdr);
 }
 
 /// Copies the first `h.len()` bytes of the cached link header `hdr` into
@@ -311,21 +166,325 @@ pub(crate) fn write_link_header(h: &mut [u8], hdr: &[u8; 14]) {
     }
 }
 
-/// Kernel: `ip_finish_output2()` and `neigh_output()`/`neigh_hh_output()`.
-/// Pushes the cached link header of the next hop and queues the frame on the
-/// device.
-pub fn finish_output2(stack: &Stack, dst: &Dst, pkt: PacketBuf) -> Result<(), SendError> {
-    let dev = &dst.dev;
-    stack.counters.inc(Mib::IpExtOutPkts);
-    stack.counters.add(Mib::IpExtOutOctets, pkt.len() as u64);
-    if dev.link() == LinkType::Ethernet {
-        let nexthop = dst.nexthop(daddr_of(&pkt));
-        return crate::neigh::neigh_output(stack, dev, nexthop, pkt);
+/// The IPv4 MIBs a batch counts, added to the stack's once when it ends.
+#[derive(Clone, Copy, Debug, Default)]
+struct OutCount {
+    /// `IpOutRequests`: datagrams that reached `ip_output`.
+    requests: u64,
+    /// `IpExtOutPkts`/`IpExtOutOctets`: frames and IP bytes that reached
+    /// `ip_finish_output2`.
+    pkts: u64,
+    octets: u64,
+    /// `IpFragOKs`, `IpFragCreates`, `IpFragFails`.
+    frag_oks: u64,
+    frag_creates: u64,
+    frag_fails: u64,
+    /// `IpOutDiscards`: datagrams `ip_send_skb` saw dropped for lack of
+    /// resources.
+    discards: u64,
+}
+
+impl OutCount {
+    /// Adds the counts to `stack`'s MIBs.
+    fn settle(&self, stack: &Stack) {
+        let c = &stack.counters;
+        c.add(Mib::IpOutRequests, self.requests);
+        c.add(Mib::IpExtOutPkts, self.pkts);
+        c.add(Mib::IpExtOutOctets, self.octets);
+        if self.frag_oks | self.frag_creates | self.frag_fails | self.discards != 0 {
+            c.add(Mib::IpFragOKs, self.frag_oks);
+            c.add(Mib::IpFragCreates, self.frag_creates);
+            c.add(Mib::IpFragFails, self.frag_fails);
+            c.add(Mib::IpOutDiscards, self.discards);
+        }
     }
-    match dev_queue_xmit(stack.xmit_ctx(), dev, pkt) {
-        Ok(_) => Ok(()),
-        Err(QueueXmitError::Dropped) => Err(SendError::NoBufs),
-        Err(QueueXmitError::NetDown) => Err(SendError::NetDown),
+}
+
+/// The IP output path for the datagrams of one flow sent by one call. See
+/// the module documentation.
+pub struct OutputBatch<'a> {
+    stack: &'a Stack,
+    dst: &'a Dst,
+    /// The next hop of the flow's destination (`rt_nexthop`).
+    nexthop: Ipv4Addr,
+    /// The next hop's cached link header when its neighbour was connected
+    /// as the batch began (an L3 device's: empty).
+    hh: Option<HhCache>,
+    /// The device's link header length (`hard_header_len`).
+    hlen: usize,
+    /// `ip_skb_dst_mtu` for the path (`[0]`) and for a datagram that uses
+    /// the device's MTU (`[1]`), read as the batch began.
+    mtus: [u32; 2],
+    /// The hooks at LOCAL_OUT and POST_ROUTING, read once (`None`: none).
+    local_out_hooks: Option<HookList<'a>>,
+    post_routing_hooks: Option<HookList<'a>>,
+    count: OutCount,
+    /// Where deferred transmit work is signalled (the NET_TX softirq).
+    notify: &'a Notify,
+    /// The device's transmit batch, begun with the first frame for it.
+    xmit: XmitBatch<'a>,
+}
+
+impl<'a> OutputBatch<'a> {
+    /// Starts a batch of datagrams to `daddr` through the route `dst`.
+    pub fn begin(stack: &'a Stack, dst: &'a Dst, daddr: Ipv4Addr) -> OutputBatch<'a> {
+        let dev = &*dst.dev;
+        let nexthop = dst.nexthop(daddr);
+        let hh = match dev.link() {
+            LinkType::L3 => Some(HhCache { hdr: [0; 14] }),
+            LinkType::Ethernet => stack.neigh.connected_hh(dev.ifindex(), nexthop),
+        };
+        let ctx = stack.xmit_ctx();
+        OutputBatch {
+            stack,
+            dst,
+            nexthop,
+            hh,
+            hlen: dev.link().header_len(),
+            mtus: [dst.mtu(), dev.mtu().min(crate::route::IP_MAX_MTU)],
+            local_out_hooks: stack.hooks.list(HookPoint::LocalOut),
+            post_routing_hooks: stack.hooks.list(HookPoint::PostRouting),
+            count: OutCount::default(),
+            notify: &stack.notify,
+            xmit: XmitBatch::new(ctx, dev),
+        }
+    }
+
+    /// The next hop's link header was cached as the batch began.
+    pub fn neighbour_connected(&self) -> bool {
+        self.hh.is_some()
+    }
+
+    /// Kernel: `ip_send_skb()`. [`OutputBatch::local_out`], and
+    /// `IpOutDiscards` for a datagram dropped for lack of resources.
+    #[inline(always)]
+    pub fn send_skb(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), SendError> {
+        let len = complete_header(&mut pkt);
+        let r = self.hooked_output(pkt, len, more);
+        if let Err(e) = &r {
+            self.count_discard(e);
+        }
+        self.bh_enable();
+        r
+    }
+
+    /// `ip_send_skb`'s `IpOutDiscards` for a datagram dropped for lack of
+    /// resources.
+    #[cold]
+    fn count_discard(&mut self, e: &SendError) {
+        if let SendError::NoBufs = e {
+            self.count.discards += 1;
+        }
+    }
+
+    /// `local_bh_enable()` after a datagram's `dev_queue_xmit`: deferred
+    /// transmit work pending (a queue a driver's refusal rescheduled) runs
+    /// now, as after each datagram of the kernel's `sendmmsg` — the
+    /// device's transmit batch ended first (it may hold the transmit lock;
+    /// the next frame begins a new one).
+    #[inline(always)]
+    fn bh_enable(&mut self) {
+        if self.notify.is_pending() {
+            self.run_deferred();
+        }
+    }
+
+    /// [`OutputBatch::bh_enable`] with work pending.
+    #[cold]
+    fn run_deferred(&mut self) {
+        self.xmit.end();
+        self.stack.poll_until_idle(10);
+    }
+
+    /// Kernel: `__ip_local_out()` and `ip_local_out()`. Completes the header
+    /// (`tot_len`, checksum), runs LOCAL_OUT, then `dst_output`. `more` says
+    /// another datagram of the batch follows at once.
+    #[inline]
+    pub fn local_out(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), SendError> {
+        let len = complete_header(&mut pkt);
+        let r = self.hooked_output(pkt, len, more);
+        self.bh_enable();
+        r
+    }
+
+    /// [`OutputBatch::local_out`] for a header the caller completed
+    /// (`IP_HDRINCL`): LOCAL_OUT, then `dst_output`.
+    #[inline]
+    pub fn local_out_complete(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), SendError> {
+        pkt.meta.protocol = 0x0800;
+        let len = pkt.len();
+        let r = self.hooked_output(pkt, len, more);
+        self.bh_enable();
+        r
+    }
+
+    /// LOCAL_OUT, then `dst_output` (`ip_output`). `len` is the datagram's
+    /// length (a hook that changes it says so by the packet).
+    #[inline(always)]
+    fn hooked_output(
+        &mut self,
+        mut pkt: PacketBuf,
+        mut len: usize,
+        more: bool,
+    ) -> Result<(), SendError> {
+        if let Some(h) = &self.local_out_hooks {
+            len = self.filter(h, HookPoint::LocalOut, &mut pkt)?;
+        }
+        self.output(pkt, len, more)
+    }
+
+    /// `nf_hook()` at `point`: the first DROP wins (`NETFILTER_DROP`,
+    /// `EPERM`); else the packet's length, which a hook may have changed.
+    #[cold]
+    fn filter(
+        &self,
+        h: &HookList<'_>,
+        point: HookPoint,
+        pkt: &mut PacketBuf,
+    ) -> Result<usize, SendError> {
+        if h.run(point, pkt, &self.dst.dev) == Verdict::Drop {
+            self.stack.counters.drop(DropReason::NetfilterDrop);
+            return Err(SendError::Perm);
+        }
+        Ok(pkt.len())
+    }
+
+    /// Kernel: `ip_output()`. Counts the datagram and runs POST_ROUTING unless
+    /// the packet was rerouted.
+    #[inline(always)]
+    fn output(&mut self, mut pkt: PacketBuf, mut len: usize, more: bool) -> Result<(), SendError> {
+        self.count.requests += 1;
+        if let (Some(h), false) = (&self.post_routing_hooks, pkt.meta.ip_flags.rerouted) {
+            len = self.filter(h, HookPoint::PostRouting, &mut pkt)?;
+        }
+        self.finish_output(pkt, len, more)
+    }
+
+    /// Kernel: `__ip_finish_output()`. Fragments what exceeds the MTU
+    /// (`ip_skb_dst_mtu`: the device's or the path's, read once for the
+    /// batch).
+    #[inline(always)]
+    fn finish_output(&mut self, pkt: PacketBuf, len: usize, more: bool) -> Result<(), SendError> {
+        if pkt.meta.gso_type != GsoType::None {
+            // ip_finish_output_gso: segments were sized for the MTU at send time.
+            return self.finish_output2(pkt, len, more);
+        }
+        let mut mtu = self.mtus[usize::from(pkt.meta.use_dev_mtu)];
+        let fms = u32::from(pkt.meta.frag_max_size);
+        if len as u32 > mtu || fms != 0 {
+            if fms != 0 && fms < mtu {
+                mtu = fms;
+            }
+            return self.fragment(pkt, mtu, more);
+        }
+        self.finish_output2(pkt, len, more)
+    }
+
+    /// Kernel: `ip_fragment()` and `ip_do_fragment()`'s loop. Refuses DF
+    /// datagrams (`EMSGSIZE`, `IpFragFails`), else sends each fragment as it
+    /// is made (the next one prepared before the previous goes down, as the
+    /// kernel's fast path does); a failed fragment fails the datagram and
+    /// frees the rest.
+    #[inline(never)]
+    fn fragment(&mut self, pkt: PacketBuf, mtu: u32, more: bool) -> Result<(), SendError> {
+        let df = Ipv4Packet::new_unchecked(pkt.network_header()).dont_frag();
+        let fms = u32::from(pkt.meta.frag_max_size);
+        if (df && !pkt.meta.ip_flags.ignore_df) || (fms != 0 && fms > mtu) {
+            return Err(self.frag_failed(SendError::MsgSize { mtu }));
+        }
+        let ll_rs = self.dst.dev.ll_reserved_space();
+        let mut frags = match Fragmenter::new(pkt, mtu, ll_rs, &self.stack.pool) {
+            Ok(f) => f,
+            Err(e) => return Err(self.frag_failed(e.into())),
+        };
+        let mut next = frags.next();
+        while let Some(f) = next.take() {
+            next = frags.next();
+            let len = f.len();
+            if let Err(e) = self.finish_output2(f, len, more || next.is_some()) {
+                // kfree_skb_list of the fragments not sent (fast path), or
+                // kfree_skb of the datagram (slow path).
+                let rest = frags.unsent(next.is_some());
+                self.stack.counters.drop_n(DropReason::NotSpecified, rest);
+                self.count.frag_fails += 1;
+                return Err(e);
+            }
+            self.count.frag_creates += 1;
+        }
+        self.count.frag_oks += 1;
+        Ok(())
+    }
+
+    /// A datagram that may not be fragmented: `IpFragFails`, `PKT_TOO_BIG`.
+    #[cold]
+    fn frag_failed(&mut self, e: SendError) -> SendError {
+        self.count.frag_fails += 1;
+        self.stack.counters.drop(DropReason::PktTooBig);
+        e
+    }
+
+    /// Kernel: `ip_finish_output2()` and `neigh_output()`/`neigh_hh_output()`.
+    /// Pushes the cached link header of the next hop and queues the frame on
+    /// the device; without one (or with `MSG_CONFIRM`), the neighbour layer
+    /// resolves.
+    #[inline(always)]
+    fn finish_output2(
+        &mut self,
+        mut pkt: PacketBuf,
+        len: usize,
+        more: bool,
+    ) -> Result<(), SendError> {
+        self.count.pkts += 1;
+        self.count.octets += len as u64;
+        match &self.hh {
+            Some(hh) if !pkt.meta.confirm_neigh => push_link_header(&mut pkt, hh, self.hlen),
+            _ => return self.resolve_output(pkt),
+        }
+        match self.xmit.xmit_sized(pkt, len + self.hlen, more) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(xmit_error(e)),
+        }
+    }
+
+    /// `neigh_output()` through resolution (or confirmation): the device's
+    /// transmit batch is ended first (resolution may transmit an ARP
+    /// request on the same queue).
+    #[cold]
+    fn resolve_output(&mut self, pkt: PacketBuf) -> Result<(), SendError> {
+        self.xmit.end();
+        crate::neigh::neigh_output(self.stack, &self.dst.dev, self.nexthop, pkt)
+    }
+
+    /// Ends the batch: the device's transmit batch ends (its bypass run
+    /// given up, or run on for frames others queued meanwhile), the MIBs
+    /// are added, and deferred transmit work that raised runs
+    /// (`local_bh_enable`).
+    pub fn finish(mut self) {
+        let closed = self.xmit.is_begun();
+        self.xmit.end();
+        self.count.settle(self.stack);
+        self.local_out_hooks = None;
+        self.post_routing_hooks = None;
+        if closed {
+            softirq_on_exit(self.stack);
+        }
+    }
+}
+
+/// `net_xmit_errno` of a device's refusal, out of the hot path.
+#[cold]
+fn xmit_error(e: crate::dev::queue::QueueXmitError) -> SendError {
+    SendError::from(e)
+}
+
+impl From<FragError> for SendError {
+    fn from(e: FragError) -> SendError {
+        match e {
+            FragError::NeedFrag { mtu } | FragError::MtuTooSmall { mtu, .. } => {
+                SendError::MsgSize { mtu }
+            }
+            FragError::Malformed => SendError::Inval("malformed IPv4 header"),
+        }
     }
 }
 
@@ -407,11 +566,7 @@ pub fn queue_xmit(
     skb.meta.priority = p.priority;
     skb.meta.mark = p.mark;
     skb.meta.dst = Some(dst);
-    let t = stack.time_scope();
-    let r = local_out(stack, skb);
-    drop(t);
-    softirq_on_exit(stack);
-    r
+    local_out(stack, skb)
 }
 
 /// The header `__ip_queue_xmit` pushes: DF from the PMTU mode, the ID,

@@ -16,11 +16,10 @@
 
 use std::collections::VecDeque;
 
-use crate::buf::GsoType;
 use crate::buf::PacketBuf;
 use crate::dev::queue::XmitCtx;
-use crate::dev::xmit::{drop_frame, finish_frame, hard_start_xmit, validate_xmit, xmit_one};
-use crate::dev::{NetDevice, QdiscSlot, TxQueue, TxStatus};
+use crate::dev::xmit::{drop_frame, hard_start_xmit, validate_xmit};
+use crate::dev::{NetDevice, QdiscSlot, TxQueue};
 use crate::sched::{Dequeued, ToFree};
 
 /// Packets one qdisc run may send before yielding (`dev_tx_weight`, 64).
@@ -31,53 +30,6 @@ pub(crate) fn free_dropped(ctx: XmitCtx<'_>, dev: &NetDevice, to_free: &mut ToFr
     for (pkt, reason) in to_free.drain() {
         drop_frame(ctx, dev, pkt, reason);
     }
-}
-
-/// The bypass of `__dev_xmit_skb`: the caller owns the run, already counted
-/// the packet as sent by the qdisc and took the slot's frame buffer. Sends the
-/// packet; then, under one lock, gives the buffer back and either ends the run
-/// (nothing queued meanwhile, or the queue stopped: its wake-up reschedules it)
-/// or goes on running for packets others queued meanwhile.
-pub(crate) fn bypass(
-    ctx: XmitCtx<'_>,
-    dev: &NetDevice,
-    txq: &TxQueue,
-    pkt: PacketBuf,
-    mut frames: VecDeque<PacketBuf>,
-) {
-    let all_sent = if pkt.meta.gso_type == GsoType::None {
-        let mut pkt = pkt;
-        finish_frame(&mut pkt, dev.features());
-        xmit_single(ctx, dev, txq, pkt, &mut frames)
-    } else {
-        validate_xmit(ctx, dev, pkt, &mut frames);
-        direct_xmit(ctx, dev, txq, &mut frames)
-    };
-    let mut slot = txq.q.lock();
-    if !frames.is_empty() {
-        requeue(&mut slot, &mut frames);
-        txq.ctl().schedule();
-    }
-    slot.batch = frames;
-    end_bypass(ctx, dev, txq, slot, all_sent);
-}
-
-/// The bypass for a train of frames: validated into the slot's frame buffer
-/// and handed to the driver in one pass with `xmit_more`.
-pub(crate) fn bypass_list(
-    ctx: XmitCtx<'_>,
-    dev: &NetDevice,
-    txq: &TxQueue,
-    train: &mut VecDeque<PacketBuf>,
-    mut frames: VecDeque<PacketBuf>,
-) {
-    while let Some(p) = train.pop_front() {
-        validate_xmit(ctx, dev, p, &mut frames);
-    }
-    let all_sent = direct_xmit(ctx, dev, txq, &mut frames);
-    let mut slot = txq.q.lock();
-    slot.batch = frames;
-    end_bypass(ctx, dev, txq, slot, all_sent);
 }
 
 /// The end of a bypass (`qdisc_run_end` or going on with `__qdisc_run`):
@@ -97,29 +49,6 @@ pub(crate) fn end_bypass(
     } else {
         slot.running = false;
     }
-}
-
-/// One frame to the driver with `more` clear — the common bypass case, without
-/// the batch list. A refused frame is left in `frames` for requeueing.
-fn xmit_single(
-    ctx: XmitCtx<'_>,
-    dev: &NetDevice,
-    txq: &TxQueue,
-    pkt: PacketBuf,
-    frames: &mut VecDeque<PacketBuf>,
-) -> bool {
-    if txq.ctl().is_stopped() {
-        frames.push_back(pkt);
-        return false;
-    }
-    let st = xmit_one(ctx, dev, &mut **txq.driver.lock(), pkt, false);
-    if let TxStatus::Busy(p) = st {
-        // Requeued and rescheduled by the caller; the queue's state is the
-        // driver's (see `hard_start_xmit`).
-        frames.push_back(p);
-        return false;
-    }
-    !txq.ctl().is_stopped()
 }
 
 /// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames` through

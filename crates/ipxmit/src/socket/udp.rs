@@ -22,9 +22,10 @@ use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
+use crate::wire::udp::{UdpPacket, CSUM_MANGLED_0};
 
 mod batch;
-mod frags;
+mod build;
 pub use batch::{BatchMsg, BATCH_MAX};
 
 /// UDP header length.
@@ -47,17 +48,14 @@ pub struct UdpSocket {
     cork_dport: u16,
     /// Data lent for a zero-copy send in progress.
     zc_src: Option<bytes::Bytes>,
-    /// The fragments of a datagram made in one pass (kept for their
-    /// capacity: no allocation per datagram).
-    frags: Vec<PacketBuf>,
     /// The datagrams of a `send_batch` run (kept for their capacity).
-    units: Vec<frags::Unit>,
+    plan: Vec<build::Datagram>,
     /// The last corked or fragmenting datagram a `send_batch` run planned,
-    /// by its pieces' lengths, kept from call to call while the flow's
-    /// [`frags::MemoKey`] stays the same. Lent to a run's flow while it
+    /// by its pieces' lengths, kept from call to call while the run's
+    /// [`build::PlanKey`] stays the same. Lent to a run's cork while it
     /// plans (no cell here: the socket stays `Sync`); boxed, a few hundred
     /// bytes the socket need not carry inline.
-    unit_memo: Option<Box<frags::UnitMemo>>,
+    plan_memo: Option<Box<build::PlanMemo>>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -91,9 +89,8 @@ impl UdpSocket {
             pending: false,
             cork_dport: 0,
             zc_src: None,
-            frags: Vec::new(),
-            units: Vec::new(),
-            unit_memo: None,
+            plan: Vec::new(),
+            plan_memo: None,
         }
     }
 
@@ -121,15 +118,12 @@ impl UdpSocket {
         flags: MsgFlags,
     ) -> Result<usize, SendError> {
         let r = self.sendmsg_inner(buf, dest, flags);
-        self.count_sndbuf_error(&r);
-        r.map(|()| buf.len())
-    }
-
-    /// `udp_sendmsg`'s last step: `UdpSndbufErrors` for `ENOBUFS`/`EAGAIN`.
-    fn count_sndbuf_error(&self, r: &Result<(), SendError>) {
-        if let Err(SendError::NoBufs | SendError::Again) = r {
-            self.inet.stack.counters.inc(Mib::UdpSndbufErrors);
+        if let Err(e) = &r {
+            let mut count = UdpCount::default();
+            count.sendmsg_failed(e);
+            count.settle(&self.inet.stack);
         }
+        r.map(|()| buf.len())
     }
 
     fn sendmsg_inner(
@@ -316,24 +310,10 @@ impl UdpSocket {
             write_check(&mut skb, th, c.finish());
         }
         let r = send_skb(&self.inet.stack, skb);
-        self.udp_sent(r)
-    }
-
-    /// The end of `udp_send_skb`: `UdpOutDatagrams` for a datagram sent; a
-    /// drop for lack of buffers is an error only with `IP_RECVERR` (else it
-    /// is counted in `UdpSndbufErrors` and the send succeeds).
-    fn udp_sent(&self, r: Result<(), SendError>) -> Result<(), SendError> {
-        match r {
-            Err(SendError::NoBufs) if !self.inet.opts.recverr => {
-                self.inet.stack.counters.inc(Mib::UdpSndbufErrors);
-                Ok(())
-            }
-            Err(e) => Err(e),
-            Ok(()) => {
-                self.inet.stack.counters.inc(Mib::UdpOutDatagrams);
-                Ok(())
-            }
-        }
+        let mut count = UdpCount::default();
+        let r = count.sent(self.inet.opts.recverr, r);
+        count.settle(&self.inet.stack);
+        r
     }
 
     /// The GSO checks of `udp_send_skb` and the GSO marks. A segment (or the
@@ -367,6 +347,64 @@ impl UdpSocket {
     }
 }
 
+/// The UDP MIBs of one call, added to the stack's once: the one place
+/// `UdpOutDatagrams` and `UdpSndbufErrors` are counted, for `sendmsg` and
+/// `send_batch` alike.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct UdpCount {
+    out_datagrams: u64,
+    sndbuf_errors: u64,
+}
+
+impl UdpCount {
+    /// A datagram sent: `UdpOutDatagrams`.
+    #[inline(always)]
+    pub(super) fn sent_one(&mut self) {
+        self.out_datagrams += 1;
+    }
+
+    /// The end of `udp_send_skb` for a datagram's outcome `r`:
+    /// `UdpOutDatagrams` for one sent; a drop for lack of buffers is an
+    /// error only with `IP_RECVERR` (else it is counted in
+    /// `UdpSndbufErrors` and the send succeeds).
+    #[inline(always)]
+    pub(super) fn sent(
+        &mut self,
+        recverr: bool,
+        r: Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        match r {
+            Ok(()) => {
+                self.out_datagrams += 1;
+                Ok(())
+            }
+            Err(SendError::NoBufs) if !recverr => {
+                self.sndbuf_errors += 1;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `udp_sendmsg`'s last step for a send that failed with `e`:
+    /// `UdpSndbufErrors` for `ENOBUFS`/`EAGAIN`.
+    pub(super) fn sendmsg_failed(&mut self, e: &SendError) {
+        if let SendError::NoBufs | SendError::Again = e {
+            self.sndbuf_errors += 1;
+        }
+    }
+
+    /// Adds the counts to `stack`'s MIBs.
+    pub(super) fn settle(&self, stack: &Stack) {
+        if self.out_datagrams != 0 {
+            stack.counters.add(Mib::UdpOutDatagrams, self.out_datagrams);
+        }
+        if self.sndbuf_errors != 0 {
+            stack.counters.add(Mib::UdpSndbufErrors, self.sndbuf_errors);
+        }
+    }
+}
+
 /// What `udp_send_skb` reads of the cork for GSO: the segment size and the
 /// fragment size (`cork->gso_size`, `cork->fragsize`), both fixed when the
 /// cork opened.
@@ -389,11 +427,11 @@ fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
 /// The UDP header `udp_send_skb` writes at `th`: ports, length, zero checksum.
 #[inline]
 fn write_udp_header(skb: &mut PacketBuf, th: usize, sport: u16, dport: u16, len: usize) {
-    let uh = &mut skb.from_offset_mut(th)[..UDP_HLEN];
-    uh[0..2].copy_from_slice(&sport.to_be_bytes());
-    uh[2..4].copy_from_slice(&dport.to_be_bytes());
-    uh[4..6].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
-    uh[6..8].copy_from_slice(&[0, 0]);
+    let mut uh = UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN]);
+    uh.set_src_port(sport);
+    uh.set_dst_port(dport);
+    uh.set_len(len.min(0xffff) as u16);
+    uh.set_checksum(0);
 }
 
 /// Kernel: `udp_csum()`. Header sum plus the payload sums of every buffer.
@@ -405,11 +443,11 @@ fn udp_csum(skb: &PacketBuf, th: usize) -> Csum {
     c
 }
 
-fn write_check(skb: &mut PacketBuf, th: usize, mut check: u16) {
-    if check == 0 {
-        check = 0xffff;
-    }
-    skb.from_offset_mut(th)[6..8].copy_from_slice(&check.to_be_bytes());
+/// Stores a computed UDP checksum, 0 sent as `CSUM_MANGLED_0`.
+#[inline]
+fn write_check(skb: &mut PacketBuf, th: usize, check: u16) {
+    let check = if check == 0 { CSUM_MANGLED_0 } else { check };
+    UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN]).set_checksum(check);
 }
 
 /// Kernel: `udp4_hwcsum()`. One buffer: leave the sum to the device with the
@@ -427,7 +465,8 @@ fn hwcsum_pseudo(skb: &mut PacketBuf, pseudo: Csum) {
             start: th as u16,
             offset: 6,
         };
-        skb.from_offset_mut(th)[6..8].copy_from_slice(&pseudo.fold().to_be_bytes());
+        UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN])
+            .set_checksum(pseudo.fold());
         return;
     }
     let mut c = Csum::ZERO;

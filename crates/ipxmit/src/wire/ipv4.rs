@@ -220,6 +220,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         get_u16(self.buffer.as_ref(), field::FLG_OFF)
     }
 
+    /// The flags-and-offset word as it is on the wire: [`FLAG_DF`],
+    /// [`FLAG_MF`] and the offset in 8-byte units ([`OFFSET_MASK`]).
+    #[inline]
+    pub fn frag_word(&self) -> u16 {
+        self.flags_offset()
+    }
+
     /// The Don't Fragment flag.
     pub fn dont_frag(&self) -> bool {
         self.flags_offset() & FLAG_DF != 0
@@ -334,6 +341,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     fn set_flags_offset(&mut self, v: u16) {
         put_u16(self.buffer.as_mut(), field::FLG_OFF, v);
+    }
+
+    /// Sets the flags-and-offset word as it goes on the wire: [`FLAG_DF`],
+    /// [`FLAG_MF`] and the offset in 8-byte units ([`OFFSET_MASK`]), in one
+    /// store (`iph->frag_off = htons(...)`).
+    #[inline]
+    pub fn set_frag_word(&mut self, word: u16) {
+        self.set_flags_offset(word);
     }
 
     /// Sets or clears Don't Fragment.
@@ -555,30 +570,32 @@ pub fn emit_header(buf: &mut [u8], repr: &Ipv4Repr, options: &[u8]) {
 /// Kernel: `ip_send_check()`, include/net/ip.h. Recomputes the header
 /// checksum of the IPv4 header at the start of `h` (its IHL gives the
 /// length); the hot-path form of [`Ipv4Packet::fill_checksum`] on raw bytes.
-#[inline]
+#[inline(always)]
 pub fn send_check(h: &mut [u8]) {
-    let hlen = ((h[0] & 0x0f) as usize) * 4;
+    let hlen = usize::from(h[field::VER_IHL] & 0x0f) * 4;
     put_u16(h, field::CHECKSUM, 0);
-    let c = if hlen == 20 {
-        fast_csum20(h[..20].try_into().expect("20 bytes"))
-    } else {
-        Csum::of(&h[..hlen]).finish()
+    let c = match <&[u8; HEADER_LEN]>::try_from(&h[..HEADER_LEN]) {
+        Ok(w) if hlen == HEADER_LEN => fast_csum20(w),
+        _ => Csum::of(&h[..hlen]).finish(),
     };
     put_u16(h, field::CHECKSUM, c);
 }
 
-/// `ip_fast_csum` for an option-less header: five 32-bit words, folded.
-#[inline]
-fn fast_csum20(h: &[u8; 20]) -> u16 {
-    let mut sum = 0u64;
-    for w in h.chunks_exact(4) {
-        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
+/// `ip_fast_csum()` for an option-less header: its five 32-bit words
+/// summed as they lie in memory (a ones' complement sum does not depend on
+/// the byte order its words are read in, only its result is swapped),
+/// folded to 16 bits and complemented, returned as the number whose
+/// big-endian bytes go on the wire.
+#[inline(always)]
+fn fast_csum20(h: &[u8; HEADER_LEN]) -> u16 {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let sum = w(0) + w(4) + w(8) + w(12) + w(16);
+    // 64 -> 32 -> 16 bits, each fold adding its carry back (end-around).
+    let (s32, c) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    let s32 = s32.wrapping_add(u32::from(c));
+    let (s16, c) = (s32 as u16).overflowing_add((s32 >> 16) as u16);
+    let s16 = s16.wrapping_add(u16::from(c));
+    u16::from_be(!s16)
 }
 
 #[cfg(test)]

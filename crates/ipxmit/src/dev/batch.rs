@@ -1,0 +1,464 @@
+//! `dev_queue_xmit` for a batch: the frames of one flow, in order, through
+//! one transmit queue.
+//!
+//! Stands for `__dev_queue_xmit` and `__dev_xmit_skb` (`net/core/dev.c`): the
+//! `q->enqueue == NULL` branch of a queueless device, the bypass of an empty
+//! qdisc (`TCQ_F_CAN_BYPASS`, `qdisc_run_begin`, `sch_direct_xmit`), and
+//! enqueue followed by `qdisc_run`. Each frame is handled as the kernel
+//! handles one call, in order; what is the same for every frame of a batch
+//! is done once: the queue choice (`netdev_pick_tx`, by the flow's hash),
+//! the device state and the qdisc decision, the clock reading, the transmit
+//! lock (`HARD_TX_LOCK`) held across the frames that go straight to the
+//! driver — `xmit_more` set while the caller says another frame follows, so
+//! a driver writes them with one syscall — and the device's and qdisc's
+//! counters, added once when the batch ends. [`queue_xmit`] of one frame is a
+//! batch of one: there is no other way to the driver.
+//!
+//! The three ways, as the kernel takes them per frame:
+//!
+//! * **noqueue**: straight to the driver. A stopped queue or a driver that
+//!   refuses drops the frame (`tx_dropped`, `ENETDOWN`).
+//! * **bypass**: the qdisc is empty, may be bypassed and nobody runs it, so
+//!   the batch owns its run and hands frames to the driver, each counted as
+//!   sent by the qdisc. A frame the queue cannot take (stopped) or the driver
+//!   refuses is requeued (`dev_requeue_skb`, which reschedules the queue) and
+//!   the run given up; the qdisc is no longer empty, so the frames after it
+//!   are enqueued.
+//! * **enqueue**: each frame is enqueued under the qdisc lock and the queue
+//!   is run when nobody runs it (`qdisc_run`, whose dequeues are bulk:
+//!   quota-sized batches handed to the driver with `xmit_more`). The verdict
+//!   of every enqueue is the frame's own (a qdisc drop is `ENOBUFS`), known
+//!   before the next frame comes, so a caller that must stop at an error
+//!   (`sendmmsg` under `IP_RECVERR`) stops where one-by-one sends would;
+//!   and since the queue is run after each enqueue as one by one, drops,
+//!   requeues and overlimits come out the same.
+//!
+//! While the batch owns a bypass run, frames other threads enqueue wait for
+//! its end (then the run goes on for them), as they would behind one long
+//! `sch_direct_xmit`. The caller must not send on the same transmit queue
+//! from inside a batch (a filter hook that transmits, neighbour resolution):
+//! the transmit lock is held; finish the batch first.
+
+use std::collections::VecDeque;
+
+use parking_lot::MutexGuard;
+
+use crate::buf::{GsoType, PacketBuf};
+use crate::dev::queue::{queue_index, QueueXmitError, XmitCtx};
+use crate::dev::xmit::{drop_frame, finish_frame, validate_xmit, xmit_one, TxCount};
+use crate::dev::{Driver, NetDevice, TxQueue, TxQueueCtl, TxStatus};
+use crate::offload::Features;
+use crate::sched::run::{self, end_bypass, requeue};
+use crate::sched::NetXmit;
+use crate::stats::DropReason;
+
+/// How the batch's frames reach the driver (the branches of
+/// `__dev_queue_xmit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// Not begun: the first frame begins the batch.
+    Idle,
+    /// The device is down: every frame is dropped (`ENETDOWN`).
+    Down,
+    /// A queueless device: straight to the driver.
+    NoQueue,
+    /// An empty qdisc bypassed, its run owned by the batch.
+    Bypass,
+    /// Enqueue, then run the queue if nobody does.
+    Enqueue,
+}
+
+/// A batch of frames on their way through one transmit queue. See the
+/// module documentation.
+pub struct XmitBatch<'a> {
+    ctx: XmitCtx<'a>,
+    dev: &'a NetDevice,
+    txq: &'a TxQueue,
+    /// The queue's flow control (stopped by its driver).
+    ctl: &'a TxQueueCtl,
+    /// `queue_mapping` of the frames: the queue's index + 1.
+    mapping: u16,
+    feats: Features,
+    /// The device cannot finish a checksum (`skb_checksum_help` is due
+    /// for a `CHECKSUM_PARTIAL` frame) or take page fragments
+    /// (`skb_linearize`): `validate_xmit_skb`'s two questions, asked of
+    /// the device once.
+    csum_help: bool,
+    linearize: bool,
+    path: Path,
+    /// The transmit lock, held while frames go straight to the driver.
+    driver: Option<MutexGuard<'a, Box<dyn Driver>>>,
+    /// The last frame given to the driver went with `xmit_more`: a flush is
+    /// owed if no frame follows.
+    owed_flush: bool,
+    /// Frames and bytes the driver took.
+    tx: TxCount,
+    /// Frames and bytes that bypassed the qdisc (its "sent" count).
+    bypassed: TxCount,
+    /// Segments of a GSO frame, or frames to requeue: the queue's reusable
+    /// frame buffer, taken from its slot when first needed.
+    frames: Option<VecDeque<PacketBuf>>,
+}
+
+impl<'a> XmitBatch<'a> {
+    /// A batch on `dev`, begun by its first frame ([`XmitBatch::xmit`]).
+    pub fn new(ctx: XmitCtx<'a>, dev: &'a NetDevice) -> Self {
+        let txq = &dev.queues()[0];
+        XmitBatch {
+            ctx,
+            dev,
+            txq,
+            ctl: txq.ctl(),
+            mapping: 1,
+            feats: dev.features(),
+            csum_help: false,
+            linearize: false,
+            path: Path::Idle,
+            driver: None,
+            owed_flush: false,
+            tx: TxCount::default(),
+            bypassed: TxCount::default(),
+            frames: None,
+        }
+    }
+
+    /// Begins the batch for frames whose `queue_mapping` (+1, 0 unset) and
+    /// flow hash are these (`netdev_pick_tx`): reads the device state and
+    /// the qdisc once, claims the queue's run for a bypass, and takes the
+    /// transmit lock when frames will go straight to the driver.
+    fn begin(&mut self, queue_mapping: u16, hash: u32) {
+        let dev = self.dev;
+        let idx = queue_index(dev.queues().len(), queue_mapping, hash);
+        let txq = &dev.queues()[idx];
+        (self.txq, self.ctl, self.mapping) = (txq, txq.ctl(), idx as u16 + 1);
+        self.feats = dev.features();
+        self.csum_help = !self.feats.can_csum();
+        self.linearize = !self.feats.contains(Features::SG);
+        if !dev.is_up() {
+            self.path = Path::Down;
+            return;
+        }
+        let mut slot = txq.q.lock();
+        self.path = if slot.qdisc.is_noqueue() {
+            Path::NoQueue
+        } else if slot.can_bypass_now() {
+            slot.running = true;
+            Path::Bypass
+        } else {
+            Path::Enqueue
+        };
+        drop(slot);
+        if self.path != Path::Enqueue {
+            self.driver = Some(txq.driver.lock());
+        }
+    }
+
+    /// The transmit queue the batch goes through.
+    pub fn txq(&self) -> &'a TxQueue {
+        self.txq
+    }
+
+    /// The batch holds no lock (its frames are enqueued, or dropped): the
+    /// caller may run deferred transmit work between two frames.
+    #[inline]
+    pub fn holds_no_lock(&self) -> bool {
+        self.driver.is_none()
+    }
+
+    /// True once the first frame began the batch (and until it ends).
+    #[inline]
+    pub fn is_begun(&self) -> bool {
+        self.path != Path::Idle
+    }
+
+    /// Kernel: `__dev_queue_xmit()` for one frame (link header in place).
+    /// `more` says another frame of the batch follows at once (the driver's
+    /// `xmit_more`). The frame is consumed either way; an error is the one
+    /// `dev_queue_xmit` returns for it.
+    #[inline(always)]
+    pub fn xmit(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), QueueXmitError> {
+        // IFF_XMIT_DST_RELEASE: nothing below needs the route.
+        pkt.meta.dst = None;
+        let len = pkt.len();
+        self.xmit_sized(pkt, len, more)
+    }
+
+    /// [`XmitBatch::xmit`] of a frame of `len` bytes that carries no route
+    /// (its output batch took it).
+    #[inline(always)]
+    pub fn xmit_sized(
+        &mut self,
+        mut pkt: PacketBuf,
+        len: usize,
+        more: bool,
+    ) -> Result<(), QueueXmitError> {
+        debug_assert!(pkt.meta.dst.is_none() && pkt.len() == len);
+        match self.path {
+            Path::Bypass => {
+                pkt.meta.queue_mapping = self.mapping;
+                self.bypass(pkt, len, more);
+                Ok(())
+            }
+            Path::NoQueue => {
+                pkt.meta.queue_mapping = self.mapping;
+                self.noqueue(pkt, len, more)
+            }
+            _ => self.xmit_other(pkt, more),
+        }
+    }
+
+    /// [`XmitBatch::xmit`] for a batch not begun, enqueueing or on a device
+    /// that is down.
+    #[inline(never)]
+    fn xmit_other(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), QueueXmitError> {
+        if self.path == Path::Idle {
+            self.begin(pkt.meta.queue_mapping, pkt.meta.hash);
+            if matches!(self.path, Path::Bypass | Path::NoQueue) {
+                let len = pkt.len();
+                return self.xmit_sized(pkt, len, more);
+            }
+        }
+        pkt.meta.queue_mapping = self.mapping;
+        match self.path {
+            Path::Down => {
+                drop_frame(self.ctx, self.dev, pkt, DropReason::DevReady);
+                Err(QueueXmitError::NetDown)
+            }
+            _ => self.enqueue(pkt),
+        }
+    }
+
+    /// The queueless branch: validate and hand to the driver; a stopped
+    /// queue or a refusal drops the frame (and the rest of its segments).
+    #[inline(always)]
+    fn noqueue(
+        &mut self,
+        mut pkt: PacketBuf,
+        len: usize,
+        more: bool,
+    ) -> Result<(), QueueXmitError> {
+        if self.ctl.is_stopped() {
+            self.flush_owed();
+            drop_frame(self.ctx, self.dev, pkt, DropReason::DevReady);
+            return Err(QueueXmitError::NetDown);
+        }
+        if pkt.meta.gso_type != GsoType::None {
+            return self.noqueue_segments(pkt, more);
+        }
+        self.finish_frame(&mut pkt);
+        match self.direct(pkt, len, more) {
+            Ok(()) => Ok(()),
+            Err(p) => {
+                drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
+                Err(QueueXmitError::NetDown)
+            }
+        }
+    }
+
+    /// [`XmitBatch::noqueue`] for a GSO frame: segmented in software when
+    /// the device cannot, each segment to the driver.
+    #[cold]
+    fn noqueue_segments(&mut self, pkt: PacketBuf, more: bool) -> Result<(), QueueXmitError> {
+        let mut frames = self.take_frames();
+        validate_xmit(self.ctx, self.dev, pkt, &mut frames);
+        let mut r = Ok(());
+        while let Some(p) = frames.pop_front() {
+            if r.is_err() {
+                drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
+                continue;
+            }
+            let next = more || !frames.is_empty();
+            let len = p.len();
+            if let Err(p) = self.direct(p, len, next) {
+                drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
+                r = Err(QueueXmitError::NetDown);
+            }
+        }
+        self.frames = Some(frames);
+        r
+    }
+
+    /// The bypass (`qdisc_bstats_update`, `sch_direct_xmit`): the frame is
+    /// counted as sent by the qdisc and given to the driver; one the queue
+    /// cannot take now is requeued, and the batch enqueues from then on.
+    #[inline(always)]
+    fn bypass(&mut self, mut pkt: PacketBuf, len: usize, more: bool) {
+        self.bypassed.add(len);
+        if pkt.meta.gso_type != GsoType::None {
+            return self.bypass_segments(pkt, more);
+        }
+        self.finish_frame(&mut pkt);
+        if self.ctl.is_stopped() {
+            return self.give_up_bypass(Some(pkt));
+        }
+        if let Err(p) = self.direct(pkt, len, more) {
+            self.give_up_bypass(Some(p));
+        }
+    }
+
+    /// [`XmitBatch::bypass`] for a GSO frame: its segments go in order; the
+    /// first the queue cannot take is requeued with those after it.
+    #[cold]
+    fn bypass_segments(&mut self, pkt: PacketBuf, more: bool) {
+        let mut frames = self.take_frames();
+        validate_xmit(self.ctx, self.dev, pkt, &mut frames);
+        while let Some(p) = frames.pop_front() {
+            let next = more || !frames.is_empty();
+            let refused = if self.ctl.is_stopped() {
+                Some(p)
+            } else {
+                let len = p.len();
+                self.direct(p, len, next).err()
+            };
+            if let Some(p) = refused {
+                frames.push_front(p);
+                self.frames = Some(frames);
+                return self.give_up_bypass(None);
+            }
+        }
+        self.frames = Some(frames);
+    }
+
+    /// `validate_xmit_skb` for a frame that is not a GSO packet: checksum
+    /// help and linearizing, when the device needs them.
+    #[inline(always)]
+    fn finish_frame(&self, pkt: &mut PacketBuf) {
+        if self.csum_help | self.linearize {
+            finish_frame(pkt, self.feats);
+        }
+    }
+
+    /// Hands one validated frame to the driver (`xmit_one`) under the held
+    /// transmit lock; gives back a frame the driver refused (after flushing
+    /// what it held back).
+    #[inline(always)]
+    fn direct(&mut self, pkt: PacketBuf, len: usize, more: bool) -> Result<(), PacketBuf> {
+        let Some(driver) = self.driver.as_mut() else {
+            return Err(pkt);
+        };
+        match xmit_one(
+            &self.ctx,
+            self.dev,
+            &mut ***driver,
+            (pkt, len),
+            more,
+            &mut self.tx,
+        ) {
+            TxStatus::Ok | TxStatus::Error => {
+                self.owed_flush = more;
+                Ok(())
+            }
+            TxStatus::Busy(p) => {
+                driver.flush();
+                self.owed_flush = false;
+                Err(p)
+            }
+        }
+    }
+
+    /// The end of a bypass run cut short: `refused` (or the frames held,
+    /// the refused first) requeued, the queue rescheduled, the run given up
+    /// (`qdisc_run_end`); the batch enqueues from now on.
+    #[cold]
+    fn give_up_bypass(&mut self, refused: Option<PacketBuf>) {
+        self.flush_owed();
+        self.driver = None;
+        let mut frames = self.take_frames();
+        if let Some(p) = refused {
+            frames.push_front(p);
+        }
+        let mut slot = self.txq.q.lock();
+        let st = slot.qdisc.stats_mut();
+        st.packets += self.bypassed.packets;
+        st.bytes += self.bypassed.bytes;
+        self.bypassed = TxCount::default();
+        requeue(&mut slot, &mut frames);
+        self.txq.ctl().schedule();
+        slot.running = false;
+        slot.batch = frames;
+        self.path = Path::Enqueue;
+    }
+
+    /// Enqueue and `qdisc_run` (`__dev_xmit_skb` when the qdisc is not
+    /// bypassed): the qdisc's verdict is the frame's.
+    #[inline(never)]
+    fn enqueue(&mut self, pkt: PacketBuf) -> Result<(), QueueXmitError> {
+        let (ctx, dev, txq) = (self.ctx, self.dev, self.txq);
+        let mut slot = txq.q.lock();
+        let s = &mut *slot;
+        let rc = s.qdisc.enqueue(pkt, ctx.now, &mut s.to_free);
+        run::free_dropped(ctx, dev, &mut s.to_free);
+        let start = !s.running;
+        s.running = true;
+        drop(slot);
+        if start {
+            run::run(ctx, dev, txq);
+        }
+        match rc {
+            NetXmit::Drop => Err(QueueXmitError::Dropped),
+            NetXmit::Success | NetXmit::Congested => Ok(()),
+        }
+    }
+
+    /// The queue's reusable frame buffer (taken from its slot once).
+    fn take_frames(&mut self) -> VecDeque<PacketBuf> {
+        match self.frames.take() {
+            Some(f) => f,
+            None => std::mem::take(&mut self.txq.q.lock().batch),
+        }
+    }
+
+    /// Flushes the driver when the last frame went with `xmit_more`.
+    #[inline]
+    fn flush_owed(&mut self) {
+        if std::mem::take(&mut self.owed_flush) {
+            if let Some(d) = self.driver.as_mut() {
+                d.flush();
+            }
+        }
+    }
+
+    /// Ends the batch: the driver flushed if owed and the transmit lock
+    /// released, the device's counters added, and for a bypass the qdisc's
+    /// "sent" and the end of its run (`qdisc_run_end`, or running on for
+    /// frames others queued meanwhile). The next frame begins it anew.
+    pub fn end(&mut self) {
+        self.flush_owed();
+        self.driver = None;
+        self.tx.settle(self.dev);
+        let frames = self.frames.take();
+        let path = std::mem::replace(&mut self.path, Path::Idle);
+        if path != Path::Bypass {
+            if let Some(f) = frames {
+                self.txq.q.lock().batch = f;
+            }
+            return;
+        }
+        let mut slot = self.txq.q.lock();
+        let st = slot.qdisc.stats_mut();
+        st.packets += self.bypassed.packets;
+        st.bytes += self.bypassed.bytes;
+        if let Some(f) = frames {
+            slot.batch = f;
+        }
+        let all_sent = !self.ctl.is_stopped();
+        end_bypass(self.ctx, self.dev, self.txq, slot, all_sent);
+    }
+}
+
+impl Drop for XmitBatch<'_> {
+    fn drop(&mut self) {
+        if self.path != Path::Idle {
+            self.end();
+        }
+    }
+}
+
+/// Kernel: `__dev_queue_xmit()`, net/core/dev.c. Transmits `pkt` (its link
+/// header already in place) on `dev`: a batch of one.
+pub fn queue_xmit(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf) -> Result<(), QueueXmitError> {
+    let mut b = XmitBatch::new(ctx, dev);
+    let r = b.xmit(pkt, false);
+    b.end();
+    r
+}
