@@ -236,6 +236,53 @@ pub struct Meta {
     pub confirm_neigh: bool,
 }
 
+/// What a fragment takes from its datagram — `ip_copy_metadata()`, and
+/// `IPCB(to)->flags = IPCB(from)->flags`: the protocol, priority, mark,
+/// flow hash, IP control-block flags and a pending neighbour
+/// confirmation, and the datagram's payload sum. The route, the zero-copy
+/// token, the checksum state and the header offsets are the fragment's
+/// own; so are its queue (the device layer sets it) and its GSO fields (a
+/// fragmented datagram is not a GSO packet).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FragMeta {
+    protocol: u16,
+    priority: u32,
+    mark: u32,
+    hash: u32,
+    csum: Csum,
+    ip_flags: IpCbFlags,
+    confirm_neigh: bool,
+}
+
+impl Meta {
+    /// What a fragment of this datagram takes from it.
+    #[inline(always)]
+    pub fn frag_meta(&self) -> FragMeta {
+        FragMeta {
+            protocol: self.protocol,
+            priority: self.priority,
+            mark: self.mark,
+            hash: self.hash,
+            csum: self.csum,
+            ip_flags: self.ip_flags,
+            confirm_neigh: self.confirm_neigh,
+        }
+    }
+
+    /// Kernel: `ip_copy_metadata()`: takes `m` (field by field: no
+    /// reference counts touched, nothing dropped).
+    #[inline(always)]
+    pub fn set_frag_meta(&mut self, m: &FragMeta) {
+        self.protocol = m.protocol;
+        self.priority = m.priority;
+        self.mark = m.mark;
+        self.hash = m.hash;
+        self.csum = m.csum;
+        self.ip_flags = m.ip_flags;
+        self.confirm_neigh = m.confirm_neigh;
+    }
+}
+
 /// A socket's send budget: bytes charged by its buffers (`sk_wmem_alloc`) against
 /// `SO_SNDBUF`.
 ///
@@ -617,9 +664,18 @@ impl BufPool {
         BufInner::boxed(class.map_or(size, |i| CLASSES[i]))
     }
 
-    /// Keeps an emptied chain vector for [`BufInner::chain_push`] to reuse.
+    /// Keeps an emptied chain vector for [`BufInner::chain_push`] to reuse:
+    /// this thread's spare first (no shared memory touched), else the pool's.
+    #[inline]
     pub fn put_chain(&self, mut v: Vec<PacketBuf>) {
         v.clear();
+        if v.capacity() == 0 {
+            return;
+        }
+        let v = match SPARE_CHAIN.try_with(|c| c.replace(v)) {
+            Ok(prev) => prev,
+            Err(_) => return,
+        };
         if v.capacity() > 0 {
             let _ = self.inner.chains.push(v);
         }
@@ -739,6 +795,12 @@ impl HotStacks {
         self.top[i].set(top);
         n
     }
+}
+
+thread_local! {
+    /// An emptied chain vector this thread keeps for the next datagram
+    /// built with a chain ([`BufPool::put_chain`], [`BufInner::chain_push`]).
+    static SPARE_CHAIN: std::cell::Cell<Vec<PacketBuf>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 thread_local! {
@@ -1192,15 +1254,37 @@ impl BufInner {
     }
 
     /// Appends a buffer to the chain.
-    #[inline]
+    #[inline(always)]
     pub fn chain_push(&mut self, b: PacketBuf) {
         if self.chain.capacity() == 0 {
-            if let Some(v) = self.home.pool().and_then(|p| p.inner.chains.pop()) {
-                self.chain = v;
-            }
+            self.take_spare_chain();
         }
         self.chain_len += b.len();
         self.chain.push(b);
+    }
+
+    /// Gives the buffer `v` (emptied, with room) for its chain, when it has
+    /// no chain vector of its own.
+    #[inline]
+    pub fn set_chain_vec(&mut self, v: Vec<PacketBuf>) {
+        debug_assert!(v.is_empty());
+        if self.chain.capacity() == 0 {
+            self.chain = v;
+        }
+    }
+
+    /// A chain vector with room, for a buffer without one: this thread's
+    /// spare, else one kept by the pool ([`BufPool::put_chain`]).
+    #[cold]
+    fn take_spare_chain(&mut self) {
+        let spare = SPARE_CHAIN
+            .try_with(std::cell::Cell::take)
+            .unwrap_or_default();
+        if spare.capacity() > 0 {
+            self.chain = spare;
+        } else if let Some(v) = self.home.pool().and_then(|p| p.inner.chains.pop()) {
+            self.chain = v;
+        }
     }
 
     /// The buffer's own bytes from absolute offset `off` to its end, and its

@@ -32,7 +32,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::buf::{BufPool, Meta, PacketBuf};
+use crate::buf::{BufPool, FragMeta, PacketBuf};
 use crate::wire::checksum::Csum;
 use crate::wire::ipv4::{send_check, Ipv4Packet, FLAG_DF, FLAG_MF, HEADER_LEN, OFFSET_MASK};
 
@@ -204,11 +204,20 @@ fn set_len_off(h: &mut [u8], tot_len: usize, off: u16) {
 /// `tot_len`, `frag_off` and the checksum counted as zero: what every
 /// fast-path fragment's header sums to before its own length and offset are
 /// added. At most 30 words, so no carry leaves the `u32`.
+#[inline(always)]
 fn header_base(h: &[u8]) -> u32 {
-    h.chunks_exact(2)
-        .enumerate()
-        .filter(|&(i, _)| !matches!(i, 1 | 3 | 5))
-        .map(|(_, w)| u32::from(u16::from_be_bytes([w[0], w[1]])))
+    let w = |i: usize| u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
+    if let Some(h20) = h
+        .first_chunk::<HEADER_LEN>()
+        .filter(|_| h.len() == HEADER_LEN)
+    {
+        // The option-less header: its seven other words, at fixed places.
+        let w = |i: usize| u32::from(u16::from_be_bytes([h20[2 * i], h20[2 * i + 1]]));
+        return w(0) + w(2) + w(4) + w(6) + w(7) + w(8) + w(9);
+    }
+    (0..h.len() / 2)
+        .filter(|i| !matches!(i, 1 | 3 | 5))
+        .map(w)
         .sum()
 }
 
@@ -228,23 +237,21 @@ fn set_len_off_from(h: &mut [u8], base: u32, tot_len: usize, off: u16) {
     ip.set_checksum(check);
 }
 
-/// Copies the header template into a fragment; the common option-less
-/// header is a fixed-size copy.
+/// Copies the first `dst.len()` bytes of `hdr` (a header) into `dst`; the
+/// common option-less header is a fixed-size copy.
 #[inline]
 fn copy_header(dst: &mut [u8], hdr: &[u8]) {
     if dst.len() == HEADER_LEN {
-        dst.copy_from_slice(&hdr[..HEADER_LEN]);
-    } else {
-        dst.copy_from_slice(&hdr[..dst.len()]);
+        if let (Some(d), Some(h)) = (
+            dst.first_chunk_mut::<HEADER_LEN>(),
+            hdr.first_chunk::<HEADER_LEN>(),
+        ) {
+            *d = *h;
+            return;
+        }
     }
-}
-
-/// `ip_copy_metadata()`: gives the fragment `to` the metadata `m` (a copy of
-/// the datagram's), swapped in whole — a byte copy, cheaper than assigning a
-/// clone field by field — and drops what it had.
-#[inline]
-fn set_meta(to: &mut Meta, mut m: Meta) {
-    std::mem::swap(to, &mut m);
+    let n = dst.len();
+    dst.copy_from_slice(&hdr[..n]);
 }
 
 /// Kernel: `ip_options_fragment()` on the `optlen` option bytes the stack built.
@@ -255,12 +262,132 @@ fn options_fragment(h: &mut [u8], optlen: usize) {
     }
 }
 
+/// Kernel: the fast path of `ip_do_fragment` (`struct ip_fraglist_iter`):
+/// a datagram whose chained buffers are its fragments as they stand. Its
+/// head becomes the first fragment ([`FragList::init`]); each chained
+/// buffer, in order, gets the header template with its own length, offset
+/// and MF bit and the datagram's metadata ([`FragList::prepare`]).
+pub struct FragList {
+    /// The header of the fragments after the first (options not copied
+    /// into fragments made NOPs).
+    hdr: [u8; 60],
+    hlen: usize,
+    /// [`header_base`] of `hdr`.
+    base: u32,
+    /// Data bytes before the next fragment.
+    offset: usize,
+    /// What every fragment takes from the datagram (`ip_copy_metadata`),
+    /// and its zero-copy token.
+    meta: FragMeta,
+    zc: Option<std::sync::Arc<crate::buf::ZcUarg>>,
+}
+
+impl FragList {
+    /// Kernel: `ip_fraglist_init()`. Makes the datagram's head (of an
+    /// `hlen`-byte header, `optlen` of it options the stack built) its first
+    /// fragment — the head's length and MF, DF cleared — and takes its
+    /// chain, the other fragments in order.
+    #[inline(always)]
+    pub fn init(head: &mut PacketBuf, hlen: usize, optlen: usize) -> (FragList, Vec<PacketBuf>) {
+        let rest = head.take_chain();
+        let len = head.len();
+        let mut list = FragList {
+            hdr: [0; 60],
+            hlen,
+            base: 0,
+            offset: len - hlen,
+            meta: head.meta.frag_meta(),
+            zc: head.meta.zc.clone(),
+        };
+        let lin = head.linear_mut();
+        match (
+            lin.first_chunk_mut::<HEADER_LEN>(),
+            list.hdr.first_chunk_mut::<HEADER_LEN>(),
+        ) {
+            // The option-less header, as fixed-size arrays.
+            (Some(h), Some(t)) if hlen == HEADER_LEN => {
+                list.base = header_base(h);
+                set_len_off_from(h, list.base, len, FLAG_MF);
+                *t = *h;
+            }
+            _ => {
+                list.base = header_base(&lin[..hlen]);
+                set_len_off_from(&mut lin[..hlen], list.base, len, FLAG_MF);
+                copy_header(&mut list.hdr[..hlen], lin);
+                if optlen != 0 {
+                    options_fragment(&mut list.hdr[..hlen], optlen);
+                    list.base = header_base(&list.hdr[..hlen]);
+                }
+            }
+        }
+        (list, rest)
+    }
+
+    /// Kernel: `ip_fraglist_prepare()` and `ip_copy_metadata()`. Makes the
+    /// chained buffer `f` (its data only, headroom for the header) the
+    /// next fragment; `last` when no other follows.
+    #[inline(always)]
+    pub fn prepare(&mut self, f: &mut PacketBuf, last: bool) -> usize {
+        let hlen = self.hlen;
+        let data_len = f.len();
+        let off = (self.offset >> 3) as u16 | if last { 0 } else { FLAG_MF };
+        if hlen == HEADER_LEN {
+            let h = f.push_array::<HEADER_LEN>();
+            if let Some(t) = self.hdr.first_chunk::<HEADER_LEN>() {
+                *h = *t;
+            }
+            set_len_off_from(h, self.base, data_len + hlen, off);
+        } else {
+            let h = f.push(hlen);
+            copy_header(h, &self.hdr);
+            set_len_off_from(h, self.base, data_len + hlen, off);
+        }
+        f.meta.set_frag_meta(&self.meta);
+        if self.zc.is_some() {
+            // The last fragment takes the token itself.
+            f.meta.zc = if last {
+                self.zc.take()
+            } else {
+                self.zc.clone()
+            };
+        }
+        f.reset_network_header();
+        f.meta.transport_header = f.meta.network_header + hlen as u16;
+        self.offset += data_len;
+        data_len + hlen
+    }
+}
+
+/// The start of `ip_do_fragment`: the datagram's header checked (an IPv4
+/// header within the buffer, at least 8 data bytes per fragment at `mtu`)
+/// and a checksum left to the device completed (`skb_checksum_help`, as
+/// `ip_fragment` does: fragments are never `CHECKSUM_PARTIAL`). Returns the
+/// fragment plan and the length of the options the stack built.
+#[inline]
+pub(crate) fn prepare(pkt: &mut PacketBuf, mtu: u32) -> Result<(FragPlan, usize), FragError> {
+    let lin = pkt.linear();
+    if lin.len() < HEADER_LEN || lin[0] >> 4 != 4 {
+        return Err(FragError::Malformed);
+    }
+    let hlen = Ipv4Packet::new_unchecked(lin).header_len();
+    if hlen > lin.len() {
+        return Err(FragError::Malformed);
+    }
+    if (mtu as usize) < hlen + 8 {
+        return Err(FragError::MtuTooSmall { mtu, hlen });
+    }
+    let optlen = (pkt.meta.ip_optlen as usize).min(hlen - HEADER_LEN);
+    if pkt.meta.ip_summed != crate::buf::CsumState::None {
+        crate::offload::checksum_help(pkt);
+    }
+    Ok((FragPlan::new(mtu as usize, hlen), optlen))
+}
+
 /// Fragments of one datagram, in order. See the module documentation.
 pub struct Fragmenter<'p> {
     mode: Mode,
+    /// The slow path's header template.
     hdr: [u8; 60],
-    /// [`header_base`] of `hdr` once the fast path's template is final.
-    base: u32,
     hlen: usize,
     optlen: usize,
     ll_rs: usize,
@@ -279,13 +406,14 @@ impl Drop for Fragmenter<'_> {
 }
 
 enum Mode {
+    /// Nothing (left) to fragment.
+    Done,
     Fast {
+        /// The first fragment (the datagram's head, its header done).
         head: Option<PacketBuf>,
-        /// The datagram's metadata, copied to every fragment (`ip_copy_metadata`).
-        meta: Meta,
+        list: FragList,
         /// The chain, reversed so fragments are popped off the end in order.
         rest: Vec<PacketBuf>,
-        offset: usize,
     },
     Slow {
         src: PacketBuf,
@@ -308,54 +436,47 @@ impl<'p> Fragmenter<'p> {
         ll_rs: usize,
         pool: &'p BufPool,
     ) -> Result<Fragmenter<'p>, FragError> {
-        let lin = pkt.linear();
-        if lin.len() < HEADER_LEN || lin[0] >> 4 != 4 {
-            return Err(FragError::Malformed);
-        }
-        let hlen = Ipv4Packet::new_unchecked(lin).header_len();
-        if hlen > lin.len() {
-            return Err(FragError::Malformed);
-        }
-        if (mtu as usize) < hlen + 8 {
-            return Err(FragError::MtuTooSmall { mtu, hlen });
-        }
-        let mut hdr = [0u8; 60];
-        hdr[..hlen].copy_from_slice(&lin[..hlen]);
-        let plan = FragPlan::new(mtu as usize, hlen);
-        let optlen = (pkt.meta.ip_optlen as usize).min(hlen - HEADER_LEN);
-        crate::offload::checksum_help(&mut pkt);
-        let mode = if fast_path_ok(&pkt, plan, ll_rs) {
-            let mut rest = pkt.take_chain();
-            rest.reverse();
-            let mut meta = pkt.meta.clone();
-            // Fragments after the first are handed down with the route as an
-            // argument, and `dev_queue_xmit` releases a buffer's route anyway
-            // (IFF_XMIT_DST_RELEASE): no reference per fragment.
-            meta.dst = None;
-            Mode::Fast {
-                meta,
-                head: Some(pkt),
-                rest,
-                offset: 0,
-            }
-        } else {
-            slow_mode(pkt, plan)
-        };
-        Ok(Fragmenter {
-            mode,
-            hdr,
-            base: 0,
+        let (plan, optlen) = prepare(&mut pkt, mtu)?;
+        let hlen = plan.hlen();
+        let mut f = Fragmenter {
+            mode: Mode::Done,
+            hdr: [0; 60],
             hlen,
             optlen,
             ll_rs,
             created: 0,
             pool,
-        })
+        };
+        f.mode = if fast_path_ok(&pkt, plan, ll_rs) {
+            let (list, mut rest) = FragList::init(&mut pkt, hlen, optlen);
+            rest.reverse();
+            Mode::Fast {
+                head: Some(pkt),
+                list,
+                rest,
+            }
+        } else {
+            copy_header(&mut f.hdr[..hlen], pkt.linear());
+            slow_mode(pkt, plan)
+        };
+        Ok(f)
     }
 
     /// The datagram's destination address.
     pub fn daddr(&self) -> Ipv4Addr {
-        Ipv4Packet::new_unchecked(&self.hdr[..]).dst_addr()
+        match &self.mode {
+            Mode::Fast { list, .. } => Ipv4Packet::new_unchecked(&list.hdr[..]).dst_addr(),
+            _ => Ipv4Packet::new_unchecked(&self.hdr[..]).dst_addr(),
+        }
+    }
+
+    /// True when every fragment has been made.
+    pub fn is_done(&self) -> bool {
+        match &self.mode {
+            Mode::Fast { head, rest, .. } => head.is_none() && rest.is_empty(),
+            Mode::Slow { left, .. } => *left == 0,
+            Mode::Done => true,
+        }
     }
 
     /// Fragments made so far.
@@ -376,50 +497,26 @@ impl<'p> Fragmenter<'p> {
         match &self.mode {
             Mode::Fast { rest, .. } => rest.len() as u64 + u64::from(prepared),
             Mode::Slow { .. } => 1,
+            Mode::Done => 0,
         }
     }
 
+    #[inline]
     fn next_fast(&mut self) -> Option<PacketBuf> {
-        let Mode::Fast {
-            head,
-            rest,
-            offset,
-            meta,
-        } = &mut self.mode
-        else {
+        let Mode::Fast { head, list, rest } = &mut self.mode else {
             return None;
         };
-        let hlen = self.hlen;
-        if let Some(mut h) = head.take() {
-            let len = h.len();
-            *offset = len - hlen;
-            set_len_off(&mut h.linear_mut()[..hlen], len, FLAG_MF);
-            self.hdr[..hlen].copy_from_slice(&h.linear()[..hlen]);
-            options_fragment(&mut self.hdr[..hlen], self.optlen);
-            self.base = header_base(&self.hdr[..hlen]);
+        if let Some(h) = head.take() {
             return Some(h);
         }
         let mut f = rest.pop()?;
-        let more = !rest.is_empty();
-        let data_len = f.len();
-        let off = (*offset >> 3) as u16 | if more { FLAG_MF } else { 0 };
-        let h = f.push(hlen);
-        copy_header(h, &self.hdr);
-        set_len_off_from(h, self.base, data_len + hlen, off);
-        // The last fragment takes the datagram's metadata itself: its
-        // references are released no later than with a copy for each.
-        set_meta(
-            &mut f.meta,
-            if more {
-                meta.clone()
-            } else {
-                std::mem::take(meta)
-            },
-        );
-        f.reset_network_header();
-        f.meta.transport_header = f.meta.network_header + hlen as u16;
-        *offset += data_len;
+        list.prepare(&mut f, rest.is_empty());
         Some(f)
+    }
+
+    #[inline(never)]
+    fn next_slow_out_of_line(&mut self) -> Option<PacketBuf> {
+        self.next_slow()
     }
 
     fn next_slow(&mut self) -> Option<PacketBuf> {
@@ -443,8 +540,8 @@ impl<'p> Fragmenter<'p> {
         let len = plan.datalen(*left);
         let mut f = self.pool.alloc(self.ll_rs + hlen + len);
         f.reserve(self.ll_rs);
-        f.meta = src.meta.clone();
-        f.meta.ip_summed = crate::buf::CsumState::None;
+        f.meta.set_frag_meta(&src.meta.frag_meta());
+        f.meta.zc = src.meta.zc.clone();
         f.reset_network_header();
         f.meta.transport_header = f.meta.network_header + hlen as u16;
         let out = f.put(hlen + len);
@@ -466,23 +563,22 @@ impl<'p> Fragmenter<'p> {
 
 /// `ip_do_fragment`'s test for the fast path: the chain's buffers are
 /// fragments as they stand.
-fn fast_path_ok(pkt: &PacketBuf, plan: FragPlan, ll_rs: usize) -> bool {
-    if pkt.chain().is_empty() {
+#[inline]
+pub(crate) fn fast_path_ok(pkt: &PacketBuf, plan: FragPlan, ll_rs: usize) -> bool {
+    let Some((last, rest)) = pkt.chain().split_last() else {
         return false;
-    }
+    };
     let (hlen, space) = (plan.hlen(), plan.space());
     let first = pkt.page_len();
     let is_frag = frag_off(pkt.linear()) & (FLAG_MF | OFFSET_MASK) != 0;
     if first - hlen > space || (first - hlen) & 7 != 0 || is_frag || pkt.headroom() < ll_rs {
         return false;
     }
-    let n = pkt.chain().len();
-    pkt.chain().iter().enumerate().all(|(i, f)| {
-        f.len() <= space
-            && (f.len() & 7 == 0 || i + 1 == n)
-            && f.headroom() >= hlen + ll_rs
-            && f.chain().is_empty()
-    })
+    // Every fragment but the last a multiple of 8 bytes; each at most the
+    // data space, with room for its header and not a chain itself.
+    let fits =
+        |f: &PacketBuf| f.len() <= space && f.headroom() >= hlen + ll_rs && f.chain().is_empty();
+    rest.iter().all(|f| f.len() & 7 == 0 && fits(f)) && fits(last)
 }
 
 fn slow_mode(mut pkt: PacketBuf, plan: FragPlan) -> Mode {
@@ -509,10 +605,12 @@ fn slow_mode(mut pkt: PacketBuf, plan: FragPlan) -> Mode {
 impl Iterator for Fragmenter<'_> {
     type Item = PacketBuf;
 
+    #[inline]
     fn next(&mut self) -> Option<PacketBuf> {
         let f = match self.mode {
             Mode::Fast { .. } => self.next_fast(),
-            Mode::Slow { .. } => self.next_slow(),
+            Mode::Slow { .. } => self.next_slow_out_of_line(),
+            Mode::Done => None,
         };
         if f.is_some() {
             self.created += 1;

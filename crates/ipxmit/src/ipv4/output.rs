@@ -30,7 +30,7 @@ use crate::buf::{GsoType, PacketBuf};
 use crate::dev::batch::XmitBatch;
 use crate::dev::{LinkType, Notify};
 use crate::error::SendError;
-use crate::ipv4::fragment::{FragError, Fragmenter};
+use crate::ipv4::fragment::{self, FragError, FragList, Fragmenter};
 use crate::ipv4::options::{self, IpOptions};
 use crate::ipv4::PmtuDisc;
 use crate::neigh::HhCache;
@@ -221,6 +221,9 @@ pub struct OutputBatch<'a> {
     count: OutCount,
     /// Where deferred transmit work is signalled (the NET_TX softirq).
     notify: &'a Notify,
+    /// An emptied chain vector from the last datagram fragmented, for the
+    /// next datagram built with a chain ([`OutputBatch::chain_vec`]).
+    spare_chain: Vec<PacketBuf>,
     /// The device's transmit batch, begun with the first frame for it.
     xmit: XmitBatch<'a>,
 }
@@ -246,8 +249,17 @@ impl<'a> OutputBatch<'a> {
             post_routing_hooks: stack.hooks.list(HookPoint::PostRouting),
             count: OutCount::default(),
             notify: &stack.notify,
+            spare_chain: Vec::new(),
             xmit: XmitBatch::new(ctx, dev),
         }
+    }
+
+    /// A vector for the chain (`frag_list`) of a datagram to be built:
+    /// the one the last datagram fragmented emptied, when there is one
+    /// (no allocation, no shared or thread-local state per datagram).
+    #[inline]
+    pub fn chain_vec(&mut self) -> Vec<PacketBuf> {
+        std::mem::take(&mut self.spare_chain)
     }
 
     /// The next hop's link header was cached as the batch began.
@@ -380,32 +392,38 @@ impl<'a> OutputBatch<'a> {
         self.finish_output2(pkt, len, more)
     }
 
-    /// Kernel: `ip_fragment()` and `ip_do_fragment()`'s loop. Refuses DF
+    /// Kernel: `ip_fragment()` and `ip_do_fragment()`. Refuses DF
     /// datagrams (`EMSGSIZE`, `IpFragFails`), else sends each fragment as it
-    /// is made (the next one prepared before the previous goes down, as the
-    /// kernel's fast path does); a failed fragment fails the datagram and
-    /// frees the rest.
+    /// is made: from the datagram's own chain when it can (the fast path),
+    /// else cut out of it; a failed fragment fails the datagram and frees
+    /// the rest.
     #[inline(never)]
-    fn fragment(&mut self, pkt: PacketBuf, mtu: u32, more: bool) -> Result<(), SendError> {
+    fn fragment(&mut self, mut pkt: PacketBuf, mtu: u32, more: bool) -> Result<(), SendError> {
         let df = Ipv4Packet::new_unchecked(pkt.network_header()).dont_frag();
         let fms = u32::from(pkt.meta.frag_max_size);
         if (df && !pkt.meta.ip_flags.ignore_df) || (fms != 0 && fms > mtu) {
             return Err(self.frag_failed(SendError::MsgSize { mtu }));
         }
+        let (plan, optlen) = match fragment::prepare(&mut pkt, mtu) {
+            Ok(p) => p,
+            Err(e) => return Err(self.frag_failed(e.into())),
+        };
         let ll_rs = self.dst.dev.ll_reserved_space();
+        if fragment::fast_path_ok(&pkt, plan, ll_rs) {
+            return self.fraglist(pkt, plan.hlen(), optlen, more);
+        }
         let mut frags = match Fragmenter::new(pkt, mtu, ll_rs, &self.stack.pool) {
             Ok(f) => f,
             Err(e) => return Err(self.frag_failed(e.into())),
         };
-        let mut next = frags.next();
-        while let Some(f) = next.take() {
-            next = frags.next();
+        while let Some(f) = frags.next() {
             let len = f.len();
-            if let Err(e) = self.finish_output2(f, len, more || next.is_some()) {
-                // kfree_skb_list of the fragments not sent (fast path), or
-                // kfree_skb of the datagram (slow path).
-                let rest = frags.unsent(next.is_some());
-                self.stack.counters.drop_n(DropReason::NotSpecified, rest);
+            if let Err(e) = self.finish_output2(f, len, more || !frags.is_done()) {
+                // kfree_skb of the datagram, its fragments cut from it one
+                // at a time.
+                self.stack
+                    .counters
+                    .drop_n(DropReason::NotSpecified, frags.unsent(false));
                 self.count.frag_fails += 1;
                 return Err(e);
             }
@@ -413,6 +431,49 @@ impl<'a> OutputBatch<'a> {
         }
         self.count.frag_oks += 1;
         Ok(())
+    }
+
+    /// `ip_do_fragment`'s fast path: the head, then each chained buffer as
+    /// [`FragList`] makes it a fragment, each sent as it is made; a failed
+    /// fragment frees the ones not sent (`kfree_skb_list`).
+    #[inline(always)]
+    fn fraglist(
+        &mut self,
+        mut head: PacketBuf,
+        hlen: usize,
+        optlen: usize,
+        more: bool,
+    ) -> Result<(), SendError> {
+        let (mut list, mut rest) = FragList::init(&mut head, hlen, optlen);
+        let n = rest.len();
+        let len = head.len();
+        let mut r = self.finish_output2(head, len, true);
+        let mut frags = rest.drain(..);
+        let mut k = 0;
+        while r.is_ok() {
+            self.count.frag_creates += 1;
+            let Some(mut f) = frags.next() else {
+                break;
+            };
+            k += 1;
+            let len = list.prepare(&mut f, k == n);
+            r = self.finish_output2(f, len, k < n || more);
+        }
+        let unsent = frags.len() as u64;
+        drop(frags);
+        if self.spare_chain.capacity() == 0 {
+            self.spare_chain = rest;
+        } else {
+            self.stack.pool.put_chain(rest);
+        }
+        match r {
+            Ok(()) => self.count.frag_oks += 1,
+            Err(_) => {
+                self.stack.counters.drop_n(DropReason::NotSpecified, unsent);
+                self.count.frag_fails += 1;
+            }
+        }
+        r
     }
 
     /// A datagram that may not be fragmented: `IpFragFails`, `PKT_TOO_BIG`.
@@ -465,6 +526,10 @@ impl<'a> OutputBatch<'a> {
         self.count.settle(self.stack);
         self.local_out_hooks = None;
         self.post_routing_hooks = None;
+        let spare = std::mem::take(&mut self.spare_chain);
+        if spare.capacity() != 0 {
+            self.stack.pool.put_chain(spare);
+        }
         if closed {
             softirq_on_exit(self.stack);
         }

@@ -386,7 +386,8 @@ impl UdpSocket {
             let skb = match &d.layout {
                 None => self.build_one(&stack, cork, group[0].data, id),
                 Some((l, sizes)) => {
-                    self.build_whole(&stack, cork, (l, *sizes), (group, d.memo), id)
+                    let chain = out.chain_vec();
+                    self.build_whole(&stack, cork, (l, *sizes), (group, d.memo), id, chain)
                 }
             };
             done.charged += d.charge;

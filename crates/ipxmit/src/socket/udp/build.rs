@@ -540,7 +540,8 @@ impl UdpSocket {
     /// the IP header (ID `id`), the UDP header and checksum, the others
     /// chained behind it (`frag_list`) with room for their fragment
     /// headers, each charged out of the precharge (the remembered charges
-    /// of plan `memo` when given), the data copied and summed in one pass.
+    /// of plan `memo` when given), the data copied and summed in one pass;
+    /// `chain` holds them (a vector to reuse, or an empty one).
     pub(super) fn build_whole(
         &self,
         stack: &Stack,
@@ -548,6 +549,7 @@ impl UdpSocket {
         (layout, sizes): (&FragLayout, BufSizes),
         (pieces, memo_gen): (&[BatchMsg<'_>], u32),
         id: u16,
+        chain: Vec<PacketBuf>,
     ) -> PacketBuf {
         let memo = c.plan_memo.borrow();
         let mut b = WholeBuild {
@@ -571,6 +573,7 @@ impl UdpSocket {
         c.write_ip_header(&mut head.from_offset_mut(nh)[..HEADER_LEN], id);
         c.datagram_meta(&mut head.meta);
         head.meta.ip_summed = CsumState::None;
+        head.set_chain_vec(chain);
         for i in 1..=layout.full {
             let mut skb = b.buffer(stack, i);
             skb.set_owner_precharged(budget);
@@ -649,7 +652,7 @@ impl WholeBuild<'_, '_> {
     /// data put: after the IP header in the first (whose data starts with
     /// the UDP header), all of it in the others (their fragment headers go
     /// in front, into the headroom, when the datagram is fragmented).
-    #[inline]
+    #[inline(always)]
     fn buffer(&mut self, stack: &Stack, i: usize) -> PacketBuf {
         let (hdr, room) = if i == 0 {
             (HEADER_LEN + UDP_HLEN, HEADER_LEN)
