@@ -1,25 +1,34 @@
 //! `UdpSocket::send_batch` (sendmmsg) against `send_to` one by one: for random
 //! mixes of sizes (fitting the MTU, needing fragments), messages with
-//! `MSG_MORE` of their own (corked datagrams), destinations (resolved
-//! neighbour, unresolved, unroutable), socket states (connected, every PMTU
-//! mode, options, GSO, small `SO_SNDBUF`), MTUs from 68 to 9004, device
-//! offloads, qdiscs and a small wire that goes busy (and may keep its frames
-//! charged to the socket until drained), both ways put the same frames on the wire — byte for byte, IP IDs compared
-//! by their progression — return the same counts and errors, and leave the
-//! same counters (every MIB and drop reason, device and qdisc statistics).
+//! `MSG_MORE` of their own (corked datagrams, some of more than 64 pieces),
+//! destinations (resolved neighbour, unresolved, unroutable; two ports),
+//! socket states (connected, every PMTU mode, options, GSO, small
+//! `SO_SNDBUF`, `IP_RECVERR`), MTUs from 68 to 9004, device offloads,
+//! Ethernet and bare-IP (L3) devices with one, two or four transmit queues,
+//! qdiscs (pfifo_fast, pfifo and bfifo with small and large limits,
+//! noqueue), a small wire that goes busy (and may keep its frames charged to
+//! the socket until drained), drivers that refuse frames without stopping
+//! their queues, and filter hooks at LOCAL_OUT and POST_ROUTING that drop
+//! datagrams by destination port, both ways put the same frames on the wire
+//! — byte for byte, IP IDs compared by their progression — return the same
+//! counts and errors, queue the same socket errors and leave the same
+//! counters (every MIB and drop reason, device statistics, every queue's
+//! qdisc statistics).
 
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use ipxmit::dev::DevConfig;
+use ipxmit::dev::{DevConfig, Driver, LinkType, NetDevice, TxQueueCtl, TxStatus};
 use ipxmit::neigh::NudState;
-use ipxmit::sched::QdiscSpec;
+use ipxmit::netfilter::{Hook, HookPoint, Verdict};
+use ipxmit::sched::{QdiscSpec, QdiscStats};
 use ipxmit::socket::udp::BatchMsg;
-use ipxmit::stats::Mib;
+use ipxmit::socket::ErrQueueEntry;
+use ipxmit::stats::{DropReason, Mib};
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{Features, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{Features, MsgFlags, PacketBuf, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use proptest::prelude::*;
 
@@ -32,7 +41,7 @@ const UNROUTABLE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 #[derive(Clone, Debug)]
 struct Setup {
     features: Features,
-    qdisc: &'static str,
+    qdisc: String,
     mtu: u32,
     wire_cap: usize,
     pmtu: PmtuDisc,
@@ -45,14 +54,26 @@ struct Setup {
     /// driver that frees on completion), instead of releasing the charge
     /// when it takes a frame (`skb_orphan`, as the in-memory wire does).
     keep: bool,
+    /// A bare-IP device (`LinkType::L3`, a TUN): no link header, no
+    /// neighbours.
+    l3: bool,
+    /// Transmit queues of the device, one driver each, all on the one wire.
+    queues: usize,
+    /// The drivers refuse some frames without stopping their queues.
+    busy: Option<Busy>,
+    /// Filter hooks, registered in this order.
+    hooks: Vec<(HookPoint, Filter)>,
+    /// `IP_RECVERR`.
+    recverr: bool,
 }
 
 /// SG + checksum offload, pfifo_fast, MTU 1500, a roomy wire, PMTU "want",
-/// an unconnected socket with nothing else set.
+/// an unconnected socket with nothing else set, on an Ethernet device with
+/// one queue, a driver that takes every frame and no hooks.
 fn plain_setup() -> Setup {
     Setup {
         features: Features::SG | Features::HW_CSUM,
-        qdisc: "pfifo_fast",
+        qdisc: "pfifo_fast".into(),
         mtu: 1500,
         wire_cap: 1024,
         pmtu: PmtuDisc::Want,
@@ -61,6 +82,98 @@ fn plain_setup() -> Setup {
         gso: 0,
         sndbuf: None,
         keep: false,
+        l3: false,
+        queues: 1,
+        busy: None,
+        hooks: Vec::new(),
+        recverr: false,
+    }
+}
+
+impl Setup {
+    /// The device's name: `eth0`, or `tun0` for an L3 device.
+    fn dev_name(&self) -> &'static str {
+        if self.l3 {
+            "tun0"
+        } else {
+            "eth0"
+        }
+    }
+
+    /// The link header's length: where the IP header starts in a frame.
+    fn l2_len(&self) -> usize {
+        if self.l3 {
+            0
+        } else {
+            14
+        }
+    }
+}
+
+/// A filter hook: drops the datagrams for one UDP destination port, or
+/// accepts everything. Stateless, so both hosts of a case decide alike.
+#[derive(Clone, Copy, Debug)]
+enum Filter {
+    DropPort(u16),
+    AcceptAll,
+}
+
+impl Hook for Filter {
+    fn hook(&self, _point: HookPoint, pkt: &mut PacketBuf, _out: &NetDevice) -> Verdict {
+        match *self {
+            Filter::DropPort(port) if udp_dport(pkt) == port => Verdict::Drop,
+            Filter::DropPort(_) | Filter::AcceptAll => Verdict::Accept,
+        }
+    }
+}
+
+/// The UDP destination port of a whole datagram as a hook sees it: its data
+/// starts at the IP header and the UDP header follows in the linear part of
+/// the first buffer (a datagram to be fragmented is one buffer whose later
+/// fragments are chained).
+fn udp_dport(pkt: &PacketBuf) -> u16 {
+    let ip = pkt.network_header();
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    assert_eq!(ip[9], 17, "a hook sees UDP datagrams only here");
+    let uh = ip
+        .get(ihl..ihl + 4)
+        .expect("the UDP header is in the first buffer's linear part");
+    u16::from_be_bytes([uh[2], uh[3]])
+}
+
+/// Refusal pattern of a busy driver: of every `every` frames it is given it
+/// refuses `streak` (`TxStatus::Busy`) without stopping its queue, as a
+/// driver whose ring is short for a moment; the stack requeues them and
+/// tries again (the next send, or deferred work).
+#[derive(Clone, Copy, Debug)]
+struct Busy {
+    every: u32,
+    streak: u32,
+}
+
+/// A driver that refuses frames by a [`Busy`] pattern (counted per queue)
+/// and hands the others to the driver it wraps.
+struct Refusing {
+    inner: Box<dyn Driver>,
+    busy: Busy,
+    calls: u32,
+}
+
+impl Driver for Refusing {
+    fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
+        self.inner.attach(ctl);
+    }
+
+    fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
+        self.calls += 1;
+        if self.calls % self.busy.every < self.busy.streak {
+            return TxStatus::Busy(pkt);
+        }
+        self.inner.start_xmit(pkt, more)
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush();
     }
 }
 
@@ -81,14 +194,34 @@ impl Wire {
 }
 
 /// A wire of `cap` frames that keeps them (and their send-budget charges)
-/// until drained, and stops its queue when full (woken by the drain).
+/// until drained, and stops a queue that finds it full (woken by the
+/// drain).
 struct KeepWire {
-    frames: parking_lot::Mutex<Vec<ipxmit::PacketBuf>>,
+    frames: parking_lot::Mutex<Vec<PacketBuf>>,
     cap: usize,
-    stopped: parking_lot::Mutex<Option<Arc<ipxmit::dev::TxQueueCtl>>>,
+    stopped: parking_lot::Mutex<Vec<Arc<TxQueueCtl>>>,
 }
 
 impl KeepWire {
+    /// An empty wire of `cap` frames.
+    fn new(cap: usize) -> Arc<KeepWire> {
+        Arc::new(KeepWire {
+            frames: parking_lot::Mutex::new(Vec::new()),
+            cap,
+            stopped: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A driver for one more queue on this wire.
+    fn driver(self: &Arc<Self>) -> Box<dyn Driver> {
+        Box::new(KeepDriver {
+            wire: self.clone(),
+            ctl: None,
+        })
+    }
+
+    /// Hands every frame to `f` (then frees them), wakes the stopped
+    /// queues; returns how many frames.
     fn drain(&self, mut f: impl FnMut(&[u8])) -> usize {
         let frames = std::mem::take(&mut *self.frames.lock());
         for p in &frames {
@@ -96,78 +229,99 @@ impl KeepWire {
         }
         let n = frames.len();
         drop(frames);
-        if let Some(ctl) = self.stopped.lock().take() {
+        let stopped = std::mem::take(&mut *self.stopped.lock());
+        for ctl in stopped {
             ctl.wake();
         }
         n
     }
 }
 
-/// The driver of a [`KeepWire`].
+/// The driver of one queue on a [`KeepWire`].
 struct KeepDriver {
     wire: Arc<KeepWire>,
-    ctl: Option<Arc<ipxmit::dev::TxQueueCtl>>,
+    ctl: Option<Arc<TxQueueCtl>>,
 }
 
-impl ipxmit::dev::Driver for KeepDriver {
-    fn attach(&mut self, ctl: Arc<ipxmit::dev::TxQueueCtl>) {
+impl Driver for KeepDriver {
+    fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
         self.ctl = Some(ctl);
     }
 
-    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, _more: bool) -> ipxmit::dev::TxStatus {
+    fn start_xmit(&mut self, pkt: PacketBuf, _more: bool) -> TxStatus {
         let mut frames = self.wire.frames.lock();
         if frames.len() >= self.wire.cap {
             if let Some(c) = &self.ctl {
                 c.stop();
-                *self.wire.stopped.lock() = Some(c.clone());
+                self.wire.stopped.lock().push(c.clone());
             }
-            return ipxmit::dev::TxStatus::Busy(pkt);
+            return TxStatus::Busy(pkt);
         }
         frames.push(pkt);
-        ipxmit::dev::TxStatus::Ok
+        TxStatus::Ok
     }
 }
 
-/// [`common::mem_host`] with a [`KeepWire`] of `cap` frames.
-fn keep_host(cfg: DevConfig, cap: usize) -> (Arc<Stack>, Arc<KeepWire>) {
-    let wire = Arc::new(KeepWire {
-        frames: parking_lot::Mutex::new(Vec::new()),
-        cap,
-        stopped: parking_lot::Mutex::new(None),
-    });
-    let drv = KeepDriver {
-        wire: wire.clone(),
-        ctl: None,
-    };
-    (common::driver_stack(Box::new(drv), cfg, None), wire)
-}
-
-fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
+/// The device `s` describes.
+fn dev_config(s: &Setup) -> DevConfig {
     let mut cfg = common::eth0();
+    cfg.name = s.dev_name().into();
+    if s.l3 {
+        cfg.link = LinkType::L3;
+    }
     cfg.mtu = s.mtu;
     cfg.features = s.features;
-    let (stack, wire) = if s.keep {
-        let (st, w) = keep_host(cfg, s.wire_cap);
-        (st, Wire::Keep(w))
+    cfg
+}
+
+/// One driver per queue of `s` on its wire (the in-memory ring or a
+/// [`KeepWire`]), each behind a [`Refusing`] driver when `s.busy`.
+fn drivers(s: &Setup) -> (Vec<Box<dyn Driver>>, Wire) {
+    let (drvs, wire) = if s.keep {
+        let w = KeepWire::new(s.wire_cap);
+        let drvs = (0..s.queues).map(|_| w.driver()).collect();
+        (drvs, Wire::Keep(w))
     } else {
-        let (st, w) = common::mem_host(cfg, 1, s.wire_cap);
-        (st, Wire::Mem(w))
+        let w = MemWire::new(s.wire_cap);
+        (w.drivers(s.queues), Wire::Mem(w))
     };
-    stack
-        .replace_qdisc("eth0", &s.qdisc.parse::<QdiscSpec>().unwrap())
-        .unwrap();
-    let mut far = RouteSpec::new("10.9.0.0/16".parse().unwrap(), "eth0");
+    let Some(busy) = s.busy else {
+        return (drvs, wire);
+    };
+    let wrap = |inner| -> Box<dyn Driver> {
+        Box::new(Refusing {
+            inner,
+            busy,
+            calls: 0,
+        })
+    };
+    (drvs.into_iter().map(wrap).collect(), wire)
+}
+
+/// 10.0.0.1/24 on device `dev`, the route to 10.9.0.0/16 via [`NEAR`], and
+/// [`NEAR`] as a permanent neighbour (unless the device is L3: no
+/// neighbours there).
+fn addresses(stack: &Stack, dev: &str, l3: bool) {
+    stack.add_addr(dev, "10.0.0.1/24".parse().unwrap()).unwrap();
+    let mut far = RouteSpec::new("10.9.0.0/16".parse().unwrap(), dev);
     far.via = Some(NEAR);
     stack.add_route(far).unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", NEAR, mac, NudState::Permanent)
-        .unwrap();
-    let mut sock = UdpSocket::new(&stack);
+    if !l3 {
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        stack
+            .add_neigh(dev, NEAR, mac, NudState::Permanent)
+            .unwrap();
+    }
+}
+
+/// The socket `s` describes, bound to 10.0.0.1:4000.
+fn socket(stack: &Arc<Stack>, s: &Setup) -> UdpSocket {
+    let mut sock = UdpSocket::new(stack);
     sock.bind(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4000))
         .unwrap();
     sock.set_mtu_discover(s.pmtu);
     sock.set_gso_size(u32::from(s.gso)).unwrap();
+    sock.set_recverr(s.recverr);
     if s.options {
         // Record route, 3 slots.
         sock.set_ip_options(&[7, 15, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
@@ -179,6 +333,22 @@ fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
     if let Some(b) = s.sndbuf {
         sock.set_sndbuf(b);
     }
+    sock
+}
+
+/// A host as `s` describes it: device, wire and drivers, qdisc on every
+/// queue, addresses, hooks, and the socket.
+fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
+    let (drvs, wire) = drivers(s);
+    let stack = Stack::new();
+    stack.add_device(dev_config(s), drvs).unwrap();
+    let spec = s.qdisc.parse::<QdiscSpec>().unwrap();
+    stack.replace_qdisc(s.dev_name(), &spec).unwrap();
+    addresses(&stack, s.dev_name(), s.l3);
+    for &(point, filter) in &s.hooks {
+        stack.hooks().register(point, Arc::new(filter));
+    }
+    let sock = socket(&stack, s);
     (stack, wire, sock)
 }
 
@@ -195,6 +365,7 @@ fn more(m: bool) -> MsgFlags {
     }
 }
 
+/// A recognisable payload of `len` bytes for message `k`.
 fn payload(len: usize, k: usize) -> Vec<u8> {
     (0..len).map(|i| ((13 * i + 7 * k) % 251) as u8).collect()
 }
@@ -205,34 +376,41 @@ struct Outcome {
     results: Vec<Result<usize, SendError>>,
     frames: Vec<Vec<u8>>,
     id_steps: Vec<i32>,
+    errq: Vec<ErrQueueEntry>,
     mibs: Vec<(Mib, u64)>,
-    drops: Vec<(ipxmit::stats::DropReason, u64)>,
+    drops: Vec<(DropReason, u64)>,
     dev: String,
-    qdisc: String,
+    /// Each queue's qdisc statistics and frames left to requeue.
+    qdiscs: Vec<(QdiscStats, usize)>,
     budget_left: usize,
 }
 
-/// Frames with the IP ID and header checksum masked (the checksum verified
-/// first); the IDs as steps from
-/// the first of the same destination and DF bit (the per-destination
-/// counters start at random points per stack, as in the kernel).
-fn normalize(raw: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i32>) {
+/// Frames (their IP header at `l2`) with the IP ID and header checksum
+/// masked (the checksum verified first); the IDs as steps from the first of
+/// the same destination and DF bit (the per-destination counters start at
+/// random points per stack, as in the kernel).
+fn normalize(raw: Vec<Vec<u8>>, l2: usize) -> (Vec<Vec<u8>>, Vec<i32>) {
     let mut first = std::collections::HashMap::new();
     let mut steps = Vec::new();
+    let is_ip = |f: &[u8]| match l2 {
+        0 => f.len() >= 20 && f[0] >> 4 == 4,
+        _ => f.len() >= l2 + 20 && f[l2 - 2..l2] == [8, 0],
+    };
     let frames = raw
         .into_iter()
         .map(|mut f| {
-            if f.len() >= 34 && f[12..14] == [8, 0] {
-                let hlen = usize::from(f[14] & 0x0f) * 4;
+            if is_ip(&f) {
+                let ip = &mut f[l2..];
+                let hlen = usize::from(ip[0] & 0x0f) * 4;
                 let mut c = internet_checksum::Checksum::new();
-                c.add_bytes(&f[14..14 + hlen]);
+                c.add_bytes(&ip[..hlen]);
                 assert_eq!(c.checksum(), [0, 0], "IP header checksum verifies");
-                let id = i32::from(u16::from_be_bytes([f[18], f[19]]));
-                let key = (f[30..34].to_vec(), f[20] & 0x40);
+                let id = i32::from(u16::from_be_bytes([ip[4], ip[5]]));
+                let key = (ip[16..20].to_vec(), ip[6] & 0x40);
                 let base = *first.entry(key).or_insert(id);
                 steps.push((id - base).rem_euclid(65536));
-                f[18..20].fill(0);
-                f[24..26].fill(0);
+                ip[4..6].fill(0);
+                ip[10..12].fill(0);
             }
             f
         })
@@ -240,27 +418,44 @@ fn normalize(raw: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i32>) {
     (frames, steps)
 }
 
-fn outcome(
-    stack: &Stack,
-    wire: &Wire,
-    sock: &UdpSocket,
+/// What a run collects as it goes: each call's result, the frames taken
+/// off the wire and the socket's error-queue entries.
+#[derive(Default)]
+struct Log {
     results: Vec<Result<usize, SendError>>,
     frames: Vec<Vec<u8>>,
-) -> Outcome {
-    let (frames, id_steps) = normalize(frames);
-    let dev = stack.device("eth0").unwrap();
-    let _ = wire;
+    errq: Vec<ErrQueueEntry>,
+}
+
+impl Log {
+    /// After a call: drains the wire (letting stopped or refused queues run
+    /// again) and the socket's error queue.
+    fn settle(&mut self, stack: &Stack, wire: &Wire, sock: &mut UdpSocket) {
+        drain(stack, wire, &mut self.frames);
+        while let Some(e) = sock.recv_err() {
+            self.errq.push(e);
+        }
+    }
+}
+
+/// The [`Outcome`] of a run of `s` that left `log`.
+fn outcome(stack: &Stack, s: &Setup, sock: &UdpSocket, log: Log) -> Outcome {
+    let (frames, id_steps) = normalize(log.frames, s.l2_len());
+    let dev = stack.device(s.dev_name()).unwrap();
+    let qdiscs = dev
+        .queues()
+        .iter()
+        .map(|q| (q.with_qdisc(|q| *q.stats()), q.requeued_len()))
+        .collect();
     Outcome {
-        results,
+        results: log.results,
         frames,
         id_steps,
+        errq: log.errq,
         mibs: stack.counters().mib_snapshot(),
         drops: stack.counters().drop_snapshot(),
         dev: format!("{:?}", dev.stats.snapshot()),
-        qdisc: format!(
-            "{:?}",
-            dev.queues()[0].with_qdisc(|q| format!("{:?}", q.stats()))
-        ),
+        qdiscs,
         budget_left: sock.budget().allocated(),
     }
 }
@@ -274,9 +469,11 @@ fn drain(stack: &Stack, wire: &Wire, out: &mut Vec<Vec<u8>>) {
     }
 }
 
+/// Sends each batch message by message (`sendmsg`, stopping at the first
+/// error as sendmmsg does), settling after each batch; the outcome.
 fn one_by_one(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
     let (stack, wire, mut sock) = host(s);
-    let (mut results, mut frames) = (Vec::new(), Vec::new());
+    let mut log = Log::default();
     for (b, batch) in batches.iter().enumerate() {
         let mut sent = 0;
         let mut err = None;
@@ -290,18 +487,20 @@ fn one_by_one(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
                 }
             }
         }
-        results.push(match err {
+        log.results.push(match err {
             Some(e) if sent == 0 => Err(e),
             _ => Ok(sent),
         });
-        drain(&stack, &wire, &mut frames);
+        log.settle(&stack, &wire, &mut sock);
     }
-    outcome(&stack, &wire, &sock, results, frames)
+    outcome(&stack, s, &sock, log)
 }
 
+/// Sends each batch in one `send_batch` call, settling after each; the
+/// outcome.
 fn batched(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
     let (stack, wire, mut sock) = host(s);
-    let (mut results, mut frames) = (Vec::new(), Vec::new());
+    let mut log = Log::default();
     for (b, batch) in batches.iter().enumerate() {
         let datas: Vec<Vec<u8>> = (0..batch.len())
             .map(|k| payload(batch[k].0, b * 100 + k))
@@ -314,20 +513,38 @@ fn batched(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
                 ..BatchMsg::new(d, dest)
             })
             .collect();
-        results.push(sock.send_batch(&msgs, MsgFlags::DONTWAIT));
-        drain(&stack, &wire, &mut frames);
+        log.results.push(sock.send_batch(&msgs, MsgFlags::DONTWAIT));
+        log.settle(&stack, &wire, &mut sock);
     }
-    outcome(&stack, &wire, &sock, results, frames)
+    outcome(&stack, s, &sock, log)
 }
 
+/// Runs `batches` on `s` both ways and asserts the same outcome (results
+/// and frames first, for a readable failure); returns it.
+fn both_ways(s: &Setup, batches: &[Vec<Msg>]) -> Outcome {
+    let a = one_by_one(s, batches);
+    let b = batched(s, batches);
+    assert_eq!(a.results, b.results, "results");
+    assert_eq!(a.frames.len(), b.frames.len(), "frame count");
+    for (i, (x, y)) in a.frames.iter().zip(&b.frames).enumerate() {
+        assert_eq!(x, y, "frame {i} differs");
+    }
+    assert_eq!(a.errq, b.errq, "error queue");
+    assert_eq!(a, b);
+    a
+}
+
+/// Destinations: the connected peer (when connected), or a resolved,
+/// gatewayed, unresolved or unroutable host at port 9 (mostly) or 10.
 fn dest_strategy(connected: bool) -> impl Strategy<Value = Option<SocketAddrV4>> {
-    let named = prop_oneof![
+    let addr = prop_oneof![
         8 => Just(NEAR),
         2 => Just(FAR),
         1 => Just(UNRESOLVED),
         1 => Just(UNROUTABLE),
-    ]
-    .prop_map(|a| Some(SocketAddrV4::new(a, 9)));
+    ];
+    let port = prop_oneof![6 => Just(9u16), 1 => Just(10u16)];
+    let named = (addr, port).prop_map(|(a, p)| Some(SocketAddrV4::new(a, p)));
     if connected {
         prop_oneof![3 => Just(None), 1 => named].boxed()
     } else {
@@ -335,28 +552,132 @@ fn dest_strategy(connected: bool) -> impl Strategy<Value = Option<SocketAddrV4>>
     }
 }
 
-fn msg_strategy(connected: bool) -> impl Strategy<Value = Msg> {
-    let len = prop_oneof![
+/// Payload lengths: small, near the MTU, or needing fragments.
+fn len_strategy() -> impl Strategy<Value = usize> {
+    prop_oneof![
         4 => 0usize..=64,
         4 => 1400usize..=1472,
         1 => 1473usize..=9000,
-    ];
-    let piece = prop_oneof![3 => Just(false), 1 => Just(true)];
-    (len, dest_strategy(connected), piece)
+    ]
 }
 
-fn setup_strategy() -> impl Strategy<Value = Setup> {
+/// A message: length, destination, and `MSG_MORE` one time in four.
+fn msg_strategy(connected: bool) -> impl Strategy<Value = Msg> {
+    let piece = prop_oneof![3 => Just(false), 1 => Just(true)];
+    (len_strategy(), dest_strategy(connected), piece)
+}
+
+/// A batch: a random mix of messages, or a corked group of more than 64
+/// pieces (`MSG_MORE` on all but the last; mostly small ones) between two
+/// short random mixes.
+fn batch_strategy(connected: bool) -> impl Strategy<Value = Vec<Msg>> {
+    let mix = prop::collection::vec(msg_strategy(connected), 1..=80);
+    let piece_len = prop_oneof![
+        8 => 0usize..=64,
+        1 => 1400usize..=1472,
+        1 => 1473usize..=3000,
+    ];
+    let long = (
+        prop::collection::vec(msg_strategy(connected), 0..=6),
+        prop::collection::vec(piece_len, 65..=90),
+        dest_strategy(connected),
+        prop::collection::vec(msg_strategy(connected), 0..=6),
+    )
+        .prop_map(|(head, lens, dest, tail)| {
+            let n = lens.len();
+            let group = lens
+                .into_iter()
+                .enumerate()
+                .map(move |(i, len)| (len, dest, i + 1 < n));
+            head.into_iter().chain(group).chain(tail).collect()
+        });
+    prop_oneof![4 => mix, 1 => long]
+}
+
+/// Qdiscs: pfifo_fast (most), pfifo with a small limit, bfifo with a
+/// small (a few frames) and a large limit, noqueue.
+fn qdisc_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        5 => Just("pfifo_fast".to_string()),
+        1 => Just("pfifo limit 5".to_string()),
+        1 => (1000u32..=8000).prop_map(|n| format!("bfifo limit {n}")),
+        1 => Just("bfifo limit 1000000".to_string()),
+        1 => Just("noqueue".to_string()),
+    ]
+}
+
+/// Filter hooks: none (most), or one or two at either point, accepting all
+/// or dropping port 10 (often) or 9.
+fn hooks_strategy() -> impl Strategy<Value = Vec<(HookPoint, Filter)>> {
+    let point = prop_oneof![Just(HookPoint::LocalOut), Just(HookPoint::PostRouting)];
+    let filter = prop_oneof![
+        4 => Just(Filter::DropPort(10)),
+        1 => Just(Filter::DropPort(9)),
+        2 => Just(Filter::AcceptAll),
+    ];
+    prop_oneof![
+        3 => Just(Vec::new()),
+        2 => prop::collection::vec((point, filter), 1..=2),
+    ]
+}
+
+/// The device and the way to the wire: features, MTU, L3, queues, qdisc,
+/// wire capacity (a small one often: a queue builds behind it), a keeping
+/// wire, a refusing driver.
+type DevPart = (
+    Features,
+    u32,
+    bool,
+    usize,
+    String,
+    usize,
+    bool,
+    Option<Busy>,
+);
+
+/// The device part of a [`Setup`].
+fn dev_strategy() -> impl Strategy<Value = DevPart> {
     let features = prop_oneof![
         Just(Features::NONE),
         Just(Features::SG),
         Just(Features::HW_CSUM),
         Just(Features::SG | Features::HW_CSUM),
     ];
-    let qdisc = prop_oneof![
-        4 => Just("pfifo_fast"),
-        1 => Just("pfifo limit 5"),
-        1 => Just("noqueue"),
+    let mtu = prop_oneof![
+        6 => Just(1500u32),
+        2 => 576u32..=9000,
+        1 => Just(9004u32),
+        1 => 68u32..576,
     ];
+    let l3 = prop_oneof![4 => Just(false), 1 => Just(true)];
+    let queues = prop_oneof![4 => Just(1usize), 1 => Just(2usize), 1 => Just(4usize)];
+    let wire_cap = prop_oneof![1 => Just(1024usize), 1 => 2usize..=8];
+    let keep = prop_oneof![3 => Just(false), 1 => Just(true)];
+    let busy = prop_oneof![
+        3 => Just(None),
+        1 => (2u32..=8, 1u32..=3).prop_map(|(every, streak)| Some(Busy {
+            every,
+            streak: streak.min(every - 1),
+        })),
+    ];
+    (
+        features,
+        mtu,
+        l3,
+        queues,
+        qdisc_strategy(),
+        wire_cap,
+        keep,
+        busy,
+    )
+}
+
+/// The socket: PMTU mode, connected, IP options, GSO size, `SO_SNDBUF`,
+/// `IP_RECVERR`.
+type SockPart = (PmtuDisc, bool, bool, u16, Option<usize>, bool);
+
+/// The socket part of a [`Setup`].
+fn sock_strategy() -> impl Strategy<Value = SockPart> {
     let pmtu = prop_oneof![
         4 => Just(PmtuDisc::Want),
         2 => Just(PmtuDisc::Dont),
@@ -365,48 +686,47 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
         1 => Just(PmtuDisc::Interface),
         1 => Just(PmtuDisc::Omit),
     ];
-    let mtu = prop_oneof![
-        6 => Just(1500u32),
-        2 => 576u32..=9000,
-        1 => Just(9004u32),
-        1 => 68u32..576,
-    ];
-    let wire_cap = prop_oneof![3 => Just(1024usize), 1 => 2usize..=8];
     let rare = prop_oneof![6 => Just(false), 1 => Just(true)];
     let gso = prop_oneof![6 => Just(0u16), 1 => Just(1000u16)];
     let sndbuf = prop_oneof![3 => Just(None), 1 => (2000usize..40_000).prop_map(Some)];
-    let keep = prop_oneof![3 => Just(false), 1 => Just(true)];
-    (
-        (features, qdisc, mtu, wire_cap, keep),
-        (pmtu, any::<bool>(), rare, gso, sndbuf),
-    )
-        .prop_map(
-            |((features, qdisc, mtu, wire_cap, keep), (pmtu, connected, options, gso, sndbuf))| {
-                Setup {
-                    features,
-                    qdisc,
-                    mtu,
-                    wire_cap,
-                    pmtu,
-                    connected,
-                    options,
-                    gso,
-                    sndbuf,
-                    keep,
-                }
-            },
-        )
+    (pmtu, any::<bool>(), rare, gso, sndbuf, any::<bool>())
 }
 
+/// A whole [`Setup`].
+fn setup_strategy() -> impl Strategy<Value = Setup> {
+    (dev_strategy(), sock_strategy(), hooks_strategy()).prop_map(|(d, k, hooks)| {
+        let (features, mtu, l3, queues, qdisc, wire_cap, keep, busy) = d;
+        let (pmtu, connected, options, gso, sndbuf, recverr) = k;
+        Setup {
+            features,
+            qdisc,
+            mtu,
+            wire_cap,
+            pmtu,
+            connected,
+            options,
+            gso,
+            sndbuf,
+            keep,
+            l3,
+            queues,
+            busy,
+            hooks,
+            recverr,
+        }
+    })
+}
+
+/// A setup and one to four batches for it.
 fn case_strategy() -> impl Strategy<Value = (Setup, Vec<Vec<Msg>>)> {
     setup_strategy().prop_flat_map(|s| {
-        let batch = prop::collection::vec(msg_strategy(s.connected), 1..=80);
-        (Just(s), prop::collection::vec(batch, 1..=4))
+        let batches = prop::collection::vec(batch_strategy(s.connected), 1..=4);
+        (Just(s), batches)
     })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn send_batch_equals_send_to_one_by_one((setup, batches) in case_strategy()) {
@@ -417,6 +737,7 @@ proptest! {
         for (i, (x, y)) in a.frames.iter().zip(&b.frames).enumerate() {
             prop_assert_eq!(x, y, "frame {} differs", i);
         }
+        prop_assert_eq!(&a.errq, &b.errq);
         prop_assert_eq!(a, b);
     }
 }
@@ -425,7 +746,7 @@ proptest! {
 /// (and root qdisc `qdisc` when given), 10.0.0.2 a permanent neighbour,
 /// and an unbound socket.
 fn driver_host(
-    drv: Box<dyn ipxmit::dev::Driver>,
+    drv: Box<dyn Driver>,
     features: Features,
     qdisc: Option<&str>,
 ) -> (Arc<Stack>, UdpSocket) {
@@ -439,10 +760,10 @@ fn driver_host(
 /// Records what the driver is given: length and the `xmit_more` hint.
 struct Recorder(Arc<parking_lot::Mutex<Vec<(usize, bool)>>>);
 
-impl ipxmit::dev::Driver for Recorder {
-    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, more: bool) -> ipxmit::dev::TxStatus {
+impl Driver for Recorder {
+    fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
         self.0.lock().push((pkt.len(), more));
-        ipxmit::dev::TxStatus::Ok
+        TxStatus::Ok
     }
 }
 
@@ -513,7 +834,7 @@ fn errors_follow_sendmmsg() {
 fn queued_buffers_outlive_their_socket() {
     let s = Setup {
         features: Features::NONE,
-        qdisc: "pfifo limit 100",
+        qdisc: "pfifo limit 100".into(),
         wire_cap: 2,
         ..plain_setup()
     };
@@ -585,16 +906,16 @@ fn a_run_cut_short_gives_its_unused_ids_back() {
 /// has followed (a frame a batching driver would still hold).
 struct StopAfter {
     left: usize,
-    ctl: Option<Arc<ipxmit::dev::TxQueueCtl>>,
+    ctl: Option<Arc<TxQueueCtl>>,
     log: Arc<parking_lot::Mutex<(Vec<usize>, bool)>>,
 }
 
-impl ipxmit::dev::Driver for StopAfter {
-    fn attach(&mut self, ctl: Arc<ipxmit::dev::TxQueueCtl>) {
+impl Driver for StopAfter {
+    fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
         self.ctl = Some(ctl);
     }
 
-    fn start_xmit(&mut self, pkt: ipxmit::PacketBuf, more: bool) -> ipxmit::dev::TxStatus {
+    fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
         let mut log = self.log.lock();
         log.0.push(pkt.len());
         log.1 = more;
@@ -602,7 +923,7 @@ impl ipxmit::dev::Driver for StopAfter {
         if let (0, Some(c)) = (self.left, &self.ctl) {
             c.stop();
         }
-        ipxmit::dev::TxStatus::Ok
+        TxStatus::Ok
     }
 
     fn flush(&mut self) {
@@ -755,7 +1076,7 @@ fn fragments_carry_the_heads_payload_sum_like_one_by_one() {
 fn like_lengths_with_other_flags_are_other_groups() {
     // On a queueless device, where one run takes all the groups.
     let s = Setup {
-        qdisc: "noqueue",
+        qdisc: "noqueue".into(),
         ..plain_setup()
     };
     let to = Some(SocketAddrV4::new(NEAR, 9));
@@ -790,7 +1111,7 @@ fn like_lengths_with_other_flags_are_other_groups() {
 /// the one to use after such a change.
 fn across_changes(batched: bool) -> (Vec<Vec<u8>>, Vec<Result<usize, SendError>>) {
     let s = Setup {
-        qdisc: "noqueue",
+        qdisc: "noqueue".into(),
         ..plain_setup()
     };
     let (stack, wire, mut sock) = host(&s);
@@ -824,7 +1145,7 @@ fn across_changes(batched: bool) -> (Vec<Vec<u8>>, Vec<Result<usize, SendError>>
         }
         drain(&stack, &wire, &mut frames);
     }
-    (normalize(frames).0, results)
+    (normalize(frames, 14).0, results)
 }
 
 /// A corked group planned in one call and met again in the next after the
@@ -838,4 +1159,203 @@ fn a_changed_flow_between_calls_is_planned_anew() {
     assert_eq!(rb, ra);
     assert_eq!(a.len(), b.len());
     assert!(a == b, "the frames differ");
+}
+
+/// To [`NEAR`] at `port`.
+fn near(port: u16) -> Option<SocketAddrV4> {
+    Some(SocketAddrV4::new(NEAR, port))
+}
+
+/// The value of counter `key` in a snapshot (MIBs or drop reasons).
+fn count<K: PartialEq>(snapshot: &[(K, u64)], key: K) -> u64 {
+    snapshot
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(0, |&(_, n)| n)
+}
+
+/// A hook that drops port 10 (after one that accepts all) at either point
+/// ends a batch at the first datagram it drops with `EPERM`, as sendmmsg
+/// does: a datagram to be fragmented is judged whole (passing it sends all
+/// its fragments), a corked group is judged by its first piece's
+/// destination when it is pushed, and a drop on the first message is the
+/// call's error.
+#[test]
+fn a_hook_drop_ends_the_batch_at_each_point() {
+    for point in [HookPoint::LocalOut, HookPoint::PostRouting] {
+        let s = Setup {
+            hooks: vec![(point, Filter::AcceptAll), (point, Filter::DropPort(10))],
+            recverr: true,
+            ..plain_setup()
+        };
+        let batches = vec![
+            vec![
+                (100, near(9), false),
+                (3000, near(9), false),
+                (4000, near(10), false),
+                (100, near(9), false),
+            ],
+            vec![
+                (100, near(9), false),
+                (100, near(10), true),
+                (100, near(9), false),
+                (100, near(9), false),
+            ],
+            vec![(50, near(10), false), (50, near(9), false)],
+        ];
+        let out = both_ways(&s, &batches);
+        let perm = Err(SendError::Perm);
+        assert_eq!(out.results, vec![Ok(2), Ok(2), perm], "{point:?}");
+        // 100 B in one frame, 3000 B in three, 100 B in one.
+        assert_eq!(out.frames.len(), 5, "{point:?}");
+        assert_eq!(count(&out.drops, DropReason::NetfilterDrop), 3, "{point:?}");
+    }
+}
+
+/// A pfifo_fast queue behind a small wire whose driver also refuses every
+/// third frame without stopping its queue: the refused frames are requeued
+/// and sent first on the next try, in the same order and with the same
+/// counters as one by one (on the in-memory wire and on one that keeps the
+/// frames charged to the socket).
+#[test]
+fn pfifo_fast_behind_a_refusing_driver_requeues_like_one_by_one() {
+    for keep in [false, true] {
+        let s = Setup {
+            busy: Some(Busy {
+                every: 3,
+                streak: 1,
+            }),
+            wire_cap: 4,
+            keep,
+            ..plain_setup()
+        };
+        let batch = (0..30).map(|k| (200 + 50 * k, near(9), false)).collect();
+        let out = both_ways(&s, &vec![batch; 3]);
+        assert_eq!(out.results, vec![Ok(30); 3], "keep {keep}");
+        // Payloads of 200 to 1650 B: the last four need two fragments.
+        assert_eq!(out.frames.len(), 3 * (30 + 4), "keep {keep}");
+        let (stats, left) = out.qdiscs[0];
+        assert!(stats.requeues > 10, "refused frames requeued: {stats:?}");
+        assert_eq!((stats.qlen, left), (0, 0), "all sent in the end");
+    }
+}
+
+/// An L3 device (a TUN): frames are bare IP datagrams and no neighbour is
+/// resolved (10.0.0.3, unresolved on Ethernet, is sent to at once);
+/// fragments, corked datagrams and errors as one by one.
+#[test]
+fn an_l3_device_sends_bare_ip_like_one_by_one() {
+    let s = Setup {
+        l3: true,
+        wire_cap: 5,
+        ..plain_setup()
+    };
+    let to = |a| Some(SocketAddrV4::new(a, 9));
+    let batch = vec![
+        (100, to(NEAR), false),
+        (3000, to(FAR), false),
+        (20, to(UNRESOLVED), true),
+        (1500, to(NEAR), false),
+        (10, to(UNROUTABLE), false),
+        (10, to(NEAR), false),
+    ];
+    let out = both_ways(&s, &[batch.clone(), batch]);
+    assert_eq!(out.results, vec![Ok(4); 2]);
+    // 100 B in one frame, 3000 B in three, 20 + 1500 B in two.
+    assert_eq!(out.frames.len(), 2 * 6);
+    assert!(out.frames.iter().all(|f| f[0] == 0x45), "bare IPv4");
+}
+
+/// Four transmit queues on one small wire, flows to several ports and
+/// hosts spread over them by their hash: every queue's qdisc statistics
+/// are the same both ways.
+#[test]
+fn four_queues_keep_their_statistics_like_one_by_one() {
+    let s = Setup {
+        queues: 4,
+        wire_cap: 3,
+        ..plain_setup()
+    };
+    let far = Some(SocketAddrV4::new(FAR, 9));
+    let dests = [near(9), near(10), near(11), near(12), near(13), far];
+    let batch: Vec<Msg> = (0..40)
+        .map(|k| (100 + 37 * k, dests[k % 6], false))
+        .collect();
+    let out = both_ways(&s, &[batch.clone(), batch]);
+    assert_eq!(out.results, vec![Ok(40); 2]);
+    assert_eq!(out.qdiscs.len(), 4);
+    let used = out.qdiscs.iter().filter(|(q, _)| q.packets > 0).count();
+    assert!(used >= 2, "the flows use several queues: {:?}", out.qdiscs);
+}
+
+/// A corked datagram of 70 pieces (more than one batch run of 64) sent in
+/// one call, with a datagram before and after it: one datagram of the 70
+/// pieces' bytes, fragmented, as one by one.
+#[test]
+fn a_70_piece_corked_group_is_one_datagram_like_one_by_one() {
+    for features in [Features::NONE, Features::SG | Features::HW_CSUM] {
+        let s = Setup {
+            features,
+            ..plain_setup()
+        };
+        let mut batch = vec![(10, near(9), false)];
+        batch.extend((0..70).map(|k| (20 + k, near(9), k < 69)));
+        batch.push((10, near(9), false));
+        let out = both_ways(&s, &[batch]);
+        assert_eq!(out.results, vec![Ok(72)]);
+        // 70 * 20 + (0 + ... + 69) = 3815 B: three fragments.
+        assert_eq!(out.frames.len(), 1 + 3 + 1);
+        assert_eq!(count(&out.mibs, Mib::UdpOutDatagrams), 3);
+    }
+}
+
+/// A datagram that finds the send budget full is refused as one by one
+/// when fragments of the datagram before are still queued behind a driver
+/// that refuses without stopping its queue, on another transmit queue:
+/// deferred work runs after each datagram (`local_bh_enable`), not before
+/// a run that plans none. Found by the property test with a refusing
+/// driver on several queues (the run before the one transmit path ran
+/// deferred work before falling back to `sendmsg`: `Ok(2)` against
+/// `Ok(1)`).
+#[test]
+fn a_full_send_budget_ends_the_batch_behind_a_refusing_driver() {
+    let s = Setup {
+        queues: 4,
+        busy: Some(Busy {
+            every: 2,
+            streak: 1,
+        }),
+        sndbuf: Some(30_000),
+        ..plain_setup()
+    };
+    // 60000 B to 10.9.0.1:9 (queue 1), then 0 B to 10.0.0.2:9 (queue 2).
+    let far = Some(SocketAddrV4::new(FAR, 9));
+    let batches = vec![vec![(60_000, far, false), (0, near(9), false)]];
+    both_ways(&s, &batches);
+}
+
+/// Deferred work pending on one queue runs between the datagrams sent on
+/// another, as one by one (the kernel's `local_bh_enable` after each
+/// `dev_queue_xmit`): the same frames in the same order on the wire. Found
+/// by the property test with a refusing driver on several queues (the run
+/// before the one transmit path ran deferred work once, at its end).
+#[test]
+fn deferred_work_runs_between_the_datagrams_of_a_run() {
+    let s = Setup {
+        queues: 4,
+        busy: Some(Busy {
+            every: 2,
+            streak: 1,
+        }),
+        ..plain_setup()
+    };
+    // 30000 B to 10.9.0.1:9 (queue 1), then twice 0 B to 10.0.0.2:9
+    // (queue 2).
+    let far = Some(SocketAddrV4::new(FAR, 9));
+    let batches = vec![vec![
+        (30_000, far, false),
+        (0, near(9), false),
+        (0, near(9), false),
+    ]];
+    both_ways(&s, &batches);
 }
