@@ -7,9 +7,12 @@
 //! `sendto` and with `sendmmsg` (64 per call) from a thread that entered the
 //! namespace and pinned itself to one CPU. ipxmit (B) sends the same datagrams
 //! through its full path to its `null` device, configured with the offloads the
-//! kernel reports for the sink, on the same thread. Each case runs A A B, round
-//! after round; the tables show medians. Without root only B runs, and the
-//! kernel rows say why. See the README's "Benchmarks" section for the columns.
+//! kernel reports for the sink, on the same thread. The `-pfifo` cases give
+//! both sinks a root `pfifo limit 1000`, the `-hook` case both stacks one
+//! accept-all filter on the output hook (an nftables rule; a `LocalOut` hook).
+//! Each case runs A A B, round after round; the tables show medians. Without
+//! root only B runs, and the kernel rows say why. See the README's
+//! "Benchmarks" section for the columns.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -25,6 +28,7 @@ mod kernel;
 mod measure;
 mod netns;
 mod output;
+mod settings;
 mod sink;
 mod sys;
 mod wires;
@@ -45,7 +49,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub cpu: Option<usize>,
     /// Only these cases, comma-separated (18B, 1472B, 8000B, 65000B,
-    /// 8x1000B-more, gso-64k/1472, 1472B-swcsum, 65000B-swcsum).
+    /// 8x1000B-more, gso-64k/1472, 1472B-swcsum, 65000B-swcsum, 18B-pfifo,
+    /// 1472B-pfifo, 18B-hook).
     #[arg(long)]
     pub cases: Option<String>,
     /// Do not run the kernel side (no namespace, no root needed).
@@ -154,6 +159,7 @@ fn measure_on_worker(plan: &Plan, side: &KernelSide) -> Result<SinkTable> {
         KernelSide::Runs(ns) => Some((
             ns.path(),
             KernelEnv {
+                ns: ns.name().to_string(),
                 kind: ns.kind,
                 qdisc: ns.qdisc.clone(),
                 rx: ns
@@ -231,10 +237,6 @@ fn print(
         plan.cpu, t.memcpy_gbps
     )?;
     writeln!(out, "\nReal-wire table:\n{}", output::wire_table(wires))?;
-    writeln!(
-        out,
-        "\nTargets (issue 6):\n{}",
-        output::target_lines(&targets)
-    )?;
+    writeln!(out, "\nTargets:\n{}", output::target_lines(&targets))?;
     Ok(())
 }

@@ -3,9 +3,12 @@
 //! A counting global allocator counts what the sending thread allocates while
 //! it sends datagrams of 18, 1472, 8000 and 65000 bytes and 8 x 1000 B with
 //! `MSG_MORE` to the null device and to the in-memory wire (drained after
-//! every send), after a warm-up. Prints the counts and exits non-zero unless
-//! every count is zero. `IPXMIT_ALLOC_TRACE=1` prints where they come from.
-//! The same probe runs in `cargo test` (`tests/alloc_count.rs`).
+//! every send), after a warm-up, and `send_batch` of 64 datagrams with a root
+//! `pfifo limit 1000` (18 and 1472 B) and with an accept-all `LocalOut` hook
+//! (18 B), as the bench's `-pfifo` and `-hook` cases. Prints the counts and
+//! exits non-zero unless every count is zero. `IPXMIT_ALLOC_TRACE=1` prints
+//! where they come from. The same probe runs in `cargo test`
+//! (`tests/alloc_count.rs`).
 //!
 //! Run: `cargo bench -p ipxmit-drivers --bench alloc_count`.
 

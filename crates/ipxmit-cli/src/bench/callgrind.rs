@@ -1,6 +1,9 @@
 //! `ipxmit bench --callgrind-case CASE --count N`: sends a fixed number of
 //! datagrams of one case through the in-memory path (or the null device) and
 //! nothing else, for counting instructions under `valgrind --tool=callgrind`.
+//! The device is set up as the sink table's side B sets it up without a
+//! kernel side: the case's checksum offload and root qdisc (`noqueue` when it
+//! names none) and, for the `-hook` cases, the accept-all `LocalOut` hook.
 //! `scripts/callgrind.sh` runs it with N and N/2 datagrams and divides the
 //! difference by N/2, which cancels start-up and warm-up.
 
@@ -16,19 +19,16 @@ pub const WARMUP: u64 = 1024;
 
 /// Runs the fixed-count workload; prints one line.
 pub fn run(case: &str, count: u64, dev: &str, api: &str, json: bool) -> Result<()> {
-    let sel = cases::select(Some(case)).map_err(anyhow::Error::msg)?;
-    let case = sel[0];
+    let Some(case) = cases::find(case.trim()) else {
+        let names: Vec<&str> = cases::CASES.iter().map(|c| c.name).collect();
+        bail!("unknown case {case:?} (one of {})", names.join(", "));
+    };
     let mem = match dev {
         "mem" => true,
         "null" => false,
         other => bail!("--callgrind-dev {other:?}: mem or null"),
     };
-    let setup = DevSetup {
-        sg: true,
-        csum: case.csum_offload,
-        gso: true,
-        qdisc: "noqueue".to_string(),
-    };
+    let setup = DevSetup::for_case(case, None, "noqueue");
     let batch = match api {
         "batch" => true,
         "sendto" => false,
@@ -56,12 +56,15 @@ pub fn run(case: &str, count: u64, dev: &str, api: &str, json: bool) -> Result<(
     if json {
         println!(
             "{}",
-            serde_json::json!({"case": case.name, "dev": dev, "datagrams": count, "warmup": WARMUP, "frames": frames})
+            serde_json::json!({"case": case.name, "dev": dev, "qdisc": setup.qdisc,
+                "output_hook": case.hook, "datagrams": count, "warmup": WARMUP, "frames": frames})
         );
     } else {
+        let hook = if case.hook { ", LocalOut hook" } else { "" };
         println!(
-            "callgrind case {} on {dev}: {count} datagrams after {WARMUP} warm-up, {frames} frames",
-            case.name
+            "callgrind case {} on {dev} (qdisc {}{hook}): {count} datagrams \
+             after {WARMUP} warm-up, {frames} frames",
+            case.name, setup.qdisc
         );
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! The workloads both sides run: one UDP send is `payload` bytes, written in
 //! `pieces` with `MSG_MORE` between them, optionally a UDP GSO super-datagram
-//! (`UDP_SEGMENT`), with the sink's checksum offload on or off.
+//! (`UDP_SEGMENT`), with the sink's checksum offload on or off, its own root
+//! qdisc or another one, and with or without an accept-all filter on the
+//! output hook.
 
 /// The MTU of both sinks.
 pub const MTU: usize = 1500;
@@ -8,6 +10,8 @@ pub const MTU: usize = 1500;
 const IP_HLEN: usize = 20;
 /// UDP header.
 const UDP_HLEN: usize = 8;
+/// The root qdisc of the `-pfifo` cases on both sinks, tc syntax.
+pub const PFIFO: &str = "pfifo limit 1000";
 
 /// One workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +26,13 @@ pub struct Case {
     pub gso: u16,
     /// The sink offloads the checksum (`NETIF_F_HW_CSUM` / `tx-checksumming`).
     pub csum_offload: bool,
+    /// Root qdisc of both sinks for this case (tc syntax); `None` keeps the
+    /// sink's own (`noqueue` where the kernel accepts it).
+    pub qdisc: Option<&'static str>,
+    /// One accept-all filter on the output hook: an nftables `accept` rule
+    /// in an `output` chain on the kernel side, a `LocalOut` hook returning
+    /// `Verdict::Accept` on ipxmit's.
+    pub hook: bool,
 }
 
 const fn case(name: &'static str, payload: usize) -> Case {
@@ -31,11 +42,13 @@ const fn case(name: &'static str, payload: usize) -> Case {
         pieces: 1,
         gso: 0,
         csum_offload: true,
+        qdisc: None,
+        hook: false,
     }
 }
 
 /// The cases of the sink table, in order.
-pub const CASES: [Case; 8] = [
+pub const CASES: [Case; 11] = [
     case("18B", 18),
     case("1472B", 1472),
     case("8000B", 8000),
@@ -55,6 +68,18 @@ pub const CASES: [Case; 8] = [
     Case {
         csum_offload: false,
         ..case("65000B-swcsum", 65000)
+    },
+    Case {
+        qdisc: Some(PFIFO),
+        ..case("18B-pfifo", 18)
+    },
+    Case {
+        qdisc: Some(PFIFO),
+        ..case("1472B-pfifo", 1472)
+    },
+    Case {
+        hook: true,
+        ..case("18B-hook", 18)
     },
 ];
 
@@ -107,6 +132,14 @@ impl Case {
     }
 }
 
+/// The case named `name` (ASCII case ignored).
+pub fn find(name: &str) -> Option<Case> {
+    CASES
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
+        .copied()
+}
+
 /// Selects cases by a comma list of names (all when `None`).
 pub fn select(filter: Option<&str>) -> Result<Vec<Case>, String> {
     let Some(f) = filter else {
@@ -114,8 +147,8 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Case>, String> {
     };
     let mut out = Vec::new();
     for w in f.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        match CASES.iter().find(|c| c.name.eq_ignore_ascii_case(w)) {
-            Some(c) => out.push(*c),
+        match find(w) {
+            Some(c) => out.push(c),
             None => {
                 let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
                 return Err(format!("unknown case {w:?} (one of {})", names.join(", ")));
@@ -128,6 +161,7 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Case>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipxmit::sched::QdiscSpec;
 
     #[test]
     fn frame_counts_at_mtu_1500() {
@@ -159,5 +193,63 @@ mod tests {
         assert_eq!(select(Some("18b, 65000B")).unwrap().len(), 2);
         assert!(select(Some("nope")).is_err());
         assert_eq!(select(None).unwrap().len(), CASES.len());
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for (i, a) in CASES.iter().enumerate() {
+            assert!(
+                CASES[i + 1..].iter().all(|b| b.name != a.name),
+                "{} twice",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn pfifo_and_hook_cases_are_their_base_case_plus_one_setting() {
+        let base = |n: &str| find(n).unwrap();
+        let pfifo = |n: &'static str| Case {
+            name: n,
+            qdisc: Some(PFIFO),
+            ..base(n.trim_end_matches("-pfifo"))
+        };
+        assert_eq!(base("18B-pfifo"), pfifo("18B-pfifo"));
+        assert_eq!(base("1472B-pfifo"), pfifo("1472B-pfifo"));
+        let hook = Case {
+            name: "18B-hook",
+            hook: true,
+            ..base("18B")
+        };
+        assert_eq!(base("18B-hook"), hook);
+        let with_qdisc: Vec<&str> = CASES
+            .iter()
+            .filter(|c| c.qdisc.is_some())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(with_qdisc, ["18B-pfifo", "1472B-pfifo"]);
+        assert_eq!(CASES.iter().filter(|c| c.hook).count(), 1);
+        assert_eq!(base("18B-pfifo").frames_per_send(true), 1);
+        assert_eq!(base("1472B-pfifo").frames_per_send(false), 1);
+        assert_eq!(base("18B-hook").datagrams_per_send(), 1);
+    }
+
+    #[test]
+    fn the_new_cases_are_selected_by_name_in_order() {
+        let names: Vec<&str> = select(Some("18b-HOOK,18B-pfifo, 1472b-pfifo,18B"))
+            .unwrap()
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["18B-hook", "18B-pfifo", "1472B-pfifo", "18B"]);
+        assert!(select(Some("18B-fifo")).is_err());
+        assert_eq!(find("18B-fifo"), None);
+    }
+
+    #[test]
+    fn the_pfifo_qdisc_is_one_ipxmit_accepts() {
+        let spec: QdiscSpec = PFIFO.parse().unwrap();
+        assert_eq!(spec, QdiscSpec::Pfifo { limit: Some(1000) });
+        assert_eq!(spec.to_string(), PFIFO);
     }
 }

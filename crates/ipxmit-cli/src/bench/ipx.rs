@@ -5,7 +5,8 @@
 //! fragmentation, neighbour output and the qdisc layer — into a `null` device
 //! (counts and frees every frame) or the in-memory wire, configured like the
 //! kernel's sink: Ethernet, MTU 1500, the same offloads and root qdisc, the
-//! same addresses and route.
+//! same addresses and route, and for the `-hook` cases one accept-all filter
+//! at `LocalOut` ([`AcceptAll`]), as the kernel side's one nftables rule.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -14,14 +15,18 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
+use ipxmit::netfilter::{Hook, HookPoint, Verdict};
 use ipxmit::sched::QdiscSpec;
 use ipxmit::socket::udp::BATCH_MAX;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{BatchMsg, Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{
+    BatchMsg, Features, MsgFlags, NetDevice, PacketBuf, RouteSpec, SendError, Stack, UdpSocket,
+};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
 
 use super::cases::{Case, MTU};
+use super::kernel::Offloads;
 use super::measure::{self, Sample, CHECK_EVERY};
 use super::netns::{DEST, DEST_NET, LOCAL, LOCAL_ADDR, SINK};
 
@@ -39,6 +44,19 @@ pub struct DevSetup {
 }
 
 impl DevSetup {
+    /// Side B's device for `case`: the offloads the kernel reported for its
+    /// sink (without a kernel side: scatter-gather, UDP GSO and the case's
+    /// checksum offload), and the case's root qdisc, or `sink_qdisc` (the
+    /// kernel sink's own) when the case names none.
+    pub fn for_case(case: Case, offloads: Option<Offloads>, sink_qdisc: &str) -> DevSetup {
+        DevSetup {
+            sg: offloads.is_none_or(|o| o.sg),
+            csum: offloads.map_or(case.csum_offload, |o| o.csum),
+            gso: true,
+            qdisc: case.qdisc.unwrap_or(sink_qdisc).to_string(),
+        }
+    }
+
     /// The device's feature flags.
     pub fn features(&self) -> Features {
         let mut f = Features::NONE;
@@ -52,6 +70,17 @@ impl DevSetup {
             f = f | Features::GSO_UDP_L4;
         }
         f
+    }
+}
+
+/// A filter that accepts every packet: the ipxmit side of the `-hook`
+/// cases, registered at [`HookPoint::LocalOut`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AcceptAll;
+
+impl Hook for AcceptAll {
+    fn hook(&self, _point: HookPoint, _pkt: &mut PacketBuf, _out: &NetDevice) -> Verdict {
+        Verdict::Accept
     }
 }
 
@@ -73,7 +102,8 @@ pub struct IpxSender {
 
 impl IpxSender {
     /// A host whose device sends into a null device (`mem = false`) or the
-    /// in-memory wire, drained after every datagram (`mem = true`).
+    /// in-memory wire, drained after every datagram (`mem = true`), with an
+    /// [`AcceptAll`] hook at `LocalOut` when the case asks for one.
     pub fn new(case: Case, dev: &DevSetup, mem: bool) -> Result<IpxSender> {
         let stack = Stack::new();
         let mut cfg = DevConfig::ethernet(SINK, EthernetAddress([2, 0, 0, 0, 0, 1]));
@@ -96,6 +126,11 @@ impl IpxSender {
         stack.add_route(RouteSpec::new(DEST_NET.parse()?, SINK))?;
         let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
         stack.add_neigh(SINK, *DEST.ip(), mac, NudState::Permanent)?;
+        if case.hook {
+            stack
+                .hooks()
+                .register(HookPoint::LocalOut, Arc::new(AcceptAll));
+        }
         let mut sock = UdpSocket::new(&stack);
         sock.bind(SocketAddrV4::new(LOCAL_ADDR, 0))?;
         sock.set_gso_size(u32::from(case.gso))
@@ -219,5 +254,88 @@ impl IpxSender {
         s.datagrams = s.sends * self.case.datagrams_per_send();
         s.payload_bytes = s.sends * self.case.payload as u64;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::cases::{find, PFIFO};
+
+    #[test]
+    fn a_case_names_its_own_qdisc_else_the_sinks_is_taken() {
+        let on = Offloads {
+            csum: false,
+            sg: true,
+            gso: true,
+        };
+        let d = DevSetup::for_case(find("18B-pfifo").unwrap(), Some(on), "pfifo_fast");
+        assert_eq!((d.qdisc.as_str(), d.csum, d.sg), (PFIFO, false, true));
+        let d = DevSetup::for_case(find("18B").unwrap(), Some(on), "pfifo_fast");
+        assert_eq!(d.qdisc, "pfifo_fast");
+        let d = DevSetup::for_case(find("1472B-swcsum").unwrap(), None, "noqueue");
+        assert_eq!(
+            (d.qdisc.as_str(), d.csum, d.sg, d.gso),
+            ("noqueue", false, true, true)
+        );
+        let d = DevSetup::for_case(find("18B-hook").unwrap(), None, "noqueue");
+        assert_eq!((d.qdisc.as_str(), d.csum), ("noqueue", true));
+    }
+
+    /// Sends one group of `name` into the null device; returns the host.
+    fn one_group(name: &str) -> IpxSender {
+        let case = find(name).unwrap();
+        let mut s =
+            IpxSender::new(case, &DevSetup::for_case(case, None, "noqueue"), false).expect("host");
+        assert_eq!(s.send_group().unwrap(), (1, CHECK_EVERY, 0));
+        assert_eq!(
+            s.frames(),
+            CHECK_EVERY,
+            "every frame reached the null device"
+        );
+        s
+    }
+
+    /// Counts the packets it sees at `LocalOut`.
+    #[derive(Default)]
+    struct Seen(std::sync::atomic::AtomicU64);
+
+    impl Hook for Seen {
+        fn hook(&self, p: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+            assert_eq!(p, HookPoint::LocalOut);
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            AcceptAll.hook(p, pkt, out)
+        }
+    }
+
+    #[test]
+    fn the_hook_case_registers_an_accept_all_local_out_hook() {
+        let mut s = one_group("18B-hook");
+        let hooks = s._stack.hooks();
+        assert!(!hooks.is_empty(HookPoint::LocalOut));
+        assert!(hooks.is_empty(HookPoint::PostRouting));
+        assert!(one_group("18B")
+            ._stack
+            .hooks()
+            .is_empty(HookPoint::LocalOut));
+        // The batch path runs LocalOut hooks once per datagram, after ours.
+        let seen = Arc::new(Seen::default());
+        hooks.register(HookPoint::LocalOut, seen.clone());
+        assert_eq!(s.send_group().unwrap(), (1, CHECK_EVERY, 0));
+        assert_eq!(
+            seen.0.load(std::sync::atomic::Ordering::Relaxed),
+            CHECK_EVERY
+        );
+        assert_eq!(s.frames(), 2 * CHECK_EVERY);
+    }
+
+    #[test]
+    fn the_pfifo_cases_send_everything_through_the_qdisc() {
+        for name in ["18B-pfifo", "1472B-pfifo"] {
+            let s = one_group(name);
+            let dev = s._stack.device(SINK).unwrap();
+            let q = dev.queues()[0].with_qdisc(|q| (q.kind(), q.stats().packets, q.stats().qlen));
+            assert_eq!(q, ("pfifo", CHECK_EVERY, 0), "{name}");
+        }
     }
 }

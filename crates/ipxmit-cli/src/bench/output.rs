@@ -1,5 +1,6 @@
-//! Printing the results: the tables (comfy-table), the targets of issue 6 with
-//! how far each is from being met, and one JSON object for `--json`.
+//! Printing the results: the tables (comfy-table), the targets (issue 6's,
+//! and those of the pfifo and hook cases) with how far each is from being
+//! met, and one JSON object for `--json`.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::{json, Value};
@@ -89,6 +90,19 @@ fn side_row(t: &mut Table, case: &str, who: &str, side: &Side, ratio: Option<f64
     ]);
 }
 
+/// What the B row's device has beyond its offloads: a root qdisc the case
+/// sets, the output hook.
+fn extras(c: &CaseResult) -> String {
+    let mut s = String::new();
+    if c.case.qdisc.is_some() {
+        s.push_str(&format!(", {}", c.dev.qdisc));
+    }
+    if c.case.hook {
+        s.push_str(", LocalOut hook");
+    }
+    s
+}
+
 /// The sink table as text.
 pub fn sink_table(st: &SinkTable) -> String {
     let mut t = Table::new();
@@ -115,7 +129,11 @@ pub fn sink_table(st: &SinkTable) -> String {
         } else {
             "send_batch"
         };
-        let who = format!("B: ipxmit {api} -> null ({})", c.dev.features());
+        let who = format!(
+            "B: ipxmit {api} -> null ({}{})",
+            c.dev.features(),
+            extras(c)
+        );
         side_row(&mut t, c.case.name, &who, &c.ipxmit, ratio);
     }
     t.to_string()
@@ -221,8 +239,35 @@ fn ratio(st: &SinkTable, name: &str, f: fn(&Medians) -> f64) -> Option<f64> {
     Some(f(&b) / f(&a))
 }
 
-/// The targets of issue 6, evaluated on this run.
+/// The cases whose target is against the kernel's `sendmmsg`, with the
+/// factor: the root `pfifo` and output-hook variants of 18 B and 1472 B.
+pub const SENDMMSG_TARGETS: [(&str, f64); 3] = [
+    ("18B-pfifo", 15.0),
+    ("1472B-pfifo", 15.0),
+    ("18B-hook", 15.0),
+];
+
+/// ipxmit's datagrams/s over the kernel's `sendmmsg` in case `name`.
+fn ratio_sendmmsg(st: &SinkTable, name: &str) -> Option<f64> {
+    let c = case(st, name)?;
+    let (a, b) = (medians(&c.sendmmsg)?, medians(&c.ipxmit)?);
+    Some(b.dps / a.dps)
+}
+
+/// The targets, evaluated on this run: issue 6's, then one per case of
+/// [`SENDMMSG_TARGETS`].
 pub fn targets(st: &SinkTable) -> Vec<Target> {
+    let mut v = issue6_targets(st);
+    v.extend(SENDMMSG_TARGETS.iter().map(|&(name, want)| Target {
+        what: format!("{name}: ipxmit datagrams/s over the kernel's sendmmsg"),
+        want,
+        got: ratio_sendmmsg(st, name),
+    }));
+    v
+}
+
+/// The targets of issue 6.
+fn issue6_targets(st: &SinkTable) -> Vec<Target> {
     let dps = |m: &Medians| m.dps;
     let gbps = |m: &Medians| m.gbps;
     let t = |what: &str, want, got| Target {
@@ -317,6 +362,7 @@ pub fn cases_json(st: &SinkTable) -> Value {
                 "gso_size": c.case.gso, "csum_offload": c.case.csum_offload,
                 "kernel_sink_offloads": c.offloads.map(|o| json!({"tx_csum": o.csum, "sg": o.sg, "gso": o.gso})),
                 "ipxmit_features": c.dev.features().to_string(), "qdisc": c.dev.qdisc,
+                "output_hook": c.case.hook,
                 "kernel_sendto": side_json(&c.sendto), "kernel_sendmmsg": side_json(&c.sendmmsg),
                 "ipxmit": side_json(&c.ipxmit),
                 "ratio_datagrams_per_s": ratio.map(|(a, b)| b.dps / a.dps),
@@ -338,7 +384,9 @@ pub fn targets_json(ts: &[Target]) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::Target;
+    use super::*;
+    use crate::bench::cases;
+    use crate::bench::ipx::DevSetup;
 
     fn target(want: f64, got: Option<f64>) -> Target {
         Target {
@@ -354,5 +402,89 @@ mod tests {
         assert_eq!(target(10.0, Some(9.8)).verdict(), "MISSED by 1.02x");
         assert_eq!(target(10.0, Some(8.9)).verdict(), "MISSED by 1.12x");
         assert_eq!(target(4.0, None).verdict(), "not measured");
+    }
+
+    /// One round of `datagrams` in one second.
+    fn measured(datagrams: u64) -> Side {
+        Side::Measured(vec![Sample {
+            datagrams,
+            wall_ns: 1_000_000_000,
+            ..Sample::default()
+        }])
+    }
+
+    fn result(name: &str, sendto: Side, sendmmsg: Side, ipx: u64) -> CaseResult {
+        let case = cases::find(name).unwrap();
+        CaseResult {
+            case,
+            offloads: None,
+            dev: DevSetup::for_case(case, None, "noqueue"),
+            sendto,
+            sendmmsg,
+            ipxmit: measured(ipx),
+        }
+    }
+
+    #[test]
+    fn pfifo_and_hook_targets_are_15x_the_kernels_sendmmsg() {
+        let skipped = || Side::Skipped(crate::bench::settings::NO_NFT.to_string());
+        let st = SinkTable {
+            memcpy_gbps: 10.0,
+            cases: vec![
+                // sendto faster than sendmmsg: the target still takes sendmmsg.
+                result(
+                    "18B-pfifo",
+                    measured(2_000_000),
+                    measured(1_000_000),
+                    16_000_000,
+                ),
+                result(
+                    "1472B-pfifo",
+                    measured(500_000),
+                    measured(1_000_000),
+                    14_900_000,
+                ),
+                result("18B-hook", skipped(), skipped(), 30_000_000),
+                result("18B", measured(1_000_000), measured(1_000_000), 25_000_000),
+            ],
+            wires: Vec::new(),
+        };
+        let ts = targets(&st);
+        assert_eq!(ts.len(), 9);
+        assert_eq!(ts[0].what, "18B: ipxmit datagrams/s over the kernel's best");
+        assert_eq!((ts[0].got, ts[0].verdict().as_str()), (Some(25.0), "met"));
+        let new: Vec<(&str, f64, Option<f64>, String)> = ts[6..]
+            .iter()
+            .map(|t| (t.what.as_str(), t.want, t.got, t.verdict()))
+            .collect();
+        let what = |n: &str| format!("{n}: ipxmit datagrams/s over the kernel's sendmmsg");
+        assert_eq!(new[0].0, what("18B-pfifo"));
+        assert_eq!(
+            (new[0].1, new[0].2, new[0].3.as_str()),
+            (15.0, Some(16.0), "met")
+        );
+        assert_eq!(new[1].0, what("1472B-pfifo"));
+        assert_eq!(new[1].3, "MISSED by 1.01x");
+        assert_eq!(new[2].0, what("18B-hook"));
+        assert_eq!((new[2].2, new[2].3.as_str()), (None, "not measured"));
+        assert!(
+            target_lines(&ts).contains("18B-hook: ipxmit datagrams/s over the kernel's sendmmsg")
+        );
+    }
+
+    #[test]
+    fn the_b_row_names_the_cases_qdisc_and_hook() {
+        let row = |n: &str| {
+            let st = SinkTable {
+                memcpy_gbps: 1.0,
+                cases: vec![result(n, measured(1), measured(1), 1)],
+                wires: Vec::new(),
+            };
+            sink_table(&st)
+        };
+        assert!(row("1472B-pfifo").contains(", pfifo limit 1000)"));
+        assert!(row("18B-hook").contains(", LocalOut hook)"));
+        assert!(!row("18B").contains("LocalOut"));
+        assert!(!row("18B").contains("pfifo"));
     }
 }

@@ -1,6 +1,8 @@
 //! The sink table: each case run A B A B on one pinned core — the kernel's
 //! `sendto` and `sendmmsg` into the namespace's sink (A), then ipxmit into its
-//! null device with the same offloads (B) — for the configured rounds.
+//! null device with the same offloads (B) — for the configured rounds. A
+//! case's checksum offload, root qdisc and output hook are set on the kernel's
+//! sink before it and undone after it (see [`settings`]).
 
 use std::time::Duration;
 
@@ -8,9 +10,10 @@ use anyhow::{Context, Result};
 
 use super::cases::Case;
 use super::ipx::{DevSetup, IpxSender};
-use super::kernel::{self, KernelSender, Mode, Offloads};
+use super::kernel::{KernelSender, Mode, Offloads};
 use super::measure::{self, Sample};
 use super::netns::{self, SinkKind, DEST, SINK};
+use super::settings::{self, Applied};
 use super::sys;
 use super::wires::{self, WireRow};
 
@@ -34,9 +37,11 @@ pub struct Plan {
 /// What the kernel side runs against, when it runs.
 #[derive(Clone, Debug)]
 pub struct KernelEnv {
+    /// The namespace's name (for `tc -n` and `ip netns exec`).
+    pub ns: String,
     /// The sink's kind.
     pub kind: SinkKind,
-    /// Its root qdisc.
+    /// Its own root qdisc, put back after a case that sets another.
     pub qdisc: String,
     /// The real-wire receiver's namespace, or why there is none.
     pub rx: Result<std::path::PathBuf, String>,
@@ -129,33 +134,54 @@ pub fn run(plan: &Plan, ns: Option<(&std::path::Path, KernelEnv)>) -> Result<Sin
     })
 }
 
+/// One case: the kernel sink set up for it, both sides measured, the sink
+/// put back (also when measuring failed).
 fn run_case(plan: &Plan, case: Case, env: Option<&KernelEnv>) -> Result<CaseResult> {
-    let offloads = match env {
-        Some(_) => Some(prepare_sink(case)?),
+    let applied = match env {
+        Some(e) => Some(
+            settings::apply(&e.ns, case)
+                .with_context(|| format!("setting up {SINK} for {}", case.name))?,
+        ),
         None => None,
     };
-    let dev = DevSetup {
-        sg: offloads.is_none_or(|o| o.sg),
-        csum: offloads.map_or(case.csum_offload, |o| o.csum),
-        gso: true,
-        qdisc: env.map_or_else(|| "noqueue".to_string(), |e| e.qdisc.clone()),
+    let r = measure_case(plan, case, env, applied.as_ref());
+    let restored = match (env, &applied) {
+        (Some(e), Some(a)) => settings::restore(&e.ns, &e.qdisc, case, a)
+            .with_context(|| format!("restoring {SINK} after {}", case.name)),
+        _ => Ok(()),
     };
+    let r = r?;
+    restored?;
+    Ok(r)
+}
+
+/// Measures one case on a sink already set up for it (`applied`, when the
+/// kernel side runs).
+fn measure_case(
+    plan: &Plan,
+    case: Case,
+    env: Option<&KernelEnv>,
+    applied: Option<&Applied>,
+) -> Result<CaseResult> {
+    let offloads = applied.map(|a| a.offloads);
+    let sink_qdisc = env.map_or("noqueue", |e| e.qdisc.as_str());
+    let dev = DevSetup::for_case(case, offloads, sink_qdisc);
     let mut ipx = IpxSender::new(case, &dev, false)
         .with_context(|| format!("ipxmit host for {}", case.name))?;
-    let ks = match env {
-        Some(e) => Some((
+    let skip = match (env, applied) {
+        (Some(_), Some(a)) => a.skip.clone(),
+        _ => Some(plan.kernel_skipped.clone()),
+    };
+    let ks = match (env, &skip) {
+        (Some(e), None) => Some((
             KernelSender::new(case, DEST).context("kernel socket")?,
             e.kind,
         )),
-        None => None,
+        _ => None,
     };
-    let has_kernel = ks.is_some();
     let kside = || {
-        if has_kernel {
-            Side::Measured(Vec::new())
-        } else {
-            Side::Skipped(plan.kernel_skipped.clone())
-        }
+        skip.clone()
+            .map_or(Side::Measured(Vec::new()), Side::Skipped)
     };
     let mut r = CaseResult {
         case,
@@ -181,21 +207,7 @@ fn run_case(plan: &Plan, case: Case, env: Option<&KernelEnv>) -> Result<CaseResu
         s.frames_expected = s.sends * case.frames_per_send(r.dev.gso);
         record(&mut r.ipxmit, Ok(s));
     }
-    if env.is_some() && !case.csum_offload {
-        kernel::set_csum(SINK, true).context("restoring the sink's checksum offload")?;
-    }
     Ok(r)
-}
-
-/// Sets the sink's checksum offload for the case and reads its offloads back.
-fn prepare_sink(case: Case) -> Result<Offloads> {
-    kernel::set_csum(SINK, case.csum_offload).with_context(|| {
-        format!(
-            "setting {SINK} tx checksumming {}",
-            if case.csum_offload { "on" } else { "off" }
-        )
-    })?;
-    kernel::offloads(SINK).context("reading the sink's offloads")
 }
 
 /// A short unmeasured run of each sender: caches, pools, page tables.

@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 
 use ipxmit::Features;
 
-use super::host::{Host, Sink, Workload, WORKLOADS};
+use super::host::{Host, Sink, Tweak, Workload, WORKLOADS};
 
 /// The counting allocator; install with `#[global_allocator]`.
 pub struct CountingAlloc;
@@ -74,7 +74,7 @@ pub fn allocations() -> u64 {
 /// One measured case.
 #[derive(Debug)]
 pub struct Probe {
-    /// `sink/features/workload`.
+    /// `sink/features/workload`, then `+pfifo` or `+hook` for a [`Tweak`].
     pub case: String,
     /// Datagrams measured (after warm-up).
     pub datagrams: u64,
@@ -98,11 +98,39 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
     [("none", Features::NONE), ("sg+csum+gso", off)]
 }
 
-/// Sends `WARMUP` then `MEASURED` datagrams of `work` and counts the
-/// allocations made during the measured ones.
-pub fn probe(sink: Sink, (fname, feats): (&str, Features), work: Workload) -> Probe {
-    let case = format!("{}/{}/{}", sink.name(), fname, work.name);
+/// The configurations of the sink table's `18B-pfifo`, `1472B-pfifo` and
+/// `18B-hook` cases: a root `pfifo limit 1000` with 18 B and 1472 B
+/// datagrams, an accept-all `LocalOut` hook with 18 B, all with `send_batch`
+/// of 64.
+pub const TWEAKED: [(&str, Tweak); 3] = [
+    ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
+    ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
+    ("18B_batch64", Tweak::AcceptAllHook),
+];
+
+/// The workload named `name`.
+fn workload(name: &str) -> Workload {
+    *WORKLOADS
+        .iter()
+        .find(|w| w.name == name)
+        .unwrap_or_else(|| panic!("no workload {name}"))
+}
+
+/// Sends `WARMUP` then `MEASURED` datagrams of `work` (on a host changed by
+/// `tweak`, if given) and counts the allocations made during the measured
+/// ones.
+pub fn probe(
+    sink: Sink,
+    (fname, feats): (&str, Features),
+    work: Workload,
+    tweak: Option<Tweak>,
+) -> Probe {
+    let mut case = format!("{}/{}/{}", sink.name(), fname, work.name);
     let mut host = Host::new(sink, feats, work).expect("host");
+    if let Some(t) = tweak {
+        host.tweak(t).expect("tweaking the host");
+        case = format!("{case}+{}", t.name());
+    }
     // Sends of a batch carry many datagrams: as many datagrams, about.
     let per = work.batch as u64;
     let (warmup, measured) = ((WARMUP / per).max(40), (MEASURED / per).max(100));
@@ -129,13 +157,17 @@ pub fn probe(sink: Sink, (fname, feats): (&str, Features), work: Workload) -> Pr
 
 /// The sizes the issue names (18, 1472, 8000 B) plus 65000 B, 8 x 1000 B
 /// with `MSG_MORE` and UDP GSO of 44 x 1472 B (segmented in software on the
-/// device without offloads), on both sinks and both feature sets.
+/// device without offloads), then the [`TWEAKED`] configurations, on both
+/// sinks and both feature sets.
 pub fn probe_all() -> Vec<Probe> {
     let mut out = Vec::new();
     for sink in [Sink::Null, Sink::Mem] {
         for fs in feature_sets() {
             for w in WORKLOADS {
-                out.push(probe(sink, fs, w));
+                out.push(probe(sink, fs, w, None));
+            }
+            for (w, t) in TWEAKED {
+                out.push(probe(sink, fs, workload(w), Some(t)));
             }
         }
     }
@@ -145,13 +177,13 @@ pub fn probe_all() -> Vec<Probe> {
 /// Prints the results; returns the cases that allocated.
 pub fn report(probes: &[Probe]) -> Vec<&Probe> {
     println!(
-        "{:<34} {:>10} {:>12} {:>14}",
+        "{:<42} {:>10} {:>12} {:>14}",
         "case", "datagrams", "allocations", "per datagram"
     );
     for p in probes {
         let per = p.allocations as f64 / p.datagrams as f64;
         println!(
-            "{:<34} {:>10} {:>12} {:>14.3}",
+            "{:<42} {:>10} {:>12} {:>14.3}",
             p.case, p.datagrams, p.allocations, per
         );
     }

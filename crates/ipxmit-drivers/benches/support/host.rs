@@ -1,14 +1,17 @@
 //! A one-device host for the whole-path benchmarks and the allocation probe:
 //! `eth0` (10.0.0.1/24, MTU 1500) on a null device or an in-memory wire, a
-//! static neighbour for 10.0.0.2, and one bound UDP socket.
+//! static neighbour for 10.0.0.2, and one bound UDP socket; optionally
+//! another root qdisc or an accept-all `LocalOut` hook ([`Tweak`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
+use ipxmit::netfilter::{Hook, HookPoint, Verdict};
+use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{BatchMsg, Features, MsgFlags, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, Features, MsgFlags, NetDevice, PacketBuf, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
 
@@ -134,6 +137,35 @@ pub const WORKLOADS: [Workload; 11] = [
     },
 ];
 
+/// A change to the host's default output path (root `noqueue`, no hooks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tweak {
+    /// `tc qdisc replace dev eth0 root SPEC`.
+    RootQdisc(&'static str),
+    /// An [`AcceptAll`] hook at `LocalOut`.
+    AcceptAllHook,
+}
+
+impl Tweak {
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tweak::RootQdisc(spec) => spec.split_whitespace().next().unwrap_or(spec),
+            Tweak::AcceptAllHook => "hook",
+        }
+    }
+}
+
+/// A filter that accepts every packet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AcceptAll;
+
+impl Hook for AcceptAll {
+    fn hook(&self, _point: HookPoint, _pkt: &mut PacketBuf, _out: &NetDevice) -> Verdict {
+        Verdict::Accept
+    }
+}
+
 /// The destination every send goes to.
 pub const DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9000);
 
@@ -187,6 +219,22 @@ impl Host {
             payload,
             work,
         })
+    }
+
+    /// Applies `t` to the host.
+    pub fn tweak(&mut self, t: Tweak) -> Result<(), Box<dyn std::error::Error>> {
+        match t {
+            Tweak::RootQdisc(spec) => {
+                let spec: QdiscSpec = spec.parse()?;
+                self.stack.replace_qdisc("eth0", &spec)?;
+            }
+            Tweak::AcceptAllHook => {
+                self.stack
+                    .hooks()
+                    .register(HookPoint::LocalOut, Arc::new(AcceptAll));
+            }
+        }
+        Ok(())
     }
 
     /// `batch` datagrams of `pieces` pieces in one `send_batch` (at most 64
