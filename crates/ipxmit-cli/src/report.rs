@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use ipxmit::stats::DropReason;
+use ipxmit::stats::{BatchPath, DropReason};
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{NetDevice, Stack};
 use ipxmit_drivers::peer::PeerStats;
@@ -126,7 +126,8 @@ pub fn tc_qdisc_json(dev: &NetDevice) -> Value {
 }
 
 /// `nstat`-style MIB counters (only non-zero ones unless `all`), then drops by
-/// reason.
+/// reason, then how `send_batch`'s messages went (built in one pass, or
+/// through `sendmsg` and why).
 pub fn nstat(stack: &Stack, all: bool) -> String {
     let mut o = String::from("#kernel\n");
     for (m, v) in stack.counters().mib_snapshot() {
@@ -146,10 +147,23 @@ pub fn nstat(stack: &Stack, all: bool) -> String {
             let _ = writeln!(o, "{:<32}{}", r.name(), v);
         }
     }
+    let paths: Vec<(BatchPath, u64)> = stack
+        .counters()
+        .batch_path_snapshot()
+        .into_iter()
+        .filter(|&(_, v)| all || v != 0)
+        .collect();
+    if !paths.is_empty() {
+        // ipxmit's own: how the messages of send_batch (sendmmsg) went.
+        let _ = writeln!(o, "#send_batch messages");
+        for (p, v) in paths {
+            let _ = writeln!(o, "{:<32}{}", p.name(), v);
+        }
+    }
     o
 }
 
-/// The MIB counters and drop reasons as JSON objects.
+/// The MIB counters, drop reasons and `send_batch` paths as JSON objects.
 pub fn nstat_json(stack: &Stack) -> Value {
     let mib: serde_json::Map<String, Value> = stack
         .counters()
@@ -163,7 +177,13 @@ pub fn nstat_json(stack: &Stack) -> Value {
         .into_iter()
         .map(|(r, v)| (r.name().to_string(), json!(v)))
         .collect();
-    json!({"mib": mib, "drops": drops})
+    let paths: serde_json::Map<String, Value> = stack
+        .counters()
+        .batch_path_snapshot()
+        .into_iter()
+        .map(|(p, v)| (p.name().to_string(), json!(v)))
+        .collect();
+    json!({"mib": mib, "drops": drops, "send_batch": paths})
 }
 
 /// One line on what a verifying peer received on `dev`'s wire, then its

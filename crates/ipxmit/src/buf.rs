@@ -389,7 +389,7 @@ impl SendBudget {
             };
         }
         let key = Arc::as_ptr(this) as usize;
-        let prev = GATHER.with(|g| g.replace((key, 0)));
+        let prev = RELEASES_GATHERED.with(|g| g.replace((key, 0)));
         GatheredReleases {
             budget: Some(this.clone()),
             prev,
@@ -1464,14 +1464,14 @@ impl BufInner {
 thread_local! {
     /// The budget (its address) whose releases this thread gathers, and the
     /// bytes gathered ([`SendBudget::gather_releases`]).
-    static GATHER: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+    static RELEASES_GATHERED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 /// Adds a release of `amount` on the budget at `addr` to this thread's
 /// gathered releases when they are that budget's; false otherwise.
 #[inline]
 fn defer_release(addr: usize, amount: usize) -> bool {
-    GATHER
+    RELEASES_GATHERED
         .try_with(|g| {
             let (k, n) = g.get();
             if k == addr {
@@ -1495,7 +1495,7 @@ impl Drop for GatheredReleases {
         let Some(b) = self.budget.take() else {
             return;
         };
-        let (_, n) = GATHER.with(|g| g.replace(self.prev));
+        let (_, n) = RELEASES_GATHERED.with(|g| g.replace(self.prev));
         b.release(n);
     }
 }

@@ -30,8 +30,9 @@ use crate::time::{Clock, Instant, MonotonicClock};
 use crate::wire::EthernetAddress;
 
 thread_local! {
-    /// The stack whose time is frozen on this thread, and that time.
-    static NOW: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+    /// The stack whose time is frozen on this thread (a time scope: one
+    /// clock reading for a whole call), and that time.
+    static FROZEN_TIME: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
 
 /// Restores the previous frozen time when dropped.
@@ -41,7 +42,7 @@ pub(crate) struct TimeScope {
 
 impl Drop for TimeScope {
     fn drop(&mut self) {
-        NOW.with(|c| c.set(self.prev));
+        FROZEN_TIME.with(|c| c.set(self.prev));
     }
 }
 
@@ -162,7 +163,7 @@ impl Stack {
     /// time scope on this thread (one clock read per datagram on the output path).
     #[inline]
     pub fn now(&self) -> Instant {
-        let (who, t) = NOW.with(Cell::get);
+        let (who, t) = FROZEN_TIME.with(Cell::get);
         if who == self as *const Stack as usize {
             Instant::from_nanos(t)
         } else {
@@ -175,7 +176,7 @@ impl Stack {
     /// returns that time — as the kernel takes one timestamp per packet.
     pub(crate) fn time_scope(&self) -> TimeScope {
         let now = self.clock.now().as_nanos();
-        let prev = NOW.with(|c| c.replace((self as *const Stack as usize, now)));
+        let prev = FROZEN_TIME.with(|c| c.replace((self as *const Stack as usize, now)));
         TimeScope { prev }
     }
 

@@ -515,10 +515,6 @@ impl<'p> Fragmenter<'p> {
     }
 
     #[inline(never)]
-    fn next_slow_out_of_line(&mut self) -> Option<PacketBuf> {
-        self.next_slow()
-    }
-
     fn next_slow(&mut self) -> Option<PacketBuf> {
         let Mode::Slow {
             src,
@@ -609,7 +605,7 @@ impl Iterator for Fragmenter<'_> {
     fn next(&mut self) -> Option<PacketBuf> {
         let f = match self.mode {
             Mode::Fast { .. } => self.next_fast(),
-            Mode::Slow { .. } => self.next_slow_out_of_line(),
+            Mode::Slow { .. } => self.next_slow(),
             Mode::Done => None,
         };
         if f.is_some() {

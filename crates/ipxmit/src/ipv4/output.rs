@@ -38,7 +38,7 @@ use crate::netfilter::{HookList, HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{DropReason, Mib};
-use crate::wire::ipv4::{send_check, IpProtocol, Ipv4Packet, HEADER_LEN};
+use crate::wire::ipv4::{send_check, IpProtocol, Ipv4Packet, FLAG_DF, HEADER_LEN};
 
 /// Output errors are the socket-level errors.
 pub type OutputError = SendError;
@@ -634,6 +634,58 @@ pub fn queue_xmit(
     local_out(stack, skb)
 }
 
+/// The fields of an IPv4 header that a transport's socket gives it
+/// (`__ip_make_skb`, `__ip_queue_xmit`); the total length and the checksum
+/// are `ip_local_out`'s.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderFields<'a> {
+    /// `IP_TOS`.
+    pub tos: u8,
+    /// The identification.
+    pub ident: u16,
+    /// Don't Fragment.
+    pub df: bool,
+    /// The TTL.
+    pub ttl: u8,
+    /// The transport protocol.
+    pub protocol: u8,
+    /// Source address.
+    pub saddr: Ipv4Addr,
+    /// Destination address of the header (a source route's first hop).
+    pub daddr: Ipv4Addr,
+    /// The options, and the final destination a source route's last slot
+    /// gets.
+    pub options: &'a IpOptions,
+    /// The destination the user named.
+    pub final_daddr: Ipv4Addr,
+}
+
+/// Kernel: the `iph->...` stores of `__ip_make_skb()` and
+/// `__ip_queue_xmit()`, and `ip_options_build()`: writes the header of
+/// `20 + options` bytes at the start of `h` through the [`Ipv4Packet`]
+/// view (total length and checksum left to `ip_local_out`).
+pub fn build_header(h: &mut [u8], f: &HeaderFields<'_>) {
+    let hlen = HEADER_LEN + f.options.len();
+    let mut ip = Ipv4Packet::new_unchecked(&mut h[..hlen]);
+    ip.set_version(4);
+    ip.set_header_len(hlen);
+    ip.set_tos(f.tos);
+    ip.set_ident(f.ident);
+    ip.set_frag_word(if f.df { FLAG_DF } else { 0 });
+    ip.set_ttl(f.ttl);
+    ip.set_protocol(IpProtocol(f.protocol));
+    ip.set_src_addr(f.saddr);
+    ip.set_dst_addr(f.daddr);
+    if !f.options.is_empty() {
+        let now = if f.options.ts_needtime {
+            options::current_timestamp()
+        } else {
+            0
+        };
+        options::build(ip.into_inner(), f.options, f.final_daddr, f.saddr, now);
+    }
+}
+
 /// The header `__ip_queue_xmit` pushes: DF from the PMTU mode, the ID,
 /// TTL, TOS, options built.
 fn build_queue_xmit_header(
@@ -643,27 +695,20 @@ fn build_queue_xmit_header(
     saddr: Ipv4Addr,
     daddr: Ipv4Addr,
 ) {
-    let hlen = 20 + p.options.len();
+    let hlen = HEADER_LEN + p.options.len();
     let df = matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Want) && !skb.meta.ip_flags.ignore_df;
     skb.push(hlen);
     skb.reset_network_header();
-    let mut h = Ipv4Packet::new_unchecked(skb.network_header_mut());
-    h.set_version(4);
-    h.set_header_len(hlen);
-    h.set_tos(p.tos);
-    h.set_ident(ident);
-    h.clear_flags();
-    h.set_dont_frag(df);
-    h.set_ttl(p.ttl);
-    h.set_protocol(IpProtocol(p.protocol));
-    h.set_src_addr(saddr);
-    h.set_dst_addr(daddr);
-    if !p.options.is_empty() {
-        let now = if p.options.ts_needtime {
-            options::current_timestamp()
-        } else {
-            0
-        };
-        options::build(&mut h.into_inner()[..hlen], p.options, p.peer, saddr, now);
-    }
+    let fields = HeaderFields {
+        tos: p.tos,
+        ident,
+        df,
+        ttl: p.ttl,
+        protocol: p.protocol,
+        saddr,
+        daddr,
+        options: p.options,
+        final_daddr: p.peer,
+    };
+    build_header(skb.network_header_mut(), &fields);
 }

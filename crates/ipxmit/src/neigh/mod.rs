@@ -159,11 +159,14 @@ pub struct HhCache {
 impl HhCache {
     /// The header from `src` to `dst` carrying IPv4.
     pub fn ethernet_ipv4(dst: EthernetAddress, src: EthernetAddress) -> HhCache {
-        let mut hdr = [0u8; 14];
-        hdr[0..6].copy_from_slice(&dst.0);
-        hdr[6..12].copy_from_slice(&src.0);
-        hdr[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        HhCache { hdr }
+        let eth = crate::wire::EthernetRepr {
+            src_addr: src,
+            dst_addr: dst,
+            ethertype: crate::wire::EtherType::Ipv4,
+        };
+        HhCache {
+            hdr: eth.to_bytes(),
+        }
     }
 }
 

@@ -24,12 +24,15 @@ use bytes::{Bytes, BytesMut};
 
 use crate::buf::{CsumState, PacketBuf, SendBudget, ZcUarg, MAX_FRAGS};
 use crate::error::SendError;
-use crate::ipv4::options::{self, IpOptions};
+use crate::ipv4::fragment::FragPlan;
+use crate::ipv4::options::IpOptions;
+use crate::ipv4::output::{build_header, HeaderFields};
 use crate::route::{Dst, IP_MAX_MTU, IP_MIN_MTU};
 use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::checksum::Csum;
+use crate::wire::ipv4::HEADER_LEN;
 
 /// Size of a socket's page fragment (`SKB_FRAG_PAGE_ORDER`: 32 KiB).
 pub const PAGE_FRAG_SIZE: usize = 32768;
@@ -123,12 +126,11 @@ struct Append<'a> {
     zc_paged: bool,
 }
 
-/// Geometry of the cork for one append call.
+/// Geometry of the cork for one append call: the fragment plan (`mtu`,
+/// `fragheaderlen`, `maxfraglen`) and what the device asks of a buffer.
 #[derive(Clone, Copy)]
 struct Geom {
-    mtu: usize,
-    fragheaderlen: usize,
-    maxfraglen: usize,
+    plan: FragPlan,
     hh_len: usize,
     sg: bool,
     paged: bool,
@@ -187,11 +189,8 @@ impl Cork {
         } else {
             self.fragsize
         } as usize;
-        let fragheaderlen = 20 + p.options.len();
         Geom {
-            mtu,
-            fragheaderlen,
-            maxfraglen: ((mtu - fragheaderlen) & !7) + fragheaderlen,
+            plan: FragPlan::new(mtu, HEADER_LEN + p.options.len()),
             hh_len: p.dst.dev.ll_reserved_space(),
             sg: feats.contains(crate::offload::Features::SG),
             paged: p.gso_size != 0,
@@ -233,10 +232,10 @@ impl Cork {
         let maxnonfragsize = if ignore_df {
             IP_MAX_MTU as usize
         } else {
-            g.mtu
+            g.plan.mtu()
         };
-        if self.length + length > maxnonfragsize - g.fragheaderlen {
-            let mtu = (g.mtu - optlen) as u32;
+        if self.length + length > maxnonfragsize - g.plan.hlen() {
+            let mtu = (g.plan.mtu() - optlen) as u32;
             self.local_error = Some(mtu);
             // No buffer exists yet; the refused send is counted under the reason
             // the kernel uses for datagrams over the MTU.
@@ -244,7 +243,7 @@ impl Cork {
             return Err(SendError::MsgSize { mtu });
         }
         let partial = transhdrlen > 0
-            && length + g.fragheaderlen <= g.mtu
+            && length <= g.plan.space()
             && can_csum
             && (!flags.contains(MsgFlags::MORE) || gso != 0)
             && exthdrlen == 0;
@@ -290,9 +289,9 @@ impl Cork {
         }
         while a.length > 0 {
             let skb_len = self.tail_len();
-            let mut copy = g.mtu as isize - skb_len as isize;
+            let mut copy = g.plan.mtu() as isize - skb_len as isize;
             if copy < a.length as isize {
-                copy = g.maxfraglen as isize - skb_len as isize;
+                copy = g.plan.maxfraglen() as isize - skb_len as isize;
             }
             if copy <= 0 {
                 self.alloc_new(stack, budget, g, a, skb_len)?;
@@ -405,22 +404,19 @@ impl Cork {
         prev_len: usize,
     ) -> Result<(), SendError> {
         self.close_open();
-        let fraggap = prev_len.saturating_sub(g.maxfraglen);
-        let mut datalen = a.length + fraggap;
-        if datalen > g.mtu - g.fragheaderlen {
-            datalen = g.maxfraglen - g.fragheaderlen;
-        }
-        let fraglen = datalen + g.fragheaderlen;
+        let fraggap = g.plan.fraggap(prev_len);
+        let datalen = g.plan.datalen(a.length + fraggap);
+        let fraglen = datalen + g.plan.hlen();
         let mut alloc_extra = g.hh_len + 15 + a.exthdrlen;
         if datalen == a.length + fraggap {
             alloc_extra += g.trailer_len;
         }
         let (alloclen, pagedlen) = if a.flags.contains(MsgFlags::MORE) && !g.sg {
-            (g.mtu, 0)
+            (g.plan.mtu(), 0)
         } else if !g.paged && (fraglen + alloc_extra < SKB_MAX_ALLOC || !g.sg) {
             (fraglen, 0)
         } else {
-            let lin = g.fragheaderlen + a.transhdrlen + fraggap;
+            let lin = g.plan.hlen() + a.transhdrlen + fraggap;
             (lin, datalen - a.transhdrlen - fraggap)
         };
         check_budget(stack, budget, a)?;
@@ -429,10 +425,10 @@ impl Cork {
         skb.reserve(g.hh_len);
         skb.put(fraglen + a.exthdrlen - pagedlen);
         skb.meta.network_header = (skb.data_offset() + a.exthdrlen) as u16;
-        skb.meta.transport_header = skb.meta.network_header + g.fragheaderlen as u16;
+        skb.meta.transport_header = skb.meta.network_header + g.plan.hlen() as u16;
         let data = skb.meta.transport_header as usize;
         if fraggap > 0 {
-            self.move_fraggap(&mut skb, data + a.transhdrlen, fraggap, g.maxfraglen);
+            self.move_fraggap(&mut skb, data + a.transhdrlen, fraggap, g.plan.maxfraglen());
         }
         let copy = datalen - a.transhdrlen - fraggap - pagedlen;
         if copy > 0 {
@@ -625,21 +621,16 @@ pub(crate) fn write_header(skb: &mut PacketBuf, p: &CorkParams, df: bool, id: u1
 
 /// [`write_header`] into the bytes of the header (at least `20 + optlen`).
 pub(crate) fn write_header_bytes(h: &mut [u8], p: &CorkParams, df: bool, id: u16) {
-    let ihl = 5 + p.options.len() / 4;
-    h[0] = 0x40 | ihl as u8;
-    h[1] = p.tos;
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-    h[8] = p.ttl;
-    h[9] = p.protocol;
-    h[12..16].copy_from_slice(&p.saddr.octets());
-    h[16..20].copy_from_slice(&p.daddr.octets());
-    if !p.options.is_empty() {
-        let now = if p.options.ts_needtime {
-            options::current_timestamp()
-        } else {
-            0
-        };
-        options::build(h, &p.options, p.final_daddr, p.saddr, now);
-    }
+    let fields = HeaderFields {
+        tos: p.tos,
+        ident: id,
+        df,
+        ttl: p.ttl,
+        protocol: p.protocol,
+        saddr: p.saddr,
+        daddr: p.daddr,
+        options: &p.options,
+        final_daddr: p.final_daddr,
+    };
+    build_header(h, &fields);
 }

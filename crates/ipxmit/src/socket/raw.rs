@@ -20,7 +20,7 @@ use crate::socket::inet::InetSock;
 use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::stats::Mib;
-use crate::wire::ipv4::send_check;
+use crate::wire::ipv4::{Ipv4Packet, HEADER_LEN};
 
 /// A raw IPv4 socket (`struct raw_sock`). Dereferences to its [`InetSock`].
 pub struct RawSocket {
@@ -229,24 +229,19 @@ impl RawSocket {
 /// What `raw_send_hdrinc` fills in a user header with IHL ≥ 5.
 fn fill_hdrinc(stack: &Stack, skb: &mut PacketBuf, saddr: Ipv4Addr) {
     let len = skb.len();
-    let h = skb.network_header_mut();
-    let ihl = (h[0] & 0xf) as usize;
-    if ihl < 5 {
+    let mut ip = Ipv4Packet::new_unchecked(skb.network_header_mut());
+    let hlen = ip.header_len();
+    if hlen < HEADER_LEN {
         return;
     }
-    if h[12..16] == [0, 0, 0, 0] {
-        h[12..16].copy_from_slice(&saddr.octets());
+    if ip.src_addr().is_unspecified() {
+        ip.set_src_addr(saddr);
     }
-    h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    if h[4..6] == [0, 0] {
-        let df = h[6] & 0x40 != 0;
-        if !df {
-            let d = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            let s = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let id = stack.idents.reserve(d, s, h[9], 1);
-            h[4..6].copy_from_slice(&id.to_be_bytes());
-        }
+    ip.set_total_len(len as u16);
+    if ip.ident() == 0 && !ip.dont_frag() {
+        let (d, s, proto) = (ip.dst_addr(), ip.src_addr(), ip.protocol().0);
+        ip.set_ident(stack.idents.reserve(d, s, proto, 1));
     }
-    send_check(h);
-    skb.meta.transport_header = skb.meta.network_header + (ihl * 4) as u16;
+    ip.fill_checksum();
+    skb.meta.transport_header = skb.meta.network_header + hlen as u16;
 }

@@ -29,7 +29,7 @@ mod build;
 pub use batch::{BatchMsg, BATCH_MAX};
 
 /// UDP header length.
-pub const UDP_HLEN: usize = 8;
+pub const UDP_HLEN: usize = crate::wire::udp::HEADER_LEN;
 
 /// Buffers a pushed datagram needs before its budget releases are gathered
 /// (below, the guard's own reference counting costs more than it saves).
@@ -117,7 +117,7 @@ impl UdpSocket {
         dest: Option<SocketAddrV4>,
         flags: MsgFlags,
     ) -> Result<usize, SendError> {
-        let r = self.sendmsg_inner(buf, dest, flags);
+        let r = self.append_or_send(buf, dest, flags);
         if let Err(e) = &r {
             let mut count = UdpCount::default();
             count.sendmsg_failed(e);
@@ -126,7 +126,10 @@ impl UdpSocket {
         r.map(|()| buf.len())
     }
 
-    fn sendmsg_inner(
+    /// The body of `udp_sendmsg` up to its error count: the destination
+    /// and the cork set up (unless a datagram is pending), then the data
+    /// appended, and the datagram pushed unless corked.
+    fn append_or_send(
         &mut self,
         buf: &[u8],
         dest: Option<SocketAddrV4>,
@@ -427,11 +430,20 @@ fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
 /// The UDP header `udp_send_skb` writes at `th`: ports, length, zero checksum.
 #[inline]
 fn write_udp_header(skb: &mut PacketBuf, th: usize, sport: u16, dport: u16, len: usize) {
-    let mut uh = UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN]);
+    let uh = &mut skb.from_offset_mut(th)[..UDP_HLEN];
+    udp_header(uh, (sport, dport), len.min(0xffff) as u16, 0);
+}
+
+/// Kernel: the `uh->...` stores of `udp_send_skb()`: the ports, the length
+/// and the checksum (or its seed, or 0 to be filled later) of the header
+/// `uh`, through the [`UdpPacket`] view. Every UDP header is written here.
+#[inline(always)]
+fn udp_header(uh: &mut [u8], (sport, dport): (u16, u16), len: u16, check: u16) {
+    let mut uh = UdpPacket::new_unchecked(uh);
     uh.set_src_port(sport);
     uh.set_dst_port(dport);
-    uh.set_len(len.min(0xffff) as u16);
-    uh.set_checksum(0);
+    uh.set_len(len);
+    uh.set_checksum(check);
 }
 
 /// Kernel: `udp_csum()`. Header sum plus the payload sums of every buffer.

@@ -50,7 +50,7 @@ use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::wire::checksum::{CopySeg, Csum};
 use crate::wire::ipv4::HEADER_LEN;
-use crate::wire::udp::{UdpPacket, CSUM_MANGLED_0};
+use crate::wire::udp::CSUM_MANGLED_0;
 
 /// The send-budget checks a datagram's buffers meet with `allocated`
 /// already charged: `sock_alloc_send_skb`'s for the first (`sk_wmem_alloc <
@@ -508,11 +508,7 @@ impl UdpSocket {
                 x => x,
             }
         };
-        let mut uh = UdpPacket::new_unchecked(uh);
-        uh.set_src_port(self.inet.local.port());
-        uh.set_dst_port(c.dport);
-        uh.set_len(len);
-        uh.set_checksum(check);
+        super::udp_header(uh, (self.inet.local.port(), c.dport), len, check);
         skb.meta.csum = sum;
         skb.meta.ip_summed = if c.partial {
             CsumState::Partial {
@@ -523,16 +519,6 @@ impl UdpSocket {
             CsumState::None
         };
         skb
-    }
-
-    /// The UDP header of `udp_send_skb`: ports, length, checksum zero.
-    #[inline(always)]
-    fn write_udp_header(&self, skb: &mut PacketBuf, c: &BatchCork, th: usize, len: usize) {
-        let mut uh = UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN]);
-        uh.set_src_port(self.inet.local.port());
-        uh.set_dst_port(c.dport);
-        uh.set_len(len.min(0xffff) as u16);
-        uh.set_checksum(0);
     }
 
     /// The datagram of `pieces` (one message, or a corked group whose last
@@ -594,7 +580,7 @@ impl UdpSocket {
     fn finish_whole(&self, head: &mut PacketBuf, c: &BatchCork, layout: &FragLayout, sum: Csum) {
         let th = head.meta.transport_header as usize;
         let len = layout.length();
-        self.write_udp_header(head, c, th, len);
+        super::write_udp_header(head, th, self.inet.local.port(), c.dport, len);
         // The UDP header's words (its checksum still zero) and the
         // pseudo-header's, the length counted in both.
         let (sport, len) = (self.inet.local.port(), len as u16);
