@@ -237,6 +237,22 @@ fn set_len_off_from(h: &mut [u8], base: u32, tot_len: usize, off: u16) {
     ip.set_checksum(check);
 }
 
+/// The fields of the option-less header `h` that the fragments' headers
+/// share, into `t` (length, offset and checksum are each fragment's own).
+/// Read as the words they were written in (the header was just written
+/// field by field: one wide load over those narrow stores would wait for
+/// them to reach the cache).
+#[inline(always)]
+fn template_from(t: &mut [u8; HEADER_LEN], h: &[u8; HEADER_LEN]) {
+    for i in [0, 4, 8] {
+        t[i..i + 2].copy_from_slice(&u16::from_ne_bytes([h[i], h[i + 1]]).to_ne_bytes());
+    }
+    for i in [12, 16] {
+        let w = u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        t[i..i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+}
+
 /// Copies the first `dst.len()` bytes of `hdr` (a header) into `dst`; the
 /// common option-less header is a fixed-size copy.
 #[inline]
@@ -307,8 +323,8 @@ impl FragList {
             // The option-less header, as fixed-size arrays.
             (Some(h), Some(t)) if hlen == HEADER_LEN => {
                 list.base = header_base(h);
+                template_from(t, h);
                 set_len_off_from(h, list.base, len, FLAG_MF);
-                *t = *h;
             }
             _ => {
                 list.base = header_base(&lin[..hlen]);

@@ -38,7 +38,9 @@ use crate::netfilter::{HookList, HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{DropReason, Mib};
-use crate::wire::ipv4::{send_check, IpProtocol, Ipv4Packet, FLAG_DF, HEADER_LEN};
+use crate::wire::ipv4::{
+    send_check, set_len_and_check, IpProtocol, Ipv4Packet, FLAG_DF, HEADER_LEN,
+};
 
 /// Output errors are the socket-level errors.
 pub type OutputError = SendError;
@@ -113,10 +115,7 @@ pub(crate) fn complete_header(pkt: &mut PacketBuf) -> usize {
     let tot_len = len as u16;
     match pkt.network_header_array::<HEADER_LEN>() {
         // The common option-less header, as one fixed-size view.
-        Some(h) if h[0] == 0x45 => {
-            Ipv4Packet::new_unchecked(&mut *h).set_total_len(tot_len);
-            send_check(h);
-        }
+        Some(h) if h[0] == 0x45 => set_len_and_check(h, tot_len),
         _ => {
             let h = pkt.network_header_mut();
             Ipv4Packet::new_unchecked(&mut *h).set_total_len(tot_len);

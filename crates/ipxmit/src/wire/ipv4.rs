@@ -581,6 +581,25 @@ pub fn send_check(h: &mut [u8]) {
     put_u16(h, field::CHECKSUM, c);
 }
 
+/// `iph->tot_len = htons(len); ip_send_check(iph)` (`__ip_local_out()`)
+/// for an option-less header that was just written: the total length and
+/// the checksum. The other fields are read back as 16-bit words, each
+/// lying within one earlier store (a wide load over several recent narrow
+/// stores cannot take their data from the store buffer and waits for them
+/// to reach the cache, some ten cycles a header), the length taken as the
+/// value it is and the checksum as the zero it is about to replace.
+#[inline(always)]
+pub fn set_len_and_check(h: &mut [u8; HEADER_LEN], tot_len: u16) {
+    let w = |i: usize| u32::from(u16::from_ne_bytes([h[i], h[i + 1]]));
+    let sum = w(0) + w(4) + w(6) + w(8) + w(12) + w(14) + w(16) + w(18);
+    let sum = sum + u32::from(tot_len.to_be());
+    let (s16, c) = (sum as u16).overflowing_add((sum >> 16) as u16);
+    let s16 = s16.wrapping_add(u16::from(c));
+    let mut ip = Ipv4Packet::new_unchecked(h);
+    ip.set_total_len(tot_len);
+    ip.set_checksum(u16::from_be(!s16));
+}
+
 /// `ip_fast_csum()` for an option-less header: its five 32-bit words
 /// summed as they lie in memory (a ones' complement sum does not depend on
 /// the byte order its words are read in, only its result is swapped),

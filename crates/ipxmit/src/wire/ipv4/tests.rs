@@ -307,3 +307,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `set_len_and_check` (the fresh-header form of `__ip_local_out`'s
+    /// length and checksum) writes what setting the length and
+    /// `fill_checksum` write, whatever the other fields and the old
+    /// checksum hold.
+    #[test]
+    fn set_len_and_check_is_fill_checksum(
+        mut h in proptest::array::uniform20(any::<u8>()),
+        tot_len in any::<u16>(),
+    ) {
+        h[0] = 0x45;
+        let mut fresh = h;
+        set_len_and_check(&mut fresh, tot_len);
+        let mut full = Ipv4Packet::new_unchecked(h);
+        full.set_total_len(tot_len);
+        full.fill_checksum();
+        prop_assert_eq!(fresh, full.into_inner());
+        prop_assert!(Ipv4Packet::new_unchecked(&fresh[..]).verify_checksum());
+    }
+
+    /// `send_check`'s option-less fast sum is the generic one.
+    #[test]
+    fn send_check_fast_is_generic(mut h in proptest::array::uniform20(any::<u8>())) {
+        h[0] = 0x45;
+        let mut fast = h;
+        send_check(&mut fast);
+        h[10] = 0;
+        h[11] = 0;
+        let c = Csum::of(&h).finish();
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        prop_assert_eq!(fast, h);
+    }
+}
