@@ -38,7 +38,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddrV4;
 
-use super::build::{budget_allows, Datagram, PlanKey, PlanMemo};
+use super::build::{budget_allows, BufShape, Datagram, PlanKey, PlanMemo};
 use super::{flow_hash, UdpCount, UdpSocket, UDP_HLEN};
 use crate::buf::{kernel_truesize, Meta, SendBudget};
 use crate::error::SendError;
@@ -113,6 +113,9 @@ pub(super) struct BatchCork {
     /// The last allocation size whose truesize was computed, and that
     /// truesize (batches are mostly of one size).
     truesize_memo: Cell<(usize, usize)>,
+    /// The allocation sizes of the last fragmenting datagram's first and
+    /// last buffers, and their shapes (a run's datagrams are mostly alike).
+    pub(super) shape_memo: Cell<Option<([usize; 2], [BufShape; 2])>>,
 }
 
 /// The metadata `__ip_make_skb` and `udp_send_skb` give every datagram of a
@@ -540,6 +543,7 @@ impl UdpSocket {
             },
             plan_memo: RefCell::new(None),
             truesize_memo: Cell::new((usize::MAX, 0)),
+            shape_memo: Cell::new(None),
             ids,
             pseudo: pseudo_header_v4(params.saddr, params.daddr, 17, 0),
             ip_template,

@@ -543,10 +543,7 @@ impl UdpSocket {
             sizes,
             each: memo.as_deref().and_then(|m| m.each(memo_gen)),
             corked: pieces.len() > 1,
-            shapes: [
-                BufShape::of(sizes.alloc(layout, 0)),
-                BufShape::of(sizes.alloc(layout, layout.full)),
-            ],
+            shapes: c.shapes([sizes.alloc(layout, 0), sizes.alloc(layout, layout.full)]),
             ll_rs: c.params.dst.dev.ll_reserved_space(),
             pieces: PieceCursor::new(pieces),
         };
@@ -593,13 +590,28 @@ impl UdpSocket {
 /// How a buffer of `__ip_append_data`'s size is allocated: with the slack
 /// that aligns its data ([`DATA_ALIGN`], where it keeps the pool class),
 /// and the charge of that size.
-#[derive(Clone, Copy)]
-struct BufShape {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BufShape {
     /// The size asked of the pool, slack included.
     size: usize,
     slack: usize,
     /// `kernel_truesize` of the size without the slack.
     truesize: usize,
+}
+
+impl BatchCork {
+    /// The shapes of buffers of the allocation sizes `sizes`, worked out
+    /// once for a run of like datagrams.
+    fn shapes(&self, sizes: [usize; 2]) -> [BufShape; 2] {
+        match self.shape_memo.get() {
+            Some((s, shapes)) if s == sizes => shapes,
+            _ => {
+                let shapes = sizes.map(BufShape::of);
+                self.shape_memo.set(Some((sizes, shapes)));
+                shapes
+            }
+        }
+    }
 }
 
 impl BufShape {
