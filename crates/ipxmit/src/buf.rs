@@ -1104,13 +1104,14 @@ impl BufInner {
     /// If the headroom is less than `N`.
     #[inline(always)]
     pub fn push_array<const N: usize>(&mut self) -> &mut [u8; N] {
-        assert!(N <= self.head, "skb_push under headroom");
-        self.head -= N;
-        let head = self.head;
-        match self.data[head..].first_chunk_mut::<N>() {
-            Some(h) => h,
-            None => unreachable!("the headroom lies within the storage"),
-        }
+        let old = self.head;
+        // The last N bytes of the headroom: one check that the headroom lies
+        // within the storage, one that it holds N bytes.
+        let Some(h) = self.data[..old].last_chunk_mut::<N>() else {
+            panic!("skb_push under headroom");
+        };
+        self.head = old - N;
+        h
     }
 
     /// Removes `n` bytes from the front of the linear data (`skb_pull`).

@@ -89,6 +89,28 @@ fn reserve_put_push_pull_keep_headroom_and_tailroom_consistent() {
     assert_eq!(b.len(), 31);
 }
 
+/// `push_array` takes the last N bytes of the headroom, as `push(N)` does,
+/// down to a headroom of exactly N.
+#[test]
+fn push_array_takes_the_end_of_the_headroom() {
+    let mut b = PacketBuf::with_capacity(64);
+    b.reserve(14);
+    b.put(4).copy_from_slice(&[1, 2, 3, 4]);
+    *b.push_array::<14>() = [0xee; 14];
+    assert_eq!((b.len(), b.headroom(), b.data_offset()), (18, 0, 0));
+    let mut want = vec![0xee; 14];
+    want.extend_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(b.to_vec(), want);
+}
+
+#[test]
+#[should_panic(expected = "skb_push under headroom")]
+fn push_array_under_headroom_panics() {
+    let mut b = PacketBuf::with_capacity(64);
+    b.reserve(13);
+    b.push_array::<14>();
+}
+
 #[test]
 #[should_panic]
 fn put_past_tailroom_panics() {
