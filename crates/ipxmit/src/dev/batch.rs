@@ -46,7 +46,7 @@ use parking_lot::MutexGuard;
 use crate::buf::{GsoType, PacketBuf};
 use crate::dev::queue::{queue_index, QueueXmitError, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, validate_xmit, xmit_one, TxCount};
-use crate::dev::{Driver, NetDevice, TxQueue, TxQueueCtl, TxStatus};
+use crate::dev::{Driver, NetDevice, QdiscSlot, TxQueue, TxQueueCtl, TxStatus};
 use crate::offload::Features;
 use crate::sched::run::{self, end_bypass, requeue};
 use crate::sched::NetXmit;
@@ -368,15 +368,21 @@ impl<'a> XmitBatch<'a> {
             frames.push_front(p);
         }
         let mut slot = self.txq.q.lock();
-        let st = slot.qdisc.stats_mut();
-        st.packets += self.bypassed.packets;
-        st.bytes += self.bypassed.bytes;
-        self.bypassed = TxCount::default();
+        self.settle_bypassed(&mut slot);
         requeue(&mut slot, &mut frames);
         self.txq.ctl().schedule();
         slot.running = false;
         slot.batch = frames;
         self.path = Path::Enqueue;
+    }
+
+    /// Adds the frames that bypassed the qdisc to its "sent" counts
+    /// (`qdisc_bstats_update`) and starts counting over.
+    fn settle_bypassed(&mut self, slot: &mut QdiscSlot) {
+        let b = std::mem::take(&mut self.bypassed);
+        let st = slot.qdisc.stats_mut();
+        st.packets += b.packets;
+        st.bytes += b.bytes;
     }
 
     /// Enqueue and `qdisc_run` (`__dev_xmit_skb` when the qdisc is not
@@ -435,9 +441,7 @@ impl<'a> XmitBatch<'a> {
             return;
         }
         let mut slot = self.txq.q.lock();
-        let st = slot.qdisc.stats_mut();
-        st.packets += self.bypassed.packets;
-        st.bytes += self.bypassed.bytes;
+        self.settle_bypassed(&mut slot);
         if let Some(f) = frames {
             slot.batch = f;
         }
@@ -461,4 +465,42 @@ pub fn queue_xmit(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf) -> Result<(
     let r = b.xmit(pkt, false);
     b.end();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::{DevConfig, Driver, TxStatus};
+    use crate::wire::EthernetAddress;
+    use crate::Stack;
+
+    /// Takes every frame.
+    struct Sink;
+
+    impl Driver for Sink {
+        fn start_xmit(&mut self, _pkt: PacketBuf, _more: bool) -> TxStatus {
+            TxStatus::Ok
+        }
+    }
+
+    /// A batch ended mid-way (deferred work, neighbour resolution) and
+    /// begun again bypasses anew: the qdisc counts each frame it let by
+    /// once, as the kernel's `qdisc_bstats_update` does per frame.
+    #[test]
+    fn a_batch_ended_and_begun_again_counts_each_bypassed_frame_once() {
+        let stack = Stack::new();
+        let eth = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+        stack.add_device(eth, vec![Box::new(Sink)]).unwrap();
+        let dev = stack.device("eth0").unwrap();
+        let mut b = XmitBatch::new(stack.xmit_ctx(), &dev);
+        for _ in 0..3 {
+            b.xmit(PacketBuf::from_slice(64, &[0u8; 60]), false)
+                .unwrap();
+            assert_eq!(b.path, Path::Bypass, "an empty qdisc is bypassed");
+            b.end();
+        }
+        let q = dev.queues()[0].with_qdisc(|q| *q.stats());
+        assert_eq!((q.packets, q.bytes), (3, 180));
+        assert_eq!(dev.stats.get(crate::stats::DevCounter::TxPackets), 3);
+    }
 }
