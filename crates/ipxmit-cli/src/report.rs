@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use ipxmit::stats::{BatchPath, DropReason};
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{NetDevice, Stack};
 use ipxmit_drivers::peer::PeerStats;
@@ -135,55 +134,56 @@ pub fn nstat(stack: &Stack, all: bool) -> String {
             let _ = writeln!(o, "{:<32}{:<18}{:.1}", m.name(), v, 0.0);
         }
     }
-    let drops: Vec<(DropReason, u64)> = stack
-        .counters()
-        .drop_snapshot()
-        .into_iter()
-        .filter(|&(_, v)| all || v != 0)
-        .collect();
-    if !drops.is_empty() {
-        let _ = writeln!(o, "#drop reasons");
-        for (r, v) in drops {
-            let _ = writeln!(o, "{:<32}{}", r.name(), v);
-        }
-    }
-    let paths: Vec<(BatchPath, u64)> = stack
-        .counters()
+    let c = stack.counters();
+    let drops = c.drop_snapshot().into_iter().map(|(r, v)| (r.name(), v));
+    section(&mut o, "#drop reasons", drops, all);
+    // ipxmit's own: how the messages of send_batch (sendmmsg) went.
+    let paths = c
         .batch_path_snapshot()
         .into_iter()
-        .filter(|&(_, v)| all || v != 0)
-        .collect();
-    if !paths.is_empty() {
-        // ipxmit's own: how the messages of send_batch (sendmmsg) went.
-        let _ = writeln!(o, "#send_batch messages");
-        for (p, v) in paths {
-            let _ = writeln!(o, "{:<32}{}", p.name(), v);
-        }
-    }
+        .map(|(p, v)| (p.name(), v));
+    section(&mut o, "#send_batch messages", paths, all);
     o
 }
 
 /// The MIB counters, drop reasons and `send_batch` paths as JSON objects.
 pub fn nstat_json(stack: &Stack) -> Value {
-    let mib: serde_json::Map<String, Value> = stack
-        .counters()
-        .mib_snapshot()
-        .into_iter()
-        .map(|(m, v)| (m.name().to_string(), json!(v)))
-        .collect();
-    let drops: serde_json::Map<String, Value> = stack
-        .counters()
-        .drop_snapshot()
-        .into_iter()
-        .map(|(r, v)| (r.name().to_string(), json!(v)))
-        .collect();
-    let paths: serde_json::Map<String, Value> = stack
-        .counters()
-        .batch_path_snapshot()
-        .into_iter()
-        .map(|(p, v)| (p.name().to_string(), json!(v)))
-        .collect();
+    let c = stack.counters();
+    let mib = json_counts(c.mib_snapshot().into_iter().map(|(m, v)| (m.name(), v)));
+    let drops = json_counts(c.drop_snapshot().into_iter().map(|(r, v)| (r.name(), v)));
+    let paths = json_counts(
+        c.batch_path_snapshot()
+            .into_iter()
+            .map(|(p, v)| (p.name(), v)),
+    );
     json!({"mib": mib, "drops": drops, "send_batch": paths})
+}
+
+/// An `nstat` section: `title`, then a line per counter (only non-zero
+/// ones unless `all`); nothing when no line is left.
+fn section(
+    o: &mut String,
+    title: &str,
+    counts: impl Iterator<Item = (&'static str, u64)>,
+    all: bool,
+) {
+    let mut counts = counts.filter(|&(_, v)| all || v != 0).peekable();
+    if counts.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(o, "{title}");
+    for (name, v) in counts {
+        let _ = writeln!(o, "{name:<32}{v}");
+    }
+}
+
+/// Named counters as a JSON object.
+fn json_counts(
+    counts: impl Iterator<Item = (&'static str, u64)>,
+) -> serde_json::Map<String, Value> {
+    counts
+        .map(|(name, v)| (name.to_string(), json!(v)))
+        .collect()
 }
 
 /// One line on what a verifying peer received on `dev`'s wire, then its

@@ -62,35 +62,33 @@ fn dst_of(stack: &Stack, pkt: &mut PacketBuf) -> Result<Arc<Dst>, SendError> {
 
 /// Kernel: `ip_send_skb()`, net/ipv4/ip_output.c. Sends a datagram built by the
 /// cork (its route in `skb_dst`): a batch of one.
-pub fn send_skb(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
-    let dst = dst_of(stack, &mut pkt)?;
-    let t = stack.time_scope();
-    let mut b = OutputBatch::begin(stack, &dst, daddr_of(&pkt));
-    let r = b.send_skb(pkt, false);
-    drop(t);
-    b.finish();
-    r
+pub fn send_skb(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
+    batch_of_one(stack, pkt, |b, p, more| b.send_skb(p, more))
 }
 
 /// Kernel: `__ip_local_out()` and `ip_local_out()` for one datagram whose
 /// route is in `skb_dst`: a batch of one.
-pub fn local_out(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
-    let dst = dst_of(stack, &mut pkt)?;
-    let t = stack.time_scope();
-    let mut b = OutputBatch::begin(stack, &dst, daddr_of(&pkt));
-    let r = b.local_out(pkt, false);
-    drop(t);
-    b.finish();
-    r
+pub fn local_out(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
+    batch_of_one(stack, pkt, |b, p, more| b.local_out(p, more))
 }
 
 /// The `NF_HOOK(LOCAL_OUT, ..., dst_output)` of `raw_send_hdrinc`: the user's
 /// header is complete, so `__ip_local_out`'s length and checksum are skipped.
-pub fn dst_output_hooked(stack: &Stack, mut pkt: PacketBuf) -> Result<(), SendError> {
+pub fn dst_output_hooked(stack: &Stack, pkt: PacketBuf) -> Result<(), SendError> {
+    batch_of_one(stack, pkt, |b, p, more| b.local_out_complete(p, more))
+}
+
+/// `pkt` (its route in `skb_dst`) through `step` of an [`OutputBatch`] of
+/// its own, the stack's clock read once for it, the batch ended after.
+fn batch_of_one(
+    stack: &Stack,
+    mut pkt: PacketBuf,
+    step: impl FnOnce(&mut OutputBatch<'_>, PacketBuf, bool) -> Result<(), SendError>,
+) -> Result<(), SendError> {
     let dst = dst_of(stack, &mut pkt)?;
     let t = stack.time_scope();
     let mut b = OutputBatch::begin(stack, &dst, daddr_of(&pkt));
-    let r = b.local_out_complete(pkt, false);
+    let r = step(&mut b, pkt, false);
     drop(t);
     b.finish();
     r
