@@ -184,18 +184,7 @@ impl InetSock {
 
     /// The route to `daddr`, cached while the table does not change.
     pub(crate) fn route(&mut self, daddr: Ipv4Addr) -> Result<Arc<Dst>, SendError> {
-        let gen = self.stack.fib_generation();
-        if let Some((g, a, d)) = &self.dst_cache {
-            if *g == gen && *a == daddr {
-                return Ok(d.clone());
-            }
-        }
-        let d = self
-            .stack
-            .route_output(daddr)
-            .map_err(|_| SendError::NetUnreachable(daddr))?;
-        self.dst_cache = Some((gen, daddr, d.clone()));
-        Ok(d)
+        route_cached(&self.stack, &mut self.dst_cache, daddr)
     }
 
     /// Kernel: `ip_queue_xmit()` for this connected socket: sends a
@@ -208,23 +197,22 @@ impl InetSock {
         let Some(peer) = self.peer else {
             return Err(SendError::DestAddrRequired);
         };
-        let stack = self.stack.clone();
-        let options = self.opts.options.clone();
+        // Borrowed field by field: the route closure takes the route
+        // cache while the parameters lend the options (no copy per segment).
+        let (stack, opts, cache) = (&self.stack, &self.opts, &mut self.dst_cache);
         let p = XmitParams {
             peer: *peer.ip(),
             saddr: *self.local.ip(),
             protocol: self.protocol,
-            tos: self.opts.tos,
-            ttl: self.opts.ttl.unwrap_or_else(|| stack.default_ttl()),
-            pmtudisc: self.opts.pmtudisc,
-            options: &options,
-            priority: self.opts.priority,
-            mark: self.opts.mark,
+            tos: opts.tos,
+            ttl: opts.ttl.unwrap_or_else(|| stack.default_ttl()),
+            pmtudisc: opts.pmtudisc,
+            options: &opts.options,
+            priority: opts.priority,
+            mark: opts.mark,
         };
-        let mut id = self.inet_id;
-        let r = queue_xmit(&stack, &p, &mut |a| self.route(a).ok(), &mut id, skb);
-        self.inet_id = id;
-        r
+        let route = &mut |a| route_cached(stack, cache, a).ok();
+        queue_xmit(stack, &p, route, &mut self.inet_id, skb)
     }
 
     /// Routes and fixes what the cork keeps for a datagram to `daddr`
@@ -382,4 +370,24 @@ impl InetSock {
         let v = bytes.min(max).saturating_mul(2).max(4608);
         self.budget.set_limit(v);
     }
+}
+
+/// The route to `daddr` from `cache` while the table has not changed since
+/// it was looked up, else looked up in `stack` and kept there.
+fn route_cached(
+    stack: &Stack,
+    cache: &mut Option<(u64, Ipv4Addr, Arc<Dst>)>,
+    daddr: Ipv4Addr,
+) -> Result<Arc<Dst>, SendError> {
+    let gen = stack.fib_generation();
+    if let Some((g, a, d)) = cache {
+        if *g == gen && *a == daddr {
+            return Ok(d.clone());
+        }
+    }
+    let d = stack
+        .route_output(daddr)
+        .map_err(|_| SendError::NetUnreachable(daddr))?;
+    *cache = Some((gen, daddr, d.clone()));
+    Ok(d)
 }
