@@ -44,6 +44,17 @@ pub trait Hook: Send + Sync {
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict;
 }
 
+/// A filter that accepts every packet (a chain whose one rule is
+/// `accept`): what the benchmarks register to measure a hook's cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AcceptAll;
+
+impl Hook for AcceptAll {
+    fn hook(&self, _point: HookPoint, _pkt: &mut PacketBuf, _out: &NetDevice) -> Verdict {
+        Verdict::Accept
+    }
+}
+
 /// The registered hooks of a stack.
 #[derive(Default)]
 pub struct Hooks {

@@ -15,13 +15,11 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
-use ipxmit::netfilter::{Hook, HookPoint, Verdict};
+use ipxmit::netfilter::{AcceptAll, HookPoint};
 use ipxmit::sched::QdiscSpec;
 use ipxmit::socket::udp::BATCH_MAX;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{
-    BatchMsg, Features, MsgFlags, NetDevice, PacketBuf, RouteSpec, SendError, Stack, UdpSocket,
-};
+use ipxmit::{BatchMsg, Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
 
@@ -70,17 +68,6 @@ impl DevSetup {
             f = f | Features::GSO_UDP_L4;
         }
         f
-    }
-}
-
-/// A filter that accepts every packet: the ipxmit side of the `-hook`
-/// cases, registered at [`HookPoint::LocalOut`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AcceptAll;
-
-impl Hook for AcceptAll {
-    fn hook(&self, _point: HookPoint, _pkt: &mut PacketBuf, _out: &NetDevice) -> Verdict {
-        Verdict::Accept
     }
 }
 
@@ -261,6 +248,8 @@ impl IpxSender {
 mod tests {
     use super::*;
     use crate::bench::cases::{find, PFIFO};
+    use ipxmit::netfilter::{Hook, Verdict};
+    use ipxmit::{NetDevice, PacketBuf};
 
     #[test]
     fn a_case_names_its_own_qdisc_else_the_sinks_is_taken() {

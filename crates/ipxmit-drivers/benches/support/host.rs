@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
-use ipxmit::netfilter::{Hook, HookPoint, Verdict};
+use ipxmit::netfilter::{AcceptAll, HookPoint};
 use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{BatchMsg, Features, MsgFlags, NetDevice, PacketBuf, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, Features, MsgFlags, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
 
@@ -153,16 +153,6 @@ impl Tweak {
             Tweak::RootQdisc(spec) => spec.split_whitespace().next().unwrap_or(spec),
             Tweak::AcceptAllHook => "hook",
         }
-    }
-}
-
-/// A filter that accepts every packet.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AcceptAll;
-
-impl Hook for AcceptAll {
-    fn hook(&self, _point: HookPoint, _pkt: &mut PacketBuf, _out: &NetDevice) -> Verdict {
-        Verdict::Accept
     }
 }
 

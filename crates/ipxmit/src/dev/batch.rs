@@ -153,18 +153,6 @@ impl<'a> XmitBatch<'a> {
         }
     }
 
-    /// The transmit queue the batch goes through.
-    pub fn txq(&self) -> &'a TxQueue {
-        self.txq
-    }
-
-    /// The batch holds no lock (its frames are enqueued, or dropped): the
-    /// caller may run deferred transmit work between two frames.
-    #[inline]
-    pub fn holds_no_lock(&self) -> bool {
-        self.driver.is_none()
-    }
-
     /// True once the first frame began the batch (and until it ends).
     #[inline]
     pub fn is_begun(&self) -> bool {
@@ -203,18 +191,22 @@ impl<'a> XmitBatch<'a> {
                 pkt.meta.queue_mapping = self.mapping;
                 self.noqueue(pkt, len, more)
             }
-            _ => self.xmit_other(pkt, more),
+            _ => self.xmit_other(pkt, len, more),
         }
     }
 
     /// [`XmitBatch::xmit`] for a batch not begun, enqueueing or on a device
     /// that is down.
     #[inline(never)]
-    fn xmit_other(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), QueueXmitError> {
+    fn xmit_other(
+        &mut self,
+        mut pkt: PacketBuf,
+        len: usize,
+        more: bool,
+    ) -> Result<(), QueueXmitError> {
         if self.path == Path::Idle {
             self.begin(pkt.meta.queue_mapping, pkt.meta.hash);
             if matches!(self.path, Path::Bypass | Path::NoQueue) {
-                let len = pkt.len();
                 return self.xmit_sized(pkt, len, more);
             }
         }
@@ -369,8 +361,7 @@ impl<'a> XmitBatch<'a> {
         }
         let mut slot = self.txq.q.lock();
         self.settle_bypassed(&mut slot);
-        requeue(&mut slot, &mut frames);
-        self.txq.ctl().schedule();
+        requeue(self.txq, &mut slot, &mut frames);
         slot.running = false;
         slot.batch = frames;
         self.path = Path::Enqueue;

@@ -4,7 +4,7 @@
 //! (`include/linux/netdevice.h`), the `ndo_start_xmit` driver hook, the
 //! `netif_tx_stop_queue`/`netif_tx_wake_queue` flow control, and the packet taps
 //! of `dev_queue_xmit_nit` (`net/core/dev.c`). Transmission itself is in
-//! [`queue`] (`dev_queue_xmit`, `netdev_pick_tx`) and [`xmit`]
+//! [`batch`] (`dev_queue_xmit`), [`queue`] (`netdev_pick_tx`) and [`xmit`]
 //! (`dev_hard_start_xmit`, `xmit_one`, `validate_xmit_skb`).
 
 use std::fmt;

@@ -5,8 +5,6 @@
 //! the one its flow hash picks. The transmit itself is
 //! [`crate::dev::batch`].
 
-use crate::buf::PacketBuf;
-use crate::dev::{NetDevice, TxQueue};
 use crate::stats::Counters;
 use crate::time::Instant;
 
@@ -50,19 +48,10 @@ pub fn reciprocal_scale(hash: u32, n: u32) -> u32 {
     ((hash as u64 * n as u64) >> 32) as u32
 }
 
-/// Picks the transmit queue (`netdev_pick_tx`): the only queue, else the one the
-/// socket recorded in `queue_mapping` (+1, 0 meaning unset, as
-/// `sk_tx_queue_mapping`), else one chosen by flow hash (`skb_tx_hash`).
-#[inline]
-pub fn pick_tx<'d>(dev: &'d NetDevice, pkt: &mut PacketBuf) -> &'d TxQueue {
-    let queues = dev.queues();
-    let idx = queue_index(queues.len(), pkt.meta.queue_mapping, pkt.meta.hash);
-    pkt.meta.queue_mapping = idx as u16 + 1;
-    &queues[idx]
-}
-
-/// The queue `pick_tx` chooses among `n` for a buffer with this
-/// `queue_mapping` (+1, 0 unset) and flow hash.
+/// The transmit queue `netdev_pick_tx` chooses among `n` for a buffer with
+/// this `queue_mapping` (+1, 0 meaning unset, as `sk_tx_queue_mapping`) and
+/// flow hash: the only queue, else the recorded one, else one chosen by
+/// the hash (`skb_tx_hash`).
 #[inline]
 pub(crate) fn queue_index(n: usize, queue_mapping: u16, hash: u32) -> usize {
     if n == 1 {

@@ -121,15 +121,15 @@ fn queue_xmit_nit(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: &PacketBuf) {
 /// Kernel: `dev_hard_start_xmit()`, net/core/dev.c. Gives the frames to the
 /// driver in order with `more` set while frames follow; stops at a busy driver or
 /// a stopped queue and leaves the frames not sent in `frames` (the refused one
-/// first). Returns how many were given to the driver.
+/// first).
 pub fn hard_start_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
     txq: &TxQueue,
     driver: &mut dyn Driver,
     frames: &mut VecDeque<PacketBuf>,
-) -> usize {
-    let (mut sent, mut tx) = (0, TxCount::default());
+) {
+    let mut tx = TxCount::default();
     while let Some(pkt) = frames.pop_front() {
         let more = !frames.is_empty();
         let len = pkt.len();
@@ -141,12 +141,10 @@ pub fn hard_start_xmit(
             driver.flush();
             break;
         }
-        sent += 1;
         if txq.ctl().is_stopped() && !frames.is_empty() {
             driver.flush();
             break;
         }
     }
     tx.settle(dev);
-    sent
 }

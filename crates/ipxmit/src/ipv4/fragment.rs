@@ -9,7 +9,7 @@
 //!
 //! [`FragPlan`] is the one fragment planner: the cork sizes its buffers with
 //! it as it appends, the one-pass build of a whole datagram cuts it with
-//! [`FragPlan::cut`] into the same buffers, and the slow path below copies
+//! [`FragPlan::layout`] into the same buffers, and the slow path below copies
 //! pieces of [`FragPlan::datalen`] bytes. Every fragment but the last carries
 //! `(mtu - hlen) & !7` data bytes (a multiple of 8, as offsets are counted in
 //! 8-byte units); the last carries the rest, at most `mtu - hlen`.
@@ -29,8 +29,6 @@
 //! options the stack built (`IPCB(skb)->opt.optlen`), as in the kernel.
 //! The [`Fragmenter`] is an iterator of ready fragments; errors are counted
 //! per reason by the caller.
-
-use std::net::Ipv4Addr;
 
 use crate::buf::{BufPool, FragMeta, PacketBuf};
 use crate::wire::checksum::Csum;
@@ -147,7 +145,7 @@ impl FragPlan {
     }
 }
 
-/// How [`FragPlan::cut`] cuts a datagram: `full` buffers of `maxdata` data
+/// How [`FragPlan::layout`] cuts a datagram: `full` buffers of `maxdata` data
 /// bytes, then one of `last` (at most the MTU's data space).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FragLayout {
@@ -422,8 +420,6 @@ impl Drop for Fragmenter<'_> {
 }
 
 enum Mode {
-    /// Nothing (left) to fragment.
-    Done,
     Fast {
         /// The first fragment (the datagram's head, its header done).
         head: Option<PacketBuf>,
@@ -453,36 +449,48 @@ impl<'p> Fragmenter<'p> {
         pool: &'p BufPool,
     ) -> Result<Fragmenter<'p>, FragError> {
         let (plan, optlen) = prepare(&mut pkt, mtu)?;
+        if !fast_path_ok(&pkt, plan, ll_rs) {
+            return Ok(Fragmenter::slow(pkt, (plan, optlen), ll_rs, pool));
+        }
         let hlen = plan.hlen();
-        let mut f = Fragmenter {
-            mode: Mode::Done,
+        let (list, mut rest) = FragList::init(&mut pkt, hlen, optlen);
+        rest.reverse();
+        let mode = Mode::Fast {
+            head: Some(pkt),
+            list,
+            rest,
+        };
+        Ok(Fragmenter {
+            mode,
             hdr: [0; 60],
             hlen,
             optlen,
             ll_rs,
             created: 0,
             pool,
-        };
-        f.mode = if fast_path_ok(&pkt, plan, ll_rs) {
-            let (list, mut rest) = FragList::init(&mut pkt, hlen, optlen);
-            rest.reverse();
-            Mode::Fast {
-                head: Some(pkt),
-                list,
-                rest,
-            }
-        } else {
-            copy_header(&mut f.hdr[..hlen], pkt.linear());
-            slow_mode(pkt, plan)
-        };
-        Ok(f)
+        })
     }
 
-    /// The datagram's destination address.
-    pub fn daddr(&self) -> Ipv4Addr {
-        match &self.mode {
-            Mode::Fast { list, .. } => Ipv4Packet::new_unchecked(&list.hdr[..]).dst_addr(),
-            _ => Ipv4Packet::new_unchecked(&self.hdr[..]).dst_addr(),
+    /// `ip_do_fragment`'s slow path for `pkt`, which [`prepare`] gave
+    /// `plan` and `optlen` and the fast path does not take: each fragment
+    /// a fresh buffer from `pool` with `ll_rs` bytes of headroom.
+    pub fn slow(
+        pkt: PacketBuf,
+        (plan, optlen): (FragPlan, usize),
+        ll_rs: usize,
+        pool: &'p BufPool,
+    ) -> Fragmenter<'p> {
+        let hlen = plan.hlen();
+        let mut hdr = [0; 60];
+        copy_header(&mut hdr[..hlen], pkt.linear());
+        Fragmenter {
+            mode: slow_mode(pkt, plan),
+            hdr,
+            hlen,
+            optlen,
+            ll_rs,
+            created: 0,
+            pool,
         }
     }
 
@@ -491,7 +499,6 @@ impl<'p> Fragmenter<'p> {
         match &self.mode {
             Mode::Fast { head, rest, .. } => head.is_none() && rest.is_empty(),
             Mode::Slow { left, .. } => *left == 0,
-            Mode::Done => true,
         }
     }
 
@@ -513,7 +520,6 @@ impl<'p> Fragmenter<'p> {
         match &self.mode {
             Mode::Fast { rest, .. } => rest.len() as u64 + u64::from(prepared),
             Mode::Slow { .. } => 1,
-            Mode::Done => 0,
         }
     }
 
@@ -622,7 +628,6 @@ impl Iterator for Fragmenter<'_> {
         let f = match self.mode {
             Mode::Fast { .. } => self.next_fast(),
             Mode::Slow { .. } => self.next_slow(),
-            Mode::Done => None,
         };
         if f.is_some() {
             self.created += 1;

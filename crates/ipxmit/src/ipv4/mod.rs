@@ -40,6 +40,12 @@ impl PmtuDisc {
         self < PmtuDisc::Probe
     }
 
+    /// Kernel: `ip_dont_fragment()` for an unlocked route MTU: the
+    /// datagram goes with DF set.
+    pub fn dont_fragment(self) -> bool {
+        matches!(self, PmtuDisc::Do | PmtuDisc::Want)
+    }
+
     /// `ip_sk_ignore_df`: the stack may fragment locally even with DF set.
     pub fn ignore_df(self) -> bool {
         self < PmtuDisc::Do || self == PmtuDisc::Omit

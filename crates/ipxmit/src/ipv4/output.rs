@@ -124,10 +124,10 @@ pub(crate) fn complete_header(pkt: &mut PacketBuf) -> usize {
 }
 
 /// Kernel: `ip_skb_dst_mtu()`. The device MTU for sockets that do not use the
-/// path MTU (`IP_PMTUDISC_PROBE` and above), else the path MTU.
+/// path MTU (`IP_PMTUDISC_PROBE` and above: `use_dev_mtu`), else the path MTU.
 #[inline]
-pub fn skb_dst_mtu(dst: &Dst, pkt: &PacketBuf) -> u32 {
-    if pkt.meta.use_dev_mtu {
+pub fn ip_mtu(dst: &Dst, use_dev_mtu: bool) -> u32 {
+    if use_dev_mtu {
         dst.dev.mtu().min(crate::route::IP_MAX_MTU)
     } else {
         dst.mtu()
@@ -140,26 +140,15 @@ pub fn skb_dst_mtu(dst: &Dst, pkt: &PacketBuf) -> u32 {
 pub(crate) fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
     match hlen {
         0 => {}
+        // The Ethernet header as two overlapping 8-byte moves: LLVM makes
+        // a 14-byte copy a call to memcpy (about 12 instructions a frame
+        // more).
         14 => {
             let h = f.push_array::<14>();
             h[..8].copy_from_slice(&hh.hdr[..8]);
             h[6..].copy_from_slice(&hh.hdr[6..]);
         }
-        _ => write_link_header(f.push(hlen), &hh.hdr),
-    }
-}
-
-/// Copies the first `h.len()` bytes of the cached link header `hdr` into
-/// `h`. The Ethernet header is copied as two overlapping 8-byte moves:
-/// LLVM makes a 14-byte copy a call to memcpy (about 12 instructions a
-/// frame more).
-#[inline(always)]
-pub(crate) fn write_link_header(h: &mut [u8], hdr: &[u8; 14]) {
-    if h.len() == 14 {
-        h[..8].copy_from_slice(&hdr[..8]);
-        h[6..].copy_from_slice(&hdr[6..]);
-    } else {
-        h.copy_from_slice(&hdr[..h.len()]);
+        _ => f.push(hlen).copy_from_slice(&hh.hdr[..hlen]),
     }
 }
 
@@ -241,7 +230,7 @@ impl<'a> OutputBatch<'a> {
             nexthop,
             hh,
             hlen: dev.link().header_len(),
-            mtus: [dst.mtu(), dev.mtu().min(crate::route::IP_MAX_MTU)],
+            mtus: [ip_mtu(dst, false), ip_mtu(dst, true)],
             local_out_hooks: stack.hooks.list(HookPoint::LocalOut),
             post_routing_hooks: stack.hooks.list(HookPoint::PostRouting),
             count: OutCount::default(),
@@ -259,21 +248,14 @@ impl<'a> OutputBatch<'a> {
         std::mem::take(&mut self.spare_chain)
     }
 
-    /// The next hop's link header was cached as the batch began.
-    pub fn neighbour_connected(&self) -> bool {
-        self.hh.is_some()
-    }
-
     /// Kernel: `ip_send_skb()`. [`OutputBatch::local_out`], and
     /// `IpOutDiscards` for a datagram dropped for lack of resources.
     #[inline(always)]
-    pub fn send_skb(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), SendError> {
-        let len = complete_header(&mut pkt);
-        let r = self.hooked_output(pkt, len, more);
+    pub fn send_skb(&mut self, pkt: PacketBuf, more: bool) -> Result<(), SendError> {
+        let r = self.local_out(pkt, more);
         if let Err(e) = &r {
             self.count_discard(e);
         }
-        self.bh_enable();
         r
     }
 
@@ -409,10 +391,7 @@ impl<'a> OutputBatch<'a> {
         if fragment::fast_path_ok(&pkt, plan, ll_rs) {
             return self.fraglist(pkt, plan.hlen(), optlen, more);
         }
-        let mut frags = match Fragmenter::new(pkt, mtu, ll_rs, &self.stack.pool) {
-            Ok(f) => f,
-            Err(e) => return Err(self.frag_failed(e.into())),
-        };
+        let mut frags = Fragmenter::slow(pkt, (plan, optlen), ll_rs, &self.stack.pool);
         while let Some(f) = frags.next() {
             let len = f.len();
             if let Err(e) = self.finish_output2(f, len, more || !frags.is_done()) {
@@ -693,7 +672,7 @@ fn build_queue_xmit_header(
     daddr: Ipv4Addr,
 ) {
     let hlen = HEADER_LEN + p.options.len();
-    let df = matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Want) && !skb.meta.ip_flags.ignore_df;
+    let df = p.pmtudisc.dont_fragment() && !skb.meta.ip_flags.ignore_df;
     skb.push(hlen);
     skb.reset_network_header();
     let fields = HeaderFields {

@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
-use crate::dev::queue::{queue_xmit, QueueXmitError};
+use crate::dev::queue::queue_xmit;
 use crate::dev::NetDevice;
 use crate::error::SendError;
 use crate::neigh::{Actions, HhCache, NudState, Probe, Resolved};
@@ -94,11 +94,7 @@ fn xmit_with(
         return Err(SendError::NoBufs);
     }
     pkt.push(14).copy_from_slice(&hh.hdr);
-    match queue_xmit(stack.xmit_ctx(), dev, pkt) {
-        Ok(_) => Ok(()),
-        Err(QueueXmitError::Dropped) => Err(SendError::NoBufs),
-        Err(QueueXmitError::NetDown) => Err(SendError::NetDown),
-    }
+    queue_xmit(stack.xmit_ctx(), dev, pkt).map_err(SendError::from)
 }
 
 /// The source address for requests about a packet: its IP source when it is

@@ -12,9 +12,9 @@ use std::collections::VecDeque;
 
 use crate::buf::{BufPool, CsumState, GsoType, PacketBuf};
 use crate::offload::Features;
-use crate::wire::checksum::{pseudo_header_v4, Csum};
+use crate::wire::checksum::pseudo_header_v4;
 use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::udp::{UdpPacket, CSUM_MANGLED_0};
+use crate::wire::udp::UdpPacket;
 
 /// Splits a UDP GSO packet (data starting at its link header) into datagrams.
 /// Returns `None` (the packet freed, for the caller to count) when it is not a
@@ -88,17 +88,14 @@ fn fix_segment(s: &mut PacketBuf, l2: usize, hlen: usize, seg: usize, id: u16, f
     let udp = &mut udp[..usize::from(ulen)];
     let mut uh = UdpPacket::new_unchecked(&mut *udp);
     uh.set_len(ulen);
-    let pseudo = pseudo_header_v4(src, dst, 17, ulen);
     if partial {
-        uh.set_checksum(pseudo.fold());
+        uh.set_checksum(pseudo_header_v4(src, dst, 17, ulen).fold());
         s.meta.ip_summed = CsumState::Partial {
             start: start as u16,
             offset: 6,
         };
         return;
     }
-    uh.set_checksum(0);
-    let c = Csum::of(udp).add(pseudo).finish();
-    UdpPacket::new_unchecked(udp).set_checksum(if c == 0 { CSUM_MANGLED_0 } else { c });
+    uh.fill_checksum(src, dst);
     s.meta.ip_summed = CsumState::None;
 }

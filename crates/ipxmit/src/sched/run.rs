@@ -67,22 +67,22 @@ pub fn direct_xmit(
     if frames.is_empty() {
         return !txq.ctl().is_stopped();
     }
-    let mut slot = txq.q.lock();
-    requeue(&mut slot, frames);
-    // `dev_requeue_skb` reschedules: a stopped queue ends the next run at
-    // once (its wake-up runs it again), a busy one is tried again.
-    txq.ctl().schedule();
+    requeue(txq, &mut txq.q.lock(), frames);
     false
 }
 
-/// Kernel: `dev_requeue_skb()`. Puts refused frames back in front, in order.
-pub(crate) fn requeue(slot: &mut QdiscSlot, frames: &mut VecDeque<PacketBuf>) {
+/// Kernel: `dev_requeue_skb()`. Puts refused frames back in front of
+/// `txq`'s qdisc (its `slot`, locked), in order, and reschedules the queue:
+/// a stopped queue ends the next run at once (its wake-up runs it again), a
+/// busy one is tried again.
+pub(crate) fn requeue(txq: &TxQueue, slot: &mut QdiscSlot, frames: &mut VecDeque<PacketBuf>) {
     while let Some(p) = frames.pop_back() {
         let st = slot.qdisc.stats_mut();
         st.requeues += 1;
         st.queued(p.len());
         slot.requeued.push_front(p);
     }
+    txq.ctl().schedule();
 }
 
 /// Kernel: `dequeue_skb()` with bulk dequeue. Fills `frames` with up to `max`

@@ -550,12 +550,7 @@ pub(crate) fn getfrag(skb: &mut PacketBuf, at: usize, src: &[u8], odd: usize) {
 /// the path MTU.
 pub(crate) fn datagram_df(p: &CorkParams, len: usize) -> bool {
     matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Probe)
-        || (len as u32 <= p.dst.mtu() && dont_fragment(p.pmtudisc))
-}
-
-/// Kernel: `ip_dont_fragment()` for an unlocked route MTU.
-fn dont_fragment(p: PmtuDisc) -> bool {
-    matches!(p, PmtuDisc::Do | PmtuDisc::Want)
+        || (len as u32 <= p.dst.mtu() && p.pmtudisc.dont_fragment())
 }
 
 impl Cork {

@@ -22,7 +22,7 @@ use crate::socket::MsgFlags;
 use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
-use crate::wire::udp::{UdpPacket, CSUM_MANGLED_0};
+use crate::wire::udp::{mangle_zero, UdpPacket};
 
 mod batch;
 mod build;
@@ -458,8 +458,8 @@ fn udp_csum(skb: &PacketBuf, th: usize) -> Csum {
 /// Stores a computed UDP checksum, 0 sent as `CSUM_MANGLED_0`.
 #[inline]
 fn write_check(skb: &mut PacketBuf, th: usize, check: u16) {
-    let check = if check == 0 { CSUM_MANGLED_0 } else { check };
-    UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN]).set_checksum(check);
+    UdpPacket::new_unchecked(&mut skb.from_offset_mut(th)[..UDP_HLEN])
+        .set_checksum(mangle_zero(check));
 }
 
 /// Kernel: `udp4_hwcsum()`. One buffer: leave the sum to the device with the

@@ -216,36 +216,32 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         get_u16(self.buffer.as_ref(), field::IDENT)
     }
 
-    fn flags_offset(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::FLG_OFF)
-    }
-
     /// The flags-and-offset word as it is on the wire: [`FLAG_DF`],
     /// [`FLAG_MF`] and the offset in 8-byte units ([`OFFSET_MASK`]).
     #[inline]
     pub fn frag_word(&self) -> u16 {
-        self.flags_offset()
+        get_u16(self.buffer.as_ref(), field::FLG_OFF)
     }
 
     /// The Don't Fragment flag.
     pub fn dont_frag(&self) -> bool {
-        self.flags_offset() & FLAG_DF != 0
+        self.frag_word() & FLAG_DF != 0
     }
 
     /// The More Fragments flag.
     pub fn more_frags(&self) -> bool {
-        self.flags_offset() & FLAG_MF != 0
+        self.frag_word() & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes (always a multiple of 8).
     pub fn frag_offset(&self) -> u16 {
-        (self.flags_offset() & OFFSET_MASK) << 3
+        (self.frag_word() & OFFSET_MASK) << 3
     }
 
     /// Whether this is a fragment: MF set or a non-zero offset
     /// (the kernel's `ip_is_fragment()`).
     pub fn is_fragment(&self) -> bool {
-        self.flags_offset() & (FLAG_MF | OFFSET_MASK) != 0
+        self.frag_word() & (FLAG_MF | OFFSET_MASK) != 0
     }
 
     /// Time to live.
@@ -339,40 +335,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         put_u16(self.buffer.as_mut(), field::IDENT, ident);
     }
 
-    fn set_flags_offset(&mut self, v: u16) {
-        put_u16(self.buffer.as_mut(), field::FLG_OFF, v);
-    }
-
     /// Sets the flags-and-offset word as it goes on the wire: [`FLAG_DF`],
     /// [`FLAG_MF`] and the offset in 8-byte units ([`OFFSET_MASK`]), in one
     /// store (`iph->frag_off = htons(...)`).
     #[inline]
     pub fn set_frag_word(&mut self, word: u16) {
-        self.set_flags_offset(word);
+        put_u16(self.buffer.as_mut(), field::FLG_OFF, word);
     }
 
     /// Sets or clears Don't Fragment.
     pub fn set_dont_frag(&mut self, on: bool) {
-        let v = self.flags_offset() & !FLAG_DF;
-        self.set_flags_offset(v | if on { FLAG_DF } else { 0 });
+        let v = self.frag_word() & !FLAG_DF;
+        self.set_frag_word(v | if on { FLAG_DF } else { 0 });
     }
 
     /// Sets or clears More Fragments.
     pub fn set_more_frags(&mut self, on: bool) {
-        let v = self.flags_offset() & !FLAG_MF;
-        self.set_flags_offset(v | if on { FLAG_MF } else { 0 });
+        let v = self.frag_word() & !FLAG_MF;
+        self.set_frag_word(v | if on { FLAG_MF } else { 0 });
     }
 
     /// Sets the fragment offset in bytes (a multiple of 8), keeping the flags.
     pub fn set_frag_offset(&mut self, offset: u16) {
         debug_assert_eq!(offset % 8, 0, "fragment offset must be a multiple of 8");
-        let v = self.flags_offset() & !OFFSET_MASK;
-        self.set_flags_offset(v | (offset >> 3));
+        let v = self.frag_word() & !OFFSET_MASK;
+        self.set_frag_word(v | (offset >> 3));
     }
 
     /// Clears all three flag bits and the fragment offset.
     pub fn clear_flags(&mut self) {
-        self.set_flags_offset(0);
+        self.set_frag_word(0);
     }
 
     /// Sets the time to live.

@@ -316,7 +316,7 @@ pub fn udp_checksum_with_payload_sum(
 
 /// RFC 768: a computed 0 is transmitted as all ones.
 #[inline]
-const fn mangle_zero(check: u16) -> u16 {
+pub(crate) const fn mangle_zero(check: u16) -> u16 {
     if check == 0 {
         CSUM_MANGLED_0
     } else {

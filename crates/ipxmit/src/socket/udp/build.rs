@@ -43,6 +43,7 @@ use super::batch::{BatchCork, BatchMsg};
 use super::{write_check, UdpSocket, UDP_HLEN};
 use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf};
 use crate::ipv4::fragment::{FragLayout, FragPlan};
+use crate::ipv4::output::ip_mtu;
 use crate::offload::Features;
 use crate::route::IP_MAX_MTU;
 use crate::socket::cork::datagram_df;
@@ -50,7 +51,7 @@ use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::wire::checksum::{CopySeg, Csum};
 use crate::wire::ipv4::HEADER_LEN;
-use crate::wire::udp::CSUM_MANGLED_0;
+use crate::wire::udp::mangle_zero;
 
 /// The send-budget checks a datagram's buffers meet with `allocated`
 /// already charged: `sock_alloc_send_skb`'s for the first (`sk_wmem_alloc <
@@ -437,11 +438,7 @@ impl UdpSocket {
         let p = &cork.params;
         let mtu = cork.max_payload + HEADER_LEN + UDP_HLEN;
         let length = UDP_HLEN + pieces.iter().map(|m| m.data.len()).sum::<usize>();
-        let ip_mtu = if p.pmtudisc.use_pmtu() {
-            p.dst.mtu()
-        } else {
-            p.dst.dev.mtu().min(IP_MAX_MTU)
-        };
+        let ip_mtu = ip_mtu(&p.dst, !p.pmtudisc.use_pmtu());
         let corked = pieces.len() > 1;
         if !p.pmtudisc.ignore_df()
             || length > IP_MAX_MTU as usize - HEADER_LEN
@@ -503,10 +500,7 @@ impl UdpSocket {
             let words = Csum::from_u16(self.inet.local.port())
                 .add_u16(c.dport)
                 .add_u16(len);
-            match words.add(sum).add(pseudo).finish() {
-                0 => CSUM_MANGLED_0,
-                x => x,
-            }
+            mangle_zero(words.add(sum).add(pseudo).finish())
         };
         super::udp_header(uh, (self.inet.local.port(), c.dport), len, check);
         skb.meta.csum = sum;
