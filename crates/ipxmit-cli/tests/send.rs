@@ -41,9 +41,9 @@ fn json_summary_of_fragmented_sends() {
 }
 
 /// `--batch`: whole batches through `send_batch`, a mix of sizes (some
-/// fragmented, which the batch sends the general way), the last batch
-/// short; every datagram verified, the same frames as one by one; a bad
-/// value is refused.
+/// fragmented), the last batch short; every datagram verified, the same
+/// frames and MIBs as one by one, every message built in one pass (the
+/// `send_batch` counters); a bad value is refused.
 #[test]
 fn batches_send_every_datagram() {
     let d = tmpdir("send-batch");
@@ -59,6 +59,12 @@ fn batches_send_every_datagram() {
     assert_eq!(v["peer"]["bad_payload"], 0);
     assert_eq!(v["frames"], one["frames"]);
     assert_eq!(v["nstat"]["mib"], one["nstat"]["mib"]);
+    assert_eq!(v["nstat"]["send_batch"]["OnePass"], 1000);
+    assert_eq!(v["nstat"]["send_batch"]["Fragments"], 0);
+    assert_eq!(
+        one["nstat"]["send_batch"]["OnePass"], 0,
+        "send_to is not a batch"
+    );
     let bad = ipxmit(&d, &["send", "--batch", "0"]);
     assert_ne!(bad.code, 0);
     assert!(

@@ -19,10 +19,7 @@ pub const WARMUP: u64 = 1024;
 
 /// Runs the fixed-count workload; prints one line.
 pub fn run(case: &str, count: u64, dev: &str, api: &str, json: bool) -> Result<()> {
-    let Some(case) = cases::find(case.trim()) else {
-        let names: Vec<&str> = cases::CASES.iter().map(|c| c.name).collect();
-        bail!("unknown case {case:?} (one of {})", names.join(", "));
-    };
+    let case = cases::find_named(case.trim()).map_err(anyhow::Error::msg)?;
     let mem = match dev {
         "mem" => true,
         "null" => false,

@@ -140,6 +140,14 @@ pub fn find(name: &str) -> Option<Case> {
         .copied()
 }
 
+/// [`find`], or the error that names the cases there are.
+pub fn find_named(name: &str) -> Result<Case, String> {
+    find(name).ok_or_else(|| {
+        let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        format!("unknown case {name:?} (one of {})", names.join(", "))
+    })
+}
+
 /// Selects cases by a comma list of names (all when `None`).
 pub fn select(filter: Option<&str>) -> Result<Vec<Case>, String> {
     let Some(f) = filter else {
@@ -147,13 +155,7 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Case>, String> {
     };
     let mut out = Vec::new();
     for w in f.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        match find(w) {
-            Some(c) => out.push(c),
-            None => {
-                let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
-                return Err(format!("unknown case {w:?} (one of {})", names.join(", ")));
-            }
-        }
+        out.push(find_named(w)?);
     }
     Ok(out)
 }

@@ -233,9 +233,21 @@ fn case<'a>(st: &'a SinkTable, name: &str) -> Option<&'a CaseResult> {
     st.cases.iter().find(|c| c.case.name == name)
 }
 
+/// `f` of ipxmit's medians over `f` of the kernel's best sender's in case
+/// `name`.
 fn ratio(st: &SinkTable, name: &str, f: fn(&Medians) -> f64) -> Option<f64> {
+    ratio_over(st, name, f, best_kernel)
+}
+
+/// `f` of ipxmit's medians over `f` of the `kernel` side's in case `name`.
+fn ratio_over(
+    st: &SinkTable,
+    name: &str,
+    f: fn(&Medians) -> f64,
+    kernel: fn(&CaseResult) -> Option<Medians>,
+) -> Option<f64> {
     let c = case(st, name)?;
-    let (a, b) = (best_kernel(c)?, medians(&c.ipxmit)?);
+    let (a, b) = (kernel(c)?, medians(&c.ipxmit)?);
     Some(f(&b) / f(&a))
 }
 
@@ -249,9 +261,7 @@ pub const SENDMMSG_TARGETS: [(&str, f64); 3] = [
 
 /// ipxmit's datagrams/s over the kernel's `sendmmsg` in case `name`.
 fn ratio_sendmmsg(st: &SinkTable, name: &str) -> Option<f64> {
-    let c = case(st, name)?;
-    let (a, b) = (medians(&c.sendmmsg)?, medians(&c.ipxmit)?);
-    Some(b.dps / a.dps)
+    ratio_over(st, name, |m| m.dps, |c| medians(&c.sendmmsg))
 }
 
 /// The targets, evaluated on this run: issue 6's, then one per case of

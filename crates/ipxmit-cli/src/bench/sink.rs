@@ -1,4 +1,4 @@
-//! The sink table: each case run A B A B on one pinned core — the kernel's
+//! The sink table: each case run A A B on one pinned core — the kernel's
 //! `sendto` and `sendmmsg` into the namespace's sink (A), then ipxmit into its
 //! null device with the same offloads (B) — for the configured rounds. A
 //! case's checksum offload, root qdisc and output hook are set on the kernel's
@@ -24,7 +24,7 @@ pub struct Plan {
     pub cases: Vec<Case>,
     /// Length of one measured run.
     pub dur: Duration,
-    /// Rounds (A B A B ...).
+    /// Rounds (each A A B: kernel `sendto`, kernel `sendmmsg`, ipxmit).
     pub rounds: usize,
     /// The CPU everything runs on.
     pub cpu: usize,
