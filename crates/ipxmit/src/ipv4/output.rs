@@ -290,7 +290,7 @@ impl<'a> OutputBatch<'a> {
     /// Kernel: `__ip_local_out()` and `ip_local_out()`. Completes the header
     /// (`tot_len`, checksum), runs LOCAL_OUT, then `dst_output`. `more` says
     /// another datagram of the batch follows at once.
-    #[inline]
+    #[inline(always)]
     pub fn local_out(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), SendError> {
         let len = complete_header(&mut pkt);
         let r = self.hooked_output(pkt, len, more);
