@@ -234,6 +234,14 @@ pub struct Meta {
     pub zc: Option<Arc<ZcUarg>>,
     /// Confirm the neighbour on transmit (`MSG_CONFIRM`, `skb_set_dst_pending_confirm`).
     pub confirm_neigh: bool,
+    /// The ones'-complement sum (unfolded, of the words as they lie in
+    /// memory) of the option-less IPv4 header's words other than `tot_len`
+    /// and the checksum, left by the socket layer that just wrote the
+    /// header; 0 for none. `__ip_local_out` then completes the checksum
+    /// from it without reading the header back
+    /// ([`crate::wire::ipv4::set_len_and_check_from`]), and takes it away:
+    /// it says nothing of the header after the LOCAL_OUT hook.
+    pub hdr_sum: u32,
 }
 
 /// What a fragment takes from its datagram — `ip_copy_metadata()`, and

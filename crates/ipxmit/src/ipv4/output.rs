@@ -39,7 +39,8 @@ use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{DropReason, Mib};
 use crate::wire::ipv4::{
-    send_check, set_len_and_check, IpProtocol, Ipv4Packet, FLAG_DF, HEADER_LEN,
+    send_check, set_len_and_check, set_len_and_check_from, IpProtocol, Ipv4Packet, FLAG_DF,
+    HEADER_LEN,
 };
 
 /// Output errors are the socket-level errors.
@@ -111,7 +112,10 @@ pub(crate) fn complete_header(pkt: &mut PacketBuf) -> usize {
     pkt.meta.protocol = 0x0800;
     // `htons(skb->len)`: a datagram is at most 65535 bytes here.
     let tot_len = len as u16;
+    let sum = std::mem::take(&mut pkt.meta.hdr_sum);
     match pkt.network_header_array::<HEADER_LEN>() {
+        // The header its writer summed as it wrote it.
+        Some(h) if sum != 0 => set_len_and_check_from(h, sum, tot_len),
         // The common option-less header, as one fixed-size view.
         Some(h) if h[0] == 0x45 => set_len_and_check(h, tot_len),
         _ => {

@@ -582,14 +582,31 @@ pub fn send_check(h: &mut [u8]) {
 /// value it is and the checksum as the zero it is about to replace.
 #[inline(always)]
 pub fn set_len_and_check(h: &mut [u8; HEADER_LEN], tot_len: u16) {
-    let w = |i: usize| u32::from(u16::from_ne_bytes([h[i], h[i + 1]]));
-    let sum = w(0) + w(4) + w(6) + w(8) + w(12) + w(14) + w(16) + w(18);
+    set_len_and_check_from(h, header_sum_ne(h, true), tot_len);
+}
+
+/// [`set_len_and_check`] for a header whose other words' sum is known
+/// (`sum`, as [`header_sum_ne`] gives it): the length and the checksum
+/// written, nothing read.
+#[inline(always)]
+pub fn set_len_and_check_from(h: &mut [u8; HEADER_LEN], sum: u32, tot_len: u16) {
     let sum = sum + u32::from(tot_len.to_be());
     let (s16, c) = (sum as u16).overflowing_add((sum >> 16) as u16);
     let s16 = s16.wrapping_add(u16::from(c));
     let mut ip = Ipv4Packet::new_unchecked(h);
     ip.set_total_len(tot_len);
     ip.set_checksum(u16::from_be(!s16));
+}
+
+/// The unfolded ones'-complement sum of the option-less header `h`'s
+/// 16-bit words as they lie in memory (native-endian reads: the sum's byte
+/// order is undone when the checksum is written), `tot_len` and the
+/// checksum left out, and the ID too unless `with_id`.
+#[inline(always)]
+pub fn header_sum_ne(h: &[u8; HEADER_LEN], with_id: bool) -> u32 {
+    let w = |i: usize| u32::from(u16::from_ne_bytes([h[i], h[i + 1]]));
+    let id = if with_id { w(4) } else { 0 };
+    w(0) + id + w(6) + w(8) + w(12) + w(14) + w(16) + w(18)
 }
 
 /// `ip_fast_csum()` for an option-less header: its five 32-bit words

@@ -49,7 +49,7 @@ use crate::socket::cork::{
 use crate::socket::MsgFlags;
 use crate::stats::BatchPath;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
-use crate::wire::ipv4::{Ipv4Packet, HEADER_LEN};
+use crate::wire::ipv4::{header_sum_ne, Ipv4Packet, HEADER_LEN};
 
 /// Most datagrams one run sends (the kernel's `UIO_MAXIOV`-bounded
 /// `sendmmsg` batches are usually this size).
@@ -104,6 +104,8 @@ pub(super) struct BatchCork {
     /// The IP header every datagram of the run gets (`__ip_make_skb`), ID,
     /// total length and checksum zero (`ip_local_out` fills the last two).
     ip_template: [u8; HEADER_LEN],
+    /// The template's [`header_sum_ne`] without the ID.
+    ip_template_sum: u32,
     /// Where the datagrams' IDs come from (`ip_select_ident_segs`).
     pub(super) ids: IdSource,
     /// The socket's plan memo, lent for a run that may fragment.
@@ -145,11 +147,13 @@ impl BatchCork {
     }
 
     /// The header of `__ip_make_skb`: the run's template with the ID `id`
-    /// (`ip_local_out` completes the length and checksum).
+    /// (`ip_local_out` completes the length and checksum). Returns its
+    /// [`Meta::hdr_sum`].
     #[inline(always)]
-    pub(super) fn write_ip_header(&self, h: &mut [u8], id: u16) {
+    pub(super) fn write_ip_header(&self, h: &mut [u8], id: u16) -> u32 {
         h.copy_from_slice(&self.ip_template);
         Ipv4Packet::new_unchecked(h).set_ident(id);
+        self.ip_template_sum + u32::from(id.to_be())
     }
 
     /// The metadata of a fresh buffer (its fields the defaults) as
@@ -546,6 +550,7 @@ impl UdpSocket {
             shape_memo: Cell::new(None),
             ids,
             pseudo: pseudo_header_v4(params.saddr, params.daddr, 17, 0),
+            ip_template_sum: header_sum_ne(&ip_template, false),
             ip_template,
             max_payload: fragsize - HEADER_LEN - UDP_HLEN,
             partial: params.dst.dev.features().can_csum(),

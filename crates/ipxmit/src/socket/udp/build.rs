@@ -486,7 +486,7 @@ impl UdpSocket {
             unreachable!("a buffer put for its headers holds them");
         };
         let (iph, uh) = hdrs.split_at_mut(HEADER_LEN);
-        c.write_ip_header(iph, id);
+        let hdr_sum = c.write_ip_header(iph, id);
         // `ip_generic_getfrag` (summing unless the device will) and
         // `udp_send_skb` (the header, and the checksum or its seed).
         let len = (UDP_HLEN + data.len()) as u16;
@@ -504,6 +504,7 @@ impl UdpSocket {
         };
         super::udp_header(uh, (self.inet.local.port(), c.dport), len, check);
         skb.meta.csum = sum;
+        skb.meta.hdr_sum = hdr_sum;
         skb.meta.ip_summed = if c.partial {
             CsumState::Partial {
                 start: (nh + HEADER_LEN) as u16,
@@ -547,7 +548,7 @@ impl UdpSocket {
         let nh = head.data_offset();
         head.meta.network_header = nh as u16;
         head.meta.transport_header = (nh + HEADER_LEN) as u16;
-        c.write_ip_header(&mut head.from_offset_mut(nh)[..HEADER_LEN], id);
+        head.meta.hdr_sum = c.write_ip_header(&mut head.from_offset_mut(nh)[..HEADER_LEN], id);
         c.datagram_meta(&mut head.meta);
         head.meta.ip_summed = CsumState::None;
         head.set_chain_vec(chain);
