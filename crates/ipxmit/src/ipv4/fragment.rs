@@ -31,7 +31,6 @@
 //! per reason by the caller.
 
 use crate::buf::{BufPool, FragMeta, PacketBuf};
-use crate::wire::checksum::Csum;
 use crate::wire::ipv4::{send_check, Ipv4Packet, FLAG_DF, FLAG_MF, HEADER_LEN, OFFSET_MASK};
 
 /// Why a datagram could not be fragmented.
@@ -201,16 +200,19 @@ fn set_len_off(h: &mut [u8], tot_len: usize, off: u16) {
 /// The ones'-complement sum of the 16-bit words of the header `h`, with
 /// `tot_len`, `frag_off` and the checksum counted as zero: what every
 /// fast-path fragment's header sums to before its own length and offset are
-/// added. At most 30 words, so no carry leaves the `u32`.
+/// added. The words are read as they lie in memory (native-endian: a ones'
+/// complement sum does not depend on the byte order, only its result is
+/// swapped, once, by [`set_len_off_from`]). At most 30 words, so no carry
+/// leaves the `u32`.
 #[inline(always)]
 fn header_base(h: &[u8]) -> u32 {
-    let w = |i: usize| u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
+    let w = |i: usize| u32::from(u16::from_ne_bytes([h[2 * i], h[2 * i + 1]]));
     if let Some(h20) = h
         .first_chunk::<HEADER_LEN>()
         .filter(|_| h.len() == HEADER_LEN)
     {
         // The option-less header: its seven other words, at fixed places.
-        let w = |i: usize| u32::from(u16::from_be_bytes([h20[2 * i], h20[2 * i + 1]]));
+        let w = |i: usize| u32::from(u16::from_ne_bytes([h20[2 * i], h20[2 * i + 1]]));
         return w(0) + w(2) + w(4) + w(6) + w(7) + w(8) + w(9);
     }
     (0..h.len() / 2)
@@ -228,11 +230,14 @@ fn header_base(h: &[u8]) -> u32 {
 #[inline]
 fn set_len_off_from(h: &mut [u8], base: u32, tot_len: usize, off: u16) {
     let tot_len = tot_len as u16;
-    let check = Csum::from_raw(base).add_u16(tot_len).add_u16(off).finish();
+    // The two words as they will lie in memory, summed as the others were.
+    let sum = base + u32::from(tot_len.to_be()) + u32::from(off.to_be());
+    let (s16, c) = (sum as u16).overflowing_add((sum >> 16) as u16);
+    let s16 = s16.wrapping_add(u16::from(c));
     let mut ip = Ipv4Packet::new_unchecked(h);
     ip.set_total_len(tot_len);
     ip.set_frag_word(off);
-    ip.set_checksum(check);
+    ip.set_checksum(u16::from_be(!s16));
 }
 
 /// The fields of the option-less header `h` that the fragments' headers
@@ -296,23 +301,40 @@ pub struct FragList {
     zc: Option<std::sync::Arc<crate::buf::ZcUarg>>,
 }
 
+impl Default for FragList {
+    fn default() -> Self {
+        FragList::new()
+    }
+}
+
 impl FragList {
+    /// An iterator with no datagram yet ([`FragList::init`] starts one, in
+    /// place: the iterator, a header template among its fields, is not
+    /// moved).
+    pub fn new() -> FragList {
+        FragList {
+            hdr: [0; 60],
+            hlen: 0,
+            base: 0,
+            offset: 0,
+            meta: FragMeta::default(),
+            zc: None,
+        }
+    }
+
     /// Kernel: `ip_fraglist_init()`. Makes the datagram's head (of an
     /// `hlen`-byte header, `optlen` of it options the stack built) its first
     /// fragment — the head's length and MF, DF cleared — and takes its
     /// chain, the other fragments in order.
     #[inline(always)]
-    pub fn init(head: &mut PacketBuf, hlen: usize, optlen: usize) -> (FragList, Vec<PacketBuf>) {
+    pub fn init(&mut self, head: &mut PacketBuf, hlen: usize, optlen: usize) -> Vec<PacketBuf> {
         let rest = head.take_chain();
         let len = head.len();
-        let mut list = FragList {
-            hdr: [0; 60],
-            hlen,
-            base: 0,
-            offset: len - hlen,
-            meta: head.meta.frag_meta(),
-            zc: head.meta.zc.clone(),
-        };
+        let list = self;
+        list.hlen = hlen;
+        list.offset = len - hlen;
+        list.meta = head.meta.frag_meta();
+        list.zc = head.meta.zc.clone();
         let lin = head.linear_mut();
         match (
             lin.first_chunk_mut::<HEADER_LEN>(),
@@ -334,7 +356,7 @@ impl FragList {
                 }
             }
         }
-        (list, rest)
+        rest
     }
 
     /// Kernel: `ip_fraglist_prepare()` and `ip_copy_metadata()`. Makes the
@@ -453,7 +475,8 @@ impl<'p> Fragmenter<'p> {
             return Ok(Fragmenter::slow(pkt, (plan, optlen), ll_rs, pool));
         }
         let hlen = plan.hlen();
-        let (list, mut rest) = FragList::init(&mut pkt, hlen, optlen);
+        let mut list = FragList::new();
+        let mut rest = list.init(&mut pkt, hlen, optlen);
         rest.reverse();
         let mode = Mode::Fast {
             head: Some(pkt),

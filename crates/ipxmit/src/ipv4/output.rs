@@ -424,7 +424,8 @@ impl<'a> OutputBatch<'a> {
         optlen: usize,
         more: bool,
     ) -> Result<(), SendError> {
-        let (mut list, mut rest) = FragList::init(&mut head, hlen, optlen);
+        let mut list = FragList::new();
+        let mut rest = list.init(&mut head, hlen, optlen);
         let n = rest.len();
         let len = head.len();
         let mut r = self.finish_output2(head, len, true);
