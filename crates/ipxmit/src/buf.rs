@@ -746,18 +746,22 @@ fn recycle_shared(mut s: Box<BufInner>) {
 
 /// Storages a thread's hot stack keeps below its top for the two small
 /// classes: with the top, the 45 buffers of a 65,507-byte datagram cut
-/// for a 1500-byte MTU and a few more. Its buffers are all allocated
-/// before the first is freed (the datagram's chain is built, then
-/// fragmented), so a shallower stack sends most of them through the
-/// thread cache both ways, about 40 instructions a buffer more (measured
-/// with a depth of 8: 37,089 instructions per 65000 B datagram against
-/// 35,7xx, `scripts/callgrind.sh 65000B`).
-const HOT_DEPTH: usize = 47;
+/// for a 1500-byte MTU, and more. Its buffers are all allocated before
+/// the first is freed (the datagram's chain is built, then fragmented),
+/// so a shallower stack sends most of them through the thread cache both
+/// ways, about 40 instructions a buffer more (measured with a depth of 8:
+/// 37,089 instructions per 65000 B datagram; with 47, 34,831;
+/// `scripts/callgrind.sh 65000B`).
+const HOT_DEPTH: usize = 63;
 
 /// Storages kept below the top per class: the two large classes (whole
 /// 16 and 64 KiB datagrams, one buffer each) need few, and hold a lot of
-/// memory each.
+/// memory each. Less than [`HOT_SLOTS`].
 const HOT_KEEP: [usize; 4] = [HOT_DEPTH, HOT_DEPTH, 8, 8];
+
+/// Slots per class below the top: a power of two, so that a slot's index,
+/// masked, needs no bounds check.
+const HOT_SLOTS: usize = 64;
 
 type Slot = std::cell::Cell<Option<Box<BufInner>>>;
 
@@ -770,7 +774,7 @@ struct HotStacks {
     top: [Slot; 4],
     /// Per class, how many of `below` are full (the lowest first).
     n: [std::cell::Cell<usize>; 4],
-    below: [[Slot; HOT_DEPTH]; 4],
+    below: [[Slot; HOT_SLOTS]; 4],
 }
 
 impl HotStacks {
@@ -785,9 +789,10 @@ impl HotStacks {
     #[inline]
     fn push_below(&self, i: usize, s: Box<BufInner>) -> Option<Box<BufInner>> {
         let n = self.n[i].get();
-        let Some(slot) = self.below[i].get(n).filter(|_| n < HOT_KEEP[i]) else {
+        if n >= HOT_KEEP[i] {
             return Some(s);
-        };
+        }
+        let slot = &self.below[i][n % HOT_SLOTS];
         self.n[i].set(n + 1);
         // Slots at and above `n` are empty: nothing is replaced.
         std::mem::forget(slot.replace(Some(s)));
@@ -805,7 +810,7 @@ impl HotStacks {
     fn pop_below(&self, i: usize) -> Option<Box<BufInner>> {
         let n = self.n[i].get().checked_sub(1)?;
         self.n[i].set(n);
-        self.below[i][n].take()
+        self.below[i][n % HOT_SLOTS].take()
     }
 
     /// How many storages of class `i` it holds.
@@ -829,7 +834,7 @@ thread_local! {
         HotStacks {
             top: [const { std::cell::Cell::new(None) }; 4],
             n: [const { std::cell::Cell::new(0) }; 4],
-            below: [const { [const { std::cell::Cell::new(None) }; HOT_DEPTH] }; 4],
+            below: [const { [const { std::cell::Cell::new(None) }; HOT_SLOTS] }; 4],
         }
     };
 }
@@ -1536,14 +1541,14 @@ impl Drop for PacketBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{BufInner, HotStacks, HOT_DEPTH};
+    use super::{BufInner, HotStacks, HOT_DEPTH, HOT_SLOTS};
 
     /// A fresh set of hot stacks (not the thread's).
     fn stacks() -> HotStacks {
         HotStacks {
             top: [const { std::cell::Cell::new(None) }; 4],
             n: [const { std::cell::Cell::new(0) }; 4],
-            below: [const { [const { std::cell::Cell::new(None) }; HOT_DEPTH] }; 4],
+            below: [const { [const { std::cell::Cell::new(None) }; HOT_SLOTS] }; 4],
         }
     }
 
