@@ -452,7 +452,7 @@ impl UdpSocket {
         &self,
         c: &BatchCork,
         msgs: &[BatchMsg<'_>],
-        (flags, base): (MsgFlags, MsgFlags),
+        flags: (MsgFlags, MsgFlags),
         plan: &mut Vec<Datagram>,
     ) -> Result<usize, BatchPath> {
         plan.clear();
@@ -460,18 +460,18 @@ impl UdpSocket {
         let (start, limit) = (b.allocated(), b.limit());
         let (mut sum, mut at) = (0, 0);
         while at < msgs.len() {
-            let Some(d) = self.datagram(c, &msgs[at..], flags, base) else {
+            let Some(d) = self.datagram(c, &msgs[at..], flags, plan).and(plan.last()) else {
                 break;
             };
             let fits_budget = budget_allows(start.saturating_add(sum), limit, d.before_last);
             if at + d.msgs > BATCH_MAX.max(d.msgs) || !fits_budget {
+                plan.pop();
                 if at == 0 && !fits_budget {
                     return Err(BatchPath::SendBuffer);
                 }
                 break;
             }
             (sum, at) = (sum + d.charge, at + d.msgs);
-            plan.push(d);
         }
         if plan.is_empty() {
             return Err(BatchPath::Fragments);

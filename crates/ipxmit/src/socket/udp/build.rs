@@ -305,20 +305,16 @@ impl PlanMemo {
     /// run's flags (`flags` and its own: `base`, with `MSG_MORE` on all but
     /// the last). One pass over the group, before any other scan.
     #[inline]
-    fn get(&self, msgs: &[BatchMsg<'_>], flags: MsgFlags, base: MsgFlags) -> Option<Datagram> {
-        let d = self.datagram?;
-        let group = msgs.get(..d.msgs)?;
+    fn get(&self, msgs: &[BatchMsg<'_>], flags: MsgFlags, base: MsgFlags) -> Option<&Datagram> {
+        let d = self.datagram.as_ref()?;
+        let (last, init) = msgs.get(..d.msgs)?.split_last()?;
+        let (last_len, lens) = self.lens.get(..d.msgs)?.split_last()?;
         let more = base.with(MsgFlags::MORE);
-        let last = d.msgs - 1;
-        let same = group
-            .iter()
-            .zip(&self.lens)
-            .enumerate()
-            .all(|(k, (m, &l))| {
-                let want = if k < last { more } else { base };
-                m.data.len() == usize::from(l) && flags | m.flags == want
-            });
-        same.then_some(d)
+        let same = |m: &BatchMsg<'_>, l: u16, want: MsgFlags| {
+            m.data.len() == usize::from(l) && flags | m.flags == want
+        };
+        let init_same = init.iter().zip(lens).all(|(m, &l)| same(m, l, more));
+        (init_same && same(last, *last_len, base)).then_some(d)
     }
 
     /// Keeps what is remembered for a run whose cork gives `key` when an
@@ -355,30 +351,41 @@ impl UdpSocket {
     /// destination with the run's flags (`base`) that fits one frame or
     /// fragments, or a corked group — messages with `MSG_MORE` (their
     /// flags otherwise `base`) up to one without — that fragments.
+    /// The datagram is pushed onto `plan` (straight from the memo when it
+    /// is the memo's); `None` pushes nothing.
     #[inline(always)]
     pub(super) fn datagram(
         &self,
         cork: &BatchCork,
         msgs: &[BatchMsg<'_>],
-        flags: MsgFlags,
-        base: MsgFlags,
-    ) -> Option<Datagram> {
+        (flags, base): (MsgFlags, MsgFlags),
+        plan: &mut Vec<Datagram>,
+    ) -> Option<()> {
         let m = msgs.first().filter(|m| m.dest == cork.dest)?;
         if flags | m.flags == base && m.data.len() <= cork.max_payload {
             // The common case first: a datagram that fits one frame.
             let charge = cork.truesize(HEADER_LEN + UDP_HLEN + m.data.len() + cork.alloc_extra);
-            return Some(Datagram {
+            plan.push(Datagram {
                 msgs: 1,
                 layout: None,
                 charge,
                 before_last: 0,
                 memo: 0,
             });
+            return Some(());
         }
-        self.fragmenting_datagram(cork, msgs, flags, base)
+        let lent = cork.plan_memo.borrow();
+        if let Some(d) = lent.as_deref().and_then(|m| m.get(msgs, flags, base)) {
+            plan.push(*d);
+            return Some(());
+        }
+        drop(lent);
+        plan.push(self.fragmenting_datagram(cork, msgs, flags, base)?);
+        Some(())
     }
 
-    /// [`UdpSocket::datagram`] for one that does not fit one frame.
+    /// [`UdpSocket::datagram`] for one that does not fit one frame and is
+    /// not the memo's.
     fn fragmenting_datagram(
         &self,
         cork: &BatchCork,
@@ -386,14 +393,6 @@ impl UdpSocket {
         flags: MsgFlags,
         base: MsgFlags,
     ) -> Option<Datagram> {
-        let known = cork
-            .plan_memo
-            .borrow()
-            .as_deref()
-            .and_then(|m| m.get(msgs, flags, base));
-        if let Some(d) = known {
-            return Some(d);
-        }
         let own = |m: &BatchMsg<'_>| flags | m.flags;
         let n = if own(&msgs[0]).contains(MsgFlags::MORE) {
             1 + msgs.iter().position(|m| !own(m).contains(MsgFlags::MORE))?
