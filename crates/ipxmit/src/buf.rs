@@ -664,6 +664,30 @@ impl BufPool {
         PacketBuf::from_inner(inner, home, truesize)
     }
 
+    /// [`BufPool::alloc_charged`] for a buffer owned by `budget` with a
+    /// charge already part of a [`SendBudget::precharge`] on it
+    /// (`skb_set_owner_w` without touching the count): the charge is
+    /// recorded, the count left alone. The caller must have precharged at
+    /// least `truesize` and not yet handed it to another buffer (the count
+    /// keeps the budget alive for the charge).
+    #[inline(always)]
+    pub(crate) fn alloc_precharged(
+        &self,
+        size: usize,
+        truesize: usize,
+        budget: &Arc<SendBudget>,
+    ) -> PacketBuf {
+        let mut b = self.alloc_charged(size, truesize);
+        // Storage comes back without a charge (dropping a buffer releases
+        // it), and a fresh buffer's truesize is its head's.
+        debug_assert!(b.charge.is_none() && truesize != 0);
+        b.charge = Some(Charge {
+            budget: std::ptr::NonNull::from(&**budget),
+            amount: truesize,
+        });
+        b
+    }
+
     /// [`BufPool::alloc`] finding no free storage: counted, and from the heap.
     #[cold]
     #[inline(never)]
@@ -1427,26 +1451,6 @@ impl BufInner {
             return;
         }
         SendBudget::charge(budget, amount);
-        self.charge = Some(Charge {
-            budget: std::ptr::NonNull::from(&**budget),
-            amount,
-        });
-    }
-
-    /// [`BufInner::set_owner`] for a buffer whose truesize is already part
-    /// of a [`SendBudget::precharge`] on `budget`: records the charge without
-    /// touching the count. The caller must have precharged at least this
-    /// much and not yet handed it to another buffer (the count keeps the
-    /// budget alive for the charge).
-    #[inline(always)]
-    pub(crate) fn set_owner_precharged(&mut self, budget: &Arc<SendBudget>) {
-        if self.charge.is_some() {
-            self.release_owner();
-        }
-        let amount = self.truesize();
-        if amount == 0 {
-            return;
-        }
         self.charge = Some(Charge {
             budget: std::ptr::NonNull::from(&**budget),
             amount,

@@ -41,7 +41,7 @@
 
 use super::batch::{BatchCork, BatchMsg};
 use super::{write_check, UdpSocket, UDP_HLEN};
-use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf};
+use crate::buf::{kernel_truesize, same_class, CsumState, PacketBuf, SendBudget};
 use crate::ipv4::fragment::{FragLayout, FragPlan};
 use crate::ipv4::output::ip_mtu;
 use crate::offload::Features;
@@ -52,6 +52,7 @@ use crate::stack::Stack;
 use crate::wire::checksum::{CopySeg, Csum};
 use crate::wire::ipv4::HEADER_LEN;
 use crate::wire::udp::mangle_zero;
+use std::sync::Arc;
 
 /// The send-budget checks a datagram's buffers meet with `allocated`
 /// already charged: `sock_alloc_send_skb`'s for the first (`sk_wmem_alloc <
@@ -472,13 +473,15 @@ impl UdpSocket {
         const HDRS: usize = HEADER_LEN + UDP_HLEN;
         let fraglen = HDRS + data.len();
         let size = fraglen + c.alloc_extra;
-        let mut skb = stack.pool.alloc_truesize(size, c.truesize(size));
+        let truesize = c.truesize(size);
+        let mut skb = stack
+            .pool
+            .alloc_precharged(size, truesize, &self.inet.budget);
         skb.reserve(hh_len);
         skb.put(fraglen);
         let nh = skb.data_offset();
         skb.meta.network_header = nh as u16;
         skb.meta.transport_header = (nh + HEADER_LEN) as u16;
-        skb.set_owner_precharged(&self.inet.budget);
         c.datagram_meta(&mut skb.meta);
         let bytes = skb.from_offset_mut(nh);
         let Some((hdrs, payload)) = bytes.split_first_chunk_mut::<HDRS>() else {
@@ -540,10 +543,9 @@ impl UdpSocket {
             shapes: c.shapes([sizes.alloc(layout, 0), sizes.alloc(layout, layout.full)]),
             ll_rs: c.params.dst.dev.ll_reserved_space(),
             pieces: PieceCursor::new(pieces),
+            budget: &self.inet.budget,
         };
-        let budget = &self.inet.budget;
-        let mut head = b.buffer(stack, 0);
-        head.set_owner_precharged(budget);
+        let mut head = b.buffer(stack, 0, b.cut(0));
         let nh = head.data_offset();
         head.meta.network_header = nh as u16;
         head.meta.transport_header = (nh + HEADER_LEN) as u16;
@@ -551,10 +553,12 @@ impl UdpSocket {
         c.datagram_meta(&mut head.meta);
         head.meta.ip_summed = CsumState::None;
         head.set_chain_vec(chain);
-        for i in 1..=layout.full {
-            let mut skb = b.buffer(stack, i);
-            skb.set_owner_precharged(budget);
-            head.chain_push(skb);
+        let full = (b.shapes[0], layout.maxdata);
+        for i in 1..layout.full {
+            head.chain_push(b.buffer(stack, i, full));
+        }
+        if layout.full > 0 {
+            head.chain_push(b.buffer(stack, layout.full, b.cut(layout.full)));
         }
         drop(memo);
         let th = nh + HEADER_LEN;
@@ -635,6 +639,8 @@ struct WholeBuild<'d, 'a> {
     shapes: [BufShape; 2],
     ll_rs: usize,
     pieces: PieceCursor<'a>,
+    /// The socket's send budget, which the buffers are charged to.
+    budget: &'d Arc<SendBudget>,
 }
 
 impl WholeBuild<'_, '_> {
@@ -644,28 +650,38 @@ impl WholeBuild<'_, '_> {
     /// data put: after the IP header in the first (whose data starts with
     /// the UDP header), all of it in the others (their fragment headers go
     /// in front, into the headroom, when the datagram is fragmented).
+    /// `cut` is the buffer's shape and data bytes ([`WholeBuild::cut`]).
     #[inline(always)]
-    fn buffer(&mut self, stack: &Stack, i: usize) -> PacketBuf {
+    fn buffer(&mut self, stack: &Stack, i: usize, cut: (BufShape, usize)) -> PacketBuf {
+        let (shape, datalen) = cut;
         let (hdr, room) = if i == 0 {
             (HEADER_LEN + UDP_HLEN, HEADER_LEN)
         } else {
             (HEADER_LEN, 0)
         };
-        let shape = self.shapes[usize::from(i == self.layout.full)];
         let truesize = match self.each {
             Some(each) => each[i] as usize,
             None if self.corked => self.sizes.charge(self.layout, i, &mut self.pieces),
             None => shape.truesize,
         };
-        let mut skb = stack.pool.alloc_charged(shape.size, truesize);
+        let mut skb = stack
+            .pool
+            .alloc_precharged(shape.size, truesize, self.budget);
         let pad = if shape.slack == 0 {
             0
         } else {
             align_pad(&skb, self.ll_rs + hdr)
         };
         skb.reserve(self.ll_rs + HEADER_LEN - room + pad);
-        skb.put(room + self.layout.datalen(i));
+        skb.put(room + datalen);
         skb
+    }
+
+    /// The shape and data bytes of buffer `i`: the last's own, the others'
+    /// alike.
+    fn cut(&self, i: usize) -> (BufShape, usize) {
+        let last = i == self.layout.full;
+        (self.shapes[usize::from(last)], self.layout.datalen(i))
     }
 }
 
