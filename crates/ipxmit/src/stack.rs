@@ -88,6 +88,9 @@ pub enum ConfigError {
     /// A device with that name exists.
     #[error("device {0} already exists")]
     DeviceExists(String),
+    /// A qdisc the kernel would refuse.
+    #[error(transparent)]
+    Qdisc(#[from] crate::sched::SpecError),
     /// Neighbour entries need an Ethernet device.
     #[error("device {0} has no link-layer addresses (L3 device)")]
     NoLinkLayer(String),
@@ -246,7 +249,11 @@ impl Stack {
         let ifindex = devs.iter().map(|d| d.ifindex()).max().unwrap_or(1) + 1;
         let spec = self.sysctl.read().default_qdisc.clone();
         let make = |c: &DevConfig| -> Box<dyn Qdisc> {
+            // A default qdisc needs no parameters (the kernel's
+            // `default_qdisc` names only such kinds); one that cannot be
+            // built falls back to `pfifo_fast`.
             spec.build(c.txqueuelen, c.mtu + c.link.header_len() as u32)
+                .unwrap_or_else(|_| Box::new(crate::sched::PfifoFast::new(c.txqueuelen)))
         };
         let dev = Arc::new(NetDevice::new(
             ifindex,
@@ -408,7 +415,7 @@ impl Stack {
         let d = self.device(dev)?;
         for i in 0..d.queues().len() {
             let psched_mtu = d.mtu() + d.link().header_len() as u32;
-            let mut to_free = d.replace_qdisc(i, spec.build(d.txqueuelen(), psched_mtu))?;
+            let mut to_free = d.replace_qdisc(i, spec.build(d.txqueuelen(), psched_mtu)?)?;
             run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
         }
         Ok(())

@@ -193,6 +193,11 @@ impl Qdisc for Pfifo {
     fn params(&self) -> String {
         format!("limit {}p", self.limit)
     }
+
+    /// `{"limit":1000}`.
+    fn options(&self) -> Vec<(&'static str, super::OptValue)> {
+        vec![("limit", super::OptValue::Num(u64::from(self.limit)))]
+    }
 }
 
 /// `bfifo`: a FIFO of at most `limit` bytes, tail drop. See the module docs.
@@ -201,6 +206,7 @@ pub struct Bfifo {
     fifo: FifoQueue,
     limit: u32,
     bypass: bool,
+    psched_mtu: u32,
 }
 
 impl Bfifo {
@@ -213,12 +219,20 @@ impl Bfifo {
             fifo: FifoQueue::with_capacity(packets),
             limit,
             bypass: limit >= psched_mtu,
+            psched_mtu,
         }
     }
 
     /// The limit in bytes.
     pub fn limit(&self) -> u32 {
         self.limit
+    }
+
+    /// Kernel: `fifo_set_limit()` (a `change` of the limit): packets
+    /// already queued stay, even beyond it.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+        self.bypass = limit >= self.psched_mtu;
     }
 }
 
@@ -247,6 +261,11 @@ impl Qdisc for Bfifo {
     /// `limit 1514000b`, `limit 32Kb` (tc's `sprint_size`).
     fn params(&self) -> String {
         format!("limit {}", format_size(u64::from(self.limit)))
+    }
+
+    /// `{"limit":1514000}`.
+    fn options(&self) -> Vec<(&'static str, super::OptValue)> {
+        vec![("limit", super::OptValue::Num(u64::from(self.limit)))]
     }
 }
 
@@ -299,6 +318,11 @@ impl Qdisc for PfifoHeadDrop {
     /// `limit 1000p`.
     fn params(&self) -> String {
         format!("limit {}p", self.limit)
+    }
+
+    /// `{"limit":1000}`.
+    fn options(&self) -> Vec<(&'static str, super::OptValue)> {
+        vec![("limit", super::OptValue::Num(u64::from(self.limit)))]
     }
 }
 

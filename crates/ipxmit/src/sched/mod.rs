@@ -20,13 +20,17 @@ use crate::time::Instant;
 pub mod fifo;
 pub mod noqueue;
 pub mod pfifo_fast;
+pub mod rate;
 pub mod run;
 pub mod spec;
+pub mod tbf;
 
 pub use fifo::{Bfifo, Pfifo};
 pub use noqueue::Noqueue;
 pub use pfifo_fast::PfifoFast;
+pub use rate::{LinkLayer, RateCfg};
 pub use spec::{QdiscSpec, SpecError};
+pub use tbf::{Tbf, TbfConfig, TbfError};
 
 /// Result of an enqueue (the kernel's `NET_XMIT_*` codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,4 +189,26 @@ pub trait Qdisc: Send + fmt::Debug {
     /// The parameters as `tc qdisc show` prints them after the kind
     /// (e.g. `bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1`).
     fn params(&self) -> String;
+
+    /// The parameters as `tc -d qdisc show` prints them.
+    fn params_details(&self) -> String {
+        self.params()
+    }
+
+    /// The parameters as `tc -j qdisc show` gives them (`"options"`), in
+    /// tc's order.
+    fn options(&self) -> Vec<(&'static str, OptValue)>;
+}
+
+/// A value of `tc -j`'s `"options"` object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptValue {
+    /// A number.
+    Num(u64),
+    /// A string.
+    Str(String),
+    /// A list of numbers (`priomap`).
+    List(Vec<u64>),
+    /// A flag.
+    Bool(bool),
 }

@@ -74,6 +74,11 @@ impl Qdisc for Noqueue {
     fn params(&self) -> String {
         String::new()
     }
+
+    /// None.
+    fn options(&self) -> Vec<(&'static str, super::OptValue)> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

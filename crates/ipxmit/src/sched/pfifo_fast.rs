@@ -168,6 +168,17 @@ impl Qdisc for PfifoFast {
         }
         s
     }
+
+    /// `{"bands":3,"priomap":[1,2,...],"multiqueue":false}`.
+    fn options(&self) -> Vec<(&'static str, super::OptValue)> {
+        use super::OptValue;
+        let map = PRIO2BAND.iter().map(|&b| u64::from(b)).collect();
+        vec![
+            ("bands", OptValue::Num(PFIFO_FAST_BANDS as u64)),
+            ("priomap", OptValue::List(map)),
+            ("multiqueue", OptValue::Bool(false)),
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -29,8 +29,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
+use super::rate::{LinkLayer, RateCfg};
+use super::tbf::{Tbf, TbfConfig};
 use super::{Noqueue, PfifoFast, Qdisc};
-use crate::units::{format_size, parse_size, UnitError};
+use crate::units::{format_size, parse_rate, parse_size, parse_time, UnitError};
 
 /// A parsed tc qdisc description (kind and options). `None` options take the
 /// kernel's defaults in [`QdiscSpec::build`].
@@ -55,6 +57,46 @@ pub enum QdiscSpec {
     },
     /// `noqueue`: no queue; packets go straight to the driver.
     Noqueue,
+    /// `tbf rate R burst B (limit L | latency T) [peakrate P mtu M] [mpu N]
+    /// [overhead N] [linklayer atm|ethernet]`: what tc sends for it.
+    Tbf(TbfSpec),
+}
+
+/// A `tbf` as tc's `tbf_parse_opt()` leaves it: the values it sends
+/// (`TCA_TBF_PARMS`, `TCA_TBF_RATE64`, `TCA_TBF_BURST`, `TCA_TBF_PBURST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TbfSpec {
+    /// Rate, bytes per second.
+    pub rate: u64,
+    /// Peak rate, bytes per second; 0 for none.
+    pub peakrate: u64,
+    /// Bucket size, bytes.
+    pub burst: u32,
+    /// Peak bucket size (`mtu`/`minburst`), bytes; 0 for none.
+    pub mtu: u32,
+    /// Inner queue limit, bytes (from `limit`, or worked out from
+    /// `latency`: `rate * latency + burst`, the peak's when smaller).
+    pub limit: u32,
+    /// Minimum packet unit, bytes.
+    pub mpu: u16,
+    /// Per-packet overhead, bytes.
+    pub overhead: u16,
+    /// Link layer.
+    pub linklayer: LinkLayer,
+}
+
+impl TbfSpec {
+    /// The qdisc's configuration (what the kernel makes of the request).
+    pub fn config(&self) -> TbfConfig {
+        let cfg = |rate| RateCfg::new(rate, self.overhead, self.mpu, self.linklayer);
+        TbfConfig {
+            rate: cfg(self.rate),
+            peak: (self.peakrate != 0).then(|| cfg(self.peakrate)),
+            burst: self.burst,
+            pburst: self.mtu,
+            limit: self.limit,
+        }
+    }
 }
 
 /// Why a qdisc description could not be parsed. Each variant names the word.
@@ -92,6 +134,31 @@ pub enum SpecError {
         /// What was wrong with the value (names the value).
         source: UnitError,
     },
+    /// A value tc cannot read (`explain1`): `tbf: illegal value for "rate": "xyz"`.
+    #[error("{kind}: illegal value for \"{keyword}\": \"{value}\"")]
+    Illegal {
+        /// The qdisc kind.
+        kind: &'static str,
+        /// The keyword.
+        keyword: String,
+        /// The value as given.
+        value: String,
+    },
+    /// A keyword given twice where tc refuses that.
+    #[error("{kind}: duplicate \"{what}\" specification")]
+    Duplicate {
+        /// The qdisc kind.
+        kind: &'static str,
+        /// The keyword(s), as tc names them (`buffer/burst/maxburst`).
+        what: &'static str,
+    },
+    /// Options that exclude each other, or are missing: tc's own lines
+    /// (several, one per problem, as tc prints them all at once).
+    #[error("{0}")]
+    Refused(String),
+    /// What the kernel refuses (`tc` prints the netlink error).
+    #[error("RTNETLINK answers: Invalid argument")]
+    KernelInvalid,
     /// A keyword's value parsed but is outside the range the kernel accepts.
     #[error("{kind}: illegal value for \"{keyword}\": \"{value}\" is above {max}")]
     OutOfRange {
@@ -133,6 +200,10 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "noqueue",
         parse: parse_noqueue,
+    },
+    Kind {
+        name: "tbf",
+        parse: parse_tbf,
     },
 ];
 
@@ -228,6 +299,226 @@ fn parse_bfifo(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     })
 }
 
+/// tc's `matches()`: `word` is a non-empty prefix of `keyword`.
+fn matches(word: &str, keyword: &str) -> bool {
+    !word.is_empty() && keyword.starts_with(word)
+}
+
+/// What `tbf_parse_opt()` collects before it checks and computes.
+#[derive(Default)]
+struct TbfWords {
+    limit: u32,
+    latency_us: u32,
+    burst: u32,
+    mtu: u32,
+    mpu: u32,
+    rate: u64,
+    peakrate: u64,
+    overhead: u16,
+    linklayer: LinkLayer,
+}
+
+/// tc's `tbf_parse_opt()`: the options, each once, then the mandatory
+/// ones checked together (every problem printed), then the limit worked
+/// out from the latency. The kernel's refusal of a peak rate not above
+/// the rate is checked here too.
+fn parse_tbf(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let mut t = TbfWords::default();
+    while let Some(word) = o.next_keyword() {
+        tbf_option(o, word, &mut t)?;
+    }
+    tbf_check(&t)?;
+    if t.peakrate != 0 && t.peakrate <= t.rate {
+        return Err(SpecError::KernelInvalid);
+    }
+    let limit = if t.limit != 0 {
+        t.limit
+    } else {
+        // `rate * latency / TIME_UNITS_PER_SEC + buffer` in doubles, the
+        // peak's when smaller, truncated to the u32 tc sends.
+        let lat = f64::from(t.latency_us) / 1e6;
+        let mut lim = t.rate as f64 * lat + f64::from(t.burst);
+        if t.peakrate != 0 {
+            lim = lim.min(t.peakrate as f64 * lat + f64::from(t.mtu));
+        }
+        lim as u32
+    };
+    Ok(QdiscSpec::Tbf(TbfSpec {
+        rate: t.rate,
+        peakrate: t.peakrate,
+        burst: t.burst,
+        mtu: if t.peakrate != 0 { t.mtu } else { 0 },
+        limit,
+        mpu: t.mpu as u16,
+        overhead: t.overhead,
+        linklayer: t.linklayer,
+    }))
+}
+
+/// One `tbf` option (`word`, its value next).
+fn tbf_option(o: &mut Options<'_>, word: &str, t: &mut TbfWords) -> Result<(), SpecError> {
+    let dup = |what| SpecError::Duplicate { kind: "tbf", what };
+    let refused = |m: &str| SpecError::Refused(format!("tbf: {m}"));
+    if matches(word, "limit") {
+        let v = o.value("limit")?;
+        if t.limit != 0 {
+            return Err(dup("limit"));
+        }
+        if t.latency_us != 0 {
+            return Err(refused(
+                "specifying both \"latency\" and \"limit\" is not allowed",
+            ));
+        }
+        t.limit = tc_value(o.kind, "limit", v, parse_size)
+            .and_then(|l| fits_u32(o.kind, "limit", v, l))?;
+    } else if matches(word, "latency") {
+        let v = o.value("latency")?;
+        if t.latency_us != 0 {
+            return Err(dup("latency"));
+        }
+        if t.limit != 0 {
+            return Err(refused(
+                "specifying both \"limit\" and \"/latency\" is not allowed",
+            ));
+        }
+        // tc's `get_time` into an unsigned int: microseconds, wrapping.
+        t.latency_us = tc_value(o.kind, "latency", v, parse_time)?.as_micros() as u32;
+    } else {
+        return tbf_sizes_and_rates(o, word, t);
+    }
+    Ok(())
+}
+
+/// The `tbf` options that are sizes, rates and link parameters.
+fn tbf_sizes_and_rates(o: &mut Options<'_>, word: &str, t: &mut TbfWords) -> Result<(), SpecError> {
+    let dup = |what| SpecError::Duplicate { kind: "tbf", what };
+    let kind = o.kind;
+    if matches(word, "burst") || word == "buffer" || word == "maxburst" {
+        let v = o.value("burst")?;
+        if t.burst != 0 {
+            return Err(dup("buffer/burst/maxburst"));
+        }
+        t.burst = size_and_cell(kind, word, v)?;
+    } else if word == "mtu" || word == "minburst" {
+        let v = o.value("mtu")?;
+        if t.mtu != 0 {
+            return Err(dup("mtu/minburst"));
+        }
+        t.mtu = size_and_cell(kind, word, v)?;
+    } else if word == "mpu" {
+        let v = o.value("mpu")?;
+        if t.mpu != 0 {
+            return Err(dup("mpu"));
+        }
+        t.mpu = tc_value(kind, "mpu", v, parse_size).and_then(|m| fits_u32(kind, "mpu", v, m))?;
+    } else if word == "rate" || matches(word, "peakrate") {
+        let key = if word == "rate" { "rate" } else { "peakrate" };
+        let v = o.value(key)?;
+        let slot = if key == "rate" {
+            &mut t.rate
+        } else {
+            &mut t.peakrate
+        };
+        if *slot != 0 {
+            return Err(dup(key));
+        }
+        // tc's `get_rate64`: bits per second in, bytes per second out.
+        *slot = tc_value(kind, key, v, parse_rate)? / 8;
+    } else if matches(word, "overhead") {
+        let v = o.value("overhead")?;
+        if t.overhead != 0 {
+            return Err(dup("overhead"));
+        }
+        t.overhead = v.parse::<u16>().map_err(|_| illegal(kind, "overhead", v))?;
+    } else if matches(word, "linklayer") {
+        let v = o.value("linklayer")?;
+        t.linklayer = linklayer(v).ok_or_else(|| illegal(kind, "linklayer", v))?;
+    } else if word == "help" {
+        return Err(SpecError::Refused(TBF_USAGE.into()));
+    } else {
+        return Err(o.unknown(word));
+    }
+    Ok(())
+}
+
+/// tc's `explain()` for `tbf`.
+const TBF_USAGE: &str = "Usage: ... tbf limit BYTES burst BYTES[/BYTES] rate KBPS [ mtu BYTES[/BYTES] ]\n\t[ peakrate KBPS ] [ latency TIME ] [ overhead BYTES ] [ linklayer TYPE ]";
+
+/// The checks `tbf_parse_opt()` makes once every option is read, all of
+/// them reported together.
+fn tbf_check(t: &TbfWords) -> Result<(), SpecError> {
+    let mut lines = Vec::new();
+    if t.rate == 0 {
+        lines.push("tbf: the \"rate\" parameter is mandatory.");
+    }
+    if t.burst == 0 {
+        lines.push("tbf: the \"burst\" parameter is mandatory.");
+    }
+    if t.peakrate != 0 && t.mtu == 0 {
+        lines.push("tbf: when \"peakrate\" is specified, \"mtu\" must also be specified.");
+    }
+    if t.limit == 0 && t.latency_us == 0 {
+        lines.push("tbf: either \"limit\" or \"latency\" is required.");
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Err(SpecError::Refused(lines.join("\n")))
+}
+
+/// tc's `explain1()` error.
+fn illegal(kind: &'static str, keyword: &str, value: &str) -> SpecError {
+    SpecError::Illegal {
+        kind,
+        keyword: keyword.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// `value` read by `parse`, or tc's "illegal value" error.
+fn tc_value<T>(
+    kind: &'static str,
+    keyword: &str,
+    value: &str,
+    parse: fn(&str) -> Result<T, UnitError>,
+) -> Result<T, SpecError> {
+    parse(value).map_err(|_| illegal(kind, keyword, value))
+}
+
+/// A 32-bit size, or tc's "illegal value" error.
+fn fits_u32(kind: &'static str, keyword: &str, value: &str, v: u64) -> Result<u32, SpecError> {
+    u32::try_from(v).map_err(|_| illegal(kind, keyword, value))
+}
+
+/// tc's `get_size_and_cell()`: `BYTES[/CELL]`, the cell a power of two
+/// (it only shapes the rate table, which the kernel does not use here).
+fn size_and_cell(kind: &'static str, keyword: &str, value: &str) -> Result<u32, SpecError> {
+    let (size, cell) = match value.split_once('/') {
+        Some((s, c)) => (s, Some(c)),
+        None => (value, None),
+    };
+    let bad = || illegal(kind, keyword, value);
+    if let Some(c) = cell {
+        let c = parse_size(c).map_err(|_| bad())?;
+        if !c.is_power_of_two() {
+            return Err(bad());
+        }
+    }
+    let v = parse_size(size).map_err(|_| bad())?;
+    u32::try_from(v).map_err(|_| bad())
+}
+
+/// tc's `get_linklayer()`: `ethernet`, `atm` or `adsl` (prefixes too).
+fn linklayer(v: &str) -> Option<LinkLayer> {
+    if matches(v, "ethernet") {
+        Some(LinkLayer::Ethernet)
+    } else if matches(v, "atm") || matches(v, "adsl") {
+        Some(LinkLayer::Atm)
+    } else {
+        None
+    }
+}
+
 impl QdiscSpec {
     /// Parses a description given as words: the kind, then its options
     /// (`["pfifo", "limit", "100"]`).
@@ -252,6 +543,7 @@ impl QdiscSpec {
             QdiscSpec::PfifoHeadDrop { .. } => "pfifo_head_drop",
             QdiscSpec::Bfifo { .. } => "bfifo",
             QdiscSpec::Noqueue => "noqueue",
+            QdiscSpec::Tbf(_) => "tbf",
         }
     }
 
@@ -263,8 +555,11 @@ impl QdiscSpec {
     /// The kernel's `tx_queue_len == 0` cases are the caller's: `qdisc_create()`
     /// turns 0 into 1000 on `IFF_NO_QUEUE` devices, and `pfifo_fast` refuses 0
     /// otherwise (here it then drops every packet; see [`PfifoFast`]).
-    pub fn build(&self, txqueuelen: u32, psched_mtu: u32) -> Box<dyn Qdisc> {
-        match *self {
+    pub fn build(&self, txqueuelen: u32, psched_mtu: u32) -> Result<Box<dyn Qdisc>, SpecError> {
+        Ok(match *self {
+            QdiscSpec::Tbf(t) => {
+                Box::new(Tbf::new(t.config(), psched_mtu).map_err(|_| SpecError::KernelInvalid)?)
+            }
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
             QdiscSpec::PfifoHeadDrop { limit } => {
@@ -279,7 +574,7 @@ impl QdiscSpec {
                 Box::new(Bfifo::new(limit, psched_mtu))
             }
             QdiscSpec::Noqueue => Box::new(Noqueue::new()),
-        }
+        })
     }
 }
 
@@ -303,9 +598,34 @@ impl fmt::Display for QdiscSpec {
                 write!(f, " limit {l}")
             }
             QdiscSpec::Bfifo { limit: Some(l) } => write!(f, " limit {}", exact_size(l)),
+            QdiscSpec::Tbf(t) => fmt_tbf(f, &t),
             _ => Ok(()),
         }
     }
+}
+
+/// The options of a [`TbfSpec`] as tc takes them (the limit as worked out).
+fn fmt_tbf(f: &mut fmt::Formatter<'_>, t: &TbfSpec) -> fmt::Result {
+    write!(
+        f,
+        " rate {}bit burst {} limit {}",
+        t.rate * 8,
+        t.burst,
+        t.limit
+    )?;
+    if t.peakrate != 0 {
+        write!(f, " peakrate {}bit mtu {}", t.peakrate * 8, t.mtu)?;
+    }
+    if t.mpu != 0 {
+        write!(f, " mpu {}", t.mpu)?;
+    }
+    if t.overhead != 0 {
+        write!(f, " overhead {}", t.overhead)?;
+    }
+    if t.linklayer != LinkLayer::Ethernet {
+        write!(f, " linklayer {}", t.linklayer)?;
+    }
+    Ok(())
 }
 
 /// `l` as tc's `sprint_size` prints it when that reads back exactly, else in bytes.
@@ -462,7 +782,7 @@ mod tests {
 
     #[test]
     fn build_applies_kernel_defaults() {
-        let q = QdiscSpec::PfifoFast.build(1000, 1514);
+        let q = QdiscSpec::PfifoFast.build(1000, 1514).expect("builds");
         assert_eq!(
             (q.kind(), q.params().as_str(), q.can_bypass()),
             (
@@ -471,37 +791,52 @@ mod tests {
                 true
             )
         );
-        let q = QdiscSpec::Pfifo { limit: None }.build(1000, 1514);
+        let q = QdiscSpec::Pfifo { limit: None }
+            .build(1000, 1514)
+            .expect("builds");
         assert_eq!((q.kind(), q.params()), ("pfifo", "limit 1000p".into()));
-        let q = QdiscSpec::Pfifo { limit: Some(3) }.build(1000, 1514);
+        let q = QdiscSpec::Pfifo { limit: Some(3) }
+            .build(1000, 1514)
+            .expect("builds");
         assert_eq!(q.params(), "limit 3p");
-        let q = QdiscSpec::PfifoHeadDrop { limit: None }.build(10, 1514);
+        let q = QdiscSpec::PfifoHeadDrop { limit: None }
+            .build(10, 1514)
+            .expect("builds");
         assert_eq!(
             (q.kind(), q.params()),
             ("pfifo_head_drop", "limit 10p".into())
         );
         // tc shows `limit 1514000b` for a default bfifo on 1500-MTU Ethernet.
-        let q = QdiscSpec::Bfifo { limit: None }.build(1000, 1514);
+        let q = QdiscSpec::Bfifo { limit: None }
+            .build(1000, 1514)
+            .expect("builds");
         assert_eq!(
             (q.kind(), q.params(), q.can_bypass()),
             ("bfifo", "limit 1514000b".into(), true)
         );
-        let q = QdiscSpec::Bfifo { limit: Some(1000) }.build(1000, 1514);
+        let q = QdiscSpec::Bfifo { limit: Some(1000) }
+            .build(1000, 1514)
+            .expect("builds");
         assert!(!q.can_bypass());
         let q = QdiscSpec::Bfifo {
             limit: Some(1 << 40),
         }
-        .build(1000, 1514);
+        .build(1000, 1514)
+        .expect("builds");
         assert_eq!(q.params(), "limit 4096Mb");
-        let q = QdiscSpec::Bfifo { limit: None }.build(u32::MAX, 1514);
+        let q = QdiscSpec::Bfifo { limit: None }
+            .build(u32::MAX, 1514)
+            .expect("builds");
         assert_eq!(
             q.params(),
             format!("limit {}", format_size(u64::from(u32::MAX)))
         );
-        let q = QdiscSpec::Noqueue.build(1000, 1514);
+        let q = QdiscSpec::Noqueue.build(1000, 1514).expect("builds");
         assert!(q.is_noqueue());
         // pfifo with txqueuelen 0: limit 0, no bypass, everything dropped.
-        let mut q = QdiscSpec::Pfifo { limit: None }.build(0, 1514);
+        let mut q = QdiscSpec::Pfifo { limit: None }
+            .build(0, 1514)
+            .expect("builds");
         assert!(!q.can_bypass());
         let mut tf = ToFree::default();
         let pkt = PacketBuf::from_slice(0, &[0; 10]);
@@ -509,11 +844,28 @@ mod tests {
     }
 
     #[test]
+    fn a_tbf_prints_back_as_itself() {
+        for text in [
+            "tbf rate 1mbit burst 10kb latency 50ms",
+            "tbf rate 500kbit burst 5k limit 20k peakrate 1mbit mtu 2000 mpu 64 overhead 24",
+            "tbf rate 1.5mbit burst 3000 latency 70ms linklayer atm",
+        ] {
+            let spec: QdiscSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string().parse::<QdiscSpec>(), Ok(spec), "{text}");
+        }
+    }
+
+    #[test]
     fn table_and_kind_agree() {
         for k in KINDS {
-            let spec = QdiscSpec::parse(&[k.name]).unwrap();
+            // The least each kind takes.
+            let words: &[&str] = match k.name {
+                "tbf" => &["tbf", "rate", "1mbit", "burst", "10k", "limit", "10k"],
+                name => &[name][..],
+            };
+            let spec = QdiscSpec::parse(words).unwrap();
             assert_eq!(spec.kind(), k.name);
-            assert_eq!(spec.build(100, 1514).kind(), k.name);
+            assert_eq!(spec.build(100, 1514).expect("builds").kind(), k.name);
         }
     }
 
