@@ -89,6 +89,7 @@ fn tc_qdisc_lines(dev: &NetDevice, devpart: &str) -> String {
         let _ = writeln!(o, "qdisc mq 0: {devpart}root");
     }
     for (i, q) in dev.queues().iter().enumerate() {
+        let handle = ipxmit::sched::api::Handle(q.qdisc_handle());
         q.with_qdisc(|qd| {
             let parent = if n > 1 {
                 format!("parent :{:x}", i + 1)
@@ -97,7 +98,7 @@ fn tc_qdisc_lines(dev: &NetDevice, devpart: &str) -> String {
             };
             let params = qd.params();
             let sep = if params.is_empty() { "" } else { " " };
-            let _ = writeln!(o, "qdisc {} 0: {devpart}{parent}{sep}{params}", qd.kind());
+            let _ = writeln!(o, "qdisc {} {handle} {devpart}{parent}{sep}{params}", qd.kind());
             let _ = writeln!(o, "{}", qd.stats());
         });
     }

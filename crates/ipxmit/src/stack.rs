@@ -24,7 +24,8 @@ use crate::ipv4::ident::IdentTable;
 use crate::neigh::{NeighTable, NudState};
 use crate::netfilter::Hooks;
 use crate::route::{Dst, Fib, Route, RouteError};
-use crate::sched::{run, Qdisc, QdiscSpec};
+use crate::sched::api::{self, RootAction};
+use crate::sched::{run, Qdisc, QdiscOp, QdiscSpec, TcError};
 use crate::stats::Counters;
 use crate::time::{Clock, Instant, MonotonicClock};
 use crate::wire::EthernetAddress;
@@ -91,6 +92,9 @@ pub enum ConfigError {
     /// A qdisc the kernel would refuse.
     #[error(transparent)]
     Qdisc(#[from] crate::sched::SpecError),
+    /// A tc request the kernel refuses.
+    #[error("{0}")]
+    Tc(TcError),
     /// Neighbour entries need an Ethernet device.
     #[error("device {0} has no link-layer addresses (L3 device)")]
     NoLinkLayer(String),
@@ -111,6 +115,8 @@ pub struct Stack {
     pub(crate) idents: IdentTable,
     default_ttl: std::sync::atomic::AtomicU8,
     ports: parking_lot::Mutex<Ports>,
+    /// The automatic qdisc handles (`qdisc_alloc_handle`).
+    autohandle: api::AutoHandle,
 }
 
 /// Bound UDP ports and the ephemeral-port cursor.
@@ -159,6 +165,7 @@ impl Stack {
                 next: *EPHEMERAL_PORTS.start(),
                 rng: seed(),
             }),
+            autohandle: api::AutoHandle::default(),
         })
     }
 
@@ -408,15 +415,84 @@ impl Stack {
             .cloned()
     }
 
-    /// Replaces the qdisc on every transmit queue of `dev` (`tc qdisc replace dev
-    /// DEV root ...`; on a multi-queue device each queue gets its own instance, as
-    /// under the kernel's `mq`). Queued packets are dropped and counted.
+    /// `tc qdisc replace dev DEV root SPEC` ([`Stack::qdisc_modify`]): on a
+    /// multi-queue device each queue gets its own instance, as under the
+    /// kernel's `mq`.
     pub fn replace_qdisc(&self, dev: &str, spec: &QdiscSpec) -> Result<(), ConfigError> {
-        let d = self.device(dev)?;
-        for i in 0..d.queues().len() {
-            let psched_mtu = d.mtu() + d.link().header_len() as u32;
-            let mut to_free = d.replace_qdisc(i, spec.build(d.txqueuelen(), psched_mtu)?)?;
-            run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
+        match self.qdisc_modify(dev, QdiscOp::Replace, None, spec) {
+            Ok(()) => Ok(()),
+            Err(TcError::NoDevice(d)) => Err(ConfigError::NoDevice(d)),
+            Err(TcError::Spec(e)) => Err(ConfigError::Qdisc(e)),
+            Err(e) => Err(ConfigError::Tc(e)),
+        }
+    }
+
+    /// Kernel: `tc_modify_qdisc()` for `dev`'s root: `tc qdisc
+    /// add|replace|change dev DEV root [handle H:] SPEC` (see
+    /// [`crate::sched::api`]). A new root replaces the old on every
+    /// transmit queue (whose packets are dropped and counted); a change
+    /// keeps them.
+    pub fn qdisc_modify(
+        &self,
+        dev: &str,
+        op: QdiscOp,
+        handle: Option<u32>,
+        spec: &QdiscSpec,
+    ) -> Result<(), TcError> {
+        let d = self
+            .device(dev)
+            .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
+        let (cur, kind) = d.root_qdisc();
+        let root = (cur != 0).then_some(api::Root { handle: cur, kind });
+        let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
+        match api::decide(root, op, handle, spec.kind())? {
+            RootAction::Change => {
+                for q in d.queues() {
+                    q.with_qdisc_mut(|qd| spec.change(qd, txqlen, psched_mtu))?;
+                }
+                Ok(())
+            }
+            RootAction::Create(h) => {
+                let h = h.unwrap_or_else(|| self.autohandle.next(|x| x == cur));
+                self.graft_root(&d, h, |_| spec.build(txqlen, psched_mtu))
+            }
+        }
+    }
+
+    /// Kernel: `tc_get_qdisc()` deleting `dev`'s root (`tc qdisc del dev
+    /// DEV root [handle H:]`): the default qdisc comes back.
+    pub fn qdisc_delete(&self, dev: &str, handle: Option<u32>) -> Result<(), TcError> {
+        let d = self
+            .device(dev)
+            .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
+        api::check_delete(d.root_qdisc().0, handle)?;
+        let spec = self.sysctl.read().default_qdisc.clone();
+        let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
+        self.graft_root(&d, 0, |_| {
+            Ok(spec
+                .build(txqlen, psched_mtu)
+                .unwrap_or_else(|_| Box::new(crate::sched::PfifoFast::new(txqlen))))
+        })
+    }
+
+    /// Kernel: `qdisc_graft()` at the root: on every transmit queue the
+    /// qdisc `make` builds, of handle `handle`; the packets of the old one
+    /// dropped and counted.
+    fn graft_root(
+        &self,
+        d: &Arc<NetDevice>,
+        handle: u32,
+        make: impl Fn(usize) -> Result<Box<dyn Qdisc>, crate::sched::SpecError>,
+    ) -> Result<(), TcError> {
+        // Built first, so that a refused one leaves the device as it was.
+        let new = (0..d.queues().len())
+            .map(&make)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, q) in new.into_iter().enumerate() {
+            // `i` is one of the device's queues: the replacement is made.
+            if let Ok(mut to_free) = d.replace_qdisc(i, q, handle) {
+                run::free_dropped(self.xmit_ctx(), d, &mut to_free);
+            }
         }
         Ok(())
     }

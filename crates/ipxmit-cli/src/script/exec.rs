@@ -59,6 +59,9 @@ pub enum ExecError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A `tc` line the kernel (or tc) refuses: tc's message.
+    #[error("{0}")]
+    Tc(String),
     /// A blocking send would wait forever.
     #[error("send would block forever: the send buffer is full and nothing pending will free it (use dontwait)")]
     WouldBlock,
@@ -91,6 +94,13 @@ pub enum Event {
         what: Option<&'static str>,
         /// The error.
         err: SendError,
+    },
+    /// What a query printed (`tc ... show`), as the tool prints it.
+    Output {
+        /// The tool (`tc`).
+        op: &'static str,
+        /// The text.
+        text: String,
     },
 }
 
@@ -203,6 +213,13 @@ impl Host {
                 st.del_neigh(dev, *addr)?;
             }
             Command::Qdisc { dev, spec } => st.replace_qdisc(dev, spec)?,
+            Command::Tc(c) => {
+                let out = super::tc::run(&st, c).map_err(ExecError::Tc)?;
+                return Ok(out
+                    .map(|text| Event::Output { op: "tc", text })
+                    .into_iter()
+                    .collect());
+            }
             Command::Capture { dev, file } => self.capture(dev, file)?,
             Command::Sleep(d) => self.sleep(*d),
             _ => return self.socket_cmd(cmd),

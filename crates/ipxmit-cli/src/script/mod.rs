@@ -12,6 +12,7 @@
 pub mod exec;
 pub mod links;
 pub mod parse;
+pub mod tc;
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
@@ -155,6 +156,7 @@ pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> 
             let what = what.map(|w| format!(" {w}")).unwrap_or_default();
             writeln!(out, "line {line}: {op} {sock}{what} = -1 {err}")
         }
+        Event::Output { text, .. } => write!(out, "{text}"),
     }
 }
 
@@ -189,6 +191,7 @@ pub fn event_json(line: usize, e: &Event) -> Value {
             v["errno"] = json!(err.errno().name());
             v
         }
+        Event::Output { op, text } => json!({"line": line, "op": op, "out": text}),
     }
 }
 

@@ -17,7 +17,7 @@ use ipxmit::{Features, MsgFlags, PmtuDisc};
 
 /// Every command word, for the "unknown command" message.
 pub const COMMANDS: &str =
-    "link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, send, errqueue, sleep, close";
+    "tc, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, send, errqueue, sleep, close";
 
 /// What is wrong with a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,9 @@ pub enum ParseError {
     /// The first word is not a command.
     #[error("unknown command \"{0}\" (commands: {COMMANDS})")]
     UnknownCommand(String),
+    /// A `tc` line tc refuses: its own message.
+    #[error("{0}")]
+    Tc(String),
     /// A sub-command (`link frob`) is not known.
     #[error("{cmd}: unknown sub-command \"{word}\" (expected {expected})")]
     UnknownSub {
@@ -246,6 +249,8 @@ pub enum Command {
         /// Device.
         dev: String,
     },
+    /// A `tc` line.
+    Tc(super::tc::TcCommand),
     /// `qdisc replace dev DEV root SPEC`.
     Qdisc {
         /// Device.
@@ -384,6 +389,11 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
     let Some((&first, rest)) = w.split_first() else {
         return Ok(None);
     };
+    if first == "tc" {
+        let words = super::tc::split_shell(line).map_err(ParseError::Tc)?;
+        let cmd = super::tc::parse(&words[1..]).map_err(ParseError::Tc)?;
+        return Ok(Some(Command::Tc(cmd)));
+    }
     let cmd = match first {
         "link" => parse_link(rest)?,
         "addr" => parse_addr(rest)?,

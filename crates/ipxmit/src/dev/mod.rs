@@ -199,6 +199,8 @@ pub struct TxQueue {
 #[derive(Debug)]
 pub(crate) struct QdiscSlot {
     pub(crate) qdisc: Box<dyn Qdisc>,
+    /// The qdisc's handle (`1:` is `0x0001_0000`); 0 for the default.
+    pub(crate) handle: u32,
     /// Packets the driver refused, sent first next time (`q->gso_skb`).
     pub(crate) requeued: std::collections::VecDeque<PacketBuf>,
     /// `qdisc_run_begin` owner flag.
@@ -234,6 +236,16 @@ impl TxQueue {
     /// Runs `f` on the qdisc under the qdisc lock (statistics, inspection).
     pub fn with_qdisc<R>(&self, f: impl FnOnce(&dyn Qdisc) -> R) -> R {
         f(&*self.q.lock().qdisc)
+    }
+
+    /// Runs `f` on the qdisc, writable (a change of its parameters).
+    pub fn with_qdisc_mut<R>(&self, f: impl FnOnce(&mut dyn Qdisc) -> R) -> R {
+        f(&mut *self.q.lock().qdisc)
+    }
+
+    /// The qdisc's handle (`tc`'s `1:` is `0x0001_0000`); 0 for the default.
+    pub fn qdisc_handle(&self) -> u32 {
+        self.q.lock().handle
     }
 
     /// Packets waiting to be requeued to the driver.
@@ -521,7 +533,12 @@ impl NetDevice {
 
     /// Replaces the qdisc of queue `index` (`tc qdisc replace`); packets in the
     /// old one are dropped into the returned list, as the kernel's `qdisc_reset`.
-    pub fn replace_qdisc(&self, index: usize, new: Box<dyn Qdisc>) -> Result<ToFree, DevError> {
+    pub fn replace_qdisc(
+        &self,
+        index: usize,
+        new: Box<dyn Qdisc>,
+        handle: u32,
+    ) -> Result<ToFree, DevError> {
         let q = self
             .queues
             .get(index)
@@ -536,8 +553,20 @@ impl NetDevice {
             to_free.push(p, crate::stats::DropReason::QueuePurge);
         }
         slot.qdisc = new;
+        slot.handle = handle;
         slot.watchdog = None;
         Ok(to_free)
+    }
+
+    /// The root qdisc's handle and kind (the first queue's).
+    pub fn root_qdisc(&self) -> (u32, &'static str) {
+        match self.queues.first() {
+            Some(q) => {
+                let slot = q.q.lock();
+                (slot.handle, slot.qdisc.kind())
+            }
+            None => (0, "noqueue"),
+        }
     }
 }
 
@@ -545,6 +574,7 @@ impl QdiscSlot {
     pub(crate) fn new(qdisc: Box<dyn Qdisc>) -> QdiscSlot {
         QdiscSlot {
             qdisc,
+            handle: 0,
             requeued: std::collections::VecDeque::with_capacity(8),
             running: false,
             watchdog: None,

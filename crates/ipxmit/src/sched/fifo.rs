@@ -166,6 +166,12 @@ impl Pfifo {
     pub fn limit(&self) -> u32 {
         self.limit
     }
+
+    /// Kernel: `fifo_init()` on a `change`: the new limit; packets already
+    /// queued stay.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+    }
 }
 
 impl Qdisc for Pfifo {
@@ -197,6 +203,10 @@ impl Qdisc for Pfifo {
     /// `{"limit":1000}`.
     fn options(&self) -> Vec<(&'static str, super::OptValue)> {
         vec![("limit", super::OptValue::Num(u64::from(self.limit)))]
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 
@@ -267,6 +277,10 @@ impl Qdisc for Bfifo {
     fn options(&self) -> Vec<(&'static str, super::OptValue)> {
         vec![("limit", super::OptValue::Num(u64::from(self.limit)))]
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 /// `pfifo_head_drop`: a FIFO of at most `limit` packets that drops the oldest
@@ -289,6 +303,12 @@ impl PfifoHeadDrop {
     /// The limit in packets.
     pub fn limit(&self) -> u32 {
         self.limit
+    }
+
+    /// Kernel: `fifo_init()` on a `change`: the new limit; packets already
+    /// queued stay.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
     }
 }
 
@@ -323,6 +343,10 @@ impl Qdisc for PfifoHeadDrop {
     /// `{"limit":1000}`.
     fn options(&self) -> Vec<(&'static str, super::OptValue)> {
         vec![("limit", super::OptValue::Num(u64::from(self.limit)))]
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

@@ -17,6 +17,7 @@ use crate::buf::PacketBuf;
 use crate::stats::DropReason;
 use crate::time::Instant;
 
+pub mod api;
 pub mod fifo;
 pub mod noqueue;
 pub mod pfifo_fast;
@@ -25,6 +26,7 @@ pub mod run;
 pub mod spec;
 pub mod tbf;
 
+pub use api::{QdiscOp, TcError};
 pub use fifo::{Bfifo, Pfifo};
 pub use noqueue::Noqueue;
 pub use pfifo_fast::PfifoFast;
@@ -198,6 +200,10 @@ pub trait Qdisc: Send + fmt::Debug {
     /// The parameters as `tc -j qdisc show` gives them (`"options"`), in
     /// tc's order.
     fn options(&self) -> Vec<(&'static str, OptValue)>;
+
+    /// The qdisc as its own type, for a change of its parameters in place
+    /// ([`QdiscSpec::change`]).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 /// A value of `tc -j`'s `"options"` object.

@@ -79,6 +79,10 @@ impl Qdisc for Noqueue {
     fn options(&self) -> Vec<(&'static str, super::OptValue)> {
         Vec::new()
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

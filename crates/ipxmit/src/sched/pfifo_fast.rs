@@ -179,6 +179,10 @@ impl Qdisc for PfifoFast {
             ("multiqueue", OptValue::Bool(false)),
         ]
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -578,6 +578,45 @@ impl QdiscSpec {
     }
 }
 
+impl QdiscSpec {
+    /// Kernel: `qdisc_change()` with this description on `q`, a qdisc of
+    /// the same kind: its parameters changed in place, its queue and
+    /// counters kept (a FIFO without `limit` takes the default again).
+    /// False when `q` is not of this kind.
+    pub fn change(
+        &self,
+        q: &mut dyn Qdisc,
+        txqueuelen: u32,
+        psched_mtu: u32,
+    ) -> Result<bool, SpecError> {
+        let any = q.as_any_mut();
+        match *self {
+            QdiscSpec::Pfifo { limit } => any
+                .downcast_mut::<Pfifo>()
+                .map(|p| p.set_limit(limit.unwrap_or(txqueuelen))),
+            QdiscSpec::PfifoHeadDrop { limit } => any
+                .downcast_mut::<PfifoHeadDrop>()
+                .map(|p| p.set_limit(limit.unwrap_or(txqueuelen))),
+            QdiscSpec::Bfifo { limit } => any.downcast_mut::<Bfifo>().map(|b| {
+                let l = limit.map_or(txqueuelen.saturating_mul(psched_mtu), |l| {
+                    u32::try_from(l).unwrap_or(u32::MAX)
+                });
+                b.set_limit(l)
+            }),
+            QdiscSpec::Tbf(t) => match any.downcast_mut::<Tbf>() {
+                Some(tbf) => Some(
+                    tbf.change(t.config())
+                        .map_err(|_| SpecError::KernelInvalid)?,
+                ),
+                None => None,
+            },
+            QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
+            QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
+        }
+        .map_or(Ok(false), |()| Ok(true))
+    }
+}
+
 impl FromStr for QdiscSpec {
     type Err = SpecError;
 

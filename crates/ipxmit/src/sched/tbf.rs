@@ -351,6 +351,10 @@ impl Qdisc for Tbf {
         }
         o
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 /// `PSCHED_SHIFT`: the kernel reports bucket sizes in ticks of 64 ns.

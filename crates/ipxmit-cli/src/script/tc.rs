@@ -1,0 +1,521 @@
+//! `tc` command lines in scripts: tc(8)'s words, its messages and its
+//! output.
+//!
+//! Stands for iproute2's `tc/tc.c` (global options), `tc/tc_qdisc.c`
+//! (`tc_qdisc_modify`, `tc_qdisc_list`, `print_qdisc`) and `tc/tc_class.c`
+//! (`print_class`) for what the stack has: a device's root qdisc. A line is
+//! split with shell word rules ([`split_shell`]); what the kernel decides
+//! is [`ipxmit::Stack::qdisc_modify`] and [`ipxmit::Stack::qdisc_delete`].
+
+use std::fmt::Write as _;
+
+use ipxmit::dev::NetDevice;
+use ipxmit::sched::api::Handle;
+use ipxmit::sched::{OptValue, QdiscOp, QdiscSpec, TcError};
+use ipxmit::Stack;
+use serde_json::{json, Map, Value};
+
+/// A `tc` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcCommand {
+    /// `tc qdisc add|replace|change dev D root [handle H:] KIND ...`.
+    Modify {
+        /// What is asked.
+        op: QdiscOp,
+        /// Device.
+        dev: String,
+        /// The handle asked for.
+        handle: Option<u32>,
+        /// The qdisc.
+        spec: QdiscSpec,
+    },
+    /// `tc qdisc del dev D root [handle H:]`.
+    Delete {
+        /// Device.
+        dev: String,
+        /// The handle named.
+        handle: Option<u32>,
+    },
+    /// `tc [-s] [-d] [-j] qdisc|class|filter show [dev D]`.
+    Show {
+        /// `qdisc`, `class` or `filter`.
+        object: Object,
+        /// The device, or every device.
+        dev: Option<String>,
+        /// The global options.
+        opts: ShowOpts,
+    },
+}
+
+/// What `tc ... show` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// Qdiscs.
+    Qdisc,
+    /// Classes.
+    Class,
+    /// Filters.
+    Filter,
+}
+
+/// tc's global options that change what `show` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShowOpts {
+    /// `-s`: statistics.
+    pub stats: bool,
+    /// `-d`: details.
+    pub details: bool,
+    /// `-j`: JSON.
+    pub json: bool,
+}
+
+/// Splits a line with the shell's word rules: blanks separate words,
+/// single quotes keep everything, double quotes keep all but `\"` and
+/// `\\`, a backslash outside quotes keeps the next character, and a `#`
+/// that starts a word starts a comment.
+pub fn split_shell(line: &str) -> Result<Vec<String>, String> {
+    let (mut words, mut cur, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '#' if !in_word => break,
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated quote '".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                double_quoted(&mut chars, &mut cur)?;
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(c) = chars.next() {
+                    cur.push(c);
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// The rest of a double-quoted string, into `cur`.
+fn double_quoted(chars: &mut std::str::Chars<'_>, cur: &mut String) -> Result<(), String> {
+    loop {
+        match chars.next() {
+            Some('"') => return Ok(()),
+            Some('\\') => match chars.next() {
+                Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                Some(c) => {
+                    cur.push('\\');
+                    cur.push(c);
+                }
+                None => return Err("unterminated quote \"".into()),
+            },
+            Some(c) => cur.push(c),
+            None => return Err("unterminated quote \"".into()),
+        }
+    }
+}
+
+/// Parses the words after `tc`, as tc does (its messages).
+pub fn parse(words: &[String]) -> Result<TcCommand, String> {
+    let mut opts = ShowOpts::default();
+    let mut it = words.iter().map(String::as_str).peekable();
+    while let Some(w) = it.next_if(|w| w.starts_with('-')) {
+        match w {
+            "-s" | "-stats" | "-statistics" => opts.stats = true,
+            "-d" | "-details" => opts.details = true,
+            "-j" | "-json" => opts.json = true,
+            "-p" | "-pretty" | "-i" | "-iec" => {}
+            other => return Err(format!("Option \"{other}\" is unknown, try \"tc -help\".")),
+        }
+    }
+    let rest: Vec<&str> = it.collect();
+    match rest.split_first() {
+        Some((&"qdisc", r)) => parse_qdisc(r, opts),
+        Some((&"class", r)) => parse_show(Object::Class, r, opts),
+        Some((&"filter", r)) => parse_show(Object::Filter, r, opts),
+        Some((other, _)) => Err(format!("Object \"{other}\" is unknown, try \"tc help\".")),
+        None => Err("Usage: tc [ OPTIONS ] OBJECT { COMMAND | help }".into()),
+    }
+}
+
+/// `tc qdisc ...`.
+fn parse_qdisc(r: &[&str], opts: ShowOpts) -> Result<TcCommand, String> {
+    let Some((&cmd, rest)) = r.split_first() else {
+        return parse_show(Object::Qdisc, &[], opts);
+    };
+    let op = match cmd {
+        "add" => QdiscOp::Add,
+        "replace" => QdiscOp::Replace,
+        "change" => QdiscOp::Change,
+        "del" | "delete" => {
+            return parse_modify(rest).map(|(dev, handle, _)| TcCommand::Delete { dev, handle })
+        }
+        c if matches_show(c) => return parse_show(Object::Qdisc, rest, opts),
+        other => {
+            return Err(format!(
+                "Command \"{other}\" is unknown, try \"tc qdisc help\"."
+            ))
+        }
+    };
+    let (dev, handle, spec_words) = parse_modify(rest)?;
+    if spec_words.is_empty() {
+        return Err("Unknown qdisc \"\", hence option \"\" is unparsable".into());
+    }
+    let spec = QdiscSpec::parse(&spec_words).map_err(|e| e.to_string())?;
+    Ok(TcCommand::Modify {
+        op,
+        dev,
+        handle,
+        spec,
+    })
+}
+
+/// `show`, `list`, `ls` and their prefixes.
+fn matches_show(c: &str) -> bool {
+    ["show", "list", "lst"].iter().any(|k| k.starts_with(c)) || c == "ls"
+}
+
+/// The words of `tc_qdisc_modify`: `dev D`, `root`, `handle H:`, then the
+/// kind and its options.
+fn parse_modify<'a>(r: &[&'a str]) -> Result<(String, Option<u32>, Vec<&'a str>), String> {
+    let (mut dev, mut handle, mut root) = (None, None, false);
+    let mut it = r.iter().copied();
+    while let Some(w) = it.next() {
+        match w {
+            "dev" => {
+                dev = Some(
+                    it.next()
+                        .ok_or("Command line is not complete. Try option \"help\"")?,
+                )
+            }
+            "root" => root = true,
+            "handle" => {
+                let h = it
+                    .next()
+                    .ok_or("Command line is not complete. Try option \"help\"")?;
+                handle = Some(parse_handle(h).ok_or(format!("Invalid handle \"{h}\""))?);
+            }
+            "parent" => {
+                return Err("ipxmit: only the root qdisc can be set (no \"parent\" yet)".into())
+            }
+            kind => {
+                let dev = dev.ok_or("Cannot find device \"\"")?;
+                if !root {
+                    return Err(
+                        "ipxmit: only the root qdisc can be set (\"root\" is needed)".into(),
+                    );
+                }
+                let words = std::iter::once(kind).chain(it).collect();
+                return Ok((dev.to_owned(), handle, words));
+            }
+        }
+    }
+    let dev = dev.ok_or("Cannot find device \"\"")?;
+    Ok((dev.to_owned(), handle, Vec::new()))
+}
+
+/// tc's `get_qdisc_handle()`: `MAJ:` (hex), the major up to `ffff`.
+fn parse_handle(h: &str) -> Option<u32> {
+    let major = h.strip_suffix(':').unwrap_or(h);
+    if h == "none" {
+        return Some(0xffff_0000);
+    }
+    let v = u32::from_str_radix(major, 16).ok()?;
+    (v <= 0xffff && h.ends_with(':')).then_some(v << 16)
+}
+
+/// `... show [dev D]`.
+fn parse_show(object: Object, r: &[&str], opts: ShowOpts) -> Result<TcCommand, String> {
+    let mut it = r.iter().copied();
+    let mut dev = None;
+    while let Some(w) = it.next() {
+        match w {
+            "dev" => {
+                dev = Some(
+                    it.next()
+                        .ok_or("Command line is not complete. Try option \"help\"")?
+                        .to_owned(),
+                )
+            }
+            w if matches_show(w) => {}
+            "root" | "invisible" | "ingress" => {}
+            other => {
+                return Err(format!(
+                    "What is \"{other}\"? Try \"tc {} help\"",
+                    object.name()
+                ))
+            }
+        }
+    }
+    Ok(TcCommand::Show { object, dev, opts })
+}
+
+impl Object {
+    fn name(self) -> &'static str {
+        match self {
+            Object::Qdisc => "qdisc",
+            Object::Class => "class",
+            Object::Filter => "filter",
+        }
+    }
+}
+
+/// What a refused `tc` line says, as tc prints it.
+pub fn refusal(e: &TcError) -> String {
+    match e {
+        TcError::NoDevice(_) | TcError::Spec(_) => e.to_string(),
+        other => format!("Error: {other}."),
+    }
+}
+
+/// Carries out a `tc` line; `show` returns what tc prints.
+pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
+    match cmd {
+        TcCommand::Modify {
+            op,
+            dev,
+            handle,
+            spec,
+        } => stack
+            .qdisc_modify(dev, *op, *handle, spec)
+            .map(|()| None)
+            .map_err(|e| refusal(&e)),
+        TcCommand::Delete { dev, handle } => stack
+            .qdisc_delete(dev, *handle)
+            .map(|()| None)
+            .map_err(|e| refusal(&e)),
+        TcCommand::Show { object, dev, opts } => {
+            let devs = match dev {
+                Some(d) => vec![stack
+                    .device(d)
+                    .map_err(|_| format!("Cannot find device \"{d}\""))?],
+                None => stack.devices(),
+            };
+            let named = dev.is_none();
+            Ok(Some(match object {
+                Object::Qdisc => qdisc_show(&devs, named, *opts),
+                Object::Class => class_show(&devs, named),
+                Object::Filter => String::new(),
+            }))
+        }
+    }
+}
+
+/// `tc [-s] [-d] [-j] qdisc show`: each device's root (on a multi-queue
+/// device, `mq` and a qdisc per queue); `named` adds `dev D`.
+pub fn qdisc_show(devs: &[std::sync::Arc<NetDevice>], named: bool, opts: ShowOpts) -> String {
+    if opts.json {
+        let all: Vec<Value> = devs
+            .iter()
+            .flat_map(|d| qdisc_json(d, named, opts))
+            .collect();
+        return format!("{}\n", Value::Array(all));
+    }
+    let mut o = String::new();
+    for d in devs {
+        qdisc_text(&mut o, d, named, opts);
+    }
+    o
+}
+
+/// The text lines of one device's qdiscs.
+fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts) {
+    let devpart = if named {
+        format!("dev {} ", d.name())
+    } else {
+        String::new()
+    };
+    let n = d.queues().len();
+    if n > 1 {
+        let _ = writeln!(o, "qdisc mq 0: {devpart}root ");
+    }
+    for (i, q) in d.queues().iter().enumerate() {
+        let handle = Handle(q.qdisc_handle());
+        q.with_qdisc(|qd| {
+            let place = if n > 1 {
+                format!("parent :{:x}", i + 1)
+            } else {
+                "root refcnt 2".into()
+            };
+            let params = if opts.details {
+                qd.params_details()
+            } else {
+                qd.params()
+            };
+            let sep = if params.is_empty() { "" } else { " " };
+            let _ = writeln!(
+                o,
+                "qdisc {} {handle} {devpart}{place}{sep}{params}",
+                qd.kind()
+            );
+            if opts.stats {
+                let _ = writeln!(o, "{}", qd.stats());
+            }
+        });
+    }
+}
+
+/// The JSON objects of one device's qdiscs.
+fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
+    let n = d.queues().len();
+    d.queues()
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let handle = Handle(q.qdisc_handle()).to_string();
+            q.with_qdisc(|qd| {
+                let mut v = Map::new();
+                v.insert("kind".into(), json!(qd.kind()));
+                v.insert("handle".into(), json!(handle));
+                if named {
+                    v.insert("dev".into(), json!(d.name()));
+                }
+                if n > 1 {
+                    v.insert("parent".into(), json!(format!(":{:x}", i + 1)));
+                } else {
+                    v.insert("root".into(), json!(true));
+                    v.insert("refcnt".into(), json!(2));
+                }
+                v.insert("options".into(), options_json(qd.options()));
+                if opts.stats {
+                    let s = qd.stats();
+                    for (k, x) in [
+                        ("bytes", s.bytes),
+                        ("packets", s.packets),
+                        ("drops", s.drops),
+                        ("overlimits", s.overlimits),
+                        ("requeues", s.requeues),
+                        ("backlog", s.backlog),
+                        ("qlen", s.qlen),
+                    ] {
+                        v.insert(k.into(), json!(x));
+                    }
+                }
+                Value::Object(v)
+            })
+        })
+        .collect()
+}
+
+/// `"options"` as an object in tc's order.
+fn options_json(opts: Vec<(&'static str, OptValue)>) -> Value {
+    let m: Map<String, Value> = opts
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                OptValue::Num(n) => json!(n),
+                OptValue::Str(s) => json!(s),
+                OptValue::List(l) => json!(l),
+                OptValue::Bool(b) => json!(b),
+            };
+            (k.to_owned(), v)
+        })
+        .collect();
+    Value::Object(m)
+}
+
+/// `tc class show`: a root `tbf`'s one class (`H:1`, parent `H:`; tc 6.1
+/// prints text even under `-j`).
+fn class_show(devs: &[std::sync::Arc<NetDevice>], named: bool) -> String {
+    let mut o = String::new();
+    for d in devs {
+        let (h, kind) = d.root_qdisc();
+        if kind == "tbf" && d.queues().len() == 1 {
+            let devpart = if named {
+                format!("dev {} ", d.name())
+            } else {
+                String::new()
+            };
+            let _ = writeln!(o, "class tbf {}1 {devpart}parent {} ", Handle(h), Handle(h));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<String> {
+        split_shell(s).unwrap()
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(
+            w("tc qdisc add  dev eth0"),
+            ["tc", "qdisc", "add", "dev", "eth0"]
+        );
+        assert_eq!(
+            w("a 'b c' \"d \\\" e\" f\\ g # no"),
+            ["a", "b c", "d \" e", "f g"]
+        );
+        assert_eq!(w("a''b \"\""), ["ab", ""]);
+        assert!(split_shell("a 'b").is_err());
+    }
+
+    #[test]
+    fn qdisc_lines_parse_as_tc() {
+        let c = parse(&w(
+            "qdisc add dev d1 handle 1: root tbf rate 1mbit burst 10k limit 10k",
+        ))
+        .unwrap();
+        assert!(matches!(
+            c,
+            TcCommand::Modify {
+                op: QdiscOp::Add,
+                handle: Some(0x10000),
+                ..
+            }
+        ));
+        let c = parse(&w("-s -j qdisc show dev d1")).unwrap();
+        assert_eq!(
+            c,
+            TcCommand::Show {
+                object: Object::Qdisc,
+                dev: Some("d1".into()),
+                opts: ShowOpts {
+                    stats: true,
+                    details: false,
+                    json: true
+                }
+            }
+        );
+        assert_eq!(
+            parse(&w("qdisc del dev d1 root handle 2:")).unwrap(),
+            TcCommand::Delete {
+                dev: "d1".into(),
+                handle: Some(0x20000)
+            }
+        );
+        assert_eq!(
+            parse(&w("qdisc add dev d1 root tbf rate xyz burst 1k limit 1k")).unwrap_err(),
+            "tbf: illegal value for \"rate\": \"xyz\""
+        );
+        assert_eq!(
+            parse(&w("qdisc add dev d1 root handle 1ffff: pfifo")).unwrap_err(),
+            "Invalid handle \"1ffff:\""
+        );
+    }
+}
