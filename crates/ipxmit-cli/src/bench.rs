@@ -50,7 +50,7 @@ pub struct BenchArgs {
     pub cpu: Option<usize>,
     /// Only these cases, comma-separated (18B, 1472B, 8000B, 65000B,
     /// 8x1000B-more, gso-64k/1472, 1472B-swcsum, 65000B-swcsum, 18B-pfifo,
-    /// 1472B-pfifo, 18B-hook).
+    /// 1472B-pfifo, 18B-hook, 18B-tbf, 1472B-tbf).
     #[arg(long)]
     pub cases: Option<String>,
     /// Do not run the kernel side (no namespace, no root needed).

@@ -98,7 +98,11 @@ fn tc_qdisc_lines(dev: &NetDevice, devpart: &str) -> String {
             };
             let params = qd.params();
             let sep = if params.is_empty() { "" } else { " " };
-            let _ = writeln!(o, "qdisc {} {handle} {devpart}{parent}{sep}{params}", qd.kind());
+            let _ = writeln!(
+                o,
+                "qdisc {} {handle} {devpart}{parent}{sep}{params}",
+                qd.kind()
+            );
             let _ = writeln!(o, "{}", qd.stats());
         });
     }

@@ -12,6 +12,10 @@ const IP_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 /// The root qdisc of the `-pfifo` cases on both sinks, tc syntax.
 pub const PFIFO: &str = "pfifo limit 1000";
+/// The root qdisc of the `-tbf` cases on both sinks: a rate far above what
+/// either side offers (a terabit), so that the shaper works on every
+/// packet (tokens, checks, its inner bfifo) but never throttles.
+pub const TBF: &str = "tbf rate 1tbit burst 1mb limit 10mb";
 
 /// One workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +52,7 @@ const fn case(name: &'static str, payload: usize) -> Case {
 }
 
 /// The cases of the sink table, in order.
-pub const CASES: [Case; 11] = [
+pub const CASES: [Case; 13] = [
     case("18B", 18),
     case("1472B", 1472),
     case("8000B", 8000),
@@ -80,6 +84,14 @@ pub const CASES: [Case; 11] = [
     Case {
         hook: true,
         ..case("18B-hook", 18)
+    },
+    Case {
+        qdisc: Some(TBF),
+        ..case("18B-tbf", 18)
+    },
+    Case {
+        qdisc: Some(TBF),
+        ..case("1472B-tbf", 1472)
     },
 ];
 
@@ -229,7 +241,17 @@ mod tests {
             .filter(|c| c.qdisc.is_some())
             .map(|c| c.name)
             .collect();
-        assert_eq!(with_qdisc, ["18B-pfifo", "1472B-pfifo"]);
+        assert_eq!(
+            with_qdisc,
+            ["18B-pfifo", "1472B-pfifo", "18B-tbf", "1472B-tbf"]
+        );
+        let tbf = |n: &'static str| Case {
+            name: n,
+            qdisc: Some(TBF),
+            ..base(n.trim_end_matches("-tbf"))
+        };
+        assert_eq!(base("18B-tbf"), tbf("18B-tbf"));
+        assert_eq!(base("1472B-tbf"), tbf("1472B-tbf"));
         assert_eq!(CASES.iter().filter(|c| c.hook).count(), 1);
         assert_eq!(base("18B-pfifo").frames_per_send(true), 1);
         assert_eq!(base("1472B-pfifo").frames_per_send(false), 1);

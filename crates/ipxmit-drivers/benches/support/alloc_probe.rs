@@ -74,7 +74,8 @@ pub fn allocations() -> u64 {
 /// One measured case.
 #[derive(Debug)]
 pub struct Probe {
-    /// `sink/features/workload`, then `+pfifo` or `+hook` for a [`Tweak`].
+    /// `sink/features/workload`, then `+pfifo`, `+tbf` or `+hook` for a
+    /// [`Tweak`].
     pub case: String,
     /// Datagrams measured (after warm-up).
     pub datagrams: u64,
@@ -98,14 +99,23 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
     [("none", Features::NONE), ("sg+csum+gso", off)]
 }
 
-/// The configurations of the sink table's `18B-pfifo`, `1472B-pfifo` and
-/// `18B-hook` cases: a root `pfifo limit 1000` with 18 B and 1472 B
-/// datagrams, an accept-all `LocalOut` hook with 18 B, all with `send_batch`
-/// of 64.
-pub const TWEAKED: [(&str, Tweak); 3] = [
+/// The configurations of the sink table's `18B-pfifo`, `1472B-pfifo`,
+/// `18B-hook`, `18B-tbf` and `1472B-tbf` cases: a root `pfifo limit 1000`
+/// with 18 B and 1472 B datagrams, an accept-all `LocalOut` hook with 18 B,
+/// a root `tbf` that never throttles (every packet enqueued and dequeued
+/// through it) with 18 B and 1472 B, all with `send_batch` of 64.
+pub const TWEAKED: [(&str, Tweak); 5] = [
     ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("18B_batch64", Tweak::AcceptAllHook),
+    (
+        "18B_batch64",
+        Tweak::RootQdisc("tbf rate 1tbit burst 1mb limit 10mb"),
+    ),
+    (
+        "1472B_batch64",
+        Tweak::RootQdisc("tbf rate 1tbit burst 1mb limit 10mb"),
+    ),
 ];
 
 /// The workload named `name`.
