@@ -75,6 +75,12 @@ counter_enum! {
         PktTooBig => "PKT_TOO_BIG",
         /// Dropped by a queueing discipline (`QDISC_DROP`).
         QdiscDrop => "QDISC_DROP",
+        /// Refused by a qdisc over its limit (`QDISC_OVERLIMIT`: codel,
+        /// fq_codel).
+        QdiscOverlimit => "QDISC_OVERLIMIT",
+        /// Dropped by an AQM for a standing queue (`QDISC_CONGESTED`:
+        /// CoDel).
+        QdiscCongested => "QDISC_CONGESTED",
         /// Neighbour resolution failed (`NEIGH_FAILED`).
         NeighFailed => "NEIGH_FAILED",
         /// The unresolved-neighbour queue was full (`NEIGH_QUEUEFULL`).

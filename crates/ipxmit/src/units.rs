@@ -449,6 +449,17 @@ pub fn format_time(d: Duration) -> String {
     }
 }
 
+/// Prints a time of `us` microseconds as tc's `sprint_time` does:
+/// `1.02s`, `5ms`, `999us`, `0us` (under a millisecond, whole
+/// microseconds).
+pub fn format_time_us(us: u64) -> String {
+    if us < 1000 {
+        format!("{us}us")
+    } else {
+        format_time(Duration::from_micros(us))
+    }
+}
+
 /// C's `%.<prec>g`: `prec` significant digits, trailing zeros removed, scientific
 /// notation (`1e+06`) when the exponent is below -4 or at least `prec`.
 fn format_g(v: f64, prec: usize) -> String {

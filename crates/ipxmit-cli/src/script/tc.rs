@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use ipxmit::dev::NetDevice;
 use ipxmit::sched::api::Handle;
 use ipxmit::sched::{OptValue, QdiscOp, QdiscSpec, TcError};
+use ipxmit::time::Instant;
 use ipxmit::Stack;
 use serde_json::{json, Map, Value};
 
@@ -314,7 +315,7 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
             };
             let named = dev.is_none();
             Ok(Some(match object {
-                Object::Qdisc => qdisc_show(&devs, named, *opts),
+                Object::Qdisc => qdisc_show(&devs, named, *opts, stack.now()),
                 Object::Class => class_show(&devs, named),
                 Object::Filter => String::new(),
             }))
@@ -324,7 +325,12 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
 
 /// `tc [-s] [-d] [-j] qdisc show`: each device's root (on a multi-queue
 /// device, `mq` and a qdisc per queue); `named` adds `dev D`.
-pub fn qdisc_show(devs: &[std::sync::Arc<NetDevice>], named: bool, opts: ShowOpts) -> String {
+pub fn qdisc_show(
+    devs: &[std::sync::Arc<NetDevice>],
+    named: bool,
+    opts: ShowOpts,
+    now: Instant,
+) -> String {
     if opts.json {
         let all: Vec<Value> = devs
             .iter()
@@ -334,13 +340,13 @@ pub fn qdisc_show(devs: &[std::sync::Arc<NetDevice>], named: bool, opts: ShowOpt
     }
     let mut o = String::new();
     for d in devs {
-        qdisc_text(&mut o, d, named, opts);
+        qdisc_text(&mut o, d, named, opts, now);
     }
     o
 }
 
 /// The text lines of one device's qdiscs.
-fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts) {
+fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: Instant) {
     let devpart = if named {
         format!("dev {} ", d.name())
     } else {
@@ -371,6 +377,9 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts) {
             );
             if opts.stats {
                 let _ = writeln!(o, "{}", qd.stats());
+                if let Some(x) = qd.xstats(now) {
+                    let _ = writeln!(o, "{x}");
+                }
             }
         });
     }

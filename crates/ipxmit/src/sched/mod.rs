@@ -18,6 +18,7 @@ use crate::stats::DropReason;
 use crate::time::Instant;
 
 pub mod api;
+pub mod codel;
 pub mod fifo;
 pub mod noqueue;
 pub mod pfifo_fast;
@@ -204,6 +205,16 @@ pub trait Qdisc: Send + fmt::Debug {
     /// The qdisc as its own type, for a change of its parameters in place
     /// ([`QdiscSpec::change`]).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+
+    /// Hands over the packets a dequeue dropped (an AQM's), with their
+    /// reasons, for the generic layer to count and free.
+    fn take_dropped(&mut self, _to_free: &mut ToFree) {}
+
+    /// The kind's own statistics lines of `tc -s` (`xstats`) at `now`,
+    /// if it has any.
+    fn xstats(&self, _now: Instant) -> Option<String> {
+        None
+    }
 }
 
 /// A value of `tc -j`'s `"options"` object.

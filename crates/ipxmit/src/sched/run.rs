@@ -121,6 +121,11 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
     }
     let mut frames = std::mem::take(&mut slot.batch);
     dequeue_batch(&mut slot, ctx, &mut frames, budget);
+    let QdiscSlot { qdisc, to_free, .. } = &mut *slot;
+    qdisc.take_dropped(to_free);
+    if !to_free.is_empty() {
+        free_dropped(ctx, dev, to_free);
+    }
     let n = frames.len();
     if n == 0 {
         slot.batch = frames;

@@ -28,6 +28,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::codel::{CodelParams, CodelQdisc};
 use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
 use super::rate::{LinkLayer, RateCfg};
 use super::tbf::{Tbf, TbfConfig};
@@ -60,6 +61,47 @@ pub enum QdiscSpec {
     /// `tbf rate R burst B (limit L | latency T) [peakrate P mtu M] [mpu N]
     /// [overhead N] [linklayer atm|ethernet]`: what tc sends for it.
     Tbf(TbfSpec),
+    /// `codel [limit PACKETS] [target TIME] [interval TIME] [ecn|noecn]
+    /// [ce_threshold TIME]`: what tc sends (absent: the kernel's default,
+    /// or on a change the value kept).
+    Codel(CodelSpec),
+}
+
+/// A `codel` as tc's `codel_parse_opt()` leaves it; times in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodelSpec {
+    /// Packets (`TCA_CODEL_LIMIT`, not sent when 0).
+    pub limit: Option<u32>,
+    /// Target delay.
+    pub target_us: Option<u32>,
+    /// Interval.
+    pub interval_us: Option<u32>,
+    /// CE-marking threshold.
+    pub ce_threshold_us: Option<u32>,
+    /// ECN marking.
+    pub ecn: Option<bool>,
+}
+
+impl CodelSpec {
+    /// Kernel: `codel_change()`'s attributes applied to `limit` and `p`.
+    fn apply(&self, limit: &mut u32, p: &mut CodelParams) {
+        use super::codel::us_to_codel;
+        if let Some(v) = self.target_us {
+            p.target = us_to_codel(v);
+        }
+        if let Some(v) = self.ce_threshold_us {
+            p.ce_threshold = us_to_codel(v);
+        }
+        if let Some(v) = self.interval_us {
+            p.interval = us_to_codel(v);
+        }
+        if let Some(v) = self.limit {
+            *limit = v;
+        }
+        if let Some(v) = self.ecn {
+            p.ecn = v;
+        }
+    }
 }
 
 /// A `tbf` as tc's `tbf_parse_opt()` leaves it: the values it sends
@@ -205,6 +247,10 @@ const KINDS: &[Kind] = &[
         name: "tbf",
         parse: parse_tbf,
     },
+    Kind {
+        name: "codel",
+        parse: parse_codel,
+    },
 ];
 
 /// The words after the kind, read keyword by keyword (tc's `NEXT_ARG`).
@@ -297,6 +343,59 @@ fn parse_bfifo(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     Ok(QdiscSpec::Bfifo {
         limit: parse_fifo_limit(o)?.map(u64::from),
     })
+}
+
+/// tc's `codel_parse_opt()`: exact keywords, any order, the last value
+/// of a repeated one kept; `limit`/`target`/`interval` of 0 are not sent.
+fn parse_codel(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let mut c = CodelSpec::default();
+    while let Some(word) = o.next_keyword() {
+        match word {
+            "limit" => {
+                let v = o.value("limit")?;
+                let n = parse_unsigned(v).ok_or_else(|| codel_illegal("limit"))?;
+                c.limit = (n != 0).then_some(n);
+            }
+            "target" => c.target_us = codel_time_us(o, "target")?.filter(|&us| us != 0),
+            "interval" => c.interval_us = codel_time_us(o, "interval")?.filter(|&us| us != 0),
+            "ce_threshold" => c.ce_threshold_us = codel_time_us(o, "ce_threshold")?,
+            "ecn" => c.ecn = Some(true),
+            "noecn" => c.ecn = Some(false),
+            "help" => return Err(SpecError::Refused(CODEL_USAGE.into())),
+            other => {
+                return Err(SpecError::Refused(format!(
+                    "What is \"{other}\"?\n{CODEL_USAGE}"
+                )))
+            }
+        }
+    }
+    Ok(QdiscSpec::Codel(c))
+}
+
+/// tc's `Illegal "keyword"`.
+fn codel_illegal(keyword: &str) -> SpecError {
+    SpecError::Refused(format!("Illegal \"{keyword}\""))
+}
+
+/// The time after `keyword` in whole microseconds (tc's `get_time`).
+fn codel_time_us(o: &mut Options<'_>, keyword: &'static str) -> Result<Option<u32>, SpecError> {
+    let v = o.value(keyword)?;
+    let d = parse_time(v).map_err(|_| codel_illegal(keyword))?;
+    Ok(Some(d.as_micros() as u32))
+}
+
+/// tc's `explain()` for `codel`.
+const CODEL_USAGE: &str = "Usage: ... codel [ limit PACKETS ] [ target TIME ]\n\t\t [ interval TIME ] [ ecn | noecn ]\n\t\t [ ce_threshold TIME ]";
+
+/// tc's `get_unsigned()`: decimal, `0x` hexadecimal or `0` octal, at most
+/// `u32::MAX`.
+fn parse_unsigned(v: &str) -> Option<u32> {
+    let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None if v.len() > 1 && v.starts_with('0') => (&v[1..], 8),
+        None => (v, 10),
+    };
+    u32::from_str_radix(digits, radix).ok()
 }
 
 /// tc's `matches()`: `word` is a non-empty prefix of `keyword`.
@@ -544,6 +643,7 @@ impl QdiscSpec {
             QdiscSpec::Bfifo { .. } => "bfifo",
             QdiscSpec::Noqueue => "noqueue",
             QdiscSpec::Tbf(_) => "tbf",
+            QdiscSpec::Codel(_) => "codel",
         }
     }
 
@@ -559,6 +659,11 @@ impl QdiscSpec {
         Ok(match *self {
             QdiscSpec::Tbf(t) => {
                 Box::new(Tbf::new(t.config(), psched_mtu).map_err(|_| SpecError::KernelInvalid)?)
+            }
+            QdiscSpec::Codel(c) => {
+                let (mut limit, mut params) = (1000, CodelParams::new(psched_mtu));
+                c.apply(&mut limit, &mut params);
+                Box::new(CodelQdisc::new(limit, params))
             }
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
@@ -610,6 +715,9 @@ impl QdiscSpec {
                 ),
                 None => None,
             },
+            QdiscSpec::Codel(c) => any
+                .downcast_mut::<CodelQdisc>()
+                .map(|q| q.change_with(|l, p| c.apply(l, p))),
             QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
             QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
         }
@@ -638,6 +746,7 @@ impl fmt::Display for QdiscSpec {
             }
             QdiscSpec::Bfifo { limit: Some(l) } => write!(f, " limit {}", exact_size(l)),
             QdiscSpec::Tbf(t) => fmt_tbf(f, &t),
+            QdiscSpec::Codel(c) => fmt_codel(f, &c),
             _ => Ok(()),
         }
     }
@@ -665,6 +774,27 @@ fn fmt_tbf(f: &mut fmt::Formatter<'_>, t: &TbfSpec) -> fmt::Result {
         write!(f, " linklayer {}", t.linklayer)?;
     }
     Ok(())
+}
+
+/// The options of a [`CodelSpec`] as tc takes them.
+fn fmt_codel(f: &mut fmt::Formatter<'_>, c: &CodelSpec) -> fmt::Result {
+    if let Some(v) = c.limit {
+        write!(f, " limit {v}")?;
+    }
+    for (k, v) in [
+        ("target", c.target_us),
+        ("interval", c.interval_us),
+        ("ce_threshold", c.ce_threshold_us),
+    ] {
+        if let Some(v) = v {
+            write!(f, " {k} {v}us")?;
+        }
+    }
+    match c.ecn {
+        Some(true) => write!(f, " ecn"),
+        Some(false) => write!(f, " noecn"),
+        None => Ok(()),
+    }
 }
 
 /// `l` as tc's `sprint_size` prints it when that reads back exactly, else in bytes.

@@ -40,8 +40,7 @@ use crate::buf::{BufPool, GsoType, PacketBuf};
 use crate::offload::Features;
 use crate::stats::DropReason;
 use crate::time::Instant;
-use crate::units::{format_rate, format_size, format_time};
-use std::time::Duration;
+use crate::units::{format_rate, format_size, format_time_us};
 
 /// What a `tbf` is configured with: what `tc qdisc add ... tbf` sends
 /// (`TCA_TBF_PARMS` with `TCA_TBF_BURST` and `TCA_TBF_PBURST`).
@@ -430,7 +429,7 @@ impl Tbf {
             }
         }
         match d.latency_us {
-            Some(us) => o += &format!("lat {} ", format_time(Duration::from_micros(u64::from(us)))),
+            Some(us) => o += &format!("lat {} ", format_time_us(u64::from(us))),
             None => o += &format!("limit {} ", format_size(u64::from(c.limit))),
         }
         if c.rate.overhead() != 0 {
