@@ -212,9 +212,9 @@ const WRONG: &[(&str, usize, &str)] = &[
         "invalid lladdr",
     ),
     (
-        "qdisc replace dev eth0 root fq_codel",
+        "qdisc replace dev eth0 root sfq",
         1,
-        r#"unknown qdisc kind "fq_codel""#,
+        r#"unknown qdisc kind "sfq""#,
     ),
     ("sleep 1parsec", 1, r#"invalid duration "1parsec""#),
     ("link add eth0 type pcap", 1, "missing file PATH"),

@@ -20,6 +20,7 @@ use crate::time::Instant;
 pub mod api;
 pub mod codel;
 pub mod fifo;
+pub mod fq_codel;
 pub mod noqueue;
 pub mod pfifo_fast;
 pub mod rate;

@@ -30,8 +30,10 @@ use std::str::FromStr;
 
 use super::codel::{CodelParams, CodelQdisc};
 use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
+use super::fq_codel::{FqCodel, FqCodelConfig};
 use super::rate::{LinkLayer, RateCfg};
 use super::tbf::{Tbf, TbfConfig};
+use super::ToFree;
 use super::{Noqueue, PfifoFast, Qdisc};
 use crate::units::{format_size, parse_rate, parse_size, parse_time, UnitError};
 
@@ -65,6 +67,62 @@ pub enum QdiscSpec {
     /// [ce_threshold TIME]`: what tc sends (absent: the kernel's default,
     /// or on a change the value kept).
     Codel(CodelSpec),
+    /// `fq_codel [limit PACKETS] [flows N] [quantum BYTES] [target TIME]
+    /// [interval TIME] [memory_limit BYTES] [ecn|noecn] [ce_threshold TIME]
+    /// [ce_threshold_selector V/M] [drop_batch N]`: what tc sends.
+    FqCodel(FqCodelSpec),
+}
+
+/// An `fq_codel` as tc's `fq_codel_parse_opt()` leaves it (absent: not
+/// sent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FqCodelSpec {
+    /// The CoDel part.
+    pub codel: CodelSpec,
+    /// Flow queues (only at creation).
+    pub flows: Option<u32>,
+    /// DRR quantum, bytes.
+    pub quantum: Option<u32>,
+    /// Buffer bytes.
+    pub memory_limit: Option<u32>,
+    /// Packets dropped per overflow.
+    pub drop_batch: Option<u32>,
+    /// `ce_threshold_selector VALUE/MASK`.
+    pub ce_selector: Option<(u8, u8)>,
+}
+
+impl FqCodelSpec {
+    /// Kernel: `fq_codel_change()`: checks, then the attributes applied to
+    /// `c`; `exists` for a change of a qdisc whose flows are allocated.
+    fn apply(&self, c: &mut FqCodelConfig, exists: bool) -> Result<(), SpecError> {
+        use super::fq_codel::{FLOWS_MAX, QUANTUM_MAX, QUANTUM_MIN};
+        if let Some(f) = self.flows {
+            if exists || f == 0 || f > FLOWS_MAX {
+                return Err(SpecError::KernelInvalid);
+            }
+        }
+        let quantum = self.quantum.map(|q| q.max(QUANTUM_MIN));
+        if quantum.is_some_and(|q| q > QUANTUM_MAX) {
+            return Err(SpecError::Refused("Error: Invalid quantum.".into()));
+        }
+        if let Some(f) = self.flows {
+            c.flows = f;
+        }
+        self.codel.apply(&mut c.limit, &mut c.codel);
+        if let Some((v, m)) = self.ce_selector {
+            (c.codel.ce_threshold_selector, c.codel.ce_threshold_mask) = (v, m);
+        }
+        if let Some(q) = quantum {
+            c.quantum = q;
+        }
+        if let Some(b) = self.drop_batch {
+            c.drop_batch = b.max(1);
+        }
+        if let Some(m) = self.memory_limit {
+            c.memory_limit = m.min(1 << 31);
+        }
+        Ok(())
+    }
 }
 
 /// A `codel` as tc's `codel_parse_opt()` leaves it; times in microseconds.
@@ -251,6 +309,10 @@ const KINDS: &[Kind] = &[
         name: "codel",
         parse: parse_codel,
     },
+    Kind {
+        name: "fq_codel",
+        parse: parse_fq_codel,
+    },
 ];
 
 /// The words after the kind, read keyword by keyword (tc's `NEXT_ARG`).
@@ -371,6 +433,70 @@ fn parse_codel(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     }
     Ok(QdiscSpec::Codel(c))
 }
+
+/// tc's `fq_codel_parse_opt()`: as `codel`'s, with `flows`, `quantum`,
+/// `memory_limit`, `drop_batch` and `ce_threshold_selector`.
+fn parse_fq_codel(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let mut q = FqCodelSpec::default();
+    let mut rest = Vec::new();
+    while let Some(word) = o.next_keyword() {
+        let slot = match word {
+            "flows" => &mut q.flows,
+            "quantum" => &mut q.quantum,
+            "drop_batch" => &mut q.drop_batch,
+            "memory_limit" => {
+                let v = o.value("memory_limit")?;
+                let m = parse_size(v).ok().and_then(|m| u32::try_from(m).ok());
+                q.memory_limit = Some(m.ok_or_else(|| codel_illegal("memory_limit"))?);
+                continue;
+            }
+            "ce_threshold_selector" => {
+                q.ce_selector = Some(ce_selector(o.value("ce_threshold_selector")?)?);
+                continue;
+            }
+            "help" => return Err(SpecError::Refused(FQ_CODEL_USAGE.into())),
+            "limit" | "target" | "interval" | "ce_threshold" | "ecn" | "noecn" => {
+                rest.push(word);
+                if !matches!(word, "ecn" | "noecn") {
+                    rest.push(o.value("limit")?);
+                }
+                continue;
+            }
+            other => {
+                return Err(SpecError::Refused(format!(
+                    "What is \"{other}\"?\n{FQ_CODEL_USAGE}"
+                )))
+            }
+        };
+        let key = word;
+        let v = o.value("flows")?;
+        let n = parse_unsigned(v).ok_or_else(|| codel_illegal(key))?;
+        *slot = (n != 0).then_some(n);
+    }
+    let mut sub = Options {
+        kind: "fq_codel",
+        words: rest.iter(),
+    };
+    if let QdiscSpec::Codel(c) = parse_codel(&mut sub)? {
+        q.codel = c;
+    }
+    Ok(QdiscSpec::FqCodel(q))
+}
+
+/// `ce_threshold_selector VALUE/MASK` (the mask read first, as tc does).
+fn ce_selector(v: &str) -> Result<(u8, u8), SpecError> {
+    let (value, mask) = v
+        .split_once('/')
+        .ok_or_else(|| SpecError::Refused("Missing mask for \"ce_threshold_selector\"".into()))?;
+    let byte = |s: &str| parse_unsigned(s).and_then(|n| u8::try_from(n).ok());
+    let mask = byte(mask)
+        .ok_or_else(|| SpecError::Refused("Illegal mask for \"ce_threshold_selector\"".into()))?;
+    let value = byte(value).ok_or_else(|| codel_illegal("ce_threshold_selector"))?;
+    Ok((value, mask))
+}
+
+/// tc's `explain()` for `fq_codel`.
+const FQ_CODEL_USAGE: &str = "Usage: ... fq_codel\t[ limit PACKETS ] [ flows NUMBER ]\n[ memory_limit BYTES ]\n[ target TIME ] [ interval TIME ]\n[ quantum BYTES ] [ [no]ecn ]\n[ ce_threshold TIME ]\n[ ce_threshold_selector VALUE/MASK ]\n[ drop_batch SIZE ]";
 
 /// tc's `Illegal "keyword"`.
 fn codel_illegal(keyword: &str) -> SpecError {
@@ -644,6 +770,7 @@ impl QdiscSpec {
             QdiscSpec::Noqueue => "noqueue",
             QdiscSpec::Tbf(_) => "tbf",
             QdiscSpec::Codel(_) => "codel",
+            QdiscSpec::FqCodel(_) => "fq_codel",
         }
     }
 
@@ -664,6 +791,11 @@ impl QdiscSpec {
                 let (mut limit, mut params) = (1000, CodelParams::new(psched_mtu));
                 c.apply(&mut limit, &mut params);
                 Box::new(CodelQdisc::new(limit, params))
+            }
+            QdiscSpec::FqCodel(f) => {
+                let mut cfg = FqCodelConfig::new(psched_mtu);
+                f.apply(&mut cfg, false)?;
+                Box::new(FqCodel::new(cfg))
             }
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
@@ -718,6 +850,16 @@ impl QdiscSpec {
             QdiscSpec::Codel(c) => any
                 .downcast_mut::<CodelQdisc>()
                 .map(|q| q.change_with(|l, p| c.apply(l, p))),
+            QdiscSpec::FqCodel(f) => match any.downcast_mut::<FqCodel>() {
+                Some(q) => {
+                    let mut cfg = *q.config();
+                    f.apply(&mut cfg, true)?;
+                    let mut trimmed = ToFree::default();
+                    q.change_with(|c| *c = cfg, &mut trimmed);
+                    Some(())
+                }
+                None => None,
+            },
             QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
             QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
         }
@@ -747,6 +889,7 @@ impl fmt::Display for QdiscSpec {
             QdiscSpec::Bfifo { limit: Some(l) } => write!(f, " limit {}", exact_size(l)),
             QdiscSpec::Tbf(t) => fmt_tbf(f, &t),
             QdiscSpec::Codel(c) => fmt_codel(f, &c),
+            QdiscSpec::FqCodel(q) => fmt_fq_codel(f, &q),
             _ => Ok(()),
         }
     }
@@ -795,6 +938,24 @@ fn fmt_codel(f: &mut fmt::Formatter<'_>, c: &CodelSpec) -> fmt::Result {
         Some(false) => write!(f, " noecn"),
         None => Ok(()),
     }
+}
+
+/// The options of an [`FqCodelSpec`] as tc takes them.
+fn fmt_fq_codel(f: &mut fmt::Formatter<'_>, q: &FqCodelSpec) -> fmt::Result {
+    for (k, v) in [
+        ("flows", q.flows),
+        ("quantum", q.quantum),
+        ("memory_limit", q.memory_limit),
+        ("drop_batch", q.drop_batch),
+    ] {
+        if let Some(v) = v {
+            write!(f, " {k} {v}")?;
+        }
+    }
+    if let Some((v, m)) = q.ce_selector {
+        write!(f, " ce_threshold_selector {v}/{m}")?;
+    }
+    fmt_codel(f, &q.codel)
 }
 
 /// `l` as tc's `sprint_size` prints it when that reads back exactly, else in bytes.
@@ -877,8 +1038,8 @@ mod tests {
         assert_eq!(p(""), Err(SpecError::Empty));
         assert_eq!(QdiscSpec::parse(&[]), Err(SpecError::Empty));
         assert_eq!(
-            p("fq_codel"),
-            Err(SpecError::UnknownKind("fq_codel".into()))
+            p("sfq"),
+            Err(SpecError::UnknownKind("sfq".into()))
         );
         assert_eq!(p("PFIFO"), Err(SpecError::UnknownKind("PFIFO".into())));
         assert_eq!(
