@@ -1037,10 +1037,7 @@ mod tests {
     fn errors_name_the_word() {
         assert_eq!(p(""), Err(SpecError::Empty));
         assert_eq!(QdiscSpec::parse(&[]), Err(SpecError::Empty));
-        assert_eq!(
-            p("sfq"),
-            Err(SpecError::UnknownKind("sfq".into()))
-        );
+        assert_eq!(p("sfq"), Err(SpecError::UnknownKind("sfq".into())));
         assert_eq!(p("PFIFO"), Err(SpecError::UnknownKind("PFIFO".into())));
         assert_eq!(
             p("pfifo foo 1").unwrap_err().to_string(),
