@@ -103,8 +103,9 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
 /// `18B-hook`, `18B-tbf` and `1472B-tbf` cases: a root `pfifo limit 1000`
 /// with 18 B and 1472 B datagrams, an accept-all `LocalOut` hook with 18 B,
 /// a root `tbf` that never throttles (every packet enqueued and dequeued
-/// through it) with 18 B and 1472 B, all with `send_batch` of 64.
-pub const TWEAKED: [(&str, Tweak); 5] = [
+/// through it) with 18 B and 1472 B, a root `fq_codel` with 18 B and a
+/// root `codel` with 1472 B, all with `send_batch` of 64.
+pub const TWEAKED: [(&str, Tweak); 7] = [
     ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("18B_batch64", Tweak::AcceptAllHook),
@@ -116,6 +117,8 @@ pub const TWEAKED: [(&str, Tweak); 5] = [
         "1472B_batch64",
         Tweak::RootQdisc("tbf rate 1tbit burst 1mb limit 10mb"),
     ),
+    ("18B_batch64", Tweak::RootQdisc("fq_codel")),
+    ("1472B_batch64", Tweak::RootQdisc("codel")),
 ];
 
 /// The workload named `name`.
