@@ -131,6 +131,29 @@ fn refusals_are_tcs_messages() {
     }
 }
 
+#[test]
+fn prio_bands_and_classes_print_as_tc() {
+    let o = out(
+        "tc-prio",
+        "tc qdisc add dev t0 handle 1: root prio bands 4 priomap 1 1 2 2 3 3 0 0 1 2 3 0 0 0 0 0
+tc qdisc show dev t0
+tc class show dev t0
+tc qdisc replace dev t0 handle 1: root prio bands 8 priomap 1 1 2 2 3 3 4 4 5 5 6 6 7 7 0 0
+tc -j qdisc show dev t0
+",
+    );
+    let want = "qdisc prio 1: root refcnt 2 bands 4 priomap 1 1 2 2 3 3 0 0 1 2 3 0 0 0 0 0
+class prio 1:1 parent 1: 
+class prio 1:2 parent 1: 
+class prio 1:3 parent 1: 
+class prio 1:4 parent 1: 
+[{\"kind\":\"prio\",\"handle\":\"1:\",\"root\":true,\"refcnt\":2,\"options\":{\"bands\":8,\"priomap\":[1,1,2,2,3,3,4,4,5,5,6,6,7,7,0,0],\"multiqueue\":false}}]
+";
+    assert_eq!(o, want);
+    let e = refused("tc-prio-bad", "tc qdisc add dev t0 root prio bands 2");
+    assert_eq!(e.trim_end(), "line 3: RTNETLINK answers: Invalid argument");
+}
+
 /// tbf on the virtual clock, 1 Mbit/s with a 3000-byte bucket and a
 /// 6000-byte queue, nine 1000-byte datagrams (1042 bytes at the qdisc):
 /// the kernel, over a veth with the same lines, sent two at once, the

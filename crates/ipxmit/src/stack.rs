@@ -485,9 +485,12 @@ impl Stack {
         make: impl Fn(usize) -> Result<Box<dyn Qdisc>, crate::sched::SpecError>,
     ) -> Result<(), TcError> {
         // Built first, so that a refused one leaves the device as it was.
-        let new = (0..d.queues().len())
+        let mut new = (0..d.queues().len())
             .map(&make)
             .collect::<Result<Vec<_>, _>>()?;
+        for q in &mut new {
+            q.set_handle(handle);
+        }
         for (i, q) in new.into_iter().enumerate() {
             // `i` is one of the device's queues: the replacement is made.
             if let Ok(mut to_free) = d.replace_qdisc(i, q, handle) {

@@ -444,19 +444,24 @@ fn options_json(opts: Vec<(&'static str, OptValue)>) -> Value {
     Value::Object(m)
 }
 
-/// `tc class show`: a root `tbf`'s one class (`H:1`, parent `H:`; tc 6.1
-/// prints text even under `-j`).
+/// `tc class show`: the classes of each device's root (`class tbf 1:1
+/// parent 1: `; tc 6.1 prints text even under `-j`).
 fn class_show(devs: &[std::sync::Arc<NetDevice>], named: bool) -> String {
     let mut o = String::new();
-    for d in devs {
+    for d in devs.iter().filter(|d| d.queues().len() == 1) {
         let (h, kind) = d.root_qdisc();
-        if kind == "tbf" && d.queues().len() == 1 {
-            let devpart = if named {
-                format!("dev {} ", d.name())
-            } else {
-                String::new()
-            };
-            let _ = writeln!(o, "class tbf {}1 {devpart}parent {} ", Handle(h), Handle(h));
+        let devpart = if named {
+            format!("dev {} ", d.name())
+        } else {
+            String::new()
+        };
+        for minor in d.queues()[0].with_qdisc(|q| q.classes()) {
+            let _ = writeln!(
+                o,
+                "class {kind} {}{minor:x} {devpart}parent {} ",
+                Handle(h),
+                Handle(h)
+            );
         }
     }
     o

@@ -23,6 +23,7 @@ pub mod fifo;
 pub mod fq_codel;
 pub mod noqueue;
 pub mod pfifo_fast;
+pub mod prio;
 pub mod rate;
 pub mod run;
 pub mod spec;
@@ -210,6 +211,16 @@ pub trait Qdisc: Send + fmt::Debug {
     /// Hands over the packets a dequeue dropped (an AQM's), with their
     /// reasons, for the generic layer to count and free.
     fn take_dropped(&mut self, _to_free: &mut ToFree) {}
+
+    /// Tells the qdisc its handle (`sch->handle`), which its classes and
+    /// classification by priority use.
+    fn set_handle(&mut self, _handle: u32) {}
+
+    /// The minor numbers of its classes, for `tc class show` (none for a
+    /// classless qdisc).
+    fn classes(&self) -> Vec<u32> {
+        Vec::new()
+    }
 
     /// The kind's own statistics lines of `tc -s` (`xstats`) at `now`,
     /// if it has any.

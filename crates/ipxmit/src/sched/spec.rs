@@ -31,6 +31,7 @@ use std::str::FromStr;
 use super::codel::{CodelParams, CodelQdisc};
 use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
 use super::fq_codel::{FqCodel, FqCodelConfig};
+use super::prio::Prio;
 use super::rate::{LinkLayer, RateCfg};
 use super::tbf::{Tbf, TbfConfig};
 use super::ToFree;
@@ -71,6 +72,15 @@ pub enum QdiscSpec {
     /// [interval TIME] [memory_limit BYTES] [ecn|noecn] [ce_threshold TIME]
     /// [ce_threshold_selector V/M] [drop_batch N]`: what tc sends.
     FqCodel(FqCodelSpec),
+    /// `prio [bands N] [priomap P0 P1 ...]`: what tc sends (bands 3 and
+    /// `pfifo_fast`'s map unless given; a partial map replaces the first
+    /// entries).
+    Prio {
+        /// Bands.
+        bands: u32,
+        /// Priority to band.
+        priomap: [u8; 16],
+    },
 }
 
 /// An `fq_codel` as tc's `fq_codel_parse_opt()` leaves it (absent: not
@@ -313,6 +323,10 @@ const KINDS: &[Kind] = &[
         name: "fq_codel",
         parse: parse_fq_codel,
     },
+    Kind {
+        name: "prio",
+        parse: parse_prio,
+    },
 ];
 
 /// The words after the kind, read keyword by keyword (tc's `NEXT_ARG`).
@@ -497,6 +511,56 @@ fn ce_selector(v: &str) -> Result<(u8, u8), SpecError> {
 
 /// tc's `explain()` for `fq_codel`.
 const FQ_CODEL_USAGE: &str = "Usage: ... fq_codel\t[ limit PACKETS ] [ flows NUMBER ]\n[ memory_limit BYTES ]\n[ target TIME ] [ interval TIME ]\n[ quantum BYTES ] [ [no]ecn ]\n[ ce_threshold TIME ]\n[ ce_threshold_selector VALUE/MASK ]\n[ drop_batch SIZE ]";
+
+/// tc's `prio_parse_opt()`: `bands N`, `priomap` then up to 16 bands,
+/// `multiqueue` (refused here: one root per queue is not modelled).
+fn parse_prio(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let (mut bands, mut priomap) = (3u32, super::prio::DEFAULT_PRIOMAP);
+    let (mut pmap, mut idx) = (false, 0usize);
+    let refused = |m: &str| SpecError::Refused(m.to_owned());
+    while let Some(word) = o.next_keyword() {
+        match word {
+            "bands" => {
+                let v = o.value("bands")?;
+                bands = v
+                    .parse::<i32>()
+                    .ok()
+                    .and_then(|b| u32::try_from(b).ok())
+                    .ok_or_else(|| refused("Illegal \"bands\""))?;
+            }
+            "priomap" if pmap => return Err(refused("Error: duplicate priomap")),
+            "priomap" => pmap = true,
+            "help" => return Err(refused(PRIO_USAGE)),
+            w if !pmap => return Err(refused(&format!("What is \"{w}\"?\n{PRIO_USAGE}"))),
+            w => {
+                let band = w
+                    .parse::<u32>()
+                    .map_err(|_| refused("Illegal \"priomap\" element"))?;
+                if band >= bands {
+                    return Err(refused("\"priomap\" element is out of bands"));
+                }
+                let slot = priomap
+                    .get_mut(idx)
+                    .ok_or_else(|| refused("\"priomap\" index > TC_PRIO_MAX=15"))?;
+                *slot = band as u8;
+                idx += 1;
+            }
+        }
+    }
+    Ok(QdiscSpec::Prio { bands, priomap })
+}
+
+/// tc's `explain()` for `prio`.
+const PRIO_USAGE: &str = "Usage: ... prio bands NUMBER priomap P1 P2...[multiqueue]";
+
+/// Kernel: `prio_tune()`'s checks: 2 to 16 bands, every map entry a band.
+fn prio_check(bands: u32, priomap: &[u8; 16]) -> Result<(), SpecError> {
+    use super::prio::{MAX_BANDS, MIN_BANDS};
+    if !(MIN_BANDS..=MAX_BANDS).contains(&bands) || priomap.iter().any(|&b| u32::from(b) >= bands) {
+        return Err(SpecError::KernelInvalid);
+    }
+    Ok(())
+}
 
 /// tc's `Illegal "keyword"`.
 fn codel_illegal(keyword: &str) -> SpecError {
@@ -771,6 +835,7 @@ impl QdiscSpec {
             QdiscSpec::Tbf(_) => "tbf",
             QdiscSpec::Codel(_) => "codel",
             QdiscSpec::FqCodel(_) => "fq_codel",
+            QdiscSpec::Prio { .. } => "prio",
         }
     }
 
@@ -796,6 +861,10 @@ impl QdiscSpec {
                 let mut cfg = FqCodelConfig::new(psched_mtu);
                 f.apply(&mut cfg, false)?;
                 Box::new(FqCodel::new(cfg))
+            }
+            QdiscSpec::Prio { bands, priomap } => {
+                prio_check(bands, &priomap)?;
+                Box::new(Prio::new(bands, priomap, txqueuelen))
             }
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
@@ -860,6 +929,14 @@ impl QdiscSpec {
                 }
                 None => None,
             },
+            QdiscSpec::Prio { bands, priomap } => match any.downcast_mut::<Prio>() {
+                Some(q) => {
+                    prio_check(bands, &priomap)?;
+                    q.tune(bands, priomap, txqueuelen, &mut ToFree::default());
+                    Some(())
+                }
+                None => None,
+            },
             QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
             QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
         }
@@ -890,6 +967,10 @@ impl fmt::Display for QdiscSpec {
             QdiscSpec::Tbf(t) => fmt_tbf(f, &t),
             QdiscSpec::Codel(c) => fmt_codel(f, &c),
             QdiscSpec::FqCodel(q) => fmt_fq_codel(f, &q),
+            QdiscSpec::Prio { bands, priomap } => {
+                write!(f, " bands {bands} priomap")?;
+                priomap.iter().try_for_each(|b| write!(f, " {b}"))
+            }
             _ => Ok(()),
         }
     }

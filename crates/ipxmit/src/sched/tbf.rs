@@ -354,6 +354,11 @@ impl Qdisc for Tbf {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+
+    /// Its one class, `H:1`, holding the inner queue.
+    fn classes(&self) -> Vec<u32> {
+        vec![1]
+    }
 }
 
 /// `PSCHED_SHIFT`: the kernel reports bucket sizes in ticks of 64 ns.
