@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use ipxmit::time::Instant;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{NetDevice, Stack};
 use ipxmit_drivers::peer::PeerStats;
@@ -68,45 +69,23 @@ pub fn ip_link_json(dev: &NetDevice) -> Value {
     })
 }
 
-/// `tc -s qdisc show dev DEV`: one qdisc per transmit queue (under `mq` when
-/// there are several, as the kernel shows them).
-pub fn tc_qdisc(dev: &NetDevice) -> String {
-    tc_qdisc_lines(dev, "")
+/// `tc -s qdisc show dev DEV` at `now`, as `tc` lines in scripts print it.
+pub fn tc_qdisc(dev: &Arc<NetDevice>, now: Instant) -> String {
+    let opts = crate::script::tc::ShowOpts {
+        stats: true,
+        ..Default::default()
+    };
+    crate::script::tc::qdisc_show(std::slice::from_ref(dev), false, opts, now)
 }
 
-/// `tc -s qdisc show` (every device): as [`tc_qdisc`], each line naming its
-/// device (`qdisc pfifo_fast 0: dev eth0 root ...`).
-pub fn tc_qdisc_all(devs: &[Arc<NetDevice>]) -> String {
-    devs.iter()
-        .map(|d| tc_qdisc_lines(d, &format!("dev {} ", d.name())))
-        .collect()
-}
-
-fn tc_qdisc_lines(dev: &NetDevice, devpart: &str) -> String {
-    let mut o = String::new();
-    let n = dev.queues().len();
-    if n > 1 {
-        let _ = writeln!(o, "qdisc mq 0: {devpart}root");
-    }
-    for (i, q) in dev.queues().iter().enumerate() {
-        let handle = ipxmit::sched::api::Handle(q.qdisc_handle());
-        q.with_qdisc(|qd| {
-            let parent = if n > 1 {
-                format!("parent :{:x}", i + 1)
-            } else {
-                "root refcnt 2".into()
-            };
-            let params = qd.params();
-            let sep = if params.is_empty() { "" } else { " " };
-            let _ = writeln!(
-                o,
-                "qdisc {} {handle} {devpart}{parent}{sep}{params}",
-                qd.kind()
-            );
-            let _ = writeln!(o, "{}", qd.stats());
-        });
-    }
-    o
+/// `tc -s qdisc show` (every device) at `now`: each line names its device
+/// (`qdisc pfifo_fast 0: dev eth0 root ...`).
+pub fn tc_qdisc_all(devs: &[Arc<NetDevice>], now: Instant) -> String {
+    let opts = crate::script::tc::ShowOpts {
+        stats: true,
+        ..Default::default()
+    };
+    crate::script::tc::qdisc_show(devs, true, opts, now)
 }
 
 /// `tc -s -j qdisc show` as JSON.

@@ -789,7 +789,7 @@ fn print_report(a: &SendArgs, p: &Plan, stack: &Stack, wire: &Wire, t: &Tally) -
     writeln!(out)?;
     write!(out, "{}", report::ip_link(&dev))?;
     writeln!(out)?;
-    write!(out, "{}", report::tc_qdisc(&dev))?;
+    write!(out, "{}", report::tc_qdisc(&dev, stack.now()))?;
     writeln!(out)?;
     write!(out, "{}", report::nstat(stack, a.all))?;
     Ok(ok)

@@ -197,3 +197,39 @@ sockopt s1 ip_recverr 1
         [0, 1_008_000, 8_336_000, 8_336_000, 8_336_000, 8_336_000]
     );
 }
+
+#[test]
+fn a_multi_queue_device_has_an_mq_root() {
+    let d = tmpdir("tc-mq");
+    let script = "link add m0 type null txqueues 2
+tc qdisc show dev m0
+tc qdisc add dev m0 root handle 1: mq
+tc qdisc show dev m0
+tc qdisc replace dev m0 root pfifo limit 10
+tc qdisc show dev m0
+tc qdisc del dev m0 root
+tc qdisc show dev m0
+";
+    let r = run_script(&d, script, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pf = "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1";
+    let want = format!(
+        "qdisc mq 0: root 
+qdisc pfifo_fast 0: parent :1 {pf}
+qdisc pfifo_fast 0: parent :2 {pf}
+qdisc mq 1: root 
+qdisc pfifo_fast 0: parent 1:1 {pf}
+qdisc pfifo_fast 0: parent 1:2 {pf}
+qdisc pfifo 8001: root refcnt 3 limit 10p
+qdisc mq 0: root 
+qdisc pfifo_fast 0: parent :1 {pf}
+qdisc pfifo_fast 0: parent :2 {pf}
+"
+    );
+    assert_eq!(r.stdout, want);
+    let e = refused("tc-mq-one", "tc qdisc add dev t0 root mq");
+    assert_eq!(
+        e.trim_end(),
+        "line 3: RTNETLINK answers: Operation not supported"
+    );
+}

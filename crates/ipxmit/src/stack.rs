@@ -445,7 +445,12 @@ impl Stack {
         let (cur, kind) = d.root_qdisc();
         let root = (cur != 0).then_some(api::Root { handle: cur, kind });
         let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
+        let mq = *spec == QdiscSpec::Mq;
+        if mq && d.queues().len() < 2 {
+            return Err(TcError::Spec(crate::sched::SpecError::NotSupported));
+        }
         match api::decide(root, op, handle, spec.kind())? {
+            RootAction::Change if mq => Ok(()),
             RootAction::Change => {
                 for q in d.queues() {
                     q.with_qdisc_mut(|qd| spec.change(qd, txqlen, psched_mtu))?;
@@ -454,9 +459,25 @@ impl Stack {
             }
             RootAction::Create(h) => {
                 let h = h.unwrap_or_else(|| self.autohandle.next(|x| x == cur));
-                self.graft_root(&d, h, |_| spec.build(txqlen, psched_mtu))
+                if mq {
+                    // Kernel: `mq_init()`: the default qdisc on every queue.
+                    self.graft_root(&d, 0, |_| Ok(self.default_qdisc(txqlen, psched_mtu)))?;
+                    d.set_mq_root(Some(h));
+                    return Ok(());
+                }
+                self.graft_root(&d, h, |_| spec.build(txqlen, psched_mtu))?;
+                d.set_mq_root(None);
+                Ok(())
             }
         }
+    }
+
+    /// The default qdisc of a queue (`net.core.default_qdisc`, else
+    /// `pfifo_fast`).
+    fn default_qdisc(&self, txqlen: u32, psched_mtu: u32) -> Box<dyn Qdisc> {
+        let spec = self.sysctl.read().default_qdisc.clone();
+        spec.build(txqlen, psched_mtu)
+            .unwrap_or_else(|_| Box::new(crate::sched::PfifoFast::new(txqlen)))
     }
 
     /// Kernel: `tc_get_qdisc()` deleting `dev`'s root (`tc qdisc del dev
@@ -466,13 +487,10 @@ impl Stack {
             .device(dev)
             .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
         api::check_delete(d.root_qdisc().0, handle)?;
-        let spec = self.sysctl.read().default_qdisc.clone();
         let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
-        self.graft_root(&d, 0, |_| {
-            Ok(spec
-                .build(txqlen, psched_mtu)
-                .unwrap_or_else(|_| Box::new(crate::sched::PfifoFast::new(txqlen))))
-        })
+        self.graft_root(&d, 0, |_| Ok(self.default_qdisc(txqlen, psched_mtu)))?;
+        d.set_mq_root((d.queues().len() > 1).then_some(0));
+        Ok(())
     }
 
     /// Kernel: `qdisc_graft()` at the root: on every transmit queue the

@@ -209,7 +209,7 @@ fn print_stats(h: &Host, a: &RunArgs, out: &mut impl Write) -> io::Result<()> {
     }
     if !devs.is_empty() {
         writeln!(out)?;
-        write!(out, "{}", report::tc_qdisc_all(&devs))?;
+        write!(out, "{}", report::tc_qdisc_all(&devs, st.now()))?;
     }
     let peers: Vec<String> = h
         .links()

@@ -588,10 +588,12 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
 
 fn queues(s: &str) -> Result<usize, String> {
     let n: usize = num_in(s)?;
-    if (1..=64).contains(&n) {
+    // The kernel's bound (`rtnl_create_link`: "Invalid number of
+    // transmit queues" above 4096).
+    if (1..=4096).contains(&n) {
         Ok(n)
     } else {
-        Err("expected 1..=64".into())
+        Err("expected 1..=4096".into())
     }
 }
 

@@ -345,7 +345,17 @@ pub fn qdisc_show(
     o
 }
 
-/// The text lines of one device's qdiscs.
+/// A class id as tc prints it: `1:2`, `:2` under a handle of `0:`.
+fn classid(handle: u32, minor: usize) -> String {
+    match handle >> 16 {
+        0 => format!(":{minor:x}"),
+        major => format!("{major:x}:{minor:x}"),
+    }
+}
+
+/// The text lines of one device's qdiscs: the root, and under an `mq`
+/// root each queue's qdisc (a root of another kind on a multi-queue
+/// device is one qdisc to tc: shown once, its counters the queues' sum).
 fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: Instant) {
     let devpart = if named {
         format!("dev {} ", d.name())
@@ -353,16 +363,22 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
         String::new()
     };
     let n = d.queues().len();
-    if n > 1 {
-        let _ = writeln!(o, "qdisc mq 0: {devpart}root ");
+    let mq = d.mq_root();
+    if let Some(h) = mq {
+        let _ = writeln!(o, "qdisc mq {} {devpart}root ", Handle(h));
+        if opts.stats {
+            let _ = writeln!(o, "{}", summed(d));
+        }
     }
     for (i, q) in d.queues().iter().enumerate() {
+        if mq.is_none() && i > 0 {
+            break;
+        }
         let handle = Handle(q.qdisc_handle());
         q.with_qdisc(|qd| {
-            let place = if n > 1 {
-                format!("parent :{:x}", i + 1)
-            } else {
-                "root refcnt 2".into()
+            let place = match mq {
+                Some(h) => format!("parent {}", classid(h, i + 1)),
+                None => format!("root refcnt {}", if n > 1 { n + 1 } else { 2 }),
             };
             let params = if opts.details {
                 qd.params_details()
@@ -376,7 +392,12 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
                 qd.kind()
             );
             if opts.stats {
-                let _ = writeln!(o, "{}", qd.stats());
+                let s = if mq.is_none() && n > 1 {
+                    summed(d)
+                } else {
+                    *qd.stats()
+                };
+                let _ = writeln!(o, "{s}");
                 if let Some(x) = qd.xstats(now) {
                     let _ = writeln!(o, "{x}");
                 }
@@ -385,46 +406,90 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
     }
 }
 
-/// The JSON objects of one device's qdiscs.
+/// The counters of all of `d`'s queues added up.
+fn summed(d: &NetDevice) -> ipxmit::sched::QdiscStats {
+    let mut t = ipxmit::sched::QdiscStats::default();
+    for q in d.queues() {
+        let s = q.with_qdisc(|qd| *qd.stats());
+        t.bytes += s.bytes;
+        t.packets += s.packets;
+        t.drops += s.drops;
+        t.overlimits += s.overlimits;
+        t.requeues += s.requeues;
+        t.backlog += s.backlog;
+        t.qlen += s.qlen;
+    }
+    t
+}
+
+/// The JSON objects of one device's qdiscs (as [`qdisc_text`] lists them).
 fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
     let n = d.queues().len();
-    d.queues()
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            let handle = Handle(q.qdisc_handle()).to_string();
-            q.with_qdisc(|qd| {
-                let mut v = Map::new();
-                v.insert("kind".into(), json!(qd.kind()));
-                v.insert("handle".into(), json!(handle));
-                if named {
-                    v.insert("dev".into(), json!(d.name()));
+    let mq = d.mq_root();
+    let mut all = Vec::new();
+    if let Some(h) = mq {
+        let mut v = Map::new();
+        v.insert("kind".into(), json!("mq"));
+        v.insert("handle".into(), json!(Handle(h).to_string()));
+        if named {
+            v.insert("dev".into(), json!(d.name()));
+        }
+        v.insert("root".into(), json!(true));
+        v.insert("options".into(), json!({}));
+        if opts.stats {
+            stats_json(&mut v, &summed(d));
+        }
+        all.push(Value::Object(v));
+    }
+    for (i, q) in d.queues().iter().enumerate() {
+        if mq.is_none() && i > 0 {
+            break;
+        }
+        let handle = Handle(q.qdisc_handle()).to_string();
+        all.push(q.with_qdisc(|qd| {
+            let mut v = Map::new();
+            v.insert("kind".into(), json!(qd.kind()));
+            v.insert("handle".into(), json!(handle));
+            if named {
+                v.insert("dev".into(), json!(d.name()));
+            }
+            match mq {
+                Some(h) => {
+                    v.insert("parent".into(), json!(classid(h, i + 1)));
                 }
-                if n > 1 {
-                    v.insert("parent".into(), json!(format!(":{:x}", i + 1)));
-                } else {
+                None => {
                     v.insert("root".into(), json!(true));
-                    v.insert("refcnt".into(), json!(2));
+                    v.insert("refcnt".into(), json!(if n > 1 { n + 1 } else { 2 }));
                 }
-                v.insert("options".into(), options_json(qd.options()));
-                if opts.stats {
-                    let s = qd.stats();
-                    for (k, x) in [
-                        ("bytes", s.bytes),
-                        ("packets", s.packets),
-                        ("drops", s.drops),
-                        ("overlimits", s.overlimits),
-                        ("requeues", s.requeues),
-                        ("backlog", s.backlog),
-                        ("qlen", s.qlen),
-                    ] {
-                        v.insert(k.into(), json!(x));
-                    }
-                }
-                Value::Object(v)
-            })
-        })
-        .collect()
+            }
+            v.insert("options".into(), options_json(qd.options()));
+            if opts.stats {
+                let s = if mq.is_none() && n > 1 {
+                    summed(d)
+                } else {
+                    *qd.stats()
+                };
+                stats_json(&mut v, &s);
+            }
+            Value::Object(v)
+        }));
+    }
+    all
+}
+
+/// tc's statistics keys of `-s -j`.
+fn stats_json(v: &mut Map<String, Value>, s: &ipxmit::sched::QdiscStats) {
+    for (k, x) in [
+        ("bytes", s.bytes),
+        ("packets", s.packets),
+        ("drops", s.drops),
+        ("overlimits", s.overlimits),
+        ("requeues", s.requeues),
+        ("backlog", s.backlog),
+        ("qlen", s.qlen),
+    ] {
+        v.insert(k.into(), json!(x));
+    }
 }
 
 /// `"options"` as an object in tc's order.

@@ -299,6 +299,10 @@ pub struct NetDevice {
     taps: RwLock<Vec<Arc<dyn Tap>>>,
     nit_active: AtomicBool,
     addrs: RwLock<Vec<ipnet::Ipv4Net>>,
+    /// The handle of an `mq` root (`0:`: the default of a multi-queue
+    /// device), or `None` when the root is another qdisc, then copied on
+    /// every queue.
+    mq_root: Mutex<Option<u32>>,
     /// Counters as `ip -s link` shows them.
     pub stats: DevStats,
 }
@@ -404,8 +408,10 @@ impl NetDevice {
                     ctl,
                 }
             })
-            .collect();
+            .collect::<Box<[TxQueue]>>();
+        let mq_root = Mutex::new((queues.len() > 1).then_some(0));
         Ok(NetDevice {
+            mq_root,
             ifindex,
             name: cfg.name,
             link: cfg.link,
@@ -558,8 +564,22 @@ impl NetDevice {
         Ok(to_free)
     }
 
-    /// The root qdisc's handle and kind (the first queue's).
+    /// The handle of the `mq` root, `None` when the root is not `mq`.
+    pub fn mq_root(&self) -> Option<u32> {
+        *self.mq_root.lock()
+    }
+
+    /// Records the root as `mq` of `handle`, or (`None`) as another qdisc.
+    pub fn set_mq_root(&self, handle: Option<u32>) {
+        *self.mq_root.lock() = handle;
+    }
+
+    /// The root qdisc's handle and kind: the `mq`'s, else the first
+    /// queue's.
     pub fn root_qdisc(&self) -> (u32, &'static str) {
+        if let Some(h) = self.mq_root() {
+            return (h, "mq");
+        }
         match self.queues.first() {
             Some(q) => {
                 let slot = q.q.lock();

@@ -81,6 +81,9 @@ pub enum QdiscSpec {
         /// Priority to band.
         priomap: [u8; 16],
     },
+    /// `mq`: the root of a multi-queue device, a child per transmit queue
+    /// (the default qdisc); not a qdisc of one queue itself.
+    Mq,
 }
 
 /// An `fq_codel` as tc's `fq_codel_parse_opt()` leaves it (absent: not
@@ -269,6 +272,10 @@ pub enum SpecError {
     /// What the kernel refuses (`tc` prints the netlink error).
     #[error("RTNETLINK answers: Invalid argument")]
     KernelInvalid,
+    /// What the kernel cannot do (`EOPNOTSUPP`: `mq` on a device of one
+    /// queue).
+    #[error("RTNETLINK answers: Operation not supported")]
+    NotSupported,
     /// A keyword's value parsed but is outside the range the kernel accepts.
     #[error("{kind}: illegal value for \"{keyword}\": \"{value}\" is above {max}")]
     OutOfRange {
@@ -326,6 +333,10 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "prio",
         parse: parse_prio,
+    },
+    Kind {
+        name: "mq",
+        parse: parse_mq,
     },
 ];
 
@@ -560,6 +571,11 @@ fn prio_check(bands: u32, priomap: &[u8; 16]) -> Result<(), SpecError> {
         return Err(SpecError::KernelInvalid);
     }
     Ok(())
+}
+
+/// `mq` takes no option (tc's generic "does not support option parsing").
+fn parse_mq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    parse_no_options(o, QdiscSpec::Mq)
 }
 
 /// tc's `Illegal "keyword"`.
@@ -836,6 +852,7 @@ impl QdiscSpec {
             QdiscSpec::Codel(_) => "codel",
             QdiscSpec::FqCodel(_) => "fq_codel",
             QdiscSpec::Prio { .. } => "prio",
+            QdiscSpec::Mq => "mq",
         }
     }
 
@@ -866,6 +883,8 @@ impl QdiscSpec {
                 prio_check(bands, &priomap)?;
                 Box::new(Prio::new(bands, priomap, txqueuelen))
             }
+            // `mq` is grafted by the device layer, never built for a queue.
+            QdiscSpec::Mq => return Err(SpecError::NotSupported),
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
             QdiscSpec::PfifoHeadDrop { limit } => {
@@ -937,6 +956,7 @@ impl QdiscSpec {
                 }
                 None => None,
             },
+            QdiscSpec::Mq => Some(()),
             QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
             QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
         }
@@ -1273,6 +1293,11 @@ mod tests {
             };
             let spec = QdiscSpec::parse(words).unwrap();
             assert_eq!(spec.kind(), k.name);
+            if spec == QdiscSpec::Mq {
+                // Grafted by the device layer, never built for a queue.
+                assert_eq!(spec.build(100, 1514).err(), Some(SpecError::NotSupported));
+                continue;
+            }
             assert_eq!(spec.build(100, 1514).expect("builds").kind(), k.name);
         }
     }
