@@ -944,10 +944,21 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
     }))
 }
 
+/// `sleep D`: tc's times (a bare number is microseconds, as tc's
+/// `get_time`), and nanoseconds too (`500ns`, as `get_time64`), so that a
+/// script can step to a shaper's exact departure times.
 fn parse_sleep(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("sleep", rest);
     let d = w.value("duration", |s| {
-        ipxmit::units::parse_time(s).map_err(|e| e.to_string())
+        let ns = ["ns", "nsec", "nsecs"]
+            .iter()
+            .any(|u| s.to_ascii_lowercase().ends_with(u));
+        let parse = if ns {
+            ipxmit::units::parse_time64
+        } else {
+            ipxmit::units::parse_time
+        };
+        parse(s).map_err(|e| e.to_string())
     })?;
     w.end()?;
     Ok(Command::Sleep(d))
@@ -963,6 +974,17 @@ mod tests {
 
     fn err(l: &str) -> String {
         parse_line(l).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sleep_takes_tc_times_and_nanoseconds() {
+        assert_eq!(ok("sleep 250"), Command::Sleep(Duration::from_micros(250)));
+        assert_eq!(ok("sleep 3us"), Command::Sleep(Duration::from_micros(3)));
+        assert_eq!(
+            ok("sleep 1500ns"),
+            Command::Sleep(Duration::from_nanos(1500))
+        );
+        assert_eq!(ok("sleep 2ms"), Command::Sleep(Duration::from_millis(2)));
     }
 
     #[test]
