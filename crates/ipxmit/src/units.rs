@@ -462,7 +462,7 @@ pub fn format_time_us(us: u64) -> String {
 
 /// C's `%.<prec>g`: `prec` significant digits, trailing zeros removed, scientific
 /// notation (`1e+06`) when the exponent is below -4 or at least `prec`.
-fn format_g(v: f64, prec: usize) -> String {
+pub fn format_g(v: f64, prec: usize) -> String {
     let prec = prec.max(1);
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");

@@ -25,6 +25,7 @@ pub mod noqueue;
 pub mod pfifo_fast;
 pub mod prio;
 pub mod rate;
+pub mod red;
 pub mod run;
 pub mod spec;
 pub mod tbf;

@@ -33,6 +33,7 @@ use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
 use super::fq_codel::{FqCodel, FqCodelConfig};
 use super::prio::Prio;
 use super::rate::{LinkLayer, RateCfg};
+use super::red::{Red, RedConfig};
 use super::tbf::{Tbf, TbfConfig};
 use super::ToFree;
 use super::{Noqueue, PfifoFast, Qdisc};
@@ -84,6 +85,58 @@ pub enum QdiscSpec {
     /// `mq`: the root of a multi-queue device, a child per transmit queue
     /// (the default qdisc); not a qdisc of one queue itself.
     Mq,
+    /// `red limit BYTES [min BYTES] [max BYTES] avpkt BYTES [burst N]
+    /// [probability P] [bandwidth RATE] [ecn] [harddrop] [nodrop]
+    /// [adaptive]`: the words with tc's defaults applied.
+    Red(RedSpec),
+}
+
+/// A `red` as tc reads it, its defaults applied; [`RedSpec::config`] is
+/// what tc then works out and sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedSpec {
+    /// Bytes of the inner queue.
+    pub limit: u32,
+    /// Thresholds, bytes.
+    pub min: u32,
+    /// See `min`.
+    pub max: u32,
+    /// Average packet size, bytes.
+    pub avpkt: u32,
+    /// Packets of burst the average follows.
+    pub burst: u32,
+    /// `probability`, as the bits of its `f64`.
+    pub probability_bits: u64,
+    /// Bandwidth, bytes per second (for the idle table).
+    pub rate: u64,
+    /// `FLAG_*` of [`super::red`].
+    pub flags: u8,
+}
+
+impl RedSpec {
+    /// `Wlog`, `Plog`, `Scell_log`, the idle table and `max_P` as `tc_red.c`
+    /// computes them.
+    pub fn config(&self) -> Result<RedConfig, SpecError> {
+        let refused = |m: &str| SpecError::Refused(m.to_owned());
+        let prob = f64::from_bits(self.probability_bits);
+        let wlog = red_eval_ewma(self.min, self.burst, self.avpkt)?;
+        let plog = red_eval_p(self.min, self.max, prob)
+            .ok_or_else(|| refused("RED: failed to calculate probability."))?;
+        let mut stab = [0u8; 256];
+        let scell_log = red_eval_idle_damping(wlog, self.avpkt, self.rate, &mut stab)
+            .ok_or_else(|| refused("RED: failed to calculate idle damping table."))?;
+        Ok(RedConfig {
+            limit: self.limit,
+            qth_min: self.min,
+            qth_max: self.max,
+            wlog,
+            plog,
+            scell_log,
+            stab,
+            max_p: (prob * 4_294_967_296.0) as u32,
+            flags: self.flags,
+        })
+    }
 }
 
 /// An `fq_codel` as tc's `fq_codel_parse_opt()` leaves it (absent: not
@@ -338,6 +391,10 @@ const KINDS: &[Kind] = &[
         name: "mq",
         parse: parse_mq,
     },
+    Kind {
+        name: "red",
+        parse: parse_red,
+    },
 ];
 
 /// The words after the kind, read keyword by keyword (tc's `NEXT_ARG`).
@@ -571,6 +628,204 @@ fn prio_check(bands: u32, priomap: &[u8; 16]) -> Result<(), SpecError> {
         return Err(SpecError::KernelInvalid);
     }
     Ok(())
+}
+
+/// What tc's `red_parse_opt()` reads before working out the rest.
+#[derive(Default)]
+struct RedWords {
+    limit: u32,
+    min: u32,
+    max: u32,
+    avpkt: u32,
+    burst: u32,
+    probability: Option<f64>,
+    rate: u64,
+    flags: u8,
+}
+
+/// tc's `red_parse_opt()`: the words, then the defaults (`max` = 3 `min`
+/// or a quarter of `limit`, `min` = a third of `max`, `burst` = (2 `min` +
+/// `max`) / 3 `avpkt`, 10 Mbit/s), then `Wlog`, `Plog`, `Scell_log` and
+/// the idle table as `tc_red.c` computes them.
+fn parse_red(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    use super::red::{FLAG_ADAPTIVE, FLAG_ECN, FLAG_HARDDROP, FLAG_NODROP};
+    let mut w = RedWords::default();
+    while let Some(word) = o.next_keyword() {
+        match word {
+            "limit" | "min" | "max" | "avpkt" => {
+                let v = o.value("limit")?;
+                let n = parse_size(v)
+                    .ok()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| codel_illegal(word))?;
+                *match word {
+                    "limit" => &mut w.limit,
+                    "min" => &mut w.min,
+                    "max" => &mut w.max,
+                    _ => &mut w.avpkt,
+                } = n;
+            }
+            "burst" => {
+                w.burst = parse_unsigned(o.value("burst")?).ok_or_else(|| codel_illegal("burst"))?
+            }
+            "probability" => {
+                let v = o.value("probability")?;
+                w.probability = Some(v.parse().map_err(|_| codel_illegal("probability"))?);
+            }
+            "bandwidth" => {
+                let v = o.value("bandwidth")?;
+                w.rate = parse_rate(v).map_err(|_| codel_illegal("bandwidth"))? / 8;
+            }
+            "ecn" => w.flags |= FLAG_ECN,
+            "harddrop" => w.flags |= FLAG_HARDDROP,
+            "nodrop" => w.flags |= FLAG_NODROP,
+            "adaptive" | "adaptative" => w.flags |= FLAG_ADAPTIVE,
+            "help" => return Err(SpecError::Refused(RED_USAGE.into())),
+            other => {
+                return Err(SpecError::Refused(format!(
+                    "What is \"{other}\"?\n{RED_USAGE}"
+                )))
+            }
+        }
+    }
+    red_config(w).map(QdiscSpec::Red)
+}
+
+/// tc's `explain()` for `red`.
+const RED_USAGE: &str = "Usage: ... red\tlimit BYTES [min BYTES] [max BYTES] avpkt BYTES [burst PACKETS]\n\t\t[adaptive] [probability PROBABILITY] [bandwidth KBPS]\n\t\t[ecn] [harddrop] [nodrop]\n\t\t[qevent early_drop block IDX] [qevent mark block IDX]";
+
+/// The defaults of `red_parse_opt()` applied to the words; the constants
+/// worked out once to refuse what tc refuses.
+fn red_config(mut w: RedWords) -> Result<RedSpec, SpecError> {
+    if w.limit == 0 || w.avpkt == 0 {
+        return Err(SpecError::Refused(
+            "RED: Required parameter (limit, avpkt) is missing".into(),
+        ));
+    }
+    if w.max == 0 {
+        w.max = if w.min != 0 {
+            w.min.wrapping_mul(3)
+        } else {
+            w.limit / 4
+        };
+    }
+    if w.min == 0 {
+        w.min = w.max / 3;
+    }
+    if w.burst == 0 {
+        w.burst = (2 * w.min + w.max) / (3 * w.avpkt);
+    }
+    let spec = RedSpec {
+        limit: w.limit,
+        min: w.min,
+        max: w.max,
+        avpkt: w.avpkt,
+        burst: w.burst,
+        probability_bits: w.probability.unwrap_or(0.02).to_bits(),
+        rate: if w.rate == 0 { 1_250_000 } else { w.rate },
+        flags: w.flags,
+    };
+    spec.config()?;
+    Ok(spec)
+}
+
+/// The words of a [`RedSpec`] as tc takes them.
+fn fmt_red(f: &mut fmt::Formatter<'_>, r: &RedSpec) -> fmt::Result {
+    use super::red::{FLAG_ADAPTIVE, FLAG_ECN, FLAG_HARDDROP, FLAG_NODROP};
+    write!(
+        f,
+        " limit {} min {} max {} avpkt {} burst {} probability {:?} bandwidth {}bit",
+        r.limit,
+        r.min,
+        r.max,
+        r.avpkt,
+        r.burst,
+        f64::from_bits(r.probability_bits),
+        r.rate * 8
+    )?;
+    for (flag, w) in [
+        (FLAG_ECN, "ecn"),
+        (FLAG_HARDDROP, "harddrop"),
+        (FLAG_ADAPTIVE, "adaptive"),
+        (FLAG_NODROP, "nodrop"),
+    ] {
+        if r.flags & flag != 0 {
+            write!(f, " {w}")?;
+        }
+    }
+    Ok(())
+}
+
+/// tc's `tc_red_eval_ewma()`: the smallest `Wlog` whose average reaches
+/// `burst` packets of `avpkt` above `qmin`.
+fn red_eval_ewma(qmin: u32, burst: u32, avpkt: u32) -> Result<u8, SpecError> {
+    let a = f64::from(burst) + 1.0 - f64::from(qmin) / f64::from(avpkt);
+    if a < 1.0 {
+        let try_burst = 1 + qmin / avpkt;
+        return Err(SpecError::Refused(format!(
+            "tc_red_eval_ewma() burst {burst} is too small ? Try burst {try_burst}\nRED: failed to calculate EWMA constant."
+        )));
+    }
+    for wlog in 1..32u8 {
+        let w = 1.0 / f64::from(1u32 << wlog);
+        if a <= (1.0 - (1.0 - w).powf(f64::from(burst))) / w {
+            return Ok(wlog);
+        }
+    }
+    Err(SpecError::Refused(
+        "RED: failed to calculate EWMA constant.".into(),
+    ))
+}
+
+/// tc's `tc_red_eval_P()`: the smallest `Plog` with `prob * 2^Plog / (qmax -
+/// qmin) > 1`.
+fn red_eval_p(qmin: u32, qmax: u32, prob: f64) -> Option<u8> {
+    let i = qmax.wrapping_sub(qmin) as i32;
+    if i == 0 {
+        return Some(0);
+    }
+    if i < 0 {
+        return None;
+    }
+    let mut p = prob / f64::from(i);
+    for plog in 0..32u8 {
+        if p > 1.0 {
+            return Some(plog);
+        }
+        p *= 2.0;
+    }
+    None
+}
+
+/// tc's `tc_red_eval_idle_damping()`: `Scell_log` and the idle table, in
+/// psched ticks of 64 ns (15.625 per microsecond).
+fn red_eval_idle_damping(wlog: u8, avpkt: u32, rate: u64, stab: &mut [u8; 256]) -> Option<u8> {
+    let xmit = ((1e6 * f64::from(avpkt) / rate as f64) as u32 as f64 * 15.625) as u32;
+    let lw = -(1.0 - 1.0 / f64::from(1u32 << wlog)).ln() / f64::from(xmit);
+    let maxtime = 31.0 / lw;
+    let clog = (0..32u8).find(|&c| maxtime / f64::from(1u32 << c) < 512.0)?;
+    stab[0] = 0;
+    for (i, s) in stab.iter_mut().enumerate().take(255).skip(1) {
+        let v = (((i as u64) << clog) as f64 * lw) as u64;
+        *s = v.min(31) as u8;
+    }
+    stab[255] = 31;
+    Some(clog)
+}
+
+/// The kernel's checks of a `red` (`red_check_params`, and `nodrop`
+/// only with `ecn`).
+fn red_kernel_check(c: &RedConfig) -> Result<RedConfig, SpecError> {
+    use super::red::{check_params, FLAG_ECN, FLAG_NODROP};
+    if !check_params(c) {
+        return Err(SpecError::KernelInvalid);
+    }
+    if c.flags & FLAG_NODROP != 0 && c.flags & FLAG_ECN == 0 {
+        return Err(SpecError::Refused(
+            "Error: nodrop mode is only meaningful with ECN.".into(),
+        ));
+    }
+    Ok(*c)
 }
 
 /// `mq` takes no option (tc's generic "does not support option parsing").
@@ -853,6 +1108,7 @@ impl QdiscSpec {
             QdiscSpec::FqCodel(_) => "fq_codel",
             QdiscSpec::Prio { .. } => "prio",
             QdiscSpec::Mq => "mq",
+            QdiscSpec::Red(_) => "red",
         }
     }
 
@@ -885,6 +1141,7 @@ impl QdiscSpec {
             }
             // `mq` is grafted by the device layer, never built for a queue.
             QdiscSpec::Mq => return Err(SpecError::NotSupported),
+            QdiscSpec::Red(r) => Box::new(Red::new(red_kernel_check(&r.config()?)?, psched_mtu)),
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
             QdiscSpec::PfifoHeadDrop { limit } => {
@@ -957,6 +1214,13 @@ impl QdiscSpec {
                 None => None,
             },
             QdiscSpec::Mq => Some(()),
+            QdiscSpec::Red(r) => match any.downcast_mut::<Red>() {
+                Some(q) => {
+                    q.change(red_kernel_check(&r.config()?)?, &mut ToFree::default());
+                    Some(())
+                }
+                None => None,
+            },
             QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
             QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
         }
@@ -987,6 +1251,7 @@ impl fmt::Display for QdiscSpec {
             QdiscSpec::Tbf(t) => fmt_tbf(f, &t),
             QdiscSpec::Codel(c) => fmt_codel(f, &c),
             QdiscSpec::FqCodel(q) => fmt_fq_codel(f, &q),
+            QdiscSpec::Red(r) => fmt_red(f, &r),
             QdiscSpec::Prio { bands, priomap } => {
                 write!(f, " bands {bands} priomap")?;
                 priomap.iter().try_for_each(|b| write!(f, " {b}"))
@@ -1289,6 +1554,7 @@ mod tests {
             // The least each kind takes.
             let words: &[&str] = match k.name {
                 "tbf" => &["tbf", "rate", "1mbit", "burst", "10k", "limit", "10k"],
+                "red" => &["red", "limit", "1M", "avpkt", "1500"],
                 name => &[name][..],
             };
             let spec = QdiscSpec::parse(words).unwrap();
