@@ -212,9 +212,9 @@ const WRONG: &[(&str, usize, &str)] = &[
         "invalid lladdr",
     ),
     (
-        "qdisc replace dev eth0 root sfq",
+        "qdisc replace dev eth0 root hfsc",
         1,
-        r#"unknown qdisc kind "sfq""#,
+        r#"unknown qdisc kind "hfsc""#,
     ),
     ("sleep 1parsec", 1, r#"invalid duration "1parsec""#),
     ("link add eth0 type pcap", 1, "missing file PATH"),

@@ -286,7 +286,7 @@ fn mem_usage(p: &PacketBuf) -> u32 {
 
 /// A flow hash from the headers, for a packet that carries none: the IPv4
 /// addresses, protocol and the first four bytes after the header (ports).
-fn header_hash(p: &PacketBuf) -> u32 {
+pub(crate) fn header_hash(p: &PacketBuf) -> u32 {
     let h = p.network_header();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let hlen = h.first().map_or(0, |b| usize::from(b & 0x0f) * 4);

@@ -27,6 +27,7 @@ pub mod prio;
 pub mod rate;
 pub mod red;
 pub mod run;
+pub mod sfq;
 pub mod spec;
 pub mod tbf;
 

@@ -34,6 +34,7 @@ use super::fq_codel::{FqCodel, FqCodelConfig};
 use super::prio::Prio;
 use super::rate::{LinkLayer, RateCfg};
 use super::red::{Red, RedConfig};
+use super::sfq::{Sfq, SfqConfig};
 use super::tbf::{Tbf, TbfConfig};
 use super::ToFree;
 use super::{Noqueue, PfifoFast, Qdisc};
@@ -89,6 +90,85 @@ pub enum QdiscSpec {
     /// [probability P] [bandwidth RATE] [ecn] [harddrop] [nodrop]
     /// [adaptive]`: the words with tc's defaults applied.
     Red(RedSpec),
+    /// `sfq [limit N] [perturb SECS] [quantum BYTES] [divisor N] [flows N]
+    /// [depth N] [headdrop]`: what tc sends (`None`: no options at all).
+    Sfq(Option<SfqSpec>),
+}
+
+/// The options of an `sfq` as tc sends them (0: not given).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SfqSpec {
+    /// Packets.
+    pub limit: u32,
+    /// Bytes.
+    pub quantum: u32,
+    /// Seconds.
+    pub perturb: i32,
+    /// Buckets.
+    pub divisor: u32,
+    /// Slots.
+    pub flows: u32,
+    /// Packets per flow.
+    pub depth: u32,
+    /// Head drop.
+    pub headdrop: bool,
+}
+
+impl SfqSpec {
+    /// Kernel: `sfq_change()` at creation: the checks, then the defaults
+    /// adjusted (flows within the divisor and the limit, the limit within
+    /// depth times flows).
+    fn config(spec: Option<&SfqSpec>, psched_mtu: u32) -> Result<SfqConfig, SpecError> {
+        use super::sfq::{DEFAULT_DIVISOR, DEFAULT_FLOWS, MAX_DEPTH, MAX_FLOWS};
+        let mut c = SfqConfig {
+            limit: MAX_DEPTH,
+            quantum: psched_mtu.clamp(256, 1 << 20),
+            depth: MAX_DEPTH,
+            divisor: DEFAULT_DIVISOR,
+            flows: DEFAULT_FLOWS,
+            headdrop: false,
+            perturb: 0,
+        };
+        let Some(s) = spec else {
+            return Ok(c);
+        };
+        if s.divisor != 0 && (!s.divisor.is_power_of_two() || s.divisor > 65536) {
+            return Err(SpecError::KernelInvalid);
+        }
+        if s.quantum > 1 << 20 {
+            return Err(SpecError::Refused(
+                "Error: sch_sfq: quantum too large.".into(),
+            ));
+        }
+        if s.perturb < 0 || s.perturb > i32::MAX / 1000 {
+            return Err(SpecError::Refused(
+                "Error: sch_sfq: invalid perturb period.".into(),
+            ));
+        }
+        if s.quantum != 0 {
+            c.quantum = s.quantum.max(256);
+        }
+        if s.flows != 0 {
+            c.flows = s.flows.min(MAX_FLOWS);
+        }
+        if s.divisor != 0 {
+            c.divisor = s.divisor;
+            c.flows = c.flows.min(s.divisor);
+        }
+        if s.depth != 0 {
+            c.depth = s.depth.min(MAX_DEPTH);
+        }
+        c.headdrop = s.headdrop;
+        c.perturb = s.perturb;
+        if s.limit != 0 {
+            c.limit = s.limit.min(c.depth * c.flows);
+            c.flows = c.flows.min(c.limit);
+        }
+        if c.limit == 1 {
+            return Err(SpecError::Refused("Error: sch_sfq: invalid limit.".into()));
+        }
+        Ok(c)
+    }
 }
 
 /// A `red` as tc reads it, its defaults applied; [`RedSpec::config`] is
@@ -394,6 +474,10 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "red",
         parse: parse_red,
+    },
+    Kind {
+        name: "sfq",
+        parse: parse_sfq,
     },
 ];
 
@@ -828,6 +912,86 @@ fn red_kernel_check(c: &RedConfig) -> Result<RedConfig, SpecError> {
     Ok(*c)
 }
 
+/// tc's `sfq_parse_opt()` (without per-flow RED): exact keywords, each
+/// value as tc reads it, its messages (`depth` and `quantum` carry tc's own
+/// wrong names).
+fn parse_sfq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let mut s = SfqSpec::default();
+    let mut any = false;
+    let illegal = |k: &str| SpecError::Refused(format!("Illegal \"{k}\""));
+    while let Some(word) = o.next_keyword() {
+        any = true;
+        match word {
+            "quantum" => {
+                let v = o.value("quantum")?;
+                s.quantum = parse_size(v)
+                    .ok()
+                    .and_then(|q| u32::try_from(q).ok())
+                    .ok_or_else(|| illegal("limit"))?;
+            }
+            "perturb" => {
+                let v = o.value("perturb")?;
+                s.perturb = v.parse().map_err(|_| illegal("perturb"))?;
+            }
+            "limit" => {
+                s.limit = parse_unsigned(o.value("limit")?).ok_or_else(|| illegal("limit"))?;
+                if s.limit < 2 {
+                    return Err(SpecError::Refused("Illegal \"limit\", must be > 1".into()));
+                }
+            }
+            "divisor" => {
+                s.divisor = parse_unsigned(o.value("divisor")?).ok_or_else(|| illegal("divisor"))?
+            }
+            "flows" => {
+                s.flows = parse_unsigned(o.value("flows")?).ok_or_else(|| illegal("flows"))?
+            }
+            "depth" => {
+                s.depth = parse_unsigned(o.value("depth")?).ok_or_else(|| illegal("flows"))?
+            }
+            "headdrop" => s.headdrop = true,
+            "redflowlimit" | "min" | "max" | "burst" | "avpkt" | "probability" | "ecn"
+            | "harddrop" => {
+                return Err(SpecError::Refused(
+                    "ipxmit: sfq's per-flow RED (redflowlimit, min, max, ...) is not modelled yet"
+                        .into(),
+                ))
+            }
+            "help" => return Err(SpecError::Refused(SFQ_USAGE.into())),
+            other => {
+                return Err(SpecError::Refused(format!(
+                    "What is \"{other}\"?\n{SFQ_USAGE}"
+                )))
+            }
+        }
+    }
+    Ok(QdiscSpec::Sfq(any.then_some(s)))
+}
+
+/// tc's `explain()` for `sfq`.
+const SFQ_USAGE: &str = "Usage: ... sfq\t[ limit NUMBER ] [ perturb SECS ] [ quantum BYTES ]\n\t\t[ divisor NUMBER ] [ flows NUMBER] [ depth NUMBER ]\n\t\t[ headdrop ]\n\t\t[ redflowlimit BYTES ] [ min BYTES ] [ max BYTES ]\n\t\t[ avpkt BYTES ] [ burst PACKETS ] [ probability P ]\n\t\t[ ecn ] [ harddrop ]";
+
+/// The options of an [`SfqSpec`] as tc takes them.
+fn fmt_sfq(f: &mut fmt::Formatter<'_>, s: &SfqSpec) -> fmt::Result {
+    for (k, v) in [
+        ("limit", s.limit),
+        ("quantum", s.quantum),
+        ("divisor", s.divisor),
+        ("flows", s.flows),
+        ("depth", s.depth),
+    ] {
+        if v != 0 {
+            write!(f, " {k} {v}")?;
+        }
+    }
+    if s.perturb != 0 {
+        write!(f, " perturb {}", s.perturb)?;
+    }
+    if s.headdrop {
+        write!(f, " headdrop")?;
+    }
+    Ok(())
+}
+
 /// `mq` takes no option (tc's generic "does not support option parsing").
 fn parse_mq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     parse_no_options(o, QdiscSpec::Mq)
@@ -1109,6 +1273,7 @@ impl QdiscSpec {
             QdiscSpec::Prio { .. } => "prio",
             QdiscSpec::Mq => "mq",
             QdiscSpec::Red(_) => "red",
+            QdiscSpec::Sfq(_) => "sfq",
         }
     }
 
@@ -1142,6 +1307,7 @@ impl QdiscSpec {
             // `mq` is grafted by the device layer, never built for a queue.
             QdiscSpec::Mq => return Err(SpecError::NotSupported),
             QdiscSpec::Red(r) => Box::new(Red::new(red_kernel_check(&r.config()?)?, psched_mtu)),
+            QdiscSpec::Sfq(s) => Box::new(Sfq::new(SfqSpec::config(s.as_ref(), psched_mtu)?)),
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
             QdiscSpec::PfifoHeadDrop { limit } => {
@@ -1214,6 +1380,16 @@ impl QdiscSpec {
                 None => None,
             },
             QdiscSpec::Mq => Some(()),
+            // sfq has no change operation: only a bare `sfq` passes.
+            QdiscSpec::Sfq(s) => match any.downcast_mut::<Sfq>() {
+                Some(_) if s.is_some() => {
+                    return Err(SpecError::Refused(
+                        "Error: Change operation not supported by specified qdisc.".into(),
+                    ))
+                }
+                Some(_) => Some(()),
+                None => None,
+            },
             QdiscSpec::Red(r) => match any.downcast_mut::<Red>() {
                 Some(q) => {
                     q.change(red_kernel_check(&r.config()?)?, &mut ToFree::default());
@@ -1252,6 +1428,7 @@ impl fmt::Display for QdiscSpec {
             QdiscSpec::Codel(c) => fmt_codel(f, &c),
             QdiscSpec::FqCodel(q) => fmt_fq_codel(f, &q),
             QdiscSpec::Red(r) => fmt_red(f, &r),
+            QdiscSpec::Sfq(Some(s)) => fmt_sfq(f, &s),
             QdiscSpec::Prio { bands, priomap } => {
                 write!(f, " bands {bands} priomap")?;
                 priomap.iter().try_for_each(|b| write!(f, " {b}"))
@@ -1403,7 +1580,7 @@ mod tests {
     fn errors_name_the_word() {
         assert_eq!(p(""), Err(SpecError::Empty));
         assert_eq!(QdiscSpec::parse(&[]), Err(SpecError::Empty));
-        assert_eq!(p("sfq"), Err(SpecError::UnknownKind("sfq".into())));
+        assert_eq!(p("hfsc"), Err(SpecError::UnknownKind("hfsc".into())));
         assert_eq!(p("PFIFO"), Err(SpecError::UnknownKind("PFIFO".into())));
         assert_eq!(
             p("pfifo foo 1").unwrap_err().to_string(),

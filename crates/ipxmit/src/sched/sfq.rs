@@ -1,0 +1,518 @@
+//! `sfq`: stochastic fairness queueing.
+//!
+//! Stands for `net/sched/sch_sfq.c` (Linux 6.13 and later: byte credits).
+//!
+//! # Algorithm
+//!
+//! Packets are hashed by flow into `divisor` buckets; a bucket in use holds
+//! one of at most `flows` slots, each a FIFO of at most `depth` packets,
+//! and the whole qdisc at most `limit` packets.
+//!
+//! - **Enqueue.** A packet for a bucket without a slot takes a free one
+//!   (none free: dropped). A slot already `depth` deep drops the arriving
+//!   packet, or with `headdrop` its oldest one to make room. A slot that
+//!   becomes active joins the end of the round with a credit of one
+//!   `quantum`. Past `limit`, the longest slot loses a packet (its newest,
+//!   or its oldest with `headdrop`; among equally long ones the one that got
+//!   there last); when every slot holds one packet, the next slot in the
+//!   round loses its only one.
+//! - **Dequeue.** Round robin over the active slots with byte credits: the
+//!   slot to serve is the one after the round's tail; while its credit is
+//!   spent it gets another quantum and becomes the tail. A packet sent costs
+//!   its length; a slot left empty leaves the round and its bucket is freed.
+
+use std::collections::VecDeque;
+
+use super::{Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
+use crate::buf::PacketBuf;
+use crate::stats::DropReason;
+use crate::time::Instant;
+use crate::units::format_size;
+
+/// `SFQ_MAX_DEPTH`.
+pub const MAX_DEPTH: u32 = 127;
+/// `SFQ_MAX_FLOWS`.
+pub const MAX_FLOWS: u32 = 0x10000 - MAX_DEPTH - 1;
+/// `SFQ_DEFAULT_FLOWS`.
+pub const DEFAULT_FLOWS: u32 = 128;
+/// `SFQ_DEFAULT_HASH_DIVISOR`.
+pub const DEFAULT_DIVISOR: u32 = 1024;
+/// No slot (`SFQ_EMPTY_SLOT`).
+const EMPTY: u16 = u16::MAX;
+
+/// The configuration after the kernel's adjustments (`sfq_change`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SfqConfig {
+    /// Packets queued at most.
+    pub limit: u32,
+    /// Byte credit per round.
+    pub quantum: u32,
+    /// Packets per flow at most.
+    pub depth: u32,
+    /// Hash buckets (a power of two).
+    pub divisor: u32,
+    /// Slots (active flows) at most.
+    pub flows: u32,
+    /// Drop a full flow's oldest packet instead of the arriving one.
+    pub headdrop: bool,
+    /// Rehash period in seconds (0: none).
+    pub perturb: i32,
+}
+
+/// One flow slot.
+#[derive(Debug, Default)]
+struct Slot {
+    q: VecDeque<PacketBuf>,
+    backlog: u32,
+    allot: i32,
+    bucket: u32,
+    /// The next active slot in the round.
+    next: u16,
+    /// Links in the list of slots of its depth.
+    dep_prev: u16,
+    dep_next: u16,
+}
+
+/// The `sfq` qdisc. See the module documentation.
+#[derive(Debug)]
+pub struct Sfq {
+    cfg: SfqConfig,
+    slots: Vec<Slot>,
+    /// Bucket to slot.
+    ht: Vec<u16>,
+    /// Per depth (0: the free slots), the slot that got there last.
+    dep_head: Vec<u16>,
+    /// The depth of the longest slot.
+    cur_depth: u32,
+    /// The last slot of the round; the one after it is served next.
+    tail: Option<u16>,
+    stats: QdiscStats,
+}
+
+impl Sfq {
+    /// Kernel: `sfq_init()` with the configuration as `sfq_change` left it.
+    pub fn new(cfg: SfqConfig) -> Sfq {
+        let n = cfg.flows.clamp(1, MAX_FLOWS) as usize;
+        let mut q = Sfq {
+            cfg,
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            ht: vec![EMPTY; cfg.divisor.max(1) as usize],
+            dep_head: vec![EMPTY; MAX_DEPTH as usize + 1],
+            cur_depth: 0,
+            tail: None,
+            stats: QdiscStats::default(),
+        };
+        for i in 0..n as u16 {
+            q.dep_link(i, 0);
+        }
+        q
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SfqConfig {
+        &self.cfg
+    }
+
+    /// Links slot `x` at the head of the list of depth `d`.
+    fn dep_link(&mut self, x: u16, d: usize) {
+        let head = self.dep_head[d];
+        let s = &mut self.slots[x as usize];
+        (s.dep_prev, s.dep_next) = (EMPTY, head);
+        if head != EMPTY {
+            self.slots[head as usize].dep_prev = x;
+        }
+        self.dep_head[d] = x;
+    }
+
+    /// Unlinks slot `x` from the list of depth `d`.
+    fn dep_unlink(&mut self, x: u16, d: usize) {
+        let (p, n) = (
+            self.slots[x as usize].dep_prev,
+            self.slots[x as usize].dep_next,
+        );
+        match p {
+            EMPTY => self.dep_head[d] = n,
+            p => self.slots[p as usize].dep_next = n,
+        }
+        if n != EMPTY {
+            self.slots[n as usize].dep_prev = p;
+        }
+    }
+
+    /// Kernel: `sfq_inc()`: the slot one packet deeper.
+    fn inc(&mut self, x: u16) {
+        let d = self.slots[x as usize].q.len();
+        self.dep_unlink(x, d - 1);
+        self.dep_link(x, d);
+        self.cur_depth = self.cur_depth.max(d as u32);
+    }
+
+    /// Kernel: `sfq_dec()`: the slot one packet shallower.
+    fn dec(&mut self, x: u16) {
+        let d = self.slots[x as usize].q.len();
+        self.dep_unlink(x, d + 1);
+        if self.dep_head[d + 1] == EMPTY && self.cur_depth == (d + 1) as u32 {
+            self.cur_depth -= 1;
+        }
+        self.dep_link(x, d);
+    }
+
+    /// Kernel: `sfq_classify()` without filters.
+    fn bucket(&self, pkt: &PacketBuf) -> u32 {
+        let hash = if pkt.meta.hash != 0 {
+            pkt.meta.hash
+        } else {
+            super::fq_codel::header_hash(pkt)
+        };
+        hash & (self.cfg.divisor - 1)
+    }
+
+    /// Takes the packet off slot `x`'s tail (or head), with the counters.
+    fn take(&mut self, x: u16, head: bool) -> Option<PacketBuf> {
+        let s = &mut self.slots[x as usize];
+        let p = if head {
+            s.q.pop_front()
+        } else {
+            s.q.pop_back()
+        }?;
+        s.backlog -= p.len() as u32;
+        self.dec(x);
+        self.stats.unqueued(p.len());
+        Some(p)
+    }
+
+    /// Kernel: `sfq_drop()`: a packet of the longest slot. Returns its
+    /// length.
+    fn drop_one(&mut self, to_free: &mut ToFree) -> usize {
+        let x = match self.cur_depth {
+            0 => return 0,
+            1 => {
+                let Some(t) = self.tail else { return 0 };
+                let x = self.slots[t as usize].next;
+                self.unlink_ring(t, x);
+                x
+            }
+            d => self.dep_head[d as usize],
+        };
+        let Some(p) = self.take(x, self.cfg.headdrop) else {
+            return 0;
+        };
+        if self.slots[x as usize].q.is_empty() {
+            self.ht[self.slots[x as usize].bucket as usize] = EMPTY;
+        }
+        let len = p.len();
+        self.stats.drops += 1;
+        to_free.push(p, DropReason::QdiscOverlimit);
+        len
+    }
+
+    /// Takes slot `x`, the one after `t`, out of the round.
+    fn unlink_ring(&mut self, t: u16, x: u16) {
+        if self.slots[x as usize].next == x {
+            self.tail = None;
+        } else {
+            self.slots[t as usize].next = self.slots[x as usize].next;
+        }
+    }
+
+    /// Makes slot `x` active: at the end of the round, a quantum of credit.
+    fn activate(&mut self, x: u16) {
+        match self.tail {
+            None => self.slots[x as usize].next = x,
+            Some(t) => {
+                self.slots[x as usize].next = self.slots[t as usize].next;
+                self.slots[t as usize].next = x;
+            }
+        }
+        self.tail = Some(x);
+        self.slots[x as usize].allot = self.cfg.quantum as i32;
+    }
+}
+
+impl Qdisc for Sfq {
+    fn kind(&self) -> &'static str {
+        "sfq"
+    }
+
+    /// Kernel: `sfq_enqueue()` (without per-flow RED).
+    fn enqueue(&mut self, pkt: PacketBuf, _now: Instant, to_free: &mut ToFree) -> NetXmit {
+        let h = self.bucket(&pkt);
+        let mut x = self.ht[h as usize];
+        if x == EMPTY {
+            x = self.dep_head[0];
+            if x == EMPTY {
+                self.stats.drops += 1;
+                to_free.push(pkt, DropReason::QdiscDrop);
+                return NetXmit::Drop;
+            }
+            self.ht[h as usize] = x;
+            self.slots[x as usize].bucket = h;
+            self.slots[x as usize].backlog = 0;
+        } else if self.slots[x as usize].q.len() as u32 >= self.cfg.depth {
+            return self.full_flow(x, pkt, to_free);
+        }
+        let len = pkt.len();
+        self.stats.queued(len);
+        let s = &mut self.slots[x as usize];
+        s.backlog += len as u32;
+        s.q.push_back(pkt);
+        self.inc(x);
+        if self.slots[x as usize].q.len() == 1 {
+            self.activate(x);
+        }
+        if self.stats.qlen <= u64::from(self.cfg.limit) {
+            return NetXmit::Success;
+        }
+        let before = self.slots[x as usize].q.len();
+        self.drop_one(to_free);
+        if self.slots[x as usize].q.len() != before {
+            NetXmit::Congested
+        } else {
+            NetXmit::Success
+        }
+    }
+
+    /// Kernel: `sfq_dequeue()`.
+    fn dequeue(&mut self, _now: Instant) -> Dequeued {
+        let Some(mut t) = self.tail else {
+            return Dequeued::Empty;
+        };
+        let mut a = self.slots[t as usize].next;
+        while self.slots[a as usize].allot <= 0 {
+            t = a;
+            self.tail = Some(a);
+            self.slots[a as usize].allot += self.cfg.quantum as i32;
+            a = self.slots[a as usize].next;
+        }
+        let Some(p) = self.take(a, true) else {
+            return Dequeued::Empty;
+        };
+        self.stats.sent(p.len());
+        if self.slots[a as usize].q.is_empty() {
+            self.ht[self.slots[a as usize].bucket as usize] = EMPTY;
+            self.unlink_ring(t, a);
+        } else {
+            self.slots[a as usize].allot -= p.len() as i32;
+        }
+        Dequeued::Packet(p)
+    }
+
+    fn peek(&self) -> Option<&PacketBuf> {
+        let t = self.tail?;
+        self.slots[self.slots[t as usize].next as usize].q.front()
+    }
+
+    /// Kernel: `sfq_reset()`: everything dequeued and freed.
+    fn reset(&mut self, to_free: &mut ToFree) {
+        while let Dequeued::Packet(p) = self.dequeue(Instant::ZERO) {
+            to_free.push(p, DropReason::QueuePurge);
+        }
+    }
+
+    fn stats(&self) -> &QdiscStats {
+        &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut QdiscStats {
+        &mut self.stats
+    }
+
+    /// `TCQ_F_CAN_BYPASS` (the limit is always at least 2).
+    fn can_bypass(&self) -> bool {
+        true
+    }
+
+    /// tc's `sfq_print_opt()`: `limit 127p quantum 1514b depth 127
+    /// divisor 1024 `.
+    fn params(&self) -> String {
+        self.print(false)
+    }
+
+    /// `tc -d`: `flows N` before the divisor.
+    fn params_details(&self) -> String {
+        self.print(true)
+    }
+
+    fn options(&self) -> Vec<(&'static str, OptValue)> {
+        let c = &self.cfg;
+        let mut o = vec![
+            ("limit", OptValue::Num(u64::from(c.limit))),
+            ("quantum", OptValue::Num(u64::from(c.quantum))),
+            ("depth", OptValue::Num(u64::from(c.depth))),
+        ];
+        if c.headdrop {
+            o.push(("headdrop", OptValue::Bool(true)));
+        }
+        o.push(("divisor", OptValue::Num(u64::from(c.divisor))));
+        if c.perturb != 0 {
+            o.push(("perturb", OptValue::Num(c.perturb as u64)));
+        }
+        o
+    }
+
+    /// The active buckets, `bucket + 1` each (`tc class show`).
+    fn classes(&self) -> Vec<u32> {
+        (0..self.ht.len() as u32)
+            .filter(|&b| self.ht[b as usize] != EMPTY)
+            .map(|b| b + 1)
+            .collect()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl Sfq {
+    /// The arriving packet for a slot `depth` deep: dropped, or with
+    /// `headdrop` put in place of the slot's oldest.
+    fn full_flow(&mut self, x: u16, pkt: PacketBuf, to_free: &mut ToFree) -> NetXmit {
+        self.stats.drops += 1;
+        if !self.cfg.headdrop {
+            to_free.push(pkt, DropReason::QdiscDrop);
+            return NetXmit::Drop;
+        }
+        let s = &mut self.slots[x as usize];
+        let Some(old) = s.q.pop_front() else {
+            to_free.push(pkt, DropReason::QdiscDrop);
+            return NetXmit::Drop;
+        };
+        let delta = old.len() as i64 - pkt.len() as i64;
+        s.backlog = (i64::from(s.backlog) - delta) as u32;
+        s.q.push_back(pkt);
+        self.stats.backlog = (self.stats.backlog as i64 - delta) as u64;
+        to_free.push(old, DropReason::QdiscDrop);
+        NetXmit::Congested
+    }
+
+    /// The text of `sfq_print_opt()`, `details` as `tc -d`.
+    fn print(&self, details: bool) -> String {
+        let c = &self.cfg;
+        let mut o = format!(
+            "limit {}p quantum {} depth {} ",
+            c.limit,
+            format_size(u64::from(c.quantum)),
+            c.depth
+        );
+        if c.headdrop {
+            o += "headdrop ";
+        }
+        if details {
+            o += &format!("flows {} ", c.flows);
+        }
+        o += &format!("divisor {} ", c.divisor);
+        if c.perturb != 0 {
+            o += &format!("perturb {}sec ", c.perturb);
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SfqConfig {
+        SfqConfig {
+            limit: 127,
+            quantum: 1514,
+            depth: 127,
+            divisor: 1024,
+            flows: 128,
+            headdrop: false,
+            perturb: 0,
+        }
+    }
+
+    fn pkt(flow: u32, len: usize) -> PacketBuf {
+        let mut p = PacketBuf::from_slice(0, &vec![0u8; len]);
+        p.meta.hash = flow;
+        p
+    }
+
+    fn flows_out(q: &mut Sfq) -> Vec<u32> {
+        std::iter::from_fn(|| match q.dequeue(Instant::ZERO) {
+            Dequeued::Packet(p) => Some(p.meta.hash),
+            _ => None,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn flows_take_turns_a_quantum_each() {
+        let mut q = Sfq::new(cfg());
+        let mut tf = ToFree::default();
+        for f in [1, 2] {
+            for _ in 0..4 {
+                q.enqueue(pkt(f, 1000), Instant::ZERO, &mut tf);
+            }
+        }
+        // 1514 bytes of credit: two 1000-byte packets (514, then -486),
+        // then the other flow; next round 1028 lets two go again.
+        assert_eq!(flows_out(&mut q), [1, 1, 2, 2, 1, 1, 2, 2]);
+        assert!(q.classes().is_empty());
+    }
+
+    #[test]
+    fn a_full_flow_drops_its_arrival_or_with_headdrop_its_oldest() {
+        let mut c = cfg();
+        c.depth = 2;
+        let mut q = Sfq::new(c);
+        let mut tf = ToFree::default();
+        let r: Vec<_> = (0..3)
+            .map(|i| q.enqueue(pkt(1, 100 + i), Instant::ZERO, &mut tf))
+            .collect();
+        assert_eq!(r, [NetXmit::Success, NetXmit::Success, NetXmit::Drop]);
+        c.headdrop = true;
+        let mut q = Sfq::new(c);
+        for i in 0..3 {
+            q.enqueue(pkt(1, 100 + i), Instant::ZERO, &mut tf);
+        }
+        let lens: Vec<usize> = std::iter::from_fn(|| match q.dequeue(Instant::ZERO) {
+            Dequeued::Packet(p) => Some(p.len()),
+            _ => None,
+        })
+        .collect();
+        assert_eq!(lens, [101, 102]);
+    }
+
+    #[test]
+    fn over_the_limit_the_longest_flow_loses_its_newest() {
+        let mut c = cfg();
+        c.limit = 4;
+        let mut q = Sfq::new(c);
+        let mut tf = ToFree::default();
+        for _ in 0..3 {
+            q.enqueue(pkt(1, 100), Instant::ZERO, &mut tf);
+        }
+        q.enqueue(pkt(2, 100), Instant::ZERO, &mut tf);
+        // The fifth packet (flow 2) puts the qdisc over: flow 1 (3 deep) loses one.
+        assert_eq!(
+            q.enqueue(pkt(2, 100), Instant::ZERO, &mut tf),
+            NetXmit::Success
+        );
+        assert_eq!(q.stats().drops, 1);
+        // Flow 1's two left go first (100-byte packets well within one
+        // quantum), then flow 2's.
+        assert_eq!(flows_out(&mut q), [1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn tc_prints_sfq_as_tc_does() {
+        let mut q = Sfq::new(cfg());
+        assert_eq!(
+            q.params(),
+            "limit 127p quantum 1514b depth 127 divisor 1024 "
+        );
+        assert_eq!(
+            q.params_details(),
+            "limit 127p quantum 1514b depth 127 flows 128 divisor 1024 "
+        );
+        q.cfg.perturb = 10;
+        q.cfg.headdrop = true;
+        assert_eq!(
+            q.params(),
+            "limit 127p quantum 1514b depth 127 headdrop divisor 1024 perturb 10sec "
+        );
+    }
+}
