@@ -25,7 +25,7 @@ use crate::neigh::{NeighTable, NudState};
 use crate::netfilter::Hooks;
 use crate::route::{Dst, Fib, Route, RouteError};
 use crate::sched::api::{self, RootAction};
-use crate::sched::{run, Qdisc, QdiscOp, QdiscSpec, TcError};
+use crate::sched::{class, run, ClassError, ClassRequest, Qdisc, QdiscOp, QdiscSpec, TcError};
 use crate::stats::Counters;
 use crate::time::{Clock, Instant, MonotonicClock};
 use crate::wire::EthernetAddress;
@@ -470,6 +470,60 @@ impl Stack {
                 Ok(())
             }
         }
+    }
+
+    /// Kernel: `tc_ctl_tclass()`: `tc class add|change|replace dev DEV
+    /// [parent P] [classid C] SPEC` on the root qdisc (on a multi-queue
+    /// device, on each queue's). Gives the kernel's warning, if any.
+    pub fn class_modify(&self, dev: &str, req: &ClassRequest) -> Result<Option<String>, TcError> {
+        let now = self.now();
+        self.with_class_qdisc(dev, req.parent, req.classid, |q, clid, to_free| {
+            class::modify(q, req, clid, now, to_free)
+        })
+    }
+
+    /// Kernel: `tc_ctl_tclass()` for `RTM_DELTCLASS`: `tc class del dev
+    /// DEV [parent P] classid C`; the class's packets dropped and counted.
+    pub fn class_delete(&self, dev: &str, parent: u32, classid: u32) -> Result<(), TcError> {
+        let now = self.now();
+        self.with_class_qdisc(dev, parent, classid, |q, clid, to_free| {
+            class::delete(q, clid, now, to_free)
+        })
+    }
+
+    /// Runs `f` on the qdisc a class request addresses, on every transmit
+    /// queue (the first answer is the result), freeing what it drops.
+    fn with_class_qdisc<R>(
+        &self,
+        dev: &str,
+        parent: u32,
+        classid: u32,
+        f: impl Fn(&mut dyn Qdisc, u32, &mut crate::sched::ToFree) -> Result<R, ClassError>,
+    ) -> Result<R, TcError> {
+        let d = self
+            .device(dev)
+            .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
+        let (root, _) = d.root_qdisc();
+        let (qid, clid) = class::address(root, parent, classid)?;
+        if qid != root {
+            return Err(ClassError::NotFound.into());
+        }
+        if d.mq_root().is_some() {
+            return Err(ClassError::NotSupported.into());
+        }
+        let mut first = None;
+        for txq in d.queues() {
+            let mut to_free = crate::sched::ToFree::default();
+            let r = txq.with_qdisc_mut(|q| f(q, clid, &mut to_free));
+            run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
+            txq.ctl().schedule();
+            match r {
+                Err(e) => return Err(e.into()),
+                Ok(v) if first.is_none() => first = Some(v),
+                Ok(_) => {}
+            }
+        }
+        first.ok_or(ClassError::NotFound.into())
     }
 
     /// The default qdisc of a queue (`net.core.default_qdisc`, else

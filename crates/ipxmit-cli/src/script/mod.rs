@@ -13,6 +13,7 @@ pub mod exec;
 pub mod links;
 pub mod parse;
 pub mod tc;
+pub mod tc_class;
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;

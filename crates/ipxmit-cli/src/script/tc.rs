@@ -37,7 +37,7 @@ pub enum TcCommand {
         /// The handle named.
         handle: Option<u32>,
     },
-    /// `tc [-s] [-d] [-j] qdisc|class|filter show [dev D]`.
+    /// `tc [-s] [-d] [-j] qdisc|class|filter show [dev D] [classid C]`.
     Show {
         /// `qdisc`, `class` or `filter`.
         object: Object,
@@ -45,6 +45,24 @@ pub enum TcCommand {
         dev: Option<String>,
         /// The global options.
         opts: ShowOpts,
+        /// `classid C` (classes only).
+        classid: Option<u32>,
+    },
+    /// `tc class add|change|replace dev D [parent P] [classid C] KIND ...`.
+    ClassModify {
+        /// Device.
+        dev: String,
+        /// The request.
+        req: ipxmit::sched::ClassRequest,
+    },
+    /// `tc class del dev D [parent P] classid C`.
+    ClassDelete {
+        /// Device.
+        dev: String,
+        /// `parent` (0 when absent).
+        parent: u32,
+        /// `classid` (0 when absent).
+        classid: u32,
     },
 }
 
@@ -153,7 +171,10 @@ pub fn parse(words: &[String]) -> Result<TcCommand, String> {
     let rest: Vec<&str> = it.collect();
     match rest.split_first() {
         Some((&"qdisc", r)) => parse_qdisc(r, opts),
-        Some((&"class", r)) => parse_show(Object::Class, r, opts),
+        Some((&"class", r)) => match r.split_first() {
+            Some((&c, rest)) if !matches_show(c) => super::tc_class::parse_modify(c, rest),
+            _ => parse_show(Object::Class, r, opts),
+        },
         Some((&"filter", r)) => parse_show(Object::Filter, r, opts),
         Some((other, _)) => Err(format!("Object \"{other}\" is unknown, try \"tc help\".")),
         None => Err("Usage: tc [ OPTIONS ] OBJECT { COMMAND | help }".into()),
@@ -249,7 +270,7 @@ fn parse_handle(h: &str) -> Option<u32> {
 /// `... show [dev D]`.
 fn parse_show(object: Object, r: &[&str], opts: ShowOpts) -> Result<TcCommand, String> {
     let mut it = r.iter().copied();
-    let mut dev = None;
+    let (mut dev, mut classid) = (None, None);
     while let Some(w) = it.next() {
         match w {
             "dev" => {
@@ -258,6 +279,16 @@ fn parse_show(object: Object, r: &[&str], opts: ShowOpts) -> Result<TcCommand, S
                         .ok_or("Command line is not complete. Try option \"help\"")?
                         .to_owned(),
                 )
+            }
+            "classid" | "parent" if object == Object::Class => {
+                let v = it
+                    .next()
+                    .ok_or("Command line is not complete. Try option \"help\"")?;
+                let id =
+                    super::tc_class::parse_classid(v).ok_or(format!("Invalid class ID \"{v}\""))?;
+                if w == "classid" {
+                    classid = Some(id);
+                }
             }
             w if matches_show(w) => {}
             "root" | "invisible" | "ingress" => {}
@@ -269,7 +300,12 @@ fn parse_show(object: Object, r: &[&str], opts: ShowOpts) -> Result<TcCommand, S
             }
         }
     }
-    Ok(TcCommand::Show { object, dev, opts })
+    Ok(TcCommand::Show {
+        object,
+        dev,
+        opts,
+        classid,
+    })
 }
 
 impl Object {
@@ -285,7 +321,7 @@ impl Object {
 /// What a refused `tc` line says, as tc prints it.
 pub fn refusal(e: &TcError) -> String {
     match e {
-        TcError::NoDevice(_) | TcError::Spec(_) => e.to_string(),
+        TcError::NoDevice(_) | TcError::Spec(_) | TcError::Class(_) => e.to_string(),
         other => format!("Error: {other}."),
     }
 }
@@ -306,7 +342,26 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
             .qdisc_delete(dev, *handle)
             .map(|()| None)
             .map_err(|e| refusal(&e)),
-        TcCommand::Show { object, dev, opts } => {
+        TcCommand::ClassModify { dev, req } => {
+            if let Some(w) = stack.class_modify(dev, req).map_err(|e| refusal(&e))? {
+                eprintln!("{w}");
+            }
+            Ok(None)
+        }
+        TcCommand::ClassDelete {
+            dev,
+            parent,
+            classid,
+        } => stack
+            .class_delete(dev, *parent, *classid)
+            .map(|()| None)
+            .map_err(|e| refusal(&e)),
+        TcCommand::Show {
+            object,
+            dev,
+            opts,
+            classid,
+        } => {
             let devs = match dev {
                 Some(d) => vec![stack
                     .device(d)
@@ -316,7 +371,9 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
             let named = dev.is_none();
             Ok(Some(match object {
                 Object::Qdisc => qdisc_show(&devs, named, *opts, stack.now()),
-                Object::Class => class_show(&devs, named),
+                Object::Class => {
+                    super::tc_class::class_show(&devs, named, opts.stats, opts.details, *classid)
+                }
                 Object::Filter => String::new(),
             }))
         }
@@ -509,29 +566,6 @@ fn options_json(opts: Vec<(&'static str, OptValue)>) -> Value {
     Value::Object(m)
 }
 
-/// `tc class show`: the classes of each device's root (`class tbf 1:1
-/// parent 1: `; tc 6.1 prints text even under `-j`).
-fn class_show(devs: &[std::sync::Arc<NetDevice>], named: bool) -> String {
-    let mut o = String::new();
-    for d in devs.iter().filter(|d| d.queues().len() == 1) {
-        let (h, kind) = d.root_qdisc();
-        let devpart = if named {
-            format!("dev {} ", d.name())
-        } else {
-            String::new()
-        };
-        for minor in d.queues()[0].with_qdisc(|q| q.classes()) {
-            let _ = writeln!(
-                o,
-                "class {kind} {}{minor:x} {devpart}parent {} ",
-                Handle(h),
-                Handle(h)
-            );
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,7 +612,8 @@ mod tests {
                     stats: true,
                     details: false,
                     json: true
-                }
+                },
+                classid: None,
             }
         );
         assert_eq!(

@@ -88,6 +88,9 @@ pub enum TcError {
     /// The parameters are refused (by tc, or the kernel's `EINVAL`).
     #[error(transparent)]
     Spec(#[from] super::SpecError),
+    /// A class request refused (its own message).
+    #[error(transparent)]
+    Class(#[from] super::ClassError),
 }
 
 /// What to do with the root.

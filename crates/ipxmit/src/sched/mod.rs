@@ -18,9 +18,12 @@ use crate::stats::DropReason;
 use crate::time::Instant;
 
 pub mod api;
+pub mod class;
+pub mod clhash;
 pub mod codel;
 pub mod fifo;
 pub mod fq_codel;
+pub mod htb;
 pub mod noqueue;
 pub mod pfifo_fast;
 pub mod prio;
@@ -32,7 +35,9 @@ pub mod spec;
 pub mod tbf;
 
 pub use api::{QdiscOp, TcError};
+pub use class::{ClassError, ClassOp, ClassRequest, ClassShow, ClassSpec, HtbClassConfig};
 pub use fifo::{Bfifo, Pfifo};
+pub use htb::Htb;
 pub use noqueue::Noqueue;
 pub use pfifo_fast::PfifoFast;
 pub use rate::{LinkLayer, RateCfg};
@@ -227,6 +232,47 @@ pub trait Qdisc: Send + fmt::Debug {
     /// The kind's own statistics lines of `tc -s` (`xstats`) at `now`,
     /// if it has any.
     fn xstats(&self, _now: Instant) -> Option<String> {
+        None
+    }
+
+    /// True when the qdisc has classes at all (the kernel's `cl_ops`).
+    fn classful(&self) -> bool {
+        !self.classes().is_empty()
+    }
+
+    /// Kernel: `cops->find()`: is there a class `classid` (major included)?
+    fn class_find(&self, classid: u32) -> bool {
+        self.classes().contains(&(classid & 0xffff))
+    }
+
+    /// Kernel: `cops->change()`: creates class `classid` under `parent`, or
+    /// changes it; gives the kernel's warning, if any. Qdiscs whose classes
+    /// are fixed refuse (`EOPNOTSUPP`).
+    fn class_change(
+        &mut self,
+        _parent: u32,
+        _classid: u32,
+        _spec: &ClassSpec,
+        _now: Instant,
+        _to_free: &mut ToFree,
+    ) -> Result<Option<String>, ClassError> {
+        Err(ClassError::NotSupported)
+    }
+
+    /// Kernel: `cops->delete()`: deletes class `classid`, its packets
+    /// into `to_free`.
+    fn class_delete(
+        &mut self,
+        _classid: u32,
+        _now: Instant,
+        _to_free: &mut ToFree,
+    ) -> Result<(), ClassError> {
+        Err(ClassError::NotSupported)
+    }
+
+    /// `tc class show` of class `classid` by the kind's own printer
+    /// (`None`: tc prints only `parent H:`).
+    fn class_show(&self, _classid: u32, _details: bool) -> Option<ClassShow> {
         None
     }
 }

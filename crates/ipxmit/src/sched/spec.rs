@@ -31,6 +31,7 @@ use std::str::FromStr;
 use super::codel::{CodelParams, CodelQdisc};
 use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
 use super::fq_codel::{FqCodel, FqCodelConfig};
+use super::htb::Htb;
 use super::prio::Prio;
 use super::rate::{LinkLayer, RateCfg};
 use super::red::{Red, RedConfig};
@@ -93,6 +94,20 @@ pub enum QdiscSpec {
     /// `sfq [limit N] [perturb SECS] [quantum BYTES] [divisor N] [flows N]
     /// [depth N] [headdrop]`: what tc sends (`None`: no options at all).
     Sfq(Option<SfqSpec>),
+    /// `htb [default MINOR] [r2q N] [direct_qlen P]`: what tc sends.
+    Htb(HtbSpec),
+}
+
+/// The options of an `htb` as tc sends them (`struct tc_htb_glob`,
+/// `TCA_HTB_DIRECT_QLEN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HtbSpec {
+    /// The default class's minor (`default`, hexadecimal in tc).
+    pub defcls: u32,
+    /// `r2q`: quanta are `rate / r2q` (10).
+    pub r2q: u32,
+    /// `direct_qlen` (absent: the device's `tx_queue_len`).
+    pub direct_qlen: Option<u32>,
 }
 
 /// The options of an `sfq` as tc sends them (0: not given).
@@ -478,6 +493,10 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "sfq",
         parse: parse_sfq,
+    },
+    Kind {
+        name: "htb",
+        parse: parse_htb,
     },
 ];
 
@@ -993,6 +1012,50 @@ fn fmt_sfq(f: &mut fmt::Formatter<'_>, s: &SfqSpec) -> fmt::Result {
 }
 
 /// `mq` takes no option (tc's generic "does not support option parsing").
+/// tc's `htb_parse_opt()`: `default` in hexadecimal, `r2q` and
+/// `direct_qlen` in decimal, each a prefix; `debug` taken and ignored.
+fn parse_htb(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let mut h = HtbSpec {
+        defcls: 0,
+        r2q: 10,
+        direct_qlen: None,
+    };
+    while let Some(word) = o.next_keyword() {
+        let illegal = |k: &str| SpecError::Refused(format!("Illegal \"{k}\"\n{HTB_USAGE}"));
+        let mut num = |k: &'static str, radix| {
+            let v = o.value(k).map_err(|_| incomplete())?;
+            u32::from_str_radix(v.strip_prefix("0x").unwrap_or(v), radix).map_err(|_| illegal(k))
+        };
+        if matches(word, "r2q") {
+            h.r2q = num("r2q", 10)?;
+        } else if matches(word, "default") {
+            h.defcls = num("default", 16)?;
+        } else if matches(word, "direct_qlen") {
+            h.direct_qlen = Some(num("direct_qlen", 10)?);
+        } else if matches(word, "debug") {
+            o.value("debug").map_err(|_| incomplete())?;
+        } else if matches(word, "offload") {
+            return Err(SpecError::Refused(
+                "Error: hw-tc-offload ethtool feature flag must be on.".into(),
+            ));
+        } else {
+            return Err(SpecError::Refused(format!(
+                "What is \"{word}\"?\n{HTB_USAGE}"
+            )));
+        }
+    }
+    Ok(QdiscSpec::Htb(h))
+}
+
+/// tc's message for a keyword without its value.
+fn incomplete() -> SpecError {
+    SpecError::Refused("Command line is not complete. Try option \"help\"".into())
+}
+
+/// The usage tc prints after a refused htb option.
+const HTB_USAGE: &str = "Usage: ... qdisc add ... htb [default N] [r2q N]\n\
+     \x20                     [direct_qlen P] [offload]";
+
 fn parse_mq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     parse_no_options(o, QdiscSpec::Mq)
 }
@@ -1014,7 +1077,7 @@ const CODEL_USAGE: &str = "Usage: ... codel [ limit PACKETS ] [ target TIME ]\n\
 
 /// tc's `get_unsigned()`: decimal, `0x` hexadecimal or `0` octal, at most
 /// `u32::MAX`.
-fn parse_unsigned(v: &str) -> Option<u32> {
+pub(super) fn parse_unsigned(v: &str) -> Option<u32> {
     let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(h) => (h, 16),
         None if v.len() > 1 && v.starts_with('0') => (&v[1..], 8),
@@ -1024,7 +1087,7 @@ fn parse_unsigned(v: &str) -> Option<u32> {
 }
 
 /// tc's `matches()`: `word` is a non-empty prefix of `keyword`.
-fn matches(word: &str, keyword: &str) -> bool {
+pub(super) fn matches(word: &str, keyword: &str) -> bool {
     !word.is_empty() && keyword.starts_with(word)
 }
 
@@ -1216,7 +1279,11 @@ fn fits_u32(kind: &'static str, keyword: &str, value: &str, v: u64) -> Result<u3
 
 /// tc's `get_size_and_cell()`: `BYTES[/CELL]`, the cell a power of two
 /// (it only shapes the rate table, which the kernel does not use here).
-fn size_and_cell(kind: &'static str, keyword: &str, value: &str) -> Result<u32, SpecError> {
+pub(super) fn size_and_cell(
+    kind: &'static str,
+    keyword: &str,
+    value: &str,
+) -> Result<u32, SpecError> {
     let (size, cell) = match value.split_once('/') {
         Some((s, c)) => (s, Some(c)),
         None => (value, None),
@@ -1233,7 +1300,7 @@ fn size_and_cell(kind: &'static str, keyword: &str, value: &str) -> Result<u32, 
 }
 
 /// tc's `get_linklayer()`: `ethernet`, `atm` or `adsl` (prefixes too).
-fn linklayer(v: &str) -> Option<LinkLayer> {
+pub(super) fn linklayer(v: &str) -> Option<LinkLayer> {
     if matches(v, "ethernet") {
         Some(LinkLayer::Ethernet)
     } else if matches(v, "atm") || matches(v, "adsl") {
@@ -1274,6 +1341,7 @@ impl QdiscSpec {
             QdiscSpec::Mq => "mq",
             QdiscSpec::Red(_) => "red",
             QdiscSpec::Sfq(_) => "sfq",
+            QdiscSpec::Htb(_) => "htb",
         }
     }
 
@@ -1308,6 +1376,12 @@ impl QdiscSpec {
             QdiscSpec::Mq => return Err(SpecError::NotSupported),
             QdiscSpec::Red(r) => Box::new(Red::new(red_kernel_check(&r.config()?)?, psched_mtu)),
             QdiscSpec::Sfq(s) => Box::new(Sfq::new(SfqSpec::config(s.as_ref(), psched_mtu)?)),
+            QdiscSpec::Htb(h) => Box::new(Htb::new(
+                h.defcls,
+                h.r2q,
+                h.direct_qlen.unwrap_or(txqueuelen),
+                txqueuelen,
+            )),
             QdiscSpec::PfifoFast => Box::new(PfifoFast::new(txqueuelen)),
             QdiscSpec::Pfifo { limit } => Box::new(Pfifo::new(limit.unwrap_or(txqueuelen))),
             QdiscSpec::PfifoHeadDrop { limit } => {
@@ -1390,6 +1464,15 @@ impl QdiscSpec {
                 Some(_) => Some(()),
                 None => None,
             },
+            // htb has no change operation (tc always sends options).
+            QdiscSpec::Htb(_) => match any.downcast_mut::<Htb>() {
+                Some(_) => {
+                    return Err(SpecError::Refused(
+                        "Error: Change operation not supported by specified qdisc.".into(),
+                    ))
+                }
+                None => None,
+            },
             QdiscSpec::Red(r) => match any.downcast_mut::<Red>() {
                 Some(q) => {
                     q.change(red_kernel_check(&r.config()?)?, &mut ToFree::default());
@@ -1429,6 +1512,11 @@ impl fmt::Display for QdiscSpec {
             QdiscSpec::FqCodel(q) => fmt_fq_codel(f, &q),
             QdiscSpec::Red(r) => fmt_red(f, &r),
             QdiscSpec::Sfq(Some(s)) => fmt_sfq(f, &s),
+            QdiscSpec::Htb(h) => {
+                write!(f, " default {:x} r2q {}", h.defcls, h.r2q)?;
+                h.direct_qlen
+                    .map_or(Ok(()), |q| write!(f, " direct_qlen {q}"))
+            }
             QdiscSpec::Prio { bands, priomap } => {
                 write!(f, " bands {bands} priomap")?;
                 priomap.iter().try_for_each(|b| write!(f, " {b}"))

@@ -1,0 +1,219 @@
+//! `tc class` lines in scripts: tc(8)'s words, its messages and its
+//! output.
+//!
+//! Stands for iproute2's `tc/tc_class.c` (`tc_class_modify`,
+//! `print_class`) and `get_tc_classid()` (`tc/tc_util.c`); what the kernel
+//! decides is [`ipxmit::Stack::class_modify`] and
+//! [`ipxmit::Stack::class_delete`].
+
+use std::fmt::Write as _;
+
+use ipxmit::dev::NetDevice;
+use ipxmit::sched::api::Handle;
+use ipxmit::sched::class::TC_H_ROOT;
+use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec};
+
+use super::tc::TcCommand;
+
+/// tc's message for a keyword without its value.
+const INCOMPLETE: &str = "Command line is not complete. Try option \"help\"";
+
+/// tc's `get_tc_classid()`: `root`, `none`, `MAJ:MIN`, `MAJ:`, `:MIN` or
+/// a bare hexadecimal number.
+pub fn parse_classid(s: &str) -> Option<u32> {
+    match s {
+        "root" => return Some(TC_H_ROOT),
+        "none" => return Some(0),
+        _ => {}
+    }
+    let hex = |t: &str| -> Option<u32> {
+        if t.is_empty() {
+            Some(0)
+        } else {
+            u32::from_str_radix(t, 16).ok()
+        }
+    };
+    match s.split_once(':') {
+        Some((maj, min)) => {
+            let (maj, min) = (hex(maj)?, hex(min)?);
+            (maj < 0x1_0000 && min < 0x1_0000).then_some(maj << 16 | min)
+        }
+        None if !s.is_empty() => u32::from_str_radix(s, 16).ok(),
+        None => None,
+    }
+}
+
+/// The words of `tc_class_modify()` after the command.
+struct Words<'a> {
+    dev: Option<&'a str>,
+    parent: u32,
+    classid: u32,
+    kind: Vec<&'a str>,
+}
+
+/// Reads `dev D`, `classid C`, `parent P`, `root`, then the kind and its
+/// options.
+fn words<'a>(r: &[&'a str]) -> Result<Words<'a>, String> {
+    let mut w = Words {
+        dev: None,
+        parent: 0,
+        classid: 0,
+        kind: Vec::new(),
+    };
+    let mut it = r.iter().copied();
+    while let Some(word) = it.next() {
+        match word {
+            "dev" => w.dev = Some(it.next().ok_or(INCOMPLETE)?),
+            "classid" => {
+                let v = it.next().ok_or(INCOMPLETE)?;
+                w.classid = parse_classid(v).ok_or(format!("Invalid class ID \"{v}\""))?;
+            }
+            "handle" => return Err("Error: try \"classid\" instead of \"handle\"".into()),
+            "root" => {
+                if w.parent != 0 {
+                    return Err("Error: \"root\" is duplicate parent ID.".into());
+                }
+                w.parent = TC_H_ROOT;
+            }
+            "parent" => {
+                let v = it.next().ok_or(INCOMPLETE)?;
+                if w.parent != 0 {
+                    return Err("Error: \"parent\" is duplicate parent ID.".into());
+                }
+                w.parent = parse_classid(v).ok_or(format!("Invalid parent ID \"{v}\""))?;
+            }
+            kind => {
+                w.kind = std::iter::once(kind).chain(it).collect();
+                break;
+            }
+        }
+    }
+    Ok(w)
+}
+
+/// `tc class add|change|replace|del ...` (after `class`).
+pub fn parse_modify(cmd: &str, rest: &[&str]) -> Result<TcCommand, String> {
+    let op = match cmd {
+        "add" => ClassOp::Add,
+        "change" => ClassOp::Change,
+        "replace" => ClassOp::Replace,
+        "del" | "delete" => {
+            let w = words(rest)?;
+            return Ok(TcCommand::ClassDelete {
+                dev: w.dev.ok_or("Cannot find device \"\"")?.to_owned(),
+                parent: w.parent,
+                classid: w.classid,
+            });
+        }
+        other => {
+            return Err(format!(
+                "Command \"{other}\" is unknown, try \"tc class help\"."
+            ))
+        }
+    };
+    let w = words(rest)?;
+    let dev = w.dev.ok_or("Cannot find device \"\"")?.to_owned();
+    let spec = ClassSpec::parse(&w.kind).map_err(|e| e.to_string())?;
+    Ok(TcCommand::ClassModify {
+        dev,
+        req: ClassRequest {
+            op,
+            parent: w.parent,
+            classid: w.classid,
+            spec,
+        },
+    })
+}
+
+/// `tc [-s] [-d] class show`: the classes of each device's root, in the
+/// qdisc's order (`class htb 1:1 root rate ...`; tc 6.1 prints text even
+/// under `-j`), only `only` when given.
+pub fn class_show(
+    devs: &[std::sync::Arc<NetDevice>],
+    named: bool,
+    stats: bool,
+    details: bool,
+    only: Option<u32>,
+) -> String {
+    let mut o = String::new();
+    for d in devs.iter().filter(|d| d.queues().len() == 1) {
+        let (h, kind) = d.root_qdisc();
+        let devpart = if named {
+            format!("dev {} ", d.name())
+        } else {
+            String::new()
+        };
+        d.queues()[0].with_qdisc(|q| {
+            for minor in q.classes() {
+                let id = (h & 0xffff_0000) | minor;
+                if only.is_some_and(|c| c != id) {
+                    continue;
+                }
+                let show = q
+                    .class_show(id, details)
+                    .unwrap_or_else(|| ipxmit::sched::ClassShow {
+                        text: format!("parent {} ", Handle(h)),
+                        stats: Default::default(),
+                        xstats: None,
+                    });
+                let _ = writeln!(o, "class {kind} {} {devpart}{}", Handle(id), show.text);
+                if stats {
+                    let _ = writeln!(o, "{}", show.stats);
+                    o += show.xstats.as_deref().unwrap_or("");
+                    o.push('\n');
+                }
+            }
+        });
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_ids_are_tcs() {
+        assert_eq!(parse_classid("1:10"), Some(0x1_0010));
+        assert_eq!(parse_classid("1:"), Some(0x1_0000));
+        assert_eq!(parse_classid(":5"), Some(5));
+        assert_eq!(parse_classid("5"), Some(5));
+        assert_eq!(parse_classid("root"), Some(TC_H_ROOT));
+        assert_eq!(parse_classid("1:10000"), None);
+        assert_eq!(parse_classid("x:1"), None);
+    }
+
+    #[test]
+    fn class_lines_parse_as_tc() {
+        let p = |s: &str| {
+            let w: Vec<&str> = s.split_whitespace().collect();
+            parse_modify(w[0], &w[1..])
+        };
+        match p("add dev d0 parent 1: classid 1:1 htb rate 20kbit").unwrap() {
+            TcCommand::ClassModify { dev, req } => {
+                assert_eq!(
+                    (dev.as_str(), req.parent, req.classid),
+                    ("d0", 0x1_0000, 0x1_0001)
+                );
+                assert_eq!(req.op, ClassOp::Add);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p("add dev d0 parent 1: handle 1:1 htb rate 1").unwrap_err(),
+            "Error: try \"classid\" instead of \"handle\""
+        );
+        assert_eq!(
+            p("add dev d0 parent 1: classid 1:1 tbf rate 1mbit").unwrap_err(),
+            "Error: Qdisc \"tbf\" is classless."
+        );
+        assert!(matches!(
+            p("del dev d0 classid 1:5").unwrap(),
+            TcCommand::ClassDelete {
+                classid: 0x1_0005,
+                parent: 0,
+                ..
+            }
+        ));
+    }
+}

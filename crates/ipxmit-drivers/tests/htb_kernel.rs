@@ -1,0 +1,317 @@
+//! htb against the kernel's: the same `tc` lines on a veth in a namespace
+//! and on ipxmit's in-memory device on the virtual clock; two sockets
+//! whose `SO_PRIORITY` names two leaves (prio 0 and prio 1, each 50 kbit
+//! of a 200 kbit parent) send twelve 1000-byte datagrams each,
+//! alternating. Compared: the order in which the two flows leave, the
+//! departure times (the kernel's measured at a receiving socket in the
+//! peer namespace; its timers fire tens of microseconds late, so 2 ms on
+//! gaps of 42 ms), and the qdisc's and each class's packets, lends and
+//! borrows. Needs root; prints SKIPPED otherwise.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket as OsUdp};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use common::netns::{VethPeer, DEV_A};
+use ipxmit::neigh::NudState;
+use ipxmit::sched::QdiscOp;
+use ipxmit::time::{Clock, ManualClock};
+use ipxmit::wire::EthernetAddress;
+use ipxmit::{MsgFlags, Stack, UdpSocket};
+use ipxmit_drivers::mem::MemWire;
+use ipxmit_drivers::netns::format_mac;
+
+/// The tree both sides get (after `tc ... dev D`).
+const TREE: [&str; 4] = [
+    "qdisc add dev D root handle 1: htb default 20",
+    "class add dev D parent 1: classid 1:1 htb rate 200kbit burst 2000 cburst 2000",
+    "class add dev D parent 1:1 classid 1:10 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 0 quantum 1500",
+    "class add dev D parent 1:1 classid 1:20 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 1 quantum 1500",
+];
+/// Datagrams per flow, and their payload.
+const SENDS: usize = 12;
+const LEN: usize = 1000;
+/// The flows: source port and priority (the leaf's class id).
+const FLOWS: [(u16, u32); 2] = [(5001, 0x1_0010), (5002, 0x1_0020)];
+
+/// What a side did: which flow left, in order (`a`/`b`), when (µs from
+/// the first), and per qdisc and class: packets, lends, borrows.
+#[derive(Debug)]
+struct Outcome {
+    order: String,
+    times_us: Vec<i64>,
+    counters: Vec<(u64, u64, u64)>,
+}
+
+#[test]
+fn htb_shares_and_borrows_as_the_kernel_does() {
+    if common::skip("htb_shares_and_borrows_as_the_kernel_does") {
+        return;
+    }
+    let kernel = kernel_side().expect("the kernel side");
+    let ours = ipxmit_side();
+    common::report(&format!(
+        "htb vs kernel: order ours {} kernel {}; times ours {:?} kernel {:?} us",
+        ours.order, kernel.order, ours.times_us, kernel.times_us
+    ));
+    assert_eq!(ours.order, kernel.order, "the order the flows left in");
+    assert_eq!(ours.counters, kernel.counters, "packets, lends, borrows");
+    let worst = ours
+        .times_us
+        .iter()
+        .zip(&kernel.times_us)
+        .map(|(a, b)| (a - b).abs())
+        .max()
+        .unwrap_or(0);
+    assert!(worst < 2000, "departures differ by {worst} us");
+}
+
+/// ipxmit on the virtual clock: the sends at time 0, then the queue run at
+/// each watchdog time; a frame's time is the clock when it reached the wire.
+fn ipxmit_side() -> Outcome {
+    let clock = Arc::new(ManualClock::new());
+    clock.set(ipxmit::time::Instant::from_nanos(1_000_000_000));
+    let stack = Stack::with_clock(clock.clone());
+    let wire = MemWire::new(1024);
+    stack.add_device(common::eth0(), wire.drivers(1)).unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", common::PEER, mac, NudState::Permanent)
+        .unwrap();
+    configure(&stack);
+    let mut socks: Vec<UdpSocket> = FLOWS
+        .iter()
+        .map(|&(port, prio)| {
+            let mut s = UdpSocket::new(&stack);
+            s.bind(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port))
+                .unwrap();
+            s.set_priority(prio);
+            s
+        })
+        .collect();
+    let dst = SocketAddrV4::new(common::PEER, 9);
+    for k in 0..SENDS {
+        for s in &mut socks {
+            s.send_to(&common::payload(LEN, k), dst, MsgFlags::NONE)
+                .unwrap();
+        }
+    }
+    let (mut order, mut times) = (String::new(), Vec::new());
+    loop {
+        let now = clock.now().as_nanos();
+        wire.drain(|f| {
+            let b = f.to_vec();
+            order.push(flow_of(u16::from_be_bytes([b[34], b[35]])));
+            times.push(now);
+        });
+        match stack.next_wakeup() {
+            Some(t) if times.len() < 2 * SENDS => {
+                clock.set(t);
+                stack.poll();
+            }
+            _ => break,
+        }
+    }
+    let s0 = times.first().copied().unwrap_or(0);
+    let out = tc_show(&stack);
+    Outcome {
+        order,
+        times_us: times.iter().map(|t| ((t - s0) / 1000) as i64).collect(),
+        counters: counters(&out),
+    }
+}
+
+/// The tree through the library's tc entry points.
+fn configure(stack: &Stack) {
+    use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec, QdiscSpec};
+    let spec: QdiscSpec = "htb default 20".parse().unwrap();
+    stack
+        .qdisc_modify("eth0", QdiscOp::Add, Some(1 << 16), &spec)
+        .unwrap();
+    for line in &TREE[1..] {
+        let w: Vec<&str> = line.split(' ').collect();
+        let parent = parse_id(w[5]);
+        let classid = parse_id(w[7]);
+        let spec = ClassSpec::parse(&w[8..]).unwrap();
+        let req = ClassRequest {
+            op: ClassOp::Add,
+            parent,
+            classid,
+            spec,
+        };
+        stack.class_modify("eth0", &req).unwrap();
+    }
+}
+
+/// `1:`, `1:10` as numbers.
+fn parse_id(s: &str) -> u32 {
+    let (maj, min) = s.split_once(':').unwrap();
+    let min = if min.is_empty() {
+        0
+    } else {
+        u32::from_str_radix(min, 16).unwrap()
+    };
+    u32::from_str_radix(maj, 16).unwrap() << 16 | min
+}
+
+/// `tc -s qdisc show` and `tc -s class show` of ipxmit's device, as text
+/// the kernel's parser below reads too.
+fn tc_show(stack: &Stack) -> String {
+    let d = stack.device("eth0").unwrap();
+    let q = &d.queues()[0];
+    let mut o = q.with_qdisc(|q| format!("qdisc htb 1: root\n{}\n", q.stats()));
+    for id in [0x1_0001, 0x1_0010, 0x1_0020] {
+        let s = q.with_qdisc(|q| q.class_show(id, false)).unwrap();
+        o += &format!("class htb {id:x}\n{}\n{}", s.stats, s.xstats.unwrap());
+    }
+    o
+}
+
+/// The flow of a source port.
+fn flow_of(port: u16) -> char {
+    if port == FLOWS[0].0 {
+        'a'
+    } else {
+        'b'
+    }
+}
+
+/// The kernel: a veth from namespace A (10.10.0.1, the tree on its end)
+/// to B (10.10.0.2, a receiving socket timing arrivals).
+fn kernel_side() -> std::io::Result<Outcome> {
+    let v = VethPeer::new("htbk")?;
+    v.a.ip(&["addr", "add", "10.10.0.1/24", "dev", DEV_A])?;
+    let mac_b = format_mac(v.mac_b.0);
+    v.a.ip(&[
+        "neigh",
+        "replace",
+        "10.10.0.2",
+        "lladdr",
+        &mac_b,
+        "dev",
+        DEV_A,
+        "nud",
+        "permanent",
+    ])?;
+    for line in TREE {
+        let mut args = vec!["-n", v.a.name()];
+        args.extend(line.split(' ').map(|w| if w == "D" { DEV_A } else { w }));
+        run("tc", &args)?;
+    }
+    let rx = v.b.run(|| OsUdp::bind("10.10.0.2:9"))??;
+    rx.set_read_timeout(Some(Duration::from_millis(400)))?;
+    let (arrivals, sent) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut buf = [0u8; 2048];
+            let mut t = Vec::new();
+            while let Ok((n, from)) = rx.recv_from(&mut buf) {
+                if n == LEN {
+                    t.push((flow_of(from.port()), WallInstant::now()));
+                }
+            }
+            t
+        });
+        let sent = v.a.run(send_all);
+        (h.join().expect("receiver"), sent)
+    });
+    sent??;
+    let ns = v.a.name().to_owned();
+    let mut out = run("tc", &["-n", &ns, "-s", "qdisc", "show", "dev", DEV_A])?;
+    out += &run("tc", &["-n", &ns, "-s", "class", "show", "dev", DEV_A])?;
+    let t0 = arrivals.first().map(|a| a.1);
+    Ok(Outcome {
+        order: arrivals.iter().map(|a| a.0).collect(),
+        times_us: arrivals
+            .iter()
+            .map(|a| t0.map_or(0, |t0| a.1.duration_since(t0).as_micros() as i64))
+            .collect(),
+        counters: counters(&out),
+    })
+}
+
+/// Inside namespace A: one socket per flow, its priority set, sending in
+/// turn.
+fn send_all() -> std::io::Result<()> {
+    let socks = FLOWS
+        .iter()
+        .map(|&(port, prio)| {
+            let s = OsUdp::bind(("10.10.0.1", port))?;
+            // SAFETY: `prio` is a live u32; the kernel copies it.
+            let r = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_PRIORITY,
+                    (&prio as *const u32).cast(),
+                    4,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(s)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for k in 0..SENDS {
+        for s in &socks {
+            s.send_to(&common::payload(LEN, k), "10.10.0.2:9")?;
+        }
+    }
+    Ok(())
+}
+
+/// From `tc -s` text: the qdisc's packets (lends and borrows 0), then
+/// for classes 1:1, 1:10, 1:20 in that order their packets, lends and
+/// borrows.
+fn counters(out: &str) -> Vec<(u64, u64, u64)> {
+    let mut blocks: Vec<(String, (u64, u64, u64))> = Vec::new();
+    for line in out.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.first().copied() {
+            Some("qdisc") | Some("class") => {
+                let id = if w[2].contains(':') {
+                    format!("{:x}", parse_id(w[2]))
+                } else {
+                    w[2].to_owned()
+                };
+                blocks.push((id, (0, 0, 0)))
+            }
+            Some("Sent") => blocks.last_mut().unwrap().1 .0 = w[3].parse().unwrap(),
+            Some("lended:") => {
+                let c = &mut blocks.last_mut().unwrap().1;
+                c.1 = w[1].parse().unwrap();
+                c.2 = w[3].parse().unwrap();
+            }
+            _ => {}
+        }
+    }
+    let find = |k: &str| {
+        blocks
+            .iter()
+            .find(|b| b.0 == k)
+            .map_or((u64::MAX, 0, 0), |b| b.1)
+    };
+    ["10000", "10001", "10010", "10020"]
+        .iter()
+        .map(|k| find(k))
+        .collect()
+}
+
+fn run(cmd: &str, args: &[&str]) -> std::io::Result<String> {
+    let out = Command::new(cmd).args(args).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,781 @@
+//! `htb`: the hierarchical token bucket.
+//!
+//! Stands for `net/sched/sch_htb.c` (without hysteresis, its default,
+//! and without offload).
+//!
+//! # Algorithm
+//!
+//! Classes form a tree under the qdisc; a leaf holds a qdisc of its own
+//! (a `pfifo` of the device's `tx_queue_len` unless one is grafted).
+//! Every class has two token buckets counted in nanoseconds of sending:
+//! `tokens` at its `rate`, at most `buffer` deep, and `ctokens` at its
+//! `ceil`, at most `cbuffer`. At a time `now` a class *can't send* when
+//! `ctokens + (now - t_c)` is negative, else *can send* when `tokens +
+//! (now - t_c)` is not negative, else it *may borrow*. (So a class sends
+//! while its tokens are not yet negative: the check comes before the
+//! charge.)
+//!
+//! - **Classify.** A priority (`SO_PRIORITY`) equal to the qdisc's handle
+//!   goes to the direct queue; a priority naming a leaf goes there; else
+//!   the `default` class when it is a leaf; else the direct queue
+//!   (`direct_qlen` packets, sent before anything else and unshaped).
+//! - **Dequeue.** A backlogged leaf may send at the level of the class
+//!   whose tokens it would use: its own (level 0) when it can send; when
+//!   it may borrow, the nearest ancestor that can send (inner classes sit
+//!   at levels 7, 6, ... from the top), going up through ancestors that
+//!   may borrow; not at all when one on the way can't send. The lowest
+//!   level wins, then the lowest `prio`, then deficit round robin among
+//!   leaves of the same level and prio, in class id order: a leaf keeps
+//!   the turn until its deficit for that level goes negative, then gets a
+//!   `quantum` of bytes more and passes the turn (quantum `rate / r2q`,
+//!   1000 to 200000 bytes, unless given).
+//! - **Charge.** The packet's time at `ceil` is taken from the `ctokens`
+//!   of the leaf and of every ancestor, and its time at `rate` from the
+//!   `tokens` of those at or above the level it was sent at (the class at
+//!   that level counts a `lend`, those below a `borrow`, and only gain
+//!   the elapsed time). Buckets keep at most a minute of debt. A class
+//!   that enters *can't send* counts an overlimit, as does the qdisc.
+//! - When no leaf may send, the watchdog is set for the earliest time a
+//!   class on the way changes mode (at most 5 s away).
+//!
+//! The kernel keeps a round-robin pointer per inner class for leaves
+//! that borrow; here there is one per level and prio, so with several
+//! inner classes lending at the same level the order of their leaves may
+//! differ from the kernel's (the shares do not).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+use super::class::{xmitsize, ClassError, ClassShow, ClassSpec, HtbClassConfig};
+use super::clhash::ClassHash;
+use super::fifo::Pfifo;
+use super::rate::{LinkLayer, RateCfg};
+use super::{Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
+use crate::buf::PacketBuf;
+use crate::stats::DropReason;
+use crate::time::Instant;
+use crate::units::{format_rate, format_size};
+
+/// `TC_HTB_MAXDEPTH`.
+pub const MAX_DEPTH: u8 = 8;
+/// `TC_HTB_NUMPRIO`.
+pub const NUM_PRIO: u8 = 8;
+/// `mbuffer`: tokens gain at most a minute, and keep at most a minute of debt.
+const MBUFFER_NS: i64 = 60_000_000_000;
+/// The farthest the watchdog is set (`q->now + 5 * NSEC_PER_SEC`).
+const MAX_WAIT_NS: i64 = 5_000_000_000;
+/// Nanoseconds in a psched tick (`PSCHED_SHIFT` 6).
+const TICK_NS: i64 = 64;
+
+/// A class's mode (`enum htb_cmode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    CantSend,
+    MayBorrow,
+    CanSend,
+}
+
+/// One class.
+#[derive(Debug)]
+struct Class {
+    classid: u32,
+    parent: Option<usize>,
+    children: u32,
+    level: u8,
+    rate: RateCfg,
+    ceil: RateCfg,
+    buffer: i64,
+    cbuffer: i64,
+    tokens: i64,
+    ctokens: i64,
+    t_c: Instant,
+    /// Kept while the class is inner, for when it is a leaf again.
+    prio: u8,
+    quantum: i32,
+    deficit: [i32; MAX_DEPTH as usize],
+    leaf: Option<Box<dyn Qdisc>>,
+    /// The grafted leaf qdisc's handle (0: the default `pfifo`).
+    leaf_handle: u32,
+    cant_send: bool,
+    stats: QdiscStats,
+    lends: u32,
+    borrows: u32,
+}
+
+/// The `htb` qdisc. See the module documentation.
+#[derive(Debug)]
+pub struct Htb {
+    handle: u32,
+    defcls: u32,
+    r2q: u32,
+    direct_qlen: u32,
+    direct: VecDeque<PacketBuf>,
+    direct_pkts: u32,
+    slots: Vec<Option<Class>>,
+    order: ClassHash,
+    txqueuelen: u32,
+    /// Per (level, prio): the class id whose turn it is (`ptr`).
+    turn: [[u32; NUM_PRIO as usize]; MAX_DEPTH as usize],
+    stats: QdiscStats,
+}
+
+impl Htb {
+    /// Kernel: `htb_init()`: unclassified traffic to class `defcls` (a
+    /// minor), quanta of `rate / r2q` (`r2q` at least 1), a direct queue
+    /// of `direct_qlen` packets; leaves get `pfifo`s of `txqueuelen`.
+    pub fn new(defcls: u32, r2q: u32, direct_qlen: u32, txqueuelen: u32) -> Htb {
+        Htb {
+            handle: 0,
+            defcls,
+            r2q: r2q.max(1),
+            direct_qlen,
+            direct: VecDeque::with_capacity(direct_qlen.min(1024) as usize),
+            direct_pkts: 0,
+            slots: Vec::new(),
+            order: ClassHash::new(),
+            txqueuelen,
+            turn: [[0; NUM_PRIO as usize]; MAX_DEPTH as usize],
+            stats: QdiscStats::default(),
+        }
+    }
+
+    fn find(&self, classid: u32) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.classid == classid))
+    }
+
+    fn class(&self, i: usize) -> &Class {
+        self.slots[i].as_ref().expect("a live class index")
+    }
+
+    fn class_mut(&mut self, i: usize) -> &mut Class {
+        self.slots[i].as_mut().expect("a live class index")
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Class)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+    }
+
+    /// A new leaf's default qdisc (`qdisc_create_dflt(pfifo)`).
+    fn default_leaf(&self) -> Box<dyn Qdisc> {
+        Box::new(Pfifo::new(self.txqueuelen))
+    }
+
+    /// Kernel: the leaf part of `htb_change_class()`: the quantum from the
+    /// rate (clamped, with tc's warning) unless given, the prio at most 7.
+    fn leaf_params(&self, cfg: &HtbClassConfig, classid: u32) -> (u8, i32, Option<String>) {
+        let q = (cfg.rate.bytes_per_sec() / u64::from(self.r2q)).min(i32::MAX as u64) as i32;
+        let (quantum, warn) = match cfg.quantum {
+            0 if q < 1000 => (1000, Some("small")),
+            0 if q > 200_000 => (200_000, Some("big")),
+            0 => (q, None),
+            given => (given as i32, None),
+        };
+        let warning = warn.map(|w| {
+            format!("Warning: sch_htb: quantum of class {classid:X} is {w}. Consider r2q change.")
+        });
+        (
+            cfg.prio.min(u32::from(NUM_PRIO) - 1) as u8,
+            quantum,
+            warning,
+        )
+    }
+
+    /// Kernel: `htb_change_class()` creating `classid` under `parent` (a
+    /// class, or none: a top class; an unknown parent makes one too).
+    fn add_class(
+        &mut self,
+        classid: u32,
+        parent: u32,
+        cfg: &HtbClassConfig,
+        now: Instant,
+        to_free: &mut ToFree,
+    ) -> Result<Option<String>, ClassError> {
+        if classid == 0
+            || (classid ^ self.handle) & 0xffff_0000 != 0
+            || self.find(classid).is_some()
+        {
+            return Err(ClassError::Invalid);
+        }
+        let parent = self.find(parent);
+        if let Some(p) = parent {
+            let pp = self.class(p).parent;
+            if pp.is_some_and(|pp| self.class(pp).level < 2) {
+                return Err(ClassError::Refused("sch_htb: tree is too deep"));
+            }
+            self.make_inner(p, to_free);
+        }
+        let (prio, quantum, warning) = self.leaf_params(cfg, classid);
+        let (buffer, cbuffer) = (ticks_ns(cfg.buffer_ticks), ticks_ns(cfg.cbuffer_ticks));
+        let class = Class {
+            classid,
+            parent,
+            children: 0,
+            level: 0,
+            rate: cfg.rate,
+            ceil: cfg.ceil,
+            buffer,
+            cbuffer,
+            tokens: buffer,
+            ctokens: cbuffer,
+            t_c: now,
+            prio,
+            quantum,
+            deficit: [0; MAX_DEPTH as usize],
+            leaf: Some(self.default_leaf()),
+            leaf_handle: 0,
+            cant_send: false,
+            stats: QdiscStats::default(),
+            lends: 0,
+            borrows: 0,
+        };
+        match self.slots.iter().position(Option::is_none) {
+            Some(i) => self.slots[i] = Some(class),
+            None => self.slots.push(Some(class)),
+        }
+        self.order.insert(classid);
+        Ok(warning)
+    }
+
+    /// Turns leaf `p` into an inner class: its queue purged (counted
+    /// here), its qdisc gone, its level one below its parent's.
+    fn make_inner(&mut self, p: usize, to_free: &mut ToFree) {
+        let level = match self.class(p).parent {
+            Some(pp) => self.class(pp).level - 1,
+            None => MAX_DEPTH - 1,
+        };
+        let c = self.slots[p].as_mut().expect("a live class index");
+        c.children += 1;
+        if let Some(mut q) = c.leaf.take() {
+            let (qlen, backlog) = (q.stats().qlen, q.stats().backlog);
+            q.reset(to_free);
+            self.stats.qlen -= qlen;
+            self.stats.backlog -= backlog;
+            let c = self.class_mut(p);
+            c.level = level;
+            c.leaf_handle = 0;
+            c.cant_send = false;
+        }
+    }
+
+    /// Kernel: `htb_change_class()` on an existing class: rates and
+    /// bucket depths (tokens kept), and for a leaf prio and quantum.
+    fn change_class(&mut self, i: usize, cfg: &HtbClassConfig) -> Option<String> {
+        let classid = self.class(i).classid;
+        let (prio, quantum, warning) = self.leaf_params(cfg, classid);
+        let c = self.class_mut(i);
+        c.rate = cfg.rate;
+        c.ceil = cfg.ceil;
+        c.buffer = ticks_ns(cfg.buffer_ticks);
+        c.cbuffer = ticks_ns(cfg.cbuffer_ticks);
+        if c.level != 0 {
+            return None;
+        }
+        c.prio = prio;
+        c.quantum = quantum;
+        warning
+    }
+
+    /// Kernel: `htb_delete()`: a class without children; its packets
+    /// dropped; a parent left without children is a leaf again (new
+    /// `pfifo`, full buckets).
+    fn delete_class(
+        &mut self,
+        i: usize,
+        now: Instant,
+        to_free: &mut ToFree,
+    ) -> Result<(), ClassError> {
+        if self.class(i).children > 0 {
+            return Err(ClassError::Refused("HTB class in use"));
+        }
+        let mut c = self.slots[i].take().expect("a live class index");
+        self.order.remove(c.classid);
+        if let Some(q) = &mut c.leaf {
+            let (qlen, backlog) = (q.stats().qlen, q.stats().backlog);
+            q.reset(to_free);
+            self.stats.qlen -= qlen;
+            self.stats.backlog -= backlog;
+        }
+        if let Some(p) = c.parent {
+            let leaf = self.default_leaf();
+            let pc = self.class_mut(p);
+            pc.children -= 1;
+            if pc.children == 0 {
+                pc.level = 0;
+                pc.leaf = Some(leaf);
+                pc.tokens = pc.buffer;
+                pc.ctokens = pc.cbuffer;
+                pc.t_c = now;
+                pc.cant_send = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kernel: `htb_classify()` without filters: the leaf, or `None` for
+    /// the direct queue.
+    fn classify(&self, priority: u32) -> Option<usize> {
+        if priority == self.handle {
+            return None;
+        }
+        if let Some(i) = self
+            .find(priority)
+            .filter(|&i| self.class(i).leaf.is_some())
+        {
+            return Some(i);
+        }
+        let def = (self.handle & 0xffff_0000) | (self.defcls & 0xffff);
+        self.find(def).filter(|&i| self.class(i).leaf.is_some())
+    }
+
+    /// Kernel: `htb_class_mode()` of class `i` at `now`, and the time to
+    /// its next change of mode.
+    fn mode(&self, i: usize, now: Instant) -> (Mode, i64) {
+        let c = self.class(i);
+        let diff = elapsed(c.t_c, now);
+        let ctoks = c.ctokens + diff;
+        if ctoks < 0 {
+            return (Mode::CantSend, -ctoks);
+        }
+        let toks = c.tokens + diff;
+        if toks >= 0 {
+            (Mode::CanSend, 0)
+        } else {
+            (Mode::MayBorrow, -toks)
+        }
+    }
+
+    /// The level leaf `i` may send at now, or the earliest change of mode
+    /// on its way up.
+    fn send_level(&self, i: usize, now: Instant) -> Result<u8, i64> {
+        let (mut k, mut wait) = (i, i64::MAX);
+        loop {
+            match self.mode(k, now) {
+                (Mode::CanSend, _) => return Ok(self.class(k).level),
+                (Mode::CantSend, w) => return Err(wait.min(w)),
+                (Mode::MayBorrow, w) => {
+                    wait = wait.min(w);
+                    match self.class(k).parent {
+                        Some(p) => k = p,
+                        None => return Err(wait),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kernel: `htb_charge_class()`: `bytes` sent by leaf `i` at `level`.
+    fn charge(&mut self, i: usize, level: u8, bytes: u32, now: Instant) {
+        let mut k = Some(i);
+        while let Some(j) = k {
+            let before = self.mode(j, now).0;
+            let c = self.class_mut(j);
+            let diff = elapsed(c.t_c, now);
+            if c.level >= level {
+                if c.level == level {
+                    c.lends += 1;
+                }
+                c.tokens = (diff + c.tokens).min(c.buffer) - c.rate.l2t_ns(bytes) as i64;
+                c.tokens = c.tokens.max(1 - MBUFFER_NS);
+            } else {
+                c.borrows += 1;
+                c.tokens += diff;
+            }
+            c.ctokens = (diff + c.ctokens).min(c.cbuffer) - c.ceil.l2t_ns(bytes) as i64;
+            c.ctokens = c.ctokens.max(1 - MBUFFER_NS);
+            c.t_c = now;
+            c.stats.sent(bytes as usize);
+            k = c.parent;
+            if self.mode(j, now).0 == Mode::CantSend && before != Mode::CantSend {
+                self.class_mut(j).stats.overlimits += 1;
+                self.stats.overlimits += 1;
+            }
+        }
+    }
+
+    /// The leaf to serve (not in `skip`) and its level: the lowest level,
+    /// then prio, then the round-robin turn; else the earliest change.
+    fn pick(&self, now: Instant, skip: &[usize]) -> Result<(usize, u8), Option<i64>> {
+        let mut best: Option<((u8, u8, bool, u32), usize)> = None;
+        let mut wait: Option<i64> = None;
+        for (i, c) in self.live() {
+            let backlogged = c.leaf.as_ref().is_some_and(|q| q.stats().qlen > 0);
+            if !backlogged || skip.contains(&i) {
+                continue;
+            }
+            match self.send_level(i, now) {
+                Ok(l) => {
+                    let turn = self.turn[l as usize][c.prio as usize];
+                    let key = (l, c.prio, c.classid < turn, c.classid);
+                    if best.is_none_or(|(b, _)| key < b) {
+                        best = Some((key, i));
+                    }
+                }
+                Err(w) => wait = Some(wait.map_or(w, |x| x.min(w))),
+            }
+        }
+        best.map(|((l, ..), i)| (i, l)).ok_or(wait)
+    }
+
+    /// Dequeues from leaf `i`'s qdisc, keeping the totals (its drops
+    /// inside, an AQM's, leave the totals too).
+    fn leaf_dequeue(&mut self, i: usize, now: Instant) -> Dequeued {
+        let Some(q) = self.class_mut(i).leaf.as_mut() else {
+            return Dequeued::Empty;
+        };
+        let (qlen, backlog, drops) = (q.stats().qlen, q.stats().backlog, q.stats().drops);
+        let d = q.dequeue(now);
+        let s = *q.stats();
+        self.stats.qlen -= qlen - s.qlen;
+        self.stats.backlog -= backlog - s.backlog;
+        self.stats.drops += s.drops - drops;
+        d
+    }
+
+    /// Sends the head of leaf `i` at `level`: the deficit and the turn,
+    /// the charge up the tree. `None` when the leaf had nothing to give.
+    fn send_from(
+        &mut self,
+        i: usize,
+        level: u8,
+        now: Instant,
+    ) -> Result<PacketBuf, Option<Instant>> {
+        let p = match self.leaf_dequeue(i, now) {
+            Dequeued::Packet(p) => p,
+            Dequeued::Throttled(t) => return Err(Some(t)),
+            Dequeued::Empty => return Err(None),
+        };
+        let len = p.len();
+        let c = self.class_mut(i);
+        let (classid, prio, quantum) = (c.classid, c.prio, c.quantum);
+        let d = &mut c.deficit[level as usize];
+        *d -= len as i32;
+        let turn = if *d < 0 {
+            *d += quantum;
+            classid.wrapping_add(1)
+        } else {
+            classid
+        };
+        self.turn[level as usize][prio as usize] = turn;
+        self.charge(i, level, len as u32, now);
+        self.stats.sent(len);
+        Ok(p)
+    }
+
+    /// The qdisc's part of `htb_dequeue()` once the direct queue is empty.
+    fn dequeue_classes(&mut self, now: Instant) -> Dequeued {
+        let mut skip: Vec<usize> = Vec::new();
+        let mut child_wait: Option<Instant> = None;
+        loop {
+            match self.pick(now, &skip) {
+                Ok((i, level)) => match self.send_from(i, level, now) {
+                    Ok(p) => return Dequeued::Packet(p),
+                    Err(t) => {
+                        child_wait = min_instant(child_wait, t);
+                        skip.push(i);
+                    }
+                },
+                Err(wait) => {
+                    let own = wait.map(|w| {
+                        Instant::from_nanos(now.as_nanos() + w.clamp(1, MAX_WAIT_NS) as u64)
+                    });
+                    return match min_instant(own, child_wait) {
+                        Some(t) => Dequeued::Throttled(t),
+                        None => Dequeued::Empty,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The earlier of two optional times.
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Psched ticks in nanoseconds (`PSCHED_TICKS2NS`).
+fn ticks_ns(ticks: u32) -> i64 {
+    i64::from(ticks) * TICK_NS
+}
+
+/// `min(now - t_c, mbuffer)` in nanoseconds.
+fn elapsed(t_c: Instant, now: Instant) -> i64 {
+    (now.as_nanos().saturating_sub(t_c.as_nanos()) as i64).min(MBUFFER_NS)
+}
+
+/// C's `%#x`: `0`, or `0x` and lower-case hex digits.
+fn c_hash_x(v: u32) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// A class id as tc prints it: `1:10`, `1:` for minor 0.
+fn class_id(id: u32) -> String {
+    super::api::Handle(id).to_string()
+}
+
+impl Htb {
+    /// Kernel: `htb_enqueue()` of a packet classified to leaf `i`.
+    fn enqueue_leaf(
+        &mut self,
+        i: usize,
+        pkt: PacketBuf,
+        now: Instant,
+        to_free: &mut ToFree,
+    ) -> NetXmit {
+        let c = self.slots[i].as_mut().expect("a live class index");
+        let q = c.leaf.as_mut().expect("classify gives leaves");
+        let (qlen, backlog, drops) = (q.stats().qlen, q.stats().backlog, q.stats().drops);
+        let r = q.enqueue(pkt, now, to_free);
+        let s = *q.stats();
+        let dropped = s.drops - drops;
+        c.stats.drops += dropped;
+        self.stats.drops += dropped;
+        self.stats.qlen = self.stats.qlen + s.qlen - qlen;
+        self.stats.backlog = self.stats.backlog + s.backlog - backlog;
+        r
+    }
+
+    /// tc's `htb_print_opt()` for a class.
+    fn print_class(&self, c: &Class, details: bool) -> String {
+        let mut o = match c.parent {
+            Some(p) => format!("parent {} ", class_id(self.class(p).classid)),
+            None => "root ".to_owned(),
+        };
+        if c.leaf_handle != 0 {
+            let _ = write!(o, "leaf {} ", class_id(c.leaf_handle));
+        }
+        if c.level == 0 {
+            let _ = write!(o, "prio {} ", c.prio);
+            if details {
+                let _ = write!(o, "quantum {} ", c.quantum);
+            }
+        }
+        let (r, cr) = (c.rate.bytes_per_sec(), c.ceil.bytes_per_sec());
+        let _ = write!(o, "rate {} ", format_rate(r.min(u64::from(u32::MAX)) * 8));
+        if c.rate.overhead() != 0 {
+            let _ = write!(o, "overhead {} ", c.rate.overhead());
+        }
+        let _ = write!(o, "ceil {} ", format_rate(cr.min(u64::from(u32::MAX)) * 8));
+        if c.rate.linklayer() != LinkLayer::Ethernet || details {
+            let _ = write!(o, "linklayer {} ", c.rate.linklayer());
+        }
+        let burst = |rate, ns: i64| format_size(u64::from(xmitsize(rate, (ns / TICK_NS) as u32)));
+        if details {
+            let _ = write!(
+                o,
+                "burst {}/1 mpu {}b cburst {}/1 mpu {}b level {} ",
+                burst(r, c.buffer),
+                c.rate.mpu(),
+                burst(cr, c.cbuffer),
+                c.ceil.mpu(),
+                c.level
+            );
+        } else {
+            let _ = write!(
+                o,
+                "burst {} cburst {} ",
+                burst(r, c.buffer),
+                burst(cr, c.cbuffer)
+            );
+        }
+        o
+    }
+
+    /// A class's `tc -s` lines: its counters (the leaf qdisc's backlog)
+    /// and `htb_print_xstats()`.
+    fn class_stats(&self, c: &Class) -> (QdiscStats, String) {
+        let mut s = c.stats;
+        if let Some(q) = &c.leaf {
+            s.qlen = q.stats().qlen;
+            s.backlog = q.stats().backlog;
+        }
+        let clamp = |ns: i64| (ns / TICK_NS).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+        let x = format!(
+            " lended: {} borrowed: {} giants: 0\n tokens: {} ctokens: {}\n",
+            c.lends,
+            c.borrows,
+            clamp(c.tokens),
+            clamp(c.ctokens)
+        );
+        (s, x)
+    }
+}
+
+impl Qdisc for Htb {
+    fn kind(&self) -> &'static str {
+        "htb"
+    }
+
+    /// Kernel: `htb_enqueue()`.
+    fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
+        if let Some(i) = self.classify(pkt.meta.priority) {
+            return self.enqueue_leaf(i, pkt, now, to_free);
+        }
+        if self.direct.len() < self.direct_qlen as usize {
+            self.stats.queued(pkt.len());
+            self.direct.push_back(pkt);
+            self.direct_pkts += 1;
+            return NetXmit::Success;
+        }
+        self.stats.drops += 1;
+        to_free.push(pkt, DropReason::QdiscDrop);
+        NetXmit::Drop
+    }
+
+    /// Kernel: `htb_dequeue()`: the direct queue first, then a leaf.
+    fn dequeue(&mut self, now: Instant) -> Dequeued {
+        if let Some(p) = self.direct.pop_front() {
+            self.stats.unqueued(p.len());
+            self.stats.sent(p.len());
+            return Dequeued::Packet(p);
+        }
+        if self.stats.qlen == 0 {
+            return Dequeued::Empty;
+        }
+        self.dequeue_classes(now)
+    }
+
+    fn peek(&self) -> Option<&PacketBuf> {
+        self.direct.front().or_else(|| {
+            self.live()
+                .find_map(|(_, c)| c.leaf.as_ref().and_then(|q| q.peek()))
+        })
+    }
+
+    /// Kernel: `htb_reset()`.
+    fn reset(&mut self, to_free: &mut ToFree) {
+        for p in self.direct.drain(..) {
+            to_free.push(p, DropReason::QueuePurge);
+        }
+        for c in self.slots.iter_mut().flatten() {
+            if let Some(q) = &mut c.leaf {
+                q.reset(to_free);
+            }
+        }
+        self.stats.backlog = 0;
+        self.stats.qlen = 0;
+    }
+
+    fn stats(&self) -> &QdiscStats {
+        &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut QdiscStats {
+        &mut self.stats
+    }
+
+    fn set_handle(&mut self, handle: u32) {
+        self.handle = handle;
+    }
+
+    /// tc's `htb_print_opt()`: `r2q 10 default 0 direct_packets_stat 0
+    /// direct_qlen 1000`.
+    fn params(&self) -> String {
+        self.params_with("")
+    }
+
+    /// With `-d`: ` ver 3.17` before `direct_qlen`.
+    fn params_details(&self) -> String {
+        self.params_with(" ver 3.17")
+    }
+
+    fn options(&self) -> Vec<(&'static str, OptValue)> {
+        vec![
+            ("r2q", OptValue::Num(u64::from(self.r2q))),
+            ("default", OptValue::Str(c_hash_x(self.defcls))),
+            (
+                "direct_packets_stat",
+                OptValue::Num(u64::from(self.direct_pkts)),
+            ),
+            ("direct_qlen", OptValue::Num(u64::from(self.direct_qlen))),
+        ]
+    }
+
+    fn classes(&self) -> Vec<u32> {
+        self.order.iter().map(|id| id & 0xffff).collect()
+    }
+
+    fn classful(&self) -> bool {
+        true
+    }
+
+    fn class_find(&self, classid: u32) -> bool {
+        self.find(classid).is_some()
+    }
+
+    /// Kernel: `htb_change_class()`.
+    fn class_change(
+        &mut self,
+        parent: u32,
+        classid: u32,
+        spec: &ClassSpec,
+        now: Instant,
+        to_free: &mut ToFree,
+    ) -> Result<Option<String>, ClassError> {
+        let ClassSpec::Htb(cfg) = spec;
+        match self.find(classid) {
+            Some(i) => Ok(self.change_class(i, cfg)),
+            None => self.add_class(classid, parent, cfg, now, to_free),
+        }
+    }
+
+    fn class_delete(
+        &mut self,
+        classid: u32,
+        now: Instant,
+        to_free: &mut ToFree,
+    ) -> Result<(), ClassError> {
+        let i = self.find(classid).ok_or(ClassError::NotFound)?;
+        self.delete_class(i, now, to_free)
+    }
+
+    fn class_show(&self, classid: u32, details: bool) -> Option<ClassShow> {
+        let c = self.class(self.find(classid)?);
+        let (stats, xstats) = self.class_stats(c);
+        Some(ClassShow {
+            text: self.print_class(c, details),
+            stats,
+            xstats: Some(xstats),
+        })
+    }
+
+    fn take_dropped(&mut self, to_free: &mut ToFree) {
+        for c in self.slots.iter_mut().flatten() {
+            if let Some(q) = &mut c.leaf {
+                q.take_dropped(to_free);
+            }
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl Htb {
+    fn params_with(&self, ver: &str) -> String {
+        format!(
+            "r2q {} default {} direct_packets_stat {}{ver} direct_qlen {}",
+            self.r2q,
+            c_hash_x(self.defcls),
+            self.direct_pkts,
+            self.direct_qlen
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
