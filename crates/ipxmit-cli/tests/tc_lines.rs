@@ -233,3 +233,60 @@ qdisc pfifo_fast 0: parent :2 {pf}
         "line 3: RTNETLINK answers: Operation not supported"
     );
 }
+
+/// An htb tree with qdiscs grafted on its leaves (changed in place, by
+/// parent and by handle, replaced, deleted): the real tc's output on an
+/// ifb of txqueuelen 32, byte for byte.
+#[test]
+fn qdiscs_on_classes_print_as_tc() {
+    let d = tmpdir("tc-graft");
+    let lines = "link add t0 type null txqueuelen 32\nlink set t0 up\ntc qdisc add dev t0 root handle 1: htb default 10
+tc class add dev t0 parent 1: classid 1:1 htb rate 1mbit
+tc class add dev t0 parent 1:1 classid 1:10 htb rate 500kbit
+tc class add dev t0 parent 1:1 classid 1:20 htb rate 500kbit
+tc qdisc add dev t0 parent 1:10 handle 10: pfifo limit 5
+tc qdisc add dev t0 parent 1:20 handle 20: tbf rate 1mbit burst 10k latency 1ms
+tc qdisc replace dev t0 parent 1:10 handle 11: bfifo limit 3000
+tc qdisc change dev t0 parent 1:10 handle 11: bfifo limit 4000
+tc qdisc change dev t0 handle 11: bfifo limit 5000
+tc qdisc replace dev t0 parent 1:20 handle 20: tbf rate 2mbit burst 10k latency 1ms
+tc qdisc show dev t0
+tc -s qdisc show dev t0
+tc -j qdisc show dev t0
+tc class show dev t0
+tc -d class show dev t0 classid 1:10
+tc qdisc del dev t0 parent 1:10
+tc class add dev t0 parent 1:20 classid 1:21 htb rate 100kbit
+tc qdisc add dev t0 parent 1:21 handle 21: pfifo
+tc qdisc show dev t0
+tc class show dev t0
+";
+    let r = run_script(&d, lines, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = r#"qdisc htb 1: root refcnt 2 r2q 10 default 0x10 direct_packets_stat 0 direct_qlen 32
+qdisc tbf 20: parent 1:20 rate 2Mbit burst 10Kb lat 1ms 
+qdisc bfifo 11: parent 1:10 limit 5000b
+qdisc htb 1: root refcnt 2 r2q 10 default 0x10 direct_packets_stat 0 direct_qlen 32
+ Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) 
+ backlog 0b 0p requeues 0
+qdisc tbf 20: parent 1:20 rate 2Mbit burst 10Kb lat 1ms 
+ Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) 
+ backlog 0b 0p requeues 0
+qdisc bfifo 11: parent 1:10 limit 5000b
+ Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) 
+ backlog 0b 0p requeues 0
+[{"kind":"htb","handle":"1:","root":true,"refcnt":2,"options":{"r2q":10,"default":"0x10","direct_packets_stat":0,"direct_qlen":32}},{"kind":"tbf","handle":"20:","parent":"1:20","options":{"rate":250000,"burst":10240,"lat":1000}},{"kind":"bfifo","handle":"11:","parent":"1:10","options":{"limit":5000}}]
+class htb 1:10 parent 1:1 leaf 11: prio 0 rate 500Kbit ceil 500Kbit burst 1600b cburst 1600b 
+class htb 1:1 root rate 1Mbit ceil 1Mbit burst 1600b cburst 1600b 
+class htb 1:20 parent 1:1 leaf 20: prio 0 rate 500Kbit ceil 500Kbit burst 1600b cburst 1600b 
+class tbf 20:1 parent 20: 
+class htb 1:10 parent 1:1 leaf 11: prio 0 quantum 6250 rate 500Kbit ceil 500Kbit linklayer ethernet burst 1600b/1 mpu 0b cburst 1600b/1 mpu 0b level 0 
+qdisc htb 1: root refcnt 2 r2q 10 default 0x10 direct_packets_stat 0 direct_qlen 32
+qdisc pfifo 21: parent 1:21 limit 32p
+class htb 1:1 root rate 1Mbit ceil 1Mbit burst 1600b cburst 1600b 
+class htb 1:10 parent 1:1 prio 0 rate 500Kbit ceil 500Kbit burst 1600b cburst 1600b 
+class htb 1:20 parent 1:1 rate 500Kbit ceil 500Kbit burst 1600b cburst 1600b 
+class htb 1:21 parent 1:20 leaf 21: prio 0 rate 100Kbit ceil 100Kbit burst 1600b cburst 1600b 
+"#;
+    assert_eq!(r.stdout, want);
+}

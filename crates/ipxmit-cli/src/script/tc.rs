@@ -19,21 +19,25 @@ use serde_json::{json, Map, Value};
 /// A `tc` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TcCommand {
-    /// `tc qdisc add|replace|change dev D root [handle H:] KIND ...`.
+    /// `tc qdisc add|replace|change dev D root|parent X:Y [handle H:] KIND ...`.
     Modify {
         /// What is asked.
         op: QdiscOp,
         /// Device.
         dev: String,
+        /// `root` (`TC_H_ROOT`), `parent X:Y`, or 0 for neither.
+        parent: u32,
         /// The handle asked for.
         handle: Option<u32>,
         /// The qdisc.
         spec: QdiscSpec,
     },
-    /// `tc qdisc del dev D root [handle H:]`.
+    /// `tc qdisc del dev D root|parent X:Y [handle H:]`.
     Delete {
         /// Device.
         dev: String,
+        /// `root` (`TC_H_ROOT`), `parent X:Y`, or 0 for neither.
+        parent: u32,
         /// The handle named.
         handle: Option<u32>,
     },
@@ -191,7 +195,11 @@ fn parse_qdisc(r: &[&str], opts: ShowOpts) -> Result<TcCommand, String> {
         "replace" => QdiscOp::Replace,
         "change" => QdiscOp::Change,
         "del" | "delete" => {
-            return parse_modify(rest).map(|(dev, handle, _)| TcCommand::Delete { dev, handle })
+            return parse_modify(rest).map(|m| TcCommand::Delete {
+                dev: m.dev,
+                parent: m.parent,
+                handle: m.handle,
+            })
         }
         c if matches_show(c) => return parse_show(Object::Qdisc, rest, opts),
         other => {
@@ -200,15 +208,16 @@ fn parse_qdisc(r: &[&str], opts: ShowOpts) -> Result<TcCommand, String> {
             ))
         }
     };
-    let (dev, handle, spec_words) = parse_modify(rest)?;
-    if spec_words.is_empty() {
+    let m = parse_modify(rest)?;
+    if m.words.is_empty() {
         return Err("Unknown qdisc \"\", hence option \"\" is unparsable".into());
     }
-    let spec = QdiscSpec::parse(&spec_words).map_err(|e| e.to_string())?;
+    let spec = QdiscSpec::parse(&m.words).map_err(|e| e.to_string())?;
     Ok(TcCommand::Modify {
         op,
-        dev,
-        handle,
+        dev: m.dev,
+        parent: m.parent,
+        handle: m.handle,
         spec,
     })
 }
@@ -218,44 +227,54 @@ fn matches_show(c: &str) -> bool {
     ["show", "list", "lst"].iter().any(|k| k.starts_with(c)) || c == "ls"
 }
 
-/// The words of `tc_qdisc_modify`: `dev D`, `root`, `handle H:`, then the
-/// kind and its options.
-fn parse_modify<'a>(r: &[&'a str]) -> Result<(String, Option<u32>, Vec<&'a str>), String> {
-    let (mut dev, mut handle, mut root) = (None, None, false);
+/// The words of `tc_qdisc_modify`.
+struct ModifyWords<'a> {
+    dev: String,
+    parent: u32,
+    handle: Option<u32>,
+    words: Vec<&'a str>,
+}
+
+/// The words of `tc_qdisc_modify`: `dev D`, `root` or `parent X:Y`,
+/// `handle H:`, then the kind and its options.
+fn parse_modify<'a>(r: &[&'a str]) -> Result<ModifyWords<'a>, String> {
+    const INCOMPLETE: &str = "Command line is not complete. Try option \"help\"";
+    let (mut dev, mut handle, mut parent) = (None, None, 0);
     let mut it = r.iter().copied();
+    let mut words = Vec::new();
     while let Some(w) = it.next() {
         match w {
-            "dev" => {
-                dev = Some(
-                    it.next()
-                        .ok_or("Command line is not complete. Try option \"help\"")?,
-                )
+            "dev" => dev = Some(it.next().ok_or(INCOMPLETE)?),
+            "root" | "parent" if parent != 0 => {
+                return Err(format!("Error: \"{w}\" is duplicate parent ID"))
             }
-            "root" => root = true,
+            "root" => parent = ROOT,
+            "parent" => {
+                let v = it.next().ok_or(INCOMPLETE)?;
+                parent = super::tc_class::parse_classid(v)
+                    .ok_or(format!("Invalid parent ID \"{v}\""))?;
+            }
             "handle" => {
-                let h = it
-                    .next()
-                    .ok_or("Command line is not complete. Try option \"help\"")?;
+                let h = it.next().ok_or(INCOMPLETE)?;
                 handle = Some(parse_handle(h).ok_or(format!("Invalid handle \"{h}\""))?);
             }
-            "parent" => {
-                return Err("ipxmit: only the root qdisc can be set (no \"parent\" yet)".into())
-            }
             kind => {
-                let dev = dev.ok_or("Cannot find device \"\"")?;
-                if !root {
-                    return Err(
-                        "ipxmit: only the root qdisc can be set (\"root\" is needed)".into(),
-                    );
-                }
-                let words = std::iter::once(kind).chain(it).collect();
-                return Ok((dev.to_owned(), handle, words));
+                words = std::iter::once(kind).chain(it).collect();
+                break;
             }
         }
     }
-    let dev = dev.ok_or("Cannot find device \"\"")?;
-    Ok((dev.to_owned(), handle, Vec::new()))
+    let dev = dev.ok_or("Cannot find device \"\"")?.to_owned();
+    Ok(ModifyWords {
+        dev,
+        parent,
+        handle,
+        words,
+    })
 }
+
+/// `TC_H_ROOT`.
+const ROOT: u32 = ipxmit::sched::class::TC_H_ROOT;
 
 /// tc's `get_qdisc_handle()`: `MAJ:` (hex), the major up to `ffff`.
 fn parse_handle(h: &str) -> Option<u32> {
@@ -332,14 +351,19 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
         TcCommand::Modify {
             op,
             dev,
+            parent,
             handle,
             spec,
         } => stack
-            .qdisc_modify(dev, *op, *handle, spec)
+            .qdisc_modify_at(dev, *parent, *op, *handle, spec)
             .map(|()| None)
             .map_err(|e| refusal(&e)),
-        TcCommand::Delete { dev, handle } => stack
-            .qdisc_delete(dev, *handle)
+        TcCommand::Delete {
+            dev,
+            parent,
+            handle,
+        } => stack
+            .qdisc_delete_at(dev, *parent, *handle)
             .map(|()| None)
             .map_err(|e| refusal(&e)),
         TcCommand::ClassModify { dev, req } => {
@@ -371,9 +395,15 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
             let named = dev.is_none();
             Ok(Some(match object {
                 Object::Qdisc => qdisc_show(&devs, named, *opts, stack.now()),
-                Object::Class => {
-                    super::tc_class::class_show(&devs, named, opts.stats, opts.details, *classid)
-                }
+                Object::Class => super::tc_class::class_show(
+                    &devs,
+                    super::tc_class::ShowClass {
+                        named,
+                        stats: opts.stats,
+                        details: opts.details,
+                        only: *classid,
+                    },
+                ),
                 Object::Filter => String::new(),
             }))
         }
@@ -459,6 +489,27 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
                     let _ = writeln!(o, "{x}");
                 }
             }
+            for (parent, h, c) in grafted(qd) {
+                let params = if opts.details {
+                    c.params_details()
+                } else {
+                    c.params()
+                };
+                let sep = if params.is_empty() { "" } else { " " };
+                let _ = writeln!(
+                    o,
+                    "qdisc {} {} {devpart}parent {}{sep}{params}",
+                    c.kind(),
+                    Handle(h),
+                    Handle(parent)
+                );
+                if opts.stats {
+                    let _ = writeln!(o, "{}", c.stats());
+                    if let Some(x) = c.xstats(now) {
+                        let _ = writeln!(o, "{x}");
+                    }
+                }
+            }
         });
     }
 }
@@ -503,7 +554,7 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
             break;
         }
         let handle = Handle(q.qdisc_handle()).to_string();
-        all.push(q.with_qdisc(|qd| {
+        all.extend(q.with_qdisc(|qd| {
             let mut v = Map::new();
             v.insert("kind".into(), json!(qd.kind()));
             v.insert("handle".into(), json!(handle));
@@ -528,10 +579,46 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
                 };
                 stats_json(&mut v, &s);
             }
-            Value::Object(v)
+            let mut vs = vec![Value::Object(v)];
+            for (parent, h, c) in grafted(qd) {
+                let mut v = Map::new();
+                v.insert("kind".into(), json!(c.kind()));
+                v.insert("handle".into(), json!(Handle(h).to_string()));
+                if named {
+                    v.insert("dev".into(), json!(d.name()));
+                }
+                v.insert("parent".into(), json!(Handle(parent).to_string()));
+                v.insert("options".into(), options_json(c.options()));
+                if opts.stats {
+                    stats_json(&mut v, c.stats());
+                }
+                vs.push(Value::Object(v));
+            }
+            vs
         }));
     }
     all
+}
+
+/// Every qdisc grafted in the tree under `q` (class, handle, qdisc), in
+/// the order the kernel lists a device's qdiscs: by bucket of its
+/// `qdisc_hash` (`hash_32(handle, 4)`), the later grafted first within a
+/// bucket (approximated by the deeper, then the later class first).
+pub fn grafted(q: &dyn ipxmit::sched::Qdisc) -> Vec<(u32, u32, &dyn ipxmit::sched::Qdisc)> {
+    fn walk<'a>(
+        q: &'a dyn ipxmit::sched::Qdisc,
+        out: &mut Vec<(u32, u32, &'a dyn ipxmit::sched::Qdisc)>,
+    ) {
+        for (parent, h, c) in q.children() {
+            out.push((parent, h, c));
+            walk(c, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(q, &mut out);
+    out.reverse();
+    out.sort_by_key(|&(_, h, _)| h.wrapping_mul(0x61C8_8647) >> 28);
+    out
 }
 
 /// tc's statistics keys of `-s -j`.
@@ -620,6 +707,7 @@ mod tests {
             parse(&w("qdisc del dev d1 root handle 2:")).unwrap(),
             TcCommand::Delete {
                 dev: "d1".into(),
+                parent: ROOT,
                 handle: Some(0x20000)
             }
         );

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use ipxmit::dev::NetDevice;
 use ipxmit::sched::api::Handle;
 use ipxmit::sched::class::TC_H_ROOT;
-use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec};
+use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec, Qdisc};
 
 use super::tc::TcCommand;
 
@@ -125,47 +125,74 @@ pub fn parse_modify(cmd: &str, rest: &[&str]) -> Result<TcCommand, String> {
     })
 }
 
-/// `tc [-s] [-d] class show`: the classes of each device's root, in the
-/// qdisc's order (`class htb 1:1 root rate ...`; tc 6.1 prints text even
-/// under `-j`), only `only` when given.
-pub fn class_show(
-    devs: &[std::sync::Arc<NetDevice>],
-    named: bool,
-    stats: bool,
-    details: bool,
-    only: Option<u32>,
-) -> String {
+/// What `tc [-s] [-d] class show` prints.
+#[derive(Clone, Copy)]
+pub struct ShowClass {
+    /// `dev D ` after the class id (all devices listed).
+    pub named: bool,
+    /// `-s`.
+    pub stats: bool,
+    /// `-d`.
+    pub details: bool,
+    /// `classid C`: only that class.
+    pub only: Option<u32>,
+}
+
+/// `tc [-s] [-d] class show`: the classes of each device's root, then of
+/// the qdiscs grafted in its tree, each in its qdisc's order (`class htb
+/// 1:1 root rate ...`; tc 6.1 prints text even under `-j`).
+pub fn class_show(devs: &[std::sync::Arc<NetDevice>], how: ShowClass) -> String {
     let mut o = String::new();
     for d in devs.iter().filter(|d| d.queues().len() == 1) {
-        let (h, kind) = d.root_qdisc();
-        let devpart = if named {
+        let devpart = if how.named {
             format!("dev {} ", d.name())
         } else {
             String::new()
         };
+        let h = d.queues()[0].qdisc_handle();
         d.queues()[0].with_qdisc(|q| {
-            for minor in q.classes() {
-                let id = (h & 0xffff_0000) | minor;
-                if only.is_some_and(|c| c != id) {
-                    continue;
-                }
-                let show = q
-                    .class_show(id, details)
-                    .unwrap_or_else(|| ipxmit::sched::ClassShow {
-                        text: format!("parent {} ", Handle(h)),
-                        stats: Default::default(),
-                        xstats: None,
-                    });
-                let _ = writeln!(o, "class {kind} {} {devpart}{}", Handle(id), show.text);
-                if stats {
-                    let _ = writeln!(o, "{}", show.stats);
-                    o += show.xstats.as_deref().unwrap_or("");
-                    o.push('\n');
-                }
+            qdisc_classes(&mut o, q, h, &devpart, how);
+            for (_, ch, c) in super::tc::grafted(q) {
+                qdisc_classes(&mut o, c, ch, &devpart, how);
             }
         });
     }
     o
+}
+
+/// The classes of one qdisc `q` of handle `h`.
+fn qdisc_classes(o: &mut String, q: &dyn Qdisc, h: u32, devpart: &str, how: ShowClass) {
+    let leaves = q.children();
+    for minor in q.classes() {
+        let id = (h & 0xffff_0000) | minor;
+        if how.only.is_some_and(|c| c != id) {
+            continue;
+        }
+        let show = q.class_show(id, how.details).unwrap_or_else(|| {
+            let leaf = leaves.iter().find(|l| l.0 == id);
+            let text = match leaf {
+                Some((_, lh, _)) => format!("parent {} leaf {} ", Handle(h), Handle(*lh)),
+                None => format!("parent {} ", Handle(h)),
+            };
+            ipxmit::sched::ClassShow {
+                text,
+                stats: Default::default(),
+                xstats: None,
+            }
+        });
+        let _ = writeln!(
+            o,
+            "class {} {} {devpart}{}",
+            q.kind(),
+            Handle(id),
+            show.text
+        );
+        if how.stats {
+            let _ = writeln!(o, "{}", show.stats);
+            *o += show.xstats.as_deref().unwrap_or("");
+            o.push('\n');
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,8 @@
 //!   NLM_F_CREATE flag`).
 //! - No handle, and no root: a new qdisc (with `CREATE`, else the same
 //!   "not found").
-//! - No handle, a root of another kind: `replace` and `change` make a new
-//!   one in its place; `add` is refused (`Exclusivity flag on, cannot
-//!   modify`).
+//! - No handle, a root of another kind: a new one in its place, whatever
+//!   the flags (Linux 6.x; `change` creates too).
 //! - Otherwise the root is changed in place (its queue and counters kept):
 //!   refused under `EXCL` (`add`) with the same message, and for another
 //!   kind (`Invalid qdisc name: must match existing qdisc`).
@@ -85,6 +84,42 @@ pub enum TcError {
     /// Deleting with a handle that is not the root's.
     #[error("Invalid handle")]
     InvalidHandle,
+    /// A change by handle without one (`EINVAL`).
+    #[error("Handle cannot be zero")]
+    HandleZero,
+    /// No qdisc of the handle given (`ENOENT`).
+    #[error("Specified qdisc not found")]
+    QdiscNotFound,
+    /// Deleting by handle without a parent (`EINVAL`).
+    #[error("Classid cannot be zero")]
+    ClassidZero,
+    /// Deleting by a handle no qdisc has (`ENOENT`).
+    #[error("Failed to find qdisc with specified handle")]
+    HandleNotFound,
+    /// No qdisc of the parent's major (`ENOENT`).
+    #[error("Failed to find specified qdisc")]
+    ParentNotFound,
+    /// The parent qdisc has no such class (`ENOENT`).
+    #[error("Specified class not found")]
+    ClassNotFound,
+    /// The parent qdisc has no classes (`EOPNOTSUPP`).
+    #[error("Parent qdisc is not classful")]
+    NotClassful,
+    /// `noqueue` under a class (`EINVAL`).
+    #[error("Cannot assign noqueue to a class")]
+    NoqueueOnClass,
+    /// A tree deeper than 8 qdiscs (`E2BIG`).
+    #[error("Qdisc hierarchy is too deep")]
+    TooDeep,
+    /// `add` with the handle of a qdisc that exists elsewhere (`EEXIST`).
+    #[error("Exclusivity flag on, cannot override")]
+    ExclusiveOverride,
+    /// Deleting under a parent no qdisc has (`ENOENT`).
+    #[error("Failed to find qdisc with specified classid")]
+    DeleteParentNotFound,
+    /// Deleting where only a default qdisc is (`ENOENT`).
+    #[error("Cannot find specified qdisc on specified device")]
+    DeleteNotFound,
     /// The parameters are refused (by tc, or the kernel's `EINVAL`).
     #[error(transparent)]
     Spec(#[from] super::SpecError),
@@ -139,7 +174,9 @@ pub fn decide(
             create(Some(h))
         }
         (None, _) => create(None),
-        (Some(r), None) if r.kind != kind && op != QdiscOp::Add => Ok(RootAction::Create(None)),
+        // 6.x: a kind that differs always means create and graft (even
+        // for `change`, which has no NLM_F_CREATE).
+        (Some(r), None) if r.kind != kind => Ok(RootAction::Create(None)),
         (Some(r), _) => {
             if op.exclusive() {
                 return Err(TcError::Exclusive);
@@ -220,6 +257,10 @@ mod tests {
         assert_eq!(
             decide(root(h1, "tbf"), Add, None, "tbf"),
             Err(TcError::Exclusive)
+        );
+        assert_eq!(
+            decide(root(h1, "tbf"), Add, None, "pfifo"),
+            Ok(Create(None))
         );
         assert_eq!(
             decide(root(h1, "tbf"), Chg, None, "pfifo"),

@@ -424,16 +424,11 @@ impl Htb {
     /// Dequeues from leaf `i`'s qdisc, keeping the totals (its drops
     /// inside, an AQM's, leave the totals too).
     fn leaf_dequeue(&mut self, i: usize, now: Instant) -> Dequeued {
-        let Some(q) = self.class_mut(i).leaf.as_mut() else {
-            return Dequeued::Empty;
-        };
-        let (qlen, backlog, drops) = (q.stats().qlen, q.stats().backlog, q.stats().drops);
-        let d = q.dequeue(now);
-        let s = *q.stats();
-        self.stats.qlen -= qlen - s.qlen;
-        self.stats.backlog -= backlog - s.backlog;
-        self.stats.drops += s.drops - drops;
-        d
+        let c = self.slots[i].as_mut().expect("a live class index");
+        match c.leaf.as_mut() {
+            Some(q) => super::on_child(&mut self.stats, &mut **q, |q| q.dequeue(now)),
+            None => Dequeued::Empty,
+        }
     }
 
     /// Sends the head of leaf `i` at `level`: the deficit and the turn,
@@ -537,15 +532,21 @@ impl Htb {
     ) -> NetXmit {
         let c = self.slots[i].as_mut().expect("a live class index");
         let q = c.leaf.as_mut().expect("classify gives leaves");
-        let (qlen, backlog, drops) = (q.stats().qlen, q.stats().backlog, q.stats().drops);
-        let r = q.enqueue(pkt, now, to_free);
-        let s = *q.stats();
-        let dropped = s.drops - drops;
-        c.stats.drops += dropped;
-        self.stats.drops += dropped;
-        self.stats.qlen = self.stats.qlen + s.qlen - qlen;
-        self.stats.backlog = self.stats.backlog + s.backlog - backlog;
+        let drops = self.stats.drops;
+        let r = super::on_child(&mut self.stats, &mut **q, |q| q.enqueue(pkt, now, to_free));
+        c.stats.drops += self.stats.drops - drops;
         r
+    }
+
+    /// Kernel: `htb_graft()` on leaf `i`: the old qdisc's packets purged
+    /// (and out of the totals), `new` in its place.
+    fn graft_leaf(&mut self, i: usize, new: Box<dyn Qdisc>, handle: u32, to_free: &mut ToFree) {
+        let c = self.slots[i].as_mut().expect("a live class index");
+        if let Some(old) = c.leaf.as_mut() {
+            super::on_child(&mut self.stats, &mut **old, |q| q.reset(to_free));
+        }
+        c.leaf = Some(new);
+        c.leaf_handle = handle;
     }
 
     /// tc's `htb_print_opt()` for a class.
@@ -750,6 +751,47 @@ impl Qdisc for Htb {
             stats,
             xstats: Some(xstats),
         })
+    }
+
+    fn graft(
+        &mut self,
+        classid: u32,
+        new: Option<(u32, Box<dyn Qdisc>)>,
+        to_free: &mut ToFree,
+    ) -> Result<(), ClassError> {
+        let i = self.find(classid).ok_or(ClassError::NotFound)?;
+        if self.class(i).level != 0 {
+            return Err(ClassError::Invalid);
+        }
+        let (handle, new) = new.unwrap_or_else(|| (0, self.default_leaf()));
+        self.graft_leaf(i, new, handle, to_free);
+        Ok(())
+    }
+
+    fn leaf_mut(&mut self, classid: u32) -> Option<(u32, &mut dyn Qdisc)> {
+        let i = self.find(classid)?;
+        let c = self.slots[i].as_mut()?;
+        let h = c.leaf_handle;
+        c.leaf.as_mut().map(|q| (h, &mut **q as &mut dyn Qdisc))
+    }
+
+    fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
+        self.live()
+            .filter(|(_, c)| c.leaf_handle != 0)
+            .filter_map(|(_, c)| Some((c.classid, c.leaf_handle, &**c.leaf.as_ref()?)))
+            .collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<(u32, &mut dyn Qdisc)> {
+        self.slots
+            .iter_mut()
+            .flatten()
+            .filter(|c| c.leaf_handle != 0)
+            .filter_map(|c| {
+                let q: &mut dyn Qdisc = &mut **c.leaf.as_mut()?;
+                Some((c.leaf_handle, q))
+            })
+            .collect()
     }
 
     fn take_dropped(&mut self, to_free: &mut ToFree) {

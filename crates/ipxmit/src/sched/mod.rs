@@ -23,6 +23,7 @@ pub mod clhash;
 pub mod codel;
 pub mod fifo;
 pub mod fq_codel;
+pub mod graft;
 pub mod htb;
 pub mod noqueue;
 pub mod pfifo_fast;
@@ -275,6 +276,53 @@ pub trait Qdisc: Send + fmt::Debug {
     fn class_show(&self, _classid: u32, _details: bool) -> Option<ClassShow> {
         None
     }
+
+    /// Kernel: `cops->graft()`: puts `new` (handle, qdisc) on class `classid` (`None`: the
+    /// class's default qdisc again), the old one's packets into
+    /// `to_free`. Refused where the class holds no qdisc.
+    fn graft(
+        &mut self,
+        _classid: u32,
+        _new: Option<(u32, Box<dyn Qdisc>)>,
+        _to_free: &mut ToFree,
+    ) -> Result<(), ClassError> {
+        Err(ClassError::NotSupported)
+    }
+
+    /// Kernel: `cops->leaf()`: the qdisc on class `classid` and its handle
+    /// (0 for a default one); `None` for a class without one.
+    fn leaf_mut(&mut self, _classid: u32) -> Option<(u32, &mut dyn Qdisc)> {
+        None
+    }
+
+    /// The qdiscs grafted on its classes (not the defaults): the class
+    /// id, the handle and the qdisc, for `tc qdisc show`.
+    fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
+        Vec::new()
+    }
+
+    /// [`Qdisc::children`], writable: the handle and the qdisc.
+    fn children_mut(&mut self) -> Vec<(u32, &mut dyn Qdisc)> {
+        Vec::new()
+    }
+}
+
+/// Runs `f` on `child`, a qdisc inside a classful one, and carries the
+/// change of its queue length, backlog and drops into `parent` (the
+/// kernel's `qdisc_tree_reduce_backlog()` for what an AQM child drops on
+/// its own, and the parent's drop count).
+pub fn on_child<R>(
+    parent: &mut QdiscStats,
+    child: &mut dyn Qdisc,
+    f: impl FnOnce(&mut dyn Qdisc) -> R,
+) -> R {
+    let before = *child.stats();
+    let r = f(child);
+    let after = child.stats();
+    parent.qlen = parent.qlen + after.qlen - before.qlen;
+    parent.backlog = parent.backlog + after.backlog - before.backlog;
+    parent.drops += after.drops - before.drops;
+    r
 }
 
 /// A value of `tc -j`'s `"options"` object.

@@ -17,7 +17,7 @@
 use std::fmt::Write as _;
 
 use super::fifo::Pfifo;
-use super::{Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
+use super::{ClassError, Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
 use crate::buf::PacketBuf;
 use crate::time::Instant;
 
@@ -33,6 +33,10 @@ pub const DEFAULT_PRIOMAP: [u8; 16] = super::pfifo_fast::PRIO2BAND;
 pub struct Prio {
     priomap: [u8; 16],
     bands: Vec<Box<dyn Qdisc>>,
+    /// Each band's grafted qdisc's handle (0: the default `pfifo`).
+    band_handles: Vec<u32>,
+    /// The device's `tx_queue_len`, the default `pfifo`s' limit.
+    txqueuelen: u32,
     /// The qdisc's handle (the major of its classes).
     handle: u32,
     stats: QdiscStats,
@@ -48,6 +52,8 @@ impl Prio {
             bands: (0..bands)
                 .map(|_| Box::new(Pfifo::new(txqueuelen)) as Box<dyn Qdisc>)
                 .collect(),
+            band_handles: vec![0; bands as usize],
+            txqueuelen,
             handle: 0,
             stats: QdiscStats::default(),
         }
@@ -59,16 +65,15 @@ impl Prio {
         self.priomap = priomap;
         while self.bands.len() > bands as usize {
             if let Some(mut q) = self.bands.pop() {
-                let before = to_free.len();
-                q.reset(to_free);
-                let gone = q.stats().backlog;
-                self.stats.qlen -= (to_free.len() - before) as u64;
-                self.stats.backlog -= gone.min(self.stats.backlog);
+                super::on_child(&mut self.stats, &mut *q, |q| q.reset(to_free));
+                self.band_handles.pop();
             }
         }
         while self.bands.len() < bands as usize {
             self.bands.push(Box::new(Pfifo::new(txqueuelen)));
+            self.band_handles.push(0);
         }
+        self.txqueuelen = txqueuelen;
     }
 
     /// The number of bands.
@@ -103,30 +108,25 @@ impl Qdisc for Prio {
 
     /// Kernel: `prio_enqueue()`.
     fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
-        let len = pkt.len();
         let band = self.band_of(pkt.meta.priority).min(self.bands.len() - 1);
-        match self.bands[band].enqueue(pkt, now, to_free) {
-            NetXmit::Success => {
-                self.stats.queued(len);
-                NetXmit::Success
-            }
-            r => {
-                self.stats.drops += 1;
-                r
-            }
-        }
+        let q = &mut *self.bands[band];
+        super::on_child(&mut self.stats, q, |q| q.enqueue(pkt, now, to_free))
     }
 
     /// Kernel: `prio_dequeue()`: the first band with a packet.
     fn dequeue(&mut self, now: Instant) -> Dequeued {
+        let mut wait: Option<Instant> = None;
         for q in &mut self.bands {
-            if let Dequeued::Packet(p) = q.dequeue(now) {
-                self.stats.unqueued(p.len());
-                self.stats.sent(p.len());
-                return Dequeued::Packet(p);
+            match super::on_child(&mut self.stats, &mut **q, |q| q.dequeue(now)) {
+                Dequeued::Packet(p) => {
+                    self.stats.sent(p.len());
+                    return Dequeued::Packet(p);
+                }
+                Dequeued::Throttled(t) => wait = Some(wait.map_or(t, |w| w.min(t))),
+                Dequeued::Empty => {}
             }
         }
-        Dequeued::Empty
+        wait.map_or(Dequeued::Empty, Dequeued::Throttled)
     }
 
     fn peek(&self) -> Option<&PacketBuf> {
@@ -180,8 +180,72 @@ impl Qdisc for Prio {
         (1..=self.bands.len() as u32).collect()
     }
 
+    fn classful(&self) -> bool {
+        true
+    }
+
+    /// Kernel: `prio_graft()`: a band's qdisc replaced (`None`: a new
+    /// default `pfifo`), the old one's packets purged.
+    fn graft(
+        &mut self,
+        classid: u32,
+        new: Option<(u32, Box<dyn Qdisc>)>,
+        to_free: &mut ToFree,
+    ) -> Result<(), ClassError> {
+        let band = self.band_index(classid).ok_or(ClassError::NotFound)?;
+        let (h, new) = new.unwrap_or_else(|| (0, Box::new(Pfifo::new(self.txqueuelen))));
+        super::on_child(&mut self.stats, &mut *self.bands[band], |q| {
+            q.reset(to_free)
+        });
+        self.bands[band] = new;
+        self.band_handles[band] = h;
+        Ok(())
+    }
+
+    fn leaf_mut(&mut self, classid: u32) -> Option<(u32, &mut dyn Qdisc)> {
+        let band = self.band_index(classid)?;
+        Some((self.band_handles[band], &mut *self.bands[band]))
+    }
+
+    fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
+        let major = self.handle & 0xffff_0000;
+        (0..self.bands.len())
+            .filter(|&b| self.band_handles[b] != 0)
+            .map(|b| {
+                (
+                    major | (b as u32 + 1),
+                    self.band_handles[b],
+                    &*self.bands[b],
+                )
+            })
+            .collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<(u32, &mut dyn Qdisc)> {
+        self.band_handles
+            .iter()
+            .zip(self.bands.iter_mut())
+            .filter(|(h, _)| **h != 0)
+            .map(|(h, q)| (*h, &mut **q as &mut dyn Qdisc))
+            .collect()
+    }
+
+    fn take_dropped(&mut self, to_free: &mut ToFree) {
+        for q in &mut self.bands {
+            q.take_dropped(to_free);
+        }
+    }
+
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+}
+
+impl Prio {
+    /// The band of class `classid` (`1:1` is band 0).
+    fn band_index(&self, classid: u32) -> Option<usize> {
+        let minor = (classid & 0xffff) as usize;
+        (1..=self.bands.len()).contains(&minor).then(|| minor - 1)
     }
 }
 
