@@ -9,7 +9,8 @@
 #
 # Usage: scripts/callgrind.sh [CASE...]     (default: 18B 1472B 8000B 65000B 8x1000B-more)
 # CASE is any case of `ipxmit bench --cases`: also gso-64k/1472, 1472B-swcsum,
-# 65000B-swcsum, 18B-tbf, 1472B-tbf (a root `tbf rate 1tbit ...`), and
+# 65000B-swcsum, 18B-tbf, 1472B-tbf (a root `tbf rate 1tbit ...`), 18B-htb,
+# 1472B-htb (a root htb with one 1tbit class), and
 # 18B-pfifo, 1472B-pfifo (a root `pfifo limit 1000` on the
 # device) and 18B-hook (an accept-all LOCAL_OUT hook), configured as the sink
 # table's side B configures them. Unknown names fail before valgrind runs.

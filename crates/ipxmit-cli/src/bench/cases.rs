@@ -16,6 +16,14 @@ pub const PFIFO: &str = "pfifo limit 1000";
 /// either side offers (a terabit), so that the shaper works on every
 /// packet (tokens, checks, its inner bfifo) but never throttles.
 pub const TBF: &str = "tbf rate 1tbit burst 1mb limit 10mb";
+/// The root of the `-htb` cases: an htb whose default class is its one
+/// leaf, a terabit with a megabyte bucket, so that every packet is
+/// classified, queued in the leaf's pfifo, dequeued by the leaf's level
+/// and prio and charged, but none waits.
+pub const HTB: &str = "handle 1: htb default 1";
+/// The classes of the `-htb` cases (after `tc class add dev D`).
+pub const HTB_CLASSES: &[&str] =
+    &["parent 1: classid 1:1 htb rate 1tbit burst 1mb cburst 1mb quantum 60000"];
 
 /// One workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,9 +38,12 @@ pub struct Case {
     pub gso: u16,
     /// The sink offloads the checksum (`NETIF_F_HW_CSUM` / `tx-checksumming`).
     pub csum_offload: bool,
-    /// Root qdisc of both sinks for this case (tc syntax); `None` keeps the
-    /// sink's own (`noqueue` where the kernel accepts it).
+    /// Root qdisc of both sinks for this case (tc syntax, `handle H:`
+    /// first if it needs one); `None` keeps the sink's own (`noqueue`
+    /// where the kernel accepts it).
     pub qdisc: Option<&'static str>,
+    /// Classes of that root, each the words after `tc class add dev D`.
+    pub classes: &'static [&'static str],
     /// One accept-all filter on the output hook: an nftables `accept` rule
     /// in an `output` chain on the kernel side, a `LocalOut` hook returning
     /// `Verdict::Accept` on ipxmit's.
@@ -47,12 +58,13 @@ const fn case(name: &'static str, payload: usize) -> Case {
         gso: 0,
         csum_offload: true,
         qdisc: None,
+        classes: &[],
         hook: false,
     }
 }
 
 /// The cases of the sink table, in order.
-pub const CASES: [Case; 13] = [
+pub const CASES: [Case; 15] = [
     case("18B", 18),
     case("1472B", 1472),
     case("8000B", 8000),
@@ -92,6 +104,16 @@ pub const CASES: [Case; 13] = [
     Case {
         qdisc: Some(TBF),
         ..case("1472B-tbf", 1472)
+    },
+    Case {
+        qdisc: Some(HTB),
+        classes: HTB_CLASSES,
+        ..case("18B-htb", 18)
+    },
+    Case {
+        qdisc: Some(HTB),
+        classes: HTB_CLASSES,
+        ..case("1472B-htb", 1472)
     },
 ];
 
@@ -243,7 +265,14 @@ mod tests {
             .collect();
         assert_eq!(
             with_qdisc,
-            ["18B-pfifo", "1472B-pfifo", "18B-tbf", "1472B-tbf"]
+            [
+                "18B-pfifo",
+                "1472B-pfifo",
+                "18B-tbf",
+                "1472B-tbf",
+                "18B-htb",
+                "1472B-htb"
+            ]
         );
         let tbf = |n: &'static str| Case {
             name: n,

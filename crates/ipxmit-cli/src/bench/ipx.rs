@@ -16,7 +16,6 @@ use anyhow::{anyhow, Context, Result};
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
 use ipxmit::netfilter::{AcceptAll, HookPoint};
-use ipxmit::sched::QdiscSpec;
 use ipxmit::socket::udp::BATCH_MAX;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{BatchMsg, Features, MsgFlags, RouteSpec, SendError, Stack, UdpSocket};
@@ -39,6 +38,8 @@ pub struct DevSetup {
     pub gso: bool,
     /// Root qdisc, tc syntax.
     pub qdisc: String,
+    /// Its classes (the words after `tc class add dev D`).
+    pub classes: Vec<String>,
 }
 
 impl DevSetup {
@@ -52,6 +53,7 @@ impl DevSetup {
             csum: offloads.map_or(case.csum_offload, |o| o.csum),
             gso: true,
             qdisc: case.qdisc.unwrap_or(sink_qdisc).to_string(),
+            classes: case.classes.iter().map(|c| c.to_string()).collect(),
         }
     }
 
@@ -104,11 +106,7 @@ impl IpxSender {
             (c.drivers(1), Sink::Null(c))
         };
         stack.add_device(cfg, drivers)?;
-        let spec: QdiscSpec = dev
-            .qdisc
-            .parse()
-            .map_err(|e| anyhow!("qdisc {:?}: {e}", dev.qdisc))?;
-        stack.replace_qdisc(SINK, &spec)?;
+        configure_tc(&stack, dev)?;
         stack.add_addr(SINK, LOCAL.parse()?)?;
         stack.add_route(RouteSpec::new(DEST_NET.parse()?, SINK))?;
         let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
@@ -242,6 +240,24 @@ impl IpxSender {
         s.payload_bytes = s.sends * self.case.payload as u64;
         Ok(s)
     }
+}
+
+/// The device's root qdisc and classes, through the same tc lines a
+/// script takes (`tc qdisc replace dev D root ...`, `tc class add dev D
+/// ...`).
+fn configure_tc(stack: &Stack, dev: &DevSetup) -> anyhow::Result<()> {
+    let mut lines = vec![format!("qdisc replace dev {SINK} root {}", dev.qdisc)];
+    lines.extend(
+        dev.classes
+            .iter()
+            .map(|c| format!("class add dev {SINK} {c}")),
+    );
+    for line in lines {
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        let cmd = crate::script::tc::parse(&words).map_err(|e| anyhow!("tc {line}: {e}"))?;
+        crate::script::tc::run(stack, &cmd).map_err(|e| anyhow!("tc {line}: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -252,14 +252,16 @@ fn ratio_over(
 }
 
 /// The cases whose target is against the kernel's `sendmmsg`, with the
-/// factor: the root `pfifo`, output-hook and root `tbf` variants of 18 B
-/// and 1472 B.
-pub const SENDMMSG_TARGETS: [(&str, f64); 5] = [
+/// factor: the root `pfifo`, output-hook, root `tbf` and `htb` tree
+/// variants of 18 B and 1472 B.
+pub const SENDMMSG_TARGETS: [(&str, f64); 7] = [
     ("18B-pfifo", 15.0),
     ("1472B-pfifo", 15.0),
     ("18B-hook", 15.0),
     ("18B-tbf", 10.0),
     ("1472B-tbf", 10.0),
+    ("18B-htb", 10.0),
+    ("1472B-htb", 10.0),
 ];
 
 /// ipxmit's datagrams/s over the kernel's `sendmmsg` in case `name`.
@@ -463,7 +465,7 @@ mod tests {
             wires: Vec::new(),
         };
         let ts = targets(&st);
-        assert_eq!(ts.len(), 11);
+        assert_eq!(ts.len(), 13);
         assert_eq!(ts[0].what, "18B: ipxmit datagrams/s over the kernel's best");
         assert_eq!((ts[0].got, ts[0].verdict().as_str()), (Some(25.0), "met"));
         let new: Vec<(&str, f64, Option<f64>, String)> = ts[6..]

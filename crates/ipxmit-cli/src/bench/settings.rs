@@ -112,6 +112,13 @@ pub fn qdisc_command<'a>(ns: &'a str, spec: &'a str) -> Vec<&'a str> {
     a
 }
 
+/// `tc -n NS class add dev sink0 SPEC`.
+pub fn class_command<'a>(ns: &'a str, spec: &'a str) -> Vec<&'a str> {
+    let mut a = vec!["tc", "-n", ns, "class", "add", "dev", SINK];
+    a.extend(spec.split_whitespace());
+    a
+}
+
 /// `ip netns exec NS nft SCRIPT`.
 pub fn nft_command<'a>(ns: &'a str, script: &'a str) -> [&'a str; 6] {
     ["ip", "netns", "exec", ns, "nft", script]
@@ -148,9 +155,14 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
         hook_set: false,
     };
     if let Some(spec) = case.qdisc {
-        match run(&qdisc_command(ns, spec)) {
-            Ok(()) => a.qdisc_set = true,
-            Err(e) => a.skip = Some(format!("SKIPPED: {}", e.chain())),
+        let r = run(&qdisc_command(ns, spec)).and_then(|()| {
+            a.qdisc_set = true;
+            case.classes
+                .iter()
+                .try_for_each(|c| run(&class_command(ns, c)))
+        });
+        if let Err(e) = r {
+            a.skip = Some(format!("SKIPPED: {}", e.chain()));
         }
     }
     if case.hook && a.skip.is_none() {

@@ -104,8 +104,9 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
 /// with 18 B and 1472 B datagrams, an accept-all `LocalOut` hook with 18 B,
 /// a root `tbf` that never throttles (every packet enqueued and dequeued
 /// through it) with 18 B and 1472 B, a root `fq_codel` with 18 B and a
-/// root `codel` with 1472 B, all with `send_batch` of 64.
-pub const TWEAKED: [(&str, Tweak); 7] = [
+/// root `codel` with 1472 B, an htb tree of one leaf with 18 B and 1472 B,
+/// all with `send_batch` of 64.
+pub const TWEAKED: [(&str, Tweak); 9] = [
     ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("18B_batch64", Tweak::AcceptAllHook),
@@ -119,7 +120,13 @@ pub const TWEAKED: [(&str, Tweak); 7] = [
     ),
     ("18B_batch64", Tweak::RootQdisc("fq_codel")),
     ("1472B_batch64", Tweak::RootQdisc("codel")),
+    ("18B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
+    ("1472B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
 ];
+
+/// The one leaf of the htb tweaks: a terabit, a megabyte bucket (never
+/// throttles).
+const HTB_LEAF: &str = "rate 1tbit burst 1mb cburst 1mb quantum 60000";
 
 /// The workload named `name`.
 fn workload(name: &str) -> Workload {

@@ -144,6 +144,9 @@ pub enum Tweak {
     RootQdisc(&'static str),
     /// An [`AcceptAll`] hook at `LocalOut`.
     AcceptAllHook,
+    /// `tc qdisc replace dev eth0 root handle 1: htb default 1` and `tc
+    /// class add dev eth0 parent 1: classid 1:1 htb SPEC`.
+    HtbLeaf(&'static str),
 }
 
 impl Tweak {
@@ -152,6 +155,7 @@ impl Tweak {
         match self {
             Tweak::RootQdisc(spec) => spec.split_whitespace().next().unwrap_or(spec),
             Tweak::AcceptAllHook => "hook",
+            Tweak::HtbLeaf(_) => "htb",
         }
     }
 }
@@ -223,7 +227,28 @@ impl Host {
                     .hooks()
                     .register(HookPoint::LocalOut, Arc::new(AcceptAll));
             }
+            Tweak::HtbLeaf(class) => self.htb_leaf(class)?,
         }
+        Ok(())
+    }
+
+    /// An htb root whose default class is its one leaf, `class` (its
+    /// options after `htb`).
+    fn htb_leaf(&self, class: &str) -> Result<(), Box<dyn std::error::Error>> {
+        use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec, QdiscOp};
+        let root: QdiscSpec = "htb default 1".parse()?;
+        self.stack
+            .qdisc_modify("eth0", QdiscOp::Replace, Some(1 << 16), &root)?;
+        let words: Vec<&str> = std::iter::once("htb")
+            .chain(class.split_whitespace())
+            .collect();
+        let req = ClassRequest {
+            op: ClassOp::Add,
+            parent: 1 << 16,
+            classid: (1 << 16) | 1,
+            spec: ClassSpec::parse(&words)?,
+        };
+        self.stack.class_modify("eth0", &req)?;
         Ok(())
     }
 

@@ -372,9 +372,9 @@ impl Htb {
     fn charge(&mut self, i: usize, level: u8, bytes: u32, now: Instant) {
         let mut k = Some(i);
         while let Some(j) = k {
-            let before = self.mode(j, now).0;
             let c = self.class_mut(j);
             let diff = elapsed(c.t_c, now);
+            let was_cant_send = c.ctokens + diff < 0;
             if c.level >= level {
                 if c.level == level {
                     c.lends += 1;
@@ -390,8 +390,9 @@ impl Htb {
             c.t_c = now;
             c.stats.sent(bytes as usize);
             k = c.parent;
-            if self.mode(j, now).0 == Mode::CantSend && before != Mode::CantSend {
-                self.class_mut(j).stats.overlimits += 1;
+            // Its mode now (no time elapsed): can't send when ctokens < 0.
+            if c.ctokens < 0 && !was_cant_send {
+                c.stats.overlimits += 1;
                 self.stats.overlimits += 1;
             }
         }
@@ -565,11 +566,11 @@ impl Htb {
             }
         }
         let (r, cr) = (c.rate.bytes_per_sec(), c.ceil.bytes_per_sec());
-        let _ = write!(o, "rate {} ", format_rate(r.min(u64::from(u32::MAX)) * 8));
+        let _ = write!(o, "rate {} ", format_rate(r * 8));
         if c.rate.overhead() != 0 {
             let _ = write!(o, "overhead {} ", c.rate.overhead());
         }
-        let _ = write!(o, "ceil {} ", format_rate(cr.min(u64::from(u32::MAX)) * 8));
+        let _ = write!(o, "ceil {} ", format_rate(cr * 8));
         if c.rate.linklayer() != LinkLayer::Ethernet || details {
             let _ = write!(o, "linklayer {} ", c.rate.linklayer());
         }
