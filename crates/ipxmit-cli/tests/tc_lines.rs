@@ -290,3 +290,71 @@ class htb 1:21 parent 1:20 leaf 21: prio 0 rate 100Kbit ceil 100Kbit burst 1600b
 "#;
     assert_eq!(r.stdout, want);
 }
+
+/// u32 filters on an htb root: added (automatic preferences, keys
+/// merged), deleted by node and by preference, shown in text and JSON
+/// (tc repeats the `match` key): the real tc's output on an ifb, byte for
+/// byte.
+#[test]
+fn u32_filters_print_as_tc() {
+    let d = tmpdir("tc-u32");
+    let lines = "link add t0 type null txqueuelen 32\nlink set t0 up\ntc qdisc add dev t0 root handle 1: htb default 20
+tc class add dev t0 parent 1: classid 1:10 htb rate 1mbit
+tc class add dev t0 parent 1: classid 1:20 htb rate 1mbit
+tc filter add dev t0 parent 1: protocol ip prio 1 u32 match ip dst 10.0.0.2/32 flowid 1:10
+tc filter add dev t0 parent 1: protocol ip prio 2 u32 match ip protocol 17 0xff match ip dport 9000 0xffff flowid 1:20
+tc filter add dev t0 parent 1: protocol ip prio 1 u32 match ip src 10.1.0.0/16 match ip tos 0x10 0xff classid 1:20
+tc filter add dev t0 parent 1: prio 4 protocol ip u32 match u16 0x1 0xffff at 22 match u8 5 0xf at 0 flowid 1:10
+tc filter add dev t0 parent 1: protocol all prio 5 u32 match u32 0 0 flowid 1:20
+tc filter add dev t0 parent 1: protocol ip u32 match ip dst 10.0.0.0/8 flowid 1:10
+tc filter add dev t0 parent 1: protocol ip u32 match ip sport 53 0xffff match ip dport 80 0xffff flowid 1:10
+tc filter del dev t0 parent 1: prio 1 handle 800::800 u32
+tc filter show dev t0
+tc -j filter show dev t0
+tc filter show dev t0 parent 1: prio 2
+tc filter del dev t0 parent 1: prio 2
+tc filter show dev t0 prio 1
+";
+    let r = run_script(&d, lines, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = r#"filter parent 1: protocol ip pref 1 u32 chain 0 
+filter parent 1: protocol ip pref 1 u32 chain 0 fh 800: ht divisor 1 
+filter parent 1: protocol ip pref 1 u32 chain 0 fh 800::801 order 2049 key ht 800 bkt 0 *flowid 1:20 not_in_hw 
+  match 0a010000/ffff0000 at 12
+  match 00100000/00ff0000 at 0
+filter parent 1: protocol ip pref 2 u32 chain 0 
+filter parent 1: protocol ip pref 2 u32 chain 0 fh 801: ht divisor 1 
+filter parent 1: protocol ip pref 2 u32 chain 0 fh 801::800 order 2048 key ht 801 bkt 0 *flowid 1:20 not_in_hw 
+  match 00110000/00ff0000 at 8
+  match 00002328/0000ffff at 20
+filter parent 1: protocol ip pref 4 u32 chain 0 
+filter parent 1: protocol ip pref 4 u32 chain 0 fh 802: ht divisor 1 
+filter parent 1: protocol ip pref 4 u32 chain 0 fh 802::800 order 2048 key ht 802 bkt 0 *flowid 1:10 not_in_hw 
+  match 00000001/0000ffff at 20
+  match 05000000/0f000000 at 0
+filter parent 1: protocol all pref 5 u32 chain 0 
+filter parent 1: protocol all pref 5 u32 chain 0 fh 803: ht divisor 1 
+filter parent 1: protocol all pref 5 u32 chain 0 fh 803::800 order 2048 key ht 803 bkt 0 *flowid 1:20 not_in_hw 
+  match 00000000/00000000 at 0
+filter parent 1: protocol ip pref 49151 u32 chain 0 
+filter parent 1: protocol ip pref 49151 u32 chain 0 fh 805: ht divisor 1 
+filter parent 1: protocol ip pref 49151 u32 chain 0 fh 805::800 order 2048 key ht 805 bkt 0 *flowid 1:10 not_in_hw 
+  match 00350050/ffffffff at 20
+filter parent 1: protocol ip pref 49152 u32 chain 0 
+filter parent 1: protocol ip pref 49152 u32 chain 0 fh 804: ht divisor 1 
+filter parent 1: protocol ip pref 49152 u32 chain 0 fh 804::800 order 2048 key ht 804 bkt 0 *flowid 1:10 not_in_hw 
+  match 0a000000/ff000000 at 16
+[{"parent":"1:","protocol":"ip","pref":1,"kind":"u32","chain":0},{"parent":"1:","protocol":"ip","pref":1,"kind":"u32","chain":0,"options":{"fh":"800:","ht_divisor":1}},{"parent":"1:","protocol":"ip","pref":1,"kind":"u32","chain":0,"options":{"fh":"800::801","order":2049,"key_ht":"800","bkt":"0","flowid":"1:20","not_in_hw":true,"match":{"value":"a010000","mask":"ffff0000","offmask":"","off":12},"match":{"value":"100000","mask":"ff0000","offmask":"","off":0}}},{"parent":"1:","protocol":"ip","pref":2,"kind":"u32","chain":0},{"parent":"1:","protocol":"ip","pref":2,"kind":"u32","chain":0,"options":{"fh":"801:","ht_divisor":1}},{"parent":"1:","protocol":"ip","pref":2,"kind":"u32","chain":0,"options":{"fh":"801::800","order":2048,"key_ht":"801","bkt":"0","flowid":"1:20","not_in_hw":true,"match":{"value":"110000","mask":"ff0000","offmask":"","off":8},"match":{"value":"2328","mask":"ffff","offmask":"","off":20}}},{"parent":"1:","protocol":"ip","pref":4,"kind":"u32","chain":0},{"parent":"1:","protocol":"ip","pref":4,"kind":"u32","chain":0,"options":{"fh":"802:","ht_divisor":1}},{"parent":"1:","protocol":"ip","pref":4,"kind":"u32","chain":0,"options":{"fh":"802::800","order":2048,"key_ht":"802","bkt":"0","flowid":"1:10","not_in_hw":true,"match":{"value":"1","mask":"ffff","offmask":"","off":20},"match":{"value":"5000000","mask":"f000000","offmask":"","off":0}}},{"parent":"1:","protocol":"all","pref":5,"kind":"u32","chain":0},{"parent":"1:","protocol":"all","pref":5,"kind":"u32","chain":0,"options":{"fh":"803:","ht_divisor":1}},{"parent":"1:","protocol":"all","pref":5,"kind":"u32","chain":0,"options":{"fh":"803::800","order":2048,"key_ht":"803","bkt":"0","flowid":"1:20","not_in_hw":true,"match":{"value":"0","mask":"0","offmask":"","off":0}}},{"parent":"1:","protocol":"ip","pref":49151,"kind":"u32","chain":0},{"parent":"1:","protocol":"ip","pref":49151,"kind":"u32","chain":0,"options":{"fh":"805:","ht_divisor":1}},{"parent":"1:","protocol":"ip","pref":49151,"kind":"u32","chain":0,"options":{"fh":"805::800","order":2048,"key_ht":"805","bkt":"0","flowid":"1:10","not_in_hw":true,"match":{"value":"350050","mask":"ffffffff","offmask":"","off":20}}},{"parent":"1:","protocol":"ip","pref":49152,"kind":"u32","chain":0},{"parent":"1:","protocol":"ip","pref":49152,"kind":"u32","chain":0,"options":{"fh":"804:","ht_divisor":1}},{"parent":"1:","protocol":"ip","pref":49152,"kind":"u32","chain":0,"options":{"fh":"804::800","order":2048,"key_ht":"804","bkt":"0","flowid":"1:10","not_in_hw":true,"match":{"value":"a000000","mask":"ff000000","offmask":"","off":16}}}]
+filter protocol ip u32 chain 0 
+filter protocol ip u32 chain 0 fh 801: ht divisor 1 
+filter protocol ip u32 chain 0 fh 801::800 order 2048 key ht 801 bkt 0 *flowid 1:20 not_in_hw 
+  match 00110000/00ff0000 at 8
+  match 00002328/0000ffff at 20
+filter parent 1: protocol ip u32 chain 0 
+filter parent 1: protocol ip u32 chain 0 fh 800: ht divisor 1 
+filter parent 1: protocol ip u32 chain 0 fh 800::801 order 2049 key ht 800 bkt 0 *flowid 1:20 not_in_hw 
+  match 0a010000/ffff0000 at 12
+  match 00100000/00ff0000 at 0
+"#;
+    assert_eq!(r.stdout, want);
+}

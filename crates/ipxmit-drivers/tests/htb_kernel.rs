@@ -2,7 +2,8 @@
 //! and on ipxmit's in-memory device on the virtual clock; two sockets
 //! whose `SO_PRIORITY` names two leaves (prio 0 and prio 1, each 50 kbit
 //! of a 200 kbit parent) send twelve 1000-byte datagrams each,
-//! alternating. Compared: the order in which the two flows leave, the
+//! alternating; then the same with `u32` filters on the source port
+//! choosing the leaves instead. Compared: the order in which the two flows leave, the
 //! departure times (the kernel's measured at a receiving socket in the
 //! peer namespace; its timers fire tens of microseconds late, so 2 ms on
 //! gaps of 42 ms), and the qdisc's and each class's packets, lends and
@@ -26,17 +27,28 @@ use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::netns::format_mac;
 
 /// The tree both sides get (after `tc ... dev D`).
-const TREE: [&str; 4] = [
+const TREE: &[&str] = &[
     "qdisc add dev D root handle 1: htb default 20",
     "class add dev D parent 1: classid 1:1 htb rate 200kbit burst 2000 cburst 2000",
     "class add dev D parent 1:1 classid 1:10 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 0 quantum 1500",
     "class add dev D parent 1:1 classid 1:20 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 1 quantum 1500",
 ];
+/// The same tree with u32 filters picking the leaves by source port.
+const TREE_U32: &[&str] = &[
+    "qdisc add dev D root handle 1: htb default 20",
+    "class add dev D parent 1: classid 1:1 htb rate 200kbit burst 2000 cburst 2000",
+    "class add dev D parent 1:1 classid 1:10 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 0 quantum 1500",
+    "class add dev D parent 1:1 classid 1:20 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 1 quantum 1500",
+    "filter add dev D parent 1: protocol ip prio 1 u32 match ip sport 5001 0xffff flowid 1:10",
+    "filter add dev D parent 1: protocol ip prio 2 u32 match ip protocol 17 0xff match ip sport 5002 0xffff flowid 1:20",
+];
 /// Datagrams per flow, and their payload.
 const SENDS: usize = 12;
 const LEN: usize = 1000;
-/// The flows: source port and priority (the leaf's class id).
+/// The flows' source ports and their priorities (the leaves' class ids).
 const FLOWS: [(u16, u32); 2] = [(5001, 0x1_0010), (5002, 0x1_0020)];
+/// The flows without a priority (the filters choose).
+const FLOWS_U32: [(u16, u32); 2] = [(5001, 0), (5002, 0)];
 
 /// What a side did: which flow left, in order (`a`/`b`), when (µs from
 /// the first), and per qdisc and class: packets, lends, borrows.
@@ -49,13 +61,27 @@ struct Outcome {
 
 #[test]
 fn htb_shares_and_borrows_as_the_kernel_does() {
-    if common::skip("htb_shares_and_borrows_as_the_kernel_does") {
+    compare("htb_shares_and_borrows_as_the_kernel_does", TREE, FLOWS);
+}
+
+#[test]
+fn htb_with_u32_filters_classifies_as_the_kernel_does() {
+    compare(
+        "htb_with_u32_filters_classifies_as_the_kernel_does",
+        TREE_U32,
+        FLOWS_U32,
+    );
+}
+
+/// Runs both sides with `tree` and `flows` and compares them.
+fn compare(name: &str, tree: &[&str], flows: [(u16, u32); 2]) {
+    if common::skip(name) {
         return;
     }
-    let kernel = kernel_side().expect("the kernel side");
-    let ours = ipxmit_side();
+    let kernel = kernel_side(tree, flows).expect("the kernel side");
+    let ours = ipxmit_side(tree, flows);
     common::report(&format!(
-        "htb vs kernel: order ours {} kernel {}; times ours {:?} kernel {:?} us",
+        "{name}: order ours {} kernel {}; times ours {:?} kernel {:?} us",
         ours.order, kernel.order, ours.times_us, kernel.times_us
     ));
     assert_eq!(ours.order, kernel.order, "the order the flows left in");
@@ -72,7 +98,7 @@ fn htb_shares_and_borrows_as_the_kernel_does() {
 
 /// ipxmit on the virtual clock: the sends at time 0, then the queue run at
 /// each watchdog time; a frame's time is the clock when it reached the wire.
-fn ipxmit_side() -> Outcome {
+fn ipxmit_side(tree: &[&str], flows: [(u16, u32); 2]) -> Outcome {
     let clock = Arc::new(ManualClock::new());
     clock.set(ipxmit::time::Instant::from_nanos(1_000_000_000));
     let stack = Stack::with_clock(clock.clone());
@@ -85,8 +111,8 @@ fn ipxmit_side() -> Outcome {
     stack
         .add_neigh("eth0", common::PEER, mac, NudState::Permanent)
         .unwrap();
-    configure(&stack);
-    let mut socks: Vec<UdpSocket> = FLOWS
+    configure(&stack, tree);
+    let mut socks: Vec<UdpSocket> = flows
         .iter()
         .map(|&(port, prio)| {
             let mut s = UdpSocket::new(&stack);
@@ -129,14 +155,18 @@ fn ipxmit_side() -> Outcome {
 }
 
 /// The tree through the library's tc entry points.
-fn configure(stack: &Stack) {
+fn configure(stack: &Stack, tree: &[&str]) {
     use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec, QdiscSpec};
     let spec: QdiscSpec = "htb default 20".parse().unwrap();
     stack
         .qdisc_modify("eth0", QdiscOp::Add, Some(1 << 16), &spec)
         .unwrap();
-    for line in &TREE[1..] {
+    for line in &tree[1..] {
         let w: Vec<&str> = line.split(' ').collect();
+        if w[0] == "filter" {
+            add_filter(stack, &w);
+            continue;
+        }
         let parent = parse_id(w[5]);
         let classid = parse_id(w[7]);
         let spec = ClassSpec::parse(&w[8..]).unwrap();
@@ -148,6 +178,21 @@ fn configure(stack: &Stack) {
         };
         stack.class_modify("eth0", &req).unwrap();
     }
+}
+
+/// `filter add dev D parent 1: protocol ip prio N u32 ...`.
+fn add_filter(stack: &Stack, w: &[&str]) {
+    use ipxmit::sched::cls::{parse_filter, FilterSpec, ETH_P_IP};
+    let (kind, (matcher, classid, handle)) = parse_filter(w[10], None, &w[11..]).unwrap();
+    let spec = FilterSpec {
+        pref: w[9].parse().unwrap(),
+        protocol: ETH_P_IP,
+        kind,
+        handle,
+        matcher,
+        classid,
+    };
+    stack.filter_add("eth0", parse_id(w[5]), &spec).unwrap();
 }
 
 /// `1:`, `1:10` as numbers.
@@ -185,7 +230,7 @@ fn flow_of(port: u16) -> char {
 
 /// The kernel: a veth from namespace A (10.10.0.1, the tree on its end)
 /// to B (10.10.0.2, a receiving socket timing arrivals).
-fn kernel_side() -> std::io::Result<Outcome> {
+fn kernel_side(tree: &[&str], flows: [(u16, u32); 2]) -> std::io::Result<Outcome> {
     let v = VethPeer::new("htbk")?;
     v.a.ip(&["addr", "add", "10.10.0.1/24", "dev", DEV_A])?;
     let mac_b = format_mac(v.mac_b.0);
@@ -200,7 +245,7 @@ fn kernel_side() -> std::io::Result<Outcome> {
         "nud",
         "permanent",
     ])?;
-    for line in TREE {
+    for line in tree {
         let mut args = vec!["-n", v.a.name()];
         args.extend(line.split(' ').map(|w| if w == "D" { DEV_A } else { w }));
         run("tc", &args)?;
@@ -218,7 +263,7 @@ fn kernel_side() -> std::io::Result<Outcome> {
             }
             t
         });
-        let sent = v.a.run(send_all);
+        let sent = v.a.run(|| send_all(flows));
         (h.join().expect("receiver"), sent)
     });
     sent??;
@@ -238,8 +283,8 @@ fn kernel_side() -> std::io::Result<Outcome> {
 
 /// Inside namespace A: one socket per flow, its priority set, sending in
 /// turn.
-fn send_all() -> std::io::Result<()> {
-    let socks = FLOWS
+fn send_all(flows: [(u16, u32); 2]) -> std::io::Result<()> {
+    let socks = flows
         .iter()
         .map(|&(port, prio)| {
             let s = OsUdp::bind(("10.10.0.1", port))?;

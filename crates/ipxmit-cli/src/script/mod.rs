@@ -14,6 +14,7 @@ pub mod links;
 pub mod parse;
 pub mod tc;
 pub mod tc_class;
+pub mod tc_filter;
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;

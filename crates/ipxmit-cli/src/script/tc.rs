@@ -59,6 +59,37 @@ pub enum TcCommand {
         /// The request.
         req: ipxmit::sched::ClassRequest,
     },
+    /// `tc filter add dev D [parent P] [protocol PROTO] [prio N] KIND ...`.
+    FilterAdd {
+        /// Device.
+        dev: String,
+        /// `parent` (0 when absent: the root).
+        parent: u32,
+        /// The filter.
+        spec: ipxmit::sched::cls::FilterSpec,
+    },
+    /// `tc filter del dev D [parent P] [prio N] [handle H KIND]`.
+    FilterDel {
+        /// Device.
+        dev: String,
+        /// `parent` (0 when absent: the root).
+        parent: u32,
+        /// `prio` (0: every filter).
+        pref: u32,
+        /// The filter's handle (0: the whole preference).
+        handle: u32,
+    },
+    /// `tc [-j] filter show dev D [parent P] [prio N]`.
+    FilterShow {
+        /// Device.
+        dev: Option<String>,
+        /// `parent`.
+        parent: Option<u32>,
+        /// `prio`.
+        pref: Option<u32>,
+        /// `-j`.
+        json: bool,
+    },
     /// `tc class del dev D [parent P] classid C`.
     ClassDelete {
         /// Device.
@@ -77,8 +108,6 @@ pub enum Object {
     Qdisc,
     /// Classes.
     Class,
-    /// Filters.
-    Filter,
 }
 
 /// tc's global options that change what `show` prints.
@@ -179,7 +208,10 @@ pub fn parse(words: &[String]) -> Result<TcCommand, String> {
             Some((&c, rest)) if !matches_show(c) => super::tc_class::parse_modify(c, rest),
             _ => parse_show(Object::Class, r, opts),
         },
-        Some((&"filter", r)) => parse_show(Object::Filter, r, opts),
+        Some((&"filter", r)) => match r.split_first() {
+            Some((&c, rest)) => super::tc_filter::parse(c, rest, opts.json),
+            None => super::tc_filter::parse("show", &[], opts.json),
+        },
         Some((other, _)) => Err(format!("Object \"{other}\" is unknown, try \"tc help\".")),
         None => Err("Usage: tc [ OPTIONS ] OBJECT { COMMAND | help }".into()),
     }
@@ -332,7 +364,6 @@ impl Object {
         match self {
             Object::Qdisc => "qdisc",
             Object::Class => "class",
-            Object::Filter => "filter",
         }
     }
 }
@@ -340,7 +371,9 @@ impl Object {
 /// What a refused `tc` line says, as tc prints it.
 pub fn refusal(e: &TcError) -> String {
     match e {
-        TcError::NoDevice(_) | TcError::Spec(_) | TcError::Class(_) => e.to_string(),
+        TcError::NoDevice(_) | TcError::Spec(_) | TcError::Class(_) | TcError::Filter(_) => {
+            e.to_string()
+        }
         other => format!("Error: {other}."),
     }
 }
@@ -371,6 +404,40 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
                 eprintln!("{w}");
             }
             Ok(None)
+        }
+        TcCommand::FilterAdd { dev, parent, spec } => stack
+            .filter_add(dev, *parent, spec)
+            .map(|()| None)
+            .map_err(|e| refusal(&e)),
+        TcCommand::FilterDel {
+            dev,
+            parent,
+            pref,
+            handle,
+        } => stack
+            .filter_delete(dev, *parent, *pref, *handle)
+            .map(|()| None)
+            .map_err(|e| refusal(&e)),
+        TcCommand::FilterShow {
+            dev,
+            parent,
+            pref,
+            json,
+        } => {
+            let d = match dev {
+                Some(d) => Some(
+                    stack
+                        .device(d)
+                        .map_err(|_| format!("Cannot find device \"{d}\""))?,
+                ),
+                None => None,
+            };
+            Ok(Some(super::tc_filter::show(
+                d.as_deref(),
+                *parent,
+                *pref,
+                *json,
+            )))
         }
         TcCommand::ClassDelete {
             dev,
@@ -404,7 +471,6 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
                         only: *classid,
                     },
                 ),
-                Object::Filter => String::new(),
             }))
         }
     }

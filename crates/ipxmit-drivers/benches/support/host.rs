@@ -144,8 +144,9 @@ pub enum Tweak {
     RootQdisc(&'static str),
     /// An [`AcceptAll`] hook at `LocalOut`.
     AcceptAllHook,
-    /// `tc qdisc replace dev eth0 root handle 1: htb default 1` and `tc
-    /// class add dev eth0 parent 1: classid 1:1 htb SPEC`.
+    /// `tc qdisc replace dev eth0 root handle 1: htb default 1`, `tc
+    /// class add dev eth0 parent 1: classid 1:1 htb SPEC` and a u32 filter
+    /// to 1:1 that every packet matches.
     HtbLeaf(&'static str),
 }
 
@@ -249,6 +250,20 @@ impl Host {
             spec: ClassSpec::parse(&words)?,
         };
         self.stack.class_modify("eth0", &req)?;
+        // And a u32 filter every packet passes (`match ip dst D/32`).
+        use ipxmit::sched::cls::{parse_filter, FilterSpec, ETH_P_IP};
+        let dst = format!("{}/32", DEST.ip());
+        let w = ["match", "ip", "dst", dst.as_str(), "flowid", "1:1"];
+        let (kind, (matcher, classid, handle)) = parse_filter("u32", None, &w)?;
+        let spec = FilterSpec {
+            pref: 1,
+            protocol: ETH_P_IP,
+            kind,
+            handle,
+            matcher,
+            classid,
+        };
+        self.stack.filter_add("eth0", 1 << 16, &spec)?;
         Ok(())
     }
 

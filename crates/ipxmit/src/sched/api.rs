@@ -126,6 +126,9 @@ pub enum TcError {
     /// A class request refused (its own message).
     #[error(transparent)]
     Class(#[from] super::ClassError),
+    /// A filter request refused (its own message).
+    #[error(transparent)]
+    Filter(#[from] super::cls::FilterError),
 }
 
 /// What to do with the root.

@@ -17,8 +17,10 @@
 //!
 //! - **Classify.** A priority (`SO_PRIORITY`) equal to the qdisc's handle
 //!   goes to the direct queue; a priority naming a leaf goes there; else
-//!   the `default` class when it is a leaf; else the direct queue
+//!   the filters decide (the handle: the direct queue; a leaf: there);
+//!   else the `default` class when it is a leaf; else the direct queue
 //!   (`direct_qlen` packets, sent before anything else and unshaped).
+//!   (Filters on inner classes are not modelled.)
 //! - **Dequeue.** A backlogged leaf may send at the level of the class
 //!   whose tokens it would use: its own (level 0) when it can send; when
 //!   it may borrow, the nearest ancestor that can send (inner classes sit
@@ -48,6 +50,7 @@ use std::fmt::Write as _;
 
 use super::class::{xmitsize, ClassError, ClassShow, ClassSpec, HtbClassConfig};
 use super::clhash::ClassHash;
+use super::cls::FilterChain;
 use super::fifo::Pfifo;
 use super::rate::{LinkLayer, RateCfg};
 use super::{Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
@@ -116,6 +119,8 @@ pub struct Htb {
     txqueuelen: u32,
     /// Per (level, prio): the class id whose turn it is (`ptr`).
     turn: [[u32; NUM_PRIO as usize]; MAX_DEPTH as usize],
+    /// The qdisc's filters.
+    filters: FilterChain,
     stats: QdiscStats,
 }
 
@@ -135,6 +140,7 @@ impl Htb {
             order: ClassHash::new(),
             txqueuelen,
             turn: [[0; NUM_PRIO as usize]; MAX_DEPTH as usize],
+            filters: FilterChain::default(),
             stats: QdiscStats::default(),
         }
     }
@@ -289,7 +295,7 @@ impl Htb {
         now: Instant,
         to_free: &mut ToFree,
     ) -> Result<(), ClassError> {
-        if self.class(i).children > 0 {
+        if self.class(i).children > 0 || self.filters.binds(self.class(i).classid) {
             return Err(ClassError::Refused("HTB class in use"));
         }
         let mut c = self.slots[i].take().expect("a live class index");
@@ -316,20 +322,32 @@ impl Htb {
         Ok(())
     }
 
-    /// Kernel: `htb_classify()` without filters: the leaf, or `None` for
-    /// the direct queue.
-    fn classify(&self, priority: u32) -> Option<usize> {
+    /// Kernel: `htb_classify()`: the leaf, or `None` for the direct
+    /// queue. The priority first (the handle itself: direct; a leaf: it),
+    /// then the filters (the handle: direct; a leaf: it), then the default
+    /// class if it is a leaf, else the direct queue.
+    fn classify(&self, pkt: &PacketBuf) -> Option<usize> {
+        let priority = pkt.meta.priority;
         if priority == self.handle {
             return None;
         }
-        if let Some(i) = self
-            .find(priority)
-            .filter(|&i| self.class(i).leaf.is_some())
-        {
+        let leaf = |i: &usize| self.class(*i).leaf.is_some();
+        if let Some(i) = self.find(priority).filter(leaf) {
             return Some(i);
         }
+        if !self.filters.is_empty() {
+            match self.filters.classify(pkt, self.handle) {
+                Some(c) if c == self.handle => return None,
+                Some(c) => {
+                    if let Some(i) = self.find(c).filter(leaf) {
+                        return Some(i);
+                    }
+                }
+                None => {}
+            }
+        }
         let def = (self.handle & 0xffff_0000) | (self.defcls & 0xffff);
-        self.find(def).filter(|&i| self.class(i).leaf.is_some())
+        self.find(def).filter(leaf)
     }
 
     /// Kernel: `htb_class_mode()` of class `i` at `now`, and the time to
@@ -623,7 +641,7 @@ impl Qdisc for Htb {
 
     /// Kernel: `htb_enqueue()`.
     fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
-        if let Some(i) = self.classify(pkt.meta.priority) {
+        if let Some(i) = self.classify(&pkt) {
             return self.enqueue_leaf(i, pkt, now, to_free);
         }
         if self.direct.len() < self.direct_qlen as usize {
@@ -793,6 +811,14 @@ impl Qdisc for Htb {
                 Some((c.leaf_handle, q))
             })
             .collect()
+    }
+
+    fn filters(&self) -> Option<&FilterChain> {
+        Some(&self.filters)
+    }
+
+    fn filters_mut(&mut self) -> Option<&mut FilterChain> {
+        Some(&mut self.filters)
     }
 
     fn take_dropped(&mut self, to_free: &mut ToFree) {

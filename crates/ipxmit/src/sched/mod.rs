@@ -20,6 +20,7 @@ use crate::time::Instant;
 pub mod api;
 pub mod class;
 pub mod clhash;
+pub mod cls;
 pub mod codel;
 pub mod fifo;
 pub mod fq_codel;
@@ -299,6 +300,16 @@ pub trait Qdisc: Send + fmt::Debug {
     /// id, the handle and the qdisc, for `tc qdisc show`.
     fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
         Vec::new()
+    }
+
+    /// The filters attached to the qdisc (its block), if it takes any.
+    fn filters(&self) -> Option<&cls::FilterChain> {
+        None
+    }
+
+    /// [`Qdisc::filters`], writable.
+    fn filters_mut(&mut self) -> Option<&mut cls::FilterChain> {
+        None
     }
 
     /// [`Qdisc::children`], writable: the handle and the qdisc.

@@ -16,6 +16,7 @@
 
 use std::fmt::Write as _;
 
+use super::cls::FilterChain;
 use super::fifo::Pfifo;
 use super::{ClassError, Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
 use crate::buf::PacketBuf;
@@ -37,6 +38,8 @@ pub struct Prio {
     band_handles: Vec<u32>,
     /// The device's `tx_queue_len`, the default `pfifo`s' limit.
     txqueuelen: u32,
+    /// The qdisc's filters.
+    filters: FilterChain,
     /// The qdisc's handle (the major of its classes).
     handle: u32,
     stats: QdiscStats,
@@ -54,6 +57,7 @@ impl Prio {
                 .collect(),
             band_handles: vec![0; bands as usize],
             txqueuelen,
+            filters: FilterChain::default(),
             handle: 0,
             stats: QdiscStats::default(),
         }
@@ -81,23 +85,38 @@ impl Prio {
         self.bands.len()
     }
 
-    /// Kernel: `prio_classify()` without filters.
-    fn band_of(&self, priority: u32) -> usize {
+    /// Kernel: `prio_classify()`: a priority naming one of its classes
+    /// picks that band; else the filters' class (`1:N` is band `N - 1`,
+    /// out of range the priomap's first); without a match the priomap of
+    /// the priority's low four bits (a priority of another major counts
+    /// as 0).
+    fn band_of(&self, pkt: &PacketBuf) -> usize {
         let n = self.bands.len();
-        if priority & 0xffff_0000 == self.handle && self.handle != 0 {
-            let minor = (priority & 0xffff) as usize;
-            return if (1..=n).contains(&minor) {
-                minor - 1
-            } else {
-                usize::from(self.priomap[0])
+        let priority = pkt.meta.priority;
+        let mut band = priority;
+        if priority & 0xffff_0000 != self.handle || self.handle == 0 {
+            let hit = match self.filters.is_empty() {
+                true => None,
+                false => self.filters.classify(pkt, self.handle),
             };
+            match hit {
+                Some(c) => band = c,
+                None => {
+                    let p = if priority & 0xffff_0000 != 0 {
+                        0
+                    } else {
+                        priority
+                    };
+                    return usize::from(self.priomap[(p & 15) as usize]);
+                }
+            }
         }
-        let p = if priority & 0xffff_0000 != 0 {
-            0
+        let minor = (band & 0xffff) as usize;
+        if (1..=n).contains(&minor) {
+            minor - 1
         } else {
-            priority
-        };
-        usize::from(self.priomap[(p & 15) as usize])
+            usize::from(self.priomap[0])
+        }
     }
 }
 
@@ -108,7 +127,7 @@ impl Qdisc for Prio {
 
     /// Kernel: `prio_enqueue()`.
     fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
-        let band = self.band_of(pkt.meta.priority).min(self.bands.len() - 1);
+        let band = self.band_of(&pkt).min(self.bands.len() - 1);
         let q = &mut *self.bands[band];
         super::on_child(&mut self.stats, q, |q| q.enqueue(pkt, now, to_free))
     }
@@ -228,6 +247,14 @@ impl Qdisc for Prio {
             .filter(|(h, _)| **h != 0)
             .map(|(h, q)| (*h, &mut **q as &mut dyn Qdisc))
             .collect()
+    }
+
+    fn filters(&self) -> Option<&FilterChain> {
+        Some(&self.filters)
+    }
+
+    fn filters_mut(&mut self) -> Option<&mut FilterChain> {
+        Some(&mut self.filters)
     }
 
     fn take_dropped(&mut self, to_free: &mut ToFree) {

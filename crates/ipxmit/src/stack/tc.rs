@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::{ConfigError, Stack};
 use crate::dev::NetDevice;
 use crate::sched::api::{self, RootAction};
+use crate::sched::cls::{FilterChain, FilterError, FilterSpec};
 use crate::sched::{
     class, graft, run, ClassError, ClassRequest, Qdisc, QdiscOp, QdiscSpec, TcError,
 };
@@ -344,5 +345,49 @@ impl Stack {
             }
         }
         first.ok_or(TcError::QdiscNotFound)
+    }
+
+    /// Kernel: `tc_new_tfilter()`: `tc filter add dev DEV [parent H:]
+    /// ... KIND ...` on the filters of the qdisc `parent` names (0 or
+    /// `TC_H_ROOT`: the root). Filters on classes are not modelled.
+    pub fn filter_add(&self, dev: &str, parent: u32, spec: &FilterSpec) -> Result<(), TcError> {
+        self.on_filters(dev, parent, |c| c.add(spec))
+    }
+
+    /// Kernel: `tc_del_tfilter()`: the filters of preference `pref` (all
+    /// of them for 0), or the one of `handle`, on the qdisc `parent` names.
+    pub fn filter_delete(
+        &self,
+        dev: &str,
+        parent: u32,
+        pref: u32,
+        handle: u32,
+    ) -> Result<(), TcError> {
+        self.on_filters(dev, parent, |c| c.delete(pref, handle))
+    }
+
+    /// Runs `f` on the filter chain of the qdisc `parent` names, on every
+    /// transmit queue's tree.
+    fn on_filters(
+        &self,
+        dev: &str,
+        parent: u32,
+        f: impl Fn(&mut FilterChain) -> Result<(), FilterError>,
+    ) -> Result<(), TcError> {
+        let d = self
+            .device(dev)
+            .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
+        if parent != class::TC_H_ROOT && parent & 0xffff != 0 {
+            return Err(FilterError::NoBlock.into());
+        }
+        self.on_trees(&d, |root, rh, _| {
+            let h = match parent {
+                0 | class::TC_H_ROOT => rh,
+                p => p,
+            };
+            let (q, _) = graft::find(root, rh, h, 0).ok_or(FilterError::NoParent)?;
+            let chain = q.filters_mut().ok_or(FilterError::NoBlock)?;
+            f(chain).map_err(TcError::Filter)
+        })
     }
 }
