@@ -50,7 +50,25 @@ pub fn ip_link(dev: &NetDevice) -> String {
         "    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}",
         s.tx_bytes, s.tx_packets, s.tx_errors, s.tx_dropped, 0, 0
     );
+    bql_lines(&mut o, dev);
     o
+}
+
+/// The byte queue limits of each transmit queue whose driver uses them,
+/// as the files of `/sys/class/net/DEV/queues/tx-N/byte_queue_limits/`
+/// read (`hold_time` in milliseconds).
+fn bql_lines(o: &mut String, dev: &NetDevice) {
+    for (i, q) in dev.queues().iter().enumerate() {
+        let Some(b) = q.ctl().bql() else { continue };
+        let _ = writeln!(
+            o,
+            "    tx-{i} byte_queue_limits: hold_time 1000 inflight {} limit {} limit_max {} limit_min {}",
+            b.inflight(),
+            b.limit(),
+            b.max_limit,
+            b.min_limit
+        );
+    }
 }
 
 /// `ip -s link` as JSON (the field names of `ip -j -s link`).

@@ -489,13 +489,23 @@ impl Stack {
         if self.notify.is_pending() {
             return Some(self.now());
         }
-        let qdisc = self
-            .devices
-            .read()
+        let devices = self.devices.read();
+        let qdisc = devices
             .iter()
             .flat_map(|d| d.queues().iter().filter_map(|q| q.q.lock().watchdog))
             .min();
-        [qdisc, self.neigh.next_timer()].into_iter().flatten().min()
+        let drivers = devices
+            .iter()
+            .flat_map(|d| {
+                d.queues()
+                    .iter()
+                    .filter_map(|q| q.driver.lock().next_event())
+            })
+            .min();
+        [qdisc, drivers, self.neigh.next_timer()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Receive file descriptors of every device (queue 0's driver), for a

@@ -32,6 +32,9 @@ use super::parse::{LinkKind, LinkSpec};
 
 /// Frames an in-memory wire holds before the device's queue stops.
 pub const MEM_WIRE_FRAMES: usize = 8192;
+/// The transmit ring of a `mem` link with a `rate`: frames the device
+/// holds while the line sends them (a NIC's 256 descriptors).
+pub const RATED_RING_FRAMES: usize = 256;
 
 /// The default MAC of a `mem` link's peer.
 pub const PEER_LLADDR: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xfe]);
@@ -131,7 +134,10 @@ pub fn build_link(stack: &Stack, spec: &LinkSpec, index: usize) -> Result<Link, 
     let n = spec.txqueues.unwrap_or(1);
     let (drivers, far) = match spec.kind {
         LinkKind::Mem => {
-            let wire = MemWire::new(MEM_WIRE_FRAMES);
+            let wire = match spec.rate {
+                Some(r) => MemWire::with_rate(RATED_RING_FRAMES, r, stack.clock()),
+                None => MemWire::new(MEM_WIRE_FRAMES),
+            };
             let peer = spec.peer.map(|a| {
                 let mut pc = PeerConfig::new(a, spec.peer_lladdr.unwrap_or(PEER_LLADDR));
                 pc.promiscuous = true;

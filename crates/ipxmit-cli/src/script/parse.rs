@@ -121,6 +121,8 @@ pub struct LinkSpec {
     pub peer: Option<Ipv4Addr>,
     /// `peerlladdr MAC` (mem): the peer's MAC.
     pub peer_lladdr: Option<EthernetAddress>,
+    /// `rate RATE` (mem): the line rate, bits per second.
+    pub rate: Option<u64>,
 }
 
 /// `route add|replace|del`.
@@ -567,6 +569,7 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
         lladdr: None,
         peer: None,
         peer_lladdr: None,
+        rate: None,
     };
     while let Some(k) = w.next() {
         match k {
@@ -579,11 +582,21 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
             "lladdr" => s.lladdr = Some(w.value("lladdr", mac)?),
             "peer" => s.peer = Some(w.value("peer address", ipv4)?),
             "peerlladdr" => s.peer_lladdr = Some(w.value("peerlladdr", mac)?),
+            "rate" => s.rate = Some(w.value("rate (e.g. 100mbit)", line_rate)?),
             _ => return Err(w.unexpected(k)),
         }
     }
     check_link_options(&s)?;
     Ok(s)
+}
+
+/// A line rate in tc's units (`100mbit`, `1gbit`), above 0.
+fn line_rate(s: &str) -> Result<u64, String> {
+    match ipxmit::units::parse_rate(s) {
+        Ok(r) if r > 0 => Ok(r),
+        Ok(_) => Err("expected a rate above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn queues(s: &str) -> Result<usize, String> {
@@ -615,6 +628,9 @@ fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     }
     if (s.peer.is_some() || s.peer_lladdr.is_some()) && s.kind != LinkKind::Mem {
         return Err(unexpected("peer"));
+    }
+    if s.rate.is_some() && s.kind != LinkKind::Mem {
+        return Err(unexpected("rate"));
     }
     if s.peer_lladdr.is_some() && s.peer.is_none() {
         return Err(missing("peer ADDR (before peerlladdr)"));

@@ -21,6 +21,7 @@ use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 pub mod batch;
+pub mod dql;
 pub mod queue;
 pub mod xmit;
 
@@ -66,6 +67,10 @@ pub enum TxStatus {
 #[derive(Debug, Default)]
 pub struct TxQueueCtl {
     stopped: AtomicBool,
+    /// Stopped by byte queue limits (`__QUEUE_STATE_STACK_XOFF`).
+    stack_xoff: AtomicBool,
+    /// The byte queue limits, once the driver reports what it queues.
+    dql: Mutex<Option<dql::Dql>>,
     scheduled: AtomicBool,
     notify: Arc<Notify>,
 }
@@ -106,6 +111,8 @@ impl TxQueueCtl {
     fn new(notify: Arc<Notify>) -> TxQueueCtl {
         TxQueueCtl {
             stopped: AtomicBool::new(false),
+            stack_xoff: AtomicBool::new(false),
+            dql: Mutex::new(None),
             scheduled: AtomicBool::new(false),
             notify,
         }
@@ -123,9 +130,45 @@ impl TxQueueCtl {
         }
     }
 
-    /// `netif_xmit_stopped`.
+    /// `netif_xmit_stopped`: by the driver, or by byte queue limits.
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
+        self.stopped.load(Ordering::Acquire) || self.stack_xoff.load(Ordering::Acquire)
+    }
+
+    /// Kernel: `netdev_tx_sent_queue()`: the driver took `bytes` for the
+    /// hardware at `now`; over the byte limit the queue stops.
+    pub fn sent_queue(&self, bytes: u32, now: Instant) {
+        let mut g = self.dql.lock();
+        let d = g.get_or_insert_with(|| dql::Dql::new(now));
+        d.queued(bytes);
+        if d.avail() >= 0 {
+            return;
+        }
+        self.stack_xoff.store(true, Ordering::Release);
+    }
+
+    /// Kernel: `netdev_tx_completed_queue()`: the hardware finished
+    /// `bytes`; back under the limit, a queue stopped by it wakes.
+    pub fn completed_queue(&self, bytes: u32, now: Instant) {
+        if bytes == 0 {
+            return;
+        }
+        let mut g = self.dql.lock();
+        let Some(d) = g.as_mut() else { return };
+        d.completed(bytes, now);
+        if d.avail() < 0 {
+            return;
+        }
+        drop(g);
+        if self.stack_xoff.swap(false, Ordering::AcqRel) {
+            self.schedule();
+        }
+    }
+
+    /// The byte queue limits (sysfs `byte_queue_limits/`), when the driver
+    /// uses them.
+    pub fn bql(&self) -> Option<dql::Dql> {
+        self.dql.lock().clone()
     }
 
     /// `__netif_schedule`: ask for a qdisc run from deferred work.
@@ -173,6 +216,13 @@ pub trait Driver: Send {
     /// A file descriptor that becomes readable when frames arrive, for a runner
     /// thread to wait on (`None`: nothing to wait for).
     fn rx_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// When the driver next has something to do on the clock (a frame
+    /// finishing on a line of some rate, which frees its ring and wakes the
+    /// queue): the stack's [`crate::Stack::next_wakeup`] includes it.
+    fn next_event(&self) -> Option<Instant> {
         None
     }
 }
