@@ -141,6 +141,7 @@ pub struct Host {
     captures: Vec<(String, Arc<FileTap>)>,
     sends: u64,
     pattern: Vec<u8>,
+    sampler: Option<crate::plot::Sampler>,
 }
 
 impl Host {
@@ -160,6 +161,20 @@ impl Host {
             captures: Vec::new(),
             sends: 0,
             pattern: (0..65535 + 256).map(|j| (7 * j % 256) as u8).collect(),
+            sampler: None,
+        }
+    }
+
+    /// Samples every qdisc and class at each settling, for `--plot`.
+    pub fn enable_plot(&mut self) {
+        self.sampler = Some(crate::plot::Sampler::default());
+    }
+
+    /// Draws the samples into `path` (SVG).
+    pub fn write_plot(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        match &self.sampler {
+            Some(s) => s.write_svg(path),
+            None => Ok(()),
         }
     }
 
@@ -414,6 +429,9 @@ impl Host {
             if moved == 0 && !self.stack.notifier().is_pending() {
                 break;
             }
+        }
+        if let Some(s) = &mut self.sampler {
+            s.sample(&self.stack);
         }
     }
 

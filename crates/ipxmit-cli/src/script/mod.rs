@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// one; for scripts with tap or packet links.
     #[arg(long)]
     pub realtime: bool,
+    /// Draw each qdisc's and class's throughput and backlog over the clock
+    /// into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// A line that could not be carried out.
@@ -67,8 +71,15 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let mut out = io::stdout().lock();
     let mut host = Host::new(a.realtime);
+    if a.plot.is_some() {
+        host.enable_plot();
+    }
     let r = run_lines(input, &mut host, &a, &mut out);
     let flushed = host.flush_captures();
+    if let Some(p) = &a.plot {
+        host.write_plot(p)
+            .with_context(|| format!("cannot write the plot {}", p.display()))?;
+    }
     if let Err(e) = r? {
         out.flush()?;
         let _ = writeln!(io::stderr(), "{e}");
