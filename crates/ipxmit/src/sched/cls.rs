@@ -21,6 +21,8 @@
 //!   a proto without filters takes the mark itself as the class id when
 //!   its major is the qdisc's.
 //! - `matchall`: every packet.
+//! - `basic`: the filters in handle order; the first whose ematch
+//!   sequence ([`basic`]) matches, or that has none.
 //!
 //! tc writes `match ip dst 10.0.0.0/8` as a key at offset 16, `ip sport`
 //! in the high half of the word at 20, `ip dport` in its low half, `ip
@@ -65,6 +67,8 @@ pub enum Match {
     },
     /// Everything.
     All,
+    /// A `basic` ematch sequence (empty: everything).
+    Basic(Vec<basic::EmTerm>),
 }
 
 /// The kind of a proto.
@@ -76,6 +80,8 @@ pub enum ClsKind {
     Fw,
     /// `matchall`.
     Matchall,
+    /// `basic`.
+    Basic,
 }
 
 impl ClsKind {
@@ -85,6 +91,7 @@ impl ClsKind {
             ClsKind::U32 => "u32",
             ClsKind::Fw => "fw",
             ClsKind::Matchall => "matchall",
+            ClsKind::Basic => "basic",
         }
     }
 }
@@ -267,6 +274,9 @@ impl Tp {
                 self.ht << 20 | node
             }
             ClsKind::Matchall if spec.handle == 0 => 1,
+            ClsKind::Basic if spec.handle == 0 => (1..)
+                .find(|h| self.filters.iter().all(|f| f.handle != *h))
+                .unwrap_or(1),
             _ => spec.handle,
         };
         let exists = self.filters.iter().any(|f| f.handle == handle);
@@ -289,6 +299,10 @@ impl Tp {
             ClsKind::U32 => u32_classify(&self.filters, pkt.network_header()),
             ClsKind::Fw => fw_classify(&self.filters, pkt.meta.mark, qdisc_handle),
             ClsKind::Matchall => self.filters.first().and_then(|f| f.classid),
+            ClsKind::Basic => self.filters.iter().find_map(|f| match &f.matcher {
+                Match::Basic(t) if t.is_empty() || basic::tree_match(t, pkt) => f.classid,
+                _ => None,
+            }),
         }
     }
 }
@@ -328,6 +342,7 @@ fn fw_classify(filters: &[Filter], mark: u32, qdisc_handle: u32) -> Option<u32> 
     })
 }
 
+pub mod basic;
 mod parse;
 mod show;
 

@@ -20,6 +20,7 @@ pub fn parse_filter(
         "u32" => parse_u32(handle, opts).map(|p| (ClsKind::U32, p)),
         "fw" => parse_fw(handle, opts).map(|p| (ClsKind::Fw, p)),
         "matchall" => parse_matchall(handle, opts).map(|p| (ClsKind::Matchall, p)),
+        "basic" => parse_basic(handle, opts).map(|p| (ClsKind::Basic, p)),
         other => Err(format!(
             "Unknown filter \"{other}\", hence option \"{}\" is unparsable",
             opts.first().copied().unwrap_or("")
@@ -47,7 +48,7 @@ fn classid(v: Option<&&str>, what: &str) -> Result<u32, String> {
 }
 
 /// tc's `get_u32(.., 0)`: decimal, `0x` hexadecimal or `0` octal.
-fn number(v: &str) -> Option<u32> {
+pub(super) fn number(v: &str) -> Option<u32> {
     if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         return u32::from_str_radix(h, 16).ok();
     }
@@ -240,4 +241,31 @@ fn classid_opts(opts: &[&str], usage: &str) -> Result<Option<u32>, String> {
         }
     }
     Ok(flow)
+}
+
+/// tc's `basic_parse_opt()`: `match EMATCH`, `classid`/`flowid`.
+fn parse_basic(handle: Option<&str>, opts: &[&str]) -> Result<Parsed, String> {
+    const USAGE: &str = "Usage: ... basic [ match EMATCH_TREE ] [ classid CLASSID ]";
+    let h = match handle {
+        Some(h) => number(h).ok_or(format!("Illegal handle \"{h}\", must be numeric."))?,
+        None => 0,
+    };
+    let (mut terms, mut flow) = (Vec::new(), None);
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            "match" => {
+                let (t, used) = super::basic::parse_ematch(&opts[i + 1..])?;
+                terms = t;
+                i += 1 + used;
+            }
+            "classid" | "flowid" => {
+                flow = Some(classid(opts.get(i + 1), "classid")?);
+                i += 2;
+            }
+            "help" => return Err(USAGE.into()),
+            other => return Err(format!("What is \"{other}\"?\n{USAGE}")),
+        }
+    }
+    Ok((Match::Basic(terms), flow, h))
 }

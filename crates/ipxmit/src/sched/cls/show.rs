@@ -92,6 +92,23 @@ fn filter_text(o: &mut String, tp: &Tp, f: &Filter) {
             }
             let _ = writeln!(o, "\n  not_in_hw");
         }
+        Match::Basic(terms) => {
+            let _ = write!(o, "handle 0x{:x} ", f.handle);
+            if let Some(c) = f.classid {
+                let _ = write!(o, "flowid {} ", classid_text(c));
+            }
+            if !terms.is_empty() {
+                o.push_str("\n  ");
+                for (i, t) in terms.iter().enumerate() {
+                    o.push_str(&t.text());
+                    if i + 1 < terms.len() {
+                        o.push_str(if t.and_next { " AND " } else { " OR " });
+                    }
+                }
+                o.push(' ');
+            }
+            o.push('\n');
+        }
     }
 }
 
@@ -155,5 +172,6 @@ fn filter_json(tp: &Tp, f: &Filter) -> String {
             f.handle,
             flow("flowid")
         ),
+        Match::Basic(_) => format!("\"handle\":{}{}", f.handle, flow("flowid")),
     }
 }

@@ -198,3 +198,58 @@ fn fw_matchall_and_the_chain_rules() {
     c.delete(49151, 0).unwrap();
     assert_eq!(c.delete(7, 0), Err(FilterError::NotFound));
 }
+
+#[test]
+fn basic_meta_ematches_pick_by_priority_and_mark() {
+    let h = 1 << 16;
+    let mut c = FilterChain::default();
+    let w = [
+        "match",
+        "meta(priority",
+        "eq",
+        "6)",
+        "and",
+        "not",
+        "meta(nf_mark",
+        "gt",
+        "10)",
+        "classid",
+        "1:6",
+    ];
+    let (kind, (matcher, classid, handle)) = parse_filter("basic", None, &w).unwrap();
+    let first = FilterSpec {
+        pref: 5,
+        protocol: ETH_P_ALL,
+        kind,
+        handle,
+        matcher,
+        classid,
+    };
+    c.add(&first).unwrap();
+    c.add(&spec(
+        6,
+        "basic match meta(nf_mark mask 0xff eq 7) or meta(pktlen lt 50) classid 1:7",
+    ))
+    .unwrap();
+    let mut p = frame([1; 4], [2; 4], 1, 2, 3);
+    p.meta.priority = 6;
+    assert_eq!(c.classify(&p, h), Some(h | 6));
+    p.meta.mark = 0x107;
+    // Mark above 10: the first fails; 0x107 & 0xff == 7: the second.
+    assert_eq!(c.classify(&p, h), Some(h | 7));
+    p.meta.priority = 0;
+    p.meta.mark = 0;
+    assert_eq!(c.classify(&p, h), Some(h | 7), "42 bytes: pktlen lt 50");
+    let shown = c.show(&FilterShow {
+        parent: Some(h),
+        pref: None,
+    });
+    assert!(
+        shown.contains("basic chain 0 handle 0x1 flowid 1:6 \n  meta(priority eq 6) AND NOT meta(nf_mark gt 10) \n"),
+        "{shown}"
+    );
+    assert_eq!(
+        parse_filter("basic", None, &["match", "meta(foo", "eq", "1)"]).unwrap_err(),
+        "Illegal \"ematch\""
+    );
+}
