@@ -5,7 +5,9 @@
 //! # Algorithm
 //!
 //! Packets are hashed by flow into `flows` queues (the packet's flow hash
-//! scaled to the number of flows). Each queue runs CoDel
+//! scaled to the number of flows); a priority `H:N` naming the qdisc picks
+//! flow N, and with filters attached their class's minor does (a packet
+//! no filter places is dropped, as the kernel does). Each queue runs CoDel
 //! ([`super::codel`]) with the shared parameters and its own state; the
 //! queues are served by deficit round robin with a `quantum` of bytes.
 //!
@@ -26,6 +28,7 @@
 //!   that new flows cannot starve old ones), an empty old flow leaves the
 //!   lists. A packet sent costs its flow its length in deficit.
 
+use super::cls::FilterChain;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
@@ -110,6 +113,10 @@ pub struct FqCodel {
     dropped: Vec<PacketBuf>,
     /// The clock at the last operation (a change trims at it).
     last_now: Instant,
+    /// The qdisc's handle (a priority `H:N` picks flow N).
+    handle: u32,
+    /// The qdisc's filters.
+    filters: FilterChain,
 }
 
 impl FqCodel {
@@ -129,6 +136,8 @@ impl FqCodel {
             stats: QdiscStats::default(),
             dropped: Vec::with_capacity(64),
             last_now: Instant::ZERO,
+            handle: 0,
+            filters: FilterChain::default(),
         }
     }
 
@@ -152,15 +161,31 @@ impl FqCodel {
         }
     }
 
-    /// Kernel: `fq_codel_classify()` without filters: the packet's flow
-    /// hash scaled to the flows (`reciprocal_scale`).
-    fn classify(&self, pkt: &PacketBuf) -> usize {
+    /// Kernel: `fq_codel_classify()`: a priority `H:N` (the qdisc's
+    /// handle, N a flow) picks flow N; else without filters the packet's
+    /// flow hash scaled to the flows (`reciprocal_scale`); with filters the
+    /// minor of their class id (`None`: no match, or out of range, and the
+    /// kernel drops the packet).
+    fn classify(&self, pkt: &PacketBuf) -> Option<usize> {
+        let n = self.flows.len();
+        let (major, minor) = (
+            pkt.meta.priority & 0xffff_0000,
+            (pkt.meta.priority & 0xffff) as usize,
+        );
+        if major == self.handle && self.handle != 0 && (1..=n).contains(&minor) {
+            return Some(minor - 1);
+        }
+        if !self.filters.is_empty() {
+            let c = self.filters.classify(pkt, self.handle)?;
+            let m = (c & 0xffff) as usize;
+            return (1..=n).contains(&m).then(|| m - 1);
+        }
         let hash = if pkt.meta.hash != 0 {
             pkt.meta.hash
         } else {
             header_hash(pkt)
         };
-        ((u64::from(hash) * self.flows.len() as u64) >> 32) as usize
+        Some(((u64::from(hash) * n as u64) >> 32) as usize)
     }
 
     /// Kernel: `fq_codel_drop()`: up to `max` packets from the head of the
@@ -310,7 +335,13 @@ impl Qdisc for FqCodel {
     /// Kernel: `fq_codel_enqueue()`. See the module documentation.
     fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
         self.last_now = now;
-        let idx = self.classify(&pkt);
+        let Some(idx) = self.classify(&pkt) else {
+            // Kernel: a filter that gives no flow: `qdisc_qstats_drop` and
+            // `__qdisc_drop`.
+            self.stats.drops += 1;
+            to_free.push(pkt, DropReason::QdiscDrop);
+            return NetXmit::Drop;
+        };
         let (len, mem) = (pkt.len() as u32, mem_usage(&pkt));
         let flow = &mut self.flows[idx];
         flow.q.push_back((pkt, codel_time(now)));
@@ -428,6 +459,18 @@ impl Qdisc for FqCodel {
             self.old_flows.len()
         );
         Some(o)
+    }
+
+    fn set_handle(&mut self, handle: u32) {
+        self.handle = handle;
+    }
+
+    fn filters(&self) -> Option<&FilterChain> {
+        Some(&self.filters)
+    }
+
+    fn filters_mut(&mut self) -> Option<&mut FilterChain> {
+        Some(&mut self.filters)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
@@ -548,6 +591,42 @@ mod tests {
     }
 
     #[test]
+    fn a_priority_or_a_filter_picks_the_flow() {
+        use crate::sched::cls::{parse_filter, FilterSpec, ETH_P_ALL};
+        let mut q = fq(10_240);
+        q.set_handle(1 << 16);
+        let mut tf = ToFree::default();
+        // Priority 1:5 goes to flow 5 (index 4), whatever the hash.
+        let mut p = pkt(7, 100);
+        p.meta.priority = (1 << 16) | 5;
+        assert_eq!(q.classify(&p), Some(4));
+        // With a filter, its class's minor; no match: dropped and counted.
+        let (kind, (matcher, classid, handle)) = parse_filter(
+            "basic",
+            None,
+            &["match", "meta(nf_mark", "eq", "3)", "classid", "1:9"],
+        )
+        .unwrap();
+        let spec = FilterSpec {
+            pref: 1,
+            protocol: ETH_P_ALL,
+            kind,
+            handle,
+            matcher,
+            classid,
+        };
+        q.filters.add(&spec).unwrap();
+        let mut m = pkt(7, 100);
+        m.meta.mark = 3;
+        assert_eq!(q.classify(&m), Some(8));
+        assert_eq!(
+            q.enqueue(pkt(7, 100), Instant::ZERO, &mut tf),
+            NetXmit::Drop
+        );
+        assert_eq!((q.stats().drops, q.stats().qlen, tf.len()), (1, 0, 1));
+    }
+
+    #[test]
     fn flows_are_served_in_turn_a_quantum_each() {
         let mut q = fq(10_240);
         let mut tf = ToFree::default();
@@ -606,7 +685,7 @@ mod tests {
         assert_eq!(q.stats().drops, 4);
         assert_eq!(q.stats().qlen, 7);
         assert_eq!(q.drop_overlimit, 4);
-        assert_eq!(q.flows[q.classify(&pkt(1, 1))].cvars.count, 4);
+        assert_eq!(q.flows[q.classify(&pkt(1, 1)).unwrap()].cvars.count, 4);
         // When the fattest flow is the one enqueued to: congestion.
         let mut q = fq(3);
         for _ in 0..4 {
@@ -638,7 +717,7 @@ mod tests {
             Some(DropReason::QdiscCongested)
         );
         // ...while a sparse flow's packets, each leaving at once, are not.
-        let flow2 = q.classify(&pkt(2, 1));
+        let flow2 = q.classify(&pkt(2, 1)).unwrap();
         for i in 0..50 {
             let now = Instant::from_nanos(t + i * MS);
             q.enqueue(pkt(2, 100), now, &mut tf);
