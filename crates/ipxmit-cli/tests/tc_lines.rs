@@ -358,3 +358,20 @@ filter parent 1: protocol ip u32 chain 0 fh 800::801 order 2049 key ht 800 bkt 0
 "#;
     assert_eq!(r.stdout, want);
 }
+
+/// `tc -s qdisc show` of a root shared by two queues sums their counters
+/// (it once locked the first queue twice and hung).
+#[test]
+fn stats_of_a_multi_queue_root_are_summed() {
+    let d = tmpdir("tc-mq-stats");
+    let lines = "link add m0 type null txqueues 2\nlink set m0 up\ntc qdisc replace dev m0 root pfifo limit 10\ntc -s qdisc show dev m0\ntc -s -j qdisc show dev m0\n";
+    let r = run_script(&d, lines, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("qdisc pfifo 8001: root refcnt 3 limit 10p\n Sent 0 bytes 0 pkt"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("\"kind\":\"pfifo\""), "{}", r.stdout);
+}

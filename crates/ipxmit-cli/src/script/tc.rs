@@ -380,6 +380,7 @@ pub fn refusal(e: &TcError) -> String {
 
 /// Carries out a `tc` line; `show` returns what tc prints.
 pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
+    let done = |r: Result<(), TcError>| r.map(|()| None).map_err(|e| refusal(&e));
     match cmd {
         TcCommand::Modify {
             op,
@@ -387,93 +388,81 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
             parent,
             handle,
             spec,
-        } => stack
-            .qdisc_modify_at(dev, *parent, *op, *handle, spec)
-            .map(|()| None)
-            .map_err(|e| refusal(&e)),
+        } => done(stack.qdisc_modify_at(dev, *parent, *op, *handle, spec)),
         TcCommand::Delete {
             dev,
             parent,
             handle,
-        } => stack
-            .qdisc_delete_at(dev, *parent, *handle)
-            .map(|()| None)
-            .map_err(|e| refusal(&e)),
+        } => done(stack.qdisc_delete_at(dev, *parent, *handle)),
         TcCommand::ClassModify { dev, req } => {
             if let Some(w) = stack.class_modify(dev, req).map_err(|e| refusal(&e))? {
                 eprintln!("{w}");
             }
             Ok(None)
         }
-        TcCommand::FilterAdd { dev, parent, spec } => stack
-            .filter_add(dev, *parent, spec)
-            .map(|()| None)
-            .map_err(|e| refusal(&e)),
+        TcCommand::ClassDelete {
+            dev,
+            parent,
+            classid,
+        } => done(stack.class_delete(dev, *parent, *classid)),
+        TcCommand::FilterAdd { dev, parent, spec } => done(stack.filter_add(dev, *parent, spec)),
         TcCommand::FilterDel {
             dev,
             parent,
             pref,
             handle,
-        } => stack
-            .filter_delete(dev, *parent, *pref, *handle)
-            .map(|()| None)
-            .map_err(|e| refusal(&e)),
+        } => done(stack.filter_delete(dev, *parent, *pref, *handle)),
         TcCommand::FilterShow {
             dev,
             parent,
             pref,
             json,
         } => {
-            let d = match dev {
-                Some(d) => Some(
-                    stack
-                        .device(d)
-                        .map_err(|_| format!("Cannot find device \"{d}\""))?,
-                ),
-                None => None,
-            };
-            Ok(Some(super::tc_filter::show(
-                d.as_deref(),
-                *parent,
-                *pref,
-                *json,
-            )))
+            let d = dev.as_deref().map(|d| named_device(stack, d)).transpose()?;
+            let out = super::tc_filter::show(d.as_deref(), *parent, *pref, *json);
+            Ok(Some(out))
         }
-        TcCommand::ClassDelete {
-            dev,
-            parent,
-            classid,
-        } => stack
-            .class_delete(dev, *parent, *classid)
-            .map(|()| None)
-            .map_err(|e| refusal(&e)),
         TcCommand::Show {
             object,
             dev,
             opts,
             classid,
-        } => {
-            let devs = match dev {
-                Some(d) => vec![stack
-                    .device(d)
-                    .map_err(|_| format!("Cannot find device \"{d}\""))?],
-                None => stack.devices(),
-            };
-            let named = dev.is_none();
-            Ok(Some(match object {
-                Object::Qdisc => qdisc_show(&devs, named, *opts, stack.now()),
-                Object::Class => super::tc_class::class_show(
-                    &devs,
-                    super::tc_class::ShowClass {
-                        named,
-                        stats: opts.stats,
-                        details: opts.details,
-                        only: *classid,
-                    },
-                ),
-            }))
-        }
+        } => Ok(Some(show(stack, *object, dev.as_deref(), *opts, *classid)?)),
     }
+}
+
+/// A device a line names, or tc's message.
+fn named_device(stack: &Stack, d: &str) -> Result<std::sync::Arc<NetDevice>, String> {
+    stack
+        .device(d)
+        .map_err(|_| format!("Cannot find device \"{d}\""))
+}
+
+/// `tc [-s] [-d] [-j] qdisc|class show [dev D] [classid C]`.
+fn show(
+    stack: &Stack,
+    object: Object,
+    dev: Option<&str>,
+    opts: ShowOpts,
+    classid: Option<u32>,
+) -> Result<String, String> {
+    let devs = match dev {
+        Some(d) => vec![named_device(stack, d)?],
+        None => stack.devices(),
+    };
+    let named = dev.is_none();
+    Ok(match object {
+        Object::Qdisc => qdisc_show(&devs, named, opts, stack.now()),
+        Object::Class => super::tc_class::class_show(
+            &devs,
+            super::tc_class::ShowClass {
+                named,
+                stats: opts.stats,
+                details: opts.details,
+                only: classid,
+            },
+        ),
+    })
 }
 
 /// `tc [-s] [-d] [-j] qdisc show`: each device's root (on a multi-queue
@@ -527,56 +516,64 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
         if mq.is_none() && i > 0 {
             break;
         }
-        let handle = Handle(q.qdisc_handle());
+        let handle = q.qdisc_handle();
+        // Summed before the queue's lock is taken (summing locks each).
+        let stats = (opts.stats && mq.is_none() && n > 1).then(|| summed(d));
         q.with_qdisc(|qd| {
             let place = match mq {
                 Some(h) => format!("parent {}", classid(h, i + 1)),
                 None => format!("root refcnt {}", if n > 1 { n + 1 } else { 2 }),
             };
-            let params = if opts.details {
-                qd.params_details()
-            } else {
-                qd.params()
+            let line = QdiscLine {
+                handle,
+                place,
+                stats,
             };
-            let sep = if params.is_empty() { "" } else { " " };
-            let _ = writeln!(
-                o,
-                "qdisc {} {handle} {devpart}{place}{sep}{params}",
-                qd.kind()
-            );
-            if opts.stats {
-                let s = if mq.is_none() && n > 1 {
-                    summed(d)
-                } else {
-                    *qd.stats()
-                };
-                let _ = writeln!(o, "{s}");
-                if let Some(x) = qd.xstats(now) {
-                    let _ = writeln!(o, "{x}");
-                }
-            }
+            qdisc_lines(o, qd, &line, &devpart, opts, now);
             for (parent, h, c) in grafted(qd) {
-                let params = if opts.details {
-                    c.params_details()
-                } else {
-                    c.params()
+                let place = format!("parent {}", Handle(parent));
+                let line = QdiscLine {
+                    handle: h,
+                    place,
+                    stats: None,
                 };
-                let sep = if params.is_empty() { "" } else { " " };
-                let _ = writeln!(
-                    o,
-                    "qdisc {} {} {devpart}parent {}{sep}{params}",
-                    c.kind(),
-                    Handle(h),
-                    Handle(parent)
-                );
-                if opts.stats {
-                    let _ = writeln!(o, "{}", c.stats());
-                    if let Some(x) = c.xstats(now) {
-                        let _ = writeln!(o, "{x}");
-                    }
-                }
+                qdisc_lines(o, c, &line, &devpart, opts, now);
             }
         });
+    }
+}
+
+/// Where a qdisc sits, for its `tc qdisc show` line.
+struct QdiscLine {
+    handle: u32,
+    /// `root refcnt N` or `parent X:Y`.
+    place: String,
+    /// Counters to print instead of its own (a root shared by queues).
+    stats: Option<ipxmit::sched::QdiscStats>,
+}
+
+/// One qdisc's line, and with `-s` its counters and xstats.
+fn qdisc_lines(
+    o: &mut String,
+    q: &dyn ipxmit::sched::Qdisc,
+    at: &QdiscLine,
+    devpart: &str,
+    opts: ShowOpts,
+    now: Instant,
+) {
+    let params = if opts.details {
+        q.params_details()
+    } else {
+        q.params()
+    };
+    let sep = if params.is_empty() { "" } else { " " };
+    let (kind, h, place) = (q.kind(), Handle(at.handle), &at.place);
+    let _ = writeln!(o, "qdisc {kind} {h} {devpart}{place}{sep}{params}");
+    if opts.stats {
+        let _ = writeln!(o, "{}", at.stats.unwrap_or(*q.stats()));
+        if let Some(x) = q.xstats(now) {
+            let _ = writeln!(o, "{x}");
+        }
     }
 }
 
@@ -600,14 +597,10 @@ fn summed(d: &NetDevice) -> ipxmit::sched::QdiscStats {
 fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
     let n = d.queues().len();
     let mq = d.mq_root();
+    let dev = named.then(|| d.name());
     let mut all = Vec::new();
     if let Some(h) = mq {
-        let mut v = Map::new();
-        v.insert("kind".into(), json!("mq"));
-        v.insert("handle".into(), json!(Handle(h).to_string()));
-        if named {
-            v.insert("dev".into(), json!(d.name()));
-        }
+        let mut v = json_head("mq", h, dev);
         v.insert("root".into(), json!(true));
         v.insert("options".into(), json!({}));
         if opts.stats {
@@ -619,14 +612,10 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
         if mq.is_none() && i > 0 {
             break;
         }
-        let handle = Handle(q.qdisc_handle()).to_string();
+        let handle = q.qdisc_handle();
+        let summed_stats = (opts.stats && mq.is_none() && n > 1).then(|| summed(d));
         all.extend(q.with_qdisc(|qd| {
-            let mut v = Map::new();
-            v.insert("kind".into(), json!(qd.kind()));
-            v.insert("handle".into(), json!(handle));
-            if named {
-                v.insert("dev".into(), json!(d.name()));
-            }
+            let mut v = json_head(qd.kind(), handle, dev);
             match mq {
                 Some(h) => {
                     v.insert("parent".into(), json!(classid(h, i + 1)));
@@ -636,25 +625,15 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
                     v.insert("refcnt".into(), json!(if n > 1 { n + 1 } else { 2 }));
                 }
             }
-            v.insert("options".into(), options_json(qd.options()));
+            v.insert("options".into(), qdisc_options(qd));
             if opts.stats {
-                let s = if mq.is_none() && n > 1 {
-                    summed(d)
-                } else {
-                    *qd.stats()
-                };
-                stats_json(&mut v, &s);
+                stats_json(&mut v, &summed_stats.unwrap_or(*qd.stats()));
             }
             let mut vs = vec![Value::Object(v)];
             for (parent, h, c) in grafted(qd) {
-                let mut v = Map::new();
-                v.insert("kind".into(), json!(c.kind()));
-                v.insert("handle".into(), json!(Handle(h).to_string()));
-                if named {
-                    v.insert("dev".into(), json!(d.name()));
-                }
+                let mut v = json_head(c.kind(), h, dev);
                 v.insert("parent".into(), json!(Handle(parent).to_string()));
-                v.insert("options".into(), options_json(c.options()));
+                v.insert("options".into(), qdisc_options(c));
                 if opts.stats {
                     stats_json(&mut v, c.stats());
                 }
@@ -664,6 +643,17 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
         }));
     }
     all
+}
+
+/// `{"kind":..,"handle":..[,"dev":..]}`, the start of a qdisc's object.
+fn json_head(kind: &str, handle: u32, dev: Option<&str>) -> Map<String, Value> {
+    let mut v = Map::new();
+    v.insert("kind".into(), json!(kind));
+    v.insert("handle".into(), json!(Handle(handle).to_string()));
+    if let Some(d) = dev {
+        v.insert("dev".into(), json!(d));
+    }
+    v
 }
 
 /// Every qdisc grafted in the tree under `q` (class, handle, qdisc), in
@@ -703,6 +693,14 @@ fn stats_json(v: &mut Map<String, Value>, s: &ipxmit::sched::QdiscStats) {
 }
 
 /// `"options"` as an object in tc's order.
+/// A qdisc's `"options"`: its own JSON text when its options nest, else
+/// built from [`ipxmit::sched::Qdisc::options`].
+fn qdisc_options(q: &dyn ipxmit::sched::Qdisc) -> Value {
+    q.options_json()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| options_json(q.options()))
+}
+
 fn options_json(opts: Vec<(&'static str, OptValue)>) -> Value {
     let m: Map<String, Value> = opts
         .into_iter()
