@@ -105,8 +105,9 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
 /// a root `tbf` that never throttles (every packet enqueued and dequeued
 /// through it) with 18 B and 1472 B, a root `fq_codel` with 18 B and a
 /// root `codel` with 1472 B, an htb tree of one leaf with 18 B and 1472 B,
+/// a root `netem` (no delay: its time-ordered queue on every packet),
 /// all with `send_batch` of 64.
-pub const TWEAKED: [(&str, Tweak); 9] = [
+pub const TWEAKED: [(&str, Tweak); 10] = [
     ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("18B_batch64", Tweak::AcceptAllHook),
@@ -121,6 +122,7 @@ pub const TWEAKED: [(&str, Tweak); 9] = [
     ("18B_batch64", Tweak::RootQdisc("fq_codel")),
     ("1472B_batch64", Tweak::RootQdisc("codel")),
     ("18B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
+    ("18B_batch64", Tweak::RootQdisc("netem limit 10000")),
     ("1472B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
 ];
 

@@ -41,6 +41,38 @@ fn in_use(q: &dyn Qdisc, own: u32, h: u32) -> bool {
     own == h || q.children().iter().any(|&(_, ch, c)| in_use(c, ch, h))
 }
 
+/// Kernel: `check_netem_in_tree()` (Linux 6.18): a `netem` made or
+/// changed to `spec` in the tree under `root` (of handle `root_h`), where
+/// it has handle `own` (`None`: not yet in it), is refused when another
+/// netem is in the tree and either of them duplicates.
+pub fn netem_check(
+    root: &dyn Qdisc,
+    root_h: u32,
+    own: Option<u32>,
+    spec: &QdiscSpec,
+) -> Result<(), TcError> {
+    let QdiscSpec::Netem(n) = spec else {
+        return Ok(());
+    };
+    let mut all = vec![(root_h, root)];
+    let mut i = 0;
+    while i < all.len() {
+        let q = all[i].1;
+        all.extend(q.children().into_iter().map(|(_, h, c)| (h, c)));
+        i += 1;
+    }
+    let clash = all
+        .iter()
+        .filter(|(h, q)| q.kind() == "netem" && Some(*h) != own)
+        .any(|(_, q)| n.duplicate != 0 || q.duplicating_netem());
+    if clash {
+        return Err(TcError::Spec(SpecError::Refused(
+            "Error: netem: cannot mix duplicating netems with other netems in tree.".into(),
+        )));
+    }
+    Ok(())
+}
+
 /// What a graft needs besides the tree: the request and how to build.
 pub struct GraftReq<'a> {
     /// The class (`parent X:Y`).
@@ -68,6 +100,8 @@ pub fn modify(
     to_free: &mut ToFree,
 ) -> Result<(), TcError> {
     let taken = req.handle.is_some_and(|h| in_use(root, root_h, h));
+    let own = req.handle.filter(|_| taken);
+    netem_check(root, root_h, own, req.spec)?;
     let (p, depth) =
         find(root, root_h, req.clid & 0xffff_0000, 0).ok_or(TcError::ParentNotFound)?;
     if !p.classful() {
@@ -84,9 +118,16 @@ pub fn modify(
     match api::decide(root, req.op, req.handle, req.spec.kind())? {
         RootAction::Change => {
             let (_, q) = p.leaf_mut(req.clid).ok_or(TcError::ClassNotFound)?;
-            if !req.spec.change(q, req.txqlen, req.psched_mtu)? {
+            let before = *q.stats();
+            if !req.spec.change(q, req.txqlen, req.psched_mtu, to_free)? {
                 return Err(TcError::KindMismatch);
             }
+            // What a lower limit trimmed leaves the parent's totals too
+            // (`qdisc_tree_reduce_backlog`, one level here).
+            let after = *q.stats();
+            let s = p.stats_mut();
+            s.qlen -= (before.qlen - after.qlen).min(s.qlen);
+            s.backlog -= (before.backlog - after.backlog).min(s.backlog);
             Ok(())
         }
         RootAction::Create(h) => {

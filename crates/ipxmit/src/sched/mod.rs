@@ -23,9 +23,11 @@ pub mod clhash;
 pub mod cls;
 pub mod codel;
 pub mod fifo;
+pub mod fq;
 pub mod fq_codel;
 pub mod graft;
 pub mod htb;
+pub mod netem;
 pub mod noqueue;
 pub mod pfifo_fast;
 pub mod prio;
@@ -300,6 +302,18 @@ pub trait Qdisc: Send + fmt::Debug {
     /// id, the handle and the qdisc, for `tc qdisc show`.
     fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
         Vec::new()
+    }
+
+    /// The `options` object of `tc -j` as JSON text, for kinds whose
+    /// options nest (`netem`); `None`: built from [`Qdisc::options`].
+    fn options_json(&self) -> Option<String> {
+        None
+    }
+
+    /// True for a `netem` that duplicates packets (Linux 6.18 refuses to
+    /// mix one with other netems in a tree).
+    fn duplicating_netem(&self) -> bool {
+        false
     }
 
     /// The filters attached to the qdisc (its block), if it takes any.

@@ -30,8 +30,10 @@ use std::str::FromStr;
 
 use super::codel::{CodelParams, CodelQdisc};
 use super::fifo::{Bfifo, Pfifo, PfifoHeadDrop};
+use super::fq::{Fq, FqSpec};
 use super::fq_codel::{FqCodel, FqCodelConfig};
 use super::htb::Htb;
+use super::netem::{Netem, NetemSpec};
 use super::prio::Prio;
 use super::rate::{LinkLayer, RateCfg};
 use super::red::{Red, RedConfig};
@@ -96,6 +98,12 @@ pub enum QdiscSpec {
     Sfq(Option<SfqSpec>),
     /// `htb [default MINOR] [r2q N] [direct_qlen P]`: what tc sends.
     Htb(HtbSpec),
+    /// `netem [limit N] [delay ...] [loss ...] [duplicate ...] ...`: what
+    /// tc sends ([`NetemSpec`]).
+    Netem(NetemSpec),
+    /// `fq [limit N] [flow_limit N] [quantum B] [maxrate R] ...`: what tc
+    /// sends ([`FqSpec`]).
+    Fq(FqSpec),
 }
 
 /// The options of an `htb` as tc sends them (`struct tc_htb_glob`,
@@ -497,6 +505,14 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "htb",
         parse: parse_htb,
+    },
+    Kind {
+        name: "netem",
+        parse: parse_netem_words,
+    },
+    Kind {
+        name: "fq",
+        parse: parse_fq_words,
     },
 ];
 
@@ -1047,6 +1063,18 @@ fn parse_htb(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     Ok(QdiscSpec::Htb(h))
 }
 
+/// tc's `netem_parse_opt()` ([`super::netem::parse_netem`]).
+fn parse_netem_words(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let words: Vec<&str> = o.words.by_ref().copied().collect();
+    super::netem::parse_netem(&words).map(QdiscSpec::Netem)
+}
+
+/// tc's `fq_parse_opt()` ([`super::fq::parse_fq`]).
+fn parse_fq_words(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
+    let words: Vec<&str> = o.words.by_ref().copied().collect();
+    super::fq::parse_fq(&words).map(QdiscSpec::Fq)
+}
+
 /// tc's message for a keyword without its value.
 fn incomplete() -> SpecError {
     SpecError::Refused("Command line is not complete. Try option \"help\"".into())
@@ -1342,6 +1370,8 @@ impl QdiscSpec {
             QdiscSpec::Red(_) => "red",
             QdiscSpec::Sfq(_) => "sfq",
             QdiscSpec::Htb(_) => "htb",
+            QdiscSpec::Netem(_) => "netem",
+            QdiscSpec::Fq(_) => "fq",
         }
     }
 
@@ -1376,6 +1406,8 @@ impl QdiscSpec {
             QdiscSpec::Mq => return Err(SpecError::NotSupported),
             QdiscSpec::Red(r) => Box::new(Red::new(red_kernel_check(&r.config()?)?, psched_mtu)),
             QdiscSpec::Sfq(s) => Box::new(Sfq::new(SfqSpec::config(s.as_ref(), psched_mtu)?)),
+            QdiscSpec::Netem(n) => Box::new(Netem::new(&n, txqueuelen)?),
+            QdiscSpec::Fq(f) => Box::new(Fq::new(&f, psched_mtu, txqueuelen)?),
             QdiscSpec::Htb(h) => Box::new(Htb::new(
                 h.defcls,
                 h.r2q,
@@ -1403,16 +1435,18 @@ impl QdiscSpec {
 impl QdiscSpec {
     /// Kernel: `qdisc_change()` with this description on `q`, a qdisc of
     /// the same kind: its parameters changed in place, its queue and
-    /// counters kept (a FIFO without `limit` takes the default again).
-    /// False when `q` is not of this kind.
+    /// counters kept (a FIFO without `limit` takes the default again);
+    /// packets a lower limit trims go to `to_free`. False when `q` is not
+    /// of this kind.
     pub fn change(
         &self,
         q: &mut dyn Qdisc,
         txqueuelen: u32,
         psched_mtu: u32,
+        to_free: &mut ToFree,
     ) -> Result<bool, SpecError> {
         let any = q.as_any_mut();
-        match *self {
+        let done = match *self {
             QdiscSpec::Pfifo { limit } => any
                 .downcast_mut::<Pfifo>()
                 .map(|p| p.set_limit(limit.unwrap_or(txqueuelen))),
@@ -1425,6 +1459,32 @@ impl QdiscSpec {
                 });
                 b.set_limit(l)
             }),
+            QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
+            QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
+            QdiscSpec::Mq => Some(()),
+            QdiscSpec::Prio { bands, priomap } => match any.downcast_mut::<Prio>() {
+                Some(q) => {
+                    prio_check(bands, &priomap)?;
+                    q.tune(bands, priomap, txqueuelen, to_free);
+                    Some(())
+                }
+                None => None,
+            },
+            _ => self.change_shaper(any, to_free)?,
+        };
+        Ok(done.is_some())
+    }
+
+    /// [`QdiscSpec::change`] for the shapers and AQMs.
+    fn change_shaper(
+        &self,
+        any: &mut dyn std::any::Any,
+        to_free: &mut ToFree,
+    ) -> Result<Option<()>, SpecError> {
+        let unsupported = || {
+            SpecError::Refused("Error: Change operation not supported by specified qdisc.".into())
+        };
+        Ok(match *self {
             QdiscSpec::Tbf(t) => match any.downcast_mut::<Tbf>() {
                 Some(tbf) => Some(
                     tbf.change(t.config())
@@ -1439,51 +1499,38 @@ impl QdiscSpec {
                 Some(q) => {
                     let mut cfg = *q.config();
                     f.apply(&mut cfg, true)?;
-                    let mut trimmed = ToFree::default();
-                    q.change_with(|c| *c = cfg, &mut trimmed);
+                    q.change_with(|c| *c = cfg, to_free);
                     Some(())
                 }
                 None => None,
             },
-            QdiscSpec::Prio { bands, priomap } => match any.downcast_mut::<Prio>() {
-                Some(q) => {
-                    prio_check(bands, &priomap)?;
-                    q.tune(bands, priomap, txqueuelen, &mut ToFree::default());
-                    Some(())
-                }
-                None => None,
-            },
-            QdiscSpec::Mq => Some(()),
             // sfq has no change operation: only a bare `sfq` passes.
             QdiscSpec::Sfq(s) => match any.downcast_mut::<Sfq>() {
-                Some(_) if s.is_some() => {
-                    return Err(SpecError::Refused(
-                        "Error: Change operation not supported by specified qdisc.".into(),
-                    ))
-                }
-                Some(_) => Some(()),
+                Some(_) if s.is_some() => return Err(unsupported()),
+                x => x.map(|_| ()),
+            },
+            QdiscSpec::Netem(n) => match any.downcast_mut::<Netem>() {
+                Some(q) => Some(q.change(&n)?),
+                None => None,
+            },
+            QdiscSpec::Fq(f) => match any.downcast_mut::<Fq>() {
+                Some(q) => Some(q.change(&f, to_free)?),
                 None => None,
             },
             // htb has no change operation (tc always sends options).
             QdiscSpec::Htb(_) => match any.downcast_mut::<Htb>() {
-                Some(_) => {
-                    return Err(SpecError::Refused(
-                        "Error: Change operation not supported by specified qdisc.".into(),
-                    ))
-                }
+                Some(_) => return Err(unsupported()),
                 None => None,
             },
             QdiscSpec::Red(r) => match any.downcast_mut::<Red>() {
                 Some(q) => {
-                    q.change(red_kernel_check(&r.config()?)?, &mut ToFree::default());
+                    q.change(red_kernel_check(&r.config()?)?, to_free);
                     Some(())
                 }
                 None => None,
             },
-            QdiscSpec::PfifoFast => any.downcast_mut::<PfifoFast>().map(|_| ()),
-            QdiscSpec::Noqueue => any.downcast_mut::<Noqueue>().map(|_| ()),
-        }
-        .map_or(Ok(false), |()| Ok(true))
+            _ => None,
+        })
     }
 }
 
@@ -1512,6 +1559,8 @@ impl fmt::Display for QdiscSpec {
             QdiscSpec::FqCodel(q) => fmt_fq_codel(f, &q),
             QdiscSpec::Red(r) => fmt_red(f, &r),
             QdiscSpec::Sfq(Some(s)) => fmt_sfq(f, &s),
+            QdiscSpec::Netem(n) => write!(f, "{n}"),
+            QdiscSpec::Fq(q) => write!(f, "{q}"),
             QdiscSpec::Htb(h) => {
                 write!(f, " default {:x} r2q {}", h.defcls, h.r2q)?;
                 h.direct_qlen
@@ -1735,6 +1784,17 @@ mod tests {
         for (spec, want) in cases {
             assert_eq!(spec.to_string(), want);
             assert_eq!(p(want), Ok(spec.clone()), "{want}");
+        }
+        // The kinds with many options print back as themselves.
+        for line in [
+            "htb default 10 r2q 5",
+            "netem delay 100ms 10ms loss 1% duplicate 2%",
+            "fq maxrate 1mbit flow_limit 50",
+        ] {
+            let spec = p(line).unwrap();
+            let shown = spec.to_string();
+            assert!(shown.starts_with(&format!("{} ", spec.kind())), "{shown}");
+            assert_eq!(p(&shown), Ok(spec), "{shown}");
         }
     }
 

@@ -54,7 +54,14 @@ impl Stack {
             RootAction::Change if mq => Ok(()),
             RootAction::Change => {
                 for q in d.queues() {
-                    q.with_qdisc_mut(|qd| spec.change(qd, txqlen, psched_mtu))?;
+                    let mut to_free = crate::sched::ToFree::default();
+                    let r = q.with_qdisc_mut(|qd| {
+                        graft::netem_check(qd, cur, Some(cur), spec)?;
+                        spec.change(qd, txqlen, psched_mtu, &mut to_free)
+                            .map_err(TcError::Spec)
+                    });
+                    run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
+                    r?;
                 }
                 Ok(())
             }
@@ -252,7 +259,8 @@ impl Stack {
     ) -> Result<(), TcError> {
         let h = handle.ok_or(TcError::HandleZero)?;
         let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
-        self.on_trees(d, |root, rh, _| {
+        self.on_trees(d, |root, rh, to_free| {
+            graft::netem_check(root, rh, Some(h), spec)?;
             let (q, _) = graft::find(root, rh, h, 0).ok_or(TcError::QdiscNotFound)?;
             if op == QdiscOp::Add {
                 return Err(TcError::Exclusive);
@@ -260,7 +268,7 @@ impl Stack {
             if q.kind() != spec.kind() {
                 return Err(TcError::KindMismatch);
             }
-            spec.change(q, txqlen, psched_mtu)?;
+            spec.change(q, txqlen, psched_mtu, to_free)?;
             Ok(())
         })
     }
@@ -285,10 +293,12 @@ impl Stack {
         let root = (cur != 0).then_some(api::Root { handle: cur, kind });
         let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
         match api::decide(root, op, handle, spec.kind())? {
-            RootAction::Change => txq
-                .with_qdisc_mut(|q| spec.change(q, txqlen, psched_mtu))
-                .map(|_| ())
-                .map_err(TcError::Spec),
+            RootAction::Change => {
+                let mut to_free = crate::sched::ToFree::default();
+                let r = txq.with_qdisc_mut(|q| spec.change(q, txqlen, psched_mtu, &mut to_free));
+                run::free_dropped(self.xmit_ctx(), d, &mut to_free);
+                r.map(|_| ()).map_err(TcError::Spec)
+            }
             RootAction::Create(h) => {
                 let h = h.unwrap_or_else(|| self.autohandle.next(|x| x == cur));
                 let mut new = spec.build(txqlen, psched_mtu)?;
