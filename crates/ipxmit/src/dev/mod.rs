@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -63,12 +63,18 @@ pub enum TxStatus {
     Busy(PacketBuf),
 }
 
+/// A transmit queue stopped by its driver (`__QUEUE_STATE_DRV_XOFF`).
+pub const DRV_XOFF: u8 = 1;
+/// A transmit queue stopped by byte queue limits (`__QUEUE_STATE_STACK_XOFF`).
+pub const STACK_XOFF: u8 = 2;
+
 /// Flow-control state of one transmit queue, shared with its driver.
 #[derive(Debug, Default)]
 pub struct TxQueueCtl {
-    stopped: AtomicBool,
-    /// Stopped by byte queue limits (`__QUEUE_STATE_STACK_XOFF`).
-    stack_xoff: AtomicBool,
+    /// `__QUEUE_STATE_DRV_XOFF` ([`DRV_XOFF`]) and
+    /// `__QUEUE_STATE_STACK_XOFF` ([`STACK_XOFF`]: byte queue limits), one
+    /// word so that `netif_xmit_stopped` is one load.
+    state: AtomicU8,
     /// The byte queue limits, once the driver reports what it queues.
     dql: Mutex<Option<dql::Dql>>,
     scheduled: AtomicBool,
@@ -110,8 +116,7 @@ impl Notify {
 impl TxQueueCtl {
     fn new(notify: Arc<Notify>) -> TxQueueCtl {
         TxQueueCtl {
-            stopped: AtomicBool::new(false),
-            stack_xoff: AtomicBool::new(false),
+            state: AtomicU8::new(0),
             dql: Mutex::new(None),
             scheduled: AtomicBool::new(false),
             notify,
@@ -120,19 +125,19 @@ impl TxQueueCtl {
 
     /// `netif_tx_stop_queue`: the driver has no room; the qdisc stops dequeuing.
     pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
+        self.state.fetch_or(DRV_XOFF, Ordering::AcqRel);
     }
 
     /// `netif_tx_wake_queue`: room again; schedule a qdisc run.
     pub fn wake(&self) {
-        if self.stopped.swap(false, Ordering::AcqRel) {
+        if self.state.fetch_and(!DRV_XOFF, Ordering::AcqRel) & DRV_XOFF != 0 {
             self.schedule();
         }
     }
 
     /// `netif_xmit_stopped`: by the driver, or by byte queue limits.
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire) || self.stack_xoff.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) != 0
     }
 
     /// Kernel: `netdev_tx_sent_queue()`: the driver took `bytes` for the
@@ -144,7 +149,7 @@ impl TxQueueCtl {
         if d.avail() >= 0 {
             return;
         }
-        self.stack_xoff.store(true, Ordering::Release);
+        self.state.fetch_or(STACK_XOFF, Ordering::AcqRel);
     }
 
     /// Kernel: `netdev_tx_completed_queue()`: the hardware finished
@@ -160,7 +165,7 @@ impl TxQueueCtl {
             return;
         }
         drop(g);
-        if self.stack_xoff.swap(false, Ordering::AcqRel) {
+        if self.state.fetch_and(!STACK_XOFF, Ordering::AcqRel) & STACK_XOFF != 0 {
             self.schedule();
         }
     }
