@@ -13,18 +13,14 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket as OsUdp};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallInstant};
 
 use common::netns::{VethPeer, DEV_A};
-use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscOp;
 use ipxmit::time::{Clock, ManualClock};
-use ipxmit::wire::EthernetAddress;
 use ipxmit::{MsgFlags, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
-use ipxmit_drivers::netns::format_mac;
 
 /// The tree both sides get (after `tc ... dev D`).
 const TREE: &[&str] = &[
@@ -101,16 +97,7 @@ fn compare(name: &str, tree: &[&str], flows: [(u16, u32); 2]) {
 fn ipxmit_side(tree: &[&str], flows: [(u16, u32); 2]) -> Outcome {
     let clock = Arc::new(ManualClock::new());
     clock.set(ipxmit::time::Instant::from_nanos(1_000_000_000));
-    let stack = Stack::with_clock(clock.clone());
-    let wire = MemWire::new(1024);
-    stack.add_device(common::eth0(), wire.drivers(1)).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", common::PEER, mac, NudState::Permanent)
-        .unwrap();
+    let (stack, wire) = common::clocked_host(clock.clone(), |_| MemWire::new(1024));
     configure(&stack, tree);
     let mut socks: Vec<UdpSocket> = flows
         .iter()
@@ -231,24 +218,11 @@ fn flow_of(port: u16) -> char {
 /// The kernel: a veth from namespace A (10.10.0.1, the tree on its end)
 /// to B (10.10.0.2, a receiving socket timing arrivals).
 fn kernel_side(tree: &[&str], flows: [(u16, u32); 2]) -> std::io::Result<Outcome> {
-    let v = VethPeer::new("htbk")?;
-    v.a.ip(&["addr", "add", "10.10.0.1/24", "dev", DEV_A])?;
-    let mac_b = format_mac(v.mac_b.0);
-    v.a.ip(&[
-        "neigh",
-        "replace",
-        "10.10.0.2",
-        "lladdr",
-        &mac_b,
-        "dev",
-        DEV_A,
-        "nud",
-        "permanent",
-    ])?;
+    let v = VethPeer::with_static_peer("htbk")?;
     for line in tree {
         let mut args = vec!["-n", v.a.name()];
         args.extend(line.split(' ').map(|w| if w == "D" { DEV_A } else { w }));
-        run("tc", &args)?;
+        common::run_cmd("tc", &args)?;
     }
     let rx = v.b.run(|| OsUdp::bind("10.10.0.2:9"))??;
     rx.set_read_timeout(Some(Duration::from_millis(400)))?;
@@ -268,8 +242,8 @@ fn kernel_side(tree: &[&str], flows: [(u16, u32); 2]) -> std::io::Result<Outcome
     });
     sent??;
     let ns = v.a.name().to_owned();
-    let mut out = run("tc", &["-n", &ns, "-s", "qdisc", "show", "dev", DEV_A])?;
-    out += &run("tc", &["-n", &ns, "-s", "class", "show", "dev", DEV_A])?;
+    let mut out = common::run_cmd("tc", &["-n", &ns, "-s", "qdisc", "show", "dev", DEV_A])?;
+    out += &common::run_cmd("tc", &["-n", &ns, "-s", "class", "show", "dev", DEV_A])?;
     let t0 = arrivals.first().map(|a| a.1);
     Ok(Outcome {
         order: arrivals.iter().map(|a| a.0).collect(),
@@ -347,16 +321,4 @@ fn counters(out: &str) -> Vec<(u64, u64, u64)> {
         .iter()
         .map(|k| find(k))
         .collect()
-}
-
-fn run(cmd: &str, args: &[&str]) -> std::io::Result<String> {
-    let out = Command::new(cmd).args(args).output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -9,10 +9,8 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use ipxmit::neigh::NudState;
 use ipxmit::time::{Clock, Instant, ManualClock};
-use ipxmit::wire::EthernetAddress;
-use ipxmit::{MsgFlags, Stack, UdpSocket};
+use ipxmit::{MsgFlags, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
 /// 8 Mbit/s: a byte a microsecond.
@@ -23,16 +21,8 @@ const RING: usize = 4;
 #[test]
 fn frames_leave_at_the_line_rate_and_the_ring_backs_up_into_the_qdisc() {
     let clock = Arc::new(ManualClock::new());
-    let stack = Stack::with_clock(clock.clone());
-    let wire = MemWire::with_rate(RING, RATE, stack.clock());
-    stack.add_device(common::eth0(), wire.drivers(1)).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", common::PEER, mac, NudState::Permanent)
-        .unwrap();
+    let (stack, wire) =
+        common::clocked_host(clock.clone(), |s| MemWire::with_rate(RING, RATE, s.clock()));
     let mut s = UdpSocket::new(&stack);
     s.bind(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5000))
         .unwrap();

@@ -11,18 +11,14 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket as OsUdp};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallInstant};
 
 use common::netns::{VethPeer, DEV_A};
-use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscSpec;
 use ipxmit::time::{Clock, ManualClock};
-use ipxmit::wire::EthernetAddress;
-use ipxmit::{MsgFlags, Stack, UdpSocket};
+use ipxmit::{MsgFlags, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
-use ipxmit_drivers::netns::format_mac;
 
 /// The shaper both sides get: slow enough (a 1042-byte frame takes 83 ms)
 /// that a sender preempted for tens of milliseconds between its sends
@@ -82,16 +78,7 @@ fn tbf_paces_and_drops_as_the_kernel_does() {
 fn ipxmit_side() -> Outcome {
     let clock = Arc::new(ManualClock::new());
     clock.set(ipxmit::time::Instant::from_nanos(1_000_000_000));
-    let stack = Stack::with_clock(clock.clone());
-    let wire = MemWire::new(1024);
-    stack.add_device(common::eth0(), wire.drivers(1)).unwrap();
-    stack
-        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-        .unwrap();
-    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    stack
-        .add_neigh("eth0", common::PEER, mac, NudState::Permanent)
-        .unwrap();
+    let (stack, wire) = common::clocked_host(clock.clone(), |_| MemWire::new(1024));
     stack
         .replace_qdisc("eth0", &TBF.parse::<QdiscSpec>().unwrap())
         .unwrap();
@@ -132,23 +119,10 @@ fn ipxmit_side() -> Outcome {
 /// The kernel: a veth from namespace A (10.10.0.1, the shaper on its end)
 /// to B (10.10.0.2, a receiving socket timing arrivals).
 fn kernel_side() -> std::io::Result<Outcome> {
-    let v = VethPeer::new("tbfk")?;
-    v.a.ip(&["addr", "add", "10.10.0.1/24", "dev", DEV_A])?;
-    let mac_b = format_mac(v.mac_b.0);
-    v.a.ip(&[
-        "neigh",
-        "replace",
-        "10.10.0.2",
-        "lladdr",
-        &mac_b,
-        "dev",
-        DEV_A,
-        "nud",
-        "permanent",
-    ])?;
+    let v = VethPeer::with_static_peer("tbfk")?;
     let mut tc = vec!["-n", v.a.name(), "qdisc", "add", "dev", DEV_A, "root"];
     tc.extend(TBF.split(' '));
-    run("tc", &tc)?;
+    common::run_cmd("tc", &tc)?;
     let rx = v.b.run(|| OsUdp::bind("10.10.0.2:9"))??;
     rx.set_read_timeout(Some(Duration::from_millis(300)))?;
     let arrivals = std::thread::scope(|sc| {
@@ -210,7 +184,7 @@ fn send_twenty() -> std::io::Result<Vec<i32>> {
 /// The tbf's bytes, packets and drops, from `tc -s qdisc show`'s
 /// ` Sent B bytes P pkt (dropped D, ...` line.
 fn kernel_counters(ns: &str) -> std::io::Result<(u64, u64, u64)> {
-    let out = run("tc", &["-n", ns, "-s", "qdisc", "show", "dev", DEV_A])?;
+    let out = common::run_cmd("tc", &["-n", ns, "-s", "qdisc", "show", "dev", DEV_A])?;
     let line = out
         .lines()
         .find(|l| l.trim_start().starts_with("Sent "))
@@ -224,16 +198,4 @@ fn kernel_counters(ns: &str) -> std::io::Result<(u64, u64, u64)> {
     };
     // Sent <bytes> bytes <pkts> pkt (dropped <drops>, ...
     Ok((n(1), n(3), n(6)))
-}
-
-fn run(cmd: &str, args: &[&str]) -> std::io::Result<String> {
-    let out = Command::new(cmd).args(args).output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -67,6 +67,33 @@ pub fn mem_host(cfg: DevConfig, queues: usize, cap: usize) -> (Arc<Stack>, Arc<M
     (stack, wire)
 }
 
+/// A host on a clock of its own (tests on the virtual clock): `eth0` on
+/// the wire `make` builds for the stack (one queue), 10.0.0.1/24, and
+/// [`PEER`] as a static neighbour.
+pub fn clocked_host(
+    clock: Arc<ipxmit::time::ManualClock>,
+    make: impl FnOnce(&Stack) -> Arc<MemWire>,
+) -> (Arc<Stack>, Arc<MemWire>) {
+    let stack = Stack::with_clock(clock);
+    let wire = make(&stack);
+    stack.add_device(eth0(), wire.drivers(1)).unwrap();
+    address(&stack, "eth0");
+    (stack, wire)
+}
+
+/// Runs `cmd args`, its stdout, or an error with its stderr.
+pub fn run_cmd(cmd: &str, args: &[&str]) -> std::io::Result<String> {
+    let out = std::process::Command::new(cmd).args(args).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// True (after printing the SKIPPED line) when the test cannot run here: it
 /// needs root and working network namespaces. The line goes straight to the
 /// process's stderr, past the test harness's capture, so a skip never passes

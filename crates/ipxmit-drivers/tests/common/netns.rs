@@ -108,6 +108,17 @@ pub struct VethPeer {
 }
 
 impl VethPeer {
+    /// A pair whose A side has 10.10.0.1/24 and B (10.10.0.2) as a
+    /// permanent neighbour: the kernel sends from A without resolving.
+    pub fn with_static_peer(tag: &str) -> io::Result<VethPeer> {
+        let v = VethPeer::new(tag)?;
+        v.a.ip(&["addr", "add", "10.10.0.1/24", "dev", DEV_A])?;
+        let mac_b = format_mac(v.mac_b.0);
+        let neigh = ["neigh", "replace", "10.10.0.2", "lladdr", &mac_b];
+        v.a.ip(&[&neigh[..], &["dev", DEV_A, "nud", "permanent"]].concat())?;
+        Ok(v)
+    }
+
     /// Creates both namespaces, the veth pair and the addresses.
     pub fn new(tag: &str) -> io::Result<VethPeer> {
         let a = Netns::unique(&format!("{tag}-a"))?;
