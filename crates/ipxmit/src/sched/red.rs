@@ -77,7 +77,7 @@ pub fn check_params(c: &RedConfig) -> bool {
 
 /// What to do with a packet (`red_action`'s answer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Action {
+pub(crate) enum Action {
     /// `RED_DONT_MARK`.
     Pass,
     /// `RED_PROB_MARK`.
@@ -91,14 +91,9 @@ enum Action {
 pub struct Red {
     cfg: RedConfig,
     /// Scaled thresholds and the derived values (`red_parms`).
-    qth_min: u32,
-    qth_max: u32,
-    max_p: u32,
-    max_p_delta: u32,
+    parms: RedParms,
     /// `red_vars`.
-    qavg: u64,
-    qcount: i32,
-    qr: u32,
+    vars: RedVars,
     idle_start: Option<Instant>,
     child: Option<Bfifo>,
     psched_mtu: u32,
@@ -111,19 +106,111 @@ pub struct Red {
     rng: u64,
 }
 
+/// RED's parameters as the kernel keeps them (`struct red_parms`):
+/// thresholds scaled by `2^Wlog`, `max_P` and its step per byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RedParms {
+    qth_min: u32,
+    qth_max: u32,
+    max_p: u32,
+    max_p_delta: u32,
+    wlog: u8,
+}
+
+impl RedParms {
+    /// Kernel: `red_set_parms()` from what tc sent.
+    pub(crate) fn new(c: &RedConfig) -> RedParms {
+        let delta = (c.qth_max.wrapping_sub(c.qth_min) as i32).max(1) as u32;
+        let max_p = if c.max_p != 0 {
+            c.max_p
+        } else {
+            let maxp = if c.plog < 32 {
+                u32::MAX >> c.plog
+            } else {
+                u32::MAX
+            };
+            maxp.wrapping_mul(delta)
+        };
+        RedParms {
+            qth_min: c.qth_min << c.wlog,
+            qth_max: c.qth_max << c.wlog,
+            max_p,
+            max_p_delta: (max_p / delta).max(1),
+            wlog: c.wlog,
+        }
+    }
+}
+
+/// RED's running state (`struct red_vars`): the average queue (scaled),
+/// packets since the last mark, and the random threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RedVars {
+    pub(crate) qavg: u64,
+    qcount: i32,
+    qr: u32,
+}
+
+impl Default for RedVars {
+    /// Kernel: `red_set_vars()`.
+    fn default() -> RedVars {
+        RedVars {
+            qavg: 0,
+            qcount: -1,
+            qr: 0,
+        }
+    }
+}
+
+impl RedVars {
+    /// Kernel: `red_calc_qavg_no_idle_time()`: the average moved towards
+    /// `backlog` by `2^-Wlog`.
+    pub(crate) fn qavg_no_idle_time(&self, p: &RedParms, backlog: u32) -> u64 {
+        (self.qavg + u64::from(backlog)).wrapping_sub(self.qavg >> p.wlog)
+    }
+
+    /// Kernel: `red_action()` for average `qavg`, `rng` the generator.
+    pub(crate) fn action(&mut self, p: &RedParms, qavg: u64, rng: &mut u64) -> Action {
+        if qavg < u64::from(p.qth_min) {
+            self.qcount = -1;
+            return Action::Pass;
+        }
+        if qavg >= u64::from(p.qth_max) {
+            self.qcount = -1;
+            return Action::Hard;
+        }
+        self.qcount += 1;
+        if self.qcount != 0 {
+            let over = (qavg - u64::from(p.qth_min)) >> p.wlog;
+            if over * self.qcount as u64 >= u64::from(self.qr) {
+                self.qcount = 0;
+                self.qr = red_random(p, rng);
+                return Action::Probable;
+            }
+        } else {
+            self.qr = red_random(p, rng);
+        }
+        Action::Pass
+    }
+}
+
+/// Kernel: `red_random()`: uniform below `2^32 / max_p_delta` (here an
+/// xorshift64* of a fixed seed: the same decisions every run).
+fn red_random(p: &RedParms, rng: &mut u64) -> u32 {
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    let r = (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
+    r / p.max_p_delta
+}
+
 impl Red {
     /// Kernel: `red_init()`/`__red_change()` with `cfg` (checked by the
     /// caller with [`check_params`]).
     pub fn new(cfg: RedConfig, psched_mtu: u32) -> Red {
         let mut r = Red {
             cfg,
-            qth_min: 0,
-            qth_max: 0,
-            max_p: 0,
-            max_p_delta: 1,
-            qavg: 0,
-            qcount: -1,
-            qr: 0,
+            parms: RedParms::new(&cfg),
+            vars: RedVars::default(),
             idle_start: None,
             child: None,
             psched_mtu,
@@ -150,81 +237,34 @@ impl Red {
             self.stats.backlog = 0;
             self.stats.qlen = 0;
         }
-        self.set_parms(cfg);
-        (self.qavg, self.qcount) = (0, -1);
-    }
-
-    /// Kernel: `red_set_parms()`.
-    fn set_parms(&mut self, c: RedConfig) {
-        let delta = (c.qth_max.wrapping_sub(c.qth_min) as i32).max(1) as u32;
-        self.qth_min = c.qth_min << c.wlog;
-        self.qth_max = c.qth_max << c.wlog;
-        self.max_p = if c.max_p != 0 {
-            c.max_p
-        } else {
-            let maxp = if c.plog < 32 {
-                u32::MAX >> c.plog
-            } else {
-                u32::MAX
-            };
-            maxp.wrapping_mul(delta)
-        };
-        self.max_p_delta = (self.max_p / delta).max(1);
-        self.cfg = c;
+        self.parms = RedParms::new(&cfg);
+        self.cfg = cfg;
+        self.vars = RedVars::default();
     }
 
     /// Kernel: `red_calc_qavg()` for a backlog of `backlog` bytes at `now`.
     fn calc_qavg(&self, backlog: u32, now: Instant) -> u64 {
-        let w = self.cfg.wlog;
         let Some(start) = self.idle_start else {
-            return (self.qavg + u64::from(backlog)).wrapping_sub(self.qavg >> w);
+            return self.vars.qavg_no_idle_time(&self.parms, backlog);
         };
+        let qavg = self.vars.qavg;
         let scell_max = 255u64 << self.cfg.scell_log;
         let us = (now.as_nanos().saturating_sub(start.as_nanos()) / 1000).min(scell_max);
         let shift = self.cfg.stab[((us >> self.cfg.scell_log) & 255) as usize];
         if shift != 0 {
-            return self.qavg >> shift;
+            return qavg >> shift;
         }
-        let t = self.qavg.wrapping_mul(us) >> self.cfg.scell_log;
-        if t < self.qavg >> 1 {
-            self.qavg - t
+        let t = qavg.wrapping_mul(us) >> self.cfg.scell_log;
+        if t < qavg >> 1 {
+            qavg - t
         } else {
-            self.qavg >> 1
+            qavg >> 1
         }
     }
 
-    /// `red_random()`: uniform below `2^32 / max_p_delta`.
-    fn random(&mut self) -> u32 {
-        // xorshift64*, a fixed seed: the same drops every run.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let r = (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
-        r / self.max_p_delta
-    }
-
-    /// Kernel: `red_action()`.
+    /// Kernel: `red_action()` on the qdisc's own average.
     fn action(&mut self, qavg: u64) -> Action {
-        if qavg < u64::from(self.qth_min) {
-            self.qcount = -1;
-            return Action::Pass;
-        }
-        if qavg >= u64::from(self.qth_max) {
-            self.qcount = -1;
-            return Action::Hard;
-        }
-        self.qcount += 1;
-        if self.qcount != 0 {
-            let over = (qavg - u64::from(self.qth_min)) >> self.cfg.wlog;
-            if over * self.qcount as u64 >= u64::from(self.qr) {
-                self.qcount = 0;
-                self.qr = self.random();
-                return Action::Probable;
-            }
-        } else {
-            self.qr = self.random();
-        }
-        Action::Pass
+        self.vars.action(&self.parms, qavg, &mut self.rng)
     }
 
     fn flag(&self, f: u8) -> bool {
@@ -280,9 +320,9 @@ impl Qdisc for Red {
     /// Kernel: `red_enqueue()`.
     fn enqueue(&mut self, mut pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
         let backlog = self.child.as_ref().map_or(0, |c| c.stats().backlog) as u32;
-        self.qavg = self.calc_qavg(backlog, now);
+        self.vars.qavg = self.calc_qavg(backlog, now);
         self.idle_start = None;
-        let verdict = match self.action(self.qavg) {
+        let verdict = match self.action(self.vars.qavg) {
             Action::Pass => Ok(()),
             Action::Probable => self.mark(&mut pkt, false),
             Action::Hard => self.mark(&mut pkt, true),
@@ -339,7 +379,7 @@ impl Qdisc for Red {
         }
         self.stats.backlog = 0;
         self.stats.qlen = 0;
-        (self.qavg, self.qcount, self.idle_start) = (0, -1, None);
+        (self.vars, self.idle_start) = (RedVars::default(), None);
     }
 
     fn stats(&self) -> &QdiscStats {
@@ -364,7 +404,7 @@ impl Qdisc for Red {
 
     /// `tc -d`: then `ewma W probability P Scell_log S`.
     fn params_details(&self) -> String {
-        let p = f64::from(self.max_p) / 4_294_967_296.0;
+        let p = f64::from(self.parms.max_p) / 4_294_967_296.0;
         format!(
             "{}ewma {} probability {} Scell_log {}",
             self.params(),
@@ -480,7 +520,7 @@ mod tests {
         assert!(q.prob_drop > 0, "early drops between min and max");
         assert!(q.forced_drop > 0, "forced drops above max");
         assert_eq!(q.stats().drops, u64::from(q.prob_drop + q.forced_drop));
-        assert!(q.qavg >> q.cfg.wlog >= u64::from(q.cfg.qth_max));
+        assert!(q.vars.qavg >> q.cfg.wlog >= u64::from(q.cfg.qth_max));
     }
 
     #[test]
@@ -504,10 +544,10 @@ mod tests {
             let mut q = red("red limit 1M avpkt 1500 min 100K max 300K");
             fill(&mut q, 150, 0);
             while let Dequeued::Packet(_) = q.dequeue(Instant::ZERO) {}
-            let before = q.qavg;
+            let before = q.vars.qavg;
             let mut tf = ToFree::default();
             q.enqueue(frame(1500, 0), Instant::from_nanos(idle_ns), &mut tf);
-            (before, q.qavg)
+            (before, q.vars.qavg)
         };
         // The table's shift grows with the idle time (it was built in
         // ticks and is read in microseconds, as upstream).

@@ -20,9 +20,18 @@
 //!   slot to serve is the one after the round's tail; while its credit is
 //!   spent it gets another quantum and becomes the tail. A packet sent costs
 //!   its length; a slot left empty leaves the round and its bucket is freed.
+//! - **Per-flow RED** (`redflowlimit ...`): a packet for a flow that
+//!   already has a slot updates that flow's average backlog (`qavg`, EWMA
+//!   of `2^-Wlog`, no idle time); between `min` and `max` RED's probable
+//!   mark, past `max` a hard one (each an overlimit): with `ecn` the packet
+//!   (or with `headdrop` the flow's oldest) is CE-marked when it can be,
+//!   else — and for hard marks under `harddrop` — it is a congestion drop
+//!   as if the flow were full. Counted as prob/forced mark, mark_head,
+//!   drop. (The RED counters are not printed under `-s` yet.)
 
 use std::collections::VecDeque;
 
+use super::red::{Action, RedConfig, RedParms, RedVars, FLAG_ECN, FLAG_HARDDROP};
 use super::{Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, ToFree};
 use crate::buf::PacketBuf;
 use crate::stats::DropReason;
@@ -57,6 +66,8 @@ pub struct SfqConfig {
     pub headdrop: bool,
     /// Rehash period in seconds (0: none).
     pub perturb: i32,
+    /// Per-flow RED (`redflowlimit ...`), if any.
+    pub red: Option<RedConfig>,
 }
 
 /// One flow slot.
@@ -71,6 +82,8 @@ struct Slot {
     /// Links in the list of slots of its depth.
     dep_prev: u16,
     dep_next: u16,
+    /// The flow's RED state (`slot->vars`).
+    vars: RedVars,
 }
 
 /// The `sfq` qdisc. See the module documentation.
@@ -86,6 +99,12 @@ pub struct Sfq {
     cur_depth: u32,
     /// The last slot of the round; the one after it is served next.
     tail: Option<u16>,
+    /// Per-flow RED's parameters and generator.
+    red: Option<RedParms>,
+    rng: u64,
+    /// `prob_mark`, `prob_mark_head`, `prob_drop`, `forced_mark`,
+    /// `forced_mark_head`, `forced_drop`.
+    red_stats: [u32; 6],
     stats: QdiscStats,
 }
 
@@ -100,6 +119,9 @@ impl Sfq {
             dep_head: vec![EMPTY; MAX_DEPTH as usize + 1],
             cur_depth: 0,
             tail: None,
+            red: cfg.red.as_ref().map(RedParms::new),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            red_stats: [0; 6],
             stats: QdiscStats::default(),
         };
         for i in 0..n as u16 {
@@ -229,13 +251,10 @@ impl Sfq {
     }
 }
 
-impl Qdisc for Sfq {
-    fn kind(&self) -> &'static str {
-        "sfq"
-    }
-
-    /// Kernel: `sfq_enqueue()` (without per-flow RED).
-    fn enqueue(&mut self, pkt: PacketBuf, _now: Instant, to_free: &mut ToFree) -> NetXmit {
+impl Sfq {
+    /// Kernel: `sfq_enqueue()`: a new flow takes a free slot; a known one
+    /// passes per-flow RED (when set) and its depth limit.
+    fn enqueue_flow(&mut self, pkt: PacketBuf, to_free: &mut ToFree) -> NetXmit {
         let h = self.bucket(&pkt);
         let mut x = self.ht[h as usize];
         if x == EMPTY {
@@ -248,9 +267,61 @@ impl Qdisc for Sfq {
             self.ht[h as usize] = x;
             self.slots[x as usize].bucket = h;
             self.slots[x as usize].backlog = 0;
-        } else if self.slots[x as usize].q.len() as u32 >= self.cfg.depth {
-            return self.full_flow(x, pkt, to_free);
+            self.slots[x as usize].vars = RedVars::default();
+        } else {
+            let mut pkt = pkt;
+            match self.red_verdict(x, &mut pkt) {
+                Ok(()) if self.slots[x as usize].q.len() as u32 >= self.cfg.depth => {
+                    return self.full_flow(x, pkt, to_free)
+                }
+                Ok(()) => return self.enqueue_in(x, pkt, to_free),
+                Err(()) => return self.full_flow(x, pkt, to_free),
+            }
         }
+        self.enqueue_in(x, pkt, to_free)
+    }
+}
+
+impl Sfq {
+    /// Kernel: the per-flow RED part of `sfq_enqueue()` for a packet of
+    /// flow `x`: `Err` for a congestion drop (the arriving packet, or with
+    /// `headdrop` the flow's oldest); marks set CE, on the flow's head
+    /// with `headdrop`.
+    fn red_verdict(&mut self, x: u16, pkt: &mut PacketBuf) -> Result<(), ()> {
+        let Some(p) = self.red else { return Ok(()) };
+        let flags = self.cfg.red.map_or(0, |r| r.flags);
+        let s = &mut self.slots[x as usize];
+        s.vars.qavg = s.vars.qavg_no_idle_time(&p, s.backlog);
+        let hard = match s.vars.action(&p, s.vars.qavg, &mut self.rng) {
+            Action::Pass => return Ok(()),
+            Action::Probable => false,
+            Action::Hard => true,
+        };
+        self.stats.overlimits += 1;
+        let ecn = flags & FLAG_ECN != 0;
+        let may_mark = if hard {
+            ecn && flags & FLAG_HARDDROP == 0
+        } else {
+            ecn
+        };
+        let base = if hard { 3 } else { 0 };
+        if may_mark {
+            let head = self.slots[x as usize].q.front_mut();
+            if self.cfg.headdrop && head.is_some_and(super::codel::set_ce) {
+                self.red_stats[base + 1] += 1;
+                return Ok(());
+            }
+            if super::codel::set_ce(pkt) {
+                self.red_stats[base] += 1;
+                return Ok(());
+            }
+        }
+        self.red_stats[base + 2] += 1;
+        Err(())
+    }
+
+    /// Queues `pkt` on flow `x` (the rest of `sfq_enqueue()`).
+    fn enqueue_in(&mut self, x: u16, pkt: PacketBuf, to_free: &mut ToFree) -> NetXmit {
         let len = pkt.len();
         self.stats.queued(len);
         let s = &mut self.slots[x as usize];
@@ -270,6 +341,16 @@ impl Qdisc for Sfq {
         } else {
             NetXmit::Success
         }
+    }
+}
+
+impl Qdisc for Sfq {
+    fn kind(&self) -> &'static str {
+        "sfq"
+    }
+
+    fn enqueue(&mut self, pkt: PacketBuf, _now: Instant, to_free: &mut ToFree) -> NetXmit {
+        self.enqueue_flow(pkt, to_free)
     }
 
     /// Kernel: `sfq_dequeue()`.
@@ -404,6 +485,19 @@ impl Sfq {
         if c.perturb != 0 {
             o += &format!("perturb {}sec ", c.perturb);
         }
+        if let Some(r) = c.red.as_ref().filter(|r| r.qth_min != 0) {
+            let p = f64::from(r.max_p) / 4_294_967_296.0;
+            o += &format!(
+                "ewma {} min {} max {} probability {} ",
+                r.wlog,
+                format_size(u64::from(r.qth_min)),
+                format_size(u64::from(r.qth_max)),
+                crate::units::format_g(p, 6)
+            );
+            if r.flags & FLAG_ECN != 0 {
+                o += "ecn ";
+            }
+        }
         o
     }
 }
@@ -421,6 +515,7 @@ mod tests {
             flows: 128,
             headdrop: false,
             perturb: 0,
+            red: None,
         }
     }
 
@@ -436,6 +531,52 @@ mod tests {
             _ => None,
         })
         .collect()
+    }
+
+    #[test]
+    fn per_flow_red_drops_a_flow_over_its_thresholds() {
+        use crate::sched::QdiscSpec;
+        // tc's own example, its output as the kernel's tc_testing expects.
+        let line = "sfq redflowlimit 100000 min 8000 max 60000 probability 0.20 ecn headdrop";
+        let spec: QdiscSpec = line.parse().unwrap();
+        let q = spec.build(1000, 1514).unwrap();
+        assert_eq!(
+            q.params(),
+            "limit 127p quantum 1514b depth 127 headdrop divisor 1024 ewma 6 min 8000b max 60000b probability 0.2 ecn "
+        );
+        // Without ECN: a flow whose average backlog passes max (Wlog 0:
+        // the average is the backlog) has every further packet dropped,
+        // a RED forced drop; another flow is untouched.
+        let mut c = cfg();
+        let mut red = spec_red(&spec);
+        red.flags = 0;
+        red.wlog = 0;
+        c.red = Some(red);
+        let mut q = Sfq::new(c);
+        let mut tf = ToFree::default();
+        let mut results = Vec::new();
+        for _ in 0..80 {
+            results.push(q.enqueue(pkt(1, 1000), Instant::ZERO, &mut tf));
+        }
+        let queued = results.iter().filter(|r| **r == NetXmit::Success).count();
+        assert!((9..=61).contains(&queued), "{queued} queued");
+        assert_eq!(
+            q.red_stats[5] as usize + q.red_stats[2] as usize,
+            80 - queued
+        );
+        assert!(q.red_stats[5] > 0, "forced drops past max");
+        assert_eq!(
+            q.enqueue(pkt(2, 1000), Instant::ZERO, &mut tf),
+            NetXmit::Success
+        );
+        assert_eq!(q.stats().overlimits as usize, 80 - queued);
+    }
+
+    fn spec_red(spec: &crate::sched::QdiscSpec) -> RedConfig {
+        match spec {
+            crate::sched::QdiscSpec::Sfq(Some(s)) => s.red.unwrap().config(),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -135,6 +135,44 @@ pub struct SfqSpec {
     pub depth: u32,
     /// Head drop.
     pub headdrop: bool,
+    /// Per-flow RED (`redflowlimit`, `min`, `max`, ...) as tc works it out.
+    pub red: Option<SfqRed>,
+}
+
+/// Per-flow RED of an `sfq` as tc sends it (`struct tc_sfq_qopt_v1`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SfqRed {
+    /// `redflowlimit`, bytes (tc requires it; the kernel keeps it not).
+    pub limit: u32,
+    /// Thresholds, bytes.
+    pub qth_min: u32,
+    /// See `qth_min`.
+    pub qth_max: u32,
+    /// EWMA weight `2^-Wlog`.
+    pub wlog: u8,
+    /// See [`RedConfig::plog`].
+    pub plog: u8,
+    /// `probability * 2^32`.
+    pub max_p: u32,
+    /// `TC_RED_ECN`, `TC_RED_HARDDROP`.
+    pub flags: u8,
+}
+
+impl SfqRed {
+    /// What the kernel's `red_set_parms()` is given.
+    pub fn config(&self) -> RedConfig {
+        RedConfig {
+            limit: self.limit,
+            qth_min: self.qth_min,
+            qth_max: self.qth_max,
+            wlog: self.wlog,
+            plog: self.plog,
+            scell_log: 0,
+            stab: [0; 256],
+            max_p: self.max_p,
+            flags: self.flags,
+        }
+    }
 }
 
 impl SfqSpec {
@@ -151,10 +189,12 @@ impl SfqSpec {
             flows: DEFAULT_FLOWS,
             headdrop: false,
             perturb: 0,
+            red: None,
         };
         let Some(s) = spec else {
             return Ok(c);
         };
+        c.red = s.red.map(|r| r.config());
         if s.divisor != 0 && (!s.divisor.is_power_of_two() || s.divisor > 65536) {
             return Err(SpecError::KernelInvalid);
         }
@@ -952,6 +992,7 @@ fn red_kernel_check(c: &RedConfig) -> Result<RedConfig, SpecError> {
 /// wrong names).
 fn parse_sfq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
     let mut s = SfqSpec::default();
+    let mut red: Option<SfqRedWords> = None;
     let mut any = false;
     let illegal = |k: &str| SpecError::Refused(format!("Illegal \"{k}\""));
     while let Some(word) = o.next_keyword() {
@@ -985,12 +1026,7 @@ fn parse_sfq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
             }
             "headdrop" => s.headdrop = true,
             "redflowlimit" | "min" | "max" | "burst" | "avpkt" | "probability" | "ecn"
-            | "harddrop" => {
-                return Err(SpecError::Refused(
-                    "ipxmit: sfq's per-flow RED (redflowlimit, min, max, ...) is not modelled yet"
-                        .into(),
-                ))
-            }
+            | "harddrop" => sfq_red_word(o, word, &mut red)?,
             "help" => return Err(SpecError::Refused(SFQ_USAGE.into())),
             other => {
                 return Err(SpecError::Refused(format!(
@@ -999,7 +1035,98 @@ fn parse_sfq(o: &mut Options<'_>) -> Result<QdiscSpec, SpecError> {
             }
         }
     }
+    if let Some(r) = red {
+        s.red = Some(sfq_red(r)?);
+    }
     Ok(QdiscSpec::Sfq(any.then_some(s)))
+}
+
+/// The per-flow RED words of an `sfq` line, as tc reads them.
+#[derive(Clone, Copy, Debug)]
+struct SfqRedWords {
+    limit: u32,
+    qth_min: u32,
+    qth_max: u32,
+    burst: u32,
+    avpkt: u32,
+    probability: f64,
+    flags: u8,
+}
+
+/// One per-flow RED word of `sfq_parse_opt()` (`word`, its value next).
+fn sfq_red_word(
+    o: &mut Options<'_>,
+    word: &str,
+    red: &mut Option<SfqRedWords>,
+) -> Result<(), SpecError> {
+    let r = red.get_or_insert(SfqRedWords {
+        limit: 0,
+        qth_min: 0,
+        qth_max: 0,
+        burst: 0,
+        avpkt: 1000,
+        probability: 0.02,
+        flags: 0,
+    });
+    let illegal = |k: &str| SpecError::Refused(format!("Illegal \"{k}\""));
+    let mut num = |k: &'static str| -> Result<u32, SpecError> {
+        parse_unsigned(o.value(k)?).ok_or_else(|| illegal(k))
+    };
+    match word {
+        "redflowlimit" => r.limit = num("redflowlimit")?,
+        "min" => r.qth_min = num("min")?,
+        "max" => r.qth_max = num("max")?,
+        "burst" => r.burst = num("burst")?,
+        "avpkt" => {
+            let v = o.value("avpkt")?;
+            let a = parse_size(v).ok().and_then(|a| u32::try_from(a).ok());
+            r.avpkt = a.ok_or_else(|| illegal("avpkt"))?;
+        }
+        "probability" => {
+            let v = o.value("probability")?;
+            r.probability = v.parse().map_err(|_| illegal("probability"))?;
+        }
+        "ecn" => r.flags |= super::red::FLAG_ECN,
+        _ => r.flags |= super::red::FLAG_HARDDROP,
+    }
+    Ok(())
+}
+
+/// What `sfq_parse_opt()` works out for per-flow RED: Floyd's default
+/// thresholds, the burst, `Wlog`, `Plog`, `max_P`, and its refusals.
+fn sfq_red(mut r: SfqRedWords) -> Result<SfqRed, SpecError> {
+    let refused = |m: &str| SpecError::Refused(m.into());
+    if r.limit == 0 {
+        return Err(refused("Required parameter (redflowlimit) is missing"));
+    }
+    if r.qth_max == 0 {
+        r.qth_max = r.limit / 4;
+    }
+    if r.qth_min == 0 {
+        r.qth_min = r.qth_max / 3;
+    }
+    if r.burst == 0 {
+        r.burst = (2 * r.qth_min + r.qth_max) / (3 * r.avpkt.max(1));
+    }
+    if r.qth_max > r.limit {
+        return Err(refused("\"max\" is larger than \"limit\""));
+    }
+    if r.qth_min >= r.qth_max {
+        return Err(refused("\"min\" is not smaller than \"max\""));
+    }
+    let wlog = red_eval_ewma(r.qth_min, r.burst, r.avpkt)
+        .map_err(|_| refused("SFQ: failed to calculate EWMA constant."))?;
+    let plog = red_eval_p(r.qth_min, r.qth_max, r.probability)
+        .ok_or_else(|| refused("SFQ: failed to calculate probability."))?;
+    Ok(SfqRed {
+        limit: r.limit,
+        qth_min: r.qth_min,
+        qth_max: r.qth_max,
+        wlog,
+        plog,
+        max_p: (r.probability * 4_294_967_296.0) as u32,
+        flags: r.flags,
+    })
 }
 
 /// tc's `explain()` for `sfq`.
@@ -1023,6 +1150,20 @@ fn fmt_sfq(f: &mut fmt::Formatter<'_>, s: &SfqSpec) -> fmt::Result {
     }
     if s.headdrop {
         write!(f, " headdrop")?;
+    }
+    if let Some(r) = &s.red {
+        let p = f64::from(r.max_p) / 4_294_967_296.0;
+        write!(
+            f,
+            " redflowlimit {} min {} max {} probability {p}",
+            r.limit, r.qth_min, r.qth_max
+        )?;
+        if r.flags & super::red::FLAG_ECN != 0 {
+            write!(f, " ecn")?;
+        }
+        if r.flags & super::red::FLAG_HARDDROP != 0 {
+            write!(f, " harddrop")?;
+        }
     }
     Ok(())
 }
