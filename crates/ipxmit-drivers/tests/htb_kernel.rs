@@ -3,7 +3,8 @@
 //! whose `SO_PRIORITY` names two leaves (prio 0 and prio 1, each 50 kbit
 //! of a 200 kbit parent) send twelve 1000-byte datagrams each,
 //! alternating; then the same with `u32` filters on the source port
-//! choosing the leaves instead. Compared: the order in which the two flows leave, the
+//! choosing the leaves instead; then with `pfifo_fast` and a 3000-byte
+//! `bfifo` grafted on the leaves (the bfifo drops most of its flow). Compared: the order in which the two flows leave, the
 //! departure times (the kernel's measured at a receiving socket in the
 //! peer namespace; its timers fire tens of microseconds late, so 2 ms on
 //! gaps of 42 ms), and the qdisc's and each class's packets, lends and
@@ -38,6 +39,16 @@ const TREE_U32: &[&str] = &[
     "filter add dev D parent 1: protocol ip prio 1 u32 match ip sport 5001 0xffff flowid 1:10",
     "filter add dev D parent 1: protocol ip prio 2 u32 match ip protocol 17 0xff match ip sport 5002 0xffff flowid 1:20",
 ];
+/// The same tree with qdiscs grafted on the leaves: `pfifo_fast` on
+/// 1:10, a `bfifo` of 3000 bytes on 1:20 (which drops most of flow b).
+const TREE_GRAFT: &[&str] = &[
+    "qdisc add dev D root handle 1: htb default 20",
+    "class add dev D parent 1: classid 1:1 htb rate 200kbit burst 2000 cburst 2000",
+    "class add dev D parent 1:1 classid 1:10 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 0 quantum 1500",
+    "class add dev D parent 1:1 classid 1:20 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 1 quantum 1500",
+    "qdisc add dev D parent 1:10 handle 10: pfifo_fast",
+    "qdisc add dev D parent 1:20 handle 20: bfifo limit 3000",
+];
 /// Datagrams per flow, and their payload.
 const SENDS: usize = 12;
 const LEN: usize = 1000;
@@ -47,12 +58,12 @@ const FLOWS: [(u16, u32); 2] = [(5001, 0x1_0010), (5002, 0x1_0020)];
 const FLOWS_U32: [(u16, u32); 2] = [(5001, 0), (5002, 0)];
 
 /// What a side did: which flow left, in order (`a`/`b`), when (µs from
-/// the first), and per qdisc and class: packets, lends, borrows.
+/// the first), and per qdisc and class: packets, lends, borrows, drops.
 #[derive(Debug)]
 struct Outcome {
     order: String,
     times_us: Vec<i64>,
-    counters: Vec<(u64, u64, u64)>,
+    counters: Vec<(u64, u64, u64, u64)>,
 }
 
 #[test]
@@ -69,6 +80,15 @@ fn htb_with_u32_filters_classifies_as_the_kernel_does() {
     );
 }
 
+#[test]
+fn htb_with_grafted_leaf_qdiscs_drops_as_the_kernel_does() {
+    compare(
+        "htb_with_grafted_leaf_qdiscs_drops_as_the_kernel_does",
+        TREE_GRAFT,
+        FLOWS,
+    );
+}
+
 /// Runs both sides with `tree` and `flows` and compares them.
 fn compare(name: &str, tree: &[&str], flows: [(u16, u32); 2]) {
     if common::skip(name) {
@@ -81,7 +101,10 @@ fn compare(name: &str, tree: &[&str], flows: [(u16, u32); 2]) {
         ours.order, kernel.order, ours.times_us, kernel.times_us
     ));
     assert_eq!(ours.order, kernel.order, "the order the flows left in");
-    assert_eq!(ours.counters, kernel.counters, "packets, lends, borrows");
+    assert_eq!(
+        ours.counters, kernel.counters,
+        "packets, lends, borrows, drops"
+    );
     let worst = ours
         .times_us
         .iter()
@@ -152,6 +175,14 @@ fn configure(stack: &Stack, tree: &[&str]) {
         let w: Vec<&str> = line.split(' ').collect();
         if w[0] == "filter" {
             add_filter(stack, &w);
+            continue;
+        }
+        if w[0] == "qdisc" {
+            let leaf: QdiscSpec = w[8..].join(" ").parse().unwrap();
+            let (parent, h) = (parse_id(w[5]), parse_id(w[7]));
+            stack
+                .qdisc_modify_at("eth0", parent, QdiscOp::Add, Some(h), &leaf)
+                .unwrap();
             continue;
         }
         let parent = parse_id(w[5]);
@@ -289,8 +320,8 @@ fn send_all(flows: [(u16, u32); 2]) -> std::io::Result<()> {
 /// From `tc -s` text: the qdisc's packets (lends and borrows 0), then
 /// for classes 1:1, 1:10, 1:20 in that order their packets, lends and
 /// borrows.
-fn counters(out: &str) -> Vec<(u64, u64, u64)> {
-    let mut blocks: Vec<(String, (u64, u64, u64))> = Vec::new();
+fn counters(out: &str) -> Vec<(u64, u64, u64, u64)> {
+    let mut blocks: Vec<(String, (u64, u64, u64, u64))> = Vec::new();
     for line in out.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w.first().copied() {
@@ -300,9 +331,14 @@ fn counters(out: &str) -> Vec<(u64, u64, u64)> {
                 } else {
                     w[2].to_owned()
                 };
-                blocks.push((id, (0, 0, 0)))
+                blocks.push((id, (0, 0, 0, 0)))
             }
-            Some("Sent") => blocks.last_mut().unwrap().1 .0 = w[3].parse().unwrap(),
+            Some("Sent") => {
+                let c = &mut blocks.last_mut().unwrap().1;
+                c.0 = w[3].parse().unwrap();
+                // Sent B bytes P pkt (dropped D, ...
+                c.3 = w[6].trim_end_matches(',').parse().unwrap();
+            }
             Some("lended:") => {
                 let c = &mut blocks.last_mut().unwrap().1;
                 c.1 = w[1].parse().unwrap();
@@ -315,7 +351,7 @@ fn counters(out: &str) -> Vec<(u64, u64, u64)> {
         blocks
             .iter()
             .find(|b| b.0 == k)
-            .map_or((u64::MAX, 0, 0), |b| b.1)
+            .map_or((u64::MAX, 0, 0, 0), |b| b.1)
     };
     ["10000", "10001", "10010", "10020"]
         .iter()
