@@ -363,7 +363,7 @@ impl<'a> XmitBatch<'a> {
         self.settle_bypassed(&mut slot);
         requeue(self.txq, &mut slot, &mut frames);
         slot.running = false;
-        slot.batch = frames;
+        slot.put_batch(frames);
         self.path = Path::Enqueue;
     }
 
@@ -401,7 +401,7 @@ impl<'a> XmitBatch<'a> {
     fn take_frames(&mut self) -> VecDeque<PacketBuf> {
         match self.frames.take() {
             Some(f) => f,
-            None => std::mem::take(&mut self.txq.q.lock().batch),
+            None => self.txq.q.lock().take_batch(),
         }
     }
 
@@ -427,14 +427,14 @@ impl<'a> XmitBatch<'a> {
         let path = std::mem::replace(&mut self.path, Path::Idle);
         if path != Path::Bypass {
             if let Some(f) = frames {
-                self.txq.q.lock().batch = f;
+                self.txq.q.lock().put_batch(f);
             }
             return;
         }
         let mut slot = self.txq.q.lock();
         self.settle_bypassed(&mut slot);
         if let Some(f) = frames {
-            slot.batch = f;
+            slot.put_batch(f);
         }
         let all_sent = !self.ctl.is_stopped();
         end_bypass(self.ctx, self.dev, self.txq, slot, all_sent);

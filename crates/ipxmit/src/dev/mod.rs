@@ -265,7 +265,9 @@ pub(crate) struct QdiscSlot {
     /// Dropped packets waiting to be counted and freed.
     pub(crate) to_free: ToFree,
     /// Reused buffer of frames on their way to the driver (bulk dequeue).
-    pub(crate) batch: std::collections::VecDeque<PacketBuf>,
+    /// (`None` while a run or a batch holds it: putting it back then drops
+    /// nothing, where an empty placeholder deque cost a drop per packet.)
+    batch: Option<std::collections::VecDeque<PacketBuf>>,
 }
 
 impl fmt::Debug for TxQueue {
@@ -654,11 +656,21 @@ impl QdiscSlot {
             running: false,
             watchdog: None,
             to_free: ToFree::with_capacity(64),
-            batch: std::collections::VecDeque::with_capacity(128),
+            batch: Some(std::collections::VecDeque::with_capacity(128)),
         }
     }
 
-    /// Packets queued, the requeued ones included.
+    /// Takes the reusable frame buffer (an empty one if it is out).
+    pub(crate) fn take_batch(&mut self) -> std::collections::VecDeque<PacketBuf> {
+        self.batch.take().unwrap_or_default()
+    }
+
+    /// Puts the frame buffer back.
+    pub(crate) fn put_batch(&mut self, f: std::collections::VecDeque<PacketBuf>) {
+        self.batch = Some(f);
+    }
+
+    /// Nothing queued, the requeued packets included.
     pub(crate) fn is_empty(&self) -> bool {
         self.requeued.is_empty() && self.qdisc.stats().qlen == 0
     }

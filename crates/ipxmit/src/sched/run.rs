@@ -119,7 +119,7 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
         slot.running = false;
         return (0, false);
     }
-    let mut frames = std::mem::take(&mut slot.batch);
+    let mut frames = slot.take_batch();
     dequeue_batch(&mut slot, ctx, &mut frames, budget);
     let QdiscSlot { qdisc, to_free, .. } = &mut *slot;
     qdisc.take_dropped(to_free);
@@ -128,7 +128,7 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
     }
     let n = frames.len();
     if n == 0 {
-        slot.batch = frames;
+        slot.put_batch(frames);
         slot.running = false;
         return (0, false);
     }
@@ -138,9 +138,13 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
             validate_xmit(ctx, dev, p, &mut frames);
         }
     }
-    let go_on = direct_xmit(ctx, dev, txq, &mut frames);
+    let sent = direct_xmit(ctx, dev, txq, &mut frames);
     let mut slot = txq.q.lock();
-    slot.batch = frames;
+    slot.put_batch(frames);
+    // Under the lock that puts the buffer back: an empty qdisc ends the run
+    // here (the next restart would only find it empty); an enqueuer that
+    // comes later finds the run free and starts its own.
+    let go_on = sent && !slot.is_empty();
     if !go_on {
         slot.running = false;
     }
