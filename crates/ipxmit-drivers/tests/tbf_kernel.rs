@@ -2,19 +2,18 @@
 //! and on ipxmit's in-memory device on the virtual clock, the same twenty
 //! 1000-byte datagrams sent back to back under `IP_RECVERR`, compared:
 //! each send's result, how many arrive, the qdisc's counters, and the
-//! departure times (the kernel's measured at a receiving socket in the
-//! peer namespace; its timers fire late by tens of microseconds, and the
-//! receiving thread adds its own wake-up delay, so the tolerance is 1 ms
-//! on gaps of 83 ms). Needs root; prints SKIPPED otherwise.
+//! departure times (the kernel's stamped on arrival at a receiving socket
+//! in the peer namespace, `SO_TIMESTAMPNS`; its timers fire late by tens
+//! of microseconds, so the tolerance is 1 ms on gaps of 83 ms). Needs root; prints SKIPPED otherwise.
 
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket as OsUdp};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant as WallInstant};
+use std::time::Duration;
 
-use common::netns::{VethPeer, DEV_A};
+use common::netns::{StampedRx, VethPeer, DEV_A};
 use ipxmit::sched::QdiscSpec;
 use ipxmit::time::{Clock, ManualClock};
 use ipxmit::{MsgFlags, UdpSocket};
@@ -123,30 +122,16 @@ fn kernel_side() -> std::io::Result<Outcome> {
     let mut tc = vec!["-n", v.a.name(), "qdisc", "add", "dev", DEV_A, "root"];
     tc.extend(TBF.split(' '));
     common::run_cmd("tc", &tc)?;
-    let rx = v.b.run(|| OsUdp::bind("10.10.0.2:9"))??;
-    rx.set_read_timeout(Some(Duration::from_millis(300)))?;
-    let arrivals = std::thread::scope(|sc| {
-        let h = sc.spawn(|| {
-            let mut buf = [0u8; 2048];
-            let mut t = Vec::new();
-            while let Ok(n) = rx.recv(&mut buf) {
-                if n == LEN {
-                    t.push(WallInstant::now());
-                }
-            }
-            t
-        });
+    let rx = StampedRx::bind(&v.b, "10.10.0.2:9", Duration::from_millis(300))?;
+    let (times, results) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| rx.recv_all(LEN));
         let results = v.a.run(send_twenty);
         (h.join().expect("receiver"), results)
     });
-    let (times, results) = arrivals;
     let results = results??;
     let counters = kernel_counters(v.a.name())?;
-    let t0 = times.first().copied();
-    let times_us = times
-        .iter()
-        .map(|t| t0.map_or(0, |t0| t.duration_since(t0).as_micros() as i64))
-        .collect();
+    let t0 = times.first().map_or(0, |t| t.1);
+    let times_us = times.iter().map(|t| (t.1 - t0) / 1000).collect();
     Ok(Outcome {
         results,
         times_us,

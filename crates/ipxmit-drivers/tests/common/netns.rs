@@ -111,7 +111,13 @@ impl VethPeer {
     /// A pair whose A side has 10.10.0.1/24 and B (10.10.0.2) as a
     /// permanent neighbour: the kernel sends from A without resolving.
     pub fn with_static_peer(tag: &str) -> io::Result<VethPeer> {
-        let v = VethPeer::new(tag)?;
+        VethPeer::with_static_peer_queues(tag, 1)
+    }
+
+    /// [`VethPeer::with_static_peer`] with `queues` transmit and receive
+    /// queues on each end (`numtxqueues`, `numrxqueues`).
+    pub fn with_static_peer_queues(tag: &str, queues: u32) -> io::Result<VethPeer> {
+        let v = VethPeer::with_queues(tag, queues)?;
         v.a.ip(&["addr", "add", "10.10.0.1/24", "dev", DEV_A])?;
         let mac_b = format_mac(v.mac_b.0);
         let neigh = ["neigh", "replace", "10.10.0.2", "lladdr", &mac_b];
@@ -121,24 +127,29 @@ impl VethPeer {
 
     /// Creates both namespaces, the veth pair and the addresses.
     pub fn new(tag: &str) -> io::Result<VethPeer> {
+        VethPeer::with_queues(tag, 1)
+    }
+
+    /// [`VethPeer::new`] with `queues` transmit and receive queues on
+    /// each end.
+    pub fn with_queues(tag: &str, queues: u32) -> io::Result<VethPeer> {
         let a = Netns::unique(&format!("{tag}-a"))?;
         let b = Netns::unique(&format!("{tag}-b"))?;
         quiet(&a);
         quiet(&b);
-        ipxmit_drivers::netns::ip(&[
-            "link",
-            "add",
-            DEV_A,
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            DEV_B,
-            "netns",
-            b.name(),
-        ])?;
+        let n = queues.to_string();
+        let nq = ["numtxqueues", &n, "numrxqueues", &n];
+        let (na, nb) = (a.name(), b.name());
+        ipxmit_drivers::netns::ip(
+            &[
+                &["link", "add", DEV_A][..],
+                &nq,
+                &["netns", na, "type", "veth", "peer", "name", DEV_B],
+                &nq,
+                &["netns", nb],
+            ]
+            .concat(),
+        )?;
         b.ip(&["addr", "add", "10.10.0.2/24", "dev", DEV_B])?;
         a.ip(&["link", "set", DEV_A, "up"])?;
         b.ip(&["link", "set", DEV_B, "up"])?;
@@ -348,5 +359,88 @@ pub fn kernel_resolves(ns: &Netns, dev: &str, from: &str, addr: &str, mac: Ether
             "kernel did not resolve {addr}: {shown:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A kernel UDP socket inside a namespace that reads the kernel's arrival
+/// time of each datagram (`SO_TIMESTAMPNS`, stamped when the frame entered
+/// the receive path), so that a receiving thread's own wake-up delay does
+/// not count in measured departure gaps.
+pub struct StampedRx {
+    sock: UdpSocket,
+}
+
+impl StampedRx {
+    /// Binds `addr` inside `ns`, arrival stamps on, reads ending after
+    /// `quiet` without a datagram.
+    pub fn bind(ns: &Netns, addr: &str, quiet: Duration) -> io::Result<StampedRx> {
+        let sock = ns.run(|| UdpSocket::bind(addr))??;
+        sock.set_read_timeout(Some(quiet))?;
+        let one: libc::c_int = 1;
+        // SAFETY: `one` is a live int; the kernel copies it.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&one as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(StampedRx { sock })
+    }
+
+    /// Every datagram of `len` bytes until the socket is quiet: its source
+    /// port and the kernel's arrival time (ns of `CLOCK_REALTIME`).
+    pub fn recv_all(&self, len: usize) -> Vec<(u16, i64)> {
+        let mut out = Vec::new();
+        while let Some((n, port, t)) = self.recv_one() {
+            if n == len {
+                out.push((port, t));
+            }
+        }
+        out
+    }
+
+    /// One datagram: its length, source port and arrival stamp.
+    fn recv_one(&self) -> Option<(usize, u16, i64)> {
+        let mut buf = [0u8; 2048];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: plain data; zero is valid for both.
+        let mut from: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        let mut control = [0u64; 16];
+        msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: every pointer in `msg` is to a live buffer of the stated size.
+        let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut msg, 0) };
+        if n < 0 {
+            return None;
+        }
+        // SAFETY: `msg` was filled by recvmsg; the cmsg walk stays inside
+        // `control` as the CMSG macros guarantee.
+        let stamp = unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            let mut t = None;
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                    t = Some(ts.tv_sec * 1_000_000_000 + ts.tv_nsec);
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            t
+        }?;
+        Some((n as usize, u16::from_be(from.sin_port), stamp))
     }
 }
