@@ -198,6 +198,9 @@ sockopt s1 ip_recverr 1
     );
 }
 
+/// A device of two queues: `mq` by default, a root of another kind shared;
+/// the queues' qdiscs listed as the kernel's hash table holds them (all
+/// of handle 0 in one bucket, the newest first).
 #[test]
 fn a_multi_queue_device_has_an_mq_root() {
     let d = tmpdir("tc-mq");
@@ -215,15 +218,15 @@ tc qdisc show dev m0
     let pf = "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1";
     let want = format!(
         "qdisc mq 0: root 
-qdisc pfifo_fast 0: parent :1 {pf}
 qdisc pfifo_fast 0: parent :2 {pf}
+qdisc pfifo_fast 0: parent :1 {pf}
 qdisc mq 1: root 
-qdisc pfifo_fast 0: parent 1:1 {pf}
 qdisc pfifo_fast 0: parent 1:2 {pf}
+qdisc pfifo_fast 0: parent 1:1 {pf}
 qdisc pfifo 8001: root refcnt 3 limit 10p
 qdisc mq 0: root 
-qdisc pfifo_fast 0: parent :1 {pf}
 qdisc pfifo_fast 0: parent :2 {pf}
+qdisc pfifo_fast 0: parent :1 {pf}
 "
     );
     assert_eq!(r.stdout, want);
@@ -359,8 +362,47 @@ filter parent 1: protocol ip u32 chain 0 fh 800::801 order 2049 key ht 800 bkt 0
     assert_eq!(r.stdout, want);
 }
 
-/// `tc -s qdisc show` of a root shared by two queues sums their counters
-/// (it once locked the first queue twice and hung).
+/// Qdiscs grafted on `mq`'s classes, and the classes: the real tc's
+/// output on a veth of two queues (`numtxqueues 2`), byte for byte; a
+/// replace of the `mq` by a root of another kind with its handle is
+/// refused as the kernel refuses it.
+#[test]
+fn mq_children_and_classes_print_as_tc() {
+    let d = tmpdir("tc-mq-graft");
+    let lines = "link add xa0 type mem txqueues 2
+tc qdisc replace dev xa0 root handle 1: mq
+tc qdisc replace dev xa0 parent 1:1 handle 10: pfifo
+tc -s qdisc show dev xa0
+tc class show dev xa0
+tc -s class show dev xa0
+";
+    let r = run_script(&d, lines, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let z = " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n backlog 0b 0p requeues 0";
+    let pf = "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1";
+    let want = format!(
+        "qdisc mq 1: root \n{z}
+qdisc pfifo_fast 0: parent 1:2 {pf}\n{z}
+qdisc pfifo 10: parent 1:1 limit 1000p\n{z}
+class mq 1:1 root leaf 10: 
+class mq 1:2 root 
+class mq 1:1 root leaf 10: \n{z}
+class mq 1:2 root \n{z}
+"
+    );
+    assert_eq!(r.stdout, want);
+    let e = refused(
+        "tc-mq-same-handle",
+        "link add xa0 type mem txqueues 2\ntc qdisc replace dev xa0 root handle 1: mq\ntc qdisc replace dev xa0 root handle 1: tbf rate 1mbit burst 3000 limit 3000",
+    );
+    assert!(
+        e.contains("line 5: Error: Invalid qdisc name: must match existing qdisc."),
+        "{e}"
+    );
+}
+
+/// `tc -s qdisc show` of a root shared by two queues: one qdisc, its own
+/// counters (it once locked the first queue twice and hung).
 #[test]
 fn stats_of_a_multi_queue_root_are_summed() {
     let d = tmpdir("tc-mq-stats");

@@ -336,14 +336,35 @@ fn socket(stack: &Arc<Stack>, s: &Setup) -> UdpSocket {
     sock
 }
 
-/// A host as `s` describes it: device, wire and drivers, qdisc on every
-/// queue, addresses, hooks, and the socket.
+/// The root qdisc `s` names: one shared by every queue, or with `mq
+/// CHILD` an `mq` root (handle 1:) and `CHILD` on each queue (on one
+/// queue, `CHILD` as the root).
+fn root_qdisc(stack: &Stack, s: &Setup) {
+    use ipxmit::sched::QdiscOp;
+    let mq = s.qdisc.strip_prefix("mq ");
+    let Some(child) = mq.filter(|_| s.queues > 1) else {
+        let spec = mq.unwrap_or(&s.qdisc).parse::<QdiscSpec>().unwrap();
+        stack.replace_qdisc(s.dev_name(), &spec).unwrap();
+        return;
+    };
+    let (dev, spec) = (s.dev_name(), child.parse::<QdiscSpec>().unwrap());
+    stack
+        .qdisc_modify(dev, QdiscOp::Replace, Some(1 << 16), &QdiscSpec::Mq)
+        .unwrap();
+    for i in 1..=s.queues as u32 {
+        stack
+            .qdisc_modify_at(dev, 1 << 16 | i, QdiscOp::Replace, None, &spec)
+            .unwrap();
+    }
+}
+
+/// A host as `s` describes it: device, wire and drivers, root qdisc,
+/// addresses, hooks, and the socket.
 fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
     let (drvs, wire) = drivers(s);
     let stack = Stack::new();
     stack.add_device(dev_config(s), drvs).unwrap();
-    let spec = s.qdisc.parse::<QdiscSpec>().unwrap();
-    stack.replace_qdisc(s.dev_name(), &spec).unwrap();
+    root_qdisc(&stack, s);
     addresses(&stack, s.dev_name(), s.l3);
     for &(point, filter) in &s.hooks {
         stack.hooks().register(point, Arc::new(filter));
@@ -598,8 +619,10 @@ fn batch_strategy(connected: bool) -> impl Strategy<Value = Vec<Msg>> {
 /// small (a few frames) and a large limit, noqueue.
 fn qdisc_strategy() -> impl Strategy<Value = String> {
     prop_oneof![
-        5 => Just("pfifo_fast".to_string()),
+        4 => Just("pfifo_fast".to_string()),
+        2 => Just("mq pfifo_fast".to_string()),
         1 => Just("pfifo limit 5".to_string()),
+        1 => Just("mq pfifo limit 5".to_string()),
         1 => (1000u32..=8000).prop_map(|n| format!("bfifo limit {n}")),
         1 => Just("bfifo limit 1000000".to_string()),
         1 => Just("noqueue".to_string()),
@@ -1266,14 +1289,15 @@ fn an_l3_device_sends_bare_ip_like_one_by_one() {
     assert!(out.frames.iter().all(|f| f[0] == 0x45), "bare IPv4");
 }
 
-/// Four transmit queues on one small wire, flows to several ports and
-/// hosts spread over them by their hash: every queue's qdisc statistics
-/// are the same both ways.
+/// Four transmit queues on one small wire under `mq`, flows to several
+/// ports and hosts spread over them by their hash: every queue's qdisc
+/// statistics are the same both ways.
 #[test]
 fn four_queues_keep_their_statistics_like_one_by_one() {
     let s = Setup {
         queues: 4,
         wire_cap: 3,
+        qdisc: "mq pfifo_fast".into(),
         ..plain_setup()
     };
     let far = Some(SocketAddrV4::new(FAR, 9));
@@ -1321,6 +1345,7 @@ fn a_70_piece_corked_group_is_one_datagram_like_one_by_one() {
 fn a_full_send_budget_ends_the_batch_behind_a_refusing_driver() {
     let s = Setup {
         queues: 4,
+        qdisc: "mq pfifo_fast".into(),
         busy: Some(Busy {
             every: 2,
             streak: 1,
@@ -1343,6 +1368,7 @@ fn a_full_send_budget_ends_the_batch_behind_a_refusing_driver() {
 fn deferred_work_runs_between_the_datagrams_of_a_run() {
     let s = Setup {
         queues: 4,
+        qdisc: "mq pfifo_fast".into(),
         busy: Some(Busy {
             every: 2,
             streak: 1,

@@ -576,7 +576,7 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
             "file" => s.file = Some(PathBuf::from(w.need("file path")?)),
             "ifname" => s.ifname = Some(name_word(w, "ifname")?.to_string()),
             "mtu" => s.mtu = Some(w.value("mtu", num_in::<u32>)?),
-            "txqueues" => s.txqueues = Some(w.value("txqueues", queues)?),
+            "txqueues" | "numtxqueues" => s.txqueues = Some(w.value("txqueues", queues)?),
             "txqueuelen" => s.txqueuelen = Some(w.value("txqueuelen", num_in::<u32>)?),
             "offload" => s.offload = Some(w.value("offload list", features)?),
             "lladdr" => s.lladdr = Some(w.value("lladdr", mac)?),

@@ -495,16 +495,17 @@ fn classid(handle: u32, minor: usize) -> String {
     }
 }
 
-/// The text lines of one device's qdiscs: the root, and under an `mq`
-/// root each queue's qdisc (a root of another kind on a multi-queue
-/// device is one qdisc to tc: shown once, its counters the queues' sum).
+/// The text lines of one device's qdiscs: the root, then the others in
+/// the order of the kernel's qdisc hash table ([`hash_order`]): under an
+/// `mq` root each queue's qdisc and what is grafted in its tree (a root of
+/// another kind on a multi-queue device is one qdisc, which every queue
+/// shares).
 fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: Instant) {
     let devpart = if named {
         format!("dev {} ", d.name())
     } else {
         String::new()
     };
-    let n = d.queues().len();
     let mq = d.mq_root();
     if let Some(h) = mq {
         let _ = writeln!(o, "qdisc mq {} {devpart}root ", Handle(h));
@@ -512,35 +513,45 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
             let _ = writeln!(o, "{}", summed(d));
         }
     }
-    for (i, q) in d.queues().iter().enumerate() {
-        if mq.is_none() && i > 0 {
-            break;
-        }
+    let n = d.queues().len();
+    let mut others: Vec<(u32, String)> = Vec::new();
+    for (i, q) in d.trees().iter().enumerate() {
         let handle = q.qdisc_handle();
-        // Summed before the queue's lock is taken (summing locks each).
-        let stats = (opts.stats && mq.is_none() && n > 1).then(|| summed(d));
         q.with_qdisc(|qd| {
             let place = match mq {
                 Some(h) => format!("parent {}", classid(h, i + 1)),
                 None => format!("root refcnt {}", if n > 1 { n + 1 } else { 2 }),
             };
-            let line = QdiscLine {
-                handle,
-                place,
-                stats,
-            };
-            qdisc_lines(o, qd, &line, &devpart, opts, now);
-            for (parent, h, c) in grafted(qd) {
+            let mut t = String::new();
+            qdisc_lines(
+                &mut t,
+                qd,
+                &QdiscLine { handle, place },
+                &devpart,
+                opts,
+                now,
+            );
+            match mq {
+                Some(_) => others.push((handle, t)),
+                None => o.push_str(&t),
+            }
+            for (parent, h, c) in tree_walk(qd) {
                 let place = format!("parent {}", Handle(parent));
-                let line = QdiscLine {
-                    handle: h,
-                    place,
-                    stats: None,
-                };
-                qdisc_lines(o, c, &line, &devpart, opts, now);
+                let mut t = String::new();
+                qdisc_lines(
+                    &mut t,
+                    c,
+                    &QdiscLine { handle: h, place },
+                    &devpart,
+                    opts,
+                    now,
+                );
+                others.push((h, t));
             }
         });
     }
+    hash_order(&mut others);
+    others.iter().for_each(|(_, t)| o.push_str(t));
 }
 
 /// Where a qdisc sits, for its `tc qdisc show` line.
@@ -548,8 +559,6 @@ struct QdiscLine {
     handle: u32,
     /// `root refcnt N` or `parent X:Y`.
     place: String,
-    /// Counters to print instead of its own (a root shared by queues).
-    stats: Option<ipxmit::sched::QdiscStats>,
 }
 
 /// One qdisc's line, and with `-s` its counters and xstats.
@@ -570,7 +579,7 @@ fn qdisc_lines(
     let (kind, h, place) = (q.kind(), Handle(at.handle), &at.place);
     let _ = writeln!(o, "qdisc {kind} {h} {devpart}{place}{sep}{params}");
     if opts.stats {
-        let _ = writeln!(o, "{}", at.stats.unwrap_or(*q.stats()));
+        let _ = writeln!(o, "{}", q.stats());
         if let Some(x) = q.xstats(now) {
             let _ = writeln!(o, "{x}");
         }
@@ -608,13 +617,10 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
         }
         all.push(Value::Object(v));
     }
-    for (i, q) in d.queues().iter().enumerate() {
-        if mq.is_none() && i > 0 {
-            break;
-        }
+    let mut others: Vec<(u32, Value)> = Vec::new();
+    for (i, q) in d.trees().iter().enumerate() {
         let handle = q.qdisc_handle();
-        let summed_stats = (opts.stats && mq.is_none() && n > 1).then(|| summed(d));
-        all.extend(q.with_qdisc(|qd| {
+        q.with_qdisc(|qd| {
             let mut v = json_head(qd.kind(), handle, dev);
             match mq {
                 Some(h) => {
@@ -627,21 +633,25 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
             }
             v.insert("options".into(), qdisc_options(qd));
             if opts.stats {
-                stats_json(&mut v, &summed_stats.unwrap_or(*qd.stats()));
+                stats_json(&mut v, qd.stats());
             }
-            let mut vs = vec![Value::Object(v)];
-            for (parent, h, c) in grafted(qd) {
+            match mq {
+                Some(_) => others.push((handle, Value::Object(v))),
+                None => all.push(Value::Object(v)),
+            }
+            for (parent, h, c) in tree_walk(qd) {
                 let mut v = json_head(c.kind(), h, dev);
                 v.insert("parent".into(), json!(Handle(parent).to_string()));
                 v.insert("options".into(), qdisc_options(c));
                 if opts.stats {
                     stats_json(&mut v, c.stats());
                 }
-                vs.push(Value::Object(v));
+                others.push((h, Value::Object(v)));
             }
-            vs
-        }));
+        });
     }
+    hash_order(&mut others);
+    all.extend(others.into_iter().map(|x| x.1));
     all
 }
 
@@ -661,6 +671,17 @@ fn json_head(kind: &str, handle: u32, dev: Option<&str>) -> Map<String, Value> {
 /// `qdisc_hash` (`hash_32(handle, 4)`), the later grafted first within a
 /// bucket (approximated by the deeper, then the later class first).
 pub fn grafted(q: &dyn ipxmit::sched::Qdisc) -> Vec<(u32, u32, &dyn ipxmit::sched::Qdisc)> {
+    let mut out: Vec<(u32, (u32, &dyn ipxmit::sched::Qdisc))> = tree_walk(q)
+        .into_iter()
+        .map(|(parent, h, c)| (h, (parent, c)))
+        .collect();
+    hash_order(&mut out);
+    out.into_iter().map(|(h, (p, c))| (p, h, c)).collect()
+}
+
+/// Every qdisc grafted in the tree under `q` (class, handle, qdisc), in
+/// the order they were grafted as far as the tree tells (depth first).
+pub fn tree_walk(q: &dyn ipxmit::sched::Qdisc) -> Vec<(u32, u32, &dyn ipxmit::sched::Qdisc)> {
     fn walk<'a>(
         q: &'a dyn ipxmit::sched::Qdisc,
         out: &mut Vec<(u32, u32, &'a dyn ipxmit::sched::Qdisc)>,
@@ -672,9 +693,15 @@ pub fn grafted(q: &dyn ipxmit::sched::Qdisc) -> Vec<(u32, u32, &dyn ipxmit::sche
     }
     let mut out = Vec::new();
     walk(q, &mut out);
-    out.reverse();
-    out.sort_by_key(|&(_, h, _)| h.wrapping_mul(0x61C8_8647) >> 28);
     out
+}
+
+/// Kernel: `tc_dump_qdisc_root()`'s walk of `dev->qdisc_hash` (16
+/// buckets of `hash_32(handle, 4)`, each newest first): entries keyed by
+/// handle, in creation order as far as known, put in that order.
+pub fn hash_order<T>(v: &mut [(u32, T)]) {
+    v.reverse();
+    v.sort_by_key(|&(h, _)| h.wrapping_mul(0x61C8_8647) >> 28);
 }
 
 /// tc's statistics keys of `-s -j`.

@@ -143,12 +143,16 @@ pub struct ShowClass {
 /// 1:1 root rate ...`; tc 6.1 prints text even under `-j`).
 pub fn class_show(devs: &[std::sync::Arc<NetDevice>], how: ShowClass) -> String {
     let mut o = String::new();
-    for d in devs.iter().filter(|d| d.queues().len() == 1) {
+    for d in devs {
         let devpart = if how.named {
             format!("dev {} ", d.name())
         } else {
             String::new()
         };
+        if let Some(mh) = d.mq_root() {
+            mq_classes(&mut o, d, mh, &devpart, how);
+            continue;
+        }
         let h = d.queues()[0].qdisc_handle();
         d.queues()[0].with_qdisc(|q| {
             qdisc_classes(&mut o, q, h, &devpart, how);
@@ -158,6 +162,39 @@ pub fn class_show(devs: &[std::sync::Arc<NetDevice>], how: ShowClass) -> String 
         });
     }
     o
+}
+
+/// Kernel: `mq_dump_class()`: an `mq` root's class per queue (`class mq
+/// 1:1 root leaf 10: `, its counters the queue's qdisc's), then the
+/// classes of the qdiscs under it in the kernel's hash order.
+fn mq_classes(o: &mut String, d: &NetDevice, mh: u32, devpart: &str, how: ShowClass) {
+    let mut others: Vec<(u32, String)> = Vec::new();
+    for (i, txq) in d.trees().iter().enumerate() {
+        let id = (mh & 0xffff_0000) | (i as u32 + 1);
+        let lh = txq.qdisc_handle();
+        txq.with_qdisc(|q| {
+            if how.only.is_none_or(|c| c == id) {
+                let leaf = match lh {
+                    0 => String::new(),
+                    h => format!("leaf {} ", Handle(h)),
+                };
+                let _ = writeln!(o, "class mq {} {devpart}root {leaf}", Handle(id));
+                if how.stats {
+                    let _ = writeln!(o, "{}", q.stats());
+                }
+            }
+            let mut t = String::new();
+            qdisc_classes(&mut t, q, lh, devpart, how);
+            others.push((lh, t));
+            for (_, ch, c) in super::tc::tree_walk(q) {
+                let mut t = String::new();
+                qdisc_classes(&mut t, c, ch, devpart, how);
+                others.push((ch, t));
+            }
+        });
+    }
+    super::tc::hash_order(&mut others);
+    others.iter().for_each(|(_, t)| o.push_str(t));
 }
 
 /// The classes of one qdisc `q` of handle `h`.

@@ -74,6 +74,9 @@ pub struct XmitBatch<'a> {
     ctx: XmitCtx<'a>,
     dev: &'a NetDevice,
     txq: &'a TxQueue,
+    /// The queue whose qdisc serves `txq` (itself, or queue 0 under a root
+    /// shared by several queues).
+    root: &'a TxQueue,
     /// The queue's flow control (stopped by its driver).
     ctl: &'a TxQueueCtl,
     /// `queue_mapping` of the frames: the queue's index + 1.
@@ -108,6 +111,7 @@ impl<'a> XmitBatch<'a> {
             ctx,
             dev,
             txq,
+            root: txq,
             ctl: txq.ctl(),
             mapping: 1,
             feats: dev.features(),
@@ -138,7 +142,8 @@ impl<'a> XmitBatch<'a> {
             self.path = Path::Down;
             return;
         }
-        let mut slot = txq.q.lock();
+        let (root, mut slot) = dev.root_slot(txq);
+        self.root = root;
         self.path = if slot.qdisc.is_noqueue() {
             Path::NoQueue
         } else if slot.can_bypass_now() {
@@ -359,9 +364,9 @@ impl<'a> XmitBatch<'a> {
         if let Some(p) = refused {
             frames.push_front(p);
         }
-        let mut slot = self.txq.q.lock();
+        let mut slot = self.root.q.lock();
         self.settle_bypassed(&mut slot);
-        requeue(self.txq, &mut slot, &mut frames);
+        requeue(self.root, &mut slot, &mut frames);
         slot.running = false;
         slot.put_batch(frames);
         self.path = Path::Enqueue;
@@ -380,8 +385,8 @@ impl<'a> XmitBatch<'a> {
     /// bypassed): the qdisc's verdict is the frame's.
     #[inline(never)]
     fn enqueue(&mut self, pkt: PacketBuf) -> Result<(), QueueXmitError> {
-        let (ctx, dev, txq) = (self.ctx, self.dev, self.txq);
-        let mut slot = txq.q.lock();
+        let (ctx, dev, root) = (self.ctx, self.dev, self.root);
+        let mut slot = root.q.lock();
         let s = &mut *slot;
         let rc = s.qdisc.enqueue(pkt, ctx.now, &mut s.to_free);
         run::free_dropped(ctx, dev, &mut s.to_free);
@@ -389,7 +394,7 @@ impl<'a> XmitBatch<'a> {
         s.running = true;
         drop(slot);
         if start {
-            run::run(ctx, dev, txq);
+            run::run(ctx, dev, root);
         }
         match rc {
             NetXmit::Drop => Err(QueueXmitError::Dropped),
@@ -401,7 +406,7 @@ impl<'a> XmitBatch<'a> {
     fn take_frames(&mut self) -> VecDeque<PacketBuf> {
         match self.frames.take() {
             Some(f) => f,
-            None => self.txq.q.lock().take_batch(),
+            None => self.root.q.lock().take_batch(),
         }
     }
 
@@ -427,17 +432,17 @@ impl<'a> XmitBatch<'a> {
         let path = std::mem::replace(&mut self.path, Path::Idle);
         if path != Path::Bypass {
             if let Some(f) = frames {
-                self.txq.q.lock().put_batch(f);
+                self.root.q.lock().put_batch(f);
             }
             return;
         }
-        let mut slot = self.txq.q.lock();
+        let mut slot = self.root.q.lock();
         self.settle_bypassed(&mut slot);
         if let Some(f) = frames {
             slot.put_batch(f);
         }
         let all_sent = !self.ctl.is_stopped();
-        end_bypass(self.ctx, self.dev, self.txq, slot, all_sent);
+        end_bypass(self.ctx, self.dev, self.root, slot, all_sent);
     }
 }
 

@@ -264,6 +264,18 @@ pub(crate) struct QdiscSlot {
     pub(crate) watchdog: Option<Instant>,
     /// Dropped packets waiting to be counted and freed.
     pub(crate) to_free: ToFree,
+    /// This queue has no qdisc of its own: the device's root, at queue 0,
+    /// serves it (a non-`mq` root on a multi-queue device, which the
+    /// kernel installs once for every queue).
+    pub(crate) redirect: bool,
+    /// The qdisc serves several transmit queues (the kernel's
+    /// `TCQ_F_ONETXQUEUE` unset): each frame goes to the queue its
+    /// `queue_mapping` names, and bulk dequeue stops at a frame for
+    /// another queue.
+    pub(crate) shared: bool,
+    /// A frame dequeued for a queue other than the batch's, sent first
+    /// next time unless its queue is stopped (`q->skb_bad_txq`).
+    pub(crate) bad_txq: Option<PacketBuf>,
     /// Reused buffer of frames on their way to the driver (bulk dequeue).
     /// (`None` while a run or a batch holds it: putting it back then drops
     /// nothing, where an empty placeholder deque cost a drop per packet.)
@@ -609,16 +621,54 @@ impl NetDevice {
                 dev: self.name.clone(),
                 index,
             })?;
-        let mut slot = q.q.lock();
         let mut to_free = ToFree::default();
-        slot.qdisc.reset(&mut to_free);
-        for p in slot.requeued.drain(..) {
-            to_free.push(p, crate::stats::DropReason::QueuePurge);
-        }
-        slot.qdisc = new;
-        slot.handle = handle;
-        slot.watchdog = None;
+        q.q.lock().install(new, handle, &mut to_free);
         Ok(to_free)
+    }
+
+    /// Kernel: `dev_graft_qdisc()` of a non-`mq` root on every transmit
+    /// queue: `new` is installed once, at queue 0, and every other queue
+    /// is served by it; the packets of the old qdiscs are dropped into
+    /// the returned list.
+    pub fn share_root(&self, new: Box<dyn Qdisc>, handle: u32) -> ToFree {
+        let mut to_free = ToFree::default();
+        let shared = self.queues.len() > 1;
+        if let Some(q0) = self.queues.first() {
+            let mut slot = q0.q.lock();
+            slot.install(new, handle, &mut to_free);
+            slot.shared = shared;
+        }
+        for q in self.queues.iter().skip(1) {
+            let mut slot = q.q.lock();
+            slot.install(Box::new(crate::sched::Noqueue::default()), 0, &mut to_free);
+            slot.redirect = true;
+        }
+        to_free
+    }
+
+    /// The queue whose qdisc serves `txq` (itself, or queue 0 under a
+    /// shared root), with that qdisc locked.
+    pub(crate) fn root_slot<'a>(
+        &'a self,
+        txq: &'a TxQueue,
+    ) -> (&'a TxQueue, parking_lot::MutexGuard<'a, QdiscSlot>) {
+        let slot = txq.q.lock();
+        if !slot.redirect {
+            return (txq, slot);
+        }
+        drop(slot);
+        let q0 = &self.queues[0];
+        (q0, q0.q.lock())
+    }
+
+    /// The queues whose qdiscs make up the device's tree: every queue
+    /// under `mq`, else queue 0 alone (whose root the others share).
+    pub fn trees(&self) -> &[TxQueue] {
+        if self.mq_root().is_some() {
+            &self.queues
+        } else {
+            &self.queues[..1]
+        }
     }
 
     /// The handle of the `mq` root, `None` when the root is not `mq`.
@@ -655,6 +705,9 @@ impl QdiscSlot {
             requeued: std::collections::VecDeque::with_capacity(8),
             running: false,
             watchdog: None,
+            redirect: false,
+            shared: false,
+            bad_txq: None,
             to_free: ToFree::with_capacity(64),
             batch: Some(std::collections::VecDeque::with_capacity(128)),
         }
@@ -672,7 +725,23 @@ impl QdiscSlot {
 
     /// Nothing queued, the requeued packets included.
     pub(crate) fn is_empty(&self) -> bool {
-        self.requeued.is_empty() && self.qdisc.stats().qlen == 0
+        self.requeued.is_empty() && self.bad_txq.is_none() && self.qdisc.stats().qlen == 0
+    }
+
+    /// Kernel: `qdisc_graft()`'s replacement of one queue's qdisc: the old
+    /// one reset (`qdisc_reset`), its packets and the requeued ones dropped
+    /// into `to_free`, `new` of `handle` in its place serving this queue
+    /// alone.
+    fn install(&mut self, new: Box<dyn Qdisc>, handle: u32, to_free: &mut ToFree) {
+        self.qdisc.reset(to_free);
+        let held = self.requeued.drain(..).chain(self.bad_txq.take());
+        for p in held {
+            to_free.push(p, crate::stats::DropReason::QueuePurge);
+        }
+        self.qdisc = new;
+        self.handle = handle;
+        self.watchdog = None;
+        (self.redirect, self.shared) = (false, false);
     }
 
     /// `__dev_xmit_skb`'s bypass condition: a qdisc that allows it

@@ -51,13 +51,15 @@ pub(crate) fn end_bypass(
     }
 }
 
-/// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames` through
-/// the driver unless the queue is stopped; requeues what was not sent. Returns true when the caller should
-/// keep running the queue (all sent and the queue not stopped).
+/// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames`
+/// through `txq`'s driver unless that queue is stopped; requeues what was
+/// not sent on the qdisc of `root` (the queue whose qdisc they came from).
+/// Returns true when the caller should keep running the qdisc (all sent
+/// and the queue not stopped).
 pub fn direct_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
-    txq: &TxQueue,
+    (root, txq): (&TxQueue, &TxQueue),
     frames: &mut VecDeque<PacketBuf>,
 ) -> bool {
     if !txq.ctl().is_stopped() {
@@ -67,7 +69,7 @@ pub fn direct_xmit(
     if frames.is_empty() {
         return !txq.ctl().is_stopped();
     }
-    requeue(txq, &mut txq.q.lock(), frames);
+    requeue(root, &mut root.q.lock(), frames);
     false
 }
 
@@ -85,8 +87,9 @@ pub(crate) fn requeue(txq: &TxQueue, slot: &mut QdiscSlot, frames: &mut VecDeque
     txq.ctl().schedule();
 }
 
-/// Kernel: `dequeue_skb()` with bulk dequeue. Fills `frames` with up to `max`
-/// packets: requeued ones first, then from the qdisc. Records a throttle time.
+/// Kernel: `dequeue_skb()` with bulk dequeue (`try_bulk_dequeue_skb`) for a
+/// qdisc that serves one queue. Fills `frames` with up to `max` packets:
+/// requeued ones first, then from the qdisc. Records a throttle time.
 fn dequeue_batch(
     slot: &mut QdiscSlot,
     ctx: XmitCtx<'_>,
@@ -99,28 +102,105 @@ fn dequeue_batch(
             frames.push_back(p);
             continue;
         }
-        match slot.qdisc.dequeue(ctx.now) {
-            Dequeued::Packet(p) => frames.push_back(p),
-            Dequeued::Empty => break,
-            Dequeued::Throttled(t) => {
-                slot.watchdog = Some(t);
-                break;
-            }
+        if !dequeue_one(slot, ctx, frames) {
+            break;
         }
     }
 }
 
-/// Kernel: `qdisc_restart()`. Dequeues a batch and sends it. Returns the number
-/// of packets dequeued and whether to go on; on stop, run ownership is released
-/// under the same lock that saw the queue empty.
-fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (usize, bool) {
-    let mut slot = txq.q.lock();
-    if txq.ctl().is_stopped() {
+/// One packet from the qdisc into `frames`; false when it is empty or
+/// throttled (the throttle time recorded).
+#[inline]
+fn dequeue_one(slot: &mut QdiscSlot, ctx: XmitCtx<'_>, frames: &mut VecDeque<PacketBuf>) -> bool {
+    match slot.qdisc.dequeue(ctx.now) {
+        Dequeued::Packet(p) => {
+            frames.push_back(p);
+            true
+        }
+        Dequeued::Empty => false,
+        Dequeued::Throttled(t) => {
+            slot.watchdog = Some(t);
+            false
+        }
+    }
+}
+
+/// Packets one dequeue of a qdisc shared by several queues takes at most
+/// (`try_bulk_dequeue_skb_slow()`'s 8).
+const SHARED_BULK: usize = 8;
+
+/// The transmit queue a frame was mapped to (`skb_get_tx_queue`).
+fn txq_of<'a>(dev: &'a NetDevice, p: &PacketBuf) -> &'a TxQueue {
+    let i = (p.meta.queue_mapping as usize).saturating_sub(1);
+    dev.queues().get(i).unwrap_or(&dev.queues()[0])
+}
+
+/// Kernel: `dequeue_skb()` for a qdisc shared by several queues: a
+/// requeued frame, else the one put aside for another queue
+/// (`qdisc_dequeue_skb_bad_txq`), each only when its queue is not
+/// stopped, else from the qdisc; then more while they are for the same
+/// queue (`try_bulk_dequeue_skb_slow`), the first for another put aside.
+fn dequeue_shared(
+    slot: &mut QdiscSlot,
+    ctx: XmitCtx<'_>,
+    dev: &NetDevice,
+    frames: &mut VecDeque<PacketBuf>,
+) {
+    if let Some(p) = slot.requeued.front() {
+        let m = p.meta.queue_mapping;
+        while let Some(p) = slot.requeued.pop_front() {
+            if p.meta.queue_mapping != m
+                || frames.len() >= SHARED_BULK
+                || txq_of(dev, &p).ctl().is_stopped()
+            {
+                slot.requeued.push_front(p);
+                break;
+            }
+            slot.qdisc.stats_mut().unqueued(p.len());
+            frames.push_back(p);
+        }
+        return;
+    }
+    if let Some(p) = slot.bad_txq.take() {
+        if txq_of(dev, &p).ctl().is_stopped() {
+            slot.bad_txq = Some(p);
+            return;
+        }
+        slot.qdisc.stats_mut().unqueued(p.len());
+        frames.push_back(p);
+    } else if !dequeue_one(slot, ctx, frames) {
+        return;
+    }
+    let m = frames[0].meta.queue_mapping;
+    while frames.len() < SHARED_BULK && dequeue_one(slot, ctx, frames) {
+        if frames.back().is_some_and(|p| p.meta.queue_mapping != m) {
+            // Kernel: `qdisc_enqueue_skb_bad_txq()`, still counted queued.
+            let p = frames.pop_back().expect("just pushed");
+            slot.qdisc.stats_mut().queued(p.len());
+            slot.bad_txq = Some(p);
+            break;
+        }
+    }
+}
+
+/// Kernel: `qdisc_restart()`. Dequeues a batch from the qdisc of `root`
+/// and sends it (on `root`, or under a shared qdisc on the queue the
+/// frames were mapped to). Returns the number of packets dequeued and
+/// whether to go on; on stop, run ownership is released under the same
+/// lock that saw the queue empty.
+fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, root: &TxQueue, budget: usize) -> (usize, bool) {
+    let mut slot = root.q.lock();
+    let shared = slot.shared;
+    if !shared && root.ctl().is_stopped() {
         slot.running = false;
         return (0, false);
     }
     let mut frames = slot.take_batch();
-    dequeue_batch(&mut slot, ctx, &mut frames, budget);
+    if shared {
+        dequeue_shared(&mut slot, ctx, dev, &mut frames);
+    } else {
+        dequeue_batch(&mut slot, ctx, &mut frames, budget);
+    }
     let QdiscSlot { qdisc, to_free, .. } = &mut *slot;
     qdisc.take_dropped(to_free);
     if !to_free.is_empty() {
@@ -133,13 +213,18 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
         return (0, false);
     }
     drop(slot);
+    let txq = if shared {
+        txq_of(dev, &frames[0])
+    } else {
+        root
+    };
     for _ in 0..n {
         if let Some(p) = frames.pop_front() {
             validate_xmit(ctx, dev, p, &mut frames);
         }
     }
-    let sent = direct_xmit(ctx, dev, txq, &mut frames);
-    let mut slot = txq.q.lock();
+    let sent = direct_xmit(ctx, dev, (root, txq), &mut frames);
+    let mut slot = root.q.lock();
     slot.put_batch(frames);
     // Under the lock that puts the buffer back: an empty qdisc ends the run
     // here (the next restart would only find it empty); an enqueuer that
@@ -151,7 +236,8 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue, budget: usize) -> (
     (n, go_on)
 }
 
-/// Kernel: `__qdisc_run()`. The caller owns the run. Sends until the queue is
+/// Kernel: `__qdisc_run()`. The caller owns the run of `txq`'s qdisc (`txq`
+/// is the queue that holds it). Sends until the queue is
 /// empty, stopped or throttled, or the quota is used (then reschedules).
 pub fn run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) {
     let mut quota = DEV_TX_WEIGHT;
@@ -169,11 +255,11 @@ pub fn run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) {
     }
 }
 
-/// Runs a queue if nobody else does (`qdisc_run`): used by deferred work.
-/// Returns false when another owner is running it.
+/// Runs a queue's qdisc if nobody else does (`qdisc_run`): used by
+/// deferred work. Returns false when another owner is running it.
 pub fn try_run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) -> bool {
-    {
-        let mut slot = txq.q.lock();
+    let root = {
+        let (root, mut slot) = dev.root_slot(txq);
         if slot.running {
             return false;
         }
@@ -184,7 +270,8 @@ pub fn try_run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) -> bool {
             slot.watchdog = None;
         }
         slot.running = true;
-    }
-    run(ctx, dev, txq);
+        root
+    };
+    run(ctx, dev, root);
     true
 }

@@ -17,8 +17,8 @@ use crate::sched::{
 
 impl Stack {
     /// `tc qdisc replace dev DEV root SPEC` ([`Stack::qdisc_modify`]): on a
-    /// multi-queue device each queue gets its own instance, as under the
-    /// kernel's `mq`.
+    /// multi-queue device one qdisc serves every queue, as in the kernel
+    /// (`mq` gives each its own).
     pub fn replace_qdisc(&self, dev: &str, spec: &QdiscSpec) -> Result<(), ConfigError> {
         match self.qdisc_modify(dev, QdiscOp::Replace, None, spec) {
             Ok(()) => Ok(()),
@@ -31,8 +31,9 @@ impl Stack {
     /// Kernel: `tc_modify_qdisc()` for `dev`'s root: `tc qdisc
     /// add|replace|change dev DEV root [handle H:] SPEC` (see
     /// [`crate::sched::api`]). A new root replaces the old on every
-    /// transmit queue (whose packets are dropped and counted); a change
-    /// keeps them.
+    /// transmit queue (whose packets are dropped and counted): one qdisc
+    /// shared by all of them, or under `mq` each queue's default; a change
+    /// keeps the packets.
     pub fn qdisc_modify(
         &self,
         dev: &str,
@@ -53,7 +54,7 @@ impl Stack {
         match api::decide(root, op, handle, spec.kind())? {
             RootAction::Change if mq => Ok(()),
             RootAction::Change => {
-                for q in d.queues() {
+                for q in d.trees() {
                     let mut to_free = crate::sched::ToFree::default();
                     let r = q.with_qdisc_mut(|qd| {
                         graft::netem_check(qd, cur, Some(cur), spec)?;
@@ -73,8 +74,11 @@ impl Stack {
                     d.set_mq_root(Some(h));
                     return Ok(());
                 }
-                self.graft_root(&d, h, |_| spec.build(txqlen, psched_mtu))?;
+                let mut new = spec.build(txqlen, psched_mtu)?;
+                new.set_handle(h);
                 d.set_mq_root(None);
+                let mut to_free = d.share_root(new, h);
+                run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
                 Ok(())
             }
         }
@@ -100,7 +104,7 @@ impl Stack {
     }
 
     /// Runs `f` on the qdisc a class request addresses, on every transmit
-    /// queue (the first answer is the result), freeing what it drops.
+    /// tree (the first answer is the result), freeing what it drops.
     fn with_class_qdisc<R>(
         &self,
         dev: &str,
@@ -120,7 +124,7 @@ impl Stack {
             return Err(ClassError::NotSupported.into());
         }
         let mut first = None;
-        for txq in d.queues() {
+        for txq in d.trees() {
             let mut to_free = crate::sched::ToFree::default();
             let r = txq.with_qdisc_mut(|q| f(q, clid, &mut to_free));
             run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
@@ -333,8 +337,9 @@ impl Stack {
         Ok(())
     }
 
-    /// Runs `f` on every transmit queue's tree (root qdisc and its
-    /// handle); the first answer is the result. What it drops is counted
+    /// Runs `f` on every tree of the device (root qdisc and its handle:
+    /// the shared root, or under `mq` each queue's); the first answer is
+    /// the result. What it drops is counted
     /// and freed, and the queue is run again.
     fn on_trees<R>(
         &self,
@@ -342,7 +347,7 @@ impl Stack {
         f: impl Fn(&mut dyn Qdisc, u32, &mut crate::sched::ToFree) -> Result<R, TcError>,
     ) -> Result<R, TcError> {
         let mut first = None;
-        for txq in d.queues() {
+        for txq in d.trees() {
             let h = txq.qdisc_handle();
             let mut to_free = crate::sched::ToFree::default();
             let r = txq.with_qdisc_mut(|q| f(q, h, &mut to_free));
