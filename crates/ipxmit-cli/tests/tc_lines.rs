@@ -417,3 +417,62 @@ fn stats_of_a_multi_queue_root_are_summed() {
     );
     assert!(r.stdout.contains("\"kind\":\"pfifo\""), "{}", r.stdout);
 }
+
+/// Filters on an htb class (`parent 1:1`): added, shown (the root's
+/// without a parent, the class's by its id, text and JSON; u32 hash
+/// tables numbered across the qdisc's blocks: the class's first is
+/// 801:), deleted; the real tc's output on a veth, byte for byte, and
+/// the kernel's refusals.
+#[test]
+fn filters_on_classes_print_as_tc() {
+    let lines = "tc qdisc add dev t0 root handle 1: htb default 20\ntc class add dev t0 parent 1: classid 1:1 htb rate 1mbit\ntc class add dev t0 parent 1:1 classid 1:10 htb rate 500kbit\ntc class add dev t0 parent 1:1 classid 1:20 htb rate 500kbit\ntc filter add dev t0 parent 1: protocol ip prio 1 u32 match ip sport 5001 0xffff flowid 1:1\ntc filter add dev t0 parent 1:1 protocol ip prio 2 u32 match ip dport 9 0xffff flowid 1:10\ntc filter show dev t0\ntc filter show dev t0 parent 1:1\ntc -j filter show dev t0 parent 1:1\ntc filter show dev t0 parent 1:\ntc filter del dev t0 parent 1:1 prio 2\ntc filter show dev t0 parent 1:1\ntc filter show dev t0\n";
+    let want = r#"filter parent 1: protocol ip pref 1 u32 chain 0 
+filter parent 1: protocol ip pref 1 u32 chain 0 fh 800: ht divisor 1 
+filter parent 1: protocol ip pref 1 u32 chain 0 fh 800::800 order 2048 key ht 800 bkt 0 *flowid 1:1 not_in_hw 
+  match 13890000/ffff0000 at 20
+filter protocol ip pref 2 u32 chain 0 
+filter protocol ip pref 2 u32 chain 0 fh 801: ht divisor 1 
+filter protocol ip pref 2 u32 chain 0 fh 801::800 order 2048 key ht 801 bkt 0 *flowid 1:10 not_in_hw 
+  match 00000009/0000ffff at 20
+[{"protocol":"ip","pref":2,"kind":"u32","chain":0},{"protocol":"ip","pref":2,"kind":"u32","chain":0,"options":{"fh":"801:","ht_divisor":1}},{"protocol":"ip","pref":2,"kind":"u32","chain":0,"options":{"fh":"801::800","order":2048,"key_ht":"801","bkt":"0","flowid":"1:10","not_in_hw":true,"match":{"value":"9","mask":"ffff","offmask":"","off":20}}}]
+filter protocol ip pref 1 u32 chain 0 
+filter protocol ip pref 1 u32 chain 0 fh 800: ht divisor 1 
+filter protocol ip pref 1 u32 chain 0 fh 800::800 order 2048 key ht 800 bkt 0 *flowid 1:1 not_in_hw 
+  match 13890000/ffff0000 at 20
+filter parent 1: protocol ip pref 1 u32 chain 0 
+filter parent 1: protocol ip pref 1 u32 chain 0 fh 800: ht divisor 1 
+filter parent 1: protocol ip pref 1 u32 chain 0 fh 800::800 order 2048 key ht 800 bkt 0 *flowid 1:1 not_in_hw 
+  match 13890000/ffff0000 at 20
+"#;
+    assert_eq!(out("tc-cls-filters", lines), want);
+    let tree = "tc qdisc add dev t0 root handle 1: htb default 20\ntc class add dev t0 parent 1: classid 1:1 htb rate 1mbit\ntc class add dev t0 parent 1:1 classid 1:10 htb rate 500kbit\n";
+    let u32 = "protocol ip prio 1 u32 match ip dport 9 0xffff flowid 1:10";
+    for (parent, msg) in [
+        ("1:99", "Error: Specified class doesn't exist."),
+        ("3:", "Error: Parent Qdisc doesn't exists."),
+    ] {
+        let e = refused(
+            "tc-cls-filter-bad",
+            &format!("{tree}tc filter add dev t0 parent {parent} {u32}"),
+        );
+        assert!(
+            e.contains(&format!(
+                "line 6: {msg}\nWe have an error talking to the kernel"
+            )),
+            "{e}"
+        );
+    }
+    let e = refused(
+        "tc-cls-filter-in-use",
+        &format!("{tree}tc filter add dev t0 parent 1:1 {u32}\ntc class del dev t0 classid 1:10"),
+    );
+    assert!(e.contains("line 7: Error: HTB class in use."), "{e}");
+    let e = refused(
+        "tc-cls-filter-pfifo",
+        &format!("tc qdisc add dev t0 root handle 2: pfifo\ntc filter add dev t0 parent 2: {u32}"),
+    );
+    assert!(
+        e.contains("line 4: Error: Qdisc not classful.\nWe have an error talking to the kernel"),
+        "{e}"
+    );
+}

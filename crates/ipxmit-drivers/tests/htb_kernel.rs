@@ -3,7 +3,8 @@
 //! whose `SO_PRIORITY` names two leaves (prio 0 and prio 1, each 50 kbit
 //! of a 200 kbit parent) send twelve 1000-byte datagrams each,
 //! alternating; then the same with `u32` filters on the source port
-//! choosing the leaves instead; then with `pfifo_fast` and a 3000-byte
+//! choosing the leaves instead (on the root, and on the inner class 1:1
+//! reached by a root filter or by the priority); then with `pfifo_fast` and a 3000-byte
 //! `bfifo` grafted on the leaves (the bfifo drops most of its flow). Compared: the order in which the two flows leave, the
 //! departure times (the kernel's stamped on arrival at a receiving socket
 //! in the peer namespace, `SO_TIMESTAMPNS`; its timers fire tens of
@@ -39,6 +40,29 @@ const TREE_U32: &[&str] = &[
     "filter add dev D parent 1: protocol ip prio 1 u32 match ip sport 5001 0xffff flowid 1:10",
     "filter add dev D parent 1: protocol ip prio 2 u32 match ip protocol 17 0xff match ip sport 5002 0xffff flowid 1:20",
 ];
+/// The same tree with filters on the inner class 1:1 choosing the
+/// leaves by source port; the root's filter sends every UDP datagram to
+/// 1:1 (an inner class: its filters go on).
+const TREE_INNER: &[&str] = &[
+    "qdisc add dev D root handle 1: htb default 20",
+    "class add dev D parent 1: classid 1:1 htb rate 200kbit burst 2000 cburst 2000",
+    "class add dev D parent 1:1 classid 1:10 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 0 quantum 1500",
+    "class add dev D parent 1:1 classid 1:20 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 1 quantum 1500",
+    "filter add dev D parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:1",
+    "filter add dev D parent 1:1 protocol ip prio 2 u32 match ip sport 5001 0xffff flowid 1:10",
+    "filter add dev D parent 1:1 protocol ip prio 3 u32 match ip sport 5002 0xffff flowid 1:20",
+];
+/// Inner-class filters alone: the flows' priority names 1:1, whose
+/// filters choose (without them both would go to the default, 1:20).
+const TREE_INNER_PRIO: &[&str] = &[
+    "qdisc add dev D root handle 1: htb default 20",
+    "class add dev D parent 1: classid 1:1 htb rate 200kbit burst 2000 cburst 2000",
+    "class add dev D parent 1:1 classid 1:10 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 0 quantum 1500",
+    "class add dev D parent 1:1 classid 1:20 htb rate 50kbit ceil 200kbit burst 2000 cburst 2000 prio 1 quantum 1500",
+    "filter add dev D parent 1:1 protocol ip prio 2 u32 match ip sport 5001 0xffff flowid 1:10",
+];
+/// Both flows with the inner class 1:1 as their priority.
+const FLOWS_INNER: [(u16, u32); 2] = [(5001, 0x1_0001), (5002, 0x1_0001)];
 /// The same tree with qdiscs grafted on the leaves: `pfifo_fast` on
 /// 1:10, a `bfifo` of 3000 bytes on 1:20 (which drops most of flow b).
 const TREE_GRAFT: &[&str] = &[
@@ -77,6 +101,24 @@ fn htb_with_u32_filters_classifies_as_the_kernel_does() {
         "htb_with_u32_filters_classifies_as_the_kernel_does",
         TREE_U32,
         FLOWS_U32,
+    );
+}
+
+#[test]
+fn htb_filters_on_an_inner_class_classify_as_the_kernel_does() {
+    compare(
+        "htb_filters_on_an_inner_class_classify_as_the_kernel_does",
+        TREE_INNER,
+        FLOWS_U32,
+    );
+}
+
+#[test]
+fn htb_priority_of_an_inner_class_starts_its_filters_as_the_kernel_does() {
+    compare(
+        "htb_priority_of_an_inner_class_starts_its_filters_as_the_kernel_does",
+        TREE_INNER_PRIO,
+        FLOWS_INNER,
     );
 }
 

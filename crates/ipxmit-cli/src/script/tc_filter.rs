@@ -9,7 +9,6 @@
 use ipxmit::dev::NetDevice;
 use ipxmit::sched::class::TC_H_ROOT;
 use ipxmit::sched::cls::{parse_filter, FilterShow, FilterSpec, ETH_P_ALL, ETH_P_IP};
-use ipxmit::sched::Qdisc;
 
 use super::tc::TcCommand;
 use super::tc_class::parse_classid;
@@ -136,26 +135,40 @@ pub fn parse(cmd: &str, rest: &[&str], json: bool) -> Result<TcCommand, String> 
     }
 }
 
-/// `tc [-j] filter show dev D [parent P] [prio N]`: the filters of the
-/// device's root and of the qdiscs grafted in its tree (none without a
-/// device, as tc).
+/// Kernel: `tc_dump_tfilter()`: `tc [-j] filter show dev D [parent P]
+/// [prio N]`: the filters of the device's root (each line saying `parent
+/// H:`), or of the qdisc or class `parent` names anywhere in its tree
+/// (none without a device, as tc).
 pub fn show(dev: Option<&NetDevice>, parent: Option<u32>, pref: Option<u32>, json: bool) -> String {
     let mut text = String::new();
     let mut objs: Vec<String> = Vec::new();
-    if let Some(d) = dev {
-        let h = d.queues()[0].qdisc_handle();
-        d.queues()[0].with_qdisc(|root| {
-            let mut all: Vec<(u32, &dyn Qdisc)> = vec![(h, root)];
-            all.extend(
-                super::tc::grafted(root)
+    let Some(d) = dev else {
+        return if json { "[]\n".into() } else { text };
+    };
+    // Without a parent: the root's filters (an `mq` root takes none).
+    let root = (d.mq_root().is_none()).then(|| d.queues()[0].qdisc_handle());
+    let Some((qh, cl)) = parent
+        .map(|p| (p & 0xffff_0000, p & 0xffff))
+        .or(root.map(|h| (h, 0)))
+    else {
+        return if json { "[]\n".into() } else { text };
+    };
+    for txq in d.trees() {
+        let h = txq.qdisc_handle();
+        txq.with_qdisc(|tree| {
+            let q = match qh == h {
+                true => Some(tree),
+                false => super::tc::grafted(tree)
                     .into_iter()
-                    .map(|(_, ch, c)| (ch, c)),
-            );
-            for (qh, q) in all {
-                let Some(chain) = q.filters() else { continue };
-                if parent.is_some_and(|p| p & 0xffff_0000 != qh) {
-                    continue;
-                }
+                    .find(|&(_, ch, _)| ch == qh)
+                    .map(|(_, _, c)| c),
+            };
+            let chain = match (q, cl) {
+                (Some(q), 0) => q.filters(),
+                (Some(q), cl) => q.class_filters(qh | cl),
+                (None, _) => None,
+            };
+            if let Some(chain) = chain {
                 let how = FilterShow {
                     parent: parent.is_none().then_some(qh),
                     pref,

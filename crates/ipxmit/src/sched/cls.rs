@@ -150,9 +150,18 @@ pub enum FilterError {
     /// No qdisc of the parent's handle.
     #[error("Error: Parent Qdisc doesn't exists.\nWe have an error talking to the kernel")]
     NoParent,
-    /// The qdisc takes no filters (or not on that class).
+    /// The qdisc is classful but takes no filters.
     #[error("Error: Class doesn't support blocks.\nWe have an error talking to the kernel")]
     NoBlock,
+    /// The qdisc has no classes, hence no filters (`__tcf_qdisc_find`).
+    #[error("Error: Qdisc not classful.\nWe have an error talking to the kernel")]
+    NotClassful,
+    /// The parent names a class the qdisc does not have.
+    #[error("Error: Specified class doesn't exist.\nWe have an error talking to the kernel")]
+    NoClass,
+    /// The class takes no filters of its own (its `tcf_block` is none).
+    #[error("RTNETLINK answers: Invalid argument\nWe have an error talking to the kernel")]
+    ClassNoBlock,
 }
 
 /// The filters of one qdisc (its block's chain 0).
@@ -167,6 +176,18 @@ impl FilterChain {
     /// True when no filter is attached.
     pub fn is_empty(&self) -> bool {
         self.tps.is_empty()
+    }
+
+    /// u32 hash tables made so far in this chain's numbering.
+    pub fn ht_count(&self) -> u32 {
+        self.hts
+    }
+
+    /// Continues the numbering of u32 hash tables from `n` made already
+    /// (the kernel's `tc_u_common`, one per qdisc, shared by the blocks of
+    /// its classes: `gen_new_htid()` never reuses an id).
+    pub fn ht_seed(&mut self, n: u32) {
+        self.hts = self.hts.max(n);
     }
 
     /// Kernel: `tcf_classify()`: the class id of the first proto (by

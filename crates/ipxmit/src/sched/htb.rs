@@ -103,6 +103,9 @@ struct Class {
     stats: QdiscStats,
     lends: u32,
     borrows: u32,
+    /// The class's own filters (its block: `tc filter add ... parent
+    /// 1:1`), which classify what reaches it as an inner class.
+    filters: FilterChain,
 }
 
 /// The `htb` qdisc. See the module documentation.
@@ -121,6 +124,9 @@ pub struct Htb {
     turn: [[u32; NUM_PRIO as usize]; MAX_DEPTH as usize],
     /// The qdisc's filters.
     filters: FilterChain,
+    /// u32 hash tables made in the qdisc's and its classes' filters
+    /// (numbered together, as the kernel's `tc_u_common` of the qdisc).
+    u32_hts: u32,
     stats: QdiscStats,
 }
 
@@ -141,8 +147,16 @@ impl Htb {
             txqueuelen,
             turn: [[0; NUM_PRIO as usize]; MAX_DEPTH as usize],
             filters: FilterChain::default(),
+            u32_hts: 0,
             stats: QdiscStats::default(),
         }
+    }
+
+    /// Takes in the u32 hash tables every filter chain made since.
+    fn fold_hts(&mut self) {
+        let classes = self.slots.iter().flatten().map(|c| c.filters.ht_count());
+        let made = classes.chain([self.filters.ht_count()]).max().unwrap_or(0);
+        self.u32_hts = self.u32_hts.max(made);
     }
 
     fn find(&self, classid: u32) -> Option<usize> {
@@ -238,6 +252,7 @@ impl Htb {
             stats: QdiscStats::default(),
             lends: 0,
             borrows: 0,
+            filters: FilterChain::default(),
         };
         match self.slots.iter().position(Option::is_none) {
             Some(i) => self.slots[i] = Some(class),
@@ -295,9 +310,10 @@ impl Htb {
         now: Instant,
         to_free: &mut ToFree,
     ) -> Result<(), ClassError> {
-        if self.class(i).children > 0 || self.filters.binds(self.class(i).classid) {
+        if self.class(i).children > 0 || self.bound(self.class(i).classid) {
             return Err(ClassError::Refused("HTB class in use"));
         }
+        self.fold_hts();
         let mut c = self.slots[i].take().expect("a live class index");
         self.order.remove(c.classid);
         if let Some(q) = &mut c.leaf {
@@ -322,32 +338,54 @@ impl Htb {
         Ok(())
     }
 
+    /// Does a filter anywhere in the qdisc (its own block or a class's)
+    /// send packets to `classid` (`qdisc_class_in_use()`)?
+    fn bound(&self, classid: u32) -> bool {
+        self.filters.binds(classid)
+            || self
+                .slots
+                .iter()
+                .flatten()
+                .any(|c| c.filters.binds(classid))
+    }
+
     /// Kernel: `htb_classify()`: the leaf, or `None` for the direct
-    /// queue. The priority first (the handle itself: direct; a leaf: it),
-    /// then the filters (the handle: direct; a leaf: it), then the default
-    /// class if it is a leaf, else the direct queue.
+    /// queue. The priority first (the handle itself: direct; a leaf: it;
+    /// an inner class: its filters start), else the qdisc's filters; a
+    /// filter's answer is the handle (direct), a leaf (it), or an inner
+    /// class, whose own filters go on; when they find nothing, the
+    /// default class if it is a leaf, else the direct queue.
     fn classify(&self, pkt: &PacketBuf) -> Option<usize> {
         let priority = pkt.meta.priority;
         if priority == self.handle {
             return None;
         }
-        let leaf = |i: &usize| self.class(*i).leaf.is_some();
-        if let Some(i) = self.find(priority).filter(leaf) {
-            return Some(i);
-        }
-        if !self.filters.is_empty() {
-            match self.filters.classify(pkt, self.handle) {
-                Some(c) if c == self.handle => return None,
-                Some(c) => {
-                    if let Some(i) = self.find(c).filter(leaf) {
-                        return Some(i);
-                    }
-                }
-                None => {}
+        let mut chain = &self.filters;
+        if let Some(i) = self.find(priority) {
+            if self.class(i).leaf.is_some() {
+                return Some(i);
             }
+            chain = &self.class(i).filters;
+        }
+        // Each step goes down a level; the depth bounds the walk.
+        for _ in 0..=MAX_DEPTH {
+            let Some(c) = (!chain.is_empty())
+                .then(|| chain.classify(pkt, self.handle))
+                .flatten()
+            else {
+                break;
+            };
+            if c == self.handle {
+                return None;
+            }
+            let Some(i) = self.find(c) else { break };
+            if self.class(i).leaf.is_some() {
+                return Some(i);
+            }
+            chain = &self.class(i).filters;
         }
         let def = (self.handle & 0xffff_0000) | (self.defcls & 0xffff);
-        self.find(def).filter(leaf)
+        self.find(def).filter(|&i| self.class(i).leaf.is_some())
     }
 
     /// Kernel: `htb_class_mode()` of class `i` at `now`, and the time to
@@ -818,7 +856,22 @@ impl Qdisc for Htb {
     }
 
     fn filters_mut(&mut self) -> Option<&mut FilterChain> {
+        self.fold_hts();
+        self.filters.ht_seed(self.u32_hts);
         Some(&mut self.filters)
+    }
+
+    fn class_filters(&self, classid: u32) -> Option<&FilterChain> {
+        self.find(classid).map(|i| &self.class(i).filters)
+    }
+
+    fn class_filters_mut(&mut self, classid: u32) -> Option<&mut FilterChain> {
+        let i = self.find(classid)?;
+        self.fold_hts();
+        let n = self.u32_hts;
+        let chain = &mut self.class_mut(i).filters;
+        chain.ht_seed(n);
+        Some(chain)
     }
 
     fn take_dropped(&mut self, to_free: &mut ToFree) {

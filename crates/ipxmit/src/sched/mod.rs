@@ -326,6 +326,17 @@ pub trait Qdisc: Send + fmt::Debug {
         None
     }
 
+    /// Kernel: `cops->tcf_block()` for class `classid`: the class's own
+    /// filters (`None`: the class takes none, `EINVAL`).
+    fn class_filters(&self, _classid: u32) -> Option<&cls::FilterChain> {
+        None
+    }
+
+    /// [`Qdisc::class_filters`], writable.
+    fn class_filters_mut(&mut self, _classid: u32) -> Option<&mut cls::FilterChain> {
+        None
+    }
+
     /// [`Qdisc::children`], writable: the handle and the qdisc.
     fn children_mut(&mut self) -> Vec<(u32, &mut dyn Qdisc)> {
         Vec::new()

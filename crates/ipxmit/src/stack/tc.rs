@@ -362,9 +362,10 @@ impl Stack {
         first.ok_or(TcError::QdiscNotFound)
     }
 
-    /// Kernel: `tc_new_tfilter()`: `tc filter add dev DEV [parent H:]
+    /// Kernel: `tc_new_tfilter()`: `tc filter add dev DEV [parent P]
     /// ... KIND ...` on the filters of the qdisc `parent` names (0 or
-    /// `TC_H_ROOT`: the root). Filters on classes are not modelled.
+    /// `TC_H_ROOT`: the root), or of its class `parent` (`1:1`: an htb
+    /// class's own filters).
     pub fn filter_add(&self, dev: &str, parent: u32, spec: &FilterSpec) -> Result<(), TcError> {
         self.on_filters(dev, parent, |c| c.add(spec))
     }
@@ -381,8 +382,8 @@ impl Stack {
         self.on_filters(dev, parent, |c| c.delete(pref, handle))
     }
 
-    /// Runs `f` on the filter chain of the qdisc `parent` names, on every
-    /// transmit queue's tree.
+    /// Kernel: `tcf_block_find()`: runs `f` on the filter chain `parent`
+    /// names (a qdisc's, or a class's), in every tree of the device.
     fn on_filters(
         &self,
         dev: &str,
@@ -392,17 +393,32 @@ impl Stack {
         let d = self
             .device(dev)
             .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
-        if parent != class::TC_H_ROOT && parent & 0xffff != 0 {
-            return Err(FilterError::NoBlock.into());
-        }
         self.on_trees(&d, |root, rh, _| {
-            let h = match parent {
-                0 | class::TC_H_ROOT => rh,
-                p => p,
+            let (h, cl) = match parent {
+                0 | class::TC_H_ROOT => (rh, 0),
+                p => (p & 0xffff_0000, p & 0xffff),
             };
             let (q, _) = graft::find(root, rh, h, 0).ok_or(FilterError::NoParent)?;
-            let chain = q.filters_mut().ok_or(FilterError::NoBlock)?;
-            f(chain).map_err(TcError::Filter)
+            f(block_of(q, h | cl, cl != 0)?).map_err(TcError::Filter)
         })
     }
+}
+
+/// Kernel: `__tcf_qdisc_find()`, `__tcf_qdisc_cl_find()` and
+/// `cops->tcf_block()`: the filters of qdisc `q`, or (`class`) of its
+/// class `id`.
+fn block_of(q: &mut dyn Qdisc, id: u32, class: bool) -> Result<&mut FilterChain, FilterError> {
+    if !q.classful() {
+        return Err(FilterError::NotClassful);
+    }
+    if q.filters().is_none() {
+        return Err(FilterError::NoBlock);
+    }
+    if !class {
+        return q.filters_mut().ok_or(FilterError::NoBlock);
+    }
+    if !q.class_find(id) {
+        return Err(FilterError::NoClass);
+    }
+    q.class_filters_mut(id).ok_or(FilterError::ClassNoBlock)
 }
