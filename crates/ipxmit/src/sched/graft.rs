@@ -36,6 +36,35 @@ pub fn find(q: &mut dyn Qdisc, own: u32, h: u32, depth: u32) -> Option<(&mut dyn
     None
 }
 
+/// Kernel: `qdisc_lookup()` of handle `h` in the tree under `q` (of
+/// handle `own`, at `depth`), `f` run on that qdisc (with its depth), and
+/// `qdisc_tree_reduce_backlog()`: what its queue length, backlog and drops
+/// changed by is carried into every qdisc above it. `None` when no qdisc
+/// has that handle.
+pub fn on_path<R>(
+    q: &mut dyn Qdisc,
+    own: u32,
+    h: u32,
+    depth: u32,
+    f: &mut dyn FnMut(&mut dyn Qdisc, u32) -> R,
+) -> Option<R> {
+    if own == h {
+        return Some(f(q, depth));
+    }
+    let mut done = None;
+    for (ch, c) in q.children_mut() {
+        if in_use(c, ch, h) {
+            let before = *c.stats();
+            let r = on_path(c, ch, h, depth + 1, f);
+            done = Some((r, before, *c.stats()));
+            break;
+        }
+    }
+    let (r, before, after) = done?;
+    super::carry(q.stats_mut(), &before, &after);
+    r
+}
+
 /// Is handle `h` taken anywhere in the tree under `q` (of handle `own`)?
 fn in_use(q: &dyn Qdisc, own: u32, h: u32) -> bool {
     own == h || q.children().iter().any(|&(_, ch, c)| in_use(c, ch, h))
@@ -102,8 +131,22 @@ pub fn modify(
     let taken = req.handle.is_some_and(|h| in_use(root, root_h, h));
     let own = req.handle.filter(|_| taken);
     netem_check(root, root_h, own, req.spec)?;
-    let (p, depth) =
-        find(root, root_h, req.clid & 0xffff_0000, 0).ok_or(TcError::ParentNotFound)?;
+    let parent = req.clid & 0xffff_0000;
+    on_path(root, root_h, parent, 0, &mut |p, depth| {
+        modify_at(p, depth, req, taken, to_free)
+    })
+    .ok_or(TcError::ParentNotFound)?
+}
+
+/// [`modify`] at the parent `p` (at `depth`) found; `taken`: the handle
+/// asked for is in the tree already.
+fn modify_at(
+    p: &mut dyn Qdisc,
+    depth: u32,
+    req: &GraftReq<'_>,
+    taken: bool,
+    to_free: &mut ToFree,
+) -> Result<(), TcError> {
     if !p.classful() {
         return Err(TcError::NotClassful);
     }
@@ -119,15 +162,14 @@ pub fn modify(
         RootAction::Change => {
             let (_, q) = p.leaf_mut(req.clid).ok_or(TcError::ClassNotFound)?;
             let before = *q.stats();
-            if !req.spec.change(q, req.txqlen, req.psched_mtu, to_free)? {
+            let changed = req.spec.change(q, req.txqlen, req.psched_mtu, to_free)?;
+            // What a lower limit trimmed leaves the parent's totals too
+            // (and, by `on_path`, every one above it).
+            let after = *q.stats();
+            super::carry(p.stats_mut(), &before, &after);
+            if !changed {
                 return Err(TcError::KindMismatch);
             }
-            // What a lower limit trimmed leaves the parent's totals too
-            // (`qdisc_tree_reduce_backlog`, one level here).
-            let after = *q.stats();
-            let s = p.stats_mut();
-            s.qlen -= (before.qlen - after.qlen).min(s.qlen);
-            s.backlog -= (before.backlog - after.backlog).min(s.backlog);
             Ok(())
         }
         RootAction::Create(h) => {
@@ -158,7 +200,19 @@ pub fn delete(
     handle: Option<u32>,
     to_free: &mut ToFree,
 ) -> Result<(), TcError> {
-    let (p, _) = find(root, root_h, clid & 0xffff_0000, 0).ok_or(TcError::DeleteParentNotFound)?;
+    on_path(root, root_h, clid & 0xffff_0000, 0, &mut |p, _| {
+        delete_at(p, clid, handle, to_free)
+    })
+    .ok_or(TcError::DeleteParentNotFound)?
+}
+
+/// [`delete`] at the parent `p` found.
+fn delete_at(
+    p: &mut dyn Qdisc,
+    clid: u32,
+    handle: Option<u32>,
+    to_free: &mut ToFree,
+) -> Result<(), TcError> {
     if !p.classful() {
         return Err(TcError::Spec(SpecError::NotSupported));
     }

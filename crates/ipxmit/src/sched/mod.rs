@@ -354,11 +354,17 @@ pub fn on_child<R>(
 ) -> R {
     let before = *child.stats();
     let r = f(child);
-    let after = child.stats();
-    parent.qlen = parent.qlen + after.qlen - before.qlen;
-    parent.backlog = parent.backlog + after.backlog - before.backlog;
-    parent.drops += after.drops - before.drops;
+    carry(parent, &before, child.stats());
     r
+}
+
+/// Carries into a parent's counters what a child's queue length, backlog
+/// and drops changed by from `before` to `after` (the arithmetic of
+/// `qdisc_tree_reduce_backlog()`).
+pub fn carry(parent: &mut QdiscStats, before: &QdiscStats, after: &QdiscStats) {
+    parent.qlen = (parent.qlen + after.qlen).saturating_sub(before.qlen);
+    parent.backlog = (parent.backlog + after.backlog).saturating_sub(before.backlog);
+    parent.drops += after.drops.saturating_sub(before.drops);
 }
 
 /// A value of `tc -j`'s `"options"` object.

@@ -1613,6 +1613,9 @@ impl QdiscSpec {
             },
             _ => self.change_shaper(any, to_free)?,
         };
+        // What a change trimmed into the qdisc's own list (an AQM's) is
+        // counted and freed now, not at the next dequeue.
+        q.take_dropped(to_free);
         Ok(done.is_some())
     }
 

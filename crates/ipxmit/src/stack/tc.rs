@@ -103,8 +103,10 @@ impl Stack {
         })
     }
 
-    /// Runs `f` on the qdisc a class request addresses, on every transmit
-    /// tree (the first answer is the result), freeing what it drops.
+    /// Runs `f` on the qdisc a class request addresses, anywhere in the
+    /// tree (`qdisc_lookup()`; what it drops leaves every qdisc above it
+    /// too), on every tree (the first answer is the result), freeing what
+    /// it drops.
     fn with_class_qdisc<R>(
         &self,
         dev: &str,
@@ -117,16 +119,17 @@ impl Stack {
             .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
         let (root, _) = d.root_qdisc();
         let (qid, clid) = class::address(root, parent, classid)?;
-        if qid != root {
-            return Err(ClassError::NotFound.into());
-        }
         if d.mq_root().is_some() {
             return Err(ClassError::NotSupported.into());
         }
         let mut first = None;
         for txq in d.trees() {
             let mut to_free = crate::sched::ToFree::default();
-            let r = txq.with_qdisc_mut(|q| f(q, clid, &mut to_free));
+            let rh = txq.qdisc_handle();
+            let r = txq.with_qdisc_mut(|q| {
+                let mut op = |q: &mut dyn Qdisc, _| f(q, clid, &mut to_free);
+                graft::on_path(q, rh, qid, 0, &mut op).unwrap_or(Err(ClassError::NotFound))
+            });
             run::free_dropped(self.xmit_ctx(), &d, &mut to_free);
             txq.ctl().schedule();
             match r {
@@ -265,15 +268,17 @@ impl Stack {
         let (txqlen, psched_mtu) = (d.txqueuelen(), d.mtu() + d.link().header_len() as u32);
         self.on_trees(d, |root, rh, to_free| {
             graft::netem_check(root, rh, Some(h), spec)?;
-            let (q, _) = graft::find(root, rh, h, 0).ok_or(TcError::QdiscNotFound)?;
-            if op == QdiscOp::Add {
-                return Err(TcError::Exclusive);
-            }
-            if q.kind() != spec.kind() {
-                return Err(TcError::KindMismatch);
-            }
-            spec.change(q, txqlen, psched_mtu, to_free)?;
-            Ok(())
+            let mut change = |q: &mut dyn Qdisc, _| {
+                if op == QdiscOp::Add {
+                    return Err(TcError::Exclusive);
+                }
+                if q.kind() != spec.kind() {
+                    return Err(TcError::KindMismatch);
+                }
+                spec.change(q, txqlen, psched_mtu, to_free)?;
+                Ok(())
+            };
+            graft::on_path(root, rh, h, 0, &mut change).ok_or(TcError::QdiscNotFound)?
         })
     }
 
