@@ -242,12 +242,47 @@ pub struct Meta {
     /// ([`crate::wire::ipv4::set_len_and_check_from`]), and takes it away:
     /// it says nothing of the header after the LOCAL_OUT hook.
     pub hdr_sum: u32,
+    /// The earliest departure time (`skb->tstamp` on transmit, set from
+    /// `SCM_TXTIME`), in nanoseconds on the stack's clock; 0 for none.
+    pub tstamp: u64,
+    /// What a qdisc reads of the sending socket through `skb->sk`.
+    pub sk: SockMeta,
+}
+
+/// What a qdisc reads of a buffer's socket (`skb->sk`): who it is, whether
+/// it is connected, its pacing rates. The socket writes it on each buffer
+/// it sends (the rates as they are at the send, where the kernel reads them
+/// at the dequeue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockMeta {
+    /// The socket's identity (the kernel's socket pointer); 0 for none.
+    pub id: u64,
+    /// The socket is connected (`sk_state != TCP_CLOSE`).
+    pub connected: bool,
+    /// `sk_pacing_rate`, bytes per second; `u64::MAX` (`~0UL`) unlimited.
+    pub pacing_rate: u64,
+    /// `sk_max_pacing_rate` (`SO_MAX_PACING_RATE`); `u64::MAX` unlimited.
+    pub max_pacing_rate: u64,
+}
+
+impl Default for SockMeta {
+    /// No socket: no identity, no pacing.
+    fn default() -> SockMeta {
+        SockMeta {
+            id: 0,
+            connected: false,
+            pacing_rate: u64::MAX,
+            max_pacing_rate: u64::MAX,
+        }
+    }
 }
 
 /// What a fragment takes from its datagram — `ip_copy_metadata()`, and
 /// `IPCB(to)->flags = IPCB(from)->flags`: the protocol, priority, mark,
 /// flow hash, IP control-block flags and a pending neighbour
-/// confirmation, and the datagram's payload sum. The route, the zero-copy
+/// confirmation, the datagram's payload sum, its departure time
+/// (`ip_do_fragment()` gives each fragment the datagram's `tstamp`) and
+/// its socket (`skb_set_owner_w()` on each fragment). The route, the zero-copy
 /// token, the checksum state and the header offsets are the fragment's
 /// own; so are its queue (the device layer sets it) and its GSO fields (a
 /// fragmented datagram is not a GSO packet).
@@ -260,6 +295,8 @@ pub struct FragMeta {
     csum: Csum,
     ip_flags: IpCbFlags,
     confirm_neigh: bool,
+    tstamp: u64,
+    sk: SockMeta,
 }
 
 impl Meta {
@@ -274,6 +311,8 @@ impl Meta {
             csum: self.csum,
             ip_flags: self.ip_flags,
             confirm_neigh: self.confirm_neigh,
+            tstamp: self.tstamp,
+            sk: self.sk,
         }
     }
 
@@ -288,6 +327,8 @@ impl Meta {
         self.csum = m.csum;
         self.ip_flags = m.ip_flags;
         self.confirm_neigh = m.confirm_neigh;
+        self.tstamp = m.tstamp;
+        self.sk = m.sk;
     }
 }
 

@@ -5,15 +5,17 @@
 //!
 //! # Algorithm
 //!
-//! Packets are grouped into *flows*, each a FIFO of at most `flow_limit`
-//! packets, found through a hash table of `buckets` chains. The kernel keys a
-//! flow by its socket; a packet without one (forwarded), or of a socket that
-//! is not connected (`TCP_CLOSE`, e.g. a UDP socket sending with `sendto`),
-//! is keyed by its flow hash masked with `orphan_mask`. ipxmit's packets
-//! carry no socket, so every packet takes the second way: the key is
-//! `skb_get_hash() & orphan_mask` (the packet's hash, or a hash of its
-//! addresses, protocol and ports as `fq_codel` computes it), and the bucket
-//! is the kernel's `hash_ptr((key << 1) | 1, log)`.
+//! Packets are grouped into *flows*, each a queue of at most `flow_limit`
+//! packets in departure-time order, found through a hash table of
+//! `buckets` chains. A flow is keyed by its socket when the socket is
+//! connected (all its packets are one flow, whatever their destination);
+//! a packet without a socket (forwarded, injected), or of a socket that is
+//! not connected (`TCP_CLOSE`, e.g. a UDP socket sending with `sendto`), is
+//! keyed by its flow hash masked with `orphan_mask`: `(skb_get_hash() &
+//! orphan_mask) << 1 | 1` (the packet's hash, or a hash of its addresses,
+//! protocol and ports as `fq_codel` computes it). A socket's key is even,
+//! as the kernel's socket pointers are, so the two never meet; the bucket
+//! is the kernel's `hash_ptr(key, log)`.
 //!
 //! Each packet's priority picks one of three *bands* (`prio2band`, the
 //! `pfifo_fast` map); the bands are served by weighted round robin with
@@ -21,10 +23,15 @@
 //! `limit` packets may wait in each band.
 //!
 //! - **Enqueue.** A band already holding `limit` packets drops the packet.
-//!   When nothing is eligible to be sent (the qdisc empty, or every flow
-//!   idle or throttled, with fewer than 8 packets in it) and no `maxrate` is
-//!   set, the packet takes the *fast path*: an internal FIFO served before
-//!   every flow, without credit or pacing. Otherwise its flow is found (or
+//!   The packet's departure time is its `tstamp` (`SO_TXTIME`'s
+//!   `SCM_TXTIME`), or now when it has none; one beyond `now + horizon` is
+//!   dropped (`horizon_drops`), or with `horizon_cap` moved back to the
+//!   horizon (`horizon_caps`). When the packet is due now, nothing is
+//!   eligible to be sent (the qdisc empty, or every flow idle or throttled,
+//!   none of them due, with fewer than 8 packets in the fast path), its
+//!   socket set no `SO_MAX_PACING_RATE` and no `maxrate` is set, the packet
+//!   takes the *fast path*: an internal queue served before every flow,
+//!   without credit or pacing. Otherwise its flow is found (or
 //!   made, with `initial_quantum` of credit; up to 8 detached flows more
 //!   than 3 s idle met on the way are freed: garbage collection), a flow
 //!   already `flow_limit` deep drops it, and a flow that was on no list
@@ -38,25 +45,27 @@
 //!   future) becomes throttled; an empty new flow goes to the old flows, an
 //!   empty old flow is detached. A packet sent costs its flow and its band
 //!   its length; a packet that waited longer than `ce_threshold` is marked
-//!   CE. When no band has an eligible flow the qdisc is throttled until the
-//!   earliest pacing time.
-//! - **Pacing** (unless `nopacing`). The rate is `maxrate` (the socket's
-//!   pacing rate would be taken when lower; ipxmit has none, so it is taken
-//!   as "no limit", `SO_MAX_PACING_RATE` included). At or below
-//!   `low_rate_threshold` every packet is paced on its own length and the
-//!   flow's credit is cleared; above it a flow sends freely until its credit
-//!   is spent, then waits `max(len, quantum)` at the rate. The wait is
-//!   `len * NSEC_PER_SEC / rate` nanoseconds (truncated, at most one second:
-//!   `pkts_too_long`), less up to half of it for the lateness of the
-//!   previous departure.
+//!   CE. A flow's next packet is its earliest (`queue.rs`: packets in time
+//!   order in a list, earlier ones in a tree beside it), and it may leave
+//!   at the later of its departure time and the flow's pacing time. When
+//!   no band has an eligible flow the qdisc is throttled until the
+//!   earliest such time.
+//! - **Pacing** (unless `nopacing`). A packet without a departure time is
+//!   paced at the lower of `maxrate` and its socket's pacing rate
+//!   (`sk_pacing_rate`: for UDP and raw sockets unlimited until
+//!   `SO_MAX_PACING_RATE` lowers it). At or below `low_rate_threshold`
+//!   every packet is paced on its own length and the flow's credit is
+//!   cleared; above it a flow sends freely until its credit is spent, then
+//!   waits `max(len, quantum)` at the rate. A packet with a departure time
+//!   is paced on its own length at `maxrate` alone, credit or not (its
+//!   sender paces it already). The wait is `len * NSEC_PER_SEC / rate`
+//!   nanoseconds (truncated, at most one second: `pkts_too_long`), less up
+//!   to half of it for the lateness of the previous departure.
 //!
-//! `horizon` and `horizon_drop`/`horizon_cap` apply to packets carrying a
-//! departure time (`skb->tstamp`, `SO_TXTIME`); ipxmit's packets carry none
-//! (`tstamp` is taken as 0), so every packet's departure time is its
-//! enqueue time and the horizon never applies (the check itself is kept,
-//! `Fq::departure`). For the same reason a flow's packets are always in
-//! time order, and the kernel's per-flow red-black tree of out-of-order
-//! packets is a FIFO here.
+//! The socket's pacing rates are those the socket had when it sent the
+//! packet (`Meta::sk`); the kernel reads them through `skb->sk` at the
+//! dequeue, so a rate changed while packets wait applies to them there,
+//! not here.
 //!
 //! Jiffies (`refill_delay`, garbage collection) count at `HZ` = 1000.
 //! Garbage collection is simplified: the kernel looks at the flows on the
@@ -66,21 +75,23 @@
 //! memory) are reused, so steady traffic allocates nothing per packet.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
 use super::codel::set_ce;
 use super::{Dequeued, NetXmit, OptValue, Qdisc, QdiscStats, SpecError, ToFree};
-use crate::buf::PacketBuf;
+use crate::buf::{Meta, PacketBuf, SockMeta};
 use crate::stats::DropReason;
 use crate::time::Instant;
 
 mod flows;
 mod parse;
 mod print;
+mod queue;
 #[cfg(test)]
 mod tests;
 
 pub use parse::{parse_fq, FqSpec};
+use queue::FlowQueue;
 
 /// `FQ_BANDS`.
 pub const BANDS: usize = 3;
@@ -196,9 +207,9 @@ enum Link {
 /// One flow (`struct fq_flow`).
 #[derive(Debug)]
 struct Flow {
-    /// The kernel's `sk`: `(hash << 1) | 1`.
+    /// The kernel's `sk`: the socket's (even) key, or `(hash << 1) | 1`.
     key: u64,
-    q: VecDeque<Queued>,
+    q: FlowQueue,
     link: Link,
     credit: i32,
     band: u8,
@@ -262,7 +273,7 @@ pub struct Fq {
     /// The band being served (`band_nr`).
     band_nr: usize,
     /// The fast path queue (`q->internal`).
-    internal: VecDeque<Queued>,
+    internal: FlowQueue,
     /// Throttled flows by `time_next_packet`, then order of arrival.
     delayed: BinaryHeap<Reverse<(u64, u64, u32)>>,
     delayed_seq: u64,
@@ -326,7 +337,7 @@ impl Fq {
             buckets: Vec::new(),
             bands: [band; BANDS],
             band_nr: 0,
-            internal: VecDeque::with_capacity(FASTPATH_MAX),
+            internal: FlowQueue::with_capacity(FASTPATH_MAX),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
             time_next_delayed_flow: NO_TIME,
@@ -420,9 +431,9 @@ impl Fq {
 
     /// Kernel: `fq_enqueue()`'s departure time: `now` for a packet
     /// without `tstamp` (0); otherwise its `tstamp`, unless beyond
-    /// `now + horizon`: `None` (to drop, `horizon_drops`) with
-    /// `horizon_drop`, else capped there (`horizon_caps`). ipxmit's packets
-    /// have no `tstamp`.
+    /// `now + horizon` (`fq_packet_beyond_horizon()`): `None` (to drop,
+    /// `horizon_drops`) with `horizon_drop`, else capped there
+    /// (`horizon_caps`).
     fn departure(&mut self, tstamp: u64, now: u64) -> Option<u64> {
         if tstamp == 0 {
             return Some(now);
@@ -439,8 +450,12 @@ impl Fq {
         Some(limit)
     }
 
-    /// Kernel: `fq_fastpath_check()` for a packet due now, of no socket.
-    fn fastpath_ok(&self, now: u64) -> bool {
+    /// Kernel: `fq_fastpath_check()` for a packet due at `time_to_send`
+    /// of socket `sk` (no `offload_horizon`: tc 6.1 does not set one).
+    fn fastpath_ok(&self, time_to_send: u64, sk: &SockMeta, now: u64) -> bool {
+        if time_to_send > now {
+            return false;
+        }
         if self.stats.qlen != 0
             && (self.nflows != self.inactive_flows + self.throttled_flows
                 || self.internal.len() >= FASTPATH_MAX
@@ -448,18 +463,30 @@ impl Fq {
         {
             return false;
         }
+        if sk.id != 0 && sk.max_pacing_rate != NO_RATE {
+            return false;
+        }
         self.cfg.maxrate == NO_RATE
     }
 
-    /// Kernel: `fq_classify()`: `None` for the fast path, else the flow.
-    fn classify(&mut self, pkt: &PacketBuf, now: u64) -> Option<u32> {
-        let hash = if pkt.meta.hash != 0 {
-            pkt.meta.hash
+    /// Kernel: `fq_classify()` for a packet due at `time_to_send`: `None`
+    /// for the fast path, else the flow. A connected socket's packets are
+    /// one flow, keyed by the socket (an even key, as a socket pointer
+    /// is); others (no socket, or one not connected, which may send
+    /// anywhere) by their flow hash: `(hash & orphan_mask) << 1 | 1`.
+    fn classify(&mut self, pkt: &PacketBuf, time_to_send: u64, now: u64) -> Option<u32> {
+        let sk = &pkt.meta.sk;
+        let key = if sk.id != 0 && sk.connected {
+            sk.id << 1
         } else {
-            super::fq_codel::header_hash(pkt)
+            let hash = if pkt.meta.hash != 0 {
+                pkt.meta.hash
+            } else {
+                super::fq_codel::header_hash(pkt)
+            };
+            (u64::from(hash & self.cfg.orphan_mask) << 1) | 1
         };
-        let key = (u64::from(hash & self.cfg.orphan_mask) << 1) | 1;
-        if self.fastpath_ok(now) {
+        if self.fastpath_ok(time_to_send, sk, now) {
             self.xs.fastpath_packets += 1;
             return None;
         }
@@ -496,7 +523,7 @@ impl Fq {
             self.inactive_flows -= 1;
         }
         self.stats.queued(qd.pkt.len());
-        fl.q.push_back(qd);
+        fl.q.push(qd);
         NetXmit::Success
     }
 
@@ -581,7 +608,7 @@ impl Fq {
             self.add_tail(f, false);
             return None;
         }
-        let Some(head) = fl.q.front() else {
+        let Some(head) = fl.q.peek() else {
             self.pop_head(new);
             if new {
                 self.add_tail(f, false);
@@ -599,7 +626,7 @@ impl Fq {
             self.set_throttled(f);
             return None;
         }
-        let mut qd = fl.q.pop_front()?;
+        let mut qd = fl.q.pop()?;
         if fl.q.is_empty() {
             self.inactive_flows += 1;
         }
@@ -611,19 +638,25 @@ impl Fq {
         Some((f, qd))
     }
 
-    /// Kernel: `fq_dequeue()`'s pacing, for flow `f` having sent
-    /// `plen` bytes at `now` (no `tstamp`, no socket pacing rate).
-    fn pace(&mut self, f: u32, plen: u32, now: u64) {
+    /// Kernel: `fq_dequeue()`'s pacing, for flow `f` having sent a packet
+    /// of `plen` bytes with metadata `m` at `now`. A packet without a
+    /// departure time is paced at the lower of `maxrate` and its socket's
+    /// pacing rate, by quantum (or by packet at low rates); one with a
+    /// departure time only at `maxrate`, by packet, whatever the credit.
+    fn pace(&mut self, f: u32, m: &Meta, plen: u32, now: u64) {
         let c = &self.cfg;
-        let rate = c.maxrate;
+        let mut rate = c.maxrate;
         let fl = &mut self.flows[f as usize];
         let mut plen = plen;
-        if rate <= u64::from(c.low_rate_threshold) {
-            fl.credit = 0;
-        } else {
-            plen = plen.max(c.quantum);
-            if fl.credit > 0 {
-                return;
+        if m.tstamp == 0 {
+            rate = rate.min(m.sk.pacing_rate);
+            if rate <= u64::from(c.low_rate_threshold) {
+                fl.credit = 0;
+            } else {
+                plen = plen.max(c.quantum);
+                if fl.credit > 0 {
+                    return;
+                }
             }
         }
         if rate == NO_RATE {
@@ -676,7 +709,7 @@ impl Fq {
             let b = &mut self.bands[self.band_nr];
             b.credit = b.credit.wrapping_sub(plen as i32);
             if self.cfg.pacing {
-                self.pace(f, plen, now);
+                self.pace(f, &qd.pkt.meta, plen, now);
             }
             return Ok(qd);
         }
@@ -689,7 +722,7 @@ impl Qdisc for Fq {
     }
 
     /// Kernel: `fq_enqueue()`. See the module documentation.
-    fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
+    fn enqueue(&mut self, mut pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
         let now = now.as_nanos();
         self.last_now = now;
         let band = self.cfg.prio2band[(pkt.meta.priority & 15) as usize];
@@ -697,10 +730,14 @@ impl Qdisc for Fq {
             self.xs.band_drops[band as usize] += 1;
             return self.drop_packet(pkt, DropReason::QdiscOverlimit, to_free);
         }
-        let Some(time_to_send) = self.departure(0, now) else {
+        let Some(time_to_send) = self.departure(pkt.meta.tstamp, now) else {
             return self.drop_packet(pkt, DropReason::QdiscDrop, to_free);
         };
-        let target = self.classify(&pkt, now);
+        if pkt.meta.tstamp != 0 {
+            // A capped departure time is the packet's from now on.
+            pkt.meta.tstamp = time_to_send;
+        }
+        let target = self.classify(&pkt, time_to_send, now);
         let qd = Queued {
             pkt,
             time_to_send,
@@ -710,7 +747,7 @@ impl Qdisc for Fq {
             Some(f) => self.enqueue_flow(f, qd, now, to_free),
             None => {
                 self.stats.queued(qd.pkt.len());
-                self.internal.push_back(qd);
+                self.internal.push(qd);
                 NetXmit::Success
             }
         }
@@ -723,7 +760,7 @@ impl Qdisc for Fq {
         if self.stats.qlen == 0 {
             return Dequeued::Empty;
         }
-        let qd = match self.internal.pop_front() {
+        let qd = match self.internal.pop() {
             Some(qd) => qd,
             None => match self.dequeue_flows(now) {
                 Ok(qd) => qd,
@@ -740,7 +777,7 @@ impl Qdisc for Fq {
     /// The kernel peeks by dequeueing (`qdisc_peek_dequeued`), which a
     /// shared reference cannot: credit is not looked at here.
     fn peek(&self) -> Option<&PacketBuf> {
-        if let Some(qd) = self.internal.front() {
+        if let Some(qd) = self.internal.peek() {
             return Some(&qd.pkt);
         }
         (0..BANDS)
@@ -749,7 +786,7 @@ impl Qdisc for Fq {
             .flatten()
             .filter_map(|f| {
                 let fl = &self.flows[f as usize];
-                let head = fl.q.front()?;
+                let head = fl.q.peek()?;
                 (head.time_to_send.max(fl.time_next_packet) <= self.last_now).then_some(head)
             })
             .map(|qd| &qd.pkt)
@@ -759,9 +796,8 @@ impl Qdisc for Fq {
     /// Kernel: `fq_reset()`: every packet dropped, every flow freed (the
     /// counters, the bands' credits and the next throttled time stay).
     fn reset(&mut self, to_free: &mut ToFree) {
-        for qd in self.internal.drain(..) {
-            to_free.push(qd.pkt, DropReason::QueuePurge);
-        }
+        self.internal
+            .purge(|qd| to_free.push(qd.pkt, DropReason::QueuePurge));
         self.free_all_flows(to_free);
         self.stats.qlen = 0;
         self.stats.backlog = 0;

@@ -4,8 +4,7 @@
 //! Each bucket is a chain of flows through `bucket_next`; flows live in one
 //! vector whose free slots are reused, each keeping its queue's memory.
 
-use std::collections::VecDeque;
-
+use super::queue::FlowQueue;
 use super::{jiffies, time_after, Band, Flow, FlowList, Fq, Link, GC_AGE, GC_MAX, NIL};
 use crate::sched::ToFree;
 use crate::stats::DropReason;
@@ -152,7 +151,7 @@ impl Fq {
     fn create(&mut self, b: usize, key: u64, now: u64) -> u32 {
         let flow = Flow {
             key,
-            q: VecDeque::new(),
+            q: FlowQueue::default(),
             link: Link::Detached {
                 age: jiffies(now) | 1,
             },
@@ -213,9 +212,7 @@ impl Fq {
     pub(super) fn free_all_flows(&mut self, to_free: &mut ToFree) {
         self.free.clear();
         for (i, fl) in self.flows.iter_mut().enumerate() {
-            for qd in fl.q.drain(..) {
-                to_free.push(qd.pkt, DropReason::QueuePurge);
-            }
+            fl.q.purge(|qd| to_free.push(qd.pkt, DropReason::QueuePurge));
             fl.link = Link::Free;
             fl.next = NIL;
             fl.bucket_next = NIL;

@@ -660,3 +660,186 @@ fn peek_shows_what_dequeue_gives() {
     assert_eq!(q.kind(), "fq");
     assert!(!q.can_bypass());
 }
+
+/// A packet of `len` bytes of flow `flow` (band 1) sent by socket `id`
+/// (unconnected) with pacing rate `rate` (`SO_MAX_PACING_RATE` `rate`).
+fn sk_pkt(flow: u32, len: usize, id: u64, rate: u64) -> PacketBuf {
+    let mut p = pkt(flow, len, 0);
+    p.meta.sk = SockMeta {
+        id,
+        connected: false,
+        pacing_rate: rate,
+        max_pacing_rate: rate,
+    };
+    p
+}
+
+/// A packet of `len` bytes of flow 1 (band 1) leaving not before `tstamp`.
+fn at_pkt(len: usize, tstamp: u64) -> PacketBuf {
+    let mut p = pkt(1, len, 0);
+    p.meta.tstamp = tstamp;
+    p
+}
+
+/// The times packets leave when each dequeue happens as soon as the
+/// qdisc allows, from `t`: (time, length).
+fn departures(q: &mut Fq, mut t: u64) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    loop {
+        match q.dequeue(Instant::from_nanos(t)) {
+            Dequeued::Packet(p) => out.push((t, p.len())),
+            Dequeued::Throttled(next) => t = next.as_nanos(),
+            Dequeued::Empty => return out,
+        }
+    }
+}
+
+#[test]
+fn a_socket_pacing_rate_below_maxrate_paces_as_maxrate_would() {
+    // The socket's 125000 bytes/s under a 10 Mbit/s maxrate: the same
+    // schedule as `maxrate 1mbit` alone (see
+    // maxrate_paces_each_quantum_to_the_nanosecond): fifteen packets on
+    // the initial quantum, then three a quantum, 3028 * 10^9 / 125000 =
+    // 24224000 ns apart.
+    for words in [&["maxrate", "10mbit"][..], &[][..]] {
+        let mut q = fq(words);
+        for _ in 0..22 {
+            enq(&mut q, sk_pkt(1, 1000, 7, 125_000), 0);
+        }
+        assert_eq!(q.fq_stats().fastpath_packets, 0, "SO_MAX_PACING_RATE");
+        let times: Vec<u64> = departures(&mut q, 0).iter().map(|d| d.0).collect();
+        let t1 = 24_224_000;
+        let mut want = vec![0; 16];
+        want.extend([t1; 3]);
+        want.extend([2 * t1; 3]);
+        assert_eq!(times, want);
+    }
+}
+
+#[test]
+fn maxrate_below_the_socket_pacing_rate_wins() {
+    // 1 Mbit/s maxrate, a socket at 10 Mbit/s: paced at maxrate.
+    let mut q = fq(&["maxrate", "1mbit"]);
+    for _ in 0..17 {
+        enq(&mut q, sk_pkt(1, 1000, 7, 1_250_000), 0);
+    }
+    let times: Vec<u64> = departures(&mut q, 0).iter().map(|d| d.0).collect();
+    assert_eq!(times[15..], [0, 24_224_000]);
+}
+
+#[test]
+fn a_low_socket_pacing_rate_paces_every_packet() {
+    // 30000 bytes/s (240 kbit/s, under low_rate_threshold): each 1000-byte
+    // packet waits 1000 * 10^9 / 30000 ns, credit or not.
+    let mut q = fq(&[]);
+    for _ in 0..4 {
+        enq(&mut q, sk_pkt(1, 1000, 7, 30_000), 0);
+    }
+    let times: Vec<u64> = departures(&mut q, 0).iter().map(|d| d.0).collect();
+    assert_eq!(times, [0, 33_333_333, 66_666_666, 99_999_999]);
+}
+
+#[test]
+fn a_pacing_rate_without_a_max_rate_takes_the_fast_path() {
+    // The rate stays lowered after SO_MAX_PACING_RATE went back to
+    // unlimited: the fast path is open again (unpaced), a flow is not.
+    let mut q = fq(&[]);
+    let mut p = sk_pkt(1, 1000, 7, 30_000);
+    p.meta.sk.max_pacing_rate = u64::MAX;
+    enq(&mut q, p, 0);
+    assert_eq!(q.fq_stats().fastpath_packets, 1);
+}
+
+#[test]
+fn a_connected_socket_is_one_flow_whatever_the_hash() {
+    let mut q = fq_no_fastpath(&[]);
+    for h in 1..=3 {
+        let mut p = sk_pkt(h, 100, 9, u64::MAX);
+        p.meta.sk.connected = true;
+        enq(&mut q, p, 0);
+    }
+    assert_eq!(q.nflows, 1);
+    // Unconnected, the same socket's packets go by their hashes.
+    for h in 1..=3 {
+        enq(&mut q, sk_pkt(h, 100, 9, u64::MAX), 0);
+    }
+    assert_eq!(q.nflows, 4);
+}
+
+#[test]
+fn packets_leave_at_their_departure_times_in_time_order() {
+    let mut q = fq(&[]);
+    // Out of order within one flow; 102 and 104 share a time (they keep
+    // their order), 105 is in the past on arrival but behind 101's tail.
+    for (len, t) in [
+        (101, 30 * MS),
+        (102, 10 * MS),
+        (103, 20 * MS),
+        (104, 10 * MS),
+    ] {
+        enq(&mut q, at_pkt(len, t), MS);
+    }
+    enq(&mut q, at_pkt(105, MS / 2), MS);
+    assert_eq!(q.fq_stats().fastpath_packets, 0, "none due on arrival");
+    assert_eq!(deq(&mut q, MS), Ok(1), "the past one at once");
+    assert_eq!(deq(&mut q, MS), Err(Some(10 * MS)));
+    assert_eq!(deq(&mut q, 10 * MS - 1), Err(Some(10 * MS)));
+    assert_eq!(
+        departures(&mut q, 10 * MS),
+        [
+            (10 * MS, 102),
+            (10 * MS, 104),
+            (20 * MS, 103),
+            (30 * MS, 101)
+        ]
+    );
+}
+
+#[test]
+fn a_departure_time_is_paced_at_maxrate_alone_by_packet() {
+    // maxrate 1 Mbit/s: 1000 bytes take 8 ms; the initial quantum does
+    // not let packets with a departure time go together, and the
+    // socket's (lower) pacing rate is not looked at.
+    let mut q = fq(&["maxrate", "1mbit"]);
+    for _ in 0..3 {
+        let mut p = sk_pkt(1, 1000, 7, 1000);
+        p.meta.tstamp = 1;
+        enq(&mut q, p, 0);
+    }
+    let times: Vec<u64> = departures(&mut q, 1).iter().map(|d| d.0).collect();
+    assert_eq!(times, [1, 1 + 8 * MS, 1 + 16 * MS]);
+}
+
+#[test]
+fn a_due_departure_time_takes_the_fast_path_in_time_order() {
+    let mut q = fq(&[]);
+    enq(&mut q, at_pkt(101, 5), 10);
+    enq(&mut q, at_pkt(102, 3), 10);
+    enq(&mut q, at_pkt(103, 0), 10);
+    assert_eq!(q.fq_stats().fastpath_packets, 3);
+    let lens: Vec<usize> = departures(&mut q, 10).iter().map(|d| d.1).collect();
+    assert_eq!(lens, [102, 101, 103]);
+}
+
+#[test]
+fn beyond_the_horizon_a_packet_is_dropped_or_capped() {
+    let mut q = fq(&["horizon", "1s"]);
+    let mut to_free = ToFree::default();
+    let r = q.enqueue(
+        at_pkt(100, 2 * SEC + 1),
+        Instant::from_nanos(SEC),
+        &mut to_free,
+    );
+    assert_eq!(r, NetXmit::Drop);
+    assert_eq!((q.fq_stats().horizon_drops, q.stats().drops), (1, 1));
+    assert_eq!(q.stats().qlen, 0);
+    assert_eq!(enq(&mut q, at_pkt(100, 2 * SEC), SEC), NetXmit::Success);
+    let mut q = fq(&["horizon", "1s", "horizon_cap"]);
+    assert_eq!(enq(&mut q, at_pkt(100, 5 * SEC), SEC), NetXmit::Success);
+    assert_eq!((q.fq_stats().horizon_caps, q.stats().drops), (1, 0));
+    assert_eq!(deq(&mut q, SEC), Err(Some(2 * SEC)));
+    let Dequeued::Packet(p) = q.dequeue(Instant::from_nanos(2 * SEC)) else {
+        panic!("the capped packet leaves at the horizon");
+    };
+    assert_eq!(p.meta.tstamp, 2 * SEC);
+}
