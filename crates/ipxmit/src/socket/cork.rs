@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::buf::{CsumState, PacketBuf, SendBudget, ZcUarg, MAX_FRAGS};
+use crate::buf::{CsumState, PacketBuf, SendBudget, SockMeta, ZcUarg, MAX_FRAGS};
 use crate::error::SendError;
 use crate::ipv4::fragment::FragPlan;
 use crate::ipv4::options::IpOptions;
@@ -68,6 +68,11 @@ pub struct CorkParams {
     pub mark: u32,
     /// The socket is connected (its own IP ID counter is used).
     pub connected: bool,
+    /// The departure time of the datagram (`cork->transmit_time`, from
+    /// the `SCM_TXTIME` of the send that opened the cork); 0 for none.
+    pub transmit_time: u64,
+    /// The socket as the buffers carry it (`skb->sk`).
+    pub sk: SockMeta,
 }
 
 /// Kernel: `ip_setup_cork()` fragment size: the path MTU, or the device MTU for
@@ -584,6 +589,8 @@ impl Cork {
         skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
         skb.meta.priority = p.priority;
         skb.meta.mark = p.mark;
+        skb.meta.tstamp = p.transmit_time;
+        skb.meta.sk = p.sk;
         skb.meta.dst = Some(p.dst);
         Some(skb)
     }

@@ -8,15 +8,20 @@
 //! the kernel's protocol socket structures begin with it.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::buf::SendBudget;
+use crate::buf::{SendBudget, SockMeta};
 use crate::error::{Errno, SendError};
 use crate::ipv4::options::{self, AddrType};
 use crate::ipv4::output::{queue_xmit, XmitParams};
 use crate::route::Dst;
 use crate::socket::cork::{Cork, CorkParams};
-use crate::socket::{ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts};
+use crate::socket::{
+    Cmsg, ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts, SockTxtime, CLOCK_MONOTONIC,
+    CLOCK_REALTIME, CLOCK_TAI, SOF_TXTIME_DEADLINE_MODE, SOF_TXTIME_FLAGS_MASK,
+    SOF_TXTIME_REPORT_ERRORS,
+};
 use crate::stack::Stack;
 
 /// `rt_tos2priority`: the priority `IP_TOS` implies (`ip_tos2prio`).
@@ -24,6 +29,9 @@ pub fn tos_to_priority(tos: u8) -> u32 {
     const MAP: [u32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4];
     MAP[((tos & 0x1e) >> 1) as usize]
 }
+
+/// The identity of the next socket made (never 0, never reused).
+static NEXT_SOCKET_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Kernel: `inet_addr_type()`, as far as the stack knows its addresses: the
 /// zero network and limited broadcast, multicast, its own and loopback
@@ -63,6 +71,8 @@ pub struct InetSock {
     pub(crate) protocol: u8,
     /// A port was reserved in the stack's table (UDP).
     uses_ports: bool,
+    /// The socket's identity, as qdiscs see it (`skb->sk`).
+    id: u64,
 }
 
 impl std::fmt::Debug for InetSock {
@@ -101,6 +111,7 @@ impl InetSock {
             dst_cache: None,
             protocol,
             uses_ports,
+            id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -212,6 +223,8 @@ impl InetSock {
             mark: opts.mark,
         };
         let route = &mut |a| route_cached(stack, cache, a).ok();
+        let mut skb = skb;
+        skb.meta.sk = sk_meta(self.id, Some(peer), opts);
         queue_xmit(stack, &p, route, &mut self.inet_id, skb)
     }
 
@@ -249,7 +262,27 @@ impl InetSock {
             // ip_select_ident_segs: a socket with a peer (`inet_daddr`) numbers
             // its datagrams itself, whatever address this send names.
             connected: connected || self.peer.is_some(),
+            transmit_time: 0,
+            sk: self.sk_meta(),
         })
+    }
+
+    /// The socket as its buffers carry it (`skb->sk`, for qdiscs).
+    pub fn sk_meta(&self) -> SockMeta {
+        sk_meta(self.id, self.peer, &self.opts)
+    }
+
+    /// Kernel: `__sock_cmsg_send()`: the departure time of a send's
+    /// control messages `c` (0 for none); an `SCM_TXTIME` on a socket
+    /// without `SO_TXTIME` is `EINVAL`.
+    pub(crate) fn cmsg_send(&self, c: &Cmsg) -> Result<u64, SendError> {
+        match c.txtime {
+            None => Ok(0),
+            Some(_) if self.opts.txtime.is_none() => {
+                Err(SendError::Inval("SCM_TXTIME without SO_TXTIME"))
+            }
+            Some(t) => Ok(t.as_nanos()),
+        }
     }
 
     /// Kernel: `ip_local_error()`: queue an error for `IP_RECVERR` readers.
@@ -363,12 +396,76 @@ impl InetSock {
         Ok(())
     }
 
+    /// Kernel: `sk_setsockopt()`'s `SO_MAX_PACING_RATE` with a 64-bit
+    /// value: the socket's pacing rate cap, bytes per second (`u64::MAX`:
+    /// none; the 32-bit form's `u32::MAX` means none as well, see
+    /// [`max_pacing_rate_u32`]). The pacing rate is lowered to it when
+    /// above; it is never raised.
+    pub fn set_max_pacing_rate(&mut self, rate: u64) {
+        self.opts.max_pacing_rate = rate;
+        self.opts.pacing_rate = self.opts.pacing_rate.min(rate);
+    }
+
+    /// `SO_MAX_PACING_RATE` (`getsockopt`, 64-bit).
+    pub fn max_pacing_rate(&self) -> u64 {
+        self.opts.max_pacing_rate
+    }
+
+    /// `sk_pacing_rate`: what `fq` paces the socket's packets at.
+    pub fn pacing_rate(&self) -> u64 {
+        self.opts.pacing_rate
+    }
+
+    /// Kernel: `sk_setsockopt()`'s `SO_TXTIME` (`struct sock_txtime`): a
+    /// flag outside `SOF_TXTIME_FLAGS_MASK` or a clock other than
+    /// `CLOCK_REALTIME`, `CLOCK_MONOTONIC` and `CLOCK_TAI` is `EINVAL` (the
+    /// other clocks' `CAP_NET_ADMIN` check passes: the stack's owner holds
+    /// it). A refused request leaves the previous setting; once set,
+    /// `SO_TXTIME` stays set.
+    pub fn set_txtime(&mut self, clockid: i32, flags: u32) -> Result<(), SendError> {
+        if flags & !SOF_TXTIME_FLAGS_MASK != 0 {
+            return Err(SendError::Inval("SO_TXTIME flag unknown"));
+        }
+        if ![CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_TAI].contains(&clockid) {
+            return Err(SendError::Inval(
+                "SO_TXTIME clock not REALTIME, MONOTONIC or TAI",
+            ));
+        }
+        self.opts.txtime = Some(SockTxtime {
+            clockid,
+            deadline_mode: flags & SOF_TXTIME_DEADLINE_MODE != 0,
+            report_errors: flags & SOF_TXTIME_REPORT_ERRORS != 0,
+        });
+        Ok(())
+    }
+
     /// `SO_SNDBUF`: the kernel doubles the value (for overhead), capped by
     /// `wmem_max`, at least `SOCK_MIN_SNDBUF`.
     pub fn set_sndbuf(&mut self, bytes: usize) {
         let max = self.stack.sysctls().wmem_max;
         let v = bytes.min(max).saturating_mul(2).max(4608);
         self.budget.set_limit(v);
+    }
+}
+
+/// Kernel: `sk_setsockopt()`'s reading of a 32-bit `SO_MAX_PACING_RATE`:
+/// `u32::MAX` is no cap (`~0UL`), anything else that many bytes per second.
+pub fn max_pacing_rate_u32(v: u32) -> u64 {
+    if v == u32::MAX {
+        u64::MAX
+    } else {
+        u64::from(v)
+    }
+}
+
+/// The socket `id` with peer `peer` and options `o` as its buffers carry
+/// it.
+fn sk_meta(id: u64, peer: Option<SocketAddrV4>, o: &SockOpts) -> SockMeta {
+    SockMeta {
+        id,
+        connected: peer.is_some(),
+        pacing_rate: o.pacing_rate,
+        max_pacing_rate: o.max_pacing_rate,
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use crate::error::{Errno, SendError};
+use crate::time::Instant;
 
 pub mod cork;
 pub mod inet;
@@ -145,6 +146,62 @@ pub struct SockOpts {
     /// `SO_ZEROCOPY`: `MSG_ZEROCOPY` sends are tracked and completed on the
     /// error queue.
     pub zerocopy: bool,
+    /// `SO_MAX_PACING_RATE` (`sk_max_pacing_rate`), bytes per second;
+    /// `u64::MAX` (`~0UL`) for none.
+    pub max_pacing_rate: u64,
+    /// `sk_pacing_rate`, bytes per second, what `fq` paces the socket's
+    /// packets at: unlimited (`u64::MAX`) for a datagram socket until
+    /// `SO_MAX_PACING_RATE` lowers it (it is never raised again).
+    pub pacing_rate: u64,
+    /// `SO_TXTIME`, once set (it cannot be unset).
+    pub txtime: Option<SockTxtime>,
+}
+
+/// `CLOCK_REALTIME`.
+pub const CLOCK_REALTIME: i32 = 0;
+/// `CLOCK_MONOTONIC`: the stack's clock.
+pub const CLOCK_MONOTONIC: i32 = 1;
+/// `CLOCK_TAI`.
+pub const CLOCK_TAI: i32 = 11;
+/// `SOF_TXTIME_DEADLINE_MODE`.
+pub const SOF_TXTIME_DEADLINE_MODE: u32 = 1 << 0;
+/// `SOF_TXTIME_REPORT_ERRORS`.
+pub const SOF_TXTIME_REPORT_ERRORS: u32 = 1 << 1;
+/// `SOF_TXTIME_FLAGS_MASK`: the flags `SO_TXTIME` takes.
+pub const SOF_TXTIME_FLAGS_MASK: u32 = SOF_TXTIME_DEADLINE_MODE | SOF_TXTIME_REPORT_ERRORS;
+
+/// `SO_TXTIME` as a socket keeps it (`sk_clockid`,
+/// `sk_txtime_deadline_mode`, `sk_txtime_report_errors`). The clock and
+/// the flags are kept for what reads them (the kernel's `etf` qdisc);
+/// `fq` takes every departure time on the stack's clock, as the kernel's
+/// takes them on `CLOCK_MONOTONIC`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockTxtime {
+    /// The clock the departure times are on (`CLOCK_*`).
+    pub clockid: i32,
+    /// `SOF_TXTIME_DEADLINE_MODE`.
+    pub deadline_mode: bool,
+    /// `SOF_TXTIME_REPORT_ERRORS`.
+    pub report_errors: bool,
+}
+
+/// The ancillary data of one send (its `SOL_SOCKET` control messages, the
+/// kernel's `sockcm_cookie`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cmsg {
+    /// `SCM_TXTIME`: the datagram's earliest departure time on the stack's
+    /// clock (`skb->tstamp`); refused (`EINVAL`) without `SO_TXTIME`.
+    pub txtime: Option<Instant>,
+}
+
+impl Cmsg {
+    /// No control message.
+    pub const NONE: Cmsg = Cmsg { txtime: None };
+
+    /// An `SCM_TXTIME` of `t`.
+    pub const fn txtime(t: Instant) -> Cmsg {
+        Cmsg { txtime: Some(t) }
+    }
 }
 
 impl Default for SockOpts {
@@ -161,6 +218,9 @@ impl Default for SockOpts {
             gso_size: 0,
             cork: false,
             zerocopy: false,
+            max_pacing_rate: u64::MAX,
+            pacing_rate: u64::MAX,
+            txtime: None,
         }
     }
 }

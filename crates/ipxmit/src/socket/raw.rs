@@ -17,7 +17,7 @@ use crate::buf::PacketBuf;
 use crate::error::{Errno, SendError};
 use crate::ipv4::output::{dst_output_hooked, send_skb};
 use crate::socket::inet::InetSock;
-use crate::socket::MsgFlags;
+use crate::socket::{Cmsg, MsgFlags};
 use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::ipv4::{Ipv4Packet, HEADER_LEN};
@@ -85,12 +85,26 @@ impl RawSocket {
         self.sendmsg(buf, None, flags)
     }
 
-    /// Kernel: `raw_sendmsg()`.
+    /// Kernel: `raw_sendmsg()` without control messages.
     pub fn sendmsg(
         &mut self,
         buf: &[u8],
         dest: Option<Ipv4Addr>,
         flags: MsgFlags,
+    ) -> Result<usize, SendError> {
+        self.sendmsg_cmsg(buf, dest, flags, &Cmsg::NONE)
+    }
+
+    /// Kernel: `raw_sendmsg()`. The control messages `cmsg` are read after
+    /// the destination (`SCM_TXTIME` without `SO_TXTIME` is `EINVAL`); a
+    /// send adding to a pending datagram keeps the departure time of the
+    /// one that opened it.
+    pub fn sendmsg_cmsg(
+        &mut self,
+        buf: &[u8],
+        dest: Option<Ipv4Addr>,
+        flags: MsgFlags,
+        cmsg: &Cmsg,
     ) -> Result<usize, SendError> {
         if buf.len() > 0xffff {
             return Err(SendError::MsgSize { mtu: 0xffff });
@@ -100,6 +114,7 @@ impl RawSocket {
             (None, Some(p)) => (*p.ip(), true),
             (None, None) => return Err(SendError::DestAddrRequired),
         };
+        let tstamp = self.inet.cmsg_send(cmsg)?;
         if !self.hdrincl && self.inet.protocol == 1 && buf.len() < 2 {
             // raw_probe_proto_opt: the ICMP type and code are read from the
             // data for the route lookup, before anything else happens (a
@@ -110,18 +125,23 @@ impl RawSocket {
             if !self.inet.opts.options.is_empty() {
                 return Err(SendError::Inval("IP_HDRINCL with IP options"));
             }
-            return self.send_hdrinc(buf, daddr, flags).map(|()| buf.len());
+            return self
+                .send_hdrinc(buf, daddr, flags, tstamp)
+                .map(|()| buf.len());
         }
-        self.append_and_push(buf, daddr, connected, flags)
+        self.append_and_push(buf, (daddr, connected), flags, tstamp)
             .map(|()| buf.len())
     }
 
+    /// `ip_append_data` (the cork opened for a new datagram, with the
+    /// departure time `tstamp`), then `ip_push_pending_frames` unless
+    /// `MSG_MORE`.
     fn append_and_push(
         &mut self,
         buf: &[u8],
-        daddr: Ipv4Addr,
-        connected: bool,
+        (daddr, connected): (Ipv4Addr, bool),
         flags: MsgFlags,
+        tstamp: u64,
     ) -> Result<(), SendError> {
         let i = &mut self.inet;
         if flags.contains(MsgFlags::PROBE) {
@@ -129,7 +149,8 @@ impl RawSocket {
             let _ = i.cork_params(daddr, connected)?;
         } else {
             if i.cork.is_empty() {
-                let p = i.cork_params(daddr, connected)?;
+                let mut p = i.cork_params(daddr, connected)?;
+                p.transmit_time = tstamp;
                 i.cork.setup(p)?;
             }
             if let Err(e) = i.cork.append(&i.stack, &i.budget, buf, 0, flags) {
@@ -168,12 +189,14 @@ impl RawSocket {
         self.inet.cork.flush();
     }
 
-    /// Kernel: `raw_send_hdrinc()`.
+    /// Kernel: `raw_send_hdrinc()`, the datagram leaving not before
+    /// `tstamp` (0: any time).
     fn send_hdrinc(
         &mut self,
         buf: &[u8],
         daddr: Ipv4Addr,
         flags: MsgFlags,
+        tstamp: u64,
     ) -> Result<(), SendError> {
         let dst = self.inet.route(daddr)?;
         let mtu = dst.dev.mtu();
@@ -212,6 +235,8 @@ impl RawSocket {
         fill_hdrinc(&i.stack, &mut skb, saddr);
         skb.meta.priority = i.opts.priority;
         skb.meta.mark = i.opts.mark;
+        skb.meta.tstamp = tstamp;
+        skb.meta.sk = i.sk_meta();
         skb.meta.dst = Some(dst);
         match dst_output_hooked(&i.stack, skb) {
             Ok(()) => Ok(()),

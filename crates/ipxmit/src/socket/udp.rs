@@ -18,7 +18,7 @@ use crate::buf::{CsumState, GsoType, PacketBuf};
 use crate::error::{Errno, SendError};
 use crate::ipv4::output::send_skb;
 use crate::socket::inet::InetSock;
-use crate::socket::MsgFlags;
+use crate::socket::{Cmsg, MsgFlags};
 use crate::stack::Stack;
 use crate::stats::Mib;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
@@ -109,15 +109,43 @@ impl UdpSocket {
         self.sendmsg(buf, None, flags)
     }
 
-    /// Kernel: `udp_sendmsg()`. Returns the bytes taken, or the error; counts
-    /// `UdpSndbufErrors` for `ENOBUFS`/`EAGAIN` as the kernel does.
+    /// Sends `buf` to `dest` not before `txtime` (`sendto` with an
+    /// `SCM_TXTIME`; see [`UdpSocket::sendmsg_cmsg`]).
+    pub fn send_to_at(
+        &mut self,
+        buf: &[u8],
+        dest: SocketAddrV4,
+        flags: MsgFlags,
+        txtime: crate::time::Instant,
+    ) -> Result<usize, SendError> {
+        self.sendmsg_cmsg(buf, Some(dest), flags, &Cmsg::txtime(txtime))
+    }
+
+    /// Kernel: `udp_sendmsg()` without control messages (see
+    /// [`UdpSocket::sendmsg_cmsg`]).
     pub fn sendmsg(
         &mut self,
         buf: &[u8],
         dest: Option<SocketAddrV4>,
         flags: MsgFlags,
     ) -> Result<usize, SendError> {
-        let r = self.append_or_send(buf, dest, flags);
+        self.sendmsg_cmsg(buf, dest, flags, &Cmsg::NONE)
+    }
+
+    /// Kernel: `udp_sendmsg()`. Returns the bytes taken, or the error; counts
+    /// `UdpSndbufErrors` for `ENOBUFS`/`EAGAIN` as the kernel does. The
+    /// control messages `cmsg` are read when the send opens a datagram
+    /// (`SCM_TXTIME` without `SO_TXTIME` is `EINVAL`, after the checks of
+    /// the destination); a send adding to a pending datagram ignores them,
+    /// as the kernel does.
+    pub fn sendmsg_cmsg(
+        &mut self,
+        buf: &[u8],
+        dest: Option<SocketAddrV4>,
+        flags: MsgFlags,
+        cmsg: &Cmsg,
+    ) -> Result<usize, SendError> {
+        let r = self.append_or_send(buf, dest, flags, cmsg);
         if let Err(e) = &r {
             let mut count = UdpCount::default();
             count.sendmsg_failed(e);
@@ -134,6 +162,7 @@ impl UdpSocket {
         buf: &[u8],
         dest: Option<SocketAddrV4>,
         flags: MsgFlags,
+        cmsg: &Cmsg,
     ) -> Result<(), SendError> {
         if buf.len() > 0xffff {
             return Err(SendError::MsgSize { mtu: 0xffff });
@@ -150,7 +179,9 @@ impl UdpSocket {
                 (*p.ip(), p.port(), true)
             }
         };
+        let transmit_time = self.inet.cmsg_send(cmsg)?;
         let mut params = self.inet.cork_params(daddr, connected)?;
+        params.transmit_time = transmit_time;
         if corkreq {
             // The corking path keeps its own flow (`inet->cork.fl`) whose
             // destination is the address named, not a source route's first hop

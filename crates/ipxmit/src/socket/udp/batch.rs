@@ -40,14 +40,15 @@ use std::net::SocketAddrV4;
 
 use super::build::{budget_allows, BufShape, Datagram, PlanKey, PlanMemo};
 use super::{flow_hash, UdpCount, UdpSocket, UDP_HLEN};
-use crate::buf::{kernel_truesize, Meta, SendBudget};
+use crate::buf::{kernel_truesize, Meta, SendBudget, SockMeta};
 use crate::error::SendError;
 use crate::ipv4::output::OutputBatch;
 use crate::socket::cork::{
     cork_fragsize, datagram_df, write_header_bytes, CorkParams, SKB_MAX_ALLOC,
 };
-use crate::socket::MsgFlags;
+use crate::socket::{Cmsg, MsgFlags};
 use crate::stats::BatchPath;
+use crate::time::Instant;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
 use crate::wire::ipv4::{header_sum_ne, Ipv4Packet, HEADER_LEN};
 
@@ -56,8 +57,8 @@ use crate::wire::ipv4::{header_sum_ne, Ipv4Packet, HEADER_LEN};
 pub const BATCH_MAX: usize = 64;
 
 /// One message of [`UdpSocket::send_batch`] (a `struct mmsghdr`): the data,
-/// the destination (`None` for the connected peer) and the message's own
-/// flags.
+/// the destination (`None` for the connected peer), the message's own
+/// flags and its departure time (`SCM_TXTIME`).
 #[derive(Clone, Copy, Debug)]
 pub struct BatchMsg<'a> {
     /// The datagram's payload (or a piece of it, under `MSG_MORE`).
@@ -70,6 +71,10 @@ pub struct BatchMsg<'a> {
     /// messages after it add to the same datagram until one without it (the
     /// kernel does the same for the same messages sent one by one).
     pub flags: MsgFlags,
+    /// The message's `SCM_TXTIME` (its control message): the datagram's
+    /// earliest departure time; refused (`EINVAL`) without `SO_TXTIME`.
+    /// Read, as by `sendmsg`, only on a message that opens a datagram.
+    pub txtime: Option<Instant>,
 }
 
 impl<'a> BatchMsg<'a> {
@@ -79,7 +84,29 @@ impl<'a> BatchMsg<'a> {
             data,
             dest,
             flags: MsgFlags::NONE,
+            txtime: None,
         }
+    }
+
+    /// This message with the departure time `t` (`SCM_TXTIME`).
+    pub const fn at(self, t: Instant) -> BatchMsg<'a> {
+        BatchMsg {
+            txtime: Some(t),
+            ..self
+        }
+    }
+
+    /// The message's control messages.
+    fn cmsg(&self) -> Cmsg {
+        Cmsg {
+            txtime: self.txtime,
+        }
+    }
+
+    /// Its departure time as the datagram it opens carries it (0: none).
+    #[inline(always)]
+    fn tstamp(&self) -> u64 {
+        self.txtime.map_or(0, Instant::as_nanos)
     }
 }
 
@@ -99,7 +126,7 @@ pub(super) struct BatchCork {
     /// The device finishes the checksum (`CHECKSUM_PARTIAL`).
     pub(super) partial: bool,
     /// The metadata every datagram of the run carries: PMTU flags,
-    /// priority, mark, flow hash, protocol.
+    /// priority, mark, flow hash, socket.
     meta: DatagramMeta,
     /// The IP header every datagram of the run gets (`__ip_make_skb`), ID,
     /// total length and checksum zero (`ip_local_out` fills the last two).
@@ -131,6 +158,7 @@ struct DatagramMeta {
     priority: u32,
     mark: u32,
     hash: u32,
+    sk: SockMeta,
 }
 
 impl BatchCork {
@@ -166,6 +194,7 @@ impl BatchCork {
         m.priority = d.priority;
         m.mark = d.mark;
         m.hash = d.hash;
+        m.sk = d.sk;
     }
 }
 
@@ -216,7 +245,7 @@ impl UdpSocket {
                 RunEnd::Unbatched(why) => {
                     self.inet.stack.counters.batch_path_add(why, 1);
                     let m = &msgs[sent];
-                    match self.sendmsg(m.data, m.dest, flags | m.flags) {
+                    match self.sendmsg_cmsg(m.data, m.dest, flags | m.flags, &m.cmsg()) {
                         Ok(_) => {
                             sent += 1;
                             continue;
@@ -359,7 +388,8 @@ impl UdpSocket {
         let n = msgs.len();
         for (i, m) in msgs.iter().enumerate() {
             let id = ids.nth(i);
-            let skb = self.build_one(&stack, cork, m.data, id);
+            let mut skb = self.build_one(&stack, cork, m.data, id);
+            skb.meta.tstamp = m.tstamp();
             done.charged += skb.truesize();
             done.numbered += 1;
             match out.send_skb(skb, i + 1 < n) {
@@ -390,13 +420,15 @@ impl UdpSocket {
         for (i, d) in plan.iter().enumerate() {
             let id = ids.nth(i);
             let group = &msgs[at..at + d.msgs];
-            let skb = match &d.layout {
+            let mut skb = match &d.layout {
                 None => self.build_one(&stack, cork, group[0].data, id),
                 Some((l, sizes)) => {
                     let chain = out.chain_vec();
                     self.build_whole(&stack, cork, (l, *sizes), (group, d.memo), id, chain)
                 }
             };
+            // The cork's departure time: the first message's.
+            skb.meta.tstamp = group[0].tstamp();
             done.charged += d.charge;
             done.numbered += 1;
             at += d.msgs;
@@ -426,6 +458,7 @@ impl UdpSocket {
             if m.dest != c.dest
                 || m.flags != msgs[0].flags
                 || m.data.len() > c.max_payload
+                || !self.cmsg_ok(m)
                 || start + sum >= limit
             {
                 break;
@@ -459,7 +492,7 @@ impl UdpSocket {
         let b = &self.inet.budget;
         let (start, limit) = (b.allocated(), b.limit());
         let (mut sum, mut at) = (0, 0);
-        while at < msgs.len() {
+        while at < msgs.len() && self.cmsg_ok(&msgs[at]) {
             let Some(d) = self.datagram(c, &msgs[at..], flags, plan).and(plan.last()) else {
                 break;
             };
@@ -544,6 +577,7 @@ impl UdpSocket {
                 priority: params.priority,
                 mark: params.mark,
                 hash,
+                sk: params.sk,
             },
             plan_memo: RefCell::new(None),
             truesize_memo: Cell::new((usize::MAX, 0)),
@@ -576,12 +610,20 @@ impl UdpSocket {
             BatchPath::NoCheck
         } else if flags.bits() & !MsgFlags::DONTWAIT.bits() != 0 {
             BatchPath::Flags
-        } else if m.data.len() > 0xffff {
+        } else if m.data.len() > 0xffff || !self.cmsg_ok(m) {
             BatchPath::Invalid
         } else {
             return Ok(());
         };
         Err(why)
+    }
+
+    /// The control messages of `m` pass `__sock_cmsg_send` (an
+    /// `SCM_TXTIME` needs `SO_TXTIME`): a message whose do not ends a run
+    /// and fails through `sendmsg`.
+    #[inline(always)]
+    fn cmsg_ok(&self, m: &BatchMsg<'_>) -> bool {
+        m.txtime.is_none() || self.inet.opts.txtime.is_some()
     }
 }
 
