@@ -477,3 +477,45 @@ fn missing_script_file() {
         r.stderr
     );
 }
+
+#[test]
+fn fq_paces_at_so_max_pacing_rate_and_holds_txtime() {
+    let d = tmpdir("fq-pacing");
+    let script = "link add eth0 type mem
+addr add 10.0.0.1/24 dev eth0
+neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev eth0
+tc qdisc add dev eth0 root fq
+capture dev eth0 file out.pcap
+socket s1 udp bind 10.0.0.1:5001
+sockopt s1 so_max_pacing_rate 240kbit   # 30000 bytes/s: each frame paced
+send s1 to 10.0.0.2:9000 len 958
+send s1 to 10.0.0.2:9000 len 958
+send s1 to 10.0.0.2:9000 len 958
+socket s2 udp bind 10.0.0.1:5002 connect 10.0.0.2:9000  # a flow of its own
+send s2 len 10 txtime +5ms
+sockopt s2 so_txtime clockid monotonic
+send s2 len 10 txtime +5ms
+sleep 1s
+";
+    let r = run_script(&d, script, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("EINVAL"),
+        "txtime before so_txtime: {}",
+        r.stdout
+    );
+    let frames = pcap_frames(&d.join("out.pcap"));
+    let t0 = frames[0].0;
+    // (source port's last byte, time after the first frame): s1's 1000-byte
+    // frames 1000 * 10^9 / 30000 ns apart, s2's at its txtime.
+    let got: Vec<(u8, u64)> = frames.iter().map(|(t, f)| (f[35], t - t0)).collect();
+    assert_eq!(
+        got,
+        [
+            (0x89, 0),
+            (0x8a, 5_000_000),
+            (0x89, 33_333_333),
+            (0x89, 66_666_666)
+        ]
+    );
+}

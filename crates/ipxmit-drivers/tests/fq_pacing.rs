@@ -263,3 +263,36 @@ fn so_txtime_refuses_what_the_kernel_refuses() {
         (11, false, true)
     );
 }
+
+#[test]
+fn a_timed_socket_beside_a_paced_one() {
+    // The timed socket is connected: its flow is its own (keyed by the
+    // socket). Two unconnected sockets to one destination share a flow
+    // here: fq keys them by `hash & orphan_mask`, and the UDP flow hash's
+    // low bits do not depend on the source port.
+    let (stack, wire, clock) = fq_host("");
+    let mut s1 = socket(&stack, 5001);
+    s1.set_max_pacing_rate(30_000);
+    for k in 0..3 {
+        s1.send_to(&payload(958, k), DEST, MsgFlags::NONE).unwrap();
+    }
+    let mut s2 = socket(&stack, 5002);
+    s2.connect(DEST).unwrap();
+    s2.set_txtime(CLOCK_MONOTONIC, 0).unwrap();
+    let at = Cmsg::txtime(Instant::from_nanos(T0 + 5 * MS));
+    s2.sendmsg_cmsg(&payload(10, 9), None, MsgFlags::NONE, &at)
+        .unwrap();
+    let got: Vec<(u64, u8)> = run(&stack, &wire, &clock)
+        .iter()
+        .map(|(t, f)| (*t, f[35]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 0x89),
+            (5 * MS, 0x8a),
+            (33_333_333, 0x89),
+            (66_666_666, 0x89)
+        ]
+    );
+}

@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipxmit::socket::inet::InetSock;
-use ipxmit::socket::ErrQueueEntry;
+use ipxmit::socket::{Cmsg, ErrQueueEntry};
 use ipxmit::stack::ConfigError;
-use ipxmit::{ManualClock, MsgFlags, RawSocket, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{Instant, ManualClock, MsgFlags, RawSocket, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::capture::PcapTap;
 
 use super::links::{build_link, Link, LinkError};
-use super::parse::{Command, ParseError, RouteArgs, RouteOp, SendArgs, SockKind, SockOpt};
+use super::parse::{Command, ParseError, RouteArgs, RouteOp, SendArgs, SockKind, SockOpt, TxTime};
 
 /// A capture tap writing to a file.
 pub type FileTap = PcapTap<BufWriter<std::fs::File>>;
@@ -352,6 +352,12 @@ impl Host {
             self.wait_for_sndbuf(&a.sock)?;
         }
         let payload = self.payload(k, a.len).to_vec();
+        let cmsg = Cmsg {
+            txtime: a.txtime.map(|t| match t {
+                TxTime::At(d) => Instant::ZERO + d,
+                TxTime::After(d) => self.stack.now() + d,
+            }),
+        };
         let sock = self.sock(&a.sock)?;
         let result = match sock {
             Sock::Udp(s) => match a.to {
@@ -359,8 +365,7 @@ impl Host {
                 Some(d) if a.flags.contains(MsgFlags::ZEROCOPY) => {
                     s.send_to_zerocopy(payload.into(), d, a.flags)
                 }
-                Some(d) => s.send_to(&payload, d, a.flags),
-                None => s.send(&payload, a.flags),
+                to => s.sendmsg_cmsg(&payload, to, a.flags, &cmsg),
             },
             Sock::Raw { s, proto } => {
                 let data = if s.hdrincl() {
@@ -369,10 +374,7 @@ impl Host {
                 } else {
                     payload
                 };
-                match a.to {
-                    Some(d) => s.send_to(&data, d, a.flags),
-                    None => s.send(&data, a.flags),
-                }
+                s.sendmsg_cmsg(&data, a.to.map(|d| *d.ip()), a.flags, &cmsg)
             }
         };
         Ok(Event::Send {
@@ -541,6 +543,8 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::Priority(_) => "so_priority",
         SockOpt::Mark(_) => "so_mark",
         SockOpt::ZeroCopy(_) => "so_zerocopy",
+        SockOpt::MaxPacingRate(_) => "so_max_pacing_rate",
+        SockOpt::Txtime { .. } => "so_txtime",
     }
 }
 
@@ -576,6 +580,8 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::Priority(p) => i.set_priority(*p),
         SockOpt::Mark(m) => i.set_mark(*m),
         SockOpt::ZeroCopy(on) => i.set_zerocopy(*on),
+        SockOpt::MaxPacingRate(r) => i.set_max_pacing_rate(*r),
+        SockOpt::Txtime { clockid, flags } => i.set_txtime(*clockid, *flags)?,
         SockOpt::Hdrincl(_) | SockOpt::Segment(_) | SockOpt::Cork(_) => {}
     }
     Ok(())

@@ -195,6 +195,24 @@ pub enum SockOpt {
     Mark(u32),
     /// `so_zerocopy 0|1`.
     ZeroCopy(bool),
+    /// `so_max_pacing_rate RATE`: bytes per second (`u64::MAX`: none).
+    MaxPacingRate(u64),
+    /// `so_txtime [clockid CLOCK] [deadline_mode] [report_errors]`.
+    Txtime {
+        /// `CLOCK_*` number.
+        clockid: i32,
+        /// `SOF_TXTIME_*` flags.
+        flags: u32,
+    },
+}
+
+/// A `send`'s `txtime`: a departure time on the stack's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxTime {
+    /// `txtime TIME`: that long after the clock's origin.
+    At(Duration),
+    /// `txtime +TIME`: that long after the clock at the send.
+    After(Duration),
 }
 
 /// A `send` line.
@@ -208,6 +226,8 @@ pub struct SendArgs {
     pub len: usize,
     /// `MSG_*` flags.
     pub flags: MsgFlags,
+    /// `txtime [+]TIME`: the send's `SCM_TXTIME`.
+    pub txtime: Option<TxTime>,
 }
 
 /// One script command.
@@ -897,37 +917,98 @@ fn ttl(s: &str) -> Result<Option<u8>, String> {
 fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("sockopt", rest);
     let sock = name_word(&mut w, "socket name")?.to_string();
-    let opt =
-        match w.need("option name")? {
-            "ip_tos" => SockOpt::Tos(w.value("ip_tos", num_in::<u8>)?),
-            "ip_ttl" => SockOpt::Ttl(w.value("ip_ttl", ttl)?),
-            "ip_mtu_discover" => SockOpt::MtuDiscover(w.value("ip_mtu_discover", |s| s.parse())?),
-            "ip_recverr" => SockOpt::RecvErr(w.value("ip_recverr", bool01)?),
-            "ip_options" => SockOpt::Options(w.value("ip_options", hex_bytes)?),
-            "ip_hdrincl" => SockOpt::Hdrincl(w.value("ip_hdrincl", bool01)?),
-            "so_no_check" => SockOpt::NoCheck(w.value("so_no_check", bool01)?),
-            "udp_segment" => SockOpt::Segment(w.value("udp_segment", num_in::<u32>)?),
-            "udp_cork" => SockOpt::Cork(w.value("udp_cork", bool01)?),
-            "so_sndbuf" => SockOpt::SndBuf(w.value("so_sndbuf", num_in::<usize>)?),
-            "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
-            "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
-            "so_zerocopy" => SockOpt::ZeroCopy(w.value("so_zerocopy", bool01)?),
-            other => return Err(w.invalid(
+    let opt = match w.need("option name")? {
+        "ip_tos" => SockOpt::Tos(w.value("ip_tos", num_in::<u8>)?),
+        "ip_ttl" => SockOpt::Ttl(w.value("ip_ttl", ttl)?),
+        "ip_mtu_discover" => SockOpt::MtuDiscover(w.value("ip_mtu_discover", |s| s.parse())?),
+        "ip_recverr" => SockOpt::RecvErr(w.value("ip_recverr", bool01)?),
+        "ip_options" => SockOpt::Options(w.value("ip_options", hex_bytes)?),
+        "ip_hdrincl" => SockOpt::Hdrincl(w.value("ip_hdrincl", bool01)?),
+        "so_no_check" => SockOpt::NoCheck(w.value("so_no_check", bool01)?),
+        "udp_segment" => SockOpt::Segment(w.value("udp_segment", num_in::<u32>)?),
+        "udp_cork" => SockOpt::Cork(w.value("udp_cork", bool01)?),
+        "so_sndbuf" => SockOpt::SndBuf(w.value("so_sndbuf", num_in::<usize>)?),
+        "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
+        "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
+        "so_zerocopy" => SockOpt::ZeroCopy(w.value("so_zerocopy", bool01)?),
+        "so_max_pacing_rate" => SockOpt::MaxPacingRate(w.value("so_max_pacing_rate", pacing_rate)?),
+        "so_txtime" => return parse_txtime_opt(sock, w),
+        other => {
+            return Err(w.invalid(
                 "option",
                 other,
                 "expected ip_tos, ip_ttl, ip_mtu_discover, ip_recverr, ip_options, ip_hdrincl, \
-                 so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority, so_mark or \
-                 so_zerocopy",
-            )),
-        };
+                 so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority, so_mark, \
+                 so_zerocopy, so_max_pacing_rate or so_txtime",
+            ))
+        }
+    };
     w.end()?;
     Ok(Command::Sockopt { sock, opt })
+}
+
+/// `so_max_pacing_rate`'s value: `unlimited`; a bare number, bytes per
+/// second as the kernel takes it (up to 4294967295 as a 32-bit
+/// `setsockopt`, whose `~0U` means no cap; above, as a 64-bit one); or a
+/// tc rate (`1mbit`, `125kbps`), in bits per second, divided by 8.
+fn pacing_rate(s: &str) -> Result<u64, String> {
+    if s == "unlimited" {
+        return Ok(u64::MAX);
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = num_in(s)?;
+        return Ok(match u32::try_from(n) {
+            Ok(v) => ipxmit::socket::inet::max_pacing_rate_u32(v),
+            Err(_) => n,
+        });
+    }
+    ipxmit::units::parse_rate(s)
+        .map(|bits| bits / 8)
+        .map_err(|e| e.to_string())
+}
+
+/// The rest of `sockopt NAME so_txtime`: `[clockid monotonic|realtime|tai|N]
+/// [deadline_mode] [report_errors]` (`struct sock_txtime`; the clock
+/// defaults to monotonic).
+fn parse_txtime_opt(sock: String, mut w: Words<'_>) -> Result<Command, ParseError> {
+    use ipxmit::socket::{
+        CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_TAI, SOF_TXTIME_DEADLINE_MODE,
+        SOF_TXTIME_REPORT_ERRORS,
+    };
+    let (mut clockid, mut flags) = (CLOCK_MONOTONIC, 0);
+    while let Some(k) = w.next() {
+        match k {
+            "clockid" => {
+                clockid = w.value("clockid", |c| match c {
+                    "monotonic" => Ok(CLOCK_MONOTONIC),
+                    "realtime" => Ok(CLOCK_REALTIME),
+                    "tai" => Ok(CLOCK_TAI),
+                    n => num_in::<i32>(n),
+                })?
+            }
+            "deadline_mode" => flags |= SOF_TXTIME_DEADLINE_MODE,
+            "report_errors" => flags |= SOF_TXTIME_REPORT_ERRORS,
+            _ => return Err(w.unexpected(k)),
+        }
+    }
+    let opt = SockOpt::Txtime { clockid, flags };
+    Ok(Command::Sockopt { sock, opt })
+}
+
+/// A `send`'s `txtime` value: `+TIME` after the clock at the send, or
+/// `TIME` after its origin; the times of `sleep`.
+fn txtime(s: &str) -> Result<TxTime, String> {
+    match s.strip_prefix('+') {
+        Some(rel) => duration(rel).map(TxTime::After),
+        None => duration(s).map(TxTime::At),
+    }
 }
 
 fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("send", rest);
     let sock = name_word(&mut w, "socket name")?.to_string();
     let (mut to, mut len, mut flags) = (None, None, MsgFlags::NONE);
+    let mut txtime_v = None;
     while let Some(k) = w.next() {
         match k {
             "to" => to = Some(w.value("destination", sockaddr)?),
@@ -945,6 +1026,7 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
             "probe" => flags = flags.with(MsgFlags::PROBE),
             "confirm" => flags = flags.with(MsgFlags::CONFIRM),
             "zerocopy" => flags = flags.with(MsgFlags::ZEROCOPY),
+            "txtime" => txtime_v = Some(w.value("txtime", txtime)?),
             _ => return Err(w.unexpected(k)),
         }
     }
@@ -957,6 +1039,7 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
         to,
         len,
         flags,
+        txtime: txtime_v,
     }))
 }
 
@@ -965,19 +1048,22 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
 /// script can step to a shaper's exact departure times.
 fn parse_sleep(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("sleep", rest);
-    let d = w.value("duration", |s| {
-        let ns = ["ns", "nsec", "nsecs"]
-            .iter()
-            .any(|u| s.to_ascii_lowercase().ends_with(u));
-        let parse = if ns {
-            ipxmit::units::parse_time64
-        } else {
-            ipxmit::units::parse_time
-        };
-        parse(s).map_err(|e| e.to_string())
-    })?;
+    let d = w.value("duration", duration)?;
     w.end()?;
     Ok(Command::Sleep(d))
+}
+
+/// A duration as `sleep` takes it: tc's times, and nanoseconds too.
+fn duration(s: &str) -> Result<Duration, String> {
+    let ns = ["ns", "nsec", "nsecs"]
+        .iter()
+        .any(|u| s.to_ascii_lowercase().ends_with(u));
+    let parse = if ns {
+        ipxmit::units::parse_time64
+    } else {
+        ipxmit::units::parse_time
+    };
+    parse(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -1037,6 +1123,53 @@ mod tests {
         assert_eq!(s.to, Some("10.0.0.2:9000".parse().unwrap()));
         assert!(err("send s1 to 10.0.0.2").contains("missing len N"));
         assert!(err("send s1 len 70000").contains("at most 65535"));
+    }
+
+    #[test]
+    fn pacing_and_txtime_options() {
+        let opt = |l: &str| match ok(l) {
+            Command::Sockopt { opt, .. } => opt,
+            c => panic!("{c:?}"),
+        };
+        assert_eq!(
+            opt("sockopt s1 so_max_pacing_rate 125000"),
+            SockOpt::MaxPacingRate(125_000)
+        );
+        assert_eq!(
+            opt("sockopt s1 so_max_pacing_rate 1mbit"),
+            SockOpt::MaxPacingRate(125_000)
+        );
+        for none in ["4294967295", "unlimited"] {
+            let l = format!("sockopt s1 so_max_pacing_rate {none}");
+            assert_eq!(opt(&l), SockOpt::MaxPacingRate(u64::MAX));
+        }
+        assert_eq!(
+            opt("sockopt s1 so_max_pacing_rate 5000000000"),
+            SockOpt::MaxPacingRate(5_000_000_000)
+        );
+        assert_eq!(
+            opt("sockopt s1 so_txtime"),
+            SockOpt::Txtime {
+                clockid: 1,
+                flags: 0
+            }
+        );
+        assert_eq!(
+            opt("sockopt s1 so_txtime clockid tai deadline_mode report_errors"),
+            SockOpt::Txtime {
+                clockid: 11,
+                flags: 3
+            }
+        );
+        assert!(err("sockopt s1 so_txtime clockid x").contains("invalid clockid"));
+        let Command::Send(s) = ok("send s1 to 10.0.0.2:9 len 1 txtime +5ms") else {
+            panic!()
+        };
+        assert_eq!(s.txtime, Some(TxTime::After(Duration::from_millis(5))));
+        let Command::Send(s) = ok("send s1 to 10.0.0.2:9 len 1 txtime 1500ns") else {
+            panic!()
+        };
+        assert_eq!(s.txtime, Some(TxTime::At(Duration::from_nanos(1500))));
     }
 
     #[test]
