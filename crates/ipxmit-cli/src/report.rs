@@ -93,7 +93,7 @@ pub fn tc_qdisc(dev: &Arc<NetDevice>, now: Instant) -> String {
         stats: true,
         ..Default::default()
     };
-    crate::script::tc::qdisc_show(std::slice::from_ref(dev), false, opts, now)
+    crate::script::tc::qdisc_show(std::slice::from_ref(dev), false, opts, now, None)
 }
 
 /// `tc -s qdisc show` (every device) at `now`: each line names its device
@@ -103,7 +103,7 @@ pub fn tc_qdisc_all(devs: &[Arc<NetDevice>], now: Instant) -> String {
         stats: true,
         ..Default::default()
     };
-    crate::script::tc::qdisc_show(devs, true, opts, now)
+    crate::script::tc::qdisc_show(devs, true, opts, now, None)
 }
 
 /// `tc -s -j qdisc show` as JSON.

@@ -476,3 +476,70 @@ filter parent 1: protocol ip pref 1 u32 chain 0 fh 800::800 order 2048 key ht 80
         "{e}"
     );
 }
+
+/// `estimator 1sec 8sec` on the virtual clock: seven datagrams leave
+/// through a tbf at once (7294 bytes), and the sample a second later
+/// moves the average by 1/8 of the rate: 7294 << 8 >> 3 >> 8 = 911
+/// bytes/s (7288bit), 7 << 8 >> 3 >> 8 = 0 pps; the line as tc prints
+/// it (before `backlog`), and in JSON between `requeues` and `backlog`.
+/// A class's estimator prints the same way; bad times are refused as tc
+/// refuses them.
+#[test]
+fn estimators_print_as_tc() {
+    let d = tmpdir("tc-est");
+    let mut s = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev eth0
+tc qdisc add dev eth0 root handle 2: estimator 1sec 8sec tbf rate 1mbit burst 3000 limit 6000
+tc -s qdisc show dev eth0
+socket s1 udp bind 10.0.0.1:5000
+"
+    .to_string();
+    for _ in 0..9 {
+        s += "send s1 to 10.0.0.2:9 len 1000\n";
+    }
+    s += "sleep 1s\ntc -s qdisc show dev eth0\ntc -s -j qdisc show dev eth0\n";
+    s += "link add t1 type null\ntc qdisc add dev t1 root handle 1: htb\n";
+    s += "tc class add dev t1 parent 1: classid 1:20 estimator 1sec 8sec htb rate 500kbit\n";
+    s += "tc -s class show dev t1\n";
+    let r = run_script(&d, &s, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let tbf = "qdisc tbf 2: root refcnt 2 rate 1Mbit burst 3000b lat 24ms \n";
+    let zero = " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n rate 0bit 0pps backlog 0b 0p requeues 0\n";
+    assert!(
+        r.stdout.starts_with(&format!("{tbf}{zero}")),
+        "{}",
+        r.stdout
+    );
+    let after = " rate 7288bit 0pps backlog 0b 0p requeues 0\n";
+    assert!(r.stdout.contains(after), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("\"requeues\":0,\"rate\":911,\"pps\":0,\"backlog\":0"),
+        "{}",
+        r.stdout
+    );
+    let class = "class htb 1:20 root prio 0 rate 500Kbit ceil 500Kbit burst 1600b cburst 1600b \n";
+    assert!(r.stdout.contains(&format!("{class}{zero}")), "{}", r.stdout);
+    for (times, msg) in [
+        ("1sec 1sec", "Error: estimator parameters are out of range."),
+        (
+            "16sec 64sec",
+            "Error: estimator parameters are out of range.",
+        ),
+        (
+            "x 1sec",
+            "Error: argument \"invalid estimator interval\" is wrong: estimator",
+        ),
+        (
+            "1sec pfifo",
+            "Error: argument \"invalid estimator time constant\" is wrong: estimator",
+        ),
+    ] {
+        let e = refused(
+            "tc-est-bad",
+            &format!("tc qdisc add dev t0 root estimator {times} pfifo"),
+        );
+        assert!(e.contains(&format!("line 3: {msg}")), "{e}");
+    }
+}

@@ -118,6 +118,10 @@ pub struct Stack {
     ports: parking_lot::Mutex<Ports>,
     /// The automatic qdisc handles (`qdisc_alloc_handle`).
     autohandle: api::AutoHandle,
+    /// Rate estimators by device index ([`Stack::set_estimator`]).
+    estimators: parking_lot::Mutex<Vec<(u32, crate::sched::est::Estimators)>>,
+    /// When the next estimator sample is due (ns; `est::NEVER`: none).
+    est_due: AtomicU64,
 }
 
 /// Bound UDP ports and the ephemeral-port cursor.
@@ -167,6 +171,8 @@ impl Stack {
                 rng: seed(),
             }),
             autohandle: api::AutoHandle::default(),
+            estimators: parking_lot::Mutex::new(Vec::new()),
+            est_due: AtomicU64::new(crate::sched::est::NEVER),
         })
     }
 
@@ -236,9 +242,14 @@ impl Stack {
     }
 
     pub(crate) fn xmit_ctx(&self) -> XmitCtx<'_> {
+        let now = self.now();
+        // Estimator samples due are taken before the counters move on.
+        if now.as_nanos() >= self.est_due.load(Ordering::Relaxed) {
+            self.estimate(now);
+        }
         XmitCtx {
             counters: &self.counters,
-            now: self.now(),
+            now,
             pool: &self.pool,
         }
     }

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use ipxmit::dev::NetDevice;
 use ipxmit::sched::api::Handle;
+use ipxmit::sched::est::{EstTarget, EstimatorSpec};
 use ipxmit::sched::{OptValue, QdiscOp, QdiscSpec, TcError};
 use ipxmit::time::Instant;
 use ipxmit::Stack;
@@ -31,6 +32,8 @@ pub enum TcCommand {
         handle: Option<u32>,
         /// The qdisc.
         spec: QdiscSpec,
+        /// `estimator INTERVAL TIME_CONSTANT`.
+        est: Option<EstimatorSpec>,
     },
     /// `tc qdisc del dev D root|parent X:Y [handle H:]`.
     Delete {
@@ -58,6 +61,8 @@ pub enum TcCommand {
         dev: String,
         /// The request.
         req: ipxmit::sched::ClassRequest,
+        /// `estimator INTERVAL TIME_CONSTANT`.
+        est: Option<EstimatorSpec>,
     },
     /// `tc filter add dev D [parent P] [protocol PROTO] [prio N] KIND ...`.
     FilterAdd {
@@ -251,6 +256,7 @@ fn parse_qdisc(r: &[&str], opts: ShowOpts) -> Result<TcCommand, String> {
         parent: m.parent,
         handle: m.handle,
         spec,
+        est: m.est,
     })
 }
 
@@ -264,6 +270,7 @@ struct ModifyWords<'a> {
     dev: String,
     parent: u32,
     handle: Option<u32>,
+    est: Option<EstimatorSpec>,
     words: Vec<&'a str>,
 }
 
@@ -271,7 +278,7 @@ struct ModifyWords<'a> {
 /// `handle H:`, then the kind and its options.
 fn parse_modify<'a>(r: &[&'a str]) -> Result<ModifyWords<'a>, String> {
     const INCOMPLETE: &str = "Command line is not complete. Try option \"help\"";
-    let (mut dev, mut handle, mut parent) = (None, None, 0);
+    let (mut dev, mut handle, mut parent, mut est) = (None, None, 0, None);
     let mut it = r.iter().copied();
     let mut words = Vec::new();
     while let Some(w) = it.next() {
@@ -290,6 +297,9 @@ fn parse_modify<'a>(r: &[&'a str]) -> Result<ModifyWords<'a>, String> {
                 let h = it.next().ok_or(INCOMPLETE)?;
                 handle = Some(parse_handle(h).ok_or(format!("Invalid handle \"{h}\""))?);
             }
+            "estimator" => {
+                est = Some(EstimatorSpec::parse(it.next(), it.next()).map_err(|e| e.to_string())?);
+            }
             kind => {
                 words = std::iter::once(kind).chain(it).collect();
                 break;
@@ -301,6 +311,7 @@ fn parse_modify<'a>(r: &[&'a str]) -> Result<ModifyWords<'a>, String> {
         dev,
         parent,
         handle,
+        est,
         words,
     })
 }
@@ -378,6 +389,37 @@ pub fn refusal(e: &TcError) -> String {
     }
 }
 
+/// The handle of the qdisc a `tc qdisc` line without `handle` made or
+/// changed: the root's, or the one on class `parent`.
+fn modified_handle(stack: &Stack, dev: &str, parent: u32) -> Option<u32> {
+    let d = stack.device(dev).ok()?;
+    if parent == ROOT {
+        return Some(d.root_qdisc().0);
+    }
+    stack.leaf_handle(dev, parent)
+}
+
+/// Kernel: the `TCA_RATE` part of a qdisc's or class's creation or change:
+/// an `estimator` given is (re)started; a new one without it has none; a
+/// change without it keeps what there was.
+fn set_estimator(
+    stack: &Stack,
+    dev: &str,
+    op: QdiscOp,
+    target: Option<EstTarget>,
+    est: Option<EstimatorSpec>,
+) -> Result<Option<String>, String> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    if est.is_some() || op == QdiscOp::Add {
+        stack
+            .set_estimator(dev, target, est)
+            .map_err(|e| refusal(&e))?;
+    }
+    Ok(None)
+}
+
 /// Carries out a `tc` line; `show` returns what tc prints.
 pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
     let done = |r: Result<(), TcError>| r.map(|()| None).map_err(|e| refusal(&e));
@@ -388,17 +430,31 @@ pub fn run(stack: &Stack, cmd: &TcCommand) -> Result<Option<String>, String> {
             parent,
             handle,
             spec,
-        } => done(stack.qdisc_modify_at(dev, *parent, *op, *handle, spec)),
+            est,
+        } => {
+            done(stack.qdisc_modify_at(dev, *parent, *op, *handle, spec))?;
+            let h = handle.or_else(|| modified_handle(stack, dev, *parent));
+            set_estimator(stack, dev, *op, h.map(EstTarget::Qdisc), *est)
+        }
         TcCommand::Delete {
             dev,
             parent,
             handle,
         } => done(stack.qdisc_delete_at(dev, *parent, *handle)),
-        TcCommand::ClassModify { dev, req } => {
+        TcCommand::ClassModify { dev, req, est } => {
             if let Some(w) = stack.class_modify(dev, req).map_err(|e| refusal(&e))? {
                 eprintln!("{w}");
             }
-            Ok(None)
+            let clid = match req.classid & 0xffff_0000 {
+                0 => (req.parent & 0xffff_0000) | req.classid,
+                _ => req.classid,
+            };
+            let op = match req.op {
+                ipxmit::sched::ClassOp::Add => QdiscOp::Add,
+                ipxmit::sched::ClassOp::Replace => QdiscOp::Replace,
+                ipxmit::sched::ClassOp::Change => QdiscOp::Change,
+            };
+            set_estimator(stack, dev, op, Some(EstTarget::Class(clid)), *est)
         }
         TcCommand::ClassDelete {
             dev,
@@ -452,7 +508,7 @@ fn show(
     };
     let named = dev.is_none();
     Ok(match object {
-        Object::Qdisc => qdisc_show(&devs, named, opts, stack.now()),
+        Object::Qdisc => qdisc_show(&devs, named, opts, stack.now(), Some(stack)),
         Object::Class => super::tc_class::class_show(
             &devs,
             super::tc_class::ShowClass {
@@ -460,7 +516,9 @@ fn show(
                 stats: opts.stats,
                 details: opts.details,
                 only: classid,
+                rates: &[],
             },
+            Some(stack),
         ),
     })
 }
@@ -472,19 +530,43 @@ pub fn qdisc_show(
     named: bool,
     opts: ShowOpts,
     now: Instant,
+    stack: Option<&Stack>,
 ) -> String {
+    // Read before any qdisc is locked (reading takes the due samples).
+    let rates = |d: &NetDevice| stack.map(|s| s.rate_estimates(d)).unwrap_or_default();
     if opts.json {
         let all: Vec<Value> = devs
             .iter()
-            .flat_map(|d| qdisc_json(d, named, opts))
+            .flat_map(|d| qdisc_json(d, named, opts, &rates(d)))
             .collect();
         return format!("{}\n", Value::Array(all));
     }
     let mut o = String::new();
     for d in devs {
-        qdisc_text(&mut o, d, named, opts, now);
+        qdisc_text(&mut o, d, named, opts, now, &rates(d));
     }
     o
+}
+
+/// A device's rate estimates: each target's bytes and packets per second.
+pub type Rates = [(EstTarget, (u64, u64))];
+
+/// The estimate of `target` among `rates`.
+pub fn rate_of(rates: &Rates, target: EstTarget) -> Option<(u64, u64)> {
+    rates.iter().find(|(t, _)| *t == target).map(|(_, r)| *r)
+}
+
+/// The two statistics lines of `tc -s`, with the rate estimate (`rate
+/// 824bit 1pps `) before the backlog when there is one.
+pub fn stats_text(s: &ipxmit::sched::QdiscStats, rate: Option<(u64, u64)>) -> String {
+    let t = s.to_string();
+    match rate {
+        None => t,
+        Some((bps, pps)) => {
+            let r = ipxmit::units::format_rate(bps.saturating_mul(8));
+            t.replacen("\n backlog", &format!("\n rate {r} {pps}pps backlog"), 1)
+        }
+    }
 }
 
 /// A class id as tc prints it: `1:2`, `:2` under a handle of `0:`.
@@ -500,7 +582,14 @@ fn classid(handle: u32, minor: usize) -> String {
 /// `mq` root each queue's qdisc and what is grafted in its tree (a root of
 /// another kind on a multi-queue device is one qdisc, which every queue
 /// shares).
-fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: Instant) {
+fn qdisc_text(
+    o: &mut String,
+    d: &NetDevice,
+    named: bool,
+    opts: ShowOpts,
+    now: Instant,
+    rates: &Rates,
+) {
     let devpart = if named {
         format!("dev {} ", d.name())
     } else {
@@ -510,7 +599,8 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
     if let Some(h) = mq {
         let _ = writeln!(o, "qdisc mq {} {devpart}root ", Handle(h));
         if opts.stats {
-            let _ = writeln!(o, "{}", summed(d));
+            let rate = rate_of(rates, EstTarget::Qdisc(h));
+            let _ = writeln!(o, "{}", stats_text(&summed(d), rate));
         }
     }
     let n = d.queues().len();
@@ -526,7 +616,11 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
             qdisc_lines(
                 &mut t,
                 qd,
-                &QdiscLine { handle, place },
+                &QdiscLine {
+                    handle,
+                    place,
+                    rate: rate_of(rates, EstTarget::Qdisc(handle)),
+                },
                 &devpart,
                 opts,
                 now,
@@ -541,7 +635,11 @@ fn qdisc_text(o: &mut String, d: &NetDevice, named: bool, opts: ShowOpts, now: I
                 qdisc_lines(
                     &mut t,
                     c,
-                    &QdiscLine { handle: h, place },
+                    &QdiscLine {
+                        handle: h,
+                        place,
+                        rate: rate_of(rates, EstTarget::Qdisc(h)),
+                    },
                     &devpart,
                     opts,
                     now,
@@ -559,6 +657,8 @@ struct QdiscLine {
     handle: u32,
     /// `root refcnt N` or `parent X:Y`.
     place: String,
+    /// Its rate estimate, if it has an estimator.
+    rate: Option<(u64, u64)>,
 }
 
 /// One qdisc's line, and with `-s` its counters and xstats.
@@ -579,7 +679,7 @@ fn qdisc_lines(
     let (kind, h, place) = (q.kind(), Handle(at.handle), &at.place);
     let _ = writeln!(o, "qdisc {kind} {h} {devpart}{place}{sep}{params}");
     if opts.stats {
-        let _ = writeln!(o, "{}", q.stats());
+        let _ = writeln!(o, "{}", stats_text(q.stats(), at.rate));
         if let Some(x) = q.xstats(now) {
             let _ = writeln!(o, "{x}");
         }
@@ -603,7 +703,7 @@ fn summed(d: &NetDevice) -> ipxmit::sched::QdiscStats {
 }
 
 /// The JSON objects of one device's qdiscs (as [`qdisc_text`] lists them).
-fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
+fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts, rates: &Rates) -> Vec<Value> {
     let n = d.queues().len();
     let mq = d.mq_root();
     let dev = named.then(|| d.name());
@@ -613,7 +713,7 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
         v.insert("root".into(), json!(true));
         v.insert("options".into(), json!({}));
         if opts.stats {
-            stats_json(&mut v, &summed(d));
+            stats_json(&mut v, &summed(d), rate_of(rates, EstTarget::Qdisc(h)));
         }
         all.push(Value::Object(v));
     }
@@ -633,7 +733,7 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
             }
             v.insert("options".into(), qdisc_options(qd));
             if opts.stats {
-                stats_json(&mut v, qd.stats());
+                stats_json(&mut v, qd.stats(), rate_of(rates, EstTarget::Qdisc(handle)));
             }
             match mq {
                 Some(_) => others.push((handle, Value::Object(v))),
@@ -644,7 +744,7 @@ fn qdisc_json(d: &NetDevice, named: bool, opts: ShowOpts) -> Vec<Value> {
                 v.insert("parent".into(), json!(Handle(parent).to_string()));
                 v.insert("options".into(), qdisc_options(c));
                 if opts.stats {
-                    stats_json(&mut v, c.stats());
+                    stats_json(&mut v, c.stats(), rate_of(rates, EstTarget::Qdisc(h)));
                 }
                 others.push((h, Value::Object(v)));
             }
@@ -705,18 +805,23 @@ pub fn hash_order<T>(v: &mut [(u32, T)]) {
 }
 
 /// tc's statistics keys of `-s -j`.
-fn stats_json(v: &mut Map<String, Value>, s: &ipxmit::sched::QdiscStats) {
+fn stats_json(v: &mut Map<String, Value>, s: &ipxmit::sched::QdiscStats, rate: Option<(u64, u64)>) {
     for (k, x) in [
         ("bytes", s.bytes),
         ("packets", s.packets),
         ("drops", s.drops),
         ("overlimits", s.overlimits),
         ("requeues", s.requeues),
-        ("backlog", s.backlog),
-        ("qlen", s.qlen),
     ] {
         v.insert(k.into(), json!(x));
     }
+    // tc prints the estimate (bytes per second) between the two groups.
+    if let Some((bps, pps)) = rate {
+        v.insert("rate".into(), json!(bps));
+        v.insert("pps".into(), json!(pps));
+    }
+    v.insert("backlog".into(), json!(s.backlog));
+    v.insert("qlen".into(), json!(s.qlen));
 }
 
 /// `"options"` as an object in tc's order.

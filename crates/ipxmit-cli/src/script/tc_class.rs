@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use ipxmit::dev::NetDevice;
 use ipxmit::sched::api::Handle;
 use ipxmit::sched::class::TC_H_ROOT;
+use ipxmit::sched::est::EstTarget;
 use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec, Qdisc};
 
 use super::tc::TcCommand;
@@ -49,6 +50,8 @@ struct Words<'a> {
     parent: u32,
     classid: u32,
     kind: Vec<&'a str>,
+    /// `estimator INTERVAL TIME_CONSTANT`.
+    est: Option<ipxmit::sched::est::EstimatorSpec>,
 }
 
 /// Reads `dev D`, `classid C`, `parent P`, `root`, then the kind and its
@@ -59,6 +62,7 @@ fn words<'a>(r: &[&'a str]) -> Result<Words<'a>, String> {
         parent: 0,
         classid: 0,
         kind: Vec::new(),
+        est: None,
     };
     let mut it = r.iter().copied();
     while let Some(word) = it.next() {
@@ -69,6 +73,10 @@ fn words<'a>(r: &[&'a str]) -> Result<Words<'a>, String> {
                 w.classid = parse_classid(v).ok_or(format!("Invalid class ID \"{v}\""))?;
             }
             "handle" => return Err("Error: try \"classid\" instead of \"handle\"".into()),
+            "estimator" => {
+                let spec = ipxmit::sched::est::EstimatorSpec::parse(it.next(), it.next());
+                w.est = Some(spec.map_err(|e| e.to_string())?);
+            }
             "root" => {
                 if w.parent != 0 {
                     return Err("Error: \"root\" is duplicate parent ID.".into());
@@ -122,12 +130,13 @@ pub fn parse_modify(cmd: &str, rest: &[&str]) -> Result<TcCommand, String> {
             classid: w.classid,
             spec,
         },
+        est: w.est,
     })
 }
 
 /// What `tc [-s] [-d] class show` prints.
 #[derive(Clone, Copy)]
-pub struct ShowClass {
+pub struct ShowClass<'a> {
     /// `dev D ` after the class id (all devices listed).
     pub named: bool,
     /// `-s`.
@@ -136,14 +145,26 @@ pub struct ShowClass {
     pub details: bool,
     /// `classid C`: only that class.
     pub only: Option<u32>,
+    /// The device's rate estimates (filled in by [`class_show`]).
+    pub rates: &'a super::tc::Rates,
 }
 
 /// `tc [-s] [-d] class show`: the classes of each device's root, then of
 /// the qdiscs grafted in its tree, each in its qdisc's order (`class htb
 /// 1:1 root rate ...`; tc 6.1 prints text even under `-j`).
-pub fn class_show(devs: &[std::sync::Arc<NetDevice>], how: ShowClass) -> String {
+pub fn class_show(
+    devs: &[std::sync::Arc<NetDevice>],
+    how: ShowClass,
+    stack: Option<&ipxmit::Stack>,
+) -> String {
     let mut o = String::new();
     for d in devs {
+        // Read before any qdisc is locked (reading takes the due samples).
+        let rates = stack.map(|s| s.rate_estimates(d)).unwrap_or_default();
+        let how = ShowClass {
+            rates: &rates,
+            ..how
+        };
         let devpart = if how.named {
             format!("dev {} ", d.name())
         } else {
@@ -180,7 +201,8 @@ fn mq_classes(o: &mut String, d: &NetDevice, mh: u32, devpart: &str, how: ShowCl
                 };
                 let _ = writeln!(o, "class mq {} {devpart}root {leaf}", Handle(id));
                 if how.stats {
-                    let _ = writeln!(o, "{}", q.stats());
+                    let rate = super::tc::rate_of(how.rates, EstTarget::Class(id));
+                    let _ = writeln!(o, "{}", super::tc::stats_text(q.stats(), rate));
                 }
             }
             let mut t = String::new();
@@ -225,7 +247,8 @@ fn qdisc_classes(o: &mut String, q: &dyn Qdisc, h: u32, devpart: &str, how: Show
             show.text
         );
         if how.stats {
-            let _ = writeln!(o, "{}", show.stats);
+            let rate = super::tc::rate_of(how.rates, EstTarget::Class(id));
+            let _ = writeln!(o, "{}", super::tc::stats_text(&show.stats, rate));
             *o += show.xstats.as_deref().unwrap_or("");
             o.push('\n');
         }
@@ -254,7 +277,7 @@ mod tests {
             parse_modify(w[0], &w[1..])
         };
         match p("add dev d0 parent 1: classid 1:1 htb rate 20kbit").unwrap() {
-            TcCommand::ClassModify { dev, req } => {
+            TcCommand::ClassModify { dev, req, .. } => {
                 assert_eq!(
                     (dev.as_str(), req.parent, req.classid),
                     ("d0", 0x1_0000, 0x1_0001)

@@ -22,6 +22,7 @@ pub mod class;
 pub mod clhash;
 pub mod cls;
 pub mod codel;
+pub mod est;
 pub mod fifo;
 pub mod fq;
 pub mod fq_codel;

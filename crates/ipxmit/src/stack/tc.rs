@@ -11,9 +11,11 @@ use super::{ConfigError, Stack};
 use crate::dev::NetDevice;
 use crate::sched::api::{self, RootAction};
 use crate::sched::cls::{FilterChain, FilterError, FilterSpec};
+use crate::sched::est::{self, EstTarget, EstimatorSpec, Estimators};
 use crate::sched::{
     class, graft, run, ClassError, ClassRequest, Qdisc, QdiscOp, QdiscSpec, TcError,
 };
+use crate::time::Instant;
 
 impl Stack {
     /// `tc qdisc replace dev DEV root SPEC` ([`Stack::qdisc_modify`]): on a
@@ -426,4 +428,135 @@ fn block_of(q: &mut dyn Qdisc, id: u32, class: bool) -> Result<&mut FilterChain,
         return Err(FilterError::NoClass);
     }
     q.class_filters_mut(id).ok_or(FilterError::ClassNoBlock)
+}
+
+impl Stack {
+    /// Kernel: `gen_replace_estimator()` / `gen_kill_estimator()`: starts
+    /// (or with `None` stops) the rate estimator of a qdisc or class on
+    /// `dev` (`tc ... estimator 1sec 8sec`), from its counters now.
+    pub fn set_estimator(
+        &self,
+        dev: &str,
+        target: EstTarget,
+        spec: Option<EstimatorSpec>,
+    ) -> Result<(), TcError> {
+        let d = self
+            .device(dev)
+            .map_err(|_| TcError::NoDevice(dev.to_owned()))?;
+        let now = self.now();
+        let counters = est_counters(&d, target);
+        if spec.is_some() && counters.is_none() {
+            return Err(TcError::QdiscNotFound);
+        }
+        let mut all = self.estimators.lock();
+        let i = match all.iter().position(|(ix, _)| *ix == d.ifindex()) {
+            Some(i) => i,
+            None => {
+                all.push((d.ifindex(), Default::default()));
+                all.len() - 1
+            }
+        };
+        all[i]
+            .1
+            .set(target, spec, now, counters.unwrap_or_default());
+        self.est_rearm(&all);
+        Ok(())
+    }
+
+    /// The handle of the qdisc on class `parent` of `dev` (under `mq`, on
+    /// queue `parent`'s minor), `None` when there is no such class.
+    pub fn leaf_handle(&self, dev: &str, parent: u32) -> Option<u32> {
+        let d = self.device(dev).ok()?;
+        if d.mq_root().is_some_and(|h| h == parent & 0xffff_0000) {
+            let i = ((parent & 0xffff) as usize).checked_sub(1)?;
+            return d.queues().get(i).map(|q| q.qdisc_handle());
+        }
+        let r = self.on_trees(&d, |root, rh, _| {
+            let (q, _) =
+                graft::find(root, rh, parent & 0xffff_0000, 0).ok_or(TcError::QdiscNotFound)?;
+            q.leaf_mut(parent)
+                .map(|(h, _)| h)
+                .ok_or(TcError::QdiscNotFound)
+        });
+        r.ok()
+    }
+
+    /// The rate estimates of `dev`'s qdiscs and classes, as of now: each
+    /// target with its bytes and packets per second (`gen_estimator_read`).
+    pub fn rate_estimates(&self, dev: &NetDevice) -> Vec<(EstTarget, (u64, u64))> {
+        let _ = self.xmit_ctx();
+        let all = self.estimators.lock();
+        all.iter()
+            .find(|(ix, _)| *ix == dev.ifindex())
+            .map(|(_, e)| e.all())
+            .unwrap_or_default()
+    }
+
+    /// Takes every estimator sample due by `now` (`est_timer`).
+    pub(crate) fn estimate(&self, now: Instant) {
+        // Another thread taking them is as good.
+        let Some(mut all) = self.estimators.try_lock() else {
+            return;
+        };
+        for (ix, ests) in all.iter_mut() {
+            let dev = self
+                .devices
+                .read()
+                .iter()
+                .find(|d| d.ifindex() == *ix)
+                .cloned();
+            match dev {
+                Some(d) => ests.catch_up(now, |t| est_counters(&d, t)),
+                None => *ests = Default::default(),
+            }
+        }
+        self.est_rearm(&all);
+    }
+
+    /// Records when the next estimator sample is due.
+    fn est_rearm(&self, all: &[(u32, Estimators)]) {
+        let due = all
+            .iter()
+            .map(|(_, e)| e.next_due())
+            .min()
+            .unwrap_or(est::NEVER);
+        self.est_due
+            .store(due, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The byte and packet counters an estimator of `target` samples: the
+/// qdisc's (an `mq` root's: its queues' summed), or the class's; `None`
+/// when `d` has no such qdisc or class.
+fn est_counters(d: &NetDevice, target: EstTarget) -> Option<(u64, u64)> {
+    let (h, cl) = match target {
+        EstTarget::Qdisc(h) => (h, None),
+        EstTarget::Class(c) => (c & 0xffff_0000, Some(c)),
+    };
+    if d.mq_root() == Some(h) {
+        let trees = d.trees().iter();
+        let stats: Vec<_> = trees.map(|q| q.with_qdisc(|q| *q.stats())).collect();
+        return match cl {
+            None => Some(
+                stats
+                    .iter()
+                    .fold((0, 0), |a, s| (a.0 + s.bytes, a.1 + s.packets)),
+            ),
+            Some(c) => stats
+                .get(((c & 0xffff) as usize).wrapping_sub(1))
+                .map(|s| (s.bytes, s.packets)),
+        };
+    }
+    d.trees().iter().find_map(|txq| {
+        let rh = txq.qdisc_handle();
+        txq.with_qdisc_mut(|root| {
+            let (q, _) = graft::find(root, rh, h, 0)?;
+            match cl {
+                None => Some((q.stats().bytes, q.stats().packets)),
+                Some(c) => q
+                    .class_show(c, false)
+                    .map(|s| (s.stats.bytes, s.stats.packets)),
+            }
+        })
+    })
 }
