@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -77,6 +77,8 @@ pub struct TxQueueCtl {
     state: AtomicU8,
     /// The byte queue limits, once the driver reports what it queues.
     dql: Mutex<Option<dql::Dql>>,
+    /// Times byte queue limits stopped the queue.
+    bql_stops: AtomicU64,
     scheduled: AtomicBool,
     notify: Arc<Notify>,
 }
@@ -118,6 +120,7 @@ impl TxQueueCtl {
         TxQueueCtl {
             state: AtomicU8::new(0),
             dql: Mutex::new(None),
+            bql_stops: AtomicU64::new(0),
             scheduled: AtomicBool::new(false),
             notify,
         }
@@ -149,7 +152,9 @@ impl TxQueueCtl {
         if d.avail() >= 0 {
             return;
         }
-        self.state.fetch_or(STACK_XOFF, Ordering::AcqRel);
+        if self.state.fetch_or(STACK_XOFF, Ordering::AcqRel) & STACK_XOFF == 0 {
+            self.bql_stops.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Kernel: `netdev_tx_completed_queue()`: the hardware finished
@@ -174,6 +179,13 @@ impl TxQueueCtl {
     /// uses them.
     pub fn bql(&self) -> Option<dql::Dql> {
         self.dql.lock().clone()
+    }
+
+    /// Times byte queue limits stopped the queue (set `STACK_XOFF` on a
+    /// queue that did not have it). The kernel keeps no such counter; it
+    /// shows that the limit, not the driver, held the queue back.
+    pub fn bql_stops(&self) -> u64 {
+        self.bql_stops.load(Ordering::Relaxed)
     }
 
     /// `__netif_schedule`: ask for a qdisc run from deferred work.
@@ -748,5 +760,25 @@ impl QdiscSlot {
     /// (`TCQ_F_CAN_BYPASS`), empty, and not running.
     pub(crate) fn can_bypass_now(&self) -> bool {
         self.qdisc.can_bypass() && self.is_empty() && !self.running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bql_stops_count_each_stop_once_and_completions_wake() {
+        let ctl = TxQueueCtl::new(Arc::new(Notify::default()));
+        let t = Instant::from_nanos(0);
+        ctl.sent_queue(1000, t);
+        ctl.sent_queue(1000, t);
+        assert!(ctl.is_stopped());
+        assert_eq!(ctl.bql_stops(), 1, "already stopped: not counted again");
+        ctl.completed_queue(2000, t);
+        assert!(!ctl.is_stopped());
+        assert!(ctl.take_scheduled(), "the wake-up reschedules the queue");
+        ctl.sent_queue(3000, t);
+        assert_eq!(ctl.bql_stops(), 2);
     }
 }
