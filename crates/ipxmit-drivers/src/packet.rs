@@ -19,6 +19,33 @@
 //! the [`runner`](crate::runner::Runner) (or a short retry timer after `ENOBUFS`) —
 //! sends what is held and wakes the queue. Nothing is lost.
 //!
+//! Byte queue limits (the kernel's `dql`, see [`ipxmit::dev::dql`]) apply in
+//! [`PacketMode::TxRing`], where the analogy with a NIC holds: the ring is the
+//! descriptor ring, `send` is the doorbell, and the kernel hands a slot back
+//! (`TP_STATUS_AVAILABLE`, from `tpacket_destruct_skb`) once the frame's buffer
+//! is freed — a transmit completion that comes later, in the kernel's
+//! context. A frame copied into a slot is reported with
+//! [`TxQueueCtl::sent_queue`] (`netdev_tx_sent_queue`; over the limit the
+//! queue stops with `STACK_XOFF` and the doorbell rings at once, as
+//! `__netdev_tx_sent_queue` tells a driver to). Released slots are found by
+//! scanning from the oldest outstanding one and reported with
+//! [`TxQueueCtl::completed_queue`] (`netdev_tx_completed_queue`), which
+//! adapts the limit and wakes the queue: when the driver next runs (as
+//! drivers that clean their ring in `ndo_start_xmit` do), and from the
+//! stack's receive poll and the [`runner`](crate::runner::Runner) (the
+//! completion interrupt and NAPI poll), which comes back after
+//! [`RING_RETRY`] while the limit holds the queue and after [`RING_REAP`]
+//! while frames are otherwise in flight.
+//!
+//! [`PacketMode::Sendmmsg`] has no byte queue limits. A `sendmmsg` returns
+//! when the kernel has taken (or refused) each frame; no later event says
+//! that a frame left, so nothing could be reported as completed except at
+//! once, which would only make the limit chase the largest frame and cut
+//! batches short. The socket's send budget (`SO_SNDBUF`, `EAGAIN`, then
+//! `POLLOUT`) is the back-pressure there, as it is for the kernel's own
+//! virtual devices without a completion (veth, tun and loopback keep no
+//! `byte_queue_limits` in sysfs).
+//!
 //! Receive (for ARP replies): a second packet socket bound to the interface
 //! (`packet_rcv`), frames read with `recvfrom`; our own outgoing frames
 //! (`PACKET_OUTGOING`) are ignored, by `PACKET_IGNORE_OUTGOING` and by
@@ -26,11 +53,12 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ipxmit::dev::{DevConfig, Driver, Features, TxQueueCtl, TxStatus};
+use ipxmit::time::Instant;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::PacketBuf;
 use parking_lot::Mutex;
@@ -40,15 +68,29 @@ use rustix::net::{
 };
 
 use crate::runner::{self, recycle, WaitFd, WaitSource};
-use crate::sys::{self, TxRingMap, TPACKET2_DATA_OFF};
+use crate::sys::{self, TxRingMap, TPACKET2_DATA_OFF, TP_STATUS_KERNEL};
 
 /// Default largest batch of one `sendmmsg`.
 pub const DEFAULT_BATCH: usize = 64;
 /// Retry time after the device refused a frame (`ENOBUFS`): there is no
 /// `POLLOUT` to wait for then.
 const NOBUFS_RETRY: Duration = Duration::from_millis(1);
-/// Retry time when `POLLOUT` fired but the ring slot is still in flight.
-const RING_RETRY: Duration = Duration::from_micros(100);
+/// Retry time when `POLLOUT` fired but the ring slot is still in flight,
+/// and while byte queue limits hold a ring's queue stopped.
+pub const RING_RETRY: Duration = Duration::from_micros(100);
+/// How soon the runner looks for released slots while ring frames are in
+/// flight and the queue runs, so that the byte queue limits' `inflight`
+/// falls to 0 once the kernel is done (while frames keep coming, the driver
+/// finds completions itself).
+pub const RING_REAP: Duration = Duration::from_millis(10);
+
+/// The time of transmit completions: `CLOCK_MONOTONIC_COARSE`, a few
+/// nanoseconds to read and ticking with the kernel's jiffies, which is what
+/// the kernel's `dql` measures its hold time in.
+fn completion_time() -> Instant {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Instant::from_nanos(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
+}
 
 /// How frames reach the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,11 +99,12 @@ pub enum PacketMode {
     Sendmmsg,
     /// A `PACKET_TX_RING` (`TPACKET_V2`) of `frames` slots of `frame_size`
     /// bytes (a multiple of 16; frame data starts 32 bytes in), one `send` per
-    /// batch.
+    /// batch, with byte queue limits (see the module documentation).
     TxRing {
         /// Slots in the ring.
         frames: usize,
-        /// Bytes per slot.
+        /// Bytes per slot; 0: the smallest that holds a frame of the
+        /// interface's MTU.
         frame_size: usize,
     },
 }
@@ -200,6 +243,74 @@ struct Ring {
     pending: usize,
     /// The last slot filled.
     last: usize,
+    /// The oldest slot handed to the kernel and not yet seen released.
+    tail: usize,
+    /// Slots from `tail` to `head`: filled, not yet seen released.
+    outstanding: usize,
+    /// The frame length in each slot, for its completion.
+    lens: Box<[u32]>,
+    /// The clock's reading at the last completion (the time
+    /// [`TxQueueCtl::sent_queue`] starts the limit's hold time from).
+    stamp: Instant,
+}
+
+impl Ring {
+    fn new(map: TxRingMap, now: Instant) -> Ring {
+        let lens = vec![0; map.frames()].into_boxed_slice();
+        Ring {
+            map,
+            head: 0,
+            pending: 0,
+            last: 0,
+            tail: 0,
+            outstanding: 0,
+            lens,
+            stamp: now,
+        }
+    }
+
+    /// True when the slot at `head` is ours (all filled slots not yet seen
+    /// released are counted in `outstanding`).
+    fn has_free_slot(&self) -> bool {
+        self.outstanding < self.map.frames()
+    }
+
+    /// Copies `pkt` into the slot at `head` and hands it to the kernel;
+    /// false when it does not fit.
+    fn put(&mut self, pkt: &PacketBuf) -> bool {
+        if !self.map.fill(self.head, pkt) {
+            return false;
+        }
+        self.lens[self.head] = pkt.len() as u32;
+        self.last = self.head;
+        self.head = (self.head + 1) % self.map.frames();
+        self.pending += 1;
+        self.outstanding += 1;
+        true
+    }
+
+    /// Kernel: the descriptor scan of a NIC's transmit-completion poll.
+    /// Walks from the oldest outstanding slot while the kernel has handed
+    /// slots back, and returns their bytes. A slot the kernel rejected
+    /// (`TP_STATUS_WRONG_FORMAT`, not sent) is counted as an error, made
+    /// available again, and completes too: its bytes leave the queue.
+    fn reap(&mut self, c: &Counters) -> u64 {
+        let mut bytes = 0u64;
+        while self.outstanding > 0 {
+            let st = self.map.status(self.tail);
+            if st & TP_STATUS_KERNEL != 0 {
+                break;
+            }
+            if st & libc::TP_STATUS_WRONG_FORMAT != 0 {
+                c.error(Errno::INVAL);
+                self.map.set_available(self.tail);
+            }
+            bytes += u64::from(self.lens[self.tail]);
+            self.tail = (self.tail + 1) % self.map.frames();
+            self.outstanding -= 1;
+        }
+        bytes
+    }
 }
 
 /// Transmit state of one queue, under its lock.
@@ -226,6 +337,9 @@ enum Flow {
 
 struct Queue {
     fd: OwnedFd,
+    /// Ring slots filled and not yet seen released (a copy of the ring's
+    /// count, readable without the queue's lock).
+    in_flight: AtomicUsize,
     /// Stopped for lack of room; waiting for completion.
     waiting: AtomicBool,
     /// Waiting on a timer rather than `POLLOUT`.
@@ -240,6 +354,30 @@ impl Queue {
     /// way a completion must wake it.
     fn needs_completion(&self) -> bool {
         self.waiting.load(Ordering::Acquire) || self.ctl.get().is_some_and(|c| c.is_stopped())
+    }
+
+    /// Ring frames are in flight: their completion is still to be seen.
+    fn has_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Kernel: `netdev_tx_completed_queue()` from a NIC's completion poll.
+    /// Reports the bytes of the ring slots the kernel released since the
+    /// last scan; the limit adapts and a queue it stopped wakes.
+    fn reap(&self, tx: &mut TxState, c: &Counters) {
+        let Some(ring) = tx.ring.as_mut() else {
+            return;
+        };
+        let bytes = ring.reap(c);
+        self.in_flight.store(ring.outstanding, Ordering::Release);
+        if bytes == 0 {
+            return;
+        }
+        ring.stamp = completion_time();
+        if let Some(ctl) = self.ctl.get() {
+            // A ring holds far less than 4 GiB.
+            ctl.completed_queue(u32::try_from(bytes).unwrap_or(u32::MAX), ring.stamp);
+        }
     }
 }
 
@@ -323,12 +461,17 @@ fn ring_geometry(
         ifname: cfg.ifname.clone(),
         reason,
     };
+    let need = mtu as usize + 14 + TPACKET2_DATA_OFF;
+    let frame_size = if frame_size == 0 {
+        need.next_multiple_of(16)
+    } else {
+        frame_size
+    };
     if !frame_size.is_multiple_of(16) || frame_size < 64 || frames == 0 {
         return Err(bad(format!(
             "ring frame size {frame_size} must be a multiple of 16 and at least 64, with at least one frame"
         )));
     }
-    let need = mtu as usize + 14 + TPACKET2_DATA_OFF;
     if need > frame_size {
         return Err(bad(format!(
             "ring frame size {frame_size} holds frames up to {} bytes, but MTU {mtu} needs {}",
@@ -361,17 +504,13 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
             let (block, nr, fsz) = ring_geometry(cfg, frames, frame_size, mtu)?;
             let map = TxRingMap::setup(fd.as_fd(), block, nr, fsz)
                 .map_err(sys_err("PACKET_TX_RING", name))?;
-            Some(Ring {
-                map,
-                head: 0,
-                pending: 0,
-                last: 0,
-            })
+            Some(Ring::new(map, completion_time()))
         }
     };
     let batch = cfg.batch.clamp(1, 1024);
     Ok(Queue {
         fd,
+        in_flight: AtomicUsize::new(0),
         waiting: AtomicBool::new(false),
         backoff: AtomicBool::new(false),
         ctl: OnceLock::new(),
@@ -608,19 +747,9 @@ impl TxState {
         Flow::Clear
     }
 
-    /// True when the next ring slot is free (resetting one the kernel marked
-    /// `TP_STATUS_WRONG_FORMAT`, counted as an error).
-    fn ring_slot_free(&mut self, c: &Counters) -> bool {
-        let Some(ring) = self.ring.as_mut() else {
-            return true;
-        };
-        let st = ring.map.status(ring.head);
-        if st & libc::TP_STATUS_WRONG_FORMAT != 0 {
-            c.error(Errno::INVAL);
-            ring.map.set_available(ring.head);
-            return true;
-        }
-        st == libc::TP_STATUS_AVAILABLE
+    /// True when the next ring slot is free (after a completion scan).
+    fn ring_slot_free(&self) -> bool {
+        self.ring.as_ref().is_none_or(Ring::has_free_slot)
     }
 
     /// Sends or kicks whatever is waiting.
@@ -633,9 +762,9 @@ impl TxState {
     }
 
     /// True when a new frame can be taken.
-    fn has_room(&mut self, c: &Counters) -> bool {
+    fn has_room(&self) -> bool {
         if self.ring.is_some() {
-            self.ring_slot_free(c)
+            self.ring_slot_free()
         } else {
             self.held.len() < self.batch
         }
@@ -661,12 +790,14 @@ impl Shared {
         }
     }
 
-    /// Transmit completion for queue `q`: push out what waits; wake the queue
-    /// when there is room again.
+    /// Transmit completion for queue `q`: push out what waits, report the
+    /// ring slots released (byte queue limits); wake the queue when there
+    /// is room again.
     fn complete(&self, q: &Queue) {
         let mut tx = q.tx.lock();
         let flow = tx.push_out(&q.fd, &self.c);
-        if flow == Flow::Clear && tx.has_room(&self.c) {
+        q.reap(&mut tx, &self.c);
+        if flow == Flow::Clear && tx.has_room() {
             q.waiting.store(false, Ordering::Release);
             q.backoff.store(false, Ordering::Release);
             drop(tx);
@@ -674,10 +805,38 @@ impl Shared {
                 ctl.wake();
             }
         } else {
+            drop(tx);
             // In flight (ring) or refused: retry on a timer, not on POLLOUT,
             // which may already be set.
             q.backoff
                 .store(flow != Flow::Full || self.ring, Ordering::Release);
+        }
+        if self.ring && q.ctl.get().is_some_and(|c| c.is_stopped()) {
+            // Still over the byte limit: the bytes it waits for are in
+            // flight, and `POLLOUT` says nothing about them.
+            q.backoff.store(true, Ordering::Release);
+        }
+    }
+
+    /// A completion scan of a running ring queue (nothing to push out or
+    /// wake), skipped while its sender holds the queue: the sender scans
+    /// itself.
+    fn reap_running(&self, q: &Queue) {
+        if let Some(mut tx) = q.tx.try_lock() {
+            q.reap(&mut tx, &self.c);
+        }
+    }
+
+    /// The completion work queue `q` needs now, if any: `poll_out` tells
+    /// whether a stopped sendmmsg queue's socket has room (rings are seen
+    /// in memory).
+    fn service(&self, q: &Queue, poll_out: impl FnOnce() -> bool) {
+        if q.needs_completion() {
+            if self.ring || poll_out() {
+                self.complete(q);
+            }
+        } else if q.has_in_flight() {
+            self.reap_running(q);
         }
     }
 }
@@ -692,10 +851,16 @@ impl WaitSource for Shared {
             });
         }
         let mut retry = None;
-        for q in self.queues.iter().filter(|q| q.needs_completion()) {
+        let mut wake_in = |t: Duration| retry = Some(retry.map_or(t, |r: Duration| r.min(t)));
+        for q in self.queues.iter() {
+            if !q.needs_completion() {
+                if q.has_in_flight() {
+                    wake_in(RING_REAP);
+                }
+                continue;
+            }
             if q.backoff.load(Ordering::Acquire) {
-                let t = if self.ring { RING_RETRY } else { NOBUFS_RETRY };
-                retry = Some(retry.map_or(t, |r: Duration| r.min(t)));
+                wake_in(if self.ring { RING_RETRY } else { NOBUFS_RETRY });
             } else {
                 out.push(WaitFd {
                     fd: q.fd.as_fd(),
@@ -708,8 +873,8 @@ impl WaitSource for Shared {
     }
 
     fn complete_tx(&self) {
-        for q in self.queues.iter().filter(|q| q.needs_completion()) {
-            self.complete(q);
+        for q in self.queues.iter() {
+            self.service(q, || true);
         }
     }
 }
@@ -748,23 +913,24 @@ impl PacketQueue {
     }
 
     /// Copies `pkt` into the next ring slot, kicking the kernel when the batch
-    /// ends.
+    /// ends or byte queue limits stopped the queue. Slots released since the
+    /// last call are reported first.
     fn xmit_ring(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
         let sh = &*self.shared;
         let q = &sh.queues[self.index];
         let mut tx = q.tx.lock();
-        if !tx.ring_slot_free(&sh.c) {
+        q.reap(&mut tx, &sh.c);
+        if !tx.ring_slot_free() {
             let flow = tx.kick(&q.fd, &sh.c);
-            if !tx.ring_slot_free(&sh.c) {
+            q.reap(&mut tx, &sh.c);
+            if !tx.ring_slot_free() {
                 drop(tx);
-                sh.block(
-                    q,
-                    if flow == Flow::Refused {
-                        flow
-                    } else {
-                        Flow::Full
-                    },
-                );
+                let flow = if flow == Flow::Refused {
+                    flow
+                } else {
+                    Flow::Full
+                };
+                sh.block(q, flow);
                 return TxStatus::Busy(pkt);
             }
         }
@@ -772,16 +938,20 @@ impl PacketQueue {
         let Some(ring) = tx.ring.as_mut() else {
             return TxStatus::Error;
         };
-        if !ring.map.fill(ring.head, &pkt) {
+        if !ring.put(&pkt) {
             sh.c.error(Errno::MSGSIZE);
             return TxStatus::Error;
         }
-        ring.last = ring.head;
-        ring.head = (ring.head + 1) % ring.map.frames();
-        ring.pending += 1;
+        q.in_flight.store(ring.outstanding, Ordering::Release);
         sh.c.tx_frames.fetch_add(1, Ordering::Relaxed);
         sh.c.tx_bytes.fetch_add(pkt.len() as u64, Ordering::Relaxed);
-        if !more || ring.pending >= batch {
+        let ctl = q.ctl.get();
+        if let Some(c) = ctl {
+            c.sent_queue(pkt.len() as u32, ring.stamp);
+        }
+        // `__netdev_tx_sent_queue`: ring the doorbell at the end of a batch,
+        // or now if the queue just stopped (no more frames come to end it).
+        if !more || ring.pending >= batch || ctl.is_some_and(|c| c.is_stopped()) {
             let flow = tx.kick(&q.fd, &sh.c);
             drop(tx);
             if flow != Flow::Clear {
@@ -819,10 +989,8 @@ impl Driver for PacketQueue {
     fn poll_rx(&mut self, budget: usize, rx: &mut dyn FnMut(&[u8])) -> usize {
         runner::announce(&self.source);
         let sh = self.shared.clone();
-        for q in sh.queues.iter().filter(|q| q.needs_completion()) {
-            if sys::writable_now(&q.fd) {
-                sh.complete(q);
-            }
+        for q in sh.queues.iter() {
+            sh.service(q, || sys::writable_now(&q.fd));
         }
         let Some(fd) = &sh.rx else {
             return 0;

@@ -199,6 +199,12 @@ pub fn recv_ll(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u8)> {
     }
 }
 
+/// The `tp_status` bits of a TX slot the kernel still owns: waiting to be
+/// sent (`TP_STATUS_SEND_REQUEST`) or in flight (`TP_STATUS_SENDING`, until
+/// the frame's buffer is freed and `tpacket_destruct_skb` hands the slot
+/// back, possibly with `TP_STATUS_TS_*` bits set).
+pub const TP_STATUS_KERNEL: u32 = libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING;
+
 /// `struct tpacket2_hdr` field offsets.
 const TP_STATUS: usize = 0;
 const TP_LEN: usize = 4;
@@ -309,11 +315,13 @@ impl TxRingMap {
     }
 
     /// Copies `pkt` into slot `i`, which must be available (the kernel does not
-    /// touch it then), and hands it to the kernel (`TP_STATUS_SEND_REQUEST`,
-    /// release). Returns false when the slot is not available or too small.
+    /// touch it then; timestamp bits may be set), and hands it to the kernel
+    /// (`TP_STATUS_SEND_REQUEST`, release). Returns false when the slot is not
+    /// available or too small.
     pub fn fill(&mut self, i: usize, pkt: &PacketBuf) -> bool {
         let len = pkt.len();
-        if len > self.max_frame() || self.status(i) != libc::TP_STATUS_AVAILABLE {
+        let busy = TP_STATUS_KERNEL | libc::TP_STATUS_WRONG_FORMAT;
+        if len > self.max_frame() || self.status(i) & busy != 0 {
             return false;
         }
         let start = self.slot_offset(i % self.frame_nr);

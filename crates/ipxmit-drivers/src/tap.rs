@@ -24,6 +24,16 @@
 //! non-blocking fd, e.g. over `TUNSETSNDBUF`) stops the queue and hands the frame
 //! back ([`TxStatus::Busy`]); `POLLOUT` on the fd — seen by the
 //! [`runner`](crate::runner::Runner) or re-checked in `poll_rx` — wakes it.
+//!
+//! No byte queue limits (`dql`): a `writev` to the TAP fd completes before it
+//! returns — `tun_get_user` has built the buffer and handed it to the
+//! kernel's receive path (`netif_rx`, or the device's NAPI) or dropped it —
+//! so there is no later transmit completion to report, and bytes "in
+//! flight" would always be 0. The kernel agrees for its own side: `tun.c`
+//! calls neither `netdev_tx_sent_queue` nor `netdev_tx_completed_queue`
+//! (`tun_net_xmit` only puts the buffer in the reader's ring or drops it),
+//! and a tun/tap device has no `byte_queue_limits` directory in sysfs.
+//! Back-pressure here is the send budget of the fd (`EAGAIN`, then `POLLOUT`).
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
