@@ -97,6 +97,10 @@ pub struct SendArgs {
     /// device), packet:IFACE (a Linux interface through AF_PACKET).
     #[arg(long, default_value = "mem")]
     pub dev: String,
+    /// With --dev packet:IFACE: send through a PACKET_TX_RING of this many
+    /// slots (with byte queue limits) instead of sendmmsg batches.
+    #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub tx_ring: Option<u32>,
     /// Also capture every frame the device sends (pcap, or pcapng by extension).
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -255,6 +259,9 @@ fn make_wire(
     n: usize,
     features: &mut Features,
 ) -> Result<(Vec<Box<dyn ipxmit::Driver>>, Wire)> {
+    if a.tx_ring.is_some() && !a.dev.starts_with("packet:") {
+        bail!("--tx-ring needs --dev packet:IFACE, not {:?}", a.dev);
+    }
     Ok(if a.dev == "mem" {
         let w = MemWire::new(8192);
         let addr = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
@@ -281,7 +288,8 @@ fn make_wire(
         .with_context(|| format!("cannot create capture file {path}"))?;
         (d, Wire::File)
     } else if let Some((kind, name)) = os_device(&a.dev) {
-        let (d, granted) = crate::script::links::os_drivers(&kind, name, n, *features)?;
+        let ring = a.tx_ring.map(|r| r as usize);
+        let (d, granted) = crate::script::links::os_drivers(&kind, name, n, *features, ring)?;
         *features = granted;
         (d, Wire::Os)
     } else {

@@ -12,7 +12,9 @@
 //! * `null`: counts and frees every frame (the kernel's `dummy`).
 //! * `pcap file PATH`: the wire is a capture file.
 //! * `tap`, `packet`: a Linux TAP device or interface (AF_PACKET); the kernel is
-//!   the far end.
+//!   the far end. `packet ... ring N` sends through a `PACKET_TX_RING` of N
+//!   slots, whose queues keep byte queue limits (the kernel hands a slot back
+//!   when it is done with the frame: a transmit completion).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -88,14 +90,16 @@ pub fn default_lladdr(i: usize) -> EthernetAddress {
 }
 
 /// Drivers for a Linux device of type `kind` (`tap` or `packet`) called
-/// `ifname`, `n` transmit queues, asking for the `offload` features; returns
-/// them with the features actually granted (TAP: what `TUNSETOFFLOAD`
-/// accepted; AF_PACKET: scatter-gather only).
+/// `ifname`, `n` transmit queues, asking for the `offload` features (and for
+/// `packet`, a TX ring of `ring` slots instead of `sendmmsg`); returns them
+/// with the features actually granted (TAP: what `TUNSETOFFLOAD` accepted;
+/// AF_PACKET: scatter-gather only).
 pub fn os_drivers(
     kind: &LinkKind,
     ifname: &str,
     n: usize,
     offload: Features,
+    ring: Option<usize>,
 ) -> Result<(Vec<Box<dyn Driver>>, Features), LinkError> {
     let io = |what: &str, e: String| LinkError::Io {
         what: format!("{what} {ifname}"),
@@ -114,6 +118,12 @@ pub fn os_drivers(
         _ => {
             let mut c = ipxmit_drivers::packet::PacketConfig::new(ifname);
             c.queues = n;
+            if let Some(frames) = ring {
+                c.mode = ipxmit_drivers::packet::PacketMode::TxRing {
+                    frames,
+                    frame_size: 0,
+                };
+            }
             let l = ipxmit_drivers::packet::PacketLink::open(&c)
                 .map_err(|e| io("packet socket on", e.to_string()))?;
             Ok((l.drivers(), l.features()))
@@ -161,7 +171,7 @@ pub fn build_link(stack: &Stack, spec: &LinkSpec, index: usize) -> Result<Link, 
         }
         LinkKind::Tap | LinkKind::Packet => {
             let ifname = spec.ifname.as_deref().unwrap_or(&spec.name);
-            let (d, granted) = os_drivers(&spec.kind, ifname, n, cfg.features)?;
+            let (d, granted) = os_drivers(&spec.kind, ifname, n, cfg.features, spec.ring)?;
             cfg.features = granted;
             (d, FarEnd::Os)
         }

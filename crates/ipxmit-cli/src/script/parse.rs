@@ -123,6 +123,9 @@ pub struct LinkSpec {
     pub peer_lladdr: Option<EthernetAddress>,
     /// `rate RATE` (mem): the line rate, bits per second.
     pub rate: Option<u64>,
+    /// `ring FRAMES` (packet): a `PACKET_TX_RING` of that many slots, with
+    /// byte queue limits, instead of `sendmmsg` batches.
+    pub ring: Option<usize>,
 }
 
 /// `route add|replace|del`.
@@ -590,6 +593,7 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
         peer: None,
         peer_lladdr: None,
         rate: None,
+        ring: None,
     };
     while let Some(k) = w.next() {
         match k {
@@ -603,6 +607,7 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
             "peer" => s.peer = Some(w.value("peer address", ipv4)?),
             "peerlladdr" => s.peer_lladdr = Some(w.value("peerlladdr", mac)?),
             "rate" => s.rate = Some(w.value("rate (e.g. 100mbit)", line_rate)?),
+            "ring" => s.ring = Some(w.value("ring frames", ring_frames)?),
             _ => return Err(w.unexpected(k)),
         }
     }
@@ -616,6 +621,16 @@ fn line_rate(s: &str) -> Result<u64, String> {
         Ok(r) if r > 0 => Ok(r),
         Ok(_) => Err("expected a rate above 0".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Slots of a TX ring: 1..=65536.
+fn ring_frames(s: &str) -> Result<usize, String> {
+    let n: usize = num_in(s)?;
+    if (1..=65536).contains(&n) {
+        Ok(n)
+    } else {
+        Err("expected 1..=65536".into())
     }
 }
 
@@ -651,6 +666,9 @@ fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     }
     if s.rate.is_some() && s.kind != LinkKind::Mem {
         return Err(unexpected("rate"));
+    }
+    if s.ring.is_some() && s.kind != LinkKind::Packet {
+        return Err(unexpected("ring"));
     }
     if s.peer_lladdr.is_some() && s.peer.is_none() {
         return Err(missing("peer ADDR (before peerlladdr)"));
@@ -1111,6 +1129,12 @@ mod tests {
         assert!(err("link add eth0 type pcap").contains("missing file PATH"));
         assert!(err("link add eth0 type mem file x").contains("not for type mem"));
         assert!(err("link add eth0 type wire").contains("invalid link type \"wire\""));
+        let Command::LinkAdd(s) = ok("link add eth0 type packet ifname veth0 ring 256") else {
+            panic!()
+        };
+        assert_eq!((s.kind, s.ring), (LinkKind::Packet, Some(256)));
+        assert!(err("link add eth0 type mem ring 8").contains("not for type mem"));
+        assert!(err("link add eth0 type packet ring 0").contains("expected 1..=65536"));
     }
 
     #[test]
