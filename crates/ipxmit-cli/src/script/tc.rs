@@ -670,11 +670,14 @@ fn qdisc_lines(
     opts: ShowOpts,
     now: Instant,
 ) {
-    let params = if opts.details {
+    let mut params = if opts.details {
         q.params_details()
     } else {
         q.params()
     };
+    if opts.stats {
+        params += &q.params_stats();
+    }
     let sep = if params.is_empty() { "" } else { " " };
     let (kind, h, place) = (q.kind(), Handle(at.handle), &at.place);
     let _ = writeln!(o, "qdisc {kind} {h} {devpart}{place}{sep}{params}");

@@ -207,6 +207,12 @@ pub trait Qdisc: Send + fmt::Debug {
     /// (e.g. `bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1`).
     fn params(&self) -> String;
 
+    /// What `tc -s qdisc show` adds after the parameters (`sfq`'s per-flow
+    /// RED counters), if anything.
+    fn params_stats(&self) -> String {
+        String::new()
+    }
+
     /// The parameters as `tc -d qdisc show` prints them.
     fn params_details(&self) -> String {
         self.params()

@@ -27,7 +27,17 @@
 //!   (or with `headdrop` the flow's oldest) is CE-marked when it can be,
 //!   else — and for hard marks under `harddrop` — it is a congestion drop
 //!   as if the flow were full. Counted as prob/forced mark, mark_head,
-//!   drop. (The RED counters are not printed under `-s` yet.)
+//!   drop, printed under `tc -s`.
+//! - **Perturbation** (`perturb SECS`): every period the flows' hash gets
+//!   a new key (`sfq_perturbation`) and, unless the qdisc is empty, every
+//!   queued packet is taken out and put back under the new hashing, slot
+//!   by slot, oldest first (`sfq_rehash`): flows that shared a bucket
+//!   come apart, each flow's order is kept, and a packet that finds no
+//!   free slot, or a slot `depth` deep, is dropped (not counted as the
+//!   qdisc's drop, as the kernel's). Without `perturb` the key stays 0
+//!   (the hash's low bits pick the bucket). The keys come from a
+//!   generator of fixed seed, so runs repeat; the period starts with the
+//!   first packet (the kernel's timer starts with the qdisc).
 
 use std::collections::VecDeque;
 
@@ -105,8 +115,19 @@ pub struct Sfq {
     /// `prob_mark`, `prob_mark_head`, `prob_drop`, `forced_mark`,
     /// `forced_mark_head`, `forced_drop`.
     red_stats: [u32; 6],
+    /// The hash key (`q->perturbation`; 0: the hash as it is).
+    key: u32,
+    /// When the key next changes, once the period has started.
+    next_perturb: Option<Instant>,
+    /// The generator of the keys.
+    key_rng: u64,
+    /// Packets a rehash at a dequeue dropped, for `take_dropped`.
+    rehash_drops: ToFree,
     stats: QdiscStats,
 }
+
+/// The seed of the perturbation keys (a fixed one: runs repeat).
+const KEY_SEED: u64 = 0x5f0f_5eed_0000_0001;
 
 impl Sfq {
     /// Kernel: `sfq_init()` with the configuration as `sfq_change` left it.
@@ -122,6 +143,10 @@ impl Sfq {
             red: cfg.red.as_ref().map(RedParms::new),
             rng: 0x9e37_79b9_7f4a_7c15,
             red_stats: [0; 6],
+            key: 0,
+            next_perturb: None,
+            key_rng: KEY_SEED,
+            rehash_drops: ToFree::default(),
             stats: QdiscStats::default(),
         };
         for i in 0..n as u16 {
@@ -186,7 +211,97 @@ impl Sfq {
         } else {
             super::fq_codel::header_hash(pkt)
         };
+        let hash = match self.key {
+            0 => hash,
+            k => fmix32(hash ^ k),
+        };
         hash & (self.cfg.divisor - 1)
+    }
+
+    /// Kernel: `sfq_perturbation()` for each period ended by `now`: a new
+    /// key, and the queued packets rehashed under it (drops to `to_free`).
+    fn perturb(&mut self, now: Instant, to_free: &mut ToFree) {
+        if self.cfg.perturb <= 0 {
+            return;
+        }
+        let period = u64::from(self.cfg.perturb as u32) * 1_000_000_000;
+        let due = *self
+            .next_perturb
+            .get_or_insert(Instant::from_nanos(now.as_nanos() + period));
+        if now < due {
+            return;
+        }
+        let mut next = due.as_nanos();
+        while next <= now.as_nanos() {
+            self.key = self.new_key();
+            next += period;
+        }
+        self.next_perturb = Some(Instant::from_nanos(next));
+        if self.tail.is_some() {
+            self.rehash(to_free);
+        }
+    }
+
+    /// A new key (`get_random_bytes`), never 0.
+    fn new_key(&mut self) -> u32 {
+        // xorshift64*
+        let mut x = self.key_rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.key_rng = x;
+        ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32).max(1)
+    }
+
+    /// Kernel: `sfq_rehash()`: every queued packet, slot by slot and
+    /// oldest first, put back under the current key; one that finds no
+    /// free slot or a full one is dropped.
+    fn rehash(&mut self, to_free: &mut ToFree) {
+        let mut all = Vec::with_capacity(self.stats.qlen as usize);
+        for x in 0..self.slots.len() as u16 {
+            if self.slots[x as usize].q.is_empty() {
+                continue;
+            }
+            while let Some(p) = self.slots[x as usize].q.pop_front() {
+                self.dec(x);
+                all.push(p);
+            }
+            let s = &mut self.slots[x as usize];
+            (s.backlog, s.vars) = (0, RedVars::default());
+            self.ht[s.bucket as usize] = EMPTY;
+        }
+        self.tail = None;
+        for p in all {
+            self.requeue_rehashed(p, to_free);
+        }
+    }
+
+    /// One packet of [`Sfq::rehash`] into the slot of its new bucket.
+    fn requeue_rehashed(&mut self, p: PacketBuf, to_free: &mut ToFree) {
+        let h = self.bucket(&p);
+        let mut x = self.ht[h as usize];
+        if x == EMPTY {
+            x = self.dep_head[0];
+            if x != EMPTY {
+                self.ht[h as usize] = x;
+                self.slots[x as usize].bucket = h;
+            }
+        }
+        if x == EMPTY || self.slots[x as usize].q.len() as u32 >= self.cfg.depth {
+            self.stats.unqueued(p.len());
+            to_free.push(p, DropReason::QdiscDrop);
+            return;
+        }
+        let s = &mut self.slots[x as usize];
+        if let Some(rp) = &self.red {
+            s.vars.qavg = s.vars.qavg_no_idle_time(rp, s.backlog);
+        }
+        s.backlog += p.len() as u32;
+        s.q.push_back(p);
+        self.inc(x);
+        if self.slots[x as usize].q.len() == 1 {
+            self.activate(x);
+        }
     }
 
     /// Takes the packet off slot `x`'s tail (or head), with the counters.
@@ -349,12 +464,18 @@ impl Qdisc for Sfq {
         "sfq"
     }
 
-    fn enqueue(&mut self, pkt: PacketBuf, _now: Instant, to_free: &mut ToFree) -> NetXmit {
+    fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
+        self.perturb(now, to_free);
         self.enqueue_flow(pkt, to_free)
     }
 
     /// Kernel: `sfq_dequeue()`.
-    fn dequeue(&mut self, _now: Instant) -> Dequeued {
+    fn dequeue(&mut self, now: Instant) -> Dequeued {
+        if self.next_perturb.is_some_and(|t| t <= now) {
+            let mut drops = std::mem::take(&mut self.rehash_drops);
+            self.perturb(now, &mut drops);
+            self.rehash_drops = drops;
+        }
         let Some(mut t) = self.tail else {
             return Dequeued::Empty;
         };
@@ -383,8 +504,15 @@ impl Qdisc for Sfq {
         self.slots[self.slots[t as usize].next as usize].q.front()
     }
 
+    fn take_dropped(&mut self, to_free: &mut ToFree) {
+        for (p, why) in self.rehash_drops.drain() {
+            to_free.push(p, why);
+        }
+    }
+
     /// Kernel: `sfq_reset()`: everything dequeued and freed.
     fn reset(&mut self, to_free: &mut ToFree) {
+        self.take_dropped(to_free);
         while let Dequeued::Packet(p) = self.dequeue(Instant::ZERO) {
             to_free.push(p, DropReason::QueuePurge);
         }
@@ -407,6 +535,10 @@ impl Qdisc for Sfq {
     /// divisor 1024 `.
     fn params(&self) -> String {
         self.print(false)
+    }
+
+    fn params_stats(&self) -> String {
+        self.print_stats()
     }
 
     /// `tc -d`: `flows N` before the divisor.
@@ -497,9 +629,34 @@ impl Sfq {
             if r.flags & FLAG_ECN != 0 {
                 o += "ecn ";
             }
+            if r.flags & FLAG_HARDDROP != 0 {
+                o += "harddrop ";
+            }
         }
         o
     }
+
+    /// tc's `sfq_print_opt()` under `-s`: the per-flow RED counters.
+    fn print_stats(&self) -> String {
+        if self.cfg.red.is_none_or(|r| r.qth_min == 0) {
+            return String::new();
+        }
+        let s = &self.red_stats;
+        format!(
+            "\n  prob_mark {} prob_mark_head {} prob_drop {}\n  forced_mark {} forced_mark_head {} forced_drop {}",
+            s[0], s[1], s[2], s[3], s[4], s[5]
+        )
+    }
+}
+
+/// MurmurHash3's 32-bit finalizer: the flow hash and the key mixed so
+/// that a new key moves every flow (the kernel's keyed flow hash).
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 #[cfg(test)]
@@ -570,6 +727,16 @@ mod tests {
             NetXmit::Success
         );
         assert_eq!(q.stats().overlimits as usize, 80 - queued);
+        // tc -s prints the counters after the parameters (sfq_print_opt).
+        let st = &q.red_stats;
+        assert_eq!(
+            q.params_stats(),
+            format!(
+                "\n  prob_mark 0 prob_mark_head 0 prob_drop {}\n  forced_mark 0 forced_mark_head 0 forced_drop {}",
+                st[2], st[5]
+            )
+        );
+        assert_eq!(Sfq::new(cfg()).params_stats(), "", "without RED none");
     }
 
     fn spec_red(spec: &crate::sched::QdiscSpec) -> RedConfig {
@@ -655,5 +822,87 @@ mod tests {
             q.params(),
             "limit 127p quantum 1514b depth 127 headdrop divisor 1024 perturb 10sec "
         );
+    }
+
+    /// Six packets of flows 1 and 17 (one bucket of 16) queued at 0 s,
+    /// `perturb 10`: at 10 s a dequeue finds a new key, and the rehash
+    /// puts the flows in two slots; each flow's order is kept.
+    #[test]
+    fn a_perturbation_parts_flows_that_shared_a_bucket() {
+        let mut q = Sfq::new(SfqConfig {
+            divisor: 16,
+            perturb: 10,
+            ..cfg()
+        });
+        let mut tf = ToFree::default();
+        for k in 0..6 {
+            let flow = if k % 2 == 0 { 1 } else { 17 };
+            q.enqueue(pkt(flow, 100 + k), Instant::ZERO, &mut tf);
+        }
+        let active = |q: &Sfq| q.slots.iter().filter(|s| !s.q.is_empty()).count();
+        assert_eq!(active(&q), 1, "one bucket, one slot");
+        assert_eq!(q.next_perturb, Some(Instant::from_nanos(10_000_000_000)));
+        let before = q.dequeue(Instant::from_nanos(9_999_999_999));
+        assert!(matches!(before, Dequeued::Packet(_)));
+        assert_eq!((q.key, active(&q)), (0, 1), "not yet");
+        let Dequeued::Packet(p) = q.dequeue(Instant::from_nanos(10_000_000_000)) else {
+            panic!("a packet")
+        };
+        assert_ne!(q.key, 0);
+        assert_eq!(active(&q), 2, "rehashed into two slots");
+        let mut seen: Vec<(u32, usize)> = vec![(p.meta.hash, p.len())];
+        seen.extend(std::iter::from_fn(|| {
+            match q.dequeue(Instant::from_nanos(10_000_000_000)) {
+                Dequeued::Packet(p) => Some((p.meta.hash, p.len())),
+                _ => None,
+            }
+        }));
+        for f in [1, 17] {
+            let lens: Vec<usize> = seen.iter().filter(|x| x.0 == f).map(|x| x.1).collect();
+            assert!(
+                lens.windows(2).all(|w| w[0] < w[1]),
+                "flow {f} in order: {lens:?}"
+            );
+        }
+        assert_eq!(seen.len(), 5);
+        assert_eq!(q.next_perturb, Some(Instant::from_nanos(20_000_000_000)));
+    }
+
+    /// With one slot, a rehash that parts two flows has room for one:
+    /// the other's packets are dropped, handed over by `take_dropped`,
+    /// and leave the queue's counts.
+    #[test]
+    fn a_rehash_without_a_free_slot_drops_and_hands_over() {
+        let mut q = Sfq::new(SfqConfig {
+            divisor: 16,
+            flows: 1,
+            perturb: 1,
+            ..cfg()
+        });
+        let mut tf = ToFree::default();
+        for k in 0..4 {
+            let flow = if k % 2 == 0 { 1 } else { 17 };
+            q.enqueue(pkt(flow, 100), Instant::ZERO, &mut tf);
+        }
+        assert!(tf.is_empty());
+        assert!(matches!(
+            q.dequeue(Instant::from_nanos(1_000_000_000)),
+            Dequeued::Packet(_)
+        ));
+        q.take_dropped(&mut tf);
+        let dropped = tf.drain().count() as u64;
+        assert!(dropped > 0, "one flow had no slot");
+        assert_eq!(q.stats.qlen + 1 + dropped, 4, "sent + queued + dropped");
+        assert_eq!(q.stats.backlog, q.stats.qlen * 100);
+    }
+
+    /// Without `perturb` the key never changes.
+    #[test]
+    fn without_perturb_the_key_stays() {
+        let mut q = Sfq::new(cfg());
+        let mut tf = ToFree::default();
+        q.enqueue(pkt(1, 100), Instant::ZERO, &mut tf);
+        let _ = q.dequeue(Instant::from_nanos(1_000_000_000_000));
+        assert_eq!((q.key, q.next_perturb), (0, None));
     }
 }
