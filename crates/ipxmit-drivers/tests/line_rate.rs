@@ -58,6 +58,13 @@ fn frames_leave_at_the_line_rate_and_the_ring_backs_up_into_the_qdisc() {
     // after that the queue never starves over its limit again.
     let bql = d.queues()[0].ctl().bql().unwrap();
     assert_eq!((bql.limit(), bql.inflight()), (2084, 0));
+    // One requeue: the second datagram took the bypass and found the
+    // queue stopped (`sch_direct_xmit` requeues it, as the kernel's). No
+    // more: a bulk dequeue takes no more than the room BQL leaves
+    // (`qdisc_avail_bulklimit`), where a frame past it would stop the
+    // queue mid-batch and be requeued (9 were, before).
+    let requeues = d.queues()[0].with_qdisc(|q| q.stats().requeues);
+    assert_eq!(requeues, 1);
     assert_eq!(wire.rate(), Some(RATE));
     assert_eq!(
         stack

@@ -79,6 +79,8 @@ pub struct TxQueueCtl {
     dql: Mutex<Option<dql::Dql>>,
     /// Times byte queue limits stopped the queue.
     bql_stops: AtomicU64,
+    /// The driver reports what it queues (`dql` is in use).
+    bql_on: AtomicBool,
     scheduled: AtomicBool,
     notify: Arc<Notify>,
 }
@@ -121,6 +123,7 @@ impl TxQueueCtl {
             state: AtomicU8::new(0),
             dql: Mutex::new(None),
             bql_stops: AtomicU64::new(0),
+            bql_on: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
             notify,
         }
@@ -147,7 +150,10 @@ impl TxQueueCtl {
     /// hardware at `now`; over the byte limit the queue stops.
     pub fn sent_queue(&self, bytes: u32, now: Instant) {
         let mut g = self.dql.lock();
-        let d = g.get_or_insert_with(|| dql::Dql::new(now));
+        let d = g.get_or_insert_with(|| {
+            self.bql_on.store(true, Ordering::Relaxed);
+            dql::Dql::new(now)
+        });
         d.queued(bytes);
         if d.avail() >= 0 {
             return;
@@ -173,6 +179,16 @@ impl TxQueueCtl {
         if self.state.fetch_and(!STACK_XOFF, Ordering::AcqRel) & STACK_XOFF != 0 {
             self.schedule();
         }
+    }
+
+    /// Kernel: `qdisc_avail_bulklimit()`: the bytes a bulk dequeue may
+    /// take for a queue under byte queue limits (`dql_avail`); `None` for
+    /// a driver that does not report what it queues.
+    pub fn bulk_limit(&self) -> Option<i64> {
+        if !self.bql_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.dql.lock().as_ref().map(|d| i64::from(d.avail()))
     }
 
     /// The byte queue limits (sysfs `byte_queue_limits/`), when the driver

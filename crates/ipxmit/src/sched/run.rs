@@ -89,22 +89,33 @@ pub(crate) fn requeue(txq: &TxQueue, slot: &mut QdiscSlot, frames: &mut VecDeque
 
 /// Kernel: `dequeue_skb()` with bulk dequeue (`try_bulk_dequeue_skb`) for a
 /// qdisc that serves one queue. Fills `frames` with up to `max` packets:
-/// requeued ones first, then from the qdisc. Records a throttle time.
+/// the requeued ones first, then from the qdisc, under byte queue limits
+/// (`bytes`, `qdisc_avail_bulklimit`) only while the room left after the
+/// first is not used up. Records a throttle time. (The kernel takes
+/// requeued packets one per run, and from the qdisc of a driver without
+/// byte queue limits one at a time; here they go to the driver together,
+/// with `xmit_more`.)
 fn dequeue_batch(
     slot: &mut QdiscSlot,
     ctx: XmitCtx<'_>,
     frames: &mut VecDeque<PacketBuf>,
-    max: usize,
+    (max, bytes): (usize, Option<i64>),
 ) {
+    let mut room = bytes.unwrap_or(i64::MAX);
     while frames.len() < max {
         if let Some(p) = slot.requeued.pop_front() {
             slot.qdisc.stats_mut().unqueued(p.len());
+            room -= p.len() as i64;
             frames.push_back(p);
             continue;
+        }
+        if room <= 0 && !frames.is_empty() {
+            break;
         }
         if !dequeue_one(slot, ctx, frames) {
             break;
         }
+        room -= frames.back().map_or(0, |p| p.len() as i64);
     }
 }
 
@@ -199,7 +210,12 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, root: &TxQueue, budget: usize) -> 
     if shared {
         dequeue_shared(&mut slot, ctx, dev, &mut frames);
     } else {
-        dequeue_batch(&mut slot, ctx, &mut frames, budget);
+        dequeue_batch(
+            &mut slot,
+            ctx,
+            &mut frames,
+            (budget, root.ctl().bulk_limit()),
+        );
     }
     let QdiscSlot { qdisc, to_free, .. } = &mut *slot;
     qdisc.take_dropped(to_free);
