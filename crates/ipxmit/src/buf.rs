@@ -250,29 +250,72 @@ pub struct Meta {
 }
 
 /// What a qdisc reads of a buffer's socket (`skb->sk`): who it is, whether
-/// it is connected, its pacing rates. The socket writes it on each buffer
-/// it sends (the rates as they are at the send, where the kernel reads them
-/// at the dequeue).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// it is connected, its pacing rate and whether `SO_MAX_PACING_RATE` is
+/// set. The socket writes it on each buffer it sends (the rate as it is at
+/// the send, where the kernel reads it at the dequeue).
+///
+/// Two words, zero for no socket: the socket's identity with the two flags
+/// in its low bits, and `sk_pacing_rate`, which means nothing without a
+/// socket (the kernel reads it only through a non-null `skb->sk`). A
+/// buffer's is copied on every datagram and reset with every buffer, so it
+/// is kept small and its default all zeros.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockMeta {
-    /// The socket's identity (the kernel's socket pointer); 0 for none.
-    pub id: u64,
-    /// The socket is connected (`sk_state != TCP_CLOSE`).
-    pub connected: bool,
+    /// `id << 2 | connected << 1 | max_pacing_rate_set`; 0 for no socket.
+    key: u64,
     /// `sk_pacing_rate`, bytes per second; `u64::MAX` (`~0UL`) unlimited.
-    pub pacing_rate: u64,
-    /// `sk_max_pacing_rate` (`SO_MAX_PACING_RATE`); `u64::MAX` unlimited.
-    pub max_pacing_rate: u64,
+    pacing_rate: u64,
 }
 
-impl Default for SockMeta {
-    /// No socket: no identity, no pacing.
-    fn default() -> SockMeta {
+impl SockMeta {
+    const CONNECTED: u64 = 1 << 1;
+    const MAX_RATE: u64 = 1 << 0;
+
+    /// The socket `id` (not 0, below 2^62), connected or not (`sk_state
+    /// != TCP_CLOSE`), pacing at `pacing_rate` (`sk_pacing_rate`, bytes per
+    /// second, `u64::MAX` unlimited), with `SO_MAX_PACING_RATE` set
+    /// (`sk_max_pacing_rate != ~0UL`) or not.
+    pub const fn new(id: u64, connected: bool, pacing_rate: u64, max_rate_set: bool) -> SockMeta {
+        debug_assert!(id != 0 && id < 1 << 62);
         SockMeta {
-            id: 0,
-            connected: false,
-            pacing_rate: u64::MAX,
-            max_pacing_rate: u64::MAX,
+            key: id << 2 | (connected as u64) << 1 | max_rate_set as u64,
+            pacing_rate,
+        }
+    }
+
+    /// The socket's identity (the kernel's socket pointer); 0 for none.
+    #[inline(always)]
+    pub const fn id(&self) -> u64 {
+        self.key >> 2
+    }
+
+    /// A socket is there (`skb->sk != NULL`).
+    #[inline(always)]
+    pub const fn is_some(&self) -> bool {
+        self.key != 0
+    }
+
+    /// The socket is connected (`sk_state != TCP_CLOSE`).
+    #[inline(always)]
+    pub const fn connected(&self) -> bool {
+        self.key & SockMeta::CONNECTED != 0
+    }
+
+    /// The socket's `sk_max_pacing_rate` is not `~0UL`
+    /// (`SO_MAX_PACING_RATE` set to a limit).
+    #[inline(always)]
+    pub const fn max_pacing_rate_set(&self) -> bool {
+        self.key & SockMeta::MAX_RATE != 0
+    }
+
+    /// The socket's `sk_pacing_rate`, bytes per second (`u64::MAX`
+    /// unlimited); `u64::MAX` without a socket.
+    #[inline(always)]
+    pub const fn pacing_rate(&self) -> u64 {
+        if self.is_some() {
+            self.pacing_rate
+        } else {
+            u64::MAX
         }
     }
 }

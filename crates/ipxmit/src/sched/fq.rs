@@ -463,7 +463,7 @@ impl Fq {
         {
             return false;
         }
-        if sk.id != 0 && sk.max_pacing_rate != NO_RATE {
+        if sk.max_pacing_rate_set() {
             return false;
         }
         self.cfg.maxrate == NO_RATE
@@ -476,8 +476,8 @@ impl Fq {
     /// anywhere) by their flow hash: `(hash & orphan_mask) << 1 | 1`.
     fn classify(&mut self, pkt: &PacketBuf, time_to_send: u64, now: u64) -> Option<u32> {
         let sk = &pkt.meta.sk;
-        let key = if sk.id != 0 && sk.connected {
-            sk.id << 1
+        let key = if sk.connected() {
+            sk.id() << 1
         } else {
             let hash = if pkt.meta.hash != 0 {
                 pkt.meta.hash
@@ -649,7 +649,7 @@ impl Fq {
         let fl = &mut self.flows[f as usize];
         let mut plen = plen;
         if m.tstamp == 0 {
-            rate = rate.min(m.sk.pacing_rate);
+            rate = rate.min(m.sk.pacing_rate());
             if rate <= u64::from(c.low_rate_threshold) {
                 fl.credit = 0;
             } else {

@@ -461,12 +461,12 @@ pub fn max_pacing_rate_u32(v: u32) -> u64 {
 /// The socket `id` with peer `peer` and options `o` as its buffers carry
 /// it.
 fn sk_meta(id: u64, peer: Option<SocketAddrV4>, o: &SockOpts) -> SockMeta {
-    SockMeta {
+    SockMeta::new(
         id,
-        connected: peer.is_some(),
-        pacing_rate: o.pacing_rate,
-        max_pacing_rate: o.max_pacing_rate,
-    }
+        peer.is_some(),
+        o.pacing_rate,
+        o.max_pacing_rate != u64::MAX,
+    )
 }
 
 /// The route to `daddr` from `cache` while the table has not changed since

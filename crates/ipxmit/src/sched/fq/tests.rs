@@ -665,12 +665,7 @@ fn peek_shows_what_dequeue_gives() {
 /// (unconnected) with pacing rate `rate` (`SO_MAX_PACING_RATE` `rate`).
 fn sk_pkt(flow: u32, len: usize, id: u64, rate: u64) -> PacketBuf {
     let mut p = pkt(flow, len, 0);
-    p.meta.sk = SockMeta {
-        id,
-        connected: false,
-        pacing_rate: rate,
-        max_pacing_rate: rate,
-    };
+    p.meta.sk = SockMeta::new(id, false, rate, rate != u64::MAX);
     p
 }
 
@@ -745,7 +740,7 @@ fn a_pacing_rate_without_a_max_rate_takes_the_fast_path() {
     // unlimited: the fast path is open again (unpaced), a flow is not.
     let mut q = fq(&[]);
     let mut p = sk_pkt(1, 1000, 7, 30_000);
-    p.meta.sk.max_pacing_rate = u64::MAX;
+    p.meta.sk = SockMeta::new(7, false, 30_000, false);
     enq(&mut q, p, 0);
     assert_eq!(q.fq_stats().fastpath_packets, 1);
 }
@@ -755,7 +750,7 @@ fn a_connected_socket_is_one_flow_whatever_the_hash() {
     let mut q = fq_no_fastpath(&[]);
     for h in 1..=3 {
         let mut p = sk_pkt(h, 100, 9, u64::MAX);
-        p.meta.sk.connected = true;
+        p.meta.sk = SockMeta::new(9, true, u64::MAX, false);
         enq(&mut q, p, 0);
     }
     assert_eq!(q.nflows, 1);

@@ -103,10 +103,13 @@ impl<'a> BatchMsg<'a> {
         }
     }
 
-    /// Its departure time as the datagram it opens carries it (0: none).
+    /// Gives the datagram it opens, a fresh buffer (`tstamp` 0: none),
+    /// its departure time, if it has one.
     #[inline(always)]
-    fn tstamp(&self) -> u64 {
-        self.txtime.map_or(0, Instant::as_nanos)
+    fn set_tstamp(&self, m: &mut Meta) {
+        if let Some(t) = self.txtime {
+            m.tstamp = t.as_nanos();
+        }
     }
 }
 
@@ -174,6 +177,13 @@ impl BatchCork {
         t
     }
 
+    /// The allocation size of the one buffer of a datagram of `len` bytes
+    /// of payload that fits one frame.
+    #[inline(always)]
+    pub(super) fn fitting_alloc(&self, len: usize) -> usize {
+        HEADER_LEN + UDP_HLEN + len + self.alloc_extra
+    }
+
     /// The header of `__ip_make_skb`: the run's template with the ID `id`
     /// (`ip_local_out` completes the length and checksum). Returns its
     /// [`Meta::hdr_sum`].
@@ -188,7 +198,7 @@ impl BatchCork {
     /// `__ip_make_skb` and `udp_send_skb` leave the datagram's.
     #[inline(always)]
     pub(super) fn datagram_meta(&self, m: &mut Meta) {
-        let d = self.meta;
+        let d = &self.meta;
         m.ip_flags.ignore_df = d.ignore_df;
         m.use_dev_mtu = d.use_dev_mtu;
         m.priority = d.priority;
@@ -278,7 +288,7 @@ impl UdpSocket {
                 return RunEnd::Unbatched(BatchPath::SendBuffer);
             }
             return self.run(&cork, (n, charge), |this, out, ids| {
-                this.send_fitting(&cork, &msgs[..n], out, ids)
+                this.send_fitting(&cork, (&msgs[..n], charge), out, ids)
             });
         }
         // The socket's memo, lent to the cork for the run (made once, with
@@ -375,11 +385,12 @@ impl UdpSocket {
         }
     }
 
-    /// The datagrams of a run that fit one frame each.
+    /// The datagrams of a run that fit one frame each, `charge` their
+    /// buffers' truesize as [`UdpSocket::precharge`] charged it.
     fn send_fitting(
         &mut self,
         cork: &BatchCork,
-        msgs: &[BatchMsg<'_>],
+        (msgs, charge): (&[BatchMsg<'_>], usize),
         out: &mut OutputBatch<'_>,
         ids: RunIds,
     ) -> RunDone {
@@ -389,8 +400,7 @@ impl UdpSocket {
         for (i, m) in msgs.iter().enumerate() {
             let id = ids.nth(i);
             let mut skb = self.build_one(&stack, cork, m.data, id);
-            skb.meta.tstamp = m.tstamp();
-            done.charged += skb.truesize();
+            m.set_tstamp(&mut skb.meta);
             done.numbered += 1;
             match out.send_skb(skb, i + 1 < n) {
                 Ok(()) => done.sent_one(1),
@@ -401,6 +411,16 @@ impl UdpSocket {
                 }
             }
         }
+        // Each buffer took the charge precharged for its message; a run
+        // that ended early took that of the messages it built.
+        done.charged = if done.numbered == n {
+            charge
+        } else {
+            msgs[..done.numbered]
+                .iter()
+                .map(|m| cork.truesize(cork.fitting_alloc(m.data.len())))
+                .sum()
+        };
         done
     }
 
@@ -428,7 +448,7 @@ impl UdpSocket {
                 }
             };
             // The cork's departure time: the first message's.
-            skb.meta.tstamp = group[0].tstamp();
+            group[0].set_tstamp(&mut skb.meta);
             done.charged += d.charge;
             done.numbered += 1;
             at += d.msgs;
@@ -450,20 +470,24 @@ impl UdpSocket {
     /// < sk_sndbuf`) with every earlier one of them still charged; returns
     /// how many and their buffers' truesize, charged now in one step (see
     /// [`UdpSocket::plan`] for why that is exact).
+    ///
+    /// Not inlined: its loop keeps its values in registers on its own.
+    #[inline(never)]
     fn precharge(&self, c: &BatchCork, msgs: &[BatchMsg<'_>]) -> (usize, usize) {
         let b = &self.inet.budget;
-        let (start, limit) = (b.allocated(), b.limit());
+        // `sk_wmem_alloc < sk_sndbuf` with `sum` more charged.
+        let room = b.limit().saturating_sub(b.allocated());
         let (mut sum, mut n) = (0, 0);
-        for m in msgs.iter().take(BATCH_MAX) {
+        for m in &msgs[..msgs.len().min(BATCH_MAX)] {
             if m.dest != c.dest
                 || m.flags != msgs[0].flags
                 || m.data.len() > c.max_payload
                 || !self.cmsg_ok(m)
-                || start + sum >= limit
+                || sum >= room
             {
                 break;
             }
-            sum += c.truesize(HEADER_LEN + UDP_HLEN + m.data.len() + c.alloc_extra);
+            sum += c.truesize(c.fitting_alloc(m.data.len()));
             n += 1;
         }
         SendBudget::precharge(b, sum);

@@ -472,7 +472,7 @@ impl UdpSocket {
         let hh_len = c.params.dst.dev.ll_reserved_space();
         const HDRS: usize = HEADER_LEN + UDP_HLEN;
         let fraglen = HDRS + data.len();
-        let size = fraglen + c.alloc_extra;
+        let size = c.fitting_alloc(data.len());
         let truesize = c.truesize(size);
         let mut skb = stack
             .pool
