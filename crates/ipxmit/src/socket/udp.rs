@@ -467,7 +467,6 @@ fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
     (h as u32).max(1)
 }
 
-
 /// The UDP header `udp_send_skb` writes at `th`: ports, length, zero checksum.
 #[inline]
 fn write_udp_header(skb: &mut PacketBuf, th: usize, sport: u16, dport: u16, len: usize) {
