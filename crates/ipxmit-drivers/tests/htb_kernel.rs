@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use common::netns::{StampedRx, VethPeer, DEV_A};
 use ipxmit::sched::QdiscOp;
-use ipxmit::time::{Clock, ManualClock};
-use ipxmit::{MsgFlags, Stack, UdpSocket};
+use ipxmit::time::ManualClock;
+use ipxmit::{Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
 /// The tree both sides get (after `tc ... dev D`).
@@ -147,13 +147,7 @@ fn compare(name: &str, tree: &[&str], flows: [(u16, u32); 2]) {
         ours.counters, kernel.counters,
         "packets, lends, borrows, drops"
     );
-    let worst = ours
-        .times_us
-        .iter()
-        .zip(&kernel.times_us)
-        .map(|(a, b)| (a - b).abs())
-        .max()
-        .unwrap_or(0);
+    let worst = common::worst_gap(&ours.times_us, &kernel.times_us);
     assert!(worst < 2000, "departures differ by {worst} us");
 }
 
@@ -174,34 +168,17 @@ fn ipxmit_side(tree: &[&str], flows: [(u16, u32); 2]) -> Outcome {
             s
         })
         .collect();
-    let dst = SocketAddrV4::new(common::PEER, 9);
-    for k in 0..SENDS {
-        for s in &mut socks {
-            s.send_to(&common::payload(LEN, k), dst, MsgFlags::NONE)
-                .unwrap();
-        }
-    }
-    let (mut order, mut times) = (String::new(), Vec::new());
-    loop {
-        let now = clock.now().as_nanos();
-        wire.drain(|f| {
-            let b = f.to_vec();
-            order.push(flow_of(u16::from_be_bytes([b[34], b[35]])));
-            times.push(now);
-        });
-        match stack.next_wakeup() {
-            Some(t) if times.len() < 2 * SENDS => {
-                clock.set(t);
-                stack.poll();
-            }
-            _ => break,
-        }
-    }
-    let s0 = times.first().copied().unwrap_or(0);
+    let (order, times_us) = common::run_flows(
+        &clock,
+        (&stack, &wire),
+        &mut socks,
+        (SENDS, LEN, 2 * SENDS),
+        flow_of,
+    );
     let out = tc_show(&stack);
     Outcome {
         order,
-        times_us: times.iter().map(|t| ((t - s0) / 1000) as i64).collect(),
+        times_us,
         counters: counters(&out),
     }
 }

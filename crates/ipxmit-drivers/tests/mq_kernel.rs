@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use common::netns::{StampedRx, VethPeer, DEV_A};
 use ipxmit::sched::{QdiscOp, QdiscSpec};
-use ipxmit::time::{Clock, ManualClock};
+use ipxmit::time::ManualClock;
 use ipxmit::{MsgFlags, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 
@@ -75,13 +75,7 @@ fn compare(name: &str, mq: bool) {
     ));
     assert_eq!(ours.order, kernel.order, "the order the flows left in");
     assert_eq!(ours.counters, kernel.counters, "bytes, packets, drops");
-    let worst = ours
-        .times_us
-        .iter()
-        .zip(&kernel.times_us)
-        .map(|(a, b)| (a - b).abs())
-        .max()
-        .unwrap_or(0);
+    let worst = common::worst_gap(&ours.times_us, &kernel.times_us);
     assert!(worst < 2000, "departures differ by {worst} us");
 }
 
@@ -157,31 +151,14 @@ fn ipxmit_side(mq: bool) -> Outcome {
             s
         })
         .collect();
-    let dst = SocketAddrV4::new(common::PEER, 9);
-    for k in 0..SENDS {
-        for s in &mut socks {
-            s.send_to(&common::payload(LEN, k), dst, MsgFlags::NONE)
-                .unwrap();
-        }
-    }
-    let (mut order, mut times) = (String::new(), Vec::new());
-    loop {
-        let now = clock.now().as_nanos();
-        wire.drain(|f| {
-            let b = f.to_vec();
-            let port = u16::from_be_bytes([b[34], b[35]]);
-            order.push(if port == ports[0] { 'a' } else { 'b' });
-            times.push(now);
-        });
-        match stack.next_wakeup() {
-            Some(t) => {
-                clock.set(t);
-                stack.poll();
-            }
-            None => break,
-        }
-    }
-    let s0 = times.first().copied().unwrap_or(0);
+    let flow_of = |port| if port == ports[0] { 'a' } else { 'b' };
+    let (order, times_us) = common::run_flows(
+        &clock,
+        (&stack, &wire),
+        &mut socks,
+        (SENDS, LEN, usize::MAX),
+        flow_of,
+    );
     let dev = stack.device("eth0").unwrap();
     let counters = dev
         .trees()
@@ -190,7 +167,7 @@ fn ipxmit_side(mq: bool) -> Outcome {
         .collect();
     Outcome {
         order,
-        times_us: times.iter().map(|t| ((t - s0) / 1000) as i64).collect(),
+        times_us,
         counters,
     }
 }

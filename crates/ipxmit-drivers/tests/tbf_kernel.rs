@@ -54,13 +54,7 @@ fn tbf_paces_and_drops_as_the_kernel_does() {
         kernel.times_us.len(),
         "datagrams that arrived"
     );
-    let worst = ours
-        .times_us
-        .iter()
-        .zip(&kernel.times_us)
-        .map(|(a, b)| (a - b).abs())
-        .max()
-        .unwrap_or(0);
+    let worst = common::worst_gap(&ours.times_us, &kernel.times_us);
     common::report(&format!(
         "tbf vs kernel: {} sent, {} arrived, departure offsets ours {:?} us, kernel {:?} us, worst {} us",
         SENDS,

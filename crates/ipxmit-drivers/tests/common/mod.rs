@@ -120,3 +120,53 @@ pub fn payload(len: usize, k: usize) -> Vec<u8> {
 pub fn report(line: &str) {
     let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
+
+/// Two flows on the virtual clock, as the kernel-differential tests run
+/// them: each socket of `socks` sends `sends` datagrams of `len` bytes in
+/// turn at the clock's time; then the stack runs at each wake-up time
+/// (until `max` frames, or idle). Returns, per frame on `wire`, the flow
+/// `flow_of` names for its source port and the time (µs from the first).
+pub fn run_flows(
+    clock: &ipxmit::time::ManualClock,
+    (stack, wire): (&Stack, &MemWire),
+    socks: &mut [ipxmit::UdpSocket],
+    (sends, len, max): (usize, usize, usize),
+    flow_of: impl Fn(u16) -> char,
+) -> (String, Vec<i64>) {
+    use ipxmit::time::Clock;
+    let dst = std::net::SocketAddrV4::new(PEER, 9);
+    for k in 0..sends {
+        for s in socks.iter_mut() {
+            s.send_to(&payload(len, k), dst, ipxmit::MsgFlags::NONE)
+                .unwrap();
+        }
+    }
+    let (mut order, mut times) = (String::new(), Vec::new());
+    loop {
+        let now = clock.now().as_nanos();
+        wire.drain(|f| {
+            let b = f.to_vec();
+            order.push(flow_of(u16::from_be_bytes([b[34], b[35]])));
+            times.push(now);
+        });
+        match stack.next_wakeup() {
+            Some(t) if times.len() < max => {
+                clock.set(t);
+                stack.poll();
+            }
+            _ => break,
+        }
+    }
+    let s0 = times.first().copied().unwrap_or(0);
+    let us = times.iter().map(|t| ((t - s0) / 1000) as i64).collect();
+    (order, us)
+}
+
+/// The largest difference between two sides' departure times (µs).
+pub fn worst_gap(ours: &[i64], kernel: &[i64]) -> i64 {
+    ours.iter()
+        .zip(kernel)
+        .map(|(a, b)| (a - b).abs())
+        .max()
+        .unwrap_or(0)
+}
