@@ -858,7 +858,7 @@ fn print_report(
     let ok = fail_reasons(t, o, wire).is_empty();
     let mut out = io::stdout().lock();
     if a.json {
-        let v = json!({
+        let mut v = json!({
             "dst": p.dst.to_string(), "sizes": p.sizes, "dev": a.dev, "mtu": a.mtu,
             "datagrams": t.datagrams, "frames": frames, "payload_bytes": t.payload,
             "elapsed_s": t.elapsed.as_secs_f64(),
@@ -866,9 +866,11 @@ fn print_report(
             "errors": t.errors, "outcome": o.json(),
             "peer": peer.map(|s| json!({"verified": t.verified, "bad_payload": t.bad_payload,
                 "reassembled": t.reassembled, "drops": s.drops_total()})),
-            "link": report::ip_link_json(&dev), "qdisc": report::tc_qdisc_json(&dev),
-            "nstat": report::nstat_json(stack), "ok": ok
         });
+        // The statistics in the shape `run --json` ends with.
+        let stats = report::stats_json(std::slice::from_ref(&dev), stack, a.all);
+        v.as_object_mut().expect("object").extend(stats);
+        v["ok"] = json!(ok);
         writeln!(out, "{v}")?;
         return Ok(ok);
     }
@@ -896,5 +898,10 @@ fn print_report(
     write!(out, "{}", report::tc_qdisc(&dev, stack.now()))?;
     writeln!(out)?;
     write!(out, "{}", report::nstat(stack, a.all))?;
+    let own = report::ipxmit_counters(stack, a.all);
+    if !own.is_empty() {
+        writeln!(out)?;
+        write!(out, "{own}")?;
+    }
     Ok(ok)
 }
