@@ -17,6 +17,7 @@ mod progress;
 mod report;
 mod script;
 mod send;
+mod values;
 
 /// The ipxmit command line.
 #[derive(Parser, Debug)]

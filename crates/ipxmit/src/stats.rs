@@ -37,9 +37,7 @@ macro_rules! counter_enum {
 }
 
 counter_enum! {
-    /// An SNMP MIB counter, named as `nstat` prints it, in `nstat`'s order
-    /// (`/proc/net/snmp`'s `Ip:` and `Udp:` lines, then `/proc/net/netstat`'s
-    /// `IpExt:`), so a listing of [`Mib::ALL`] is a subsequence of `nstat -az`.
+    /// An SNMP MIB counter, named as `nstat` prints it.
     Mib {
         /// Datagrams handed to IP for transmission (`IPSTATS_MIB_OUTREQUESTS`).
         IpOutRequests => "IpOutRequests",
@@ -53,15 +51,14 @@ counter_enum! {
         IpFragFails => "IpFragFails",
         /// Fragments created (`FRAGCREATES`).
         IpFragCreates => "IpFragCreates",
-        /// Packets passed to the device layer (`IPSTATS_MIB_OUTPKTS`, which
-        /// `nstat` shows as `IpOutTransmits`).
-        IpOutTransmits => "IpOutTransmits",
+        /// Packets passed to the device layer (`IPSTATS_MIB_OUTPKTS`).
+        IpExtOutPkts => "IpExtOutPkts",
+        /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
+        IpExtOutOctets => "IpExtOutOctets",
         /// UDP datagrams sent (`UDP_MIB_OUTDATAGRAMS`).
         UdpOutDatagrams => "UdpOutDatagrams",
         /// UDP sends that failed for lack of send buffer (`UDP_MIB_SNDBUFERRORS`).
         UdpSndbufErrors => "UdpSndbufErrors",
-        /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
-        IpExtOutOctets => "IpExtOutOctets",
     }
 }
 

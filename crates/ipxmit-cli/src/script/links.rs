@@ -55,6 +55,15 @@ pub enum LinkError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A TAP device or AF_PACKET socket could not be opened: the driver's
+    /// message, which names the interface (said once, not again as a cause).
+    #[error("cannot open {what}: {reason}")]
+    Os {
+        /// What was opened (`tap NAME`, `packet socket`).
+        what: String,
+        /// The driver's error.
+        reason: String,
+    },
 }
 
 /// What is at the far end of a device.
@@ -101,18 +110,15 @@ pub fn os_drivers(
     offload: Features,
     ring: Option<usize>,
 ) -> Result<(Vec<Box<dyn Driver>>, Features), LinkError> {
-    let io = |what: &str, e: String| LinkError::Io {
-        what: format!("{what} {ifname}"),
-        source: std::io::Error::other(e),
-    };
+    let io = |what: String, reason: String| LinkError::Os { what, reason };
     match kind {
         LinkKind::Tap => {
             let mut c = ipxmit_drivers::tap::TapConfig::tap(ifname);
             c.queues = n;
             c.vnet_hdr = true;
             c.offload = offload;
-            let t =
-                ipxmit_drivers::tap::TapDevice::open(&c).map_err(|e| io("tap", e.to_string()))?;
+            let t = ipxmit_drivers::tap::TapDevice::open(&c)
+                .map_err(|e| io(format!("tap {ifname}"), e.to_string()))?;
             Ok((t.drivers(), t.features()))
         }
         _ => {
@@ -125,7 +131,7 @@ pub fn os_drivers(
                 };
             }
             let l = ipxmit_drivers::packet::PacketLink::open(&c)
-                .map_err(|e| io("packet socket on", e.to_string()))?;
+                .map_err(|e| io("packet socket".into(), e.to_string()))?;
             Ok((l.drivers(), l.features()))
         }
     }

@@ -415,7 +415,7 @@ pub enum SpecError {
     #[error("empty qdisc description")]
     Empty,
     /// The first word is not a qdisc kind ipxmit knows.
-    #[error("unknown qdisc kind \"{0}\"")]
+    #[error("unknown qdisc kind \"{0}\" (known: {known})", known = kind_names())]
     UnknownKind(String),
     /// A word the kind does not take.
     #[error("{kind}: unknown parameter \"{word}\"")]
@@ -490,6 +490,11 @@ pub enum SpecError {
 struct Kind {
     name: &'static str,
     parse: fn(&mut Options<'_>) -> Result<QdiscSpec, SpecError>,
+}
+
+/// The names of every kind [`QdiscSpec::parse`] knows, comma-separated.
+pub fn kind_names() -> String {
+    KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
 }
 
 /// Every kind [`QdiscSpec::parse`] knows.
