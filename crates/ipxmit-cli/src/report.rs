@@ -11,23 +11,21 @@ use ipxmit::{NetDevice, Stack};
 use ipxmit_drivers::peer::PeerStats;
 use serde_json::{json, Value};
 
-/// `ip -s link show DEV`.
+/// `ip -s link show DEV`, laid out as iproute2 6.1 prints it (the trailing
+/// blanks of the statistics lines included), then ipxmit's byte queue limit
+/// lines.
 pub fn ip_link(dev: &NetDevice) -> String {
     let s = dev.stats.snapshot();
-    let qdisc = dev.queues()[0].with_qdisc(|q| q.kind());
-    let state = if dev.is_up() { "UP" } else { "DOWN" };
-    let flags = if dev.is_up() {
-        "BROADCAST,MULTICAST,UP,LOWER_UP"
-    } else {
-        "BROADCAST,MULTICAST"
-    };
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{}: {}: <{flags}> mtu {} qdisc {qdisc} state {state} mode DEFAULT group default qlen {}",
+        "{}: {}: <{}> mtu {} qdisc {} state {} mode DEFAULT group default qlen {}",
         dev.ifindex(),
         dev.name(),
+        link_flags(dev).join(","),
         dev.mtu(),
+        root_qdisc(dev),
+        operstate(dev),
         dev.txqueuelen()
     );
     match dev.link() {
@@ -35,23 +33,61 @@ pub fn ip_link(dev: &NetDevice) -> String {
             let _ = writeln!(o, "    link/ether {} brd ff:ff:ff:ff:ff:ff", dev.hw_addr());
         }
         ipxmit::LinkType::L3 => {
-            let _ = writeln!(o, "    link/none");
+            let _ = writeln!(o, "    link/none ");
         }
     }
-    let _ = writeln!(o, "    RX:  bytes packets errors dropped  missed   mcast");
-    let _ = writeln!(
-        o,
-        "    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}",
-        s.rx_bytes, s.rx_packets, 0, s.rx_dropped, 0, 0
-    );
-    let _ = writeln!(o, "    TX:  bytes packets errors dropped carrier collsns");
-    let _ = writeln!(
-        o,
-        "    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}",
-        s.tx_bytes, s.tx_packets, s.tx_errors, s.tx_dropped, 0, 0
-    );
+    let rows = [
+        (
+            "RX:  bytes packets errors dropped  missed   mcast",
+            [s.rx_bytes, s.rx_packets, 0, s.rx_dropped, 0, 0],
+        ),
+        (
+            "TX:  bytes packets errors dropped carrier collsns",
+            [s.tx_bytes, s.tx_packets, s.tx_errors, s.tx_dropped, 0, 0],
+        ),
+    ];
+    for (head, v) in rows {
+        let _ = writeln!(o, "    {head}           ");
+        let _ = writeln!(
+            o,
+            "    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7} ",
+            v[0], v[1], v[2], v[3], v[4], v[5]
+        );
+    }
     bql_lines(&mut o, dev);
     o
+}
+
+/// The interface flags `ip link` lists: an Ethernet link as a veth, a bare
+/// IP link as a TUN device.
+fn link_flags(dev: &NetDevice) -> Vec<&'static str> {
+    let mut f = match dev.link() {
+        ipxmit::LinkType::Ethernet => vec!["BROADCAST", "MULTICAST"],
+        ipxmit::LinkType::L3 => vec!["POINTOPOINT", "MULTICAST", "NOARP"],
+    };
+    if dev.is_up() {
+        f.extend(["UP", "LOWER_UP"]);
+    }
+    f
+}
+
+/// `state`/`operstate`: `UP` or `DOWN`; an up bare IP link says `UNKNOWN`,
+/// as a TUN device (no carrier notion) does.
+fn operstate(dev: &NetDevice) -> &'static str {
+    match (dev.is_up(), dev.link()) {
+        (false, _) => "DOWN",
+        (true, ipxmit::LinkType::Ethernet) => "UP",
+        (true, ipxmit::LinkType::L3) => "UNKNOWN",
+    }
+}
+
+/// The root qdisc's kind: `mq` on a multi-queue device with the default
+/// root, else the (one) tree's root.
+fn root_qdisc(dev: &NetDevice) -> String {
+    if dev.mq_root().is_some() {
+        return "mq".to_string();
+    }
+    dev.queues()[0].with_qdisc(|q| q.kind().to_string())
 }
 
 /// The byte queue limits of each transmit queue whose driver uses them,
@@ -71,20 +107,40 @@ fn bql_lines(o: &mut String, dev: &NetDevice) {
     }
 }
 
-/// `ip -s link` as JSON (the field names of `ip -j -s link`).
+/// `ip -j -s link show DEV`: the fields of iproute2 6.1, in its order and
+/// nesting (no `link` key: ipxmit's links have no peer device).
 pub fn ip_link_json(dev: &NetDevice) -> Value {
     let s = dev.stats.snapshot();
-    json!({
-        "ifindex": dev.ifindex(),
-        "ifname": dev.name(),
-        "mtu": dev.mtu(),
-        "txqlen": dev.txqueuelen(),
-        "address": dev.hw_addr().to_string(),
-        "stats64": {
-            "rx": {"bytes": s.rx_bytes, "packets": s.rx_packets, "errors": 0, "dropped": s.rx_dropped},
-            "tx": {"bytes": s.tx_bytes, "packets": s.tx_packets, "errors": s.tx_errors, "dropped": s.tx_dropped}
+    let mut v = serde_json::Map::new();
+    v.insert("ifindex".into(), json!(dev.ifindex()));
+    v.insert("ifname".into(), json!(dev.name()));
+    v.insert("flags".into(), json!(link_flags(dev)));
+    v.insert("mtu".into(), json!(dev.mtu()));
+    v.insert("qdisc".into(), json!(root_qdisc(dev)));
+    v.insert("operstate".into(), json!(operstate(dev)));
+    v.insert("linkmode".into(), json!("DEFAULT"));
+    v.insert("group".into(), json!("default"));
+    v.insert("txqlen".into(), json!(dev.txqueuelen()));
+    match dev.link() {
+        ipxmit::LinkType::Ethernet => {
+            v.insert("link_type".into(), json!("ether"));
+            v.insert("address".into(), json!(dev.hw_addr().to_string()));
+            v.insert("broadcast".into(), json!("ff:ff:ff:ff:ff:ff"));
         }
-    })
+        ipxmit::LinkType::L3 => {
+            v.insert("link_type".into(), json!("none"));
+        }
+    }
+    v.insert(
+        "stats64".into(),
+        json!({
+            "rx": {"bytes": s.rx_bytes, "packets": s.rx_packets, "errors": 0,
+                   "dropped": s.rx_dropped, "over_errors": 0, "multicast": 0},
+            "tx": {"bytes": s.tx_bytes, "packets": s.tx_packets, "errors": s.tx_errors,
+                   "dropped": s.tx_dropped, "carrier_errors": 0, "collisions": 0}
+        }),
+    );
+    Value::Object(v)
 }
 
 /// `tc -s qdisc show dev DEV` at `now`, as `tc` lines in scripts print it.
@@ -106,63 +162,94 @@ pub fn tc_qdisc_all(devs: &[Arc<NetDevice>], now: Instant) -> String {
     crate::script::tc::qdisc_show(devs, true, opts, now, None)
 }
 
-/// `tc -s -j qdisc show` as JSON.
-pub fn tc_qdisc_json(dev: &NetDevice) -> Value {
-    let v: Vec<Value> = dev
-        .queues()
-        .iter()
-        .map(|q| {
-            q.with_qdisc(|qd| {
-                let s = qd.stats();
-                json!({
-                    "kind": qd.kind(), "queue": q.index(), "options": qd.params(),
-                    "bytes": s.bytes, "packets": s.packets, "drops": s.drops,
-                    "overlimits": s.overlimits, "requeues": s.requeues,
-                    "backlog": s.backlog, "qlen": s.qlen
-                })
-            })
-        })
-        .collect();
-    Value::Array(v)
+/// `tc -s -j qdisc show` (every device in `devs`, each object naming its
+/// `dev`) at `now`: the objects `tc` prints, options as objects, handles as
+/// the qdiscs have them.
+pub fn tc_qdisc_json(devs: &[Arc<NetDevice>], now: Instant) -> Value {
+    let opts = crate::script::tc::ShowOpts {
+        stats: true,
+        json: true,
+        ..Default::default()
+    };
+    let text = crate::script::tc::qdisc_show(devs, true, opts, now, None);
+    serde_json::from_str(&text).unwrap_or_else(|_| json!([]))
 }
 
-/// `nstat`-style MIB counters (only non-zero ones unless `all`), then drops by
-/// reason, then how `send_batch`'s messages went (built in one pass, or
-/// through `sendmsg` and why).
+/// `nstat` (`nstat -az` with `all`): the `#kernel` header, then a line per
+/// MIB counter, only non-zero ones unless `all`, in `nstat`'s columns
+/// (`%-32s%-16llu%6.1f`; no history, so the rate is 0.0). ipxmit's own
+/// counters are in [`ipxmit_counters`], not here.
 pub fn nstat(stack: &Stack, all: bool) -> String {
     let mut o = String::from("#kernel\n");
     for (m, v) in stack.counters().mib_snapshot() {
         if all || v != 0 {
-            let _ = writeln!(o, "{:<32}{:<18}{:.1}", m.name(), v, 0.0);
+            let _ = writeln!(o, "{:<32}{:<16}{:>6.1}", m.name(), v, 0.0);
         }
     }
+    o
+}
+
+/// `nstat -j` (`nstat -j -az` with `all`): `{"kernel": {NAME: value, ...}}`.
+pub fn nstat_json(stack: &Stack, all: bool) -> Value {
+    let mib = stack.counters().mib_snapshot().into_iter();
+    let kernel = json_counts(
+        mib.filter(|&(_, v)| all || v != 0)
+            .map(|(m, v)| (m.name(), v)),
+    );
+    json!({ "kernel": kernel })
+}
+
+/// ipxmit's own counters, which no Linux tool prints: drops by reason and
+/// how `send_batch`'s messages went (built in one pass, or through
+/// `sendmsg` and why). Each block is a header line `ipxmit ...:` then
+/// indented `NAME value` lines (only non-zero ones unless `all`), so that an
+/// `nstat` parser stops before it; nothing when no line is left.
+pub fn ipxmit_counters(stack: &Stack, all: bool) -> String {
     let c = stack.counters();
+    let mut o = String::new();
     let drops = c.drop_snapshot().into_iter().map(|(r, v)| (r.name(), v));
-    section(&mut o, "#drop reasons", drops, all);
-    // ipxmit's own: how the messages of send_batch (sendmmsg) went.
+    section(&mut o, "ipxmit drop reasons:", drops, all);
     let paths = c
         .batch_path_snapshot()
         .into_iter()
         .map(|(p, v)| (p.name(), v));
-    section(&mut o, "#send_batch messages", paths, all);
+    section(&mut o, "ipxmit send_batch messages:", paths, all);
     o
 }
 
-/// The MIB counters, drop reasons and `send_batch` paths as JSON objects.
-pub fn nstat_json(stack: &Stack) -> Value {
+/// ipxmit's own counters as JSON: `{"drop_reasons": {...}, "send_batch":
+/// {...}}`, every counter by its name.
+pub fn ipxmit_json(stack: &Stack) -> Value {
     let c = stack.counters();
-    let mib = json_counts(c.mib_snapshot().into_iter().map(|(m, v)| (m.name(), v)));
     let drops = json_counts(c.drop_snapshot().into_iter().map(|(r, v)| (r.name(), v)));
     let paths = json_counts(
         c.batch_path_snapshot()
             .into_iter()
             .map(|(p, v)| (p.name(), v)),
     );
-    json!({"mib": mib, "drops": drops, "send_batch": paths})
+    json!({"drop_reasons": drops, "send_batch": paths})
 }
 
-/// An `nstat` section: `title`, then a line per counter (only non-zero
-/// ones unless `all`); nothing when no line is left.
+/// The statistics both `send --json` and `run --json` end with, one shape:
+/// `links` (`ip -j -s link` objects), `qdiscs` (`tc -j -s qdisc show`),
+/// `nstat` (`nstat -j`) and `ipxmit` (ipxmit's own counters; callers add
+/// their own keys to it).
+pub fn stats_json(
+    devs: &[Arc<NetDevice>],
+    stack: &Stack,
+    all: bool,
+) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    let links: Vec<Value> = devs.iter().map(|d| ip_link_json(d)).collect();
+    m.insert("links".into(), Value::Array(links));
+    m.insert("qdiscs".into(), tc_qdisc_json(devs, stack.now()));
+    m.insert("nstat".into(), nstat_json(stack, all));
+    m.insert("ipxmit".into(), ipxmit_json(stack));
+    m
+}
+
+/// One of ipxmit's blocks: `title`, then an indented line per counter (only
+/// non-zero ones unless `all`); nothing when no line is left.
 fn section(
     o: &mut String,
     title: &str,
@@ -175,7 +262,7 @@ fn section(
     }
     let _ = writeln!(o, "{title}");
     for (name, v) in counts {
-        let _ = writeln!(o, "{name:<32}{v}");
+        let _ = writeln!(o, "    {name:<28}{v}");
     }
 }
 
@@ -188,11 +275,11 @@ fn json_counts(
         .collect()
 }
 
-/// One line on what a verifying peer received on `dev`'s wire, then its
-/// non-zero drop reasons.
+/// One line on what a verifying peer received on `dev`'s wire (`ipxmit
+/// peer ...`, not a format of a Linux tool), then its non-zero drop reasons.
 pub fn peer_line(dev: &str, addr: Ipv4Addr, mac: EthernetAddress, s: &PeerStats) -> String {
     let mut o = format!(
-        "peer {addr} ({mac}) on {dev}: {} frames, {} UDP datagrams intact ({} reassembled), \
+        "ipxmit peer {addr} ({mac}) on {dev}: {} frames, {} UDP datagrams intact ({} reassembled), \
          {} other IP, {} ARP requests answered, {} dropped\n",
         s.frames,
         s.datagrams,
@@ -222,4 +309,48 @@ pub fn peer_json(addr: Ipv4Addr, mac: EthernetAddress, s: &PeerStats) -> Value {
         "datagrams": s.datagrams, "reassembled": s.reassembled,
         "drops": s.drops_total(), "counters": counters
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipxmit::dev::DevConfig;
+    use ipxmit_drivers::null::NullCounters;
+
+    /// A bare IP link (TUN-like) reads as `ip -j -s link show dev t0` of a
+    /// TUN device on iproute2 6.1 (captured on the development machine): no
+    /// `address`/`broadcast`, `link_type` `none`, the flags and state of a TUN
+    /// device with its file open (`UP,LOWER_UP`, `UNKNOWN`); the text says
+    /// `link/none ` (with its trailing blank).
+    #[test]
+    fn l3_link_reads_as_a_tun_device() {
+        let stack = Stack::new();
+        let mut cfg = DevConfig::ethernet("t0", EthernetAddress([2, 0, 0, 0, 0, 9]));
+        cfg.link = ipxmit::LinkType::L3;
+        let dev = stack
+            .add_device(cfg, NullCounters::new().drivers(1))
+            .unwrap();
+        let v = ip_link_json(&dev);
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let tun = [
+            "ifindex",
+            "ifname",
+            "flags",
+            "mtu",
+            "qdisc",
+            "operstate",
+            "linkmode",
+            "group",
+            "txqlen",
+            "link_type",
+            "stats64",
+        ];
+        assert_eq!(keys, tun);
+        assert_eq!(v["link_type"], "none");
+        let flags = ["POINTOPOINT", "MULTICAST", "NOARP", "UP", "LOWER_UP"];
+        assert_eq!(v["flags"], json!(flags));
+        assert_eq!(v["operstate"], "UNKNOWN", "as an up TUN device");
+        assert_eq!(v["qdisc"], "pfifo_fast");
+        assert!(ip_link(&dev).contains("\n    link/none \n"));
+    }
 }
