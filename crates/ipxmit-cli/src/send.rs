@@ -36,6 +36,8 @@ pub const PEER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const HOST_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
 const PEER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
 
+mod outcome;
+
 /// Options of `ipxmit send`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SendArgs {
@@ -113,6 +115,10 @@ pub struct SendArgs {
     /// Machine-readable output: one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// After the last send, wait at most this long (tc time units) for
+    /// neighbours to resolve and queues to drain before the summary.
+    #[arg(long, default_value = "2s", value_name = "TIME")]
+    pub linger: String,
 }
 
 impl SendArgs {
@@ -254,14 +260,11 @@ fn make_wire(
     }
     Ok(if a.dev == "mem" {
         let w = MemWire::new(8192);
-        let addr = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
-            *p.dst.ip()
-        } else {
-            PEER_ADDR
-        };
-        let mut cfg = PeerConfig::new(addr, PEER_MAC);
-        // Routed destinations arrive at the gateway's MAC with another IP.
-        cfg.promiscuous = addr != *p.dst.ip();
+        // The peer is 10.0.0.2 and answers ARP for it alone (a mistyped
+        // on-link destination stays unresolved); it stands for the gateway
+        // of routed destinations, whose datagrams reach its MAC.
+        let mut cfg = PeerConfig::new(PEER_ADDR, PEER_MAC);
+        cfg.gateway = (u32::from(*p.dst.ip()) >> 8) != (u32::from(HOST_ADDR) >> 8);
         let peer = Peer::new(cfg);
         (w.drivers(n), Wire::Mem(w, Box::new(peer)))
     } else if a.dev == "null" {
@@ -370,6 +373,14 @@ struct Tally {
     bad_payload: u64,
     reassembled: u64,
     elapsed: Duration,
+    /// `--gso` segment size (0: none).
+    gso: usize,
+    /// Datagrams the sent ones become on the wire (GSO segments each).
+    segments: u64,
+    /// IPv4 frames taken off the in-memory wire.
+    wire_ip: u64,
+    /// The drain wait: how long, and whether everything drained.
+    wait: (Duration, bool),
 }
 
 impl Tally {
@@ -378,9 +389,21 @@ impl Tally {
         *self.errors.entry(e.errno().name()).or_default() += 1;
     }
 
+    /// Counts a sent datagram of `len` payload bytes.
+    fn sent(&mut self, len: usize) {
+        self.datagrams += 1;
+        self.payload += len as u64;
+        self.segments += if self.gso > 0 && len > self.gso {
+            len.div_ceil(self.gso) as u64
+        } else {
+            1
+        };
+    }
+
     /// Adds a sender thread's counts.
     fn add(&mut self, o: Tally) {
         self.datagrams += o.datagrams;
+        self.segments += o.segments;
         self.payload += o.payload;
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
@@ -442,12 +465,10 @@ fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
     let now = stack.now();
     let dev = stack.device_by_index(2);
     w.drain(|f| {
-        let r = if f.data_len() == 0 {
-            peer.receive(f.linear(), now)
-        } else {
-            peer.receive(&f.to_vec(), now)
-        };
-        match r {
+        t.wire_ip += u64::from(f.linear().get(12..14) == Some(&[8, 0]));
+        // The NIC's part (GSO, checksum offload) first, as on a script's
+        // `mem` link.
+        peer.receive_packet(f, now, |r| match r {
             Received::Datagram(d) => {
                 if pat.verify(&d.payload) {
                     t.verified += 1;
@@ -464,7 +485,7 @@ fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
                 }
             }
             _ => {}
-        }
+        });
     });
 }
 
@@ -507,7 +528,8 @@ fn send_next(
     t: &mut Tally,
     start: WallInstant,
 ) -> u64 {
-    if p.duration.map_or(j >= sh.count, |d| {
+    if outcome::interrupted()
+        || p.duration.map_or(j >= sh.count, |d| {
         j % 256 < p.batch as u64 && start.elapsed() >= d
     }) {
         return 0;
@@ -518,10 +540,7 @@ fn send_next(
     let (k, len) = sh.nth(p, j);
     let n = socks.len() as u64;
     match send_one(&mut socks[(j % n) as usize], p, pat.payload(k, len)) {
-        Ok(()) => {
-            t.datagrams += 1;
-            t.payload += len as u64;
-        }
+        Ok(()) => t.sent(len),
         Err(e) => t.error(&e),
     }
     1
@@ -551,8 +570,7 @@ fn send_batch(
     let n = socks.len() as u64;
     match socks[((j / p.batch as u64) % n) as usize].send_batch(&msgs, MsgFlags::NONE) {
         Ok(m) => {
-            t.datagrams += m as u64;
-            t.payload += msgs[..m].iter().map(|m| m.data.len() as u64).sum::<u64>();
+            msgs[..m].iter().for_each(|m| t.sent(m.data.len()));
             m as u64
         }
         Err(e) => {
@@ -572,7 +590,10 @@ fn workload(
     wire: &mut Wire,
 ) -> Tally {
     let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
-    let mut t = Tally::default();
+    let mut t = Tally {
+        gso: a.gso.unwrap_or(0) as usize,
+        ..Tally::default()
+    };
     let mut prog = Progress::new(a.json, p.count, p.duration);
     let start = WallInstant::now();
     let sh = Share::of(p, 0, 1);
@@ -590,11 +611,16 @@ fn workload(
             prog.update(t.datagrams, t.payload);
         }
     }
-    stack.poll_until_idle(1000);
-    drain_wire(wire, stack, &pat, &mut t);
     t.elapsed = start.elapsed();
     prog.finish();
+    let limit = linger_limit(a);
+    t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &pat, &mut t));
     t
+}
+
+/// `--linger` (an unparsable value was refused before the run).
+fn linger_limit(a: &SendArgs) -> Duration {
+    ipxmit::units::parse_time(&a.linger).unwrap_or(Duration::from_secs(2))
 }
 
 /// One sender thread: its own sockets, its share of the datagrams.
@@ -609,7 +635,10 @@ fn sender(
 ) -> Result<Tally> {
     let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
     let mut socks = open_sockets(stack, a, (a.sockets / sh.stride as usize).max(1))?;
-    let mut t = Tally::default();
+    let mut t = Tally {
+        gso: a.gso.unwrap_or(0) as usize,
+        ..Tally::default()
+    };
     let (mut j, mut reported, mut sent_dg) = (0u64, 0u64, 0u64);
     // Sender 0 sends one datagram; everybody waits until it resolved the
     // neighbour, so the others do not overflow its unresolved queue.
@@ -687,10 +716,10 @@ fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Resu
     for r in results {
         t.add(r?);
     }
-    stack.poll_until_idle(1000);
-    drain_wire(wire, stack, &pat, &mut t);
     t.elapsed = start.elapsed();
     prog.finish();
+    let limit = linger_limit(a);
+    t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &pat, &mut t));
     Ok(t)
 }
 
@@ -709,7 +738,14 @@ fn pace(rate: Option<u64>, t: &Tally, start: WallInstant) {
 /// Runs `ipxmit send`.
 pub fn run(a: SendArgs) -> Result<ExitCode> {
     let p = plan(&a)?;
+    let limit = ipxmit::units::parse_time(&a.linger)
+        .map_err(|e| anyhow::anyhow!("--linger {:?}: {e}", a.linger))?;
     let (stack, mut wire, tap) = build_host(&a, &p)?;
+    let non_ip = outcome::NonIpFrames::new();
+    if matches!(wire, Wire::Os) {
+        stack.device("eth0")?.add_tap(non_ip.clone());
+    }
+    outcome::catch_sigint();
     let t = if a.threads > 1 {
         threaded(&a, &p, &stack, &mut wire)?
     } else {
@@ -719,12 +755,67 @@ pub fn run(a: SendArgs) -> Result<ExitCode> {
     if let Some(tap) = &tap {
         tap.flush().context("writing the capture file")?;
     }
-    let ok = print_report(&a, &p, &stack, &wire, &t)?;
-    Ok(if ok {
+    let o = account(&stack, &wire, &t, limit, non_ip.get())?;
+    let failures = fail_reasons(&t, &o, &wire);
+    print_report(&a, &p, &stack, &wire, &t, &o)?;
+    if o.interrupted {
+        eprintln!("ipxmit send: interrupted (Ctrl-C); the summary is of what was sent until then");
+        return Ok(ExitCode::from(outcome::EXIT_INTERRUPTED));
+    }
+    for f in &failures {
+        eprintln!("ipxmit send: {f}");
+    }
+    Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Where the run's IP packets ended (see [`outcome`]); `non_ip` is the
+/// frames other than IPv4 an OS device was given.
+fn account(
+    stack: &Stack,
+    wire: &Wire,
+    t: &Tally,
+    limit: Duration,
+    non_ip: u64,
+) -> Result<outcome::Outcome> {
+    let dev = stack.device("eth0")?;
+    let tx = dev.stats.snapshot().tx_packets;
+    let sent = match wire {
+        Wire::Mem(..) => t.wire_ip,
+        Wire::Null | Wire::File => tx,
+        Wire::Os => tx.saturating_sub(non_ip),
+    };
+    // Segments the device cut in software leave as frames of their own.
+    let soft_gso = !dev.features().contains(Features::GSO_UDP_L4);
+    let extra = if soft_gso { t.segments - t.datagrams } else { 0 };
+    let wait = (t.wait.0, limit, t.wait.1);
+    Ok(outcome::Outcome::account(stack, sent, extra, wait))
+}
+
+/// Why a run failed, one line each; empty when every datagram left the
+/// device and, with the verifying peer, was verified.
+fn fail_reasons(t: &Tally, o: &outcome::Outcome, wire: &Wire) -> Vec<String> {
+    let mut v = o.failures();
+    if !t.errors.is_empty() {
+        let n: u64 = t.errors.values().sum();
+        v.push(format!("{n} sends refused ({:?})", t.errors));
+    }
+    if let Wire::Mem(_, peer) = wire {
+        let s = peer.stats();
+        if t.verified != t.segments || t.bad_payload > 0 || s.drops_total() > 0 {
+            v.push(format!(
+                "the peer verified {} of {} datagrams ({} bad payload, {} dropped by the peer)",
+                t.verified,
+                t.segments,
+                t.bad_payload,
+                s.drops_total()
+            ));
+        }
+    }
+    v
 }
 
 fn rate_line(t: &Tally, frames: u64) -> String {
@@ -740,30 +831,36 @@ fn rate_line(t: &Tally, frames: u64) -> String {
     )
 }
 
-fn print_report(a: &SendArgs, p: &Plan, stack: &Stack, wire: &Wire, t: &Tally) -> Result<bool> {
+fn print_report(
+    a: &SendArgs,
+    p: &Plan,
+    stack: &Stack,
+    wire: &Wire,
+    t: &Tally,
+    o: &outcome::Outcome,
+) -> Result<bool> {
     let dev = stack.device("eth0")?;
     let frames = dev.stats.snapshot().tx_packets;
     let peer = match wire {
         Wire::Mem(_, peer) => Some(peer.stats()),
         _ => None,
     };
-    let ok = t.errors.is_empty()
-        && peer.is_none_or(|s| {
-            s.drops_total() == 0 && t.verified == t.datagrams && t.bad_payload == 0
-        });
+    let ok = fail_reasons(t, o, wire).is_empty();
     let mut out = io::stdout().lock();
     if a.json {
-        let v = json!({
+        let mut v = json!({
             "dst": p.dst.to_string(), "sizes": p.sizes, "dev": a.dev, "mtu": a.mtu,
             "datagrams": t.datagrams, "frames": frames, "payload_bytes": t.payload,
             "elapsed_s": t.elapsed.as_secs_f64(),
             "gbit_per_s": t.payload as f64 * 8.0 / t.elapsed.as_secs_f64().max(1e-9) / 1e9,
-            "errors": t.errors,
+            "errors": t.errors, "outcome": o.json(),
             "peer": peer.map(|s| json!({"verified": t.verified, "bad_payload": t.bad_payload,
                 "reassembled": t.reassembled, "drops": s.drops_total()})),
-            "link": report::ip_link_json(&dev), "qdisc": report::tc_qdisc_json(&dev),
-            "nstat": report::nstat_json(stack), "ok": ok
         });
+        // The statistics in the shape `run --json` ends with.
+        let stats = report::stats_json(std::slice::from_ref(&dev), stack, a.all);
+        v.as_object_mut().expect("object").extend(stats);
+        v["ok"] = json!(ok);
         writeln!(out, "{v}")?;
         return Ok(ok);
     }
@@ -781,14 +878,20 @@ fn print_report(a: &SendArgs, p: &Plan, stack: &Stack, wire: &Wire, t: &Tally) -
         writeln!(
             out,
             "peer:   {} of {} datagrams verified ({} reassembled, {} bad payload, {} dropped by the peer)",
-            t.verified, t.datagrams, t.reassembled, t.bad_payload, s.drops_total()
+            t.verified, t.segments, t.reassembled, t.bad_payload, s.drops_total()
         )?;
     }
+    writeln!(out, "{}", o.text())?;
     writeln!(out)?;
     write!(out, "{}", report::ip_link(&dev))?;
     writeln!(out)?;
     write!(out, "{}", report::tc_qdisc(&dev, stack.now()))?;
     writeln!(out)?;
     write!(out, "{}", report::nstat(stack, a.all))?;
+    let own = report::ipxmit_counters(stack, a.all);
+    if !own.is_empty() {
+        writeln!(out)?;
+        write!(out, "{own}")?;
+    }
     Ok(ok)
 }

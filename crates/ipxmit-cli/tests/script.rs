@@ -50,12 +50,12 @@ send s1 len 10
     let stats: Value = serde_json::from_str(lines[7]).unwrap();
     assert_eq!(stats["op"], "stats");
     assert_eq!(stats["ok"], true);
-    let peer = &stats["links"][0]["peer"];
+    let peer = &stats["ipxmit"]["links"][0]["peer"];
     assert_eq!(peer["datagrams"], 1);
     assert_eq!(peer["counters"]["RawInDatagrams"], 1);
     assert_eq!(peer["counters"]["ArpInRequests"], 1);
-    assert_eq!(stats["nstat"]["mib"]["UdpOutDatagrams"], 1);
-    assert_eq!(stats["nstat"]["drops"]["PKT_TOO_BIG"], 1);
+    assert_eq!(stats["nstat"]["kernel"]["UdpOutDatagrams"], 1);
+    assert_eq!(stats["ipxmit"]["drop_reasons"]["PKT_TOO_BIG"], 1);
 }
 
 const EVERY_KEYWORD: &str = "# every keyword of the language
@@ -149,12 +149,17 @@ fn every_keyword_runs() {
     assert_eq!(names, ["eth0", "dummy0", "cap0"]);
     assert_eq!(links[0]["address"], "02:00:00:00:00:11");
     assert_eq!(links[0]["txqlen"], 500);
-    assert_eq!(links[0]["qdisc"].as_array().unwrap().len(), 2, "two queues");
-    assert_eq!(links[0]["qdisc"][0]["kind"], "pfifo");
+    assert_eq!(links[0]["qdisc"], "pfifo", "one root for both queues");
+    let qdiscs = stats["qdiscs"].as_array().unwrap();
+    let of = |dev: &str| -> Vec<&str> {
+        let on_dev = qdiscs.iter().filter(|q| q["dev"] == dev);
+        on_dev.map(|q| q["kind"].as_str().unwrap()).collect()
+    };
+    assert_eq!(of("eth0"), ["pfifo"]);
     assert_eq!(links[1]["mtu"], 1400);
-    assert_eq!(links[2]["qdisc"][0]["kind"], "bfifo");
+    assert_eq!(of("cap0"), ["bfifo"]);
     // Fragmented (route mtu 1400) + 4 GSO segments + 3 sends of 100 bytes.
-    let peer = &links[0]["peer"];
+    let peer = &stats["ipxmit"]["links"][0]["peer"];
     assert_eq!(peer["datagrams"], 8);
     assert_eq!(peer["reassembled"], 1);
     assert_eq!(peer["drops"], 0);
@@ -300,11 +305,8 @@ sleep 5s
     // mcast_probes = 3 requests, retrans_time = 1 s apart on the virtual clock.
     assert_eq!(frames[3].0 - frames[2].0, 1_000_000_000);
     assert_eq!(frames[4].0 - frames[3].0, 1_000_000_000);
-    assert!(
-        r.stdout.contains("NEIGH_FAILED                    1"),
-        "{}",
-        r.stdout
-    );
+    let dropped = "ipxmit drop reasons:\n    NEIGH_FAILED                1\n";
+    assert!(r.stdout.contains(dropped), "{}", r.stdout);
 }
 
 #[test]
@@ -327,9 +329,9 @@ send s2 to 10.0.0.2:9000 len 10
         "two sends and the statistics; the rebind succeeded"
     );
     let stats = &v[2];
-    assert_eq!(stats["nstat"]["mib"]["UdpOutDatagrams"], 1);
+    assert_eq!(stats["nstat"]["kernel"]["UdpOutDatagrams"], 1);
     assert_eq!(
-        stats["links"][0]["peer"]["counters"]["UdpInPayloadOctets"],
+        stats["ipxmit"]["links"][0]["peer"]["counters"]["UdpInPayloadOctets"],
         10
     );
 }

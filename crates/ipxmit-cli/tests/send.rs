@@ -36,7 +36,7 @@ fn json_summary_of_fragmented_sends() {
     assert_eq!(v["peer"]["verified"], 100);
     assert_eq!(v["peer"]["reassembled"], 100);
     assert_eq!(v["frames"], 601);
-    assert_eq!(v["nstat"]["mib"]["IpFragCreates"], 600);
+    assert_eq!(v["nstat"]["kernel"]["IpFragCreates"], 600);
     assert!(r.stderr.is_empty(), "no progress output with --json");
 }
 
@@ -58,11 +58,11 @@ fn batches_send_every_datagram() {
     assert_eq!(v["peer"]["verified"], 1000);
     assert_eq!(v["peer"]["bad_payload"], 0);
     assert_eq!(v["frames"], one["frames"]);
-    assert_eq!(v["nstat"]["mib"], one["nstat"]["mib"]);
-    assert_eq!(v["nstat"]["send_batch"]["OnePass"], 1000);
-    assert_eq!(v["nstat"]["send_batch"]["Fragments"], 0);
+    assert_eq!(v["nstat"]["kernel"], one["nstat"]["kernel"]);
+    assert_eq!(v["ipxmit"]["send_batch"]["OnePass"], 1000);
+    assert_eq!(v["ipxmit"]["send_batch"]["Fragments"], 0);
     assert_eq!(
-        one["nstat"]["send_batch"]["OnePass"], 0,
+        one["ipxmit"]["send_batch"]["OnePass"], 0,
         "send_to is not a batch"
     );
     let bad = ipxmit(&d, &["send", "--batch", "0"]);

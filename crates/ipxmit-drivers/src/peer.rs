@@ -51,12 +51,16 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use ipxmit::buf::{CsumState, GsoType};
 use ipxmit::dev::LinkType;
+use ipxmit::offload::gso::segment_udp;
+use ipxmit::offload::{checksum_help, Features};
 use ipxmit::time::Instant;
 use ipxmit::wire::{
     self, ArpOperation, ArpPacket, ArpRepr, ChecksumCheck, EtherType, EthernetAddress,
     EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
 };
+use ipxmit::PacketBuf;
 
 /// The kernel's default `net.ipv4.ipfrag_time`: 30 seconds.
 pub const DEFAULT_FRAG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,6 +93,10 @@ pub struct PeerConfig {
     /// Accept every destination MAC and IP address (a sniffer's view), not
     /// only ours, broadcast and multicast. Default off.
     pub promiscuous: bool,
+    /// Stand for a gateway: accept IP datagrams sent to our MAC whatever
+    /// their destination address (a router forwards them), while ARP is still
+    /// answered for [`addr`](Self::addr) only. Default off.
+    pub gateway: bool,
 }
 
 impl PeerConfig {
@@ -102,6 +110,7 @@ impl PeerConfig {
             frag_timeout: DEFAULT_FRAG_TIMEOUT,
             max_reasm_bytes: DEFAULT_MAX_REASM_BYTES,
             promiscuous: false,
+            gateway: false,
         }
     }
 }
@@ -631,6 +640,13 @@ impl Peer {
         outcome
     }
 
+    /// Receives what a NIC puts on the wire for the packet `f` it was given
+    /// (see [`nic_output`]): each resulting frame is received as by
+    /// [`receive`](Self::receive) and its outcome handed to `on`.
+    pub fn receive_packet(&mut self, f: PacketBuf, now: Instant, mut on: impl FnMut(Received)) {
+        nic_output(f, |frame| on(self.receive(frame, now)));
+    }
+
     /// Drops every reassembly queue whose `frag_timeout` has run out by `now`
     /// (first fragment's arrival + timeout <= `now`), counting each under
     /// [`PeerDrop::FragTimeout`]; returns how many.
@@ -776,9 +792,13 @@ impl Peer {
     }
 
     /// Whether `dst` is one of our addresses: ours, limited broadcast,
-    /// multicast, or anything when promiscuous.
+    /// multicast, or anything when promiscuous or standing for a gateway.
     fn accepts(&self, dst: Ipv4Addr) -> bool {
-        self.cfg.promiscuous || dst == self.cfg.addr || dst.is_broadcast() || dst.is_multicast()
+        self.cfg.promiscuous
+            || self.cfg.gateway
+            || dst == self.cfg.addr
+            || dst.is_broadcast()
+            || dst.is_multicast()
     }
 
     /// Kernel: `ip_defrag()`: find or create the queue (`inet_frag_find()`,
@@ -903,4 +923,32 @@ fn deliver(meta: &IpMeta, payload: &[u8], fragments: usize) -> Received {
         fragments,
         payload: udp.payload().to_vec(),
     })
+}
+
+/// The NIC's part of a transmission, for a device that advertises checksum
+/// and UDP GSO offload: a UDP GSO packet is segmented and a
+/// `CHECKSUM_PARTIAL` checksum completed before the frame is on the wire;
+/// `out` gets each frame's bytes. A malformed GSO packet yields nothing (the
+/// NIC drops it). This is the device's work, done with ipxmit's software
+/// fallbacks (`skb_gso_segment()`, `skb_checksum_help()`); the peer's
+/// receive checks that follow stay independent of them.
+pub fn nic_output(f: PacketBuf, mut out: impl FnMut(&[u8])) {
+    let mut emit = |mut p: PacketBuf| {
+        if matches!(p.meta.ip_summed, CsumState::Partial { .. }) {
+            checksum_help(&mut p);
+        }
+        if p.data_len() == 0 {
+            out(p.linear());
+        } else {
+            out(&p.to_vec());
+        }
+    };
+    if f.meta.gso_type == GsoType::None {
+        emit(f);
+    } else {
+        segment_udp(f, Features::NONE)
+            .unwrap_or_default()
+            .into_iter()
+            .for_each(emit);
+    }
 }

@@ -297,6 +297,29 @@ fn frames_not_for_us_and_other_protocols() {
     );
 }
 
+/// A peer standing for a gateway takes datagrams for any address at its MAC,
+/// but answers ARP for its own address only (a mistyped on-link
+/// destination must stay unresolved).
+#[test]
+fn gateway_peer_accepts_routed_datagrams_but_answers_arp_for_itself_only() {
+    let mut cfg = config();
+    cfg.gateway = true;
+    let mut p = Peer::new(cfg);
+    let routed = PacketBuilder::ethernet2(SENDER_MAC, PEER_MAC)
+        .ipv4(SENDER_IP, [192, 168, 1, 1], 64)
+        .udp(SPORT, DPORT);
+    let mut frame = Vec::new();
+    routed.write(&mut frame, b"x").unwrap();
+    assert!(matches!(p.receive(&frame, T0), Received::Datagram(_)));
+    let mut other_mac = frame.clone();
+    other_mac[5] = 0x99;
+    assert_eq!(p.receive(&other_mac, T0), Received::NotForUs);
+    let other = arp_frame(ArpOperation::REQUEST, SENDER_IP, [10, 0, 0, 9]);
+    assert_eq!(p.receive(&other, T0), Received::ArpOther);
+    let ours = arp_frame(ArpOperation::REQUEST, SENDER_IP, PEER_IP);
+    assert!(matches!(p.receive(&ours, T0), Received::ArpRequest { .. }));
+}
+
 #[test]
 fn promiscuous_peer_accepts_other_addresses() {
     let mut cfg = config();

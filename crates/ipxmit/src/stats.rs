@@ -37,7 +37,9 @@ macro_rules! counter_enum {
 }
 
 counter_enum! {
-    /// An SNMP MIB counter, named as `nstat` prints it.
+    /// An SNMP MIB counter, named as `nstat` prints it, in `nstat`'s order
+    /// (`/proc/net/snmp`'s `Ip:` and `Udp:` lines, then `/proc/net/netstat`'s
+    /// `IpExt:`), so a listing of [`Mib::ALL`] is a subsequence of `nstat -az`.
     Mib {
         /// Datagrams handed to IP for transmission (`IPSTATS_MIB_OUTREQUESTS`).
         IpOutRequests => "IpOutRequests",
@@ -51,14 +53,15 @@ counter_enum! {
         IpFragFails => "IpFragFails",
         /// Fragments created (`FRAGCREATES`).
         IpFragCreates => "IpFragCreates",
-        /// Packets passed to the device layer (`IPSTATS_MIB_OUTPKTS`).
-        IpExtOutPkts => "IpExtOutPkts",
-        /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
-        IpExtOutOctets => "IpExtOutOctets",
+        /// Packets passed to the device layer (`IPSTATS_MIB_OUTPKTS`, which
+        /// `nstat` shows as `IpOutTransmits`).
+        IpOutTransmits => "IpOutTransmits",
         /// UDP datagrams sent (`UDP_MIB_OUTDATAGRAMS`).
         UdpOutDatagrams => "UdpOutDatagrams",
         /// UDP sends that failed for lack of send buffer (`UDP_MIB_SNDBUFERRORS`).
         UdpSndbufErrors => "UdpSndbufErrors",
+        /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
+        IpExtOutOctets => "IpExtOutOctets",
     }
 }
 

@@ -208,12 +208,15 @@ pub fn event_json(line: usize, e: &Event) -> Value {
     }
 }
 
-/// The statistics: `ip -s link` for every device, `tc -s qdisc`, the peers,
-/// `nstat`; or one JSON object with all of them.
+/// The statistics: `ip -s link` for every device, `tc -s qdisc`, `nstat`,
+/// each as its Linux tool prints it and after a blank line; then, after
+/// another blank line, ipxmit's own blocks (drop reasons, `send_batch`
+/// paths, the peers), each headed `ipxmit ...`. Or one JSON object with
+/// all of them ([`stats_json`]).
 fn print_stats(h: &Host, a: &RunArgs, out: &mut impl Write) -> io::Result<()> {
     let st = h.stack();
     if a.json {
-        return writeln!(out, "{}", stats_json(h));
+        return writeln!(out, "{}", stats_json(h, a.all));
     }
     let devs = st.devices();
     for d in &devs {
@@ -224,43 +227,44 @@ fn print_stats(h: &Host, a: &RunArgs, out: &mut impl Write) -> io::Result<()> {
         writeln!(out)?;
         write!(out, "{}", report::tc_qdisc_all(&devs, st.now()))?;
     }
-    let peers: Vec<String> = h
-        .links()
-        .iter()
-        .filter_map(|l| {
-            l.peer()
-                .map(|(addr, mac, s)| report::peer_line(l.dev.name(), addr, mac, &s))
-        })
-        .collect();
-    if !peers.is_empty() {
-        writeln!(out)?;
-        write!(out, "{}", peers.concat())?;
-    }
     writeln!(out)?;
-    write!(out, "{}", report::nstat(st, a.all))
+    write!(out, "{}", report::nstat(st, a.all))?;
+    let peers = h.links().iter().filter_map(|l| {
+        l.peer()
+            .map(|(addr, mac, s)| report::peer_line(l.dev.name(), addr, mac, &s))
+    });
+    let own = report::ipxmit_counters(st, a.all) + &peers.collect::<String>();
+    if !own.is_empty() {
+        writeln!(out)?;
+        write!(out, "{own}")?;
+    }
+    Ok(())
 }
 
-/// Every statistic as one JSON object: `{"op": "stats", "links": [...],
-/// "nstat": {...}, "ok": bool}`.
-pub fn stats_json(h: &Host) -> Value {
-    let links: Vec<Value> = h
+/// Every statistic as one JSON object, the shape `send --json` ends with
+/// too ([`report::stats_json`]): `{"op": "stats", "links": [ip -j -s link
+/// objects], "qdiscs": [tc -j -s qdisc objects], "nstat": {"kernel": {...}},
+/// "ipxmit": {"drop_reasons", "send_batch", "links": [{"ifname", "kind",
+/// "wire", "peer"}]}, "ok": bool}`; `all` keeps zero MIB counters.
+pub fn stats_json(h: &Host, all: bool) -> Value {
+    let st = h.stack();
+    let devs = st.devices();
+    let own: Vec<Value> = h
         .links()
         .iter()
         .map(|l| {
-            let mut v = report::ip_link_json(&l.dev);
-            v["link_type"] = json!(l.kind.name());
-            v["qdisc"] = report::tc_qdisc_json(&l.dev);
-            v["wire"] = l
-                .wire_counts()
-                .map_or(Value::Null, |(f, b)| json!({"frames": f, "bytes": b}));
-            v["peer"] = l
-                .peer()
-                .map_or(Value::Null, |(a, m, s)| report::peer_json(a, m, &s));
-            v
+            json!({
+                "ifname": l.dev.name(),
+                "kind": l.kind.name(),
+                "wire": l.wire_counts().map(|(f, b)| json!({"frames": f, "bytes": b})),
+                "peer": l.peer().map(|(a, m, s)| report::peer_json(a, m, &s)),
+            })
         })
         .collect();
-    json!({
-        "op": "stats", "links": links, "nstat": report::nstat_json(h.stack()),
-        "ok": host_ok(h)
-    })
+    let mut v = serde_json::Map::new();
+    v.insert("op".into(), json!("stats"));
+    v.extend(report::stats_json(&devs, st, all));
+    v["ipxmit"]["links"] = Value::Array(own);
+    v.insert("ok".into(), json!(host_ok(h)));
+    Value::Object(v)
 }

@@ -161,7 +161,7 @@ pub(crate) fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
 struct OutCount {
     /// `IpOutRequests`: datagrams that reached `ip_output`.
     requests: u64,
-    /// `IpExtOutPkts`/`IpExtOutOctets`: frames and IP bytes that reached
+    /// `IpOutTransmits`/`IpExtOutOctets`: frames and IP bytes that reached
     /// `ip_finish_output2`.
     pkts: u64,
     octets: u64,
@@ -179,7 +179,7 @@ impl OutCount {
     fn settle(&self, stack: &Stack) {
         let c = &stack.counters;
         c.add(Mib::IpOutRequests, self.requests);
-        c.add(Mib::IpExtOutPkts, self.pkts);
+        c.add(Mib::IpOutTransmits, self.pkts);
         c.add(Mib::IpExtOutOctets, self.octets);
         if self.frag_oks | self.frag_creates | self.frag_fails | self.discards != 0 {
             c.add(Mib::IpFragOKs, self.frag_oks);

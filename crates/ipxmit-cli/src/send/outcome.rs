@@ -1,0 +1,270 @@
+//! Where every datagram of a `send` run ended: the wait for neighbours and
+//! queues to drain, the accounting (sent / dropped by reason / queued at
+//! exit), the exit status, and Ctrl-C.
+//!
+//! The unit of the accounting is the IP packet the sends handed to the
+//! neighbour layer (`IpOutTransmits`: a datagram, a fragment, or a GSO packet;
+//! segments of a GSO packet the device segments in software counted each).
+//! Every such packet either left the device, was dropped (the stack's drop
+//! reasons), or is still queued at exit (waiting for its neighbour, or in a
+//! qdisc). Drop reasons count every frame, so a dropped ARP request shows up
+//! in them too: the surplus over the IP packets is reported as
+//! `other_dropped`. A shortfall (a packet in none of the three) is a bug and
+//! fails the run.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use ipxmit::dev::Tap;
+use ipxmit::stats::DropReason;
+use ipxmit::{Instant, NetDevice, PacketBuf, Stack};
+use serde_json::{json, Value};
+
+/// Set by the SIGINT handler; the send loops stop when they see it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The exit status of a run stopped by Ctrl-C (128 + SIGINT), as a shell
+/// reports it.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Installs the SIGINT handler: the first Ctrl-C stops the run, which then
+/// prints its summary and exits 130; a second one kills it (the handler is
+/// reset to the default when it runs).
+pub fn catch_sigint() {
+    // SAFETY: `sigaction` with a zeroed, then filled, struct; the handler
+    // only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
+}
+
+/// True once Ctrl-C was pressed.
+#[inline]
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// A tap counting the frames that are not IPv4 (ARP) given to a driver,
+/// for devices whose wire we do not read ourselves.
+#[derive(Default)]
+pub struct NonIpFrames(AtomicU64);
+
+impl NonIpFrames {
+    /// A counter, to be added to the device with `add_tap`.
+    pub fn new() -> Arc<NonIpFrames> {
+        Arc::new(NonIpFrames::default())
+    }
+
+    /// Frames counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Tap for NonIpFrames {
+    fn tap(&self, _dev: &NetDevice, pkt: &PacketBuf, _now: Instant) {
+        if pkt.linear().get(12..14) != Some(&[0x08, 0x00]) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Packets still queued in the stack: waiting for a neighbour, and in the
+/// qdiscs (requeued ones included).
+pub fn queued(stack: &Stack) -> (u64, u64) {
+    let neigh = stack
+        .neighbours()
+        .entries()
+        .iter()
+        .map(|n| n.queued() as u64)
+        .sum();
+    let qdisc = stack
+        .devices()
+        .iter()
+        .flat_map(|d| d.queues().iter())
+        .map(|q| q.with_qdisc(|q| q.stats().qlen) + q.requeued_len() as u64)
+        .sum();
+    (neigh, qdisc)
+}
+
+/// Runs the stack's deferred work and `drain` (which reads the wire) until
+/// nothing is queued, `limit` has passed, or Ctrl-C; returns how long it
+/// waited and whether everything drained.
+pub fn linger(stack: &Stack, limit: Duration, mut drain: impl FnMut()) -> (Duration, bool) {
+    let start = WallInstant::now();
+    loop {
+        stack.poll();
+        drain();
+        let (n, q) = queued(stack);
+        if n + q == 0 {
+            return (start.elapsed(), true);
+        }
+        if start.elapsed() >= limit || interrupted() {
+            return (start.elapsed(), false);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The IP packets a run's sends produced, and where each ended.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// IP packets handed to the neighbour layer.
+    pub packets: u64,
+    /// IP packets that left the device.
+    pub sent: u64,
+    /// Drop reasons and counts (every frame, non-zero only).
+    pub dropped: Vec<(&'static str, u64)>,
+    /// IP packets dropped (the drop reasons' total less `other_dropped`).
+    pub dropped_total: u64,
+    /// Frames in the drop reasons that were not IP packets of the run
+    /// (ARP requests, datagrams refused before output).
+    pub other_dropped: u64,
+    /// Packets waiting for a neighbour at exit.
+    pub queued_neigh: u64,
+    /// Packets in qdiscs at exit.
+    pub queued_qdisc: u64,
+    /// Packets in none of the above (a bug if ever non-zero).
+    pub unaccounted: u64,
+    /// How long the run waited for the queues to drain.
+    pub waited: Duration,
+    /// The wait's bound.
+    pub limit: Duration,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    /// Accounts the run: `sent` is what left the device (counted on the
+    /// wire or by the device less its non-IP frames), `extra_segments` the
+    /// segments the device made in software beyond one per GSO packet.
+    pub fn account(
+        stack: &Stack,
+        sent: u64,
+        extra_segments: u64,
+        wait: (Duration, Duration, bool),
+    ) -> Outcome {
+        let c = stack.counters();
+        let transmits = c
+            .mib_snapshot()
+            .iter()
+            .find(|(m, _)| matches!(m.name(), "IpOutTransmits" | "IpExtOutPkts"))
+            .map_or(0, |(_, v)| *v);
+        let dropped: Vec<_> = c
+            .drop_snapshot()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n): (DropReason, u64)| (r.name(), n))
+            .collect();
+        let reasons: u64 = dropped.iter().map(|(_, n)| n).sum();
+        let (queued_neigh, queued_qdisc) = queued(stack);
+        let packets = transmits + extra_segments;
+        let found = sent + reasons + queued_neigh + queued_qdisc;
+        let other_dropped = found.saturating_sub(packets).min(reasons);
+        Outcome {
+            packets,
+            sent,
+            dropped,
+            dropped_total: reasons - other_dropped,
+            other_dropped,
+            queued_neigh,
+            queued_qdisc,
+            unaccounted: packets.saturating_sub(found),
+            waited: wait.0,
+            limit: wait.1,
+            interrupted: interrupted(),
+        }
+    }
+
+    /// The summary line.
+    pub fn text(&self) -> String {
+        let reasons: Vec<String> = self
+            .dropped
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let mut s = format!(
+            "result: {} IP packets: {} sent, {} dropped{}, {} queued at exit ({} awaiting a neighbour, {} in qdiscs)",
+            self.packets,
+            self.sent,
+            self.dropped_total,
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
+            self.queued_neigh + self.queued_qdisc,
+            self.queued_neigh,
+            self.queued_qdisc,
+        );
+        if self.other_dropped > 0 {
+            s += &format!(
+                "; {} other frames (ARP) among the drops",
+                self.other_dropped
+            );
+        }
+        if self.unaccounted > 0 {
+            s += &format!("; {} unaccounted", self.unaccounted);
+        }
+        s += &format!(
+            "; waited {:.3} s of {:.3} s for queues to drain",
+            self.waited.as_secs_f64(),
+            self.limit.as_secs_f64()
+        );
+        if self.interrupted {
+            s += "; interrupted";
+        }
+        s
+    }
+
+    /// The same as JSON.
+    pub fn json(&self) -> Value {
+        json!({
+            "packets": self.packets, "sent": self.sent,
+            "dropped": self.dropped_total,
+            "drop_reasons": self.dropped.iter().map(|(r, n)| (r.to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "other_dropped": self.other_dropped,
+            "queued_at_exit": {"neighbour": self.queued_neigh, "qdisc": self.queued_qdisc},
+            "unaccounted": self.unaccounted,
+            "waited_s": self.waited.as_secs_f64(), "wait_limit_s": self.limit.as_secs_f64(),
+            "interrupted": self.interrupted,
+        })
+    }
+
+    /// Why the run failed, for stderr (empty when every packet left).
+    pub fn failures(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.dropped_total > 0 {
+            let r: Vec<String> = self
+                .dropped
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            v.push(format!(
+                "{} of {} IP packets dropped ({})",
+                self.dropped_total,
+                self.packets,
+                r.join(", ")
+            ));
+        }
+        let q = self.queued_neigh + self.queued_qdisc;
+        if q > 0 {
+            v.push(format!(
+                "{q} IP packets still queued after waiting {:.3} s ({} awaiting a neighbour, {} in qdiscs)",
+                self.waited.as_secs_f64(),
+                self.queued_neigh,
+                self.queued_qdisc
+            ));
+        }
+        if self.unaccounted > 0 {
+            v.push(format!("{} IP packets unaccounted for", self.unaccounted));
+        }
+        v
+    }
+}
