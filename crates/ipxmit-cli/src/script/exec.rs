@@ -62,10 +62,6 @@ pub enum ExecError {
     /// A `tc` line the kernel (or tc) refuses: tc's message.
     #[error("{0}")]
     Tc(String),
-    /// A configuration the kernel refuses, with ip(8)'s message
-    /// (`Error: ipv4: Address already assigned.`).
-    #[error("Error: {0}")]
-    Rtnl(&'static str),
     /// A blocking send would wait forever.
     #[error("send would block forever: the send buffer is full and nothing pending will free it (use dontwait)")]
     WouldBlock,
@@ -217,15 +213,10 @@ impl Host {
                     d.set_mtu(*m)?;
                 }
                 if let Some(u) = up {
-                    d.set_up(*u);
+                    st.set_link_up(dev, *u)?;
                 }
             }
-            Command::AddrAdd { net, dev } => {
-                if st.device(dev)?.addrs().contains(net) {
-                    return Err(ExecError::Rtnl("ipv4: Address already assigned."));
-                }
-                st.add_addr(dev, *net)?
-            }
+            Command::AddrAdd { net, dev } => st.add_addr(dev, *net)?,
             Command::Route(r) => route(&st, r)?,
             Command::NeighAdd {
                 addr,
@@ -341,16 +332,11 @@ impl Host {
         Ok(())
     }
 
-    /// Payload of the `k`-th send: byte `i` is `(7*i + k) mod 256`; longer
-    /// than any datagram (`len` up to `MAX_SEND_LEN`, for the kernel's
-    /// `EMSGSIZE`), it is built byte by byte.
-    fn payload(&self, k: u64, len: usize) -> Vec<u8> {
+    /// Payload of the `k`-th send: byte `i` is `(7*i + k) mod 256`.
+    fn payload(&self, k: u64, len: usize) -> &[u8] {
         // 183 is the inverse of 7 modulo 256: pattern[m] = 7m = k (mod 256).
         let m = (183 * (k % 256)) as usize % 256;
-        match self.pattern.get(m..m + len) {
-            Some(p) => p.to_vec(),
-            None => (0..len).map(|i| (7 * i as u64 + k) as u8).collect(),
-        }
+        &self.pattern[m..m + len]
     }
 
     fn send(&mut self, a: &SendArgs) -> Result<Event, ExecError> {
@@ -365,7 +351,7 @@ impl Host {
         if blocks {
             self.wait_for_sndbuf(&a.sock)?;
         }
-        let payload = self.payload(k, a.len);
+        let payload = self.payload(k, a.len).to_vec();
         let cmsg = Cmsg {
             txtime: a.txtime.map(|t| match t {
                 TxTime::At(d) => Instant::ZERO + d,
@@ -515,16 +501,7 @@ fn route(st: &Stack, r: &RouteArgs) -> Result<(), ExecError> {
         st.del_route(r.prefix, r.metric)?;
         return Ok(());
     }
-    let dev = r.dev.as_deref().unwrap_or_default();
-    if let Some(gw) = r.via {
-        // `fib_check_nh_v4_gw`: the gateway must be on a link of the
-        // device (inside one of its prefixes) and not one of our addresses.
-        let addrs = st.device(dev)?.addrs();
-        if !addrs.iter().any(|n| n.contains(&gw)) || addrs.iter().any(|n| n.addr() == gw) {
-            return Err(ExecError::Rtnl("Nexthop has invalid gateway."));
-        }
-    }
-    let mut spec = RouteSpec::new(r.prefix, dev);
+    let mut spec = RouteSpec::new(r.prefix, r.dev.as_deref().unwrap_or_default());
     spec.via = r.via;
     spec.src = r.src;
     spec.mtu = r.mtu;
@@ -559,6 +536,10 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::RecvErr(_) => "ip_recverr",
         SockOpt::Options(_) => "ip_options",
         SockOpt::Hdrincl(_) => "ip_hdrincl",
+        SockOpt::Broadcast(_) => "so_broadcast",
+        SockOpt::MulticastTtl(_) => "ip_multicast_ttl",
+        SockOpt::MulticastIf(_) => "ip_multicast_if",
+        SockOpt::MulticastLoop(_) => "ip_multicast_loop",
         SockOpt::NoCheck(_) => "so_no_check",
         SockOpt::Segment(_) => "udp_segment",
         SockOpt::Cork(_) => "udp_cork",
@@ -591,6 +572,18 @@ fn setsockopt(s: &mut Sock, o: &SockOpt) -> Result<(), SendError> {
     }
 }
 
+/// `ip_multicast_if ADDR|DEV`: a local address (`struct in_addr`), or a
+/// device name taken as its index (`struct ip_mreqn`); an unknown device is
+/// `EADDRNOTAVAIL`, as an unknown index is in the kernel.
+fn multicast_if(i: &mut InetSock, v: &str) -> Result<(), SendError> {
+    if let Ok(a) = v.parse::<Ipv4Addr>() {
+        return i.set_multicast_if(a, 0);
+    }
+    let dev = i.stack().device(v);
+    let ifindex = dev.map_err(|_| SendError::AddrNotAvail(Ipv4Addr::UNSPECIFIED))?;
+    i.set_multicast_if(Ipv4Addr::UNSPECIFIED, ifindex.ifindex())
+}
+
 fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
     match o {
         SockOpt::Tos(t) => i.set_tos(*t),
@@ -598,6 +591,10 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::MtuDiscover(m) => i.set_mtu_discover(*m),
         SockOpt::RecvErr(on) => i.set_recverr(*on),
         SockOpt::Options(raw) => i.set_ip_options(raw)?,
+        SockOpt::Broadcast(on) => i.set_broadcast(*on),
+        SockOpt::MulticastTtl(t) => i.set_multicast_ttl(*t),
+        SockOpt::MulticastIf(v) => multicast_if(i, v)?,
+        SockOpt::MulticastLoop(on) => i.set_multicast_loop(*on),
         SockOpt::NoCheck(on) => i.set_no_check(*on),
         SockOpt::SndBuf(n) => i.set_sndbuf(*n),
         SockOpt::Priority(p) => i.set_priority(*p),

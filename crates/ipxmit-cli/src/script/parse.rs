@@ -15,8 +15,6 @@ use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{Features, MsgFlags, PmtuDisc};
 
-use crate::values::{self, quote};
-
 /// Every command word, for the "unknown command" message.
 pub const COMMANDS: &str =
     "tc, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, send, errqueue, sleep, close";
@@ -25,37 +23,27 @@ pub const COMMANDS: &str =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The first word is not a command.
-    #[error("unknown command {0} (commands: {COMMANDS})")]
+    #[error("unknown command \"{0}\" (commands: {COMMANDS})")]
     UnknownCommand(String),
     /// A `tc` line tc refuses: its own message.
     #[error("{0}")]
     Tc(String),
     /// A sub-command (`link frob`) is not known.
-    #[error("{cmd}: unknown sub-command {word} (expected {expected})")]
+    #[error("{cmd}: unknown sub-command \"{word}\" (expected {expected})")]
     UnknownSub {
         /// The command.
         cmd: &'static str,
-        /// The word found (quoted).
+        /// The word found.
         word: String,
         /// What would have been accepted.
         expected: &'static str,
     },
     /// A word the command does not take.
-    #[error("{cmd}: unexpected {word}")]
+    #[error("{cmd}: unexpected \"{word}\"")]
     Unexpected {
         /// The command.
         cmd: &'static str,
-        /// The word (quoted).
-        word: String,
-    },
-    /// A required word is missing before the word found in its place.
-    #[error("{cmd}: missing {what} before {word}")]
-    MissingBefore {
-        /// The command.
-        cmd: &'static str,
-        /// What is missing.
-        what: &'static str,
-        /// The word found (quoted).
+        /// The word.
         word: String,
     },
     /// A required word is missing.
@@ -67,13 +55,13 @@ pub enum ParseError {
         what: &'static str,
     },
     /// A value could not be read.
-    #[error("{cmd}: invalid {what} {value}{hint}")]
+    #[error("{cmd}: invalid {what} \"{value}\"{hint}")]
     Invalid {
         /// The command.
         cmd: &'static str,
         /// What the value should be.
         what: &'static str,
-        /// The value as written (quoted).
+        /// The value as written.
         value: String,
         /// More detail (starts with ": " when present).
         hint: String,
@@ -219,6 +207,14 @@ pub enum SockOpt {
         /// `SOF_TXTIME_*` flags.
         flags: u32,
     },
+    /// `so_broadcast 0|1`.
+    Broadcast(bool),
+    /// `ip_multicast_ttl N` (`-1`: the default, 1).
+    MulticastTtl(Option<u8>),
+    /// `ip_multicast_if ADDR|DEV` (`0.0.0.0`: none).
+    MulticastIf(String),
+    /// `ip_multicast_loop 0|1`.
+    MulticastLoop(bool),
 }
 
 /// A `send`'s `txtime`: a departure time on the stack's clock.
@@ -385,7 +381,7 @@ impl<'a> Words<'a> {
     fn unexpected(&self, w: &str) -> ParseError {
         ParseError::Unexpected {
             cmd: self.cmd,
-            word: quote(w),
+            word: w.to_string(),
         }
     }
 
@@ -394,7 +390,7 @@ impl<'a> Words<'a> {
         ParseError::Invalid {
             cmd: self.cmd,
             what,
-            value: quote(value),
+            value: value.to_string(),
             hint: if hint.is_empty() {
                 hint
             } else {
@@ -449,7 +445,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
             sock: one_name("close", rest)?,
         },
         "sleep" => parse_sleep(rest)?,
-        other => return Err(ParseError::UnknownCommand(quote(other))),
+        other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(Some(cmd))
 }
@@ -569,7 +565,7 @@ fn parse_link(rest: &[&str]) -> Result<Command, ParseError> {
         }
         other => Err(ParseError::UnknownSub {
             cmd: "link",
-            word: quote(other),
+            word: other.to_string(),
             expected: "add or set",
         }),
     }
@@ -612,11 +608,7 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
             "file" => s.file = Some(PathBuf::from(w.need("file path")?)),
             "ifname" => s.ifname = Some(name_word(w, "ifname")?.to_string()),
             "mtu" => s.mtu = Some(w.value("mtu", num_in::<u32>)?),
-            "txqueues" | "numtxqueues" => {
-                s.txqueues = Some(w.value("txqueues", |v| {
-                    values::txqueues(v).map_err(|e| e.to_string())
-                })?)
-            }
+            "txqueues" | "numtxqueues" => s.txqueues = Some(w.value("txqueues", queues)?),
             "txqueuelen" => s.txqueuelen = Some(w.value("txqueuelen", num_in::<u32>)?),
             "offload" => s.offload = Some(w.value("offload list", features)?),
             "lladdr" => s.lladdr = Some(w.value("lladdr", mac)?),
@@ -650,12 +642,23 @@ fn ring_frames(s: &str) -> Result<usize, String> {
     }
 }
 
+fn queues(s: &str) -> Result<usize, String> {
+    let n: usize = num_in(s)?;
+    // The kernel's bound (`rtnl_create_link`: "Invalid number of
+    // transmit queues" above 4096).
+    if (1..=4096).contains(&n) {
+        Ok(n)
+    } else {
+        Err("expected 1..=4096".into())
+    }
+}
+
 /// Options that only some link types take.
 fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     let missing = |what| ParseError::Missing { cmd: "link", what };
     let unexpected = |word: &str| ParseError::Unexpected {
         cmd: "link",
-        word: format!("{} (not for type {})", quote(word), s.kind.name()),
+        word: format!("{word} (not for type {})", s.kind.name()),
     };
     if s.kind == LinkKind::Pcap && s.file.is_none() {
         return Err(missing("file PATH (type pcap)"));
@@ -700,7 +703,7 @@ fn parse_addr(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "addr",
-                word: quote(other),
+                word: other.to_string(),
                 expected: "add",
             })
         }
@@ -731,7 +734,7 @@ fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "route",
-                word: quote(other),
+                word: other.to_string(),
                 expected: "add, replace or del",
             })
         }
@@ -782,7 +785,7 @@ fn parse_neigh(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "neigh",
-                word: quote(other),
+                word: other.to_string(),
                 expected: "add, replace or del",
             })
         }
@@ -823,21 +826,15 @@ fn parse_qdisc(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "qdisc",
-                word: quote(other),
+                word: other.to_string(),
                 expected: "replace",
             })
         }
     }
     let dev = dev_clause(&mut w)?;
-    match w.need("root KIND")? {
+    match w.need("root")? {
         "root" => {}
-        other => {
-            return Err(ParseError::MissingBefore {
-                cmd: "qdisc",
-                what: "\"root\" (qdisc replace dev DEV root KIND [options])",
-                word: quote(other),
-            })
-        }
+        other => return Err(w.unexpected(other)),
     }
     let spec_words: Vec<&str> = w.it.by_ref().copied().collect();
     let spec = QdiscSpec::parse(&spec_words).map_err(|e| {
@@ -953,6 +950,12 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
         "ip_recverr" => SockOpt::RecvErr(w.value("ip_recverr", bool01)?),
         "ip_options" => SockOpt::Options(w.value("ip_options", hex_bytes)?),
         "ip_hdrincl" => SockOpt::Hdrincl(w.value("ip_hdrincl", bool01)?),
+        "so_broadcast" => SockOpt::Broadcast(w.value("so_broadcast", bool01)?),
+        "ip_multicast_ttl" => SockOpt::MulticastTtl(w.value("ip_multicast_ttl", ttl)?),
+        "ip_multicast_if" => {
+            SockOpt::MulticastIf(w.value("ip_multicast_if", |s| Ok::<_, String>(s.to_string()))?)
+        }
+        "ip_multicast_loop" => SockOpt::MulticastLoop(w.value("ip_multicast_loop", bool01)?),
         "so_no_check" => SockOpt::NoCheck(w.value("so_no_check", bool01)?),
         "udp_segment" => SockOpt::Segment(w.value("udp_segment", num_in::<u32>)?),
         "udp_cork" => SockOpt::Cork(w.value("udp_cork", bool01)?),
@@ -967,6 +970,7 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
                 "option",
                 other,
                 "expected ip_tos, ip_ttl, ip_mtu_discover, ip_recverr, ip_options, ip_hdrincl, \
+                 ip_multicast_ttl, ip_multicast_if, ip_multicast_loop, so_broadcast, \
                  so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority, so_mark, \
                  so_zerocopy, so_max_pacing_rate or so_txtime",
             ))
@@ -1033,10 +1037,6 @@ fn txtime(s: &str) -> Result<TxTime, String> {
     }
 }
 
-/// The longest `send ... len N`: the call is made, and answered as the
-/// kernel answers it (`EMSGSIZE` above 65,507 bytes for UDP), up to 16 MiB.
-pub const MAX_SEND_LEN: usize = 16 << 20;
-
 fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("send", rest);
     let sock = name_word(&mut w, "socket name")?.to_string();
@@ -1047,9 +1047,11 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
             "to" => to = Some(w.value("destination", sockaddr)?),
             "len" => {
                 len = Some(w.value("length", |s| {
-                    values::number_in(s, 0, MAX_SEND_LEN as u64)
-                        .map(|n| n as usize)
-                        .map_err(|e| e.to_string())
+                    let n: usize = num_in(s)?;
+                    if n > 65535 {
+                        return Err("at most 65535 bytes".to_string());
+                    }
+                    Ok(n)
                 })?)
             }
             "more" => flags = flags.with(MsgFlags::MORE),
@@ -1159,9 +1161,7 @@ mod tests {
         assert!(s.flags.contains(MsgFlags::MORE) && s.flags.contains(MsgFlags::DONTWAIT));
         assert_eq!(s.to, Some("10.0.0.2:9000".parse().unwrap()));
         assert!(err("send s1 to 10.0.0.2").contains("missing len N"));
-        // The kernel answers a long send (EMSGSIZE); only 16 MiB is a bound.
-        assert!(matches!(ok("send s1 len 70000"), Command::Send(s) if s.len == 70000));
-        assert!(err("send s1 len 16777217").contains("out of range 0..=16777216"));
+        assert!(err("send s1 len 70000").contains("at most 65535"));
     }
 
     #[test]
