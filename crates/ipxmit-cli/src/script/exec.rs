@@ -62,6 +62,10 @@ pub enum ExecError {
     /// A `tc` line the kernel (or tc) refuses: tc's message.
     #[error("{0}")]
     Tc(String),
+    /// A configuration the kernel refuses, with ip(8)'s message
+    /// (`Error: ipv4: Address already assigned.`).
+    #[error("Error: {0}")]
+    Rtnl(&'static str),
     /// A blocking send would wait forever.
     #[error("send would block forever: the send buffer is full and nothing pending will free it (use dontwait)")]
     WouldBlock,
@@ -216,7 +220,12 @@ impl Host {
                     st.set_link_up(dev, *u)?;
                 }
             }
-            Command::AddrAdd { net, dev } => st.add_addr(dev, *net)?,
+            Command::AddrAdd { net, dev } => {
+                if st.device(dev)?.addrs().contains(net) {
+                    return Err(ExecError::Rtnl("ipv4: Address already assigned."));
+                }
+                st.add_addr(dev, *net)?
+            }
             Command::Route(r) => route(&st, r)?,
             Command::NeighAdd {
                 addr,
@@ -332,11 +341,16 @@ impl Host {
         Ok(())
     }
 
-    /// Payload of the `k`-th send: byte `i` is `(7*i + k) mod 256`.
-    fn payload(&self, k: u64, len: usize) -> &[u8] {
+    /// Payload of the `k`-th send: byte `i` is `(7*i + k) mod 256`; longer
+    /// than any datagram (`len` up to `MAX_SEND_LEN`, for the kernel's
+    /// `EMSGSIZE`), it is built byte by byte.
+    fn payload(&self, k: u64, len: usize) -> Vec<u8> {
         // 183 is the inverse of 7 modulo 256: pattern[m] = 7m = k (mod 256).
         let m = (183 * (k % 256)) as usize % 256;
-        &self.pattern[m..m + len]
+        match self.pattern.get(m..m + len) {
+            Some(p) => p.to_vec(),
+            None => (0..len).map(|i| (7 * i as u64 + k) as u8).collect(),
+        }
     }
 
     fn send(&mut self, a: &SendArgs) -> Result<Event, ExecError> {
@@ -351,7 +365,7 @@ impl Host {
         if blocks {
             self.wait_for_sndbuf(&a.sock)?;
         }
-        let payload = self.payload(k, a.len).to_vec();
+        let payload = self.payload(k, a.len);
         let cmsg = Cmsg {
             txtime: a.txtime.map(|t| match t {
                 TxTime::At(d) => Instant::ZERO + d,
@@ -501,7 +515,16 @@ fn route(st: &Stack, r: &RouteArgs) -> Result<(), ExecError> {
         st.del_route(r.prefix, r.metric)?;
         return Ok(());
     }
-    let mut spec = RouteSpec::new(r.prefix, r.dev.as_deref().unwrap_or_default());
+    let dev = r.dev.as_deref().unwrap_or_default();
+    if let Some(gw) = r.via {
+        // `fib_check_nh_v4_gw`: the gateway must be on a link of the
+        // device (inside one of its prefixes) and not one of our addresses.
+        let addrs = st.device(dev)?.addrs();
+        if !addrs.iter().any(|n| n.contains(&gw)) || addrs.iter().any(|n| n.addr() == gw) {
+            return Err(ExecError::Rtnl("Nexthop has invalid gateway."));
+        }
+    }
+    let mut spec = RouteSpec::new(r.prefix, dev);
     spec.via = r.via;
     spec.src = r.src;
     spec.mtu = r.mtu;

@@ -15,6 +15,8 @@ use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{Features, MsgFlags, PmtuDisc};
 
+use crate::values::{self, quote};
+
 /// Every command word, for the "unknown command" message.
 pub const COMMANDS: &str =
     "tc, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, send, errqueue, sleep, close";
@@ -23,27 +25,37 @@ pub const COMMANDS: &str =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The first word is not a command.
-    #[error("unknown command \"{0}\" (commands: {COMMANDS})")]
+    #[error("unknown command {0} (commands: {COMMANDS})")]
     UnknownCommand(String),
     /// A `tc` line tc refuses: its own message.
     #[error("{0}")]
     Tc(String),
     /// A sub-command (`link frob`) is not known.
-    #[error("{cmd}: unknown sub-command \"{word}\" (expected {expected})")]
+    #[error("{cmd}: unknown sub-command {word} (expected {expected})")]
     UnknownSub {
         /// The command.
         cmd: &'static str,
-        /// The word found.
+        /// The word found (quoted).
         word: String,
         /// What would have been accepted.
         expected: &'static str,
     },
     /// A word the command does not take.
-    #[error("{cmd}: unexpected \"{word}\"")]
+    #[error("{cmd}: unexpected {word}")]
     Unexpected {
         /// The command.
         cmd: &'static str,
-        /// The word.
+        /// The word (quoted).
+        word: String,
+    },
+    /// A required word is missing before the word found in its place.
+    #[error("{cmd}: missing {what} before {word}")]
+    MissingBefore {
+        /// The command.
+        cmd: &'static str,
+        /// What is missing.
+        what: &'static str,
+        /// The word found (quoted).
         word: String,
     },
     /// A required word is missing.
@@ -55,13 +67,13 @@ pub enum ParseError {
         what: &'static str,
     },
     /// A value could not be read.
-    #[error("{cmd}: invalid {what} \"{value}\"{hint}")]
+    #[error("{cmd}: invalid {what} {value}{hint}")]
     Invalid {
         /// The command.
         cmd: &'static str,
         /// What the value should be.
         what: &'static str,
-        /// The value as written.
+        /// The value as written (quoted).
         value: String,
         /// More detail (starts with ": " when present).
         hint: String,
@@ -381,7 +393,7 @@ impl<'a> Words<'a> {
     fn unexpected(&self, w: &str) -> ParseError {
         ParseError::Unexpected {
             cmd: self.cmd,
-            word: w.to_string(),
+            word: quote(w),
         }
     }
 
@@ -390,7 +402,7 @@ impl<'a> Words<'a> {
         ParseError::Invalid {
             cmd: self.cmd,
             what,
-            value: value.to_string(),
+            value: quote(value),
             hint: if hint.is_empty() {
                 hint
             } else {
@@ -445,7 +457,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
             sock: one_name("close", rest)?,
         },
         "sleep" => parse_sleep(rest)?,
-        other => return Err(ParseError::UnknownCommand(other.to_string())),
+        other => return Err(ParseError::UnknownCommand(quote(other))),
     };
     Ok(Some(cmd))
 }
@@ -565,7 +577,7 @@ fn parse_link(rest: &[&str]) -> Result<Command, ParseError> {
         }
         other => Err(ParseError::UnknownSub {
             cmd: "link",
-            word: other.to_string(),
+            word: quote(other),
             expected: "add or set",
         }),
     }
@@ -608,7 +620,11 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
             "file" => s.file = Some(PathBuf::from(w.need("file path")?)),
             "ifname" => s.ifname = Some(name_word(w, "ifname")?.to_string()),
             "mtu" => s.mtu = Some(w.value("mtu", num_in::<u32>)?),
-            "txqueues" | "numtxqueues" => s.txqueues = Some(w.value("txqueues", queues)?),
+            "txqueues" | "numtxqueues" => {
+                s.txqueues = Some(w.value("txqueues", |v| {
+                    values::txqueues(v).map_err(|e| e.to_string())
+                })?)
+            }
             "txqueuelen" => s.txqueuelen = Some(w.value("txqueuelen", num_in::<u32>)?),
             "offload" => s.offload = Some(w.value("offload list", features)?),
             "lladdr" => s.lladdr = Some(w.value("lladdr", mac)?),
@@ -642,23 +658,12 @@ fn ring_frames(s: &str) -> Result<usize, String> {
     }
 }
 
-fn queues(s: &str) -> Result<usize, String> {
-    let n: usize = num_in(s)?;
-    // The kernel's bound (`rtnl_create_link`: "Invalid number of
-    // transmit queues" above 4096).
-    if (1..=4096).contains(&n) {
-        Ok(n)
-    } else {
-        Err("expected 1..=4096".into())
-    }
-}
-
 /// Options that only some link types take.
 fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     let missing = |what| ParseError::Missing { cmd: "link", what };
     let unexpected = |word: &str| ParseError::Unexpected {
         cmd: "link",
-        word: format!("{word} (not for type {})", s.kind.name()),
+        word: format!("{} (not for type {})", quote(word), s.kind.name()),
     };
     if s.kind == LinkKind::Pcap && s.file.is_none() {
         return Err(missing("file PATH (type pcap)"));
@@ -703,7 +708,7 @@ fn parse_addr(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "addr",
-                word: other.to_string(),
+                word: quote(other),
                 expected: "add",
             })
         }
@@ -734,7 +739,7 @@ fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "route",
-                word: other.to_string(),
+                word: quote(other),
                 expected: "add, replace or del",
             })
         }
@@ -785,7 +790,7 @@ fn parse_neigh(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "neigh",
-                word: other.to_string(),
+                word: quote(other),
                 expected: "add, replace or del",
             })
         }
@@ -826,15 +831,21 @@ fn parse_qdisc(rest: &[&str]) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::UnknownSub {
                 cmd: "qdisc",
-                word: other.to_string(),
+                word: quote(other),
                 expected: "replace",
             })
         }
     }
     let dev = dev_clause(&mut w)?;
-    match w.need("root")? {
+    match w.need("root KIND")? {
         "root" => {}
-        other => return Err(w.unexpected(other)),
+        other => {
+            return Err(ParseError::MissingBefore {
+                cmd: "qdisc",
+                what: "\"root\" (qdisc replace dev DEV root KIND [options])",
+                word: quote(other),
+            })
+        }
     }
     let spec_words: Vec<&str> = w.it.by_ref().copied().collect();
     let spec = QdiscSpec::parse(&spec_words).map_err(|e| {
@@ -1037,6 +1048,10 @@ fn txtime(s: &str) -> Result<TxTime, String> {
     }
 }
 
+/// The longest `send ... len N`: the call is made, and answered as the
+/// kernel answers it (`EMSGSIZE` above 65,507 bytes for UDP), up to 16 MiB.
+pub const MAX_SEND_LEN: usize = 16 << 20;
+
 fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("send", rest);
     let sock = name_word(&mut w, "socket name")?.to_string();
@@ -1047,11 +1062,9 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
             "to" => to = Some(w.value("destination", sockaddr)?),
             "len" => {
                 len = Some(w.value("length", |s| {
-                    let n: usize = num_in(s)?;
-                    if n > 65535 {
-                        return Err("at most 65535 bytes".to_string());
-                    }
-                    Ok(n)
+                    values::number_in(s, 0, MAX_SEND_LEN as u64)
+                        .map(|n| n as usize)
+                        .map_err(|e| e.to_string())
                 })?)
             }
             "more" => flags = flags.with(MsgFlags::MORE),
@@ -1161,7 +1174,9 @@ mod tests {
         assert!(s.flags.contains(MsgFlags::MORE) && s.flags.contains(MsgFlags::DONTWAIT));
         assert_eq!(s.to, Some("10.0.0.2:9000".parse().unwrap()));
         assert!(err("send s1 to 10.0.0.2").contains("missing len N"));
-        assert!(err("send s1 len 70000").contains("at most 65535"));
+        // The kernel answers a long send (EMSGSIZE); only 16 MiB is a bound.
+        assert!(matches!(ok("send s1 len 70000"), Command::Send(s) if s.len == 70000));
+        assert!(err("send s1 len 16777217").contains("out of range 0..=16777216"));
     }
 
     #[test]
