@@ -260,7 +260,6 @@ impl Neighbour {
         dev_addr: EthernetAddress,
         now: Instant,
         parms: &NeighParms,
-        noarp: Option<EthernetAddress>,
     ) -> Neighbour {
         let seed = u64::from(u32::from(addr)) ^ now.as_nanos();
         Neighbour {
@@ -268,13 +267,9 @@ impl Neighbour {
             ifindex,
             dev_addr,
             inner: Mutex::new(NeighInner {
-                state: if noarp.is_some() {
-                    NudState::Noarp
-                } else {
-                    NudState::None
-                },
-                lladdr: noarp,
-                hh: noarp.map(|ll| HhCache::ethernet_ipv4(ll, dev_addr)),
+                state: NudState::None,
+                lladdr: None,
+                hh: None,
                 updated: now,
                 confirmed: now,
                 used: now,
@@ -572,9 +567,7 @@ impl NeighTable {
             .and_then(|n| n.connected_hh())
     }
 
-    /// Finds or creates the entry (`__neigh_create`, state NONE; a multicast
-    /// or broadcast address is NOARP at once with its mapped link address,
-    /// see [`arp::constructor`]).
+    /// Finds or creates the entry (`__neigh_create`, state NONE).
     pub fn lookup_or_create(
         &self,
         dev: &NetDevice,
@@ -594,7 +587,6 @@ impl NeighTable {
                     dev.hw_addr(),
                     now,
                     &self.parms,
-                    arp::constructor(dev, addr),
                 ))
             })
             .clone()
