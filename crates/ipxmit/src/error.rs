@@ -13,6 +13,7 @@ pub enum Errno {
     /// No error (`ee_errno` of a zero-copy completion).
     ZERO = 0,
     EPERM = 1,
+    EACCES = 13,
     EFAULT = 14,
     EINTR = 4,
     EAGAIN = 11,
@@ -40,6 +41,7 @@ impl Errno {
         match self {
             ZERO => "0",
             EPERM => "EPERM",
+            EACCES => "EACCES",
             EFAULT => "EFAULT",
             EINTR => "EINTR",
             EAGAIN => "EAGAIN",
@@ -98,6 +100,9 @@ pub enum SendError {
     /// A filter hook dropped the packet (`EPERM`).
     #[error("EPERM: operation not permitted (dropped by filter)")]
     Perm,
+    /// A broadcast destination without `SO_BROADCAST` (`EACCES`).
+    #[error("EACCES: permission denied (broadcast to {0} without SO_BROADCAST)")]
+    Access(Ipv4Addr),
     /// Device down (`ENETDOWN`).
     #[error("ENETDOWN: network is down")]
     NetDown,
@@ -136,6 +141,7 @@ impl SendError {
             SendError::NoBufs => Errno::ENOBUFS,
             SendError::Perm => Errno::EPERM,
             SendError::NetDown => Errno::ENETDOWN,
+            SendError::Access(_) => Errno::EACCES,
             SendError::Inval(_) => Errno::EINVAL,
             SendError::Fault(_) => Errno::EFAULT,
             SendError::DestAddrRequired => Errno::EDESTADDRREQ,

@@ -48,6 +48,19 @@ pub enum RouteError {
     NotFound(Ipv4Net),
 }
 
+/// The type of an output route (`rt_type`: `RTN_UNICAST`, `RTN_BROADCAST`,
+/// `RTN_MULTICAST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteType {
+    /// A unicast destination.
+    Unicast,
+    /// Limited (255.255.255.255) or directed (a subnet's) broadcast
+    /// (`RTCF_BROADCAST`).
+    Broadcast,
+    /// A multicast group, 224.0.0.0/4 (`RTCF_MULTICAST`).
+    Multicast,
+}
+
 /// A destination entry: where packets of a route go (`struct rtable`).
 pub struct Dst {
     /// Output device.
@@ -88,6 +101,21 @@ impl Dst {
             pmtu: AtomicU32::new(0),
             header_len: 0,
             trailer_len: 0,
+        }
+    }
+
+    /// Kernel: `__mkroute_output()` for a broadcast, or a multicast route
+    /// matched by a prefix shorter than /4: the entry without its gateway
+    /// (`fi = NULL`), so the frame goes to the destination's own link address.
+    pub fn on_link(&self) -> Dst {
+        Dst {
+            dev: self.dev.clone(),
+            gateway: None,
+            prefsrc: self.prefsrc,
+            mtu_metric: self.mtu_metric,
+            pmtu: AtomicU32::new(0),
+            header_len: self.header_len,
+            trailer_len: self.trailer_len,
         }
     }
 
@@ -250,7 +278,9 @@ impl Fib {
         }
     }
 
-    /// The best route for `daddr`: longest prefix, then lowest metric.
+    /// Kernel: `fib_table_lookup()`. The best route for `daddr`: longest
+    /// prefix, then lowest metric, skipping routes through a device that is
+    /// down (the kernel's dead nexthops, `RTNH_F_DEAD`).
     #[inline]
     pub fn lookup(&self, daddr: Ipv4Addr) -> Option<&Route> {
         let a = u32::from(daddr);
@@ -259,7 +289,9 @@ impl Fib {
             let len = 63 - lens.leading_zeros() as u8;
             lens &= !(1 << len);
             if let Some(v) = self.by_len[len as usize].get(&(a & mask(len))) {
-                return v.first();
+                if let Some(r) = v.iter().find(|r| r.dst.dev.is_up()) {
+                    return Some(r);
+                }
             }
         }
         None

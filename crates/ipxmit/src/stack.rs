@@ -23,7 +23,7 @@ use crate::dev::{DevConfig, DevError, Driver, NetDevice, Notify};
 use crate::ipv4::ident::IdentTable;
 use crate::neigh::{NeighTable, NudState};
 use crate::netfilter::Hooks;
-use crate::route::{Dst, Fib, Route, RouteError};
+use crate::route::{Dst, Fib, Route, RouteError, RouteType};
 use crate::sched::{api, run, Qdisc, QdiscSpec, TcError};
 
 mod tc;
@@ -305,16 +305,38 @@ impl Stack {
     pub fn add_addr(&self, dev: &str, net: Ipv4Net) -> Result<(), ConfigError> {
         let d = self.device(dev)?;
         if d.add_addr(net) && net.prefix_len() < 32 {
-            let mut dst = Dst::new(d.clone(), None);
-            dst.prefsrc = Some(net.addr());
-            let r = Route {
-                prefix: net.trunc(),
-                metric: 0,
-                dst: Arc::new(dst),
-            };
+            let r = prefix_route(&d, net);
             self.update_fib(|f| f.replace(r))?;
         }
         Ok(())
+    }
+
+    /// Kernel: `dev_change_flags()` with `IFF_UP` and the FIB's answer to it
+    /// (`fib_netdev_event()`): `ip link set DEV up|down`. Down flushes every
+    /// route through the device (`fib_disable_ip()`: its nexthops are dead
+    /// and removed, so a later send finds no route, `ENETUNREACH`, or a route
+    /// through another device); up again restores only the prefix routes of
+    /// its addresses (`fib_add_ifaddr()`), as the kernel does.
+    pub fn set_link_up(&self, dev: &str, up: bool) -> Result<(), ConfigError> {
+        let d = self.device(dev)?;
+        if d.is_up() == up {
+            return Ok(());
+        }
+        d.set_up(up);
+        let ifindex = d.ifindex();
+        if !up {
+            return self.update_fib(|f| {
+                f.flush_dev(ifindex);
+                Ok(())
+            });
+        }
+        let routes: Vec<Route> = d
+            .addrs()
+            .into_iter()
+            .filter(|n| n.prefix_len() < 32)
+            .map(|n| prefix_route(&d, n))
+            .collect();
+        self.update_fib(|f| routes.into_iter().try_for_each(|r| f.replace(r)))
     }
 
     /// Adds a route (`ip route add PREFIX [via GW] dev DEV [src A] [mtu N] [metric M]`).
@@ -370,16 +392,95 @@ impl Stack {
     }
 
     /// Kernel: `ip_route_output_key()`, net/ipv4/route.c. The destination entry for
-    /// `daddr`, or `ENETUNREACH` (counted as `IpOutNoRoutes`).
+    /// `daddr`, or `ENETUNREACH` (counted as `IpOutNoRoutes`); see
+    /// [`Stack::route_output_oif`].
     pub fn route_output(&self, daddr: Ipv4Addr) -> Result<Arc<Dst>, RouteError> {
+        self.route_output_oif(daddr, 0).map(|(d, _)| d)
+    }
+
+    /// Kernel: `ip_route_output_key_hash_rcu()` and `__mkroute_output()`,
+    /// net/ipv4/route.c. The destination entry for `daddr` and its type. A
+    /// limited or directed broadcast (the subnet broadcast of an address on
+    /// a device that is up: the kernel's local-table `RTN_BROADCAST` routes)
+    /// is `Broadcast` and goes on link, never to a gateway; 224/4 is
+    /// `Multicast`, on link when matched by a route shorter than /4 (a
+    /// default route). With `oif` (an `IP_MULTICAST_IF` device index, 0 for
+    /// none) the device must be up (else `ENETUNREACH`); a route through it
+    /// is used, else the destination is taken as on link there ("routing
+    /// tables are wrong"). Without a route: `ENETUNREACH`, counted as
+    /// `IpOutNoRoutes`.
+    pub fn route_output_oif(
+        &self,
+        daddr: Ipv4Addr,
+        oif: u32,
+    ) -> Result<(Arc<Dst>, RouteType), RouteError> {
+        let kind = self.route_type(daddr);
         let fib = self.fib.read();
-        match fib.lookup(daddr) {
-            Some(r) => Ok(r.dst.clone()),
+        let found = fib.lookup(daddr);
+        if oif != 0 {
+            let dev = self.device_by_index(oif).filter(|d| d.is_up());
+            let Some(dev) = dev else {
+                self.counters.inc(crate::stats::Mib::IpOutNoRoutes);
+                return Err(RouteError::NetUnreachable(daddr));
+            };
+            return Ok(match found.filter(|r| r.dst.dev.ifindex() == oif) {
+                Some(r) => (mkroute(r, kind), kind),
+                None => (Arc::new(Dst::new(dev, None)), kind),
+            });
+        }
+        if let (RouteType::Broadcast, false) = (kind, daddr.is_broadcast()) {
+            if let Some(d) = self.directed_broadcast_dst(daddr, found) {
+                return Ok((d, kind));
+            }
+        }
+        match found {
+            Some(r) => Ok((mkroute(r, kind), kind)),
             None => {
                 self.counters.inc(crate::stats::Mib::IpOutNoRoutes);
                 Err(RouteError::NetUnreachable(daddr))
             }
         }
+    }
+
+    /// The type of a destination as `__mkroute_output()` sees it: limited
+    /// broadcast, multicast, the subnet broadcast of an address on a device
+    /// that is up, or unicast.
+    pub fn route_type(&self, daddr: Ipv4Addr) -> RouteType {
+        if daddr.is_broadcast() {
+            RouteType::Broadcast
+        } else if daddr.is_multicast() {
+            RouteType::Multicast
+        } else if self.subnet_broadcast_dev(daddr).is_some() {
+            RouteType::Broadcast
+        } else {
+            RouteType::Unicast
+        }
+    }
+
+    /// The device that is up with a subnet (shorter than /31) whose
+    /// broadcast address is `a`, and that address's own.
+    fn subnet_broadcast_dev(&self, a: Ipv4Addr) -> Option<(Arc<NetDevice>, Ipv4Addr)> {
+        self.devices.read().iter().find_map(|d| {
+            let n = d
+                .addrs()
+                .into_iter()
+                .find(|n| n.prefix_len() < 31 && n.broadcast() == a)?;
+            d.is_up().then(|| (d.clone(), n.addr()))
+        })
+    }
+
+    /// The local-table `RTN_BROADCAST` route of a directed broadcast: the
+    /// device's, on link, whatever `found` (the main table's match) says.
+    fn directed_broadcast_dst(&self, daddr: Ipv4Addr, found: Option<&Route>) -> Option<Arc<Dst>> {
+        let (dev, src) = self.subnet_broadcast_dev(daddr)?;
+        if let Some(r) = found.filter(|r| r.dst.dev.ifindex() == dev.ifindex()) {
+            if r.dst.gateway.is_none() {
+                return Some(r.dst.clone());
+            }
+        }
+        let mut dst = Dst::new(dev, None);
+        dst.prefsrc = Some(src);
+        Some(Arc::new(dst))
     }
 
     /// Adds a static neighbour (`ip neigh replace ADDR lladdr LL dev DEV nud permanent`).
@@ -596,6 +697,33 @@ impl Stack {
         if port != 0 {
             self.ports.lock().bound.remove(&port);
         }
+    }
+}
+
+/// The prefix route of address `net` on `d` (`proto kernel scope link src ADDR`).
+fn prefix_route(d: &Arc<NetDevice>, net: Ipv4Net) -> Route {
+    let mut dst = Dst::new(d.clone(), None);
+    dst.prefsrc = Some(net.addr());
+    Route {
+        prefix: net.trunc(),
+        metric: 0,
+        dst: Arc::new(dst),
+    }
+}
+
+/// Kernel: `__mkroute_output()`'s `fi = NULL` for broadcast, and for
+/// multicast matched by a prefix shorter than /4: such a destination goes on
+/// link out of the route's device, never to its gateway.
+fn mkroute(r: &Route, kind: RouteType) -> Arc<Dst> {
+    let drop_gw = match kind {
+        RouteType::Broadcast => true,
+        RouteType::Multicast => r.prefix.prefix_len() < 4,
+        RouteType::Unicast => false,
+    };
+    if drop_gw && r.dst.gateway.is_some() {
+        Arc::new(r.dst.on_link())
+    } else {
+        r.dst.clone()
     }
 }
 

@@ -217,7 +217,7 @@ impl Host {
                     d.set_mtu(*m)?;
                 }
                 if let Some(u) = up {
-                    d.set_up(*u);
+                    st.set_link_up(dev, *u)?;
                 }
             }
             Command::AddrAdd { net, dev } => {
@@ -559,6 +559,10 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::RecvErr(_) => "ip_recverr",
         SockOpt::Options(_) => "ip_options",
         SockOpt::Hdrincl(_) => "ip_hdrincl",
+        SockOpt::Broadcast(_) => "so_broadcast",
+        SockOpt::MulticastTtl(_) => "ip_multicast_ttl",
+        SockOpt::MulticastIf(_) => "ip_multicast_if",
+        SockOpt::MulticastLoop(_) => "ip_multicast_loop",
         SockOpt::NoCheck(_) => "so_no_check",
         SockOpt::Segment(_) => "udp_segment",
         SockOpt::Cork(_) => "udp_cork",
@@ -591,6 +595,18 @@ fn setsockopt(s: &mut Sock, o: &SockOpt) -> Result<(), SendError> {
     }
 }
 
+/// `ip_multicast_if ADDR|DEV`: a local address (`struct in_addr`), or a
+/// device name taken as its index (`struct ip_mreqn`); an unknown device is
+/// `EADDRNOTAVAIL`, as an unknown index is in the kernel.
+fn multicast_if(i: &mut InetSock, v: &str) -> Result<(), SendError> {
+    if let Ok(a) = v.parse::<Ipv4Addr>() {
+        return i.set_multicast_if(a, 0);
+    }
+    let dev = i.stack().device(v);
+    let ifindex = dev.map_err(|_| SendError::AddrNotAvail(Ipv4Addr::UNSPECIFIED))?;
+    i.set_multicast_if(Ipv4Addr::UNSPECIFIED, ifindex.ifindex())
+}
+
 fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
     match o {
         SockOpt::Tos(t) => i.set_tos(*t),
@@ -598,6 +614,10 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::MtuDiscover(m) => i.set_mtu_discover(*m),
         SockOpt::RecvErr(on) => i.set_recverr(*on),
         SockOpt::Options(raw) => i.set_ip_options(raw)?,
+        SockOpt::Broadcast(on) => i.set_broadcast(*on),
+        SockOpt::MulticastTtl(t) => i.set_multicast_ttl(*t),
+        SockOpt::MulticastIf(v) => multicast_if(i, v)?,
+        SockOpt::MulticastLoop(on) => i.set_multicast_loop(*on),
         SockOpt::NoCheck(on) => i.set_no_check(*on),
         SockOpt::SndBuf(n) => i.set_sndbuf(*n),
         SockOpt::Priority(p) => i.set_priority(*p),

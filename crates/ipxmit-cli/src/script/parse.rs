@@ -219,6 +219,14 @@ pub enum SockOpt {
         /// `SOF_TXTIME_*` flags.
         flags: u32,
     },
+    /// `so_broadcast 0|1`.
+    Broadcast(bool),
+    /// `ip_multicast_ttl N` (`-1`: the default, 1).
+    MulticastTtl(Option<u8>),
+    /// `ip_multicast_if ADDR|DEV` (`0.0.0.0`: none).
+    MulticastIf(String),
+    /// `ip_multicast_loop 0|1`.
+    MulticastLoop(bool),
 }
 
 /// A `send`'s `txtime`: a departure time on the stack's clock.
@@ -953,6 +961,12 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
         "ip_recverr" => SockOpt::RecvErr(w.value("ip_recverr", bool01)?),
         "ip_options" => SockOpt::Options(w.value("ip_options", hex_bytes)?),
         "ip_hdrincl" => SockOpt::Hdrincl(w.value("ip_hdrincl", bool01)?),
+        "so_broadcast" => SockOpt::Broadcast(w.value("so_broadcast", bool01)?),
+        "ip_multicast_ttl" => SockOpt::MulticastTtl(w.value("ip_multicast_ttl", ttl)?),
+        "ip_multicast_if" => {
+            SockOpt::MulticastIf(w.value("ip_multicast_if", |s| Ok::<_, String>(s.to_string()))?)
+        }
+        "ip_multicast_loop" => SockOpt::MulticastLoop(w.value("ip_multicast_loop", bool01)?),
         "so_no_check" => SockOpt::NoCheck(w.value("so_no_check", bool01)?),
         "udp_segment" => SockOpt::Segment(w.value("udp_segment", num_in::<u32>)?),
         "udp_cork" => SockOpt::Cork(w.value("udp_cork", bool01)?),
@@ -967,6 +981,7 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
                 "option",
                 other,
                 "expected ip_tos, ip_ttl, ip_mtu_discover, ip_recverr, ip_options, ip_hdrincl, \
+                 ip_multicast_ttl, ip_multicast_if, ip_multicast_loop, so_broadcast, \
                  so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority, so_mark, \
                  so_zerocopy, so_max_pacing_rate or so_txtime",
             ))

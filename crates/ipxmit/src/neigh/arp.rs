@@ -97,6 +97,30 @@ fn xmit_with(
     queue_xmit(stack.xmit_ctx(), dev, pkt).map_err(SendError::from)
 }
 
+/// Kernel: `ip_eth_mc_map()`, include/net/ip.h. The Ethernet address of
+/// IPv4 multicast group `a`: 01:00:5e and the group's low 23 bits.
+pub fn mc_map(a: Ipv4Addr) -> EthernetAddress {
+    let o = a.octets();
+    EthernetAddress([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+}
+
+/// Kernel: `arp_constructor()`, net/ipv4/arp.c. The link address a new
+/// neighbour entry for `addr` on `dev` takes without ARP (NUD_NOARP):
+/// multicast maps to its group address (`arp_mc_map()`), the limited
+/// broadcast and the broadcast of a subnet of `dev` to ff:ff:ff:ff:ff:ff;
+/// `None` for an address to resolve.
+pub fn constructor(dev: &NetDevice, addr: Ipv4Addr) -> Option<EthernetAddress> {
+    if addr.is_multicast() {
+        return Some(mc_map(addr));
+    }
+    let bcast = addr.is_broadcast()
+        || dev
+            .addrs()
+            .iter()
+            .any(|n| n.prefix_len() < 31 && n.broadcast() == addr);
+    bcast.then_some(EthernetAddress::BROADCAST)
+}
+
 /// The source address for requests about a packet: its IP source when it is
 /// ours, else the device's primary address (`arp_solicit`'s choice).
 fn probe_source(dev: &NetDevice, pkt: Option<&PacketBuf>) -> Ipv4Addr {

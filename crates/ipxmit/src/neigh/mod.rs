@@ -260,6 +260,7 @@ impl Neighbour {
         dev_addr: EthernetAddress,
         now: Instant,
         parms: &NeighParms,
+        noarp: Option<EthernetAddress>,
     ) -> Neighbour {
         let seed = u64::from(u32::from(addr)) ^ now.as_nanos();
         Neighbour {
@@ -267,9 +268,13 @@ impl Neighbour {
             ifindex,
             dev_addr,
             inner: Mutex::new(NeighInner {
-                state: NudState::None,
-                lladdr: None,
-                hh: None,
+                state: if noarp.is_some() {
+                    NudState::Noarp
+                } else {
+                    NudState::None
+                },
+                lladdr: noarp,
+                hh: noarp.map(|ll| HhCache::ethernet_ipv4(ll, dev_addr)),
                 updated: now,
                 confirmed: now,
                 used: now,
@@ -567,7 +572,9 @@ impl NeighTable {
             .and_then(|n| n.connected_hh())
     }
 
-    /// Finds or creates the entry (`__neigh_create`, state NONE).
+    /// Finds or creates the entry (`__neigh_create`, state NONE; a multicast
+    /// or broadcast address is NOARP at once with its mapped link address,
+    /// see [`arp::constructor`]).
     pub fn lookup_or_create(
         &self,
         dev: &NetDevice,
@@ -587,6 +594,7 @@ impl NeighTable {
                     dev.hw_addr(),
                     now,
                     &self.parms,
+                    arp::constructor(dev, addr),
                 ))
             })
             .clone()

@@ -15,7 +15,7 @@ use crate::buf::{SendBudget, SockMeta};
 use crate::error::{Errno, SendError};
 use crate::ipv4::options::{self, AddrType};
 use crate::ipv4::output::{queue_xmit, XmitParams};
-use crate::route::Dst;
+use crate::route::{Dst, RouteType};
 use crate::socket::cork::{Cork, CorkParams};
 use crate::socket::{
     Cmsg, ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts, SockTxtime, CLOCK_MONOTONIC,
@@ -66,7 +66,7 @@ pub struct InetSock {
     /// Next zero-copy send id (`sk->sk_zckey`).
     pub(crate) zckey: u32,
     pub(crate) inet_id: u16,
-    dst_cache: Option<(u64, Ipv4Addr, Arc<Dst>)>,
+    dst_cache: Option<RouteCache>,
     /// IP protocol number (`sk->sk_protocol`).
     pub(crate) protocol: u8,
     /// A port was reserved in the stack's table (UDP).
@@ -176,16 +176,17 @@ impl InetSock {
         Ok(())
     }
 
-    /// Connects to `peer` (`ip4_datagram_connect`): routes, picks the source
-    /// address, seeds the socket's own IP ID counter.
+    /// Connects to `peer` (`ip4_datagram_connect`): routes (a broadcast
+    /// peer without `SO_BROADCAST` is `EACCES`), picks the source address,
+    /// seeds the socket's own IP ID counter.
     pub fn connect(&mut self, peer: SocketAddrV4) -> Result<(), SendError> {
         if self.uses_ports && peer.port() == 0 {
             return Err(SendError::Inval("destination port 0"));
         }
-        let dst = self.route(*peer.ip())?;
+        let (dst, _, mc_src) = self.route_for_send(*peer.ip())?;
         self.autobind()?;
         if self.local.ip().is_unspecified() {
-            let src = self.stack.source_for(&dst);
+            let src = mc_src.unwrap_or_else(|| self.stack.source_for(&dst));
             self.local = SocketAddrV4::new(src, self.local.port());
         }
         self.peer = Some(peer);
@@ -195,7 +196,7 @@ impl InetSock {
 
     /// The route to `daddr`, cached while the table does not change.
     pub(crate) fn route(&mut self, daddr: Ipv4Addr) -> Result<Arc<Dst>, SendError> {
-        route_cached(&self.stack, &mut self.dst_cache, daddr)
+        route_cached(&self.stack, &mut self.dst_cache, daddr, 0).map(|(d, _)| d)
     }
 
     /// Kernel: `ip_queue_xmit()` for this connected socket: sends a
@@ -222,7 +223,7 @@ impl InetSock {
             priority: opts.priority,
             mark: opts.mark,
         };
-        let route = &mut |a| route_cached(stack, cache, a).ok();
+        let route = &mut |a| route_cached(stack, cache, a, 0).ok().map(|(d, _)| d);
         let mut skb = skb;
         skb.meta.sk = sk_meta(self.id, Some(peer), opts);
         queue_xmit(stack, &p, route, &mut self.inet_id, skb)
@@ -238,14 +239,17 @@ impl InetSock {
         // A source route is routed to its first hop (`faddr`); the final
         // destination goes into the option's last slot (`cork->addr`).
         let faddr = self.opts.options.faddr.unwrap_or(daddr);
-        let dst = self.route(faddr)?;
+        let (dst, kind, mc_src) = self.route_for_send(faddr)?;
         self.autobind()?;
-        let saddr = if self.local.ip().is_unspecified() {
-            self.stack.source_for(&dst)
-        } else {
-            *self.local.ip()
+        let saddr = match (self.local.ip().is_unspecified(), mc_src) {
+            (false, _) => *self.local.ip(),
+            (true, Some(a)) => a,
+            (true, None) => self.stack.source_for(&dst),
         };
-        let ttl = self.opts.ttl.unwrap_or_else(|| self.stack.default_ttl());
+        let ttl = match kind {
+            RouteType::Multicast => self.opts.mc_ttl,
+            _ => self.opts.ttl.unwrap_or_else(|| self.stack.default_ttl()),
+        };
         Ok(CorkParams {
             dst,
             daddr: faddr,
@@ -265,6 +269,65 @@ impl InetSock {
             transmit_time: 0,
             sk: self.sk_meta(),
         })
+    }
+
+    /// Kernel: the route part of `udp_sendmsg()`/`raw_sendmsg()`: a
+    /// multicast destination is routed out of `IP_MULTICAST_IF`'s device
+    /// when set (and takes its address as source when the socket is not
+    /// bound to one); a broadcast route without `SO_BROADCAST` is `EACCES`
+    /// (after the lookup, as the kernel checks `RTCF_BROADCAST`). Returns
+    /// the route, its type and the multicast source address, if any.
+    fn route_for_send(
+        &mut self,
+        faddr: Ipv4Addr,
+    ) -> Result<(Arc<Dst>, RouteType, Option<Ipv4Addr>), SendError> {
+        let (mc_index, mc_addr) = self.opts.mc_if;
+        let mc = faddr.is_multicast();
+        let oif = if mc { mc_index } else { 0 };
+        let (dst, kind) = route_cached(&self.stack, &mut self.dst_cache, faddr, oif)?;
+        if kind == RouteType::Broadcast && !self.opts.broadcast {
+            return Err(SendError::Access(faddr));
+        }
+        let mc_src = (mc && !mc_addr.is_unspecified()).then_some(mc_addr);
+        Ok((dst, kind, mc_src))
+    }
+
+    /// `SO_BROADCAST`: allow sends to broadcast addresses.
+    pub fn set_broadcast(&mut self, on: bool) {
+        self.opts.broadcast = on;
+    }
+
+    /// `IP_MULTICAST_TTL`: the TTL of multicast datagrams, 0..=255 (the
+    /// kernel's -1, the default 1, is `None`).
+    pub fn set_multicast_ttl(&mut self, ttl: Option<u8>) {
+        self.opts.mc_ttl = ttl.unwrap_or(1);
+    }
+
+    /// `IP_MULTICAST_LOOP`: stored; ipxmit has no local delivery yet, so
+    /// no multicast datagram is looped back whatever the setting.
+    pub fn set_multicast_loop(&mut self, on: bool) {
+        self.opts.mc_loop = on;
+    }
+
+    /// Kernel: `do_ip_setsockopt()`'s `IP_MULTICAST_IF` (`struct ip_mreqn`):
+    /// the device with index `ifindex`, or when 0 the device holding the
+    /// local address `addr`; both 0 clears the setting. An address that is
+    /// not the stack's, or an index of no device, is `EADDRNOTAVAIL`.
+    pub fn set_multicast_if(&mut self, addr: Ipv4Addr, ifindex: u32) -> Result<(), SendError> {
+        if ifindex == 0 && addr.is_unspecified() {
+            self.opts.mc_if = (0, Ipv4Addr::UNSPECIFIED);
+            return Ok(());
+        }
+        let dev = if ifindex != 0 {
+            self.stack.device_by_index(ifindex)
+        } else {
+            let devs = self.stack.devices();
+            devs.into_iter()
+                .find(|d| d.addrs().iter().any(|n| n.addr() == addr))
+        };
+        let dev = dev.ok_or(SendError::AddrNotAvail(addr))?;
+        self.opts.mc_if = (dev.ifindex(), addr);
+        Ok(())
     }
 
     /// The socket as its buffers carry it (`skb->sk`, for qdiscs).
@@ -473,18 +536,35 @@ fn sk_meta(id: u64, peer: Option<SocketAddrV4>, o: &SockOpts) -> SockMeta {
 /// it was looked up, else looked up in `stack` and kept there.
 fn route_cached(
     stack: &Stack,
-    cache: &mut Option<(u64, Ipv4Addr, Arc<Dst>)>,
+    cache: &mut Option<RouteCache>,
     daddr: Ipv4Addr,
-) -> Result<Arc<Dst>, SendError> {
+    oif: u32,
+) -> Result<(Arc<Dst>, RouteType), SendError> {
     let gen = stack.fib_generation();
-    if let Some((g, a, d)) = cache {
-        if *g == gen && *a == daddr {
-            return Ok(d.clone());
+    if let Some(c) = cache {
+        if c.gen == gen && c.daddr == daddr && c.oif == oif {
+            return Ok((c.dst.clone(), c.kind));
         }
     }
-    let d = stack
-        .route_output(daddr)
+    let (dst, kind) = stack
+        .route_output_oif(daddr, oif)
         .map_err(|_| SendError::NetUnreachable(daddr))?;
-    *cache = Some((gen, daddr, d.clone()));
-    Ok(d)
+    *cache = Some(RouteCache {
+        gen,
+        daddr,
+        oif,
+        dst: dst.clone(),
+        kind,
+    });
+    Ok((dst, kind))
+}
+
+/// A socket's cached route (`sk_dst_cache`): valid while the table's
+/// generation, the destination and the output device asked for are the same.
+struct RouteCache {
+    gen: u64,
+    daddr: Ipv4Addr,
+    oif: u32,
+    dst: Arc<Dst>,
+    kind: RouteType,
 }

@@ -155,6 +155,17 @@ pub struct SockOpts {
     pub pacing_rate: u64,
     /// `SO_TXTIME`, once set (it cannot be unset).
     pub txtime: Option<SockTxtime>,
+    /// `SO_BROADCAST` (`SOCK_BROADCAST`): sends to broadcast addresses allowed.
+    pub broadcast: bool,
+    /// `IP_MULTICAST_TTL` (`inet->mc_ttl`): the TTL of multicast datagrams
+    /// (1 unless set), used instead of `IP_TTL` for them.
+    pub mc_ttl: u8,
+    /// `IP_MULTICAST_IF` (`inet->mc_index`, `inet->mc_addr`): the device
+    /// index (0: none) and source address (0.0.0.0: none) for multicast.
+    pub mc_if: (u32, Ipv4Addr),
+    /// `IP_MULTICAST_LOOP` (`inet->mc_loop`): stored only; ipxmit has no
+    /// local delivery yet, so nothing is looped back either way.
+    pub mc_loop: bool,
 }
 
 /// `CLOCK_REALTIME`.
@@ -221,6 +232,10 @@ impl Default for SockOpts {
             max_pacing_rate: u64::MAX,
             pacing_rate: u64::MAX,
             txtime: None,
+            broadcast: false,
+            mc_ttl: 1,
+            mc_if: (0, Ipv4Addr::UNSPECIFIED),
+            mc_loop: true,
         }
     }
 }
