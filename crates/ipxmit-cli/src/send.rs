@@ -605,6 +605,13 @@ fn workload(
         }
         j += used;
         drain_wire(wire, stack, &pat, &mut t);
+        if j == used {
+            // Resolve the first datagram's neighbour (bounded) before the
+            // rest overflow its queue: a TAP's ARP reply takes a moment.
+            outcome::linger(stack, FIRST_NEIGH_WAIT, || {
+                drain_wire(wire, stack, &pat, &mut t)
+            });
+        }
         if j >= next_report {
             next_report = j + 256;
             pace(sh.rate_bps, &t, start);
@@ -617,6 +624,9 @@ fn workload(
     t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &pat, &mut t));
     t
 }
+
+/// How long the first datagram may wait for its neighbour before the rest.
+const FIRST_NEIGH_WAIT: Duration = Duration::from_secs(1);
 
 /// `--linger` (an unparsable value was refused before the run).
 fn linger_limit(a: &SendArgs) -> Duration {

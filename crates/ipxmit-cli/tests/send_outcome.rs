@@ -7,10 +7,13 @@
 
 mod common;
 
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{bin, ipxmit, tmpdir, Run};
+use ipxmit_drivers::netns::Netns;
 use serde_json::Value;
 
 fn json(r: &Run) -> Value {
@@ -58,10 +61,11 @@ fn qdisc_limit_0_accounts_every_packet_and_says_why() {
         o["queued_at_exit"]["neighbour"].as_u64().unwrap() > 0,
         "{o}"
     );
-    assert_eq!(o["other_dropped"], 1, "the ARP request: {o}");
+    // The ARP requests (the first, and a retry within the waits).
+    assert!(o["other_dropped"].as_u64().unwrap() >= 1, "{o}");
+    assert_eq!(o["drop_reasons"]["QDISC_DROP"], o["other_dropped"], "{o}");
     assert!(
-        r.stderr
-            .contains("IP packets dropped (QDISC_DROP 1, NEIGH_QUEUEFULL"),
+        r.stderr.contains("IP packets dropped (QDISC_DROP "),
         "{}",
         r.stderr
     );
@@ -176,4 +180,111 @@ fn ctrl_c_prints_the_summary_and_exits_130() {
     assert!(r.stdout.contains("result: "), "{}", r.stdout);
     assert!(r.stdout.contains("; interrupted"), "{}", r.stdout);
     assert!(r.stderr.contains("interrupted (Ctrl-C)"), "{}", r.stderr);
+}
+
+/// A namespace with a TAP `t0` whose kernel side is 10.0.0.2/24, and a
+/// kernel UDP socket on 10.0.0.2:9000 counting what arrives on a thread;
+/// `None` (and a SKIPPED line) without root.
+fn kernel_receiver(tag: &str) -> Option<(Netns, std::thread::JoinHandle<Vec<usize>>)> {
+    if let Some(why) = ipxmit_drivers::netns::unavailable() {
+        eprintln!("SKIPPED (needs root and network namespaces): {tag} [{why}]");
+        return None;
+    }
+    let ns = Netns::unique(tag).expect("netns");
+    ns.ip(&["tuntap", "add", "t0", "mode", "tap"]).unwrap();
+    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "t0"]).unwrap();
+    ns.ip(&["link", "set", "t0", "up"]).unwrap();
+    let sock = ns
+        .run(|| UdpSocket::bind("10.0.0.2:9000"))
+        .unwrap()
+        .unwrap();
+    let big: libc::c_int = 64 << 20;
+    // SAFETY: a valid socket and option value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&big as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let h = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(n);
+        }
+        got
+    });
+    Some((ns, h))
+}
+
+/// Issue 17 item 1 over a TAP into a kernel UDP socket (today: 908 frames
+/// dropped as NEIGH_QUEUEFULL, nothing received, yet `"ok": true`): the
+/// first datagram's neighbour is resolved before the rest, every IP packet
+/// leaves, and the kernel receives every datagram.
+#[test]
+fn tap_into_a_kernel_receiver_delivers_every_datagram() {
+    let Some((ns, rx)) = kernel_receiver("sendtap") else {
+        return;
+    };
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), bin()])
+        .args([
+            "send", "--dev", "tap:t0", "-n", "100", "-l", "14720", "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    let got = rx.join().unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["ok"], true);
+    let o = &v["outcome"];
+    assert_balanced(o);
+    assert_eq!(o["sent"], o["packets"], "{o}");
+    assert_eq!(got.len(), 100, "kernel received {got:?}");
+    assert!(got.iter().all(|&n| n == 14720));
+}
+
+/// Issue 17 item 1b: a real-time script's `sleep` handles the kernel's ARP
+/// reply as it arrives, so the datagrams queued for the neighbour leave
+/// within the sleep and the kernel receives every one.
+#[test]
+fn realtime_sleep_releases_the_neighbour_queue() {
+    let Some((ns, rx)) = kernel_receiver("rtsleep") else {
+        return;
+    };
+    let d = tmpdir("outcome-rtsleep");
+    let mut script = String::from(
+        "link add t0 type tap\naddr add 10.0.0.1/24 dev t0\nsocket s udp bind 10.0.0.1:5000\n",
+    );
+    let sizes = [0, 18, 1000, 1472, 1473, 3000, 8000, 14720];
+    for n in sizes {
+        script += &format!("send s to 10.0.0.2:9000 len {n}\n");
+    }
+    script += "sleep 300ms\n";
+    std::fs::write(d.join("s.ipx"), script).unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            bin(),
+            "run",
+            "--realtime",
+            "s.ipx",
+        ])
+        .current_dir(&d)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    let got = rx.join().unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(got, sizes.to_vec(), "{}", r.stdout);
 }

@@ -218,6 +218,31 @@ impl Drop for Runner {
     }
 }
 
+/// Waits up to `timeout` for a frame to arrive on any of `stack`'s devices
+/// (`poll(2)` on their receive descriptors, [`Stack::rx_fds`]), for a caller
+/// that sleeps on its own thread (a real-time script's `sleep`, `send`'s
+/// drain wait) and must handle an ARP reply as it arrives. Returns true when
+/// a descriptor is readable (then [`Stack::poll_rx`] has work); with no
+/// descriptor it simply sleeps.
+pub fn wait_rx(stack: &Stack, timeout: Duration) -> bool {
+    let fds = stack.rx_fds();
+    if fds.is_empty() {
+        std::thread::sleep(timeout);
+        return false;
+    }
+    // SAFETY: the descriptors belong to the stack's drivers, which outlive
+    // this call (the stack is borrowed for it).
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&fd| PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::IN))
+        .collect();
+    let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    });
+    matches!(rustix::event::poll(&mut pfds, Some(&ts)), Ok(n) if n > 0)
+}
+
 /// Wakes the runner out of `poll(2)`.
 fn ring(sh: &Shared) {
     let _ = rustix::io::write(&sh.doorbell, &1u64.to_ne_bytes());

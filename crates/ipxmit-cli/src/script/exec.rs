@@ -473,7 +473,12 @@ impl Host {
                     if left.is_zero() {
                         break;
                     }
-                    std::thread::sleep(left.min(Duration::from_millis(1)));
+                    // Woken at once by a received frame (an ARP reply
+                    // releases the queued datagrams as in the kernel).
+                    ipxmit_drivers::runner::wait_rx(
+                        &self.stack,
+                        left.min(Duration::from_millis(1)),
+                    );
                 }
             }
         }

@@ -111,7 +111,7 @@ pub fn linger(stack: &Stack, limit: Duration, mut drain: impl FnMut()) -> (Durat
         if start.elapsed() >= limit || interrupted() {
             return (start.elapsed(), false);
         }
-        std::thread::sleep(Duration::from_micros(200));
+        ipxmit_drivers::runner::wait_rx(stack, Duration::from_micros(200));
     }
 }
 
