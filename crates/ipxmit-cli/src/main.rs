@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod human;
 mod plot;
 mod progress;
 mod report;
@@ -74,9 +75,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let cmd = cli
-        .cmd
-        .unwrap_or_else(|| Cmd::Send(send::SendArgs::default_args()));
+    let cmd = cli.cmd.unwrap_or_else(|| {
+        // The main job captures too: say where, before anything else.
+        let a = send::SendArgs::default_args();
+        if let Some(p) = &a.pcap {
+            let _ = writeln!(
+                io::stderr(),
+                "ipxmit: no command: running `ipxmit send --pcap {}` (every frame captured there)",
+                p.display()
+            );
+        }
+        Cmd::Send(a)
+    });
     let r = match cmd {
         Cmd::Send(a) => send::run(a),
         Cmd::Run(a) => script::run(a),

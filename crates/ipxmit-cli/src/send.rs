@@ -830,14 +830,15 @@ fn fail_reasons(t: &Tally, o: &outcome::Outcome, wire: &Wire) -> Vec<String> {
 
 fn rate_line(t: &Tally, frames: u64) -> String {
     let secs = t.elapsed.as_secs_f64().max(1e-9);
+    use crate::human::{bytes, count, si};
     format!(
-        "{} datagrams, {} frames, {:.2} MB payload in {:.3} s: {:.3} Gbit/s, {:.1}k datagrams/s",
-        t.datagrams,
-        frames,
-        t.payload as f64 / 1e6,
+        "{}, {}, {} payload in {:.3} s: {}bit/s, {} datagrams/s",
+        count(t.datagrams, "datagram"),
+        count(frames, "frame"),
+        bytes(t.payload),
         secs,
-        t.payload as f64 * 8.0 / secs / 1e9,
-        t.datagrams as f64 / secs / 1e3
+        si(t.payload as f64 * 8.0 / secs),
+        si(t.datagrams as f64 / secs).trim_end()
     )
 }
 

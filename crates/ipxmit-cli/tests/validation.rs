@@ -167,3 +167,35 @@ fn script_messages_quote_and_list() {
     let s = script_refused("big-token", &big);
     assert!(s.len() < 200 && s.contains("(1048576 characters)"), "{s}");
 }
+
+/// Item 17: the summary's units scale (no "16122.0k", no "27601.81 MB"),
+/// a count of one is singular, and the main job says where it captures.
+#[test]
+fn summary_units_and_the_main_jobs_capture() {
+    let d = tmpdir("units");
+    let r = ipxmit(&d, &["send", "-n", "1", "-l", "100"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("sent:   1 datagram, 2 frames, 100 B payload in "),
+        "{}",
+        r.stdout
+    );
+    let r = ipxmit(&d, &["send", "-n", "2000", "-l", "1000", "--dev", "null"]);
+    let sent = r.stdout.lines().find(|l| l.starts_with("sent:")).unwrap();
+    assert!(
+        sent.contains("2000 datagrams, 2000 frames, 2.00 MB payload"),
+        "{sent}"
+    );
+    let rate = sent.rsplit(", ").next().unwrap();
+    let number: f64 = rate.split(' ').next().unwrap().parse().unwrap();
+    assert!(number < 1000.0 && rate.ends_with(" datagrams/s"), "{sent}");
+    let r = ipxmit(&d, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("ipxmit: no command: running `ipxmit send --pcap ipxmit.pcap`"),
+        "{}",
+        r.stderr
+    );
+}
