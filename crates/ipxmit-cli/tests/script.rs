@@ -325,15 +325,102 @@ send s2 to 10.0.0.2:9000 len 10
     let v = json_lines(&r.stdout);
     assert_eq!(
         v.len(),
-        3,
-        "two sends and the statistics; the rebind succeeded"
+        4,
+        "two sends, the close's discard and the statistics; the rebind succeeded"
     );
-    let stats = &v[2];
+    assert_eq!(
+        v[1].to_string(),
+        r#"{"line":5,"op":"close","socket":"s1","discarded":100,"to":"10.0.0.2:9000"}"#
+    );
+    let stats = &v[3];
     assert_eq!(stats["nstat"]["kernel"]["UdpOutDatagrams"], 1);
     assert_eq!(
         stats["ipxmit"]["links"][0]["peer"]["counters"]["UdpInPayloadOctets"],
         10
     );
+}
+
+#[test]
+fn end_of_script_reports_a_pending_cork_discarded() {
+    // udp_destroy_sock -> udp_flush_pending_frames: the kernel frees a
+    // corked datagram on close and counts nothing; the run must say so.
+    let d = tmpdir("end-cork");
+    let script = format!(
+        "{HOST}socket s1 udp bind 10.0.0.1:5000
+sockopt s1 udp_cork 1
+send s1 to 10.0.0.2:9000 len 100
+send s1 len 20 more
+socket s2 udp bind 10.0.0.1:5001
+send s2 to 10.0.0.2:9001 len 10 more
+send s2 len 10
+socket s3 raw 253
+send s3 to 10.0.0.2 len 30 more
+"
+    );
+    let r = run_script(&d, &script, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ends: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("end:")).collect();
+    assert_eq!(
+        ends,
+        [
+            "end: close s1 = discarded 120 bytes pending (corked) for 10.0.0.2:9000, never sent",
+            "end: close s3 = discarded 30 bytes pending (corked) for 10.0.0.2:0, never sent",
+        ]
+    );
+    let r = run_script(&d, &script, &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json_lines(&r.stdout);
+    let n = v.len();
+    assert_eq!(
+        v[n - 3].to_string(),
+        r#"{"op":"close","socket":"s1","discarded":120,"to":"10.0.0.2:9000","at":"end"}"#
+    );
+    assert_eq!(v[n - 2]["socket"], "s3");
+    assert_eq!(v[n - 2]["discarded"], 30);
+    assert_eq!(v[n - 1]["op"], "stats");
+    // Only s2's datagram left; the discarded ones are in no counter.
+    assert_eq!(v[n - 1]["ok"], true);
+}
+
+#[test]
+fn udp_ports_bind_per_address_with_reuse_options() {
+    let d = tmpdir("reuse");
+    let script = format!(
+        "{HOST}addr add 10.1.0.1/24 dev eth0
+socket a udp bind 10.0.0.1:5000
+socket b udp bind 10.1.0.1:5000
+socket c udp bind 0.0.0.0:5000
+socket d udp
+sockopt d so_reuseaddr 1
+bind d 10.0.0.1:5001
+socket e udp
+sockopt e so_reuseaddr 1
+bind e 0.0.0.0:5001
+socket f udp
+sockopt f so_reuseport 1
+bind f 10.0.0.1:5002
+socket g udp
+sockopt g so_reuseport 1
+bind g 10.0.0.1:5002
+socket h udp
+bind h 10.0.0.1:5002
+socket i udp bind 10.9.9.9:5003
+"
+    );
+    let r = run_script(&d, &script, &["--json", "--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got: Vec<(u64, String)> = json_lines(&r.stdout)
+        .iter()
+        .map(|v| {
+            (
+                v["line"].as_u64().unwrap(),
+                v["errno"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [(6, "EADDRINUSE"), (20, "EADDRINUSE"), (21, "EADDRNOTAVAIL")];
+    let want: Vec<(u64, String)> = want.iter().map(|(l, e)| (*l, e.to_string())).collect();
+    assert_eq!(got, want);
 }
 
 #[test]

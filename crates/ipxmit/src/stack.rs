@@ -124,11 +124,10 @@ pub struct Stack {
     est_due: AtomicU64,
 }
 
-/// Bound UDP ports and the ephemeral-port cursor.
+/// Bound UDP ports (with the ephemeral-port cursor) and the random state.
 #[derive(Debug)]
 struct Ports {
-    bound: std::collections::HashSet<u16>,
-    next: u16,
+    table: crate::socket::ports::PortTable,
     rng: u64,
 }
 
@@ -166,8 +165,7 @@ impl Stack {
             idents: IdentTable::new(),
             default_ttl: std::sync::atomic::AtomicU8::new(64),
             ports: parking_lot::Mutex::new(Ports {
-                bound: std::collections::HashSet::new(),
-                next: *EPHEMERAL_PORTS.start(),
+                table: crate::socket::ports::PortTable::new(*EPHEMERAL_PORTS.start()),
                 rng: seed(),
             }),
             autohandle: api::AutoHandle::default(),
@@ -667,35 +665,28 @@ impl Stack {
         (p.rng >> 24) as u16
     }
 
-    /// Reserves UDP `port`, or an ephemeral one for 0 (`udp_lib_get_port`).
-    pub(crate) fn bind_port(&self, port: u16) -> Result<u16, crate::error::SendError> {
-        let mut p = self.ports.lock();
-        if port != 0 {
-            return if p.bound.insert(port) {
-                Ok(port)
-            } else {
-                Err(crate::error::SendError::AddrInUse(port))
-            };
-        }
-        let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u32 + 1;
-        for _ in 0..span {
-            let cand = p.next;
-            p.next = if cand >= *EPHEMERAL_PORTS.end() {
-                *EPHEMERAL_PORTS.start()
-            } else {
-                cand + 1
-            };
-            if p.bound.insert(cand) {
-                return Ok(cand);
-            }
-        }
-        Err(crate::error::SendError::AddrInUse(0))
+    /// Kernel: `udp_lib_get_port()`. Reserves UDP `port` for `me`, or an
+    /// ephemeral one for 0, by the rules of [`crate::socket::ports`].
+    pub(crate) fn bind_port(
+        &self,
+        port: u16,
+        me: crate::socket::ports::PortOwner,
+    ) -> Result<u16, crate::error::SendError> {
+        self.ports.lock().table.get_port(port, me, &EPHEMERAL_PORTS)
     }
 
-    /// Releases a bound port.
-    pub(crate) fn release_port(&self, port: u16) {
+    /// Kernel: `udp_lib_unhash()`. Socket `id` releases `port`.
+    pub(crate) fn release_port(&self, port: u16, id: u64) {
         if port != 0 {
-            self.ports.lock().bound.remove(&port);
+            self.ports.lock().table.release(port, id);
+        }
+    }
+
+    /// Kernel: `udp_v4_rehash()` and the `sk_reuse`/`sk_reuseport` stores:
+    /// what the port table knows of a bound socket changes.
+    pub(crate) fn update_port(&self, port: u16, owner: crate::socket::ports::PortOwner) {
+        if port != 0 {
+            self.ports.lock().table.update(port, owner);
         }
     }
 }

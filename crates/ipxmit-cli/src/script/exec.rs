@@ -99,6 +99,17 @@ pub enum Event {
         /// The error.
         err: SendError,
     },
+    /// A close (`close`, or the end of the script) that discarded a pending
+    /// (corked) datagram, never sent: the kernel's `udp_destroy_sock` /
+    /// `raw_destroy` → `ip_flush_pending_frames` frees it and counts nothing.
+    Discarded {
+        /// Socket name.
+        sock: String,
+        /// Payload bytes pending (the UDP header not counted).
+        bytes: usize,
+        /// The datagram's destination (port 0 on a raw socket).
+        to: SocketAddrV4,
+    },
     /// What a query printed (`tc ... show`), as the tool prints it.
     Output {
         /// The tool (`tc`).
@@ -121,7 +132,34 @@ impl Sock {
             Sock::Raw { s, .. } => s,
         }
     }
+    /// Kernel: `udp_destroy_sock()` / `raw_destroy()`: the close discards a
+    /// pending (corked) datagram (`ip_flush_pending_frames`, no counter);
+    /// what it was, as a result for `name`.
+    fn close(mut self, name: &str) -> Option<Event> {
+        let (bytes, to) = match &mut self {
+            Sock::Udp(u) => {
+                let to = u.pending_dest()?;
+                (u.pending_len().saturating_sub(UDP_HLEN), to)
+            }
+            Sock::Raw { s, .. } => {
+                let to = SocketAddrV4::new(s.pending_daddr()?, 0);
+                (s.pending_len(), to)
+            }
+        };
+        match &mut self {
+            Sock::Udp(u) => u.flush(),
+            Sock::Raw { s, .. } => s.flush(),
+        }
+        Some(Event::Discarded {
+            sock: name.to_string(),
+            bytes,
+            to,
+        })
+    }
 }
+
+/// The UDP header the cork's length counts.
+const UDP_HLEN: usize = 8;
 
 /// How the host keeps time.
 enum Timebase {
@@ -280,19 +318,24 @@ impl Host {
                     entries,
                 })
             }
-            Command::Close { sock } => {
-                // Kernel: udp_destroy_sock() / raw_close(): a pending (corked)
-                // datagram is flushed, i.e. discarded, never sent.
-                match self.socks.remove(sock) {
-                    Some(Sock::Udp(mut s)) => s.flush(),
-                    Some(Sock::Raw { mut s, .. }) => s.flush(),
-                    None => return Err(ExecError::NoSocket(sock.clone())),
-                }
-                None
-            }
+            Command::Close { sock } => match self.socks.remove(sock) {
+                Some(s) => s.close(sock),
+                None => return Err(ExecError::NoSocket(sock.clone())),
+            },
             _ => None,
         };
         Ok(ev.into_iter().collect())
+    }
+
+    /// The end of the script (the process exits and its sockets close):
+    /// closes every socket left open, in name order, and reports each
+    /// pending (corked) datagram so discarded.
+    pub fn close_all(&mut self) -> Vec<Event> {
+        let socks = std::mem::take(&mut self.socks);
+        socks
+            .into_iter()
+            .filter_map(|(name, s)| s.close(&name))
+            .collect()
     }
 
     fn sock(&mut self, name: &str) -> Result<&mut Sock, ExecError> {
@@ -575,6 +618,8 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::Priority(_) => "so_priority",
         SockOpt::Mark(_) => "so_mark",
         SockOpt::ZeroCopy(_) => "so_zerocopy",
+        SockOpt::ReuseAddr(_) => "so_reuseaddr",
+        SockOpt::ReusePort(_) => "so_reuseport",
         SockOpt::MaxPacingRate(_) => "so_max_pacing_rate",
         SockOpt::Txtime { .. } => "so_txtime",
     }
@@ -628,6 +673,8 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::Priority(p) => i.set_priority(*p),
         SockOpt::Mark(m) => i.set_mark(*m),
         SockOpt::ZeroCopy(on) => i.set_zerocopy(*on),
+        SockOpt::ReuseAddr(on) => i.set_reuseaddr(*on),
+        SockOpt::ReusePort(on) => i.set_reuseport(*on),
         SockOpt::MaxPacingRate(r) => i.set_max_pacing_rate(*r),
         SockOpt::Txtime { clockid, flags } => i.set_txtime(*clockid, *flags)?,
         SockOpt::Hdrincl(_) | SockOpt::Segment(_) | SockOpt::Cork(_) => {}

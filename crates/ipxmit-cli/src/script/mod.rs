@@ -126,6 +126,9 @@ fn run_lines(
             }
         }
     }
+    for e in &host.close_all() {
+        write_end_event(out, a.json, e)?;
+    }
     Ok(Ok(()))
 }
 
@@ -169,7 +172,35 @@ pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> 
             let what = what.map(|w| format!(" {w}")).unwrap_or_default();
             writeln!(out, "line {line}: {op} {sock}{what} = -1 {err}")
         }
+        Event::Discarded { sock, bytes, to } => {
+            writeln!(out, "line {line}: close {sock} = {}", discarded(*bytes, to))
+        }
         Event::Output { text, .. } => write!(out, "{text}"),
+    }
+}
+
+/// What a close says of a pending datagram it discarded.
+fn discarded(bytes: usize, to: &std::net::SocketAddrV4) -> String {
+    format!("discarded {bytes} bytes pending (corked) for {to}, never sent")
+}
+
+/// A result of the end of the script ([`Host::close_all`]): as a line of
+/// [`write_event`] but `end:` for the line number, in JSON `"at": "end"`
+/// and no `line`.
+pub fn write_end_event(out: &mut impl Write, json: bool, e: &Event) -> io::Result<()> {
+    if json {
+        let mut v: serde_json::Map<String, Value> = match event_json(0, e) {
+            Value::Object(o) => o.into_iter().filter(|(k, _)| k != "line").collect(),
+            _ => serde_json::Map::new(),
+        };
+        v.insert("at".into(), json!("end"));
+        return writeln!(out, "{}", Value::Object(v));
+    }
+    match e {
+        Event::Discarded { sock, bytes, to } => {
+            writeln!(out, "end: close {sock} = {}", discarded(*bytes, to))
+        }
+        other => write_event(out, false, 0, other),
     }
 }
 
@@ -204,6 +235,10 @@ pub fn event_json(line: usize, e: &Event) -> Value {
             v["errno"] = json!(err.errno().name());
             v
         }
+        Event::Discarded { sock, bytes, to } => json!({
+            "line": line, "op": "close", "socket": sock, "discarded": bytes,
+            "to": to.to_string()
+        }),
         Event::Output { op, text } => json!({"line": line, "op": op, "out": text}),
     }
 }

@@ -210,6 +210,10 @@ pub enum SockOpt {
     Mark(u32),
     /// `so_zerocopy 0|1`.
     ZeroCopy(bool),
+    /// `so_reuseaddr 0|1`.
+    ReuseAddr(bool),
+    /// `so_reuseport 0|1`.
+    ReusePort(bool),
     /// `so_max_pacing_rate RATE`: bytes per second (`u64::MAX`: none).
     MaxPacingRate(u64),
     /// `so_txtime [clockid CLOCK] [deadline_mode] [report_errors]`.
@@ -974,6 +978,8 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
         "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
         "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
         "so_zerocopy" => SockOpt::ZeroCopy(w.value("so_zerocopy", bool01)?),
+        "so_reuseaddr" => SockOpt::ReuseAddr(w.value("so_reuseaddr", bool01)?),
+        "so_reuseport" => SockOpt::ReusePort(w.value("so_reuseport", bool01)?),
         "so_max_pacing_rate" => SockOpt::MaxPacingRate(w.value("so_max_pacing_rate", pacing_rate)?),
         "so_txtime" => return parse_txtime_opt(sock, w),
         other => {
@@ -983,7 +989,7 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
                 "expected ip_tos, ip_ttl, ip_mtu_discover, ip_recverr, ip_options, ip_hdrincl, \
                  ip_multicast_ttl, ip_multicast_if, ip_multicast_loop, so_broadcast, \
                  so_no_check, udp_segment, udp_cork, so_sndbuf, so_priority, so_mark, \
-                 so_zerocopy, so_max_pacing_rate or so_txtime",
+                 so_zerocopy, so_reuseaddr, so_reuseport, so_max_pacing_rate or so_txtime",
             ))
         }
     };

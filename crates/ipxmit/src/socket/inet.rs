@@ -17,6 +17,7 @@ use crate::ipv4::options::{self, AddrType};
 use crate::ipv4::output::{queue_xmit, XmitParams};
 use crate::route::{Dst, RouteType};
 use crate::socket::cork::{Cork, CorkParams};
+use crate::socket::ports::PortOwner;
 use crate::socket::{
     Cmsg, ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts, SockTxtime, CLOCK_MONOTONIC,
     CLOCK_REALTIME, CLOCK_TAI, SOF_TXTIME_DEADLINE_MODE, SOF_TXTIME_FLAGS_MASK,
@@ -71,6 +72,10 @@ pub struct InetSock {
     pub(crate) protocol: u8,
     /// A port was reserved in the stack's table (UDP).
     uses_ports: bool,
+    /// `SO_REUSEADDR` (`sk->sk_reuse`).
+    reuseaddr: bool,
+    /// `SO_REUSEPORT` (`sk->sk_reuseport`).
+    reuseport: bool,
     /// The socket's identity, as qdiscs see it (`skb->sk`).
     id: u64,
 }
@@ -89,7 +94,7 @@ impl Drop for InetSock {
     fn drop(&mut self) {
         self.budget.close();
         if self.uses_ports {
-            self.stack.release_port(self.local.port());
+            self.stack.release_port(self.local.port(), self.id);
         }
     }
 }
@@ -111,6 +116,8 @@ impl InetSock {
             dst_cache: None,
             protocol,
             uses_ports,
+            reuseaddr: false,
+            reuseport: false,
             id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -150,18 +157,26 @@ impl InetSock {
         self.cork.length()
     }
 
-    /// Binds to `addr` (`bind`): the address must be 0.0.0.0 or one of the
-    /// stack's; for port-based protocols port 0 picks an ephemeral port.
+    /// The final destination of the pending (corked) datagram, if any.
+    pub fn pending_daddr(&self) -> Option<Ipv4Addr> {
+        self.cork.params().map(|p| p.final_daddr)
+    }
+
+    /// Kernel: `__inet_bind()`. Binds to `addr`: the address must be
+    /// 0.0.0.0 or one of the stack's (else `EADDRNOTAVAIL`), the socket not
+    /// bound yet (else `EINVAL`); for port-based protocols the port is taken
+    /// by the rules of [`crate::socket::ports`] (`EADDRINUSE`), port 0 picks
+    /// an ephemeral port.
     pub fn bind(&mut self, addr: SocketAddrV4) -> Result<(), SendError> {
-        if self.local.port() != 0 || (!self.uses_ports && !self.local.ip().is_unspecified()) {
-            return Err(SendError::Inval("socket already bound"));
-        }
         let ip = *addr.ip();
         if !ip.is_unspecified() && !self.stack.is_local_addr(ip) {
             return Err(SendError::AddrNotAvail(ip));
         }
+        if self.local.port() != 0 || (!self.uses_ports && !self.local.ip().is_unspecified()) {
+            return Err(SendError::Inval("socket already bound"));
+        }
         let port = if self.uses_ports {
-            self.stack.bind_port(addr.port())?
+            self.stack.bind_port(addr.port(), self.port_owner(ip))?
         } else {
             0
         };
@@ -188,6 +203,11 @@ impl InetSock {
         if self.local.ip().is_unspecified() {
             let src = mc_src.unwrap_or_else(|| self.stack.source_for(&dst));
             self.local = SocketAddrV4::new(src, self.local.port());
+            if self.uses_ports {
+                // udp_v4_rehash: the socket is now found under its source.
+                self.stack
+                    .update_port(self.local.port(), self.port_owner(src));
+            }
         }
         self.peer = Some(peer);
         self.inet_id = self.stack.random_u16();
@@ -405,6 +425,49 @@ impl InetSock {
                 }
             }),
         )
+    }
+
+    /// The socket as the port table holds it, bound to `addr`.
+    fn port_owner(&self, addr: Ipv4Addr) -> PortOwner {
+        PortOwner {
+            id: self.id,
+            addr,
+            reuseaddr: self.reuseaddr,
+            reuseport: self.reuseport,
+        }
+    }
+
+    /// Kernel: `sk_setsockopt()`'s `SO_REUSEADDR` (`sk->sk_reuse`): a UDP
+    /// socket may share its port with overlapping sockets that set it too.
+    /// Takes effect on a bound socket as well (for later binds of others).
+    pub fn set_reuseaddr(&mut self, on: bool) {
+        self.reuseaddr = on;
+        self.update_port_flags();
+    }
+
+    /// Kernel: `sk_setsockopt()`'s `SO_REUSEPORT` (`sk->sk_reuseport`): a
+    /// UDP socket may share its port with overlapping sockets that set it
+    /// too (same owner: always, in one process).
+    pub fn set_reuseport(&mut self, on: bool) {
+        self.reuseport = on;
+        self.update_port_flags();
+    }
+
+    /// `SO_REUSEADDR`, as `getsockopt` reads it.
+    pub fn reuseaddr(&self) -> bool {
+        self.reuseaddr
+    }
+
+    /// `SO_REUSEPORT`, as `getsockopt` reads it.
+    pub fn reuseport(&self) -> bool {
+        self.reuseport
+    }
+
+    fn update_port_flags(&self) {
+        if self.uses_ports && self.local.port() != 0 {
+            let owner = self.port_owner(*self.local.ip());
+            self.stack.update_port(self.local.port(), owner);
+        }
     }
 
     /// `IP_TOS`: also sets the priority it implies (`rt_tos2priority`).

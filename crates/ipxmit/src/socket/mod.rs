@@ -13,6 +13,7 @@ use crate::time::Instant;
 
 pub mod cork;
 pub mod inet;
+pub mod ports;
 pub mod raw;
 pub mod udp;
 

@@ -290,6 +290,14 @@ impl UdpSocket {
         r
     }
 
+    /// The destination of the pending (corked) datagram (`fl4->daddr`,
+    /// the final one under a source route, and `fl4->fl4_dport`), if one
+    /// is pending (`up->pending`).
+    pub fn pending_dest(&self) -> Option<SocketAddrV4> {
+        let p = self.inet.cork.params().filter(|_| self.pending)?;
+        Some(SocketAddrV4::new(p.final_daddr, self.cork_dport))
+    }
+
     /// Kernel: `udp_flush_pending_frames()`. Discards the pending datagram.
     pub fn flush(&mut self) {
         self.inet.cork.flush();
