@@ -132,6 +132,7 @@ impl Sock {
             Sock::Raw { s, .. } => s,
         }
     }
+
     /// Kernel: `udp_destroy_sock()` / `raw_destroy()`: the close discards a
     /// pending (corked) datagram (`ip_flush_pending_frames`, no counter);
     /// what it was, as a result for `name`.
