@@ -530,8 +530,9 @@ fn send_next(
 ) -> u64 {
     if outcome::interrupted()
         || p.duration.map_or(j >= sh.count, |d| {
-        j % 256 < p.batch as u64 && start.elapsed() >= d
-    }) {
+            j % 256 < p.batch as u64 && start.elapsed() >= d
+        })
+    {
         return 0;
     }
     if p.batch > 1 {
@@ -625,8 +626,19 @@ fn workload(
     t
 }
 
-/// How long the first datagram may wait for its neighbour before the rest.
-const FIRST_NEIGH_WAIT: Duration = Duration::from_secs(1);
+/// True when a neighbour entry is connected: sender 0's first datagram
+/// resolved its next hop (on a TAP, the kernel answered the ARP request).
+fn neigh_resolved(stack: &Stack) -> bool {
+    let n = stack.neighbours().entries();
+    n.iter()
+        .any(|e| e.state().is_connected() && e.queued() == 0)
+}
+
+/// How long the first datagram may wait for its neighbour before the rest:
+/// long enough for the second probe (1 s after the first; a TAP just
+/// attached may lose the first exchange, the kernel activating its side's
+/// qdisc up to a second later), short of the third (failure at 3 s).
+const FIRST_NEIGH_WAIT: Duration = Duration::from_secs(2);
 
 /// `--linger` (an unparsable value was refused before the run).
 fn linger_limit(a: &SendArgs) -> Duration {
@@ -678,8 +690,10 @@ fn sender(
 }
 
 fn wait_gate(gate: &AtomicBool) {
+    // Sleep, not spin: on a busy machine spinning senders starve the thread
+    // that reads the ARP reply and opens the gate.
     while !gate.load(Ordering::Acquire) {
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_micros(20));
     }
 }
 
@@ -690,7 +704,8 @@ fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Resu
     let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
     // Datagrams and payload bytes sent so far, for the progress display.
     let sent = [AtomicU64::new(0), AtomicU64::new(0)];
-    let gate = AtomicBool::new(!matches!(wire, Wire::Mem(..)));
+    // Static neighbours need no wait; the peer or the kernel must answer.
+    let gate = AtomicBool::new(matches!(wire, Wire::Null | Wire::File));
     let start = WallInstant::now();
     let mut prog = Progress::new(a.json, p.count, p.duration);
     let mut t = Tally::default();
@@ -705,7 +720,10 @@ fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Resu
             let before = t.verified + t.bad_payload;
             stack.poll();
             drain_wire(wire, stack, &pat, &mut t);
-            if t.verified + t.bad_payload > 0 || start.elapsed() > Duration::from_secs(1) {
+            if t.verified + t.bad_payload > 0
+                || start.elapsed() > FIRST_NEIGH_WAIT
+                || (!gate.load(Ordering::Relaxed) && neigh_resolved(stack))
+            {
                 gate.store(true, Ordering::Release);
             }
             if t.verified + t.bad_payload == before {
@@ -800,7 +818,11 @@ fn account(
     };
     // Segments the device cut in software leave as frames of their own.
     let soft_gso = !dev.features().contains(Features::GSO_UDP_L4);
-    let extra = if soft_gso { t.segments - t.datagrams } else { 0 };
+    let extra = if soft_gso {
+        t.segments - t.datagrams
+    } else {
+        0
+    };
     let wait = (t.wait.0, limit, t.wait.1);
     Ok(outcome::Outcome::account(stack, sent, extra, wait))
 }
