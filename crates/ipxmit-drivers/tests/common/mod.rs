@@ -162,6 +162,16 @@ pub fn run_flows(
     (order, us)
 }
 
+/// How much earlier than ours a kernel departure may be (µs): timer
+/// granularity and stamping (seen under 30 µs). More would be our
+/// shaping holding a packet too long.
+pub const KERNEL_EARLY_US: i64 = 200;
+/// How much later than ours a kernel departure may be (µs): the kernel's
+/// qdisc watchdog (an hrtimer) fires late, by tens of microseconds on a
+/// quiet machine and by milliseconds on a loaded one (3.8 ms seen with a
+/// build beside the tests on 2 cores).
+pub const KERNEL_LATE_US: i64 = 10_000;
+
 /// The largest difference between two sides' departure times (µs).
 pub fn worst_gap(ours: &[i64], kernel: &[i64]) -> i64 {
     ours.iter()
@@ -169,4 +179,18 @@ pub fn worst_gap(ours: &[i64], kernel: &[i64]) -> i64 {
         .map(|(a, b)| (a - b).abs())
         .max()
         .unwrap_or(0)
+}
+
+/// Asserts each kernel departure (µs from the first, which leaves at
+/// once on both sides) is within [`KERNEL_EARLY_US`] before ours and
+/// [`KERNEL_LATE_US`] after: the kernel's timers are late, never early.
+pub fn assert_departures(ours: &[i64], kernel: &[i64]) {
+    assert_eq!(ours.len(), kernel.len(), "datagrams that left");
+    for (i, (o, k)) in ours.iter().zip(kernel).enumerate() {
+        let d = k - o;
+        assert!(
+            (-KERNEL_EARLY_US..=KERNEL_LATE_US).contains(&d),
+            "departure {i}: the kernel's at {k} us, ours at {o} us"
+        );
+    }
 }
