@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use common::netns::{Receiver, VethPeer, DEV_A, VETH_OURS, VETH_PEER};
 use common::{payload, report, skip};
 use ipxmit::dev::NetDevice;
-use ipxmit::neigh::NudState;
 use ipxmit::stats::DevCounter;
 use ipxmit::{MsgFlags, Stack, UdpSocket};
 use ipxmit_drivers::packet::{PacketConfig, PacketError, PacketLink, PacketMode, PacketRx};
@@ -37,16 +36,7 @@ struct Host {
 }
 
 fn host(peer: &VethPeer, link: &PacketLink) -> Host {
-    let stack = Stack::new();
-    let dev = stack
-        .add_device(link.dev_config("eth0"), link.drivers())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", VETH_PEER, peer.mac_b, NudState::Permanent)
-        .unwrap();
+    let (stack, dev) = common::netns::packet_stack(peer, link);
     let runner = Runner::spawn(stack.clone());
     Host { runner, stack, dev }
 }

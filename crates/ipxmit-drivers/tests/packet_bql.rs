@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::{Receiver, VethPeer, DEV_A, VETH_OURS, VETH_PEER};
 use common::{payload, report, skip};
-use ipxmit::dev::{NetDevice, TxQueueCtl};
-use ipxmit::neigh::NudState;
+use ipxmit::dev::TxQueueCtl;
 use ipxmit::stats::DevCounter;
 use ipxmit::{MsgFlags, Stack, UdpSocket};
 use ipxmit_drivers::packet::{PacketConfig, PacketLink, PacketMode, PacketRx};
@@ -45,20 +44,6 @@ const RING: PacketMode = PacketMode::TxRing {
 };
 /// A 1472-byte UDP payload in an Ethernet frame.
 const FRAME: u32 = 1472 + 8 + 20 + 14;
-
-fn stack_on(peer: &VethPeer, link: &PacketLink) -> (Arc<Stack>, Arc<NetDevice>) {
-    let stack = Stack::new();
-    let dev = stack
-        .add_device(link.dev_config("eth0"), link.drivers())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
-        .unwrap();
-    stack
-        .add_neigh("eth0", VETH_PEER, peer.mac_b, NudState::Permanent)
-        .unwrap();
-    (stack, dev)
-}
 
 fn socket(stack: &Arc<Stack>) -> UdpSocket {
     let mut s = UdpSocket::new(stack);
@@ -100,7 +85,7 @@ fn packet_tx_ring_bql_first_frame_stops_and_its_completion_sets_the_limit() {
     let peer = VethPeer::new("bql1").unwrap();
     let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6100), 16 << 20).unwrap();
     let link = ring_link(&peer, PacketRx::None);
-    let (stack, dev) = stack_on(&peer, &link);
+    let (stack, dev) = common::netns::packet_stack(&peer, &link);
     let ctl: &TxQueueCtl = dev.queues()[0].ctl();
     assert!(ctl.bql().is_none(), "no limits before the driver queues");
     let mut s = socket(&stack);
@@ -173,7 +158,7 @@ fn packet_tx_ring_bql_bounds_a_burst_and_completes_every_byte() {
     let peer = VethPeer::new("bql2").unwrap();
     let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6101), 64 << 20).unwrap();
     let link = ring_link(&peer, PacketRx::Arp);
-    let (stack, dev) = stack_on(&peer, &link);
+    let (stack, dev) = common::netns::packet_stack(&peer, &link);
     let runner = Runner::spawn(stack.clone());
     let ctl = dev.queues()[0].ctl().clone();
     let sampler = Sampler::start(ctl.clone());
@@ -228,7 +213,7 @@ fn packet_sendmmsg_keeps_no_byte_queue_limits() {
     let peer = VethPeer::new("bql3").unwrap();
     let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6102), 16 << 20).unwrap();
     let link = peer.open(&PacketConfig::new(DEV_A)).unwrap();
-    let (stack, dev) = stack_on(&peer, &link);
+    let (stack, dev) = common::netns::packet_stack(&peer, &link);
     let _runner = Runner::spawn(stack.clone());
     let mut s = socket(&stack);
     for k in 0..100 {
@@ -253,7 +238,7 @@ fn packet_tx_ring_bql_sends_without_allocating() {
     let peer = VethPeer::new("bql4").unwrap();
     let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6103), 64 << 20).unwrap();
     let link = ring_link(&peer, PacketRx::Arp);
-    let (stack, dev) = stack_on(&peer, &link);
+    let (stack, dev) = common::netns::packet_stack(&peer, &link);
     let _runner = Runner::spawn(stack.clone());
     let mut s = socket(&stack);
     let to = SocketAddrV4::new(VETH_PEER, 6103);
