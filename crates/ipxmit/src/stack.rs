@@ -656,6 +656,21 @@ impl Stack {
             .unwrap_or(Ipv4Addr::UNSPECIFIED)
     }
 
+    /// Makes the stack's random choices follow `seed` (the IP ID hash key,
+    /// `ip_idents_hashrnd`, and the generator of [`Stack::random_u16`],
+    /// random at start otherwise): the same seed and the same sends give the
+    /// same frames, byte for byte (`ipxmit run`, `--seed`).
+    pub fn set_seed(&self, seed: u64) {
+        let mix = |x: u64| {
+            let mut h = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^ (h >> 31)
+        };
+        self.idents.set_key(mix(seed));
+        self.ports.lock().rng = mix(seed ^ 0x5eed) | 1;
+    }
+
     /// A pseudo-random 16-bit value (`get_random_u16`), xorshift on a random seed.
     pub fn random_u16(&self) -> u16 {
         let mut p = self.ports.lock();

@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Seed of the stack's random choices (IP ID hash key, socket ID
+    /// starts). On the virtual clock the seed is 0 unless given, so a script
+    /// gives the same frames every run; on the real clock they are random
+    /// unless given.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// A line that could not be carried out.
@@ -71,6 +77,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let mut out = io::stdout().lock();
     let mut host = Host::new(a.realtime);
+    if let Some(seed) = a.seed.or((!a.realtime).then_some(0)) {
+        host.stack().set_seed(seed);
+    }
     if a.plot.is_some() {
         host.enable_plot();
     }

@@ -8,7 +8,7 @@
 //! may carry 0. All fragments of a datagram share its ID (they copy the header).
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Number of ID buckets (`IP_IDENTS_SZ`).
 pub const IDENTS: usize = 2048;
@@ -17,7 +17,7 @@ pub const IDENTS: usize = 2048;
 #[derive(Debug)]
 pub struct IdentTable {
     buckets: Box<[AtomicU32]>,
-    key: u64,
+    key: AtomicU64,
 }
 
 impl Default for IdentTable {
@@ -36,13 +36,20 @@ impl IdentTable {
             buckets: (0..IDENTS)
                 .map(|i| AtomicU32::new(i as u32 * 7919))
                 .collect(),
-            key,
+            key: AtomicU64::new(key),
         }
+    }
+
+    /// Sets the hash key (the kernel's `ip_idents_hashrnd`, random at boot):
+    /// the same key, the same IDs for the same sends.
+    pub fn set_key(&self, key: u64) {
+        self.key.store(key, Ordering::Relaxed);
     }
 
     fn bucket(&self, daddr: Ipv4Addr, saddr: Ipv4Addr, proto: u8) -> usize {
         let x = (u32::from(daddr) as u64) << 32 | u32::from(saddr) as u64;
-        let mut h = (x ^ self.key ^ proto as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let key = self.key.load(Ordering::Relaxed);
+        let mut h = (x ^ key ^ proto as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= h >> 29;
         (h as usize) & (IDENTS - 1)
     }
