@@ -55,7 +55,8 @@ pub struct SendArgs {
     /// (`10`, `2.5`), or with tc's time units (`300ms`, `2s`).
     #[arg(short = 't', long, value_parser = values::run_time)]
     pub time: Option<Duration>,
-    /// Payload rate limit (tc rate units: 100mbit, 1gbit).
+    /// Payload rate limit (tc rate units: 100mbit, 1gbit): each datagram
+    /// leaves when the payload before it is due, one at a time.
     #[arg(short = 'b', long)]
     pub rate: Option<String>,
     /// Send each datagram in pieces with MSG_MORE: "8x1000" or "500,500,472".
@@ -535,7 +536,11 @@ fn send_next(
     {
         return 0;
     }
-    if p.batch > 1 {
+    if let Some(rate) = sh.rate_bps.filter(|&r| r > 0) {
+        // `-b`: each datagram when the payload before it is due, one at a
+        // time (a batch would leave as a burst).
+        pace_until(rate, t, start);
+    } else if p.batch > 1 {
         return send_batch(p, sh, j, socks, pat, t);
     }
     let (k, len) = sh.nth(p, j);
@@ -749,6 +754,25 @@ fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Resu
     let limit = linger_limit(a);
     t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &pat, &mut t));
     Ok(t)
+}
+
+/// Waits until the payload sent so far is due at `rate` (bits of payload
+/// per second): sleeps while well ahead, then yields the last tens of
+/// microseconds (a sleep overshoots by about that much), so each datagram
+/// leaves within a fraction of its own time at the rate.
+fn pace_until(rate: u64, t: &Tally, start: WallInstant) {
+    const SPIN: Duration = Duration::from_micros(60);
+    let due = Duration::from_secs_f64(t.payload as f64 * 8.0 / rate as f64);
+    loop {
+        let el = start.elapsed();
+        if el >= due || outcome::interrupted() {
+            return;
+        }
+        match due - el {
+            ahead if ahead > SPIN => std::thread::sleep(ahead - SPIN),
+            _ => std::thread::yield_now(),
+        }
+    }
 }
 
 /// Sleeps while ahead of `rate` (bits of payload per second).

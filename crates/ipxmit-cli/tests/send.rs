@@ -161,3 +161,33 @@ fn progress_bar_on_a_terminal_goes_to_stderr_only() {
         "{out:?}"
     );
 }
+
+/// Issue 17 item 2: `-b` paces from the first datagram, each when the
+/// payload before it is due (1250 bytes at 1 Mbit/s: 10 ms apart), for any
+/// count; it used to pace only every 256 datagrams (5 left at once).
+#[test]
+fn rate_paces_every_datagram_from_the_first() {
+    let d = tmpdir("send-pace");
+    let cap = d.join("p.pcap");
+    let capf = cap.to_str().unwrap();
+    let r = ipxmit(
+        &d,
+        &[
+            "send", "-b", "1mbit", "-n", "5", "-l", "1250", "--pcap", capf,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t: Vec<u64> = pcap_frames(&cap)
+        .into_iter()
+        .filter(|(_, f)| f.len() > 1000)
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(t.len(), 5);
+    for w in t.windows(2) {
+        // Sent never early; a frame's capture stamp may trail its send by a
+        // preemption (the next gap then looks shorter): 1 ms of slack. A
+        // sleep may overshoot: a loose upper bound.
+        let gap = w[1] - w[0];
+        assert!((9_000_000..200_000_000).contains(&gap), "gap {gap} ns");
+    }
+}
