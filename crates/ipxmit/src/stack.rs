@@ -440,6 +440,19 @@ impl Stack {
         }
     }
 
+    /// Kernel: `ipv4_update_pmtu()` / `ipv4_sk_update_pmtu()`,
+    /// net/ipv4/route.c. A "fragmentation needed" for the flow `key` (built
+    /// from the quoted header: its daddr, saddr, TOS, protocol, and the
+    /// socket's mark and bound device when a socket matched) says the path
+    /// takes at most `mtu` bytes: the route to `key.daddr` learns it.
+    pub fn update_pmtu(&self, key: &crate::route::FlowKey, mtu: u32) {
+        if let Ok((dst, _)) = self.route_output_oif(key.daddr, key.oif) {
+            if mtu < dst.mtu() {
+                dst.set_pmtu(mtu.max(crate::route::IP_MIN_MTU));
+            }
+        }
+    }
+
     /// The type of a destination as `__mkroute_output()` sees it: limited
     /// broadcast, multicast, the subnet broadcast of an address on a device
     /// that is up, or unicast.

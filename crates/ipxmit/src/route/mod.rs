@@ -22,6 +22,9 @@ use ipnet::Ipv4Net;
 
 use crate::dev::NetDevice;
 
+mod flow;
+pub use flow::FlowKey;
+
 /// Largest IPv4 MTU (`IP_MAX_MTU`).
 pub const IP_MAX_MTU: u32 = 0xFFFF;
 
