@@ -57,8 +57,16 @@ pub struct Sysctls {
     pub wmem_default: usize,
     /// `net.core.wmem_max`: largest `SO_SNDBUF` a user may set.
     pub wmem_max: usize,
-    /// `net.ipv4.ip_no_pmtu_disc`: default PMTU discovery mode is DONT when set.
-    pub ip_no_pmtu_disc: bool,
+    /// `net.ipv4.ip_no_pmtu_disc` (0..=3): new sockets start with
+    /// `IP_PMTUDISC_DONT` when non-zero (`inet_create()`); 1 also keeps a
+    /// "fragmentation needed" from teaching a path MTU (`icmp_unreach()`
+    /// passes 0), 2 ignores it, 3 honours it only for protocols that validate it.
+    pub ip_no_pmtu_disc: u8,
+    /// `net.ipv4.route.min_pmtu`: a learned path MTU is never below this;
+    /// a smaller one is clamped and locked (`__ip_rt_update_pmtu()`).
+    pub min_pmtu: u32,
+    /// `net.ipv4.route.mtu_expires`: how long a learned path MTU lives.
+    pub mtu_expires: std::time::Duration,
     /// `net.core.default_qdisc` for new devices.
     pub default_qdisc: QdiscSpec,
 }
@@ -69,7 +77,9 @@ impl Default for Sysctls {
             ip_default_ttl: 64,
             wmem_default: 212_992,
             wmem_max: 212_992,
-            ip_no_pmtu_disc: false,
+            ip_no_pmtu_disc: 0,
+            min_pmtu: 552,
+            mtu_expires: std::time::Duration::from_secs(600),
             default_qdisc: QdiscSpec::PfifoFast,
         }
     }

@@ -102,10 +102,15 @@ impl Drop for InetSock {
 impl InetSock {
     /// An unbound socket of `protocol`; `uses_ports` for port-based protocols.
     pub(crate) fn new(stack: &Arc<Stack>, protocol: u8, uses_ports: bool) -> InetSock {
-        let sndbuf = stack.sysctls().wmem_default;
+        let sys = stack.sysctls();
+        let sndbuf = sys.wmem_default;
+        let mut opts = SockOpts::default();
+        if sys.ip_no_pmtu_disc != 0 {
+            opts.pmtudisc = PmtuDisc::Dont;
+        }
         InetSock {
             stack: stack.clone(),
-            opts: SockOpts::default(),
+            opts,
             local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             peer: None,
             cork: Cork::default(),
