@@ -13,6 +13,8 @@ pub enum Errno {
     /// No error (`ee_errno` of a zero-copy completion).
     ZERO = 0,
     EPERM = 1,
+    ESRCH = 3,
+    EEXIST = 17,
     EACCES = 13,
     EFAULT = 14,
     EINTR = 4,
@@ -41,6 +43,8 @@ impl Errno {
         match self {
             ZERO => "0",
             EPERM => "EPERM",
+            ESRCH => "ESRCH",
+            EEXIST => "EEXIST",
             EACCES => "EACCES",
             EFAULT => "EFAULT",
             EINTR => "EINTR",
