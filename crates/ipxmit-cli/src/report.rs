@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 /// blanks of the statistics lines included), then ipxmit's byte queue limit
 /// lines.
 pub fn ip_link(dev: &NetDevice) -> String {
-    let s = dev.stats.snapshot();
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -28,14 +27,28 @@ pub fn ip_link(dev: &NetDevice) -> String {
         operstate(dev),
         dev.txqueuelen()
     );
+    o.push_str(&link_layer_line(dev));
+    o.push_str(&stats_lines(dev));
+    bql_lines(&mut o, dev);
+    o
+}
+
+/// The link-layer line of `ip link` / `ip addr` (`    link/ether MAC brd
+/// ff:ff:ff:ff:ff:ff`), newline included.
+pub(crate) fn link_layer_line(dev: &NetDevice) -> String {
     match dev.link() {
         ipxmit::LinkType::Ethernet => {
-            let _ = writeln!(o, "    link/ether {} brd ff:ff:ff:ff:ff:ff", dev.hw_addr());
+            format!("    link/ether {} brd ff:ff:ff:ff:ff:ff\n", dev.hw_addr())
         }
-        ipxmit::LinkType::L3 => {
-            let _ = writeln!(o, "    link/none ");
-        }
+        ipxmit::LinkType::L3 => "    link/none \n".to_string(),
     }
+}
+
+/// The statistics lines of `ip -s link` / `ip -s addr` (the trailing
+/// blanks included).
+pub(crate) fn stats_lines(dev: &NetDevice) -> String {
+    let s = dev.stats.snapshot();
+    let mut o = String::new();
     let rows = [
         (
             "RX:  bytes packets errors dropped  missed   mcast",
@@ -54,13 +67,12 @@ pub fn ip_link(dev: &NetDevice) -> String {
             v[0], v[1], v[2], v[3], v[4], v[5]
         );
     }
-    bql_lines(&mut o, dev);
     o
 }
 
 /// The interface flags `ip link` lists: an Ethernet link as a veth, a bare
 /// IP link as a TUN device.
-fn link_flags(dev: &NetDevice) -> Vec<&'static str> {
+pub(crate) fn link_flags(dev: &NetDevice) -> Vec<&'static str> {
     let mut f = match dev.link() {
         ipxmit::LinkType::Ethernet => vec!["BROADCAST", "MULTICAST"],
         ipxmit::LinkType::L3 => vec!["POINTOPOINT", "MULTICAST", "NOARP"],
@@ -73,7 +85,7 @@ fn link_flags(dev: &NetDevice) -> Vec<&'static str> {
 
 /// `state`/`operstate`: `UP` or `DOWN`; an up bare IP link says `UNKNOWN`,
 /// as a TUN device (no carrier notion) does.
-fn operstate(dev: &NetDevice) -> &'static str {
+pub(crate) fn operstate(dev: &NetDevice) -> &'static str {
     match (dev.is_up(), dev.link()) {
         (false, _) => "DOWN",
         (true, ipxmit::LinkType::Ethernet) => "UP",
@@ -83,7 +95,7 @@ fn operstate(dev: &NetDevice) -> &'static str {
 
 /// The root qdisc's kind: `mq` on a multi-queue device with the default
 /// root, else the (one) tree's root.
-fn root_qdisc(dev: &NetDevice) -> String {
+pub(crate) fn root_qdisc(dev: &NetDevice) -> String {
     if dev.mq_root().is_some() {
         return "mq".to_string();
     }
@@ -110,7 +122,6 @@ fn bql_lines(o: &mut String, dev: &NetDevice) {
 /// `ip -j -s link show DEV`: the fields of iproute2 6.1, in its order and
 /// nesting (no `link` key: ipxmit's links have no peer device).
 pub fn ip_link_json(dev: &NetDevice) -> Value {
-    let s = dev.stats.snapshot();
     let mut v = serde_json::Map::new();
     v.insert("ifindex".into(), json!(dev.ifindex()));
     v.insert("ifname".into(), json!(dev.name()));
@@ -121,6 +132,15 @@ pub fn ip_link_json(dev: &NetDevice) -> Value {
     v.insert("linkmode".into(), json!("DEFAULT"));
     v.insert("group".into(), json!("default"));
     v.insert("txqlen".into(), json!(dev.txqueuelen()));
+    v.extend(link_layer_json(dev));
+    v.insert("stats64".into(), stats64_json(dev));
+    Value::Object(v)
+}
+
+/// The link-layer fields of `ip -j link` / `ip -j addr`: `link_type`,
+/// and an Ethernet link's `address` and `broadcast`.
+pub(crate) fn link_layer_json(dev: &NetDevice) -> serde_json::Map<String, Value> {
+    let mut v = serde_json::Map::new();
     match dev.link() {
         ipxmit::LinkType::Ethernet => {
             v.insert("link_type".into(), json!("ether"));
@@ -131,16 +151,18 @@ pub fn ip_link_json(dev: &NetDevice) -> Value {
             v.insert("link_type".into(), json!("none"));
         }
     }
-    v.insert(
-        "stats64".into(),
-        json!({
-            "rx": {"bytes": s.rx_bytes, "packets": s.rx_packets, "errors": 0,
-                   "dropped": s.rx_dropped, "over_errors": 0, "multicast": 0},
-            "tx": {"bytes": s.tx_bytes, "packets": s.tx_packets, "errors": s.tx_errors,
-                   "dropped": s.tx_dropped, "carrier_errors": 0, "collisions": 0}
-        }),
-    );
-    Value::Object(v)
+    v
+}
+
+/// `stats64` of `ip -j -s link`.
+pub(crate) fn stats64_json(dev: &NetDevice) -> Value {
+    let s = dev.stats.snapshot();
+    json!({
+        "rx": {"bytes": s.rx_bytes, "packets": s.rx_packets, "errors": 0,
+               "dropped": s.rx_dropped, "over_errors": 0, "multicast": 0},
+        "tx": {"bytes": s.tx_bytes, "packets": s.tx_packets, "errors": s.tx_errors,
+               "dropped": s.tx_dropped, "carrier_errors": 0, "collisions": 0}
+    })
 }
 
 /// `tc -s qdisc show dev DEV` at `now`, as `tc` lines in scripts print it.

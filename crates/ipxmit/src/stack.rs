@@ -319,6 +319,37 @@ impl Stack {
         Ok(())
     }
 
+    /// Kernel: `inet_rtm_deladdr()` and `fib_del_ifaddr()`: `ip addr del`.
+    /// Removes `net` from the device (a primary with the secondaries of its
+    /// subnet, [`NetDevice::del_addr`]); a prefix route of the device goes
+    /// when no address left on it has that prefix. False when the device
+    /// has no such address.
+    pub fn del_addr(&self, dev: &str, net: Ipv4Net) -> Result<bool, ConfigError> {
+        let d = self.device(dev)?;
+        let removed = d.del_addr(net);
+        if removed.is_empty() {
+            return Ok(false);
+        }
+        let (ifindex, left) = (d.ifindex(), d.addrs());
+        let gone: Vec<Ipv4Net> = removed
+            .iter()
+            .map(|n| n.trunc())
+            .filter(|p| p.prefix_len() < 32 && !left.iter().any(|l| l.trunc() == *p))
+            .collect();
+        self.update_fib(|f| {
+            for p in gone {
+                let own = f.routes().into_iter().find(|r| {
+                    r.prefix == p && r.dst.dev.ifindex() == ifindex && r.dst.gateway.is_none()
+                });
+                if let Some(m) = own.map(|r| r.metric) {
+                    f.delete(p, Some(m))?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
     /// Kernel: `dev_change_flags()` with `IFF_UP` and the FIB's answer to it
     /// (`fib_netdev_event()`): `ip link set DEV up|down`. Down flushes every
     /// route through the device (`fib_disable_ip()`: its nexthops are dead

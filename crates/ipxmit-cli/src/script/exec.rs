@@ -62,6 +62,10 @@ pub enum ExecError {
     /// A `tc` line the kernel (or tc) refuses: tc's message.
     #[error("{0}")]
     Tc(String),
+    /// An `ip` or `sysctl` line the kernel (or the tool) refuses: the
+    /// tool's message.
+    #[error("{0}")]
+    Tool(String),
     /// A configuration the kernel refuses, with ip(8)'s message
     /// (`Error: ipv4: Address already assigned.`).
     #[error("Error: {0}")]
@@ -250,31 +254,15 @@ impl Host {
                 let l = build_link(&st, spec, self.links.len())?;
                 self.links.push(l);
             }
-            Command::LinkSet { dev, mtu, up } => {
-                let d = st.device(dev)?;
-                if let Some(m) = mtu {
-                    d.set_mtu(*m)?;
-                }
-                if let Some(u) = up {
-                    st.set_link_up(dev, *u)?;
-                }
+            Command::Ip(c) => {
+                let out = super::ip::run(&st, c).map_err(ExecError::Tool)?;
+                return Ok(output("ip", out));
             }
-            Command::AddrAdd { net, dev } => {
-                if st.device(dev)?.addrs().contains(net) {
-                    return Err(ExecError::Rtnl("ipv4: Address already assigned."));
-                }
-                st.add_addr(dev, *net)?
+            Command::Sysctl(c) => {
+                let out = super::sysctl::run(&st, c).map_err(ExecError::Tool)?;
+                return Ok(output("sysctl", Some(out).filter(|o| !o.is_empty())));
             }
             Command::Route(r) => route(&st, r)?,
-            Command::NeighAdd {
-                addr,
-                lladdr,
-                dev,
-                nud,
-            } => st.add_neigh(dev, *addr, *lladdr, *nud)?,
-            Command::NeighDel { addr, dev } => {
-                st.del_neigh(dev, *addr)?;
-            }
             Command::Qdisc { dev, spec } => st.replace_qdisc(dev, spec)?,
             Command::Tc(c) => {
                 let out = super::tc::run(&st, c).map_err(ExecError::Tc)?;
@@ -543,6 +531,13 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// What a query printed, as a result (none when it printed nothing).
+fn output(op: &'static str, text: Option<String>) -> Vec<Event> {
+    text.map(|text| Event::Output { op, text })
+        .into_iter()
+        .collect()
 }
 
 fn call_event(

@@ -10,8 +10,10 @@
 //! script stops there) or the script cannot be read.
 
 pub mod exec;
+pub mod ip;
 pub mod links;
 pub mod parse;
+pub mod sysctl;
 pub mod tc;
 pub mod tc_class;
 pub mod tc_filter;

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use ipxmit::neigh::NudState;
 use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{Features, MsgFlags, PmtuDisc};
@@ -19,7 +18,7 @@ use crate::values::{self, quote};
 
 /// Every command word, for the "unknown command" message.
 pub const COMMANDS: &str =
-    "tc, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, send, errqueue, sleep, close";
+    "ip, tc, sysctl, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, getsockopt, send, sendmmsg, errqueue, sleep, close";
 
 /// What is wrong with a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +29,9 @@ pub enum ParseError {
     /// A `tc` line tc refuses: its own message.
     #[error("{0}")]
     Tc(String),
+    /// An `ip` or `sysctl` line the tool refuses: its own message.
+    #[error("{0}")]
+    Tool(String),
     /// A sub-command (`link frob`) is not known.
     #[error("{cmd}: unknown sub-command {word} (expected {expected})")]
     UnknownSub {
@@ -262,42 +264,13 @@ pub struct SendArgs {
 pub enum Command {
     /// `link add ...`.
     LinkAdd(LinkSpec),
-    /// `link set DEV [mtu N] [up|down]`.
-    LinkSet {
-        /// Device.
-        dev: String,
-        /// New MTU.
-        mtu: Option<u32>,
-        /// Administrative state.
-        up: Option<bool>,
-    },
-    /// `addr add A/P dev DEV`.
-    AddrAdd {
-        /// Address and prefix.
-        net: Ipv4Net,
-        /// Device.
-        dev: String,
-    },
+    /// An `ip` line for links, addresses or neighbours (and their
+    /// unprefixed aliases `link set|show`, `addr ...`, `neigh ...`).
+    Ip(super::ip::IpCommand),
+    /// A `sysctl` line.
+    Sysctl(super::sysctl::SysctlCommand),
     /// `route add|replace|del ...`.
     Route(RouteArgs),
-    /// `neigh add ADDR lladdr MAC dev DEV [nud STATE]`.
-    NeighAdd {
-        /// Neighbour address.
-        addr: Ipv4Addr,
-        /// Its MAC.
-        lladdr: EthernetAddress,
-        /// Device.
-        dev: String,
-        /// NUD state (default permanent).
-        nud: NudState,
-    },
-    /// `neigh del ADDR dev DEV`.
-    NeighDel {
-        /// Neighbour address.
-        addr: Ipv4Addr,
-        /// Device.
-        dev: String,
-    },
     /// A `tc` line.
     Tc(super::tc::TcCommand),
     /// `qdisc replace dev DEV root SPEC`.
@@ -438,16 +411,11 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
     let Some((&first, rest)) = w.split_first() else {
         return Ok(None);
     };
-    if first == "tc" {
-        let words = super::tc::split_shell(line).map_err(ParseError::Tc)?;
-        let cmd = super::tc::parse(&words[1..]).map_err(ParseError::Tc)?;
-        return Ok(Some(Command::Tc(cmd)));
+    if matches!(first, "tc" | "ip" | "sysctl" | "link" | "addr" | "neigh") {
+        return shell_line(line).map(Some);
     }
     let cmd = match first {
-        "link" => parse_link(rest)?,
-        "addr" => parse_addr(rest)?,
         "route" => parse_route(rest)?,
-        "neigh" => parse_neigh(rest)?,
         "qdisc" => parse_qdisc(rest)?,
         "capture" => parse_capture(rest)?,
         "socket" => parse_socket(rest)?,
@@ -464,6 +432,28 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         other => return Err(ParseError::UnknownCommand(quote(other))),
     };
     Ok(Some(cmd))
+}
+
+/// A line of a Linux tool (`tc`, `ip`, `sysctl`) or an unprefixed alias
+/// of an `ip` one (`link`, `addr`, `neigh`), split with the shell's word
+/// rules.
+fn shell_line(line: &str) -> Result<Command, ParseError> {
+    let words = super::tc::split_shell(line).map_err(ParseError::Tool)?;
+    let (first, rest) = words.split_first().ok_or(ParseError::Missing {
+        cmd: "ip",
+        what: "a command",
+    })?;
+    match first.as_str() {
+        "tc" => super::tc::parse(rest)
+            .map(Command::Tc)
+            .map_err(ParseError::Tc),
+        "ip" => super::ip::parse(rest),
+        "sysctl" => super::sysctl::parse(rest).map(Command::Sysctl),
+        _ => {
+            let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            super::ip::parse_object(&w, super::ip::IpOpts::default())
+        }
+    }
 }
 
 fn one_name(cmd: &'static str, rest: &[&str]) -> Result<String, ParseError> {
@@ -556,35 +546,10 @@ fn name_word<'a>(w: &mut Words<'a>, what: &'static str) -> Result<&'a str, Parse
     Ok(n)
 }
 
-fn parse_link(rest: &[&str]) -> Result<Command, ParseError> {
+/// The words after `link add` (ipxmit's link types).
+pub fn parse_link_add_words(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("link", rest);
-    match w.need("sub-command (add, set)")? {
-        "add" => parse_link_add(&mut w).map(Command::LinkAdd),
-        "set" => {
-            let dev = name_word(&mut w, "device name")?.to_string();
-            let (mut mtu, mut up) = (None, None);
-            while let Some(k) = w.next() {
-                match k {
-                    "mtu" => mtu = Some(w.value("mtu", num_in::<u32>)?),
-                    "up" => up = Some(true),
-                    "down" => up = Some(false),
-                    _ => return Err(w.unexpected(k)),
-                }
-            }
-            if mtu.is_none() && up.is_none() {
-                return Err(ParseError::Missing {
-                    cmd: "link",
-                    what: "what to set (mtu N, up, down)",
-                });
-            }
-            Ok(Command::LinkSet { dev, mtu, up })
-        }
-        other => Err(ParseError::UnknownSub {
-            cmd: "link",
-            word: quote(other),
-            expected: "add or set",
-        }),
-    }
+    parse_link_add(&mut w).map(Command::LinkAdd)
 }
 
 fn link_kind(s: &str) -> Result<LinkKind, String> {
@@ -705,27 +670,6 @@ fn prefix(s: &str) -> Result<Ipv4Net, String> {
         .map_err(|_| "expected A.B.C.D/LEN or default".into())
 }
 
-fn parse_addr(rest: &[&str]) -> Result<Command, ParseError> {
-    let mut w = Words::new("addr", rest);
-    match w.need("sub-command (add)")? {
-        "add" => {}
-        other => {
-            return Err(ParseError::UnknownSub {
-                cmd: "addr",
-                word: quote(other),
-                expected: "add",
-            })
-        }
-    }
-    let net = w.value("address", |s| {
-        s.parse::<Ipv4Net>()
-            .map_err(|_| "expected A.B.C.D/LEN".to_string())
-    })?;
-    let dev = dev_clause(&mut w)?;
-    w.end()?;
-    Ok(Command::AddrAdd { net, dev })
-}
-
 /// `dev NAME`.
 fn dev_clause(w: &mut Words<'_>) -> Result<String, ParseError> {
     match w.need("dev NAME")? {
@@ -734,7 +678,8 @@ fn dev_clause(w: &mut Words<'_>) -> Result<String, ParseError> {
     }
 }
 
-fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
+/// The words after `route` / `ip route`.
+pub fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
     let mut w = Words::new("route", rest);
     let op = match w.need("sub-command (add, replace, del)")? {
         "add" => RouteOp::Add,
@@ -774,58 +719,6 @@ fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
         });
     }
     Ok(Command::Route(r))
-}
-
-fn nud(s: &str) -> Result<NudState, String> {
-    Ok(match s {
-        "permanent" => NudState::Permanent,
-        "noarp" => NudState::Noarp,
-        "reachable" => NudState::Reachable,
-        "stale" => NudState::Stale,
-        _ => return Err("expected permanent, noarp, reachable or stale".into()),
-    })
-}
-
-fn parse_neigh(rest: &[&str]) -> Result<Command, ParseError> {
-    let mut w = Words::new("neigh", rest);
-    let add = match w.need("sub-command (add, del)")? {
-        "add" | "replace" => true,
-        "del" => false,
-        other => {
-            return Err(ParseError::UnknownSub {
-                cmd: "neigh",
-                word: quote(other),
-                expected: "add, replace or del",
-            })
-        }
-    };
-    let addr = w.value("address", ipv4)?;
-    let (mut lladdr, mut dev, mut state) = (None, None, NudState::Permanent);
-    while let Some(k) = w.next() {
-        match k {
-            "lladdr" if add => lladdr = Some(w.value("lladdr", mac)?),
-            "dev" => dev = Some(name_word(&mut w, "device name")?.to_string()),
-            "nud" if add => state = w.value("nud state", nud)?,
-            _ => return Err(w.unexpected(k)),
-        }
-    }
-    let dev = dev.ok_or(ParseError::Missing {
-        cmd: "neigh",
-        what: "dev NAME",
-    })?;
-    if !add {
-        return Ok(Command::NeighDel { addr, dev });
-    }
-    let lladdr = lladdr.ok_or(ParseError::Missing {
-        cmd: "neigh",
-        what: "lladdr MAC",
-    })?;
-    Ok(Command::NeighAdd {
-        addr,
-        lladdr,
-        dev,
-        nud: state,
-    })
 }
 
 fn parse_qdisc(rest: &[&str]) -> Result<Command, ParseError> {
@@ -1235,12 +1128,17 @@ mod tests {
     #[test]
     fn error_messages_name_the_word() {
         assert!(err("frob x").starts_with("unknown command \"frob\""));
-        assert!(
-            err("addr add 10.0.0.300/24 dev eth0").contains("invalid address \"10.0.0.300/24\"")
+        // `addr`/`neigh`/`link set` are `ip` lines: ip's messages.
+        assert_eq!(
+            err("addr add 10.0.0.300/24 dev eth0"),
+            "Error: any valid prefix is expected rather than \"10.0.0.300/24\"."
         );
         assert!(err("sockopt s1 ip_ttl 300").contains("300 is out of range"));
         assert!(err("sockopt s1 ip_frob 1").contains("invalid option \"ip_frob\""));
-        assert!(err("neigh add 10.0.0.1 lladdr 02:00 dev eth0").contains("invalid lladdr"));
+        assert_eq!(
+            err("neigh add 10.0.0.1 lladdr 02:00 dev eth0"),
+            "Error: Invalid link address."
+        );
         assert!(err("qdisc replace dev eth0 root sfqx").contains("unknown qdisc kind"));
         assert!(err("route add default via 10.0.0.254").contains("missing dev NAME"));
     }

@@ -634,6 +634,32 @@ impl NetDevice {
         true
     }
 
+    /// Kernel: `__inet_del_ifa()`. Removes the address `net`; a primary
+    /// takes the secondaries of its subnet with it (`promote_secondaries`
+    /// is 0 by default). Returns the addresses removed (none when `net`
+    /// was not there).
+    pub fn del_addr(&self, net: ipnet::Ipv4Net) -> Vec<ipnet::Ipv4Net> {
+        let mut a = self.addrs.write();
+        let Some(at) = a.iter().position(|x| *x == net) else {
+            return Vec::new();
+        };
+        let same_subnet =
+            |x: &ipnet::Ipv4Net| x.prefix_len() == net.prefix_len() && net.contains(&x.addr());
+        let primary = !a[..at].iter().any(same_subnet);
+        let mut removed = vec![a.remove(at)];
+        if primary {
+            let mut i = at;
+            while i < a.len() {
+                if same_subnet(&a[i]) {
+                    removed.push(a.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Replaces the qdisc of queue `index` (`tc qdisc replace`); packets in the
     /// old one are dropped into the returned list, as the kernel's `qdisc_reset`.
     pub fn replace_qdisc(
