@@ -34,6 +34,10 @@ pub enum Errno {
     ENOTCONN = 107,
     EHOSTUNREACH = 113,
     ENODEV = 19,
+    ENONET = 64,
+    EPROTO = 71,
+    ECONNREFUSED = 111,
+    EHOSTDOWN = 112,
 }
 
 impl Errno {
@@ -64,12 +68,51 @@ impl Errno {
             ENOTCONN => "ENOTCONN",
             EHOSTUNREACH => "EHOSTUNREACH",
             ENODEV => "ENODEV",
+            ENONET => "ENONET",
+            EPROTO => "EPROTO",
+            ECONNREFUSED => "ECONNREFUSED",
+            EHOSTDOWN => "EHOSTDOWN",
         }
     }
 
     /// The number.
     pub fn code(self) -> i32 {
         self as i32
+    }
+
+    /// The errno whose number is `code`, when this type names it.
+    pub fn from_code(code: i32) -> Option<Errno> {
+        use Errno::*;
+        const ALL: [Errno; 27] = [
+            ZERO,
+            ESRCH,
+            EEXIST,
+            EPERM,
+            EACCES,
+            EFAULT,
+            EINTR,
+            EAGAIN,
+            ENOMEM,
+            EINVAL,
+            EMSGSIZE,
+            EDESTADDRREQ,
+            ENOPROTOOPT,
+            EOPNOTSUPP,
+            EADDRINUSE,
+            EADDRNOTAVAIL,
+            ENETDOWN,
+            ENETUNREACH,
+            ENOBUFS,
+            EISCONN,
+            ENOTCONN,
+            EHOSTUNREACH,
+            ENODEV,
+            ENONET,
+            EPROTO,
+            ECONNREFUSED,
+            EHOSTDOWN,
+        ];
+        ALL.into_iter().find(|e| e.code() == code)
     }
 }
 
@@ -132,6 +175,10 @@ pub enum SendError {
     /// Option not known (`ENOPROTOOPT`).
     #[error("ENOPROTOOPT: {0}")]
     NoProtoOpt(&'static str),
+    /// A pending socket error (`sk->sk_err`, set by an ICMP error the
+    /// socket received), reported and cleared by this call (`sock_error()`).
+    #[error("{0}: pending socket error")]
+    SockErr(Errno),
 }
 
 impl SendError {
@@ -153,6 +200,7 @@ impl SendError {
             SendError::AddrInUse(_) => Errno::EADDRINUSE,
             SendError::NotSupported(_) => Errno::EOPNOTSUPP,
             SendError::NoProtoOpt(_) => Errno::ENOPROTOOPT,
+            SendError::SockErr(e) => *e,
         }
     }
 }

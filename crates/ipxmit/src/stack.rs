@@ -26,6 +26,7 @@ use crate::netfilter::Hooks;
 use crate::route::{Dst, Fib, Route, RouteError, RouteType};
 use crate::sched::{api, run, Qdisc, QdiscSpec, TcError};
 
+mod input;
 mod tc;
 use crate::stats::Counters;
 use crate::time::{Clock, Instant, MonotonicClock};
@@ -132,6 +133,10 @@ pub struct Stack {
     estimators: parking_lot::Mutex<Vec<(u32, crate::sched::est::Estimators)>>,
     /// When the next estimator sample is due (ns; `est::NEVER`: none).
     est_due: AtomicU64,
+    /// The receive backlog `lo` feeds (`softnet_data.input_pkt_queue`).
+    pub(crate) backlog: Arc<crate::dev::loopback::Backlog>,
+    /// Frames `lo` dropped on a full backlog, not counted yet.
+    lo_drops: Arc<crate::dev::loopback::LoopbackDrops>,
 }
 
 /// Bound UDP ports (with the ephemeral-port cursor) and the random state.
@@ -139,6 +144,8 @@ pub struct Stack {
 struct Ports {
     table: crate::socket::ports::PortTable,
     rng: u64,
+    /// The receive-side handles of bound sockets, by socket identity.
+    inboxes: std::collections::HashMap<u64, Arc<crate::socket::inbox::SockInbox>>,
 }
 
 /// `net.ipv4.ip_local_port_range` default.
@@ -161,7 +168,8 @@ impl Stack {
 
     /// A stack on `clock` (a [`crate::time::ManualClock`] in tests).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Arc<Stack> {
-        Arc::new(Stack {
+        let notify = Arc::new(Notify::default());
+        let stack = Arc::new(Stack {
             clock,
             pool: BufPool::shared(),
             counters: Counters::default(),
@@ -170,18 +178,23 @@ impl Stack {
             fib_gen: AtomicU64::new(1),
             neigh: NeighTable::default(),
             hooks: Hooks::default(),
-            notify: Arc::new(Notify::default()),
+            backlog: Arc::new(crate::dev::loopback::Backlog::new(notify.clone())),
+            lo_drops: Arc::default(),
+            notify,
             sysctl: RwLock::new(Sysctls::default()),
             idents: IdentTable::new(),
             default_ttl: std::sync::atomic::AtomicU8::new(64),
             ports: parking_lot::Mutex::new(Ports {
                 table: crate::socket::ports::PortTable::new(*EPHEMERAL_PORTS.start()),
                 rng: seed(),
+                inboxes: std::collections::HashMap::new(),
             }),
             autohandle: api::AutoHandle::default(),
             estimators: parking_lot::Mutex::new(Vec::new()),
             est_due: AtomicU64::new(crate::sched::est::NEVER),
-        })
+        });
+        stack.add_loopback();
+        stack
     }
 
     /// The current time: the clock, or the time frozen by an enclosing
@@ -590,7 +603,7 @@ impl Stack {
         if self.neigh.next_timer().is_some_and(|t| t <= ctx.now) {
             crate::neigh::run_timers(self, ctx.now);
         }
-        let mut ran = 0;
+        let mut ran = self.process_backlog();
         for dev in self.devices.read().iter() {
             for txq in dev.queues() {
                 let due = txq.q.lock().watchdog.is_some_and(|t| t <= ctx.now);
@@ -626,13 +639,15 @@ impl Stack {
         }
         n
     }
-    /// Kernel: `netif_receive_skb()` for what this stack handles on receive:
-    /// counts the frame and passes ARP to the neighbour layer.
+    /// Kernel: `__netif_receive_skb_core()` for what this stack handles on
+    /// receive: counts the frame, passes ARP to the neighbour layer and
+    /// IPv4 to [`crate::ipv4::input`] (`ip_rcv()`), which delivers what is
+    /// for the host to its sockets; anything else is ignored.
     pub fn receive(&self, dev: &NetDevice, frame: &[u8]) {
         dev.stats.add(crate::stats::DevCounter::RxPackets, 1);
         dev.stats
             .add(crate::stats::DevCounter::RxBytes, frame.len() as u64);
-        crate::neigh::arp_rcv(self, dev, frame);
+        self.receive_frame(dev, frame);
     }
 
     /// Runs deferred work until none is left or `max_rounds` passes were made
@@ -742,6 +757,61 @@ impl Stack {
         me: crate::socket::ports::PortOwner,
     ) -> Result<u16, crate::error::SendError> {
         self.ports.lock().table.get_port(port, me, &EPHEMERAL_PORTS)
+    }
+
+    /// Kernel: `sk_add_node_rcu()`: a bound socket's inbox becomes
+    /// reachable from the receive path.
+    pub(crate) fn hash_inbox(&self, inbox: Arc<crate::socket::inbox::SockInbox>) {
+        self.ports.lock().inboxes.insert(inbox.id(), inbox);
+    }
+
+    /// Kernel: `sk_del_node_init_rcu()`: socket `id` is no longer reachable.
+    pub(crate) fn unhash_inbox(&self, id: u64) {
+        self.ports.lock().inboxes.remove(&id);
+    }
+
+    /// Kernel: `__udp4_lib_lookup()`, net/ipv4/udp.c. The socket a UDP
+    /// datagram from `src` to `dst` arriving on device `dif` belongs to:
+    /// among the holders of the destination port, the best
+    /// [`crate::socket::inbox::SockView::score`], the newest on a tie.
+    pub(crate) fn udp_lookup(
+        &self,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
+        dif: u32,
+    ) -> Option<Arc<crate::socket::inbox::SockInbox>> {
+        let p = self.ports.lock();
+        let mut best: Option<(u32, &Arc<crate::socket::inbox::SockInbox>)> = None;
+        for o in p.table.owners(dst.1).iter().rev() {
+            let Some(ib) = p.inboxes.get(&o.id) else {
+                continue;
+            };
+            if let Some(sc) = ib.view().score(src, dst, dif) {
+                if best.is_none_or(|(b, _)| sc > b) {
+                    best = Some((sc, ib));
+                }
+            }
+        }
+        best.map(|(_, ib)| ib.clone())
+    }
+
+    /// Every socket a broadcast UDP datagram from `src` to `dst` on `dif`
+    /// reaches (`__udp4_lib_mcast_deliver()`'s walk).
+    pub(crate) fn udp_lookup_all(
+        &self,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
+        dif: u32,
+    ) -> Vec<Arc<crate::socket::inbox::SockInbox>> {
+        let p = self.ports.lock();
+        p.table
+            .owners(dst.1)
+            .iter()
+            .rev()
+            .filter_map(|o| p.inboxes.get(&o.id))
+            .filter(|ib| ib.view().score(src, dst, dif).is_some())
+            .cloned()
+            .collect()
     }
 
     /// Kernel: `udp_lib_unhash()`. Socket `id` releases `port`.

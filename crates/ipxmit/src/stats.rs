@@ -41,12 +41,30 @@ counter_enum! {
     /// (`/proc/net/snmp`'s `Ip:` and `Udp:` lines, then `/proc/net/netstat`'s
     /// `IpExt:`), so a listing of [`Mib::ALL`] is a subsequence of `nstat -az`.
     Mib {
+        /// Datagrams received, before any check (`IPSTATS_MIB_INRECEIVES`).
+        IpInReceives => "IpInReceives",
+        /// Datagrams discarded for a header error: version, header length,
+        /// checksum, total length (`IPSTATS_MIB_INHDRERRORS`).
+        IpInHdrErrors => "IpInHdrErrors",
+        /// Datagrams for an address not this host's, not forwarded
+        /// (forwarding off: `IPSTATS_MIB_INADDRERRORS`).
+        IpInAddrErrors => "IpInAddrErrors",
+        /// Datagrams of a protocol the host does not handle
+        /// (`IPSTATS_MIB_INUNKNOWNPROTOS`).
+        IpInUnknownProtos => "IpInUnknownProtos",
+        /// Received datagrams discarded for lack of resources
+        /// (`IPSTATS_MIB_INDISCARDS`).
+        IpInDiscards => "IpInDiscards",
+        /// Datagrams handed to a transport protocol (`IPSTATS_MIB_INDELIVERS`).
+        IpInDelivers => "IpInDelivers",
         /// Datagrams handed to IP for transmission (`IPSTATS_MIB_OUTREQUESTS`).
         IpOutRequests => "IpOutRequests",
         /// Datagrams discarded on output for lack of resources (`OUTDISCARDS`).
         IpOutDiscards => "IpOutDiscards",
         /// Datagrams dropped because no route was found (`OUTNOROUTES`).
         IpOutNoRoutes => "IpOutNoRoutes",
+        /// Fragments received that need reassembly (`IPSTATS_MIB_REASMREQDS`).
+        IpReasmReqds => "IpReasmReqds",
         /// Datagrams successfully fragmented (`FRAGOKS`).
         IpFragOKs => "IpFragOKs",
         /// Datagrams that needed fragmenting but could not be (`FRAGFAILS`).
@@ -56,12 +74,53 @@ counter_enum! {
         /// Packets passed to the device layer (`IPSTATS_MIB_OUTPKTS`, which
         /// `nstat` shows as `IpOutTransmits`).
         IpOutTransmits => "IpOutTransmits",
+        /// ICMP messages received, bad ones included (`ICMP_MIB_INMSGS`).
+        IcmpInMsgs => "IcmpInMsgs",
+        /// ICMP messages received with an error: bad checksum, too short, an
+        /// error for no socket (`ICMP_MIB_INERRORS`).
+        IcmpInErrors => "IcmpInErrors",
+        /// ICMP messages received with a bad checksum (`ICMP_MIB_CSUMERRORS`).
+        IcmpInCsumErrors => "IcmpInCsumErrors",
+        /// Destination unreachable messages received (`/proc/net/snmp`
+        /// derives it from the `IcmpMsg` type 3 count).
+        IcmpInDestUnreachs => "IcmpInDestUnreachs",
+        /// ICMP messages sent (`ICMP_MIB_OUTMSGS`).
+        IcmpOutMsgs => "IcmpOutMsgs",
+        /// Destination unreachable messages sent.
+        IcmpOutDestUnreachs => "IcmpOutDestUnreachs",
+        /// ICMP type 3 messages received (`ICMPMSG_MIB_INTYPE3`; nstat's
+        /// `IcmpMsgInType3`).
+        IcmpMsgInType3 => "IcmpMsgInType3",
+        /// ICMP type 3 messages sent (`IcmpMsgOutType3`).
+        IcmpMsgOutType3 => "IcmpMsgOutType3",
+        /// UDP datagrams read by a socket (`UDP_MIB_INDATAGRAMS`, counted
+        /// at `recvmsg` as the kernel does).
+        UdpInDatagrams => "UdpInDatagrams",
+        /// UDP datagrams for a port no socket holds (`UDP_MIB_NOPORTS`).
+        UdpNoPorts => "UdpNoPorts",
+        /// UDP datagrams received and dropped: too short, bad checksum, a
+        /// full receive buffer (`UDP_MIB_INERRORS`).
+        UdpInErrors => "UdpInErrors",
         /// UDP datagrams sent (`UDP_MIB_OUTDATAGRAMS`).
         UdpOutDatagrams => "UdpOutDatagrams",
+        /// UDP datagrams dropped for a full receive buffer (`UDP_MIB_RCVBUFERRORS`).
+        UdpRcvbufErrors => "UdpRcvbufErrors",
         /// UDP sends that failed for lack of send buffer (`UDP_MIB_SNDBUFERRORS`).
         UdpSndbufErrors => "UdpSndbufErrors",
+        /// UDP datagrams received with a bad checksum (`UDP_MIB_CSUMERRORS`).
+        UdpInCsumErrors => "UdpInCsumErrors",
+        /// Broadcast UDP datagrams no socket took (`UDP_MIB_IGNOREDMULTI`).
+        UdpIgnoredMulti => "UdpIgnoredMulti",
+        /// Datagrams shorter than their total length says
+        /// (`IPSTATS_MIB_INTRUNCATEDPKTS`).
+        IpExtInTruncatedPkts => "IpExtInTruncatedPkts",
+        /// Octets received (`IPSTATS_MIB_INOCTETS`).
+        IpExtInOctets => "IpExtInOctets",
         /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
         IpExtOutOctets => "IpExtOutOctets",
+        /// Datagrams received with a bad header checksum
+        /// (`IPSTATS_MIB_CSUMERRORS`).
+        IpExtInCsumErrors => "IpExtInCsumErrors",
     }
 }
 
@@ -100,6 +159,37 @@ counter_enum! {
         SkbGsoSeg => "SKB_GSO_SEG",
         /// The queue was reset or destroyed with the packet in it (`QUEUE_PURGE`).
         QueuePurge => "QUEUE_PURGE",
+        /// A received frame for another host's link address (`OTHERHOST`).
+        OtherHost => "OTHERHOST",
+        /// A received IP header that is malformed (`IP_INHDR`).
+        IpInhdr => "IP_INHDR",
+        /// A received IP header with a bad checksum (`IP_CSUM`).
+        IpCsum => "IP_CSUM",
+        /// A received packet shorter than its headers say (`PKT_TOO_SMALL`).
+        PktTooSmall => "PKT_TOO_SMALL",
+        /// A received datagram for an address not this host's, forwarding
+        /// off (`IP_INADDRERRORS`).
+        IpInaddrErrors => "IP_INADDRERRORS",
+        /// A received datagram the input route refused: a martian source
+        /// (`IP_INVALID_SOURCE`).
+        IpInvalidSource => "IP_INVALID_SOURCE",
+        /// A received datagram of a protocol no one handles (`IP_NOPROTO`).
+        IpNoproto => "IP_NOPROTO",
+        /// A received fragment: ipxmit does not reassemble (the kernel's
+        /// queue would time out, `FRAG_REASM_TIMEOUT`).
+        FragReasmTimeout => "FRAG_REASM_TIMEOUT",
+        /// A received ICMP message with a bad checksum (`ICMP_CSUM`).
+        IcmpCsum => "ICMP_CSUM",
+        /// A received UDP datagram with a bad checksum (`UDP_CSUM`).
+        UdpCsum => "UDP_CSUM",
+        /// A received UDP datagram for a port no socket holds (`NO_SOCKET`).
+        NoSocket => "NO_SOCKET",
+        /// A socket's receive buffer was full (`SOCKET_RCVBUFF`).
+        SocketRcvbuff => "SOCKET_RCVBUFF",
+        /// The receive backlog (`netdev_max_backlog`) was full (`CPU_BACKLOG`).
+        CpuBacklog => "CPU_BACKLOG",
+        /// An ICMP type beyond those the kernel knows (`UNHANDLED_PROTO`).
+        UnhandledProto => "UNHANDLED_PROTO",
     }
 }
 

@@ -22,6 +22,8 @@ use crate::wire::EthernetAddress;
 
 pub mod batch;
 pub mod dql;
+pub mod last_tx;
+pub mod loopback;
 pub mod queue;
 pub mod xmit;
 
@@ -402,6 +404,10 @@ pub struct NetDevice {
     mq_root: Mutex<Option<u32>>,
     /// Counters as `ip -s link` shows them.
     pub stats: DevStats,
+    /// `IFF_LOOPBACK`: the loopback device (`lo`).
+    loopback: bool,
+    /// The tap keeping the last IPv4 datagram sent, once asked for.
+    last_tx: RwLock<Option<Arc<last_tx::LastTx>>>,
 }
 
 impl fmt::Debug for NetDevice {
@@ -522,7 +528,43 @@ impl NetDevice {
             nit_active: AtomicBool::new(false),
             addrs: RwLock::new(Vec::new()),
             stats: DevStats::default(),
+            loopback: false,
+            last_tx: RwLock::new(None),
         })
+    }
+
+    /// This device as the loopback device: `IFF_LOOPBACK` and `lo`'s MTU
+    /// (64 KiB, above what `ip link set mtu` accepts).
+    pub(crate) fn into_loopback(mut self) -> NetDevice {
+        self.loopback = true;
+        self.mtu.store(loopback::LOOPBACK_MTU, Ordering::Relaxed);
+        self
+    }
+
+    /// `IFF_LOOPBACK`: the loopback device.
+    pub fn is_loopback(&self) -> bool {
+        self.loopback
+    }
+
+    /// Starts keeping the first fragment of the last IPv4 datagram the
+    /// device sends (a tap, [`last_tx::LastTx`]; nothing is kept, and
+    /// nothing is spent per frame, until this is called).
+    pub fn remember_tx(&self) -> Arc<last_tx::LastTx> {
+        let mut g = self.last_tx.write();
+        if let Some(t) = g.as_ref() {
+            return t.clone();
+        }
+        let t = Arc::new(last_tx::LastTx::default());
+        *g = Some(t.clone());
+        drop(g);
+        self.add_tap(t.clone());
+        t
+    }
+
+    /// What [`NetDevice::remember_tx`] kept: the last IPv4 datagram's
+    /// first fragment, or `None` when not asked for or none sent since.
+    pub fn last_tx(&self) -> Option<last_tx::Sent> {
+        self.last_tx.read().as_ref().and_then(|t| t.get())
     }
 
     /// Interface index.

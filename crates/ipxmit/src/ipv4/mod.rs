@@ -9,7 +9,9 @@
 //! `include/net/ip.h`).
 
 pub mod fragment;
+pub mod icmp;
 pub mod ident;
+pub mod input;
 pub mod options;
 pub mod output;
 

@@ -106,12 +106,16 @@ pub fn mc_map(a: Ipv4Addr) -> EthernetAddress {
 
 /// Kernel: `arp_constructor()`, net/ipv4/arp.c. The link address a new
 /// neighbour entry for `addr` on `dev` takes without ARP (NUD_NOARP):
-/// multicast maps to its group address (`arp_mc_map()`), the limited
-/// broadcast and the broadcast of a subnet of `dev` to ff:ff:ff:ff:ff:ff;
-/// `None` for an address to resolve.
+/// multicast maps to its group address (`arp_mc_map()`), anything on the
+/// loopback device to the device's own address (`IFF_LOOPBACK`: all
+/// zeros), the limited broadcast and the broadcast of a subnet of `dev` to
+/// ff:ff:ff:ff:ff:ff; `None` for an address to resolve.
 pub fn constructor(dev: &NetDevice, addr: Ipv4Addr) -> Option<EthernetAddress> {
     if addr.is_multicast() {
         return Some(mc_map(addr));
+    }
+    if dev.is_loopback() {
+        return Some(dev.hw_addr());
     }
     let bcast = addr.is_broadcast()
         || dev

@@ -17,6 +17,7 @@ use crate::ipv4::options::{self, AddrType};
 use crate::ipv4::output::{queue_xmit, XmitParams};
 use crate::route::{Dst, RouteType};
 use crate::socket::cork::{Cork, CorkParams};
+use crate::socket::inbox::SockInbox;
 use crate::socket::ports::PortOwner;
 use crate::socket::{
     Cmsg, ErrOrigin, ErrQueue, ErrQueueEntry, PmtuDisc, SockOpts, SockTxtime, CLOCK_MONOTONIC,
@@ -78,6 +79,10 @@ pub struct InetSock {
     reuseport: bool,
     /// The socket's identity, as qdiscs see it (`skb->sk`).
     id: u64,
+    /// What the receive side reaches: receive and error queues, `sk_err`.
+    pub(crate) inbox: Arc<SockInbox>,
+    /// The inbox is in the stack's socket table (the socket is hashed).
+    hashed: bool,
 }
 
 impl std::fmt::Debug for InetSock {
@@ -96,6 +101,9 @@ impl Drop for InetSock {
         if self.uses_ports {
             self.stack.release_port(self.local.port(), self.id);
         }
+        if self.hashed {
+            self.stack.unhash_inbox(self.id);
+        }
     }
 }
 
@@ -108,6 +116,10 @@ impl InetSock {
         if sys.ip_no_pmtu_disc != 0 {
             opts.pmtudisc = PmtuDisc::Dont;
         }
+        let errq: Arc<parking_lot::Mutex<ErrQueue>> = Arc::default();
+        let id = NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed);
+        let inbox = Arc::new(SockInbox::new(id, errq.clone()));
+        inbox.update(|v| v.pmtudisc = opts.pmtudisc);
         InetSock {
             stack: stack.clone(),
             opts,
@@ -115,7 +127,7 @@ impl InetSock {
             peer: None,
             cork: Cork::default(),
             budget: SendBudget::for_socket(sndbuf),
-            errq: Arc::default(),
+            errq,
             zckey: 0,
             inet_id: 0,
             dst_cache: None,
@@ -123,7 +135,53 @@ impl InetSock {
             uses_ports,
             reuseaddr: false,
             reuseport: false,
-            id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
+            id,
+            inbox,
+            hashed: false,
+        }
+    }
+
+    /// The socket's receive-side handle (receive and error queues, the
+    /// pending error).
+    pub fn inbox(&self) -> &Arc<SockInbox> {
+        &self.inbox
+    }
+
+    /// Kernel: `sock_error()` (`getsockopt(SO_ERROR)`): the pending error
+    /// an ICMP message left (`sk_err`), cleared; `None` when there is none.
+    pub fn take_error(&mut self) -> Option<Errno> {
+        self.inbox.take_error()
+    }
+
+    /// Kernel: the `sock_error()` of `sock_alloc_send_pskb()`: a send that
+    /// opens a datagram fails with the pending error, and clears it.
+    pub(crate) fn check_sock_error(&self) -> Result<(), SendError> {
+        match self.inbox.take_error() {
+            Some(e) => Err(SendError::SockErr(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// `SO_RCVBUF` (doubled, capped by `rmem_max`, as the kernel stores it).
+    pub fn set_rcvbuf(&mut self, bytes: usize) {
+        self.inbox.set_rcvbuf(bytes);
+    }
+
+    /// `SO_RCVBUF`, as `getsockopt` reads it.
+    pub fn rcvbuf(&self) -> usize {
+        self.inbox.rcvbuf()
+    }
+
+    /// The addresses the receive side matches against, after a change.
+    fn sync_addrs(&self) {
+        let (local, peer) = (self.local, self.peer);
+        self.inbox.update(|v| {
+            v.local = local;
+            v.peer = peer;
+        });
+        if self.local.port() != 0 && !self.hashed && self.uses_ports {
+            // Hashed once bound (`udp_lib_get_port()` -> `sk_add_node_rcu`).
+            self.stack.hash_inbox(self.inbox.clone());
         }
     }
 
@@ -186,6 +244,8 @@ impl InetSock {
             0
         };
         self.local = SocketAddrV4::new(ip, port);
+        self.sync_addrs();
+        self.hashed |= self.uses_ports;
         Ok(())
     }
 
@@ -216,6 +276,7 @@ impl InetSock {
         }
         self.peer = Some(peer);
         self.inet_id = self.stack.random_u16();
+        self.sync_addrs();
         Ok(())
     }
 
@@ -387,6 +448,7 @@ impl InetSock {
             data: 0,
             addr: daddr,
             port,
+            offender: Ipv4Addr::UNSPECIFIED,
         });
     }
 
@@ -479,6 +541,7 @@ impl InetSock {
     pub fn set_tos(&mut self, tos: u8) {
         self.opts.tos = tos;
         self.opts.priority = tos_to_priority(tos);
+        self.inbox.update(|v| v.tos = tos);
     }
 
     /// `IP_TTL`: 1..=255, or `None` for the default.
@@ -493,11 +556,13 @@ impl InetSock {
     /// `IP_MTU_DISCOVER`.
     pub fn set_mtu_discover(&mut self, mode: PmtuDisc) {
         self.opts.pmtudisc = mode;
+        self.inbox.update(|v| v.pmtudisc = mode);
     }
 
     /// `IP_RECVERR`; turning it off purges the error queue.
     pub fn set_recverr(&mut self, on: bool) {
         self.opts.recverr = on;
+        self.inbox.update(|v| v.recverr = on);
         if !on {
             while self.errq.lock().pop().is_some() {}
         }
@@ -516,6 +581,7 @@ impl InetSock {
     /// `SO_MARK`.
     pub fn set_mark(&mut self, mark: u32) {
         self.opts.mark = mark;
+        self.inbox.update(|v| v.mark = mark);
     }
 
     /// `IP_OPTIONS` (`ip_options_get`): validated and prepared as

@@ -12,6 +12,7 @@ use crate::error::{Errno, SendError};
 use crate::time::Instant;
 
 pub mod cork;
+pub mod inbox;
 pub mod inet;
 pub mod ports;
 pub mod raw;
@@ -112,6 +113,9 @@ pub struct ErrQueueEntry {
     pub addr: Ipv4Addr,
     /// Its port.
     pub port: u16,
+    /// `SO_EE_OFFENDER`: who reported the error (the ICMP message's
+    /// source); 0.0.0.0 for a local error (`AF_UNSPEC`).
+    pub offender: Ipv4Addr,
 }
 
 /// `SO_EE_CODE_ZEROCOPY_COPIED`: the zero-copy send's data was copied.
@@ -271,6 +275,7 @@ impl ErrQueue {
             data: hi,
             addr: Ipv4Addr::UNSPECIFIED,
             port: 0,
+            offender: Ipv4Addr::UNSPECIFIED,
         });
     }
 

@@ -145,6 +145,11 @@ impl PortTable {
         }
     }
 
+    /// The sockets holding `port`, in bind order.
+    pub fn owners(&self, port: u16) -> &[PortOwner] {
+        self.bound.get(&port).map_or(&[], Vec::as_slice)
+    }
+
     /// Sockets holding `port`.
     pub fn holders(&self, port: u16) -> usize {
         self.bound.get(&port).map_or(0, Vec::len)

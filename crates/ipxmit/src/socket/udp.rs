@@ -26,6 +26,7 @@ use crate::wire::udp::{mangle_zero, UdpPacket};
 
 mod batch;
 mod build;
+pub mod input;
 pub use batch::{BatchMsg, BATCH_MAX};
 
 /// UDP header length.
@@ -192,6 +193,7 @@ impl UdpSocket {
         if flags.contains(MsgFlags::PROBE) {
             return Ok(());
         }
+        self.inet.check_sock_error()?;
         self.inet.cork.setup(params)?;
         self.cork_dport = dport;
         if !corkreq {

@@ -39,6 +39,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipv4_options;
 pub mod udp;
@@ -46,6 +47,7 @@ pub mod udp;
 pub use self::arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use self::checksum::{checksum, pseudo_header_v4, verify, Csum};
 pub use self::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+pub use self::icmp::IcmpPacket;
 pub use self::ipv4::{emit_header, ChecksumCheck, IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use self::ipv4_options::{
     option_copied, options_fragment, Ipv4Option, Ipv4OptionsIter, OptionProblem,

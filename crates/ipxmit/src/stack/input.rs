@@ -1,0 +1,165 @@
+//! The receive side of a stack: the loopback device and its backlog, the
+//! link-layer demultiplexing of a received frame, and local delivery to the
+//! transport protocols.
+//!
+//! Stands for `loopback_net_init()` (every namespace has `lo`, ifindex 1,
+//! 127.0.0.1/8), `process_backlog()` (net/core/dev.c: the frames `lo` fed
+//! to `netif_rx()`, handled in the receive softirq, here
+//! [`Stack::poll`]), `__netif_receive_skb_core()`'s dispatch by
+//! EtherType with `eth_type_trans()`'s packet type, and
+//! `ip_local_deliver_finish()` / `ip_protocol_deliver_rcu()`
+//! (net/ipv4/ip_input.c): ICMP to [`crate::ipv4::icmp`], UDP to
+//! [`crate::socket::udp::input`], errors to the socket that sent the
+//! quoted datagram, and the ICMP errors the host sends back.
+
+use std::sync::Arc;
+
+use crate::dev::loopback::{LoopbackDriver, LOOPBACK_MTU};
+use crate::dev::{DevConfig, LinkType, NetDevice};
+use crate::ipv4::icmp;
+use crate::ipv4::input::{self, Local, PktType};
+use crate::sched::Noqueue;
+use crate::socket::udp::input as udp_input;
+use crate::stack::Stack;
+use crate::stats::{DropReason, Mib};
+use crate::wire::{EtherType, EthernetAddress, EthernetFrame};
+
+/// `lo`'s interface index, the first of every namespace.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+/// Frames one pass of [`Stack::poll`] takes from the backlog
+/// (`net.core.netdev_budget`).
+pub const NETDEV_BUDGET: usize = 300;
+
+impl Stack {
+    /// Kernel: `loopback_net_init()` and `inetdev_event()`'s address for
+    /// it: registers `lo` (ifindex 1, `noqueue`, an all-zero Ethernet
+    /// address, MTU 65536, up) and adds 127.0.0.1/8 to it as `ip addr add`
+    /// does ([`Stack::add_addr`]: the local table's routes with it).
+    pub(crate) fn add_loopback(&self) {
+        let mut cfg = DevConfig::ethernet("lo", EthernetAddress([0; 6]));
+        cfg.txqueuelen = 1000;
+        let drv = LoopbackDriver::new(
+            LOOPBACK_IFINDEX,
+            self.backlog.clone(),
+            self.lo_drops.clone(),
+        );
+        let made = NetDevice::new(
+            LOOPBACK_IFINDEX,
+            cfg,
+            vec![Box::new(drv)],
+            &|_| Box::new(Noqueue::new()),
+            self.notify.clone(),
+        );
+        let Ok(dev) = made else { return };
+        let dev = Arc::new(dev.into_loopback());
+        debug_assert_eq!(dev.mtu(), LOOPBACK_MTU);
+        self.devices.write().insert(0, dev);
+        if let Ok(net) = "127.0.0.1/8".parse() {
+            let _ = self.add_addr("lo", net);
+        }
+    }
+
+    /// The loopback device.
+    pub fn loopback(&self) -> Option<Arc<NetDevice>> {
+        self.device_by_index(LOOPBACK_IFINDEX)
+    }
+
+    /// Kernel: `process_backlog()`, net/core/dev.c. Hands up to
+    /// [`NETDEV_BUDGET`] frames `lo` queued to the receive path; raises the
+    /// pending mark again when more wait. Returns the number handled.
+    pub(crate) fn process_backlog(&self) -> usize {
+        if let Some(lo) = self.loopback() {
+            self.lo_drops.settle(&self.counters, &lo);
+        }
+        let mut n = 0;
+        while n < NETDEV_BUDGET {
+            let Some((ifindex, pkt)) = self.backlog.dequeue() else {
+                break;
+            };
+            n += 1;
+            let Some(dev) = self.device_by_index(ifindex) else {
+                continue;
+            };
+            if pkt.data_len() == 0 && pkt.chain().is_empty() {
+                self.receive(&dev, pkt.linear());
+            } else {
+                self.receive(&dev, &pkt.to_vec());
+            }
+        }
+        if !self.backlog.is_empty() {
+            self.notify.raise();
+        }
+        n
+    }
+
+    /// The dispatch of [`Stack::receive`]: ARP to the neighbour layer,
+    /// IPv4 to `ip_rcv()` and what is for the host to local delivery.
+    pub(crate) fn receive_frame(&self, dev: &NetDevice, frame: &[u8]) {
+        let (ip, pt) = match dev.link() {
+            LinkType::L3 => {
+                if frame.first().is_none_or(|b| b >> 4 != 4) {
+                    return;
+                }
+                (frame, PktType::Host)
+            }
+            LinkType::Ethernet => {
+                let Ok(eth) = EthernetFrame::new_checked(frame) else {
+                    return;
+                };
+                match eth.ethertype() {
+                    EtherType::Arp => return crate::neigh::arp_rcv(self, dev, frame),
+                    EtherType::Ipv4 => (&frame[14..], pkt_type(dev, eth.dst_addr())),
+                    _ => return,
+                }
+            }
+        };
+        if let Some(l) = input::rcv(self, dev, ip, pt) {
+            self.local_deliver(&l);
+        }
+    }
+
+    /// Kernel: `ip_protocol_deliver_rcu()`, net/ipv4/ip_input.c. ICMP and
+    /// UDP are handled and counted `IpInDelivers` whatever they make of
+    /// the datagram (a UDP datagram for no socket is answered with a port
+    /// unreachable); any other protocol is `IpInUnknownProtos`
+    /// (`IP_NOPROTO`) and answered with a protocol unreachable.
+    fn local_deliver(&self, l: &Local<'_>) {
+        let c = &self.counters;
+        match l.ip.protocol().0 {
+            1 => {
+                if let Some(e) = icmp::rcv(self, l) {
+                    if e.quoted.protocol().0 == 17 {
+                        udp_input::err(self, &e);
+                    }
+                }
+            }
+            17 => {
+                if udp_input::rcv(self, l) == udp_input::Rcv::NoPort {
+                    icmp::send(self, l, 3, 3, 0);
+                }
+            }
+            _ => {
+                c.inc(Mib::IpInUnknownProtos);
+                icmp::send(self, l, 3, 2, 0);
+                c.drop(DropReason::IpNoproto);
+                return;
+            }
+        }
+        c.inc(Mib::IpInDelivers);
+    }
+}
+
+/// Kernel: `eth_type_trans()`'s `skb->pkt_type` for a frame to `dst` on
+/// `dev`.
+fn pkt_type(dev: &NetDevice, dst: EthernetAddress) -> PktType {
+    if dst.is_broadcast() {
+        PktType::Broadcast
+    } else if dst.0[0] & 1 != 0 {
+        PktType::Multicast
+    } else if dst == dev.hw_addr() {
+        PktType::Host
+    } else {
+        PktType::OtherHost
+    }
+}
