@@ -36,6 +36,9 @@ pub fn ip_link(dev: &NetDevice) -> String {
 /// The link-layer line of `ip link` / `ip addr` (`    link/ether MAC brd
 /// ff:ff:ff:ff:ff:ff`), newline included.
 pub(crate) fn link_layer_line(dev: &NetDevice) -> String {
+    if dev.is_loopback() {
+        return "    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n".to_string();
+    }
     match dev.link() {
         ipxmit::LinkType::Ethernet => {
             format!("    link/ether {} brd ff:ff:ff:ff:ff:ff\n", dev.hw_addr())
@@ -74,6 +77,7 @@ pub(crate) fn stats_lines(dev: &NetDevice) -> String {
 /// IP link as a TUN device.
 pub(crate) fn link_flags(dev: &NetDevice) -> Vec<&'static str> {
     let mut f = match dev.link() {
+        _ if dev.is_loopback() => vec!["LOOPBACK"],
         ipxmit::LinkType::Ethernet => vec!["BROADCAST", "MULTICAST"],
         ipxmit::LinkType::L3 => vec!["POINTOPOINT", "MULTICAST", "NOARP"],
     };
@@ -88,6 +92,7 @@ pub(crate) fn link_flags(dev: &NetDevice) -> Vec<&'static str> {
 pub(crate) fn operstate(dev: &NetDevice) -> &'static str {
     match (dev.is_up(), dev.link()) {
         (false, _) => "DOWN",
+        (true, _) if dev.is_loopback() => "UNKNOWN",
         (true, ipxmit::LinkType::Ethernet) => "UP",
         (true, ipxmit::LinkType::L3) => "UNKNOWN",
     }
@@ -142,6 +147,11 @@ pub fn ip_link_json(dev: &NetDevice) -> Value {
 pub(crate) fn link_layer_json(dev: &NetDevice) -> serde_json::Map<String, Value> {
     let mut v = serde_json::Map::new();
     match dev.link() {
+        _ if dev.is_loopback() => {
+            v.insert("link_type".into(), json!("loopback"));
+            v.insert("address".into(), json!("00:00:00:00:00:00"));
+            v.insert("broadcast".into(), json!("00:00:00:00:00:00"));
+        }
         ipxmit::LinkType::Ethernet => {
             v.insert("link_type".into(), json!("ether"));
             v.insert("address".into(), json!(dev.hw_addr().to_string()));
@@ -204,7 +214,7 @@ pub fn tc_qdisc_json(devs: &[Arc<NetDevice>], now: Instant) -> Value {
 pub fn nstat(stack: &Stack, all: bool) -> String {
     let mut o = String::from("#kernel\n");
     for (m, v) in stack.counters().mib_snapshot() {
-        if all || v != 0 {
+        if shown(m, v, all) {
             let _ = writeln!(o, "{:<32}{:<16}{:>6.1}", m.name(), v, 0.0);
         }
     }
@@ -215,10 +225,17 @@ pub fn nstat(stack: &Stack, all: bool) -> String {
 pub fn nstat_json(stack: &Stack, all: bool) -> Value {
     let mib = stack.counters().mib_snapshot().into_iter();
     let kernel = json_counts(
-        mib.filter(|&(_, v)| all || v != 0)
+        mib.filter(|&(m, v)| shown(m, v, all))
             .map(|(m, v)| (m.name(), v)),
     );
     json!({ "kernel": kernel })
+}
+
+/// Whether `nstat` prints counter `m` of value `v`: non-zero ones, or all
+/// with `-a`, but for the per-type `IcmpMsg` counters, which the kernel
+/// lists in `/proc/net/snmp` only once non-zero.
+fn shown(m: ipxmit::stats::Mib, v: u64, all: bool) -> bool {
+    v != 0 || (all && !m.name().starts_with("IcmpMsg"))
 }
 
 /// ipxmit's own counters, which no Linux tool prints: drops by reason and

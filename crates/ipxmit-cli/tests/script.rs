@@ -146,7 +146,13 @@ fn every_keyword_runs() {
         .iter()
         .map(|l| l["ifname"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["eth0", "dummy0", "cap0"]);
+    assert_eq!(
+        names,
+        ["lo", "eth0", "dummy0", "cap0"],
+        "lo first, as ip link"
+    );
+    assert_eq!(links[0]["link_type"], "loopback");
+    let links = &links[1..];
     assert_eq!(links[0]["address"], "02:00:00:00:00:11");
     assert_eq!(links[0]["txqlen"], 500);
     assert_eq!(links[0]["qdisc"], "pfifo", "one root for both queues");

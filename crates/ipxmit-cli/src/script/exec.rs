@@ -73,6 +73,9 @@ pub enum ExecError {
     /// A blocking send would wait forever.
     #[error("send would block forever: the send buffer is full and nothing pending will free it (use dontwait)")]
     WouldBlock,
+    /// An `inject` that has nothing to quote.
+    #[error(transparent)]
+    Inject(#[from] super::rx::InjectError),
 }
 
 /// What a command produced that the user sees.
@@ -113,6 +116,13 @@ pub enum Event {
         bytes: usize,
         /// The datagram's destination (port 0 on a raw socket).
         to: SocketAddrV4,
+    },
+    /// A `recv` and what it returned.
+    Recv {
+        /// Socket name.
+        sock: String,
+        /// The datagram read, or the error.
+        result: Result<ipxmit::socket::inbox::Datagram, SendError>,
     },
     /// What a query printed (`tc ... show`), as the tool prints it.
     Output {
@@ -273,6 +283,7 @@ impl Host {
             }
             Command::Capture { dev, file } => self.capture(dev, file)?,
             Command::Sleep(d) => self.sleep(*d),
+            Command::Inject { dev, what } => super::rx::inject(&st, &*st.device(dev)?, what)?,
             _ => return self.socket_cmd(cmd),
         }
         Ok(Vec::new())
@@ -305,6 +316,16 @@ impl Host {
                 Some(Event::Errqueue {
                     sock: sock.clone(),
                     entries,
+                })
+            }
+            Command::Recv { sock } => {
+                let result = match self.sock(sock)? {
+                    Sock::Udp(u) => u.recv_from(),
+                    Sock::Raw { .. } => Err(SendError::NotSupported("recv on a raw socket")),
+                };
+                Some(Event::Recv {
+                    sock: sock.clone(),
+                    result,
                 })
             }
             Command::Close { sock } => match self.socks.remove(sock) {
@@ -465,6 +486,10 @@ impl Host {
 
     /// Runs deferred work, drains wires and polls receive until nothing moves.
     pub fn settle(&mut self) {
+        // Every device keeps its last IPv4 datagram for `inject ... icmp`.
+        for d in self.stack.devices() {
+            d.remember_tx();
+        }
         for _ in 0..SETTLE_ROUNDS {
             // One poll runs due timers (neighbour, qdisc watchdog) even when no
             // queue was rescheduled; then rescheduled queues until idle.

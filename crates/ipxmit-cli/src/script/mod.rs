@@ -13,6 +13,7 @@ pub mod exec;
 pub mod ip;
 pub mod links;
 pub mod parse;
+pub mod rx;
 pub mod sysctl;
 pub mod tc;
 pub mod tc_class;
@@ -165,7 +166,7 @@ pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> 
         Event::Errqueue { sock, entries } => {
             let list: Vec<String> = entries
                 .iter()
-                .map(|x| format!("{} origin {} info {}", x.errno, x.origin.name(), x.info))
+                .map(errq_text)
                 .collect();
             let shown = if list.is_empty() {
                 "empty".to_string()
@@ -187,7 +188,42 @@ pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> 
             writeln!(out, "line {line}: close {sock} = {}", discarded(*bytes, to))
         }
         Event::Output { text, .. } => write!(out, "{text}"),
+        Event::Recv { sock, result } => match result {
+            Ok(d) => writeln!(out, "line {line}: recv {sock} = {} from {}", d.data.len(), d.from),
+            Err(ipxmit::SendError::Again) => writeln!(
+                out,
+                "line {line}: recv {sock} = -1 EAGAIN: resource temporarily unavailable (no datagram waiting)"
+            ),
+            Err(err) => writeln!(out, "line {line}: recv {sock} = -1 {err}"),
+        },
     }
+}
+
+/// An error-queue entry as a text line shows it; one from an ICMP message
+/// adds its type, code and sender (`SO_EE_OFFENDER`).
+fn errq_text(x: &ipxmit::socket::ErrQueueEntry) -> String {
+    let mut t = format!("{} origin {}", x.errno, x.origin.name());
+    if x.origin == ipxmit::socket::ErrOrigin::Icmp {
+        t += &format!(" type {} code {}", x.ee_type, x.ee_code);
+    }
+    t += &format!(" info {}", x.info);
+    if x.origin == ipxmit::socket::ErrOrigin::Icmp {
+        t += &format!(" from {}", x.offender);
+    }
+    t
+}
+
+/// An error-queue entry as a JSON result shows it (`ee_type`, `ee_code`
+/// and `offender` for one from an ICMP message).
+fn errq_json(x: &ipxmit::socket::ErrQueueEntry) -> Value {
+    let mut v =
+        json!({"ee_errno": x.errno.name(), "ee_origin": x.origin.name(), "ee_info": x.info});
+    if x.origin == ipxmit::socket::ErrOrigin::Icmp {
+        v["ee_type"] = json!(x.ee_type);
+        v["ee_code"] = json!(x.ee_code);
+        v["offender"] = json!(x.offender.to_string());
+    }
+    v
 }
 
 /// What a close says of a pending datagram it discarded.
@@ -225,12 +261,7 @@ pub fn event_json(line: usize, e: &Event) -> Value {
             }
         },
         Event::Errqueue { sock, entries } => {
-            let list: Vec<Value> = entries
-                .iter()
-                .map(|x| {
-                    json!({"ee_errno": x.errno.name(), "ee_origin": x.origin.name(), "ee_info": x.info})
-                })
-                .collect();
+            let list: Vec<Value> = entries.iter().map(errq_json).collect();
             json!({"line": line, "op": "errqueue", "socket": sock, "entries": list})
         }
         Event::SockCall {
@@ -251,6 +282,13 @@ pub fn event_json(line: usize, e: &Event) -> Value {
             "to": to.to_string()
         }),
         Event::Output { op, text } => json!({"line": line, "op": op, "out": text}),
+        Event::Recv { sock, result } => match result {
+            Ok(d) => json!({"line": line, "op": "recv", "socket": sock, "ret": d.data.len(),
+                "from": d.from.to_string()}),
+            Err(err) => {
+                json!({"line": line, "op": "recv", "socket": sock, "errno": err.errno().name()})
+            }
+        },
     }
 }
 

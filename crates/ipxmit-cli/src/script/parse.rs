@@ -18,7 +18,7 @@ use crate::values::{self, quote};
 
 /// Every command word, for the "unknown command" message.
 pub const COMMANDS: &str =
-    "ip, tc, sysctl, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, getsockopt, send, sendmmsg, errqueue, sleep, close";
+    "ip, tc, sysctl, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, getsockopt, send, sendmmsg, errqueue, recv, inject, sleep, close";
 
 /// What is wrong with a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -333,6 +333,18 @@ pub enum Command {
         /// Socket.
         sock: String,
     },
+    /// `recv NAME`: the oldest datagram waiting on the socket.
+    Recv {
+        /// Socket.
+        sock: String,
+    },
+    /// `inject dev DEV frame HEX | icmp frag-needed mtu N from A`.
+    Inject {
+        /// Device.
+        dev: String,
+        /// What is fed to its receive path.
+        what: super::rx::Inject,
+    },
 }
 
 /// The words of one line, with the command they belong to (for messages).
@@ -429,6 +441,8 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
             sock: one_name("close", rest)?,
         },
         "sleep" => parse_sleep(rest)?,
+        "recv" => super::rx::parse_recv(rest)?,
+        "inject" => super::rx::parse_inject(rest)?,
         other => return Err(ParseError::UnknownCommand(quote(other))),
     };
     Ok(Some(cmd))
