@@ -200,7 +200,7 @@ const WRONG: &[(&str, usize, &str)] = &[
     (
         "route add default via 10.0.0.254 dev eth0",
         1,
-        "no such device: eth0",
+        "Cannot find device \"eth0\"",
     ),
     ("socket s1 udp\nsend s9 len 10", 2, r#"unknown socket "s9""#),
     ("close s1", 1, r#"unknown socket "s1""#),

@@ -138,6 +138,11 @@ pub enum SendError {
     /// No neighbour could be used (`EHOSTUNREACH`).
     #[error("EHOSTUNREACH: no route to host {0}")]
     HostUnreachable(Ipv4Addr),
+    /// The route lookup failed other than with `ENETUNREACH`: an
+    /// unreachable, prohibit or blackhole route or rule, a bad flow, a
+    /// missing device (the route error's errno).
+    #[error("{errno}: {0}", errno = .0.errno())]
+    Route(crate::route::RouteError),
     /// Send budget exhausted with `MSG_DONTWAIT` (`EAGAIN`).
     #[error("EAGAIN: resource temporarily unavailable (send buffer full)")]
     Again,
@@ -179,15 +184,27 @@ pub enum SendError {
     /// socket received), reported and cleared by this call (`sock_error()`).
     #[error("{0}: pending socket error")]
     SockErr(Errno),
+    /// The call needs a connected socket (`ENOTCONN`), e.g. `IP_MTU`.
+    #[error("ENOTCONN: socket is not connected")]
+    NotConnected,
 }
 
 impl SendError {
+    /// A failed route lookup as a send's error.
+    pub fn from_route(e: &crate::route::RouteError) -> SendError {
+        match e {
+            crate::route::RouteError::NetUnreachable(a) => SendError::NetUnreachable(*a),
+            e => SendError::Route(e.clone()),
+        }
+    }
+
     /// The errno the kernel would return.
     pub fn errno(&self) -> Errno {
         match self {
             SendError::MsgSize { .. } => Errno::EMSGSIZE,
             SendError::NetUnreachable(_) => Errno::ENETUNREACH,
             SendError::HostUnreachable(_) => Errno::EHOSTUNREACH,
+            SendError::Route(e) => e.errno(),
             SendError::Again => Errno::EAGAIN,
             SendError::NoBufs => Errno::ENOBUFS,
             SendError::Perm => Errno::EPERM,
@@ -201,6 +218,7 @@ impl SendError {
             SendError::NotSupported(_) => Errno::EOPNOTSUPP,
             SendError::NoProtoOpt(_) => Errno::ENOPROTOOPT,
             SendError::SockErr(e) => *e,
+            SendError::NotConnected => Errno::ENOTCONN,
         }
     }
 }

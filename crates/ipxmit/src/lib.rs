@@ -30,7 +30,7 @@ pub use dev::{DevConfig, Driver, Features, LinkType, NetDevice, Tap, TxStatus};
 pub use error::{Errno, SendError};
 pub use socket::udp::BatchMsg;
 pub use socket::{MsgFlags, PmtuDisc, RawSocket, UdpSocket};
-pub use stack::{RouteSpec, Stack};
+pub use stack::{OutRoute, RouteSpec, Stack};
 pub use time::{Clock, Instant, ManualClock, MonotonicClock};
 
 /// The sockets and the stack can be shared across threads (`Send + Sync`):

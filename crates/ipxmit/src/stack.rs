@@ -14,7 +14,6 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
 use parking_lot::RwLock;
 
 use crate::buf::BufPool;
@@ -23,14 +22,16 @@ use crate::dev::{DevConfig, DevError, Driver, NetDevice, Notify};
 use crate::ipv4::ident::IdentTable;
 use crate::neigh::{NeighTable, NudState};
 use crate::netfilter::Hooks;
-use crate::route::{Dst, Fib, Route, RouteError, RouteType};
+use crate::route::{Rib, RouteError};
 use crate::sched::{api, run, Qdisc, QdiscSpec, TcError};
 
 mod input;
+mod routing;
 mod tc;
 use crate::stats::Counters;
 use crate::time::{Clock, Instant, MonotonicClock};
 use crate::wire::EthernetAddress;
+pub use routing::{OutRoute, RouteSpec};
 
 thread_local! {
     /// The stack whose time is frozen on this thread (a time scope: one
@@ -118,7 +119,7 @@ pub struct Stack {
     pub(crate) pool: BufPool,
     pub(crate) counters: Counters,
     devices: RwLock<Vec<Arc<NetDevice>>>,
-    fib: RwLock<Arc<Fib>>,
+    rib: RwLock<Arc<Rib>>,
     fib_gen: AtomicU64,
     pub(crate) neigh: NeighTable,
     pub(crate) hooks: Hooks,
@@ -155,7 +156,7 @@ impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
             .field("devices", &self.devices.read().len())
-            .field("routes", &self.fib.read().len())
+            .field("tables", &self.rib.read().tables().count())
             .finish()
     }
 }
@@ -174,7 +175,7 @@ impl Stack {
             pool: BufPool::shared(),
             counters: Counters::default(),
             devices: RwLock::new(Vec::new()),
-            fib: RwLock::new(Arc::new(Fib::new())),
+            rib: RwLock::new(Arc::new(Rib::new())),
             fib_gen: AtomicU64::new(1),
             neigh: NeighTable::default(),
             hooks: Hooks::default(),
@@ -319,233 +320,6 @@ impl Stack {
     /// Every device, in ifindex order.
     pub fn devices(&self) -> Vec<Arc<NetDevice>> {
         self.devices.read().clone()
-    }
-
-    /// Adds an address to a device and its prefix route (`ip addr add`, which
-    /// installs `proto kernel scope link src ADDR`).
-    pub fn add_addr(&self, dev: &str, net: Ipv4Net) -> Result<(), ConfigError> {
-        let d = self.device(dev)?;
-        if d.add_addr(net) && net.prefix_len() < 32 {
-            let r = prefix_route(&d, net);
-            self.update_fib(|f| f.replace(r))?;
-        }
-        Ok(())
-    }
-
-    /// Kernel: `inet_rtm_deladdr()` and `fib_del_ifaddr()`: `ip addr del`.
-    /// Removes `net` from the device (a primary with the secondaries of its
-    /// subnet, [`NetDevice::del_addr`]); a prefix route of the device goes
-    /// when no address left on it has that prefix. False when the device
-    /// has no such address.
-    pub fn del_addr(&self, dev: &str, net: Ipv4Net) -> Result<bool, ConfigError> {
-        let d = self.device(dev)?;
-        let removed = d.del_addr(net);
-        if removed.is_empty() {
-            return Ok(false);
-        }
-        let (ifindex, left) = (d.ifindex(), d.addrs());
-        let gone: Vec<Ipv4Net> = removed
-            .iter()
-            .map(|n| n.trunc())
-            .filter(|p| p.prefix_len() < 32 && !left.iter().any(|l| l.trunc() == *p))
-            .collect();
-        self.update_fib(|f| {
-            for p in gone {
-                let own = f.routes().into_iter().find(|r| {
-                    r.prefix == p && r.dst.dev.ifindex() == ifindex && r.dst.gateway.is_none()
-                });
-                if let Some(m) = own.map(|r| r.metric) {
-                    f.delete(p, Some(m))?;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(true)
-    }
-
-    /// Kernel: `dev_change_flags()` with `IFF_UP` and the FIB's answer to it
-    /// (`fib_netdev_event()`): `ip link set DEV up|down`. Down flushes every
-    /// route through the device (`fib_disable_ip()`: its nexthops are dead
-    /// and removed, so a later send finds no route, `ENETUNREACH`, or a route
-    /// through another device); up again restores only the prefix routes of
-    /// its addresses (`fib_add_ifaddr()`), as the kernel does.
-    pub fn set_link_up(&self, dev: &str, up: bool) -> Result<(), ConfigError> {
-        let d = self.device(dev)?;
-        if d.is_up() == up {
-            return Ok(());
-        }
-        d.set_up(up);
-        let ifindex = d.ifindex();
-        if !up {
-            return self.update_fib(|f| {
-                f.flush_dev(ifindex);
-                Ok(())
-            });
-        }
-        let routes: Vec<Route> = d
-            .addrs()
-            .into_iter()
-            .filter(|n| n.prefix_len() < 32)
-            .map(|n| prefix_route(&d, n))
-            .collect();
-        self.update_fib(|f| routes.into_iter().try_for_each(|r| f.replace(r)))
-    }
-
-    /// Adds a route (`ip route add PREFIX [via GW] dev DEV [src A] [mtu N] [metric M]`).
-    pub fn add_route(&self, spec: RouteSpec) -> Result<(), ConfigError> {
-        let r = self.build_route(spec)?;
-        self.update_fib(|f| f.add(r))
-    }
-
-    /// Adds or replaces a route (`ip route replace`).
-    pub fn replace_route(&self, spec: RouteSpec) -> Result<(), ConfigError> {
-        let r = self.build_route(spec)?;
-        self.update_fib(|f| f.replace(r))
-    }
-
-    /// Deletes a route (`ip route del`).
-    pub fn del_route(&self, prefix: Ipv4Net, metric: Option<u32>) -> Result<(), ConfigError> {
-        self.update_fib(|f| f.delete(prefix, metric).map(|_| ()))
-    }
-
-    fn build_route(&self, spec: RouteSpec) -> Result<Route, ConfigError> {
-        let dev = self.device(&spec.dev)?;
-        let mut dst = Dst::new(dev, spec.via);
-        dst.prefsrc = spec.src;
-        dst.mtu_metric = spec.mtu;
-        Ok(Route {
-            prefix: spec.prefix,
-            metric: spec.metric,
-            dst: Arc::new(dst),
-        })
-    }
-
-    fn update_fib(
-        &self,
-        f: impl FnOnce(&mut Fib) -> Result<(), RouteError>,
-    ) -> Result<(), ConfigError> {
-        let mut guard = self.fib.write();
-        let mut new = (**guard).clone();
-        f(&mut new)?;
-        *guard = Arc::new(new);
-        self.fib_gen.fetch_add(1, Ordering::Release);
-        Ok(())
-    }
-
-    /// The current table (shared; never locked per packet by sockets).
-    pub fn fib(&self) -> Arc<Fib> {
-        self.fib.read().clone()
-    }
-
-    /// Generation of the routing table; changes whenever it does.
-    #[inline]
-    pub fn fib_generation(&self) -> u64 {
-        self.fib_gen.load(Ordering::Acquire)
-    }
-
-    /// Kernel: `ip_route_output_key()`, net/ipv4/route.c. The destination entry for
-    /// `daddr`, or `ENETUNREACH` (counted as `IpOutNoRoutes`); see
-    /// [`Stack::route_output_oif`].
-    pub fn route_output(&self, daddr: Ipv4Addr) -> Result<Arc<Dst>, RouteError> {
-        self.route_output_oif(daddr, 0).map(|(d, _)| d)
-    }
-
-    /// Kernel: `ip_route_output_key_hash_rcu()` and `__mkroute_output()`,
-    /// net/ipv4/route.c. The destination entry for `daddr` and its type. A
-    /// limited or directed broadcast (the subnet broadcast of an address on
-    /// a device that is up: the kernel's local-table `RTN_BROADCAST` routes)
-    /// is `Broadcast` and goes on link, never to a gateway; 224/4 is
-    /// `Multicast`, on link when matched by a route shorter than /4 (a
-    /// default route). With `oif` (an `IP_MULTICAST_IF` device index, 0 for
-    /// none) the device must be up (else `ENETUNREACH`); a route through it
-    /// is used, else the destination is taken as on link there ("routing
-    /// tables are wrong"). Without a route: `ENETUNREACH`, counted as
-    /// `IpOutNoRoutes`.
-    pub fn route_output_oif(
-        &self,
-        daddr: Ipv4Addr,
-        oif: u32,
-    ) -> Result<(Arc<Dst>, RouteType), RouteError> {
-        let kind = self.route_type(daddr);
-        let fib = self.fib.read();
-        let found = fib.lookup(daddr);
-        if oif != 0 {
-            let dev = self.device_by_index(oif).filter(|d| d.is_up());
-            let Some(dev) = dev else {
-                self.counters.inc(crate::stats::Mib::IpOutNoRoutes);
-                return Err(RouteError::NetUnreachable(daddr));
-            };
-            return Ok(match found.filter(|r| r.dst.dev.ifindex() == oif) {
-                Some(r) => (mkroute(r, kind), kind),
-                None => (Arc::new(Dst::new(dev, None)), kind),
-            });
-        }
-        if let (RouteType::Broadcast, false) = (kind, daddr.is_broadcast()) {
-            if let Some(d) = self.directed_broadcast_dst(daddr, found) {
-                return Ok((d, kind));
-            }
-        }
-        match found {
-            Some(r) => Ok((mkroute(r, kind), kind)),
-            None => {
-                self.counters.inc(crate::stats::Mib::IpOutNoRoutes);
-                Err(RouteError::NetUnreachable(daddr))
-            }
-        }
-    }
-
-    /// Kernel: `ipv4_update_pmtu()` / `ipv4_sk_update_pmtu()`,
-    /// net/ipv4/route.c. A "fragmentation needed" for the flow `key` (built
-    /// from the quoted header: its daddr, saddr, TOS, protocol, and the
-    /// socket's mark and bound device when a socket matched) says the path
-    /// takes at most `mtu` bytes: the route to `key.daddr` learns it.
-    pub fn update_pmtu(&self, key: &crate::route::FlowKey, mtu: u32) {
-        if let Ok((dst, _)) = self.route_output_oif(key.daddr, key.oif) {
-            if mtu < dst.mtu() {
-                dst.set_pmtu(mtu.max(crate::route::IP_MIN_MTU));
-            }
-        }
-    }
-
-    /// The type of a destination as `__mkroute_output()` sees it: limited
-    /// broadcast, multicast, the subnet broadcast of an address on a device
-    /// that is up, or unicast.
-    pub fn route_type(&self, daddr: Ipv4Addr) -> RouteType {
-        if daddr.is_broadcast() {
-            RouteType::Broadcast
-        } else if daddr.is_multicast() {
-            RouteType::Multicast
-        } else if self.subnet_broadcast_dev(daddr).is_some() {
-            RouteType::Broadcast
-        } else {
-            RouteType::Unicast
-        }
-    }
-
-    /// The device that is up with a subnet (shorter than /31) whose
-    /// broadcast address is `a`, and that address's own.
-    fn subnet_broadcast_dev(&self, a: Ipv4Addr) -> Option<(Arc<NetDevice>, Ipv4Addr)> {
-        self.devices.read().iter().find_map(|d| {
-            let n = d
-                .addrs()
-                .into_iter()
-                .find(|n| n.prefix_len() < 31 && n.broadcast() == a)?;
-            d.is_up().then(|| (d.clone(), n.addr()))
-        })
-    }
-
-    /// The local-table `RTN_BROADCAST` route of a directed broadcast: the
-    /// device's, on link, whatever `found` (the main table's match) says.
-    fn directed_broadcast_dst(&self, daddr: Ipv4Addr, found: Option<&Route>) -> Option<Arc<Dst>> {
-        let (dev, src) = self.subnet_broadcast_dev(daddr)?;
-        if let Some(r) = found.filter(|r| r.dst.dev.ifindex() == dev.ifindex()) {
-            if r.dst.gateway.is_none() {
-                return Some(r.dst.clone());
-            }
-        }
-        let mut dst = Dst::new(dev, None);
-        dst.prefsrc = Some(src);
-        Some(Arc::new(dst))
     }
 
     /// Adds a static neighbour (`ip neigh replace ADDR lladdr LL dev DEV nud permanent`).
@@ -709,22 +483,6 @@ fn seed() -> u64 {
 }
 
 impl Stack {
-    /// True when `addr` is configured on some device.
-    pub fn is_local_addr(&self, addr: Ipv4Addr) -> bool {
-        self.devices
-            .read()
-            .iter()
-            .any(|d| d.addrs().iter().any(|n| n.addr() == addr))
-    }
-
-    /// Source address for a route (`inet_select_addr`): the route's `src`, else
-    /// the device's primary address, else 0.0.0.0.
-    pub fn source_for(&self, dst: &Dst) -> Ipv4Addr {
-        dst.prefsrc
-            .or_else(|| dst.dev.primary_addr())
-            .unwrap_or(Ipv4Addr::UNSPECIFIED)
-    }
-
     /// Makes the stack's random choices follow `seed` (the IP ID hash key,
     /// `ip_idents_hashrnd`, and the generator of [`Stack::random_u16`],
     /// random at start otherwise): the same seed and the same sends give the
@@ -826,64 +584,6 @@ impl Stack {
     pub(crate) fn update_port(&self, port: u16, owner: crate::socket::ports::PortOwner) {
         if port != 0 {
             self.ports.lock().table.update(port, owner);
-        }
-    }
-}
-
-/// The prefix route of address `net` on `d` (`proto kernel scope link src ADDR`).
-fn prefix_route(d: &Arc<NetDevice>, net: Ipv4Net) -> Route {
-    let mut dst = Dst::new(d.clone(), None);
-    dst.prefsrc = Some(net.addr());
-    Route {
-        prefix: net.trunc(),
-        metric: 0,
-        dst: Arc::new(dst),
-    }
-}
-
-/// Kernel: `__mkroute_output()`'s `fi = NULL` for broadcast, and for
-/// multicast matched by a prefix shorter than /4: such a destination goes on
-/// link out of the route's device, never to its gateway.
-fn mkroute(r: &Route, kind: RouteType) -> Arc<Dst> {
-    let drop_gw = match kind {
-        RouteType::Broadcast => true,
-        RouteType::Multicast => r.prefix.prefix_len() < 4,
-        RouteType::Unicast => false,
-    };
-    if drop_gw && r.dst.gateway.is_some() {
-        Arc::new(r.dst.on_link())
-    } else {
-        r.dst.clone()
-    }
-}
-
-/// A route to add, as `ip route add` takes it.
-#[derive(Clone, Debug)]
-pub struct RouteSpec {
-    /// Destination prefix (`default` is 0.0.0.0/0).
-    pub prefix: Ipv4Net,
-    /// Gateway.
-    pub via: Option<Ipv4Addr>,
-    /// Output device name.
-    pub dev: String,
-    /// Preferred source address.
-    pub src: Option<Ipv4Addr>,
-    /// MTU metric.
-    pub mtu: Option<u32>,
-    /// Metric (preference, lower wins).
-    pub metric: u32,
-}
-
-impl RouteSpec {
-    /// A route to `prefix` out of `dev`.
-    pub fn new(prefix: Ipv4Net, dev: &str) -> RouteSpec {
-        RouteSpec {
-            prefix,
-            via: None,
-            dev: dev.to_string(),
-            src: None,
-            mtu: None,
-            metric: 0,
         }
     }
 }

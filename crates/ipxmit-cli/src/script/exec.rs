@@ -21,11 +21,11 @@ use std::time::Duration;
 use ipxmit::socket::inet::InetSock;
 use ipxmit::socket::{Cmsg, ErrQueueEntry};
 use ipxmit::stack::ConfigError;
-use ipxmit::{Instant, ManualClock, MsgFlags, RawSocket, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{Instant, ManualClock, MsgFlags, RawSocket, SendError, Stack, UdpSocket};
 use ipxmit_drivers::capture::PcapTap;
 
 use super::links::{build_link, Link, LinkError};
-use super::parse::{Command, ParseError, RouteArgs, RouteOp, SendArgs, SockKind, SockOpt, TxTime};
+use super::parse::{Command, ParseError, SendArgs, SockKind, SockOpt, TxTime};
 
 /// A capture tap writing to a file.
 pub type FileTap = PcapTap<BufWriter<std::fs::File>>;
@@ -66,10 +66,6 @@ pub enum ExecError {
     /// tool's message.
     #[error("{0}")]
     Tool(String),
-    /// A configuration the kernel refuses, with ip(8)'s message
-    /// (`Error: ipv4: Address already assigned.`).
-    #[error("Error: {0}")]
-    Rtnl(&'static str),
     /// A blocking send would wait forever.
     #[error("send would block forever: the send buffer is full and nothing pending will free it (use dontwait)")]
     WouldBlock,
@@ -268,11 +264,14 @@ impl Host {
                 let out = super::ip::run(&st, c).map_err(ExecError::Tool)?;
                 return Ok(output("ip", out));
             }
+            Command::IpRoute(c) => {
+                let out = super::iproute::run(&st, c).map_err(ExecError::Tool)?;
+                return Ok(output("ip", out));
+            }
             Command::Sysctl(c) => {
                 let out = super::sysctl::run(&st, c).map_err(ExecError::Tool)?;
                 return Ok(output("sysctl", Some(out).filter(|o| !o.is_empty())));
             }
-            Command::Route(r) => route(&st, r)?,
             Command::Qdisc { dev, spec } => st.replace_qdisc(dev, spec)?,
             Command::Tc(c) => {
                 let out = super::tc::run(&st, c).map_err(ExecError::Tc)?;
@@ -579,32 +578,6 @@ fn call_event(
     })
 }
 
-fn route(st: &Stack, r: &RouteArgs) -> Result<(), ExecError> {
-    if r.op == RouteOp::Del {
-        st.del_route(r.prefix, r.metric)?;
-        return Ok(());
-    }
-    let dev = r.dev.as_deref().unwrap_or_default();
-    if let Some(gw) = r.via {
-        // `fib_check_nh_v4_gw`: the gateway must be on a link of the
-        // device (inside one of its prefixes) and not one of our addresses.
-        let addrs = st.device(dev)?.addrs();
-        if !addrs.iter().any(|n| n.contains(&gw)) || addrs.iter().any(|n| n.addr() == gw) {
-            return Err(ExecError::Rtnl("Nexthop has invalid gateway."));
-        }
-    }
-    let mut spec = RouteSpec::new(r.prefix, dev);
-    spec.via = r.via;
-    spec.src = r.src;
-    spec.mtu = r.mtu;
-    spec.metric = r.metric.unwrap_or(0);
-    match r.op {
-        RouteOp::Add => st.add_route(spec)?,
-        _ => st.replace_route(spec)?,
-    }
-    Ok(())
-}
-
 /// The 20-byte header a `rawhdrincl` send writes before its payload: version
 /// 4, IHL 5, TOS 0, total length, ID 0, DF clear, TTL 64, the protocol,
 /// checksum 0, source 0.0.0.0, the destination.
@@ -638,6 +611,7 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::SndBuf(_) => "so_sndbuf",
         SockOpt::Priority(_) => "so_priority",
         SockOpt::Mark(_) => "so_mark",
+        SockOpt::BindToDevice(_) => "so_bindtodevice",
         SockOpt::ZeroCopy(_) => "so_zerocopy",
         SockOpt::ReuseAddr(_) => "so_reuseaddr",
         SockOpt::ReusePort(_) => "so_reuseport",
@@ -693,6 +667,7 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::SndBuf(n) => i.set_sndbuf(*n),
         SockOpt::Priority(p) => i.set_priority(*p),
         SockOpt::Mark(m) => i.set_mark(*m),
+        SockOpt::BindToDevice(d) => i.set_bindtodevice(d)?,
         SockOpt::ZeroCopy(on) => i.set_zerocopy(*on),
         SockOpt::ReuseAddr(on) => i.set_reuseaddr(*on),
         SockOpt::ReusePort(on) => i.set_reuseport(*on),

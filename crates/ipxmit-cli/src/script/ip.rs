@@ -152,7 +152,8 @@ pub fn parse_object(w: &[&str], opts: IpOpts) -> Result<Command, ParseError> {
     let found = table.iter().find(|t| matches(obj, t));
     match found.copied() {
         Some("address") => parse_addr(rest, opts),
-        Some("route") => super::parse::parse_route(rest),
+        Some("route") => super::iproute::parse_route(rest, opts),
+        Some("rule") => super::iproute::parse_rule(rest, opts),
         Some("link") => parse_link(rest, opts),
         Some("neighbor" | "neighbour") => parse_neigh(rest, opts),
         _ => Err(err(format!(

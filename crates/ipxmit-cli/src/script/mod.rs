@@ -11,6 +11,7 @@
 
 pub mod exec;
 pub mod ip;
+pub mod iproute;
 pub mod links;
 pub mod parse;
 pub mod rx;

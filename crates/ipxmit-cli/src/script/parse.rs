@@ -9,7 +9,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
 use ipxmit::sched::QdiscSpec;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{Features, MsgFlags, PmtuDisc};
@@ -142,36 +141,6 @@ pub struct LinkSpec {
     pub ring: Option<usize>,
 }
 
-/// `route add|replace|del`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteOp {
-    /// `route add`.
-    Add,
-    /// `route replace`.
-    Replace,
-    /// `route del`.
-    Del,
-}
-
-/// A route line's arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteArgs {
-    /// Add, replace or delete.
-    pub op: RouteOp,
-    /// Destination prefix (`default` is 0.0.0.0/0).
-    pub prefix: Ipv4Net,
-    /// `via GW`.
-    pub via: Option<Ipv4Addr>,
-    /// `dev DEV` (required except for `del`).
-    pub dev: Option<String>,
-    /// `src A`.
-    pub src: Option<Ipv4Addr>,
-    /// `mtu N`.
-    pub mtu: Option<u32>,
-    /// `metric M`.
-    pub metric: Option<u32>,
-}
-
 /// The kind of a `socket` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SockKind {
@@ -210,6 +179,8 @@ pub enum SockOpt {
     Priority(u32),
     /// `so_mark N`.
     Mark(u32),
+    /// `so_bindtodevice DEV` (`""`: unbind).
+    BindToDevice(String),
     /// `so_zerocopy 0|1`.
     ZeroCopy(bool),
     /// `so_reuseaddr 0|1`.
@@ -267,10 +238,10 @@ pub enum Command {
     /// An `ip` line for links, addresses or neighbours (and their
     /// unprefixed aliases `link set|show`, `addr ...`, `neigh ...`).
     Ip(super::ip::IpCommand),
+    /// An `ip route` or `ip rule` line (or the unprefixed `route` alias).
+    IpRoute(super::iproute::RouteCommand),
     /// A `sysctl` line.
     Sysctl(super::sysctl::SysctlCommand),
-    /// `route add|replace|del ...`.
-    Route(RouteArgs),
     /// A `tc` line.
     Tc(super::tc::TcCommand),
     /// `qdisc replace dev DEV root SPEC`.
@@ -427,7 +398,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         return shell_line(line).map(Some);
     }
     let cmd = match first {
-        "route" => parse_route(rest)?,
+        "route" => super::iproute::parse_route(rest, Default::default())?,
         "qdisc" => parse_qdisc(rest)?,
         "capture" => parse_capture(rest)?,
         "socket" => parse_socket(rest)?,
@@ -672,67 +643,12 @@ fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn prefix(s: &str) -> Result<Ipv4Net, String> {
-    if s == "default" {
-        return Ok(Ipv4Net::default());
-    }
-    if let Ok(n) = s.parse::<Ipv4Net>() {
-        return Ok(n);
-    }
-    s.parse::<Ipv4Addr>()
-        .map(Ipv4Net::from)
-        .map_err(|_| "expected A.B.C.D/LEN or default".into())
-}
-
 /// `dev NAME`.
 fn dev_clause(w: &mut Words<'_>) -> Result<String, ParseError> {
     match w.need("dev NAME")? {
         "dev" => Ok(name_word(w, "device name")?.to_string()),
         other => Err(w.unexpected(other)),
     }
-}
-
-/// The words after `route` / `ip route`.
-pub fn parse_route(rest: &[&str]) -> Result<Command, ParseError> {
-    let mut w = Words::new("route", rest);
-    let op = match w.need("sub-command (add, replace, del)")? {
-        "add" => RouteOp::Add,
-        "replace" => RouteOp::Replace,
-        "del" => RouteOp::Del,
-        other => {
-            return Err(ParseError::UnknownSub {
-                cmd: "route",
-                word: quote(other),
-                expected: "add, replace or del",
-            })
-        }
-    };
-    let mut r = RouteArgs {
-        op,
-        prefix: w.value("prefix", prefix)?,
-        via: None,
-        dev: None,
-        src: None,
-        mtu: None,
-        metric: None,
-    };
-    while let Some(k) = w.next() {
-        match k {
-            "via" => r.via = Some(w.value("gateway", ipv4)?),
-            "dev" => r.dev = Some(name_word(&mut w, "device name")?.to_string()),
-            "src" => r.src = Some(w.value("source address", ipv4)?),
-            "mtu" => r.mtu = Some(w.value("mtu", num_in::<u32>)?),
-            "metric" => r.metric = Some(w.value("metric", num_in::<u32>)?),
-            _ => return Err(w.unexpected(k)),
-        }
-    }
-    if r.dev.is_none() && op != RouteOp::Del {
-        return Err(ParseError::Missing {
-            cmd: "route",
-            what: "dev NAME",
-        });
-    }
-    Ok(Command::Route(r))
 }
 
 fn parse_qdisc(rest: &[&str]) -> Result<Command, ParseError> {
@@ -884,6 +800,14 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
         "so_sndbuf" => SockOpt::SndBuf(w.value("so_sndbuf", num_in::<usize>)?),
         "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
         "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
+        "so_bindtodevice" => {
+            let d = w.need("device name (\"\" unbinds)")?;
+            SockOpt::BindToDevice(if d == "\"\"" {
+                String::new()
+            } else {
+                d.to_string()
+            })
+        }
         "so_zerocopy" => SockOpt::ZeroCopy(w.value("so_zerocopy", bool01)?),
         "so_reuseaddr" => SockOpt::ReuseAddr(w.value("so_reuseaddr", bool01)?),
         "so_reuseport" => SockOpt::ReusePort(w.value("so_reuseport", bool01)?),
@@ -1154,7 +1078,10 @@ mod tests {
             "Error: Invalid link address."
         );
         assert!(err("qdisc replace dev eth0 root sfqx").contains("unknown qdisc kind"));
-        assert!(err("route add default via 10.0.0.254").contains("missing dev NAME"));
+        assert_eq!(
+            err("route add 10.60.0.0/16 dev eth0 foo"),
+            "Error: either \"to\" is duplicate, or \"foo\" is a garbage."
+        );
     }
 
     #[test]
@@ -1164,7 +1091,6 @@ mod tests {
         assert_eq!(protocol("gre").unwrap(), 47);
         assert_eq!(protocol("253").unwrap(), 253);
         assert_eq!(mac("02:00:00:00:00:fe").unwrap().0[5], 0xfe);
-        assert_eq!(prefix("default").unwrap().prefix_len(), 0);
         assert_eq!(ok("sleep 20ms"), Command::Sleep(Duration::from_millis(20)));
     }
 }

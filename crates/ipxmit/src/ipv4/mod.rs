@@ -48,6 +48,13 @@ impl PmtuDisc {
         matches!(self, PmtuDisc::Do | PmtuDisc::Want)
     }
 
+    /// Kernel: `ip_dont_fragment()`: DF under `IP_PMTUDISC_DO`, and under
+    /// `WANT` unless the route's MTU is locked (`mtu lock`).
+    #[inline]
+    pub fn dont_fragment_on(self, dst: &crate::route::Dst) -> bool {
+        self == PmtuDisc::Do || (self == PmtuDisc::Want && !dst.mtu_locked)
+    }
+
     /// `ip_sk_ignore_df`: the stack may fragment locally even with DF set.
     pub fn ignore_df(self) -> bool {
         self < PmtuDisc::Do || self == PmtuDisc::Omit

@@ -546,8 +546,9 @@ pub struct XmitParams<'a> {
     pub protocol: u8,
     /// `IP_TOS`.
     pub tos: u8,
-    /// The TTL to write (`ip_select_ttl`).
-    pub ttl: u8,
+    /// `IP_TTL`: the TTL to write, or `None` for the route's `hoplimit`
+    /// or `ip_default_ttl` (`ip_select_ttl()`).
+    pub ttl: Option<u8>,
     /// `IP_MTU_DISCOVER`.
     pub pmtudisc: PmtuDisc,
     /// `IP_OPTIONS` as compiled.
@@ -606,7 +607,7 @@ pub fn queue_xmit(
         *id = id.wrapping_add(segs);
         *id
     };
-    build_queue_xmit_header(p, &mut skb, ident, saddr, daddr);
+    build_queue_xmit_header(p, &dst, stack.default_ttl(), &mut skb, ident, saddr, daddr);
     skb.meta.ip_optlen = opt.len() as u8;
     skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
     skb.meta.priority = p.priority;
@@ -671,20 +672,22 @@ pub fn build_header(h: &mut [u8], f: &HeaderFields<'_>) {
 /// TTL, TOS, options built.
 fn build_queue_xmit_header(
     p: &XmitParams<'_>,
+    dst: &Dst,
+    default_ttl: u8,
     skb: &mut PacketBuf,
     ident: u16,
     saddr: Ipv4Addr,
     daddr: Ipv4Addr,
 ) {
     let hlen = HEADER_LEN + p.options.len();
-    let df = p.pmtudisc.dont_fragment() && !skb.meta.ip_flags.ignore_df;
+    let df = p.pmtudisc.dont_fragment_on(dst) && !skb.meta.ip_flags.ignore_df;
     skb.push(hlen);
     skb.reset_network_header();
     let fields = HeaderFields {
         tos: p.tos,
         ident,
         df,
-        ttl: p.ttl,
+        ttl: p.ttl.or(dst.hoplimit).unwrap_or(default_ttl),
         protocol: p.protocol,
         saddr,
         daddr,

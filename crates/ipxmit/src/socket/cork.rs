@@ -552,10 +552,10 @@ pub(crate) fn getfrag(skb: &mut PacketBuf, at: usize, src: &[u8], odd: usize) {
 
 /// The DF bit `__ip_make_skb` gives a datagram of `len` bytes (IP header
 /// included): always under `IP_PMTUDISC_DO`/`PROBE`, under `WANT` when it fits
-/// the path MTU.
+/// the path MTU and the route's MTU is not locked (`ip_dont_fragment()`).
 pub(crate) fn datagram_df(p: &CorkParams, len: usize) -> bool {
     matches!(p.pmtudisc, PmtuDisc::Do | PmtuDisc::Probe)
-        || (len as u32 <= p.dst.mtu() && p.pmtudisc.dont_fragment())
+        || (len as u32 <= p.dst.mtu() && p.pmtudisc.dont_fragment_on(&p.dst))
 }
 
 impl Cork {

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use crate::error::Errno;
 use crate::ipv4::PmtuDisc;
-use crate::socket::{ErrQueue, ErrQueueEntry};
+use crate::socket::{ErrOrigin, ErrQueue, ErrQueueEntry};
 
 /// `net.core.rmem_default`: the initial `SO_RCVBUF`.
 pub const RMEM_DEFAULT: usize = 212_992;
@@ -172,11 +172,29 @@ impl SockInbox {
 
     /// Kernel: `sock_error()`: the pending error, cleared.
     pub fn take_error(&self) -> Option<Errno> {
+        // Read first: a send checks on every datagram, and a swap would
+        // write the line each time.
+        if self.sk_err.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let code = self.sk_err.swap(0, Ordering::AcqRel);
         if code == 0 {
             None
         } else {
             Errno::from_code(code)
+        }
+    }
+
+    /// Kernel: `sock_dequeue_err_skb()`, net/core/skbuff.c: after `e` was
+    /// read off the error queue, an ICMP entry next in line becomes the
+    /// pending error; else reading an ICMP entry clears it (so a socket
+    /// that reads its error queue does not see the error again on its next
+    /// call).
+    pub fn err_dequeued(&self, e: &ErrQueueEntry, next: Option<&ErrQueueEntry>) {
+        match next {
+            Some(n) if n.origin == ErrOrigin::Icmp => self.set_error(n.errno),
+            _ if e.origin == ErrOrigin::Icmp => self.sk_err.store(0, Ordering::Release),
+            _ => {}
         }
     }
 
@@ -222,6 +240,16 @@ impl SockInbox {
     pub fn set_rcvbuf(&self, bytes: usize) {
         let v = bytes.min(RMEM_MAX).saturating_mul(2).max(SOCK_MIN_RCVBUF);
         self.rcvq.lock().rcvbuf = v;
+    }
+}
+
+impl crate::socket::inet::InetSock {
+    /// Kernel: `do_ip_getsockopt()`'s `IP_MTU`: the path MTU of the
+    /// connected socket's route (with what the path taught it);
+    /// `ENOTCONN` when the socket is not connected.
+    pub fn ip_mtu(&mut self) -> Result<u32, crate::error::SendError> {
+        let peer = self.peer.ok_or(crate::error::SendError::NotConnected)?;
+        Ok(self.route(*peer.ip())?.mtu())
     }
 }
 

@@ -15,7 +15,7 @@ use crate::buf::{SendBudget, SockMeta};
 use crate::error::{Errno, SendError};
 use crate::ipv4::options::{self, AddrType};
 use crate::ipv4::output::{queue_xmit, XmitParams};
-use crate::route::{Dst, RouteType};
+use crate::route::{Dst, FlowKey, RouteType};
 use crate::socket::cork::{Cork, CorkParams};
 use crate::socket::inbox::SockInbox;
 use crate::socket::ports::PortOwner;
@@ -263,15 +263,21 @@ impl InetSock {
         if self.uses_ports && peer.port() == 0 {
             return Err(SendError::Inval("destination port 0"));
         }
-        let (dst, _, mc_src) = self.route_for_send(*peer.ip())?;
+        let (dst, _, mc_src) = self.route_for_send(*peer.ip(), peer.port())?;
         self.autobind()?;
         if self.local.ip().is_unspecified() {
             let src = mc_src.unwrap_or_else(|| self.stack.source_for(&dst));
-            self.local = SocketAddrV4::new(src, self.local.port());
+            // ip_route_connect: the route is looked up again with the
+            // source it chose (a `from` rule may now match and refuse).
+            let port = self.local.port();
+            self.local = SocketAddrV4::new(src, port);
+            if let Err(e) = self.route_for_send(*peer.ip(), peer.port()) {
+                self.local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+                return Err(e);
+            }
             if self.uses_ports {
                 // udp_v4_rehash: the socket is now found under its source.
-                self.stack
-                    .update_port(self.local.port(), self.port_owner(src));
+                self.stack.update_port(port, self.port_owner(src));
             }
         }
         self.peer = Some(peer);
@@ -282,7 +288,25 @@ impl InetSock {
 
     /// The route to `daddr`, cached while the table does not change.
     pub(crate) fn route(&mut self, daddr: Ipv4Addr) -> Result<Arc<Dst>, SendError> {
-        route_cached(&self.stack, &mut self.dst_cache, daddr, 0).map(|(d, _)| d)
+        let key = self.flow_key(daddr, 0, self.opts.bound_dev_if);
+        let r = route_cached(&self.stack, &mut self.dst_cache, &key).map(|(d, _)| d);
+        count_no_route(&self.stack, r)
+    }
+
+    /// Kernel: `flowi4_init_output()` as `udp_sendmsg()`/`raw_sendmsg()`
+    /// fill it: the destination and its port, the socket's bound address and
+    /// port, TOS, mark and protocol, and the output device `oif`.
+    pub(crate) fn flow_key(&self, daddr: Ipv4Addr, dport: u16, oif: u32) -> FlowKey {
+        FlowKey {
+            daddr,
+            saddr: *self.local.ip(),
+            tos: self.opts.tos,
+            mark: self.opts.mark,
+            oif,
+            proto: self.protocol,
+            sport: self.local.port(),
+            dport,
+        }
     }
 
     /// Kernel: `ip_queue_xmit()` for this connected socket: sends a
@@ -295,6 +319,7 @@ impl InetSock {
         let Some(peer) = self.peer else {
             return Err(SendError::DestAddrRequired);
         };
+        let key = self.flow_key(*peer.ip(), peer.port(), self.opts.bound_dev_if);
         // Borrowed field by field: the route closure takes the route
         // cache while the parameters lend the options (no copy per segment).
         let (stack, opts, cache) = (&self.stack, &self.opts, &mut self.dst_cache);
@@ -303,13 +328,16 @@ impl InetSock {
             saddr: *self.local.ip(),
             protocol: self.protocol,
             tos: opts.tos,
-            ttl: opts.ttl.unwrap_or_else(|| stack.default_ttl()),
+            ttl: opts.ttl,
             pmtudisc: opts.pmtudisc,
             options: &opts.options,
             priority: opts.priority,
             mark: opts.mark,
         };
-        let route = &mut |a| route_cached(stack, cache, a, 0).ok().map(|(d, _)| d);
+        let route = &mut |daddr| {
+            let key = FlowKey { daddr, ..key };
+            route_cached(stack, cache, &key).ok().map(|(d, _)| d)
+        };
         let mut skb = skb;
         skb.meta.sk = sk_meta(self.id, Some(peer), opts);
         queue_xmit(stack, &p, route, &mut self.inet_id, skb)
@@ -320,12 +348,13 @@ impl InetSock {
     pub(crate) fn cork_params(
         &mut self,
         daddr: Ipv4Addr,
+        dport: u16,
         connected: bool,
     ) -> Result<CorkParams, SendError> {
         // A source route is routed to its first hop (`faddr`); the final
         // destination goes into the option's last slot (`cork->addr`).
         let faddr = self.opts.options.faddr.unwrap_or(daddr);
-        let (dst, kind, mc_src) = self.route_for_send(faddr)?;
+        let (dst, kind, mc_src) = self.route_for_send(faddr, dport)?;
         self.autobind()?;
         let saddr = match (self.local.ip().is_unspecified(), mc_src) {
             (false, _) => *self.local.ip(),
@@ -334,7 +363,7 @@ impl InetSock {
         };
         let ttl = match kind {
             RouteType::Multicast => self.opts.mc_ttl,
-            _ => self.opts.ttl.unwrap_or_else(|| self.stack.default_ttl()),
+            _ => select_ttl(&self.stack, self.opts.ttl, &dst),
         };
         Ok(CorkParams {
             dst,
@@ -366,16 +395,42 @@ impl InetSock {
     fn route_for_send(
         &mut self,
         faddr: Ipv4Addr,
+        dport: u16,
     ) -> Result<(Arc<Dst>, RouteType, Option<Ipv4Addr>), SendError> {
         let (mc_index, mc_addr) = self.opts.mc_if;
         let mc = faddr.is_multicast();
-        let oif = if mc { mc_index } else { 0 };
-        let (dst, kind) = route_cached(&self.stack, &mut self.dst_cache, faddr, oif)?;
+        // udp_sendmsg: the bound device, else IP_MULTICAST_IF's for multicast.
+        let oif = match self.opts.bound_dev_if {
+            0 if mc => mc_index,
+            b => b,
+        };
+        let key = self.flow_key(faddr, dport, oif);
+        let r = route_cached(&self.stack, &mut self.dst_cache, &key);
+        let (dst, kind) = count_no_route(&self.stack, r)?;
         if kind == RouteType::Broadcast && !self.opts.broadcast {
             return Err(SendError::Access(faddr));
         }
         let mc_src = (mc && !mc_addr.is_unspecified()).then_some(mc_addr);
         Ok((dst, kind, mc_src))
+    }
+
+    /// Kernel: `sock_setbindtodevice()`: `SO_BINDTODEVICE`. Binds the
+    /// socket to device `name` (every route lookup goes out of it; with no
+    /// route it is taken as on link there); `""` unbinds; a device that
+    /// does not exist is `ENODEV`.
+    pub fn set_bindtodevice(&mut self, name: &str) -> Result<(), SendError> {
+        let index = if name.is_empty() {
+            0
+        } else {
+            let d = self.stack.device(name).map_err(|_| {
+                SendError::Route(crate::route::RouteError::NoDevice(name.to_string()))
+            })?;
+            d.ifindex()
+        };
+        self.opts.bound_dev_if = index;
+        self.inbox.update(|v| v.bound_dev = index);
+        self.dst_cache = None;
+        Ok(())
     }
 
     /// `SO_BROADCAST`: allow sends to broadcast addresses.
@@ -452,9 +507,14 @@ impl InetSock {
         });
     }
 
-    /// Reads one error-queue entry (`recvmsg(MSG_ERRQUEUE)`).
+    /// Reads one error-queue entry (`recvmsg(MSG_ERRQUEUE)`), and sets the
+    /// pending error as `sock_dequeue_err_skb()` does (see
+    /// [`SockInbox::err_dequeued`]).
     pub fn recv_err(&mut self) -> Option<ErrQueueEntry> {
-        self.errq.lock().pop()
+        let mut q = self.errq.lock();
+        let e = q.pop()?;
+        self.inbox.err_dequeued(&e, q.peek());
+        Some(e)
     }
 
     /// Entries waiting on the error queue.
@@ -666,39 +726,59 @@ fn sk_meta(id: u64, peer: Option<SocketAddrV4>, o: &SockOpts) -> SockMeta {
     )
 }
 
-/// The route to `daddr` from `cache` while the table has not changed since
-/// it was looked up, else looked up in `stack` and kept there.
+/// Kernel: `ip_select_ttl()`. The socket's `IP_TTL`, else the route's
+/// `hoplimit`, else `net.ipv4.ip_default_ttl`.
+#[inline]
+pub(crate) fn select_ttl(stack: &Stack, ttl: Option<u8>, dst: &Dst) -> u8 {
+    ttl.or(dst.hoplimit).unwrap_or_else(|| stack.default_ttl())
+}
+
+/// Kernel: `sk_dst_check()` and `ip_route_output_flow()`. The route for
+/// `key` from `cache` while the routing state has not changed since it was
+/// looked up (and a learned path MTU it carries has not expired), else
+/// looked up in `stack` and kept there.
 fn route_cached(
     stack: &Stack,
     cache: &mut Option<RouteCache>,
-    daddr: Ipv4Addr,
-    oif: u32,
+    key: &FlowKey,
 ) -> Result<(Arc<Dst>, RouteType), SendError> {
     let gen = stack.fib_generation();
     if let Some(c) = cache {
-        if c.gen == gen && c.daddr == daddr && c.oif == oif {
+        if c.gen == gen && c.key == *key && (c.dst.expires_ns == 0 || live(stack, &c.dst)) {
             return Ok((c.dst.clone(), c.kind));
         }
     }
     let (dst, kind) = stack
-        .route_output_oif(daddr, oif)
-        .map_err(|_| SendError::NetUnreachable(daddr))?;
+        .route_output_key(key)
+        .map_err(|e| SendError::from_route(&e))?;
     *cache = Some(RouteCache {
         gen,
-        daddr,
-        oif,
+        key: *key,
         dst: dst.clone(),
         kind,
     });
     Ok((dst, kind))
 }
 
-/// A socket's cached route (`sk_dst_cache`): valid while the table's
-/// generation, the destination and the output device asked for are the same.
+/// Kernel: `udp_sendmsg()`/`ip4_datagram_connect()`/`raw_sendmsg()` on a
+/// failed route lookup: only `ENETUNREACH` counts as `IpOutNoRoutes`.
+fn count_no_route<T>(stack: &Stack, r: Result<T, SendError>) -> Result<T, SendError> {
+    if let Err(SendError::NetUnreachable(_)) = &r {
+        stack.counters.inc(crate::stats::Mib::IpOutNoRoutes);
+    }
+    r
+}
+
+/// True while the path MTU `dst` carries has not expired.
+fn live(stack: &Stack, dst: &Dst) -> bool {
+    stack.now().as_nanos() < dst.expires_ns
+}
+
+/// A socket's cached route (`sk_dst_cache`): valid while the routing
+/// state's generation and the flow are the same.
 struct RouteCache {
     gen: u64,
-    daddr: Ipv4Addr,
-    oif: u32,
+    key: FlowKey,
     dst: Arc<Dst>,
     kind: RouteType,
 }

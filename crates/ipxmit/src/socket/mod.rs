@@ -141,6 +141,9 @@ pub struct SockOpts {
     pub priority: u32,
     /// `SO_MARK`.
     pub mark: u32,
+    /// `SO_BINDTODEVICE`: the bound device's index, 0 for none
+    /// (`sk_bound_dev_if`); the output device of every route lookup.
+    pub bound_dev_if: u32,
     /// `IP_OPTIONS` as compiled (`ip_options_compile`): the bytes, padded to a
     /// multiple of 4 (at most 40), and what the stack fills in them.
     pub options: options::IpOptions,
@@ -230,6 +233,7 @@ impl Default for SockOpts {
             no_check: false,
             priority: 0,
             mark: 0,
+            bound_dev_if: 0,
             options: options::IpOptions::default(),
             gso_size: 0,
             cork: false,
@@ -291,6 +295,11 @@ impl ErrQueue {
     /// Takes the oldest entry (`recvmsg(MSG_ERRQUEUE)`).
     pub fn pop(&mut self) -> Option<ErrQueueEntry> {
         self.q.pop_front()
+    }
+
+    /// The oldest entry, left in place.
+    pub fn peek(&self) -> Option<&ErrQueueEntry> {
+        self.q.front()
     }
 
     /// Number of entries.

@@ -146,10 +146,10 @@ impl RawSocket {
         let i = &mut self.inet;
         if flags.contains(MsgFlags::PROBE) {
             // ip_append_data returns at once; a pending datagram is still pushed.
-            let _ = i.cork_params(daddr, connected)?;
+            let _ = i.cork_params(daddr, 0, connected)?;
         } else {
             if i.cork.is_empty() {
-                let mut p = i.cork_params(daddr, connected)?;
+                let mut p = i.cork_params(daddr, 0, connected)?;
                 p.transmit_time = tstamp;
                 i.cork.setup(p)?;
             }

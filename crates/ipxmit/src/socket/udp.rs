@@ -181,7 +181,7 @@ impl UdpSocket {
             }
         };
         let transmit_time = self.inet.cmsg_send(cmsg)?;
-        let mut params = self.inet.cork_params(daddr, connected)?;
+        let mut params = self.inet.cork_params(daddr, dport, connected)?;
         params.transmit_time = transmit_time;
         if corkreq {
             // The corking path keeps its own flow (`inet->cork.fl`) whose

@@ -554,7 +554,7 @@ impl UdpSocket {
             (None, Some(p)) => (*p.ip(), p.port(), true),
             _ => return Ok(Err(BatchPath::Invalid)),
         };
-        let params = self.inet.cork_params(daddr, connected)?;
+        let params = self.inet.cork_params(daddr, dport, connected)?;
         let fragsize = cork_fragsize(&params)? as usize;
         let dev = &params.dst.dev;
         let alloc_extra = dev.ll_reserved_space() + 15 + params.dst.trailer_len as usize;
