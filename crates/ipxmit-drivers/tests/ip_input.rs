@@ -225,6 +225,9 @@ fn frag_needed_after_send(mtu: u16) -> (Arc<Stack>, Arc<MemWire>, UdpSocket) {
 fn frag_needed_fails_the_next_send_queues_the_error_and_lowers_the_pmtu() {
     let (stack, wire, mut s) = frag_needed_after_send(1200);
     let to = SocketAddrV4::new(PEER, 9);
+    let r = s.send_to(&[1; 1400], to, MsgFlags::NONE);
+    assert_eq!(r.map_err(|e| e.errno()), Err(Errno::EMSGSIZE), "sk_err");
+    assert_eq!(s.take_error(), None, "the send took the pending error");
     let e = s.recv_err().expect("an error-queue entry");
     assert_eq!(
         (e.errno, e.origin, e.ee_type, e.ee_code),
@@ -232,9 +235,6 @@ fn frag_needed_fails_the_next_send_queues_the_error_and_lowers_the_pmtu() {
     );
     assert_eq!((e.info, e.addr, e.port), (1200, PEER, 9));
     assert_eq!(e.offender, Ipv4Addr::new(10, 0, 0, 254));
-    let r = s.send_to(&[1; 1400], to, MsgFlags::NONE);
-    assert_eq!(r.map_err(|e| e.errno()), Err(Errno::EMSGSIZE), "sk_err");
-    assert_eq!(s.take_error(), None, "the send took the pending error");
     assert_eq!(s.send_to(&[1; 1400], to, MsgFlags::NONE), Ok(1400));
     assert_eq!(
         ip_lengths(&wire),
@@ -382,4 +382,35 @@ fn last_tx_keeps_the_first_fragment_of_the_last_datagram() {
     assert_eq!(t.header().frag_offset(), 0);
     assert_eq!(&t.quote()[20..22], &4444u16.to_be_bytes(), "the UDP header");
     assert!(checksum::verify(&t.quote()[..20]));
+}
+
+#[test]
+fn reading_the_icmp_entry_clears_the_pending_error() {
+    let (_stack, _wire, mut s) = frag_needed_after_send(1200);
+    assert_eq!(s.recv_err().map(|e| e.errno), Some(Errno::EMSGSIZE));
+    assert_eq!(s.take_error(), None, "sock_dequeue_err_skb cleared sk_err");
+    let to = SocketAddrV4::new(PEER, 9);
+    assert_eq!(s.send_to(&[1; 100], to, MsgFlags::NONE), Ok(100));
+}
+
+#[test]
+fn ip_mtu_reads_the_learned_path_mtu_of_a_connected_socket() {
+    let (stack, wire) = host();
+    let eth0 = stack.device("eth0").unwrap();
+    let mut s = UdpSocket::new(&stack);
+    assert_eq!(s.ip_mtu(), Err(SendError::NotConnected));
+    s.connect(SocketAddrV4::new(PEER, 9)).unwrap();
+    assert_eq!(s.ip_mtu(), Ok(1500));
+    s.send(&[1; 1400], MsgFlags::NONE).unwrap();
+    let (quote, _) = last_quote(&wire);
+    stack.receive(
+        &eth0,
+        &ipv4_frame(MAC_ME, PEER, ME, 1, &icmp(3, 4, 1280, &quote)),
+    );
+    assert_eq!(s.ip_mtu(), Ok(1280));
+    assert_eq!(
+        s.take_error(),
+        Some(Errno::EMSGSIZE),
+        "connected: a hard error"
+    );
 }
