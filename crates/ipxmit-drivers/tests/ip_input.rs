@@ -414,3 +414,39 @@ fn ip_mtu_reads_the_learned_path_mtu_of_a_connected_socket() {
         "connected: a hard error"
     );
 }
+
+#[test]
+fn a_pending_error_fails_the_first_message_of_send_batch_once() {
+    let (_stack, wire, mut s) = frag_needed_after_send(1200);
+    let to = Some(SocketAddrV4::new(PEER, 9));
+    let data = [1u8; 100];
+    let msgs = [
+        ipxmit::BatchMsg::new(&data, to),
+        ipxmit::BatchMsg::new(&data, to),
+    ];
+    let r = s.send_batch(&msgs, MsgFlags::NONE);
+    assert_eq!(r, Err(SendError::SockErr(Errno::EMSGSIZE)));
+    assert_eq!(s.send_batch(&msgs, MsgFlags::NONE), Ok(2));
+    assert_eq!(ip_lengths(&wire), [128, 128]);
+}
+
+#[test]
+fn the_receive_lookup_honours_so_bindtodevice() {
+    let (stack, _) = host();
+    let eth0 = stack.device("eth0").unwrap();
+    let mut s = UdpSocket::new(&stack);
+    s.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000))
+        .unwrap();
+    s.set_bindtodevice("lo").unwrap();
+    let d = udp(PEER, ME, 7000, 5000, b"x");
+    stack.receive(&eth0, &ipv4_frame(MAC_ME, PEER, ME, 17, &d));
+    assert_eq!(
+        s.recv_from(),
+        Err(SendError::Again),
+        "bound to lo, came on eth0"
+    );
+    assert_eq!(stack.counters().get(Mib::UdpNoPorts), 1);
+    s.set_bindtodevice("eth0").unwrap();
+    stack.receive(&eth0, &ipv4_frame(MAC_ME, PEER, ME, 17, &d));
+    assert_eq!(s.recv_from().map(|d| d.data), Ok(b"x".to_vec()));
+}

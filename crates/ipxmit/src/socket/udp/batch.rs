@@ -243,7 +243,13 @@ impl UdpSocket {
     ) -> Result<usize, SendError> {
         let mut sent = 0;
         while sent < msgs.len() {
-            let failed = match self.send_run(&msgs[sent..], flags) {
+            // A pending error (an ICMP message's) fails the next message,
+            // as each `udp_sendmsg` of `sendmmsg` checks it.
+            let pending = self.inet.check_sock_error().err();
+            let failed = match pending.map_or_else(
+                || self.send_run(&msgs[sent..], flags),
+                |e| RunEnd::Failed(0, e),
+            ) {
                 RunEnd::Sent(n) => {
                     sent += n;
                     continue;
