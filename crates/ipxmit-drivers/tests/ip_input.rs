@@ -450,3 +450,48 @@ fn the_receive_lookup_honours_so_bindtodevice() {
     stack.receive(&eth0, &ipv4_frame(MAC_ME, PEER, ME, 17, &d));
     assert_eq!(s.recv_from().map(|d| d.data), Ok(b"x".to_vec()));
 }
+
+mod no_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn stack_with_socket() -> (Arc<Stack>, UdpSocket) {
+        let (stack, _) = host();
+        let mut s = UdpSocket::new(&stack);
+        s.set_recverr(true);
+        s.bind(SocketAddrV4::new(ME, 5000)).unwrap();
+        s.connect(SocketAddrV4::new(PEER, 9)).unwrap();
+        (stack, s)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Any bytes as a frame on eth0 or lo.
+        #[test]
+        fn any_frame(bytes in proptest::collection::vec(any::<u8>(), 0..120), lo in any::<bool>()) {
+            let (stack, _s) = stack_with_socket();
+            let dev = stack.device(if lo { "lo" } else { "eth0" }).unwrap();
+            stack.receive(&dev, &bytes);
+        }
+
+        /// A good IPv4 header for the host, of ICMP or UDP, with any payload;
+        /// an ICMP error quoting any bytes (headers of any IHL, lengths).
+        #[test]
+        fn any_payload(
+            icmp in any::<bool>(),
+            t in 0u8..20,
+            code in 0u8..20,
+            rest in any::<u32>(),
+            quote in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let (stack, mut s) = stack_with_socket();
+            let eth0 = stack.device("eth0").unwrap();
+            let payload = if icmp { super::icmp(t, code, rest, &quote) } else { quote.clone() };
+            let proto = if icmp { 1 } else { 17 };
+            stack.receive(&eth0, &ipv4_frame(MAC_ME, PEER, ME, proto, &payload));
+            let _ = s.recv_from();
+            let _ = s.recv_err();
+        }
+    }
+}
