@@ -495,3 +495,40 @@ mod no_panics {
         }
     }
 }
+
+#[test]
+fn icmp_errors_reach_raw_sockets_of_the_quoted_protocol() {
+    let (stack, wire) = host();
+    let eth0 = stack.device("eth0").unwrap();
+    let mut conn = ipxmit::RawSocket::new(&stack, 253);
+    conn.connect(SocketAddrV4::new(PEER, 0)).unwrap();
+    let mut recverr = ipxmit::RawSocket::new(&stack, 253);
+    recverr.set_recverr(true);
+    let mut quiet = ipxmit::RawSocket::new(&stack, 253);
+    let mut other = ipxmit::RawSocket::new(&stack, 254);
+    other.set_recverr(true);
+    conn.send(&[5; 40], MsgFlags::NONE).unwrap();
+    let (quote, _) = last_quote(&wire);
+    stack.receive(
+        &eth0,
+        &ipv4_frame(MAC_ME, PEER, ME, 1, &icmp(3, 3, 0, &quote)),
+    );
+    let e = recverr.recv_err().expect("queued for IP_RECVERR");
+    assert_eq!(
+        (e.errno, e.ee_type, e.ee_code, e.port),
+        (Errno::ECONNREFUSED, 3, 3, 0)
+    );
+    assert_eq!((e.addr, e.offender), (PEER, PEER));
+    let r = conn.send(&[5; 40], MsgFlags::NONE);
+    assert_eq!(
+        r,
+        Err(SendError::SockErr(Errno::ECONNREFUSED)),
+        "connected, hard"
+    );
+    assert_eq!(quiet.take_error(), None, "unconnected, no IP_RECVERR");
+    assert_eq!(
+        (other.err_queue_len(), other.take_error()),
+        (0, None),
+        "other protocol"
+    );
+}

@@ -572,6 +572,31 @@ impl Stack {
             .collect()
     }
 
+    /// Kernel: `raw_v4_match()` over the raw hash table: the raw sockets of
+    /// `protocol` that an ICMP error about a datagram from `laddr` to
+    /// `raddr` concerns (a connected peer, a bound address and a bound
+    /// device must match when set).
+    pub(crate) fn raw_lookup(
+        &self,
+        protocol: u8,
+        (raddr, laddr): (Ipv4Addr, Ipv4Addr),
+        dif: u32,
+    ) -> Vec<Arc<crate::socket::inbox::SockInbox>> {
+        let p = self.ports.lock();
+        p.inboxes
+            .values()
+            .filter(|ib| {
+                let v = ib.view();
+                v.raw
+                    && v.protocol == protocol
+                    && v.peer.is_none_or(|a| *a.ip() == raddr)
+                    && (v.local.ip().is_unspecified() || *v.local.ip() == laddr)
+                    && (v.bound_dev == 0 || v.bound_dev == dif)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Kernel: `udp_lib_unhash()`. Socket `id` releases `port`.
     pub(crate) fn release_port(&self, port: u16, id: u64) {
         if port != 0 {

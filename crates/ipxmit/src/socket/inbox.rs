@@ -49,6 +49,10 @@ pub struct SockView {
     pub tos: u8,
     /// `SO_BINDTODEVICE` (`sk_bound_dev_if`), 0 for none.
     pub bound_dev: u32,
+    /// The IP protocol (`inet_num` of a raw socket).
+    pub protocol: u8,
+    /// A raw socket (found by protocol, not by port).
+    pub raw: bool,
 }
 
 impl Default for SockView {
@@ -61,6 +65,8 @@ impl Default for SockView {
             mark: 0,
             tos: 0,
             bound_dev: 0,
+            protocol: 0,
+            raw: false,
         }
     }
 }

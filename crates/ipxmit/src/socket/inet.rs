@@ -119,7 +119,15 @@ impl InetSock {
         let errq: Arc<parking_lot::Mutex<ErrQueue>> = Arc::default();
         let id = NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed);
         let inbox = Arc::new(SockInbox::new(id, errq.clone()));
-        inbox.update(|v| v.pmtudisc = opts.pmtudisc);
+        inbox.update(|v| {
+            v.pmtudisc = opts.pmtudisc;
+            v.protocol = protocol;
+            v.raw = !uses_ports;
+        });
+        if !uses_ports {
+            // A raw socket is hashed by protocol when made (`raw_hash_sk`).
+            stack.hash_inbox(inbox.clone());
+        }
         InetSock {
             stack: stack.clone(),
             opts,
@@ -137,7 +145,7 @@ impl InetSock {
             reuseport: false,
             id,
             inbox,
-            hashed: false,
+            hashed: !uses_ports,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod inet;
 pub mod ports;
 pub mod raw;
+pub mod raw_err;
 pub mod udp;
 
 pub use crate::ipv4::options;

@@ -151,6 +151,7 @@ impl RawSocket {
             if i.cork.is_empty() {
                 let mut p = i.cork_params(daddr, 0, connected)?;
                 p.transmit_time = tstamp;
+                i.check_sock_error()?;
                 i.cork.setup(p)?;
             }
             if let Err(e) = i.cork.append(&i.stack, &i.budget, buf, 0, flags) {
@@ -214,6 +215,7 @@ impl RawSocket {
             return Ok(());
         }
         let i = &mut self.inet;
+        i.check_sock_error()?;
         let saddr = i.stack.source_for(&dst);
         let mut skb = i
             .stack

@@ -129,6 +129,7 @@ impl Stack {
         match l.ip.protocol().0 {
             1 => {
                 if let Some(e) = icmp::rcv(self, l) {
+                    crate::socket::raw_err::icmp_error(self, &e);
                     if e.quoted.protocol().0 == 17 {
                         udp_input::err(self, &e);
                     }
