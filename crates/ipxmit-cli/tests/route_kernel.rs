@@ -239,6 +239,24 @@ ip route get 10.98.1.1 tos 0x14
 /// `SO_BINDTODEVICE`: with an output device every failed lookup (no
 /// route, a failing route type or rule) becomes an on-link route; `lo`
 /// loops the datagram back.
+/// `sendmmsg`: the count of messages sent when at least one left, the
+/// first message's errno when none did (a later error is lost), each
+/// message to its own destination; `getsockopt` of `SO_ERROR`/`SO_SNDBUF`.
+const SENDMMSG: &str = "
+ip route add blackhole 10.40.0.0/16
+socket m udp
+sendmmsg m to 10.9.0.2:9 len 10 to 10.9.0.2:9 len 20
+sendmmsg m to 10.40.1.1:9 len 10 to 10.9.0.2:9 len 20
+sendmmsg m to 10.9.0.2:9 len 10 to 10.40.1.1:9 len 20 to 10.9.0.2:9 len 5
+sendmmsg m to 10.99.1.1:9 len 10
+sendmmsg m to 10.9.0.2:9 len 1 to 10.99.1.1:9 len 2
+getsockopt m so_error
+getsockopt m so_sndbuf
+connect m 10.9.0.2:9
+sendmmsg m len 10 len 20 len 30
+getsockopt m ip_mtu
+";
+
 const SEND_SO_BINDTODEVICE: &str = "
 ip route add blackhole 10.40.0.0/16
 ip route add unreachable 10.41.0.0/16
@@ -673,6 +691,7 @@ impl Kernel {
                 match *opt {
                     "ip_mtu" => get_int(fd, libc::IPPROTO_IP, libc::IP_MTU),
                     "so_error" => get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR),
+                    "so_sndbuf" => get_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF),
                     _ => bad(w),
                 }
             }
@@ -725,8 +744,52 @@ impl Kernel {
                     SockResult::Ret(r as i64)
                 }
             }
+            ["sendmmsg", name, rest @ ..] => sendmmsg(self.fd(name), rest, w),
             _ => bad(w),
         }
+    }
+}
+
+/// `sendmmsg(2)` of the messages `[to A:P] len N ...` names.
+fn sendmmsg(fd: RawFd, rest: &[&str], w: &[&str]) -> SockResult {
+    let (mut msgs, mut to) = (Vec::new(), None);
+    let mut it = rest.iter();
+    while let Some(&k) = it.next() {
+        let v = *it.next().unwrap_or_else(|| bad(w));
+        match k {
+            "to" => to = Some(sockaddr_in(sockaddr(v).unwrap_or_else(|| bad(w)))),
+            "len" => msgs.push((to.take(), vec![0u8; v.parse().unwrap_or_else(|_| bad(w))])),
+            _ => bad(w),
+        }
+    }
+    let mut iovs: Vec<libc::iovec> = msgs
+        .iter_mut()
+        .map(|(_, b)| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = msgs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .map(|((to, _), iov)| {
+            // SAFETY: an all-zero msghdr is a valid empty one.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            if let Some(sa) = to {
+                h.msg_hdr.msg_name = (sa as *mut libc::sockaddr_in).cast();
+                h.msg_hdr.msg_namelen = SIN_LEN;
+            }
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: headers pointing at live buffers and addresses.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, 0) };
+    if r < 0 {
+        last_errno()
+    } else {
+        SockResult::Ret(i64::from(r))
     }
 }
 
@@ -989,6 +1052,7 @@ scenarios! {
     send_so_mark => SEND_SO_MARK,
     send_ip_tos => SEND_IP_TOS,
     send_so_bindtodevice => SEND_SO_BINDTODEVICE,
+    sendmmsg_results => SENDMMSG,
     connect_two_step => CONNECT_TWO_STEP,
     route_attributes => ROUTE_ATTRIBUTES,
     rule_priorities => RULE_PRIORITIES,

@@ -113,6 +113,22 @@ pub enum Event {
         /// The datagram's destination (port 0 on a raw socket).
         to: SocketAddrV4,
     },
+    /// A `getsockopt` and what it read.
+    Getsockopt {
+        /// Socket name.
+        sock: String,
+        /// The option.
+        opt: super::sockq::GetOpt,
+        /// The value, or the error.
+        result: Result<i64, SendError>,
+    },
+    /// A `sendmmsg` and what it returned.
+    Sendmmsg {
+        /// Socket name.
+        sock: String,
+        /// The result.
+        result: super::sockq::MmsgResult,
+    },
     /// A `recv` and what it returned.
     Recv {
         /// Socket name.
@@ -317,6 +333,15 @@ impl Host {
                     entries,
                 })
             }
+            Command::Getsockopt { sock, opt } => {
+                let result = super::sockq::getsockopt(self.sock(sock)?.inet(), *opt);
+                Some(Event::Getsockopt {
+                    sock: sock.clone(),
+                    opt: *opt,
+                    result,
+                })
+            }
+            Command::Sendmmsg { sock, msgs, flags } => Some(self.sendmmsg(sock, msgs, *flags)?),
             Command::Recv { sock } => {
                 let result = match self.sock(sock)? {
                     Sock::Udp(u) => u.recv_from(),
@@ -403,6 +428,37 @@ impl Host {
             Some(p) => p.to_vec(),
             None => (0..len).map(|i| (7 * i as u64 + k) as u8).collect(),
         }
+    }
+
+    /// `sendmmsg`: one `send_batch` call with each message's payload.
+    fn sendmmsg(
+        &mut self,
+        name: &str,
+        msgs: &[super::sockq::MmsgArgs],
+        flags: MsgFlags,
+    ) -> Result<Event, ExecError> {
+        let payloads: Vec<Vec<u8>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| self.payload(self.sends + i as u64, m.len))
+            .collect();
+        let batch: Vec<ipxmit::BatchMsg<'_>> = msgs
+            .iter()
+            .zip(&payloads)
+            .map(|(m, p)| ipxmit::BatchMsg::new(p, m.to))
+            .collect();
+        let ret = match self.sock(name)? {
+            Sock::Udp(s) => s.send_batch(&batch, flags),
+            Sock::Raw { .. } => Err(SendError::NotSupported("sendmmsg on a raw socket")),
+        };
+        self.sends += *ret.as_ref().unwrap_or(&0) as u64;
+        Ok(Event::Sendmmsg {
+            sock: name.to_string(),
+            result: super::sockq::MmsgResult {
+                msgs: msgs.to_vec(),
+                ret,
+            },
+        })
     }
 
     fn send(&mut self, a: &SendArgs) -> Result<Event, ExecError> {

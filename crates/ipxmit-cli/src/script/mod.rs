@@ -15,6 +15,7 @@ pub mod iproute;
 pub mod links;
 pub mod parse;
 pub mod rx;
+pub mod sockq;
 pub mod sysctl;
 pub mod tc;
 pub mod tc_class;
@@ -189,6 +190,11 @@ pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> 
             writeln!(out, "line {line}: close {sock} = {}", discarded(*bytes, to))
         }
         Event::Output { text, .. } => write!(out, "{text}"),
+        Event::Getsockopt { sock, opt, result } => match result {
+            Ok(v) => writeln!(out, "line {line}: getsockopt {sock} {} = {v}", opt.name()),
+            Err(e) => writeln!(out, "line {line}: getsockopt {sock} {} = -1 {e}", opt.name()),
+        },
+        Event::Sendmmsg { sock, result } => write!(out, "{}", result.text(line, sock)),
         Event::Recv { sock, result } => match result {
             Ok(d) => writeln!(out, "line {line}: recv {sock} = {} from {}", d.data.len(), d.from),
             Err(ipxmit::SendError::Again) => writeln!(
@@ -283,6 +289,16 @@ pub fn event_json(line: usize, e: &Event) -> Value {
             "to": to.to_string()
         }),
         Event::Output { op, text } => json!({"line": line, "op": op, "out": text}),
+        Event::Getsockopt { sock, opt, result } => {
+            let mut v =
+                json!({"line": line, "op": "getsockopt", "socket": sock, "option": opt.name()});
+            match result {
+                Ok(x) => v["value"] = json!(x),
+                Err(e) => v["errno"] = json!(e.errno().name()),
+            }
+            v
+        }
+        Event::Sendmmsg { sock, result } => result.json(line, sock),
         Event::Recv { sock, result } => match result {
             Ok(d) => json!({"line": line, "op": "recv", "socket": sock, "ret": d.data.len(),
                 "from": d.from.to_string()}),

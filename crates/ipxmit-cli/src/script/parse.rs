@@ -305,6 +305,22 @@ pub enum Command {
         sock: String,
     },
     /// `recv NAME`: the oldest datagram waiting on the socket.
+    /// `getsockopt NAME ip_mtu|so_error|so_sndbuf`.
+    Getsockopt {
+        /// Socket.
+        sock: String,
+        /// The option.
+        opt: super::sockq::GetOpt,
+    },
+    /// `sendmmsg NAME [to A:P] len N ... [dontwait]`.
+    Sendmmsg {
+        /// Socket.
+        sock: String,
+        /// The messages.
+        msgs: Vec<super::sockq::MmsgArgs>,
+        /// The call's flags.
+        flags: MsgFlags,
+    },
     Recv {
         /// Socket.
         sock: String,
@@ -413,6 +429,8 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         },
         "sleep" => parse_sleep(rest)?,
         "recv" => super::rx::parse_recv(rest)?,
+        "getsockopt" => super::sockq::parse_getsockopt(rest)?,
+        "sendmmsg" => super::sockq::parse_sendmmsg(rest)?,
         "inject" => super::rx::parse_inject(rest)?,
         other => return Err(ParseError::UnknownCommand(quote(other))),
     };
