@@ -194,7 +194,16 @@ pub fn send(stack: &Stack, l: &Local<'_>, icmp_type: u8, code: u8, info: u32) ->
         return false;
     }
     let (daddr, saddr) = (ip.src_addr(), ip.dst_addr());
-    let Ok(dst) = stack.route_output(daddr) else {
+    // icmp_route_lookup(): from the address the datagram was sent to; a
+    // source that is not the host's (a datagram looped through `lo` to a
+    // foreign address) finds no route, and nothing is sent.
+    let key = crate::route::FlowKey {
+        saddr,
+        tos: (ip.tos() & 0x1e) | 0xc0,
+        proto: 1,
+        ..crate::route::FlowKey::to(daddr)
+    };
+    let Ok((dst, _)) = stack.route_output_key(&key) else {
         return false;
     };
     let room = (dst.mtu() as usize)

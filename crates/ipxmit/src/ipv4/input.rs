@@ -139,7 +139,8 @@ fn check_header(bytes: &[u8]) -> Result<Ipv4Packet<&[u8]>, DropReason> {
 /// device other than `lo`. The limited broadcast, a subnet broadcast of the
 /// host and all-hosts are delivered; other groups are not (no membership:
 /// dropped unspecified); the host's own addresses are; anything else is
-/// `IpInAddrErrors` (`IP_INADDRERRORS`: forwarding is off).
+/// `IpInAddrErrors` (`IP_INADDRERRORS`: forwarding is off). A unicast
+/// frame that came through `lo` is the host's whatever its address.
 pub fn route_input(stack: &Stack, dev: &NetDevice, ip: &Ipv4Packet<&[u8]>) -> Option<LocalKind> {
     let (saddr, daddr) = (ip.src_addr(), ip.dst_addr());
     let c = &stack.counters;
@@ -162,6 +163,12 @@ pub fn route_input(stack: &Stack, dev: &NetDevice, ip: &Ipv4Packet<&[u8]>) -> Op
         }
         c.drop(DropReason::NotSpecified);
         return None;
+    }
+    // A frame looped through `lo` carries the output route it was sent on
+    // (`RTCF_LOCAL`, whose input is `ip_local_deliver()`): it is the
+    // host's, whatever its address (a send bound to `lo`, `oif lo`).
+    if lo && daddr.octets()[0] != 0 {
+        return Some(LocalKind::Unicast);
     }
     if daddr.octets()[0] == 0 || (!lo && daddr.is_loopback()) {
         c.drop(DropReason::NotSpecified);

@@ -429,7 +429,7 @@ impl Stack {
         if s.is_multicast() || s.is_broadcast() || (s.octets()[0] == 0 && !s.is_unspecified()) {
             return Err(RouteError::Blackhole(key.daddr));
         }
-        if !s.is_unspecified() && !self.is_local_addr(s) {
+        if !s.is_unspecified() && !self.is_local_dest(s) {
             return Err(RouteError::NetUnreachable(key.daddr));
         }
         if key.daddr.is_unspecified() {
@@ -624,6 +624,17 @@ impl Stack {
             }
         }
         out
+    }
+
+    /// Kernel: `__ip_dev_find()`: `addr` is one of the host's, an address
+    /// of a device or inside a `local` route of table local (127.1.2.3).
+    pub fn is_local_dest(&self, addr: Ipv4Addr) -> bool {
+        if self.is_local_addr(addr) {
+            return true;
+        }
+        let rib = self.rib.read().clone();
+        let local = rib.table(RT_TABLE_LOCAL).and_then(|f| f.lookup(addr));
+        local.is_some_and(|r| r.kind == RtnType::Local)
     }
 
     /// True when `addr` is configured on some device.
