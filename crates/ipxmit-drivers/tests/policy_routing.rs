@@ -231,3 +231,28 @@ fn local_destinations_go_through_lo_never_the_wire() {
     assert!(ip_frames(&wire).is_empty(), "nothing on eth0");
     assert_eq!(wire.len(), 0, "no ARP for the host's own address");
 }
+
+#[test]
+fn a_route_tos_key_matches_the_flows_tos_masked_to_0x1c() {
+    let (stack, _wire, _) = host();
+    let add = |tos: u8, gw: Ipv4Addr| {
+        let mut r = RouteSpec::new("10.60.0.0/16".parse().unwrap(), "eth0");
+        r.via = Some(gw);
+        r.tos = tos;
+        stack.add_route(r).unwrap();
+    };
+    add(0, GW);
+    add(0x10, Ipv4Addr::new(10, 0, 0, 3));
+    add(0xfc, Ipv4Addr::new(10, 0, 0, 4));
+    let gw = |tos: u8| {
+        let key = FlowKey {
+            tos,
+            ..FlowKey::to(Ipv4Addr::new(10, 60, 1, 1))
+        };
+        stack.route_output_key(&key).unwrap().0.gateway.unwrap()
+    };
+    assert_eq!(gw(0), GW);
+    assert_eq!(gw(0x10), Ipv4Addr::new(10, 0, 0, 3));
+    assert_eq!(gw(0x11), Ipv4Addr::new(10, 0, 0, 3), "ECN bits ignored");
+    assert_eq!(gw(0xfc), GW, "a route tos 0xfc matches no flow");
+}

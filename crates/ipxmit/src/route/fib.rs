@@ -196,7 +196,9 @@ impl Fib {
     }
 
     /// Kernel: `fib_table_lookup()`. Longest prefix first; under a prefix,
-    /// the routes in alias order whose TOS is 0 or the flow's DSCP; an error
+    /// the routes in alias order whose TOS is 0 or equals the flow's TOS
+    /// masked to 0x1c (`fib_dscp_masked_match()`: a route `tos 0xfc`
+    /// matches nothing); an error
     /// type answers at once (throw: the next rule); a route whose device is
     /// down, or not the flow's `oif` when it has one, is passed over.
     #[inline]
@@ -210,10 +212,7 @@ impl Fib {
             let Some(v) = self.by_len[len as usize].get(&(a & mask(len))) else {
                 continue;
             };
-            for r in v
-                .iter()
-                .filter(|r| r.tos == 0 || r.tos & super::rules::RT_MASK == tos)
-            {
+            for r in v.iter().filter(|r| r.tos == 0 || r.tos == tos) {
                 if let Some(e) = r.kind.error(key.daddr) {
                     return e.map_or_else(|e| Lookup::Error(r, e), |()| Lookup::Continue);
                 }
