@@ -519,10 +519,12 @@ fn icmp_errors_reach_raw_sockets_of_the_quoted_protocol() {
         (Errno::ECONNREFUSED, 3, 3, 0)
     );
     assert_eq!((e.addr, e.offender), (PEER, PEER));
-    let r = conn.send(&[5; 40], MsgFlags::NONE);
+    // raw_sendmsg appends with no transport header: sock_alloc_send_skb,
+    // which reports sk_err, is never called; SO_ERROR still has it.
+    assert_eq!(conn.send(&[5; 40], MsgFlags::NONE), Ok(40));
     assert_eq!(
-        r,
-        Err(SendError::SockErr(Errno::ECONNREFUSED)),
+        conn.take_error(),
+        Some(Errno::ECONNREFUSED),
         "connected, hard"
     );
     assert_eq!(quiet.take_error(), None, "unconnected, no IP_RECVERR");
@@ -531,4 +533,28 @@ fn icmp_errors_reach_raw_sockets_of_the_quoted_protocol() {
         (0, None),
         "other protocol"
     );
+}
+
+#[test]
+fn a_send_refused_for_its_size_leaves_the_pending_error_for_the_next() {
+    let (stack, wire) = host();
+    let eth0 = stack.device("eth0").unwrap();
+    let mut s = UdpSocket::new(&stack);
+    s.set_mtu_discover(PmtuDisc::Do);
+    s.connect(SocketAddrV4::new(PEER, 9)).unwrap();
+    s.send(&[1; 100], MsgFlags::NONE).unwrap();
+    let (quote, _) = last_quote(&wire);
+    stack.receive(
+        &eth0,
+        &ipv4_frame(MAC_ME, PEER, ME, 1, &icmp(3, 4, 1300, &quote)),
+    );
+    let big = s.send(&[1; 1400], MsgFlags::NONE);
+    assert_eq!(
+        big,
+        Err(SendError::MsgSize { mtu: 1300 }),
+        "the size check comes first"
+    );
+    let small = s.send(&[1; 100], MsgFlags::NONE);
+    assert_eq!(small, Err(SendError::SockErr(Errno::EMSGSIZE)));
+    assert_eq!(s.send(&[1; 100], MsgFlags::NONE), Ok(100));
 }

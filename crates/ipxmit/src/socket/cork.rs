@@ -112,6 +112,9 @@ pub struct Cork {
     zc_src: Option<Bytes>,
     /// Set when an append failed with the error `ip_local_error` reports.
     local_error: Option<u32>,
+    /// The socket's pending error (`sk_err`), which the first buffer of a
+    /// datagram checks as `sock_alloc_send_skb()` does.
+    inbox: Option<Arc<crate::socket::inbox::SockInbox>>,
 }
 
 /// One append call's progress (the locals of `__ip_append_data`).
@@ -207,6 +210,12 @@ impl Cork {
     /// of transport header to be filled in by the transport when the cork is
     /// opened by this call) to the pending datagram. On error the bytes of this
     /// call are taken back from `length` and `IpOutDiscards` is counted; the
+    /// The socket whose pending error the first buffer of a datagram
+    /// checks (see [`Cork::append`]).
+    pub(crate) fn set_inbox(&mut self, inbox: Arc<crate::socket::inbox::SockInbox>) {
+        self.inbox = Some(inbox);
+    }
+
     /// caller flushes. `EMSGSIZE` carries the MTU less the option length.
     pub fn append(
         &mut self,
@@ -424,6 +433,13 @@ impl Cork {
             let lin = g.plan.hlen() + a.transhdrlen + fraggap;
             (lin, datalen - a.transhdrlen - fraggap)
         };
+        if a.transhdrlen > 0 {
+            // sock_alloc_send_pskb(): a pending error fails the datagram's
+            // first buffer (after the size check), and is cleared.
+            if let Some(e) = self.inbox.as_ref().and_then(|ib| ib.take_error()) {
+                return Err(SendError::SockErr(e));
+            }
+        }
         check_budget(stack, budget, a)?;
         let mut skb = stack.pool.alloc(alloclen + alloc_extra);
         skb.meta.ip_summed = CsumState::for_append(a.partial);

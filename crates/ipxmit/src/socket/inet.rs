@@ -128,12 +128,14 @@ impl InetSock {
             // A raw socket is hashed by protocol when made (`raw_hash_sk`).
             stack.hash_inbox(inbox.clone());
         }
+        let mut cork = Cork::default();
+        cork.set_inbox(inbox.clone());
         InetSock {
             stack: stack.clone(),
             opts,
             local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             peer: None,
-            cork: Cork::default(),
+            cork,
             budget: SendBudget::for_socket(sndbuf),
             errq,
             zckey: 0,

@@ -151,7 +151,6 @@ impl RawSocket {
             if i.cork.is_empty() {
                 let mut p = i.cork_params(daddr, 0, connected)?;
                 p.transmit_time = tstamp;
-                i.check_sock_error()?;
                 i.cork.setup(p)?;
             }
             if let Err(e) = i.cork.append(&i.stack, &i.budget, buf, 0, flags) {

@@ -193,7 +193,6 @@ impl UdpSocket {
         if flags.contains(MsgFlags::PROBE) {
             return Ok(());
         }
-        self.inet.check_sock_error()?;
         self.inet.cork.setup(params)?;
         self.cork_dport = dport;
         if !corkreq {
