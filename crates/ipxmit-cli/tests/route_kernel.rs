@@ -239,6 +239,45 @@ ip route get 10.98.1.1 tos 0x14
 /// `SO_BINDTODEVICE`: with an output device every failed lookup (no
 /// route, a failing route type or rule) becomes an on-link route; `lo`
 /// loops the datagram back.
+/// Path MTUs learned from an ICMP "fragmentation needed": `ip route show
+/// cache` (a connected socket's exception at once, an unconnected one's
+/// after the next lookup), `ip route get`'s `cache expires 599sec mtu
+/// 1300` line, `IP_MTU`, the pending `EMSGSIZE`, the sizes that fit after;
+/// below `min_pmtu` the value is clamped to 552 and locked; a `mtu lock`
+/// route learns nothing.
+const PMTU: &str = "
+ip route add default via 10.9.0.2
+ip route add 10.46.0.0/16 via 10.9.0.2 mtu lock 1400
+socket c udp
+connect c 10.9.0.2:9
+sockopt c ip_mtu_discover do
+send c len 100
+inject dev veth0 icmp frag-needed mtu 1300 from 10.9.0.2
+ip route show cache
+ip route get 10.9.0.2
+getsockopt c ip_mtu
+send c len 1400
+send c len 100
+send c len 1272
+send c len 1273
+socket u udp
+sockopt u ip_mtu_discover do
+send u to 10.50.1.1:9 len 100
+inject dev veth0 icmp frag-needed mtu 500 from 10.9.0.2
+ip route show cache
+ip route get 10.50.1.1
+ip route show cache
+send u to 10.50.1.1:9 len 525
+send u to 10.50.1.1:9 len 524
+socket l udp
+sockopt l ip_mtu_discover do
+send l to 10.46.1.1:9 len 100
+inject dev veth0 icmp frag-needed mtu 1300 from 10.9.0.2
+ip route get 10.46.1.1
+send l to 10.46.1.1:9 len 1372
+send l to 10.46.1.1:9 len 1373
+";
+
 /// `sendmmsg`: the count of messages sent when at least one left, the
 /// first message's errno when none did (a later error is lost), each
 /// message to its own destination; `getsockopt` of `SO_ERROR`/`SO_SNDBUF`.
@@ -526,6 +565,57 @@ fn get_int(fd: RawFd, level: i32, opt: i32) -> SockResult {
     }
 }
 
+/// The ones' complement sum of `b` (RFC 1071).
+fn csum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// An ICMP "fragmentation needed" (3/4, next-hop MTU `mtu`) quoting a UDP
+/// datagram from `src` to `dst`: its IP header (DF) and 8 bytes.
+fn frag_needed(mtu: u16, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0x05, 0xdc, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip.extend(src.ip().octets());
+    ip.extend(dst.ip().octets());
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend(src.port().to_be_bytes());
+    ip.extend(dst.port().to_be_bytes());
+    ip.extend([0x05, 0xc8, 0, 0]);
+    let mut m = vec![3, 4, 0, 0, 0, 0];
+    m.extend(mtu.to_be_bytes());
+    m.extend(ip);
+    let c = csum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A socket's address (`getsockname`) or peer (`getpeername`).
+fn sock_name(fd: RawFd, peer: bool) -> Option<SocketAddrV4> {
+    // SAFETY: an all-zero sockaddr_in, filled by the call.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = SIN_LEN;
+    let p = (&mut sa as *mut libc::sockaddr_in).cast();
+    // SAFETY: a valid sockaddr_in and its size.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd, p, &mut len)
+        } else {
+            libc::getsockname(fd, p, &mut len)
+        }
+    };
+    (r == 0).then(|| {
+        let ip = std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
+        SocketAddrV4::new(ip, u16::from_be(sa.sin_port))
+    })
+}
+
 /// A socket line the test does not know: a mistake in a scenario.
 fn bad(w: &[&str]) -> ! {
     panic!("socket line not understood by the test: {w:?}")
@@ -536,9 +626,11 @@ fn bad(w: &[&str]) -> ! {
 struct Kernel {
     a: Netns,
     // Kept for the scenario's life (deleted on drop, after `_sink`).
-    _b: Netns,
+    b: Netns,
     _sink: UdpSocket,
     socks: BTreeMap<String, OwnedFd>,
+    /// The last datagram A sent: (source, destination), for `inject`.
+    last: Option<(SocketAddrV4, SocketAddrV4)>,
 }
 
 impl Kernel {
@@ -575,9 +667,10 @@ impl Kernel {
             .map_err(|x| e("peer socket", x))?;
         Ok(Kernel {
             a,
-            _b: b,
+            b,
             _sink: sink,
             socks: BTreeMap::new(),
+            last: None,
         })
     }
 
@@ -620,8 +713,37 @@ impl Kernel {
                     code: o.status.code().unwrap_or(-1),
                 }
             }
+            "inject" => Answer::Sock(self.inject(&w)),
             _ => Answer::Sock(self.sock(&w)),
         }
+    }
+
+    /// `inject dev veth0 icmp frag-needed mtu N from 10.9.0.2`: B sends A
+    /// an ICMP 3/4 quoting the last datagram A sent (its addresses, ports
+    /// and protocol: what the kernel matches), then A has a moment to
+    /// take it in.
+    fn inject(&mut self, w: &[&str]) -> SockResult {
+        let ["inject", "dev", _, "icmp", "frag-needed", "mtu", mtu, "from", _] = w else {
+            bad(w)
+        };
+        let mtu: u16 = mtu.parse().unwrap_or_else(|_| bad(w));
+        let (src, dst) = self.last.expect("inject after a send");
+        let msg = frag_needed(mtu, src, dst);
+        let r = self.b.run(|| {
+            // SAFETY: socket(2), sendto(2) of a live buffer, close(2).
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+                assert!(fd >= 0, "raw socket in B");
+                let to = sockaddr_in(SocketAddrV4::new(*src.ip(), 0));
+                let p = (&to as *const libc::sockaddr_in).cast();
+                let n = libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, p, SIN_LEN);
+                libc::close(fd);
+                n
+            }
+        });
+        assert_eq!(r.ok(), Some(msg.len() as isize), "ICMP sent from B");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        SockResult::Done
     }
 
     fn fd(&self, name: &str) -> RawFd {
@@ -739,10 +861,16 @@ impl Kernel {
                     }
                 };
                 if r < 0 {
-                    last_errno()
-                } else {
-                    SockResult::Ret(r as i64)
+                    return last_errno();
                 }
+                let dest = to.or_else(|| sock_name(fd, true));
+                // An unbound socket's datagram left from A's address.
+                let src = sock_name(fd, false).map(|a| match a.ip().is_unspecified() {
+                    true => SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 1), a.port()),
+                    false => a,
+                });
+                self.last = src.zip(dest);
+                SockResult::Ret(r as i64)
             }
             ["sendmmsg", name, rest @ ..] => sendmmsg(self.fd(name), rest, w),
             _ => bad(w),
@@ -1053,6 +1181,7 @@ scenarios! {
     send_ip_tos => SEND_IP_TOS,
     send_so_bindtodevice => SEND_SO_BINDTODEVICE,
     sendmmsg_results => SENDMMSG,
+    pmtu_learned => PMTU,
     connect_two_step => CONNECT_TWO_STEP,
     route_attributes => ROUTE_ATTRIBUTES,
     rule_priorities => RULE_PRIORITIES,

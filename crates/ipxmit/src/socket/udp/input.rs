@@ -145,6 +145,12 @@ pub fn err(stack: &Stack, e: &IcmpError<'_>) {
                 dport: 0,
             };
             stack.update_pmtu(&key, e.info);
+            if v.peer.is_some() {
+                // ipv4_sk_update_pmtu(): a socket with a cached route
+                // (a connected one) looks it up again at once, binding
+                // the new exception (`ip route show cache` lists it).
+                let _ = stack.route_output_key(&key);
+            }
         }
         if v.pmtudisc == PmtuDisc::Dont {
             return;
