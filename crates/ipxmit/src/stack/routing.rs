@@ -392,6 +392,14 @@ impl Stack {
     }
 }
 
+/// Kernel: `__ip_dev_find()` through the local table, which holds a
+/// `local` route for every address of the host (its devices down or up)
+/// and for 127/8: one lookup, no allocation.
+fn is_local_in(rib: &Rib, addr: Ipv4Addr) -> bool {
+    let local = rib.table(RT_TABLE_LOCAL).and_then(|f| f.lookup(addr));
+    local.is_some_and(|r| r.kind == RtnType::Local)
+}
+
 /// True when two kernel routes are the same entry.
 fn same(a: &Route, b: &Route) -> bool {
     a.table == b.table && a.prefix == b.prefix && a.kind == b.kind
@@ -429,7 +437,8 @@ impl Stack {
         if s.is_multicast() || s.is_broadcast() || (s.octets()[0] == 0 && !s.is_unspecified()) {
             return Err(RouteError::Blackhole(key.daddr));
         }
-        if !s.is_unspecified() && !self.is_local_dest(s) {
+        let rib = self.rib.read().clone();
+        if !s.is_unspecified() && !is_local_in(&rib, s) {
             return Err(RouteError::NetUnreachable(key.daddr));
         }
         if key.daddr.is_unspecified() {
@@ -452,7 +461,6 @@ impl Stack {
                 return Ok(OutRoute::new(dst, dest_kind(d), None));
             }
         }
-        let rib = self.rib.read().clone();
         match rib.lookup(key) {
             Ok(r) => self
                 .mkroute(r, key)
@@ -626,15 +634,10 @@ impl Stack {
         out
     }
 
-    /// Kernel: `__ip_dev_find()`: `addr` is one of the host's, an address
-    /// of a device or inside a `local` route of table local (127.1.2.3).
+    /// Kernel: `__ip_dev_find()`: `addr` is one of the host's (a `local`
+    /// route of table local covers it: an address of a device, 127.1.2.3).
     pub fn is_local_dest(&self, addr: Ipv4Addr) -> bool {
-        if self.is_local_addr(addr) {
-            return true;
-        }
-        let rib = self.rib.read().clone();
-        let local = rib.table(RT_TABLE_LOCAL).and_then(|f| f.lookup(addr));
-        local.is_some_and(|r| r.kind == RtnType::Local)
+        is_local_in(&self.rib.read(), addr)
     }
 
     /// True when `addr` is configured on some device.
