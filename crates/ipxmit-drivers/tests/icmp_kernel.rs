@@ -407,3 +407,82 @@ fn icmp_errors_reach_the_socket_as_in_the_kernel() {
         assert_eq!(o, &k, "ipxmit against the kernel, {c:?}");
     }
 }
+
+/// A UDP datagram from the peer (10.10.0.1:7000) to our closed port 5999,
+/// as an Ethernet frame to `dst` from `src`.
+fn udp_to_closed_port(dst: EthernetAddress, src: EthernetAddress) -> Vec<u8> {
+    let data = b"anyone there?";
+    let mut f = vec![0u8; 14 + 20 + 8 + data.len()];
+    f[..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&[8, 0]);
+    let mut u = ipxmit::wire::UdpPacket::new_unchecked(&mut f[34..]);
+    u.set_src_port(7000);
+    u.set_dst_port(5999);
+    u.set_len((8 + data.len()) as u16);
+    u.payload_mut().copy_from_slice(data);
+    u.fill_checksum(PEER, OURS);
+    let total = (20 + 8 + data.len()) as u16;
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[14..34]);
+    ip.set_version(4);
+    ip.set_header_len(20);
+    ip.set_tos(0x10);
+    ip.set_ident(0x1234);
+    ip.set_total_len(total);
+    ip.set_ttl(61);
+    ip.set_protocol(IpProtocol::UDP);
+    ip.set_src_addr(PEER);
+    ip.set_dst_addr(OURS);
+    ip.fill_checksum();
+    f
+}
+
+/// The IP datagram of an ICMP reply with the identification and the
+/// header checksum zeroed (both follow the host's ID generator).
+fn masked(mut ip: Vec<u8>) -> Vec<u8> {
+    ip[4..6].fill(0);
+    ip[10..12].fill(0);
+    ip
+}
+
+#[test]
+fn port_unreachable_sent_as_the_kernel_sends_it() {
+    let stack = Stack::with_clock(Arc::new(ManualClock::new()));
+    let wire = MemWire::new(16);
+    let (mac_ours, mac_peer) = (
+        EthernetAddress([2, 0, 0, 0, 0, 2]),
+        EthernetAddress([2, 0, 0, 0, 0, 1]),
+    );
+    stack
+        .add_device(DevConfig::ethernet("eth0", mac_ours), wire.drivers(1))
+        .unwrap();
+    stack
+        .add_addr("eth0", "10.10.0.2/24".parse().unwrap())
+        .unwrap();
+    stack
+        .add_neigh("eth0", PEER, mac_peer, NudState::Permanent)
+        .unwrap();
+    let eth0 = stack.device("eth0").unwrap();
+    stack.receive(&eth0, &udp_to_closed_port(mac_ours, mac_peer));
+    let mut out = Vec::new();
+    wire.drain(|p| out.push(p.to_vec()));
+    assert_eq!(out.len(), 1, "one port unreachable");
+    let ours = masked(out[0][14..].to_vec());
+    let hdr = Ipv4Packet::new_checked(&ours[..]).unwrap();
+    assert_eq!((hdr.tos(), hdr.ttl(), hdr.dont_frag()), (0xd0, 64, false));
+    if common::skip("port_unreachable_sent_as_the_kernel_sends_it") {
+        return;
+    }
+    let v = VethPeer::new("icmpout").expect("namespaces");
+    let cap = Capture::open(&v.a, DEV_A).expect("capture");
+    inject(&v, udp_to_closed_port(v.mac_b, v.mac_a)).expect("inject");
+    let frames: Vec<Vec<u8>> = cap
+        .drain(Duration::from_millis(150))
+        .into_iter()
+        .map(|x| x.frame)
+        .filter(|f| f.len() > 34 && f[12..14] == [8, 0] && f[23] == 1)
+        .collect();
+    assert_eq!(frames.len(), 1, "the kernel's port unreachable");
+    let kernel = masked(frames[0][14..].to_vec());
+    assert_eq!(ours, kernel, "ipxmit's reply, byte for byte but the ID");
+}
