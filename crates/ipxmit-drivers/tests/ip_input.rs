@@ -558,3 +558,17 @@ fn a_send_refused_for_its_size_leaves_the_pending_error_for_the_next() {
     assert_eq!(small, Err(SendError::SockErr(Errno::EMSGSIZE)));
     assert_eq!(s.send(&[1; 100], MsgFlags::NONE), Ok(100));
 }
+
+#[test]
+fn icmp_errors_to_a_broadcast_address_are_icmp_in_errors() {
+    let (stack, _) = host();
+    let eth0 = stack.device("eth0").unwrap();
+    let bcast = Ipv4Addr::new(10, 0, 0, 255);
+    let msg = icmp(3, 3, 0, &[0x45; 28]);
+    stack.receive(&eth0, &ipv4_frame([0xff; 6], PEER, bcast, 1, &msg));
+    let echo = icmp(8, 0, 0, &[]);
+    stack.receive(&eth0, &ipv4_frame([0xff; 6], PEER, bcast, 1, &echo));
+    let c = stack.counters();
+    assert_eq!((c.get(Mib::IcmpInMsgs), c.get(Mib::IcmpInErrors)), (2, 2));
+    assert_eq!(c.get(Mib::IpInDelivers), 2);
+}

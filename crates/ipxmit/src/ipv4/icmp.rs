@@ -74,8 +74,8 @@ impl IcmpError<'_> {
 /// checksum is `IcmpInCsumErrors` and `IcmpInErrors` (`ICMP_CSUM`), a
 /// message shorter than its header or of a type beyond 18 `IcmpInErrors`;
 /// the type's `IcmpMsgInType` counter (and `IcmpInDestUnreachs`). To a
-/// broadcast or multicast address only echo, timestamp and address mask
-/// messages are taken (ipxmit answers none of them). Errors (destination
+/// broadcast or multicast address only address mask messages are taken
+/// (ipxmit answers none), anything else is `IcmpInErrors`. Errors (destination
 /// unreachable, source quench, time exceeded, parameter problem) go to
 /// [`unreach`]; anything else is consumed.
 pub fn rcv<'a>(stack: &Stack, l: &Local<'a>) -> Option<IcmpError<'a>> {
@@ -104,7 +104,10 @@ pub fn rcv<'a>(stack: &Stack, l: &Local<'a>) -> Option<IcmpError<'a>> {
         c.drop(DropReason::UnhandledProto);
         return None;
     }
-    if l.kind != LocalKind::Unicast && !matches!(t, 8 | 13 | 17 | 18) {
+    // To a broadcast or multicast address only address-mask messages are
+    // taken; echo and timestamp too were `icmp_echo_ignore_broadcasts` 0
+    // (it is 1 by default, and ipxmit keeps no such sysctl).
+    if l.kind != LocalKind::Unicast && !matches!(t, 17 | 18) {
         c.inc(Mib::IcmpInErrors);
         c.drop(DropReason::NotSpecified);
         return None;

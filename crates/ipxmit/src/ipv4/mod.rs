@@ -1,6 +1,11 @@
-//! IPv4 output: from a built datagram to the device layer.
+//! IPv4: output, from a built datagram to the device layer, and input,
+//! from a received frame to local delivery.
 //!
-//! Stands for `net/ipv4/ip_output.c` below `ip_append_data`: [`output`]
+//! Receiving: [`input`] (`ip_rcv`, the input route of a host that does not
+//! forward, `net/ipv4/ip_input.c`) and [`icmp`] (`icmp_rcv`,
+//! `icmp_unreach`, `icmp_send`, `net/ipv4/icmp.c`).
+//!
+//! Sending stands for `net/ipv4/ip_output.c` below `ip_append_data`: [`output`]
 //! (`ip_send_skb`, `ip_local_out`, `ip_output`, `ip_finish_output`,
 //! `ip_finish_output2`, `ip_queue_xmit`), [`fragment`] (`ip_fragment`,
 //! `ip_do_fragment`), [`options`] (`ip_options_compile`, `ip_options_build`,
