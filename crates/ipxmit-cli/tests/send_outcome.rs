@@ -209,8 +209,11 @@ fn kernel_receiver(tag: &str) -> Option<(Netns, std::thread::JoinHandle<Vec<usiz
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    sock.set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
+    // The receiver stops after this long without a datagram: long enough
+    // that a loaded machine (CI, compilers beside it) pausing the sender
+    // mid-run does not end it early (1.5 s once lost the 40th datagram
+    // while ipxmit had sent it).
+    sock.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
     let h = std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         let mut got = Vec::new();
