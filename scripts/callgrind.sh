@@ -12,8 +12,9 @@
 # 65000B-swcsum, 18B-tbf, 1472B-tbf (a root `tbf rate 1tbit ...`), 18B-htb,
 # 1472B-htb (a root htb with one 1tbit class), and
 # 18B-pfifo, 1472B-pfifo (a root `pfifo limit 1000` on the
-# device) and 18B-hook (an accept-all LOCAL_OUT hook), configured as the sink
-# table's side B configures them. Unknown names fail before valgrind runs.
+# device), 18B-hook (an accept-all LOCAL_OUT hook) and 18B-rules (ten policy
+# rules, five numbered tables), configured as the sink table's side B
+# configures them. Unknown names fail before valgrind runs.
 # Environment:
 #   N=20480        datagrams of the long run (the short run sends N/2; with
 #                  API=batch both must be multiples of 64)

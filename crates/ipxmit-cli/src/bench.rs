@@ -9,7 +9,9 @@
 //! through its full path to its `null` device, configured with the offloads the
 //! kernel reports for the sink, on the same thread. The `-pfifo` cases give
 //! both sinks a root `pfifo limit 1000`, the `-hook` case both stacks one
-//! accept-all filter on the output hook (an nftables rule; a `LocalOut` hook).
+//! accept-all filter on the output hook (an nftables rule; a `LocalOut` hook),
+//! the `-rules` case both stacks ten policy rules and five numbered tables
+//! (`ip rule`/`ip route ... table N`; `Stack::add_rule`/`add_route`).
 //! Each case runs A A B, round after round; the tables show medians. Without
 //! root only B runs, and the kernel rows say why. See the README's
 //! "Benchmarks" section for the columns.
@@ -28,6 +30,7 @@ mod kernel;
 mod measure;
 mod netns;
 mod output;
+mod policy;
 mod settings;
 mod sink;
 mod sys;
@@ -50,7 +53,8 @@ pub struct BenchArgs {
     pub cpu: Option<usize>,
     /// Only these cases, comma-separated (18B, 1472B, 8000B, 65000B,
     /// 8x1000B-more, gso-64k/1472, 1472B-swcsum, 65000B-swcsum, 18B-pfifo,
-    /// 1472B-pfifo, 18B-hook, 18B-tbf, 1472B-tbf).
+    /// 1472B-pfifo, 18B-hook, 18B-tbf, 1472B-tbf, 18B-htb, 1472B-htb,
+    /// 18B-rules).
     #[arg(long)]
     pub cases: Option<String>,
     /// Do not run the kernel side (no namespace, no root needed).
@@ -160,6 +164,7 @@ fn measure_on_worker(plan: &Plan, side: &KernelSide) -> Result<SinkTable> {
             ns.path(),
             KernelEnv {
                 ns: ns.name().to_string(),
+                path: ns.path(),
                 kind: ns.kind,
                 qdisc: ns.qdisc.clone(),
                 rx: ns

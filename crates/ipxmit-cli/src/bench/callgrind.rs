@@ -3,7 +3,8 @@
 //! nothing else, for counting instructions under `valgrind --tool=callgrind`.
 //! The device is set up as the sink table's side B sets it up without a
 //! kernel side: the case's checksum offload and root qdisc (`noqueue` when it
-//! names none) and, for the `-hook` cases, the accept-all `LocalOut` hook.
+//! names none), for the `-hook` cases the accept-all `LocalOut` hook and
+//! for the `-rules` cases the ten policy rules and five tables.
 //! `scripts/callgrind.sh` runs it with N and N/2 datagrams and divides the
 //! difference by N/2, which cancels start-up and warm-up.
 
@@ -54,12 +55,17 @@ pub fn run(case: &str, count: u64, dev: &str, api: &str, json: bool) -> Result<(
         println!(
             "{}",
             serde_json::json!({"case": case.name, "dev": dev, "qdisc": setup.qdisc,
-                "output_hook": case.hook, "datagrams": count, "warmup": WARMUP, "frames": frames})
+                "output_hook": case.hook, "policy_rules": case.rules, "datagrams": count, "warmup": WARMUP, "frames": frames})
         );
     } else {
         let hook = if case.hook { ", LocalOut hook" } else { "" };
+        let rules = if case.rules {
+            ", 10 rules, 5 tables"
+        } else {
+            ""
+        };
         println!(
-            "callgrind case {} on {dev} (qdisc {}{hook}): {count} datagrams \
+            "callgrind case {} on {dev} (qdisc {}{hook}{rules}): {count} datagrams \
              after {WARMUP} warm-up, {frames} frames",
             case.name, setup.qdisc
         );

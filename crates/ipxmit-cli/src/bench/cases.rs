@@ -1,8 +1,9 @@
 //! The workloads both sides run: one UDP send is `payload` bytes, written in
 //! `pieces` with `MSG_MORE` between them, optionally a UDP GSO super-datagram
 //! (`UDP_SEGMENT`), with the sink's checksum offload on or off, its own root
-//! qdisc or another one, and with or without an accept-all filter on the
-//! output hook.
+//! qdisc or another one, with or without an accept-all filter on the
+//! output hook, and with or without ten policy rules and five numbered
+//! tables ([`super::policy`]).
 
 /// The MTU of both sinks.
 pub const MTU: usize = 1500;
@@ -48,6 +49,11 @@ pub struct Case {
     /// in an `output` chain on the kernel side, a `LocalOut` hook returning
     /// `Verdict::Accept` on ipxmit's.
     pub hook: bool,
+    /// The ten `ip rule`s and five numbered tables of [`super::policy`],
+    /// with the datagrams routed from table 105 by the tenth rule: `ip rule
+    /// add` / `ip route add ... table N` on the kernel side (in a namespace
+    /// of its own), `Stack::add_rule` / `Stack::add_route` on ipxmit's.
+    pub rules: bool,
 }
 
 const fn case(name: &'static str, payload: usize) -> Case {
@@ -60,11 +66,12 @@ const fn case(name: &'static str, payload: usize) -> Case {
         qdisc: None,
         classes: &[],
         hook: false,
+        rules: false,
     }
 }
 
 /// The cases of the sink table, in order.
-pub const CASES: [Case; 15] = [
+pub const CASES: [Case; 16] = [
     case("18B", 18),
     case("1472B", 1472),
     case("8000B", 8000),
@@ -114,6 +121,10 @@ pub const CASES: [Case; 15] = [
         qdisc: Some(HTB),
         classes: HTB_CLASSES,
         ..case("1472B-htb", 1472)
+    },
+    Case {
+        rules: true,
+        ..case("18B-rules", 18)
     },
 ];
 
@@ -282,6 +293,13 @@ mod tests {
         assert_eq!(base("18B-tbf"), tbf("18B-tbf"));
         assert_eq!(base("1472B-tbf"), tbf("1472B-tbf"));
         assert_eq!(CASES.iter().filter(|c| c.hook).count(), 1);
+        let rules = Case {
+            name: "18B-rules",
+            rules: true,
+            ..base("18B")
+        };
+        assert_eq!(base("18B-rules"), rules);
+        assert_eq!(CASES.iter().filter(|c| c.rules).count(), 1);
         assert_eq!(base("18B-pfifo").frames_per_send(true), 1);
         assert_eq!(base("1472B-pfifo").frames_per_send(false), 1);
         assert_eq!(base("18B-hook").datagrams_per_send(), 1);
@@ -295,6 +313,12 @@ mod tests {
             .map(|c| c.name)
             .collect();
         assert_eq!(names, ["18B-hook", "18B-pfifo", "1472B-pfifo", "18B"]);
+        let names: Vec<&str> = select(Some("18B,18b-RULES"))
+            .unwrap()
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["18B", "18B-rules"]);
         assert!(select(Some("18B-fifo")).is_err());
         assert_eq!(find("18B-fifo"), None);
     }

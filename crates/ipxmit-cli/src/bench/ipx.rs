@@ -5,8 +5,10 @@
 //! fragmentation, neighbour output and the qdisc layer — into a `null` device
 //! (counts and frees every frame) or the in-memory wire, configured like the
 //! kernel's sink: Ethernet, MTU 1500, the same offloads and root qdisc, the
-//! same addresses and route, and for the `-hook` cases one accept-all filter
-//! at `LocalOut` ([`AcceptAll`]), as the kernel side's one nftables rule.
+//! same addresses and route, for the `-hook` cases one accept-all filter
+//! at `LocalOut` ([`AcceptAll`]), as the kernel side's one nftables rule, and
+//! for the `-rules` cases the kernel side's ten rules and five tables
+//! ([`policy::configure`]).
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use super::cases::{Case, MTU};
 use super::kernel::Offloads;
 use super::measure::{self, Sample, CHECK_EVERY};
 use super::netns::{DEST, DEST_NET, LOCAL, LOCAL_ADDR, SINK};
+use super::policy;
 
 /// The device configuration of side B.
 #[derive(Clone, Debug)]
@@ -92,7 +95,8 @@ pub struct IpxSender {
 impl IpxSender {
     /// A host whose device sends into a null device (`mem = false`) or the
     /// in-memory wire, drained after every datagram (`mem = true`), with an
-    /// [`AcceptAll`] hook at `LocalOut` when the case asks for one.
+    /// [`AcceptAll`] hook at `LocalOut` when the case asks for one, and the
+    /// policy rules and tables when it asks for them.
     pub fn new(case: Case, dev: &DevSetup, mem: bool) -> Result<IpxSender> {
         let stack = Stack::new();
         let mut cfg = DevConfig::ethernet(SINK, EthernetAddress([2, 0, 0, 0, 0, 1]));
@@ -111,6 +115,9 @@ impl IpxSender {
         stack.add_route(RouteSpec::new(DEST_NET.parse()?, SINK))?;
         let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
         stack.add_neigh(SINK, *DEST.ip(), mac, NudState::Permanent)?;
+        if case.rules {
+            policy::configure(&stack)?;
+        }
         if case.hook {
             stack
                 .hooks()
@@ -332,6 +339,45 @@ mod tests {
             CHECK_EVERY
         );
         assert_eq!(s.frames(), 2 * CHECK_EVERY);
+    }
+
+    /// The route `s`'s socket's flow gets: the table it came from.
+    fn flow_table(s: &IpxSender) -> Option<u32> {
+        let key = ipxmit::route::FlowKey {
+            saddr: LOCAL_ADDR,
+            proto: 17,
+            sport: s.sock.local_addr().port(),
+            dport: DEST.port(),
+            ..ipxmit::route::FlowKey::to(*DEST.ip())
+        };
+        s._stack.route_get(&key).ok()?.table
+    }
+
+    #[test]
+    fn the_rules_case_routes_the_datagrams_from_table_105() {
+        let mut s = one_group("18B-rules");
+        let plain = one_group("18B");
+        assert_eq!(plain._stack.rib().rules().len(), 3);
+        assert_eq!(flow_table(&plain), Some(ipxmit::route::RT_TABLE_MAIN));
+        let stack = s._stack.clone();
+        assert_eq!(stack.rib().rules().len(), 13);
+        assert_eq!(stack.rib().tables().count(), 7, "local, main, 101..=105");
+        assert_eq!(flow_table(&s), Some(policy::FLOW_TABLE));
+        // Sending changes no routing state: the socket's cached route holds.
+        let gen = stack.fib_generation();
+        assert_eq!(s.send_group().unwrap(), (1, CHECK_EVERY, 0));
+        assert_eq!(stack.fib_generation(), gen);
+        // Without main's route the datagrams still go (table 105's) ...
+        stack.del_route(DEST_NET.parse().unwrap(), None).unwrap();
+        assert_eq!(s.send_group().unwrap(), (1, CHECK_EVERY, 0));
+        // ... and without table 105's too, none does.
+        let key = ipxmit::route::DelKey::default();
+        let net = DEST_NET.parse().unwrap();
+        stack
+            .del_route_matching(policy::FLOW_TABLE, net, &key)
+            .unwrap();
+        assert!(s.send_group().is_err());
+        assert_eq!(s.frames(), 3 * CHECK_EVERY);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! it is given as received and frees it, since it was not redirected to it),
 //! MTU 1500, qdisc `noqueue` when the kernel accepts it, 10.99.0.1/24 and a
 //! route for 10.99.1.0/24 out of it. Both are `NOARP`, so no neighbour is
-//! needed. The namespace is deleted when the guard is dropped; namespaces left
+//! needed. `ipxmit-bench-<pid>-rules`, set up the same way, holds the kernel
+//! side of the `-rules` cases (see [`super::settings::restore`] for why).
+//! The namespace is deleted when the guard is dropped; namespaces left
 //! by an earlier run that was killed (its pid gone) are deleted on creation.
 
 use std::fs;
@@ -94,7 +96,8 @@ fn remove_stale() {
     };
     for e in dir.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let id = name.strip_prefix(PREFIX).map(|p| p.trim_end_matches("-rx"));
+        // ipxmit-bench-<pid>, -<pid>-rx, -<pid>-rules.
+        let id = name.strip_prefix(PREFIX).and_then(|p| p.split('-').next());
         let Some(pid) = id.and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
@@ -108,7 +111,16 @@ impl Netns {
     /// Creates the namespace and its sink.
     pub fn create() -> Result<Netns> {
         remove_stale();
-        let name = format!("{PREFIX}{}", std::process::id());
+        Netns::create_named(format!("{PREFIX}{}", std::process::id()))
+    }
+
+    /// Another namespace of this process, `ipxmit-bench-<pid>-SUFFIX`, set
+    /// up as [`Netns::create`] sets up its own (sink, address, route).
+    pub fn create_sibling(suffix: &str) -> Result<Netns> {
+        Netns::create_named(format!("{PREFIX}{}-{suffix}", std::process::id()))
+    }
+
+    fn create_named(name: String) -> Result<Netns> {
         sh(&["ip", "netns", "add", &name])?;
         let mut ns = Netns {
             name,

@@ -1,6 +1,7 @@
 //! Printing the results: the tables (comfy-table), the targets (issue 6's,
-//! and those of the pfifo and hook cases) with how far each is from being
-//! met, and one JSON object for `--json`.
+//! those of the qdisc and hook cases, and the rules case's against ipxmit's
+//! own 18B) with how far each is from being met, and one JSON object for
+//! `--json`.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::{json, Value};
@@ -91,7 +92,7 @@ fn side_row(t: &mut Table, case: &str, who: &str, side: &Side, ratio: Option<f64
 }
 
 /// What the B row's device has beyond its offloads: a root qdisc the case
-/// sets, the output hook.
+/// sets, the output hook, the policy rules.
 fn extras(c: &CaseResult) -> String {
     let mut s = String::new();
     if c.case.qdisc.is_some() {
@@ -99,6 +100,9 @@ fn extras(c: &CaseResult) -> String {
     }
     if c.case.hook {
         s.push_str(", LocalOut hook");
+    }
+    if c.case.rules {
+        s.push_str(", 10 rules, 5 tables");
     }
     s
 }
@@ -269,8 +273,26 @@ fn ratio_sendmmsg(st: &SinkTable, name: &str) -> Option<f64> {
     ratio_over(st, name, |m| m.dps, |c| medians(&c.sendmmsg))
 }
 
+/// The cases whose target is against ipxmit's own figure in a base case
+/// of the same run (issue 15: ten rules and five tables keep ipxmit within
+/// 10% of a host with none), with the factor.
+pub const SELF_TARGETS: [(&str, &str, f64); 1] = [("18B-rules", "18B", 0.90)];
+
+/// `f(name's, base's)` of ipxmit's medians in cases `name` and `base`.
+fn ratio_self(
+    st: &SinkTable,
+    name: &str,
+    base: &str,
+    f: fn(&Medians, &Medians) -> f64,
+) -> Option<f64> {
+    let m = |n| case(st, n).and_then(|c| medians(&c.ipxmit));
+    Some(f(&m(name)?, &m(base)?))
+}
+
 /// The targets, evaluated on this run: issue 6's, then one per case of
-/// [`SENDMMSG_TARGETS`].
+/// [`SENDMMSG_TARGETS`], then two per case of [`SELF_TARGETS`]: its
+/// datagrams/s over the base case's, and the base case's CPU time per
+/// datagram over its own (robust to a busy machine).
 pub fn targets(st: &SinkTable) -> Vec<Target> {
     let mut v = issue6_targets(st);
     v.extend(SENDMMSG_TARGETS.iter().map(|&(name, want)| Target {
@@ -278,6 +300,18 @@ pub fn targets(st: &SinkTable) -> Vec<Target> {
         want,
         got: ratio_sendmmsg(st, name),
     }));
+    for &(name, base, want) in &SELF_TARGETS {
+        v.push(Target {
+            what: format!("{name}: ipxmit datagrams/s over ipxmit's in {base}"),
+            want,
+            got: ratio_self(st, name, base, |b, a| b.dps / a.dps),
+        });
+        v.push(Target {
+            what: format!("{name}: ipxmit's CPU ns/datagram in {base} over {name}'s"),
+            want,
+            got: ratio_self(st, name, base, |b, a| a.cpu_ns / b.cpu_ns.max(1e-9)),
+        });
+    }
     v
 }
 
@@ -377,7 +411,7 @@ pub fn cases_json(st: &SinkTable) -> Value {
                 "gso_size": c.case.gso, "csum_offload": c.case.csum_offload,
                 "kernel_sink_offloads": c.offloads.map(|o| json!({"tx_csum": o.csum, "sg": o.sg, "gso": o.gso})),
                 "ipxmit_features": c.dev.features().to_string(), "qdisc": c.dev.qdisc,
-                "output_hook": c.case.hook,
+                "output_hook": c.case.hook, "policy_rules": c.case.rules,
                 "kernel_sendto": side_json(&c.sendto), "kernel_sendmmsg": side_json(&c.sendmmsg),
                 "ipxmit": side_json(&c.ipxmit),
                 "ratio_datagrams_per_s": ratio.map(|(a, b)| b.dps / a.dps),
@@ -465,7 +499,7 @@ mod tests {
             wires: Vec::new(),
         };
         let ts = targets(&st);
-        assert_eq!(ts.len(), 13);
+        assert_eq!(ts.len(), 15);
         assert_eq!(ts[0].what, "18B: ipxmit datagrams/s over the kernel's best");
         assert_eq!((ts[0].got, ts[0].verdict().as_str()), (Some(25.0), "met"));
         let new: Vec<(&str, f64, Option<f64>, String)> = ts[6..]
@@ -487,6 +521,50 @@ mod tests {
         );
     }
 
+    /// One round of `datagrams` in one second, at `cpu_ns` CPU each.
+    fn measured_cpu(datagrams: u64, cpu_ns: u64) -> Side {
+        Side::Measured(vec![Sample {
+            datagrams,
+            wall_ns: 1_000_000_000,
+            cpu_ns: datagrams * cpu_ns,
+            ..Sample::default()
+        }])
+    }
+
+    #[test]
+    fn the_rules_targets_are_within_10_percent_of_ipxmits_own_18b() {
+        let row = |n, d, c| CaseResult {
+            ipxmit: measured_cpu(d, c),
+            ..result(n, measured(1), measured(1), 0)
+        };
+        let st = |rules| SinkTable {
+            memcpy_gbps: 1.0,
+            cases: vec![row("18B", 10_000_000, 100), rules],
+            wires: Vec::new(),
+        };
+        let got = |t: &SinkTable| {
+            let ts = targets(t);
+            let v: Vec<(String, f64, Option<f64>, String)> = ts[13..]
+                .iter()
+                .map(|t| (t.what.clone(), t.want, t.got, t.verdict()))
+                .collect();
+            v
+        };
+        let v = got(&st(row("18B-rules", 9_500_000, 125)));
+        assert_eq!(v[0].0, "18B-rules: ipxmit datagrams/s over ipxmit's in 18B");
+        assert_eq!((v[0].1, v[0].2, v[0].3.as_str()), (0.9, Some(0.95), "met"));
+        assert_eq!(
+            v[1].0,
+            "18B-rules: ipxmit's CPU ns/datagram in 18B over 18B-rules's"
+        );
+        assert_eq!((v[1].2, v[1].3.as_str()), (Some(0.8), "MISSED by 1.12x"));
+        let t = SinkTable {
+            cases: vec![row("18B-rules", 1, 1)],
+            ..st(row("18B-rules", 1, 1))
+        };
+        assert_eq!(got(&t)[0].3, "not measured");
+    }
+
     #[test]
     fn the_b_row_names_the_cases_qdisc_and_hook() {
         let row = |n: &str| {
@@ -499,6 +577,7 @@ mod tests {
         };
         assert!(row("1472B-pfifo").contains(", pfifo limit 1000)"));
         assert!(row("18B-hook").contains(", LocalOut hook)"));
+        assert!(row("18B-rules").contains(", 10 rules, 5 tables)"));
         assert!(!row("18B").contains("LocalOut"));
         assert!(!row("18B").contains("pfifo"));
     }

@@ -1,10 +1,13 @@
 //! Per-case settings of the kernel's sink, made before a case and undone after
 //! it, in the benchmark's namespace: the sink's checksum offload (`ethtool -K
 //! sink0 tx off`), its root qdisc (`tc qdisc replace dev sink0 root pfifo
-//! limit 1000`) and one accept-all nftables rule on the output hook (table
-//! `ip ipxbench`, chain `out`). A qdisc or a hook the machine cannot give (no
-//! `nft` binary, a kernel without the qdisc) makes that case's kernel rows say
-//! why instead of measuring; ipxmit's row still runs.
+//! limit 1000`), one accept-all nftables rule on the output hook (table
+//! `ip ipxbench`, chain `out`) and the policy rules and tables of
+//! [`super::policy`] (`ip -n NS rule add ...`, `ip -n NS route add ... table
+//! N`, checked with `ip route get` to route the benchmark's flow from table
+//! 105). A qdisc or a hook the machine cannot give (no `nft` binary, a kernel
+//! without the qdisc) makes that case's kernel rows say why instead of
+//! measuring; ipxmit's row still runs.
 //!
 //! The checksum offload is switched with an ioctl from the calling thread,
 //! which must be in the namespace; the commands name the namespace themselves
@@ -15,7 +18,8 @@ use std::process::Command;
 
 use super::cases::Case;
 use super::kernel::{self, Offloads};
-use super::netns::SINK;
+use super::netns::{DEST, LOCAL_ADDR, SINK};
+use super::policy::{self, FLOW_TABLE};
 
 /// The nft commands that add the `-hook` cases' table `ip ipxbench`, its
 /// `output` base chain and the one rule every packet is evaluated against.
@@ -86,10 +90,16 @@ pub struct Applied {
     pub skip: Option<String>,
     qdisc_set: bool,
     hook_set: bool,
+    rules_set: bool,
 }
 
 /// Runs `args` (the program first); a failure's stderr becomes the error.
 fn run(args: &[&str]) -> Result<(), SettingError> {
+    run_out(args).map(drop)
+}
+
+/// [`run`], returning what the command printed on stdout.
+fn run_out(args: &[&str]) -> Result<String, SettingError> {
     let cmd = args.join(" ");
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -101,6 +111,62 @@ fn run(args: &[&str]) -> Result<(), SettingError> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(SettingError::Failed { cmd, stderr });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip -n NS ARGS`.
+pub fn ip_command<'a>(ns: &'a str, args: &'a [String]) -> Vec<&'a str> {
+    let mut a = vec!["ip", "-n", ns];
+    a.extend(args.iter().map(String::as_str));
+    a
+}
+
+/// The words after `ip` that ask for the benchmark flow's route: `route
+/// get 10.99.1.2 from 10.99.0.1 ipproto udp dport 9`.
+pub fn flow_route_get() -> Vec<String> {
+    let (d, s, p) = (DEST.ip().to_string(), LOCAL_ADDR.to_string(), DEST.port());
+    let w = ["route", "get", &d, "from", &s, "ipproto", "udp", "dport"];
+    let mut v: Vec<String> = w.iter().map(|x| x.to_string()).collect();
+    v.push(p.to_string());
+    v
+}
+
+/// Adds [`policy::ROUTES`] then [`policy::RULES`] in namespace `ns`, and
+/// checks that the kernel now routes the benchmark's flow from
+/// [`FLOW_TABLE`]; `Ok(Err(why))` when it does not.
+fn add_policy(ns: &str) -> Result<Result<(), String>, SettingError> {
+    let routes = policy::ROUTES.iter().map(|r| r.ip_args());
+    for args in routes.chain(policy::RULES.iter().map(|r| r.ip_args())) {
+        run(&ip_command(ns, &args))?;
+    }
+    let get = flow_route_get();
+    let shown = run_out(&ip_command(ns, &get))?;
+    if names_table(&shown, FLOW_TABLE) {
+        return Ok(Ok(()));
+    }
+    Ok(Err(format!(
+        "SKIPPED: `ip {}` does not name table {FLOW_TABLE}: {}",
+        get.join(" "),
+        shown.trim()
+    )))
+}
+
+/// True when `ip route get`'s answer `shown` says `table T`.
+fn names_table(shown: &str, table: u32) -> bool {
+    let t = table.to_string();
+    let w: Vec<&str> = shown.split_whitespace().collect();
+    w.windows(2).any(|p| p == ["table", t.as_str()])
+}
+
+/// Deletes what [`add_policy`] added: the rules by priority, then the
+/// tables' routes.
+fn del_policy(ns: &str) -> Result<(), SettingError> {
+    for r in &policy::RULES {
+        run(&ip_command(ns, &r.ip_del_args()))?;
+    }
+    for args in policy::flush_args() {
+        run(&ip_command(ns, &args))?;
     }
     Ok(())
 }
@@ -141,7 +207,8 @@ fn on_off(on: bool) -> &'static str {
 }
 
 /// Makes `case`'s settings on the sink of namespace `ns`: its checksum
-/// offload, then its root qdisc and its output hook when it names them.
+/// offload, then its root qdisc, its output hook and its policy rules when
+/// it names them.
 pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
     let on = case.csum_offload;
     kernel::set_csum(SINK, on).map_err(|source| SettingError::Csum {
@@ -153,6 +220,7 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
         skip: None,
         qdisc_set: false,
         hook_set: false,
+        rules_set: false,
     };
     if let Some(spec) = case.qdisc {
         let r = run(&qdisc_command(ns, spec)).and_then(|()| {
@@ -175,12 +243,24 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
             }
         }
     }
+    if case.rules && a.skip.is_none() {
+        match add_policy(ns) {
+            Ok(r) => (a.rules_set, a.skip) = (true, r.err()),
+            Err(e) => a.skip = Some(format!("SKIPPED: {}", e.chain())),
+        }
+    }
     Ok(a)
 }
 
-/// Undoes what [`apply`] did: deletes the nftables table, puts the sink's own
-/// root qdisc `sink_qdisc` back and turns the checksum offload back on.
+/// Undoes what [`apply`] did: deletes the policy rules and tables and the
+/// nftables table, puts the sink's own root qdisc `sink_qdisc` back and
+/// turns the checksum offload back on. (The kernel keeps its lookups on the
+/// rules path once a rule was added, `fib_has_custom_rules`: the `-rules`
+/// cases run in a namespace of their own.)
 pub fn restore(ns: &str, sink_qdisc: &str, case: Case, a: &Applied) -> Result<(), SettingError> {
+    if a.rules_set {
+        del_policy(ns)?;
+    }
     if a.hook_set {
         run(&nft_command(ns, NFT_DEL))?;
     }
@@ -229,6 +309,27 @@ mod tests {
         );
         assert_eq!(cmds[2], "rule ip ipxbench out accept");
         assert_eq!(NFT_DEL, "delete table ip ipxbench");
+    }
+
+    #[test]
+    fn the_policy_is_added_with_ip_and_checked_with_route_get() {
+        let args = policy::RULES[9].ip_args();
+        assert_eq!(
+            ip_command("ns1", &args)[..6],
+            ["ip", "-n", "ns1", "rule", "add", "priority"]
+        );
+        assert_eq!(
+            flow_route_get().join(" "),
+            "route get 10.99.1.2 from 10.99.0.1 ipproto udp dport 9"
+        );
+        // iproute2 6.1's answer for a route from a numbered table.
+        let shown = "10.99.1.2 from 10.99.0.1 dev sink0 table 105 uid 0 \n    cache \n";
+        assert!(names_table(shown, 105));
+        assert!(!names_table(
+            "10.99.1.2 from 10.99.0.1 dev sink0 uid 0",
+            105
+        ));
+        assert!(!names_table("10.99.1.2 dev sink0 table 1050", 105));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The sink table: each case run A A B on one pinned core — the kernel's
 //! `sendto` and `sendmmsg` into the namespace's sink (A), then ipxmit into its
 //! null device with the same offloads (B) — for the configured rounds. A
-//! case's checksum offload, root qdisc and output hook are set on the kernel's
-//! sink before it and undone after it (see [`settings`]).
+//! case's checksum offload, root qdisc, output hook and policy rules are set
+//! on the kernel's sink before it and undone after it (see [`settings`]); a
+//! `-rules` case's kernel side runs in a namespace of its own.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::cases::Case;
 use super::ipx::{DevSetup, IpxSender};
 use super::kernel::{KernelSender, Mode, Offloads};
 use super::measure::{self, Sample};
-use super::netns::{self, SinkKind, DEST, SINK};
+use super::netns::{self, Netns, SinkKind, DEST, SINK};
 use super::settings::{self, Applied};
 use super::sys;
 use super::wires::{self, WireRow};
@@ -39,6 +40,8 @@ pub struct Plan {
 pub struct KernelEnv {
     /// The namespace's name (for `tc -n` and `ip netns exec`).
     pub ns: String,
+    /// Its bind mount, to enter it again after a case run elsewhere.
+    pub path: std::path::PathBuf,
     /// The sink's kind.
     pub kind: SinkKind,
     /// Its own root qdisc, put back after a case that sets another.
@@ -135,8 +138,41 @@ pub fn run(plan: &Plan, ns: Option<(&std::path::Path, KernelEnv)>) -> Result<Sin
 }
 
 /// One case: the kernel sink set up for it, both sides measured, the sink
-/// put back (also when measuring failed).
+/// put back (also when measuring failed). A `-rules` case's kernel side
+/// runs in a namespace of its own ([`run_in_own_netns`]).
 fn run_case(plan: &Plan, case: Case, env: Option<&KernelEnv>) -> Result<CaseResult> {
+    match env {
+        Some(e) if case.rules => run_in_own_netns(plan, case, e),
+        _ => run_case_in(plan, case, env),
+    }
+}
+
+/// Runs `case` with the calling thread in a new namespace
+/// `ipxmit-bench-<pid>-rules`, set up as `env`'s, then enters `env`'s again
+/// and deletes the new one. The kernel keeps a namespace's lookups on the
+/// rules path once a rule was added (`fib_has_custom_rules` is never
+/// cleared): in the shared namespace every later case's kernel side would
+/// pay for it.
+fn run_in_own_netns(plan: &Plan, case: Case, env: &KernelEnv) -> Result<CaseResult> {
+    let ns = Netns::create_sibling("rules").context("the -rules cases' namespace")?;
+    sys::enter_netns(&ns.path()).with_context(|| format!("setns into {}", ns.name()))?;
+    let own = KernelEnv {
+        ns: ns.name().to_string(),
+        path: ns.path(),
+        kind: ns.kind,
+        qdisc: ns.qdisc.clone(),
+        rx: env.rx.clone(),
+    };
+    let r = run_case_in(plan, case, Some(&own));
+    let back = sys::enter_netns(&env.path)
+        .with_context(|| format!("setns back into {}", env.path.display()));
+    drop(ns);
+    back?;
+    r
+}
+
+/// [`run_case`] in the namespace the calling thread is in (`env`'s).
+fn run_case_in(plan: &Plan, case: Case, env: Option<&KernelEnv>) -> Result<CaseResult> {
     let applied = match env {
         Some(e) => Some(
             settings::apply(&e.ns, case)

@@ -74,8 +74,8 @@ pub fn allocations() -> u64 {
 /// One measured case.
 #[derive(Debug)]
 pub struct Probe {
-    /// `sink/features/workload`, then `+pfifo`, `+tbf` or `+hook` for a
-    /// [`Tweak`].
+    /// `sink/features/workload`, then `+pfifo`, `+tbf`, `+hook`, `+rules`
+    /// ... for a [`Tweak`].
     pub case: String,
     /// Datagrams measured (after warm-up).
     pub datagrams: u64,
@@ -106,8 +106,10 @@ pub fn feature_sets() -> [(&'static str, Features); 2] {
 /// through it) with 18 B and 1472 B, a root `fq_codel` with 18 B and a
 /// root `codel` with 1472 B, an htb tree of one leaf with 18 B and 1472 B,
 /// a root `netem` (no delay: its time-ordered queue on every packet),
-/// all with `send_batch` of 64.
-pub const TWEAKED: [(&str, Tweak); 10] = [
+/// all with `send_batch` of 64; then ten policy rules over five numbered
+/// tables (`18B-rules`) with `send_batch` of 64 and with one `send_to`
+/// per datagram.
+pub const TWEAKED: [(&str, Tweak); 12] = [
     ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("18B_batch64", Tweak::AcceptAllHook),
@@ -124,6 +126,8 @@ pub const TWEAKED: [(&str, Tweak); 10] = [
     ("18B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
     ("18B_batch64", Tweak::RootQdisc("netem limit 10000")),
     ("1472B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
+    ("18B_batch64", Tweak::PolicyRules),
+    ("18B", Tweak::PolicyRules),
 ];
 
 /// The one leaf of the htb tweaks: a terabit, a megabyte bucket (never

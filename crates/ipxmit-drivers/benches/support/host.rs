@@ -1,7 +1,8 @@
 //! A one-device host for the whole-path benchmarks and the allocation probe:
 //! `eth0` (10.0.0.1/24, MTU 1500) on a null device or an in-memory wire, a
 //! static neighbour for 10.0.0.2, and one bound UDP socket; optionally
-//! another root qdisc or an accept-all `LocalOut` hook ([`Tweak`]).
+//! another root qdisc, an accept-all `LocalOut` hook or ten policy rules
+//! over five numbered tables ([`Tweak`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -148,6 +149,10 @@ pub enum Tweak {
     /// class add dev eth0 parent 1: classid 1:1 htb SPEC` and a u32 filter
     /// to 1:1 that every packet matches.
     HtbLeaf(&'static str),
+    /// Ten `ip rule`s and five numbered tables (101..=105), the flow
+    /// routed from table 105 after failing eight rules' selectors and
+    /// passing through table 104 (as `ipxmit bench`'s `18B-rules`).
+    PolicyRules,
 }
 
 impl Tweak {
@@ -157,6 +162,7 @@ impl Tweak {
             Tweak::RootQdisc(spec) => spec.split_whitespace().next().unwrap_or(spec),
             Tweak::AcceptAllHook => "hook",
             Tweak::HtbLeaf(_) => "htb",
+            Tweak::PolicyRules => "rules",
         }
     }
 }
@@ -229,6 +235,57 @@ impl Host {
                     .register(HookPoint::LocalOut, Arc::new(AcceptAll));
             }
             Tweak::HtbLeaf(class) => self.htb_leaf(class)?,
+            Tweak::PolicyRules => self.policy_rules()?,
+        }
+        Ok(())
+    }
+
+    /// [`Tweak::PolicyRules`]: the tables' routes, the rules, and a check
+    /// that the socket's flow now takes table 105.
+    fn policy_rules(&self) -> Result<(), Box<dyn std::error::Error>> {
+        use ipxmit::route::FlowKey;
+        self.policy_tables()?;
+        for rule in policy_rule_list()? {
+            self.stack.add_rule(rule)?;
+        }
+        let local = self.sock.local_addr();
+        let key = FlowKey {
+            saddr: *local.ip(),
+            proto: 17,
+            sport: local.port(),
+            dport: DEST.port(),
+            ..FlowKey::to(*DEST.ip())
+        };
+        match self.stack.route_get(&key)?.table {
+            Some(105) => Ok(()),
+            t => Err(format!("the flow is routed from table {t:?}, not 105").into()),
+        }
+    }
+
+    /// Tables 101..=105, two routes each; only 105 has one for [`DEST`].
+    fn policy_tables(&self) -> Result<(), Box<dyn std::error::Error>> {
+        use ipxmit::route::RtnType;
+        use ipxmit::RouteSpec;
+        let gw = Some(Ipv4Addr::new(10, 0, 0, 254));
+        let routes = [
+            (101, "10.7.0.0/24", None, RtnType::Unicast),
+            (101, "10.6.0.0/24", None, RtnType::Unreachable),
+            (102, "10.8.0.0/24", gw, RtnType::Unicast),
+            (102, "10.11.0.0/24", None, RtnType::Blackhole),
+            (103, "10.12.0.0/24", None, RtnType::Unicast),
+            (103, "10.13.0.0/24", None, RtnType::Prohibit),
+            (104, "10.15.0.0/24", None, RtnType::Unicast),
+            (104, "10.16.0.0/24", gw, RtnType::Unicast),
+            (105, "10.0.0.0/24", None, RtnType::Unicast),
+            (105, "10.18.0.0/24", gw, RtnType::Unicast),
+        ];
+        for (table, net, via, kind) in routes {
+            let mut r = RouteSpec::new(net.parse()?, "eth0");
+            (r.table, r.via, r.kind) = (table, via, kind);
+            if kind.is_error() {
+                r.dev = None;
+            }
+            self.stack.add_route(r)?;
         }
         Ok(())
     }
@@ -339,4 +396,58 @@ impl Host {
             _ => 0,
         }
     }
+}
+
+/// The ten rules of [`Tweak::PolicyRules`]: eight whose selectors the flow
+/// fails, one it matches whose table (104) has no route for it, and the one
+/// that routes it from table 105.
+fn policy_rule_list() -> Result<Vec<ipxmit::route::rules::FibRule>, Box<dyn std::error::Error>> {
+    use ipxmit::route::rules::FibRule;
+    let r = FibRule::lookup;
+    let to = |s: &str| s.parse().map(Some);
+    Ok(vec![
+        FibRule {
+            from: to("10.7.0.0/24")?,
+            ..r(100, 101)
+        },
+        FibRule {
+            to: to("10.8.0.0/24")?,
+            ..r(101, 102)
+        },
+        FibRule {
+            fwmark: (1, u32::MAX),
+            ..r(102, 103)
+        },
+        FibRule {
+            tos: 0x10,
+            ..r(103, 104)
+        },
+        FibRule {
+            iif: Some(("lo".into(), 1)),
+            ipproto: 17,
+            dport: Some((53, 53)),
+            ..r(104, 101)
+        },
+        FibRule {
+            from: to("10.0.0.0/24")?,
+            to: to("10.9.0.0/24")?,
+            ..r(105, 102)
+        },
+        FibRule {
+            fwmark: (2, 0xff),
+            ..r(106, 103)
+        },
+        FibRule {
+            ipproto: 6,
+            ..r(107, 101)
+        },
+        FibRule {
+            to: to("10.0.0.0/16")?,
+            ..r(108, 104)
+        },
+        FibRule {
+            to: to("10.0.0.0/24")?,
+            ..r(109, 105)
+        },
+    ])
 }
