@@ -15,6 +15,7 @@ pub mod error;
 pub mod ipv4;
 pub mod neigh;
 pub mod netfilter;
+pub mod nft;
 pub mod offload;
 pub mod route;
 pub mod sched;

@@ -1,0 +1,275 @@
+//! From the ruleset to the program the hooks run: each rule's statements
+//! become instructions once, when the ruleset changes (the kernel builds a
+//! new generation of its rule blobs on commit, `nf_tables_commit`).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::expr::{Base, CmpOp, Code, Insn, MetaKey, Reg};
+use super::rule::{Counter, Elem, Key, Match, Op, Rhs, RuleVerdict, Stmt};
+use super::ruleset::{ChainHook, ChainType, Family, Policy, Ruleset, Table};
+
+/// A set as the program looks it up: sorted, disjoint intervals, found by
+/// binary search (O(log n), no allocation).
+#[derive(Clone, Debug, Default)]
+pub struct CompiledSet {
+    elems: Vec<Elem>,
+}
+
+impl CompiledSet {
+    fn new(elems: &[Elem]) -> CompiledSet {
+        let mut v = elems.to_vec();
+        v.sort_unstable();
+        CompiledSet { elems: v }
+    }
+
+    /// Kernel: `nft_lookup_eval()` → the set backend's lookup
+    /// (`nft_rbtree_lookup`, `nft_hash_lookup`).
+    #[inline]
+    pub fn contains(&self, v: u64) -> bool {
+        let i = self.elems.partition_point(|e| e.hi < v);
+        self.elems.get(i).is_some_and(|e| e.lo <= v)
+    }
+}
+
+/// A compiled chain.
+#[derive(Clone, Debug)]
+pub struct CompiledChain {
+    /// Each rule's instructions in [`Program::insns`].
+    pub rules: Vec<Range<u32>>,
+    /// The policy (base chains).
+    pub policy: Policy,
+    /// A `type route` base chain.
+    pub route: bool,
+}
+
+/// The compiled ruleset.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    /// Every rule's instructions.
+    pub insns: Vec<Insn>,
+    /// Every chain of every table.
+    pub chains: Vec<CompiledChain>,
+    /// The sets rules look up (named and anonymous).
+    pub sets: Vec<CompiledSet>,
+    /// The rules' counters.
+    pub counters: Vec<Arc<Counter>>,
+    /// The base chains at `output` and at `postrouting` (`[0]`, `[1]`),
+    /// in priority order.
+    pub bases: [Vec<u32>; 2],
+}
+
+/// Why a rule could not be compiled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// A match the engine cannot express.
+    #[error("unsupported match")]
+    Unsupported,
+}
+
+impl Program {
+    /// Compiles every table of `rs`.
+    pub fn compile(rs: &Ruleset) -> Result<Program, CompileError> {
+        let mut p = Program::default();
+        let mut hooked: [Vec<(i32, u32)>; 2] = Default::default();
+        for t in &rs.tables {
+            let first = p.chains.len() as u32;
+            for c in &t.chains {
+                let idx = p.chains.len() as u32;
+                let mut rules = Vec::with_capacity(c.rules.len());
+                for r in &c.rules {
+                    let start = p.insns.len() as u32;
+                    for s in &r.stmts {
+                        p.stmt(t, first, s)?;
+                    }
+                    rules.push(start..p.insns.len() as u32);
+                }
+                let b = c.base.as_ref();
+                p.chains.push(CompiledChain {
+                    rules,
+                    policy: b.map_or(Policy::Accept, |b| b.policy),
+                    route: b.is_some_and(|b| b.ty == ChainType::Route),
+                });
+                let Some(b) = b.filter(|b| t.family == Family::Ip && b.ty != ChainType::Nat) else {
+                    continue;
+                };
+                let at = match b.hook {
+                    ChainHook::Output => 0,
+                    ChainHook::Postrouting => 1,
+                    ChainHook::Egress => continue,
+                };
+                hooked[at].push((b.priority, idx));
+            }
+        }
+        for (i, mut h) in hooked.into_iter().enumerate() {
+            // Stable: equal priorities run in the order registered.
+            h.sort_by_key(|&(prio, _)| prio);
+            p.bases[i] = h.into_iter().map(|(_, c)| c).collect();
+        }
+        Ok(p)
+    }
+
+    fn stmt(&mut self, t: &Table, first: u32, s: &Stmt) -> Result<(), CompileError> {
+        let chain = |n: &str| first + t.chains.iter().position(|c| c.name == n).unwrap_or(0) as u32;
+        let insn = match s {
+            Stmt::Match(m) => return self.matcher(t, m),
+            Stmt::Counter(c) => {
+                self.counters.push(c.clone());
+                Insn::Counter {
+                    idx: (self.counters.len() - 1) as u16,
+                }
+            }
+            Stmt::MarkSet(m) => Insn::MarkSet(*m),
+            Stmt::PrioritySet(v) => Insn::PrioritySet(*v),
+            Stmt::DscpSet(d) => Insn::DscpSet(*d),
+            Stmt::TtlSet(v) => Insn::TtlSet(*v),
+            Stmt::Verdict(v) => Insn::Verdict(match v {
+                RuleVerdict::Accept => Code::Accept,
+                RuleVerdict::Drop => Code::Drop,
+                RuleVerdict::Continue => Code::Continue,
+                RuleVerdict::Return => Code::Return,
+                RuleVerdict::Jump(n) => Code::Jump(chain(n)),
+                RuleVerdict::Goto(n) => Code::Goto(chain(n)),
+            }),
+        };
+        self.insns.push(insn);
+        Ok(())
+    }
+
+    /// The loads of `key` into `dreg`, with the dependency nft adds for a
+    /// transport field (`meta l4proto udp`).
+    fn load(&mut self, key: Key, dreg: Reg) {
+        let pl = |off, len| Insn::Payload {
+            base: Base::Network,
+            off,
+            len,
+            dreg,
+        };
+        let udp = |off| Insn::Payload {
+            base: Base::Transport,
+            off,
+            len: 2,
+            dreg,
+        };
+        let meta = |key| Insn::Meta { key, dreg };
+        let insn = match key {
+            Key::IpSaddr => pl(12, 4),
+            Key::IpDaddr => pl(16, 4),
+            Key::IpProtocol => pl(9, 1),
+            Key::IpTtl => pl(8, 1),
+            Key::IpDscp => {
+                self.insns.push(pl(1, 1));
+                Insn::Bitwise {
+                    reg: dreg,
+                    mask: 0xfc,
+                    shr: 2,
+                }
+            }
+            Key::UdpSport | Key::UdpDport => {
+                self.insns.push(meta(MetaKey::L4proto));
+                self.insns.push(Insn::Cmp {
+                    reg: dreg,
+                    op: CmpOp::Eq,
+                    data: 17,
+                });
+                udp(if key == Key::UdpSport { 0 } else { 2 })
+            }
+            Key::MetaL4proto => meta(MetaKey::L4proto),
+            Key::MetaMark => meta(MetaKey::Mark),
+            Key::MetaLength => meta(MetaKey::Len),
+            Key::MetaPriority => meta(MetaKey::Priority),
+            Key::Oif => meta(MetaKey::Oif),
+            Key::Oifname => return,
+        };
+        self.insns.push(insn);
+    }
+
+    fn matcher(&mut self, t: &Table, m: &Match) -> Result<(), CompileError> {
+        let neg = m.op == Op::Ne;
+        if let Rhs::Ifname(n) = &m.rhs {
+            let mut name = [0u8; 16];
+            let b = n.as_bytes();
+            name[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
+            self.insns.push(Insn::CmpIfname { name, neg });
+            return Ok(());
+        }
+        for (i, k) in m.keys.iter().enumerate() {
+            self.load(*k, i as Reg);
+            if i > 0 {
+                self.insns.push(Insn::Concat {
+                    dreg: 0,
+                    sreg: i as Reg,
+                    shl: k.bits() as u8,
+                });
+            }
+        }
+        let insn = match &m.rhs {
+            Rhs::Value(v) => Insn::Cmp {
+                reg: 0,
+                op: cmp_op(m.op),
+                data: *v,
+            },
+            Rhs::Dev(_, i) => Insn::Cmp {
+                reg: 0,
+                op: cmp_op(m.op),
+                data: u64::from(*i),
+            },
+            Rhs::Prefix(a, len) => {
+                let mask = prefix_mask(*len);
+                self.insns.push(Insn::Bitwise {
+                    reg: 0,
+                    mask: u64::from(mask),
+                    shr: 0,
+                });
+                Insn::Cmp {
+                    reg: 0,
+                    op: cmp_op(m.op),
+                    data: u64::from(a & mask),
+                }
+            }
+            Rhs::Range(lo, hi) => Insn::Range {
+                reg: 0,
+                lo: *lo,
+                hi: *hi,
+                neg,
+            },
+            Rhs::Set(elems) => self.lookup(elems, neg),
+            Rhs::Named(n) => {
+                let elems = t.set(n).map_or(&[][..], |s| &s.elems[..]);
+                self.lookup(elems, neg)
+            }
+            _ => return Err(CompileError::Unsupported),
+        };
+        self.insns.push(insn);
+        Ok(())
+    }
+
+    fn lookup(&mut self, elems: &[Elem], neg: bool) -> Insn {
+        self.sets.push(CompiledSet::new(elems));
+        Insn::Lookup {
+            reg: 0,
+            set: (self.sets.len() - 1) as u16,
+            neg,
+        }
+    }
+}
+
+/// The netmask of a prefix length.
+pub fn prefix_mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+fn cmp_op(op: Op) -> CmpOp {
+    match op {
+        Op::Eq => CmpOp::Eq,
+        Op::Ne => CmpOp::Ne,
+        Op::Lt => CmpOp::Lt,
+        Op::Gt => CmpOp::Gt,
+        Op::Le => CmpOp::Le,
+        Op::Ge => CmpOp::Ge,
+    }
+}

@@ -1,0 +1,330 @@
+//! The compiled form of rules: a small register machine, as the kernel's
+//! expressions (`struct nft_expr` with `nft_regs`): loads put a packet field
+//! or meta key into a register, comparisons break out of the rule when they
+//! fail, statements change the packet or count, and an immediate sets the
+//! verdict. Nothing here allocates or looks at a string.
+
+use crate::buf::PacketBuf;
+use crate::dev::NetDevice;
+use crate::wire::checksum::replace_u16;
+
+/// A register.
+pub type Reg = u8;
+
+/// Number of registers (`NFT_REG32_NUM` is 20 of 32 bits; 8 of 64 suffice
+/// for the keys taken here).
+pub const NREGS: usize = 8;
+
+/// Where a payload load starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// `NFT_PAYLOAD_NETWORK_HEADER`.
+    Network,
+    /// `NFT_PAYLOAD_TRANSPORT_HEADER` (not in a later fragment).
+    Transport,
+}
+
+/// A meta key (`enum nft_meta_keys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaKey {
+    /// `NFT_META_LEN`.
+    Len,
+    /// `NFT_META_MARK`.
+    Mark,
+    /// `NFT_META_PRIORITY`.
+    Priority,
+    /// `NFT_META_L4PROTO`.
+    L4proto,
+    /// `NFT_META_OIF`.
+    Oif,
+}
+
+/// A comparison (`enum nft_cmp_ops`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `NFT_CMP_EQ`.
+    Eq,
+    /// `NFT_CMP_NEQ`.
+    Ne,
+    /// `NFT_CMP_LT`.
+    Lt,
+    /// `NFT_CMP_LTE`.
+    Le,
+    /// `NFT_CMP_GT`.
+    Gt,
+    /// `NFT_CMP_GTE`.
+    Ge,
+}
+
+/// A verdict as the program holds it (chains by index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// `NF_ACCEPT`.
+    Accept,
+    /// `NF_DROP`.
+    Drop,
+    /// `NFT_CONTINUE`.
+    Continue,
+    /// `NFT_RETURN`.
+    Return,
+    /// `NFT_JUMP` to a chain.
+    Jump(u32),
+    /// `NFT_GOTO` to a chain.
+    Goto(u32),
+}
+
+/// One instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insn {
+    /// Kernel: `nft_payload_eval()`: `len` bytes at `off`, big-endian.
+    Payload {
+        /// Header.
+        base: Base,
+        /// Offset in it.
+        off: u8,
+        /// Bytes (1, 2 or 4).
+        len: u8,
+        /// Destination.
+        dreg: Reg,
+    },
+    /// Kernel: `nft_meta_get_eval()`.
+    Meta {
+        /// Key.
+        key: MetaKey,
+        /// Destination.
+        dreg: Reg,
+    },
+    /// Kernel: `nft_bitwise_eval()`: `(reg & mask) >> shr`.
+    Bitwise {
+        /// Register.
+        reg: Reg,
+        /// Mask.
+        mask: u64,
+        /// Right shift after the mask.
+        shr: u8,
+    },
+    /// Concatenation: `dreg = dreg << shl | sreg` (the kernel lays
+    /// concatenated keys in consecutive registers).
+    Concat {
+        /// Destination (the first key).
+        dreg: Reg,
+        /// The second key.
+        sreg: Reg,
+        /// Width of the second key.
+        shl: u8,
+    },
+    /// Kernel: `nft_cmp_eval()`.
+    Cmp {
+        /// Register.
+        reg: Reg,
+        /// Operator.
+        op: CmpOp,
+        /// Value.
+        data: u64,
+    },
+    /// Kernel: `nft_range_eval()`.
+    Range {
+        /// Register.
+        reg: Reg,
+        /// First value.
+        lo: u64,
+        /// Last value.
+        hi: u64,
+        /// `!=`.
+        neg: bool,
+    },
+    /// Kernel: `nft_lookup_eval()`: in set `set` of the program.
+    Lookup {
+        /// Register.
+        reg: Reg,
+        /// Set index.
+        set: u16,
+        /// `!=`.
+        neg: bool,
+    },
+    /// `oifname` compared with a name (`meta oifname` loads 16 bytes).
+    CmpIfname {
+        /// Name, NUL padded.
+        name: [u8; 16],
+        /// `!=`.
+        neg: bool,
+    },
+    /// Kernel: `nft_counter_eval()`: counter `idx` of the program.
+    Counter {
+        /// Counter index.
+        idx: u16,
+    },
+    /// Kernel: `nft_meta_set_eval()`, `NFT_META_MARK`.
+    MarkSet(u32),
+    /// Kernel: `nft_meta_set_eval()`, `NFT_META_PRIORITY`.
+    PrioritySet(u32),
+    /// Kernel: `nft_payload_set_eval()` of the TOS byte's DSCP bits, the
+    /// header checksum updated (`csum_replace2`).
+    DscpSet(u8),
+    /// Kernel: `nft_payload_set_eval()` of the TTL, checksum updated.
+    TtlSet(u8),
+    /// Kernel: `nft_immediate_eval()` of a verdict.
+    Verdict(Code),
+}
+
+/// What an instruction decided.
+pub enum Step {
+    /// Go on with the rule.
+    Next,
+    /// `NFT_BREAK`: the rule does not match.
+    Break,
+}
+
+/// The packet as the expressions see it (`struct nft_pktinfo`).
+pub struct PktInfo<'a> {
+    /// The packet; its data starts at the IP header.
+    pub pkt: &'a mut PacketBuf,
+    /// The output device.
+    pub out: &'a NetDevice,
+    /// Transport header offset, or `None` in a later fragment or a short
+    /// packet (`NFT_PKTINFO_L4PROTO` unset).
+    pub thoff: Option<u16>,
+    /// The IP protocol.
+    pub l4proto: u8,
+}
+
+impl<'a> PktInfo<'a> {
+    /// Kernel: `nft_set_pktinfo_ipv4()`.
+    #[inline]
+    pub fn new(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
+        let h = pkt.network_header();
+        let (thoff, l4proto) = match h {
+            [vihl, _, _, _, _, _, f0, f1, _, proto, ..] => {
+                let ihl = usize::from(vihl & 0xf) * 4;
+                let frag_off = u16::from_be_bytes([*f0, *f1]) & 0x1fff;
+                let ok = frag_off == 0 && ihl >= 20 && h.len() >= ihl;
+                (ok.then_some(ihl as u16), *proto)
+            }
+            _ => (None, 0),
+        };
+        PktInfo {
+            pkt,
+            out,
+            thoff,
+            l4proto,
+        }
+    }
+}
+
+#[inline]
+fn load_be(b: &[u8], off: usize, len: usize) -> Option<u64> {
+    let s = b.get(off..off + len)?;
+    Some(s.iter().fold(0u64, |a, &x| a << 8 | u64::from(x)))
+}
+
+#[inline]
+fn cmp(op: CmpOp, a: u64, b: u64) -> bool {
+    match op {
+        CmpOp::Eq => a == b,
+        CmpOp::Ne => a != b,
+        CmpOp::Lt => a < b,
+        CmpOp::Le => a <= b,
+        CmpOp::Gt => a > b,
+        CmpOp::Ge => a >= b,
+    }
+}
+
+#[inline]
+fn step_if(ok: bool) -> Step {
+    if ok {
+        Step::Next
+    } else {
+        Step::Break
+    }
+}
+
+/// Runs one non-verdict instruction (`expr_call_ops_eval`).
+#[inline]
+pub fn eval(
+    insn: &Insn,
+    regs: &mut [u64; NREGS],
+    p: &mut PktInfo<'_>,
+    prog: &super::compile::Program,
+) -> Step {
+    match *insn {
+        Insn::Payload {
+            base,
+            off,
+            len,
+            dreg,
+        } => {
+            let start = match base {
+                Base::Network => 0,
+                Base::Transport => match p.thoff {
+                    Some(t) => usize::from(t),
+                    None => return Step::Break,
+                },
+            };
+            let h = p.pkt.network_header();
+            match load_be(h, start + usize::from(off), usize::from(len)) {
+                Some(v) => regs[usize::from(dreg)] = v,
+                None => return Step::Break,
+            }
+        }
+        Insn::Meta { key, dreg } => regs[usize::from(dreg)] = meta(key, p),
+        Insn::Bitwise { reg, mask, shr } => {
+            let r = &mut regs[usize::from(reg)];
+            *r = (*r & mask) >> shr;
+        }
+        Insn::Concat { dreg, sreg, shl } => {
+            regs[usize::from(dreg)] = regs[usize::from(dreg)] << shl | regs[usize::from(sreg)];
+        }
+        Insn::Cmp { reg, op, data } => return step_if(cmp(op, regs[usize::from(reg)], data)),
+        Insn::Range { reg, lo, hi, neg } => {
+            let v = regs[usize::from(reg)];
+            return step_if((lo <= v && v <= hi) != neg);
+        }
+        Insn::Lookup { reg, set, neg } => {
+            let found = prog.sets[usize::from(set)].contains(regs[usize::from(reg)]);
+            return step_if(found != neg);
+        }
+        Insn::CmpIfname { name, neg } => {
+            return step_if(ifname_eq(p.out.name(), &name) != neg);
+        }
+        Insn::Counter { idx } => prog.counters[usize::from(idx)].add(p.pkt.len()),
+        Insn::MarkSet(m) => p.pkt.meta.mark = m,
+        Insn::PrioritySet(v) => p.pkt.meta.priority = v,
+        Insn::DscpSet(d) => set_byte(p.pkt, 1, 0x03, d << 2),
+        Insn::TtlSet(t) => set_byte(p.pkt, 8, 0x00, t),
+        Insn::Verdict(_) => {}
+    }
+    Step::Next
+}
+
+#[inline]
+fn meta(key: MetaKey, p: &PktInfo<'_>) -> u64 {
+    match key {
+        MetaKey::Len => p.pkt.len() as u64,
+        MetaKey::Mark => u64::from(p.pkt.meta.mark),
+        MetaKey::Priority => u64::from(p.pkt.meta.priority),
+        MetaKey::L4proto => u64::from(p.l4proto),
+        MetaKey::Oif => u64::from(p.out.ifindex()),
+    }
+}
+
+#[inline]
+fn ifname_eq(dev: &str, name: &[u8; 16]) -> bool {
+    let d = dev.as_bytes();
+    d.len() <= 16 && name[..d.len()] == *d && name[d.len()..].iter().all(|&b| b == 0)
+}
+
+/// Writes byte `off` of the IP header as `(old & keep) | new` and updates
+/// the header checksum incrementally (`csum_replace2` on its 16-bit word).
+fn set_byte(pkt: &mut PacketBuf, off: usize, keep: u8, new: u8) {
+    let h = pkt.network_header_mut();
+    if h.len() < 20 {
+        return;
+    }
+    let w = off & !1;
+    let old_word = u16::from_be_bytes([h[w], h[w + 1]]);
+    h[off] = (h[off] & keep) | new;
+    let new_word = u16::from_be_bytes([h[w], h[w + 1]]);
+    let check = u16::from_be_bytes([h[10], h[11]]);
+    let c = replace_u16(check, old_word, new_word);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}

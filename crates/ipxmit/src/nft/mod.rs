@@ -1,0 +1,255 @@
+//! nftables on the IPv4 output path: tables, chains, rules and sets, and
+//! the engine that runs them at the filter hooks.
+//!
+//! Stands for the kernel's `net/netfilter/nf_tables_api.c` (the objects and
+//! the commands that change them, [`Ruleset`]), `nf_tables_core.c`
+//! (`nft_do_chain`: the rule walk, jumps and the chain policy,
+//! [`do_chain`]), and the expressions it runs ([`expr`]): `nft_payload.c`
+//! (loads and mangling with incremental checksum), `nft_meta.c` (meta keys
+//! and `meta mark set`), `nft_cmp.c`, `nft_range.c`, `nft_bitwise.c`,
+//! `nft_lookup.c` (sets), `nft_counter.c` and `nft_immediate.c` (verdicts).
+//!
+//! Rules are kept as typed statements ([`rule`]) and compiled once per
+//! change into a register-machine [`Program`] ([`compile`]); the hooks run
+//! that program without string handling or allocation. Base chains of family
+//! `ip`, types `filter` and `route`, at `output` (LOCAL_OUT) and `postrouting`
+//! (POST_ROUTING), run in priority order; both hooks see each datagram once,
+//! whole, before fragmentation (`ipv4::output`). A drop is counted under
+//! `NETFILTER_DROP` and fails the send with `EPERM`.
+//!
+//! Not yet: `nat` chains are kept and listed but not run (no connection
+//! tracking), nor are netdev `egress` chains; a `route` chain's changed mark
+//! does not yet reroute (`ip_route_me_harder`); no `reject`, `limit`, `log`
+//! or maps.
+
+pub mod compile;
+pub mod expr;
+pub mod rule;
+pub mod ruleset;
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::buf::PacketBuf;
+use crate::dev::NetDevice;
+use crate::netfilter::{Hook, HookPoint, Verdict};
+use crate::stack::Stack;
+
+pub use compile::{CompileError, Program};
+pub use expr::{Code, Insn, PktInfo, Step};
+pub use rule::{Counter, Elem, Key, Match, Op, Rhs, Rule, RuleVerdict, Stmt};
+pub use ruleset::{
+    BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,
+};
+
+/// Why a command was refused: the kernel's errno, as nft reports it
+/// (`Could not process rule: ...`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NftError {
+    /// `ENOENT`: no such table, chain, set or rule.
+    #[error("No such file or directory")]
+    NoEntry,
+    /// `EEXIST` (`create` of an existing object).
+    #[error("File exists")]
+    Exists,
+    /// `EBUSY`: a chain with rules or referred to.
+    #[error("Device or resource busy")]
+    Busy,
+    /// `EOPNOTSUPP`: a chain type or hook the family does not have.
+    #[error("Operation not supported")]
+    NotSupported,
+    /// `EINVAL`.
+    #[error("Invalid argument")]
+    Inval(&'static str),
+    /// A set's key type differs from the match's.
+    #[error("datatype mismatch")]
+    DatatypeMismatch,
+    /// A device that does not exist (`oif "x"`).
+    #[error("Interface does not exist")]
+    NoDevice,
+    /// A rule the engine cannot run.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+}
+
+/// Depth of the jump stack (`NFT_JUMP_STACK_SIZE`).
+pub const JUMP_STACK: usize = 16;
+
+/// Kernel: `nft_do_chain()`, net/netfilter/nf_tables_core.c. Walks base
+/// chain `chain` of `prog` for the packet: each rule's instructions until
+/// one breaks or a verdict ends the walk; `jump` pushes the return point
+/// (at most [`JUMP_STACK`] deep: deeper drops), `goto` does not, `return`
+/// or the end of a chain pops it, and the end of the base chain applies its
+/// policy.
+pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
+    let mut regs = [0u64; expr::NREGS];
+    let mut stack = [(0u32, 0usize); JUMP_STACK];
+    let mut depth = 0;
+    let (mut c, mut r) = (chain, 0usize);
+    loop {
+        let ch = &prog.chains[c as usize];
+        let Some(range) = ch.rules.get(r) else {
+            // End of a chain: NFT_RETURN.
+            if depth == 0 {
+                return policy(prog.chains[chain as usize].policy);
+            }
+            depth -= 1;
+            (c, r) = stack[depth];
+            continue;
+        };
+        r += 1;
+        match run_rule(prog, range, &mut regs, p) {
+            Code::Continue => {}
+            Code::Accept => return Verdict::Accept,
+            Code::Drop => return Verdict::Drop,
+            Code::Return if depth == 0 => return policy(prog.chains[chain as usize].policy),
+            Code::Return => {
+                depth -= 1;
+                (c, r) = stack[depth];
+            }
+            Code::Jump(to) => {
+                if depth == JUMP_STACK {
+                    return Verdict::Drop;
+                }
+                stack[depth] = (c, r);
+                depth += 1;
+                (c, r) = (to, 0);
+            }
+            Code::Goto(to) => (c, r) = (to, 0),
+        }
+    }
+}
+
+fn policy(p: Policy) -> Verdict {
+    match p {
+        Policy::Accept => Verdict::Accept,
+        Policy::Drop => Verdict::Drop,
+    }
+}
+
+/// One rule: its instructions until a verdict (the rule's) or a break
+/// (`NFT_CONTINUE`: the next rule).
+#[inline]
+fn run_rule(
+    prog: &Program,
+    range: &std::ops::Range<u32>,
+    regs: &mut [u64; expr::NREGS],
+    p: &mut PktInfo<'_>,
+) -> Code {
+    for insn in &prog.insns[range.start as usize..range.end as usize] {
+        if let Insn::Verdict(v) = insn {
+            return *v;
+        }
+        if let Step::Break = expr::eval(insn, regs, p, prog) {
+            return Code::Continue;
+        }
+    }
+    Code::Continue
+}
+
+/// The compiled ruleset at the hooks: one [`Hook`] per hook point, running
+/// the base chains there in priority order (the kernel registers one
+/// `nf_hook_ops` per base chain, sorted by priority).
+#[derive(Debug, Default)]
+pub struct Engine {
+    prog: RwLock<Arc<Program>>,
+}
+
+impl Engine {
+    /// Swaps in a new program (`nf_tables_commit`).
+    pub fn load(&self, prog: Program) {
+        *self.prog.write() = Arc::new(prog);
+    }
+
+    /// The program the hooks run.
+    pub fn program(&self) -> Arc<Program> {
+        self.prog.read().clone()
+    }
+}
+
+impl Hook for Engine {
+    #[inline]
+    fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        let prog = self.prog.read_recursive();
+        let bases = &prog.bases[point as usize];
+        if bases.is_empty() {
+            return Verdict::Accept;
+        }
+        let mut p = PktInfo::new(pkt, out);
+        for &c in bases {
+            if do_chain(&prog, c, &mut p) == Verdict::Drop {
+                return Verdict::Drop;
+            }
+        }
+        Verdict::Accept
+    }
+}
+
+/// The nftables of one stack: the ruleset and the engine at its hooks.
+/// Each change recompiles the ruleset and registers the engine at a hook
+/// point when a base chain first sits there.
+pub struct Nft {
+    /// The tables.
+    pub ruleset: Ruleset,
+    engine: Arc<Engine>,
+    registered: [bool; 2],
+}
+
+impl std::fmt::Debug for Nft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nft")
+            .field("ruleset", &self.ruleset)
+            .finish()
+    }
+}
+
+impl Default for Nft {
+    fn default() -> Self {
+        Nft::new()
+    }
+}
+
+impl Nft {
+    /// No tables.
+    pub fn new() -> Nft {
+        Nft {
+            ruleset: Ruleset::default(),
+            engine: Arc::new(Engine::default()),
+            registered: [false; 2],
+        }
+    }
+
+    /// The engine (a [`Hook`]).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Applies `change` to a copy of the ruleset; when it succeeds and
+    /// compiles, the copy becomes the ruleset and its program is loaded
+    /// (a failed command changes nothing, as a refused nft transaction).
+    pub fn commit<T>(
+        &mut self,
+        stack: &Stack,
+        change: impl FnOnce(&mut Ruleset) -> Result<T, NftError>,
+    ) -> Result<T, NftError> {
+        let mut next = self.ruleset.clone();
+        let r = change(&mut next)?;
+        let prog = Program::compile(&next)?;
+        for (i, point) in [HookPoint::LocalOut, HookPoint::PostRouting]
+            .into_iter()
+            .enumerate()
+        {
+            if !prog.bases[i].is_empty() && !self.registered[i] {
+                stack.hooks.register(point, self.engine.clone());
+                self.registered[i] = true;
+            }
+        }
+        self.engine.load(prog);
+        self.ruleset = next;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! The typed form of an nft rule, as the user wrote it: what the ruleset
+//! keeps, lists, and compiles ([`super::compile`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A packet field or meta key a rule can match (the left side of a match).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// `ip saddr`.
+    IpSaddr,
+    /// `ip daddr`.
+    IpDaddr,
+    /// `ip protocol`.
+    IpProtocol,
+    /// `ip dscp` (the TOS byte's upper six bits).
+    IpDscp,
+    /// `ip ttl`.
+    IpTtl,
+    /// `udp sport`.
+    UdpSport,
+    /// `udp dport`.
+    UdpDport,
+    /// `meta l4proto`.
+    MetaL4proto,
+    /// `meta mark` (`skb->mark`).
+    MetaMark,
+    /// `meta length` (`skb->len`).
+    MetaLength,
+    /// `meta priority` (`skb->priority`, printed `MAJOR:MINOR`).
+    MetaPriority,
+    /// `oif` (the output device's index).
+    Oif,
+    /// `oifname` (the output device's name).
+    Oifname,
+}
+
+impl Key {
+    /// The width of the key's value in bits (a set's key of this type).
+    pub fn bits(self) -> u32 {
+        match self {
+            Key::IpSaddr | Key::IpDaddr => 32,
+            Key::IpProtocol | Key::IpDscp | Key::IpTtl | Key::MetaL4proto => 8,
+            Key::UdpSport | Key::UdpDport => 16,
+            Key::MetaMark | Key::MetaLength | Key::MetaPriority | Key::Oif => 32,
+            Key::Oifname => 128,
+        }
+    }
+}
+
+/// A relational operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `==` (implicit).
+    Eq,
+    /// `!=`.
+    Ne,
+    /// `<`.
+    Lt,
+    /// `>`.
+    Gt,
+    /// `<=`.
+    Le,
+    /// `>=`.
+    Ge,
+}
+
+/// One element of a set: a value (`lo == hi`) or a closed interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Elem {
+    /// The first value.
+    pub lo: u64,
+    /// The last value.
+    pub hi: u64,
+}
+
+impl Elem {
+    /// A single value.
+    pub fn one(v: u64) -> Elem {
+        Elem { lo: v, hi: v }
+    }
+}
+
+/// The right side of a match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rhs {
+    /// A value of the key's type (an address as a `u32`, ...).
+    Value(u64),
+    /// An address prefix: `A.B.C.D/LEN`.
+    Prefix(u32, u8),
+    /// A closed range `LO-HI`.
+    Range(u64, u64),
+    /// An anonymous set `{ a, b, c-d }`, with the handle nft gave it.
+    Set(Vec<Elem>),
+    /// A named set `@NAME` of the rule's table.
+    Named(String),
+    /// A device: its name, and its index when the rule was added (`oif`).
+    Dev(String, u32),
+    /// A device name (`oifname`).
+    Ifname(String),
+}
+
+/// A match: `KEY [. KEY] [OP] RHS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// The key, or keys of a concatenation (`ip daddr . udp dport`).
+    pub keys: Vec<Key>,
+    /// The operator.
+    pub op: Op,
+    /// The value(s) matched.
+    pub rhs: Rhs,
+}
+
+/// A rule's counter (`nft_counter`): packets and bytes seen, shared by the
+/// rule as listed and its compiled form.
+#[derive(Debug, Default)]
+pub struct Counter {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counter {
+    /// A counter starting at `packets`/`bytes` (`counter packets N bytes M`).
+    pub fn new(packets: u64, bytes: u64) -> Arc<Counter> {
+        Arc::new(Counter {
+            packets: AtomicU64::new(packets),
+            bytes: AtomicU64::new(bytes),
+        })
+    }
+
+    /// Kernel: `nft_counter_do_eval()`, net/netfilter/nft_counter.c.
+    #[inline]
+    pub fn add(&self, bytes: usize) {
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Packets and bytes counted.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.packets.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A verdict a rule ends with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleVerdict {
+    /// `accept`.
+    Accept,
+    /// `drop`.
+    Drop,
+    /// `continue`.
+    Continue,
+    /// `return`.
+    Return,
+    /// `jump CHAIN`.
+    Jump(String),
+    /// `goto CHAIN`.
+    Goto(String),
+}
+
+/// One statement of a rule, in the order written.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    /// A match: the rule goes on only when it holds.
+    Match(Match),
+    /// `counter`.
+    Counter(Arc<Counter>),
+    /// `meta mark set N`.
+    MarkSet(u32),
+    /// `meta priority set MAJOR:MINOR`.
+    PrioritySet(u32),
+    /// `ip dscp set N`.
+    DscpSet(u8),
+    /// `ip ttl set N`.
+    TtlSet(u8),
+    /// A verdict.
+    Verdict(RuleVerdict),
+}
+
+/// A rule of a chain.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Its handle (`-a`).
+    pub handle: u64,
+    /// Its statements.
+    pub stmts: Vec<Stmt>,
+}

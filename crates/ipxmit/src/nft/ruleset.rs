@@ -1,0 +1,448 @@
+//! Tables, chains and sets, and the commands that change them
+//! (`nf_tables_api.c`'s newtable/newchain/newrule/newset/newsetelem and
+//! their delete and flush forms).
+
+use super::rule::{Elem, Rule, Stmt};
+use super::NftError;
+
+/// A table's family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `ip`.
+    Ip,
+    /// `netdev`.
+    Netdev,
+}
+
+/// A base chain's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainType {
+    /// `filter`.
+    Filter,
+    /// `route`: a changed mark, address or TOS reroutes (output only).
+    Route,
+    /// `nat` (listed; not evaluated: no connection tracking yet).
+    Nat,
+}
+
+/// Where a base chain hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainHook {
+    /// `output` (`NF_INET_LOCAL_OUT`).
+    Output,
+    /// `postrouting` (`NF_INET_POST_ROUTING`).
+    Postrouting,
+    /// `egress` of family netdev (listed; not evaluated yet).
+    Egress,
+}
+
+/// A base chain's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// `accept`.
+    #[default]
+    Accept,
+    /// `drop`.
+    Drop,
+}
+
+/// What makes a chain a base chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseChain {
+    /// Its type.
+    pub ty: ChainType,
+    /// Its hook.
+    pub hook: ChainHook,
+    /// `device D` (netdev egress).
+    pub device: Option<String>,
+    /// Its priority (lower runs first).
+    pub priority: i32,
+    /// Its policy.
+    pub policy: Policy,
+}
+
+/// A chain.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    /// Its name.
+    pub name: String,
+    /// Its handle.
+    pub handle: u64,
+    /// Set for a base chain.
+    pub base: Option<BaseChain>,
+    /// Its rules, in order.
+    pub rules: Vec<Rule>,
+}
+
+/// The type of one part of a set's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataType {
+    /// `ipv4_addr`.
+    Ipv4Addr,
+    /// `inet_service`.
+    InetService,
+    /// `mark`.
+    Mark,
+}
+
+impl DataType {
+    /// Its width in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            DataType::Ipv4Addr | DataType::Mark => 32,
+            DataType::InetService => 16,
+        }
+    }
+}
+
+/// A named set.
+#[derive(Clone, Debug)]
+pub struct Set {
+    /// Its name.
+    pub name: String,
+    /// Its handle.
+    pub handle: u64,
+    /// Its key type (two parts for a concatenation).
+    pub ty: Vec<DataType>,
+    /// `flags interval`.
+    pub interval: bool,
+    /// Its elements, sorted.
+    pub elems: Vec<Elem>,
+}
+
+/// A table.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// Its family.
+    pub family: Family,
+    /// Its name.
+    pub name: String,
+    /// Its handle.
+    pub handle: u64,
+    /// Its chains, in the order added.
+    pub chains: Vec<Chain>,
+    /// Its sets, in the order added.
+    pub sets: Vec<Set>,
+    next_handle: u64,
+}
+
+impl Table {
+    /// The chain called `name`.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    /// The set called `name`.
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
+    fn handle(&mut self) -> u64 {
+        self.next_handle += 1;
+        self.next_handle
+    }
+
+    fn chain_mut(&mut self, name: &str) -> Result<&mut Chain, NftError> {
+        self.chains
+            .iter_mut()
+            .find(|c| c.name == name)
+            .ok_or(NftError::NoEntry)
+    }
+
+    /// Checks what a rule refers to (chains, sets and their key widths).
+    fn check_rule(&self, stmts: &[Stmt]) -> Result<(), NftError> {
+        for s in stmts {
+            match s {
+                Stmt::Verdict(super::RuleVerdict::Jump(c) | super::RuleVerdict::Goto(c)) => {
+                    let t = self.chain(c).ok_or(NftError::NoEntry)?;
+                    if t.base.is_some() {
+                        return Err(NftError::Inval("jump to a base chain"));
+                    }
+                }
+                Stmt::Match(m) => {
+                    if let super::Rhs::Named(n) = &m.rhs {
+                        let set = self.set(n).ok_or(NftError::NoEntry)?;
+                        let want: u32 = m.keys.iter().map(|k| k.bits()).sum();
+                        let have: u32 = set.ty.iter().map(|t| t.bits()).sum();
+                        if want != have {
+                            return Err(NftError::DatatypeMismatch);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a new rule goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// `add rule`: at the end (or after `handle N`).
+    Append(Option<u64>),
+    /// `insert rule`: at the start (or before `handle N`).
+    Insert(Option<u64>),
+}
+
+/// Every table of one namespace (`nft list ruleset`).
+#[derive(Clone, Debug, Default)]
+pub struct Ruleset {
+    /// The tables, in the order added.
+    pub tables: Vec<Table>,
+    next_handle: [u64; 2],
+}
+
+impl Ruleset {
+    /// The table `name` of `family`.
+    pub fn table(&self, family: Family, name: &str) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|t| t.family == family && t.name == name)
+    }
+
+    fn table_mut(&mut self, family: Family, name: &str) -> Result<&mut Table, NftError> {
+        self.tables
+            .iter_mut()
+            .find(|t| t.family == family && t.name == name)
+            .ok_or(NftError::NoEntry)
+    }
+
+    /// Kernel: `nf_tables_newtable()`. `create` refuses an existing table.
+    pub fn add_table(&mut self, family: Family, name: &str, create: bool) -> Result<(), NftError> {
+        if self.table(family, name).is_some() {
+            return if create {
+                Err(NftError::Exists)
+            } else {
+                Ok(())
+            };
+        }
+        let n = &mut self.next_handle[family as usize];
+        *n += 1;
+        self.tables.push(Table {
+            family,
+            name: name.to_string(),
+            handle: *n,
+            chains: Vec::new(),
+            sets: Vec::new(),
+            next_handle: 0,
+        });
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_deltable()` (with everything in it).
+    pub fn delete_table(&mut self, family: Family, name: &str) -> Result<(), NftError> {
+        let before = self.tables.len();
+        self.tables
+            .retain(|t| !(t.family == family && t.name == name));
+        if self.tables.len() == before {
+            return Err(NftError::NoEntry);
+        }
+        Ok(())
+    }
+
+    /// `flush table`: every chain's rules go.
+    pub fn flush_table(&mut self, family: Family, name: &str) -> Result<(), NftError> {
+        let t = self.table_mut(family, name)?;
+        t.chains.iter_mut().for_each(|c| c.rules.clear());
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newchain()`. An existing chain is left as it is
+    /// (its policy updated) unless `create`.
+    pub fn add_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        base: Option<BaseChain>,
+        create: bool,
+    ) -> Result<(), NftError> {
+        let t = self.table_mut(family, table)?;
+        if let Some(base) = &base {
+            check_base(family, base)?;
+        }
+        if let Ok(c) = t.chain_mut(name) {
+            if create {
+                return Err(NftError::Exists);
+            }
+            return match (&mut c.base, base) {
+                (Some(old), Some(new)) if old.ty == new.ty && old.hook == new.hook => {
+                    old.policy = new.policy;
+                    Ok(())
+                }
+                (_, None) => Ok(()),
+                _ => Err(NftError::Busy),
+            };
+        }
+        let handle = t.handle();
+        t.chains.push(Chain {
+            name: name.to_string(),
+            handle,
+            base,
+            rules: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_delchain()`: refused while it has rules or is a
+    /// jump target (`EBUSY`).
+    pub fn delete_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+    ) -> Result<(), NftError> {
+        let t = self.table_mut(family, table)?;
+        let i = t
+            .chains
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or(NftError::NoEntry)?;
+        let target = super::RuleVerdict::Jump(name.to_string());
+        let goto = super::RuleVerdict::Goto(name.to_string());
+        let used = t.chains.iter().flat_map(|c| &c.rules).any(|r| {
+            r.stmts
+                .iter()
+                .any(|s| matches!(s, Stmt::Verdict(v) if *v == target || *v == goto))
+        });
+        if used || !t.chains[i].rules.is_empty() {
+            return Err(NftError::Busy);
+        }
+        t.chains.remove(i);
+        Ok(())
+    }
+
+    /// `flush chain`: its rules go.
+    pub fn flush_chain(&mut self, family: Family, table: &str, name: &str) -> Result<(), NftError> {
+        self.table_mut(family, table)?
+            .chain_mut(name)?
+            .rules
+            .clear();
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newrule()`. Returns the new rule's handle; an
+    /// anonymous set in it takes a handle first, as in the kernel.
+    pub fn add_rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        stmts: Vec<Stmt>,
+        pos: Position,
+    ) -> Result<u64, NftError> {
+        let t = self.table_mut(family, table)?;
+        t.chain_mut(chain)?;
+        t.check_rule(&stmts)?;
+        let anon = stmts
+            .iter()
+            .filter(|s| matches!(s, Stmt::Match(m) if matches!(m.rhs, super::Rhs::Set(_))))
+            .count();
+        for _ in 0..anon {
+            t.handle();
+        }
+        let handle = t.handle();
+        let c = t.chain_mut(chain)?;
+        let at = |h: u64| {
+            c.rules
+                .iter()
+                .position(|r| r.handle == h)
+                .ok_or(NftError::NoEntry)
+        };
+        let i = match pos {
+            Position::Append(None) => c.rules.len(),
+            Position::Append(Some(h)) => at(h)? + 1,
+            Position::Insert(None) => 0,
+            Position::Insert(Some(h)) => at(h)?,
+        };
+        c.rules.insert(i, Rule { handle, stmts });
+        Ok(handle)
+    }
+
+    /// Kernel: `nf_tables_delrule()`.
+    pub fn delete_rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        handle: u64,
+    ) -> Result<(), NftError> {
+        let c = self.table_mut(family, table)?.chain_mut(chain)?;
+        let i = c
+            .rules
+            .iter()
+            .position(|r| r.handle == handle)
+            .ok_or(NftError::NoEntry)?;
+        c.rules.remove(i);
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newset()`.
+    pub fn add_set(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        ty: Vec<DataType>,
+        interval: bool,
+    ) -> Result<(), NftError> {
+        let t = self.table_mut(family, table)?;
+        if let Some(s) = t.set(name) {
+            return if s.ty == ty {
+                Ok(())
+            } else {
+                Err(NftError::Exists)
+            };
+        }
+        let handle = t.handle();
+        t.sets.push(Set {
+            name: name.to_string(),
+            handle,
+            ty,
+            interval,
+            elems: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newsetelem()`. Ranges need `flags interval`.
+    pub fn add_elements(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        elems: &[Elem],
+    ) -> Result<(), NftError> {
+        let t = self.table_mut(family, table)?;
+        let s = t
+            .sets
+            .iter_mut()
+            .find(|s| s.name == set)
+            .ok_or(NftError::NoEntry)?;
+        if !s.interval && elems.iter().any(|e| e.lo != e.hi) {
+            return Err(NftError::Inval("set without flags interval"));
+        }
+        s.elems.extend_from_slice(elems);
+        s.elems.sort_unstable();
+        s.elems.dedup();
+        Ok(())
+    }
+}
+
+/// The kernel's checks of a base chain's family, type and hook
+/// (`nft_chain_validate_hooks`, the chain types' hook masks).
+fn check_base(family: Family, b: &BaseChain) -> Result<(), NftError> {
+    let ok = match (family, b.ty, b.hook) {
+        (Family::Ip, ChainType::Filter | ChainType::Nat, ChainHook::Output) => true,
+        (Family::Ip, ChainType::Filter | ChainType::Nat, ChainHook::Postrouting) => true,
+        (Family::Ip, ChainType::Route, ChainHook::Output) => true,
+        (Family::Netdev, ChainType::Filter, ChainHook::Egress) => b.device.is_some(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(NftError::NotSupported)
+    }
+}

@@ -1,0 +1,450 @@
+//! The compiled engine on packets built with the wire views.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::*;
+use crate::dev::{DevConfig, Driver, TxStatus};
+use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use crate::wire::udp::UdpPacket;
+use crate::wire::EthernetAddress;
+
+struct Sink;
+
+impl Driver for Sink {
+    fn start_xmit(&mut self, _pkt: PacketBuf, _more: bool) -> crate::dev::TxStatus {
+        TxStatus::Ok
+    }
+}
+
+fn stack() -> (Arc<Stack>, Arc<NetDevice>) {
+    let stack = Stack::new();
+    let eth = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    let dev = stack.add_device(eth, vec![Box::new(Sink)]).unwrap();
+    (stack, dev)
+}
+
+/// A UDP datagram 10.0.0.1:sport -> daddr:dport, TTL 64, TOS 0, with a
+/// correct header checksum.
+fn udp(daddr: [u8; 4], sport: u16, dport: u16, payload: usize) -> PacketBuf {
+    let mut b = vec![0u8; 28 + payload];
+    let mut ip = Ipv4Packet::new_unchecked(&mut b[..]);
+    ip.set_version(4);
+    ip.set_header_len(20);
+    ip.set_total_len((28 + payload) as u16);
+    ip.set_ttl(64);
+    ip.set_protocol(crate::wire::ipv4::IpProtocol(17));
+    ip.set_src_addr(Ipv4Addr::new(10, 0, 0, 1));
+    ip.set_dst_addr(Ipv4Addr::from(daddr));
+    ip.fill_checksum();
+    let mut u = UdpPacket::new_unchecked(&mut b[20..]);
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    u.set_len((8 + payload) as u16);
+    let mut p = PacketBuf::from_slice(64, &b);
+    p.reset_network_header();
+    p
+}
+
+fn m(keys: &[Key], op: Op, rhs: Rhs) -> Stmt {
+    Stmt::Match(Match {
+        keys: keys.to_vec(),
+        op,
+        rhs,
+    })
+}
+
+fn v(v: RuleVerdict) -> Stmt {
+    Stmt::Verdict(v)
+}
+
+/// A table `t` with base chain `out` (output, policy `policy`) and a
+/// regular chain `sub`.
+fn ruleset(policy: Policy) -> Ruleset {
+    let mut rs = Ruleset::default();
+    rs.add_table(Family::Ip, "t", false).unwrap();
+    let base = BaseChain {
+        ty: ChainType::Filter,
+        hook: ChainHook::Output,
+        device: None,
+        priority: 0,
+        policy,
+    };
+    rs.add_chain(Family::Ip, "t", "out", Some(base), false)
+        .unwrap();
+    rs.add_chain(Family::Ip, "t", "sub", None, false).unwrap();
+    rs
+}
+
+fn add(rs: &mut Ruleset, chain: &str, stmts: Vec<Stmt>) {
+    rs.add_rule(Family::Ip, "t", chain, stmts, Position::Append(None))
+        .unwrap();
+}
+
+fn verdict(rs: &Ruleset, pkt: &mut PacketBuf, dev: &NetDevice) -> Verdict {
+    let e = Engine::default();
+    e.load(Program::compile(rs).unwrap());
+    e.hook(HookPoint::LocalOut, pkt, dev)
+}
+
+#[test]
+fn addresses_prefixes_ranges_and_negation() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    let net = u32::from(Ipv4Addr::new(192, 168, 0, 0));
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::IpDaddr], Op::Eq, Rhs::Prefix(net, 16)),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    let lo = u64::from(u32::from(Ipv4Addr::new(10, 9, 0, 1)));
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::IpDaddr], Op::Eq, Rhs::Range(lo, lo + 9)),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([192, 168, 3, 4], 1, 2, 0), &dev),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([192, 169, 3, 4], 1, 2, 0), &dev),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([10, 9, 0, 10], 1, 2, 0), &dev),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([10, 9, 0, 11], 1, 2, 0), &dev),
+        Verdict::Accept
+    );
+    let mut rs = ruleset(Policy::Accept);
+    let one = u64::from(u32::from(Ipv4Addr::new(1, 1, 1, 1)));
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::IpDaddr], Op::Ne, Rhs::Value(one)),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([1, 1, 1, 1], 1, 2, 0), &dev),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([1, 1, 1, 2], 1, 2, 0), &dev),
+        Verdict::Drop
+    );
+}
+
+#[test]
+fn ports_sets_named_and_concatenated() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    rs.add_set(Family::Ip, "t", "ports", vec![DataType::InetService], true)
+        .unwrap();
+    rs.add_elements(
+        Family::Ip,
+        "t",
+        "ports",
+        &[Elem::one(53), Elem { lo: 1000, hi: 2000 }],
+    )
+    .unwrap();
+    rs.add_set(
+        Family::Ip,
+        "t",
+        "pairs",
+        vec![DataType::Ipv4Addr, DataType::InetService],
+        false,
+    )
+    .unwrap();
+    let pair = u64::from(u32::from(Ipv4Addr::new(10, 0, 0, 2))) << 16 | 7;
+    rs.add_elements(Family::Ip, "t", "pairs", &[Elem::one(pair)])
+        .unwrap();
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Named("ports".into())),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(
+                &[Key::IpDaddr, Key::UdpDport],
+                Op::Eq,
+                Rhs::Named("pairs".into()),
+            ),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(
+                &[Key::UdpSport],
+                Op::Ne,
+                Rhs::Set(vec![Elem::one(1), Elem::one(2)]),
+            ),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    let d = [10, 0, 0, 3];
+    assert_eq!(verdict(&rs, &mut udp(d, 1, 53, 0), &dev), Verdict::Drop);
+    assert_eq!(verdict(&rs, &mut udp(d, 1, 1500, 0), &dev), Verdict::Drop);
+    assert_eq!(verdict(&rs, &mut udp(d, 1, 2001, 0), &dev), Verdict::Accept);
+    assert_eq!(
+        verdict(&rs, &mut udp([10, 0, 0, 2], 2, 7, 0), &dev),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp([10, 0, 0, 2], 2, 8, 0), &dev),
+        Verdict::Accept
+    );
+    assert_eq!(verdict(&rs, &mut udp(d, 3, 9, 0), &dev), Verdict::Drop);
+}
+
+#[test]
+fn jump_return_goto_and_policy() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Drop);
+    // out: jump sub; accept port 1.  sub: port 2 -> return; port 3 -> accept.
+    add(&mut rs, "out", vec![v(RuleVerdict::Jump("sub".into()))]);
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(1)),
+            v(RuleVerdict::Accept),
+        ],
+    );
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(2)),
+            v(RuleVerdict::Accept),
+        ],
+    );
+    add(
+        &mut rs,
+        "sub",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(2)),
+            v(RuleVerdict::Return),
+        ],
+    );
+    add(
+        &mut rs,
+        "sub",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(3)),
+            v(RuleVerdict::Accept),
+        ],
+    );
+    let d = [10, 0, 0, 3];
+    assert_eq!(
+        verdict(&rs, &mut udp(d, 9, 1, 0), &dev),
+        Verdict::Accept,
+        "falls back from sub"
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp(d, 9, 2, 0), &dev),
+        Verdict::Accept,
+        "return"
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp(d, 9, 3, 0), &dev),
+        Verdict::Accept,
+        "accept in sub"
+    );
+    assert_eq!(
+        verdict(&rs, &mut udp(d, 9, 4, 0), &dev),
+        Verdict::Drop,
+        "policy"
+    );
+    // goto: the end of sub is the end of the base chain (policy drop).
+    let mut rs = ruleset(Policy::Drop);
+    add(&mut rs, "out", vec![v(RuleVerdict::Goto("sub".into()))]);
+    add(&mut rs, "out", vec![v(RuleVerdict::Accept)]);
+    assert_eq!(verdict(&rs, &mut udp(d, 9, 1, 0), &dev), Verdict::Drop);
+}
+
+#[test]
+fn counters_and_meta_keys() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    let c = Counter::new(0, 0);
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::MetaL4proto], Op::Eq, Rhs::Value(17)),
+            m(&[Key::MetaLength], Op::Ge, Rhs::Value(100)),
+            m(&[Key::Oifname], Op::Eq, Rhs::Ifname("eth0".into())),
+            m(&[Key::Oif], Op::Eq, Rhs::Dev("eth0".into(), dev.ifindex())),
+            Stmt::Counter(c.clone()),
+        ],
+    );
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::MetaMark], Op::Eq, Rhs::Value(7)),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    let d = [10, 0, 0, 3];
+    assert_eq!(verdict(&rs, &mut udp(d, 1, 2, 72), &dev), Verdict::Accept);
+    assert_eq!(verdict(&rs, &mut udp(d, 1, 2, 71), &dev), Verdict::Accept);
+    assert_eq!(c.get(), (1, 100), "only the 100-byte datagram counted");
+    let mut p = udp(d, 1, 2, 0);
+    p.meta.mark = 7;
+    assert_eq!(verdict(&rs, &mut p, &dev), Verdict::Drop);
+}
+
+#[test]
+fn mangling_keeps_the_header_checksum_right() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    add(
+        &mut rs,
+        "out",
+        vec![Stmt::DscpSet(46), Stmt::TtlSet(3), Stmt::MarkSet(0x10)],
+    );
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::IpDscp], Op::Eq, Rhs::Value(46)),
+            m(&[Key::IpTtl], Op::Eq, Rhs::Value(3)),
+            Stmt::MarkSet(0x20),
+        ],
+    );
+    let mut p = udp([10, 0, 0, 3], 1, 2, 5);
+    assert_eq!(verdict(&rs, &mut p, &dev), Verdict::Accept);
+    let ip = Ipv4Packet::new_unchecked(p.network_header());
+    assert_eq!((ip.dscp(), ip.ttl()), (46, 3));
+    assert!(ip.verify_checksum(), "incremental checksum");
+    Ipv4Repr::parse(&ip, crate::wire::ipv4::ChecksumCheck::Verify).unwrap();
+    assert_eq!(p.meta.mark, 0x20, "later rules see the new values");
+}
+
+#[test]
+fn a_later_fragment_has_no_transport_header() {
+    // `nft_set_pktinfo_ipv4`: the protocol is known in every fragment, the
+    // transport header only in the first.
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    let (c1, c2) = (Counter::new(0, 0), Counter::new(0, 0));
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(2)),
+            Stmt::Counter(c1.clone()),
+        ],
+    );
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::MetaL4proto], Op::Eq, Rhs::Value(17)),
+            Stmt::Counter(c2.clone()),
+        ],
+    );
+    let mut p = udp([10, 0, 0, 3], 1, 2, 0);
+    Ipv4Packet::new_unchecked(p.network_header_mut()).set_frag_offset(8);
+    assert_eq!(verdict(&rs, &mut p, &dev), Verdict::Accept);
+    assert_eq!((c1.get().0, c2.get().0), (0, 1));
+}
+
+#[test]
+fn base_chains_run_in_priority_order_and_the_first_drop_wins() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    let early = BaseChain {
+        ty: ChainType::Filter,
+        hook: ChainHook::Output,
+        device: None,
+        priority: -150,
+        policy: Policy::Accept,
+    };
+    rs.add_chain(Family::Ip, "t", "early", Some(early), false)
+        .unwrap();
+    add(&mut rs, "early", vec![Stmt::MarkSet(5)]);
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::MetaMark], Op::Eq, Rhs::Value(5)),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    let prog = Program::compile(&rs).unwrap();
+    assert_eq!(prog.bases[0].len(), 2);
+    assert_eq!(
+        verdict(&rs, &mut udp([10, 0, 0, 3], 1, 2, 0), &dev),
+        Verdict::Drop
+    );
+}
+
+#[test]
+fn refusals() {
+    let mut rs = ruleset(Policy::Accept);
+    let r = rs.add_rule(Family::Ip, "t", "nope", vec![], Position::Append(None));
+    assert_eq!(r, Err(NftError::NoEntry));
+    let r = rs.add_rule(
+        Family::Ip,
+        "t",
+        "out",
+        vec![v(RuleVerdict::Jump("x".into()))],
+        Position::Append(None),
+    );
+    assert_eq!(r, Err(NftError::NoEntry));
+    assert_eq!(rs.add_table(Family::Ip, "t", true), Err(NftError::Exists));
+    add(&mut rs, "sub", vec![v(RuleVerdict::Accept)]);
+    assert_eq!(rs.delete_chain(Family::Ip, "t", "sub"), Err(NftError::Busy));
+}
+
+#[test]
+fn a_drop_fails_the_send_with_eperm_counted_as_netfilter_drop() {
+    let (stack, _dev) = stack();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mut nft = Nft::new();
+    nft.commit(&stack, |rs| {
+        *rs = ruleset(Policy::Accept);
+        rs.add_rule(
+            Family::Ip,
+            "t",
+            "out",
+            vec![
+                m(&[Key::UdpDport], Op::Eq, Rhs::Value(9)),
+                v(RuleVerdict::Drop),
+            ],
+            Position::Append(None),
+        )
+    })
+    .unwrap();
+    let mut s = crate::UdpSocket::new(&stack);
+    let to = std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9);
+    let r = s.send_to(b"x", to, crate::MsgFlags::default());
+    assert!(matches!(r, Err(crate::SendError::Perm)), "{r:?}");
+    let to = std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 8);
+    let r = s.send_to(b"x", to, crate::MsgFlags::default());
+    assert!(r.is_ok(), "{r:?}");
+}
