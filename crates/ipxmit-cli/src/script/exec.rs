@@ -211,6 +211,7 @@ pub struct Host {
     sends: u64,
     pattern: Vec<u8>,
     sampler: Option<crate::plot::Sampler>,
+    nft: ipxmit::nft::Nft,
 }
 
 impl Host {
@@ -231,6 +232,7 @@ impl Host {
             sends: 0,
             pattern: (0..65535 + 256).map(|j| (7 * j % 256) as u8).collect(),
             sampler: None,
+            nft: ipxmit::nft::Nft::new(),
         }
     }
 
@@ -295,6 +297,10 @@ impl Host {
                     .map(|text| Event::Output { op: "tc", text })
                     .into_iter()
                     .collect());
+            }
+            Command::Nft(c) => {
+                let out = super::nft::run(&st, &mut self.nft, c).map_err(ExecError::Tool)?;
+                return Ok(output("nft", out));
             }
             Command::Capture { dev, file } => self.capture(dev, file)?,
             Command::Sleep(d) => self.sleep(*d),

@@ -17,7 +17,7 @@ use crate::values::{self, quote};
 
 /// Every command word, for the "unknown command" message.
 pub const COMMANDS: &str =
-    "ip, tc, sysctl, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, getsockopt, send, sendmmsg, errqueue, recv, inject, sleep, close";
+    "ip, tc, nft, sysctl, link, addr, route, neigh, qdisc, capture, socket, bind, connect, sockopt, getsockopt, send, sendmmsg, errqueue, recv, inject, sleep, close";
 
 /// What is wrong with a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,6 +244,8 @@ pub enum Command {
     Sysctl(super::sysctl::SysctlCommand),
     /// A `tc` line.
     Tc(super::tc::TcCommand),
+    /// An `nft` line.
+    Nft(super::nft::NftCommand),
     /// `qdisc replace dev DEV root SPEC`.
     Qdisc {
         /// Device.
@@ -410,7 +412,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
     let Some((&first, rest)) = w.split_first() else {
         return Ok(None);
     };
-    if matches!(first, "tc" | "ip" | "sysctl" | "link" | "addr" | "neigh") {
+    if matches!(first, "tc" | "ip" | "nft" | "sysctl" | "link" | "addr" | "neigh") {
         return shell_line(line).map(Some);
     }
     let cmd = match first {
@@ -452,6 +454,9 @@ fn shell_line(line: &str) -> Result<Command, ParseError> {
             .map_err(ParseError::Tc),
         "ip" => super::ip::parse(rest),
         "sysctl" => super::sysctl::parse(rest).map(Command::Sysctl),
+        "nft" => super::nft::parse(rest)
+            .map(Command::Nft)
+            .map_err(ParseError::Tool),
         _ => {
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
             super::ip::parse_object(&w, super::ip::IpOpts::default())

@@ -1,0 +1,327 @@
+//! `nft list ruleset|table|chain` as nft 1.0.6 prints them, and base
+//! chain priorities by name (`filter`, `mangle - 5`).
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use ipxmit::nft::{
+    Chain, ChainHook, ChainType, Elem, Family, Key, Match, Op, Policy, Rhs, RuleVerdict, Ruleset,
+    Set, Stmt, Table,
+};
+
+use super::nft::{ListWhat, NftParseError, P};
+use super::nft_rule::{ty_of, ty_of_data, Ty, DSCPS, PROTOS};
+
+/// The standard priorities of family ip (`std_prios`), in nft's order.
+const PRIOS: &[(&str, i32)] = &[
+    ("raw", -300),
+    ("mangle", -150),
+    ("dstnat", -100),
+    ("filter", 0),
+    ("security", 50),
+    ("srcnat", 100),
+];
+
+/// Kernel-side names nft allows at a hook (`std_prio_family_hook_compat`).
+fn prio_ok(fam: Family, hook: ChainHook, name: &str) -> bool {
+    match (fam, name) {
+        (Family::Netdev, n) => n == "filter",
+        (_, "dstnat") => hook == ChainHook::Output,
+        (_, "srcnat") => hook == ChainHook::Postrouting,
+        _ => true,
+    }
+}
+
+/// `priority N`, `priority NAME`, `priority NAME + N` / `- N`.
+pub fn parse_priority(p: &mut P<'_>, fam: Family, hook: ChainHook) -> Result<i32, NftParseError> {
+    let t = p.next()?;
+    if let Ok(n) = t.text.parse::<i32>() {
+        return Ok(n);
+    }
+    let Some(&(name, base)) = PRIOS.iter().find(|(n, _)| *n == t.text) else {
+        return Err(P::err(t, format!("'{}' is not a valid priority.", t.text)));
+    };
+    if !prio_ok(fam, hook, name) {
+        return Err(P::err(
+            t,
+            format!("'{name}' is not a valid priority in this context."),
+        ));
+    }
+    let sign = match p.peek_text() {
+        "+" => 1,
+        "-" => -1,
+        _ => return Ok(base),
+    };
+    p.i += 1;
+    let n = p.next()?;
+    let off: i32 = n.text.parse().map_err(|_| P::err(n, "syntax error"))?;
+    Ok(base + sign * off)
+}
+
+fn prio_str(fam: Family, hook: ChainHook, prio: i32) -> String {
+    for &(name, base) in PRIOS {
+        let off = prio - base;
+        if !prio_ok(fam, hook, name) || !(-10..=10).contains(&off) {
+            continue;
+        }
+        return match off {
+            0 => name.to_string(),
+            o if o > 0 => format!("{name} + {o}"),
+            o => format!("{name} - {}", -o),
+        };
+    }
+    prio.to_string()
+}
+
+/// The listing `w` asks for, or nft's error for a missing table or chain.
+pub fn list(rs: &Ruleset, w: &ListWhat, handles: bool) -> Result<String, NftParseError> {
+    let mut out = String::new();
+    let missing = |t: &super::nft::Tok| NftParseError {
+        msg: "No such file or directory".into(),
+        span: t.span,
+    };
+    match w {
+        ListWhat::Ruleset => rs
+            .tables
+            .iter()
+            .for_each(|t| table(&mut out, t, None, handles)),
+        ListWhat::Table(f, n) => {
+            let t = rs.table(*f, &n.text).ok_or_else(|| missing(n))?;
+            table(&mut out, t, None, handles);
+        }
+        ListWhat::Chain(f, tn, cn) => {
+            let t = rs.table(*f, &tn.text).ok_or_else(|| missing(tn))?;
+            let c = t.chain(&cn.text).ok_or_else(|| missing(cn))?;
+            table(&mut out, t, Some(c), handles);
+        }
+    }
+    Ok(out)
+}
+
+fn fam_str(f: Family) -> &'static str {
+    match f {
+        Family::Ip => "ip",
+        Family::Netdev => "netdev",
+    }
+}
+
+fn table(out: &mut String, t: &Table, only: Option<&Chain>, handles: bool) {
+    let h = |n: u64| {
+        if handles {
+            format!(" # handle {n}")
+        } else {
+            String::new()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "table {} {} {{{}",
+        fam_str(t.family),
+        t.name,
+        h(t.handle)
+    );
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !std::mem::take(&mut first) {
+            out.push('\n');
+        }
+    };
+    if only.is_none() {
+        for s in &t.sets {
+            sep(out);
+            set(out, s, &h(s.handle));
+        }
+    }
+    for c in &t.chains {
+        if only.is_some_and(|o| o.name != c.name) {
+            continue;
+        }
+        sep(out);
+        chain(out, t.family, c, handles);
+    }
+    out.push_str("}\n");
+}
+
+fn set(out: &mut String, s: &Set, h: &str) {
+    let tys: Vec<Ty> = s.ty.iter().map(|d| ty_of_data(*d)).collect();
+    let names: Vec<&str> =
+        s.ty.iter()
+            .map(|d| match d {
+                ipxmit::nft::DataType::Ipv4Addr => "ipv4_addr",
+                ipxmit::nft::DataType::InetService => "inet_service",
+                ipxmit::nft::DataType::Mark => "mark",
+            })
+            .collect();
+    let _ = writeln!(
+        out,
+        "\tset {} {{{h}\n\t\ttype {}",
+        s.name,
+        names.join(" . ")
+    );
+    if s.interval {
+        out.push_str("\t\tflags interval\n");
+    }
+    if !s.elems.is_empty() {
+        let _ = writeln!(out, "\t\telements = {}", elems(&s.elems, &tys));
+    }
+    out.push_str("\t}\n");
+}
+
+fn chain(out: &mut String, fam: Family, c: &Chain, handles: bool) {
+    let h = |n: u64| {
+        if handles {
+            format!(" # handle {n}")
+        } else {
+            String::new()
+        }
+    };
+    let _ = writeln!(out, "\tchain {} {{{}", c.name, h(c.handle));
+    if let Some(b) = &c.base {
+        let ty = match b.ty {
+            ChainType::Filter => "filter",
+            ChainType::Route => "route",
+            ChainType::Nat => "nat",
+        };
+        let hook = match b.hook {
+            ChainHook::Output => "output",
+            ChainHook::Postrouting => "postrouting",
+            ChainHook::Egress => "egress",
+        };
+        let dev = b
+            .device
+            .as_ref()
+            .map_or(String::new(), |d| format!(" device \"{d}\""));
+        let pol = match b.policy {
+            Policy::Accept => "accept",
+            Policy::Drop => "drop",
+        };
+        let prio = prio_str(fam, b.hook, b.priority);
+        let _ = writeln!(
+            out,
+            "\t\ttype {ty} hook {hook}{dev} priority {prio}; policy {pol};"
+        );
+    }
+    for r in &c.rules {
+        let text: Vec<String> = r.stmts.iter().map(stmt).collect();
+        let _ = writeln!(out, "\t\t{}{}", text.join(" "), h(r.handle));
+    }
+    out.push_str("\t}\n");
+}
+
+/// A statement as nft prints it.
+pub fn stmt(s: &Stmt) -> String {
+    match s {
+        Stmt::Match(m) => matcher(m),
+        Stmt::Counter(c) => {
+            let (p, b) = c.get();
+            format!("counter packets {p} bytes {b}")
+        }
+        Stmt::MarkSet(m) => format!("meta mark set {}", value(u64::from(*m), Ty::Mark)),
+        Stmt::PrioritySet(v) => format!("meta priority set {}", value(u64::from(*v), Ty::Prio)),
+        Stmt::DscpSet(d) => format!("ip dscp set {}", value(u64::from(*d), Ty::Dscp)),
+        Stmt::TtlSet(t) => format!("ip ttl set {t}"),
+        Stmt::Verdict(v) => match v {
+            RuleVerdict::Accept => "accept".into(),
+            RuleVerdict::Drop => "drop".into(),
+            RuleVerdict::Continue => "continue".into(),
+            RuleVerdict::Return => "return".into(),
+            RuleVerdict::Jump(c) => format!("jump {c}"),
+            RuleVerdict::Goto(c) => format!("goto {c}"),
+        },
+    }
+}
+
+fn key_str(k: Key) -> &'static str {
+    match k {
+        Key::IpSaddr => "ip saddr",
+        Key::IpDaddr => "ip daddr",
+        Key::IpProtocol => "ip protocol",
+        Key::IpDscp => "ip dscp",
+        Key::IpTtl => "ip ttl",
+        Key::UdpSport => "udp sport",
+        Key::UdpDport => "udp dport",
+        Key::MetaL4proto => "meta l4proto",
+        Key::MetaMark => "meta mark",
+        Key::MetaLength => "meta length",
+        Key::MetaPriority => "meta priority",
+        Key::Oif => "oif",
+        Key::Oifname => "oifname",
+    }
+}
+
+fn matcher(m: &Match) -> String {
+    let lhs: Vec<&str> = m.keys.iter().map(|k| key_str(*k)).collect();
+    let op = match m.op {
+        Op::Eq => "",
+        Op::Ne => "!= ",
+        Op::Lt => "< ",
+        Op::Gt => "> ",
+        Op::Le => "<= ",
+        Op::Ge => ">= ",
+    };
+    let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
+    let ty = tys[0];
+    let rhs = match &m.rhs {
+        Rhs::Value(v) => value(*v, ty),
+        Rhs::Prefix(a, l) => format!("{}/{l}", Ipv4Addr::from(*a)),
+        Rhs::Range(lo, hi) if ty == Ty::Proto => format!("{lo}-{hi}"),
+        Rhs::Range(lo, hi) => format!("{}-{}", value(*lo, ty), value(*hi, ty)),
+        Rhs::Set(e) => elems(e, &tys),
+        Rhs::Named(n) => format!("@{n}"),
+        Rhs::Dev(n, _) | Rhs::Ifname(n) => format!("\"{n}\""),
+    };
+    format!("{} {op}{rhs}", lhs.join(" . "))
+}
+
+/// `{ a, b-c, d/len }`, sorted by value as the kernel's interval tree.
+fn elems(v: &[Elem], tys: &[Ty]) -> String {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    let parts: Vec<String> = v.iter().map(|e| elem(e, tys)).collect();
+    format!("{{ {} }}", parts.join(", "))
+}
+
+fn elem(e: &Elem, tys: &[Ty]) -> String {
+    if tys.len() > 1 {
+        let w = if tys[1] == Ty::Port { 16 } else { 32 };
+        let m = (1u64 << w) - 1;
+        let a = value(e.lo >> w, tys[0]);
+        return format!("{a} . {}", value(e.lo & m, tys[1]));
+    }
+    let ty = tys[0];
+    if e.lo == e.hi {
+        return value(e.lo, ty);
+    }
+    if ty == Ty::Addr {
+        let span = e.hi - e.lo + 1;
+        if span.is_power_of_two() && e.lo.is_multiple_of(span) {
+            return format!(
+                "{}/{}",
+                Ipv4Addr::from(e.lo as u32),
+                32 - span.trailing_zeros()
+            );
+        }
+    }
+    format!("{}-{}", value(e.lo, ty), value(e.hi, ty))
+}
+
+/// One value of type `ty` as nft prints it.
+pub fn value(v: u64, ty: Ty) -> String {
+    let named = |tab: &[(&'static str, u8)]| {
+        tab.iter()
+            .find(|(_, x)| u64::from(*x) == v)
+            .map(|(n, _)| n.to_string())
+    };
+    match ty {
+        Ty::Addr => Ipv4Addr::from(v as u32).to_string(),
+        Ty::Proto => named(PROTOS).unwrap_or_else(|| v.to_string()),
+        Ty::Dscp => named(DSCPS).unwrap_or_else(|| format!("0x{v:02x}")),
+        Ty::Mark => format!("0x{v:08x}"),
+        Ty::Prio => match v {
+            0 => "none".into(),
+            0xffff_ffff => "root".into(),
+            v => format!("{:x}:{:x}", v >> 16, v & 0xffff),
+        },
+        _ => v.to_string(),
+    }
+}

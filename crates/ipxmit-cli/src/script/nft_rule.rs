@@ -1,0 +1,444 @@
+//! nft rule statements and values: `ip saddr 10.0.0.0/8 udp dport { 53,
+//! 1000-2000 } counter accept` into [`ipxmit::nft::Stmt`]s.
+
+use std::net::Ipv4Addr;
+
+use ipxmit::nft::{Counter, DataType, Elem, Key, Match, NftError, Op, Rhs, RuleVerdict, Stmt};
+use ipxmit::Stack;
+
+use super::nft::{NftParseError, Tok, P};
+
+/// How a key's values are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// `ipv4_addr`.
+    Addr,
+    /// `inet_proto` (names or numbers).
+    Proto,
+    /// `dscp` (names or 0..63).
+    Dscp,
+    /// An 8-bit integer (`ip ttl`).
+    U8,
+    /// `inet_service`.
+    Port,
+    /// `mark` (printed `0x%08x`).
+    Mark,
+    /// A 32-bit integer (`meta length`).
+    U32,
+    /// `tc_handle` (`none`, `root`, `MAJ:MIN`).
+    Prio,
+    /// A device (`oif`).
+    Dev,
+    /// A device name (`oifname`).
+    Ifname,
+}
+
+/// The value type of a key.
+pub fn ty_of(k: Key) -> Ty {
+    match k {
+        Key::IpSaddr | Key::IpDaddr => Ty::Addr,
+        Key::IpProtocol | Key::MetaL4proto => Ty::Proto,
+        Key::IpDscp => Ty::Dscp,
+        Key::IpTtl => Ty::U8,
+        Key::UdpSport | Key::UdpDport => Ty::Port,
+        Key::MetaMark => Ty::Mark,
+        Key::MetaLength => Ty::U32,
+        Key::MetaPriority => Ty::Prio,
+        Key::Oif => Ty::Dev,
+        Key::Oifname => Ty::Ifname,
+    }
+}
+
+/// The value type of a set's data type.
+pub fn ty_of_data(d: DataType) -> Ty {
+    match d {
+        DataType::Ipv4Addr => Ty::Addr,
+        DataType::InetService => Ty::Port,
+        DataType::Mark => Ty::Mark,
+    }
+}
+
+/// Protocol names nft prints (Debian's /etc/protocols).
+pub const PROTOS: &[(&str, u8)] = &[
+    ("icmp", 1),
+    ("igmp", 2),
+    ("ipencap", 4),
+    ("tcp", 6),
+    ("egp", 8),
+    ("pup", 12),
+    ("udp", 17),
+    ("dccp", 33),
+    ("ipv6", 41),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("ipv6-icmp", 58),
+    ("ospf", 89),
+    ("ipip", 94),
+    ("pim", 103),
+    ("comp", 108),
+    ("vrrp", 112),
+    ("l2tp", 115),
+    ("sctp", 132),
+    ("udplite", 136),
+];
+
+/// DSCP names (`dscp_type`).
+pub const DSCPS: &[(&str, u8)] = &[
+    ("cs0", 0),
+    ("cs1", 8),
+    ("cs2", 16),
+    ("cs3", 24),
+    ("cs4", 32),
+    ("cs5", 40),
+    ("cs6", 48),
+    ("cs7", 56),
+    ("af11", 10),
+    ("af12", 12),
+    ("af13", 14),
+    ("af21", 18),
+    ("af22", 20),
+    ("af23", 22),
+    ("af31", 26),
+    ("af32", 28),
+    ("af33", 30),
+    ("af41", 34),
+    ("af42", 36),
+    ("af43", 38),
+    ("ef", 46),
+];
+
+fn bad(t: &Tok) -> NftParseError {
+    P::err(t, format!("syntax error, unexpected {}", t.text))
+}
+
+fn int(t: &Tok, max: u64) -> Result<u64, NftParseError> {
+    let v = crate::script::parse::parse_num(&t.text).map_err(|_| bad(t))?;
+    if v > max {
+        return Err(P::err(t, format!("Value {v} exceeds valid range 0-{max}")));
+    }
+    Ok(v)
+}
+
+/// One value of type `ty` (no range or prefix).
+pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
+    let tok = Tok {
+        text: s.to_string(),
+        ..t.clone()
+    };
+    let named = |tab: &[(&str, u8)]| {
+        tab.iter()
+            .find(|(n, _)| *n == s)
+            .map(|&(_, v)| u64::from(v))
+    };
+    Ok(match ty {
+        Ty::Addr => {
+            let a: Ipv4Addr = s
+                .parse()
+                .map_err(|_| P::err(t, format!("Could not resolve hostname: {s}")))?;
+            u64::from(u32::from(a))
+        }
+        Ty::Proto => match named(PROTOS) {
+            Some(v) => v,
+            None => int(&tok, 255)?,
+        },
+        Ty::Dscp => match named(DSCPS) {
+            Some(v) => v,
+            None => int(&tok, 63)?,
+        },
+        Ty::U8 => int(&tok, 255)?,
+        Ty::Port => int(&tok, 65535).map_err(|e| {
+            if e.msg.starts_with("syntax") {
+                P::err(
+                    t,
+                    "Could not resolve service: Servname not supported for ai_socktype",
+                )
+            } else {
+                e
+            }
+        })?,
+        Ty::Mark | Ty::U32 => int(&tok, u64::from(u32::MAX))?,
+        Ty::Prio => prio(&tok)?,
+        Ty::Dev | Ty::Ifname => return Err(bad(t)),
+    })
+}
+
+fn prio(t: &Tok) -> Result<u64, NftParseError> {
+    match t.text.as_str() {
+        "none" => return Ok(0),
+        "root" => return Ok(0xffff_ffff),
+        _ => {}
+    }
+    let (a, b) = t.text.split_once(':').ok_or_else(|| bad(t))?;
+    let h = |x: &str| u16::from_str_radix(x, 16).map_err(|_| bad(t));
+    Ok(u64::from(h(a)?) << 16 | u64::from(h(b)?))
+}
+
+/// One element: a value, `LO-HI`, or (addresses) `A/LEN`.
+fn elem(t: &Tok, ty: Ty) -> Result<Elem, NftParseError> {
+    if ty == Ty::Addr {
+        if let Some((a, l)) = t.text.split_once('/') {
+            let a = scalar(t, a, ty)? as u32;
+            let len: u8 = l.parse().ok().filter(|&l| l <= 32).ok_or_else(|| bad(t))?;
+            let m = ipxmit::nft::compile::prefix_mask(len);
+            return Ok(Elem {
+                lo: u64::from(a & m),
+                hi: u64::from(a | !m),
+            });
+        }
+    }
+    if !t.quoted && ty != Ty::Prio {
+        if let Some((a, b)) = t.text.split_once('-').filter(|(a, _)| !a.is_empty()) {
+            let (lo, hi) = (scalar(t, a, ty)?, scalar(t, b, ty)?);
+            if lo > hi {
+                return Err(P::err(t, "Range has zero or negative size"));
+            }
+            return Ok(Elem { lo, hi });
+        }
+    }
+    Ok(Elem::one(scalar(t, &t.text, ty)?))
+}
+
+/// An element of a possibly concatenated key (`A . B`).
+fn concat_elem(p: &mut P<'_>, tys: &[Ty]) -> Result<Elem, NftParseError> {
+    let mut acc = Elem { lo: 0, hi: 0 };
+    for (i, ty) in tys.iter().enumerate() {
+        if i > 0 {
+            p.expect(".")?;
+        }
+        let e = elem(p.next()?, *ty)?;
+        let w = bits(*ty);
+        if i > 0 && e.lo != e.hi {
+            return Err(P::err(
+                &p.toks[p.i - 1],
+                "ranges in concatenations need flags interval",
+            ));
+        }
+        acc = Elem {
+            lo: acc.lo << w | e.lo,
+            hi: acc.hi << w | e.hi,
+        };
+    }
+    Ok(acc)
+}
+
+fn bits(ty: Ty) -> u32 {
+    match ty {
+        Ty::Port => 16,
+        Ty::Proto | Ty::Dscp | Ty::U8 => 8,
+        _ => 32,
+    }
+}
+
+/// `{ E, E, ... }` of a set typed `tys`.
+pub fn set_elems(p: &mut P<'_>, tys: &[DataType]) -> Result<Vec<Elem>, NftParseError> {
+    let tys: Vec<Ty> = tys.iter().map(|d| ty_of_data(*d)).collect();
+    brace_elems(p, &tys)
+}
+
+fn brace_elems(p: &mut P<'_>, tys: &[Ty]) -> Result<Vec<Elem>, NftParseError> {
+    p.expect("{")?;
+    let mut v = Vec::new();
+    loop {
+        if p.eat("}") {
+            break;
+        }
+        v.push(concat_elem(p, tys)?);
+        if !p.eat(",") {
+            p.expect("}")?;
+            break;
+        }
+    }
+    Ok(v)
+}
+
+fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
+    let t = p.peek_text();
+    fn two<'a>(p: &mut P<'a>) -> Result<&'a str, NftParseError> {
+        p.i += 1;
+        Ok(p.next()?.text.as_str())
+    }
+    let k = match t {
+        "ip" => match two(p)? {
+            "saddr" => Key::IpSaddr,
+            "daddr" => Key::IpDaddr,
+            "protocol" => Key::IpProtocol,
+            "dscp" => Key::IpDscp,
+            "ttl" => Key::IpTtl,
+            _ => return Err(bad(&p.toks[p.i - 1])),
+        },
+        "udp" => match two(p)? {
+            "sport" => Key::UdpSport,
+            "dport" => Key::UdpDport,
+            _ => return Err(bad(&p.toks[p.i - 1])),
+        },
+        "meta" => match two(p)? {
+            "l4proto" => Key::MetaL4proto,
+            "mark" => Key::MetaMark,
+            "length" => Key::MetaLength,
+            "priority" => Key::MetaPriority,
+            "oif" => Key::Oif,
+            "oifname" => Key::Oifname,
+            _ => return Err(bad(&p.toks[p.i - 1])),
+        },
+        "mark" | "length" | "priority" | "l4proto" | "oif" | "oifname" => {
+            p.i += 1;
+            match t {
+                "mark" => Key::MetaMark,
+                "length" => Key::MetaLength,
+                "priority" => Key::MetaPriority,
+                "l4proto" => Key::MetaL4proto,
+                "oif" => Key::Oif,
+                _ => Key::Oifname,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(k))
+}
+
+fn op(p: &mut P<'_>) -> Op {
+    let o = match p.peek_text() {
+        "==" | "eq" => Op::Eq,
+        "!=" | "ne" => Op::Ne,
+        "<" | "lt" => Op::Lt,
+        ">" | "gt" => Op::Gt,
+        "<=" | "le" => Op::Le,
+        ">=" | "ge" => Op::Ge,
+        _ => return Op::Eq,
+    };
+    p.i += 1;
+    o
+}
+
+/// The statement after a key: `set V` or a match.
+fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
+    if p.eat("set") {
+        let t = p.next()?;
+        let v = scalar(t, &t.text, ty_of(k))?;
+        return Ok(match k {
+            Key::MetaMark => Stmt::MarkSet(v as u32),
+            Key::MetaPriority => Stmt::PrioritySet(v as u32),
+            Key::IpDscp => Stmt::DscpSet(v as u8),
+            Key::IpTtl => Stmt::TtlSet(v as u8),
+            _ => return Err(P::err(t, "statement not supported by ipxmit")),
+        });
+    }
+    let mut keys = vec![k];
+    while p.eat(".") {
+        let t = p.peek().cloned();
+        match key(p)? {
+            Some(k) => keys.push(k),
+            None => return Err(t.as_ref().map_or_else(|| p.unexpected(), bad)),
+        }
+    }
+    let op = op(p);
+    let rhs = rhs(p, &keys, op)?;
+    Ok(Stmt::Match(Match { keys, op, rhs }))
+}
+
+fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
+    let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
+    let t = p.peek().ok_or_else(|| p.unexpected())?;
+    if t.text.starts_with('@') && !t.quoted {
+        p.i += 1;
+        return Ok(Rhs::Named(t.text[1..].to_string()));
+    }
+    let set_ok = matches!(op, Op::Eq | Op::Ne);
+    if t.text == "{" && !t.quoted && set_ok && !matches!(tys[0], Ty::Dev | Ty::Ifname) {
+        return brace_elems(p, &tys).map(|v| Rhs::Set(merge(v)));
+    }
+    if keys.len() > 1 {
+        return Err(P::err(
+            t,
+            "concatenations are matched against sets only in ipxmit",
+        ));
+    }
+    let t = p.next()?;
+    match tys[0] {
+        Ty::Dev => return Ok(Rhs::Dev(t.text.clone(), 0)),
+        Ty::Ifname => return Ok(Rhs::Ifname(t.text.clone())),
+        _ => {}
+    }
+    let e = elem(t, tys[0])?;
+    let prefix = t.text.contains('/');
+    Ok(match (e.lo == e.hi, prefix) {
+        (_, true) => {
+            let len = t
+                .text
+                .split_once('/')
+                .map_or(32, |(_, l)| l.parse().unwrap_or(32));
+            Rhs::Prefix(e.lo as u32, len)
+        }
+        (true, false) => Rhs::Value(e.lo),
+        (false, false) => Rhs::Range(e.lo, e.hi),
+    })
+}
+
+/// A rule's statements, to the end of the command.
+pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
+    let mut v = Vec::new();
+    while let Some(t) = p.peek() {
+        if let Some(k) = key(p)? {
+            v.push(after_key(p, k)?);
+            continue;
+        }
+        p.i += 1;
+        let verdict = |v: RuleVerdict| Ok(Stmt::Verdict(v));
+        let s: Result<Stmt, NftParseError> = match t.text.as_str() {
+            "accept" => verdict(RuleVerdict::Accept),
+            "drop" => verdict(RuleVerdict::Drop),
+            "continue" => verdict(RuleVerdict::Continue),
+            "return" => verdict(RuleVerdict::Return),
+            "jump" => verdict(RuleVerdict::Jump(p.next()?.text.clone())),
+            "goto" => verdict(RuleVerdict::Goto(p.next()?.text.clone())),
+            "counter" => counter(p),
+            _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
+        };
+        v.push(s?);
+    }
+    Ok(v)
+}
+
+fn counter(p: &mut P<'_>) -> Result<Stmt, NftParseError> {
+    let (mut packets, mut bytes) = (0, 0);
+    if p.eat("packets") {
+        packets = int(p.next()?, u64::MAX)?;
+        p.expect("bytes")?;
+        bytes = int(p.next()?, u64::MAX)?;
+    }
+    Ok(Stmt::Counter(Counter::new(packets, bytes)))
+}
+
+/// Resolves `oif NAME` to the device's index (the kernel stores the index).
+pub fn resolve(stack: &Stack, mut stmts: Vec<Stmt>) -> Result<Vec<Stmt>, NftError> {
+    for s in &mut stmts {
+        if let Stmt::Match(Match {
+            rhs: Rhs::Dev(name, idx),
+            ..
+        }) = s
+        {
+            *idx = stack
+                .device(name)
+                .map_err(|_| NftError::NoDevice)?
+                .ifindex();
+        }
+    }
+    Ok(stmts)
+}
+
+/// Sorts an anonymous set's elements and merges overlapping or adjacent
+/// intervals, as nft does (`set_automerge`).
+fn merge(mut v: Vec<Elem>) -> Vec<Elem> {
+    v.sort_unstable();
+    let mut out: Vec<Elem> = Vec::with_capacity(v.len());
+    for e in v {
+        match out.last_mut() {
+            Some(l) if e.lo != e.hi && l.lo != l.hi && e.lo <= l.hi.saturating_add(1) => {
+                l.hi = l.hi.max(e.hi);
+            }
+            _ => out.push(e),
+        }
+    }
+    out
+}
