@@ -225,6 +225,32 @@ impl Fib {
         Lookup::Continue
     }
 
+    /// The longest-prefix route for `addr` of link or host scope (no
+    /// gateway of its own: a unicast route on link, or a local one),
+    /// through the device `oif` when not 0 — what a gateway must be
+    /// reached by (`fib_check_nh_v4_gw()`'s lookup at `RT_SCOPE_LINK`).
+    pub fn lookup_link(&self, addr: std::net::Ipv4Addr, oif: u32) -> Option<&Route> {
+        let a = u32::from(addr);
+        let mut lens = self.lens;
+        while lens != 0 {
+            let len = 63 - lens.leading_zeros() as u8;
+            lens &= !(1 << len);
+            let Some(v) = self.by_len[len as usize].get(&(a & mask(len))) else {
+                continue;
+            };
+            let linked = |r: &&Route| {
+                matches!(r.kind, RtnType::Unicast | RtnType::Local)
+                    && r.dst.as_ref().is_some_and(|d| {
+                        d.gateway.is_none() && (oif == 0 || d.dev.ifindex() == oif)
+                    })
+            };
+            if let Some(r) = v.iter().find(linked) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
     /// Every route in the order a dump of the kernel's trie gives them
     /// (`ip route show`): by network address, then longest prefix first
     /// (`fib_insert_alias()` orders a leaf by suffix length), then alias

@@ -314,17 +314,9 @@ impl Stack {
         const BAD: RouteError = RouteError::Invalid("Nexthop has invalid gateway");
         let rib = self.rib();
         let oif = dev.as_ref().map_or(0, |d| d.ifindex());
-        let linked = |r: &&Route| {
-            matches!(r.kind, RtnType::Unicast | RtnType::Local)
-                && r.dst
-                    .as_ref()
-                    .is_some_and(|d| d.gateway.is_none() && (oif == 0 || d.dev.ifindex() == oif))
-        };
         let found = rib
             .tables()
-            .flat_map(|(_, f)| f.routes())
-            .filter(|r| r.prefix.contains(&gw))
-            .filter(linked)
+            .filter_map(|(_, f)| f.lookup_link(gw, oif))
             .max_by_key(|r| r.prefix.prefix_len());
         match (found.and_then(|r| r.dst.clone()), dev) {
             (Some(_), Some(d)) => Ok(d),
@@ -337,10 +329,12 @@ impl Stack {
         &self,
         f: impl FnOnce(&mut Rib) -> Result<(), RouteError>,
     ) -> Result<(), ConfigError> {
+        // Changed in place unless a lookup holds the snapshot right now
+        // (then copied once): a route add costs O(1), not a table copy.
+        // Each change checks before it mutates, so a refusal leaves the
+        // state as it was.
         let mut guard = self.rib.write();
-        let mut new = (**guard).clone();
-        f(&mut new)?;
-        *guard = Arc::new(new);
+        f(Arc::make_mut(&mut guard))?;
         self.fib_gen.fetch_add(1, Ordering::Release);
         Ok(())
     }
