@@ -699,3 +699,54 @@ fn rule_modify(
         .add_rule(rule)
         .map_err(|_| "RTNETLINK answers: File exists".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::exec::Host;
+    use super::super::parse::parse_line;
+
+    /// Words ip route/rule lines are made of, right and wrong.
+    const VOCAB: &str = "ip route rule add del replace show get cache table all local main \
+        100 0 blackhole unreachable prohibit throw via dev eth0 lo nosuch src mtu lock \
+        hoplimit metric tos 0x10 0x03 0xfc from to fwmark 0x5/0xff iif oif ipproto udp dport \
+        53 sport 1-2 prio not lookup nop mark default 10.0.0.0/8 10.1.2.3/16 10.0.0.2 \
+        10.0.0.1 0.0.0.0 255.255.255.255 224.0.0.5 127.0.0.1 65536 -1 4294967296 x / -j";
+
+    /// Random ip route/rule lines (a fixed xorshift sequence), parsed and
+    /// carried out on a host with routes already: a refusal is fine, a
+    /// panic is not, and the host keeps answering.
+    #[test]
+    fn random_route_and_rule_lines_never_panic() {
+        let mut h = Host::new(false);
+        for l in [
+            "link add eth0 type mem peer 10.0.0.2",
+            "ip addr add 10.0.0.1/24 dev eth0",
+            "ip route add default via 10.0.0.2",
+        ] {
+            let c = parse_line(l).unwrap().unwrap();
+            h.exec(&c).unwrap();
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let vocab: Vec<&str> = VOCAB.split_whitespace().collect();
+        let (mut parsed, mut ran) = (0, 0);
+        for _ in 0..20_000 {
+            let n = 2 + next() % 9;
+            let mut words = vec!["ip", ["route", "rule"][(next() % 2) as usize]];
+            words.extend((0..n).map(|_| vocab[(next() % vocab.len() as u64) as usize]));
+            let line = words.join(" ");
+            if let Ok(Some(c)) = parse_line(&line) {
+                parsed += 1;
+                ran += usize::from(h.exec(&c).is_ok());
+            }
+        }
+        assert!(parsed > 100 && ran > 50, "parsed {parsed}, ran {ran}");
+        let get = parse_line("ip route get 10.0.0.2").unwrap().unwrap();
+        assert!(h.exec(&get).is_ok(), "the host still answers");
+    }
+}
