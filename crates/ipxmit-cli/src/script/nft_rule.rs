@@ -427,14 +427,16 @@ pub fn resolve(stack: &Stack, mut stmts: Vec<Stmt>) -> Result<Vec<Stmt>, NftErro
     Ok(stmts)
 }
 
-/// Sorts an anonymous set's elements and merges overlapping or adjacent
-/// intervals, as nft does (`set_automerge`).
+/// Sorts an anonymous set's elements and, when one is an interval (the
+/// set is then an interval set), merges overlapping or adjacent elements,
+/// as nft does (`set_automerge`).
 fn merge(mut v: Vec<Elem>) -> Vec<Elem> {
     v.sort_unstable();
+    let interval = v.iter().any(|e| e.lo != e.hi);
     let mut out: Vec<Elem> = Vec::with_capacity(v.len());
     for e in v {
         match out.last_mut() {
-            Some(l) if e.lo != e.hi && l.lo != l.hi && e.lo <= l.hi.saturating_add(1) => {
+            Some(l) if interval && e.lo <= l.hi.saturating_add(1) => {
                 l.hi = l.hi.max(e.hi);
             }
             _ => out.push(e),
