@@ -62,7 +62,8 @@ pub struct Program {
 /// Why a rule could not be compiled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    /// A match the engine cannot express.
+    /// A match the engine cannot express (a concatenation of more than two
+    /// keys or 64 bits).
     #[error("unsupported match")]
     Unsupported,
 }
@@ -192,6 +193,10 @@ impl Program {
             name[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
             self.insns.push(Insn::CmpIfname { name, neg });
             return Ok(());
+        }
+        let bits: u32 = m.keys.iter().map(|k| k.bits()).sum();
+        if m.keys.is_empty() || m.keys.len() > 2 || bits > 64 {
+            return Err(CompileError::Unsupported);
         }
         for (i, k) in m.keys.iter().enumerate() {
             self.load(*k, i as Reg);

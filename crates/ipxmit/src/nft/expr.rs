@@ -11,9 +11,9 @@ use crate::wire::checksum::replace_u16;
 /// A register.
 pub type Reg = u8;
 
-/// Number of registers (`NFT_REG32_NUM` is 20 of 32 bits; 8 of 64 suffice
-/// for the keys taken here).
-pub const NREGS: usize = 8;
+/// Number of registers (`NFT_REG32_NUM` is 20 of 32 bits; 4 of 64 suffice
+/// for the keys taken here: a concatenation has at most two, 64 bits).
+pub const NREGS: usize = 4;
 
 /// Where a payload load starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,39 +175,38 @@ pub enum Step {
     Break,
 }
 
-/// The packet as the expressions see it (`struct nft_pktinfo`).
+/// The packet as the expressions see it (`struct nft_pktinfo`); the
+/// transport offset and protocol are read from the header when an
+/// expression asks (`nft_set_pktinfo_ipv4`).
 pub struct PktInfo<'a> {
     /// The packet; its data starts at the IP header.
     pub pkt: &'a mut PacketBuf,
     /// The output device.
     pub out: &'a NetDevice,
-    /// Transport header offset, or `None` in a later fragment or a short
-    /// packet (`NFT_PKTINFO_L4PROTO` unset).
-    pub thoff: Option<u16>,
-    /// The IP protocol.
-    pub l4proto: u8,
 }
 
 impl<'a> PktInfo<'a> {
-    /// Kernel: `nft_set_pktinfo_ipv4()`.
+    /// Kernel: `nft_set_pktinfo_ipv4()` (its fields read lazily).
     #[inline]
     pub fn new(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
-        let h = pkt.network_header();
-        let (thoff, l4proto) = match h {
-            [vihl, _, _, _, _, _, f0, f1, _, proto, ..] => {
-                let ihl = usize::from(vihl & 0xf) * 4;
-                let frag_off = u16::from_be_bytes([*f0, *f1]) & 0x1fff;
-                let ok = frag_off == 0 && ihl >= 20 && h.len() >= ihl;
-                (ok.then_some(ihl as u16), *proto)
-            }
-            _ => (None, 0),
-        };
-        PktInfo {
-            pkt,
-            out,
-            thoff,
-            l4proto,
-        }
+        PktInfo { pkt, out }
+    }
+
+    /// The transport header's offset: `None` in a later fragment or a
+    /// short packet (`pkt->fragoff`, `ip_hdrlen`).
+    #[inline]
+    pub fn thoff(&self) -> Option<usize> {
+        let h = self.pkt.network_header();
+        let (vihl, f) = (*h.first()?, h.get(6..8)?);
+        let ihl = usize::from(vihl & 0xf) * 4;
+        let frag_off = u16::from_be_bytes([f[0], f[1]]) & 0x1fff;
+        (frag_off == 0 && ihl >= 20 && h.len() >= ihl).then_some(ihl)
+    }
+
+    /// The IP protocol (`pkt->tprot`), known in every fragment.
+    #[inline]
+    pub fn l4proto(&self) -> u8 {
+        self.pkt.network_header().get(9).copied().unwrap_or(0)
     }
 }
 
@@ -255,8 +254,8 @@ pub fn eval(
         } => {
             let start = match base {
                 Base::Network => 0,
-                Base::Transport => match p.thoff {
-                    Some(t) => usize::from(t),
+                Base::Transport => match p.thoff() {
+                    Some(t) => t,
                     None => return Step::Break,
                 },
             };
@@ -302,7 +301,7 @@ fn meta(key: MetaKey, p: &PktInfo<'_>) -> u64 {
         MetaKey::Len => p.pkt.len() as u64,
         MetaKey::Mark => u64::from(p.pkt.meta.mark),
         MetaKey::Priority => u64::from(p.pkt.meta.priority),
-        MetaKey::L4proto => u64::from(p.l4proto),
+        MetaKey::L4proto => u64::from(p.l4proto()),
         MetaKey::Oif => u64::from(p.out.ifindex()),
     }
 }

@@ -78,18 +78,50 @@ pub const JUMP_STACK: usize = 16;
 
 /// Kernel: `nft_do_chain()`, net/netfilter/nf_tables_core.c. Walks base
 /// chain `chain` of `prog` for the packet: each rule's instructions until
-/// one breaks or a verdict ends the walk; `jump` pushes the return point
-/// (at most [`JUMP_STACK`] deep: deeper drops), `goto` does not, `return`
-/// or the end of a chain pops it, and the end of the base chain applies its
-/// policy.
+/// one breaks or a verdict ends the walk; the end of the base chain (or a
+/// `return` in it) applies its policy. A `jump` or `goto` continues in
+/// [`walk`], which keeps the jump stack.
+#[inline]
 pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
+    let base = &prog.chains[chain as usize];
     let mut regs = [0u64; expr::NREGS];
-    let mut stack = [(0u32, 0usize); JUMP_STACK];
+    for (i, range) in base.rules.iter().enumerate() {
+        match run_rule(prog, range, &mut regs, p) {
+            Code::Continue => {}
+            Code::Accept => return Verdict::Accept,
+            Code::Drop => return Verdict::Drop,
+            Code::Return => break,
+            Code::Jump(to) => return walk(prog, chain, Some(i as u32 + 1), to, &mut regs, p),
+            Code::Goto(to) => return walk(prog, chain, None, to, &mut regs, p),
+        }
+    }
+    policy(base.policy)
+}
+
+/// [`do_chain`] after the base chain's first `jump` (`ret` is the rule to
+/// return to) or `goto` (`None`): `jump` pushes the return point (at most
+/// [`JUMP_STACK`] deep: deeper drops), `goto` does not, `return` or the end
+/// of a chain pops it, and the end of the base chain applies its policy.
+#[cold]
+#[inline(never)]
+fn walk(
+    prog: &Program,
+    chain: u32,
+    ret: Option<u32>,
+    to: u32,
+    regs: &mut [u64; expr::NREGS],
+    p: &mut PktInfo<'_>,
+) -> Verdict {
+    let mut stack = [(0u32, 0u32); JUMP_STACK];
     let mut depth = 0;
-    let (mut c, mut r) = (chain, 0usize);
+    if let Some(r) = ret {
+        stack[0] = (chain, r);
+        depth = 1;
+    }
+    let (mut c, mut r) = (to, 0u32);
     loop {
         let ch = &prog.chains[c as usize];
-        let Some(range) = ch.rules.get(r) else {
+        let Some(range) = ch.rules.get(r as usize) else {
             // End of a chain: NFT_RETURN.
             if depth == 0 {
                 return policy(prog.chains[chain as usize].policy);
@@ -99,7 +131,7 @@ pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
             continue;
         };
         r += 1;
-        match run_rule(prog, range, &mut regs, p) {
+        match run_rule(prog, range, regs, p) {
             Code::Continue => {}
             Code::Accept => return Verdict::Accept,
             Code::Drop => return Verdict::Drop,
@@ -137,7 +169,10 @@ fn run_rule(
     regs: &mut [u64; expr::NREGS],
     p: &mut PktInfo<'_>,
 ) -> Code {
-    for insn in &prog.insns[range.start as usize..range.end as usize] {
+    let Some(insns) = prog.insns.get(range.start as usize..range.end as usize) else {
+        return Code::Continue;
+    };
+    for insn in insns {
         if let Insn::Verdict(v) = insn {
             return *v;
         }

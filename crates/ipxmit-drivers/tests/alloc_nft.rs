@@ -1,0 +1,153 @@
+//! Zero heap allocations per datagram with an nftables ruleset loaded: an
+//! output chain with a named interval set, an anonymous set, a
+//! concatenation lookup, a jump and return, counters and `ip dscp set`
+//! (checksum updated), and a postrouting chain; 18 B and 1472 B
+//! datagrams, batches of 64 and single sends, on the null and memory
+//! sinks (as `alloc_count`, whose probe this uses).
+
+#[path = "../benches/support/alloc_probe.rs"]
+#[allow(dead_code)]
+mod alloc_probe;
+#[path = "../benches/support/host.rs"]
+#[allow(dead_code)]
+mod host;
+
+use ipxmit::nft::{
+    BaseChain, ChainHook, ChainType, Counter, DataType, Elem, Family, Key, Match, Nft, NftError,
+    Op, Policy, Position, Rhs, RuleVerdict, Ruleset, Stmt,
+};
+
+use std::sync::Arc;
+
+#[global_allocator]
+static ALLOC: alloc_probe::CountingAlloc = alloc_probe::CountingAlloc;
+
+fn m(keys: &[Key], op: Op, rhs: Rhs) -> Stmt {
+    Stmt::Match(Match {
+        keys: keys.to_vec(),
+        op,
+        rhs,
+    })
+}
+
+fn base(hook: ChainHook) -> Option<BaseChain> {
+    Some(BaseChain {
+        ty: ChainType::Filter,
+        hook,
+        device: None,
+        priority: 0,
+        policy: Policy::Accept,
+    })
+}
+
+/// The ruleset: every rule is evaluated for the probe's flow (10.0.0.2:9000)
+/// and none drops it.
+fn rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
+    let f = Family::Ip;
+    rs.add_table(f, "t", false)?;
+    rs.add_chain(f, "t", "out", base(ChainHook::Output), false)?;
+    rs.add_chain(f, "t", "post", base(ChainHook::Postrouting), false)?;
+    rs.add_chain(f, "t", "sub", None, false)?;
+    rs.add_set(f, "t", "ports", vec![DataType::InetService], true)?;
+    let ports: Vec<Elem> = (0..1000).map(|i| Elem::one(20000 + 2 * i)).collect();
+    rs.add_elements(f, "t", "ports", &ports)?;
+    rs.add_set(
+        f,
+        "t",
+        "pairs",
+        vec![DataType::Ipv4Addr, DataType::InetService],
+        false,
+    )?;
+    let add = |rs: &mut Ruleset, c: &str, s: Vec<Stmt>| {
+        rs.add_rule(f, "t", c, s, Position::Append(None))
+            .map(|_| ())
+    };
+    let drop = Stmt::Verdict(RuleVerdict::Drop);
+    add(
+        rs,
+        "out",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Named("ports".into())),
+            drop.clone(),
+        ],
+    )?;
+    add(
+        rs,
+        "out",
+        vec![
+            m(
+                &[Key::IpDaddr, Key::UdpDport],
+                Op::Eq,
+                Rhs::Named("pairs".into()),
+            ),
+            drop.clone(),
+        ],
+    )?;
+    let anon = Rhs::Set(vec![Elem::one(53), Elem { lo: 100, hi: 200 }]);
+    add(
+        rs,
+        "out",
+        vec![m(&[Key::UdpDport], Op::Eq, anon), drop.clone()],
+    )?;
+    add(
+        rs,
+        "out",
+        vec![
+            Stmt::Counter(Counter::new(0, 0)),
+            Stmt::Verdict(RuleVerdict::Jump("sub".into())),
+        ],
+    )?;
+    add(
+        rs,
+        "sub",
+        vec![m(&[Key::MetaMark], Op::Eq, Rhs::Value(7)), drop.clone()],
+    )?;
+    add(rs, "sub", vec![Stmt::Verdict(RuleVerdict::Return)])?;
+    add(
+        rs,
+        "out",
+        vec![Stmt::DscpSet(10), Stmt::Counter(Counter::new(0, 0))],
+    )?;
+    add(
+        rs,
+        "post",
+        vec![m(&[Key::Oifname], Op::Ne, Rhs::Ifname("eth0".into())), drop],
+    )?;
+    add(
+        rs,
+        "post",
+        vec![
+            Stmt::Counter(seen.clone()),
+            Stmt::Verdict(RuleVerdict::Accept),
+        ],
+    )
+}
+
+#[test]
+fn zero_allocations_per_datagram_with_an_nft_ruleset() {
+    let mut bad = Vec::new();
+    for sink in [host::Sink::Null, host::Sink::Mem] {
+        let fs = alloc_probe::feature_sets()[1];
+        for name in ["18B", "18B_batch64", "1472B_batch64"] {
+            let work = *host::WORKLOADS.iter().find(|w| w.name == name).unwrap();
+            let mut h = host::Host::new(sink, fs.1, work).expect("host");
+            let mut nft = Nft::new();
+            let seen = Counter::new(0, 0);
+            nft.commit(&h.stack, |rs| rules(rs, &seen))
+                .expect("ruleset");
+            for _ in 0..200 {
+                h.send_one().expect("warm-up send");
+            }
+            let before = alloc_probe::allocations();
+            for _ in 0..500 {
+                h.send_one().expect("measured send");
+            }
+            let n = alloc_probe::allocations() - before;
+            assert!(seen.get().0 >= 700, "every datagram ran the rules");
+            if n != 0 {
+                bad.push(format!("{}/{name}: {n} allocations", sink.name()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "heap allocations with nft rules: {bad:#?}");
+}
