@@ -23,6 +23,7 @@ pub mod socket;
 pub mod stack;
 pub mod stats;
 pub mod time;
+pub mod trace;
 pub mod units;
 pub mod wire;
 

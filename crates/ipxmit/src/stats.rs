@@ -313,16 +313,23 @@ impl Counters {
         self.add(m, 1);
     }
 
-    /// Counts one dropped packet under `reason`.
+    /// Counts one dropped packet under `reason` (and fires `kfree_skb`,
+    /// with the caller as its location).
     #[inline]
+    #[track_caller]
     pub fn drop(&self, reason: DropReason) {
-        self.drops.add(reason as usize, 1);
+        self.drop_n(reason, 1);
     }
 
-    /// Counts `n` dropped packets under `reason`.
+    /// Counts `n` dropped packets under `reason`; fires one `kfree_skb`
+    /// event for them (the kernel fires one per buffer).
     #[inline]
+    #[track_caller]
     pub fn drop_n(&self, reason: DropReason, n: u64) {
         self.drops.add(reason as usize, n);
+        if tracing::level_enabled!(tracing::Level::INFO) {
+            kfree_skb(reason, n, std::panic::Location::caller());
+        }
     }
 
     /// Counts `n` messages of `send_batch` that went the way `p`.
@@ -371,6 +378,22 @@ impl Counters {
             .map(|&r| (r, self.dropped(r)))
             .collect()
     }
+}
+
+/// Tracepoint `kfree_skb` (`include/trace/events/skb.h`): `packets`
+/// dropped for `reason` at `location` (the kernel's is the caller's
+/// address; here the source line that counted the drop).
+#[cold]
+#[inline(never)]
+fn kfree_skb(reason: DropReason, packets: u64, location: &'static std::panic::Location<'static>) {
+    tracing::info!(
+        name: "kfree_skb",
+        target: crate::trace::SKB,
+        %reason,
+        packets,
+        %location,
+        "kfree_skb"
+    );
 }
 
 /// A device counter (`struct rtnl_link_stats64` field).

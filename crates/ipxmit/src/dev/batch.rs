@@ -98,6 +98,11 @@ pub struct XmitBatch<'a> {
     tx: TxCount,
     /// Frames and bytes that bypassed the qdisc (its "sent" count).
     bypassed: TxCount,
+    /// Per-packet tracepoints may be wanted (`tracing::level_enabled!` at
+    /// TRACE), read when the batch is made and at each end: a test of a
+    /// field per frame when they are off (a subscriber that comes
+    /// mid-batch sees the next batch).
+    traced: bool,
     /// Segments of a GSO frame, or frames to requeue: the queue's reusable
     /// frame buffer, taken from its slot when first needed.
     frames: Option<VecDeque<PacketBuf>>,
@@ -122,6 +127,7 @@ impl<'a> XmitBatch<'a> {
             owed_flush: false,
             tx: TxCount::default(),
             bypassed: TxCount::default(),
+            traced: tracing::level_enabled!(tracing::Level::TRACE),
             frames: None,
         }
     }
@@ -181,20 +187,52 @@ impl<'a> XmitBatch<'a> {
     #[inline(always)]
     pub fn xmit_sized(
         &mut self,
-        mut pkt: PacketBuf,
+        pkt: PacketBuf,
         len: usize,
         more: bool,
     ) -> Result<(), QueueXmitError> {
         debug_assert!(pkt.meta.dst.is_none() && pkt.len() == len);
+        if self.traced {
+            return self.xmit_traced(pkt, len, more);
+        }
+        self.xmit_queued(pkt, len, more, false)
+    }
+
+    /// [`XmitBatch::xmit_sized`] with the per-packet tracepoints:
+    /// `net_dev_queue`, then the frame's way (whose `xmit_one` fires the
+    /// others).
+    #[cold]
+    #[inline(never)]
+    fn xmit_traced(
+        &mut self,
+        pkt: PacketBuf,
+        len: usize,
+        more: bool,
+    ) -> Result<(), QueueXmitError> {
+        net_dev_queue(self.dev, len);
+        self.xmit_queued(pkt, len, more, true)
+    }
+
+    /// [`XmitBatch::xmit_sized`] after its `net_dev_queue` event: the frame
+    /// down the batch's path; `traced` is `self.traced`, passed as a
+    /// constant so the untraced path tests nothing more.
+    #[inline(always)]
+    fn xmit_queued(
+        &mut self,
+        mut pkt: PacketBuf,
+        len: usize,
+        more: bool,
+        traced: bool,
+    ) -> Result<(), QueueXmitError> {
         match self.path {
             Path::Bypass => {
                 pkt.meta.queue_mapping = self.mapping;
-                self.bypass(pkt, len, more);
+                self.bypass(pkt, len, more, traced);
                 Ok(())
             }
             Path::NoQueue => {
                 pkt.meta.queue_mapping = self.mapping;
-                self.noqueue(pkt, len, more)
+                self.noqueue(pkt, len, more, traced)
             }
             _ => self.xmit_other(pkt, len, more),
         }
@@ -212,7 +250,7 @@ impl<'a> XmitBatch<'a> {
         if self.path == Path::Idle {
             self.begin(pkt.meta.queue_mapping, pkt.meta.hash);
             if matches!(self.path, Path::Bypass | Path::NoQueue) {
-                return self.xmit_sized(pkt, len, more);
+                return self.xmit_queued(pkt, len, more, self.traced);
             }
         }
         pkt.meta.queue_mapping = self.mapping;
@@ -233,6 +271,7 @@ impl<'a> XmitBatch<'a> {
         mut pkt: PacketBuf,
         len: usize,
         more: bool,
+        traced: bool,
     ) -> Result<(), QueueXmitError> {
         if self.ctl.is_stopped() {
             self.flush_owed();
@@ -243,7 +282,7 @@ impl<'a> XmitBatch<'a> {
             return self.noqueue_segments(pkt, more);
         }
         self.finish_frame(&mut pkt);
-        match self.direct(pkt, len, more) {
+        match self.direct(pkt, len, more, traced) {
             Ok(()) => Ok(()),
             Err(p) => {
                 drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
@@ -266,7 +305,7 @@ impl<'a> XmitBatch<'a> {
             }
             let next = more || !frames.is_empty();
             let len = p.len();
-            if let Err(p) = self.direct(p, len, next) {
+            if let Err(p) = self.direct(p, len, next, self.traced) {
                 drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
                 r = Err(QueueXmitError::NetDown);
             }
@@ -279,7 +318,7 @@ impl<'a> XmitBatch<'a> {
     /// counted as sent by the qdisc and given to the driver; one the queue
     /// cannot take now is requeued, and the batch enqueues from then on.
     #[inline(always)]
-    fn bypass(&mut self, mut pkt: PacketBuf, len: usize, more: bool) {
+    fn bypass(&mut self, mut pkt: PacketBuf, len: usize, more: bool, traced: bool) {
         self.bypassed.add(len);
         if pkt.meta.gso_type != GsoType::None {
             return self.bypass_segments(pkt, more);
@@ -288,7 +327,7 @@ impl<'a> XmitBatch<'a> {
         if self.ctl.is_stopped() {
             return self.give_up_bypass(Some(pkt));
         }
-        if let Err(p) = self.direct(pkt, len, more) {
+        if let Err(p) = self.direct(pkt, len, more, traced) {
             self.give_up_bypass(Some(p));
         }
     }
@@ -305,7 +344,7 @@ impl<'a> XmitBatch<'a> {
                 Some(p)
             } else {
                 let len = p.len();
-                self.direct(p, len, next).err()
+                self.direct(p, len, next, self.traced).err()
             };
             if let Some(p) = refused {
                 frames.push_front(p);
@@ -325,11 +364,17 @@ impl<'a> XmitBatch<'a> {
         }
     }
 
-    /// Hands one validated frame to the driver (`xmit_one`) under the held
-    /// transmit lock; gives back a frame the driver refused (after flushing
-    /// what it held back).
+    /// Hands one validated frame to the driver (`xmit_one`, with its
+    /// tracepoints when `traced`) under the held transmit lock; gives back a
+    /// frame the driver refused (after flushing what it held back).
     #[inline(always)]
-    fn direct(&mut self, pkt: PacketBuf, len: usize, more: bool) -> Result<(), PacketBuf> {
+    fn direct(
+        &mut self,
+        pkt: PacketBuf,
+        len: usize,
+        more: bool,
+        traced: bool,
+    ) -> Result<(), PacketBuf> {
         let Some(driver) = self.driver.as_mut() else {
             return Err(pkt);
         };
@@ -340,6 +385,7 @@ impl<'a> XmitBatch<'a> {
             (pkt, len),
             more,
             &mut self.tx,
+            traced,
         ) {
             TxStatus::Ok | TxStatus::Error => {
                 self.owed_flush = more;
@@ -428,6 +474,7 @@ impl<'a> XmitBatch<'a> {
         self.flush_owed();
         self.driver = None;
         self.tx.settle(self.dev);
+        self.traced = tracing::level_enabled!(tracing::Level::TRACE);
         let frames = self.frames.take();
         let path = std::mem::replace(&mut self.path, Path::Idle);
         if path != Path::Bypass {
@@ -452,6 +499,20 @@ impl Drop for XmitBatch<'_> {
             self.end();
         }
     }
+}
+
+/// Tracepoint `net_dev_queue` (`include/trace/events/net.h`): a frame of
+/// `len` bytes handed to the device layer.
+#[cold]
+#[inline(never)]
+fn net_dev_queue(dev: &NetDevice, len: usize) {
+    tracing::trace!(
+        name: "net_dev_queue",
+        target: crate::trace::NET,
+        dev = %dev.name(),
+        len,
+        "net_dev_queue"
+    );
 }
 
 /// Kernel: `__dev_queue_xmit()`, net/core/dev.c. Transmits `pkt` (its link

@@ -148,6 +148,11 @@ impl TxQueueCtl {
         self.state.load(Ordering::Acquire) != 0
     }
 
+    /// `txq->state`: [`DRV_XOFF`] and [`STACK_XOFF`] bits.
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
     /// Kernel: `netdev_tx_sent_queue()`: the driver took `bytes` for the
     /// hardware at `now`; over the byte limit the queue stops.
     pub fn sent_queue(&self, bytes: u32, now: Instant) {

@@ -46,7 +46,9 @@ pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
     }
 }
 
-/// Counts and frees a frame dropped on the way to the driver.
+/// Counts and frees a frame dropped on the way to the driver (the
+/// `kfree_skb` event names the caller).
+#[track_caller]
 pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
     ctx.counters.drop(reason);
     dev.stats.add(DevCounter::TxDropped, 1);
@@ -85,7 +87,9 @@ impl TxCount {
 /// Kernel: `xmit_one()`, net/core/dev.c. Shows the frame to the taps
 /// (`dev_queue_xmit_nit`), then gives it to the driver; a frame the driver
 /// took is counted in `tx` (with `len`, its length), one it dropped on an
-/// error in `tx_errors`.
+/// error in `tx_errors`. With `traced` (the caller's reading of
+/// `tracing::level_enabled!(TRACE)`, once per batch or run) it fires
+/// `net_dev_start_xmit` and `net_dev_xmit`.
 #[inline(always)]
 pub fn xmit_one(
     ctx: &XmitCtx<'_>,
@@ -94,11 +98,16 @@ pub fn xmit_one(
     (pkt, len): (PacketBuf, usize),
     more: bool,
     tx: &mut TxCount,
+    traced: bool,
 ) -> TxStatus {
     if dev.nit_active() {
         queue_xmit_nit(ctx, dev, &pkt);
     }
-    let st = driver.start_xmit(pkt, more);
+    let st = if traced {
+        start_xmit_traced(dev, driver, (pkt, len), more)
+    } else {
+        driver.start_xmit(pkt, more)
+    };
     match &st {
         TxStatus::Ok => tx.add(len),
         TxStatus::Error => {
@@ -108,6 +117,75 @@ pub fn xmit_one(
         TxStatus::Busy(_) => {}
     }
     st
+}
+
+/// The driver's `start_xmit` between the tracepoints `net_dev_start_xmit`
+/// and `net_dev_xmit` (`netdev_start_xmit()` in `xmit_one()`): out of line,
+/// so the untraced call keeps nothing alive across the driver's.
+#[cold]
+#[inline(never)]
+fn start_xmit_traced(
+    dev: &NetDevice,
+    driver: &mut dyn Driver,
+    (pkt, len): (PacketBuf, usize),
+    more: bool,
+) -> TxStatus {
+    net_dev_start_xmit(dev, &pkt);
+    let st = driver.start_xmit(pkt, more);
+    net_dev_xmit(dev, len, &st);
+    st
+}
+
+/// Tracepoint `net_dev_start_xmit` (`include/trace/events/net.h`): the
+/// frame about to be given to the driver. `ip_summed` is the kernel's
+/// number (`CHECKSUM_NONE` 0, `_UNNECESSARY` 1, `_PARTIAL` 3), offsets are from the
+/// frame's start, `gso_type` is ipxmit's name.
+#[cold]
+#[inline(never)]
+fn net_dev_start_xmit(dev: &NetDevice, pkt: &PacketBuf) {
+    let m = &pkt.meta;
+    let start = pkt.headroom();
+    tracing::trace!(
+        name: "net_dev_start_xmit",
+        target: crate::trace::NET,
+        dev = %dev.name(),
+        queue_mapping = m.queue_mapping,
+        protocol = format_args!("{:#06x}", m.protocol),
+        ip_summed = match m.ip_summed {
+            CsumState::None => 0u8,
+            CsumState::Unnecessary => 1,
+            CsumState::Partial { .. } => 3,
+        },
+        len = pkt.len(),
+        data_len = pkt.data_len(),
+        network_offset = usize::from(m.network_header).wrapping_sub(start) as isize,
+        transport_offset = usize::from(m.transport_header).wrapping_sub(start) as isize,
+        gso_size = m.gso_size,
+        gso_segs = m.gso_segs,
+        gso_type = ?m.gso_type,
+        "net_dev_start_xmit"
+    );
+}
+
+/// Tracepoint `net_dev_xmit` (`include/trace/events/net.h`): what the
+/// driver answered for a frame of `len` bytes, as the kernel's `rc`:
+/// `NETDEV_TX_OK` (0, also for a frame the driver dropped on an error,
+/// which `kfree_skb` shows), `NETDEV_TX_BUSY` (0x10).
+#[cold]
+#[inline(never)]
+fn net_dev_xmit(dev: &NetDevice, len: usize, st: &TxStatus) {
+    let rc: i32 = match st {
+        TxStatus::Ok | TxStatus::Error => 0,
+        TxStatus::Busy(_) => 0x10,
+    };
+    tracing::trace!(
+        name: "net_dev_xmit",
+        target: crate::trace::NET,
+        dev = %dev.name(),
+        len,
+        rc,
+        "net_dev_xmit"
+    );
 }
 
 /// Kernel: `dev_queue_xmit_nit()`, net/core/dev.c. Every tap sees the frame.
@@ -130,10 +208,12 @@ pub fn hard_start_xmit(
     frames: &mut VecDeque<PacketBuf>,
 ) {
     let mut tx = TxCount::default();
+    let traced = tracing::level_enabled!(tracing::Level::TRACE);
     while let Some(pkt) = frames.pop_front() {
         let more = !frames.is_empty();
         let len = pkt.len();
-        if let TxStatus::Busy(p) = xmit_one(&ctx, dev, driver, (pkt, len), more, &mut tx) {
+        let st = xmit_one(&ctx, dev, driver, (pkt, len), more, &mut tx, traced);
+        if let TxStatus::Busy(p) = st {
             // The driver stopped its queue (`netif_stop_queue`) and wakes
             // it; stopping it here as well could undo a wake-up that came
             // in between, and the queue would sleep for good.

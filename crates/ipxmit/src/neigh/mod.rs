@@ -378,6 +378,9 @@ impl Neighbour {
         now: Instant,
     ) -> Actions {
         let mut i = self.inner.lock();
+        if tracing::level_enabled!(tracing::Level::INFO) {
+            self.trace_update(&i, (state, lladdr), admin);
+        }
         let mut a = Actions::default();
         let old = i.state;
         if !admin && matches!(old, NudState::Permanent | NudState::Noarp) {
@@ -413,6 +416,34 @@ impl Neighbour {
             invalidate(&mut i, &mut a);
         }
         a
+    }
+
+    /// Tracepoint `neigh_update` (`include/trace/events/neigh.h`), fired
+    /// as `__neigh_update()` begins: the entry as it is (`lladdr`,
+    /// `nud_state`) and what is asked (`new_lladdr`, `new_state`; `admin`
+    /// for the kernel's `NEIGH_UPDATE_F_ADMIN`). States as `ip neigh`
+    /// prints them; no link address prints as `-`.
+    #[cold]
+    #[inline(never)]
+    fn trace_update(
+        &self,
+        i: &NeighInner,
+        (new_state, new_lladdr): (NudState, Option<EthernetAddress>),
+        admin: bool,
+    ) {
+        let ll = |a: Option<EthernetAddress>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
+        tracing::info!(
+            name: "neigh_update",
+            target: crate::trace::NEIGH,
+            ifindex = self.ifindex,
+            primary_key4 = %self.addr,
+            lladdr = %ll(i.lladdr),
+            nud_state = %i.state.name(),
+            new_lladdr = %ll(new_lladdr),
+            new_state = %new_state.name(),
+            admin,
+            "neigh_update"
+        );
     }
 
     /// Packets queued while the released ones were being sent, with their

@@ -130,12 +130,50 @@ impl Rib {
             let Some(fib) = self.tables.get(&table) else {
                 continue;
             };
-            match fib.lookup_flow(key) {
+            let found = fib.lookup_flow(key);
+            if tracing::level_enabled!(tracing::Level::INFO) {
+                self.trace_lookup(table, key, &found);
+            }
+            match found {
                 Lookup::Found(r) => return Ok(r),
                 Lookup::Error(_, e) => return Err(e),
                 Lookup::Continue => {}
             }
         }
         Err(RouteError::NetUnreachable(key.daddr))
+    }
+
+    /// Tracepoint `fib_table_lookup` (`include/trace/events/fib.h`): table
+    /// `table`'s answer for `key` — the route's device and gateway (`-`
+    /// and 0.0.0.0 without one) and `err`, 0 for a route, `-EAGAIN` for
+    /// none (the next rule is asked), an error route's `-errno`. Until a
+    /// rule is added, local is merged into main (`fib_unmerge()`): one
+    /// lookup, reported as main's.
+    #[cold]
+    #[inline(never)]
+    fn trace_lookup(&self, table: u32, key: &FlowKey, found: &Lookup<'_>) {
+        let (route, err) = match found {
+            Lookup::Found(r) => (Some(*r), 0),
+            Lookup::Error(r, e) => (Some(*r), -e.errno().code()),
+            Lookup::Continue if !self.custom_rules && table == RT_TABLE_LOCAL => return,
+            Lookup::Continue => (None, -crate::error::Errno::EAGAIN.code()),
+        };
+        let nh = route.and_then(|r| r.dst.as_deref());
+        tracing::info!(
+            name: "fib_table_lookup",
+            target: crate::trace::FIB,
+            tb_id = self.answer_table(table),
+            oif = key.oif,
+            proto = key.proto,
+            src = %key.saddr,
+            sport = key.sport,
+            dst = %key.daddr,
+            dport = key.dport,
+            tos = key.tos,
+            dev = %nh.map_or("-", |d| d.dev.name()),
+            gw = %nh.and_then(|d| d.gateway).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            err,
+            "fib_table_lookup"
+        );
     }
 }

@@ -194,6 +194,29 @@ fn dequeue_shared(
     }
 }
 
+/// Tracepoint `qdisc_dequeue` (`include/trace/events/qdisc.h`): `packets`
+/// dequeued (0: none) from the qdisc `handle` of `root`, whose parent is
+/// the root (`TC_H_ROOT`) or, under `mq`, the queue's class of it.
+#[cold]
+#[inline(never)]
+fn qdisc_dequeue(dev: &NetDevice, root: &TxQueue, handle: u32, packets: usize) {
+    let parent = match dev.mq_root() {
+        Some(mq) => mq | (u32::from(root.index()) + 1),
+        None => u32::MAX,
+    };
+    tracing::debug!(
+        name: "qdisc_dequeue",
+        target: crate::trace::QDISC,
+        dev = %dev.name(),
+        ifindex = dev.ifindex(),
+        handle = format_args!("{handle:#x}"),
+        parent = format_args!("{parent:#x}"),
+        txq_state = format_args!("{:#x}", root.ctl().state()),
+        packets,
+        "qdisc_dequeue"
+    );
+}
+
 /// Kernel: `qdisc_restart()`. Dequeues a batch from the qdisc of `root`
 /// and sends it (on `root`, or under a shared qdisc on the queue the
 /// frames were mapped to). Returns the number of packets dequeued and
@@ -216,6 +239,9 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, root: &TxQueue, budget: usize) -> 
             &mut frames,
             (budget, root.ctl().bulk_limit()),
         );
+    }
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        qdisc_dequeue(dev, root, slot.handle, frames.len());
     }
     let QdiscSlot { qdisc, to_free, .. } = &mut *slot;
     qdisc.take_dropped(to_free);
