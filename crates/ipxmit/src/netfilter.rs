@@ -86,6 +86,18 @@ impl Hooks {
         self.any[point as usize].store(true, Ordering::Release);
     }
 
+    /// Puts `new` in the place of the hook `old` at `point` (its order
+    /// kept), or after the others when `old` is not there: how a new
+    /// generation of a ruleset takes over without a lock per packet.
+    pub fn replace(&self, point: HookPoint, old: Option<&Arc<dyn Hook>>, new: Arc<dyn Hook>) {
+        let mut l = self.hooks_at(point).write();
+        match old.and_then(|o| l.iter().position(|h| Arc::ptr_eq(h, o))) {
+            Some(i) => l[i] = new,
+            None => l.push(new),
+        }
+        self.any[point as usize].store(true, Ordering::Release);
+    }
+
     /// Removes every hook at `point`.
     pub fn clear(&self, point: HookPoint) {
         self.hooks_at(point).write().clear();

@@ -29,8 +29,6 @@ pub mod ruleset;
 
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
 use crate::buf::PacketBuf;
 use crate::dev::NetDevice;
 use crate::netfilter::{Hook, HookPoint, Verdict};
@@ -183,37 +181,34 @@ fn run_rule(
     Code::Continue
 }
 
-/// The compiled ruleset at the hooks: one [`Hook`] per hook point, running
-/// the base chains there in priority order (the kernel registers one
-/// `nf_hook_ops` per base chain, sorted by priority).
-#[derive(Debug, Default)]
-pub struct Engine {
-    prog: RwLock<Arc<Program>>,
+/// One generation of the compiled ruleset at one hook point: the base
+/// chains there, run in priority order (the kernel registers one
+/// `nf_hook_ops` per base chain, sorted by priority). A change makes a new
+/// one that replaces it in the hook list ([`crate::netfilter::Hooks::replace`]),
+/// so a packet reads its program without a lock.
+#[derive(Debug)]
+pub struct NftHook {
+    prog: Arc<Program>,
 }
 
-impl Engine {
-    /// Swaps in a new program (`nf_tables_commit`).
-    pub fn load(&self, prog: Program) {
-        *self.prog.write() = Arc::new(prog);
-    }
-
-    /// The program the hooks run.
-    pub fn program(&self) -> Arc<Program> {
-        self.prog.read().clone()
+impl NftHook {
+    /// The hook running `prog`.
+    pub fn new(prog: Arc<Program>) -> NftHook {
+        NftHook { prog }
     }
 }
 
-impl Hook for Engine {
+impl Hook for NftHook {
     #[inline]
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
-        let prog = self.prog.read_recursive();
+        let prog = &*self.prog;
         let bases = &prog.bases[point as usize];
         if bases.is_empty() {
             return Verdict::Accept;
         }
         let mut p = PktInfo::new(pkt, out);
         for &c in bases {
-            if do_chain(&prog, c, &mut p) == Verdict::Drop {
+            if do_chain(prog, c, &mut p) == Verdict::Drop {
                 return Verdict::Drop;
             }
         }
@@ -221,14 +216,15 @@ impl Hook for Engine {
     }
 }
 
-/// The nftables of one stack: the ruleset and the engine at its hooks.
-/// Each change recompiles the ruleset and registers the engine at a hook
-/// point when a base chain first sits there.
+/// The nftables of one stack: the ruleset and its compiled generation at
+/// the hooks. Each change recompiles the ruleset and puts the new program
+/// at each hook point that has (or had) a base chain.
+#[derive(Default)]
 pub struct Nft {
     /// The tables.
     pub ruleset: Ruleset,
-    engine: Arc<Engine>,
-    registered: [bool; 2],
+    prog: Arc<Program>,
+    hooks: [Option<Arc<dyn Hook>>; 2],
 }
 
 impl std::fmt::Debug for Nft {
@@ -239,30 +235,21 @@ impl std::fmt::Debug for Nft {
     }
 }
 
-impl Default for Nft {
-    fn default() -> Self {
-        Nft::new()
-    }
-}
-
 impl Nft {
     /// No tables.
     pub fn new() -> Nft {
-        Nft {
-            ruleset: Ruleset::default(),
-            engine: Arc::new(Engine::default()),
-            registered: [false; 2],
-        }
+        Nft::default()
     }
 
-    /// The engine (a [`Hook`]).
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    /// The program the hooks run.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.prog
     }
 
     /// Applies `change` to a copy of the ruleset; when it succeeds and
-    /// compiles, the copy becomes the ruleset and its program is loaded
-    /// (a failed command changes nothing, as a refused nft transaction).
+    /// compiles, the copy becomes the ruleset and its program goes to the
+    /// hooks (a failed command changes nothing, as a refused nft
+    /// transaction; `nf_tables_commit`).
     pub fn commit<T>(
         &mut self,
         stack: &Stack,
@@ -270,17 +257,21 @@ impl Nft {
     ) -> Result<T, NftError> {
         let mut next = self.ruleset.clone();
         let r = change(&mut next)?;
-        let prog = Program::compile(&next)?;
+        let prog = Arc::new(Program::compile(&next)?);
         for (i, point) in [HookPoint::LocalOut, HookPoint::PostRouting]
             .into_iter()
             .enumerate()
         {
-            if !prog.bases[i].is_empty() && !self.registered[i] {
-                stack.hooks.register(point, self.engine.clone());
-                self.registered[i] = true;
+            if prog.bases[i].is_empty() && self.hooks[i].is_none() {
+                continue;
             }
+            let new: Arc<dyn Hook> = Arc::new(NftHook::new(prog.clone()));
+            stack
+                .hooks
+                .replace(point, self.hooks[i].as_ref(), new.clone());
+            self.hooks[i] = Some(new);
         }
-        self.engine.load(prog);
+        self.prog = prog;
         self.ruleset = next;
         Ok(r)
     }

@@ -82,8 +82,7 @@ fn add(rs: &mut Ruleset, chain: &str, stmts: Vec<Stmt>) {
 }
 
 fn verdict(rs: &Ruleset, pkt: &mut PacketBuf, dev: &NetDevice) -> Verdict {
-    let e = Engine::default();
-    e.load(Program::compile(rs).unwrap());
+    let e = NftHook::new(Arc::new(Program::compile(rs).unwrap()));
     e.hook(HookPoint::LocalOut, pkt, dev)
 }
 
