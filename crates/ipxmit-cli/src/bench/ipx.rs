@@ -5,8 +5,8 @@
 //! fragmentation, neighbour output and the qdisc layer — into a `null` device
 //! (counts and frees every frame) or the in-memory wire, configured like the
 //! kernel's sink: Ethernet, MTU 1500, the same offloads and root qdisc, the
-//! same addresses and route, for the `-hook` cases one accept-all filter
-//! at `LocalOut` ([`AcceptAll`]), as the kernel side's one nftables rule, and
+//! same addresses and route, for the `-hook` cases the kernel side's one
+//! nftables `accept` rule compiled by [`ipxmit::nft`] at `LocalOut`, and
 //! for the `-rules` cases the kernel side's ten rules and five tables
 //! ([`policy::configure`]).
 
@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use ipxmit::dev::DevConfig;
 use ipxmit::neigh::NudState;
+#[cfg(test)]
 use ipxmit::netfilter::{AcceptAll, HookPoint};
 use ipxmit::socket::udp::BATCH_MAX;
 use ipxmit::wire::EthernetAddress;
@@ -95,7 +96,8 @@ pub struct IpxSender {
 impl IpxSender {
     /// A host whose device sends into a null device (`mem = false`) or the
     /// in-memory wire, drained after every datagram (`mem = true`), with an
-    /// [`AcceptAll`] hook at `LocalOut` when the case asks for one, and the
+    /// nftables output chain of one `accept` rule when the case asks for a
+    /// hook, and the
     /// policy rules and tables when it asks for them.
     pub fn new(case: Case, dev: &DevSetup, mem: bool) -> Result<IpxSender> {
         let stack = Stack::new();
@@ -119,9 +121,7 @@ impl IpxSender {
             policy::configure(&stack)?;
         }
         if case.hook {
-            stack
-                .hooks()
-                .register(HookPoint::LocalOut, Arc::new(AcceptAll));
+            accept_chain(&stack)?;
         }
         let mut sock = UdpSocket::new(&stack);
         sock.bind(SocketAddrV4::new(LOCAL_ADDR, 0))?;
@@ -264,6 +264,27 @@ fn configure_tc(stack: &Stack, dev: &DevSetup) -> anyhow::Result<()> {
         let cmd = crate::script::tc::parse(&words).map_err(|e| anyhow!("tc {line}: {e}"))?;
         crate::script::tc::run(stack, &cmd).map_err(|e| anyhow!("tc {line}: {e}"))?;
     }
+    Ok(())
+}
+
+/// The kernel side's ruleset, compiled: `table ip bench`, an output
+/// chain (priority 0, policy accept) whose one rule is `accept`.
+fn accept_chain(stack: &Stack) -> anyhow::Result<()> {
+    use ipxmit::nft::{BaseChain, ChainHook, ChainType, Family, Nft, Policy, Position};
+    use ipxmit::nft::{RuleVerdict, Stmt};
+    let base = BaseChain {
+        ty: ChainType::Filter,
+        hook: ChainHook::Output,
+        device: None,
+        priority: 0,
+        policy: Policy::Accept,
+    };
+    let rule = vec![Stmt::Verdict(RuleVerdict::Accept)];
+    Nft::new().commit(stack, |rs| {
+        rs.add_table(Family::Ip, "bench", false)?;
+        rs.add_chain(Family::Ip, "bench", "out", Some(base), false)?;
+        rs.add_rule(Family::Ip, "bench", "out", rule, Position::Append(None))
+    })?;
     Ok(())
 }
 
