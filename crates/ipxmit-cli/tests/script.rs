@@ -668,3 +668,29 @@ send c len 200
     };
     assert_ne!(ids(&a), ids(&c), "another seed, other IP IDs");
 }
+
+/// `so_sndtimeo`: a send that would wait for room longer than the timeout
+/// (on the script's clock) is `EAGAIN`; 0 waits for ever again.
+#[test]
+fn so_sndtimeo_makes_a_full_send_buffer_eagain() {
+    let d = tmpdir("sndtimeo");
+    let mut script = String::from(
+        "link add eth0 type mem peer 10.0.0.2 rate 1mbit\naddr add 10.0.0.1/24 dev eth0\n\
+         socket s udp\nsockopt s so_sndbuf 1\nsockopt s so_sndtimeo 1ms\n",
+    );
+    script += &"send s to 10.0.0.2:9 len 1472\n".repeat(4);
+    script += "sockopt s so_sndtimeo 0\nsend s to 10.0.0.2:9 len 1472\n";
+    let r = run_script(&d, &script, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(
+        lines[..3].iter().all(|l| l.ends_with("= 1472")),
+        "{lines:?}"
+    );
+    assert!(lines[3].contains("= -1 EAGAIN"), "{lines:?}");
+    assert!(
+        lines[4].ends_with("= 1472"),
+        "a blocking send waits: {lines:?}"
+    );
+}

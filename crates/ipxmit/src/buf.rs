@@ -391,6 +391,15 @@ pub struct SendBudget {
     /// 1 for a socket's budget while the socket holds it, else 0.
     base: usize,
     limit: AtomicUsize,
+    /// Threads sleeping in [`SendBudget::wait`] (a release wakes them only
+    /// when there are some: one load per release otherwise).
+    waiters: AtomicUsize,
+    /// Counts the releases that had waiters, for the sleepers to see.
+    epoch: parking_lot::Mutex<u64>,
+    /// Where blocked senders sleep (`sk_sleep`).
+    wake: parking_lot::Condvar,
+    /// `SO_SNDTIMEO` in nanoseconds, 0 for none (wait for ever).
+    sndtimeo_ns: std::sync::atomic::AtomicU64,
 }
 
 impl SendBudget {
@@ -399,7 +408,7 @@ impl SendBudget {
         Arc::new(SendBudget {
             alloc: AtomicUsize::new(0),
             base: 0,
-            limit: AtomicUsize::new(limit),
+            ..SendBudget::fields(limit)
         })
     }
 
@@ -409,12 +418,63 @@ impl SendBudget {
         let b = Arc::new(SendBudget {
             alloc: AtomicUsize::new(1),
             base: 1,
-            limit: AtomicUsize::new(limit),
+            ..SendBudget::fields(limit)
         });
         // SAFETY: `b` is a live `Arc`; this is the reference held while the
         // count is above zero (here: the socket's unit).
         unsafe { Arc::increment_strong_count(Arc::as_ptr(&b)) };
         b
+    }
+
+    /// A budget's fields with nothing charged.
+    fn fields(limit: usize) -> SendBudget {
+        SendBudget {
+            alloc: AtomicUsize::new(0),
+            base: 0,
+            limit: AtomicUsize::new(limit),
+            waiters: AtomicUsize::new(0),
+            epoch: parking_lot::Mutex::new(0),
+            wake: parking_lot::Condvar::new(),
+            sndtimeo_ns: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `SO_SNDTIMEO`: how long a blocking send waits for room (`None`:
+    /// for ever, the kernel's default).
+    pub fn sndtimeo(&self) -> Option<std::time::Duration> {
+        match self.sndtimeo_ns.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(std::time::Duration::from_nanos(n)),
+        }
+    }
+
+    /// Sets `SO_SNDTIMEO` (`None` or zero: wait for ever).
+    pub fn set_sndtimeo(&self, t: Option<std::time::Duration>) {
+        let n = t.map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+        self.sndtimeo_ns.store(n, Ordering::Relaxed);
+    }
+
+    /// The wake-up count a sleeper compares against ([`SendBudget::wait`]).
+    pub fn epoch(&self) -> u64 {
+        *self.epoch.lock()
+    }
+
+    /// Kernel: `sock_wait_for_wmem()`. Sleeps until a release after
+    /// `epoch` was seen, or `at_most` passes; true when woken by a release.
+    pub fn wait(&self, epoch: u64, at_most: std::time::Duration) -> bool {
+        let mut g = self.epoch.lock();
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        if *g == epoch {
+            let _ = self.wake.wait_for(&mut g, at_most);
+        }
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+        *g != epoch
+    }
+
+    /// Wakes the sleepers (`sk_write_space()`).
+    fn wake_waiters(&self) {
+        *self.epoch.lock() += 1;
+        self.wake.notify_all();
     }
 
     /// The socket lets go of its unit (`sk_free`'s `sk_wmem_alloc` drop).
@@ -496,7 +556,16 @@ impl SendBudget {
     /// Takes `n` back; at zero, gives back the charges' reference (which may
     /// free the budget: nothing may touch `self` after this call).
     fn release(&self, n: usize) {
-        if n > 0 && self.alloc.fetch_sub(n, Ordering::AcqRel) == n {
+        if n == 0 {
+            return;
+        }
+        let last = self.alloc.fetch_sub(n, Ordering::AcqRel) == n;
+        // The charges' reference is still held here (given back below),
+        // so the budget is alive to wake its sleepers.
+        if self.waiters.load(Ordering::Acquire) != 0 {
+            self.wake_waiters();
+        }
+        if last {
             // SAFETY: the count was above zero, so the charges' reference
             // (taken when it left zero) is still held; this gives it back.
             unsafe { Arc::decrement_strong_count(self as *const SendBudget) };

@@ -143,6 +143,12 @@ pub enum SendError {
     /// missing device (the route error's errno).
     #[error("{errno}: {0}", errno = .0.errno())]
     Route(crate::route::RouteError),
+    /// A blocking send that nothing can ever unblock: the send buffer is
+    /// full and for a second no frame was freed, no deferred work ran and
+    /// no timer is ahead on a running clock (a wire nobody drains). The
+    /// kernel would sleep for ever; this says so (`EAGAIN`).
+    #[error("EAGAIN: send would block for ever (send buffer full, nothing frees it)")]
+    Stalled,
     /// Send budget exhausted with `MSG_DONTWAIT` (`EAGAIN`).
     #[error("EAGAIN: resource temporarily unavailable (send buffer full)")]
     Again,
@@ -205,7 +211,7 @@ impl SendError {
             SendError::NetUnreachable(_) => Errno::ENETUNREACH,
             SendError::HostUnreachable(_) => Errno::EHOSTUNREACH,
             SendError::Route(e) => e.errno(),
-            SendError::Again => Errno::EAGAIN,
+            SendError::Again | SendError::Stalled => Errno::EAGAIN,
             SendError::NoBufs => Errno::ENOBUFS,
             SendError::Perm => Errno::EPERM,
             SendError::NetDown => Errno::ENETDOWN,

@@ -476,8 +476,12 @@ impl Host {
             Sock::Udp(s) => s.pending_len() == 0 && !a.flags.contains(MsgFlags::DONTWAIT),
             Sock::Raw { .. } => false,
         };
-        if blocks {
-            self.wait_for_sndbuf(&a.sock)?;
+        if blocks && !self.wait_for_sndbuf(&a.sock)? {
+            // SO_SNDTIMEO ran out (on the script's clock): EAGAIN.
+            return Ok(Event::Send {
+                sock: a.sock.clone(),
+                result: Err(SendError::Again),
+            });
         }
         let payload = self.payload(k, a.len);
         let cmsg = Cmsg {
@@ -513,11 +517,13 @@ impl Host {
 
     /// A blocking send waits while the send buffer is full
     /// (`sock_wait_for_wmem`): on the virtual clock, time jumps to each next
-    /// timer until room appears.
-    fn wait_for_sndbuf(&mut self, name: &str) -> Result<(), ExecError> {
+    /// timer until room appears. False when `SO_SNDTIMEO` ran out first
+    /// (the clock then stands at its end): the send is `EAGAIN`.
+    fn wait_for_sndbuf(&mut self, name: &str) -> Result<bool, ExecError> {
         let budget = self.sock(name)?.inet().budget().clone();
         let full = || budget.allocated() >= budget.limit();
         let real_start = std::time::Instant::now();
+        let deadline = budget.sndtimeo().map(|t| self.stack.now() + t);
         let mut steps = 0;
         while full() {
             self.settle();
@@ -528,13 +534,26 @@ impl Host {
             let advanced = match &self.time {
                 Timebase::Virtual(c) => match self.stack.next_wakeup() {
                     Some(t) if steps < MAX_STEPS => {
+                        if let Some(d) = deadline.filter(|&d| t > d) {
+                            c.set(d.max(self.stack.now()));
+                            return Ok(false);
+                        }
                         c.set(t.max(self.stack.now()));
                         true
                     }
-                    _ => false,
+                    _ => match deadline {
+                        Some(d) => {
+                            c.set(d.max(self.stack.now()));
+                            return Ok(false);
+                        }
+                        None => false,
+                    },
                 },
                 Timebase::Real => {
                     std::thread::sleep(Duration::from_millis(1));
+                    if deadline.is_some_and(|d| self.stack.now() >= d) {
+                        return Ok(false);
+                    }
                     real_start.elapsed() < REAL_BLOCK_LIMIT
                 }
             };
@@ -542,7 +561,7 @@ impl Host {
                 return Err(ExecError::WouldBlock);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Runs deferred work, drains wires and polls receive until nothing moves.
@@ -674,6 +693,7 @@ pub fn opt_name(o: &SockOpt) -> &'static str {
         SockOpt::Priority(_) => "so_priority",
         SockOpt::Mark(_) => "so_mark",
         SockOpt::BindToDevice(_) => "so_bindtodevice",
+        SockOpt::SndTimeo(_) => "so_sndtimeo",
         SockOpt::ZeroCopy(_) => "so_zerocopy",
         SockOpt::ReuseAddr(_) => "so_reuseaddr",
         SockOpt::ReusePort(_) => "so_reuseport",
@@ -730,6 +750,7 @@ fn inet_opt(i: &mut InetSock, o: &SockOpt) -> Result<(), SendError> {
         SockOpt::Priority(p) => i.set_priority(*p),
         SockOpt::Mark(m) => i.set_mark(*m),
         SockOpt::BindToDevice(d) => i.set_bindtodevice(d)?,
+        SockOpt::SndTimeo(t) => i.set_sndtimeo(Some(*t)),
         SockOpt::ZeroCopy(on) => i.set_zerocopy(*on),
         SockOpt::ReuseAddr(on) => i.set_reuseaddr(*on),
         SockOpt::ReusePort(on) => i.set_reuseport(*on),

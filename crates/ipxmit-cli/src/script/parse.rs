@@ -179,6 +179,8 @@ pub enum SockOpt {
     Priority(u32),
     /// `so_mark N`.
     Mark(u32),
+    /// `so_sndtimeo TIME` (0: wait for ever).
+    SndTimeo(Duration),
     /// `so_bindtodevice DEV` (`""`: unbind).
     BindToDevice(String),
     /// `so_zerocopy 0|1`.
@@ -823,6 +825,7 @@ fn parse_sockopt(rest: &[&str]) -> Result<Command, ParseError> {
         "so_sndbuf" => SockOpt::SndBuf(w.value("so_sndbuf", num_in::<usize>)?),
         "so_priority" => SockOpt::Priority(w.value("so_priority", num_in::<u32>)?),
         "so_mark" => SockOpt::Mark(w.value("so_mark", num_in::<u32>)?),
+        "so_sndtimeo" => SockOpt::SndTimeo(w.value("so_sndtimeo", duration)?),
         "so_bindtodevice" => {
             let d = w.need("device name (\"\" unbinds)")?;
             SockOpt::BindToDevice(if d == "\"\"" {

@@ -528,6 +528,16 @@ impl Cork {
     }
 }
 
+/// How long a blocked send sleeps between looks at the stack (its deferred
+/// work and timers run from the sender when no runner thread does).
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How long nothing may move — no buffer released, no deferred work done,
+/// no timer ahead on a clock that runs — before a blocked send gives up:
+/// then nothing can ever free the budget (a wire nobody drains, a stopped
+/// clock), and the kernel's sleep for ever would be a hang here.
+const STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The send-budget checks of `sock_alloc_send_skb` (first buffer: wait or
 /// `EAGAIN` while `sk_wmem_alloc >= sk_sndbuf`) and of the later buffers
 /// (`ENOBUFS` past twice the budget).
@@ -541,16 +551,56 @@ fn check_budget(stack: &Stack, budget: &SendBudget, a: &Append<'_>) -> Result<()
             Err(SendError::NoBufs)
         };
     }
-    while budget.allocated() >= budget.limit() {
-        if a.flags.contains(MsgFlags::DONTWAIT) {
+    if budget.allocated() < budget.limit() {
+        return Ok(());
+    }
+    if a.flags.contains(MsgFlags::DONTWAIT) {
+        return Err(SendError::Again);
+    }
+    wait_for_wmem(stack, budget)
+}
+
+/// Kernel: `sock_wait_for_wmem()` in `sock_alloc_send_pskb()`. A blocking
+/// send sleeps until the budget has room: woken by a release (a driver
+/// freeing a frame), or every [`WAIT_SLICE`] to run the stack's deferred
+/// work and due timers itself (`Stack::poll`). `SO_SNDTIMEO` ends the wait
+/// with `EAGAIN`, as the kernel; when nothing has moved for [`STALL`] and
+/// nothing can (no timer ahead, or a clock that does not run), the send
+/// fails with [`SendError::Stalled`] instead of sleeping for ever.
+fn wait_for_wmem(stack: &Stack, budget: &SendBudget) -> Result<(), SendError> {
+    let start = std::time::Instant::now();
+    let timeout = budget.sndtimeo();
+    let mut idle: Option<(std::time::Instant, crate::time::Instant)> = None;
+    loop {
+        let epoch = budget.epoch();
+        let worked = stack.poll() > 0;
+        if budget.allocated() < budget.limit() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let left = timeout.map(|t| t.saturating_sub(now - start));
+        if left.is_some_and(|l| l.is_zero()) {
             return Err(SendError::Again);
         }
-        // Blocking send: let deferred transmit work run and yield until the
-        // drivers release buffers (`sock_wait_for_wmem`).
-        stack.poll();
-        std::thread::yield_now();
+        if worked || budget.epoch() != epoch {
+            idle = None;
+        } else {
+            let (since, clock) = *idle.get_or_insert((now, stack.now()));
+            if now - since >= STALL && !can_progress(stack, clock) {
+                return Err(SendError::Stalled);
+            }
+        }
+        let slice = left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE));
+        budget.wait(epoch, slice);
     }
-    Ok(())
+}
+
+/// True when the stack has a timer ahead on a clock that has moved since
+/// `then` (a qdisc's watchdog, a neighbour timer will run and may free
+/// the budget).
+fn can_progress(stack: &Stack, then: crate::time::Instant) -> bool {
+    let now = stack.now();
+    now != then && stack.next_wakeup().is_some_and(|t| t > now)
 }
 
 /// Kernel: `ip_generic_getfrag()`. Copies user data into the buffer at absolute

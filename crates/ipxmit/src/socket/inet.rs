@@ -707,6 +707,12 @@ impl InetSock {
         Ok(())
     }
 
+    /// `SO_SNDTIMEO`: how long a blocking send waits for room in the send
+    /// buffer before `EAGAIN` (`None` or zero: for ever, the default).
+    pub fn set_sndtimeo(&mut self, t: Option<std::time::Duration>) {
+        self.budget.set_sndtimeo(t.filter(|d| !d.is_zero()));
+    }
+
     /// `SO_SNDBUF`: the kernel doubles the value (for overhead), capped by
     /// `wmem_max`, at least `SOCK_MIN_SNDBUF`.
     pub fn set_sndbuf(&mut self, bytes: usize) {
