@@ -273,8 +273,9 @@ impl InetSock {
         if self.uses_ports && peer.port() == 0 {
             return Err(SendError::Inval("destination port 0"));
         }
-        let (dst, _, mc_src) = self.route_for_send(*peer.ip(), peer.port())?;
+        // inet_dgram_connect(): bound to a port before the lookup.
         self.autobind()?;
+        let (dst, _, mc_src) = self.route_for_send(*peer.ip(), peer.port())?;
         if self.local.ip().is_unspecified() {
             let src = mc_src.unwrap_or_else(|| self.stack.source_for(&dst));
             // ip_route_connect: the route is looked up again with the
@@ -364,8 +365,10 @@ impl InetSock {
         // A source route is routed to its first hop (`faddr`); the final
         // destination goes into the option's last slot (`cork->addr`).
         let faddr = self.opts.options.faddr.unwrap_or(daddr);
-        let (dst, kind, mc_src) = self.route_for_send(faddr, dport)?;
+        // inet_send_prepare(): the socket is bound to a port before
+        // udp_sendmsg() builds the flow, so the lookup sees its port.
         self.autobind()?;
+        let (dst, kind, mc_src) = self.route_for_send(faddr, dport)?;
         let saddr = match (self.local.ip().is_unspecified(), mc_src) {
             (false, _) => *self.local.ip(),
             (true, Some(a)) => a,
