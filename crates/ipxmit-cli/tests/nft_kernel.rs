@@ -4,9 +4,12 @@
 //! `nft list ruleset` (and `-a`) text, the errno of each send (a drop at
 //! output is `EPERM`), and the rule counters listed after the sends.
 //!
-//! Kernel side: namespace `ipxmit-nft-PID` with `veth0` 10.9.0.1/24 (its
-//! peer `veth1` up beside it, 10.9.0.2 a permanent neighbour: every send
-//! that passes the hooks succeeds).
+//! Kernel side: namespace `ipxmit-nft-PID` with `veth0` 10.9.0.1/24 and
+//! `veth2` 10.8.0.1/24 (their peers up beside them, 10.9.0.2 a permanent
+//! neighbour on both: every send that passes the hooks succeeds), and
+//! `fwmark 0x1` routed to 10.9.0.0/24 through `veth2`, so a route chain's
+//! `meta mark set 0x1` reroutes (postrouting counters by `oifname` show
+//! which link it left by). ipxmit: `mem` links, the same `ip` lines.
 //! ipxmit side: `link add veth0 type mem peer 10.9.0.2`, the same address.
 //! Without root (or `ip netns`) the test prints `SKIPPED (needs root and
 //! network namespaces): NAME` and passes.
@@ -37,6 +40,9 @@ const RULES: &[&str] = &[
     "nft add rule ip t sub counter return",
     "nft add rule ip t post oifname \"veth0\" ip dscp cs0 ip ttl 64 counter",
     "nft add rule ip t rtc meta mark 0x2a counter drop",
+    "nft add rule ip t rtc udp dport 7777 meta mark set 0x1 counter",
+    "nft add rule ip t post oifname \"veth2\" counter",
+    "nft add rule ip t post oif \"veth0\" counter",
     "nft add rule ip t nochain accept",
     "nft add rule ip t out jump nochain",
     "nft add rule ip t out ip dscp 64",
@@ -51,7 +57,22 @@ const SENDS: &[(u16, usize, u32)] = &[
     (9002, 5, 0),
     (9003, 100, 0),
     (9, 10, 42),
+    (7777, 10, 0),
+    (7777, 1000, 0),
 ];
+
+/// Both sides after their links: a second link `veth2` and a policy rule
+/// that routes mark 1 to 10.9.0.0/24 through it (the route chain's
+/// reroute).
+const ROUTES: &str = "ip addr add 10.9.0.1/24 dev veth0
+ip link set veth0 up
+ip addr add 10.8.0.1/24 dev veth2
+ip link set veth2 up
+ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:fe dev veth0 nud permanent
+ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:fe dev veth2 nud permanent
+ip rule add fwmark 0x1 table 100
+ip route add 10.9.0.0/24 dev veth2 table 100
+";
 
 fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
     let o = Command::new("ip")
@@ -95,10 +116,16 @@ fn nft_rules_listing_drops_and_counters_match_the_kernel() {
         .status()
         .unwrap()
         .success());
-    sh(&ns.0, "ip link set lo up; ip link add veth0 type veth peer name veth1; ip link set veth1 up; ip addr add 10.9.0.1/24 dev veth0; ip link set veth0 up; ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:fe dev veth0 nud permanent");
-    let mut script = String::from(
-        "link add veth0 type mem peer 10.9.0.2\nip addr add 10.9.0.1/24 dev veth0\nip link set veth0 up\n",
+    sh(
+        &ns.0,
+        "ip link set lo up; ip link add veth0 type veth peer name veth1; \
+         ip link add veth2 type veth peer name veth3; ip link set veth1 up; ip link set veth3 up",
     );
+    for l in ROUTES.lines() {
+        let (_, err, code) = sh(&ns.0, l);
+        assert_eq!(code, 0, "{l}: {err}");
+    }
+    let mut script = format!("link add veth0 type mem\nlink add veth2 type mem\n{ROUTES}");
     for line in RULES {
         let (_, err, code) = sh(&ns.0, line);
         if code == 0 {
@@ -151,4 +178,8 @@ fn nft_rules_listing_drops_and_counters_match_the_kernel() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(i, k, "counters differ");
+    assert!(
+        k.contains("oifname \"veth2\" counter packets 2 bytes 1066"),
+        "the route chain's mark rerouted both 7777 sends through veth2:\n{k}"
+    );
 }

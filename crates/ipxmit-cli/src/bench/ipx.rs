@@ -269,7 +269,7 @@ fn configure_tc(stack: &Stack, dev: &DevSetup) -> anyhow::Result<()> {
 
 /// The kernel side's ruleset, compiled: `table ip bench`, an output
 /// chain (priority 0, policy accept) whose one rule is `accept`.
-fn accept_chain(stack: &Stack) -> anyhow::Result<()> {
+fn accept_chain(stack: &Arc<Stack>) -> anyhow::Result<()> {
     use ipxmit::nft::{BaseChain, ChainHook, ChainType, Family, Nft, Policy, Position};
     use ipxmit::nft::{RuleVerdict, Stmt};
     let base = BaseChain {

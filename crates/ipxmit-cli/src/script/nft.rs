@@ -11,6 +11,8 @@ use ipxmit::nft::{
     BaseChain, ChainHook, ChainType, DataType, Family, Nft, NftError, Policy, Position, Ruleset,
     Stmt,
 };
+use std::sync::Arc;
+
 use ipxmit::Stack;
 
 /// One token of an nft command and where it starts and ends in the command.
@@ -155,7 +157,7 @@ impl<'a> P<'a> {
     }
 
     /// Takes the next token.
-    pub fn next(&mut self) -> Result<&'a Tok, NftParseError> {
+    pub fn take(&mut self) -> Result<&'a Tok, NftParseError> {
         let t = self.toks.get(self.i).ok_or_else(|| self.unexpected())?;
         self.i += 1;
         Ok(t)
@@ -234,8 +236,8 @@ pub fn render(cmd: &str, e: &NftParseError) -> String {
 }
 
 fn command(p: &mut P<'_>, handles: bool, text: &str) -> Result<NftCommand, NftParseError> {
-    let verb = p.next()?.text.clone();
-    let obj = p.next()?;
+    let verb = p.take()?.text.clone();
+    let obj = p.take()?;
     let mut c = NftCommand {
         text: text.to_string(),
         handles,
@@ -248,32 +250,32 @@ fn command(p: &mut P<'_>, handles: bool, text: &str) -> Result<NftCommand, NftPa
         return end(p, c);
     }
     c.family = family(p)?;
-    c.table = Some(p.next()?.clone());
+    c.table = Some(p.take()?.clone());
     c.action = match (verb.as_str(), obj.text.as_str()) {
         ("add" | "create", "table") => Action::AddTable(verb == "create"),
         ("delete", "table") => Action::DeleteTable,
         ("flush", "table") => Action::FlushTable,
         ("add" | "create", "chain") => {
-            let name = p.next()?.clone();
+            let name = p.take()?.clone();
             let base = chain_spec(p, c.family)?;
             Action::AddChain(name, base, verb == "create")
         }
-        ("delete", "chain") => Action::DeleteChain(p.next()?.clone()),
-        ("flush", "chain") => Action::FlushChain(p.next()?.clone()),
+        ("delete", "chain") => Action::DeleteChain(p.take()?.clone()),
+        ("flush", "chain") => Action::FlushChain(p.take()?.clone()),
         ("add" | "insert", "rule") => add_rule(p, verb == "insert")?,
         ("delete", "rule") => {
-            let chain = p.next()?.clone();
+            let chain = p.take()?.clone();
             p.expect("handle")?;
-            let t = p.next()?;
+            let t = p.take()?;
             Action::DeleteRule(chain, num(t)?, t.span)
         }
         ("add" | "create", "set") => {
-            let name = p.next()?.clone();
+            let name = p.take()?.clone();
             let (ty, interval) = set_spec(p)?;
             Action::AddSet(name, ty, interval)
         }
         ("add" | "create", "element") => {
-            let name = p.next()?.clone();
+            let name = p.take()?.clone();
             let rest = p.toks[p.i..].to_vec();
             p.i = p.toks.len();
             Action::AddElements(name, rest)
@@ -305,7 +307,7 @@ fn family(p: &mut P<'_>) -> Result<Family, NftParseError> {
         "ip" => Family::Ip,
         "netdev" => Family::Netdev,
         "inet" | "ip6" | "arp" | "bridge" => {
-            let t = p.next()?;
+            let t = p.take()?;
             return Err(P::err(
                 t,
                 format!("family {} is not supported by ipxmit", t.text),
@@ -322,12 +324,12 @@ fn list(p: &mut P<'_>, obj: &Tok) -> Result<ListWhat, NftParseError> {
         "ruleset" => ListWhat::Ruleset,
         "table" => {
             let f = family(p)?;
-            ListWhat::Table(f, p.next()?.clone())
+            ListWhat::Table(f, p.take()?.clone())
         }
         "chain" => {
             let f = family(p)?;
-            let t = p.next()?.clone();
-            ListWhat::Chain(f, t, p.next()?.clone())
+            let t = p.take()?.clone();
+            ListWhat::Chain(f, t, p.take()?.clone())
         }
         _ => {
             return Err(P::err(
@@ -339,10 +341,10 @@ fn list(p: &mut P<'_>, obj: &Tok) -> Result<ListWhat, NftParseError> {
 }
 
 fn add_rule(p: &mut P<'_>, insert: bool) -> Result<Action, NftParseError> {
-    let chain = p.next()?.clone();
+    let chain = p.take()?.clone();
     let mut at = None;
     if p.eat("handle") || p.eat("position") || p.eat("index") {
-        at = Some(num(p.next()?)?);
+        at = Some(num(p.take()?)?);
     }
     let pos = if insert {
         Position::Insert(at)
@@ -362,14 +364,14 @@ fn chain_spec(p: &mut P<'_>, fam: Family) -> Result<Option<BaseChain>, NftParseE
         return Ok(None);
     }
     p.expect("type")?;
-    let ty = match p.next()?.text.as_str() {
+    let ty = match p.take()?.text.as_str() {
         "filter" => ChainType::Filter,
         "route" => ChainType::Route,
         "nat" => ChainType::Nat,
         _ => return Err(P::err(&p.toks[p.i - 1], "unknown chain type")),
     };
     p.expect("hook")?;
-    let ht = p.next()?;
+    let ht = p.take()?;
     let hook = match ht.text.as_str() {
         "output" => ChainHook::Output,
         "postrouting" => ChainHook::Postrouting,
@@ -382,7 +384,7 @@ fn chain_spec(p: &mut P<'_>, fam: Family) -> Result<Option<BaseChain>, NftParseE
         }
     };
     let device = if p.eat("device") {
-        Some(p.next()?.text.clone())
+        Some(p.take()?.text.clone())
     } else {
         None
     };
@@ -391,7 +393,7 @@ fn chain_spec(p: &mut P<'_>, fam: Family) -> Result<Option<BaseChain>, NftParseE
     p.expect(";")?;
     let mut policy = Policy::Accept;
     if p.eat("policy") {
-        policy = match p.next()?.text.as_str() {
+        policy = match p.take()?.text.as_str() {
             "accept" => Policy::Accept,
             "drop" => Policy::Drop,
             _ => return Err(P::err(&p.toks[p.i - 1], "syntax error, unexpected policy")),
@@ -414,7 +416,7 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
     p.expect("type")?;
     let mut ty = Vec::new();
     loop {
-        let t = p.next()?;
+        let t = p.take()?;
         ty.push(match t.text.as_str() {
             "ipv4_addr" => DataType::Ipv4Addr,
             "inet_service" => DataType::InetService,
@@ -428,7 +430,7 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
     p.expect(";")?;
     let mut interval = false;
     if p.eat("flags") {
-        let t = p.next()?;
+        let t = p.take()?;
         if t.text != "interval" {
             return Err(P::err(t, format!("unsupported set flag {}", t.text)));
         }
@@ -441,7 +443,7 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
 
 /// Carries out an nft command on `nft`, the stack's devices resolving
 /// `oif`; returns what nft prints (a listing), or nft's error text.
-pub fn run(stack: &Stack, nft: &mut Nft, c: &NftCommand) -> Result<Option<String>, String> {
+pub fn run(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand) -> Result<Option<String>, String> {
     let Some(table) = &c.table else {
         let Action::List(w) = &c.action else {
             return Ok(None);
@@ -483,7 +485,7 @@ impl From<NftParseError> for Refused {
     }
 }
 
-fn apply(stack: &Stack, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<(), Refused> {
+fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<(), Refused> {
     let fam = c.family;
     match &c.action {
         Action::AddTable(create) => nft.commit(stack, |r| r.add_table(fam, tn, *create))?,

@@ -34,7 +34,7 @@ fn prio_ok(fam: Family, hook: ChainHook, name: &str) -> bool {
 
 /// `priority N`, `priority NAME`, `priority NAME + N` / `- N`.
 pub fn parse_priority(p: &mut P<'_>, fam: Family, hook: ChainHook) -> Result<i32, NftParseError> {
-    let t = p.next()?;
+    let t = p.take()?;
     if let Ok(n) = t.text.parse::<i32>() {
         return Ok(n);
     }
@@ -53,7 +53,7 @@ pub fn parse_priority(p: &mut P<'_>, fam: Family, hook: ChainHook) -> Result<i32
         _ => return Ok(base),
     };
     p.i += 1;
-    let n = p.next()?;
+    let n = p.take()?;
     let off: i32 = n.text.parse().map_err(|_| P::err(n, "syntax error"))?;
     Ok(base + sign * off)
 }

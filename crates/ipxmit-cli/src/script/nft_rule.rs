@@ -206,7 +206,7 @@ fn concat_elem(p: &mut P<'_>, tys: &[Ty]) -> Result<Elem, NftParseError> {
         if i > 0 {
             p.expect(".")?;
         }
-        let e = elem(p.next()?, *ty)?;
+        let e = elem(p.take()?, *ty)?;
         let w = bits(*ty);
         if i > 0 && e.lo != e.hi {
             return Err(P::err(
@@ -256,7 +256,7 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
     let t = p.peek_text();
     fn two<'a>(p: &mut P<'a>) -> Result<&'a str, NftParseError> {
         p.i += 1;
-        Ok(p.next()?.text.as_str())
+        Ok(p.take()?.text.as_str())
     }
     let k = match t {
         "ip" => match two(p)? {
@@ -314,7 +314,7 @@ fn op(p: &mut P<'_>) -> Op {
 /// The statement after a key: `set V` or a match.
 fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
     if p.eat("set") {
-        let t = p.next()?;
+        let t = p.take()?;
         let v = scalar(t, &t.text, ty_of(k))?;
         return Ok(match k {
             Key::MetaMark => Stmt::MarkSet(v as u32),
@@ -354,7 +354,7 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
             "concatenations are matched against sets only in ipxmit",
         ));
     }
-    let t = p.next()?;
+    let t = p.take()?;
     match tys[0] {
         Ty::Dev => return Ok(Rhs::Dev(t.text.clone(), 0)),
         Ty::Ifname => return Ok(Rhs::Ifname(t.text.clone())),
@@ -390,8 +390,8 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "drop" => verdict(RuleVerdict::Drop),
             "continue" => verdict(RuleVerdict::Continue),
             "return" => verdict(RuleVerdict::Return),
-            "jump" => verdict(RuleVerdict::Jump(p.next()?.text.clone())),
-            "goto" => verdict(RuleVerdict::Goto(p.next()?.text.clone())),
+            "jump" => verdict(RuleVerdict::Jump(p.take()?.text.clone())),
+            "goto" => verdict(RuleVerdict::Goto(p.take()?.text.clone())),
             "counter" => counter(p),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
@@ -403,9 +403,9 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
 fn counter(p: &mut P<'_>) -> Result<Stmt, NftParseError> {
     let (mut packets, mut bytes) = (0, 0);
     if p.eat("packets") {
-        packets = int(p.next()?, u64::MAX)?;
+        packets = int(p.take()?, u64::MAX)?;
         p.expect("bytes")?;
-        bytes = int(p.next()?, u64::MAX)?;
+        bytes = int(p.take()?, u64::MAX)?;
     }
     Ok(Stmt::Counter(Counter::new(packets, bytes)))
 }

@@ -324,8 +324,25 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<(), SendError> {
         if let Some(h) = &self.local_out_hooks {
             len = self.filter(h, HookPoint::LocalOut, &mut pkt)?;
+            if pkt.meta.dst.is_some() {
+                return self.rerouted(pkt, len);
+            }
         }
         self.output(pkt, len, more)
+    }
+
+    /// A datagram a LOCAL_OUT hook routed again (`ip_route_me_harder` put
+    /// a new `skb_dst`): `dst_output` by that route, in a batch of its own
+    /// (this batch's transmit ended first: the route may leave by the same
+    /// device).
+    #[cold]
+    fn rerouted(&mut self, mut pkt: PacketBuf, len: usize) -> Result<(), SendError> {
+        let dst = dst_of(self.stack, &mut pkt)?;
+        self.xmit.end();
+        let mut b = OutputBatch::begin(self.stack, &dst, daddr_of(&pkt));
+        let r = b.output(pkt, len, false);
+        b.finish();
+        r
     }
 
     /// `nf_hook()` at `point`: the first DROP wins (`NETFILTER_DROP`,

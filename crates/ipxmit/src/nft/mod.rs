@@ -17,17 +17,21 @@
 //! whole, before fragmentation (`ipv4::output`). A drop is counted under
 //! `NETFILTER_DROP` and fails the send with `EPERM`.
 //!
+//! A `route` chain that changes the mark, an address or the TOS reroutes
+//! the datagram ([`route_me_harder`]): the output path sends it by its new
+//! route.
+//!
 //! Not yet: `nat` chains are kept and listed but not run (no connection
-//! tracking), nor are netdev `egress` chains; a `route` chain's changed mark
-//! does not yet reroute (`ip_route_me_harder`); no `reject`, `limit`, `log`
-//! or maps.
+//! tracking), nor are netdev `egress` chains; a failed reroute is a drop
+//! (`EPERM`), where the kernel fails the send with the lookup's errno; no
+//! `reject`, `limit`, `log` or maps.
 
 pub mod compile;
 pub mod expr;
 pub mod rule;
 pub mod ruleset;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::buf::PacketBuf;
 use crate::dev::NetDevice;
@@ -189,12 +193,70 @@ fn run_rule(
 #[derive(Debug)]
 pub struct NftHook {
     prog: Arc<Program>,
+    /// The stack a `route` chain reroutes in.
+    stack: Weak<Stack>,
 }
 
 impl NftHook {
-    /// The hook running `prog`.
-    pub fn new(prog: Arc<Program>) -> NftHook {
-        NftHook { prog }
+    /// The hook running `prog` (a `route` chain's changes reroute in
+    /// `stack`).
+    pub fn new(prog: Arc<Program>, stack: Weak<Stack>) -> NftHook {
+        NftHook { prog, stack }
+    }
+}
+
+/// What a `route` chain's changes are judged by (`nf_route_table_hook4`):
+/// mark, source, destination and TOS before the chain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RouteKeys(u32, [u8; 4], [u8; 4], u8);
+
+impl RouteKeys {
+    fn of(pkt: &PacketBuf) -> RouteKeys {
+        let h = pkt.network_header();
+        let a = |o: usize| h.get(o..o + 4).map_or([0; 4], |s| [s[0], s[1], s[2], s[3]]);
+        RouteKeys(pkt.meta.mark, a(12), a(16), h.get(1).copied().unwrap_or(0))
+    }
+}
+
+/// Kernel: `ip_route_me_harder()`, net/ipv4/netfilter.c. Routes the
+/// datagram again by its header and mark (the source kept, as for
+/// `RTN_UNSPEC` with a local source); the new route goes in `skb_dst`,
+/// where the output path finds it. A failed lookup is an error.
+pub fn route_me_harder(stack: &Stack, pkt: &mut PacketBuf) -> Result<(), crate::route::RouteError> {
+    let h = pkt.network_header();
+    let Some(hdr) = h.get(..20) else {
+        return Ok(());
+    };
+    let ihl = usize::from(hdr[0] & 0xf) * 4;
+    let port = |o: usize| {
+        h.get(ihl + o..ihl + o + 2)
+            .map_or(0, |p| u16::from_be_bytes([p[0], p[1]]))
+    };
+    let key = crate::route::FlowKey {
+        daddr: std::net::Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]),
+        saddr: std::net::Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]),
+        tos: hdr[1],
+        mark: pkt.meta.mark,
+        oif: 0,
+        proto: hdr[9],
+        sport: port(0),
+        dport: port(2),
+    };
+    let (dst, _) = stack.route_output_key(&key)?;
+    pkt.meta.dst = Some(dst);
+    Ok(())
+}
+
+impl NftHook {
+    /// `nf_route_table_hook4`'s reroute after a `route` chain changed the
+    /// mark, an address or the TOS; false when the lookup failed (the
+    /// kernel's `NF_DROP_ERR(err)`: here a drop).
+    #[cold]
+    fn reroute(&self, pkt: &mut PacketBuf) -> bool {
+        match self.stack.upgrade() {
+            Some(st) => route_me_harder(&st, pkt).is_ok(),
+            None => true,
+        }
     }
 }
 
@@ -206,9 +268,13 @@ impl Hook for NftHook {
         if bases.is_empty() {
             return Verdict::Accept;
         }
-        let mut p = PktInfo::new(pkt, out);
         for &c in bases {
-            if do_chain(prog, c, &mut p) == Verdict::Drop {
+            let route = prog.chains[c as usize].route;
+            let before = route.then(|| RouteKeys::of(pkt));
+            if do_chain(prog, c, &mut PktInfo::new(pkt, out)) == Verdict::Drop {
+                return Verdict::Drop;
+            }
+            if before.is_some_and(|b| b != RouteKeys::of(pkt)) && !self.reroute(pkt) {
                 return Verdict::Drop;
             }
         }
@@ -252,7 +318,7 @@ impl Nft {
     /// transaction; `nf_tables_commit`).
     pub fn commit<T>(
         &mut self,
-        stack: &Stack,
+        stack: &Arc<Stack>,
         change: impl FnOnce(&mut Ruleset) -> Result<T, NftError>,
     ) -> Result<T, NftError> {
         let mut next = self.ruleset.clone();
@@ -265,7 +331,7 @@ impl Nft {
             if prog.bases[i].is_empty() && self.hooks[i].is_none() {
                 continue;
             }
-            let new: Arc<dyn Hook> = Arc::new(NftHook::new(prog.clone()));
+            let new: Arc<dyn Hook> = Arc::new(NftHook::new(prog.clone(), Arc::downgrade(stack)));
             stack
                 .hooks
                 .replace(point, self.hooks[i].as_ref(), new.clone());

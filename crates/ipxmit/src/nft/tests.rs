@@ -1,7 +1,7 @@
 //! The compiled engine on packets built with the wire views.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::*;
 use crate::dev::{DevConfig, Driver, TxStatus};
@@ -82,7 +82,7 @@ fn add(rs: &mut Ruleset, chain: &str, stmts: Vec<Stmt>) {
 }
 
 fn verdict(rs: &Ruleset, pkt: &mut PacketBuf, dev: &NetDevice) -> Verdict {
-    let e = NftHook::new(Arc::new(Program::compile(rs).unwrap()));
+    let e = NftHook::new(Arc::new(Program::compile(rs).unwrap()), Weak::new());
     e.hook(HookPoint::LocalOut, pkt, dev)
 }
 
