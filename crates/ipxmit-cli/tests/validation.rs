@@ -144,6 +144,13 @@ fn long_sends_are_answered_emsgsize() {
     for e in &v[1..4] {
         assert_eq!(e["errno"], "EMSGSIZE", "{e}");
     }
+    // Item 8: the message names the limit, not the device's MTU.
+    let t = run_script(&d, &script, &["--no-stats"]).stdout;
+    let lines: Vec<&str> = t.lines().collect();
+    for l in &lines[1..4] {
+        assert!(l.contains("at most 65507 bytes of payload"), "{l}");
+        assert!(!l.contains("mtu 1500"), "{l}");
+    }
 }
 
 /// Item 8: script messages: a missing `root`, the qdisc kinds listed, input

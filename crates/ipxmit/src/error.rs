@@ -132,6 +132,14 @@ pub enum SendError {
         /// The MTU the datagram exceeded.
         mtu: u32,
     },
+    /// The datagram would exceed IPv4's 65,535 bytes (`EMSGSIZE`); `max` is
+    /// the most payload this send could have carried (65,507 for a UDP
+    /// datagram without options).
+    #[error("EMSGSIZE: message too long: at most {max} bytes of payload fit an IPv4 datagram")]
+    TooLong {
+        /// The largest payload that fits.
+        max: usize,
+    },
     /// No route (`ENETUNREACH`).
     #[error("ENETUNREACH: network is unreachable (no route to {0})")]
     NetUnreachable(Ipv4Addr),
@@ -207,7 +215,7 @@ impl SendError {
     /// The errno the kernel would return.
     pub fn errno(&self) -> Errno {
         match self {
-            SendError::MsgSize { .. } => Errno::EMSGSIZE,
+            SendError::MsgSize { .. } | SendError::TooLong { .. } => Errno::EMSGSIZE,
             SendError::NetUnreachable(_) => Errno::ENETUNREACH,
             SendError::HostUnreachable(_) => Errno::EHOSTUNREACH,
             SendError::Route(e) => e.errno(),

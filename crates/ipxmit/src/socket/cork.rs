@@ -254,6 +254,12 @@ impl Cork {
             // No buffer exists yet; the refused send is counted under the reason
             // the kernel uses for datagrams over the MTU.
             stack.counters.drop(crate::stats::DropReason::PktTooBig);
+            if maxnonfragsize == IP_MAX_MTU as usize {
+                // Not the path's MTU but IPv4's own limit (the error queue
+                // still reports the MTU, as the kernel's ip_local_error).
+                let max = maxnonfragsize - g.plan.hlen() - self.length - transhdrlen;
+                return Err(SendError::TooLong { max });
+            }
             return Err(SendError::MsgSize { mtu });
         }
         let partial = transhdrlen > 0

@@ -166,7 +166,9 @@ impl UdpSocket {
         cmsg: &Cmsg,
     ) -> Result<(), SendError> {
         if buf.len() > 0xffff {
-            return Err(SendError::MsgSize { mtu: 0xffff });
+            // udp_sendmsg's `len > 0xFFFF`: no error-queue entry; the most
+            // a UDP datagram carries is 65,507 bytes.
+            return Err(SendError::TooLong { max: 0xffff - 28 });
         }
         let corkreq = self.opts.cork || flags.contains(MsgFlags::MORE);
         if self.pending {
