@@ -202,3 +202,17 @@ fn rate_paces_every_datagram_from_the_first() {
     assert!(gaps[gaps.len() / 2] >= 9_000_000, "gaps {gaps:?} ns");
     assert!(gaps.iter().all(|&g| g < 200_000_000), "gaps {gaps:?} ns");
 }
+
+/// Issue 17 item 17: "1 IP packets" is "1 IP packet".
+#[test]
+fn one_packet_is_singular() {
+    let d = tmpdir("send-one");
+    let r = ipxmit(&d, &["send", "-n", "1", "-l", "100"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("result: 1 IP packet: 1 sent"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("sent:   1 datagram,"), "{}", r.stdout);
+}

@@ -193,8 +193,8 @@ impl Outcome {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         let mut s = format!(
-            "result: {} IP packets: {} sent, {} dropped{}, {} queued at exit ({} awaiting a neighbour, {} in qdiscs)",
-            self.packets,
+            "result: {}: {} sent, {} dropped{}, {} queued at exit ({} awaiting a neighbour, {} in qdiscs)",
+            crate::human::count(self.packets, "IP packet"),
             self.sent,
             self.dropped_total,
             if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
@@ -247,16 +247,17 @@ impl Outcome {
                 .map(|(r, n)| format!("{r} {n}"))
                 .collect();
             v.push(format!(
-                "{} of {} IP packets dropped ({})",
+                "{} of {} dropped ({})",
                 self.dropped_total,
-                self.packets,
+                crate::human::count(self.packets, "IP packet"),
                 r.join(", ")
             ));
         }
         let q = self.queued_neigh + self.queued_qdisc;
         if q > 0 {
             v.push(format!(
-                "{q} IP packets still queued after waiting {:.3} s ({} awaiting a neighbour, {} in qdiscs)",
+                "{} still queued after waiting {:.3} s ({} awaiting a neighbour, {} in qdiscs)",
+                crate::human::count(q, "IP packet"),
                 self.waited.as_secs_f64(),
                 self.queued_neigh,
                 self.queued_qdisc
