@@ -10,7 +10,7 @@ use ipxmit::nft::{
 };
 
 use super::nft::{ListWhat, NftParseError, P};
-use super::nft_rule::{ty_of, ty_of_data, Ty, DSCPS, PROTOS};
+use super::nft_rule::{ty_of, ty_of_data, Ty, DSCPS, ECNS, PROTOS};
 
 /// The standard priorities of family ip (`std_prios`), in nft's order.
 const PRIOS: &[(&str, i32)] = &[
@@ -220,6 +220,7 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::PrioritySet(v) => format!("meta priority set {}", value(u64::from(*v), Ty::Prio)),
         Stmt::DscpSet(d) => format!("ip dscp set {}", value(u64::from(*d), Ty::Dscp)),
         Stmt::TtlSet(t) => format!("ip ttl set {t}"),
+        Stmt::FieldSet(k, v) => format!("{} set {}", key_str(*k), value(u64::from(*v), ty_of(*k))),
         Stmt::Verdict(v) => match v {
             RuleVerdict::Accept => "accept".into(),
             RuleVerdict::Drop => "drop".into(),
@@ -238,6 +239,15 @@ fn key_str(k: Key) -> &'static str {
         Key::IpProtocol => "ip protocol",
         Key::IpDscp => "ip dscp",
         Key::IpTtl => "ip ttl",
+        Key::IpVersion => "ip version",
+        Key::IpHdrlength => "ip hdrlength",
+        Key::IpEcn => "ip ecn",
+        Key::IpLength => "ip length",
+        Key::IpId => "ip id",
+        Key::IpFragOff => "ip frag-off",
+        Key::IpChecksum => "ip checksum",
+        Key::UdpLength => "udp length",
+        Key::UdpChecksum => "udp checksum",
         Key::UdpSport => "udp sport",
         Key::UdpDport => "udp dport",
         Key::MetaL4proto => "meta l4proto",
@@ -316,6 +326,7 @@ pub fn value(v: u64, ty: Ty) -> String {
         Ty::Addr => Ipv4Addr::from(v as u32).to_string(),
         Ty::Proto => named(PROTOS).unwrap_or_else(|| v.to_string()),
         Ty::Dscp => named(DSCPS).unwrap_or_else(|| format!("0x{v:02x}")),
+        Ty::Ecn => named(ECNS).unwrap_or_else(|| v.to_string()),
         Ty::Mark => format!("0x{v:08x}"),
         Ty::Prio => match v {
             0 => "none".into(),

@@ -19,6 +19,12 @@ pub enum Ty {
     Dscp,
     /// An 8-bit integer (`ip ttl`).
     U8,
+    /// A 4-bit integer (`ip version`, `ip hdrlength`).
+    U4,
+    /// `ecn_type` (`not-ect`, `ect1`, `ect0`, `ce`).
+    Ecn,
+    /// A 16-bit integer (`ip length`, `ip id`, `udp checksum`).
+    U16,
     /// `inet_service`.
     Port,
     /// `mark` (printed `0x%08x`).
@@ -40,6 +46,10 @@ pub fn ty_of(k: Key) -> Ty {
         Key::IpProtocol | Key::MetaL4proto => Ty::Proto,
         Key::IpDscp => Ty::Dscp,
         Key::IpTtl => Ty::U8,
+        Key::IpVersion | Key::IpHdrlength => Ty::U4,
+        Key::IpEcn => Ty::Ecn,
+        Key::IpLength | Key::IpId | Key::IpFragOff | Key::IpChecksum => Ty::U16,
+        Key::UdpLength | Key::UdpChecksum => Ty::U16,
         Key::UdpSport | Key::UdpDport => Ty::Port,
         Key::MetaMark => Ty::Mark,
         Key::MetaLength => Ty::U32,
@@ -82,6 +92,9 @@ pub const PROTOS: &[(&str, u8)] = &[
     ("sctp", 132),
     ("udplite", 136),
 ];
+
+/// ECN names (`ecn_type`).
+pub const ECNS: &[(&str, u8)] = &[("not-ect", 0), ("ect1", 1), ("ect0", 2), ("ce", 3)];
 
 /// DSCP names (`dscp_type`).
 pub const DSCPS: &[(&str, u8)] = &[
@@ -147,6 +160,12 @@ pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
             None => int(&tok, 63)?,
         },
         Ty::U8 => int(&tok, 255)?,
+        Ty::U4 => int(&tok, 15)?,
+        Ty::U16 => int(&tok, 65535)?,
+        Ty::Ecn => match named(ECNS) {
+            Some(v) => v,
+            None => int(&tok, 3)?,
+        },
         Ty::Port => int(&tok, 65535).map_err(|e| {
             if e.msg.starts_with("syntax") {
                 P::err(
@@ -224,8 +243,8 @@ fn concat_elem(p: &mut P<'_>, tys: &[Ty]) -> Result<Elem, NftParseError> {
 
 fn bits(ty: Ty) -> u32 {
     match ty {
-        Ty::Port => 16,
-        Ty::Proto | Ty::Dscp | Ty::U8 => 8,
+        Ty::Port | Ty::U16 => 16,
+        Ty::Proto | Ty::Dscp | Ty::U8 | Ty::U4 | Ty::Ecn => 8,
         _ => 32,
     }
 }
@@ -265,11 +284,20 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
             "protocol" => Key::IpProtocol,
             "dscp" => Key::IpDscp,
             "ttl" => Key::IpTtl,
+            "version" => Key::IpVersion,
+            "hdrlength" => Key::IpHdrlength,
+            "ecn" => Key::IpEcn,
+            "length" => Key::IpLength,
+            "id" => Key::IpId,
+            "frag-off" => Key::IpFragOff,
+            "checksum" => Key::IpChecksum,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
         "udp" => match two(p)? {
             "sport" => Key::UdpSport,
             "dport" => Key::UdpDport,
+            "length" => Key::UdpLength,
+            "checksum" => Key::UdpChecksum,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
         "meta" => match two(p)? {
@@ -321,6 +349,15 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
             Key::MetaPriority => Stmt::PrioritySet(v as u32),
             Key::IpDscp => Stmt::DscpSet(v as u8),
             Key::IpTtl => Stmt::TtlSet(v as u8),
+            Key::IpSaddr
+            | Key::IpDaddr
+            | Key::IpProtocol
+            | Key::IpId
+            | Key::IpEcn
+            | Key::IpChecksum
+            | Key::UdpSport
+            | Key::UdpDport
+            | Key::UdpChecksum => Stmt::FieldSet(k, v as u32),
             _ => return Err(P::err(t, "statement not supported by ipxmit")),
         });
     }

@@ -124,6 +124,7 @@ impl Program {
             Stmt::PrioritySet(v) => Insn::PrioritySet(*v),
             Stmt::DscpSet(d) => Insn::DscpSet(*d),
             Stmt::TtlSet(v) => Insn::TtlSet(*v),
+            Stmt::FieldSet(k, v) => field_set(*k, *v)?,
             Stmt::Verdict(v) => Insn::Verdict(match v {
                 RuleVerdict::Accept => Code::Accept,
                 RuleVerdict::Drop => Code::Drop,
@@ -166,14 +167,36 @@ impl Program {
                     shr: 2,
                 }
             }
-            Key::UdpSport | Key::UdpDport => {
+            Key::IpLength => pl(2, 2),
+            Key::IpId => pl(4, 2),
+            Key::IpFragOff => pl(6, 2),
+            Key::IpChecksum => pl(10, 2),
+            Key::IpVersion | Key::IpHdrlength | Key::IpEcn => {
+                let (off, mask, shr) = match key {
+                    Key::IpVersion => (0, 0xf0, 4),
+                    Key::IpHdrlength => (0, 0x0f, 0),
+                    _ => (1, 0x03, 0),
+                };
+                self.insns.push(pl(off, 1));
+                Insn::Bitwise {
+                    reg: dreg,
+                    mask,
+                    shr,
+                }
+            }
+            Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum => {
                 self.insns.push(meta(MetaKey::L4proto));
                 self.insns.push(Insn::Cmp {
                     reg: dreg,
                     op: CmpOp::Eq,
                     data: 17,
                 });
-                udp(if key == Key::UdpSport { 0 } else { 2 })
+                udp(match key {
+                    Key::UdpSport => 0,
+                    Key::UdpDport => 2,
+                    Key::UdpLength => 4,
+                    _ => 6,
+                })
             }
             Key::MetaL4proto => meta(MetaKey::L4proto),
             Key::MetaMark => meta(MetaKey::Mark),
@@ -277,4 +300,33 @@ fn cmp_op(op: Op) -> CmpOp {
         Op::Le => CmpOp::Le,
         Op::Ge => CmpOp::Ge,
     }
+}
+
+/// The instruction of `KEY set V` (`nft_payload_set_init`'s offsets and
+/// checksum flags).
+fn field_set(key: Key, v: u32) -> Result<Insn, CompileError> {
+    let (base, off, len, mask, value) = match key {
+        Key::IpSaddr => (Base::Network, 12, 4, 0xff, v),
+        Key::IpDaddr => (Base::Network, 16, 4, 0xff, v),
+        Key::IpProtocol => (Base::Network, 9, 1, 0xff, v),
+        Key::IpId => (Base::Network, 4, 2, 0xff, v),
+        Key::IpEcn => (Base::Network, 1, 1, 0x03, v),
+        Key::IpChecksum => (Base::Network, 10, 2, 0xff, v),
+        Key::UdpSport => (Base::Transport, 0, 2, 0xff, v),
+        Key::UdpDport => (Base::Transport, 2, 2, 0xff, v),
+        Key::UdpChecksum => (Base::Transport, 6, 2, 0xff, v),
+        _ => return Err(CompileError::Unsupported),
+    };
+    let pseudo = matches!(key, Key::IpSaddr | Key::IpDaddr);
+    let l4 = pseudo || matches!(key, Key::UdpSport | Key::UdpDport);
+    Ok(Insn::FieldSet {
+        base,
+        off,
+        len,
+        mask,
+        value,
+        l3: base == Base::Network && key != Key::IpChecksum,
+        l4,
+        pseudo,
+    })
 }

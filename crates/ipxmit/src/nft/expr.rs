@@ -163,6 +163,28 @@ pub enum Insn {
     DscpSet(u8),
     /// Kernel: `nft_payload_set_eval()` of the TTL, checksum updated.
     TtlSet(u8),
+    /// Kernel: `nft_payload_set_eval()` of a field: the bits `mask << shl`
+    /// of the `len` bytes at `off` become `value`; then the checksums
+    /// (`nft_payload_csum_inet`, `nft_payload_l4csum_update`).
+    FieldSet {
+        /// Header.
+        base: Base,
+        /// Offset in it.
+        off: u8,
+        /// Bytes (1, 2 or 4).
+        len: u8,
+        /// For one byte: the bits written (else `0xff`).
+        mask: u8,
+        /// The value (shifted into `mask` for one byte).
+        value: u32,
+        /// The IP header checksum covers the field.
+        l3: bool,
+        /// The UDP checksum covers it (`pseudo`: through the pseudo-header,
+        /// so also when the checksum is left to the device).
+        l4: bool,
+        /// The field is in the UDP pseudo-header (an address).
+        pseudo: bool,
+    },
     /// Kernel: `nft_immediate_eval()` of a verdict.
     Verdict(Code),
 }
@@ -290,8 +312,58 @@ pub fn eval(
         Insn::PrioritySet(v) => p.pkt.meta.priority = v,
         Insn::DscpSet(d) => set_byte(p.pkt, 1, 0x03, d << 2),
         Insn::TtlSet(t) => set_byte(p.pkt, 8, 0x00, t),
+        Insn::FieldSet { .. } => return field_set(insn, p),
         Insn::Verdict(_) => {}
     }
+    Step::Next
+}
+
+/// [`Insn::FieldSet`]: writes the field, then updates each checksum that
+/// covers it word by word (`csum_replace2`); a UDP checksum of 0 (none)
+/// stays 0, a computed 0 is sent as `0xffff` (`CSUM_MANGLED_0`), and a
+/// checksum left to the device (`CHECKSUM_PARTIAL`) changes only for
+/// pseudo-header fields. A transport field in a later fragment breaks.
+fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
+    let Insn::FieldSet {
+        base,
+        off,
+        len,
+        mask,
+        value,
+        l3,
+        l4,
+        pseudo,
+    } = *insn
+    else {
+        return Step::Next;
+    };
+    let thoff = p.thoff();
+    let start = match (base, thoff) {
+        (Base::Network, _) => 0,
+        (Base::Transport, Some(t)) => t,
+        (Base::Transport, None) => return Step::Break,
+    };
+    let partial = matches!(p.pkt.meta.ip_summed, crate::buf::CsumState::Partial { .. });
+    let udp = p.l4proto() == 17;
+    let h = p.pkt.network_header_mut();
+    let (at, n) = (start + usize::from(off), usize::from(len));
+    if h.len() < 20 || at + n > h.len() {
+        return Step::Break;
+    }
+    let (w0, w1) = (at & !1, (at + n + 1) & !1);
+    let mut old = [0u16; 3];
+    for (k, i) in (w0..w1).step_by(2).enumerate() {
+        old[k] = word(h, i);
+    }
+    if n == 1 {
+        h[at] = (h[at] & !mask) | (value as u8 & mask);
+    } else {
+        h[at..at + n].copy_from_slice(&value.to_be_bytes()[4 - n..]);
+    }
+    let ucheck = thoff
+        .map(|t| t + 6)
+        .filter(|&c| udp && l4 && c + 2 <= h.len());
+    fix_sums(h, (w0, w1), &old, l3, ucheck, (partial, pseudo));
     Step::Next
 }
 
@@ -326,4 +398,42 @@ fn set_byte(pkt: &mut PacketBuf, off: usize, keep: u8, new: u8) {
     let check = u16::from_be_bytes([h[10], h[11]]);
     let c = replace_u16(check, old_word, new_word);
     h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+fn word(h: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([h[i], *h.get(i + 1).unwrap_or(&0)])
+}
+
+/// The checksum updates of [`field_set`] for the changed words `w0..w1`
+/// (their old values in `old`): the IP header's (`l3`), the UDP one at
+/// `ucheck`, given whether the device sums it (`partial`) and whether the
+/// field is in the pseudo-header.
+fn fix_sums(
+    h: &mut [u8],
+    (w0, w1): (usize, usize),
+    old: &[u16; 3],
+    l3: bool,
+    ucheck: Option<usize>,
+    (partial, pseudo): (bool, bool),
+) {
+    for (k, i) in (w0..w1).step_by(2).enumerate() {
+        let new = word(h, i);
+        if l3 {
+            let c = replace_u16(word(h, 10), old[k], new);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        if let Some(c) = ucheck {
+            let check = word(h, c);
+            let next = match (partial, pseudo) {
+                (true, true) => !replace_u16(!check, old[k], new),
+                (true, false) => continue,
+                (false, _) if check == 0 => continue,
+                (false, _) => match replace_u16(check, old[k], new) {
+                    0 => 0xffff,
+                    v => v,
+                },
+            };
+            h[c..c + 2].copy_from_slice(&next.to_be_bytes());
+        }
+    }
 }

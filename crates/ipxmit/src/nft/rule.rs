@@ -17,6 +17,24 @@ pub enum Key {
     IpDscp,
     /// `ip ttl`.
     IpTtl,
+    /// `ip version` (the first byte's upper four bits).
+    IpVersion,
+    /// `ip hdrlength` (the first byte's lower four bits, in 32-bit words).
+    IpHdrlength,
+    /// `ip ecn` (the TOS byte's lower two bits).
+    IpEcn,
+    /// `ip length` (`tot_len`).
+    IpLength,
+    /// `ip id`.
+    IpId,
+    /// `ip frag-off` (the whole 16-bit flags and offset field).
+    IpFragOff,
+    /// `ip checksum`.
+    IpChecksum,
+    /// `udp length`.
+    UdpLength,
+    /// `udp checksum`.
+    UdpChecksum,
     /// `udp sport`.
     UdpSport,
     /// `udp dport`.
@@ -41,7 +59,9 @@ impl Key {
         match self {
             Key::IpSaddr | Key::IpDaddr => 32,
             Key::IpProtocol | Key::IpDscp | Key::IpTtl | Key::MetaL4proto => 8,
-            Key::UdpSport | Key::UdpDport => 16,
+            Key::IpVersion | Key::IpHdrlength | Key::IpEcn => 8,
+            Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum => 16,
+            Key::IpLength | Key::IpId | Key::IpFragOff | Key::IpChecksum => 16,
             Key::MetaMark | Key::MetaLength | Key::MetaPriority | Key::Oif => 32,
             Key::Oifname => 128,
         }
@@ -176,6 +196,9 @@ pub enum Stmt {
     DscpSet(u8),
     /// `ip ttl set N`.
     TtlSet(u8),
+    /// `KEY set V` of another header field (`ip daddr set`, `udp dport
+    /// set`, ...).
+    FieldSet(Key, u32),
     /// A verdict.
     Verdict(RuleVerdict),
 }

@@ -447,3 +447,41 @@ fn a_drop_fails_the_send_with_eperm_counted_as_netfilter_drop() {
     let r = s.send_to(b"x", to, crate::MsgFlags::default());
     assert!(r.is_ok(), "{r:?}");
 }
+
+#[test]
+fn field_sets_update_the_ip_and_udp_checksums() {
+    let (_s, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    let to = u32::from(Ipv4Addr::new(192, 0, 2, 77));
+    let fields = vec![
+        Stmt::FieldSet(Key::IpDaddr, to),
+        Stmt::FieldSet(Key::UdpDport, 4242),
+        Stmt::FieldSet(Key::IpId, 0x1234),
+        Stmt::FieldSet(Key::IpEcn, 3),
+    ];
+    add(&mut rs, "out", fields);
+    for with_udp_sum in [true, false] {
+        let mut p = udp([10, 0, 0, 3], 1, 2, 11);
+        if with_udp_sum {
+            let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3));
+            UdpPacket::new_unchecked(&mut p.network_header_mut()[20..]).fill_checksum(s, d);
+        }
+        assert_eq!(verdict(&rs, &mut p, &dev), Verdict::Accept);
+        let ip = Ipv4Packet::new_unchecked(p.network_header());
+        assert!(ip.verify_checksum());
+        assert_eq!(
+            (ip.dst_addr(), ip.ident(), ip.ecn()),
+            (Ipv4Addr::from(to), 0x1234, 3)
+        );
+        let u = UdpPacket::new_unchecked(&p.network_header()[20..]);
+        assert_eq!(u.dst_port(), 4242);
+        if with_udp_sum {
+            assert!(
+                u.verify_checksum(ip.src_addr(), ip.dst_addr()),
+                "incremental UDP sum"
+            );
+        } else {
+            assert_eq!(u.checksum(), 0, "no UDP checksum stays none");
+        }
+    }
+}
