@@ -411,6 +411,11 @@ ip route add 10.60.0.0/16
 ip route add 10.60.0.0/16 foo
 ip route show
 ip rule show
+ip link set veth0 down
+ip route add 10.62.0.0/16 dev veth0
+ip route show
+ip link set veth0 up
+ip route show
 ";
 
 /// `sysctl -w` of the keys the stack models: what it prints, what it

@@ -283,8 +283,12 @@ impl Stack {
         };
         let dev = match spec.via {
             Some(gw) => self.gateway_dev(gw, dev)?,
-            None => dev.ok_or(RouteError::Invalid("Device for nexthop is not up"))?,
+            None => dev.ok_or(RouteError::NoDevice(String::new()))?,
         };
+        // fib_check_nh_nongw(): a next hop's device must be up.
+        if !dev.is_up() {
+            return Err(RouteError::Invalid("Device for nexthop is not up").into());
+        }
         let mut dst = Dst::new(dev, spec.via);
         dst.prefsrc = spec.src;
         // `mtu 0` is no metric; above 65520 the kernel stores 65520.
