@@ -111,3 +111,23 @@ fn hdrincl_errors() {
         .unwrap();
     assert_eq!(wire.len(), 1, "the socket keeps working");
 }
+
+/// `raw_sendmsg()` refuses a broadcast route without `SO_BROADCAST` before
+/// it looks at `IP_HDRINCL`: a header-including send to the subnet's
+/// broadcast is `EACCES` too (kernel 6.18: errno 13, then 50 bytes sent
+/// once `SO_BROADCAST` is set); it used to leave.
+#[test]
+fn hdrincl_to_a_broadcast_needs_so_broadcast() {
+    let (stack, wire) = host();
+    let mut s = RawSocket::new(&stack, 255);
+    let bcast = Ipv4Addr::new(10, 0, 0, 255);
+    let mut h = user_header(30, false, 0);
+    h[16..20].copy_from_slice(&bcast.octets());
+    let to = SocketAddrV4::new(bcast, 0);
+    let e = s.send_to(&h, to, MsgFlags::NONE).unwrap_err();
+    assert_eq!(e.errno(), Errno::EACCES);
+    assert!(frames(&wire).is_empty());
+    s.set_broadcast(true);
+    assert_eq!(s.send_to(&h, to, MsgFlags::NONE), Ok(50));
+    assert_eq!(frames(&wire).len(), 1);
+}

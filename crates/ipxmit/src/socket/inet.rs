@@ -299,9 +299,23 @@ impl InetSock {
 
     /// The route to `daddr`, cached while the table does not change.
     pub(crate) fn route(&mut self, daddr: Ipv4Addr) -> Result<Arc<Dst>, SendError> {
+        self.route_typed(daddr).map(|(d, _)| d)
+    }
+
+    /// The route to `daddr` with its type; a broadcast route without
+    /// `SO_BROADCAST` is `EACCES` (`raw_sendmsg()`'s `RTCF_BROADCAST` check,
+    /// which a header-including send passes too).
+    pub(crate) fn route_typed(
+        &mut self,
+        daddr: Ipv4Addr,
+    ) -> Result<(Arc<Dst>, RouteType), SendError> {
         let key = self.flow_key(daddr, 0, self.opts.bound_dev_if);
-        let r = route_cached(&self.stack, &mut self.dst_cache, &key).map(|(d, _)| d);
-        count_no_route(&self.stack, r)
+        let r = route_cached(&self.stack, &mut self.dst_cache, &key);
+        let (dst, kind) = count_no_route(&self.stack, r)?;
+        if kind == RouteType::Broadcast && !self.opts.broadcast {
+            return Err(SendError::Access(daddr));
+        }
+        Ok((dst, kind))
     }
 
     /// Kernel: `flowi4_init_output()` as `udp_sendmsg()`/`raw_sendmsg()`
