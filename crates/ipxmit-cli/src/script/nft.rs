@@ -421,6 +421,7 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
             "ipv4_addr" => DataType::Ipv4Addr,
             "inet_service" => DataType::InetService,
             "mark" => DataType::Mark,
+            "inet_proto" => DataType::InetProto,
             _ => return Err(P::err(t, format!("unknown datatype {}", t.text))),
         });
         if !p.eat(".") {

@@ -150,6 +150,7 @@ fn set(out: &mut String, s: &Set, h: &str) {
                 ipxmit::nft::DataType::Ipv4Addr => "ipv4_addr",
                 ipxmit::nft::DataType::InetService => "inet_service",
                 ipxmit::nft::DataType::Mark => "mark",
+                ipxmit::nft::DataType::InetProto => "inet_proto",
             })
             .collect();
     let _ = writeln!(
@@ -311,6 +312,9 @@ fn elem(e: &Elem, tys: &[Ty]) -> String {
                 32 - span.trailing_zeros()
             );
         }
+    }
+    if ty == Ty::Proto {
+        return format!("{}-{}", e.lo, e.hi);
     }
     format!("{}-{}", value(e.lo, ty), value(e.hi, ty))
 }

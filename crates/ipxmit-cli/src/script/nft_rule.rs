@@ -65,6 +65,7 @@ pub fn ty_of_data(d: DataType) -> Ty {
         DataType::Ipv4Addr => Ty::Addr,
         DataType::InetService => Ty::Port,
         DataType::Mark => Ty::Mark,
+        DataType::InetProto => Ty::Proto,
     }
 }
 
@@ -186,6 +187,7 @@ fn prio(t: &Tok) -> Result<u64, NftParseError> {
     match t.text.as_str() {
         "none" => return Ok(0),
         "root" => return Ok(0xffff_ffff),
+        s if !s.contains(':') => return int(t, u64::from(u32::MAX)),
         _ => {}
     }
     let (a, b) = t.text.split_once(':').ok_or_else(|| bad(t))?;
@@ -206,7 +208,8 @@ fn elem(t: &Tok, ty: Ty) -> Result<Elem, NftParseError> {
             });
         }
     }
-    if !t.quoted && ty != Ty::Prio {
+    let prio_range = ty == Ty::Prio && t.text.matches(':').count() == 2;
+    if !t.quoted && (ty != Ty::Prio || prio_range) {
         if let Some((a, b)) = t.text.split_once('-').filter(|(a, _)| !a.is_empty()) {
             let (lo, hi) = (scalar(t, a, ty)?, scalar(t, b, ty)?);
             if lo > hi {
@@ -262,7 +265,12 @@ fn brace_elems(p: &mut P<'_>, tys: &[Ty]) -> Result<Vec<Elem>, NftParseError> {
         if p.eat("}") {
             break;
         }
-        v.push(concat_elem(p, tys)?);
+        if p.peek_text() == "{" {
+            // A nested anonymous set: its elements (nft flattens them).
+            v.extend(brace_elems(p, tys)?);
+        } else {
+            v.push(concat_elem(p, tys)?);
+        }
         if !p.eat(",") {
             p.expect("}")?;
             break;
@@ -394,6 +402,9 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
     let t = p.take()?;
     match tys[0] {
         Ty::Dev => return Ok(Rhs::Dev(t.text.clone(), 0)),
+        Ty::Ifname if t.text.is_empty() => {
+            return Err(P::err(t, "Empty string is not allowed"));
+        }
         Ty::Ifname => return Ok(Rhs::Ifname(t.text.clone())),
         _ => {}
     }
@@ -439,10 +450,14 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
 
 fn counter(p: &mut P<'_>) -> Result<Stmt, NftParseError> {
     let (mut packets, mut bytes) = (0, 0);
-    if p.eat("packets") {
-        packets = int(p.take()?, u64::MAX)?;
-        p.expect("bytes")?;
-        bytes = int(p.take()?, u64::MAX)?;
+    loop {
+        if p.eat("packets") {
+            packets = int(p.take()?, u64::MAX)?;
+        } else if p.eat("bytes") {
+            bytes = int(p.take()?, u64::MAX)?;
+        } else {
+            break;
+        }
     }
     Ok(Stmt::Counter(Counter::new(packets, bytes)))
 }

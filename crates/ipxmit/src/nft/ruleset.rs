@@ -83,6 +83,8 @@ pub enum DataType {
     InetService,
     /// `mark`.
     Mark,
+    /// `inet_proto`.
+    InetProto,
 }
 
 impl DataType {
@@ -91,6 +93,7 @@ impl DataType {
         match self {
             DataType::Ipv4Addr | DataType::Mark => 32,
             DataType::InetService => 16,
+            DataType::InetProto => 8,
         }
     }
 }
