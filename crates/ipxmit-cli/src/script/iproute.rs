@@ -118,6 +118,13 @@ fn err(msg: impl Into<String>) -> ParseError {
     ParseError::Tc(msg.into())
 }
 
+/// The word after a keyword, or ip's complaint that the line ends early.
+fn next_word<'a>(it: &mut std::slice::Iter<'_, &'a str>) -> Result<&'a str, ParseError> {
+    it.next()
+        .copied()
+        .ok_or_else(|| err("Command line is not complete. Try option \"help\""))
+}
+
 /// `Error: argument "W" is wrong: WHAT`.
 fn wrong(word: &str, what: &str) -> ParseError {
     err(format!("Error: argument \"{word}\" is wrong: {what}"))
@@ -205,11 +212,7 @@ fn rest_show(w: &[&str]) -> Result<ShowArgs, ParseError> {
     let (mut table, mut dev, mut kind, mut cache) = (None, None, None, false);
     let mut it = w.iter();
     while let Some(&k) = it.next() {
-        let mut val = || {
-            it.next()
-                .copied()
-                .ok_or_else(|| err("Command line is not complete. Try option \"help\""))
-        };
+        let mut val = || next_word(&mut it);
         match k {
             "table" => {
                 let v = val()?;
@@ -337,11 +340,7 @@ fn parse_get(w: &[&str], opts: IpOpts) -> Result<Command, ParseError> {
     let (mut oif, mut from, mut have) = (None, false, false);
     let mut it = w.iter();
     while let Some(&k) = it.next() {
-        let mut val = || {
-            it.next()
-                .copied()
-                .ok_or_else(|| err("Command line is not complete. Try option \"help\""))
-        };
+        let mut val = || next_word(&mut it);
         match k {
             "from" => {
                 let v = val()?;
@@ -429,11 +428,7 @@ fn parse_rule_words(w: &[&str]) -> Result<(FibRule, bool, Given), ParseError> {
     let (mut prio, mut given) = (false, Given::default());
     let mut it = w.iter();
     while let Some(&k) = it.next() {
-        let mut val = || {
-            it.next()
-                .copied()
-                .ok_or_else(|| err("Command line is not complete. Try option \"help\""))
-        };
+        let mut val = || next_word(&mut it);
         let prio_word = matches(k, "preference") || matches(k, "priority") || matches(k, "order");
         given.any |= !prio_word;
         let k = if prio_word {
