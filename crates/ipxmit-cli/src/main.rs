@@ -13,12 +13,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod human;
-mod plot;
 mod progress;
-mod report;
-mod script;
 mod send;
-mod values;
+
+// The script language lives in the library target (for the fuzz targets).
+use ipxmit_cli::{report, script, values};
 
 /// The ipxmit command line.
 #[derive(Parser, Debug)]
