@@ -12,10 +12,10 @@
 pub mod exec;
 pub mod ip;
 pub mod iproute;
+pub mod links;
 pub mod nft;
 pub mod nft_list;
 pub mod nft_rule;
-pub mod links;
 pub mod parse;
 pub mod rx;
 pub mod sockq;

@@ -414,7 +414,10 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
     let Some((&first, rest)) = w.split_first() else {
         return Ok(None);
     };
-    if matches!(first, "tc" | "ip" | "nft" | "sysctl" | "link" | "addr" | "neigh") {
+    if matches!(
+        first,
+        "tc" | "ip" | "nft" | "sysctl" | "link" | "addr" | "neigh"
+    ) {
         return shell_line(line).map(Some);
     }
     let cmd = match first {
