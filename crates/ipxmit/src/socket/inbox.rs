@@ -249,6 +249,39 @@ impl SockInbox {
     }
 }
 
+impl SockView {
+    /// Kernel: `ipv4_sk_update_pmtu()`. A "fragmentation needed" for this
+    /// socket's datagram from `saddr` to `daddr` of `proto`: unless the
+    /// socket's mode ignores path MTUs (`ip_sk_accept_pmtu()`: `interface`,
+    /// `omit`), the route to `daddr` learns `mtu` with the socket's TOS,
+    /// mark and bound device ([`Stack::update_pmtu`]); a socket with a
+    /// cached route (a connected one) looks it up again at once, binding
+    /// the new exception (`ip route show cache` lists it).
+    pub(crate) fn update_pmtu(
+        &self,
+        stack: &crate::stack::Stack,
+        (saddr, daddr): (Ipv4Addr, Ipv4Addr),
+        proto: u8,
+        mtu: u32,
+    ) {
+        if matches!(self.pmtudisc, PmtuDisc::Interface | PmtuDisc::Omit) {
+            return;
+        }
+        let key = crate::route::FlowKey {
+            saddr,
+            tos: self.tos,
+            mark: self.mark,
+            oif: self.bound_dev,
+            proto,
+            ..crate::route::FlowKey::to(daddr)
+        };
+        stack.update_pmtu(&key, mtu);
+        if self.peer.is_some() {
+            let _ = stack.route_output_key(&key);
+        }
+    }
+}
+
 impl crate::socket::inet::InetSock {
     /// Kernel: `do_ip_getsockopt()`'s `IP_MTU`: the path MTU of the
     /// connected socket's route (with what the path taught it);

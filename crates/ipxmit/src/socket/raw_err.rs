@@ -8,7 +8,6 @@
 use crate::error::Errno;
 use crate::ipv4::icmp::{err_convert, IcmpError};
 use crate::ipv4::PmtuDisc;
-use crate::route::FlowKey;
 use crate::socket::inbox::SockInbox;
 use crate::socket::{ErrOrigin, ErrQueueEntry};
 use crate::stack::Stack;
@@ -35,18 +34,9 @@ pub fn icmp_error(stack: &Stack, e: &IcmpError<'_>) {
 fn raw_err(stack: &Stack, sk: &SockInbox, e: &IcmpError<'_>) {
     let v = sk.view();
     let frag_needed = e.icmp_type == wicmp::DEST_UNREACH && e.code == wicmp::FRAG_NEEDED;
-    if frag_needed && !matches!(v.pmtudisc, PmtuDisc::Interface | PmtuDisc::Omit) {
-        let key = FlowKey {
-            daddr: e.quoted.dst_addr(),
-            saddr: e.quoted.src_addr(),
-            tos: v.tos,
-            mark: v.mark,
-            oif: v.bound_dev,
-            proto: v.protocol,
-            sport: 0,
-            dport: 0,
-        };
-        stack.update_pmtu(&key, e.info);
+    if frag_needed {
+        let q = &e.quoted;
+        v.update_pmtu(stack, (q.src_addr(), q.dst_addr()), v.protocol, e.info);
     }
     if !v.recverr && v.peer.is_none() {
         return;

@@ -14,7 +14,6 @@ use crate::error::Errno;
 use crate::ipv4::icmp::{err_convert, IcmpError};
 use crate::ipv4::input::{Local, LocalKind};
 use crate::ipv4::PmtuDisc;
-use crate::route::FlowKey;
 use crate::socket::inbox::{Datagram, SockInbox};
 use crate::socket::{ErrOrigin, ErrQueueEntry};
 use crate::stack::Stack;
@@ -133,25 +132,7 @@ pub fn err(stack: &Stack, e: &IcmpError<'_>) {
     };
     let v = sk.view();
     let (errno, hard) = if e.icmp_type == wicmp::DEST_UNREACH && e.code == wicmp::FRAG_NEEDED {
-        if !matches!(v.pmtudisc, PmtuDisc::Interface | PmtuDisc::Omit) {
-            let key = FlowKey {
-                daddr: q.dst_addr(),
-                saddr: q.src_addr(),
-                tos: v.tos,
-                mark: v.mark,
-                oif: v.bound_dev,
-                proto: 17,
-                sport: 0,
-                dport: 0,
-            };
-            stack.update_pmtu(&key, e.info);
-            if v.peer.is_some() {
-                // ipv4_sk_update_pmtu(): a socket with a cached route
-                // (a connected one) looks it up again at once, binding
-                // the new exception (`ip route show cache` lists it).
-                let _ = stack.route_output_key(&key);
-            }
-        }
+        v.update_pmtu(stack, (q.src_addr(), q.dst_addr()), 17, e.info);
         if v.pmtudisc == PmtuDisc::Dont {
             return;
         }
