@@ -56,9 +56,6 @@ pub enum RouteError {
     /// The named device does not exist (`ENODEV`).
     #[error("no such device: {0}")]
     NoDevice(String),
-    /// A route's MTU is out of range.
-    #[error("route mtu {0} out of range ({IP_MIN_MTU}..={IP_MAX_MTU})")]
-    BadMtu(u32),
     /// The same prefix, TOS and metric already exist (`EEXIST`).
     #[error("route {0} metric {1} already exists")]
     Exists(Ipv4Net, u32),
@@ -78,9 +75,7 @@ impl RouteError {
             RouteError::NetUnreachable(_) => Errno::ENETUNREACH,
             RouteError::HostUnreachable(_) => Errno::EHOSTUNREACH,
             RouteError::Prohibited(_) => Errno::EACCES,
-            RouteError::Blackhole(_) | RouteError::BadMtu(_) | RouteError::Invalid(_) => {
-                Errno::EINVAL
-            }
+            RouteError::Blackhole(_) | RouteError::Invalid(_) => Errno::EINVAL,
             RouteError::NoDevice(_) => Errno::ENODEV,
             RouteError::Exists(..) => Errno::EEXIST,
             RouteError::NotFound(_) => Errno::ESRCH,
