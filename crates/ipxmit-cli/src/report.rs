@@ -393,3 +393,77 @@ mod tests {
         assert!(ip_link(&dev).contains("\n    link/none \n"));
     }
 }
+
+/// One row of the drop summary: where, why and how many.
+struct DropRow {
+    count: u64,
+    reason: &'static str,
+    function: &'static str,
+    kernel: &'static str,
+}
+
+/// The drops by site, most first, then each reason's drops that no site
+/// named (ipxmit's receive side counts by reason alone).
+fn drop_rows(stack: &Stack) -> Vec<DropRow> {
+    use ipxmit::stats::DropSite;
+    let c = stack.counters();
+    let mut rows: Vec<DropRow> = c
+        .site_snapshot()
+        .into_iter()
+        .filter(|&(_, n)| n != 0)
+        .map(|(s, count)| DropRow {
+            count,
+            reason: s.reason().name(),
+            function: s.function(),
+            kernel: s.kernel(),
+        })
+        .collect();
+    for (r, n) in c.drop_snapshot() {
+        let sited: u64 = DropSite::ALL
+            .iter()
+            .filter(|s| s.reason() == r)
+            .map(|&s| c.dropped_at(s))
+            .sum();
+        if n > sited {
+            rows.push(DropRow {
+                count: n - sited,
+                reason: r.name(),
+                function: "-",
+                kernel: "-",
+            });
+        }
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.count));
+    rows
+}
+
+/// A `dropwatch`-like summary (`run --drops`, `send --drops`): one line
+/// per place packets were freed without being sent — how many, the
+/// kernel's drop reason, the kernel function whose `kfree_skb_reason` it
+/// mirrors and ipxmit's function — then the total.
+pub fn drop_summary(stack: &Stack) -> String {
+    let rows = drop_rows(stack);
+    let total: u64 = rows.iter().map(|r| r.count).sum();
+    let mut o = String::from("ipxmit drops (dropwatch):\n");
+    for r in &rows {
+        let _ = writeln!(
+            o,
+            "{:>8} drops at {:<26} {:<17} ipxmit {}",
+            r.count, r.kernel, r.reason, r.function
+        );
+    }
+    let _ = writeln!(o, "{total:>8} drops in all");
+    o
+}
+
+/// [`drop_summary`] as JSON: `[{"count", "reason", "kernel", "function"}]`.
+pub fn drop_summary_json(stack: &Stack) -> Value {
+    let rows: Vec<Value> = drop_rows(stack)
+        .iter()
+        .map(|r| {
+            json!({"count": r.count, "reason": r.reason, "kernel": r.kernel,
+                   "function": r.function})
+        })
+        .collect();
+    Value::Array(rows)
+}

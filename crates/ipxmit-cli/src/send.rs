@@ -116,6 +116,11 @@ pub struct SendArgs {
     /// Machine-readable output: one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// At the end, a dropwatch-like summary: each place packets were
+    /// dropped, how many, the reason and the kernel function it mirrors
+    /// (`"drops"` in the JSON object).
+    #[arg(long)]
+    pub drops: bool,
     /// After the last send, wait at most this long (tc time units) for
     /// neighbours to resolve and queues to drain before the summary.
     #[arg(long, default_value = "2s", value_name = "TIME")]
@@ -918,6 +923,9 @@ fn print_report(
         let stats = report::stats_json(std::slice::from_ref(&dev), stack, a.all);
         v.as_object_mut().expect("object").extend(stats);
         v["ok"] = json!(ok);
+        if a.drops {
+            v["drops"] = report::drop_summary_json(stack);
+        }
         writeln!(out, "{v}")?;
         return Ok(ok);
     }
@@ -949,6 +957,10 @@ fn print_report(
     if !own.is_empty() {
         writeln!(out)?;
         write!(out, "{own}")?;
+    }
+    if a.drops {
+        writeln!(out)?;
+        write!(out, "{}", report::drop_summary(stack))?;
     }
     Ok(ok)
 }

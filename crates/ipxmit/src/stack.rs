@@ -354,7 +354,7 @@ impl Stack {
             .drop
             .len();
         self.counters
-            .drop_n(crate::stats::DropReason::NeighDead, dropped as u64);
+            .drop_n_at(crate::stats::DropSite::NeighDead, dropped as u64);
         Ok(true)
     }
 

@@ -12,6 +12,9 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+mod sites;
+pub use sites::DropSite;
+
 macro_rules! counter_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
         $(#[$m])*
@@ -233,6 +236,7 @@ counter_enum! {
 const N_MIB: usize = Mib::ALL.len();
 const N_DROP: usize = DropReason::ALL.len();
 const N_PATH: usize = BatchPath::ALL.len();
+const N_SITE: usize = DropSite::ALL.len();
 
 /// Threads with a shard of their own; later threads share one.
 pub const SHARDS: usize = 32;
@@ -298,6 +302,7 @@ pub struct Counters {
     mib: Sharded<N_MIB>,
     drops: Sharded<N_DROP>,
     paths: Sharded<N_PATH>,
+    sites: Sharded<N_SITE>,
 }
 
 impl Counters {
@@ -330,6 +335,35 @@ impl Counters {
         if tracing::level_enabled!(tracing::Level::INFO) {
             kfree_skb(reason, n, std::panic::Location::caller());
         }
+    }
+
+    /// Counts one packet dropped at `site`, under its reason (and fires
+    /// `kfree_skb` with the caller as its location).
+    #[inline]
+    #[track_caller]
+    pub fn drop_at(&self, site: DropSite) {
+        self.drop_n_at(site, 1);
+    }
+
+    /// Counts `n` packets dropped at `site`, under its reason.
+    #[inline]
+    #[track_caller]
+    pub fn drop_n_at(&self, site: DropSite, n: u64) {
+        self.sites.add(site as usize, n);
+        self.drop_n(site.reason(), n);
+    }
+
+    /// Packets dropped at `site`.
+    pub fn dropped_at(&self, site: DropSite) -> u64 {
+        self.sites.get(site as usize)
+    }
+
+    /// Every drop site with its count, in declaration order.
+    pub fn site_snapshot(&self) -> Vec<(DropSite, u64)> {
+        DropSite::ALL
+            .iter()
+            .map(|&s| (s, self.dropped_at(s)))
+            .collect()
     }
 
     /// Counts `n` messages of `send_batch` that went the way `p`.

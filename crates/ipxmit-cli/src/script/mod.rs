@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Do not print the statistics at the end.
     #[arg(long)]
     pub no_stats: bool,
+    /// At the end, a dropwatch-like summary: each place packets were
+    /// dropped, how many, the reason and the kernel function it mirrors.
+    #[arg(long)]
+    pub drops: bool,
     /// Run on the real clock (`sleep` waits for real) instead of the virtual
     /// one; for scripts with tap or packet links.
     #[arg(long)]
@@ -109,6 +113,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let ok = host_ok(&host);
     if !a.no_stats {
         print_stats(&host, &a, &mut out)?;
+    }
+    if a.drops {
+        print_drops(host.stack(), a.json, &mut out)?;
     }
     out.flush()?;
     Ok(if ok {
@@ -343,6 +350,17 @@ fn print_stats(h: &Host, a: &RunArgs, out: &mut impl Write) -> io::Result<()> {
         write!(out, "{own}")?;
     }
     Ok(())
+}
+
+/// The dropwatch-like summary (`--drops`): text, or one JSON line
+/// `{"op": "drops", "drops": [...]}`.
+fn print_drops(st: &ipxmit::Stack, json: bool, out: &mut impl Write) -> io::Result<()> {
+    if json {
+        let v = json!({"op": "drops", "drops": report::drop_summary_json(st)});
+        return writeln!(out, "{v}");
+    }
+    writeln!(out)?;
+    write!(out, "{}", report::drop_summary(st))
 }
 
 /// Every statistic as one JSON object, the shape `send --json` ends with

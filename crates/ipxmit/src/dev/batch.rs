@@ -50,7 +50,7 @@ use crate::dev::{Driver, NetDevice, QdiscSlot, TxQueue, TxQueueCtl, TxStatus};
 use crate::offload::Features;
 use crate::sched::run::{self, end_bypass, requeue};
 use crate::sched::NetXmit;
-use crate::stats::DropReason;
+use crate::stats::DropSite;
 
 /// How the batch's frames reach the driver (the branches of
 /// `__dev_queue_xmit`).
@@ -256,7 +256,7 @@ impl<'a> XmitBatch<'a> {
         pkt.meta.queue_mapping = self.mapping;
         match self.path {
             Path::Down => {
-                drop_frame(self.ctx, self.dev, pkt, DropReason::DevReady);
+                drop_frame(self.ctx, self.dev, pkt, DropSite::DevDown);
                 Err(QueueXmitError::NetDown)
             }
             _ => self.enqueue(pkt),
@@ -275,7 +275,7 @@ impl<'a> XmitBatch<'a> {
     ) -> Result<(), QueueXmitError> {
         if self.ctl.is_stopped() {
             self.flush_owed();
-            drop_frame(self.ctx, self.dev, pkt, DropReason::DevReady);
+            drop_frame(self.ctx, self.dev, pkt, DropSite::NoqueueStopped);
             return Err(QueueXmitError::NetDown);
         }
         if pkt.meta.gso_type != GsoType::None {
@@ -285,7 +285,7 @@ impl<'a> XmitBatch<'a> {
         match self.direct(pkt, len, more, traced) {
             Ok(()) => Ok(()),
             Err(p) => {
-                drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
+                drop_frame(self.ctx, self.dev, p, DropSite::NoqueueBusy);
                 Err(QueueXmitError::NetDown)
             }
         }
@@ -300,13 +300,13 @@ impl<'a> XmitBatch<'a> {
         let mut r = Ok(());
         while let Some(p) = frames.pop_front() {
             if r.is_err() {
-                drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
+                drop_frame(self.ctx, self.dev, p, DropSite::NoqueueBusy);
                 continue;
             }
             let next = more || !frames.is_empty();
             let len = p.len();
             if let Err(p) = self.direct(p, len, next, self.traced) {
-                drop_frame(self.ctx, self.dev, p, DropReason::DevReady);
+                drop_frame(self.ctx, self.dev, p, DropSite::NoqueueBusy);
                 r = Err(QueueXmitError::NetDown);
             }
         }

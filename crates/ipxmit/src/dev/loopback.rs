@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::buf::PacketBuf;
 use crate::dev::{Driver, Notify, TxStatus};
-use crate::stats::{Counters, DevCounter, DropReason};
+use crate::stats::{Counters, DevCounter, DropSite};
 
 /// `net.core.netdev_max_backlog`: frames the backlog holds at most.
 pub const NETDEV_MAX_BACKLOG: usize = 1000;
@@ -89,7 +89,7 @@ impl LoopbackDrops {
     pub fn settle(&self, c: &Counters, dev: &crate::dev::NetDevice) {
         let n = self.0.swap(0, std::sync::atomic::Ordering::Relaxed);
         if n != 0 {
-            c.drop_n(DropReason::CpuBacklog, n);
+            c.drop_n_at(DropSite::Backlog, n);
             dev.stats.add(DevCounter::RxDropped, n);
         }
     }

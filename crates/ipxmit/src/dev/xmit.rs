@@ -12,7 +12,7 @@ use crate::dev::queue::XmitCtx;
 use crate::dev::{Driver, NetDevice, TxQueue, TxStatus};
 use crate::offload::checksum_help;
 use crate::offload::Features;
-use crate::stats::{DevCounter, DropReason};
+use crate::stats::{DevCounter, DropReason, DropSite};
 
 /// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
 /// cannot, completes checksums it cannot, and linearizes for a device without
@@ -26,7 +26,7 @@ pub fn validate_xmit(
     let feats = dev.features();
     if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
         if !crate::offload::gso::segment_udp_into(pkt, feats, ctx.pool, out) {
-            ctx.counters.drop(DropReason::SkbGsoSeg);
+            ctx.counters.drop_at(DropSite::GsoSegFail);
             dev.stats.add(DevCounter::TxDropped, 1);
         }
         return;
@@ -46,11 +46,23 @@ pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
     }
 }
 
-/// Counts and frees a frame dropped on the way to the driver (the
-/// `kfree_skb` event names the caller).
+/// Counts and frees a frame dropped at `site` on the way to the driver
+/// (the `kfree_skb` event names the caller).
 #[track_caller]
-pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
-    ctx.counters.drop(reason);
+pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropSite) {
+    ctx.counters.drop_at(site);
+    dev.stats.add(DevCounter::TxDropped, 1);
+    drop(pkt);
+}
+
+/// [`drop_frame`] for a frame a qdisc dropped for `reason` (its site
+/// follows from the reason; one no qdisc site has is counted by reason).
+#[track_caller]
+pub fn drop_qdisc_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
+    match DropSite::of_qdisc(reason) {
+        Some(site) => ctx.counters.drop_at(site),
+        None => ctx.counters.drop(reason),
+    }
     dev.stats.add(DevCounter::TxDropped, 1);
     drop(pkt);
 }
@@ -112,7 +124,7 @@ pub fn xmit_one(
         TxStatus::Ok => tx.add(len),
         TxStatus::Error => {
             dev.stats.add(DevCounter::TxErrors, 1);
-            ctx.counters.drop(DropReason::FullRing);
+            ctx.counters.drop_at(DropSite::DriverError);
         }
         TxStatus::Busy(_) => {}
     }

@@ -37,7 +37,7 @@ use crate::neigh::HhCache;
 use crate::netfilter::{HookList, HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
-use crate::stats::{DropReason, Mib};
+use crate::stats::{DropSite, Mib};
 use crate::wire::ipv4::{
     send_check, set_len_and_check, set_len_and_check_from, IpProtocol, Ipv4Packet, FLAG_DF,
     HEADER_LEN,
@@ -56,7 +56,7 @@ fn daddr_of(pkt: &PacketBuf) -> Ipv4Addr {
 /// (`EINVAL`, counted as no route) rather than panicking.
 fn dst_of(stack: &Stack, pkt: &mut PacketBuf) -> Result<Arc<Dst>, SendError> {
     pkt.meta.dst.take().ok_or_else(|| {
-        stack.counters.drop(DropReason::IpOutNoRoutes);
+        stack.counters.drop_at(DropSite::OutputNoRoute);
         SendError::Inval("packet has no route (skb_dst unset)")
     })
 }
@@ -355,7 +355,7 @@ impl<'a> OutputBatch<'a> {
         pkt: &mut PacketBuf,
     ) -> Result<usize, SendError> {
         if h.run(point, pkt, &self.dst.dev) == Verdict::Drop {
-            self.stack.counters.drop(DropReason::NetfilterDrop);
+            self.stack.counters.drop_at(DropSite::HookDrop);
             return Err(SendError::Perm);
         }
         Ok(pkt.len())
@@ -420,7 +420,7 @@ impl<'a> OutputBatch<'a> {
                 // at a time.
                 self.stack
                     .counters
-                    .drop_n(DropReason::NotSpecified, frags.unsent(false));
+                    .drop_n_at(DropSite::FragSlowRest, frags.unsent(false));
                 self.count.frag_fails += 1;
                 return Err(e);
             }
@@ -467,7 +467,9 @@ impl<'a> OutputBatch<'a> {
         match r {
             Ok(()) => self.count.frag_oks += 1,
             Err(_) => {
-                self.stack.counters.drop_n(DropReason::NotSpecified, unsent);
+                self.stack
+                    .counters
+                    .drop_n_at(DropSite::FragListRest, unsent);
                 self.count.frag_fails += 1;
             }
         }
@@ -478,7 +480,7 @@ impl<'a> OutputBatch<'a> {
     #[cold]
     fn frag_failed(&mut self, e: SendError) -> SendError {
         self.count.frag_fails += 1;
-        self.stack.counters.drop(DropReason::PktTooBig);
+        self.stack.counters.drop_at(DropSite::FragTooBig);
         e
     }
 

@@ -15,6 +15,7 @@ use crate::dev::NetDevice;
 use crate::error::SendError;
 use crate::neigh::{Actions, HhCache, NudState, Probe, Resolved};
 use crate::stack::Stack;
+use crate::stats::DropSite;
 use crate::time::Instant;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
@@ -62,7 +63,10 @@ pub fn solicit(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr
 /// release of queued packets, the drops.
 pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, a: Actions) {
     for (p, reason) in a.drop {
-        stack.counters.drop(reason);
+        match DropSite::of_neigh(reason) {
+            Some(site) => stack.counters.drop_at(site),
+            None => stack.counters.drop(reason),
+        }
         dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         drop(p);
     }
@@ -90,7 +94,7 @@ fn xmit_with(
     hh: &HhCache,
 ) -> Result<(), SendError> {
     if pkt.headroom() < hh.hdr.len() {
-        stack.counters.drop(crate::stats::DropReason::NoMem);
+        stack.counters.drop_at(DropSite::NeighNoHeadroom);
         return Err(SendError::NoBufs);
     }
     pkt.push(14).copy_from_slice(&hh.hdr);

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 
 use crate::buf::PacketBuf;
 use crate::dev::queue::XmitCtx;
-use crate::dev::xmit::{drop_frame, hard_start_xmit, validate_xmit};
+use crate::dev::xmit::{drop_qdisc_frame, hard_start_xmit, validate_xmit};
 use crate::dev::{NetDevice, QdiscSlot, TxQueue};
 use crate::sched::{Dequeued, ToFree};
 
@@ -28,7 +28,7 @@ pub const DEV_TX_WEIGHT: usize = 64;
 /// Counts and frees the packets a qdisc dropped (`kfree_skb_list_reason`).
 pub(crate) fn free_dropped(ctx: XmitCtx<'_>, dev: &NetDevice, to_free: &mut ToFree) {
     for (pkt, reason) in to_free.drain() {
-        drop_frame(ctx, dev, pkt, reason);
+        drop_qdisc_frame(ctx, dev, pkt, reason);
     }
 }
 

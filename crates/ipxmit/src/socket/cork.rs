@@ -253,7 +253,7 @@ impl Cork {
             self.local_error = Some(mtu);
             // No buffer exists yet; the refused send is counted under the reason
             // the kernel uses for datagrams over the MTU.
-            stack.counters.drop(crate::stats::DropReason::PktTooBig);
+            stack.counters.drop_at(crate::stats::DropSite::CorkTooBig);
             if maxnonfragsize == IP_MAX_MTU as usize {
                 // Not the path's MTU but IPv4's own limit (the error queue
                 // still reports the MTU, as the kernel's ip_local_error).

@@ -1,0 +1,79 @@
+//! Seeing inside the path through the real binary: the dropwatch-like
+//! summary (`run --drops`, `send --drops`), per-message fates of
+//! `sendmmsg`, and pcapng captures with per-frame comments.
+
+mod common;
+
+use common::{ipxmit, json_lines, run_script, tmpdir};
+
+const HOST: &str = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+";
+
+/// A datagram over the MTU with DF and one to a neighbour that never
+/// answers: two sites, each with its reason and kernel function.
+const DROPS: &str = "socket s1 udp bind 10.0.0.1:5000
+send s1 to 10.0.0.9:9000 len 100
+send s1 to 10.0.0.9:9000 len 100
+sleep 4s
+sockopt s1 ip_mtu_discover do
+send s1 to 10.0.0.2:9000 len 3000
+";
+
+#[test]
+fn run_drops_names_each_site_reason_and_kernel_function() {
+    let d = tmpdir("drops-text");
+    let r = run_script(&d, &format!("{HOST}{DROPS}"), &["--no-stats", "--drops"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let tail: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("ipxmit drops"))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "ipxmit drops (dropwatch):",
+            "       2 drops at neigh_invalidate()         NEIGH_FAILED      ipxmit neigh::invalidate",
+            "       1 drops at __ip_append_data()         PKT_TOO_BIG       ipxmit socket::cork::Cork::append",
+            "       3 drops in all",
+        ],
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn run_drops_json_is_one_line_of_rows() {
+    let d = tmpdir("drops-json");
+    let r = run_script(
+        &d,
+        &format!("{HOST}{DROPS}"),
+        &["--no-stats", "--json", "--drops"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    let last = lines.last().unwrap();
+    assert_eq!(last["op"], "drops");
+    let rows = last["drops"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["reason"], "NEIGH_FAILED");
+    assert_eq!(rows[0]["count"], 2);
+    assert_eq!(rows[0]["kernel"], "neigh_invalidate()");
+    assert_eq!(rows[1]["function"], "socket::cork::Cork::append");
+}
+
+#[test]
+fn send_drops_prints_the_summary() {
+    let d = tmpdir("drops-send");
+    let r = ipxmit(
+        &d,
+        &["send", "-n", "20", "-l", "100", "-c", "10.0.0.2:9", "--drops"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("ipxmit drops (dropwatch):\n       0 drops in all\n"),
+        "{}",
+        r.stdout
+    );
+}
