@@ -46,6 +46,10 @@ enum Cmd {
     /// Build a host and run socket operations from a script file (`-` for
     /// stdin); see docs/script.md.
     Run(script::RunArgs),
+    /// Print the plan a UDP send will follow, step by step, each step with
+    /// the kernel function it mirrors (on the default host, or one a
+    /// script builds); see docs/script.md's `explain`.
+    Explain(script::explain::ExplainArgs),
     /// Benchmark ipxmit against the kernel's own UDP send path on one pinned
     /// core (root for the kernel side; see the README's "Benchmarks").
     Bench(bench::BenchArgs),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
     let r = match cmd {
         Cmd::Send(a) => send::run(a),
         Cmd::Run(a) => script::run(a),
+        Cmd::Explain(a) => script::explain::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     match r {

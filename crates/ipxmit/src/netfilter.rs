@@ -104,6 +104,11 @@ impl Hooks {
         self.any[point as usize].store(false, Ordering::Release);
     }
 
+    /// How many hook functions are registered at `point`.
+    pub fn count(&self, point: HookPoint) -> usize {
+        self.hooks_at(point).read().len()
+    }
+
     /// True when no hook is registered at `point` (the kernel's static key
     /// for an empty hook list).
     #[inline]

@@ -136,6 +136,13 @@ pub enum Event {
         /// The datagram read, or the error.
         result: Result<ipxmit::socket::inbox::Datagram, SendError>,
     },
+    /// An `explain` and the plan it found.
+    Explain {
+        /// Socket name.
+        sock: String,
+        /// The plan and the host's part.
+        result: Box<super::explain::Explained>,
+    },
     /// What a query printed (`tc ... show`), as the tool prints it.
     Output {
         /// The tool (`tc`).
@@ -331,6 +338,7 @@ impl Host {
                 call_event("sockopt", sock, Some(opt_name(opt)), r)
             }
             Command::Send(a) => Some(self.send(a)?),
+            Command::Explain(a) => Some(self.explain(a)?),
             Command::Errqueue { sock } => {
                 let s = self.sock(sock)?.inet();
                 let entries = std::iter::from_fn(|| s.recv_err()).collect();
@@ -465,6 +473,40 @@ impl Host {
                 ret,
             },
         })
+    }
+
+    /// `explain`: the plan of the send `a` describes, not made (a UDP
+    /// socket's; a raw socket's is `EOPNOTSUPP`).
+    fn explain(&mut self, a: &SendArgs) -> Result<Event, ExecError> {
+        let chains = super::explain::chains(&self.nft.ruleset);
+        let plan = match self.sock(&a.sock)? {
+            Sock::Udp(s) => s.explain(a.len, a.to, a.flags),
+            Sock::Raw { .. } => Err(SendError::NotSupported("explain on a raw socket")),
+        };
+        let driver = match &plan {
+            Ok(p) => self.driver_name(&p.route.dev),
+            Err(_) => String::new(),
+        };
+        let result = Box::new(super::explain::Explained {
+            plan,
+            chains,
+            driver,
+        });
+        Ok(Event::Explain {
+            sock: a.sock.clone(),
+            result,
+        })
+    }
+
+    /// The driver behind device `dev`: its link type's keyword, `lo` for
+    /// the loopback device.
+    fn driver_name(&self, dev: &str) -> String {
+        let link = self.links().iter().find(|l| l.dev.name() == dev);
+        match link {
+            Some(l) => l.kind.name().to_string(),
+            None if dev == "lo" => "loopback (lo)".to_string(),
+            None => "unknown".to_string(),
+        }
     }
 
     fn send(&mut self, a: &SendArgs) -> Result<Event, ExecError> {

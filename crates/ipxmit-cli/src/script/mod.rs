@@ -10,6 +10,7 @@
 //! script stops there) or the script cannot be read.
 
 pub mod exec;
+pub mod explain;
 pub mod ip;
 pub mod iproute;
 pub mod links;
@@ -205,6 +206,7 @@ pub fn write_event(out: &mut impl Write, json: bool, line: usize, e: &Event) -> 
             Err(e) => writeln!(out, "line {line}: getsockopt {sock} {} = -1 {e}", opt.name()),
         },
         Event::Sendmmsg { sock, result } => write!(out, "{}", result.text(line, sock)),
+        Event::Explain { sock, result } => write!(out, "{}", explain::text(line, sock, result)),
         Event::Recv { sock, result } => match result {
             Ok(d) => writeln!(out, "line {line}: recv {sock} = {} from {}", d.data.len(), d.from),
             Err(ipxmit::SendError::Again) => writeln!(
@@ -309,6 +311,7 @@ pub fn event_json(line: usize, e: &Event) -> Value {
             v
         }
         Event::Sendmmsg { sock, result } => result.json(line, sock),
+        Event::Explain { sock, result } => explain::json(line, sock, result),
         Event::Recv { sock, result } => match result {
             Ok(d) => json!({"line": line, "op": "recv", "socket": sock, "ret": d.data.len(),
                 "from": d.from.to_string()}),

@@ -296,6 +296,8 @@ pub enum Command {
     },
     /// `send ...`.
     Send(SendArgs),
+    /// `explain ...` (a `send`'s words): the plan of that send, not made.
+    Explain(SendArgs),
     /// `errqueue NAME`.
     Errqueue {
         /// Socket.
@@ -428,6 +430,10 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         "bind" | "connect" => parse_bind_connect(first == "bind", rest)?,
         "sockopt" => parse_sockopt(rest)?,
         "send" => parse_send(rest)?,
+        "explain" => match parse_send_as("explain", rest)? {
+            Command::Send(a) => Command::Explain(a),
+            other => other,
+        },
         "errqueue" => Command::Errqueue {
             sock: one_name("errqueue", rest)?,
         },
@@ -919,7 +925,12 @@ fn txtime(s: &str) -> Result<TxTime, String> {
 pub const MAX_SEND_LEN: usize = 16 << 20;
 
 fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
-    let mut w = Words::new("send", rest);
+    parse_send_as("send", rest)
+}
+
+/// `send`'s words, for `cmd` (`send` or `explain`, whose errors name it).
+fn parse_send_as(cmd: &'static str, rest: &[&str]) -> Result<Command, ParseError> {
+    let mut w = Words::new(cmd, rest);
     let sock = name_word(&mut w, "socket name")?.to_string();
     let (mut to, mut len, mut flags) = (None, None, MsgFlags::NONE);
     let mut txtime_v = None;
@@ -942,10 +953,7 @@ fn parse_send(rest: &[&str]) -> Result<Command, ParseError> {
             _ => return Err(w.unexpected(k)),
         }
     }
-    let len = len.ok_or(ParseError::Missing {
-        cmd: "send",
-        what: "len N",
-    })?;
+    let len = len.ok_or(ParseError::Missing { cmd, what: "len N" })?;
     Ok(Command::Send(SendArgs {
         sock,
         to,

@@ -117,20 +117,39 @@ impl Rib {
     /// rule that matches and answers decides; `ENETUNREACH` when none does.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Result<&Route, RouteError> {
+        self.lookup_seen(key, |_, _| {})
+    }
+
+    /// [`Rib::lookup`], telling `seen` each rule that matched the flow and
+    /// what its table answered (`None`: the rule's action decided, or it
+    /// names a table that does not exist). The walk is the same; with a
+    /// closure that does nothing it compiles to [`Rib::lookup`]'s code.
+    #[inline]
+    pub fn lookup_seen<'a>(
+        &'a self,
+        key: &FlowKey,
+        mut seen: impl FnMut(&FibRule, Option<&Lookup<'a>>),
+    ) -> Result<&'a Route, RouteError> {
         for rule in self.rules.iter().filter(|r| r.matches(key)) {
             let table = match rule.action {
                 RuleAction::Table(t) => t,
-                RuleAction::Nop => continue,
+                RuleAction::Nop => {
+                    seen(rule, None);
+                    continue;
+                }
                 _ => {
+                    seen(rule, None);
                     return Err(rule
                         .action_error(key.daddr)
-                        .unwrap_or(RouteError::Blackhole(key.daddr)))
+                        .unwrap_or(RouteError::Blackhole(key.daddr)));
                 }
             };
             let Some(fib) = self.tables.get(&table) else {
+                seen(rule, None);
                 continue;
             };
             let found = fib.lookup_flow(key);
+            seen(rule, Some(&found));
             if tracing::level_enabled!(tracing::Level::INFO) {
                 self.trace_lookup(table, key, &found);
             }

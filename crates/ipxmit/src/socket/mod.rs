@@ -12,6 +12,7 @@ use crate::error::{Errno, SendError};
 use crate::time::Instant;
 
 pub mod cork;
+pub mod explain;
 pub mod inbox;
 pub mod inet;
 pub mod ports;

@@ -466,7 +466,7 @@ struct Gso {
 /// the low bits (`sfq`'s `hash & (divisor - 1)`) and those taking the high
 /// ones (`reciprocal_scale`: queues, `fq_codel`) both tell flows apart
 /// that differ only in a port.
-fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
+pub(crate) fn flow_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16) -> u32 {
     let a = u64::from(u32::from(saddr)) << 32 | u64::from(u32::from(daddr));
     let b = u64::from(sport) << 16 | u64::from(dport) | 17 << 32;
     let mut h = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b;
