@@ -247,6 +247,8 @@ pub struct Meta {
     pub tstamp: u64,
     /// What a qdisc reads of the sending socket through `skb->sk`.
     pub sk: SockMeta,
+    /// The packet's tracked flow (`skb->_nfct`); `None`: not tracked.
+    pub nfct: Option<crate::nft::conntrack::CtRef>,
 }
 
 /// What a qdisc reads of a buffer's socket (`skb->sk`): who it is, whether

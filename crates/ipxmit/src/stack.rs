@@ -39,6 +39,18 @@ thread_local! {
     static FROZEN_TIME: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
 
+/// [`Stack::now`] of the stack at address `owner` on `clock`, for code that
+/// holds no reference to the stack (a hook).
+#[inline]
+pub(crate) fn now_of(owner: usize, clock: &dyn Clock) -> Instant {
+    let (who, t) = FROZEN_TIME.with(Cell::get);
+    if who == owner {
+        Instant::from_nanos(t)
+    } else {
+        clock.now()
+    }
+}
+
 /// Restores the previous frozen time when dropped.
 pub(crate) struct TimeScope {
     prev: (usize, u64),
@@ -138,6 +150,8 @@ pub struct Stack {
     pub(crate) backlog: Arc<crate::dev::loopback::Backlog>,
     /// Frames `lo` dropped on a full backlog, not counted yet.
     lo_drops: Arc<crate::dev::loopback::LoopbackDrops>,
+    /// Connection tracking (`net->ct`), on while a ruleset needs it.
+    pub(crate) conntrack: Arc<crate::nft::conntrack::Conntrack>,
 }
 
 /// Bound UDP ports (with the ephemeral-port cursor) and the random state.
@@ -193,6 +207,7 @@ impl Stack {
             autohandle: api::AutoHandle::default(),
             estimators: parking_lot::Mutex::new(Vec::new()),
             est_due: AtomicU64::new(crate::sched::est::NEVER),
+            conntrack: Arc::default(),
         });
         stack.add_loopback();
         stack
@@ -237,6 +252,11 @@ impl Stack {
     /// Filter hooks.
     pub fn hooks(&self) -> &Hooks {
         &self.hooks
+    }
+
+    /// Connection tracking.
+    pub fn conntrack(&self) -> &Arc<crate::nft::conntrack::Conntrack> {
+        &self.conntrack
     }
 
     /// The neighbour table.

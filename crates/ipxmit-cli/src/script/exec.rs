@@ -305,6 +305,11 @@ impl Host {
                     .into_iter()
                     .collect());
             }
+            Command::Conntrack(c) => {
+                let (out, err) = super::conntrack::run(&st, *c);
+                eprint!("{err}");
+                return Ok(output("conntrack", Some(out).filter(|o| !o.is_empty())));
+            }
             Command::Nft(c) => {
                 let out = super::nft::run(&st, &mut self.nft, c).map_err(ExecError::Tool)?;
                 return Ok(output("nft", out));

@@ -9,6 +9,7 @@
 //! is wrong (it is reported as `line L: <what is wrong>` on stderr and the
 //! script stops there) or the script cannot be read.
 
+pub mod conntrack;
 pub mod exec;
 pub mod explain;
 pub mod ip;

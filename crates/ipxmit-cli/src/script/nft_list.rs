@@ -5,12 +5,12 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Match, Op, Policy, Rhs, RuleVerdict, Ruleset,
-    Set, Stmt, Table,
+    Chain, ChainHook, ChainType, Elem, Family, Key, Match, Nat, NatKind, Op, Policy, Rhs,
+    RuleVerdict, Ruleset, Set, Stmt, Table,
 };
 
 use super::nft::{ListWhat, NftParseError, P};
-use super::nft_rule::{ty_of, ty_of_data, Ty, DSCPS, ECNS, PROTOS};
+use super::nft_rule::{ty_of, ty_of_data, Ty, CT_DIRS, CT_STATES, DSCPS, ECNS, PROTOS};
 
 /// The standard priorities of family ip (`std_prios`), in nft's order.
 const PRIOS: &[(&str, i32)] = &[
@@ -26,7 +26,8 @@ const PRIOS: &[(&str, i32)] = &[
 fn prio_ok(fam: Family, hook: ChainHook, name: &str) -> bool {
     match (fam, name) {
         (Family::Netdev, n) => n == "filter",
-        (_, "dstnat") => hook == ChainHook::Output,
+        // nft allows dstnat at prerouting only (not at output).
+        (_, "dstnat") => false,
         (_, "srcnat") => hook == ChainHook::Postrouting,
         _ => true,
     }
@@ -39,12 +40,15 @@ pub fn parse_priority(p: &mut P<'_>, fam: Family, hook: ChainHook) -> Result<i32
         return Ok(n);
     }
     let Some(&(name, base)) = PRIOS.iter().find(|(n, _)| *n == t.text) else {
-        return Err(P::err(t, format!("'{}' is not a valid priority.", t.text)));
+        return Err(P::err(
+            t,
+            "invalid priority expression value in this context.",
+        ));
     };
     if !prio_ok(fam, hook, name) {
         return Err(P::err(
             t,
-            format!("'{name}' is not a valid priority in this context."),
+            "invalid priority expression value in this context.",
         ));
     }
     let sign = match p.peek_text() {
@@ -222,6 +226,7 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::DscpSet(d) => format!("ip dscp set {}", value(u64::from(*d), Ty::Dscp)),
         Stmt::TtlSet(t) => format!("ip ttl set {t}"),
         Stmt::FieldSet(k, v) => format!("{} set {}", key_str(*k), value(u64::from(*v), ty_of(*k))),
+        Stmt::Nat(n) => nat(n),
         Stmt::Verdict(v) => match v {
             RuleVerdict::Accept => "accept".into(),
             RuleVerdict::Drop => "drop".into(),
@@ -230,6 +235,25 @@ pub fn stmt(s: &Stmt) -> String {
             RuleVerdict::Jump(c) => format!("jump {c}"),
             RuleVerdict::Goto(c) => format!("goto {c}"),
         },
+    }
+}
+
+/// `snat to A[:P[-P]]`, `dnat to ...`, `masquerade [to :P[-P]]`.
+fn nat(n: &Nat) -> String {
+    let kind = match n.kind {
+        NatKind::Snat => "snat",
+        NatKind::Dnat => "dnat",
+        NatKind::Masquerade => "masquerade",
+    };
+    let ports = match n.ports {
+        Some((lo, hi)) if lo == hi => format!(":{lo}"),
+        Some((lo, hi)) => format!(":{lo}-{hi}"),
+        None => String::new(),
+    };
+    match n.addr {
+        Some(a) => format!("{kind} to {}{ports}", Ipv4Addr::from(a)),
+        None if ports.is_empty() => kind.to_string(),
+        None => format!("{kind} to {ports}"),
     }
 }
 
@@ -257,6 +281,8 @@ fn key_str(k: Key) -> &'static str {
         Key::MetaPriority => "meta priority",
         Key::Oif => "oif",
         Key::Oifname => "oifname",
+        Key::CtState => "ct state",
+        Key::CtDirection => "ct direction",
     }
 }
 
@@ -273,7 +299,14 @@ fn matcher(m: &Match) -> String {
     let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
     let ty = tys[0];
     let rhs = match &m.rhs {
+        Rhs::Value(v) if ty == Ty::CtState && m.op == Op::Eq => format!("== {}", value(*v, ty)),
         Rhs::Value(v) => value(*v, ty),
+        Rhs::Flags(mask) => CT_STATES
+            .iter()
+            .filter(|(_, b)| mask & u64::from(*b) != 0)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(","),
         Rhs::Prefix(a, l) => format!("{}/{l}", Ipv4Addr::from(*a)),
         Rhs::Range(lo, hi) if ty == Ty::Proto => format!("{lo}-{hi}"),
         Rhs::Range(lo, hi) => format!("{}-{}", value(*lo, ty), value(*hi, ty)),
@@ -331,6 +364,8 @@ pub fn value(v: u64, ty: Ty) -> String {
         Ty::Proto => named(PROTOS).unwrap_or_else(|| v.to_string()),
         Ty::Dscp => named(DSCPS).unwrap_or_else(|| format!("0x{v:02x}")),
         Ty::Ecn => named(ECNS).unwrap_or_else(|| v.to_string()),
+        Ty::CtState => named(CT_STATES).unwrap_or_else(|| format!("0x{v:08x}")),
+        Ty::CtDir => named(CT_DIRS).unwrap_or_else(|| v.to_string()),
         Ty::Mark => format!("0x{v:08x}"),
         Ty::Prio => match v {
             0 => "none".into(),

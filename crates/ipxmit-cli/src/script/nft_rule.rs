@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use ipxmit::nft::{Counter, DataType, Elem, Key, Match, NftError, Op, Rhs, RuleVerdict, Stmt};
+use ipxmit::nft::{
+    Counter, DataType, Elem, Key, Match, Nat, NatKind, NftError, Op, Rhs, RuleVerdict, Stmt,
+};
 use ipxmit::Stack;
 
 use super::nft::{NftParseError, Tok, P};
@@ -37,6 +39,10 @@ pub enum Ty {
     Dev,
     /// A device name (`oifname`).
     Ifname,
+    /// `ct_state` (a bitmask: `new`, `established`, ...).
+    CtState,
+    /// `ct_dir` (`original`, `reply`).
+    CtDir,
 }
 
 /// The value type of a key.
@@ -56,6 +62,8 @@ pub fn ty_of(k: Key) -> Ty {
         Key::MetaPriority => Ty::Prio,
         Key::Oif => Ty::Dev,
         Key::Oifname => Ty::Ifname,
+        Key::CtState => Ty::CtState,
+        Key::CtDirection => Ty::CtDir,
     }
 }
 
@@ -93,6 +101,18 @@ pub const PROTOS: &[(&str, u8)] = &[
     ("sctp", 132),
     ("udplite", 136),
 ];
+
+/// `ct state` names (`ct_state`), by bit.
+pub const CT_STATES: &[(&str, u8)] = &[
+    ("invalid", 1),
+    ("established", 2),
+    ("related", 4),
+    ("new", 8),
+    ("untracked", 64),
+];
+
+/// `ct direction` names (`ct_dir`).
+pub const CT_DIRS: &[(&str, u8)] = &[("original", 0), ("reply", 1)];
 
 /// ECN names (`ecn_type`).
 pub const ECNS: &[(&str, u8)] = &[("not-ect", 0), ("ect1", 1), ("ect0", 2), ("ce", 3)];
@@ -179,6 +199,12 @@ pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
         })?,
         Ty::Mark | Ty::U32 => int(&tok, u64::from(u32::MAX))?,
         Ty::Prio => prio(&tok)?,
+        Ty::CtState => {
+            named(CT_STATES).ok_or_else(|| P::err(t, "Could not parse conntrack state"))?
+        }
+        Ty::CtDir => {
+            named(CT_DIRS).ok_or_else(|| P::err(t, "Could not parse conntrack direction"))?
+        }
         Ty::Dev | Ty::Ifname => return Err(bad(t)),
     })
 }
@@ -246,6 +272,7 @@ fn concat_elem(p: &mut P<'_>, tys: &[Ty]) -> Result<Elem, NftParseError> {
 
 fn bits(ty: Ty) -> u32 {
     match ty {
+        Ty::CtDir => 8,
         Ty::Port | Ty::U16 => 16,
         Ty::Proto | Ty::Dscp | Ty::U8 | Ty::U4 | Ty::Ecn => 8,
         _ => 32,
@@ -317,6 +344,11 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
             "oifname" => Key::Oifname,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
+        "ct" => match two(p)? {
+            "state" => Key::CtState,
+            "direction" => Key::CtDirection,
+            _ => return Err(bad(&p.toks[p.i - 1])),
+        },
         "mark" | "length" | "priority" | "l4proto" | "oif" | "oifname" => {
             p.i += 1;
             match t {
@@ -377,9 +409,65 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
             None => return Err(t.as_ref().map_or_else(|| p.unexpected(), bad)),
         }
     }
+    let explicit = matches!(p.peek_text(), "==" | "eq");
     let op = op(p);
+    if k == Key::CtState && keys.len() == 1 && !explicit && p.peek_text() != "{" {
+        return ct_flags(p, op).map(|rhs| Stmt::Match(Match { keys, op, rhs }));
+    }
     let rhs = rhs(p, &keys, op)?;
     Ok(Stmt::Match(Match { keys, op, rhs }))
+}
+
+/// `ct state new,established` (a bitmask type without `==`): any of the
+/// bits (`!=`: none).
+fn ct_flags(p: &mut P<'_>, op: Op) -> Result<Rhs, NftParseError> {
+    if !matches!(op, Op::Eq | Op::Ne) {
+        return Err(p.peek().map_or_else(|| p.unexpected(), bad));
+    }
+    let mut mask = 0;
+    loop {
+        let t = p.take()?;
+        mask |= scalar(t, &t.text, Ty::CtState)?;
+        if !p.eat(",") {
+            return Ok(Rhs::Flags(mask));
+        }
+    }
+}
+
+/// `snat [to] ADDR[:PORT[-PORT]]`, `dnat [to] ...`, `masquerade [to
+/// :PORT[-PORT]]`.
+fn nat(p: &mut P<'_>, kind: NatKind) -> Result<Stmt, NftParseError> {
+    let to = p.eat("to");
+    let mut n = Nat {
+        kind,
+        addr: None,
+        ports: None,
+    };
+    let t = match p.peek() {
+        Some(t) if to || kind != NatKind::Masquerade => t,
+        _ => return Ok(Stmt::Nat(n)),
+    };
+    p.i += 1;
+    let (a, ports) = match t.text.split_once(':') {
+        Some((a, pr)) => (a, Some(pr)),
+        None => (t.text.as_str(), None),
+    };
+    if kind == NatKind::Masquerade {
+        if !a.is_empty() || ports.is_none() {
+            return Err(bad(t));
+        }
+    } else {
+        n.addr = Some(scalar(t, a, Ty::Addr)? as u32);
+    }
+    if let Some(pr) = ports {
+        let (lo, hi) = pr.split_once('-').unwrap_or((pr, pr));
+        let (lo, hi) = (scalar(t, lo, Ty::Port)?, scalar(t, hi, Ty::Port)?);
+        if lo > hi {
+            return Err(P::err(t, "Range has zero or negative size"));
+        }
+        n.ports = Some((lo as u16, hi as u16));
+    }
+    Ok(Stmt::Nat(n))
 }
 
 fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
@@ -441,6 +529,9 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "jump" => verdict(RuleVerdict::Jump(p.take()?.text.clone())),
             "goto" => verdict(RuleVerdict::Goto(p.take()?.text.clone())),
             "counter" => counter(p),
+            "snat" => nat(p, NatKind::Snat),
+            "dnat" => nat(p, NatKind::Dnat),
+            "masquerade" => nat(p, NatKind::Masquerade),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
         v.push(s?);

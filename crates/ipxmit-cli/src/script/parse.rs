@@ -244,6 +244,8 @@ pub enum Command {
     IpRoute(super::iproute::RouteCommand),
     /// A `sysctl` line.
     Sysctl(super::sysctl::SysctlCommand),
+    /// A `conntrack` line.
+    Conntrack(super::conntrack::ConntrackCommand),
     /// A `tc` line.
     Tc(super::tc::TcCommand),
     /// An `nft` line.
@@ -418,7 +420,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
     };
     if matches!(
         first,
-        "tc" | "ip" | "nft" | "sysctl" | "link" | "addr" | "neigh"
+        "tc" | "ip" | "nft" | "conntrack" | "sysctl" | "link" | "addr" | "neigh"
     ) {
         return shell_line(line).map(Some);
     }
@@ -467,6 +469,9 @@ fn shell_line(line: &str) -> Result<Command, ParseError> {
         "sysctl" => super::sysctl::parse(rest).map(Command::Sysctl),
         "nft" => super::nft::parse(rest)
             .map(Command::Nft)
+            .map_err(ParseError::Tool),
+        "conntrack" => super::conntrack::parse(rest)
+            .map(Command::Conntrack)
             .map_err(ParseError::Tool),
         _ => {
             let w: Vec<&str> = words.iter().map(String::as_str).collect();

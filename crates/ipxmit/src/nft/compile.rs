@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::expr::{Base, CmpOp, Code, Insn, MetaKey, Reg};
+use super::expr::{Base, CmpOp, Code, CtKey, Insn, MetaKey, Reg};
 use super::rule::{Counter, Elem, Key, Match, Op, Rhs, RuleVerdict, Stmt};
 use super::ruleset::{ChainHook, ChainType, Family, Policy, Ruleset, Table};
 
@@ -41,6 +41,8 @@ pub struct CompiledChain {
     pub policy: Policy,
     /// A `type route` base chain.
     pub route: bool,
+    /// Its priority (base chains).
+    pub priority: i32,
 }
 
 /// The compiled ruleset.
@@ -55,8 +57,14 @@ pub struct Program {
     /// The rules' counters.
     pub counters: Vec<Arc<Counter>>,
     /// The base chains at `output` and at `postrouting` (`[0]`, `[1]`),
-    /// in priority order.
+    /// in priority order (`nat` chains apart).
     pub bases: [Vec<u32>; 2],
+    /// The `nat` base chains at `output` and at `postrouting`, in priority
+    /// order: the NAT hook runs them on a flow's first packet.
+    pub nat: [Vec<u32>; 2],
+    /// Some rule matches on `ct` or a `nat` chain exists: the hooks track
+    /// connections (the kernel loads conntrack on demand).
+    pub needs_ct: bool,
 }
 
 /// Why a rule could not be compiled.
@@ -73,6 +81,7 @@ impl Program {
     pub fn compile(rs: &Ruleset) -> Result<Program, CompileError> {
         let mut p = Program::default();
         let mut hooked: [Vec<(i32, u32)>; 2] = Default::default();
+        let mut nat: [Vec<(i32, u32)>; 2] = Default::default();
         for t in &rs.tables {
             let first = p.chains.len() as u32;
             for c in &t.chains {
@@ -90,8 +99,9 @@ impl Program {
                     rules,
                     policy: b.map_or(Policy::Accept, |b| b.policy),
                     route: b.is_some_and(|b| b.ty == ChainType::Route),
+                    priority: b.map_or(0, |b| b.priority),
                 });
-                let Some(b) = b.filter(|b| t.family == Family::Ip && b.ty != ChainType::Nat) else {
+                let Some(b) = b.filter(|_| t.family == Family::Ip) else {
                     continue;
                 };
                 let at = match b.hook {
@@ -99,13 +109,20 @@ impl Program {
                     ChainHook::Postrouting => 1,
                     ChainHook::Egress => continue,
                 };
-                hooked[at].push((b.priority, idx));
+                match b.ty {
+                    ChainType::Nat => nat[at].push((b.priority, idx)),
+                    _ => hooked[at].push((b.priority, idx)),
+                }
             }
         }
-        for (i, mut h) in hooked.into_iter().enumerate() {
+        p.needs_ct = nat.iter().any(|n| !n.is_empty())
+            || p.insns.iter().any(|i| matches!(i, Insn::Ct { .. }));
+        for (i, (mut h, mut n)) in hooked.into_iter().zip(nat).enumerate() {
             // Stable: equal priorities run in the order registered.
             h.sort_by_key(|&(prio, _)| prio);
+            n.sort_by_key(|&(prio, _)| prio);
             p.bases[i] = h.into_iter().map(|(_, c)| c).collect();
+            p.nat[i] = n.into_iter().map(|(_, c)| c).collect();
         }
         Ok(p)
     }
@@ -125,6 +142,7 @@ impl Program {
             Stmt::DscpSet(d) => Insn::DscpSet(*d),
             Stmt::TtlSet(v) => Insn::TtlSet(*v),
             Stmt::FieldSet(k, v) => field_set(*k, *v)?,
+            Stmt::Nat(n) => Insn::Nat(*n),
             Stmt::Verdict(v) => Insn::Verdict(match v {
                 RuleVerdict::Accept => Code::Accept,
                 RuleVerdict::Drop => Code::Drop,
@@ -204,6 +222,14 @@ impl Program {
             Key::MetaPriority => meta(MetaKey::Priority),
             Key::Oif => meta(MetaKey::Oif),
             Key::Oifname => return,
+            Key::CtState => Insn::Ct {
+                key: CtKey::State,
+                dreg,
+            },
+            Key::CtDirection => Insn::Ct {
+                key: CtKey::Direction,
+                dreg,
+            },
         };
         self.insns.push(insn);
     }
@@ -261,6 +287,18 @@ impl Program {
                 hi: *hi,
                 neg,
             },
+            Rhs::Flags(mask) => {
+                self.insns.push(Insn::Bitwise {
+                    reg: 0,
+                    mask: *mask,
+                    shr: 0,
+                });
+                Insn::Cmp {
+                    reg: 0,
+                    op: if neg { CmpOp::Eq } else { CmpOp::Ne },
+                    data: 0,
+                }
+            }
             Rhs::Set(elems) => self.lookup(elems, neg),
             Rhs::Named(n) => {
                 let elems = t.set(n).map_or(&[][..], |s| &s.elems[..]);

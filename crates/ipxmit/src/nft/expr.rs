@@ -39,6 +39,15 @@ pub enum MetaKey {
     Oif,
 }
 
+/// A conntrack key (`enum nft_ct_keys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtKey {
+    /// `NFT_CT_STATE`.
+    State,
+    /// `NFT_CT_DIRECTION`.
+    Direction,
+}
+
 /// A comparison (`enum nft_cmp_ops`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
@@ -185,6 +194,16 @@ pub enum Insn {
         /// The field is in the UDP pseudo-header (an address).
         pseudo: bool,
     },
+    /// Kernel: `nft_ct_get_eval()`.
+    Ct {
+        /// Key.
+        key: CtKey,
+        /// Destination.
+        dreg: Reg,
+    },
+    /// Kernel: `nft_nat_eval()`, `nft_masq_eval()`: the binding the flow
+    /// gets ([`PktInfo::nat`]); the rule's verdict is accept.
+    Nat(super::rule::Nat),
     /// Kernel: `nft_immediate_eval()` of a verdict.
     Verdict(Code),
 }
@@ -205,13 +224,19 @@ pub struct PktInfo<'a> {
     pub pkt: &'a mut PacketBuf,
     /// The output device.
     pub out: &'a NetDevice,
+    /// The NAT statement a `nat` chain's rule ended with.
+    pub nat: Option<super::rule::Nat>,
 }
 
 impl<'a> PktInfo<'a> {
     /// Kernel: `nft_set_pktinfo_ipv4()` (its fields read lazily).
     #[inline]
     pub fn new(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
-        PktInfo { pkt, out }
+        PktInfo {
+            pkt,
+            out,
+            nat: None,
+        }
     }
 
     /// The transport header's offset: `None` in a later fragment or a
@@ -313,6 +338,16 @@ pub fn eval(
         Insn::DscpSet(d) => set_byte(p.pkt, 1, 0x03, d << 2),
         Insn::TtlSet(t) => set_byte(p.pkt, 8, 0x00, t),
         Insn::FieldSet { .. } => return field_set(insn, p),
+        Insn::Ct { key, dreg } => {
+            let ct = p.pkt.meta.nfct;
+            regs[usize::from(dreg)] = match (key, ct) {
+                (CtKey::State, Some(c)) => u64::from(c.info.state_bit()),
+                (CtKey::State, None) => 1,
+                (CtKey::Direction, Some(c)) => c.info.dir() as u64,
+                (CtKey::Direction, None) => return Step::Break,
+            };
+        }
+        Insn::Nat(n) => p.nat = Some(n),
         Insn::Verdict(_) => {}
     }
     Step::Next
@@ -323,7 +358,7 @@ pub fn eval(
 /// stays 0, a computed 0 is sent as `0xffff` (`CSUM_MANGLED_0`), and a
 /// checksum left to the device (`CHECKSUM_PARTIAL`) changes only for
 /// pseudo-header fields. A transport field in a later fragment breaks.
-fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
+pub(super) fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
     let Insn::FieldSet {
         base,
         off,

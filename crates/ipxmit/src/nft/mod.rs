@@ -21,13 +21,26 @@
 //! the datagram ([`route_me_harder`]): the output path sends it by its new
 //! route.
 //!
-//! Not yet: `nat` chains are kept and listed but not run (no connection
-//! tracking), nor are netdev `egress` chains; a failed reroute is a drop
-//! (`EPERM`), where the kernel fails the send with the lookup's errno; no
-//! `reject`, `limit`, `log` or maps.
+//! A ruleset that matches on `ct` or has a `nat` chain tracks connections
+//! ([`conntrack`], [`nat`]): conntrack at LOCAL_OUT priority -200, the
+//! `nat` chains on a flow's first packet at the NAT hooks (-100 at output
+//! for `dnat`, which reroutes; 100 at postrouting for `snat` and
+//! `masquerade`), the confirmation at the end of POST_ROUTING (a tuple
+//! clash there drops: `EPERM`).
+//!
+//! Not yet: netdev `egress` chains are kept and listed but not run; a
+//! failed reroute is a drop (`EPERM`), where the kernel fails the send with
+//! the lookup's errno; no `reject`, `limit`, `log` or maps. Conntrack knows
+//! UDP, ICMP queries and other protocols generically (TCP without its state
+//! machine); no RELATED flows (an ICMP error is `invalid`); flows are made on
+//! the output path only (a received reply marks its flow replied, it is not
+//! translated back); a NAT range has one address; no `random`/`persistent`
+//! flags, `ct mark` or `ct` timeouts by sysctl.
 
 pub mod compile;
+pub mod conntrack;
 pub mod expr;
+pub mod nat;
 pub mod rule;
 pub mod ruleset;
 
@@ -40,7 +53,7 @@ use crate::stack::Stack;
 
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
-pub use rule::{Counter, Elem, Key, Match, Op, Rhs, Rule, RuleVerdict, Stmt};
+pub use rule::{Counter, Elem, Key, Match, Nat, NatKind, Op, Rhs, Rule, RuleVerdict, Stmt};
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,
 };
@@ -175,8 +188,13 @@ fn run_rule(
         return Code::Continue;
     };
     for insn in insns {
-        if let Insn::Verdict(v) = insn {
-            return *v;
+        match insn {
+            Insn::Verdict(v) => return *v,
+            Insn::Nat(n) => {
+                p.nat = Some(*n);
+                return Code::Accept;
+            }
+            _ => {}
         }
         if let Step::Break = expr::eval(insn, regs, p, prog) {
             return Code::Continue;
@@ -190,18 +208,66 @@ fn run_rule(
 /// `nf_hook_ops` per base chain, sorted by priority). A change makes a new
 /// one that replaces it in the hook list ([`crate::netfilter::Hooks::replace`]),
 /// so a packet reads its program without a lock.
-#[derive(Debug)]
 pub struct NftHook {
     prog: Arc<Program>,
     /// The stack a `route` chain reroutes in.
     stack: Weak<Stack>,
+    /// The stack's connection tracking.
+    ct: Arc<conntrack::Conntrack>,
+    /// The stack's clock, and its address (for its frozen time).
+    clock: Arc<dyn crate::time::Clock>,
+    owner: usize,
+}
+
+impl std::fmt::Debug for NftHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NftHook").field("prog", &self.prog).finish()
+    }
 }
 
 impl NftHook {
     /// The hook running `prog` (a `route` chain's changes reroute in
-    /// `stack`).
+    /// `stack`, whose connections it tracks when `prog` needs it).
     pub fn new(prog: Arc<Program>, stack: Weak<Stack>) -> NftHook {
-        NftHook { prog, stack }
+        let st = stack.upgrade();
+        let (ct, clock) = match &st {
+            Some(s) => (s.conntrack.clone(), s.clock.clone()),
+            None => (
+                Arc::default(),
+                Arc::new(crate::time::MonotonicClock::new()) as Arc<dyn crate::time::Clock>,
+            ),
+        };
+        NftHook {
+            prog,
+            owner: stack.as_ptr() as usize,
+            stack,
+            ct,
+            clock,
+        }
+    }
+
+    /// The stack's time now, in ns ([`Stack::now`]).
+    #[inline]
+    fn now(&self) -> u64 {
+        crate::stack::now_of(self.owner, &*self.clock).as_nanos()
+    }
+
+    /// Runs the base chains `chains` in order; a `route` chain that changed
+    /// the routing keys reroutes (a failed lookup drops).
+    #[inline]
+    fn chains(&self, chains: &[u32], pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        let prog = &*self.prog;
+        for &c in chains {
+            let route = prog.chains[c as usize].route;
+            let before = route.then(|| RouteKeys::of(pkt));
+            if do_chain(prog, c, &mut PktInfo::new(pkt, out)) == Verdict::Drop {
+                return Verdict::Drop;
+            }
+            if before.is_some_and(|b| b != RouteKeys::of(pkt)) && !self.reroute(pkt) {
+                return Verdict::Drop;
+            }
+        }
+        Verdict::Accept
     }
 }
 
@@ -264,21 +330,14 @@ impl Hook for NftHook {
     #[inline]
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         let prog = &*self.prog;
+        if prog.needs_ct {
+            return self.hook_ct(point, pkt, out);
+        }
         let bases = &prog.bases[point as usize];
         if bases.is_empty() {
             return Verdict::Accept;
         }
-        for &c in bases {
-            let route = prog.chains[c as usize].route;
-            let before = route.then(|| RouteKeys::of(pkt));
-            if do_chain(prog, c, &mut PktInfo::new(pkt, out)) == Verdict::Drop {
-                return Verdict::Drop;
-            }
-            if before.is_some_and(|b| b != RouteKeys::of(pkt)) && !self.reroute(pkt) {
-                return Verdict::Drop;
-            }
-        }
-        Verdict::Accept
+        self.chains(bases, pkt, out)
     }
 }
 
@@ -328,7 +387,7 @@ impl Nft {
             .into_iter()
             .enumerate()
         {
-            if prog.bases[i].is_empty() && self.hooks[i].is_none() {
+            if prog.bases[i].is_empty() && !prog.needs_ct && self.hooks[i].is_none() {
                 continue;
             }
             let new: Arc<dyn Hook> = Arc::new(NftHook::new(prog.clone(), Arc::downgrade(stack)));
@@ -337,6 +396,7 @@ impl Nft {
                 .replace(point, self.hooks[i].as_ref(), new.clone());
             self.hooks[i] = Some(new);
         }
+        stack.conntrack.set_active(prog.needs_ct);
         self.prog = prog;
         self.ruleset = next;
         Ok(r)

@@ -51,6 +51,11 @@ pub enum Key {
     Oif,
     /// `oifname` (the output device's name).
     Oifname,
+    /// `ct state` (a bit of `invalid` 1, `established` 2, `related` 4,
+    /// `new` 8, `untracked` 64).
+    CtState,
+    /// `ct direction` (`original` 0, `reply` 1).
+    CtDirection,
 }
 
 impl Key {
@@ -64,6 +69,8 @@ impl Key {
             Key::IpLength | Key::IpId | Key::IpFragOff | Key::IpChecksum => 16,
             Key::MetaMark | Key::MetaLength | Key::MetaPriority | Key::Oif => 32,
             Key::Oifname => 128,
+            Key::CtState => 32,
+            Key::CtDirection => 8,
         }
     }
 }
@@ -118,6 +125,9 @@ pub enum Rhs {
     Dev(String, u32),
     /// A device name (`oifname`).
     Ifname(String),
+    /// Bits of a bitmask type (`ct state new,established`): the match
+    /// holds when any is set (`!=`: when none is).
+    Flags(u64),
 }
 
 /// A match: `KEY [. KEY] [OP] RHS`.
@@ -181,6 +191,29 @@ pub enum RuleVerdict {
     Goto(String),
 }
 
+/// Which NAT statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    /// `snat to ADDR[:PORT[-PORT]]`.
+    Snat,
+    /// `dnat to ADDR[:PORT[-PORT]]`.
+    Dnat,
+    /// `masquerade [to :PORT[-PORT]]`: the output device's address.
+    Masquerade,
+}
+
+/// A NAT statement (`nft_nat`, `nft_masq`): terminal, it binds the flow
+/// and accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nat {
+    /// The statement.
+    pub kind: NatKind,
+    /// The address (none for `masquerade`).
+    pub addr: Option<u32>,
+    /// The port range, inclusive.
+    pub ports: Option<(u16, u16)>,
+}
+
 /// One statement of a rule, in the order written.
 #[derive(Clone, Debug)]
 pub enum Stmt {
@@ -199,6 +232,8 @@ pub enum Stmt {
     /// `KEY set V` of another header field (`ip daddr set`, `udp dport
     /// set`, ...).
     FieldSet(Key, u32),
+    /// `snat`, `dnat`, `masquerade`.
+    Nat(Nat),
     /// A verdict.
     Verdict(RuleVerdict),
 }

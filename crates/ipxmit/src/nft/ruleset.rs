@@ -21,7 +21,7 @@ pub enum ChainType {
     Filter,
     /// `route`: a changed mark, address or TOS reroutes (output only).
     Route,
-    /// `nat` (listed; not evaluated: no connection tracking yet).
+    /// `nat`: run on a flow's first packet to bind its NAT.
     Nat,
 }
 
@@ -177,6 +177,27 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// Kernel: `nft_nat_validate()`, `nft_masq_validate()`: in a base chain,
+/// `snat` and `masquerade` need a `nat` chain at postrouting and `dnat` one
+/// at output (`EOPNOTSUPP`).
+fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
+    let Some(b) = &c.base else {
+        return Ok(());
+    };
+    for s in stmts {
+        if let Stmt::Nat(n) = s {
+            let hook = match n.kind {
+                super::NatKind::Dnat => ChainHook::Output,
+                _ => ChainHook::Postrouting,
+            };
+            if b.ty != ChainType::Nat || b.hook != hook {
+                return Err(NftError::NotSupported);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a new rule goes.
@@ -336,7 +357,7 @@ impl Ruleset {
         pos: Position,
     ) -> Result<u64, NftError> {
         let t = self.table_mut(family, table)?;
-        t.chain_mut(chain)?;
+        check_nat(t.chain_mut(chain)?, &stmts)?;
         t.check_rule(&stmts)?;
         let anon = stmts
             .iter()

@@ -114,6 +114,10 @@ impl Stack {
                 }
             }
         };
+        if self.conntrack.active() {
+            // PRE_ROUTING's conntrack: a reply marks its flow replied.
+            self.conntrack.track_in(ip, self.now().as_nanos());
+        }
         if let Some(l) = input::rcv(self, dev, ip, pt) {
             self.local_deliver(&l);
         }

@@ -1,0 +1,383 @@
+//! Connection tracking and NAT held against this machine's kernel (issue
+//! 16): each scenario applies the same `ip` and `nft` lines to a network
+//! namespace this test creates and to an `ipxmit run` host, makes the same
+//! UDP sends from sockets bound to the same addresses, and compares the
+//! errno of each send, the IP datagrams on each link (captured with tcpdump
+//! on the veth peer in the kernel's namespace; `capture` of the `mem` link
+//! in ipxmit), `conntrack -L` (timeouts masked, lines sorted) and the nft
+//! counters.
+//!
+//! Both sides: `veth0` 10.9.0.1/24 with secondaries 10.9.0.5 and 10.9.0.6,
+//! `veth2` 10.8.0.1/24, permanent neighbours 10.9.0.2, 10.9.0.3 and
+//! 10.8.0.2 (every datagram that passes the hooks leaves at once), a
+//! default route through 10.9.0.2. The scenarios are deterministic: where
+//! the kernel picks a port at random, only one is free.
+//!
+//! Needs root, `ip netns`, `tcpdump` and `conntrack` (conntrack-tools);
+//! without them the test prints `SKIPPED (...)` and passes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{run_script, tmpdir};
+
+const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
+ip addr add 10.9.0.5/24 dev veth0
+ip addr add 10.9.0.6/24 dev veth0
+ip link set veth0 up
+ip addr add 10.8.0.1/24 dev veth2
+ip link set veth2 up
+ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:fe dev veth0 nud permanent
+ip neigh add 10.9.0.3 lladdr 02:00:00:00:00:fd dev veth0 nud permanent
+ip neigh add 10.8.0.2 lladdr 02:00:00:00:00:fc dev veth2 nud permanent
+ip route add default via 10.9.0.2
+";
+
+/// A scenario: its nft lines and its sends (source address and port,
+/// destination address and port, payload length).
+struct Scenario {
+    name: &'static str,
+    rules: &'static [&'static str],
+    sends: &'static [(&'static str, u16, &'static str, u16, usize)],
+}
+
+const NAT_CHAINS: &[&str] = &[
+    "nft add table ip t",
+    "nft add chain ip t out '{ type filter hook output priority 0; }'",
+    "nft add chain ip t nout '{ type nat hook output priority -100; }'",
+    "nft add chain ip t post '{ type nat hook postrouting priority srcnat; }'",
+];
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "snat_to_an_address",
+        rules: &[
+            "nft add rule ip t post udp dport 9 counter snat to 10.9.0.7",
+            "nft add rule ip t out ct state new counter",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 20),
+            ("10.9.0.1", 5001, "10.9.0.2", 10, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 3000),
+        ],
+    },
+    Scenario {
+        name: "snat_port_range_clash",
+        rules: &["nft add rule ip t post udp dport 9 counter snat to 10.9.0.7:5000-5001"],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.5", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.6", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.5", 5000, "10.9.0.2", 9, 30),
+        ],
+    },
+    Scenario {
+        name: "masquerade",
+        rules: &[
+            "nft add rule ip t post udp dport 9 counter masquerade",
+            "nft add rule ip t post udp dport 10 counter masquerade to :6000",
+        ],
+        sends: &[
+            ("10.9.0.5", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.5", 5000, "10.9.0.2", 10, 10),
+            ("10.9.0.5", 5001, "10.9.0.2", 10, 10),
+            ("10.9.0.1", 5002, "10.8.0.2", 9, 10),
+        ],
+    },
+    Scenario {
+        name: "dnat_at_output",
+        rules: &[
+            "nft add rule ip t nout udp dport 99 counter dnat to 10.9.0.3:9",
+            "nft add rule ip t nout ip daddr 10.1.1.1 counter dnat to 10.8.0.2",
+            "nft add rule ip t out ip daddr 10.8.0.2 counter",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 99, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 99, 10),
+            ("10.9.0.1", 5001, "10.1.1.1", 53, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 99, 2000),
+        ],
+    },
+    Scenario {
+        name: "ct_state_new_drop",
+        rules: &[
+            "nft add rule ip t out udp dport 7 ct state new counter drop",
+            "nft add rule ip t out ct state established counter accept",
+            "nft add rule ip t out ct state != new counter",
+            "nft add rule ip t out ct direction original ct state new counter",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 7, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 7, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 8, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 8, 10),
+        ],
+    },
+];
+
+fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", cmd])
+        .output()
+        .expect("ip netns exec");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+struct Ns(String);
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The IP datagrams of a pcap file (microsecond or nanosecond, Ethernet).
+fn ip_packets(path: &Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap_or_default();
+    let mut v = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        let f = &b[at + 16..(at + 16 + incl).min(b.len())];
+        if f.len() > 14 && f[12..14] == [8, 0] {
+            v.push(f[14..].to_vec());
+        }
+        at += 16 + incl;
+    }
+    v
+}
+
+/// A datagram as compared: its IP id and header checksum masked (the
+/// kernel picks ids of fragments at random), and its UDP checksum (veth
+/// leaves it to the device: the capture holds the partial sum).
+fn masked(p: &[u8]) -> String {
+    let mut p = p.to_vec();
+    p[4..6].fill(0);
+    p[10..12].fill(0);
+    let ihl = usize::from(p[0] & 0xf) * 4;
+    let first = u16::from_be_bytes([p[6], p[7]]) & 0x1fff == 0;
+    if p[9] == 17 && first && p.len() >= ihl + 8 {
+        p[ihl + 6..ihl + 8].fill(0);
+    }
+    p.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sum16(b: &[u8], mut acc: u32) -> u32 {
+    for c in b.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// ipxmit's datagrams carry right checksums: the IP header's, and a whole
+/// (unfragmented) UDP datagram's over its pseudo-header.
+fn assert_sums(name: &str, pkts: &[Vec<u8>]) {
+    for p in pkts {
+        let ihl = usize::from(p[0] & 0xf) * 4;
+        assert_eq!(fold(sum16(&p[..ihl], 0)), 0xffff, "{name}: IP checksum");
+        let whole = u16::from_be_bytes([p[6], p[7]]) & 0x3fff == 0;
+        if p[9] == 17 && whole && u16::from_be_bytes([p[ihl + 6], p[ihl + 7]]) != 0 {
+            let pseudo = sum16(&p[12..20], 17 + (p.len() - ihl) as u32);
+            assert_eq!(
+                fold(sum16(&p[ihl..], pseudo)),
+                0xffff,
+                "{name}: UDP checksum"
+            );
+        }
+    }
+}
+
+/// `conntrack -L` lines with the timeout masked, sorted.
+fn flows(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("udp ") || l.starts_with("icmp "))
+        .map(|l| {
+            let mut w: Vec<&str> = l.split_whitespace().collect();
+            w[2] = "T";
+            w.join(" ")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The kernel's side of a scenario: send results, datagrams on veth1 and
+/// veth3, `conntrack -L`, `nft list ruleset`.
+fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, String) {
+    assert!(Command::new("ip")
+        .args(["netns", "add", ns])
+        .status()
+        .unwrap()
+        .success());
+    let (_, err, code) = sh(
+        ns,
+        "ip link set lo up; ip link add veth0 type veth peer name veth1; \
+         ip link add veth2 type veth peer name veth3; ip link set veth1 up; ip link set veth3 up; \
+         sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
+    );
+    assert_eq!(code, 0, "{err}");
+    for l in SETUP
+        .lines()
+        .chain(NAT_CHAINS.iter().copied())
+        .chain(s.rules.iter().copied())
+    {
+        let (_, err, code) = sh(ns, l);
+        assert_eq!(code, 0, "{l}: {err}");
+    }
+    let caps = [dir.join("k1.pcap"), dir.join("k3.pcap")];
+    let mut dumps: Vec<_> = ["veth1", "veth3"]
+        .iter()
+        .zip(&caps)
+        .map(|(d, f)| {
+            Command::new("ip")
+                .args(["netns", "exec", ns, "tcpdump", "-U", "-n", "-i", d, "-w"])
+                .arg(f)
+                .arg("ip")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tcpdump")
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut py = String::from("import socket,errno\nsocks={}\n");
+    // The payload of ipxmit's n-th send: byte i is (7i + n) mod 256.
+    for (n, (src, sport, dst, dport, len)) in s.sends.iter().enumerate() {
+        py.push_str(&format!(
+            "k=('{src}',{sport})\nif k not in socks:\n s=socket.socket(2,2)\n s.bind(k)\n socks[k]=s\n\
+             d=bytes((7*i+{n})&255 for i in range({len}))\n\
+             try:\n print('ret',socks[k].sendto(d,('{dst}',{dport})))\n\
+             except OSError as e:\n print(errno.errorcode[e.errno])\n"
+        ));
+    }
+    std::fs::write(dir.join("send.py"), &py).unwrap();
+    let (out, err, code) = sh(ns, &format!("python3 {}", dir.join("send.py").display()));
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for d in &mut dumps {
+        // Ends the tcpdump this test started (by its handle).
+        let _ = d.kill();
+        let _ = d.wait();
+    }
+    let results = out.lines().map(str::to_string).collect();
+    let ct = sh(ns, "conntrack -L").0;
+    let rules = sh(ns, "nft list ruleset").0;
+    (results, caps.map(|c| ip_packets(&c)), ct, rules)
+}
+
+/// ipxmit's side: the same, from one script.
+fn ours(s: &Scenario, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, String) {
+    let caps = [dir.join("i0.pcap"), dir.join("i2.pcap")];
+    let mut script = format!(
+        "link add veth0 type mem\nlink add veth2 type mem\n{SETUP}capture dev veth0 file {}\n\
+         capture dev veth2 file {}\n",
+        caps[0].display(),
+        caps[1].display()
+    );
+    for l in NAT_CHAINS.iter().chain(s.rules) {
+        script.push_str(l);
+        script.push('\n');
+    }
+    let mut names = Vec::new();
+    for (src, sport, dst, dport, len) in s.sends {
+        let k = format!("{src}:{sport}");
+        let n = match names.iter().position(|x| *x == k) {
+            Some(i) => i,
+            None => {
+                names.push(k.clone());
+                script.push_str(&format!(
+                    "socket s{0} udp\nbind s{0} {k}\n",
+                    names.len() - 1
+                ));
+                names.len() - 1
+            }
+        };
+        script.push_str(&format!("send s{n} to {dst}:{dport} len {len}\n"));
+    }
+    script.push_str("conntrack -L\nnft list ruleset\n");
+    let r = run_script(dir, &script, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let results = r
+        .stdout
+        .lines()
+        .filter(|l| l.contains(": send "))
+        .map(|l| match l.split_once(" = ") {
+            Some((_, v)) if v.starts_with("-1 ") => {
+                v[3..].split(':').next().unwrap_or("").to_string()
+            }
+            Some((_, v)) => format!("ret {v}"),
+            None => l.to_string(),
+        })
+        .collect();
+    let rules_at = r.stdout.find("table ip t").unwrap_or(r.stdout.len());
+    let (head, rules) = r.stdout.split_at(rules_at);
+    assert!(
+        r.stderr.contains("(conntrack-tools): ")
+            && r.stderr.contains("flow entries have been shown."),
+        "{}",
+        r.stderr
+    );
+    (
+        results,
+        caps.map(|c| ip_packets(&c)),
+        head.to_string(),
+        rules.to_string(),
+    )
+}
+
+fn missing_tools() -> Option<String> {
+    if let Some(why) = ipxmit_drivers::netns::unavailable() {
+        return Some(why.to_string());
+    }
+    for t in ["tcpdump", "conntrack", "nft"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Some(format!("{t} missing"));
+        }
+    }
+    None
+}
+
+#[test]
+fn nat_and_conntrack_match_the_kernel() {
+    if let Some(why) = missing_tools() {
+        eprintln!(
+            "SKIPPED (needs root, network namespaces, tcpdump, conntrack): nat_kernel [{why}]"
+        );
+        return;
+    }
+    for (i, s) in SCENARIOS.iter().enumerate() {
+        let dir = tmpdir(&format!("nat_kernel_{}", s.name));
+        let ns = Ns(format!("ipxmit-nat-{}-{i}", std::process::id()));
+        let (kr, kf, kct, krules) = kernel(s, &ns.0, &dir);
+        let (ir, if_, ict, irules) = ours(s, &dir);
+        assert_eq!(ir, kr, "{}: send results", s.name);
+        assert!(!kf[0].is_empty(), "{}: the kernel sent nothing", s.name);
+        for (l, (k, o)) in kf.iter().zip(&if_).enumerate() {
+            let hx = |v: &Vec<Vec<u8>>| -> Vec<String> { v.iter().map(|p| masked(p)).collect() };
+            assert_eq!(hx(o), hx(k), "{}: datagrams on link {l}", s.name);
+            assert_sums(s.name, o);
+        }
+        assert_eq!(flows(&ict), flows(&kct), "{}: conntrack -L", s.name);
+        assert_eq!(irules, krules, "{}: nft list ruleset", s.name);
+    }
+}
