@@ -68,12 +68,76 @@ fn send_drops_prints_the_summary() {
     let d = tmpdir("drops-send");
     let r = ipxmit(
         &d,
-        &["send", "-n", "20", "-l", "100", "-c", "10.0.0.2:9", "--drops"],
+        &[
+            "send",
+            "-n",
+            "20",
+            "-l",
+            "100",
+            "-c",
+            "10.0.0.2:9",
+            "--drops",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("ipxmit drops (dropwatch):\n       0 drops in all\n"),
+        r.stdout
+            .contains("ipxmit drops (dropwatch):\n       0 drops in all\n"),
         "{}",
         r.stdout
+    );
+}
+
+/// A 1 Mbit/s wire behind `pfifo limit 2`, the neighbour resolved: the
+/// first datagram leaves, two wait, four are dropped by the qdisc (which
+/// `sendmmsg` counts as sent), one waits for its neighbour, one fails
+/// (`EINVAL`, port 0: the errno `sendmmsg` loses) and the last is not
+/// sent.
+const FATES: &str = "link add eth0 type mem peer 10.0.0.2 rate 1mbit
+addr add 10.0.0.1/24 dev eth0
+tc qdisc replace dev eth0 root pfifo limit 2
+socket s1 udp bind 10.0.0.1:5000
+send s1 to 10.0.0.2:9000 len 10
+sleep 100ms
+sendmmsg s1 to 10.0.0.2:9000 len 1000 to 10.0.0.2:9000 len 1000 to 10.0.0.2:9000 len 1000 \
+to 10.0.0.2:9000 len 1000 to 10.0.0.2:9000 len 1000 to 10.0.0.2:9000 len 1000 \
+to 10.0.0.2:9000 len 1000 to 10.0.0.9:9000 len 100 to 10.0.0.2:0 len 5 to 10.0.0.2:9000 len 1 fates
+";
+
+#[test]
+fn sendmmsg_fates_in_text_and_json() {
+    let d = tmpdir("fates");
+    let r = run_script(&d, FATES, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().nth(1).unwrap(),
+        "line 7: sendmmsg s1 = 8 [1000, 1000, 1000, 1000, 1000, 1000, 1000, 100] fates \
+         [sent, queued, queued, dropped(QDISC_DROP), dropped(QDISC_DROP), dropped(QDISC_DROP), \
+         dropped(QDISC_DROP), queued, failed(EINVAL), not-sent]"
+    );
+    let r = run_script(&d, FATES, &["--no-stats", "--json"]);
+    let v = &json_lines(&r.stdout)[1];
+    let msgs = v["msgs"].as_array().unwrap();
+    let fates: Vec<&str> = msgs.iter().map(|m| m["fate"].as_str().unwrap()).collect();
+    assert_eq!(
+        fates,
+        [
+            "sent", "queued", "queued", "dropped", "dropped", "dropped", "dropped", "queued",
+            "failed", "not-sent"
+        ]
+    );
+    assert_eq!(msgs[3]["reason"], "QDISC_DROP");
+    assert_eq!(msgs[8]["errno"], "EINVAL");
+    assert_eq!(v["ret"], 8);
+}
+
+#[test]
+fn sendmmsg_without_fates_prints_as_before() {
+    let d = tmpdir("no-fates");
+    let script = FATES.replace(" fates\n", "\n");
+    let r = run_script(&d, &script, &["--no-stats"]);
+    assert_eq!(
+        r.stdout.lines().nth(1).unwrap(),
+        "line 7: sendmmsg s1 = 8 [1000, 1000, 1000, 1000, 1000, 1000, 1000, 100]"
     );
 }

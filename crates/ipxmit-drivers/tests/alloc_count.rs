@@ -32,3 +32,48 @@ fn zero_allocations_per_datagram_in_steady_state() {
         "heap allocations in steady state: {names:#?}"
     );
 }
+
+/// `send_batch_fates` allocates nothing per datagram either once warm: its
+/// record keeps its room from call to call, fragments included.
+#[test]
+fn send_batch_fates_allocates_nothing_in_steady_state() {
+    use ipxmit::dev::DevConfig;
+    use ipxmit::neigh::NudState;
+    use ipxmit::stats::fate::MsgFate;
+    use ipxmit::wire::EthernetAddress;
+    use ipxmit::{BatchMsg, MsgFlags, Stack, UdpSocket};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let stack = Stack::new();
+    let wire = ipxmit_drivers::mem::MemWire::new(4096);
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+    let dev = DevConfig::ethernet("eth0", mac);
+    stack.add_device(dev, wire.drivers(1)).unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let peer = Ipv4Addr::new(10, 0, 0, 2);
+    let peer_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", peer, peer_mac, NudState::Permanent)
+        .unwrap();
+    let mut s = UdpSocket::new(&stack);
+    let (small, big) = (vec![1u8; 18], vec![2u8; 3000]);
+    let to = Some(SocketAddrV4::new(peer, 9));
+    let msgs: Vec<BatchMsg<'_>> = (0..64)
+        .map(|i| BatchMsg::new(if i % 8 == 7 { &big } else { &small }, to))
+        .collect();
+    let mut fates = vec![MsgFate::NotSent; 64];
+    let round = |s: &mut UdpSocket, fates: &mut Vec<MsgFate>| {
+        assert_eq!(s.send_batch_fates(&msgs, MsgFlags::NONE, fates), Ok(64));
+        wire.drain(drop);
+    };
+    for _ in 0..50 {
+        round(&mut s, &mut fates);
+    }
+    let before = alloc_probe::allocations();
+    for _ in 0..100 {
+        round(&mut s, &mut fates);
+    }
+    assert_eq!(alloc_probe::allocations() - before, 0);
+    assert!(fates.iter().all(|f| *f == MsgFate::Sent), "{fates:?}");
+}

@@ -1385,3 +1385,71 @@ fn deferred_work_runs_between_the_datagrams_of_a_run() {
     ]];
     both_ways(&s, &batches);
 }
+
+/// `send_batch_fates`: on a wire with room for one frame and a pfifo of
+/// two packets, the first datagram leaves (sent), the second is refused by
+/// the driver and requeued, the third waits in the qdisc (both queued),
+/// the fourth is dropped by the qdisc (counted sent without
+/// `IP_RECVERR`: the fate says what `sendmmsg` hides), a corked pair of
+/// two messages and a datagram of fragments to an unresolved neighbour wait
+/// for resolution (queued), and a datagram a LOCAL_OUT hook drops fails
+/// the call there (`EPERM`, which `sendmmsg` loses); the message after it
+/// was not sent. Without fates, the same call returns the same count.
+#[test]
+fn send_batch_fates_tell_what_became_of_each_message() {
+    use ipxmit::stats::fate::MsgFate;
+    let run = |fates: Option<&mut Vec<MsgFate>>| {
+        let (stack, wire) = common::mem_host(common::eth0(), 1, 1);
+        stack
+            .replace_qdisc("eth0", &"pfifo limit 2".parse().unwrap())
+            .unwrap();
+        let hook = Arc::new(Filter::DropPort(53));
+        stack.hooks().register(HookPoint::LocalOut, hook);
+        let mut s = UdpSocket::new(&stack);
+        let (a, b) = (vec![1u8; 100], vec![2u8; 3000]);
+        let near = Some(SocketAddrV4::new(NEAR, 9));
+        let unres = Some(SocketAddrV4::new(UNRESOLVED, 9));
+        let dns = Some(SocketAddrV4::new(NEAR, 53));
+        let mut corked = BatchMsg::new(&a, unres);
+        corked.flags = MsgFlags::MORE;
+        let msgs = [
+            BatchMsg::new(&a, near),
+            BatchMsg::new(&a, near),
+            BatchMsg::new(&a, near),
+            BatchMsg::new(&a, near),
+            corked,
+            BatchMsg::new(&a, unres),
+            BatchMsg::new(&b, unres),
+            BatchMsg::new(&a, dns),
+            BatchMsg::new(&a, near),
+        ];
+        let r = match fates {
+            Some(f) => s.send_batch_fates(&msgs, MsgFlags::NONE, f),
+            None => s.send_batch(&msgs, MsgFlags::NONE),
+        };
+        (
+            r,
+            wire.len(),
+            stack.counters().dropped(DropReason::QdiscDrop),
+        )
+    };
+    let mut fates = vec![MsgFate::Sent; 9];
+    let got = run(Some(&mut fates));
+    assert_eq!(got, run(None), "fates change nothing of the call");
+    // The fourth datagram and the neighbour's ARP request: QDISC_DROP.
+    assert_eq!(got, (Ok(7), 1, 2));
+    assert_eq!(
+        fates,
+        [
+            MsgFate::Sent,
+            MsgFate::Queued,
+            MsgFate::Queued,
+            MsgFate::Dropped(DropReason::QdiscDrop),
+            MsgFate::Queued,
+            MsgFate::Queued,
+            MsgFate::Queued,
+            MsgFate::Failed(SendError::Perm),
+            MsgFate::NotSent,
+        ]
+    );
+}

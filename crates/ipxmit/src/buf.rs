@@ -216,8 +216,17 @@ pub struct Meta {
     pub gso_segs: u16,
     /// GSO type.
     pub gso_type: GsoType,
-    /// Transmit timestamp key (`skb_shinfo(skb)->tskey`).
+    /// Transmit timestamp key (`skb_shinfo(skb)->tskey`). ipxmit numbers
+    /// with it the datagrams of a `send_batch` that reports each message's
+    /// fate ([`crate::stats::fate`]); 0 (the default) for none.
     pub tskey: u32,
+    /// When the frame was enqueued on a qdisc (the time codel keeps as
+    /// `enqueue_time`), in nanoseconds on the stack's clock; 0 when it
+    /// bypassed it. A capture's queue time is its transmit time less this.
+    pub enqueued: u64,
+    /// The handle of the qdisc the frame waited in (`1:` is
+    /// `0x0001_0000`), `None` when it bypassed the qdisc.
+    pub qdisc: Option<u32>,
     /// The route the buffer follows (`skb_dst`).
     pub dst: Option<Arc<Dst>>,
     /// `IPCB(skb)` flags.
@@ -342,6 +351,7 @@ pub struct FragMeta {
     confirm_neigh: bool,
     tstamp: u64,
     sk: SockMeta,
+    tskey: u32,
 }
 
 impl Meta {
@@ -358,6 +368,7 @@ impl Meta {
             confirm_neigh: self.confirm_neigh,
             tstamp: self.tstamp,
             sk: self.sk,
+            tskey: self.tskey,
         }
     }
 
@@ -374,6 +385,7 @@ impl Meta {
         self.confirm_neigh = m.confirm_neigh;
         self.tstamp = m.tstamp;
         self.sk = m.sk;
+        self.tskey = m.tskey;
     }
 }
 

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+pub mod fate;
 mod sites;
 pub use sites::DropSite;
 

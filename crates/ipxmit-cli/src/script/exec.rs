@@ -21,6 +21,7 @@ use std::time::Duration;
 use ipxmit::socket::inet::InetSock;
 use ipxmit::socket::{Cmsg, ErrQueueEntry};
 use ipxmit::stack::ConfigError;
+use ipxmit::stats::fate::MsgFate;
 use ipxmit::{Instant, ManualClock, MsgFlags, RawSocket, SendError, Stack, UdpSocket};
 use ipxmit_drivers::capture::PcapTap;
 
@@ -360,7 +361,12 @@ impl Host {
                     result,
                 })
             }
-            Command::Sendmmsg { sock, msgs, flags } => Some(self.sendmmsg(sock, msgs, *flags)?),
+            Command::Sendmmsg {
+                sock,
+                msgs,
+                flags,
+                fates,
+            } => Some(self.sendmmsg(sock, msgs, (*flags, *fates))?),
             Command::Recv { sock } => {
                 let result = match self.sock(sock)? {
                     Sock::Udp(u) => u.recv_from(),
@@ -449,12 +455,13 @@ impl Host {
         }
     }
 
-    /// `sendmmsg`: one `send_batch` call with each message's payload.
+    /// `sendmmsg`: one `send_batch` call with each message's payload
+    /// (`send_batch_fates` when the line asks for `fates`).
     fn sendmmsg(
         &mut self,
         name: &str,
         msgs: &[super::sockq::MmsgArgs],
-        flags: MsgFlags,
+        (flags, with_fates): (MsgFlags, bool),
     ) -> Result<Event, ExecError> {
         let payloads: Vec<Vec<u8>> = msgs
             .iter()
@@ -466,9 +473,11 @@ impl Host {
             .zip(&payloads)
             .map(|(m, p)| ipxmit::BatchMsg::new(p, m.to))
             .collect();
-        let ret = match self.sock(name)? {
-            Sock::Udp(s) => s.send_batch(&batch, flags),
-            Sock::Raw { .. } => Err(SendError::NotSupported("sendmmsg on a raw socket")),
+        let mut fates = with_fates.then(|| vec![MsgFate::NotSent; batch.len()]);
+        let ret = match (self.sock(name)?, fates.as_mut()) {
+            (Sock::Udp(s), Some(f)) => s.send_batch_fates(&batch, flags, f),
+            (Sock::Udp(s), None) => s.send_batch(&batch, flags),
+            (Sock::Raw { .. }, _) => Err(SendError::NotSupported("sendmmsg on a raw socket")),
         };
         self.sends += *ret.as_ref().unwrap_or(&0) as u64;
         Ok(Event::Sendmmsg {
@@ -476,6 +485,7 @@ impl Host {
             result: super::sockq::MmsgResult {
                 msgs: msgs.to_vec(),
                 ret,
+                fates,
             },
         })
     }

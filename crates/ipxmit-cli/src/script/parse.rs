@@ -320,7 +320,7 @@ pub enum Command {
         /// The option.
         opt: super::sockq::GetOpt,
     },
-    /// `sendmmsg NAME [to A:P] len N ... [dontwait]`.
+    /// `sendmmsg NAME [to A:P] len N ... [dontwait] [fates]`.
     Sendmmsg {
         /// Socket.
         sock: String,
@@ -328,6 +328,8 @@ pub enum Command {
         msgs: Vec<super::sockq::MmsgArgs>,
         /// The call's flags.
         flags: MsgFlags,
+        /// Report each message's fate (`send_batch_fates`).
+        fates: bool,
     },
     Recv {
         /// Socket.

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 
 use ipxmit::socket::inet::InetSock;
+use ipxmit::stats::fate::MsgFate;
 use ipxmit::{MsgFlags, SendError};
 use serde_json::{json, Value};
 
@@ -77,8 +78,9 @@ pub fn parse_getsockopt(rest: &[&str]) -> Result<Command, ParseError> {
     Ok(Command::Getsockopt { sock, opt })
 }
 
-/// Parses `sendmmsg NAME [to A:P] len N [[to A:P] len N ...] [dontwait]`:
-/// each `len` ends a message, a `to` before it names its destination.
+/// Parses `sendmmsg NAME [to A:P] len N [[to A:P] len N ...] [dontwait]
+/// [fates]`: each `len` ends a message, a `to` before it names its
+/// destination; `fates` reports what became of each message.
 pub fn parse_sendmmsg(rest: &[&str]) -> Result<Command, ParseError> {
     let cmd = "sendmmsg";
     let sock = rest
@@ -89,6 +91,7 @@ pub fn parse_sendmmsg(rest: &[&str]) -> Result<Command, ParseError> {
         })?
         .to_string();
     let (mut msgs, mut to, mut flags) = (Vec::new(), None, MsgFlags::NONE);
+    let mut fates = false;
     let mut it = rest[1..].iter();
     while let Some(&k) = it.next() {
         let mut val = |what| it.next().copied().ok_or(ParseError::Missing { cmd, what });
@@ -107,6 +110,7 @@ pub fn parse_sendmmsg(rest: &[&str]) -> Result<Command, ParseError> {
                 });
             }
             "dontwait" => flags = flags.with(MsgFlags::DONTWAIT),
+            "fates" => fates = true,
             _ => {
                 return Err(ParseError::Unexpected {
                     cmd,
@@ -121,7 +125,12 @@ pub fn parse_sendmmsg(rest: &[&str]) -> Result<Command, ParseError> {
             what: "len N (each message ends with its length)",
         });
     }
-    Ok(Command::Sendmmsg { sock, msgs, flags })
+    Ok(Command::Sendmmsg {
+        sock,
+        msgs,
+        flags,
+        fates,
+    })
 }
 
 fn invalid(what: &'static str, v: &str, hint: &str) -> ParseError {
@@ -150,6 +159,18 @@ pub struct MmsgResult {
     pub msgs: Vec<MmsgArgs>,
     /// How many were sent, or the error of the first.
     pub ret: Result<usize, SendError>,
+    /// Each message's fate at the return of the call, when asked.
+    pub fates: Option<Vec<MsgFate>>,
+}
+
+/// A fate as the result line shows it: `sent`, `queued`, `not-sent`,
+/// `dropped(REASON)`, `failed(ERRNO)`.
+pub fn fate_text(f: &MsgFate) -> String {
+    match f {
+        MsgFate::Dropped(r) => format!("dropped({r})"),
+        MsgFate::Failed(e) => format!("failed({})", e.errno().name()),
+        f => f.name().to_string(),
+    }
 }
 
 impl MmsgResult {
@@ -160,12 +181,17 @@ impl MmsgResult {
             Ok(n) => {
                 let _ = write!(o, "line {line}: sendmmsg {sock} = {n}");
                 let lens: Vec<String> = self.msgs[..*n].iter().map(|m| m.len.to_string()).collect();
-                let _ = writeln!(o, " [{}]", lens.join(", "));
+                let _ = write!(o, " [{}]", lens.join(", "));
             }
             Err(e) => {
-                let _ = writeln!(o, "line {line}: sendmmsg {sock} = -1 {e}");
+                let _ = write!(o, "line {line}: sendmmsg {sock} = -1 {e}");
             }
         }
+        if let Some(f) = &self.fates {
+            let f: Vec<String> = f.iter().map(fate_text).collect();
+            let _ = write!(o, " fates [{}]", f.join(", "));
+        }
+        o.push('\n');
         o
     }
 
@@ -185,6 +211,14 @@ impl MmsgResult {
                 }
                 if k < sent {
                     v["ret"] = json!(m.len);
+                }
+                if let Some(f) = self.fates.as_ref().and_then(|f| f.get(k)) {
+                    v["fate"] = json!(f.name());
+                    match f {
+                        MsgFate::Dropped(r) => v["reason"] = json!(r.name()),
+                        MsgFate::Failed(e) => v["errno"] = json!(e.errno().name()),
+                        _ => {}
+                    }
                 }
                 v
             })
@@ -214,7 +248,10 @@ mod tests {
             "20",
             "dontwait",
         ];
-        let Command::Sendmmsg { sock, msgs, flags } = parse_sendmmsg(&w).unwrap() else {
+        let Command::Sendmmsg {
+            sock, msgs, flags, ..
+        } = parse_sendmmsg(&w).unwrap()
+        else {
             panic!("not a sendmmsg");
         };
         assert_eq!(sock, "s");

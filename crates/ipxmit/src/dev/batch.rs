@@ -430,10 +430,13 @@ impl<'a> XmitBatch<'a> {
     /// Enqueue and `qdisc_run` (`__dev_xmit_skb` when the qdisc is not
     /// bypassed): the qdisc's verdict is the frame's.
     #[inline(never)]
-    fn enqueue(&mut self, pkt: PacketBuf) -> Result<(), QueueXmitError> {
+    fn enqueue(&mut self, mut pkt: PacketBuf) -> Result<(), QueueXmitError> {
         let (ctx, dev, root) = (self.ctx, self.dev, self.root);
         let mut slot = root.q.lock();
         let s = &mut *slot;
+        // What a capture shows of the wait (a bypassed frame waited in none).
+        pkt.meta.enqueued = ctx.now.as_nanos();
+        pkt.meta.qdisc = Some(s.handle);
         let rc = s.qdisc.enqueue(pkt, ctx.now, &mut s.to_free);
         run::free_dropped(ctx, dev, &mut s.to_free);
         let start = !s.running;

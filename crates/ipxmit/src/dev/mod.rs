@@ -272,6 +272,18 @@ pub trait Driver: Send {
 pub trait Tap: Send + Sync {
     /// Called for each frame before the driver gets it.
     fn tap(&self, dev: &NetDevice, pkt: &PacketBuf, now: Instant);
+
+    /// Called for each frame the device layer or its qdisc drops at
+    /// `site` (what `dropwatch` or `perf` on `skb:kfree_skb` sees, with
+    /// the packet); by default nothing.
+    fn drop_point(
+        &self,
+        _dev: &NetDevice,
+        _pkt: &PacketBuf,
+        _site: crate::stats::DropSite,
+        _now: Instant,
+    ) {
+    }
 }
 
 /// One transmit queue (`struct netdev_queue`) with its qdisc and driver.

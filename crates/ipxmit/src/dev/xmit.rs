@@ -12,7 +12,7 @@ use crate::dev::queue::XmitCtx;
 use crate::dev::{Driver, NetDevice, TxQueue, TxStatus};
 use crate::offload::checksum_help;
 use crate::offload::Features;
-use crate::stats::{DevCounter, DropReason, DropSite};
+use crate::stats::{fate, DevCounter, DropReason, DropSite};
 
 /// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
 /// cannot, completes checksums it cannot, and linearizes for a device without
@@ -25,7 +25,9 @@ pub fn validate_xmit(
 ) {
     let feats = dev.features();
     if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
+        let tag = pkt.meta.tskey;
         if !crate::offload::gso::segment_udp_into(pkt, feats, ctx.pool, out) {
+            fate::dropped(tag, DropReason::SkbGsoSeg);
             ctx.counters.drop_at(DropSite::GsoSegFail);
             dev.stats.add(DevCounter::TxDropped, 1);
         }
@@ -52,6 +54,19 @@ pub(crate) fn finish_frame(pkt: &mut PacketBuf, feats: Features) {
 pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropSite) {
     ctx.counters.drop_at(site);
     dev.stats.add(DevCounter::TxDropped, 1);
+    freed(&ctx, dev, pkt, site);
+}
+
+/// The end of a dropped frame: shown to the device's taps at the drop
+/// point, its fate noted, freed.
+#[cold]
+fn freed(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropSite) {
+    if dev.nit_active() {
+        for tap in dev.taps.read().iter() {
+            tap.drop_point(dev, &pkt, site, ctx.now);
+        }
+    }
+    fate::dropped(pkt.meta.tskey, site.reason());
     drop(pkt);
 }
 
@@ -59,12 +74,13 @@ pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropS
 /// follows from the reason; one no qdisc site has is counted by reason).
 #[track_caller]
 pub fn drop_qdisc_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, reason: DropReason) {
-    match DropSite::of_qdisc(reason) {
-        Some(site) => ctx.counters.drop_at(site),
-        None => ctx.counters.drop(reason),
-    }
-    dev.stats.add(DevCounter::TxDropped, 1);
-    drop(pkt);
+    let Some(site) = DropSite::of_qdisc(reason) else {
+        ctx.counters.drop(reason);
+        dev.stats.add(DevCounter::TxDropped, 1);
+        fate::dropped(pkt.meta.tskey, reason);
+        return;
+    };
+    drop_frame(ctx, dev, pkt, site);
 }
 
 /// Frames and bytes a driver took, added to the device's `tx_packets` and
@@ -115,16 +131,21 @@ pub fn xmit_one(
     if dev.nit_active() {
         queue_xmit_nit(ctx, dev, &pkt);
     }
+    let tag = pkt.meta.tskey;
     let st = if traced {
         start_xmit_traced(dev, driver, (pkt, len), more)
     } else {
         driver.start_xmit(pkt, more)
     };
     match &st {
-        TxStatus::Ok => tx.add(len),
+        TxStatus::Ok => {
+            tx.add(len);
+            fate::sent(tag);
+        }
         TxStatus::Error => {
             dev.stats.add(DevCounter::TxErrors, 1);
             ctx.counters.drop_at(DropSite::DriverError);
+            fate::dropped(tag, DropReason::FullRing);
         }
         TxStatus::Busy(_) => {}
     }

@@ -37,7 +37,7 @@ use crate::neigh::HhCache;
 use crate::netfilter::{HookList, HookPoint, Verdict};
 use crate::route::Dst;
 use crate::stack::Stack;
-use crate::stats::{DropSite, Mib};
+use crate::stats::{fate, DropReason, DropSite, Mib};
 use crate::wire::ipv4::{
     send_check, set_len_and_check, set_len_and_check_from, IpProtocol, Ipv4Packet, FLAG_DF,
     HEADER_LEN,
@@ -57,6 +57,7 @@ fn daddr_of(pkt: &PacketBuf) -> Ipv4Addr {
 fn dst_of(stack: &Stack, pkt: &mut PacketBuf) -> Result<Arc<Dst>, SendError> {
     pkt.meta.dst.take().ok_or_else(|| {
         stack.counters.drop_at(DropSite::OutputNoRoute);
+        fate::dropped(pkt.meta.tskey, DropReason::IpOutNoRoutes);
         SendError::Inval("packet has no route (skb_dst unset)")
     })
 }
@@ -356,6 +357,7 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<usize, SendError> {
         if h.run(point, pkt, &self.dst.dev) == Verdict::Drop {
             self.stack.counters.drop_at(DropSite::HookDrop);
+            fate::dropped(pkt.meta.tskey, DropReason::NetfilterDrop);
             return Err(SendError::Perm);
         }
         Ok(pkt.len())
@@ -402,8 +404,10 @@ impl<'a> OutputBatch<'a> {
         let df = Ipv4Packet::new_unchecked(pkt.network_header()).dont_frag();
         let fms = u32::from(pkt.meta.frag_max_size);
         if (df && !pkt.meta.ip_flags.ignore_df) || (fms != 0 && fms > mtu) {
+            fate::dropped(pkt.meta.tskey, DropReason::PktTooBig);
             return Err(self.frag_failed(SendError::MsgSize { mtu }));
         }
+        let key = pkt.meta.tskey;
         let (plan, optlen) = match fragment::prepare(&mut pkt, mtu) {
             Ok(p) => p,
             Err(e) => return Err(self.frag_failed(e.into())),
@@ -421,6 +425,7 @@ impl<'a> OutputBatch<'a> {
                 self.stack
                     .counters
                     .drop_n_at(DropSite::FragSlowRest, frags.unsent(false));
+                fate::dropped(key, DropReason::NotSpecified);
                 self.count.frag_fails += 1;
                 return Err(e);
             }
@@ -441,6 +446,7 @@ impl<'a> OutputBatch<'a> {
         optlen: usize,
         more: bool,
     ) -> Result<(), SendError> {
+        let key = head.meta.tskey;
         let mut list = FragList::new();
         let mut rest = list.init(&mut head, hlen, optlen);
         let n = rest.len();
@@ -470,6 +476,7 @@ impl<'a> OutputBatch<'a> {
                 self.stack
                     .counters
                     .drop_n_at(DropSite::FragListRest, unsent);
+                fate::dropped(key, DropReason::NotSpecified);
                 self.count.frag_fails += 1;
             }
         }
@@ -497,6 +504,7 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<(), SendError> {
         self.count.pkts += 1;
         self.count.octets += len as u64;
+        fate::made(pkt.meta.tskey);
         match &self.hh {
             Some(hh) if !pkt.meta.confirm_neigh => push_link_header(&mut pkt, hh, self.hlen),
             _ => return self.resolve_output(pkt),

@@ -68,6 +68,7 @@ pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, 
             None => stack.counters.drop(reason),
         }
         dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
+        crate::stats::fate::dropped(p.meta.tskey, reason);
         drop(p);
     }
     if let Some(probe) = a.probe {
@@ -95,6 +96,7 @@ fn xmit_with(
 ) -> Result<(), SendError> {
     if pkt.headroom() < hh.hdr.len() {
         stack.counters.drop_at(DropSite::NeighNoHeadroom);
+        crate::stats::fate::dropped(pkt.meta.tskey, DropSite::NeighNoHeadroom.reason());
         return Err(SendError::NoBufs);
     }
     pkt.push(14).copy_from_slice(&hh.hdr);

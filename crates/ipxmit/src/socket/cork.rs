@@ -73,6 +73,8 @@ pub struct CorkParams {
     pub transmit_time: u64,
     /// The socket as the buffers carry it (`skb->sk`).
     pub sk: SockMeta,
+    /// The timestamp key the buffers carry (`skb_shinfo(skb)->tskey`).
+    pub tskey: u32,
 }
 
 /// Kernel: `ip_setup_cork()` fragment size: the path MTU, or the device MTU for
@@ -663,6 +665,7 @@ impl Cork {
         skb.meta.mark = p.mark;
         skb.meta.tstamp = p.transmit_time;
         skb.meta.sk = p.sk;
+        skb.meta.tskey = p.tskey;
         skb.meta.dst = Some(p.dst);
         Some(skb)
     }

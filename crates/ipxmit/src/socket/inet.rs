@@ -67,6 +67,9 @@ pub struct InetSock {
     pub(crate) errq: Arc<parking_lot::Mutex<ErrQueue>>,
     /// Next zero-copy send id (`sk->sk_zckey`).
     pub(crate) zckey: u32,
+    /// The key the datagrams built now carry (`skb_shinfo(skb)->tskey`;
+    /// set only while a `send_batch` tracks fates, else 0).
+    pub(crate) tskey: u32,
     pub(crate) inet_id: u16,
     dst_cache: Option<RouteCache>,
     /// IP protocol number (`sk->sk_protocol`).
@@ -139,6 +142,7 @@ impl InetSock {
             budget: SendBudget::for_socket(sndbuf),
             errq,
             zckey: 0,
+            tskey: 0,
             inet_id: 0,
             dst_cache: None,
             protocol,
@@ -410,6 +414,7 @@ impl InetSock {
             connected: connected || self.peer.is_some(),
             transmit_time: 0,
             sk: self.sk_meta(),
+            tskey: self.tskey,
         })
     }
 

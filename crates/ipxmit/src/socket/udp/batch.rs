@@ -47,6 +47,7 @@ use crate::socket::cork::{
     cork_fragsize, datagram_df, write_header_bytes, CorkParams, SKB_MAX_ALLOC,
 };
 use crate::socket::{Cmsg, MsgFlags};
+use crate::stats::fate::{self, MsgFate};
 use crate::stats::BatchPath;
 use crate::time::Instant;
 use crate::wire::checksum::{pseudo_header_v4, Csum};
@@ -194,6 +195,15 @@ impl BatchCork {
         self.ip_template_sum + u32::from(id.to_be())
     }
 
+    /// Numbers the datagram that opens with the run's `i`-th message
+    /// when the call tracks fates (the run's key is its first message's).
+    #[inline(always)]
+    pub(super) fn set_tskey(&self, m: &mut Meta, i: usize) {
+        if self.params.tskey != 0 {
+            m.tskey = self.params.tskey + i as u32;
+        }
+    }
+
     /// The metadata of a fresh buffer (its fields the defaults) as
     /// `__ip_make_skb` and `udp_send_skb` leave the datagram's.
     #[inline(always)]
@@ -241,8 +251,60 @@ impl UdpSocket {
         msgs: &[BatchMsg<'_>],
         flags: MsgFlags,
     ) -> Result<usize, SendError> {
+        match self.send_batch_keyed(msgs, flags, 0) {
+            (0, Some(e)) => Err(e),
+            (sent, _) => Ok(sent),
+        }
+    }
+
+    /// [`UdpSocket::send_batch`] that also tells what became of each
+    /// message: `fates[i]` is message `i`'s fate at the return of the call
+    /// (see [`crate::stats::fate`] for what each means), the failed one's
+    /// error included, which `sendmmsg` loses. At most `fates.len()` and
+    /// [`fate::MAX_TRACKED`] messages are sent (`UIO_MAXIOV` caps the
+    /// kernel's call too). Without this call nothing is tracked.
+    pub fn send_batch_fates(
+        &mut self,
+        msgs: &[BatchMsg<'_>],
+        flags: MsgFlags,
+        fates: &mut [MsgFate],
+    ) -> Result<usize, SendError> {
+        let n = msgs.len().min(fates.len()).min(fate::MAX_TRACKED);
+        let fates = &mut fates[..n];
+        fates.fill(MsgFate::NotSent);
+        let base = fate::begin(n);
+        let (sent, err) = self.send_batch_keyed(&msgs[..n], flags, base);
+        fate::end(fates);
+        // The messages of a corked datagram share its fate (its key is
+        // its first message's).
+        for i in 1..sent.min(n) {
+            if fates[i] == MsgFate::NotSent {
+                fates[i] = fates[i - 1].clone();
+            }
+        }
+        if let (Some(e), Some(f)) = (err.clone(), fates.get_mut(sent)) {
+            *f = MsgFate::Failed(e);
+        }
+        match (sent, err) {
+            (0, Some(e)) => Err(e),
+            (sent, _) => Ok(sent),
+        }
+    }
+
+    /// [`UdpSocket::send_batch`]'s loop, the datagrams keyed from `base`
+    /// (0: not tracked): the count sent and the error that stopped the
+    /// call, if one did.
+    fn send_batch_keyed(
+        &mut self,
+        msgs: &[BatchMsg<'_>],
+        flags: MsgFlags,
+        base: u32,
+    ) -> (usize, Option<SendError>) {
         let mut sent = 0;
         while sent < msgs.len() {
+            if base != 0 {
+                self.inet.tskey = fate::key(base, sent);
+            }
             // A pending error (an ICMP message's) fails the next message,
             // as each `udp_sendmsg` of `sendmmsg` checks it.
             let pending = self.inet.check_sock_error().err();
@@ -270,12 +332,11 @@ impl UdpSocket {
                     }
                 }
             };
-            if sent == 0 {
-                return Err(failed);
-            }
-            break;
+            self.inet.tskey = 0;
+            return (sent, Some(failed));
         }
-        Ok(sent)
+        self.inet.tskey = 0;
+        (sent, None)
     }
 
     /// Sends the run `msgs` starts with (see the module documentation).
@@ -407,6 +468,7 @@ impl UdpSocket {
             let id = ids.nth(i);
             let mut skb = self.build_one(&stack, cork, m.data, id);
             m.set_tstamp(&mut skb.meta);
+            cork.set_tskey(&mut skb.meta, i);
             done.numbered += 1;
             match out.send_skb(skb, i + 1 < n) {
                 Ok(()) => done.sent_one(1),
@@ -455,6 +517,7 @@ impl UdpSocket {
             };
             // The cork's departure time: the first message's.
             group[0].set_tstamp(&mut skb.meta);
+            cork.set_tskey(&mut skb.meta, at);
             done.charged += d.charge;
             done.numbered += 1;
             at += d.msgs;
