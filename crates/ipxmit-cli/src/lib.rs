@@ -3,6 +3,7 @@
 //! `ipxmit send` — as a library, so that the fuzz targets in `fuzz/` reach
 //! them. The binary (`src/main.rs`) is the tool; nothing here is a stable API.
 
+pub mod diff;
 pub mod plot;
 pub mod report;
 pub mod script;

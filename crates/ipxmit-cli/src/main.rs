@@ -50,6 +50,10 @@ enum Cmd {
     /// the kernel function it mirrors (on the default host, or one a
     /// script builds); see docs/script.md's `explain`.
     Explain(script::explain::ExplainArgs),
+    /// Run a script through the real kernel (in throwaway network
+    /// namespaces; root) and through ipxmit, and print the first
+    /// differences: return values, frames, counters.
+    Diff(ipxmit_cli::diff::DiffArgs),
     /// Benchmark ipxmit against the kernel's own UDP send path on one pinned
     /// core (root for the kernel side; see the README's "Benchmarks").
     Bench(bench::BenchArgs),
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Cmd::Send(a) => send::run(a),
         Cmd::Run(a) => script::run(a),
         Cmd::Explain(a) => script::explain::run(a),
+        Cmd::Diff(a) => ipxmit_cli::diff::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     match r {

@@ -1,0 +1,514 @@
+//! The kernel's side of `ipxmit diff`: a script's lines carried out by
+//! this machine's kernel in throwaway network namespaces.
+//!
+//! Namespace A is the host: each `mem` link becomes a veth there (with
+//! ipxmit's MAC for that link, up, as ipxmit's links start), its other end
+//! in namespace B with the peer's address and MAC (the verifying peer's
+//! stand-in: it answers ARP, and an nft rule drops whatever IP reaches it,
+//! so it sends nothing back, as ipxmit's peer does not). `ip`, `tc`, `nft`
+//! and `sysctl` lines run verbatim in A (`ip netns exec`); socket lines are
+//! made with the same system calls on sockets created in A, with the same
+//! payloads as ipxmit's (byte `i` of send `k` is `7i + k`). IPv6 is off in
+//! both namespaces. Everything is deleted when the value is dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Command;
+use std::time::Duration;
+
+use ipxmit::{Features, MsgFlags, PmtuDisc};
+use ipxmit_drivers::netns::Netns;
+
+use super::frames::PacketSocket;
+use crate::script::parse::{LinkSpec, SockKind, SockOpt};
+
+/// What one line did in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A tool ran: its stdout, stderr and exit status.
+    Tool {
+        /// Standard output.
+        out: String,
+        /// Standard error.
+        err: String,
+        /// Exit status.
+        code: i32,
+    },
+    /// A socket call: its return value, or the errno's name.
+    Call(Result<i64, String>),
+    /// Done, nothing to compare.
+    Done,
+}
+
+/// The kernel side: the namespaces, the peers' capture sockets, the
+/// script's sockets.
+pub struct Kernel {
+    a: Netns,
+    b: Netns,
+    /// Per link (ipxmit's name): the capture on the peer's end.
+    pub captures: BTreeMap<String, PacketSocket>,
+    socks: BTreeMap<String, OwnedFd>,
+    /// Sends so far (the payload pattern's `k`).
+    sends: u64,
+}
+
+/// A namespace error, with what was being set up.
+fn setup(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("kernel side: {what}: {e}")
+}
+
+impl Kernel {
+    /// Namespaces A and B, IPv6 off, B silent (its IP input dropped).
+    pub fn new() -> Result<Kernel, String> {
+        let a = Netns::unique("diff-a").map_err(setup("namespace A"))?;
+        let b = Netns::unique("diff-b").map_err(setup("namespace B"))?;
+        for ns in [&a, &b] {
+            for k in ["all", "default"] {
+                ns.sysctl(&format!("net/ipv6/conf/{k}/disable_ipv6"), "1")
+                    .map_err(setup("disable IPv6"))?;
+            }
+        }
+        let silent = Command::new("ip")
+            .args(["netns", "exec", b.name(), "nft", "add table ip sink; add chain ip sink in { type filter hook input priority 0; policy drop; }"])
+            .output()
+            .map_err(setup("nft in namespace B"))?;
+        if !silent.status.success() {
+            return Err(format!(
+                "kernel side: nft in namespace B: {}",
+                String::from_utf8_lossy(&silent.stderr).trim()
+            ));
+        }
+        Ok(Kernel {
+            a,
+            b,
+            captures: BTreeMap::new(),
+            socks: BTreeMap::new(),
+            sends: 0,
+        })
+    }
+
+    /// `link add NAME type mem ...` as the `i`-th link: a veth with
+    /// ipxmit's MAC `mac`, its end in B (`d<i>`) with the peer's address
+    /// and MAC, both up, and a capture on B's end.
+    pub fn add_link(&mut self, i: usize, spec: &LinkSpec, mac: String, peer_mac: String) -> Answer {
+        let far = format!("d{i}");
+        let b = self.b.name().to_string();
+        let q = spec.txqueues.unwrap_or(1);
+        let mut steps: Vec<Vec<String>> = vec![
+            words(&format!(
+                "link add {} address {mac} numtxqueues {q} numrxqueues {q} type veth peer name {far} netns {b}",
+                spec.name
+            )),
+            words(&format!("link set {} up", spec.name)),
+        ];
+        if let Some(m) = spec.mtu {
+            steps.push(words(&format!("link set {} mtu {m}", spec.name)));
+        }
+        for s in &steps {
+            let v: Vec<&str> = s.iter().map(String::as_str).collect();
+            if let Err(e) = self.a.ip(&v) {
+                return tool_error(e);
+            }
+        }
+        if let Err(e) = self.offloads(&spec.name, spec.offload.unwrap_or(Features::NONE)) {
+            return e;
+        }
+        let mut far_steps = vec![format!("link set {far} address {peer_mac} up")];
+        if let Some(m) = spec.mtu {
+            far_steps.push(format!("link set {far} mtu {m}"));
+        }
+        if let Some(p) = spec.peer {
+            far_steps.push(format!("addr add {p}/32 dev {far}"));
+            far_steps.push(format!("route add default dev {far}"));
+        }
+        for s in &far_steps {
+            let w = words(s);
+            let v: Vec<&str> = w.iter().map(String::as_str).collect();
+            if let Err(e) = self.b.ip(&v) {
+                return tool_error(e);
+            }
+        }
+        match self.b.run(|| PacketSocket::open(&far)) {
+            Ok(Ok(s)) => {
+                self.captures.insert(spec.name.clone(), s);
+                Answer::Done
+            }
+            Ok(Err(e)) | Err(e) => tool_error(e),
+        }
+    }
+
+    /// The veth's offloads as ipxmit's link has them (`offload LIST`, none
+    /// by default): a checksum left to the device, scatter-gather, UDP
+    /// segmentation (`ethtool -K`). Without them the kernel completes
+    /// checksums and segments before the veth, as ipxmit does.
+    fn offloads(&self, dev: &str, f: Features) -> Result<(), Answer> {
+        let on = |x: Features| if f.intersects(x) { "on" } else { "off" };
+        let args = [
+            "netns",
+            "exec",
+            self.a.name(),
+            "ethtool",
+            "-K",
+            dev,
+            "tx",
+            on(Features::IP_CSUM.union(Features::HW_CSUM)),
+            "sg",
+            on(Features::SG),
+            "tx-udp-segmentation",
+            on(Features::GSO_UDP_L4),
+        ];
+        let o = Command::new("ip").args(args).output().map_err(tool_error)?;
+        if o.status.success() {
+            return Ok(());
+        }
+        Err(Answer::Tool {
+            out: String::new(),
+            err: format!(
+                "ethtool -K {dev}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            code: o.status.code().unwrap_or(-1),
+        })
+    }
+
+    /// A tool's line (`ip`, `tc`, `nft`, `sysctl`) run in A, its words as
+    /// the script's shell-split words.
+    pub fn tool(&self, w: &[String]) -> Answer {
+        let o = Command::new("ip")
+            .args(["netns", "exec", self.a.name()])
+            .args(w)
+            .output();
+        match o {
+            Ok(o) => Answer::Tool {
+                out: String::from_utf8_lossy(&o.stdout).into_owned(),
+                err: String::from_utf8_lossy(&o.stderr).into_owned(),
+                code: o.status.code().unwrap_or(-1),
+            },
+            Err(e) => tool_error(e),
+        }
+    }
+
+    /// The MIB counters of A (`/proc/net/snmp`, `/proc/net/netstat`), by
+    /// nstat's names.
+    pub fn snmp(&self) -> BTreeMap<String, i64> {
+        let read = |f: &str| {
+            let p = format!("/proc/thread-self/net/{f}");
+            self.a
+                .run(move || std::fs::read_to_string(p))
+                .ok()
+                .and_then(|r| r.ok())
+        };
+        let mut m = BTreeMap::new();
+        for text in ["snmp", "netstat"].into_iter().filter_map(read) {
+            let lines: Vec<&str> = text.lines().collect();
+            for pair in lines.chunks(2) {
+                let [names, values] = pair else { continue };
+                let (Some((p, names)), Some((_, values))) =
+                    (names.split_once(": "), values.split_once(": "))
+                else {
+                    continue;
+                };
+                for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+                    m.insert(format!("{p}{n}"), v.parse().unwrap_or(0));
+                }
+            }
+        }
+        m
+    }
+
+    /// Waits for frames in flight (veth delivers at once; a moment for
+    /// the peer's ARP replies and the queued datagrams they release).
+    pub fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// `socket NAME udp|raw P|rawhdrincl P`.
+    pub fn socket(&mut self, name: &str, kind: SockKind) -> Answer {
+        let (ty, proto) = match kind {
+            SockKind::Udp => (libc::SOCK_DGRAM, 0),
+            SockKind::Raw(p) | SockKind::RawHdrincl(p) => (libc::SOCK_RAW, i32::from(p)),
+        };
+        // SAFETY: plain socket(2); the descriptor is owned at once below.
+        let fd = self
+            .a
+            .run(|| unsafe { libc::socket(libc::AF_INET, ty, proto) });
+        let fd = match fd {
+            Ok(fd) if fd >= 0 => fd,
+            Ok(_) => return last_errno(),
+            Err(e) => return tool_error(e),
+        };
+        // SAFETY: a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if let SockKind::RawHdrincl(_) = kind {
+            set_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_HDRINCL, 1);
+        }
+        self.socks.insert(name.to_string(), fd);
+        Answer::Done
+    }
+
+    /// `close NAME`.
+    pub fn close(&mut self, name: &str) -> Answer {
+        self.socks.remove(name);
+        Answer::Done
+    }
+
+    fn fd(&self, name: &str) -> Option<RawFd> {
+        self.socks.get(name).map(|f| f.as_raw_fd())
+    }
+
+    /// `bind`/`connect NAME A:P`.
+    pub fn bind_connect(&mut self, name: &str, addr: SocketAddrV4, connect: bool) -> Answer {
+        let Some(fd) = self.fd(name) else {
+            return Answer::Call(Err("EBADF".into()));
+        };
+        let sa = sockaddr_in(addr);
+        let p = (&sa as *const libc::sockaddr_in).cast::<libc::sockaddr>();
+        // SAFETY: a valid sockaddr_in and its size.
+        let r = unsafe {
+            if connect {
+                libc::connect(fd, p, SIN_LEN)
+            } else {
+                libc::bind(fd, p, SIN_LEN)
+            }
+        };
+        if r == 0 {
+            Answer::Done
+        } else {
+            last_errno()
+        }
+    }
+
+    /// `sockopt NAME OPT V`: the same `setsockopt(2)`; options without a
+    /// kernel counterpart here are not compared.
+    pub fn sockopt(&mut self, name: &str, opt: &SockOpt) -> Option<Answer> {
+        let fd = self.fd(name)?;
+        let (lvl, ip) = (libc::SOL_SOCKET, libc::IPPROTO_IP);
+        let (level, o, v) = match opt {
+            SockOpt::Tos(t) => (ip, libc::IP_TOS, i32::from(*t)),
+            SockOpt::Ttl(t) => (ip, libc::IP_TTL, t.map_or(-1, i32::from)),
+            SockOpt::MtuDiscover(m) => (ip, libc::IP_MTU_DISCOVER, pmtudisc(*m)),
+            SockOpt::RecvErr(b) => (ip, libc::IP_RECVERR, i32::from(*b)),
+            SockOpt::Hdrincl(b) => (ip, libc::IP_HDRINCL, i32::from(*b)),
+            SockOpt::NoCheck(b) => (lvl, libc::SO_NO_CHECK, i32::from(*b)),
+            SockOpt::Segment(s) => (libc::SOL_UDP, libc::UDP_SEGMENT, *s as i32),
+            SockOpt::Cork(b) => (libc::SOL_UDP, libc::UDP_CORK, i32::from(*b)),
+            SockOpt::SndBuf(n) => (lvl, libc::SO_SNDBUF, *n as i32),
+            SockOpt::Priority(p) => (lvl, libc::SO_PRIORITY, *p as i32),
+            SockOpt::Mark(m) => (lvl, libc::SO_MARK, *m as i32),
+            SockOpt::ReuseAddr(b) => (lvl, libc::SO_REUSEADDR, i32::from(*b)),
+            SockOpt::ReusePort(b) => (lvl, libc::SO_REUSEPORT, i32::from(*b)),
+            SockOpt::Broadcast(b) => (lvl, libc::SO_BROADCAST, i32::from(*b)),
+            SockOpt::MulticastTtl(t) => (ip, libc::IP_MULTICAST_TTL, t.map_or(-1, i32::from)),
+            SockOpt::MulticastLoop(b) => (ip, libc::IP_MULTICAST_LOOP, i32::from(*b)),
+            SockOpt::BindToDevice(d) => return Some(bind_to_device(fd, d)),
+            _ => return None,
+        };
+        Some(set_int(fd, level, o, v))
+    }
+
+    /// `getsockopt NAME ip_mtu|so_error|so_sndbuf`.
+    pub fn getsockopt(&mut self, name: &str, opt: &str) -> Answer {
+        let Some(fd) = self.fd(name) else {
+            return Answer::Call(Err("EBADF".into()));
+        };
+        match opt {
+            "ip_mtu" => get_int(fd, libc::IPPROTO_IP, libc::IP_MTU),
+            "so_error" => get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR),
+            _ => get_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF),
+        }
+    }
+
+    /// `send NAME [to A:P] len N [flags]`, with send `k`'s payload.
+    pub fn send(
+        &mut self,
+        name: &str,
+        to: Option<SocketAddrV4>,
+        len: usize,
+        f: MsgFlags,
+    ) -> Answer {
+        let Some(fd) = self.fd(name) else {
+            return Answer::Call(Err("EBADF".into()));
+        };
+        let buf = payload(self.sends, len);
+        self.sends += 1;
+        let flags = f.bits() as i32;
+        // SAFETY: a valid buffer and (when given) sockaddr_in.
+        let r = unsafe {
+            match to {
+                Some(a) => {
+                    let sa = sockaddr_in(a);
+                    let p = (&sa as *const libc::sockaddr_in).cast();
+                    libc::sendto(fd, buf.as_ptr().cast(), buf.len(), flags, p, SIN_LEN)
+                }
+                None => libc::send(fd, buf.as_ptr().cast(), buf.len(), flags),
+            }
+        };
+        if r < 0 {
+            last_errno()
+        } else {
+            Answer::Call(Ok(r as i64))
+        }
+    }
+
+    /// `sendmmsg NAME [to A:P] len N ...`: one `sendmmsg(2)`.
+    pub fn sendmmsg(
+        &mut self,
+        name: &str,
+        msgs: &[(Option<SocketAddrV4>, usize)],
+        f: MsgFlags,
+    ) -> Answer {
+        let Some(fd) = self.fd(name) else {
+            return Answer::Call(Err("EBADF".into()));
+        };
+        let mut bufs: Vec<(Option<libc::sockaddr_in>, Vec<u8>)> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, (to, len))| (to.map(sockaddr_in), payload(self.sends + i as u64, *len)))
+            .collect();
+        let r = sendmmsg(fd, &mut bufs, f.bits() as i32);
+        if let Answer::Call(Ok(n)) = r {
+            self.sends += n as u64;
+        }
+        r
+    }
+
+    /// `recv NAME`: one datagram, without waiting.
+    pub fn recv(&mut self, name: &str) -> Answer {
+        let Some(fd) = self.fd(name) else {
+            return Answer::Call(Err("EBADF".into()));
+        };
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: a buffer of its stated length.
+        let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if r < 0 {
+            last_errno()
+        } else {
+            Answer::Call(Ok(r as i64))
+        }
+    }
+}
+
+/// `sendmmsg(2)` of `msgs` (destination, payload).
+fn sendmmsg(fd: RawFd, msgs: &mut [(Option<libc::sockaddr_in>, Vec<u8>)], flags: i32) -> Answer {
+    let mut iovs: Vec<libc::iovec> = msgs
+        .iter_mut()
+        .map(|(_, b)| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = msgs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .map(|((to, _), iov)| {
+            // SAFETY: an all-zero msghdr is a valid empty one.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            if let Some(sa) = to {
+                h.msg_hdr.msg_name = (sa as *mut libc::sockaddr_in).cast();
+                h.msg_hdr.msg_namelen = SIN_LEN;
+            }
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: headers pointing at live buffers and addresses.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, flags as _) };
+    if r < 0 {
+        last_errno()
+    } else {
+        Answer::Call(Ok(i64::from(r)))
+    }
+}
+
+/// ipxmit's payload of send `k`: byte `i` is `7i + k` (mod 256).
+pub fn payload(k: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (7 * i as u64 + k) as u8).collect()
+}
+
+/// `ip_mtu_discover`'s kernel value.
+fn pmtudisc(m: PmtuDisc) -> i32 {
+    m as i32
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn tool_error(e: std::io::Error) -> Answer {
+    Answer::Tool {
+        out: String::new(),
+        err: e.to_string(),
+        code: -1,
+    }
+}
+
+const SIN_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+
+fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// The errno of the last failed call, by name (`EMSGSIZE`).
+fn last_errno() -> Answer {
+    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let name =
+        ipxmit::Errno::from_code(e).map_or_else(|| format!("errno {e}"), |x| x.name().to_string());
+    Answer::Call(Err(name))
+}
+
+fn set_int(fd: RawFd, level: i32, opt: i32, v: i32) -> Answer {
+    // SAFETY: an int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Answer::Done
+    } else {
+        last_errno()
+    }
+}
+
+fn get_int(fd: RawFd, level: i32, opt: i32) -> Answer {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: an int and its size.
+    let r = unsafe { libc::getsockopt(fd, level, opt, (&mut v as *mut i32).cast(), &mut len) };
+    if r == 0 {
+        Answer::Call(Ok(i64::from(v)))
+    } else {
+        last_errno()
+    }
+}
+
+fn bind_to_device(fd: RawFd, dev: &str) -> Answer {
+    // SAFETY: the name's bytes and their length.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Answer::Done
+    } else {
+        last_errno()
+    }
+}

@@ -1,0 +1,109 @@
+//! `ipxmit diff` (issue 20, item 5) through the real binary, as root: a
+//! script both sides agree on (fragments, DF, a gateway, an unresolved
+//! neighbour, EMSGSIZE, ENETUNREACH, a broadcast, a tool's output and its
+//! refusal) reports no difference and exits 0; a line ipxmit refuses and
+//! the kernel takes is reported with both answers and exits 1; a link
+//! without a kernel counterpart exits 2. Without root it must exit 2
+//! saying why (and the rest prints SKIPPED).
+
+mod common;
+
+use common::{ipxmit, tmpdir};
+
+fn skip(test: &str) -> bool {
+    match ipxmit_drivers::netns::unavailable() {
+        None => false,
+        Some(why) => {
+            eprintln!("SKIPPED (needs root and network namespaces): {test} [{why}]");
+            true
+        }
+    }
+}
+
+/// Writes `script` and runs `ipxmit diff` on it.
+fn diff(name: &str, script: &str) -> common::Run {
+    let d = tmpdir(name);
+    std::fs::write(d.join("s.ipx"), script).unwrap();
+    ipxmit(&d, &["diff", "s.ipx"])
+}
+
+const AGREED: &str = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+ip route add 10.9.0.0/16 via 10.0.0.2
+ip route add 10.8.0.0/16 via 10.5.0.3
+ip route get 10.9.1.1
+ip -j route show
+socket s1 udp bind 10.0.0.1:5000
+send s1 to 10.0.0.2:9 len 3000
+send s1 to 10.9.1.1:9 len 100
+sockopt s1 ip_mtu_discover do
+send s1 to 10.0.0.2:9 len 3000
+send s1 to 10.0.0.2:9 len 1472
+socket s2 udp
+send s2 to 10.0.0.255:9 len 10
+sockopt s2 so_broadcast 1
+send s2 to 10.0.0.255:9 len 10
+send s2 to 10.20.0.1:53 len 10
+sendmmsg s2 to 10.0.0.2:9 len 10 len 2000
+getsockopt s1 so_error
+";
+
+#[test]
+fn a_script_both_agree_on_has_no_differences() {
+    let r = diff("diff-agreed", AGREED);
+    if skip("a_script_both_agree_on_has_no_differences") {
+        assert_eq!(r.code, 2, "{}", r.stdout);
+        assert!(r.stderr.contains("needs root"), "{}", r.stderr);
+        return;
+    }
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .ends_with("19 lines compared, frames on every link, 9 counters: no differences\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_refused_line_the_kernel_takes_is_a_difference() {
+    if skip("a_refused_line_the_kernel_takes_is_a_difference") {
+        return;
+    }
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+ip addr add 10.0.0.5/24 dev eth0 label eth0:1
+ip route add 10.9.0.0/16 via 10.0.0.99 dev nosuch
+";
+    let r = diff("diff-refused", script);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let want = "1 lines differ:
+line 3: ip addr add 10.0.0.5/24 dev eth0 label eth0:1
+  kernel: done, no output
+  ipxmit: refused: Error: \"label\" is not supported by ipxmit.
+";
+    assert!(r.stdout.starts_with(want), "{}", r.stdout);
+    // Line 4 is refused by both, with ip's own message: no difference.
+    assert!(
+        r.stdout
+            .ends_with("4 lines compared, frames on every link, 9 counters: 1 differences\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_link_without_a_kernel_counterpart_is_refused() {
+    if skip("a_link_without_a_kernel_counterpart_is_refused") {
+        return;
+    }
+    let r = diff("diff-null", "link add n0 type null\n");
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("line 1: diff cannot compare a link of type null"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
