@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Only these cases, comma-separated (18B, 1472B, 8000B, 65000B,
     /// 8x1000B-more, gso-64k/1472, 1472B-swcsum, 65000B-swcsum, 18B-pfifo,
     /// 1472B-pfifo, 18B-hook, 18B-tbf, 1472B-tbf, 18B-htb, 1472B-htb,
-    /// 18B-rules).
+    /// 18B-rules, 18B-snat).
     #[arg(long)]
     pub cases: Option<String>,
     /// Do not run the kernel side (no namespace, no root needed).

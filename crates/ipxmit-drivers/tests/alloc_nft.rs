@@ -3,7 +3,8 @@
 //! concatenation lookup, a jump and return, counters and `ip dscp set`
 //! (checksum updated), and a postrouting chain; 18 B and 1472 B
 //! datagrams, batches of 64 and single sends, on the null and memory
-//! sinks (as `alloc_count`, whose probe this uses).
+//! sinks (as `alloc_count`, whose probe this uses); and the same for a
+//! NAT'd flow (conntrack, `ct state`, `snat`).
 
 #[path = "../benches/support/alloc_probe.rs"]
 #[allow(dead_code)]
@@ -13,8 +14,8 @@ mod alloc_probe;
 mod host;
 
 use ipxmit::nft::{
-    BaseChain, ChainHook, ChainType, Counter, DataType, Elem, Family, Key, Match, Nft, NftError,
-    Op, Policy, Position, Rhs, RuleVerdict, Ruleset, Stmt,
+    BaseChain, ChainHook, ChainType, Counter, DataType, Elem, Family, Key, Match, Nat, NatKind,
+    Nft, NftError, Op, Policy, Position, Rhs, RuleVerdict, Ruleset, Stmt,
 };
 
 use std::sync::Arc;
@@ -150,4 +151,80 @@ fn zero_allocations_per_datagram_with_an_nft_ruleset() {
         }
     }
     assert!(bad.is_empty(), "heap allocations with nft rules: {bad:#?}");
+}
+
+/// A NAT'd flow: `ct state` matches at output and a `nat` chain at
+/// postrouting whose `snat to 10.0.0.7:40000-40010` binds the probe's
+/// flow on its first packet; every later datagram is rewritten by the
+/// flow's binding (address, port, both checksums) with no allocation.
+fn nat_rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
+    let f = Family::Ip;
+    rs.add_table(f, "n", false)?;
+    rs.add_chain(f, "n", "out", base(ChainHook::Output), false)?;
+    let nat = BaseChain {
+        ty: ChainType::Nat,
+        priority: 100,
+        ..base(ChainHook::Postrouting).unwrap()
+    };
+    rs.add_chain(f, "n", "post", Some(nat), false)?;
+    rs.add_rule(
+        f,
+        "n",
+        "out",
+        vec![
+            m(&[Key::CtState], Op::Eq, Rhs::Flags(2 | 8)),
+            m(&[Key::CtDirection], Op::Eq, Rhs::Value(0)),
+            Stmt::Counter(seen.clone()),
+        ],
+        Position::Append(None),
+    )?;
+    rs.add_rule(
+        f,
+        "n",
+        "post",
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(9000)),
+            Stmt::Nat(Nat {
+                kind: NatKind::Snat,
+                addr: Some(u32::from_be_bytes([10, 0, 0, 7])),
+                ports: Some((40000, 40010)),
+            }),
+        ],
+        Position::Append(None),
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn zero_allocations_per_datagram_of_a_natted_flow() {
+    let mut bad = Vec::new();
+    for sink in [host::Sink::Null, host::Sink::Mem] {
+        let fs = alloc_probe::feature_sets()[1];
+        for name in ["18B", "18B_batch64", "1472B_batch64"] {
+            let work = *host::WORKLOADS.iter().find(|w| w.name == name).unwrap();
+            let mut h = host::Host::new(sink, fs.1, work).expect("host");
+            let mut nft = Nft::new();
+            let seen = Counter::new(0, 0);
+            nft.commit(&h.stack, |rs| nat_rules(rs, &seen))
+                .expect("ruleset");
+            for _ in 0..200 {
+                h.send_one().expect("warm-up send");
+            }
+            let before = alloc_probe::allocations();
+            for _ in 0..500 {
+                h.send_one().expect("measured send");
+            }
+            let n = alloc_probe::allocations() - before;
+            assert!(seen.get().0 >= 700, "every datagram was tracked");
+            let flows = h.stack.conntrack().list(h.stack.now().as_nanos());
+            assert_eq!(flows.len(), 1, "one flow");
+            let reply = flows[0].tuple[1];
+            assert_eq!(reply.dst, u32::from_be_bytes([10, 0, 0, 7]), "snat'd");
+            assert!((40000..=40010).contains(&reply.dport), "port in range");
+            if n != 0 {
+                bad.push(format!("{}/{name}: {n} allocations", sink.name()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "heap allocations of a NAT'd flow: {bad:#?}");
 }

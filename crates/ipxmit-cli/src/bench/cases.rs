@@ -2,8 +2,8 @@
 //! `pieces` with `MSG_MORE` between them, optionally a UDP GSO super-datagram
 //! (`UDP_SEGMENT`), with the sink's checksum offload on or off, its own root
 //! qdisc or another one, with or without an accept-all filter on the
-//! output hook, and with or without ten policy rules and five numbered
-//! tables ([`super::policy`]).
+//! output hook, with or without ten policy rules and five numbered
+//! tables ([`super::policy`]), and with or without an SNAT'd flow.
 
 /// The MTU of both sinks.
 pub const MTU: usize = 1500;
@@ -54,6 +54,11 @@ pub struct Case {
     /// add` / `ip route add ... table N` on the kernel side (in a namespace
     /// of its own), `Stack::add_rule` / `Stack::add_route` on ipxmit's.
     pub rules: bool,
+    /// An SNAT'd flow: a `nat` chain at postrouting whose rule
+    /// ([`super::settings::NFT_SNAT_ADD`]) rewrites the datagrams' source
+    /// address and port (connection tracking on), the same nft lines on
+    /// both sides.
+    pub snat: bool,
 }
 
 const fn case(name: &'static str, payload: usize) -> Case {
@@ -67,11 +72,12 @@ const fn case(name: &'static str, payload: usize) -> Case {
         classes: &[],
         hook: false,
         rules: false,
+        snat: false,
     }
 }
 
 /// The cases of the sink table, in order.
-pub const CASES: [Case; 16] = [
+pub const CASES: [Case; 17] = [
     case("18B", 18),
     case("1472B", 1472),
     case("8000B", 8000),
@@ -125,6 +131,10 @@ pub const CASES: [Case; 16] = [
     Case {
         rules: true,
         ..case("18B-rules", 18)
+    },
+    Case {
+        snat: true,
+        ..case("18B-snat", 18)
     },
 ];
 
@@ -300,6 +310,13 @@ mod tests {
         };
         assert_eq!(base("18B-rules"), rules);
         assert_eq!(CASES.iter().filter(|c| c.rules).count(), 1);
+        let snat = Case {
+            name: "18B-snat",
+            snat: true,
+            ..base("18B")
+        };
+        assert_eq!(base("18B-snat"), snat);
+        assert_eq!(CASES.iter().filter(|c| c.snat).count(), 1);
         assert_eq!(base("18B-pfifo").frames_per_send(true), 1);
         assert_eq!(base("1472B-pfifo").frames_per_send(false), 1);
         assert_eq!(base("18B-hook").datagrams_per_send(), 1);

@@ -8,7 +8,7 @@
 //! same addresses and route, for the `-hook` cases the kernel side's one
 //! nftables `accept` rule compiled by [`ipxmit::nft`] at `LocalOut`, and
 //! for the `-rules` cases the kernel side's ten rules and five tables
-//! ([`policy::configure`]).
+//! ([`policy::configure`]), and for the `-snat` cases its nat table.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -122,6 +122,9 @@ impl IpxSender {
         }
         if case.hook {
             accept_chain(&stack)?;
+        }
+        if case.snat {
+            snat_chain(&stack)?;
         }
         let mut sock = UdpSocket::new(&stack);
         sock.bind(SocketAddrV4::new(LOCAL_ADDR, 0))?;
@@ -288,6 +291,19 @@ fn accept_chain(stack: &Arc<Stack>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `-snat` cases' table as the kernel side's
+/// ([`super::settings::NFT_SNAT_ADD`]), through the script's nft lines.
+fn snat_chain(stack: &Arc<Stack>) -> anyhow::Result<()> {
+    use super::settings::NFT_SNAT_ADD;
+    let mut nft = ipxmit::nft::Nft::new();
+    for cmd in NFT_SNAT_ADD {
+        let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+        let c = crate::script::nft::parse(&words).map_err(|e| anyhow!("nft {cmd}: {e}"))?;
+        crate::script::nft::run(stack, &mut nft, &c).map_err(|e| anyhow!("nft {cmd}: {e}"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +388,17 @@ mod tests {
             ..ipxmit::route::FlowKey::to(*DEST.ip())
         };
         s._stack.route_get(&key).ok()?.table
+    }
+
+    #[test]
+    fn the_snat_case_translates_its_one_flow() {
+        let s = one_group("18B-snat");
+        let st = &s._stack;
+        let flows = st.conntrack().list(st.now().as_nanos());
+        assert_eq!(flows.len(), 1, "one tracked flow");
+        let reply = flows[0].tuple[1];
+        assert_eq!(reply.dst, u32::from_be_bytes([10, 99, 0, 7]));
+        assert!((40000..=40010).contains(&reply.dport), "{}", reply.dport);
     }
 
     #[test]

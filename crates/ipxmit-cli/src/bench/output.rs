@@ -104,6 +104,9 @@ fn extras(c: &CaseResult) -> String {
     if c.case.rules {
         s.push_str(", 10 rules, 5 tables");
     }
+    if c.case.snat {
+        s.push_str(", SNAT'd flow");
+    }
     s
 }
 
@@ -257,8 +260,8 @@ fn ratio_over(
 
 /// The cases whose target is against the kernel's `sendmmsg`, with the
 /// factor: the root `pfifo`, output-hook, root `tbf` and `htb` tree
-/// variants of 18 B and 1472 B.
-pub const SENDMMSG_TARGETS: [(&str, f64); 7] = [
+/// variants of 18 B and 1472 B, and the SNAT'd flow of 18 B.
+pub const SENDMMSG_TARGETS: [(&str, f64); 8] = [
     ("18B-pfifo", 15.0),
     ("1472B-pfifo", 15.0),
     ("18B-hook", 15.0),
@@ -266,6 +269,7 @@ pub const SENDMMSG_TARGETS: [(&str, f64); 7] = [
     ("1472B-tbf", 10.0),
     ("18B-htb", 10.0),
     ("1472B-htb", 10.0),
+    ("18B-snat", 10.0),
 ];
 
 /// ipxmit's datagrams/s over the kernel's `sendmmsg` in case `name`.
@@ -499,7 +503,7 @@ mod tests {
             wires: Vec::new(),
         };
         let ts = targets(&st);
-        assert_eq!(ts.len(), 15);
+        assert_eq!(ts.len(), 16);
         assert_eq!(ts[0].what, "18B: ipxmit datagrams/s over the kernel's best");
         assert_eq!((ts[0].got, ts[0].verdict().as_str()), (Some(25.0), "met"));
         let new: Vec<(&str, f64, Option<f64>, String)> = ts[6..]
@@ -519,6 +523,8 @@ mod tests {
         assert!(
             target_lines(&ts).contains("18B-hook: ipxmit datagrams/s over the kernel's sendmmsg")
         );
+        assert_eq!(new[7].0, what("18B-snat"));
+        assert_eq!(new[7].1, 10.0);
     }
 
     /// One round of `datagrams` in one second, at `cpu_ns` CPU each.
@@ -544,7 +550,7 @@ mod tests {
         };
         let got = |t: &SinkTable| {
             let ts = targets(t);
-            let v: Vec<(String, f64, Option<f64>, String)> = ts[13..]
+            let v: Vec<(String, f64, Option<f64>, String)> = ts[14..]
                 .iter()
                 .map(|t| (t.what.clone(), t.want, t.got, t.verdict()))
                 .collect();

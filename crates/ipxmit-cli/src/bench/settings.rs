@@ -29,6 +29,16 @@ pub const NFT_ADD: &str = "add table ip ipxbench; \
 
 /// The nft command that removes the table, its chain and its rule.
 pub const NFT_DEL: &str = "delete table ip ipxbench";
+/// The nft commands of the `-snat` cases' table, chain and rule, the same
+/// on both sides (the kernel's runs them as one script, joined by `;`): the
+/// sink's datagrams leave from 10.99.0.7 and a port of 40000-40010.
+pub const NFT_SNAT_ADD: [&str; 3] = [
+    "add table ip ipxbenchnat",
+    "add chain ip ipxbenchnat post { type nat hook postrouting priority srcnat; }",
+    "add rule ip ipxbenchnat post udp dport 9 snat to 10.99.0.7:40000-40010",
+];
+/// Deletes it.
+pub const NFT_SNAT_DEL: &str = "delete table ip ipxbenchnat";
 
 /// What a kernel row says when there is no `nft` to install the hook with.
 pub const NO_NFT: &str = "SKIPPED: no nft binary (apt-get install nftables)";
@@ -90,6 +100,8 @@ pub struct Applied {
     pub skip: Option<String>,
     qdisc_set: bool,
     hook_set: bool,
+    /// The `-snat` nft table was added.
+    snat_set: bool,
     rules_set: bool,
 }
 
@@ -220,6 +232,7 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
         skip: None,
         qdisc_set: false,
         hook_set: false,
+        snat_set: false,
         rules_set: false,
     };
     if let Some(spec) = case.qdisc {
@@ -239,6 +252,16 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
         } else {
             match run(&nft_command(ns, NFT_ADD)) {
                 Ok(()) => a.hook_set = true,
+                Err(e) => a.skip = Some(format!("SKIPPED: {}", e.chain())),
+            }
+        }
+    }
+    if case.snat && a.skip.is_none() {
+        if !nft_installed() {
+            a.skip = Some(NO_NFT.to_string());
+        } else {
+            match run(&nft_command(ns, &NFT_SNAT_ADD.join("; "))) {
+                Ok(()) => a.snat_set = true,
                 Err(e) => a.skip = Some(format!("SKIPPED: {}", e.chain())),
             }
         }
@@ -263,6 +286,9 @@ pub fn restore(ns: &str, sink_qdisc: &str, case: Case, a: &Applied) -> Result<()
     }
     if a.hook_set {
         run(&nft_command(ns, NFT_DEL))?;
+    }
+    if a.snat_set {
+        run(&nft_command(ns, NFT_SNAT_DEL))?;
     }
     if a.qdisc_set {
         run(&qdisc_command(ns, sink_qdisc))?;
@@ -291,6 +317,13 @@ mod tests {
             ]
         );
         assert_eq!(qdisc_command("ns1", "noqueue").last(), Some(&"noqueue"));
+    }
+
+    #[test]
+    fn the_snat_table_holds_the_snat_rule() {
+        assert!(NFT_SNAT_ADD[2].ends_with("udp dport 9 snat to 10.99.0.7:40000-40010"));
+        assert!(NFT_SNAT_ADD[1].contains("type nat hook postrouting"));
+        assert_eq!(NFT_SNAT_DEL, "delete table ip ipxbenchnat");
     }
 
     #[test]
