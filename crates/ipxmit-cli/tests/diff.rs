@@ -1,7 +1,8 @@
 //! `ipxmit diff` (issue 20, item 5) through the real binary, as root: a
 //! script both sides agree on (fragments, DF, a gateway, an unresolved
 //! neighbour, EMSGSIZE, ENETUNREACH, a broadcast, a tool's output and its
-//! refusal) reports no difference and exits 0; a line ipxmit refuses and
+//! refusal, a datagram an nft output chain drops: `EPERM`, counted in
+//! `IpOutRequests` and `IpOutDiscards`) reports no difference and exits 0; a line ipxmit refuses and
 //! the kernel takes is reported with both answers and exits 1; a link
 //! without a kernel counterpart exits 2. Without root it must exit 2
 //! saying why (and the rest prints SKIPPED).
@@ -46,6 +47,10 @@ send s2 to 10.0.0.255:9 len 10
 send s2 to 10.20.0.1:53 len 10
 sendmmsg s2 to 10.0.0.2:9 len 10 len 2000
 getsockopt s1 so_error
+nft add table ip t
+nft add chain ip t out '{ type filter hook output priority 0; policy accept; }'
+nft add rule ip t out udp dport 7 counter drop
+send s2 to 10.0.0.2:7 len 10
 ";
 
 #[test]
@@ -59,7 +64,7 @@ fn a_script_both_agree_on_has_no_differences() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout
-            .ends_with("19 lines compared, frames on every link, 9 counters: no differences\n"),
+            .ends_with("23 lines compared, frames on every link, 9 counters: no differences\n"),
         "{}",
         r.stdout
     );

@@ -160,7 +160,9 @@ pub(crate) fn push_link_header(f: &mut PacketBuf, hh: &HhCache, hlen: usize) {
 /// The IPv4 MIBs a batch counts, added to the stack's once when it ends.
 #[derive(Clone, Copy, Debug, Default)]
 struct OutCount {
-    /// `IpOutRequests`: datagrams that reached `ip_output`.
+    /// `IpOutRequests`: datagrams that reached `__ip_local_out` (before
+    /// LOCAL_OUT, so a datagram a hook drops counts; `IP_HDRINCL` ones,
+    /// which the kernel hands to LOCAL_OUT itself, do not).
     requests: u64,
     /// `IpOutTransmits`/`IpExtOutOctets`: frames and IP bytes that reached
     /// `ip_finish_output2`.
@@ -254,23 +256,22 @@ impl<'a> OutputBatch<'a> {
     }
 
     /// Kernel: `ip_send_skb()`. [`OutputBatch::local_out`], and
-    /// `IpOutDiscards` for a datagram dropped for lack of resources.
+    /// `IpOutDiscards` for a datagram it failed (a hook's drop, no
+    /// buffers, a device down: any error but congestion, which is none).
     #[inline(always)]
     pub fn send_skb(&mut self, pkt: PacketBuf, more: bool) -> Result<(), SendError> {
         let r = self.local_out(pkt, more);
-        if let Err(e) = &r {
-            self.count_discard(e);
+        if r.is_err() {
+            self.count_discard();
         }
         r
     }
 
-    /// `ip_send_skb`'s `IpOutDiscards` for a datagram dropped for lack of
-    /// resources.
+    /// `ip_send_skb`'s `IpOutDiscards` for a datagram `ip_local_out`
+    /// failed.
     #[cold]
-    fn count_discard(&mut self, e: &SendError) {
-        if let SendError::NoBufs = e {
-            self.count.discards += 1;
-        }
+    fn count_discard(&mut self) {
+        self.count.discards += 1;
     }
 
     /// `local_bh_enable()` after a datagram's `dev_queue_xmit`: deferred
@@ -297,6 +298,7 @@ impl<'a> OutputBatch<'a> {
     /// another datagram of the batch follows at once.
     #[inline(always)]
     pub fn local_out(&mut self, mut pkt: PacketBuf, more: bool) -> Result<(), SendError> {
+        self.count.requests += 1;
         let len = complete_header(&mut pkt);
         let r = self.hooked_output(pkt, len, more);
         self.bh_enable();
@@ -363,11 +365,10 @@ impl<'a> OutputBatch<'a> {
         Ok(pkt.len())
     }
 
-    /// Kernel: `ip_output()`. Counts the datagram and runs POST_ROUTING unless
-    /// the packet was rerouted.
+    /// Kernel: `ip_output()`. Runs POST_ROUTING unless the packet was
+    /// rerouted.
     #[inline(always)]
     fn output(&mut self, mut pkt: PacketBuf, mut len: usize, more: bool) -> Result<(), SendError> {
-        self.count.requests += 1;
         if let (Some(h), false) = (&self.post_routing_hooks, pkt.meta.ip_flags.rerouted) {
             len = self.filter(h, HookPoint::PostRouting, &mut pkt)?;
         }
