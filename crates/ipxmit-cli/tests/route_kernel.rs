@@ -35,12 +35,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ffi::c_void;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
 
 use common::{json_lines, run_script, tmpdir};
+use ipxmit_cli::diff::frames::csum;
+use ipxmit_cli::diff::sys::{self, sockaddr_in, SIN_LEN};
 use ipxmit_drivers::netns::Netns;
 use serde_json::Value;
 
@@ -476,36 +477,9 @@ impl std::fmt::Display for SockResult {
     }
 }
 
-/// The errno names ipxmit uses.
-fn errno_name(e: i32) -> String {
-    let n = match e {
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::EINVAL => "EINVAL",
-        libc::EMSGSIZE => "EMSGSIZE",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::ENODEV => "ENODEV",
-        libc::ENETDOWN => "ENETDOWN",
-        libc::EDESTADDRREQ => "EDESTADDRREQ",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::EISCONN => "EISCONN",
-        _ => return format!("errno {e}"),
-    };
-    n.to_string()
-}
-
 /// The last OS error as a result.
 fn last_errno() -> SockResult {
-    SockResult::Errno(errno_name(
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-    ))
+    SockResult::Errno(sys::last_errno())
 }
 
 /// A number as the script writes it (decimal or `0x` hex).
@@ -525,61 +499,19 @@ fn sockaddr(s: &str) -> Option<SocketAddrV4> {
     ))
 }
 
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+/// A call that returns nothing, as a result.
+fn done(r: Result<(), String>) -> SockResult {
+    r.map_or_else(SockResult::Errno, |()| SockResult::Done)
 }
-
-const SIN_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
 
 /// `setsockopt` of an int.
 fn set_int(fd: RawFd, level: i32, opt: i32, v: i32) -> SockResult {
-    // SAFETY: a valid pointer to an int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (&v as *const i32).cast::<c_void>(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        SockResult::Done
-    } else {
-        last_errno()
-    }
+    done(sys::set_int(fd, level, opt, v))
 }
 
 /// `getsockopt` of an int.
 fn get_int(fd: RawFd, level: i32, opt: i32) -> SockResult {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: a valid pointer to an int and its size.
-    let r = unsafe { libc::getsockopt(fd, level, opt, (&mut v as *mut i32).cast(), &mut len) };
-    if r == 0 {
-        SockResult::Value(i64::from(v))
-    } else {
-        last_errno()
-    }
-}
-
-/// The ones' complement sum of `b` (RFC 1071).
-fn csum(b: &[u8]) -> u16 {
-    let mut s: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
+    sys::get_int(fd, level, opt).map_or_else(SockResult::Errno, SockResult::Value)
 }
 
 /// An ICMP "fragmentation needed" (3/4, next-hop MTU `mtu`) quoting a UDP
@@ -895,35 +827,7 @@ fn sendmmsg(fd: RawFd, rest: &[&str], w: &[&str]) -> SockResult {
             _ => bad(w),
         }
     }
-    let mut iovs: Vec<libc::iovec> = msgs
-        .iter_mut()
-        .map(|(_, b)| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = msgs
-        .iter_mut()
-        .zip(iovs.iter_mut())
-        .map(|((to, _), iov)| {
-            // SAFETY: an all-zero msghdr is a valid empty one.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            if let Some(sa) = to {
-                h.msg_hdr.msg_name = (sa as *mut libc::sockaddr_in).cast();
-                h.msg_hdr.msg_namelen = SIN_LEN;
-            }
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    // SAFETY: headers pointing at live buffers and addresses.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, 0) };
-    if r < 0 {
-        last_errno()
-    } else {
-        SockResult::Ret(i64::from(r))
-    }
+    sys::sendmmsg(fd, &mut msgs, 0).map_or_else(SockResult::Errno, SockResult::Ret)
 }
 
 /// What ipxmit did with a scenario: its result lines by line number, the

@@ -120,8 +120,9 @@ pub fn read_pcap(path: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// The Internet checksum of `b`, folded (0 when `b` holds a right one).
-fn csum(b: &[u8]) -> u16 {
+/// The Internet checksum of `b` (RFC 1071), folded and complemented: 0
+/// when `b` holds a right one.
+pub fn csum(b: &[u8]) -> u16 {
     let mut s: u32 = b
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))

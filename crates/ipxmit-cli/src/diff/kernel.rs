@@ -21,6 +21,7 @@ use ipxmit::{Features, MsgFlags, PmtuDisc};
 use ipxmit_drivers::netns::Netns;
 
 use super::frames::PacketSocket;
+use super::sys::{self, sockaddr_in, SIN_LEN};
 use crate::script::parse::{LinkSpec, SockKind, SockOpt};
 
 /// What one line did in the kernel.
@@ -366,11 +367,11 @@ impl Kernel {
             .enumerate()
             .map(|(i, (to, len))| (to.map(sockaddr_in), payload(self.sends + i as u64, *len)))
             .collect();
-        let r = sendmmsg(fd, &mut bufs, f.bits() as i32);
-        if let Answer::Call(Ok(n)) = r {
+        let r = sys::sendmmsg(fd, &mut bufs, f.bits() as i32);
+        if let Ok(n) = r {
             self.sends += n as u64;
         }
-        r
+        Answer::Call(r)
     }
 
     /// `recv NAME`: one datagram, without waiting.
@@ -386,39 +387,6 @@ impl Kernel {
         } else {
             Answer::Call(Ok(r as i64))
         }
-    }
-}
-
-/// `sendmmsg(2)` of `msgs` (destination, payload).
-fn sendmmsg(fd: RawFd, msgs: &mut [(Option<libc::sockaddr_in>, Vec<u8>)], flags: i32) -> Answer {
-    let mut iovs: Vec<libc::iovec> = msgs
-        .iter_mut()
-        .map(|(_, b)| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = msgs
-        .iter_mut()
-        .zip(iovs.iter_mut())
-        .map(|((to, _), iov)| {
-            // SAFETY: an all-zero msghdr is a valid empty one.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            if let Some(sa) = to {
-                h.msg_hdr.msg_name = (sa as *mut libc::sockaddr_in).cast();
-                h.msg_hdr.msg_namelen = SIN_LEN;
-            }
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    // SAFETY: headers pointing at live buffers and addresses.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, flags as _) };
-    if r < 0 {
-        last_errno()
-    } else {
-        Answer::Call(Ok(i64::from(r)))
     }
 }
 
@@ -444,71 +412,32 @@ fn tool_error(e: std::io::Error) -> Answer {
     }
 }
 
-const SIN_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
+/// A call's outcome as an answer: done, or the errno's name.
+fn done(r: Result<(), String>) -> Answer {
+    match r {
+        Ok(()) => Answer::Done,
+        Err(e) => Answer::Call(Err(e)),
     }
 }
 
-/// The errno of the last failed call, by name (`EMSGSIZE`).
+/// The errno of the last failed call as an answer.
 fn last_errno() -> Answer {
-    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let name =
-        ipxmit::Errno::from_code(e).map_or_else(|| format!("errno {e}"), |x| x.name().to_string());
-    Answer::Call(Err(name))
+    Answer::Call(Err(sys::last_errno()))
 }
 
 fn set_int(fd: RawFd, level: i32, opt: i32, v: i32) -> Answer {
-    // SAFETY: an int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (&v as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Answer::Done
-    } else {
-        last_errno()
-    }
+    done(sys::set_int(fd, level, opt, v))
 }
 
 fn get_int(fd: RawFd, level: i32, opt: i32) -> Answer {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: an int and its size.
-    let r = unsafe { libc::getsockopt(fd, level, opt, (&mut v as *mut i32).cast(), &mut len) };
-    if r == 0 {
-        Answer::Call(Ok(i64::from(v)))
-    } else {
-        last_errno()
-    }
+    Answer::Call(sys::get_int(fd, level, opt))
 }
 
 fn bind_to_device(fd: RawFd, dev: &str) -> Answer {
-    // SAFETY: the name's bytes and their length.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            dev.as_ptr().cast(),
-            dev.len() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Answer::Done
-    } else {
-        last_errno()
-    }
+    done(sys::set_bytes(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        dev.as_bytes(),
+    ))
 }

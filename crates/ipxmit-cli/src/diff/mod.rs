@@ -19,6 +19,7 @@
 
 pub mod frames;
 pub mod kernel;
+pub mod sys;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
