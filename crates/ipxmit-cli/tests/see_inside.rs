@@ -141,3 +141,51 @@ fn sendmmsg_without_fates_prints_as_before() {
         "line 7: sendmmsg s1 = 8 [1000, 1000, 1000, 1000, 1000, 1000, 1000, 100]"
     );
 }
+
+/// The README's example: a pcapng capture whose frames tshark shows with
+/// their comments (socket, queue time, qdisc, the drop and its place).
+#[test]
+fn capture_pcapng_comments_as_tshark_shows_them() {
+    let Some(tshark) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("tshark"))
+            .find(|t| t.is_file())
+    }) else {
+        eprintln!("SKIPPED (tshark not installed): capture_pcapng_comments_as_tshark_shows_them");
+        return;
+    };
+    let d = tmpdir("pcapng-comments");
+    let script = "link add eth0 type mem peer 10.0.0.2 rate 1mbit
+addr add 10.0.0.1/24 dev eth0
+tc qdisc replace dev eth0 root handle 1: pfifo limit 2
+capture dev eth0 file see.pcapng
+socket s1 udp bind 10.0.0.1:5000
+send s1 to 10.0.0.2:9000 len 10
+sleep 100ms
+sendmmsg s1 to 10.0.0.2:9000 len 1000 to 10.0.0.2:9000 len 1000 to 10.0.0.2:9000 len 1000 \
+to 10.0.0.2:9000 len 1000 to 10.0.0.9:9000 len 100 to 10.0.0.2:0 len 5 to 10.0.0.2:9000 len 1 fates
+sleep 4s
+";
+    let r = run_script(&d, script, &["--no-stats", "--drops"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = std::process::Command::new(tshark)
+        .args(["-r", "see.pcapng", "-T", "fields", "-e", "frame.comment"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let drop = "drop QDISC_DROP at qdisc_drop() (ipxmit sched::Qdisc::enqueue)";
+    let want = [
+        "sock 0 queue 0 ns qdisc bypass".to_string(),
+        "sock 1 queue 0 ns qdisc bypass".into(),
+        "sock 1 queue 0 ns qdisc bypass".into(),
+        format!("sock 1 queue 0 ns qdisc 1: {drop}"),
+        format!("sock 0 queue 0 ns qdisc 1: {drop}"),
+        "sock 1 queue 8336000 ns qdisc 1:".into(),
+        "sock 1 queue 8336000 ns qdisc 1:".into(),
+        "sock 0 queue 0 ns qdisc bypass".into(),
+        "sock 0 queue 0 ns qdisc bypass".into(),
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
+}

@@ -21,7 +21,8 @@ use ipxmit::dev::{Driver, LinkType as DevLink, NetDevice, Tap, TxStatus};
 use ipxmit::{Instant, PacketBuf};
 use parking_lot::Mutex;
 
-use crate::pcap::{CaptureWriter, LinkType};
+use crate::pcap::{Annotation, CaptureFormat, CaptureWriter, LinkType, EPB_OUTBOUND};
+use ipxmit::stats::DropSite;
 
 /// Most segments written without gathering (linear part, fragments, chain).
 const MAX_SEGS: usize = 48;
@@ -40,6 +41,16 @@ pub fn write_packet<W: Write>(
     ts: u64,
     pkt: &PacketBuf,
 ) -> io::Result<()> {
+    write_packet_annotated(w, ts, pkt, Annotation::default())
+}
+
+/// [`write_packet`] with a comment and flags (pcapng).
+pub fn write_packet_annotated<W: Write>(
+    w: &mut CaptureWriter<W>,
+    ts: u64,
+    pkt: &PacketBuf,
+    ann: Annotation<'_>,
+) -> io::Result<()> {
     let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
     let mut n = 0;
     let mut overflow = false;
@@ -52,9 +63,40 @@ pub fn write_packet<W: Write>(
         }
     });
     if overflow {
-        return w.write_frame(ts, &[&pkt.to_vec()]);
+        return w.write_annotated(0, ts, &[&pkt.to_vec()], ann);
     }
-    w.write_frame(ts, &segs[..n])
+    w.write_annotated(0, ts, &segs[..n], ann)
+}
+
+/// The comment of a frame captured at `now` (stack time): its socket
+/// (`skb->sk`, 0 for none), how long it waited in the qdisc (enqueue to
+/// transmit; 0 for one that bypassed it) and which qdisc, and for a frame
+/// captured at a drop point the drop's reason and where it happened.
+/// Written into `out`, cleared first (no allocation once it has room).
+pub fn frame_comment(out: &mut String, pkt: &PacketBuf, now: Instant, drop: Option<DropSite>) {
+    use std::fmt::Write as _;
+    out.clear();
+    let m = &pkt.meta;
+    let _ = write!(out, "sock {}", m.sk.id());
+    match m.qdisc {
+        Some(h) => {
+            let waited = now.as_nanos().saturating_sub(m.enqueued);
+            let _ = write!(out, " queue {waited} ns qdisc {:x}:", h >> 16);
+            if h & 0xffff != 0 {
+                let _ = write!(out, "{:x}", h & 0xffff);
+            }
+        }
+        None => out.push_str(" queue 0 ns qdisc bypass"),
+    }
+    if let Some(s) = drop {
+        let _ = write!(
+            out,
+            " drop {} at {} (ipxmit {})",
+            s.reason(),
+            s.kernel(),
+            s.function()
+        );
+    }
 }
 
 /// Converts stack time to wall-clock nanoseconds.
@@ -80,9 +122,12 @@ impl WallClock {
     }
 }
 
-/// A capture tap writing a device's transmitted frames to a file.
+/// A capture tap writing a device's transmitted frames to a file. In a
+/// pcapng file each frame carries a comment ([`frame_comment`]) and the
+/// outbound direction flag; frames the device layer or its qdisc drop are
+/// written too, their comment naming the drop.
 pub struct PcapTap<W: Write + Send> {
-    writer: Mutex<CaptureWriter<W>>,
+    writer: Mutex<(CaptureWriter<W>, String)>,
     clock: WallClock,
     errors: std::sync::atomic::AtomicU64,
 }
@@ -99,7 +144,7 @@ impl<W: Write + Send> PcapTap<W> {
     /// A tap writing through `writer`, anchored at stack time `now`.
     pub fn new(writer: CaptureWriter<W>, now: Instant) -> Arc<Self> {
         Arc::new(PcapTap {
-            writer: Mutex::new(writer),
+            writer: Mutex::new((writer, String::with_capacity(256))),
             clock: WallClock::anchor(now),
             errors: std::sync::atomic::AtomicU64::new(0),
         })
@@ -107,7 +152,7 @@ impl<W: Write + Send> PcapTap<W> {
 
     /// Frames written.
     pub fn frames(&self) -> u64 {
-        self.writer.lock().frames_written()
+        self.writer.lock().0.frames_written()
     }
 
     /// Write errors (frames lost to the file).
@@ -117,31 +162,57 @@ impl<W: Write + Send> PcapTap<W> {
 
     /// Flushes buffered records to the file.
     pub fn flush(&self) -> io::Result<()> {
-        self.writer.lock().flush()
+        self.writer.lock().0.flush()
     }
 
     /// Runs `f` on the writer (tests read an in-memory capture back).
     pub fn with_writer<R>(&self, f: impl FnOnce(&mut CaptureWriter<W>) -> R) -> R {
-        f(&mut self.writer.lock())
+        f(&mut self.writer.lock().0)
     }
-}
 
-impl<W: Write + Send> Tap for PcapTap<W> {
-    fn tap(&self, _dev: &NetDevice, pkt: &PacketBuf, now: Instant) {
+    /// Writes `pkt`, annotated in a pcapng file.
+    fn write(&self, pkt: &PacketBuf, now: Instant, drop: Option<DropSite>) {
         let ts = self.clock.at(now);
-        if write_packet(&mut self.writer.lock(), ts, pkt).is_err() {
+        let mut g = self.writer.lock();
+        let (w, note) = &mut *g;
+        let r = if w.format() == CaptureFormat::PcapNg {
+            frame_comment(note, pkt, now, drop);
+            let ann = Annotation {
+                comment: note,
+                flags: Some(EPB_OUTBOUND),
+            };
+            write_packet_annotated(w, ts, pkt, ann)
+        } else if drop.is_some() {
+            // A classic file shows what left, as before.
+            Ok(())
+        } else {
+            write_packet(w, ts, pkt)
+        };
+        if r.is_err() {
             self.errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
 
-/// A driver whose wire is a capture file: every frame is written and freed.
-/// All queues of the device share one writer.
+impl<W: Write + Send> Tap for PcapTap<W> {
+    fn tap(&self, _dev: &NetDevice, pkt: &PacketBuf, now: Instant) {
+        self.write(pkt, now, None);
+    }
+
+    fn drop_point(&self, _dev: &NetDevice, pkt: &PacketBuf, site: DropSite, now: Instant) {
+        self.write(pkt, now, Some(site));
+    }
+}
+
+/// A driver whose wire is a capture file: every frame is written and freed
+/// (in a pcapng file with its comment, [`frame_comment`], and the outbound
+/// flag). All queues of the device share one writer.
 pub struct PcapDriver {
     writer: Arc<Mutex<CaptureWriter<BufWriter<File>>>>,
     clock: Arc<dyn ipxmit::Clock>,
     wall: WallClock,
+    note: String,
 }
 
 impl PcapDriver {
@@ -166,6 +237,7 @@ impl PcapDriver {
                     writer: w.clone(),
                     clock: clock.clone(),
                     wall,
+                    note: String::with_capacity(256),
                 }) as Box<dyn Driver>
             })
             .collect())
@@ -174,9 +246,19 @@ impl PcapDriver {
 
 impl Driver for PcapDriver {
     fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
-        let ts = self.wall.at(self.clock.now());
+        let now = self.clock.now();
+        let ts = self.wall.at(now);
         let mut w = self.writer.lock();
-        let r = write_packet(&mut w, ts, &pkt);
+        let r = if w.format() == CaptureFormat::PcapNg {
+            frame_comment(&mut self.note, &pkt, now, None);
+            let ann = Annotation {
+                comment: &self.note,
+                flags: Some(EPB_OUTBOUND),
+            };
+            write_packet_annotated(&mut w, ts, &pkt, ann)
+        } else {
+            write_packet(&mut w, ts, &pkt)
+        };
         if !more {
             let _ = w.flush();
         }

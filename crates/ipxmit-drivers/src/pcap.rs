@@ -57,6 +57,12 @@ const IDB_TYPE: u32 = 1;
 const EPB_TYPE: u32 = 6;
 /// pcapng option code `opt_endofopt`.
 const OPT_END: u16 = 0;
+/// pcapng option code `opt_comment` (UTF-8 text, any block).
+const OPT_COMMENT: u16 = 1;
+/// pcapng option code `epb_flags` (32 bits, Enhanced Packet Block).
+const OPT_EPB_FLAGS: u16 = 2;
+/// Longest comment written (longer ones are cut at a character boundary).
+pub const MAX_COMMENT: usize = 1024;
 /// pcapng option code `shb_userappl`.
 const OPT_SHB_USERAPPL: u16 = 4;
 /// pcapng option code `if_name`.
@@ -138,6 +144,20 @@ impl fmt::Display for CaptureFormat {
         })
     }
 }
+
+/// What an Enhanced Packet Block carries besides the frame: an
+/// `opt_comment` and the `epb_flags` word (pcapng only; a classic pcap
+/// record has no place for them and writes the frame alone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Annotation<'a> {
+    /// The frame's comment (`opt_comment`); empty for none.
+    pub comment: &'a str,
+    /// The `epb_flags` word, `None` for none (see [`EPB_OUTBOUND`]).
+    pub flags: Option<u32>,
+}
+
+/// `epb_flags` bits 0-1 = 2: the frame was outbound.
+pub const EPB_OUTBOUND: u32 = 0b10;
 
 /// What a [`CaptureWriter`] has written so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -248,6 +268,20 @@ impl<W: Write> CaptureWriter<W> {
         ts_nanos: u64,
         segments: &[&[u8]],
     ) -> io::Result<()> {
+        self.write_annotated(if_id, ts_nanos, segments, Annotation::default())
+    }
+
+    /// [`CaptureWriter::write_frame_on`] with a comment and flags in the
+    /// Enhanced Packet Block (pcapng); a classic pcap file gets the frame
+    /// alone. Nothing is allocated: the options are written from a stack
+    /// array after the frame.
+    pub fn write_annotated(
+        &mut self,
+        if_id: u32,
+        ts_nanos: u64,
+        segments: &[&[u8]],
+        ann: Annotation<'_>,
+    ) -> io::Result<()> {
         let iface = usize::try_from(if_id)
             .ok()
             .and_then(|i| self.interfaces.get(i).copied())
@@ -261,7 +295,8 @@ impl<W: Write> CaptureWriter<W> {
                 self.write_pcap_record(ts_nanos, incl_len, orig_len, segments)?
             }
             CaptureFormat::PcapNg => {
-                self.write_enhanced_packet(if_id, ts_nanos, incl_len, orig_len, segments)?
+                let lens = (incl_len, orig_len);
+                self.write_enhanced_packet(if_id, ts_nanos, lens, segments, ann)?
             }
         }
         self.stats.frames += 1;
@@ -391,19 +426,22 @@ impl<W: Write> CaptureWriter<W> {
     }
 
     /// One Enhanced Packet Block: 28-byte header, the captured bytes, padding to
-    /// 32 bits and the repeated block total length — all without allocating.
+    /// 32 bits, the options of `ann` and the repeated block total length — all
+    /// without allocating.
     fn write_enhanced_packet(
         &mut self,
         if_id: u32,
         ts_nanos: u64,
-        incl_len: u32,
-        orig_len: u32,
+        (incl_len, orig_len): (u32, u32),
         segments: &[&[u8]],
+        ann: Annotation<'_>,
     ) -> io::Result<()> {
         let pad = pad4(incl_len as usize);
+        let mut opts = [0u8; MAX_COMMENT + 24];
+        let opts_len = epb_options(&mut opts, ann);
         let total_len = EPB_OVERHEAD
             .checked_add(incl_len)
-            .and_then(|len| len.checked_add(pad as u32))
+            .and_then(|len| len.checked_add((pad + opts_len) as u32))
             .ok_or_else(|| invalid("frame too long for an Enhanced Packet Block".to_string()))?;
         let mut hdr = [0u8; 28];
         hdr[0..4].copy_from_slice(&EPB_TYPE.to_ne_bytes());
@@ -415,10 +453,48 @@ impl<W: Write> CaptureWriter<W> {
         hdr[24..28].copy_from_slice(&orig_len.to_ne_bytes());
         self.emit(&hdr)?;
         self.emit_segments(incl_len, segments)?;
-        let mut trailer = [0u8; 7];
-        trailer[pad..pad + 4].copy_from_slice(&total_len.to_ne_bytes());
-        self.emit(&trailer[..pad + 4])
+        self.emit(&[0u8; 3][..pad])?;
+        self.emit(&opts[..opts_len])?;
+        self.emit(&total_len.to_ne_bytes())
     }
+}
+
+/// Writes the options of `ann` into `out` (`opt_comment`, `epb_flags`, then
+/// `opt_endofopt`; nothing at all for an empty annotation) and returns
+/// their length, a multiple of 4. A comment longer than [`MAX_COMMENT`] is
+/// cut at a character boundary.
+fn epb_options(out: &mut [u8; MAX_COMMENT + 24], ann: Annotation<'_>) -> usize {
+    let mut c = ann.comment;
+    if c.len() > MAX_COMMENT {
+        let mut end = MAX_COMMENT;
+        while !c.is_char_boundary(end) {
+            end -= 1;
+        }
+        c = &c[..end];
+    }
+    let mut n = 0;
+    if !c.is_empty() {
+        n = put_option(out, n, OPT_COMMENT, c.as_bytes());
+    }
+    if let Some(f) = ann.flags {
+        n = put_option(out, n, OPT_EPB_FLAGS, &f.to_ne_bytes());
+    }
+    if n != 0 {
+        n = put_option(out, n, OPT_END, &[]);
+    }
+    n
+}
+
+/// Writes one option (code, length, value, zero padding to 32 bits) at
+/// `at` in `out`; returns where the next goes.
+fn put_option(out: &mut [u8], at: usize, code: u16, value: &[u8]) -> usize {
+    let end = at + 4 + value.len();
+    out[at..at + 2].copy_from_slice(&code.to_ne_bytes());
+    out[at + 2..at + 4].copy_from_slice(&(value.len() as u16).to_ne_bytes());
+    out[at + 4..end].copy_from_slice(value);
+    let padded = end + pad4(value.len());
+    out[end..padded].fill(0);
+    padded
 }
 
 /// Opens (creates or truncates) `path` and starts a capture on it, buffered, with

@@ -77,3 +77,55 @@ fn send_batch_fates_allocates_nothing_in_steady_state() {
     assert_eq!(alloc_probe::allocations() - before, 0);
     assert!(fates.iter().all(|f| *f == MsgFate::Sent), "{fates:?}");
 }
+
+/// A pcapng tap annotates every frame (socket, queue time, qdisc) without
+/// allocating: its comment is written into a string kept from frame to
+/// frame, its options from a stack array.
+#[test]
+fn a_pcapng_tap_allocates_nothing_per_frame() {
+    use ipxmit::dev::DevConfig;
+    use ipxmit::neigh::NudState;
+    use ipxmit::wire::EthernetAddress;
+    use ipxmit::{MsgFlags, Stack, UdpSocket};
+    use ipxmit_drivers::pcap::{CaptureFormat, CaptureWriter, LinkType};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let stack = Stack::new();
+    let wire = ipxmit_drivers::mem::MemWire::new(4096);
+    let dev = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    stack.add_device(dev, wire.drivers(1)).unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let peer = Ipv4Addr::new(10, 0, 0, 2);
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", peer, mac, NudState::Permanent)
+        .unwrap();
+    let w = CaptureWriter::new(
+        std::io::sink(),
+        CaptureFormat::PcapNg,
+        LinkType::Ethernet,
+        0,
+        "eth0",
+    )
+    .unwrap();
+    let tap = ipxmit_drivers::capture::PcapTap::new(w, stack.now());
+    stack.device("eth0").unwrap().add_tap(tap.clone());
+    let mut s = UdpSocket::new(&stack);
+    let to = SocketAddrV4::new(peer, 9);
+    let mut round = || {
+        s.send_to(&[1u8; 18], to, MsgFlags::NONE).unwrap();
+        s.send_to(&[2u8; 3000], to, MsgFlags::NONE).unwrap();
+        wire.drain(drop);
+    };
+    for _ in 0..500 {
+        round();
+    }
+    let before = alloc_probe::allocations();
+    for _ in 0..1000 {
+        round();
+    }
+    assert_eq!(alloc_probe::allocations() - before, 0);
+    assert_eq!(tap.frames(), 1500 * 4);
+    assert_eq!(tap.errors(), 0);
+}

@@ -610,3 +610,188 @@ fn pcapng_file_two_interfaces_read_by_tcpdump() {
     check_pcapng(&bytes, &ifaces, &on);
     check_with_dissector(&tmp.0, &frames, "UDP");
 }
+
+/// The comment and flags options of each Enhanced Packet Block of a pcapng
+/// file, read back with `pcap-file`, in order.
+fn epb_annotations(bytes: &[u8]) -> Vec<(Option<String>, Option<u32>)> {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    let mut reader = PcapNgReader::new(bytes).expect("section header");
+    let mut out = Vec::new();
+    while let Some(block) = reader.next_block() {
+        if let Block::EnhancedPacket(epb) = block.expect("a well-formed block") {
+            let (mut comment, mut flags) = (None, None);
+            for o in &epb.options {
+                match o {
+                    EnhancedPacketOption::Comment(c) => comment = Some(c.to_string()),
+                    EnhancedPacketOption::Flags(f) => flags = Some(*f),
+                    _ => {}
+                }
+            }
+            out.push((comment, flags));
+        }
+    }
+    out
+}
+
+#[test]
+fn pcapng_comments_and_flags_read_back() {
+    use ipxmit_drivers::pcap::{Annotation, EPB_OUTBOUND, MAX_COMMENT};
+    let mut w =
+        CaptureWriter::new(Vec::new(), CaptureFormat::PcapNg, LinkType::Raw, 0, "tun0").unwrap();
+    let f = raw_udp(13);
+    let long = "é".repeat(MAX_COMMENT);
+    for (comment, flags) in [
+        ("sock 3", Some(EPB_OUTBOUND)),
+        ("", None),
+        (&long[..], None),
+    ] {
+        let ann = Annotation { comment, flags };
+        w.write_annotated(0, T0, &[&f], ann).unwrap();
+    }
+    let bytes = w.into_inner();
+    let got = epb_annotations(&bytes);
+    assert_eq!(got[0], (Some("sock 3".into()), Some(2)));
+    assert_eq!(got[1], (None, None));
+    let cut = got[2].0.as_ref().unwrap();
+    assert_eq!(cut.len(), MAX_COMMENT, "cut at a character boundary");
+    // Classic pcap ignores the annotation: the record is the frame alone.
+    let mut p = CaptureWriter::new(Vec::new(), CaptureFormat::Pcap, LinkType::Raw, 0, "").unwrap();
+    let ann = Annotation {
+        comment: "x",
+        flags: Some(EPB_OUTBOUND),
+    };
+    p.write_annotated(0, T0, &[&f], ann).unwrap();
+    assert_eq!(p.into_inner().len(), 24 + 16 + f.len());
+}
+
+/// A host on the manual clock, its wire taking one frame, `pfifo limit 1`
+/// with handle 1:, a pcapng tap on eth0: four datagrams — the first leaves
+/// (bypass), the second is refused by the full wire and requeued (the taps
+/// saw it before the driver refused it, as `dev_queue_xmit_nit` shows the
+/// kernel's taps a frame the driver then refuses), the third is dropped by
+/// the qdisc (captured at the drop point), then 5 ms later the wire is
+/// drained and the requeued one leaves having waited 5 ms.
+fn annotated_capture<W: Write + Send + 'static>(
+    w: CaptureWriter<W>,
+) -> std::sync::Arc<ipxmit_drivers::capture::PcapTap<W>> {
+    use ipxmit::neigh::NudState;
+    use ipxmit::wire::EthernetAddress;
+    use ipxmit::{DevConfig, ManualClock, MsgFlags, Stack, UdpSocket};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::sync::Arc;
+    let clock = Arc::new(ManualClock::new());
+    let stack = Stack::with_clock(clock.clone());
+    let wire = ipxmit_drivers::mem::MemWire::new(1);
+    let cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    stack.add_device(cfg, wire.drivers(1)).unwrap();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let peer = Ipv4Addr::new(10, 0, 0, 2);
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    stack
+        .add_neigh("eth0", peer, mac, NudState::Permanent)
+        .unwrap();
+    let spec = "pfifo limit 1".parse().unwrap();
+    let op = ipxmit::sched::api::QdiscOp::Replace;
+    stack
+        .qdisc_modify("eth0", op, Some(0x1_0000), &spec)
+        .unwrap();
+    let tap = ipxmit_drivers::capture::PcapTap::new(w, stack.now());
+    stack.device("eth0").unwrap().add_tap(tap.clone());
+    let mut s = UdpSocket::new(&stack);
+    for _ in 0..3 {
+        s.send_to(b"hello", SocketAddrV4::new(peer, 9), MsgFlags::NONE)
+            .unwrap();
+    }
+    clock.advance(Duration::from_millis(5));
+    wire.pop();
+    stack.poll();
+    tap
+}
+
+#[test]
+fn a_pcapng_tap_comments_socket_queue_time_qdisc_and_drops() {
+    let w = CaptureWriter::new(
+        Vec::new(),
+        CaptureFormat::PcapNg,
+        LinkType::Ethernet,
+        0,
+        "eth0",
+    )
+    .unwrap();
+    let tap = annotated_capture(w);
+    let bytes = tap.with_writer(|w| w.get_ref().clone());
+    let got = epb_annotations(&bytes);
+    let comments: Vec<&str> = got.iter().map(|(c, _)| c.as_deref().unwrap()).collect();
+    let sock = comments[0].split(' ').nth(1).unwrap();
+    assert_ne!(sock, "0", "a socket's frame names its socket");
+    assert_eq!(
+        comments,
+        [
+            format!("sock {sock} queue 0 ns qdisc bypass"),
+            format!("sock {sock} queue 0 ns qdisc bypass"),
+            format!(
+                "sock {sock} queue 0 ns qdisc 1: drop QDISC_DROP at qdisc_drop() \
+                 (ipxmit sched::Qdisc::enqueue)"
+            ),
+            format!("sock {sock} queue 5000000 ns qdisc 1:"),
+        ]
+    );
+    assert!(got.iter().all(|(_, f)| *f == Some(EPB_OUTBOUND_BITS)));
+}
+
+const EPB_OUTBOUND_BITS: u32 = 0b10;
+
+#[test]
+fn a_pcap_tap_keeps_classic_files_as_they_were() {
+    let w = CaptureWriter::new(
+        Vec::new(),
+        CaptureFormat::Pcap,
+        LinkType::Ethernet,
+        0,
+        "eth0",
+    )
+    .unwrap();
+    let tap = annotated_capture(w);
+    let bytes = tap.with_writer(|w| w.get_ref().clone());
+    let mut r = PcapReader::new(&bytes[..]).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        p.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 3, "what the driver was given, not the dropped frame");
+}
+
+#[test]
+fn tshark_shows_the_frame_comments() {
+    let Some(tshark) = on_path("tshark") else {
+        say("SKIPPED (tshark not installed): tshark_shows_the_frame_comments");
+        return;
+    };
+    let file = TempFile::new("annotated", "pcapng");
+    let w = create(&file.0, LinkType::Ethernet, "eth0").unwrap();
+    let tap = annotated_capture(w);
+    tap.flush().unwrap();
+    let out = Command::new(tshark)
+        .args(["-r"])
+        .arg(&file.0)
+        .args(["-T", "fields", "-e", "frame.comment", "-e", "frame.p2p_dir"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].ends_with("queue 0 ns qdisc bypass\t0"), "{text}");
+    assert!(
+        lines[2].contains("drop QDISC_DROP at qdisc_drop()"),
+        "{text}"
+    );
+    assert!(lines[3].contains("queue 5000000 ns qdisc 1:"), "{text}");
+}

@@ -412,6 +412,11 @@ impl<'a> XmitBatch<'a> {
         }
         let mut slot = self.root.q.lock();
         self.settle_bypassed(&mut slot);
+        for p in frames.iter_mut() {
+            // They wait from now on, in front of the qdisc.
+            p.meta.enqueued = self.ctx.now.as_nanos();
+            p.meta.qdisc = Some(slot.handle);
+        }
         requeue(self.root, &mut slot, &mut frames);
         slot.running = false;
         slot.put_batch(frames);
