@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -398,6 +399,12 @@ impl Meta {
 /// zero and given back when it returns there. A socket's budget counts the
 /// socket itself as one unit (the kernel's `sk_wmem_alloc` starts at 1), so
 /// while the socket lives no charge or release touches more than the count.
+///
+/// Charges point at the budget with a pointer from `Arc::as_ptr`, which
+/// carries the whole `Arc` allocation's provenance: the charges' reference
+/// is given back through it (`Arc::decrement_strong_count`), never through
+/// a pointer made from a `&SendBudget` (which covers only the budget, not
+/// the `Arc`'s counts: undefined behaviour under Stacked and Tree Borrows).
 #[derive(Debug)]
 pub struct SendBudget {
     /// Bytes charged plus `base`.
@@ -494,7 +501,9 @@ impl SendBudget {
     /// The socket lets go of its unit (`sk_free`'s `sk_wmem_alloc` drop).
     /// Call once, when the socket is dropped.
     pub(crate) fn close(self: &Arc<Self>) {
-        self.release(self.base);
+        // SAFETY: the pointer is the `Arc`'s own, and the socket's unit
+        // (`base`) is still in the count: this releases it, once.
+        unsafe { SendBudget::release(whole(self), self.base) };
     }
 
     /// Bytes currently charged (`sk_wmem_alloc`, less the socket's unit).
@@ -536,8 +545,10 @@ impl SendBudget {
     }
 
     /// Gives back `n` bytes of a [`SendBudget::precharge`] no buffer took.
-    pub(crate) fn release_unused(&self, n: usize) {
-        self.release(n);
+    pub(crate) fn release_unused(self: &Arc<Self>, n: usize) {
+        // SAFETY: the pointer is the `Arc`'s own, and the caller precharged
+        // at least `n` bytes no buffer took (see `precharge`).
+        unsafe { SendBudget::release(whole(self), n) };
     }
 
     /// Gathers the releases of this budget's charges by buffers freed on this
@@ -568,29 +579,70 @@ impl SendBudget {
     }
 
     /// Takes `n` back; at zero, gives back the charges' reference (which may
-    /// free the budget: nothing may touch `self` after this call).
-    fn release(&self, n: usize) {
+    /// free the budget: nothing may touch it after this call).
+    ///
+    /// # Safety
+    /// `this` comes from [`whole`] (an `Arc`'s pointer, with the whole
+    /// allocation's provenance), and at least `n` charged bytes are the
+    /// caller's to give back (so the charges' reference is held).
+    unsafe fn release(this: NonNull<SendBudget>, n: usize) {
         if n == 0 {
             return;
         }
-        let last = self.alloc.fetch_sub(n, Ordering::AcqRel) == n;
-        // The charges' reference is still held here (given back below),
-        // so the budget is alive to wake its sleepers.
-        if self.waiters.load(Ordering::Acquire) != 0 {
-            self.wake_waiters();
+        // SAFETY: the caller's `n` bytes are still in the count, so the
+        // charges' reference keeps the budget alive until the `fetch_sub`
+        // below; `b` is not used after it unless a reference is held.
+        let b = unsafe { this.as_ref() };
+        if b.waiters.load(Ordering::Acquire) != 0 {
+            // SAFETY: as above (the budget is alive, `this` is an `Arc`'s).
+            unsafe { SendBudget::release_and_wake(this, n) };
+            return;
         }
-        if last {
+        if b.alloc.fetch_sub(n, Ordering::AcqRel) == n {
             // SAFETY: the count was above zero, so the charges' reference
-            // (taken when it left zero) is still held; this gives it back.
-            unsafe { Arc::decrement_strong_count(self as *const SendBudget) };
+            // (taken when it left zero) is held; this gives it back, through
+            // the `Arc`'s own pointer. `b` is dead by now.
+            unsafe { Arc::decrement_strong_count(this.as_ptr()) };
         }
+    }
+
+    /// [`SendBudget::release`] with sleepers to wake: holds a reference of
+    /// its own across the wake-up, since once its bytes are off the count
+    /// another thread's release may give back the charges' reference.
+    ///
+    /// # Safety
+    /// As [`SendBudget::release`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn release_and_wake(this: NonNull<SendBudget>, n: usize) {
+        // SAFETY: the caller's bytes keep the budget alive now; the pointer
+        // is an `Arc`'s (see `whole`), so this takes a real reference.
+        unsafe { Arc::increment_strong_count(this.as_ptr()) };
+        // SAFETY: alive: the reference just taken is held until the end.
+        let b = unsafe { this.as_ref() };
+        if b.alloc.fetch_sub(n, Ordering::AcqRel) == n {
+            // SAFETY: the count was above zero: the charges' reference is
+            // held and is given back here (ours still keeps it alive).
+            unsafe { Arc::decrement_strong_count(this.as_ptr()) };
+        }
+        b.wake_waiters();
+        // SAFETY: gives back the reference taken above; `b` is dead now.
+        unsafe { Arc::decrement_strong_count(this.as_ptr()) };
     }
 }
 
+/// The budget's pointer as its `Arc` holds it, with the whole allocation's
+/// provenance (counts and budget), for a [`Charge`] to keep.
+#[inline(always)]
+fn whole(budget: &Arc<SendBudget>) -> NonNull<SendBudget> {
+    // SAFETY: an `Arc`'s data pointer is never null.
+    unsafe { NonNull::new_unchecked(Arc::as_ptr(budget).cast_mut()) }
+}
+
 /// A buffer's charge on a budget: the budget outlives it (see
-/// [`SendBudget`]), so a plain pointer.
+/// [`SendBudget`]), so a plain pointer, made by [`whole`].
 struct Charge {
-    budget: std::ptr::NonNull<SendBudget>,
+    budget: NonNull<SendBudget>,
     amount: usize,
 }
 
@@ -611,7 +663,9 @@ impl Charge {
     /// releases when they are that budget's).
     fn release(self) {
         if !defer_release(self.budget.as_ptr() as usize, self.amount) {
-            self.budget().release(self.amount);
+            // SAFETY: `budget` came from `whole`, and the charge's `amount`
+            // is in the count; `self` is consumed, so it is given back once.
+            unsafe { SendBudget::release(self.budget, self.amount) };
         }
     }
 }
@@ -849,7 +903,7 @@ impl BufPool {
         // it), and a fresh buffer's truesize is its head's.
         debug_assert!(b.charge.is_none() && truesize != 0);
         b.charge = Some(Charge {
-            budget: std::ptr::NonNull::from(&**budget),
+            budget: whole(budget),
             amount: truesize,
         });
         b
@@ -1619,7 +1673,7 @@ impl BufInner {
         }
         SendBudget::charge(budget, amount);
         self.charge = Some(Charge {
-            budget: std::ptr::NonNull::from(&**budget),
+            budget: whole(budget),
             amount,
         });
     }
@@ -1693,7 +1747,9 @@ impl Drop for GatheredReleases {
             return;
         };
         let (_, n) = RELEASES_GATHERED.with(|g| g.replace(self.prev));
-        b.release(n);
+        // SAFETY: the pointer is `b`'s own; the `n` bytes gathered are the
+        // charges released on this thread, not yet taken off the count.
+        unsafe { SendBudget::release(whole(&b), n) };
     }
 }
 
@@ -1750,5 +1806,29 @@ mod tests {
         kept.reverse();
         assert_eq!(popped, kept);
         assert_eq!(h.len(1), 0);
+    }
+
+    /// The release path with sleepers (`release_and_wake`) wakes them and
+    /// frees a budget nothing else holds with the last charge, through the
+    /// `Arc`'s own pointer (Miri checks the provenance and the free).
+    #[test]
+    fn a_release_with_sleepers_wakes_them_and_the_last_frees_the_budget() {
+        use super::{PacketBuf, SendBudget};
+        use std::sync::atomic::Ordering;
+        let budget = SendBudget::new(10_000);
+        let weak = std::sync::Arc::downgrade(&budget);
+        let mut a = PacketBuf::with_capacity(200);
+        let mut b = PacketBuf::with_capacity(300);
+        a.set_owner(&budget);
+        b.set_owner(&budget);
+        // As if a blocked sender slept in `wait`.
+        budget.waiters.store(1, Ordering::Release);
+        let epoch = budget.epoch();
+        drop(budget);
+        drop(a);
+        let owner = b.owner().map(|o| (o.epoch(), o.allocated()));
+        assert_eq!(owner, Some((epoch + 1, 300 + super::BUF_OVERHEAD)));
+        drop(b);
+        assert!(weak.upgrade().is_none(), "freed with the last charge");
     }
 }

@@ -273,6 +273,11 @@ fn sum_native_avx2(data: &[u8]) -> u64 {
 }
 
 /// Never called off x86-64 (`has_avx2` is false there).
+///
+/// # Safety
+///
+/// None: `unsafe` only so its caller reads as on x86-64, where the
+/// function needs AVX2 (the SAFETY note at the call).
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn sum_native_avx2(data: &[u8]) -> u64 {
     sum_native_lanes(data)
@@ -522,6 +527,11 @@ impl WordSums {
 }
 
 /// Never called off x86-64 (`has_avx2` is false there).
+///
+/// # Safety
+///
+/// None: `unsafe` only so its caller reads as on x86-64, where the
+/// function needs AVX2 (the SAFETY note at the call).
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn copy_sum_scatter_avx2<'s, 'd>(
     _segs: impl Iterator<Item = CopySeg<'s, 'd>>,
@@ -530,6 +540,11 @@ unsafe fn copy_sum_scatter_avx2<'s, 'd>(
 }
 
 /// Never called off x86-64 (`has_avx2` is false there).
+///
+/// # Safety
+///
+/// None: `unsafe` only so its caller reads as on x86-64, where the
+/// function needs AVX2 (the SAFETY note at the call).
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn copy_sum_native_avx2(src: &[u8], dst: &mut [u8]) -> u64 {
     dst.copy_from_slice(src);
@@ -691,10 +706,25 @@ mod tests {
         }
     }
 
+    /// Divides the proptests' input lengths: Miri interprets every byte.
+    #[cfg(not(miri))]
+    const MIRI_SHRINK: usize = 1;
+    /// See above.
+    #[cfg(miri)]
+    const MIRI_SHRINK: usize = 10;
+
+    /// Bytes of `all_ones_carries`: 1 MiB, or 4 KiB under Miri, which
+    /// interprets every byte (still eight 32-byte blocks per lane fold).
+    #[cfg(not(miri))]
+    const ALL_ONES: usize = 1 << 20;
+    /// See above.
+    #[cfg(miri)]
+    const ALL_ONES: usize = 1 << 12;
+
     #[test]
     fn all_ones_carries() {
         // Maximal words stress the end-around carry of every stage.
-        let data = vec![0xffu8; 1 << 20];
+        let data = vec![0xffu8; ALL_ONES];
         assert_eq!(Csum::of(&data).fold(), 0xffff);
         assert_eq!(reference_fold(&data), 0xffff);
         assert_eq!(checksum(&data), oracle(&data));
@@ -732,14 +762,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_oracles(data in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        fn matches_oracles(data in proptest::collection::vec(any::<u8>(), 0..3000 / MIRI_SHRINK)) {
             prop_assert_eq!(Csum::of(&data).fold(), reference_fold(&data));
             prop_assert_eq!(checksum(&data), oracle(&data));
         }
 
         #[test]
         fn split_and_combine(
-            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            data in proptest::collection::vec(any::<u8>(), 0..2000 / MIRI_SHRINK),
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
         ) {
             let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
@@ -754,7 +784,7 @@ mod tests {
         }
 
         #[test]
-        fn copy_and_sum_matches(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        fn copy_and_sum_matches(data in proptest::collection::vec(any::<u8>(), 0..5000 / MIRI_SHRINK)) {
             let mut dst = vec![0u8; data.len()];
             let sum = Csum::copy_and_sum(&data, &mut dst);
             prop_assert_eq!(&dst, &data);
@@ -764,7 +794,7 @@ mod tests {
 
         #[test]
         fn copy_and_sum_scatter_matches(
-            data in proptest::collection::vec(any::<u8>(), 0..4000),
+            data in proptest::collection::vec(any::<u8>(), 0..4000 / MIRI_SHRINK),
             src_cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..24),
             dst_cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
             mark in any::<prop::sample::Index>(),
@@ -814,7 +844,7 @@ mod tests {
 
         #[test]
         fn copy_and_sum_unaligned(
-            data in proptest::collection::vec(any::<u8>(), 0..5000),
+            data in proptest::collection::vec(any::<u8>(), 0..5000 / MIRI_SHRINK),
             src_at in 0usize..67,
             dst_at in 0usize..67,
         ) {
@@ -854,8 +884,8 @@ mod tests {
 
         #[test]
         fn sub_removes_block(
-            head in proptest::collection::vec(any::<u8>(), 0..200),
-            tail in proptest::collection::vec(any::<u8>(), 0..200),
+            head in proptest::collection::vec(any::<u8>(), 0..200 / MIRI_SHRINK),
+            tail in proptest::collection::vec(any::<u8>(), 0..200 / MIRI_SHRINK),
         ) {
             let mut whole = head.clone();
             whole.extend_from_slice(&tail);
