@@ -177,13 +177,11 @@ pub fn neigh_output(
     }
 }
 
-/// Runs every due neighbour timer (probes, FAILED, REACHABLE → STALE).
+/// Runs every due neighbour timer (probes, FAILED, REACHABLE → STALE),
+/// taken off the table's timer queue: O(expired), not a scan of the table.
 pub fn run_timers(stack: &Stack, now: Instant) {
     let parms = stack.neigh.parms();
-    for n in stack.neigh.entries() {
-        if n.timer().is_none_or(|t| t > now) {
-            continue;
-        }
+    for n in stack.neigh.due(now) {
         let a = n.run_timer(now, parms);
         if a.probe.is_none() && a.drop.is_empty() {
             continue;

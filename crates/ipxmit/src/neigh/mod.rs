@@ -25,15 +25,18 @@
 //!   learned as STALE; gratuitous ARP updates an existing entry.
 //! * PERMANENT (static) and NOARP entries never change.
 //!
-//! Timers are driven by the injected clock through [`crate::stack::Stack::poll`].
+//! Timers are driven by the injected clock through [`crate::stack::Stack::poll`];
+//! armed timers wait in a heap ([`timers`]), so a poll with none due costs
+//! O(1) and running them O(expired · log n), whatever the table's size.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::buf::PacketBuf;
 use crate::dev::NetDevice;
@@ -42,6 +45,9 @@ use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 pub mod arp;
+mod timers;
+
+use timers::TimerQueue;
 
 pub use arp::{arp_rcv, neigh_output, run_timers};
 
@@ -211,6 +217,52 @@ pub struct Neighbour {
     /// Our hardware address on that interface.
     dev_addr: EthernetAddress,
     inner: Mutex<NeighInner>,
+    /// The armed timer's time in nanoseconds ([`NOT_ARMED`] for none), as
+    /// `inner.timer`, readable without the lock (to tell stale heap items).
+    armed: AtomicU64,
+    /// The table's timer queue, where arming the timer records it.
+    timers: Arc<TimerQueue>,
+}
+
+/// [`Neighbour::armed`] with no timer.
+const NOT_ARMED: u64 = u64::MAX;
+
+/// The entry's lock, for a change that may arm its timer: when the guard
+/// goes, a timer armed at a new time is recorded in the table's queue
+/// (`neigh_add_timer`), and [`Neighbour::armed`] follows `timer`.
+struct Armed<'a> {
+    n: &'a Neighbour,
+    i: MutexGuard<'a, NeighInner>,
+    /// The timer as recorded in the queue; a timer differing from it when
+    /// the guard goes is recorded anew.
+    recorded: Option<Instant>,
+}
+
+impl std::ops::Deref for Armed<'_> {
+    type Target = NeighInner;
+    fn deref(&self) -> &NeighInner {
+        &self.i
+    }
+}
+
+impl std::ops::DerefMut for Armed<'_> {
+    fn deref_mut(&mut self) -> &mut NeighInner {
+        &mut self.i
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        let t = self.i.timer;
+        if t == self.recorded {
+            return;
+        }
+        let ns = t.map_or(NOT_ARMED, Instant::as_nanos);
+        self.n.armed.store(ns, Ordering::Release);
+        if let Some(t) = t {
+            self.n.timers.arm(t, (self.n.ifindex, self.n.addr));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -261,6 +313,7 @@ impl Neighbour {
         now: Instant,
         parms: &NeighParms,
         noarp: Option<EthernetAddress>,
+        timers: Arc<TimerQueue>,
     ) -> Neighbour {
         let seed = u64::from(u32::from(addr)) ^ now.as_nanos();
         Neighbour {
@@ -285,6 +338,27 @@ impl Neighbour {
                 queue_bytes: 0,
                 releasing: false,
             }),
+            armed: AtomicU64::new(NOT_ARMED),
+            timers,
+        }
+    }
+
+    /// The entry's lock for a change that may arm the timer ([`Armed`]).
+    fn lock_armed(&self) -> Armed<'_> {
+        let i = self.inner.lock();
+        let recorded = i.timer;
+        Armed {
+            n: self,
+            i,
+            recorded,
+        }
+    }
+
+    /// The armed timer as the table's queue sees it, without the lock.
+    fn armed_at(&self) -> Option<Instant> {
+        match self.armed.load(Ordering::Acquire) {
+            NOT_ARMED => None,
+            ns => Some(Instant::from_nanos(ns)),
         }
     }
 
@@ -330,7 +404,7 @@ impl Neighbour {
     /// that is not connected: send with the old address (STALE moves to DELAY),
     /// or queue and start (or continue) resolution.
     pub fn resolve(&self, pkt: PacketBuf, now: Instant, parms: &NeighParms) -> Resolved {
-        let mut i = self.inner.lock();
+        let mut i = self.lock_armed();
         i.used = now;
         let started = matches!(i.state, NudState::None | NudState::Failed);
         match i.state {
@@ -377,7 +451,7 @@ impl Neighbour {
         admin: bool,
         now: Instant,
     ) -> Actions {
-        let mut i = self.inner.lock();
+        let mut i = self.lock_armed();
         if tracing::level_enabled!(tracing::Level::INFO) {
             self.trace_update(&i, (state, lladdr), admin);
         }
@@ -464,12 +538,15 @@ impl Neighbour {
 
     /// Kernel: `neigh_timer_handler()`. Runs the entry's timer if due.
     pub fn run_timer(&self, now: Instant, parms: &NeighParms) -> Actions {
-        let mut i = self.inner.lock();
+        let mut i = self.lock_armed();
         let mut a = Actions::default();
         let Some(t) = i.timer else { return a };
         if t > now {
             return a;
         }
+        // The queue's item for `t` was taken to get here: whatever timer
+        // this leaves armed (even at `t` again) is recorded anew.
+        i.recorded = None;
         i.timer = None;
         match i.state {
             NudState::Reachable => reachable_expired(&mut i, now, parms),
@@ -579,6 +656,8 @@ impl std::hash::Hasher for MulHasher {
 pub struct NeighTable {
     map: RwLock<HashMap<(u32, Ipv4Addr), Arc<Neighbour>, FastHash>>,
     parms: NeighParms,
+    /// The entries' armed timers, earliest first (some stale).
+    timers: Arc<TimerQueue>,
 }
 
 impl NeighTable {
@@ -626,6 +705,7 @@ impl NeighTable {
                     now,
                     &self.parms,
                     arp::constructor(dev, addr),
+                    self.timers.clone(),
                 ))
             })
             .clone()
@@ -643,8 +723,38 @@ impl NeighTable {
         v
     }
 
-    /// The earliest timer of any entry.
+    /// The earliest timer of any entry: the timer queue's first item that
+    /// is not stale (stale ones ahead of it are discarded).
     pub fn next_timer(&self) -> Option<Instant> {
-        self.map.read().values().filter_map(|n| n.timer()).min()
+        loop {
+            let (t, key) = self.timers.peek()?;
+            let live = self.map.read().get(&key).map(|n| n.armed_at());
+            if live == Some(Some(t)) {
+                return Some(t);
+            }
+            self.timers.discard(t, key);
+        }
+    }
+
+    /// Kernel: the timer wheel's expiry of `neigh_timer_handler` timers.
+    /// Takes the timers due at `now` off the queue and returns their
+    /// entries (each once, in key order) whose timer is still due; the
+    /// caller runs them ([`Neighbour::run_timer`]).
+    pub fn due(&self, now: Instant) -> Vec<Arc<Neighbour>> {
+        let keys = self.timers.take_due(now);
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let map = self.map.read();
+        keys.iter()
+            .filter_map(|k| map.get(k))
+            .filter(|n| n.timer().is_some_and(|t| t <= now))
+            .cloned()
+            .collect()
+    }
+
+    /// Items in the timer queue, stale ones included (for tests).
+    pub fn timer_items(&self) -> usize {
+        self.timers.len()
     }
 }
