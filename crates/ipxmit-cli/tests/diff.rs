@@ -64,7 +64,7 @@ fn a_script_both_agree_on_has_no_differences() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout
-            .ends_with("23 lines compared, frames on every link, 9 counters: no differences\n"),
+            .ends_with("23 lines compared, frames on every link, 13 counters: no differences\n"),
         "{}",
         r.stdout
     );
@@ -91,7 +91,7 @@ line 3: ip addr add 10.0.0.5/24 dev eth0 label eth0:1
     // Line 4 is refused by both, with ip's own message: no difference.
     assert!(
         r.stdout
-            .ends_with("4 lines compared, frames on every link, 9 counters: 1 differences\n"),
+            .ends_with("4 lines compared, frames on every link, 13 counters: 1 differences\n"),
         "{}",
         r.stdout
     );
@@ -111,4 +111,38 @@ fn a_link_without_a_kernel_counterpart_is_refused() {
         r.stderr
     );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
+/// A neighbour that never answers: the kernel's `arp_error_report()`
+/// sends the host an ICMP host unreachable for each datagram queued (a
+/// first fragment only), which reaches an `IP_RECVERR` socket's
+/// `SO_ERROR`; ipxmit must count and deliver the same.
+#[test]
+fn a_failed_neighbour_reports_host_unreachable_to_the_sender() {
+    if skip("a_failed_neighbour_reports_host_unreachable_to_the_sender") {
+        return;
+    }
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+socket s udp
+sockopt s ip_recverr 1
+send s to 10.0.0.77:8 len 10
+send s to 10.0.0.77:8 len 3000
+sleep 4s
+getsockopt s so_error
+getsockopt s so_error
+socket c udp connect 10.0.0.78:9
+send c len 10
+sleep 4s
+getsockopt c so_error
+send c len 10
+";
+    let r = diff("diff-neigh-failed", script);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .ends_with("12 lines compared, frames on every link, 13 counters: no differences\n"),
+        "{}",
+        r.stdout
+    );
 }

@@ -107,13 +107,13 @@ fn unanswered_neighbour_is_not_success() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stdout
-            .contains("result: 10 IP packets: 0 sent, 10 dropped (NEIGH_FAILED 10), 0 queued"),
+            .contains("result: 20 IP packets: 10 sent (10 through lo: ICMP errors to the host itself), 10 dropped (NEIGH_FAILED 10), 0 queued"),
         "{}",
         r.stdout
     );
     assert!(
         r.stderr
-            .contains("10 of 10 IP packets dropped (NEIGH_FAILED 10)"),
+            .contains("10 of 20 IP packets dropped (NEIGH_FAILED 10)"),
         "{}",
         r.stderr
     );

@@ -47,6 +47,10 @@ pub struct DiffArgs {
 
 /// The MIB counters compared at the end.
 const COUNTERS: &[&str] = &[
+    "IcmpOutMsgs",
+    "IcmpInMsgs",
+    "IcmpOutDestUnreachs",
+    "IcmpInDestUnreachs",
     "IpOutRequests",
     "IpOutNoRoutes",
     "IpOutDiscards",

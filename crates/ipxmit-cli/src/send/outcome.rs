@@ -115,13 +115,26 @@ pub fn linger(stack: &Stack, limit: Duration, mut drain: impl FnMut()) -> (Durat
     }
 }
 
+/// Frames `lo` sent: IP packets of the run that never reach a wire.
+fn loopback_tx(stack: &Stack) -> u64 {
+    stack
+        .devices()
+        .iter()
+        .filter(|d| d.is_loopback())
+        .map(|d| d.stats.get(ipxmit::stats::DevCounter::TxPackets))
+        .sum()
+}
+
 /// The IP packets a run's sends produced, and where each ended.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
     /// IP packets handed to the neighbour layer.
     pub packets: u64,
-    /// IP packets that left the device.
+    /// IP packets that left the device, and `lo`.
     pub sent: u64,
+    /// Of them, those through `lo`: ICMP errors the host sent itself (a
+    /// neighbour that failed: `arp_error_report()`).
+    pub through_lo: u64,
     /// Drop reasons and counts (every frame, non-zero only).
     pub dropped: Vec<(&'static str, u64)>,
     /// IP packets dropped (the drop reasons' total less `other_dropped`).
@@ -167,12 +180,15 @@ impl Outcome {
             .collect();
         let reasons: u64 = dropped.iter().map(|(_, n)| n).sum();
         let (queued_neigh, queued_qdisc) = queued(stack);
+        let through_lo = loopback_tx(stack);
+        let sent = sent + through_lo;
         let packets = transmits + extra_segments;
         let found = sent + reasons + queued_neigh + queued_qdisc;
         let other_dropped = found.saturating_sub(packets).min(reasons);
         Outcome {
             packets,
             sent,
+            through_lo,
             dropped,
             dropped_total: reasons - other_dropped,
             other_dropped,
@@ -193,9 +209,13 @@ impl Outcome {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         let mut s = format!(
-            "result: {}: {} sent, {} dropped{}, {} queued at exit ({} awaiting a neighbour, {} in qdiscs)",
+            "result: {}: {} sent{}, {} dropped{}, {} queued at exit ({} awaiting a neighbour, {} in qdiscs)",
             crate::human::count(self.packets, "IP packet"),
             self.sent,
+            match self.through_lo {
+                0 => String::new(),
+                n => format!(" ({n} through lo: ICMP errors to the host itself)"),
+            },
             self.dropped_total,
             if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
             self.queued_neigh + self.queued_qdisc,
@@ -225,7 +245,7 @@ impl Outcome {
     /// The same as JSON.
     pub fn json(&self) -> Value {
         json!({
-            "packets": self.packets, "sent": self.sent,
+            "packets": self.packets, "sent": self.sent, "through_lo": self.through_lo,
             "dropped": self.dropped_total,
             "drop_reasons": self.dropped.iter().map(|(r, n)| (r.to_string(), json!(n)))
                 .collect::<serde_json::Map<_, _>>(),

@@ -192,41 +192,78 @@ const ICMP_ERR_MAX: usize = 576;
 /// ICMP error. Counts `IcmpOutMsgs` and the type's counters; returns
 /// whether it was handed to the output path.
 pub fn send(stack: &Stack, l: &Local<'_>, icmp_type: u8, code: u8, info: u32) -> bool {
-    let ip = &l.ip;
-    if l.kind != LocalKind::Unicast || ip.frag_offset() != 0 || is_icmp_error(ip) {
+    if l.kind != LocalKind::Unicast {
         return false;
     }
-    let (daddr, saddr) = (ip.src_addr(), ip.dst_addr());
-    // icmp_route_lookup(): from the address the datagram was sent to; a
-    // source that is not the host's (a datagram looped through `lo` to a
-    // foreign address) finds no route, and nothing is sent.
+    // A datagram received for the host: the error comes from the address
+    // it was sent to.
+    send_error(stack, &l.ip, l.ip.dst_addr(), (icmp_type, code, info))
+}
+
+/// Kernel: `ipv4_link_failure()`: a datagram the host sent whose next hop
+/// did not resolve (`arp_error_report()` when the neighbour fails) makes
+/// `icmp_send()` report "host unreachable" to its source, the host
+/// itself, from the address the route back chooses (an output route:
+/// `saddr` 0). The error arrives through `lo` as any other, and reaches
+/// the socket by the rules of ICMP errors (with `IP_RECVERR`: the error
+/// queue and `SO_ERROR`). `datagram` starts at the IP header.
+pub fn link_failure(stack: &Stack, datagram: &[u8]) -> bool {
+    let total = match datagram.get(2..4) {
+        Some(t) => usize::from(u16::from_be_bytes([t[0], t[1]])),
+        None => return false,
+    };
+    let Ok(ip) = Ipv4Packet::new_checked(&datagram[..total.min(datagram.len())]) else {
+        return false;
+    };
+    let d = ip.dst_addr();
+    if d.is_broadcast() || d.is_multicast() {
+        return false;
+    }
+    send_error(
+        stack,
+        &ip,
+        Ipv4Addr::UNSPECIFIED,
+        (icmp::DEST_UNREACH, 1, 0),
+    )
+}
+
+/// The body of `__icmp_send()`: the checks on the datagram `ip`, the
+/// route back to its source from `saddr` (0: the route's choice), the
+/// message and its counters.
+fn send_error(
+    stack: &Stack,
+    ip: &Ipv4Packet<&[u8]>,
+    saddr: Ipv4Addr,
+    (icmp_type, code, info): (u8, u8, u32),
+) -> bool {
+    if ip.frag_offset() != 0 || is_icmp_error(ip) {
+        return false;
+    }
+    let daddr = ip.src_addr();
+    let tos = (ip.tos() & 0x1e) | 0xc0;
+    // icmp_route_lookup(): a source that is not the host's (a datagram
+    // looped through `lo` to a foreign address) finds no route, and
+    // nothing is sent.
     let key = crate::route::FlowKey {
         saddr,
-        tos: (ip.tos() & 0x1e) | 0xc0,
+        tos,
         proto: 1,
         ..crate::route::FlowKey::to(daddr)
     };
     let Ok((dst, _)) = stack.route_output_key(&key) else {
         return false;
     };
+    let saddr = match saddr.is_unspecified() {
+        true => stack.source_for(&dst),
+        false => saddr,
+    };
     let room = (dst.mtu() as usize)
         .min(ICMP_ERR_MAX)
         .saturating_sub(20 + icmp::HEADER_LEN);
     let quote = &ip.as_bytes()[..ip.as_bytes().len().min(room)];
-    let hroom = dst.dev.ll_reserved_space() + 20;
-    let mut pkt = stack.pool.alloc(hroom + icmp::HEADER_LEN + quote.len());
-    pkt.reserve(hroom);
-    let body = pkt.put(icmp::HEADER_LEN + quote.len());
-    let mut m = IcmpPacket::new_unchecked(&mut *body);
-    m.set_msg_type(icmp_type);
-    m.set_code(code);
-    m.set_rest(info);
-    m.data_mut().copy_from_slice(quote);
-    m.fill_checksum();
-    pkt.push(20);
-    pkt.reset_network_header();
+    let mut pkt = error_packet(stack, &dst, (icmp_type, code, info), quote);
     let fields = HeaderFields {
-        tos: (ip.tos() & 0x1e) | 0xc0,
+        tos,
         ident: stack.idents.reserve(daddr, saddr, 1, 1),
         df: false,
         ttl: stack.default_ttl(),
@@ -245,6 +282,29 @@ pub fn send(stack: &Stack, l: &Local<'_>, icmp_type: u8, code: u8, info: u32) ->
         c.inc(Mib::IcmpMsgOutType3);
     }
     local_out(stack, pkt).is_ok()
+}
+
+/// The error's buffer: the ICMP header and `quote` written, room for the
+/// IP header in front (the network header set there).
+fn error_packet(
+    stack: &Stack,
+    dst: &crate::route::Dst,
+    (icmp_type, code, info): (u8, u8, u32),
+    quote: &[u8],
+) -> crate::buf::PacketBuf {
+    let hroom = dst.dev.ll_reserved_space() + 20;
+    let mut pkt = stack.pool.alloc(hroom + icmp::HEADER_LEN + quote.len());
+    pkt.reserve(hroom);
+    let body = pkt.put(icmp::HEADER_LEN + quote.len());
+    let mut m = IcmpPacket::new_unchecked(&mut *body);
+    m.set_msg_type(icmp_type);
+    m.set_code(code);
+    m.set_rest(info);
+    m.data_mut().copy_from_slice(quote);
+    m.fill_checksum();
+    pkt.push(20);
+    pkt.reset_network_header();
+    pkt
 }
 
 /// An ICMP message that is an error, or of an unknown type: never

@@ -60,9 +60,15 @@ pub fn solicit(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr
 }
 
 /// Carries out what a neighbour state change asks: the ARP request, the
-/// release of queued packets, the drops.
+/// release of queued packets, the drops (a failed neighbour's datagrams
+/// first report "host unreachable" to their source, `arp_error_report()`).
 pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, a: Actions) {
-    for (p, reason) in a.drop {
+    for (mut p, reason) in a.drop {
+        if reason == crate::stats::DropReason::NeighFailed {
+            // arp_error_report(): the datagram's source hears of it.
+            p.linearize();
+            crate::ipv4::icmp::link_failure(stack, p.network_header());
+        }
         match DropSite::of_neigh(reason) {
             Some(site) => stack.counters.drop_at(site),
             None => stack.counters.drop(reason),
