@@ -1,4 +1,5 @@
-//! Every drop site of the transmit path, provoked one by one: each scenario
+//! Every drop site, provoked one by one — the transmit path's by sends,
+//! the receive side's by frames handed to `eth0`: each scenario
 //! makes one site drop and checks that site's counter, its reason's
 //! counter, and that every reason's count is the sum of its sites' (no drop
 //! counted without a site). The last test checks that the scenarios cover
@@ -284,6 +285,184 @@ fn backlog_site() -> DropSite {
     check(&stack, DropSite::Backlog, 5, false)
 }
 
+/// An Ethernet frame to `mac` with an IPv4 header from `src` to `dst` of
+/// protocol `proto` (checksum filled, then `edit` applied to the header)
+/// and `payload`.
+fn rx_frame(
+    mac: [u8; 6],
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    proto: u8,
+    payload: &[u8],
+    edit: fn(&mut [u8]),
+) -> Vec<u8> {
+    use ipxmit::wire::Ipv4Packet;
+    let mut f = Vec::with_capacity(34 + payload.len());
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 0x08, 0x00]);
+    let mut h = [0u8; 20];
+    let mut ip = Ipv4Packet::new_unchecked(&mut h[..]);
+    ip.set_version(4);
+    ip.set_header_len(20);
+    ip.set_total_len(20 + payload.len() as u16);
+    ip.set_ttl(64);
+    ip.set_protocol(ipxmit::wire::IpProtocol(proto));
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    ip.fill_checksum();
+    edit(&mut h);
+    f.extend_from_slice(&h);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A UDP datagram from the peer's port 7 to `dport` of ours.
+fn rx_udp(dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 8 + data.len()];
+    let mut u = ipxmit::wire::UdpPacket::new_unchecked(&mut b[..]);
+    u.set_src_port(7);
+    u.set_dst_port(dport);
+    u.set_len(8 + data.len() as u16);
+    u.payload_mut().copy_from_slice(data);
+    u.fill_checksum(common::PEER, ME);
+    b
+}
+
+/// An ICMP message of `t`/`code` with `quote` after its header.
+fn rx_icmp(t: u8, code: u8, quote: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 8 + quote.len()];
+    let mut m = ipxmit::wire::icmp::IcmpPacket::new_unchecked(&mut b[..]);
+    m.set_msg_type(t);
+    m.set_code(code);
+    m.data_mut().copy_from_slice(quote);
+    m.fill_checksum();
+    b
+}
+
+const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const MAC_ME: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+fn no_edit(_: &mut [u8]) {}
+
+/// The header's checksum computed again after an edit.
+fn refill(h: &mut [u8]) {
+    ipxmit::wire::Ipv4Packet::new_unchecked(h).fill_checksum();
+}
+
+/// Each receive-side site with the frame that makes it drop.
+fn receive_sites() -> Vec<DropSite> {
+    use DropSite::*;
+    let peer = common::PEER;
+    let to_me = (peer, ME);
+    let udp = rx_udp(9, b"data");
+    let mut bad_udp = udp.clone();
+    bad_udp[6] ^= 0xff;
+    let mut bad_icmp = rx_icmp(3, 3, &[0x45; 28]);
+    bad_icmp[2] ^= 0xff;
+    let quote_ihl4 = [&[0x44u8][..], &[0; 27]].concat();
+    let cases: Vec<(DropSite, Vec<u8>)> = vec![
+        (
+            RcvOtherHost,
+            rx_frame([2, 0, 0, 0, 0, 9], to_me, 17, &udp, no_edit),
+        ),
+        (
+            RcvHeader,
+            rx_frame(MAC_ME, to_me, 17, &udp, |h| h[0] = 0x65),
+        ),
+        (
+            RcvChecksum,
+            rx_frame(MAC_ME, to_me, 17, &udp, |h| h[10] ^= 1),
+        ),
+        (
+            RcvTruncated,
+            rx_frame(MAC_ME, to_me, 17, &udp, |h| {
+                h[3] += 10;
+                refill(h);
+            }),
+        ),
+        (
+            RcvFragment,
+            rx_frame(MAC_ME, to_me, 17, &udp, |h| {
+                h[6] |= 0x20;
+                refill(h);
+            }),
+        ),
+        (
+            RcvMartian,
+            rx_frame(MAC_ME, (Ipv4Addr::new(224, 0, 0, 5), ME), 17, &udp, no_edit),
+        ),
+        (
+            RcvNoGroup,
+            rx_frame(
+                MAC_ME,
+                (peer, Ipv4Addr::new(239, 1, 1, 1)),
+                17,
+                &udp,
+                no_edit,
+            ),
+        ),
+        (
+            RcvBadDest,
+            rx_frame(MAC_ME, (peer, Ipv4Addr::new(0, 1, 2, 3)), 17, &udp, no_edit),
+        ),
+        (
+            RcvNotLocal,
+            rx_frame(
+                MAC_ME,
+                (peer, Ipv4Addr::new(10, 0, 0, 77)),
+                17,
+                &udp,
+                no_edit,
+            ),
+        ),
+        (RcvNoProto, rx_frame(MAC_ME, to_me, 200, b"x", no_edit)),
+        (IcmpShort, rx_frame(MAC_ME, to_me, 1, &[3, 3, 0], no_edit)),
+        (IcmpChecksum, rx_frame(MAC_ME, to_me, 1, &bad_icmp, no_edit)),
+        (
+            IcmpType,
+            rx_frame(MAC_ME, to_me, 1, &rx_icmp(40, 0, &[]), no_edit),
+        ),
+        (
+            IcmpBroadcast,
+            rx_frame(
+                MAC_ME,
+                (peer, Ipv4Addr::BROADCAST),
+                1,
+                &rx_icmp(8, 0, &[]),
+                no_edit,
+            ),
+        ),
+        (
+            IcmpShortQuote,
+            rx_frame(MAC_ME, to_me, 1, &rx_icmp(3, 3, &[0x45; 8]), no_edit),
+        ),
+        (
+            IcmpQuoteHeader,
+            rx_frame(MAC_ME, to_me, 1, &rx_icmp(3, 3, &quote_ihl4), no_edit),
+        ),
+        (UdpShort, rx_frame(MAC_ME, to_me, 17, &[0, 7, 0], no_edit)),
+        (UdpChecksum, rx_frame(MAC_ME, to_me, 17, &bad_udp, no_edit)),
+        (UdpNoSocket, rx_frame(MAC_ME, to_me, 17, &udp, no_edit)),
+    ];
+    let mut v = Vec::new();
+    for (site, frame) in cases {
+        let (stack, _w) = common::mem_host(common::eth0(), 1, 64);
+        let eth0 = stack.device("eth0").unwrap();
+        stack.receive(&eth0, &frame);
+        v.push(check(&stack, site, 1, false));
+    }
+    let (stack, _w) = common::mem_host(common::eth0(), 1, 64);
+    let mut s = UdpSocket::new(&stack);
+    s.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9)).unwrap();
+    s.set_rcvbuf(0);
+    let eth0 = stack.device("eth0").unwrap();
+    let big = rx_udp(9, &[7; 1000]);
+    for _ in 0..4 {
+        stack.receive(&eth0, &rx_frame(MAC_ME, to_me, 17, &big, no_edit));
+    }
+    v.push(check(&stack, UdpRcvbuf, 1, true));
+    v
+}
+
 #[test]
 fn every_drop_site_is_provoked_named_and_counted() {
     let mut covered = BTreeSet::new();
@@ -292,6 +471,7 @@ fn every_drop_site_is_provoked_named_and_counted() {
     covered.extend(qdisc_sites());
     covered.extend(neigh_sites());
     covered.insert(backlog_site());
+    covered.extend(receive_sites());
     let all: BTreeSet<DropSite> = DropSite::ALL.iter().copied().collect();
     let missing: Vec<_> = all.difference(&covered).collect();
     assert!(missing.is_empty(), "sites without a scenario: {missing:?}");

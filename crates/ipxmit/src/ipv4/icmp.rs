@@ -17,7 +17,7 @@ use crate::ipv4::input::{Local, LocalKind};
 use crate::ipv4::options::IpOptions;
 use crate::ipv4::output::{build_header, local_out, HeaderFields};
 use crate::stack::Stack;
-use crate::stats::{DropReason, Mib};
+use crate::stats::{DropSite, Mib};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::Ipv4Packet;
 
@@ -85,13 +85,13 @@ pub fn rcv<'a>(stack: &Stack, l: &Local<'a>) -> Option<IcmpError<'a>> {
     let data = &bytes[l.ip.header_len()..];
     let Ok(msg) = IcmpPacket::new_checked(data) else {
         c.inc(Mib::IcmpInErrors);
-        c.drop(DropReason::NotSpecified);
+        c.drop_at(DropSite::IcmpShort);
         return None;
     };
     if !msg.verify_checksum() {
         c.inc(Mib::IcmpInCsumErrors);
         c.inc(Mib::IcmpInErrors);
-        c.drop(DropReason::IcmpCsum);
+        c.drop_at(DropSite::IcmpChecksum);
         return None;
     }
     let t = msg.msg_type();
@@ -101,7 +101,7 @@ pub fn rcv<'a>(stack: &Stack, l: &Local<'a>) -> Option<IcmpError<'a>> {
     }
     if t > icmp::NR_ICMP_TYPES {
         c.inc(Mib::IcmpInErrors);
-        c.drop(DropReason::UnhandledProto);
+        c.drop_at(DropSite::IcmpType);
         return None;
     }
     // To a broadcast or multicast address only address-mask messages are
@@ -109,7 +109,7 @@ pub fn rcv<'a>(stack: &Stack, l: &Local<'a>) -> Option<IcmpError<'a>> {
     // (it is 1 by default, and ipxmit keeps no such sysctl).
     if l.kind != LocalKind::Unicast && !matches!(t, 17 | 18) {
         c.inc(Mib::IcmpInErrors);
-        c.drop(DropReason::NotSpecified);
+        c.drop_at(DropSite::IcmpBroadcast);
         return None;
     }
     match t {
@@ -137,13 +137,13 @@ fn unreach<'a>(
     let c = &stack.counters;
     if data.len() < 20 {
         c.inc(Mib::IcmpInErrors);
-        c.drop(DropReason::NotSpecified);
+        c.drop_at(DropSite::IcmpShortQuote);
         return None;
     }
     let q = Ipv4Packet::new_unchecked(data);
     if q.header_len() < 20 {
         c.inc(Mib::IcmpInErrors);
-        c.drop(DropReason::IpInhdr);
+        c.drop_at(DropSite::IcmpQuoteHeader);
         return None;
     }
     let (t, code) = (msg.msg_type(), msg.code());

@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 
 use crate::dev::NetDevice;
 use crate::stack::Stack;
-use crate::stats::{DropReason, Mib};
+use crate::stats::{DropReason, DropSite, Mib};
 use crate::wire::Ipv4Packet;
 
 /// Who a received frame's link-layer destination was (`skb->pkt_type`).
@@ -75,7 +75,7 @@ const ALL_HOSTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
 pub fn rcv<'a>(stack: &Stack, dev: &NetDevice, bytes: &'a [u8], pt: PktType) -> Option<Local<'a>> {
     let c = &stack.counters;
     if pt == PktType::OtherHost {
-        c.drop(DropReason::OtherHost);
+        c.drop_at(DropSite::RcvOtherHost);
         return None;
     }
     c.inc(Mib::IpInReceives);
@@ -91,14 +91,18 @@ pub fn rcv<'a>(stack: &Stack, dev: &NetDevice, bytes: &'a [u8], pt: PktType) -> 
                 DropReason::PktTooSmall => c.inc(Mib::IpExtInTruncatedPkts),
                 _ => c.inc(Mib::IpInHdrErrors),
             }
-            c.drop(reason);
+            c.drop_at(match reason {
+                DropReason::IpCsum => DropSite::RcvChecksum,
+                DropReason::PktTooSmall => DropSite::RcvTruncated,
+                _ => DropSite::RcvHeader,
+            });
             return None;
         }
     };
     let kind = route_input(stack, dev, &ip)?;
     if ip.is_fragment() {
         c.inc(Mib::IpReasmReqds);
-        c.drop(DropReason::FragReasmTimeout);
+        c.drop_at(DropSite::RcvFragment);
         return None;
     }
     Some(Local {
@@ -151,7 +155,7 @@ pub fn route_input(stack: &Stack, dev: &NetDevice, ip: &Ipv4Packet<&[u8]>) -> Op
         || (saddr.octets()[0] == 0 && !zero_to_bcast)
         || (!lo && saddr.is_loopback());
     if martian_src {
-        c.drop(DropReason::IpInvalidSource);
+        c.drop_at(DropSite::RcvMartian);
         return None;
     }
     if daddr.is_broadcast() {
@@ -161,7 +165,7 @@ pub fn route_input(stack: &Stack, dev: &NetDevice, ip: &Ipv4Packet<&[u8]>) -> Op
         if daddr == ALL_HOSTS {
             return Some(LocalKind::Multicast);
         }
-        c.drop(DropReason::NotSpecified);
+        c.drop_at(DropSite::RcvNoGroup);
         return None;
     }
     // A frame looped through `lo` carries the output route it was sent on
@@ -171,7 +175,7 @@ pub fn route_input(stack: &Stack, dev: &NetDevice, ip: &Ipv4Packet<&[u8]>) -> Op
         return Some(LocalKind::Unicast);
     }
     if daddr.octets()[0] == 0 || (!lo && daddr.is_loopback()) {
-        c.drop(DropReason::NotSpecified);
+        c.drop_at(DropSite::RcvBadDest);
         return None;
     }
     if daddr.is_loopback() || stack.is_local_addr(daddr) {
@@ -181,7 +185,7 @@ pub fn route_input(stack: &Stack, dev: &NetDevice, ip: &Ipv4Packet<&[u8]>) -> Op
         return Some(LocalKind::Broadcast);
     }
     c.inc(Mib::IpInAddrErrors);
-    c.drop(DropReason::IpInaddrErrors);
+    c.drop_at(DropSite::RcvNotLocal);
     None
 }
 

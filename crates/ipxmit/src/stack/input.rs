@@ -21,7 +21,7 @@ use crate::ipv4::input::{self, Local, PktType};
 use crate::sched::Noqueue;
 use crate::socket::udp::input as udp_input;
 use crate::stack::Stack;
-use crate::stats::{DropReason, Mib};
+use crate::stats::{DropSite, Mib};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame};
 
 /// `lo`'s interface index, the first of every namespace.
@@ -147,7 +147,7 @@ impl Stack {
             _ => {
                 c.inc(Mib::IpInUnknownProtos);
                 icmp::send(self, l, 3, 2, 0);
-                c.drop(DropReason::IpNoproto);
+                c.drop_at(DropSite::RcvNoProto);
                 return;
             }
         }

@@ -9,7 +9,8 @@
 //! Each site has one reason; a drop counted at a site counts under its
 //! reason too ([`crate::stats::Counters::drop_at`]), so a reason's count
 //! is the sum of its sites' (and of drops counted by reason alone, which
-//! no site of ipxmit's own makes: `tests/drop_sites.rs` walks them).
+//! no site of ipxmit's own makes: `tests/drop_sites.rs` walks them). The
+//! transmit path's sites come first, then the receive side's.
 
 use super::DropReason;
 
@@ -87,6 +88,46 @@ drop_sites! {
     DriverError => (FullRing, "dev::xmit::xmit_one", "ndo_start_xmit()"),
     /// `lo`'s receive backlog was full.
     Backlog => (CpuBacklog, "dev::loopback::LoopbackDrops::settle", "enqueue_to_backlog()"),
+    /// Received: a frame for another host's link address.
+    RcvOtherHost => (OtherHost, "ipv4::input::rcv", "ip_rcv_core()"),
+    /// Received: a malformed IP header (length, version, IHL).
+    RcvHeader => (IpInhdr, "ipv4::input::rcv", "ip_rcv_core()"),
+    /// Received: a bad IP header checksum.
+    RcvChecksum => (IpCsum, "ipv4::input::rcv", "ip_rcv_core()"),
+    /// Received: shorter than its total length.
+    RcvTruncated => (PktTooSmall, "ipv4::input::rcv", "ip_rcv_core()"),
+    /// Received: a fragment (ipxmit does not reassemble).
+    RcvFragment => (FragReasmTimeout, "ipv4::input::rcv", "ip_expire()"),
+    /// Received: a martian source.
+    RcvMartian => (IpInvalidSource, "ipv4::input::route_input", "ip_route_input_slow()"),
+    /// Received: for a multicast group the host is not in.
+    RcvNoGroup => (NotSpecified, "ipv4::input::route_input", "ip_route_input_mc()"),
+    /// Received: for 0/8 (or a loopback address off `lo`).
+    RcvBadDest => (NotSpecified, "ipv4::input::route_input", "ip_route_input_slow()"),
+    /// Received: for an address not the host's, forwarding off.
+    RcvNotLocal => (IpInaddrErrors, "ipv4::input::route_input", "ip_error()"),
+    /// Received: a protocol no one handles.
+    RcvNoProto => (IpNoproto, "stack::Stack::local_deliver", "ip_protocol_deliver_rcu()"),
+    /// Received ICMP: shorter than its header.
+    IcmpShort => (NotSpecified, "ipv4::icmp::rcv", "icmp_rcv()"),
+    /// Received ICMP: a bad checksum.
+    IcmpChecksum => (IcmpCsum, "ipv4::icmp::rcv", "icmp_rcv()"),
+    /// Received ICMP: a type beyond those the kernel knows.
+    IcmpType => (UnhandledProto, "ipv4::icmp::rcv", "icmp_rcv()"),
+    /// Received ICMP: to a broadcast or multicast address.
+    IcmpBroadcast => (NotSpecified, "ipv4::icmp::rcv", "icmp_rcv()"),
+    /// Received ICMP error: no room for the quoted header.
+    IcmpShortQuote => (NotSpecified, "ipv4::icmp::unreach", "icmp_unreach()"),
+    /// Received ICMP error: the quoted header's IHL is below 5.
+    IcmpQuoteHeader => (IpInhdr, "ipv4::icmp::unreach", "icmp_unreach()"),
+    /// Received UDP: shorter than its header or length.
+    UdpShort => (PktTooSmall, "socket::udp::input::rcv", "__udp4_lib_rcv()"),
+    /// Received UDP: a bad checksum.
+    UdpChecksum => (UdpCsum, "socket::udp::input::rcv", "__udp4_lib_rcv()"),
+    /// Received UDP: no socket holds the port.
+    UdpNoSocket => (NoSocket, "socket::udp::input::rcv", "__udp4_lib_rcv()"),
+    /// Received UDP: the socket's receive buffer is full.
+    UdpRcvbuf => (SocketRcvbuff, "socket::udp::input::queue", "__udp_queue_rcv_skb()"),
 }
 
 impl DropSite {

@@ -17,7 +17,7 @@ use crate::ipv4::PmtuDisc;
 use crate::socket::inbox::{Datagram, SockInbox};
 use crate::socket::{ErrOrigin, ErrQueueEntry};
 use crate::stack::Stack;
-use crate::stats::{DropReason, Mib};
+use crate::stats::{DropSite, Mib};
 use crate::wire::icmp as wicmp;
 use crate::wire::UdpPacket;
 
@@ -48,7 +48,7 @@ pub fn rcv(stack: &Stack, l: &Local<'_>) -> Rcv {
         Ok(u) => u,
         Err(_) => {
             c.inc(Mib::UdpInErrors);
-            c.drop(DropReason::PktTooSmall);
+            c.drop_at(DropSite::UdpShort);
             return Rcv::Dropped;
         }
     };
@@ -56,7 +56,7 @@ pub fn rcv(stack: &Stack, l: &Local<'_>) -> Rcv {
     if !udp.verify_checksum(saddr, daddr) {
         c.inc(Mib::UdpInCsumErrors);
         c.inc(Mib::UdpInErrors);
-        c.drop(DropReason::UdpCsum);
+        c.drop_at(DropSite::UdpChecksum);
         return Rcv::Dropped;
     }
     let src = (saddr, udp.src_port());
@@ -76,7 +76,7 @@ pub fn rcv(stack: &Stack, l: &Local<'_>) -> Rcv {
     }
     let Some(sk) = stack.udp_lookup(src, dst, l.dif) else {
         c.inc(Mib::UdpNoPorts);
-        c.drop(DropReason::NoSocket);
+        c.drop_at(DropSite::UdpNoSocket);
         return Rcv::NoPort;
     };
     if queue(stack, &sk, from, daddr, udp.payload(), truesize) {
@@ -107,7 +107,7 @@ fn queue(
     let c = &stack.counters;
     c.inc(Mib::UdpRcvbufErrors);
     c.inc(Mib::UdpInErrors);
-    c.drop(DropReason::SocketRcvbuff);
+    c.drop_at(DropSite::UdpRcvbuf);
     false
 }
 
