@@ -249,12 +249,22 @@ fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2]
                 .arg(f)
                 .arg("ip")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("tcpdump")
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // tcpdump says "listening on DEV" once it captures (its stderr kept
+    // open until it ends).
+    let mut errs = Vec::new();
+    for d in &mut dumps {
+        let mut r = std::io::BufReader::new(d.stderr.take().expect("tcpdump's stderr"));
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut r, &mut line);
+        assert!(line.contains("listening on"), "tcpdump: {line}");
+        errs.push(r);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let mut py = String::from("import socket,errno\nsocks={}\n");
     // The payload of ipxmit's n-th send: byte i is (7i + n) mod 256.
     for (n, (src, sport, dst, dport, len)) in s.sends.iter().enumerate() {
@@ -274,6 +284,7 @@ fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2]
         let _ = d.kill();
         let _ = d.wait();
     }
+    drop(errs);
     let results = out.lines().map(str::to_string).collect();
     let ct = sh(ns, "conntrack -L").0;
     let rules = sh(ns, "nft list ruleset").0;

@@ -142,7 +142,11 @@ impl Program {
             Stmt::DscpSet(d) => Insn::DscpSet(*d),
             Stmt::TtlSet(v) => Insn::TtlSet(*v),
             Stmt::FieldSet(k, v) => field_set(*k, *v)?,
-            Stmt::Nat(n) => Insn::Nat(*n),
+            Stmt::Nat(n) => {
+                // nft_nat_eval binds and the rule's verdict is accept.
+                self.insns.push(Insn::Nat(*n));
+                Insn::Verdict(Code::Accept)
+            }
             Stmt::Verdict(v) => Insn::Verdict(match v {
                 RuleVerdict::Accept => Code::Accept,
                 RuleVerdict::Drop => Code::Drop,

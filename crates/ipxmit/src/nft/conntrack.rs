@@ -187,6 +187,9 @@ pub struct CtRef {
     pub info: CtInfo,
     /// The entry was made for this packet (not confirmed yet).
     pub fresh: bool,
+    /// The flow's NAT bindings (destination, source) as the packet found
+    /// them, read with its lookup: a bound side needs no second lookup.
+    pub bound: [NatBinding; 2],
 }
 
 /// Which side a NAT binding rewrites (`enum nf_nat_manip_type`).
@@ -199,6 +202,11 @@ pub enum Manip {
 }
 
 impl Manip {
+    /// Its index in [`CtRef::bound`].
+    pub fn index(self) -> usize {
+        usize::from(self == Manip::Src)
+    }
+
     fn done_bit(self) -> u16 {
         match self {
             Manip::Src => SRC_NAT_DONE,
@@ -436,6 +444,7 @@ impl Conntrack {
             idx,
             info: CtInfo::New,
             fresh: true,
+            bound: [NatBinding::Unbound; 2],
         }))
     }
 
@@ -519,8 +528,7 @@ impl Conntrack {
     pub fn nat_lookup(&self, r: CtRef, m: Manip) -> NatBinding {
         let t = self.t.lock();
         match t.slab.get(r.idx as usize) {
-            Some(e) if e.status & m.done_bit() == 0 => NatBinding::Unbound,
-            Some(e) => NatBinding::Bound(target(e, r, m)),
+            Some(e) => binding(e, r, m),
             None => NatBinding::Bound(None),
         }
     }
@@ -610,11 +618,14 @@ impl Table {
             (_, true) => CtInfo::Established,
             _ => CtInfo::New,
         };
-        Some(CtRef {
+        let mut r = CtRef {
             idx,
             info,
             fresh: false,
-        })
+            bound: [NatBinding::Unbound; 2],
+        };
+        r.bound = [binding(e, r, Manip::Dst), binding(e, r, Manip::Src)];
+        Some(r)
     }
 
     /// The protocol's packet function (`nf_conntrack_udp_packet`, ICMP's,
@@ -813,6 +824,15 @@ impl Table {
             attempts /= 2;
             off = self.random16();
         }
+    }
+}
+
+/// The binding of `m` of entry `e` for the packet `r`.
+fn binding(e: &Entry, r: CtRef, m: Manip) -> NatBinding {
+    if e.status & m.done_bit() == 0 {
+        NatBinding::Unbound
+    } else {
+        NatBinding::Bound(target(e, r, m))
     }
 }
 

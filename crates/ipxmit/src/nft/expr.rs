@@ -202,7 +202,7 @@ pub enum Insn {
         dreg: Reg,
     },
     /// Kernel: `nft_nat_eval()`, `nft_masq_eval()`: the binding the flow
-    /// gets ([`PktInfo::nat`]); the rule's verdict is accept.
+    /// gets ([`PktInfo::nat`]); an accept follows it.
     Nat(super::rule::Nat),
     /// Kernel: `nft_immediate_eval()` of a verdict.
     Verdict(Code),
@@ -358,7 +358,7 @@ pub fn eval(
 /// stays 0, a computed 0 is sent as `0xffff` (`CSUM_MANGLED_0`), and a
 /// checksum left to the device (`CHECKSUM_PARTIAL`) changes only for
 /// pseudo-header fields. A transport field in a later fragment breaks.
-pub(super) fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
+fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
     let Insn::FieldSet {
         base,
         off,

@@ -188,13 +188,8 @@ fn run_rule(
         return Code::Continue;
     };
     for insn in insns {
-        match insn {
-            Insn::Verdict(v) => return *v,
-            Insn::Nat(n) => {
-                p.nat = Some(*n);
-                return Code::Accept;
-            }
-            _ => {}
+        if let Insn::Verdict(v) = insn {
+            return *v;
         }
         if let Step::Break = expr::eval(insn, regs, p, prog) {
             return Code::Continue;
@@ -330,9 +325,6 @@ impl Hook for NftHook {
     #[inline]
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         let prog = &*self.prog;
-        if prog.needs_ct {
-            return self.hook_ct(point, pkt, out);
-        }
         let bases = &prog.bases[point as usize];
         if bases.is_empty() {
             return Verdict::Accept;
@@ -390,7 +382,12 @@ impl Nft {
             if prog.bases[i].is_empty() && !prog.needs_ct && self.hooks[i].is_none() {
                 continue;
             }
-            let new: Arc<dyn Hook> = Arc::new(NftHook::new(prog.clone(), Arc::downgrade(stack)));
+            let hook = NftHook::new(prog.clone(), Arc::downgrade(stack));
+            let new: Arc<dyn Hook> = if prog.needs_ct {
+                Arc::new(nat::NftCtHook(hook))
+            } else {
+                Arc::new(hook)
+            };
             stack
                 .hooks
                 .replace(point, self.hooks[i].as_ref(), new.clone());

@@ -17,7 +17,7 @@ use crate::netfilter::{HookPoint, Verdict};
 use crate::wire::checksum::replace_u16;
 
 use super::conntrack::{CtInfo, Manip, NatBinding, NatRange};
-use super::expr::{Base, Insn, PktInfo};
+use super::expr::PktInfo;
 use super::rule::{Nat, NatKind};
 use super::{do_chain, NftHook};
 
@@ -28,10 +28,21 @@ pub const PRI_NAT_DST: i32 = -100;
 /// `NF_IP_PRI_NAT_SRC`.
 pub const PRI_NAT_SRC: i32 = 100;
 
+/// The hook of a ruleset that needs conntrack (registered instead of the
+/// plain [`NftHook`], whose path stays as it is).
+#[derive(Debug)]
+pub struct NftCtHook(pub NftHook);
+
+impl crate::netfilter::Hook for NftCtHook {
+    #[inline]
+    fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        self.0.hook_ct(point, pkt, out)
+    }
+}
+
 impl NftHook {
     /// The hook of a ruleset that needs conntrack. A drop frees the
     /// packet's unconfirmed flow (`nf_conntrack_put`).
-    #[inline(never)]
     pub(super) fn hook_ct(
         &self,
         point: HookPoint,
@@ -107,7 +118,11 @@ impl NftHook {
         if prog.nat.iter().all(|n| n.is_empty()) {
             return Verdict::Accept;
         }
-        let target = match self.ct.nat_lookup(r, m) {
+        let bound = match r.bound[m.index()] {
+            NatBinding::Unbound => self.ct.nat_lookup(r, m),
+            b => b,
+        };
+        let target = match bound {
             NatBinding::Bound(t) => t,
             NatBinding::Unbound if matches!(r.info, CtInfo::New | CtInfo::Related) => {
                 let range = match self.run_nat_chains(m, pkt, out) {
@@ -123,7 +138,7 @@ impl NftHook {
             return Verdict::Accept;
         };
         let daddr_before = daddr(pkt);
-        manip(pkt, out, m, addr, port);
+        manip(pkt, m, addr, port);
         if m == Manip::Dst && daddr(pkt) != daddr_before && !self.reroute(pkt) {
             return Verdict::Drop;
         }
@@ -179,64 +194,75 @@ fn daddr(pkt: &PacketBuf) -> u32 {
 /// Kernel: `nf_nat_ipv4_manip_pkt()` with `udp_manip_pkt()` or
 /// `icmp_manip_pkt()`: `m`'s address and port (ICMP: the id) become
 /// `addr`/`port`, the IP checksum and the transport's updated
-/// incrementally (a UDP checksum of 0 stays 0; one the device completes
-/// changes by the pseudo-header only).
-pub fn manip(pkt: &mut PacketBuf, out: &NetDevice, m: Manip, addr: u32, port: u16) {
-    let proto = pkt.network_header().get(9).copied().unwrap_or(0);
-    let (aoff, poff) = match m {
-        Manip::Src => (12, 0),
-        Manip::Dst => (16, 2),
+/// incrementally (`csum_replace4`, `inet_proto_csum_replace4/2`): a UDP
+/// checksum of 0 stays 0 and a computed 0 is sent as `0xffff`
+/// (`CSUM_MANGLED_0`); one the device completes (`CHECKSUM_PARTIAL`)
+/// changes by the pseudo-header's address only. A later fragment has no
+/// transport header: only its address changes.
+pub fn manip(pkt: &mut PacketBuf, m: Manip, addr: u32, port: u16) {
+    let partial = matches!(pkt.meta.ip_summed, crate::buf::CsumState::Partial { .. });
+    let h = pkt.network_header_mut();
+    if h.len() < 20 {
+        return;
+    }
+    let (ihl, proto) = (usize::from(h[0] & 0xf) * 4, h[9]);
+    let first = u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0;
+    let ao = if m == Manip::Src { 12 } else { 16 };
+    let old_a = u32::from_be_bytes([h[ao], h[ao + 1], h[ao + 2], h[ao + 3]]);
+    if old_a != addr {
+        h[ao..ao + 4].copy_from_slice(&addr.to_be_bytes());
+        let c = replace_u32(word(h, 10), old_a, addr);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let Some(t) = h.get_mut(ihl..ihl + 8).filter(|_| first && ihl >= 20) else {
+        return;
     };
-    let mut p = PktInfo::new(pkt, out);
-    set(&mut p, Base::Network, aoff, 4, addr, true);
     match proto {
-        17 => set(&mut p, Base::Transport, poff, 2, u32::from(port), false),
-        1 => icmp_id(&mut p, port),
+        17 => udp_manip(t, m, (old_a, addr), port, partial),
+        1 => icmp_id(t, port),
         _ => {}
     }
 }
 
-fn set(p: &mut PktInfo<'_>, base: Base, off: u8, len: u8, value: u32, addr: bool) {
-    let start = match base {
-        Base::Network => Some(0),
-        Base::Transport => p.thoff(),
-    };
-    let cur = start.and_then(|s| {
-        let at = s + usize::from(off);
-        let h = p.pkt.network_header();
-        h.get(at..at + usize::from(len))
-            .map(|b| b.iter().fold(0u32, |a, &x| a << 8 | u32::from(x)))
-    });
-    if cur.is_none_or(|c| c == value) {
-        return;
-    }
-    let insn = Insn::FieldSet {
-        base,
-        off,
-        len,
-        mask: 0xff,
-        value,
-        l3: base == Base::Network,
-        l4: true,
-        pseudo: addr,
-    };
-    super::expr::field_set(&insn, p);
+fn word(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-/// `icmp_manip_pkt()`: the echo id, the ICMP checksum updated.
-fn icmp_id(p: &mut PktInfo<'_>, id: u16) {
-    let Some(t) = p.thoff() else {
+/// `csum_replace4()`: a 32-bit field changed from `old` to `new`.
+fn replace_u32(check: u16, old: u32, new: u32) -> u16 {
+    let c = replace_u16(check, (old >> 16) as u16, (new >> 16) as u16);
+    replace_u16(c, old as u16, new as u16)
+}
+
+/// `__udpv4_manip_pkt()` on the 8-byte UDP header `t`: the port of `m`'s
+/// side, and the checksum for it and the address change `a` (old, new).
+fn udp_manip(t: &mut [u8], m: Manip, a: (u32, u32), port: u16, partial: bool) {
+    let po = if m == Manip::Src { 0 } else { 2 };
+    let old_p = word(t, po);
+    t[po..po + 2].copy_from_slice(&port.to_be_bytes());
+    let check = word(t, 6);
+    let next = if partial {
+        // The device sums the data: only the pseudo-header's address moves.
+        !replace_u32(!check, a.0, a.1)
+    } else if check == 0 {
         return;
+    } else {
+        match replace_u16(replace_u32(check, a.0, a.1), old_p, port) {
+            0 => 0xffff,
+            v => v,
+        }
     };
-    let h = p.pkt.network_header_mut();
-    if h.len() < t + 8 {
-        return;
-    }
-    let old = u16::from_be_bytes([h[t + 4], h[t + 5]]);
+    t[6..8].copy_from_slice(&next.to_be_bytes());
+}
+
+/// `icmp_manip_pkt()` on the first 8 bytes of an ICMP query `t`: its id,
+/// the ICMP checksum updated.
+fn icmp_id(t: &mut [u8], id: u16) {
+    let old = word(t, 4);
     if old == id {
         return;
     }
-    h[t + 4..t + 6].copy_from_slice(&id.to_be_bytes());
-    let c = replace_u16(u16::from_be_bytes([h[t + 2], h[t + 3]]), old, id);
-    h[t + 2..t + 4].copy_from_slice(&c.to_be_bytes());
+    t[4..6].copy_from_slice(&id.to_be_bytes());
+    let c = replace_u16(word(t, 2), old, id);
+    t[2..4].copy_from_slice(&c.to_be_bytes());
 }

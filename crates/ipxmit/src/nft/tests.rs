@@ -485,3 +485,41 @@ fn field_sets_update_the_ip_and_udp_checksums() {
         }
     }
 }
+
+#[test]
+fn nat_rewrites_address_and_port_with_every_checksum_state() {
+    use super::conntrack::Manip;
+    use crate::wire::checksum::pseudo_header_v4;
+    let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3));
+    let to = Ipv4Addr::new(192, 0, 2, 7);
+    // A full UDP checksum stays right; a computed 0 would go as 0xffff.
+    let mut p = udp([10, 0, 0, 3], 5000, 9, 11);
+    UdpPacket::new_unchecked(&mut p.network_header_mut()[20..]).fill_checksum(s, d);
+    super::nat::manip(&mut p, Manip::Src, u32::from(to), 40001);
+    let ip = Ipv4Packet::new_unchecked(p.network_header());
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.src_addr(), to);
+    let u = UdpPacket::new_unchecked(&p.network_header()[20..]);
+    assert_eq!(u.src_port(), 40001);
+    assert!(u.verify_checksum(to, d), "incremental UDP sum");
+    // No UDP checksum stays none; the destination side too.
+    let mut p = udp([10, 0, 0, 3], 5000, 9, 11);
+    super::nat::manip(&mut p, Manip::Dst, u32::from(to), 53);
+    let ip = Ipv4Packet::new_unchecked(p.network_header());
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.dst_addr(), to);
+    let u = UdpPacket::new_unchecked(&p.network_header()[20..]);
+    assert_eq!((u.dst_port(), u.checksum()), (53, 0));
+    // CHECKSUM_PARTIAL: the field holds the pseudo-header's sum, which
+    // follows the address (not the port: the device sums the header).
+    let mut p = udp([10, 0, 0, 3], 5000, 9, 11);
+    let pseudo = |a| !pseudo_header_v4(a, d, 17, 19).finish();
+    p.network_header_mut()[26..28].copy_from_slice(&pseudo(s).to_be_bytes());
+    p.meta.ip_summed = crate::buf::CsumState::Partial {
+        start: 0,
+        offset: 6,
+    };
+    super::nat::manip(&mut p, Manip::Src, u32::from(to), 40001);
+    let u = UdpPacket::new_unchecked(&p.network_header()[20..]);
+    assert_eq!(u.checksum(), pseudo(to));
+}
