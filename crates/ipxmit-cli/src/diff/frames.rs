@@ -211,6 +211,128 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
         .or((na.len() != nb.len()).then(|| na.len().min(nb.len())))
 }
 
+/// One step of an alignment of two frame lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The same frame (after masking) on both sides.
+    Same(usize, usize),
+    /// A frame of the kernel's with none of ipxmit's against it.
+    OnlyKernel(usize),
+    /// A frame of ipxmit's with none of the kernel's against it.
+    OnlyIpxmit(usize),
+    /// Two frames in the same place that differ (same addresses and
+    /// length or both ARP): the first byte that differs.
+    Differ(usize, usize, usize),
+}
+
+/// Cells an alignment may take (frames × frames); beyond it the lists
+/// are compared in order.
+const ALIGN_MAX_CELLS: usize = 16 << 20;
+
+/// The alignment of `a` (the kernel's frames) and `b` (ipxmit's): a
+/// longest common subsequence of the masked frames, and between its
+/// matches, frames of one side only or (when alike) differing pairs.
+pub fn align(a: &[Vec<u8>], b: &[Vec<u8>]) -> Vec<Step> {
+    let (na, nb): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (
+        a.iter().map(|f| normalise(f)).collect(),
+        b.iter().map(|f| normalise(f)).collect(),
+    );
+    let raw = if (na.len() + 1) * (nb.len() + 1) <= ALIGN_MAX_CELLS {
+        lcs(&na, &nb)
+    } else {
+        in_order(na.len(), nb.len(), |i, j| na[i] == nb[j])
+    };
+    pair_up(&raw, a, b)
+}
+
+/// The steps of a longest common subsequence of `a` and `b`.
+fn lcs(a: &[Vec<u8>], b: &[Vec<u8>]) -> Vec<Step> {
+    let (n, m) = (a.len(), b.len());
+    let w = m + 1;
+    let mut t = vec![0u32; (n + 1) * w];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            t[i * w + j] = if a[i] == b[j] {
+                t[(i + 1) * w + j + 1] + 1
+            } else {
+                t[(i + 1) * w + j].max(t[i * w + j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push(Step::Same(i, j));
+            (i, j) = (i + 1, j + 1);
+        } else if j == m || (i < n && t[(i + 1) * w + j] >= t[i * w + j + 1]) {
+            out.push(Step::OnlyKernel(i));
+            i += 1;
+        } else {
+            out.push(Step::OnlyIpxmit(j));
+            j += 1;
+        }
+    }
+    out
+}
+
+/// The lists side by side in order, the longer one's tail alone.
+fn in_order(n: usize, m: usize, same: impl Fn(usize, usize) -> bool) -> Vec<Step> {
+    let mut out = Vec::new();
+    for i in 0..n.max(m) {
+        match (i < n, i < m) {
+            (true, true) if same(i, i) => out.push(Step::Same(i, i)),
+            (true, true) => out.extend([Step::OnlyKernel(i), Step::OnlyIpxmit(i)]),
+            (true, false) => out.push(Step::OnlyKernel(i)),
+            _ => out.push(Step::OnlyIpxmit(i)),
+        }
+    }
+    out
+}
+
+/// Within each run between matches, the k-th frame of the kernel's alone
+/// and the k-th of ipxmit's alone become one differing pair when alike.
+fn pair_up(raw: &[Step], a: &[Vec<u8>], b: &[Vec<u8>]) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut run: (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    let flush = |run: &mut (Vec<usize>, Vec<usize>), out: &mut Vec<Step>| {
+        let (ks, xs) = (std::mem::take(&mut run.0), std::mem::take(&mut run.1));
+        let paired = ks.len().min(xs.len());
+        for (&i, &j) in ks.iter().zip(&xs) {
+            match first_difference(&a[i], &b[j]).filter(|_| alike(&a[i], &b[j])) {
+                Some(at) => out.push(Step::Differ(i, j, at)),
+                None => out.extend([Step::OnlyKernel(i), Step::OnlyIpxmit(j)]),
+            }
+        }
+        out.extend(ks[paired..].iter().map(|&i| Step::OnlyKernel(i)));
+        out.extend(xs[paired..].iter().map(|&j| Step::OnlyIpxmit(j)));
+    };
+    for s in raw {
+        match *s {
+            Step::OnlyKernel(i) => run.0.push(i),
+            Step::OnlyIpxmit(j) => run.1.push(j),
+            other => {
+                flush(&mut run, &mut out);
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Two frames that stand for the same packet: both ARP, or IPv4 with the
+/// same length, addresses and protocol.
+fn alike(a: &[u8], b: &[u8]) -> bool {
+    let arp = |f: &[u8]| f.get(12..14) == Some(&[0x08, 0x06][..]);
+    if arp(a) || arp(b) {
+        return arp(a) && arp(b);
+    }
+    a.len() == b.len()
+        && a.get(14..34)
+            .zip(b.get(14..34))
+            .is_some_and(|(x, y)| x[9..] == y[9..] && x[2..4] == y[2..4])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +354,31 @@ mod tests {
         let mut h = f.clone();
         (h[34], h[35]) = (0x13, 0x88);
         assert_eq!(first_difference(&f, &h), Some(34));
+    }
+
+    #[test]
+    fn a_missing_frame_does_not_shift_the_rest() {
+        let f = |b: u8| {
+            let mut v = vec![0u8; 60];
+            v[12] = 0x08;
+            v[14] = 0x45;
+            v[40] = b;
+            v
+        };
+        let k = vec![f(1), f(2), f(3), f(4)];
+        let x = vec![f(1), f(3), f(4)];
+        let a = align(&k, &x);
+        assert_eq!(
+            a,
+            vec![
+                Step::Same(0, 0),
+                Step::OnlyKernel(1),
+                Step::Same(2, 1),
+                Step::Same(3, 2)
+            ]
+        );
+        let y = vec![f(1), f(9), f(3), f(4)];
+        let a = align(&k, &y);
+        assert_eq!(a[1], Step::Differ(1, 1, 40));
     }
 }

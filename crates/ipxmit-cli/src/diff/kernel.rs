@@ -3,13 +3,13 @@
 //!
 //! Namespace A is the host: each `mem` link becomes a veth there (with
 //! ipxmit's MAC for that link, up, as ipxmit's links start), its other end
-//! in namespace B with the peer's address and MAC (the verifying peer's
+//! in a namespace of its own with the peer's address and MAC (the verifying peer's
 //! stand-in: it answers ARP, and an nft rule drops whatever IP reaches it,
 //! so it sends nothing back, as ipxmit's peer does not). `ip`, `tc`, `nft`
 //! and `sysctl` lines run verbatim in A (`ip netns exec`); socket lines are
 //! made with the same system calls on sockets created in A, with the same
 //! payloads as ipxmit's (byte `i` of send `k` is `7i + k`). IPv6 is off in
-//! both namespaces. Everything is deleted when the value is dropped.
+//! every namespace. Everything is deleted when the value is dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
@@ -46,12 +46,41 @@ pub enum Answer {
 /// script's sockets.
 pub struct Kernel {
     a: Netns,
-    b: Netns,
+    /// Per link, in order: the peer's namespace.
+    peers: Vec<Netns>,
     /// Per link (ipxmit's name): the capture on the peer's end.
     pub captures: BTreeMap<String, PacketSocket>,
     socks: BTreeMap<String, OwnedFd>,
     /// Sends so far (the payload pattern's `k`).
     sends: u64,
+}
+
+/// IPv6 off in `ns` (no router solicitations, no `table all` of IPv6).
+fn no_ipv6(ns: &Netns) -> Result<(), String> {
+    for k in ["all", "default"] {
+        ns.sysctl(&format!("net/ipv6/conf/{k}/disable_ipv6"), "1")
+            .map_err(setup("disable IPv6"))?;
+    }
+    Ok(())
+}
+
+/// A link's peer namespace: IPv6 off and IP input dropped (nft), so it
+/// answers ARP and sends nothing else back.
+fn silent_peer() -> Result<Netns, String> {
+    let b = Netns::unique("diff-b").map_err(setup("a peer namespace"))?;
+    no_ipv6(&b)?;
+    let rules = "add table ip sink; add chain ip sink in { type filter hook input priority 0; policy drop; }";
+    let o = Command::new("ip")
+        .args(["netns", "exec", b.name(), "nft", rules])
+        .output()
+        .map_err(setup("nft in a peer namespace"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "kernel side: nft in a peer namespace: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(b)
 }
 
 /// A namespace error, with what was being set up.
@@ -60,29 +89,13 @@ fn setup(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 }
 
 impl Kernel {
-    /// Namespaces A and B, IPv6 off, B silent (its IP input dropped).
+    /// Namespace A, the host, IPv6 off.
     pub fn new() -> Result<Kernel, String> {
         let a = Netns::unique("diff-a").map_err(setup("namespace A"))?;
-        let b = Netns::unique("diff-b").map_err(setup("namespace B"))?;
-        for ns in [&a, &b] {
-            for k in ["all", "default"] {
-                ns.sysctl(&format!("net/ipv6/conf/{k}/disable_ipv6"), "1")
-                    .map_err(setup("disable IPv6"))?;
-            }
-        }
-        let silent = Command::new("ip")
-            .args(["netns", "exec", b.name(), "nft", "add table ip sink; add chain ip sink in { type filter hook input priority 0; policy drop; }"])
-            .output()
-            .map_err(setup("nft in namespace B"))?;
-        if !silent.status.success() {
-            return Err(format!(
-                "kernel side: nft in namespace B: {}",
-                String::from_utf8_lossy(&silent.stderr).trim()
-            ));
-        }
+        no_ipv6(&a)?;
         Ok(Kernel {
             a,
-            b,
+            peers: Vec::new(),
             captures: BTreeMap::new(),
             socks: BTreeMap::new(),
             sends: 0,
@@ -90,11 +103,18 @@ impl Kernel {
     }
 
     /// `link add NAME type mem ...` as the `i`-th link: a veth with
-    /// ipxmit's MAC `mac`, its end in B (`d<i>`) with the peer's address
-    /// and MAC, both up, and a capture on B's end.
+    /// ipxmit's MAC `mac`, its end (`d<i>`) in a silent namespace of its
+    /// own with the peer's address and MAC, both up, and a capture on that
+    /// end.
     pub fn add_link(&mut self, i: usize, spec: &LinkSpec, mac: String, peer_mac: String) -> Answer {
         let far = format!("d{i}");
-        let b = self.b.name().to_string();
+        let peer = match silent_peer() {
+            Ok(p) => p,
+            Err(e) => return tool_error(std::io::Error::other(e)),
+        };
+        let b = peer.name().to_string();
+        self.peers.push(peer);
+        let bns = &self.peers[self.peers.len() - 1];
         let q = spec.txqueues.unwrap_or(1);
         let mut steps: Vec<Vec<String>> = vec![
             words(&format!(
@@ -126,11 +146,11 @@ impl Kernel {
         for s in &far_steps {
             let w = words(s);
             let v: Vec<&str> = w.iter().map(String::as_str).collect();
-            if let Err(e) = self.b.ip(&v) {
+            if let Err(e) = bns.ip(&v) {
                 return tool_error(e);
             }
         }
-        match self.b.run(|| PacketSocket::open(&far)) {
+        match bns.run(|| PacketSocket::open(&far)) {
             Ok(Ok(s)) => {
                 self.captures.insert(spec.name.clone(), s);
                 Answer::Done
@@ -303,9 +323,41 @@ impl Kernel {
             SockOpt::MulticastTtl(t) => (ip, libc::IP_MULTICAST_TTL, t.map_or(-1, i32::from)),
             SockOpt::MulticastLoop(b) => (ip, libc::IP_MULTICAST_LOOP, i32::from(*b)),
             SockOpt::BindToDevice(d) => return Some(bind_to_device(fd, d)),
+            SockOpt::MulticastIf(v) => return Some(self.multicast_if(fd, v)),
+            SockOpt::Options(raw) => {
+                return Some(done(sys::set_bytes(fd, ip, libc::IP_OPTIONS, raw)))
+            }
             _ => return None,
         };
         Some(set_int(fd, level, o, v))
+    }
+
+    /// `IP_MULTICAST_IF` by address (`in_addr`) or by device name
+    /// (`ip_mreqn` with the device's index in A).
+    fn multicast_if(&self, fd: RawFd, v: &str) -> Answer {
+        let mreqn: [u8; 12] = match v.parse::<std::net::Ipv4Addr>() {
+            Ok(a) => {
+                let mut m = [0u8; 12];
+                m[4..8].copy_from_slice(&a.octets());
+                m
+            }
+            Err(_) => {
+                let name = std::ffi::CString::new(v).unwrap_or_default();
+                // SAFETY: if_nametoindex of a NUL-terminated name, in A.
+                let idx = self
+                    .a
+                    .run(|| unsafe { libc::if_nametoindex(name.as_ptr()) });
+                let mut m = [0u8; 12];
+                m[8..12].copy_from_slice(&(idx.unwrap_or(0) as i32).to_ne_bytes());
+                m
+            }
+        };
+        done(sys::set_bytes(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            &mreqn,
+        ))
     }
 
     /// `getsockopt NAME ip_mtu|so_error|so_sndbuf`.

@@ -9,7 +9,7 @@
 //! script of their own.
 //!
 //! Compared: `link add NAME type mem [peer A] [peerlladdr M] [lladdr M]
-//! [mtu N]` (a veth in the kernel), `ip`/`tc`/`nft`/`sysctl` lines and
+//! [mtu N]` (a veth to a namespace of its own in the kernel), `ip`/`tc`/`nft`/`sysctl` lines and
 //! their unprefixed aliases, `socket`, `bind`, `connect`, `sockopt` (the
 //! options with a `setsockopt` of their own), `send`, `sendmmsg`,
 //! `getsockopt`, `recv`, `close`. Carried out on both sides but not
@@ -348,40 +348,44 @@ fn compare_frames(k: &Kernel, name: &str, (dir, hex): (&std::path::Path, bool), 
             return;
         }
     };
-    for (i, (t, m)) in theirs.iter().zip(&mine).enumerate() {
-        if let Some(at) = frames::first_difference(t, m) {
-            let mut d = format!(
-                "{name} frame {}: differ at byte {at}\n  kernel: {}\n  ipxmit: {}",
-                i + 1,
-                frames::summary(t),
-                frames::summary(m)
-            );
-            if hex {
-                let _ = write!(
-                    d,
-                    "\n  kernel: {}\n  ipxmit: {}",
-                    frames::hex(t),
-                    frames::hex(m)
-                );
+    for step in frames::align(&theirs, &mine) {
+        let d = match step {
+            frames::Step::Same(..) => continue,
+            frames::Step::OnlyKernel(i) => {
+                format!(
+                    "{name} kernel frame {}: only the kernel sent {}",
+                    i + 1,
+                    frames::summary(&theirs[i])
+                )
             }
-            rep.frames.push(d);
-        }
-    }
-    if theirs.len() != mine.len() {
-        let mut s = format!(
-            "{name}: kernel sent {} frames, ipxmit {}",
-            theirs.len(),
-            mine.len()
-        );
-        let (longer, who) = if theirs.len() > mine.len() {
-            (&theirs, "kernel")
-        } else {
-            (&mine, "ipxmit")
+            frames::Step::OnlyIpxmit(j) => {
+                format!(
+                    "{name} ipxmit frame {}: only ipxmit sent {}",
+                    j + 1,
+                    frames::summary(&mine[j])
+                )
+            }
+            frames::Step::Differ(i, j, at) => {
+                let (t, m) = (&theirs[i], &mine[j]);
+                let mut d = format!(
+                    "{name} frame {} (ipxmit's {}): differ at byte {at}\n  kernel: {}\n  ipxmit: {}",
+                    i + 1,
+                    j + 1,
+                    frames::summary(t),
+                    frames::summary(m)
+                );
+                if hex {
+                    let _ = write!(
+                        d,
+                        "\n  kernel: {}\n  ipxmit: {}",
+                        frames::hex(t),
+                        frames::hex(m)
+                    );
+                }
+                d
+            }
         };
-        for f in longer.iter().skip(theirs.len().min(mine.len())).take(3) {
-            let _ = write!(s, "\n  only {who}: {}", frames::summary(f));
-        }
-        rep.frames.push(s);
+        rep.frames.push(d);
     }
 }
 
