@@ -146,3 +146,60 @@ send c len 10
         r.stdout
     );
 }
+
+/// Two links, a mark rule, multicast with and without `IP_MULTICAST_IF`,
+/// broadcasts, IP options, a connected socket, and a link taken down and
+/// up (the kernel forgets the link's neighbours: `arp_ifdown()`).
+#[test]
+fn two_links_multicast_options_and_a_link_going_down() {
+    if skip("two_links_multicast_options_and_a_link_going_down") {
+        return;
+    }
+    let r = diff("diff-two-links", TWO_LINKS);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .ends_with("37 lines compared, frames on every link, 13 counters: no differences\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+const TWO_LINKS: &str = "link add eth0 type mem peer 10.0.0.2
+link add eth1 type mem peer 10.1.0.2
+addr add 10.0.0.1/24 dev eth0
+addr add 10.1.0.1/24 dev eth1
+ip route add default via 10.0.0.2
+ip rule add fwmark 7 table 70
+ip route add default via 10.1.0.2 table 70
+socket m udp
+sockopt m ip_multicast_ttl 3
+send m to 224.0.0.9:9 len 10
+send m to 239.1.2.3:9 len 10
+sockopt m ip_multicast_if 10.1.0.1
+send m to 239.1.2.3:9 len 10
+socket k udp
+sockopt k so_mark 7
+send k to 192.0.2.8:53 len 20
+sockopt k so_bindtodevice eth0
+send k to 192.0.2.8:53 len 20
+sockopt k so_bindtodevice \"\"
+sockopt k so_broadcast 1
+send k to 10.1.0.255:9 len 5
+send k to 255.255.255.255:9 len 5
+socket o udp
+sockopt o ip_options 07070400000000ff
+send o to 10.0.0.2:9 len 40
+send o to 10.0.0.2:9 len 3000
+socket z udp
+connect z 10.0.0.2:9
+send z len 10
+send z len 10
+getsockopt z ip_mtu
+ip link set eth1 down
+send k to 10.1.0.255:9 len 5
+ip link set eth1 up
+send k to 10.1.0.255:9 len 5
+ip neigh show
+ip route show table all
+";

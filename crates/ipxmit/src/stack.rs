@@ -369,13 +369,29 @@ impl Stack {
         let Some(n) = self.neigh.remove(d.ifindex(), addr) else {
             return Ok(false);
         };
+        self.neigh_dead(&n);
+        Ok(true)
+    }
+
+    /// Kernel: `neigh_ifdown()` (from `arp_ifdown()` when a device goes
+    /// down): every entry of device `ifindex` removed, permanent ones too,
+    /// their queued packets dropped as `NEIGH_DEAD`.
+    pub(crate) fn neigh_ifdown(&self, ifindex: u32) {
+        for n in self.neigh.entries().iter().filter(|n| n.ifindex == ifindex) {
+            if let Some(n) = self.neigh.remove(ifindex, n.addr) {
+                self.neigh_dead(&n);
+            }
+        }
+    }
+
+    /// A removed entry's queue dropped (`NEIGH_DEAD`).
+    fn neigh_dead(&self, n: &crate::neigh::Neighbour) {
         let dropped = n
             .update(NudState::Failed, None, true, self.now())
             .drop
             .len();
         self.counters
             .drop_n_at(crate::stats::DropSite::NeighDead, dropped as u64);
-        Ok(true)
     }
 
     /// The device with interface index `ifindex`.

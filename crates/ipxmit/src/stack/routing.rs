@@ -175,7 +175,8 @@ impl Stack {
     /// (`fib_netdev_event()`): `ip link set DEV up|down`. Down removes every
     /// route through the device from every table (`fib_disable_ip()`: its
     /// next hops are dead and flushed, so a later send finds no route,
-    /// `ENETUNREACH`, or a route through another device); up again restores
+    /// `ENETUNREACH`, or a route through another device) and its neighbour
+    /// entries (`arp_ifdown()`, permanent ones too); up again restores
     /// only the routes of its addresses (`fib_add_ifaddr()`), as the kernel.
     pub fn set_link_up(&self, dev: &str, up: bool) -> Result<(), ConfigError> {
         let d = self.device(dev)?;
@@ -185,6 +186,7 @@ impl Stack {
         d.set_up(up);
         let ifindex = d.ifindex();
         if !up {
+            self.neigh_ifdown(ifindex);
             return self.update_rib(|rib| {
                 rib.tables_mut().for_each(|f| f.flush_dev(ifindex));
                 Ok(())
