@@ -283,7 +283,9 @@ fn ipxmit_line(host: &mut Host, cmd: &Command) -> Mine {
 /// How the two answers to a line differ, if they do.
 fn line_difference(k: &Answer, m: &Mine) -> Option<String> {
     let same = match (k, m) {
-        (Answer::Tool { code: 0, out, .. }, Mine::Out(o)) => auto_handles(out) == auto_handles(o),
+        (Answer::Tool { code: 0, out, .. }, Mine::Out(o)) => {
+            auto_handles(&veth_less(out)) == auto_handles(o)
+        }
         (Answer::Tool { code: 0, out, .. }, Mine::Done) => out.is_empty(),
         (Answer::Tool { code, err, .. }, Mine::Refused(r)) if *code != 0 => {
             err.trim_end() == r.trim_end()
@@ -294,7 +296,60 @@ fn line_difference(k: &Answer, m: &Mine) -> Option<String> {
         (Answer::Call(Err(e)), Mine::Refused(r)) => r.contains(e.as_str()),
         _ => false,
     };
-    (!same).then(|| format!("  kernel: {}\n  ipxmit: {}", kernel_text(k), mine_text(m)))
+    if same {
+        return None;
+    }
+    if let (Answer::Tool { code: 0, out, .. }, Mine::Out(o)) = (k, m) {
+        return Some(output_difference(
+            &auto_handles(&veth_less(out)),
+            &auto_handles(o),
+        ));
+    }
+    Some(format!(
+        "  kernel: {}\n  ipxmit: {}",
+        kernel_text(k),
+        mine_text(m)
+    ))
+}
+
+/// Where two outputs part: the first line that differs, both ways.
+fn output_difference(k: &str, m: &str) -> String {
+    let (kl, ml): (Vec<&str>, Vec<&str>) = (k.lines().collect(), m.lines().collect());
+    let n = kl.iter().zip(&ml).take_while(|(a, b)| a == b).count();
+    let show = |v: &[&str]| {
+        v.get(n)
+            .map_or("(no more lines)".to_string(), |l| format!("{l:?}"))
+    };
+    format!(
+        "  output line {}:\n  kernel: {}\n  ipxmit: {}",
+        n + 1,
+        show(&kl),
+        show(&ml)
+    )
+}
+
+/// The kernel's tool output without what only its veth has: the peer's
+/// index after the name (`eth0@if2`) and the peer's namespace
+/// (` link-netns NAME`), in text output (JSON keeps them).
+fn veth_less(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for line in s.split_inclusive('\n') {
+        let mut l = line.to_string();
+        if let Some(at) = l.find(" link-netns ") {
+            let end = l[at + 12..]
+                .find(char::is_whitespace)
+                .map_or(l.len(), |e| at + 12 + e);
+            l.replace_range(at..end, "");
+        }
+        if let Some(at) = l.find("@if") {
+            let digits = l[at + 3..].chars().take_while(char::is_ascii_digit).count();
+            if digits > 0 && l[at + 3 + digits..].starts_with(':') {
+                l.replace_range(at..at + 3 + digits, "");
+            }
+        }
+        out.push_str(&l);
+    }
+    out
 }
 
 /// A tool's output with automatically chosen qdisc handles (`8001:`; the
@@ -453,6 +508,13 @@ fn report_text(rep: &Report, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_veths_own_words_are_left_out() {
+        let k = "2: eth0@if2: <UP> mtu 1500\n    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff link-netns ipxmit-diff-b-1-1\n";
+        let m = "2: eth0: <UP> mtu 1500\n    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n";
+        assert_eq!(veth_less(k), m);
+    }
 
     #[test]
     fn automatic_handles_compare_equal() {
