@@ -11,7 +11,9 @@
 //! `veth2` 10.8.0.1/24, permanent neighbours 10.9.0.2, 10.9.0.3 and
 //! 10.8.0.2 (every datagram that passes the hooks leaves at once), a
 //! default route through 10.9.0.2. The scenarios are deterministic: where
-//! the kernel picks a port at random, only one is free.
+//! the kernel picks a port at random, only one is free. A scenario may have
+//! the peer reply (a frame injected on the link: AF_PACKET on the kernel's
+//! veth peer, `inject` in ipxmit) to make its flow established.
 //!
 //! Needs root, `ip netns`, `tcpdump` and `conntrack` (conntrack-tools);
 //! without them the test prints `SKIPPED (...)` and passes.
@@ -36,11 +38,14 @@ ip route add default via 10.9.0.2
 ";
 
 /// A scenario: its nft lines and its sends (source address and port,
-/// destination address and port, payload length).
+/// destination address and port, payload length); with `reply_after`
+/// `Some((k, A))`, the peer's reply to send `k`, to address `A` (the
+/// send's source as translated), arrives right after it.
 struct Scenario {
     name: &'static str,
     rules: &'static [&'static str],
     sends: &'static [(&'static str, u16, &'static str, u16, usize)],
+    reply_after: Option<(usize, &'static str)>,
 }
 
 const NAT_CHAINS: &[&str] = &[
@@ -63,6 +68,7 @@ const SCENARIOS: &[Scenario] = &[
             ("10.9.0.1", 5001, "10.9.0.2", 10, 10),
             ("10.9.0.1", 5000, "10.9.0.2", 9, 3000),
         ],
+        reply_after: None,
     },
     Scenario {
         name: "snat_port_range_clash",
@@ -73,6 +79,7 @@ const SCENARIOS: &[Scenario] = &[
             ("10.9.0.6", 5000, "10.9.0.2", 9, 10),
             ("10.9.0.5", 5000, "10.9.0.2", 9, 30),
         ],
+        reply_after: None,
     },
     Scenario {
         name: "masquerade",
@@ -86,6 +93,7 @@ const SCENARIOS: &[Scenario] = &[
             ("10.9.0.5", 5001, "10.9.0.2", 10, 10),
             ("10.9.0.1", 5002, "10.8.0.2", 9, 10),
         ],
+        reply_after: None,
     },
     Scenario {
         name: "dnat_at_output",
@@ -100,6 +108,7 @@ const SCENARIOS: &[Scenario] = &[
             ("10.9.0.1", 5001, "10.1.1.1", 53, 10),
             ("10.9.0.1", 5000, "10.9.0.2", 99, 2000),
         ],
+        reply_after: None,
     },
     Scenario {
         name: "ct_state_new_drop",
@@ -115,8 +124,46 @@ const SCENARIOS: &[Scenario] = &[
             ("10.9.0.1", 5000, "10.9.0.2", 8, 10),
             ("10.9.0.1", 5000, "10.9.0.2", 8, 10),
         ],
+        reply_after: None,
+    },
+    Scenario {
+        name: "ct_state_established",
+        rules: &[
+            "nft add rule ip t out ct state established counter accept",
+            "nft add rule ip t out ct state new counter",
+            "nft add rule ip t out ct direction reply counter",
+            "nft add rule ip t post udp dport 9 counter snat to 10.9.0.7",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.1", 5001, "10.9.0.2", 9, 10),
+        ],
+        reply_after: Some((0, "10.9.0.7")),
     },
 ];
+
+/// The peer's reply to a send from `_:sport` to `dst:dport`, to address
+/// `src` (the send's source as the peer saw it): an Ethernet broadcast
+/// frame, UDP with no checksum, 4 bytes.
+fn reply_frame(send: &(&str, u16, &str, u16, usize), src: &str) -> String {
+    let (_, sport, dst, dport, _) = *send;
+    let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap().octets();
+    let mut ip = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&a(dst));
+    ip.extend_from_slice(&a(src));
+    let sum = fold(sum16(&ip, 0));
+    ip[10..12].copy_from_slice(&(!sum).to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.extend_from_slice(&sport.to_be_bytes());
+    ip.extend_from_slice(&[0, 12, 0, 0]);
+    ip.extend_from_slice(b"pong");
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0xfe, 8, 0]);
+    f.extend_from_slice(&ip);
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
     let o = Command::new("ip")
@@ -146,7 +193,8 @@ fn ip_packets(path: &Path) -> Vec<Vec<u8>> {
     while at + 16 <= b.len() {
         let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
         let f = &b[at + 16..(at + 16 + incl).min(b.len())];
-        if f.len() > 14 && f[12..14] == [8, 0] {
+        // The peer's injected replies (from 10.9.0.2) are not compared.
+        if f.len() > 34 && f[12..14] == [8, 0] && f[26..30] != [10, 9, 0, 2] {
             v.push(f[14..].to_vec());
         }
         at += 16 + incl;
@@ -245,7 +293,18 @@ fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2]
         .zip(&caps)
         .map(|(d, f)| {
             Command::new("ip")
-                .args(["netns", "exec", ns, "tcpdump", "-U", "-n", "-i", d, "-w"])
+                .args([
+                    "netns",
+                    "exec",
+                    ns,
+                    "tcpdump",
+                    "--immediate-mode",
+                    "-U",
+                    "-n",
+                    "-i",
+                    d,
+                    "-w",
+                ])
                 .arg(f)
                 .arg("ip")
                 .stdout(Stdio::null())
@@ -265,7 +324,7 @@ fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2]
         errs.push(r);
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut py = String::from("import socket,errno\nsocks={}\n");
+    let mut py = String::from("import socket,errno,time\nsocks={}\n");
     // The payload of ipxmit's n-th send: byte i is (7i + n) mod 256.
     for (n, (src, sport, dst, dport, len)) in s.sends.iter().enumerate() {
         py.push_str(&format!(
@@ -274,6 +333,13 @@ fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2]
              try:\n print('ret',socks[k].sendto(d,('{dst}',{dport})))\n\
              except OSError as e:\n print(errno.errorcode[e.errno])\n"
         ));
+        if let Some((_, to)) = s.reply_after.filter(|r| r.0 == n) {
+            py.push_str(&format!(
+                "p=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\np.bind(('veth1',0))\n\
+                 p.send(bytes.fromhex('{}'))\ntime.sleep(0.05)\n",
+                reply_frame(&s.sends[n], to)
+            ));
+        }
     }
     std::fs::write(dir.join("send.py"), &py).unwrap();
     let (out, err, code) = sh(ns, &format!("python3 {}", dir.join("send.py").display()));
@@ -305,7 +371,7 @@ fn ours(s: &Scenario, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, St
         script.push('\n');
     }
     let mut names = Vec::new();
-    for (src, sport, dst, dport, len) in s.sends {
+    for (i, (src, sport, dst, dport, len)) in s.sends.iter().enumerate() {
         let k = format!("{src}:{sport}");
         let n = match names.iter().position(|x| *x == k) {
             Some(i) => i,
@@ -319,6 +385,10 @@ fn ours(s: &Scenario, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, St
             }
         };
         script.push_str(&format!("send s{n} to {dst}:{dport} len {len}\n"));
+        if let Some((_, to)) = s.reply_after.filter(|r| r.0 == i) {
+            let f = reply_frame(&s.sends[i], to);
+            script.push_str(&format!("inject dev veth0 frame {f}\n"));
+        }
     }
     script.push_str("conntrack -L\nnft list ruleset\n");
     let r = run_script(dir, &script, &["--no-stats"]);
