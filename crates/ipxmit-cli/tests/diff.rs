@@ -203,3 +203,37 @@ send k to 10.1.0.255:9 len 5
 ip neigh show
 ip route show table all
 ";
+
+/// Raw sockets: a protocol of their own, `IP_HDRINCL` (given, implied by
+/// `IPPROTO_RAW`, set later), fragments, and ICMP (counted in
+/// `IcmpOutMsgs` by `__ip_make_skb()`).
+#[test]
+fn raw_sockets_with_and_without_ip_hdrincl() {
+    if skip("raw_sockets_with_and_without_ip_hdrincl") {
+        return;
+    }
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+socket r raw 253
+send r to 10.0.0.2:0 len 30
+send r to 10.0.0.2:0 len 3000
+socket h rawhdrincl 253
+send h to 10.0.0.2:0 len 30
+send h to 10.0.0.2:0 len 3000
+socket x raw 255
+send x to 10.0.0.2:0 len 40
+send x to 10.0.0.2:0 len 10
+sockopt r ip_hdrincl 1
+send r to 10.0.0.2:0 len 30
+socket i raw 1
+send i to 10.0.0.2:0 len 8
+";
+    let r = diff("diff-raw", script);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .ends_with("15 lines compared, frames on every link, 13 counters: no differences\n"),
+        "{}",
+        r.stdout
+    );
+}

@@ -51,6 +51,8 @@ pub struct Kernel {
     /// Per link (ipxmit's name): the capture on the peer's end.
     pub captures: BTreeMap<String, PacketSocket>,
     socks: BTreeMap<String, OwnedFd>,
+    /// The raw sockets: protocol, `IP_HDRINCL`, connected address.
+    raw: BTreeMap<String, (u8, bool, Option<std::net::Ipv4Addr>)>,
     /// Sends so far (the payload pattern's `k`).
     sends: u64,
 }
@@ -98,6 +100,7 @@ impl Kernel {
             peers: Vec::new(),
             captures: BTreeMap::new(),
             socks: BTreeMap::new(),
+            raw: BTreeMap::new(),
             sends: 0,
         })
     }
@@ -264,6 +267,11 @@ impl Kernel {
         if let SockKind::RawHdrincl(_) = kind {
             set_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_HDRINCL, 1);
         }
+        if let SockKind::Raw(p) | SockKind::RawHdrincl(p) = kind {
+            // IPPROTO_RAW (255) implies IP_HDRINCL.
+            let hdrincl = matches!(kind, SockKind::RawHdrincl(_)) || p == 255;
+            self.raw.insert(name.to_string(), (p, hdrincl, None));
+        }
         self.socks.insert(name.to_string(), fd);
         Answer::Done
     }
@@ -271,6 +279,7 @@ impl Kernel {
     /// `close NAME`.
     pub fn close(&mut self, name: &str) -> Answer {
         self.socks.remove(name);
+        self.raw.remove(name);
         Answer::Done
     }
 
@@ -293,11 +302,13 @@ impl Kernel {
                 libc::bind(fd, p, SIN_LEN)
             }
         };
-        if r == 0 {
-            Answer::Done
-        } else {
-            last_errno()
+        if r != 0 {
+            return last_errno();
         }
+        if let (true, Some(raw)) = (connect, self.raw.get_mut(name)) {
+            raw.2 = Some(*addr.ip());
+        }
+        Answer::Done
     }
 
     /// `sockopt NAME OPT V`: the same `setsockopt(2)`; options without a
@@ -310,7 +321,12 @@ impl Kernel {
             SockOpt::Ttl(t) => (ip, libc::IP_TTL, t.map_or(-1, i32::from)),
             SockOpt::MtuDiscover(m) => (ip, libc::IP_MTU_DISCOVER, pmtudisc(*m)),
             SockOpt::RecvErr(b) => (ip, libc::IP_RECVERR, i32::from(*b)),
-            SockOpt::Hdrincl(b) => (ip, libc::IP_HDRINCL, i32::from(*b)),
+            SockOpt::Hdrincl(b) => {
+                if let Some(raw) = self.raw.get_mut(name) {
+                    raw.1 = *b;
+                }
+                (ip, libc::IP_HDRINCL, i32::from(*b))
+            }
             SockOpt::NoCheck(b) => (lvl, libc::SO_NO_CHECK, i32::from(*b)),
             SockOpt::Segment(s) => (libc::SOL_UDP, libc::UDP_SEGMENT, *s as i32),
             SockOpt::Cork(b) => (libc::SOL_UDP, libc::UDP_CORK, i32::from(*b)),
@@ -383,8 +399,16 @@ impl Kernel {
         let Some(fd) = self.fd(name) else {
             return Answer::Call(Err("EBADF".into()));
         };
-        let buf = payload(self.sends, len);
+        let mut buf = payload(self.sends, len);
         self.sends += 1;
+        if let Some(&(proto, true, peer)) = self.raw.get(name) {
+            // ipxmit's `rawhdrincl` sends put its header before the payload.
+            let dst = to
+                .map(|a| *a.ip())
+                .or(peer)
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            buf = crate::script::exec::with_ip_header(proto, dst, &buf);
+        }
         let flags = f.bits() as i32;
         // SAFETY: a valid buffer and (when given) sockaddr_in.
         let r = unsafe {

@@ -275,13 +275,21 @@ fn send_error(
     };
     build_header(pkt.network_header_mut(), &fields);
     pkt.meta.dst = Some(dst);
+    out_count(stack, icmp_type);
+    local_out(stack, pkt).is_ok()
+}
+
+/// Kernel: `icmp_out_count()`: an ICMP message of `icmp_type` sent, by
+/// the host's errors or by a socket (`__ip_make_skb()` counts those):
+/// `IcmpOutMsgs` and the type's counters (of the types ipxmit keeps:
+/// destination unreachable; the others count in `IcmpOutMsgs` only).
+pub(crate) fn out_count(stack: &Stack, icmp_type: u8) {
     let c = &stack.counters;
     c.inc(Mib::IcmpOutMsgs);
     if icmp_type == icmp::DEST_UNREACH {
         c.inc(Mib::IcmpOutDestUnreachs);
         c.inc(Mib::IcmpMsgOutType3);
     }
-    local_out(stack, pkt).is_ok()
 }
 
 /// The error's buffer: the ICMP header and `quote` written, room for the

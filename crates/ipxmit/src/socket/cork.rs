@@ -659,6 +659,12 @@ impl Cork {
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
         let id = select_ident(stack, &p, df, sock_id);
         write_header(&mut skb, &p, df, id);
+        if p.protocol == 1 {
+            // The ICMP type is the first byte after the IP header (a raw
+            // socket's own data: the kernel's `fl4_icmp_type`).
+            let t = skb.linear().get(hlen).copied().unwrap_or(0);
+            crate::ipv4::icmp::out_count(stack, t);
+        }
         skb.meta.ip_optlen = p.options.len() as u8;
         skb.meta.use_dev_mtu = !p.pmtudisc.use_pmtu();
         skb.meta.priority = p.priority;
