@@ -348,8 +348,9 @@ fn refill(h: &mut [u8]) {
     ipxmit::wire::Ipv4Packet::new_unchecked(h).fill_checksum();
 }
 
-/// Each receive-side site with the frame that makes it drop.
-fn receive_sites() -> Vec<DropSite> {
+/// Each receive-side site (but a full receive buffer's) with the frame
+/// that makes it drop.
+fn receive_cases() -> Vec<(DropSite, Vec<u8>)> {
     use DropSite::*;
     let peer = common::PEER;
     let to_me = (peer, ME);
@@ -359,7 +360,7 @@ fn receive_sites() -> Vec<DropSite> {
     let mut bad_icmp = rx_icmp(3, 3, &[0x45; 28]);
     bad_icmp[2] ^= 0xff;
     let quote_ihl4 = [&[0x44u8][..], &[0; 27]].concat();
-    let cases: Vec<(DropSite, Vec<u8>)> = vec![
+    let cases = vec![
         (
             RcvOtherHost,
             rx_frame([2, 0, 0, 0, 0, 9], to_me, 17, &udp, no_edit),
@@ -443,8 +444,14 @@ fn receive_sites() -> Vec<DropSite> {
         (UdpChecksum, rx_frame(MAC_ME, to_me, 17, &bad_udp, no_edit)),
         (UdpNoSocket, rx_frame(MAC_ME, to_me, 17, &udp, no_edit)),
     ];
+    cases
+}
+
+/// Every receive-side site, each on a host of its own.
+fn receive_sites() -> Vec<DropSite> {
+    let to_me = (common::PEER, ME);
     let mut v = Vec::new();
-    for (site, frame) in cases {
+    for (site, frame) in receive_cases() {
         let (stack, _w) = common::mem_host(common::eth0(), 1, 64);
         let eth0 = stack.device("eth0").unwrap();
         stack.receive(&eth0, &frame);
@@ -459,7 +466,7 @@ fn receive_sites() -> Vec<DropSite> {
     for _ in 0..4 {
         stack.receive(&eth0, &rx_frame(MAC_ME, to_me, 17, &big, no_edit));
     }
-    v.push(check(&stack, UdpRcvbuf, 1, true));
+    v.push(check(&stack, DropSite::UdpRcvbuf, 1, true));
     v
 }
 

@@ -418,7 +418,13 @@ impl<'a> OutputBatch<'a> {
             return self.fraglist(pkt, plan.hlen(), optlen, more);
         }
         let mut frags = Fragmenter::slow(pkt, (plan, optlen), ll_rs, &self.stack.pool);
+        let mut first = true;
         while let Some(f) = frags.next() {
+            if !first {
+                // A frame more than the datagram its fate counted.
+                fate::made(key);
+            }
+            first = false;
             let len = f.len();
             if let Err(e) = self.finish_output2(f, len, more || !frags.is_done()) {
                 // kfree_skb of the datagram, its fragments cut from it one
@@ -451,6 +457,7 @@ impl<'a> OutputBatch<'a> {
         let mut list = FragList::new();
         let mut rest = list.init(&mut head, hlen, optlen);
         let n = rest.len();
+        fate::made_n(key, n as u32);
         let len = head.len();
         let mut r = self.finish_output2(head, len, true);
         let mut frags = rest.drain(..);
@@ -505,7 +512,6 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<(), SendError> {
         self.count.pkts += 1;
         self.count.octets += len as u64;
-        fate::made(pkt.meta.tskey);
         match &self.hh {
             Some(hh) if !pkt.meta.confirm_neigh => push_link_header(&mut pkt, hh, self.hlen),
             _ => return self.resolve_output(pkt),

@@ -672,6 +672,7 @@ impl Cork {
         skb.meta.tstamp = p.transmit_time;
         skb.meta.sk = p.sk;
         skb.meta.tskey = p.tskey;
+        crate::stats::fate::made(p.tskey);
         skb.meta.dst = Some(p.dst);
         Some(skb)
     }

@@ -10,12 +10,14 @@
 //! How: the datagrams of a call that asks are numbered in their
 //! `skb_shinfo(skb)->tskey` (the timestamp key `SOF_TIMESTAMPING_OPT_ID`
 //! numbers datagrams with; fragments copy it) with a call generation and
-//! the message's index. Three places look at a frame's key, and do nothing
-//! more when it is 0, as it is for every frame of a call that did not ask
-//! (one load and a branch each): the IP layer's last step
-//! (`ip_finish_output2`: a frame is made), the driver hand-off (`xmit_one`:
-//! a frame is sent) and the drop sites (a frame is dropped, with its
-//! reason). The record is this thread's; the call reads it back at its end.
+//! the message's index. A datagram counts as a frame made when it is
+//! numbered, and each fragment past the first when it is cut (the
+//! fragmenter's slow path and fraglist, not per frame on the way down).
+//! Two places on every frame's way look at its key and do nothing more
+//! when it is 0, as it is for every frame of a call that did not ask (one
+//! load and a branch each): the driver hand-off (`xmit_one`: a frame is
+//! sent) and the drop sites (a frame is dropped, with its reason). The
+//! record is this thread's; the call reads it back at its end.
 //!
 //! **What the fates mean** — the state at the return of the call, as this
 //! thread saw it: `Sent` when every frame of the datagram was handed to a
@@ -152,11 +154,18 @@ fn with_track(key: u32, f: impl FnOnce(&mut Track)) {
     });
 }
 
-/// A frame keyed `key` was made (`ip_finish_output2`).
+/// A frame keyed `key` was made: the datagram when it is numbered, each
+/// fragment past the first when it is cut.
 #[inline(always)]
 pub fn made(key: u32) {
-    if key != 0 {
-        with_track(key, |t| t.made += 1);
+    made_n(key, 1);
+}
+
+/// `n` frames keyed `key` were made.
+#[inline(always)]
+pub fn made_n(key: u32, n: u32) {
+    if key != 0 && n != 0 {
+        with_track(key, |t| t.made += n);
     }
 }
 

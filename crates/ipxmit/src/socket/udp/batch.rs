@@ -201,6 +201,7 @@ impl BatchCork {
     pub(super) fn set_tskey(&self, m: &mut Meta, i: usize) {
         if self.params.tskey != 0 {
             m.tskey = self.params.tskey + i as u32;
+            fate::made(m.tskey);
         }
     }
 
