@@ -350,50 +350,6 @@ pub fn peer_json(addr: Ipv4Addr, mac: EthernetAddress, s: &PeerStats) -> Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ipxmit::dev::DevConfig;
-    use ipxmit_drivers::null::NullCounters;
-
-    /// A bare IP link (TUN-like) reads as `ip -j -s link show dev t0` of a
-    /// TUN device on iproute2 6.1 (captured on the development machine): no
-    /// `address`/`broadcast`, `link_type` `none`, the flags and state of a TUN
-    /// device with its file open (`UP,LOWER_UP`, `UNKNOWN`); the text says
-    /// `link/none ` (with its trailing blank).
-    #[test]
-    fn l3_link_reads_as_a_tun_device() {
-        let stack = Stack::new();
-        let mut cfg = DevConfig::ethernet("t0", EthernetAddress([2, 0, 0, 0, 0, 9]));
-        cfg.link = ipxmit::LinkType::L3;
-        let dev = stack
-            .add_device(cfg, NullCounters::new().drivers(1))
-            .unwrap();
-        let v = ip_link_json(&dev);
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        let tun = [
-            "ifindex",
-            "ifname",
-            "flags",
-            "mtu",
-            "qdisc",
-            "operstate",
-            "linkmode",
-            "group",
-            "txqlen",
-            "link_type",
-            "stats64",
-        ];
-        assert_eq!(keys, tun);
-        assert_eq!(v["link_type"], "none");
-        let flags = ["POINTOPOINT", "MULTICAST", "NOARP", "UP", "LOWER_UP"];
-        assert_eq!(v["flags"], json!(flags));
-        assert_eq!(v["operstate"], "UNKNOWN", "as an up TUN device");
-        assert_eq!(v["qdisc"], "pfifo_fast");
-        assert!(ip_link(&dev).contains("\n    link/none \n"));
-    }
-}
-
 /// One row of the drop summary: where, why and how many.
 struct DropRow {
     count: u64,
@@ -466,4 +422,48 @@ pub fn drop_summary_json(stack: &Stack) -> Value {
         })
         .collect();
     Value::Array(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipxmit::dev::DevConfig;
+    use ipxmit_drivers::null::NullCounters;
+
+    /// A bare IP link (TUN-like) reads as `ip -j -s link show dev t0` of a
+    /// TUN device on iproute2 6.1 (captured on the development machine): no
+    /// `address`/`broadcast`, `link_type` `none`, the flags and state of a TUN
+    /// device with its file open (`UP,LOWER_UP`, `UNKNOWN`); the text says
+    /// `link/none ` (with its trailing blank).
+    #[test]
+    fn l3_link_reads_as_a_tun_device() {
+        let stack = Stack::new();
+        let mut cfg = DevConfig::ethernet("t0", EthernetAddress([2, 0, 0, 0, 0, 9]));
+        cfg.link = ipxmit::LinkType::L3;
+        let dev = stack
+            .add_device(cfg, NullCounters::new().drivers(1))
+            .unwrap();
+        let v = ip_link_json(&dev);
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let tun = [
+            "ifindex",
+            "ifname",
+            "flags",
+            "mtu",
+            "qdisc",
+            "operstate",
+            "linkmode",
+            "group",
+            "txqlen",
+            "link_type",
+            "stats64",
+        ];
+        assert_eq!(keys, tun);
+        assert_eq!(v["link_type"], "none");
+        let flags = ["POINTOPOINT", "MULTICAST", "NOARP", "UP", "LOWER_UP"];
+        assert_eq!(v["flags"], json!(flags));
+        assert_eq!(v["operstate"], "UNKNOWN", "as an up TUN device");
+        assert_eq!(v["qdisc"], "pfifo_fast");
+        assert!(ip_link(&dev).contains("\n    link/none \n"));
+    }
 }
