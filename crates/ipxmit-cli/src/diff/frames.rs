@@ -327,10 +327,12 @@ fn alike(a: &[u8], b: &[u8]) -> bool {
     if arp(a) || arp(b) {
         return arp(a) && arp(b);
     }
+    // Total length, protocol and addresses (not the ID or the checksum).
+    let same = |x: &[u8], y: &[u8]| x[2..4] == y[2..4] && x[9] == y[9] && x[12..20] == y[12..20];
     a.len() == b.len()
         && a.get(14..34)
             .zip(b.get(14..34))
-            .is_some_and(|(x, y)| x[9..] == y[9..] && x[2..4] == y[2..4])
+            .is_some_and(|(x, y)| same(x, y))
 }
 
 #[cfg(test)]
