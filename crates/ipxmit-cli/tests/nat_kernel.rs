@@ -86,6 +86,8 @@ const SCENARIOS: &[Scenario] = &[
         rules: &[
             "nft add rule ip t post udp dport 9 counter masquerade",
             "nft add rule ip t post udp dport 10 counter masquerade to :6000",
+            "nft add rule ip t post udp dport 11 masquerade persistent,random",
+            "nft add rule ip t post ip protocol udp snat to 10.9.0.9:7-8 fully-random",
         ],
         sends: &[
             ("10.9.0.5", 5000, "10.9.0.2", 9, 10),
@@ -117,6 +119,7 @@ const SCENARIOS: &[Scenario] = &[
             "nft add rule ip t out ct state established counter accept",
             "nft add rule ip t out ct state != new counter",
             "nft add rule ip t out ct direction original ct state new counter",
+            "nft add rule ip t out ct state 3 counter",
         ],
         sends: &[
             ("10.9.0.1", 5000, "10.9.0.2", 7, 10),

@@ -188,6 +188,7 @@ fn nat_rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
                 kind: NatKind::Snat,
                 addr: Some(u32::from_be_bytes([10, 0, 0, 7])),
                 ports: Some((40000, 40010)),
+                flags: 0,
             }),
         ],
         Position::Append(None),

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
     Chain, ChainHook, ChainType, Elem, Family, Key, Match, Nat, NatKind, Op, Policy, Rhs,
-    RuleVerdict, Ruleset, Set, Stmt, Table,
+    RuleVerdict, Ruleset, Set, Stmt, Table, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 
 use super::nft::{ListWhat, NftParseError, P};
@@ -250,10 +250,24 @@ fn nat(n: &Nat) -> String {
         Some((lo, hi)) => format!(":{lo}-{hi}"),
         None => String::new(),
     };
+    let flags: Vec<&str> = [
+        (NAT_RANDOM, "random"),
+        (NAT_FULLY_RANDOM, "fully-random"),
+        (NAT_PERSISTENT, "persistent"),
+    ]
+    .iter()
+    .filter(|(b, _)| n.flags & b != 0)
+    .map(|(_, s)| *s)
+    .collect();
+    let flags = if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", flags.join(","))
+    };
     match n.addr {
-        Some(a) => format!("{kind} to {}{ports}", Ipv4Addr::from(a)),
-        None if ports.is_empty() => kind.to_string(),
-        None => format!("{kind} to {ports}"),
+        Some(a) => format!("{kind} to {}{ports}{flags}", Ipv4Addr::from(a)),
+        None if ports.is_empty() => format!("{kind}{flags}"),
+        None => format!("{kind} to {ports}{flags}"),
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
     Counter, DataType, Elem, Key, Match, Nat, NatKind, NftError, Op, Rhs, RuleVerdict, Stmt,
+    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -199,9 +200,11 @@ pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
         })?,
         Ty::Mark | Ty::U32 => int(&tok, u64::from(u32::MAX))?,
         Ty::Prio => prio(&tok)?,
-        Ty::CtState => {
-            named(CT_STATES).ok_or_else(|| P::err(t, "Could not parse conntrack state"))?
-        }
+        Ty::CtState => match named(CT_STATES) {
+            Some(v) => v,
+            None => int(&tok, u64::from(u32::MAX))
+                .map_err(|_| P::err(t, "Could not parse conntrack state"))?,
+        },
         Ty::CtDir => {
             named(CT_DIRS).ok_or_else(|| P::err(t, "Could not parse conntrack direction"))?
         }
@@ -434,25 +437,44 @@ fn ct_flags(p: &mut P<'_>, op: Op) -> Result<Rhs, NftParseError> {
     }
 }
 
-/// `snat [to] ADDR[:PORT[-PORT]]`, `dnat [to] ...`, `masquerade [to
-/// :PORT[-PORT]]`.
-fn nat(p: &mut P<'_>, kind: NatKind) -> Result<Stmt, NftParseError> {
+/// `snat [to] ADDR[:PORT[-PORT]] [FLAGS]`, `dnat [to] ...`, `masquerade
+/// [to :PORT[-PORT]] [FLAGS]`; a port range needs a transport protocol
+/// match before it (`prior`), as nft's evaluation says.
+fn nat(p: &mut P<'_>, kind: NatKind, prior: &[Stmt]) -> Result<Stmt, NftParseError> {
+    let kw = p.toks[p.i - 1].clone();
     let to = p.eat("to");
     let mut n = Nat {
         kind,
         addr: None,
         ports: None,
+        flags: 0,
     };
-    let t = match p.peek() {
-        Some(t) if to || kind != NatKind::Masquerade => t,
-        _ => return Ok(Stmt::Nat(n)),
-    };
-    p.i += 1;
+    if to || kind != NatKind::Masquerade {
+        nat_target(p, &mut n)?;
+    }
+    n.flags = nat_flags(p)?;
+    let l4 = prior.iter().any(|s| {
+        matches!(s, Stmt::Match(m) if m.keys.iter().any(|k| matches!(k,
+            Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum
+            | Key::IpProtocol | Key::MetaL4proto)))
+    });
+    if n.ports.is_some() && !l4 {
+        return Err(P::err(
+            &kw,
+            "transport protocol mapping is only valid after transport protocol match",
+        ));
+    }
+    Ok(Stmt::Nat(n))
+}
+
+/// The `ADDR[:PORT[-PORT]]` (masquerade: `:PORT[-PORT]`) of a NAT statement.
+fn nat_target(p: &mut P<'_>, n: &mut Nat) -> Result<(), NftParseError> {
+    let t = p.take()?;
     let (a, ports) = match t.text.split_once(':') {
         Some((a, pr)) => (a, Some(pr)),
         None => (t.text.as_str(), None),
     };
-    if kind == NatKind::Masquerade {
+    if n.kind == NatKind::Masquerade {
         if !a.is_empty() || ports.is_none() {
             return Err(bad(t));
         }
@@ -467,7 +489,26 @@ fn nat(p: &mut P<'_>, kind: NatKind) -> Result<Stmt, NftParseError> {
         }
         n.ports = Some((lo as u16, hi as u16));
     }
-    Ok(Stmt::Nat(n))
+    Ok(())
+}
+
+/// `random`, `fully-random`, `persistent`, comma-separated.
+fn nat_flags(p: &mut P<'_>) -> Result<u8, NftParseError> {
+    let mut flags = 0;
+    loop {
+        let f = match p.peek_text() {
+            "random" => NAT_RANDOM,
+            "fully-random" => NAT_FULLY_RANDOM,
+            "persistent" => NAT_PERSISTENT,
+            _ if flags == 0 => return Ok(0),
+            _ => return Err(p.peek().map_or_else(|| p.unexpected(), bad)),
+        };
+        p.i += 1;
+        flags |= f;
+        if !p.eat(",") {
+            return Ok(flags);
+        }
+    }
 }
 
 fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
@@ -513,8 +554,14 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
 
 /// A rule's statements, to the end of the command.
 pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
-    let mut v = Vec::new();
+    let mut v: Vec<Stmt> = Vec::new();
     while let Some(t) = p.peek() {
+        if matches!(v.last(), Some(Stmt::Nat(_))) {
+            return Err(P::err(
+                t,
+                "Statement after terminal statement has no effect",
+            ));
+        }
         if let Some(k) = key(p)? {
             v.push(after_key(p, k)?);
             continue;
@@ -529,9 +576,9 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "jump" => verdict(RuleVerdict::Jump(p.take()?.text.clone())),
             "goto" => verdict(RuleVerdict::Goto(p.take()?.text.clone())),
             "counter" => counter(p),
-            "snat" => nat(p, NatKind::Snat),
-            "dnat" => nat(p, NatKind::Dnat),
-            "masquerade" => nat(p, NatKind::Masquerade),
+            "snat" => nat(p, NatKind::Snat, &v),
+            "dnat" => nat(p, NatKind::Dnat, &v),
+            "masquerade" => nat(p, NatKind::Masquerade, &v),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
         v.push(s?);

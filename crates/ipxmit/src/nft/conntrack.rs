@@ -230,6 +230,9 @@ pub struct NatRange {
     pub addr: Option<u32>,
     /// The ports (ICMP: ids) mapped to, inclusive.
     pub ports: Option<(u16, u16)>,
+    /// `NF_NAT_RANGE_PROTO_RANDOM_ALL`: a port picked at random even
+    /// when the flow's own would do.
+    pub random: bool,
 }
 
 /// Why conntrack dropped a packet.
@@ -769,7 +772,7 @@ impl Table {
                 && range.ports.is_none_or(|(lo, hi)| lo <= p && p <= hi)
         };
         // 1) A source mapping keeps the tuple when it is in range and unique.
-        if m == Manip::Src && in_range(&cur) && !self.used(&cur, me, now) {
+        if m == Manip::Src && !range.random && in_range(&cur) && !self.used(&cur, me, now) {
             return cur;
         }
         // 2) The address (one address: that one).
@@ -780,6 +783,7 @@ impl Table {
         // 3) The port, when it is not already in range and unique.
         let (_, p) = side(&t, m);
         match range.ports {
+            _ if range.random => {}
             Some((lo, hi)) if lo <= p && p <= hi && (lo == hi || !self.used(&t, me, now)) => {
                 return t
             }
@@ -807,7 +811,11 @@ impl Table {
             None if p < 1024 => (600, 424),
             None => (1024, 65536 - 1024),
         };
-        let mut off = if m == Manip::Src { self.random16() } else { 0 };
+        let mut off = if m == Manip::Src || range.random {
+            self.random16()
+        } else {
+            0
+        };
         let mut attempts = size.min(NAT_MAX_ATTEMPTS);
         loop {
             for _ in 0..attempts {
@@ -947,6 +955,7 @@ mod tests {
         let range = NatRange {
             addr: Some(u32::from_be_bytes([10, 0, 0, 7])),
             ports: Some((5000, 5001)),
+            random: false,
         };
         let mut ports = Vec::new();
         for (i, src) in [[10, 0, 0, 1], [10, 0, 0, 5], [10, 0, 0, 6]]
@@ -974,6 +983,25 @@ mod tests {
         let (_, p) = ct.nat_target(r, Manip::Src).unwrap();
         assert!(p >= 1024 && p != 5000 && p != 5001, "{p}");
         assert!(ct.confirm(r, 0));
+    }
+
+    #[test]
+    fn a_random_range_moves_even_a_free_port() {
+        let ct = Conntrack::new();
+        let range = NatRange {
+            addr: None,
+            ports: Some((5000, 5999)),
+            random: true,
+        };
+        let moved = (0..20).any(|i| {
+            let r = ct.track_out(&udp(A, 5000 + i, B, 9), 0).unwrap().unwrap();
+            ct.setup_nat(r, Manip::Src, range, 0);
+            let (_, p) = ct.nat_target(r, Manip::Src).unwrap_or((0, 5000 + i));
+            assert!((5000..=5999).contains(&p));
+            assert!(ct.confirm(r, 0));
+            p != 5000 + i
+        });
+        assert!(moved, "random picks ports, not the flows' own");
     }
 
     #[test]

@@ -34,8 +34,9 @@
 //! UDP, ICMP queries and other protocols generically (TCP without its state
 //! machine); no RELATED flows (an ICMP error is `invalid`); flows are made on
 //! the output path only (a received reply marks its flow replied, it is not
-//! translated back); a NAT range has one address; no `random`/`persistent`
-//! flags, `ct mark` or `ct` timeouts by sysctl.
+//! translated back); a NAT range has one address (so `persistent` changes
+//! nothing); no `ct mark`, maps in NAT statements, or `ct` timeouts by
+//! sysctl.
 
 pub mod compile;
 pub mod conntrack;
@@ -53,7 +54,10 @@ use crate::stack::Stack;
 
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
-pub use rule::{Counter, Elem, Key, Match, Nat, NatKind, Op, Rhs, Rule, RuleVerdict, Stmt};
+pub use rule::{
+    Counter, Elem, Key, Match, Nat, NatKind, Op, Rhs, Rule, RuleVerdict, Stmt, NAT_FULLY_RANDOM,
+    NAT_PERSISTENT, NAT_RANDOM,
+};
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,
 };

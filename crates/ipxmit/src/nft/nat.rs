@@ -182,6 +182,7 @@ fn range_of(n: Nat, out: &NetDevice) -> Result<NatRange, ()> {
     Ok(NatRange {
         addr,
         ports: n.ports,
+        random: n.flags & (super::NAT_RANDOM | super::NAT_FULLY_RANDOM) != 0,
     })
 }
 

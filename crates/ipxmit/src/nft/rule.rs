@@ -212,7 +212,18 @@ pub struct Nat {
     pub addr: Option<u32>,
     /// The port range, inclusive.
     pub ports: Option<(u16, u16)>,
+    /// [`NAT_RANDOM`], [`NAT_FULLY_RANDOM`], [`NAT_PERSISTENT`].
+    pub flags: u8,
 }
+
+/// `random` (`NF_NAT_RANGE_PROTO_RANDOM`): the port is picked at random,
+/// even when the flow's own is free.
+pub const NAT_RANDOM: u8 = 1;
+/// `fully-random` (`NF_NAT_RANGE_PROTO_RANDOM_FULLY`): likewise.
+pub const NAT_FULLY_RANDOM: u8 = 2;
+/// `persistent` (`NF_NAT_RANGE_PERSISTENT`): the same address for a
+/// client (one address here: no effect).
+pub const NAT_PERSISTENT: u8 = 4;
 
 /// One statement of a rule, in the order written.
 #[derive(Clone, Debug)]
