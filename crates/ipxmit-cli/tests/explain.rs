@@ -238,3 +238,42 @@ fn the_command_explains_on_the_default_host_and_a_scripts() {
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("line 6:"), "{}", r.stderr);
 }
+
+/// An HTB tree with a u32 filter: the plan names the class each send's
+/// first frame takes, and the classes' counters after the sends agree.
+#[test]
+fn the_class_is_the_one_the_frames_take() {
+    let d = tmpdir("explain-class");
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+neigh add 10.0.0.2 lladdr 02:00:00:00:00:fe dev eth0
+tc qdisc add dev eth0 root handle 1: htb default 20
+tc class add dev eth0 parent 1: classid 1:10 htb rate 10mbit
+tc class add dev eth0 parent 1: classid 1:20 htb rate 10mbit
+tc filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dport 9 0xffff flowid 1:10
+socket s udp
+explain s to 10.0.0.2:9 len 100
+explain s to 10.0.0.2:10 len 3000
+send s to 10.0.0.2:9 len 100
+send s to 10.0.0.2:10 len 3000
+sleep 100ms
+tc -s class show dev eth0
+";
+    let r = run_script(&d, script, &["--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let p = plans(&r.stdout);
+    assert_eq!(p[0]["plan"]["qdisc"]["class"], "1:10", "{}", p[0]);
+    assert_eq!(p[1]["plan"]["qdisc"]["class"], "1:20", "{}", p[1]);
+    let shown = json_lines(&r.stdout)
+        .into_iter()
+        .find(|v| v["op"] == "tc")
+        .expect("tc output");
+    let out = shown["out"].as_str().unwrap();
+    // 1:10 took the one frame to port 9, 1:20 the three fragments.
+    let sent = |class: &str| {
+        let at = out.find(&format!("class htb {class} ")).expect(class);
+        out[at..].lines().nth(1).unwrap().to_string()
+    };
+    assert!(sent("1:10").contains(" 1 pkt "), "{out}");
+    assert!(sent("1:20").contains(" 3 pkt "), "{out}");
+}

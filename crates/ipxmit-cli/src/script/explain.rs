@@ -367,8 +367,13 @@ fn qdisc_text(p: &Plan) -> String {
         QdiscPath::Enqueue => "enqueued, then dequeued by the qdisc's run",
         QdiscPath::Down => "the device is down: dropped (ENETDOWN)",
     };
+    let class = match q.class {
+        None => String::new(),
+        Some(0) => ", class: none (the direct queue)".to_string(),
+        Some(c) => format!(", class {:x}:{:x}", c >> 16, c & 0xffff),
+    };
     format!(
-        "txq {} of {}: {} {:x}: ({} queued): {path}",
+        "txq {} of {}: {} {:x}: ({} queued){class}: {path}",
         q.txq,
         q.queues,
         q.kind,
@@ -404,6 +409,7 @@ pub fn json(line: usize, sock: &str, e: &Explained) -> Value {
         "qdisc": {
             "txq": p.qdisc.txq, "queues": p.qdisc.queues, "kind": p.qdisc.kind,
             "handle": format!("{:x}:", p.qdisc.handle >> 16), "qlen": p.qdisc.qlen,
+            "class": p.qdisc.class.map(|c| format!("{:x}:{:x}", c >> 16, c & 0xffff)),
             "path": qdisc_text(p),
         },
         "driver": e.driver,

@@ -832,6 +832,10 @@ impl Qdisc for Htb {
         c.leaf.as_mut().map(|q| (h, &mut **q as &mut dyn Qdisc))
     }
 
+    fn class_of(&self, pkt: &PacketBuf) -> Option<u32> {
+        Some(self.classify(pkt).map_or(0, |i| self.class(i).classid))
+    }
+
     fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
         self.live()
             .filter(|(_, c)| c.leaf_handle != 0)

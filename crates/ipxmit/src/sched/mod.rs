@@ -246,6 +246,14 @@ pub trait Qdisc: Send + fmt::Debug {
         None
     }
 
+    /// The class the qdisc's own classification (`htb_classify()`,
+    /// `prio_classify()`) puts `pkt` in, without enqueueing it: `Some(0)`
+    /// for none (HTB's direct queue), `None` when the qdisc does not say
+    /// (classless, or classification not reported). For `ipxmit explain`.
+    fn class_of(&self, _pkt: &PacketBuf) -> Option<u32> {
+        None
+    }
+
     /// True when the qdisc has classes at all (the kernel's `cl_ops`).
     fn classful(&self) -> bool {
         !self.classes().is_empty()

@@ -226,6 +226,10 @@ impl Qdisc for Prio {
         Some((self.band_handles[band], &mut *self.bands[band]))
     }
 
+    fn class_of(&self, pkt: &PacketBuf) -> Option<u32> {
+        Some(self.handle | (self.band_of(pkt) as u32 + 1))
+    }
+
     fn children(&self) -> Vec<(u32, u32, &dyn Qdisc)> {
         let major = self.handle & 0xffff_0000;
         (0..self.bands.len())

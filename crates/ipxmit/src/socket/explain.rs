@@ -11,7 +11,9 @@
 //! and `ip_do_fragment()`'s cuts), the checksum (`__ip_append_data()`'s
 //! `CHECKSUM_PARTIAL` test), UDP GSO (`udp_send_skb()`), the IP ID
 //! (`ip_select_ident_segs()`), the netfilter hooks, and the transmit queue
-//! and qdisc path (`netdev_pick_tx()`, `__dev_xmit_skb()`).
+//! and qdisc path (`netdev_pick_tx()`, `__dev_xmit_skb()`), and the class
+//! a classful qdisc puts the first frame in (its own classification, on a
+//! frame built as the send builds it: `htb_classify()`, `prio_classify()`).
 //!
 //! Asking is not sending, with one exception the kernel shares: an unbound
 //! socket is bound to an ephemeral port (`inet_send_prepare()`), as the
@@ -22,6 +24,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
 
+use crate::buf::PacketBuf;
 use crate::dev::{LinkType, NetDevice};
 use crate::error::SendError;
 use crate::ipv4::fragment::FragPlan;
@@ -203,6 +206,9 @@ pub struct QdiscPlan {
     pub kind: &'static str,
     /// Its handle (`major:`), 0 for the default.
     pub handle: u32,
+    /// The class its classification puts the first frame in (`Some(0)`:
+    /// HTB's direct queue; `None`: classless, or not reported).
+    pub class: Option<u32>,
     /// Packets waiting in it now.
     pub qlen: u64,
     /// What happens to the frames.
@@ -260,7 +266,7 @@ impl UdpSocket {
             gso: gso_plan(&p, len),
             ident: ident_rule(&p, geometry.df),
             hooks: hook_plans(&self.stack),
-            qdisc: qdisc_plan(&p.dst.dev, hash),
+            qdisc: qdisc_plan(&p.dst.dev, hash, &self.probe_frame(&p, dport, &geometry)),
             geometry,
         })
     }
@@ -304,6 +310,32 @@ impl UdpSocket {
             pmtu: (d.pmtu() != 0).then(|| d.pmtu()),
             ttl: p.ttl,
         }
+    }
+
+    /// The datagram's first frame as the qdisc's filters see it: the IP
+    /// header the send writes (ID 0, checksum left out), the UDP header
+    /// (checksum left out) and the payload's room zeroed, with the
+    /// socket's priority and mark.
+    fn probe_frame(&self, p: &CorkParams, dport: u16, g: &Geometry) -> PacketBuf {
+        let len = g.frames[0].1;
+        let mut pkt = self.stack.pool.alloc(len);
+        let b = pkt.put(len);
+        b.fill(0);
+        crate::socket::cork::write_header_bytes(&mut b[..g.hlen], p, g.df, 0);
+        b[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        if g.frames.len() > 1 {
+            b[6] |= 0x20;
+        }
+        let udp_len = (g.ip_len - g.hlen) as u16;
+        let u = &mut b[g.hlen..];
+        u[..2].copy_from_slice(&self.local_addr().port().to_be_bytes());
+        u[2..4].copy_from_slice(&dport.to_be_bytes());
+        u[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        pkt.reset_network_header();
+        pkt.meta.transport_header = pkt.meta.network_header + g.hlen as u16;
+        pkt.meta.protocol = 0x0800;
+        (pkt.meta.priority, pkt.meta.mark) = (p.priority, p.mark);
+        pkt
     }
 
     /// `__ip_append_data()`'s `CHECKSUM_PARTIAL` test for a datagram
@@ -448,19 +480,15 @@ fn hook_plans(stack: &Stack) -> Vec<HookPlan> {
 
 /// The queue `netdev_pick_tx()` picks for the flow hash and what its qdisc
 /// does with a frame now.
-fn qdisc_plan(dev: &NetDevice, hash: u32) -> QdiscPlan {
+fn qdisc_plan(dev: &NetDevice, hash: u32, first: &PacketBuf) -> QdiscPlan {
     let n = dev.queues().len();
     let txq = crate::dev::queue::queue_index(n, 0, hash);
     let q = &dev.queues()[txq];
     let handle = q.qdisc_handle();
-    let (kind, qlen, noqueue, bypass) = q.with_qdisc(|qd| {
+    let (kind, qlen, noqueue, bypass, class) = q.with_qdisc(|qd| {
         let qlen = qd.stats().qlen;
-        (
-            qd.kind(),
-            qlen,
-            qd.is_noqueue(),
-            qd.can_bypass() && qlen == 0,
-        )
+        let b = qd.can_bypass() && qlen == 0;
+        (qd.kind(), qlen, qd.is_noqueue(), b, qd.class_of(first))
     });
     let path = match (dev.is_up(), noqueue, bypass && q.requeued_len() == 0) {
         (false, _, _) => QdiscPath::Down,
@@ -473,6 +501,7 @@ fn qdisc_plan(dev: &NetDevice, hash: u32) -> QdiscPlan {
         txq,
         kind,
         handle,
+        class,
         qlen,
         path,
     }
