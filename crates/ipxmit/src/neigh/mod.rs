@@ -632,8 +632,14 @@ pub type FastHash = std::hash::BuildHasherDefault<MulHasher>;
 pub struct MulHasher(u64);
 
 impl std::hash::Hasher for MulHasher {
+    /// The state turned so its best-mixed bits come first: a multiply
+    /// carries only upwards, so its low bits depend on the input's low
+    /// bits alone, and the table picks buckets by the hash's low bits
+    /// (rustc-hash's `finish` turns its state the same way). Unturned,
+    /// keys differing in their last byte shared those bits: 100,000
+    /// neighbours made one probe run, 8 µs per lookup.
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(26)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -756,5 +762,25 @@ impl NeighTable {
     /// Items in the timer queue, stale ones included (for tests).
     pub fn timer_items(&self) -> usize {
         self.timers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FastHash;
+    use std::hash::BuildHasher;
+    use std::net::Ipv4Addr;
+
+    /// Consecutive addresses (a neighbour table's usual keys) spread over
+    /// the low bits the table takes for its bucket.
+    #[test]
+    fn consecutive_keys_spread_over_the_bucket_bits() {
+        let b = FastHash::default();
+        let mut buckets: Vec<u64> = (0..4096u32)
+            .map(|i| b.hash_one((2u32, Ipv4Addr::from(0x0a00_0002 + i))) & 0xffff)
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        assert!(buckets.len() > 3500, "{} distinct of 4096", buckets.len());
     }
 }
