@@ -28,6 +28,20 @@ fn diff(name: &str, script: &str) -> common::Run {
     ipxmit(&d, &["diff", "s.ipx"])
 }
 
+/// Runs `ipxmit diff` on `script` (as root) and asserts that the kernel and
+/// ipxmit agree on every one of its `lines` compared lines, its frames and
+/// the counters.
+fn assert_agrees(test: &str, script: &str, lines: usize) {
+    if skip(test) {
+        return;
+    }
+    let r = diff(test, script);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let end =
+        format!("{lines} lines compared, frames on every link, 13 counters: no differences\n");
+    assert!(r.stdout.ends_with(&end), "{}", r.stdout);
+}
+
 const AGREED: &str = "link add eth0 type mem peer 10.0.0.2
 addr add 10.0.0.1/24 dev eth0
 ip route add 10.9.0.0/16 via 10.0.0.2
@@ -119,9 +133,6 @@ fn a_link_without_a_kernel_counterpart_is_refused() {
 /// `SO_ERROR`; ipxmit must count and deliver the same.
 #[test]
 fn a_failed_neighbour_reports_host_unreachable_to_the_sender() {
-    if skip("a_failed_neighbour_reports_host_unreachable_to_the_sender") {
-        return;
-    }
     let script = "link add eth0 type mem peer 10.0.0.2
 addr add 10.0.0.1/24 dev eth0
 socket s udp
@@ -137,13 +148,10 @@ sleep 4s
 getsockopt c so_error
 send c len 10
 ";
-    let r = diff("diff-neigh-failed", script);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .ends_with("12 lines compared, frames on every link, 13 counters: no differences\n"),
-        "{}",
-        r.stdout
+    assert_agrees(
+        "a_failed_neighbour_reports_host_unreachable_to_the_sender",
+        script,
+        12,
     );
 }
 
@@ -152,16 +160,10 @@ send c len 10
 /// up (the kernel forgets the link's neighbours: `arp_ifdown()`).
 #[test]
 fn two_links_multicast_options_and_a_link_going_down() {
-    if skip("two_links_multicast_options_and_a_link_going_down") {
-        return;
-    }
-    let r = diff("diff-two-links", TWO_LINKS);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .ends_with("37 lines compared, frames on every link, 13 counters: no differences\n"),
-        "{}",
-        r.stdout
+    assert_agrees(
+        "two_links_multicast_options_and_a_link_going_down",
+        TWO_LINKS,
+        37,
     );
 }
 
@@ -209,9 +211,6 @@ ip route show table all
 /// `IcmpOutMsgs` by `__ip_make_skb()`).
 #[test]
 fn raw_sockets_with_and_without_ip_hdrincl() {
-    if skip("raw_sockets_with_and_without_ip_hdrincl") {
-        return;
-    }
     let script = "link add eth0 type mem peer 10.0.0.2
 addr add 10.0.0.1/24 dev eth0
 socket r raw 253
@@ -228,12 +227,5 @@ send r to 10.0.0.2:0 len 30
 socket i raw 1
 send i to 10.0.0.2:0 len 8
 ";
-    let r = diff("diff-raw", script);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .ends_with("15 lines compared, frames on every link, 13 counters: no differences\n"),
-        "{}",
-        r.stdout
-    );
+    assert_agrees("raw_sockets_with_and_without_ip_hdrincl", script, 15);
 }
