@@ -5,6 +5,8 @@
 //! the one its flow hash picks. The transmit itself is
 //! [`crate::dev::batch`].
 
+use crate::buf::PacketBuf;
+use crate::dev::NetDevice;
 use crate::stats::Counters;
 use crate::time::Instant;
 
@@ -60,5 +62,71 @@ pub(crate) fn queue_index(n: usize, queue_mapping: u16, hash: u32) -> usize {
         queue_mapping as usize - 1
     } else {
         reciprocal_scale(hash, n as u32) as usize
+    }
+}
+
+/// The transmit queue and the qdisc path (`netdev_pick_tx()`,
+/// `__dev_xmit_skb()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QdiscPlan {
+    /// The device's transmit queues.
+    pub queues: usize,
+    /// The queue chosen (0-based).
+    pub txq: usize,
+    /// The queue's qdisc kind.
+    pub kind: &'static str,
+    /// Its handle (`major:`), 0 for the default.
+    pub handle: u32,
+    /// The class its classification puts the first frame in (`Some(0)`:
+    /// HTB's direct queue; `None`: classless, or not reported).
+    pub class: Option<u32>,
+    /// Packets waiting in it now.
+    pub qlen: u64,
+    /// What happens to the frames.
+    pub path: QdiscPath,
+}
+
+/// What `__dev_xmit_skb()` does with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QdiscPath {
+    /// `noqueue`: straight to the driver.
+    NoQueue,
+    /// An empty qdisc that may be bypassed (`TCQ_F_CAN_BYPASS`): straight
+    /// to the driver, counted as the qdisc's.
+    Bypass,
+    /// Enqueued, then dequeued by the qdisc's run.
+    Enqueue,
+    /// The device is down: the frames are dropped (`ENETDOWN`).
+    Down,
+}
+
+/// Kernel: `netdev_pick_tx()` and `__dev_xmit_skb()`'s choice, asked
+/// without sending (`ipxmit explain`): the queue picked for the flow
+/// hash, what its qdisc does with a frame now, and the class its own
+/// classification puts `first` in.
+pub fn xmit_plan(dev: &NetDevice, hash: u32, first: &PacketBuf) -> QdiscPlan {
+    let n = dev.queues().len();
+    let txq = queue_index(n, 0, hash);
+    let q = &dev.queues()[txq];
+    let handle = q.qdisc_handle();
+    let (kind, qlen, noqueue, bypass, class) = q.with_qdisc(|qd| {
+        let qlen = qd.stats().qlen;
+        let b = qd.can_bypass() && qlen == 0;
+        (qd.kind(), qlen, qd.is_noqueue(), b, qd.class_of(first))
+    });
+    let path = match (dev.is_up(), noqueue, bypass && q.requeued_len() == 0) {
+        (false, _, _) => QdiscPath::Down,
+        (true, true, _) => QdiscPath::NoQueue,
+        (true, false, true) => QdiscPath::Bypass,
+        (true, false, false) => QdiscPath::Enqueue,
+    };
+    QdiscPlan {
+        queues: n,
+        txq,
+        kind,
+        handle,
+        class,
+        qlen,
+        path,
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use crate::buf::{GsoType, PacketBuf};
 use crate::dev::batch::XmitBatch;
+pub use crate::dev::queue::{QdiscPath, QdiscPlan};
 use crate::dev::{LinkType, Notify};
 use crate::error::SendError;
 use crate::ipv4::fragment::{self, FragError, FragList, Fragmenter};
@@ -729,4 +730,11 @@ fn build_queue_xmit_header(
         final_daddr: p.peer,
     };
     build_header(skb.network_header_mut(), &fields);
+}
+
+/// What `dst_output()` would do with a datagram's first frame `first` of
+/// flow hash `hash` going out by `dst`, without sending it: the device
+/// layer's answer ([`crate::dev::queue::xmit_plan`]), for `ipxmit explain`.
+pub fn plan_xmit(dst: &Dst, hash: u32, first: &PacketBuf) -> QdiscPlan {
+    crate::dev::queue::xmit_plan(&dst.dev, hash, first)
 }

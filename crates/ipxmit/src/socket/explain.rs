@@ -25,9 +25,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use ipnet::Ipv4Net;
 
 use crate::buf::PacketBuf;
-use crate::dev::{LinkType, NetDevice};
 use crate::error::SendError;
 use crate::ipv4::fragment::FragPlan;
+use crate::ipv4::output::plan_xmit;
+pub use crate::ipv4::output::{QdiscPath, QdiscPlan};
 use crate::netfilter::HookPoint;
 use crate::route::rules::{FibRule, RuleAction};
 use crate::route::{Dst, Lookup, RouteType, IP_MAX_MTU};
@@ -194,41 +195,6 @@ pub struct HookPlan {
     pub hooks: usize,
 }
 
-/// The transmit queue and the qdisc path (`netdev_pick_tx()`,
-/// `__dev_xmit_skb()`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QdiscPlan {
-    /// The device's transmit queues.
-    pub queues: usize,
-    /// The queue chosen (0-based).
-    pub txq: usize,
-    /// The queue's qdisc kind.
-    pub kind: &'static str,
-    /// Its handle (`major:`), 0 for the default.
-    pub handle: u32,
-    /// The class its classification puts the first frame in (`Some(0)`:
-    /// HTB's direct queue; `None`: classless, or not reported).
-    pub class: Option<u32>,
-    /// Packets waiting in it now.
-    pub qlen: u64,
-    /// What happens to the frames.
-    pub path: QdiscPath,
-}
-
-/// What `__dev_xmit_skb()` does with a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QdiscPath {
-    /// `noqueue`: straight to the driver.
-    NoQueue,
-    /// An empty qdisc that may be bypassed (`TCQ_F_CAN_BYPASS`): straight
-    /// to the driver, counted as the qdisc's.
-    Bypass,
-    /// Enqueued, then dequeued by the qdisc's run.
-    Enqueue,
-    /// The device is down: the frames are dropped (`ENETDOWN`).
-    Down,
-}
-
 impl UdpSocket {
     /// The plan of `sendto(len bytes, dest, flags)` (`None`: the
     /// connected peer) without sending: the errors the send would return
@@ -266,7 +232,7 @@ impl UdpSocket {
             gso: gso_plan(&p, len),
             ident: ident_rule(&p, geometry.df),
             hooks: hook_plans(&self.stack),
-            qdisc: qdisc_plan(&p.dst.dev, hash, &self.probe_frame(&p, dport, &geometry)),
+            qdisc: plan_xmit(&p.dst, hash, &self.probe_frame(&p, dport, &geometry)),
             geometry,
         })
     }
@@ -425,7 +391,8 @@ fn answer_text(rule: &FibRule, answer: Option<&Lookup<'_>>) -> String {
 /// table's entry for the next hop.
 fn neigh_plan(stack: &Stack, p: &CorkParams) -> NeighPlan {
     let dev = &p.dst.dev;
-    if dev.is_loopback() || dev.link() == LinkType::L3 {
+    // No link header (`lo`, a TUN-like link): no neighbour to resolve.
+    if dev.is_loopback() || dev.link().header_len() == 0 {
         return NeighPlan::NotNeeded;
     }
     let nh = p.dst.nexthop(p.daddr);
@@ -476,33 +443,4 @@ fn hook_plans(stack: &Stack) -> Vec<HookPlan> {
             hooks: stack.hooks.count(point),
         })
         .collect()
-}
-
-/// The queue `netdev_pick_tx()` picks for the flow hash and what its qdisc
-/// does with a frame now.
-fn qdisc_plan(dev: &NetDevice, hash: u32, first: &PacketBuf) -> QdiscPlan {
-    let n = dev.queues().len();
-    let txq = crate::dev::queue::queue_index(n, 0, hash);
-    let q = &dev.queues()[txq];
-    let handle = q.qdisc_handle();
-    let (kind, qlen, noqueue, bypass, class) = q.with_qdisc(|qd| {
-        let qlen = qd.stats().qlen;
-        let b = qd.can_bypass() && qlen == 0;
-        (qd.kind(), qlen, qd.is_noqueue(), b, qd.class_of(first))
-    });
-    let path = match (dev.is_up(), noqueue, bypass && q.requeued_len() == 0) {
-        (false, _, _) => QdiscPath::Down,
-        (true, true, _) => QdiscPath::NoQueue,
-        (true, false, true) => QdiscPath::Bypass,
-        (true, false, false) => QdiscPath::Enqueue,
-    };
-    QdiscPlan {
-        queues: n,
-        txq,
-        kind,
-        handle,
-        class,
-        qlen,
-        path,
-    }
 }
