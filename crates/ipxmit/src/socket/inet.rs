@@ -461,7 +461,6 @@ impl InetSock {
         };
         self.opts.bound_dev_if = index;
         self.inbox.update(|v| v.bound_dev = index);
-        self.inbox.update(|v| v.bound_dev = index);
         self.dst_cache = None;
         Ok(())
     }
