@@ -22,6 +22,7 @@ use ipxmit_drivers::netns::Netns;
 
 use super::frames::PacketSocket;
 use super::sys::{self, sockaddr_in, SIN_LEN};
+use crate::script::exec::payload_of as payload;
 use crate::script::parse::{LinkSpec, SockKind, SockOpt};
 
 /// What one line did in the kernel.
@@ -464,11 +465,6 @@ impl Kernel {
             Answer::Call(Ok(r as i64))
         }
     }
-}
-
-/// ipxmit's payload of send `k`: byte `i` is `7i + k` (mod 256).
-pub fn payload(k: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (7 * i as u64 + k) as u8).collect()
 }
 
 /// `ip_mtu_discover`'s kernel value.

@@ -451,7 +451,7 @@ impl Host {
         let m = (183 * (k % 256)) as usize % 256;
         match self.pattern.get(m..m + len) {
             Some(p) => p.to_vec(),
-            None => (0..len).map(|i| (7 * i as u64 + k) as u8).collect(),
+            None => payload_of(k, len),
         }
     }
 
@@ -714,6 +714,12 @@ fn call_event(
         what,
         err,
     })
+}
+
+/// The payload rule of a script's `k`-th send, byte by byte: byte `i` is
+/// `(7*i + k) mod 256` (`ipxmit diff` gives the kernel the same bytes).
+pub fn payload_of(k: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (7 * i as u64 + k) as u8).collect()
 }
 
 /// The 20-byte header a `rawhdrincl` send writes before its payload: version
