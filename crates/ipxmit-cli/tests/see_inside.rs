@@ -186,6 +186,69 @@ sleep 4s
         "sock 1 queue 8336000 ns qdisc 1:".into(),
         "sock 0 queue 0 ns qdisc bypass".into(),
         "sock 0 queue 0 ns qdisc bypass".into(),
+        "sock 1 drop NEIGH_FAILED at neigh_invalidate() (ipxmit neigh::invalidate)".into(),
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
+}
+
+/// A capture names the class a classful qdisc put each frame in, and shows
+/// the packets dropped above the device — by a POST_ROUTING rule, by a
+/// neighbour that failed — as IP packets behind a link header with no
+/// destination, each with its drop's reason and place.
+#[test]
+fn capture_pcapng_names_the_class_and_drops_above_the_device() {
+    let Some(tshark) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("tshark"))
+            .find(|t| t.is_file())
+    }) else {
+        eprintln!(
+            "SKIPPED (tshark not installed): capture_pcapng_names_the_class_and_drops_above_the_device"
+        );
+        return;
+    };
+    let d = tmpdir("pcapng-class-drops");
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+tc qdisc replace dev eth0 root handle 1: htb default 10
+tc class add dev eth0 parent 1: classid 1:10 htb rate 1mbit
+capture dev eth0 file c.pcapng
+nft add table ip t
+nft add chain ip t post { type filter hook postrouting priority 0 \\; }
+nft add rule ip t post udp dport 7 drop
+socket s1 udp bind 10.0.0.1:5000
+send s1 to 10.0.0.2:9000 len 10
+send s1 to 10.0.0.2:7 len 10
+send s1 to 10.0.0.9:9000 len 10
+sleep 4s
+";
+    let r = run_script(&d, script, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let fields = ["eth.dst", "ip.dst", "udp.dstport", "frame.comment"];
+    let mut args = vec!["-r", "c.pcapng", "-T", "fields"];
+    for f in fields {
+        args.extend(["-e", f]);
+    }
+    let out = std::process::Command::new(tshark)
+        .args(args)
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let arp = "ff:ff:ff:ff:ff:ff\t\t\tsock 0 queue 0 ns qdisc 1: class 1:10";
+    let want = [
+        arp.to_string(),
+        "02:00:00:00:00:fe\t10.0.0.2\t9000\tsock 1 queue 0 ns qdisc 1: class 1:10".into(),
+        "00:00:00:00:00:00\t10.0.0.2\t7\tsock 1 drop NETFILTER_DROP at nf_hook_slow() \
+         (ipxmit ipv4::output::OutputBatch::filter)"
+            .into(),
+        arp.into(),
+        arp.into(),
+        arp.into(),
+        "00:00:00:00:00:00\t10.0.0.9\t9000\tsock 1 drop NEIGH_FAILED at neigh_invalidate() \
+         (ipxmit neigh::invalidate)"
+            .into(),
     ];
     assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
 }

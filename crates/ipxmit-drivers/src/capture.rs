@@ -51,8 +51,21 @@ pub fn write_packet_annotated<W: Write>(
     pkt: &PacketBuf,
     ann: Annotation<'_>,
 ) -> io::Result<()> {
+    write_prefixed(w, ts, &[], pkt, ann)
+}
+
+/// Writes `prefix` then `pkt` as one record (a link header a packet
+/// dropped above the device does not have yet).
+fn write_prefixed<W: Write>(
+    w: &mut CaptureWriter<W>,
+    ts: u64,
+    prefix: &[u8],
+    pkt: &PacketBuf,
+    ann: Annotation<'_>,
+) -> io::Result<()> {
     let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
-    let mut n = 0;
+    segs[0] = prefix;
+    let mut n = 1;
     let mut overflow = false;
     pkt.for_each_segment(&mut |s| {
         if n < MAX_SEGS {
@@ -63,30 +76,47 @@ pub fn write_packet_annotated<W: Write>(
         }
     });
     if overflow {
-        return w.write_annotated(0, ts, &[&pkt.to_vec()], ann);
+        return w.write_annotated(0, ts, &[prefix, &pkt.to_vec()], ann);
     }
     w.write_annotated(0, ts, &segs[..n], ann)
 }
 
+/// The Ethernet header a capture shows on an IP packet dropped above the
+/// device (a hook, the neighbour layer): the device's address as source,
+/// the destination zero (no neighbour gave one), IPv4.
+fn unresolved_eth_header(dev: &NetDevice) -> [u8; 14] {
+    let mut h = [0u8; 14];
+    h[6..12].copy_from_slice(&dev.hw_addr().0);
+    h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    h
+}
+
 /// The comment of a frame captured at `now` (stack time): its socket
 /// (`skb->sk`, 0 for none), how long it waited in the qdisc (enqueue to
-/// transmit; 0 for one that bypassed it) and which qdisc, and for a frame
-/// captured at a drop point the drop's reason and where it happened.
+/// transmit; 0 for one that bypassed it), which qdisc and, of a classful
+/// one, which class, and for a frame captured at a drop point the drop's
+/// reason and where it happened (a frame dropped above the device, by a
+/// hook or the neighbour layer, never reached a qdisc: none is named).
 /// Written into `out`, cleared first (no allocation once it has room).
 pub fn frame_comment(out: &mut String, pkt: &PacketBuf, now: Instant, drop: Option<DropSite>) {
     use std::fmt::Write as _;
     out.clear();
     let m = &pkt.meta;
     let _ = write!(out, "sock {}", m.sk.id());
-    match m.qdisc {
-        Some(h) => {
+    match (m.qdisc, drop) {
+        (_, Some(s)) if s.above_device() => {}
+        (Some(h), _) => {
             let waited = now.as_nanos().saturating_sub(m.enqueued);
-            let _ = write!(out, " queue {waited} ns qdisc {:x}:", h >> 16);
-            if h & 0xffff != 0 {
-                let _ = write!(out, "{:x}", h & 0xffff);
+            let _ = write!(out, " queue {waited} ns qdisc ");
+            write_handle(out, h);
+            if m.class & 0xffff != 0 {
+                out.push_str(" class ");
+                write_handle(out, m.class);
+            } else if m.class != 0 {
+                out.push_str(" class direct");
             }
         }
-        None => out.push_str(" queue 0 ns qdisc bypass"),
+        (None, _) => out.push_str(" queue 0 ns qdisc bypass"),
     }
     if let Some(s) = drop {
         let _ = write!(
@@ -96,6 +126,15 @@ pub fn frame_comment(out: &mut String, pkt: &PacketBuf, now: Instant, drop: Opti
             s.kernel(),
             s.function()
         );
+    }
+}
+
+/// A handle as tc prints it: `1:` for a major alone, `1:10` with a minor.
+fn write_handle(out: &mut String, h: u32) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{:x}:", h >> 16);
+    if h & 0xffff != 0 {
+        let _ = write!(out, "{:x}", h & 0xffff);
     }
 }
 
@@ -170,8 +209,8 @@ impl<W: Write + Send> PcapTap<W> {
         f(&mut self.writer.lock().0)
     }
 
-    /// Writes `pkt`, annotated in a pcapng file.
-    fn write(&self, pkt: &PacketBuf, now: Instant, drop: Option<DropSite>) {
+    /// Writes `pkt` behind `prefix`, annotated in a pcapng file.
+    fn write(&self, prefix: &[u8], pkt: &PacketBuf, now: Instant, drop: Option<DropSite>) {
         let ts = self.clock.at(now);
         let mut g = self.writer.lock();
         let (w, note) = &mut *g;
@@ -181,7 +220,7 @@ impl<W: Write + Send> PcapTap<W> {
                 comment: note,
                 flags: Some(EPB_OUTBOUND),
             };
-            write_packet_annotated(w, ts, pkt, ann)
+            write_prefixed(w, ts, prefix, pkt, ann)
         } else if drop.is_some() {
             // A classic file shows what left, as before.
             Ok(())
@@ -197,11 +236,18 @@ impl<W: Write + Send> PcapTap<W> {
 
 impl<W: Write + Send> Tap for PcapTap<W> {
     fn tap(&self, _dev: &NetDevice, pkt: &PacketBuf, now: Instant) {
-        self.write(pkt, now, None);
+        self.write(&[], pkt, now, None);
     }
 
-    fn drop_point(&self, _dev: &NetDevice, pkt: &PacketBuf, site: DropSite, now: Instant) {
-        self.write(pkt, now, Some(site));
+    fn drop_point(&self, dev: &NetDevice, pkt: &PacketBuf, site: DropSite, now: Instant) {
+        let eth;
+        let prefix: &[u8] = if site.above_device() && dev.link() == DevLink::Ethernet {
+            eth = unresolved_eth_header(dev);
+            &eth
+        } else {
+            &[]
+        };
+        self.write(prefix, pkt, now, Some(site));
     }
 }
 

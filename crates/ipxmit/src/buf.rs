@@ -228,6 +228,11 @@ pub struct Meta {
     /// The handle of the qdisc the frame waited in (`1:` is
     /// `0x0001_0000`), `None` when it bypassed the qdisc.
     pub qdisc: Option<u32>,
+    /// The class of that qdisc the frame was classified into (`1:10`
+    /// is `0x0001_0010`; the qdisc's own handle for HTB's direct queue),
+    /// 0 when it has no classes or was not classified. The root qdisc
+    /// says it; a classful qdisc below it does not overwrite it.
+    pub class: u32,
     /// The route the buffer follows (`skb_dst`).
     pub dst: Option<Arc<Dst>>,
     /// `IPCB(skb)` flags.

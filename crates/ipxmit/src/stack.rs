@@ -384,14 +384,19 @@ impl Stack {
         }
     }
 
-    /// A removed entry's queue dropped (`NEIGH_DEAD`).
+    /// A removed entry's queue dropped (`NEIGH_DEAD`), each packet shown
+    /// to the device's taps and its fate noted.
     fn neigh_dead(&self, n: &crate::neigh::Neighbour) {
-        let dropped = n
-            .update(NudState::Failed, None, true, self.now())
-            .drop
-            .len();
-        self.counters
-            .drop_n_at(crate::stats::DropSite::NeighDead, dropped as u64);
+        let now = self.now();
+        let site = crate::stats::DropSite::NeighDead;
+        let dev = self.device_by_index(n.ifindex);
+        for (p, _) in n.update(NudState::Failed, None, true, now).drop {
+            self.counters.drop_at(site);
+            if let Some(dev) = &dev {
+                crate::dev::xmit::tap_drop(dev, &p, site, now);
+            }
+            crate::stats::fate::dropped(p.meta.tskey, site.reason());
+        }
     }
 
     /// The device with interface index `ifindex`.

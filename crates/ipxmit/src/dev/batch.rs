@@ -416,6 +416,7 @@ impl<'a> XmitBatch<'a> {
             // They wait from now on, in front of the qdisc.
             p.meta.enqueued = self.ctx.now.as_nanos();
             p.meta.qdisc = Some(slot.handle);
+            p.meta.class = 0;
         }
         requeue(self.root, &mut slot, &mut frames);
         slot.running = false;
@@ -442,6 +443,7 @@ impl<'a> XmitBatch<'a> {
         // What a capture shows of the wait (a bypassed frame waited in none).
         pkt.meta.enqueued = ctx.now.as_nanos();
         pkt.meta.qdisc = Some(s.handle);
+        pkt.meta.class = 0;
         let rc = s.qdisc.enqueue(pkt, ctx.now, &mut s.to_free);
         run::free_dropped(ctx, dev, &mut s.to_free);
         let start = !s.running;

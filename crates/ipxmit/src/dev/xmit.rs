@@ -13,6 +13,7 @@ use crate::dev::{Driver, NetDevice, TxQueue, TxStatus};
 use crate::offload::checksum_help;
 use crate::offload::Features;
 use crate::stats::{fate, DevCounter, DropReason, DropSite};
+use crate::time::Instant;
 
 /// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
 /// cannot, completes checksums it cannot, and linearizes for a device without
@@ -61,13 +62,23 @@ pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropS
 /// point, its fate noted, freed.
 #[cold]
 fn freed(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropSite) {
-    if dev.nit_active() {
-        for tap in dev.taps.read().iter() {
-            tap.drop_point(dev, &pkt, site, ctx.now);
-        }
-    }
+    tap_drop(dev, &pkt, site, ctx.now);
     fate::dropped(pkt.meta.tskey, site.reason());
     drop(pkt);
+}
+
+/// Shows `pkt`, dropped at `site` on its way out through `dev`, to the
+/// device's taps (what `dropwatch` or `perf` on `skb:kfree_skb` sees with
+/// the packet, here written into a pcapng capture of the device). A site
+/// above the device ([`DropSite::above_device`]) shows the IP packet
+/// without a link header.
+#[cold]
+pub fn tap_drop(dev: &NetDevice, pkt: &PacketBuf, site: DropSite, now: Instant) {
+    if dev.nit_active() {
+        for tap in dev.taps.read().iter() {
+            tap.drop_point(dev, pkt, site, now);
+        }
+    }
 }
 
 /// [`drop_frame`] for a frame a qdisc dropped for `reason` (its site

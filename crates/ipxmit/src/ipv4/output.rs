@@ -360,6 +360,7 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<usize, SendError> {
         if h.run(point, pkt, &self.dst.dev) == Verdict::Drop {
             self.stack.counters.drop_at(DropSite::HookDrop);
+            crate::dev::xmit::tap_drop(&self.dst.dev, pkt, DropSite::HookDrop, self.stack.now());
             fate::dropped(pkt.meta.tskey, DropReason::NetfilterDrop);
             return Err(SendError::Perm);
         }

@@ -70,7 +70,10 @@ pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, 
             crate::ipv4::icmp::link_failure(stack, p.network_header());
         }
         match DropSite::of_neigh(reason) {
-            Some(site) => stack.counters.drop_at(site),
+            Some(site) => {
+                stack.counters.drop_at(site);
+                crate::dev::xmit::tap_drop(dev, &p, site, stack.now());
+            }
             None => stack.counters.drop(reason),
         }
         dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
@@ -102,6 +105,7 @@ fn xmit_with(
 ) -> Result<(), SendError> {
     if pkt.headroom() < hh.hdr.len() {
         stack.counters.drop_at(DropSite::NeighNoHeadroom);
+        crate::dev::xmit::tap_drop(dev, &pkt, DropSite::NeighNoHeadroom, stack.now());
         crate::stats::fate::dropped(pkt.meta.tskey, DropSite::NeighNoHeadroom.reason());
         return Err(SendError::NoBufs);
     }

@@ -678,8 +678,12 @@ impl Qdisc for Htb {
     }
 
     /// Kernel: `htb_enqueue()`.
-    fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
-        if let Some(i) = self.classify(&pkt) {
+    fn enqueue(&mut self, mut pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
+        let leaf = self.classify(&pkt);
+        if pkt.meta.class == 0 {
+            pkt.meta.class = leaf.map_or(self.handle, |i| self.class(i).classid);
+        }
+        if let Some(i) = leaf {
             return self.enqueue_leaf(i, pkt, now, to_free);
         }
         if self.direct.len() < self.direct_qlen as usize {

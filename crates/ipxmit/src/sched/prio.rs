@@ -126,8 +126,11 @@ impl Qdisc for Prio {
     }
 
     /// Kernel: `prio_enqueue()`.
-    fn enqueue(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
+    fn enqueue(&mut self, mut pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
         let band = self.band_of(&pkt).min(self.bands.len() - 1);
+        if pkt.meta.class == 0 {
+            pkt.meta.class = (self.handle & 0xffff_0000) | (band as u32 + 1);
+        }
         let q = &mut *self.bands[band];
         super::on_child(&mut self.stats, q, |q| q.enqueue(pkt, now, to_free))
     }

@@ -153,6 +153,25 @@ impl DropSite {
             _ => None,
         }
     }
+
+    /// True for a site on the way out above the device layer (the socket,
+    /// IP output, its hooks, the neighbour layer): a packet dropped there
+    /// has no link header yet and never met a qdisc.
+    pub const fn above_device(self) -> bool {
+        matches!(
+            self,
+            DropSite::CorkTooBig
+                | DropSite::OutputNoRoute
+                | DropSite::HookDrop
+                | DropSite::FragTooBig
+                | DropSite::FragSlowRest
+                | DropSite::FragListRest
+                | DropSite::NeighQueueFull
+                | DropSite::NeighFailed
+                | DropSite::NeighDead
+                | DropSite::NeighNoHeadroom
+        )
+    }
 }
 
 #[cfg(test)]
