@@ -5,7 +5,9 @@
 //! (`dummy`), [`capture`] (AF_PACKET taps and a capture-file device), [`pcap`]
 //! (our own pcap/pcapng writer), [`tap`] (TAP/TUN with `virtio_net_hdr`
 //! offloads, `drivers/net/tun.c`'s user side), [`packet`] (AF_PACKET with
-//! `sendmmsg` batches or a TX ring, `net/packet/af_packet.c`'s user side) and
+//! `sendmmsg` batches or a TX ring, `net/packet/af_packet.c`'s user side),
+//! [`xdp`] (AF_XDP sockets with a UMEM and TX/completion rings,
+//! `net/xdp/xsk.c`'s user side) and
 //! [`peer`] (a strict in-process receiver that verifies what arrives). [`runner`]
 //! is the thread that does the stack's deferred work (the NET_TX softirq, timers,
 //! the receive side); [`netns`] makes the network namespaces tests and
@@ -22,3 +24,4 @@ pub mod peer;
 pub mod runner;
 mod sys;
 pub mod tap;
+pub mod xdp;
