@@ -3,6 +3,7 @@
 //! skip rule, payloads and the namespace topologies in [`netns`].
 #![allow(dead_code)]
 
+pub mod conserve;
 pub mod netns;
 
 use std::io::Write;
