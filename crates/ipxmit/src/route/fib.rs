@@ -1,17 +1,20 @@
 //! One routing table: longest-prefix match over routes of every type.
 //!
 //! Stands for one `struct fib_table` (`net/ipv4/fib_trie.c`:
-//! `fib_table_insert()`, `fib_table_delete()`, `fib_table_lookup()`). A
-//! table keeps one hash map per prefix length plus a bitmap of the lengths in
-//! use, so a lookup probes only the lengths that exist, longest first. Under
-//! one prefix the routes (the kernel's aliases, `struct fib_alias`) are kept
-//! as the kernel orders them: TOS-specific ones first (higher TOS first),
-//! then by metric.
+//! `fib_table_insert()`, `fib_table_delete()`, `fib_table_lookup()`). Each
+//! prefix in use is a leaf (the kernel's `struct key_vector` leaf) holding
+//! its routes (the kernel's aliases, `struct fib_alias`) as the kernel
+//! orders them: TOS-specific ones first (higher TOS first), then by metric.
+//! Leaves live in a slab; a multibit trie ([`super::trie`]) maps an address
+//! to the leaf of its longest matching prefix in at most three slot reads,
+//! and an exact-match map (prefix to leaf) serves `add`, `delete` and the
+//! backtracking to shorter prefixes when a leaf's routes do not answer.
 
 use std::collections::HashMap;
 
 use ipnet::Ipv4Net;
 
+use super::trie::{Trie, NONE};
 use super::{FlowKey, Route, RouteError, RtnType};
 
 /// What a table says for a flow (`fib_table_lookup()`'s result).
@@ -25,18 +28,47 @@ pub enum Lookup<'a> {
     Continue,
 }
 
+/// One prefix in use and its routes in alias order.
+#[derive(Clone, Debug, Default)]
+struct Leaf {
+    /// The network address (truncated).
+    net: u32,
+    /// The prefix length.
+    len: u8,
+    /// The routes, in the kernel's alias order; empty for a free leaf.
+    routes: Vec<Route>,
+}
+
 /// A longest-prefix-match forwarding table. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Fib {
-    /// One map per prefix length (0..=32), keyed by the masked network address.
-    by_len: Vec<HashMap<u32, Vec<Route>>>,
-    /// Bit `l` set when some route has prefix length `l`.
+    /// Every leaf, live or free (a free one has no routes).
+    leaves: Vec<Leaf>,
+    /// Free leaf numbers.
+    free: Vec<u32>,
+    /// Prefix (`net << 8 | len`) to leaf number.
+    exact: HashMap<u64, u32>,
+    /// Prefixes in use per length.
+    per_len: [u32; 33],
+    /// Bit `l` set when some prefix has length `l`.
     lens: u64,
+    /// Address to the leaf of its longest matching prefix.
+    trie: Trie,
+    /// Number of routes.
+    count: usize,
 }
 
 impl Default for Fib {
     fn default() -> Self {
-        Fib::new()
+        Fib {
+            leaves: Vec::new(),
+            free: Vec::new(),
+            exact: HashMap::new(),
+            per_len: [0; 33],
+            lens: 0,
+            trie: Trie::new(),
+            count: 0,
+        }
     }
 }
 
@@ -46,6 +78,29 @@ fn mask(len: u8) -> u32 {
     } else {
         u32::MAX << (32 - len as u32)
     }
+}
+
+/// Kernel: `fib_table_lookup()`'s check of one leaf's aliases: the answer
+/// of the first route (in alias order) whose TOS fits the flow's `tos`: an
+/// error type answers at once (throw: the next rule); a route whose device
+/// is down, or not the flow's `oif` when it has one, is passed over.
+#[inline]
+fn flow_answer<'a>(routes: &'a [Route], key: &FlowKey, tos: u8) -> Option<Lookup<'a>> {
+    for r in routes.iter().filter(|r| r.tos == 0 || r.tos == tos) {
+        if let Some(e) = r.kind.error(key.daddr) {
+            return Some(e.map_or_else(|e| Lookup::Error(r, e), |()| Lookup::Continue));
+        }
+        let Some(d) = &r.dst else { continue };
+        if d.dev.is_up() && (key.oif == 0 || key.oif == d.dev.ifindex()) {
+            return Some(Lookup::Found(r));
+        }
+    }
+    None
+}
+
+/// The exact-match key of `net/len`.
+fn key_of(net: u32, len: u8) -> u64 {
+    u64::from(net) << 8 | u64::from(len)
 }
 
 /// The kernel's alias order under one prefix: higher TOS first, then lower
@@ -90,26 +145,25 @@ impl DelKey {
 impl Fib {
     /// An empty table.
     pub fn new() -> Fib {
-        Fib {
-            by_len: vec![HashMap::new(); 33],
-            lens: 0,
-        }
+        Fib::default()
     }
 
     /// Kernel: `fib_table_insert()` with `NLM_F_EXCL`. Adds a route; one
     /// with the same prefix, TOS and metric is refused (`EEXIST`).
     pub fn add(&mut self, route: Route) -> Result<(), RouteError> {
         let net = route.prefix.trunc();
-        let len = net.prefix_len();
-        let slot = self.by_len[len as usize]
-            .entry(u32::from(net.network()))
-            .or_default();
-        if slot
-            .iter()
-            .any(|r| r.metric == route.metric && r.tos == route.tos)
-        {
-            return Err(RouteError::Exists(net, route.metric));
+        let (a, len) = (u32::from(net.network()), net.prefix_len());
+        if let Some(&l) = self.exact.get(&key_of(a, len)) {
+            let slot = &self.leaves[l as usize].routes;
+            if slot
+                .iter()
+                .any(|r| r.metric == route.metric && r.tos == route.tos)
+            {
+                return Err(RouteError::Exists(net, route.metric));
+            }
         }
+        let l = self.leaf_or_new(a, len);
+        let slot = &mut self.leaves[l as usize].routes;
         let key = order(&route);
         let at = slot.partition_point(|r| order(r) <= key);
         slot.insert(
@@ -119,8 +173,67 @@ impl Fib {
                 ..route
             },
         );
-        self.lens |= 1 << len;
+        self.count += 1;
         Ok(())
+    }
+
+    /// Kernel: `fib_insert_node()` via `fib_table_insert()`: the leaf of
+    /// `a/len`, made (and put in the trie) when the prefix is new.
+    fn leaf_or_new(&mut self, a: u32, len: u8) -> u32 {
+        if let Some(&l) = self.exact.get(&key_of(a, len)) {
+            return l;
+        }
+        let leaf = Leaf {
+            net: a,
+            len,
+            routes: Vec::with_capacity(1),
+        };
+        let l = match self.free.pop() {
+            Some(l) => {
+                self.leaves[l as usize] = leaf;
+                l
+            }
+            None => {
+                self.leaves.push(leaf);
+                (self.leaves.len() - 1) as u32
+            }
+        };
+        assert!(l != NONE, "route table full");
+        self.exact.insert(key_of(a, len), l);
+        self.per_len[len as usize] += 1;
+        self.lens |= 1 << len;
+        let leaves = &self.leaves;
+        self.trie.insert(a, len, l, |v| leaves[v as usize].len);
+        l
+    }
+
+    /// Kernel: `fib_remove_alias()` for the last alias of a leaf: takes the
+    /// (now empty) leaf `l` out of the trie and the exact-match map.
+    fn drop_leaf(&mut self, l: u32) {
+        let (a, len) = (self.leaves[l as usize].net, self.leaves[l as usize].len);
+        self.exact.remove(&key_of(a, len));
+        self.per_len[len as usize] -= 1;
+        if self.per_len[len as usize] == 0 {
+            self.lens &= !(1 << len);
+        }
+        let repl = self.covering(a, len);
+        self.trie.remove(a, len, l, repl);
+        self.leaves[l as usize].routes = Vec::new();
+        self.free.push(l);
+    }
+
+    /// The longest prefix in use shorter than `len` that covers `a`: its
+    /// leaf and length.
+    fn covering(&self, a: u32, len: u8) -> Option<(u32, u8)> {
+        let mut lens = self.lens & ((1u64 << len) - 1);
+        while lens != 0 {
+            let l = 63 - lens.leading_zeros() as u8;
+            lens &= !(1 << l);
+            if let Some(&leaf) = self.exact.get(&key_of(a & mask(l), l)) {
+                return Some((leaf, l));
+            }
+        }
+        None
     }
 
     /// Kernel: `fib_table_insert()` with `NLM_F_REPLACE`: adds or replaces
@@ -148,35 +261,38 @@ impl Fib {
     /// that `key` matches (`ESRCH` when none).
     pub fn delete_matching(&mut self, prefix: Ipv4Net, key: &DelKey) -> Result<Route, RouteError> {
         let net = prefix.trunc();
-        let len = net.prefix_len() as usize;
-        let k = u32::from(net.network());
-        let slot = self.by_len[len]
-            .get_mut(&k)
-            .ok_or(RouteError::NotFound(net))?;
+        let k = key_of(u32::from(net.network()), net.prefix_len());
+        let l = *self.exact.get(&k).ok_or(RouteError::NotFound(net))?;
+        let slot = &mut self.leaves[l as usize].routes;
         let at = slot
             .iter()
             .position(|r| key.matches(r))
             .ok_or(RouteError::NotFound(net))?;
         let r = slot.remove(at);
+        self.count -= 1;
         if slot.is_empty() {
-            self.by_len[len].remove(&k);
-            if self.by_len[len].is_empty() {
-                self.lens &= !(1 << len);
-            }
+            self.drop_leaf(l);
         }
         Ok(r)
     }
 
     /// Removes every route `pred` selects (a device removed or down).
     pub fn retain(&mut self, mut keep: impl FnMut(&Route) -> bool) {
-        for (len, map) in self.by_len.iter_mut().enumerate() {
-            map.retain(|_, v| {
-                v.retain(&mut keep);
-                !v.is_empty()
-            });
-            if map.is_empty() {
-                self.lens &= !(1 << len);
+        let mut emptied = Vec::new();
+        for (l, leaf) in self.leaves.iter_mut().enumerate() {
+            if leaf.routes.is_empty() {
+                continue;
             }
+            let before = leaf.routes.len();
+            leaf.routes.retain(&mut keep);
+            self.count -= before - leaf.routes.len();
+            if leaf.routes.is_empty() {
+                emptied.push(l as u32);
+            }
+        }
+        // Any order: a leaf already dropped is never a replacement.
+        for l in emptied {
+            self.drop_leaf(l);
         }
     }
 
@@ -203,26 +319,39 @@ impl Fib {
     /// down, or not the flow's `oif` when it has one, is passed over.
     #[inline]
     pub fn lookup_flow(&self, key: &FlowKey) -> Lookup<'_> {
-        let a = u32::from(key.daddr);
         let tos = key.tos & super::rules::RT_MASK;
-        let mut lens = self.lens;
+        self.walk(u32::from(key.daddr), |v| flow_answer(v, key, tos))
+            .unwrap_or(Lookup::Continue)
+    }
+
+    /// Kernel: `fib_table_lookup()`'s walk with its backtracking: `answer`
+    /// asked of each prefix covering `a`, longest first, until it answers.
+    #[inline]
+    fn walk<'a, T>(
+        &'a self,
+        a: u32,
+        mut answer: impl FnMut(&'a [Route]) -> Option<T>,
+    ) -> Option<T> {
+        let top = self.trie.lookup(a);
+        if top == NONE {
+            return None;
+        }
+        let leaf = &self.leaves[top as usize];
+        if let Some(t) = answer(&leaf.routes) {
+            return Some(t);
+        }
+        let mut lens = self.lens & ((1u64 << leaf.len) - 1);
         while lens != 0 {
             let len = 63 - lens.leading_zeros() as u8;
             lens &= !(1 << len);
-            let Some(v) = self.by_len[len as usize].get(&(a & mask(len))) else {
+            let Some(&l) = self.exact.get(&key_of(a & mask(len), len)) else {
                 continue;
             };
-            for r in v.iter().filter(|r| r.tos == 0 || r.tos == tos) {
-                if let Some(e) = r.kind.error(key.daddr) {
-                    return e.map_or_else(|e| Lookup::Error(r, e), |()| Lookup::Continue);
-                }
-                let Some(d) = &r.dst else { continue };
-                if d.dev.is_up() && (key.oif == 0 || key.oif == d.dev.ifindex()) {
-                    return Lookup::Found(r);
-                }
+            if let Some(t) = answer(&self.leaves[l as usize].routes) {
+                return Some(t);
             }
         }
-        Lookup::Continue
+        None
     }
 
     /// The longest-prefix route for `addr` of link or host scope (no
@@ -230,25 +359,13 @@ impl Fib {
     /// through the device `oif` when not 0 — what a gateway must be
     /// reached by (`fib_check_nh_v4_gw()`'s lookup at `RT_SCOPE_LINK`).
     pub fn lookup_link(&self, addr: std::net::Ipv4Addr, oif: u32) -> Option<&Route> {
-        let a = u32::from(addr);
-        let mut lens = self.lens;
-        while lens != 0 {
-            let len = 63 - lens.leading_zeros() as u8;
-            lens &= !(1 << len);
-            let Some(v) = self.by_len[len as usize].get(&(a & mask(len))) else {
-                continue;
-            };
-            let linked = |r: &&Route| {
-                matches!(r.kind, RtnType::Unicast | RtnType::Local)
-                    && r.dst.as_ref().is_some_and(|d| {
-                        d.gateway.is_none() && (oif == 0 || d.dev.ifindex() == oif)
-                    })
-            };
-            if let Some(r) = v.iter().find(linked) {
-                return Some(r);
-            }
-        }
-        None
+        let linked = |r: &&Route| {
+            matches!(r.kind, RtnType::Unicast | RtnType::Local)
+                && r.dst
+                    .as_ref()
+                    .is_some_and(|d| d.gateway.is_none() && (oif == 0 || d.dev.ifindex() == oif))
+        };
+        self.walk(u32::from(addr), |v| v.iter().find(linked))
     }
 
     /// Every route in the order a dump of the kernel's trie gives them
@@ -256,11 +373,7 @@ impl Fib {
     /// (`fib_insert_alias()` orders a leaf by suffix length), then alias
     /// order.
     pub fn routes(&self) -> Vec<&Route> {
-        let mut out: Vec<&Route> = self
-            .by_len
-            .iter()
-            .flat_map(|m| m.values().flatten())
-            .collect();
+        let mut out: Vec<&Route> = self.leaves.iter().flat_map(|l| &l.routes).collect();
         out.sort_by_key(|r| {
             (
                 r.prefix.network(),
@@ -274,15 +387,22 @@ impl Fib {
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.by_len
-            .iter()
-            .flat_map(|m| m.values())
-            .map(Vec::len)
-            .sum()
+        self.count
     }
 
     /// True when the table has no route.
     pub fn is_empty(&self) -> bool {
-        self.lens == 0
+        self.count == 0
+    }
+
+    /// Approximate bytes the table holds: leaves, the exact-match map and
+    /// the trie (the routes' shared destination entries not counted).
+    pub fn bytes(&self) -> usize {
+        let routes: usize = self.leaves.iter().map(|l| l.routes.capacity()).sum();
+        self.leaves.capacity() * std::mem::size_of::<Leaf>()
+            + routes * std::mem::size_of::<Route>()
+            + self.exact.capacity() * (8 + 4 + 1)
+            + self.free.capacity() * 4
+            + self.trie.bytes()
     }
 }

@@ -27,6 +27,7 @@ mod fib;
 mod flow;
 pub mod pmtu;
 mod rib;
+mod trie;
 pub mod rules;
 pub use fib::{DelKey, Fib, Lookup};
 pub use flow::FlowKey;
