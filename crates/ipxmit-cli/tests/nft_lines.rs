@@ -90,6 +90,22 @@ fn refusals_carry_nfts_message_and_the_line() {
         ),
         ("nft add rule ip t out foo bar", "Error: syntax error, unexpected foo"),
         ("nft add rule ip t out udp dport foo", "Error: Could not resolve service"),
+        (
+            "nft add rule ip t out udp dport 12 reject with tcp reset",
+            "Error: you cannot use tcp reset with this protocol",
+        ),
+        (
+            "nft add rule ip t out reject with icmp no-route",
+            "Error: Could not parse icmp code",
+        ),
+        (
+            "nft add rule ip t out reject with icmpx port-unreachable",
+            "Error: abstracted ICMP unreachable not supported",
+        ),
+        (
+            "nft add rule ip t out reject counter",
+            "Error: Statement after terminal statement has no effect",
+        ),
     ];
     for (line, want) in cases {
         let dir = tmpdir("nft_lines_refusal");

@@ -5,8 +5,9 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Match, Nat, NatKind, Op, Policy, Rhs,
-    RuleVerdict, Ruleset, Set, Stmt, Table, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Chain, ChainHook, ChainType, Elem, Family, Key, Match, Nat, NatKind, Op, Policy, Reject, Rhs,
+    RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT,
+    NAT_RANDOM,
 };
 
 use super::nft::{ListWhat, NftParseError, P};
@@ -227,6 +228,12 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::TtlSet(t) => format!("ip ttl set {t}"),
         Stmt::FieldSet(k, v) => format!("{} set {}", key_str(*k), value(u64::from(*v), ty_of(*k))),
         Stmt::Nat(n) => nat(n),
+        Stmt::Reject(Reject::Icmp(3)) => "reject".into(),
+        Stmt::Reject(Reject::Icmp(c)) => match ICMP_CODES.iter().find(|(_, v)| v == c) {
+            Some((n, _)) => format!("reject with icmp {n}"),
+            None => format!("reject with icmp {c}"),
+        },
+        Stmt::Reject(Reject::TcpReset) => "reject with tcp reset".into(),
         Stmt::Verdict(v) => match v {
             RuleVerdict::Accept => "accept".into(),
             RuleVerdict::Drop => "drop".into(),

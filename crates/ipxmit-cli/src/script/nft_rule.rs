@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Counter, DataType, Elem, Key, Match, Nat, NatKind, NftError, Op, Rhs, RuleVerdict, Stmt,
-    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, DataType, Elem, Key, Match, Nat, NatKind, NftError, Op, Reject, Rhs, RuleVerdict,
+    Stmt, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -556,7 +556,7 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
 pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
     let mut v: Vec<Stmt> = Vec::new();
     while let Some(t) = p.peek() {
-        if matches!(v.last(), Some(Stmt::Nat(_))) {
+        if matches!(v.last(), Some(Stmt::Nat(_) | Stmt::Reject(_))) {
             return Err(P::err(
                 t,
                 "Statement after terminal statement has no effect",
@@ -579,11 +579,82 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "snat" => nat(p, NatKind::Snat, &v),
             "dnat" => nat(p, NatKind::Dnat, &v),
             "masquerade" => nat(p, NatKind::Masquerade, &v),
+            "reject" => reject(p, &v),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
         v.push(s?);
+        if matches!(v.last(), Some(Stmt::Reject(Reject::TcpReset))) {
+            tcp_dependency(&mut v);
+        }
     }
     Ok(v)
+}
+
+/// nft's dependency of `reject with tcp reset`: `meta l4proto tcp` first
+/// in the rule, unless a match says TCP already.
+fn tcp_dependency(v: &mut Vec<Stmt>) {
+    let tcp = v.iter().any(|s| {
+        matches!(s, Stmt::Match(m) if matches!(m.keys[..], [Key::IpProtocol | Key::MetaL4proto])
+            && m.op == Op::Eq && m.rhs == Rhs::Value(6))
+    });
+    if !tcp {
+        let dep = Match {
+            keys: vec![Key::MetaL4proto],
+            op: Op::Eq,
+            rhs: Rhs::Value(6),
+        };
+        v.insert(0, Stmt::Match(dep));
+    }
+}
+
+/// `reject [with icmp [type] CODE | with tcp reset]` (CODE a name of
+/// [`ICMP_CODES`] or a number; `reject` alone is port unreachable). A
+/// TCP reset after a match of another transport protocol (`prior`) is
+/// refused, as nft's evaluation refuses it.
+fn reject(p: &mut P<'_>, prior: &[Stmt]) -> Result<Stmt, NftParseError> {
+    let kw = p.toks[p.i - 1].clone();
+    if !p.eat("with") {
+        return Ok(Stmt::Reject(Reject::Icmp(3)));
+    }
+    let t = p.take()?;
+    match t.text.as_str() {
+        "icmp" => {}
+        "tcp" => {
+            p.expect("reset")?;
+            if prior.iter().any(not_tcp) {
+                return Err(P::err(&kw, "you cannot use tcp reset with this protocol"));
+            }
+            return Ok(Stmt::Reject(Reject::TcpReset));
+        }
+        "icmpx" => {
+            p.eat("type");
+            let c = p.take()?;
+            return Err(P::err(c, "abstracted ICMP unreachable not supported"));
+        }
+        _ => return Err(bad(t)),
+    }
+    p.eat("type");
+    let c = p.take()?;
+    let code = match ICMP_CODES.iter().find(|(n, _)| *n == c.text) {
+        Some(&(_, v)) => v,
+        None => int(c, 255).map_err(|_| P::err(c, "Could not parse icmp code"))? as u8,
+    };
+    Ok(Stmt::Reject(Reject::Icmp(code)))
+}
+
+/// A match that fixes a transport protocol other than TCP.
+fn not_tcp(s: &Stmt) -> bool {
+    let Stmt::Match(m) = s else {
+        return false;
+    };
+    m.keys.iter().any(|k| {
+        matches!(
+            k,
+            Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum
+        )
+    }) || (matches!(m.keys[..], [Key::IpProtocol | Key::MetaL4proto])
+        && m.op == Op::Eq
+        && matches!(m.rhs, Rhs::Value(v) if v != 6))
 }
 
 fn counter(p: &mut P<'_>) -> Result<Stmt, NftParseError> {

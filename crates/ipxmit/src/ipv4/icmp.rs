@@ -208,6 +208,16 @@ pub fn send(stack: &Stack, l: &Local<'_>, icmp_type: u8, code: u8, info: u32) ->
 /// the socket by the rules of ICMP errors (with `IP_RECVERR`: the error
 /// queue and `SO_ERROR`). `datagram` starts at the IP header.
 pub fn link_failure(stack: &Stack, datagram: &[u8]) -> bool {
+    unreach_self(stack, datagram, 1)
+}
+
+/// Kernel: `icmp_send(skb, ICMP_DEST_UNREACH, code, 0)` about a datagram
+/// the host sent (`ipv4_link_failure()`, `nf_send_unreach()` at
+/// LOCAL_OUT): the destination unreachable of `code` goes to the
+/// datagram's source, the host itself, from the address the route back
+/// chooses; nothing about a datagram to a broadcast or multicast address.
+/// `datagram` starts at the IP header.
+pub fn unreach_self(stack: &Stack, datagram: &[u8], code: u8) -> bool {
     let total = match datagram.get(2..4) {
         Some(t) => usize::from(u16::from_be_bytes([t[0], t[1]])),
         None => return false,
@@ -223,7 +233,7 @@ pub fn link_failure(stack: &Stack, datagram: &[u8]) -> bool {
         stack,
         &ip,
         Ipv4Addr::UNSPECIFIED,
-        (icmp::DEST_UNREACH, 1, 0),
+        (icmp::DEST_UNREACH, code, 0),
     )
 }
 

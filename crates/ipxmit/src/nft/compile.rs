@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::expr::{Base, CmpOp, Code, CtKey, Insn, MetaKey, Reg};
-use super::rule::{Counter, Elem, Key, Match, Op, Rhs, RuleVerdict, Stmt};
+use super::rule::{Counter, Elem, Key, Match, Op, Reject, Rhs, RuleVerdict, Stmt};
 use super::ruleset::{ChainHook, ChainType, Family, Policy, Ruleset, Table};
 
 /// A set as the program looks it up: sorted, disjoint intervals, found by
@@ -147,6 +147,12 @@ impl Program {
                 self.insns.push(Insn::Nat(*n));
                 Insn::Verdict(Code::Accept)
             }
+            Stmt::Reject(Reject::Icmp(code)) => {
+                self.insns.push(Insn::Reject(*code));
+                Insn::Verdict(Code::Drop)
+            }
+            // nft puts `meta l4proto tcp` before it; ipxmit sends no TCP.
+            Stmt::Reject(Reject::TcpReset) => Insn::Verdict(Code::Drop),
             Stmt::Verdict(v) => Insn::Verdict(match v {
                 RuleVerdict::Accept => Code::Accept,
                 RuleVerdict::Drop => Code::Drop,

@@ -204,6 +204,10 @@ pub enum Insn {
     /// Kernel: `nft_nat_eval()`, `nft_masq_eval()`: the binding the flow
     /// gets ([`PktInfo::nat`]); an accept follows it.
     Nat(super::rule::Nat),
+    /// Kernel: `nft_reject_ipv4_eval()`: the ICMP destination unreachable
+    /// of this code the hook sends the host ([`PktInfo::reject`]); a drop
+    /// follows it.
+    Reject(u8),
     /// Kernel: `nft_immediate_eval()` of a verdict.
     Verdict(Code),
 }
@@ -226,6 +230,15 @@ pub struct PktInfo<'a> {
     pub out: &'a NetDevice,
     /// The NAT statement a `nat` chain's rule ended with.
     pub nat: Option<super::rule::Nat>,
+    /// The code of the ICMP destination unreachable a `reject` asked for
+    /// (sent by the hook after the drop, `nf_send_unreach`).
+    pub reject: Option<u8>,
+    /// A dry run ([`super::Ruleset::would_match`]'s evaluation): no
+    /// counter, limit, log or reject has an effect, and each rule that
+    /// matched is noted in `matched`.
+    pub dry: bool,
+    /// The rules that matched in a dry run: (chain, rule) of the program.
+    pub matched: Option<&'a mut Vec<(u32, u32)>>,
 }
 
 impl<'a> PktInfo<'a> {
@@ -236,6 +249,9 @@ impl<'a> PktInfo<'a> {
             pkt,
             out,
             nat: None,
+            reject: None,
+            dry: false,
+            matched: None,
         }
     }
 
@@ -332,7 +348,8 @@ pub fn eval(
         Insn::CmpIfname { name, neg } => {
             return step_if(ifname_eq(p.out.name(), &name) != neg);
         }
-        Insn::Counter { idx } => prog.counters[usize::from(idx)].add(p.pkt.len()),
+        Insn::Counter { idx } if !p.dry => prog.counters[usize::from(idx)].add(p.pkt.len()),
+        Insn::Counter { .. } => {}
         Insn::MarkSet(m) => p.pkt.meta.mark = m,
         Insn::PrioritySet(v) => p.pkt.meta.priority = v,
         Insn::DscpSet(d) => set_byte(p.pkt, 1, 0x03, d << 2),
@@ -348,6 +365,7 @@ pub fn eval(
             };
         }
         Insn::Nat(n) => p.nat = Some(n),
+        Insn::Reject(code) => p.reject = Some(code),
         Insn::Verdict(_) => {}
     }
     Step::Next

@@ -30,7 +30,11 @@
 //!
 //! Not yet: netdev `egress` chains are kept and listed but not run; a
 //! failed reroute is a drop (`EPERM`), where the kernel fails the send with
-//! the lookup's errno; no `reject`, `limit`, `log` or maps. Conntrack knows
+//! the lookup's errno; no `limit`, `log` or maps.
+//!
+//! A `reject` drops (`EPERM`) and the host sends itself the ICMP
+//! destination unreachable ([`send_unreach`]), which reaches the sending
+//! socket through `lo` as any ICMP error does. Conntrack knows
 //! UDP, ICMP queries and other protocols generically (TCP without its state
 //! machine); no RELATED flows (an ICMP error is `invalid`); flows are made on
 //! the output path only (a received reply marks its flow replied, it is not
@@ -55,8 +59,8 @@ use crate::stack::Stack;
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
 pub use rule::{
-    Counter, Elem, Key, Match, Nat, NatKind, Op, Rhs, Rule, RuleVerdict, Stmt, NAT_FULLY_RANDOM,
-    NAT_PERSISTENT, NAT_RANDOM,
+    Counter, Elem, Key, Match, Nat, NatKind, Op, Reject, Rhs, Rule, RuleVerdict, Stmt, ICMP_CODES,
+    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,
@@ -259,7 +263,7 @@ impl NftHook {
         for &c in chains {
             let route = prog.chains[c as usize].route;
             let before = route.then(|| RouteKeys::of(pkt));
-            if do_chain(prog, c, &mut PktInfo::new(pkt, out)) == Verdict::Drop {
+            if self.base_chain(c, pkt, out).0 == Verdict::Drop {
                 return Verdict::Drop;
             }
             if before.is_some_and(|b| b != RouteKeys::of(pkt)) && !self.reroute(pkt) {
@@ -268,6 +272,38 @@ impl NftHook {
         }
         Verdict::Accept
     }
+}
+
+impl NftHook {
+    /// Runs base chain `c` ([`do_chain`]) and carries out what its verdict
+    /// asked of the hook: a `reject`'s ICMP ([`send_unreach`]). Returns the
+    /// verdict and the NAT statement a `nat` chain's rule bound.
+    pub(super) fn base_chain(
+        &self,
+        c: u32,
+        pkt: &mut PacketBuf,
+        out: &NetDevice,
+    ) -> (Verdict, Option<Nat>) {
+        let mut p = PktInfo::new(pkt, out);
+        let v = do_chain(&self.prog, c, &mut p);
+        let (nat, reject) = (p.nat, p.reject);
+        if let (Verdict::Drop, Some(code)) = (v, reject) {
+            if let Some(st) = self.stack.upgrade() {
+                send_unreach(&st, pkt.network_header(), code);
+            }
+        }
+        (v, nat)
+    }
+}
+
+/// Kernel: `nf_send_unreach()`, net/ipv4/netfilter/nf_reject_ipv4.c (from
+/// `nft_reject_ipv4_eval()` at LOCAL_OUT): nothing for a later fragment;
+/// else `icmp_send()` of a destination unreachable of `code` about the
+/// datagram, which the host sends itself ([`crate::ipv4::icmp::unreach_self`]).
+/// The checksum check it makes first passes for a datagram the host built.
+#[cold]
+pub fn send_unreach(stack: &Stack, datagram: &[u8], code: u8) -> bool {
+    crate::ipv4::icmp::unreach_self(stack, datagram, code)
 }
 
 /// What a `route` chain's changes are judged by (`nf_route_table_hook4`):

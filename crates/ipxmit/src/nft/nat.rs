@@ -17,9 +17,8 @@ use crate::netfilter::{HookPoint, Verdict};
 use crate::wire::checksum::replace_u16;
 
 use super::conntrack::{CtInfo, Manip, NatBinding, NatRange};
-use super::expr::PktInfo;
 use super::rule::{Nat, NatKind};
-use super::{do_chain, NftHook};
+use super::NftHook;
 
 /// `NF_IP_PRI_CONNTRACK`.
 pub const PRI_CONNTRACK: i32 = -200;
@@ -157,9 +156,7 @@ impl NftHook {
         let prog = &*self.prog;
         let chains = &prog.nat[usize::from(m == Manip::Src)];
         for &c in chains {
-            let mut p = PktInfo::new(pkt, out);
-            let v = do_chain(prog, c, &mut p);
-            let nat = p.nat;
+            let (v, nat) = self.base_chain(c, pkt, out);
             if v == Verdict::Drop {
                 return Err(());
             }

@@ -225,6 +225,30 @@ pub const NAT_FULLY_RANDOM: u8 = 2;
 /// client (one address here: no effect).
 pub const NAT_PERSISTENT: u8 = 4;
 
+/// What a `reject` sends (`enum nft_reject_types`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// `NFT_REJECT_ICMP_UNREACH`: a destination unreachable of this code
+    /// (`reject` alone: port unreachable, 3).
+    Icmp(u8),
+    /// `NFT_REJECT_TCP_RST` (`with tcp reset`): nft adds `meta l4proto
+    /// tcp`, so a UDP datagram does not match it.
+    TcpReset,
+}
+
+/// The ICMP codes `reject with icmp NAME` takes (nft's `icmp_code`
+/// type), by code.
+pub const ICMP_CODES: &[(&str, u8)] = &[
+    ("net-unreachable", 0),
+    ("host-unreachable", 1),
+    ("prot-unreachable", 2),
+    ("port-unreachable", 3),
+    ("frag-needed", 4),
+    ("net-prohibited", 9),
+    ("host-prohibited", 10),
+    ("admin-prohibited", 13),
+];
+
 /// One statement of a rule, in the order written.
 #[derive(Clone, Debug)]
 pub enum Stmt {
@@ -245,6 +269,8 @@ pub enum Stmt {
     FieldSet(Key, u32),
     /// `snat`, `dnat`, `masquerade`.
     Nat(Nat),
+    /// `reject [with icmp CODE | with tcp reset]`: terminal, drops.
+    Reject(Reject),
     /// A verdict.
     Verdict(RuleVerdict),
 }

@@ -181,12 +181,17 @@ impl Table {
 
 /// Kernel: `nft_nat_validate()`, `nft_masq_validate()`: in a base chain,
 /// `snat` and `masquerade` need a `nat` chain at postrouting and `dnat` one
-/// at output (`EOPNOTSUPP`).
+/// at output (`EOPNOTSUPP`); `nft_reject_validate()`: `reject` is refused
+/// at postrouting and egress.
 fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
     let Some(b) = &c.base else {
         return Ok(());
     };
     for s in stmts {
+        // nft_reject_validate(): input, forward, output, prerouting only.
+        if matches!(s, Stmt::Reject(_)) && b.hook != ChainHook::Output {
+            return Err(NftError::NotSupported);
+        }
         if let Stmt::Nat(n) = s {
             let hook = match n.kind {
                 super::NatKind::Dnat => ChainHook::Output,

@@ -1,0 +1,243 @@
+//! `reject` held against this machine's kernel (issue 16): the same `ip`
+//! and `nft` lines in a network namespace this test creates and in an
+//! `ipxmit run` host, the same UDP sends, compared: each send's errno (a
+//! `reject` fails the send with `EPERM`, and a port unreachable makes a
+//! connected socket's next send `ECONNREFUSED`), the error queue of an
+//! `IP_RECVERR` socket, the ICMP messages the host sends itself (captured
+//! on `lo`: tcpdump in the namespace, `capture dev lo` in ipxmit; IP ids and
+//! checksums masked) and the nft counters.
+//!
+//! Needs root, `ip netns`, `tcpdump` and `nft`; without them the test
+//! prints `SKIPPED (...)` and passes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{pcap_frames, run_script, tmpdir};
+
+const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
+ip link set veth0 up
+ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:fe dev veth0 nud permanent
+";
+
+const RULES: &[&str] = &[
+    "nft add table ip t",
+    "nft add chain ip t out '{ type filter hook output priority 0; }'",
+    "nft add rule ip t out udp dport 9 counter reject",
+    "nft add rule ip t out udp dport 10 counter reject with icmp host-unreachable",
+    "nft add rule ip t out udp dport 11 counter reject with icmp type admin-prohibited",
+    "nft add rule ip t out meta mark 0x7 counter reject with tcp reset",
+    "nft add rule ip t out ip protocol icmp counter",
+];
+
+/// The sends: socket a connected to port 9 (three sends: `EPERM`,
+/// `ECONNREFUSED`, `EPERM`); socket b with `IP_RECVERR` connected to port
+/// 10 (a send, its error queue, a send); socket c unconnected to port 11
+/// twice and, with mark 7, to port 12 once (`with tcp reset` does not
+/// match UDP).
+/// ipxmit's n-th send carries bytes (7i + n) mod 256; so do these.
+const KERNEL_PY: &str = r#"import socket,errno,struct
+N=[0]
+def pl():
+  N[0]+=1; return bytes((7*i+N[0]-1)&255 for i in range(10))
+def tr(f):
+  try: print("ret", f())
+  except OSError as e: print(errno.errorcode[e.errno])
+a=socket.socket(2,2); a.connect(("10.9.0.2",9))
+for i in range(3): tr(lambda: a.send(pl()))
+b=socket.socket(2,2); b.setsockopt(0,11,1); b.connect(("10.9.0.2",10))
+tr(lambda: b.send(pl()))
+try:
+  m=b.recvmsg(100,1024,socket.MSG_ERRQUEUE)
+  for l,t,d in m[1]:
+    e=struct.unpack("IBBBB",d[:8]); print("ee",errno.errorcode[e[0]],e[2],e[3],socket.inet_ntoa(d[20:24]))
+except OSError as e: print("ee", errno.errorcode[e.errno])
+tr(lambda: b.send(pl()))
+c=socket.socket(2,2)
+for p in (11,11): tr(lambda: c.sendto(pl(),("10.9.0.2",p)))
+c.setsockopt(1,36,7); tr(lambda: c.sendto(pl(),("10.9.0.2",12)))
+"#;
+
+const OURS: &str = "socket a udp
+connect a 10.9.0.2:9
+send a len 10
+send a len 10
+send a len 10
+socket b udp
+sockopt b ip_recverr 1
+connect b 10.9.0.2:10
+send b len 10
+errqueue b
+send b len 10
+socket c udp
+send c to 10.9.0.2:11 len 10
+send c to 10.9.0.2:11 len 10
+sockopt c so_mark 7
+send c to 10.9.0.2:12 len 10
+nft list ruleset
+";
+
+fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", cmd])
+        .output()
+        .expect("ip netns exec");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+struct Ns(String);
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// An ICMP message on `lo` as compared: the IP datagram with the ids and
+/// checksums (outer, ICMP, quoted IP and UDP) and the quoted ephemeral
+/// source port masked.
+fn masked(frame: &[u8]) -> String {
+    let mut p = frame.get(14..).unwrap_or_default().to_vec();
+    if p.len() < 56 || p[9] != 1 {
+        return format!("not ICMP: {p:02x?}");
+    }
+    for r in [4..6, 10..12, 22..24, 32..34, 38..40, 48..50, 54..56] {
+        p[r].fill(0);
+    }
+    p.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The kernel's side: the results, the ICMP messages on `lo`, the listing.
+fn kernel(ns: &str, dir: &std::path::Path) -> (Vec<String>, Vec<String>, String) {
+    assert!(Command::new("ip")
+        .args(["netns", "add", ns])
+        .status()
+        .unwrap()
+        .success());
+    let (_, err, code) = sh(
+        ns,
+        "ip link set lo up; ip link add veth0 type veth peer name veth1; ip link set veth1 up",
+    );
+    assert_eq!(code, 0, "{err}");
+    for l in SETUP.lines().chain(RULES.iter().copied()) {
+        let (_, err, code) = sh(ns, l);
+        assert_eq!(code, 0, "{l}: {err}");
+    }
+    let cap = dir.join("k_lo.pcap");
+    let mut dump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "tcpdump",
+            "--immediate-mode",
+            "-U",
+            "-n",
+        ])
+        .arg("--time-stamp-precision=nano")
+        .args(["-i", "lo", "-w"])
+        .arg(&cap)
+        .arg("icmp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let mut r = std::io::BufReader::new(dump.stderr.take().expect("tcpdump's stderr"));
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut r, &mut line);
+    assert!(line.contains("listening on"), "tcpdump: {line}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(dir.join("send.py"), KERNEL_PY).unwrap();
+    let (out, err, code) = sh(ns, &format!("python3 {}", dir.join("send.py").display()));
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Ends the tcpdump this test started (by its handle).
+    let _ = dump.kill();
+    let _ = dump.wait();
+    let icmp = pcap_frames(&cap).iter().map(|(_, f)| masked(f)).collect();
+    let rules = sh(ns, "nft list ruleset").0;
+    (out.lines().map(str::to_string).collect(), icmp, rules)
+}
+
+/// ipxmit's side, from one script.
+fn ours(dir: &std::path::Path) -> (Vec<String>, Vec<String>, String) {
+    let cap = dir.join("i_lo.pcap");
+    let mut script = format!(
+        "link add veth0 type mem\n{SETUP}capture dev lo file {}\n",
+        cap.display()
+    );
+    for l in RULES {
+        script.push_str(l);
+        script.push('\n');
+    }
+    script.push_str(OURS);
+    let r = run_script(dir, &script, &["--no-stats", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut results = Vec::new();
+    let mut rules = String::new();
+    for v in common::json_lines(&r.stdout) {
+        match v["op"].as_str() {
+            Some("send") => results.push(match v["errno"].as_str() {
+                Some(e) => e.to_string(),
+                None => format!("ret {}", v["ret"]),
+            }),
+            Some("errqueue") => {
+                for e in v["entries"].as_array().into_iter().flatten() {
+                    results.push(format!(
+                        "ee {} {} {} {}",
+                        e["ee_errno"].as_str().unwrap_or("?"),
+                        e["ee_type"],
+                        e["ee_code"],
+                        e["offender"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+            Some("nft") => rules.push_str(v["out"].as_str().unwrap_or("")),
+            _ => {}
+        }
+    }
+    let icmp = pcap_frames(&cap)
+        .iter()
+        .filter(|(_, f)| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 1)
+        .map(|(_, f)| masked(f))
+        .collect();
+    (results, icmp, rules)
+}
+
+fn missing_tools() -> Option<String> {
+    if let Some(why) = ipxmit_drivers::netns::unavailable() {
+        return Some(why.to_string());
+    }
+    for t in ["tcpdump", "nft", "python3"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Some(format!("{t} missing"));
+        }
+    }
+    None
+}
+
+#[test]
+fn reject_matches_the_kernel() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED (needs root, network namespaces, tcpdump, nft): nft_reject [{why}]");
+        return;
+    }
+    let dir = tmpdir("nft_reject_kernel");
+    let ns = Ns(format!("ipxmit-rej-{}", std::process::id()));
+    let (kr, kicmp, krules) = kernel(&ns.0, &dir);
+    let (ir, iicmp, irules) = ours(&dir);
+    assert_eq!(ir, kr, "send results and error queue");
+    assert_eq!(kicmp.len(), 6, "the kernel's ICMP messages on lo");
+    assert_eq!(iicmp, kicmp, "ICMP messages on lo");
+    assert_eq!(irules, krules, "nft list ruleset");
+}
