@@ -24,4 +24,5 @@ pub mod peer;
 pub mod runner;
 mod sys;
 pub mod tap;
+pub mod vnet;
 pub mod xdp;

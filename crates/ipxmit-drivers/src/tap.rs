@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ipxmit::buf::{CsumState, GsoType};
 use ipxmit::dev::{DevConfig, Driver, Features, LinkType, TxQueueCtl, TxStatus};
 use ipxmit::wire::EthernetAddress;
 use ipxmit::PacketBuf;
@@ -50,17 +49,12 @@ use rustix::io::Errno;
 use crate::runner::{self, recycle, WaitFd, WaitSource};
 use crate::sys;
 
-/// `sizeof(struct virtio_net_hdr)`.
-pub const VNET_HDR_LEN: usize = 10;
-/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
-pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-/// `VIRTIO_NET_HDR_GSO_NONE`.
-pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
-/// `VIRTIO_NET_HDR_GSO_UDP_L4`.
-pub const VIRTIO_NET_HDR_GSO_UDP_L4: u8 = 5;
+pub use crate::vnet::{
+    vnet_header, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_UDP_L4,
+    VNET_HDR_LEN,
+};
 /// Largest frame read back: a 64 KiB datagram, its link header and the vnet header.
 const RX_BUF: usize = VNET_HDR_LEN + 14 + 65535 + 64;
-const UDP_HLEN: usize = 8;
 
 /// Whether the device carries Ethernet frames or bare IP packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -438,35 +432,6 @@ impl TapDevice {
     pub fn wait_source(&self) -> Arc<dyn WaitSource> {
         self.shared.clone()
     }
-}
-
-/// Kernel: `virtio_net_hdr_from_skb()`, include/linux/virtio_net.h. The header
-/// telling the kernel what is left to do for `pkt`: complete a partial checksum
-/// (`csum_start` is relative to the frame start), segment a UDP GSO packet.
-pub fn vnet_header(pkt: &PacketBuf) -> [u8; VNET_HDR_LEN] {
-    let (mut flags, mut gso_type) = (0u8, VIRTIO_NET_HDR_GSO_NONE);
-    let (mut hdr_len, mut gso_size, mut csum_start, mut csum_offset) = (0u16, 0u16, 0u16, 0u16);
-    let frame = pkt.data_offset();
-    if let CsumState::Partial { start, offset } = pkt.meta.ip_summed {
-        flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-        csum_start = (start as usize).saturating_sub(frame) as u16;
-        csum_offset = offset;
-    }
-    if pkt.meta.gso_type == GsoType::UdpL4 && pkt.meta.gso_size > 0 {
-        gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
-        gso_size = pkt.meta.gso_size;
-        let th = (pkt.meta.transport_header as usize).saturating_sub(frame);
-        hdr_len = (th + UDP_HLEN) as u16;
-    }
-    let mut h = [0u8; VNET_HDR_LEN];
-    h[0] = flags;
-    h[1] = gso_type;
-    // Legacy virtio: native endianness (the kernel's default without TUNSETVNETLE).
-    h[2..4].copy_from_slice(&hdr_len.to_ne_bytes());
-    h[4..6].copy_from_slice(&gso_size.to_ne_bytes());
-    h[6..8].copy_from_slice(&csum_start.to_ne_bytes());
-    h[8..10].copy_from_slice(&csum_offset.to_ne_bytes());
-    h
 }
 
 impl Shared {
