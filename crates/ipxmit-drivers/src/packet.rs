@@ -6,10 +6,29 @@
 //! stack's `xmit_more` hint: frames are held while `more` is true, up to
 //! [`PacketConfig::batch`], and sent with the last one or on `flush`; each
 //! frame's segments are its own iovecs, no flattening copy), or `tpacket_snd`
-//! draining a `PACKET_TX_RING` (`TPACKET_V2`) that frames are copied into, one
-//! `send` per batch. `PACKET_QDISC_BYPASS` makes the kernel hand frames straight
-//! to the interface's driver (`packet_direct_xmit`) instead of its qdisc — ours
-//! already ran.
+//! draining a `PACKET_TX_RING` that frames are copied into, one `send` per
+//! batch. The ring's slots carry `TPACKET_V3` headers (the default; transmit
+//! since Linux 4.11, frame-based as `TPACKET_V2`'s, `tp_next_offset` 0) or
+//! `TPACKET_V2` headers ([`PacketConfig::version`]). `PACKET_QDISC_BYPASS`
+//! makes the kernel hand frames straight to the interface's driver
+//! (`packet_direct_xmit`) instead of its qdisc — ours already ran.
+//!
+//! Offloads: with [`PacketConfig::vnet_hdr`] (`PACKET_VNET_HDR`) every frame,
+//! in a `sendmmsg` message or a ring slot, starts with the
+//! [`virtio_net_hdr`](crate::vnet) the TAP driver writes too, and the kernel
+//! applies it (`virtio_net_hdr_to_skb` in `packet_snd` and `tpacket_snd`):
+//! a partial checksum is completed where the interface cannot (or travels
+//! as `CHECKSUM_PARTIAL` to a veth peer, which trusts it), a UDP GSO
+//! super-frame is segmented by the interface or in software
+//! (`validate_xmit_skb`) — or, on a veth, handed whole to the peer, whose
+//! UDP socket splits it into datagrams. The link then advertises `HW_CSUM`
+//! and `GSO_UDP_L4` ([`PacketLink::features`]); a ring's slots are sized
+//! for 64 KiB super-frames unless a smaller `frame_size` is given (then
+//! only checksum offload is granted). With `PACKET_QDISC_BYPASS` the kernel
+//! cannot segment in software (`__dev_direct_xmit` drops what
+//! `validate_xmit_skb` would split), so UDP GSO is granted there only when
+//! the interface has `tx-udp-segmentation` on (as a veth has, and NICs with
+//! USO); without the bypass the kernel's qdisc path segments.
 //!
 //! Flow control: when the socket has no room (`EAGAIN` from
 //! `sock_alloc_send_skb` over `SO_SNDBUF`, a full ring) or the device refused a
@@ -78,7 +97,9 @@ use rustix::net::{
 };
 
 use crate::runner::{self, recycle, WaitFd, WaitSource};
-use crate::sys::{self, TxRingMap, TPACKET2_DATA_OFF, TP_STATUS_KERNEL};
+pub use crate::sys::TpacketVersion;
+use crate::sys::{self, TxRingMap, TP_STATUS_KERNEL};
+use crate::vnet::{vnet_header, VNET_HDR_LEN};
 
 /// Default largest batch of one `sendmmsg`.
 pub const DEFAULT_BATCH: usize = 64;
@@ -107,14 +128,16 @@ fn completion_time() -> Instant {
 pub enum PacketMode {
     /// One `sendmmsg` per batch, each frame's segments as iovecs.
     Sendmmsg,
-    /// A `PACKET_TX_RING` (`TPACKET_V2`) of `frames` slots of `frame_size`
-    /// bytes (a multiple of 16; frame data starts 32 bytes in), one `send` per
-    /// batch, with byte queue limits (see the module documentation).
+    /// A `PACKET_TX_RING` ([`PacketConfig::version`]) of `frames` slots of
+    /// `frame_size` bytes (a multiple of 16; frame data starts 32 bytes in
+    /// with `TPACKET_V2`, 48 with `TPACKET_V3`), one `send` per batch, with
+    /// byte queue limits (see the module documentation).
     TxRing {
         /// Slots in the ring.
         frames: usize,
         /// Bytes per slot; 0: the smallest that holds a frame of the
-        /// interface's MTU.
+        /// interface's MTU (and its vnet header), or with UDP GSO granted a
+        /// 64 KiB super-frame.
         frame_size: usize,
     },
 }
@@ -139,6 +162,15 @@ pub struct PacketConfig {
     pub queues: usize,
     /// Sendmmsg batches or a TX ring.
     pub mode: PacketMode,
+    /// The TX ring's `PACKET_VERSION` (with [`PacketMode::TxRing`]).
+    pub version: TpacketVersion,
+    /// `PACKET_VNET_HDR`: a `virtio_net_hdr` in front of each frame; needed
+    /// for any offload.
+    pub vnet_hdr: bool,
+    /// Offloads wanted (with `vnet_hdr`): [`Features::HW_CSUM`] (or
+    /// `IP_CSUM`) and [`Features::GSO_UDP_L4`]; what is granted is in
+    /// [`PacketLink::features`].
+    pub offload: Features,
     /// `PACKET_QDISC_BYPASS`.
     pub qdisc_bypass: bool,
     /// Most frames held before a system call.
@@ -150,12 +182,16 @@ pub struct PacketConfig {
 }
 
 impl PacketConfig {
-    /// `ifname` with one queue, sendmmsg batches of 64, qdisc bypass, ARP receive.
+    /// `ifname` with one queue, sendmmsg batches of 64 (a ring would be
+    /// `TPACKET_V3`), no vnet header, qdisc bypass, ARP receive.
     pub fn new(ifname: &str) -> PacketConfig {
         PacketConfig {
             ifname: ifname.to_string(),
             queues: 1,
             mode: PacketMode::Sendmmsg,
+            version: TpacketVersion::V3,
+            vnet_hdr: false,
+            offload: Features::NONE,
             qdisc_bypass: true,
             batch: DEFAULT_BATCH,
             sndbuf: None,
@@ -285,10 +321,16 @@ impl Ring {
         self.outstanding < self.map.frames()
     }
 
-    /// Copies `pkt` into the slot at `head` and hands it to the kernel;
-    /// false when it does not fit.
-    fn put(&mut self, pkt: &PacketBuf) -> bool {
-        if !self.map.fill(self.head, pkt) {
+    /// Copies `pkt` (after its vnet header, with `vnet`) into the slot at
+    /// `head` and hands it to the kernel; false when it does not fit.
+    fn put(&mut self, pkt: &PacketBuf, vnet: bool) -> bool {
+        let hdr = if vnet {
+            vnet_header(pkt)
+        } else {
+            [0; VNET_HDR_LEN]
+        };
+        let hdr = if vnet { &hdr[..] } else { &[][..] };
+        if !self.map.fill(self.head, hdr, pkt) {
             return false;
         }
         self.lens[self.head] = pkt.len() as u32;
@@ -326,6 +368,9 @@ impl Ring {
 /// Transmit state of one queue, under its lock.
 struct TxState {
     held: Vec<PacketBuf>,
+    /// With `PACKET_VNET_HDR`: the held frames' vnet headers, rebuilt for
+    /// each `sendmmsg` (the first iovec of each message).
+    hdrs: Option<Vec<[u8; VNET_HDR_LEN]>>,
     iov: Vec<IoSlice<'static>>,
     bounds: Vec<(usize, usize)>,
     anc: Vec<SendAncillaryBuffer<'static, 'static, 'static>>,
@@ -397,6 +442,9 @@ struct Shared {
     hw_addr: EthernetAddress,
     mtu: u32,
     ring: bool,
+    vnet: bool,
+    /// Offloads granted (with the vnet header).
+    offload: Features,
     queues: Box<[Queue]>,
     rx: Option<OwnedFd>,
     c: Counters,
@@ -460,7 +508,51 @@ fn ifindex_of(fd: &OwnedFd, ifname: &str) -> Result<u32, PacketError> {
     })
 }
 
-/// Slot and block geometry of a ring: (block size, blocks, frame size).
+/// Largest UDP GSO super-frame: a 64 KiB IP packet and its link header.
+const GSO_FRAME: usize = 65535 + 14;
+
+/// Bytes in front of each frame: the vnet header, if any.
+fn vnet_len(cfg: &PacketConfig) -> usize {
+    if cfg.vnet_hdr {
+        VNET_HDR_LEN
+    } else {
+        0
+    }
+}
+
+/// The offloads a configuration gets: checksum offload (`HW_CSUM`) when
+/// asked for either offload, UDP GSO when asked for, a ring slot (if any)
+/// holds a 64 KiB super-frame and `gso_ok` (see [`gso_reaches`]); nothing
+/// without the vnet header.
+fn granted(cfg: &PacketConfig, slot: Option<usize>, gso_ok: bool) -> Features {
+    let want = cfg.offload;
+    let gso = want.contains(Features::GSO_UDP_L4);
+    if !cfg.vnet_hdr || !(want.can_csum() || gso) {
+        return Features::NONE;
+    }
+    let room = cfg.version.data_offset() + VNET_HDR_LEN + GSO_FRAME;
+    if gso && gso_ok && slot.is_none_or(|s| s >= room) {
+        Features::HW_CSUM | Features::GSO_UDP_L4
+    } else {
+        Features::HW_CSUM
+    }
+}
+
+/// Whether a UDP GSO super-frame reaches the interface whole. Through the
+/// qdisc (`dev_queue_xmit`) the kernel segments what the interface cannot;
+/// but `PACKET_QDISC_BYPASS`'s `__dev_direct_xmit` drops a frame that
+/// `validate_xmit_skb` had to segment (it sends no segment lists), so with
+/// the bypass GSO needs the interface's own `tx-udp-segmentation` (a veth
+/// has it, and hands the super-frame whole to its peer).
+fn gso_reaches(cfg: &PacketConfig, probe: &OwnedFd) -> bool {
+    !cfg.qdisc_bypass
+        || sys::if_feature_active(probe.as_fd(), &cfg.ifname, "tx-udp-segmentation")
+            .unwrap_or(false)
+}
+
+/// Slot and block geometry of a ring: (block size, blocks, frame size). A
+/// slot holds the slot header, the vnet header and a frame of the MTU (with
+/// `frame_size` 0 and UDP GSO wanted: a 64 KiB super-frame).
 fn ring_geometry(
     cfg: &PacketConfig,
     frames: usize,
@@ -471,11 +563,13 @@ fn ring_geometry(
         ifname: cfg.ifname.clone(),
         reason,
     };
-    let need = mtu as usize + 14 + TPACKET2_DATA_OFF;
-    let frame_size = if frame_size == 0 {
-        need.next_multiple_of(16)
-    } else {
-        frame_size
+    let off = cfg.version.data_offset() + vnet_len(cfg);
+    let need = mtu as usize + 14 + off;
+    let gso = cfg.vnet_hdr && cfg.offload.contains(Features::GSO_UDP_L4);
+    let frame_size = match frame_size {
+        0 if gso => (GSO_FRAME + off).next_multiple_of(16),
+        0 => need.next_multiple_of(16),
+        n => n,
     };
     if !frame_size.is_multiple_of(16) || frame_size < 64 || frames == 0 {
         return Err(bad(format!(
@@ -485,7 +579,7 @@ fn ring_geometry(
     if need > frame_size {
         return Err(bad(format!(
             "ring frame size {frame_size} holds frames up to {} bytes, but MTU {mtu} needs {}",
-            frame_size - TPACKET2_DATA_OFF,
+            frame_size - off,
             mtu + 14
         )));
     }
@@ -508,11 +602,15 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
         rustix::net::sockopt::set_socket_send_buffer_size(&fd, b)
             .map_err(|e| sys_err("SO_SNDBUF", name)(e.into()))?;
     }
+    if cfg.vnet_hdr {
+        // Before the ring: the kernel refuses it once a ring exists.
+        sys::set_packet_vnet_hdr(fd.as_fd()).map_err(sys_err("PACKET_VNET_HDR", name))?;
+    }
     let ring = match cfg.mode {
         PacketMode::Sendmmsg => None,
         PacketMode::TxRing { frames, frame_size } => {
             let (block, nr, fsz) = ring_geometry(cfg, frames, frame_size, mtu)?;
-            let map = TxRingMap::setup(fd.as_fd(), block, nr, fsz)
+            let map = TxRingMap::setup(fd.as_fd(), cfg.version, block, nr, fsz)
                 .map_err(sys_err("PACKET_TX_RING", name))?;
             Some(Ring::new(map, completion_time()))
         }
@@ -526,6 +624,7 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
         ctl: OnceLock::new(),
         tx: Mutex::new(TxState {
             held: Vec::with_capacity(batch),
+            hdrs: cfg.vnet_hdr.then(|| Vec::with_capacity(batch)),
             iov: Vec::new(),
             bounds: Vec::with_capacity(batch),
             anc: (0..batch).map(|_| SendAncillaryBuffer::default()).collect(),
@@ -560,11 +659,16 @@ impl PacketLink {
     /// Opens packet sockets on the existing interface `cfg.ifname` (in the
     /// network namespace of the calling thread, see [`crate::netns`]).
     pub fn open(cfg: &PacketConfig) -> Result<PacketLink, PacketError> {
+        let bad = |reason: String| PacketError::Config {
+            ifname: cfg.ifname.clone(),
+            reason,
+        };
         if cfg.queues == 0 || cfg.queues > 256 {
-            return Err(PacketError::Config {
-                ifname: cfg.ifname.clone(),
-                reason: format!("queues must be 1..=256, not {}", cfg.queues),
-            });
+            return Err(bad(format!("queues must be 1..=256, not {}", cfg.queues)));
+        }
+        let offloads = Features::HW_CSUM | Features::IP_CSUM | Features::GSO_UDP_L4;
+        if !cfg.vnet_hdr && cfg.offload.intersects(offloads) {
+            return Err(bad("offloads need the vnet header".into()));
         }
         let probe = packet_socket(0, &cfg.ifname)?;
         let ifindex = ifindex_of(&probe, &cfg.ifname)?;
@@ -576,6 +680,13 @@ impl PacketLink {
             .map(|_| open_tx(cfg, ifindex, mtu))
             .collect::<Result<Vec<_>, _>>()?;
         let rx = open_rx(cfg, ifindex)?;
+        let gso_ok = cfg.offload.contains(Features::GSO_UDP_L4) && gso_reaches(cfg, &probe);
+        let slot = match cfg.mode {
+            PacketMode::TxRing { frames, frame_size } => {
+                Some(ring_geometry(cfg, frames, frame_size, mtu)?.2)
+            }
+            PacketMode::Sendmmsg => None,
+        };
         Ok(PacketLink {
             shared: Arc::new(Shared {
                 ifname: cfg.ifname.clone(),
@@ -583,6 +694,8 @@ impl PacketLink {
                 hw_addr: EthernetAddress(hw_addr),
                 mtu,
                 ring: matches!(cfg.mode, PacketMode::TxRing { .. }),
+                vnet: cfg.vnet_hdr,
+                offload: granted(cfg, slot, gso_ok),
                 queues: queues.into_boxed_slice(),
                 rx,
                 c: Counters::default(),
@@ -611,9 +724,10 @@ impl PacketLink {
     }
 
     /// Features for `DevConfig::features`: scatter-gather (iovecs per frame,
-    /// or gathered into the ring).
+    /// or gathered into the ring), and with the vnet header the offloads
+    /// granted (checksum offload, UDP GSO).
     pub fn features(&self) -> Features {
-        let f = Features::SG | Features::FRAGLIST;
+        let f = Features::SG | Features::FRAGLIST | self.shared.offload;
         if self.shared.ring {
             f | Features::COPY_AT_XMIT
         } else {
@@ -673,16 +787,24 @@ impl TxState {
     fn sendmmsg(&mut self, fd: &OwnedFd) -> rustix::io::Result<usize> {
         let TxState {
             held,
+            hdrs,
             iov,
             bounds,
             anc,
             msgs,
             ..
         } = self;
+        if let Some(h) = hdrs.as_mut() {
+            h.clear();
+            h.extend(held.iter().map(vnet_header));
+        }
         let mut v: Vec<IoSlice<'_>> = recycle(std::mem::take(iov));
         bounds.clear();
-        for p in held.iter() {
+        for (k, p) in held.iter().enumerate() {
             let start = v.len();
+            if let Some(h) = hdrs.as_ref().and_then(|h| h.get(k)) {
+                v.push(IoSlice::new(h));
+            }
             p.for_each_segment(&mut |s| v.push(IoSlice::new(s)));
             bounds.push((start, v.len()));
         }
@@ -948,7 +1070,7 @@ impl PacketQueue {
         let Some(ring) = tx.ring.as_mut() else {
             return TxStatus::Error;
         };
-        if !ring.put(&pkt) {
+        if !ring.put(&pkt, sh.vnet) {
             sh.c.error(Errno::MSGSIZE);
             return TxStatus::Error;
         }

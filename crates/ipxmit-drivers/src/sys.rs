@@ -50,7 +50,9 @@ impl IfReq {
 /// `ioctl(fd, req, &mut ifreq)`.
 fn ioctl_ifreq(fd: BorrowedFd<'_>, req: libc::Ioctl, ifr: &mut IfReq) -> io::Result<()> {
     // SAFETY: `ifr` is a live, writable `struct ifreq` of the kernel's size and
-    // alignment, which is what every request passed here reads and writes.
+    // alignment, which is what every request passed here reads and writes;
+    // for SIOCETHTOOL its `ifr_data` points at a live buffer large enough for
+    // the command in it (see `ethtool`).
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, ifr as *mut IfReq) };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -125,6 +127,50 @@ pub fn if_mtu(fd: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
     ioctl_ifreq(fd, libc::SIOCGIFMTU, &mut ifr)?;
     let mtu = i32::from_ne_bytes([ifr.data[0], ifr.data[1], ifr.data[2], ifr.data[3]]);
     Ok(mtu.max(0) as u32)
+}
+
+/// `ioctl(fd, SIOCETHTOOL)` on interface `name` with `buf` as the command
+/// structure (`ifr_data`); `buf` starts with the command word.
+fn ethtool(fd: BorrowedFd<'_>, name: &str, buf: &mut [u32]) -> io::Result<()> {
+    let mut ifr = IfReq::new(name)?;
+    let p = buf.as_mut_ptr() as usize;
+    // `ifr_data` is the union's first member, a pointer.
+    ifr.data[..std::mem::size_of::<usize>()].copy_from_slice(&p.to_ne_bytes());
+    ioctl_ifreq(fd, libc::SIOCETHTOOL, &mut ifr)
+}
+
+/// Whether interface `name` has the feature called `feature` (as ethtool
+/// -k names it, e.g. `tx-udp-segmentation`) active: `ETHTOOL_GSSET_INFO`
+/// for the number of feature names, `ETHTOOL_GSTRINGS` for them,
+/// `ETHTOOL_GFEATURES` for the active bits. Kernel: `ethtool_get_features()`.
+pub fn if_feature_active(fd: BorrowedFd<'_>, name: &str, feature: &str) -> io::Result<bool> {
+    const ETHTOOL_GSTRINGS: u32 = 0x1b;
+    const ETHTOOL_GSSET_INFO: u32 = 0x37;
+    const ETHTOOL_GFEATURES: u32 = 0x3a;
+    const ETH_SS_FEATURES: u32 = 4;
+    const GSTRING: usize = 32;
+    // struct ethtool_sset_info: cmd, reserved, u64 sset_mask, u32 data[1].
+    let mut info = [ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_FEATURES, 0, 0];
+    ethtool(fd, name, &mut info)?;
+    let count = info[4] as usize;
+    // struct ethtool_gstrings: cmd, string_set, len, then count x 32 bytes.
+    let mut strings = vec![0u32; 3 + count * GSTRING / 4];
+    strings[..3].copy_from_slice(&[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32]);
+    ethtool(fd, name, &mut strings)?;
+    let bytes: Vec<u8> = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let Some(bit) = bytes.chunks(GSTRING).position(|c| {
+        let end = c.iter().position(|&b| b == 0).unwrap_or(GSTRING);
+        &c[..end] == feature.as_bytes()
+    }) else {
+        return Ok(false);
+    };
+    // struct ethtool_gfeatures: cmd, size, then blocks of {available,
+    // requested, active, never_changed}.
+    let blocks = count.div_ceil(32);
+    let mut f = vec![0u32; 2 + 4 * blocks];
+    f[..2].copy_from_slice(&[ETHTOOL_GFEATURES, blocks as u32]);
+    ethtool(fd, name, &mut f)?;
+    Ok(f[2 + 4 * (bit / 32) + 2] & (1 << (bit % 32)) != 0)
 }
 
 /// `setsockopt(fd, level, name, &value, sizeof value)` for a plain-data value.
@@ -205,15 +251,56 @@ pub fn recv_ll(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u8)> {
 /// back, possibly with `TP_STATUS_TS_*` bits set).
 pub const TP_STATUS_KERNEL: u32 = libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING;
 
-/// `struct tpacket2_hdr` field offsets.
-const TP_STATUS: usize = 0;
-const TP_LEN: usize = 4;
-/// Where a frame's data starts in a `TPACKET_V2` TX slot:
-/// `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)` = `TPACKET_ALIGN(32)`.
-pub const TPACKET2_DATA_OFF: usize = 32;
+/// The `PACKET_VERSION` of a TX ring: the layout of each slot's header.
+/// Both rings are frame-based on transmit (`tpacket_snd` walks the slots
+/// one by one with `packet_current_frame`); `TPACKET_V3`'s blocks only
+/// matter on receive, and its `tp_next_offset` must stay 0 on transmit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TpacketVersion {
+    /// `TPACKET_V2`: `struct tpacket2_hdr` (32 bytes).
+    V2,
+    /// `TPACKET_V3` (transmit since Linux 4.11): `struct tpacket3_hdr`
+    /// (48 bytes).
+    #[default]
+    V3,
+}
 
-/// A `PACKET_TX_RING` (`TPACKET_V2`) mapped into our memory: `frame_nr` slots of
-/// `frame_size` bytes, `frames_per_block` to a block of `block_size` bytes.
+impl TpacketVersion {
+    /// Where a frame's data starts in a TX slot: `tp_hdrlen - sizeof(struct
+    /// sockaddr_ll)` = `TPACKET_ALIGN(sizeof(struct tpacketN_hdr))`.
+    pub const fn data_offset(self) -> usize {
+        match self {
+            TpacketVersion::V2 => 32,
+            TpacketVersion::V3 => 48,
+        }
+    }
+
+    /// Offsets of `tp_status` and `tp_len` in the slot header.
+    const fn status_len_offsets(self) -> (usize, usize) {
+        match self {
+            TpacketVersion::V2 => (0, 4),
+            TpacketVersion::V3 => (20, 16),
+        }
+    }
+
+    fn raw(self) -> i32 {
+        match self {
+            TpacketVersion::V2 => libc::tpacket_versions::TPACKET_V2 as i32,
+            TpacketVersion::V3 => libc::tpacket_versions::TPACKET_V3 as i32,
+        }
+    }
+}
+
+/// `PACKET_VNET_HDR`: every frame sent on `fd` starts with a `struct
+/// virtio_net_hdr` (`packet_snd`/`tpacket_snd` pass it to
+/// `virtio_net_hdr_to_skb`). Must be set before a ring is.
+pub fn set_packet_vnet_hdr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)
+}
+
+/// A `PACKET_TX_RING` mapped into our memory: `frame_nr` slots of
+/// `frame_size` bytes, `frames_per_block` to a block of `block_size` bytes,
+/// with `TPACKET_V2` or `TPACKET_V3` slot headers.
 pub struct TxRingMap {
     base: NonNull<u8>,
     len: usize,
@@ -221,6 +308,7 @@ pub struct TxRingMap {
     frame_size: usize,
     frames_per_block: usize,
     frame_nr: usize,
+    version: TpacketVersion,
 }
 
 // SAFETY: the mapping is owned by this value (unmapped on drop) and only reached
@@ -237,25 +325,45 @@ impl std::fmt::Debug for TxRingMap {
 }
 
 impl TxRingMap {
-    /// Sets `PACKET_VERSION = TPACKET_V2` and `PACKET_TX_RING` on `fd`, then maps
-    /// the ring. `frame_size` must be a multiple of 16, `block_size` a multiple
-    /// of the page size and of `frame_size`.
+    /// Sets `PACKET_VERSION` to `version` and `PACKET_TX_RING` on `fd`, then
+    /// maps the ring. `frame_size` must be a multiple of 16, `block_size` a
+    /// multiple of the page size and of `frame_size`.
     pub fn setup(
         fd: BorrowedFd<'_>,
+        version: TpacketVersion,
         block_size: usize,
         block_nr: usize,
         frame_size: usize,
     ) -> io::Result<TxRingMap> {
-        let v2 = libc::tpacket_versions::TPACKET_V2 as i32;
-        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, v2)?;
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, version.raw())?;
         let frames_per_block = block_size / frame_size;
-        let req = libc::tpacket_req {
-            tp_block_size: block_size as u32,
-            tp_block_nr: block_nr as u32,
-            tp_frame_size: frame_size as u32,
-            tp_frame_nr: (block_nr * frames_per_block) as u32,
-        };
-        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
+        let frame_nr = (block_nr * frames_per_block) as u32;
+        let (bs, bn, fs) = (block_size as u32, block_nr as u32, frame_size as u32);
+        match version {
+            TpacketVersion::V2 => {
+                let req = libc::tpacket_req {
+                    tp_block_size: bs,
+                    tp_block_nr: bn,
+                    tp_frame_size: fs,
+                    tp_frame_nr: frame_nr,
+                };
+                setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
+            }
+            TpacketVersion::V3 => {
+                // No block retire timer, private area or features: the
+                // kernel refuses them on a TX ring (`packet_set_ring`).
+                let req = libc::tpacket_req3 {
+                    tp_block_size: bs,
+                    tp_block_nr: bn,
+                    tp_frame_size: fs,
+                    tp_frame_nr: frame_nr,
+                    tp_retire_blk_tov: 0,
+                    tp_sizeof_priv: 0,
+                    tp_feature_req_word: 0,
+                };
+                setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
+            }
+        }
         let len = block_size * block_nr;
         // SAFETY: a fresh shared mapping of the ring the kernel just allocated
         // for this socket; no existing memory is affected.
@@ -277,6 +385,7 @@ impl TxRingMap {
             frame_size,
             frames_per_block,
             frame_nr: block_nr * frames_per_block,
+            version,
         })
     }
 
@@ -285,9 +394,9 @@ impl TxRingMap {
         self.frame_nr
     }
 
-    /// Largest frame a slot holds.
+    /// Largest frame a slot holds (a vnet header included).
     pub fn max_frame(&self) -> usize {
-        self.frame_size - TPACKET2_DATA_OFF
+        self.frame_size - self.version.data_offset()
     }
 
     fn slot_offset(&self, i: usize) -> usize {
@@ -296,7 +405,7 @@ impl TxRingMap {
     }
 
     fn status_word(&self, i: usize) -> &AtomicU32 {
-        let off = self.slot_offset(i % self.frame_nr) + TP_STATUS;
+        let off = self.slot_offset(i % self.frame_nr) + self.version.status_len_offsets().0;
         // SAFETY: `off` is inside the mapping and 4-aligned (slots are
         // 16-aligned); the kernel accesses `tp_status` concurrently, which is
         // why it is only read and written atomically.
@@ -314,38 +423,51 @@ impl TxRingMap {
             .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
     }
 
-    /// Copies `pkt` into slot `i`, which must be available (the kernel does not
-    /// touch it then; timestamp bits may be set), and hands it to the kernel
-    /// (`TP_STATUS_SEND_REQUEST`, release). Returns false when the slot is not
-    /// available or too small.
-    pub fn fill(&mut self, i: usize, pkt: &PacketBuf) -> bool {
-        let len = pkt.len();
+    /// Copies `pkt` into slot `i`, after `vnet` (a `virtio_net_hdr` when the
+    /// socket has `PACKET_VNET_HDR`, else empty). The slot must be available
+    /// (the kernel does not touch it then; timestamp bits may be set); it is
+    /// handed to the kernel (`TP_STATUS_SEND_REQUEST`, release). Returns false
+    /// when the slot is not available or too small.
+    pub fn fill(&mut self, i: usize, vnet: &[u8], pkt: &PacketBuf) -> bool {
+        let len = vnet.len() + pkt.len();
         let busy = TP_STATUS_KERNEL | libc::TP_STATUS_WRONG_FORMAT;
         if len > self.max_frame() || self.status(i) & busy != 0 {
             return false;
         }
         let start = self.slot_offset(i % self.frame_nr);
-        let data = start + TPACKET2_DATA_OFF;
+        let data = start + self.version.data_offset();
         let base = self.base.as_ptr();
         let mut at = 0usize;
-        pkt.for_each_segment(&mut |s| {
+        let mut put = |s: &[u8]| {
             let n = s.len().min(len - at);
             // SAFETY: `data + at + n <= data + len <= slot end`, inside the
             // mapping; the slot is ours while AVAILABLE; `s` is our own memory,
             // disjoint from the mapping.
             unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), base.add(data + at), n) };
             at += n;
-        });
-        // SAFETY: `tp_len` is a 4-aligned u32 inside slot `i`, which the kernel
-        // does not read before it sees SEND_REQUEST below.
-        unsafe {
-            base.add(start + TP_LEN)
-                .cast::<u32>()
-                .write_volatile(at as u32)
         };
+        put(vnet);
+        pkt.for_each_segment(&mut put);
+        self.set_len(start, at as u32);
         self.status_word(i)
             .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
         true
+    }
+
+    /// Writes `tp_len` (and for `TPACKET_V3` a zero `tp_next_offset`: the
+    /// kernel sends only fixed-size slots) of the slot at `start`.
+    fn set_len(&mut self, start: usize, len: u32) {
+        let base = self.base.as_ptr();
+        let len_off = self.version.status_len_offsets().1;
+        // SAFETY: `tp_len` and `tp_next_offset` (offset 0) are 4-aligned
+        // u32s inside the slot (slots are 16-aligned), which the kernel does
+        // not read before it sees SEND_REQUEST, stored after this.
+        unsafe {
+            base.add(start + len_off).cast::<u32>().write_volatile(len);
+            if self.version == TpacketVersion::V3 {
+                base.add(start).cast::<u32>().write_volatile(0);
+            }
+        }
     }
 }
 
