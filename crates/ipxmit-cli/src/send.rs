@@ -100,11 +100,14 @@ pub struct SendArgs {
     pub offload: Option<String>,
     /// Device: mem (in-memory wire with the verifying peer), null (counts and
     /// frees), pcap:FILE (frames only to a capture file), tap:NAME (a Linux TAP
-    /// device), packet:IFACE (a Linux interface through AF_PACKET).
+    /// device), packet:IFACE (a Linux interface through AF_PACKET),
+    /// xdp:IFACE[:QUEUE] (a Linux interface through AF_XDP, from hardware
+    /// queue QUEUE on, zero-copy where its driver has it).
     #[arg(long, default_value = "mem")]
     pub dev: String,
     /// With --dev packet:IFACE: send through a PACKET_TX_RING of this many
-    /// slots (with byte queue limits) instead of sendmmsg batches.
+    /// slots (with byte queue limits) instead of sendmmsg batches. With
+    /// --dev xdp:IFACE: the TX ring's entries (a power of two).
     #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub tx_ring: Option<u32>,
     /// Also capture every frame the device sends (pcap, or pcapng by extension).
@@ -244,11 +247,14 @@ enum Wire {
     Os,
 }
 
-/// `tap:NAME` or `packet:IFACE`.
+/// `tap:NAME`, `packet:IFACE` or `xdp:IFACE[:QUEUE]`.
 fn os_device(dev: &str) -> Option<(crate::script::parse::LinkKind, &str)> {
     use crate::script::parse::LinkKind;
     if let Some(n) = dev.strip_prefix("tap:") {
         return Some((LinkKind::Tap, n));
+    }
+    if let Some(n) = dev.strip_prefix("xdp:") {
+        return Some((LinkKind::Xdp, n));
     }
     dev.strip_prefix("packet:").map(|n| (LinkKind::Packet, n))
 }
@@ -261,8 +267,8 @@ fn make_wire(
     n: usize,
     features: &mut Features,
 ) -> Result<(Vec<Box<dyn ipxmit::Driver>>, Wire)> {
-    if a.tx_ring.is_some() && !a.dev.starts_with("packet:") {
-        bail!("--tx-ring needs --dev packet:IFACE, not {:?}", a.dev);
+    if a.tx_ring.is_some() && !a.dev.starts_with("packet:") && !a.dev.starts_with("xdp:") {
+        bail!("--tx-ring needs --dev packet:IFACE or xdp:IFACE, not {:?}", a.dev);
     }
     Ok(if a.dev == "mem" {
         let w = MemWire::new(8192);
@@ -293,7 +299,7 @@ fn make_wire(
         (d, Wire::Os)
     } else {
         bail!(
-            "unknown device {:?} (mem, null, pcap:FILE, tap:NAME, packet:IFACE)",
+            "unknown device {:?} (mem, null, pcap:FILE, tap:NAME, packet:IFACE, xdp:IFACE[:QUEUE])",
             a.dev
         );
     })

@@ -13,8 +13,14 @@
 //! * `pcap file PATH`: the wire is a capture file.
 //! * `tap`, `packet`: a Linux TAP device or interface (AF_PACKET); the kernel is
 //!   the far end. `packet ... ring N` sends through a `PACKET_TX_RING` of N
-//!   slots, whose queues keep byte queue limits (the kernel hands a slot back
-//!   when it is done with the frame: a transmit completion).
+//!   slots (`TPACKET_V3`, or `tpacket 2`), whose queues keep byte queue
+//!   limits (the kernel hands a slot back when it is done with the frame: a
+//!   transmit completion). `packet ... offload csum,gso` puts a
+//!   `virtio_net_hdr` in front of each frame (`PACKET_VNET_HDR`), so the
+//!   kernel completes checksums and segments UDP GSO super-frames.
+//! * `xdp`: a Linux interface through AF_XDP sockets (one per transmit
+//!   queue, on hardware queues `queue N` on; `ring N` TX ring entries;
+//!   `zerocopy on|off`, else zero-copy where the driver has it).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -100,15 +106,18 @@ pub fn default_lladdr(i: usize) -> EthernetAddress {
 
 /// Drivers for a Linux device of type `kind` (`tap` or `packet`) called
 /// `ifname`, `n` transmit queues, asking for the `offload` features (and for
-/// `packet`, a TX ring of `ring` slots instead of `sendmmsg`); returns them
-/// with the features actually granted (TAP: what `TUNSETOFFLOAD` accepted;
-/// AF_PACKET: scatter-gather only).
+/// `packet`, a TX ring of `ring` slots with `tpacket` slot headers instead
+/// of `sendmmsg`, and the vnet header when offloads are asked for); returns
+/// them with the features actually granted (TAP: what `TUNSETOFFLOAD`
+/// accepted; AF_PACKET: scatter-gather, and with the vnet header checksum
+/// offload and UDP GSO where the interface takes it).
 pub fn os_drivers(
     kind: &LinkKind,
     ifname: &str,
     n: usize,
     offload: Features,
     ring: Option<usize>,
+    tpacket: Option<ipxmit_drivers::packet::TpacketVersion>,
 ) -> Result<(Vec<Box<dyn Driver>>, Features), LinkError> {
     let io = |what: String, reason: String| LinkError::Os { what, reason };
     match kind {
@@ -121,9 +130,26 @@ pub fn os_drivers(
                 .map_err(|e| io(format!("tap {ifname}"), e.to_string()))?;
             Ok((t.drivers(), t.features()))
         }
+        LinkKind::Xdp => {
+            // `IFACE[:QUEUE]`, as `--dev xdp:IFACE[:QUEUE]` gives it.
+            let (name, queue) = match ifname.rsplit_once(':') {
+                Some((n, q)) => {
+                    let q = q
+                        .parse()
+                        .map_err(|_| io(format!("xdp {ifname}"), format!("invalid queue {q:?}")))?;
+                    (n, Some(q))
+                }
+                None => (ifname, None),
+            };
+            xdp_drivers(name, n, ring, queue, None)
+        }
         _ => {
             let mut c = ipxmit_drivers::packet::PacketConfig::new(ifname);
             c.queues = n;
+            let offloads = Features::HW_CSUM | Features::IP_CSUM | Features::GSO_UDP_L4;
+            c.vnet_hdr = offload.intersects(offloads);
+            c.offload = offload;
+            c.version = tpacket.unwrap_or(c.version);
             if let Some(frames) = ring {
                 c.mode = ipxmit_drivers::packet::PacketMode::TxRing {
                     frames,
@@ -135,6 +161,35 @@ pub fn os_drivers(
             Ok((l.drivers(), l.features()))
         }
     }
+}
+
+/// Drivers for the Linux interface `ifname` through AF_XDP: `n` transmit
+/// queues bound to its hardware queues `queue` (default 0) on, TX rings of
+/// `ring` entries (default [`ipxmit_drivers::xdp::DEFAULT_RING`]),
+/// `zerocopy` forced on or off (default: zero-copy where the driver has
+/// it); returns them with the features granted (scatter-gather, copied).
+pub fn xdp_drivers(
+    ifname: &str,
+    n: usize,
+    ring: Option<usize>,
+    queue: Option<u32>,
+    zerocopy: Option<bool>,
+) -> Result<(Vec<Box<dyn Driver>>, Features), LinkError> {
+    use ipxmit_drivers::xdp::{XdpConfig, XdpLink, XdpMode};
+    let mut c = XdpConfig::new(ifname);
+    c.queues = n;
+    c.first_queue = queue.unwrap_or(0);
+    c.ring = ring.unwrap_or(c.ring);
+    c.mode = match zerocopy {
+        None => XdpMode::Auto,
+        Some(true) => XdpMode::ZeroCopy,
+        Some(false) => XdpMode::Copy,
+    };
+    let l = XdpLink::open(&c).map_err(|e| LinkError::Os {
+        what: "AF_XDP socket".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((l.drivers(), l.features()))
 }
 
 /// Creates the device a `link add` line describes, as the `index`-th link.
@@ -175,9 +230,16 @@ pub fn build_link(stack: &Stack, spec: &LinkSpec, index: usize) -> Result<Link, 
             )?;
             (d, FarEnd::File)
         }
+        LinkKind::Xdp => {
+            let ifname = spec.ifname.as_deref().unwrap_or(&spec.name);
+            let (d, granted) = xdp_drivers(ifname, n, spec.ring, spec.queue, spec.zerocopy)?;
+            cfg.features = granted;
+            (d, FarEnd::Os)
+        }
         LinkKind::Tap | LinkKind::Packet => {
             let ifname = spec.ifname.as_deref().unwrap_or(&spec.name);
-            let (d, granted) = os_drivers(&spec.kind, ifname, n, cfg.features, spec.ring)?;
+            let (ring, tpacket) = (spec.ring, spec.tpacket);
+            let (d, granted) = os_drivers(&spec.kind, ifname, n, cfg.features, ring, tpacket)?;
             cfg.features = granted;
             (d, FarEnd::Os)
         }

@@ -94,6 +94,8 @@ pub enum LinkKind {
     Tap,
     /// A Linux interface through AF_PACKET.
     Packet,
+    /// A Linux interface through AF_XDP.
+    Xdp,
 }
 
 impl LinkKind {
@@ -105,6 +107,7 @@ impl LinkKind {
             LinkKind::Pcap => "pcap",
             LinkKind::Tap => "tap",
             LinkKind::Packet => "packet",
+            LinkKind::Xdp => "xdp",
         }
     }
 }
@@ -118,7 +121,7 @@ pub struct LinkSpec {
     pub kind: LinkKind,
     /// `file PATH` (pcap).
     pub file: Option<PathBuf>,
-    /// `ifname NAME` (tap, packet).
+    /// `ifname NAME` (tap, packet, xdp).
     pub ifname: Option<String>,
     /// `mtu N`.
     pub mtu: Option<u32>,
@@ -137,8 +140,17 @@ pub struct LinkSpec {
     /// `rate RATE` (mem): the line rate, bits per second.
     pub rate: Option<u64>,
     /// `ring FRAMES` (packet): a `PACKET_TX_RING` of that many slots, with
-    /// byte queue limits, instead of `sendmmsg` batches.
+    /// byte queue limits, instead of `sendmmsg` batches; (xdp) the TX ring's
+    /// entries, a power of two.
     pub ring: Option<usize>,
+    /// `tpacket 2|3` (packet, with `ring`): the ring's `PACKET_VERSION`
+    /// (default 3).
+    pub tpacket: Option<ipxmit_drivers::packet::TpacketVersion>,
+    /// `queue N` (xdp): the interface's first hardware queue to bind.
+    pub queue: Option<u32>,
+    /// `zerocopy on|off` (xdp): `XDP_ZEROCOPY` or `XDP_COPY`; absent,
+    /// zero-copy where the interface's driver has it, else copy.
+    pub zerocopy: Option<bool>,
 }
 
 /// The kind of a `socket` line.
@@ -585,7 +597,8 @@ fn link_kind(s: &str) -> Result<LinkKind, String> {
         "pcap" => LinkKind::Pcap,
         "tap" => LinkKind::Tap,
         "packet" => LinkKind::Packet,
-        _ => return Err("expected mem, null, pcap, tap or packet".into()),
+        "xdp" => LinkKind::Xdp,
+        _ => return Err("expected mem, null, pcap, tap, packet or xdp".into()),
     })
 }
 
@@ -609,6 +622,9 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
         peer_lladdr: None,
         rate: None,
         ring: None,
+        tpacket: None,
+        queue: None,
+        zerocopy: None,
     };
     while let Some(k) = w.next() {
         match k {
@@ -627,6 +643,9 @@ fn parse_link_add(w: &mut Words<'_>) -> Result<LinkSpec, ParseError> {
             "peerlladdr" => s.peer_lladdr = Some(w.value("peerlladdr", mac)?),
             "rate" => s.rate = Some(w.value("rate (e.g. 100mbit)", line_rate)?),
             "ring" => s.ring = Some(w.value("ring frames", ring_frames)?),
+            "tpacket" => s.tpacket = Some(w.value("tpacket 2|3", tpacket_version)?),
+            "queue" => s.queue = Some(w.value("queue", num_in::<u32>)?),
+            "zerocopy" => s.zerocopy = Some(w.value("zerocopy on|off", bool01)?),
             _ => return Err(w.unexpected(k)),
         }
     }
@@ -653,6 +672,16 @@ fn ring_frames(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `2` or `3`: a TX ring's `TPACKET_V2` or `TPACKET_V3` slot headers.
+pub fn tpacket_version(s: &str) -> Result<ipxmit_drivers::packet::TpacketVersion, String> {
+    use ipxmit_drivers::packet::TpacketVersion;
+    match s {
+        "2" | "v2" => Ok(TpacketVersion::V2),
+        "3" | "v3" => Ok(TpacketVersion::V3),
+        _ => Err("expected 2 or 3".into()),
+    }
+}
+
 /// Options that only some link types take.
 fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     let missing = |what| ParseError::Missing { cmd: "link", what };
@@ -666,7 +695,8 @@ fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     if s.file.is_some() && s.kind != LinkKind::Pcap {
         return Err(unexpected("file"));
     }
-    if s.ifname.is_some() && !matches!(s.kind, LinkKind::Tap | LinkKind::Packet) {
+    let os = matches!(s.kind, LinkKind::Tap | LinkKind::Packet | LinkKind::Xdp);
+    if s.ifname.is_some() && !os {
         return Err(unexpected("ifname"));
     }
     if (s.peer.is_some() || s.peer_lladdr.is_some()) && s.kind != LinkKind::Mem {
@@ -675,8 +705,26 @@ fn check_link_options(s: &LinkSpec) -> Result<(), ParseError> {
     if s.rate.is_some() && s.kind != LinkKind::Mem {
         return Err(unexpected("rate"));
     }
-    if s.ring.is_some() && s.kind != LinkKind::Packet {
+    if s.ring.is_some() && !matches!(s.kind, LinkKind::Packet | LinkKind::Xdp) {
         return Err(unexpected("ring"));
+    }
+    if s.kind == LinkKind::Xdp && s.ring.is_some_and(|r| !r.is_power_of_two() || r < 2) {
+        return Err(ParseError::Unexpected {
+            cmd: "link",
+            word: "ring (type xdp: a power of two, 2..=32768)".into(),
+        });
+    }
+    if s.queue.is_some() && s.kind != LinkKind::Xdp {
+        return Err(unexpected("queue"));
+    }
+    if s.zerocopy.is_some() && s.kind != LinkKind::Xdp {
+        return Err(unexpected("zerocopy"));
+    }
+    if s.tpacket.is_some() && s.kind != LinkKind::Packet {
+        return Err(unexpected("tpacket"));
+    }
+    if s.tpacket.is_some() && s.ring.is_none() {
+        return Err(missing("ring FRAMES (before tpacket)"));
     }
     if s.peer_lladdr.is_some() && s.peer.is_none() {
         return Err(missing("peer ADDR (before peerlladdr)"));
@@ -1044,6 +1092,26 @@ mod tests {
         assert_eq!((s.kind, s.ring), (LinkKind::Packet, Some(256)));
         assert!(err("link add eth0 type mem ring 8").contains("not for type mem"));
         assert!(err("link add eth0 type packet ring 0").contains("expected 1..=65536"));
+        let Command::LinkAdd(s) = ok("link add p0 type packet ifname xa0 ring 64 tpacket 2") else {
+            panic!()
+        };
+        use ipxmit_drivers::packet::TpacketVersion;
+        assert_eq!((s.ring, s.tpacket), (Some(64), Some(TpacketVersion::V2)));
+        assert!(err("link add p0 type packet tpacket 3").contains("ring FRAMES"));
+        assert!(err("link add p0 type packet ring 8 tpacket 4").contains("expected 2 or 3"));
+        assert!(err("link add t0 type tap tpacket 3").contains("not for type tap"));
+        let line = "link add x0 type xdp ifname veth0 queue 1 ring 512 zerocopy off";
+        let Command::LinkAdd(s) = ok(line) else {
+            panic!()
+        };
+        assert_eq!(s.kind, LinkKind::Xdp);
+        assert_eq!(
+            (s.queue, s.ring, s.zerocopy),
+            (Some(1), Some(512), Some(false))
+        );
+        assert!(err("link add x0 type xdp ring 100").contains("a power of two"));
+        assert!(err("link add x0 type packet queue 1").contains("not for type packet"));
+        assert!(err("link add x0 type mem zerocopy on").contains("not for type mem"));
     }
 
     #[test]
