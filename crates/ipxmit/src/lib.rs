@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod cpu;
 pub mod dev;
 pub mod error;
 pub mod ipv4;

@@ -10,7 +10,7 @@
 //! checked.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod fate;
 mod sites;
@@ -239,19 +239,17 @@ const N_DROP: usize = DropReason::ALL.len();
 const N_PATH: usize = BatchPath::ALL.len();
 const N_SITE: usize = DropSite::ALL.len();
 
-/// Threads with a shard of their own; later threads share one.
+/// Threads with a shard of their own; more threads alive at once share one.
 pub const SHARDS: usize = 32;
 
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-}
-
 /// Counters split per thread, like the kernel's per-CPU MIBs (`this_cpu_inc`):
-/// each of the first [`SHARDS`] threads owns a cache line of its own and
-/// updates it with a plain load and store (no locked instruction); later
-/// threads share one more shard and use atomic adds. Readers sum the shards.
+/// a thread whose number ([`crate::cpu::current`], dense among the live
+/// threads and reused after a thread exits) is below [`SHARDS`] owns a cache
+/// line of its own and updates it with a plain load and store (no locked
+/// instruction); the others share one more shard and use atomic adds.
+/// Readers sum the shards. (A number passes to a new thread only through
+/// the exit of the old one, which happens before: the shard never has two
+/// writers at once.)
 pub struct Sharded<const N: usize> {
     shards: Box<[Shard<N>]>,
 }
@@ -279,7 +277,7 @@ impl<const N: usize> Sharded<N> {
     /// Adds `n` to counter `i`.
     #[inline]
     pub fn add(&self, i: usize, n: u64) {
-        let t = THREAD_INDEX.with(|t| *t);
+        let t = crate::cpu::current();
         if t < SHARDS {
             let c = &self.shards[t].0[i];
             c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
