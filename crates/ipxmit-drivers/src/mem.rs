@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use ipxmit::dev::{Driver, TxQueueCtl, TxStatus};
+use ipxmit::dev::{Driver, LltxDriver, TxQueueCtl, TxStatus};
 use ipxmit::time::{Clock, Instant};
 use ipxmit::PacketBuf;
 use parking_lot::Mutex;
@@ -114,11 +114,13 @@ impl MemWire {
         l.ring.front().map(|(t, ..)| Instant::from_nanos(*t))
     }
 
-    /// A driver for one transmit queue of the device on this wire.
+    /// A driver for one transmit queue of the device on this wire:
+    /// lockless (`NETIF_F_LLTX`, as `veth`), the ring being a lock-free
+    /// queue (a rated wire's line has a lock of its own).
     pub fn driver(self: &Arc<Self>) -> Box<dyn Driver> {
         Box::new(MemDriver {
             wire: self.clone(),
-            ctl: None,
+            xmit: None,
         })
     }
 
@@ -241,44 +243,73 @@ impl MemWire {
 /// The driver of one transmit queue on a [`MemWire`].
 struct MemDriver {
     wire: Arc<MemWire>,
-    ctl: Option<Arc<TxQueueCtl>>,
+    /// The transmit side, made when the queue attaches it.
+    xmit: Option<Arc<MemXmit>>,
+}
+
+/// The lockless transmit side of a [`MemDriver`].
+struct MemXmit {
+    wire: Arc<MemWire>,
+    ctl: Arc<TxQueueCtl>,
 }
 
 impl Driver for MemDriver {
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
-        self.ctl = Some(ctl);
+        self.xmit = Some(Arc::new(MemXmit {
+            wire: self.wire.clone(),
+            ctl,
+        }));
     }
 
     fn next_event(&self) -> Option<Instant> {
         self.wire.next_completion()
     }
 
-    fn start_xmit(&mut self, mut pkt: PacketBuf, _more: bool) -> TxStatus {
-        let len = pkt.len() as u64;
-        // Orphaned (`skb_orphan`) once on the wire; a refused frame goes
-        // back to be requeued still charged to its socket.
-        let charge = pkt.detach_owner();
-        match self.wire.push(pkt, self.ctl.as_ref()) {
-            Ok(()) => {
-                drop(charge);
-                self.wire.frames.fetch_add(1, Ordering::Relaxed);
-                self.wire.bytes.fetch_add(len, Ordering::Relaxed);
-                TxStatus::Ok
-            }
-            Err(mut pkt) => {
-                pkt.reattach_owner(charge);
-                self.wire.busy.fetch_add(1, Ordering::Relaxed);
-                if let Some(ctl) = &self.ctl {
-                    ctl.stop();
-                    self.wire.stopped.lock().push(ctl.clone());
-                    // The consumer may have made room between the push and the
-                    // stop: do not sleep on a wake-up that already happened.
-                    if !self.wire.is_full() {
-                        self.wire.wake_stopped();
-                    }
+    fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
+        match &self.xmit {
+            Some(x) => x.start_xmit(pkt, more),
+            None => xmit_on(&self.wire, None, pkt),
+        }
+    }
+
+    fn lltx(&self) -> Option<Arc<dyn LltxDriver>> {
+        self.xmit.clone().map(|x| x as Arc<dyn LltxDriver>)
+    }
+}
+
+impl LltxDriver for MemXmit {
+    fn start_xmit(&self, pkt: PacketBuf, _more: bool) -> TxStatus {
+        xmit_on(&self.wire, Some(&self.ctl), pkt)
+    }
+}
+
+/// Puts `pkt` on `wire` for the queue `ctl`; a full ring stops the queue
+/// and hands the frame back.
+fn xmit_on(wire: &MemWire, ctl: Option<&Arc<TxQueueCtl>>, mut pkt: PacketBuf) -> TxStatus {
+    let len = pkt.len() as u64;
+    // Orphaned (`skb_orphan`) once on the wire; a refused frame goes
+    // back to be requeued still charged to its socket.
+    let charge = pkt.detach_owner();
+    match wire.push(pkt, ctl) {
+        Ok(()) => {
+            drop(charge);
+            wire.frames.fetch_add(1, Ordering::Relaxed);
+            wire.bytes.fetch_add(len, Ordering::Relaxed);
+            TxStatus::Ok
+        }
+        Err(mut pkt) => {
+            pkt.reattach_owner(charge);
+            wire.busy.fetch_add(1, Ordering::Relaxed);
+            if let Some(ctl) = ctl {
+                ctl.stop();
+                wire.stopped.lock().push(ctl.clone());
+                // The consumer may have made room between the push and the
+                // stop: do not sleep on a wake-up that already happened.
+                if !wire.is_full() {
+                    wire.wake_stopped();
                 }
-                TxStatus::Busy(pkt)
             }
+            TxStatus::Busy(pkt)
         }
     }
 }

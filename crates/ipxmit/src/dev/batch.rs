@@ -41,12 +41,10 @@
 
 use std::collections::VecDeque;
 
-use parking_lot::MutexGuard;
-
 use crate::buf::{GsoType, PacketBuf};
-use crate::dev::queue::{queue_index, QueueXmitError, XmitCtx};
+use crate::dev::queue::{pick_tx, QueueXmitError, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, validate_xmit, xmit_one, TxCount};
-use crate::dev::{Driver, NetDevice, QdiscSlot, TxQueue, TxQueueCtl, TxStatus};
+use crate::dev::{NetDevice, QdiscSlot, TxLock, TxQueue, TxQueueCtl, TxStatus};
 use crate::offload::Features;
 use crate::sched::run::{self, end_bypass, requeue};
 use crate::sched::NetXmit;
@@ -89,8 +87,9 @@ pub struct XmitBatch<'a> {
     csum_help: bool,
     linearize: bool,
     path: Path,
-    /// The transmit lock, held while frames go straight to the driver.
-    driver: Option<MutexGuard<'a, Box<dyn Driver>>>,
+    /// The transmit lock, held while frames go straight to the driver
+    /// (none for an LLTX driver).
+    driver: Option<TxLock<'a>>,
     /// The last frame given to the driver went with `xmit_more`: a flush is
     /// owed if no frame follows.
     owed_flush: bool,
@@ -138,7 +137,7 @@ impl<'a> XmitBatch<'a> {
     /// transmit lock when frames will go straight to the driver.
     fn begin(&mut self, queue_mapping: u16, hash: u32) {
         let dev = self.dev;
-        let idx = queue_index(dev.queues().len(), queue_mapping, hash);
+        let idx = pick_tx(dev, queue_mapping, hash);
         let txq = &dev.queues()[idx];
         (self.txq, self.ctl, self.mapping) = (txq, txq.ctl(), idx as u16 + 1);
         self.feats = dev.features();
@@ -160,7 +159,7 @@ impl<'a> XmitBatch<'a> {
         };
         drop(slot);
         if self.path != Path::Enqueue {
-            self.driver = Some(txq.driver.lock());
+            self.driver = Some(txq.tx_lock());
         }
     }
 
@@ -381,7 +380,7 @@ impl<'a> XmitBatch<'a> {
         match xmit_one(
             &self.ctx,
             self.dev,
-            &mut ***driver,
+            driver,
             (pkt, len),
             more,
             &mut self.tx,

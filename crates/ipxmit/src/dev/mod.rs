@@ -103,9 +103,11 @@ impl Notify {
         }
     }
 
-    /// Takes the pending mark.
+    /// Takes the pending mark (a load first: a poll that finds nothing
+    /// pending writes nothing, so the senders' per-datagram reads of the
+    /// mark keep their cached line).
     pub fn take(&self) -> bool {
-        self.pending.swap(false, Ordering::AcqRel)
+        self.pending.load(Ordering::Acquire) && self.pending.swap(false, Ordering::AcqRel)
     }
 
     /// True when work is pending.
@@ -265,6 +267,56 @@ pub trait Driver: Send {
     fn next_event(&self) -> Option<Instant> {
         None
     }
+
+    /// Kernel: `NETIF_F_LLTX`. A transmit side that needs no lock (it
+    /// keeps what it shares in atomics or per-thread shards), asked once
+    /// when the driver is attached (after [`Driver::attach`]): frames then
+    /// go to it without the queue's transmit lock (`HARD_TX_LOCK` skips
+    /// the lock of an LLTX device), from several threads at once. `None`
+    /// (the default): [`Driver::start_xmit`] under the lock.
+    fn lltx(&self) -> Option<Arc<dyn LltxDriver>> {
+        None
+    }
+}
+
+/// The transmit side of a driver that does its own locking (the kernel's
+/// `NETIF_F_LLTX`: `dummy`, `veth`, tunnels), called by several threads at
+/// once. See [`Driver::lltx`].
+pub trait LltxDriver: Send + Sync {
+    /// As [`Driver::start_xmit`].
+    fn start_xmit(&self, pkt: PacketBuf, more: bool) -> TxStatus;
+
+    /// As [`Driver::flush`].
+    fn flush(&self) {}
+}
+
+/// A queue's driver as the transmit path holds it: under the transmit lock,
+/// or lockless (LLTX).
+pub enum TxLock<'a> {
+    /// `__netif_tx_lock` held.
+    Held(parking_lot::MutexGuard<'a, Box<dyn Driver>>),
+    /// An LLTX driver: no lock.
+    Lockless(&'a dyn LltxDriver),
+}
+
+impl TxLock<'_> {
+    /// The driver's `ndo_start_xmit`.
+    #[inline(always)]
+    pub fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
+        match self {
+            TxLock::Held(d) => d.start_xmit(pkt, more),
+            TxLock::Lockless(d) => d.start_xmit(pkt, more),
+        }
+    }
+
+    /// Sends what the driver holds back.
+    #[inline]
+    pub fn flush(&mut self) {
+        match self {
+            TxLock::Held(d) => d.flush(),
+            TxLock::Lockless(d) => d.flush(),
+        }
+    }
 }
 
 /// A packet tap (`ptype_all` handler, what `tcpdump` attaches): sees every frame
@@ -293,6 +345,11 @@ pub struct TxQueue {
     pub(crate) q: Mutex<QdiscSlot>,
     /// The driver, under the transmit lock (`HARD_TX_LOCK`).
     pub(crate) driver: Mutex<Box<dyn Driver>>,
+    /// Its lockless transmit side, when it has one ([`Driver::lltx`]).
+    lltx: Option<Arc<dyn LltxDriver>>,
+    /// `xps_cpus`: the threads ([`crate::cpu::current`]) that send on this
+    /// queue, one bit each for numbers below 64 (empty: none).
+    xps_cpus: AtomicU64,
     ctl: Arc<TxQueueCtl>,
 }
 
@@ -368,6 +425,27 @@ impl TxQueue {
     pub fn requeued_len(&self) -> usize {
         self.q.lock().requeued.len()
     }
+
+    /// Kernel: `HARD_TX_LOCK()`, include/linux/netdevice.h. The driver,
+    /// locked — or not, for an LLTX driver.
+    #[inline]
+    pub fn tx_lock(&self) -> TxLock<'_> {
+        match &self.lltx {
+            Some(d) => TxLock::Lockless(&**d),
+            None => TxLock::Held(self.driver.lock()),
+        }
+    }
+
+    /// True when the driver transmits without the lock (`NETIF_F_LLTX`).
+    pub fn is_lltx(&self) -> bool {
+        self.lltx.is_some()
+    }
+
+    /// Sysfs `queues/tx-N/xps_cpus`: the thread numbers (bit `i`: thread
+    /// [`crate::cpu::current`] `== i`, below 64) that send on this queue.
+    pub fn xps_cpus(&self) -> u64 {
+        self.xps_cpus.load(Ordering::Relaxed)
+    }
 }
 
 /// Static configuration of a device.
@@ -419,6 +497,8 @@ pub struct NetDevice {
     /// device), or `None` when the root is another qdisc, then copied on
     /// every queue.
     mq_root: Mutex<Option<u32>>,
+    /// Some queue has an XPS map ([`NetDevice::set_xps_cpus`]).
+    xps_on: AtomicBool,
     /// Counters as `ip -s link` shows them.
     pub stats: DevStats,
     /// `IFF_LOOPBACK`: the loopback device (`lo`).
@@ -524,7 +604,9 @@ impl NetDevice {
                 TxQueue {
                     index: i as u16,
                     q: Mutex::new(QdiscSlot::new(make_qdisc(&cfg))),
+                    lltx: d.lltx(),
                     driver: Mutex::new(d),
+                    xps_cpus: AtomicU64::new(0),
                     ctl,
                 }
             })
@@ -532,6 +614,7 @@ impl NetDevice {
         let mq_root = Mutex::new((queues.len() > 1).then_some(0));
         Ok(NetDevice {
             mq_root,
+            xps_on: AtomicBool::new(false),
             ifindex,
             name: cfg.name,
             link: cfg.link,
@@ -652,6 +735,63 @@ impl NetDevice {
     /// The transmit queues.
     pub fn queues(&self) -> &[TxQueue] {
         &self.queues
+    }
+
+    /// Kernel: `netif_set_xps_queue()` (sysfs `xps_cpus`). Threads whose
+    /// number ([`crate::cpu::current`]) has its bit in `cpus` send on
+    /// queue `index`; a thread in no queue's map, or above 63, falls back
+    /// to the flow hash.
+    pub fn set_xps_cpus(&self, index: usize, cpus: u64) -> Result<(), DevError> {
+        let q = self
+            .queues
+            .get(index)
+            .ok_or_else(|| DevError::NoSuchQueue {
+                dev: self.name.clone(),
+                index,
+            })?;
+        q.xps_cpus.store(cpus, Ordering::Relaxed);
+        let any = self.queues.iter().any(|q| q.xps_cpus() != 0);
+        self.xps_on.store(any, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The map multi-queue drivers set up (`netif_set_xps_queue` of CPU
+    /// `i` on queue `i % n`: `virtio_net`, `ixgbe`, `mlx5`): thread `i`
+    /// sends on queue `i % n`, so threads alive at once keep to queues of
+    /// their own while there are as many queues as threads.
+    pub fn set_xps_default(&self) {
+        let n = self.queues.len();
+        for (i, q) in self.queues.iter().enumerate() {
+            let cpus = (i..64).step_by(n).fold(0u64, |m, c| m | 1 << c);
+            q.xps_cpus.store(cpus, Ordering::Relaxed);
+        }
+        self.xps_on.store(n > 1, Ordering::Relaxed);
+    }
+
+    /// Kernel: `get_xps_queue()`, net/core/dev.c. The queue the calling
+    /// thread's map names (among several, the flow `hash` picks one);
+    /// `None` without a map for it.
+    #[inline]
+    pub fn xps_queue(&self, hash: u32) -> Option<usize> {
+        if !self.xps_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.xps_lookup(crate::cpu::current(), hash)
+    }
+
+    /// [`NetDevice::xps_queue`] for thread number `cpu`.
+    fn xps_lookup(&self, cpu: usize, hash: u32) -> Option<usize> {
+        let bit = 1u64.checked_shl(u32::try_from(cpu).ok()?)?;
+        let mapped = || self.queues.iter().filter(move |q| q.xps_cpus() & bit != 0);
+        let n = mapped().count();
+        match n {
+            0 => None,
+            1 => mapped().next().map(|q| q.index as usize),
+            _ => {
+                let k = queue::reciprocal_scale(hash, n as u32) as usize;
+                mapped().nth(k).map(|q| q.index as usize)
+            }
+        }
     }
 
     /// Attaches a tap (`dev_add_pack` on `ETH_P_ALL`).
@@ -867,6 +1007,55 @@ impl QdiscSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes every frame.
+    struct Sink;
+
+    impl Driver for Sink {
+        fn start_xmit(&mut self, _pkt: PacketBuf, _more: bool) -> TxStatus {
+            TxStatus::Ok
+        }
+    }
+
+    fn device(queues: usize) -> NetDevice {
+        let cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+        let drivers = (0..queues)
+            .map(|_| Box::new(Sink) as Box<dyn Driver>)
+            .collect();
+        let qdisc = |_: &DevConfig| Box::new(crate::sched::Noqueue::default()) as Box<dyn Qdisc>;
+        NetDevice::new(1, cfg, drivers, &qdisc, Arc::new(Notify::default())).unwrap()
+    }
+
+    #[test]
+    fn xps_maps_a_thread_number_to_its_queue_and_the_hash_picks_among_several() {
+        let dev = device(4);
+        assert_eq!(dev.xps_queue(7), None, "no map: the flow hash decides");
+        dev.set_xps_default();
+        for cpu in 0..64 {
+            assert_eq!(dev.xps_lookup(cpu, 0xdead_beef), Some(cpu % 4), "cpu {cpu}");
+        }
+        assert_eq!(dev.xps_lookup(64, 1), None, "beyond the map's 64 bits");
+        assert_eq!(dev.xps_lookup(crate::cpu::RETIRED, 1), None);
+        // Thread 5 on queues 1 and 3: the hash's upper bits choose.
+        dev.set_xps_cpus(1, 1 << 5).unwrap();
+        dev.set_xps_cpus(3, 1 << 5 | 1 << 3).unwrap();
+        dev.set_xps_cpus(0, 0).unwrap();
+        dev.set_xps_cpus(2, 0).unwrap();
+        assert_eq!(dev.xps_lookup(5, 0x1000_0000), Some(1));
+        assert_eq!(dev.xps_lookup(5, 0xf000_0000), Some(3));
+        assert_eq!(dev.xps_lookup(0, 0), None, "thread 0 has no queue now");
+        assert!(dev.set_xps_cpus(4, 1).is_err());
+    }
+
+    #[test]
+    fn a_device_without_a_lockless_driver_takes_the_transmit_lock() {
+        let dev = device(1);
+        let q = &dev.queues()[0];
+        assert!(!q.is_lltx());
+        let held = q.tx_lock();
+        assert!(matches!(held, TxLock::Held(_)));
+        assert!(q.driver.try_lock().is_none(), "HARD_TX_LOCK is held");
+    }
 
     #[test]
     fn bql_stops_count_each_stop_once_and_completions_wake() {

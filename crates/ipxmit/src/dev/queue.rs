@@ -65,6 +65,22 @@ pub(crate) fn queue_index(n: usize, queue_mapping: u16, hash: u32) -> usize {
     }
 }
 
+/// Kernel: `netdev_pick_tx()`, net/core/dev.c. The queue of `dev` for a
+/// frame with this `queue_mapping` (+1, 0 unset) and flow hash: the only
+/// one, else the recorded one, else the calling thread's (XPS,
+/// [`NetDevice::xps_queue`]), else one chosen by the hash (`skb_tx_hash`).
+#[inline]
+pub fn pick_tx(dev: &NetDevice, queue_mapping: u16, hash: u32) -> usize {
+    let n = dev.queues().len();
+    if n == 1 || queue_mapping != 0 {
+        return queue_index(n, queue_mapping, hash);
+    }
+    match dev.xps_queue(hash) {
+        Some(q) => q,
+        None => queue_index(n, 0, hash),
+    }
+}
+
 /// The transmit queue and the qdisc path (`netdev_pick_tx()`,
 /// `__dev_xmit_skb()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +122,7 @@ pub enum QdiscPath {
 /// classification puts `first` in.
 pub fn xmit_plan(dev: &NetDevice, hash: u32, first: &PacketBuf) -> QdiscPlan {
     let n = dev.queues().len();
-    let txq = queue_index(n, 0, hash);
+    let txq = pick_tx(dev, 0, hash);
     let q = &dev.queues()[txq];
     let handle = q.qdisc_handle();
     let (kind, qlen, noqueue, bypass, class) = q.with_qdisc(|qd| {

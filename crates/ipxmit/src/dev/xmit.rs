@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use crate::buf::{CsumState, GsoType, PacketBuf};
 use crate::dev::queue::XmitCtx;
-use crate::dev::{Driver, NetDevice, TxQueue, TxStatus};
+use crate::dev::{NetDevice, TxLock, TxQueue, TxStatus};
 use crate::offload::checksum_help;
 use crate::offload::Features;
 use crate::stats::{fate, DevCounter, DropReason, DropSite};
@@ -133,7 +133,7 @@ impl TxCount {
 pub fn xmit_one(
     ctx: &XmitCtx<'_>,
     dev: &NetDevice,
-    driver: &mut dyn Driver,
+    driver: &mut TxLock<'_>,
     (pkt, len): (PacketBuf, usize),
     more: bool,
     tx: &mut TxCount,
@@ -170,7 +170,7 @@ pub fn xmit_one(
 #[inline(never)]
 fn start_xmit_traced(
     dev: &NetDevice,
-    driver: &mut dyn Driver,
+    driver: &mut TxLock<'_>,
     (pkt, len): (PacketBuf, usize),
     more: bool,
 ) -> TxStatus {
@@ -248,7 +248,7 @@ pub fn hard_start_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
     txq: &TxQueue,
-    driver: &mut dyn Driver,
+    driver: &mut TxLock<'_>,
     frames: &mut VecDeque<PacketBuf>,
 ) {
     let mut tx = TxCount::default();

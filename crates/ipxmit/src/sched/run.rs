@@ -63,8 +63,8 @@ pub fn direct_xmit(
     frames: &mut VecDeque<PacketBuf>,
 ) -> bool {
     if !txq.ctl().is_stopped() {
-        let mut driver = txq.driver.lock();
-        hard_start_xmit(ctx, dev, txq, &mut **driver, frames);
+        let mut driver = txq.tx_lock();
+        hard_start_xmit(ctx, dev, txq, &mut driver, frames);
     }
     if frames.is_empty() {
         return !txq.ctl().is_stopped();
