@@ -8,7 +8,8 @@
 //! (18 B), as the bench's `-pfifo` and `-hook` cases. Prints the counts and
 //! exits non-zero unless every count is zero. `IPXMIT_ALLOC_TRACE=1` prints
 //! where they come from. The same probe runs in `cargo test`
-//! (`tests/alloc_count.rs`).
+//! (`tests/alloc_count.rs`). Then the AF_XDP driver over a veth pair in
+//! namespaces (`support/xdp_probe.rs`), when root and AF_XDP are there.
 //!
 //! Run: `cargo bench -p ipxmit-drivers --bench alloc_count`.
 
@@ -17,6 +18,8 @@ mod alloc_probe;
 #[path = "support/host.rs"]
 #[allow(dead_code)]
 mod host;
+#[path = "support/xdp_probe.rs"]
+mod xdp_probe;
 
 #[global_allocator]
 static ALLOC: alloc_probe::CountingAlloc = alloc_probe::CountingAlloc;
@@ -24,7 +27,11 @@ static ALLOC: alloc_probe::CountingAlloc = alloc_probe::CountingAlloc;
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // special either way: the probe is quick, so it always runs.
-    let probes = alloc_probe::probe_all();
+    let mut probes = alloc_probe::probe_all();
+    match xdp_probe::probe_xdp() {
+        Ok(p) => probes.extend(p),
+        Err(why) => println!("alloc_count: AF_XDP cases SKIPPED ({why})"),
+    }
     let bad = alloc_probe::report(&probes);
     if bad.is_empty() {
         println!(

@@ -4,12 +4,17 @@
 //! `LocalOut` hook and with ten policy rules over five numbered tables (the
 //! datagrams routed from table 105; the socket's route cache hit). See
 //! `benches/support/alloc_probe.rs`; `IPXMIT_ALLOC_TRACE=1` prints the sites.
+//! The AF_XDP driver over a veth has its own probe
+//! (`benches/support/xdp_probe.rs`; root, namespaces and AF_XDP, else
+//! SKIPPED with the reason).
 
 #[path = "../benches/support/alloc_probe.rs"]
 mod alloc_probe;
 #[path = "../benches/support/host.rs"]
 #[allow(dead_code)]
 mod host;
+#[path = "../benches/support/xdp_probe.rs"]
+mod xdp_probe;
 
 #[global_allocator]
 static ALLOC: alloc_probe::CountingAlloc = alloc_probe::CountingAlloc;
@@ -31,6 +36,25 @@ fn zero_allocations_per_datagram_in_steady_state() {
         names.is_empty(),
         "heap allocations in steady state: {names:#?}"
     );
+}
+
+/// The AF_XDP driver allocates nothing per datagram on the sending thread
+/// (frames copied into UMEM frames, descriptors into the mapped ring; the
+/// runner's thread completes).
+#[test]
+fn xdp_zero_allocations_per_datagram_in_steady_state() {
+    let probes = match xdp_probe::probe_xdp() {
+        Ok(p) => p,
+        Err(why) => {
+            let line =
+                format!("SKIPPED ({why}): xdp_zero_allocations_per_datagram_in_steady_state\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            return;
+        }
+    };
+    let bad = alloc_probe::report(&probes);
+    assert_eq!(probes.len(), 6);
+    assert!(bad.is_empty(), "heap allocations in steady state: {bad:#?}");
 }
 
 /// `send_batch_fates` allocates nothing per datagram either once warm: its
