@@ -34,6 +34,7 @@ mod policy;
 mod settings;
 mod sink;
 mod sys;
+mod threads;
 mod wires;
 
 use netns::Netns;
@@ -60,6 +61,10 @@ pub struct BenchArgs {
     /// Do not run the kernel side (no namespace, no root needed).
     #[arg(long)]
     pub no_kernel: bool,
+    /// Leave out the thread-scaling table (18 B from 1 and N threads,
+    /// N = the CPUs this process may use).
+    #[arg(long)]
+    pub no_threads: bool,
     /// Machine-readable output: one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -128,6 +133,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         cpu,
         kernel_skipped: String::new(),
         rx_cpu,
+        cpus: if a.no_threads { Vec::new() } else { allowed },
     })
 }
 
@@ -208,7 +214,8 @@ fn print(
     qnote: Option<&str>,
     t: &SinkTable,
 ) -> Result<()> {
-    let targets = output::targets(t);
+    let mut targets = output::targets(t);
+    targets.extend(threads::targets(&t.threads));
     let wires = &t.wires;
     let mut out = io::stdout().lock();
     if a.json {
@@ -216,7 +223,7 @@ fn print(
             "date": date, "cpu": plan.cpu, "rounds": plan.rounds,
             "run_ms": plan.dur.as_secs_f64() * 1e3, "kernel": env, "qdisc_note": qnote,
             "memcpy_65000_gbit_per_s": t.memcpy_gbps, "sink": output::cases_json(t),
-            "wires": output::wires_json(wires),
+            "wires": output::wires_json(wires), "threads": threads::json(&t.threads),
             "targets": output::targets_json(&targets),
         });
         writeln!(out, "{v}")?;
@@ -242,6 +249,14 @@ fn print(
         plan.cpu, t.memcpy_gbps
     )?;
     writeln!(out, "\nReal-wire table:\n{}", output::wire_table(wires))?;
+    if !t.threads.is_empty() {
+        writeln!(
+            out,
+            "\nThread-scaling table (medians; thread i pinned to CPU i; load average {}):\n{}",
+            threads::load_average(),
+            threads::table(&t.threads)
+        )?;
+    }
     writeln!(out, "\nTargets:\n{}", output::target_lines(&targets))?;
     Ok(())
 }

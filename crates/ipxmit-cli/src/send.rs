@@ -93,9 +93,13 @@ pub struct SendArgs {
     #[arg(long, default_value = "1", value_parser = values::threads)]
     pub threads: usize,
     /// Transmit queues of the device: 1..=4096 (the kernel's bound).
-    #[arg(long, default_value = "1", value_parser = values::txqueues)]
-    pub txqueues: usize,
-    /// Device offloads: comma list of sg,csum,gso.
+    /// Default: one per sender thread (`--threads`). With several threads
+    /// and queues each thread sends on a queue of its own (XPS: thread `i`
+    /// on queue `i % N`, as multi-queue drivers map CPUs).
+    #[arg(long, value_parser = values::txqueues)]
+    pub txqueues: Option<usize>,
+    /// Device offloads: comma list of sg,csum,gso (tap:NAME asks the
+    /// kernel with TUNSETOFFLOAD; packet:IFACE turns on PACKET_VNET_HDR).
     #[arg(long)]
     pub offload: Option<String>,
     /// Device: mem (in-memory wire with the verifying peer), null (counts and
@@ -317,9 +321,12 @@ fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
         .map(parse_features)
         .transpose()?
         .unwrap_or(Features::NONE);
-    let n = a.txqueues;
+    let n = a.txqueues.unwrap_or(a.threads.max(1));
     let (drivers, wire) = make_wire(a, p, &stack, n, &mut cfg.features)?;
     stack.add_device(cfg, drivers)?;
+    if n > 1 && a.threads > 1 {
+        stack.device("eth0")?.set_xps_default();
+    }
     stack.add_addr("eth0", "10.0.0.1/24".parse()?)?;
     let nexthop = if (u32::from(*p.dst.ip()) >> 8) == (u32::from(HOST_ADDR) >> 8) {
         *p.dst.ip()

@@ -16,6 +16,7 @@ use super::measure::{self, Sample};
 use super::netns::{self, Netns, SinkKind, DEST, SINK};
 use super::settings::{self, Applied};
 use super::sys;
+use super::threads::{self, ScaleRow};
 use super::wires::{self, WireRow};
 
 /// How the run goes.
@@ -33,6 +34,9 @@ pub struct Plan {
     pub kernel_skipped: String,
     /// The CPU of the real-wire receiver.
     pub rx_cpu: usize,
+    /// The CPUs the process may use: the thread-scaling table's senders,
+    /// thread `i` on the `i`-th (empty: no thread table).
+    pub cpus: Vec<usize>,
 }
 
 /// What the kernel side runs against, when it runs.
@@ -95,6 +99,8 @@ pub struct SinkTable {
     pub cases: Vec<CaseResult>,
     /// The real-wire table.
     pub wires: Vec<WireRow>,
+    /// The thread-scaling table.
+    pub threads: Vec<ScaleRow>,
 }
 
 /// Runs the table on the calling thread: enters the namespace (when the
@@ -118,6 +124,7 @@ pub fn run(plan: &Plan, ns: Option<(&std::path::Path, KernelEnv)>) -> Result<Sin
         }
         cases.push(run_case(plan, *case, env.as_ref())?);
     }
+    let threads = thread_table(plan, env.is_some())?;
     let wires = match env.as_ref().map(|e| &e.rx) {
         Some(Ok(rx)) => wires::run(plan, Some(rx), plan.rx_cpu),
         Some(Err(why)) => wires::run(
@@ -134,7 +141,20 @@ pub fn run(plan: &Plan, ns: Option<(&std::path::Path, KernelEnv)>) -> Result<Sin
         memcpy_gbps: measure::median_of(memcpy),
         cases,
         wires,
+        threads,
     })
+}
+
+/// The thread-scaling table (18 B), the kernel rows when `kernel` runs.
+fn thread_table(plan: &Plan, kernel: bool) -> Result<Vec<ScaleRow>> {
+    let Some(case) = super::cases::CASES.iter().find(|c| c.name == "18B") else {
+        return Ok(Vec::new());
+    };
+    if plan.cpus.is_empty() || sys::stopped() {
+        return Ok(Vec::new());
+    }
+    let skip = (!kernel).then_some(plan.kernel_skipped.as_str());
+    threads::run(*case, &plan.cpus, (plan.dur, plan.rounds), skip)
 }
 
 /// One case: the kernel sink set up for it, both sides measured, the sink
