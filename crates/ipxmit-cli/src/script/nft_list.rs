@@ -5,13 +5,15 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Match, Nat, NatKind, Op, Policy, Reject, Rhs,
-    RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT,
+    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Match, Nat, NatKind, Op, Policy, Reject,
+    Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT,
     NAT_RANDOM,
 };
 
 use super::nft::{ListWhat, NftParseError, P};
-use super::nft_rule::{ty_of, ty_of_data, Ty, CT_DIRS, CT_STATES, DSCPS, ECNS, PROTOS};
+use super::nft_rule::{
+    ty_of, ty_of_data, Ty, BYTE_UNITS, CT_DIRS, CT_STATES, DSCPS, ECNS, LIMIT_UNITS, PROTOS,
+};
 
 /// The standard priorities of family ip (`std_prios`), in nft's order.
 const PRIOS: &[(&str, i32)] = &[
@@ -234,6 +236,7 @@ pub fn stmt(s: &Stmt) -> String {
             None => format!("reject with icmp {c}"),
         },
         Stmt::Reject(Reject::TcpReset) => "reject with tcp reset".into(),
+        Stmt::Limit(l) => limit(l),
         Stmt::Verdict(v) => match v {
             RuleVerdict::Accept => "accept".into(),
             RuleVerdict::Drop => "drop".into(),
@@ -243,6 +246,43 @@ pub fn stmt(s: &Stmt) -> String {
             RuleVerdict::Goto(c) => format!("goto {c}"),
         },
     }
+}
+
+/// `limit rate [over] ...` as nft 1.0.6 prints it (`stmt_limit_print`):
+/// a packet burst of 5 (the default) left out, byte counts in the largest
+/// of bytes, kbytes, mbytes that divides them (`get_rate`).
+fn limit(l: &Limit) -> String {
+    let over = if l.over { "over " } else { "" };
+    let per = LIMIT_UNITS
+        .iter()
+        .find(|(_, s)| *s == l.unit)
+        .map_or("second", |(n, _)| n);
+    if !l.bytes {
+        let burst = match l.burst {
+            0 | 5 => String::new(),
+            b => format!(" burst {b} packets"),
+        };
+        return format!("limit rate {over}{}/{per}{burst}", l.rate);
+    }
+    let (r, ru) = byte_rate(l.rate);
+    let burst = match l.burst {
+        0 => String::new(),
+        b => {
+            let (b, bu) = byte_rate(b);
+            format!(" burst {b} {bu}")
+        }
+    };
+    format!("limit rate {over}{r} {ru}/{per}{burst}")
+}
+
+/// nft's `get_rate()`: the value in the largest unit dividing it.
+fn byte_rate(mut v: u64) -> (u64, &'static str) {
+    let mut i = 0;
+    while i + 1 < BYTE_UNITS.len() && v != 0 && v.is_multiple_of(1024) {
+        v /= 1024;
+        i += 1;
+    }
+    (v, BYTE_UNITS[i].0)
 }
 
 /// `snat to A[:P[-P]]`, `dnat to ...`, `masquerade [to :P[-P]]`.

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Counter, DataType, Elem, Key, Match, Nat, NatKind, NftError, Op, Reject, Rhs, RuleVerdict,
-    Stmt, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, DataType, Elem, Key, Limit, Match, Nat, NatKind, NftError, Op, Reject, Rhs,
+    RuleVerdict, Stmt, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -580,6 +580,7 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "dnat" => nat(p, NatKind::Dnat, &v),
             "masquerade" => nat(p, NatKind::Masquerade, &v),
             "reject" => reject(p, &v),
+            "limit" => limit(p),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
         v.push(s?);
@@ -640,6 +641,73 @@ fn reject(p: &mut P<'_>, prior: &[Stmt]) -> Result<Stmt, NftParseError> {
         None => int(c, 255).map_err(|_| P::err(c, "Could not parse icmp code"))? as u8,
     };
     Ok(Stmt::Reject(Reject::Icmp(code)))
+}
+
+/// `limit` periods, in seconds.
+pub const LIMIT_UNITS: &[(&str, u64)] = &[
+    ("second", 1),
+    ("minute", 60),
+    ("hour", 3600),
+    ("day", 86400),
+    ("week", 604800),
+];
+
+/// Byte units of a byte rate.
+pub const BYTE_UNITS: &[(&str, u64)] = &[("bytes", 1), ("kbytes", 1024), ("mbytes", 1 << 20)];
+
+fn named_unit(t: &Tok, s: &str, tab: &[(&str, u64)]) -> Result<u64, NftParseError> {
+    tab.iter()
+        .find(|(n, _)| *n == s)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| P::err(t, format!("syntax error, unexpected {s}")))
+}
+
+/// `limit rate [over] N/UNIT [burst M packets]`, `limit rate [over] N
+/// BYTES/UNIT [burst M BYTES]` (`BYTES/UNIT` also as `BYTES / UNIT`).
+fn limit(p: &mut P<'_>) -> Result<Stmt, NftParseError> {
+    p.expect("rate")?;
+    let over = p.eat("over");
+    let t = p.take()?;
+    let (rate, unit, bytes) = match t.text.split_once('/') {
+        Some((n, u)) => {
+            let n = int(
+                &Tok {
+                    text: n.into(),
+                    ..t.clone()
+                },
+                u64::MAX,
+            )?;
+            (n, named_unit(t, u, LIMIT_UNITS)?, false)
+        }
+        None => {
+            let n = int(t, u64::MAX)?;
+            let b = p.take()?;
+            let (bu, per) = match b.text.split_once('/') {
+                Some((bu, per)) => (bu.to_string(), per.to_string()),
+                None => {
+                    p.expect("/")?;
+                    (b.text.clone(), p.take()?.text.clone())
+                }
+            };
+            let mult = named_unit(b, &bu, BYTE_UNITS)?;
+            let r = n.checked_mul(mult).ok_or_else(|| bad(t))?;
+            (r, named_unit(b, &per, LIMIT_UNITS)?, true)
+        }
+    };
+    let mut burst = if bytes { 0 } else { 5 };
+    if p.eat("burst") {
+        let n = p.take()?;
+        let v = int(n, u64::from(u32::MAX))?;
+        let u = p.take()?;
+        burst = match (bytes, u.text.as_str()) {
+            (false, "packets") => v,
+            (true, w) => v * named_unit(u, w, BYTE_UNITS)?,
+            _ => return Err(bad(u)),
+        };
+    }
+    let l = Limit::new(rate, unit, burst, bytes, over)
+        .map_err(|e| P::err(t, format!("Could not process rule: {e}")))?;
+    Ok(Stmt::Limit(l))
 }
 
 /// A match that fixes a transport protocol other than TCP.

@@ -204,6 +204,12 @@ pub enum Insn {
     /// Kernel: `nft_nat_eval()`, `nft_masq_eval()`: the binding the flow
     /// gets ([`PktInfo::nat`]); an accept follows it.
     Nat(super::rule::Nat),
+    /// Kernel: `nft_limit_pkts_eval()`, `nft_limit_bytes_eval()`: limit
+    /// `idx` of the program; breaks when the rate says no.
+    Limit {
+        /// Limit index.
+        idx: u16,
+    },
     /// Kernel: `nft_reject_ipv4_eval()`: the ICMP destination unreachable
     /// of this code the hook sends the host ([`PktInfo::reject`]); a drop
     /// follows it.
@@ -239,6 +245,8 @@ pub struct PktInfo<'a> {
     pub dry: bool,
     /// The rules that matched in a dry run: (chain, rule) of the program.
     pub matched: Option<&'a mut Vec<(u32, u32)>>,
+    /// The stack's clock and owner ([`crate::stack::now_of`]), for `limit`.
+    pub clock: Option<(&'a dyn crate::time::Clock, usize)>,
 }
 
 impl<'a> PktInfo<'a> {
@@ -252,7 +260,15 @@ impl<'a> PktInfo<'a> {
             reject: None,
             dry: false,
             matched: None,
+            clock: None,
         }
+    }
+
+    /// The stack's time in ns (0 without a clock).
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.clock
+            .map_or(0, |(c, owner)| crate::stack::now_of(owner, c).as_nanos())
     }
 
     /// The transport header's offset: `None` in a later fragment or a
@@ -366,6 +382,11 @@ pub fn eval(
         }
         Insn::Nat(n) => p.nat = Some(n),
         Insn::Reject(code) => p.reject = Some(code),
+        Insn::Limit { idx } => {
+            let now = p.now();
+            let l = &prog.limits[usize::from(idx)];
+            return step_if(l.eval(p.pkt.len(), now, p.dry));
+        }
         Insn::Verdict(_) => {}
     }
     Step::Next

@@ -30,7 +30,8 @@
 //!
 //! Not yet: netdev `egress` chains are kept and listed but not run; a
 //! failed reroute is a drop (`EPERM`), where the kernel fails the send with
-//! the lookup's errno; no `limit`, `log` or maps.
+//! the lookup's errno; no `log` or maps. A `limit` is the kernel's token
+//! bucket on the stack's clock ([`Limit`]).
 //!
 //! A `reject` drops (`EPERM`) and the host sends itself the ICMP
 //! destination unreachable ([`send_unreach`]), which reaches the sending
@@ -59,8 +60,8 @@ use crate::stack::Stack;
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
 pub use rule::{
-    Counter, Elem, Key, Match, Nat, NatKind, Op, Reject, Rhs, Rule, RuleVerdict, Stmt, ICMP_CODES,
-    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, Elem, Key, Limit, Match, Nat, NatKind, Op, Reject, Rhs, Rule, RuleVerdict, Stmt,
+    ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,
@@ -91,6 +92,9 @@ pub enum NftError {
     /// A device that does not exist (`oif "x"`).
     #[error("Interface does not exist")]
     NoDevice,
+    /// `EOVERFLOW` (a `limit` whose bucket does not fit 64 bits).
+    #[error("Value too large for defined data type")]
+    Overflow,
     /// A rule the engine cannot run.
     #[error(transparent)]
     Compile(#[from] CompileError),
@@ -285,6 +289,7 @@ impl NftHook {
         out: &NetDevice,
     ) -> (Verdict, Option<Nat>) {
         let mut p = PktInfo::new(pkt, out);
+        p.clock = Some((&*self.clock, self.owner));
         let v = do_chain(&self.prog, c, &mut p);
         let (nat, reject) = (p.nat, p.reject);
         if let (Verdict::Drop, Some(code)) = (v, reject) {

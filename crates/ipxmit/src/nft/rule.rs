@@ -225,6 +225,90 @@ pub const NAT_FULLY_RANDOM: u8 = 2;
 /// client (one address here: no effect).
 pub const NAT_PERSISTENT: u8 = 4;
 
+/// `limit rate [over] N/UNIT [burst M packets]` or `limit rate [over] N
+/// BYTES/UNIT [burst M BYTES]` (`struct nft_limit_priv`): a token bucket
+/// of nanoseconds, full when the rule is added.
+#[derive(Debug)]
+pub struct Limit {
+    /// Packets, or bytes, per `unit`.
+    pub rate: u64,
+    /// The period in seconds (`second` 1 ... `week` 604800).
+    pub unit: u64,
+    /// The burst: packets (nft sends 5 when none is given), or bytes.
+    pub burst: u64,
+    /// A byte rate (`NFT_LIMIT_PKT_BYTES`).
+    pub bytes: bool,
+    /// `over` (`NFT_LIMIT_F_INV`): matches beyond the rate.
+    pub over: bool,
+    tokens_max: u64,
+    /// (`last`, `tokens`): `None` until the first packet (the bucket is
+    /// full then, as at the rule's creation).
+    state: parking_lot::Mutex<Option<(u64, u64)>>,
+}
+
+const NSEC_PER_SEC: u64 = 1_000_000_000;
+
+impl Limit {
+    /// Kernel: `nft_limit_init()`, net/netfilter/nft_limit.c: the bucket
+    /// holds `nsecs / rate * burst` ns for packets, `(rate + burst) *
+    /// nsecs / rate` for bytes; a rate of 0 is `EINVAL`, an overflow
+    /// `EOVERFLOW`.
+    pub fn new(
+        rate: u64,
+        unit: u64,
+        burst: u64,
+        bytes: bool,
+        over: bool,
+    ) -> Result<Arc<Limit>, super::NftError> {
+        use super::NftError::{Inval, Overflow};
+        let nsecs = unit.checked_mul(NSEC_PER_SEC).ok_or(Overflow)?;
+        if rate == 0 {
+            return Err(Inval("limit rate 0"));
+        }
+        rate.checked_add(burst).ok_or(Overflow)?;
+        let tokens_max = if bytes {
+            let t = (rate + burst).checked_mul(nsecs).ok_or(Overflow)?;
+            t / rate
+        } else {
+            (nsecs / rate).checked_mul(burst).ok_or(Overflow)?
+        };
+        Ok(Arc::new(Limit {
+            rate,
+            unit,
+            burst,
+            bytes,
+            over,
+            tokens_max,
+            state: parking_lot::Mutex::new(None),
+        }))
+    }
+
+    /// Kernel: `nft_limit_eval()` with the cost of `nft_limit_pkts_eval()`
+    /// (`nsecs / rate`) or `nft_limit_bytes_eval()` (`nsecs * len /
+    /// rate`): whether the rule goes on (within the rate; `over`: beyond
+    /// it) for a packet of `len` bytes at `now` (ns). A dry run takes no
+    /// tokens.
+    pub fn eval(&self, len: usize, now: u64, dry: bool) -> bool {
+        let nsecs = self.unit * NSEC_PER_SEC;
+        let cost = if self.bytes {
+            ((u128::from(nsecs) * len as u128) / u128::from(self.rate)).min(u128::from(u64::MAX))
+                as u64
+        } else {
+            nsecs / self.rate
+        };
+        let mut st = self.state.lock();
+        let (last, tokens) = st.unwrap_or((now, self.tokens_max));
+        let tokens = tokens
+            .saturating_add(now.saturating_sub(last))
+            .min(self.tokens_max);
+        let ok = tokens >= cost;
+        if !dry {
+            *st = Some((now.max(last), if ok { tokens - cost } else { tokens }));
+        }
+        ok != self.over
+    }
+}
+
 /// What a `reject` sends (`enum nft_reject_types`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
@@ -271,6 +355,8 @@ pub enum Stmt {
     Nat(Nat),
     /// `reject [with icmp CODE | with tcp reset]`: terminal, drops.
     Reject(Reject),
+    /// `limit rate [over] ...`: its token bucket, kept across changes.
+    Limit(Arc<Limit>),
     /// A verdict.
     Verdict(RuleVerdict),
 }

@@ -523,3 +523,36 @@ fn nat_rewrites_address_and_port_with_every_checksum_state() {
     let u = UdpPacket::new_unchecked(&p.network_header()[20..]);
     assert_eq!(u.checksum(), pseudo(to));
 }
+
+#[test]
+fn limit_is_nft_limits_token_bucket() {
+    const S: u64 = 1_000_000_000;
+    // 20/second, burst 5: 5 at once, then one each 50 ms.
+    let l = Limit::new(20, 1, 5, false, false).unwrap();
+    let pass: Vec<bool> = (0..7).map(|_| l.eval(40, 0, false)).collect();
+    assert_eq!(pass, [true, true, true, true, true, false, false]);
+    assert!(!l.eval(40, S / 20 - 1, false));
+    assert!(l.eval(40, S / 20, false));
+    assert!(!l.eval(40, S / 20, false));
+    // A dry run takes nothing.
+    assert!(l.eval(40, 2 * S / 20, true));
+    assert!(l.eval(40, 2 * S / 20, false));
+    // A long pause fills the bucket to its burst only.
+    let got = (0..8).filter(|_| l.eval(40, 100 * S, false)).count();
+    assert_eq!(got, 5);
+    // `over` matches beyond the rate.
+    let o = Limit::new(1, 60, 5, false, true).unwrap();
+    let over: Vec<bool> = (0..6).map(|_| o.eval(40, 0, false)).collect();
+    assert_eq!(over, [false, false, false, false, false, true]);
+    // 100 bytes/second, burst 200 bytes: a bucket of 3 s, 0.38 s a 38-byte
+    // packet; 7 pass.
+    let b = Limit::new(100, 1, 200, true, false).unwrap();
+    assert_eq!((0..10).filter(|_| b.eval(38, 0, false)).count(), 7);
+    assert!(b.eval(38, 380_000_000, false));
+    // nft_limit_init's refusals.
+    assert_eq!(
+        Limit::new(1023000 << 20, 1, 0, true, false).unwrap_err(),
+        NftError::Overflow
+    );
+    assert!(Limit::new(0, 1, 5, false, false).is_err());
+}

@@ -1,11 +1,13 @@
-//! `reject` held against this machine's kernel (issue 16): the same `ip`
+//! `reject` and `limit` held against this machine's kernel (issue 16): the same `ip`
 //! and `nft` lines in a network namespace this test creates and in an
 //! `ipxmit run` host, the same UDP sends, compared: each send's errno (a
 //! `reject` fails the send with `EPERM`, and a port unreachable makes a
 //! connected socket's next send `ECONNREFUSED`), the error queue of an
 //! `IP_RECVERR` socket, the ICMP messages the host sends itself (captured
 //! on `lo`: tcpdump in the namespace, `capture dev lo` in ipxmit; IP ids and
-//! checksums masked) and the nft counters.
+//! checksums masked), the nft counters and listing. The `limit` rules'
+//! sends follow each other within milliseconds: a packet rate's bucket of
+//! 5 and a byte rate's of 300 bytes decide which pass.
 //!
 //! Needs root, `ip netns`, `tcpdump` and `nft`; without them the test
 //! prints `SKIPPED (...)` and passes.
@@ -29,6 +31,9 @@ const RULES: &[&str] = &[
     "nft add rule ip t out udp dport 11 counter reject with icmp type admin-prohibited",
     "nft add rule ip t out meta mark 0x7 counter reject with tcp reset",
     "nft add rule ip t out ip protocol icmp counter",
+    "nft add rule ip t out udp dport 13 limit rate 1/minute counter accept",
+    "nft add rule ip t out udp dport 13 counter drop",
+    "nft add rule ip t out udp dport 14 limit rate over 100 bytes/second burst 200 bytes counter drop",
 ];
 
 /// The sends: socket a connected to port 9 (three sends: `EPERM`,
@@ -57,6 +62,8 @@ tr(lambda: b.send(pl()))
 c=socket.socket(2,2)
 for p in (11,11): tr(lambda: c.sendto(pl(),("10.9.0.2",p)))
 c.setsockopt(1,36,7); tr(lambda: c.sendto(pl(),("10.9.0.2",12)))
+d=socket.socket(2,2)
+for p in [13]*7+[14]*10: tr(lambda: d.sendto(pl(),("10.9.0.2",p)))
 "#;
 
 const OURS: &str = "socket a udp
@@ -75,6 +82,8 @@ send c to 10.9.0.2:11 len 10
 send c to 10.9.0.2:11 len 10
 sockopt c so_mark 7
 send c to 10.9.0.2:12 len 10
+socket d udp
+LIMITED
 nft list ruleset
 ";
 
@@ -175,7 +184,12 @@ fn ours(dir: &std::path::Path) -> (Vec<String>, Vec<String>, String) {
         script.push_str(l);
         script.push('\n');
     }
-    script.push_str(OURS);
+    let limited: Vec<String> = [13; 7]
+        .iter()
+        .chain(&[14; 10])
+        .map(|p| format!("send d to 10.9.0.2:{p} len 10"))
+        .collect();
+    script.push_str(&OURS.replace("LIMITED", &limited.join("\n")));
     let r = run_script(dir, &script, &["--no-stats", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut results = Vec::new();
@@ -227,12 +241,12 @@ fn missing_tools() -> Option<String> {
 }
 
 #[test]
-fn reject_matches_the_kernel() {
+fn reject_and_limit_match_the_kernel() {
     if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED (needs root, network namespaces, tcpdump, nft): nft_reject [{why}]");
+        eprintln!("SKIPPED (needs root, network namespaces, tcpdump, nft): nft_stmts [{why}]");
         return;
     }
-    let dir = tmpdir("nft_reject_kernel");
+    let dir = tmpdir("nft_stmts_kernel");
     let ns = Ns(format!("ipxmit-rej-{}", std::process::id()));
     let (kr, kicmp, krules) = kernel(&ns.0, &dir);
     let (ir, iicmp, irules) = ours(&dir);
