@@ -82,6 +82,8 @@ pub const POLLOUT_FALLBACK: Duration = Duration::from_millis(1);
 /// come back when the sender has stopped; while frames keep coming, the
 /// driver reaps itself).
 pub const REAP: Duration = Duration::from_millis(10);
+/// How long `bind` retries `EBUSY` (a queue still being released).
+pub const BIND_BUSY_WAIT: Duration = Duration::from_millis(200);
 /// Entries of the fill ring the kernel's bind requires (never filled:
 /// nothing is received on the XDP socket).
 const FILL_RING: u32 = 2;
@@ -290,6 +292,8 @@ struct XskTx {
 /// the UMEM (in `tx`) are unmapped after the socket is closed.
 struct XskQueue {
     fd: OwnedFd,
+    /// `XDP_MAX_TX_SKB_BUDGET` took: one kick drains the whole ring.
+    budget_raised: bool,
     /// Frames written into this queue's ring.
     frames: AtomicU64,
     /// UMEM frames not free (written, not yet seen completed): a copy
@@ -449,6 +453,22 @@ fn setup_rings(
     })
 }
 
+/// Kernel: `xsk_bind()`. A queue whose last XDP socket was just closed
+/// stays taken until the kernel's deferred pool release has run
+/// (`xp_release_deferred`, a work item): `EBUSY` is retried for up to
+/// [`BIND_BUSY_WAIT`] before it is believed.
+fn bind_retrying(fd: &OwnedFd, ifindex: u32, queue: u32, flags: u16) -> Result<(), Errno> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match ring::bind_xsk(fd.as_fd(), ifindex, queue, flags) {
+            Err(Errno::BUSY) if t0.elapsed() < BIND_BUSY_WAIT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Opens, sets up and binds the XDP socket of queue `queue`; returns it
 /// and whether it is bound zero-copy.
 fn open_queue(
@@ -465,19 +485,20 @@ fn open_queue(
         XdpMode::ZeroCopy => libc::XDP_ZEROCOPY,
         XdpMode::Auto => 0,
     };
-    ring::bind_xsk(fd.as_fd(), ifindex, queue, mode | libc::XDP_USE_NEED_WAKEUP).map_err(
-        |errno| XdpError::Bind {
+    bind_retrying(&fd, ifindex, queue, mode | libc::XDP_USE_NEED_WAKEUP).map_err(|errno| {
+        XdpError::Bind {
             ifname: name.to_string(),
             queue,
             reason: bind_reason(cfg.mode, errno),
             errno,
-        },
-    )?;
+        }
+    })?;
     // Kernels before 6.17 lack it and keep the budget of 32 per kick.
-    let _ = ring::set_xdp_u32(fd.as_fd(), ring::XDP_MAX_TX_SKB_BUDGET, cfg.ring as u32);
+    let budget = ring::set_xdp_u32(fd.as_fd(), ring::XDP_MAX_TX_SKB_BUDGET, cfg.ring as u32);
     let zc = ring::is_zerocopy(fd.as_fd()).map_err(sys_err("XDP_OPTIONS", name))?;
     let q = XskQueue {
         fd,
+        budget_raised: budget.is_ok(),
         frames: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
         waiting: AtomicBool::new(false),
@@ -649,6 +670,12 @@ impl XdpLink {
             rx_outgoing: g(&c.rx_outgoing),
             last_errno: c.last_errno.load(Ordering::Relaxed),
         }
+    }
+
+    /// True when the kernel took `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17) on
+    /// every queue: one copy-mode kick sends the whole ring, not 32 frames.
+    pub fn tx_budget_raised(&self) -> bool {
+        self.shared.queues.iter().all(|q| q.budget_raised)
     }
 
     /// Frames written into each queue's ring, by queue.

@@ -184,9 +184,15 @@ fn xdp_more_hint_batches_frames_into_one_kick() {
         assert_eq!(got.len(), 64);
         assert_eq!(got.concat(), big, "segments in order");
         let kicks = link.stats().tx_kicks - before;
-        assert!((1..=2).contains(&kicks), "64 frames in {kicks} kicks");
+        let most = if link.tx_budget_raised() { 1 } else { 2 };
+        assert!((1..=most).contains(&kicks), "64 frames in {kicks} kicks");
     }
     assert_eq!(link.stats().tx_frames, 128);
+    report(&format!(
+        "xdp-batch: XDP_MAX_TX_SKB_BUDGET taken: {}; {:?}",
+        link.tx_budget_raised(),
+        link.stats()
+    ));
 }
 
 /// A ring of 4 slots (8 UMEM frames): fragment trains of 45 frames fill it
