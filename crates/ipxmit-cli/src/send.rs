@@ -114,6 +114,10 @@ pub struct SendArgs {
     /// --dev xdp:IFACE: the TX ring's entries (a power of two).
     #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub tx_ring: Option<u32>,
+    /// With --tx-ring and --dev packet:IFACE: the ring's slot headers,
+    /// TPACKET_V2 or TPACKET_V3 (2 or 3).
+    #[arg(long, value_name = "2|3", default_value = "3", value_parser = crate::script::parse::tpacket_version)]
+    pub tpacket: ipxmit_drivers::packet::TpacketVersion,
     /// Also capture every frame the device sends (pcap, or pcapng by extension).
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -298,7 +302,8 @@ fn make_wire(
         (d, Wire::File)
     } else if let Some((kind, name)) = os_device(&a.dev) {
         let ring = a.tx_ring.map(|r| r as usize);
-        let (d, granted) = crate::script::links::os_drivers(&kind, name, n, *features, ring)?;
+        let (d, granted) =
+            crate::script::links::os_drivers(&kind, name, n, *features, ring, Some(a.tpacket))?;
         *features = granted;
         (d, Wire::Os)
     } else {
