@@ -11,8 +11,10 @@
 //! backtracking to shorter prefixes when a leaf's routes do not answer.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ipnet::Ipv4Net;
+use smallvec::SmallVec;
 
 use super::trie::{Trie, NONE};
 use super::{FlowKey, Route, RouteError, RtnType};
@@ -36,7 +38,32 @@ struct Leaf {
     /// The prefix length.
     len: u8,
     /// The routes, in the kernel's alias order; empty for a free leaf.
-    routes: Vec<Route>,
+    /// The first is kept in the leaf itself (one memory read less per
+    /// lookup, no allocation for a prefix's only route).
+    routes: SmallVec<[Route; 1]>,
+}
+
+/// A hasher for the exact-match map's keys (`net << 8 | len`): one
+/// multiplication, its high half folded down (keys are not chosen by an
+/// adversary who could not also just add the routes).
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, k: u64) {
+        self.0 = k;
+    }
 }
 
 /// A longest-prefix-match forwarding table. See the module documentation.
@@ -47,7 +74,7 @@ pub struct Fib {
     /// Free leaf numbers.
     free: Vec<u32>,
     /// Prefix (`net << 8 | len`) to leaf number.
-    exact: HashMap<u64, u32>,
+    exact: HashMap<u64, u32, BuildHasherDefault<PrefixHasher>>,
     /// Prefixes in use per length.
     per_len: [u32; 33],
     /// Bit `l` set when some prefix has length `l`.
@@ -63,7 +90,7 @@ impl Default for Fib {
         Fib {
             leaves: Vec::new(),
             free: Vec::new(),
-            exact: HashMap::new(),
+            exact: HashMap::default(),
             per_len: [0; 33],
             lens: 0,
             trie: Trie::new(),
@@ -186,7 +213,7 @@ impl Fib {
         let leaf = Leaf {
             net: a,
             len,
-            routes: Vec::with_capacity(1),
+            routes: SmallVec::new(),
         };
         let l = match self.free.pop() {
             Some(l) => {
@@ -218,7 +245,7 @@ impl Fib {
         }
         let repl = self.covering(a, len);
         self.trie.remove(a, len, l, repl);
-        self.leaves[l as usize].routes = Vec::new();
+        self.leaves[l as usize].routes = SmallVec::new();
         self.free.push(l);
     }
 
@@ -284,7 +311,7 @@ impl Fib {
                 continue;
             }
             let before = leaf.routes.len();
-            leaf.routes.retain(&mut keep);
+            leaf.routes.retain(|r| keep(r));
             self.count -= before - leaf.routes.len();
             if leaf.routes.is_empty() {
                 emptied.push(l as u32);
@@ -398,7 +425,10 @@ impl Fib {
     /// Approximate bytes the table holds: leaves, the exact-match map and
     /// the trie (the routes' shared destination entries not counted).
     pub fn bytes(&self) -> usize {
-        let routes: usize = self.leaves.iter().map(|l| l.routes.capacity()).sum();
+        let routes: usize = (self.leaves.iter())
+            .filter(|l| l.routes.spilled())
+            .map(|l| l.routes.capacity())
+            .sum();
         self.leaves.capacity() * std::mem::size_of::<Leaf>()
             + routes * std::mem::size_of::<Route>()
             + self.exact.capacity() * (8 + 4 + 1)
