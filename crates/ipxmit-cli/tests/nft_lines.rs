@@ -148,3 +148,82 @@ nft list chain ip t out
         r.stdout
     );
 }
+
+#[test]
+fn log_writes_the_kernels_line_at_its_level_and_lists_as_nft() {
+    let dir = tmpdir("nft_lines_log");
+    let script = "link add eth0 type mem peer 10.0.0.2
+ip addr add 10.0.0.1/24 dev eth0
+ip link set eth0 up
+nft add table ip t
+nft add chain ip t out '{ type filter hook output priority 0; }'
+nft add rule ip t out udp dport 9 log prefix '\"out: \"' counter
+nft add rule ip t out udp dport 9 log level debug
+nft add rule ip t out log group 2 prefix '\"nft-test: \"'
+nft add rule ip t out log level warn flags ip options flags ether flags skuid flags tcp sequence,options
+nft add rule ip t out log level debug flags ip options flags skuid
+socket s udp
+sockopt s so_mark 5
+send s to 10.0.0.2:9 len 10
+nft list chain ip t out
+";
+    let r = run_script(&dir, script, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "\t\tudp dport 9 log prefix \"out: \" counter packets 1 bytes 38
+\t\tudp dport 9 log level debug
+\t\tlog prefix \"nft-test: \" group 2
+\t\tlog flags all
+\t\tlog level debug flags ip options flags skuid
+"
+        ),
+        "{}",
+        r.stdout
+    );
+    // warn (the default) and above reach stderr without -v.
+    let warn: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ipxmit::nft"))
+        .collect();
+    assert_eq!(warn.len(), 2, "{}", r.stderr);
+    assert!(warn[0].contains(
+        "out: IN= OUT=eth0 SRC=10.0.0.1 DST=10.0.0.2 LEN=38 TOS=0x00 PREC=0x00 TTL=64 ID="
+    ));
+    assert!(warn[0].contains(" DF PROTO=UDP SPT=") && warn[0].ends_with(" DPT=9 LEN=18 MARK=0x5"));
+    let r = run_script(&dir, script, &["--no-stats", "-vv"]);
+    let all = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ipxmit::nft"))
+        .count();
+    assert_eq!(all, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("nflog group 2: nft-test: IN= OUT=eth0"));
+    for (bad, why) in [
+        (
+            "log level emerg group 2",
+            "level and group are mutually exclusive",
+        ),
+        (
+            "log flags all group 2",
+            "flags and group are mutually exclusive",
+        ),
+        (
+            "log level audit prefix foo",
+            "log level audit doesn't support any further options",
+        ),
+    ] {
+        let s = format!(
+            "{}nft add rule ip t out {bad}\n",
+            &script[..script.find("nft add rule").unwrap()]
+        );
+        let r = run_script(&dir, &s, &["--no-stats"]);
+        assert_eq!(r.code, 2, "{bad}");
+        assert!(
+            r.stderr.contains(&format!("line 6: Error: {why}")),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+}

@@ -5,8 +5,9 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Match, Nat, NatKind, Op, Policy, Reject,
-    Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT,
+    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, Match, Nat, NatKind, Op, Policy,
+    Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT,
+    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT,
     NAT_RANDOM,
 };
 
@@ -237,6 +238,7 @@ pub fn stmt(s: &Stmt) -> String {
         },
         Stmt::Reject(Reject::TcpReset) => "reject with tcp reset".into(),
         Stmt::Limit(l) => limit(l),
+        Stmt::Log(l) => log(l),
         Stmt::Verdict(v) => match v {
             RuleVerdict::Accept => "accept".into(),
             RuleVerdict::Drop => "drop".into(),
@@ -273,6 +275,58 @@ fn limit(l: &Limit) -> String {
         }
     };
     format!("limit rate {over}{r} {ru}/{per}{burst}")
+}
+
+/// `log ...` in nft's order (`log_stmt_print`): prefix, group, snaplen,
+/// queue-threshold, a level other than warn, the flags (`all` when every
+/// one is set).
+fn log(l: &Log) -> String {
+    let mut s = String::from("log");
+    if let Some(p) = &l.prefix {
+        let _ = write!(s, " prefix \"{p}\"");
+    }
+    if let Some(g) = l.group {
+        let _ = write!(s, " group {g}");
+    }
+    if let Some(n) = l.snaplen {
+        let _ = write!(s, " snaplen {n}");
+    }
+    if let Some(q) = l.qthreshold {
+        let _ = write!(s, " queue-threshold {q}");
+    }
+    if let Some((name, _)) = l
+        .level
+        .and_then(|v| LOG_LEVELS.iter().find(|(_, x)| *x == v))
+    {
+        if *name != "warn" {
+            let _ = write!(s, " level {name}");
+        }
+    }
+    if l.flags & LOG_ALL == LOG_ALL {
+        s.push_str(" flags all");
+        return s;
+    }
+    if l.flags & (LOG_TCPSEQ | LOG_TCPOPT) != 0 {
+        s.push_str(" flags tcp");
+        let mut delim = " ";
+        if l.flags & LOG_TCPSEQ != 0 {
+            s.push_str(" sequence");
+            delim = ",";
+        }
+        if l.flags & LOG_TCPOPT != 0 {
+            let _ = write!(s, "{delim}options");
+        }
+    }
+    for (bit, word) in [
+        (LOG_IPOPT, " flags ip options"),
+        (LOG_UID, " flags skuid"),
+        (LOG_MACDECODE, " flags ether"),
+    ] {
+        if l.flags & bit != 0 {
+            s.push_str(word);
+        }
+    }
+    s
 }
 
 /// nft's `get_rate()`: the value in the largest unit dividing it.

@@ -4,8 +4,9 @@
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Counter, DataType, Elem, Key, Limit, Match, Nat, NatKind, NftError, Op, Reject, Rhs,
-    RuleVerdict, Stmt, ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, DataType, Elem, Key, Limit, Log, Match, Nat, NatKind, NftError, Op, Reject, Rhs,
+    RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT,
+    LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -581,6 +582,7 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "masquerade" => nat(p, NatKind::Masquerade, &v),
             "reject" => reject(p, &v),
             "limit" => limit(p),
+            "log" => log(p),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
         v.push(s?);
@@ -708,6 +710,94 @@ fn limit(p: &mut P<'_>) -> Result<Stmt, NftParseError> {
     let l = Limit::new(rate, unit, burst, bytes, over)
         .map_err(|e| P::err(t, format!("Could not process rule: {e}")))?;
     Ok(Stmt::Limit(l))
+}
+
+/// `log [prefix S] [level L] [group N] [snaplen N] [queue-threshold N]
+/// [flags ...]`, in any order, with nft's refusals (`stmt_evaluate_log`).
+fn log(p: &mut P<'_>) -> Result<Stmt, NftParseError> {
+    let kw = p.toks[p.i - 1].clone();
+    let mut l = Log::default();
+    loop {
+        match p.peek_text() {
+            "prefix" => {
+                p.i += 1;
+                l.prefix = Some(p.take()?.text.clone());
+            }
+            "level" => {
+                p.i += 1;
+                let t = p.take()?;
+                let lv = LOG_LEVELS.iter().find(|(n, _)| *n == t.text);
+                l.level = Some(
+                    lv.ok_or_else(|| P::err(t, format!("invalid log level: {}", t.text)))?
+                        .1,
+                );
+            }
+            "group" => {
+                p.i += 1;
+                l.group = Some(int(p.take()?, 65535)? as u16);
+            }
+            "snaplen" => {
+                p.i += 1;
+                l.snaplen = Some(int(p.take()?, u64::from(u32::MAX))? as u32);
+            }
+            "queue-threshold" => {
+                p.i += 1;
+                l.qthreshold = Some(int(p.take()?, 65535)? as u16);
+            }
+            "flags" => {
+                p.i += 1;
+                l.flags |= log_flags(p)?;
+            }
+            _ => break,
+        }
+    }
+    let nflog = l.group.is_some() || l.snaplen.is_some() || l.qthreshold.is_some();
+    let why = if nflog && l.level.is_some() {
+        "level and group are mutually exclusive"
+    } else if nflog && l.flags != 0 {
+        "flags and group are mutually exclusive"
+    } else if l.level == Some(8)
+        && (l
+            != Log {
+                level: Some(8),
+                ..Log::default()
+            })
+    {
+        "log level audit doesn't support any further options"
+    } else {
+        return Ok(Stmt::Log(std::sync::Arc::new(l)));
+    };
+    Err(P::err(&kw, why))
+}
+
+/// The words after `flags`: `all`, `ip options`, `skuid`, `ether`, `tcp
+/// sequence,options`.
+fn log_flags(p: &mut P<'_>) -> Result<u8, NftParseError> {
+    let t = p.take()?;
+    Ok(match t.text.as_str() {
+        "all" => LOG_ALL,
+        "skuid" => LOG_UID,
+        "ether" => LOG_MACDECODE,
+        "ip" => {
+            p.expect("options")?;
+            LOG_IPOPT
+        }
+        "tcp" => {
+            let mut f = 0;
+            loop {
+                let w = p.take()?;
+                f |= match w.text.as_str() {
+                    "sequence" => LOG_TCPSEQ,
+                    "options" => LOG_TCPOPT,
+                    _ => return Err(bad(w)),
+                };
+                if !p.eat(",") {
+                    break f;
+                }
+            }
+        }
+        _ => return Err(bad(t)),
+    })
 }
 
 /// A match that fixes a transport protocol other than TCP.

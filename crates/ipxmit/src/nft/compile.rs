@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::expr::{Base, CmpOp, Code, CtKey, Insn, MetaKey, Reg};
-use super::rule::{Counter, Elem, Key, Limit, Match, Op, Reject, Rhs, RuleVerdict, Stmt};
+use super::rule::{Counter, Elem, Key, Limit, Log, Match, Op, Reject, Rhs, RuleVerdict, Stmt};
 use super::ruleset::{ChainHook, ChainType, Family, Policy, Ruleset, Table};
 
 /// A set as the program looks it up: sorted, disjoint intervals, found by
@@ -58,6 +58,8 @@ pub struct Program {
     pub counters: Vec<Arc<Counter>>,
     /// The rules' limits.
     pub limits: Vec<Arc<Limit>>,
+    /// The rules' `log` statements.
+    pub logs: Vec<Arc<Log>>,
     /// The base chains at `output` and at `postrouting` (`[0]`, `[1]`),
     /// in priority order (`nat` chains apart).
     pub bases: [Vec<u32>; 2],
@@ -143,6 +145,12 @@ impl Program {
                 self.limits.push(l.clone());
                 Insn::Limit {
                     idx: (self.limits.len() - 1) as u16,
+                }
+            }
+            Stmt::Log(l) => {
+                self.logs.push(l.clone());
+                Insn::Log {
+                    idx: (self.logs.len() - 1) as u16,
                 }
             }
             Stmt::MarkSet(m) => Insn::MarkSet(*m),

@@ -210,6 +210,12 @@ pub enum Insn {
         /// Limit index.
         idx: u16,
     },
+    /// Kernel: `nft_log_eval()`: log `idx` of the program
+    /// ([`super::log::log_packet`]).
+    Log {
+        /// Log index.
+        idx: u16,
+    },
     /// Kernel: `nft_reject_ipv4_eval()`: the ICMP destination unreachable
     /// of this code the hook sends the host ([`PktInfo::reject`]); a drop
     /// follows it.
@@ -382,6 +388,10 @@ pub fn eval(
         }
         Insn::Nat(n) => p.nat = Some(n),
         Insn::Reject(code) => p.reject = Some(code),
+        Insn::Log { idx } if !p.dry => {
+            super::log::log_packet(&prog.logs[usize::from(idx)], p.pkt, p.out);
+        }
+        Insn::Log { .. } => {}
         Insn::Limit { idx } => {
             let now = p.now();
             let l = &prog.limits[usize::from(idx)];

@@ -30,7 +30,7 @@
 //!
 //! Not yet: netdev `egress` chains are kept and listed but not run; a
 //! failed reroute is a drop (`EPERM`), where the kernel fails the send with
-//! the lookup's errno; no `log` or maps. A `limit` is the kernel's token
+//! the lookup's errno; no maps. `log` is a `tracing` event ([`log`]). A `limit` is the kernel's token
 //! bucket on the stack's clock ([`Limit`]).
 //!
 //! A `reject` drops (`EPERM`) and the host sends itself the ICMP
@@ -46,6 +46,7 @@
 pub mod compile;
 pub mod conntrack;
 pub mod expr;
+pub mod log;
 pub mod nat;
 pub mod rule;
 pub mod ruleset;
@@ -60,8 +61,9 @@ use crate::stack::Stack;
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
 pub use rule::{
-    Counter, Elem, Key, Limit, Match, Nat, NatKind, Op, Reject, Rhs, Rule, RuleVerdict, Stmt,
-    ICMP_CODES, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, Elem, Key, Limit, Log, Match, Nat, NatKind, Op, Reject, Rhs, Rule, RuleVerdict, Stmt,
+    ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,

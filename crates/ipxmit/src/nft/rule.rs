@@ -309,6 +309,50 @@ impl Limit {
     }
 }
 
+/// `log`'s levels (syslog's, and `audit`), by number.
+pub const LOG_LEVELS: &[(&str, u8)] = &[
+    ("emerg", 0),
+    ("alert", 1),
+    ("crit", 2),
+    ("err", 3),
+    ("warn", 4),
+    ("notice", 5),
+    ("info", 6),
+    ("debug", 7),
+    ("audit", 8),
+];
+
+/// `log flags tcp sequence` (`NF_LOG_TCPSEQ`).
+pub const LOG_TCPSEQ: u8 = 0x01;
+/// `log flags tcp options` (`NF_LOG_TCPOPT`).
+pub const LOG_TCPOPT: u8 = 0x02;
+/// `log flags ip options` (`NF_LOG_IPOPT`).
+pub const LOG_IPOPT: u8 = 0x04;
+/// `log flags skuid` (`NF_LOG_UID`).
+pub const LOG_UID: u8 = 0x08;
+/// `log flags ether` (`NF_LOG_MACDECODE`).
+pub const LOG_MACDECODE: u8 = 0x20;
+/// `log flags all` (`NF_LOG_MASK`).
+pub const LOG_ALL: u8 = 0x2f;
+
+/// A `log` statement (`struct nft_log`): the kernel log (`level`, default
+/// `warn`) or, with `group`, nflog.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Log {
+    /// `prefix "..."`.
+    pub prefix: Option<String>,
+    /// `level L` (index in [`LOG_LEVELS`]); `None`: not given (warn).
+    pub level: Option<u8>,
+    /// `group N` (nflog).
+    pub group: Option<u16>,
+    /// `snaplen N`.
+    pub snaplen: Option<u32>,
+    /// `queue-threshold N`.
+    pub qthreshold: Option<u16>,
+    /// `flags ...` ([`LOG_ALL`] and its bits).
+    pub flags: u8,
+}
+
 /// What a `reject` sends (`enum nft_reject_types`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
@@ -357,6 +401,8 @@ pub enum Stmt {
     Reject(Reject),
     /// `limit rate [over] ...`: its token bucket, kept across changes.
     Limit(Arc<Limit>),
+    /// `log [prefix "..."] [level L] [group N] ...`.
+    Log(Arc<Log>),
     /// A verdict.
     Verdict(RuleVerdict),
 }
