@@ -103,7 +103,8 @@ fn qdisc_sent(stack: &Stack) -> Vec<(u64, u64)> {
 fn threads_on_one_noqueue_queue_count_every_datagram_once() {
     let sink = NullCounters::new();
     let stack = host(sink.drivers(1), Some("noqueue"), false);
-    assert!(stack.device("eth0").unwrap().queues()[0].is_lltx());
+    let dev = stack.device("eth0").unwrap();
+    assert!(dev.queues()[0].is_lltx() && dev.queues()[0].is_noqueue());
     send_from_threads(&stack, CALLS);
     assert_counted(&stack, TOTAL);
     assert_eq!((sink.frames(), sink.bytes()), (TOTAL, TOTAL * 60));

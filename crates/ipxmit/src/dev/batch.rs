@@ -147,6 +147,12 @@ impl<'a> XmitBatch<'a> {
             self.path = Path::Down;
             return;
         }
+        if txq.is_noqueue() {
+            // `q->enqueue == NULL`, read without the qdisc lock.
+            (self.root, self.path) = (txq, Path::NoQueue);
+            self.driver = Some(txq.tx_lock());
+            return;
+        }
         let (root, mut slot) = dev.root_slot(txq);
         self.root = root;
         self.path = if slot.qdisc.is_noqueue() {

@@ -347,6 +347,11 @@ pub struct TxQueue {
     pub(crate) driver: Mutex<Box<dyn Driver>>,
     /// Its lockless transmit side, when it has one ([`Driver::lltx`]).
     lltx: Option<Arc<dyn LltxDriver>>,
+    /// The queue's own qdisc is `noqueue` (`q->enqueue == NULL`): read
+    /// without the qdisc lock, as the kernel reads `txq->qdisc` under RCU,
+    /// so threads sending on a queueless queue share no lock at all.
+    /// Written under the qdisc lock wherever the qdisc is replaced.
+    noqueue: AtomicBool,
     /// `xps_cpus`: the threads ([`crate::cpu::current`]) that send on this
     /// queue, one bit each for numbers below 64 (empty: none).
     xps_cpus: AtomicU64,
@@ -434,6 +439,27 @@ impl TxQueue {
             Some(d) => TxLock::Lockless(&**d),
             None => TxLock::Held(self.driver.lock()),
         }
+    }
+
+    /// True when the queue's own qdisc is `noqueue` (a queue served by a
+    /// root shared from queue 0 says false).
+    #[inline]
+    pub fn is_noqueue(&self) -> bool {
+        self.noqueue.load(Ordering::Acquire)
+    }
+
+    /// Installs `new` of `handle` under the qdisc lock (see
+    /// [`QdiscSlot::install`]), the queueless mark following it.
+    fn install(
+        &self,
+        slot: &mut QdiscSlot,
+        new: Box<dyn Qdisc>,
+        handle: u32,
+        to_free: &mut ToFree,
+    ) {
+        slot.install(new, handle, to_free);
+        self.noqueue
+            .store(slot.qdisc.is_noqueue(), Ordering::Release);
     }
 
     /// True when the driver transmits without the lock (`NETIF_F_LLTX`).
@@ -601,9 +627,11 @@ impl NetDevice {
             .map(|(i, mut d)| {
                 let ctl = Arc::new(TxQueueCtl::new(notify.clone()));
                 d.attach(ctl.clone());
+                let qdisc = make_qdisc(&cfg);
                 TxQueue {
                     index: i as u16,
-                    q: Mutex::new(QdiscSlot::new(make_qdisc(&cfg))),
+                    noqueue: AtomicBool::new(qdisc.is_noqueue()),
+                    q: Mutex::new(QdiscSlot::new(qdisc)),
                     lltx: d.lltx(),
                     driver: Mutex::new(d),
                     xps_cpus: AtomicU64::new(0),
@@ -875,7 +903,7 @@ impl NetDevice {
                 index,
             })?;
         let mut to_free = ToFree::default();
-        q.q.lock().install(new, handle, &mut to_free);
+        q.install(&mut q.q.lock(), new, handle, &mut to_free);
         Ok(to_free)
     }
 
@@ -888,13 +916,15 @@ impl NetDevice {
         let shared = self.queues.len() > 1;
         if let Some(q0) = self.queues.first() {
             let mut slot = q0.q.lock();
-            slot.install(new, handle, &mut to_free);
+            q0.install(&mut slot, new, handle, &mut to_free);
             slot.shared = shared;
         }
         for q in self.queues.iter().skip(1) {
             let mut slot = q.q.lock();
             slot.install(Box::new(crate::sched::Noqueue::default()), 0, &mut to_free);
             slot.redirect = true;
+            // Served by queue 0's root: not queueless of its own.
+            q.noqueue.store(false, Ordering::Release);
         }
         to_free
     }
@@ -1045,6 +1075,20 @@ mod tests {
         assert_eq!(dev.xps_lookup(5, 0xf000_0000), Some(3));
         assert_eq!(dev.xps_lookup(0, 0), None, "thread 0 has no queue now");
         assert!(dev.set_xps_cpus(4, 1).is_err());
+    }
+
+    #[test]
+    fn the_queueless_mark_follows_every_qdisc_replacement() {
+        let dev = device(2);
+        assert!(dev.queues().iter().all(TxQueue::is_noqueue));
+        let fifo = || Box::new(crate::sched::PfifoFast::new(1000)) as Box<dyn Qdisc>;
+        dev.replace_qdisc(1, fifo(), 0).unwrap();
+        assert!(dev.queues()[0].is_noqueue() && !dev.queues()[1].is_noqueue());
+        dev.share_root(Box::new(crate::sched::Noqueue::default()), 0);
+        let marks: Vec<bool> = dev.queues().iter().map(TxQueue::is_noqueue).collect();
+        assert_eq!(marks, [true, false], "queue 1 is served by queue 0's root");
+        dev.share_root(fifo(), 0x1_0000);
+        assert!(!dev.queues()[0].is_noqueue());
     }
 
     #[test]
