@@ -501,6 +501,7 @@ mod tests {
                 result("18B", measured(1_000_000), measured(1_000_000), 25_000_000),
             ],
             wires: Vec::new(),
+            threads: Vec::new(),
         };
         let ts = targets(&st);
         assert_eq!(ts.len(), 16);
@@ -547,6 +548,7 @@ mod tests {
             memcpy_gbps: 1.0,
             cases: vec![row("18B", 10_000_000, 100), rules],
             wires: Vec::new(),
+            threads: Vec::new(),
         };
         let got = |t: &SinkTable| {
             let ts = targets(t);
@@ -578,6 +580,7 @@ mod tests {
                 memcpy_gbps: 1.0,
                 cases: vec![result(n, measured(1), measured(1), 1)],
                 wires: Vec::new(),
+                threads: Vec::new(),
             };
             sink_table(&st)
         };
