@@ -38,7 +38,7 @@ fn assert_agrees(test: &str, script: &str, lines: usize) {
     let r = diff(test, script);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let end =
-        format!("{lines} lines compared, frames on every link, 13 counters: no differences\n");
+        format!("{lines} lines compared, frames on every link, 22 counters: no differences\n");
     assert!(r.stdout.ends_with(&end), "{}", r.stdout);
 }
 
@@ -78,7 +78,7 @@ fn a_script_both_agree_on_has_no_differences() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout
-            .ends_with("23 lines compared, frames on every link, 13 counters: no differences\n"),
+            .ends_with("23 lines compared, frames on every link, 22 counters: no differences\n"),
         "{}",
         r.stdout
     );
@@ -105,7 +105,7 @@ line 3: ip addr add 10.0.0.5/24 dev eth0 label eth0:1
     // Line 4 is refused by both, with ip's own message: no difference.
     assert!(
         r.stdout
-            .ends_with("4 lines compared, frames on every link, 13 counters: 1 differences\n"),
+            .ends_with("4 lines compared, frames on every link, 22 counters: 1 differences\n"),
         "{}",
         r.stdout
     );
@@ -228,4 +228,33 @@ socket i raw 1
 send i to 10.0.0.2:0 len 8
 ";
     assert_agrees("raw_sockets_with_and_without_ip_hdrincl", script, 15);
+}
+
+/// Broadcast and multicast from a bound source with no route for them:
+/// they leave by the source's device (`ip_route_output_key_hash_rcu()`'s
+/// shortcut); a copy of each broadcast, and of each multicast to a group
+/// the host is in while `IP_MULTICAST_LOOP` is on, comes back to the
+/// host's own sockets (`ip_mc_output()`), a multicast of TTL 0 to such a
+/// group stays in; the In/Out broadcast and multicast counters agree.
+#[test]
+fn broadcast_and_multicast_loop_back_to_the_host() {
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+socket r udp bind 0.0.0.0:9000
+socket s udp bind 10.0.0.1:5000
+sockopt s so_broadcast 1
+send s to 10.0.0.255:9000 len 100
+send s to 255.255.255.255:9000 len 3000
+send s to 10.0.0.255:9001 len 10
+send s to 224.0.0.1:9000 len 20
+send s to 224.1.2.3:9000 len 20
+sockopt s ip_multicast_loop 0
+send s to 224.0.0.1:9000 len 30
+sockopt s ip_multicast_loop 1
+sockopt s ip_multicast_ttl 0
+send s to 224.0.0.1:9000 len 40
+send s to 224.1.2.3:9000 len 40
+sleep 1s
+";
+    assert_agrees("broadcast_and_multicast_loop_back_to_the_host", script, 16);
 }

@@ -112,6 +112,16 @@ pub struct IpCbFlags {
     pub frag_pmtu: bool,
     /// The socket may fragment locally regardless of DF (`ip_sk_ignore_df`).
     pub ignore_df: bool,
+    /// The route is a broadcast one (`RTCF_BROADCAST`): each packet is
+    /// counted `IpExtOutBcastPkts`, and a copy of the datagram is looped
+    /// to the host (`ip_mc_output()`).
+    pub bcast: bool,
+    /// The route is a multicast one (`RTCF_MULTICAST`): each packet is
+    /// counted `IpExtOutMcastPkts`; with [`IpCbFlags::mc_loop`] a copy is
+    /// looped to the host; a TTL of 0 never leaves it.
+    pub mcast: bool,
+    /// The sending socket's `IP_MULTICAST_LOOP` (`sk_mc_loop()`).
+    pub mc_loop: bool,
 }
 
 /// A zero-copy send's completion token (`struct ubuf_info_msgzc`): every

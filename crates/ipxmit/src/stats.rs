@@ -118,10 +118,26 @@ counter_enum! {
         /// Datagrams shorter than their total length says
         /// (`IPSTATS_MIB_INTRUNCATEDPKTS`).
         IpExtInTruncatedPkts => "IpExtInTruncatedPkts",
+        /// Multicast datagrams received (`IPSTATS_MIB_INMCAST`).
+        IpExtInMcastPkts => "IpExtInMcastPkts",
+        /// Multicast packets sent (`IPSTATS_MIB_OUTMCAST`).
+        IpExtOutMcastPkts => "IpExtOutMcastPkts",
+        /// Broadcast datagrams received (`IPSTATS_MIB_INBCAST`).
+        IpExtInBcastPkts => "IpExtInBcastPkts",
+        /// Broadcast packets sent (`IPSTATS_MIB_OUTBCAST`).
+        IpExtOutBcastPkts => "IpExtOutBcastPkts",
         /// Octets received (`IPSTATS_MIB_INOCTETS`).
         IpExtInOctets => "IpExtInOctets",
         /// Octets passed to the device layer (`IPSTATS_MIB_OUTOCTETS`).
         IpExtOutOctets => "IpExtOutOctets",
+        /// Octets of received multicast (`IPSTATS_MIB_INMCASTOCTETS`).
+        IpExtInMcastOctets => "IpExtInMcastOctets",
+        /// Octets of multicast sent (`IPSTATS_MIB_OUTMCASTOCTETS`).
+        IpExtOutMcastOctets => "IpExtOutMcastOctets",
+        /// Octets of received broadcast (`IPSTATS_MIB_INBCASTOCTETS`).
+        IpExtInBcastOctets => "IpExtInBcastOctets",
+        /// Octets of broadcast sent (`IPSTATS_MIB_OUTBCASTOCTETS`).
+        IpExtOutBcastOctets => "IpExtOutBcastOctets",
         /// Datagrams received with a bad header checksum
         /// (`IPSTATS_MIB_CSUMERRORS`).
         IpExtInCsumErrors => "IpExtInCsumErrors",

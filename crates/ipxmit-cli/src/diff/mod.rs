@@ -60,6 +60,15 @@ const COUNTERS: &[&str] = &[
     "UdpOutDatagrams",
     "UdpSndbufErrors",
     "UdpNoPorts",
+    "IpInReceives",
+    "IpInDelivers",
+    "UdpInDatagrams",
+    "UdpIgnoredMulti",
+    "IpExtInMcastPkts",
+    "IpExtOutMcastPkts",
+    "IpExtInBcastPkts",
+    "IpExtOutBcastPkts",
+    "IpExtOutOctets",
 ];
 
 /// What ipxmit did with a line, in the kernel's terms.

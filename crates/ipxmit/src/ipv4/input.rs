@@ -34,6 +34,9 @@ pub enum PktType {
     Multicast,
     /// `PACKET_OTHERHOST`: another host's address.
     OtherHost,
+    /// `PACKET_LOOPBACK`: the host's own broadcast or multicast, looped by
+    /// `dev_loopback_xmit()` with its output route.
+    Loopback,
 }
 
 /// What the input route made of a datagram for the host (`rt_type`).
@@ -60,7 +63,7 @@ pub struct Local<'a> {
 }
 
 /// All-hosts, the group every IPv4 host is in (`IGMP_ALL_HOSTS`).
-const ALL_HOSTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
+pub(crate) const ALL_HOSTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
 
 /// Kernel: `ip_rcv()` and `ip_rcv_core()`, net/ipv4/ip_input.c. Checks the
 /// header of `bytes` (the frame after its link header) received on `dev`:
@@ -99,7 +102,21 @@ pub fn rcv<'a>(stack: &Stack, dev: &NetDevice, bytes: &'a [u8], pt: PktType) -> 
             return None;
         }
     };
-    let kind = route_input(stack, dev, &ip)?;
+    let kind = match pt {
+        PktType::Loopback => looped_kind(&ip),
+        _ => route_input(stack, dev, &ip)?,
+    };
+    match kind {
+        LocalKind::Broadcast => {
+            c.inc(Mib::IpExtInBcastPkts);
+            c.add(Mib::IpExtInBcastOctets, bytes.len() as u64);
+        }
+        LocalKind::Multicast => {
+            c.inc(Mib::IpExtInMcastPkts);
+            c.add(Mib::IpExtInMcastOctets, bytes.len() as u64);
+        }
+        LocalKind::Unicast => {}
+    }
     if ip.is_fragment() {
         c.inc(Mib::IpReasmReqds);
         c.drop_at(DropSite::RcvFragment);
@@ -134,6 +151,17 @@ fn check_header(bytes: &[u8]) -> Result<Ipv4Packet<&[u8]>, DropReason> {
         return Err(DropReason::IpInhdr);
     }
     Ok(Ipv4Packet::new_unchecked(&bytes[..total]))
+}
+
+/// Kernel: `ip_rcv_finish_core()` of a looped copy, whose output route is
+/// still attached (`skb_valid_dst()`: no input route lookup): a broadcast
+/// or a group the host is in (only those loop), whose input is local
+/// delivery (`RTCF_LOCAL`).
+fn looped_kind(ip: &Ipv4Packet<&[u8]>) -> LocalKind {
+    match ip.dst_addr().is_multicast() {
+        true => LocalKind::Multicast,
+        false => LocalKind::Broadcast,
+    }
 }
 
 /// Kernel: `ip_route_input_slow()` and `ip_route_input_mc()` as far as a

@@ -26,10 +26,10 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::buf::{GsoType, PacketBuf};
+use crate::buf::{CsumState, GsoType, PacketBuf};
 use crate::dev::batch::XmitBatch;
 pub use crate::dev::queue::{QdiscPath, QdiscPlan};
-use crate::dev::{LinkType, Notify};
+use crate::dev::{LinkType, NetDevice, Notify};
 use crate::error::SendError;
 use crate::ipv4::fragment::{self, FragError, FragList, Fragmenter};
 use crate::ipv4::options::{self, IpOptions};
@@ -176,6 +176,9 @@ struct OutCount {
     /// `IpOutDiscards`: datagrams `ip_send_skb` saw dropped for lack of
     /// resources.
     discards: u64,
+    /// `IpExtOutMcastPkts`/`Octets`, `IpExtOutBcastPkts`/`Octets`.
+    mcast: (u64, u64),
+    bcast: (u64, u64),
 }
 
 impl OutCount {
@@ -190,6 +193,12 @@ impl OutCount {
             c.add(Mib::IpFragCreates, self.frag_creates);
             c.add(Mib::IpFragFails, self.frag_fails);
             c.add(Mib::IpOutDiscards, self.discards);
+        }
+        if self.mcast.0 | self.bcast.0 != 0 {
+            c.add(Mib::IpExtOutMcastPkts, self.mcast.0);
+            c.add(Mib::IpExtOutMcastOctets, self.mcast.1);
+            c.add(Mib::IpExtOutBcastPkts, self.bcast.0);
+            c.add(Mib::IpExtOutBcastOctets, self.bcast.1);
         }
     }
 }
@@ -371,10 +380,43 @@ impl<'a> OutputBatch<'a> {
     /// rerouted.
     #[inline(always)]
     fn output(&mut self, mut pkt: PacketBuf, mut len: usize, more: bool) -> Result<(), SendError> {
-        if let (Some(h), false) = (&self.post_routing_hooks, pkt.meta.ip_flags.rerouted) {
+        let f = pkt.meta.ip_flags;
+        if f.bcast | f.mcast && self.mc_output(&pkt) {
+            return Ok(());
+        }
+        if let (Some(h), false) = (&self.post_routing_hooks, f.rerouted) {
             len = self.filter(h, HookPoint::PostRouting, &mut pkt)?;
         }
         self.finish_output(pkt, len, more)
+    }
+
+    /// Kernel: `ip_mc_output()`'s part before the datagram's own
+    /// POST_ROUTING, the output of a broadcast route and of a multicast
+    /// one to a group the host is in (`RTCF_LOCAL`: all-hosts; ipxmit
+    /// joins no other): a copy of a broadcast datagram, or of a multicast
+    /// one from a socket with `IP_MULTICAST_LOOP`, passes POST_ROUTING and
+    /// is looped to the host ([`loop_copy`]); such a multicast datagram of
+    /// TTL 0 goes no further (freed quietly: true).
+    #[cold]
+    fn mc_output(&mut self, pkt: &PacketBuf) -> bool {
+        let f = pkt.meta.ip_flags;
+        let h = pkt.network_header();
+        let member = f.mcast && h.get(16..20) == Some(&crate::ipv4::input::ALL_HOSTS.octets()[..]);
+        if !(f.bcast || member) {
+            return false;
+        }
+        if f.bcast || f.mc_loop {
+            let mut copy = loop_copy(pkt);
+            let passed = match &self.post_routing_hooks {
+                Some(h) => self.filter(h, HookPoint::PostRouting, &mut copy).is_ok(),
+                None => true,
+            };
+            if passed {
+                push_loop_header(&mut copy, &self.dst.dev);
+                self.stack.loop_to_host(&self.dst.dev, copy);
+            }
+        }
+        member && pkt.network_header().get(8) == Some(&0)
     }
 
     /// Kernel: `__ip_finish_output()`. Fragments what exceeds the MTU
@@ -514,6 +556,16 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<(), SendError> {
         self.count.pkts += 1;
         self.count.octets += len as u64;
+        let f = pkt.meta.ip_flags;
+        if f.mcast | f.bcast {
+            let c = if f.mcast {
+                &mut self.count.mcast
+            } else {
+                &mut self.count.bcast
+            };
+            c.0 += 1;
+            c.1 += len as u64;
+        }
         match &self.hh {
             Some(hh) if !pkt.meta.confirm_neigh => push_link_header(&mut pkt, hh, self.hlen),
             _ => return self.resolve_output(pkt),
@@ -738,4 +790,42 @@ fn build_queue_xmit_header(
 /// layer's answer ([`crate::dev::queue::xmit_plan`]), for `ipxmit explain`.
 pub fn plan_xmit(dst: &Dst, hash: u32, first: &PacketBuf) -> QdiscPlan {
     crate::dev::queue::xmit_plan(&dst.dev, hash, first)
+}
+
+/// The copy `ip_mc_output()` loops to the host (`skb_clone()`): the
+/// datagram's bytes with room for a link header, a checksum left to the
+/// device completed (the kernel marks the clone `CHECKSUM_UNNECESSARY`),
+/// no socket, no fate of its own.
+fn loop_copy(pkt: &PacketBuf) -> PacketBuf {
+    let mut copy = PacketBuf::from_slice(crate::wire::ethernet::HEADER_LEN, &pkt.to_vec());
+    copy.reset_network_header();
+    if let CsumState::Partial { start, offset } = pkt.meta.ip_summed {
+        let at = usize::from(start) - pkt.data_offset() + copy.data_offset();
+        copy.meta.ip_summed = CsumState::Partial {
+            start: at as u16,
+            offset,
+        };
+        crate::offload::checksum_help(&mut copy);
+    }
+    copy.meta.ip_flags = pkt.meta.ip_flags;
+    copy
+}
+
+/// Kernel: `dev_loopback_xmit()`'s frame as ipxmit's receive path takes
+/// it: the Ethernet header `dev` would give the datagram (the group's
+/// address or the broadcast one).
+fn push_loop_header(copy: &mut PacketBuf, dev: &NetDevice) {
+    let daddr = copy.network_header_array::<20>().map_or([0; 4], |h| {
+        let mut a = [0; 4];
+        a.copy_from_slice(&h[16..20]);
+        a
+    });
+    let dst_mac = match copy.meta.ip_flags.mcast {
+        true => crate::wire::EthernetAddress([0x01, 0, 0x5e, daddr[1] & 0x7f, daddr[2], daddr[3]]),
+        false => crate::wire::EthernetAddress::BROADCAST,
+    };
+    let h = copy.push(crate::wire::ethernet::HEADER_LEN);
+    h[..6].copy_from_slice(&dst_mac.0);
+    h[6..12].copy_from_slice(&dev.hw_addr().0);
+    h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
 }

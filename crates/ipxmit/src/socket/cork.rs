@@ -27,7 +27,7 @@ use crate::error::SendError;
 use crate::ipv4::fragment::FragPlan;
 use crate::ipv4::options::IpOptions;
 use crate::ipv4::output::{build_header, HeaderFields};
-use crate::route::{Dst, IP_MAX_MTU, IP_MIN_MTU};
+use crate::route::{Dst, RouteType, IP_MAX_MTU, IP_MIN_MTU};
 use crate::socket::{MsgFlags, PmtuDisc};
 use crate::stack::Stack;
 use crate::stats::Mib;
@@ -75,6 +75,19 @@ pub struct CorkParams {
     pub sk: SockMeta,
     /// The timestamp key the buffers carry (`skb_shinfo(skb)->tskey`).
     pub tskey: u32,
+    /// The route's type (its `RTCF_BROADCAST`/`RTCF_MULTICAST` flags).
+    pub kind: RouteType,
+    /// `IP_MULTICAST_LOOP`.
+    pub mc_loop: bool,
+}
+
+/// Marks a datagram's buffer with what its route's type means on the way
+/// out (`rt->rt_flags`, which `ip_mc_output()` and `ip_finish_output2()`
+/// read): broadcast, multicast and whether the socket loops multicast.
+pub fn set_route_flags(f: &mut crate::buf::IpCbFlags, kind: RouteType, mc_loop: bool) {
+    f.bcast = kind == RouteType::Broadcast;
+    f.mcast = kind == RouteType::Multicast;
+    f.mc_loop = mc_loop;
 }
 
 /// Kernel: `ip_setup_cork()` fragment size: the path MTU, or the device MTU for
@@ -657,6 +670,7 @@ impl Cork {
         }
         let df = datagram_df(&p, skb.len());
         skb.meta.ip_flags.ignore_df = p.pmtudisc.ignore_df();
+        set_route_flags(&mut skb.meta.ip_flags, p.kind, p.mc_loop);
         let id = select_ident(stack, &p, df, sock_id);
         write_header(&mut skb, &p, df, id);
         if p.protocol == 1 {

@@ -415,6 +415,8 @@ impl InetSock {
             transmit_time: 0,
             sk: self.sk_meta(),
             tskey: self.tskey,
+            kind,
+            mc_loop: self.opts.mc_loop,
         })
     }
 

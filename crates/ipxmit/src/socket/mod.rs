@@ -173,9 +173,8 @@ pub struct SockOpts {
     /// `IP_MULTICAST_IF` (`inet->mc_index`, `inet->mc_addr`): the device
     /// index (0: none) and source address (0.0.0.0: none) for multicast.
     pub mc_if: (u32, Ipv4Addr),
-    /// `IP_MULTICAST_LOOP` (`inet->mc_loop`): stored only; ipxmit does not
-    /// loop multicast (nor broadcast) back to the host's own sockets yet
-    /// (the kernel's `ip_mc_output()` does).
+    /// `IP_MULTICAST_LOOP` (`inet->mc_loop`): a multicast datagram's copy
+    /// is looped to the host (`ip_mc_output()`; broadcast always is).
     pub mc_loop: bool,
 }
 

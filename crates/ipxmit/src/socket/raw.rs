@@ -198,7 +198,7 @@ impl RawSocket {
         flags: MsgFlags,
         tstamp: u64,
     ) -> Result<(), SendError> {
-        let dst = self.inet.route(daddr)?;
+        let (dst, kind) = self.inet.route_typed(daddr)?;
         let mtu = dst.dev.mtu();
         if buf.len() > mtu as usize {
             let port = self.inet.peer.map_or(0, |p| p.port());
@@ -234,6 +234,7 @@ impl RawSocket {
             ));
         }
         fill_hdrinc(&i.stack, &mut skb, saddr);
+        crate::socket::cork::set_route_flags(&mut skb.meta.ip_flags, kind, i.opts.mc_loop);
         skb.meta.priority = i.opts.priority;
         skb.meta.mark = i.opts.mark;
         skb.meta.tstamp = tstamp;

@@ -81,16 +81,46 @@ impl Stack {
             let Some(dev) = self.device_by_index(ifindex) else {
                 continue;
             };
-            if pkt.data_len() == 0 && pkt.chain().is_empty() {
-                self.receive(&dev, pkt.linear());
+            let whole;
+            let frame = if pkt.data_len() == 0 && pkt.chain().is_empty() {
+                pkt.linear()
             } else {
-                self.receive(&dev, &pkt.to_vec());
+                whole = pkt.to_vec();
+                &whole
+            };
+            if dev.is_loopback() {
+                self.receive(&dev, frame);
+            } else {
+                // A copy `dev_loopback_xmit()` looped: no device counted it.
+                self.receive_looped(&dev, frame);
             }
         }
         if !self.backlog.is_empty() {
             self.notify.raise();
         }
         n
+    }
+
+    /// Kernel: `dev_loopback_xmit()` and `netif_rx()`: `frame`, a copy of
+    /// a broadcast or multicast datagram sent out of `dev`, queued for the
+    /// host's own receive path (`PACKET_LOOPBACK`); a full backlog drops
+    /// it (`CPU_BACKLOG`).
+    pub(crate) fn loop_to_host(&self, dev: &NetDevice, frame: crate::PacketBuf) {
+        if self.backlog.enqueue(dev.ifindex(), frame).is_err() {
+            self.counters.drop_at(DropSite::Backlog);
+            dev.stats.add(crate::stats::DevCounter::RxDropped, 1);
+        }
+    }
+
+    /// The receive path of a looped copy (`PACKET_LOOPBACK`): it carries
+    /// its output route, whose input is local delivery (`RTCF_LOCAL`).
+    fn receive_looped(&self, dev: &NetDevice, frame: &[u8]) {
+        let Some(ip) = frame.get(crate::wire::ethernet::HEADER_LEN..) else {
+            return;
+        };
+        if let Some(l) = input::rcv(self, dev, ip, PktType::Loopback) {
+            self.local_deliver(&l);
+        }
     }
 
     /// The dispatch of [`Stack::receive`]: ARP to the neighbour layer,

@@ -400,6 +400,16 @@ fn is_local_in(rib: &Rib, addr: Ipv4Addr) -> bool {
     local.is_some_and(|r| r.kind == RtnType::Local)
 }
 
+/// Kernel: `__ip_dev_find()`'s device: the one the `local` route of the
+/// host's address `addr` leads to.
+fn dev_of_local(rib: &Rib, addr: Ipv4Addr) -> Option<Arc<NetDevice>> {
+    let r = rib.table(RT_TABLE_LOCAL)?.lookup(addr)?;
+    if r.kind != RtnType::Local {
+        return None;
+    }
+    r.dst.as_ref().map(|d| d.dev.clone())
+}
+
 /// True when two kernel routes are the same entry.
 fn same(a: &Route, b: &Route) -> bool {
     a.table == b.table && a.prefix == b.prefix && a.kind == b.kind
@@ -409,7 +419,9 @@ impl Stack {
     /// Kernel: `ip_route_output_key_hash_rcu()` and `__mkroute_output()`,
     /// net/ipv4/route.c. The destination entry for the flow `key` and its
     /// type. A source address that is multicast, limited broadcast or zero
-    /// is `EINVAL`. With an output device (`oif`: `SO_BINDTODEVICE`,
+    /// is `EINVAL`; a multicast or limited broadcast destination from a
+    /// source of the host and without an output device leaves by the
+    /// source's device, no lookup made. With an output device (`oif`: `SO_BINDTODEVICE`,
     /// `IP_MULTICAST_IF`) it must exist (`ENODEV`) and be up
     /// (`ENETUNREACH`); a link-local multicast or limited broadcast goes
     /// straight out of it, and when the rules find nothing the destination
@@ -440,6 +452,15 @@ impl Stack {
         let rib = self.rib.read().clone();
         if !s.is_unspecified() && !is_local_in(&rib, s) {
             return Err(RouteError::NetUnreachable(key.daddr));
+        }
+        let d = key.daddr;
+        if !s.is_unspecified() && key.oif == 0 && (d.is_broadcast() || d.is_multicast()) {
+            // The source's device, without a lookup ("it is equivalent to
+            // inet_addr_type(saddr) == RTN_LOCAL").
+            if let Some(dev) = dev_of_local(&rib, s) {
+                let dst = Arc::new(Dst::new(dev, None));
+                return Ok(OutRoute::new(dst, dest_kind(d), None));
+            }
         }
         if key.daddr.is_unspecified() {
             let daddr = if s.is_unspecified() {

@@ -157,6 +157,8 @@ pub(super) struct BatchCork {
 struct DatagramMeta {
     /// May be fragmented locally (`skb->ignore_df`).
     ignore_df: bool,
+    /// The route's type flags and `IP_MULTICAST_LOOP`.
+    route: (crate::route::RouteType, bool),
     /// The device's MTU, not the path's, bounds it (`!ip_sk_use_pmtu`).
     use_dev_mtu: bool,
     priority: u32,
@@ -211,6 +213,7 @@ impl BatchCork {
     pub(super) fn datagram_meta(&self, m: &mut Meta) {
         let d = &self.meta;
         m.ip_flags.ignore_df = d.ignore_df;
+        crate::socket::cork::set_route_flags(&mut m.ip_flags, d.route.0, d.route.1);
         m.use_dev_mtu = d.use_dev_mtu;
         m.priority = d.priority;
         m.mark = d.mark;
@@ -667,6 +670,7 @@ impl UdpSocket {
         BatchCork {
             meta: DatagramMeta {
                 ignore_df: params.pmtudisc.ignore_df(),
+                route: (params.kind, params.mc_loop),
                 use_dev_mtu: !params.pmtudisc.use_pmtu(),
                 priority: params.priority,
                 mark: params.mark,
