@@ -1,4 +1,5 @@
-//! `reject` and `limit` held against this machine's kernel (issue 16): the same `ip`
+//! `reject`, `limit`, maps and verdict maps held against this machine's
+//! kernel (issue 16): the same `ip`
 //! and `nft` lines in a network namespace this test creates and in an
 //! `ipxmit run` host, the same UDP sends, compared: each send's errno (a
 //! `reject` fails the send with `EPERM`, and a port unreachable makes a
@@ -253,5 +254,100 @@ fn reject_and_limit_match_the_kernel() {
     assert_eq!(ir, kr, "send results and error queue");
     assert_eq!(kicmp.len(), 6, "the kernel's ICMP messages on lo");
     assert_eq!(iicmp, kicmp, "ICMP messages on lo");
+    assert_eq!(irules, krules, "nft list ruleset");
+}
+
+/// Named and anonymous maps and verdict maps: `meta mark set ... map`,
+/// `vmap` with accept/drop/continue/jump, a catch-all, a concatenation,
+/// intervals.
+const MAP_RULES: &[&str] = &[
+    "nft add table ip t",
+    "nft add chain ip t out '{ type filter hook output priority 0; }'",
+    "nft add chain ip t sub",
+    "nft add map ip t marks '{ type ipv4_addr : mark; }'",
+    "nft add element ip t marks '{ 10.9.0.2 : 0x7, 10.9.0.3 : 0x8 }'",
+    "nft add map ip t verd '{ type inet_service : verdict; }'",
+    "nft add element ip t verd '{ 20 : drop, 21 : jump sub, 22 : accept }'",
+    "nft add rule ip t out meta mark set ip daddr map @marks counter",
+    "nft add rule ip t out udp dport vmap { 53 : accept, 80 : drop, 81 : continue, 82 : jump sub } counter",
+    "nft add rule ip t out 'meta mark set udp dport map { 81 : 0x00000051, 82 : 0x52, * : 0x1 }' counter",
+    "nft add rule ip t out udp dport vmap @verd",
+    "nft add rule ip t out ip daddr . udp dport vmap { 10.9.0.2 . 83 : drop } counter",
+    "nft add rule ip t out ip hdrlength vmap { 0-4 : drop, 5 : continue, 6 : continue } counter",
+    "nft add rule ip t sub meta mark 0x52 counter drop",
+    "nft add rule ip t sub counter",
+];
+
+/// The map test's sends: (last address byte, destination port).
+const MAP_SENDS: &[(u8, u16)] = &[
+    (2, 53),
+    (2, 80),
+    (2, 81),
+    (2, 82),
+    (2, 20),
+    (2, 21),
+    (2, 83),
+    (3, 84),
+];
+
+#[test]
+fn maps_and_vmaps_match_the_kernel() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED (needs root, network namespaces, nft): nft_maps [{why}]");
+        return;
+    }
+    let dir = tmpdir("nft_maps_kernel");
+    let ns = Ns(format!("ipxmit-map-{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    let setup =
+        format!("{SETUP}ip neigh add 10.9.0.3 lladdr 02:00:00:00:00:fe dev veth0 nud permanent\n");
+    let (_, err, code) = sh(
+        &ns.0,
+        "ip link set lo up; ip link add veth0 type veth peer name veth1; ip link set veth1 up",
+    );
+    assert_eq!(code, 0, "{err}");
+    for l in setup.lines().chain(MAP_RULES.iter().copied()) {
+        let (_, err, code) = sh(&ns.0, l);
+        assert_eq!(code, 0, "{l}: {err}");
+    }
+    let mut py = String::from("import socket,errno\ns=socket.socket(2,2)\n");
+    let mut script = format!("link add veth0 type mem\n{setup}");
+    for l in MAP_RULES {
+        script.push_str(l);
+        script.push('\n');
+    }
+    script.push_str("socket s udp\n");
+    for (n, (a, port)) in MAP_SENDS.iter().enumerate() {
+        py.push_str(&format!(
+            "try: print('ret', s.sendto(bytes((7*i+{n})&255 for i in range(10)), ('10.9.0.{a}', {port})))\n\
+             except OSError as e: print(errno.errorcode[e.errno])\n"
+        ));
+        script.push_str(&format!("send s to 10.9.0.{a}:{port} len 10\n"));
+    }
+    script.push_str("nft list ruleset\n");
+    std::fs::write(dir.join("maps.py"), py).unwrap();
+    let (out, err, code) = sh(&ns.0, &format!("python3 {}", dir.join("maps.py").display()));
+    assert_eq!(code, 0, "{err}");
+    let krules = sh(&ns.0, "nft list ruleset").0;
+    let r = run_script(&dir, &script, &["--no-stats", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut ours = Vec::new();
+    let mut irules = String::new();
+    for v in common::json_lines(&r.stdout) {
+        match v["op"].as_str() {
+            Some("send") => ours.push(match v["errno"].as_str() {
+                Some(e) => e.to_string(),
+                None => format!("ret {}", v["ret"]),
+            }),
+            Some("nft") => irules.push_str(v["out"].as_str().unwrap_or("")),
+            _ => {}
+        }
+    }
+    let kernel: Vec<String> = out.lines().map(str::to_string).collect();
+    assert_eq!(ours, kernel, "send results");
     assert_eq!(irules, krules, "nft list ruleset");
 }

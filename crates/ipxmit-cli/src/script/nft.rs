@@ -8,8 +8,8 @@
 //! [`super::nft_list`].
 
 use ipxmit::nft::{
-    BaseChain, ChainHook, ChainType, DataType, Family, Nft, NftError, Policy, Position, Ruleset,
-    Stmt,
+    BaseChain, ChainHook, ChainType, DataType, Family, MapData, Nft, NftError, Policy, Position,
+    Ruleset, Stmt,
 };
 use std::sync::Arc;
 
@@ -65,8 +65,8 @@ pub enum Action {
     AddRule(Tok, Vec<Stmt>, Position),
     /// `delete rule ... handle N`.
     DeleteRule(Tok, u64, (usize, usize)),
-    /// `add set`.
-    AddSet(Tok, Vec<DataType>, bool),
+    /// `add set`, `add map` (with its data type).
+    AddSet(Tok, Vec<DataType>, bool, Option<MapData>),
     /// `add element`: the set and the tokens of its elements (typed by
     /// the set when the command runs).
     AddElements(Tok, Vec<Tok>),
@@ -269,10 +269,16 @@ fn command(p: &mut P<'_>, handles: bool, text: &str) -> Result<NftCommand, NftPa
             let t = p.take()?;
             Action::DeleteRule(chain, num(t)?, t.span)
         }
-        ("add" | "create", "set") => {
+        ("add" | "create", "set" | "map") => {
             let name = p.take()?.clone();
-            let (ty, interval) = set_spec(p)?;
-            Action::AddSet(name, ty, interval)
+            let (ty, interval, data) = set_spec(p)?;
+            if (obj.text == "map") != data.is_some() {
+                return Err(P::err(
+                    obj,
+                    format!("syntax error, unexpected {}", obj.text),
+                ));
+            }
+            Action::AddSet(name, ty, interval, data)
         }
         ("add" | "create", "element") => {
             let name = p.take()?.clone();
@@ -410,8 +416,8 @@ fn chain_spec(p: &mut P<'_>, fam: Family) -> Result<Option<BaseChain>, NftParseE
     }))
 }
 
-/// `{ type T [. T]; [flags interval;] }`.
-fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
+/// `{ type T [. T] [: mark|verdict]; [flags interval;] }`.
+fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool, Option<MapData>), NftParseError> {
     p.expect("{")?;
     p.expect("type")?;
     let mut ty = Vec::new();
@@ -428,6 +434,21 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
             break;
         }
     }
+    let data = if p.eat(":") {
+        let t = p.take()?;
+        Some(match t.text.as_str() {
+            "mark" => MapData::Mark,
+            "verdict" => MapData::Verdict,
+            _ => {
+                return Err(P::err(
+                    t,
+                    format!("map data type {} is not supported by ipxmit", t.text),
+                ))
+            }
+        })
+    } else {
+        None
+    };
     p.expect(";")?;
     let mut interval = false;
     if p.eat("flags") {
@@ -439,7 +460,7 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool), NftParseError> {
         p.expect(";")?;
     }
     p.expect("}")?;
-    Ok((ty, interval))
+    Ok((ty, interval, data))
 }
 
 /// Carries out an nft command on `nft`, the stack's devices resolving
@@ -504,9 +525,12 @@ fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<
         Action::DeleteRule(n, h, _) => {
             nft.commit(stack, |r| r.delete_rule(fam, tn, &n.text, *h))?
         }
-        Action::AddSet(n, ty, iv) => {
+        Action::AddSet(n, ty, iv, None) => {
             nft.commit(stack, |r| r.add_set(fam, tn, &n.text, ty.clone(), *iv))?
         }
+        Action::AddSet(n, ty, iv, Some(d)) => nft.commit(stack, |r| {
+            r.add_map(fam, tn, &n.text, (ty.clone(), *d), *iv)
+        })?,
         Action::AddElements(n, toks) => {
             let set = nft.ruleset.table(fam, tn).ok_or(NftError::NoEntry)?;
             let set = set.set(&n.text).ok_or(NftError::NoEntry)?;
@@ -515,15 +539,44 @@ fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<
                 i: 0,
                 end: c.text.len(),
             };
-            let elems = super::nft_rule::set_elems(&mut p, &set.ty)?;
-            if let Some(t) = p.peek() {
-                return Err(P::err(t, format!("syntax error, unexpected {}", t.text)).into());
+            if let Some(d) = set.map {
+                let tys: Vec<_> = set
+                    .ty
+                    .iter()
+                    .map(|d| super::nft_rule::ty_of_data(*d))
+                    .collect();
+                let m = super::nft_rule::map_elems(&mut p, &tys, d == MapData::Verdict)?;
+                trailing(&p)?;
+                if d == MapData::Verdict {
+                    let t = nft.ruleset.table(fam, tn).ok_or(NftError::NoEntry)?;
+                    let chains = m.elems.iter().map(|(_, v)| v).chain(&m.default);
+                    for v in chains {
+                        if let ipxmit::nft::MapValue::Verdict(
+                            ipxmit::nft::RuleVerdict::Jump(c) | ipxmit::nft::RuleVerdict::Goto(c),
+                        ) = v
+                        {
+                            t.chain(c).ok_or(NftError::NoEntry)?;
+                        }
+                    }
+                }
+                nft.commit(stack, |r| r.add_map_elements(fam, tn, &n.text, &m))?;
+                return Ok(());
             }
+            let elems = super::nft_rule::set_elems(&mut p, &set.ty)?;
+            trailing(&p)?;
             nft.commit(stack, |r| r.add_elements(fam, tn, &n.text, &elems))?;
         }
         Action::List(_) => {}
     }
     Ok(())
+}
+
+/// Tokens after a command's end: nft's syntax error at the first.
+fn trailing(p: &P<'_>) -> Result<(), NftParseError> {
+    match p.peek() {
+        Some(t) => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
+        None => Ok(()),
+    }
 }
 
 /// The token nft marks for a refusal: the table when it is missing, else

@@ -5,10 +5,10 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, Match, Nat, NatKind, Op, Policy,
-    Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT,
-    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT,
-    NAT_RANDOM,
+    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match,
+    Nat, NatKind, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES,
+    LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 
 use super::nft::{ListWhat, NftParseError, P};
@@ -161,16 +161,33 @@ fn set(out: &mut String, s: &Set, h: &str) {
                 ipxmit::nft::DataType::InetProto => "inet_proto",
             })
             .collect();
+    let (kind, data) = match s.map {
+        None => ("set", ""),
+        Some(MapData::Mark) => ("map", " : mark"),
+        Some(MapData::Verdict) => ("map", " : verdict"),
+    };
     let _ = writeln!(
         out,
-        "\tset {} {{{h}\n\t\ttype {}",
+        "\t{kind} {} {{{h}\n\t\ttype {}{data}",
         s.name,
         names.join(" . ")
     );
     if s.interval {
         out.push_str("\t\tflags interval\n");
     }
-    if !s.elems.is_empty() {
+    if s.map.is_some() && (!s.elems.is_empty() || s.default.is_some()) {
+        let pairs: Vec<(Elem, MapValue)> = s
+            .elems
+            .iter()
+            .copied()
+            .zip(s.values.iter().cloned())
+            .collect();
+        let _ = writeln!(
+            out,
+            "\t\telements = {}",
+            map_elems(&pairs, s.default.as_ref(), &tys)
+        );
+    } else if !s.elems.is_empty() {
         let _ = writeln!(out, "\t\telements = {}", elems(&s.elems, &tys));
     }
     out.push_str("\t}\n");
@@ -226,6 +243,11 @@ pub fn stmt(s: &Stmt) -> String {
             format!("counter packets {p} bytes {b}")
         }
         Stmt::MarkSet(m) => format!("meta mark set {}", value(u64::from(*m), Ty::Mark)),
+        Stmt::MarkSetMap(keys, r) => {
+            let lhs: Vec<&str> = keys.iter().map(|k| key_str(*k)).collect();
+            let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
+            format!("meta mark set {} map {}", lhs.join(" . "), map_ref(r, &tys))
+        }
         Stmt::PrioritySet(v) => format!("meta priority set {}", value(u64::from(*v), Ty::Prio)),
         Stmt::DscpSet(d) => format!("ip dscp set {}", value(u64::from(*d), Ty::Dscp)),
         Stmt::TtlSet(t) => format!("ip ttl set {t}"),
@@ -427,9 +449,39 @@ fn matcher(m: &Match) -> String {
         Rhs::Range(lo, hi) => format!("{}-{}", value(*lo, ty), value(*hi, ty)),
         Rhs::Set(e) => elems(e, &tys),
         Rhs::Named(n) => format!("@{n}"),
+        Rhs::Vmap(r) => return format!("{} vmap {}", lhs.join(" . "), map_ref(r, &tys)),
         Rhs::Dev(n, _) | Rhs::Ifname(n) => format!("\"{n}\""),
     };
     format!("{} {op}{rhs}", lhs.join(" . "))
+}
+
+/// A map as a rule shows it: `@NAME` or `{ K : V, ..., * : V }`.
+fn map_ref(r: &MapRef, tys: &[Ty]) -> String {
+    match r {
+        MapRef::Named(n) => format!("@{n}"),
+        MapRef::Anon(m) => map_elems(&m.elems, m.default.as_ref(), tys),
+    }
+}
+
+/// `{ K : V, ... }` sorted by key, the catch-all last.
+fn map_elems(elems: &[(Elem, MapValue)], default: Option<&MapValue>, tys: &[Ty]) -> String {
+    let mut v: Vec<&(Elem, MapValue)> = elems.iter().collect();
+    v.sort_by_key(|(e, _)| *e);
+    let mut parts: Vec<String> = v
+        .iter()
+        .map(|(e, x)| format!("{} : {}", elem(e, tys), map_value(x)))
+        .collect();
+    if let Some(d) = default {
+        parts.push(format!("* : {}", map_value(d)));
+    }
+    format!("{{ {} }}", parts.join(", "))
+}
+
+fn map_value(v: &MapValue) -> String {
+    match v {
+        MapValue::Num(n) => value(*n, Ty::Mark),
+        MapValue::Verdict(v) => stmt(&Stmt::Verdict(v.clone())),
+    }
 }
 
 /// `{ a, b-c, d/len }`, sorted by value as the kernel's interval tree.

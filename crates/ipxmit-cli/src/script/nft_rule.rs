@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Counter, DataType, Elem, Key, Limit, Log, Match, Nat, NatKind, NftError, Op, Reject, Rhs,
-    RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT,
-    LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, DataType, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind,
+    NftError, Op, Reject, Rhs, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
+    LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -386,6 +386,11 @@ fn op(p: &mut P<'_>) -> Op {
 /// The statement after a key: `set V` or a match.
 fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
     if p.eat("set") {
+        if k == Key::MetaMark {
+            if let Some(s) = mark_map(p)? {
+                return Ok(s);
+            }
+        }
         let t = p.take()?;
         let v = scalar(t, &t.text, ty_of(k))?;
         return Ok(match k {
@@ -413,6 +418,15 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
             None => return Err(t.as_ref().map_or_else(|| p.unexpected(), bad)),
         }
     }
+    if p.eat("vmap") {
+        let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
+        let r = map_ref(p, &tys, true)?;
+        return Ok(Stmt::Match(Match {
+            keys,
+            op: Op::Eq,
+            rhs: Rhs::Vmap(r),
+        }));
+    }
     let explicit = matches!(p.peek_text(), "==" | "eq");
     let op = op(p);
     if k == Key::CtState && keys.len() == 1 && !explicit && p.peek_text() != "{" {
@@ -420,6 +434,83 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
     }
     let rhs = rhs(p, &keys, op)?;
     Ok(Stmt::Match(Match { keys, op, rhs }))
+}
+
+/// `meta mark set KEY [. KEY] map { ... }|@NAME`, when a key follows `set`.
+fn mark_map(p: &mut P<'_>) -> Result<Option<Stmt>, NftParseError> {
+    let at = p.i;
+    let Some(k) = key(p)? else {
+        p.i = at;
+        return Ok(None);
+    };
+    let mut keys = vec![k];
+    while p.eat(".") {
+        let t = p.peek().cloned();
+        match key(p)? {
+            Some(k) => keys.push(k),
+            None => return Err(t.as_ref().map_or_else(|| p.unexpected(), bad)),
+        }
+    }
+    p.expect("map")?;
+    let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
+    let r = map_ref(p, &tys, false)?;
+    Ok(Some(Stmt::MarkSetMap(keys, r)))
+}
+
+/// `@NAME` or `{ K : V, ..., * : V }` of keys `tys`, values verdicts
+/// (`vmap`) or marks.
+fn map_ref(p: &mut P<'_>, tys: &[Ty], verdicts: bool) -> Result<MapRef, NftParseError> {
+    let t = p.peek().ok_or_else(|| p.unexpected())?;
+    if t.text.starts_with('@') && !t.quoted {
+        p.i += 1;
+        return Ok(MapRef::Named(t.text[1..].to_string()));
+    }
+    map_elems(p, tys, verdicts).map(MapRef::Anon)
+}
+
+/// `{ K : V, ... }`: keys of types `tys`, values verdicts or marks; `*`
+/// the catch-all.
+pub fn map_elems(p: &mut P<'_>, tys: &[Ty], verdicts: bool) -> Result<MapElems, NftParseError> {
+    p.expect("{")?;
+    let mut m = MapElems::default();
+    while !p.eat("}") {
+        let key = if p.eat("*") {
+            None
+        } else {
+            Some(concat_elem(p, tys)?)
+        };
+        p.expect(":")?;
+        let v = if verdicts {
+            let t = p.take()?;
+            MapValue::Verdict(verdict_word(p, t)?.ok_or_else(|| bad(t))?)
+        } else {
+            let t = p.take()?;
+            MapValue::Num(scalar(t, &t.text, Ty::Mark)?)
+        };
+        match key {
+            Some(k) => m.elems.push((k, v)),
+            None => m.default = Some(v),
+        }
+        if !p.eat(",") {
+            p.expect("}")?;
+            break;
+        }
+    }
+    m.elems.sort_by_key(|(e, _)| *e);
+    Ok(m)
+}
+
+/// A verdict word at `t` (`jump`/`goto` take the chain after it).
+fn verdict_word(p: &mut P<'_>, t: &Tok) -> Result<Option<RuleVerdict>, NftParseError> {
+    Ok(Some(match t.text.as_str() {
+        "accept" => RuleVerdict::Accept,
+        "drop" => RuleVerdict::Drop,
+        "continue" => RuleVerdict::Continue,
+        "return" => RuleVerdict::Return,
+        "jump" => RuleVerdict::Jump(p.take()?.text.clone()),
+        "goto" => RuleVerdict::Goto(p.take()?.text.clone()),
+        _ => return Ok(None),
+    }))
 }
 
 /// `ct state new,established` (a bitmask type without `==`): any of the

@@ -6,29 +6,118 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::expr::{Base, CmpOp, Code, CtKey, Insn, MetaKey, Reg};
-use super::rule::{Counter, Elem, Key, Limit, Log, Match, Op, Reject, Rhs, RuleVerdict, Stmt};
+use super::rule::{
+    Counter, Elem, Key, Limit, Log, MapRef, MapValue, Match, Op, Reject, Rhs, RuleVerdict, Stmt,
+};
 use super::ruleset::{ChainHook, ChainType, Family, Policy, Ruleset, Table};
 
-/// A set as the program looks it up: sorted, disjoint intervals, found by
-/// binary search (O(log n), no allocation).
+/// A set as the program looks it up: single values in an open-addressed
+/// hash table (O(1), as `nft_hash`), intervals sorted and disjoint, found
+/// by binary search (O(log n), as `nft_rbtree`); no allocation. An element
+/// is found by its index in the order given.
 #[derive(Clone, Debug, Default)]
 pub struct CompiledSet {
-    elems: Vec<Elem>,
+    /// Hash slots: (value, index + 1); 0 is empty.
+    slots: Vec<(u64, u32)>,
+    /// Intervals by their first value, with their indexes.
+    intervals: Vec<(Elem, u32)>,
 }
 
 impl CompiledSet {
     fn new(elems: &[Elem]) -> CompiledSet {
-        let mut v = elems.to_vec();
-        v.sort_unstable();
-        CompiledSet { elems: v }
+        if elems.iter().any(|e| e.lo != e.hi) {
+            let mut v: Vec<(Elem, u32)> = elems.iter().copied().zip(0..).collect();
+            v.sort_unstable();
+            return CompiledSet {
+                slots: Vec::new(),
+                intervals: v,
+            };
+        }
+        let n = (elems.len() * 2).next_power_of_two().max(8);
+        let mut slots = vec![(0u64, 0u32); n];
+        for (i, e) in elems.iter().enumerate() {
+            let mut at = hash(e.lo) & (n - 1);
+            while slots[at].1 != 0 && slots[at].0 != e.lo {
+                at = (at + 1) & (n - 1);
+            }
+            if slots[at].1 == 0 {
+                slots[at] = (e.lo, i as u32 + 1);
+            }
+        }
+        CompiledSet {
+            slots,
+            intervals: Vec::new(),
+        }
     }
 
     /// Kernel: `nft_lookup_eval()` → the set backend's lookup
-    /// (`nft_rbtree_lookup`, `nft_hash_lookup`).
+    /// (`nft_hash_lookup`, `nft_rbtree_lookup`): the index of the element
+    /// holding `v`.
+    #[inline]
+    pub fn find(&self, v: u64) -> Option<u32> {
+        if self.slots.is_empty() {
+            let i = self.intervals.partition_point(|(e, _)| e.hi < v);
+            return self
+                .intervals
+                .get(i)
+                .filter(|(e, _)| e.lo <= v)
+                .map(|&(_, ix)| ix);
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = hash(v) & mask;
+        loop {
+            let (k, ix) = self.slots[at];
+            if ix == 0 {
+                return None;
+            }
+            if k == v {
+                return Some(ix - 1);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Whether `v` is in the set.
     #[inline]
     pub fn contains(&self, v: u64) -> bool {
-        let i = self.elems.partition_point(|e| e.hi < v);
-        self.elems.get(i).is_some_and(|e| e.lo <= v)
+        self.find(v).is_some()
+    }
+}
+
+/// A multiplicative hash (Fibonacci hashing).
+#[inline]
+fn hash(v: u64) -> usize {
+    (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
+}
+
+/// A map's value as the program reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapOut {
+    /// A number, loaded into a register.
+    Num(u64),
+    /// A verdict.
+    Code(Code),
+}
+
+/// A map as the program looks it up: its keys' [`CompiledSet`], the
+/// values by element, the catch-all's.
+#[derive(Clone, Debug, Default)]
+pub struct CompiledMap {
+    keys: CompiledSet,
+    values: Vec<MapOut>,
+    default: Option<MapOut>,
+}
+
+impl CompiledMap {
+    /// Kernel: `nft_lookup_eval()` with a destination register, or
+    /// `nft_objref`/vmap's: the value of `v`'s element, else the
+    /// catch-all's.
+    #[inline]
+    pub fn get(&self, v: u64) -> Option<MapOut> {
+        match self.keys.find(v) {
+            Some(i) => self.values.get(i as usize).copied(),
+            None => self.default,
+        }
     }
 }
 
@@ -54,6 +143,8 @@ pub struct Program {
     pub chains: Vec<CompiledChain>,
     /// The sets rules look up (named and anonymous).
     pub sets: Vec<CompiledSet>,
+    /// The maps and verdict maps rules look up.
+    pub maps: Vec<CompiledMap>,
     /// The rules' counters.
     pub counters: Vec<Arc<Counter>>,
     /// The rules' limits.
@@ -132,9 +223,8 @@ impl Program {
     }
 
     fn stmt(&mut self, t: &Table, first: u32, s: &Stmt) -> Result<(), CompileError> {
-        let chain = |n: &str| first + t.chains.iter().position(|c| c.name == n).unwrap_or(0) as u32;
         let insn = match s {
-            Stmt::Match(m) => return self.matcher(t, m),
+            Stmt::Match(m) => return self.matcher(t, first, m),
             Stmt::Counter(c) => {
                 self.counters.push(c.clone());
                 Insn::Counter {
@@ -154,6 +244,12 @@ impl Program {
                 }
             }
             Stmt::MarkSet(m) => Insn::MarkSet(*m),
+            Stmt::MarkSetMap(keys, r) => {
+                self.load_keys(keys)?;
+                let map = self.map(t, first, r);
+                self.insns.push(Insn::MapLoad { reg: 0, map });
+                Insn::MarkSetReg { reg: 0 }
+            }
             Stmt::PrioritySet(v) => Insn::PrioritySet(*v),
             Stmt::DscpSet(d) => Insn::DscpSet(*d),
             Stmt::TtlSet(v) => Insn::TtlSet(*v),
@@ -169,14 +265,7 @@ impl Program {
             }
             // nft puts `meta l4proto tcp` before it; ipxmit sends no TCP.
             Stmt::Reject(Reject::TcpReset) => Insn::Verdict(Code::Drop),
-            Stmt::Verdict(v) => Insn::Verdict(match v {
-                RuleVerdict::Accept => Code::Accept,
-                RuleVerdict::Drop => Code::Drop,
-                RuleVerdict::Continue => Code::Continue,
-                RuleVerdict::Return => Code::Return,
-                RuleVerdict::Jump(n) => Code::Jump(chain(n)),
-                RuleVerdict::Goto(n) => Code::Goto(chain(n)),
-            }),
+            Stmt::Verdict(v) => Insn::Verdict(code(t, first, v)),
         };
         self.insns.push(insn);
         Ok(())
@@ -260,7 +349,7 @@ impl Program {
         self.insns.push(insn);
     }
 
-    fn matcher(&mut self, t: &Table, m: &Match) -> Result<(), CompileError> {
+    fn matcher(&mut self, t: &Table, first: u32, m: &Match) -> Result<(), CompileError> {
         let neg = m.op == Op::Ne;
         if let Rhs::Ifname(n) = &m.rhs {
             let mut name = [0u8; 16];
@@ -269,21 +358,12 @@ impl Program {
             self.insns.push(Insn::CmpIfname { name, neg });
             return Ok(());
         }
-        let bits: u32 = m.keys.iter().map(|k| k.bits()).sum();
-        if m.keys.is_empty() || m.keys.len() > 2 || bits > 64 {
-            return Err(CompileError::Unsupported);
-        }
-        for (i, k) in m.keys.iter().enumerate() {
-            self.load(*k, i as Reg);
-            if i > 0 {
-                self.insns.push(Insn::Concat {
-                    dreg: 0,
-                    sreg: i as Reg,
-                    shl: k.bits() as u8,
-                });
-            }
-        }
+        self.load_keys(&m.keys)?;
         let insn = match &m.rhs {
+            Rhs::Vmap(r) => {
+                let map = self.map(t, first, r);
+                Insn::Vmap { reg: 0, map }
+            }
             Rhs::Value(v) => Insn::Cmp {
                 reg: 0,
                 op: cmp_op(m.op),
@@ -336,6 +416,56 @@ impl Program {
         Ok(())
     }
 
+    /// The loads of `keys` into register 0 (a concatenation: the first
+    /// shifted left by the second's width).
+    fn load_keys(&mut self, keys: &[Key]) -> Result<(), CompileError> {
+        let bits: u32 = keys.iter().map(|k| k.bits()).sum();
+        if keys.is_empty() || keys.len() > 2 || bits > 64 {
+            return Err(CompileError::Unsupported);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            self.load(*k, i as Reg);
+            if i > 0 {
+                self.insns.push(Insn::Concat {
+                    dreg: 0,
+                    sreg: i as Reg,
+                    shl: k.bits() as u8,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The map `r` (anonymous, or named in `t`, whose chains start at
+    /// `first`) compiled; its index.
+    fn map(&mut self, t: &Table, first: u32, r: &MapRef) -> u16 {
+        let out = |v: &MapValue| match v {
+            MapValue::Num(n) => MapOut::Num(*n),
+            MapValue::Verdict(v) => MapOut::Code(code(t, first, v)),
+        };
+        let (keys, values, default): (Vec<Elem>, Vec<MapOut>, _) = match r {
+            MapRef::Anon(m) => (
+                m.elems.iter().map(|(e, _)| *e).collect(),
+                m.elems.iter().map(|(_, v)| out(v)).collect(),
+                m.default.as_ref().map(out),
+            ),
+            MapRef::Named(n) => match t.set(n) {
+                Some(s) => (
+                    s.elems.clone(),
+                    s.values.iter().map(out).collect(),
+                    s.default.as_ref().map(out),
+                ),
+                None => (Vec::new(), Vec::new(), None),
+            },
+        };
+        self.maps.push(CompiledMap {
+            keys: CompiledSet::new(&keys),
+            values,
+            default,
+        });
+        (self.maps.len() - 1) as u16
+    }
+
     fn lookup(&mut self, elems: &[Elem], neg: bool) -> Insn {
         self.sets.push(CompiledSet::new(elems));
         Insn::Lookup {
@@ -343,6 +473,20 @@ impl Program {
             set: (self.sets.len() - 1) as u16,
             neg,
         }
+    }
+}
+
+/// A verdict as the program holds it: chains of table `t` (whose first
+/// is chain `first` of the program) by index.
+fn code(t: &Table, first: u32, v: &RuleVerdict) -> Code {
+    let chain = |n: &str| first + t.chains.iter().position(|c| c.name == n).unwrap_or(0) as u32;
+    match v {
+        RuleVerdict::Accept => Code::Accept,
+        RuleVerdict::Drop => Code::Drop,
+        RuleVerdict::Continue => Code::Continue,
+        RuleVerdict::Return => Code::Return,
+        RuleVerdict::Jump(n) => Code::Jump(chain(n)),
+        RuleVerdict::Goto(n) => Code::Goto(chain(n)),
     }
 }
 

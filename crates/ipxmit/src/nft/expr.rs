@@ -151,6 +151,27 @@ pub enum Insn {
         /// `!=`.
         neg: bool,
     },
+    /// Kernel: `nft_lookup_eval()` with a destination register: the value
+    /// of `reg`'s element of map `map` into `reg`; none: break.
+    MapLoad {
+        /// Key, then value.
+        reg: Reg,
+        /// Map index.
+        map: u16,
+    },
+    /// A verdict map: the verdict of `reg`'s element of map `map` (none:
+    /// break; `continue`: the rule goes on).
+    Vmap {
+        /// Key.
+        reg: Reg,
+        /// Map index.
+        map: u16,
+    },
+    /// Kernel: `nft_meta_set_eval()` of `NFT_META_MARK` from a register.
+    MarkSetReg {
+        /// Register.
+        reg: Reg,
+    },
     /// `oifname` compared with a name (`meta oifname` loads 16 bytes).
     CmpIfname {
         /// Name, NUL padded.
@@ -367,6 +388,12 @@ pub fn eval(
             let found = prog.sets[usize::from(set)].contains(regs[usize::from(reg)]);
             return step_if(found != neg);
         }
+        Insn::MapLoad { reg, map } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)])
+        {
+            Some(super::compile::MapOut::Num(v)) => regs[usize::from(reg)] = v,
+            _ => return Step::Break,
+        },
+        Insn::MarkSetReg { reg } => p.pkt.meta.mark = regs[usize::from(reg)] as u32,
         Insn::CmpIfname { name, neg } => {
             return step_if(ifname_eq(p.out.name(), &name) != neg);
         }
@@ -397,7 +424,7 @@ pub fn eval(
             let l = &prog.limits[usize::from(idx)];
             return step_if(l.eval(p.pkt.len(), now, p.dry));
         }
-        Insn::Verdict(_) => {}
+        Insn::Verdict(_) | Insn::Vmap { .. } => {}
     }
     Step::Next
 }

@@ -30,7 +30,9 @@
 //!
 //! Not yet: netdev `egress` chains are kept and listed but not run; a
 //! failed reroute is a drop (`EPERM`), where the kernel fails the send with
-//! the lookup's errno; no maps. `log` is a `tracing` event ([`log`]). A `limit` is the kernel's token
+//! the lookup's errno. `log` is a `tracing` event ([`log`]); maps and
+//! verdict maps look up in a hash (single values, O(1)) or by binary
+//! search (intervals, O(log n)). A `limit` is the kernel's token
 //! bucket on the stack's clock ([`Limit`]).
 //!
 //! A `reject` drops (`EPERM`) and the host sends itself the ICMP
@@ -61,12 +63,13 @@ use crate::stack::Stack;
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
 pub use rule::{
-    Counter, Elem, Key, Limit, Log, Match, Nat, NatKind, Op, Reject, Rhs, Rule, RuleVerdict, Stmt,
-    ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
-    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind, Op, Reject,
+    Rhs, Rule, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE,
+    LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 pub use ruleset::{
-    BaseChain, Chain, ChainHook, ChainType, DataType, Family, Policy, Position, Ruleset, Set, Table,
+    BaseChain, Chain, ChainHook, ChainType, DataType, Family, MapData, Policy, Position, Ruleset,
+    Set, Table,
 };
 
 /// Why a command was refused: the kernel's errno, as nft reports it
@@ -182,6 +185,16 @@ fn walk(
     }
 }
 
+/// Kernel: `nft_lookup_eval()` of a verdict map: the verdict of `v`'s
+/// element (or the catch-all's); `None` when there is none.
+#[inline]
+fn vmap(prog: &Program, map: u16, v: u64) -> Option<Code> {
+    match prog.maps[usize::from(map)].get(v) {
+        Some(compile::MapOut::Code(c)) => Some(c),
+        _ => None,
+    }
+}
+
 fn policy(p: Policy) -> Verdict {
     match p {
         Policy::Accept => Verdict::Accept,
@@ -202,8 +215,15 @@ fn run_rule(
         return Code::Continue;
     };
     for insn in insns {
-        if let Insn::Verdict(v) = insn {
-            return *v;
+        match insn {
+            Insn::Verdict(v) => return *v,
+            Insn::Vmap { reg, map } => match vmap(prog, *map, regs[usize::from(*reg)]) {
+                Some(Code::Continue) => continue,
+                Some(c) => return c,
+                // No element: the rule does not match (NFT_BREAK).
+                None => return Code::Continue,
+            },
+            _ => {}
         }
         if let Step::Break = expr::eval(insn, regs, p, prog) {
             return Code::Continue;

@@ -128,6 +128,37 @@ pub enum Rhs {
     /// Bits of a bitmask type (`ct state new,established`): the match
     /// holds when any is set (`!=`: when none is).
     Flags(u64),
+    /// `vmap { ... }` or `vmap @NAME`: the verdict of the element found
+    /// (none found: the rule does not match).
+    Vmap(MapRef),
+}
+
+/// A map's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapValue {
+    /// A number (`mark`).
+    Num(u64),
+    /// A verdict (`verdict`).
+    Verdict(RuleVerdict),
+}
+
+/// The elements of an anonymous map: key, value; `* : V` the default
+/// (`NFT_SET_ELEM_CATCHALL`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapElems {
+    /// The elements, sorted by key.
+    pub elems: Vec<(Elem, MapValue)>,
+    /// The catch-all element's value.
+    pub default: Option<MapValue>,
+}
+
+/// The map a lookup reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapRef {
+    /// `{ K : V, ... }`.
+    Anon(MapElems),
+    /// `@NAME`, a map of the rule's table.
+    Named(String),
 }
 
 /// A match: `KEY [. KEY] [OP] RHS`.
@@ -386,6 +417,9 @@ pub enum Stmt {
     Counter(Arc<Counter>),
     /// `meta mark set N`.
     MarkSet(u32),
+    /// `meta mark set KEY map { ... }` / `map @NAME` (a key not in the
+    /// map: the rule does not match).
+    MarkSetMap(Vec<Key>, MapRef),
     /// `meta priority set MAJOR:MINOR`.
     PrioritySet(u32),
     /// `ip dscp set N`.

@@ -2,7 +2,7 @@
 //! (`nf_tables_api.c`'s newtable/newchain/newrule/newset/newsetelem and
 //! their delete and flush forms).
 
-use super::rule::{Elem, Rule, Stmt};
+use super::rule::{Elem, MapElems, MapRef, MapValue, Rule, Stmt};
 use super::NftError;
 
 /// A table's family.
@@ -111,6 +111,21 @@ pub struct Set {
     pub interval: bool,
     /// Its elements, sorted.
     pub elems: Vec<Elem>,
+    /// A map's data type (`type K : mark`, `type K : verdict`).
+    pub map: Option<MapData>,
+    /// A map's elements' values, in the order of `elems`.
+    pub values: Vec<MapValue>,
+    /// A map's catch-all value.
+    pub default: Option<MapValue>,
+}
+
+/// The data type of a named map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapData {
+    /// `mark`.
+    Mark,
+    /// `verdict`.
+    Verdict,
 }
 
 /// A table.
@@ -162,6 +177,12 @@ impl Table {
                         return Err(NftError::Inval("jump to a base chain"));
                     }
                 }
+                Stmt::Match(super::Match {
+                    rhs: super::Rhs::Vmap(r),
+                    keys,
+                    ..
+                }) => self.check_map(keys, r, MapData::Verdict)?,
+                Stmt::MarkSetMap(keys, r) => self.check_map(keys, r, MapData::Mark)?,
                 Stmt::Match(m) => {
                     if let super::Rhs::Named(n) = &m.rhs {
                         let set = self.set(n).ok_or(NftError::NoEntry)?;
@@ -173,6 +194,32 @@ impl Table {
                     }
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Table {
+    /// A map a rule looks up: a named one must exist, be a map of `data`
+    /// and have the key's width; a verdict's chains must exist.
+    fn check_map(&self, keys: &[super::Key], r: &MapRef, data: MapData) -> Result<(), NftError> {
+        let verdicts: Vec<&MapValue> = match r {
+            MapRef::Named(n) => {
+                let set = self.set(n).ok_or(NftError::NoEntry)?;
+                let want: u32 = keys.iter().map(|k| k.bits()).sum();
+                let have: u32 = set.ty.iter().map(|t| t.bits()).sum();
+                if set.map != Some(data) || want != have {
+                    return Err(NftError::DatatypeMismatch);
+                }
+                set.values.iter().chain(&set.default).collect()
+            }
+            MapRef::Anon(m) => m.elems.iter().map(|(_, v)| v).chain(&m.default).collect(),
+        };
+        for v in verdicts {
+            if let MapValue::Verdict(super::RuleVerdict::Jump(c) | super::RuleVerdict::Goto(c)) = v
+            {
+                self.chain(c).ok_or(NftError::NoEntry)?;
             }
         }
         Ok(())
@@ -366,7 +413,14 @@ impl Ruleset {
         t.check_rule(&stmts)?;
         let anon = stmts
             .iter()
-            .filter(|s| matches!(s, Stmt::Match(m) if matches!(m.rhs, super::Rhs::Set(_))))
+            .filter(|s| match s {
+                Stmt::Match(m) => matches!(
+                    m.rhs,
+                    super::Rhs::Set(_) | super::Rhs::Vmap(MapRef::Anon(_))
+                ),
+                Stmt::MarkSetMap(_, MapRef::Anon(_)) => true,
+                _ => false,
+            })
             .count();
         for _ in 0..anon {
             t.handle();
@@ -431,7 +485,66 @@ impl Ruleset {
             ty,
             interval,
             elems: Vec::new(),
+            map: None,
+            values: Vec::new(),
+            default: None,
         });
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newset()` of a map (`NFT_SET_MAP`, data `data`).
+    pub fn add_map(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        (ty, data): (Vec<DataType>, MapData),
+        interval: bool,
+    ) -> Result<(), NftError> {
+        if let Some(s) = self.table(family, table).and_then(|t| t.set(name)) {
+            return match s.ty == ty && s.map == Some(data) {
+                true => Ok(()),
+                false => Err(NftError::Exists),
+            };
+        }
+        self.add_set(family, table, name, ty, interval)?;
+        let t = self.table_mut(family, table)?;
+        if let Some(s) = t.sets.iter_mut().find(|s| s.name == name) {
+            s.map = Some(data);
+        }
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newsetelem()` of a map: each key with its value
+    /// (a key present already keeps its value: `EEXIST` in the kernel
+    /// only with `create`); `None` as a key is the catch-all element.
+    pub fn add_map_elements(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        elems: &MapElems,
+    ) -> Result<(), NftError> {
+        let t = self.table_mut(family, table)?;
+        let s = t
+            .sets
+            .iter_mut()
+            .find(|s| s.name == set)
+            .ok_or(NftError::NoEntry)?;
+        if s.map.is_none() {
+            return Err(NftError::Inval("elements with data for a set"));
+        }
+        let mut pairs: Vec<(Elem, MapValue)> = s.elems.drain(..).zip(s.values.drain(..)).collect();
+        for (e, v) in &elems.elems {
+            if !pairs.iter().any(|(k, _)| k == e) {
+                pairs.push((*e, v.clone()));
+            }
+        }
+        pairs.sort_by_key(|(e, _)| *e);
+        (s.elems, s.values) = pairs.into_iter().unzip();
+        if elems.default.is_some() {
+            s.default.clone_from(&elems.default);
+        }
         Ok(())
     }
 

@@ -556,3 +556,42 @@ fn limit_is_nft_limits_token_bucket() {
     );
     assert!(Limit::new(0, 1, 5, false, false).is_err());
 }
+
+#[test]
+fn big_hashed_sets_and_maps_find_every_element_and_nothing_else() {
+    let (_stack, dev) = stack();
+    let mut rs = ruleset(Policy::Accept);
+    rs.add_set(Family::Ip, "t", "big", vec![DataType::Ipv4Addr], false)
+        .unwrap();
+    let addr = |i: u32| 0x0a00_0000 + i * 7;
+    let elems: Vec<Elem> = (0..10_000).map(|i| Elem::one(u64::from(addr(i)))).collect();
+    rs.add_elements(Family::Ip, "t", "big", &elems).unwrap();
+    add(
+        &mut rs,
+        "out",
+        vec![
+            m(&[Key::IpDaddr], Op::Eq, Rhs::Named("big".into())),
+            v(RuleVerdict::Drop),
+        ],
+    );
+    let marks = MapElems {
+        elems: (0..1000u32)
+            .map(|i| (Elem::one(u64::from(i)), MapValue::Num(u64::from(i) + 1)))
+            .collect(),
+        default: None,
+    };
+    let set_mark = Stmt::MarkSetMap(vec![Key::UdpDport], MapRef::Anon(marks));
+    add(&mut rs, "out", vec![set_mark]);
+    for i in (0..10_000).step_by(97) {
+        let mut p = udp(addr(i).to_be_bytes(), 1, 1, 0);
+        assert_eq!(verdict(&rs, &mut p, &dev), Verdict::Drop, "element {i}");
+    }
+    for i in [1u32, 2, 3, 70_001, 123_456] {
+        let mut p = udp((addr(0) + i).to_be_bytes(), 1, 999, 0);
+        assert_eq!(verdict(&rs, &mut p, &dev), Verdict::Accept, "not {i}");
+        assert_eq!(p.meta.mark, 1000);
+    }
+    let mut p = udp([1, 1, 1, 1], 1, 5000, 0);
+    verdict(&rs, &mut p, &dev);
+    assert_eq!(p.meta.mark, 0, "no element, no catch-all: no mark");
+}
