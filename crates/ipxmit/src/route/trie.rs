@@ -105,11 +105,47 @@ fn base(n: u32) -> usize {
     }
 }
 
+/// The first slot of node `n` (> 0) in [`Arena::nodes`].
+#[inline]
+fn node_base(n: u32) -> usize {
+    (n as usize - 1) * NODE_SLOTS
+}
+
+/// Every slot: the root's apart, so a node added never moves (or touches)
+/// the root's 512 KiB. Indexed by arena address ([`base`]).
+#[derive(Clone, Debug)]
+struct Arena {
+    root: Vec<Slot>,
+    nodes: Vec<Slot>,
+}
+
+impl std::ops::Index<usize> for Arena {
+    type Output = Slot;
+
+    #[inline]
+    fn index(&self, i: usize) -> &Slot {
+        match i.checked_sub(ROOT_SLOTS) {
+            None => &self.root[i],
+            Some(j) => &self.nodes[j],
+        }
+    }
+}
+
+impl std::ops::IndexMut<usize> for Arena {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut Slot {
+        match i.checked_sub(ROOT_SLOTS) {
+            None => &mut self.root[i],
+            Some(j) => &mut self.nodes[j],
+        }
+    }
+}
+
 /// The longest-prefix index. See the module documentation.
 #[derive(Clone, Debug)]
 pub(super) struct Trie {
     /// The root's slots, then each node's 256 (node `n` at [`base`]`(n)`).
-    slots: Vec<Slot>,
+    slots: Arena,
     /// Per node (index 0, the root, unused).
     meta: Vec<NodeMeta>,
     /// Nodes freed for reuse.
@@ -128,7 +164,10 @@ impl Trie {
     /// An empty trie (the root's 65,536 slots, 512 KiB).
     pub(super) fn new() -> Trie {
         Trie {
-            slots: vec![EMPTY; ROOT_SLOTS],
+            slots: Arena {
+                root: vec![EMPTY; ROOT_SLOTS],
+                nodes: Vec::new(),
+            },
             meta: vec![NodeMeta::default()],
             free: Vec::new(),
             zero: NIL,
@@ -139,15 +178,15 @@ impl Trie {
     /// the value of the longest prefix that covers `a`, or [`NONE`].
     #[inline]
     pub(super) fn lookup(&self, a: u32) -> u32 {
-        let s = self.slots[(a >> 16) as usize];
+        let s = self.slots.root[(a >> 16) as usize];
         let mut best = s[LEAF];
         if s[CHILD] != NIL {
-            let s = self.slots[base(s[CHILD]) + ((a >> 8) & 0xff) as usize];
+            let s = self.slots.nodes[node_base(s[CHILD]) + ((a >> 8) & 0xff) as usize];
             if s[LEAF] != NIL {
                 best = s[LEAF];
             }
             if s[CHILD] != NIL {
-                let s = self.slots[base(s[CHILD]) + (a & 0xff) as usize];
+                let s = self.slots.nodes[node_base(s[CHILD]) + (a & 0xff) as usize];
                 if s[LEAF] != NIL {
                     best = s[LEAF];
                 }
@@ -206,7 +245,7 @@ impl Trie {
 
     /// Bytes the index holds (slots and node book-keeping).
     pub(super) fn bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        (self.slots.root.capacity() + self.slots.nodes.capacity()) * std::mem::size_of::<Slot>()
             + self.meta.capacity() * std::mem::size_of::<NodeMeta>()
             + self.free.capacity() * 4
     }
@@ -271,7 +310,8 @@ impl Trie {
         }
         let n = self.meta.len() as u32;
         self.meta.push(meta);
-        self.slots.resize(self.slots.len() + NODE_SLOTS, EMPTY);
+        let len = self.slots.nodes.len();
+        self.slots.nodes.resize(len + NODE_SLOTS, EMPTY);
         n
     }
 
@@ -279,7 +319,8 @@ impl Trie {
     fn prune(&mut self, mut node: u32) {
         while node != 0 && self.meta[node as usize].used == 0 {
             let m = self.meta[node as usize];
-            debug_assert!(self.slots[base(node)..base(node) + NODE_SLOTS]
+            let b = node_base(node);
+            debug_assert!(self.slots.nodes[b..b + NODE_SLOTS]
                 .iter()
                 .all(|s| *s == EMPTY));
             self.slots[m.parent_slot as usize][CHILD] = NIL;
@@ -325,7 +366,8 @@ mod tests {
         assert_eq!(t.meta.len(), 3, "root and two nodes");
         t.remove(n, l, 7, None);
         assert_eq!(t.free.len(), 2);
-        assert!(t.slots.iter().all(|s| *s == EMPTY));
+        assert!(t.slots.root.iter().all(|s| *s == EMPTY));
+        assert!(t.slots.nodes.iter().all(|s| *s == EMPTY));
         assert_eq!(t.lookup(n), NONE);
         // Freed nodes are reused.
         t.insert(n, l, 8, |_| 32);
