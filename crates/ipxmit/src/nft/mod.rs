@@ -68,8 +68,8 @@ pub use rule::{
     LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 pub use ruleset::{
-    BaseChain, Chain, ChainHook, ChainType, DataType, Family, MapData, Policy, Position, Ruleset,
-    Set, Table,
+    BaseChain, Chain, ChainHook, ChainType, DataType, Family, MapData, Policy, Position, RuleRef,
+    Ruleset, Set, Table,
 };
 
 /// Why a command was refused: the kernel's errno, as nft reports it
@@ -118,7 +118,7 @@ pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
     let base = &prog.chains[chain as usize];
     let mut regs = [0u64; expr::NREGS];
     for (i, range) in base.rules.iter().enumerate() {
-        match run_rule(prog, range, &mut regs, p) {
+        match run_rule(prog, range, &mut regs, p, (chain, i as u32)) {
             Code::Continue => {}
             Code::Accept => return Verdict::Accept,
             Code::Drop => return Verdict::Drop,
@@ -163,7 +163,7 @@ fn walk(
             continue;
         };
         r += 1;
-        match run_rule(prog, range, regs, p) {
+        match run_rule(prog, range, regs, p, (c, r - 1)) {
             Code::Continue => {}
             Code::Accept => return Verdict::Accept,
             Code::Drop => return Verdict::Drop,
@@ -202,24 +202,26 @@ fn policy(p: Policy) -> Verdict {
     }
 }
 
-/// One rule: its instructions until a verdict (the rule's) or a break
-/// (`NFT_CONTINUE`: the next rule).
+/// One rule (rule `at.1` of chain `at.0`): its instructions until a
+/// verdict (the rule's) or a break (`NFT_CONTINUE`: the next rule). A dry
+/// run notes each rule that matched (reached its verdict or its end).
 #[inline]
 fn run_rule(
     prog: &Program,
     range: &std::ops::Range<u32>,
     regs: &mut [u64; expr::NREGS],
     p: &mut PktInfo<'_>,
+    at: (u32, u32),
 ) -> Code {
     let Some(insns) = prog.insns.get(range.start as usize..range.end as usize) else {
         return Code::Continue;
     };
     for insn in insns {
         match insn {
-            Insn::Verdict(v) => return *v,
+            Insn::Verdict(v) => return matched(p, at, *v),
             Insn::Vmap { reg, map } => match vmap(prog, *map, regs[usize::from(*reg)]) {
                 Some(Code::Continue) => continue,
-                Some(c) => return c,
+                Some(c) => return matched(p, at, c),
                 // No element: the rule does not match (NFT_BREAK).
                 None => return Code::Continue,
             },
@@ -229,7 +231,18 @@ fn run_rule(
             return Code::Continue;
         }
     }
-    Code::Continue
+    matched(p, at, Code::Continue)
+}
+
+/// A rule that matched, with its verdict `c`: noted in a dry run.
+#[inline]
+fn matched(p: &mut PktInfo<'_>, at: (u32, u32), c: Code) -> Code {
+    if p.dry {
+        if let Some(m) = p.matched.as_deref_mut() {
+            m.push(at);
+        }
+    }
+    c
 }
 
 /// One generation of the compiled ruleset at one hook point: the base
@@ -428,6 +441,40 @@ impl Nft {
     /// The program the hooks run.
     pub fn program(&self) -> &Arc<Program> {
         &self.prog
+    }
+
+    /// The rules that would match `pkt` at hook `point` going out of `out`,
+    /// in the order evaluated: the base chains there (`nat` chains
+    /// included, as for a flow's first packet) in priority order, jumps
+    /// followed, until a chain drops. Side-effect free: the packet is not
+    /// changed (statements act on a copy, and later rules see their
+    /// changes, as they would), no counter, limit, log, `reject` or
+    /// conntrack entry is touched. `ct` keys read the packet's own
+    /// conntrack reference (none: as the kernel without a flow).
+    pub fn would_match(&self, point: HookPoint, pkt: &PacketBuf, out: &NetDevice) -> Vec<RuleRef> {
+        let prog = &*self.prog;
+        let i = point as usize;
+        let mut chains: Vec<u32> = prog.bases[i].iter().chain(&prog.nat[i]).copied().collect();
+        chains.sort_by_key(|&c| prog.chains[c as usize].priority);
+        let mut copy = PacketBuf::from_slice(0, &pkt.to_vec());
+        copy.reset_network_header();
+        copy.meta.mark = pkt.meta.mark;
+        copy.meta.priority = pkt.meta.priority;
+        copy.meta.ip_summed = pkt.meta.ip_summed;
+        copy.meta.nfct = pkt.meta.nfct;
+        let mut seen = Vec::new();
+        for c in chains {
+            let mut p = PktInfo::new(&mut copy, out);
+            p.dry = true;
+            p.matched = Some(&mut seen);
+            if do_chain(prog, c, &mut p) == Verdict::Drop {
+                break;
+            }
+        }
+        let names = self.ruleset.rule_refs();
+        seen.iter()
+            .filter_map(|&(c, r)| names.get(c as usize)?.get(r as usize).cloned())
+            .collect()
     }
 
     /// Applies `change` to a copy of the ruleset; when it succeeds and

@@ -261,6 +261,19 @@ pub enum Position {
     Insert(Option<u64>),
 }
 
+/// A rule as `nft -a` names it: family, table, chain and handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleRef {
+    /// The table's family.
+    pub family: Family,
+    /// The table.
+    pub table: String,
+    /// The chain.
+    pub chain: String,
+    /// The rule's handle.
+    pub handle: u64,
+}
+
 /// Every table of one namespace (`nft list ruleset`).
 #[derive(Clone, Debug, Default)]
 pub struct Ruleset {
@@ -282,6 +295,29 @@ impl Ruleset {
             .iter_mut()
             .find(|t| t.family == family && t.name == name)
             .ok_or(NftError::NoEntry)
+    }
+
+    /// Every chain's rules as [`RuleRef`]s, chains in the program's order
+    /// (tables, then their chains, as [`super::Program::compile`] numbers
+    /// them).
+    pub fn rule_refs(&self) -> Vec<Vec<RuleRef>> {
+        let mut v = Vec::new();
+        for t in &self.tables {
+            for c in &t.chains {
+                v.push(
+                    c.rules
+                        .iter()
+                        .map(|r| RuleRef {
+                            family: t.family,
+                            table: t.name.clone(),
+                            chain: c.name.clone(),
+                            handle: r.handle,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        v
     }
 
     /// Kernel: `nf_tables_newtable()`. `create` refuses an existing table.

@@ -595,3 +595,74 @@ fn big_hashed_sets_and_maps_find_every_element_and_nothing_else() {
     verdict(&rs, &mut p, &dev);
     assert_eq!(p.meta.mark, 0, "no element, no catch-all: no mark");
 }
+
+#[test]
+fn would_match_names_the_rules_and_changes_nothing() {
+    let (stack, dev) = stack();
+    let mut nft = Nft::new();
+    let counter = Counter::new(0, 0);
+    let limit = Limit::new(1, 60, 1, false, false).unwrap();
+    nft.commit(&stack, |rs| {
+        *rs = ruleset(Policy::Accept);
+        let mut h = Vec::new();
+        let mut add = |chain: &str, stmts: Vec<Stmt>| {
+            h.push(rs.add_rule(Family::Ip, "t", chain, stmts, Position::Append(None))?);
+            Ok::<_, NftError>(())
+        };
+        add(
+            "out",
+            vec![Stmt::Counter(counter.clone()), Stmt::MarkSet(7)],
+        )?;
+        add(
+            "out",
+            vec![
+                m(&[Key::UdpDport], Op::Eq, Rhs::Value(9)),
+                v(RuleVerdict::Drop),
+            ],
+        )?;
+        add(
+            "out",
+            vec![
+                m(&[Key::MetaMark], Op::Eq, Rhs::Value(7)),
+                v(RuleVerdict::Jump("sub".into())),
+            ],
+        )?;
+        add(
+            "sub",
+            vec![Stmt::Limit(limit.clone()), Stmt::Counter(counter.clone())],
+        )?;
+        add(
+            "out",
+            vec![
+                m(&[Key::UdpDport], Op::Eq, Rhs::Value(10)),
+                Stmt::Reject(Reject::Icmp(3)),
+            ],
+        )?;
+        Ok(h)
+    })
+    .unwrap();
+    let handles = |refs: &[RuleRef]| {
+        refs.iter()
+            .map(|r| (r.chain.clone(), r.handle))
+            .collect::<Vec<_>>()
+    };
+    let pkt = udp([10, 0, 0, 2], 1, 11, 0);
+    let before = pkt.to_vec();
+    let got = nft.would_match(HookPoint::LocalOut, &pkt, &dev);
+    let h = |c: &str, i| (c.to_string(), i);
+    assert_eq!(handles(&got), [h("out", 3), h("out", 5), h("sub", 6)]);
+    // Twice: the limit's one token was not taken.
+    assert_eq!(nft.would_match(HookPoint::LocalOut, &pkt, &dev).len(), 3);
+    assert_eq!(counter.get(), (0, 0));
+    assert_eq!(pkt.meta.mark, 0);
+    assert_eq!(pkt.to_vec(), before);
+    // A drop ends the walk; a reject sends nothing.
+    let got = nft.would_match(HookPoint::LocalOut, &udp([10, 0, 0, 2], 1, 9, 0), &dev);
+    assert_eq!(handles(&got), [h("out", 3), h("out", 4)]);
+    let got = nft.would_match(HookPoint::LocalOut, &udp([10, 0, 0, 2], 1, 10, 0), &dev);
+    assert_eq!(got.last().map(|r| r.handle), Some(7));
+    assert_eq!(stack.counters.get(crate::stats::Mib::IcmpOutMsgs), 0);
+    assert!(nft
+        .would_match(HookPoint::PostRouting, &pkt, &dev)
+        .is_empty());
+}
