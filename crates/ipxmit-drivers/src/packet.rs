@@ -64,7 +64,10 @@
 //! reused, so a receiver behind a veth can get a corrupted fragmented
 //! datagram from a small, busy ring. A real NIC orphans after its DMA.
 //! Use [`PacketMode::Sendmmsg`] (which copies) for fragmented traffic to a
-//! veth, or a ring large enough that slots rest longer than reassembly.
+//! veth, or a ring large enough that slots rest longer than reassembly, or
+//! the vnet header: with it a slot's frame (unless GSO) is asked linear
+//! whole (`hdr_len`), so `tpacket_snd` copies it into the skb and no page
+//! of the ring is referenced once `send` returns.
 //!
 //! [`PacketMode::Sendmmsg`] has no byte queue limits. A `sendmmsg` returns
 //! when the kernel has taken (or refused) each frame; no later event says
@@ -325,7 +328,7 @@ impl Ring {
     /// `head` and hands it to the kernel; false when it does not fit.
     fn put(&mut self, pkt: &PacketBuf, vnet: bool) -> bool {
         let hdr = if vnet {
-            vnet_header(pkt)
+            ring_vnet_header(pkt)
         } else {
             [0; VNET_HDR_LEN]
         };
@@ -363,6 +366,23 @@ impl Ring {
         }
         bytes
     }
+}
+
+/// Kernel: the `hdr_len` of a ring slot's vnet header as `tpacket_snd` reads
+/// it: how much of the slot it copies into the skb's linear part; the rest
+/// of the slot's pages it maps into the skb (no copy), which a veth then
+/// copies again (`skb_orphan_frags`, the pages are the ring's) and which
+/// keeps the slot's data referenced meanwhile. A frame that is not GSO is
+/// asked linear whole: one copy into a plain buffer, and nothing of the
+/// slot is used once `send` returns. GSO super-frames keep their header
+/// length (a 64 KiB linear buffer is an order-4 allocation).
+fn ring_vnet_header(pkt: &PacketBuf) -> [u8; VNET_HDR_LEN] {
+    let mut h = vnet_header(pkt);
+    if h[1] == crate::vnet::VIRTIO_NET_HDR_GSO_NONE {
+        // `pkt.len()` fits: the slot holds it.
+        h[2..4].copy_from_slice(&(pkt.len() as u16).to_ne_bytes());
+    }
+    h
 }
 
 /// Transmit state of one queue, under its lock.
