@@ -10,6 +10,11 @@
 //! and their CPU time is not in the sender's column):
 //! - AF_PACKET: a [`PacketLink`] on `vb0`, 10.98.0.1/24 as A's kernel has,
 //!   a static neighbour for 10.98.0.2 -> `vb1`'s MAC (and one in B for us);
+//!   one row per way of reaching the kernel: `sendmmsg` batches, a
+//!   `TPACKET_V3` TX ring of [`RING_FRAMES`] slots with `PACKET_VNET_HDR`,
+//!   and `sendmmsg` with `PACKET_VNET_HDR`, both with checksum/UDP GSO
+//!   offloads (the extra row "AF_PACKET + UDP GSO 1472" sends the GSO case
+//!   through the latter);
 //! - TAP: a [`TapDevice`] created from a thread inside `<ns>-rx`, so its
 //!   kernel side `tap*` is there with 10.97.0.2/24; we are 10.97.0.1 with a
 //!   static neighbour both ways; offloads `HW_CSUM | SG | GSO_UDP_L4`
@@ -29,7 +34,7 @@ use ipxmit::neigh::NudState;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{BatchMsg, Features, MsgFlags, SendError, Stack, UdpSocket};
 use ipxmit_drivers::netns::{format_mac, parse_mac};
-use ipxmit_drivers::packet::{PacketConfig, PacketLink};
+use ipxmit_drivers::packet::{PacketConfig, PacketLink, PacketMode};
 use ipxmit_drivers::runner::Runner;
 use ipxmit_drivers::tap::{TapConfig, TapDevice};
 
@@ -46,8 +51,16 @@ const SIZES: [&str; 4] = ["18B", "1472B", "8000B", "65000B"];
 const GSO_CASE: &str = "gso-64k/1472";
 /// The A row.
 pub const A_VETH: &str = "A: kernel sendmmsg over veth";
-/// ipxmit over AF_PACKET.
+/// ipxmit over AF_PACKET, `sendmmsg` batches.
 pub const B_PACKET: &str = "B: ipxmit AF_PACKET over veth";
+/// ipxmit over AF_PACKET, a `TPACKET_V3` TX ring with `PACKET_VNET_HDR`.
+pub const B_PACKET_RING: &str = "B: ipxmit AF_PACKET V3 ring + vnet_hdr";
+/// ipxmit over AF_PACKET with `PACKET_VNET_HDR` offloads.
+pub const B_PACKET_VNET: &str = "B: ipxmit AF_PACKET vnet_hdr (csum+GSO)";
+/// ipxmit over AF_PACKET with UDP GSO super-datagrams (1472B only).
+pub const B_PACKET_GSO: &str = "B: ipxmit AF_PACKET + UDP GSO 1472";
+/// Slots of the AF_PACKET row's TX ring.
+pub const RING_FRAMES: usize = 4096;
 /// ipxmit over the TAP, same datagrams as A.
 pub const B_TAP: &str = "B: ipxmit TAP (vnet_hdr csum+GSO)";
 /// ipxmit over the TAP with UDP GSO super-datagrams (1472B only).
@@ -127,22 +140,46 @@ fn wire_cases(plan: &Plan) -> Vec<Case> {
 /// B's results for one case.
 type Measured = Result<Vec<WireSample>, String>;
 
-/// The rows of one case: A, AF_PACKET, TAP, and for 1472B TAP + GSO.
-fn rows(
-    case: &'static str,
-    a: Measured,
-    pkt: Measured,
-    tap: Measured,
-    gso: Measured,
-) -> Vec<WireRow> {
+/// The B rows: who sends, and the host (by index into the hosts [`run`]
+/// sets up: the AF_PACKET variants, then the TAP) and case that do it —
+/// the GSO rows only for 1472B, with the GSO case.
+const B_ROWS: [(&str, usize, bool); 6] = [
+    (B_PACKET, 0, false),
+    (B_PACKET_RING, 1, false),
+    (B_PACKET_VNET, 2, false),
+    (B_TAP, 3, false),
+    (B_PACKET_GSO, 2, true),
+    (B_TAP_GSO, 3, true),
+];
+
+/// The AF_PACKET configurations on `vb0`, in [`B_ROWS`]' host order.
+fn packet_configs() -> [PacketConfig; 3] {
+    let mmsg = PacketConfig::new(VETH);
+    let mut vnet = PacketConfig::new(VETH);
+    vnet.vnet_hdr = true;
+    vnet.offload = Features::HW_CSUM | Features::GSO_UDP_L4;
+    // Slots of an MTU's frame (with 64 KiB GSO slots the ring would be
+    // 17 pages a slot); checksum offload only.
+    let mut ring = vnet.clone();
+    ring.mode = PacketMode::TxRing {
+        frames: RING_FRAMES,
+        frame_size: 2048,
+    };
+    [mmsg, ring, vnet]
+}
+
+/// The rows of one case: A, then each B row (GSO rows for 1472B only).
+fn rows(case: &'static str, a: Measured, b: impl Fn(usize, bool) -> Measured) -> Vec<WireRow> {
     let row = |sender, result| WireRow {
         case,
         sender,
         result,
     };
-    let mut v = vec![row(A_VETH, a), row(B_PACKET, pkt), row(B_TAP, tap)];
-    if case == "1472B" {
-        v.push(row(B_TAP_GSO, gso));
+    let mut v = vec![row(A_VETH, a)];
+    for (sender, host, gso) in B_ROWS {
+        if !gso || case == "1472B" {
+            v.push(row(sender, b(host, gso)));
+        }
     }
     v
 }
@@ -168,7 +205,7 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
         let e = || Err(why.clone());
         return cases
             .iter()
-            .flat_map(|c| rows(c.name, e(), e(), e(), e()))
+            .flat_map(|c| rows(c.name, e(), |_, _| e()))
             .collect();
     };
     if cases.is_empty() {
@@ -186,12 +223,18 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
         let up = ready
             .recv_timeout(Duration::from_secs(5))
             .unwrap_or_else(|_| Err("receiver did not start".into()));
-        let pkt = up
-            .clone()
-            .and_then(|()| WireHost::packet(rx).map_err(|e| format!("AF_PACKET set-up: {e:#}")));
-        let tap = up
-            .clone()
-            .and_then(|()| WireHost::tap(rx).map_err(|e| format!("TAP set-up: {e:#}")));
+        let mut hosts: Vec<Result<WireHost, String>> = packet_configs()
+            .iter()
+            .map(|cfg| {
+                up.clone().and_then(|()| {
+                    WireHost::packet(rx, cfg).map_err(|e| format!("AF_PACKET set-up: {e:#}"))
+                })
+            })
+            .collect();
+        hosts.push(
+            up.clone()
+                .and_then(|()| WireHost::tap(rx).map_err(|e| format!("TAP set-up: {e:#}"))),
+        );
         let gso_case = cases::CASES.iter().find(|c| c.name == GSO_CASE).copied();
         let out = cases
             .iter()
@@ -199,23 +242,18 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
                 let a = up.clone().and_then(|()| {
                     measure_case(plan, *c, &counts).map_err(|e| format!("error: {e:#}"))
                 });
-                let b = |h: &Result<WireHost, String>, case: Option<Case>| -> Measured {
-                    let h = h.as_ref().map_err(Clone::clone)?;
+                let b = |host: usize, gso: bool| -> Measured {
+                    let h = hosts[host].as_ref().map_err(Clone::clone)?;
+                    let case = if gso { gso_case } else { Some(*c) };
                     let case = case.ok_or_else(|| format!("no case {GSO_CASE}"))?;
                     h.measure(plan, case, &counts)
                         .map_err(|e| format!("error: {e:#}"))
                 };
-                let (p, t) = (b(&pkt, Some(*c)), b(&tap, Some(*c)));
-                let gso = if c.name == "1472B" {
-                    b(&tap, gso_case)
-                } else {
-                    Err(String::new())
-                };
-                rows(c.name, a, p, t, gso)
+                rows(c.name, a, b)
             })
             .collect();
         // Devices and runners go before the receiver's namespace does.
-        drop((pkt, tap));
+        drop(hosts);
         done.store(true, Ordering::Relaxed);
         out
     })
@@ -321,11 +359,11 @@ fn link_mac(ns: &str, dev: &str) -> Result<EthernetAddress> {
 }
 
 impl WireHost {
-    /// AF_PACKET on `vb0`: the calling thread is in the sender's namespace.
-    fn packet(rx: &Path) -> Result<WireHost> {
+    /// AF_PACKET on `vb0` configured as `cfg`: the calling thread is in the
+    /// sender's namespace.
+    fn packet(rx: &Path, cfg: &PacketConfig) -> Result<WireHost> {
         let ns = ns_name(rx)?;
-        let link = PacketLink::open(&PacketConfig::new(VETH))
-            .with_context(|| format!("AF_PACKET on {VETH}"))?;
+        let link = PacketLink::open(cfg).with_context(|| format!("AF_PACKET on {VETH}"))?;
         let peer = link_mac(ns, VETH_PEER)?;
         let local: ipnet::Ipv4Net = WIRE_LOCAL.parse()?;
         ip_in(
