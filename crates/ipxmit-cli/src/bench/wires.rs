@@ -15,6 +15,9 @@
 //!   and `sendmmsg` with `PACKET_VNET_HDR`, both with checksum/UDP GSO
 //!   offloads (the extra row "AF_PACKET + UDP GSO 1472" sends the GSO case
 //!   through the latter);
+//! - AF_XDP: an [`XdpLink`] on `vb0` (copy mode, the only one a veth has;
+//!   one XDP socket on queue 0, a TX ring of [`XDP_RING`] entries), with
+//!   the AF_PACKET rows' addresses and neighbours;
 //! - TAP: a [`TapDevice`] created from a thread inside `<ns>-rx`, so its
 //!   kernel side `tap*` is there with 10.97.0.2/24; we are 10.97.0.1 with a
 //!   static neighbour both ways; offloads `HW_CSUM | SG | GSO_UDP_L4`
@@ -37,6 +40,7 @@ use ipxmit_drivers::netns::{format_mac, parse_mac};
 use ipxmit_drivers::packet::{PacketConfig, PacketLink, PacketMode};
 use ipxmit_drivers::runner::Runner;
 use ipxmit_drivers::tap::{TapConfig, TapDevice};
+use ipxmit_drivers::xdp::{XdpConfig, XdpLink, XdpMode};
 
 use super::cases::{self, Case};
 use super::kernel::{self, KernelSender, Mode};
@@ -61,6 +65,10 @@ pub const B_PACKET_VNET: &str = "B: ipxmit AF_PACKET vnet_hdr (csum+GSO)";
 pub const B_PACKET_GSO: &str = "B: ipxmit AF_PACKET + UDP GSO 1472";
 /// Slots of the AF_PACKET row's TX ring.
 pub const RING_FRAMES: usize = 4096;
+/// ipxmit over AF_XDP (copy mode).
+pub const B_XDP: &str = "B: ipxmit AF_XDP (copy) over veth";
+/// TX ring entries of the AF_XDP row.
+pub const XDP_RING: usize = 2048;
 /// ipxmit over the TAP, same datagrams as A.
 pub const B_TAP: &str = "B: ipxmit TAP (vnet_hdr csum+GSO)";
 /// ipxmit over the TAP with UDP GSO super-datagrams (1472B only).
@@ -68,6 +76,7 @@ pub const B_TAP_GSO: &str = "B: ipxmit TAP + UDP GSO 1472";
 /// ipxmit's device names.
 const PKT_DEV: &str = "pkt0";
 const TAP_DEV: &str = "tap0";
+const XDP_DEV: &str = "xdp0";
 /// Our address on the TAP's user side, and the kernel side's (in B).
 const TAP_LOCAL: &str = "10.97.0.1/24";
 const TAP_OURS: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 1);
@@ -141,12 +150,14 @@ fn wire_cases(plan: &Plan) -> Vec<Case> {
 type Measured = Result<Vec<WireSample>, String>;
 
 /// The B rows: who sends, and the host (by index into the hosts [`run`]
-/// sets up: the AF_PACKET variants, then the TAP) and case that do it —
+/// sets up: the AF_PACKET variants, the TAP, then the AF_XDP link) and
+/// case that do it —
 /// the GSO rows only for 1472B, with the GSO case.
-const B_ROWS: [(&str, usize, bool); 6] = [
+const B_ROWS: [(&str, usize, bool); 7] = [
     (B_PACKET, 0, false),
     (B_PACKET_RING, 1, false),
     (B_PACKET_VNET, 2, false),
+    (B_XDP, 4, false),
     (B_TAP, 3, false),
     (B_PACKET_GSO, 2, true),
     (B_TAP_GSO, 3, true),
@@ -235,6 +246,10 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
             up.clone()
                 .and_then(|()| WireHost::tap(rx).map_err(|e| format!("TAP set-up: {e:#}"))),
         );
+        hosts.push(
+            up.clone()
+                .and_then(|()| WireHost::xdp(rx).map_err(|e| format!("AF_XDP set-up: {e:#}"))),
+        );
         let gso_case = cases::CASES.iter().find(|c| c.name == GSO_CASE).copied();
         let out = cases
             .iter()
@@ -312,6 +327,7 @@ fn settle(counts: &(AtomicU64, AtomicU64)) {
 enum WireDev {
     Packet(PacketLink),
     Tap(TapDevice),
+    Xdp(XdpLink),
 }
 
 /// An ipxmit stack with one real device and its runner.
@@ -395,6 +411,34 @@ impl WireHost {
         })
     }
 
+    /// AF_XDP on `vb0` in copy mode: the calling thread is in the sender's
+    /// namespace.
+    fn xdp(rx: &Path) -> Result<WireHost> {
+        let ns = ns_name(rx)?;
+        let mut cfg = XdpConfig::new(VETH);
+        cfg.mode = XdpMode::Copy;
+        cfg.ring = XDP_RING;
+        let link = XdpLink::open(&cfg).with_context(|| format!("AF_XDP on {VETH}"))?;
+        let peer = link_mac(ns, VETH_PEER)?;
+        let local: ipnet::Ipv4Net = WIRE_LOCAL.parse()?;
+        let (ours, mac) = (local.addr().to_string(), format_mac(link.hw_addr().0));
+        let neigh = ["neigh", "replace", &ours, "lladdr", &mac, "dev", VETH_PEER];
+        ip_in(ns, &[&neigh[..], &["nud", "permanent"]].concat())?;
+        let stack = Stack::new();
+        stack.add_device(link.dev_config(XDP_DEV), link.drivers())?;
+        stack.add_addr(XDP_DEV, local)?;
+        stack.add_neigh(XDP_DEV, *WIRE_DEST.ip(), peer, NudState::Permanent)?;
+        let runner = Runner::try_spawn(stack.clone()).context("runner")?;
+        Ok(WireHost {
+            runner: Some(runner),
+            gso: false,
+            stack,
+            dev: WireDev::Xdp(link),
+            local: local.addr(),
+            dest: WIRE_DEST,
+        })
+    }
+
     /// A TAP created from a thread inside the receiver's namespace `rx`.
     fn tap(rx: &Path) -> Result<WireHost> {
         let ns = ns_name(rx)?;
@@ -454,6 +498,7 @@ impl WireHost {
         match &self.dev {
             WireDev::Packet(l) => l.stats().tx_frames,
             WireDev::Tap(t) => t.stats().tx_frames,
+            WireDev::Xdp(l) => l.stats().tx_frames,
         }
     }
 
