@@ -276,7 +276,10 @@ fn make_wire(
     features: &mut Features,
 ) -> Result<(Vec<Box<dyn ipxmit::Driver>>, Wire)> {
     if a.tx_ring.is_some() && !a.dev.starts_with("packet:") && !a.dev.starts_with("xdp:") {
-        bail!("--tx-ring needs --dev packet:IFACE or xdp:IFACE, not {:?}", a.dev);
+        bail!(
+            "--tx-ring needs --dev packet:IFACE or xdp:IFACE, not {:?}",
+            a.dev
+        );
     }
     Ok(if a.dev == "mem" {
         let w = MemWire::new(8192);
