@@ -13,10 +13,10 @@
 #[path = "../benches/support/alloc_probe.rs"]
 #[allow(dead_code)]
 mod alloc_probe;
+mod common;
 #[path = "../benches/support/host.rs"]
 #[allow(dead_code)]
 mod host;
-mod common;
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
