@@ -1,7 +1,8 @@
 //! `explain` (issue 20, item 1) through the real binary: the plan it
 //! prints for a send agrees with what the same send then does — the frames
 //! captured on the wire (count, lengths, fragment offsets, DF, IP ID 0 or
-//! not, MACs), the route the rules chose, the qdisc path, the errno.
+//! not, MACs), the route the rules chose, the qdisc path, the errno, the
+//! nft rules whose counters move.
 
 mod common;
 
@@ -276,4 +277,77 @@ tc -s class show dev eth0
     };
     assert!(sent("1:10").contains(" 1 pkt "), "{out}");
     assert!(sent("1:20").contains(" 3 pkt "), "{out}");
+}
+
+/// The nft rules the plan says would match (a dry evaluation: nothing
+/// counted, no mark set) are the ones whose counters the send then moves,
+/// LOCAL_OUT's mark carried into POST_ROUTING as the datagram carries it.
+#[test]
+fn the_rules_that_would_match_are_the_ones_the_send_counts() {
+    for (port, len) in [(9, 3000), (53, 10), (7, 100)] {
+        let d = tmpdir(&format!("explain-nft-{port}"));
+        let script = format!(
+            "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+neigh add 10.0.0.2 lladdr 02:00:00:00:00:fe dev eth0
+nft add table ip t
+nft add chain ip t out {{ type filter hook output priority 0 \\; }}
+nft add rule ip t out udp dport 53 counter accept
+nft add rule ip t out meta length > 1000 counter
+nft add rule ip t out ip daddr 10.0.0.0/24 counter meta mark set 7
+nft add chain ip t post {{ type filter hook postrouting priority 0 \\; }}
+nft add rule ip t post meta mark 7 counter
+nft add rule ip t post udp dport 7 counter drop
+nft add rule ip t post counter
+socket s udp bind 10.0.0.1:5000
+explain s to 10.0.0.2:{port} len {len}
+nft -a list ruleset
+send s to 10.0.0.2:{port} len {len}
+nft -a list ruleset
+"
+        );
+        let r = run_script(&d, &script, &["--json"]);
+        let lines = json_lines(&r.stdout);
+        let plan = plans(&r.stdout).remove(0);
+        let mut said: Vec<u64> = plan["plan"]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|h| h["match"].as_array().unwrap().clone())
+            .map(|m| m["handle"].as_u64().unwrap())
+            .collect();
+        said.sort();
+        let lists: Vec<&str> = lines
+            .iter()
+            .filter(|v| v["op"] == "nft")
+            .map(|v| v["out"].as_str().unwrap())
+            .collect();
+        let counted = |list: &str| -> Vec<u64> {
+            list.lines()
+                .filter(|l| l.contains("counter packets") && !l.contains("counter packets 0 "))
+                .map(|l| {
+                    l.rsplit("# handle ")
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(
+            counted(lists[0]),
+            Vec::<u64>::new(),
+            "explain counted:\n{}",
+            lists[0]
+        );
+        assert_eq!(
+            counted(lists[1]),
+            said,
+            "port {port} len {len}:\n{}\n{}",
+            plan,
+            lists[1]
+        );
+        assert!(!said.is_empty());
+    }
 }

@@ -18,6 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipxmit::netfilter::HookPoint;
+use ipxmit::socket::explain::Plan;
 use ipxmit::socket::inet::InetSock;
 use ipxmit::socket::{Cmsg, ErrQueueEntry};
 use ipxmit::stack::ConfigError;
@@ -502,15 +504,35 @@ impl Host {
             Ok(p) => self.driver_name(&p.route.dev),
             Err(_) => String::new(),
         };
+        let matched = match &plan {
+            Ok(p) => self.would_match(p),
+            Err(_) => Vec::new(),
+        };
         let result = Box::new(super::explain::Explained {
             plan,
             chains,
             driver,
+            matched,
         });
         Ok(Event::Explain {
             sock: a.sock.clone(),
             result,
         })
+    }
+
+    /// The nft rules that would match the plan's datagram at each hook it
+    /// passes, asked without effect of the ruleset's program.
+    fn would_match(&self, p: &Plan) -> Vec<(HookPoint, Vec<ipxmit::nft::RuleRef>)> {
+        let Ok(dev) = self.stack.device(&p.route.dev) else {
+            return Vec::new();
+        };
+        // One copy through both hooks: what LOCAL_OUT's rules set (a mark)
+        // POST_ROUTING's see.
+        let mut pkt = p.datagram.to_packet();
+        p.hooks
+            .iter()
+            .map(|h| (h.point, self.nft.would_match_on(h.point, &mut pkt, &dev)))
+            .collect()
     }
 
     /// The driver behind device `dev`: its link type's keyword, `lo` for

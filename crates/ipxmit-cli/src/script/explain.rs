@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use ipxmit::nft::{ChainHook, ChainType, Family, Policy, Ruleset};
+use ipxmit::nft::{ChainHook, ChainType, Family, Policy, RuleRef, Ruleset};
 use ipxmit::socket::explain::{CsumPlan, IdentRule, NeighPlan, Plan, QdiscPath};
 use ipxmit::SendError;
 use serde_json::{json, Value};
@@ -107,6 +107,9 @@ pub struct Explained {
     pub chains: Vec<ChainInfo>,
     /// The output device's driver (`mem`, `tap`, `packet`, `null`, `lo`).
     pub driver: String,
+    /// The nft rules that would match the datagram at LOCAL_OUT and at
+    /// POST_ROUTING, in the order evaluated ([`ipxmit::nft::Nft::would_match`]).
+    pub matched: Vec<(ipxmit::netfilter::HookPoint, Vec<RuleRef>)>,
 }
 
 /// The base chains of `rs` in the order the hooks run them.
@@ -204,7 +207,7 @@ fn steps(p: &Plan, e: &Explained) -> Vec<(&'static str, &'static str, String)> {
             "ip_select_ident_segs()",
             ident_text(p.ident).into(),
         ),
-        ("hooks", "nf_hook()", hooks_text(p, &e.chains)),
+        ("hooks", "nf_hook()", hooks_text(p, e)),
         ("qdisc", "__dev_xmit_skb()", qdisc_text(p)),
         ("driver", "ndo_start_xmit()", e.driver.clone()),
     ]
@@ -332,14 +335,44 @@ fn ident_text(r: IdentRule) -> &'static str {
     }
 }
 
-fn hooks_text(p: &Plan, chains: &[ChainInfo]) -> String {
+/// A hook point's kernel name and nft's.
+fn point_name(p: ipxmit::netfilter::HookPoint) -> (&'static str, &'static str) {
+    match p {
+        ipxmit::netfilter::HookPoint::LocalOut => ("LOCAL_OUT", "output"),
+        ipxmit::netfilter::HookPoint::PostRouting => ("POST_ROUTING", "postrouting"),
+    }
+}
+
+/// The rules of `matched` at `point`, as `nft -a` names them.
+fn matched_text(
+    matched: &[(ipxmit::netfilter::HookPoint, Vec<RuleRef>)],
+    point: ipxmit::netfilter::HookPoint,
+) -> Option<String> {
+    let (_, rules) = matched.iter().find(|(p, _)| *p == point)?;
+    let names: Vec<String> = rules
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} handle {}",
+                family_name(r.family),
+                r.table,
+                r.chain,
+                r.handle
+            )
+        })
+        .collect();
+    Some(match names.is_empty() {
+        true => "  no rule would match".to_string(),
+        false => format!("  would match: {}", names.join(", ")),
+    })
+}
+
+fn hooks_text(p: &Plan, e: &Explained) -> String {
     let mut s = String::new();
     for h in &p.hooks {
-        let (point, hook) = match h.point {
-            ipxmit::netfilter::HookPoint::LocalOut => ("LOCAL_OUT", "output"),
-            ipxmit::netfilter::HookPoint::PostRouting => ("POST_ROUTING", "postrouting"),
-        };
-        let here: Vec<String> = chains
+        let (point, hook) = point_name(h.point);
+        let here: Vec<String> = e
+            .chains
             .iter()
             .filter(|c| c.hook == hook)
             .map(|c| {
@@ -355,6 +388,11 @@ fn hooks_text(p: &Plan, chains: &[ChainInfo]) -> String {
             (_, false) => here.join("; "),
         };
         let _ = writeln!(s, "{point}: {what}");
+        if !here.is_empty() {
+            if let Some(m) = matched_text(&e.matched, h.point) {
+                let _ = writeln!(s, "{m}");
+            }
+        }
     }
     s.trim_end().to_string()
 }
@@ -405,7 +443,14 @@ pub fn json(line: usize, sock: &str, e: &Explained) -> Value {
         "checksum": csum_text(&p.csum),
         "gso": p.gso.map(|g| json!({"size": g.size, "segs": g.segs})),
         "ip_id": ident_text(p.ident),
-        "hooks": hooks_text(p, &e.chains).lines().collect::<Vec<_>>(),
+        "hooks": hooks_text(p, e).lines().collect::<Vec<_>>(),
+        "rules": e.matched.iter().map(|(point, rules)| json!({
+            "hook": point_name(*point).1,
+            "match": rules.iter().map(|r| json!({
+                "family": family_name(r.family), "table": r.table,
+                "chain": r.chain, "handle": r.handle,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "qdisc": {
             "txq": p.qdisc.txq, "queues": p.qdisc.queues, "kind": p.qdisc.kind,
             "handle": format!("{:x}:", p.qdisc.handle >> 16), "qlen": p.qdisc.qlen,

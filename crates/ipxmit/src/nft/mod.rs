@@ -452,19 +452,32 @@ impl Nft {
     /// conntrack entry is touched. `ct` keys read the packet's own
     /// conntrack reference (none: as the kernel without a flow).
     pub fn would_match(&self, point: HookPoint, pkt: &PacketBuf, out: &NetDevice) -> Vec<RuleRef> {
-        let prog = &*self.prog;
-        let i = point as usize;
-        let mut chains: Vec<u32> = prog.bases[i].iter().chain(&prog.nat[i]).copied().collect();
-        chains.sort_by_key(|&c| prog.chains[c as usize].priority);
         let mut copy = PacketBuf::from_slice(0, &pkt.to_vec());
         copy.reset_network_header();
         copy.meta.mark = pkt.meta.mark;
         copy.meta.priority = pkt.meta.priority;
         copy.meta.ip_summed = pkt.meta.ip_summed;
         copy.meta.nfct = pkt.meta.nfct;
+        self.would_match_on(point, &mut copy, out)
+    }
+
+    /// [`Nft::would_match`] on a packet that is the caller's copy: the
+    /// statements' changes (marks, fields) stay in it, for the next hook
+    /// to see as a send's datagram would carry them there (LOCAL_OUT's
+    /// mark in POST_ROUTING). Nothing else is touched.
+    pub fn would_match_on(
+        &self,
+        point: HookPoint,
+        copy: &mut PacketBuf,
+        out: &NetDevice,
+    ) -> Vec<RuleRef> {
+        let prog = &*self.prog;
+        let i = point as usize;
+        let mut chains: Vec<u32> = prog.bases[i].iter().chain(&prog.nat[i]).copied().collect();
+        chains.sort_by_key(|&c| prog.chains[c as usize].priority);
         let mut seen = Vec::new();
         for c in chains {
-            let mut p = PktInfo::new(&mut copy, out);
+            let mut p = PktInfo::new(copy, out);
             p.dry = true;
             p.matched = Some(&mut seen);
             if do_chain(prog, c, &mut p) == Verdict::Drop {

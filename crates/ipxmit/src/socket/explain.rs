@@ -64,6 +64,33 @@ pub struct Plan {
     pub hooks: Vec<HookPlan>,
     /// The transmit queue and the qdisc path.
     pub qdisc: QdiscPlan,
+    /// The datagram as the hooks would see it (LOCAL_OUT and POST_ROUTING
+    /// take it whole, before fragmentation): its header as the send writes
+    /// it (IP ID 0), the UDP header, a zero payload; for asking a hook
+    /// what it would do with it ([`crate::nft::Nft::would_match`]).
+    pub datagram: Probe,
+}
+
+/// A datagram built as a send builds it, not sent.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The IP datagram's bytes.
+    pub bytes: Vec<u8>,
+    /// `skb->mark` (`SO_MARK`).
+    pub mark: u32,
+    /// `skb->priority` (`SO_PRIORITY`).
+    pub priority: u32,
+}
+
+impl Probe {
+    /// The datagram in a buffer, its metadata set.
+    pub fn to_packet(&self) -> PacketBuf {
+        let mut pkt = PacketBuf::from_slice(0, &self.bytes);
+        pkt.reset_network_header();
+        pkt.meta.protocol = 0x0800;
+        (pkt.meta.mark, pkt.meta.priority) = (self.mark, self.priority);
+        pkt
+    }
 }
 
 /// One rule `fib_rules_lookup()` found matching, and what it did.
@@ -232,7 +259,12 @@ impl UdpSocket {
             gso: gso_plan(&p, len),
             ident: ident_rule(&p, geometry.df),
             hooks: hook_plans(&self.stack),
-            qdisc: plan_xmit(&p.dst, hash, &self.probe_frame(&p, dport, &geometry)),
+            qdisc: plan_xmit(&p.dst, hash, &self.probe_frame(&p, dport, &geometry, true)),
+            datagram: Probe {
+                bytes: self.probe_frame(&p, dport, &geometry, false).to_vec(),
+                mark: p.mark,
+                priority: p.priority,
+            },
             geometry,
         })
     }
@@ -278,18 +310,18 @@ impl UdpSocket {
         }
     }
 
-    /// The datagram's first frame as the qdisc's filters see it: the IP
-    /// header the send writes (ID 0, checksum left out), the UDP header
-    /// (checksum left out) and the payload's room zeroed, with the
-    /// socket's priority and mark.
-    fn probe_frame(&self, p: &CorkParams, dport: u16, g: &Geometry) -> PacketBuf {
-        let len = g.frames[0].1;
+    /// The datagram's `first` frame as the qdisc's filters see it, or the
+    /// whole datagram as the hooks see it: the IP header the send writes
+    /// (ID 0, checksum left out), the UDP header (checksum left out) and
+    /// the payload's room zeroed, with the socket's priority and mark.
+    fn probe_frame(&self, p: &CorkParams, dport: u16, g: &Geometry, first: bool) -> PacketBuf {
+        let len = if first { g.frames[0].1 } else { g.ip_len };
         let mut pkt = self.stack.pool.alloc(len);
         let b = pkt.put(len);
         b.fill(0);
         crate::socket::cork::write_header_bytes(&mut b[..g.hlen], p, g.df, 0);
         b[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        if g.frames.len() > 1 {
+        if first && g.frames.len() > 1 {
             b[6] |= 0x20;
         }
         let udp_len = (g.ip_len - g.hlen) as u16;
