@@ -187,6 +187,9 @@ impl Program {
                     for s in &r.stmts {
                         p.stmt(t, first, s)?;
                     }
+                    let fused = fuse(&p.insns[start as usize..]);
+                    p.insns.truncate(start as usize);
+                    p.insns.extend(fused);
                     rules.push(start..p.insns.len() as u32);
                 }
                 let b = c.base.as_ref();
@@ -474,6 +477,56 @@ impl Program {
             neg,
         }
     }
+}
+
+/// A rule's instructions with each load that only a comparison reads
+/// fused with it ([`Insn::PayloadCmp`], [`Insn::L4protoIs`]).
+fn fuse(insns: &[Insn]) -> Vec<Insn> {
+    let mut out = Vec::with_capacity(insns.len());
+    let mut i = 0;
+    while i < insns.len() {
+        let next = insns.get(i + 1).copied();
+        let fused = match (insns[i], next) {
+            (
+                Insn::Payload {
+                    base,
+                    off,
+                    len,
+                    dreg,
+                },
+                Some(Insn::Cmp { reg, op, data }),
+            ) if reg == dreg => Some(Insn::PayloadCmp {
+                base,
+                off,
+                len,
+                op,
+                data,
+            }),
+            (
+                Insn::Meta {
+                    key: MetaKey::L4proto,
+                    dreg,
+                },
+                Some(Insn::Cmp {
+                    reg,
+                    op: CmpOp::Eq,
+                    data,
+                }),
+            ) if reg == dreg && data <= 255 => Some(Insn::L4protoIs(data as u8)),
+            _ => None,
+        };
+        match fused {
+            Some(f) => {
+                out.push(f);
+                i += 2;
+            }
+            None => {
+                out.push(insns[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A verdict as the program holds it: chains of table `t` (whose first

@@ -96,6 +96,24 @@ pub enum Insn {
         /// Destination.
         dreg: Reg,
     },
+    /// A payload load and its comparison fused (the kernel's
+    /// `nft_cmp_fast` after `nft_payload_fast`): breaks unless `len`
+    /// bytes at `off` compare `op` with `data`.
+    PayloadCmp {
+        /// Header.
+        base: Base,
+        /// Offset in it.
+        off: u8,
+        /// Bytes (1, 2 or 4).
+        len: u8,
+        /// Operator.
+        op: CmpOp,
+        /// Value.
+        data: u64,
+    },
+    /// `meta l4proto` compared equal with a protocol, fused (the
+    /// dependency nft puts before a transport field).
+    L4protoIs(u8),
     /// Kernel: `nft_meta_get_eval()`.
     Meta {
         /// Key.
@@ -274,12 +292,18 @@ pub struct PktInfo<'a> {
     pub matched: Option<&'a mut Vec<(u32, u32)>>,
     /// The stack's clock and owner ([`crate::stack::now_of`]), for `limit`.
     pub clock: Option<(&'a dyn crate::time::Clock, usize)>,
+    /// The transport header's offset ([`PktInfo::thoff`]).
+    th: Option<usize>,
+    /// The IP protocol ([`PktInfo::l4proto`]).
+    proto: u8,
 }
 
 impl<'a> PktInfo<'a> {
-    /// Kernel: `nft_set_pktinfo_ipv4()` (its fields read lazily).
+    /// Kernel: `nft_set_pktinfo_ipv4()`: the transport offset and the
+    /// protocol read once.
     #[inline]
     pub fn new(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
+        let (th, proto) = pktinfo(pkt.network_header());
         PktInfo {
             pkt,
             out,
@@ -288,6 +312,8 @@ impl<'a> PktInfo<'a> {
             dry: false,
             matched: None,
             clock: None,
+            th,
+            proto,
         }
     }
 
@@ -302,18 +328,28 @@ impl<'a> PktInfo<'a> {
     /// short packet (`pkt->fragoff`, `ip_hdrlen`).
     #[inline]
     pub fn thoff(&self) -> Option<usize> {
-        let h = self.pkt.network_header();
-        let (vihl, f) = (*h.first()?, h.get(6..8)?);
-        let ihl = usize::from(vihl & 0xf) * 4;
-        let frag_off = u16::from_be_bytes([f[0], f[1]]) & 0x1fff;
-        (frag_off == 0 && ihl >= 20 && h.len() >= ihl).then_some(ihl)
+        self.th
     }
 
     /// The IP protocol (`pkt->tprot`), known in every fragment.
     #[inline]
     pub fn l4proto(&self) -> u8 {
-        self.pkt.network_header().get(9).copied().unwrap_or(0)
+        self.proto
     }
+}
+
+/// The transport offset (none in a later fragment or a short packet) and
+/// the protocol of the IP header `h`.
+#[inline]
+fn pktinfo(h: &[u8]) -> (Option<usize>, u8) {
+    let proto = h.get(9).copied().unwrap_or(0);
+    let th = (|| {
+        let (vihl, f) = (*h.first()?, h.get(6..8)?);
+        let ihl = usize::from(vihl & 0xf) * 4;
+        let frag_off = u16::from_be_bytes([f[0], f[1]]) & 0x1fff;
+        (frag_off == 0 && ihl >= 20 && h.len() >= ihl).then_some(ihl)
+    })();
+    (th, proto)
 }
 
 #[inline]
@@ -371,6 +407,25 @@ pub fn eval(
                 None => return Step::Break,
             }
         }
+        Insn::PayloadCmp {
+            base,
+            off,
+            len,
+            op,
+            data,
+        } => {
+            let start = match base {
+                Base::Network => 0,
+                Base::Transport => match p.thoff() {
+                    Some(t) => t,
+                    None => return Step::Break,
+                },
+            };
+            let h = p.pkt.network_header();
+            let v = load_be(h, start + usize::from(off), usize::from(len));
+            return step_if(v.is_some_and(|v| cmp(op, v, data)));
+        }
+        Insn::L4protoIs(proto) => return step_if(p.l4proto() == proto),
         Insn::Meta { key, dreg } => regs[usize::from(dreg)] = meta(key, p),
         Insn::Bitwise { reg, mask, shr } => {
             let r = &mut regs[usize::from(reg)];
@@ -475,6 +530,7 @@ fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
         .map(|t| t + 6)
         .filter(|&c| udp && l4 && c + 2 <= h.len());
     fix_sums(h, (w0, w1), &old, l3, ucheck, (partial, pseudo));
+    (p.th, p.proto) = pktinfo(p.pkt.network_header());
     Step::Next
 }
 
