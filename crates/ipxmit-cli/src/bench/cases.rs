@@ -59,6 +59,67 @@ pub struct Case {
     /// address and port (connection tracking on), the same nft lines on
     /// both sides.
     pub snat: bool,
+    /// An nftables ruleset on the output hook ([`NftCase`]), the same nft
+    /// commands on both sides.
+    pub nft: NftCase,
+}
+
+/// The rulesets of the `-nft` cases: table `ip ipxbenchnft`, an `output`
+/// filter chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NftCase {
+    /// None.
+    None,
+    /// Twenty rules that do not match the flow (ports, addresses, marks,
+    /// a length), then `accept`: each datagram is evaluated by all 21.
+    Rules20,
+    /// A named set of 1,000 ports (the flow's among them) matched once:
+    /// `udp dport @ports accept`.
+    Set1000,
+}
+
+/// The table of the `-nft` cases.
+pub const NFT_TABLE: &str = "ipxbenchnft";
+
+impl NftCase {
+    /// The nft commands (the words after `nft`), in order.
+    pub fn commands(self) -> Vec<String> {
+        let t = NFT_TABLE;
+        let mut v = vec![
+            format!("add table ip {t}"),
+            format!(
+                "add chain ip {t} out {{ type filter hook output priority 0; policy accept; }}"
+            ),
+        ];
+        let rule = |r: String| format!("add rule ip {t} out {r}");
+        match self {
+            NftCase::None => return Vec::new(),
+            NftCase::Rules20 => {
+                for i in 0..20u32 {
+                    v.push(rule(match i % 4 {
+                        0 => format!("udp dport {} counter drop", 1000 + i),
+                        1 => format!("ip daddr 192.0.2.{i} drop"),
+                        2 => format!("meta mark 0x{:x} drop", 100 + i),
+                        _ => format!("ip saddr 198.51.100.0/24 udp sport {} drop", 2000 + i),
+                    }));
+                }
+                v.push(rule("accept".into()));
+            }
+            NftCase::Set1000 => {
+                v.push(format!("add set ip {t} ports {{ type inet_service; }}"));
+                let ports: Vec<String> = std::iter::once(9)
+                    .chain(20000..20999)
+                    .map(|p: u32| p.to_string())
+                    .collect();
+                v.push(format!(
+                    "add element ip {t} ports {{ {} }}",
+                    ports.join(", ")
+                ));
+                v.push(rule("udp dport @ports accept".into()));
+            }
+        }
+        v
+    }
 }
 
 const fn case(name: &'static str, payload: usize) -> Case {
@@ -73,11 +134,12 @@ const fn case(name: &'static str, payload: usize) -> Case {
         hook: false,
         rules: false,
         snat: false,
+        nft: NftCase::None,
     }
 }
 
 /// The cases of the sink table, in order.
-pub const CASES: [Case; 17] = [
+pub const CASES: [Case; 19] = [
     case("18B", 18),
     case("1472B", 1472),
     case("8000B", 8000),
@@ -135,6 +197,14 @@ pub const CASES: [Case; 17] = [
     Case {
         snat: true,
         ..case("18B-snat", 18)
+    },
+    Case {
+        nft: NftCase::Rules20,
+        ..case("18B-nft20", 18)
+    },
+    Case {
+        nft: NftCase::Set1000,
+        ..case("18B-nftset", 18)
     },
 ];
 
@@ -317,6 +387,15 @@ mod tests {
         };
         assert_eq!(base("18B-snat"), snat);
         assert_eq!(CASES.iter().filter(|c| c.snat).count(), 1);
+        let nft = |n, nft| Case {
+            name: n,
+            nft,
+            ..base("18B")
+        };
+        assert_eq!(base("18B-nft20"), nft("18B-nft20", NftCase::Rules20));
+        assert_eq!(base("18B-nftset"), nft("18B-nftset", NftCase::Set1000));
+        assert_eq!(NftCase::Rules20.commands().len(), 23);
+        assert!(NftCase::Set1000.commands()[3].ends_with(", 20998 }"));
         assert_eq!(base("18B-pfifo").frames_per_send(true), 1);
         assert_eq!(base("1472B-pfifo").frames_per_send(false), 1);
         assert_eq!(base("18B-hook").datagrams_per_send(), 1);

@@ -126,6 +126,9 @@ impl IpxSender {
         if case.snat {
             snat_chain(&stack)?;
         }
+        if case.nft != super::cases::NftCase::None {
+            nft_lines(&stack, &case.nft.commands())?;
+        }
         let mut sock = UdpSocket::new(&stack);
         sock.bind(SocketAddrV4::new(LOCAL_ADDR, 0))?;
         sock.set_gso_size(u32::from(case.gso))
@@ -291,17 +294,22 @@ fn accept_chain(stack: &Arc<Stack>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `-snat` cases' table as the kernel side's
-/// ([`super::settings::NFT_SNAT_ADD`]), through the script's nft lines.
-fn snat_chain(stack: &Arc<Stack>) -> anyhow::Result<()> {
-    use super::settings::NFT_SNAT_ADD;
+/// nft commands through the script's nft parser, on one ruleset.
+fn nft_lines(stack: &Arc<Stack>, cmds: &[String]) -> anyhow::Result<()> {
     let mut nft = ipxmit::nft::Nft::new();
-    for cmd in NFT_SNAT_ADD {
+    for cmd in cmds {
         let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
         let c = crate::script::nft::parse(&words).map_err(|e| anyhow!("nft {cmd}: {e}"))?;
         crate::script::nft::run(stack, &mut nft, &c).map_err(|e| anyhow!("nft {cmd}: {e}"))?;
     }
     Ok(())
+}
+
+/// The `-snat` cases' table as the kernel side's
+/// ([`super::settings::NFT_SNAT_ADD`]), through the script's nft lines.
+fn snat_chain(stack: &Arc<Stack>) -> anyhow::Result<()> {
+    let cmds = super::settings::NFT_SNAT_ADD.map(String::from);
+    nft_lines(stack, &cmds)
 }
 
 #[cfg(test)]

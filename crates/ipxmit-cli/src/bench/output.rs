@@ -107,6 +107,11 @@ fn extras(c: &CaseResult) -> String {
     if c.case.snat {
         s.push_str(", SNAT'd flow");
     }
+    match c.case.nft {
+        super::cases::NftCase::None => {}
+        super::cases::NftCase::Rules20 => s.push_str(", nft: 20 rules + accept"),
+        super::cases::NftCase::Set1000 => s.push_str(", nft: set of 1000 ports"),
+    }
     s
 }
 
@@ -261,7 +266,7 @@ fn ratio_over(
 /// The cases whose target is against the kernel's `sendmmsg`, with the
 /// factor: the root `pfifo`, output-hook, root `tbf` and `htb` tree
 /// variants of 18 B and 1472 B, and the SNAT'd flow of 18 B.
-pub const SENDMMSG_TARGETS: [(&str, f64); 8] = [
+pub const SENDMMSG_TARGETS: [(&str, f64); 10] = [
     ("18B-pfifo", 15.0),
     ("1472B-pfifo", 15.0),
     ("18B-hook", 15.0),
@@ -270,6 +275,8 @@ pub const SENDMMSG_TARGETS: [(&str, f64); 8] = [
     ("18B-htb", 10.0),
     ("1472B-htb", 10.0),
     ("18B-snat", 10.0),
+    ("18B-nft20", 10.0),
+    ("18B-nftset", 10.0),
 ];
 
 /// ipxmit's datagrams/s over the kernel's `sendmmsg` in case `name`.
@@ -504,7 +511,7 @@ mod tests {
             threads: Vec::new(),
         };
         let ts = targets(&st);
-        assert_eq!(ts.len(), 16);
+        assert_eq!(ts.len(), 18);
         assert_eq!(ts[0].what, "18B: ipxmit datagrams/s over the kernel's best");
         assert_eq!((ts[0].got, ts[0].verdict().as_str()), (Some(25.0), "met"));
         let new: Vec<(&str, f64, Option<f64>, String)> = ts[6..]
@@ -526,6 +533,8 @@ mod tests {
         );
         assert_eq!(new[7].0, what("18B-snat"));
         assert_eq!(new[7].1, 10.0);
+        assert_eq!(new[8].0, what("18B-nft20"));
+        assert_eq!(new[9].0, what("18B-nftset"));
     }
 
     /// One round of `datagrams` in one second, at `cpu_ns` CPU each.
@@ -552,7 +561,7 @@ mod tests {
         };
         let got = |t: &SinkTable| {
             let ts = targets(t);
-            let v: Vec<(String, f64, Option<f64>, String)> = ts[14..]
+            let v: Vec<(String, f64, Option<f64>, String)> = ts[16..]
                 .iter()
                 .map(|t| (t.what.clone(), t.want, t.got, t.verdict()))
                 .collect();

@@ -16,7 +16,7 @@
 use std::io;
 use std::process::Command;
 
-use super::cases::Case;
+use super::cases::{Case, NftCase, NFT_TABLE};
 use super::kernel::{self, Offloads};
 use super::netns::{DEST, LOCAL_ADDR, SINK};
 use super::policy::{self, FLOW_TABLE};
@@ -102,6 +102,8 @@ pub struct Applied {
     hook_set: bool,
     /// The `-snat` nft table was added.
     snat_set: bool,
+    /// The `-nft` cases' table was added.
+    nft_set: bool,
     rules_set: bool,
 }
 
@@ -233,6 +235,7 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
         qdisc_set: false,
         hook_set: false,
         snat_set: false,
+        nft_set: false,
         rules_set: false,
     };
     if let Some(spec) = case.qdisc {
@@ -266,6 +269,16 @@ pub fn apply(ns: &str, case: Case) -> Result<Applied, SettingError> {
             }
         }
     }
+    if case.nft != NftCase::None && a.skip.is_none() {
+        if !nft_installed() {
+            a.skip = Some(NO_NFT.to_string());
+        } else {
+            match run(&nft_command(ns, &case.nft.commands().join("; "))) {
+                Ok(()) => a.nft_set = true,
+                Err(e) => a.skip = Some(format!("SKIPPED: {}", e.chain())),
+            }
+        }
+    }
     if case.rules && a.skip.is_none() {
         match add_policy(ns) {
             Ok(r) => (a.rules_set, a.skip) = (true, r.err()),
@@ -289,6 +302,9 @@ pub fn restore(ns: &str, sink_qdisc: &str, case: Case, a: &Applied) -> Result<()
     }
     if a.snat_set {
         run(&nft_command(ns, NFT_SNAT_DEL))?;
+    }
+    if a.nft_set {
+        run(&nft_command(ns, &format!("delete table ip {NFT_TABLE}")))?;
     }
     if a.qdisc_set {
         run(&qdisc_command(ns, sink_qdisc))?;
