@@ -326,9 +326,11 @@ fn set(sock: &mut UdpSocket, opt: Opt) -> u64 {
     let pushes = u64::from(sock.pending_len() > 0 || sock.pending_dest().is_some());
     match opt {
         Opt::Cork(on) => {
-            let was = sock.opts().cork;
+            // Clearing UDP_CORK pushes what is pending, corked or held by
+            // MSG_MORE alike (`udp_lib_setsockopt`), and succeeds whatever
+            // the push gives (an ENOBUFS there is counted and swallowed).
             let _ = sock.set_cork(on);
-            return if was && !on { pushes } else { 0 };
+            return if on { 0 } else { pushes };
         }
         Opt::Tos(t) => sock.set_tos(t),
         Opt::Ttl(t) => drop(sock.set_ttl(t)),
