@@ -351,3 +351,54 @@ fn maps_and_vmaps_match_the_kernel() {
     assert_eq!(ours, kernel, "send results");
     assert_eq!(irules, krules, "nft list ruleset");
 }
+
+/// The rules `nft -j list ruleset` is compared on.
+const JSON_RULES: &[&str] = &[
+    "nft add table ip t",
+    "nft add chain ip t out '{ type filter hook output priority 0; }'",
+    "nft add chain ip t sub",
+    "nft add chain ip t post '{ type nat hook postrouting priority srcnat; }'",
+    "nft add set ip t s '{ type inet_service; flags interval; }'",
+    "nft add element ip t s '{ 53, 1000-2000 }'",
+    "nft add rule ip t out ip daddr 10.0.0.0/8 udp dport 9 counter accept",
+    "nft add rule ip t out udp dport @s jump sub",
+    "nft add rule ip t out meta mark set 0x5 ip ttl != 3 drop",
+    "nft add rule ip t out ip saddr '{ 1.1.1.1, 2.2.2.2 }' reject",
+    "nft add rule ip t out udp dport 13 limit rate 1/minute counter accept",
+    "nft add rule ip t out udp dport 14 limit rate over 100 bytes/second burst 200 bytes counter drop",
+    "nft add rule ip t out udp dport 10 counter reject with icmp host-unreachable",
+    "nft add rule ip t out log prefix '\"x: \"' level info",
+    "nft add rule ip t out ct state established,new ip dscp cs1 meta priority 1:2 counter",
+    "nft add rule ip t out ct state new oifname \"eth0\" ip protocol udp",
+    "nft add rule ip t post udp dport 9 snat to 10.9.0.7:5000-5001",
+    "nft add rule ip t post masquerade",
+];
+
+#[test]
+fn json_listing_matches_nft_j() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED (needs root, network namespaces, nft): nft_json [{why}]");
+        return;
+    }
+    let dir = tmpdir("nft_json_kernel");
+    let ns = Ns(format!("ipxmit-json-{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    for l in JSON_RULES {
+        let (_, err, code) = sh(&ns.0, l);
+        assert_eq!(code, 0, "{l}: {err}");
+    }
+    let kernel: serde_json::Value =
+        serde_json::from_str(&sh(&ns.0, "nft -j list ruleset").0).expect("nft's JSON");
+    let script = format!(
+        "link add eth0 type null\n{}\nnft -j list ruleset\n",
+        JSON_RULES.join("\n")
+    );
+    let r = run_script(&dir, &script, &["--no-stats"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ours: serde_json::Value = serde_json::from_str(&r.stdout).expect("ipxmit's JSON");
+    assert_eq!(ours, kernel);
+}

@@ -16,6 +16,7 @@ pub mod ip;
 pub mod iproute;
 pub mod links;
 pub mod nft;
+pub mod nft_json;
 pub mod nft_list;
 pub mod nft_rule;
 pub mod parse;

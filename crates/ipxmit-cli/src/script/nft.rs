@@ -81,6 +81,8 @@ pub struct NftCommand {
     pub text: String,
     /// `-a`: show handles.
     pub handles: bool,
+    /// `-j`: list as JSON.
+    pub json: bool,
     /// The table's family and name (unused by `list`).
     pub family: Family,
     /// The table.
@@ -93,7 +95,7 @@ pub struct NftCommand {
 /// determines the rest).
 impl PartialEq for NftCommand {
     fn eq(&self, o: &Self) -> bool {
-        self.text == o.text && self.handles == o.handles
+        self.text == o.text && self.handles == o.handles && self.json == o.json
     }
 }
 
@@ -206,11 +208,12 @@ impl<'a> P<'a> {
 
 /// Parses the words after `nft`.
 pub fn parse(words: &[String]) -> Result<NftCommand, String> {
-    let mut handles = false;
+    let (mut handles, mut json) = (false, false);
     let mut rest = words;
     while let Some((w, r)) = rest.split_first() {
         match w.as_str() {
             "-a" | "--handle" => handles = true,
+            "-j" | "--json" => json = true,
             "-n" | "-s" | "--stateless" | "-nn" | "-p" => {}
             w if w.starts_with('-') => return Err(format!("Error: unknown option '{w}'")),
             _ => break,
@@ -225,7 +228,8 @@ pub fn parse(words: &[String]) -> Result<NftCommand, String> {
         end: text.len(),
     };
     let r = command(&mut p, handles, &text);
-    r.map_err(|e| render(&text, &e))
+    r.map(|c| NftCommand { json, ..c })
+        .map_err(|e| render(&text, &e))
 }
 
 /// nft's error text: the message, the command, a caret line under the span.
@@ -241,6 +245,7 @@ fn command(p: &mut P<'_>, handles: bool, text: &str) -> Result<NftCommand, NftPa
     let mut c = NftCommand {
         text: text.to_string(),
         handles,
+        json: false,
         family: Family::Ip,
         table: None,
         action: Action::List(ListWhat::Ruleset),
@@ -470,9 +475,11 @@ pub fn run(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand) -> Result<Option<S
         let Action::List(w) = &c.action else {
             return Ok(None);
         };
-        return super::nft_list::list(&nft.ruleset, w, c.handles)
-            .map(Some)
-            .map_err(|e| render(&c.text, &e));
+        let out = match c.json {
+            true => super::nft_json::list(&nft.ruleset, w),
+            false => super::nft_list::list(&nft.ruleset, w, c.handles),
+        };
+        return out.map(Some).map_err(|e| render(&c.text, &e));
     };
     let before = nft.ruleset.clone();
     apply(stack, nft, c, &table.text).map_err(|e| match e {

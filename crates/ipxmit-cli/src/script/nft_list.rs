@@ -394,7 +394,8 @@ fn nat(n: &Nat) -> String {
     }
 }
 
-fn key_str(k: Key) -> &'static str {
+/// A key as nft writes it (`ip daddr`, `meta mark`, `oifname`).
+pub fn key_str(k: Key) -> &'static str {
     match k {
         Key::IpSaddr => "ip saddr",
         Key::IpDaddr => "ip daddr",

@@ -1,0 +1,330 @@
+//! `nft -j list ruleset|table|chain`: the listing as nft 1.0.6's JSON
+//! (libnftables-json(5)): `{"nftables": [metainfo, table, set/map...,
+//! chain..., rule...]}`, one line. Rules' statements map to `match`,
+//! `counter`, `accept`/`drop`/..., `jump`/`goto`, `mangle`, `reject`,
+//! `limit`, `log`, `snat`/`dnat`/`masquerade`; what has no JSON form here
+//! yet (maps, `vmap`) is written as a string of nft's text.
+
+use serde_json::{json, Map, Value};
+use std::net::Ipv4Addr;
+
+use ipxmit::nft::{
+    Chain, ChainHook, ChainType, Elem, Family, Key, Match, NatKind, Op, Policy, Reject, Rhs,
+    RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
+    LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+};
+
+use super::nft::{ListWhat, NftParseError};
+use super::nft_list::value;
+use super::nft_rule::{ty_of, ty_of_data, Ty, CT_STATES, LIMIT_UNITS};
+
+fn fam(f: Family) -> &'static str {
+    match f {
+        Family::Ip => "ip",
+        Family::Netdev => "netdev",
+    }
+}
+
+/// The JSON listing `w` asks for.
+pub fn list(rs: &Ruleset, w: &ListWhat) -> Result<String, NftParseError> {
+    let mut v = vec![
+        json!({"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5",
+        "json_schema_version": 1}}),
+    ];
+    let missing = |t: &super::nft::Tok| NftParseError {
+        msg: "No such file or directory".into(),
+        span: t.span,
+    };
+    match w {
+        ListWhat::Ruleset => rs.tables.iter().for_each(|t| table(&mut v, t, None)),
+        ListWhat::Table(f, n) => table(
+            &mut v,
+            rs.table(*f, &n.text).ok_or_else(|| missing(n))?,
+            None,
+        ),
+        ListWhat::Chain(f, tn, cn) => {
+            let t = rs.table(*f, &tn.text).ok_or_else(|| missing(tn))?;
+            let c = t.chain(&cn.text).ok_or_else(|| missing(cn))?;
+            table(&mut v, t, Some(c));
+        }
+    }
+    Ok(json!({ "nftables": v }).to_string() + "\n")
+}
+
+fn table(v: &mut Vec<Value>, t: &Table, only: Option<&Chain>) {
+    let f = fam(t.family);
+    v.push(json!({"table": {"family": f, "name": t.name, "handle": t.handle}}));
+    if only.is_none() {
+        t.sets.iter().for_each(|s| v.push(set(f, &t.name, s)));
+    }
+    for c in t
+        .chains
+        .iter()
+        .filter(|c| only.is_none_or(|o| o.name == c.name))
+    {
+        let mut o = json!({"family": f, "table": t.name, "name": c.name, "handle": c.handle});
+        if let Some(b) = &c.base {
+            let ty = match b.ty {
+                ChainType::Filter => "filter",
+                ChainType::Route => "route",
+                ChainType::Nat => "nat",
+            };
+            let hook = match b.hook {
+                ChainHook::Output => "output",
+                ChainHook::Postrouting => "postrouting",
+                ChainHook::Egress => "egress",
+            };
+            o["type"] = json!(ty);
+            o["hook"] = json!(hook);
+            if let Some(d) = &b.device {
+                o["dev"] = json!(d);
+            }
+            o["prio"] = json!(b.priority);
+            o["policy"] = json!(if b.policy == Policy::Drop {
+                "drop"
+            } else {
+                "accept"
+            });
+        }
+        v.push(json!({ "chain": o }));
+    }
+    for c in t
+        .chains
+        .iter()
+        .filter(|c| only.is_none_or(|o| o.name == c.name))
+    {
+        for r in &c.rules {
+            let expr: Vec<Value> = r.stmts.iter().map(stmt).collect();
+            v.push(
+                json!({"rule": {"family": f, "table": t.name, "chain": c.name,
+                "handle": r.handle, "expr": expr}}),
+            );
+        }
+    }
+}
+
+fn set(f: &str, table: &str, s: &Set) -> Value {
+    let names: Vec<&str> =
+        s.ty.iter()
+            .map(|d| match ty_of_data(*d) {
+                Ty::Addr => "ipv4_addr",
+                Ty::Port => "inet_service",
+                Ty::Mark => "mark",
+                _ => "inet_proto",
+            })
+            .collect();
+    let ty = if names.len() == 1 {
+        json!(names[0])
+    } else {
+        json!(names)
+    };
+    let kind = if s.map.is_some() { "map" } else { "set" };
+    let mut o =
+        json!({"family": f, "name": s.name, "table": table, "type": ty, "handle": s.handle});
+    if s.interval {
+        o["flags"] = json!(["interval"]);
+    }
+    if s.map.is_none() && !s.elems.is_empty() {
+        let tys: Vec<Ty> = s.ty.iter().map(|d| ty_of_data(*d)).collect();
+        o["elem"] = json!(s.elems.iter().map(|e| elem(e, &tys)).collect::<Vec<_>>());
+    }
+    json!({ kind: o })
+}
+
+/// A value of type `ty`: addresses and names as strings, numbers as numbers.
+fn val(v: u64, ty: Ty) -> Value {
+    match ty {
+        Ty::Addr | Ty::Proto | Ty::Dscp | Ty::Ecn | Ty::CtDir | Ty::Prio => {
+            let s = value(v, ty);
+            s.parse::<u64>().map_or(json!(s), |n| json!(n))
+        }
+        _ => json!(v),
+    }
+}
+
+fn elem(e: &Elem, tys: &[Ty]) -> Value {
+    let ty = tys[0];
+    if e.lo == e.hi || tys.len() > 1 {
+        return val(e.lo, ty);
+    }
+    let span = e.hi - e.lo + 1;
+    if ty == Ty::Addr && span.is_power_of_two() && e.lo.is_multiple_of(span) {
+        let addr = Ipv4Addr::from(e.lo as u32).to_string();
+        return json!({"prefix": {"addr": addr, "len": 32 - span.trailing_zeros()}});
+    }
+    json!({"range": [val(e.lo, ty), val(e.hi, ty)]})
+}
+
+fn key(k: Key) -> Value {
+    let pl = |p: &str, f: &str| json!({"payload": {"protocol": p, "field": f}});
+    let meta = |m: &str| json!({"meta": {"key": m}});
+    let text = super::nft_list::key_str(k);
+    match text.split_once(' ') {
+        Some(("ip", f)) => pl("ip", f),
+        Some(("udp", f)) => pl("udp", f),
+        Some(("meta", m)) => meta(m),
+        Some(("ct", c)) => json!({"ct": {"key": c}}),
+        _ => meta(text),
+    }
+}
+
+fn matcher(m: &Match) -> Value {
+    let left = match m.keys.as_slice() {
+        [k] => key(*k),
+        ks => json!({"concat": ks.iter().map(|k| key(*k)).collect::<Vec<_>>()}),
+    };
+    let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
+    let op = match m.op {
+        Op::Eq => "==",
+        Op::Ne => "!=",
+        Op::Lt => "<",
+        Op::Gt => ">",
+        Op::Le => "<=",
+        Op::Ge => ">=",
+    };
+    let right = match &m.rhs {
+        Rhs::Value(v) => val(*v, tys[0]),
+        Rhs::Prefix(a, l) => json!({"prefix": {"addr": Ipv4Addr::from(*a).to_string(), "len": l}}),
+        Rhs::Range(lo, hi) => json!({"range": [val(*lo, tys[0]), val(*hi, tys[0])]}),
+        Rhs::Set(e) => json!({"set": e.iter().map(|e| elem(e, &tys)).collect::<Vec<_>>()}),
+        Rhs::Named(n) => json!(format!("@{n}")),
+        Rhs::Dev(n, _) | Rhs::Ifname(n) => json!(n),
+        Rhs::Flags(f) => {
+            let names: Vec<&str> = CT_STATES
+                .iter()
+                .filter(|(_, b)| f & u64::from(*b) != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            if names.len() == 1 {
+                json!(names[0])
+            } else {
+                json!(names)
+            }
+        }
+        Rhs::Vmap(_) => json!(super::nft_list::stmt(&Stmt::Match(m.clone()))),
+    };
+    let op = if matches!(m.rhs, Rhs::Flags(_)) && m.op == Op::Eq {
+        "in"
+    } else {
+        op
+    };
+    json!({"match": {"op": op, "left": left, "right": right}})
+}
+
+fn verdict(v: &RuleVerdict) -> Value {
+    match v {
+        RuleVerdict::Accept => json!({"accept": null}),
+        RuleVerdict::Drop => json!({"drop": null}),
+        RuleVerdict::Continue => json!({"continue": null}),
+        RuleVerdict::Return => json!({"return": null}),
+        RuleVerdict::Jump(c) => json!({"jump": {"target": c}}),
+        RuleVerdict::Goto(c) => json!({"goto": {"target": c}}),
+    }
+}
+
+/// `log`'s flags: `["all"]` or the names of those set.
+fn log_flags(f: u8) -> Value {
+    if f & LOG_ALL == LOG_ALL {
+        return json!(["all"]);
+    }
+    let names = [
+        (LOG_TCPSEQ, "tcp sequence"),
+        (LOG_TCPOPT, "tcp options"),
+        (LOG_IPOPT, "ip options"),
+        (LOG_UID, "skuid"),
+        (LOG_MACDECODE, "ether"),
+    ];
+    json!(names
+        .iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>())
+}
+
+/// One statement as nft's JSON writes it.
+fn stmt(s: &Stmt) -> Value {
+    let mangle = |k: Key, v: Value| json!({"mangle": {"key": key(k), "value": v}});
+    match s {
+        Stmt::Match(m) => matcher(m),
+        Stmt::Counter(c) => {
+            let (p, b) = c.get();
+            json!({"counter": {"packets": p, "bytes": b}})
+        }
+        Stmt::Verdict(v) => verdict(v),
+        Stmt::MarkSet(m) => mangle(Key::MetaMark, json!(m)),
+        Stmt::PrioritySet(v) => mangle(Key::MetaPriority, val(u64::from(*v), Ty::Prio)),
+        Stmt::DscpSet(d) => mangle(Key::IpDscp, val(u64::from(*d), Ty::Dscp)),
+        Stmt::TtlSet(t) => mangle(Key::IpTtl, json!(t)),
+        Stmt::FieldSet(k, v) => mangle(*k, val(u64::from(*v), ty_of(*k))),
+        Stmt::Reject(Reject::Icmp(c)) => {
+            let name = ICMP_CODES
+                .iter()
+                .find(|(_, x)| x == c)
+                .map_or(json!(c), |(n, _)| json!(n));
+            json!({"reject": {"type": "icmp", "expr": name}})
+        }
+        Stmt::Reject(Reject::TcpReset) => json!({"reject": {"type": "tcp reset"}}),
+        Stmt::Nat(n) => {
+            let kind = match n.kind {
+                NatKind::Snat => "snat",
+                NatKind::Dnat => "dnat",
+                NatKind::Masquerade => "masquerade",
+            };
+            let mut o = Map::new();
+            if let Some(a) = n.addr {
+                o.insert("addr".into(), json!(Ipv4Addr::from(a).to_string()));
+            }
+            match n.ports {
+                Some((lo, hi)) if lo == hi => {
+                    o.insert("port".into(), json!(lo));
+                }
+                Some((lo, hi)) => {
+                    o.insert("port".into(), json!({"range": [lo, hi]}));
+                }
+                None => {}
+            }
+            json!({ kind: if o.is_empty() { Value::Null } else { Value::Object(o) } })
+        }
+        Stmt::Limit(l) => {
+            let per = LIMIT_UNITS
+                .iter()
+                .find(|(_, s)| *s == l.unit)
+                .map_or("second", |(n, _)| n);
+            let mut o = json!({"rate": l.rate, "burst": l.burst, "per": per});
+            if l.bytes {
+                o["rate_unit"] = json!("bytes");
+                o["burst_unit"] = json!("bytes");
+            }
+            if l.over {
+                o["inv"] = json!(true);
+            }
+            json!({ "limit": o })
+        }
+        Stmt::Log(l) => {
+            let mut o = Map::new();
+            if let Some(p) = &l.prefix {
+                o.insert("prefix".into(), json!(p));
+            }
+            if let Some(g) = l.group {
+                o.insert("group".into(), json!(g));
+            }
+            if let Some(n) = l.snaplen {
+                o.insert("snaplen".into(), json!(n));
+            }
+            if let Some(q) = l.qthreshold {
+                o.insert("queue-threshold".into(), json!(q));
+            }
+            let level = l
+                .level
+                .and_then(|v| LOG_LEVELS.iter().find(|(_, x)| *x == v));
+            if let Some((name, _)) = level.filter(|(n, _)| *n != "warn") {
+                o.insert("level".into(), json!(name));
+            }
+            if l.flags != 0 {
+                o.insert("flags".into(), log_flags(l.flags));
+            }
+            json!({ "log": if o.is_empty() { Value::Null } else { Value::Object(o) } })
+        }
+        Stmt::MarkSetMap(..) => json!(super::nft_list::stmt(s)),
+    }
+}
