@@ -93,7 +93,10 @@ pub struct SendArgs {
     #[arg(long, default_value = "1", value_parser = values::threads)]
     pub threads: usize,
     /// Transmit queues of the device: 1..=4096 (the kernel's bound).
-    /// Default: one per sender thread (`--threads`). With several threads
+    /// Default: one per sender thread (`--threads`) on a device ipxmit
+    /// makes (mem, null, pcap); one on a Linux device (tap:, packet:,
+    /// xdp:), whose queues exist already (a single-queue TAP cannot be
+    /// opened multi-queue). With several threads
     /// and queues each thread sends on a queue of its own (XPS: thread `i`
     /// on queue `i % N`, as multi-queue drivers map CPUs).
     #[arg(long, value_parser = values::txqueues)]
@@ -329,7 +332,8 @@ fn build_host(a: &SendArgs, p: &Plan) -> Result<Host> {
         .map(parse_features)
         .transpose()?
         .unwrap_or(Features::NONE);
-    let n = a.txqueues.unwrap_or(a.threads.max(1));
+    let own = os_device(&a.dev).is_none();
+    let n = a.txqueues.unwrap_or(if own { a.threads.max(1) } else { 1 });
     let (drivers, wire) = make_wire(a, p, &stack, n, &mut cfg.features)?;
     stack.add_device(cfg, drivers)?;
     if n > 1 && a.threads > 1 {
