@@ -32,6 +32,7 @@ const RULES: &[&str] = &[
     "nft add rule ip t out udp dport 11 counter reject with icmp type admin-prohibited",
     "nft add rule ip t out meta mark 0x7 counter reject with tcp reset",
     "nft add rule ip t out ip protocol icmp counter",
+    "nft add rule ip t out meta mark 0x80000000 reject with tcp reset",
     "nft add rule ip t out udp dport 13 limit rate 1/minute counter accept",
     "nft add rule ip t out udp dport 13 counter drop",
     "nft add rule ip t out udp dport 14 limit rate over 100 bytes/second burst 200 bytes counter drop",

@@ -228,10 +228,26 @@ fn chain(out: &mut String, fam: Family, c: &Chain, handles: bool) {
         );
     }
     for r in &c.rules {
-        let text: Vec<String> = r.stmts.iter().map(stmt).collect();
+        let text: Vec<String> = shown(&r.stmts).iter().map(stmt).collect();
         let _ = writeln!(out, "\t\t{}{}", text.join(" "), h(r.handle));
     }
     out.push_str("\t}\n");
+}
+
+/// The statements nft prints: a `meta l4proto tcp` first, followed only by
+/// matches up to `reject with tcp reset`, is the reject's dependency and
+/// is left out (as nft's delinearization leaves it out).
+fn shown(stmts: &[Stmt]) -> &[Stmt] {
+    let dep = matches!(stmts.first(), Some(Stmt::Match(m))
+        if m.keys[..] == [Key::MetaL4proto] && m.op == Op::Eq && m.rhs == Rhs::Value(6));
+    let Some((Stmt::Reject(Reject::TcpReset), mid)) = stmts.split_last() else {
+        return stmts;
+    };
+    if dep && mid[1..].iter().all(|s| matches!(s, Stmt::Match(_))) {
+        &stmts[1..]
+    } else {
+        stmts
+    }
 }
 
 /// A statement as nft prints it.

@@ -601,6 +601,16 @@ impl Ruleset {
         if !s.interval && elems.iter().any(|e| e.lo != e.hi) {
             return Err(NftError::Inval("set without flags interval"));
         }
+        // An interval that overlaps one of the set's (nft_rbtree_insert:
+        // EEXIST, "interval overlaps").
+        let overlaps = |e: &Elem| {
+            s.elems
+                .iter()
+                .any(|o| o != e && o.lo <= e.hi && e.lo <= o.hi)
+        };
+        if s.interval && elems.iter().any(overlaps) {
+            return Err(NftError::Exists);
+        }
         s.elems.extend_from_slice(elems);
         s.elems.sort_unstable();
         s.elems.dedup();

@@ -666,3 +666,28 @@ fn would_match_names_the_rules_and_changes_nothing() {
         .would_match(HookPoint::PostRouting, &pkt, &dev)
         .is_empty());
 }
+
+#[test]
+fn an_interval_overlapping_a_sets_is_refused() {
+    let mut rs = ruleset(Policy::Accept);
+    rs.add_set(Family::Ip, "t", "s", vec![DataType::Ipv4Addr], true)
+        .unwrap();
+    let net = |a: u64, len: u32| Elem {
+        lo: a,
+        hi: a + (1 << (32 - len)) - 1,
+    };
+    rs.add_elements(Family::Ip, "t", "s", &[net(0xc0a8_0100, 24)])
+        .unwrap();
+    rs.add_elements(
+        Family::Ip,
+        "t",
+        "s",
+        &[net(0xc0a8_0200, 24), net(0xc0a8_0100, 24)],
+    )
+    .unwrap();
+    let one = Elem::one(0xc0a8_0101);
+    assert_eq!(
+        rs.add_elements(Family::Ip, "t", "s", &[one]),
+        Err(NftError::Exists)
+    );
+}
