@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Weak};
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ipxmit::dev::{DevConfig, Driver, TxStatus};
 use ipxmit::netfilter::{Hook, HookPoint};
 use ipxmit::nft::{
@@ -19,6 +19,7 @@ use ipxmit::nft::{
 };
 use ipxmit::wire::EthernetAddress;
 use ipxmit::{NetDevice, PacketBuf, Stack};
+use std::hint::black_box;
 
 struct Sink;
 
@@ -72,7 +73,10 @@ fn hook(key: Key, ty: DataType, elems: &[Elem], interval: bool) -> NftHook {
     ];
     rs.add_rule(f, "t", "out", rule, Position::Append(None))
         .expect("rule");
-    NftHook::new(Arc::new(Program::compile(&rs).expect("compile")), Weak::new())
+    NftHook::new(
+        Arc::new(Program::compile(&rs).expect("compile")),
+        Weak::new(),
+    )
 }
 
 fn device() -> (Arc<Stack>, Arc<NetDevice>) {
