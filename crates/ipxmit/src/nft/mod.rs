@@ -28,22 +28,24 @@
 //! `masquerade`), the confirmation at the end of POST_ROUTING (a tuple
 //! clash there drops: `EPERM`).
 //!
-//! Not yet: netdev `egress` chains are kept and listed but not run; a
-//! failed reroute is a drop (`EPERM`), where the kernel fails the send with
-//! the lookup's errno. `log` is a `tracing` event ([`log`]); maps and
-//! verdict maps look up in a hash (single values, O(1)) or by binary
-//! search (intervals, O(log n)). A `limit` is the kernel's token
-//! bucket on the stack's clock ([`Limit`]).
-//!
 //! A `reject` drops (`EPERM`) and the host sends itself the ICMP
 //! destination unreachable ([`send_unreach`]), which reaches the sending
-//! socket through `lo` as any ICMP error does. Conntrack knows
-//! UDP, ICMP queries and other protocols generically (TCP without its state
-//! machine); no RELATED flows (an ICMP error is `invalid`); flows are made on
-//! the output path only (a received reply marks its flow replied, it is not
-//! translated back); a NAT range has one address (so `persistent` changes
-//! nothing); no `ct mark`, maps in NAT statements, or `ct` timeouts by
-//! sysctl.
+//! socket through `lo` as any ICMP error does. A `limit` is the kernel's
+//! token bucket on the stack's clock ([`Limit`]); `log` is a `tracing`
+//! event ([`log`]); sets, maps and verdict maps look up in a hash (single
+//! values, O(1)) or by binary search (intervals, O(log n)).
+//! [`Nft::would_match`] evaluates without effects (for `ipxmit explain`).
+//!
+//! Not yet: netdev `egress` chains are kept and listed but not run; a
+//! failed reroute is a drop (`EPERM`), where the kernel fails the send with
+//! the lookup's errno; `icmp_send`'s rate limit for `reject`; maps in NAT
+//! statements, `redirect`, bitwise `and`/`or`/`xor` in statements, TCP
+//! matches. Conntrack knows UDP, ICMP queries and other protocols
+//! generically (TCP without its state machine); no RELATED flows (an ICMP
+//! error is `invalid`); flows are made on the output path only (a
+//! received reply marks its flow replied, it is not translated back); a
+//! NAT range has one address (so `persistent` changes nothing); no `ct
+//! mark` or `ct` timeouts by sysctl.
 
 pub mod compile;
 pub mod conntrack;
