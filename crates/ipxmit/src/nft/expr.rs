@@ -284,13 +284,13 @@ pub struct PktInfo<'a> {
     /// The code of the ICMP destination unreachable a `reject` asked for
     /// (sent by the hook after the drop, `nf_send_unreach`).
     pub reject: Option<u8>,
-    /// A dry run ([`super::Ruleset::would_match`]'s evaluation): no
+    /// A dry run ([`super::Nft::would_match`]'s evaluation): no
     /// counter, limit, log or reject has an effect, and each rule that
     /// matched is noted in `matched`.
     pub dry: bool,
     /// The rules that matched in a dry run: (chain, rule) of the program.
     pub matched: Option<&'a mut Vec<(u32, u32)>>,
-    /// The stack's clock and owner ([`crate::stack::now_of`]), for `limit`.
+    /// The stack's clock and its owner (for its frozen time), for `limit`.
     pub clock: Option<(&'a dyn crate::time::Clock, usize)>,
     /// The transport header's offset ([`PktInfo::thoff`]).
     th: Option<usize>,
