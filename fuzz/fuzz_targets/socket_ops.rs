@@ -26,16 +26,17 @@
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallInstant};
 
 use arbitrary::Arbitrary;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use ipxmit::dev::DevConfig;
+use ipxmit::dev::{DevConfig, NetDevice, Tap};
 use ipxmit::neigh::NudState;
-use ipxmit::stats::{DevCounter, DropReason, Mib};
+use ipxmit::stats::{DevCounter, DropReason, DropSite, Mib};
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{BatchMsg, ManualClock, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{BatchMsg, ManualClock, PacketBuf, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
 use ipxmit_drivers::mem::MemWire;
 use libfuzzer_sys::fuzz_target;
 
@@ -159,8 +160,26 @@ struct Seen {
     wire_ip: u64,
 }
 
+/// Counts the ARP frames the device layer or a qdisc drops (a down link's
+/// purged queue, a full qdisc): their drop reasons are the IP packets'
+/// (`QUEUE_PURGE`, `QDISC_DROP`), but they are no IP packet's.
+#[derive(Default)]
+struct ArpDrops(AtomicU64);
+
+impl Tap for ArpDrops {
+    fn tap(&self, _dev: &NetDevice, _pkt: &PacketBuf, _now: ipxmit::Instant) {}
+
+    fn drop_point(&self, _: &NetDevice, pkt: &PacketBuf, _: DropSite, _: ipxmit::Instant) {
+        if pkt.linear().get(12..14) == Some(&[0x08, 0x06]) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 struct Host {
     stack: Arc<Stack>,
+    /// ARP frames dropped after output, on either device.
+    arp_drops: Arc<ArpDrops>,
     clock: ManualClock,
     wires: [Arc<MemWire>; 2],
     socks: Vec<Option<UdpSocket>>,
@@ -175,9 +194,11 @@ fn host(input: &Input) -> Host {
     stack.set_seed(1);
     let cap = usize::from(input.wire % 8) + 1;
     let wires = [MemWire::new(cap), MemWire::new(cap)];
+    let arp_drops = Arc::new(ArpDrops::default());
     for (i, w) in wires.iter().enumerate() {
         let cfg = DevConfig::ethernet(&format!("eth{i}"), EthernetAddress(MACS[i]));
-        stack.add_device(cfg, w.drivers(1)).unwrap();
+        let dev = stack.add_device(cfg, w.drivers(1)).unwrap();
+        dev.add_tap(arp_drops.clone());
         let net = format!("10.{i}.0.1/24").parse().unwrap();
         stack.add_addr(&format!("eth{i}"), net).unwrap();
     }
@@ -192,6 +213,7 @@ fn host(input: &Input) -> Host {
     stack.add_route(dflt).unwrap();
     Host {
         stack,
+        arp_drops,
         clock,
         wires,
         socks: (0..SOCKETS).map(|_| None).collect(),
@@ -291,14 +313,25 @@ fn queued(stack: &Stack) -> u64 {
     neigh + qdisc
 }
 
-/// The packet ledger, checked whenever the wires are empty (the frames on
-/// them are counted as they are taken off).
+/// True when some qdisc holds a packet.
+fn qdiscs_hold(stack: &Stack) -> bool {
+    stack
+        .devices()
+        .iter()
+        .flat_map(|d| d.queues().iter())
+        .any(|q| q.with_qdisc(|q| q.stats().qlen) > 0)
+}
+
+/// The packet ledger, checked whenever the wires and the qdiscs are empty
+/// (the frames on the wires are counted as they are taken off; a qdisc's
+/// `qlen` counts the ARP requests it holds too, which are no IP packets).
 fn check_packets(h: &Host) {
-    if h.wires.iter().any(|w| !w.is_empty()) {
+    if h.wires.iter().any(|w| !w.is_empty()) || qdiscs_hold(&h.stack) {
         return;
     }
     let c = h.stack.counters();
-    let after: u64 = AFTER_OUTPUT.iter().map(|r| c.dropped(*r)).sum();
+    let arp = h.arp_drops.0.load(Ordering::Relaxed);
+    let after: u64 = AFTER_OUTPUT.iter().map(|r| c.dropped(*r)).sum::<u64>() - arp;
     let lo = h
         .stack
         .device("lo")
