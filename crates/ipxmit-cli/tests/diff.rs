@@ -258,3 +258,25 @@ sleep 1s
 ";
     assert_agrees("broadcast_and_multicast_loop_back_to_the_host", script, 16);
 }
+
+/// A socket bound to `eth0` sending to 127.0.0.1 with a default route: the
+/// kernel's lookup, bound to `eth0`, skips the local table's 127/8 route on
+/// `lo` and sends the datagram to the gateway; so does ipxmit (the fuzz
+/// target `socket_ops` allows it after `SO_BINDTODEVICE`).
+#[test]
+fn a_bound_socket_sends_loopback_destinations_by_its_device() {
+    let script = "link add eth0 type mem peer 10.0.0.2
+addr add 10.0.0.1/24 dev eth0
+ip route add default via 10.0.0.2
+neigh add 10.0.0.2 lladdr 02:00:00:00:00:fe dev eth0
+socket s udp
+sockopt s so_bindtodevice eth0
+send s to 127.0.0.1:9 len 10
+sleep 100ms
+";
+    assert_agrees(
+        "a_bound_socket_sends_loopback_destinations_by_its_device",
+        script,
+        7,
+    );
+}
