@@ -256,11 +256,16 @@ fn check_frame(h: &mut Host, w: usize, f: &[u8]) {
     if ethertype == 0x0806 {
         assert!(f.len() >= 42, "short ARP");
         let tip = Ipv4Addr::new(f[38], f[39], f[40], f[41]);
+        // A socket bound to a device resolves there what no route of that
+        // device covers ("routing tables are wrong": on link), as the
+        // kernel's: 127/8, the other subnet's broadcast address.
+        let foreign = tip.is_loopback() || tip == DIRECTED[1 - w];
+        let bound_foreign = h.bound_out && foreign;
         let bcast = tip.is_broadcast() || tip.is_multicast() || DIRECTED.contains(&tip);
-        // A socket bound to the device resolves 127/8 there when no route
-        // is found ("routing tables are wrong": on link), as the kernel's.
-        let bound_loopback = h.bound_out && tip.is_loopback();
-        assert!((!martian(tip) || bound_loopback) && !bcast, "ARP for {tip} on eth{w}");
+        assert!(
+            (!martian(tip) && !bcast) || bound_foreign,
+            "ARP for {tip} on eth{w}"
+        );
         assert!(tip != OWN[w], "ARP for our own {tip}");
         return;
     }
