@@ -406,7 +406,7 @@ impl<'a> OutputBatch<'a> {
             return false;
         }
         if f.bcast || f.mc_loop {
-            let mut copy = loop_copy(pkt);
+            let mut copy = loop_copy(pkt, &self.stack.pool);
             let passed = match &self.post_routing_hooks {
                 Some(h) => self.filter(h, HookPoint::PostRouting, &mut copy).is_ok(),
                 None => true,
@@ -796,8 +796,11 @@ pub fn plan_xmit(dst: &Dst, hash: u32, first: &PacketBuf) -> QdiscPlan {
 /// datagram's bytes with room for a link header, a checksum left to the
 /// device completed (the kernel marks the clone `CHECKSUM_UNNECESSARY`),
 /// no socket, no fate of its own.
-fn loop_copy(pkt: &PacketBuf) -> PacketBuf {
-    let mut copy = PacketBuf::from_slice(crate::wire::ethernet::HEADER_LEN, &pkt.to_vec());
+fn loop_copy(pkt: &PacketBuf, pool: &crate::buf::BufPool) -> PacketBuf {
+    let hlen = crate::wire::ethernet::HEADER_LEN;
+    let mut copy = pool.alloc(hlen + pkt.len());
+    copy.reserve(hlen);
+    pkt.copy_to(copy.put(pkt.len()));
     copy.reset_network_header();
     if let CsumState::Partial { start, offset } = pkt.meta.ip_summed {
         let at = usize::from(start) - pkt.data_offset() + copy.data_offset();
