@@ -6,9 +6,9 @@
 //! `fib_semantics.c` (`fib_create_info()`, `fib_check_nh_v4_gw()`) and
 //! `net/ipv4/route.c` (`ip_route_output_key_hash_rcu()`, `__mkroute_output()`,
 //! `__ip_rt_update_pmtu()`, `inet_select_addr()` through
-//! `fib_result_prefsrc()`). The whole [`Rib`] is swapped on change and its
-//! generation bumped; sockets cache their route and look it up again when
-//! the generation moves or a learned path MTU expires.
+//! `fib_result_prefsrc()`). The [`Rib`] is changed in place once no lookup
+//! holds it, and its generation bumped; sockets cache their route and look
+//! it up again when the generation moves or a learned path MTU expires.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
@@ -24,6 +24,13 @@ use crate::route::{
     DelKey, Dst, Fib, FlowKey, Rib, Route, RouteError, RouteProto, RouteType, RtnType,
     RT_TABLE_LOCAL, RT_TABLE_MAIN,
 };
+
+/// How many times a routing change yields to lookups holding the routing
+/// state before it copies the state instead ([`Stack::update_rib`]): a
+/// lookup preempted on a loaded machine can hold it for a timeslice
+/// (~4 ms), which 10,000 yields outlast; a caller keeping a snapshot for
+/// longer gets the state it took, and the change a copy.
+const RIB_WAIT_YIELDS: u32 = 10_000;
 
 /// A route to add, as `ip route add` takes it.
 #[derive(Clone, Debug)]
@@ -331,18 +338,38 @@ impl Stack {
         }
     }
 
+    /// Kernel: what RTNL and RCU give `fib_table_insert()`: a change is
+    /// made in place, published to readers without copying the table.
+    /// Each change checks before it mutates, so a refusal leaves the state
+    /// as it was.
     fn update_rib(
         &self,
         f: impl FnOnce(&mut Rib) -> Result<(), RouteError>,
     ) -> Result<(), ConfigError> {
-        // Changed in place unless a lookup holds the snapshot right now
-        // (then copied once): a route add costs O(1), not a table copy.
-        // Each change checks before it mutates, so a refusal leaves the
-        // state as it was.
-        let mut guard = self.rib.write();
+        let mut guard = self.rib_exclusive();
+        // Copies only when a snapshot outlived the wait (a caller holding
+        // `Stack::rib()`): that reader keeps the state it took.
         f(Arc::make_mut(&mut guard))?;
         self.fib_gen.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// The routing state locked for change, once no lookup holds a
+    /// snapshot of it. A lookup holds its snapshot for well under a
+    /// microsecond (the readers' side of RCU); the writer lets such
+    /// readers finish, as `synchronize_rcu()` would, for up to
+    /// [`RIB_WAIT_YIELDS`] yields, instead of copying the table for them
+    /// (292 ms at 1M routes).
+    fn rib_exclusive(&self) -> parking_lot::RwLockWriteGuard<'_, Arc<Rib>> {
+        for _ in 0..RIB_WAIT_YIELDS {
+            let mut guard = self.rib.write();
+            if Arc::get_mut(&mut guard).is_some() {
+                return guard;
+            }
+            drop(guard);
+            std::thread::yield_now();
+        }
+        self.rib.write()
     }
 
     /// The routing state: tables and rules (shared; never locked per
