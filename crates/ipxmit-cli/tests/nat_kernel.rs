@@ -113,6 +113,23 @@ const SCENARIOS: &[Scenario] = &[
         reply_after: None,
     },
     Scenario {
+        name: "redirect_at_output",
+        rules: &[
+            "nft add rule ip t nout udp dport 53 counter redirect",
+            "nft add rule ip t nout udp dport 54 counter redirect to :5353",
+            "nft add rule ip t out oif lo counter",
+            "nft add rule ip t out iifname \"veth0\" counter",
+            "nft add rule ip t out iifname != \"veth0\" counter",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 53, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 54, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 54, 10),
+        ],
+        reply_after: None,
+    },
+    Scenario {
         name: "ct_state_new_drop",
         rules: &[
             "nft add rule ip t out udp dport 7 ct state new counter drop",

@@ -161,7 +161,7 @@ fn key(k: Key) -> Value {
     let text = super::nft_list::key_str(k);
     match text.split_once(' ') {
         Some(("ip", f)) => pl("ip", f),
-        Some(("udp", f)) => pl("udp", f),
+        Some((p @ ("udp" | "tcp"), f)) => pl(p, f),
         Some(("meta", m)) => meta(m),
         Some(("ct", c)) => json!({"ct": {"key": c}}),
         _ => meta(text),
@@ -269,6 +269,7 @@ fn stmt(s: &Stmt) -> Value {
                 NatKind::Snat => "snat",
                 NatKind::Dnat => "dnat",
                 NatKind::Masquerade => "masquerade",
+                NatKind::Redirect => "redirect",
             };
             let mut o = Map::new();
             if let Some(a) = n.addr {

@@ -383,6 +383,7 @@ fn nat(n: &Nat) -> String {
         NatKind::Snat => "snat",
         NatKind::Dnat => "dnat",
         NatKind::Masquerade => "masquerade",
+        NatKind::Redirect => "redirect",
     };
     let ports = match n.ports {
         Some((lo, hi)) if lo == hi => format!(":{lo}"),
@@ -429,12 +430,20 @@ pub fn key_str(k: Key) -> &'static str {
         Key::UdpChecksum => "udp checksum",
         Key::UdpSport => "udp sport",
         Key::UdpDport => "udp dport",
+        Key::TcpSport => "tcp sport",
+        Key::TcpDport => "tcp dport",
+        Key::TcpSequence => "tcp sequence",
+        Key::TcpAckseq => "tcp ackseq",
+        Key::TcpWindow => "tcp window",
+        Key::TcpChecksum => "tcp checksum",
+        Key::TcpUrgptr => "tcp urgptr",
         Key::MetaL4proto => "meta l4proto",
         Key::MetaMark => "meta mark",
         Key::MetaLength => "meta length",
         Key::MetaPriority => "meta priority",
         Key::Oif => "oif",
         Key::Oifname => "oifname",
+        Key::Iifname => "iifname",
         Key::CtState => "ct state",
         Key::CtDirection => "ct direction",
     }

@@ -59,11 +59,14 @@ pub fn ty_of(k: Key) -> Ty {
         Key::IpLength | Key::IpId | Key::IpFragOff | Key::IpChecksum => Ty::U16,
         Key::UdpLength | Key::UdpChecksum => Ty::U16,
         Key::UdpSport | Key::UdpDport => Ty::Port,
+        Key::TcpSport | Key::TcpDport => Ty::Port,
+        Key::TcpWindow | Key::TcpChecksum | Key::TcpUrgptr => Ty::U16,
+        Key::TcpSequence | Key::TcpAckseq => Ty::U32,
         Key::MetaMark => Ty::Mark,
         Key::MetaLength => Ty::U32,
         Key::MetaPriority => Ty::Prio,
         Key::Oif => Ty::Dev,
-        Key::Oifname => Ty::Ifname,
+        Key::Oifname | Key::Iifname => Ty::Ifname,
         Key::CtState => Ty::CtState,
         Key::CtDirection => Ty::CtDir,
     }
@@ -339,6 +342,16 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
             "checksum" => Key::UdpChecksum,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
+        "tcp" => match two(p)? {
+            "sport" => Key::TcpSport,
+            "dport" => Key::TcpDport,
+            "sequence" => Key::TcpSequence,
+            "ackseq" => Key::TcpAckseq,
+            "window" => Key::TcpWindow,
+            "checksum" => Key::TcpChecksum,
+            "urgptr" => Key::TcpUrgptr,
+            _ => return Err(bad(&p.toks[p.i - 1])),
+        },
         "meta" => match two(p)? {
             "l4proto" => Key::MetaL4proto,
             "mark" => Key::MetaMark,
@@ -346,6 +359,7 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
             "priority" => Key::MetaPriority,
             "oif" => Key::Oif,
             "oifname" => Key::Oifname,
+            "iifname" => Key::Iifname,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
         "ct" => match two(p)? {
@@ -353,7 +367,7 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
             "direction" => Key::CtDirection,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
-        "mark" | "length" | "priority" | "l4proto" | "oif" | "oifname" => {
+        "mark" | "length" | "priority" | "l4proto" | "oif" | "oifname" | "iifname" => {
             p.i += 1;
             match t {
                 "mark" => Key::MetaMark,
@@ -361,6 +375,7 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
                 "priority" => Key::MetaPriority,
                 "l4proto" => Key::MetaL4proto,
                 "oif" => Key::Oif,
+                "iifname" => Key::Iifname,
                 _ => Key::Oifname,
             }
         }
@@ -530,7 +545,7 @@ fn ct_flags(p: &mut P<'_>, op: Op) -> Result<Rhs, NftParseError> {
 }
 
 /// `snat [to] ADDR[:PORT[-PORT]] [FLAGS]`, `dnat [to] ...`, `masquerade
-/// [to :PORT[-PORT]] [FLAGS]`; a port range needs a transport protocol
+/// [to :PORT[-PORT]] [FLAGS]`, `redirect [to :PORT[-PORT]] [FLAGS]`; a port range needs a transport protocol
 /// match before it (`prior`), as nft's evaluation says.
 fn nat(p: &mut P<'_>, kind: NatKind, prior: &[Stmt]) -> Result<Stmt, NftParseError> {
     let kw = p.toks[p.i - 1].clone();
@@ -541,14 +556,14 @@ fn nat(p: &mut P<'_>, kind: NatKind, prior: &[Stmt]) -> Result<Stmt, NftParseErr
         ports: None,
         flags: 0,
     };
-    if to || kind != NatKind::Masquerade {
+    if to || !matches!(kind, NatKind::Masquerade | NatKind::Redirect) {
         nat_target(p, &mut n)?;
     }
     n.flags = nat_flags(p)?;
     let l4 = prior.iter().any(|s| {
         matches!(s, Stmt::Match(m) if m.keys.iter().any(|k| matches!(k,
             Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum
-            | Key::IpProtocol | Key::MetaL4proto)))
+            | Key::TcpSport | Key::TcpDport | Key::IpProtocol | Key::MetaL4proto)))
     });
     if n.ports.is_some() && !l4 {
         return Err(P::err(
@@ -566,7 +581,7 @@ fn nat_target(p: &mut P<'_>, n: &mut Nat) -> Result<(), NftParseError> {
         Some((a, pr)) => (a, Some(pr)),
         None => (t.text.as_str(), None),
     };
-    if n.kind == NatKind::Masquerade {
+    if matches!(n.kind, NatKind::Masquerade | NatKind::Redirect) {
         if !a.is_empty() || ports.is_none() {
             return Err(bad(t));
         }
@@ -671,6 +686,7 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "snat" => nat(p, NatKind::Snat, &v),
             "dnat" => nat(p, NatKind::Dnat, &v),
             "masquerade" => nat(p, NatKind::Masquerade, &v),
+            "redirect" => nat(p, NatKind::Redirect, &v),
             "reject" => reject(p, &v),
             "limit" => limit(p),
             "log" => log(p),

@@ -334,12 +334,33 @@ impl Program {
                     _ => 6,
                 })
             }
+            Key::TcpSport
+            | Key::TcpDport
+            | Key::TcpSequence
+            | Key::TcpAckseq
+            | Key::TcpWindow
+            | Key::TcpChecksum
+            | Key::TcpUrgptr => {
+                self.insns.push(meta(MetaKey::L4proto));
+                self.insns.push(Insn::Cmp {
+                    reg: dreg,
+                    op: CmpOp::Eq,
+                    data: 6,
+                });
+                let (off, len) = tcp_field(key);
+                Insn::Payload {
+                    base: Base::Transport,
+                    off,
+                    len,
+                    dreg,
+                }
+            }
             Key::MetaL4proto => meta(MetaKey::L4proto),
             Key::MetaMark => meta(MetaKey::Mark),
             Key::MetaLength => meta(MetaKey::Len),
             Key::MetaPriority => meta(MetaKey::Priority),
             Key::Oif => meta(MetaKey::Oif),
-            Key::Oifname => return,
+            Key::Oifname | Key::Iifname => return,
             Key::CtState => Insn::Ct {
                 key: CtKey::State,
                 dreg,
@@ -358,7 +379,8 @@ impl Program {
             let mut name = [0u8; 16];
             let b = n.as_bytes();
             name[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
-            self.insns.push(Insn::CmpIfname { name, neg });
+            let iif = m.keys[..] == [Key::Iifname];
+            self.insns.push(Insn::CmpIfname { name, neg, iif });
             return Ok(());
         }
         self.load_keys(&m.keys)?;
@@ -549,6 +571,19 @@ pub fn prefix_mask(len: u8) -> u32 {
         0
     } else {
         u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+/// The offset and length of a TCP header field (`tcp_hdr`'s layout).
+fn tcp_field(key: Key) -> (u8, u8) {
+    match key {
+        Key::TcpSport => (0, 2),
+        Key::TcpDport => (2, 2),
+        Key::TcpSequence => (4, 4),
+        Key::TcpAckseq => (8, 4),
+        Key::TcpWindow => (14, 2),
+        Key::TcpChecksum => (16, 2),
+        _ => (18, 2),
     }
 }
 

@@ -190,12 +190,16 @@ pub enum Insn {
         /// Register.
         reg: Reg,
     },
-    /// `oifname` compared with a name (`meta oifname` loads 16 bytes).
+    /// `oifname` or `iifname` compared with a name (`meta oifname` loads
+    /// 16 bytes).
     CmpIfname {
         /// Name, NUL padded.
         name: [u8; 16],
         /// `!=`.
         neg: bool,
+        /// `iifname`: the input device's name, empty on the output path
+        /// (`nft_meta_store_ifname()` of no device).
+        iif: bool,
     },
     /// Kernel: `nft_counter_eval()`: counter `idx` of the program.
     Counter {
@@ -449,8 +453,9 @@ pub fn eval(
             _ => return Step::Break,
         },
         Insn::MarkSetReg { reg } => p.pkt.meta.mark = regs[usize::from(reg)] as u32,
-        Insn::CmpIfname { name, neg } => {
-            return step_if(ifname_eq(p.out.name(), &name) != neg);
+        Insn::CmpIfname { name, neg, iif } => {
+            let dev = if iif { "" } else { p.out.name() };
+            return step_if(ifname_eq(dev, &name) != neg);
         }
         Insn::Counter { idx } if !p.dry => prog.counters[usize::from(idx)].add(p.pkt.len()),
         Insn::Counter { .. } => {}

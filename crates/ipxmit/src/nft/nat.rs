@@ -170,10 +170,13 @@ impl NftHook {
 
 /// The range of a NAT statement: `masquerade` takes the output device's
 /// primary address (`inet_select_addr`); none is a drop ("ate my IP
-/// address").
+/// address"); `redirect` the loopback address.
 fn range_of(n: Nat, out: &NetDevice) -> Result<NatRange, ()> {
     let addr = match n.kind {
         NatKind::Masquerade => Some(u32::from(out.primary_addr().ok_or(())?)),
+        // nf_nat_redirect_ipv4(): at LOCAL_OUT the new destination is
+        // 127.0.0.1.
+        NatKind::Redirect => Some(u32::from(std::net::Ipv4Addr::LOCALHOST)),
         NatKind::Snat | NatKind::Dnat => n.addr,
     };
     Ok(NatRange {

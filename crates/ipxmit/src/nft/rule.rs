@@ -39,6 +39,20 @@ pub enum Key {
     UdpSport,
     /// `udp dport`.
     UdpDport,
+    /// `tcp sport`.
+    TcpSport,
+    /// `tcp dport`.
+    TcpDport,
+    /// `tcp sequence`.
+    TcpSequence,
+    /// `tcp ackseq`.
+    TcpAckseq,
+    /// `tcp window`.
+    TcpWindow,
+    /// `tcp checksum`.
+    TcpChecksum,
+    /// `tcp urgptr`.
+    TcpUrgptr,
     /// `meta l4proto`.
     MetaL4proto,
     /// `meta mark` (`skb->mark`).
@@ -51,6 +65,9 @@ pub enum Key {
     Oif,
     /// `oifname` (the output device's name).
     Oifname,
+    /// `iifname` (the input device's name: empty for a locally generated
+    /// packet, which has none).
+    Iifname,
     /// `ct state` (a bit of `invalid` 1, `established` 2, `related` 4,
     /// `new` 8, `untracked` 64).
     CtState,
@@ -66,9 +83,12 @@ impl Key {
             Key::IpProtocol | Key::IpDscp | Key::IpTtl | Key::MetaL4proto => 8,
             Key::IpVersion | Key::IpHdrlength | Key::IpEcn => 8,
             Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum => 16,
+            Key::TcpSport | Key::TcpDport | Key::TcpWindow | Key::TcpChecksum => 16,
+            Key::TcpUrgptr => 16,
+            Key::TcpSequence | Key::TcpAckseq => 32,
             Key::IpLength | Key::IpId | Key::IpFragOff | Key::IpChecksum => 16,
             Key::MetaMark | Key::MetaLength | Key::MetaPriority | Key::Oif => 32,
-            Key::Oifname => 128,
+            Key::Oifname | Key::Iifname => 128,
             Key::CtState => 32,
             Key::CtDirection => 8,
         }
@@ -231,6 +251,9 @@ pub enum NatKind {
     Dnat,
     /// `masquerade [to :PORT[-PORT]]`: the output device's address.
     Masquerade,
+    /// `redirect [to :PORT[-PORT]]`: to the host itself (127.0.0.1 for a
+    /// locally generated packet).
+    Redirect,
 }
 
 /// A NAT statement (`nft_nat`, `nft_masq`): terminal, it binds the flow

@@ -227,8 +227,8 @@ impl Table {
 }
 
 /// Kernel: `nft_nat_validate()`, `nft_masq_validate()`: in a base chain,
-/// `snat` and `masquerade` need a `nat` chain at postrouting and `dnat` one
-/// at output (`EOPNOTSUPP`); `nft_reject_validate()`: `reject` is refused
+/// `snat` and `masquerade` need a `nat` chain at postrouting, `dnat` and
+/// `redirect` (`nft_redir_validate()`) one at output (`EOPNOTSUPP`); `nft_reject_validate()`: `reject` is refused
 /// at postrouting and egress.
 fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
     let Some(b) = &c.base else {
@@ -241,7 +241,7 @@ fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
         }
         if let Stmt::Nat(n) = s {
             let hook = match n.kind {
-                super::NatKind::Dnat => ChainHook::Output,
+                super::NatKind::Dnat | super::NatKind::Redirect => ChainHook::Output,
                 _ => ChainHook::Postrouting,
             };
             if b.ty != ChainType::Nat || b.hook != hook {
