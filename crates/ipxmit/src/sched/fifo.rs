@@ -54,7 +54,11 @@ use crate::units::format_size;
 pub const PRESIZE_MAX: usize = 1024;
 
 /// The queue and statistics shared by the three FIFOs (`sch->q`, `sch->qstats`).
+/// Aligned to 128 bytes (two cache lines), as `qdisc_alloc` aligns a
+/// `struct Qdisc`: FIFOs boxed one after another for the queues of an `mq`
+/// root, each written by its own queue's sender, share no line.
 #[derive(Debug)]
+#[repr(align(128))]
 struct FifoQueue {
     q: VecDeque<PacketBuf>,
     stats: QdiscStats,

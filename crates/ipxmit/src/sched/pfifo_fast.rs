@@ -61,7 +61,13 @@ pub const PRIO2BAND: [u8; TC_PRIO_MAX as usize + 1] =
     [1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
 
 /// The default qdisc: three strict-priority FIFO bands. See the module docs.
+///
+/// Aligned to 128 bytes (two cache lines), as the kernel's `qdisc_alloc`
+/// aligns a `struct Qdisc`: under `mq` each transmit queue has one, boxed
+/// one after another, and each is written (its counters, at least) by the
+/// thread sending on its queue; aligned, no two share a line.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct PfifoFast {
     bands: [VecDeque<PacketBuf>; PFIFO_FAST_BANDS],
     band_limit: usize,
