@@ -168,6 +168,16 @@ fn key(k: Key) -> Value {
     }
 }
 
+/// `KEY & MASK` (`{"&": [KEY, MASK]}`), `KEY | BITS`, or both.
+fn masked_left(left: Value, k: Key, mask: u64, xor: u64) -> Value {
+    let (all, ty) = (k.width_mask(), ty_of(k));
+    match (mask, xor) {
+        (mask, 0) => json!({"&": [left, val(mask, ty)]}),
+        (mask, x) if mask == all & !x => json!({"|": [left, val(x, ty)]}),
+        (mask, x) => json!({"^": [{"&": [left, val(mask, ty)]}, val(x, ty)]}),
+    }
+}
+
 fn matcher(m: &Match) -> Value {
     let left = match m.keys.as_slice() {
         [k] => key(*k),
@@ -182,7 +192,11 @@ fn matcher(m: &Match) -> Value {
         Op::Le => "<=",
         Op::Ge => ">=",
     };
-    let right = match &m.rhs {
+    let (left, rhs) = match &m.rhs {
+        Rhs::Masked { mask, xor, rhs } => (masked_left(left, m.keys[0], *mask, *xor), &**rhs),
+        rhs => (left, rhs),
+    };
+    let right = match rhs {
         Rhs::Value(v) => val(*v, tys[0]),
         Rhs::Prefix(a, l) => json!({"prefix": {"addr": Ipv4Addr::from(*a).to_string(), "len": l}}),
         Rhs::Range(lo, hi) => json!({"range": [val(*lo, tys[0]), val(*hi, tys[0])]}),
@@ -201,7 +215,9 @@ fn matcher(m: &Match) -> Value {
                 json!(names)
             }
         }
-        Rhs::Vmap(_) => json!(super::nft_list::stmt(&Stmt::Match(m.clone()))),
+        Rhs::Vmap(_) | Rhs::Masked { .. } => {
+            json!(super::nft_list::stmt(&Stmt::Match(m.clone())))
+        }
     };
     let op = if matches!(m.rhs, Rhs::Flags(_)) && m.op == Op::Eq {
         "in"

@@ -461,8 +461,27 @@ fn matcher(m: &Match) -> String {
     };
     let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
     let ty = tys[0];
-    let rhs = match &m.rhs {
-        Rhs::Value(v) if ty == Ty::CtState && m.op == Op::Eq => format!("== {}", value(*v, ty)),
+    if let Rhs::Vmap(r) = &m.rhs {
+        return format!("{} vmap {}", lhs.join(" . "), map_ref(r, &tys));
+    }
+    if let Rhs::Masked { mask, xor, rhs } = &m.rhs {
+        let all = m.keys[0].width_mask();
+        let bits = match (*mask, *xor) {
+            (m, 0) => format!("& {}", value(m, ty)),
+            (m, x) if m == all & !x => format!("| {}", value(x, ty)),
+            (m, x) => format!("& {} ^ {}", value(m, ty), value(x, ty)),
+        };
+        let op = if op.is_empty() { "== " } else { op };
+        return format!("{} {bits} {op}{}", lhs[0], rhs_text(rhs, m.op, &tys));
+    }
+    format!("{} {op}{}", lhs.join(" . "), rhs_text(&m.rhs, m.op, &tys))
+}
+
+/// The right side of a match of keys of types `tys` as nft prints it.
+fn rhs_text(rhs: &Rhs, op: Op, tys: &[Ty]) -> String {
+    let ty = tys[0];
+    match rhs {
+        Rhs::Value(v) if ty == Ty::CtState && op == Op::Eq => format!("== {}", value(*v, ty)),
         Rhs::Value(v) => value(*v, ty),
         Rhs::Flags(mask) => CT_STATES
             .iter()
@@ -470,15 +489,15 @@ fn matcher(m: &Match) -> String {
             .map(|(n, _)| *n)
             .collect::<Vec<_>>()
             .join(","),
-        Rhs::Prefix(a, l) => format!("{}/{l}", Ipv4Addr::from(*a)),
+        Rhs::Prefix(a, l) if ty == Ty::Addr => format!("{}/{l}", Ipv4Addr::from(*a)),
+        Rhs::Prefix(a, l) => format!("{}/{l}", value(u64::from(*a), ty)),
         Rhs::Range(lo, hi) if ty == Ty::Proto => format!("{lo}-{hi}"),
         Rhs::Range(lo, hi) => format!("{}-{}", value(*lo, ty), value(*hi, ty)),
-        Rhs::Set(e) => elems(e, &tys),
+        Rhs::Set(e) => elems(e, tys),
         Rhs::Named(n) => format!("@{n}"),
-        Rhs::Vmap(r) => return format!("{} vmap {}", lhs.join(" . "), map_ref(r, &tys)),
         Rhs::Dev(n, _) | Rhs::Ifname(n) => format!("\"{n}\""),
-    };
-    format!("{} {op}{rhs}", lhs.join(" . "))
+        Rhs::Vmap(_) | Rhs::Masked { .. } => String::new(),
+    }
 }
 
 /// A map as a rule shows it: `@NAME` or `{ K : V, ..., * : V }`.

@@ -1,8 +1,6 @@
 //! nft rule statements and values: `ip saddr 10.0.0.0/8 udp dport { 53,
 //! 1000-2000 } counter accept` into [`ipxmit::nft::Stmt`]s.
 
-use std::net::Ipv4Addr;
-
 use ipxmit::nft::{
     Counter, DataType, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind,
     NftError, Op, Reject, Rhs, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
@@ -171,12 +169,9 @@ pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
             .map(|&(_, v)| u64::from(v))
     };
     Ok(match ty {
-        Ty::Addr => {
-            let a: Ipv4Addr = s
-                .parse()
-                .map_err(|_| P::err(t, format!("Could not resolve hostname: {s}")))?;
-            u64::from(u32::from(a))
-        }
+        Ty::Addr => inet_aton(s)
+            .map(u64::from)
+            .ok_or_else(|| P::err(t, format!("Could not resolve hostname: {s}")))?,
         Ty::Proto => match named(PROTOS) {
             Some(v) => v,
             None => int(&tok, 255)?,
@@ -216,6 +211,37 @@ pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
     })
 }
 
+/// An IPv4 address as `getaddrinfo()` (through `inet_aton()`) reads a
+/// numeric host, which nft's `ipv4_addr` type takes: `A.B.C.D`, `A.B.C`
+/// (C 16 bits), `A.B` (B 24 bits) or one 32-bit number, each part
+/// decimal, `0x` hex or `0` octal.
+fn inet_aton(s: &str) -> Option<u32> {
+    let parts: Vec<u64> = s.split('.').map(c_number).collect::<Option<_>>()?;
+    let (last, lead) = parts.split_last()?;
+    if lead.len() > 3 || lead.iter().any(|&p| p > 255) {
+        return None;
+    }
+    let rest_bits = 32 - 8 * lead.len() as u32;
+    if *last >> rest_bits != 0 {
+        return None;
+    }
+    let head = lead.iter().fold(0u64, |a, &p| a << 8 | p);
+    u32::try_from(head << rest_bits | last).ok()
+}
+
+/// A number as `strtoul(s, NULL, 0)` reads a whole string.
+fn c_number(s: &str) -> Option<u64> {
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None if s.len() > 1 && s.starts_with('0') => (&s[1..], 8),
+        None => (s, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
 fn prio(t: &Tok) -> Result<u64, NftParseError> {
     match t.text.as_str() {
         "none" => return Ok(0),
@@ -228,9 +254,9 @@ fn prio(t: &Tok) -> Result<u64, NftParseError> {
     Ok(u64::from(h(a)?) << 16 | u64::from(h(b)?))
 }
 
-/// One element: a value, `LO-HI`, or (addresses) `A/LEN`.
+/// One element: a value, `LO-HI`, or (addresses, marks) `A/LEN`.
 fn elem(t: &Tok, ty: Ty) -> Result<Elem, NftParseError> {
-    if ty == Ty::Addr {
+    if matches!(ty, Ty::Addr | Ty::Mark) {
         if let Some((a, l)) = t.text.split_once('/') {
             let a = scalar(t, a, ty)? as u32;
             let len: u8 = l.parse().ok().filter(|&l| l <= 32).ok_or_else(|| bad(t))?;
@@ -407,7 +433,7 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
             }
         }
         let t = p.take()?;
-        let v = scalar(t, &t.text, ty_of(k))?;
+        let v = fold_constant(p, scalar(t, &t.text, ty_of(k))?, ty_of(k))?;
         return Ok(match k {
             Key::MetaMark => Stmt::MarkSet(v as u32),
             Key::MetaPriority => Stmt::PrioritySet(v as u32),
@@ -433,6 +459,12 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
             None => return Err(t.as_ref().map_or_else(|| p.unexpected(), bad)),
         }
     }
+    if let Some((mask, xor)) = bitwise(p, &keys)? {
+        let op = op(p);
+        let rhs = rhs(p, &keys, op)?;
+        let rhs = masked(mask, xor, rhs, op, keys[0]);
+        return Ok(Stmt::Match(Match { keys, op, rhs }));
+    }
     if p.eat("vmap") {
         let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
         let r = map_ref(p, &tys, true)?;
@@ -449,6 +481,74 @@ fn after_key(p: &mut P<'_>, k: Key) -> Result<Stmt, NftParseError> {
     }
     let rhs = rhs(p, &keys, op)?;
     Ok(Stmt::Match(Match { keys, op, rhs }))
+}
+
+/// `& V`, `| V`, `^ V` (or `and`, `or`, `xor`) after a key: the
+/// `(key & mask) ^ xor` nft's bitwise expression computes.
+fn bitwise(p: &mut P<'_>, keys: &[Key]) -> Result<Option<(u64, u64)>, NftParseError> {
+    let kind = match p.peek_text() {
+        "&" | "and" => 0,
+        "|" | "or" => 1,
+        "^" | "xor" => 2,
+        _ => return Ok(None),
+    };
+    if keys.len() > 1 || matches!(ty_of(keys[0]), Ty::Dev | Ty::Ifname) {
+        return Err(p.peek().map_or_else(|| p.unexpected(), bad));
+    }
+    p.i += 1;
+    let t = p.take()?;
+    let v = scalar(t, &t.text, ty_of(keys[0]))?;
+    let all = keys[0].width_mask();
+    Ok(Some(match kind {
+        0 => (v, 0),
+        1 => (all & !v, v),
+        _ => (all, v),
+    }))
+}
+
+/// A bitwise match as nft's evaluation leaves it: `KEY ^ X == V` folds to
+/// `KEY == V ^ X`; `KEY & PREFIXMASK == V` (V within the mask) becomes
+/// the prefix `V/LEN`.
+fn masked(mask: u64, xor: u64, rhs: Rhs, op: Op, k: Key) -> Rhs {
+    let all = k.width_mask();
+    let eq = matches!(op, Op::Eq | Op::Ne);
+    match rhs {
+        Rhs::Value(v) if eq && mask == all => Rhs::Value(v ^ xor),
+        Rhs::Value(v) if eq && xor == 0 && k.bits() == 32 && v & !mask == 0 => {
+            let len = (mask as u32).leading_ones();
+            if u64::from(ipxmit::nft::compile::prefix_mask(len as u8)) == mask {
+                Rhs::Prefix(v as u32, len as u8)
+            } else {
+                Rhs::Masked {
+                    mask,
+                    xor,
+                    rhs: Box::new(rhs),
+                }
+            }
+        }
+        rhs => Rhs::Masked {
+            mask,
+            xor,
+            rhs: Box::new(rhs),
+        },
+    }
+}
+
+/// `V and M`, `V or M`, `V xor M` after a constant of type `ty`: nft
+/// folds them into one constant (`meta mark set 0xfffe xor 0x16` is `meta
+/// mark set 0x0000ffe8`).
+fn fold_constant(p: &mut P<'_>, mut v: u64, ty: Ty) -> Result<u64, NftParseError> {
+    loop {
+        let f: fn(u64, u64) -> u64 = match p.peek_text() {
+            "&" | "and" => |a, b| a & b,
+            "|" | "or" => |a, b| a | b,
+            "^" | "xor" => |a, b| a ^ b,
+            _ => return Ok(v),
+        };
+        p.i += 1;
+        let t = p.take()?;
+        v = f(v, scalar(t, &t.text, ty)?);
+    }
 }
 
 /// `meta mark set KEY [. KEY] map { ... }|@NAME`, when a key follows `set`.

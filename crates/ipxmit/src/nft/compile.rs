@@ -384,19 +384,45 @@ impl Program {
             return Ok(());
         }
         self.load_keys(&m.keys)?;
-        let insn = match &m.rhs {
+        let rhs = match &m.rhs {
+            Rhs::Masked { mask, xor, rhs } => {
+                self.insns.push(Insn::MaskXor {
+                    reg: 0,
+                    mask: *mask,
+                    xor: *xor,
+                });
+                &**rhs
+            }
+            r => r,
+        };
+        let insn = self.comparison(t, first, m.op, rhs)?;
+        self.insns.push(insn);
+        Ok(())
+    }
+
+    /// The instruction comparing register 0 (loaded, maybe masked) with
+    /// `rhs` under `op`, after any it needs first.
+    fn comparison(
+        &mut self,
+        t: &Table,
+        first: u32,
+        op: Op,
+        rhs: &Rhs,
+    ) -> Result<Insn, CompileError> {
+        let neg = op == Op::Ne;
+        Ok(match rhs {
             Rhs::Vmap(r) => {
                 let map = self.map(t, first, r);
                 Insn::Vmap { reg: 0, map }
             }
             Rhs::Value(v) => Insn::Cmp {
                 reg: 0,
-                op: cmp_op(m.op),
+                op: cmp_op(op),
                 data: *v,
             },
             Rhs::Dev(_, i) => Insn::Cmp {
                 reg: 0,
-                op: cmp_op(m.op),
+                op: cmp_op(op),
                 data: u64::from(*i),
             },
             Rhs::Prefix(a, len) => {
@@ -408,7 +434,7 @@ impl Program {
                 });
                 Insn::Cmp {
                     reg: 0,
-                    op: cmp_op(m.op),
+                    op: cmp_op(op),
                     data: u64::from(a & mask),
                 }
             }
@@ -436,9 +462,7 @@ impl Program {
                 self.lookup(elems, neg)
             }
             _ => return Err(CompileError::Unsupported),
-        };
-        self.insns.push(insn);
-        Ok(())
+        })
     }
 
     /// The loads of `keys` into register 0 (a concatenation: the first

@@ -130,6 +130,15 @@ pub enum Insn {
         /// Right shift after the mask.
         shr: u8,
     },
+    /// Kernel: `nft_bitwise_eval()`'s boolean form: `(reg & mask) ^ xor`.
+    MaskXor {
+        /// Register.
+        reg: Reg,
+        /// Mask.
+        mask: u64,
+        /// Xor after the mask.
+        xor: u64,
+    },
     /// Concatenation: `dreg = dreg << shl | sreg` (the kernel lays
     /// concatenated keys in consecutive registers).
     Concat {
@@ -434,6 +443,10 @@ pub fn eval(
         Insn::Bitwise { reg, mask, shr } => {
             let r = &mut regs[usize::from(reg)];
             *r = (*r & mask) >> shr;
+        }
+        Insn::MaskXor { reg, mask, xor } => {
+            let r = &mut regs[usize::from(reg)];
+            *r = (*r & mask) ^ xor;
         }
         Insn::Concat { dreg, sreg, shl } => {
             regs[usize::from(dreg)] = regs[usize::from(dreg)] << shl | regs[usize::from(sreg)];

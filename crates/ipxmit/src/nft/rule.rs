@@ -76,6 +76,14 @@ pub enum Key {
 }
 
 impl Key {
+    /// Every bit of the key's width set (`|` and `^` work within it).
+    pub fn width_mask(self) -> u64 {
+        match self.bits() {
+            b if b >= 64 => u64::MAX,
+            b => (1 << b) - 1,
+        }
+    }
+
     /// The width of the key's value in bits (a set's key of this type).
     pub fn bits(self) -> u32 {
         match self {
@@ -151,6 +159,18 @@ pub enum Rhs {
     /// `vmap { ... }` or `vmap @NAME`: the verdict of the element found
     /// (none found: the rule does not match).
     Vmap(MapRef),
+    /// `KEY & MASK OP V`, `KEY | BITS OP V`: the key goes through
+    /// `nft_bitwise`'s boolean form, `(key & mask) ^ xor`, before the
+    /// comparison `rhs` (a value, range, prefix or anonymous set).
+    Masked {
+        /// The bits kept.
+        mask: u64,
+        /// The bits flipped after (`|`: the bits set, with `mask` their
+        /// complement).
+        xor: u64,
+        /// The comparison of the result.
+        rhs: Box<Rhs>,
+    },
 }
 
 /// A map's value.
