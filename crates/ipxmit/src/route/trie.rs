@@ -42,8 +42,8 @@ pub(super) const NONE: u32 = u32::MAX;
 
 /// One slot: `[LEAF]`, the longest prefix expanded onto it (its value + 1,
 /// 0 for none), and `[CHILD]`, the node below (0 for none: the root is
-/// nobody's child). A plain array of zeros, so a new table's root comes
-/// from zeroed memory the system maps only when it is touched.
+/// nobody's child). A plain array of zeros: a new table's root is zeroed
+/// memory, or a dropped table's with the pages it wrote cleared.
 type Slot = [u32; 2];
 const LEAF: usize = 0;
 const CHILD: usize = 1;
@@ -117,6 +117,57 @@ fn node_base(n: u32) -> usize {
 struct Arena {
     root: Vec<Slot>,
     nodes: Vec<Slot>,
+    /// The root's 4 KiB pages written to since it was all [`EMPTY`] (bit
+    /// `p`: slots `p * PAGE_SLOTS ..`): what a dropped root must clear
+    /// before a new table takes it ([`spare_root`]).
+    dirty: u128,
+}
+
+/// Root slots per 4 KiB page: 128 pages, one bit each of [`Arena::dirty`].
+const PAGE_SLOTS: usize = ROOT_SLOTS / 128;
+
+/// Zeroed roots a thread keeps for its next tables, at most.
+const SPARE_ROOTS: usize = 4;
+
+std::thread_local! {
+    /// Roots of dropped tables, cleared, for the next [`Trie::new`] on
+    /// this thread: a new table does not zero 512 KiB again (the
+    /// allocator's `calloc` clears a reused block in full).
+    static SPARE: std::cell::RefCell<Vec<Vec<Slot>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Kernel: `kmem_cache_zalloc()` from a cache of freed objects (here the
+/// thread's spare roots, else fresh zeroed memory): a root of
+/// [`ROOT_SLOTS`] slots, all [`EMPTY`].
+fn spare_root() -> Vec<Slot> {
+    SPARE
+        .try_with(|s| s.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![EMPTY; ROOT_SLOTS])
+}
+
+impl Drop for Arena {
+    /// Clears the root's written pages and keeps it for the thread's next
+    /// table (while it has fewer than [`SPARE_ROOTS`]).
+    fn drop(&mut self) {
+        let mut root = std::mem::take(&mut self.root);
+        if root.len() != ROOT_SLOTS {
+            return;
+        }
+        let mut dirty = self.dirty;
+        while dirty != 0 {
+            let p = dirty.trailing_zeros() as usize;
+            root[p * PAGE_SLOTS..(p + 1) * PAGE_SLOTS].fill(EMPTY);
+            dirty &= dirty - 1;
+        }
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_ROOTS {
+                s.push(root);
+            }
+        });
+    }
 }
 
 impl std::ops::Index<usize> for Arena {
@@ -135,7 +186,10 @@ impl std::ops::IndexMut<usize> for Arena {
     #[inline]
     fn index_mut(&mut self, i: usize) -> &mut Slot {
         match i.checked_sub(ROOT_SLOTS) {
-            None => &mut self.root[i],
+            None => {
+                self.dirty |= 1 << (i / PAGE_SLOTS);
+                &mut self.root[i]
+            }
             Some(j) => &mut self.nodes[j],
         }
     }
@@ -161,12 +215,14 @@ impl Default for Trie {
 }
 
 impl Trie {
-    /// An empty trie (the root's 65,536 slots, 512 KiB).
+    /// An empty trie (the root's 65,536 slots, 512 KiB: a dropped
+    /// table's, cleared, when this thread has one).
     pub(super) fn new() -> Trie {
         Trie {
             slots: Arena {
-                root: vec![EMPTY; ROOT_SLOTS],
+                root: spare_root(),
                 nodes: Vec::new(),
+                dirty: 0,
             },
             meta: vec![NodeMeta::default()],
             free: Vec::new(),
@@ -373,6 +429,42 @@ mod tests {
         t.insert(n, l, 8, |_| 32);
         assert_eq!(t.meta.len(), 3);
         assert_eq!(t.lookup(n), 8);
+    }
+
+    #[test]
+    fn a_dropped_root_comes_back_cleared_for_the_next_table() {
+        let prefixes = [
+            net([128, 0, 0, 0], 1),
+            net([10, 0, 0, 0], 8),
+            net([192, 168, 0, 0], 16),
+            net([192, 168, 1, 77], 32),
+        ];
+        let mut t = Trie::new();
+        for (i, &(n, l)) in prefixes.iter().enumerate() {
+            t.insert(n, l, i as u32, |v| prefixes[v as usize].1);
+        }
+        let copy = t.clone();
+        let roots = [t.slots.root.as_ptr(), copy.slots.root.as_ptr()];
+        drop(t);
+        drop(copy);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let fresh = Trie::new();
+            assert!(roots.contains(&fresh.slots.root.as_ptr()), "not reused");
+            assert_eq!(fresh.slots.root.len(), ROOT_SLOTS);
+            assert!(fresh.slots.root.iter().all(|s| *s == EMPTY));
+            for &(n, _) in &prefixes {
+                assert_eq!(fresh.lookup(n), NONE);
+            }
+            held.push(fresh);
+        }
+    }
+
+    #[test]
+    fn a_thread_keeps_a_bounded_number_of_spare_roots() {
+        let tries: Vec<Trie> = (0..SPARE_ROOTS + 3).map(|_| Trie::new()).collect();
+        drop(tries);
+        assert_eq!(SPARE.with(|s| s.borrow().len()), SPARE_ROOTS);
     }
 
     #[test]
