@@ -113,6 +113,24 @@ const SCENARIOS: &[Scenario] = &[
         reply_after: None,
     },
     Scenario {
+        name: "snat_to_an_address_range",
+        rules: &[
+            "nft add rule ip t post udp dport 9 counter snat to 10.9.0.10-10.9.0.200",
+            "nft add rule ip t post udp dport 10 counter snat to 10.9.0.10-10.9.0.200 persistent",
+            "nft add rule ip t post udp dport 11 counter snat to 10.0.0.0-10.255.255.255:7000",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.5", 5000, "10.9.0.3", 9, 10),
+            ("10.9.0.6", 5000, "10.8.0.2", 9, 10),
+            ("10.9.0.1", 5001, "10.9.0.3", 10, 10),
+            ("10.9.0.5", 5001, "10.8.0.2", 10, 10),
+            ("10.9.0.6", 5002, "10.9.0.2", 11, 10),
+            ("10.9.0.6", 7000, "10.9.0.3", 11, 10),
+        ],
+        reply_after: None,
+    },
+    Scenario {
         name: "redirect_at_output",
         rules: &[
             "nft add rule ip t nout udp dport 53 counter redirect",

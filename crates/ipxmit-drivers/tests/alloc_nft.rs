@@ -204,7 +204,7 @@ fn nat_rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
             m(&[Key::UdpDport], Op::Eq, Rhs::Value(9000)),
             Stmt::Nat(Nat {
                 kind: NatKind::Snat,
-                addr: Some(u32::from_be_bytes([10, 0, 0, 7])),
+                addr: Some((0x0a00_0007, 0x0a00_0007)),
                 ports: Some((40000, 40010)),
                 flags: 0,
             }),

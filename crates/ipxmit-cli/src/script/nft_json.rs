@@ -288,8 +288,15 @@ fn stmt(s: &Stmt) -> Value {
                 NatKind::Redirect => "redirect",
             };
             let mut o = Map::new();
-            if let Some(a) = n.addr {
-                o.insert("addr".into(), json!(Ipv4Addr::from(a).to_string()));
+            match n.addr {
+                Some((a, b)) if a == b => {
+                    o.insert("addr".into(), json!(Ipv4Addr::from(a).to_string()));
+                }
+                Some((a, b)) => {
+                    let r = [Ipv4Addr::from(a).to_string(), Ipv4Addr::from(b).to_string()];
+                    o.insert("addr".into(), json!({ "range": r }));
+                }
+                None => {}
             }
             match n.ports {
                 Some((lo, hi)) if lo == hi => {

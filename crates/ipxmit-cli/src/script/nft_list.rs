@@ -405,9 +405,21 @@ fn nat(n: &Nat) -> String {
         format!(" {}", flags.join(","))
     };
     match n.addr {
-        Some(a) => format!("{kind} to {}{ports}{flags}", Ipv4Addr::from(a)),
+        Some((a, b)) if a == b => format!("{kind} to {}{ports}{flags}", Ipv4Addr::from(a)),
+        Some((a, b)) => format!("{kind} to {}{ports}{flags}", addr_range(a, b)),
         None if ports.is_empty() => format!("{kind}{flags}"),
         None => format!("{kind} to {ports}{flags}"),
+    }
+}
+
+/// An address range as nft prints it: `A/LEN` when it is a prefix, else
+/// `A-B`.
+fn addr_range(a: u32, b: u32) -> String {
+    let span = u64::from(b - a) + 1;
+    if span.is_power_of_two() && u64::from(a) % span == 0 {
+        format!("{}/{}", Ipv4Addr::from(a), 32 - span.trailing_zeros())
+    } else {
+        format!("{}-{}", Ipv4Addr::from(a), Ipv4Addr::from(b))
     }
 }
 

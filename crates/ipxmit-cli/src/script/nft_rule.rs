@@ -686,7 +686,21 @@ fn nat_target(p: &mut P<'_>, n: &mut Nat) -> Result<(), NftParseError> {
             return Err(bad(t));
         }
     } else {
-        n.addr = Some(scalar(t, a, Ty::Addr)? as u32);
+        let e = if a.contains('/') {
+            let tok = Tok {
+                text: a.to_string(),
+                ..t.clone()
+            };
+            elem(&tok, Ty::Addr)?
+        } else {
+            let (lo, hi) = a.split_once('-').unwrap_or((a, a));
+            let (lo, hi) = (scalar(t, lo, Ty::Addr)?, scalar(t, hi, Ty::Addr)?);
+            if lo > hi {
+                return Err(P::err(t, "Range has zero or negative size"));
+            }
+            Elem { lo, hi }
+        };
+        n.addr = Some((e.lo as u32, e.hi as u32));
     }
     if let Some(pr) = ports {
         let (lo, hi) = pr.split_once('-').unwrap_or((pr, pr));

@@ -222,17 +222,36 @@ impl Manip {
     }
 }
 
-/// A NAT range (`struct nf_nat_range2`) with one address: `None` keeps
-/// the tuple's (a null binding); `ports` is `NF_NAT_RANGE_PROTO_SPECIFIED`.
+/// A NAT range (`struct nf_nat_range2`): `addr` `None` keeps the tuple's
+/// (a null binding); `ports` is `NF_NAT_RANGE_PROTO_SPECIFIED`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct NatRange {
-    /// The address mapped to.
-    pub addr: Option<u32>,
+    /// The addresses mapped to, first and last.
+    pub addr: Option<(u32, u32)>,
     /// The ports (ICMP: ids) mapped to, inclusive.
     pub ports: Option<(u16, u16)>,
     /// `NF_NAT_RANGE_PROTO_RANDOM_ALL`: a port picked at random even
     /// when the flow's own would do.
     pub random: bool,
+    /// `NF_NAT_RANGE_PERSISTENT`: a client keeps its address of the range
+    /// whatever the destination.
+    pub persistent: bool,
+}
+
+/// Kernel: `find_best_ips_proto()` for IPv4: the address of `lo..=hi` for
+/// a flow from `src` to `dst` (tuple addresses, host order): `jhash2()`
+/// of the source as the kernel holds it (the address's bytes read as a
+/// little-endian word, as on x86, then three zero words of the IPv6-sized
+/// union), seeded with the destination the same way (0 when
+/// `persistent`), scaled into the range.
+fn best_ip(src: u32, dst: u32, (lo, hi): (u32, u32), persistent: bool) -> u32 {
+    if lo == hi {
+        return lo;
+    }
+    let seed = if persistent { 0 } else { dst.swap_bytes() };
+    let j = super::jhash::jhash2(&[src.swap_bytes(), 0, 0, 0], seed);
+    let dist = hi.wrapping_sub(lo).wrapping_add(1);
+    lo.wrapping_add(super::jhash::reciprocal_scale(j, dist))
 }
 
 /// Why conntrack dropped a packet.
@@ -768,16 +787,17 @@ impl Table {
     fn unique_tuple(&mut self, cur: Tuple, range: NatRange, m: Manip, me: u32, now: u64) -> Tuple {
         let in_range = |t: &Tuple| {
             let (a, p) = side(t, m);
-            range.addr.is_none_or(|x| x == a)
+            range.addr.is_none_or(|(lo, hi)| lo <= a && a <= hi)
                 && range.ports.is_none_or(|(lo, hi)| lo <= p && p <= hi)
         };
         // 1) A source mapping keeps the tuple when it is in range and unique.
         if m == Manip::Src && !range.random && in_range(&cur) && !self.used(&cur, me, now) {
             return cur;
         }
-        // 2) The address (one address: that one).
+        // 2) The address: by the hash of the flow's addresses.
         let mut t = cur;
-        if let Some(a) = range.addr {
+        if let Some(r) = range.addr {
+            let a = best_ip(cur.src, cur.dst, r, range.persistent);
             set_side(&mut t, m, Some(a), None);
         }
         // 3) The port, when it is not already in range and unique.
@@ -953,9 +973,10 @@ mod tests {
     fn snat_keeps_a_unique_port_reallocates_a_taken_one_and_refuses_a_clash() {
         let ct = Conntrack::new();
         let range = NatRange {
-            addr: Some(u32::from_be_bytes([10, 0, 0, 7])),
+            addr: Some((0x0a00_0007, 0x0a00_0007)),
             ports: Some((5000, 5001)),
             random: false,
+            persistent: false,
         };
         let mut ports = Vec::new();
         for (i, src) in [[10, 0, 0, 1], [10, 0, 0, 5], [10, 0, 0, 6]]
@@ -965,7 +986,7 @@ mod tests {
             let r = ct.track_out(&udp(*src, 5000, B, 9), 0).unwrap().unwrap();
             ct.setup_nat(r, Manip::Src, range, 0);
             let (addr, port) = ct.nat_target(r, Manip::Src).unwrap();
-            assert_eq!(addr, range.addr.unwrap());
+            assert_eq!(addr, range.addr.unwrap().0);
             ports.push(port);
             assert_eq!(ct.confirm(r, 0), i < 2, "flow {i}");
         }
@@ -992,6 +1013,7 @@ mod tests {
             addr: None,
             ports: Some((5000, 5999)),
             random: true,
+            persistent: false,
         };
         let moved = (0..20).any(|i| {
             let r = ct.track_out(&udp(A, 5000 + i, B, 9), 0).unwrap().unwrap();

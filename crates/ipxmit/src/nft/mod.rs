@@ -50,6 +50,7 @@
 pub mod compile;
 pub mod conntrack;
 pub mod expr;
+pub mod jhash;
 pub mod log;
 pub mod nat;
 pub mod rule;

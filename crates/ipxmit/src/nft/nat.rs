@@ -173,16 +173,23 @@ impl NftHook {
 /// address"); `redirect` the loopback address.
 fn range_of(n: Nat, out: &NetDevice) -> Result<NatRange, ()> {
     let addr = match n.kind {
-        NatKind::Masquerade => Some(u32::from(out.primary_addr().ok_or(())?)),
+        NatKind::Masquerade => {
+            let a = u32::from(out.primary_addr().ok_or(())?);
+            Some((a, a))
+        }
         // nf_nat_redirect_ipv4(): at LOCAL_OUT the new destination is
         // 127.0.0.1.
-        NatKind::Redirect => Some(u32::from(std::net::Ipv4Addr::LOCALHOST)),
+        NatKind::Redirect => {
+            let a = u32::from(std::net::Ipv4Addr::LOCALHOST);
+            Some((a, a))
+        }
         NatKind::Snat | NatKind::Dnat => n.addr,
     };
     Ok(NatRange {
         addr,
         ports: n.ports,
         random: n.flags & (super::NAT_RANDOM | super::NAT_FULLY_RANDOM) != 0,
+        persistent: n.flags & super::NAT_PERSISTENT != 0,
     })
 }
 

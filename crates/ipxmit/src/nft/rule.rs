@@ -282,8 +282,8 @@ pub enum NatKind {
 pub struct Nat {
     /// The statement.
     pub kind: NatKind,
-    /// The address (none for `masquerade`).
-    pub addr: Option<u32>,
+    /// The addresses, first and last (none for `masquerade`).
+    pub addr: Option<(u32, u32)>,
     /// The port range, inclusive.
     pub ports: Option<(u16, u16)>,
     /// [`NAT_RANDOM`], [`NAT_FULLY_RANDOM`], [`NAT_PERSISTENT`].
