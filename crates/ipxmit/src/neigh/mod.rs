@@ -36,7 +36,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::buf::PacketBuf;
 use crate::dev::NetDevice;
@@ -45,8 +46,10 @@ use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 pub mod arp;
+mod hh_seq;
 mod timers;
 
+use hh_seq::HhSeq;
 use timers::TimerQueue;
 
 pub use arp::{arp_rcv, neigh_output, run_timers};
@@ -217,6 +220,10 @@ pub struct Neighbour {
     /// Our hardware address on that interface.
     dev_addr: EthernetAddress,
     inner: Mutex<NeighInner>,
+    /// What [`Neighbour::connected_hh`] gives — the header while the entry
+    /// is connected and not releasing its queue — published under `inner`
+    /// whenever a change goes, read without it (`hh_cache`'s seqlock).
+    hh_fast: HhSeq,
     /// The armed timer's time in nanoseconds ([`NOT_ARMED`] for none), as
     /// `inner.timer`, readable without the lock (to tell stale heap items).
     armed: AtomicU64,
@@ -253,6 +260,7 @@ impl std::ops::DerefMut for Armed<'_> {
 
 impl Drop for Armed<'_> {
     fn drop(&mut self) {
+        self.n.publish_hh(&self.i);
         let t = self.i.timer;
         if t == self.recorded {
             return;
@@ -316,6 +324,7 @@ impl Neighbour {
         timers: Arc<TimerQueue>,
     ) -> Neighbour {
         let seed = u64::from(u32::from(addr)) ^ now.as_nanos();
+        let hh = noarp.map(|ll| HhCache::ethernet_ipv4(ll, dev_addr));
         Neighbour {
             addr,
             ifindex,
@@ -327,7 +336,7 @@ impl Neighbour {
                     NudState::None
                 },
                 lladdr: noarp,
-                hh: noarp.map(|ll| HhCache::ethernet_ipv4(ll, dev_addr)),
+                hh,
                 updated: now,
                 confirmed: now,
                 used: now,
@@ -338,9 +347,17 @@ impl Neighbour {
                 queue_bytes: 0,
                 releasing: false,
             }),
+            hh_fast: HhSeq::new(hh),
             armed: AtomicU64::new(NOT_ARMED),
             timers,
         }
+    }
+
+    /// Publishes what [`Neighbour::connected_hh`] gives for the entry as
+    /// `i` (its locked state) now is.
+    fn publish_hh(&self, i: &NeighInner) {
+        let connected = i.state.is_connected() && !i.releasing;
+        self.hh_fast.publish(if connected { i.hh } else { None });
     }
 
     /// The entry's lock for a change that may arm the timer ([`Armed`]).
@@ -382,15 +399,12 @@ impl Neighbour {
         self.inner.lock().timer
     }
 
-    /// The cached header when the entry is connected (`neigh_output` fast path).
+    /// Kernel: `neigh_hh_output()`'s read of the header. The cached header
+    /// when the entry is connected and not releasing its queue
+    /// (`neigh_output` fast path), read without the entry's lock.
     #[inline]
     pub fn connected_hh(&self) -> Option<HhCache> {
-        let i = self.inner.lock();
-        if i.state.is_connected() && !i.releasing {
-            i.hh
-        } else {
-            None
-        }
+        self.hh_fast.read()
     }
 
     /// `dst_confirm_neigh` (`MSG_CONFIRM`): the peer is known to be reachable.
@@ -531,6 +545,7 @@ impl Neighbour {
             }
             _ => {
                 i.releasing = false;
+                self.publish_hh(&i);
                 None
             }
         }
@@ -657,10 +672,18 @@ impl std::hash::Hasher for MulHasher {
     }
 }
 
+/// The entries of a [`NeighTable`].
+type NeighMap = HashMap<(u32, Ipv4Addr), Arc<Neighbour>, FastHash>;
+
 /// The neighbour table (`arp_tbl`), keyed by interface and address.
 #[derive(Debug, Default)]
 pub struct NeighTable {
-    map: RwLock<HashMap<(u32, Ipv4Addr), Arc<Neighbour>, FastHash>>,
+    /// The entries, read-locked at each batch's lookup: a lock sharded per
+    /// thread (a reader locks its own shard, on its own cache line; a
+    /// change locks them all), so that readers on several threads write
+    /// no line in common, as the kernel's RCU hash lookup
+    /// (`__ipv4_neigh_lookup_noref`) writes none.
+    map: ShardedLock<NeighMap>,
     parms: NeighParms,
     /// The entries' armed timers, earliest first (some stale).
     timers: Arc<TimerQueue>,
@@ -672,18 +695,33 @@ impl NeighTable {
         &self.parms
     }
 
+    /// The entries, read-locked (a lock poisoned by a panic elsewhere is
+    /// taken all the same: the map is never left half-changed).
+    #[inline]
+    fn read(&self) -> ShardedLockReadGuard<'_, NeighMap> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The entries, locked for a change.
+    fn write(&self) -> ShardedLockWriteGuard<'_, NeighMap> {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Finds the entry for `addr` on `ifindex` (`__ipv4_neigh_lookup_noref`).
     #[inline]
     pub fn lookup(&self, ifindex: u32, addr: Ipv4Addr) -> Option<Arc<Neighbour>> {
-        self.map.read().get(&(ifindex, addr)).cloned()
+        self.read().get(&(ifindex, addr)).cloned()
     }
 
     /// The cached header of a connected entry, without taking a reference to
     /// the entry (`__ipv4_neigh_lookup_noref` + `neigh_hh_output`).
     #[inline]
     pub fn connected_hh(&self, ifindex: u32, addr: Ipv4Addr) -> Option<HhCache> {
-        self.map
-            .read()
+        self.read()
             .get(&(ifindex, addr))
             .and_then(|n| n.connected_hh())
     }
@@ -700,8 +738,7 @@ impl NeighTable {
         if let Some(n) = self.lookup(dev.ifindex(), addr) {
             return n;
         }
-        self.map
-            .write()
+        self.write()
             .entry((dev.ifindex(), addr))
             .or_insert_with(|| {
                 Arc::new(Neighbour::new(
@@ -719,12 +756,12 @@ impl NeighTable {
 
     /// Removes an entry; returns whether it existed. Its queue is dropped.
     pub fn remove(&self, ifindex: u32, addr: Ipv4Addr) -> Option<Arc<Neighbour>> {
-        self.map.write().remove(&(ifindex, addr))
+        self.write().remove(&(ifindex, addr))
     }
 
     /// Every entry (for `ip neigh show`).
     pub fn entries(&self) -> Vec<Arc<Neighbour>> {
-        let mut v: Vec<_> = self.map.read().values().cloned().collect();
+        let mut v: Vec<_> = self.read().values().cloned().collect();
         v.sort_by_key(|n| (n.ifindex, n.addr));
         v
     }
@@ -734,7 +771,7 @@ impl NeighTable {
     pub fn next_timer(&self) -> Option<Instant> {
         loop {
             let (t, key) = self.timers.peek()?;
-            let live = self.map.read().get(&key).map(|n| n.armed_at());
+            let live = self.read().get(&key).map(|n| n.armed_at());
             if live == Some(Some(t)) {
                 return Some(t);
             }
@@ -751,7 +788,7 @@ impl NeighTable {
         if keys.is_empty() {
             return Vec::new();
         }
-        let map = self.map.read();
+        let map = self.read();
         keys.iter()
             .filter_map(|k| map.get(k))
             .filter(|n| n.timer().is_some_and(|t| t <= now))
@@ -767,9 +804,36 @@ impl NeighTable {
 
 #[cfg(test)]
 mod tests {
-    use super::FastHash;
+    use super::*;
     use std::hash::BuildHasher;
-    use std::net::Ipv4Addr;
+
+    /// The header read without the lock follows every change as the
+    /// locked state says: none while resolving, the header once
+    /// REACHABLE, none while the queue is being released (later packets
+    /// queue behind it), again once released, none when STALE.
+    #[test]
+    fn the_lockless_header_follows_the_entry_state() {
+        let parms = NeighParms::default();
+        let me = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let peer = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        let t0 = Instant::from_nanos(1);
+        let addr = Ipv4Addr::new(10, 0, 0, 2);
+        let n = Neighbour::new(addr, 1, me, t0, &parms, None, Arc::default());
+        assert_eq!(n.connected_hh(), None);
+        let pkt = PacketBuf::from_slice(64, &[0u8; 28]);
+        assert!(matches!(n.resolve(pkt, t0, &parms), Resolved::Queued(_)));
+        assert_eq!(n.connected_hh(), None, "INCOMPLETE");
+        let a = n.update(NudState::Reachable, Some(peer), false, t0);
+        assert_eq!(a.release.len(), 1);
+        assert_eq!(n.connected_hh(), None, "releasing its queue");
+        assert!(n.release_more().is_none());
+        let hh = HhCache::ethernet_ipv4(peer, me);
+        assert_eq!(n.connected_hh(), Some(hh), "REACHABLE");
+        let late = t0 + parms.base_reachable_time * 2 + parms.delay_probe_time;
+        let _ = n.run_timer(late, &parms);
+        assert_eq!(n.state(), NudState::Stale);
+        assert_eq!(n.connected_hh(), None, "STALE");
+    }
 
     /// Consecutive addresses (a neighbour table's usual keys) spread over
     /// the low bits the table takes for its bucket.
