@@ -126,6 +126,13 @@ pub enum ConfigError {
 }
 
 /// One network namespace. See the module documentation.
+///
+/// Aligned to 128 bytes, so that in its `Arc` the fields start a line pair
+/// after the reference counts: each socket's batch takes and drops a
+/// reference, and the fields every batch reads (clock, pool, counters,
+/// tables) would otherwise share the counts' line and miss whenever
+/// another thread had just counted.
+#[repr(align(128))]
 pub struct Stack {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: BufPool,

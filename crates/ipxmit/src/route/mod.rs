@@ -191,6 +191,14 @@ pub enum RouteType {
 }
 
 /// A destination entry: where packets of a route go (`struct rtable`).
+///
+/// Aligned to 128 bytes, so that in its `Arc` the fields start a line pair
+/// after the reference counts: every sender through the route takes and
+/// drops a reference at each batch, and the fields read per datagram
+/// (device, MTU, expiry) would otherwise share the counts' line and miss
+/// whenever another thread had just counted — the kernel keeps
+/// `dst_entry.__rcuref` off the lines of the fields it reads for that.
+#[repr(align(128))]
 pub struct Dst {
     /// Output device.
     pub dev: Arc<NetDevice>,
