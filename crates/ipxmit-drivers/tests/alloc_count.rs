@@ -153,3 +153,86 @@ fn a_pcapng_tap_allocates_nothing_per_frame() {
     assert_eq!(tap.frames(), 1500 * 4);
     assert_eq!(tap.errors(), 0);
 }
+
+/// Two threads sending at once, each on its own queue of a null device
+/// (`pfifo_fast` under the default `mq`, XPS mapping each thread's number
+/// to its queue), and two on one queueless queue: neither allocates per
+/// datagram once warm — the per-thread counter shards, buffer caches and
+/// the neighbour table's read shards are set up by the warm-up.
+#[test]
+fn two_threads_sending_at_once_allocate_nothing_per_datagram() {
+    use std::sync::Barrier;
+    for (queues, qdisc) in [(2, None), (1, Some("noqueue"))] {
+        let (stack, sink) = two_thread_host(queues, qdisc);
+        let dev = stack.device("eth0").unwrap();
+        let barrier = Barrier::new(2);
+        let counts: Vec<u64> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..2)
+                .map(|i| {
+                    let (stack, dev, barrier) = (&stack, &dev, &barrier);
+                    sc.spawn(move || {
+                        // This thread's number on queue `i` alone (tests
+                        // running in parallel hold other numbers).
+                        let me = 1u64 << ipxmit::cpu::current();
+                        dev.set_xps_cpus(i % queues, me).unwrap();
+                        send_warm_then_count(stack, barrier)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(counts, [0, 0], "{queues} queue(s), {qdisc:?}");
+        assert_eq!(sink.frames(), 2 * 2200 * 64);
+    }
+}
+
+/// A stack whose `eth0` is a null device of `queues` queues, root `qdisc`
+/// (None: the default), a permanent neighbour 10.0.0.2.
+fn two_thread_host(
+    queues: usize,
+    qdisc: Option<&str>,
+) -> (
+    std::sync::Arc<ipxmit::Stack>,
+    std::sync::Arc<ipxmit_drivers::null::NullCounters>,
+) {
+    use ipxmit::dev::DevConfig;
+    use ipxmit::neigh::NudState;
+    use ipxmit::wire::EthernetAddress;
+    let stack = ipxmit::Stack::new();
+    let sink = ipxmit_drivers::null::NullCounters::new();
+    let dev = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
+    stack.add_device(dev, sink.drivers(queues)).unwrap();
+    if let Some(q) = qdisc {
+        stack.replace_qdisc("eth0", &q.parse().unwrap()).unwrap();
+    }
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    let peer = "10.0.0.2".parse().unwrap();
+    stack
+        .add_neigh("eth0", peer, mac, NudState::Permanent)
+        .unwrap();
+    (stack, sink)
+}
+
+/// 200 batches of 64 18-byte datagrams to warm up, then (the other thread
+/// started too) 2000 more: the allocations this thread made in those.
+fn send_warm_then_count(
+    stack: &std::sync::Arc<ipxmit::Stack>,
+    barrier: &std::sync::Barrier,
+) -> u64 {
+    use ipxmit::{BatchMsg, MsgFlags, UdpSocket};
+    let mut s = UdpSocket::new(stack);
+    let to = Some("10.0.0.2:9".parse().unwrap());
+    let msgs = [BatchMsg::new(&[5u8; 18], to); 64];
+    for _ in 0..200 {
+        assert_eq!(s.send_batch(&msgs, MsgFlags::NONE), Ok(64));
+    }
+    barrier.wait();
+    let before = alloc_probe::allocations();
+    for _ in 0..2000 {
+        assert_eq!(s.send_batch(&msgs, MsgFlags::NONE), Ok(64));
+    }
+    alloc_probe::allocations() - before
+}
