@@ -5,7 +5,8 @@
 //! datagrams, batches of 64 and single sends, on the null and memory
 //! sinks (as `alloc_count`, whose probe this uses); the same for a
 //! NAT'd flow (conntrack, `ct state`, `snat`), for `limit`, maps, a verdict
-//! map, `log` and a `reject` that does not match. A `reject` that matches
+//! map, `log` and a `reject` that does not match; for a netdev egress
+//! chain that every frame passes. A `reject` that matches
 //! (each send `EPERM`, an ICMP to the host through `lo`) allocates once per
 //! datagram, for the ICMP it sends (not yet located: route or delivery);
 //! the test holds it to that.
@@ -276,6 +277,33 @@ fn zero_allocations_per_datagram_with_limit_maps_log_and_reject() {
         bad.is_empty(),
         "heap allocations with limit/maps/log: {bad:#?}"
     );
+}
+
+/// A netdev table's egress chain on `eth0`: `meta length`, an address
+/// prefix (with nft's `meta protocol ip` dependency) and `udp dport`
+/// before the counter every frame passes.
+fn egress_rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
+    let f = Family::Netdev;
+    rs.add_table(f, "n", false)?;
+    let chain = BaseChain {
+        device: Some("eth0".into()),
+        ..base(ChainHook::Egress).expect("a base chain")
+    };
+    rs.add_chain(f, "n", "eg", Some(chain), false)?;
+    let r = vec![
+        m(&[Key::MetaLength], Op::Ge, Rhs::Value(60)),
+        m(&[Key::IpDaddr], Op::Eq, Rhs::Prefix(0x0a00_0000, 8)),
+        m(&[Key::UdpDport], Op::Eq, Rhs::Value(9000)),
+        Stmt::Counter(seen.clone()),
+    ];
+    rs.add_rule(f, "n", "eg", r, Position::Append(None))?;
+    Ok(())
+}
+
+#[test]
+fn zero_allocations_per_frame_with_an_egress_chain() {
+    let bad = allocations_with(egress_rules, |_| {});
+    assert!(bad.is_empty(), "heap allocations at egress: {bad:#?}");
 }
 
 /// `udp dport 9000 counter reject`: each send fails with `EPERM` and the

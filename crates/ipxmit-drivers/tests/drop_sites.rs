@@ -138,6 +138,12 @@ fn fragment_and_device_sites() -> Vec<DropSite> {
     assert!(send(&stack, 8000, PmtuDisc::Dont).is_err());
     v.push(check(&stack, DropSite::FragSlowRest, 1, false));
 
+    // A netdev egress drop: NET_XMIT_DROP, which UDP without IP_RECVERR
+    // reports as success.
+    let (stack, _w) = hooked(HookPoint::Egress, Arc::new(DropAll));
+    assert_eq!(send(&stack, 10, PmtuDisc::Want).ok(), Some(10));
+    v.push(check(&stack, DropSite::EgressHookDrop, 1, false));
+
     let (stack, _w) = noqueue(8, None);
     stack.device("eth0").unwrap().queues()[0].ctl().stop();
     assert!(send(&stack, 10, PmtuDisc::Want).is_err());

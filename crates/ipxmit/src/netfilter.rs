@@ -1,11 +1,13 @@
 //! Filter hooks on the output path.
 //!
-//! Stands for `nf_hook(NFPROTO_IPV4, NF_INET_LOCAL_OUT, ...)` in `__ip_local_out`
-//! and `NF_HOOK_COND(..., NF_INET_POST_ROUTING, ...)` in `ip_output`
-//! (`include/linux/netfilter.h`). A [`Hook`] sees each packet at its point and
-//! returns a [`Verdict`]; the first DROP wins and the packet is counted under
-//! `NETFILTER_DROP` and the send fails with `EPERM`, as in the kernel. With no hook
-//! registered the check costs one atomic load.
+//! Stands for `nf_hook(NFPROTO_IPV4, NF_INET_LOCAL_OUT, ...)` in `__ip_local_out`,
+//! `NF_HOOK_COND(..., NF_INET_POST_ROUTING, ...)` in `ip_output`
+//! (`include/linux/netfilter.h`) and `nf_hook_egress()` in `__dev_queue_xmit`
+//! (`include/linux/netfilter_netdev.h`). A [`Hook`] sees each packet at its point
+//! and returns a [`Verdict`]; the first DROP wins and the packet is counted under
+//! `NETFILTER_DROP`. At LOCAL_OUT and POST_ROUTING the send fails with `EPERM`;
+//! at egress the frame's `dev_queue_xmit` returns `NET_XMIT_DROP` (`ENOBUFS`), as
+//! in the kernel. With no hook registered the check costs one atomic load.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,10 @@ pub enum HookPoint {
     LocalOut,
     /// `NF_INET_POST_ROUTING`: after routing, before fragmentation.
     PostRouting,
+    /// `NF_NETDEV_EGRESS`: each frame (each fragment) in `dev_queue_xmit`,
+    /// its link header in place, before the qdisc; a hook there is asked
+    /// about every device's frames and picks its own by `out`.
+    Egress,
 }
 
 /// A hook's decision.
@@ -40,7 +46,9 @@ pub enum Verdict {
 /// hold the output device's transmit lock: it must not transmit on that
 /// device itself (it may change the packet, count, or decide).
 pub trait Hook: Send + Sync {
-    /// Decides on `pkt` (its data starts at the IP header), leaving through `out`.
+    /// Decides on `pkt` leaving through `out`: its data starts at the IP
+    /// header, except at [`HookPoint::Egress`], where it starts at the
+    /// link header (`skb->protocol` says what follows it).
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict;
 }
 
@@ -60,7 +68,8 @@ impl Hook for AcceptAll {
 pub struct Hooks {
     local_out: RwLock<Vec<Arc<dyn Hook>>>,
     post_routing: RwLock<Vec<Arc<dyn Hook>>>,
-    any: [AtomicBool; 2],
+    egress: RwLock<Vec<Arc<dyn Hook>>>,
+    any: [AtomicBool; 3],
 }
 
 impl fmt::Debug for Hooks {
@@ -68,6 +77,7 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("local_out", &self.local_out.read().len())
             .field("post_routing", &self.post_routing.read().len())
+            .field("egress", &self.egress.read().len())
             .finish()
     }
 }
@@ -77,6 +87,7 @@ impl Hooks {
         match p {
             HookPoint::LocalOut => &self.local_out,
             HookPoint::PostRouting => &self.post_routing,
+            HookPoint::Egress => &self.egress,
         }
     }
 

@@ -298,6 +298,7 @@ impl Stack {
         }
         XmitCtx {
             counters: &self.counters,
+            hooks: &self.hooks,
             now,
             pool: &self.pool,
         }

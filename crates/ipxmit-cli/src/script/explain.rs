@@ -340,6 +340,7 @@ fn point_name(p: ipxmit::netfilter::HookPoint) -> (&'static str, &'static str) {
     match p {
         ipxmit::netfilter::HookPoint::LocalOut => ("LOCAL_OUT", "output"),
         ipxmit::netfilter::HookPoint::PostRouting => ("POST_ROUTING", "postrouting"),
+        ipxmit::netfilter::HookPoint::Egress => ("EGRESS", "egress"),
     }
 }
 

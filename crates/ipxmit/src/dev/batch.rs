@@ -4,7 +4,10 @@
 //! Stands for `__dev_queue_xmit` and `__dev_xmit_skb` (`net/core/dev.c`): the
 //! `q->enqueue == NULL` branch of a queueless device, the bypass of an empty
 //! qdisc (`TCQ_F_CAN_BYPASS`, `qdisc_run_begin`, `sch_direct_xmit`), and
-//! enqueue followed by `qdisc_run`. Each frame is handled as the kernel
+//! enqueue followed by `qdisc_run`, after the netdev egress hook
+//! (`nf_hook_egress`, which sees every frame: each fragment, a GSO frame
+//! whole; its drop is `NET_XMIT_DROP`, the caller's `ENOBUFS`). Each frame
+//! is handled as the kernel
 //! handles one call, in order; what is the same for every frame of a batch
 //! is done once: the queue choice (`netdev_pick_tx`, by the flow's hash),
 //! the device state and the qdisc decision, the clock reading, the transmit
@@ -43,8 +46,9 @@ use std::collections::VecDeque;
 
 use crate::buf::{GsoType, PacketBuf};
 use crate::dev::queue::{pick_tx, QueueXmitError, XmitCtx};
-use crate::dev::xmit::{drop_frame, finish_frame, validate_xmit, xmit_one, TxCount};
+use crate::dev::xmit::{drop_frame, finish_frame, freed, validate_xmit, xmit_one, TxCount};
 use crate::dev::{NetDevice, QdiscSlot, TxLock, TxQueue, TxQueueCtl, TxStatus};
+use crate::netfilter::{HookList, HookPoint, Verdict};
 use crate::offload::Features;
 use crate::sched::run::{self, end_bypass, requeue};
 use crate::sched::NetXmit;
@@ -102,6 +106,11 @@ pub struct XmitBatch<'a> {
     /// field per frame when they are off (a subscriber that comes
     /// mid-batch sees the next batch).
     traced: bool,
+    /// The hooks at [`HookPoint::Egress`], read once for the batch (`None`:
+    /// none, the kernel's `egress_needed_key` off).
+    egress: Option<HookList<'a>>,
+    /// `traced` or an egress hook: each frame takes [`XmitBatch::xmit_slow`].
+    slow: bool,
     /// Segments of a GSO frame, or frames to requeue: the queue's reusable
     /// frame buffer, taken from its slot when first needed.
     frames: Option<VecDeque<PacketBuf>>,
@@ -111,6 +120,8 @@ impl<'a> XmitBatch<'a> {
     /// A batch on `dev`, begun by its first frame ([`XmitBatch::xmit`]).
     pub fn new(ctx: XmitCtx<'a>, dev: &'a NetDevice) -> Self {
         let txq = &dev.queues()[0];
+        let traced = tracing::level_enabled!(tracing::Level::TRACE);
+        let egress = ctx.hooks.list(HookPoint::Egress);
         XmitBatch {
             ctx,
             dev,
@@ -126,7 +137,9 @@ impl<'a> XmitBatch<'a> {
             owed_flush: false,
             tx: TxCount::default(),
             bypassed: TxCount::default(),
-            traced: tracing::level_enabled!(tracing::Level::TRACE),
+            traced,
+            slow: traced || egress.is_some(),
+            egress,
             frames: None,
         }
     }
@@ -197,25 +210,43 @@ impl<'a> XmitBatch<'a> {
         more: bool,
     ) -> Result<(), QueueXmitError> {
         debug_assert!(pkt.meta.dst.is_none() && pkt.len() == len);
-        if self.traced {
-            return self.xmit_traced(pkt, len, more);
+        if self.slow {
+            return self.xmit_slow(pkt, len, more);
         }
         self.xmit_queued(pkt, len, more, false)
     }
 
-    /// [`XmitBatch::xmit_sized`] with the per-packet tracepoints:
-    /// `net_dev_queue`, then the frame's way (whose `xmit_one` fires the
-    /// others).
+    /// [`XmitBatch::xmit_sized`] with an egress hook or the per-packet
+    /// tracepoints: the hook's verdict (`nf_hook_egress`: a drop ends the
+    /// frame), `net_dev_queue`, then the frame's way (whose `xmit_one`
+    /// fires the other tracepoints).
     #[cold]
     #[inline(never)]
-    fn xmit_traced(
+    fn xmit_slow(
         &mut self,
-        pkt: PacketBuf,
+        mut pkt: PacketBuf,
         len: usize,
         more: bool,
     ) -> Result<(), QueueXmitError> {
-        net_dev_queue(self.dev, len);
-        self.xmit_queued(pkt, len, more, true)
+        if let Some(h) = &self.egress {
+            if h.run(HookPoint::Egress, &mut pkt, self.dev) == Verdict::Drop {
+                return Err(self.egress_drop(pkt));
+            }
+        }
+        if self.traced {
+            net_dev_queue(self.dev, len);
+        }
+        self.xmit_queued(pkt, len, more, self.traced)
+    }
+
+    /// Kernel: `nf_hook_slow()`'s `NF_DROP` under `nf_hook_egress()`: the
+    /// frame freed (`NETFILTER_DROP`, not a device drop) and
+    /// `NET_XMIT_DROP` returned.
+    #[cold]
+    fn egress_drop(&mut self, pkt: PacketBuf) -> QueueXmitError {
+        self.ctx.counters.drop_at(DropSite::EgressHookDrop);
+        freed(&self.ctx, self.dev, pkt, DropSite::EgressHookDrop);
+        QueueXmitError::Dropped
     }
 
     /// [`XmitBatch::xmit_sized`] after its `net_dev_queue` event: the frame
@@ -490,6 +521,7 @@ impl<'a> XmitBatch<'a> {
         self.driver = None;
         self.tx.settle(self.dev);
         self.traced = tracing::level_enabled!(tracing::Level::TRACE);
+        self.slow = self.traced || self.egress.is_some();
         let frames = self.frames.take();
         let path = std::mem::replace(&mut self.path, Path::Idle);
         if path != Path::Bypass {

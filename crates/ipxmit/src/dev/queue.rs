@@ -12,11 +12,15 @@ use crate::time::Instant;
 
 pub use crate::dev::batch::queue_xmit;
 
-/// What the transmit path needs from the stack: counters and the time.
+/// What the transmit path needs from the stack: counters, the time and
+/// the egress hooks.
 #[derive(Clone, Copy, Debug)]
 pub struct XmitCtx<'a> {
     /// Where drops are counted.
     pub counters: &'a Counters,
+    /// The stack's filter hooks: those at [`crate::netfilter::HookPoint::Egress`]
+    /// see each frame (`nf_hook_egress`).
+    pub hooks: &'a crate::netfilter::Hooks,
     /// The current time.
     pub now: Instant,
     /// Buffers for frames made on the way (software segmentation).
@@ -29,7 +33,8 @@ pub enum QueueXmitError {
     /// The device is down (`ENETDOWN`).
     #[error("network is down")]
     NetDown,
-    /// The qdisc dropped the packet (`NET_XMIT_DROP`, reported as `ENOBUFS`).
+    /// The qdisc or an egress hook dropped the packet (`NET_XMIT_DROP`,
+    /// reported as `ENOBUFS`).
     #[error("no buffer space available (dropped by qdisc)")]
     Dropped,
 }

@@ -61,7 +61,7 @@ pub fn drop_frame(ctx: XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropS
 /// The end of a dropped frame: shown to the device's taps at the drop
 /// point, its fate noted, freed.
 #[cold]
-fn freed(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropSite) {
+pub(crate) fn freed(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: PacketBuf, site: DropSite) {
     tap_drop(dev, &pkt, site, ctx.now);
     fate::dropped(pkt.meta.tskey, site.reason());
     drop(pkt);

@@ -157,9 +157,21 @@ pub struct Program {
     /// The `nat` base chains at `output` and at `postrouting`, in priority
     /// order: the NAT hook runs them on a flow's first packet.
     pub nat: [Vec<u32>; 2],
+    /// The netdev `egress` base chains, by the device they hook (by name:
+    /// a device that comes later is hooked then), each in priority order.
+    pub egress: Vec<EgressChains>,
     /// Some rule matches on `ct` or a `nat` chain exists: the hooks track
     /// connections (the kernel loads conntrack on demand).
     pub needs_ct: bool,
+}
+
+/// The netdev `egress` base chains of one device.
+#[derive(Clone, Debug, Default)]
+pub struct EgressChains {
+    /// The device's name (`device "eth0"`).
+    pub device: String,
+    /// The chains, in priority order.
+    pub chains: Vec<u32>,
 }
 
 /// Why a rule could not be compiled.
@@ -177,6 +189,7 @@ impl Program {
         let mut p = Program::default();
         let mut hooked: [Vec<(i32, u32)>; 2] = Default::default();
         let mut nat: [Vec<(i32, u32)>; 2] = Default::default();
+        let mut egress: Vec<(String, Vec<(i32, u32)>)> = Vec::new();
         for t in &rs.tables {
             let first = p.chains.len() as u32;
             for c in &t.chains {
@@ -187,7 +200,10 @@ impl Program {
                     for s in &r.stmts {
                         p.stmt(t, first, s)?;
                     }
-                    let fused = fuse(&p.insns[start as usize..]);
+                    let mut fused = fuse(&p.insns[start as usize..]);
+                    if t.family == Family::Netdev {
+                        protocol_dependency(&mut fused);
+                    }
                     p.insns.truncate(start as usize);
                     p.insns.extend(fused);
                     rules.push(start..p.insns.len() as u32);
@@ -199,13 +215,17 @@ impl Program {
                     route: b.is_some_and(|b| b.ty == ChainType::Route),
                     priority: b.map_or(0, |b| b.priority),
                 });
-                let Some(b) = b.filter(|_| t.family == Family::Ip) else {
+                let Some(b) = b else {
                     continue;
                 };
-                let at = match b.hook {
-                    ChainHook::Output => 0,
-                    ChainHook::Postrouting => 1,
-                    ChainHook::Egress => continue,
+                let at = match (t.family, b.hook, &b.device) {
+                    (Family::Ip, ChainHook::Output, _) => 0,
+                    (Family::Ip, ChainHook::Postrouting, _) => 1,
+                    (Family::Netdev, ChainHook::Egress, Some(d)) => {
+                        add_egress(&mut egress, d, (b.priority, idx));
+                        continue;
+                    }
+                    _ => continue,
                 };
                 match b.ty {
                     ChainType::Nat => nat[at].push((b.priority, idx)),
@@ -222,7 +242,25 @@ impl Program {
             p.bases[i] = h.into_iter().map(|(_, c)| c).collect();
             p.nat[i] = n.into_iter().map(|(_, c)| c).collect();
         }
+        p.egress = egress
+            .into_iter()
+            .map(|(device, mut c)| {
+                c.sort_by_key(|&(prio, _)| prio);
+                let chains = c.into_iter().map(|(_, c)| c).collect();
+                EgressChains { device, chains }
+            })
+            .collect();
         Ok(p)
+    }
+
+    /// The egress chains hooked on the device named `dev`, in priority
+    /// order (none: empty).
+    #[inline]
+    pub fn egress_chains(&self, dev: &str) -> &[u32] {
+        self.egress
+            .iter()
+            .find(|e| e.device == dev)
+            .map_or(&[], |e| &e.chains[..])
     }
 
     fn stmt(&mut self, t: &Table, first: u32, s: &Stmt) -> Result<(), CompileError> {
@@ -524,6 +562,35 @@ impl Program {
         }
     }
 }
+
+/// An egress chain `c` of priority `prio` on device `dev`, in its
+/// device's list.
+fn add_egress(egress: &mut Vec<(String, Vec<(i32, u32)>)>, dev: &str, c: (i32, u32)) {
+    match egress.iter_mut().find(|(d, _)| d == dev) {
+        Some((_, l)) => l.push(c),
+        None => egress.push((dev.to_string(), vec![c])),
+    }
+}
+
+/// The dependency nft puts before a network header field in a netdev
+/// table (`meta protocol ip`): before the rule's first instruction that
+/// reads or writes the IP header, so a frame that is not IPv4 (an ARP
+/// request) breaks there, after the statements before it ran.
+fn protocol_dependency(insns: &mut Vec<Insn>) {
+    let network = |i: &Insn| match i {
+        Insn::Payload { base, .. }
+        | Insn::PayloadCmp { base, .. }
+        | Insn::FieldSet { base, .. } => *base == Base::Network,
+        Insn::DscpSet(_) | Insn::TtlSet(_) => true,
+        _ => false,
+    };
+    if let Some(at) = insns.iter().position(network) {
+        insns.insert(at, Insn::ProtocolIs(ETH_P_IP));
+    }
+}
+
+/// `ETH_P_IP`, the EtherType of IPv4 (`skb->protocol`).
+const ETH_P_IP: u16 = 0x0800;
 
 /// A rule's instructions with each load that only a comparison reads
 /// fused with it ([`Insn::PayloadCmp`], [`Insn::L4protoIs`]).

@@ -114,6 +114,10 @@ pub enum Insn {
     /// `meta l4proto` compared equal with a protocol, fused (the
     /// dependency nft puts before a transport field).
     L4protoIs(u8),
+    /// `meta protocol` (`skb->protocol`, an EtherType) compared equal,
+    /// fused: the dependency nft puts before a network header field in a
+    /// netdev table.
+    ProtocolIs(u16),
     /// Kernel: `nft_meta_get_eval()`.
     Meta {
         /// Key.
@@ -317,6 +321,27 @@ impl<'a> PktInfo<'a> {
     #[inline]
     pub fn new(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
         let (th, proto) = pktinfo(pkt.network_header());
+        PktInfo::with(pkt, out, th, proto)
+    }
+
+    /// Kernel: `nft_do_chain_netdev()`'s packet info for a frame at
+    /// egress: an IPv4 one's (`nft_set_pktinfo_ipv4_validate`), else none
+    /// (`nft_set_pktinfo_unspec`: no transport header, `l4proto` 0).
+    #[inline]
+    pub fn netdev(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
+        let (th, proto) = match pkt.meta.protocol {
+            0x0800 => pktinfo(pkt.network_header()),
+            _ => (None, 0),
+        };
+        PktInfo::with(pkt, out, th, proto)
+    }
+
+    fn with(
+        pkt: &'a mut PacketBuf,
+        out: &'a NetDevice,
+        th: Option<usize>,
+        proto: u8,
+    ) -> PktInfo<'a> {
         PktInfo {
             pkt,
             out,
@@ -439,6 +464,7 @@ pub fn eval(
             return step_if(v.is_some_and(|v| cmp(op, v, data)));
         }
         Insn::L4protoIs(proto) => return step_if(p.l4proto() == proto),
+        Insn::ProtocolIs(proto) => return step_if(p.pkt.meta.protocol == proto),
         Insn::Meta { key, dreg } => regs[usize::from(dreg)] = meta(key, p),
         Insn::Bitwise { reg, mask, shr } => {
             let r = &mut regs[usize::from(reg)];

@@ -17,6 +17,16 @@
 //! whole, before fragmentation (`ipv4::output`). A drop is counted under
 //! `NETFILTER_DROP` and fails the send with `EPERM`.
 //!
+//! Base chains of family `netdev` at `egress` on a device ([`NftEgressHook`],
+//! `nft_do_chain_netdev` from `nf_hook_egress`) see each frame the device
+//! is given, its link header in place: each fragment, ARP requests too
+//! (network header fields carry nft's `meta protocol ip` dependency,
+//! transport fields match only in a first fragment); `meta length` and
+//! counters count the link header. A drop there is the frame's
+//! `NET_XMIT_DROP`: the rest of a fragmented datagram is not made
+//! (`IpFragFails`) and the send is `ENOBUFS`, which UDP reports only with
+//! `IP_RECVERR` (else it succeeds and counts `UdpSndbufErrors`).
+//!
 //! A `route` chain that changes the mark, an address or the TOS reroutes
 //! the datagram ([`route_me_harder`]): the output path sends it by its new
 //! route.
@@ -36,11 +46,10 @@
 //! values, O(1)) or by binary search (intervals, O(log n)).
 //! [`Nft::would_match`] evaluates without effects (for `ipxmit explain`).
 //!
-//! Not yet: netdev `egress` chains are kept and listed but not run; a
-//! failed reroute is a drop (`EPERM`), where the kernel fails the send with
-//! the lookup's errno; `icmp_send`'s rate limit for `reject`; maps in NAT
-//! statements, `redirect`, bitwise `and`/`or`/`xor` in statements, TCP
-//! matches. Conntrack knows UDP, ICMP queries and other protocols
+//! Not yet: `devices = { ... }` (one device per egress chain); a failed
+//! reroute is a drop (`EPERM`), where the kernel fails the send with the
+//! lookup's errno; `icmp_send`'s rate limit for `reject`; maps in NAT statements,
+//! `redirect`, bitwise `and`/`or`/`xor` in statements, TCP matches. Conntrack knows UDP, ICMP queries and other protocols
 //! generically (TCP without its state machine); no RELATED flows (an ICMP
 //! error is `invalid`); flows are made on the output path only (a
 //! received reply marks its flow replied, it is not translated back); a
@@ -97,6 +106,10 @@ pub enum NftError {
     /// A set's key type differs from the match's.
     #[error("datatype mismatch")]
     DatatypeMismatch,
+    /// `EPROTO`: conntrack in a family it does not serve (`ct` in a
+    /// netdev table).
+    #[error("Protocol error")]
+    Protocol,
     /// A device that does not exist (`oif "x"`).
     #[error("Interface does not exist")]
     NoDevice,
@@ -408,13 +421,44 @@ impl Hook for NftHook {
     #[inline]
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         let prog = &*self.prog;
-        let bases = &prog.bases[point as usize];
-        if bases.is_empty() {
-            return Verdict::Accept;
+        match prog.bases.get(point as usize) {
+            Some(bases) if !bases.is_empty() => self.chains(bases, pkt, out),
+            // Egress is [`NftEgressHook`]'s.
+            _ => Verdict::Accept,
         }
-        self.chains(bases, pkt, out)
     }
 }
+
+/// Kernel: `nft_do_chain_netdev()` at `NF_NETDEV_EGRESS`,
+/// net/netfilter/nft_chain_filter.c. The hook of a ruleset's netdev
+/// `egress` chains, registered at [`HookPoint::Egress`]: a frame leaving
+/// by a device runs that device's chains in priority order (none: accept);
+/// the first drop wins.
+#[derive(Debug)]
+pub struct NftEgressHook(pub NftHook);
+
+impl Hook for NftEgressHook {
+    #[inline]
+    fn hook(&self, _point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        let h = &self.0;
+        let prog = &*h.prog;
+        for &c in prog.egress_chains(out.name()) {
+            let mut p = PktInfo::netdev(pkt, out);
+            p.clock = Some((&*h.clock, h.owner));
+            if do_chain(prog, c, &mut p) == Verdict::Drop {
+                return Verdict::Drop;
+            }
+        }
+        Verdict::Accept
+    }
+}
+
+/// The hook points a ruleset's hooks sit at, by index of [`Nft`]'s hooks.
+const POINTS: [HookPoint; 3] = [
+    HookPoint::LocalOut,
+    HookPoint::PostRouting,
+    HookPoint::Egress,
+];
 
 /// The nftables of one stack: the ruleset and its compiled generation at
 /// the hooks. Each change recompiles the ruleset and puts the new program
@@ -424,7 +468,7 @@ pub struct Nft {
     /// The tables.
     pub ruleset: Ruleset,
     prog: Arc<Program>,
-    hooks: [Option<Arc<dyn Hook>>; 2],
+    hooks: [Option<Arc<dyn Hook>>; 3],
 }
 
 impl std::fmt::Debug for Nft {
@@ -476,11 +520,17 @@ impl Nft {
     ) -> Vec<RuleRef> {
         let prog = &*self.prog;
         let i = point as usize;
-        let mut chains: Vec<u32> = prog.bases[i].iter().chain(&prog.nat[i]).copied().collect();
+        let mut chains: Vec<u32> = match point {
+            HookPoint::Egress => prog.egress_chains(out.name()).to_vec(),
+            _ => prog.bases[i].iter().chain(&prog.nat[i]).copied().collect(),
+        };
         chains.sort_by_key(|&c| prog.chains[c as usize].priority);
         let mut seen = Vec::new();
         for c in chains {
-            let mut p = PktInfo::new(copy, out);
+            let mut p = match point {
+                HookPoint::Egress => PktInfo::netdev(copy, out),
+                _ => PktInfo::new(copy, out),
+            };
             p.dry = true;
             p.matched = Some(&mut seen);
             if do_chain(prog, c, &mut p) == Verdict::Drop {
@@ -505,18 +555,19 @@ impl Nft {
         let mut next = self.ruleset.clone();
         let r = change(&mut next)?;
         let prog = Arc::new(Program::compile(&next)?);
-        for (i, point) in [HookPoint::LocalOut, HookPoint::PostRouting]
-            .into_iter()
-            .enumerate()
-        {
-            if prog.bases[i].is_empty() && !prog.needs_ct && self.hooks[i].is_none() {
+        for (i, point) in POINTS.into_iter().enumerate() {
+            let wanted = match point {
+                HookPoint::Egress => !prog.egress.is_empty(),
+                _ => !prog.bases[i].is_empty() || prog.needs_ct,
+            };
+            if !wanted && self.hooks[i].is_none() {
                 continue;
             }
             let hook = NftHook::new(prog.clone(), Arc::downgrade(stack));
-            let new: Arc<dyn Hook> = if prog.needs_ct {
-                Arc::new(nat::NftCtHook(hook))
-            } else {
-                Arc::new(hook)
+            let new: Arc<dyn Hook> = match point {
+                HookPoint::Egress => Arc::new(NftEgressHook(hook)),
+                _ if prog.needs_ct => Arc::new(nat::NftCtHook(hook)),
+                _ => Arc::new(hook),
             };
             stack
                 .hooks

@@ -51,6 +51,8 @@ impl NftHook {
         let v = match point {
             HookPoint::LocalOut => self.local_out_ct(pkt, out),
             HookPoint::PostRouting => self.post_routing_ct(pkt, out),
+            // Egress is [`super::NftEgressHook`]'s.
+            HookPoint::Egress => Verdict::Accept,
         };
         if v == Verdict::Drop {
             if let Some(r) = pkt.meta.nfct.filter(|r| r.fresh) {

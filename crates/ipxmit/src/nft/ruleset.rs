@@ -32,7 +32,7 @@ pub enum ChainHook {
     Output,
     /// `postrouting` (`NF_INET_POST_ROUTING`).
     Postrouting,
-    /// `egress` of family netdev (listed; not evaluated yet).
+    /// `egress` of family netdev (`NF_NETDEV_EGRESS`, on one device).
     Egress,
 }
 
@@ -252,6 +252,17 @@ fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
     Ok(())
 }
 
+/// A statement with a `ct` key (conntrack, which a netdev table cannot
+/// load).
+fn uses_ct(s: &Stmt) -> bool {
+    let ct = |k: &super::Key| matches!(k, super::Key::CtState | super::Key::CtDirection);
+    match s {
+        Stmt::Match(m) => m.keys.iter().any(ct),
+        Stmt::MarkSetMap(keys, _) => keys.iter().any(ct),
+        _ => false,
+    }
+}
+
 /// Where a new rule goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Position {
@@ -446,6 +457,10 @@ impl Ruleset {
     ) -> Result<u64, NftError> {
         let t = self.table_mut(family, table)?;
         check_nat(t.chain_mut(chain)?, &stmts)?;
+        if family == Family::Netdev && stmts.iter().any(uses_ct) {
+            // nf_ct_netns_get() of NFPROTO_NETDEV.
+            return Err(NftError::Protocol);
+        }
         t.check_rule(&stmts)?;
         let anon = stmts
             .iter()

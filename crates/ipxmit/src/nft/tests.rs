@@ -691,3 +691,117 @@ fn an_interval_overlapping_a_sets_is_refused() {
         Err(NftError::Exists)
     );
 }
+
+/// A netdev table with egress chains on `eth0` (priority 0) and `eth1`.
+fn egress_ruleset(rules: Vec<Vec<Stmt>>) -> Nft {
+    let (stack, _) = stack();
+    let mut nft = Nft::new();
+    nft.commit(&stack, |rs| {
+        rs.add_table(Family::Netdev, "n", false)?;
+        for (name, dev) in [("eg", "eth0"), ("other", "eth1")] {
+            let b = BaseChain {
+                ty: ChainType::Filter,
+                hook: ChainHook::Egress,
+                device: Some(dev.into()),
+                priority: 0,
+                policy: Policy::Accept,
+            };
+            rs.add_chain(Family::Netdev, "n", name, Some(b), false)?;
+        }
+        for r in rules {
+            rs.add_rule(Family::Netdev, "n", "eg", r, Position::Append(None))?;
+        }
+        rs.add_rule(
+            Family::Netdev,
+            "n",
+            "other",
+            vec![v(RuleVerdict::Drop)],
+            Position::Append(None),
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    nft
+}
+
+/// The frame of `pkt` as `dev_queue_xmit` holds it: an Ethernet header in
+/// front of the IP header, `skb->protocol` the EtherType.
+fn framed(mut pkt: PacketBuf, proto: u16) -> PacketBuf {
+    pkt.push(14).fill(0);
+    pkt.meta.protocol = proto;
+    pkt
+}
+
+#[test]
+fn egress_rules_see_the_frame_and_ip_fields_need_an_ipv4_frame() {
+    let counted = Counter::new(0, 0);
+    let nft = egress_ruleset(vec![
+        vec![
+            Stmt::Counter(counted.clone()),
+            m(&[Key::IpDaddr], Op::Eq, Rhs::Value(0x0a00_0002)),
+            v(RuleVerdict::Drop),
+        ],
+        vec![
+            m(&[Key::UdpDport], Op::Eq, Rhs::Value(9)),
+            v(RuleVerdict::Drop),
+        ],
+    ]);
+    let prog = nft.program();
+    let eg = prog.egress_chains("eth0");
+    assert_eq!(eg.len(), 1);
+    let first = &prog.insns[prog.chains[eg[0] as usize].rules[0].start as usize..];
+    assert!(
+        matches!(first[1], Insn::ProtocolIs(0x0800)),
+        "nft's `meta protocol ip` after the counter, before the load: {first:?}"
+    );
+    let (stack, dev) = stack();
+    let hook = NftEgressHook(NftHook::new(prog.clone(), Arc::downgrade(&stack)));
+    let run = |mut p: PacketBuf| hook.hook(HookPoint::Egress, &mut p, &dev);
+    assert_eq!(
+        run(framed(udp([10, 0, 0, 2], 1, 9, 7), 0x0800)),
+        Verdict::Drop
+    );
+    // The same bytes as an ARP frame: counted, no IP field matches.
+    assert_eq!(
+        run(framed(udp([10, 0, 0, 2], 1, 9, 7), 0x0806)),
+        Verdict::Accept
+    );
+    assert_eq!(
+        counted.get(),
+        (2, 2 * (14 + 28 + 7)),
+        "frame lengths, link header in"
+    );
+    // A later fragment has no transport header.
+    let mut frag = udp([10, 0, 0, 3], 1, 9, 7);
+    frag.network_header_mut()[6..8].copy_from_slice(&185u16.to_be_bytes());
+    assert_eq!(run(framed(frag, 0x0800)), Verdict::Accept);
+    assert_eq!(
+        run(framed(udp([10, 0, 0, 3], 1, 9, 7), 0x0800)),
+        Verdict::Drop
+    );
+    // eth1's chain (drop all) is not eth0's.
+    let (stack1, _) = stack_named("eth1");
+    let dev1 = stack1.device("eth1").unwrap();
+    let mut p = framed(udp([10, 0, 0, 3], 1, 10, 7), 0x0800);
+    assert_eq!(hook.hook(HookPoint::Egress, &mut p, &dev1), Verdict::Drop);
+}
+
+fn stack_named(name: &str) -> (Arc<Stack>, Arc<NetDevice>) {
+    let stack = Stack::new();
+    let eth = DevConfig::ethernet(name, EthernetAddress([2, 0, 0, 0, 0, 2]));
+    let dev = stack.add_device(eth, vec![Box::new(Sink)]).unwrap();
+    (stack, dev)
+}
+
+/// `ct` in a netdev table: conntrack does not serve the family (`EPROTO`,
+/// nft's "Protocol error"), and the ruleset stays as it was.
+#[test]
+fn ct_in_a_netdev_table_is_a_protocol_error() {
+    let mut nft = egress_ruleset(Vec::new());
+    let ct = m(&[Key::CtState], Op::Eq, Rhs::Flags(8));
+    let r = nft
+        .ruleset
+        .add_rule(Family::Netdev, "n", "eg", vec![ct], Position::Append(None));
+    assert_eq!(r, Err(NftError::Protocol));
+    assert_eq!(nft.ruleset.tables[0].chains[0].rules.len(), 0);
+}

@@ -67,6 +67,9 @@ drop_sites! {
     NeighDead => (NeighDead, "stack::Stack::del_neigh", "neigh_flush_dev()"),
     /// No headroom for the link header of a released packet.
     NeighNoHeadroom => (NoMem, "neigh::arp::xmit_with", "neigh_resolve_output()"),
+    /// A netdev `egress` rule returned DROP (the frame: a fragment drops
+    /// alone, and its datagram's rest is not made).
+    EgressHookDrop => (NetfilterDrop, "dev::batch::XmitBatch::egress_drop", "nf_hook_slow()"),
     /// The device is down.
     DevDown => (DevReady, "dev::batch::XmitBatch::xmit_other", "__dev_queue_xmit()"),
     /// A queueless device whose queue is stopped.
