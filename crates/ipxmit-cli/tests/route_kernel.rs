@@ -60,6 +60,7 @@ const COUNTERS: &[&str] = &[
     "UdpNoPorts",
     "IpInReceives",
     "IpInDelivers",
+    "IpOutDiscards",
 ];
 
 /// The routing tables right after an address is added and the link is up.
@@ -295,6 +296,46 @@ getsockopt m so_sndbuf
 connect m 10.9.0.2:9
 sendmmsg m len 10 len 20 len 30
 getsockopt m ip_mtu
+";
+
+/// A `type route` chain's changed mark or destination reroutes
+/// (`ip_route_me_harder`), and a failed lookup is the send's errno
+/// (`NF_DROP_ERR`): an `unreachable` route `EHOSTUNREACH`, `prohibit`
+/// `EACCES`, `blackhole` `EINVAL`, an `unreachable` rule `ENETUNREACH`
+/// (without `IpOutNoRoutes`: that is the socket's own lookup's), each in
+/// `IpOutDiscards`; under `IP_RECVERR` the same, nothing queued; a
+/// `sendmmsg` stops at the failed message. (nft's `{ ...; }` needs no
+/// shell quoting: nft joins its arguments.)
+const REROUTE_ERRORS: &str = "
+ip route add default via 10.9.0.2
+ip rule add fwmark 0x1 table 101
+ip rule add fwmark 0x2 table 102
+ip rule add fwmark 0x3 table 103
+ip rule add fwmark 0x4 unreachable
+ip route add unreachable default table 101
+ip route add prohibit default table 102
+ip route add blackhole default table 103
+ip route add unreachable 10.41.0.0/16
+nft add table ip t
+nft add chain ip t r { type route hook output priority -150; }
+nft add rule ip t r udp dport 7001 meta mark set 0x1 counter
+nft add rule ip t r udp dport 7002 meta mark set 0x2 counter
+nft add rule ip t r udp dport 7003 meta mark set 0x3 counter
+nft add rule ip t r udp dport 7004 meta mark set 0x4 counter
+nft add rule ip t r udp dport 7005 ip daddr set 10.41.1.1 counter
+socket s udp
+send s to 10.50.1.1:7001 len 10
+send s to 10.50.1.1:7002 len 10
+send s to 10.50.1.1:7003 len 10
+send s to 10.50.1.1:7004 len 10
+send s to 10.50.1.1:7005 len 10
+send s to 10.50.1.1:7000 len 10
+sockopt s ip_recverr 1
+send s to 10.50.1.1:7002 len 10
+sendmmsg s to 10.50.1.1:7000 len 10 to 10.50.1.1:7001 len 10 to 10.50.1.1:7000 len 5
+sendmmsg s to 10.50.1.1:7003 len 10
+getsockopt s so_error
+nft list ruleset
 ";
 
 const SEND_SO_BINDTODEVICE: &str = "
@@ -638,7 +679,7 @@ impl Kernel {
     fn line(&mut self, line: &str) -> Answer {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w[0] {
-            "ip" | "sysctl" => {
+            "ip" | "sysctl" | "nft" => {
                 let o = Command::new("ip")
                     .args(["netns", "exec", self.a.name()])
                     .args(&w)
@@ -1090,6 +1131,7 @@ scenarios! {
     send_ip_tos => SEND_IP_TOS,
     send_so_bindtodevice => SEND_SO_BINDTODEVICE,
     sendmmsg_results => SENDMMSG,
+    reroute_errors => REROUTE_ERRORS,
     pmtu_learned => PMTU,
     connect_two_step => CONNECT_TWO_STEP,
     route_attributes => ROUTE_ATTRIBUTES,

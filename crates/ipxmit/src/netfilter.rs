@@ -36,8 +36,20 @@ pub enum HookPoint {
 pub enum Verdict {
     /// `NF_ACCEPT`: continue.
     Accept,
-    /// `NF_DROP`: drop the packet.
+    /// `NF_DROP`: drop the packet (the send fails with `EPERM`).
     Drop,
+    /// `NF_DROP_ERR(err)`: drop the packet, and the send fails with this
+    /// errno instead (a failed `ip_route_me_harder` after a `route` chain
+    /// or a destination NAT changed the routing keys).
+    DropErr(crate::error::Errno),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Drop`] and [`Verdict::DropErr`].
+    #[inline]
+    pub fn is_drop(self) -> bool {
+        !matches!(self, Verdict::Accept)
+    }
 }
 
 /// A filter function at a hook point.
@@ -153,12 +165,13 @@ pub struct HookList<'a>(parking_lot::RwLockReadGuard<'a, Vec<Arc<dyn Hook>>>);
 
 impl HookList<'_> {
     /// Kernel: `nf_hook_slow()`. Runs the hooks in order on `pkt`; the first
-    /// DROP wins.
+    /// DROP wins (with its errno, if it has one).
     #[inline]
     pub fn run(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         for h in self.0.iter() {
-            if h.hook(point, pkt, out) == Verdict::Drop {
-                return Verdict::Drop;
+            let v = h.hook(point, pkt, out);
+            if v.is_drop() {
+                return v;
             }
         }
         Verdict::Accept

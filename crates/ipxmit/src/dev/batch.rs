@@ -48,7 +48,7 @@ use crate::buf::{GsoType, PacketBuf};
 use crate::dev::queue::{pick_tx, QueueXmitError, XmitCtx};
 use crate::dev::xmit::{drop_frame, finish_frame, freed, validate_xmit, xmit_one, TxCount};
 use crate::dev::{NetDevice, QdiscSlot, TxLock, TxQueue, TxQueueCtl, TxStatus};
-use crate::netfilter::{HookList, HookPoint, Verdict};
+use crate::netfilter::{HookList, HookPoint};
 use crate::offload::Features;
 use crate::sched::run::{self, end_bypass, requeue};
 use crate::sched::NetXmit;
@@ -229,7 +229,7 @@ impl<'a> XmitBatch<'a> {
         more: bool,
     ) -> Result<(), QueueXmitError> {
         if let Some(h) = &self.egress {
-            if h.run(HookPoint::Egress, &mut pkt, self.dev) == Verdict::Drop {
+            if h.run(HookPoint::Egress, &mut pkt, self.dev).is_drop() {
                 return Err(self.egress_drop(pkt));
             }
         }

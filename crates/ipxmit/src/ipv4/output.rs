@@ -359,7 +359,8 @@ impl<'a> OutputBatch<'a> {
     }
 
     /// `nf_hook()` at `point`: the first DROP wins (`NETFILTER_DROP`,
-    /// `EPERM`); else the packet's length, which a hook may have changed.
+    /// `EPERM`, or the errno of an `NF_DROP_ERR`); else the packet's length,
+    /// which a hook may have changed.
     #[cold]
     fn filter(
         &self,
@@ -367,11 +368,12 @@ impl<'a> OutputBatch<'a> {
         point: HookPoint,
         pkt: &mut PacketBuf,
     ) -> Result<usize, SendError> {
-        if h.run(point, pkt, &self.dst.dev) == Verdict::Drop {
+        let v = h.run(point, pkt, &self.dst.dev);
+        if v.is_drop() {
             self.stack.counters.drop_at(DropSite::HookDrop);
             crate::dev::xmit::tap_drop(&self.dst.dev, pkt, DropSite::HookDrop, self.stack.now());
             fate::dropped(pkt.meta.tskey, DropReason::NetfilterDrop);
-            return Err(SendError::Perm);
+            return Err(hook_error(v, daddr_of(pkt)));
         }
         Ok(pkt.len())
     }
@@ -603,6 +605,23 @@ impl<'a> OutputBatch<'a> {
             softirq_on_exit(self.stack);
         }
     }
+}
+
+/// Kernel: `NF_DROP_GETERR()` in `nf_hook_slow()`: the send's error for a
+/// hook's drop `v` of a datagram to `daddr` — `EPERM`, or the errno the
+/// hook dropped with (a failed reroute's).
+#[cold]
+fn hook_error(v: Verdict, daddr: Ipv4Addr) -> SendError {
+    use crate::error::Errno;
+    use crate::route::RouteError;
+    let e = match v {
+        Verdict::DropErr(Errno::ENETUNREACH) => RouteError::NetUnreachable(daddr),
+        Verdict::DropErr(Errno::EHOSTUNREACH) => RouteError::HostUnreachable(daddr),
+        Verdict::DropErr(Errno::EACCES) => RouteError::Prohibited(daddr),
+        Verdict::DropErr(Errno::EINVAL) => RouteError::Blackhole(daddr),
+        _ => return SendError::Perm,
+    };
+    SendError::from_route(&e)
 }
 
 /// `net_xmit_errno` of a device's refusal, out of the hot path.

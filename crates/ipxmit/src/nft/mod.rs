@@ -46,9 +46,12 @@
 //! values, O(1)) or by binary search (intervals, O(log n)).
 //! [`Nft::would_match`] evaluates without effects (for `ipxmit explain`).
 //!
-//! Not yet: `devices = { ... }` (one device per egress chain); a failed
-//! reroute is a drop (`EPERM`), where the kernel fails the send with the
-//! lookup's errno; `icmp_send`'s rate limit for `reject`; maps in NAT statements,
+//! A failed reroute fails the send with the lookup's errno
+//! ([`Verdict::DropErr`]), counted as a `NETFILTER_DROP` and in
+//! `IpOutDiscards`, as the kernel's `NF_DROP_ERR`.
+//!
+//! Not yet: `devices = { ... }` (one device per egress chain);
+//! `icmp_send`'s rate limit for `reject`; maps in NAT statements,
 //! `redirect`, bitwise `and`/`or`/`xor` in statements, TCP matches. Conntrack knows UDP, ICMP queries and other protocols
 //! generically (TCP without its state machine); no RELATED flows (an ICMP
 //! error is `invalid`); flows are made on the output path only (a
@@ -311,7 +314,7 @@ impl NftHook {
     }
 
     /// Runs the base chains `chains` in order; a `route` chain that changed
-    /// the routing keys reroutes (a failed lookup drops).
+    /// the routing keys reroutes (a failed lookup drops with its errno).
     #[inline]
     fn chains(&self, chains: &[u32], pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         let prog = &*self.prog;
@@ -321,8 +324,10 @@ impl NftHook {
             if self.base_chain(c, pkt, out).0 == Verdict::Drop {
                 return Verdict::Drop;
             }
-            if before.is_some_and(|b| b != RouteKeys::of(pkt)) && !self.reroute(pkt) {
-                return Verdict::Drop;
+            if before.is_some_and(|b| b != RouteKeys::of(pkt)) {
+                if let Err(e) = self.reroute(pkt) {
+                    return Verdict::DropErr(e);
+                }
             }
         }
         Verdict::Accept
@@ -406,13 +411,15 @@ pub fn route_me_harder(stack: &Stack, pkt: &mut PacketBuf) -> Result<(), crate::
 
 impl NftHook {
     /// `nf_route_table_hook4`'s reroute after a `route` chain changed the
-    /// mark, an address or the TOS; false when the lookup failed (the
-    /// kernel's `NF_DROP_ERR(err)`: here a drop).
+    /// mark, an address or the TOS (and `nf_nat_ipv4_local_fn`'s after a
+    /// destination NAT); a failed lookup's errno is the drop's
+    /// (`NF_DROP_ERR(err)`): `ENETUNREACH`, `EHOSTUNREACH`, `EACCES`,
+    /// `EINVAL`.
     #[cold]
-    fn reroute(&self, pkt: &mut PacketBuf) -> bool {
+    fn reroute(&self, pkt: &mut PacketBuf) -> Result<(), crate::error::Errno> {
         match self.stack.upgrade() {
-            Some(st) => route_me_harder(&st, pkt).is_ok(),
-            None => true,
+            Some(st) => route_me_harder(&st, pkt).map_err(|e| e.errno()),
+            None => Ok(()),
         }
     }
 }

@@ -54,7 +54,7 @@ impl NftHook {
             // Egress is [`super::NftEgressHook`]'s.
             HookPoint::Egress => Verdict::Accept,
         };
-        if v == Verdict::Drop {
+        if v.is_drop() {
             if let Some(r) = pkt.meta.nfct.filter(|r| r.fresh) {
                 self.ct.release(r);
             }
@@ -70,17 +70,21 @@ impl NftHook {
         let at = |p: i32| bases.partition_point(|&c| prog.chains[c as usize].priority < p);
         let (a, b) = (at(PRI_CONNTRACK), at(PRI_NAT_DST));
         pkt.meta.nfct = None;
-        if self.chains(&bases[..a], pkt, out) == Verdict::Drop {
-            return Verdict::Drop;
+        let v = self.chains(&bases[..a], pkt, out);
+        if v.is_drop() {
+            return v;
         }
         match self.ct.track_out(pkt.network_header(), self.now()) {
             Ok(r) => pkt.meta.nfct = r,
             Err(_) => return Verdict::Drop,
         }
-        if self.chains(&bases[a..b], pkt, out) == Verdict::Drop
-            || self.nat_hook(Manip::Dst, pkt, out) == Verdict::Drop
-        {
-            return Verdict::Drop;
+        let v = self.chains(&bases[a..b], pkt, out);
+        if v.is_drop() {
+            return v;
+        }
+        let v = self.nat_hook(Manip::Dst, pkt, out);
+        if v.is_drop() {
+            return v;
         }
         self.chains(&bases[b..], pkt, out)
     }
@@ -91,10 +95,11 @@ impl NftHook {
         let prog = &*self.prog;
         let bases = &prog.bases[1];
         let b = bases.partition_point(|&c| prog.chains[c as usize].priority < PRI_NAT_SRC);
-        if self.chains(&bases[..b], pkt, out) == Verdict::Drop
-            || self.nat_hook(Manip::Src, pkt, out) == Verdict::Drop
-            || self.chains(&bases[b..], pkt, out) == Verdict::Drop
+        if self.chains(&bases[..b], pkt, out).is_drop()
+            || self.nat_hook(Manip::Src, pkt, out).is_drop()
+            || self.chains(&bases[b..], pkt, out).is_drop()
         {
+            // No route chain or destination NAT here: no errno.
             return Verdict::Drop;
         }
         match pkt.meta.nfct {
@@ -140,8 +145,10 @@ impl NftHook {
         };
         let daddr_before = daddr(pkt);
         manip(pkt, m, addr, port);
-        if m == Manip::Dst && daddr(pkt) != daddr_before && !self.reroute(pkt) {
-            return Verdict::Drop;
+        if m == Manip::Dst && daddr(pkt) != daddr_before {
+            if let Err(e) = self.reroute(pkt) {
+                return Verdict::DropErr(e);
+            }
         }
         Verdict::Accept
     }

@@ -805,3 +805,42 @@ fn ct_in_a_netdev_table_is_a_protocol_error() {
     assert_eq!(r, Err(NftError::Protocol));
     assert_eq!(nft.ruleset.tables[0].chains[0].rules.len(), 0);
 }
+
+/// A `route` chain whose rewritten destination has an `unreachable`
+/// route: the send fails with the reroute's `EHOSTUNREACH` (the kernel's
+/// `NF_DROP_ERR`), not `EPERM`, counted as a netfilter drop and in
+/// `IpOutDiscards`.
+#[test]
+fn a_failed_reroute_is_the_sends_errno() {
+    let (stack, _dev) = stack();
+    stack
+        .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+        .unwrap();
+    let mut spec = crate::stack::RouteSpec::new("10.41.0.0/16".parse().unwrap(), "eth0");
+    (spec.kind, spec.dev) = (crate::route::RtnType::Unreachable, None);
+    stack.add_route(spec).unwrap();
+    let mut nft = Nft::new();
+    nft.commit(&stack, |rs| {
+        rs.add_table(Family::Ip, "t", false)?;
+        let b = BaseChain {
+            ty: ChainType::Route,
+            hook: ChainHook::Output,
+            device: None,
+            priority: -150,
+            policy: Policy::Accept,
+        };
+        rs.add_chain(Family::Ip, "t", "r", Some(b), false)?;
+        let set = Stmt::FieldSet(Key::IpDaddr, u32::from(Ipv4Addr::new(10, 41, 1, 1)));
+        let r = vec![m(&[Key::UdpDport], Op::Eq, Rhs::Value(9)), set];
+        rs.add_rule(Family::Ip, "t", "r", r, Position::Append(None))
+    })
+    .unwrap();
+    let mut s = crate::UdpSocket::new(&stack);
+    let to = std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9);
+    let r = s.send_to(b"x", to, crate::MsgFlags::default());
+    let e = r.expect_err("rerouted into an unreachable route");
+    assert_eq!(e.errno(), crate::error::Errno::EHOSTUNREACH, "{e:?}");
+    let c = stack.counters();
+    assert_eq!(c.get(crate::stats::Mib::IpOutDiscards), 1);
+    assert_eq!(c.dropped(crate::stats::DropReason::NetfilterDrop), 1);
+}
