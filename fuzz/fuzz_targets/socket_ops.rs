@@ -36,7 +36,9 @@ use ipxmit::dev::{DevConfig, NetDevice, Tap};
 use ipxmit::neigh::NudState;
 use ipxmit::stats::{DevCounter, DropReason, DropSite, Mib};
 use ipxmit::wire::EthernetAddress;
-use ipxmit::{BatchMsg, ManualClock, PacketBuf, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket};
+use ipxmit::{
+    BatchMsg, ManualClock, MsgFlags, PacketBuf, PmtuDisc, RouteSpec, SendError, Stack, UdpSocket,
+};
 use ipxmit_drivers::mem::MemWire;
 use libfuzzer_sys::fuzz_target;
 
@@ -547,11 +549,16 @@ fn batch(h: &mut Host, s: usize, msgs: &[(u16, Option<Addr>, bool)], payload: &[
 }
 
 /// Closes every socket, drains the wires and runs the stack until nothing
-/// is queued, moving the clock on when a round made no progress.
+/// is queued, moving the clock on when a round made no progress. Fails
+/// after 1,000 rounds in a row without progress (or 100,000 in all): a
+/// round may move a single frame (a full qdisc of 1,000 packets drains
+/// through a one-frame wire in 1,000 rounds; seed
+/// `regression-settle-a-full-qdisc-through-a-one-frame-wire`).
 fn settle(h: &mut Host) {
     h.socks.iter_mut().for_each(|s| *s = None);
     let mut last = (u64::MAX, u64::MAX);
-    for _ in 0..1000 {
+    let mut idle = 0;
+    for _ in 0..100_000 {
         drain(h, 0, usize::MAX);
         drain(h, 1, usize::MAX);
         h.stack.poll();
@@ -561,6 +568,12 @@ fn settle(h: &mut Host) {
         }
         if now == last {
             h.clock.advance(Duration::from_millis(500));
+            idle += 1;
+            if idle == 1000 {
+                break;
+            }
+        } else {
+            idle = 0;
         }
         last = now;
     }
