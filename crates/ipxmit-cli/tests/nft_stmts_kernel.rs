@@ -373,6 +373,22 @@ const JSON_RULES: &[&str] = &[
     "nft add rule ip t out ct state new oifname \"eth0\" ip protocol udp",
     "nft add rule ip t post udp dport 9 snat to 10.9.0.7:5000-5001",
     "nft add rule ip t post masquerade",
+    "nft add chain ip t nout '{ type nat hook output priority -100; }'",
+    "nft add chain ip t out2",
+    "nft add map ip t m '{ type ipv4_addr . inet_service : mark; }'",
+    "nft add element ip t m '{ 10.0.0.1 . 53 : 0x1 }'",
+    "nft add map ip t v '{ type inet_service : verdict; flags interval; }'",
+    "nft add element ip t v '{ 1000-2000 : jump out2 }'",
+    "nft add rule ip t out meta mark set ip daddr . udp dport map @m",
+    "nft add rule ip t out udp dport vmap @v",
+    "nft add rule ip t out udp dport vmap '{ 1-5 : accept, * : continue }'",
+    "nft add rule ip t out meta mark set udp dport map '{ 80 : 0x3, * : 0x9 }'",
+    "nft add rule ip t out tcp dport 22 iifname != \"eth0\" counter",
+    "nft add rule ip t out meta mark and 0x03 == 0x01 ip saddr '& 0.0.0.255 < 0.0.0.127'",
+    "nft add rule ip t out meta mark or 0x03 != 0x01 counter",
+    "nft add rule ip t nout udp dport 53 redirect to :5353",
+    "nft add rule ip t post udp dport 11 snat to 10.9.0.10-10.9.0.200",
+    "nft add rule ip t post udp dport 12 snat to 10.0.0.0/8",
 ];
 
 #[test]

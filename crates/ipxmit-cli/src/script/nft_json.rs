@@ -9,9 +9,9 @@ use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Match, NatKind, Op, Policy, Reject, Rhs,
-    RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
-    LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    Chain, ChainHook, ChainType, Elem, Family, Key, MapData, MapRef, MapValue, Match, NatKind, Op,
+    Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT,
+    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
 };
 
 use super::nft::{ListWhat, NftParseError};
@@ -121,14 +121,60 @@ fn set(f: &str, table: &str, s: &Set) -> Value {
     let kind = if s.map.is_some() { "map" } else { "set" };
     let mut o =
         json!({"family": f, "name": s.name, "table": table, "type": ty, "handle": s.handle});
+    if let Some(d) = s.map {
+        o["map"] = json!(if d == MapData::Mark {
+            "mark"
+        } else {
+            "verdict"
+        });
+    }
     if s.interval {
         o["flags"] = json!(["interval"]);
     }
-    if s.map.is_none() && !s.elems.is_empty() {
-        let tys: Vec<Ty> = s.ty.iter().map(|d| ty_of_data(*d)).collect();
+    let tys: Vec<Ty> = s.ty.iter().map(|d| ty_of_data(*d)).collect();
+    if s.map.is_some() && (!s.elems.is_empty() || s.default.is_some()) {
+        let pairs: Vec<(Elem, MapValue)> = s
+            .elems
+            .iter()
+            .copied()
+            .zip(s.values.iter().cloned())
+            .collect();
+        o["elem"] = json!(map_pairs(&pairs, s.default.as_ref(), &tys));
+    } else if s.map.is_none() && !s.elems.is_empty() {
         o["elem"] = json!(s.elems.iter().map(|e| elem(e, &tys)).collect::<Vec<_>>());
     }
     json!({ kind: o })
+}
+
+/// A map's elements as nft -j writes them: `[KEY, VALUE]` pairs, the
+/// catch-all's key `"*"`, last.
+fn map_pairs(elems: &[(Elem, MapValue)], default: Option<&MapValue>, tys: &[Ty]) -> Vec<Value> {
+    let value = |v: &MapValue| match v {
+        MapValue::Num(n) => json!(n),
+        MapValue::Verdict(v) => verdict(v),
+    };
+    let mut out: Vec<Value> = elems
+        .iter()
+        .map(|(e, v)| json!([elem(e, tys), value(v)]))
+        .collect();
+    out.extend(default.map(|v| json!(["*", value(v)])));
+    out
+}
+
+/// What a map statement reads: `"@NAME"` or `{"set": [[K, V], ...]}`.
+fn map_data(r: &MapRef, tys: &[Ty]) -> Value {
+    match r {
+        MapRef::Named(n) => json!(format!("@{n}")),
+        MapRef::Anon(m) => json!({"set": map_pairs(&m.elems, m.default.as_ref(), tys)}),
+    }
+}
+
+/// A key, or the keys of a concatenation (`{"concat": [...]}`).
+fn keys_expr(keys: &[Key]) -> Value {
+    match keys {
+        [k] => key(*k),
+        ks => json!({"concat": ks.iter().map(|k| key(*k)).collect::<Vec<_>>()}),
+    }
 }
 
 /// A value of type `ty`: addresses and names as strings, numbers as numbers.
@@ -144,7 +190,13 @@ fn val(v: u64, ty: Ty) -> Value {
 
 fn elem(e: &Elem, tys: &[Ty]) -> Value {
     let ty = tys[0];
-    if e.lo == e.hi || tys.len() > 1 {
+    if tys.len() > 1 {
+        // The second key fills the low bits (16 for a port, else 32).
+        let w = if tys[1] == Ty::Port { 16 } else { 32 };
+        let low = e.lo & ((1u64 << w) - 1);
+        return json!({"concat": [val(e.lo >> w, ty), val(low, tys[1])]});
+    }
+    if e.lo == e.hi {
         return val(e.lo, ty);
     }
     let span = e.hi - e.lo + 1;
@@ -179,11 +231,11 @@ fn masked_left(left: Value, k: Key, mask: u64, xor: u64) -> Value {
 }
 
 fn matcher(m: &Match) -> Value {
-    let left = match m.keys.as_slice() {
-        [k] => key(*k),
-        ks => json!({"concat": ks.iter().map(|k| key(*k)).collect::<Vec<_>>()}),
-    };
+    let left = keys_expr(&m.keys);
     let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
+    if let Rhs::Vmap(r) = &m.rhs {
+        return json!({"vmap": {"key": left, "data": map_data(r, &tys)}});
+    }
     let op = match m.op {
         Op::Eq => "==",
         Op::Ne => "!=",
@@ -293,8 +345,11 @@ fn stmt(s: &Stmt) -> Value {
                     o.insert("addr".into(), json!(Ipv4Addr::from(a).to_string()));
                 }
                 Some((a, b)) => {
-                    let r = [Ipv4Addr::from(a).to_string(), Ipv4Addr::from(b).to_string()];
-                    o.insert("addr".into(), json!({ "range": r }));
+                    let e = Elem {
+                        lo: u64::from(a),
+                        hi: u64::from(b),
+                    };
+                    o.insert("addr".into(), elem(&e, &[Ty::Addr]));
                 }
                 None => {}
             }
@@ -349,6 +404,10 @@ fn stmt(s: &Stmt) -> Value {
             }
             json!({ "log": if o.is_empty() { Value::Null } else { Value::Object(o) } })
         }
-        Stmt::MarkSetMap(..) => json!(super::nft_list::stmt(s)),
+        Stmt::MarkSetMap(keys, r) => {
+            let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
+            let map = json!({"map": {"key": keys_expr(keys), "data": map_data(r, &tys)}});
+            json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": map}})
+        }
     }
 }
