@@ -409,7 +409,12 @@ impl UdpSocket {
         (n, charge): (usize, usize),
         body: impl FnOnce(&mut Self, &mut OutputBatch<'_>, RunIds) -> RunDone,
     ) -> RunEnd {
-        let stack = self.inet.stack.clone();
+        // The stack borrowed for the call, not counted: an `Arc` clone and
+        // drop here wrote, at every batch, the one line every thread
+        // sending through the stack shares (the kernel's `sock_net()` is a
+        // plain pointer too). SAFETY: the socket holds `inet.stack` for its
+        // whole life and nothing replaces it; `self` outlives this call.
+        let stack: &crate::Stack = unsafe { &*std::sync::Arc::as_ptr(&self.inet.stack) };
         let t = stack.time_scope();
         let p = &cork.params;
         let (slot, first_id) = match cork.ids {
@@ -429,7 +434,7 @@ impl UdpSocket {
             },
             IdSource::Zero => RunIds { first: 0, step: 0 },
         };
-        let mut out = OutputBatch::begin(&stack, &p.dst, p.daddr);
+        let mut out = OutputBatch::begin(stack, &p.dst, p.daddr);
         let done = {
             let _gathered = SendBudget::gather_releases(&self.inet.budget);
             body(self, &mut out, ids)
@@ -446,7 +451,7 @@ impl UdpSocket {
             let used = done.numbered as u32;
             stack.idents.give_back(slot, first_id, n as u32, used);
         }
-        done.count.settle(&stack);
+        done.count.settle(stack);
         stack
             .counters
             .batch_path_add(BatchPath::OnePass, done.sent as u64);
@@ -465,12 +470,13 @@ impl UdpSocket {
         out: &mut OutputBatch<'_>,
         ids: RunIds,
     ) -> RunDone {
-        let stack = self.inet.stack.clone();
+        // SAFETY: as in `run`: the socket's stack, held for its life.
+        let stack: &crate::Stack = unsafe { &*std::sync::Arc::as_ptr(&self.inet.stack) };
         let mut done = RunDone::default();
         let n = msgs.len();
         for (i, m) in msgs.iter().enumerate() {
             let id = ids.nth(i);
-            let mut skb = self.build_one(&stack, cork, m.data, id);
+            let mut skb = self.build_one(stack, cork, m.data, id);
             m.set_tstamp(&mut skb.meta);
             cork.set_tskey(&mut skb.meta, i);
             done.numbered += 1;
@@ -506,17 +512,18 @@ impl UdpSocket {
         out: &mut OutputBatch<'_>,
         ids: RunIds,
     ) -> RunDone {
-        let stack = self.inet.stack.clone();
+        // SAFETY: as in `run`: the socket's stack, held for its life.
+        let stack: &crate::Stack = unsafe { &*std::sync::Arc::as_ptr(&self.inet.stack) };
         let mut done = RunDone::default();
         let mut at = 0;
         for (i, d) in plan.iter().enumerate() {
             let id = ids.nth(i);
             let group = &msgs[at..at + d.msgs];
             let mut skb = match &d.layout {
-                None => self.build_one(&stack, cork, group[0].data, id),
+                None => self.build_one(stack, cork, group[0].data, id),
                 Some((l, sizes)) => {
                     let chain = out.chain_vec();
-                    self.build_whole(&stack, cork, (l, *sizes), (group, d.memo), id, chain)
+                    self.build_whole(stack, cork, (l, *sizes), (group, d.memo), id, chain)
                 }
             };
             // The cork's departure time: the first message's.
