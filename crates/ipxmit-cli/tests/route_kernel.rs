@@ -338,6 +338,38 @@ getsockopt s so_error
 nft list ruleset
 ";
 
+/// A `route` chain's mark reroutes an `IP_PMTUDISC_DO` datagram sized
+/// for the main route (MTU 1500) onto table 100's MTU 1000 route:
+/// `ip_fragment` refuses it (`EMSGSIZE`) and the host sends itself the
+/// ICMP "fragmentation needed", whose PMTU exception lands on the route
+/// its own lookup finds (main's, without the mark): from then on sends
+/// without the mark are refused too, `IP_MTU` is 1000, and the ICMP
+/// counts in `IpOutRequests` and `IpInReceives`.
+const REROUTE_PMTU: &str = "
+ip route add default via 10.9.0.2
+ip rule add fwmark 0x1 table 100
+ip route add 10.50.0.0/16 via 10.9.0.2 mtu 1000 table 100
+nft add table ip t
+nft add chain ip t r { type route hook output priority -150; }
+nft add rule ip t r udp dport 7777 meta mark set 0x1 counter
+socket s udp
+sockopt s ip_mtu_discover do
+send s to 10.50.1.1:7777 len 1200
+send s to 10.50.1.1:7777 len 900
+ip route show cache
+ip route get 10.50.1.1 mark 1
+send s to 10.50.1.1:9 len 1200
+send s to 10.50.1.1:7777 len 1200
+socket c udp
+sockopt c ip_mtu_discover do
+sockopt c ip_recverr 1
+connect c 10.50.1.1:7777
+send c len 1200
+getsockopt c ip_mtu
+send c len 1200
+nft list ruleset
+";
+
 const SEND_SO_BINDTODEVICE: &str = "
 ip route add blackhole 10.40.0.0/16
 ip route add unreachable 10.41.0.0/16
@@ -1132,6 +1164,7 @@ scenarios! {
     send_so_bindtodevice => SEND_SO_BINDTODEVICE,
     sendmmsg_results => SENDMMSG,
     reroute_errors => REROUTE_ERRORS,
+    reroute_pmtu => REROUTE_PMTU,
     pmtu_learned => PMTU,
     connect_two_step => CONNECT_TWO_STEP,
     route_attributes => ROUTE_ATTRIBUTES,

@@ -237,6 +237,28 @@ pub fn unreach_self(stack: &Stack, datagram: &[u8], code: u8) -> bool {
     )
 }
 
+/// Kernel: `icmp_send(skb, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED,
+/// htonl(mtu))` of `ip_fragment()`: a datagram of the host's own that may
+/// not be fragmented and exceeds `mtu` (its route changed after the
+/// socket sized it: a `route` chain's reroute) earns the host a
+/// "fragmentation needed" from itself, which updates the path MTU as one
+/// from the path would. `datagram` starts at the IP header.
+pub fn frag_needed_self(stack: &Stack, datagram: &[u8], mtu: u32) -> bool {
+    let total = match datagram.get(2..4) {
+        Some(t) => usize::from(u16::from_be_bytes([t[0], t[1]])),
+        None => return false,
+    };
+    let Ok(ip) = Ipv4Packet::new_checked(&datagram[..total.min(datagram.len())]) else {
+        return false;
+    };
+    send_error(
+        stack,
+        &ip,
+        Ipv4Addr::UNSPECIFIED,
+        (icmp::DEST_UNREACH, 4, mtu),
+    )
+}
+
 /// The body of `__icmp_send()`: the checks on the datagram `ip`, the
 /// route back to its source from `saddr` (0: the route's choice), the
 /// message and its counters.

@@ -442,7 +442,8 @@ impl<'a> OutputBatch<'a> {
     }
 
     /// Kernel: `ip_fragment()` and `ip_do_fragment()`. Refuses DF
-    /// datagrams (`EMSGSIZE`, `IpFragFails`), else sends each fragment as it
+    /// datagrams (`EMSGSIZE`, `IpFragFails`, and the host's own ICMP
+    /// "fragmentation needed" to itself), else sends each fragment as it
     /// is made: from the datagram's own chain when it can (the fast path),
     /// else cut out of it; a failed fragment fails the datagram and frees
     /// the rest.
@@ -452,6 +453,10 @@ impl<'a> OutputBatch<'a> {
         let fms = u32::from(pkt.meta.frag_max_size);
         if (df && !pkt.meta.ip_flags.ignore_df) || (fms != 0 && fms > mtu) {
             fate::dropped(pkt.meta.tskey, DropReason::PktTooBig);
+            // The ICMP goes out through `lo`: this batch's transmit ends
+            // first, as for neighbour resolution.
+            self.xmit.end();
+            crate::ipv4::icmp::frag_needed_self(self.stack, pkt.network_header(), mtu);
             return Err(self.frag_failed(SendError::MsgSize { mtu }));
         }
         let key = pkt.meta.tskey;
