@@ -14,8 +14,15 @@
 //! decoded by the kernel's `virtio_net_hdr_to_skb`: a `CHECKSUM_PARTIAL` buffer
 //! becomes `VIRTIO_NET_HDR_F_NEEDS_CSUM` with `csum_start`/`csum_offset` relative
 //! to the frame start, a UDP GSO buffer becomes `VIRTIO_NET_HDR_GSO_UDP_L4` with
-//! `gso_size` and `hdr_len` — the kernel then completes the checksum or
-//! segments the super-packet itself. Only offloads the kernel granted are
+//! `gso_size` and `hdr_len`, a UFO datagram becomes `VIRTIO_NET_HDR_GSO_UDP`
+//! — the kernel then completes the checksum or segments the super-packet
+//! itself. A UFO datagram is taken whole: delivered locally, the kernel's
+//! UDP socket reads it as one datagram (no reassembly); forwarded out of a
+//! device without UFO, `skb_gso_segment` (`udp4_ufo_fragment`) cuts it into
+//! the fragments `ip_fragment` would make, one IP ID for all. Whether the
+//! kernel takes it is probed with `TUNSETOFFLOAD` `TUN_F_UFO` (accepted
+//! with `TUN_F_CSUM` by every kernel that takes the header from tun's
+//! writer; refused alone), and only then [`Features::UFO`] is granted. Only offloads the kernel granted are
 //! reported in [`TapDevice::features`]; the caller puts them in
 //! `DevConfig::features`, and the stack does the rest in software
 //! (`validate_xmit_skb`).
@@ -50,8 +57,8 @@ use crate::runner::{self, recycle, WaitFd, WaitSource};
 use crate::sys;
 
 pub use crate::vnet::{
-    vnet_header, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_UDP_L4,
-    VNET_HDR_LEN,
+    vnet_header, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_UDP,
+    VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
 };
 /// Largest frame read back: a 64 KiB datagram, its link header and the vnet header.
 const RX_BUF: usize = VNET_HDR_LEN + 14 + 65535 + 64;
@@ -78,8 +85,8 @@ pub struct TapConfig {
     /// Put a `virtio_net_hdr` in front of each frame (`IFF_VNET_HDR`); needed
     /// for any offload.
     pub vnet_hdr: bool,
-    /// Offloads wanted: [`Features::HW_CSUM`] (or `IP_CSUM`) and
-    /// [`Features::GSO_UDP_L4`]; what the kernel grants is in
+    /// Offloads wanted: [`Features::HW_CSUM`] (or `IP_CSUM`),
+    /// [`Features::GSO_UDP_L4`] and [`Features::UFO`]; what the kernel grants is in
     /// [`TapDevice::features`].
     pub offload: Features,
     /// `TUNSETSNDBUF` for each fd (bytes in flight before writes find no room).
@@ -261,14 +268,16 @@ fn open_queue(name: &str, flags: u16) -> Result<(OwnedFd, String), TapError> {
 /// Kernel: `set_offload()`, drivers/net/tun.c. Asks for the wanted offloads,
 /// falling back to fewer on `EINVAL` (an older kernel); returns what was granted.
 fn negotiate_offload(fd: &OwnedFd, want: Features, dev: &str) -> Result<Features, TapError> {
-    let csum = want.can_csum() || want.contains(Features::GSO_UDP_L4);
+    let csum = want.can_csum() || want.intersects(Features::GSO_UDP_L4 | Features::UFO);
+    let uso = (libc::TUN_F_USO4 | libc::TUN_F_USO6, Features::GSO_UDP_L4);
+    let ufo = (libc::TUN_F_UFO, Features::UFO);
+    let none = (0, Features::NONE);
     let mut tries: Vec<(u32, Features)> = Vec::new();
-    if csum && want.contains(Features::GSO_UDP_L4) {
-        let f = libc::TUN_F_CSUM | libc::TUN_F_USO4 | libc::TUN_F_USO6;
-        tries.push((f, Features::HW_CSUM | Features::GSO_UDP_L4));
-    }
-    if csum {
-        tries.push((libc::TUN_F_CSUM, Features::HW_CSUM));
+    for (a, b) in [(uso, ufo), (uso, none), (none, ufo), (none, none)] {
+        let wanted = want.contains(a.1) && want.contains(b.1);
+        if csum && wanted {
+            tries.push((libc::TUN_F_CSUM | a.0 | b.0, Features::HW_CSUM | a.1 | b.1));
+        }
     }
     for (flags, granted) in tries {
         match sys::tun_set_offload(fd.as_fd(), flags) {
@@ -295,7 +304,7 @@ fn check_config(cfg: &TapConfig) -> Result<(), TapError> {
             cfg.name
         )));
     }
-    let offloads = Features::HW_CSUM | Features::IP_CSUM | Features::GSO_UDP_L4;
+    let offloads = Features::HW_CSUM | Features::IP_CSUM | Features::GSO_UDP_L4 | Features::UFO;
     if !cfg.vnet_hdr && cfg.offload.intersects(offloads) {
         return Err(TapError::Config("offloads need the vnet header".into()));
     }

@@ -101,6 +101,10 @@ pub enum GsoType {
     None,
     /// `SKB_GSO_UDP_L4`: split into independent UDP datagrams of `gso_size`.
     UdpL4,
+    /// `SKB_GSO_UDP` (UFO): one UDP datagram over the MTU, cut into IP
+    /// fragments of `gso_size` data bytes each (the UDP header counted in
+    /// the first's), all with the datagram's IP ID.
+    Udp,
 }
 
 /// Flags of the kernel's `IPCB(skb)->flags`.
@@ -122,6 +126,12 @@ pub struct IpCbFlags {
     pub mcast: bool,
     /// The sending socket's `IP_MULTICAST_LOOP` (`sk_mc_loop()`).
     pub mc_loop: bool,
+    /// No `IPCB` flag: what `__ip_append_data`'s UFO test read of the socket
+    /// (`sk_protocol == IPPROTO_UDP`, `sk_type == SOCK_DGRAM`,
+    /// `!sk_no_check_tx`). A UDP socket that sums its datagrams sets it; a
+    /// datagram with it may leave a UFO device whole
+    /// ([`Features::UFO`](crate::offload::Features::UFO)).
+    pub udp_dgram: bool,
 }
 
 /// A zero-copy send's completion token (`struct ubuf_info_msgzc`): every

@@ -92,11 +92,13 @@ pub const MEASURED: u64 = 5_000;
 /// Allocations recorded per case when tracing.
 const TRACE_MAX: usize = 512;
 
-/// The device feature sets probed: none (the `ipxmit send` default) and the
-/// kernel sink's offloads.
-pub fn feature_sets() -> [(&'static str, Features); 2] {
+/// The device feature sets probed: none (the `ipxmit send` default), the
+/// kernel sink's offloads, and those with UDP fragmentation offload (a
+/// datagram over the MTU leaves whole, as over a UFO TAP).
+pub fn feature_sets() -> [(&'static str, Features); 3] {
     let off = Features::SG | Features::HW_CSUM | Features::GSO_UDP_L4;
-    [("none", Features::NONE), ("sg+csum+gso", off)]
+    let ufo = ("sg+csum+gso+ufo", off | Features::UFO);
+    [("none", Features::NONE), ("sg+csum+gso", off), ufo]
 }
 
 /// The configurations of the sink table's `18B-pfifo`, `1472B-pfifo`,

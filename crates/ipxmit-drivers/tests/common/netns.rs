@@ -239,14 +239,28 @@ pub struct Captured {
     pub frame: Vec<u8>,
 }
 
-/// An AF_PACKET socket on a device inside a namespace, with `PACKET_VNET_HDR`.
+/// An AF_PACKET socket on a device inside a namespace, with `PACKET_VNET_HDR`
+/// (or without: [`Capture::open_plain`]).
 pub struct Capture {
     fd: OwnedFd,
+    vnet: bool,
 }
 
 impl Capture {
     /// Opens it on `dev` inside `ns` (every frame, `ETH_P_ALL`).
     pub fn open(ns: &Netns, dev: &str) -> io::Result<Capture> {
+        Capture::open_with(ns, dev, true)
+    }
+
+    /// [`Capture::open`] without `PACKET_VNET_HDR`: every frame as the
+    /// kernel holds it, also those whose offload state a vnet header cannot
+    /// show (`virtio_net_hdr_from_skb` refuses a UFO buffer, and the packet
+    /// socket then drops it); the offload fields read 0.
+    pub fn open_plain(ns: &Netns, dev: &str) -> io::Result<Capture> {
+        Capture::open_with(ns, dev, false)
+    }
+
+    fn open_with(ns: &Netns, dev: &str, vnet: bool) -> io::Result<Capture> {
         let dev = dev.to_string();
         ns.run(move || -> io::Result<Capture> {
             let proto = (libc::ETH_P_ALL as u16).to_be();
@@ -257,7 +271,7 @@ impl Capture {
             }
             // SAFETY: `raw` is a fresh descriptor nobody else owns.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-            let one: libc::c_int = 1;
+            let one = libc::c_int::from(vnet);
             // SAFETY: `one` is a live int; the kernel copies it.
             let r = unsafe {
                 libc::setsockopt(
@@ -289,7 +303,7 @@ impl Capture {
                 return Err(io::Error::last_os_error());
             }
             rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, 64 << 20)?;
-            Ok(Capture { fd })
+            Ok(Capture { fd, vnet })
         })?
     }
 
@@ -314,10 +328,15 @@ impl Capture {
             let Ok((n, _)) = rustix::net::recv(self.fd.as_fd(), &mut buf[..], flags) else {
                 continue;
             };
-            if n < 10 {
+            let hl = if self.vnet { 10 } else { 0 };
+            if n < hl {
                 continue;
             }
-            let h = &buf[..10];
+            let h = if self.vnet {
+                &buf[..10]
+            } else {
+                &[0u8; 10][..]
+            };
             let u = |i: usize| u16::from_ne_bytes([h[i], h[i + 1]]);
             out.push(Captured {
                 flags: h[0],
@@ -325,7 +344,7 @@ impl Capture {
                 gso_size: u(4),
                 csum_start: u(6),
                 csum_offset: u(8),
-                frame: buf[10..n].to_vec(),
+                frame: buf[hl..n].to_vec(),
             });
             last = Instant::now();
         }

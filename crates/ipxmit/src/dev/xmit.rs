@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use crate::buf::{CsumState, GsoType, PacketBuf};
+use crate::buf::{CsumState, PacketBuf};
 use crate::dev::queue::XmitCtx;
 use crate::dev::{NetDevice, TxLock, TxQueue, TxStatus};
 use crate::offload::checksum_help;
@@ -16,8 +16,9 @@ use crate::stats::{fate, DevCounter, DropReason, DropSite};
 use crate::time::Instant;
 
 /// Kernel: `validate_xmit_skb()`, net/core/dev.c. Segments GSO packets the device
-/// cannot, completes checksums it cannot, and linearizes for a device without
-/// scatter-gather. The resulting frames are appended to `out`.
+/// cannot (UDP GSO into datagrams, UFO into IP fragments), completes checksums
+/// it cannot, and linearizes for a device without scatter-gather. The
+/// resulting frames are appended to `out`.
 pub fn validate_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
@@ -25,9 +26,9 @@ pub fn validate_xmit(
     out: &mut VecDeque<PacketBuf>,
 ) {
     let feats = dev.features();
-    if pkt.meta.gso_type != GsoType::None && !feats.contains(Features::GSO_UDP_L4) {
+    if !crate::offload::gso::gso_ok(pkt.meta.gso_type, feats) {
         let tag = pkt.meta.tskey;
-        if !crate::offload::gso::segment_udp_into(pkt, feats, ctx.pool, out) {
+        if !crate::offload::gso::segment_into(pkt, feats, ctx.pool, out) {
             fate::dropped(tag, DropReason::SkbGsoSeg);
             ctx.counters.drop_at(DropSite::GsoSegFail);
             dev.stats.add(DevCounter::TxDropped, 1);

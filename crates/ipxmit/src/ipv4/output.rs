@@ -36,6 +36,7 @@ use crate::ipv4::options::{self, IpOptions};
 use crate::ipv4::PmtuDisc;
 use crate::neigh::HhCache;
 use crate::netfilter::{HookList, HookPoint, Verdict};
+use crate::offload::Features;
 use crate::route::Dst;
 use crate::stack::Stack;
 use crate::stats::{fate, DropReason, DropSite, Mib};
@@ -218,6 +219,9 @@ pub struct OutputBatch<'a> {
     /// `ip_skb_dst_mtu` for the path (`[0]`) and for a datagram that uses
     /// the device's MTU (`[1]`), read as the batch began.
     mtus: [u32; 2],
+    /// The device takes UDP datagrams over its MTU whole (`NETIF_F_UFO`)
+    /// and the route has no transform (`!dst_xfrm`).
+    ufo: bool,
     /// The hooks at LOCAL_OUT and POST_ROUTING, read once (`None`: none).
     local_out_hooks: Option<HookList<'a>>,
     post_routing_hooks: Option<HookList<'a>>,
@@ -248,6 +252,7 @@ impl<'a> OutputBatch<'a> {
             hh,
             hlen: dev.link().header_len(),
             mtus: [ip_mtu(dst, false), ip_mtu(dst, true)],
+            ufo: dev.features().contains(Features::UFO) && dst.header_len == 0,
             local_out_hooks: stack.hooks.list(HookPoint::LocalOut),
             post_routing_hooks: stack.hooks.list(HookPoint::PostRouting),
             count: OutCount::default(),
@@ -423,9 +428,14 @@ impl<'a> OutputBatch<'a> {
 
     /// Kernel: `__ip_finish_output()`. Fragments what exceeds the MTU
     /// (`ip_skb_dst_mtu`: the device's or the path's, read once for the
-    /// batch).
+    /// batch) — unless the device fragments UDP itself ([`ufo_mark`]).
     #[inline(always)]
-    fn finish_output(&mut self, pkt: PacketBuf, len: usize, more: bool) -> Result<(), SendError> {
+    fn finish_output(
+        &mut self,
+        mut pkt: PacketBuf,
+        len: usize,
+        more: bool,
+    ) -> Result<(), SendError> {
         if pkt.meta.gso_type != GsoType::None {
             // ip_finish_output_gso: segments were sized for the MTU at send time.
             return self.finish_output2(pkt, len, more);
@@ -433,6 +443,9 @@ impl<'a> OutputBatch<'a> {
         let mut mtu = self.mtus[usize::from(pkt.meta.use_dev_mtu)];
         let fms = u32::from(pkt.meta.frag_max_size);
         if len as u32 > mtu || fms != 0 {
+            if self.ufo && fms == 0 && ufo_mark(&mut pkt, len, mtu) {
+                return self.finish_output2(pkt, len, more);
+            }
             if fms != 0 && fms < mtu {
                 mtu = fms;
             }
@@ -627,6 +640,37 @@ fn hook_error(v: Verdict, daddr: Ipv4Addr) -> SendError {
         _ => return SendError::Perm,
     };
     SendError::from_route(&e)
+}
+
+/// Kernel: the UFO branch of `__ip_append_data()` (before 4.14) and
+/// `ip_finish_output_gso()`. Marks the datagram `pkt` of `len` bytes, over
+/// `mtu`, to leave a UFO device whole, as one `SKB_GSO_UDP` packet whose
+/// fragments carry `gso_size = (mtu - 20) & !7` data bytes (`maxfraglen -
+/// fragheaderlen`; the segments then pass `skb_gso_validate_network_len`
+/// by construction) — when it is a UDP datagram of a socket that sums
+/// them ([`IpCbFlags::udp_dgram`](crate::buf::IpCbFlags::udp_dgram)),
+/// may be fragmented (DF clear: `IP_PMTUDISC_DO`/`PROBE` datagrams keep
+/// to the fragmenter, which refuses or fragments them as before) and has
+/// no IP options (a UFO device copies every option into every fragment,
+/// where `ip_fragment` blanks the uncopied ones after the first; ipxmit
+/// keeps such datagrams on the fragmenter so their frames stay the
+/// kernel's). Returns false, the datagram untouched, otherwise. Nothing
+/// is counted here: the kernel's sending host counts no `IpFragOKs` or
+/// `IpFragCreates` for a UFO datagram (the device or `skb_gso_segment`
+/// cuts it, below IP), one `IpOutTransmits`, and the device one packet.
+#[inline]
+fn ufo_mark(pkt: &mut PacketBuf, len: usize, mtu: u32) -> bool {
+    let ok = pkt.meta.ip_flags.udp_dgram
+        && matches!(pkt.network_header_array::<HEADER_LEN>(),
+            Some(h) if h[0] == 0x45 && h[6] & 0x40 == 0 && h[9] == 17);
+    let seg = (mtu as usize).saturating_sub(HEADER_LEN) & !7;
+    if !ok || seg == 0 {
+        return false;
+    }
+    pkt.meta.gso_type = GsoType::Udp;
+    pkt.meta.gso_size = seg as u16;
+    pkt.meta.gso_segs = (len - HEADER_LEN).div_ceil(seg) as u16;
+    true
 }
 
 /// `net_xmit_errno` of a device's refusal, out of the hot path.

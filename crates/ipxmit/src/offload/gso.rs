@@ -16,6 +16,35 @@ use crate::wire::checksum::pseudo_header_v4;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::udp::UdpPacket;
 
+/// Kernel: `skb_gso_ok()`/`net_gso_ok()`. Whether a device of features
+/// `feats` takes a packet of GSO type `t` as it is (a packet that is not
+/// GSO always).
+#[inline(always)]
+pub fn gso_ok(t: GsoType, feats: Features) -> bool {
+    match t {
+        GsoType::None => true,
+        GsoType::UdpL4 => feats.contains(Features::GSO_UDP_L4),
+        GsoType::Udp => feats.contains(Features::UFO),
+    }
+}
+
+/// Kernel: `skb_gso_segment()`. Segments a GSO packet (data starting at
+/// its link header) into frames appended to `out`: UDP datagrams for UDP
+/// GSO ([`segment_udp_into`]), IP fragments for UFO
+/// ([`crate::offload::ufo::fragment_into`]). Returns false (the packet
+/// freed, for the caller to count) when it is not a well-formed one.
+pub fn segment_into(
+    pkt: PacketBuf,
+    feats: Features,
+    pool: &BufPool,
+    out: &mut VecDeque<PacketBuf>,
+) -> bool {
+    match pkt.meta.gso_type {
+        GsoType::Udp => crate::offload::ufo::fragment_into(pkt, pool, out),
+        _ => segment_udp_into(pkt, feats, pool, out),
+    }
+}
+
 /// Splits a UDP GSO packet (data starting at its link header) into datagrams.
 /// Returns `None` (the packet freed, for the caller to count) when it is not a
 /// well-formed UDP GSO packet. Convenience form of [`segment_udp_into`].

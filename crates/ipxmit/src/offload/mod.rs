@@ -3,15 +3,20 @@
 //!
 //! Stands for the device feature flags (`netdev_features_t`,
 //! `include/linux/netdev_features.h`), the checksum helpers
-//! `skb_checksum`/`skb_checksum_help` (`net/core/skbuff.c`, `net/core/dev.c`)
-//! and UDP segmentation `__udp_gso_segment` (`net/ipv4/udp_offload.c`, reached
-//! through `skb_gso_segment`). It sits below the device layer, which calls it
-//! from `validate_xmit_skb`, and imports nothing from the layers above it.
+//! `skb_checksum`/`skb_checksum_help` (`net/core/skbuff.c`, `net/core/dev.c`),
+//! UDP segmentation `__udp_gso_segment` and UDP fragmentation
+//! `udp4_ufo_fragment` (`net/ipv4/udp_offload.c`, reached through
+//! `skb_gso_segment`). It sits below the device layer, which calls it from
+//! `validate_xmit_skb`, and imports nothing from the layers above it but the
+//! fragment planner ([`crate::ipv4::fragment`], itself built on `buf` and
+//! `wire` only), so that a UFO datagram cut in software is cut as
+//! `ip_fragment` cuts one.
 
 use std::fmt;
 
 pub mod csum;
 pub mod gso;
+pub mod ufo;
 
 pub use csum::{checksum_from, checksum_help, checksum_linear_from};
 
@@ -35,6 +40,12 @@ impl Features {
     /// `NETIF_F_LLTX`/`NETIF_F_HIGHDMA`-free marker: the device copies data at once
     /// (so zero-copy completion may be reported at transmit).
     pub const COPY_AT_XMIT: Features = Features(1 << 5);
+    /// `NETIF_F_UFO`: UDP fragmentation offload — the device takes a UDP
+    /// datagram over its MTU whole (`SKB_GSO_UDP`) and sends it as IP
+    /// fragments of `gso_size` data bytes each. Removed from the kernel's
+    /// own devices in 4.14, but a TAP still takes such a datagram from its
+    /// writer (`VIRTIO_NET_HDR_GSO_UDP`, see [`ufo`]).
+    pub const UFO: Features = Features(1 << 6);
 
     /// Names, as `ethtool -k` abbreviations used in scripts (`sg,csum,gso`).
     pub const NAMES: &'static [(&'static str, Features)] = &[
@@ -43,6 +54,7 @@ impl Features {
         ("ipcsum", Features::IP_CSUM),
         ("gso", Features::GSO_UDP_L4),
         ("fraglist", Features::FRAGLIST),
+        ("ufo", Features::UFO),
     ];
 
     /// True when every flag of `other` is set.

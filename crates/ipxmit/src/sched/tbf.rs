@@ -170,12 +170,7 @@ impl Tbf {
     /// became as many as were queued.
     fn enqueue_segments(&mut self, pkt: PacketBuf, now: Instant, to_free: &mut ToFree) -> NetXmit {
         let mut segs = std::mem::take(&mut self.segs);
-        if !crate::offload::gso::segment_udp_into(
-            pkt,
-            Features::NONE,
-            &BufPool::shared(),
-            &mut segs,
-        ) {
+        if !crate::offload::gso::segment_into(pkt, Features::NONE, &BufPool::shared(), &mut segs) {
             self.segs = segs;
             self.stats.drops += 1;
             return NetXmit::Drop;
@@ -212,11 +207,17 @@ impl Tbf {
     }
 
     /// Does a GSO packet's every segment fit `max_size`
-    /// (`skb_gso_validate_mac_len`)?
+    /// (`skb_gso_validate_mac_len`)? A UFO fragment's `gso_size` counts the
+    /// UDP header (`skb_gso_transport_seglen`), a UDP GSO segment's does not.
     fn segments_fit(&self, pkt: &PacketBuf) -> bool {
         let seg = usize::from(pkt.meta.gso_size);
-        let hdrs = usize::from(pkt.meta.transport_header).saturating_sub(pkt.data_offset()) + 8;
-        pkt.meta.gso_type != GsoType::None && seg != 0 && hdrs + seg <= self.max_size as usize
+        let th = usize::from(pkt.meta.transport_header).saturating_sub(pkt.data_offset());
+        let hdrs = match pkt.meta.gso_type {
+            GsoType::None => return false,
+            GsoType::UdpL4 => th + 8,
+            GsoType::Udp => th,
+        };
+        seg != 0 && hdrs + seg <= self.max_size as usize
     }
 }
 

@@ -343,6 +343,7 @@ impl UdpSocket {
         let len = skb.len() - (th - skb.data_offset());
         write_udp_header(&mut skb, th, self.inet.local.port(), dport, len);
         skb.meta.hash = flow_hash(saddr, daddr, self.inet.local.port(), dport);
+        skb.meta.ip_flags.udp_dgram = !self.inet.opts.no_check;
         if gso.size != 0 && self.gso_check(&mut skb, len - UDP_HLEN, gso)? {
             // Segmented later: the payload is not summed now.
             hwcsum(&mut skb, saddr, daddr, len);

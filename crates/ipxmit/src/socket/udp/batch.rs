@@ -213,6 +213,8 @@ impl BatchCork {
     pub(super) fn datagram_meta(&self, m: &mut Meta) {
         let d = &self.meta;
         m.ip_flags.ignore_df = d.ignore_df;
+        // A run's socket sums its datagrams (`SO_NO_CHECK` takes `sendmsg`).
+        m.ip_flags.udp_dgram = true;
         crate::socket::cork::set_route_flags(&mut m.ip_flags, d.route.0, d.route.1);
         m.use_dev_mtu = d.use_dev_mtu;
         m.priority = d.priority;

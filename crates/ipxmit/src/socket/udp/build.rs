@@ -549,7 +549,9 @@ impl UdpSocket {
         let nh = head.data_offset();
         head.meta.network_header = nh as u16;
         head.meta.transport_header = (nh + HEADER_LEN) as u16;
-        head.meta.hdr_sum = c.write_ip_header(&mut head.from_offset_mut(nh)[..HEADER_LEN], id);
+        let iph = &mut head.from_offset_mut(nh)[..HEADER_LEN];
+        let sum = c.write_ip_header(iph, id);
+        head.meta.hdr_sum = without_df(iph, sum);
         c.datagram_meta(&mut head.meta);
         head.meta.ip_summed = CsumState::None;
         head.set_chain_vec(chain);
@@ -583,6 +585,20 @@ impl UdpSocket {
         let pseudo = c.pseudo.add_u16(len);
         write_check(head, th, words.add(sum).add(pseudo).finish());
     }
+}
+
+/// `__ip_make_skb`'s DF for a datagram over the path MTU: clear (the run's
+/// header template, made for datagrams that fit, may have it set). Clears
+/// it in the header `h` whose [`Meta::hdr_sum`](crate::buf::Meta::hdr_sum)
+/// is `sum`; returns the sum without it. The fragments never showed the
+/// difference (the fragmenter's fast path clears DF), but a device that
+/// takes the datagram whole (UFO) sees this header.
+fn without_df(h: &mut [u8], sum: u32) -> u32 {
+    if h[6] & 0x40 == 0 {
+        return sum;
+    }
+    h[6] &= !0x40;
+    sum - u32::from(u16::from_ne_bytes([0x40, 0]))
 }
 
 /// How a buffer of `__ip_append_data`'s size is allocated: with the slack
