@@ -101,7 +101,7 @@ pub struct SendArgs {
     /// on queue `i % N`, as multi-queue drivers map CPUs).
     #[arg(long, value_parser = values::txqueues)]
     pub txqueues: Option<usize>,
-    /// Device offloads: comma list of sg,csum,gso (tap:NAME asks the
+    /// Device offloads: comma list of sg,csum,gso,ufo (tap:NAME asks the
     /// kernel with TUNSETOFFLOAD; packet:IFACE turns on PACKET_VNET_HDR).
     #[arg(long)]
     pub offload: Option<String>,
@@ -237,7 +237,9 @@ fn parse_features(s: &str) -> Result<Features> {
         let (_, v) = Features::NAMES
             .iter()
             .find(|(n, _)| *n == w)
-            .with_context(|| format!("unknown offload {w:?} (sg, csum, ipcsum, gso, fraglist)"))?;
+            .with_context(|| {
+                format!("unknown offload {w:?} (sg, csum, ipcsum, gso, fraglist, ufo)")
+            })?;
         f = f | *v;
     }
     Ok(f)

@@ -369,6 +369,16 @@ fn issue6_targets(st: &SinkTable) -> Vec<Target> {
             1.5,
             wires::ratio(&st.wires, "1472B", wires::B_TAP_GSO),
         ),
+        t(
+            "real wire 8000B: ipxmit TAP+UFO datagrams/s over kernel veth",
+            1.2,
+            wires::ratio(&st.wires, "8000B", wires::B_TAP_UFO),
+        ),
+        t(
+            "real wire 65000B: ipxmit TAP+UFO datagrams/s over kernel veth",
+            1.2,
+            wires::ratio(&st.wires, "65000B", wires::B_TAP_UFO),
+        ),
     ]
 }
 

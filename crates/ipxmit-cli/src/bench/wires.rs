@@ -23,7 +23,12 @@
 //!   static neighbour both ways; offloads `HW_CSUM | SG | GSO_UDP_L4`
 //!   requested. The extra row "TAP + UDP GSO 1472" sends 64768-byte
 //!   super-datagrams with `UDP_SEGMENT` 1472 (44 datagrams each, counted one
-//!   by one at the receiver).
+//!   by one at the receiver);
+//! - TAP with UFO: a second TAP as the first (kernel side 10.96.0.2/24, we
+//!   are 10.96.0.1) that also asks for `UFO` (`TUN_F_UFO`): a datagram over
+//!   the MTU leaves as one `VIRTIO_NET_HDR_GSO_UDP` frame instead of its
+//!   fragments, and the receiver's kernel, delivering it locally, reads it
+//!   whole (no reassembly).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -71,6 +76,9 @@ pub const B_XDP: &str = "B: ipxmit AF_XDP (copy) over veth";
 pub const XDP_RING: usize = 2048;
 /// ipxmit over the TAP, same datagrams as A.
 pub const B_TAP: &str = "B: ipxmit TAP (vnet_hdr csum+GSO)";
+/// ipxmit over a TAP that also fragments UDP (UFO): datagrams over the MTU
+/// leave whole.
+pub const B_TAP_UFO: &str = "B: ipxmit TAP (vnet_hdr csum+GSO+UFO)";
 /// ipxmit over the TAP with UDP GSO super-datagrams (1472B only).
 pub const B_TAP_GSO: &str = "B: ipxmit TAP + UDP GSO 1472";
 /// ipxmit's device names.
@@ -79,12 +87,17 @@ const TAP_DEV: &str = "tap0";
 const XDP_DEV: &str = "xdp0";
 /// Our address on the TAP's user side, and the kernel side's (in B).
 const TAP_LOCAL: &str = "10.97.0.1/24";
-const TAP_OURS: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 1);
 const TAP_PEER: &str = "10.97.0.2/24";
 /// The receiver as reached over the TAP.
 const TAP_DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 97, 0, 2), 9);
 /// Our MAC on the TAP (must differ from the kernel side's).
 const TAP_MAC: EthernetAddress = EthernetAddress([0x02, 0x69, 0x70, 0x78, 0x62, 0x01]);
+/// The UFO TAP's addresses and our MAC on it, as the TAP's.
+const UFO_LOCAL: &str = "10.96.0.1/24";
+const UFO_PEER: &str = "10.96.0.2/24";
+const UFO_DEST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 2), 9);
+const UFO_MAC: EthernetAddress = EthernetAddress([0x02, 0x69, 0x70, 0x78, 0x62, 0x02]);
+const UFO_DEV: &str = "tapu0";
 
 /// One run into the receiver.
 #[derive(Clone, Copy, Debug, Default)]
@@ -150,15 +163,17 @@ fn wire_cases(plan: &Plan) -> Vec<Case> {
 type Measured = Result<Vec<WireSample>, String>;
 
 /// The B rows: who sends, and the host (by index into the hosts [`run`]
-/// sets up: the AF_PACKET variants, the TAP, then the AF_XDP link) and
+/// sets up: the AF_PACKET variants, the TAP, the AF_XDP link, then the
+/// UFO TAP) and
 /// case that do it —
 /// the GSO rows only for 1472B, with the GSO case.
-const B_ROWS: [(&str, usize, bool); 7] = [
+const B_ROWS: [(&str, usize, bool); 8] = [
     (B_PACKET, 0, false),
     (B_PACKET_RING, 1, false),
     (B_PACKET_VNET, 2, false),
     (B_XDP, 4, false),
     (B_TAP, 3, false),
+    (B_TAP_UFO, 5, false),
     (B_PACKET_GSO, 2, true),
     (B_TAP_GSO, 3, true),
 ];
@@ -244,12 +259,15 @@ pub fn run(plan: &Plan, rx: Option<&Path>, rx_cpu: usize) -> Vec<WireRow> {
             .collect();
         hosts.push(
             up.clone()
-                .and_then(|()| WireHost::tap(rx).map_err(|e| format!("TAP set-up: {e:#}"))),
+                .and_then(|()| WireHost::tap(rx, false).map_err(|e| format!("TAP set-up: {e:#}"))),
         );
         hosts.push(
             up.clone()
                 .and_then(|()| WireHost::xdp(rx).map_err(|e| format!("AF_XDP set-up: {e:#}"))),
         );
+        hosts.push(up.clone().and_then(|()| {
+            WireHost::tap(rx, true).map_err(|e| format!("TAP (UFO) set-up: {e:#}"))
+        }));
         let gso_case = cases::CASES.iter().find(|c| c.name == GSO_CASE).copied();
         let out = cases
             .iter()
@@ -295,7 +313,7 @@ fn measure_case(
         let f0 = netns::dev_counter(VETH, 9)?;
         let mut sent = k.run(Mode::SendMmsg, plan.dur)?;
         // Let the receiver read what is still queued for it.
-        settle(counts);
+        settle_until(counts, d0 + sent.datagrams);
         sent.frames = netns::dev_counter(VETH, 9)? - f0;
         sent.frames_expected = sent.sends * case.frames_per_send(false);
         out.push(WireSample {
@@ -311,15 +329,33 @@ fn measure_case(
 /// what a run sent is read before its count is taken, and none of it leaks
 /// into the next run's.
 fn settle(counts: &(AtomicU64, AtomicU64)) {
+    settle_until(counts, u64::MAX);
+}
+
+/// [`settle`] that also ends as soon as the receiver's count reaches
+/// `target` (all a run sent), and otherwise waits for 250 ms without a
+/// datagram: on a loaded machine the receiver may sit descheduled for more
+/// than 50 ms with a full queue, and what it reads after the count is
+/// taken would be counted to the next run (seen: a kernel row "delivering"
+/// 304% after a UFO row).
+fn settle_until(counts: &(AtomicU64, AtomicU64), target: u64) {
     let t0 = std::time::Instant::now();
-    let mut last = counts.0.load(Ordering::Relaxed);
+    let quiet = match target {
+        u64::MAX => Duration::from_millis(50),
+        _ => Duration::from_millis(250),
+    };
+    let (mut last, mut since) = (counts.0.load(Ordering::Relaxed), t0);
     while t0.elapsed() < Duration::from_secs(2) && !sys::stopped() {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
         let now = counts.0.load(Ordering::Relaxed);
-        if now == last {
+        if now >= target {
             return;
         }
-        last = now;
+        if now != last {
+            (last, since) = (now, std::time::Instant::now());
+        } else if since.elapsed() >= quiet {
+            return;
+        }
     }
 }
 
@@ -339,6 +375,8 @@ struct WireHost {
     local: Ipv4Addr,
     dest: SocketAddrV4,
     gso: bool,
+    /// The device takes datagrams over the MTU whole (one frame each).
+    ufo: bool,
 }
 
 impl Drop for WireHost {
@@ -404,6 +442,7 @@ impl WireHost {
         Ok(WireHost {
             runner: Some(runner),
             gso: link.features().contains(Features::GSO_UDP_L4),
+            ufo: false,
             stack,
             dev: WireDev::Packet(link),
             local: local.addr(),
@@ -432,6 +471,7 @@ impl WireHost {
         Ok(WireHost {
             runner: Some(runner),
             gso: false,
+            ufo: false,
             stack,
             dev: WireDev::Xdp(link),
             local: local.addr(),
@@ -439,11 +479,19 @@ impl WireHost {
         })
     }
 
-    /// A TAP created from a thread inside the receiver's namespace `rx`.
-    fn tap(rx: &Path) -> Result<WireHost> {
+    /// A TAP created from a thread inside the receiver's namespace `rx`;
+    /// with `ufo`, the UFO TAP (its own addresses, `UFO` asked for too).
+    fn tap(rx: &Path, ufo: bool) -> Result<WireHost> {
         let ns = ns_name(rx)?;
         let mut cfg = TapConfig::tap("ipxb%d");
-        let want = Features::HW_CSUM | Features::SG | Features::GSO_UDP_L4;
+        let mut want = Features::HW_CSUM | Features::SG | Features::GSO_UDP_L4;
+        let (dev, mac, local, peer, dest) = match ufo {
+            false => (TAP_DEV, TAP_MAC, TAP_LOCAL, TAP_PEER, TAP_DEST),
+            true => (UFO_DEV, UFO_MAC, UFO_LOCAL, UFO_PEER, UFO_DEST),
+        };
+        if ufo {
+            want = want | Features::UFO;
+        }
         cfg.offload = want;
         let tap = std::thread::scope(|s| {
             s.spawn(|| -> Result<TapDevice> {
@@ -459,37 +507,26 @@ impl WireHost {
         }
         let name = tap.name().to_string();
         let _ = ip_in(ns, &["link", "set", &name, "addrgenmode", "none"]);
-        ip_in(ns, &["addr", "add", TAP_PEER, "dev", &name])?;
+        ip_in(ns, &["addr", "add", peer, "dev", &name])?;
         ip_in(ns, &["link", "set", &name, "mtu", "1500", "up"])?;
-        let ours = TAP_OURS.to_string();
-        let mac = format_mac(TAP_MAC.0);
-        ip_in(
-            ns,
-            &[
-                "neigh",
-                "replace",
-                &ours,
-                "lladdr",
-                &mac,
-                "dev",
-                &name,
-                "nud",
-                "permanent",
-            ],
-        )?;
+        let local: ipnet::Ipv4Net = local.parse()?;
+        let (ours, macs) = (local.addr().to_string(), format_mac(mac.0));
+        let neigh = ["neigh", "replace", &ours, "lladdr", &macs, "dev", &name];
+        ip_in(ns, &[&neigh[..], &["nud", "permanent"]].concat())?;
         let kmac = tap.kernel_mac()?;
         let stack = Stack::new();
-        stack.add_device(tap.dev_config(TAP_DEV, TAP_MAC), tap.drivers())?;
-        stack.add_addr(TAP_DEV, TAP_LOCAL.parse()?)?;
-        stack.add_neigh(TAP_DEV, *TAP_DEST.ip(), kmac, NudState::Permanent)?;
+        stack.add_device(tap.dev_config(dev, mac), tap.drivers())?;
+        stack.add_addr(dev, local)?;
+        stack.add_neigh(dev, *dest.ip(), kmac, NudState::Permanent)?;
         let runner = Runner::try_spawn(stack.clone()).context("runner")?;
         Ok(WireHost {
             runner: Some(runner),
             stack,
             dev: WireDev::Tap(tap),
-            local: TAP_OURS,
-            dest: TAP_DEST,
+            local: local.addr(),
+            dest,
             gso: true,
+            ufo,
         })
     }
 
@@ -525,7 +562,11 @@ impl WireHost {
         })
         .context("ipxmit send")?;
         s.frames = self.frames() - f0;
-        s.frames_expected = s.sends * case.frames_per_send(self.gso);
+        s.frames_expected = match self.ufo && case.gso == 0 {
+            // A datagram over the MTU leaves whole: one frame each.
+            true => s.sends,
+            false => s.sends * case.frames_per_send(self.gso),
+        };
         s.datagrams = s.sends * case.datagrams_per_send();
         s.payload_bytes = s.sends * case.payload as u64;
         Ok(s)
@@ -556,7 +597,7 @@ impl WireHost {
                 counts.1.load(Ordering::Relaxed),
             );
             let sent = self.run(&mut sock, case, &payload, plan.dur)?;
-            settle(counts);
+            settle_until(counts, d0 + sent.datagrams);
             out.push(WireSample {
                 sent,
                 delivered: counts.0.load(Ordering::Relaxed) - d0,
