@@ -29,6 +29,11 @@
 //! `validate_xmit_skb` would split), so UDP GSO is granted there only when
 //! the interface has `tx-udp-segmentation` on (as a veth has, and NICs with
 //! USO); without the bypass the kernel's qdisc path segments.
+//! UFO (a UDP datagram over the MTU in one `VIRTIO_NET_HDR_GSO_UDP` frame)
+//! is taken by `packet_snd` too; no interface has UFO any more, so the
+//! kernel always cuts it in software (`udp4_ufo_fragment`: the fragments
+//! `ip_fragment` makes) and [`Features::UFO`] is granted only without the
+//! bypass, in a ring only with 64 KiB slots.
 //!
 //! Flow control: when the socket has no room (`EAGAIN` from
 //! `sock_alloc_send_skb` over `SO_SNDBUF`, a full ring) or the device refused a
@@ -171,7 +176,7 @@ pub struct PacketConfig {
     /// for any offload.
     pub vnet_hdr: bool,
     /// Offloads wanted (with `vnet_hdr`): [`Features::HW_CSUM`] (or
-    /// `IP_CSUM`) and [`Features::GSO_UDP_L4`]; what is granted is in
+    /// `IP_CSUM`), [`Features::GSO_UDP_L4`] and [`Features::UFO`]; what is granted is in
     /// [`PacketLink::features`].
     pub offload: Features,
     /// `PACKET_QDISC_BYPASS`.
@@ -541,21 +546,26 @@ fn vnet_len(cfg: &PacketConfig) -> usize {
 }
 
 /// The offloads a configuration gets: checksum offload (`HW_CSUM`) when
-/// asked for either offload, UDP GSO when asked for, a ring slot (if any)
-/// holds a 64 KiB super-frame and `gso_ok` (see [`gso_reaches`]); nothing
-/// without the vnet header.
+/// asked for any offload, UDP GSO when asked for, a ring slot (if any)
+/// holds a 64 KiB super-frame and `gso_ok` (see [`gso_reaches`]), UFO
+/// likewise without the bypass; nothing without the vnet header.
 fn granted(cfg: &PacketConfig, slot: Option<usize>, gso_ok: bool) -> Features {
     let want = cfg.offload;
     let gso = want.contains(Features::GSO_UDP_L4);
-    if !cfg.vnet_hdr || !(want.can_csum() || gso) {
+    let ufo = want.contains(Features::UFO);
+    if !cfg.vnet_hdr || !(want.can_csum() || gso || ufo) {
         return Features::NONE;
     }
     let room = cfg.version.data_offset() + VNET_HDR_LEN + GSO_FRAME;
-    if gso && gso_ok && slot.is_none_or(|s| s >= room) {
-        Features::HW_CSUM | Features::GSO_UDP_L4
-    } else {
-        Features::HW_CSUM
+    let fits = slot.is_none_or(|s| s >= room);
+    let mut f = Features::HW_CSUM;
+    if gso && gso_ok && fits {
+        f = f | Features::GSO_UDP_L4;
     }
+    if ufo && !cfg.qdisc_bypass && fits {
+        f = f | Features::UFO;
+    }
+    f
 }
 
 /// Whether a UDP GSO super-frame reaches the interface whole. Through the
@@ -585,7 +595,8 @@ fn ring_geometry(
     };
     let off = cfg.version.data_offset() + vnet_len(cfg);
     let need = mtu as usize + 14 + off;
-    let gso = cfg.vnet_hdr && cfg.offload.contains(Features::GSO_UDP_L4);
+    let big = Features::GSO_UDP_L4 | Features::UFO;
+    let gso = cfg.vnet_hdr && cfg.offload.intersects(big);
     let frame_size = match frame_size {
         0 if gso => (GSO_FRAME + off).next_multiple_of(16),
         0 => need.next_multiple_of(16),
@@ -686,7 +697,7 @@ impl PacketLink {
         if cfg.queues == 0 || cfg.queues > 256 {
             return Err(bad(format!("queues must be 1..=256, not {}", cfg.queues)));
         }
-        let offloads = Features::HW_CSUM | Features::IP_CSUM | Features::GSO_UDP_L4;
+        let offloads = Features::HW_CSUM | Features::IP_CSUM | Features::GSO_UDP_L4 | Features::UFO;
         if !cfg.vnet_hdr && cfg.offload.intersects(offloads) {
             return Err(bad("offloads need the vnet header".into()));
         }
