@@ -9,9 +9,9 @@ use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, MapData, MapRef, MapValue, Match, NatKind, Op,
-    Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT,
-    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match,
+    Nat, NatKind, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES,
+    LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
 };
 
 use super::nft::{ListWhat, NftParseError};
@@ -290,6 +290,84 @@ fn verdict(v: &RuleVerdict) -> Value {
     }
 }
 
+/// `snat|dnat|masquerade|redirect` with their address and port.
+fn nat(n: &Nat) -> Value {
+    let kind = match n.kind {
+        NatKind::Snat => "snat",
+        NatKind::Dnat => "dnat",
+        NatKind::Masquerade => "masquerade",
+        NatKind::Redirect => "redirect",
+    };
+    let mut o = Map::new();
+    match n.addr {
+        Some((a, b)) if a == b => {
+            o.insert("addr".into(), json!(Ipv4Addr::from(a).to_string()));
+        }
+        Some((a, b)) => {
+            let e = Elem {
+                lo: u64::from(a),
+                hi: u64::from(b),
+            };
+            o.insert("addr".into(), elem(&e, &[Ty::Addr]));
+        }
+        None => {}
+    }
+    match n.ports {
+        Some((lo, hi)) if lo == hi => {
+            o.insert("port".into(), json!(lo));
+        }
+        Some((lo, hi)) => {
+            o.insert("port".into(), json!({"range": [lo, hi]}));
+        }
+        None => {}
+    }
+    json!({ kind: if o.is_empty() { Value::Null } else { Value::Object(o) } })
+}
+
+/// `limit rate ...`.
+fn limit(l: &Limit) -> Value {
+    let per = LIMIT_UNITS
+        .iter()
+        .find(|(_, s)| *s == l.unit)
+        .map_or("second", |(n, _)| n);
+    let mut o = json!({"rate": l.rate, "burst": l.burst, "per": per});
+    if l.bytes {
+        o["rate_unit"] = json!("bytes");
+        o["burst_unit"] = json!("bytes");
+    }
+    if l.over {
+        o["inv"] = json!(true);
+    }
+    json!({ "limit": o })
+}
+
+/// `log ...`: the options given.
+fn log(l: &Log) -> Value {
+    let mut o = Map::new();
+    if let Some(p) = &l.prefix {
+        o.insert("prefix".into(), json!(p));
+    }
+    if let Some(g) = l.group {
+        o.insert("group".into(), json!(g));
+    }
+    if let Some(n) = l.snaplen {
+        o.insert("snaplen".into(), json!(n));
+    }
+    if let Some(q) = l.qthreshold {
+        o.insert("queue-threshold".into(), json!(q));
+    }
+    let level = l
+        .level
+        .and_then(|v| LOG_LEVELS.iter().find(|(_, x)| *x == v));
+    if let Some((name, _)) = level.filter(|(n, _)| *n != "warn") {
+        o.insert("level".into(), json!(name));
+    }
+    if l.flags != 0 {
+        o.insert("flags".into(), log_flags(l.flags));
+    }
+    json!({ "log": if o.is_empty() { Value::Null } else { Value::Object(o) } })
+}
+
 /// `log`'s flags: `["all"]` or the names of those set.
 fn log_flags(f: u8) -> Value {
     if f & LOG_ALL == LOG_ALL {
@@ -332,78 +410,9 @@ fn stmt(s: &Stmt) -> Value {
             json!({"reject": {"type": "icmp", "expr": name}})
         }
         Stmt::Reject(Reject::TcpReset) => json!({"reject": {"type": "tcp reset"}}),
-        Stmt::Nat(n) => {
-            let kind = match n.kind {
-                NatKind::Snat => "snat",
-                NatKind::Dnat => "dnat",
-                NatKind::Masquerade => "masquerade",
-                NatKind::Redirect => "redirect",
-            };
-            let mut o = Map::new();
-            match n.addr {
-                Some((a, b)) if a == b => {
-                    o.insert("addr".into(), json!(Ipv4Addr::from(a).to_string()));
-                }
-                Some((a, b)) => {
-                    let e = Elem {
-                        lo: u64::from(a),
-                        hi: u64::from(b),
-                    };
-                    o.insert("addr".into(), elem(&e, &[Ty::Addr]));
-                }
-                None => {}
-            }
-            match n.ports {
-                Some((lo, hi)) if lo == hi => {
-                    o.insert("port".into(), json!(lo));
-                }
-                Some((lo, hi)) => {
-                    o.insert("port".into(), json!({"range": [lo, hi]}));
-                }
-                None => {}
-            }
-            json!({ kind: if o.is_empty() { Value::Null } else { Value::Object(o) } })
-        }
-        Stmt::Limit(l) => {
-            let per = LIMIT_UNITS
-                .iter()
-                .find(|(_, s)| *s == l.unit)
-                .map_or("second", |(n, _)| n);
-            let mut o = json!({"rate": l.rate, "burst": l.burst, "per": per});
-            if l.bytes {
-                o["rate_unit"] = json!("bytes");
-                o["burst_unit"] = json!("bytes");
-            }
-            if l.over {
-                o["inv"] = json!(true);
-            }
-            json!({ "limit": o })
-        }
-        Stmt::Log(l) => {
-            let mut o = Map::new();
-            if let Some(p) = &l.prefix {
-                o.insert("prefix".into(), json!(p));
-            }
-            if let Some(g) = l.group {
-                o.insert("group".into(), json!(g));
-            }
-            if let Some(n) = l.snaplen {
-                o.insert("snaplen".into(), json!(n));
-            }
-            if let Some(q) = l.qthreshold {
-                o.insert("queue-threshold".into(), json!(q));
-            }
-            let level = l
-                .level
-                .and_then(|v| LOG_LEVELS.iter().find(|(_, x)| *x == v));
-            if let Some((name, _)) = level.filter(|(n, _)| *n != "warn") {
-                o.insert("level".into(), json!(name));
-            }
-            if l.flags != 0 {
-                o.insert("flags".into(), log_flags(l.flags));
-            }
-            json!({ "log": if o.is_empty() { Value::Null } else { Value::Object(o) } })
-        }
+        Stmt::Nat(n) => nat(n),
+        Stmt::Limit(l) => limit(l),
+        Stmt::Log(l) => log(l),
         Stmt::MarkSetMap(keys, r) => {
             let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
             let map = json!({"map": {"key": keys_expr(keys), "data": map_data(r, &tys)}});
