@@ -280,3 +280,27 @@ sleep 100ms
         7,
     );
 }
+
+/// A `UDP_SEGMENT` send of 3500 bytes to the host itself: Linux's `lo`
+/// (`NETIF_F_GSO_SOFTWARE`) takes the GSO packet whole, one packet of 3528
+/// bytes in its counters (no link header), one `IpInReceives`; the
+/// receiving socket gets four datagrams (1000, 1000, 1000, 500) and counts
+/// four `UdpInDatagrams`; to a closed port, one `UdpNoPorts` and one port
+/// unreachable. ipxmit's `lo` did the segmentation in software before
+/// (four packets, four `IpInReceives`, four port unreachables).
+#[test]
+fn a_udp_gso_send_to_the_host_crosses_lo_whole() {
+    let script = "socket r udp bind 127.0.0.1:9000
+socket s udp
+sockopt s udp_segment 1000
+send s to 127.0.0.1:9000 len 3500
+recv r
+recv r
+recv r
+recv r
+recv r
+send s to 127.0.0.1:9001 len 3500
+ip -s link show lo
+";
+    assert_agrees("a_udp_gso_send_to_the_host_crosses_lo_whole", script, 11);
+}

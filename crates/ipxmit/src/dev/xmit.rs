@@ -114,11 +114,18 @@ impl TxCount {
         self.bytes += len as u64;
     }
 
-    /// Adds what was counted to `dev`'s statistics and starts over.
+    /// Adds what was counted to `dev`'s statistics and starts over. `lo`
+    /// counts what `loopback_xmit()` sees, each frame after
+    /// `eth_type_trans()` pulled its link header.
     pub fn settle(&mut self, dev: &NetDevice) {
         if self.packets != 0 {
+            let link = if dev.is_loopback() {
+                self.packets * crate::wire::ethernet::HEADER_LEN as u64
+            } else {
+                0
+            };
             dev.stats.add(DevCounter::TxPackets, self.packets);
-            dev.stats.add(DevCounter::TxBytes, self.bytes);
+            dev.stats.add(DevCounter::TxBytes, self.bytes - link);
         }
         *self = TxCount::default();
     }

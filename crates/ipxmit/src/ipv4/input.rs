@@ -60,6 +60,9 @@ pub struct Local<'a> {
     pub kind: LocalKind,
     /// The receiving device's index (`skb->dev`, `inet_iif()`).
     pub dif: u32,
+    /// A UDP GSO packet's segment size (`skb_shinfo(skb)->gso_size`, one
+    /// that crossed `lo` whole), 0 for an ordinary datagram.
+    pub gso_size: u16,
 }
 
 /// All-hosts, the group every IPv4 host is in (`IGMP_ALL_HOSTS`).
@@ -126,6 +129,7 @@ pub fn rcv<'a>(stack: &Stack, dev: &NetDevice, bytes: &'a [u8], pt: PktType) -> 
         ip,
         kind,
         dif: dev.ifindex(),
+        gso_size: 0,
     })
 }
 

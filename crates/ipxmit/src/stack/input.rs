@@ -14,14 +14,15 @@
 
 use std::sync::Arc;
 
+use crate::buf::GsoType;
 use crate::dev::loopback::{LoopbackDriver, LOOPBACK_MTU};
-use crate::dev::{DevConfig, LinkType, NetDevice};
+use crate::dev::{DevConfig, Features, LinkType, NetDevice};
 use crate::ipv4::icmp;
 use crate::ipv4::input::{self, Local, PktType};
 use crate::sched::Noqueue;
 use crate::socket::udp::input as udp_input;
 use crate::stack::Stack;
-use crate::stats::{DropSite, Mib};
+use crate::stats::{DevCounter, DropSite, Mib};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame};
 
 /// `lo`'s interface index, the first of every namespace.
@@ -35,10 +36,18 @@ impl Stack {
     /// Kernel: `loopback_net_init()` and `inetdev_event()`'s address for
     /// it: registers `lo` (ifindex 1, `noqueue`, an all-zero Ethernet
     /// address, MTU 65536, up) and adds 127.0.0.1/8 to it as `ip addr add`
-    /// does ([`Stack::add_addr`]: the local table's routes with it).
+    /// does ([`Stack::add_addr`]: the local table's routes with it). Its
+    /// features are scatter-gather and UDP GSO, of `loopback_setup()`'s
+    /// `NETIF_F_SG | NETIF_F_GSO_SOFTWARE | NETIF_F_HW_CSUM`: a UDP GSO
+    /// packet crosses `lo` whole (one packet in its counters and captures)
+    /// and the receiving socket splits it. Checksums are completed on
+    /// transmit rather than left partial (`NETIF_F_HW_CSUM`), so a capture
+    /// on `lo` shows the full UDP checksum where Linux's shows the
+    /// pseudo-header sum; the receive path, which sees bytes, verifies it.
     pub(crate) fn add_loopback(&self) {
         let mut cfg = DevConfig::ethernet("lo", EthernetAddress([0; 6]));
         cfg.txqueuelen = 1000;
+        cfg.features = Features::SG | Features::GSO_UDP_L4;
         let drv = LoopbackDriver::new(
             LOOPBACK_IFINDEX,
             self.backlog.clone(),
@@ -89,7 +98,7 @@ impl Stack {
                 &whole
             };
             if dev.is_loopback() {
-                self.receive(&dev, frame);
+                self.receive_lo(&dev, frame, udp_gso_size(&pkt));
             } else {
                 // A copy `dev_loopback_xmit()` looped: no device counted it.
                 self.receive_looped(&dev, frame);
@@ -123,9 +132,29 @@ impl Stack {
         }
     }
 
+    /// Kernel: `__netif_receive_skb()` of a frame `lo` took, counted in its
+    /// receive statistics without its link header (as `loopback_xmit()`
+    /// counts it, after `eth_type_trans()`); a UDP GSO
+    /// packet (`gso_size` payload bytes a segment, 0: none) stays whole
+    /// through IP and is split by UDP (`udp_rcv_segment()`).
+    fn receive_lo(&self, dev: &NetDevice, frame: &[u8], gso_size: u16) {
+        dev.stats.add(DevCounter::RxPackets, 1);
+        let ip_len = frame
+            .len()
+            .saturating_sub(crate::wire::ethernet::HEADER_LEN);
+        dev.stats.add(DevCounter::RxBytes, ip_len as u64);
+        self.receive_frame_gso(dev, frame, gso_size);
+    }
+
     /// The dispatch of [`Stack::receive`]: ARP to the neighbour layer,
     /// IPv4 to `ip_rcv()` and what is for the host to local delivery.
     pub(crate) fn receive_frame(&self, dev: &NetDevice, frame: &[u8]) {
+        self.receive_frame_gso(dev, frame, 0);
+    }
+
+    /// [`Stack::receive_frame`] of a frame that may be a UDP GSO packet of
+    /// `gso_size` payload bytes a segment (0: an ordinary frame).
+    fn receive_frame_gso(&self, dev: &NetDevice, frame: &[u8], gso_size: u16) {
         let (ip, pt) = match dev.link() {
             LinkType::L3 => {
                 if frame.first().is_none_or(|b| b >> 4 != 4) {
@@ -148,7 +177,8 @@ impl Stack {
             // PRE_ROUTING's conntrack: a reply marks its flow replied.
             self.conntrack.track_in(ip, self.now().as_nanos());
         }
-        if let Some(l) = input::rcv(self, dev, ip, pt) {
+        if let Some(mut l) = input::rcv(self, dev, ip, pt) {
+            l.gso_size = gso_size;
             self.local_deliver(&l);
         }
     }
@@ -182,6 +212,15 @@ impl Stack {
             }
         }
         c.inc(Mib::IpInDelivers);
+    }
+}
+
+/// The segment size of a UDP GSO packet (`SKB_GSO_UDP_L4`), 0 for any
+/// other.
+fn udp_gso_size(pkt: &crate::PacketBuf) -> u16 {
+    match pkt.meta.gso_type {
+        GsoType::UdpL4 => pkt.meta.gso_size,
+        _ => 0,
     }
 }
 

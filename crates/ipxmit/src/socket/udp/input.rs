@@ -62,7 +62,7 @@ pub fn rcv(stack: &Stack, l: &Local<'_>) -> Rcv {
     let src = (saddr, udp.src_port());
     let dst = (daddr, udp.dst_port());
     let from = SocketAddrV4::new(saddr, udp.src_port());
-    let truesize = crate::buf::kernel_truesize(l.ip.as_bytes().len() + 16);
+    let hlen = l.ip.as_bytes().len() - udp.payload().len();
     if l.kind != LocalKind::Unicast {
         let socks = stack.udp_lookup_all(src, dst, l.dif);
         if socks.is_empty() {
@@ -70,7 +70,7 @@ pub fn rcv(stack: &Stack, l: &Local<'_>) -> Rcv {
             return Rcv::Ignored;
         }
         for sk in socks {
-            queue(stack, &sk, from, daddr, udp.payload(), truesize);
+            queue_segments(stack, &sk, (from, daddr), udp.payload(), hlen, l.gso_size);
         }
         return Rcv::Queued;
     }
@@ -79,11 +79,41 @@ pub fn rcv(stack: &Stack, l: &Local<'_>) -> Rcv {
         c.drop_at(DropSite::UdpNoSocket);
         return Rcv::NoPort;
     };
-    if queue(stack, &sk, from, daddr, udp.payload(), truesize) {
+    if queue_segments(stack, &sk, (from, daddr), udp.payload(), hlen, l.gso_size) {
         Rcv::Queued
     } else {
         Rcv::Dropped
     }
+}
+
+/// Kernel: `udp_queue_rcv_skb()`: a UDP GSO packet the socket did not ask
+/// for whole (`udp_unexpected_gso()`: ipxmit's sockets have no `UDP_GRO`)
+/// is split by `udp_rcv_segment()` into datagrams of `gso_size` payload
+/// bytes, each queued on its own; anything else is queued as it is.
+/// `hlen` is the IP and UDP header length before `payload`. True when
+/// every datagram was queued.
+fn queue_segments(
+    stack: &Stack,
+    sk: &SockInbox,
+    (from, to): (SocketAddrV4, std::net::Ipv4Addr),
+    payload: &[u8],
+    hlen: usize,
+    gso_size: u16,
+) -> bool {
+    let seg = match usize::from(gso_size) {
+        0 => payload.len().max(1),
+        n => n,
+    };
+    if payload.is_empty() {
+        let truesize = crate::buf::kernel_truesize(hlen + 16);
+        return queue(stack, sk, from, to, payload, truesize);
+    }
+    let mut all = true;
+    for part in payload.chunks(seg) {
+        let truesize = crate::buf::kernel_truesize(hlen + part.len() + 16);
+        all &= queue(stack, sk, from, to, part, truesize);
+    }
+    all
 }
 
 /// Kernel: `__udp_queue_rcv_skb()`: queues `payload` on `sk`, or counts
