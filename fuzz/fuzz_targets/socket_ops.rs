@@ -187,12 +187,6 @@ struct Host {
     /// does (the local table's 127/8 route is on `lo`, not the bound
     /// device: `fib_table_lookup()` skips it), checked with `ipxmit diff`.
     bound_out: bool,
-    /// Some socket set `UDP_SEGMENT`: its datagrams to the host go to `lo`
-    /// as GSO packets, which ipxmit's `lo` segments in software (counting
-    /// each segment) where the kernel's takes them whole
-    /// (`NETIF_F_GSO_SOFTWARE`). OPEN (fuzz/README.md): the packet ledger
-    /// is not checked after it until `lo` is faithful.
-    gso_set: bool,
     clock: ManualClock,
     wires: [Arc<MemWire>; 2],
     socks: Vec<Option<UdpSocket>>,
@@ -228,7 +222,6 @@ fn host(input: &Input) -> Host {
         stack,
         arp_drops,
         bound_out: false,
-        gso_set: false,
         clock,
         wires,
         socks: (0..SOCKETS).map(|_| None).collect(),
@@ -350,7 +343,7 @@ fn qdiscs_hold(stack: &Stack) -> bool {
 /// (the frames on the wires are counted as they are taken off; a qdisc's
 /// `qlen` counts the ARP requests it holds too, which are no IP packets).
 fn check_packets(h: &Host) {
-    if h.wires.iter().any(|w| !w.is_empty()) || qdiscs_hold(&h.stack) || h.gso_set {
+    if h.wires.iter().any(|w| !w.is_empty()) || qdiscs_hold(&h.stack) {
         return;
     }
     let c = h.stack.counters();
@@ -442,9 +435,6 @@ fn run(h: &mut Host, op: Op) {
             if let Some(sock) = &mut h.socks[slot(s)] {
                 if let Opt::BindToDevice(d) = opt {
                     h.bound_out |= matches!(d % 4, 1 | 2);
-                }
-                if let Opt::GsoSize(g) = opt {
-                    h.gso_set |= g != 0;
                 }
                 // Clearing UDP_CORK pushes the pending datagram and returns
                 // no error whatever the push gives (as the kernel's option):
