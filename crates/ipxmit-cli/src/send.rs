@@ -287,7 +287,12 @@ fn make_wire(
         );
     }
     Ok(if a.dev == "mem" {
-        let w = MemWire::new(8192);
+        // The kernel's in-memory link, a veth, hands each frame to the
+        // receiving CPU's backlog, `netdev_max_backlog` (1000) frames per
+        // CPU: so many per transmit queue here. (8192 let a descheduled
+        // drain leave up to 16 MiB of frames on the wire, freed and taken
+        // again: the soak's RSS swung by 13 MiB.)
+        let w = MemWire::new(ipxmit::dev::loopback::NETDEV_MAX_BACKLOG * n);
         // The peer is 10.0.0.2 and answers ARP for it alone (a mistyped
         // on-link destination stays unresolved); it stands for the gateway
         // of routed destinations, whose datagrams reach its MAC.
