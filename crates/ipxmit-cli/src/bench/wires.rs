@@ -14,7 +14,9 @@
 //!   `TPACKET_V3` TX ring of [`RING_FRAMES`] slots with `PACKET_VNET_HDR`,
 //!   and `sendmmsg` with `PACKET_VNET_HDR`, both with checksum/UDP GSO
 //!   offloads (the extra row "AF_PACKET + UDP GSO 1472" sends the GSO case
-//!   through the latter);
+//!   through the latter), and `sendmmsg` with `PACKET_VNET_HDR` checksum and
+//!   UFO offloads through `vb0`'s qdisc (no bypass: the kernel cuts UFO in
+//!   software, into the fragments the receiver reassembles);
 //! - AF_XDP: an [`XdpLink`] on `vb0` (copy mode, the only one a veth has;
 //!   one XDP socket on queue 0, a TX ring of [`XDP_RING`] entries), with
 //!   the AF_PACKET rows' addresses and neighbours;
@@ -66,6 +68,9 @@ pub const B_PACKET: &str = "B: ipxmit AF_PACKET over veth";
 pub const B_PACKET_RING: &str = "B: ipxmit AF_PACKET V3 ring + vnet_hdr";
 /// ipxmit over AF_PACKET with `PACKET_VNET_HDR` offloads.
 pub const B_PACKET_VNET: &str = "B: ipxmit AF_PACKET vnet_hdr (csum+GSO)";
+/// ipxmit over AF_PACKET with `PACKET_VNET_HDR` UFO, through the veth's
+/// qdisc (the kernel cuts UFO in software, which the bypass cannot).
+pub const B_PACKET_UFO: &str = "B: ipxmit AF_PACKET vnet_hdr (csum+UFO)";
 /// ipxmit over AF_PACKET with UDP GSO super-datagrams (1472B only).
 pub const B_PACKET_GSO: &str = "B: ipxmit AF_PACKET + UDP GSO 1472";
 /// Slots of the AF_PACKET row's TX ring.
@@ -167,19 +172,20 @@ type Measured = Result<Vec<WireSample>, String>;
 /// UFO TAP) and
 /// case that do it —
 /// the GSO rows only for 1472B, with the GSO case.
-const B_ROWS: [(&str, usize, bool); 8] = [
+const B_ROWS: [(&str, usize, bool); 9] = [
     (B_PACKET, 0, false),
     (B_PACKET_RING, 1, false),
     (B_PACKET_VNET, 2, false),
-    (B_XDP, 4, false),
-    (B_TAP, 3, false),
-    (B_TAP_UFO, 5, false),
+    (B_PACKET_UFO, 3, false),
+    (B_XDP, 5, false),
+    (B_TAP, 4, false),
+    (B_TAP_UFO, 6, false),
     (B_PACKET_GSO, 2, true),
-    (B_TAP_GSO, 3, true),
+    (B_TAP_GSO, 4, true),
 ];
 
 /// The AF_PACKET configurations on `vb0`, in [`B_ROWS`]' host order.
-fn packet_configs() -> [PacketConfig; 3] {
+fn packet_configs() -> [PacketConfig; 4] {
     let mmsg = PacketConfig::new(VETH);
     let mut vnet = PacketConfig::new(VETH);
     vnet.vnet_hdr = true;
@@ -191,7 +197,11 @@ fn packet_configs() -> [PacketConfig; 3] {
         frames: RING_FRAMES,
         frame_size: 2048,
     };
-    [mmsg, ring, vnet]
+    // UFO goes through the qdisc: the bypass cannot cut it.
+    let mut ufo = vnet.clone();
+    ufo.offload = Features::HW_CSUM | Features::UFO;
+    ufo.qdisc_bypass = false;
+    [mmsg, ring, vnet, ufo]
 }
 
 /// The rows of one case: A, then each B row (GSO rows for 1472B only).
@@ -442,7 +452,7 @@ impl WireHost {
         Ok(WireHost {
             runner: Some(runner),
             gso: link.features().contains(Features::GSO_UDP_L4),
-            ufo: false,
+            ufo: link.features().contains(Features::UFO),
             stack,
             dev: WireDev::Packet(link),
             local: local.addr(),
