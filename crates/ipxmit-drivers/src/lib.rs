@@ -22,6 +22,7 @@ pub mod packet;
 pub mod pcap;
 pub mod peer;
 pub mod runner;
+pub mod sender_drops;
 mod sys;
 pub mod tap;
 pub mod vnet;

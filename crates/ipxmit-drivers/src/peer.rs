@@ -32,7 +32,11 @@
 //!   queue; the reassembled datagram may not exceed 65535 bytes; the ECN bits of
 //!   the fragments must agree (`ip_frag_ecn_table`); a queue expires
 //!   `frag_timeout` (`ipfrag_time`, 30 s) after its first fragment; no fragment
-//!   is queued beyond `max_reasm_bytes` (`ipfrag_high_thresh`).
+//!   is queued beyond `max_reasm_bytes` (`ipfrag_high_thresh`); a queue whose
+//!   next fragment comes more than `max_dist` fragments of the same source
+//!   after its last one is emptied and starts afresh (`ip_frag_too_far()` and
+//!   `ip_frag_reinit()`, `ipfrag_max_dist`, 64): the kernel's guard against
+//!   an IP ID reused while an old datagram's fragments linger (RFC 4963).
 //! * `__udp4_lib_rcv()` / `udp4_csum_init()` (net/ipv4/udp.c): the UDP length
 //!   and the checksum over the pseudo-header (0 means none was sent).
 //!
@@ -42,7 +46,20 @@
 //! a longer IP payload). A correct sender never triggers either.
 //!
 //! Every frame ends in exactly one [`Received`] outcome; every drop is counted
-//! under its [`PeerDrop`] reason in [`PeerStats`]. The peer never reads a clock:
+//! under its [`PeerDrop`] reason in [`PeerStats`].
+//!
+//! What it could not reassemble is attributed ([`Unassembled`]): the sender
+//! tells the peer which fragments it dropped itself ([`Peer::sender_dropped`],
+//! fed from the sending device's tap of drops), and the peer marks the
+//! queue of that datagram, or the queue its other fragments make shortly
+//! after; a fragment the peer itself refuses over `max_reasm_bytes` marks
+//! its datagram likewise. A marked queue given up (timed out, emptied by
+//! `max_dist`, full) is the sender's drop or the peer's memory limit; a
+//! marked queue that completes or meets inconsistent fragments holds
+//! fragments of two datagrams that shared an IP ID (RFC 4963) and is dropped
+//! ([`PeerDrop::FragMixed`]) where Linux, lacking the sender's word, would
+//! deliver what the checksum lets through. An unmarked queue given up is
+//! [`Unassembled::Unexplained`]: a fault. The peer never reads a clock:
 //! `now` is a parameter. Without fragments it allocates only the delivered
 //! payload.
 
@@ -66,6 +83,11 @@ use ipxmit::PacketBuf;
 pub const DEFAULT_FRAG_TIMEOUT: Duration = Duration::from_secs(30);
 /// The kernel's default `net.ipv4.ipfrag_high_thresh`: 4 MiB.
 pub const DEFAULT_MAX_REASM_BYTES: usize = 4 << 20;
+/// The kernel's default `net.ipv4.ipfrag_max_dist`: 64 fragments.
+pub const DEFAULT_MAX_DIST: u32 = 64;
+/// Where a flow's unwrapped IP ID sequence starts: far from 0, so that IDs
+/// a little behind the first one seen unwrap without underflow.
+const EXT_ORIGIN: u64 = 1 << 40;
 
 /// Largest IPv4 datagram, header included (`IP_MAX_MTU`).
 const IP_MAX_LEN: usize = 65535;
@@ -90,6 +112,10 @@ pub struct PeerConfig {
     /// Most payload bytes held in all reassembly queues together
     /// (`ipfrag_high_thresh`, default 4 MiB); 0 disables reassembly.
     pub max_reasm_bytes: usize,
+    /// Fragments from one source between two fragments of a queue beyond
+    /// which the queue is emptied before the later one is queued
+    /// (`ipfrag_max_dist`, default 64); 0 disables the check.
+    pub max_dist: u32,
     /// Accept every destination MAC and IP address (a sniffer's view), not
     /// only ours, broadcast and multicast. Default off.
     pub promiscuous: bool,
@@ -109,6 +135,7 @@ impl PeerConfig {
             link: LinkType::Ethernet,
             frag_timeout: DEFAULT_FRAG_TIMEOUT,
             max_reasm_bytes: DEFAULT_MAX_REASM_BYTES,
+            max_dist: DEFAULT_MAX_DIST,
             promiscuous: false,
             gateway: false,
         }
@@ -212,8 +239,16 @@ pub enum PeerDrop {
     FragEcnMismatch,
     /// A queue was still incomplete `frag_timeout` after its first fragment.
     FragTimeout,
+    /// A fragment came more than `max_dist` fragments of its source after
+    /// its queue's last one: the queue's fragments are dropped, and the
+    /// fragment starts it afresh (`SKB_DROP_REASON_FRAG_TOO_FAR`).
+    FragTooFar,
     /// Queuing the fragment would exceed `max_reasm_bytes`: it is dropped.
     ReasmOverLimit,
+    /// A queue marked as missing a fragment the sender (or the peer) dropped
+    /// completed or met an inconsistent fragment: it mixes two datagrams
+    /// that shared an IP ID (RFC 4963) and is dropped, not delivered.
+    FragMixed,
     /// The UDP length is below 8 or differs from the IP payload length.
     BadUdpLength,
     /// The UDP checksum does not verify.
@@ -222,7 +257,7 @@ pub enum PeerDrop {
 
 impl PeerDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 21;
 
     /// Every reason, in declaration order (`ALL[r.index()] == r`).
     pub const ALL: [PeerDrop; PeerDrop::COUNT] = [
@@ -242,7 +277,9 @@ impl PeerDrop {
         PeerDrop::FragTooBig,
         PeerDrop::FragEcnMismatch,
         PeerDrop::FragTimeout,
+        PeerDrop::FragTooFar,
         PeerDrop::ReasmOverLimit,
+        PeerDrop::FragMixed,
         PeerDrop::BadUdpLength,
         PeerDrop::BadUdpChecksum,
     ];
@@ -250,6 +287,24 @@ impl PeerDrop {
     /// Position in [`PeerDrop::ALL`] and in [`PeerStats::drops`].
     pub const fn index(self) -> usize {
         self as usize
+    }
+
+    /// A drop of the reassembly layer (a fragment or a queue), whose
+    /// datagram [`Unassembled`] attributes.
+    pub const fn is_reassembly(self) -> bool {
+        matches!(
+            self,
+            PeerDrop::FragOverlap
+                | PeerDrop::FragDuplicate
+                | PeerDrop::FragBadLength
+                | PeerDrop::FragBadEnd
+                | PeerDrop::FragTooBig
+                | PeerDrop::FragEcnMismatch
+                | PeerDrop::FragTimeout
+                | PeerDrop::FragTooFar
+                | PeerDrop::ReasmOverLimit
+                | PeerDrop::FragMixed
+        )
     }
 
     /// A unique counter name for the reason: the kernel's SNMP counter when
@@ -274,7 +329,9 @@ impl PeerDrop {
             PeerDrop::FragTooBig => "IpReasmOversize",
             PeerDrop::FragEcnMismatch => "IpReasmEcnMismatch",
             PeerDrop::FragTimeout => "IpReasmTimeout",
+            PeerDrop::FragTooFar => "IpReasmTooFar",
             PeerDrop::ReasmOverLimit => "IpReasmMemLimit",
+            PeerDrop::FragMixed => "IpReasmIdReuse",
             PeerDrop::BadUdpLength => "UdpInBadLength",
             PeerDrop::BadUdpChecksum => "UdpInCsumErrors",
         }
@@ -286,7 +343,7 @@ impl PeerDrop {
     pub const fn mib(self) -> Option<&'static str> {
         match self {
             PeerDrop::BadEthertype | PeerDrop::BadArp | PeerDrop::MartianSource => None,
-            PeerDrop::FragDuplicate => None,
+            PeerDrop::FragDuplicate | PeerDrop::FragMixed => None,
             PeerDrop::TooShort | PeerDrop::BadVersion | PeerDrop::BadIhl => Some("IpInHdrErrors"),
             PeerDrop::BadOptions => Some("IpInHdrErrors"),
             PeerDrop::BadTotalLength => Some("IpInTruncatedPkts"),
@@ -297,8 +354,63 @@ impl PeerDrop {
                 Some("IpReasmFails")
             }
             PeerDrop::FragEcnMismatch | PeerDrop::ReasmOverLimit => Some("IpReasmFails"),
+            PeerDrop::FragTooFar => Some("IpReasmFails"),
             PeerDrop::BadUdpLength => Some("UdpInErrors"),
             PeerDrop::BadUdpChecksum => Some("UdpInCsumErrors"),
+        }
+    }
+}
+
+/// What became of a datagram the peer held fragments of and did not
+/// deliver: one count per reassembly queue given up (timed out, emptied by
+/// `max_dist`, dropped as inconsistent or mixed), and per duplicate or
+/// oversized fragment no queue accounts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unassembled {
+    /// The sender dropped a fragment of it ([`Peer::sender_dropped`]): the
+    /// rest lingered until given up.
+    SenderDropped,
+    /// It held fragments of a datagram the sender (or the peer) dropped part
+    /// of and met fragments of a later datagram with the same IP ID
+    /// (RFC 4963): dropped as mixed or inconsistent.
+    IdReuse,
+    /// The peer refused one of its fragments over `max_reasm_bytes`.
+    MemLimit,
+    /// Nothing explains it: a fault (a fragment lost or malformed on the
+    /// way, or a sender that fragments wrongly).
+    Unexplained,
+}
+
+impl Unassembled {
+    /// Number of attributions.
+    pub const COUNT: usize = 4;
+
+    /// Every attribution, in declaration order.
+    pub const ALL: [Unassembled; Unassembled::COUNT] = [
+        Unassembled::SenderDropped,
+        Unassembled::IdReuse,
+        Unassembled::MemLimit,
+        Unassembled::Unexplained,
+    ];
+
+    /// A counter name in the style of [`PeerDrop::name`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            Unassembled::SenderDropped => "ReasmSenderDropped",
+            Unassembled::IdReuse => "ReasmIdReuse",
+            Unassembled::MemLimit => "ReasmMemLimit",
+            Unassembled::Unexplained => "ReasmUnexplained",
+        }
+    }
+
+    /// The attribution of a queue carrying `lost` marks, given up as
+    /// `mixed` (it completed or met an inconsistent fragment) or not.
+    const fn of(lost: u8, mixed: bool) -> Unassembled {
+        match (lost, mixed) {
+            (0, _) => Unassembled::Unexplained,
+            (_, true) => Unassembled::IdReuse,
+            (l, false) if l & LOST_SENDER != 0 => Unassembled::SenderDropped,
+            _ => Unassembled::MemLimit,
         }
     }
 }
@@ -338,6 +450,9 @@ pub struct PeerStats {
     pub other: u64,
     /// Drops, indexed by [`PeerDrop::index`].
     pub drops: [u64; PeerDrop::COUNT],
+    /// Datagrams not reassembled, by [`Unassembled`] attribution (indexed
+    /// by its declaration order).
+    pub unassembled: [u64; Unassembled::COUNT],
 }
 
 impl PeerStats {
@@ -354,8 +469,24 @@ impl PeerStats {
         self.drops.iter().sum()
     }
 
+    /// Datagrams not reassembled and attributed to `why`.
+    pub const fn unassembled(&self, why: Unassembled) -> u64 {
+        self.unassembled[why as usize]
+    }
+
+    /// Drops of whole frames: every drop but those of reassembly, whose
+    /// datagrams [`unassembled`](Self::unassembled) attributes.
+    pub fn frame_drops(&self) -> u64 {
+        PeerDrop::ALL
+            .into_iter()
+            .filter(|r| !r.is_reassembly())
+            .map(|r| self.drops(r))
+            .sum()
+    }
+
     /// Every counter as (name, value), kernel names where one exists: the
-    /// totals first, then one entry per drop reason ([`PeerDrop::name`]).
+    /// totals first, then one entry per drop reason ([`PeerDrop::name`]),
+    /// then one per [`Unassembled`] attribution.
     pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let totals: [(&'static str, u64); Self::TOTALS] = [
             ("InFrames", self.frames),
@@ -372,13 +503,16 @@ impl PeerStats {
             ("InOtherProto", self.other),
         ];
         let drops = PeerDrop::ALL.into_iter().map(|r| (r.name(), self.drops(r)));
-        totals.into_iter().chain(drops)
+        let why = Unassembled::ALL
+            .into_iter()
+            .map(|u| (u.name(), self.unassembled(u)));
+        totals.into_iter().chain(drops).chain(why)
     }
 }
 
 impl fmt::Display for PeerStats {
-    /// One `Name value` line per counter; drop reasons only when non-zero,
-    /// then `Drops` with their total.
+    /// One `Name value` line per counter; drop reasons and attributions
+    /// only when non-zero, then `Drops` with their total.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (name, value)) in self.counters().enumerate() {
             if i < Self::TOTALS || value != 0 {
@@ -431,6 +565,28 @@ struct Run {
     end: usize,
 }
 
+/// A queue's mark: the sender dropped a fragment of its datagram.
+const LOST_SENDER: u8 = 1;
+/// A queue's mark: the peer refused a fragment of its datagram.
+const LOST_REFUSED: u8 = 2;
+
+/// A loss of a fragment of the datagram with the unwrapped ID `ext`: it
+/// marks that datagram's queue, made before or after it.
+#[derive(Debug, Clone, Copy)]
+struct Note {
+    ext: u64,
+    lost: u8,
+}
+
+/// The datagrams of one source, destination and protocol: the IP ID
+/// sequence the sender draws their IDs from (`ip_idents_reserve()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Flow {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+}
+
 /// `ip_frag_ecn()` bits (`IPFRAG_ECN_*`).
 const ECN_NOT_ECT: u8 = 0x01;
 const ECN_CE: u8 = 0x08;
@@ -456,6 +612,12 @@ struct FragQueue {
     fragments: usize,
     /// ECN bits seen (`qp->ecn`).
     ecn: u8,
+    /// Losses known of its datagram (`LOST_*`).
+    lost: u8,
+    /// The source's fragment count at its last fragment (`qp->rid`).
+    rid: u32,
+    /// Its datagram's IP ID, unwrapped ([`Peer::unwrap_id`]).
+    ext: u64,
 }
 
 /// A fragment's place in its datagram.
@@ -478,6 +640,9 @@ impl FragQueue {
             first: None,
             fragments: 0,
             ecn: 0,
+            lost: 0,
+            rid: 0,
+            ext: 0,
         }
     }
 
@@ -588,6 +753,13 @@ pub struct Peer {
     reasm_bytes: usize,
     /// No queue expires before this (may be early, never late).
     next_expiry: Option<Instant>,
+    /// Each source's fragment count (`inet_peer.rid`), for `max_dist`.
+    rids: HashMap<Ipv4Addr, u32>,
+    /// The latest loss noted per reassembly key ([`Peer::sender_dropped`]);
+    /// at most one per IP ID of a flow, so bounded.
+    notes: HashMap<FragKey, Note>,
+    /// Each flow's highest unwrapped IP ID seen in a fragment or a note.
+    flows: HashMap<Flow, u64>,
 }
 
 impl Peer {
@@ -599,6 +771,9 @@ impl Peer {
             queues: HashMap::new(),
             reasm_bytes: 0,
             next_expiry: None,
+            rids: HashMap::new(),
+            notes: HashMap::new(),
+            flows: HashMap::new(),
         }
     }
 
@@ -621,6 +796,52 @@ impl Peer {
     /// `max_reasm_bytes` limits).
     pub fn pending_reassembly_bytes(&self) -> usize {
         self.reasm_bytes
+    }
+
+    /// The reassembly queues still held, by the attribution each would get
+    /// if given up now (a queue of a datagram still arriving counts as
+    /// [`Unassembled::Unexplained`]: ask once the wire is drained).
+    pub fn pending_unassembled(&self) -> [u64; Unassembled::COUNT] {
+        let mut why = [0; Unassembled::COUNT];
+        for q in self.queues.values() {
+            why[Unassembled::of(q.lost, false) as usize] += 1;
+        }
+        why
+    }
+
+    /// The sender dropped `frame` (as this peer's link carries it; the
+    /// headers suffice) before it reached the wire: when it is a fragment
+    /// for us, its datagram is marked as one that cannot complete, so its
+    /// queue is attributed to [`Unassembled::SenderDropped`] when given up
+    /// and dropped as mixed ([`PeerDrop::FragMixed`]) if it completes. The
+    /// datagram is told apart from later ones with the same IP ID by its
+    /// place in the flow's ID sequence, unwrapped from the fragments and
+    /// drops seen ([`Peer::unwrap_id`]; they must come at least every 32,768
+    /// IDs). Returns whether `frame` was such a fragment.
+    ///
+    /// This is the sender's word, which a Linux receiver does not have; it
+    /// makes the verdict of an overloaded run truthful (RFC 4963).
+    pub fn sender_dropped(&mut self, frame: &[u8]) -> bool {
+        match self.cfg.link {
+            LinkType::Ethernet if frame.get(12..14) == Some(&[0x08, 0x00]) => {
+                self.sender_dropped_ip(&frame[ETH_HEADER_LEN..])
+            }
+            LinkType::Ethernet => false,
+            LinkType::L3 => self.sender_dropped_ip(frame),
+        }
+    }
+
+    /// [`sender_dropped`](Self::sender_dropped) of an IP packet, given from
+    /// its IP header on (the rest may be left out).
+    pub fn sender_dropped_ip(&mut self, ip: &[u8]) -> bool {
+        let Some(key) = fragment_key(ip) else {
+            return false;
+        };
+        if !self.accepts(key.dst) {
+            return false;
+        }
+        self.note(key, LOST_SENDER);
+        true
     }
 
     /// Receives one frame (an Ethernet frame, or an IP packet on an
@@ -660,15 +881,20 @@ impl Peer {
         }
         let before = self.queues.len();
         let mut freed = 0;
+        let mut why = [0u64; Unassembled::COUNT];
         self.queues.retain(|_, q| {
             let live = q.deadline > now;
             if !live {
                 freed += q.data.len();
+                why[Unassembled::of(q.lost, false) as usize] += 1;
             }
             live
         });
         let expired = before - self.queues.len();
         self.reasm_bytes -= freed;
+        for (n, w) in self.stats.unassembled.iter_mut().zip(why) {
+            *n += w;
+        }
         self.stats.drops[PeerDrop::FragTimeout.index()] += expired as u64;
         self.next_expiry = self.queues.values().map(|q| q.deadline).min();
         expired
@@ -814,42 +1040,101 @@ impl Peer {
         };
         let end = pos.offset + payload.len();
         if end + IP_HEADER_LEN > IP_MAX_LEN {
-            self.remove_queue(&key);
+            self.give_up(&key, false);
+            self.stats.unassembled[Unassembled::Unexplained as usize] += 1;
             return Received::Dropped(PeerDrop::FragTooBig);
         }
         let held = self.queues.get(&key).map_or(0, |q| q.data.len());
         if self.reasm_bytes + end.saturating_sub(held) > self.cfg.max_reasm_bytes {
+            self.note(key, LOST_REFUSED);
             return Received::Dropped(PeerDrop::ReasmOverLimit);
         }
-        let deadline = now + self.cfg.frag_timeout;
-        let queue = self
-            .queues
-            .entry(key)
-            .or_insert_with(|| FragQueue::new(deadline));
-        self.next_expiry = Some(
-            self.next_expiry
-                .map_or(queue.deadline, |t| t.min(queue.deadline)),
-        );
-        let result = queue.insert(meta, pos, payload);
-        self.reasm_bytes = self.reasm_bytes - held + queue.data.len();
-        match result {
-            Err(PeerDrop::FragDuplicate) => return Received::Dropped(PeerDrop::FragDuplicate),
-            Err(reason) => {
-                self.remove_queue(&key);
-                return Received::Dropped(reason);
-            }
-            Ok(()) if !queue.complete() => return Received::Fragment,
-            Ok(()) => {}
-        }
-        let Some(queue) = self.remove_queue(&key) else {
+        let Some(queue) = self.queue_for(key, now) else {
             return Received::Fragment;
         };
+        let held = queue.data.len();
+        let result = queue.insert(meta, pos, payload);
+        let (complete, lost, grown) = (queue.complete(), queue.lost, queue.data.len() - held);
+        self.reasm_bytes += grown;
+        match result {
+            Err(PeerDrop::FragDuplicate) => {
+                if lost == 0 {
+                    self.stats.unassembled[Unassembled::Unexplained as usize] += 1;
+                }
+                return Received::Dropped(PeerDrop::FragDuplicate);
+            }
+            Err(reason) => {
+                self.give_up(&key, true);
+                return Received::Dropped(reason);
+            }
+            Ok(()) if !complete => return Received::Fragment,
+            Ok(()) => {}
+        }
+        self.reassemble(&key)
+    }
+
+    /// Kernel: `inet_frag_find()`, then `ip_frag_too_far()` and
+    /// `ip_frag_reinit()`: the queue of `key`, made if new (marked by a
+    /// note of a loss of its datagram), emptied first (`FragTooFar`) when
+    /// its source sent more than `max_dist` fragments since its last one.
+    fn queue_for(&mut self, key: FragKey, now: Instant) -> Option<&mut FragQueue> {
+        let rid = self.next_rid(key.src);
+        let ext = self.unwrap_id(&key);
+        let max = self.cfg.max_dist;
+        let too_far = self
+            .queues
+            .get(&key)
+            .is_some_and(|q| max != 0 && q.fragments > 0 && rid.wrapping_sub(q.rid) > max);
+        if too_far {
+            self.give_up(&key, false);
+            self.stats.drops[PeerDrop::FragTooFar.index()] += 1;
+        }
+        if !self.queues.contains_key(&key) {
+            let mut q = FragQueue::new(now + self.cfg.frag_timeout);
+            q.ext = ext;
+            q.lost = match self.notes.get(&key) {
+                Some(n) if n.ext == ext => n.lost,
+                _ => 0,
+            };
+            self.next_expiry = Some(self.next_expiry.map_or(q.deadline, |t| t.min(q.deadline)));
+            self.queues.insert(key, q);
+        }
+        let q = self.queues.get_mut(&key)?;
+        q.rid = rid;
+        Some(q)
+    }
+
+    /// The source's next fragment count (`atomic_inc_return(&peer->rid)`);
+    /// 0 when `max_dist` is off (the kernel then keeps no `inet_peer`).
+    fn next_rid(&mut self, src: Ipv4Addr) -> u32 {
+        if self.cfg.max_dist == 0 {
+            return 0;
+        }
+        let rid = self.rids.entry(src).or_insert(0);
+        *rid = rid.wrapping_add(1);
+        *rid
+    }
+
+    /// Kernel: `ip_frag_reasm()` of the complete queue `key`. A queue
+    /// marked as missing a dropped fragment cannot be complete with its own
+    /// fragments alone: it is dropped as mixed ([`PeerDrop::FragMixed`]).
+    fn reassemble(&mut self, key: &FragKey) -> Received {
+        let Some(queue) = self.remove_queue(key) else {
+            return Received::Fragment;
+        };
+        if queue.lost != 0 {
+            self.stats.unassembled[Unassembled::IdReuse as usize] += 1;
+            return Received::Dropped(PeerDrop::FragMixed);
+        }
         match queue.finish() {
             Ok((meta, data, fragments)) => {
                 self.stats.reassembled += 1;
                 deliver(&meta, &data, fragments)
             }
-            Err(reason) => Received::Dropped(reason),
+            Err(reason) => {
+                self.stats.unassembled[Unassembled::Unexplained as usize] += 1;
+                Received::Dropped(reason)
+            }
         }
     }
 
@@ -859,6 +1144,66 @@ impl Peer {
         self.reasm_bytes -= queue.data.len();
         Some(queue)
     }
+
+    /// Removes the queue `key`, if any, and counts its datagram under its
+    /// attribution; `mixed`: it met an inconsistent fragment.
+    fn give_up(&mut self, key: &FragKey, mixed: bool) {
+        if let Some(q) = self.remove_queue(key) {
+            self.stats.unassembled[Unassembled::of(q.lost, mixed) as usize] += 1;
+        }
+    }
+
+    /// Records the loss `lost` of a fragment of datagram `key`: it marks
+    /// the datagram's queue, now or when one of its fragments makes it.
+    fn note(&mut self, key: FragKey, lost: u8) {
+        let ext = self.unwrap_id(&key);
+        if let Some(q) = self.queues.get_mut(&key) {
+            if q.ext == ext {
+                q.lost |= lost;
+            }
+        }
+        let n = self.notes.entry(key).or_insert(Note { ext, lost: 0 });
+        if n.ext != ext {
+            *n = Note { ext, lost: 0 };
+        }
+        n.lost |= lost;
+    }
+
+    /// The place of `key`'s IP ID in its flow's ID sequence, unwrapped:
+    /// taken as the one within 32,768 of the highest seen so far, which
+    /// moves on with it. Two datagrams 65,536 IDs apart share a key, never
+    /// an unwrapped ID.
+    fn unwrap_id(&mut self, key: &FragKey) -> u64 {
+        let flow = Flow {
+            src: key.src,
+            dst: key.dst,
+            protocol: key.protocol,
+        };
+        let head = self
+            .flows
+            .entry(flow)
+            .or_insert(EXT_ORIGIN + u64::from(key.ident));
+        let delta = key.ident.wrapping_sub(*head as u16) as i16;
+        let ext = head.wrapping_add_signed(i64::from(delta));
+        *head = (*head).max(ext);
+        ext
+    }
+}
+
+/// The reassembly key of an IPv4 fragment's header (`ip` may end after
+/// the header); `None` when it is no IPv4 fragment.
+fn fragment_key(ip: &[u8]) -> Option<FragKey> {
+    let h: &[u8; IP_HEADER_LEN] = ip.get(..IP_HEADER_LEN)?.try_into().ok()?;
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    if h[0] >> 4 != 4 || frag & 0x3fff == 0 {
+        return None;
+    }
+    Some(FragKey {
+        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        protocol: h[9],
+        ident: u16::from_be_bytes([h[4], h[5]]),
+    })
 }
 
 /// Maps a parse error of the IPv4 header to its drop reason.

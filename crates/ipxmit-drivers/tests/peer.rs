@@ -11,7 +11,9 @@ use etherparse::{
 use ipxmit::dev::LinkType;
 use ipxmit::time::Instant;
 use ipxmit::wire::EthernetAddress;
-use ipxmit_drivers::peer::{Peer, PeerConfig, PeerDrop, PeerStats, Received, UdpDatagram};
+use ipxmit_drivers::peer::{
+    Peer, PeerConfig, PeerDrop, PeerStats, Received, UdpDatagram, Unassembled,
+};
 use proptest::prelude::*;
 
 const PEER_IP: [u8; 4] = [10, 0, 0, 2];
@@ -793,8 +795,165 @@ fn drop_reasons_and_counters_are_named() {
     assert!(!text.contains("UdpInCsumErrors"), "{text}");
     assert_eq!(
         p.stats().counters().count(),
-        PeerStats::TOTALS + PeerDrop::COUNT
+        PeerStats::TOTALS + PeerDrop::COUNT + Unassembled::COUNT
     );
+    assert_eq!(PeerDrop::FragTooFar.mib(), Some("IpReasmFails"));
+    assert!(PeerDrop::FragMixed.is_reassembly() && !PeerDrop::BadUdpChecksum.is_reassembly());
+}
+
+/// Sends `n` whole two-fragment datagrams from the sender (IDs from
+/// `first`), each delivered: `2 * n` fragments from its source.
+fn other_traffic(p: &mut Peer, first: u16, n: u16) {
+    for id in first..first + n {
+        let body = udp_bytes(&[0x11; 40]);
+        for f in fragments(id, &body, &[24]) {
+            let _ = p.receive(&f, T0);
+        }
+    }
+    assert_eq!(p.stats().datagrams, u64::from(n), "{}", p.stats());
+}
+
+/// Moves the sender's IP ID sequence once round (datagrams at IDs 16,000
+/// apart, each delivered), so that the next ID 7 is another datagram's.
+fn wrap_ids(p: &mut Peer) {
+    let before = p.stats().datagrams;
+    for id in [16_000, 32_000, 48_000, 64_000] {
+        for f in fragments(id, &udp_bytes(&[0x22; 40]), &[24]) {
+            let _ = p.receive(&f, T0);
+        }
+    }
+    assert_eq!(p.stats().datagrams, before + 4);
+}
+
+/// Datagram A (ID 7, three fragments): the sender drops its second
+/// fragment (and frees the third); its first lingers. Datagram B, 65,536
+/// IDs later, has ID 7 again and the same lengths but other bytes.
+fn id_wrap_case(max_dist: u32) -> (Peer, Vec<Vec<u8>>) {
+    let mut cfg = config();
+    cfg.max_dist = max_dist;
+    let mut p = Peer::new(cfg);
+    let a = fragments(7, &udp_bytes(&[0xaa; 56]), &[24, 48]);
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    assert!(p.sender_dropped(&a[1]));
+    // A frame that is no fragment is no loss of a datagram.
+    assert!(!p.sender_dropped(&udp_frame(b"x")));
+    other_traffic(&mut p, 100, 40);
+    wrap_ids(&mut p);
+    (p, fragments(7, &udp_bytes(&[0xbb; 56]), &[24, 48]))
+}
+
+#[test]
+fn id_reuse_after_a_sender_drop_is_attributed_not_misassembled() {
+    // Without `max_dist` (`ipfrag_max_dist = 0`) B's fragments meet A's
+    // queue: the first is a duplicate, the last completes a queue that
+    // mixes A's bytes with B's. Linux would deliver it if the checksum
+    // let it through; the peer knows A lost a fragment and drops it.
+    let (mut p, b) = id_wrap_case(0);
+    assert_eq!(
+        p.receive(&b[0], T0),
+        Received::Dropped(PeerDrop::FragDuplicate)
+    );
+    assert_eq!(p.receive(&b[1], T0), Received::Fragment);
+    assert_eq!(p.receive(&b[2], T0), Received::Dropped(PeerDrop::FragMixed));
+    let s = p.stats();
+    assert_eq!(s.unassembled(Unassembled::IdReuse), 1, "{s}");
+    assert_eq!(s.unassembled(Unassembled::Unexplained), 0, "{s}");
+    assert_eq!((s.frame_drops(), p.pending_reassembly()), (0, 0));
+}
+
+#[test]
+fn max_dist_restarts_a_stale_queue_and_the_new_datagram_arrives_whole() {
+    // With the kernel's default (64) the 80 fragments since A's put B's
+    // first one too far: A's queue is emptied (the sender's drop), B
+    // reassembles from its own fragments alone.
+    let (mut p, b) = id_wrap_case(64);
+    assert_eq!(p.receive(&b[0], T0), Received::Fragment);
+    assert_eq!(p.stats().drops(PeerDrop::FragTooFar), 1);
+    assert_eq!(p.receive(&b[1], T0), Received::Fragment);
+    let d = datagram(p.receive(&b[2], T0));
+    assert_eq!((d.ip_id, d.payload), (7, vec![0xbb; 56]));
+    let s = p.stats();
+    assert_eq!(s.unassembled(Unassembled::SenderDropped), 1, "{s}");
+    assert_eq!(s.unassembled(Unassembled::Unexplained), 0, "{s}");
+}
+
+#[test]
+fn a_sender_drop_marks_the_queue_its_earlier_fragments_make_later() {
+    // The drop is reported before the fragments ahead of it (still in a
+    // qdisc) arrive: their queue is marked when it is made.
+    let mut p = peer();
+    let a = fragments(9, &udp_bytes(&[0xcc; 56]), &[24, 48]);
+    assert!(p.sender_dropped(&a[2]));
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    assert_eq!(p.receive(&a[1], T0), Received::Fragment);
+    assert_eq!(
+        p.pending_unassembled()[Unassembled::SenderDropped as usize],
+        1
+    );
+    assert_eq!(p.expire(T0 + Duration::from_secs(30)), 1);
+    let s = p.stats();
+    assert_eq!(s.drops(PeerDrop::FragTimeout), 1);
+    assert_eq!(s.unassembled(Unassembled::SenderDropped), 1, "{s}");
+    // The note marks no later datagram with the same ID: one that loses a
+    // fragment on the way is a fault.
+    other_traffic(&mut p, 200, 10);
+    wrap_ids(&mut p);
+    let b = fragments(9, &udp_bytes(&[0xdd; 56]), &[24, 48]);
+    assert_eq!(p.receive(&b[0], T0), Received::Fragment);
+    assert_eq!(
+        p.pending_unassembled()[Unassembled::Unexplained as usize],
+        1
+    );
+}
+
+#[test]
+fn a_lost_fragment_nobody_dropped_is_unexplained() {
+    let mut p = peer();
+    let a = fragments(12, &udp_bytes(&[0xee; 56]), &[24, 48]);
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    assert_eq!(p.receive(&a[2], T0), Received::Fragment);
+    assert_eq!(p.expire(T0 + Duration::from_secs(30)), 1);
+    assert_eq!(p.stats().unassembled(Unassembled::Unexplained), 1);
+}
+
+#[test]
+fn a_corrupted_byte_is_still_a_fault() {
+    // Every fragment of the datagram came from one send, and the sender
+    // dropped a fragment of another datagram: a wrong byte still fails
+    // the checksum and counts as a frame the peer dropped, unattributed.
+    let mut p = peer();
+    let other = fragments(30, &udp_bytes(&[1; 56]), &[24]);
+    assert!(p.sender_dropped(&other[1]));
+    let mut a = fragments(31, &udp_bytes(&[0x5a; 56]), &[24, 48]);
+    a[1][14 + 20 + 3] ^= 0x01;
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    assert_eq!(p.receive(&a[1], T0), Received::Fragment);
+    assert_eq!(
+        p.receive(&a[2], T0),
+        Received::Dropped(PeerDrop::BadUdpChecksum)
+    );
+    let s = p.stats();
+    assert_eq!((s.frame_drops(), s.reassembled), (1, 1), "{s}");
+    assert_eq!(s.unassembled.iter().sum::<u64>(), 0, "{s}");
+}
+
+#[test]
+fn a_fragment_refused_over_the_memory_limit_marks_its_datagram() {
+    let mut cfg = config();
+    cfg.max_reasm_bytes = 40;
+    let mut p = Peer::new(cfg);
+    let a = fragments(40, &udp_bytes(&[3; 56]), &[24, 48]);
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    for f in &a[1..] {
+        assert_eq!(
+            p.receive(f, T0),
+            Received::Dropped(PeerDrop::ReasmOverLimit)
+        );
+    }
+    assert_eq!(p.expire(T0 + Duration::from_secs(30)), 1);
+    let s = p.stats();
+    assert_eq!(s.unassembled(Unassembled::MemLimit), 1, "{s}");
+    assert_eq!(s.unassembled(Unassembled::Unexplained), 0, "{s}");
 }
 
 /// Splits `len` bytes at 8-multiple cut points chosen from `seeds`.
