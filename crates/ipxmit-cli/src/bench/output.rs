@@ -521,10 +521,14 @@ mod tests {
             threads: Vec::new(),
         };
         let ts = targets(&st);
-        assert_eq!(ts.len(), 18);
+        assert_eq!(ts.len(), 20);
         assert_eq!(ts[0].what, "18B: ipxmit datagrams/s over the kernel's best");
+        assert_eq!(
+            ts[7].what,
+            "real wire 65000B: ipxmit TAP+UFO datagrams/s over kernel veth"
+        );
         assert_eq!((ts[0].got, ts[0].verdict().as_str()), (Some(25.0), "met"));
-        let new: Vec<(&str, f64, Option<f64>, String)> = ts[6..]
+        let new: Vec<(&str, f64, Option<f64>, String)> = ts[8..]
             .iter()
             .map(|t| (t.what.as_str(), t.want, t.got, t.verdict()))
             .collect();
@@ -571,7 +575,7 @@ mod tests {
         };
         let got = |t: &SinkTable| {
             let ts = targets(t);
-            let v: Vec<(String, f64, Option<f64>, String)> = ts[16..]
+            let v: Vec<(String, f64, Option<f64>, String)> = ts[18..]
                 .iter()
                 .map(|t| (t.what.clone(), t.want, t.got, t.verdict()))
                 .collect();
