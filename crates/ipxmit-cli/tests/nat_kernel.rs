@@ -23,7 +23,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{run_script, tmpdir};
+use common::{run_script, sh, tmpdir, Ns};
 
 const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
 ip addr add 10.9.0.5/24 dev veth0
@@ -201,26 +201,6 @@ fn reply_frame(send: &(&str, u16, &str, u16, usize), src: &str) -> String {
     f.extend_from_slice(&[2, 0, 0, 0, 0, 0xfe, 8, 0]);
     f.extend_from_slice(&ip);
     f.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", cmd])
-        .output()
-        .expect("ip netns exec");
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
-}
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 /// The IP datagrams of a pcap file (microsecond or nanosecond, Ethernet).

@@ -20,7 +20,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
-use common::{pcap_frames, run_script, tmpdir};
+use common::{pcap_frames, run_script, sh, tmpdir, Ns};
 
 const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
 ip link set veth0 up
@@ -124,26 +124,6 @@ const MIBS: &[&str] = &[
     "UdpOutDatagrams",
     "UdpSndbufErrors",
 ];
-
-fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", cmd])
-        .output()
-        .expect("ip netns exec");
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
-}
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A frame as compared: the IP datagram with its id, checksums and the
 /// ephemeral source port masked (the kernel's fragment ids and ports are

@@ -18,7 +18,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{run_script, tmpdir};
+use common::{run_script, sh, tmpdir, Ns};
 
 /// The ruleset: an output chain with counters, a named interval set, a
 /// jump to a regular chain, a drop, a postrouting chain and a route chain.
@@ -83,18 +83,6 @@ ip rule add fwmark 0x1 table 100
 ip route add 10.9.0.0/24 dev veth2 table 100
 ";
 
-fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", cmd])
-        .output()
-        .expect("ip netns exec");
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
-}
-
 /// A send in the namespace: "ret N" or the errno's name.
 fn kernel_send(ns: &str, port: u16, len: usize, mark: u32) -> String {
     let py = format!(
@@ -103,14 +91,6 @@ fn kernel_send(ns: &str, port: u16, len: usize, mark: u32) -> String {
          except OSError as e:\n print(errno.errorcode[e.errno])"
     );
     sh(ns, &format!("python3 -c \"{py}\"")).0.trim().to_string()
-}
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 #[test]

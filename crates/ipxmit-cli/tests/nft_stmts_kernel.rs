@@ -17,7 +17,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{pcap_frames, run_script, tmpdir};
+use common::{pcap_frames, run_script, sh, tmpdir, Ns};
 
 const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
 ip link set veth0 up
@@ -88,26 +88,6 @@ socket d udp
 LIMITED
 nft list ruleset
 ";
-
-fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", cmd])
-        .output()
-        .expect("ip netns exec");
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
-}
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// An ICMP message on `lo` as compared: the IP datagram with the ids and
 /// checksums (outer, ICMP, quoted IP and UDP) and the quoted ephemeral

@@ -100,3 +100,25 @@ pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
 }
+
+/// `sh -c CMD` in network namespace `ns`: stdout, stderr, exit code.
+pub fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", cmd])
+        .output()
+        .expect("ip netns exec");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+/// A network namespace a test made, deleted when dropped.
+pub struct Ns(pub String);
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
