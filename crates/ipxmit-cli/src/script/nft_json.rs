@@ -9,13 +9,13 @@ use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match,
-    Nat, NatKind, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES,
-    LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    Chain, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match, Nat, NatKind, Op,
+    Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT,
+    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
 };
 
 use super::nft::{ListWhat, NftParseError};
-use super::nft_list::value;
+use super::nft_list::{hook_name, type_name, value};
 use super::nft_rule::{ty_of, ty_of_data, Ty, CT_STATES, LIMIT_UNITS};
 
 fn fam(f: Family) -> &'static str {
@@ -64,16 +64,7 @@ fn table(v: &mut Vec<Value>, t: &Table, only: Option<&Chain>) {
     {
         let mut o = json!({"family": f, "table": t.name, "name": c.name, "handle": c.handle});
         if let Some(b) = &c.base {
-            let ty = match b.ty {
-                ChainType::Filter => "filter",
-                ChainType::Route => "route",
-                ChainType::Nat => "nat",
-            };
-            let hook = match b.hook {
-                ChainHook::Output => "output",
-                ChainHook::Postrouting => "postrouting",
-                ChainHook::Egress => "egress",
-            };
+            let (ty, hook) = (type_name(b.ty), hook_name(b.hook));
             o["type"] = json!(ty);
             o["hook"] = json!(hook);
             if let Some(d) = &b.device {

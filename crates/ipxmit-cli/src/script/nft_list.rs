@@ -203,16 +203,7 @@ fn chain(out: &mut String, fam: Family, c: &Chain, handles: bool) {
     };
     let _ = writeln!(out, "\tchain {} {{{}", c.name, h(c.handle));
     if let Some(b) = &c.base {
-        let ty = match b.ty {
-            ChainType::Filter => "filter",
-            ChainType::Route => "route",
-            ChainType::Nat => "nat",
-        };
-        let hook = match b.hook {
-            ChainHook::Output => "output",
-            ChainHook::Postrouting => "postrouting",
-            ChainHook::Egress => "egress",
-        };
+        let (ty, hook) = (type_name(b.ty), hook_name(b.hook));
         let dev = b
             .device
             .as_ref()
@@ -420,6 +411,24 @@ fn addr_range(a: u32, b: u32) -> String {
         format!("{}/{}", Ipv4Addr::from(a), 32 - span.trailing_zeros())
     } else {
         format!("{}-{}", Ipv4Addr::from(a), Ipv4Addr::from(b))
+    }
+}
+
+/// A base chain's type as nft writes it.
+pub fn type_name(t: ChainType) -> &'static str {
+    match t {
+        ChainType::Filter => "filter",
+        ChainType::Route => "route",
+        ChainType::Nat => "nat",
+    }
+}
+
+/// A base chain's hook as nft writes it.
+pub fn hook_name(h: ChainHook) -> &'static str {
+    match h {
+        ChainHook::Output => "output",
+        ChainHook::Postrouting => "postrouting",
+        ChainHook::Egress => "egress",
     }
 }
 
