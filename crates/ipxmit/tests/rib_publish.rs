@@ -89,14 +89,21 @@ fn lookups_in_flight_do_not_make_a_change_copy_the_tables() {
     while lookups.load(Ordering::Relaxed) == 0 {
         std::thread::yield_now();
     }
+    // On a busy 2-core machine the reader may sit descheduled through a
+    // whole batch of changes: keep adding until it has looked up while
+    // the changes were being made (bounded: 100,000 routes).
     let before = lookups.load(Ordering::Relaxed);
-    add_hosts(&stack, 1000, 2000);
-    let during = lookups.load(Ordering::Relaxed) - before;
+    let (mut added, mut during) = (0, 0);
+    while added < 2000 || (during < 100 && added < 100_000) {
+        add_hosts(&stack, 1000 + added, 500);
+        added += 500;
+        during = lookups.load(Ordering::Relaxed) - before;
+    }
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     assert!(
         during > 0,
-        "the reader made no lookup while routes were added"
+        "the reader made no lookup while {added} routes were added"
     );
     assert_eq!(
         rib_at(&stack),
