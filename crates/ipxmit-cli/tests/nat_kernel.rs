@@ -39,13 +39,42 @@ ip route add default via 10.9.0.2
 
 /// A scenario: its nft lines and its sends (source address and port,
 /// destination address and port, payload length); with `reply_after`
-/// `Some((k, A))`, the peer's reply to send `k`, to address `A` (the
-/// send's source as translated), arrives right after it.
+/// the peer's [`Answer`] to one send arrives right after it, and the
+/// sending socket's `recv` (without waiting) is one more result.
 struct Scenario {
     name: &'static str,
     rules: &'static [&'static str],
     sends: &'static [(&'static str, u16, &'static str, u16, usize)],
-    reply_after: Option<(usize, &'static str)>,
+    reply_after: Option<Answer>,
+}
+
+/// The peer's answer to send `after`: to `to`, the send's source as
+/// translated; from `from` (`None`: the send's destination as sent).
+#[derive(Clone, Copy)]
+struct Answer {
+    after: usize,
+    to: &'static str,
+    from: Option<(&'static str, u16)>,
+    kind: AnswerKind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum AnswerKind {
+    /// A UDP datagram of 4 bytes.
+    Data,
+    /// An ICMP port unreachable quoting the datagram as the peer got it;
+    /// the socket has `IP_RECVERR` on (set right before).
+    PortUnreachable,
+}
+
+/// [`Answer`] with the defaults: data from the send's destination.
+const fn data_to(after: usize, to: &'static str) -> Option<Answer> {
+    Some(Answer {
+        after,
+        to,
+        from: None,
+        kind: AnswerKind::Data,
+    })
 }
 
 const NAT_CHAINS: &[&str] = &[
@@ -178,29 +207,86 @@ const SCENARIOS: &[Scenario] = &[
             ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
             ("10.9.0.1", 5001, "10.9.0.2", 9, 10),
         ],
-        reply_after: Some((0, "10.9.0.7")),
+        reply_after: data_to(0, "10.9.0.7"),
+    },
+    Scenario {
+        name: "snat_error_reaches_the_socket",
+        rules: &["nft add rule ip t post udp dport 9 counter snat to 10.9.0.7"],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 9, 10),
+        ],
+        reply_after: Some(Answer {
+            after: 0,
+            to: "10.9.0.7",
+            from: None,
+            kind: AnswerKind::PortUnreachable,
+        }),
+    },
+    Scenario {
+        name: "dnat_reply_from_the_new_destination",
+        rules: &["nft add rule ip t nout udp dport 99 counter dnat to 10.9.0.3:9"],
+        sends: &[
+            ("10.9.0.1", 5000, "10.9.0.2", 99, 10),
+            ("10.9.0.1", 5000, "10.9.0.2", 99, 10),
+        ],
+        reply_after: Some(Answer {
+            after: 0,
+            to: "10.9.0.1",
+            from: Some(("10.9.0.3", 9)),
+            kind: AnswerKind::Data,
+        }),
     },
 ];
 
-/// The peer's reply to a send from `_:sport` to `dst:dport`, to address
-/// `src` (the send's source as the peer saw it): an Ethernet broadcast
-/// frame, UDP with no checksum, 4 bytes.
-fn reply_frame(send: &(&str, u16, &str, u16, usize), src: &str) -> String {
-    let (_, sport, dst, dport, _) = *send;
-    let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap().octets();
-    let mut ip = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&a(dst));
-    ip.extend_from_slice(&a(src));
-    let sum = fold(sum16(&ip, 0));
-    ip[10..12].copy_from_slice(&(!sum).to_be_bytes());
-    ip.extend_from_slice(&dport.to_be_bytes());
-    ip.extend_from_slice(&sport.to_be_bytes());
-    ip.extend_from_slice(&[0, 12, 0, 0]);
-    ip.extend_from_slice(b"pong");
+/// The peer's answer `a` to send `send` (from `_:sport` to `dst:dport`):
+/// an Ethernet broadcast frame, as hex; its IP datagram is from
+/// `a.from` (else `dst:dport`) to `a.to:sport`. Data is UDP with no
+/// checksum, 4 bytes; a port unreachable quotes the datagram as the peer
+/// got it (its header and 8 bytes of UDP, checksums 0).
+fn reply_frame(send: &(&str, u16, &str, u16, usize), a: &Answer) -> String {
+    let (_, sport, dst, dport, len) = *send;
+    let (from, fport) = a.from.unwrap_or((dst, dport));
+    let body = match a.kind {
+        AnswerKind::Data => {
+            let mut u = fport.to_be_bytes().to_vec();
+            u.extend_from_slice(&sport.to_be_bytes());
+            u.extend_from_slice(&[0, 12, 0, 0]);
+            u.extend_from_slice(b"pong");
+            u
+        }
+        AnswerKind::PortUnreachable => {
+            let mut q = ip_header(a.to, from, 17, 28 + len as u16);
+            q.extend_from_slice(&sport.to_be_bytes());
+            q.extend_from_slice(&fport.to_be_bytes());
+            q.extend_from_slice(&(8 + len as u16).to_be_bytes());
+            q.extend_from_slice(&[0, 0]);
+            let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&q);
+            let sum = !fold(sum16(&m, 0));
+            m[2..4].copy_from_slice(&sum.to_be_bytes());
+            m
+        }
+    };
+    let proto = if a.kind == AnswerKind::Data { 17 } else { 1 };
+    let mut ip = ip_header(from, a.to, proto, 20 + body.len() as u16);
+    ip.extend_from_slice(&body);
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&[2, 0, 0, 0, 0, 0xfe, 8, 0]);
     f.extend_from_slice(&ip);
     f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An IPv4 header from `src` to `dst`, TTL 64, DF, its checksum right.
+fn ip_header(src: &str, dst: &str, proto: u8, total: u16) -> Vec<u8> {
+    let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap().octets();
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&a(src));
+    ip.extend_from_slice(&a(dst));
+    let sum = fold(sum16(&ip, 0));
+    ip[10..12].copy_from_slice(&(!sum).to_be_bytes());
+    ip
 }
 
 /// The IP datagrams of a pcap file (microsecond or nanosecond, Ethernet).
@@ -211,8 +297,8 @@ fn ip_packets(path: &Path) -> Vec<Vec<u8>> {
     while at + 16 <= b.len() {
         let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
         let f = &b[at + 16..(at + 16 + incl).min(b.len())];
-        // The peer's injected replies (from 10.9.0.2) are not compared.
-        if f.len() > 34 && f[12..14] == [8, 0] && f[26..30] != [10, 9, 0, 2] {
+        // The peer's injected answers (from its MAC) are not compared.
+        if f.len() > 34 && f[12..14] == [8, 0] && f[6..12] != [2, 0, 0, 0, 0, 0xfe] {
             v.push(f[14..].to_vec());
         }
         at += 16 + incl;
@@ -351,11 +437,17 @@ fn kernel(s: &Scenario, ns: &str, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2]
              try:\n print('ret',socks[k].sendto(d,('{dst}',{dport})))\n\
              except OSError as e:\n print(errno.errorcode[e.errno])\n"
         ));
-        if let Some((_, to)) = s.reply_after.filter(|r| r.0 == n) {
+        if let Some(a) = s.reply_after.filter(|r| r.after == n) {
+            if a.kind == AnswerKind::PortUnreachable {
+                py.push_str("socks[k].setsockopt(0,11,1)\n");
+            }
             py.push_str(&format!(
                 "p=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\np.bind(('veth1',0))\n\
-                 p.send(bytes.fromhex('{}'))\ntime.sleep(0.05)\n",
-                reply_frame(&s.sends[n], to)
+                 p.send(bytes.fromhex('{}'))\ntime.sleep(0.05)\n\
+                 try:\n d,a=socks[k].recvfrom(2048,socket.MSG_DONTWAIT)\n \
+                 print('recv',len(d),'from','%s:%d'%a)\n\
+                 except OSError as e:\n print(errno.errorcode[e.errno])\n",
+                reply_frame(&s.sends[n], &a)
             ));
         }
     }
@@ -403,9 +495,12 @@ fn ours(s: &Scenario, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, St
             }
         };
         script.push_str(&format!("send s{n} to {dst}:{dport} len {len}\n"));
-        if let Some((_, to)) = s.reply_after.filter(|r| r.0 == i) {
-            let f = reply_frame(&s.sends[i], to);
-            script.push_str(&format!("inject dev veth0 frame {f}\n"));
+        if let Some(a) = s.reply_after.filter(|r| r.after == i) {
+            if a.kind == AnswerKind::PortUnreachable {
+                script.push_str(&format!("sockopt s{n} ip_recverr 1\n"));
+            }
+            let f = reply_frame(&s.sends[i], &a);
+            script.push_str(&format!("inject dev veth0 frame {f}\nrecv s{n}\n"));
         }
     }
     script.push_str("conntrack -L\nnft list ruleset\n");
@@ -414,11 +509,12 @@ fn ours(s: &Scenario, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, St
     let results = r
         .stdout
         .lines()
-        .filter(|l| l.contains(": send "))
+        .filter(|l| l.contains(": send ") || l.contains(": recv "))
         .map(|l| match l.split_once(" = ") {
             Some((_, v)) if v.starts_with("-1 ") => {
                 v[3..].split(':').next().unwrap_or("").to_string()
             }
+            Some((_, v)) if l.contains(": recv ") => format!("recv {v}"),
             Some((_, v)) => format!("ret {v}"),
             None => l.to_string(),
         })

@@ -135,7 +135,7 @@ pub fn rcv<'a>(stack: &Stack, dev: &NetDevice, bytes: &'a [u8], pt: PktType) -> 
 
 /// The checks of `ip_rcv_core()` in its order; the datagram trimmed to
 /// its total length (`pskb_trim_rcsum()`), or the drop reason.
-fn check_header(bytes: &[u8]) -> Result<Ipv4Packet<&[u8]>, DropReason> {
+pub(crate) fn check_header(bytes: &[u8]) -> Result<Ipv4Packet<&[u8]>, DropReason> {
     if bytes.len() < 20 {
         return Err(DropReason::IpInhdr);
     }

@@ -273,6 +273,46 @@ pub enum NatBinding {
     Bound(Option<(u32, u16)>),
 }
 
+/// What a received datagram's flow writes into it ([`Conntrack::track_in`]):
+/// the address and port of each side, indexed by [`Manip::index`]
+/// (destination at PRE_ROUTING, source at LOCAL_IN); `inner`: those of
+/// the datagram an ICMP error quotes (`RELATED`), whose own address then
+/// follows in `outer` (its port is not used).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RcvNat {
+    /// The datagram's destination and source to write.
+    pub outer: [Option<(u32, u16)>; 2],
+    /// An ICMP error's quoted destination and source to write.
+    pub inner: [Option<(u32, u16)>; 2],
+}
+
+impl RcvNat {
+    /// True when nothing is to be written.
+    pub fn is_none(&self) -> bool {
+        self.outer.iter().chain(&self.inner).all(Option::is_none)
+    }
+}
+
+/// The ICMP error types (`icmp_is_err()`): destination unreachable,
+/// source quench, redirect, time exceeded, parameter problem.
+fn icmp_is_err(ty: u8) -> bool {
+    matches!(ty, 3 | 4 | 5 | 11 | 12)
+}
+
+/// The datagram an ICMP error `h` (a whole IPv4 datagram) quotes, from its
+/// IP header on; `None` for anything else.
+pub fn icmp_error_quote(h: &[u8]) -> Option<&[u8]> {
+    let ihl = usize::from(*h.first()? & 0xf) * 4;
+    let frag = h.get(6..8)?;
+    if ihl < 20 || *h.get(9)? != 1 || u16::from_be_bytes([frag[0], frag[1]]) & 0x1fff != 0 {
+        return None;
+    }
+    if !icmp_is_err(*h.get(ihl)?) {
+        return None;
+    }
+    h.get(ihl + 8..).filter(|q| q.len() >= 20)
+}
+
 /// Counters of `conntrack -S`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtStats {
@@ -470,18 +510,75 @@ impl Conntrack {
         }))
     }
 
-    /// Kernel: `nf_conntrack_in()` for a received packet: a reply of a
-    /// tracked flow marks it replied and refreshes its timeout; a packet of
-    /// no known flow is not tracked here (the receive path makes no flows).
-    pub fn track_in(&self, h: &[u8], now: u64) {
+    /// Kernel: `nf_conntrack_in()` at PRE_ROUTING for a received datagram
+    /// `h` (whole, its header checked), and what `nf_nat_packet()` at
+    /// PRE_ROUTING and LOCAL_IN will write into it. A datagram of a known
+    /// flow refreshes it (a reply marks it replied); an ICMP error quoting
+    /// one of a flow's datagrams is `RELATED` to it
+    /// ([`Conntrack::related_in`]). A datagram of no known flow is not
+    /// tracked here (the receive path makes no flows).
+    pub fn track_in(&self, h: &[u8], now: u64) -> RcvNat {
         let Some(tuple) = Tuple::of(h) else {
-            return;
+            return self.related_in(h, now);
         };
         let mut t = self.t.lock();
-        if let Some(r) = t.find(&tuple, now) {
-            t.stats.found += 1;
-            t.packet(r, now);
+        let Some(r) = t.find(&tuple, now) else {
+            return RcvNat::default();
+        };
+        t.stats.found += 1;
+        t.packet(r, now);
+        let e = &t.slab[r.idx as usize];
+        RcvNat {
+            outer: [target(e, r, Manip::Dst), target(e, r, Manip::Src)],
+            inner: [None; 2],
         }
+    }
+
+    /// Kernel: `nf_conntrack_inet_error()` and
+    /// `nf_nat_icmp_reply_translation()` at PRE_ROUTING and LOCAL_IN: an
+    /// ICMP error `h` whose quoted datagram is one of a flow's (the inverse
+    /// of its tuple is the flow's, and the error is addressed to the quoted
+    /// datagram's source) is `RELATED`: where the flow is translated, the
+    /// quoted datagram gets back the addresses and ports of the other
+    /// direction's tuple and the error's own address follows. The flow's
+    /// timeout is not refreshed.
+    fn related_in(&self, h: &[u8], now: u64) -> RcvNat {
+        let Some(inner) = icmp_error_quote(h) else {
+            return RcvNat::default();
+        };
+        let Some(quoted) = Tuple::of(inner) else {
+            return RcvNat::default();
+        };
+        let outer_dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+        if outer_dst != quoted.src {
+            return RcvNat::default();
+        }
+        let mut t = self.t.lock();
+        let Some(r) = t.find(&quoted.invert(), now) else {
+            return RcvNat::default();
+        };
+        let e = &t.slab[r.idx as usize];
+        let dir = r.info.dir();
+        let other = e.tuple[1 - dir];
+        let mut nat = RcvNat::default();
+        for m in [Manip::Dst, Manip::Src] {
+            let mut bit = m.nat_bit();
+            if dir == 1 {
+                bit ^= SRC_NAT | DST_NAT;
+            }
+            if e.status & bit != 0 {
+                // The quoted datagram goes the other way: the inverse
+                // manip, to the other direction's tuple.
+                let inv = if m == Manip::Dst {
+                    Manip::Src
+                } else {
+                    Manip::Dst
+                };
+                nat.inner[inv.index()] = Some(side(&other, inv));
+                nat.outer[m.index()] = Some(side(&other.invert(), m));
+            }
+        }
+        nat
     }
 
     /// Frees this thread's unconfirmed entry of an earlier datagram that
@@ -1055,5 +1152,52 @@ mod tests {
         assert_eq!(t.invert().dport, 0);
         echo[20] = 3;
         assert_eq!(Tuple::of(&echo), None);
+    }
+
+    /// An ICMP error from `from` to `to` quoting `quoted` (its first 28
+    /// bytes), checksums left 0.
+    fn icmp_error(from: [u8; 4], to: [u8; 4], ty: u8, quoted: &[u8]) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0];
+        h.extend_from_slice(&from);
+        h.extend_from_slice(&to);
+        h.extend_from_slice(&[ty, 3, 0, 0, 0, 0, 0, 0]);
+        h.extend_from_slice(&quoted[..28]);
+        h
+    }
+
+    #[test]
+    fn a_reply_and_an_error_of_a_translated_flow_are_translated_back() {
+        let ct = Conntrack::new();
+        let nat = [10, 0, 0, 7];
+        let range = NatRange {
+            addr: Some((0x0a00_0007, 0x0a00_0007)),
+            ports: Some((6000, 6000)),
+            ..NatRange::default()
+        };
+        let r = ct.track_out(&udp(A, 5000, B, 9), 0).unwrap().unwrap();
+        ct.setup_nat(r, Manip::Src, range, 0);
+        assert!(ct.confirm(r, 0));
+        // The reply to 10.0.0.7:6000 is for 10.0.0.1:5000.
+        let back = ct.track_in(&udp(B, 9, nat, 6000), S);
+        assert_eq!(back.outer, [Some((0x0a00_0001, 5000)), None]);
+        assert_eq!(back.inner, [None, None]);
+        let st = ct.stats();
+        assert_eq!(st.found, 1);
+        // A port unreachable about the datagram as it left: its quote gets
+        // the flow's own source back, the error's destination follows.
+        let sent = udp(nat, 6000, B, 9);
+        let err = ct.track_in(&icmp_error(B, nat, 3, &sent), S);
+        assert_eq!(err.inner, [None, Some((0x0a00_0001, 5000))]);
+        assert_eq!(err.outer, [Some((0x0a00_0001, 5000)), None]);
+        assert_eq!(ct.stats().found, 1, "RELATED is not a lookup hit");
+        // Not an error of the flow: to another address than the quoted
+        // source, an echo, a quote of no flow.
+        assert!(ct.track_in(&icmp_error(B, A, 3, &sent), S).is_none());
+        assert!(ct.track_in(&icmp_error(B, nat, 8, &sent), S).is_none());
+        let other = udp(nat, 6001, B, 9);
+        assert!(ct.track_in(&icmp_error(B, nat, 11, &other), S).is_none());
+        // An untranslated flow's reply needs nothing.
+        first(&ct, &udp(A, 5001, B, 9), 0);
+        assert!(ct.track_in(&udp(B, 9, A, 5001), S).is_none());
     }
 }

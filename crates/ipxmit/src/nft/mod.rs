@@ -65,6 +65,7 @@ pub mod expr;
 pub mod jhash;
 pub mod log;
 pub mod nat;
+pub mod nat_rcv;
 pub mod rule;
 pub mod ruleset;
 

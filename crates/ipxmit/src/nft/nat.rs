@@ -218,19 +218,17 @@ fn daddr(pkt: &PacketBuf) -> u32 {
 /// transport header: only its address changes.
 pub fn manip(pkt: &mut PacketBuf, m: Manip, addr: u32, port: u16) {
     let partial = matches!(pkt.meta.ip_summed, crate::buf::CsumState::Partial { .. });
-    let h = pkt.network_header_mut();
-    if h.len() < 20 {
+    manip_header(pkt.network_header_mut(), m, addr, port, partial);
+}
+
+/// [`manip`] on the bytes of a datagram from its IP header on (`partial`:
+/// the UDP checksum is the device's to complete).
+pub(crate) fn manip_header(h: &mut [u8], m: Manip, addr: u32, port: u16, partial: bool) {
+    let Some(old_a) = manip_addr(h, m, addr) else {
         return;
-    }
+    };
     let (ihl, proto) = (usize::from(h[0] & 0xf) * 4, h[9]);
     let first = u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0;
-    let ao = if m == Manip::Src { 12 } else { 16 };
-    let old_a = u32::from_be_bytes([h[ao], h[ao + 1], h[ao + 2], h[ao + 3]]);
-    if old_a != addr {
-        h[ao..ao + 4].copy_from_slice(&addr.to_be_bytes());
-        let c = replace_u32(word(h, 10), old_a, addr);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-    }
     let Some(t) = h.get_mut(ihl..ihl + 8).filter(|_| first && ihl >= 20) else {
         return;
     };
@@ -239,6 +237,23 @@ pub fn manip(pkt: &mut PacketBuf, m: Manip, addr: u32, port: u16) {
         1 => icmp_id(t, port),
         _ => {}
     }
+}
+
+/// Kernel: `nf_nat_ipv4_manip_pkt()`'s address part: `m`'s address of
+/// the IPv4 header `h` becomes `addr`, its checksum updated; the address
+/// it had (`None`: no header).
+pub(crate) fn manip_addr(h: &mut [u8], m: Manip, addr: u32) -> Option<u32> {
+    if h.len() < 20 {
+        return None;
+    }
+    let ao = if m == Manip::Src { 12 } else { 16 };
+    let old_a = u32::from_be_bytes([h[ao], h[ao + 1], h[ao + 2], h[ao + 3]]);
+    if old_a != addr {
+        h[ao..ao + 4].copy_from_slice(&addr.to_be_bytes());
+        let c = replace_u32(word(h, 10), old_a, addr);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    Some(old_a)
 }
 
 fn word(b: &[u8], at: usize) -> u16 {

@@ -19,11 +19,18 @@ use crate::dev::loopback::{LoopbackDriver, LOOPBACK_MTU};
 use crate::dev::{DevConfig, Features, LinkType, NetDevice};
 use crate::ipv4::icmp;
 use crate::ipv4::input::{self, Local, PktType};
+use crate::nft::conntrack::RcvNat;
 use crate::sched::Noqueue;
 use crate::socket::udp::input as udp_input;
 use crate::stack::Stack;
 use crate::stats::{DevCounter, DropSite, Mib};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame};
+
+thread_local! {
+    /// The copy a received datagram is translated in (taken while in use,
+    /// so a nested receive gets a buffer of its own).
+    static RCV_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// `lo`'s interface index, the first of every namespace.
 pub const LOOPBACK_IFINDEX: u32 = 1;
@@ -174,13 +181,42 @@ impl Stack {
             }
         };
         if self.conntrack.active() {
-            // PRE_ROUTING's conntrack: a reply marks its flow replied.
-            self.conntrack.track_in(ip, self.now().as_nanos());
+            return self.receive_tracked(dev, ip, pt, gso_size);
         }
+        self.receive_ip(dev, ip, pt, gso_size);
+    }
+
+    /// `ip_rcv()` and local delivery of an IPv4 datagram `ip`.
+    fn receive_ip(&self, dev: &NetDevice, ip: &[u8], pt: PktType, gso_size: u16) {
         if let Some(mut l) = input::rcv(self, dev, ip, pt) {
             l.gso_size = gso_size;
             self.local_deliver(&l);
         }
+    }
+
+    /// Kernel: PRE_ROUTING's and LOCAL_IN's conntrack and NAT hooks
+    /// (`ipv4_conntrack_in`, `nf_nat_ipv4_pre_routing`,
+    /// `nf_nat_ipv4_local_in`) around `ip_rcv()`: a datagram whose header
+    /// `ip_rcv_core()` accepts is tracked (a reply marks its flow
+    /// replied); one its flow translates is rewritten in a copy (this
+    /// thread's scratch buffer: nothing allocated once it has grown) and
+    /// received as rewritten. See [`crate::nft::nat_rcv`].
+    fn receive_tracked(&self, dev: &NetDevice, ip: &[u8], pt: PktType, gso_size: u16) {
+        let nat = match input::check_header(ip) {
+            Ok(whole) if pt != PktType::OtherHost => self
+                .conntrack
+                .track_in(whole.into_inner(), self.now().as_nanos()),
+            _ => RcvNat::default(),
+        };
+        if nat.is_none() {
+            return self.receive_ip(dev, ip, pt, gso_size);
+        }
+        let mut copy = RCV_SCRATCH.take();
+        copy.clear();
+        copy.extend_from_slice(ip);
+        crate::nft::nat_rcv::rcv_manip(&mut copy, &nat);
+        self.receive_ip(dev, &copy, pt, gso_size);
+        RCV_SCRATCH.set(copy);
     }
 
     /// Kernel: `ip_protocol_deliver_rcu()`, net/ipv4/ip_input.c. ICMP and
