@@ -121,10 +121,15 @@ impl CompiledMap {
     }
 }
 
-/// A compiled chain.
+/// A compiled chain: its rules' instructions one after the other in
+/// [`Program::insns`], each rule's followed by an [`Insn::RuleEnd`], the
+/// last by an [`Insn::ChainEnd`], so the walk is one loop over one array.
 #[derive(Clone, Debug)]
 pub struct CompiledChain {
-    /// Each rule's instructions in [`Program::insns`].
+    /// Where the chain starts in [`Program::insns`].
+    pub start: u32,
+    /// Each rule's instructions in [`Program::insns`] (its `RuleEnd`
+    /// after them).
     pub rules: Vec<Range<u32>>,
     /// The policy (base chains).
     pub policy: Policy,
@@ -137,8 +142,12 @@ pub struct CompiledChain {
 /// The compiled ruleset.
 #[derive(Clone, Debug, Default)]
 pub struct Program {
-    /// Every rule's instructions.
+    /// Every chain's instructions, chain after chain ([`CompiledChain`]).
     pub insns: Vec<Insn>,
+    /// For each instruction, where its rule's successor starts: where a
+    /// rule that does not match (`NFT_BREAK`) or ends with `continue`
+    /// goes on, and where a `jump` returns to.
+    pub next: Vec<u32>,
     /// Every chain of every table.
     pub chains: Vec<CompiledChain>,
     /// The sets rules look up (named and anonymous).
@@ -194,6 +203,7 @@ impl Program {
             let first = p.chains.len() as u32;
             for c in &t.chains {
                 let idx = p.chains.len() as u32;
+                let chain_start = p.insns.len() as u32;
                 let mut rules = Vec::with_capacity(c.rules.len());
                 for r in &c.rules {
                     let start = p.insns.len() as u32;
@@ -207,9 +217,12 @@ impl Program {
                     p.insns.truncate(start as usize);
                     p.insns.extend(fused);
                     rules.push(start..p.insns.len() as u32);
+                    p.insns.push(Insn::RuleEnd);
                 }
+                p.insns.push(Insn::ChainEnd);
                 let b = c.base.as_ref();
                 p.chains.push(CompiledChain {
+                    start: chain_start,
                     rules,
                     policy: b.map_or(Policy::Accept, |b| b.policy),
                     route: b.is_some_and(|b| b.ty == ChainType::Route),
@@ -233,6 +246,7 @@ impl Program {
                 }
             }
         }
+        p.next = next_rules(&p.chains, p.insns.len());
         p.needs_ct = nat.iter().any(|n| !n.is_empty())
             || p.insns.iter().any(|i| matches!(i, Insn::Ct { .. }));
         for (i, (mut h, mut n)) in hooked.into_iter().zip(nat).enumerate() {
@@ -561,6 +575,29 @@ impl Program {
             neg,
         }
     }
+}
+
+/// [`Program::next`] of `n` instructions laid out as `chains` say: each
+/// instruction of a rule, and its `RuleEnd`, lead to the instruction
+/// after that `RuleEnd`; a `ChainEnd` to itself.
+fn next_rules(chains: &[CompiledChain], n: usize) -> Vec<u32> {
+    let mut next: Vec<u32> = (0..n as u32).collect();
+    for r in chains.iter().flat_map(|c| &c.rules) {
+        next[r.start as usize..=r.end as usize].fill(r.end + 1);
+    }
+    next
+}
+
+/// The chain and rule of [`Program::insns`]' instruction `pc` (for a dry
+/// run's notes).
+pub fn rule_at(prog: &Program, pc: u32) -> (u32, u32) {
+    let c = prog
+        .chains
+        .partition_point(|c| c.start <= pc)
+        .saturating_sub(1);
+    let rules = prog.chains.get(c).map_or(&[][..], |c| &c.rules[..]);
+    let r = rules.partition_point(|r| r.start <= pc).saturating_sub(1);
+    (c as u32, r as u32)
 }
 
 /// An egress chain `c` of priority `prio` on device `dev`, in its

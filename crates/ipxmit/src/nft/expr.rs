@@ -278,6 +278,13 @@ pub enum Insn {
     Reject(u8),
     /// Kernel: `nft_immediate_eval()` of a verdict.
     Verdict(Code),
+    /// The end of a rule whose statements all ran: `NFT_CONTINUE` with
+    /// the next rule (the kernel's `nft_rule_dp` `is_last` walk moves to
+    /// the next rule blob).
+    RuleEnd,
+    /// The end of a chain (`NFT_RETURN`, as the kernel's jump back at a
+    /// chain's last rule).
+    ChainEnd,
 }
 
 /// What an instruction decided.
@@ -288,9 +295,16 @@ pub enum Step {
     Break,
 }
 
-/// The packet as the expressions see it (`struct nft_pktinfo`); the
-/// transport offset and protocol are read from the header when an
-/// expression asks (`nft_set_pktinfo_ipv4`).
+/// Bytes of each header [`PktInfo`] keeps a copy of: the IPv4 header
+/// without options, and as much of the transport header (every field a
+/// key names lies within them).
+const HDR: usize = 20;
+
+/// The packet as the expressions see it (`struct nft_pktinfo`): the
+/// transport offset and protocol read once (`nft_set_pktinfo_ipv4`), and
+/// a copy of the first [`HDR`] bytes of the network and of the transport
+/// header, so a payload load reads a fixed array, not the buffer; a
+/// statement that writes the header refreshes it.
 pub struct PktInfo<'a> {
     /// The packet; its data starts at the IP header.
     pub pkt: &'a mut PacketBuf,
@@ -313,6 +327,14 @@ pub struct PktInfo<'a> {
     th: Option<usize>,
     /// The IP protocol ([`PktInfo::l4proto`]).
     proto: u8,
+    /// The network header's first [`HDR`] bytes, then the transport
+    /// header's.
+    hdr: [u8; 2 * HDR],
+    /// How many of each are the packet's (the rest: beyond its data, or
+    /// no transport header).
+    have: [u8; 2],
+    /// An IPv4 packet (at egress, `skb->protocol` says so).
+    ip: bool,
 }
 
 impl<'a> PktInfo<'a> {
@@ -320,8 +342,7 @@ impl<'a> PktInfo<'a> {
     /// protocol read once.
     #[inline]
     pub fn new(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
-        let (th, proto) = pktinfo(pkt.network_header());
-        PktInfo::with(pkt, out, th, proto)
+        PktInfo::with(pkt, out, true)
     }
 
     /// Kernel: `nft_do_chain_netdev()`'s packet info for a frame at
@@ -329,20 +350,13 @@ impl<'a> PktInfo<'a> {
     /// (`nft_set_pktinfo_unspec`: no transport header, `l4proto` 0).
     #[inline]
     pub fn netdev(pkt: &'a mut PacketBuf, out: &'a NetDevice) -> PktInfo<'a> {
-        let (th, proto) = match pkt.meta.protocol {
-            0x0800 => pktinfo(pkt.network_header()),
-            _ => (None, 0),
-        };
-        PktInfo::with(pkt, out, th, proto)
+        let ip = pkt.meta.protocol == 0x0800;
+        PktInfo::with(pkt, out, ip)
     }
 
-    fn with(
-        pkt: &'a mut PacketBuf,
-        out: &'a NetDevice,
-        th: Option<usize>,
-        proto: u8,
-    ) -> PktInfo<'a> {
-        PktInfo {
+    #[inline]
+    fn with(pkt: &'a mut PacketBuf, out: &'a NetDevice, ip: bool) -> PktInfo<'a> {
+        let mut p = PktInfo {
             pkt,
             out,
             nat: None,
@@ -350,9 +364,69 @@ impl<'a> PktInfo<'a> {
             dry: false,
             matched: None,
             clock: None,
-            th,
-            proto,
+            th: None,
+            proto: 0,
+            hdr: [0; 2 * HDR],
+            have: [0; 2],
+            ip,
+        };
+        p.read_header(ip);
+        p
+    }
+
+    /// Reads the transport offset, the protocol and the copies of the
+    /// headers (`ip`: an IPv4 packet, else no transport header and
+    /// protocol 0; the network header's bytes are copied either way, as
+    /// a netdev table's loads read them).
+    #[inline]
+    fn read_header(&mut self, ip: bool) {
+        let h = self.pkt.network_header();
+        (self.th, self.proto) = if ip { pktinfo(h) } else { (None, 0) };
+        self.have[0] = copy_head(&mut self.hdr[..HDR], h);
+        self.have[1] = match self.th.and_then(|t| h.get(t..)) {
+            Some(t) => copy_head(&mut self.hdr[HDR..], t),
+            None => 0,
+        };
+    }
+
+    /// After a statement wrote the header: read it again.
+    fn reread_header(&mut self) {
+        self.read_header(self.ip);
+    }
+
+    /// Kernel: `nft_payload_eval()`'s load: `len` bytes at `off` of the
+    /// network or transport header, big-endian; `None` beyond the
+    /// packet's data or without a transport header (a later fragment).
+    #[inline]
+    pub fn load(&self, base: Base, off: u8, len: u8) -> Option<u64> {
+        let (at, have) = match base {
+            Base::Network => (0, self.have[0]),
+            Base::Transport => (HDR, self.have[1]),
+        };
+        let (off, len) = (usize::from(off), usize::from(len));
+        if off + len > HDR {
+            return self.load_far(base, off, len);
         }
+        if off + len > usize::from(have) {
+            return None;
+        }
+        let b = &self.hdr[at + off..];
+        Some(match len {
+            1 => u64::from(b[0]),
+            2 => u64::from(u16::from_be_bytes([b[0], b[1]])),
+            4 => u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            _ => load_be(b, 0, len)?,
+        })
+    }
+
+    /// [`PktInfo::load`] of bytes beyond the copies, from the buffer.
+    #[cold]
+    fn load_far(&self, base: Base, off: usize, len: usize) -> Option<u64> {
+        let start = match base {
+            Base::Network => 0,
+            Base::Transport => self.th?,
+        };
+        load_be(self.pkt.network_header(), start + off, len)
     }
 
     /// The stack's time in ns (0 without a clock).
@@ -374,6 +448,21 @@ impl<'a> PktInfo<'a> {
     pub fn l4proto(&self) -> u8 {
         self.proto
     }
+}
+
+/// Copies the first bytes of `from` (at most `to.len()`) into `to`; how
+/// many.
+#[inline]
+fn copy_head(to: &mut [u8], from: &[u8]) -> u8 {
+    match (to.first_chunk_mut::<HDR>(), from.first_chunk::<HDR>()) {
+        (Some(t), Some(f)) => *t = *f,
+        _ => {
+            let n = to.len().min(from.len());
+            to[..n].copy_from_slice(&from[..n]);
+            return n as u8;
+        }
+    }
+    HDR as u8
 }
 
 /// The transport offset (none in a later fragment or a short packet) and
@@ -431,20 +520,10 @@ pub fn eval(
             off,
             len,
             dreg,
-        } => {
-            let start = match base {
-                Base::Network => 0,
-                Base::Transport => match p.thoff() {
-                    Some(t) => t,
-                    None => return Step::Break,
-                },
-            };
-            let h = p.pkt.network_header();
-            match load_be(h, start + usize::from(off), usize::from(len)) {
-                Some(v) => regs[usize::from(dreg)] = v,
-                None => return Step::Break,
-            }
-        }
+        } => match p.load(base, off, len) {
+            Some(v) => regs[usize::from(dreg)] = v,
+            None => return Step::Break,
+        },
         Insn::PayloadCmp {
             base,
             off,
@@ -452,15 +531,7 @@ pub fn eval(
             op,
             data,
         } => {
-            let start = match base {
-                Base::Network => 0,
-                Base::Transport => match p.thoff() {
-                    Some(t) => t,
-                    None => return Step::Break,
-                },
-            };
-            let h = p.pkt.network_header();
-            let v = load_be(h, start + usize::from(off), usize::from(len));
+            let v = p.load(base, off, len);
             return step_if(v.is_some_and(|v| cmp(op, v, data)));
         }
         Insn::L4protoIs(proto) => return step_if(p.l4proto() == proto),
@@ -500,8 +571,14 @@ pub fn eval(
         Insn::Counter { .. } => {}
         Insn::MarkSet(m) => p.pkt.meta.mark = m,
         Insn::PrioritySet(v) => p.pkt.meta.priority = v,
-        Insn::DscpSet(d) => set_byte(p.pkt, 1, 0x03, d << 2),
-        Insn::TtlSet(t) => set_byte(p.pkt, 8, 0x00, t),
+        Insn::DscpSet(d) => {
+            set_byte(p.pkt, 1, 0x03, d << 2);
+            p.reread_header();
+        }
+        Insn::TtlSet(t) => {
+            set_byte(p.pkt, 8, 0x00, t);
+            p.reread_header();
+        }
         Insn::FieldSet { .. } => return field_set(insn, p),
         Insn::Ct { key, dreg } => {
             let ct = p.pkt.meta.nfct;
@@ -523,7 +600,7 @@ pub fn eval(
             let l = &prog.limits[usize::from(idx)];
             return step_if(l.eval(p.pkt.len(), now, p.dry));
         }
-        Insn::Verdict(_) | Insn::Vmap { .. } => {}
+        Insn::Verdict(_) | Insn::Vmap { .. } | Insn::RuleEnd | Insn::ChainEnd => {}
     }
     Step::Next
 }
@@ -574,7 +651,7 @@ fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
         .map(|t| t + 6)
         .filter(|&c| udp && l4 && c + 2 <= h.len());
     fix_sums(h, (w0, w1), &old, l3, ucheck, (partial, pseudo));
-    (p.th, p.proto) = pktinfo(p.pkt.network_header());
+    p.reread_header();
     Step::Next
 }
 

@@ -129,79 +129,62 @@ pub enum NftError {
 pub const JUMP_STACK: usize = 16;
 
 /// Kernel: `nft_do_chain()`, net/netfilter/nf_tables_core.c. Walks base
-/// chain `chain` of `prog` for the packet: each rule's instructions until
-/// one breaks or a verdict ends the walk; the end of the base chain (or a
-/// `return` in it) applies its policy. A `jump` or `goto` continues in
-/// [`walk`], which keeps the jump stack.
+/// chain `chain` of `prog` for the packet, as one loop over the program's
+/// flat instructions ([`compile::CompiledChain`]): a rule that does not
+/// match (`NFT_BREAK`) goes on at the next rule's first instruction; a
+/// verdict ends the walk, `jump` pushes the return point (at most
+/// [`JUMP_STACK`] deep: deeper drops), `goto` does not, `return` or the end
+/// of a chain pops it, and the end of the base chain (or a `return` in it)
+/// applies its policy.
 #[inline]
 pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
-    let base = &prog.chains[chain as usize];
+    let start = |c: u32| prog.chains.get(c as usize).map_or(u32::MAX, |c| c.start);
     let mut regs = [0u64; expr::NREGS];
-    for (i, range) in base.rules.iter().enumerate() {
-        match run_rule(prog, range, &mut regs, p, (chain, i as u32)) {
-            Code::Continue => {}
-            Code::Accept => return Verdict::Accept,
-            Code::Drop => return Verdict::Drop,
-            Code::Return => break,
-            Code::Jump(to) => return walk(prog, chain, Some(i as u32 + 1), to, &mut regs, p),
-            Code::Goto(to) => return walk(prog, chain, None, to, &mut regs, p),
-        }
-    }
-    policy(base.policy)
-}
-
-/// [`do_chain`] after the base chain's first `jump` (`ret` is the rule to
-/// return to) or `goto` (`None`): `jump` pushes the return point (at most
-/// [`JUMP_STACK`] deep: deeper drops), `goto` does not, `return` or the end
-/// of a chain pops it, and the end of the base chain applies its policy.
-#[cold]
-#[inline(never)]
-fn walk(
-    prog: &Program,
-    chain: u32,
-    ret: Option<u32>,
-    to: u32,
-    regs: &mut [u64; expr::NREGS],
-    p: &mut PktInfo<'_>,
-) -> Verdict {
-    let mut stack = [(0u32, 0u32); JUMP_STACK];
+    let mut stack = [0u32; JUMP_STACK];
     let mut depth = 0;
-    if let Some(r) = ret {
-        stack[0] = (chain, r);
-        depth = 1;
-    }
-    let (mut c, mut r) = (to, 0u32);
+    let mut pc = start(chain);
     loop {
-        let ch = &prog.chains[c as usize];
-        let Some(range) = ch.rules.get(r as usize) else {
-            // End of a chain: NFT_RETURN.
-            if depth == 0 {
-                return policy(prog.chains[chain as usize].policy);
-            }
-            depth -= 1;
-            (c, r) = stack[depth];
-            continue;
+        let Some(insn) = prog.insns.get(pc as usize) else {
+            return Verdict::Drop;
         };
-        r += 1;
-        match run_rule(prog, range, regs, p, (c, r - 1)) {
-            Code::Continue => {}
+        let code = match *insn {
+            Insn::Verdict(v) => matched(prog, p, pc, v),
+            Insn::Vmap { reg, map } => match vmap(prog, map, regs[usize::from(reg)]) {
+                Some(Code::Continue) => {
+                    pc += 1;
+                    continue;
+                }
+                Some(c) => matched(prog, p, pc, c),
+                // No element: the rule does not match (NFT_BREAK).
+                None => Code::Continue,
+            },
+            Insn::RuleEnd => matched(prog, p, pc, Code::Continue),
+            Insn::ChainEnd => Code::Return,
+            ref i => match expr::eval(i, &mut regs, p, prog) {
+                Step::Next => {
+                    pc += 1;
+                    continue;
+                }
+                Step::Break => Code::Continue,
+            },
+        };
+        pc = match code {
+            Code::Continue => prog.next[pc as usize],
             Code::Accept => return Verdict::Accept,
             Code::Drop => return Verdict::Drop,
             Code::Return if depth == 0 => return policy(prog.chains[chain as usize].policy),
             Code::Return => {
                 depth -= 1;
-                (c, r) = stack[depth];
+                stack[depth]
             }
+            Code::Jump(_) if depth == JUMP_STACK => return Verdict::Drop,
             Code::Jump(to) => {
-                if depth == JUMP_STACK {
-                    return Verdict::Drop;
-                }
-                stack[depth] = (c, r);
+                stack[depth] = prog.next[pc as usize];
                 depth += 1;
-                (c, r) = (to, 0);
+                start(to)
             }
-            Code::Goto(to) => (c, r) = (to, 0),
-        }
+            Code::Goto(to) => start(to),
+        };
     }
 }
 
@@ -222,47 +205,22 @@ fn policy(p: Policy) -> Verdict {
     }
 }
 
-/// One rule (rule `at.1` of chain `at.0`): its instructions until a
-/// verdict (the rule's) or a break (`NFT_CONTINUE`: the next rule). A dry
-/// run notes each rule that matched (reached its verdict or its end).
+/// A rule that matched (instruction `pc`, its verdict or its end), with
+/// its verdict `c`: noted in a dry run.
 #[inline]
-fn run_rule(
-    prog: &Program,
-    range: &std::ops::Range<u32>,
-    regs: &mut [u64; expr::NREGS],
-    p: &mut PktInfo<'_>,
-    at: (u32, u32),
-) -> Code {
-    let Some(insns) = prog.insns.get(range.start as usize..range.end as usize) else {
-        return Code::Continue;
-    };
-    for insn in insns {
-        match insn {
-            Insn::Verdict(v) => return matched(p, at, *v),
-            Insn::Vmap { reg, map } => match vmap(prog, *map, regs[usize::from(*reg)]) {
-                Some(Code::Continue) => continue,
-                Some(c) => return matched(p, at, c),
-                // No element: the rule does not match (NFT_BREAK).
-                None => return Code::Continue,
-            },
-            _ => {}
-        }
-        if let Step::Break = expr::eval(insn, regs, p, prog) {
-            return Code::Continue;
-        }
-    }
-    matched(p, at, Code::Continue)
-}
-
-/// A rule that matched, with its verdict `c`: noted in a dry run.
-#[inline]
-fn matched(p: &mut PktInfo<'_>, at: (u32, u32), c: Code) -> Code {
+fn matched(prog: &Program, p: &mut PktInfo<'_>, pc: u32, c: Code) -> Code {
     if p.dry {
-        if let Some(m) = p.matched.as_deref_mut() {
-            m.push(at);
-        }
+        note(prog, p, pc);
     }
     c
+}
+
+/// A dry run's note of the rule instruction `pc` belongs to.
+#[cold]
+fn note(prog: &Program, p: &mut PktInfo<'_>, pc: u32) {
+    if let Some(m) = p.matched.as_deref_mut() {
+        m.push(compile::rule_at(prog, pc));
+    }
 }
 
 /// One generation of the compiled ruleset at one hook point: the base
