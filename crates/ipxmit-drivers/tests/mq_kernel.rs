@@ -67,8 +67,12 @@ fn compare(name: &str, mq: bool) {
     if common::skip(name) {
         return;
     }
-    let kernel = kernel_side(mq).expect("the kernel side");
     let ours = ipxmit_side(mq);
+    let kernel = common::kernel_in_bounds(
+        &ours.times_us,
+        |k: &Outcome| &k.times_us,
+        || kernel_side(mq).expect("the kernel side"),
+    );
     common::report(&format!(
         "{name}: order ours {} kernel {}; times ours {:?} kernel {:?} us; tbf ours {:?} kernel {:?}",
         ours.order, kernel.order, ours.times_us, kernel.times_us, ours.counters, kernel.counters

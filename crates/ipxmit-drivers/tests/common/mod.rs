@@ -173,6 +173,47 @@ pub const KERNEL_EARLY_US: i64 = 200;
 /// build beside the tests on 2 cores).
 pub const KERNEL_LATE_US: i64 = 10_000;
 
+/// How many times [`kernel_in_bounds`] runs the kernel side at most.
+pub const KERNEL_TRIES: usize = 3;
+
+/// True when every kernel departure is within the bounds
+/// [`assert_departures`] holds it to.
+pub fn in_bounds(ours: &[i64], kernel: &[i64]) -> bool {
+    ours.len() == kernel.len()
+        && ours
+            .iter()
+            .zip(kernel)
+            .all(|(o, k)| (-KERNEL_EARLY_US..=KERNEL_LATE_US).contains(&(k - o)))
+}
+
+/// Runs the kernel side until its departure times (`times` of what `run`
+/// returns) are within [`in_bounds`] of `ours`, [`KERNEL_TRIES`] times
+/// at most, and returns the last run, which the caller then asserts on.
+/// The kernel's times are stamped by its receive path, which on a loaded
+/// machine can wait a whole scheduler slice (11.9 ms late, every burst of
+/// one run, with four builds beside the tests on 2 cores): a run that late
+/// says nothing of either side's shaping, so the kernel is measured again;
+/// ipxmit's times (the virtual clock) are never re-run, and a departure
+/// out of bounds in every try still fails.
+pub fn kernel_in_bounds<T>(
+    ours: &[i64],
+    times: impl Fn(&T) -> &[i64],
+    mut run: impl FnMut() -> T,
+) -> T {
+    let mut k = run();
+    for _ in 1..KERNEL_TRIES {
+        if in_bounds(ours, times(&k)) {
+            break;
+        }
+        report(&format!(
+            "the kernel's departures {:?} us are out of bounds of ours {ours:?}: measured again",
+            times(&k)
+        ));
+        k = run();
+    }
+    k
+}
+
 /// The largest difference between two sides' departure times (µs).
 pub fn worst_gap(ours: &[i64], kernel: &[i64]) -> i64 {
     ours.iter()
