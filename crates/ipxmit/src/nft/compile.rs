@@ -97,6 +97,8 @@ pub enum MapOut {
     Num(u64),
     /// A verdict.
     Code(Code),
+    /// A NAT range.
+    Nat(super::rule::NatTo),
 }
 
 /// A map as the program looks it up: its keys' [`CompiledSet`], the
@@ -215,7 +217,7 @@ impl Program {
                         protocol_dependency(&mut fused);
                     }
                     p.insns.truncate(start as usize);
-                    p.insns.extend(fused);
+                    p.insns.extend(fuse_tests(&fused));
                     rules.push(start..p.insns.len() as u32);
                     p.insns.push(Insn::RuleEnd);
                 }
@@ -312,6 +314,17 @@ impl Program {
             Stmt::Nat(n) => {
                 // nft_nat_eval binds and the rule's verdict is accept.
                 self.insns.push(Insn::Nat(*n));
+                Insn::Verdict(Code::Accept)
+            }
+            Stmt::NatMap(n) => {
+                self.load_keys(&n.keys)?;
+                let map = self.map(t, first, &n.map);
+                self.insns.push(Insn::NatMap {
+                    reg: 0,
+                    map,
+                    nat: n.nat,
+                    netmap: n.netmap,
+                });
                 Insn::Verdict(Code::Accept)
             }
             Stmt::Reject(Reject::Icmp(code)) => {
@@ -419,6 +432,16 @@ impl Program {
             },
             Key::CtDirection => Insn::Ct {
                 key: CtKey::Direction,
+                dreg,
+            },
+            Key::CtMark => Insn::Ct {
+                key: CtKey::Mark,
+                dreg,
+            },
+            Key::ThSport | Key::ThDport => Insn::Payload {
+                base: Base::Transport,
+                off: if key == Key::ThSport { 0 } else { 2 },
+                len: 2,
                 dreg,
             },
         };
@@ -543,6 +566,7 @@ impl Program {
         let out = |v: &MapValue| match v {
             MapValue::Num(n) => MapOut::Num(*n),
             MapValue::Verdict(v) => MapOut::Code(code(t, first, v)),
+            MapValue::Nat(to) => MapOut::Nat(*to),
         };
         let (keys, values, default): (Vec<Elem>, Vec<MapOut>, _) = match r {
             MapRef::Anon(m) => (
@@ -677,6 +701,83 @@ fn fuse(insns: &[Insn]) -> Vec<Insn> {
         }
     }
     out
+}
+
+/// A rule's instructions with each test of a header field or meta key
+/// fused into one instruction ([`Insn::Test`], [`Insn::MetaCmp`]): a
+/// load, its mask (`Bitwise` without a shift) and the comparison that
+/// alone reads it, with the `meta l4proto` dependency just before a
+/// transport field's. Only what breaks the rule together is fused, so the
+/// rule breaks where it did, and nothing it did before changes.
+fn fuse_tests(insns: &[Insn]) -> Vec<Insn> {
+    let mut out: Vec<Insn> = Vec::with_capacity(insns.len());
+    let mut i = 0;
+    while i < insns.len() {
+        let (mut insn, used) = fuse_test(&insns[i..]);
+        i += used;
+        if let (Insn::Test { at, proto, .. }, Some(&Insn::L4protoIs(p))) = (&mut insn, out.last()) {
+            if usize::from(*at) >= TH && proto.is_none() {
+                *proto = Some(p);
+                out.pop();
+            }
+        }
+        out.push(insn);
+    }
+    out
+}
+
+/// Every bit of a field of `len` bytes (1 to 8).
+fn width(len: u8) -> u64 {
+    u64::MAX >> (64 - 8 * u32::from(len.clamp(1, 8)))
+}
+
+/// Where [`Insn::Test`] finds the transport header in its copy.
+const TH: usize = 20;
+
+/// The fused test at the start of `insns` and how many instructions it
+/// stands for (none fused: the first instruction, 1).
+fn fuse_test(insns: &[Insn]) -> (Insn, usize) {
+    let test = |base: Base, off: u8, len: u8, op, mask: u64, data: u64| {
+        let at = off as usize + if base == Base::Transport { TH } else { 0 };
+        let fits = off as usize + len as usize <= TH && matches!(len, 1 | 2 | 4);
+        (fits && data <= u64::from(u32::MAX) && mask & width(len) == mask).then(|| Insn::Test {
+            at: at as u8,
+            end: (at + len as usize) as u8,
+            proto: None,
+            op,
+            mask: mask as u32,
+            data: data as u32,
+        })
+    };
+    let fused = match insns {
+        [Insn::PayloadCmp {
+            base,
+            off,
+            len,
+            op,
+            data,
+        }, ..] => test(*base, *off, *len, *op, width(*len), *data).map(|t| (t, 1)),
+        [Insn::Payload {
+            base,
+            off,
+            len,
+            dreg,
+        }, Insn::Bitwise { reg, mask, shr: 0 }, Insn::Cmp { reg: r2, op, data }, ..]
+            if reg == dreg && r2 == dreg =>
+        {
+            test(*base, *off, *len, *op, *mask, *data).map(|t| (t, 3))
+        }
+        [Insn::Meta { key, dreg }, Insn::Cmp { reg, op, data }, ..] if reg == dreg => Some((
+            Insn::MetaCmp {
+                key: *key,
+                op: *op,
+                data: *data,
+            },
+            2,
+        )),
+        _ => None,
+    };
+    fused.unwrap_or((insns[0], 1))
 }
 
 /// A verdict as the program holds it: chains of table `t` (whose first

@@ -46,6 +46,8 @@ pub enum CtKey {
     State,
     /// `NFT_CT_DIRECTION`.
     Direction,
+    /// `NFT_CT_MARK`.
+    Mark,
 }
 
 /// A comparison (`enum nft_cmp_ops`).
@@ -106,6 +108,36 @@ pub enum Insn {
         off: u8,
         /// Bytes (1, 2 or 4).
         len: u8,
+        /// Operator.
+        op: CmpOp,
+        /// Value.
+        data: u64,
+    },
+    /// A rule's test of a header field, fused from its load, a mask and
+    /// the comparison, with the `meta l4proto` dependency before it (the
+    /// kernel's `nft_payload_fast` + `nft_bitwise_fast` + `nft_cmp_fast`):
+    /// breaks unless the packet's protocol is `proto` (when given) and
+    /// `(field & mask) op data`, the field the bytes `at..end` of
+    /// [`PktInfo`]'s header copy (the network header at 0, the transport
+    /// header at 20), none of them beyond the packet.
+    Test {
+        /// The first byte.
+        at: u8,
+        /// After the last byte (1, 2 or 4 after `at`).
+        end: u8,
+        /// The protocol the packet must have (`meta l4proto`).
+        proto: Option<u8>,
+        /// Operator.
+        op: CmpOp,
+        /// The bits compared.
+        mask: u32,
+        /// Value.
+        data: u32,
+    },
+    /// A meta key and its comparison, fused: breaks unless `key op data`.
+    MetaCmp {
+        /// Key.
+        key: MetaKey,
         /// Operator.
         op: CmpOp,
         /// Value.
@@ -260,6 +292,19 @@ pub enum Insn {
     /// Kernel: `nft_nat_eval()`, `nft_masq_eval()`: the binding the flow
     /// gets ([`PktInfo::nat`]); an accept follows it.
     Nat(super::rule::Nat),
+    /// Kernel: `nft_nat_eval()` after a map lookup: the statement `nat`
+    /// with the range of `reg`'s element of map `map` (none: break);
+    /// `netmap`: `nft_nat_setup_netmap()`. An accept follows it.
+    NatMap {
+        /// Key.
+        reg: Reg,
+        /// Map index.
+        map: u16,
+        /// The statement (its own range unused).
+        nat: super::rule::Nat,
+        /// `NF_NAT_RANGE_NETMAP`.
+        netmap: bool,
+    },
     /// Kernel: `nft_limit_pkts_eval()`, `nft_limit_bytes_eval()`: limit
     /// `idx` of the program; breaks when the rate says no.
     Limit {
@@ -329,7 +374,7 @@ pub struct PktInfo<'a> {
     proto: u8,
     /// The network header's first [`HDR`] bytes, then the transport
     /// header's.
-    hdr: [u8; 2 * HDR],
+    hdr: [u8; 2 * HDR + 4],
     /// How many of each are the packet's (the rest: beyond its data, or
     /// no transport header).
     have: [u8; 2],
@@ -366,7 +411,7 @@ impl<'a> PktInfo<'a> {
             clock: None,
             th: None,
             proto: 0,
-            hdr: [0; 2 * HDR],
+            hdr: [0; 2 * HDR + 4],
             have: [0; 2],
             ip,
         };
@@ -419,6 +464,25 @@ impl<'a> PktInfo<'a> {
         })
     }
 
+    /// [`Insn::Test`]'s field: bytes `at..end` of the header copy, masked;
+    /// `None` when the packet's protocol is not `proto` or the bytes are
+    /// not the packet's.
+    #[inline(always)]
+    fn test(&self, at: u8, end: u8, proto: Option<u8>, mask: u32) -> Option<u32> {
+        if proto.is_some_and(|x| x != self.proto) {
+            return None;
+        }
+        let (at, end) = (usize::from(at), usize::from(end));
+        let have = match at < HDR {
+            true => usize::from(self.have[0]),
+            false => HDR + usize::from(self.have[1]),
+        };
+        let w = self.hdr.get(at..at + 4)?;
+        let w = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+        let shift = 8 * (4 - (end - at).min(4)) as u32;
+        (end <= have).then_some((w >> shift) & mask)
+    }
+
     /// [`PktInfo::load`] of bytes beyond the copies, from the buffer.
     #[cold]
     fn load_far(&self, base: Base, off: usize, len: usize) -> Option<u64> {
@@ -457,7 +521,7 @@ fn copy_head(to: &mut [u8], from: &[u8]) -> u8 {
     match (to.first_chunk_mut::<HDR>(), from.first_chunk::<HDR>()) {
         (Some(t), Some(f)) => *t = *f,
         _ => {
-            let n = to.len().min(from.len());
+            let n = HDR.min(from.len());
             to[..n].copy_from_slice(&from[..n]);
             return n as u8;
         }
@@ -485,7 +549,12 @@ fn load_be(b: &[u8], off: usize, len: usize) -> Option<u64> {
     Some(s.iter().fold(0u64, |a, &x| a << 8 | u64::from(x)))
 }
 
-#[inline]
+#[inline(always)]
+fn cmp32(op: CmpOp, a: u32, b: u32) -> bool {
+    cmp(op, u64::from(a), u64::from(b))
+}
+
+#[inline(always)]
 fn cmp(op: CmpOp, a: u64, b: u64) -> bool {
     match op {
         CmpOp::Eq => a == b,
@@ -534,6 +603,20 @@ pub fn eval(
             let v = p.load(base, off, len);
             return step_if(v.is_some_and(|v| cmp(op, v, data)));
         }
+        Insn::Test {
+            at,
+            end,
+            proto,
+            op,
+            mask,
+            data,
+        } => {
+            return step_if(
+                p.test(at, end, proto, mask)
+                    .is_some_and(|v| cmp32(op, v, data)),
+            )
+        }
+        Insn::MetaCmp { key, op, data } => return step_if(cmp(op, meta(key, p), data)),
         Insn::L4protoIs(proto) => return step_if(p.l4proto() == proto),
         Insn::ProtocolIs(proto) => return step_if(p.pkt.meta.protocol == proto),
         Insn::Meta { key, dreg } => regs[usize::from(dreg)] = meta(key, p),
@@ -586,10 +669,20 @@ pub fn eval(
                 (CtKey::State, Some(c)) => u64::from(c.info.state_bit()),
                 (CtKey::State, None) => 1,
                 (CtKey::Direction, Some(c)) => c.info.dir() as u64,
-                (CtKey::Direction, None) => return Step::Break,
+                (CtKey::Mark, Some(c)) => u64::from(c.mark),
+                (CtKey::Direction | CtKey::Mark, None) => return Step::Break,
             };
         }
         Insn::Nat(n) => p.nat = Some(n),
+        Insn::NatMap {
+            reg,
+            map,
+            nat,
+            netmap,
+        } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)]) {
+            Some(super::compile::MapOut::Nat(to)) => p.nat = Some(nat_of(nat, to, netmap, p)),
+            _ => return Step::Break,
+        },
         Insn::Reject(code) => p.reject = Some(code),
         Insn::Log { idx } if !p.dry => {
             super::log::log_packet(&prog.logs[usize::from(idx)], p.pkt, p.out);
@@ -653,6 +746,32 @@ fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
     fix_sums(h, (w0, w1), &old, l3, ucheck, (partial, pseudo));
     p.reread_header();
     Step::Next
+}
+
+/// The NAT statement `nat` with the range `to` a map gave; `netmap`
+/// (Kernel: `nft_nat_setup_netmap()`): the packet's address (the source
+/// for `snat`, else the destination) keeps the bits where the range's
+/// first and last differ and takes the others from the first.
+fn nat_of(
+    mut nat: super::rule::Nat,
+    to: super::rule::NatTo,
+    netmap: bool,
+    p: &PktInfo<'_>,
+) -> super::rule::Nat {
+    nat.addr = to.addr;
+    nat.ports = to.ports;
+    if let (true, Some((lo, hi))) = (netmap, to.addr) {
+        let off = if nat.kind == super::rule::NatKind::Snat {
+            12
+        } else {
+            16
+        };
+        let a = load_be(p.pkt.network_header(), off, 4).unwrap_or(0) as u32;
+        let mask = !(lo ^ hi);
+        let a = (a & !mask) | (lo & mask);
+        nat.addr = Some((a, a));
+    }
+    nat
 }
 
 #[inline]
