@@ -97,8 +97,6 @@ pub enum MapOut {
     Num(u64),
     /// A verdict.
     Code(Code),
-    /// A NAT range.
-    Nat(super::rule::NatTo),
 }
 
 /// A map as the program looks it up: its keys' [`CompiledSet`], the
@@ -316,17 +314,6 @@ impl Program {
                 self.insns.push(Insn::Nat(*n));
                 Insn::Verdict(Code::Accept)
             }
-            Stmt::NatMap(n) => {
-                self.load_keys(&n.keys)?;
-                let map = self.map(t, first, &n.map);
-                self.insns.push(Insn::NatMap {
-                    reg: 0,
-                    map,
-                    nat: n.nat,
-                    netmap: n.netmap,
-                });
-                Insn::Verdict(Code::Accept)
-            }
             Stmt::Reject(Reject::Icmp(code)) => {
                 self.insns.push(Insn::Reject(*code));
                 Insn::Verdict(Code::Drop)
@@ -432,16 +419,6 @@ impl Program {
             },
             Key::CtDirection => Insn::Ct {
                 key: CtKey::Direction,
-                dreg,
-            },
-            Key::CtMark => Insn::Ct {
-                key: CtKey::Mark,
-                dreg,
-            },
-            Key::ThSport | Key::ThDport => Insn::Payload {
-                base: Base::Transport,
-                off: if key == Key::ThSport { 0 } else { 2 },
-                len: 2,
                 dreg,
             },
         };
@@ -566,7 +543,6 @@ impl Program {
         let out = |v: &MapValue| match v {
             MapValue::Num(n) => MapOut::Num(*n),
             MapValue::Verdict(v) => MapOut::Code(code(t, first, v)),
-            MapValue::Nat(to) => MapOut::Nat(*to),
         };
         let (keys, values, default): (Vec<Elem>, Vec<MapOut>, _) = match r {
             MapRef::Anon(m) => (

@@ -183,10 +183,6 @@ impl Table {
                     ..
                 }) => self.check_map(keys, r, MapData::Verdict)?,
                 Stmt::MarkSetMap(keys, r) => self.check_map(keys, r, MapData::Mark)?,
-                Stmt::NatMap(super::NatMap {
-                    map: MapRef::Named(_),
-                    ..
-                }) => return Err(NftError::Inval("a named NAT map")),
                 Stmt::Match(m) => {
                     if let super::Rhs::Named(n) = &m.rhs {
                         let set = self.set(n).ok_or(NftError::NoEntry)?;
@@ -243,12 +239,7 @@ fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
         if matches!(s, Stmt::Reject(_)) && b.hook != ChainHook::Output {
             return Err(NftError::NotSupported);
         }
-        let nat = match s {
-            Stmt::Nat(n) => Some(n),
-            Stmt::NatMap(m) => Some(&m.nat),
-            _ => None,
-        };
-        if let Some(n) = nat {
+        if let Stmt::Nat(n) = s {
             let hook = match n.kind {
                 super::NatKind::Dnat | super::NatKind::Redirect => ChainHook::Output,
                 _ => ChainHook::Postrouting,
@@ -264,16 +255,10 @@ fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
 /// A statement with a `ct` key (conntrack, which a netdev table cannot
 /// load).
 fn uses_ct(s: &Stmt) -> bool {
-    let ct = |k: &super::Key| {
-        matches!(
-            k,
-            super::Key::CtState | super::Key::CtDirection | super::Key::CtMark
-        )
-    };
+    let ct = |k: &super::Key| matches!(k, super::Key::CtState | super::Key::CtDirection);
     match s {
         Stmt::Match(m) => m.keys.iter().any(ct),
         Stmt::MarkSetMap(keys, _) => keys.iter().any(ct),
-        Stmt::NatMap(n) => n.keys.iter().any(ct),
         _ => false,
     }
 }
@@ -485,7 +470,6 @@ impl Ruleset {
                     super::Rhs::Set(_) | super::Rhs::Vmap(MapRef::Anon(_))
                 ),
                 Stmt::MarkSetMap(_, MapRef::Anon(_)) => true,
-                Stmt::NatMap(n) => matches!(n.map, MapRef::Anon(_)),
                 _ => false,
             })
             .count();
