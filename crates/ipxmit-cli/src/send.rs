@@ -22,6 +22,7 @@ use ipxmit::{BatchMsg, Features, MsgFlags, PmtuDisc, RouteSpec, SendError, Stack
 use ipxmit_drivers::capture::{PcapDriver, PcapTap};
 use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::null::NullCounters;
+use ipxmit_drivers::pattern::{self, Check};
 use ipxmit_drivers::peer::{Peer, PeerConfig, Received};
 use serde_json::json;
 use verify::Verifier;
@@ -306,12 +307,10 @@ fn make_wire(
         // come between two of its fragments: at 1024 (and at 64), 3 of
         // 40,000 datagrams of `tests/send.rs` threads_share_the_stack
         // (4 threads, nothing dropped) were emptied as too far and judged
-        // unexplained. The cost: under overload, when the sender's drop
-        // note is lost, a queue an ID wrap mixes can be delivered (a 60 s
-        // soak: 11 bad payloads).
+        // unexplained. The payload pattern's signatures guard against IP
+        // ID reuse instead (see `verify`).
         cfg.max_dist = 0;
-        let peer = Peer::new(cfg);
-        let v = Verifier::new(peer, &w);
+        let v = Verifier::new(Peer::new(cfg));
         (w.drivers(n), Wire::Mem(w, Box::new(v)))
     } else if a.dev == "null" {
         let c = NullCounters::new();
@@ -425,6 +424,8 @@ struct Tally {
     errors: std::collections::BTreeMap<&'static str, u64>,
     verified: u64,
     bad_payload: u64,
+    /// Delivered payloads of two datagrams that shared an IP ID.
+    mixed: u64,
     reassembled: u64,
     elapsed: Duration,
     /// `--gso` segment size (0: none).
@@ -465,27 +466,33 @@ impl Tally {
     }
 }
 
-/// Payload bytes: `base[m..m + len]` is datagram `k`'s payload when
-/// `m = 183 * k mod 256` (183 is 7's inverse mod 256).
+/// Payload bytes: datagram `k`'s is [`pattern::fill`]'s (every 8-byte
+/// word names `k` and its place, so that the peer tells fragments of
+/// datagrams sharing an IP ID apart), written for each datagram of a batch
+/// into a buffer of its own, allocated once.
 struct Pattern {
-    base: Vec<u8>,
+    buf: Vec<u8>,
+    max: usize,
 }
 
 impl Pattern {
-    fn new(max: usize) -> Pattern {
+    /// Room for `batch` datagrams of up to `max` bytes.
+    fn new(max: usize, batch: usize) -> Pattern {
         Pattern {
-            base: (0..max + 256).map(|j| (7 * j % 256) as u8).collect(),
+            buf: vec![0; max * batch.max(1)],
+            max,
         }
     }
 
-    fn payload(&self, k: u64, len: usize) -> &[u8] {
-        let m = (183 * (k % 256)) as usize % 256;
-        &self.base[m..m + len]
+    /// Writes datagram `k`'s payload of `len` bytes into place `i`.
+    fn write(&mut self, i: usize, k: u64, len: usize) {
+        let at = i * self.max;
+        pattern::fill(k, &mut self.buf[at..at + len]);
     }
 
-    /// True when `p` is a pattern payload (its first byte names its `k`).
-    fn verify(&self, p: &[u8]) -> bool {
-        p.is_empty() || p == self.payload(u64::from(p[0]), p.len())
+    /// The payload of `len` bytes written into place `i`.
+    fn get(&self, i: usize, len: usize) -> &[u8] {
+        &self.buf[i * self.max..i * self.max + len]
     }
 }
 
@@ -506,7 +513,7 @@ fn send_one(s: &mut UdpSocket, p: &Plan, data: &[u8]) -> Result<(), SendError> {
     Ok(())
 }
 
-fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
+fn drain_wire(wire: &mut Wire, stack: &Stack, t: &mut Tally) {
     let Wire::Mem(w, v) = wire else {
         if matches!(wire, Wire::Os) {
             stack.poll_rx(64);
@@ -514,25 +521,21 @@ fn drain_wire(wire: &mut Wire, stack: &Stack, pat: &Pattern, t: &mut Tally) {
         return;
     };
     if w.is_empty() {
-        // Drops after the last frame: the datagrams they cut short have
-        // all their frames in already.
-        v.before_frame(true);
         return;
     }
     let now = stack.now();
     let dev = stack.device_by_index(2);
     w.drain(|f| {
-        v.before_frame(false);
         let peer = &mut v.peer;
         t.wire_ip += u64::from(f.linear().get(12..14) == Some(&[8, 0]));
         // The NIC's part (GSO, checksum offload) first, as on a script's
         // `mem` link.
         peer.receive_packet(f, now, |r| match r {
             Received::Datagram(d) => {
-                if pat.verify(&d.payload) {
-                    t.verified += 1;
-                } else {
-                    t.bad_payload += 1;
+                match pattern::check(&d.payload) {
+                    Check::Intact(_) => t.verified += 1,
+                    Check::Mixed => t.mixed += 1,
+                    Check::Corrupt => t.bad_payload += 1,
                 }
                 if d.fragments > 1 {
                     t.reassembled += 1;
@@ -583,7 +586,7 @@ fn send_next(
     sh: &Share,
     j: u64,
     socks: &mut [UdpSocket],
-    pat: &Pattern,
+    pat: &mut Pattern,
     t: &mut Tally,
     start: WallInstant,
 ) -> u64 {
@@ -603,7 +606,8 @@ fn send_next(
     }
     let (k, len) = sh.nth(p, j);
     let n = socks.len() as u64;
-    match send_one(&mut socks[(j % n) as usize], p, pat.payload(k, len)) {
+    pat.write(0, k, len);
+    match send_one(&mut socks[(j % n) as usize], p, pat.get(0, len)) {
         Ok(()) => t.sent(len),
         Err(e) => t.error(&e),
     }
@@ -618,7 +622,7 @@ fn send_batch(
     sh: &Share,
     j: u64,
     socks: &mut [UdpSocket],
-    pat: &Pattern,
+    pat: &mut Pattern,
     t: &mut Tally,
 ) -> u64 {
     let left = if p.duration.is_some() {
@@ -626,10 +630,14 @@ fn send_batch(
     } else {
         (sh.count - j).min(p.batch as u64)
     };
-    let mut msgs = Vec::with_capacity(left as usize);
     for i in j..j + left {
         let (k, len) = sh.nth(p, i);
-        msgs.push(BatchMsg::new(pat.payload(k, len), Some(p.dst)));
+        pat.write((i - j) as usize, k, len);
+    }
+    let mut msgs = Vec::with_capacity(left as usize);
+    for i in j..j + left {
+        let len = sh.nth(p, i).1;
+        msgs.push(BatchMsg::new(pat.get((i - j) as usize, len), Some(p.dst)));
     }
     let n = socks.len() as u64;
     match socks[((j / p.batch as u64) % n) as usize].send_batch(&msgs, MsgFlags::NONE) {
@@ -653,7 +661,7 @@ fn workload(
     socks: &mut [UdpSocket],
     wire: &mut Wire,
 ) -> Tally {
-    let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
+    let mut pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0), p.batch);
     let mut t = Tally {
         gso: a.gso.unwrap_or(0) as usize,
         ..Tally::default()
@@ -663,18 +671,16 @@ fn workload(
     let sh = Share::of(p, 0, 1);
     let (mut j, mut next_report) = (0u64, 256u64);
     loop {
-        let used = send_next(p, &sh, j, socks, &pat, &mut t, start);
+        let used = send_next(p, &sh, j, socks, &mut pat, &mut t, start);
         if used == 0 {
             break;
         }
         j += used;
-        drain_wire(wire, stack, &pat, &mut t);
+        drain_wire(wire, stack, &mut t);
         if j == used {
             // Resolve the first datagram's neighbour (bounded) before the
             // rest overflow its queue: a TAP's ARP reply takes a moment.
-            outcome::linger(stack, FIRST_NEIGH_WAIT, || {
-                drain_wire(wire, stack, &pat, &mut t)
-            });
+            outcome::linger(stack, FIRST_NEIGH_WAIT, || drain_wire(wire, stack, &mut t));
         }
         if j >= next_report {
             next_report = j + 256;
@@ -685,7 +691,7 @@ fn workload(
     t.elapsed = start.elapsed();
     prog.finish();
     let limit = linger_limit(a);
-    t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &pat, &mut t));
+    t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &mut t));
     t
 }
 
@@ -718,7 +724,7 @@ fn sender(
     gate: &AtomicBool,
     start: WallInstant,
 ) -> Result<Tally> {
-    let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
+    let mut pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0), p.batch);
     let mut socks = open_sockets(stack, a, (a.sockets / sh.stride as usize).max(1))?;
     let mut t = Tally {
         gso: a.gso.unwrap_or(0) as usize,
@@ -732,7 +738,7 @@ fn sender(
     }
     let mut next_report = 64u64;
     loop {
-        let used = send_next(p, &sh, j, &mut socks, &pat, &mut t, start);
+        let used = send_next(p, &sh, j, &mut socks, &mut pat, &mut t, start);
         if used == 0 {
             break;
         }
@@ -764,7 +770,6 @@ fn wait_gate(gate: &AtomicBool) {
 /// wire into the peer and runs the stack's deferred work until they are done.
 fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Result<Tally> {
     let n = a.threads.clamp(1, 256) as u64;
-    let pat = Pattern::new(p.sizes.iter().copied().max().unwrap_or(0));
     // Datagrams and payload bytes sent so far, for the progress display.
     let sent = [AtomicU64::new(0), AtomicU64::new(0)];
     // Static neighbours need no wait; the peer or the kernel must answer.
@@ -782,7 +787,7 @@ fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Resu
         while !hs.iter().all(|h| h.is_finished()) {
             let before = t.verified + t.bad_payload;
             stack.poll();
-            drain_wire(wire, stack, &pat, &mut t);
+            drain_wire(wire, stack, &mut t);
             if t.verified + t.bad_payload > 0
                 || start.elapsed() > FIRST_NEIGH_WAIT
                 || (!gate.load(Ordering::Relaxed) && neigh_resolved(stack))
@@ -810,7 +815,7 @@ fn threaded(a: &SendArgs, p: &Plan, stack: &Arc<Stack>, wire: &mut Wire) -> Resu
     t.elapsed = start.elapsed();
     prog.finish();
     let limit = linger_limit(a);
-    t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &pat, &mut t));
+    t.wait = outcome::linger(stack, limit, || drain_wire(wire, stack, &mut t));
     Ok(t)
 }
 
@@ -973,6 +978,7 @@ fn print_report(
             "gbit_per_s": t.payload as f64 * 8.0 / t.elapsed.as_secs_f64().max(1e-9) / 1e9,
             "errors": t.errors, "outcome": o.json(),
             "peer": ver.map(|v| json!({"verified": t.verified, "bad_payload": t.bad_payload,
+                "mixed": t.mixed,
                 "reassembled": t.reassembled, "drops": v.peer.stats().drops_total(),
                 "frame_drops": v.peer.stats().frame_drops(),
                 "unassembled": v.unassembled_json(), "faults": v.faults()})),
@@ -1000,8 +1006,8 @@ fn print_report(
     if let Some(v) = ver {
         writeln!(
             out,
-            "peer:   {} of {} datagrams verified ({} reassembled, {} bad payload, {} frames dropped by the peer; {})",
-            t.verified, t.segments, t.reassembled, t.bad_payload, v.peer.stats().frame_drops(),
+            "peer:   {} of {} datagrams verified ({} reassembled, {} bad payload, {} mixed by IP ID reuse, {} frames dropped by the peer; {})",
+            t.verified, t.segments, t.reassembled, t.bad_payload, t.mixed, v.peer.stats().frame_drops(),
             v.unassembled_text()
         )?;
     }

@@ -19,6 +19,7 @@ pub mod mem;
 pub mod netns;
 pub mod null;
 pub mod packet;
+pub mod pattern;
 pub mod pcap;
 pub mod peer;
 pub mod runner;

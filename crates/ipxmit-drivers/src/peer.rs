@@ -59,13 +59,21 @@
 //! fragments of two datagrams that shared an IP ID (RFC 4963) and is dropped
 //! ([`PeerDrop::FragMixed`]) where Linux, lacking the sender's word, would
 //! deliver what the checksum lets through. An unmarked queue given up is
-//! [`Unassembled::Unexplained`]: a fault. The peer never reads a clock:
+//! [`Unassembled::Unexplained`]: a fault.
+//!
+//! With the sender's record instead ([`Peer::set_sender_record`], a
+//! [`SenderDrops`] tap, for datagrams carrying the [`pattern`]), nothing is
+//! told in frame order: every fragment names its datagram, so one of a
+//! later datagram with the same IP ID never joins an older one's queue, and
+//! the peer looks a datagram up in the record when it gives it up. The
+//! peer never reads a clock:
 //! `now` is a parameter. Without fragments it allocates only the delivered
 //! payload.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipxmit::buf::{CsumState, GsoType};
@@ -79,6 +87,9 @@ use ipxmit::wire::{
 };
 use ipxmit::PacketBuf;
 
+use crate::pattern;
+use crate::sender_drops::{Record, SenderDrops};
+
 /// The kernel's default `net.ipv4.ipfrag_time`: 30 seconds.
 pub const DEFAULT_FRAG_TIMEOUT: Duration = Duration::from_secs(30);
 /// The kernel's default `net.ipv4.ipfrag_high_thresh`: 4 MiB.
@@ -88,6 +99,9 @@ pub const DEFAULT_MAX_DIST: u32 = 64;
 /// Where a flow's unwrapped IP ID sequence starts: far from 0, so that IDs
 /// a little behind the first one seen unwrap without underflow.
 const EXT_ORIGIN: u64 = 1 << 40;
+/// With the sender's record: fragments between two readings of it for
+/// every queue held ([`Peer::read_record`]).
+const READ_EVERY: u64 = 1024;
 
 /// Largest IPv4 datagram, header included (`IP_MAX_MTU`).
 const IP_MAX_LEN: usize = 65535;
@@ -241,7 +255,9 @@ pub enum PeerDrop {
     FragTimeout,
     /// A fragment came more than `max_dist` fragments of its source after
     /// its queue's last one: the queue's fragments are dropped, and the
-    /// fragment starts it afresh (`SKB_DROP_REASON_FRAG_TOO_FAR`).
+    /// fragment starts it afresh (`SKB_DROP_REASON_FRAG_TOO_FAR`). With the
+    /// sender's record ([`Peer::set_sender_record`]) also: a fragment names
+    /// another datagram than its queue holds.
     FragTooFar,
     /// Queuing the fragment would exceed `max_reasm_bytes`: it is dropped.
     ReasmOverLimit,
@@ -587,6 +603,34 @@ struct Flow {
     protocol: u8,
 }
 
+impl Flow {
+    /// The flow of a reassembly key.
+    fn of(key: &FragKey) -> Flow {
+        Flow {
+            src: key.src,
+            dst: key.dst,
+            protocol: key.protocol,
+        }
+    }
+}
+
+/// The losses known of the datagram of queue `q`: its marks, and what the
+/// sender's `record` says of the datagram its fragments name;
+/// `overwritten` counts a record that cannot tell.
+fn losses(record: Option<&SenderDrops>, q: &FragQueue, overwritten: &mut u64) -> u8 {
+    let Some((r, k)) = record.zip(q.sig).filter(|_| q.lost & LOST_SENDER == 0) else {
+        return q.lost;
+    };
+    match r.lookup(k) {
+        Record::Dropped => q.lost | LOST_SENDER,
+        Record::NotDropped => q.lost,
+        Record::Overwritten => {
+            *overwritten += 1;
+            q.lost
+        }
+    }
+}
+
 /// `ip_frag_ecn()` bits (`IPFRAG_ECN_*`).
 const ECN_NOT_ECT: u8 = 0x01;
 const ECN_CE: u8 = 0x08;
@@ -618,6 +662,9 @@ struct FragQueue {
     rid: u32,
     /// Its datagram's IP ID, unwrapped ([`Peer::unwrap_id`]).
     ext: u64,
+    /// The datagram its fragments name ([`pattern`]), with the sender's
+    /// record.
+    sig: Option<u64>,
 }
 
 /// A fragment's place in its datagram.
@@ -643,6 +690,7 @@ impl FragQueue {
             lost: 0,
             rid: 0,
             ext: 0,
+            sig: None,
         }
     }
 
@@ -760,6 +808,12 @@ pub struct Peer {
     notes: HashMap<FragKey, Note>,
     /// Each flow's highest unwrapped IP ID seen in a fragment or a note.
     flows: HashMap<Flow, u64>,
+    /// The sender's record of the datagrams it dropped fragments of
+    /// ([`Peer::set_sender_record`]).
+    record: Option<Arc<SenderDrops>>,
+    /// Lookups of the record that found a later datagram's drop in the
+    /// datagram's slot.
+    record_overwritten: u64,
 }
 
 impl Peer {
@@ -774,7 +828,32 @@ impl Peer {
             rids: HashMap::new(),
             notes: HashMap::new(),
             flows: HashMap::new(),
+            record: None,
+            record_overwritten: 0,
         }
+    }
+
+    /// Gives the peer the sender's record of the datagrams it dropped
+    /// fragments of (a [`SenderDrops`] tap on the sending device), for UDP
+    /// datagrams whose payload is the [`pattern`]: each fragment names its
+    /// datagram. Then a fragment of another datagram than the one its
+    /// queue holds (the IP ID reused, RFC 4963) empties that queue and
+    /// starts it afresh instead of joining it (counted as
+    /// [`PeerDrop::FragTooFar`]); a datagram given up is
+    /// [`Unassembled::SenderDropped`] when the record says the sender
+    /// dropped a fragment of it (the peer reads the record for every
+    /// queue it holds every 1,024 fragments, and once more when it gives
+    /// one up), and one that completes although the record says so is
+    /// dropped as mixed ([`PeerDrop::FragMixed`]).
+    pub fn set_sender_record(&mut self, record: Arc<SenderDrops>) {
+        self.record = Some(record);
+    }
+
+    /// Lookups of the sender's record that could not tell (a later
+    /// datagram's drop had taken the slot): those datagrams count as
+    /// [`Unassembled::Unexplained`].
+    pub fn record_overwritten(&self) -> u64 {
+        self.record_overwritten
     }
 
     /// The configuration.
@@ -803,8 +882,10 @@ impl Peer {
     /// [`Unassembled::Unexplained`]: ask once the wire is drained).
     pub fn pending_unassembled(&self) -> [u64; Unassembled::COUNT] {
         let mut why = [0; Unassembled::COUNT];
+        let mut unknown = 0;
         for q in self.queues.values() {
-            why[Unassembled::of(q.lost, false) as usize] += 1;
+            let lost = losses(self.record.as_deref(), q, &mut unknown);
+            why[Unassembled::of(lost, false) as usize] += 1;
         }
         why
     }
@@ -882,11 +963,18 @@ impl Peer {
         let before = self.queues.len();
         let mut freed = 0;
         let mut why = [0u64; Unassembled::COUNT];
-        self.queues.retain(|_, q| {
+        let Peer {
+            queues,
+            record,
+            record_overwritten,
+            ..
+        } = self;
+        queues.retain(|_, q| {
             let live = q.deadline > now;
             if !live {
                 freed += q.data.len();
-                why[Unassembled::of(q.lost, false) as usize] += 1;
+                let lost = losses(record.as_deref(), q, record_overwritten);
+                why[Unassembled::of(lost, false) as usize] += 1;
             }
             live
         });
@@ -1032,6 +1120,15 @@ impl Peer {
     /// reassemble once the datagram is complete.
     fn defrag(&mut self, meta: &IpMeta, pos: FragPos, payload: &[u8], now: Instant) -> Received {
         self.stats.fragments += 1;
+        let sig = match self.record {
+            Some(_) if meta.protocol == IpProtocol::UDP => {
+                pattern::of_fragment(pos.offset, payload)
+            }
+            _ => None,
+        };
+        if self.stats.fragments.is_multiple_of(READ_EVERY) {
+            self.read_record();
+        }
         let key = FragKey {
             src: meta.src,
             dst: meta.dst,
@@ -1049,7 +1146,7 @@ impl Peer {
             self.note(key, LOST_REFUSED);
             return Received::Dropped(PeerDrop::ReasmOverLimit);
         }
-        let Some(queue) = self.queue_for(key, now) else {
+        let Some(queue) = self.queue_for(key, sig, now) else {
             return Received::Fragment;
         };
         let held = queue.data.len();
@@ -1076,15 +1173,21 @@ impl Peer {
     /// Kernel: `inet_frag_find()`, then `ip_frag_too_far()` and
     /// `ip_frag_reinit()`: the queue of `key`, made if new (marked by a
     /// note of a loss of its datagram), emptied first (`FragTooFar`) when
-    /// its source sent more than `max_dist` fragments since its last one.
-    fn queue_for(&mut self, key: FragKey, now: Instant) -> Option<&mut FragQueue> {
+    /// its source sent more than `max_dist` fragments since its last one,
+    /// or when it holds another datagram than the fragment's `sig` names.
+    fn queue_for(
+        &mut self,
+        key: FragKey,
+        sig: Option<u64>,
+        now: Instant,
+    ) -> Option<&mut FragQueue> {
         let rid = self.next_rid(key.src);
         let ext = self.unwrap_id(&key);
         let max = self.cfg.max_dist;
-        let too_far = self
-            .queues
-            .get(&key)
-            .is_some_and(|q| max != 0 && q.fragments > 0 && rid.wrapping_sub(q.rid) > max);
+        let too_far = self.queues.get(&key).is_some_and(|q| {
+            (max != 0 && q.fragments > 0 && rid.wrapping_sub(q.rid) > max)
+                || matches!((q.sig, sig), (Some(a), Some(b)) if a != b)
+        });
         if too_far {
             self.give_up(&key, false);
             self.stats.drops[PeerDrop::FragTooFar.index()] += 1;
@@ -1101,7 +1204,24 @@ impl Peer {
         }
         let q = self.queues.get_mut(&key)?;
         q.rid = rid;
+        q.sig = q.sig.or(sig);
         Some(q)
+    }
+
+    /// With the sender's record: marks every queue held whose datagram the
+    /// record says lost a fragment. Read every [`READ_EVERY`] fragments,
+    /// the record still holds a datagram that lingers (its slot is taken
+    /// only after its sender thread sent 2^18 / threads datagrams more),
+    /// and the mark stays however long the queue does.
+    fn read_record(&mut self) {
+        let Some(r) = &self.record else {
+            return;
+        };
+        for q in self.queues.values_mut() {
+            if q.sig.is_some_and(|k| r.lookup(k) == Record::Dropped) {
+                q.lost |= LOST_SENDER;
+            }
+        }
     }
 
     /// The source's next fragment count (`atomic_inc_return(&peer->rid)`);
@@ -1122,7 +1242,7 @@ impl Peer {
         let Some(queue) = self.remove_queue(key) else {
             return Received::Fragment;
         };
-        if queue.lost != 0 {
+        if losses(self.record.as_deref(), &queue, &mut self.record_overwritten) != 0 {
             self.stats.unassembled[Unassembled::IdReuse as usize] += 1;
             return Received::Dropped(PeerDrop::FragMixed);
         }
@@ -1149,7 +1269,8 @@ impl Peer {
     /// attribution; `mixed`: it met an inconsistent fragment.
     fn give_up(&mut self, key: &FragKey, mixed: bool) {
         if let Some(q) = self.remove_queue(key) {
-            self.stats.unassembled[Unassembled::of(q.lost, mixed) as usize] += 1;
+            let lost = losses(self.record.as_deref(), &q, &mut self.record_overwritten);
+            self.stats.unassembled[Unassembled::of(lost, mixed) as usize] += 1;
         }
     }
 
@@ -1174,11 +1295,7 @@ impl Peer {
     /// moves on with it. Two datagrams 65,536 IDs apart share a key, never
     /// an unwrapped ID.
     fn unwrap_id(&mut self, key: &FragKey) -> u64 {
-        let flow = Flow {
-            src: key.src,
-            dst: key.dst,
-            protocol: key.protocol,
-        };
+        let flow = Flow::of(key);
         let head = self
             .flows
             .entry(flow)

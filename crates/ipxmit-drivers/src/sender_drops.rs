@@ -1,8 +1,16 @@
-//! The sender's word to the verifying peer: a device tap that records the
-//! IP headers of the IPv4 fragments the neighbour layer, the device layer
-//! and its qdiscs drop on the device (what
-//! `dropwatch` or `perf` on `skb:kfree_skb` sees), each with its place in
-//! the in-memory wire's frame order, for [`crate::peer::Peer::sender_dropped`].
+//! The sender's word to the verifying peer: a device tap that records which
+//! datagrams lost an IPv4 fragment to the neighbour layer, the device layer
+//! or its qdiscs on the device (what `dropwatch` or `perf` on
+//! `skb:kfree_skb` sees), for [`crate::peer::Peer::set_sender_record`].
+//!
+//! The datagrams carry the test pattern of [`crate::pattern`], so a dropped
+//! fragment names its datagram. The record is a fixed table of atomic
+//! slots, one per datagram number modulo its size: the sending threads
+//! write it without waiting, nobody drains it, and the peer reads it when
+//! it gives a datagram up (lazily, long after the drop), so no drop goes
+//! unrecorded for a slow reader. A slot keeps the highest datagram number
+//! that dropped there: a lookup of an older one that finds a newer one
+//! says so ([`Record::Overwritten`]) instead of guessing.
 //!
 //! No kernel function stands for it: a Linux receiver has no such word. It
 //! lets the peer tell the datagrams the sender cut short, and IP IDs reused
@@ -11,61 +19,82 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
 use ipxmit::dev::Tap;
 use ipxmit::stats::DropSite;
 use ipxmit::{Instant, NetDevice, PacketBuf};
 
-use crate::mem::MemWire;
+use crate::pattern;
 
-/// The header of a dropped packet the peer needs: the fixed IPv4 header.
-pub const HEADERS: usize = 20;
+/// Slots of the record: datagrams `k` and `k + SLOTS` share one (2 MiB).
+/// With `n` sender threads each numbering every `n`-th datagram, a slot
+/// is taken from a datagram once its thread sent `SLOTS / n` more; the
+/// peer reads the record for the datagrams it holds far more often.
+pub const SLOTS: usize = 1 << 18;
 
-/// Drops held between two [`SenderDrops::take`] calls at most; more are
-/// counted as [`SenderDrops::overflowed`].
-const CAPACITY: usize = 1 << 16;
+/// What the record says of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// The sender dropped a fragment of it.
+    Dropped,
+    /// The sender dropped none of its fragments.
+    NotDropped,
+    /// A later datagram's drop took its slot: unknown.
+    Overwritten,
+}
 
-/// One dropped fragment: the wire's frame count when it was dropped, and
-/// its IP header.
-pub type SenderDrop = (u64, [u8; HEADERS]);
-
-/// A tap for the sending device of a [`MemWire`] (see the module
-/// documentation). Lock-free: the sending threads never wait for the
-/// reader.
+/// A tap for a sending device that records the datagrams it dropped
+/// fragments of (see the module documentation). Lock-free.
 pub struct SenderDrops {
-    q: ArrayQueue<SenderDrop>,
-    overflowed: AtomicU64,
-    wire: Arc<MemWire>,
+    /// Per slot: 1 + the highest datagram number dropped there, 0 if none.
+    slots: Box<[AtomicU64]>,
+    recorded: AtomicU64,
+    unsigned: AtomicU64,
 }
 
 impl std::fmt::Debug for SenderDrops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SenderDrops")
-            .field("held", &self.q.len())
-            .field("overflowed", &self.overflowed())
+            .field("recorded", &self.recorded())
+            .field("unsigned", &self.unsigned())
             .finish()
     }
 }
 
 impl SenderDrops {
-    /// A tap whose drops are placed in `wire`'s frame order.
-    pub fn new(wire: Arc<MemWire>) -> Arc<SenderDrops> {
+    /// An empty record.
+    pub fn new() -> Arc<SenderDrops> {
         Arc::new(SenderDrops {
-            q: ArrayQueue::new(CAPACITY),
-            overflowed: AtomicU64::new(0),
-            wire,
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            recorded: AtomicU64::new(0),
+            unsigned: AtomicU64::new(0),
         })
     }
 
-    /// The oldest drop not yet taken.
-    pub fn take(&self) -> Option<SenderDrop> {
-        self.q.pop()
+    /// Records that datagram `k` lost a fragment.
+    pub fn record(&self, k: u64) {
+        self.slots[k as usize % SLOTS].fetch_max(k + 1, Ordering::Release);
+        self.recorded.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Drops not recorded because the reader fell behind by more than
-    /// 65,536 of them.
-    pub fn overflowed(&self) -> u64 {
-        self.overflowed.load(Ordering::Relaxed)
+    /// What the record says of datagram `k`.
+    pub fn lookup(&self, k: u64) -> Record {
+        let v = self.slots[k as usize % SLOTS].load(Ordering::Acquire);
+        match v.cmp(&(k + 1)) {
+            std::cmp::Ordering::Equal => Record::Dropped,
+            std::cmp::Ordering::Less => Record::NotDropped,
+            std::cmp::Ordering::Greater => Record::Overwritten,
+        }
+    }
+
+    /// Fragment drops recorded.
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Fragment drops not recorded: the fragment named no datagram (a last
+    /// fragment shorter than 8 bytes, or a payload without the pattern).
+    pub fn unsigned(&self) -> u64 {
+        self.unsigned.load(Ordering::Relaxed)
     }
 }
 
@@ -73,18 +102,39 @@ impl Tap for SenderDrops {
     fn tap(&self, _dev: &NetDevice, _pkt: &PacketBuf, _now: Instant) {}
 
     fn drop_point(&self, _dev: &NetDevice, pkt: &PacketBuf, _site: DropSite, _now: Instant) {
-        // An IPv4 packet (with its link header or still without, as one a
-        // neighbour queue held) with MF set or a fragment offset.
-        let Some(h) = pkt.network_header().get(..HEADERS) else {
+        // An IPv4 UDP fragment (with its link header or still without, as
+        // one a neighbour queue held): MF set or a fragment offset.
+        let h = pkt.network_header();
+        let Some(h) = h.get(..20) else {
             return;
         };
-        if h[0] >> 4 != 4 || u16::from_be_bytes([h[6], h[7]]) & 0x3fff == 0 {
+        if h[0] >> 4 != 4 || h[9] != 17 || u16::from_be_bytes([h[6], h[7]]) & 0x3fff == 0 {
             return;
         }
-        let mut copy = [0u8; HEADERS];
-        copy.copy_from_slice(h);
-        if self.q.push((self.wire.frames(), copy)).is_err() {
-            self.overflowed.fetch_add(1, Ordering::Relaxed);
+        match pattern::of_packet(pkt) {
+            Some(k) => self.record(k),
+            None => {
+                self.unsigned.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_keeps_the_newest_drop_and_says_when_an_older_is_gone() {
+        let r = SenderDrops::new();
+        assert_eq!(r.lookup(7), Record::NotDropped);
+        r.record(7);
+        assert_eq!(r.lookup(7), Record::Dropped);
+        assert_eq!(r.lookup(7 + SLOTS as u64), Record::NotDropped);
+        r.record(7 + SLOTS as u64);
+        r.record(7);
+        assert_eq!(r.lookup(7), Record::Overwritten);
+        assert_eq!(r.lookup(7 + SLOTS as u64), Record::Dropped);
+        assert_eq!(r.recorded(), 3);
     }
 }

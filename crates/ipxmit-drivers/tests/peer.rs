@@ -2,6 +2,7 @@
 //! implementation independent of ipxmit's output path.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etherparse::{
@@ -11,9 +12,11 @@ use etherparse::{
 use ipxmit::dev::LinkType;
 use ipxmit::time::Instant;
 use ipxmit::wire::EthernetAddress;
+use ipxmit_drivers::pattern::{self, Check};
 use ipxmit_drivers::peer::{
     Peer, PeerConfig, PeerDrop, PeerStats, Received, UdpDatagram, Unassembled,
 };
+use ipxmit_drivers::sender_drops::{SenderDrops, SLOTS};
 use proptest::prelude::*;
 
 const PEER_IP: [u8; 4] = [10, 0, 0, 2];
@@ -1043,4 +1046,115 @@ proptest! {
         prop_assert_eq!(p.pending_reassembly(), 0);
         prop_assert_eq!(p.pending_reassembly_bytes(), 0);
     }
+}
+
+/// Datagram `k`'s UDP body with `len` bytes of the test pattern.
+fn pattern_body(k: u64, len: usize) -> Vec<u8> {
+    let mut p = vec![0; len];
+    pattern::fill(k, &mut p);
+    udp_bytes(&p)
+}
+
+/// A peer reading the sender's record of drops.
+fn recording_peer() -> (Peer, Arc<SenderDrops>) {
+    let mut cfg = config();
+    cfg.max_dist = 0;
+    let mut p = Peer::new(cfg);
+    let r = SenderDrops::new();
+    p.set_sender_record(r.clone());
+    (p, r)
+}
+
+#[test]
+fn a_crafted_id_reuse_mix_is_recognised_and_attributed() {
+    // Datagram 100 (ID 7): its first fragment arrives, the sender drops
+    // the second (and frees the third). Datagram 65,636 has ID 7 again
+    // and the same lengths; its fragments come in around the stale one.
+    // Without signatures its last two would complete 100's queue with
+    // 100's first fragment: a mix. Each fragment names its datagram: the
+    // first of 65,636 empties 100's queue, which the record attributes.
+    let (mut p, record) = recording_peer();
+    let a = fragments(7, &pattern_body(100, 64), &[24, 48]);
+    let b = fragments(7, &pattern_body(65_636, 64), &[24, 48]);
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    record.record(100);
+    assert_eq!(p.receive(&b[1], T0), Received::Fragment);
+    assert_eq!(p.stats().drops(PeerDrop::FragTooFar), 1);
+    assert_eq!(p.receive(&b[2], T0), Received::Fragment);
+    let d = datagram(p.receive(&b[0], T0));
+    assert_eq!(pattern::check(&d.payload), Check::Intact(Some(65_636)));
+    let s = p.stats();
+    assert_eq!(s.unassembled(Unassembled::SenderDropped), 1, "{s}");
+    assert_eq!(s.unassembled(Unassembled::Unexplained), 0, "{s}");
+    assert_eq!((s.frame_drops(), s.reassembled), (0, 1), "{s}");
+    assert_eq!((p.pending_reassembly(), p.record_overwritten()), (0, 0));
+}
+
+#[test]
+fn a_stale_queue_the_sender_did_not_cut_short_is_a_fault() {
+    // The same mix, but the record names no drop of datagram 100: its
+    // missing fragments were lost on the way.
+    let (mut p, _record) = recording_peer();
+    let a = fragments(7, &pattern_body(100, 64), &[24, 48]);
+    let b = fragments(7, &pattern_body(65_636, 64), &[24, 48]);
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    for f in &b[..2] {
+        assert_eq!(p.receive(f, T0), Received::Fragment);
+    }
+    assert_eq!(
+        pattern::check(&datagram(p.receive(&b[2], T0)).payload),
+        Check::Intact(Some(65_636))
+    );
+    let s = p.stats();
+    assert_eq!(s.unassembled(Unassembled::Unexplained), 1, "{s}");
+    assert_eq!(s.unassembled(Unassembled::SenderDropped), 0, "{s}");
+}
+
+#[test]
+fn a_lingering_queue_keeps_the_record_read_before_its_slot_is_taken() {
+    // Datagram 3 loses its last fragment at the sender; 1,100 datagrams
+    // (2,200 fragments) later the peer has read the record for its queue.
+    // A later datagram's drop then takes the slot: the queue, timed out,
+    // is still the sender's drop, not a record that cannot tell.
+    let (mut p, record) = recording_peer();
+    let a = fragments(5, &pattern_body(3, 64), &[24, 48]);
+    for f in &a[..2] {
+        assert_eq!(p.receive(f, T0), Received::Fragment);
+    }
+    record.record(3);
+    for i in 1..=1100u16 {
+        for f in fragments(5 + i, &pattern_body(1000 + u64::from(i), 40), &[24]) {
+            let _ = p.receive(&f, T0);
+        }
+    }
+    record.record(3 + SLOTS as u64);
+    assert_eq!(p.expire(T0 + Duration::from_secs(30)), 1);
+    let s = p.stats();
+    assert_eq!(s.datagrams, 1100, "{s}");
+    assert_eq!(s.unassembled(Unassembled::SenderDropped), 1, "{s}");
+    assert_eq!(s.unassembled(Unassembled::Unexplained), 0, "{s}");
+    assert_eq!(p.record_overwritten(), 0);
+    // Without a reading in between, the record cannot tell: a fault.
+    let b = fragments(9, &pattern_body(7, 64), &[24, 48]);
+    assert_eq!(p.receive(&b[0], T0), Received::Fragment);
+    record.record(7);
+    record.record(7 + SLOTS as u64);
+    assert_eq!(p.expire(T0 + Duration::from_secs(60)), 1);
+    assert_eq!(p.stats().unassembled(Unassembled::Unexplained), 1);
+    assert_eq!(p.record_overwritten(), 1);
+}
+
+#[test]
+fn a_complete_queue_of_a_datagram_the_sender_cut_short_is_mixed() {
+    // The record says datagram 9 lost a fragment, yet all its bytes came:
+    // some are another datagram's that named none (a short last fragment
+    // carries no whole word). It is dropped, not delivered.
+    let (mut p, record) = recording_peer();
+    let a = fragments(9, &pattern_body(9, 60), &[64]);
+    record.record(9);
+    assert_eq!(p.receive(&a[0], T0), Received::Fragment);
+    assert_eq!(p.receive(&a[1], T0), Received::Dropped(PeerDrop::FragMixed));
+    let s = p.stats();
+    assert_eq!(s.unassembled(Unassembled::IdReuse), 1, "{s}");
+    assert_eq!(s.frame_drops(), 0, "{s}");
 }

@@ -1,19 +1,20 @@
 //! The verifying peer of `send --dev mem` with the sender's word on what it
-//! dropped: a [`SenderDrops`] tap on the sending device records the
-//! fragments its device layer and qdiscs drop, and the peer is told of each
-//! ([`Peer::sender_dropped`]) at its place among the frames it receives, so
-//! it attributes the datagrams it cannot reassemble (the sender's drops, IP
-//! IDs reused while their fragments linger, its own memory limit) apart
-//! from faults (RFC 4963).
+//! dropped: a [`SenderDrops`] tap on the sending device records which
+//! datagrams lost a fragment to its device layer and qdiscs, and the peer
+//! reads that record when it gives a datagram up ([`Peer::set_sender_record`]);
+//! the datagrams' payloads name them ([`ipxmit_drivers::pattern`]), so the
+//! peer also tells fragments of datagrams sharing an IP ID apart. It thus
+//! attributes the datagrams it cannot reassemble (the sender's drops, its
+//! own memory limit) apart from faults (RFC 4963), and nobody drains a
+//! queue of drops.
 //!
 //! No kernel function stands for this: a Linux receiver has no such word.
 
 use std::sync::Arc;
 
 use ipxmit::NetDevice;
-use ipxmit_drivers::mem::MemWire;
 use ipxmit_drivers::peer::{Peer, Unassembled};
-use ipxmit_drivers::sender_drops::{SenderDrop, SenderDrops};
+use ipxmit_drivers::sender_drops::SenderDrops;
 use serde_json::{json, Value};
 
 /// The peer at the far end of the in-memory wire and the tap that tells it
@@ -22,22 +23,15 @@ pub struct Verifier {
     /// The receiver.
     pub peer: Peer,
     drops: Arc<SenderDrops>,
-    /// A drop taken from the tap that belongs after frames not yet received.
-    next: Option<SenderDrop>,
-    /// Frames taken off the wire so far.
-    received: u64,
 }
 
 impl Verifier {
-    /// A verifier around `peer` for frames from `wire`; [`attach`](Self::attach)
-    /// its tap.
-    pub fn new(peer: Peer, wire: &Arc<MemWire>) -> Verifier {
-        Verifier {
-            peer,
-            drops: SenderDrops::new(wire.clone()),
-            next: None,
-            received: 0,
-        }
+    /// A verifier around `peer`, reading a new record of drops;
+    /// [`attach`](Self::attach) its tap.
+    pub fn new(mut peer: Peer) -> Verifier {
+        let drops = SenderDrops::new();
+        peer.set_sender_record(drops.clone());
+        Verifier { peer, drops }
     }
 
     /// Attaches the tap of drops to the sending device.
@@ -45,23 +39,11 @@ impl Verifier {
         dev.add_tap(self.drops.clone());
     }
 
-    /// Tells the peer of the drops that came before the next frame to be
-    /// received (all of them when `all`), then counts that frame.
-    pub fn before_frame(&mut self, all: bool) {
-        while let Some(d) = self.next.take().or_else(|| self.drops.take()) {
-            if !all && d.0 > self.received {
-                self.next = Some(d);
-                break;
-            }
-            self.peer.sender_dropped_ip(&d.1);
-        }
-        self.received += u64::from(!all);
-    }
-
-    /// Drops the tap could not record (the reader fell far behind): their
-    /// datagrams may count as unexplained.
-    pub fn overflowed(&self) -> u64 {
-        self.drops.overflowed()
+    /// Datagrams the peer could not attribute for want of a record: drops
+    /// of fragments that named no datagram, and lookups that found a later
+    /// datagram's drop in the slot.
+    pub fn unrecorded(&self) -> u64 {
+        self.drops.unsigned() + self.peer.record_overwritten()
     }
 
     /// The datagrams the peer did not reassemble, by attribution: given up
@@ -89,16 +71,17 @@ impl Verifier {
             .iter()
             .map(|u| (u.name().to_string(), json!(why[*u as usize])))
             .collect();
-        m.insert("DropNotesLost".into(), json!(self.overflowed()));
+        m.insert("DropsRecorded".into(), json!(self.drops.recorded()));
+        m.insert("DropsUnrecorded".into(), json!(self.unrecorded()));
         Value::Object(m)
     }
 
     /// The attribution in words, for the summary.
     pub fn unassembled_text(&self) -> String {
         let why = self.unassembled();
-        let lost = match self.overflowed() {
+        let lost = match self.unrecorded() {
             0 => String::new(),
-            n => format!(" ({n} of the sender's drops not recorded)"),
+            n => format!(" ({n} of the sender's drops not recorded or read)"),
         };
         format!(
             "not reassembled: {} with a fragment the sender dropped, {} mixed by IP ID reuse, \
