@@ -177,6 +177,28 @@ const SCENARIOS: &[Scenario] = &[
         reply_after: None,
     },
     Scenario {
+        name: "nat_maps",
+        rules: &[
+            "nft add rule ip t nout udp dport 53 counter dnat ip to ip daddr . udp dport map { 10.1.1.1 . 53 : 10.9.0.3 . 5353, 10.1.1.2 . 53 : 10.8.0.2 . 53 }",
+            "nft add rule ip t post udp dport 9 counter snat ip to ip saddr map { 10.9.0.1 : 10.9.0.10-10.9.0.200, 10.9.0.5 : 10.9.0.100/30 }",
+            "nft add rule ip t post udp dport 10 counter snat ip prefix to ip saddr map { 10.9.0.0/24 : 10.7.0.0/24 }",
+            "nft add rule ip t post udp dport 11 counter snat to ip saddr map '{ 10.9.0.1 : 10.9.0.7, * : 10.9.0.8 }'",
+            "nft add rule ip t post udp dport 12 snat ip to udp dport map { 12 : 10.9.0.9 . 7000 }",
+        ],
+        sends: &[
+            ("10.9.0.1", 5000, "10.1.1.1", 53, 10),
+            ("10.9.0.1", 5000, "10.1.1.2", 53, 10),
+            ("10.9.0.1", 5001, "10.9.0.2", 9, 10),
+            ("10.9.0.5", 5001, "10.9.0.2", 9, 10),
+            ("10.9.0.5", 5002, "10.9.0.2", 10, 10),
+            ("10.9.0.1", 5003, "10.9.0.2", 11, 10),
+            ("10.9.0.6", 5003, "10.9.0.2", 11, 10),
+            ("10.9.0.6", 5004, "10.9.0.2", 12, 10),
+            ("10.9.0.6", 5004, "10.9.0.2", 13, 10),
+        ],
+        reply_after: None,
+    },
+    Scenario {
         name: "ct_state_new_drop",
         rules: &[
             "nft add rule ip t out udp dport 7 ct state new counter drop",

@@ -369,6 +369,12 @@ const JSON_RULES: &[&str] = &[
     "nft add rule ip t nout udp dport 53 redirect to :5353",
     "nft add rule ip t post udp dport 11 snat to 10.9.0.10-10.9.0.200",
     "nft add rule ip t post udp dport 12 snat to 10.0.0.0/8",
+    "nft add rule ip t nout dnat ip to ip daddr . udp dport map '{ 10.1.1.1 . 53 : 10.9.0.3 . 5353-5360 }'",
+    "nft add rule ip t nout udp dport 54 redirect to :udp dport map '{ 54 : 5354 }'",
+    "nft add rule ip t post snat ip to ip saddr map '{ 10.9.0.1 : 10.9.0.10-10.9.0.20, 10.9.0.5 : 10.9.0.100/30 }'",
+    "nft add rule ip t post snat ip prefix to ip saddr map '{ 10.9.0.0/24 : 10.7.0.0/24 }'",
+    "nft add rule ip t post snat to ct mark map '{ 0x1 : 10.9.0.7, * : 10.9.0.8 }'",
+    "nft add rule ip t post meta l4proto '{ 6, 17 }' snat ip to ip saddr . th dport map '{ 10.9.0.1 . 20 : 10.9.0.3 . 80 }'",
 ];
 
 #[test]

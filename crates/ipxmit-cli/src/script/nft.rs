@@ -433,6 +433,7 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool, Option<MapData>), Nft
             "inet_service" => DataType::InetService,
             "mark" => DataType::Mark,
             "inet_proto" => DataType::InetProto,
+            "time" => DataType::Time,
             _ => return Err(P::err(t, format!("unknown datatype {}", t.text))),
         });
         if !p.eat(".") {
@@ -569,9 +570,15 @@ fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<
                 nft.commit(stack, |r| r.add_map_elements(fam, tn, &n.text, &m))?;
                 return Ok(());
             }
-            let elems = super::nft_rule::set_elems(&mut p, &set.ty)?;
+            let (elems, star) = super::nft_rule::set_elems(&mut p, &set.ty)?;
             trailing(&p)?;
-            nft.commit(stack, |r| r.add_elements(fam, tn, &n.text, &elems))?;
+            nft.commit(stack, |r| {
+                r.add_elements(fam, tn, &n.text, &elems)?;
+                if star {
+                    r.add_catchall(fam, tn, &n.text)?;
+                }
+                Ok(())
+            })?;
         }
         Action::List(_) => {}
     }

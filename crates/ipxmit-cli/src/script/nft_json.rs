@@ -9,9 +9,9 @@ use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
-    Chain, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match, Nat, NatKind, Op,
-    Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT,
-    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    Chain, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match, Nat, NatKind, NatMap,
+    NatTo, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL,
+    LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
 };
 
 use super::nft::{ListWhat, NftParseError};
@@ -101,6 +101,7 @@ fn set(f: &str, table: &str, s: &Set) -> Value {
                 Ty::Addr => "ipv4_addr",
                 Ty::Port => "inet_service",
                 Ty::Mark => "mark",
+                Ty::Time => "time",
                 _ => "inet_proto",
             })
             .collect();
@@ -131,8 +132,12 @@ fn set(f: &str, table: &str, s: &Set) -> Value {
             .zip(s.values.iter().cloned())
             .collect();
         o["elem"] = json!(map_pairs(&pairs, s.default.as_ref(), &tys));
-    } else if s.map.is_none() && !s.elems.is_empty() {
-        o["elem"] = json!(s.elems.iter().map(|e| elem(e, &tys)).collect::<Vec<_>>());
+    } else if s.map.is_none() && (!s.elems.is_empty() || s.catchall) {
+        let mut e: Vec<Value> = s.elems.iter().map(|e| elem(e, &tys)).collect();
+        if s.catchall {
+            e.push(json!("*"));
+        }
+        o["elem"] = json!(e);
     }
     json!({ kind: o })
 }
@@ -143,6 +148,7 @@ fn map_pairs(elems: &[(Elem, MapValue)], default: Option<&MapValue>, tys: &[Ty])
     let value = |v: &MapValue| match v {
         MapValue::Num(n) => json!(n),
         MapValue::Verdict(v) => verdict(v),
+        MapValue::Nat(t) => nat_to(t),
     };
     let mut out: Vec<Value> = elems
         .iter()
@@ -204,7 +210,7 @@ fn key(k: Key) -> Value {
     let text = super::nft_list::key_str(k);
     match text.split_once(' ') {
         Some(("ip", f)) => pl("ip", f),
-        Some((p @ ("udp" | "tcp"), f)) => pl(p, f),
+        Some((p @ ("udp" | "tcp" | "th"), f)) => pl(p, f),
         Some(("meta", m)) => meta(m),
         Some(("ct", c)) => json!({"ct": {"key": c}}),
         _ => meta(text),
@@ -315,6 +321,54 @@ fn nat(n: &Nat) -> Value {
     json!({ kind: if o.is_empty() { Value::Null } else { Value::Object(o) } })
 }
 
+/// A NAT statement whose target a map gives: `{"snat": {"family": "ip",
+/// "addr": {"map": {...}}}}` (`redirect`: `"port"`), `prefix` as
+/// `"flags": "netmap", "type_flags": "prefix"`.
+fn nat_map(m: &NatMap) -> Value {
+    let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
+    let map = json!({"map": {"key": keys_expr(&m.keys), "data": map_data(&m.map, &tys)}});
+    let mut o = Map::new();
+    if super::nft_list::nat_map_family(m) {
+        o.insert("family".into(), json!("ip"));
+    }
+    let what = match m.nat.kind {
+        NatKind::Redirect | NatKind::Masquerade => "port",
+        _ => "addr",
+    };
+    o.insert(what.into(), map);
+    if m.netmap {
+        o.insert("flags".into(), json!("netmap"));
+        o.insert("type_flags".into(), json!("prefix"));
+    }
+    json!({ super::nft_list::nat_word(m.nat.kind): Value::Object(o) })
+}
+
+/// A NAT map's value: an address, range or prefix, a port or port range,
+/// or their concatenation.
+fn nat_to(t: &NatTo) -> Value {
+    let addr = t.addr.map(|(a, b)| {
+        elem(
+            &Elem {
+                lo: u64::from(a),
+                hi: u64::from(b),
+            },
+            &[Ty::Addr],
+        )
+    });
+    let port = t.ports.map(|(lo, hi)| {
+        if lo == hi {
+            json!(lo)
+        } else {
+            json!({"range": [lo, hi]})
+        }
+    });
+    match (addr, port) {
+        (Some(a), Some(p)) => json!({"concat": [a, p]}),
+        (Some(v), None) | (None, Some(v)) => v,
+        (None, None) => Value::Null,
+    }
+}
+
 /// `limit rate ...`.
 fn limit(l: &Limit) -> Value {
     let per = LIMIT_UNITS
@@ -402,6 +456,7 @@ fn stmt(s: &Stmt) -> Value {
         }
         Stmt::Reject(Reject::TcpReset) => json!({"reject": {"type": "tcp reset"}}),
         Stmt::Nat(n) => nat(n),
+        Stmt::NatMap(m) => nat_map(m),
         Stmt::Limit(l) => limit(l),
         Stmt::Log(l) => log(l),
         Stmt::MarkSetMap(keys, r) => {

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
     Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match,
-    Nat, NatKind, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES,
-    LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    Nat, NatKind, NatMap, NatTo, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table,
+    ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
     NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 
@@ -159,6 +159,7 @@ fn set(out: &mut String, s: &Set, h: &str) {
                 ipxmit::nft::DataType::InetService => "inet_service",
                 ipxmit::nft::DataType::Mark => "mark",
                 ipxmit::nft::DataType::InetProto => "inet_proto",
+                ipxmit::nft::DataType::Time => "time",
             })
             .collect();
     let (kind, data) = match s.map {
@@ -187,8 +188,14 @@ fn set(out: &mut String, s: &Set, h: &str) {
             "\t\telements = {}",
             map_elems(&pairs, s.default.as_ref(), &tys)
         );
-    } else if !s.elems.is_empty() {
-        let _ = writeln!(out, "\t\telements = {}", elems(&s.elems, &tys));
+    } else if !s.elems.is_empty() || s.catchall {
+        let mut e = elems(&s.elems, &tys);
+        if s.catchall {
+            // The catch-all after the elements: `{ a, b, * }`.
+            e.truncate(e.len() - 2);
+            e.push_str(if s.elems.is_empty() { "* }" } else { ", * }" });
+        }
+        let _ = writeln!(out, "\t\telements = {e}");
     }
     out.push_str("\t}\n");
 }
@@ -260,6 +267,7 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::TtlSet(t) => format!("ip ttl set {t}"),
         Stmt::FieldSet(k, v) => format!("{} set {}", key_str(*k), value(u64::from(*v), ty_of(*k))),
         Stmt::Nat(n) => nat(n),
+        Stmt::NatMap(m) => nat_map(m),
         Stmt::Reject(Reject::Icmp(3)) => "reject".into(),
         Stmt::Reject(Reject::Icmp(c)) => match ICMP_CODES.iter().find(|(_, v)| v == c) {
             Some((n, _)) => format!("reject with icmp {n}"),
@@ -370,42 +378,108 @@ fn byte_rate(mut v: u64) -> (u64, &'static str) {
 
 /// `snat to A[:P[-P]]`, `dnat to ...`, `masquerade [to :P[-P]]`.
 fn nat(n: &Nat) -> String {
-    let kind = match n.kind {
-        NatKind::Snat => "snat",
-        NatKind::Dnat => "dnat",
-        NatKind::Masquerade => "masquerade",
-        NatKind::Redirect => "redirect",
-    };
+    let kind = nat_word(n.kind);
     let ports = match n.ports {
         Some((lo, hi)) if lo == hi => format!(":{lo}"),
         Some((lo, hi)) => format!(":{lo}-{hi}"),
         None => String::new(),
     };
-    let flags: Vec<&str> = [
-        (NAT_RANDOM, "random"),
-        (NAT_FULLY_RANDOM, "fully-random"),
-        (NAT_PERSISTENT, "persistent"),
-    ]
-    .iter()
-    .filter(|(b, _)| n.flags & b != 0)
-    .map(|(_, s)| *s)
-    .collect();
-    let flags = if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", flags.join(","))
-    };
+    let flags = nat_flags(n.flags);
     match n.addr {
-        Some((a, b)) if a == b => format!("{kind} to {}{ports}{flags}", Ipv4Addr::from(a)),
         Some((a, b)) => format!("{kind} to {}{ports}{flags}", addr_range(a, b)),
         None if ports.is_empty() => format!("{kind}{flags}"),
         None => format!("{kind} to {ports}{flags}"),
     }
 }
 
+/// ` random,persistent` (empty without flags).
+fn nat_flags(f: u8) -> String {
+    let flags: Vec<&str> = [
+        (NAT_RANDOM, "random"),
+        (NAT_FULLY_RANDOM, "fully-random"),
+        (NAT_PERSISTENT, "persistent"),
+    ]
+    .iter()
+    .filter(|(b, _)| f & b != 0)
+    .map(|(_, s)| *s)
+    .collect();
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", flags.join(","))
+    }
+}
+
+/// The word of a NAT statement.
+pub fn nat_word(k: NatKind) -> &'static str {
+    match k {
+        NatKind::Snat => "snat",
+        NatKind::Dnat => "dnat",
+        NatKind::Masquerade => "masquerade",
+        NatKind::Redirect => "redirect",
+    }
+}
+
+/// Whether nft names the family of a NAT map statement (`snat ip to`):
+/// its values are concatenations or ranges (`STMT_NAT_F_CONCAT`,
+/// `STMT_NAT_F_INTERVAL`), or it is a `prefix` map.
+pub fn nat_map_family(m: &NatMap) -> bool {
+    let MapRef::Anon(e) = &m.map else {
+        return m.netmap;
+    };
+    m.netmap
+        || e.elems.iter().map(|(_, v)| v).chain(&e.default).any(|v| {
+            matches!(v, MapValue::Nat(t) if (t.addr.is_some() && t.ports.is_some())
+                || super::nft_rule::nat_interval(t))
+        })
+}
+
+/// `snat ip to ip saddr map { ... }`, `redirect to :tcp dport map { ... }`.
+fn nat_map(m: &NatMap) -> String {
+    let lhs: Vec<&str> = m.keys.iter().map(|k| key_str(*k)).collect();
+    let tys: Vec<Ty> = m.keys.iter().map(|k| ty_of(*k)).collect();
+    let fam = match (nat_map_family(m), m.netmap) {
+        (_, true) => " ip prefix",
+        (true, false) => " ip",
+        _ => "",
+    };
+    let colon = if matches!(m.nat.kind, NatKind::Redirect | NatKind::Masquerade) {
+        ":"
+    } else {
+        ""
+    };
+    let flags = nat_flags(m.nat.flags);
+    format!(
+        "{}{fam} to {colon}{} map {}{flags}",
+        nat_word(m.nat.kind),
+        lhs.join(" . "),
+        map_ref(&m.map, &tys)
+    )
+}
+
+/// A NAT map's value: `ADDR[-ADDR|/LEN][ . PORT[-PORT]]` or `PORT[-PORT]`.
+fn nat_to(t: &NatTo) -> String {
+    let ports = t.ports.map(|(lo, hi)| {
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        }
+    });
+    match (t.addr, ports) {
+        (Some((a, b)), None) => addr_range(a, b),
+        (Some((a, b)), Some(p)) => format!("{} . {p}", addr_range(a, b)),
+        (None, Some(p)) => p,
+        (None, None) => String::new(),
+    }
+}
+
 /// An address range as nft prints it: `A/LEN` when it is a prefix, else
 /// `A-B`.
 fn addr_range(a: u32, b: u32) -> String {
+    if a == b {
+        return Ipv4Addr::from(a).to_string();
+    }
     let span = u64::from(b - a) + 1;
     if span.is_power_of_two() && u64::from(a) % span == 0 {
         format!("{}/{}", Ipv4Addr::from(a), 32 - span.trailing_zeros())
@@ -467,6 +541,9 @@ pub fn key_str(k: Key) -> &'static str {
         Key::Iifname => "iifname",
         Key::CtState => "ct state",
         Key::CtDirection => "ct direction",
+        Key::CtMark => "ct mark",
+        Key::ThSport => "th sport",
+        Key::ThDport => "th dport",
     }
 }
 
@@ -547,6 +624,7 @@ fn map_value(v: &MapValue) -> String {
     match v {
         MapValue::Num(n) => value(*n, Ty::Mark),
         MapValue::Verdict(v) => stmt(&Stmt::Verdict(v.clone())),
+        MapValue::Nat(t) => nat_to(t),
     }
 }
 

@@ -3,8 +3,9 @@
 
 use ipxmit::nft::{
     Counter, DataType, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind,
-    NftError, Op, Reject, Rhs, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
-    LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    NatMap, NatTo, NftError, Op, Reject, Rhs, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT,
+    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT,
+    NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -35,6 +36,8 @@ pub enum Ty {
     U32,
     /// `tc_handle` (`none`, `root`, `MAJ:MIN`).
     Prio,
+    /// `time` (a 64-bit number of nanoseconds).
+    Time,
     /// A device (`oif`).
     Dev,
     /// A device name (`oifname`).
@@ -67,6 +70,8 @@ pub fn ty_of(k: Key) -> Ty {
         Key::Oifname | Key::Iifname => Ty::Ifname,
         Key::CtState => Ty::CtState,
         Key::CtDirection => Ty::CtDir,
+        Key::CtMark => Ty::Mark,
+        Key::ThSport | Key::ThDport => Ty::Port,
     }
 }
 
@@ -77,6 +82,7 @@ pub fn ty_of_data(d: DataType) -> Ty {
         DataType::InetService => Ty::Port,
         DataType::Mark => Ty::Mark,
         DataType::InetProto => Ty::Proto,
+        DataType::Time => Ty::Time,
     }
 }
 
@@ -198,6 +204,7 @@ pub fn scalar(t: &Tok, s: &str, ty: Ty) -> Result<u64, NftParseError> {
             }
         })?,
         Ty::Mark | Ty::U32 => int(&tok, u64::from(u32::MAX))?,
+        Ty::Time => int(&tok, u64::MAX)?,
         Ty::Prio => prio(&tok)?,
         Ty::CtState => match named(CT_STATES) {
             Some(v) => v,
@@ -296,8 +303,8 @@ fn concat_elem(p: &mut P<'_>, tys: &[Ty]) -> Result<Elem, NftParseError> {
             ));
         }
         acc = Elem {
-            lo: acc.lo << w | e.lo,
-            hi: acc.hi << w | e.hi,
+            lo: acc.lo.checked_shl(w).unwrap_or(0) | e.lo,
+            hi: acc.hi.checked_shl(w).unwrap_or(0) | e.hi,
         };
     }
     Ok(acc)
@@ -308,17 +315,30 @@ fn bits(ty: Ty) -> u32 {
         Ty::CtDir => 8,
         Ty::Port | Ty::U16 => 16,
         Ty::Proto | Ty::Dscp | Ty::U8 | Ty::U4 | Ty::Ecn => 8,
+        Ty::Time => 64,
         _ => 32,
     }
 }
 
-/// `{ E, E, ... }` of a set typed `tys`.
-pub fn set_elems(p: &mut P<'_>, tys: &[DataType]) -> Result<Vec<Elem>, NftParseError> {
+/// `{ E, E, ... }` of a set typed `tys`, and whether the catch-all `*`
+/// is among them.
+pub fn set_elems(p: &mut P<'_>, tys: &[DataType]) -> Result<(Vec<Elem>, bool), NftParseError> {
     let tys: Vec<Ty> = tys.iter().map(|d| ty_of_data(*d)).collect();
-    brace_elems(p, &tys)
+    let mut star = false;
+    let v = brace_elems_star(p, &tys, Some(&mut star))?;
+    Ok((v, star))
 }
 
 fn brace_elems(p: &mut P<'_>, tys: &[Ty]) -> Result<Vec<Elem>, NftParseError> {
+    brace_elems_star(p, tys, None)
+}
+
+/// `{ E, ... }`; with `star`, `*` (a named set's catch-all) is taken.
+fn brace_elems_star(
+    p: &mut P<'_>,
+    tys: &[Ty],
+    mut star: Option<&mut bool>,
+) -> Result<Vec<Elem>, NftParseError> {
     p.expect("{")?;
     let mut v = Vec::new();
     loop {
@@ -328,6 +348,11 @@ fn brace_elems(p: &mut P<'_>, tys: &[Ty]) -> Result<Vec<Elem>, NftParseError> {
         if p.peek_text() == "{" {
             // A nested anonymous set: its elements (nft flattens them).
             v.extend(brace_elems(p, tys)?);
+        } else if star.is_some() && p.peek().is_some_and(|t| t.text == "*" && !t.quoted) {
+            p.i += 1;
+            if let Some(s) = star.as_deref_mut() {
+                *s = true;
+            }
         } else {
             v.push(concat_elem(p, tys)?);
         }
@@ -340,7 +365,12 @@ fn brace_elems(p: &mut P<'_>, tys: &[Ty]) -> Result<Vec<Elem>, NftParseError> {
 }
 
 fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
-    let t = p.peek_text();
+    key_named(p, p.peek_text())
+}
+
+/// The key whose first word is `t` (the next token's text, or that text
+/// without the `:` of `redirect to :tcp dport map`).
+fn key_named(p: &mut P<'_>, t: &str) -> Result<Option<Key>, NftParseError> {
     fn two<'a>(p: &mut P<'a>) -> Result<&'a str, NftParseError> {
         p.i += 1;
         Ok(p.take()?.text.as_str())
@@ -391,6 +421,12 @@ fn key(p: &mut P<'_>) -> Result<Option<Key>, NftParseError> {
         "ct" => match two(p)? {
             "state" => Key::CtState,
             "direction" => Key::CtDirection,
+            "mark" => Key::CtMark,
+            _ => return Err(bad(&p.toks[p.i - 1])),
+        },
+        "th" => match two(p)? {
+            "sport" => Key::ThSport,
+            "dport" => Key::ThDport,
             _ => return Err(bad(&p.toks[p.i - 1])),
         },
         "mark" | "length" | "priority" | "l4proto" | "oif" | "oifname" | "iifname" => {
@@ -586,6 +622,23 @@ fn map_ref(p: &mut P<'_>, tys: &[Ty], verdicts: bool) -> Result<MapRef, NftParse
 /// `{ K : V, ... }`: keys of types `tys`, values verdicts or marks; `*`
 /// the catch-all.
 pub fn map_elems(p: &mut P<'_>, tys: &[Ty], verdicts: bool) -> Result<MapElems, NftParseError> {
+    map_elems_with(p, tys, |p| {
+        let t = p.take()?;
+        Ok(if verdicts {
+            MapValue::Verdict(verdict_word(p, t)?.ok_or_else(|| bad(t))?)
+        } else {
+            MapValue::Num(scalar(t, &t.text, Ty::Mark)?)
+        })
+    })
+}
+
+/// `{ K : V, ... }`: keys of types `tys`, values as `value` reads them;
+/// `*` the catch-all.
+fn map_elems_with(
+    p: &mut P<'_>,
+    tys: &[Ty],
+    value: impl Fn(&mut P<'_>) -> Result<MapValue, NftParseError>,
+) -> Result<MapElems, NftParseError> {
     p.expect("{")?;
     let mut m = MapElems::default();
     while !p.eat("}") {
@@ -595,13 +648,7 @@ pub fn map_elems(p: &mut P<'_>, tys: &[Ty], verdicts: bool) -> Result<MapElems, 
             Some(concat_elem(p, tys)?)
         };
         p.expect(":")?;
-        let v = if verdicts {
-            let t = p.take()?;
-            MapValue::Verdict(verdict_word(p, t)?.ok_or_else(|| bad(t))?)
-        } else {
-            let t = p.take()?;
-            MapValue::Num(scalar(t, &t.text, Ty::Mark)?)
-        };
+        let v = value(p)?;
         match key {
             Some(k) => m.elems.push((k, v)),
             None => m.default = Some(v),
@@ -644,34 +691,193 @@ fn ct_flags(p: &mut P<'_>, op: Op) -> Result<Rhs, NftParseError> {
     }
 }
 
-/// `snat [to] ADDR[:PORT[-PORT]] [FLAGS]`, `dnat [to] ...`, `masquerade
-/// [to :PORT[-PORT]] [FLAGS]`, `redirect [to :PORT[-PORT]] [FLAGS]`; a port range needs a transport protocol
-/// match before it (`prior`), as nft's evaluation says.
+/// `snat [ip [prefix]] [to] ADDR[:PORT[-PORT]] [FLAGS]`, `dnat [to] ...`,
+/// `masquerade [to :PORT[-PORT]] [FLAGS]`, `redirect [to :PORT[-PORT]]
+/// [FLAGS]`, or the target from a map ([`nat_map`]); a port needs a
+/// transport protocol match before it (`prior`), as nft's evaluation says.
 fn nat(p: &mut P<'_>, kind: NatKind, prior: &[Stmt]) -> Result<Stmt, NftParseError> {
     let kw = p.toks[p.i - 1].clone();
+    let fam = p.eat("ip");
+    let netmap = fam && p.eat("prefix");
     let to = p.eat("to");
+    if fam && !to {
+        return Err(p.peek().map_or_else(|| p.unexpected(), bad));
+    }
     let mut n = Nat {
         kind,
         addr: None,
         ports: None,
         flags: 0,
     };
+    if to {
+        if let Some(keys) = nat_map_keys(p, kind)? {
+            return nat_map(p, n, keys, prior, (&kw, netmap));
+        }
+    }
+    if netmap {
+        return Err(P::err(&kw, "prefix needs a map"));
+    }
     if to || !matches!(kind, NatKind::Masquerade | NatKind::Redirect) {
         nat_target(p, &mut n)?;
     }
     n.flags = nat_flags(p)?;
-    let l4 = prior.iter().any(|s| {
-        matches!(s, Stmt::Match(m) if m.keys.iter().any(|k| matches!(k,
-            Key::UdpSport | Key::UdpDport | Key::UdpLength | Key::UdpChecksum
-            | Key::TcpSport | Key::TcpDport | Key::IpProtocol | Key::MetaL4proto)))
-    });
-    if n.ports.is_some() && !l4 {
-        return Err(P::err(
-            &kw,
-            "transport protocol mapping is only valid after transport protocol match",
-        ));
+    if n.ports.is_some() && !l4_match(prior) {
+        return Err(no_l4(&kw));
     }
     Ok(Stmt::Nat(n))
+}
+
+/// A match before the statement that fixes the transport protocol.
+fn l4_match(prior: &[Stmt]) -> bool {
+    prior.iter().any(|s| {
+        matches!(s, Stmt::Match(m) if m.keys.iter().any(|k| l4_key(*k)
+            || matches!(k, Key::IpProtocol | Key::MetaL4proto)))
+    })
+}
+
+/// A key of a given transport protocol (nft adds its dependency).
+fn l4_key(k: Key) -> bool {
+    matches!(
+        k,
+        Key::UdpSport
+            | Key::UdpDport
+            | Key::UdpLength
+            | Key::UdpChecksum
+            | Key::TcpSport
+            | Key::TcpDport
+    )
+}
+
+fn no_l4(kw: &Tok) -> NftParseError {
+    P::err(
+        kw,
+        "transport protocol mapping is only valid after transport protocol match",
+    )
+}
+
+/// The keys of a NAT map after `to` (`redirect`'s written `:KEY`), if a
+/// key follows.
+fn nat_map_keys(p: &mut P<'_>, kind: NatKind) -> Result<Option<Vec<Key>>, NftParseError> {
+    let at = p.i;
+    let t = p.peek_text();
+    let first = match kind {
+        NatKind::Masquerade | NatKind::Redirect => match t.strip_prefix(':') {
+            Some(w) if !w.is_empty() && !w.starts_with(|c: char| c.is_ascii_digit()) => w,
+            _ => return Ok(None),
+        },
+        _ => t,
+    };
+    let Some(k) = key_named(p, first)? else {
+        p.i = at;
+        return Ok(None);
+    };
+    let mut keys = vec![k];
+    while p.eat(".") {
+        let t = p.peek().cloned();
+        match key(p)? {
+            Some(k) => keys.push(k),
+            None => return Err(t.as_ref().map_or_else(|| p.unexpected(), bad)),
+        }
+    }
+    Ok(Some(keys))
+}
+
+/// `KIND [ip [prefix]] to KEY map { K : V, ... }` (`redirect to :KEY map
+/// { K : PORT }`): V an address, range or prefix, with ` . PORT[-PORT]`
+/// or not, the same for every element (else nft refuses); `ip` is
+/// printed when V is a concatenation or a range.
+fn nat_map(
+    p: &mut P<'_>,
+    n: Nat,
+    keys: Vec<Key>,
+    prior: &[Stmt],
+    (kw, netmap): (&Tok, bool),
+) -> Result<Stmt, NftParseError> {
+    p.expect("map")?;
+    if p.peek_text().starts_with('@') {
+        return Err(P::err(
+            p.peek().unwrap_or(kw),
+            "named NAT maps are not supported by ipxmit",
+        ));
+    }
+    let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
+    let ports_only = matches!(n.kind, NatKind::Masquerade | NatKind::Redirect);
+    let start = p.i;
+    let map = map_elems_with(p, &tys, |p| nat_value(p, ports_only).map(MapValue::Nat))?;
+    let shape = |v: &MapValue| match v {
+        MapValue::Nat(t) => (t.addr.is_some() && t.ports.is_some(), nat_interval(t)),
+        _ => (false, false),
+    };
+    let all: Vec<(bool, bool)> = map
+        .elems
+        .iter()
+        .map(|(_, v)| v)
+        .chain(&map.default)
+        .map(shape)
+        .collect();
+    let at = &p.toks[start];
+    if all.windows(2).any(|w| w[0].0 != w[1].0) {
+        return Err(P::err(
+            at,
+            "invalid data type, expected concatenation of (IPv4 address, internet network service)",
+        ));
+    }
+    if all.windows(2).any(|w| w[0].1 != w[1].1) {
+        return Err(P::err(at, "Could not process rule: Invalid argument"));
+    }
+    let ports = all.first().is_some_and(|s| s.0) || ports_only;
+    if ports && !l4_match(prior) && !keys.iter().any(|k| l4_key(*k)) {
+        return Err(no_l4(kw));
+    }
+    let mut nat = n;
+    nat.flags = nat_flags(p)?;
+    Ok(Stmt::NatMap(NatMap {
+        nat,
+        keys,
+        map: MapRef::Anon(map),
+        netmap,
+    }))
+}
+
+/// A NAT map value with a range of addresses or ports.
+pub fn nat_interval(t: &NatTo) -> bool {
+    t.addr.is_some_and(|(a, b)| a != b) || t.ports.is_some_and(|(a, b)| a != b)
+}
+
+/// A NAT map's value: `ADDR[-ADDR|/LEN][ . PORT[-PORT]]`, or (`ports_only`)
+/// `PORT[-PORT]`.
+fn nat_value(p: &mut P<'_>, ports_only: bool) -> Result<NatTo, NftParseError> {
+    if ports_only {
+        return Ok(NatTo {
+            addr: None,
+            ports: Some(port_range(p)?),
+        });
+    }
+    let t = p.take()?;
+    let e = elem(t, Ty::Addr)?;
+    let addr = Some((e.lo as u32, e.hi as u32));
+    let ports = if p.eat(".") {
+        Some(port_range(p)?)
+    } else {
+        None
+    };
+    Ok(NatTo { addr, ports })
+}
+
+/// `PORT`, `LO-HI` or `LO - HI`.
+fn port_range(p: &mut P<'_>) -> Result<(u16, u16), NftParseError> {
+    let t = p.take()?;
+    let e = elem(t, Ty::Port)?;
+    let (lo, hi) = if e.lo == e.hi && p.eat("-") {
+        let h = p.take()?;
+        (e.lo, scalar(h, &h.text, Ty::Port)?)
+    } else {
+        (e.lo, e.hi)
+    };
+    if lo > hi {
+        return Err(P::err(t, "Range has zero or negative size"));
+    }
+    Ok((lo as u16, hi as u16))
 }
 
 /// The `ADDR[:PORT[-PORT]]` (masquerade: `:PORT[-PORT]`) of a NAT statement.
@@ -777,7 +983,10 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
 pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
     let mut v: Vec<Stmt> = Vec::new();
     while let Some(t) = p.peek() {
-        if matches!(v.last(), Some(Stmt::Nat(_) | Stmt::Reject(_))) {
+        if matches!(
+            v.last(),
+            Some(Stmt::Nat(_) | Stmt::NatMap(_) | Stmt::Reject(_))
+        ) {
             return Err(P::err(
                 t,
                 "Statement after terminal statement has no effect",

@@ -21,6 +21,9 @@ pub struct CompiledSet {
     slots: Vec<(u64, u32)>,
     /// Intervals by their first value, with their indexes.
     intervals: Vec<(Elem, u32)>,
+    /// The catch-all element `*`: [`CompiledSet::contains`] holds for
+    /// every value.
+    catchall: bool,
 }
 
 impl CompiledSet {
@@ -31,6 +34,7 @@ impl CompiledSet {
             return CompiledSet {
                 slots: Vec::new(),
                 intervals: v,
+                catchall: false,
             };
         }
         let n = (elems.len() * 2).next_power_of_two().max(8);
@@ -47,6 +51,7 @@ impl CompiledSet {
         CompiledSet {
             slots,
             intervals: Vec::new(),
+            catchall: false,
         }
     }
 
@@ -77,10 +82,10 @@ impl CompiledSet {
         }
     }
 
-    /// Whether `v` is in the set.
+    /// Whether `v` is in the set (the catch-all holds every value).
     #[inline]
     pub fn contains(&self, v: u64) -> bool {
-        self.find(v).is_some()
+        self.catchall || self.find(v).is_some()
     }
 }
 
@@ -97,6 +102,8 @@ pub enum MapOut {
     Num(u64),
     /// A verdict.
     Code(Code),
+    /// A NAT range.
+    Nat(super::rule::NatTo),
 }
 
 /// A map as the program looks it up: its keys' [`CompiledSet`], the
@@ -314,6 +321,17 @@ impl Program {
                 self.insns.push(Insn::Nat(*n));
                 Insn::Verdict(Code::Accept)
             }
+            Stmt::NatMap(n) => {
+                self.load_keys(&n.keys)?;
+                let map = self.map(t, first, &n.map);
+                self.insns.push(Insn::NatMap {
+                    reg: 0,
+                    map,
+                    nat: n.nat,
+                    netmap: n.netmap,
+                });
+                Insn::Verdict(Code::Accept)
+            }
             Stmt::Reject(Reject::Icmp(code)) => {
                 self.insns.push(Insn::Reject(*code));
                 Insn::Verdict(Code::Drop)
@@ -421,6 +439,16 @@ impl Program {
                 key: CtKey::Direction,
                 dreg,
             },
+            Key::CtMark => Insn::Ct {
+                key: CtKey::Mark,
+                dreg,
+            },
+            Key::ThSport | Key::ThDport => Insn::Payload {
+                base: Base::Transport,
+                off: if key == Key::ThSport { 0 } else { 2 },
+                len: 2,
+                dreg,
+            },
         };
         self.insns.push(insn);
     }
@@ -511,7 +539,11 @@ impl Program {
             Rhs::Set(elems) => self.lookup(elems, neg),
             Rhs::Named(n) => {
                 let elems = t.set(n).map_or(&[][..], |s| &s.elems[..]);
-                self.lookup(elems, neg)
+                let insn = self.lookup(elems, neg);
+                if let Some(last) = self.sets.last_mut() {
+                    last.catchall = t.set(n).is_some_and(|s| s.catchall);
+                }
+                insn
             }
             _ => return Err(CompileError::Unsupported),
         })
@@ -543,6 +575,7 @@ impl Program {
         let out = |v: &MapValue| match v {
             MapValue::Num(n) => MapOut::Num(*n),
             MapValue::Verdict(v) => MapOut::Code(code(t, first, v)),
+            MapValue::Nat(to) => MapOut::Nat(*to),
         };
         let (keys, values, default): (Vec<Elem>, Vec<MapOut>, _) = match r {
             MapRef::Anon(m) => (

@@ -187,6 +187,8 @@ pub struct CtRef {
     pub info: CtInfo,
     /// The entry was made for this packet (not confirmed yet).
     pub fresh: bool,
+    /// The flow's mark (`ct mark`) as the packet found it.
+    pub mark: u32,
     /// The flow's NAT bindings (destination, source) as the packet found
     /// them, read with its lookup: a bound side needs no second lookup.
     pub bound: [NatBinding; 2],
@@ -506,6 +508,7 @@ impl Conntrack {
             idx,
             info: CtInfo::New,
             fresh: true,
+            mark: 0,
             bound: [NatBinding::Unbound; 2],
         }))
     }
@@ -741,6 +744,7 @@ impl Table {
             idx,
             info,
             fresh: false,
+            mark: e.mark,
             bound: [NatBinding::Unbound; 2],
         };
         r.bound = [binding(e, r, Manip::Dst), binding(e, r, Manip::Src)];

@@ -46,6 +46,8 @@ pub enum CtKey {
     State,
     /// `NFT_CT_DIRECTION`.
     Direction,
+    /// `NFT_CT_MARK`.
+    Mark,
 }
 
 /// A comparison (`enum nft_cmp_ops`).
@@ -290,6 +292,19 @@ pub enum Insn {
     /// Kernel: `nft_nat_eval()`, `nft_masq_eval()`: the binding the flow
     /// gets ([`PktInfo::nat`]); an accept follows it.
     Nat(super::rule::Nat),
+    /// Kernel: `nft_nat_eval()` after a map lookup: the statement `nat`
+    /// with the range of `reg`'s element of map `map` (none: break);
+    /// `netmap`: `nft_nat_setup_netmap()`. An accept follows it.
+    NatMap {
+        /// Key.
+        reg: Reg,
+        /// Map index.
+        map: u16,
+        /// The statement (its own range unused).
+        nat: super::rule::Nat,
+        /// `NF_NAT_RANGE_NETMAP`.
+        netmap: bool,
+    },
     /// Kernel: `nft_limit_pkts_eval()`, `nft_limit_bytes_eval()`: limit
     /// `idx` of the program; breaks when the rate says no.
     Limit {
@@ -654,10 +669,20 @@ pub fn eval(
                 (CtKey::State, Some(c)) => u64::from(c.info.state_bit()),
                 (CtKey::State, None) => 1,
                 (CtKey::Direction, Some(c)) => c.info.dir() as u64,
-                (CtKey::Direction, None) => return Step::Break,
+                (CtKey::Mark, Some(c)) => u64::from(c.mark),
+                (CtKey::Direction | CtKey::Mark, None) => return Step::Break,
             };
         }
         Insn::Nat(n) => p.nat = Some(n),
+        Insn::NatMap {
+            reg,
+            map,
+            nat,
+            netmap,
+        } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)]) {
+            Some(super::compile::MapOut::Nat(to)) => p.nat = Some(nat_of(nat, to, netmap, p)),
+            _ => return Step::Break,
+        },
         Insn::Reject(code) => p.reject = Some(code),
         Insn::Log { idx } if !p.dry => {
             super::log::log_packet(&prog.logs[usize::from(idx)], p.pkt, p.out);
@@ -721,6 +746,32 @@ fn field_set(insn: &Insn, p: &mut PktInfo<'_>) -> Step {
     fix_sums(h, (w0, w1), &old, l3, ucheck, (partial, pseudo));
     p.reread_header();
     Step::Next
+}
+
+/// The NAT statement `nat` with the range `to` a map gave; `netmap`
+/// (Kernel: `nft_nat_setup_netmap()`): the packet's address (the source
+/// for `snat`, else the destination) keeps the bits where the range's
+/// first and last differ and takes the others from the first.
+fn nat_of(
+    mut nat: super::rule::Nat,
+    to: super::rule::NatTo,
+    netmap: bool,
+    p: &PktInfo<'_>,
+) -> super::rule::Nat {
+    nat.addr = to.addr;
+    nat.ports = to.ports;
+    if let (true, Some((lo, hi))) = (netmap, to.addr) {
+        let off = if nat.kind == super::rule::NatKind::Snat {
+            12
+        } else {
+            16
+        };
+        let a = load_be(p.pkt.network_header(), off, 4).unwrap_or(0) as u32;
+        let mask = !(lo ^ hi);
+        let a = (a & !mask) | (lo & mask);
+        nat.addr = Some((a, a));
+    }
+    nat
 }
 
 #[inline]

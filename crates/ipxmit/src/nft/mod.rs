@@ -51,13 +51,14 @@
 //! `IpOutDiscards`, as the kernel's `NF_DROP_ERR`.
 //!
 //! Not yet: `devices = { ... }` (one device per egress chain);
-//! `icmp_send`'s rate limit for `reject`; maps in NAT statements,
-//! `redirect`, bitwise `and`/`or`/`xor` in statements, TCP matches. Conntrack knows UDP, ICMP queries and other protocols
+//! `icmp_send`'s rate limit for `reject`; named maps in NAT statements
+//! (anonymous ones, `snat ip [prefix] to KEY map { ... }`, are taken),
+//! bitwise `and`/`or`/`xor` in statements, TCP matches. Conntrack knows UDP, ICMP queries and other protocols
 //! generically (TCP without its state machine); no RELATED flows (an ICMP
 //! error is `invalid`); flows are made on the output path only (a
-//! received reply marks its flow replied, it is not translated back); a
-//! NAT range has one address (so `persistent` changes nothing); no `ct
-//! mark` or `ct` timeouts by sysctl.
+//! received reply marks its flow replied, it is not translated back); no
+//! `ct mark set` (`ct mark` reads a flow's mark, 0) or `ct` timeouts by
+//! sysctl.
 
 pub mod compile;
 pub mod conntrack;
@@ -79,9 +80,9 @@ use crate::stack::Stack;
 pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
 pub use rule::{
-    Counter, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind, Op, Reject,
-    Rhs, Rule, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE,
-    LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Counter, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind, NatMap, NatTo,
+    Op, Reject, Rhs, Rule, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
+    LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, MapData, Policy, Position, RuleRef,

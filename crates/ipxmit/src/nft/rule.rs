@@ -73,6 +73,13 @@ pub enum Key {
     CtState,
     /// `ct direction` (`original` 0, `reply` 1).
     CtDirection,
+    /// `ct mark` (the flow's mark).
+    CtMark,
+    /// `th sport`: the first 16 bits of the transport header, whatever
+    /// the protocol (no `meta l4proto` dependency).
+    ThSport,
+    /// `th dport`: bits 16..32 of the transport header.
+    ThDport,
 }
 
 impl Key {
@@ -99,6 +106,8 @@ impl Key {
             Key::Oifname | Key::Iifname => 128,
             Key::CtState => 32,
             Key::CtDirection => 8,
+            Key::CtMark => 32,
+            Key::ThSport | Key::ThDport => 16,
         }
     }
 }
@@ -180,6 +189,35 @@ pub enum MapValue {
     Num(u64),
     /// A verdict (`verdict`).
     Verdict(RuleVerdict),
+    /// A NAT target (`snat to KEY map { K : ADDR[-ADDR][ . PORT[-PORT]] }`).
+    Nat(NatTo),
+}
+
+/// What a NAT map's element maps to (the registers `nft_nat` loads its
+/// range from): addresses, first and last (a prefix is its range), and
+/// ports, first and last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NatTo {
+    /// The addresses (none for `redirect to :KEY map`).
+    pub addr: Option<(u32, u32)>,
+    /// The ports (`NF_NAT_RANGE_PROTO_SPECIFIED`).
+    pub ports: Option<(u16, u16)>,
+}
+
+/// A NAT statement whose target a map decides (`snat ip to ip saddr map
+/// { ... }`, `redirect to :tcp dport map { ... }`): the key's element's
+/// [`NatTo`]; no element, the rule does not match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatMap {
+    /// The statement (its `addr` and `ports` unused).
+    pub nat: Nat,
+    /// The key, or keys of a concatenation.
+    pub keys: Vec<Key>,
+    /// The map (values [`MapValue::Nat`]).
+    pub map: MapRef,
+    /// `prefix` (`NF_NAT_RANGE_NETMAP`): the packet's address keeps its
+    /// host bits and takes the network bits of the element's prefix.
+    pub netmap: bool,
 }
 
 /// The elements of an anonymous map: key, value; `* : V` the default
@@ -474,6 +512,8 @@ pub enum Stmt {
     FieldSet(Key, u32),
     /// `snat`, `dnat`, `masquerade`.
     Nat(Nat),
+    /// `snat`, `dnat`, `redirect` to the target a map gives.
+    NatMap(NatMap),
     /// `reject [with icmp CODE | with tcp reset]`: terminal, drops.
     Reject(Reject),
     /// `limit rate [over] ...`: its token bucket, kept across changes.

@@ -85,6 +85,8 @@ pub enum DataType {
     Mark,
     /// `inet_proto`.
     InetProto,
+    /// `time` (nanoseconds since the epoch, `meta time`'s type).
+    Time,
 }
 
 impl DataType {
@@ -94,6 +96,7 @@ impl DataType {
             DataType::Ipv4Addr | DataType::Mark => 32,
             DataType::InetService => 16,
             DataType::InetProto => 8,
+            DataType::Time => 64,
         }
     }
 }
@@ -117,6 +120,9 @@ pub struct Set {
     pub values: Vec<MapValue>,
     /// A map's catch-all value.
     pub default: Option<MapValue>,
+    /// A set's catch-all element `*` (`NFT_SET_ELEM_CATCHALL`): every key
+    /// is in the set.
+    pub catchall: bool,
 }
 
 /// The data type of a named map.
@@ -183,6 +189,10 @@ impl Table {
                     ..
                 }) => self.check_map(keys, r, MapData::Verdict)?,
                 Stmt::MarkSetMap(keys, r) => self.check_map(keys, r, MapData::Mark)?,
+                Stmt::NatMap(super::NatMap {
+                    map: MapRef::Named(_),
+                    ..
+                }) => return Err(NftError::Inval("a named NAT map")),
                 Stmt::Match(m) => {
                     if let super::Rhs::Named(n) = &m.rhs {
                         let set = self.set(n).ok_or(NftError::NoEntry)?;
@@ -239,7 +249,12 @@ fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
         if matches!(s, Stmt::Reject(_)) && b.hook != ChainHook::Output {
             return Err(NftError::NotSupported);
         }
-        if let Stmt::Nat(n) = s {
+        let nat = match s {
+            Stmt::Nat(n) => Some(n),
+            Stmt::NatMap(m) => Some(&m.nat),
+            _ => None,
+        };
+        if let Some(n) = nat {
             let hook = match n.kind {
                 super::NatKind::Dnat | super::NatKind::Redirect => ChainHook::Output,
                 _ => ChainHook::Postrouting,
@@ -255,10 +270,16 @@ fn check_nat(c: &Chain, stmts: &[Stmt]) -> Result<(), NftError> {
 /// A statement with a `ct` key (conntrack, which a netdev table cannot
 /// load).
 fn uses_ct(s: &Stmt) -> bool {
-    let ct = |k: &super::Key| matches!(k, super::Key::CtState | super::Key::CtDirection);
+    let ct = |k: &super::Key| {
+        matches!(
+            k,
+            super::Key::CtState | super::Key::CtDirection | super::Key::CtMark
+        )
+    };
     match s {
         Stmt::Match(m) => m.keys.iter().any(ct),
         Stmt::MarkSetMap(keys, _) => keys.iter().any(ct),
+        Stmt::NatMap(n) => n.keys.iter().any(ct),
         _ => false,
     }
 }
@@ -470,6 +491,7 @@ impl Ruleset {
                     super::Rhs::Set(_) | super::Rhs::Vmap(MapRef::Anon(_))
                 ),
                 Stmt::MarkSetMap(_, MapRef::Anon(_)) => true,
+                Stmt::NatMap(n) => matches!(n.map, MapRef::Anon(_)),
                 _ => false,
             })
             .count();
@@ -539,6 +561,7 @@ impl Ruleset {
             map: None,
             values: Vec::new(),
             default: None,
+            catchall: false,
         });
         Ok(())
     }
@@ -596,6 +619,22 @@ impl Ruleset {
         if elems.default.is_some() {
             s.default.clone_from(&elems.default);
         }
+        Ok(())
+    }
+
+    /// Kernel: `nf_tables_newsetelem()` of the catch-all element `*`
+    /// (`NFT_SET_ELEM_CATCHALL`) in a set (a map's is its default value).
+    pub fn add_catchall(&mut self, family: Family, table: &str, set: &str) -> Result<(), NftError> {
+        let t = self.table_mut(family, table)?;
+        let s = t
+            .sets
+            .iter_mut()
+            .find(|s| s.name == set)
+            .ok_or(NftError::NoEntry)?;
+        if s.map.is_some() {
+            return Err(NftError::Inval("a catch-all without data in a map"));
+        }
+        s.catchall = true;
         Ok(())
     }
 

@@ -844,3 +844,90 @@ fn a_failed_reroute_is_the_sends_errno() {
     assert_eq!(c.get(crate::stats::Mib::IpOutDiscards), 1);
     assert_eq!(c.dropped(crate::stats::DropReason::NetfilterDrop), 1);
 }
+
+/// A NAT map statement `snat to KEYS map { ... }` (`netmap`: `snat ip
+/// prefix to`).
+fn nat_map(keys: &[Key], elems: &[(Elem, NatTo)], default: Option<NatTo>, netmap: bool) -> Stmt {
+    let map = MapElems {
+        elems: elems.iter().map(|(e, t)| (*e, MapValue::Nat(*t))).collect(),
+        default: default.map(MapValue::Nat),
+    };
+    Stmt::NatMap(NatMap {
+        nat: Nat {
+            kind: NatKind::Snat,
+            addr: None,
+            ports: None,
+            flags: 0,
+        },
+        keys: keys.to_vec(),
+        map: MapRef::Anon(map),
+        netmap,
+    })
+}
+
+#[test]
+fn nat_maps_give_the_range_of_the_element_found() {
+    let (_s, dev) = stack();
+    let a = |s: &str| u64::from(u32::from(s.parse::<Ipv4Addr>().unwrap()));
+    let to = |lo: &str, hi: &str, ports: Option<(u16, u16)>| NatTo {
+        addr: Some((a(lo) as u32, a(hi) as u32)),
+        ports,
+    };
+    let mut rs = ruleset(Policy::Accept);
+    let post = BaseChain {
+        ty: ChainType::Nat,
+        hook: ChainHook::Postrouting,
+        device: None,
+        priority: 100,
+        policy: Policy::Accept,
+    };
+    rs.add_chain(Family::Ip, "t", "post", Some(post), false)
+        .unwrap();
+    let dport = |p| m(&[Key::UdpDport], Op::Eq, Rhs::Value(p));
+    let ranged = (
+        Elem::one(9),
+        to("10.9.0.10", "10.9.0.20", Some((7000, 7000))),
+    );
+    add(
+        &mut rs,
+        "post",
+        vec![nat_map(&[Key::UdpDport], &[ranged], None, false)],
+    );
+    let net = Elem {
+        lo: a("10.0.0.0"),
+        hi: a("10.0.0.255"),
+    };
+    let prefix = to("192.168.2.0", "192.168.2.255", None);
+    let netmap = nat_map(&[Key::IpSaddr], &[(net, prefix)], None, true);
+    add(&mut rs, "post", vec![dport(10), netmap]);
+    let one = (Elem::one(a("1.1.1.1")), to("2.2.2.2", "2.2.2.2", None));
+    let catch_all = Some(to("3.3.3.3", "3.3.3.3", None));
+    add(
+        &mut rs,
+        "post",
+        vec![
+            dport(11),
+            nat_map(&[Key::IpDaddr], &[one], catch_all, false),
+        ],
+    );
+    let prog = Program::compile(&rs).unwrap();
+    let chain = prog.nat[1][0];
+    let run = |daddr: [u8; 4], dport: u16| {
+        let mut pkt = udp(daddr, 5000, dport, 4);
+        let mut p = PktInfo::new(&mut pkt, &dev);
+        let verdict = do_chain(&prog, chain, &mut p);
+        assert_eq!(verdict, Verdict::Accept);
+        p.nat.map(|n| (n.addr, n.ports))
+    };
+    let addr = |s: &str| Some((a(s) as u32, a(s) as u32));
+    let range = (a("10.9.0.10") as u32, a("10.9.0.20") as u32);
+    assert_eq!(
+        run([9, 9, 9, 9], 9),
+        Some((Some(range), Some((7000, 7000))))
+    );
+    assert_eq!(run([9, 9, 9, 9], 10), Some((addr("192.168.2.1"), None)));
+    assert_eq!(run([1, 1, 1, 1], 11), Some((addr("2.2.2.2"), None)));
+    assert_eq!(run([4, 4, 4, 4], 11), Some((addr("3.3.3.3"), None)));
+    // No element: the rule does not match, the chain goes on to its end.
+    assert_eq!(run([9, 9, 9, 9], 12), None);
+}
