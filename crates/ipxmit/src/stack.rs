@@ -83,6 +83,17 @@ pub struct Sysctls {
     pub mtu_expires: std::time::Duration,
     /// `net.core.default_qdisc` for new devices.
     pub default_qdisc: QdiscSpec,
+    /// `net.ipv4.icmp_msgs_per_sec`: the host-wide ICMP error rate.
+    pub icmp_msgs_per_sec: i32,
+    /// `net.ipv4.icmp_msgs_burst`: the host-wide ICMP error burst.
+    pub icmp_msgs_burst: i32,
+    /// `net.ipv4.icmp_ratelimit`, held as the kernel holds it: in jiffies
+    /// (`HZ` 250; the sysctl reads and writes milliseconds).
+    pub icmp_ratelimit: u32,
+    /// `net.ipv4.icmp_ratemask`: the ICMP types rate-limited (a bit per
+    /// type; default 6168: destination unreachable, source quench, time
+    /// exceeded, parameter problem).
+    pub icmp_ratemask: i32,
 }
 
 impl Default for Sysctls {
@@ -95,6 +106,10 @@ impl Default for Sysctls {
             min_pmtu: 552,
             mtu_expires: std::time::Duration::from_secs(600),
             default_qdisc: QdiscSpec::PfifoFast,
+            icmp_msgs_per_sec: 1000,
+            icmp_msgs_burst: 50,
+            icmp_ratelimit: 250,
+            icmp_ratemask: 6168,
         }
     }
 }
@@ -145,6 +160,8 @@ pub struct Stack {
     pub(crate) notify: Arc<Notify>,
     pub(crate) sysctl: RwLock<Sysctls>,
     pub(crate) idents: IdentTable,
+    /// The rate limits on the ICMP errors the host sends.
+    pub(crate) icmp_rate: crate::ipv4::icmp_rate::IcmpRateLimit,
     default_ttl: std::sync::atomic::AtomicU8,
     ports: parking_lot::Mutex<Ports>,
     /// The automatic qdisc handles (`qdisc_alloc_handle`).
@@ -205,6 +222,7 @@ impl Stack {
             notify,
             sysctl: RwLock::new(Sysctls::default()),
             idents: IdentTable::new(),
+            icmp_rate: Default::default(),
             default_ttl: std::sync::atomic::AtomicU8::new(64),
             ports: parking_lot::Mutex::new(Ports {
                 table: crate::socket::ports::PortTable::new(*EPHEMERAL_PORTS.start()),

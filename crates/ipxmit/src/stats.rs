@@ -90,6 +90,12 @@ counter_enum! {
         IcmpInDestUnreachs => "IcmpInDestUnreachs",
         /// ICMP messages sent (`ICMP_MIB_OUTMSGS`).
         IcmpOutMsgs => "IcmpOutMsgs",
+        /// ICMP errors the host-wide rate limit refused
+        /// (`ICMP_MIB_RATELIMITGLOBAL`).
+        IcmpOutRateLimitGlobal => "IcmpOutRateLimitGlobal",
+        /// ICMP errors a destination's rate limit refused
+        /// (`ICMP_MIB_RATELIMITHOST`).
+        IcmpOutRateLimitHost => "IcmpOutRateLimitHost",
         /// Destination unreachable messages sent.
         IcmpOutDestUnreachs => "IcmpOutDestUnreachs",
         /// ICMP type 3 messages received (`ICMPMSG_MIB_INTYPE3`; nstat's

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use ipxmit::ipv4::icmp_rate::{jiffies_to_ms, ms_to_jiffies};
 use ipxmit::sched::QdiscSpec;
 use ipxmit::stack::Sysctls;
 use ipxmit::Stack;
@@ -106,6 +107,10 @@ pub fn read(s: &Sysctls, key: &str) -> Option<String> {
         "net.core.wmem_max" => s.wmem_max.to_string(),
         "net.ipv4.ip_default_ttl" => s.ip_default_ttl.to_string(),
         "net.ipv4.ip_no_pmtu_disc" => s.ip_no_pmtu_disc.to_string(),
+        "net.ipv4.icmp_msgs_per_sec" => s.icmp_msgs_per_sec.to_string(),
+        "net.ipv4.icmp_msgs_burst" => s.icmp_msgs_burst.to_string(),
+        "net.ipv4.icmp_ratelimit" => jiffies_to_ms(u64::from(s.icmp_ratelimit)).to_string(),
+        "net.ipv4.icmp_ratemask" => s.icmp_ratemask.to_string(),
         "net.ipv4.route.min_pmtu" => s.min_pmtu.to_string(),
         "net.ipv4.route.mtu_expires" => s.mtu_expires.as_secs().to_string(),
         _ => return None,
@@ -138,6 +143,16 @@ fn write(s: &mut Sysctls, key: &str, v: &str) -> Result<bool, WriteError> {
         "net.core.wmem_max" => s.wmem_max = num(SOCK_MIN_SNDBUF, INT_MAX)? as usize,
         "net.ipv4.ip_default_ttl" => s.ip_default_ttl = num(1, 255)? as u8,
         "net.ipv4.ip_no_pmtu_disc" => s.ip_no_pmtu_disc = num(0, 255)? as u8,
+        "net.ipv4.icmp_msgs_per_sec" => s.icmp_msgs_per_sec = num(0, INT_MAX)? as i32,
+        "net.ipv4.icmp_msgs_burst" => s.icmp_msgs_burst = num(0, INT_MAX)? as i32,
+        "net.ipv4.icmp_ratemask" => s.icmp_ratemask = num(-INT_MAX - 1, INT_MAX)? as i32,
+        // proc_dointvec_ms_jiffies: kept in jiffies (1001 reads 1004).
+        "net.ipv4.icmp_ratelimit" => {
+            let ms = num(0, INT_MAX)? as u64;
+            s.icmp_ratelimit = ms_to_jiffies(ms)
+                .try_into()
+                .map_err(|_| WriteError::Invalid)?;
+        }
         "net.ipv4.route.min_pmtu" => s.min_pmtu = num(68, INT_MAX)? as u32,
         "net.ipv4.route.mtu_expires" => {
             // A negative time has passed at once: nothing learned lives.
@@ -247,6 +262,13 @@ mod tests {
         );
         assert!(run_line("-w net.ipv4.route.min_pmtu=67").is_err());
         assert!(run_line("-w net.ipv4.route.min_pmtu=70000").is_ok());
+        assert!(run_line("-w net.ipv4.icmp_ratelimit=1001").is_ok());
+        assert_eq!(run_line("-n net.ipv4.icmp_ratelimit").unwrap(), "1004\n");
+        assert!(run_line("-w net.ipv4.icmp_ratelimit=-1000").is_err());
+        assert!(run_line("-w net.ipv4.icmp_msgs_burst=-1").is_err());
+        assert!(run_line("-w net.ipv4.icmp_msgs_per_sec=2147483648").is_err());
+        assert!(run_line("-w net.ipv4.icmp_ratemask=-5").is_ok());
+        assert_eq!(run_line("-n net.ipv4.icmp_ratemask").unwrap(), "-5\n");
         assert!(run_line("-w net.ipv4.ip_no_pmtu_disc=-1").is_err());
         assert!(run_line("-w net.ipv4.ip_no_pmtu_disc=4").is_ok());
         assert_eq!(run_line("-n net.ipv4.ip_no_pmtu_disc").unwrap(), "4\n");

@@ -13,6 +13,7 @@
 use std::net::Ipv4Addr;
 
 use crate::error::Errno;
+use crate::ipv4::icmp_rate::GlobalVerdict;
 use crate::ipv4::input::{Local, LocalKind};
 use crate::ipv4::options::IpOptions;
 use crate::ipv4::output::{build_header, local_out, HeaderFields};
@@ -182,7 +183,7 @@ fn unreach<'a>(
 /// The largest ICMP error datagram (`576`, RFC 1812's minimum reassembly).
 const ICMP_ERR_MAX: usize = 576;
 
-/// Kernel: `__icmp_send()`, net/ipv4/icmp.c, rate limit aside. Sends an
+/// Kernel: `__icmp_send()`, net/ipv4/icmp.c, with its rate limits. Sends an
 /// ICMP error of `icmp_type`/`code` (with `info` as the rest of the
 /// header) about the received datagram `l` back to its source, from the
 /// address it was sent to, TOS `(tos & IPTOS_TOS_MASK) | 0xc0`
@@ -197,7 +198,13 @@ pub fn send(stack: &Stack, l: &Local<'_>, icmp_type: u8, code: u8, info: u32) ->
     }
     // A datagram received for the host: the error comes from the address
     // it was sent to.
-    send_error(stack, &l.ip, l.ip.dst_addr(), (icmp_type, code, info))
+    let in_lo = l.dif == crate::route::rules::LOOPBACK_IFINDEX;
+    send_error(
+        stack,
+        &l.ip,
+        (l.ip.dst_addr(), in_lo),
+        (icmp_type, code, info),
+    )
 }
 
 /// Kernel: `ipv4_link_failure()`: a datagram the host sent whose next hop
@@ -232,7 +239,7 @@ pub fn unreach_self(stack: &Stack, datagram: &[u8], code: u8) -> bool {
     send_error(
         stack,
         &ip,
-        Ipv4Addr::UNSPECIFIED,
+        (Ipv4Addr::UNSPECIFIED, false),
         (icmp::DEST_UNREACH, code, 0),
     )
 }
@@ -254,21 +261,29 @@ pub fn frag_needed_self(stack: &Stack, datagram: &[u8], mtu: u32) -> bool {
     send_error(
         stack,
         &ip,
-        Ipv4Addr::UNSPECIFIED,
+        (Ipv4Addr::UNSPECIFIED, false),
         (icmp::DEST_UNREACH, 4, mtu),
     )
 }
 
 /// The body of `__icmp_send()`: the checks on the datagram `ip`, the
-/// route back to its source from `saddr` (0: the route's choice), the
-/// message and its counters.
+/// host-wide rate limit (not for a datagram that came in on `lo`,
+/// `in_lo`), the route back to its source from `saddr` (0: the route's
+/// choice), the destination's rate limit, the message and its counters.
+/// See [`crate::ipv4::icmp_rate`].
 fn send_error(
     stack: &Stack,
     ip: &Ipv4Packet<&[u8]>,
-    saddr: Ipv4Addr,
+    (saddr, in_lo): (Ipv4Addr, bool),
     (icmp_type, code, info): (u8, u8, u32),
 ) -> bool {
     if ip.frag_offset() != 0 || is_icmp_error(ip) {
+        return false;
+    }
+    let (sys, now) = (stack.sysctls(), stack.now());
+    let limit = stack.icmp_rate.global(&sys, (icmp_type, code), in_lo, now);
+    if limit == GlobalVerdict::Refused {
+        stack.counters.inc(Mib::IcmpOutRateLimitGlobal);
         return false;
     }
     let daddr = ip.src_addr();
@@ -285,6 +300,11 @@ fn send_error(
     let Ok((dst, _)) = stack.route_output_key(&key) else {
         return false;
     };
+    let via_lo = dst.dev.is_loopback();
+    if !stack.icmp_rate.peer(&sys, limit, (daddr, via_lo), now) {
+        stack.counters.inc(Mib::IcmpOutRateLimitHost);
+        return false;
+    }
     let saddr = match saddr.is_unspecified() {
         true => stack.source_for(&dst),
         false => saddr,

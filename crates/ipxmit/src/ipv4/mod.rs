@@ -15,6 +15,7 @@
 
 pub mod fragment;
 pub mod icmp;
+pub mod icmp_rate;
 pub mod ident;
 pub mod input;
 pub mod options;
