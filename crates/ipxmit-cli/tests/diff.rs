@@ -38,7 +38,7 @@ fn assert_agrees(test: &str, script: &str, lines: usize) {
     let r = diff(test, script);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let end =
-        format!("{lines} lines compared, frames on every link, 22 counters: no differences\n");
+        format!("{lines} lines compared, frames on every link, 23 counters: no differences\n");
     assert!(r.stdout.ends_with(&end), "{}", r.stdout);
 }
 
@@ -78,7 +78,7 @@ fn a_script_both_agree_on_has_no_differences() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout
-            .ends_with("23 lines compared, frames on every link, 22 counters: no differences\n"),
+            .ends_with("23 lines compared, frames on every link, 23 counters: no differences\n"),
         "{}",
         r.stdout
     );
@@ -105,7 +105,7 @@ line 3: ip addr add 10.0.0.5/24 dev eth0 label eth0:1
     // Line 4 is refused by both, with ip's own message: no difference.
     assert!(
         r.stdout
-            .ends_with("4 lines compared, frames on every link, 22 counters: 1 differences\n"),
+            .ends_with("4 lines compared, frames on every link, 23 counters: 1 differences\n"),
         "{}",
         r.stdout
     );

@@ -51,6 +51,8 @@ const COUNTERS: &[&str] = &[
     "IcmpInMsgs",
     "IcmpOutDestUnreachs",
     "IcmpInDestUnreachs",
+    // Not IcmpOutRateLimitGlobal: each error takes 0-2 credits at random.
+    "IcmpOutRateLimitHost",
     "IpOutRequests",
     "IpOutNoRoutes",
     "IpOutDiscards",
