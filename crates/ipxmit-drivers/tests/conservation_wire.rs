@@ -33,7 +33,7 @@ use ipxmit_drivers::null::NullCounters;
 use ipxmit_drivers::packet::{PacketConfig, PacketMode};
 use ipxmit_drivers::runner::WaitSource;
 use ipxmit_drivers::tap::TapConfig;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0x69, 0x70, 0x78, 0x00, 0x11]);
 /// The null and capture devices' neighbour.
@@ -182,16 +182,27 @@ fn run(h: &mut Host, op: &Op, seen: &mut Seen) {
     }
 }
 
+/// How long settling may take in real time. A case queues at most a few
+/// hundred frames and a kernel drains a link in milliseconds; a link that
+/// stops draining (a TX ring once looped for 17 minutes under concurrent
+/// load, each shrinking step settling 20,000 rounds again) fails the case.
+const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+
 /// Runs the stack until nothing is queued: the clock moves on when a round
 /// made no progress (an unanswered neighbour fails within three seconds),
-/// and real time passes for a kernel to drain its side.
-fn settle(h: &Host) {
+/// and real time passes for a kernel to drain its side. Fails when
+/// something is still queued after [`SETTLE_LIMIT`], saying what.
+fn settle(h: &Host) -> Result<(), TestCaseError> {
+    let start = std::time::Instant::now();
     let mut last = (u64::MAX, u64::MAX);
-    for _ in 0..20_000 {
+    loop {
         h.stack.poll();
         let now = (h.taken_ip.load(Ordering::Relaxed), queued(&h.stack));
         if now.1 == 0 {
-            return;
+            return Ok(());
+        }
+        if start.elapsed() > SETTLE_LIMIT {
+            return Err(TestCaseError::fail(stalled(h, now)));
         }
         if now == last {
             h.clock.advance(Duration::from_millis(500));
@@ -204,6 +215,19 @@ fn settle(h: &Host) {
     }
 }
 
+/// What a link that stopped draining looks like: the packets still queued,
+/// the frames the drivers took, the transmit queues stopped.
+fn stalled(h: &Host, (taken, queued): (u64, u64)) -> String {
+    let dev = h.stack.devices()[1].clone();
+    let stopped: Vec<usize> = (0..dev.queues().len())
+        .filter(|&i| dev.queues()[i].ctl().is_stopped())
+        .collect();
+    format!(
+        "the link stopped draining: {queued} packets still queued after {SETTLE_LIMIT:?} \
+         ({taken} IPv4 frames taken; transmit queues stopped: {stopped:?})"
+    )
+}
+
 /// `cases` random workloads on `wire`, each on a fresh stack. Returns
 /// the IPv4 frames the drivers took and the times they pushed back, in all.
 fn conserve_on(wire: &Wire, cases: u32) -> (u64, u64) {
@@ -211,6 +235,9 @@ fn conserve_on(wire: &Wire, cases: u32) -> (u64, u64) {
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
+        // Each step of shrinking runs a case again (on a stalled link, a
+        // settle limit each): a minute at most, then the failure stands.
+        max_shrink_time: 60_000,
         ..Config::default()
     });
     runner
@@ -220,7 +247,7 @@ fn conserve_on(wire: &Wire, cases: u32) -> (u64, u64) {
             for op in &w.ops {
                 run(&mut h, op, &mut seen);
             }
-            settle(&h);
+            settle(&h)?;
             let took = h.taken_ip.load(Ordering::Relaxed);
             taken.fetch_add(took, Ordering::Relaxed);
             conserve::check(&h.stack, &seen, took, w.arp_fails)?;
