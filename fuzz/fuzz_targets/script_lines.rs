@@ -13,7 +13,8 @@
 //! a query (one of `ip -s link show`, `ip route show table all`, `tc -s -d
 //! qdisc show`, `ip -j rule show`, `ip neigh show nud all`, `ip -s -j addr
 //! show`, `nft -a list ruleset` in turn succeeds); at the end all of them,
-//! the statistics JSON and closing every socket succeed too.
+//! the statistics JSON (with `-a` for one input in eight) and closing every
+//! socket succeed too.
 
 #![no_main]
 
@@ -72,6 +73,11 @@ fuzz_target!(|data: &[u8]| {
     for q in QUERIES {
         query(&mut host, q);
     }
-    let _ = ipxmit_cli::script::stats_json(&host, true);
+    // With `-a` (every counter, zero ones too) the JSON took 39% of the
+    // target's instructions on corpus inputs (callgrind), 33% now that one
+    // input in eight asks for it; the others print the non-zero counters
+    // through the same code.
+    let all = data.len() % 8 == 0;
+    let _ = ipxmit_cli::script::stats_json(&host, all);
     let _ = host.close_all();
 });
