@@ -49,8 +49,8 @@
 //! under its [`PeerDrop`] reason in [`PeerStats`].
 //!
 //! What it could not reassemble is attributed ([`Unassembled`]): the sender
-//! tells the peer which fragments it dropped itself ([`Peer::sender_dropped`],
-//! fed from the sending device's tap of drops), and the peer marks the
+//! tells the peer which fragments it dropped itself, in frame order
+//! ([`Peer::sender_dropped`], from a capture or a test), and the peer marks the
 //! queue of that datagram, or the queue its other fragments make shortly
 //! after; a fragment the peer itself refuses over `max_reasm_bytes` marks
 //! its datagram likewise. A marked queue given up (timed out, emptied by
@@ -383,8 +383,9 @@ impl PeerDrop {
 /// oversized fragment no queue accounts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Unassembled {
-    /// The sender dropped a fragment of it ([`Peer::sender_dropped`]): the
-    /// rest lingered until given up.
+    /// The sender dropped a fragment of it ([`Peer::sender_dropped`], or
+    /// the sender's record, [`Peer::set_sender_record`]): the rest lingered
+    /// until given up.
     SenderDropped,
     /// It held fragments of a datagram the sender (or the peer) dropped part
     /// of and met fragments of a later datagram with the same IP ID
