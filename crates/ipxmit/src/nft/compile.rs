@@ -159,6 +159,8 @@ pub struct Program {
     pub chains: Vec<CompiledChain>,
     /// The sets rules look up (named and anonymous).
     pub sets: Vec<CompiledSet>,
+    /// The runs of guarded rules [`Insn::Block`] skips through.
+    pub blocks: Vec<Block>,
     /// The maps and verdict maps rules look up.
     pub maps: Vec<CompiledMap>,
     /// The rules' counters.
@@ -211,22 +213,20 @@ impl Program {
             for c in &t.chains {
                 let idx = p.chains.len() as u32;
                 let chain_start = p.insns.len() as u32;
-                let mut rules = Vec::with_capacity(c.rules.len());
+                let mut codes = Vec::with_capacity(c.rules.len());
                 for r in &c.rules {
-                    let start = p.insns.len() as u32;
+                    let start = p.insns.len();
                     for s in &r.stmts {
                         p.stmt(t, first, s)?;
                     }
-                    let mut fused = fuse(&p.insns[start as usize..]);
+                    let mut fused = fuse(&p.insns[start..]);
                     if t.family == Family::Netdev {
                         protocol_dependency(&mut fused);
                     }
-                    p.insns.truncate(start as usize);
-                    p.insns.extend(fuse_tests(&fused));
-                    rules.push(start..p.insns.len() as u32);
-                    p.insns.push(Insn::RuleEnd);
+                    p.insns.truncate(start);
+                    codes.push(fuse_tests(&fused));
                 }
-                p.insns.push(Insn::ChainEnd);
+                let rules = p.lay_out(codes);
                 let b = c.base.as_ref();
                 p.chains.push(CompiledChain {
                     start: chain_start,
@@ -272,6 +272,42 @@ impl Program {
             })
             .collect();
         Ok(p)
+    }
+
+    /// Lays a chain's rules out in [`Program::insns`], each followed by
+    /// its [`Insn::RuleEnd`], the chain by [`Insn::ChainEnd`], with an
+    /// [`Insn::Block`] before each run of guarded rules ([`guard`]);
+    /// returns each rule's instructions.
+    fn lay_out(&mut self, codes: Vec<Vec<Insn>>) -> Vec<Range<u32>> {
+        let mut rules = Vec::with_capacity(codes.len());
+        let mut i = 0;
+        while i < codes.len() {
+            let run = codes[i..]
+                .iter()
+                .take(BLOCK_MAX)
+                .take_while(|c| guard(c).is_some())
+                .count();
+            let block = (run >= BLOCK_MIN && self.blocks.len() < usize::from(u16::MAX))
+                .then_some(self.blocks.len());
+            if let Some(b) = block {
+                self.insns.push(Insn::Block(b as u16));
+                self.blocks.push(Block::default());
+            }
+            let mut guards = Vec::new();
+            for code in &codes[i..i + run.max(1)] {
+                let start = self.insns.len() as u32;
+                guards.extend(guard(code).map(|g| (g, start)));
+                self.insns.extend_from_slice(code);
+                rules.push(start..self.insns.len() as u32);
+                self.insns.push(Insn::RuleEnd);
+            }
+            if let Some(b) = block {
+                self.blocks[b] = Block::new(&guards, self.insns.len() as u32);
+            }
+            i += run.max(1);
+        }
+        self.insns.push(Insn::ChainEnd);
+        rules
     }
 
     /// The egress chains hooked on the device named `dev`, in priority
@@ -738,6 +774,85 @@ fn fuse_tests(insns: &[Insn]) -> Vec<Insn> {
 /// Every bit of a field of `len` bytes (1 to 8).
 fn width(len: u8) -> u64 {
     u64::MAX >> (64 - 8 * u32::from(len.clamp(1, 8)))
+}
+
+/// The fewest rules in a run that gets an [`Insn::Block`].
+const BLOCK_MIN: usize = 4;
+/// The most rules one [`Block`] holds (its candidates are a `u64`).
+const BLOCK_MAX: usize = 64;
+
+/// What a rule's guard tests: a header field ([`Insn::Test`]'s) or a
+/// meta key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardKey {
+    /// The field of an [`Insn::Test`] (`at`, `end`, `proto`, `mask`).
+    Header(u8, u8, Option<u8>, u32),
+    /// A meta key.
+    Meta(MetaKey),
+}
+
+/// A rule's guard: its first instruction, when it is a test of a field
+/// for equality with a constant (`udp dport 53`, `ip saddr 10.0.0.0/8`,
+/// `meta mark 7`); the rule cannot match a packet whose field differs.
+pub fn guard(code: &[Insn]) -> Option<(GuardKey, u32)> {
+    match *code.first()? {
+        Insn::Test {
+            at,
+            end,
+            proto,
+            op: CmpOp::Eq,
+            mask,
+            data,
+        } => Some((GuardKey::Header(at, end, proto, mask), data)),
+        Insn::MetaCmp {
+            key,
+            op: CmpOp::Eq,
+            data,
+        } => Some((GuardKey::Meta(key), u32::try_from(data).ok()?)),
+        _ => None,
+    }
+}
+
+/// A run of consecutive guarded rules ([`Insn::Block`]). A packet none of
+/// whose guards holds skips the run; else it goes on at the first rule
+/// whose guard holds, every rule before it having failed its guard on the
+/// packet as it came, with nothing done. From there the rules run one by
+/// one, as a statement may have changed the fields.
+#[derive(Clone, Debug, Default)]
+pub struct Block {
+    /// The fields the guards test, each with its values: (value, the
+    /// rules guarded by it as bits), sorted by value.
+    pub keys: Vec<(GuardKey, Vec<(u32, u64)>)>,
+    /// Each rule's first instruction.
+    pub starts: Vec<u32>,
+    /// The instruction after the run.
+    pub end: u32,
+}
+
+impl Block {
+    fn new(guards: &[((GuardKey, u32), u32)], end: u32) -> Block {
+        let mut keys: Vec<(GuardKey, Vec<(u32, u64)>)> = Vec::new();
+        for (bit, &((key, value), _)) in guards.iter().enumerate() {
+            let i = match keys.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    keys.push((key, Vec::new()));
+                    keys.len() - 1
+                }
+            };
+            let values = &mut keys[i].1;
+            match values.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, rules)) => *rules |= 1 << bit,
+                None => values.push((value, 1 << bit)),
+            }
+        }
+        keys.iter_mut().for_each(|(_, v)| v.sort_unstable());
+        Block {
+            keys,
+            starts: guards.iter().map(|&(_, start)| start).collect(),
+            end,
+        }
+    }
 }
 
 /// Where [`Insn::Test`] finds the transport header in its copy.

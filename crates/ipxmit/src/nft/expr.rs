@@ -134,6 +134,11 @@ pub enum Insn {
         /// Value.
         data: u32,
     },
+    /// Kernel: none (the kernel walks every rule). The start of a run of
+    /// guarded rules, block `.0` of the program
+    /// ([`super::compile::Block`]): goes on at the first rule whose guard
+    /// holds, or after the run.
+    Block(u16),
     /// A meta key and its comparison, fused: breaks unless `key op data`.
     MetaCmp {
         /// Key.
@@ -694,8 +699,31 @@ pub fn eval(
             return step_if(l.eval(p.pkt.len(), now, p.dry));
         }
         Insn::Verdict(_) | Insn::Vmap { .. } | Insn::RuleEnd | Insn::ChainEnd => {}
+        Insn::Block(_) => {}
     }
     Step::Next
+}
+
+/// [`Insn::Block`] `b`: where the walk goes on, the first rule of the
+/// block whose guard holds for the packet (at most one lookup per field
+/// the guards test), or the end of the block.
+#[inline]
+pub fn block_entry(b: &super::compile::Block, p: &PktInfo<'_>) -> u32 {
+    use super::compile::GuardKey;
+    let mut rules = 0u64;
+    for (key, values) in &b.keys {
+        let v = match *key {
+            GuardKey::Header(at, end, proto, mask) => p.test(at, end, proto, mask),
+            GuardKey::Meta(k) => u32::try_from(meta(k, p)).ok(),
+        };
+        if let Some(i) = v.and_then(|v| values.binary_search_by_key(&v, |e| e.0).ok()) {
+            rules |= values[i].1;
+        }
+    }
+    match rules {
+        0 => b.end,
+        r => b.starts[r.trailing_zeros() as usize],
+    }
 }
 
 /// [`Insn::FieldSet`]: writes the field, then updates each checksum that

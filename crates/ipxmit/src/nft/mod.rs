@@ -160,6 +160,10 @@ pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
                 None => Code::Continue,
             },
             Insn::RuleEnd => matched(prog, p, pc, Code::Continue),
+            Insn::Block(b) => {
+                pc = expr::block_entry(&prog.blocks[usize::from(b)], p);
+                continue;
+            }
             Insn::ChainEnd => Code::Return,
             ref i => match expr::eval(i, &mut regs, p, prog) {
                 Step::Next => {

@@ -171,3 +171,45 @@ fn fused_tests_decide_as_the_kernels_expressions() {
     // A UDP header cut after the source port: `!=` does not hold either.
     assert_eq!(run(datagram(17, &udp(9)[..3])), yes(&[3, 5, 6, 7, 8, 9]));
 }
+
+#[test]
+fn a_block_of_guarded_rules_skips_to_the_first_whose_guard_holds() {
+    let udp = |dport: u16| {
+        let mut th = [0u8; 8];
+        th[2..4].copy_from_slice(&dport.to_be_bytes());
+        th
+    };
+    let rules = || {
+        chain(vec![
+            vec![m(Key::UdpDport, Op::Eq, Rhs::Value(1))],
+            vec![m(Key::MetaMark, Op::Eq, Rhs::Value(5))],
+            vec![
+                m(Key::UdpDport, Op::Eq, Rhs::Value(9)),
+                m(Key::IpTtl, Op::Eq, Rhs::Value(1)),
+            ],
+            vec![m(Key::IpDaddr, Op::Eq, Rhs::Value(0x0a00_0002))],
+            vec![m(Key::UdpDport, Op::Eq, Rhs::Value(9)), Stmt::MarkSet(5)],
+            vec![m(Key::MetaMark, Op::Eq, Rhs::Value(5))],
+            vec![m(Key::UdpDport, Op::Eq, Rhs::Value(9))],
+            vec![],
+        ])
+    };
+    let (rs, _) = rules();
+    let prog = Program::compile(&rs).unwrap();
+    assert_eq!(prog.insns[0], Insn::Block(0), "{:?}", prog.insns);
+    let b = &prog.blocks[0];
+    assert_eq!(b.starts.len(), 7);
+    assert_eq!(b.end, prog.chains[0].rules[7].start);
+    let yes = |v: &[usize]| (0..8).map(|i| v.contains(&i)).collect::<Vec<_>>();
+    let run = |pkt| {
+        let (rs, c) = rules();
+        passed(&rs, &c, pkt)
+    };
+    // Port 9 to 10.0.0.2: rule 2's guard holds, its TTL test does not;
+    // the rules after run one by one and see rule 4's mark.
+    assert_eq!(run(datagram(17, &udp(9))), yes(&[3, 4, 5, 6, 7]));
+    // No guard holds but the address: the walk goes on at rule 3.
+    assert_eq!(run(datagram(17, &udp(7))), yes(&[3, 7]));
+    // TCP: no UDP field, no mark; only the address.
+    assert_eq!(run(datagram(6, &[0u8; 20])), yes(&[3, 7]));
+}
