@@ -6,7 +6,8 @@
 //! sinks (as `alloc_count`, whose probe this uses); the same for a
 //! NAT'd flow (conntrack, `ct state`, `snat`), for `limit`, maps, a verdict
 //! map, `log` and a `reject` that does not match; for a netdev egress
-//! chain that every frame passes. A `reject` that matches
+//! chain that every frame passes; for twenty rules the flow does not
+//! match (a block of guarded rules). A `reject` that matches
 //! (each send `EPERM`, an ICMP to the host through `lo`) allocates once per
 //! datagram, for the ICMP it sends (not yet located: route or delivery);
 //! the test holds it to that.
@@ -170,6 +171,48 @@ fn allocations_with(
 fn zero_allocations_per_datagram_with_an_nft_ruleset() {
     let bad = allocations_with(rules, |_| {});
     assert!(bad.is_empty(), "heap allocations with nft rules: {bad:#?}");
+}
+
+/// The bench's `18B-nft20` shape: twenty rules the flow does not match
+/// (ports, addresses, marks, a prefix and a port), which the engine
+/// skips as one block of guarded rules, then a counter and `accept`.
+fn guarded_rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
+    let f = Family::Ip;
+    rs.add_table(f, "g", false)?;
+    rs.add_chain(f, "g", "out", base(ChainHook::Output), false)?;
+    for i in 0..20u32 {
+        let first = match i % 4 {
+            0 => m(&[Key::UdpDport], Op::Eq, Rhs::Value(u64::from(1000 + i))),
+            1 => m(
+                &[Key::IpDaddr],
+                Op::Eq,
+                Rhs::Value(u64::from(0xc000_0200 + i)),
+            ),
+            2 => m(&[Key::MetaMark], Op::Eq, Rhs::Value(u64::from(100 + i))),
+            _ => m(&[Key::IpSaddr], Op::Eq, Rhs::Prefix(0xc633_6400, 24)),
+        };
+        let stmts = vec![
+            first,
+            Stmt::Counter(Counter::new(0, 0)),
+            Stmt::Verdict(RuleVerdict::Drop),
+        ];
+        rs.add_rule(f, "g", "out", stmts, Position::Append(None))?;
+    }
+    let last = vec![
+        Stmt::Counter(seen.clone()),
+        Stmt::Verdict(RuleVerdict::Accept),
+    ];
+    rs.add_rule(f, "g", "out", last, Position::Append(None))
+        .map(|_| ())
+}
+
+#[test]
+fn zero_allocations_per_datagram_through_a_block_of_guarded_rules() {
+    let bad = allocations_with(guarded_rules, |_| {});
+    assert!(
+        bad.is_empty(),
+        "heap allocations with guarded rules: {bad:#?}"
+    );
 }
 
 /// A NAT'd flow: `ct state` matches at output and a `nat` chain at
