@@ -56,6 +56,8 @@ const RULES: &[&str] = &[
     "nft add set ip t any '{ type ipv4_addr; }'",
     "nft add element ip t any '{ 10.9.0.7, * }'",
     "nft add rule ip t out ip daddr @any counter",
+    "nft add rule ip t post oifname '{ \"veth2\", \"lo*\" }' counter",
+    "nft add rule ip t post oifname != '{ \"veth2\", \"x\" }' counter",
     "nft add rule ip t nochain accept",
     "nft add rule ip t out jump nochain",
     "nft add rule ip t out ip dscp 64",

@@ -252,6 +252,7 @@ fn matcher(m: &Match) -> Value {
         Rhs::Set(e) => json!({"set": e.iter().map(|e| elem(e, &tys)).collect::<Vec<_>>()}),
         Rhs::Named(n) => json!(format!("@{n}")),
         Rhs::Dev(n, _) | Rhs::Ifname(n) => json!(n),
+        Rhs::IfnameSet(v) => json!({ "set": v }),
         Rhs::Flags(f) => {
             let names: Vec<&str> = CT_STATES
                 .iter()

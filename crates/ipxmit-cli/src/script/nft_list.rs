@@ -594,6 +594,10 @@ fn rhs_text(rhs: &Rhs, op: Op, tys: &[Ty]) -> String {
         Rhs::Set(e) => elems(e, tys),
         Rhs::Named(n) => format!("@{n}"),
         Rhs::Dev(n, _) | Rhs::Ifname(n) => format!("\"{n}\""),
+        Rhs::IfnameSet(v) => {
+            let names: Vec<String> = v.iter().map(|n| format!("\"{n}\"")).collect();
+            format!("{{ {} }}", names.join(", "))
+        }
         Rhs::Vmap(_) | Rhs::Masked { .. } => String::new(),
     }
 }

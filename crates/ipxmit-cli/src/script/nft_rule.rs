@@ -949,6 +949,9 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
     if t.text == "{" && !t.quoted && set_ok && !matches!(tys[0], Ty::Dev | Ty::Ifname) {
         return brace_elems(p, &tys).map(|v| Rhs::Set(merge(v)));
     }
+    if t.text == "{" && !t.quoted && set_ok && tys[..] == [Ty::Ifname] {
+        return ifname_set(p);
+    }
     if keys.len() > 1 {
         return Err(P::err(
             t,
@@ -977,6 +980,40 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
         (true, false) => Rhs::Value(e.lo),
         (false, false) => Rhs::Range(e.lo, e.hi),
     })
+}
+
+/// `{ "NAME", "PREFIX*", ... }` after `oifname`: the names without
+/// duplicates, in nft's listing order: a set with a wildcard is an
+/// interval set, listed by name; one without, by the 16 bytes read as a
+/// host-order (little-endian) number, as nft sorts a string type.
+fn ifname_set(p: &mut P<'_>) -> Result<Rhs, NftParseError> {
+    p.expect("{")?;
+    let mut v = Vec::new();
+    while !p.eat("}") {
+        let t = p.take()?;
+        if t.text.is_empty() {
+            return Err(P::err(t, "Empty string is not allowed"));
+        }
+        if t.text.len() > 16 {
+            return Err(P::err(t, "Device name too long"));
+        }
+        v.push(t.text.clone());
+        if !p.eat(",") {
+            p.expect("}")?;
+            break;
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    if !v.iter().any(|n| n.ends_with('*')) {
+        v.sort_by_key(|n| {
+            let mut k = [0u8; 16];
+            k[..n.len()].copy_from_slice(n.as_bytes());
+            k.reverse();
+            k
+        });
+    }
+    Ok(Rhs::IfnameSet(v))
 }
 
 /// A rule's statements, to the end of the command.

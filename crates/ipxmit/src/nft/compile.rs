@@ -95,6 +95,52 @@ fn hash(v: u64) -> usize {
     (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
 }
 
+/// A set of device names (`oifname { "eth0", "veth*" }`): each name,
+/// NUL padded to `IFNAMSIZ`, is the interval from itself to itself, a
+/// wildcard `veth*` the interval of every name it starts (its prefix
+/// padded with 0, then with 0xff), as nft hands the kernel's interval set;
+/// sorted, found by binary search (O(log n)).
+#[derive(Clone, Debug, Default)]
+pub struct IfnameSet {
+    intervals: Vec<([u8; 16], [u8; 16])>,
+}
+
+impl IfnameSet {
+    fn new(names: &[String]) -> IfnameSet {
+        let mut intervals: Vec<([u8; 16], [u8; 16])> = names
+            .iter()
+            .map(|n| {
+                let (stem, wild) = match n.strip_suffix('*') {
+                    Some(s) if !s.ends_with('\\') => (s, true),
+                    _ => (n.as_str(), false),
+                };
+                let b = stem.as_bytes();
+                let k = b.len().min(16);
+                let (mut lo, mut hi) = ([0u8; 16], [if wild { 0xff } else { 0 }; 16]);
+                lo[..k].copy_from_slice(&b[..k]);
+                hi[..k].copy_from_slice(&b[..k]);
+                (lo, hi)
+            })
+            .collect();
+        intervals.sort_unstable();
+        IfnameSet { intervals }
+    }
+
+    /// Kernel: `nft_lookup_eval()` of the 16-byte `meta oifname` key in
+    /// an interval set: whether `name` is in one of the intervals.
+    #[inline]
+    pub fn contains(&self, name: &str) -> bool {
+        let b = name.as_bytes();
+        if b.len() > 16 {
+            return false;
+        }
+        let mut key = [0u8; 16];
+        key[..b.len()].copy_from_slice(b);
+        let i = self.intervals.partition_point(|(_, hi)| *hi < key);
+        self.intervals.get(i).is_some_and(|(lo, _)| *lo <= key)
+    }
+}
+
 /// A map's value as the program reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapOut {
@@ -159,6 +205,8 @@ pub struct Program {
     pub chains: Vec<CompiledChain>,
     /// The sets rules look up (named and anonymous).
     pub sets: Vec<CompiledSet>,
+    /// The sets of device names `oifname { ... }` looks up.
+    pub ifnames: Vec<IfnameSet>,
     /// The runs of guarded rules [`Insn::Block`] skips through.
     pub blocks: Vec<Block>,
     /// The maps and verdict maps rules look up.
@@ -491,6 +539,15 @@ impl Program {
 
     fn matcher(&mut self, t: &Table, first: u32, m: &Match) -> Result<(), CompileError> {
         let neg = m.op == Op::Ne;
+        if let Rhs::IfnameSet(names) = &m.rhs {
+            self.ifnames.push(IfnameSet::new(names));
+            self.insns.push(Insn::LookupIfname {
+                set: (self.ifnames.len() - 1) as u16,
+                neg,
+                iif: m.keys[..] == [Key::Iifname],
+            });
+            return Ok(());
+        }
         if let Rhs::Ifname(n) = &m.rhs {
             let mut name = [0u8; 16];
             let b = n.as_bytes();

@@ -251,6 +251,16 @@ pub enum Insn {
         /// (`nft_meta_store_ifname()` of no device).
         iif: bool,
     },
+    /// `oifname { ... }` (`iifname`): the device's name looked up in the
+    /// program's name set `set` ([`super::compile::IfnameSet`]).
+    LookupIfname {
+        /// Name set index.
+        set: u16,
+        /// `!=`.
+        neg: bool,
+        /// `iifname`: the input device's name, empty on the output path.
+        iif: bool,
+    },
     /// Kernel: `nft_counter_eval()`: counter `idx` of the program.
     Counter {
         /// Counter index.
@@ -654,6 +664,10 @@ pub fn eval(
         Insn::CmpIfname { name, neg, iif } => {
             let dev = if iif { "" } else { p.out.name() };
             return step_if(ifname_eq(dev, &name) != neg);
+        }
+        Insn::LookupIfname { set, neg, iif } => {
+            let dev = if iif { "" } else { p.out.name() };
+            return step_if(prog.ifnames[usize::from(set)].contains(dev) != neg);
         }
         Insn::Counter { idx } if !p.dry => prog.counters[usize::from(idx)].add(p.pkt.len()),
         Insn::Counter { .. } => {}

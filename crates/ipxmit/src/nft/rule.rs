@@ -162,6 +162,9 @@ pub enum Rhs {
     Dev(String, u32),
     /// A device name (`oifname`).
     Ifname(String),
+    /// An anonymous set of device names (`oifname { "eth0", "veth*" }`;
+    /// a trailing `*` matches every name it starts).
+    IfnameSet(Vec<String>),
     /// Bits of a bitmask type (`ct state new,established`): the match
     /// holds when any is set (`!=`: when none is).
     Flags(u64),

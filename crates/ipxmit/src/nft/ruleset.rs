@@ -488,7 +488,9 @@ impl Ruleset {
             .filter(|s| match s {
                 Stmt::Match(m) => matches!(
                     m.rhs,
-                    super::Rhs::Set(_) | super::Rhs::Vmap(MapRef::Anon(_))
+                    super::Rhs::Set(_)
+                        | super::Rhs::IfnameSet(_)
+                        | super::Rhs::Vmap(MapRef::Anon(_))
                 ),
                 Stmt::MarkSetMap(_, MapRef::Anon(_)) => true,
                 Stmt::NatMap(n) => matches!(n.map, MapRef::Anon(_)),
