@@ -89,33 +89,60 @@ pub enum Check {
     Corrupt,
 }
 
-/// Judges a delivered UDP payload.
+/// Judges a delivered UDP payload: a datagram's whole payload, or a
+/// piece of one from any byte offset (a UDP GSO segment). A payload that
+/// need not hold a whole word (under 15 bytes: a datagram shorter than a
+/// word, or a short GSO piece) and matches none passes unjudged as
+/// `Intact(None)`: only its UDP checksum verified it.
 pub fn check(p: &[u8]) -> Check {
-    if p.len() < 8 {
-        return if p == &TINY[..p.len()] {
-            Check::Intact(None)
-        } else {
-            Check::Corrupt
+    let mut best = Check::Corrupt;
+    for shift in 0..8.min(p.len().saturating_sub(7)) {
+        let Some((k, w)) = decode_any(first_word(&p[shift..])) else {
+            continue;
         };
+        match check_at(p, shift, k, w) {
+            Check::Intact(k) => return Check::Intact(k),
+            Check::Mixed => best = Check::Mixed,
+            Check::Corrupt => {}
+        }
     }
-    let Some(k) = decode(first_word(p), 0) else {
+    if best == Check::Corrupt && p.len() < 15 {
+        return Check::Intact(None);
+    }
+    best
+}
+
+/// The datagram number and word index `bytes` names as some word, if any.
+fn decode_any(bytes: [u8; 8]) -> Option<(u64, usize)> {
+    let x = u64::from_be_bytes(bytes) ^ MASK;
+    let w = ((x >> 8) & 0xffff) as usize;
+    decode(bytes, w).map(|k| (k, w))
+}
+
+/// Judges `p` as the bytes of datagram `k`'s payload whose word `w`
+/// starts at `p[shift]`.
+fn check_at(p: &[u8], shift: usize, k: u64, w: usize) -> Check {
+    if shift > 8 * w {
         return Check::Corrupt;
-    };
+    }
+    if shift > 0 && p[..shift] != word(k, w - 1)[8 - shift..] {
+        return Check::Corrupt;
+    }
     let mut mixed = false;
-    let mut words = p.chunks_exact(8);
-    let mut w = 0;
+    let mut words = p[shift..].chunks_exact(8);
+    let mut at = w;
     for chunk in &mut words {
         let got = first_word(chunk);
-        if u64::from_be_bytes(got) != word_u64(k, w) {
-            if decode(got, w).is_none() {
+        if u64::from_be_bytes(got) != word_u64(k, at) {
+            if decode(got, at).is_none() {
                 return Check::Corrupt;
             }
             mixed = true;
         }
-        w += 1;
+        at += 1;
     }
     let tail = words.remainder();
-    if tail != &word(k, w)[..tail.len()] {
+    if tail != &word(k, at)[..tail.len()] {
         return Check::Corrupt;
     }
     if mixed {
@@ -195,9 +222,22 @@ mod tests {
         let mut bad = a.clone();
         bad[30] ^= 0x10;
         assert_eq!(check(&bad), Check::Corrupt);
-        let mut tiny = [0; 5];
-        fill(9, &mut tiny);
-        assert_eq!(check(&tiny), Check::Intact(None));
-        assert_eq!(check(&[0, 0]), Check::Corrupt);
+        assert_eq!(check(&[0; 15]), Check::Corrupt);
+    }
+
+    #[test]
+    fn a_gso_piece_from_any_offset_is_its_datagram_s() {
+        let mut p = vec![0; 3000];
+        fill(77, &mut p);
+        for (from, to) in [(1000, 2000), (1001, 2002), (2996, 3000), (13, 40)] {
+            assert!(
+                matches!(check(&p[from..to]), Check::Intact(_)),
+                "{from}..{to}"
+            );
+        }
+        assert_eq!(check(&p[1001..2002]), Check::Intact(Some(77)));
+        let mut bad = p[1001..2002].to_vec();
+        bad[500] ^= 1;
+        assert_eq!(check(&bad), Check::Corrupt);
     }
 }
