@@ -1,7 +1,6 @@
 //! The typed form of an nft rule, as the user wrote it: what the ruleset
 //! keeps, lists, and compiles ([`super::compile`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A packet field or meta key a rule can match (the left side of a match).
@@ -254,35 +253,34 @@ pub struct Match {
 }
 
 /// A rule's counter (`nft_counter`): packets and bytes seen, shared by the
-/// rule as listed and its compiled form.
+/// rule as listed and its compiled form. Split per thread as the kernel's
+/// per-CPU `nft_counter_percpu_priv` ([`crate::stats::Sharded`]): threads
+/// sending through the same rule do not contend on one cache line; a read
+/// sums the shards.
 #[derive(Debug, Default)]
-pub struct Counter {
-    packets: AtomicU64,
-    bytes: AtomicU64,
-}
+pub struct Counter(crate::stats::Sharded<2>);
 
 impl Counter {
     /// A counter starting at `packets`/`bytes` (`counter packets N bytes M`).
     pub fn new(packets: u64, bytes: u64) -> Arc<Counter> {
-        Arc::new(Counter {
-            packets: AtomicU64::new(packets),
-            bytes: AtomicU64::new(bytes),
-        })
+        let c = Counter::default();
+        c.0.add(0, packets);
+        c.0.add(1, bytes);
+        Arc::new(c)
     }
 
-    /// Kernel: `nft_counter_do_eval()`, net/netfilter/nft_counter.c.
+    /// Kernel: `nft_counter_do_eval()`, net/netfilter/nft_counter.c
+    /// (`this_cpu_ptr` of the counter, updated without a lock).
     #[inline]
     pub fn add(&self, bytes: usize) {
-        self.packets.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.0.add(0, 1);
+        self.0.add(1, bytes as u64);
     }
 
-    /// Packets and bytes counted.
+    /// Packets and bytes counted (`nft_counter_fetch`: the sum over the
+    /// shards).
     pub fn get(&self) -> (u64, u64) {
-        (
-            self.packets.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
+        (self.0.get(0), self.0.get(1))
     }
 }
 
@@ -534,4 +532,21 @@ pub struct Rule {
     pub handle: u64,
     /// Its statements.
     pub stmts: Vec<Stmt>,
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::Counter;
+
+    #[test]
+    fn a_counter_sums_what_threads_add_to_their_shards() {
+        let c = Counter::new(5, 500);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..1000).for_each(|_| c.add(10)));
+            }
+        });
+        c.add(1);
+        assert_eq!(c.get(), (5 + 4000 + 1, 500 + 40_000 + 1));
+    }
 }
