@@ -58,6 +58,8 @@ const RULES: &[&str] = &[
     "nft add rule ip t out ip daddr @any counter",
     "nft add rule ip t post oifname '{ \"veth2\", \"lo*\" }' counter",
     "nft add rule ip t post oifname != '{ \"veth2\", \"x\" }' counter",
+    "nft add rule ip t out ip saddr . udp dport '{ 10.9.0.0-10.9.0.5 . 7000-7600, 10.9.0.1 . 9 }' counter",
+    "nft add rule ip t out ip daddr . udp dport vmap '{ 10.9.0.2-10.9.0.3 . 9002-9003 : drop }'",
     "nft add rule ip t nochain accept",
     "nft add rule ip t out jump nochain",
     "nft add rule ip t out ip dscp 64",

@@ -190,8 +190,16 @@ fn elem(e: &Elem, tys: &[Ty]) -> Value {
     if tys.len() > 1 {
         // The second key fills the low bits (16 for a port, else 32).
         let w = if tys[1] == Ty::Port { 16 } else { 32 };
-        let low = e.lo & ((1u64 << w) - 1);
-        return json!({"concat": [val(e.lo >> w, ty), val(low, tys[1])]});
+        let m = (1u64 << w) - 1;
+        let a = Elem {
+            lo: e.lo >> w,
+            hi: e.hi >> w,
+        };
+        let b = Elem {
+            lo: e.lo & m,
+            hi: e.hi & m,
+        };
+        return json!({"concat": [elem(&a, &tys[..1]), elem(&b, &tys[1..])]});
     }
     if e.lo == e.hi {
         return val(e.lo, ty);

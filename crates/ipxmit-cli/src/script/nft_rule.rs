@@ -296,12 +296,6 @@ fn concat_elem(p: &mut P<'_>, tys: &[Ty]) -> Result<Elem, NftParseError> {
         }
         let e = elem(p.take()?, *ty)?;
         let w = bits(*ty);
-        if i > 0 && e.lo != e.hi {
-            return Err(P::err(
-                &p.toks[p.i - 1],
-                "ranges in concatenations need flags interval",
-            ));
-        }
         acc = Elem {
             lo: acc.lo.checked_shl(w).unwrap_or(0) | e.lo,
             hi: acc.hi.checked_shl(w).unwrap_or(0) | e.hi,
@@ -947,7 +941,16 @@ fn rhs(p: &mut P<'_>, keys: &[Key], op: Op) -> Result<Rhs, NftParseError> {
     }
     let set_ok = matches!(op, Op::Eq | Op::Ne);
     if t.text == "{" && !t.quoted && set_ok && !matches!(tys[0], Ty::Dev | Ty::Ifname) {
-        return brace_elems(p, &tys).map(|v| Rhs::Set(merge(v)));
+        return brace_elems(p, &tys).map(|mut v| {
+            if tys.len() > 1 {
+                // Parts' ranges: kept as written (nft does not merge them).
+                v.sort_unstable();
+                v.dedup();
+                Rhs::Set(v)
+            } else {
+                Rhs::Set(merge(v))
+            }
+        });
     }
     if t.text == "{" && !t.quoted && set_ok && tys[..] == [Ty::Ifname] {
         return ifname_set(p);

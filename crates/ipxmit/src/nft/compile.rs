@@ -24,9 +24,76 @@ pub struct CompiledSet {
     /// The catch-all element `*`: [`CompiledSet::contains`] holds for
     /// every value.
     catchall: bool,
+    /// A concatenation with ranges in its parts ([`CompiledSet::concat`]).
+    concat: Option<Box<ConcatIndex>>,
+}
+
+/// The lookup of a two-part concatenated key whose elements are ranges in
+/// each part (`A1-A2 . B1-B2`, nft's `nft_set_pipapo`): the first part's
+/// values cut into segments at every element's bounds, each segment with
+/// the second-part ranges of the elements covering it, sorted; a key is
+/// found by two binary searches (O(log n)).
+#[derive(Clone, Debug, Default)]
+struct ConcatIndex {
+    /// The second part's width in bits.
+    w: u32,
+    /// Where each segment of the first part starts, ascending.
+    starts: Vec<u64>,
+    /// Each segment's second-part ranges (first, last, element index).
+    segs: Vec<Vec<(u64, u64, u32)>>,
+}
+
+impl ConcatIndex {
+    fn new(elems: &[(Elem, u32)], w: u32) -> ConcatIndex {
+        let m = (1u64 << w) - 1;
+        let part = |e: &Elem| (e.lo >> w, e.hi >> w, e.lo & m, e.hi & m);
+        let mut starts: Vec<u64> = elems
+            .iter()
+            .flat_map(|(e, _)| {
+                let (a1, a2, ..) = part(e);
+                [Some(a1), a2.checked_add(1)]
+            })
+            .flatten()
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let segs = starts
+            .iter()
+            .map(|&s| {
+                let mut v: Vec<(u64, u64, u32)> = elems
+                    .iter()
+                    .filter(|(e, _)| part(e).0 <= s && s <= part(e).1)
+                    .map(|(e, ix)| (part(e).2, part(e).3, *ix))
+                    .collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        ConcatIndex { w, starts, segs }
+    }
+
+    #[inline]
+    fn find(&self, v: u64) -> Option<u32> {
+        let (a, b) = (v >> self.w, v & ((1u64 << self.w) - 1));
+        let i = self.starts.partition_point(|&s| s <= a).checked_sub(1)?;
+        let seg = &self.segs[i];
+        let j = seg.partition_point(|&(_, hi, _)| hi < b);
+        seg.get(j)
+            .filter(|&&(lo, _, _)| lo <= b)
+            .map(|&(_, _, ix)| ix)
+    }
 }
 
 impl CompiledSet {
+    /// Makes the set one of a two-part concatenation whose second part is
+    /// `w` bits wide: an interval set's elements (`lo` and `hi` each the
+    /// parts' firsts and lasts) are then ranges in each part.
+    pub fn concat(&mut self, w: u32) {
+        if !self.intervals.is_empty() && w < 64 {
+            self.concat = Some(Box::new(ConcatIndex::new(&self.intervals, w)));
+        }
+    }
+
     fn new(elems: &[Elem]) -> CompiledSet {
         if elems.iter().any(|e| e.lo != e.hi) {
             let mut v: Vec<(Elem, u32)> = elems.iter().copied().zip(0..).collect();
@@ -35,6 +102,7 @@ impl CompiledSet {
                 slots: Vec::new(),
                 intervals: v,
                 catchall: false,
+                concat: None,
             };
         }
         let n = (elems.len() * 2).next_power_of_two().max(8);
@@ -52,6 +120,7 @@ impl CompiledSet {
             slots,
             intervals: Vec::new(),
             catchall: false,
+            concat: None,
         }
     }
 
@@ -60,6 +129,9 @@ impl CompiledSet {
     /// holding `v`.
     #[inline]
     pub fn find(&self, v: u64) -> Option<u32> {
+        if let Some(c) = &self.concat {
+            return c.find(v);
+        }
         if self.slots.is_empty() {
             let i = self.intervals.partition_point(|(e, _)| e.hi < v);
             return self
@@ -569,6 +641,13 @@ impl Program {
             r => r,
         };
         let insn = self.comparison(t, first, m.op, rhs)?;
+        if let [_, k] = m.keys[..] {
+            match insn {
+                Insn::Lookup { set, .. } => self.sets[usize::from(set)].concat(k.bits()),
+                Insn::Vmap { map, .. } => self.maps[usize::from(map)].keys.concat(k.bits()),
+                _ => {}
+            }
+        }
         self.insns.push(insn);
         Ok(())
     }
