@@ -266,7 +266,8 @@ pub const SHARDS: usize = 32;
 
 /// Counters split per thread, like the kernel's per-CPU MIBs (`this_cpu_inc`):
 /// a thread whose number ([`crate::cpu::current`], dense among the live
-/// threads and reused after a thread exits) is below [`SHARDS`] owns a cache
+/// threads and reused after a thread exits) is below [`SHARDS`] (or the
+/// count given to [`Sharded::with_owners`]) owns a cache
 /// line of its own and updates it with a plain load and store (no locked
 /// instruction); the others share one more shard and use atomic adds.
 /// Readers sum the shards. (A number passes to a new thread only through
@@ -281,11 +282,7 @@ struct Shard<const N: usize>([AtomicU64; N]);
 
 impl<const N: usize> Default for Sharded<N> {
     fn default() -> Self {
-        Sharded {
-            shards: (0..=SHARDS)
-                .map(|_| Shard(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
-        }
+        Sharded::with_owners(SHARDS)
     }
 }
 
@@ -296,15 +293,26 @@ impl<const N: usize> fmt::Debug for Sharded<N> {
 }
 
 impl<const N: usize> Sharded<N> {
+    /// Counters whose first `owners` threads (at most [`SHARDS`]) have a
+    /// shard of their own; the others share one more.
+    pub fn with_owners(owners: usize) -> Self {
+        Sharded {
+            shards: (0..=owners.min(SHARDS))
+                .map(|_| Shard(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+
     /// Adds `n` to counter `i`.
     #[inline]
     pub fn add(&self, i: usize, n: u64) {
         let t = crate::cpu::current();
-        if t < SHARDS {
+        let shared = self.shards.len() - 1;
+        if t < shared {
             let c = &self.shards[t].0[i];
             c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
         } else {
-            self.shards[SHARDS].0[i].fetch_add(n, Ordering::Relaxed);
+            self.shards[shared].0[i].fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -256,9 +256,24 @@ pub struct Match {
 /// rule as listed and its compiled form. Split per thread as the kernel's
 /// per-CPU `nft_counter_percpu_priv` ([`crate::stats::Sharded`]): threads
 /// sending through the same rule do not contend on one cache line; a read
-/// sums the shards.
-#[derive(Debug, Default)]
+/// sums the shards. A thread of its own for each of the machine's CPUs (as
+/// the kernel has a copy per possible CPU): 128 bytes a CPU plus one shared,
+/// not [`crate::stats::SHARDS`] of them, so a ruleset of many counters
+/// stays small.
+#[derive(Debug)]
 pub struct Counter(crate::stats::Sharded<2>);
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter(crate::stats::Sharded::with_owners(cpus()))
+    }
+}
+
+/// The machine's CPUs (`std::thread::available_parallelism`), read once.
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
 
 impl Counter {
     /// A counter starting at `packets`/`bytes` (`counter packets N bytes M`).
