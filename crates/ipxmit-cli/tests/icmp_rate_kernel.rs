@@ -126,26 +126,9 @@ fn ours(name: &str, sysctls: &[&str], frames: &[String]) -> Vec<u64> {
         .collect()
 }
 
-fn missing_tools() -> Option<String> {
-    if let Some(why) = ipxmit_drivers::netns::unavailable() {
-        return Some(why.to_string());
-    }
-    for t in ["nstat", "python3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("{t} missing"));
-        }
-    }
-    None
-}
-
 #[test]
 fn a_peer_gets_six_errors_at_once_as_from_the_kernel() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["nstat", "python3"]) {
         eprintln!("SKIPPED (needs root, network namespaces, nstat): icmp_rate_kernel [{why}]");
         return;
     }
@@ -163,7 +146,7 @@ fn a_peer_gets_six_errors_at_once_as_from_the_kernel() {
 
 #[test]
 fn the_host_wide_burst_holds_as_the_kernels() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["nstat", "python3"]) {
         eprintln!("SKIPPED (needs root, network namespaces, nstat): icmp_rate_kernel [{why}]");
         return;
     }

@@ -557,26 +557,9 @@ fn ours(s: &Scenario, dir: &Path) -> (Vec<String>, [Vec<Vec<u8>>; 2], String, St
     )
 }
 
-fn missing_tools() -> Option<String> {
-    if let Some(why) = ipxmit_drivers::netns::unavailable() {
-        return Some(why.to_string());
-    }
-    for t in ["tcpdump", "conntrack", "nft"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("{t} missing"));
-        }
-    }
-    None
-}
-
 #[test]
 fn nat_and_conntrack_match_the_kernel() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["tcpdump", "conntrack", "nft"]) {
         eprintln!(
             "SKIPPED (needs root, network namespaces, tcpdump, conntrack): nat_kernel [{why}]"
         );

@@ -281,26 +281,9 @@ fn ours(dir: &std::path::Path) -> Side {
     side
 }
 
-fn missing_tools() -> Option<String> {
-    if let Some(why) = ipxmit_drivers::netns::unavailable() {
-        return Some(why.to_string());
-    }
-    for t in ["tcpdump", "nft", "python3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("{t} missing"));
-        }
-    }
-    None
-}
-
 #[test]
 fn egress_chains_see_each_frame_as_the_kernels_do() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["tcpdump", "nft", "python3"]) {
         eprintln!("SKIPPED (needs root, network namespaces, tcpdump, nft): nft_egress [{why}]");
         return;
     }

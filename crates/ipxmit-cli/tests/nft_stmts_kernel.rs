@@ -205,26 +205,9 @@ fn ours(dir: &std::path::Path) -> (Vec<String>, Vec<String>, String) {
     (results, icmp, rules)
 }
 
-fn missing_tools() -> Option<String> {
-    if let Some(why) = ipxmit_drivers::netns::unavailable() {
-        return Some(why.to_string());
-    }
-    for t in ["tcpdump", "nft", "python3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("{t} missing"));
-        }
-    }
-    None
-}
-
 #[test]
 fn reject_and_limit_match_the_kernel() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["tcpdump", "nft", "python3"]) {
         eprintln!("SKIPPED (needs root, network namespaces, tcpdump, nft): nft_stmts [{why}]");
         return;
     }
@@ -273,7 +256,7 @@ const MAP_SENDS: &[(u8, u16)] = &[
 
 #[test]
 fn maps_and_vmaps_match_the_kernel() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["tcpdump", "nft", "python3"]) {
         eprintln!("SKIPPED (needs root, network namespaces, nft): nft_maps [{why}]");
         return;
     }
@@ -379,7 +362,7 @@ const JSON_RULES: &[&str] = &[
 
 #[test]
 fn json_listing_matches_nft_j() {
-    if let Some(why) = missing_tools() {
+    if let Some(why) = common::missing_tools(&["tcpdump", "nft", "python3"]) {
         eprintln!("SKIPPED (needs root, network namespaces, nft): nft_json [{why}]");
         return;
     }

@@ -122,3 +122,19 @@ impl Drop for Ns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
+
+/// Why a kernel-differential test cannot run here: no root or no network
+/// namespaces, or one of `tools` not on the `PATH`; `None` when it can.
+pub fn missing_tools(tools: &[&str]) -> Option<String> {
+    if let Some(why) = ipxmit_drivers::netns::unavailable() {
+        return Some(why.to_string());
+    }
+    tools.iter().find_map(|t| {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        (!ok).then(|| format!("{t} missing"))
+    })
+}
