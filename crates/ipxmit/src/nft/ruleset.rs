@@ -322,6 +322,15 @@ impl Ruleset {
             .find(|t| t.family == family && t.name == name)
     }
 
+    /// Set `set` of table `table` (`ENOENT` when either is missing).
+    fn set_mut(&mut self, family: Family, table: &str, set: &str) -> Result<&mut Set, NftError> {
+        let t = self.table_mut(family, table)?;
+        t.sets
+            .iter_mut()
+            .find(|s| s.name == set)
+            .ok_or(NftError::NoEntry)
+    }
+
     fn table_mut(&mut self, family: Family, name: &str) -> Result<&mut Table, NftError> {
         self.tables
             .iter_mut()
@@ -601,12 +610,7 @@ impl Ruleset {
         set: &str,
         elems: &MapElems,
     ) -> Result<(), NftError> {
-        let t = self.table_mut(family, table)?;
-        let s = t
-            .sets
-            .iter_mut()
-            .find(|s| s.name == set)
-            .ok_or(NftError::NoEntry)?;
+        let s = self.set_mut(family, table, set)?;
         if s.map.is_none() {
             return Err(NftError::Inval("elements with data for a set"));
         }
@@ -627,12 +631,7 @@ impl Ruleset {
     /// Kernel: `nf_tables_newsetelem()` of the catch-all element `*`
     /// (`NFT_SET_ELEM_CATCHALL`) in a set (a map's is its default value).
     pub fn add_catchall(&mut self, family: Family, table: &str, set: &str) -> Result<(), NftError> {
-        let t = self.table_mut(family, table)?;
-        let s = t
-            .sets
-            .iter_mut()
-            .find(|s| s.name == set)
-            .ok_or(NftError::NoEntry)?;
+        let s = self.set_mut(family, table, set)?;
         if s.map.is_some() {
             return Err(NftError::Inval("a catch-all without data in a map"));
         }
@@ -648,12 +647,7 @@ impl Ruleset {
         set: &str,
         elems: &[Elem],
     ) -> Result<(), NftError> {
-        let t = self.table_mut(family, table)?;
-        let s = t
-            .sets
-            .iter_mut()
-            .find(|s| s.name == set)
-            .ok_or(NftError::NoEntry)?;
+        let s = self.set_mut(family, table, set)?;
         if !s.interval && elems.iter().any(|e| e.lo != e.hi) {
             return Err(NftError::Inval("set without flags interval"));
         }
