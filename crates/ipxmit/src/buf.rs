@@ -446,6 +446,10 @@ pub struct SendBudget {
     wake: parking_lot::Condvar,
     /// `SO_SNDTIMEO` in nanoseconds, 0 for none (wait for ever).
     sndtimeo_ns: std::sync::atomic::AtomicU64,
+    /// `sk_tx_queue_mapping`: the transmit queue a connected socket's
+    /// frames keep (+1, 0 for none). Kept here because the budget is the
+    /// socket state a buffer reaches (`skb->sk`).
+    tx_queue: std::sync::atomic::AtomicU16,
 }
 
 impl SendBudget {
@@ -482,6 +486,37 @@ impl SendBudget {
             epoch: parking_lot::Mutex::new(0),
             wake: parking_lot::Condvar::new(),
             sndtimeo_ns: std::sync::atomic::AtomicU64::new(0),
+            tx_queue: std::sync::atomic::AtomicU16::new(0),
+        }
+    }
+
+    /// Kernel: `sk_tx_queue_get()`. The transmit queue recorded for the
+    /// socket's frames, if any.
+    #[inline]
+    pub fn tx_queue(&self) -> Option<usize> {
+        match self.tx_queue.load(Ordering::Relaxed) {
+            0 => None,
+            q => Some(q as usize - 1),
+        }
+    }
+
+    /// Kernel: `sk_tx_queue_set()`. Records queue `q` for the socket's
+    /// frames.
+    #[inline]
+    pub fn set_tx_queue(&self, q: usize) {
+        let v = u16::try_from(q + 1).unwrap_or(0);
+        if self.tx_queue.load(Ordering::Relaxed) != v {
+            self.tx_queue.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Kernel: `sk_tx_queue_clear()`, as `__sk_dst_set()` and
+    /// `sk_dst_reset()` call it: the socket's route changed, so does the
+    /// choice of queue.
+    #[inline]
+    pub fn clear_tx_queue(&self) {
+        if self.tx_queue.load(Ordering::Relaxed) != 0 {
+            self.tx_queue.store(0, Ordering::Relaxed);
         }
     }
 

@@ -144,13 +144,15 @@ impl<'a> XmitBatch<'a> {
         }
     }
 
-    /// Begins the batch for frames whose `queue_mapping` (+1, 0 unset) and
-    /// flow hash are these (`netdev_pick_tx`): reads the device state and
+    /// Begins the batch for frames like `first` (`netdev_pick_tx` by its
+    /// `queue_mapping`, flow hash and socket): reads the device state and
     /// the qdisc once, claims the queue's run for a bypass, and takes the
     /// transmit lock when frames will go straight to the driver.
-    fn begin(&mut self, queue_mapping: u16, hash: u32) {
+    fn begin(&mut self, first: &PacketBuf) {
         let dev = self.dev;
-        let idx = pick_tx(dev, queue_mapping, hash);
+        // A connected socket's frames consult and record its queue.
+        let sk = first.owner().filter(|_| first.meta.sk.connected());
+        let idx = pick_tx(dev, first.meta.queue_mapping, first.meta.hash, sk);
         let txq = &dev.queues()[idx];
         (self.txq, self.ctl, self.mapping) = (txq, txq.ctl(), idx as u16 + 1);
         self.feats = dev.features();
@@ -284,7 +286,7 @@ impl<'a> XmitBatch<'a> {
         more: bool,
     ) -> Result<(), QueueXmitError> {
         if self.path == Path::Idle {
-            self.begin(pkt.meta.queue_mapping, pkt.meta.hash);
+            self.begin(&pkt);
             if matches!(self.path, Path::Bypass | Path::NoQueue) {
                 return self.xmit_queued(pkt, len, more, self.traced);
             }

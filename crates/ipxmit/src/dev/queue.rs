@@ -5,7 +5,7 @@
 //! the one its flow hash picks. The transmit itself is
 //! [`crate::dev::batch`].
 
-use crate::buf::PacketBuf;
+use crate::buf::{PacketBuf, SendBudget};
 use crate::dev::NetDevice;
 use crate::stats::Counters;
 use crate::time::Instant;
@@ -72,18 +72,30 @@ pub(crate) fn queue_index(n: usize, queue_mapping: u16, hash: u32) -> usize {
 
 /// Kernel: `netdev_pick_tx()`, net/core/dev.c. The queue of `dev` for a
 /// frame with this `queue_mapping` (+1, 0 unset) and flow hash: the only
-/// one, else the recorded one, else the calling thread's (XPS,
-/// [`NetDevice::xps_queue`]), else one chosen by the hash (`skb_tx_hash`).
+/// one, else the recorded one, else the queue its socket `sk` recorded
+/// (`sk_tx_queue_get`, valid while below the device's queue count), else
+/// the calling thread's (XPS, [`NetDevice::xps_queue`]), else one chosen by
+/// the hash (`skb_tx_hash`). A connected socket (`sk_dst_cache` set: pass
+/// `sk` only for one) records the queue chosen (`sk_tx_queue_set`), so its
+/// frames stay on one queue wherever its sender runs: UDP never sets
+/// `ooo_okay`, which would let it choose again.
 #[inline]
-pub fn pick_tx(dev: &NetDevice, queue_mapping: u16, hash: u32) -> usize {
+pub fn pick_tx(dev: &NetDevice, queue_mapping: u16, hash: u32, sk: Option<&SendBudget>) -> usize {
     let n = dev.queues().len();
     if n == 1 || queue_mapping != 0 {
         return queue_index(n, queue_mapping, hash);
     }
-    match dev.xps_queue(hash) {
+    if let Some(q) = sk.and_then(SendBudget::tx_queue).filter(|&q| q < n) {
+        return q;
+    }
+    let q = match dev.xps_queue(hash) {
         Some(q) => q,
         None => queue_index(n, 0, hash),
+    };
+    if let Some(sk) = sk {
+        sk.set_tx_queue(q);
     }
+    q
 }
 
 /// The transmit queue and the qdisc path (`netdev_pick_tx()`,
@@ -127,7 +139,7 @@ pub enum QdiscPath {
 /// classification puts `first` in.
 pub fn xmit_plan(dev: &NetDevice, hash: u32, first: &PacketBuf) -> QdiscPlan {
     let n = dev.queues().len();
-    let txq = pick_tx(dev, 0, hash);
+    let txq = pick_tx(dev, 0, hash, None);
     let q = &dev.queues()[txq];
     let handle = q.qdisc_handle();
     let (kind, qlen, noqueue, bypass, class) = q.with_qdisc(|qd| {

@@ -296,6 +296,8 @@ impl InetSock {
             }
         }
         self.peer = Some(peer);
+        // sk_dst_set(): a new route, no queue recorded yet.
+        self.budget.clear_tx_queue();
         self.inet_id = self.stack.random_u16();
         self.sync_addrs();
         Ok(())
@@ -314,7 +316,7 @@ impl InetSock {
         daddr: Ipv4Addr,
     ) -> Result<(Arc<Dst>, RouteType), SendError> {
         let key = self.flow_key(daddr, 0, self.opts.bound_dev_if);
-        let r = route_cached(&self.stack, &mut self.dst_cache, &key);
+        let r = route_cached(&self.stack, &mut self.dst_cache, &key, &self.budget);
         let (dst, kind) = count_no_route(&self.stack, r)?;
         if kind == RouteType::Broadcast && !self.opts.broadcast {
             return Err(SendError::Access(daddr));
@@ -352,6 +354,7 @@ impl InetSock {
         // Borrowed field by field: the route closure takes the route
         // cache while the parameters lend the options (no copy per segment).
         let (stack, opts, cache) = (&self.stack, &self.opts, &mut self.dst_cache);
+        let budget = &self.budget;
         let p = XmitParams {
             peer: *peer.ip(),
             saddr: *self.local.ip(),
@@ -365,7 +368,9 @@ impl InetSock {
         };
         let route = &mut |daddr| {
             let key = FlowKey { daddr, ..key };
-            route_cached(stack, cache, &key).ok().map(|(d, _)| d)
+            route_cached(stack, cache, &key, budget)
+                .ok()
+                .map(|(d, _)| d)
         };
         let mut skb = skb;
         skb.meta.sk = sk_meta(self.id, Some(peer), opts);
@@ -439,7 +444,7 @@ impl InetSock {
             b => b,
         };
         let key = self.flow_key(faddr, dport, oif);
-        let r = route_cached(&self.stack, &mut self.dst_cache, &key);
+        let r = route_cached(&self.stack, &mut self.dst_cache, &key, &self.budget);
         let (dst, kind) = count_no_route(&self.stack, r)?;
         if kind == RouteType::Broadcast && !self.opts.broadcast {
             return Err(SendError::Access(faddr));
@@ -463,7 +468,9 @@ impl InetSock {
         };
         self.opts.bound_dev_if = index;
         self.inbox.update(|v| v.bound_dev = index);
+        // sk_dst_reset(): the route and the recorded queue are forgotten.
         self.dst_cache = None;
+        self.budget.clear_tx_queue();
         Ok(())
     }
 
@@ -776,16 +783,22 @@ pub(crate) fn select_ttl(stack: &Stack, ttl: Option<u8>, dst: &Dst) -> u8 {
 /// Kernel: `sk_dst_check()` and `ip_route_output_flow()`. The route for
 /// `key` from `cache` while the routing state has not changed since it was
 /// looked up (and a learned path MTU it carries has not expired), else
-/// looked up in `stack` and kept there.
+/// looked up in `stack` and kept there. A route made obsolete by a change
+/// of the routing state is reset (`sk_dst_reset()`), which forgets the
+/// transmit queue recorded in `budget` (`sk_tx_queue_clear()`).
 fn route_cached(
     stack: &Stack,
     cache: &mut Option<RouteCache>,
     key: &FlowKey,
+    budget: &SendBudget,
 ) -> Result<(Arc<Dst>, RouteType), SendError> {
     let gen = stack.fib_generation();
     if let Some(c) = cache {
         if c.gen == gen && c.key == *key && (c.dst.expires_ns == 0 || live(stack, &c.dst)) {
             return Ok((c.dst.clone(), c.kind));
+        }
+        if c.gen != gen {
+            budget.clear_tx_queue();
         }
     }
     let (dst, kind) = stack
