@@ -199,6 +199,25 @@ impl std::fmt::Debug for Stack {
     }
 }
 
+/// [`Stack::poll_rx`]'s scratch space: the frames taken from a driver, back
+/// to back in `bytes`, each ending at its entry of `ends`, and the devices
+/// polled.
+#[derive(Default)]
+struct RxScratch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    devs: Vec<Arc<NetDevice>>,
+}
+
+thread_local! {
+    /// This thread's [`RxScratch`], kept between [`Stack::poll_rx`] calls.
+    static RX_SCRATCH: Cell<RxScratch> = const { Cell::new(RxScratch {
+        bytes: Vec::new(),
+        ends: Vec::new(),
+        devs: Vec::new(),
+    }) };
+}
+
 impl Stack {
     /// A stack on the real monotonic clock.
     pub fn new() -> Arc<Stack> {
@@ -461,25 +480,37 @@ impl Stack {
 
     /// Polls every device's receive side (queue 0's driver) and handles what
     /// arrived (`netif_receive_skb`: counted, ARP answered and learned). Returns
-    /// the number of frames.
+    /// the number of frames. The frames are copied out of the driver into
+    /// this thread's scratch space first (handling them may transmit, an
+    /// ARP reply, through the same queue's driver, whose lock is held while
+    /// it gives frames), which is kept between calls: nothing is allocated
+    /// per frame once it has grown.
     pub fn poll_rx(&self, budget: usize) -> usize {
-        let devs = self.devices.read().clone();
+        // Taken out while in use: a nested call (none is known) would
+        // start an empty scratch of its own instead of sharing this one.
+        let mut s = RX_SCRATCH.with(|c| c.take());
+        let RxScratch { bytes, ends, devs } = &mut s;
+        devs.extend(self.devices.read().iter().cloned());
         let mut n = 0;
-        let mut frames: Vec<Vec<u8>> = Vec::new();
-        for dev in &devs {
-            // Copy the frames out first: handling them may transmit (an ARP
-            // reply) through the same queue's driver, whose lock we hold here.
-            dev.queues()[0]
-                .driver
-                .lock()
-                .poll_rx(budget, &mut |f| frames.push(f.to_vec()));
-            n += frames.len();
-            for f in frames.drain(..) {
-                self.receive(dev, &f);
+        for dev in devs.iter() {
+            bytes.clear();
+            ends.clear();
+            dev.queues()[0].driver.lock().poll_rx(budget, &mut |f| {
+                bytes.extend_from_slice(f);
+                ends.push(bytes.len());
+            });
+            n += ends.len();
+            let mut start = 0;
+            for &end in ends.iter() {
+                self.receive(dev, &bytes[start..end]);
+                start = end;
             }
         }
+        devs.clear();
+        RX_SCRATCH.with(|c| c.set(s));
         n
     }
+
     /// Kernel: `__netif_receive_skb_core()` for what this stack handles on
     /// receive: counts the frame, passes ARP to the neighbour layer and
     /// IPv4 to [`crate::ipv4::input`] (`ip_rcv()`), which delivers what is

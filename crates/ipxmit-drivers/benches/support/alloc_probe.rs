@@ -71,6 +71,17 @@ pub fn allocations() -> u64 {
     COUNT.with(Cell::get)
 }
 
+/// Runs `f` and returns the backtraces of the first `max` allocations it
+/// made on this thread (for a test's failure message).
+#[allow(dead_code)]
+pub fn sites_of(max: usize, f: impl FnOnce()) -> Vec<String> {
+    SITES.with(|s| s.borrow_mut().clear());
+    TRACING.with(|t| t.set(max));
+    f();
+    TRACING.with(|t| t.set(0));
+    SITES.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
 /// One measured case.
 #[derive(Debug)]
 pub struct Probe {

@@ -861,6 +861,17 @@ impl NetDevice {
         self.addrs.read().clone()
     }
 
+    /// True when an address configured on the device satisfies `f` (read
+    /// in place: nothing is copied, so the receive and send paths may ask).
+    pub fn any_addr(&self, f: impl Fn(&ipnet::Ipv4Net) -> bool) -> bool {
+        self.addrs.read().iter().any(f)
+    }
+
+    /// The first configured address that satisfies `f` (read in place).
+    pub fn find_addr(&self, f: impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
+        self.addrs.read().iter().map(|n| n.addr()).find(|&a| f(a))
+    }
+
     /// The primary address: the first configured one (`inet_select_addr`).
     pub fn primary_addr(&self) -> Option<Ipv4Addr> {
         self.addrs.read().first().map(|n| n.addr())

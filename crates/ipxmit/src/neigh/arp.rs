@@ -133,11 +133,8 @@ pub fn constructor(dev: &NetDevice, addr: Ipv4Addr) -> Option<EthernetAddress> {
     if dev.is_loopback() {
         return Some(dev.hw_addr());
     }
-    let bcast = addr.is_broadcast()
-        || dev
-            .addrs()
-            .iter()
-            .any(|n| n.prefix_len() < 31 && n.broadcast() == addr);
+    let bcast =
+        addr.is_broadcast() || dev.any_addr(|n| n.prefix_len() < 31 && n.broadcast() == addr);
     bcast.then_some(EthernetAddress::BROADCAST)
 }
 
@@ -149,7 +146,7 @@ fn probe_source(dev: &NetDevice, pkt: Option<&PacketBuf>) -> Ipv4Addr {
         (h.len() >= 20).then(|| Ipv4Addr::new(h[12], h[13], h[14], h[15]))
     });
     match from_pkt {
-        Some(a) if dev.addrs().iter().any(|n| n.addr() == a) => a,
+        Some(a) if dev.any_addr(|n| n.addr() == a) => a,
         _ => dev.primary_addr().unwrap_or(Ipv4Addr::UNSPECIFIED),
     }
 }
@@ -227,7 +224,7 @@ pub fn arp_rcv(stack: &Stack, dev: &NetDevice, frame: &[u8]) {
         arp.target_protocol_addr,
     );
     let now = stack.now();
-    let ours = dev.addrs().iter().any(|n| n.addr() == tip);
+    let ours = dev.any_addr(|n| n.addr() == tip);
     if arp.operation == ArpOperation::Request && ours {
         let n = stack.neigh.lookup_or_create(dev, sip, now);
         let a = n.update(NudState::Stale, Some(sha), false, now);

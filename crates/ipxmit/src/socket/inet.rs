@@ -45,11 +45,11 @@ fn addr_type(stack: &Stack, a: Ipv4Addr) -> AddrType {
         AddrType::Multicast
     } else if a.is_loopback() || stack.is_local_addr(a) {
         AddrType::Local
-    } else if stack.devices().iter().any(|d| {
-        d.addrs()
-            .iter()
-            .any(|n| n.prefix_len() < 31 && n.broadcast() == a)
-    }) {
+    } else if stack
+        .devices()
+        .iter()
+        .any(|d| d.any_addr(|n| n.prefix_len() < 31 && n.broadcast() == a))
+    {
         AddrType::Broadcast
     } else {
         AddrType::Unicast
@@ -504,8 +504,7 @@ impl InetSock {
             self.stack.device_by_index(ifindex)
         } else {
             let devs = self.stack.devices();
-            devs.into_iter()
-                .find(|d| d.addrs().iter().any(|n| n.addr() == addr))
+            devs.into_iter().find(|d| d.any_addr(|n| n.addr() == addr))
         };
         let dev = dev.ok_or(SendError::AddrNotAvail(addr))?;
         self.opts.mc_if = (dev.ifindex(), addr);

@@ -693,7 +693,7 @@ impl Stack {
         self.devices
             .read()
             .iter()
-            .any(|d| d.addrs().iter().any(|n| n.addr() == addr))
+            .any(|d| d.any_addr(|n| n.addr() == addr))
     }
 
     /// Kernel: `fib_result_prefsrc()` and `inet_select_addr()`. The source
@@ -704,16 +704,14 @@ impl Stack {
         if let Some(a) = dst.prefsrc {
             return a;
         }
-        let own = dst.dev.addrs().into_iter().map(|n| n.addr());
-        if let Some(a) = own.clone().find(|a| !a.is_loopback()) {
+        let wide = |a: Ipv4Addr| !a.is_loopback();
+        if let Some(a) = dst.dev.find_addr(wide) {
             return a;
         }
         self.devices
             .read()
             .iter()
-            .flat_map(|d| d.addrs())
-            .map(|n| n.addr())
-            .find(|a| !a.is_loopback())
+            .find_map(|d| d.find_addr(wide))
             .unwrap_or(Ipv4Addr::UNSPECIFIED)
     }
 }
