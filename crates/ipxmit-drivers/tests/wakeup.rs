@@ -119,3 +119,34 @@ fn a_wake_up_before_the_refusal_returns_is_not_lost() {
         }
     }
 }
+
+/// The deferred work (`Stack::next_wakeup`, `Stack::poll`) learns when a
+/// throttled qdisc may dequeue without taking the qdisc lock that senders
+/// contend for: with the lock held elsewhere both return, and the time is
+/// the watchdog's (the tbf's next token).
+#[test]
+fn the_watchdog_time_is_read_without_the_qdisc_lock() {
+    let (stack, _wire) = common::mem_host(common::eth0(), 1, 64);
+    let tbf = "tbf rate 1mbit burst 1600 limit 100000".parse().unwrap();
+    stack.replace_qdisc("eth0", &tbf).unwrap();
+    let mut s = UdpSocket::new(&stack);
+    let to = SocketAddrV4::new(NEAR, 9);
+    for _ in 0..3 {
+        s.send_to(&[0u8; 1000], to, MsgFlags::NONE).unwrap();
+    }
+    let want = stack.next_wakeup().expect("a throttled tbf has a watchdog");
+    assert!(want > stack.now(), "the watchdog is ahead of now");
+    let dev = stack.device("eth0").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|sc| {
+        dev.queues()[0].with_qdisc(|_| {
+            sc.spawn(|| {
+                let t = stack.next_wakeup();
+                stack.poll();
+                tx.send(t).unwrap();
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+            assert_eq!(got, Ok(Some(want)), "answered with the qdisc lock held");
+        });
+    });
+}

@@ -18,7 +18,7 @@ use parking_lot::RwLock;
 
 use crate::buf::BufPool;
 use crate::dev::queue::XmitCtx;
-use crate::dev::{DevConfig, DevError, Driver, NetDevice, Notify};
+use crate::dev::{DevConfig, DevError, Driver, NetDevice, Notify, TxQueue};
 use crate::ipv4::ident::IdentTable;
 use crate::neigh::{NeighTable, NudState};
 use crate::netfilter::Hooks;
@@ -466,7 +466,7 @@ impl Stack {
         let mut ran = self.process_backlog();
         for dev in self.devices.read().iter() {
             for txq in dev.queues() {
-                let due = txq.q.lock().watchdog.is_some_and(|t| t <= ctx.now);
+                let due = txq.watchdog().is_some_and(|t| t <= ctx.now);
                 if (pending && txq.ctl().take_scheduled()) || due {
                     if !run::try_run(ctx, dev, txq) {
                         txq.ctl().schedule();
@@ -543,7 +543,7 @@ impl Stack {
         let devices = self.devices.read();
         let qdisc = devices
             .iter()
-            .flat_map(|d| d.queues().iter().filter_map(|q| q.q.lock().watchdog))
+            .flat_map(|d| d.queues().iter().filter_map(TxQueue::watchdog))
             .min();
         let drivers = devices
             .iter()

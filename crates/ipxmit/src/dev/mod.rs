@@ -371,6 +371,32 @@ pub struct TxQueue {
     /// queue, one bit each for numbers below 64 (empty: none).
     xps_cpus: AtomicU64,
     ctl: Arc<TxQueueCtl>,
+    /// Its qdisc's watchdog time ([`QdiscSlot::set_watchdog`]), readable
+    /// without the qdisc lock: the deferred work asks every queue for it
+    /// on each pass, and must not take the lock senders contend for.
+    watchdog_at: Arc<WatchdogTime>,
+}
+
+/// A qdisc's watchdog time as the queue shows it outside the qdisc lock:
+/// nanoseconds of [`Instant`] plus one, 0 for none. Written under the lock
+/// with the slot's own copy; a reader outside it sees the last write.
+#[derive(Debug, Default)]
+pub(crate) struct WatchdogTime(AtomicU64);
+
+impl WatchdogTime {
+    fn set(&self, t: Option<Instant>) {
+        let v = t.map_or(0, |t| t.as_nanos().saturating_add(1));
+        if self.0.load(Ordering::Relaxed) != v {
+            self.0.store(v, Ordering::Release);
+        }
+    }
+
+    fn get(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            v => Some(Instant::from_nanos(v - 1)),
+        }
+    }
 }
 
 /// A qdisc and the generic state around it (`struct Qdisc` fields owned by
@@ -384,8 +410,11 @@ pub(crate) struct QdiscSlot {
     pub(crate) requeued: std::collections::VecDeque<PacketBuf>,
     /// `qdisc_run_begin` owner flag.
     pub(crate) running: bool,
-    /// Earliest time a throttled qdisc may dequeue (`qdisc_watchdog`).
-    pub(crate) watchdog: Option<Instant>,
+    /// Earliest time a throttled qdisc may dequeue (`qdisc_watchdog`);
+    /// written through [`QdiscSlot::set_watchdog`].
+    watchdog: Option<Instant>,
+    /// The queue's lock-free copy of `watchdog`.
+    watchdog_at: Arc<WatchdogTime>,
     /// Dropped packets waiting to be counted and freed.
     pub(crate) to_free: ToFree,
     /// This queue has no qdisc of its own: the device's root, at queue 0,
@@ -424,6 +453,13 @@ impl TxQueue {
     /// Flow-control state.
     pub fn ctl(&self) -> &Arc<TxQueueCtl> {
         &self.ctl
+    }
+
+    /// When this queue's qdisc, throttled, may dequeue again
+    /// (`qdisc_watchdog`), read without the qdisc lock; `None` when it is
+    /// not throttled.
+    pub fn watchdog(&self) -> Option<Instant> {
+        self.watchdog_at.get()
     }
 
     /// Runs `f` on the qdisc under the qdisc lock (statistics, inspection).
@@ -643,14 +679,16 @@ impl NetDevice {
                 let ctl = Arc::new(TxQueueCtl::new(notify.clone()));
                 d.attach(ctl.clone());
                 let qdisc = make_qdisc(&cfg);
+                let watchdog_at = Arc::new(WatchdogTime::default());
                 TxQueue {
                     index: i as u16,
                     noqueue: AtomicBool::new(qdisc.is_noqueue()),
-                    q: CachePadded::new(Mutex::new(QdiscSlot::new(qdisc))),
+                    q: CachePadded::new(Mutex::new(QdiscSlot::new(qdisc, &watchdog_at))),
                     lltx: d.lltx(),
                     driver: CachePadded::new(Mutex::new(d)),
                     xps_cpus: AtomicU64::new(0),
                     ctl,
+                    watchdog_at,
                 }
             })
             .collect::<Box<[TxQueue]>>();
@@ -1007,19 +1045,32 @@ impl NetDevice {
 }
 
 impl QdiscSlot {
-    pub(crate) fn new(qdisc: Box<dyn Qdisc>) -> QdiscSlot {
+    pub(crate) fn new(qdisc: Box<dyn Qdisc>, watchdog_at: &Arc<WatchdogTime>) -> QdiscSlot {
         QdiscSlot {
             qdisc,
             handle: 0,
             requeued: std::collections::VecDeque::with_capacity(8),
             running: false,
             watchdog: None,
+            watchdog_at: watchdog_at.clone(),
             redirect: false,
             shared: false,
             bad_txq: None,
             to_free: ToFree::with_capacity(64),
             batch: Some(std::collections::VecDeque::with_capacity(128)),
         }
+    }
+
+    /// Kernel: `qdisc_watchdog_schedule_ns()` / `qdisc_watchdog_cancel()`:
+    /// the earliest time the throttled qdisc may dequeue, or none.
+    pub(crate) fn set_watchdog(&mut self, t: Option<Instant>) {
+        self.watchdog = t;
+        self.watchdog_at.set(t);
+    }
+
+    /// The watchdog time ([`QdiscSlot::set_watchdog`]).
+    pub(crate) fn watchdog(&self) -> Option<Instant> {
+        self.watchdog
     }
 
     /// Takes the reusable frame buffer (an empty one if it is out).
@@ -1049,7 +1100,7 @@ impl QdiscSlot {
         }
         self.qdisc = new;
         self.handle = handle;
-        self.watchdog = None;
+        self.set_watchdog(None);
         (self.redirect, self.shared) = (false, false);
     }
 

@@ -130,7 +130,7 @@ fn dequeue_one(slot: &mut QdiscSlot, ctx: XmitCtx<'_>, frames: &mut VecDeque<Pac
         }
         Dequeued::Empty => false,
         Dequeued::Throttled(t) => {
-            slot.watchdog = Some(t);
+            slot.set_watchdog(Some(t));
             false
         }
     }
@@ -305,11 +305,11 @@ pub fn try_run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) -> bool {
         if slot.running {
             return false;
         }
-        if let Some(t) = slot.watchdog {
+        if let Some(t) = slot.watchdog() {
             if t > ctx.now {
                 return true;
             }
-            slot.watchdog = None;
+            slot.set_watchdog(None);
         }
         slot.running = true;
         root
