@@ -26,5 +26,6 @@ pub mod runner;
 pub mod sender_drops;
 mod sys;
 pub mod tap;
+mod txring;
 pub mod vnet;
 pub mod xdp;

@@ -90,15 +90,14 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipxmit::dev::{DevConfig, Driver, Features, TxQueueCtl, TxStatus};
 use ipxmit::time::Instant;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::PacketBuf;
-use parking_lot::Mutex;
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
@@ -107,6 +106,7 @@ use rustix::net::{
 use crate::runner::{self, recycle, WaitFd, WaitSource};
 pub use crate::sys::TpacketVersion;
 use crate::sys::{self, TxRingMap, TP_STATUS_KERNEL};
+use crate::txring::{self, Flow, Policy, Reaped, RingQueue, RingTx, RxCounters};
 use crate::vnet::{vnet_header, VNET_HDR_LEN};
 
 /// Default largest batch of one `sendmmsg`.
@@ -122,6 +122,27 @@ pub const RING_RETRY: Duration = Duration::from_micros(100);
 /// falls to 0 once the kernel is done (while frames keep coming, the driver
 /// finds completions itself).
 pub const RING_REAP: Duration = Duration::from_millis(10);
+
+/// When a ring queue's completions are seen: by scanning the ring (at
+/// every poll while stopped, every [`RING_RETRY`] while the byte queue
+/// limits hold it, every [`RING_REAP`] while frames are in flight).
+const RING_POLICY: Policy = Policy {
+    reap: RING_REAP,
+    retry: RING_RETRY,
+    pollout_fallback: None,
+    in_memory: true,
+    any_stop: true,
+};
+
+/// When a `sendmmsg` queue's completions are seen: `POLLOUT` when the
+/// socket was full, [`NOBUFS_RETRY`] after the device refused.
+const MMSG_POLICY: Policy = Policy {
+    reap: RING_REAP,
+    retry: NOBUFS_RETRY,
+    pollout_fallback: None,
+    in_memory: false,
+    any_stop: true,
+};
 
 /// The time of transmit completions: `CLOCK_MONOTONIC_COARSE`, a few
 /// nanoseconds to read and ticking with the kernel's jiffies, which is what
@@ -404,62 +425,7 @@ struct TxState {
     batch: usize,
 }
 
-/// Whether frames are still waiting for room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flow {
-    /// Everything handed to the kernel.
-    Clear,
-    /// The socket was full: wait for `POLLOUT`.
-    Full,
-    /// The device refused frames: retry after a while.
-    Refused,
-}
-
-struct Queue {
-    fd: OwnedFd,
-    /// Ring slots filled and not yet seen released (a copy of the ring's
-    /// count, readable without the queue's lock).
-    in_flight: AtomicUsize,
-    /// Stopped for lack of room; waiting for completion.
-    waiting: AtomicBool,
-    /// Waiting on a timer rather than `POLLOUT`.
-    backoff: AtomicBool,
-    ctl: OnceLock<Arc<TxQueueCtl>>,
-    tx: Mutex<TxState>,
-}
-
-impl Queue {
-    /// Stopped for lack of room (by the driver's `block` before a busy
-    /// return, or by anyone else holding the queue's flow control): either
-    /// way a completion must wake it.
-    fn needs_completion(&self) -> bool {
-        self.waiting.load(Ordering::Acquire) || self.ctl.get().is_some_and(|c| c.is_stopped())
-    }
-
-    /// Ring frames are in flight: their completion is still to be seen.
-    fn has_in_flight(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) > 0
-    }
-
-    /// Kernel: `netdev_tx_completed_queue()` from a NIC's completion poll.
-    /// Reports the bytes of the ring slots the kernel released since the
-    /// last scan; the limit adapts and a queue it stopped wakes.
-    fn reap(&self, tx: &mut TxState, c: &Counters) {
-        let Some(ring) = tx.ring.as_mut() else {
-            return;
-        };
-        let bytes = ring.reap(c);
-        self.in_flight.store(ring.outstanding, Ordering::Release);
-        if bytes == 0 {
-            return;
-        }
-        ring.stamp = completion_time();
-        if let Some(ctl) = self.ctl.get() {
-            // A ring holds far less than 4 GiB.
-            ctl.completed_queue(u32::try_from(bytes).unwrap_or(u32::MAX), ring.stamp);
-        }
-    }
-}
+type Queue = RingQueue<TxState>;
 
 struct Shared {
     ifname: String,
@@ -467,6 +433,8 @@ struct Shared {
     hw_addr: EthernetAddress,
     mtu: u32,
     ring: bool,
+    /// When completions are seen ([`RING_POLICY`] or [`MMSG_POLICY`]).
+    policy: Policy,
     vnet: bool,
     /// Offloads granted (with the vnet header).
     offload: Features,
@@ -647,13 +615,9 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
         }
     };
     let batch = cfg.batch.clamp(1, 1024);
-    Ok(Queue {
+    Ok(RingQueue::new(
         fd,
-        in_flight: AtomicUsize::new(0),
-        waiting: AtomicBool::new(false),
-        backoff: AtomicBool::new(false),
-        ctl: OnceLock::new(),
-        tx: Mutex::new(TxState {
+        TxState {
             held: Vec::with_capacity(batch),
             hdrs: cfg.vnet_hdr.then(|| Vec::with_capacity(batch)),
             iov: Vec::new(),
@@ -662,8 +626,8 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
             msgs: MsgStore::default(),
             ring,
             batch,
-        }),
-    })
+        },
+    ))
 }
 
 /// Opens the receive socket, or none.
@@ -718,13 +682,15 @@ impl PacketLink {
             }
             PacketMode::Sendmmsg => None,
         };
+        let ring = matches!(cfg.mode, PacketMode::TxRing { .. });
         Ok(PacketLink {
             shared: Arc::new(Shared {
                 ifname: cfg.ifname.clone(),
                 ifindex,
                 hw_addr: EthernetAddress(hw_addr),
                 mtu,
-                ring: matches!(cfg.mode, PacketMode::TxRing { .. }),
+                ring,
+                policy: if ring { RING_POLICY } else { MMSG_POLICY },
                 vnet: cfg.vnet_hdr,
                 offload: granted(cfg, slot, gso_ok),
                 queues: queues.into_boxed_slice(),
@@ -914,6 +880,10 @@ impl TxState {
     fn ring_slot_free(&self) -> bool {
         self.ring.as_ref().is_none_or(Ring::has_free_slot)
     }
+}
+
+impl RingTx for TxState {
+    type Counters = Counters;
 
     /// Sends or kicks whatever is waiting.
     fn push_out(&mut self, fd: &OwnedFd, c: &Counters) -> Flow {
@@ -924,120 +894,54 @@ impl TxState {
         }
     }
 
+    /// The ring slots released since the last scan, and what is still in
+    /// flight; nothing in [`PacketMode::Sendmmsg`].
+    fn reap(&mut self, c: &Counters) -> Option<Reaped> {
+        let ring = self.ring.as_mut()?;
+        let bytes = ring.reap(c);
+        Some(Reaped {
+            in_flight: ring.outstanding,
+            bytes,
+        })
+    }
+
+    /// Kernel: `netdev_tx_completed_queue()` from a NIC's completion poll.
+    /// Reports the bytes of the ring slots the kernel released; the limit
+    /// adapts and a queue it stopped wakes.
+    fn completed(&mut self, bytes: u64, ctl: Option<&TxQueueCtl>) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        ring.stamp = completion_time();
+        if let Some(ctl) = ctl {
+            // A ring holds far less than 4 GiB.
+            ctl.completed_queue(u32::try_from(bytes).unwrap_or(u32::MAX), ring.stamp);
+        }
+    }
+
     /// True when a new frame can be taken.
-    fn has_room(&self) -> bool {
+    fn has_room(&mut self) -> bool {
         if self.ring.is_some() {
             self.ring_slot_free()
         } else {
             self.held.len() < self.batch
         }
     }
-}
 
-impl Shared {
-    /// Stops queue `q` until completion: `POLLOUT` when the socket was full, a
-    /// timer when the device refused frames.
-    fn block(&self, q: &Queue, flow: Flow) {
-        self.c.tx_busy.fetch_add(1, Ordering::Relaxed);
-        q.backoff.store(flow == Flow::Refused, Ordering::Release);
-        // Stop first: a completion that sees `waiting` must find the queue
-        // stopped, or its wake-up would be lost.
-        if let Some(ctl) = q.ctl.get() {
-            ctl.stop();
-        }
-        q.waiting.store(true, Ordering::Release);
-        if let Some(ctl) = q.ctl.get() {
-            // Raise the stack's deferred work so a runner re-collects its
-            // descriptors, now with this one's completion.
-            ctl.schedule();
-        }
-    }
-
-    /// Transmit completion for queue `q`: push out what waits, report the
-    /// ring slots released (byte queue limits); wake the queue when there
-    /// is room again.
-    fn complete(&self, q: &Queue) {
-        let mut tx = q.tx.lock();
-        let flow = tx.push_out(&q.fd, &self.c);
-        q.reap(&mut tx, &self.c);
-        if flow == Flow::Clear && tx.has_room() {
-            q.waiting.store(false, Ordering::Release);
-            q.backoff.store(false, Ordering::Release);
-            drop(tx);
-            if let Some(ctl) = q.ctl.get() {
-                ctl.wake();
-            }
-        } else {
-            drop(tx);
-            // In flight (ring) or refused: retry on a timer, not on POLLOUT,
-            // which may already be set.
-            q.backoff
-                .store(flow != Flow::Full || self.ring, Ordering::Release);
-        }
-        if self.ring && q.ctl.get().is_some_and(|c| c.is_stopped()) {
-            // Still over the byte limit: the bytes it waits for are in
-            // flight, and `POLLOUT` says nothing about them.
-            q.backoff.store(true, Ordering::Release);
-        }
-    }
-
-    /// A completion scan of a running ring queue (nothing to push out or
-    /// wake), skipped while its sender holds the queue: the sender scans
-    /// itself.
-    fn reap_running(&self, q: &Queue) {
-        if let Some(mut tx) = q.tx.try_lock() {
-            q.reap(&mut tx, &self.c);
-        }
-    }
-
-    /// The completion work queue `q` needs now, if any: `poll_out` tells
-    /// whether a stopped sendmmsg queue's socket has room (rings are seen
-    /// in memory).
-    fn service(&self, q: &Queue, poll_out: impl FnOnce() -> bool) {
-        if q.needs_completion() {
-            if self.ring || poll_out() {
-                self.complete(q);
-            }
-        } else if q.has_in_flight() {
-            self.reap_running(q);
-        }
+    /// Every stop counts as busy: the socket or ring had no room.
+    fn count_block(c: &Counters) {
+        c.tx_busy.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl WaitSource for Shared {
     fn wait_fds<'a>(&'a self, out: &mut Vec<WaitFd<'a>>) -> Option<Duration> {
-        if let Some(rx) = &self.rx {
-            out.push(WaitFd {
-                fd: rx.as_fd(),
-                readable: true,
-                writable: false,
-            });
-        }
-        let mut retry = None;
-        let mut wake_in = |t: Duration| retry = Some(retry.map_or(t, |r: Duration| r.min(t)));
-        for q in self.queues.iter() {
-            if !q.needs_completion() {
-                if q.has_in_flight() {
-                    wake_in(RING_REAP);
-                }
-                continue;
-            }
-            if q.backoff.load(Ordering::Acquire) {
-                wake_in(if self.ring { RING_RETRY } else { NOBUFS_RETRY });
-            } else {
-                out.push(WaitFd {
-                    fd: q.fd.as_fd(),
-                    readable: false,
-                    writable: true,
-                });
-            }
-        }
-        retry
+        txring::wait_fds(self.rx.as_ref(), self.queues.iter(), &self.policy, out)
     }
 
     fn complete_tx(&self) {
         for q in self.queues.iter() {
-            self.service(q, || true);
+            q.service(&self.c, &self.policy, || true);
         }
     }
 }
@@ -1055,22 +959,12 @@ impl PacketQueue {
     fn xmit_mmsg(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
         let sh = &*self.shared;
         let q = &sh.queues[self.index];
-        let mut tx = q.tx.lock();
-        if tx.held.len() >= tx.batch {
-            let flow = tx.send_held(&q.fd, &sh.c);
-            if tx.held.len() >= tx.batch {
-                drop(tx);
-                sh.block(q, flow);
-                return TxStatus::Busy(pkt);
-            }
-        }
+        let Some(mut tx) = q.make_room(q.tx.lock(), &sh.c) else {
+            return TxStatus::Busy(pkt);
+        };
         tx.held.push(pkt);
         if !more || tx.held.len() >= tx.batch {
-            let flow = tx.send_held(&q.fd, &sh.c);
-            drop(tx);
-            if flow != Flow::Clear {
-                sh.block(q, flow);
-            }
+            q.doorbell(tx, &sh.c);
         }
         TxStatus::Ok
     }
@@ -1083,20 +977,9 @@ impl PacketQueue {
         let q = &sh.queues[self.index];
         let mut tx = q.tx.lock();
         q.reap(&mut tx, &sh.c);
-        if !tx.ring_slot_free() {
-            let flow = tx.kick(&q.fd, &sh.c);
-            q.reap(&mut tx, &sh.c);
-            if !tx.ring_slot_free() {
-                drop(tx);
-                let flow = if flow == Flow::Refused {
-                    flow
-                } else {
-                    Flow::Full
-                };
-                sh.block(q, flow);
-                return TxStatus::Busy(pkt);
-            }
-        }
+        let Some(mut tx) = q.make_room(tx, &sh.c) else {
+            return TxStatus::Busy(pkt);
+        };
         let batch = tx.batch;
         let Some(ring) = tx.ring.as_mut() else {
             return TxStatus::Error;
@@ -1105,21 +988,17 @@ impl PacketQueue {
             sh.c.error(Errno::MSGSIZE);
             return TxStatus::Error;
         }
-        q.in_flight.store(ring.outstanding, Ordering::Release);
+        q.set_in_flight(ring.outstanding);
         sh.c.tx_frames.fetch_add(1, Ordering::Relaxed);
         sh.c.tx_bytes.fetch_add(pkt.len() as u64, Ordering::Relaxed);
-        let ctl = q.ctl.get();
+        let ctl = q.ctl();
         if let Some(c) = ctl {
             c.sent_queue(pkt.len() as u32, ring.stamp);
         }
         // `__netdev_tx_sent_queue`: ring the doorbell at the end of a batch,
         // or now if the queue just stopped (no more frames come to end it).
         if !more || ring.pending >= batch || ctl.is_some_and(|c| c.is_stopped()) {
-            let flow = tx.kick(&q.fd, &sh.c);
-            drop(tx);
-            if flow != Flow::Clear {
-                sh.block(q, flow);
-            }
+            q.doorbell(tx, &sh.c);
         }
         TxStatus::Ok
     }
@@ -1127,7 +1006,7 @@ impl PacketQueue {
 
 impl Driver for PacketQueue {
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
-        let _ = self.shared.queues[self.index].ctl.set(ctl);
+        self.shared.queues[self.index].attach(ctl);
     }
 
     fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
@@ -1141,10 +1020,7 @@ impl Driver for PacketQueue {
     fn flush(&mut self) {
         let sh = &*self.shared;
         let q = &sh.queues[self.index];
-        let flow = q.tx.lock().push_out(&q.fd, &sh.c);
-        if flow != Flow::Clear {
-            sh.block(q, flow);
-        }
+        q.doorbell(q.tx.lock(), &sh.c);
     }
 
     /// Reads up to `budget` frames from the receive socket, skipping our own
@@ -1153,30 +1029,16 @@ impl Driver for PacketQueue {
         runner::announce(&self.source);
         let sh = self.shared.clone();
         for q in sh.queues.iter() {
-            sh.service(q, || sys::writable_now(&q.fd));
+            q.service(&sh.c, &sh.policy, || sys::writable_now(&q.fd));
         }
         let Some(fd) = &sh.rx else {
             return 0;
         };
-        if self.rx_buf.len() < 65536 {
-            self.rx_buf.resize(65536, 0);
-        }
-        let mut got = 0;
-        while got < budget {
-            match sys::recv_ll(fd.as_fd(), &mut self.rx_buf) {
-                Ok((_, t)) if t == libc::PACKET_OUTGOING => {
-                    sh.c.rx_outgoing.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok((n, _)) => {
-                    sh.c.rx_frames.fetch_add(1, Ordering::Relaxed);
-                    rx(&self.rx_buf[..n.min(self.rx_buf.len())]);
-                    got += 1;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        got
+        let c = RxCounters {
+            frames: &sh.c.rx_frames,
+            outgoing: &sh.c.rx_outgoing,
+        };
+        txring::recv_frames(fd, &mut self.rx_buf, budget, c, rx)
     }
 
     fn rx_fd(&self) -> Option<RawFd> {

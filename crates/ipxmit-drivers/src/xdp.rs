@@ -51,19 +51,19 @@
 mod ring;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipxmit::dev::{DevConfig, Driver, Features, TxQueueCtl, TxStatus};
 use ipxmit::wire::EthernetAddress;
 use ipxmit::PacketBuf;
-use parking_lot::Mutex;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::runner::{self, WaitFd, WaitSource};
 use crate::sys;
+use crate::txring::{self, Flow, Policy, Reaped, RingQueue, RingTx, RxCounters};
 use ring::{CompRing, TxRing, Umem};
 
 /// Default TX ring entries per queue.
@@ -87,6 +87,18 @@ pub const BIND_BUSY_WAIT: Duration = Duration::from_millis(200);
 /// Entries of the fill ring the kernel's bind requires (never filled:
 /// nothing is received on the XDP socket).
 const FILL_RING: u32 = 2;
+
+/// When completions are seen: `POLLOUT` (at most [`POLLOUT_FALLBACK`]
+/// apart) on a full ring, a timer ([`RETRY`]) after a refusal, a scan
+/// every [`REAP`] while frames are in flight; only the driver stops a
+/// queue.
+const POLICY: Policy = Policy {
+    reap: REAP,
+    retry: RETRY,
+    pollout_fallback: Some(POLLOUT_FALLBACK),
+    in_memory: false,
+    any_stop: false,
+};
 
 /// How the socket is bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,17 +275,6 @@ impl Counters {
     }
 }
 
-/// Whether frames are still waiting for the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flow {
-    /// Everything published was taken.
-    Clear,
-    /// Frames wait in the ring: wait for `POLLOUT`.
-    Full,
-    /// The kernel refused (`ENOBUFS`, `ENETDOWN`): retry on a timer.
-    Refused,
-}
-
 /// The transmit state of one queue, under its lock.
 struct XskTx {
     tx: TxRing,
@@ -288,23 +289,14 @@ struct XskTx {
     batch: usize,
 }
 
-/// One queue's socket and state. Field order is drop order: the rings and
-/// the UMEM (in `tx`) are unmapped after the socket is closed.
+/// One queue: its socket and ring ([`RingQueue`]), and what the link
+/// reports of it.
 struct XskQueue {
-    fd: OwnedFd,
+    ring: RingQueue<XskTx>,
     /// `XDP_MAX_TX_SKB_BUDGET` took: one kick drains the whole ring.
     budget_raised: bool,
     /// Frames written into this queue's ring.
     frames: AtomicU64,
-    /// UMEM frames not free (written, not yet seen completed): a copy
-    /// readable without the queue's lock.
-    in_flight: AtomicUsize,
-    /// Stopped for lack of room; waiting for completion.
-    waiting: AtomicBool,
-    /// Waiting on a timer rather than `POLLOUT`.
-    backoff: AtomicBool,
-    ctl: OnceLock<Arc<TxQueueCtl>>,
-    tx: Mutex<XskTx>,
 }
 
 struct Shared {
@@ -497,14 +489,9 @@ fn open_queue(
     let budget = ring::set_xdp_u32(fd.as_fd(), ring::XDP_MAX_TX_SKB_BUDGET, cfg.ring as u32);
     let zc = ring::is_zerocopy(fd.as_fd()).map_err(sys_err("XDP_OPTIONS", name))?;
     let q = XskQueue {
-        fd,
+        ring: RingQueue::new(fd, tx),
         budget_raised: budget.is_ok(),
         frames: AtomicU64::new(0),
-        in_flight: AtomicUsize::new(0),
-        waiting: AtomicBool::new(false),
-        backoff: AtomicBool::new(false),
-        ctl: OnceLock::new(),
-        tx: Mutex::new(tx),
     };
     Ok((q, zc))
 }
@@ -688,7 +675,7 @@ impl XdpLink {
     /// (`XDP_STATISTICS`), all queues.
     pub fn tx_invalid_descs(&self) -> u64 {
         let q = self.shared.queues.iter();
-        q.filter_map(|q| ring::tx_invalid_descs(q.fd.as_fd()).ok())
+        q.filter_map(|q| ring::tx_invalid_descs(q.ring.fd.as_fd()).ok())
             .sum()
     }
 
@@ -702,17 +689,12 @@ impl XdpLink {
 impl XskTx {
     /// Kernel: the completion-ring half of a NIC's TX clean-up. Returns
     /// the frames the kernel is done with to the free stack.
-    fn reap(&mut self, c: &Counters) {
+    fn reap_cq(&mut self, c: &Counters) {
         let free = &mut self.free;
         let n = self.cq.drain(|addr| free.push(addr));
         if n > 0 {
             c.tx_completed.fetch_add(u64::from(n), Ordering::Relaxed);
         }
-    }
-
-    /// True when a frame and a ring slot are free.
-    fn has_room(&mut self) -> bool {
-        !self.free.is_empty() && self.tx.free() > 0
     }
 
     /// Copies `pkt` into a free frame and writes its descriptor; false
@@ -729,6 +711,10 @@ impl XskTx {
         self.pending += 1;
         true
     }
+}
+
+impl RingTx for XskTx {
+    type Counters = Counters;
 
     /// Kernel: the doorbell — `xskq_prod_submit` then, only when the ring
     /// asks for it (`XDP_RING_NEED_WAKEUP`), `sendto`. Copy mode sends up
@@ -755,7 +741,7 @@ impl XskTx {
                 Err(Errno::AGAIN) => {
                     // Budget spent, completion ring full or the device
                     // busy: reap, and go on while the kernel progresses.
-                    self.reap(c);
+                    self.reap_cq(c);
                     if self.tx.unsent() == unsent {
                         return Flow::Full;
                     }
@@ -773,105 +759,38 @@ impl XskTx {
             Flow::Full
         }
     }
-}
 
-impl XskQueue {
-    /// Reaps the completion ring and publishes the frames still in flight.
-    fn reap(&self, tx: &mut XskTx, c: &Counters) {
-        tx.reap(c);
-        self.in_flight
-            .store(tx.frames - tx.free.len(), Ordering::Release);
+    fn reap(&mut self, c: &Counters) -> Option<Reaped> {
+        self.reap_cq(c);
+        Some(Reaped {
+            in_flight: self.frames - self.free.len(),
+            bytes: 0,
+        })
     }
 
-    /// A completion scan of a running queue, skipped while its sender
-    /// holds the queue (the sender scans itself).
-    fn reap_running(&self, c: &Counters) {
-        if let Some(mut tx) = self.tx.try_lock() {
-            self.reap(&mut tx, c);
-        }
-    }
-}
-
-impl Shared {
-    /// Stops queue `q` until completion: `POLLOUT` when frames wait in the
-    /// ring, a timer when the kernel refused them.
-    fn block(&self, q: &XskQueue, flow: Flow) {
-        q.backoff.store(flow == Flow::Refused, Ordering::Release);
-        // Stop first: a completion that sees `waiting` must find the queue
-        // stopped, or its wake-up would be lost.
-        if let Some(ctl) = q.ctl.get() {
-            ctl.stop();
-        }
-        q.waiting.store(true, Ordering::Release);
-        if let Some(ctl) = q.ctl.get() {
-            // Raise the stack's deferred work so a runner re-collects its
-            // descriptors, now with this one's completion.
-            ctl.schedule();
-        }
+    /// True when a frame and a ring slot are free.
+    fn has_room(&mut self) -> bool {
+        !self.free.is_empty() && self.tx.free() > 0
     }
 
-    /// Transmit completion for queue `q`: kick what waits, reap the
-    /// completion ring; wake the queue when there is room and nothing
-    /// waits.
-    fn complete(&self, q: &XskQueue) {
-        let mut tx = q.tx.lock();
-        let flow = tx.push_out(&q.fd, &self.c);
-        q.reap(&mut tx, &self.c);
-        if flow == Flow::Clear && tx.has_room() {
-            q.waiting.store(false, Ordering::Release);
-            q.backoff.store(false, Ordering::Release);
-            drop(tx);
-            if let Some(ctl) = q.ctl.get() {
-                ctl.wake();
-            }
-        } else {
-            drop(tx);
-            // Refused, or frames still in flight: `POLLOUT` may already be
-            // set and say nothing about them.
-            q.backoff.store(flow != Flow::Full, Ordering::Release);
-        }
+    fn count_full(c: &Counters) {
+        c.ring_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_busy(c: &Counters) {
+        c.tx_busy.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl WaitSource for Shared {
     fn wait_fds<'a>(&'a self, out: &mut Vec<WaitFd<'a>>) -> Option<Duration> {
-        if let Some(rx) = &self.rx {
-            out.push(WaitFd {
-                fd: rx.as_fd(),
-                readable: true,
-                writable: false,
-            });
-        }
-        let mut retry = None;
-        for q in self.queues.iter() {
-            if !q.waiting.load(Ordering::Acquire) {
-                if q.in_flight.load(Ordering::Acquire) > 0 {
-                    retry = Some(retry.map_or(REAP, |r: Duration| r.min(REAP)));
-                }
-                continue;
-            }
-            let t = if q.backoff.load(Ordering::Acquire) {
-                RETRY
-            } else {
-                out.push(WaitFd {
-                    fd: q.fd.as_fd(),
-                    readable: false,
-                    writable: true,
-                });
-                POLLOUT_FALLBACK
-            };
-            retry = Some(retry.map_or(t, |r: Duration| r.min(t)));
-        }
-        retry
+        let queues = self.queues.iter().map(|q| &q.ring);
+        txring::wait_fds(self.rx.as_ref(), queues, &POLICY, out)
     }
 
     fn complete_tx(&self) {
         for q in self.queues.iter() {
-            if q.waiting.load(Ordering::Acquire) {
-                self.complete(q);
-            } else if q.in_flight.load(Ordering::Acquire) > 0 {
-                q.reap_running(&self.c);
-            }
+            q.ring.service(&self.c, &POLICY, || true);
         }
     }
 }
@@ -886,7 +805,7 @@ struct XdpQueue {
 
 impl Driver for XdpQueue {
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
-        let _ = self.shared.queues[self.index].ctl.set(ctl);
+        self.shared.queues[self.index].ring.attach(ctl);
     }
 
     /// Kernel: a NIC's `ndo_start_xmit` on an XDP-socket-like ring. Reaps
@@ -896,41 +815,21 @@ impl Driver for XdpQueue {
     fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
         let sh = &*self.shared;
         let q = &sh.queues[self.index];
-        let mut tx = q.tx.lock();
-        tx.reap(&sh.c);
-        if !tx.has_room() {
-            sh.c.ring_full.fetch_add(1, Ordering::Relaxed);
-            let flow = tx.push_out(&q.fd, &sh.c);
-            q.reap(&mut tx, &sh.c);
-            if !tx.has_room() {
-                drop(tx);
-                sh.c.tx_busy.fetch_add(1, Ordering::Relaxed);
-                sh.block(
-                    q,
-                    if flow == Flow::Refused {
-                        flow
-                    } else {
-                        Flow::Full
-                    },
-                );
-                return TxStatus::Busy(pkt);
-            }
-        }
+        let mut tx = q.ring.tx.lock();
+        tx.reap_cq(&sh.c);
+        let Some(mut tx) = q.ring.make_room(tx, &sh.c) else {
+            return TxStatus::Busy(pkt);
+        };
         if !tx.put(&pkt) {
             sh.c.error(Errno::MSGSIZE);
             return TxStatus::Error;
         }
         sh.c.tx_frames.fetch_add(1, Ordering::Relaxed);
         q.frames.fetch_add(1, Ordering::Relaxed);
-        q.in_flight
-            .store(tx.frames - tx.free.len(), Ordering::Release);
+        q.ring.set_in_flight(tx.frames - tx.free.len());
         sh.c.tx_bytes.fetch_add(pkt.len() as u64, Ordering::Relaxed);
         if !more || tx.pending >= tx.batch {
-            let flow = tx.push_out(&q.fd, &sh.c);
-            drop(tx);
-            if flow != Flow::Clear {
-                sh.block(q, flow);
-            }
+            q.ring.doorbell(tx, &sh.c);
         }
         TxStatus::Ok
     }
@@ -938,10 +837,7 @@ impl Driver for XdpQueue {
     fn flush(&mut self) {
         let sh = &*self.shared;
         let q = &sh.queues[self.index];
-        let flow = q.tx.lock().push_out(&q.fd, &sh.c);
-        if flow != Flow::Clear {
-            sh.block(q, flow);
-        }
+        q.ring.doorbell(q.ring.tx.lock(), &sh.c);
     }
 
     /// Reads up to `budget` frames from the receive socket, skipping our
@@ -950,32 +846,18 @@ impl Driver for XdpQueue {
         runner::announce(&self.source);
         let sh = self.shared.clone();
         for q in sh.queues.iter() {
-            if q.waiting.load(Ordering::Acquire) {
-                sh.complete(q);
+            if q.ring.needs_completion(&POLICY) {
+                q.ring.complete(&sh.c, &POLICY);
             }
         }
         let Some(fd) = &sh.rx else {
             return 0;
         };
-        if self.rx_buf.len() < 65536 {
-            self.rx_buf.resize(65536, 0);
-        }
-        let mut got = 0;
-        while got < budget {
-            match sys::recv_ll(fd.as_fd(), &mut self.rx_buf) {
-                Ok((_, t)) if t == libc::PACKET_OUTGOING => {
-                    sh.c.rx_outgoing.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok((n, _)) => {
-                    sh.c.rx_frames.fetch_add(1, Ordering::Relaxed);
-                    rx(&self.rx_buf[..n.min(self.rx_buf.len())]);
-                    got += 1;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        got
+        let c = RxCounters {
+            frames: &sh.c.rx_frames,
+            outgoing: &sh.c.rx_outgoing,
+        };
+        txring::recv_frames(fd, &mut self.rx_buf, budget, c, rx)
     }
 
     fn rx_fd(&self) -> Option<RawFd> {

@@ -1,0 +1,355 @@
+//! Transmit-queue bookkeeping shared by the ring drivers: [`packet`]
+//! (AF_PACKET, `sendmmsg` batches or a `PACKET_TX_RING`) and [`xdp`]
+//! (AF_XDP TX and completion rings).
+//!
+//! Stands for the part of a NIC driver that is the same whatever its ring
+//! looks like: frames in flight until the completion is seen, the queue
+//! stopped (`netif_tx_stop_queue`) when the ring has no room after a kick
+//! and a completion scan, and woken (`netif_tx_wake_queue`) from the
+//! transmit-completion poll once there is room and nothing waits; the
+//! doorbell rung at the end of a batch (`xmit_more` false) or when the
+//! batch is full. What a ring is — slots with a status word, or
+//! descriptors and a completion ring over a UMEM — is the driver's
+//! [`RingTx`]; when the completion is seen — `POLLOUT` on the socket, a
+//! retry timer, a scan of the ring in memory — is its [`Policy`].
+//!
+//! [`packet`]: crate::packet
+//! [`xdp`]: crate::xdp
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ipxmit::dev::TxQueueCtl;
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::runner::WaitFd;
+use crate::sys;
+
+/// Whether frames are still waiting for the kernel after a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Everything handed to the kernel was taken.
+    Clear,
+    /// The socket or ring is full: wait for `POLLOUT` (or a completion).
+    Full,
+    /// The kernel refused (`ENOBUFS`, `ENETDOWN`): retry on a timer.
+    Refused,
+}
+
+/// What a completion scan found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reaped {
+    /// Frames handed to the kernel and not yet seen completed.
+    pub in_flight: usize,
+    /// Bytes seen completed by this scan (for byte queue limits; 0 where
+    /// the driver keeps none).
+    pub bytes: u64,
+}
+
+/// The ring of one queue, under the queue's lock: what differs between
+/// the ring drivers.
+pub(crate) trait RingTx {
+    /// The driver's counters.
+    type Counters;
+
+    /// Kernel: the doorbell. Hands what waits to the kernel.
+    fn push_out(&mut self, fd: &OwnedFd, c: &Self::Counters) -> Flow;
+
+    /// Kernel: the descriptor scan of a transmit-completion poll. `None`
+    /// when the queue keeps nothing in flight (frames are done when the
+    /// system call returns).
+    fn reap(&mut self, c: &Self::Counters) -> Option<Reaped>;
+
+    /// Kernel: `netdev_tx_completed_queue()`, for a driver with byte queue
+    /// limits: `bytes` completed (more than 0).
+    fn completed(&mut self, _bytes: u64, _ctl: Option<&TxQueueCtl>) {}
+
+    /// True when a new frame can be taken.
+    fn has_room(&mut self) -> bool;
+
+    /// Counts a ring found full before a frame (the doorbell rung early).
+    fn count_full(_c: &Self::Counters) {}
+
+    /// Counts a frame handed back for lack of room.
+    fn count_busy(_c: &Self::Counters) {}
+
+    /// Counts a stop of the queue, busy or not.
+    fn count_block(_c: &Self::Counters) {}
+}
+
+/// When a driver's completions are seen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// How soon the runner scans for completions while frames are in
+    /// flight and the queue runs.
+    pub reap: Duration,
+    /// How soon a queue waiting on a timer (refused, or not waiting for
+    /// `POLLOUT`) is tried again.
+    pub retry: Duration,
+    /// The longest wait for `POLLOUT` before the queue is looked at again
+    /// (`None`: `POLLOUT` alone).
+    pub pollout_fallback: Option<Duration>,
+    /// Completions are seen in memory (a slot's status), not by `POLLOUT`:
+    /// a stopped queue is completed at every poll, and one not cleared
+    /// waits on a timer.
+    pub in_memory: bool,
+    /// A queue stopped by anyone (byte queue limits included), not only by
+    /// the driver before a busy return, needs a completion to wake it.
+    pub any_stop: bool,
+}
+
+/// One transmit queue of a ring driver: its socket, the ring under a lock,
+/// and the flags its completion side reads without the lock. Field order
+/// is drop order: the socket is closed before the ring (and any memory
+/// mapped for it) is dropped.
+pub(crate) struct RingQueue<T> {
+    /// The transmit socket.
+    pub fd: OwnedFd,
+    /// Frames not yet seen completed: a copy readable without the lock.
+    in_flight: AtomicUsize,
+    /// Stopped for lack of room; waiting for completion.
+    waiting: AtomicBool,
+    /// Waiting on a timer rather than `POLLOUT`.
+    backoff: AtomicBool,
+    ctl: OnceLock<Arc<TxQueueCtl>>,
+    /// The ring.
+    pub tx: Mutex<T>,
+}
+
+impl<T: RingTx> RingQueue<T> {
+    /// A running queue on `fd` with nothing in flight.
+    pub fn new(fd: OwnedFd, tx: T) -> RingQueue<T> {
+        RingQueue {
+            fd,
+            in_flight: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
+            backoff: AtomicBool::new(false),
+            ctl: OnceLock::new(),
+            tx: Mutex::new(tx),
+        }
+    }
+
+    /// Takes the stack's flow control of the queue (`Driver::attach`).
+    pub fn attach(&self, ctl: Arc<TxQueueCtl>) {
+        let _ = self.ctl.set(ctl);
+    }
+
+    /// The stack's flow control of the queue, once attached.
+    pub fn ctl(&self) -> Option<&TxQueueCtl> {
+        self.ctl.get().map(|c| &**c)
+    }
+
+    /// Stopped for lack of room (by the driver's [`RingQueue::block`], or
+    /// with `any_stop` by anyone holding the queue's flow control): a
+    /// completion must wake it.
+    pub fn needs_completion(&self, p: &Policy) -> bool {
+        self.waiting.load(Ordering::Acquire)
+            || (p.any_stop && self.ctl().is_some_and(|c| c.is_stopped()))
+    }
+
+    /// Frames are in flight: their completion is still to be seen.
+    pub fn has_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Publishes the frames in flight after a frame was written.
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.store(n, Ordering::Release);
+    }
+
+    /// Kernel: the TX clean-up of a completion poll. Scans the ring,
+    /// publishes what is still in flight and reports the bytes completed.
+    pub fn reap(&self, tx: &mut T, c: &T::Counters) {
+        let Some(r) = tx.reap(c) else {
+            return;
+        };
+        self.set_in_flight(r.in_flight);
+        if r.bytes > 0 {
+            tx.completed(r.bytes, self.ctl());
+        }
+    }
+
+    /// Room for the next frame: when the ring has none, the kernel is
+    /// kicked and the completions scanned once; still none, the queue is
+    /// stopped ([`RingQueue::block`]) and `None` says to hand the frame
+    /// back.
+    pub fn make_room<'g>(
+        &self,
+        mut tx: MutexGuard<'g, T>,
+        c: &T::Counters,
+    ) -> Option<MutexGuard<'g, T>> {
+        if tx.has_room() {
+            return Some(tx);
+        }
+        T::count_full(c);
+        let flow = tx.push_out(&self.fd, c);
+        self.reap(&mut tx, c);
+        if tx.has_room() {
+            return Some(tx);
+        }
+        drop(tx);
+        T::count_busy(c);
+        let flow = if flow == Flow::Refused {
+            flow
+        } else {
+            Flow::Full
+        };
+        self.block(flow, c);
+        None
+    }
+
+    /// Kernel: the doorbell at the end of a batch. Hands what waits to the
+    /// kernel, lets go of the ring and stops the queue when frames still
+    /// wait.
+    pub fn doorbell(&self, mut tx: MutexGuard<'_, T>, c: &T::Counters) {
+        let flow = tx.push_out(&self.fd, c);
+        drop(tx);
+        if flow != Flow::Clear {
+            self.block(flow, c);
+        }
+    }
+
+    /// Kernel: `netif_tx_stop_queue()` until completion: `POLLOUT` when
+    /// frames wait for room, a timer when the kernel refused them.
+    pub fn block(&self, flow: Flow, c: &T::Counters) {
+        T::count_block(c);
+        self.backoff.store(flow == Flow::Refused, Ordering::Release);
+        // Stop first: a completion that sees `waiting` must find the queue
+        // stopped, or its wake-up would be lost.
+        if let Some(ctl) = self.ctl() {
+            ctl.stop();
+        }
+        self.waiting.store(true, Ordering::Release);
+        if let Some(ctl) = self.ctl() {
+            // Raise the stack's deferred work so a runner re-collects its
+            // descriptors, now with this one's completion.
+            ctl.schedule();
+        }
+    }
+
+    /// Transmit completion: push out what waits, scan the completions;
+    /// wake the queue (`netif_tx_wake_queue`) when there is room and
+    /// nothing waits.
+    pub fn complete(&self, c: &T::Counters, p: &Policy) {
+        let mut tx = self.tx.lock();
+        let flow = tx.push_out(&self.fd, c);
+        self.reap(&mut tx, c);
+        if flow == Flow::Clear && tx.has_room() {
+            self.waiting.store(false, Ordering::Release);
+            self.backoff.store(false, Ordering::Release);
+            drop(tx);
+            if let Some(ctl) = self.ctl() {
+                ctl.wake();
+            }
+        } else {
+            drop(tx);
+            // Refused, or frames still in flight: `POLLOUT` may already be
+            // set and say nothing about them.
+            self.backoff
+                .store(flow != Flow::Full || p.in_memory, Ordering::Release);
+        }
+        if p.in_memory && self.ctl().is_some_and(|c| c.is_stopped()) {
+            // Still over the byte limit: the bytes it waits for are in
+            // flight, and `POLLOUT` says nothing about them.
+            self.backoff.store(true, Ordering::Release);
+        }
+    }
+
+    /// A completion scan of a running queue (nothing to push out or wake),
+    /// skipped while its sender holds the queue: the sender scans itself.
+    pub fn reap_running(&self, c: &T::Counters) {
+        if let Some(mut tx) = self.tx.try_lock() {
+            self.reap(&mut tx, c);
+        }
+    }
+
+    /// The completion work the queue needs now, if any: `poll_out` tells
+    /// whether a stopped queue's socket has room (asked only where
+    /// completions are not seen in memory).
+    pub fn service(&self, c: &T::Counters, p: &Policy, poll_out: impl FnOnce() -> bool) {
+        if self.needs_completion(p) {
+            if p.in_memory || poll_out() {
+                self.complete(c, p);
+            }
+        } else if self.has_in_flight() {
+            self.reap_running(c);
+        }
+    }
+
+    /// Appends the descriptor to wait on for the queue's completion, if
+    /// any, and returns when to look again without one.
+    pub fn wait_fd<'a>(&'a self, p: &Policy, out: &mut Vec<WaitFd<'a>>) -> Option<Duration> {
+        if !self.needs_completion(p) {
+            return self.has_in_flight().then_some(p.reap);
+        }
+        if self.backoff.load(Ordering::Acquire) {
+            return Some(p.retry);
+        }
+        out.push(WaitFd {
+            fd: self.fd.as_fd(),
+            readable: false,
+            writable: true,
+        });
+        p.pollout_fallback
+    }
+}
+
+/// [`WaitSource::wait_fds`](crate::runner::WaitSource::wait_fds) of a
+/// link: the receive socket (if any) and every queue's completion; the
+/// earliest time to look again.
+pub(crate) fn wait_fds<'a, T: RingTx + 'a>(
+    rx: Option<&'a OwnedFd>,
+    queues: impl Iterator<Item = &'a RingQueue<T>>,
+    p: &Policy,
+    out: &mut Vec<WaitFd<'a>>,
+) -> Option<Duration> {
+    if let Some(rx) = rx {
+        out.push(WaitFd {
+            fd: rx.as_fd(),
+            readable: true,
+            writable: false,
+        });
+    }
+    queues.filter_map(|q| q.wait_fd(p, out)).min()
+}
+
+/// The receive counters of a ring driver's packet socket.
+pub(crate) struct RxCounters<'a> {
+    /// Frames handed up.
+    pub frames: &'a AtomicU64,
+    /// Our own outgoing frames seen and ignored.
+    pub outgoing: &'a AtomicU64,
+}
+
+/// Kernel: `packet_recvmsg()`, as the ring drivers' receive sockets use
+/// it. Reads up to `budget` frames from `fd` into `buf` (grown to 64 KiB)
+/// and hands each up, skipping our own outgoing ones (`PACKET_OUTGOING`).
+pub(crate) fn recv_frames(
+    fd: &OwnedFd,
+    buf: &mut Vec<u8>,
+    budget: usize,
+    c: RxCounters<'_>,
+    rx: &mut dyn FnMut(&[u8]),
+) -> usize {
+    if buf.len() < 65536 {
+        buf.resize(65536, 0);
+    }
+    let mut got = 0;
+    while got < budget {
+        match sys::recv_ll(fd.as_fd(), buf) {
+            Ok((_, t)) if t == libc::PACKET_OUTGOING => {
+                c.outgoing.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((n, _)) => {
+                c.frames.fetch_add(1, Ordering::Relaxed);
+                rx(&buf[..n.min(buf.len())]);
+                got += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
