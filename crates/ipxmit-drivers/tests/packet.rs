@@ -11,70 +11,35 @@
 mod common;
 
 use std::net::SocketAddrV4;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{Receiver, VethPeer, DEV_A, VETH_OURS, VETH_PEER};
-use common::{payload, report, skip};
-use ipxmit::dev::NetDevice;
+use common::netns::{Receiver, VethPeer, DEV_A, VETH_PEER};
+use common::veth::{
+    check_arp_both_ways, numbered, packet_stack, send_all, slow_qdisc, socket, veth_receiver,
+    veth_stack, without_net_raw, VethHost, QUIET,
+};
+use common::{assert_same, payload, payloads, report, skip};
 use ipxmit::stats::DevCounter;
-use ipxmit::{MsgFlags, Stack, UdpSocket};
+use ipxmit::MsgFlags;
 use ipxmit_drivers::packet::{PacketConfig, PacketError, PacketLink, PacketMode, PacketRx};
 use ipxmit_drivers::runner::Runner;
 
 const SIZES: [usize; 6] = [0, 1, 1472, 1473, 8000, 65507];
-const QUIET: Duration = Duration::from_secs(2);
 const RING: PacketMode = PacketMode::TxRing {
     frames: 64,
     frame_size: 2048,
 };
 
-struct Host {
-    runner: Runner,
-    stack: Arc<Stack>,
-    dev: Arc<NetDevice>,
-}
-
-fn host(peer: &VethPeer, link: &PacketLink) -> Host {
-    let (stack, dev) = common::netns::packet_stack(peer, link);
+/// A stack on `link` over `peer`'s A end ([`VethHost`]).
+fn host(peer: &VethPeer, link: &PacketLink) -> VethHost {
+    let (stack, dev) = packet_stack(peer, link);
     let runner = Runner::spawn(stack.clone());
-    Host { runner, stack, dev }
-}
-
-fn socket(stack: &Arc<Stack>, port: u16) -> UdpSocket {
-    let mut s = UdpSocket::new(stack);
-    s.bind(SocketAddrV4::new(VETH_OURS, port)).unwrap();
-    s
-}
-
-fn send_all(stack: &Arc<Stack>, port: u16, payloads: &[Vec<u8>]) {
-    let mut s = socket(stack, 5000);
-    let to = SocketAddrV4::new(VETH_PEER, port);
-    for p in payloads {
-        assert_eq!(s.send_to(p, to, MsgFlags::NONE).unwrap(), p.len());
-    }
-}
-
-fn assert_same(got: &[Vec<u8>], sent: &[Vec<u8>]) {
-    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
-    assert_eq!(
-        got.len(),
-        sent.len(),
-        "datagrams received (lengths {lens:?})"
-    );
-    for (i, (g, s)) in got.iter().zip(sent).enumerate() {
-        assert!(
-            g == s,
-            "datagram {i} ({} bytes) differs from what was sent",
-            s.len()
-        );
-    }
+    VethHost { runner, stack, dev }
 }
 
 /// Every size through `mode`; returns the link's counters.
 fn sizes_through(tag: &str, mode: PacketMode, port: u16) {
-    let peer = VethPeer::new(tag).unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 16 << 20);
     let mut cfg = PacketConfig::new(DEV_A);
     cfg.mode = mode;
     let link = peer.open(&cfg).unwrap();
@@ -84,11 +49,7 @@ fn sizes_through(tag: &str, mode: PacketMode, port: u16) {
         "read from the interface"
     );
     let h = host(&peer, &link);
-    let sent: Vec<Vec<u8>> = SIZES
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| payload(n, k))
-        .collect();
+    let sent = payloads(&SIZES);
     send_all(&h.stack, port, &sent);
     assert_same(&rx.recv_n(sent.len(), QUIET), &sent);
     let st = link.stats();
@@ -126,8 +87,7 @@ fn packet_tx_ring_datagrams_of_every_size_reach_the_kernel_intact() {
 /// 0, so a cold queue stops, rings the doorbell early and grows the limit
 /// from each completion); the second must go in at most two system calls.
 fn batch_through(tag: &str, mode: PacketMode, port: u16) {
-    let peer = VethPeer::new(tag).unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 16 << 20);
     let mut cfg = PacketConfig::new(DEV_A);
     cfg.mode = mode;
     let link = peer.open(&cfg).unwrap();
@@ -170,44 +130,15 @@ fn packet_tx_ring_more_hint_batches_frames_into_one_send() {
 /// small ring: writes find no room, the queue stops and is woken on
 /// completion, and every datagram still arrives, in order.
 fn back_pressure(tag: &str, mode: PacketMode, port: u16, fragmented: bool) {
-    let peer = VethPeer::new(tag).unwrap();
-    ipxmit_drivers::netns::ip(&[
-        "netns",
-        "exec",
-        peer.a.name(),
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        DEV_A,
-        "root",
-        "tbf",
-        "rate",
-        "200mbit",
-        "burst",
-        "16kb",
-        "latency",
-        "2s",
-    ])
-    .unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 64 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 64 << 20);
+    slow_qdisc(&peer);
     let mut cfg = PacketConfig::new(DEV_A);
     cfg.mode = mode;
     cfg.qdisc_bypass = false;
     cfg.sndbuf = Some(1);
     let link = peer.open(&cfg).unwrap();
     let h = host(&peer, &link);
-    let mut sent = Vec::new();
-    for k in 0..400 {
-        let n = match k % 50 {
-            0 if fragmented => 8000,
-            25 if fragmented => 65507,
-            _ => 1472,
-        };
-        let mut p = payload(n, k);
-        p[..2].copy_from_slice(&(k as u16).to_be_bytes());
-        sent.push(p);
-    }
+    let sent = numbered(fragmented);
     send_all(&h.stack, port, &sent);
     assert_same(&rx.recv_n(sent.len(), QUIET), &sent);
     let st = link.stats();
@@ -308,13 +239,7 @@ fn packet_open_errors_name_the_problem() {
     assert_eq!(e.to_string(), "no such interface ipxnosuch0");
     // The same thread without CAP_NET_RAW in its effective set.
     let e = ns
-        .run(|| {
-            use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
-            let mut caps = capabilities(None).unwrap();
-            caps.effective.remove(CapabilitySet::NET_RAW);
-            set_capabilities(None, caps).unwrap();
-            PacketLink::open(&PacketConfig::new("lo"))
-        })
+        .run(|| without_net_raw(|| PacketLink::open(&PacketConfig::new("lo"))))
         .unwrap()
         .unwrap_err();
     assert!(matches!(e, PacketError::NeedsCapNetRaw), "{e:?}");
@@ -328,33 +253,14 @@ fn packet_resolves_over_arp_both_ways() {
     if skip("packet_resolves_over_arp_both_ways") {
         return;
     }
-    let peer = VethPeer::new("pktarp").unwrap();
+    let (peer, rx) = veth_receiver("pktarp", 6020, 16 << 20);
     peer.b
         .ip(&["neigh", "del", "10.10.0.1", "dev", "xb0"])
         .unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6020), 16 << 20).unwrap();
     let mut cfg = PacketConfig::new(DEV_A);
     cfg.rx = PacketRx::Arp;
     let link = peer.open(&cfg).unwrap();
-    let stack = Stack::new();
-    let dev = stack
-        .add_device(link.dev_config("eth0"), link.drivers())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
-        .unwrap();
+    let (stack, dev) = veth_stack(&peer, link.dev_config("eth0"), link.drivers(), true);
     let _runner = Runner::spawn(stack.clone());
-    let payloads: Vec<Vec<u8>> = SIZES
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| payload(n, k))
-        .collect();
-    send_all(&stack, 6020, &payloads);
-    assert_same(&rx.recv_n(payloads.len(), QUIET), &payloads);
-    let n = stack
-        .neighbours()
-        .lookup(dev.ifindex(), VETH_PEER)
-        .expect("we resolved the kernel");
-    assert_eq!(n.lladdr(), Some(peer.mac_b));
-    common::netns::kernel_resolves(&peer.b, "xb0", "10.10.0.2", "10.10.0.1", peer.mac_a);
+    check_arp_both_ways(&peer, (&stack, &dev), &rx, 6020, &payloads(&SIZES));
 }

@@ -21,7 +21,8 @@ mod host;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use common::netns::{Receiver, VethPeer, DEV_A, VETH_OURS, VETH_PEER};
+use common::netns::{DEV_A, VETH_OURS, VETH_PEER};
+use common::veth::{packet_stack, veth_receiver};
 use common::{payload, report, skip};
 use ipxmit::{BatchMsg, Features, MsgFlags, SendError, UdpSocket};
 use ipxmit_drivers::packet::{PacketConfig, PacketMode, TpacketVersion};
@@ -53,12 +54,11 @@ fn send_rounds(s: &mut UdpSocket, msgs: &[BatchMsg<'_>], rounds: usize) -> u64 {
 /// Allocations of the sending thread per case, after a warm-up, for a link
 /// configured by `set`.
 fn probe(tag: &str, set: impl FnOnce(&mut PacketConfig)) -> Vec<(String, u64, u64)> {
-    let peer = VethPeer::new(tag).unwrap();
-    let _rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 9), 8 << 20).unwrap();
+    let (peer, _rx) = veth_receiver(tag, 9, 8 << 20);
     let mut cfg = PacketConfig::new(DEV_A);
     set(&mut cfg);
     let link = peer.open(&cfg).unwrap();
-    let (stack, _) = common::netns::packet_stack(&peer, &link);
+    let (stack, _) = packet_stack(&peer, &link);
     let _runner = Runner::spawn(stack.clone());
     let to = Some(SocketAddrV4::new(VETH_PEER, 9));
     let mut out = Vec::new();

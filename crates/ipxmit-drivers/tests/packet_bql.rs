@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{Receiver, VethPeer, DEV_A, VETH_OURS, VETH_PEER};
+use common::netns::{VethPeer, DEV_A, VETH_PEER};
+use common::veth::{packet_stack, socket, veth_receiver, QUIET};
 use common::{payload, report, skip};
 use ipxmit::dev::TxQueueCtl;
 use ipxmit::stats::DevCounter;
@@ -37,19 +38,12 @@ use ipxmit_drivers::runner::Runner;
 #[global_allocator]
 static ALLOC: alloc_probe::CountingAlloc = alloc_probe::CountingAlloc;
 
-const QUIET: Duration = Duration::from_secs(2);
 const RING: PacketMode = PacketMode::TxRing {
     frames: 256,
     frame_size: 2048,
 };
 /// A 1472-byte UDP payload in an Ethernet frame.
 const FRAME: u32 = 1472 + 8 + 20 + 14;
-
-fn socket(stack: &Arc<Stack>) -> UdpSocket {
-    let mut s = UdpSocket::new(stack);
-    s.bind(SocketAddrV4::new(VETH_OURS, 5000)).unwrap();
-    s
-}
 
 fn ring_link(peer: &VethPeer, rx: PacketRx) -> PacketLink {
     let mut cfg = PacketConfig::new(DEV_A);
@@ -82,13 +76,12 @@ fn packet_tx_ring_bql_first_frame_stops_and_its_completion_sets_the_limit() {
     if skip("packet_tx_ring_bql_first_frame_stops_and_its_completion_sets_the_limit") {
         return;
     }
-    let peer = VethPeer::new("bql1").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6100), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver("bql1", 6100, 16 << 20);
     let link = ring_link(&peer, PacketRx::None);
-    let (stack, dev) = common::netns::packet_stack(&peer, &link);
+    let (stack, dev) = packet_stack(&peer, &link);
     let ctl: &TxQueueCtl = dev.queues()[0].ctl();
     assert!(ctl.bql().is_none(), "no limits before the driver queues");
-    let mut s = socket(&stack);
+    let mut s = socket(&stack, 5000);
     let to = SocketAddrV4::new(VETH_PEER, 6100);
     s.send_to(&payload(1472, 0), to, MsgFlags::NONE).unwrap();
     let b = ctl.bql().expect("the ring reports what it queues");
@@ -155,14 +148,13 @@ fn packet_tx_ring_bql_bounds_a_burst_and_completes_every_byte() {
         return;
     }
     const N: usize = 20_000;
-    let peer = VethPeer::new("bql2").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6101), 64 << 20).unwrap();
+    let (peer, rx) = veth_receiver("bql2", 6101, 64 << 20);
     let link = ring_link(&peer, PacketRx::Arp);
-    let (stack, dev) = common::netns::packet_stack(&peer, &link);
+    let (stack, dev) = packet_stack(&peer, &link);
     let runner = Runner::spawn(stack.clone());
     let ctl = dev.queues()[0].ctl().clone();
     let sampler = Sampler::start(ctl.clone());
-    let mut s = socket(&stack);
+    let mut s = socket(&stack, 5000);
     s.set_gso_size(1472).unwrap();
     let to = SocketAddrV4::new(VETH_PEER, 6101);
     // Super-datagrams of 40 segments: batches with `more` set, as a
@@ -210,12 +202,11 @@ fn packet_sendmmsg_keeps_no_byte_queue_limits() {
     if skip("packet_sendmmsg_keeps_no_byte_queue_limits") {
         return;
     }
-    let peer = VethPeer::new("bql3").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6102), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver("bql3", 6102, 16 << 20);
     let link = peer.open(&PacketConfig::new(DEV_A)).unwrap();
-    let (stack, dev) = common::netns::packet_stack(&peer, &link);
+    let (stack, dev) = packet_stack(&peer, &link);
     let _runner = Runner::spawn(stack.clone());
-    let mut s = socket(&stack);
+    let mut s = socket(&stack, 5000);
     for k in 0..100 {
         let p = payload(1472, k);
         s.send_to(&p, SocketAddrV4::new(VETH_PEER, 6102), MsgFlags::NONE)
@@ -235,12 +226,11 @@ fn packet_tx_ring_bql_sends_without_allocating() {
     if skip("packet_tx_ring_bql_sends_without_allocating") {
         return;
     }
-    let peer = VethPeer::new("bql4").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6103), 64 << 20).unwrap();
+    let (peer, rx) = veth_receiver("bql4", 6103, 64 << 20);
     let link = ring_link(&peer, PacketRx::Arp);
-    let (stack, dev) = common::netns::packet_stack(&peer, &link);
+    let (stack, dev) = packet_stack(&peer, &link);
     let _runner = Runner::spawn(stack.clone());
-    let mut s = socket(&stack);
+    let mut s = socket(&stack, 5000);
     let to = SocketAddrV4::new(VETH_PEER, 6103);
     let p = payload(1472, 9);
     let send = |s: &mut UdpSocket, n: usize| {

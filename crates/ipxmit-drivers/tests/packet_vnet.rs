@@ -12,18 +12,19 @@
 
 mod common;
 
-use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::netns::{Capture, Receiver, VethPeer, DEV_A, DEV_B, VETH_OURS, VETH_PEER};
-use common::{payload, report, skip};
-use ipxmit::{Features, MsgFlags, Stack, UdpSocket};
+use common::netns::{Capture, VethPeer, DEV_A, DEV_B};
+use common::veth::{
+    numbered, offload_off, packet_stack, send_from, slow_qdisc, socket, veth_receiver, QUIET,
+};
+use common::{assert_same, payload, payloads, report, skip};
+use ipxmit::{Features, Stack};
 use ipxmit_drivers::packet::{PacketConfig, PacketError, PacketLink, PacketMode, TpacketVersion};
 use ipxmit_drivers::runner::Runner;
 
 const SIZES: [usize; 6] = [0, 1, 1472, 1473, 8000, 65507];
-const QUIET: Duration = Duration::from_secs(2);
 const RING: PacketMode = PacketMode::TxRing {
     frames: 64,
     frame_size: 0,
@@ -42,7 +43,7 @@ fn host(peer: &VethPeer, set: impl FnOnce(&mut PacketConfig)) -> Host {
     let mut cfg = PacketConfig::new(DEV_A);
     set(&mut cfg);
     let link = peer.open(&cfg).unwrap();
-    let (stack, _) = common::netns::packet_stack(peer, &link);
+    let (stack, _) = packet_stack(peer, &link);
     let runner = Runner::spawn(stack.clone());
     Host {
         link,
@@ -60,41 +61,21 @@ fn vnet(mode: PacketMode, version: TpacketVersion) -> impl FnOnce(&mut PacketCon
     }
 }
 
+/// Sends each payload to `port` in `B`, as UDP GSO of `gso` bytes unless 0.
 fn send_all(stack: &Arc<Stack>, port: u16, gso: u32, payloads: &[Vec<u8>]) {
-    let mut s = UdpSocket::new(stack);
-    s.bind(SocketAddrV4::new(VETH_OURS, 5000)).unwrap();
+    let mut s = socket(stack, 5000);
     if gso > 0 {
         s.set_gso_size(gso).unwrap();
     }
-    let to = SocketAddrV4::new(VETH_PEER, port);
-    for p in payloads {
-        assert_eq!(s.send_to(p, to, MsgFlags::NONE).unwrap(), p.len());
-    }
-}
-
-fn assert_same(got: &[Vec<u8>], sent: &[Vec<u8>]) {
-    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
-    assert_eq!(
-        got.len(),
-        sent.len(),
-        "datagrams received (lengths {lens:?})"
-    );
-    for (i, (g, s)) in got.iter().zip(sent).enumerate() {
-        assert!(g == s, "datagram {i} ({} bytes) differs", s.len());
-    }
+    send_from(&mut s, port, payloads);
 }
 
 /// Every size through a link configured by `set`; the frame count proves
 /// the unfragmented ones went out as one frame each.
 fn sizes_through(tag: &str, port: u16, set: impl FnOnce(&mut PacketConfig)) -> Host {
-    let peer = VethPeer::new(tag).unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 16 << 20);
     let h = host(&peer, set);
-    let sent: Vec<Vec<u8>> = SIZES
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| payload(n, k))
-        .collect();
+    let sent = payloads(&SIZES);
     send_all(&h.stack, port, 0, &sent);
     assert_same(&rx.recv_n(sent.len(), QUIET), &sent);
     let st = h.link.stats();
@@ -148,8 +129,7 @@ fn packet_vnet_hdr_v3_ring_datagrams_of_every_size_reach_the_kernel_intact() {
 /// receiver reads 65 datagrams, in order, byte for byte. On a veth the
 /// super-frame reaches `B` whole; `B`'s UDP socket splits it.
 fn gso_through(tag: &str, port: u16, mode: PacketMode) {
-    let peer = VethPeer::new(tag).unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 16 << 20);
     let h = host(&peer, vnet(mode, TpacketVersion::V3));
     let big: Vec<Vec<u8>> = (0..3).map(|k| payload(64 * 1000 + 200, k)).collect();
     send_all(&h.stack, port, 1000, &big);
@@ -203,20 +183,8 @@ fn udp_csum_errors(ns: &ipxmit_drivers::netns::Netns) -> u64 {
 /// and counted in `InCsumErrors`), and the frames captured on `xb0` carry
 /// the checksum an independent implementation computes.
 fn checksums_completed(tag: &str, port: u16, mode: PacketMode) {
-    let peer = VethPeer::new(tag).unwrap();
-    let off = [
-        "netns",
-        "exec",
-        peer.a.name(),
-        "ethtool",
-        "-K",
-        DEV_A,
-        "tx",
-        "off",
-    ];
-    let out = std::process::Command::new("ip").args(off).output().unwrap();
-    assert!(out.status.success(), "ethtool: {out:?}");
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 16 << 20);
+    offload_off(&peer, "tx");
     let cap = Capture::open(&peer.b, DEV_B).unwrap();
     // Through the qdisc: with `xa0`'s offloads off the kernel segments the
     // GSO super-frame in software, which the bypass cannot.
@@ -296,30 +264,14 @@ fn packet_vnet_hdr_checksums_the_kernel_completes_verify_over_v3_ring() {
 /// `B`'s reassembly queue still points into a slot that is reused (the
 /// caveat of a ring without it, see `packet.rs`).
 fn back_pressure(tag: &str, port: u16, mode: PacketMode, fragmented: bool) {
-    let peer = VethPeer::new(tag).unwrap();
-    let tbf = "tbf rate 200mbit burst 16kb latency 2s";
-    let mut args = vec!["netns", "exec", peer.a.name(), "tc", "qdisc", "add"];
-    args.extend(["dev", DEV_A, "root"]);
-    args.extend(tbf.split(' '));
-    ipxmit_drivers::netns::ip(&args).unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 64 << 20).unwrap();
+    let (peer, rx) = veth_receiver(tag, port, 64 << 20);
+    slow_qdisc(&peer);
     let h = host(&peer, |c| {
         vnet(mode, TpacketVersion::V3)(c);
         c.qdisc_bypass = false;
         c.sndbuf = Some(1);
     });
-    let sent: Vec<Vec<u8>> = (0..400)
-        .map(|k| {
-            let n = match k % 50 {
-                0 if fragmented => 8000,
-                25 if fragmented => 65507,
-                _ => 1472,
-            };
-            let mut p = payload(n, k);
-            p[..2].copy_from_slice(&(k as u16).to_be_bytes());
-            p
-        })
-        .collect();
+    let sent = numbered(fragmented);
     send_all(&h.stack, port, 0, &sent);
     assert_same(&rx.recv_n(sent.len(), QUIET), &sent);
     let st = h.link.stats();
@@ -378,18 +330,7 @@ fn packet_udp_gso_is_granted_only_where_it_reaches_the_interface() {
     let f = host(&peer, vnet(small, TpacketVersion::V3)).link.features();
     assert!(f.contains(Features::HW_CSUM), "{f:?}");
     assert!(!f.contains(Features::GSO_UDP_L4), "{f:?}");
-    let uso = [
-        "netns",
-        "exec",
-        peer.a.name(),
-        "ethtool",
-        "-K",
-        DEV_A,
-        "tx-udp-segmentation",
-        "off",
-    ];
-    let out = std::process::Command::new("ip").args(uso).output().unwrap();
-    assert!(out.status.success(), "ethtool: {out:?}");
+    offload_off(&peer, "tx-udp-segmentation");
     let bypass = host(&peer, vnet(PacketMode::Sendmmsg, TpacketVersion::V3));
     assert!(!bypass.link.features().intersects(Features::GSO_UDP_L4));
     assert!(bypass.link.features().contains(Features::HW_CSUM));

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{Capture, Captured, Receiver, TapPeer, TAP_OURS, TAP_PEER};
-use common::{payload, report, skip};
+use common::{assert_same, payload, report, skip};
 use ipxmit::dev::{Features, LinkType, NetDevice};
 use ipxmit::neigh::NudState;
 use ipxmit::stats::DevCounter;
@@ -73,22 +73,6 @@ fn send_sizes(stack: &Arc<Stack>, port: u16, sizes: &[usize]) -> Vec<Vec<u8>> {
             p
         })
         .collect()
-}
-
-fn assert_same(got: &[Vec<u8>], sent: &[Vec<u8>]) {
-    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
-    assert_eq!(
-        got.len(),
-        sent.len(),
-        "datagrams received (lengths {lens:?})"
-    );
-    for (i, (g, s)) in got.iter().zip(sent).enumerate() {
-        assert!(
-            g == s,
-            "datagram {i} ({} bytes) differs from what was sent",
-            s.len()
-        );
-    }
 }
 
 #[test]

@@ -474,7 +474,7 @@ fn ufo_over_af_packet_writes_one_frame_per_datagram() {
             "{}",
             link.features()
         );
-        let (stack, _) = common::netns::packet_stack(&peer, &link);
+        let (stack, _) = common::veth::packet_stack(&peer, &link);
         let _runner = Runner::spawn(stack.clone());
         let port = 6300 + k as u16;
         let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();

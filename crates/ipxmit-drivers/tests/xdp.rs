@@ -15,21 +15,22 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddrV4;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{Receiver, VethPeer, DEV_A, VETH_OURS, VETH_PEER};
-use common::{payload, report};
-use ipxmit::dev::NetDevice;
+use common::netns::{Receiver, VethPeer, DEV_A, VETH_PEER};
+use common::veth::{
+    check_arp_both_ways, numbered, send_all, socket, veth_receiver, veth_stack, without_net_raw,
+    VethHost, QUIET,
+};
+use common::{assert_same, payload, payloads, report};
 use ipxmit::stats::DevCounter;
-use ipxmit::{MsgFlags, Stack, UdpSocket};
+use ipxmit::{MsgFlags, UdpSocket};
 use ipxmit_drivers::runner::Runner;
 use ipxmit_drivers::xdp::{XdpConfig, XdpError, XdpLink, XdpMode, XdpStats};
 
 const SIZES: [usize; 6] = [18, 1472, 1473, 8000, 65000, 65507];
 /// Frames of [`SIZES`]: 1 + 1 + 2 + 6 + 44 + 45.
 const SIZES_FRAMES: u64 = 99;
-const QUIET: Duration = Duration::from_secs(2);
 
 /// True (after printing the SKIPPED line) when the test cannot run here:
 /// it needs root and network namespaces, and AF_XDP sockets.
@@ -50,60 +51,13 @@ fn skip(test: &str) -> bool {
     true
 }
 
-struct Host {
-    runner: Runner,
-    stack: Arc<Stack>,
-    dev: Arc<NetDevice>,
-}
-
-/// A stack on `link` over `peer`'s A end: `eth0` with 10.10.0.1/24 and the
-/// B end a permanent neighbour, and its runner.
-fn host(peer: &VethPeer, link: &XdpLink) -> Host {
-    let stack = Stack::new();
-    let dev = stack
-        .add_device(link.dev_config("eth0"), link.drivers())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
-        .unwrap();
-    let nud = ipxmit::neigh::NudState::Permanent;
-    stack.add_neigh("eth0", VETH_PEER, peer.mac_b, nud).unwrap();
-    let runner = Runner::spawn(stack.clone());
-    Host { runner, stack, dev }
+/// A stack on `link` over `peer`'s A end ([`VethHost`]).
+fn host(peer: &VethPeer, link: &XdpLink) -> VethHost {
+    VethHost::new(peer, link.dev_config("eth0"), link.drivers())
 }
 
 fn open(peer: &VethPeer, cfg: &XdpConfig) -> Result<XdpLink, XdpError> {
     peer.a.run(|| XdpLink::open(cfg)).unwrap()
-}
-
-fn socket(stack: &Arc<Stack>, port: u16) -> UdpSocket {
-    let mut s = UdpSocket::new(stack);
-    s.bind(SocketAddrV4::new(VETH_OURS, port)).unwrap();
-    s
-}
-
-fn send_all(stack: &Arc<Stack>, port: u16, payloads: &[Vec<u8>]) {
-    let mut s = socket(stack, 5000);
-    let to = SocketAddrV4::new(VETH_PEER, port);
-    for p in payloads {
-        assert_eq!(s.send_to(p, to, MsgFlags::NONE).unwrap(), p.len());
-    }
-}
-
-fn assert_same(got: &[Vec<u8>], sent: &[Vec<u8>]) {
-    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
-    assert_eq!(
-        got.len(),
-        sent.len(),
-        "datagrams received (lengths {lens:?})"
-    );
-    for (i, (g, s)) in got.iter().zip(sent).enumerate() {
-        assert!(
-            g == s,
-            "datagram {i} ({} bytes) differs from what was sent",
-            s.len()
-        );
-    }
 }
 
 /// Waits until every frame written came back on the completion ring.
@@ -117,39 +71,17 @@ fn completed(link: &XdpLink) -> XdpStats {
     st
 }
 
-/// Numbered payloads: 400 datagrams of 1472 B, with an 8000 and a 65507
-/// B one every 50 when `fragmented`.
-fn numbered(fragmented: bool) -> Vec<Vec<u8>> {
-    (0..400)
-        .map(|k| {
-            let n = match k % 50 {
-                0 if fragmented => 8000,
-                25 if fragmented => 65507,
-                _ => 1472,
-            };
-            let mut p = payload(n, k);
-            p[..2].copy_from_slice(&(k as u16).to_be_bytes());
-            p
-        })
-        .collect()
-}
-
 #[test]
 fn xdp_datagrams_of_every_size_reach_the_kernel_intact() {
     if skip("xdp_datagrams_of_every_size_reach_the_kernel_intact") {
         return;
     }
-    let peer = VethPeer::new("xdp-sz").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6300), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver("xdp-sz", 6300, 16 << 20);
     let link = open(&peer, &XdpConfig::new(DEV_A)).unwrap();
     assert_eq!((link.hw_addr(), link.mtu()), (peer.mac_a, 1500));
     assert!(!link.zerocopy(), "veth has no zero-copy AF_XDP");
     let h = host(&peer, &link);
-    let sent: Vec<Vec<u8>> = SIZES
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| payload(n, k))
-        .collect();
+    let sent = payloads(&SIZES);
     send_all(&h.stack, 6300, &sent);
     assert_same(&rx.recv_n(sent.len(), QUIET), &sent);
     let st = completed(&link);
@@ -169,8 +101,7 @@ fn xdp_more_hint_batches_frames_into_one_kick() {
     if skip("xdp_more_hint_batches_frames_into_one_kick") {
         return;
     }
-    let peer = VethPeer::new("xdp-batch").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6301), 16 << 20).unwrap();
+    let (peer, rx) = veth_receiver("xdp-batch", 6301, 16 << 20);
     let link = open(&peer, &XdpConfig::new(DEV_A)).unwrap();
     let h = host(&peer, &link);
     let mut s = socket(&h.stack, 5002);
@@ -203,8 +134,7 @@ fn xdp_small_ring_back_pressure_loses_nothing() {
     if skip("xdp_small_ring_back_pressure_loses_nothing") {
         return;
     }
-    let peer = VethPeer::new("xdp-bp").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6302), 64 << 20).unwrap();
+    let (peer, rx) = veth_receiver("xdp-bp", 6302, 64 << 20);
     let mut cfg = XdpConfig::new(DEV_A);
     cfg.ring = 4;
     let link = open(&peer, &cfg).unwrap();
@@ -230,8 +160,7 @@ fn xdp_interface_down_stops_the_queue_and_loses_nothing() {
     if skip("xdp_interface_down_stops_the_queue_and_loses_nothing") {
         return;
     }
-    let peer = VethPeer::new("xdp-down").unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6303), 64 << 20).unwrap();
+    let (peer, rx) = veth_receiver("xdp-down", 6303, 64 << 20);
     let mut cfg = XdpConfig::new(DEV_A);
     cfg.ring = 4;
     let link = open(&peer, &cfg).unwrap();
@@ -300,35 +229,17 @@ fn xdp_resolves_over_arp_both_ways() {
     if skip("xdp_resolves_over_arp_both_ways") {
         return;
     }
-    let peer = VethPeer::new("xdp-arp").unwrap();
+    let (peer, rx) = veth_receiver("xdp-arp", 6305, 16 << 20);
     peer.b
         .ip(&["neigh", "del", "10.10.0.1", "dev", "xb0"])
         .unwrap();
-    let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, 6305), 16 << 20).unwrap();
     let link = open(&peer, &XdpConfig::new(DEV_A)).unwrap();
-    let stack = Stack::new();
-    let dev = stack
-        .add_device(link.dev_config("eth0"), link.drivers())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
-        .unwrap();
+    let (stack, dev) = veth_stack(&peer, link.dev_config("eth0"), link.drivers(), true);
     let _runner = Runner::spawn(stack.clone());
     // What waits for the neighbour fits its queue (`unres_qlen_bytes`).
-    let sent: Vec<Vec<u8>> = [18, 1472, 8000, 65000]
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| payload(n, k))
-        .collect();
-    send_all(&stack, 6305, &sent);
-    assert_same(&rx.recv_n(sent.len(), QUIET), &sent);
-    let n = stack
-        .neighbours()
-        .lookup(dev.ifindex(), VETH_PEER)
-        .expect("we resolved the kernel");
-    assert_eq!(n.lladdr(), Some(peer.mac_b));
+    let sent = payloads(&[18, 1472, 8000, 65000]);
+    check_arp_both_ways(&peer, (&stack, &dev), &rx, 6305, &sent);
     assert!(link.stats().rx_frames > 0, "the ARP reply came up");
-    common::netns::kernel_resolves(&peer.b, "xb0", "10.10.0.2", "10.10.0.1", peer.mac_a);
 }
 
 #[test]
@@ -364,13 +275,7 @@ fn xdp_open_errors_name_the_problem() {
     // The same thread without CAP_NET_RAW in its effective set.
     let e = peer
         .a
-        .run(|| {
-            use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
-            let mut caps = capabilities(None).unwrap();
-            caps.effective.remove(CapabilitySet::NET_RAW);
-            set_capabilities(None, caps).unwrap();
-            XdpLink::open(&XdpConfig::new(DEV_A))
-        })
+        .run(|| without_net_raw(|| XdpLink::open(&XdpConfig::new(DEV_A))))
         .unwrap()
         .unwrap_err();
     assert_eq!(e.to_string(), "AF_XDP needs CAP_NET_RAW (run as root)");

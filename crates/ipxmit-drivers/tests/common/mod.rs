@@ -1,10 +1,12 @@
 //! Shared helpers of the tests: the in-memory host most of them send from
 //! ([`mem_host`]), and for the real-wire tests (`tap.rs`, `packet.rs`) the
-//! skip rule, payloads and the namespace topologies in [`netns`].
+//! skip rule, payloads and the namespace topologies in [`netns`], the veth
+//! link fixture in [`veth`].
 #![allow(dead_code)]
 
 pub mod conserve;
 pub mod netns;
+pub mod veth;
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -115,6 +117,32 @@ pub fn payload(len: usize, k: usize) -> Vec<u8> {
     (0..len)
         .map(|i| ((7 * i + 13 * k + 1) % 251) as u8)
         .collect()
+}
+
+/// One [`payload`] of each size, numbered by position.
+pub fn payloads(sizes: &[usize]) -> Vec<Vec<u8>> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| payload(n, k))
+        .collect()
+}
+
+/// `got` is `sent`: as many datagrams, each the same bytes, in order.
+pub fn assert_same(got: &[Vec<u8>], sent: &[Vec<u8>]) {
+    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "datagrams received (lengths {lens:?})"
+    );
+    for (i, (g, s)) in got.iter().zip(sent).enumerate() {
+        assert!(
+            g == s,
+            "datagram {i} ({} bytes) differs from what was sent",
+            s.len()
+        );
+    }
 }
 
 /// Prints a line past the harness's capture (for figures worth seeing).

@@ -463,24 +463,3 @@ impl StampedRx {
         Some((n as usize, u16::from_be(from.sin_port), stamp))
     }
 }
-
-/// A stack on the AF_PACKET link `link` over `peer`'s A end: `eth0` with
-/// 10.10.0.1/24 and the B end ([`VETH_PEER`]) a permanent neighbour.
-pub fn packet_stack(
-    peer: &VethPeer,
-    link: &PacketLink,
-) -> (
-    std::sync::Arc<ipxmit::Stack>,
-    std::sync::Arc<ipxmit::dev::NetDevice>,
-) {
-    let stack = ipxmit::Stack::new();
-    let dev = stack
-        .add_device(link.dev_config("eth0"), link.drivers())
-        .unwrap();
-    stack
-        .add_addr("eth0", "10.10.0.1/24".parse().unwrap())
-        .unwrap();
-    let nud = ipxmit::neigh::NudState::Permanent;
-    stack.add_neigh("eth0", VETH_PEER, peer.mac_b, nud).unwrap();
-    (stack, dev)
-}
