@@ -205,31 +205,6 @@ fn kernel_counters(ns: &str) -> std::io::Result<Vec<(u64, u64, u64)>> {
     Ok(v.into_iter().map(|x| x.1).collect())
 }
 
-/// Packets the `mq` child of each queue counted, from `tc -s qdisc show`
-/// (which lists them in its hash table's order: each found by its
-/// `parent 1:N`).
-fn child_packets(ns: &str) -> std::io::Result<Vec<u64>> {
-    let out = tc(ns, "-s qdisc show dev D")?;
-    let mut queue = None;
-    let mut v = vec![0; 2];
-    for line in out.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.first().copied() {
-            Some("qdisc") => {
-                let at = w.iter().position(|&x| x == "parent");
-                queue = at.and_then(|i| w[i + 1].strip_prefix("1:"));
-            }
-            Some("Sent") => {
-                if let Some(n) = queue.and_then(|q| q.parse::<usize>().ok()) {
-                    v[n - 1] = w[3].parse().unwrap_or(0);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(v)
-}
-
 /// Inside namespace A: a socket whose flow to 10.10.0.2:9 the kernel sends
 /// on queue `want` (0 or 1), found by probing fresh sockets on fresh
 /// ports; its port.
@@ -237,9 +212,9 @@ fn kernel_socket(v: &VethPeer, want: usize, from: u16) -> std::io::Result<(OsUdp
     let ns = v.a.name().to_owned();
     for port in from..from + 64 {
         let s = v.a.run(|| OsUdp::bind(("10.10.0.1", port)))??;
-        let before = child_packets(&ns)?;
+        let before = common::mq_child_packets(&ns, DEV_A, 2)?;
         s.send_to(&[0], "10.10.0.2:9")?;
-        let after = child_packets(&ns)?;
+        let after = common::mq_child_packets(&ns, DEV_A, 2)?;
         let on = (0..after.len()).find(|&i| after[i] > before.get(i).copied().unwrap_or(0));
         if on == Some(want) {
             return Ok((s, port));

@@ -111,7 +111,7 @@ fn kernel_side(cpus: [usize; 2]) -> std::io::Result<Deltas> {
         let unconn = OsUdp::bind("10.10.0.1:0")?;
         let mut out = Vec::new();
         for step in STEPS {
-            let before = queue_packets(&ns)?;
+            let before = common::mq_child_packets(&ns, DEV_A, 2)?;
             match step {
                 Step::Connected(i) | Step::Unconnected(i) => {
                     pin(cpus[i]);
@@ -128,35 +128,11 @@ fn kernel_side(cpus: [usize; 2]) -> std::io::Result<Deltas> {
                     common::run_cmd("ip", &[&["-n", &ns][..], &r].concat())?;
                 }
             }
-            let after = queue_packets(&ns)?;
+            let after = common::mq_child_packets(&ns, DEV_A, 2)?;
             out.push([after[0] - before[0], after[1] - before[1]]);
         }
         Ok(out)
     })?
-}
-
-/// Packets the `mq` child of each queue counted (`tc -s qdisc show`, each
-/// child found by its `parent 1:N`).
-fn queue_packets(ns: &str) -> std::io::Result<[u64; 2]> {
-    let out = common::run_cmd("tc", &["-n", ns, "-s", "qdisc", "show", "dev", DEV_A])?;
-    let mut queue = None;
-    let mut v = [0; 2];
-    for line in out.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.first().copied() {
-            Some("qdisc") => {
-                let at = w.iter().position(|&x| x == "parent");
-                queue = at.and_then(|i| w[i + 1].strip_prefix("1:"));
-            }
-            Some("Sent") => {
-                if let Some(n) = queue.and_then(|q| q.parse::<usize>().ok()) {
-                    v[n - 1] = w[3].parse().unwrap_or(0);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(v)
 }
 
 /// What a sender thread is asked to do.

@@ -97,6 +97,32 @@ pub fn run_cmd(cmd: &str, args: &[&str]) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Packets each `mq` child of `dev` in namespace `ns` counted, in queue
+/// order (`queues` of them), from `tc -s qdisc show`, which lists the
+/// children in its hash table's order: each is found by its `parent 1:N`.
+pub fn mq_child_packets(ns: &str, dev: &str, queues: usize) -> std::io::Result<Vec<u64>> {
+    let out = run_cmd("tc", &["-n", ns, "-s", "qdisc", "show", "dev", dev])?;
+    let mut queue = None;
+    let mut v = vec![0; queues];
+    for line in out.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.first().copied() {
+            Some("qdisc") => {
+                let at = w.iter().position(|&x| x == "parent");
+                queue = at.and_then(|i| w[i + 1].strip_prefix("1:"));
+            }
+            Some("Sent") => {
+                let n = queue.and_then(|q| q.parse::<usize>().ok());
+                if let Some(slot) = n.and_then(|n| v.get_mut(n.wrapping_sub(1))) {
+                    *slot = w[3].parse().unwrap_or(0);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(v)
+}
+
 /// True (after printing the SKIPPED line) when the test cannot run here: it
 /// needs root and working network namespaces. The line goes straight to the
 /// process's stderr, past the test harness's capture, so a skip never passes
