@@ -251,20 +251,21 @@ fn queue_xmit_nit(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: &PacketBuf) {
 /// Kernel: `dev_hard_start_xmit()`, net/core/dev.c. Gives the frames to the
 /// driver in order with `more` set while frames follow; stops at a busy driver or
 /// a stopped queue and leaves the frames not sent in `frames` (the refused one
-/// first).
+/// first). What the driver took is counted in `tx`, which the caller
+/// settles (once per run or batch).
 pub fn hard_start_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
     txq: &TxQueue,
     driver: &mut TxLock<'_>,
     frames: &mut VecDeque<PacketBuf>,
+    tx: &mut TxCount,
 ) {
-    let mut tx = TxCount::default();
     let traced = tracing::level_enabled!(tracing::Level::TRACE);
     while let Some(pkt) = frames.pop_front() {
         let more = !frames.is_empty();
         let len = pkt.len();
-        let st = xmit_one(&ctx, dev, driver, (pkt, len), more, &mut tx, traced);
+        let st = xmit_one(&ctx, dev, driver, (pkt, len), more, tx, traced);
         if let TxStatus::Busy(p) = st {
             // The driver stopped its queue (`netif_stop_queue`) and wakes
             // it; stopping it here as well could undo a wake-up that came
@@ -278,5 +279,4 @@ pub fn hard_start_xmit(
             break;
         }
     }
-    tx.settle(dev);
 }

@@ -12,13 +12,16 @@
 //! itself, which could undo a wake-up that came in between), and repeats until
 //! the qdisc is empty, throttled, stopped, or the quota of [`DEV_TX_WEIGHT`]
 //! packets is used — then it reschedules the queue for deferred work
-//! (`__netif_schedule`).
+//! (`__netif_schedule`). A batch of frames enqueued one by one
+//! (`crate::dev::batch`) starts each run under the lock of its enqueue and
+//! keeps a run that emptied the qdisc until its next frame ([`run_owned`]):
+//! one lock per frame, the same enqueues and dequeues.
 
 use std::collections::VecDeque;
 
 use crate::buf::PacketBuf;
 use crate::dev::queue::XmitCtx;
-use crate::dev::xmit::{drop_qdisc_frame, hard_start_xmit, validate_xmit};
+use crate::dev::xmit::{drop_qdisc_frame, hard_start_xmit, validate_xmit, TxCount};
 use crate::dev::{NetDevice, QdiscSlot, TxQueue};
 use crate::sched::{Dequeued, ToFree};
 
@@ -44,8 +47,9 @@ pub(crate) fn end_bypass(
     all_sent: bool,
 ) {
     if all_sent && !slot.is_empty() {
-        drop(slot);
-        run(ctx, dev, txq);
+        let mut tx = TxCount::default();
+        run_locked(ctx, (dev, txq), slot, &mut tx, None);
+        tx.settle(dev);
     } else {
         slot.running = false;
     }
@@ -54,17 +58,19 @@ pub(crate) fn end_bypass(
 /// Kernel: `sch_direct_xmit()`, net/sched/sch_generic.c. Sends `frames`
 /// through `txq`'s driver unless that queue is stopped; requeues what was
 /// not sent on the qdisc of `root` (the queue whose qdisc they came from).
-/// Returns true when the caller should keep running the qdisc (all sent
-/// and the queue not stopped).
+/// Counts what the driver took in `tx` (settled by the caller). Returns
+/// true when the caller should keep running the qdisc (all sent and the
+/// queue not stopped).
 pub fn direct_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
     (root, txq): (&TxQueue, &TxQueue),
     frames: &mut VecDeque<PacketBuf>,
+    tx: &mut TxCount,
 ) -> bool {
     if !txq.ctl().is_stopped() {
         let mut driver = txq.tx_lock();
-        hard_start_xmit(ctx, dev, txq, &mut driver, frames);
+        hard_start_xmit(ctx, dev, txq, &mut driver, frames, tx);
     }
     if frames.is_empty() {
         return !txq.ctl().is_stopped();
@@ -217,43 +223,75 @@ fn qdisc_dequeue(dev: &NetDevice, root: &TxQueue, handle: u32, packets: usize) {
     );
 }
 
-/// Kernel: `qdisc_restart()`. Dequeues a batch from the qdisc of `root`
-/// and sends it (on `root`, or under a shared qdisc on the queue the
-/// frames were mapped to). Returns the number of packets dequeued and
-/// whether to go on; on stop, run ownership is released under the same
-/// lock that saw the queue empty.
-fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, root: &TxQueue, budget: usize) -> (usize, bool) {
-    let mut slot = root.q.lock();
-    let shared = slot.shared;
-    if !shared && root.ctl().is_stopped() {
-        slot.running = false;
-        return (0, false);
-    }
+/// A locked qdisc slot (the kernel's root lock held).
+type SlotGuard<'a> = parking_lot::MutexGuard<'a, QdiscSlot>;
+
+/// Where a run's frame buffer goes when a restart empties the qdisc and
+/// the driver takes every frame: `None`, back to the slot under the lock
+/// that sees the qdisc empty (the run given up there); a batch's holder
+/// ([`run_owned`]), kept with the run's ownership for the batch's next
+/// frame.
+type Keep<'k> = Option<&'k mut Option<VecDeque<PacketBuf>>>;
+
+/// How a [`restart`] ended.
+enum Restart<'a> {
+    /// Packets were sent and more wait: the lock, held, for the next one.
+    Again(usize, SlotGuard<'a>),
+    /// The run is over: given up (false) or kept by the batch (true).
+    Ended(bool),
+}
+
+/// `qdisc_restart()`'s dequeue, under the qdisc lock (`slot`, of
+/// `root`): up to `budget` frames into the slot's frame buffer, and
+/// what the qdisc dropped meanwhile counted and freed.
+fn dequeue_locked(
+    ctx: XmitCtx<'_>,
+    (dev, root): (&NetDevice, &TxQueue),
+    budget: usize,
+    slot: &mut QdiscSlot,
+) -> VecDeque<PacketBuf> {
     let mut frames = slot.take_batch();
-    if shared {
-        dequeue_shared(&mut slot, ctx, dev, &mut frames);
+    if slot.shared {
+        dequeue_shared(slot, ctx, dev, &mut frames);
     } else {
-        dequeue_batch(
-            &mut slot,
-            ctx,
-            &mut frames,
-            (budget, root.ctl().bulk_limit()),
-        );
+        dequeue_batch(slot, ctx, &mut frames, (budget, root.ctl().bulk_limit()));
     }
     if tracing::level_enabled!(tracing::Level::DEBUG) {
         qdisc_dequeue(dev, root, slot.handle, frames.len());
     }
-    let QdiscSlot { qdisc, to_free, .. } = &mut *slot;
+    let QdiscSlot { qdisc, to_free, .. } = slot;
     qdisc.take_dropped(to_free);
     if !to_free.is_empty() {
         free_dropped(ctx, dev, to_free);
     }
+    frames
+}
+
+/// Kernel: `qdisc_restart()`. Dequeues a batch from the qdisc of `root`
+/// (locked: `slot`) and sends it (on `root`, or under a shared qdisc on
+/// the queue the frames were mapped to), counting what the driver took in
+/// `tx`. On stop, run ownership is released under the same lock that saw
+/// the queue empty — unless `keep` takes it (see [`Keep`]).
+fn restart<'a>(
+    ctx: XmitCtx<'_>,
+    (dev, root): (&NetDevice, &'a TxQueue),
+    budget: usize,
+    mut slot: SlotGuard<'a>,
+    (tx, keep): (&mut TxCount, Keep<'_>),
+) -> Restart<'a> {
+    let shared = slot.shared;
+    if !shared && root.ctl().is_stopped() {
+        slot.running = false;
+        return Restart::Ended(false);
+    }
+    let mut frames = dequeue_locked(ctx, (dev, root), budget, &mut slot);
     let n = frames.len();
     if n == 0 {
         slot.put_batch(frames);
         slot.running = false;
-        return (0, false);
+        return Restart::Ended(false);
     }
+    let drained = slot.is_empty();
     drop(slot);
     let txq = if shared {
         txq_of(dev, &frames[0])
@@ -265,36 +303,96 @@ fn restart(ctx: XmitCtx<'_>, dev: &NetDevice, root: &TxQueue, budget: usize) -> 
             validate_xmit(ctx, dev, p, &mut frames);
         }
     }
-    let sent = direct_xmit(ctx, dev, (root, txq), &mut frames);
+    let sent = direct_xmit(ctx, dev, (root, txq), &mut frames, tx);
+    if let (Some(k), true) = (keep, sent && drained) {
+        // Empty when dequeued from, everything sent: the owner's next
+        // frame (or its end) runs the qdisc for what came meanwhile.
+        *k = Some(frames);
+        return Restart::Ended(true);
+    }
     let mut slot = root.q.lock();
     slot.put_batch(frames);
     // Under the lock that puts the buffer back: an empty qdisc ends the run
     // here (the next restart would only find it empty); an enqueuer that
     // comes later finds the run free and starts its own.
-    let go_on = sent && !slot.is_empty();
-    if !go_on {
-        slot.running = false;
+    if sent && !slot.is_empty() {
+        return Restart::Again(n, slot);
     }
-    (n, go_on)
+    slot.running = false;
+    Restart::Ended(false)
+}
+
+/// Kernel: `__qdisc_run()` from the lock `slot` of `txq`'s qdisc, whose
+/// run the caller owns. Sends until the queue is empty, stopped or
+/// throttled, or the quota is used (then reschedules). True when `keep`
+/// kept the run.
+fn run_locked<'a>(
+    ctx: XmitCtx<'_>,
+    (dev, txq): (&NetDevice, &'a TxQueue),
+    mut slot: SlotGuard<'a>,
+    tx: &mut TxCount,
+    mut keep: Keep<'_>,
+) -> bool {
+    let mut quota = DEV_TX_WEIGHT;
+    loop {
+        let k = keep.as_deref_mut();
+        match restart(ctx, (dev, txq), quota, slot, (tx, k)) {
+            Restart::Ended(kept) => return kept,
+            Restart::Again(n, s) => {
+                slot = s;
+                quota = quota.saturating_sub(n);
+                if quota == 0 {
+                    slot.running = false;
+                    txq.ctl().schedule();
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Kernel: `__qdisc_run()`. The caller owns the run of `txq`'s qdisc (`txq`
 /// is the queue that holds it). Sends until the queue is
 /// empty, stopped or throttled, or the quota is used (then reschedules).
 pub fn run(ctx: XmitCtx<'_>, dev: &NetDevice, txq: &TxQueue) {
-    let mut quota = DEV_TX_WEIGHT;
-    loop {
-        let (n, go_on) = restart(ctx, dev, txq, quota);
-        if !go_on {
-            return;
-        }
-        quota = quota.saturating_sub(n);
-        if quota == 0 {
-            txq.q.lock().running = false;
-            txq.ctl().schedule();
-            return;
-        }
+    let mut tx = TxCount::default();
+    run_locked(ctx, (dev, txq), txq.q.lock(), &mut tx, None);
+    tx.settle(dev);
+}
+
+/// `__qdisc_run()` for a batch that just enqueued under `slot` (the lock
+/// of `txq`'s qdisc) and owns the run: the first dequeue under that same
+/// lock, the frames the driver took counted in the batch's `tx`. When a
+/// restart empties the qdisc and sends everything, the batch keeps the
+/// run with its frame buffer in `held` (true returned): its next frame
+/// runs the qdisc again, as an enqueue that finds the run free would, and
+/// [`end_owned`] ends it. Otherwise the run ends as [`run`]'s does.
+pub(crate) fn run_owned<'a>(
+    ctx: XmitCtx<'_>,
+    (dev, txq): (&NetDevice, &'a TxQueue),
+    slot: SlotGuard<'a>,
+    tx: &mut TxCount,
+    held: &mut Option<VecDeque<PacketBuf>>,
+) -> bool {
+    run_locked(ctx, (dev, txq), slot, tx, Some(held))
+}
+
+/// The end of a run a batch kept ([`run_owned`]): its frame buffer back
+/// in the slot, and the qdisc run for what others queued meanwhile, or
+/// the run given up (`qdisc_run_end`).
+pub(crate) fn end_owned(
+    ctx: XmitCtx<'_>,
+    (dev, txq): (&NetDevice, &TxQueue),
+    frames: VecDeque<PacketBuf>,
+    tx: &mut TxCount,
+) {
+    let mut slot = txq.q.lock();
+    slot.put_batch(frames);
+    if slot.is_empty() {
+        slot.running = false;
+        return;
     }
+    run_locked(ctx, (dev, txq), slot, tx, None);
 }
 
 /// Runs a queue's qdisc if nobody else does (`qdisc_run`): used by
