@@ -7,7 +7,9 @@
 //! NAT'd flow (conntrack, `ct state`, `snat`), for `limit`, maps, a verdict
 //! map, `log` and a `reject` that does not match; for a netdev egress
 //! chain that every frame passes; for twenty rules the flow does not
-//! match (a block of guarded rules). A `reject` that matches
+//! match (a block of guarded rules); for rules that add the flow to sets
+//! from the packet path (`add @set`, `update @set` with a timeout) and a
+//! rule that then finds it there. A `reject` that matches
 //! (each send `EPERM`, an ICMP to the host through `lo`) allocates once per
 //! datagram, for the ICMP it sends (not yet located: route or delivery);
 //! the test holds it to that.
@@ -22,7 +24,7 @@ mod host;
 use ipxmit::nft::{
     BaseChain, ChainHook, ChainType, Counter, DataType, Elem, Family, Key, Limit, Log, MapElems,
     MapRef, MapValue, Match, Nat, NatKind, Nft, NftError, Op, Policy, Position, Reject, Rhs,
-    RuleVerdict, Ruleset, Stmt,
+    RuleVerdict, Ruleset, SetOpts, SetUpdate, Stmt,
 };
 
 use std::sync::Arc;
@@ -171,6 +173,50 @@ fn allocations_with(
 fn zero_allocations_per_datagram_with_an_nft_ruleset() {
     let bad = allocations_with(rules, |_| {});
     assert!(bad.is_empty(), "heap allocations with nft rules: {bad:#?}");
+}
+
+/// `add @dst { ip daddr }`, `update @flows { ip daddr . udp dport
+/// timeout 30s }` (a set with timeouts), then `ip daddr @dst counter
+/// accept`: the counter sees a datagram only when the add put its address
+/// in the set.
+fn dynset_rules(rs: &mut Ruleset, seen: &Arc<Counter>) -> Result<(), NftError> {
+    let f = Family::Ip;
+    rs.add_table(f, "d", false)?;
+    rs.add_chain(f, "d", "out", base(ChainHook::Output), false)?;
+    rs.add_set(f, "d", "dst", vec![DataType::Ipv4Addr], false)?;
+    let timeouts = SetOpts {
+        timeout: 60_000,
+        ..SetOpts::default()
+    };
+    let ty = vec![DataType::Ipv4Addr, DataType::InetService];
+    rs.add_set_with(f, "d", "flows", (ty, false), timeouts)?;
+    let upd = |update, set: &str, keys: &[Key], timeout| {
+        Stmt::SetUpdate(SetUpdate {
+            update,
+            set: set.into(),
+            keys: keys.to_vec(),
+            timeout,
+        })
+    };
+    let rules = [
+        vec![upd(false, "dst", &[Key::IpDaddr], 0)],
+        vec![upd(true, "flows", &[Key::IpDaddr, Key::UdpDport], 30_000)],
+        vec![
+            m(&[Key::IpDaddr], Op::Eq, Rhs::Named("dst".into())),
+            Stmt::Counter(seen.clone()),
+            Stmt::Verdict(RuleVerdict::Accept),
+        ],
+    ];
+    for r in rules {
+        rs.add_rule(f, "d", "out", r, Position::Append(None))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn zero_allocations_per_datagram_with_set_updates_from_the_packet_path() {
+    let bad = allocations_with(dynset_rules, |_| {});
+    assert!(bad.is_empty(), "heap allocations with add @set: {bad:#?}");
 }
 
 /// The bench's `18B-nft20` shape: twenty rules the flow does not match

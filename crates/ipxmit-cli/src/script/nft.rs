@@ -9,7 +9,7 @@
 
 use ipxmit::nft::{
     BaseChain, ChainHook, ChainType, DataType, Family, MapData, Nft, NftError, Policy, Position,
-    Ruleset, Stmt,
+    Ruleset, SetOpts, Stmt,
 };
 use std::sync::Arc;
 
@@ -44,6 +44,8 @@ pub enum ListWhat {
     Table(Family, Tok),
     /// `list chain [FAMILY] TABLE NAME`.
     Chain(Family, Tok, Tok),
+    /// `list set [FAMILY] TABLE NAME`.
+    Set(Family, Tok, Tok),
 }
 
 /// What an nft command does.
@@ -65,8 +67,9 @@ pub enum Action {
     AddRule(Tok, Vec<Stmt>, Position),
     /// `delete rule ... handle N`.
     DeleteRule(Tok, u64, (usize, usize)),
-    /// `add set`, `add map` (with its data type).
-    AddSet(Tok, Vec<DataType>, bool, Option<MapData>),
+    /// `add set`, `add map` (with its data type), `flags interval`, and
+    /// its other options.
+    AddSet(Tok, Vec<DataType>, bool, Option<MapData>, SetOpts),
     /// `add element`: the set and the tokens of its elements (typed by
     /// the set when the command runs).
     AddElements(Tok, Vec<Tok>),
@@ -276,14 +279,14 @@ fn command(p: &mut P<'_>, handles: bool, text: &str) -> Result<NftCommand, NftPa
         }
         ("add" | "create", "set" | "map") => {
             let name = p.take()?.clone();
-            let (ty, interval, data) = set_spec(p)?;
+            let (ty, interval, data, opts) = set_spec(p)?;
             if (obj.text == "map") != data.is_some() {
                 return Err(P::err(
                     obj,
                     format!("syntax error, unexpected {}", obj.text),
                 ));
             }
-            Action::AddSet(name, ty, interval, data)
+            Action::AddSet(name, ty, interval, data, opts)
         }
         ("add" | "create", "element") => {
             let name = p.take()?.clone();
@@ -337,10 +340,14 @@ fn list(p: &mut P<'_>, obj: &Tok) -> Result<ListWhat, NftParseError> {
             let f = family(p)?;
             ListWhat::Table(f, p.take()?.clone())
         }
-        "chain" => {
+        "chain" | "set" => {
             let f = family(p)?;
             let t = p.take()?.clone();
-            ListWhat::Chain(f, t, p.take()?.clone())
+            let name = p.take()?.clone();
+            match obj.text.as_str() {
+                "set" => ListWhat::Set(f, t, name),
+                _ => ListWhat::Chain(f, t, name),
+            }
         }
         _ => {
             return Err(P::err(
@@ -421,8 +428,11 @@ fn chain_spec(p: &mut P<'_>, fam: Family) -> Result<Option<BaseChain>, NftParseE
     }))
 }
 
-/// `{ type T [. T] [: mark|verdict]; [flags interval;] }`.
-fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool, Option<MapData>), NftParseError> {
+/// A set's type, `flags interval`, map data type and other options.
+type SetSpec = (Vec<DataType>, bool, Option<MapData>, SetOpts);
+
+/// `{ type T [. T] [: mark|verdict]; [size N;] [timeout T;] [flags F[,F];] }`.
+fn set_spec(p: &mut P<'_>) -> Result<SetSpec, NftParseError> {
     p.expect("{")?;
     p.expect("type")?;
     let mut ty = Vec::new();
@@ -456,17 +466,35 @@ fn set_spec(p: &mut P<'_>) -> Result<(Vec<DataType>, bool, Option<MapData>), Nft
         None
     };
     p.expect(";")?;
-    let mut interval = false;
-    if p.eat("flags") {
+    let (mut interval, mut opts) = (false, SetOpts::default());
+    while !p.eat("}") {
         let t = p.take()?;
-        if t.text != "interval" {
-            return Err(P::err(t, format!("unsupported set flag {}", t.text)));
+        match t.text.as_str() {
+            "flags" => loop {
+                let f = p.take()?;
+                match f.text.as_str() {
+                    "interval" => interval = true,
+                    "timeout" => opts.timeouts = true,
+                    "dynamic" => opts.dynamic = true,
+                    _ => return Err(P::err(f, format!("unsupported set flag {}", f.text))),
+                }
+                if !p.eat(",") {
+                    break;
+                }
+            },
+            "size" => {
+                let n = p.take()?;
+                opts.size = u32::try_from(num(n)?).map_err(|_| P::err(n, "size too large"))?;
+            }
+            "timeout" => {
+                let ms = super::nft_rule::time_ms(p.take()?)?;
+                opts.timeout = ipxmit::nft::dynset::timeout_ms(ms);
+            }
+            _ => return Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         }
-        interval = true;
         p.expect(";")?;
     }
-    p.expect("}")?;
-    Ok((ty, interval, data))
+    Ok((ty, interval, data, opts))
 }
 
 /// Carries out an nft command on `nft`, the stack's devices resolving
@@ -476,9 +504,10 @@ pub fn run(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand) -> Result<Option<S
         let Action::List(w) = &c.action else {
             return Ok(None);
         };
+        let now = stack.now().as_nanos();
         let out = match c.json {
-            true => super::nft_json::list(&nft.ruleset, w),
-            false => super::nft_list::list(&nft.ruleset, w, c.handles),
+            true => super::nft_json::list(&nft.ruleset, w, now),
+            false => super::nft_list::list(&nft.ruleset, w, c.handles, now),
         };
         return out.map(Some).map_err(|e| render(&c.text, &e));
     };
@@ -533,10 +562,10 @@ fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<
         Action::DeleteRule(n, h, _) => {
             nft.commit(stack, |r| r.delete_rule(fam, tn, &n.text, *h))?
         }
-        Action::AddSet(n, ty, iv, None) => {
-            nft.commit(stack, |r| r.add_set(fam, tn, &n.text, ty.clone(), *iv))?
-        }
-        Action::AddSet(n, ty, iv, Some(d)) => nft.commit(stack, |r| {
+        Action::AddSet(n, ty, iv, None, o) => nft.commit(stack, |r| {
+            r.add_set_with(fam, tn, &n.text, (ty.clone(), *iv), *o)
+        })?,
+        Action::AddSet(n, ty, iv, Some(d), _) => nft.commit(stack, |r| {
             r.add_map(fam, tn, &n.text, (ty.clone(), *d), *iv)
         })?,
         Action::AddElements(n, toks) => {

@@ -1,4 +1,4 @@
-//! `nft -j list ruleset|table|chain`: the listing as nft 1.0.6's JSON
+//! `nft -j list ruleset|table|chain|set`: the listing as nft 1.0.6's JSON
 //! (libnftables-json(5)): `{"nftables": [metainfo, table, set/map...,
 //! chain..., rule...]}`, one line. Rules' statements map to `match`,
 //! `counter`, `accept`/`drop`/..., `jump`/`goto`, `mangle`, `reject`,
@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
     Chain, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match, Nat, NatKind, NatMap,
-    NatTo, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table, ICMP_CODES, LOG_ALL,
-    LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
+    NatTo, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, SetUpdate, Stmt, Table, ICMP_CODES,
+    LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
 };
 
 use super::nft::{ListWhat, NftParseError};
@@ -26,7 +26,8 @@ fn fam(f: Family) -> &'static str {
 }
 
 /// The JSON listing `w` asks for.
-pub fn list(rs: &Ruleset, w: &ListWhat) -> Result<String, NftParseError> {
+/// `now` (the stack's time, ns) gives live elements their `expires`.
+pub fn list(rs: &Ruleset, w: &ListWhat, now: u64) -> Result<String, NftParseError> {
     let mut v = vec![
         json!({"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5",
         "json_schema_version": 1}}),
@@ -36,26 +37,33 @@ pub fn list(rs: &Ruleset, w: &ListWhat) -> Result<String, NftParseError> {
         span: t.span,
     };
     match w {
-        ListWhat::Ruleset => rs.tables.iter().for_each(|t| table(&mut v, t, None)),
+        ListWhat::Ruleset => rs.tables.iter().for_each(|t| table(&mut v, t, None, now)),
         ListWhat::Table(f, n) => table(
             &mut v,
             rs.table(*f, &n.text).ok_or_else(|| missing(n))?,
             None,
+            now,
         ),
         ListWhat::Chain(f, tn, cn) => {
             let t = rs.table(*f, &tn.text).ok_or_else(|| missing(tn))?;
             let c = t.chain(&cn.text).ok_or_else(|| missing(cn))?;
-            table(&mut v, t, Some(c));
+            table(&mut v, t, Some(c), now);
+        }
+        ListWhat::Set(f, tn, sn) => {
+            // nft -j list set: the set alone, without its table.
+            let t = rs.table(*f, &tn.text).ok_or_else(|| missing(tn))?;
+            let s = t.set(&sn.text).ok_or_else(|| missing(sn))?;
+            v.push(set(fam(t.family), &t.name, s, now));
         }
     }
     Ok(json!({ "nftables": v }).to_string() + "\n")
 }
 
-fn table(v: &mut Vec<Value>, t: &Table, only: Option<&Chain>) {
+fn table(v: &mut Vec<Value>, t: &Table, only: Option<&Chain>, now: u64) {
     let f = fam(t.family);
     v.push(json!({"table": {"family": f, "name": t.name, "handle": t.handle}}));
     if only.is_none() {
-        t.sets.iter().for_each(|s| v.push(set(f, &t.name, s)));
+        t.sets.iter().for_each(|s| v.push(set(f, &t.name, s, now)));
     }
     for c in t
         .chains
@@ -94,7 +102,7 @@ fn table(v: &mut Vec<Value>, t: &Table, only: Option<&Chain>) {
     }
 }
 
-fn set(f: &str, table: &str, s: &Set) -> Value {
+fn set(f: &str, table: &str, s: &Set, now: u64) -> Value {
     let names: Vec<&str> =
         s.ty.iter()
             .map(|d| match ty_of_data(*d) {
@@ -120,8 +128,15 @@ fn set(f: &str, table: &str, s: &Set) -> Value {
             "verdict"
         });
     }
-    if s.interval {
-        o["flags"] = json!(["interval"]);
+    if s.opts.size != 0 {
+        o["size"] = json!(s.opts.size);
+    }
+    let flags = super::nft_list::set_flags(s, false);
+    if !flags.is_empty() {
+        o["flags"] = json!(flags);
+    }
+    if s.opts.timeout != 0 {
+        o["timeout"] = json!(s.opts.timeout / 1000);
     }
     let tys: Vec<Ty> = s.ty.iter().map(|d| ty_of_data(*d)).collect();
     if s.map.is_some() && (!s.elems.is_empty() || s.default.is_some()) {
@@ -132,12 +147,22 @@ fn set(f: &str, table: &str, s: &Set) -> Value {
             .zip(s.values.iter().cloned())
             .collect();
         o["elem"] = json!(map_pairs(&pairs, s.default.as_ref(), &tys));
-    } else if s.map.is_none() && (!s.elems.is_empty() || s.catchall) {
-        let mut e: Vec<Value> = s.elems.iter().map(|e| elem(e, &tys)).collect();
+    } else if s.map.is_none() {
+        let mut e: Vec<(Elem, Value)> = s.elems.iter().map(|e| (*e, elem(e, &tys))).collect();
+        for (k, l) in s.live.elems(now) {
+            e.push((
+                Elem::one(k),
+                live_elem(s, elem(&Elem::one(k), &tys), &l, now),
+            ));
+        }
+        e.sort_by_key(|(e, _)| *e);
+        let mut e: Vec<Value> = e.into_iter().map(|(_, v)| v).collect();
         if s.catchall {
             e.push(json!("*"));
         }
-        o["elem"] = json!(e);
+        if !e.is_empty() {
+            o["elem"] = json!(e);
+        }
     }
     json!({ kind: o })
 }
@@ -164,6 +189,33 @@ fn map_data(r: &MapRef, tys: &[Ty]) -> Value {
         MapRef::Named(n) => json!(format!("@{n}")),
         MapRef::Anon(m) => json!({"set": map_pairs(&m.elems, m.default.as_ref(), tys)}),
     }
+}
+
+/// A live element: its value alone, or with a timeout `{"elem": {"val":
+/// V, "timeout": S, "expires": S}}` (seconds; the timeout only when it is
+/// not the set's).
+fn live_elem(s: &Set, v: Value, e: &ipxmit::nft::dynset::LiveElem, now: u64) -> Value {
+    if e.timeout == 0 {
+        return v;
+    }
+    let mut o = json!({"val": v});
+    let ms = e.timeout / 1_000_000;
+    if ms != s.opts.timeout {
+        o["timeout"] = json!(ms / 1000);
+    }
+    o["expires"] = json!(e.expires.saturating_sub(now) / 1_000_000_000);
+    json!({ "elem": o })
+}
+
+/// `{"set": {"op": "add", "elem": KEY, "set": "@s"}}` (`elem` with its
+/// timeout: `{"elem": {"val": KEY, "timeout": S}}`).
+fn set_update(u: &SetUpdate) -> Value {
+    let mut e = keys_expr(&u.keys);
+    if u.timeout != 0 {
+        e = json!({"elem": {"val": e, "timeout": u.timeout / 1000}});
+    }
+    let op = if u.update { "update" } else { "add" };
+    json!({"set": {"op": op, "elem": e, "set": format!("@{}", u.set)}})
 }
 
 /// A key, or the keys of a concatenation (`{"concat": [...]}`).
@@ -468,6 +520,7 @@ fn stmt(s: &Stmt) -> Value {
         Stmt::NatMap(m) => nat_map(m),
         Stmt::Limit(l) => limit(l),
         Stmt::Log(l) => log(l),
+        Stmt::SetUpdate(u) => set_update(u),
         Stmt::MarkSetMap(keys, r) => {
             let tys: Vec<Ty> = keys.iter().map(|k| ty_of(*k)).collect();
             let map = json!({"map": {"key": keys_expr(keys), "data": map_data(r, &tys)}});

@@ -1,4 +1,4 @@
-//! `nft list ruleset|table|chain` as nft 1.0.6 prints them, and base
+//! `nft list ruleset|table|chain|set` as nft 1.0.6 prints them, and base
 //! chain priorities by name (`filter`, `mangle - 5`).
 
 use std::fmt::Write;
@@ -6,10 +6,12 @@ use std::net::Ipv4Addr;
 
 use ipxmit::nft::{
     Chain, ChainHook, ChainType, Elem, Family, Key, Limit, Log, MapData, MapRef, MapValue, Match,
-    Nat, NatKind, NatMap, NatTo, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, Stmt, Table,
-    ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID,
-    NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Nat, NatKind, NatMap, NatTo, Op, Policy, Reject, Rhs, RuleVerdict, Ruleset, Set, SetUpdate,
+    Stmt, Table, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ,
+    LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
 };
+
+use ipxmit::nft::dynset::{jiffies_ns, LiveElem};
 
 use super::nft::{ListWhat, NftParseError, P};
 use super::nft_rule::{
@@ -82,7 +84,10 @@ fn prio_str(fam: Family, hook: ChainHook, prio: i32) -> String {
 }
 
 /// The listing `w` asks for, or nft's error for a missing table or chain.
-pub fn list(rs: &Ruleset, w: &ListWhat, handles: bool) -> Result<String, NftParseError> {
+///
+/// `now` is the stack's time (ns): a set's live elements are listed with
+/// the time they have left (`expires`).
+pub fn list(rs: &Ruleset, w: &ListWhat, handles: bool, now: u64) -> Result<String, NftParseError> {
     let mut out = String::new();
     let missing = |t: &super::nft::Tok| NftParseError {
         msg: "No such file or directory".into(),
@@ -92,15 +97,20 @@ pub fn list(rs: &Ruleset, w: &ListWhat, handles: bool) -> Result<String, NftPars
         ListWhat::Ruleset => rs
             .tables
             .iter()
-            .for_each(|t| table(&mut out, t, None, handles)),
+            .for_each(|t| table(&mut out, t, Only::All, (handles, now))),
         ListWhat::Table(f, n) => {
             let t = rs.table(*f, &n.text).ok_or_else(|| missing(n))?;
-            table(&mut out, t, None, handles);
+            table(&mut out, t, Only::All, (handles, now));
         }
         ListWhat::Chain(f, tn, cn) => {
             let t = rs.table(*f, &tn.text).ok_or_else(|| missing(tn))?;
             let c = t.chain(&cn.text).ok_or_else(|| missing(cn))?;
-            table(&mut out, t, Some(c), handles);
+            table(&mut out, t, Only::Chain(c), (handles, now));
+        }
+        ListWhat::Set(f, tn, sn) => {
+            let t = rs.table(*f, &tn.text).ok_or_else(|| missing(tn))?;
+            let s = t.set(&sn.text).ok_or_else(|| missing(sn))?;
+            table(&mut out, t, Only::Set(s), (handles, now));
         }
     }
     Ok(out)
@@ -113,7 +123,18 @@ fn fam_str(f: Family) -> &'static str {
     }
 }
 
-fn table(out: &mut String, t: &Table, only: Option<&Chain>, handles: bool) {
+/// What of a table a listing shows.
+#[derive(Clone, Copy)]
+enum Only<'a> {
+    /// Its sets and chains.
+    All,
+    /// One chain.
+    Chain(&'a Chain),
+    /// One set.
+    Set(&'a Set),
+}
+
+fn table(out: &mut String, t: &Table, only: Only<'_>, (handles, now): (bool, u64)) {
     let h = |n: u64| {
         if handles {
             format!(" # handle {n}")
@@ -134,14 +155,14 @@ fn table(out: &mut String, t: &Table, only: Option<&Chain>, handles: bool) {
             out.push('\n');
         }
     };
-    if only.is_none() {
-        for s in &t.sets {
+    for s in &t.sets {
+        if matches!(only, Only::All) || matches!(only, Only::Set(o) if o.name == s.name) {
             sep(out);
-            set(out, s, &h(s.handle));
+            set(out, s, &h(s.handle), now);
         }
     }
     for c in &t.chains {
-        if only.is_some_and(|o| o.name != c.name) {
+        if !matches!(only, Only::All) && !matches!(only, Only::Chain(o) if o.name == c.name) {
             continue;
         }
         sep(out);
@@ -150,7 +171,7 @@ fn table(out: &mut String, t: &Table, only: Option<&Chain>, handles: bool) {
     out.push_str("}\n");
 }
 
-fn set(out: &mut String, s: &Set, h: &str) {
+fn set(out: &mut String, s: &Set, h: &str, now: u64) {
     let tys: Vec<Ty> = s.ty.iter().map(|d| ty_of_data(*d)).collect();
     let names: Vec<&str> =
         s.ty.iter()
@@ -173,10 +194,21 @@ fn set(out: &mut String, s: &Set, h: &str) {
         s.name,
         names.join(" . ")
     );
-    if s.interval {
-        out.push_str("\t\tflags interval\n");
+    if s.opts.size != 0 {
+        let _ = writeln!(out, "\t\tsize {}", s.opts.size);
     }
-    if s.map.is_some() && (!s.elems.is_empty() || s.default.is_some()) {
+    if s.interval || s.opts.dynamic || (s.opts.timeouts && s.opts.timeout == 0) {
+        let _ = writeln!(out, "\t\tflags {}", set_flags(s, true).join(","));
+    }
+    if s.opts.timeout != 0 {
+        let _ = writeln!(out, "\t\ttimeout {}", time_str(s.opts.timeout));
+    }
+    if s.map.is_none() {
+        let parts = set_elems(s, &tys, now);
+        if !parts.is_empty() {
+            let _ = writeln!(out, "\t\telements = {{ {} }}", wrapped(&parts, &tys));
+        }
+    } else if !s.elems.is_empty() || s.default.is_some() {
         let pairs: Vec<(Elem, MapValue)> = s
             .elems
             .iter()
@@ -188,16 +220,108 @@ fn set(out: &mut String, s: &Set, h: &str) {
             "\t\telements = {}",
             map_elems(&pairs, s.default.as_ref(), &tys)
         );
-    } else if !s.elems.is_empty() || s.catchall {
-        let mut e = elems(&s.elems, &tys);
-        if s.catchall {
-            // The catch-all after the elements: `{ a, b, * }`.
-            e.truncate(e.len() - 2);
-            e.push_str(if s.elems.is_empty() { "* }" } else { ", * }" });
-        }
-        let _ = writeln!(out, "\t\telements = {e}");
     }
     out.push_str("\t}\n");
+}
+
+/// A set's flags as nft names them (`dynamic` only in the text listing:
+/// nft 1.0.6's JSON does not write it).
+pub fn set_flags(s: &Set, text: bool) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if s.interval {
+        f.push("interval");
+    }
+    if s.opts.dynamic && text {
+        f.push("dynamic");
+    }
+    if s.opts.timeouts {
+        f.push("timeout");
+    }
+    f
+}
+
+/// One live element's ` timeout T expires E` (its timeout when it is not
+/// the set's, and the time it has left, in whole jiffies).
+fn live_suffix(s: &Set, e: &LiveElem, now: u64) -> String {
+    if e.timeout == 0 {
+        return String::new();
+    }
+    let ms = e.timeout / 1_000_000;
+    let mut out = String::new();
+    if ms != s.opts.timeout {
+        let _ = write!(out, " timeout {}", time_str(ms));
+    }
+    let left = jiffies_ns(e.expires.saturating_sub(now)) / 1_000_000;
+    let _ = write!(out, " expires {}", time_str(left));
+    out
+}
+
+/// A named set's elements as listed, sorted by key: those added with
+/// `add element`, those rules added (with their timeouts), the catch-all
+/// last.
+fn set_elems(s: &Set, tys: &[Ty], now: u64) -> Vec<String> {
+    let mut v: Vec<(Elem, String)> = s.elems.iter().map(|e| (*e, String::new())).collect();
+    for (k, e) in s.live.elems(now) {
+        v.push((Elem::one(k), live_suffix(s, &e, now)));
+    }
+    v.sort_by_key(|(e, _)| *e);
+    let mut parts: Vec<String> = v.iter().map(|(e, x)| elem(e, tys) + x).collect();
+    if s.catchall {
+        parts.push("*".into());
+    }
+    parts
+}
+
+/// Kernel-listed elements joined as nft 1.0.6 does for a named set
+/// (`calculate_delim()`): addresses two to a line, integers five, other
+/// types (concatenations) one.
+fn wrapped(parts: &[String], tys: &[Ty]) -> String {
+    let per_line = match tys {
+        [Ty::Addr] => 2,
+        [Ty::Port | Ty::Proto | Ty::Mark] => 5,
+        _ => 1,
+    };
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if i % per_line == 0 {
+                ",\n\t\t\t     "
+            } else {
+                ", "
+            });
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+/// nft's `time_print()`: `1d2h3m4s5ms`, zero parts left out.
+pub fn time_str(ms: u64) -> String {
+    let parts = [
+        (ms / 86_400_000, "d"),
+        (ms / 3_600_000 % 24, "h"),
+        (ms / 60_000 % 60, "m"),
+        (ms / 1000 % 60, "s"),
+        (ms % 1000, "ms"),
+    ];
+    let mut out = String::new();
+    for (n, unit) in parts {
+        if n != 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    out
+}
+
+/// `add @s { KEY [. KEY] [timeout T] }` (or `update`).
+fn set_update(u: &SetUpdate) -> String {
+    let keys: Vec<&str> = u.keys.iter().map(|k| key_str(*k)).collect();
+    let timeout = match u.timeout {
+        0 => String::new(),
+        t => format!(" timeout {}", time_str(t)),
+    };
+    let op = if u.update { "update" } else { "add" };
+    format!("{op} @{} {{ {}{timeout} }}", u.set, keys.join(" . "))
 }
 
 fn chain(out: &mut String, fam: Family, c: &Chain, handles: bool) {
@@ -276,6 +400,7 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::Reject(Reject::TcpReset) => "reject with tcp reset".into(),
         Stmt::Limit(l) => limit(l),
         Stmt::Log(l) => log(l),
+        Stmt::SetUpdate(u) => set_update(u),
         Stmt::Verdict(v) => match v {
             RuleVerdict::Accept => "accept".into(),
             RuleVerdict::Drop => "drop".into(),

@@ -3,9 +3,9 @@
 
 use ipxmit::nft::{
     Counter, DataType, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind,
-    NatMap, NatTo, NftError, Op, Reject, Rhs, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT,
-    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT,
-    NAT_RANDOM,
+    NatMap, NatTo, NftError, Op, Reject, Rhs, RuleVerdict, SetUpdate, Stmt, ICMP_CODES, LOG_ALL,
+    LOG_IPOPT, LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM,
+    NAT_PERSISTENT, NAT_RANDOM,
 };
 use ipxmit::Stack;
 
@@ -1053,6 +1053,7 @@ pub fn parse_rule(p: &mut P<'_>) -> Result<Vec<Stmt>, NftParseError> {
             "reject" => reject(p, &v),
             "limit" => limit(p),
             "log" => log(p),
+            "add" | "update" => set_update(p, t.text == "update"),
             _ => Err(P::err(t, format!("syntax error, unexpected {}", t.text))),
         };
         v.push(s?);
@@ -1283,6 +1284,68 @@ fn not_tcp(s: &Stmt) -> bool {
     }) || (matches!(m.keys[..], [Key::IpProtocol | Key::MetaL4proto])
         && m.op == Op::Eq
         && matches!(m.rhs, Rhs::Value(v) if v != 6))
+}
+
+/// nft's `set_stmt`: `add|update @SET { KEY [. KEY] [timeout T] }`.
+fn set_update(p: &mut P<'_>, update: bool) -> Result<Stmt, NftParseError> {
+    let t = p.take()?;
+    let Some(set) = t.text.strip_prefix('@').filter(|n| !n.is_empty()) else {
+        return Err(bad(t));
+    };
+    p.expect("{")?;
+    let mut keys = Vec::new();
+    loop {
+        match key(p)? {
+            Some(k) => keys.push(k),
+            None => return Err(p.unexpected()),
+        }
+        if !p.eat(".") {
+            break;
+        }
+    }
+    let mut timeout = 0;
+    if p.eat("timeout") {
+        timeout = ipxmit::nft::dynset::timeout_ms(time_ms(p.take()?)?);
+    }
+    p.expect("}")?;
+    Ok(Stmt::SetUpdate(SetUpdate {
+        update,
+        set: set.to_string(),
+        keys,
+        timeout,
+    }))
+}
+
+/// nft's time string (`1d2h3m4s5ms`; a bare number is seconds) in ms.
+pub fn time_ms(t: &Tok) -> Result<u64, NftParseError> {
+    let wrong = || P::err(t, format!("Wrong time format: {}", t.text));
+    if let Ok(v) = t.text.parse::<u64>() {
+        return v.checked_mul(1000).ok_or_else(wrong);
+    }
+    let (mut ms, mut rest) = (0u64, t.text.as_str());
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n: u64 = rest[..digits].parse().map_err(|_| wrong())?;
+        rest = &rest[digits..];
+        let unit = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let mult = match &rest[..unit] {
+            "d" => 86_400_000,
+            "h" => 3_600_000,
+            "m" => 60_000,
+            "s" => 1000,
+            "ms" => 1,
+            _ => return Err(wrong()),
+        };
+        rest = &rest[unit..];
+        ms = n
+            .checked_mul(mult)
+            .and_then(|v| v.checked_add(ms))
+            .ok_or_else(wrong)?;
+    }
+    Ok(ms)
 }
 
 fn counter(p: &mut P<'_>) -> Result<Stmt, NftParseError> {

@@ -5,9 +5,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::dynset::{LiveSet, Update};
 use super::expr::{Base, CmpOp, Code, CtKey, Insn, MetaKey, Reg};
 use super::rule::{
-    Counter, Elem, Key, Limit, Log, MapRef, MapValue, Match, Op, Reject, Rhs, RuleVerdict, Stmt,
+    Counter, Elem, Key, Limit, Log, MapRef, MapValue, Match, Op, Reject, Rhs, RuleVerdict,
+    SetUpdate, Stmt,
 };
 use super::ruleset::{ChainHook, ChainType, Family, Policy, Ruleset, Table};
 
@@ -26,6 +28,9 @@ pub struct CompiledSet {
     catchall: bool,
     /// A concatenation with ranges in its parts ([`CompiledSet::concat`]).
     concat: Option<Box<ConcatIndex>>,
+    /// A named set's elements added from the packet path
+    /// ([`super::dynset`]).
+    pub live: Option<Arc<LiveSet>>,
 }
 
 /// The lookup of a two-part concatenated key whose elements are ranges in
@@ -103,6 +108,7 @@ impl CompiledSet {
                 intervals: v,
                 catchall: false,
                 concat: None,
+                live: None,
             };
         }
         let n = (elems.len() * 2).next_power_of_two().max(8);
@@ -121,6 +127,7 @@ impl CompiledSet {
             intervals: Vec::new(),
             catchall: false,
             concat: None,
+            live: None,
         }
     }
 
@@ -158,6 +165,27 @@ impl CompiledSet {
     #[inline]
     pub fn contains(&self, v: u64) -> bool {
         self.catchall || self.find(v).is_some()
+    }
+
+    /// Whether `v` is in the set at `now`: one of its elements, or a live
+    /// element the packet path added ([`super::dynset::LiveSet`]).
+    #[inline]
+    pub fn contains_at(&self, v: u64, now: impl FnOnce() -> u64) -> bool {
+        self.contains(v)
+            || self
+                .live
+                .as_ref()
+                .is_some_and(|l| !l.is_empty() && l.contains(v, now()))
+    }
+
+    /// How many elements it holds besides its live ones.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.1 != 0).count() + self.intervals.len()
+    }
+
+    /// Whether it holds no element besides its live ones.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0 && !self.catchall
     }
 }
 
@@ -289,6 +317,8 @@ pub struct Program {
     pub limits: Vec<Arc<Limit>>,
     /// The rules' `log` statements.
     pub logs: Vec<Arc<Log>>,
+    /// The rules' set updates ([`Insn::Dynset`]).
+    pub dynsets: Vec<Dynset>,
     /// The base chains at `output` and at `postrouting` (`[0]`, `[1]`),
     /// in priority order (`nat` chains apart).
     pub bases: [Vec<u32>; 2],
@@ -301,6 +331,30 @@ pub struct Program {
     /// Some rule matches on `ct` or a `nat` chain exists: the hooks track
     /// connections (the kernel loads conntrack on demand).
     pub needs_ct: bool,
+}
+
+/// A set update a rule makes (`add @s { ... }`, `update @s { ... }`).
+#[derive(Clone, Debug)]
+pub struct Dynset {
+    /// The set, in [`Program::sets`] (its elements and live ones).
+    pub set: u16,
+    /// What the update does.
+    pub update: Update,
+}
+
+impl Dynset {
+    /// Kernel: `nft_dynset_eval()`: `v` into the set (an element it holds
+    /// already stays, refreshed by `update`); `false` when the set is full.
+    #[inline]
+    pub fn eval(&self, prog: &Program, v: u64, now: u64) -> bool {
+        let set = &prog.sets[usize::from(self.set)];
+        if set.contains(v) {
+            return true;
+        }
+        set.live
+            .as_ref()
+            .is_some_and(|l| l.update(v, &self.update, now))
+    }
 }
 
 /// The netdev `egress` base chains of one device.
@@ -495,9 +549,60 @@ impl Program {
             // nft puts `meta l4proto tcp` before it; ipxmit sends no TCP.
             Stmt::Reject(Reject::TcpReset) => Insn::Verdict(Code::Drop),
             Stmt::Verdict(v) => Insn::Verdict(code(t, first, v)),
+            Stmt::SetUpdate(u) => return self.set_update(t, u),
         };
         self.insns.push(insn);
         Ok(())
+    }
+
+    /// Kernel: `nft_dynset_init()`: the key's loads, then the update of
+    /// the named set (its elements and its live ones) with the timeout a
+    /// new element gets (the statement's, else the set's, when the set
+    /// has timeouts).
+    fn set_update(&mut self, t: &Table, u: &SetUpdate) -> Result<(), CompileError> {
+        let set = t.set(&u.set).ok_or(CompileError::Unsupported)?;
+        self.load_keys(&u.keys)?;
+        let ns = |ms: u64| ms.saturating_mul(1_000_000);
+        let timeout = match set.opts.timeouts {
+            true if u.timeout != 0 => ns(u.timeout),
+            true => ns(set.opts.timeout),
+            false => 0,
+        };
+        let lookup = self.named(t, &u.set, false);
+        let Insn::Lookup { set: idx, .. } = lookup else {
+            return Err(CompileError::Unsupported);
+        };
+        let fixed = self.sets[usize::from(idx)].len() as u32;
+        self.dynsets.push(Dynset {
+            set: idx,
+            update: Update {
+                update: u.update,
+                timeout,
+                refresh: ns(u.timeout),
+                size: set.opts.size,
+                fixed,
+            },
+        });
+        self.insns.push(Insn::Dynset {
+            reg: 0,
+            idx: (self.dynsets.len() - 1) as u16,
+        });
+        Ok(())
+    }
+
+    /// The lookup of named set `n` of `t`: its elements, its catch-all,
+    /// its live elements when rules may add some.
+    fn named(&mut self, t: &Table, n: &str, neg: bool) -> Insn {
+        let elems = t.set(n).map_or(&[][..], |s| &s.elems[..]);
+        let insn = self.lookup(elems, neg);
+        if let Some(last) = self.sets.last_mut() {
+            let set = t.set(n);
+            last.catchall = set.is_some_and(|s| s.catchall);
+            last.live = set
+                .filter(|s| (s.updatable && s.map.is_none()) || !s.live.is_empty())
+                .map(|s| s.live.clone());
+        }
+        insn
     }
 
     /// The loads of `key` into `dreg`, with the dependency nft adds for a
@@ -709,14 +814,7 @@ impl Program {
                 }
             }
             Rhs::Set(elems) => self.lookup(elems, neg),
-            Rhs::Named(n) => {
-                let elems = t.set(n).map_or(&[][..], |s| &s.elems[..]);
-                let insn = self.lookup(elems, neg);
-                if let Some(last) = self.sets.last_mut() {
-                    last.catchall = t.set(n).is_some_and(|s| s.catchall);
-                }
-                insn
-            }
+            Rhs::Named(n) => self.named(t, n, neg),
             _ => return Err(CompileError::Unsupported),
         })
     }

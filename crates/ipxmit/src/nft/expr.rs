@@ -336,6 +336,15 @@ pub enum Insn {
     /// of this code the hook sends the host ([`PktInfo::reject`]); a drop
     /// follows it.
     Reject(u8),
+    /// Kernel: `nft_dynset_eval()`: the key in `reg` into the set of
+    /// [`super::compile::Program::dynsets`]`[idx]`; a full set stops the
+    /// rule (`NFT_BREAK`).
+    Dynset {
+        /// The key.
+        reg: Reg,
+        /// The update.
+        idx: u16,
+    },
     /// Kernel: `nft_immediate_eval()` of a verdict.
     Verdict(Code),
     /// The end of a rule whose statements all ran: `NFT_CONTINUE` with
@@ -652,8 +661,14 @@ pub fn eval(
             return step_if((lo <= v && v <= hi) != neg);
         }
         Insn::Lookup { reg, set, neg } => {
-            let found = prog.sets[usize::from(set)].contains(regs[usize::from(reg)]);
+            let v = regs[usize::from(reg)];
+            let found = prog.sets[usize::from(set)].contains_at(v, || p.now());
             return step_if(found != neg);
+        }
+        Insn::Dynset { .. } if p.dry => {}
+        Insn::Dynset { reg, idx } => {
+            let d = &prog.dynsets[usize::from(idx)];
+            return step_if(d.eval(prog, regs[usize::from(reg)], p.now()));
         }
         Insn::MapLoad { reg, map } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)])
         {

@@ -7,7 +7,9 @@
 //! [`do_chain`]), and the expressions it runs ([`expr`]): `nft_payload.c`
 //! (loads and mangling with incremental checksum), `nft_meta.c` (meta keys
 //! and `meta mark set`), `nft_cmp.c`, `nft_range.c`, `nft_bitwise.c`,
-//! `nft_lookup.c` (sets), `nft_counter.c` and `nft_immediate.c` (verdicts).
+//! `nft_lookup.c` (sets), `nft_counter.c` and `nft_immediate.c` (verdicts),
+//! `nft_dynset.c` (`add @set { KEY }` / `update @set { KEY timeout T }`:
+//! the packet path adds to a named set, [`dynset`]).
 //!
 //! Rules are kept as typed statements ([`rule`]) and compiled once per
 //! change into a register-machine [`Program`] ([`compile`]); the hooks run
@@ -62,6 +64,7 @@
 
 pub mod compile;
 pub mod conntrack;
+pub mod dynset;
 pub mod expr;
 pub mod jhash;
 pub mod log;
@@ -81,12 +84,13 @@ pub use compile::{CompileError, Program};
 pub use expr::{Code, Insn, PktInfo, Step};
 pub use rule::{
     Counter, Elem, Key, Limit, Log, MapElems, MapRef, MapValue, Match, Nat, NatKind, NatMap, NatTo,
-    Op, Reject, Rhs, Rule, RuleVerdict, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT, LOG_LEVELS,
-    LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT, NAT_RANDOM,
+    Op, Reject, Rhs, Rule, RuleVerdict, SetUpdate, Stmt, ICMP_CODES, LOG_ALL, LOG_IPOPT,
+    LOG_LEVELS, LOG_MACDECODE, LOG_TCPOPT, LOG_TCPSEQ, LOG_UID, NAT_FULLY_RANDOM, NAT_PERSISTENT,
+    NAT_RANDOM,
 };
 pub use ruleset::{
     BaseChain, Chain, ChainHook, ChainType, DataType, Family, MapData, Policy, Position, RuleRef,
-    Ruleset, Set, Table,
+    Ruleset, Set, SetOpts, Table,
 };
 
 /// Why a command was refused: the kernel's errno, as nft reports it
@@ -554,5 +558,7 @@ impl Nft {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dynset;
 #[cfg(test)]
 mod tests_flat;

@@ -536,8 +536,24 @@ pub enum Stmt {
     Limit(Arc<Limit>),
     /// `log [prefix "..."] [level L] [group N] ...`.
     Log(Arc<Log>),
+    /// `add @set { KEY [. KEY] [timeout T] }`, `update @set { ... }`.
+    SetUpdate(SetUpdate),
     /// A verdict.
     Verdict(RuleVerdict),
+}
+
+/// Kernel: `nft_dynset` (`NFT_DYNSET_OP_ADD`, `NFT_DYNSET_OP_UPDATE`): the
+/// key built from the packet goes into a named set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetUpdate {
+    /// `update` (refreshes an element's timeout) rather than `add`.
+    pub update: bool,
+    /// The set's name.
+    pub set: String,
+    /// The key's parts.
+    pub keys: Vec<Key>,
+    /// `timeout T` in ms, in whole jiffies (0: none).
+    pub timeout: u64,
 }
 
 /// A rule of a chain.

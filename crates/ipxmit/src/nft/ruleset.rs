@@ -2,7 +2,10 @@
 //! (`nf_tables_api.c`'s newtable/newchain/newrule/newset/newsetelem and
 //! their delete and flush forms).
 
-use super::rule::{Elem, MapElems, MapRef, MapValue, Rule, Stmt};
+use std::sync::Arc;
+
+use super::dynset::LiveSet;
+use super::rule::{Elem, MapElems, MapRef, MapValue, Rule, SetUpdate, Stmt};
 use super::NftError;
 
 /// A table's family.
@@ -123,6 +126,42 @@ pub struct Set {
     /// A set's catch-all element `*` (`NFT_SET_ELEM_CATCHALL`): every key
     /// is in the set.
     pub catchall: bool,
+    /// `size N`, `timeout T`, `flags dynamic,timeout`.
+    pub opts: SetOpts,
+    /// The elements rules added from the packet path (shared with every
+    /// compiled program).
+    pub live: Arc<LiveSet>,
+    /// Whether its backend takes updates from the packet path
+    /// ([`Set::backend_updates`], decided when it is made).
+    pub updatable: bool,
+}
+
+/// A set's options besides its type and `flags interval`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetOpts {
+    /// `size N` (0: none given).
+    pub size: u32,
+    /// `timeout T` in ms, whole jiffies (0: none).
+    pub timeout: u64,
+    /// `flags timeout` (`NFT_SET_TIMEOUT`; also implied by `timeout T`).
+    pub timeouts: bool,
+    /// `flags dynamic` (`NFT_SET_EVAL`).
+    pub dynamic: bool,
+}
+
+impl Set {
+    /// Kernel: `nft_select_set_ops()` then `nft_dynset_init()`: whether the
+    /// backend the kernel chose for this set can be updated from the
+    /// packet path (`ops->update`): not an interval set (`nft_rbtree`),
+    /// nor, without `flags dynamic` or timeouts, a key of at most two
+    /// bytes (`nft_bitmap`) or a set of known size (the fixed `nft_hash`).
+    pub fn backend_updates(ty: &[DataType], interval: bool, opts: &SetOpts) -> bool {
+        if interval {
+            return false;
+        }
+        let bits: u32 = ty.iter().map(|t| t.bits()).sum();
+        opts.dynamic || opts.timeouts || (bits > 16 && opts.size == 0)
+    }
 }
 
 /// The data type of a named map.
@@ -193,6 +232,7 @@ impl Table {
                     map: MapRef::Named(_),
                     ..
                 }) => return Err(NftError::Inval("a named NAT map")),
+                Stmt::SetUpdate(u) => self.check_update(u)?,
                 Stmt::Match(m) => {
                     if let super::Rhs::Named(n) = &m.rhs {
                         let set = self.set(n).ok_or(NftError::NoEntry)?;
@@ -211,6 +251,25 @@ impl Table {
 }
 
 impl Table {
+    /// Kernel: `nft_dynset_init()`: the set must exist (`ENOENT`), be a
+    /// set (`EINVAL` for a map), have the key's type, have a backend that
+    /// updates and, for a `timeout`, `flags timeout` (`EOPNOTSUPP`).
+    fn check_update(&self, u: &SetUpdate) -> Result<(), NftError> {
+        let set = self.set(&u.set).ok_or(NftError::NoEntry)?;
+        let want: Vec<u32> = u.keys.iter().map(|k| k.bits()).collect();
+        let have: Vec<u32> = set.ty.iter().map(|t| t.bits()).collect();
+        if want != have {
+            return Err(NftError::DatatypeMismatch);
+        }
+        if set.map.is_some() {
+            return Err(NftError::Inval("a map in a set statement"));
+        }
+        if !set.updatable || (u.timeout != 0 && !set.opts.timeouts) {
+            return Err(NftError::NotSupported);
+        }
+        Ok(())
+    }
+
     /// A map a rule looks up: a named one must exist, be a map of `data`
     /// and have the key's width; a verdict's chains must exist.
     fn check_map(&self, keys: &[super::Key], r: &MapRef, data: MapData) -> Result<(), NftError> {
@@ -492,6 +551,16 @@ impl Ruleset {
             return Err(NftError::Protocol);
         }
         t.check_rule(&stmts)?;
+        for s in &stmts {
+            if let Stmt::SetUpdate(u) = s {
+                // nft_dynset_init(): a set without a size gets one.
+                if let Some(set) = t.sets.iter_mut().find(|x| x.name == u.set) {
+                    if set.opts.size == 0 {
+                        set.opts.size = super::dynset::DEFAULT_SIZE;
+                    }
+                }
+            }
+        }
         let anon = stmts
             .iter()
             .filter(|s| match s {
@@ -554,6 +623,24 @@ impl Ruleset {
         ty: Vec<DataType>,
         interval: bool,
     ) -> Result<(), NftError> {
+        self.add_set_with(family, table, name, (ty, interval), SetOpts::default())
+    }
+
+    /// Kernel: `nf_tables_newset()` with `size`, `timeout` and flags
+    /// besides `interval`. An interval set with `flags dynamic` has no
+    /// backend (`EOPNOTSUPP`).
+    pub fn add_set_with(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        (ty, interval): (Vec<DataType>, bool),
+        mut opts: SetOpts,
+    ) -> Result<(), NftError> {
+        opts.timeouts |= opts.timeout != 0;
+        if interval && opts.dynamic {
+            return Err(NftError::NotSupported);
+        }
         let t = self.table_mut(family, table)?;
         if let Some(s) = t.set(name) {
             return if s.ty == ty {
@@ -563,6 +650,7 @@ impl Ruleset {
             };
         }
         let handle = t.handle();
+        let updatable = Set::backend_updates(&ty, interval, &opts);
         t.sets.push(Set {
             name: name.to_string(),
             handle,
@@ -573,6 +661,9 @@ impl Ruleset {
             values: Vec::new(),
             default: None,
             catchall: false,
+            opts,
+            live: Arc::default(),
+            updatable,
         });
         Ok(())
     }

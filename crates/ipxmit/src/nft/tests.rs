@@ -17,7 +17,7 @@ impl Driver for Sink {
     }
 }
 
-fn stack() -> (Arc<Stack>, Arc<NetDevice>) {
+pub(super) fn stack() -> (Arc<Stack>, Arc<NetDevice>) {
     let stack = Stack::new();
     let eth = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
     let dev = stack.add_device(eth, vec![Box::new(Sink)]).unwrap();
@@ -26,7 +26,7 @@ fn stack() -> (Arc<Stack>, Arc<NetDevice>) {
 
 /// A UDP datagram 10.0.0.1:sport -> daddr:dport, TTL 64, TOS 0, with a
 /// correct header checksum.
-fn udp(daddr: [u8; 4], sport: u16, dport: u16, payload: usize) -> PacketBuf {
+pub(super) fn udp(daddr: [u8; 4], sport: u16, dport: u16, payload: usize) -> PacketBuf {
     let mut b = vec![0u8; 28 + payload];
     let mut ip = Ipv4Packet::new_unchecked(&mut b[..]);
     ip.set_version(4);
@@ -60,7 +60,7 @@ fn v(v: RuleVerdict) -> Stmt {
 
 /// A table `t` with base chain `out` (output, policy `policy`) and a
 /// regular chain `sub`.
-fn ruleset(policy: Policy) -> Ruleset {
+pub(super) fn ruleset(policy: Policy) -> Ruleset {
     let mut rs = Ruleset::default();
     rs.add_table(Family::Ip, "t", false).unwrap();
     let base = BaseChain {
