@@ -560,6 +560,9 @@ impl UdpSocket {
         // `sk_wmem_alloc < sk_sndbuf` with `sum` more charged.
         let room = b.limit().saturating_sub(b.allocated());
         let (mut sum, mut n) = (0, 0);
+        // The last length seen and its buffer's truesize, in registers
+        // (a run's messages are mostly of one length).
+        let (mut len, mut truesize) = (usize::MAX, 0);
         for m in &msgs[..msgs.len().min(BATCH_MAX)] {
             if m.dest != c.dest
                 || m.flags != msgs[0].flags
@@ -569,7 +572,11 @@ impl UdpSocket {
             {
                 break;
             }
-            sum += c.truesize(c.fitting_alloc(m.data.len()));
+            if m.data.len() != len {
+                len = m.data.len();
+                truesize = c.truesize(c.fitting_alloc(len));
+            }
+            sum += truesize;
             n += 1;
         }
         SendBudget::precharge(b, sum);

@@ -495,7 +495,7 @@ impl UdpSocket {
         let pseudo = c.pseudo.add_u16(len);
         let mut sum = Csum::ZERO;
         let check = if c.partial {
-            payload[..data.len()].copy_from_slice(data);
+            copy_payload(&mut payload[..data.len()], data);
             pseudo.fold()
         } else {
             sum = Csum::copy_and_sum(data, &mut payload[..data.len()]);
@@ -719,4 +719,48 @@ const DATA_ALIGN: usize = 64;
 fn align_pad(skb: &PacketBuf, off: usize) -> usize {
     let at = skb.from_offset(0).as_ptr() as usize + off;
     at.wrapping_neg() % DATA_ALIGN
+}
+
+/// Copies `src` into `dst` (as long): a payload of 8 to 64 bytes as two
+/// overlapping fixed-size moves, inline (a `copy_from_slice` of a length
+/// unknown at compile time is a call to `memcpy`, about 20 instructions
+/// for an 18-byte datagram: `N=5120 DEV=null scripts/callgrind.sh 18B`),
+/// anything else by `copy_from_slice`.
+#[inline(always)]
+pub(super) fn copy_payload(dst: &mut [u8], src: &[u8]) {
+    /// The first and the last `K` bytes of `src` into `dst`: all of it
+    /// when `K <= src.len() <= 2 * K`.
+    #[inline(always)]
+    fn ends<const K: usize>(dst: &mut [u8], src: &[u8]) {
+        let n = src.len();
+        dst[..K].copy_from_slice(&src[..K]);
+        dst[n - K..].copy_from_slice(&src[n - K..]);
+    }
+    assert_eq!(dst.len(), src.len(), "copy_payload: length mismatch");
+    match src.len() {
+        8..=16 => ends::<8>(dst, src),
+        17..=32 => ends::<16>(dst, src),
+        33..=64 => ends::<32>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_payload;
+
+    /// Every length, those of the overlapping moves and their edges
+    /// included, copies exactly the bytes of `src` and nothing around.
+    #[test]
+    fn copy_payload_copies_every_length_exactly() {
+        let src: Vec<u8> = (0..100u8)
+            .map(|b| b.wrapping_mul(37).wrapping_add(1))
+            .collect();
+        for len in 0..=src.len() {
+            let mut room = vec![0xee_u8; len + 8];
+            copy_payload(&mut room[4..4 + len], &src[..len]);
+            assert_eq!(&room[4..4 + len], &src[..len], "length {len}");
+            assert!(room[..4].iter().chain(&room[4 + len..]).all(|&b| b == 0xee));
+        }
+    }
 }
