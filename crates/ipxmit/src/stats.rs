@@ -316,6 +316,27 @@ impl<const N: usize> Sharded<N> {
         }
     }
 
+    /// Adds `n` to counter `i` for each `(i, n)` of `adds`, the thread's
+    /// shard found once for all of them (as [`Sharded::add`] for each).
+    #[inline]
+    pub fn add_each<const K: usize>(&self, adds: [(usize, u64); K]) {
+        let t = crate::cpu::current();
+        let shared = self.shards.len() - 1;
+        if t < shared {
+            let s = &self.shards[t].0;
+            for (i, n) in adds {
+                s[i].store(
+                    s[i].load(Ordering::Relaxed).wrapping_add(n),
+                    Ordering::Relaxed,
+                );
+            }
+        } else {
+            for (i, n) in adds {
+                self.shards[shared].0[i].fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The sum of counter `i` over all threads.
     pub fn get(&self, i: usize) -> u64 {
         self.shards
@@ -571,5 +592,28 @@ mod shard_tests {
             t.join().unwrap();
         }
         assert_eq!(c.get(Mib::IpOutRequests), 1000 * (SHARDS as u64 + 8));
+    }
+
+    /// `add_each` adds each pair where `add` would, from owning threads and
+    /// from those past the owners (the shared shard) alike.
+    #[test]
+    fn add_each_adds_every_pair_from_owners_and_sharers() {
+        let c: Arc<Sharded<3>> = Arc::new(Sharded::with_owners(2));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for k in 0..100 {
+                        c.add_each([(0, 1), (2, k)]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.get(0), 600);
+        assert_eq!(c.get(1), 0);
+        assert_eq!(c.get(2), 6 * 4950);
     }
 }
