@@ -1021,15 +1021,22 @@ impl BufPool {
 /// now); its class, or `None` when it is of no class (then freed).
 #[inline(always)]
 fn reset(s: &mut BufInner) -> Option<usize> {
-    if !s.frags.is_empty() {
-        s.frags.clear();
-    }
-    if !s.chain.is_empty() {
-        s.chain.clear();
+    if !s.frags.is_empty() || !s.chain.is_empty() {
+        clear_parts(s);
     }
     s.meta = Meta::default();
     let i = s.class as usize;
     (i < CLASSES.len()).then_some(i)
+}
+
+/// [`reset`]'s part for storage with page fragments or a chain, out of
+/// line: freeing a chain drops buffers in turn, and inlined it made the
+/// common free (neither) save and restore registers it does not use.
+#[cold]
+#[inline(never)]
+fn clear_parts(s: &mut BufInner) {
+    s.frags.clear();
+    s.chain.clear();
 }
 
 /// Storage of the process-wide pool going back to it: onto this thread's
@@ -1043,10 +1050,17 @@ fn recycle_shared(mut s: Box<BufInner>) {
     };
     match HOT.try_with(|h| h.push(i, s)) {
         Ok(None) => {}
-        Ok(Some(s)) => shared_pool().keep_free(s, i),
+        Ok(Some(s)) => keep_shared(s, i),
         // The thread is exiting: its stacks are gone (the storage was freed).
         Err(_) => {}
     }
+}
+
+/// Storage of class `i` a full hot stack handed back: to the cache.
+#[cold]
+#[inline(never)]
+fn keep_shared(s: Box<BufInner>, i: usize) {
+    shared_pool().keep_free(s, i);
 }
 
 /// Storages a thread's hot stack keeps below its top for the two small
@@ -1818,11 +1832,23 @@ impl Drop for PacketBuf {
         self.release_owner();
         // SAFETY: `b` is taken exactly once, here, and never used again.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.b) };
-        match std::mem::replace(&mut inner.home, Home::None) {
-            Home::None => {}
-            Home::Shared => recycle_shared(inner),
-            Home::Pool(p) => p.recycle(inner),
+        if let Home::Shared = inner.home {
+            inner.home = Home::None;
+            return recycle_shared(inner);
         }
+        free_unshared(inner);
+    }
+}
+
+/// A dropped buffer's storage that is not the process-wide pool's: back
+/// to its own pool, or freed (no pool). Out of line, so the common drop
+/// (the shared pool's) keeps to the registers it needs.
+#[cold]
+#[inline(never)]
+fn free_unshared(mut inner: Box<BufInner>) {
+    match std::mem::replace(&mut inner.home, Home::None) {
+        Home::None | Home::Shared => {}
+        Home::Pool(p) => p.recycle(inner),
     }
 }
 
