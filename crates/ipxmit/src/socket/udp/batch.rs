@@ -40,7 +40,7 @@ use std::net::SocketAddrV4;
 
 use super::build::{budget_allows, BufShape, Datagram, PlanKey, PlanMemo};
 use super::{flow_hash, UdpCount, UdpSocket, UDP_HLEN};
-use crate::buf::{kernel_truesize, Meta, SendBudget, SockMeta};
+use crate::buf::{kernel_truesize, IpCbFlags, Meta, SendBudget, SockMeta};
 use crate::error::SendError;
 use crate::ipv4::output::OutputBatch;
 use crate::socket::cork::{
@@ -155,10 +155,11 @@ pub(super) struct BatchCork {
 /// run.
 #[derive(Clone, Copy, Debug)]
 struct DatagramMeta {
-    /// May be fragmented locally (`skb->ignore_df`).
-    ignore_df: bool,
-    /// The route's type flags and `IP_MULTICAST_LOOP`.
-    route: (crate::route::RouteType, bool),
+    /// The control-block flags of a fresh buffer as the datagram's: may be
+    /// fragmented locally (`skb->ignore_df`), the route's type flags and
+    /// `IP_MULTICAST_LOOP`, a UDP datagram its socket sums — set up once
+    /// for the run, stored with one write per datagram.
+    ip_flags: IpCbFlags,
     /// The device's MTU, not the path's, bounds it (`!ip_sk_use_pmtu`).
     use_dev_mtu: bool,
     priority: u32,
@@ -212,10 +213,7 @@ impl BatchCork {
     #[inline(always)]
     pub(super) fn datagram_meta(&self, m: &mut Meta) {
         let d = &self.meta;
-        m.ip_flags.ignore_df = d.ignore_df;
-        // A run's socket sums its datagrams (`SO_NO_CHECK` takes `sendmsg`).
-        m.ip_flags.udp_dgram = true;
-        crate::socket::cork::set_route_flags(&mut m.ip_flags, d.route.0, d.route.1);
+        m.ip_flags = d.ip_flags;
         m.use_dev_mtu = d.use_dev_mtu;
         m.priority = d.priority;
         m.mark = d.mark;
@@ -683,10 +681,17 @@ impl UdpSocket {
         } else {
             IdSource::Bucket
         };
+        let mut ip_flags = IpCbFlags {
+            ignore_df: params.pmtudisc.ignore_df(),
+            // A run's socket sums its datagrams (`SO_NO_CHECK` takes
+            // `sendmsg`).
+            udp_dgram: true,
+            ..IpCbFlags::default()
+        };
+        crate::socket::cork::set_route_flags(&mut ip_flags, params.kind, params.mc_loop);
         BatchCork {
             meta: DatagramMeta {
-                ignore_df: params.pmtudisc.ignore_df(),
-                route: (params.kind, params.mc_loop),
+                ip_flags,
                 use_dev_mtu: !params.pmtudisc.use_pmtu(),
                 priority: params.priority,
                 mark: params.mark,
