@@ -65,6 +65,8 @@ struct Setup {
     hooks: Vec<(HookPoint, Filter)>,
     /// `IP_RECVERR`.
     recverr: bool,
+    /// `SO_BROADCAST`, and a route to 224.0.0.0/4 on the device.
+    bcast: bool,
 }
 
 /// SG + checksum offload, pfifo_fast, MTU 1500, a roomy wire, PMTU "want",
@@ -87,6 +89,7 @@ fn plain_setup() -> Setup {
         busy: None,
         hooks: Vec::new(),
         recverr: false,
+        bcast: false,
     }
 }
 
@@ -333,6 +336,7 @@ fn socket(stack: &Arc<Stack>, s: &Setup) -> UdpSocket {
     if let Some(b) = s.sndbuf {
         sock.set_sndbuf(b);
     }
+    sock.set_broadcast(s.bcast);
     sock
 }
 
@@ -366,6 +370,10 @@ fn host(s: &Setup) -> (Arc<Stack>, Wire, UdpSocket) {
     stack.add_device(dev_config(s), drvs).unwrap();
     root_qdisc(&stack, s);
     addresses(&stack, s.dev_name(), s.l3);
+    if s.bcast {
+        let mcast = RouteSpec::new("224.0.0.0/4".parse().unwrap(), s.dev_name());
+        stack.add_route(mcast).unwrap();
+    }
     for &(point, filter) in &s.hooks {
         stack.hooks().register(point, Arc::new(filter));
     }
@@ -736,6 +744,7 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
             busy,
             hooks,
             recverr,
+            bcast: false,
         }
     })
 }
@@ -1287,6 +1296,36 @@ fn an_l3_device_sends_bare_ip_like_one_by_one() {
     // 100 B in one frame, 3000 B in three, 20 + 1500 B in two.
     assert_eq!(out.frames.len(), 2 * 6);
     assert!(out.frames.iter().all(|f| f[0] == 0x45), "bare IPv4");
+}
+
+/// Broadcast and multicast datagrams (the route's type flags a batch
+/// sets up once per run) among unicast ones: frames, the
+/// `IpExtOut{Bcast,Mcast}` counters and the copies looped to the host are
+/// those of `sendmsg` one by one.
+#[test]
+fn broadcast_and_multicast_runs_go_like_one_by_one() {
+    let s = Setup {
+        bcast: true,
+        ..plain_setup()
+    };
+    let to = |a: [u8; 4]| Some(SocketAddrV4::new(Ipv4Addr::from(a), 9));
+    let batch = vec![
+        (18, to([10, 0, 0, 255]), false),
+        (18, to([10, 0, 0, 255]), false),
+        (30, to([224, 0, 0, 1]), false),
+        (30, to([224, 0, 0, 1]), false),
+        (3000, to([224, 0, 0, 1]), false),
+        (18, to([10, 0, 0, 2]), false),
+        (18, to([255, 255, 255, 255]), false),
+        (40, to([239, 1, 2, 3]), false),
+    ];
+    let out = both_ways(&s, &[batch.clone(), batch]);
+    assert_eq!(out.results, vec![Ok(8); 2]);
+    // 3000 B to a group in three frames, the others in one each.
+    assert_eq!(out.frames.len(), 2 * 10);
+    let mib = |m| count(&out.mibs, m);
+    assert_eq!(mib(Mib::IpExtOutBcastPkts), 2 * 3);
+    assert_eq!(mib(Mib::IpExtOutMcastPkts), 2 * 6);
 }
 
 /// Four transmit queues on one small wire under `mq`, flows to several
