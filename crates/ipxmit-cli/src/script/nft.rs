@@ -9,7 +9,7 @@
 
 use ipxmit::nft::{
     BaseChain, ChainHook, ChainType, DataType, Family, MapData, Nft, NftError, Policy, Position,
-    Ruleset, SetOpts, Stmt,
+    Ruleset, SetOpts, SetUpdate, Stmt,
 };
 use std::sync::Arc;
 
@@ -556,6 +556,13 @@ fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<
         Action::DeleteChain(n) => nft.commit(stack, |r| r.delete_chain(fam, tn, &n.text))?,
         Action::FlushChain(n) => nft.commit(stack, |r| r.flush_chain(fam, tn, &n.text))?,
         Action::AddRule(n, stmts, pos) => {
+            if let Some(t) = nft.ruleset.table(fam, tn) {
+                for s in stmts {
+                    if let Stmt::SetUpdate(u) = s {
+                        set_update_types(t, u, &c.text)?;
+                    }
+                }
+            }
             let stmts = super::nft_rule::resolve(stack, stmts.clone())?;
             nft.commit(stack, |r| r.add_rule(fam, tn, &n.text, stmts, *pos))?;
         }
@@ -612,6 +619,38 @@ fn apply(stack: &Arc<Stack>, nft: &mut Nft, c: &NftCommand, tn: &str) -> Result<
         Action::List(_) => {}
     }
     Ok(())
+}
+
+/// nft's evaluation of a set statement (`stmt_evaluate_set()`): the set
+/// must exist (`No such file or directory` at `@NAME`) and have the key's
+/// type (`datatype mismatch: expected T, expression has type E`).
+fn set_update_types(t: &ipxmit::nft::Table, u: &SetUpdate, text: &str) -> Result<(), Refused> {
+    use super::nft_rule::{ty_desc, ty_of, ty_of_data};
+    let name = format!("@{}", u.set);
+    let at = text.find(&name).unwrap_or(0);
+    let span = (at, at + name.len());
+    let Some(set) = t.set(&u.set) else {
+        let msg = "No such file or directory".into();
+        return Err(Refused::Parse(NftParseError { msg, span }));
+    };
+    let want: Vec<_> = set.ty.iter().map(|d| ty_of_data(*d)).collect();
+    let have: Vec<_> = u.keys.iter().map(|k| ty_of(*k)).collect();
+    if want == have {
+        return Ok(());
+    }
+    let desc = |v: &[super::nft_rule::Ty]| match v {
+        [one] => ty_desc(*one).to_string(),
+        v => {
+            let parts: Vec<&str> = v.iter().map(|t| ty_desc(*t)).collect();
+            format!("concatenation of ({})", parts.join(", "))
+        }
+    };
+    let msg = format!(
+        "datatype mismatch: expected {}, expression has type {}",
+        desc(&want),
+        desc(&have)
+    );
+    Err(Refused::Parse(NftParseError { msg, span }))
 }
 
 /// Tokens after a command's end: nft's syntax error at the first.

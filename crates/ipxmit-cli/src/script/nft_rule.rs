@@ -75,6 +75,25 @@ pub fn ty_of(k: Key) -> Ty {
     }
 }
 
+/// A type's description as nft's errors name it (`datatype->desc`).
+pub fn ty_desc(t: Ty) -> &'static str {
+    match t {
+        Ty::Addr => "IPv4 address",
+        Ty::Port => "internet network service",
+        Ty::Mark => "packet mark",
+        Ty::Proto => "Internet protocol",
+        Ty::Dscp => "Differentiated Services Code Point",
+        Ty::Ecn => "Explicit Congestion Notification",
+        Ty::Prio => "TC class handle",
+        Ty::Time => "Relative time",
+        Ty::Dev => "network interface index",
+        Ty::Ifname => "network interface name",
+        Ty::CtState => "conntrack state",
+        Ty::CtDir => "conntrack direction",
+        Ty::U4 | Ty::U8 | Ty::U16 | Ty::U32 => "integer",
+    }
+}
+
 /// The value type of a set's data type.
 pub fn ty_of_data(d: DataType) -> Ty {
     match d {
