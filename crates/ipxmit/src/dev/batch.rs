@@ -485,7 +485,7 @@ impl<'a> XmitBatch<'a> {
     /// lock per frame where enqueue, dequeue and the end of the run took
     /// three; others' frames queued meanwhile go with the batch's next
     /// run.
-    #[inline(never)]
+    #[inline]
     fn enqueue(&mut self, mut pkt: PacketBuf) -> Result<(), QueueXmitError> {
         let (ctx, dev, root) = (self.ctx, self.dev, self.root);
         let mut slot = root.q.lock();

@@ -19,6 +19,7 @@ use crate::time::Instant;
 /// cannot (UDP GSO into datagrams, UFO into IP fragments), completes checksums
 /// it cannot, and linearizes for a device without scatter-gather. The
 /// resulting frames are appended to `out`.
+#[inline(always)]
 pub fn validate_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
@@ -27,16 +28,28 @@ pub fn validate_xmit(
 ) {
     let feats = dev.features();
     if !crate::offload::gso::gso_ok(pkt.meta.gso_type, feats) {
-        let tag = pkt.meta.tskey;
-        if !crate::offload::gso::segment_into(pkt, feats, ctx.pool, out) {
-            fate::dropped(tag, DropReason::SkbGsoSeg);
-            ctx.counters.drop_at(DropSite::GsoSegFail);
-            dev.stats.add(DevCounter::TxDropped, 1);
-        }
-        return;
+        return segment(ctx, (dev, feats), pkt, out);
     }
     finish_frame(&mut pkt, feats);
     out.push_back(pkt);
+}
+
+/// [`validate_xmit`] of a GSO packet the device cannot take: segmented in
+/// software (`skb_gso_segment`), or dropped when it cannot be. Out of
+/// line, so the inlined check of every other frame stays small.
+#[inline(never)]
+fn segment(
+    ctx: XmitCtx<'_>,
+    (dev, feats): (&NetDevice, Features),
+    pkt: PacketBuf,
+    out: &mut VecDeque<PacketBuf>,
+) {
+    let tag = pkt.meta.tskey;
+    if !crate::offload::gso::segment_into(pkt, feats, ctx.pool, out) {
+        fate::dropped(tag, DropReason::SkbGsoSeg);
+        ctx.counters.drop_at(DropSite::GsoSegFail);
+        dev.stats.add(DevCounter::TxDropped, 1);
+    }
 }
 
 /// The per-frame part of validation: checksum and linearization.
@@ -253,6 +266,7 @@ fn queue_xmit_nit(ctx: &XmitCtx<'_>, dev: &NetDevice, pkt: &PacketBuf) {
 /// a stopped queue and leaves the frames not sent in `frames` (the refused one
 /// first). What the driver took is counted in `tx`, which the caller
 /// settles (once per run or batch).
+#[inline]
 pub fn hard_start_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,

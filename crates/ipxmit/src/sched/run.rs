@@ -61,6 +61,7 @@ pub(crate) fn end_bypass(
 /// Counts what the driver took in `tx` (settled by the caller). Returns
 /// true when the caller should keep running the qdisc (all sent and the
 /// queue not stopped).
+#[inline]
 pub fn direct_xmit(
     ctx: XmitCtx<'_>,
     dev: &NetDevice,
