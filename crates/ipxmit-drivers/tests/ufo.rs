@@ -21,6 +21,7 @@ use std::time::Duration;
 use common::netns::{
     Capture, Receiver, TapPeer, VethPeer, DEV_A, TAP_OURS, TAP_PEER, VETH_OURS, VETH_PEER,
 };
+use common::veth::packet_stack;
 use common::{eth0, mem_host, payload, report, skip, PEER};
 use ipxmit::buf::GsoType;
 use ipxmit::dev::Features;
@@ -201,19 +202,23 @@ fn tap_host(peer: &TapPeer) -> (Runner, Arc<Stack>) {
     (Runner::spawn(stack.clone()), stack)
 }
 
-/// A TAP peer asking for UFO, or why the test cannot run.
-fn ufo_peer(tag: &str, sndbuf: Option<i32>) -> Result<TapPeer, String> {
+/// A TAP peer asking for UFO for the test `name`, or `None` once the
+/// SKIPPED line says why the test cannot run here (no root and network
+/// namespaces, no TAP peer, or a kernel that refuses `TUN_F_UFO`).
+fn ufo_peer(name: &str, tag: &str, sndbuf: Option<i32>) -> Option<TapPeer> {
+    if skip(name) {
+        return None;
+    }
     let mut cfg = TapConfig::tap("ipxf%d");
     cfg.offload = Features::HW_CSUM | Features::GSO_UDP_L4 | Features::UFO;
     cfg.sndbuf = sndbuf;
-    let peer = TapPeer::new(tag, &cfg, OUR_MAC).map_err(|e| e.to_string())?;
-    match peer.tap.features().contains(Features::UFO) {
-        true => Ok(peer),
-        false => Err(format!(
-            "the kernel refused TUN_F_UFO: {}",
-            peer.tap.features()
-        )),
-    }
+    let why = match TapPeer::new(tag, &cfg, OUR_MAC) {
+        Ok(peer) if peer.tap.features().contains(Features::UFO) => return Some(peer),
+        Ok(peer) => format!("the kernel refused TUN_F_UFO: {}", peer.tap.features()),
+        Err(e) => e.to_string(),
+    };
+    println!("SKIPPED ({why}): {name}");
+    None
 }
 
 /// `IpReasmReqds` of namespace `ns` (`/proc/net/snmp` read from inside).
@@ -230,13 +235,8 @@ fn reasm_reqds(ns: &Netns) -> u64 {
 
 #[test]
 fn ufo_tap_hands_the_kernel_whole_datagrams() {
-    let name = "ufo_tap_hands_the_kernel_whole_datagrams";
-    if skip(name) {
+    let Some(peer) = ufo_peer("ufo_tap_hands_the_kernel_whole_datagrams", "ufotap", None) else {
         return;
-    }
-    let peer = match ufo_peer("ufotap", None) {
-        Ok(p) => p,
-        Err(why) => return println!("SKIPPED ({why}): {name}"),
     };
     let cap = Capture::open_plain(&peer.ns, peer.tap.name()).unwrap();
     let rx = Receiver::bind(&peer.ns, SocketAddrV4::new(TAP_PEER, 6100), 16 << 20).unwrap();
@@ -288,13 +288,8 @@ fn slow_ingress(peer: &TapPeer) {
 
 #[test]
 fn ufo_tap_back_pressure_loses_nothing() {
-    let name = "ufo_tap_back_pressure_loses_nothing";
-    if skip(name) {
+    let Some(peer) = ufo_peer("ufo_tap_back_pressure_loses_nothing", "ufobp", Some(8192)) else {
         return;
-    }
-    let peer = match ufo_peer("ufobp", Some(8192)) {
-        Ok(p) => p,
-        Err(why) => return println!("SKIPPED ({why}): {name}"),
     };
     slow_ingress(&peer);
     let rx = Receiver::bind(&peer.ns, SocketAddrV4::new(TAP_PEER, 6101), 64 << 20).unwrap();
@@ -402,13 +397,12 @@ fn ids_shared(frames: &[Vec<u8>]) {
 
 #[test]
 fn ufo_frames_forwarded_by_the_kernel_are_its_own_sockets_fragments() {
-    let name = "ufo_frames_forwarded_by_the_kernel_are_its_own_sockets_fragments";
-    if skip(name) {
+    let Some(peer) = ufo_peer(
+        "ufo_frames_forwarded_by_the_kernel_are_its_own_sockets_fragments",
+        "ufofwd",
+        None,
+    ) else {
         return;
-    }
-    let peer = match ufo_peer("ufofwd", None) {
-        Ok(p) => p,
-        Err(why) => return println!("SKIPPED ({why}): {name}"),
     };
     let fwd = Forwarder::new(peer);
     let (_runner, stack) = tap_host(&fwd.peer);
@@ -474,7 +468,7 @@ fn ufo_over_af_packet_writes_one_frame_per_datagram() {
             "{}",
             link.features()
         );
-        let (stack, _) = common::veth::packet_stack(&peer, &link);
+        let (stack, _) = packet_stack(&peer, &link);
         let _runner = Runner::spawn(stack.clone());
         let port = 6300 + k as u16;
         let rx = Receiver::bind(&peer.b, SocketAddrV4::new(VETH_PEER, port), 16 << 20).unwrap();
