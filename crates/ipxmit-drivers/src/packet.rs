@@ -99,9 +99,7 @@ use ipxmit::time::Instant;
 use ipxmit::wire::EthernetAddress;
 use ipxmit::PacketBuf;
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
-};
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags};
 
 use crate::runner::{self, recycle, WaitFd, WaitSource};
 pub use crate::sys::TpacketVersion;
@@ -472,15 +470,7 @@ fn sys_err<'a>(
 
 /// `socket(AF_PACKET, SOCK_RAW, htons(proto))`, non-blocking.
 fn packet_socket(proto: u16, ifname: &str) -> Result<OwnedFd, PacketError> {
-    let p = rustix::net::RawProtocol::new(u32::from(proto.to_be()))
-        .map(rustix::net::Protocol::from_raw);
-    rustix::net::socket_with(
-        AddressFamily::PACKET,
-        SocketType::RAW,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        p,
-    )
-    .map_err(|e| match e {
+    sys::packet_socket(proto).map_err(|e| match e {
         Errno::PERM | Errno::ACCESS => PacketError::NeedsCapNetRaw,
         e => PacketError::Sys {
             what: "socket(AF_PACKET)",
@@ -638,15 +628,7 @@ fn open_rx(cfg: &PacketConfig, ifindex: u32) -> Result<Option<OwnedFd>, PacketEr
         PacketRx::All => libc::ETH_P_ALL as u16,
     };
     let fd = packet_socket(proto, &cfg.ifname)?;
-    sys::bind_packet(fd.as_fd(), proto, ifindex)
-        .map_err(sys_err("bind(AF_PACKET)", &cfg.ifname))?;
-    // Older kernels lack it; `poll_rx` checks `sll_pkttype` as well.
-    let _ = sys::setsockopt_int(
-        fd.as_fd(),
-        libc::SOL_PACKET,
-        libc::PACKET_IGNORE_OUTGOING,
-        1,
-    );
+    sys::bind_rx(fd.as_fd(), proto, ifindex).map_err(sys_err("bind(AF_PACKET)", &cfg.ifname))?;
     Ok(Some(fd))
 }
 

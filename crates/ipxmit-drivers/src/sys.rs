@@ -220,6 +220,29 @@ pub fn bind_packet(fd: BorrowedFd<'_>, protocol: u16, ifindex: u32) -> io::Resul
     }
 }
 
+/// `socket(AF_PACKET, SOCK_RAW, htons(proto))`, non-blocking and
+/// close-on-exec (`EPERM` without `CAP_NET_RAW`).
+pub fn packet_socket(proto: u16) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, Protocol, RawProtocol, SocketFlags, SocketType};
+    let p = RawProtocol::new(u32::from(proto.to_be())).map(Protocol::from_raw);
+    rustix::net::socket_with(
+        AddressFamily::PACKET,
+        SocketType::RAW,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        p,
+    )
+}
+
+/// Makes the packet socket `fd` of protocol `proto` a link's receive
+/// socket: bound to interface `ifindex`, our own outgoing frames left out
+/// (`PACKET_IGNORE_OUTGOING`; older kernels lack it, so receivers check
+/// `sll_pkttype` as well).
+pub fn bind_rx(fd: BorrowedFd<'_>, proto: u16, ifindex: u32) -> io::Result<()> {
+    bind_packet(fd, proto, ifindex)?;
+    let _ = setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
+    Ok(())
+}
+
 /// `recvfrom(fd, buf, MSG_DONTWAIT, &sockaddr_ll)`: one frame and its packet
 /// type (`PACKET_HOST`, `PACKET_OUTGOING`, ...).
 pub fn recv_ll(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, u8)> {

@@ -59,7 +59,6 @@ use ipxmit::dev::{DevConfig, Driver, Features, TxQueueCtl, TxStatus};
 use ipxmit::wire::EthernetAddress;
 use ipxmit::PacketBuf;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::runner::{self, WaitFd, WaitSource};
 use crate::sys;
@@ -342,15 +341,7 @@ fn io_err<'a>(what: &'static str, ifname: &'a str) -> impl FnOnce(std::io::Error
 
 /// `socket(AF_PACKET, SOCK_RAW, htons(proto))`, non-blocking.
 fn packet_socket(proto: u16, ifname: &str) -> Result<OwnedFd, XdpError> {
-    let p = rustix::net::RawProtocol::new(u32::from(proto.to_be()))
-        .map(rustix::net::Protocol::from_raw);
-    rustix::net::socket_with(
-        AddressFamily::PACKET,
-        SocketType::RAW,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        p,
-    )
-    .map_err(|e| match e {
+    sys::packet_socket(proto).map_err(|e| match e {
         Errno::PERM | Errno::ACCESS => XdpError::NeedsCapNetRaw { what: "AF_PACKET" },
         e => sys_err("socket(AF_PACKET)", ifname)(e),
     })
@@ -504,14 +495,7 @@ fn open_rx(cfg: &XdpConfig, ifindex: u32) -> Result<Option<OwnedFd>, XdpError> {
         XdpRx::All => libc::ETH_P_ALL as u16,
     };
     let fd = packet_socket(proto, &cfg.ifname)?;
-    sys::bind_packet(fd.as_fd(), proto, ifindex).map_err(io_err("bind(AF_PACKET)", &cfg.ifname))?;
-    // Older kernels lack it; `poll_rx` checks `sll_pkttype` as well.
-    let _ = sys::setsockopt_int(
-        fd.as_fd(),
-        libc::SOL_PACKET,
-        libc::PACKET_IGNORE_OUTGOING,
-        1,
-    );
+    sys::bind_rx(fd.as_fd(), proto, ifindex).map_err(io_err("bind(AF_PACKET)", &cfg.ifname))?;
     Ok(Some(fd))
 }
 
