@@ -74,10 +74,17 @@ fn probe(tag: &str, set: impl FnOnce(&mut PacketConfig)) -> Vec<(String, u64, u6
         let msgs = vec![BatchMsg::new(&p, to); 64];
         let rounds = if len > 8000 { 8 } else { 40 };
         send_rounds(&mut s, &msgs, rounds);
+        alloc_probe::prefill_pool(stack.pool());
+        alloc_probe::warm_parking();
         let before = alloc_probe::allocations();
-        let n = send_rounds(&mut s, &msgs, rounds * 2);
+        let mut n = 0;
+        let sites = alloc_probe::sites_of(1, || n = send_rounds(&mut s, &msgs, rounds * 2));
         let allocs = alloc_probe::allocations() - before;
-        out.push((format!("{tag}/{len}B/gso{gso}"), n, allocs));
+        let case = format!("{tag}/{len}B/gso{gso}");
+        if let Some(site) = sites.first() {
+            report(&format!("{case}: first allocation at\n{site}"));
+        }
+        out.push((case, n, allocs));
     }
     report(&format!("{tag}: {:?}", link.stats()));
     out

@@ -71,6 +71,53 @@ pub fn allocations() -> u64 {
     COUNT.with(Cell::get)
 }
 
+/// Parks the calling thread once, for a microsecond. A thread's first park
+/// sets up parking_lot's per-thread data (registering its destructor, and
+/// growing the global table of waiters as threads are added): allocations
+/// made once in a thread's life, not per datagram. A probe whose sender
+/// may first be parked in its measured part (a lock contended by a
+/// runner thread, a blocking send under load) calls this in its warm-up,
+/// or a loaded machine would have it count them now and then.
+#[allow(dead_code)]
+pub fn warm_parking() {
+    let m = parking_lot::Mutex::new(());
+    let c = parking_lot::Condvar::new();
+    let _ = c.wait_for(&mut m.lock(), std::time::Duration::from_micros(1));
+}
+
+/// Grows `pool` to a steady-state depth in every size class: takes that
+/// many storages of each class (1,024 of the two small ones, 256 of 16 KiB,
+/// 128 of 64 KiB: above what a runner's caches can strand, within what the
+/// pool keeps), each filled with [`ipxmit::buf::MAX_FRAGS`] page fragments
+/// as a storage that carried a GSO datagram was (its fragment list keeps
+/// that capacity), and frees them on this thread (the sender's caches keep
+/// what they may, the pool's shared queue the rest).
+///
+/// Why a probe over a real link needs it: when the link backs up, the
+/// runner thread transmits what waited in the qdisc and frees those
+/// buffers into its own thread's caches (up to their bound: 320 storages of
+/// a small class), where the sender cannot take them; the sender then
+/// finds the shared queue empty and the pool grows, once, until the
+/// runner's caches are full. On a loaded machine that can first happen in
+/// a probe's measured part. Growing the pool first stands for the warm-up
+/// that would have reached that depth: the count measured is then the
+/// per-datagram steady state, not the pool's one-time growth.
+#[allow(dead_code)]
+pub fn prefill_pool(pool: &ipxmit::BufPool) {
+    for (size, n) in [(512, 1024), (2048, 1024), (16384, 256), (66048, 128)] {
+        let held: Vec<ipxmit::PacketBuf> = (0..n)
+            .map(|_| {
+                let mut b = pool.alloc(size);
+                for _ in 0..ipxmit::buf::MAX_FRAGS {
+                    let _ = b.add_frag(bytes::Bytes::from_static(b"x"));
+                }
+                b
+            })
+            .collect();
+        drop(held);
+    }
+}
+
 /// Runs `f` and returns the backtraces of the first `max` allocations it
 /// made on this thread (for a test's failure message).
 #[allow(dead_code)]
@@ -176,6 +223,7 @@ pub fn probe(
     for _ in 0..warmup {
         host.send_one().expect("warm-up send");
     }
+    warm_parking();
     let trace = std::env::var_os("IPXMIT_ALLOC_TRACE").is_some_and(|v| v != "0");
     SITES.with(|s| s.borrow_mut().clear());
     TRACING.with(|t| t.set(if trace { TRACE_MAX } else { 0 }));

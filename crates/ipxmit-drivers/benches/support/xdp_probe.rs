@@ -56,11 +56,14 @@ fn wire() -> Result<Wire, String> {
     Ok(Wire { link, _a: a, _b: b })
 }
 
-/// Counts the allocations of `measured` calls of `send` after `warmup`.
-fn count(warmup: u64, measured: u64, mut send: impl FnMut()) -> u64 {
+/// Counts the allocations of `measured` calls of `send` after `warmup`
+/// (and the pool's growth to its depth: `alloc_probe::prefill_pool`).
+fn count(pool: &ipxmit::BufPool, warmup: u64, measured: u64, mut send: impl FnMut()) -> u64 {
     for _ in 0..warmup {
         send();
     }
+    super::alloc_probe::prefill_pool(pool);
+    super::alloc_probe::warm_parking();
     let before = allocations();
     for _ in 0..measured {
         send();
@@ -89,7 +92,7 @@ pub fn probe_xdp() -> Result<Vec<Probe>, String> {
     let mut out = Vec::new();
     for n in SIZES {
         let p = vec![7u8; n];
-        let allocs = count(WARMUP, MEASURED, || {
+        let allocs = count(stack.pool(), WARMUP, MEASURED, || {
             let _ = s.send_to(&p, to, MsgFlags::NONE);
         });
         out.push(probe(format!("xdp/send_to/{n}B"), MEASURED, allocs));
@@ -97,7 +100,7 @@ pub fn probe_xdp() -> Result<Vec<Probe>, String> {
     for n in BATCHED {
         let p = vec![7u8; n];
         let msgs = [BatchMsg::new(&p, Some(to)); 64];
-        let allocs = count(WARMUP / 64, MEASURED / 64, || {
+        let allocs = count(stack.pool(), WARMUP / 64, MEASURED / 64, || {
             let _ = s.send_batch(&msgs, MsgFlags::NONE);
         });
         out.push(probe(
