@@ -598,8 +598,10 @@ impl Program {
         if let Some(last) = self.sets.last_mut() {
             let set = t.set(n);
             last.catchall = set.is_some_and(|s| s.catchall);
+            // Only a set some rule adds to (or that holds live elements
+            // already) pays for looking at them.
             last.live = set
-                .filter(|s| (s.updatable && s.map.is_none()) || !s.live.is_empty())
+                .filter(|s| !s.live.is_empty() || updated(t, &s.name))
                 .map(|s| s.live.clone());
         }
         insn
@@ -878,6 +880,15 @@ impl Program {
             neg,
         }
     }
+}
+
+/// Whether a rule of `t` adds to set `name` (`add @name`, `update @name`).
+fn updated(t: &Table, name: &str) -> bool {
+    t.chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.stmts)
+        .any(|s| matches!(s, Stmt::SetUpdate(u) if u.set == name))
 }
 
 /// [`Program::next`] of `n` instructions laid out as `chains` say: each

@@ -203,3 +203,18 @@ fn a_dry_run_adds_nothing() {
     do_chain(&prog, 0, &mut p);
     assert!(live(&rs, "d", 0).is_empty());
 }
+
+#[test]
+fn only_a_set_rules_add_to_is_looked_up_in_its_live_elements() {
+    let mut rs = ruleset(Policy::Accept);
+    for n in ["a", "b"] {
+        rs.add_set(Family::Ip, "t", n, vec![DataType::Ipv4Addr], false)
+            .unwrap();
+        add(&mut rs, vec![lookup(n)]).unwrap();
+    }
+    add(&mut rs, vec![upd(false, "b", &[Key::IpDaddr], 0)]).unwrap();
+    let prog = Program::compile(&rs).unwrap();
+    let live: Vec<bool> = prog.sets.iter().map(|s| s.live.is_some()).collect();
+    // The lookups of a and b, then the update's own view of b.
+    assert_eq!(live, [false, true, true]);
+}
