@@ -52,7 +52,9 @@
 //! ([`Verdict::DropErr`]), counted as a `NETFILTER_DROP` and in
 //! `IpOutDiscards`, as the kernel's `NF_DROP_ERR`.
 //!
-//! Not yet: `devices = { ... }` (one device per egress chain);
+//! Not yet: `devices = { ... }` (one device per egress chain); in set
+//! statements, `delete @set` and stateful expressions (`add @s { ip daddr
+//! counter }`); `add element ... timeout T`; `gc-interval`;
 //! `icmp_send`'s rate limit for `reject`; named maps in NAT statements
 //! (anonymous ones, `snat ip [prefix] to KEY map { ... }`, are taken),
 //! bitwise `and`/`or`/`xor` in statements, TCP matches. Conntrack knows UDP, ICMP queries and other protocols
