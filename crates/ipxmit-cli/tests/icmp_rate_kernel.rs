@@ -19,8 +19,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{json_lines, run_script, sh, tmpdir, Ns};
 use serde_json::Value;
 
@@ -65,12 +63,7 @@ fn burst(n: usize, peers: u8) -> Vec<String> {
 
 /// The kernel's counters after `sysctls` and the burst.
 fn kernel(name: &str, sysctls: &[&str], frames: &[String]) -> Vec<u64> {
-    let ns = Ns(format!("ipxmit-icmprate-{name}-{}", std::process::id()));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
+    let ns = Ns::add(format!("ipxmit-icmprate-{name}-{}", std::process::id()));
     let (_, err, code) = sh(
         &ns.0,
         "ip link add veth0 address 02:00:00:00:00:01 type veth peer name veth1 && \

@@ -14,8 +14,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{missing_tools, run_script, sh, tmpdir, Ns};
 
 const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
@@ -125,12 +123,7 @@ fn set_updates_from_the_packet_path_match_the_kernel() {
         eprintln!("SKIPPED ({why}): nft_dynset_kernel");
         return;
     }
-    let ns = Ns(format!("ipxmit-dynset-{}", std::process::id()));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
+    let ns = Ns::add(format!("ipxmit-dynset-{}", std::process::id()));
     let (_, err, code) = sh(
         &ns.0,
         "ip link set lo up; ip link add veth0 type veth peer name veth1; ip link set veth1 up",

@@ -16,8 +16,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{run_script, sh, tmpdir, Ns};
 
 /// The ruleset: an output chain with counters, a named interval set, a
@@ -107,12 +105,7 @@ fn nft_rules_listing_drops_and_counters_match_the_kernel() {
         eprintln!("SKIPPED (needs root and network namespaces): nft_kernel [{why}]");
         return;
     }
-    let ns = Ns(format!("ipxmit-nft-{}", std::process::id()));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
+    let ns = Ns::add(format!("ipxmit-nft-{}", std::process::id()));
     sh(
         &ns.0,
         "ip link set lo up; ip link add veth0 type veth peer name veth1; \

@@ -117,6 +117,16 @@ pub fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
 /// A network namespace a test made, deleted when dropped.
 pub struct Ns(pub String);
 
+impl Ns {
+    /// Creates namespace `name` (`ip netns add`), deleted when dropped.
+    pub fn add(name: String) -> Ns {
+        let ns = Ns(name);
+        let ok = Command::new("ip").args(["netns", "add", &ns.0]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "ip netns add {}", ns.0);
+        ns
+    }
+}
+
 impl Drop for Ns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
