@@ -974,7 +974,7 @@ impl PacketQueue {
         sh.c.tx_frames.fetch_add(1, Ordering::Relaxed);
         sh.c.tx_bytes.fetch_add(pkt.len() as u64, Ordering::Relaxed);
         let ctl = q.ctl();
-        if let Some(c) = ctl {
+        if let Some(c) = &ctl {
             c.sent_queue(pkt.len() as u32, ring.stamp);
         }
         // `__netdev_tx_sent_queue`: ring the doorbell at the end of a batch,

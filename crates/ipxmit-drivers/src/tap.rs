@@ -45,7 +45,7 @@
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipxmit::dev::{DevConfig, Driver, Features, LinkType, TxQueueCtl, TxStatus};
@@ -55,6 +55,7 @@ use rustix::io::Errno;
 
 use crate::runner::{self, recycle, WaitFd, WaitSource};
 use crate::sys;
+use crate::txring::CtlSlot;
 
 pub use crate::vnet::{
     vnet_header, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_UDP,
@@ -185,7 +186,8 @@ struct QueueState {
     fd: OwnedFd,
     /// Stopped for lack of room; waiting for `POLLOUT`.
     waiting: AtomicBool,
-    ctl: OnceLock<Arc<TxQueueCtl>>,
+    /// The stack's flow control of the queue (the latest attached).
+    ctl: CtlSlot,
 }
 
 impl QueueState {
@@ -340,7 +342,7 @@ impl TapDevice {
             .map(|fd| QueueState {
                 fd,
                 waiting: AtomicBool::new(false),
-                ctl: OnceLock::new(),
+                ctl: CtlSlot::default(),
             })
             .collect();
         let features = Features::SG | Features::FRAGLIST | Features::COPY_AT_XMIT | granted;
@@ -548,7 +550,7 @@ impl TapQueue {
 
 impl Driver for TapQueue {
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
-        let _ = self.shared.queues[self.index].ctl.set(ctl);
+        self.shared.queues[self.index].ctl.attach(ctl);
     }
 
     fn start_xmit(&mut self, pkt: PacketBuf, _more: bool) -> TxStatus {

@@ -18,14 +18,38 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipxmit::dev::TxQueueCtl;
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::runner::WaitFd;
 use crate::sys;
+
+/// The stack's flow control of one transmit queue of a driver: the one
+/// given by the latest [`Driver::attach`](ipxmit::dev::Driver::attach).
+///
+/// A link's drivers may be handed to a new stack (`drivers()` again): as a
+/// device registered again gets new queues, the driver then stops and
+/// wakes the new stack's queue, never the old one's (whose wake-ups would
+/// go nowhere, and leave the new queue stopped or spun on). A runner of
+/// the old stack still completing the link holds its own reference to
+/// the control it read, so replacing it under it is safe.
+#[derive(Debug, Default)]
+pub(crate) struct CtlSlot(RwLock<Option<Arc<TxQueueCtl>>>);
+
+impl CtlSlot {
+    /// Takes `ctl` in place of any earlier one (`Driver::attach`).
+    pub fn attach(&self, ctl: Arc<TxQueueCtl>) {
+        *self.0.write() = Some(ctl);
+    }
+
+    /// The flow control of the queue, once attached.
+    pub fn get(&self) -> Option<Arc<TxQueueCtl>> {
+        self.0.read().clone()
+    }
+}
 
 /// Whether frames are still waiting for the kernel after a push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +137,8 @@ pub(crate) struct RingQueue<T> {
     waiting: AtomicBool,
     /// Waiting on a timer rather than `POLLOUT`.
     backoff: AtomicBool,
-    ctl: OnceLock<Arc<TxQueueCtl>>,
+    /// The stack's flow control of the queue.
+    ctl: CtlSlot,
     /// The ring.
     pub tx: Mutex<T>,
 }
@@ -126,19 +151,20 @@ impl<T: RingTx> RingQueue<T> {
             in_flight: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
             backoff: AtomicBool::new(false),
-            ctl: OnceLock::new(),
+            ctl: CtlSlot::default(),
             tx: Mutex::new(tx),
         }
     }
 
-    /// Takes the stack's flow control of the queue (`Driver::attach`).
+    /// Takes the stack's flow control of the queue (`Driver::attach`), in
+    /// place of an earlier stack's ([`CtlSlot`]).
     pub fn attach(&self, ctl: Arc<TxQueueCtl>) {
-        let _ = self.ctl.set(ctl);
+        self.ctl.attach(ctl);
     }
 
     /// The stack's flow control of the queue, once attached.
-    pub fn ctl(&self) -> Option<&TxQueueCtl> {
-        self.ctl.get().map(|c| &**c)
+    pub fn ctl(&self) -> Option<Arc<TxQueueCtl>> {
+        self.ctl.get()
     }
 
     /// Stopped for lack of room (by the driver's [`RingQueue::block`], or
@@ -167,7 +193,7 @@ impl<T: RingTx> RingQueue<T> {
         };
         self.set_in_flight(r.in_flight);
         if r.bytes > 0 {
-            tx.completed(r.bytes, self.ctl());
+            tx.completed(r.bytes, self.ctl().as_deref());
         }
     }
 
@@ -218,11 +244,12 @@ impl<T: RingTx> RingQueue<T> {
         self.backoff.store(flow == Flow::Refused, Ordering::Release);
         // Stop first: a completion that sees `waiting` must find the queue
         // stopped, or its wake-up would be lost.
-        if let Some(ctl) = self.ctl() {
+        let ctl = self.ctl();
+        if let Some(ctl) = &ctl {
             ctl.stop();
         }
         self.waiting.store(true, Ordering::Release);
-        if let Some(ctl) = self.ctl() {
+        if let Some(ctl) = ctl {
             // Raise the stack's deferred work so a runner re-collects its
             // descriptors, now with this one's completion.
             ctl.schedule();

@@ -11,6 +11,7 @@
 mod common;
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{Receiver, VethPeer, DEV_A, VETH_PEER};
@@ -19,8 +20,9 @@ use common::veth::{
     veth_stack, without_net_raw, VethHost, QUIET,
 };
 use common::{assert_same, payload, payloads, report, skip};
+use ipxmit::dev::{TxQueueCtl, TxStatus};
 use ipxmit::stats::DevCounter;
-use ipxmit::MsgFlags;
+use ipxmit::{MsgFlags, PacketBuf};
 use ipxmit_drivers::packet::{PacketConfig, PacketError, PacketLink, PacketMode, PacketRx};
 use ipxmit_drivers::runner::Runner;
 
@@ -263,4 +265,41 @@ fn packet_resolves_over_arp_both_ways() {
     let (stack, dev) = veth_stack(&peer, link.dev_config("eth0"), link.drivers(), true);
     let _runner = Runner::spawn(stack.clone());
     check_arp_both_ways(&peer, (&stack, &dev), &rx, 6020, &payloads(&SIZES));
+}
+
+/// A link's drivers handed to a second stack (`drivers()` again, as the
+/// conservation test does for each case) serve that stack's queue: a
+/// frame is reported to its byte queue limits, and a stop of it is woken
+/// by the link's transmit completion. Kept for the first stack's queue,
+/// the driver woke a queue nobody ran and the new one's frames stayed
+/// queued ("the link stopped draining").
+#[test]
+fn packet_drivers_attached_again_serve_the_new_stacks_queue() {
+    if skip("packet_drivers_attached_again_serve_the_new_stacks_queue") {
+        return;
+    }
+    let peer = VethPeer::new("reat").unwrap();
+    let mut cfg = PacketConfig::new(DEV_A);
+    cfg.mode = PacketMode::TxRing {
+        frames: 2,
+        frame_size: 0,
+    };
+    let link = peer.open(&cfg).unwrap();
+    let (old, new) = (
+        Arc::new(TxQueueCtl::default()),
+        Arc::new(TxQueueCtl::default()),
+    );
+    let mut first = link.drivers();
+    first[0].attach(old.clone());
+    let mut second = link.drivers();
+    second[0].attach(new.clone());
+    let frame = PacketBuf::from_slice(32, &[0x45; 60]);
+    assert!(matches!(second[0].start_xmit(frame, false), TxStatus::Ok));
+    assert!(new.bql().is_some(), "the frame is the new queue's");
+    assert!(old.bql().is_none(), "and none of the old queue's");
+    new.stop();
+    old.stop();
+    link.wait_source().complete_tx();
+    assert!(!new.is_stopped(), "the completion wakes the new queue");
+    assert!(old.is_stopped(), "the old queue is no longer the link's");
 }
