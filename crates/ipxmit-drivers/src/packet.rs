@@ -372,7 +372,9 @@ impl Ring {
     /// Walks from the oldest outstanding slot while the kernel has handed
     /// slots back, and returns their bytes. A slot the kernel rejected
     /// (`TP_STATUS_WRONG_FORMAT`, not sent) is counted as an error, made
-    /// available again, and completes too: its bytes leave the queue.
+    /// available again, and completes too: its bytes leave the queue. (With
+    /// `PACKET_LOSS`, set on every ring, the kernel skips such a slot and
+    /// hands it back available itself, uncounted.)
     fn reap(&mut self, c: &Counters) -> u64 {
         let mut bytes = 0u64;
         while self.outstanding > 0 {
@@ -599,6 +601,13 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
         PacketMode::Sendmmsg => None,
         PacketMode::TxRing { frames, frame_size } => {
             let (block, nr, fsz) = ring_geometry(cfg, frames, frame_size, mtu)?;
+            // A slot the kernel refuses (`tpacket_snd`: over the interface's
+            // MTU, say) is skipped and handed back, not left
+            // `TP_STATUS_WRONG_FORMAT` with the kernel's head stuck on it:
+            // the slots after it would wait until the ring wrapped round to
+            // it, and a queue stopped on them would never wake.
+            sys::setsockopt_int(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, 1)
+                .map_err(sys_err("PACKET_LOSS", name))?;
             let map = TxRingMap::setup(fd.as_fd(), cfg.version, block, nr, fsz)
                 .map_err(sys_err("PACKET_TX_RING", name))?;
             Some(Ring::new(map, completion_time()))

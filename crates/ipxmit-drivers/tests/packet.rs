@@ -303,3 +303,51 @@ fn packet_drivers_attached_again_serve_the_new_stacks_queue() {
     assert!(!new.is_stopped(), "the completion wakes the new queue");
     assert!(old.is_stopped(), "the old queue is no longer the link's");
 }
+
+/// A ring slot the kernel refuses (`tpacket_snd`: a frame over the
+/// interface's MTU, as a stack whose device MTU was raised above the
+/// link's sends) holds up no later slot: the kernel skips it
+/// (`PACKET_LOSS`). Left `TP_STATUS_WRONG_FORMAT`, the kernel's head stayed
+/// on it, the next frame stopped the queue and no completion woke it (the
+/// conservation test's "link stopped draining").
+#[test]
+fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
+    if skip("packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up") {
+        return;
+    }
+    let peer = VethPeer::new("wfmt").unwrap();
+    let mut cfg = PacketConfig::new(DEV_A);
+    cfg.mode = PacketMode::TxRing {
+        frames: 2,
+        frame_size: 0,
+    };
+    let link = peer.open(&cfg).unwrap();
+    let ctl = Arc::new(TxQueueCtl::default());
+    let mut d = link.drivers();
+    d[0].attach(ctl.clone());
+    let frame = |len: usize| {
+        let mut f = vec![0x45u8; len];
+        f[..14].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 0]);
+        PacketBuf::from_slice(32, &f)
+    };
+    // 1516 bytes: fits a slot sized for MTU 1500, over the veth's MTU.
+    assert!(matches!(d[0].start_xmit(frame(1516), false), TxStatus::Ok));
+    let done = |ctl: &TxQueueCtl| {
+        for _ in 0..100 {
+            link.wait_source().complete_tx();
+            if !ctl.is_stopped() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    done(&ctl);
+    assert!(!ctl.is_stopped(), "the refused frame's slot came back");
+    assert!(matches!(d[0].start_xmit(frame(60), false), TxStatus::Ok));
+    done(&ctl);
+    assert!(
+        !ctl.is_stopped(),
+        "the next frame left: state {}",
+        ctl.state()
+    );
+}
