@@ -411,6 +411,10 @@ fn ring_vnet_header(pkt: &PacketBuf) -> [u8; VNET_HDR_LEN] {
     h
 }
 
+/// The Ethernet header a frame carries on top of the interface's MTU
+/// (`dev->hard_header_len` of an Ethernet device; no VLAN tag is sent).
+const ETH_HLEN: usize = 14;
+
 /// Transmit state of one queue, under its lock.
 struct TxState {
     held: Vec<PacketBuf>,
@@ -975,6 +979,13 @@ impl PacketQueue {
         let Some(ring) = tx.ring.as_mut() else {
             return TxStatus::Error;
         };
+        if !sh.vnet && pkt.len() > sh.mtu as usize + ETH_HLEN {
+            // tpacket_snd() refuses a frame over the interface's MTU (its
+            // `size_max` without a vnet header), as packet_snd() does
+            // with EMSGSIZE: refused here, counted, never put in a slot.
+            sh.c.error(Errno::MSGSIZE);
+            return TxStatus::Error;
+        }
         if !ring.put(&pkt, sh.vnet) {
             sh.c.error(Errno::MSGSIZE);
             return TxStatus::Error;

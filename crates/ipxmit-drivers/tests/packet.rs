@@ -304,12 +304,14 @@ fn packet_drivers_attached_again_serve_the_new_stacks_queue() {
     assert!(old.is_stopped(), "the old queue is no longer the link's");
 }
 
-/// A ring slot the kernel refuses (`tpacket_snd`: a frame over the
-/// interface's MTU, as a stack whose device MTU was raised above the
-/// link's sends) holds up no later slot: the kernel skips it
-/// (`PACKET_LOSS`). Left `TP_STATUS_WRONG_FORMAT`, the kernel's head stayed
-/// on it, the next frame stopped the queue and no completion woke it (the
-/// conservation test's "link stopped draining").
+/// A frame over the interface's MTU (as a stack whose device MTU was
+/// raised above the link's sends) is refused by the driver and counted
+/// (`EMSGSIZE`, as `tpacket_snd` refuses it); and a ring slot the kernel
+/// refuses all the same (the interface's MTU lowered after the link was
+/// opened) holds up no later slot: the kernel skips it (`PACKET_LOSS`).
+/// Left `TP_STATUS_WRONG_FORMAT`, the kernel's head stayed on it, the next
+/// frame stopped the queue and no completion woke it (the conservation
+/// test's "link stopped draining").
 #[test]
 fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
     if skip("packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up") {
@@ -331,7 +333,14 @@ fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
         PacketBuf::from_slice(32, &f)
     };
     // 1516 bytes: fits a slot sized for MTU 1500, over the veth's MTU.
-    assert!(matches!(d[0].start_xmit(frame(1516), false), TxStatus::Ok));
+    assert!(matches!(
+        d[0].start_xmit(frame(1516), false),
+        TxStatus::Error
+    ));
+    assert_eq!(link.stats().tx_errors, 1, "the refused frame is counted");
+    // The MTU lowered under the open link: the kernel refuses the slot.
+    peer.a.ip(&["link", "set", DEV_A, "mtu", "1400"]).unwrap();
+    assert!(matches!(d[0].start_xmit(frame(1450), false), TxStatus::Ok));
     let done = |ctl: &TxQueueCtl| {
         for _ in 0..100 {
             link.wait_source().complete_tx();
