@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{missing_tools, run_script, sh, tmpdir, Ns};
+use common::{assert_refused_as, missing_tools, run_script, sh, tmpdir, Ns};
 
 const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
 ip link set veth0 up
@@ -143,15 +143,7 @@ fn set_updates_from_the_packet_path_match_the_kernel() {
             continue;
         }
         refused += 1;
-        let dir = tmpdir("nft_dynset_refusal");
-        let r = run_script(&dir, &format!("{script}{line}\n"), &["--no-stats"]);
-        let first = err.lines().next().unwrap_or("");
-        assert_eq!(r.code, 2, "{line}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(first),
-            "{line}:\nkernel: {err}\nipxmit: {}",
-            r.stderr
-        );
+        assert_refused_as(&script, line, &err, "nft_dynset_refusal");
     }
     assert_eq!(refused, 7, "the kernel refused the bad lines");
     let run = |s: &str| {

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{run_script, sh, tmpdir, Ns};
+use common::{assert_refused_as, run_script, sh, tmpdir, Ns};
 
 /// The ruleset: an output chain with counters, a named interval set, a
 /// jump to a regular chain, a drop, a postrouting chain and a route chain.
@@ -124,15 +124,7 @@ fn nft_rules_listing_drops_and_counters_match_the_kernel() {
             continue;
         }
         // ipxmit must refuse it with nft's first message line.
-        let dir = tmpdir("nft_kernel_refusal");
-        let r = run_script(&dir, &format!("{script}{line}\n"), &["--no-stats"]);
-        let first = err.lines().next().unwrap_or("");
-        assert_eq!(r.code, 2, "{line}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(first),
-            "{line}:\nkernel: {err}\nipxmit: {}",
-            r.stderr
-        );
+        assert_refused_as(&script, line, &err, "nft_kernel_refusal");
     }
     let listing = |s: &str| {
         let dir = tmpdir("nft_kernel");

@@ -114,6 +114,20 @@ pub fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
     )
 }
 
+/// Asserts that ipxmit refuses `line` after `script` (exit status 2)
+/// with the first line of the kernel tool's message `kernel_err`.
+pub fn assert_refused_as(script: &str, line: &str, kernel_err: &str, tag: &str) {
+    let dir = tmpdir(tag);
+    let r = run_script(&dir, &format!("{script}{line}\n"), &["--no-stats"]);
+    let first = kernel_err.lines().next().unwrap_or("");
+    assert_eq!(r.code, 2, "{line}: {}", r.stderr);
+    assert!(
+        r.stderr.contains(first),
+        "{line}:\nkernel: {kernel_err}\nipxmit: {}",
+        r.stderr
+    );
+}
+
 /// A network namespace a test made, deleted when dropped.
 pub struct Ns(pub String);
 
