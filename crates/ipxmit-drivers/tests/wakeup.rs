@@ -123,10 +123,13 @@ fn a_wake_up_before_the_refusal_returns_is_not_lost() {
 /// The deferred work (`Stack::next_wakeup`, `Stack::poll`) learns when a
 /// throttled qdisc may dequeue without taking the qdisc lock that senders
 /// contend for: with the lock held elsewhere both return, and the time is
-/// the watchdog's (the tbf's next token).
+/// the watchdog's (the tbf's next token). On the virtual clock, so the
+/// watchdog is not yet due when `poll` looks (a due one is run, under the
+/// lock, as it must be).
 #[test]
 fn the_watchdog_time_is_read_without_the_qdisc_lock() {
-    let (stack, _wire) = common::mem_host(common::eth0(), 1, 64);
+    let clock = Arc::new(ipxmit::time::ManualClock::new());
+    let (stack, _wire) = common::clocked_host(clock, |_| ipxmit_drivers::mem::MemWire::new(64));
     let tbf = "tbf rate 1mbit burst 1600 limit 100000".parse().unwrap();
     stack.replace_qdisc("eth0", &tbf).unwrap();
     let mut s = UdpSocket::new(&stack);
