@@ -241,16 +241,7 @@ fn elem(e: &Elem, tys: &[Ty]) -> Value {
     let ty = tys[0];
     if tys.len() > 1 {
         // The second key fills the low bits (16 for a port, else 32).
-        let w = if tys[1] == Ty::Port { 16 } else { 32 };
-        let m = (1u64 << w) - 1;
-        let a = Elem {
-            lo: e.lo >> w,
-            hi: e.hi >> w,
-        };
-        let b = Elem {
-            lo: e.lo & m,
-            hi: e.hi & m,
-        };
+        let (a, b) = e.split_concat(if tys[1] == Ty::Port { 16 } else { 32 });
         return json!({"concat": [elem(&a, &tys[..1]), elem(&b, &tys[1..])]});
     }
     if e.lo == e.hi {

@@ -768,16 +768,7 @@ fn elems(v: &[Elem], tys: &[Ty]) -> String {
 fn elem(e: &Elem, tys: &[Ty]) -> String {
     if tys.len() > 1 {
         // Each part's first and last: `A . B1-B2`.
-        let w = if tys[1] == Ty::Port { 16 } else { 32 };
-        let m = (1u64 << w) - 1;
-        let a = Elem {
-            lo: e.lo >> w,
-            hi: e.hi >> w,
-        };
-        let b = Elem {
-            lo: e.lo & m,
-            hi: e.hi & m,
-        };
+        let (a, b) = e.split_concat(if tys[1] == Ty::Port { 16 } else { 32 });
         return format!("{} . {}", elem(&a, &tys[..1]), elem(&b, &tys[1..]));
     }
     let ty = tys[0];

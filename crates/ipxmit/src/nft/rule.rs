@@ -142,6 +142,22 @@ impl Elem {
     pub fn one(v: u64) -> Elem {
         Elem { lo: v, hi: v }
     }
+
+    /// The two parts of an element of a two-key concatenation whose
+    /// second key fills the low `low_bits` bits (16 for a port, else 32):
+    /// each part's first and last value.
+    pub fn split_concat(&self, low_bits: u32) -> (Elem, Elem) {
+        let m = (1u64 << low_bits) - 1;
+        let a = Elem {
+            lo: self.lo >> low_bits,
+            hi: self.hi >> low_bits,
+        };
+        let b = Elem {
+            lo: self.lo & m,
+            hi: self.hi & m,
+        };
+        (a, b)
+    }
 }
 
 /// The right side of a match.
