@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{assert_refused_as, missing_tools, run_script, sh, tmpdir, Ns};
+use common::{missing_tools, replay_as_kernel, run_script, sh, tmpdir, Ns};
 
 const SETUP: &str = "ip addr add 10.9.0.1/24 dev veth0
 ip link set veth0 up
@@ -134,17 +134,7 @@ fn set_updates_from_the_packet_path_match_the_kernel() {
         let (_, err, code) = sh(&ns.0, l);
         assert_eq!(code, 0, "{l}: {err}");
     }
-    let mut refused = 0;
-    for line in RULES {
-        let (_, err, code) = sh(&ns.0, line);
-        if code == 0 {
-            script.push_str(line);
-            script.push('\n');
-            continue;
-        }
-        refused += 1;
-        assert_refused_as(&script, line, &err, "nft_dynset_refusal");
-    }
+    let refused = replay_as_kernel(&ns.0, &mut script, RULES, "nft_dynset_refusal");
     assert_eq!(refused, 7, "the kernel refused the bad lines");
     let run = |s: &str| {
         let dir = tmpdir("nft_dynset");

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{assert_refused_as, run_script, sh, tmpdir, Ns};
+use common::{replay_as_kernel, run_script, sh, tmpdir, Ns};
 
 /// The ruleset: an output chain with counters, a named interval set, a
 /// jump to a regular chain, a drop, a postrouting chain and a route chain.
@@ -116,16 +116,8 @@ fn nft_rules_listing_drops_and_counters_match_the_kernel() {
         assert_eq!(code, 0, "{l}: {err}");
     }
     let mut script = format!("link add veth0 type mem\nlink add veth2 type mem\n{ROUTES}");
-    for line in RULES {
-        let (_, err, code) = sh(&ns.0, line);
-        if code == 0 {
-            script.push_str(line);
-            script.push('\n');
-            continue;
-        }
-        // ipxmit must refuse it with nft's first message line.
-        assert_refused_as(&script, line, &err, "nft_kernel_refusal");
-    }
+    // A line nft refuses, ipxmit must refuse with nft's first message line.
+    replay_as_kernel(&ns.0, &mut script, RULES, "nft_kernel_refusal");
     let listing = |s: &str| {
         let dir = tmpdir("nft_kernel");
         let r = run_script(&dir, s, &["--no-stats"]);

@@ -114,6 +114,25 @@ pub fn sh(ns: &str, cmd: &str) -> (String, String, i32) {
     )
 }
 
+/// Runs each of `rules` in namespace `ns` with the real tool: a line the
+/// kernel takes is appended to `script`; one it refuses must be refused by
+/// ipxmit after `script` with the same first message line
+/// ([`assert_refused_as`]). Returns how many the kernel refused.
+pub fn replay_as_kernel(ns: &str, script: &mut String, rules: &[&str], tag: &str) -> usize {
+    let mut refused = 0;
+    for line in rules {
+        let (_, err, code) = sh(ns, line);
+        if code == 0 {
+            script.push_str(line);
+            script.push('\n');
+            continue;
+        }
+        refused += 1;
+        assert_refused_as(script, line, &err, tag);
+    }
+    refused
+}
+
 /// Asserts that ipxmit refuses `line` after `script` (exit status 2)
 /// with the first line of the kernel tool's message `kernel_err`.
 pub fn assert_refused_as(script: &str, line: &str, kernel_err: &str, tag: &str) {
