@@ -278,6 +278,12 @@ impl Stack {
         TimeScope { prev }
     }
 
+    /// Kernel: `__ip_select_ident()`. `segs` consecutive IDs from the
+    /// per-destination counter of `(daddr, saddr, protocol)`; the first.
+    pub(crate) fn select_ident(&self, key: (Ipv4Addr, Ipv4Addr, u8), segs: u16) -> u16 {
+        self.idents.reserve(key, segs, || self.now().as_nanos())
+    }
+
     /// The clock the stack runs on.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()

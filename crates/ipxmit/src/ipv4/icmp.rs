@@ -316,7 +316,7 @@ fn send_error(
     let mut pkt = error_packet(stack, &dst, (icmp_type, code, info), quote);
     let fields = HeaderFields {
         tos,
-        ident: stack.idents.reserve(daddr, saddr, 1, 1),
+        ident: stack.select_ident((daddr, saddr, 1), 1),
         df: false,
         ttl: stack.default_ttl(),
         protocol: 1,

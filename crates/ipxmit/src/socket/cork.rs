@@ -708,7 +708,7 @@ pub(crate) fn select_ident(
     if df && !p.pmtudisc.ignore_df() {
         return 0;
     }
-    stack.idents.reserve(p.daddr, p.saddr, p.protocol, 1)
+    stack.select_ident((p.daddr, p.saddr, p.protocol), 1)
 }
 
 /// Writes the IP header fields `__ip_make_skb` sets, and the options

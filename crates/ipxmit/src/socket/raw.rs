@@ -267,7 +267,7 @@ fn fill_hdrinc(stack: &Stack, skb: &mut PacketBuf, saddr: Ipv4Addr) {
     ip.set_total_len(len as u16);
     if ip.ident() == 0 && !ip.dont_frag() {
         let (d, s, proto) = (ip.dst_addr(), ip.src_addr(), ip.protocol().0);
-        ip.set_ident(stack.idents.reserve(d, s, proto, 1));
+        ip.set_ident(stack.select_ident((d, s, proto), 1));
     }
     ip.fill_checksum();
     skb.meta.transport_header = skb.meta.network_header + hlen as u16;

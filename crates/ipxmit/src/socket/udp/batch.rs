@@ -417,15 +417,14 @@ impl UdpSocket {
         let stack: &crate::Stack = unsafe { &*std::sync::Arc::as_ptr(&self.inet.stack) };
         let t = stack.time_scope();
         let p = &cork.params;
-        let (slot, first_id) = match cork.ids {
-            IdSource::Bucket => stack
-                .idents
-                .reserve_run(p.daddr, p.saddr, p.protocol, n as u32),
-            _ => (0, 0),
-        };
+        let reserved = (cork.ids == IdSource::Bucket).then(|| {
+            let now = || stack.now().as_nanos();
+            let key = (p.daddr, p.saddr, p.protocol);
+            stack.idents.reserve_run(key, n as u32, now)
+        });
         let ids = match cork.ids {
             IdSource::Bucket => RunIds {
-                first: first_id as u16,
+                first: reserved.map_or(0, |r| r.first as u16),
                 step: 1,
             },
             IdSource::Socket => RunIds {
@@ -447,9 +446,8 @@ impl UdpSocket {
         drop(t);
         out.finish();
         self.inet.budget.release_unused(charge - done.charged);
-        if cork.ids == IdSource::Bucket {
-            let used = done.numbered as u32;
-            stack.idents.give_back(slot, first_id, n as u32, used);
+        if let Some(r) = reserved {
+            stack.idents.give_back(r, done.numbered as u32);
         }
         done.count.settle(stack);
         stack
