@@ -1492,3 +1492,49 @@ fn send_batch_fates_tell_what_became_of_each_message() {
         ]
     );
 }
+
+/// A batch borrows the socket's cached route and gives it back: between
+/// batches the cache holds its reference (one more than the table's and
+/// ours), a fitting run and a fragmenting one alike; a route replaced
+/// under the socket is looked up anew and then held the same way.
+#[test]
+fn a_batch_gives_the_cached_route_back() {
+    let (stack, wire, mut sock) = host(&plain_setup());
+    let to = Some(SocketAddrV4::new(FAR, 9));
+    let dst = stack.route_output(FAR).unwrap();
+    let alone = Arc::strong_count(&dst);
+    for len in [18, 3000, 18] {
+        let data = payload(len, len);
+        let msgs = vec![BatchMsg::new(&data, to); 8];
+        assert_eq!(sock.send_batch(&msgs, MsgFlags::NONE), Ok(8));
+        assert_eq!(
+            Arc::strong_count(&dst),
+            alone + 1,
+            "after a {len}-byte batch"
+        );
+        drain(&stack, &wire, &mut Vec::new());
+    }
+    let via = RouteSpec::new("10.9.0.0/16".parse().unwrap(), "eth0");
+    stack.replace_route(via).unwrap();
+    let data = payload(18, 1);
+    assert_eq!(
+        sock.send_batch(&[BatchMsg::new(&data, to)], MsgFlags::NONE),
+        Ok(1)
+    );
+    assert_eq!(
+        Arc::strong_count(&dst),
+        alone - 1,
+        "the old route is let go"
+    );
+    let new = stack.route_output(FAR).unwrap();
+    assert!(!Arc::ptr_eq(&new, &dst));
+    assert_eq!(
+        sock.send_batch(&[BatchMsg::new(&data, to)], MsgFlags::NONE),
+        Ok(1)
+    );
+    drain(&stack, &wire, &mut Vec::new());
+    assert!(
+        Arc::strong_count(&new) >= 3,
+        "held by the table, the socket and us"
+    );
+}

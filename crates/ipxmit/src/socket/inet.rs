@@ -279,14 +279,14 @@ impl InetSock {
         }
         // inet_dgram_connect(): bound to a port before the lookup.
         self.autobind()?;
-        let (dst, _, mc_src) = self.route_for_send(*peer.ip(), peer.port())?;
+        let (dst, _, mc_src) = self.route_for_send(*peer.ip(), peer.port(), Hold::Clone)?;
         if self.local.ip().is_unspecified() {
             let src = mc_src.unwrap_or_else(|| self.stack.source_for(&dst));
             // ip_route_connect: the route is looked up again with the
             // source it chose (a `from` rule may now match and refuse).
             let port = self.local.port();
             self.local = SocketAddrV4::new(src, port);
-            if let Err(e) = self.route_for_send(*peer.ip(), peer.port()) {
+            if let Err(e) = self.route_for_send(*peer.ip(), peer.port(), Hold::Clone) {
                 self.local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
                 return Err(e);
             }
@@ -316,7 +316,12 @@ impl InetSock {
         daddr: Ipv4Addr,
     ) -> Result<(Arc<Dst>, RouteType), SendError> {
         let key = self.flow_key(daddr, 0, self.opts.bound_dev_if);
-        let r = route_cached(&self.stack, &mut self.dst_cache, &key, &self.budget);
+        let r = route_cached(
+            &self.stack,
+            &mut self.dst_cache,
+            (&key, Hold::Clone),
+            &self.budget,
+        );
         let (dst, kind) = count_no_route(&self.stack, r)?;
         if kind == RouteType::Broadcast && !self.opts.broadcast {
             return Err(SendError::Access(daddr));
@@ -368,7 +373,7 @@ impl InetSock {
         };
         let route = &mut |daddr| {
             let key = FlowKey { daddr, ..key };
-            route_cached(stack, cache, &key, budget)
+            route_cached(stack, cache, (&key, Hold::Clone), budget)
                 .ok()
                 .map(|(d, _)| d)
         };
@@ -385,13 +390,26 @@ impl InetSock {
         dport: u16,
         connected: bool,
     ) -> Result<CorkParams, SendError> {
+        self.cork_params_held(daddr, dport, connected, Hold::Clone)
+    }
+
+    /// [`InetSock::cork_params`] with the route held as `hold` says: a
+    /// batch's run borrows the cached route ([`Hold::Lend`]) and gives it
+    /// back ([`InetSock::give_back_route`]) when it ends.
+    pub(crate) fn cork_params_held(
+        &mut self,
+        daddr: Ipv4Addr,
+        dport: u16,
+        connected: bool,
+        hold: Hold,
+    ) -> Result<CorkParams, SendError> {
         // A source route is routed to its first hop (`faddr`); the final
         // destination goes into the option's last slot (`cork->addr`).
         let faddr = self.opts.options.faddr.unwrap_or(daddr);
         // inet_send_prepare(): the socket is bound to a port before
         // udp_sendmsg() builds the flow, so the lookup sees its port.
         self.autobind()?;
-        let (dst, kind, mc_src) = self.route_for_send(faddr, dport)?;
+        let (dst, kind, mc_src) = self.route_for_send(faddr, dport, hold)?;
         let saddr = match (self.local.ip().is_unspecified(), mc_src) {
             (false, _) => *self.local.ip(),
             (true, Some(a)) => a,
@@ -435,6 +453,7 @@ impl InetSock {
         &mut self,
         faddr: Ipv4Addr,
         dport: u16,
+        hold: Hold,
     ) -> Result<(Arc<Dst>, RouteType, Option<Ipv4Addr>), SendError> {
         let (mc_index, mc_addr) = self.opts.mc_if;
         let mc = faddr.is_multicast();
@@ -444,13 +463,23 @@ impl InetSock {
             b => b,
         };
         let key = self.flow_key(faddr, dport, oif);
-        let r = route_cached(&self.stack, &mut self.dst_cache, &key, &self.budget);
+        let r = route_cached(&self.stack, &mut self.dst_cache, (&key, hold), &self.budget);
         let (dst, kind) = count_no_route(&self.stack, r)?;
         if kind == RouteType::Broadcast && !self.opts.broadcast {
             return Err(SendError::Access(faddr));
         }
         let mc_src = (mc && !mc_addr.is_unspecified()).then_some(mc_addr);
         Ok((dst, kind, mc_src))
+    }
+
+    /// Takes back a route [`Hold::Lend`] lent: into the cache entry it came
+    /// from while that entry is still the socket's and still lent; dropped
+    /// when the entry was reset or replaced meanwhile. (Lends do not nest:
+    /// a run holds the socket exclusively until it gives its route back.)
+    pub(crate) fn give_back_route(&mut self, dst: Arc<Dst>) {
+        if let Some(c) = self.dst_cache.as_mut().filter(|c| c.dst.is_none()) {
+            c.dst = Some(dst);
+        }
     }
 
     /// Kernel: `sock_setbindtodevice()`: `SO_BINDTODEVICE`. Binds the
@@ -785,16 +814,30 @@ pub(crate) fn select_ttl(stack: &Stack, ttl: Option<u8>, dst: &Dst) -> u8 {
 /// looked up in `stack` and kept there. A route made obsolete by a change
 /// of the routing state is reset (`sk_dst_reset()`), which forgets the
 /// transmit queue recorded in `budget` (`sk_tx_queue_clear()`).
+///
+/// With [`Hold::Lend`] the cache's own reference is moved out (the entry
+/// stays, marked lent) instead of cloned: the caller gives it back with
+/// [`InetSock::give_back_route`]. A batch holds its route that way: the
+/// count of a route every sender to a destination shares is not written
+/// per call (a clone and a drop per `send_batch` moved its cache line
+/// between the threads sending).
 fn route_cached(
     stack: &Stack,
     cache: &mut Option<RouteCache>,
-    key: &FlowKey,
+    (key, hold): (&FlowKey, Hold),
     budget: &SendBudget,
 ) -> Result<(Arc<Dst>, RouteType), SendError> {
     let gen = stack.fib_generation();
     if let Some(c) = cache {
-        if c.gen == gen && c.key == *key && (c.dst.expires_ns == 0 || live(stack, &c.dst)) {
-            return Ok((c.dst.clone(), c.kind));
+        let fresh = |d: &Arc<Dst>| d.expires_ns == 0 || live(stack, d);
+        if c.gen == gen && c.key == *key && c.dst.as_ref().is_some_and(fresh) {
+            let held = match hold {
+                Hold::Clone => c.dst.clone(),
+                Hold::Lend => c.dst.take(),
+            };
+            if let Some(dst) = held {
+                return Ok((dst, c.kind));
+            }
         }
         if c.gen != gen {
             budget.clear_tx_queue();
@@ -806,10 +849,19 @@ fn route_cached(
     *cache = Some(RouteCache {
         gen,
         key: *key,
-        dst: dst.clone(),
+        dst: (hold == Hold::Clone).then(|| dst.clone()),
         kind,
     });
     Ok((dst, kind))
+}
+
+/// How a route taken from a socket's cache is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// A reference of its own (`dst_clone()`).
+    Clone,
+    /// The cache's reference, lent until given back.
+    Lend,
 }
 
 /// Kernel: `udp_sendmsg()`/`ip4_datagram_connect()`/`raw_sendmsg()` on a
@@ -831,6 +883,7 @@ fn live(stack: &Stack, dst: &Dst) -> bool {
 struct RouteCache {
     gen: u64,
     key: FlowKey,
-    dst: Arc<Dst>,
+    /// The route; `None` while lent ([`Hold::Lend`]).
+    dst: Option<Arc<Dst>>,
     kind: RouteType,
 }

@@ -46,6 +46,7 @@ use crate::ipv4::output::OutputBatch;
 use crate::socket::cork::{
     cork_fragsize, datagram_df, write_header_bytes, CorkParams, SKB_MAX_ALLOC,
 };
+use crate::socket::inet::Hold;
 use crate::socket::{Cmsg, MsgFlags};
 use crate::stats::fate::{self, MsgFate};
 use crate::stats::BatchPath;
@@ -352,22 +353,35 @@ impl UdpSocket {
             Ok(Err(why)) => return RunEnd::Unbatched(why),
             Err(e) => return RunEnd::Failed(0, e),
         };
+        let r = self.send_corked(&cork, msgs, (flags, base));
+        // The route the cork borrowed goes back to the socket's cache.
+        self.inet.give_back_route(cork.params.dst);
+        r
+    }
+
+    /// [`UdpSocket::send_run`] once its cork is set up.
+    fn send_corked(
+        &mut self,
+        cork: &BatchCork,
+        msgs: &[BatchMsg<'_>],
+        (flags, base): (MsgFlags, MsgFlags),
+    ) -> RunEnd {
         if flags | msgs[0].flags == base && msgs[0].data.len() <= cork.max_payload {
             // Datagrams that fit one frame, the common case, on their own.
-            let (n, charge) = self.precharge(&cork, msgs);
+            let (n, charge) = self.precharge(cork, msgs);
             if n == 0 {
                 return RunEnd::Unbatched(BatchPath::SendBuffer);
             }
-            return self.run(&cork, (n, charge), |this, out, ids| {
-                this.send_fitting(&cork, (&msgs[..n], charge), out, ids)
+            return self.run(cork, (n, charge), |this, out, ids| {
+                this.send_fitting(cork, (&msgs[..n], charge), out, ids)
             });
         }
         // The socket's memo, lent to the cork for the run (made once, with
         // the socket's first such run).
         let mut memo = self.plan_memo.take().unwrap_or_default();
-        memo.keep_for(PlanKey::of(&cork, flags, base));
+        memo.keep_for(PlanKey::of(cork, flags, base));
         *cork.plan_memo.borrow_mut() = Some(memo);
-        let r = self.planned_run(&cork, msgs, (flags, base));
+        let r = self.planned_run(cork, msgs, (flags, base));
         self.plan_memo = cork.plan_memo.take();
         r
     }
@@ -639,14 +653,20 @@ impl UdpSocket {
             (None, Some(p)) => (*p.ip(), p.port(), true),
             _ => return Ok(Err(BatchPath::Invalid)),
         };
-        let params = self.inet.cork_params(daddr, dport, connected)?;
-        let fragsize = cork_fragsize(&params)? as usize;
-        let dev = &params.dst.dev;
-        let alloc_extra = dev.ll_reserved_space() + 15 + params.dst.trailer_len as usize;
-        if params.dst.header_len != 0 || fragsize + alloc_extra >= SKB_MAX_ALLOC {
-            // A transform, or the paged layout of big linear allocations.
-            return Ok(Err(BatchPath::Layout));
-        }
+        let params = self
+            .inet
+            .cork_params_held(daddr, dport, connected, Hold::Lend)?;
+        let dst = &params.dst;
+        let alloc_extra = dst.dev.ll_reserved_space() + 15 + dst.trailer_len as usize;
+        let fragsize = match cork_fragsize(&params) {
+            Ok(f) if dst.header_len == 0 && f as usize + alloc_extra < SKB_MAX_ALLOC => f as usize,
+            r => {
+                // An error, a transform, or the paged layout of big linear
+                // allocations: the route goes back unused.
+                self.inet.give_back_route(params.dst);
+                return r.map(|_| Err(BatchPath::Layout));
+            }
+        };
         Ok(Ok(self.cork_for(
             params,
             m.dest,
