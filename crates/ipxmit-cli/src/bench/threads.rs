@@ -7,7 +7,12 @@
 //!   checksum and UDP GSO offloads, as the sink table's side B) with one
 //!   transmit queue and `noqueue` (the null driver is lockless, LLTX);
 //! * the same with N transmit queues, `pfifo_fast` each under the default
-//!   `mq` root, XPS mapping thread `i` to queue `i`.
+//!   `mq` root, XPS mapping thread `i` to queue `i`;
+//! * for reference, the noqueue set-up with a stack of its own per thread:
+//!   nothing shared but the process and the machine, so its scaling is
+//!   the most the shared-stack rows can reach here (the machine's cores,
+//!   caches, memory and hypervisor; 1.94x-1.96x on this 2-CPU VM when the
+//!   row was added). It has no target.
 //!
 //! The rows of a round run one after the other (kernel 1, kernel N, then
 //! each ipxmit set-up 1 and N), round after round, so that load from
@@ -74,6 +79,9 @@ impl ScaleRow {
         (if lo.is_finite() { lo } else { 0.0 }, hi)
     }
 }
+
+/// The reference row (see the module documentation).
+const OWN_STACKS: &str = "(reference) ipxmit noqueue, a stack per thread";
 
 /// An ipxmit host: one stack, its null device with `queues` queues and
 /// root `qdisc`, XPS on when several.
@@ -182,6 +190,21 @@ fn ipx_round(row: &mut ScaleRow, host: &Host, cpus: &[usize], dur: Duration) -> 
     Ok(())
 }
 
+/// One round of the reference row: each thread on a host of its own,
+/// made on the thread before it measures; checks each host's count.
+fn own_stacks_round(row: &mut ScaleRow, case: Case, cpus: &[usize], dur: Duration) -> Result<()> {
+    let payload = vec![0x5a; 18];
+    let runs = on_threads(cpus, row.threads, || {
+        let host = Host::new(case, 1, Some("noqueue")).context("ipxmit host of a thread")?;
+        let (s, warm) = ipx_thread(&host, &payload, dur)?;
+        Ok((s, host.sink.frames() == s.sends + warm))
+    })?;
+    row.exact &= runs.iter().all(|(_, exact)| *exact);
+    let samples: Vec<Sample> = runs.into_iter().map(|(s, _)| s).collect();
+    record(row, &samples);
+    Ok(())
+}
+
 /// One round of the kernel row: `n` threads, a socket each, `sendmmsg`.
 fn kernel_round(row: &mut ScaleRow, case: Case, cpus: &[usize], dur: Duration) -> Result<()> {
     let samples = on_threads(cpus, row.threads, || {
@@ -209,6 +232,8 @@ pub fn run(
         ScaleRow::new("ipxmit noqueue, 1 queue", n),
         ScaleRow::new(&format!("ipxmit pfifo_fast, {n} queues"), 1),
         ScaleRow::new(&format!("ipxmit pfifo_fast, {n} queues"), n),
+        ScaleRow::new(OWN_STACKS, 1),
+        ScaleRow::new(OWN_STACKS, n),
     ];
     let one = Host::new(case, 1, Some("noqueue")).context("ipxmit host, 1 queue")?;
     let many = Host::new(case, n, None).context("ipxmit host, N queues")?;
@@ -223,6 +248,7 @@ pub fn run(
                     Ok(())
                 }
                 (true, None) => kernel_round(r, case, cpus, dur),
+                (false, _) if r.who == OWN_STACKS => own_stacks_round(r, case, cpus, dur),
                 (false, _) if r.who.contains("noqueue") => ipx_round(r, &one, cpus, dur),
                 (false, _) => ipx_round(r, &many, cpus, dur),
             };
@@ -271,7 +297,7 @@ pub fn table(rows: &[ScaleRow]) -> String {
         let bound =
             one.map(|o| r.threads as f64 * measure::median_of(o.cpu_ns.clone()) / cpu.max(1e-9));
         let busy = r.median() * cpu / 1e9 / r.threads as f64;
-        let exact = match (r.who.starts_with("ipxmit"), r.exact) {
+        let exact = match (r.who.contains("ipxmit"), r.exact) {
             (false, _) => "",
             (true, true) => "exact",
             (true, false) => "MISMATCH",
