@@ -12,7 +12,8 @@
 //! obsolete by a change of the routing state, which clears the record);
 //! an unconnected socket's frames follow their sender's queue. The test
 //! compares, step by step, how many datagrams each queue carried. Needs
-//! root and two CPUs; prints SKIPPED otherwise.
+//! root and two CPUs; prints SKIPPED otherwise. `explain` is checked
+//! against the same rule without root.
 
 mod common;
 
@@ -210,4 +211,35 @@ fn per_queue(wire: &MemWire) -> [u64; 2] {
         v[q.min(1)] += 1;
     }
     v
+}
+
+/// `explain` names the queue a connected socket's frames keep — the one
+/// its first datagram was given, after XPS moved the thread to another —
+/// and the XPS queue for an unconnected socket's send (no root needed).
+#[test]
+fn explain_names_the_queue_a_connected_socket_keeps() {
+    let (stack, wire) = common::mem_host(common::eth0(), 2, 1024);
+    let peer = SocketAddrV4::new(common::PEER, 9);
+    let mut conn = UdpSocket::new(&stack);
+    conn.connect(peer).unwrap();
+    let dev = stack.device("eth0").unwrap();
+    let me = 1u64 << ipxmit::cpu::current();
+    let xps = |q: usize| {
+        dev.set_xps_cpus(q, me).unwrap();
+        dev.set_xps_cpus(1 - q, 0).unwrap();
+    };
+    xps(0);
+    conn.send(&common::payload(64, 0), MsgFlags::NONE).unwrap();
+    assert_eq!(per_queue(&wire), [1, 0]);
+    xps(1);
+    assert_eq!(conn.explain(64, None, MsgFlags::NONE).unwrap().qdisc.txq, 0);
+    conn.send(&common::payload(64, 1), MsgFlags::NONE).unwrap();
+    assert_eq!(per_queue(&wire), [1, 0], "the send keeps the queue too");
+    let mut unconn = UdpSocket::new(&stack);
+    let plan = unconn.explain(64, Some(peer), MsgFlags::NONE).unwrap();
+    assert_eq!(plan.qdisc.txq, 1);
+    unconn
+        .send_to(&common::payload(64, 2), peer, MsgFlags::NONE)
+        .unwrap();
+    assert_eq!(per_queue(&wire), [0, 1]);
 }

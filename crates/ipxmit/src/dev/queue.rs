@@ -135,11 +135,21 @@ pub enum QdiscPath {
 
 /// Kernel: `netdev_pick_tx()` and `__dev_xmit_skb()`'s choice, asked
 /// without sending (`ipxmit explain`): the queue picked for the flow
-/// hash, what its qdisc does with a frame now, and the class its own
-/// classification puts `first` in.
-pub fn xmit_plan(dev: &NetDevice, hash: u32, first: &PacketBuf) -> QdiscPlan {
+/// hash — or `recorded`, the queue a connected socket's earlier frames were
+/// given (`sk_tx_queue_get()`), when it has one of the device's — what its
+/// qdisc does with a frame now, and the class its own classification puts
+/// `first` in. Nothing is recorded.
+pub fn xmit_plan(
+    dev: &NetDevice,
+    hash: u32,
+    first: &PacketBuf,
+    recorded: Option<usize>,
+) -> QdiscPlan {
     let n = dev.queues().len();
-    let txq = pick_tx(dev, 0, hash, None);
+    let txq = match recorded.filter(|&q| n > 1 && q < n) {
+        Some(q) => q,
+        None => pick_tx(dev, 0, hash, None),
+    };
     let q = &dev.queues()[txq];
     let handle = q.qdisc_handle();
     let (kind, qlen, noqueue, bypass, class) = q.with_qdisc(|qd| {

@@ -855,9 +855,10 @@ fn build_queue_xmit_header(
 
 /// What `dst_output()` would do with a datagram's first frame `first` of
 /// flow hash `hash` going out by `dst`, without sending it: the device
-/// layer's answer ([`crate::dev::queue::xmit_plan`]), for `ipxmit explain`.
-pub fn plan_xmit(dst: &Dst, hash: u32, first: &PacketBuf) -> QdiscPlan {
-    crate::dev::queue::xmit_plan(&dst.dev, hash, first)
+/// layer's answer ([`crate::dev::queue::xmit_plan`]), for `ipxmit explain`;
+/// `recorded` is a connected socket's recorded transmit queue.
+pub fn plan_xmit(dst: &Dst, hash: u32, first: &PacketBuf, recorded: Option<usize>) -> QdiscPlan {
+    crate::dev::queue::xmit_plan(&dst.dev, hash, first, recorded)
 }
 
 /// The copy `ip_mc_output()` loops to the host (`skb_clone()`): the

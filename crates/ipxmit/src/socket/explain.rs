@@ -259,7 +259,13 @@ impl UdpSocket {
             gso: gso_plan(&p, len),
             ident: ident_rule(&p, geometry.df),
             hooks: hook_plans(&self.stack),
-            qdisc: plan_xmit(&p.dst, hash, &self.probe_frame(&p, dport, &geometry, true)),
+            qdisc: plan_xmit(
+                &p.dst,
+                hash,
+                &self.probe_frame(&p, dport, &geometry, true),
+                // A connected socket's frames keep the queue recorded.
+                p.sk.connected().then(|| self.budget.tx_queue()).flatten(),
+            ),
             datagram: Probe {
                 bytes: self.probe_frame(&p, dport, &geometry, false).to_vec(),
                 mark: p.mark,
