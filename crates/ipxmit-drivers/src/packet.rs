@@ -993,13 +993,15 @@ impl PacketQueue {
         q.set_in_flight(ring.outstanding);
         sh.c.tx_frames.fetch_add(1, Ordering::Relaxed);
         sh.c.tx_bytes.fetch_add(pkt.len() as u64, Ordering::Relaxed);
-        let ctl = q.ctl();
-        if let Some(c) = &ctl {
-            c.sent_queue(pkt.len() as u32, ring.stamp);
-        }
+        let stopped = q.with_ctl(|ctl| {
+            ctl.is_some_and(|c| {
+                c.sent_queue(pkt.len() as u32, ring.stamp);
+                c.is_stopped()
+            })
+        });
         // `__netdev_tx_sent_queue`: ring the doorbell at the end of a batch,
         // or now if the queue just stopped (no more frames come to end it).
-        if !more || ring.pending >= batch || ctl.is_some_and(|c| c.is_stopped()) {
+        if !more || ring.pending >= batch || stopped {
             q.doorbell(tx, &sh.c);
         }
         TxStatus::Ok

@@ -195,7 +195,7 @@ impl QueueState {
     /// return, or by anyone else holding the queue's flow control): either
     /// way a completion must wake it.
     fn needs_completion(&self) -> bool {
-        self.waiting.load(Ordering::Acquire) || self.ctl.get().is_some_and(|c| c.is_stopped())
+        self.waiting.load(Ordering::Acquire) || self.ctl.is_stopped()
     }
 }
 

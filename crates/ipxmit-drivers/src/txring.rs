@@ -49,6 +49,18 @@ impl CtlSlot {
     pub fn get(&self) -> Option<Arc<TxQueueCtl>> {
         self.0.read().clone()
     }
+
+    /// `f` on the flow control of the queue (`None` before it is
+    /// attached), read in place: no reference is taken, as the per-frame
+    /// paths need none.
+    pub fn with<R>(&self, f: impl FnOnce(Option<&TxQueueCtl>) -> R) -> R {
+        f(self.0.read().as_deref())
+    }
+
+    /// The queue is attached and stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.with(|c| c.is_some_and(TxQueueCtl::is_stopped))
+    }
 }
 
 /// Whether frames are still waiting for the kernel after a push.
@@ -167,12 +179,17 @@ impl<T: RingTx> RingQueue<T> {
         self.ctl.get()
     }
 
+    /// `f` on the stack's flow control of the queue, read in place
+    /// ([`CtlSlot::with`]).
+    pub fn with_ctl<R>(&self, f: impl FnOnce(Option<&TxQueueCtl>) -> R) -> R {
+        self.ctl.with(f)
+    }
+
     /// Stopped for lack of room (by the driver's [`RingQueue::block`], or
     /// with `any_stop` by anyone holding the queue's flow control): a
     /// completion must wake it.
     pub fn needs_completion(&self, p: &Policy) -> bool {
-        self.waiting.load(Ordering::Acquire)
-            || (p.any_stop && self.ctl().is_some_and(|c| c.is_stopped()))
+        self.waiting.load(Ordering::Acquire) || (p.any_stop && self.ctl.is_stopped())
     }
 
     /// Frames are in flight: their completion is still to be seen.
@@ -193,7 +210,7 @@ impl<T: RingTx> RingQueue<T> {
         };
         self.set_in_flight(r.in_flight);
         if r.bytes > 0 {
-            tx.completed(r.bytes, self.ctl().as_deref());
+            self.ctl.with(|ctl| tx.completed(r.bytes, ctl));
         }
     }
 
@@ -277,7 +294,7 @@ impl<T: RingTx> RingQueue<T> {
             self.backoff
                 .store(flow != Flow::Full || p.in_memory, Ordering::Release);
         }
-        if p.in_memory && self.ctl().is_some_and(|c| c.is_stopped()) {
+        if p.in_memory && self.ctl.is_stopped() {
             // Still over the byte limit: the bytes it waits for are in
             // flight, and `POLLOUT` says nothing about them.
             self.backoff.store(true, Ordering::Release);
