@@ -16,8 +16,8 @@
 //! [`packet`]: crate::packet
 //! [`xdp`]: crate::xdp
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,123 @@ impl CtlSlot {
     /// The queue is attached and stopped.
     pub fn is_stopped(&self) -> bool {
         self.with(|c| c.is_some_and(TxQueueCtl::is_stopped))
+    }
+}
+
+/// The Ethernet header a frame carries on top of the interface's MTU
+/// (`dev->hard_header_len` of an Ethernet device; no VLAN tag is sent), and
+/// the shortest frame the kernel takes (`dev_validate_header`).
+pub(crate) const ETH_HLEN: usize = 14;
+
+/// How often [`LiveMtu::refresh_if_stale`] reads the MTU again: as often as
+/// the runner reaps a ring with frames in flight.
+pub(crate) const MTU_REFRESH: Duration = Duration::from_millis(10);
+
+/// Why a ring driver refuses a frame before it reaches a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Misfit {
+    /// Shorter than an Ethernet header: `tpacket_snd` skips it
+    /// (`dev_validate_header`), an XDP descriptor of length 0 is invalid.
+    Runt,
+    /// Over the interface's MTU plus its Ethernet header.
+    Oversize,
+}
+
+impl Misfit {
+    /// The errno it is counted under: `EINVAL`, `EMSGSIZE`.
+    pub fn errno(self) -> rustix::io::Errno {
+        match self {
+            Misfit::Runt => rustix::io::Errno::INVAL,
+            Misfit::Oversize => rustix::io::Errno::MSGSIZE,
+        }
+    }
+}
+
+/// Kernel: `dev->mtu` of the interface a ring driver sends on, as the
+/// driver checks frames against it. Read at open (`SIOCGIFMTU`), and again —
+/// never on the path of a frame that fits — when the kernel's answer says a
+/// frame was refused, before the driver refuses one as over it (at most
+/// every [`MTU_REFRESH`]: raised since, it may fit), and where a driver
+/// asks for it from its completion side (at most every [`MTU_REFRESH`]).
+/// The ioctl goes to a socket of the link (a packet socket: an XDP socket
+/// answers none), which answers for its own network namespace whatever
+/// thread asks.
+#[derive(Debug, Default)]
+pub(crate) struct LiveMtu {
+    ifname: String,
+    mtu: AtomicU32,
+    /// `CLOCK_MONOTONIC_COARSE` nanoseconds of the last read.
+    read_at: AtomicU64,
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: a few nanoseconds to read.
+pub(crate) fn coarse_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl LiveMtu {
+    /// The MTU `mtu` of `ifname`, just read.
+    pub fn new(ifname: &str, mtu: u32) -> LiveMtu {
+        LiveMtu {
+            ifname: ifname.to_string(),
+            mtu: AtomicU32::new(mtu),
+            read_at: AtomicU64::new(coarse_nanos()),
+        }
+    }
+
+    /// The MTU as last read.
+    #[inline]
+    pub fn get(&self) -> u32 {
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    /// Why a frame of `len` bytes would be refused by the kernel, if it
+    /// would; `any_size`: no MTU limit (frames after a vnet header, which
+    /// may be GSO super-frames).
+    #[inline]
+    pub fn misfit(&self, len: usize, any_size: bool) -> Option<Misfit> {
+        if len < ETH_HLEN {
+            Some(Misfit::Runt)
+        } else if !any_size && len > self.get() as usize + ETH_HLEN {
+            Some(Misfit::Oversize)
+        } else {
+            None
+        }
+    }
+
+    /// [`LiveMtu::misfit`], with the MTU read again (at most every
+    /// [`MTU_REFRESH`]) before a frame is refused as over it: raised
+    /// since, it may fit. Costs nothing on frames that fit.
+    pub fn misfit_fresh(&self, len: usize, any_size: bool, fd: BorrowedFd<'_>) -> Option<Misfit> {
+        match self.misfit(len, any_size) {
+            Some(Misfit::Oversize) => {
+                self.refresh_if_stale(fd);
+                self.misfit(len, any_size)
+            }
+            m => m,
+        }
+    }
+
+    /// Reads the MTU again through `fd`; the last one read if the ioctl
+    /// fails (the interface gone: the kernel refuses the sends anyway).
+    pub fn refresh(&self, fd: BorrowedFd<'_>) -> u32 {
+        self.read_at.store(coarse_nanos(), Ordering::Relaxed);
+        match sys::if_mtu(fd, &self.ifname) {
+            Ok(m) if m > 0 => {
+                self.mtu.store(m, Ordering::Relaxed);
+                m
+            }
+            _ => self.get(),
+        }
+    }
+
+    /// [`LiveMtu::refresh`] when the last read is [`MTU_REFRESH`] old.
+    pub fn refresh_if_stale(&self, fd: BorrowedFd<'_>) {
+        let at = self.read_at.load(Ordering::Relaxed);
+        if coarse_nanos().saturating_sub(at) >= MTU_REFRESH.as_nanos() as u64 {
+            self.refresh(fd);
+        }
     }
 }
 
@@ -396,4 +513,21 @@ pub(crate) fn recv_frames(
         }
     }
     got
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_fits_from_an_ethernet_header_to_the_mtu_plus_that_header() {
+        let m = LiveMtu::new("eth0", 1500);
+        assert_eq!(m.misfit(0, false), Some(Misfit::Runt));
+        assert_eq!(m.misfit(13, true), Some(Misfit::Runt));
+        assert_eq!(m.misfit(14, false), None);
+        assert_eq!(m.misfit(1514, false), None);
+        assert_eq!(m.misfit(1515, false), Some(Misfit::Oversize));
+        assert_eq!(m.misfit(65536, true), None, "no limit after a vnet header");
+        assert_eq!(Misfit::Oversize.errno(), rustix::io::Errno::MSGSIZE);
+    }
 }

@@ -38,9 +38,30 @@
 //! [`runner`](crate::runner::Runner) (`xsk_poll` also drives copy-mode
 //! transmit), or a retry timer ([`RETRY`]) when the kernel refused outright
 //! or frames are still in flight — kicks again, reaps the completion ring
-//! and wakes the queue. Nothing is lost; a frame the interface's driver
-//! dropped (`EBUSY`: `NET_XMIT_DROP`) is counted in
-//! [`XdpStats::tx_dropped`]. No byte queue limits yet.
+//! and wakes the queue. Nothing is lost. No byte queue limits yet.
+//!
+//! Frames the kernel will not send. Copy mode (`__xsk_generic_xmit`)
+//! checks no MTU: `xsk_build_skb` copies whatever the descriptor holds and
+//! `__dev_direct_xmit` hands it to the device. What the device drops
+//! (`NET_XMIT_DROP`: a veth drops a frame over its peer's MTU + 18,
+//! `is_skb_forwardable`, or shorter than an Ethernet header, and counts it
+//! in its TX `dropped`) ends that kick with `EBUSY`; the descriptor is
+//! consumed and its frame comes back on the completion ring. The driver
+//! counts each in [`XdpStats::tx_dropped`] and kicks on at once (a drop is
+//! progress, not a refusal), so a run of drops holds nothing up. A
+//! descriptor the ring itself finds invalid (`xp_aligned_validate_desc`:
+//! length 0, or past its UMEM frame) is counted in `tx_invalid_descs`
+//! (`XDP_STATISTICS`); `xskq_cons_read_desc` steps over it before any
+//! completion slot is reserved, so by that code its frame never comes
+//! back (Linux 6.18 hands it back on the completion ring all the same, as
+//! `tests/xdp.rs` saw). So the driver refuses before the ring what
+//! the kernel's own stack would never send — a frame over the interface's
+//! MTU plus its Ethernet header (or over a UMEM frame) and one shorter than
+//! that header — and counts it under its reason
+//! ([`XdpStats::tx_oversize`], [`XdpStats::tx_runt`]); the MTU is read
+//! again from the completion side at most every 10 ms and before a frame
+//! is refused as over it, so `ip link set ... mtu` on the open link is
+//! followed.
 //!
 //! Receive (ARP replies, ICMP errors for the stack): no XDP program is
 //! loaded — a transmit-only XDP socket needs none. A packet socket bound to
@@ -62,7 +83,7 @@ use rustix::io::Errno;
 
 use crate::runner::{self, WaitFd, WaitSource};
 use crate::sys;
-use crate::txring::{self, Flow, Policy, Reaped, RingQueue, RingTx, RxCounters};
+use crate::txring::{self, Flow, LiveMtu, Misfit, Policy, Reaped, RingQueue, RingTx, RxCounters};
 use ring::{CompRing, TxRing, Umem};
 
 /// Default TX ring entries per queue.
@@ -239,10 +260,24 @@ pub struct XdpStats {
     pub ring_full: u64,
     /// Times a frame was handed back (`Busy`) and the queue stopped.
     pub tx_busy: u64,
-    /// Frames the interface's driver dropped after taking them (`EBUSY`).
+    /// Frames the interface's driver dropped after taking them (`EBUSY`:
+    /// `NET_XMIT_DROP`, one frame per kick; a veth drops a frame over its
+    /// peer's MTU so, and counts it in its `ip -s link` TX `dropped`).
+    /// Their descriptors come back on the completion ring.
     pub tx_dropped: u64,
-    /// Frames dropped on an error (too long; a kick's hard failure).
+    /// Frames dropped on an error: refused before the ring
+    /// ([`XdpStats::tx_oversize`], [`XdpStats::tx_runt`]) or a kick's hard
+    /// failure.
     pub tx_errors: u64,
+    /// Frames refused for being over the interface's MTU plus its Ethernet
+    /// header (`EMSGSIZE`), or over a UMEM frame; never written to the
+    /// ring. The kernel's copy-mode transmit checks no MTU: the device
+    /// would drop it, or send a frame the link cannot carry.
+    pub tx_oversize: u64,
+    /// Frames refused for being shorter than an Ethernet header
+    /// (`EINVAL`): a descriptor of length 0 is one the kernel finds
+    /// invalid (`tx_invalid_descs`), a shorter frame one a veth drops.
+    pub tx_runt: u64,
     /// Frames received and handed up.
     pub rx_frames: u64,
     /// Our own outgoing frames seen and ignored.
@@ -253,6 +288,8 @@ pub struct XdpStats {
 
 #[derive(Default)]
 struct Counters {
+    /// The interface's MTU as frames are checked against it.
+    mtu: LiveMtu,
     tx_frames: AtomicU64,
     tx_bytes: AtomicU64,
     tx_kicks: AtomicU64,
@@ -262,6 +299,8 @@ struct Counters {
     tx_busy: AtomicU64,
     tx_dropped: AtomicU64,
     tx_errors: AtomicU64,
+    tx_oversize: AtomicU64,
+    tx_runt: AtomicU64,
     rx_frames: AtomicU64,
     rx_outgoing: AtomicU64,
     last_errno: AtomicI32,
@@ -271,6 +310,16 @@ impl Counters {
     fn error(&self, e: Errno) {
         self.tx_errors.fetch_add(1, Ordering::Relaxed);
         self.last_errno.store(e.raw_os_error(), Ordering::Relaxed);
+    }
+
+    /// Counts a frame refused before the ring, under its reason.
+    fn refuse(&self, m: Misfit) {
+        let c = match m {
+            Misfit::Runt => &self.tx_runt,
+            Misfit::Oversize => &self.tx_oversize,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.error(m.errno());
     }
 }
 
@@ -306,6 +355,8 @@ struct Shared {
     zerocopy: bool,
     queues: Box<[XskQueue]>,
     rx: Option<OwnedFd>,
+    /// An unbound packet socket for interface ioctls (`SIOCGIFMTU`).
+    probe: OwnedFd,
     c: Counters,
 }
 
@@ -519,8 +570,10 @@ fn check_config(cfg: &XdpConfig) -> Result<(), XdpError> {
     Ok(())
 }
 
-/// The interface's index, address and MTU, read through a packet socket.
-fn interface(cfg: &XdpConfig) -> Result<(u32, [u8; 6], u32), XdpError> {
+/// The interface's index, address and MTU, read through a packet socket,
+/// and the socket (unbound: it receives nothing), kept to read the MTU
+/// again — an XDP socket answers no interface ioctl.
+fn interface(cfg: &XdpConfig) -> Result<(u32, [u8; 6], u32, OwnedFd), XdpError> {
     let name = cfg.ifname.as_str();
     if name.is_empty() || name.len() >= sys::IFNAMSIZ {
         return Err(XdpError::NoSuchInterface(name.to_string()));
@@ -532,7 +585,7 @@ fn interface(cfg: &XdpConfig) -> Result<(u32, [u8; 6], u32), XdpError> {
     })?;
     let hw = sys::if_hwaddr(probe.as_fd(), name).map_err(io_err("SIOCGIFHWADDR", name))?;
     let mtu = sys::if_mtu(probe.as_fd(), name).map_err(io_err("SIOCGIFMTU", name))?;
-    Ok((ifindex, hw, mtu))
+    Ok((ifindex, hw, mtu, probe))
 }
 
 impl XdpLink {
@@ -543,7 +596,7 @@ impl XdpLink {
         check_config(cfg)?;
         // AF_XDP first: a kernel without it says so before anything else.
         drop(xdp_socket(&cfg.ifname)?);
-        let (ifindex, hw_addr, mtu) = interface(cfg)?;
+        let (ifindex, hw_addr, mtu, probe) = interface(cfg)?;
         let chunk = chunk_size(cfg, mtu)?;
         let mut queues = Vec::with_capacity(cfg.queues);
         let mut zerocopy = true;
@@ -562,7 +615,11 @@ impl XdpLink {
                 zerocopy,
                 queues: queues.into_boxed_slice(),
                 rx,
-                c: Counters::default(),
+                probe,
+                c: Counters {
+                    mtu: LiveMtu::new(&cfg.ifname, mtu),
+                    ..Counters::default()
+                },
             }),
         })
     }
@@ -637,6 +694,8 @@ impl XdpLink {
             tx_busy: g(&c.tx_busy),
             tx_dropped: g(&c.tx_dropped),
             tx_errors: g(&c.tx_errors),
+            tx_oversize: g(&c.tx_oversize),
+            tx_runt: g(&c.tx_runt),
             rx_frames: g(&c.rx_frames),
             rx_outgoing: g(&c.rx_outgoing),
             last_errno: c.last_errno.load(Ordering::Relaxed),
@@ -703,11 +762,16 @@ impl RingTx for XskTx {
     /// Kernel: the doorbell — `xskq_prod_submit` then, only when the ring
     /// asks for it (`XDP_RING_NEED_WAKEUP`), `sendto`. Copy mode sends up
     /// to the TX budget per kick: kicks again while the kernel takes more
-    /// (a few times at most).
+    /// (a few times at most). A frame the device dropped ends the kick
+    /// (`EBUSY`, its descriptor consumed): kicking again then is no retry
+    /// and spends none of the few, so a run of drops holds nothing up.
     fn push_out(&mut self, fd: &OwnedFd, c: &Counters) -> Flow {
         self.tx.submit();
         self.pending = 0;
-        for _ in 0..4 {
+        let mut tries = 4;
+        // Each drop consumed a descriptor: no more drops than the ring holds.
+        let mut drops = self.tx.unsent();
+        while tries > 0 {
             let unsent = self.tx.unsent();
             if unsent == 0 {
                 return Flow::Clear;
@@ -717,8 +781,14 @@ impl RingTx for XskTx {
                 return Flow::Clear;
             }
             c.tx_kicks.fetch_add(1, Ordering::Relaxed);
+            tries -= 1;
             match ring::kick(fd.as_fd()) {
                 Ok(()) => {}
+                Err(Errno::BUSY) if drops > 0 => {
+                    c.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    drops -= 1;
+                    tries += 1;
+                }
                 Err(Errno::BUSY) => {
                     c.tx_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -773,6 +843,7 @@ impl WaitSource for Shared {
     }
 
     fn complete_tx(&self) {
+        self.c.mtu.refresh_if_stale(self.probe.as_fd());
         for q in self.queues.iter() {
             q.ring.service(&self.c, &POLICY, || true);
         }
@@ -795,17 +866,24 @@ impl Driver for XdpQueue {
     /// Kernel: a NIC's `ndo_start_xmit` on an XDP-socket-like ring. Reaps
     /// completions, copies `pkt` into a free frame and the ring, rings the
     /// doorbell at the end of the batch; hands `pkt` back (`Busy`) when no
-    /// room returns after a kick.
+    /// room returns after a kick. A frame over the interface's MTU or
+    /// shorter than an Ethernet header is refused and counted
+    /// ([`XdpStats::tx_oversize`], [`XdpStats::tx_runt`]).
     fn start_xmit(&mut self, pkt: PacketBuf, more: bool) -> TxStatus {
         let sh = &*self.shared;
         let q = &sh.queues[self.index];
+        if let Some(m) = sh.c.mtu.misfit_fresh(pkt.len(), false, sh.probe.as_fd()) {
+            sh.c.refuse(m);
+            return TxStatus::Error;
+        }
         let mut tx = q.ring.tx.lock();
         tx.reap_cq(&sh.c);
         let Some(mut tx) = q.ring.make_room(tx, &sh.c) else {
             return TxStatus::Busy(pkt);
         };
         if !tx.put(&pkt) {
-            sh.c.error(Errno::MSGSIZE);
+            // Over a UMEM frame: the MTU was raised past it.
+            sh.c.refuse(Misfit::Oversize);
             return TxStatus::Error;
         }
         sh.c.tx_frames.fetch_add(1, Ordering::Relaxed);

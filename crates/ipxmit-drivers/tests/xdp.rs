@@ -15,6 +15,7 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{Receiver, VethPeer, DEV_A, VETH_PEER};
@@ -23,8 +24,10 @@ use common::veth::{
     VethHost, QUIET,
 };
 use common::{assert_same, payload, payloads, report};
+use ipxmit::dev::{TxQueueCtl, TxStatus};
 use ipxmit::stats::DevCounter;
-use ipxmit::{MsgFlags, UdpSocket};
+use ipxmit::{MsgFlags, PacketBuf, UdpSocket};
+use ipxmit_drivers::netns::Netns;
 use ipxmit_drivers::runner::Runner;
 use ipxmit_drivers::xdp::{XdpConfig, XdpError, XdpLink, XdpMode, XdpStats};
 
@@ -279,4 +282,153 @@ fn xdp_open_errors_name_the_problem() {
         .unwrap()
         .unwrap_err();
     assert_eq!(e.to_string(), "AF_XDP needs CAP_NET_RAW (run as root)");
+}
+
+/// The TX `dropped` counter of `dev` as `ip -s link` shows it.
+fn link_tx_dropped(ns: &Netns, dev: &str) -> u64 {
+    let out = ns.ip(&["-s", "link", "show", dev]).unwrap();
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("TX:"));
+    let values = lines.nth(1).unwrap_or_default();
+    let v: Vec<u64> = values
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    v[3]
+}
+
+/// Frames the kernel's copy-mode transmit would not carry are counted
+/// under their reason, never as sent, and hold nothing up. The stack's
+/// device has an MTU above the link's: a 1942-byte frame (over the MTU,
+/// within a 2048-byte UMEM frame) and a 3042-byte one (over both) are
+/// refused by the driver (`tx_oversize`, `EMSGSIZE`) — `xsk_build_skb`
+/// checks no MTU, and a veth would take up to its peer's MTU + 18. Then
+/// the peer's MTU is lowered under the open link, which the driver cannot
+/// see: sixteen 1462-byte frames in one batch (a UDP GSO send) each reach
+/// the veth, which drops them (`is_skb_forwardable`) and counts them in its
+/// TX `dropped`; each ends its kick with `EBUSY`, its descriptor completed.
+/// The driver counts the same sixteen (`tx_dropped`) and kicks on at once —
+/// all sixteen are through when the send returns, the queue running (it
+/// used to stop after four kicks and wait for a completion) — and the
+/// datagrams after them arrive.
+#[test]
+fn xdp_frames_the_kernel_refuses_hold_nothing_up() {
+    if skip("xdp_frames_the_kernel_refuses_hold_nothing_up") {
+        return;
+    }
+    let (peer, rx) = veth_receiver("xdp-ref", 6306, 16 << 20);
+    let mut cfg = XdpConfig::new(DEV_A);
+    cfg.ring = 8;
+    let link = open(&peer, &cfg).unwrap();
+    let mut dev = link.dev_config("eth0");
+    dev.mtu = 4000;
+    let h = VethHost::new(&peer, dev, link.drivers());
+    send_all(&h.stack, 6306, &payloads(&[200, 1900, 3000, 200]));
+    let got = rx.recv_n(3, Duration::from_millis(500));
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [200, 200]);
+    let st = completed(&link);
+    assert_eq!((st.tx_oversize, st.tx_errors, st.tx_frames), (2, 2, 2));
+    assert_eq!(st.last_errno, libc::EMSGSIZE);
+    peer.b.ip(&["link", "set", "xb0", "mtu", "1400"]).unwrap();
+    let before = link_tx_dropped(&peer.a, DEV_A);
+    let mut s = socket(&h.stack, 5003);
+    s.set_gso_size(1420).unwrap();
+    let to = SocketAddrV4::new(VETH_PEER, 6306);
+    s.send_to(&payload(16 * 1420, 3), to, MsgFlags::NONE)
+        .unwrap();
+    // The sender's own kicks went through every drop: no queue stop left
+    // sixteen drops to completions four at a time.
+    let st = link.stats();
+    assert_eq!(st.tx_dropped, 16, "at once: {st:?}");
+    assert!(!h.dev.queues()[0].ctl().is_stopped(), "{st:?}");
+    let after = payloads(&[200, 300, 400]);
+    send_all(&h.stack, 6306, &after);
+    assert_same(&rx.recv_n(after.len(), QUIET), &after);
+    let st = completed(&link);
+    assert_eq!(st.tx_dropped, 16, "{st:?}");
+    assert_eq!(
+        link_tx_dropped(&peer.a, DEV_A) - before,
+        16,
+        "as the veth counts"
+    );
+    assert_eq!((st.tx_frames, st.tx_completed), (21, 21), "{st:?}");
+    assert_eq!((st.tx_errors, link.tx_invalid_descs()), (2, 0));
+    assert!(!h.dev.queues()[0].ctl().is_stopped(), "nothing stalls");
+    report(&format!("xdp-ref: {st:?}"));
+}
+
+/// A broadcast frame of `len` bytes (its Ethernet header cut short below
+/// 14), for a driver called directly.
+fn frame(len: usize) -> PacketBuf {
+    let mut f = vec![0x45u8; len];
+    let head = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 0];
+    let n = len.min(14);
+    f[..n].copy_from_slice(&head[..n]);
+    PacketBuf::from_slice(32, &f)
+}
+
+/// Frames shorter than an Ethernet header never reach the ring: a
+/// descriptor of length 0 is one the kernel counts invalid
+/// (`xp_aligned_validate_desc`, `tx_invalid_descs`) and, by the source of
+/// `xskq_cons_read_desc`, steps over without completing it (Linux 6.18
+/// here handed such frames back on the completion ring, one per kick), and
+/// a veth drops a 10-byte frame. Both are refused (`tx_runt`, `EINVAL`);
+/// the frames around them leave.
+#[test]
+fn xdp_frames_shorter_than_a_header_are_refused() {
+    if skip("xdp_frames_shorter_than_a_header_are_refused") {
+        return;
+    }
+    let peer = VethPeer::new("xdp-runt").unwrap();
+    let link = open(&peer, &XdpConfig::new(DEV_A)).unwrap();
+    let mut d = link.drivers();
+    d[0].attach(Arc::new(TxQueueCtl::default()));
+    let sent: Vec<bool> = [60, 0, 10, 60]
+        .into_iter()
+        .map(|len| matches!(d[0].start_xmit(frame(len), false), TxStatus::Ok))
+        .collect();
+    assert_eq!(sent, [true, false, false, true]);
+    let t = Instant::now();
+    while link.stats().tx_completed < 2 && t.elapsed() < QUIET {
+        std::thread::sleep(Duration::from_millis(1));
+        link.wait_source().complete_tx();
+    }
+    let st = link.stats();
+    assert_eq!(
+        (st.tx_runt, st.tx_errors, st.last_errno),
+        (2, 2, libc::EINVAL)
+    );
+    assert_eq!((st.tx_frames, st.tx_completed, st.tx_dropped), (2, 2, 0));
+    assert_eq!(link.tx_invalid_descs(), 0);
+}
+
+/// The interface's MTU changed under the open link is followed: lowered,
+/// it is read again from the completion side (at most every 10 ms) and a
+/// frame over it is refused (`tx_oversize`) — copy mode would hand it to
+/// the device regardless; raised again, a frame over the MTU last read is
+/// checked against a fresh read before it is refused, and leaves.
+#[test]
+fn xdp_an_mtu_changed_under_the_open_link_is_followed() {
+    if skip("xdp_an_mtu_changed_under_the_open_link_is_followed") {
+        return;
+    }
+    let peer = VethPeer::new("xdp-mtu").unwrap();
+    let link = open(&peer, &XdpConfig::new(DEV_A)).unwrap();
+    let mut d = link.drivers();
+    d[0].attach(Arc::new(TxQueueCtl::default()));
+    assert!(matches!(d[0].start_xmit(frame(1450), false), TxStatus::Ok));
+    peer.a.ip(&["link", "set", DEV_A, "mtu", "1400"]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    link.wait_source().complete_tx();
+    assert!(matches!(
+        d[0].start_xmit(frame(1450), false),
+        TxStatus::Error
+    ));
+    assert_eq!(link.stats().tx_oversize, 1);
+    peer.a.ip(&["link", "set", DEV_A, "mtu", "1500"]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(matches!(d[0].start_xmit(frame(1450), false), TxStatus::Ok));
+    let st = link.stats();
+    assert_eq!((st.tx_frames, st.tx_oversize, st.tx_dropped), (2, 1, 0));
 }
