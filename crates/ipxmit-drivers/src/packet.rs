@@ -43,6 +43,22 @@
 //! the [`runner`](crate::runner::Runner) (or a short retry timer after `ENOBUFS`) —
 //! sends what is held and wakes the queue. Nothing is lost.
 //!
+//! Frames the kernel refuses: `packet_snd` answers a `sendmmsg` frame over
+//! the interface's MTU with `EMSGSIZE` (counted in `tx_errors`). In a ring,
+//! `tpacket_snd` would skip such a slot (`PACKET_LOSS`, set so that a
+//! refused slot cannot hold the ring's head: it marks the slot
+//! `TP_STATUS_AVAILABLE` and nothing else), so the driver refuses it first,
+//! against the MTU it last read, and one shorter than an Ethernet header
+//! (`PacketStats::tx_oversize`, `tx_runt`). A slot skipped all the same —
+//! the MTU lowered after the slot was filled — looks like a slot sent
+//! (same status, `tp_len` untouched, no timestamp bits: those come from
+//! `tpacket_destruct_skb`, which a skipped slot's skb never reaches, and
+//! a veth frees a sent one before any stamp; nothing on the error queue,
+//! no `PACKET_STATISTICS` count): only `send`'s return tells it, the bytes
+//! of the frames handed to the device. The driver compares it with the
+//! slots the kernel took, counts what is missing (`tx_skipped`), and reads
+//! the MTU again (see `Ring::account`).
+//!
 //! Byte queue limits (the kernel's `dql`, see [`ipxmit::dev::dql`]) apply in
 //! [`PacketMode::TxRing`], where the analogy with a NIC holds: the ring is the
 //! descriptor ring, `send` is the doorbell, and the kernel hands a slot back
@@ -104,7 +120,7 @@ use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags};
 use crate::runner::{self, recycle, WaitFd, WaitSource};
 pub use crate::sys::TpacketVersion;
 use crate::sys::{self, TxRingMap, TP_STATUS_KERNEL};
-use crate::txring::{self, Flow, Policy, Reaped, RingQueue, RingTx, RxCounters};
+use crate::txring::{self, Flow, LiveMtu, Misfit, Policy, Reaped, RingQueue, RingTx, RxCounters};
 use crate::vnet::{vnet_header, VNET_HDR_LEN};
 
 /// Default largest batch of one `sendmmsg`.
@@ -268,8 +284,25 @@ pub struct PacketStats {
     pub tx_syscalls: u64,
     /// Times the socket or ring had no room.
     pub tx_busy: u64,
-    /// Frames dropped on an error.
+    /// Frames dropped on an error: refused before the ring
+    /// ([`PacketStats::tx_oversize`], [`PacketStats::tx_runt`]), skipped by
+    /// the kernel ([`PacketStats::tx_skipped`]), or refused by a system call.
     pub tx_errors: u64,
+    /// Ring frames refused for being over the interface's MTU plus its
+    /// Ethernet header (`EMSGSIZE`, as `tpacket_snd` refuses them; without
+    /// the vnet header), never put in a slot.
+    pub tx_oversize: u64,
+    /// Ring frames refused for being shorter than an Ethernet header
+    /// (`EINVAL`, as `dev_validate_header` in `tpacket_snd` refuses them).
+    pub tx_runt: u64,
+    /// Ring slots the kernel skipped (`PACKET_LOSS`) for a reason the driver
+    /// could not see when it filled them — the interface's MTU lowered
+    /// since. Found from `send`'s return, the bytes of the frames
+    /// `tpacket_snd` handed to the device: short of the slots it took, the
+    /// difference was skipped. Counted in `tx_errors` too (`EMSGSIZE`, or
+    /// `EINVAL` when no slot is over the MTU read again), and taken back
+    /// from `tx_frames` and `tx_bytes`.
+    pub tx_skipped: u64,
     /// Frames received and handed up.
     pub rx_frames: u64,
     /// Our own outgoing frames seen and ignored.
@@ -280,11 +313,16 @@ pub struct PacketStats {
 
 #[derive(Default)]
 struct Counters {
+    /// The interface's MTU as ring frames are checked against it.
+    mtu: LiveMtu,
     tx_frames: AtomicU64,
     tx_bytes: AtomicU64,
     tx_syscalls: AtomicU64,
     tx_busy: AtomicU64,
     tx_errors: AtomicU64,
+    tx_oversize: AtomicU64,
+    tx_runt: AtomicU64,
+    tx_skipped: AtomicU64,
     rx_frames: AtomicU64,
     rx_outgoing: AtomicU64,
     last_errno: AtomicI32,
@@ -294,6 +332,16 @@ impl Counters {
     fn error(&self, e: Errno) {
         self.tx_errors.fetch_add(1, Ordering::Relaxed);
         self.last_errno.store(e.raw_os_error(), Ordering::Relaxed);
+    }
+
+    /// Counts a frame refused before the ring, under its reason.
+    fn refuse(&self, m: Misfit) {
+        let c = match m {
+            Misfit::Runt => &self.tx_runt,
+            Misfit::Oversize => &self.tx_oversize,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.error(m.errno());
     }
 }
 
@@ -312,8 +360,13 @@ struct Ring {
     map: TxRingMap,
     /// Next slot to fill.
     head: usize,
-    /// Slots filled since the last successful kick.
+    /// Slots filled and not yet taken by the kernel (still
+    /// `TP_STATUS_SEND_REQUEST`): the newest ones, before `head`.
     pending: usize,
+    /// The bytes of their frames.
+    pending_bytes: u64,
+    /// Frames follow a vnet header: no MTU limit.
+    vnet: bool,
     /// The last slot filled.
     last: usize,
     /// The oldest slot handed to the kernel and not yet seen released.
@@ -328,12 +381,14 @@ struct Ring {
 }
 
 impl Ring {
-    fn new(map: TxRingMap, now: Instant) -> Ring {
+    fn new(map: TxRingMap, now: Instant, vnet: bool) -> Ring {
         let lens = vec![0; map.frames()].into_boxed_slice();
         Ring {
             map,
             head: 0,
             pending: 0,
+            pending_bytes: 0,
+            vnet,
             last: 0,
             tail: 0,
             outstanding: 0,
@@ -364,8 +419,76 @@ impl Ring {
         self.last = self.head;
         self.head = (self.head + 1) % self.map.frames();
         self.pending += 1;
+        self.pending_bytes += pkt.len() as u64;
         self.outstanding += 1;
         true
+    }
+
+    /// Kernel: the slots `tpacket_snd` took in the `send` just made — it
+    /// takes them in order, and none it took is `TP_STATUS_SEND_REQUEST`
+    /// any more — and their frames' bytes. The last pending slot alone
+    /// tells when it took them all.
+    fn taken(&self) -> (usize, u64) {
+        if self.pending == 0 {
+            return (0, 0);
+        }
+        if self.map.status(self.last) != libc::TP_STATUS_SEND_REQUEST {
+            return (self.pending, self.pending_bytes);
+        }
+        let n = self.map.frames();
+        let first = (self.head + n - self.pending) % n;
+        let (mut k, mut bytes) = (0, 0u64);
+        while k < self.pending {
+            let i = (first + k) % n;
+            if self.map.status(i) == libc::TP_STATUS_SEND_REQUEST {
+                break;
+            }
+            bytes += u64::from(self.lens[i]);
+            k += 1;
+        }
+        (k, bytes)
+    }
+
+    /// Accounts a `send` that took `taken` slots (count, bytes) and
+    /// handed `sent` bytes of them to the device (`None`: not known). The
+    /// kernel's `tpacket_snd` returns the sum of the lengths of the frames
+    /// it handed on (`len_sum`); a slot it skipped under `PACKET_LOSS`
+    /// (`tpacket_error`: marked `TP_STATUS_AVAILABLE`, nothing else
+    /// written) is left out of it, and nothing else tells it from a slot
+    /// sent: the difference is what was skipped ([`Ring::skipped`]).
+    fn account(&mut self, fd: &OwnedFd, c: &Counters, taken: (usize, u64), sent: Option<u64>) {
+        let (k, bytes) = taken;
+        if let Some(sent) = sent.filter(|&s| s < bytes) {
+            self.skipped(fd, c, k, bytes - sent);
+        }
+        self.pending -= k;
+        self.pending_bytes -= bytes;
+    }
+
+    /// Counts the slots of the `k` oldest pending ones that the kernel
+    /// skipped, `missing` bytes in all: the interface's MTU is read again
+    /// (what the driver could not see: it was lowered), and the slots over
+    /// it are the skipped ones (`EMSGSIZE`); none over it, one is counted
+    /// (`EINVAL`). They were counted as sent: taken back.
+    fn skipped(&self, fd: &OwnedFd, c: &Counters, k: usize, missing: u64) {
+        c.mtu.refresh(fd.as_fd());
+        let n = self.map.frames();
+        let first = (self.head + n - self.pending) % n;
+        let over = (0..k)
+            .filter(|j| {
+                let len = self.lens[(first + j) % n] as usize;
+                c.mtu.misfit(len, self.vnet).is_some()
+            })
+            .count() as u64;
+        let (count, errno) = match over {
+            0 => (1, Errno::INVAL),
+            n => (n, Errno::MSGSIZE),
+        };
+        c.tx_skipped.fetch_add(count, Ordering::Relaxed);
+        c.tx_errors.fetch_add(count, Ordering::Relaxed);
+        c.last_errno.store(errno.raw_os_error(), Ordering::Relaxed);
+        c.tx_frames.fetch_sub(count, Ordering::Relaxed);
+        c.tx_bytes.fetch_sub(missing, Ordering::Relaxed);
     }
 
     /// Kernel: the descriptor scan of a NIC's transmit-completion poll.
@@ -374,7 +497,7 @@ impl Ring {
     /// (`TP_STATUS_WRONG_FORMAT`, not sent) is counted as an error, made
     /// available again, and completes too: its bytes leave the queue. (With
     /// `PACKET_LOSS`, set on every ring, the kernel skips such a slot and
-    /// hands it back available itself, uncounted.)
+    /// hands it back available itself; [`Ring::account`] counts it.)
     fn reap(&mut self, c: &Counters) -> u64 {
         let mut bytes = 0u64;
         while self.outstanding > 0 {
@@ -410,10 +533,6 @@ fn ring_vnet_header(pkt: &PacketBuf) -> [u8; VNET_HDR_LEN] {
     }
     h
 }
-
-/// The Ethernet header a frame carries on top of the interface's MTU
-/// (`dev->hard_header_len` of an Ethernet device; no VLAN tag is sent).
-const ETH_HLEN: usize = 14;
 
 /// Transmit state of one queue, under its lock.
 struct TxState {
@@ -614,7 +733,7 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
                 .map_err(sys_err("PACKET_LOSS", name))?;
             let map = TxRingMap::setup(fd.as_fd(), cfg.version, block, nr, fsz)
                 .map_err(sys_err("PACKET_TX_RING", name))?;
-            Some(Ring::new(map, completion_time()))
+            Some(Ring::new(map, completion_time(), cfg.vnet_hdr))
         }
     };
     let batch = cfg.batch.clamp(1, 1024);
@@ -690,7 +809,10 @@ impl PacketLink {
                 offload: granted(cfg, slot, gso_ok),
                 queues: queues.into_boxed_slice(),
                 rx,
-                c: Counters::default(),
+                c: Counters {
+                    mtu: LiveMtu::new(&cfg.ifname, mtu),
+                    ..Counters::default()
+                },
             }),
         })
     }
@@ -761,6 +883,9 @@ impl PacketLink {
             tx_syscalls: g(&c.tx_syscalls),
             tx_busy: g(&c.tx_busy),
             tx_errors: g(&c.tx_errors),
+            tx_oversize: g(&c.tx_oversize),
+            tx_runt: g(&c.tx_runt),
+            tx_skipped: g(&c.tx_skipped),
             rx_frames: g(&c.rx_frames),
             rx_outgoing: g(&c.rx_outgoing),
             last_errno: c.last_errno.load(Ordering::Relaxed),
@@ -858,17 +983,28 @@ impl TxState {
             }
         };
         c.tx_syscalls.fetch_add(1, Ordering::Relaxed);
+        let taken = ring.taken();
+        let sent = match r {
+            Ok(n) => Some(n as u64),
+            // `EAGAIN` (no skb: over `SO_SNDBUF`) is returned only when
+            // nothing was handed on in this call: what it took, it skipped.
+            Err(Errno::AGAIN) => Some(0),
+            // A frame the device dropped is put back (`ENOBUFS`); what the
+            // call handed on before it is not told.
+            Err(_) => None,
+        };
+        ring.account(fd, c, taken, sent);
         match r {
             Err(Errno::NOBUFS) => return Flow::Refused,
             Err(Errno::AGAIN) => return Flow::Full,
             Err(e) => c.error(e),
             Ok(_) => {}
         }
-        if ring.map.status(ring.last) == libc::TP_STATUS_SEND_REQUEST {
-            return Flow::Full;
+        if ring.pending > 0 {
+            Flow::Full
+        } else {
+            Flow::Clear
         }
-        ring.pending = 0;
-        Flow::Clear
     }
 
     /// True when the next ring slot is free (after a completion scan).
@@ -979,11 +1115,13 @@ impl PacketQueue {
         let Some(ring) = tx.ring.as_mut() else {
             return TxStatus::Error;
         };
-        if !sh.vnet && pkt.len() > sh.mtu as usize + ETH_HLEN {
+        if let Some(m) = sh.c.mtu.misfit_fresh(pkt.len(), sh.vnet, q.fd.as_fd()) {
             // tpacket_snd() refuses a frame over the interface's MTU (its
             // `size_max` without a vnet header), as packet_snd() does
-            // with EMSGSIZE: refused here, counted, never put in a slot.
-            sh.c.error(Errno::MSGSIZE);
+            // with EMSGSIZE, and one shorter than the Ethernet header
+            // (`dev_validate_header`): refused here, counted, never put in
+            // a slot.
+            sh.c.refuse(m);
             return TxStatus::Error;
         }
         if !ring.put(&pkt, sh.vnet) {

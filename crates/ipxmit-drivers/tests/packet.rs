@@ -306,12 +306,15 @@ fn packet_drivers_attached_again_serve_the_new_stacks_queue() {
 
 /// A frame over the interface's MTU (as a stack whose device MTU was
 /// raised above the link's sends) is refused by the driver and counted
-/// (`EMSGSIZE`, as `tpacket_snd` refuses it); and a ring slot the kernel
-/// refuses all the same (the interface's MTU lowered after the link was
-/// opened) holds up no later slot: the kernel skips it (`PACKET_LOSS`).
-/// Left `TP_STATUS_WRONG_FORMAT`, the kernel's head stayed on it, the next
-/// frame stopped the queue and no completion woke it (the conservation
-/// test's "link stopped draining").
+/// (`EMSGSIZE`, as `tpacket_snd` refuses it), and so is one shorter than an
+/// Ethernet header (`EINVAL`, `dev_validate_header`); and a ring slot the
+/// kernel refuses all the same (the interface's MTU lowered after the link
+/// was opened) holds up no later slot: the kernel skips it
+/// (`PACKET_LOSS`). Left `TP_STATUS_WRONG_FORMAT`, the kernel's head stayed
+/// on it, the next frame stopped the queue and no completion woke it (the
+/// conservation test's "link stopped draining"). The skipped slot is
+/// counted (`tx_skipped`, from `send`'s byte count), the MTU read again,
+/// and the next frame over it refused by the driver.
 #[test]
 fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
     if skip("packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up") {
@@ -329,7 +332,9 @@ fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
     d[0].attach(ctl.clone());
     let frame = |len: usize| {
         let mut f = vec![0x45u8; len];
-        f[..14].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 0]);
+        let head = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 0];
+        let n = len.min(14);
+        f[..n].copy_from_slice(&head[..n]);
         PacketBuf::from_slice(32, &f)
     };
     // 1516 bytes: fits a slot sized for MTU 1500, over the veth's MTU.
@@ -337,10 +342,20 @@ fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
         d[0].start_xmit(frame(1516), false),
         TxStatus::Error
     ));
-    assert_eq!(link.stats().tx_errors, 1, "the refused frame is counted");
+    assert!(matches!(d[0].start_xmit(frame(13), false), TxStatus::Error));
+    let st = link.stats();
+    assert_eq!((st.tx_oversize, st.tx_runt, st.tx_errors), (1, 1, 2));
     // The MTU lowered under the open link: the kernel refuses the slot.
     peer.a.ip(&["link", "set", DEV_A, "mtu", "1400"]).unwrap();
     assert!(matches!(d[0].start_xmit(frame(1450), false), TxStatus::Ok));
+    let st = link.stats();
+    assert_eq!((st.tx_skipped, st.tx_errors), (1, 3), "skipped, counted");
+    assert_eq!((st.tx_frames, st.last_errno), (0, libc::EMSGSIZE));
+    assert!(matches!(
+        d[0].start_xmit(frame(1450), false),
+        TxStatus::Error
+    ));
+    assert_eq!(link.stats().tx_oversize, 2, "the MTU read again");
     let done = |ctl: &TxQueueCtl| {
         for _ in 0..100 {
             link.wait_source().complete_tx();
@@ -359,4 +374,55 @@ fn packet_tx_ring_frame_the_kernel_refuses_holds_nothing_up() {
         "the next frame left: state {}",
         ctl.state()
     );
+    // One `send` of a slot skipped and a slot sent: it returns 60 bytes of
+    // the 1410 it took.
+    peer.a.ip(&["link", "set", DEV_A, "mtu", "1300"]).unwrap();
+    assert!(matches!(d[0].start_xmit(frame(1350), true), TxStatus::Ok));
+    assert!(matches!(d[0].start_xmit(frame(60), false), TxStatus::Ok));
+    let st = link.stats();
+    assert_eq!((st.tx_skipped, st.tx_errors), (2, 5), "{st:?}");
+    assert_eq!((st.tx_frames, st.tx_bytes), (2, 120), "{st:?}");
+    done(&ctl);
+    assert!(!ctl.is_stopped());
+}
+
+/// The interface's MTU lowered under an open ring link, which the driver
+/// cannot see: of a train of eight 1462-byte frames (a UDP GSO send), the
+/// slots filled before the first doorbell (when byte queue limits stop
+/// the queue) are skipped by `tpacket_snd` (`PACKET_LOSS`), which sends
+/// nothing of them and returns 0 bytes. The driver counts them
+/// (`tx_skipped`), never as sent, reads the MTU again and refuses the rest
+/// and the next such frame itself (`tx_oversize`): nine errors, none
+/// lost uncounted; the datagrams around them arrive. The veth's peer
+/// keeps MTU 1500: it is the sender's `tpacket_snd` that refuses.
+#[test]
+fn packet_tx_ring_slots_skipped_under_a_lowered_mtu_are_counted() {
+    if skip("packet_tx_ring_slots_skipped_under_a_lowered_mtu_are_counted") {
+        return;
+    }
+    let (peer, rx) = veth_receiver("skip", 6207, 16 << 20);
+    let mut cfg = PacketConfig::new(DEV_A);
+    cfg.mode = RING;
+    let link = peer.open(&cfg).unwrap();
+    let h = host(&peer, &link);
+    let first = payloads(&[200, 1420]);
+    send_all(&h.stack, 6207, &first);
+    assert_same(&rx.recv_n(2, QUIET), &first);
+    peer.a.ip(&["link", "set", DEV_A, "mtu", "1400"]).unwrap();
+    let mut s = socket(&h.stack, 5007);
+    s.set_gso_size(1420).unwrap();
+    let to = SocketAddrV4::new(VETH_PEER, 6207);
+    s.send_to(&payload(8 * 1420, 4), to, MsgFlags::NONE)
+        .unwrap();
+    let after = payloads(&[200, 1420, 300]);
+    send_all(&h.stack, 6207, &after);
+    let got = rx.recv_n(3, Duration::from_millis(500));
+    assert_same(&got, &[after[0].clone(), after[2].clone()]);
+    let st = link.stats();
+    assert!(st.tx_skipped > 0, "{st:?}");
+    assert_eq!(st.tx_skipped + st.tx_oversize, 9, "{st:?}");
+    assert_eq!((st.tx_errors, st.last_errno), (9, libc::EMSGSIZE));
+    assert_eq!(st.tx_frames, 4, "only the frames sent: {st:?}");
+    assert!(!h.dev.queues()[0].ctl().is_stopped(), "nothing stalls");
+    report(&format!("packet-skip: {st:?}"));
 }
