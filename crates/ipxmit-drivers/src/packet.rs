@@ -41,7 +41,13 @@
 //! is stopped, and a frame offered while full is handed back
 //! ([`TxStatus::Busy`]). Transmit completion — `POLLOUT` on the socket seen by
 //! the [`runner`](crate::runner::Runner) (or a short retry timer after `ENOBUFS`) —
-//! sends what is held and wakes the queue. Nothing is lost.
+//! sends what is held and wakes the queue. Nothing is lost — save a frame
+//! the device refuses (`ENOBUFS`) for [`REFUSED_DROP`] with nothing sent
+//! meanwhile: the kernel hands a frame its device dropped back to be
+//! offered again, for ever if the device never takes it (a veth whose
+//! peer's MTU is below it), so it is dropped then and counted
+//! ([`PacketStats::tx_dropped`]); a ring slot is made for `tpacket_snd` to
+//! skip (`tp_len` 0).
 //!
 //! Frames the kernel refuses: `packet_snd` answers a `sendmmsg` frame over
 //! the interface's MTU with `EMSGSIZE` (counted in `tx_errors`). In a ring,
@@ -105,6 +111,7 @@
 //! checking `sll_pkttype`.
 
 use std::io::IoSlice;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -128,6 +135,13 @@ pub const DEFAULT_BATCH: usize = 64;
 /// Retry time after the device refused a frame (`ENOBUFS`): there is no
 /// `POLLOUT` to wait for then.
 const NOBUFS_RETRY: Duration = Duration::from_millis(1);
+/// How long the device may refuse the same frame (`ENOBUFS`: it dropped
+/// it, `NET_XMIT_DROP`, or was busy), with nothing sent meanwhile, before
+/// the driver drops it ([`PacketStats::tx_dropped`]). Congestion clears in
+/// far less; a frame the device will never take — over a veth peer's MTU —
+/// would otherwise be offered again for ever, and everything behind it
+/// wait.
+pub const REFUSED_DROP: Duration = Duration::from_millis(100);
 /// Retry time when `POLLOUT` fired but the ring slot is still in flight,
 /// and while byte queue limits hold a ring's queue stopped.
 pub const RING_RETRY: Duration = Duration::from_micros(100);
@@ -303,6 +317,12 @@ pub struct PacketStats {
     /// `EINVAL` when no slot is over the MTU read again), and taken back
     /// from `tx_frames` and `tx_bytes`.
     pub tx_skipped: u64,
+    /// Frames dropped after the device refused them (`ENOBUFS`) for
+    /// [`REFUSED_DROP`] with nothing sent meanwhile (the kernel hands such
+    /// a frame back to be offered again: `tpacket_snd` puts its slot back,
+    /// `packet_snd` returns the error). A veth drops a frame over its
+    /// peer's MTU so, and counts each offer in its TX `dropped`.
+    pub tx_dropped: u64,
     /// Frames received and handed up.
     pub rx_frames: u64,
     /// Our own outgoing frames seen and ignored.
@@ -323,6 +343,7 @@ struct Counters {
     tx_oversize: AtomicU64,
     tx_runt: AtomicU64,
     tx_skipped: AtomicU64,
+    tx_dropped: AtomicU64,
     rx_frames: AtomicU64,
     rx_outgoing: AtomicU64,
     last_errno: AtomicI32,
@@ -332,6 +353,18 @@ impl Counters {
     fn error(&self, e: Errno) {
         self.tx_errors.fetch_add(1, Ordering::Relaxed);
         self.last_errno.store(e.raw_os_error(), Ordering::Relaxed);
+    }
+
+    /// Counts a frame dropped after the device kept refusing it; `counted`:
+    /// its bytes, if it was counted as sent (a ring slot), taken back.
+    fn dropped(&self, counted: Option<u64>) {
+        self.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        self.last_errno
+            .store(Errno::NOBUFS.raw_os_error(), Ordering::Relaxed);
+        if let Some(bytes) = counted {
+            self.tx_frames.fetch_sub(1, Ordering::Relaxed);
+            self.tx_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Counts a frame refused before the ring, under its reason.
@@ -367,6 +400,12 @@ struct Ring {
     pending_bytes: u64,
     /// Frames follow a vnet header: no MTU limit.
     vnet: bool,
+    /// Since when the device refuses the first pending slot with nothing
+    /// sent meanwhile ([`refused_too_long`]).
+    refused_since: u64,
+    /// The first pending slot, made for the kernel to skip after the
+    /// device refused it for [`REFUSED_DROP`] ([`Ring::refused`]).
+    dropping: Option<usize>,
     /// The last slot filled.
     last: usize,
     /// The oldest slot handed to the kernel and not yet seen released.
@@ -389,6 +428,8 @@ impl Ring {
             pending: 0,
             pending_bytes: 0,
             vnet,
+            refused_since: 0,
+            dropping: None,
             last: 0,
             tail: 0,
             outstanding: 0,
@@ -456,25 +497,54 @@ impl Ring {
     /// (`tpacket_error`: marked `TP_STATUS_AVAILABLE`, nothing else
     /// written) is left out of it, and nothing else tells it from a slot
     /// sent: the difference is what was skipped ([`Ring::skipped`]).
+    /// A slot made to be skipped ([`Ring::refused`]) is the first taken:
+    /// counted as dropped, not as skipped.
     fn account(&mut self, fd: &OwnedFd, c: &Counters, taken: (usize, u64), sent: Option<u64>) {
         let (k, bytes) = taken;
-        if let Some(sent) = sent.filter(|&s| s < bytes) {
-            self.skipped(fd, c, k, bytes - sent);
+        if k == 0 {
+            return;
+        }
+        self.refused_since = 0;
+        let (mut from, mut expected) = (0, bytes);
+        if let Some(i) = self.dropping.take() {
+            let len = u64::from(self.lens[i]);
+            c.dropped(Some(len));
+            (from, expected) = (1, bytes - len);
+        }
+        if let Some(sent) = sent.filter(|&s| s < expected) {
+            self.skipped(fd, c, from..k, expected - sent);
         }
         self.pending -= k;
         self.pending_bytes -= bytes;
     }
 
-    /// Counts the slots of the `k` oldest pending ones that the kernel
-    /// skipped, `missing` bytes in all: the interface's MTU is read again
-    /// (what the driver could not see: it was lowered), and the slots over
-    /// it are the skipped ones (`EMSGSIZE`); none over it, one is counted
-    /// (`EINVAL`). They were counted as sent: taken back.
-    fn skipped(&self, fd: &OwnedFd, c: &Counters, k: usize, missing: u64) {
+    /// Kernel: `tpacket_snd` put the first pending slot back (`ENOBUFS`:
+    /// the device dropped its frame or was busy) to offer it again at the
+    /// next `send`. Refused so for [`REFUSED_DROP`] with nothing sent, it
+    /// is made for the kernel to skip ([`TxRingMap::poison`]) and counted
+    /// as dropped when it is.
+    fn refused(&mut self) {
+        if self.pending == 0 || self.dropping.is_some() {
+            return;
+        }
+        if refused_too_long(&mut self.refused_since) {
+            let n = self.map.frames();
+            let first = (self.head + n - self.pending) % n;
+            self.map.poison(first);
+            self.dropping = Some(first);
+        }
+    }
+
+    /// Counts the slots of the pending ones in `slots` (from the oldest)
+    /// that the kernel skipped, `missing` bytes in all: the interface's MTU
+    /// is read again (what the driver could not see: it was lowered), and
+    /// the slots over it are the skipped ones (`EMSGSIZE`); none over it,
+    /// one is counted (`EINVAL`). They were counted as sent: taken back.
+    fn skipped(&self, fd: &OwnedFd, c: &Counters, slots: Range<usize>, missing: u64) {
         c.mtu.refresh(fd.as_fd());
         let n = self.map.frames();
         let first = (self.head + n - self.pending) % n;
-        let over = (0..k)
+        let over = slots
             .filter(|j| {
                 let len = self.lens[(first + j) % n] as usize;
                 c.mtu.misfit(len, self.vnet).is_some()
@@ -517,6 +587,21 @@ impl Ring {
     }
 }
 
+/// True when a refusal that began at `since` (0: none yet; set now) has
+/// lasted [`REFUSED_DROP`]; then `since` starts again.
+fn refused_too_long(since: &mut u64) -> bool {
+    let now = txring::coarse_nanos();
+    if *since == 0 {
+        *since = now;
+        return false;
+    }
+    if now.saturating_sub(*since) < REFUSED_DROP.as_nanos() as u64 {
+        return false;
+    }
+    *since = 0;
+    true
+}
+
 /// Kernel: the `hdr_len` of a ring slot's vnet header as `tpacket_snd` reads
 /// it: how much of the slot it copies into the skb's linear part; the rest
 /// of the slot's pages it maps into the skb (no copy), which a veth then
@@ -546,6 +631,9 @@ struct TxState {
     msgs: MsgStore,
     ring: Option<Ring>,
     batch: usize,
+    /// Since when the device refuses the first held frame with nothing
+    /// sent meanwhile ([`refused_too_long`]).
+    refused_since: u64,
 }
 
 type Queue = RingQueue<TxState>;
@@ -748,6 +836,7 @@ fn open_tx(cfg: &PacketConfig, ifindex: u32, mtu: u32) -> Result<Queue, PacketEr
             msgs: MsgStore::default(),
             ring,
             batch,
+            refused_since: 0,
         },
     ))
 }
@@ -886,6 +975,7 @@ impl PacketLink {
             tx_oversize: g(&c.tx_oversize),
             tx_runt: g(&c.tx_runt),
             tx_skipped: g(&c.tx_skipped),
+            tx_dropped: g(&c.tx_dropped),
             rx_frames: g(&c.rx_frames),
             rx_outgoing: g(&c.rx_outgoing),
             last_errno: c.last_errno.load(Ordering::Relaxed),
@@ -947,6 +1037,7 @@ impl TxState {
             match self.sendmmsg(fd) {
                 Ok(0) => return Flow::Full,
                 Ok(n) => {
+                    self.refused_since = 0;
                     c.tx_syscalls.fetch_add(1, Ordering::Relaxed);
                     let bytes: usize = self
                         .held
@@ -957,7 +1048,14 @@ impl TxState {
                     c.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                 }
                 Err(Errno::AGAIN) => return Flow::Full,
-                Err(Errno::NOBUFS) => return Flow::Refused,
+                Err(Errno::NOBUFS) if !refused_too_long(&mut self.refused_since) => {
+                    return Flow::Refused;
+                }
+                Err(Errno::NOBUFS) => {
+                    // Refused for `REFUSED_DROP`: the device will not take it.
+                    c.dropped(None);
+                    self.held.remove(0);
+                }
                 Err(e) => {
                     c.error(e);
                     self.held.remove(0);
@@ -995,7 +1093,10 @@ impl TxState {
         };
         ring.account(fd, c, taken, sent);
         match r {
-            Err(Errno::NOBUFS) => return Flow::Refused,
+            Err(Errno::NOBUFS) => {
+                ring.refused();
+                return Flow::Refused;
+            }
             Err(Errno::AGAIN) => return Flow::Full,
             Err(e) => c.error(e),
             Ok(_) => {}

@@ -479,12 +479,25 @@ impl TxRingMap {
 
     /// Writes `tp_len` (and for `TPACKET_V3` a zero `tp_next_offset`: the
     /// kernel sends only fixed-size slots) of the slot at `start`.
+    /// Kernel: makes `tpacket_snd` skip slot `i`, which waits
+    /// (`TP_STATUS_SEND_REQUEST`) and which the device keeps refusing: its
+    /// `tp_len` set to 0, the kernel finds no Ethernet header in it
+    /// (`dev_validate_header`: `EINVAL`) and, with `PACKET_LOSS`, marks it
+    /// available and goes on. Only between `send`s on the socket: the
+    /// kernel reads a waiting slot inside `send` alone.
+    pub fn poison(&mut self, i: usize) {
+        let start = self.slot_offset(i % self.frame_nr);
+        self.set_len(start, 0);
+    }
+
     fn set_len(&mut self, start: usize, len: u32) {
         let base = self.base.as_ptr();
         let len_off = self.version.status_len_offsets().1;
         // SAFETY: `tp_len` and `tp_next_offset` (offset 0) are 4-aligned
         // u32s inside the slot (slots are 16-aligned), which the kernel does
-        // not read before it sees SEND_REQUEST, stored after this.
+        // not read before it sees SEND_REQUEST, stored after this — or, for
+        // a slot already waiting (`poison`), outside `send`, the only place
+        // the kernel reads it (`tpacket_snd`).
         unsafe {
             base.add(start + len_off).cast::<u32>().write_volatile(len);
             if self.version == TpacketVersion::V3 {

@@ -426,3 +426,44 @@ fn packet_tx_ring_slots_skipped_under_a_lowered_mtu_are_counted() {
     assert!(!h.dev.queues()[0].ctl().is_stopped(), "nothing stalls");
     report(&format!("packet-skip: {st:?}"));
 }
+
+/// A frame the device drops every time it is offered holds nothing up.
+/// The veth's peer MTU lowered under the open link: the veth drops the
+/// 1462-byte frame (`is_skb_forwardable`, `NET_XMIT_DROP`) and the kernel
+/// hands it back (`ENOBUFS`: `tpacket_snd` puts its slot back,
+/// `packet_snd` returns the error) to be offered again. It used to be
+/// offered for ever — thousands of veth drops a second, the queue stopped,
+/// the datagrams behind it never sent. Now after `packet::REFUSED_DROP` with
+/// nothing sent it is dropped and counted (`tx_dropped`, not as sent), in
+/// both modes, and the datagrams after it arrive, in order.
+#[test]
+fn packet_frame_the_device_keeps_refusing_is_dropped_and_counted() {
+    if skip("packet_frame_the_device_keeps_refusing_is_dropped_and_counted") {
+        return;
+    }
+    for (mode, port) in [(RING, 6208), (PacketMode::Sendmmsg, 6209)] {
+        let (peer, rx) = veth_receiver("refuse", port, 16 << 20);
+        let mut cfg = PacketConfig::new(DEV_A);
+        cfg.mode = mode;
+        let link = peer.open(&cfg).unwrap();
+        let h = host(&peer, &link);
+        peer.b.ip(&["link", "set", "xb0", "mtu", "1400"]).unwrap();
+        let sent = payloads(&[200, 1420, 300, 400]);
+        send_all(&h.stack, port, &sent);
+        let want = [sent[0].clone(), sent[2].clone(), sent[3].clone()];
+        assert_same(&rx.recv_n(3, QUIET), &want);
+        let st = link.stats();
+        assert_eq!(
+            (st.tx_dropped, st.last_errno),
+            (1, libc::ENOBUFS),
+            "{mode:?}: {st:?}"
+        );
+        assert_eq!(
+            (st.tx_frames, st.tx_skipped, st.tx_errors),
+            (3, 0, 0),
+            "{st:?}"
+        );
+        assert!(!h.dev.queues()[0].ctl().is_stopped(), "{mode:?}");
+        report(&format!("refuse {mode:?}: {st:?}"));
+    }
+}
