@@ -898,7 +898,7 @@ impl Peer {
     /// and dropped as mixed ([`PeerDrop::FragMixed`]) if it completes. The
     /// datagram is told apart from later ones with the same IP ID by its
     /// place in the flow's ID sequence, unwrapped from the fragments and
-    /// drops seen ([`Peer::unwrap_id`]; they must come at least every 32,768
+    /// drops seen (`Peer::unwrap_id`; they must come at least every 32,768
     /// IDs). Returns whether `frame` was such a fragment.
     ///
     /// This is the sender's word, which a Linux receiver does not have; it

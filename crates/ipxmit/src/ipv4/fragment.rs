@@ -494,7 +494,7 @@ impl<'p> Fragmenter<'p> {
         })
     }
 
-    /// `ip_do_fragment`'s slow path for `pkt`, which [`prepare`] gave
+    /// `ip_do_fragment`'s slow path for `pkt`, which `prepare` gave
     /// `plan` and `optlen` and the fast path does not take: each fragment
     /// a fresh buffer from `pool` with `ll_rs` bytes of headroom.
     pub fn slow(

@@ -78,7 +78,7 @@ impl IcmpError<'_> {
 /// broadcast or multicast address only address mask messages are taken
 /// (ipxmit answers none), anything else is `IcmpInErrors`. Errors (destination
 /// unreachable, source quench, time exceeded, parameter problem) go to
-/// [`unreach`]; anything else is consumed.
+/// `unreach`; anything else is consumed.
 pub fn rcv<'a>(stack: &Stack, l: &Local<'a>) -> Option<IcmpError<'a>> {
     let c = &stack.counters;
     c.inc(Mib::IcmpInMsgs);

@@ -9,7 +9,7 @@
 //!
 //! Per-thread reservations. The kernel adds to the bucket's atomic counter
 //! for every datagram; a batch reserves the IDs of all its datagrams with one
-//! add ([`IdentTable::reserve_run`]) and gives back what it did not use. When
+//! add (`IdentTable::reserve_run`) and gives back what it did not use. When
 //! several threads send to one destination at once, that one add per batch
 //! still moves the bucket's cache line between them (measured: two threads
 //! each paid ~2 ns a datagram more than two threads on separate stacks). So a

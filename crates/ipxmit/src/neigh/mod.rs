@@ -26,7 +26,7 @@
 //! * PERMANENT (static) and NOARP entries never change.
 //!
 //! Timers are driven by the injected clock through [`crate::stack::Stack::poll`];
-//! armed timers wait in a heap ([`timers`]), so a poll with none due costs
+//! armed timers wait in a heap (`timers`), so a poll with none due costs
 //! O(1) and running them O(expired · log n), whatever the table's size.
 
 use std::collections::{HashMap, VecDeque};

@@ -518,7 +518,7 @@ impl Conntrack {
     /// PRE_ROUTING and LOCAL_IN will write into it. A datagram of a known
     /// flow refreshes it (a reply marks it replied); an ICMP error quoting
     /// one of a flow's datagrams is `RELATED` to it
-    /// ([`Conntrack::related_in`]). A datagram of no known flow is not
+    /// (`Conntrack::related_in`). A datagram of no known flow is not
     /// tracked here (the receive path makes no flows).
     pub fn track_in(&self, h: &[u8], now: u64) -> RcvNat {
         let Some(tuple) = Tuple::of(h) else {
@@ -657,7 +657,7 @@ impl Conntrack {
 
     /// Kernel: `nf_nat_setup_info()`: the flow's binding of `m` from
     /// `range` (a null binding when it has no address): its reply tuple
-    /// becomes the inverse of the unique tuple [`Table::unique_tuple`]
+    /// becomes the inverse of the unique tuple `Table::unique_tuple`
     /// picks.
     pub fn setup_nat(&self, r: CtRef, m: Manip, range: NatRange, now: u64) {
         let mut t = self.t.lock();

@@ -14,7 +14,7 @@
 //! packets is used — then it reschedules the queue for deferred work
 //! (`__netif_schedule`). A batch of frames enqueued one by one
 //! (`crate::dev::batch`) starts each run under the lock of its enqueue and
-//! keeps a run that emptied the qdisc until its next frame ([`run_owned`]):
+//! keeps a run that emptied the qdisc until its next frame (`run_owned`):
 //! one lock per frame, the same enqueues and dequeues.
 
 use std::collections::VecDeque;

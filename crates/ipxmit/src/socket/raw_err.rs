@@ -13,7 +13,7 @@ use crate::socket::{ErrOrigin, ErrQueueEntry};
 use crate::stack::Stack;
 use crate::wire::icmp as wicmp;
 
-/// Kernel: `raw_icmp_error()`, net/ipv4/raw.c: [`raw_err`] for each raw
+/// Kernel: `raw_icmp_error()`, net/ipv4/raw.c: `raw_err` for each raw
 /// socket that matches the quoted datagram.
 pub fn icmp_error(stack: &Stack, e: &IcmpError<'_>) {
     let q = &e.quoted;

@@ -149,7 +149,7 @@ fn queue(
 /// the socket's mode ignores path MTUs: `ip_sk_accept_pmtu()`), and is an
 /// `EMSGSIZE` hard error unless the socket does `IP_PMTUDISC_DONT`. Other
 /// errors take their errno from [`err_convert`]. With `IP_RECVERR` the
-/// error is queued ([`icmp_error`]) and becomes the pending error; without
+/// error is queued (`icmp_error`) and becomes the pending error; without
 /// it, only a hard error on a connected socket does.
 pub fn err(stack: &Stack, e: &IcmpError<'_>) {
     let q = &e.quoted;
