@@ -21,29 +21,58 @@
 //!   else the `default` class when it is a leaf; else the direct queue
 //!   (`direct_qlen` packets, sent before anything else and unshaped).
 //!   (Filters on inner classes are not modelled.)
-//! - **Dequeue.** A backlogged leaf may send at the level of the class
-//!   whose tokens it would use: its own (level 0) when it can send; when
-//!   it may borrow, the nearest ancestor that can send (inner classes sit
-//!   at levels 7, 6, ... from the top), going up through ancestors that
-//!   may borrow; not at all when one on the way can't send. The lowest
-//!   level wins, then the lowest `prio`, then deficit round robin among
-//!   leaves of the same level and prio, in class id order: a leaf keeps
-//!   the turn until its deficit for that level goes negative, then gets a
-//!   `quantum` of bytes more and passes the turn (quantum `rate / r2q`,
-//!   1000 to 200000 bytes, unless given).
+//! - **Modes.** Each class keeps its mode as last worked out (`cmode`):
+//!   after every charge, and at the time it changes by itself (tokens
+//!   only grow with time, so *can't send* turns *may borrow* or *can
+//!   send*, *may borrow* turns *can send*). Classes not in *can send*
+//!   wait in one queue ordered by that time (then by arrival); a dequeue
+//!   first gives every class whose time has come its mode anew, so the
+//!   kept modes are those of the moment (the kernel's `wait_pq` per
+//!   level and `htb_do_events()`; here one queue, all levels at once).
+//! - **Activity.** A leaf with packets is *active* at its `prio`. An
+//!   active class that can send sits in the *row* of its level and prio;
+//!   one that may borrow sits in its parent's *feed* for that prio, and
+//!   the parent, active in turn at the prios of its feeds, goes the same
+//!   way up; one that can't send goes nowhere (nor, through it, the
+//!   classes below). A mode change or a leaf filling or emptying moves
+//!   the class out and back in (`htb_activate_prios()`,
+//!   `htb_deactivate_prios()`). Rows and feeds are sorted by class id,
+//!   each with a pointer to the class whose turn it is.
+//! - **Dequeue.** The rows from level 0 up, each from the lowest prio:
+//!   the first that yields a packet wins. In a row the leaf is found by
+//!   following turns down: the row's class, and while it is an inner
+//!   class, the class whose turn it is in its feed (a feed whose pointer
+//!   ran past its end starts again at its first class and passes its
+//!   parent's turn on). A leaf is served at the level of the row (its
+//!   own tokens at 0, else those of the ancestor it borrows from), keeps
+//!   the turn until its deficit for that level goes negative, then gets
+//!   a `quantum` of bytes more and passes the turn in its parent's feed
+//!   (in the row at level 0) (quantum `rate / r2q`, 1000 to 200000 bytes,
+//!   unless given). A leaf found empty leaves the row; one whose qdisc
+//!   gives nothing (a throttled child) passes its turn, until the turns
+//!   come round to the first leaf tried. A leaf emptied by the packet
+//!   leaves its row or feed.
 //! - **Charge.** The packet's time at `ceil` is taken from the `ctokens`
 //!   of the leaf and of every ancestor, and its time at `rate` from the
 //!   `tokens` of those at or above the level it was sent at (the class at
 //!   that level counts a `lend`, those below a `borrow`, and only gain
-//!   the elapsed time). Buckets keep at most a minute of debt. A class
-//!   that enters *can't send* counts an overlimit, as does the qdisc.
-//! - When no leaf may send, the watchdog is set for the earliest time a
-//!   class on the way changes mode (at most 5 s away).
+//!   the elapsed time). Buckets keep at most a minute of debt. Each class
+//!   on the way then gets its mode anew (and its time in the wait queue);
+//!   one that enters *can't send* counts an overlimit, as does the qdisc.
+//! - When no leaf may send, the watchdog is set for the earliest time an
+//!   active class changes mode (at most 5 s away), or a throttled leaf
+//!   qdisc's time if earlier.
 //!
-//! The kernel keeps a round-robin pointer per inner class for leaves
-//! that borrow; here there is one per level and prio, so with several
-//! inner classes lending at the same level the order of their leaves may
-//! differ from the kernel's (the shares do not).
+//! A dequeue costs the rows and feeds on one path down the tree, not a
+//! walk over every class; rows, feeds and the wait queue are sorted
+//! vectors that stop allocating once they have held their most classes.
+//!
+//! Unlike the kernel: a waiting class's time is renewed at every charge
+//! (the kernel keeps the older, earlier time while the mode stays, and
+//! wakes once more for nothing); a class that becomes inner, or a reset,
+//! keeps its mode (the kernel says *can send* until the next charge).
+//! As in the kernel, a leaf whose `prio` changes while active stays in
+//! the row of its old prio until it empties.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -58,6 +87,7 @@ use crate::buf::PacketBuf;
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::units::{format_rate, format_size};
+use ring::{Ring, WaitQueue};
 
 /// `TC_HTB_MAXDEPTH`.
 pub const MAX_DEPTH: u8 = 8;
@@ -99,7 +129,16 @@ struct Class {
     leaf: Option<Box<dyn Qdisc>>,
     /// The grafted leaf qdisc's handle (0: the default `pfifo`).
     leaf_handle: u32,
-    cant_send: bool,
+    /// The mode as last worked out (`cmode`): at a change of tokens or
+    /// at the time in the wait queue.
+    cmode: Mode,
+    /// The prios at which the class is active (`prio_activity`): a
+    /// backlogged leaf at its prio, an inner class at those of its feeds.
+    activity: u8,
+    /// Its key in the wait queue, when its mode is not `CanSend`.
+    pq: Option<(u64, u64)>,
+    /// Per prio, the active children that may borrow from it (`feed`).
+    feed: [Ring; NUM_PRIO as usize],
     stats: QdiscStats,
     lends: u32,
     borrows: u32,
@@ -119,9 +158,15 @@ pub struct Htb {
     direct_pkts: u32,
     slots: Vec<Option<Class>>,
     order: ClassHash,
+    /// `(classid, slot)` of every class, by class id (`htb_find()`).
+    index: Vec<(u32, usize)>,
     txqueuelen: u32,
-    /// Per (level, prio): the class id whose turn it is (`ptr`).
-    turn: [[u32; NUM_PRIO as usize]; MAX_DEPTH as usize],
+    /// Per level and prio, the active classes that can send (`row`).
+    rows: [[Ring; NUM_PRIO as usize]; MAX_DEPTH as usize],
+    /// Per level, the prios whose rows are not empty (`row_mask`).
+    row_mask: [u8; MAX_DEPTH as usize],
+    /// The classes that can't send or may borrow, by their time of change.
+    wait: WaitQueue,
     /// The qdisc's filters.
     filters: FilterChain,
     /// u32 hash tables made in the qdisc's and its classes' filters
@@ -144,8 +189,11 @@ impl Htb {
             direct_pkts: 0,
             slots: Vec::new(),
             order: ClassHash::new(),
+            index: Vec::new(),
             txqueuelen,
-            turn: [[0; NUM_PRIO as usize]; MAX_DEPTH as usize],
+            rows: std::array::from_fn(|_| std::array::from_fn(|_| Ring::default())),
+            row_mask: [0; MAX_DEPTH as usize],
+            wait: WaitQueue::default(),
             filters: FilterChain::default(),
             u32_hts: 0,
             stats: QdiscStats::default(),
@@ -160,9 +208,8 @@ impl Htb {
     }
 
     fn find(&self, classid: u32) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.classid == classid))
+        let i = self.index.binary_search_by_key(&classid, |&(id, _)| id);
+        i.ok().map(|i| self.index[i].1)
     }
 
     fn class(&self, i: usize) -> &Class {
@@ -248,16 +295,27 @@ impl Htb {
             deficit: [0; MAX_DEPTH as usize],
             leaf: Some(self.default_leaf()),
             leaf_handle: 0,
-            cant_send: false,
+            cmode: Mode::CanSend,
+            activity: 0,
+            pq: None,
+            feed: Default::default(),
             stats: QdiscStats::default(),
             lends: 0,
             borrows: 0,
             filters: FilterChain::default(),
         };
-        match self.slots.iter().position(Option::is_none) {
-            Some(i) => self.slots[i] = Some(class),
-            None => self.slots.push(Some(class)),
-        }
+        let slot = match self.slots.iter().position(Option::is_none) {
+            Some(i) => {
+                self.slots[i] = Some(class);
+                i
+            }
+            None => {
+                self.slots.push(Some(class));
+                self.slots.len() - 1
+            }
+        };
+        let at = self.index.partition_point(|&(id, _)| id < classid);
+        self.index.insert(at, (classid, slot));
         self.order.insert(classid);
         Ok(warning)
     }
@@ -269,6 +327,9 @@ impl Htb {
             Some(pp) => self.class(pp).level - 1,
             None => MAX_DEPTH - 1,
         };
+        if self.class(p).leaf.is_some() {
+            self.deactivate(p);
+        }
         let c = self.slots[p].as_mut().expect("a live class index");
         c.children += 1;
         if let Some(mut q) = c.leaf.take() {
@@ -279,7 +340,7 @@ impl Htb {
             let c = self.class_mut(p);
             c.level = level;
             c.leaf_handle = 0;
-            c.cant_send = false;
+            c.feed.iter_mut().for_each(Ring::clear);
         }
     }
 
@@ -314,8 +375,13 @@ impl Htb {
             return Err(ClassError::Refused("HTB class in use"));
         }
         self.fold_hts();
+        self.deactivate(i);
+        if let Some(key) = self.class_mut(i).pq.take() {
+            self.wait.remove(key);
+        }
         let mut c = self.slots[i].take().expect("a live class index");
         self.order.remove(c.classid);
+        self.index.retain(|&(id, _)| id != c.classid);
         if let Some(q) = &mut c.leaf {
             let (qlen, backlog) = (q.stats().qlen, q.stats().backlog);
             q.reset(to_free);
@@ -324,7 +390,7 @@ impl Htb {
         }
         if let Some(p) = c.parent {
             let leaf = self.default_leaf();
-            let pc = self.class_mut(p);
+            let pc = self.slots[p].as_mut().expect("a live class index");
             pc.children -= 1;
             if pc.children == 0 {
                 pc.level = 0;
@@ -332,7 +398,11 @@ impl Htb {
                 pc.tokens = pc.buffer;
                 pc.ctokens = pc.cbuffer;
                 pc.t_c = now;
-                pc.cant_send = false;
+                pc.cmode = Mode::CanSend;
+                pc.feed.iter_mut().for_each(Ring::clear);
+                if let Some(key) = pc.pq.take() {
+                    self.wait.remove(key);
+                }
             }
         }
         Ok(())
@@ -361,7 +431,9 @@ impl Htb {
             return None;
         }
         let mut chain = &self.filters;
-        if let Some(i) = self.find(priority) {
+        // Only a class of this qdisc (`htb_find()` checks the major first).
+        let own = (priority ^ self.handle) & 0xffff_0000 == 0;
+        if let Some(i) = own.then(|| self.find(priority)).flatten() {
             if self.class(i).leaf.is_some() {
                 return Some(i);
             }
@@ -404,145 +476,6 @@ impl Htb {
             (Mode::MayBorrow, -toks)
         }
     }
-
-    /// The level leaf `i` may send at now, or the earliest change of mode
-    /// on its way up.
-    fn send_level(&self, i: usize, now: Instant) -> Result<u8, i64> {
-        let (mut k, mut wait) = (i, i64::MAX);
-        loop {
-            match self.mode(k, now) {
-                (Mode::CanSend, _) => return Ok(self.class(k).level),
-                (Mode::CantSend, w) => return Err(wait.min(w)),
-                (Mode::MayBorrow, w) => {
-                    wait = wait.min(w);
-                    match self.class(k).parent {
-                        Some(p) => k = p,
-                        None => return Err(wait),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Kernel: `htb_charge_class()`: `bytes` sent by leaf `i` at `level`.
-    fn charge(&mut self, i: usize, level: u8, bytes: u32, now: Instant) {
-        let mut k = Some(i);
-        while let Some(j) = k {
-            let c = self.class_mut(j);
-            let diff = elapsed(c.t_c, now);
-            let was_cant_send = c.ctokens + diff < 0;
-            if c.level >= level {
-                if c.level == level {
-                    c.lends += 1;
-                }
-                c.tokens = (diff + c.tokens).min(c.buffer) - c.rate.l2t_ns(bytes) as i64;
-                c.tokens = c.tokens.max(1 - MBUFFER_NS);
-            } else {
-                c.borrows += 1;
-                c.tokens += diff;
-            }
-            c.ctokens = (diff + c.ctokens).min(c.cbuffer) - c.ceil.l2t_ns(bytes) as i64;
-            c.ctokens = c.ctokens.max(1 - MBUFFER_NS);
-            c.t_c = now;
-            c.stats.sent(bytes as usize);
-            k = c.parent;
-            // Its mode now (no time elapsed): can't send when ctokens < 0.
-            if c.ctokens < 0 && !was_cant_send {
-                c.stats.overlimits += 1;
-                self.stats.overlimits += 1;
-            }
-        }
-    }
-
-    /// The leaf to serve (not in `skip`) and its level: the lowest level,
-    /// then prio, then the round-robin turn; else the earliest change.
-    fn pick(&self, now: Instant, skip: &[usize]) -> Result<(usize, u8), Option<i64>> {
-        let mut best: Option<((u8, u8, bool, u32), usize)> = None;
-        let mut wait: Option<i64> = None;
-        for (i, c) in self.live() {
-            let backlogged = c.leaf.as_ref().is_some_and(|q| q.stats().qlen > 0);
-            if !backlogged || skip.contains(&i) {
-                continue;
-            }
-            match self.send_level(i, now) {
-                Ok(l) => {
-                    let turn = self.turn[l as usize][c.prio as usize];
-                    let key = (l, c.prio, c.classid < turn, c.classid);
-                    if best.is_none_or(|(b, _)| key < b) {
-                        best = Some((key, i));
-                    }
-                }
-                Err(w) => wait = Some(wait.map_or(w, |x| x.min(w))),
-            }
-        }
-        best.map(|((l, ..), i)| (i, l)).ok_or(wait)
-    }
-
-    /// Dequeues from leaf `i`'s qdisc, keeping the totals (its drops
-    /// inside, an AQM's, leave the totals too).
-    fn leaf_dequeue(&mut self, i: usize, now: Instant) -> Dequeued {
-        let c = self.slots[i].as_mut().expect("a live class index");
-        match c.leaf.as_mut() {
-            Some(q) => super::on_child(&mut self.stats, &mut **q, |q| q.dequeue(now)),
-            None => Dequeued::Empty,
-        }
-    }
-
-    /// Sends the head of leaf `i` at `level`: the deficit and the turn,
-    /// the charge up the tree. `None` when the leaf had nothing to give.
-    fn send_from(
-        &mut self,
-        i: usize,
-        level: u8,
-        now: Instant,
-    ) -> Result<PacketBuf, Option<Instant>> {
-        let p = match self.leaf_dequeue(i, now) {
-            Dequeued::Packet(p) => p,
-            Dequeued::Throttled(t) => return Err(Some(t)),
-            Dequeued::Empty => return Err(None),
-        };
-        let len = p.len();
-        let c = self.class_mut(i);
-        let (classid, prio, quantum) = (c.classid, c.prio, c.quantum);
-        let d = &mut c.deficit[level as usize];
-        *d -= len as i32;
-        let turn = if *d < 0 {
-            *d += quantum;
-            classid.wrapping_add(1)
-        } else {
-            classid
-        };
-        self.turn[level as usize][prio as usize] = turn;
-        self.charge(i, level, len as u32, now);
-        self.stats.sent(len);
-        Ok(p)
-    }
-
-    /// The qdisc's part of `htb_dequeue()` once the direct queue is empty.
-    fn dequeue_classes(&mut self, now: Instant) -> Dequeued {
-        let mut skip: Vec<usize> = Vec::new();
-        let mut child_wait: Option<Instant> = None;
-        loop {
-            match self.pick(now, &skip) {
-                Ok((i, level)) => match self.send_from(i, level, now) {
-                    Ok(p) => return Dequeued::Packet(p),
-                    Err(t) => {
-                        child_wait = min_instant(child_wait, t);
-                        skip.push(i);
-                    }
-                },
-                Err(wait) => {
-                    let own = wait.map(|w| {
-                        Instant::from_nanos(now.as_nanos() + w.clamp(1, MAX_WAIT_NS) as u64)
-                    });
-                    return match min_instant(own, child_wait) {
-                        Some(t) => Dequeued::Throttled(t),
-                        None => Dequeued::Empty,
-                    };
-                }
-            }
-        }
-    }
 }
 
 /// The earlier of two optional times.
@@ -579,7 +512,8 @@ fn class_id(id: u32) -> String {
 }
 
 impl Htb {
-    /// Kernel: `htb_enqueue()` of a packet classified to leaf `i`.
+    /// Kernel: `htb_enqueue()` of a packet classified to leaf `i`: into
+    /// its qdisc (the totals kept), the leaf active when it holds packets.
     fn enqueue_leaf(
         &mut self,
         i: usize,
@@ -589,9 +523,14 @@ impl Htb {
     ) -> NetXmit {
         let c = self.slots[i].as_mut().expect("a live class index");
         let q = c.leaf.as_mut().expect("classify gives leaves");
-        let drops = self.stats.drops;
-        let r = super::on_child(&mut self.stats, &mut **q, |q| q.enqueue(pkt, now, to_free));
-        c.stats.drops += self.stats.drops - drops;
+        let before = *q.stats();
+        let r = q.enqueue(pkt, now, to_free);
+        let after = *q.stats();
+        super::carry(&mut self.stats, &before, &after);
+        c.stats.drops += after.drops.saturating_sub(before.drops);
+        if c.activity == 0 && after.qlen > 0 {
+            self.activate(i);
+        }
         r
     }
 
@@ -604,6 +543,7 @@ impl Htb {
         }
         c.leaf = Some(new);
         c.leaf_handle = handle;
+        self.deactivate(i);
     }
 
     /// tc's `htb_print_opt()` for a class.
@@ -726,7 +666,11 @@ impl Qdisc for Htb {
             if let Some(q) = &mut c.leaf {
                 q.reset(to_free);
             }
+            c.activity = 0;
+            c.feed.iter_mut().for_each(Ring::clear);
         }
+        self.rows.iter_mut().flatten().for_each(Ring::clear);
+        self.row_mask = [0; MAX_DEPTH as usize];
         self.stats.backlog = 0;
         self.stats.qlen = 0;
     }
@@ -907,5 +851,7 @@ impl Htb {
     }
 }
 
+mod dequeue;
+mod ring;
 #[cfg(test)]
 mod tests;

@@ -200,3 +200,42 @@ fn classes_come_and_go_as_the_kernels() {
     add(&mut q, 0x77, 0x20, HtbClassConfig::with_rate(1000));
     assert!(show(&q, 0x20).starts_with("root prio 0 "));
 }
+
+#[test]
+fn fifty_shaped_leaves_each_wait_for_their_own_tokens() {
+    // 50 leaves of 1000 B/s with buckets of 1000 B, three 1000-byte
+    // packets each: two go at once (the second leaves the bucket a
+    // packet in debt), the third when the debt is paid, a second later.
+    // Leaf 1:33 gets its third packet only at 1.5 s.
+    let mut q = htb(0);
+    let mut cfg = HtbClassConfig::with_rate(1000);
+    cfg.buffer_ticks = super::super::class::xmittime(1000, 1000);
+    cfg.cbuffer_ticks = cfg.buffer_ticks;
+    let mut tf = ToFree::default();
+    for minor in 1..=50 {
+        add(&mut q, 0, minor, cfg);
+        let n = if minor == 33 { 2 } else { 3 };
+        for _ in 0..n {
+            q.enqueue(pkt(H | minor, 1000), at(0), &mut tf);
+        }
+    }
+    assert_eq!(drain_at(&mut q, at(0)).len(), 100);
+    match q.dequeue(at(0)) {
+        Dequeued::Throttled(t) => assert_eq!(t, at(1000)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(drain_at(&mut q, at(999)).len(), 0);
+    assert_eq!(drain_at(&mut q, at(1000)).len(), 49);
+    q.enqueue(pkt(H | 33, 1000), at(1500), &mut tf);
+    // 1:33 paid its debt at 1 s and holds half a packet at 1.5 s: the
+    // packet goes (the check comes before the charge), leaving half a
+    // packet of debt, paid at 2 s.
+    assert_eq!(drain_at(&mut q, at(1500)).len(), 1);
+    q.enqueue(pkt(H | 33, 1000), at(1500), &mut tf);
+    match q.dequeue(at(1500)) {
+        Dequeued::Throttled(t) => assert_eq!(t, at(2000)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(drain_at(&mut q, at(2000)).len(), 1);
+    assert_eq!(q.stats().qlen, 0);
+}
