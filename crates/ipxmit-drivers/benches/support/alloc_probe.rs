@@ -164,12 +164,13 @@ pub fn feature_sets() -> [(&'static str, Features); 3] {
 /// with 18 B and 1472 B datagrams, an accept-all `LocalOut` hook with 18 B,
 /// a root `tbf` that never throttles (every packet enqueued and dequeued
 /// through it) with 18 B and 1472 B, a root `fq_codel` with 18 B and a
-/// root `codel` with 1472 B, an htb tree of one leaf with 18 B and 1472 B,
+/// root `codel` with 1472 B, an htb tree of one leaf with 18 B and 1472 B
+/// and one of a leaf that borrows from its parent with 18 B,
 /// a root `netem` (no delay: its time-ordered queue on every packet),
 /// all with `send_batch` of 64; then ten policy rules over five numbered
 /// tables (`18B-rules`) with `send_batch` of 64 and with one `send_to`
 /// per datagram.
-pub const TWEAKED: [(&str, Tweak); 12] = [
+pub const TWEAKED: [(&str, Tweak); 13] = [
     ("18B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("1472B_batch64", Tweak::RootQdisc("pfifo limit 1000")),
     ("18B_batch64", Tweak::AcceptAllHook),
@@ -186,6 +187,7 @@ pub const TWEAKED: [(&str, Tweak); 12] = [
     ("18B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
     ("18B_batch64", Tweak::RootQdisc("netem limit 10000")),
     ("1472B_batch64", Tweak::HtbLeaf(HTB_LEAF)),
+    ("18B_batch64", Tweak::HtbBorrow(HTB_LEAF, HTB_BORROWER)),
     ("18B_batch64", Tweak::PolicyRules),
     ("18B", Tweak::PolicyRules),
 ];
@@ -193,6 +195,9 @@ pub const TWEAKED: [(&str, Tweak); 12] = [
 /// The one leaf of the htb tweaks: a terabit, a megabyte bucket (never
 /// throttles).
 const HTB_LEAF: &str = "rate 1tbit burst 1mb cburst 1mb quantum 60000";
+/// The leaf under [`HTB_LEAF`] in the borrowing tweak: 8 bit/s and a
+/// bucket of a few bytes, so every packet borrows from its parent.
+const HTB_BORROWER: &str = "rate 8bit ceil 1tbit burst 10 cburst 1mb quantum 60000";
 
 /// The workload named `name`.
 fn workload(name: &str) -> Workload {

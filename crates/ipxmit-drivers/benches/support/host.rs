@@ -149,6 +149,10 @@ pub enum Tweak {
     /// class add dev eth0 parent 1: classid 1:1 htb SPEC` and a u32 filter
     /// to 1:1 that every packet matches.
     HtbLeaf(&'static str),
+    /// As [`Tweak::HtbLeaf`] with the leaf 1:2 under an inner class 1:1
+    /// (`PARENT`), the leaf's own rate spent at once (`LEAF`): every
+    /// packet borrows (the leaf in its parent's feed, in the wait queue).
+    HtbBorrow(&'static str, &'static str),
     /// Ten `ip rule`s and five numbered tables (101..=105), the flow
     /// routed from table 105 after failing eight rules' selectors and
     /// passing through table 104 (as `ipxmit bench`'s `18B-rules`).
@@ -162,6 +166,7 @@ impl Tweak {
             Tweak::RootQdisc(spec) => spec.split_whitespace().next().unwrap_or(spec),
             Tweak::AcceptAllHook => "hook",
             Tweak::HtbLeaf(_) => "htb",
+            Tweak::HtbBorrow(..) => "htb-borrow",
             Tweak::PolicyRules => "rules",
         }
     }
@@ -234,7 +239,8 @@ impl Host {
                     .hooks()
                     .register(HookPoint::LocalOut, Arc::new(AcceptAll));
             }
-            Tweak::HtbLeaf(class) => self.htb_leaf(class)?,
+            Tweak::HtbLeaf(class) => self.htb_leaf(&[(0, 1, class)])?,
+            Tweak::HtbBorrow(parent, leaf) => self.htb_leaf(&[(0, 1, parent), (1, 2, leaf)])?,
             Tweak::PolicyRules => self.policy_rules()?,
         }
         Ok(())
@@ -290,27 +296,38 @@ impl Host {
         Ok(())
     }
 
-    /// An htb root whose default class is its one leaf, `class` (its
-    /// options after `htb`).
-    fn htb_leaf(&self, class: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// An htb root with `classes` (parent minor, 0 for the root; minor;
+    /// options after `htb`), the last its default class and a leaf.
+    fn htb_leaf(&self, classes: &[(u32, u32, &str)]) -> Result<(), Box<dyn std::error::Error>> {
         use ipxmit::sched::{ClassOp, ClassRequest, ClassSpec, QdiscOp};
-        let root: QdiscSpec = "htb default 1".parse()?;
+        let leaf = classes.last().map_or(1, |c| c.1);
+        let root: QdiscSpec = format!("htb default {leaf:x}").parse()?;
         self.stack
             .qdisc_modify("eth0", QdiscOp::Replace, Some(1 << 16), &root)?;
-        let words: Vec<&str> = std::iter::once("htb")
-            .chain(class.split_whitespace())
-            .collect();
-        let req = ClassRequest {
-            op: ClassOp::Add,
-            parent: 1 << 16,
-            classid: (1 << 16) | 1,
-            spec: ClassSpec::parse(&words)?,
-        };
-        self.stack.class_modify("eth0", &req)?;
+        for &(parent, minor, class) in classes {
+            let words: Vec<&str> = std::iter::once("htb")
+                .chain(class.split_whitespace())
+                .collect();
+            let req = ClassRequest {
+                op: ClassOp::Add,
+                parent: (1 << 16) | parent,
+                classid: (1 << 16) | minor,
+                spec: ClassSpec::parse(&words)?,
+            };
+            self.stack.class_modify("eth0", &req)?;
+        }
+        let flowid = format!("1:{leaf:x}");
         // And a u32 filter every packet passes (`match ip dst D/32`).
         use ipxmit::sched::cls::{parse_filter, FilterSpec, ETH_P_IP};
         let dst = format!("{}/32", DEST.ip());
-        let w = ["match", "ip", "dst", dst.as_str(), "flowid", "1:1"];
+        let w = [
+            "match",
+            "ip",
+            "dst",
+            dst.as_str(),
+            "flowid",
+            flowid.as_str(),
+        ];
         let (kind, (matcher, classid, handle)) = parse_filter("u32", None, &w)?;
         let spec = FilterSpec {
             pref: 1,
