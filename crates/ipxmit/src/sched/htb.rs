@@ -160,6 +160,8 @@ pub struct Htb {
     order: ClassHash,
     /// `(classid, slot)` of every class, by class id (`htb_find()`).
     index: Vec<(u32, usize)>,
+    /// The slot of the `default` class when it is a leaf.
+    default_leaf: Option<usize>,
     txqueuelen: u32,
     /// Per level and prio, the active classes that can send (`row`).
     rows: [[Ring; NUM_PRIO as usize]; MAX_DEPTH as usize],
@@ -190,6 +192,7 @@ impl Htb {
             slots: Vec::new(),
             order: ClassHash::new(),
             index: Vec::new(),
+            default_leaf: None,
             txqueuelen,
             rows: std::array::from_fn(|_| std::array::from_fn(|_| Ring::default())),
             row_mask: [0; MAX_DEPTH as usize],
@@ -317,6 +320,7 @@ impl Htb {
         let at = self.index.partition_point(|&(id, _)| id < classid);
         self.index.insert(at, (classid, slot));
         self.order.insert(classid);
+        self.find_default_leaf();
         Ok(warning)
     }
 
@@ -456,8 +460,14 @@ impl Htb {
             }
             chain = &self.class(i).filters;
         }
+        self.default_leaf
+    }
+
+    /// The slot of the `default` class when it is a leaf, worked out
+    /// again after every change of the tree or of the handle.
+    fn find_default_leaf(&mut self) {
         let def = (self.handle & 0xffff_0000) | (self.defcls & 0xffff);
-        self.find(def).filter(|&i| self.class(i).leaf.is_some())
+        self.default_leaf = self.find(def).filter(|&i| self.class(i).leaf.is_some());
     }
 
     /// Kernel: `htb_class_mode()` of class `i` at `now`, and the time to
@@ -685,6 +695,7 @@ impl Qdisc for Htb {
 
     fn set_handle(&mut self, handle: u32) {
         self.handle = handle;
+        self.find_default_leaf();
     }
 
     /// tc's `htb_print_opt()`: `r2q 10 default 0 direct_packets_stat 0
@@ -745,7 +756,9 @@ impl Qdisc for Htb {
         to_free: &mut ToFree,
     ) -> Result<(), ClassError> {
         let i = self.find(classid).ok_or(ClassError::NotFound)?;
-        self.delete_class(i, now, to_free)
+        self.delete_class(i, now, to_free)?;
+        self.find_default_leaf();
+        Ok(())
     }
 
     fn class_show(&self, classid: u32, details: bool) -> Option<ClassShow> {

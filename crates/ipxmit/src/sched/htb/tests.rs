@@ -239,3 +239,25 @@ fn fifty_shaped_leaves_each_wait_for_their_own_tokens() {
     assert_eq!(drain_at(&mut q, at(2000)).len(), 1);
     assert_eq!(q.stats().qlen, 0);
 }
+
+#[test]
+fn the_default_class_is_found_again_after_each_change_of_the_tree() {
+    let mut q = htb(0x10);
+    let mut tf = ToFree::default();
+    let direct = |q: &Htb| q.options()[2].1.clone();
+    // No 1:10 yet: the direct queue.
+    q.enqueue(pkt(0, 100), at(0), &mut tf);
+    assert_eq!(direct(&q), OptValue::Num(1));
+    add(&mut q, 0, 0x10, HtbClassConfig::with_rate(1000));
+    q.enqueue(pkt(0, 100), at(0), &mut tf);
+    assert_eq!(direct(&q), OptValue::Num(1));
+    // 1:10 inner (its packet purged): not a leaf, the direct queue again.
+    add(&mut q, 0x10, 0x11, HtbClassConfig::with_rate(1000));
+    q.enqueue(pkt(0, 100), at(0), &mut tf);
+    assert_eq!(direct(&q), OptValue::Num(2));
+    // 1:11 gone, 1:10 a leaf again.
+    q.class_delete(H | 0x11, at(0), &mut tf).unwrap();
+    q.enqueue(pkt(0, 100), at(0), &mut tf);
+    assert_eq!(direct(&q), OptValue::Num(2));
+    assert_eq!(q.class_show(H | 0x10, false).unwrap().stats.qlen, 1);
+}
