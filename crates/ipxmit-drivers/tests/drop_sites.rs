@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipxmit::dev::{Driver, TxStatus};
+use ipxmit::dev::{Driver, TxQueueCtl, TxStatus};
 use ipxmit::neigh::NudState;
 use ipxmit::netfilter::{Hook, HookPoint, Verdict};
 use ipxmit::sched::QdiscSpec;
@@ -170,7 +170,30 @@ fn fragment_and_device_sites() -> Vec<DropSite> {
     let stack = common::driver_stack(Box::new(Failing), common::eth0(), None);
     let _ = send(&stack, 10, PmtuDisc::Want);
     v.push(check(&stack, DropSite::DriverError, 1, false));
+
+    let stack = common::driver_stack(Box::new(LateDropping(None)), common::eth0(), None);
+    let _ = send(&stack, 10, PmtuDisc::Want);
+    v.push(check(&stack, DropSite::DriverLateDrop, 1, false));
+    let d = stack.device("eth0").unwrap().stats.snapshot();
+    assert_eq!((d.tx_packets, d.tx_bytes, d.tx_dropped), (0, 0, 1), "{d:?}");
     v
+}
+
+/// A driver that takes every frame and then finds it dropped by its
+/// device (as a ring driver learns from the kernel after the fact).
+struct LateDropping(Option<Arc<TxQueueCtl>>);
+
+impl Driver for LateDropping {
+    fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
+        self.0 = Some(ctl);
+    }
+
+    fn start_xmit(&mut self, pkt: PacketBuf, _more: bool) -> TxStatus {
+        if let Some(ctl) = &self.0 {
+            ctl.late_drop(1, pkt.len() as u64);
+        }
+        TxStatus::Ok
+    }
 }
 
 /// A driver that fails every frame.

@@ -151,7 +151,7 @@ pub enum ConfigError {
 pub struct Stack {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: BufPool,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     devices: RwLock<Vec<Arc<NetDevice>>>,
     rib: RwLock<Arc<Rib>>,
     fib_gen: AtomicU64,
@@ -230,7 +230,7 @@ impl Stack {
         let stack = Arc::new(Stack {
             clock,
             pool: BufPool::shared(),
-            counters: Counters::default(),
+            counters: Arc::default(),
             devices: RwLock::new(Vec::new()),
             rib: RwLock::new(Arc::new(Rib::new())),
             fib_gen: AtomicU64::new(1),
@@ -373,6 +373,7 @@ impl Stack {
             drivers,
             &make,
             self.notify.clone(),
+            self.counters.clone(),
         )?);
         devs.push(dev.clone());
         Ok(dev)

@@ -181,6 +181,11 @@ counter_enum! {
         DevReady => "DEV_READY",
         /// The driver failed to transmit (`FULL_RING` / driver error).
         FullRing => "FULL_RING",
+        /// The device dropped a frame after its driver had taken it
+        /// (ipxmit's own name: the kernel has no reason for it, as the
+        /// frame's `kfree_skb` is the driver's own; it shows in the
+        /// device's `tx_dropped`).
+        DriverLateDrop => "DRIVER_LATE_DROP",
         /// Segmentation or checksum help failed (`SKB_CSUM`/`SKB_GSO_SEG`).
         SkbGsoSeg => "SKB_GSO_SEG",
         /// The queue was reset or destroyed with the packet in it (`QUEUE_PURGE`).

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::buf::PacketBuf;
 use crate::sched::{Qdisc, ToFree};
-use crate::stats::DevStats;
+use crate::stats::{Counters, DevCounter, DevStats, DropSite};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -91,6 +91,16 @@ pub struct TxQueueCtl {
     bql_on: AtomicBool,
     scheduled: AtomicBool,
     notify: Arc<Notify>,
+    /// Where a frame the device dropped after its driver took it is
+    /// counted ([`TxQueueCtl::late_drop`]); touched on such a drop only.
+    late: LateSink,
+}
+
+/// The counters a late drop goes to: the device's and the stack's.
+#[derive(Debug, Default)]
+struct LateSink {
+    dev: Arc<DevStats>,
+    counters: Arc<Counters>,
 }
 
 /// Tells the stack that deferred work is pending (the NET_TX softirq being raised).
@@ -128,7 +138,7 @@ impl Notify {
 }
 
 impl TxQueueCtl {
-    fn new(notify: Arc<Notify>) -> TxQueueCtl {
+    fn new(notify: Arc<Notify>, dev: Arc<DevStats>, counters: Arc<Counters>) -> TxQueueCtl {
         TxQueueCtl {
             state: AtomicU8::new(0),
             dql: Mutex::new(None),
@@ -136,7 +146,29 @@ impl TxQueueCtl {
             bql_on: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
             notify,
+            late: LateSink { dev, counters },
         }
+    }
+
+    /// Kernel: `dev_core_stats_tx_dropped_inc()` (or a driver's own
+    /// `tx_dropped` that `dev_get_stats()` adds in): `frames` frames of
+    /// `bytes` bytes in all that the driver took ([`TxStatus::Ok`]) were
+    /// dropped by the device afterwards. They leave the device's
+    /// `tx_packets`/`tx_bytes` (counted when the driver took them) for its
+    /// `tx_dropped`, and count at [`DropSite::DriverLateDrop`], so a
+    /// frame is sent or dropped, never both. Device-wide: any queue's
+    /// control counts for the device. `bytes` may be 0 when the driver
+    /// cannot tell which frame went (they then stay in `tx_bytes`).
+    #[cold]
+    #[track_caller]
+    pub fn late_drop(&self, frames: u64, bytes: u64) {
+        let d = &self.late.dev;
+        d.add(DevCounter::TxDropped, frames);
+        d.add(DevCounter::TxPackets, frames.wrapping_neg());
+        d.add(DevCounter::TxBytes, bytes.wrapping_neg());
+        self.late
+            .counters
+            .drop_n_at(DropSite::DriverLateDrop, frames);
     }
 
     /// `netif_tx_stop_queue`: the driver has no room; the qdisc stops dequeuing.
@@ -576,8 +608,9 @@ pub struct NetDevice {
     mq_root: Mutex<Option<u32>>,
     /// Some queue has an XPS map ([`NetDevice::set_xps_cpus`]).
     xps_on: AtomicBool,
-    /// Counters as `ip -s link` shows them.
-    pub stats: DevStats,
+    /// Counters as `ip -s link` shows them (shared with the queues'
+    /// controls, for [`TxQueueCtl::late_drop`]).
+    pub stats: Arc<DevStats>,
     /// `IFF_LOOPBACK`: the loopback device (`lo`).
     loopback: bool,
     /// The tap keeping the last IPv4 datagram sent, once asked for.
@@ -666,17 +699,20 @@ impl NetDevice {
         drivers: Vec<Box<dyn Driver>>,
         make_qdisc: &dyn Fn(&DevConfig) -> Box<dyn Qdisc>,
         notify: Arc<Notify>,
+        counters: Arc<Counters>,
     ) -> Result<NetDevice, DevError> {
         check_name(&cfg.name)?;
         check_mtu(&cfg.name, cfg.mtu)?;
         if drivers.is_empty() {
             return Err(DevError::NoQueues(cfg.name));
         }
+        let stats = Arc::new(DevStats::default());
         let queues = drivers
             .into_iter()
             .enumerate()
             .map(|(i, mut d)| {
-                let ctl = Arc::new(TxQueueCtl::new(notify.clone()));
+                let late = (stats.clone(), counters.clone());
+                let ctl = Arc::new(TxQueueCtl::new(notify.clone(), late.0, late.1));
                 d.attach(ctl.clone());
                 let qdisc = make_qdisc(&cfg);
                 let watchdog_at = Arc::new(WatchdogTime::default());
@@ -708,7 +744,7 @@ impl NetDevice {
             taps: RwLock::new(Vec::new()),
             nit_active: AtomicBool::new(false),
             addrs: RwLock::new(Vec::new()),
-            stats: DevStats::default(),
+            stats,
             loopback: false,
             last_tx: RwLock::new(None),
         })
@@ -1130,7 +1166,7 @@ mod tests {
             .map(|_| Box::new(Sink) as Box<dyn Driver>)
             .collect();
         let qdisc = |_: &DevConfig| Box::new(crate::sched::Noqueue::default()) as Box<dyn Qdisc>;
-        NetDevice::new(1, cfg, drivers, &qdisc, Arc::new(Notify::default())).unwrap()
+        NetDevice::new(1, cfg, drivers, &qdisc, Arc::default(), Arc::default()).unwrap()
     }
 
     #[test]
@@ -1182,7 +1218,7 @@ mod tests {
         let cfg = DevConfig::ethernet("eth0", EthernetAddress([2, 0, 0, 0, 0, 1]));
         let drivers = (0..4).map(|_| Box::new(Sink) as Box<dyn Driver>).collect();
         let qdisc = |_: &DevConfig| Box::new(crate::sched::PfifoFast::new(1000)) as Box<dyn Qdisc>;
-        let dev = NetDevice::new(1, cfg, drivers, &qdisc, Arc::new(Notify::default())).unwrap();
+        let dev = NetDevice::new(1, cfg, drivers, &qdisc, Arc::default(), Arc::default()).unwrap();
         let fifo = || Box::new(crate::sched::Pfifo::new(100)) as Box<dyn Qdisc>;
         dev.replace_qdisc(3, fifo(), 0x4_0000).unwrap();
         let qs: Vec<_> = dev.queues().iter().map(queue_blocks).collect();
@@ -1223,7 +1259,7 @@ mod tests {
 
     #[test]
     fn bql_stops_count_each_stop_once_and_completions_wake() {
-        let ctl = TxQueueCtl::new(Arc::new(Notify::default()));
+        let ctl = TxQueueCtl::default();
         let t = Instant::from_nanos(0);
         ctl.sent_queue(1000, t);
         ctl.sent_queue(1000, t);

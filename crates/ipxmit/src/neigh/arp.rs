@@ -74,7 +74,7 @@ pub fn apply(stack: &Stack, dev: &NetDevice, target: Ipv4Addr, saddr: Ipv4Addr, 
                 stack.counters.drop_at(site);
                 crate::dev::xmit::tap_drop(dev, &p, site, stack.now());
             }
-            None => stack.counters.drop(reason),
+            None => stack.counters().drop(reason),
         }
         dev.stats.add(crate::stats::DevCounter::TxDropped, 1);
         crate::stats::fate::dropped(p.meta.tskey, reason);

@@ -66,6 +66,7 @@ impl Stack {
             vec![Box::new(drv)],
             &|_| Box::new(Noqueue::new()),
             self.notify.clone(),
+            self.counters.clone(),
         );
         let Ok(dev) = made else { return };
         let dev = Arc::new(dev.into_loopback());

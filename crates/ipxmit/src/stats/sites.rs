@@ -89,6 +89,10 @@ drop_sites! {
     GsoSegFail => (SkbGsoSeg, "dev::xmit::validate_xmit", "validate_xmit_skb()"),
     /// The driver failed the frame.
     DriverError => (FullRing, "dev::xmit::xmit_one", "ndo_start_xmit()"),
+    /// The device dropped a frame after its driver took it
+    /// ([`crate::dev::TxQueueCtl::late_drop`]): a ring driver saw the
+    /// kernel drop or skip it.
+    DriverLateDrop => (DriverLateDrop, "dev::TxQueueCtl::late_drop", "dev_core_stats_tx_dropped_inc()"),
     /// `lo`'s receive backlog was full.
     Backlog => (CpuBacklog, "dev::loopback::LoopbackDrops::settle", "enqueue_to_backlog()"),
     /// Received: a frame for another host's link address.
