@@ -335,6 +335,10 @@ pub struct PacketStats {
 struct Counters {
     /// The interface's MTU as ring frames are checked against it.
     mtu: LiveMtu,
+    /// The stack's flow control of a queue (the last attached): where
+    /// frames dropped after `start_xmit` took them are reported, for the
+    /// device's `tx_dropped` and drop reasons.
+    late: txring::CtlSlot,
     tx_frames: AtomicU64,
     tx_bytes: AtomicU64,
     tx_syscalls: AtomicU64,
@@ -355,16 +359,18 @@ impl Counters {
         self.last_errno.store(e.raw_os_error(), Ordering::Relaxed);
     }
 
-    /// Counts a frame dropped after the device kept refusing it; `counted`:
-    /// its bytes, if it was counted as sent (a ring slot), taken back.
-    fn dropped(&self, counted: Option<u64>) {
+    /// Counts a frame of `len` bytes dropped after the device kept
+    /// refusing it, here and for the stack; `counted`: it was counted as
+    /// sent (a ring slot), taken back.
+    fn dropped(&self, len: u64, counted: bool) {
         self.tx_dropped.fetch_add(1, Ordering::Relaxed);
         self.last_errno
             .store(Errno::NOBUFS.raw_os_error(), Ordering::Relaxed);
-        if let Some(bytes) = counted {
+        if counted {
             self.tx_frames.fetch_sub(1, Ordering::Relaxed);
-            self.tx_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.tx_bytes.fetch_sub(len, Ordering::Relaxed);
         }
+        self.late.late_drop(1, len);
     }
 
     /// Counts a frame refused before the ring, under its reason.
@@ -508,7 +514,7 @@ impl Ring {
         let (mut from, mut expected) = (0, bytes);
         if let Some(i) = self.dropping.take() {
             let len = u64::from(self.lens[i]);
-            c.dropped(Some(len));
+            c.dropped(len, true);
             (from, expected) = (1, bytes - len);
         }
         if let Some(sent) = sent.filter(|&s| s < expected) {
@@ -559,6 +565,7 @@ impl Ring {
         c.last_errno.store(errno.raw_os_error(), Ordering::Relaxed);
         c.tx_frames.fetch_sub(count, Ordering::Relaxed);
         c.tx_bytes.fetch_sub(missing, Ordering::Relaxed);
+        c.late.late_drop(count, missing);
     }
 
     /// Kernel: the descriptor scan of a NIC's transmit-completion poll.
@@ -1053,7 +1060,7 @@ impl TxState {
                 }
                 Err(Errno::NOBUFS) => {
                     // Refused for `REFUSED_DROP`: the device will not take it.
-                    c.dropped(None);
+                    c.dropped(self.held[0].len() as u64, false);
                     self.held.remove(0);
                 }
                 Err(e) => {
@@ -1249,6 +1256,7 @@ impl PacketQueue {
 
 impl Driver for PacketQueue {
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
+        self.shared.c.late.attach(ctl.clone());
         self.shared.queues[self.index].attach(ctl);
     }
 

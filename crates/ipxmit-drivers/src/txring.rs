@@ -57,6 +57,17 @@ impl CtlSlot {
         f(self.0.read().as_deref())
     }
 
+    /// Counts `frames` frames (`bytes` bytes) the kernel dropped after the
+    /// driver took them on the device, for the stack
+    /// ([`TxQueueCtl::late_drop`]); nothing before a stack attached.
+    pub fn late_drop(&self, frames: u64, bytes: u64) {
+        self.with(|c| {
+            if let Some(c) = c {
+                c.late_drop(frames, bytes);
+            }
+        });
+    }
+
     /// The queue is attached and stopped.
     pub fn is_stopped(&self) -> bool {
         self.with(|c| c.is_some_and(TxQueueCtl::is_stopped))

@@ -290,6 +290,10 @@ pub struct XdpStats {
 struct Counters {
     /// The interface's MTU as frames are checked against it.
     mtu: LiveMtu,
+    /// The stack's flow control of a queue (the last attached): where
+    /// frames the device dropped after `start_xmit` took them are
+    /// reported, for the device's `tx_dropped` and drop reasons.
+    late: txring::CtlSlot,
     tx_frames: AtomicU64,
     tx_bytes: AtomicU64,
     tx_kicks: AtomicU64,
@@ -310,6 +314,14 @@ impl Counters {
     fn error(&self, e: Errno) {
         self.tx_errors.fetch_add(1, Ordering::Relaxed);
         self.last_errno.store(e.raw_os_error(), Ordering::Relaxed);
+    }
+
+    /// Counts a frame the device dropped after the driver took it (a kick
+    /// that returned `EBUSY`), here and for the stack. Which frame went is
+    /// not known, so its bytes stay in the device's `tx_bytes`.
+    fn dropped(&self) {
+        self.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        self.late.late_drop(1, 0);
     }
 
     /// Counts a frame refused before the ring, under its reason.
@@ -785,13 +797,11 @@ impl RingTx for XskTx {
             match ring::kick(fd.as_fd()) {
                 Ok(()) => {}
                 Err(Errno::BUSY) if drops > 0 => {
-                    c.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    c.dropped();
                     drops -= 1;
                     tries += 1;
                 }
-                Err(Errno::BUSY) => {
-                    c.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                Err(Errno::BUSY) => c.dropped(),
                 Err(Errno::AGAIN) => {
                     // Budget spent, completion ring full or the device
                     // busy: reap, and go on while the kernel progresses.
@@ -860,6 +870,7 @@ struct XdpQueue {
 
 impl Driver for XdpQueue {
     fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
+        self.shared.c.late.attach(ctl.clone());
         self.shared.queues[self.index].ring.attach(ctl);
     }
 

@@ -430,6 +430,9 @@ fn packet_tx_ring_slots_skipped_under_a_lowered_mtu_are_counted() {
     assert_eq!((st.tx_errors, st.last_errno), (9, libc::EMSGSIZE));
     assert_eq!(st.tx_frames, 4, "only the frames sent: {st:?}");
     assert!(!h.dev.queues()[0].ctl().is_stopped(), "nothing stalls");
+    // The stack counts the skipped slots as dropped, not sent, bytes too.
+    h.assert_late_drops(st.tx_skipped, 4);
+    assert_eq!(h.dev.stats.get(DevCounter::TxBytes), st.tx_bytes);
     report(&format!("packet-skip: {st:?}"));
 }
 
@@ -476,6 +479,9 @@ fn packet_frame_the_device_keeps_refusing_is_dropped_and_counted() {
             "{st:?}"
         );
         assert!(!h.dev.queues()[0].ctl().is_stopped(), "{mode:?}");
+        h.assert_late_drops(1, 3);
+        let bytes = h.dev.stats.get(DevCounter::TxBytes);
+        assert_eq!(bytes, st.tx_bytes, "{mode:?}");
         report(&format!("refuse {mode:?}: {st:?}"));
     }
 }

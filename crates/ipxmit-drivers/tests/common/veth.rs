@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ipxmit::dev::{DevConfig, Driver, NetDevice};
 use ipxmit::neigh::NudState;
+use ipxmit::stats::{DropReason, DropSite};
 use ipxmit::{MsgFlags, Stack, UdpSocket};
 use ipxmit_drivers::packet::PacketLink;
 use ipxmit_drivers::runner::Runner;
@@ -72,6 +73,25 @@ impl VethHost {
         let (stack, dev) = veth_stack(peer, cfg, drivers, false);
         let runner = Runner::spawn(stack.clone());
         VethHost { runner, stack, dev }
+    }
+
+    /// Asserts that the stack counted `n` frames as dropped by the device
+    /// after its driver took them (`eth0`'s `tx_dropped`, the
+    /// `DRIVER_LATE_DROP` site and reason), and `sent` frames as sent
+    /// (`tx_packets`: those the driver took, less those dropped late).
+    /// The runner adds a qdisc run's frames to `tx_packets` when the run
+    /// ends, which may be after the driver counted them: waited for.
+    pub fn assert_late_drops(&self, n: u64, sent: u64) {
+        let t = std::time::Instant::now();
+        let mut d = self.dev.stats.snapshot();
+        while (d.tx_dropped, d.tx_packets) != (n, sent) && t.elapsed() < QUIET {
+            std::thread::sleep(Duration::from_millis(1));
+            d = self.dev.stats.snapshot();
+        }
+        assert_eq!((d.tx_dropped, d.tx_packets), (n, sent), "eth0: {d:?}");
+        let c = self.stack.counters();
+        assert_eq!(c.dropped_at(DropSite::DriverLateDrop), n, "site");
+        assert_eq!(c.dropped(DropReason::DriverLateDrop), n, "reason");
     }
 }
 
