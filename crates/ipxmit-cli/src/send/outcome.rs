@@ -293,11 +293,15 @@ impl Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::queued;
+    use super::{queued, Outcome};
+    use ipxmit::dev::{Driver, TxQueueCtl, TxStatus};
     use ipxmit::neigh::NudState;
     use ipxmit::wire::EthernetAddress;
+    use ipxmit::PacketBuf;
     use ipxmit::{DevConfig, MsgFlags, Stack, UdpSocket};
     use ipxmit_drivers::mem::MemWire;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     /// Regression: a frame a busy driver handed back is in its qdisc's
     /// `qlen` as well as in the requeue list; it was counted twice, so a
@@ -327,5 +331,57 @@ mod tests {
         let dev = stack.device("eth0").unwrap();
         assert_eq!((wire.len(), dev.queues()[0].requeued_len()), (1, 1));
         assert_eq!(queued(&stack), (0, 2), "one on the wire, two queued");
+    }
+
+    /// A driver whose device drops every second frame after the driver
+    /// took it (as a ring driver learns from the kernel).
+    #[derive(Default)]
+    struct DropsEverySecond(Option<Arc<TxQueueCtl>>, u64);
+
+    impl Driver for DropsEverySecond {
+        fn attach(&mut self, ctl: Arc<TxQueueCtl>) {
+            self.0 = Some(ctl);
+        }
+
+        fn start_xmit(&mut self, pkt: PacketBuf, _more: bool) -> TxStatus {
+            self.1 += 1;
+            if let Some(ctl) = self.0.as_ref().filter(|_| self.1.is_multiple_of(2)) {
+                ctl.late_drop(1, pkt.len() as u64);
+            }
+            TxStatus::Ok
+        }
+    }
+
+    /// Frames a device dropped after its driver took them are dropped in
+    /// the run's result (`DRIVER_LATE_DROP`), not sent, and fail the run.
+    #[test]
+    fn frames_the_device_dropped_late_are_dropped_not_sent() {
+        let stack = Stack::new();
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let drv: Box<dyn Driver> = Box::new(DropsEverySecond::default());
+        stack
+            .add_device(DevConfig::ethernet("eth0", mac), vec![drv])
+            .unwrap();
+        stack
+            .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
+            .unwrap();
+        let peer = std::net::Ipv4Addr::new(10, 0, 0, 2);
+        let peer_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        stack
+            .add_neigh("eth0", peer, peer_mac, NudState::Permanent)
+            .unwrap();
+        let mut s = UdpSocket::new(&stack);
+        let dst = std::net::SocketAddrV4::new(peer, 9);
+        for _ in 0..4 {
+            s.send_to(&[0; 100], dst, MsgFlags::DONTWAIT).unwrap();
+        }
+        let d = stack.device("eth0").unwrap().stats.snapshot();
+        assert_eq!((d.tx_packets, d.tx_dropped), (2, 2), "{d:?}");
+        let z = Duration::ZERO;
+        let o = Outcome::account(&stack, d.tx_packets, 0, (z, z, true));
+        assert_eq!((o.packets, o.sent, o.dropped_total), (4, 2, 2), "{o:?}");
+        assert_eq!(o.dropped, [("DRIVER_LATE_DROP", 2)]);
+        assert_eq!((o.other_dropped, o.unaccounted), (0, 0));
+        assert_eq!(o.failures().len(), 1, "{:?}", o.failures());
     }
 }
