@@ -174,7 +174,7 @@ impl Htb {
     /// Kernel: `htb_lookup_leaf()`: the leaf whose turn it is in the row
     /// of `level` and `prio`, going down the turns of the feeds; a feed
     /// past its end starts again and passes its parent's turn on.
-    #[inline]
+    #[inline(always)]
     fn lookup_leaf(&mut self, level: usize, prio: usize) -> Option<usize> {
         // The common case: a leaf has the row's turn (a row past its end
         // starts again at its first class).
@@ -350,6 +350,7 @@ impl Htb {
     /// the events due, then the rows from the lowest level and prio; when
     /// none gives a packet, the earliest change of mode of an active class
     /// (at most 5 s away) or of a throttled leaf qdisc.
+    #[inline(never)]
     pub(super) fn dequeue_classes(&mut self, now: Instant) -> Dequeued {
         self.do_events(now);
         let mut child_wait = None;
