@@ -365,8 +365,9 @@ impl<'a> OutputBatch<'a> {
 
     /// `nf_hook()` at `point`: the first DROP wins (`NETFILTER_DROP`,
     /// `EPERM`, or the errno of an `NF_DROP_ERR`); else the packet's length,
-    /// which a hook may have changed.
-    #[cold]
+    /// which a hook may have changed. (Out of line: the path without
+    /// hooks keeps its registers.)
+    #[inline(never)]
     fn filter(
         &self,
         h: &HookList<'_>,
@@ -375,12 +376,19 @@ impl<'a> OutputBatch<'a> {
     ) -> Result<usize, SendError> {
         let v = h.run(point, pkt, &self.dst.dev);
         if v.is_drop() {
-            self.stack.counters.drop_at(DropSite::HookDrop);
-            crate::dev::xmit::tap_drop(&self.dst.dev, pkt, DropSite::HookDrop, self.stack.now());
-            fate::dropped(pkt.meta.tskey, DropReason::NetfilterDrop);
-            return Err(hook_error(v, daddr_of(pkt)));
+            return Err(self.hook_drop(v, pkt));
         }
         Ok(pkt.len())
+    }
+
+    /// A hook's drop of `pkt` ([`OutputBatch::filter`]): counted, shown
+    /// to the taps, and the send's error.
+    #[cold]
+    fn hook_drop(&self, v: Verdict, pkt: &PacketBuf) -> SendError {
+        self.stack.counters.drop_at(DropSite::HookDrop);
+        crate::dev::xmit::tap_drop(&self.dst.dev, pkt, DropSite::HookDrop, self.stack.now());
+        fate::dropped(pkt.meta.tskey, DropReason::NetfilterDrop);
+        hook_error(v, daddr_of(pkt))
     }
 
     /// Kernel: `ip_output()`. Runs POST_ROUTING unless the packet was
