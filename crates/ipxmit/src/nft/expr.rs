@@ -660,29 +660,17 @@ pub fn eval(
             let v = regs[usize::from(reg)];
             return step_if((lo <= v && v <= hi) != neg);
         }
-        Insn::Lookup { reg, set, neg } => {
-            let v = regs[usize::from(reg)];
-            let found = prog.sets[usize::from(set)].contains_at(v, || p.now());
-            return step_if(found != neg);
-        }
-        Insn::Dynset { .. } if p.dry => {}
-        Insn::Dynset { reg, idx } => {
-            let d = &prog.dynsets[usize::from(idx)];
-            return step_if(d.eval(prog, regs[usize::from(reg)], p.now()));
-        }
-        Insn::MapLoad { reg, map } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)])
-        {
-            Some(super::compile::MapOut::Num(v)) => regs[usize::from(reg)] = v,
-            _ => return Step::Break,
-        },
+        Insn::Lookup { .. }
+        | Insn::Dynset { .. }
+        | Insn::MapLoad { .. }
+        | Insn::NatMap { .. }
+        | Insn::LookupIfname { .. }
+        | Insn::Log { .. }
+        | Insn::Limit { .. } => return eval_tables(insn, regs, p, prog),
         Insn::MarkSetReg { reg } => p.pkt.meta.mark = regs[usize::from(reg)] as u32,
         Insn::CmpIfname { name, neg, iif } => {
             let dev = if iif { "" } else { p.out.name() };
             return step_if(ifname_eq(dev, &name) != neg);
-        }
-        Insn::LookupIfname { set, neg, iif } => {
-            let dev = if iif { "" } else { p.out.name() };
-            return step_if(prog.ifnames[usize::from(set)].contains(dev) != neg);
         }
         Insn::Counter { idx } if !p.dry => prog.counters[usize::from(idx)].add(p.pkt.len()),
         Insn::Counter { .. } => {}
@@ -708,29 +696,71 @@ pub fn eval(
             };
         }
         Insn::Nat(n) => p.nat = Some(n),
+        Insn::Reject(code) => p.reject = Some(code),
+        Insn::Verdict(_) | Insn::Vmap { .. } | Insn::RuleEnd | Insn::ChainEnd => {}
+        Insn::Block(_) => {}
+    }
+    Step::Next
+}
+
+/// The instructions of [`eval`] that look in the program's tables (sets,
+/// maps, device name sets, logs, limits, set updates): out of line, so a
+/// chain's walk does not load every table before its first instruction.
+#[inline(never)]
+fn eval_tables(
+    insn: &Insn,
+    regs: &mut [u64; NREGS],
+    p: &mut PktInfo<'_>,
+    prog: &super::compile::Program,
+) -> Step {
+    match *insn {
+        Insn::Lookup { reg, set, neg } => {
+            let v = regs[usize::from(reg)];
+            let found = prog.sets[usize::from(set)].contains_at(v, || p.now());
+            step_if(found != neg)
+        }
+        Insn::Dynset { .. } if p.dry => Step::Next,
+        Insn::Dynset { reg, idx } => {
+            let d = &prog.dynsets[usize::from(idx)];
+            step_if(d.eval(prog, regs[usize::from(reg)], p.now()))
+        }
+        Insn::MapLoad { reg, map } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)])
+        {
+            Some(super::compile::MapOut::Num(v)) => {
+                regs[usize::from(reg)] = v;
+                Step::Next
+            }
+            _ => Step::Break,
+        },
         Insn::NatMap {
             reg,
             map,
             nat,
             netmap,
         } => match prog.maps[usize::from(map)].get(regs[usize::from(reg)]) {
-            Some(super::compile::MapOut::Nat(to)) => p.nat = Some(nat_of(nat, to, netmap, p)),
-            _ => return Step::Break,
+            Some(super::compile::MapOut::Nat(to)) => {
+                p.nat = Some(nat_of(nat, to, netmap, p));
+                Step::Next
+            }
+            _ => Step::Break,
         },
-        Insn::Reject(code) => p.reject = Some(code),
-        Insn::Log { idx } if !p.dry => {
-            super::log::log_packet(&prog.logs[usize::from(idx)], p.pkt, p.out);
+        Insn::LookupIfname { set, neg, iif } => {
+            let dev = if iif { "" } else { p.out.name() };
+            step_if(prog.ifnames[usize::from(set)].contains(dev) != neg)
         }
-        Insn::Log { .. } => {}
+        Insn::Log { idx } => {
+            if !p.dry {
+                super::log::log_packet(&prog.logs[usize::from(idx)], p.pkt, p.out);
+            }
+            Step::Next
+        }
         Insn::Limit { idx } => {
             let now = p.now();
             let l = &prog.limits[usize::from(idx)];
-            return step_if(l.eval(p.pkt.len(), now, p.dry));
+            step_if(l.eval(p.pkt.len(), now, p.dry))
         }
-        Insn::Verdict(_) | Insn::Vmap { .. } | Insn::RuleEnd | Insn::ChainEnd => {}
-        Insn::Block(_) => {}
+        _ => Step::Next,
     }
-    Step::Next
 }
 
 /// [`Insn::Block`] `b`: where the walk goes on, the first rule of the

@@ -167,7 +167,7 @@ pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
             },
             Insn::RuleEnd => matched(prog, p, pc, Code::Continue),
             Insn::Block(b) => {
-                pc = expr::block_entry(&prog.blocks[usize::from(b)], p);
+                pc = block_entry(prog, b, p);
                 continue;
             }
             Insn::ChainEnd => Code::Return,
@@ -199,9 +199,16 @@ pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
     }
 }
 
+/// [`expr::block_entry`] of the program's block `b` (out of line, as
+/// the other table lookups: [`expr::eval`]).
+#[inline(never)]
+fn block_entry(prog: &Program, b: u16, p: &PktInfo<'_>) -> u32 {
+    expr::block_entry(&prog.blocks[usize::from(b)], p)
+}
+
 /// Kernel: `nft_lookup_eval()` of a verdict map: the verdict of `v`'s
 /// element (or the catch-all's); `None` when there is none.
-#[inline]
+#[inline(never)]
 fn vmap(prog: &Program, map: u16, v: u64) -> Option<Code> {
     match prog.maps[usize::from(map)].get(v) {
         Some(compile::MapOut::Code(c)) => Some(c),
