@@ -425,7 +425,9 @@ impl<'a> PktInfo<'a> {
 
     #[inline]
     fn with(pkt: &'a mut PacketBuf, out: &'a NetDevice, ip: bool) -> PktInfo<'a> {
-        let mut p = PktInfo {
+        let mut hdr = [0; 2 * HDR + 4];
+        let (th, proto, have) = read_header(pkt.network_header(), ip, &mut hdr);
+        PktInfo {
             pkt,
             out,
             nat: None,
@@ -433,34 +435,18 @@ impl<'a> PktInfo<'a> {
             dry: false,
             matched: None,
             clock: None,
-            th: None,
-            proto: 0,
-            hdr: [0; 2 * HDR + 4],
-            have: [0; 2],
+            th,
+            proto,
+            hdr,
+            have,
             ip,
-        };
-        p.read_header(ip);
-        p
-    }
-
-    /// Reads the transport offset, the protocol and the copies of the
-    /// headers (`ip`: an IPv4 packet, else no transport header and
-    /// protocol 0; the network header's bytes are copied either way, as
-    /// a netdev table's loads read them).
-    #[inline]
-    fn read_header(&mut self, ip: bool) {
-        let h = self.pkt.network_header();
-        (self.th, self.proto) = if ip { pktinfo(h) } else { (None, 0) };
-        self.have[0] = copy_head(&mut self.hdr[..HDR], h);
-        self.have[1] = match self.th.and_then(|t| h.get(t..)) {
-            Some(t) => copy_head(&mut self.hdr[HDR..], t),
-            None => 0,
-        };
+        }
     }
 
     /// After a statement wrote the header: read it again.
     fn reread_header(&mut self) {
-        self.read_header(self.ip);
+        (self.th, self.proto, self.have) =
+            read_header(self.pkt.network_header(), self.ip, &mut self.hdr);
     }
 
     /// Kernel: `nft_payload_eval()`'s load: `len` bytes at `off` of the
@@ -536,6 +522,23 @@ impl<'a> PktInfo<'a> {
     pub fn l4proto(&self) -> u8 {
         self.proto
     }
+}
+
+/// Reads the IP header `h`'s transport offset and protocol, and copies
+/// the headers into `hdr` ([`PktInfo`]'s fields `th`, `proto`, `hdr`,
+/// `have`); `ip`: an IPv4 packet, else no transport header and protocol
+/// 0 (the network header's bytes are copied either way, as a netdev
+/// table's loads read them).
+#[inline(always)]
+fn read_header(h: &[u8], ip: bool, hdr: &mut [u8; 2 * HDR + 4]) -> (Option<usize>, u8, [u8; 2]) {
+    let (th, proto) = if ip { pktinfo(h) } else { (None, 0) };
+    let (net, tr) = hdr.split_at_mut(HDR);
+    let have0 = copy_head(net, h);
+    let have1 = match th.and_then(|t| h.get(t..)) {
+        Some(t) => copy_head(tr, t),
+        None => 0,
+    };
+    (th, proto, [have0, have1])
 }
 
 /// Copies the first bytes of `from` (at most `to.len()`) into `to`; how

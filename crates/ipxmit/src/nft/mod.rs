@@ -315,6 +315,7 @@ impl NftHook {
     /// Runs base chain `c` ([`do_chain`]) and carries out what its verdict
     /// asked of the hook: a `reject`'s ICMP ([`send_unreach`]). Returns the
     /// verdict and the NAT statement a `nat` chain's rule bound.
+    #[inline(always)]
     pub(super) fn base_chain(
         &self,
         c: u32,
