@@ -145,6 +145,13 @@ pub const JUMP_STACK: usize = 16;
 /// applies its policy.
 #[inline]
 pub fn do_chain(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
+    walk(prog, chain, p)
+}
+
+/// [`do_chain`]'s walk, inlined into the filter hook's
+/// ([`NftHook::base_chain`]): one call and frame less per packet.
+#[inline(always)]
+fn walk(prog: &Program, chain: u32, p: &mut PktInfo<'_>) -> Verdict {
     let start = |c: u32| prog.chains.get(c as usize).map_or(u32::MAX, |c| c.start);
     let mut regs = [0u64; expr::NREGS];
     let mut stack = [0u32; JUMP_STACK];
@@ -290,10 +297,26 @@ impl NftHook {
         crate::stack::now_of(self.owner, &*self.clock).as_nanos()
     }
 
-    /// Runs the base chains `chains` in order; a `route` chain that changed
-    /// the routing keys reroutes (a failed lookup drops with its errno).
+    /// [`NftHook::run_chains`] for the conntrack hook's runs of chains
+    /// (often none), out of line: the chain walk is inlined once, into
+    /// the filter hook.
     #[inline]
     fn chains(&self, chains: &[u32], pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        if chains.is_empty() {
+            return Verdict::Accept;
+        }
+        self.chains_outlined(chains, pkt, out)
+    }
+
+    #[inline(never)]
+    fn chains_outlined(&self, chains: &[u32], pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
+        self.run_chains(chains, pkt, out)
+    }
+
+    /// Runs the base chains `chains` in order; a `route` chain that changed
+    /// the routing keys reroutes (a failed lookup drops with its errno).
+    #[inline(always)]
+    fn run_chains(&self, chains: &[u32], pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         let prog = &*self.prog;
         for &c in chains {
             let route = prog.chains[c as usize].route;
@@ -324,7 +347,7 @@ impl NftHook {
     ) -> (Verdict, Option<Nat>) {
         let mut p = PktInfo::new(pkt, out);
         p.clock = Some((&*self.clock, self.owner));
-        let v = do_chain(&self.prog, c, &mut p);
+        let v = walk(&self.prog, c, &mut p);
         let (nat, reject) = (p.nat, p.reject);
         if let (Verdict::Drop, Some(code)) = (v, reject) {
             if let Some(st) = self.stack.upgrade() {
@@ -407,7 +430,7 @@ impl Hook for NftHook {
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
         let prog = &*self.prog;
         match prog.bases.get(point as usize) {
-            Some(bases) if !bases.is_empty() => self.chains(bases, pkt, out),
+            Some(bases) if !bases.is_empty() => self.run_chains(bases, pkt, out),
             // Egress is [`NftEgressHook`]'s.
             _ => Verdict::Accept,
         }

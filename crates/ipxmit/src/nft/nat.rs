@@ -156,6 +156,7 @@ impl NftHook {
     /// The `nat` chains of `m`'s hook in priority order, until a rule
     /// binds: its range (`masquerade`: the output device's address;
     /// `Err`: it has none, or a chain dropped).
+    #[inline(never)]
     fn run_nat_chains(
         &self,
         m: Manip,
