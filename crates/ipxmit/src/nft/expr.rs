@@ -531,6 +531,16 @@ impl<'a> PktInfo<'a> {
 /// table's loads read them).
 #[inline(always)]
 fn read_header(h: &[u8], ip: bool, hdr: &mut [u8; 2 * HDR + 4]) -> (Option<usize>, u8, [u8; 2]) {
+    // The common case at once: no options, not a later fragment, and
+    // both copies whole.
+    if let (true, Some(b)) = (ip, h.first_chunk::<{ 2 * HDR }>()) {
+        if b[0] & 0xf == 5 && (b[6] & 0x1f) | b[7] == 0 {
+            if let Some(to) = hdr.first_chunk_mut::<{ 2 * HDR }>() {
+                *to = *b;
+            }
+            return (Some(HDR), b[9], [HDR as u8; 2]);
+        }
+    }
     let (th, proto) = if ip { pktinfo(h) } else { (None, 0) };
     let (net, tr) = hdr.split_at_mut(HDR);
     let have0 = copy_head(net, h);
