@@ -168,12 +168,27 @@ impl HookList<'_> {
     /// DROP wins (with its errno, if it has one).
     #[inline]
     pub fn run(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
-        for h in self.0.iter() {
-            let v = h.hook(point, pkt, out);
-            if v.is_drop() {
-                return v;
-            }
+        match &self.0[..] {
+            // One hook (the common case): its verdict is the list's.
+            [h] => h.hook(point, pkt, out),
+            hooks => run_each(hooks, point, pkt, out),
         }
-        Verdict::Accept
     }
+}
+
+/// [`HookList::run`] of more than one hook (or none), out of line.
+#[inline(never)]
+fn run_each(
+    hooks: &[Arc<dyn Hook>],
+    point: HookPoint,
+    pkt: &mut PacketBuf,
+    out: &NetDevice,
+) -> Verdict {
+    for h in hooks {
+        let v = h.hook(point, pkt, out);
+        if v.is_drop() {
+            return v;
+        }
+    }
+    Verdict::Accept
 }

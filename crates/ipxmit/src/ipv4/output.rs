@@ -365,20 +365,26 @@ impl<'a> OutputBatch<'a> {
 
     /// `nf_hook()` at `point`: the first DROP wins (`NETFILTER_DROP`,
     /// `EPERM`, or the errno of an `NF_DROP_ERR`); else the packet's length,
-    /// which a hook may have changed. (Out of line: the path without
-    /// hooks keeps its registers.)
-    #[inline(never)]
+    /// which a hook may have changed.
+    #[inline(always)]
     fn filter(
         &self,
         h: &HookList<'_>,
         point: HookPoint,
         pkt: &mut PacketBuf,
     ) -> Result<usize, SendError> {
-        let v = h.run(point, pkt, &self.dst.dev);
+        let v = self.run_hooks(h, point, pkt);
         if v.is_drop() {
             return Err(self.hook_drop(v, pkt));
         }
         Ok(pkt.len())
+    }
+
+    /// The hooks' verdict on `pkt`, out of line (the path without hooks
+    /// keeps its registers; with one hook, a jump to it).
+    #[inline(never)]
+    fn run_hooks(&self, h: &HookList<'_>, point: HookPoint, pkt: &mut PacketBuf) -> Verdict {
+        h.run(point, pkt, &self.dst.dev)
     }
 
     /// A hook's drop of `pkt` ([`OutputBatch::filter`]): counted, shown
