@@ -364,6 +364,20 @@ pub enum Step {
     Break,
 }
 
+/// Where the expressions read the stack's time ([`PktInfo::clock`]): a
+/// hook (one pointer to set per packet), or a clock and the address of
+/// the stack that owns it (for its frozen time).
+pub trait NftClock {
+    /// The time now, in ns.
+    fn now_ns(&self) -> u64;
+}
+
+impl NftClock for (&dyn crate::time::Clock, usize) {
+    fn now_ns(&self) -> u64 {
+        crate::stack::now_of(self.1, self.0).as_nanos()
+    }
+}
+
 /// Bytes of each header [`PktInfo`] keeps a copy of: the IPv4 header
 /// without options, and as much of the transport header (every field a
 /// key names lies within them).
@@ -390,8 +404,8 @@ pub struct PktInfo<'a> {
     pub dry: bool,
     /// The rules that matched in a dry run: (chain, rule) of the program.
     pub matched: Option<&'a mut Vec<(u32, u32)>>,
-    /// The stack's clock and its owner (for its frozen time), for `limit`.
-    pub clock: Option<(&'a dyn crate::time::Clock, usize)>,
+    /// The stack's time, for `limit` and set timeouts.
+    pub clock: Option<&'a dyn NftClock>,
     /// The transport header's offset ([`PktInfo::thoff`]).
     th: Option<usize>,
     /// The IP protocol ([`PktInfo::l4proto`]).
@@ -506,8 +520,7 @@ impl<'a> PktInfo<'a> {
     /// The stack's time in ns (0 without a clock).
     #[inline]
     pub fn now(&self) -> u64 {
-        self.clock
-            .map_or(0, |(c, owner)| crate::stack::now_of(owner, c).as_nanos())
+        self.clock.map_or(0, |c| c.now_ns())
     }
 
     /// The transport header's offset: `None` in a later fragment or a

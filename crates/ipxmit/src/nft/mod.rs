@@ -346,7 +346,7 @@ impl NftHook {
         out: &NetDevice,
     ) -> (Verdict, Option<Nat>) {
         let mut p = PktInfo::new(pkt, out);
-        p.clock = Some((&*self.clock, self.owner));
+        p.clock = Some(self);
         let v = walk(&self.prog, c, &mut p);
         let (nat, reject) = (p.nat, p.reject);
         if let (Verdict::Drop, Some(code)) = (v, reject) {
@@ -425,6 +425,12 @@ impl NftHook {
     }
 }
 
+impl expr::NftClock for NftHook {
+    fn now_ns(&self) -> u64 {
+        self.now()
+    }
+}
+
 impl Hook for NftHook {
     #[inline]
     fn hook(&self, point: HookPoint, pkt: &mut PacketBuf, out: &NetDevice) -> Verdict {
@@ -452,7 +458,7 @@ impl Hook for NftEgressHook {
         let prog = &*h.prog;
         for &c in prog.egress_chains(out.name()) {
             let mut p = PktInfo::netdev(pkt, out);
-            p.clock = Some((&*h.clock, h.owner));
+            p.clock = Some(h);
             if do_chain(prog, c, &mut p) == Verdict::Drop {
                 return Verdict::Drop;
             }

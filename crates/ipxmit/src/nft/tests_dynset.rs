@@ -36,9 +36,10 @@ fn add(rs: &mut Ruleset, stmts: Vec<Stmt>) -> Result<u64, NftError> {
 fn send(prog: &Program, clock: &ManualClock, daddr: [u8; 4]) -> Verdict {
     let (_stack, dev) = stack();
     let mut pkt = udp(daddr, 1000, 53, 10);
-    let mut p = PktInfo::new(&mut pkt, &dev);
     // Owner 1: no stack froze the time on this thread.
-    p.clock = Some((clock, 1));
+    let clock = (clock as &dyn crate::time::Clock, 1);
+    let mut p = PktInfo::new(&mut pkt, &dev);
+    p.clock = Some(&clock);
     do_chain(prog, 0, &mut p)
 }
 
