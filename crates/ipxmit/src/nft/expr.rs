@@ -385,7 +385,7 @@ const HDR: usize = 20;
 
 /// The packet as the expressions see it (`struct nft_pktinfo`): the
 /// transport offset and protocol read once (`nft_set_pktinfo_ipv4`), and
-/// a copy of the first [`HDR`] bytes of the network and of the transport
+/// a copy of the first `HDR` bytes of the network and of the transport
 /// header, so a payload load reads a fixed array, not the buffer; a
 /// statement that writes the header refreshes it.
 pub struct PktInfo<'a> {
@@ -410,7 +410,7 @@ pub struct PktInfo<'a> {
     th: Option<usize>,
     /// The IP protocol ([`PktInfo::l4proto`]).
     proto: u8,
-    /// The network header's first [`HDR`] bytes, then the transport
+    /// The network header's first `HDR` bytes, then the transport
     /// header's.
     hdr: [u8; 2 * HDR + 4],
     /// How many of each are the packet's (the rest: beyond its data, or
