@@ -380,6 +380,18 @@ impl<'a> OutputBatch<'a> {
         Ok(pkt.len())
     }
 
+    /// [`OutputBatch::filter`] out of line, for POST_ROUTING.
+    #[cold]
+    #[inline(never)]
+    fn filter_outlined(
+        &self,
+        h: &HookList<'_>,
+        point: HookPoint,
+        pkt: &mut PacketBuf,
+    ) -> Result<usize, SendError> {
+        self.filter(h, point, pkt)
+    }
+
     /// The hooks' verdict on `pkt`, out of line (the path without hooks
     /// keeps its registers; with one hook, a jump to it).
     #[inline(never)]
@@ -406,7 +418,7 @@ impl<'a> OutputBatch<'a> {
             return Ok(());
         }
         if let (Some(h), false) = (&self.post_routing_hooks, f.rerouted) {
-            len = self.filter(h, HookPoint::PostRouting, &mut pkt)?;
+            len = self.filter_outlined(h, HookPoint::PostRouting, &mut pkt)?;
         }
         self.finish_output(pkt, len, more)
     }
@@ -429,7 +441,9 @@ impl<'a> OutputBatch<'a> {
         if f.bcast || f.mc_loop {
             let mut copy = loop_copy(pkt, &self.stack.pool);
             let passed = match &self.post_routing_hooks {
-                Some(h) => self.filter(h, HookPoint::PostRouting, &mut copy).is_ok(),
+                Some(h) => self
+                    .filter_outlined(h, HookPoint::PostRouting, &mut copy)
+                    .is_ok(),
                 None => true,
             };
             if passed {
