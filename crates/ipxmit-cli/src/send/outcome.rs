@@ -307,13 +307,13 @@ mod tests {
     /// `qlen` as well as in the requeue list; it was counted twice, so a
     /// run's accounting found a packet too many (and called it an ARP
     /// frame among the drops).
-    #[test]
-    fn a_requeued_packet_is_queued_once() {
+    /// A stack with `eth0` (10.0.0.1/24) on `drivers`, a permanent
+    /// neighbour 10.0.0.2, and the address of its port 9.
+    fn eth0_host(drivers: Vec<Box<dyn Driver>>) -> (Arc<Stack>, std::net::SocketAddrV4) {
         let stack = Stack::new();
-        let wire = MemWire::new(1);
         let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
         stack
-            .add_device(DevConfig::ethernet("eth0", mac), wire.drivers(1))
+            .add_device(DevConfig::ethernet("eth0", mac), drivers)
             .unwrap();
         stack
             .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
@@ -323,8 +323,14 @@ mod tests {
         stack
             .add_neigh("eth0", peer, peer_mac, NudState::Permanent)
             .unwrap();
+        (stack, std::net::SocketAddrV4::new(peer, 9))
+    }
+
+    #[test]
+    fn a_requeued_packet_is_queued_once() {
+        let wire = MemWire::new(1);
+        let (stack, dst) = eth0_host(wire.drivers(1));
         let mut s = UdpSocket::new(&stack);
-        let dst = std::net::SocketAddrV4::new(peer, 9);
         for _ in 0..3 {
             s.send_to(&[0; 100], dst, MsgFlags::DONTWAIT).unwrap();
         }
@@ -356,22 +362,8 @@ mod tests {
     /// the run's result (`DRIVER_LATE_DROP`), not sent, and fail the run.
     #[test]
     fn frames_the_device_dropped_late_are_dropped_not_sent() {
-        let stack = Stack::new();
-        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
-        let drv: Box<dyn Driver> = Box::new(DropsEverySecond::default());
-        stack
-            .add_device(DevConfig::ethernet("eth0", mac), vec![drv])
-            .unwrap();
-        stack
-            .add_addr("eth0", "10.0.0.1/24".parse().unwrap())
-            .unwrap();
-        let peer = std::net::Ipv4Addr::new(10, 0, 0, 2);
-        let peer_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-        stack
-            .add_neigh("eth0", peer, peer_mac, NudState::Permanent)
-            .unwrap();
+        let (stack, dst) = eth0_host(vec![Box::new(DropsEverySecond::default())]);
         let mut s = UdpSocket::new(&stack);
-        let dst = std::net::SocketAddrV4::new(peer, 9);
         for _ in 0..4 {
             s.send_to(&[0; 100], dst, MsgFlags::DONTWAIT).unwrap();
         }
