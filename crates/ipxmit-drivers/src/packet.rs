@@ -127,7 +127,9 @@ use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags};
 use crate::runner::{self, recycle, WaitFd, WaitSource};
 pub use crate::sys::TpacketVersion;
 use crate::sys::{self, TxRingMap, TP_STATUS_KERNEL};
-use crate::txring::{self, Flow, LiveMtu, Misfit, Policy, Reaped, RingQueue, RingTx, RxCounters};
+use crate::txring::{
+    self, Flow, LiveMtu, Misfit, MisfitCounts, Policy, Reaped, RingQueue, RingTx, RxCounters,
+};
 use crate::vnet::{vnet_header, VNET_HDR_LEN};
 
 /// Default largest batch of one `sendmmsg`.
@@ -344,8 +346,7 @@ struct Counters {
     tx_syscalls: AtomicU64,
     tx_busy: AtomicU64,
     tx_errors: AtomicU64,
-    tx_oversize: AtomicU64,
-    tx_runt: AtomicU64,
+    misfits: MisfitCounts,
     tx_skipped: AtomicU64,
     tx_dropped: AtomicU64,
     rx_frames: AtomicU64,
@@ -375,11 +376,7 @@ impl Counters {
 
     /// Counts a frame refused before the ring, under its reason.
     fn refuse(&self, m: Misfit) {
-        let c = match m {
-            Misfit::Runt => &self.tx_runt,
-            Misfit::Oversize => &self.tx_oversize,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.misfits.count(m);
         self.error(m.errno());
     }
 }
@@ -979,8 +976,8 @@ impl PacketLink {
             tx_syscalls: g(&c.tx_syscalls),
             tx_busy: g(&c.tx_busy),
             tx_errors: g(&c.tx_errors),
-            tx_oversize: g(&c.tx_oversize),
-            tx_runt: g(&c.tx_runt),
+            tx_oversize: c.misfits.oversize(),
+            tx_runt: c.misfits.runt(),
             tx_skipped: g(&c.tx_skipped),
             tx_dropped: g(&c.tx_dropped),
             rx_frames: g(&c.rx_frames),

@@ -93,6 +93,35 @@ pub(crate) enum Misfit {
     Oversize,
 }
 
+/// A ring driver's counts of the frames it refused before a slot, by
+/// [`Misfit`].
+#[derive(Debug, Default)]
+pub(crate) struct MisfitCounts {
+    oversize: AtomicU64,
+    runt: AtomicU64,
+}
+
+impl MisfitCounts {
+    /// Counts one frame refused as `m`.
+    pub fn count(&self, m: Misfit) {
+        let c = match m {
+            Misfit::Runt => &self.runt,
+            Misfit::Oversize => &self.oversize,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames refused as over the MTU (or a UMEM frame).
+    pub fn oversize(&self) -> u64 {
+        self.oversize.load(Ordering::Relaxed)
+    }
+
+    /// Frames refused as shorter than a header.
+    pub fn runt(&self) -> u64 {
+        self.runt.load(Ordering::Relaxed)
+    }
+}
+
 impl Misfit {
     /// The errno it is counted under: `EINVAL`, `EMSGSIZE`.
     pub fn errno(self) -> rustix::io::Errno {

@@ -83,7 +83,9 @@ use rustix::io::Errno;
 
 use crate::runner::{self, WaitFd, WaitSource};
 use crate::sys;
-use crate::txring::{self, Flow, LiveMtu, Misfit, Policy, Reaped, RingQueue, RingTx, RxCounters};
+use crate::txring::{
+    self, Flow, LiveMtu, Misfit, MisfitCounts, Policy, Reaped, RingQueue, RingTx, RxCounters,
+};
 use ring::{CompRing, TxRing, Umem};
 
 /// Default TX ring entries per queue.
@@ -303,8 +305,7 @@ struct Counters {
     tx_busy: AtomicU64,
     tx_dropped: AtomicU64,
     tx_errors: AtomicU64,
-    tx_oversize: AtomicU64,
-    tx_runt: AtomicU64,
+    misfits: MisfitCounts,
     rx_frames: AtomicU64,
     rx_outgoing: AtomicU64,
     last_errno: AtomicI32,
@@ -326,11 +327,7 @@ impl Counters {
 
     /// Counts a frame refused before the ring, under its reason.
     fn refuse(&self, m: Misfit) {
-        let c = match m {
-            Misfit::Runt => &self.tx_runt,
-            Misfit::Oversize => &self.tx_oversize,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.misfits.count(m);
         self.error(m.errno());
     }
 }
@@ -706,8 +703,8 @@ impl XdpLink {
             tx_busy: g(&c.tx_busy),
             tx_dropped: g(&c.tx_dropped),
             tx_errors: g(&c.tx_errors),
-            tx_oversize: g(&c.tx_oversize),
-            tx_runt: g(&c.tx_runt),
+            tx_oversize: c.misfits.oversize(),
+            tx_runt: c.misfits.runt(),
             rx_frames: g(&c.rx_frames),
             rx_outgoing: g(&c.rx_outgoing),
             last_errno: c.last_errno.load(Ordering::Relaxed),
